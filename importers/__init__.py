@@ -1,0 +1,1 @@
+"""First-party beangulp importers (installed as ``ledger.importers``)."""

@@ -1,0 +1,104 @@
+"""Exact decimals: parsing amounts and quantities, rounding money, scaled storage.
+
+No float ever stands between an input file and the books::
+
+    >>> parse_decimal("0.10", where="plans.yaml: pro.charges[0].unit_price")
+    Decimal('0.10')
+    >>> round_money(Decimal("2.675"), "USD")      # half-even, on cumulative amounts only
+    Decimal('2.68')
+    >>> round_money(Decimal("1234.5"), "JPY")
+    Decimal('1234')
+    >>> to_units_nanos(Decimal("12.5"))           # how the store keeps a number exactly
+    (12, 500000000)
+    >>> from_units_nanos(12, 500000000)
+    Decimal('12.5')
+
+Quantities are stored as two integers, whole units and nanounits (``0 <= nanos <
+10**9``), so SQL ``SUM`` on both columns is exact on every engine (SQLite has no
+decimal type) and the range reaches far beyond 10**15 units.
+"""
+
+from __future__ import annotations
+
+import decimal
+from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, InvalidOperation
+
+NANO = 10**9
+#: Quantities carry at most this many decimal places.
+QUANTITY_PLACES = 9
+#: Minor units per ISO 4217 currency; anything not listed has 2.
+MINOR_UNITS: dict[str, int] = {
+    "BHD": 3, "CLP": 0, "IQD": 3, "ISK": 0, "JOD": 3, "JPY": 0, "KRW": 0, "KWD": 3,
+    "LYD": 3, "OMR": 3, "PYG": 0, "TND": 3, "UGX": 0, "VND": 0, "XAF": 0, "XOF": 0,
+}
+
+# Wide enough that no product or sum of quantities and prices is ever rounded by
+# the context itself: rounding happens only in round_money().
+CONTEXT = decimal.Context(prec=60, rounding=ROUND_HALF_EVEN, Emax=999999, Emin=-999999)
+decimal.setcontext(CONTEXT)
+decimal.DefaultContext.prec = CONTEXT.prec
+
+
+class DecimalError(ValueError):
+    """A value is not an exact decimal (float, NaN, infinity, garbage)."""
+
+
+def parse_decimal(value: object, *, where: str = "value") -> Decimal:
+    """Parse a decimal from a string, int or Decimal; refuse floats, NaN and infinity."""
+    if isinstance(value, bool):
+        raise DecimalError(f"{where}: expected a decimal string, got a boolean")
+    if isinstance(value, float):
+        raise DecimalError(f'{where}: expected a decimal string such as "{value}", got a float')
+    if isinstance(value, Decimal):
+        result = value
+    elif isinstance(value, int):
+        result = Decimal(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            result = Decimal(text)
+        except InvalidOperation:
+            raise DecimalError(f"{where}: {value!r} is not a decimal number") from None
+    else:
+        raise DecimalError(f"{where}: expected a decimal string, got {type(value).__name__}")
+    if not result.is_finite():
+        raise DecimalError(f"{where}: {value!r} is not a finite number")
+    return result
+
+
+def minor_units(currency: str) -> int:
+    """Decimal places of a currency's minor unit (USD 2, JPY 0)."""
+    return MINOR_UNITS.get(currency, 2)
+
+
+def quantum(currency: str) -> Decimal:
+    """The smallest amount of a currency as a Decimal exponent (USD → 0.01)."""
+    return Decimal(1).scaleb(-minor_units(currency))
+
+
+def round_money(amount: Decimal, currency: str) -> Decimal:
+    """Round half-even to the currency's minor unit. Use on cumulative amounts only."""
+    return amount.quantize(quantum(currency), rounding=ROUND_HALF_EVEN)
+
+
+def to_units_nanos(value: Decimal) -> tuple[int, int]:
+    """Split a decimal with at most 9 places into (floor units, nanos in [0, 1e9))."""
+    units = int(value.to_integral_value(rounding=ROUND_FLOOR))
+    nanos_dec = (value - units) * NANO
+    nanos = int(nanos_dec)
+    if nanos != nanos_dec:
+        raise DecimalError(f"{value} has more than {QUANTITY_PLACES} decimal places")
+    return units, nanos
+
+
+def from_units_nanos(units: int | Decimal | None, nanos: int | Decimal | None) -> Decimal:
+    """Join SQL sums of the two columns back into one exact Decimal."""
+    total = Decimal(int(units or 0)) + Decimal(int(nanos or 0)).scaleb(-QUANTITY_PLACES)
+    return normalize(total)
+
+
+def normalize(value: Decimal) -> Decimal:
+    """Drop trailing zeros without switching to an exponent (``12.500`` → ``12.5``)."""
+    if value == value.to_integral_value():
+        return value.quantize(Decimal(1))
+    return value.normalize()

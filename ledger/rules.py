@@ -1,0 +1,422 @@
+"""Rules: meters, plans, customers and accounts, loaded from YAML into typed,
+immutable, validated records. Every error names file, key path and line::
+
+    rules/plans.yaml:7: plans.pro.charges[0].unit_price: expected a decimal string such as "0.1", got a float
+
+A worked example of the four files is in ``rules/`` (the demo workspace) and in
+DESIGN.md. Amounts are decimal strings; a float in a money field is an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+from ledger.accounts import DEFAULT_TEMPLATES, AccountMap, check_template, component, is_valid_component
+from ledger.errors import RulesError
+from ledger.money import DecimalError, parse_decimal
+from ledger.pricing import PricingError, PricingModel
+
+FILES = ("meters.yaml", "plans.yaml", "customers.yaml", "accounts.yaml")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,254}$")
+
+
+def _strict_decimal(value: Any) -> Decimal:
+    try:
+        return parse_decimal(value, where="value")
+    except DecimalError as exc:
+        raise ValueError(str(exc).removeprefix("value: ")) from None
+
+
+Dec = Annotated[Decimal, BeforeValidator(_strict_decimal)]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+
+class Meter(_Record):
+    """What to measure: events of one type, aggregated per customer and cycle."""
+
+    id: str
+    event_type: str
+    aggregation: Literal["count", "sum", "max", "unique_count", "latest"]
+    unit: str = "unit"
+    value: str | None = None
+    filter: Mapping[str, str] = Field(default_factory=dict)
+    account: str | None = None
+    #: reconciliation: allowed difference between the batch and live meter totals
+    live_tolerance: Dec = Decimal(0)
+
+    @field_validator("filter", mode="before")
+    @classmethod
+    def _filter_strings(cls, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            out = {}
+            for k, v in value.items():
+                if isinstance(v, bool) or isinstance(v, float) or not isinstance(v, str | int):
+                    raise ValueError(f"filter value for {k!r} must be a string")
+                out[str(k)] = str(v)
+            return out
+        return value
+
+
+class Tier(_Record):
+    up_to: Dec | None = None
+    unit_price: Dec = Decimal(0)
+    flat_price: Dec = Decimal(0)
+
+
+class Charge(BaseModel):
+    """One priced meter of a plan. Keys other than meter/model are the model's
+    parameters, validated by the pricing plugin into ``terms``."""
+
+    model_config = ConfigDict(frozen=True, extra="allow", arbitrary_types_allowed=True)
+
+    meter: str
+    model: str
+    terms: Any = None
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class BaseFee(_Record):
+    amount: Dec
+    timing: Literal["advance", "arrears"] = "advance"
+
+
+class Plan(_Record):
+    id: str
+    name: str = ""
+    currency: str
+    cycle: Literal["monthly", "quarterly", "yearly"] = "monthly"
+    base_fee: BaseFee | None = None
+    minimum_commitment: Dec | None = None
+    charges: tuple[Charge, ...] = ()
+    account: str | None = None
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        if not (len(value) == 3 and value.isalpha() and value.isupper()):
+            raise ValueError(f"{value!r} is not an ISO 4217 currency code")
+        return value
+
+
+class Subscription(_Record):
+    plan: str
+    start: date
+    end: date | None = None
+
+
+class CreditGrant(_Record):
+    amount: Dec
+    granted: date
+    expires: date | None = None
+
+
+class Customer(_Record):
+    id: str
+    name: str = ""
+    account: str | None = None
+    currency: str
+    subscriptions: tuple[Subscription, ...] = ()
+    billing_anchor: Literal["start", "calendar"] = "start"
+    caps: Mapping[str, Dec] = Field(default_factory=dict)
+    spend_cap: Dec | None = None
+    alert_thresholds: tuple[Dec, ...] = (Decimal("0.8"), Decimal("1.0"))
+    credits: tuple[CreditGrant, ...] = ()
+    webhook: str | None = None
+
+
+class Rules(_Record):
+    """All rules of a workspace, cross-checked. ``hash`` identifies the files used."""
+
+    meters: Mapping[str, Meter]
+    plans: Mapping[str, Plan]
+    customers: Mapping[str, Customer]
+    accounts: AccountMap
+    hash: str
+    components: Mapping[tuple[str, str], str]
+
+    def customer_component(self, customer_id: str) -> str:
+        return self.components[("customer", customer_id)]
+
+    def meter_component(self, meter_id: str) -> str:
+        return self.components[("meter", meter_id)]
+
+    def plan_component(self, plan_id: str) -> str:
+        return self.components[("plan", plan_id)]
+
+    def account(self, key: str, *, customer: str = "", meter: str = "", plan: str = "") -> str:
+        """The ledger account for ``key`` (DESIGN's table) given ids, not components."""
+        return self.accounts.name(
+            key,
+            customer=self.customer_component(customer) if customer else "",
+            meter=self.meter_component(meter) if meter else "",
+            plan=self.plan_component(plan) if plan else "",
+        )
+
+    def meters_for_type(self, event_type: str) -> tuple[Meter, ...]:
+        return tuple(m for m in self.meters.values() if m.event_type == event_type)
+
+    @property
+    def event_types(self) -> frozenset[str]:
+        return frozenset(m.event_type for m in self.meters.values())
+
+
+# --- loading ---------------------------------------------------------------------------
+
+
+class _Source:
+    """One YAML file: its data and the line of every key path."""
+
+    def __init__(self, path: Path, root_key: str):
+        self.path = path
+        self.name = f"{path.parent.name}/{path.name}"
+        self.root_key = root_key
+        self.lines: dict[tuple[Any, ...], int] = {}
+        self.data: Any = {}
+        if not path.exists():
+            return
+        try:
+            text = path.read_text(encoding="utf-8")
+            node = yaml.compose(text, Loader=yaml.SafeLoader)
+            self.data = yaml.safe_load(text)
+        except UnicodeDecodeError as exc:
+            raise RulesError(f"not UTF-8 ({exc.reason})", file=self.name) from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise RulesError(
+                f"invalid YAML: {problem}", file=self.name,
+                line=mark.line + 1 if mark is not None else None,
+            ) from None
+        if node is not None:
+            self._index(node, ())
+        if self.data is None:
+            self.data = {}
+        if not isinstance(self.data, dict):
+            raise RulesError(f"expected a mapping with key {root_key!r}", file=self.name, line=1)
+        unknown = sorted(str(k) for k in self.data if k != root_key)
+        if unknown:
+            raise RulesError(f"unknown top-level key (expected {root_key!r})", file=self.name,
+                             key=unknown[0], line=self.line((unknown[0],)))
+
+    def _index(self, node: yaml.Node, path: tuple[Any, ...]) -> None:
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                key = yaml.safe_load(yaml.serialize(key_node)) if not isinstance(key_node, yaml.ScalarNode) else key_node.value
+                self.lines[(*path, key)] = key_node.start_mark.line + 1
+                self._index(value_node, (*path, key))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                self.lines[(*path, i)] = item.start_mark.line + 1
+                self._index(item, (*path, i))
+
+    def section(self) -> dict[Any, Any]:
+        value = self.data.get(self.root_key) or {}
+        if not isinstance(value, dict):
+            raise self.error(f"expected a mapping of {self.root_key}", (self.root_key,))
+        return value
+
+    def line(self, path: tuple[Any, ...]) -> int | None:
+        path = tuple(str(p) if not isinstance(p, int) else p for p in path)
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            path = path[:-1]
+        return None
+
+    def error(self, message: str, path: tuple[Any, ...]) -> RulesError:
+        return RulesError(message, file=self.name, key=_dotted(path), line=self.line(path))
+
+
+def _dotted(path: tuple[Any, ...]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _validate(model: type[BaseModel], data: Any, source: _Source, path: tuple[Any, ...]) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(p for p in err["loc"] if p not in ("function-before", "function-after"))
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "missing":
+            message = "required key is missing"
+        elif err["type"] == "extra_forbidden":
+            message = "unknown key"
+        raise source.error(message, (*path, *loc)) from None
+
+
+def load_rules(
+    rules_dir: Path, pricing_models: Mapping[str, PricingModel] | None = None
+) -> Rules:
+    """Load and cross-check the rules in ``rules_dir``.
+
+    When ``pricing_models`` is given (the plugin manager's models by name),
+    each charge's parameters are validated by its model into ``Charge.terms``.
+    """
+    if not rules_dir.is_dir():
+        raise RulesError(f"rules directory {rules_dir} not found")
+    meters_src = _Source(rules_dir / "meters.yaml", "meters")
+    plans_src = _Source(rules_dir / "plans.yaml", "plans")
+    customers_src = _Source(rules_dir / "customers.yaml", "customers")
+    accounts_src = _Source(rules_dir / "accounts.yaml", "accounts")
+    for src in (meters_src, plans_src, customers_src):
+        if not src.path.exists():
+            raise RulesError("file not found", file=src.name)
+
+    meters: dict[str, Meter] = {}
+    for mid, body in meters_src.section().items():
+        path = ("meters", mid)
+        _check_id(meters_src, mid, path)
+        if not isinstance(body, dict):
+            raise meters_src.error("expected a mapping", path)
+        meter = _validate(Meter, {**body, "id": str(mid)}, meters_src, path)
+        if meter.aggregation != "count" and not meter.value:
+            raise meters_src.error(f"aggregation {meter.aggregation!r} needs 'value' (the property to read)", path)
+        meters[str(mid)] = meter
+
+    plans: dict[str, Plan] = {}
+    for pid, body in plans_src.section().items():
+        path = ("plans", pid)
+        _check_id(plans_src, pid, path)
+        if not isinstance(body, dict):
+            raise plans_src.error("expected a mapping", path)
+        plan = _validate(Plan, {**body, "id": str(pid)}, plans_src, path)
+        charges = []
+        for i, charge in enumerate(plan.charges):
+            cpath = (*path, "charges", i)
+            if charge.meter not in meters:
+                raise plans_src.error(f"unknown meter {charge.meter!r}", (*cpath, "meter"))
+            if pricing_models is not None:
+                model = pricing_models.get(charge.model)
+                if model is None:
+                    known = ", ".join(sorted(pricing_models))
+                    raise plans_src.error(f"unknown pricing model {charge.model!r} (known: {known})", (*cpath, "model"))
+                try:
+                    terms = model.parse(charge.params)
+                except (PricingError, DecimalError) as exc:
+                    raise plans_src.error(f"{charge.model}: {exc}", cpath) from None
+                charge = charge.model_copy(update={"terms": terms})
+            charges.append(charge)
+        plans[str(pid)] = plan.model_copy(update={"charges": tuple(charges)})
+
+    customers: dict[str, Customer] = {}
+    for cid, body in customers_src.section().items():
+        path = ("customers", cid)
+        _check_id(customers_src, cid, path)
+        if not isinstance(body, dict):
+            raise customers_src.error("expected a mapping", path)
+        customer = _validate(Customer, {**body, "id": str(cid)}, customers_src, path)
+        _check_customer(customer, plans, meters, customers_src, path)
+        customers[str(cid)] = customer
+
+    overrides = accounts_src.section() if accounts_src.path.exists() else {}
+    for key, template in overrides.items():
+        if key not in DEFAULT_TEMPLATES:
+            raise accounts_src.error(f"unknown account key (known: {', '.join(DEFAULT_TEMPLATES)})", ("accounts", key))
+        if not isinstance(template, str):
+            raise accounts_src.error("expected an account template string", ("accounts", key))
+        problem = check_template(key, template)
+        if problem:
+            raise accounts_src.error(problem, ("accounts", key))
+
+    components = _components(meters, meters_src, plans, plans_src, customers, customers_src)
+    return Rules(
+        meters=meters,
+        plans=plans,
+        customers=customers,
+        accounts=AccountMap({str(k): str(v) for k, v in overrides.items()}),
+        hash=rules_hash(rules_dir),
+        components=components,
+    )
+
+
+def _check_id(source: _Source, ident: Any, path: tuple[Any, ...]) -> None:
+    if not isinstance(ident, str) or not _ID.match(ident):
+        raise source.error("ids are 1..255 letters, digits, '_', '.', ':' or '-'", path)
+
+
+def _check_customer(customer: Customer, plans: Mapping[str, Plan], meters: Mapping[str, Meter],
+                    source: _Source, path: tuple[Any, ...]) -> None:
+    previous: Subscription | None = None
+    for i, sub in enumerate(customer.subscriptions):
+        spath = (*path, "subscriptions", i)
+        plan = plans.get(sub.plan)
+        if plan is None:
+            raise source.error(f"unknown plan {sub.plan!r}", (*spath, "plan"))
+        if plan.currency != customer.currency:
+            raise source.error(
+                f"plan {sub.plan!r} bills in {plan.currency} but the customer in {customer.currency}", (*spath, "plan"))
+        if sub.end is not None and sub.end <= sub.start:
+            raise source.error("end must be after start", (*spath, "end"))
+        if previous is not None:
+            if sub.start <= previous.start:
+                raise source.error("subscriptions must be in order of start date", (*spath, "start"))
+            if previous.end is not None and previous.end > sub.start:
+                raise source.error("overlaps the previous subscription", (*spath, "start"))
+        previous = sub
+    for meter in customer.caps:
+        if meter not in meters:
+            raise source.error(f"unknown meter {meter!r}", (*path, "caps", meter))
+    for i, threshold in enumerate(customer.alert_thresholds):
+        if threshold <= 0:
+            raise source.error("thresholds are fractions above 0 (0.8 = 80 %)", (*path, "alert_thresholds", i))
+    for i, grant in enumerate(customer.credits):
+        if grant.amount <= 0:
+            raise source.error("credit amount must be positive", (*path, "credits", i, "amount"))
+        if grant.expires is not None and grant.expires <= grant.granted:
+            raise source.error("expires must be after granted", (*path, "credits", i, "expires"))
+
+
+def _components(meters: Mapping[str, Meter], meters_src: _Source, plans: Mapping[str, Plan], plans_src: _Source,
+                customers: Mapping[str, Customer], customers_src: _Source) -> dict[tuple[str, str], str]:
+    result: dict[tuple[str, str], str] = {}
+    groups: list[tuple[str, Mapping[str, Any], _Source]] = [
+        ("meter", meters, meters_src), ("plan", plans, plans_src), ("customer", customers, customers_src)]
+    for kind, records, source in groups:
+        taken: dict[str, str] = {}
+        for ident, record in records.items():
+            path = (f"{kind}s", ident)
+            explicit = getattr(record, "account", None)
+            if explicit is not None and not is_valid_component(explicit):
+                raise source.error(f"{explicit!r} is not a valid account component "
+                                   "(start with a capital letter or digit; letters, digits, '-')", (*path, "account"))
+            try:
+                name = explicit or component(ident)
+            except ValueError as exc:
+                raise source.error(str(exc), path) from None
+            if name in taken:
+                raise source.error(f"account component {name!r} is also used by {kind} {taken[name]!r}", path)
+            taken[name] = ident
+            result[(kind, ident)] = name
+    return result
+
+
+def rules_hash(rules_dir: Path) -> str:
+    """sha256 over the rules files' names and bytes (first 16 hex digits)."""
+    digest = hashlib.sha256()
+    for name in FILES:
+        path = rules_dir / name
+        if path.exists():
+            data = path.read_bytes()
+            digest.update(f"{name}\0{len(data)}\0".encode())
+            digest.update(data)
+    return digest.hexdigest()[:16]

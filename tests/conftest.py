@@ -1,0 +1,77 @@
+"""Shared fixtures: real stores (SQLite always, PostgreSQL when configured) and workspaces.
+
+PostgreSQL tests read ``METERBOOK_TEST_DATABASE_URL`` (for example
+``postgresql+psycopg://postgres@127.0.0.1:5432/test``) and skip with a clear
+reason when it is unset. Each test gets its own PostgreSQL schema, dropped after.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from beancount import loader
+
+# Beancount 3's pickle cache is keyed on file mtimes only, not plugin code.
+os.environ.setdefault("BEANCOUNT_DISABLE_LOAD_CACHE", "1")
+loader.initialize(False)
+
+REPO = Path(__file__).resolve().parent.parent
+PG_URL = os.environ.get("METERBOOK_TEST_DATABASE_URL", "")
+PG_SKIP = "METERBOOK_TEST_DATABASE_URL is not set (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)"
+
+
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'events.sqlite'}"
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL URL whose search_path is a fresh schema, dropped afterwards."""
+    if not PG_URL:
+        pytest.skip(PG_SKIP)
+    import sqlalchemy as sa
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    sep = "&" if "?" in PG_URL else "?"
+    try:
+        yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each store test runs on SQLite and, when configured, on PostgreSQL."""
+    if request.param == "sqlite":
+        return sqlite_url(tmp_path)
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    """A copy of the `meterbook init` template workspace."""
+    from ledger.cli import cli
+    from click.testing import CliRunner
+
+    root = tmp_path / "ws"
+    result = CliRunner().invoke(cli, ["init", str(root)])
+    assert result.exit_code == 0, result.output
+    return root
+
+
+@pytest.fixture
+def demo_rules(tmp_path: Path) -> Path:
+    """A copy of the repository's demo rules directory."""
+    target = tmp_path / "rules"
+    shutil.copytree(REPO / "rules", target)
+    return target

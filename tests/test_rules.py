@@ -1,0 +1,82 @@
+"""Rules load into typed records; every error names file, key and line."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from ledger.errors import RulesError
+from ledger.rules import load_rules
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_demo_rules_load_with_derived_accounts() -> None:
+    rules = load_rules(REPO / "rules")
+    assert rules.account("unbilled", customer="acme") == "Assets:Receivables:Unbilled:Acme"
+    assert rules.account("usage_revenue", meter="api_calls") == "Income:Usage:Api-Calls"
+    assert rules.account("subscription_revenue", plan="hybrid_eu") == "Income:Subscriptions:Hybrid-Eu"
+    assert rules.plans["pro"].base_fee is not None
+    assert rules.plans["pro"].base_fee.amount == Decimal("49.00")
+    assert rules.plans["pro"].minimum_commitment == Decimal("100.00")
+    assert len(rules.hash) == 16
+
+
+def _write(tmp_path: Path, **files: str) -> Path:
+    base = {
+        "meters.yaml": "meters:\n  api_calls:\n    event_type: api.request\n    aggregation: count\n",
+        "plans.yaml": "plans:\n  p:\n    currency: USD\n    charges:\n      - meter: api_calls\n        model: unit\n        unit_price: \"0.1\"\n",
+        "customers.yaml": "customers:\n  c1:\n    currency: USD\n    subscriptions:\n      - {plan: p, start: 2026-01-01}\n",
+    }
+    base.update({k.replace("_yaml", ".yaml"): v for k, v in files.items()})
+    for name, text in base.items():
+        (tmp_path / name).write_text(text)
+    return tmp_path
+
+
+def test_float_money_is_an_error_naming_file_key_and_line(tmp_path: Path) -> None:
+    rules_dir = _write(tmp_path, plans_yaml="plans:\n  p:\n    currency: USD\n    base_fee: {amount: 49.5}\n")
+    with pytest.raises(RulesError) as err:
+        load_rules(rules_dir)
+    assert str(err.value) == (
+        f"{tmp_path.name}/plans.yaml:4: plans.p.base_fee.amount: "
+        'expected a decimal string such as "49.5", got a float'
+    )
+
+
+def test_unknown_plan_names_line(tmp_path: Path) -> None:
+    rules_dir = _write(tmp_path, customers_yaml="customers:\n  c1:\n    currency: USD\n    subscriptions:\n      - {plan: nope, start: 2026-01-01}\n")
+    with pytest.raises(RulesError, match=r"customers.yaml:5: customers.c1.subscriptions\[0\].plan: unknown plan 'nope'"):
+        load_rules(rules_dir)
+
+
+def test_account_component_collision(tmp_path: Path) -> None:
+    rules_dir = _write(tmp_path, customers_yaml=(
+        "customers:\n  cus_1:\n    currency: USD\n  cus-1:\n    currency: USD\n"))
+    with pytest.raises(RulesError, match=r"customers.yaml:4: customers.cus-1: account component 'Cus-1' is also used by customer 'cus_1'"):
+        load_rules(rules_dir)
+
+
+def test_sum_meter_needs_value(tmp_path: Path) -> None:
+    rules_dir = _write(tmp_path, meters_yaml="meters:\n  api_calls:\n    event_type: x\n    aggregation: sum\n")
+    with pytest.raises(RulesError, match=r"meters.yaml:2: meters.api_calls: aggregation 'sum' needs 'value'"):
+        load_rules(rules_dir)
+
+
+def test_invalid_yaml_names_line(tmp_path: Path) -> None:
+    rules_dir = _write(tmp_path, meters_yaml="meters:\n  a: [unclosed\n")
+    with pytest.raises(RulesError, match=r"meters.yaml:\d+: invalid YAML"):
+        load_rules(rules_dir)
+
+
+def test_bad_account_template(tmp_path: Path) -> None:
+    rules_dir = _write(tmp_path, accounts_yaml="accounts:\n  cash: Bank:Operating\n")
+    with pytest.raises(RulesError, match=r"accounts.yaml:2: accounts.cash: 'Bank:Operating' must start with"):
+        load_rules(rules_dir)
+
+
+def test_missing_accounts_file_means_defaults(tmp_path: Path) -> None:
+    rules = load_rules(_write(tmp_path))
+    assert rules.account("receivable", customer="c1") == "Assets:Receivables:Invoiced:C1"
