@@ -26,7 +26,7 @@ from ledger.money import DecimalError, parse_decimal
 from ledger.pricing import PricingError, PricingModel
 
 FILES = ("meters.yaml", "plans.yaml", "customers.yaml", "accounts.yaml")
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,254}$")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
 
 
 def _strict_decimal(value: Any) -> Decimal:
@@ -351,7 +351,7 @@ def load_rules(
 
 def _check_id(source: _Source, ident: Any, path: tuple[Any, ...]) -> None:
     if not isinstance(ident, str) or not _ID.match(ident):
-        raise source.error("ids are 1..255 letters, digits, '_', '.', ':' or '-'", path)
+        raise source.error("ids are 1..255 letters, digits, '_', '.' or '-' (they appear in ledger links)", path)
 
 
 def _check_customer(customer: Customer, plans: Mapping[str, Plan], meters: Mapping[str, Meter],
