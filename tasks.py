@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The two quickstart commands, with nothing installed beforehand but Python 3.11+.
 
-    python3 tasks.py demo      # make .venv, install meterbook, run the demo pipeline
+    python3 tasks.py demo      # make .venv, install meterbook, run the pipeline on a sample workspace
     python3 tasks.py test      # make .venv, install meterbook[test], run the whole suite
 
 `test` runs ruff and mypy on ledger/ and then pytest; extra arguments go to pytest
@@ -39,7 +39,12 @@ def _install(extra: str) -> None:
 
 def demo(args: list[str]) -> None:
     _install("")
-    _run(BIN / "meterbook", "demo", *args)
+    workspace = ROOT / "build" / "quickstart"
+    meterbook = BIN / "meterbook"
+    _run(meterbook, "init", "--force", workspace)
+    _run(meterbook, "--workspace", workspace, "ingest", workspace / "samples" / "events.csv", *args)
+    _run(meterbook, "--workspace", workspace, "rate", "--through", "2026-01-31")
+    _run(meterbook, "--workspace", workspace, "invoice", "--through", "2026-02-01")
 
 
 def test(args: list[str]) -> None:

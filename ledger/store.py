@@ -111,13 +111,48 @@ rejects = Table(
 )
 
 
+# Issued invoices and credit notes are facts, not derived: the books are
+# regenerated around them. Amounts are decimal text (exact on every engine).
+invoices = Table(
+    "invoices", metadata,
+    Column("number", String(32), primary_key=True),
+    Column("seq", BigInteger, nullable=False, unique=True),
+    Column("customer", String(255), nullable=False),
+    Column("date", String(10), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("total", Text, nullable=False),
+    # the whole invoice (lines, quantities, tiers, credits) as canonical JSON
+    Column("document", Text, nullable=False),
+    # what makes issuing twice impossible: one invoice per customer and invoice date
+    Column("key", String(300), nullable=False, unique=True),
+)
+
+credit_notes = Table(
+    "credit_notes", metadata,
+    Column("number", String(32), primary_key=True),
+    Column("seq", BigInteger, nullable=False, unique=True),
+    Column("invoice", String(32), ForeignKey("invoices.number"), nullable=False),
+    Column("customer", String(255), nullable=False),
+    Column("date", String(10), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("amount", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("document", Text, nullable=False),
+)
+
+
 def _v1(conn: Connection) -> None:
     for table in (meta, batches, events, conflicts, rejects):
         table.create(conn, checkfirst=True)
 
 
 #: Forward migrations; the schema version is the number applied. Append, never edit.
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1]
+def _v2(conn: Connection) -> None:
+    for table in (invoices, credit_notes):
+        table.create(conn, checkfirst=True)
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2]
 
 
 def open_store(url: str, *, upgrade_schema: bool = True) -> Engine:

@@ -1,0 +1,66 @@
+"""Invoice documents: HTML for people and JSON for machines, under ``books/documents/``.
+
+``books/documents/INV-2026-000007.html`` and ``.json`` carry the same lines:
+quantities, tier breakdown with unit prices, credits applied and totals. The
+JSON is the store's canonical invoice record; the HTML is self-contained (no
+external assets) so it can be mailed or archived as is. A ``document``
+directive links the HTML to the customer's receivable account in Fava.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from html import escape
+
+from ledger.invoicing import Invoice
+from ledger.rules import Rules
+
+_STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:56rem;color:#1d2330}
+h1{font-size:1.4rem;margin:0}table{border-collapse:collapse;width:100%;margin-top:1.2rem}
+th,td{padding:.35rem .5rem;border-bottom:1px solid #dde2ea;text-align:left;vertical-align:top}
+td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}.tiers{color:#5b6475;font-size:.85rem}
+tfoot td{font-weight:600;border-top:2px solid #1d2330}.meta{color:#5b6475}
+"""
+
+
+def _money(amount: Decimal, currency: str) -> str:
+    return f"{amount:,} {currency}"
+
+
+def invoice_html(invoice: Invoice, rules: Rules) -> str:
+    """A self-contained HTML invoice."""
+    customer = rules.customers.get(invoice.customer)
+    name = customer.name if customer and customer.name else invoice.customer
+    rows = []
+    for line in invoice.lines:
+        qty = f"{line.quantity:,} {escape(line.unit)}" if line.quantity is not None else ""
+        tiers = "".join(
+            f"<div class='tiers'>{escape(t.description)}: {t.quantity:,}"
+            f"{' × ' + str(t.unit_price) if t.unit_price is not None else ''} = {t.amount}</div>"
+            for t in line.tiers
+        )
+        rows.append(
+            f"<tr><td>{escape(line.description)}{tiers}</td><td>{escape(line.cycle)}</td>"
+            f"<td class='num'>{qty}</td><td class='num'>{_money(line.amount, invoice.currency)}</td></tr>"
+        )
+    return (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{escape(invoice.number)}</title><style>{_STYLE}</style></head><body>"
+        f"<h1>Invoice {escape(invoice.number)}</h1>"
+        f"<p class='meta'>{escape(name)} ({escape(invoice.customer)}) · dated {invoice.date.isoformat()}"
+        f" · rules {escape(invoice.rules)}</p>"
+        "<table><thead><tr><th>Line</th><th>Cycle</th><th class='num'>Quantity</th>"
+        "<th class='num'>Amount</th></tr></thead><tbody>"
+        + "".join(rows)
+        + f"</tbody><tfoot><tr><td colspan='3'>Total due</td><td class='num'>"
+        f"{_money(invoice.total, invoice.currency)}</td></tr></tfoot></table></body></html>\n"
+    )
+
+
+def invoice_documents(invoice: Invoice, rules: Rules) -> dict[str, str]:
+    """``{relative path under books/: content}`` for one invoice."""
+    return {
+        f"documents/{invoice.number}.html": invoice_html(invoice, rules),
+        f"documents/{invoice.number}.json": invoice.to_json() + "\n",
+    }

@@ -1,0 +1,262 @@
+"""Invoices: drafted from the rating on their invoice dates, issued once, numbered.
+
+On 2026-10-15 acme's cycle ``[2026-09-15, 2026-10-15)`` ends and the next one
+starts, so one invoice carries both (DESIGN "Invoice date")::
+
+    INV-2026-000007  acme  2026-10-15  USD
+      usage       api_calls 25,000 calls (tiers …)            15.00   clears unbilled
+      usage       storage_gb 12.5 GB                            1.25   clears unbilled
+      commitment  minimum 100.00 − usage 16.25                 83.75   clears unbilled
+      base fee    pro 2026-10-15/2026-11-15 (in advance)       49.00   → deferred revenue
+                                                     total    149.00   → receivable
+
+Every line names the account it settles (``unbilled``, ``contract_asset`` or
+``deferred``), so the invoice transaction is receivable / those accounts and the
+cycle's unbilled and contract-asset balances are exactly 0 afterwards.
+Issued invoices are facts kept in the store: numbers ``INV-YYYY-NNNNNN`` are
+sequential per workspace, never reused, and the unique key customer + date
+makes issuing the same invoice twice impossible.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import date
+from decimal import Decimal
+
+from sqlalchemy import Engine, func, select
+
+from ledger.events import dumps
+from ledger.posting import Snapshot, plan_points, snapshot
+from ledger.pricing import PriceLine
+from ledger.rating import ZERO, CycleRating, Rating
+from ledger.rules import Rules
+from ledger.store import invoices as invoices_table
+
+
+@dataclass(frozen=True)
+class InvoiceLine:
+    """One line of an invoice and the account it settles."""
+
+    kind: str  # usage | commitment | base_fee | credit_applied | credit_grant | late_usage
+    description: str
+    account: str  # unbilled | contract_asset | deferred
+    amount: Decimal
+    cycle: str = ""  # cycle key "start/end"
+    link: str = ""  # cycle link body
+    meter: str = ""
+    quantity: Decimal | None = None
+    unit: str = ""
+    tiers: tuple[PriceLine, ...] = ()
+
+
+@dataclass(frozen=True)
+class Invoice:
+    """An invoice, drafted or issued (then ``number`` is set)."""
+
+    customer: str
+    date: date
+    currency: str
+    lines: tuple[InvoiceLine, ...]
+    rules: str
+    number: str = ""
+    #: the cycles' accruals as they stood when invoiced: the books never move them again
+    accruals: tuple[Snapshot, ...] = ()
+
+    @property
+    def total(self) -> Decimal:
+        return sum((line.amount for line in self.lines), ZERO)
+
+    @property
+    def key(self) -> str:
+        return f"{self.customer}/{self.date.isoformat()}"
+
+    def settles(self, account: str) -> Decimal:
+        """What this invoice moves out of ``account`` into the receivable."""
+        return sum((line.amount for line in self.lines if line.account == account), ZERO)
+
+    @property
+    def cycles(self) -> tuple[str, ...]:
+        return tuple(sorted({line.link for line in self.lines if line.link}))
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["total"] = self.total
+        return dumps(_jsonable(data))
+
+    @classmethod
+    def from_json(cls, text: str) -> Invoice:
+        data = json.loads(text)
+        lines = tuple(
+            InvoiceLine(
+                kind=line["kind"], description=line["description"], account=line["account"],
+                amount=Decimal(line["amount"]), cycle=line["cycle"], link=line["link"], meter=line["meter"],
+                quantity=Decimal(line["quantity"]) if line["quantity"] is not None else None,
+                unit=line["unit"],
+                tiers=tuple(PriceLine(t["description"], Decimal(t["quantity"]),
+                                      Decimal(t["unit_price"]) if t["unit_price"] is not None else None,
+                                      Decimal(t["amount"])) for t in line["tiers"]),
+            )
+            for line in data["lines"]
+        )
+        accruals = tuple(
+            Snapshot(link=a["link"], customer=a["customer"], cycle=a["cycle"], plan=a["plan"],
+                     through=date.fromisoformat(a["through"]), currency=a["currency"],
+                     targets=tuple((k, Decimal(v)) for k, v in a["targets"]),
+                     quantities=tuple((k, Decimal(v)) for k, v in a["quantities"]), evidence=a["evidence"])
+            for a in data.get("accruals", [])
+        )
+        return cls(customer=data["customer"], date=date.fromisoformat(data["date"]), currency=data["currency"],
+                   lines=lines, rules=data["rules"], number=data["number"], accruals=accruals)
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def load_invoices(engine: Engine) -> list[Invoice]:
+    """Every issued invoice, in number order."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(invoices_table.c.document).order_by(invoices_table.c.seq)).scalars()
+        return [Invoice.from_json(doc) for doc in rows]
+
+
+def cycle_lines(rated: CycleRating, rules: Rules) -> list[InvoiceLine]:
+    """The arrears lines of a cycle at its last accrual point (usage, commitment,
+    arrears base fee, credits applied)."""
+    cycle = rated.cycle
+    common = {"cycle": cycle.key, "link": cycle.link}
+    lines = [
+        InvoiceLine(kind="usage", description=f"{c.meter} ({c.model})", account="unbilled" if c.final else "contract_asset",
+                    amount=c.amount, meter=c.meter, quantity=c.quantity, unit=rules.meters[c.meter].unit,
+                    tiers=c.lines, **common)
+        for c in rated.charges
+    ]
+    if rated.commitment_shortfall:
+        lines.append(InvoiceLine(kind="commitment", description="minimum commitment shortfall", account="unbilled",
+                                 amount=rated.commitment_shortfall, **common))
+    if rated.base_fee is not None and rated.base_fee.timing == "arrears" and rated.base_fee.billed:
+        lines.append(InvoiceLine(kind="base_fee", description=f"{cycle.plan} base fee (in arrears)", account="unbilled",
+                                 amount=rated.base_fee.billed, **common))
+    final_credit, nonfinal_credit = split_credit(rated)
+    if final_credit:
+        lines.append(InvoiceLine(kind="credit_applied", description="prepaid credit applied", account="unbilled",
+                                 amount=-final_credit, **common))
+    if nonfinal_credit:
+        lines.append(InvoiceLine(kind="credit_applied", description="prepaid credit applied",
+                                 account="contract_asset", amount=-nonfinal_credit, **common))
+    return lines
+
+
+def split_credit(rated: CycleRating) -> tuple[Decimal, Decimal]:
+    """Credit applied to final-price usage first (unbilled), then to the rest (contract asset)."""
+    final = min(rated.credit_applied, rated.final_usage)
+    return final, rated.credit_applied - final
+
+
+def draft_invoices(rating: Rating, rules: Rules, issued: Sequence[Invoice], *, through: date,
+                   first_open: date = date.min, evidence: Mapping[tuple[str, date], str] | None = None,
+                   ) -> list[Invoice]:
+    """Every invoice dated on or before ``through`` that is not issued yet.
+
+    One invoice per customer and invoice date: the ending cycles' arrears
+    lines, the starting cycles' advance base fees, credit grants of the day,
+    and late usage of earlier invoiced cycles not billed yet.
+    """
+    evidence = evidence or {}
+    issued_keys = {inv.key for inv in issued}
+    lines: dict[tuple[str, date], list[InvoiceLine]] = defaultdict(list)
+    accruals: dict[tuple[str, date], list[Snapshot]] = defaultdict(list)
+    points: dict[str, list[CycleRating]] = defaultdict(list)
+    for rated in rating.cycles:
+        points[rated.cycle.link].append(rated)
+    for ratings in points.values():
+        rated = ratings[-1]
+        cycle = rated.cycle
+        if rated.is_cycle_end and cycle.end <= through:
+            lines[(cycle.customer, cycle.end)].extend(cycle_lines(rated, rules))
+            accruals[(cycle.customer, cycle.end)].extend(
+                snapshot(r, evidence.get((cycle.link, r.through), "")) for r in ratings
+                if r.through in cycle.accrual_points())
+        fee = rated.base_fee
+        if fee is not None and fee.timing == "advance" and cycle.start <= through and fee.billed:
+            lines[(cycle.customer, cycle.start)].append(InvoiceLine(
+                kind="base_fee", description=f"{cycle.plan} base fee {cycle.key} (in advance)", account="deferred",
+                amount=fee.billed, cycle=cycle.key, link=cycle.link))
+    for cid, customer in rules.customers.items():
+        for grant in customer.credits:
+            if grant.granted <= through:
+                expiry = f", expires {grant.expires.isoformat()}" if grant.expires else ""
+                lines[(cid, grant.granted)].append(InvoiceLine(
+                    kind="credit_grant", description=f"prepaid credit granted {grant.granted.isoformat()}{expiry}",
+                    account="deferred", amount=grant.amount))
+    late = late_usage(rating, issued, first_open=first_open)
+    drafts = []
+    for (cid, day), body in sorted(lines.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        if f"{cid}/{day.isoformat()}" in issued_keys:
+            continue
+        due = [line for posted, line in late.get(cid, []) if posted < day]
+        if due:  # billed on this invoice: not on a later one of the same run
+            late[cid] = [(posted, line) for posted, line in late[cid] if line not in due]
+        body = [*body, *due]
+        if not any(line.amount for line in body):
+            continue  # nothing to bill (a cycle without usage): no zero invoice
+        drafts.append(Invoice(customer=cid, date=day, currency=rules.customers[cid].currency,
+                              lines=tuple(body), rules=rules.hash,
+                              accruals=tuple(sorted(accruals.get((cid, day), []), key=lambda a: (a.link, a.through)))))
+    return drafts
+
+
+def late_usage(rating: Rating, issued: Sequence[Invoice], *, first_open: date = date.min,
+               ) -> dict[str, list[tuple[date, InvoiceLine]]]:
+    """Late usage of invoiced cycles not billed yet, with the date it is posted.
+
+    Per cycle: the unbilled and contract-asset part of (targets now − targets
+    frozen by its invoice) − late lines already billed. An invoice bills the
+    late lines posted before its date."""
+    billed: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
+    for inv in issued:
+        for line in inv.lines:
+            if line.kind == "late_usage":
+                billed[(line.link, line.account)] += line.amount
+    _points, late = plan_points(rating, issued, first_open=first_open)
+    result: dict[str, list[tuple[date, InvoiceLine]]] = defaultdict(list)
+    for now, frozen, day in late:
+        for account in ("unbilled", "contract_asset"):
+            diff = now.target(account) - frozen.target(account) - billed[(now.link, account)]
+            if diff:
+                result[now.customer].append((day, InvoiceLine(
+                    kind="late_usage", description=f"late usage for {now.cycle}", account=account, amount=diff,
+                    cycle=now.cycle, link=now.link)))
+    return result
+
+
+def issue(engine: Engine, drafts: Iterable[Invoice]) -> list[Invoice]:
+    """Number and store drafts in one transaction; return them with numbers."""
+    issued: list[Invoice] = []
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.exec_driver_sql("LOCK TABLE invoices IN EXCLUSIVE MODE")
+        seq = conn.execute(select(func.max(invoices_table.c.seq))).scalar() or 0
+        for draft in drafts:
+            seq += 1
+            number = f"INV-{draft.date.year}-{seq:06d}"
+            invoice = Invoice(customer=draft.customer, date=draft.date, currency=draft.currency,
+                              lines=draft.lines, rules=draft.rules, number=number)
+            conn.execute(invoices_table.insert().values(
+                number=number, seq=seq, customer=invoice.customer, date=invoice.date.isoformat(),
+                currency=invoice.currency, total=str(invoice.total), document=invoice.to_json(), key=invoice.key))
+            issued.append(invoice)
+    return issued
+

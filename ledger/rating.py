@@ -1,0 +1,313 @@
+"""Rating: cumulative amounts per customer, cycle and charge at each cut-off.
+
+For a cycle ``[2026-09-15, 2026-10-15)`` on plan ``pro`` (graduated API calls,
+base fee 49.00 in advance, minimum commitment 100.00), rating through
+2026-10-14 gives one :class:`CycleRating` per accrual point::
+
+    through 2026-09-30   api_calls 14,000 calls  →  4.00   base fee recognized 26.13
+    through 2026-10-14   api_calls 25,000 calls  → 15.00   base fee recognized 49.00
+                                                           commitment shortfall 85.00
+
+Every figure is *cumulative* for the cycle and rounded half-even to the
+currency's minor unit; posting books the difference between consecutive
+cumulatives, so a cycle's accruals sum exactly to its invoice. Quantities come
+from :mod:`ledger.metering` (SQL); prices from the pricing plugins.
+
+Timing rules (DESIGN): an accrual dated D covers usage before D+1 00:00 in the
+workspace timezone. Base fees are recognized by day:
+``round(billed × days elapsed ÷ days in cycle)``, where ``billed`` is the fee
+prorated by days for a cycle cut short by a start, end or plan change. The
+minimum commitment (prorated the same way) is compared with gross usage charges
+on the cycle's last day. Prepaid credits are drawn oldest-expiring first at each
+accrual point, never below zero; usage they cannot cover is billable; what is
+left at expiry is breakage.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+from fractions import Fraction
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Engine
+
+from ledger.cycles import Cycle, cycles_for
+from ledger.metering import Window, cut_off_us, measure
+from ledger.money import round_money
+from ledger.pricing import PriceLine, PricingModel, Usage
+from ledger.rules import Charge, CreditGrant, Customer, Rules
+
+ZERO = Decimal(0)
+
+
+@dataclass(frozen=True)
+class ChargeRating:
+    """One charge of a cycle, cumulative through a cut-off."""
+
+    index: int
+    meter: str
+    model: str
+    quantity: Decimal
+    events: int
+    amount: Decimal
+    lines: tuple[PriceLine, ...]
+    final: bool
+
+
+@dataclass(frozen=True)
+class BaseFeeRating:
+    """A cycle's base fee: what is billed for the cycle and recognized so far."""
+
+    timing: str
+    billed: Decimal
+    recognized: Decimal
+
+
+@dataclass(frozen=True)
+class CycleRating:
+    """A cycle rated cumulatively through ``through`` (inclusive)."""
+
+    cycle: Cycle
+    through: date
+    currency: str
+    charges: tuple[ChargeRating, ...]
+    base_fee: BaseFeeRating | None
+    commitment_shortfall: Decimal
+    credit_applied: Decimal
+
+    @property
+    def usage_amount(self) -> Decimal:
+        """Gross usage charges before credits."""
+        return sum((c.amount for c in self.charges), ZERO)
+
+    @property
+    def final_usage(self) -> Decimal:
+        return sum((c.amount for c in self.charges if c.final), ZERO)
+
+    @property
+    def nonfinal_usage(self) -> Decimal:
+        return sum((c.amount for c in self.charges if not c.final), ZERO)
+
+    @property
+    def is_cycle_end(self) -> bool:
+        return self.through == self.cycle.end - timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class CreditMovement:
+    """A prepaid credit grant drawn, returned or expired (breakage)."""
+
+    customer: str
+    grant: int
+    day: date
+    kind: str  # "draw" | "return" | "breakage"
+    amount: Decimal
+    cycle: Cycle | None = None
+
+
+@dataclass(frozen=True)
+class Rating:
+    """Everything rated through a date: every accrual point of every cycle."""
+
+    through: date
+    cycles: tuple[CycleRating, ...]
+    credits: tuple[CreditMovement, ...] = field(default=())
+
+    def latest(self) -> list[CycleRating]:
+        """The last rating of each cycle (the cycle-to-date view)."""
+        last: dict[tuple[str, date, str], CycleRating] = {}
+        for rated in self.cycles:
+            last[(rated.cycle.customer, rated.cycle.start, rated.cycle.plan)] = rated
+        return sorted(last.values(), key=lambda r: (r.cycle.customer, r.cycle.start))
+
+
+def rating_points(cycle: Cycle, through: date) -> tuple[date, ...]:
+    """The cut-offs at which a cycle is rated: its accrual points up to
+    ``through``, plus ``through`` itself when it falls inside the cycle."""
+    points = [d for d in cycle.accrual_points() if d <= through]
+    if cycle.start <= through < cycle.end - timedelta(days=1) and through not in points:
+        points.append(through)
+    return tuple(sorted(points))
+
+
+def rate(
+    engine: Engine,
+    rules: Rules,
+    models: Mapping[str, PricingModel],
+    tz: ZoneInfo,
+    *,
+    through: date,
+    customers: Collection[str] | None = None,
+) -> Rating:
+    """Rate every cycle that started on or before ``through``."""
+    selected = [c for cid, c in sorted(rules.customers.items()) if customers is None or cid in customers]
+    plan_points: list[tuple[Customer, Cycle, tuple[date, ...]]] = []
+    for customer in selected:
+        for cycle in cycles_for(customer, rules.plans, until=through + timedelta(days=1)):
+            points = rating_points(cycle, through)
+            if points:
+                plan_points.append((customer, cycle, points))
+
+    usages = _measure_all(engine, rules, models, tz, plan_points)
+    results: list[CycleRating] = []
+    movements: list[CreditMovement] = []
+    by_customer: dict[str, list[tuple[Cycle, date, _Gross]]] = defaultdict(list)
+    for customer, cycle, points in plan_points:
+        plan = rules.plans[cycle.plan]
+        for point in points:
+            charges = tuple(
+                _rate_charge(i, charge, models, usages[(cycle.customer, cycle.start, cycle.plan, i, point)],
+                             plan.currency)
+                for i, charge in enumerate(plan.charges)
+            )
+            by_customer[customer.id].append((cycle, point, _Gross(charges)))
+
+    for customer in selected:
+        rows = sorted(by_customer.get(customer.id, []), key=lambda r: (r[1], r[0].start))
+        applied, customer_movements = _apply_credits(customer, rows, through)
+        movements.extend(customer_movements)
+        for cycle, point, gross in rows:
+            plan = rules.plans[cycle.plan]
+            results.append(CycleRating(
+                cycle=cycle,
+                through=point,
+                currency=plan.currency,
+                charges=gross.charges,
+                base_fee=_base_fee(cycle, plan.base_fee.amount, plan.base_fee.timing, point, plan.currency)
+                if plan.base_fee else None,
+                commitment_shortfall=_shortfall(cycle, plan.minimum_commitment, gross.amount, point, plan.currency),
+                credit_applied=applied[(cycle.start, cycle.plan, point)],
+            ))
+    results.sort(key=lambda r: (r.cycle.customer, r.cycle.start, r.through))
+    movements.sort(key=lambda m: (m.customer, m.day, m.grant, m.kind))
+    return Rating(through=through, cycles=tuple(results), credits=tuple(movements))
+
+
+@dataclass(frozen=True)
+class _Gross:
+    charges: tuple[ChargeRating, ...]
+
+    @property
+    def amount(self) -> Decimal:
+        return sum((c.amount for c in self.charges), ZERO)
+
+
+def _measure_all(
+    engine: Engine, rules: Rules, models: Mapping[str, PricingModel], tz: ZoneInfo,
+    plan_points: Iterable[tuple[Customer, Cycle, tuple[date, ...]]],
+) -> dict[tuple[str, date, str, int, date], Usage]:
+    """One metering call per (meter, bands): every window of every cycle at once."""
+    requests: dict[tuple[str, tuple[Decimal, ...]], set[Window]] = defaultdict(set)
+    keys: list[tuple[tuple[str, date, str, int, date], str, tuple[Decimal, ...], Window]] = []
+    for _customer, cycle, points in plan_points:
+        start_us = cut_off_us(cycle.start, tz)
+        for i, charge in enumerate(rules.plans[cycle.plan].charges):
+            bands = tuple(models[charge.model].bands(charge.terms))
+            for point in points:
+                window = Window(cycle.customer, start_us, cut_off_us(point + timedelta(days=1), tz))
+                requests[(charge.meter, bands)].add(window)
+                keys.append(((cycle.customer, cycle.start, cycle.plan, i, point), charge.meter, bands, window))
+    measured = {
+        (meter, bands): measure(engine, rules.meters[meter], sorted(windows), bands)
+        for (meter, bands), windows in sorted(requests.items())
+    }
+    return {key: measured[(meter, bands)][window] for key, meter, bands, window in keys}
+
+
+def _rate_charge(index: int, charge: Charge, models: Mapping[str, PricingModel], usage: Usage,
+                 currency: str) -> ChargeRating:
+    model = models[charge.model]
+    price = model.price(charge.terms, usage)
+    return ChargeRating(
+        index=index, meter=charge.meter, model=charge.model, quantity=usage.quantity,
+        events=usage.events, amount=round_money(price.amount, currency), lines=price.lines,
+        final=model.price_is_final(charge.terms),
+    )
+
+
+def _fraction_of(amount: Decimal, fraction: Fraction) -> Decimal:
+    return amount * fraction.numerator / Decimal(fraction.denominator)
+
+
+def _base_fee(cycle: Cycle, fee: Decimal, timing: str, point: date, currency: str) -> BaseFeeRating:
+    billed = round_money(_fraction_of(fee, cycle.proration()), currency)
+    elapsed = (point - cycle.start).days + 1
+    recognized = round_money(_fraction_of(billed, Fraction(elapsed, cycle.days)), currency)
+    return BaseFeeRating(timing=timing, billed=billed, recognized=recognized)
+
+
+def _shortfall(cycle: Cycle, minimum: Decimal | None, gross: Decimal, point: date, currency: str) -> Decimal:
+    if minimum is None or point != cycle.end - timedelta(days=1):
+        return ZERO
+    prorated = round_money(_fraction_of(minimum, cycle.proration()), currency)
+    return max(ZERO, prorated - gross)
+
+
+def _apply_credits(
+    customer: Customer, rows: list[tuple[Cycle, date, _Gross]], through: date,
+) -> tuple[dict[tuple[date, str, date], Decimal], list[CreditMovement]]:
+    """Draw each cycle's usage from prepaid credits, point by point in date order.
+
+    A cycle's cumulative credited amount never exceeds its cumulative usage:
+    when usage falls (volume tiers), the excess goes back to the grants it came
+    from, newest draw first. Grants are drawn oldest-expiring first, only while
+    ``granted <= day < expires``.
+    """
+    grants: list[CreditGrant] = list(customer.credits)
+    remaining = [g.amount for g in grants]
+    draws: dict[tuple[date, str], list[tuple[int, Decimal]]] = defaultdict(list)
+    credited: dict[tuple[date, str], Decimal] = defaultdict(lambda: ZERO)
+    applied: dict[tuple[date, str, date], Decimal] = {}
+    movements: list[CreditMovement] = []
+    expired: set[int] = set()
+
+    def expire_before(day: date) -> None:
+        for g, grant in enumerate(grants):
+            if g not in expired and grant.expires is not None and grant.expires <= day:
+                expired.add(g)
+                if remaining[g] > 0:
+                    movements.append(CreditMovement(customer.id, g, grant.expires, "breakage", remaining[g]))
+                    remaining[g] = ZERO
+
+    order = sorted(range(len(grants)), key=lambda g: (grants[g].expires or date.max, grants[g].granted, g))
+    for cycle, point, gross in rows:
+        expire_before(point)
+        key = (cycle.start, cycle.plan)
+        target = gross.amount
+        have = credited[key]
+        if target < have:  # usage fell: give back the excess, newest draw first
+            excess = have - target
+            while excess > 0 and draws[key]:
+                g, amount = draws[key].pop()
+                back = min(amount, excess)
+                if amount > back:
+                    draws[key].append((g, amount - back))
+                excess -= back
+                have -= back
+                if g in expired:  # the grant already expired: what comes back is breakage now
+                    movements.append(CreditMovement(customer.id, g, point, "breakage", back))
+                else:
+                    remaining[g] += back
+                movements.append(CreditMovement(customer.id, g, point, "return", back, cycle))
+        elif target > have:
+            need = target - have
+            for g in order:
+                grant = grants[g]
+                if need <= 0:
+                    break
+                if g in expired or grant.granted > point or remaining[g] <= 0:
+                    continue
+                take = min(need, remaining[g])
+                remaining[g] -= take
+                need -= take
+                have += take
+                draws[key].append((g, take))
+                movements.append(CreditMovement(customer.id, g, point, "draw", take, cycle))
+        credited[key] = have
+        applied[(cycle.start, cycle.plan, point)] = have
+    expire_before(through)
+    return applied, movements

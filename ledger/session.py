@@ -1,0 +1,127 @@
+"""A session: one workspace with its rules, plugins and store, and the pipeline
+stages run over them. The CLI, the demo and the tests drive the engine here::
+
+    session = Session.open(Workspace.find(Path.cwd()))
+    session.post(through=date(2026, 10, 31))      # rate → post → books/
+    session.invoice(through=date(2026, 10, 31))   # issue due invoices, then re-post
+
+Each stage lives in its own module (``metering``, ``rating``, ``posting``,
+``invoicing``, ``books``); this module only wires them in order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from beancount.core import data
+from sqlalchemy import Engine
+
+from ledger import books, metering
+from ledger.documents import invoice_documents
+from ledger.invoicing import Invoice, draft_invoices, issue, load_invoices
+from ledger.posting import post
+from ledger.rating import Rating, rate
+from ledger.registry import Registry, load_registry
+from ledger.rules import Rules, load_rules
+from ledger.store import open_store
+from ledger.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class PostReport:
+    """What ``post`` wrote."""
+
+    through: date
+    entries: int
+    months: tuple[str, ...]
+    invoices: int
+
+
+@dataclass
+class Session:
+    """A workspace opened for work."""
+
+    workspace: Workspace
+    registry: Registry
+    rules: Rules
+    engine: Engine
+
+    @classmethod
+    def open(cls, workspace: Workspace) -> Session:
+        registry = load_registry(workspace.plugins_dir)
+        rules = load_rules(workspace.rules_dir, registry.pricing_models)
+        return cls(workspace, registry, rules, open_store(workspace.store_url))
+
+    def today(self) -> date:
+        return datetime.now(self.workspace.tz).date()
+
+    def rate(self, through: date, customers: Collection[str] | None = None) -> Rating:
+        return rate(self.engine, self.rules, self.registry.pricing_models, self.workspace.tz,
+                    through=through, customers=customers)
+
+    def first_open(self) -> date:
+        """The first day of the first month that is not sealed."""
+        sealed = books.sealed_months(self.workspace.books_dir)
+        if not sealed:
+            return date.min
+        last = max(sealed)
+        year, month = int(last[:4]), int(last[5:7])
+        return date(year + month // 12, month % 12 + 1, 1)
+
+    def evidence(self, rating: Rating) -> dict[tuple[str, date], str]:
+        """Per cycle and accrual point: a digest over the evidence of each of its meters."""
+        tz = self.workspace.tz
+        result: dict[tuple[str, date], str] = {}
+        for rated in rating.cycles:
+            if rated.through not in rated.cycle.accrual_points():
+                continue
+            window = metering.Window(rated.cycle.customer, metering.cut_off_us(rated.cycle.start, tz),
+                                     metering.cut_off_us(rated.through + timedelta(days=1), tz))
+            digest = hashlib.sha256()
+            for meter in sorted({c.meter for c in rated.charges}):
+                ev = metering.evidence(self.engine, self.rules.meters[meter], window)
+                digest.update(f"{meter}\t{ev.events}\t{ev.digest}\n".encode())
+            result[(rated.cycle.link, rated.through)] = digest.hexdigest()[:16]
+        return result
+
+    def post(self, through: date) -> PostReport:
+        """Rate and (re)write the open months' books up to ``through``."""
+        rating = self.rate(through)
+        invoices = [inv for inv in load_invoices(self.engine) if inv.date <= through]
+        entries = [e for e in post(rating, self.rules, invoices, first_open=self.first_open(),
+                                   evidence=self.evidence(rating)) if e.date <= through]
+        documents: dict[str, str] = {}
+        for inv in invoices:
+            documents.update(invoice_documents(inv, self.rules))
+        months = self.write(entries, documents)
+        return PostReport(through=through, entries=len(entries), months=months, invoices=len(invoices))
+
+    def write(self, entries: list[data.Directive], documents: dict[str, str]) -> tuple[str, ...]:
+        books_dir = self.workspace.books_dir
+        for relative, content in sorted(documents.items()):
+            books.write_atomic(books_dir / relative, content)
+        currencies = sorted({self.workspace.operating_currency} | {c.currency for c in self.rules.customers.values()})
+        options = {"title": f"meterbook: {self.workspace.root.name}"}
+        written = books.write_books(
+            books_dir,
+            options=options,
+            operating_currencies=currencies,
+            plugins=[("ledger.seal", None)],
+            extensions=self.registry.fava_extensions if hasattr(self.registry, "fava_extensions") else [],
+            entries=entries,
+            sealed_months=books.sealed_months(books_dir),
+        )
+        return tuple(written)
+
+    def invoice(self, through: date) -> list[Invoice]:
+        """Issue every invoice dated on or before ``through`` not issued yet, then re-post."""
+        rating = self.rate(through)
+        issued = load_invoices(self.engine)
+        drafts = draft_invoices(rating, self.rules, issued, through=through, first_open=self.first_open(),
+                                evidence=self.evidence(rating))
+        new = issue(self.engine, drafts)
+        self.post(through)
+        return new

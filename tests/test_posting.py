@@ -1,0 +1,223 @@
+"""Posting worked examples: the books are loaded with Beancount and balances read at dates.
+
+Every number below is computed by hand in the comments.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from beancount.core import data
+
+from ledger.books import load_books
+from ledger.events import Event, parse_time
+from ledger.session import Session
+from ledger.store import batches, events
+from ledger.workspace import Workspace
+
+METERS = """\
+meters:
+  api_calls: {event_type: api.request, aggregation: count, unit: call}
+  tokens: {event_type: llm.completion, aggregation: sum, value: tokens, unit: token}
+"""
+PLANS = """\
+plans:
+  g:
+    currency: USD
+    charges:
+      - meter: api_calls
+        model: graduated
+        tiers:
+          - {up_to: 10, unit_price: "0"}
+          - {up_to: 100, unit_price: "0.05"}
+          - {unit_price: "0.01"}
+  v:
+    currency: USD
+    charges:
+      - meter: tokens
+        model: volume
+        tiers:
+          - {up_to: 100, unit_price: "0.02"}
+          - {unit_price: "0.01"}
+  b:
+    currency: USD
+    base_fee: {amount: "30.00", timing: advance}
+  m:
+    currency: USD
+    minimum_commitment: "20.00"
+    charges:
+      - meter: api_calls
+        model: graduated
+        tiers:
+          - {up_to: 10, unit_price: "0"}
+          - {unit_price: "0.05"}
+"""
+CUSTOMERS = """\
+customers:
+  cal: {currency: USD, billing_anchor: calendar, subscriptions: [{plan: g, start: 2026-09-01}]}
+  ann: {currency: USD, billing_anchor: start, subscriptions: [{plan: g, start: 2026-08-15}]}
+  vol: {currency: USD, billing_anchor: start, subscriptions: [{plan: v, start: 2026-08-15}]}
+  bf: {currency: USD, billing_anchor: calendar, subscriptions: [{plan: b, start: 2026-09-11}]}
+  cr:
+    currency: USD
+    billing_anchor: calendar
+    subscriptions: [{plan: g, start: 2026-09-01}]
+    credits: [{amount: "5.00", granted: 2026-09-01, expires: 2026-10-15}]
+  mc: {currency: USD, billing_anchor: calendar, subscriptions: [{plan: m, start: 2026-09-01}]}
+"""
+
+
+def _workspace(tmp_path: Path) -> Session:
+    root = tmp_path / "ws"
+    (root / "rules").mkdir(parents=True)
+    (root / "meterbook.toml").write_text('store = "sqlite:///var/events.sqlite"\n')
+    (root / "rules" / "meters.yaml").write_text(METERS)
+    (root / "rules" / "plans.yaml").write_text(PLANS)
+    (root / "rules" / "customers.yaml").write_text(CUSTOMERS)
+    return Session.open(Workspace.load(root))
+
+
+def _insert(session: Session, rows: list[Event]) -> None:
+    with session.engine.begin() as conn:
+        batch = conn.execute(batches.insert().values(
+            file="t", sha256="0" * 64, importer="test", started_at="now")).inserted_primary_key[0]
+        conn.execute(events.insert(), [e.row(batch) for e in rows])
+
+
+def _calls(customer: str, days: list[str], prefix: str = "") -> list[Event]:
+    return [Event.build(source="t", id=f"{customer}-{prefix}{i}", customer=customer, type="api.request",
+                        time=parse_time(f"{day}T12:00:00Z"), properties={}) for i, day in enumerate(days)]
+
+
+def _tokens(customer: str, items: list[tuple[str, str]]) -> list[Event]:
+    return [Event.build(source="t", id=f"{customer}-tok{i}", customer=customer, type="llm.completion",
+                        time=parse_time(f"{day}T12:00:00Z"), properties={"tokens": n}) for i, (day, n) in enumerate(items)]
+
+
+def balance(entries: list[data.Directive], account: str, on: date) -> Decimal:
+    """Balance at the start of ``on`` (like a Beancount balance assertion)."""
+    return sum((p.units.number for e in entries if isinstance(e, data.Transaction) and e.date < on
+                for p in e.postings if p.account == account), Decimal(0))
+
+
+@pytest.fixture
+def books(tmp_path: Path) -> tuple[Session, list[data.Directive]]:
+    session = _workspace(tmp_path)
+    sep = [f"2026-09-{d:02d}" for d in range(1, 31)]
+    _insert(session, [
+        *_calls("cal", sep),                                              # 30 calls in September
+        *_calls("ann", [f"2026-09-{16 + i % 14:02d}" for i in range(14)]),  # 14 calls Sep 15–30
+        *_calls("ann", [f"2026-10-{1 + i:02d}" for i in range(11)], "b"),   # 11 calls Oct 1–14
+        *_tokens("vol", [("2026-09-20", "60"), ("2026-10-05", "90")]),
+        *_calls("cr", sep),
+        *_calls("mc", sep),
+    ])
+    session.invoice(through=date(2026, 10, 31))
+    entries, errors, _ = load_books(session.workspace.main_file)
+    assert errors == []
+    return session, entries
+
+
+def test_calendar_cycle_graduated(books: tuple[Session, list[data.Directive]]) -> None:
+    _, entries = books
+    # 30 calls: 10 free + 20 × 0.05 = 1.00 accrued on Sep 30, invoiced Oct 1
+    assert balance(entries, "Assets:Receivables:Unbilled:Cal", date(2026, 10, 1)) == Decimal("1.00")
+    assert balance(entries, "Assets:Receivables:Unbilled:Cal", date(2026, 10, 2)) == 0
+    assert balance(entries, "Assets:Receivables:Invoiced:Cal", date(2026, 10, 2)) == Decimal("1.00")
+
+
+def test_anniversary_cycle_crossing_month_end_graduated(books: tuple[Session, list[data.Directive]]) -> None:
+    _, entries = books
+    # Sep 30: 14 calls → 4 × 0.05 = 0.20; Oct 14: 25 calls → 15 × 0.05 = 0.75; invoiced Oct 15
+    assert balance(entries, "Assets:Receivables:Unbilled:Ann", date(2026, 10, 1)) == Decimal("0.20")
+    assert balance(entries, "Assets:Receivables:Unbilled:Ann", date(2026, 10, 15)) == Decimal("0.75")
+    assert balance(entries, "Assets:Receivables:Unbilled:Ann", date(2026, 10, 16)) == 0
+    assert balance(entries, "Assets:Receivables:Invoiced:Ann", date(2026, 10, 16)) == Decimal("0.75")
+
+
+def test_anniversary_cycle_volume_tiers_use_contract_asset(books: tuple[Session, list[data.Directive]]) -> None:
+    _, entries = books
+    # Sep 30: 60 tokens × 0.02 = 1.20; Oct 14: 150 tokens fall in the 0.01 tier: 1.50 (+0.30)
+    assert balance(entries, "Assets:Contract-Assets:Vol", date(2026, 10, 1)) == Decimal("1.20")
+    assert balance(entries, "Assets:Contract-Assets:Vol", date(2026, 10, 15)) == Decimal("1.50")
+    assert balance(entries, "Assets:Contract-Assets:Vol", date(2026, 10, 16)) == 0
+    assert balance(entries, "Income:Usage:Tokens", date(2026, 10, 16)) == Decimal("-1.50")
+
+
+def test_base_fee_in_advance_prorated_and_recognized_by_day(books: tuple[Session, list[data.Directive]]) -> None:
+    _, entries = books
+    # first cycle [Sep 11, Oct 1) is 20 of 30 days: 20.00 invoiced Sep 11, recognized by Sep 30
+    assert balance(entries, "Assets:Receivables:Invoiced:Bf", date(2026, 9, 12)) == Decimal("20.00")
+    assert balance(entries, "Liabilities:Deferred-Revenue:Bf", date(2026, 9, 12)) == Decimal("-20.00")
+    assert balance(entries, "Liabilities:Deferred-Revenue:Bf", date(2026, 10, 1)) == 0
+    assert balance(entries, "Income:Subscriptions:B", date(2026, 10, 1)) == Decimal("-20.00")
+    # Oct 1 invoices the full October fee 30.00 in advance; all recognized by Oct 31
+    assert balance(entries, "Assets:Receivables:Invoiced:Bf", date(2026, 10, 2)) == Decimal("50.00")
+    assert balance(entries, "Liabilities:Deferred-Revenue:Bf", date(2026, 11, 1)) == 0
+
+
+def test_credits_drawn_and_breakage(books: tuple[Session, list[data.Directive]]) -> None:
+    _, entries = books
+    # grant 5.00 invoiced Sep 1 (receivable / deferred); September usage 1.00 drawn from it
+    assert balance(entries, "Liabilities:Deferred-Revenue:Cr", date(2026, 10, 1)) == Decimal("-4.00")
+    assert balance(entries, "Assets:Receivables:Unbilled:Cr", date(2026, 10, 1)) == 0
+    # the 4.00 left expires on Oct 15: breakage revenue
+    assert balance(entries, "Liabilities:Deferred-Revenue:Cr", date(2026, 10, 16)) == 0
+    assert balance(entries, "Income:Credit-Breakage", date(2026, 10, 16)) == Decimal("-4.00")
+    assert balance(entries, "Assets:Receivables:Invoiced:Cr", date(2026, 10, 16)) == Decimal("5.00")
+
+
+def test_commitment_shortfall(books: tuple[Session, list[data.Directive]]) -> None:
+    _, entries = books
+    # usage 20 × 0.05 = 1.00 < minimum 20.00: shortfall 19.00 accrued Sep 30, invoice 20.00
+    assert balance(entries, "Income:Commitment-Shortfall", date(2026, 10, 1)) == Decimal("-19.00")
+    assert balance(entries, "Assets:Receivables:Invoiced:Mc", date(2026, 10, 2)) == Decimal("20.00")
+
+
+def test_every_cycle_accruals_sum_to_invoice(books: tuple[Session, list[data.Directive]]) -> None:
+    _, entries = books
+    for account in ("Unbilled", "Contract-Assets"):
+        for e in entries:
+            if isinstance(e, data.Transaction) and e.narration.startswith("Invoice"):
+                customer = e.meta["customer"]
+                # after each invoice, no unbilled/contract balance is left for the customer
+                acct = [p.account for p in e.postings if account in p.account]
+                for a in acct:
+                    assert balance(entries, a, e.date.fromordinal(e.date.toordinal() + 1)) == 0, (customer, a)
+
+
+def test_late_usage_after_invoice_is_a_separate_adjustment(tmp_path: Path) -> None:
+    session = _workspace(tmp_path)
+    _insert(session, _calls("cal", [f"2026-09-{d:02d}" for d in range(1, 31)]))
+    issued = session.invoice(through=date(2026, 10, 1))
+    assert [(i.customer, i.total) for i in issued if i.customer == "cal"] == [("cal", Decimal("1.00"))]
+    _insert(session, _calls("cal", ["2026-09-20"], "late"))  # arrives after the invoice
+    session.invoice(through=date(2026, 11, 1))
+    entries, errors, _ = load_books(session.workspace.main_file)
+    assert errors == []
+    late = [e for e in entries if isinstance(e, data.Transaction) and e.meta.get("late") is True]
+    assert len(late) == 1 and late[0].meta["usage_date"] == date(2026, 9, 30)
+    # one more call at 0.05, posted after the Oct 1 invoice and billed as its own line on Nov 1
+    assert balance(entries, "Assets:Receivables:Unbilled:Cal", date(2026, 10, 2)) == Decimal("0.05")
+    nov = [e for e in entries if isinstance(e, data.Transaction) and e.date == date(2026, 11, 1)
+           and e.meta.get("customer") == "cal" and "invoice" in e.meta]
+    assert balance(entries, "Assets:Receivables:Unbilled:Cal", date(2026, 11, 2)) == 0
+    assert nov and nov[0].postings[0].units.number == Decimal("0.05")
+
+
+def test_books_are_deterministic(tmp_path: Path) -> None:
+    outputs = []
+    for name in ("a", "b"):
+        session = _workspace(tmp_path / name)
+        rows = _calls("cal", [f"2026-09-{d:02d}" for d in range(1, 31)])
+        if name == "b":
+            rows.reverse()
+        for i in range(0, len(rows), 7):
+            _insert(session, rows[i:i + 7])
+        session.invoice(through=date(2026, 10, 31))
+        books_dir = session.workspace.books_dir
+        outputs.append({p.relative_to(books_dir): p.read_bytes() for p in sorted(books_dir.rglob("*")) if p.is_file()})
+    assert outputs[0] == outputs[1]

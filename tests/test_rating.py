@@ -1,0 +1,185 @@
+"""Rating worked examples, hand-computed, on a real store (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Engine
+
+from ledger.events import Event, parse_time
+from ledger.rating import Rating, rate
+from ledger.registry import load_registry
+from ledger.rules import Rules, load_rules
+from ledger.store import batches, events, open_store
+
+UTC = ZoneInfo("UTC")
+
+METERS = """\
+meters:
+  api_calls: {event_type: api.request, aggregation: count}
+  storage_gb: {event_type: storage.snapshot, aggregation: max, value: gb}
+  tokens: {event_type: llm.completion, aggregation: sum, value: tokens}
+"""
+PLANS = """\
+plans:
+  p:
+    currency: USD
+    base_fee: {amount: "30.00", timing: advance}
+    minimum_commitment: "20.00"
+    charges:
+      - meter: api_calls
+        model: graduated
+        tiers:
+          - {up_to: 10, unit_price: "0"}
+          - {up_to: 100, unit_price: "0.05"}
+          - {unit_price: "0.01"}
+      - {meter: storage_gb, model: unit, unit_price: "0.10"}
+  v:
+    currency: USD
+    charges:
+      - meter: tokens
+        model: volume
+        tiers:
+          - {up_to: 100, unit_price: "0.02"}
+          - {unit_price: "0.01"}
+"""
+CUSTOMERS = """\
+customers:
+  c:
+    currency: USD
+    subscriptions: [{plan: p, start: 2026-08-15}]
+    billing_anchor: start
+  k:
+    currency: USD
+    subscriptions: [{plan: p, start: 2026-08-15}]
+    credits:
+      - {amount: "5.00", granted: 2026-09-01, expires: 2026-10-10}
+  t:
+    currency: USD
+    subscriptions: [{plan: v, start: 2026-09-01}]
+    billing_anchor: calendar
+    credits:
+      - {amount: "100.00", granted: 2026-09-01}
+"""
+
+
+def _rules(tmp_path: Path) -> tuple[Rules, dict]:
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir()
+    (rules_dir / "meters.yaml").write_text(METERS)
+    (rules_dir / "plans.yaml").write_text(PLANS)
+    (rules_dir / "customers.yaml").write_text(CUSTOMERS)
+    models = dict(load_registry(None).pricing_models)
+    return load_rules(rules_dir, models), models
+
+
+def _store(url: str, rows: list[Event]) -> Engine:
+    engine = open_store(url)
+    with engine.begin() as conn:
+        batch = conn.execute(batches.insert().values(
+            file="t", sha256="0" * 64, importer="test", started_at="now")).inserted_primary_key[0]
+        conn.execute(events.insert(), [e.row(batch) for e in rows])
+    return engine
+
+
+def _ev(n: int, customer: str, type_: str, time: str, **props: str) -> Event:
+    return Event.build(source="t", id=f"{customer}-{n}", customer=customer, type=type_,
+                       time=parse_time(time), properties=props)
+
+
+def _usage(customer: str) -> list[Event]:
+    rows = [_ev(i, customer, "api.request", f"2026-09-{16 + i % 14:02d}T12:00:00Z") for i in range(14)]
+    # the last microsecond of Sep 30 belongs to the Sep 30 accrual point
+    rows[-1] = _ev(13, customer, "api.request", "2026-09-30T23:59:59.999999Z")
+    rows += [_ev(100 + i, customer, "api.request", f"2026-10-{1 + i % 13:02d}T08:00:00Z") for i in range(11)]
+    rows.append(_ev(200, customer, "api.request", "2026-10-15T00:00:00Z"))  # next cycle: excluded
+    rows.append(_ev(300, customer, "storage.snapshot", "2026-09-20T00:00:00Z", gb="12.5"))
+    rows.append(_ev(301, customer, "storage.snapshot", "2026-10-01T00:00:00Z", gb="8"))
+    return rows
+
+
+def _cycle_ratings(rating: Rating, customer: str, start: date) -> dict[date, object]:
+    return {r.through: r for r in rating.cycles if r.cycle.customer == customer and r.cycle.start == start}
+
+
+def test_anniversary_cycle_graduated_base_fee_and_commitment(tmp_path: Path, store_url: str) -> None:
+    rules, models = _rules(tmp_path)
+    engine = _store(store_url, _usage("c"))
+    rating = rate(engine, rules, models, UTC, through=date(2026, 10, 14), customers={"c"})
+    points = _cycle_ratings(rating, "c", date(2026, 9, 15))
+    assert sorted(points) == [date(2026, 9, 30), date(2026, 10, 14)]
+    sep, octo = points[date(2026, 9, 30)], points[date(2026, 10, 14)]
+    # 14 calls: 10 free + 4 × 0.05 = 0.20; 12.5 GB max × 0.10 = 1.25
+    assert [(c.quantity, c.amount) for c in sep.charges] == [(14, Decimal("0.20")), (Decimal("12.5"), Decimal("1.25"))]
+    # base fee 30.00 over a 30-day cycle, 16 days elapsed (Sep 15–30): 16.00
+    assert sep.base_fee.billed == Decimal("30.00") and sep.base_fee.recognized == Decimal("16.00")
+    assert sep.commitment_shortfall == 0
+    # 25 calls: 15 × 0.05 = 0.75; max stays 12.5 GB
+    assert [(c.quantity, c.amount) for c in octo.charges] == [(25, Decimal("0.75")), (Decimal("12.5"), Decimal("1.25"))]
+    assert octo.base_fee.recognized == Decimal("30.00")
+    # minimum 20.00 − gross usage 2.00 = 18.00 shortfall on the cycle's last day
+    assert octo.commitment_shortfall == Decimal("18.00")
+    assert octo.charges[0].lines[1].quantity == 15
+
+
+def test_credits_drawn_then_breakage_at_expiry(tmp_path: Path) -> None:
+    rules, models = _rules(tmp_path)
+    engine = _store(f"sqlite:///{tmp_path / 'e.sqlite'}", _usage("k"))
+    rating = rate(engine, rules, models, UTC, through=date(2026, 10, 14), customers={"k"})
+    points = _cycle_ratings(rating, "k", date(2026, 9, 15))
+    # usage 0.20 + 1.25 = 1.45 by Sep 30, all drawn from the 5.00 grant
+    assert points[date(2026, 9, 30)].credit_applied == Decimal("1.45")
+    # the grant expired on Oct 10: usage since then is billable; 3.55 is breakage dated Oct 10
+    assert points[date(2026, 10, 14)].credit_applied == Decimal("1.45")
+    breakage = [m for m in rating.credits if m.kind == "breakage"]
+    assert [(m.day, m.amount) for m in breakage] == [(date(2026, 10, 10), Decimal("3.55"))]
+
+
+def test_volume_price_fall_returns_credit(tmp_path: Path) -> None:
+    rules, models = _rules(tmp_path)
+    rows = [_ev(1, "t", "llm.completion", "2026-09-10T00:00:00Z", tokens="100"),
+            _ev(2, "t", "llm.completion", "2026-09-30T10:00:00Z", tokens="50")]
+    engine = _store(f"sqlite:///{tmp_path / 'e.sqlite'}", rows)
+    rating = rate(engine, rules, models, UTC, through=date(2026, 9, 20), customers={"t"})
+    # 100 tokens at the first volume tier: 2.00, all from credit
+    assert rating.latest()[0].credit_applied == Decimal("2.00")
+    rating = rate(engine, rules, models, UTC, through=date(2026, 9, 30), customers={"t"})
+    last = rating.latest()[0]
+    # 150 tokens fall into the second tier: 150 × 0.01 = 1.50; 0.50 goes back to the grant
+    assert last.usage_amount == Decimal("1.50") and last.credit_applied == Decimal("1.50")
+    assert [(m.kind, m.amount) for m in rating.credits] == [("draw", Decimal("2.00")), ("return", Decimal("0.50"))]
+    assert not last.charges[0].final
+
+
+@settings(max_examples=25, deadline=None)
+@given(cuts=st.sets(st.integers(min_value=15, max_value=44), max_size=6),
+       times=st.lists(st.integers(min_value=0, max_value=30 * 24 * 3600 - 1), max_size=60))
+def test_cumulative_differences_sum_to_single_rating(tmp_path_factory: pytest.TempPathFactory,
+                                                      cuts: set[int], times: list[int]) -> None:
+    """Rating a cycle at any set of cut-offs and summing the differences equals rating it once."""
+    tmp = tmp_path_factory.mktemp("r")
+    rules, models = _rules(tmp)
+    base = parse_time("2026-09-15T00:00:00Z").timestamp()
+    from datetime import UTC as _UTC
+    from datetime import datetime
+    rows = [Event.build(source="t", id=f"x{i}", customer="c", type="api.request",
+                        time=datetime.fromtimestamp(base + s, _UTC), properties={}) for i, s in enumerate(times)]
+    engine = _store(f"sqlite:///{tmp / 'e.sqlite'}", rows)
+    once = rate(engine, rules, models, UTC, through=date(2026, 10, 14), customers={"c"}).latest()[0]
+    total = Decimal(0)
+    previous = Decimal(0)
+    for day in sorted(cuts):
+        through = date(2026, 9, 1) + __import__("datetime").timedelta(days=day - 1)
+        latest = [r for r in rate(engine, rules, models, UTC, through=through, customers={"c"}).latest()
+                  if r.cycle.start == date(2026, 9, 15)]
+        if latest:
+            total += latest[0].charges[0].amount - previous
+            previous = latest[0].charges[0].amount
+    total += once.charges[0].amount - previous
+    assert total == once.charges[0].amount
