@@ -1,0 +1,214 @@
+"""Billing cycles: the half-open date ranges ``[start, end)`` a customer is billed for.
+
+A monthly plan anchored on its start (anniversary), then a plan change on the
+15th of November, then an end::
+
+    >>> from ledger.rules import Customer, Plan, Subscription
+    >>> plans = {"pro": Plan(id="pro", currency="USD"),
+    ...          "ent": Plan(id="ent", currency="USD", cycle="quarterly")}
+    >>> acme = Customer(id="acme", currency="USD", subscriptions=(
+    ...     Subscription(plan="pro", start=date(2026, 8, 15)),
+    ...     Subscription(plan="ent", start=date(2026, 11, 20), end=date(2027, 1, 1))))
+    >>> for c in cycles_for(acme, plans, until=date(2027, 6, 1)):
+    ...     print(c.plan, c.key, c.nominal_key, c.proration(), c.first, c.last)
+    pro 2026-08-15/2026-09-15 2026-08-15/2026-09-15 1 True False
+    pro 2026-09-15/2026-10-15 2026-09-15/2026-10-15 1 False False
+    pro 2026-10-15/2026-11-15 2026-10-15/2026-11-15 1 False False
+    pro 2026-11-15/2026-11-20 2026-11-15/2026-12-15 1/6 False True
+    ent 2026-11-20/2027-01-01 2026-11-20/2027-02-20 21/46 True True
+
+The old plan's cycle is cut on the change date and keeps its nominal bounds
+(for proration); the new plan's cycles run from the change date. With
+``billing_anchor: calendar`` cycles run from the 1st of the month (quarterly:
+Jan/Apr/Jul/Oct 1; yearly: Jan 1), and a mid-period start gives a short first
+cycle prorated against the full calendar period::
+
+    >>> calendar = acme.model_copy(update={"billing_anchor": "calendar", "subscriptions": (
+    ...     Subscription(plan="pro", start=date(2026, 8, 15)),)})
+    >>> [(c.key, str(c.proration())) for c in cycles_for(calendar, plans, until=date(2026, 9, 2))]
+    [('2026-08-15/2026-09-01', '17/31'), ('2026-09-01/2026-10-01', '1')]
+
+Anniversaries on the 29th to 31st clamp to the month's last day and come back
+(anchor 31: Jan 31 → Feb 28/29 → Mar 31); each boundary is computed from the
+anchor, never from the previous boundary (:func:`add_months`).
+
+Accrual points (DESIGN's timing rules) are the last day of every month that
+ends inside the cycle and the cycle's last day::
+
+    >>> Cycle("acme", "pro", date(2026, 9, 15), date(2026, 10, 15),
+    ...       date(2026, 9, 15), date(2026, 10, 15), 0, True, False).accrual_points()
+    (datetime.date(2026, 9, 30), datetime.date(2026, 10, 14))
+
+All dates are plain dates; the workspace timezone is applied where events are
+cut off (:mod:`ledger.metering`).
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, timedelta
+from fractions import Fraction
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ledger.rules import Customer, Plan
+
+#: Length of each cycle kind in months.
+CYCLE_MONTHS: Mapping[str, int] = {"monthly": 1, "quarterly": 3, "yearly": 12}
+
+_DAY = timedelta(days=1)
+
+
+@dataclass(frozen=True, order=True)
+class Cycle:
+    """One billing cycle ``[start, end)`` of one subscription of a customer.
+
+    ``end`` is exclusive and is also the invoice date. ``nominal_start`` and
+    ``nominal_end`` are the full, uncut cycle this one belongs to: they differ
+    from ``start``/``end`` only for a cycle cut short by a calendar-anchored
+    mid-period start, a subscription end or a plan change.
+    """
+
+    customer: str
+    plan: str
+    start: date
+    end: date
+    nominal_start: date
+    nominal_end: date
+    subscription: int
+    first: bool
+    last: bool
+
+    @property
+    def days(self) -> int:
+        """Days in the cycle: ``[Sep 15, Oct 15)`` has 30."""
+        return (self.end - self.start).days
+
+    @property
+    def nominal_days(self) -> int:
+        """Days in the full, uncut cycle."""
+        return (self.nominal_end - self.nominal_start).days
+
+    @property
+    def key(self) -> str:
+        """``"2026-10-15/2026-11-15"``: the ``cycle`` metadata value in the books."""
+        return f"{self.start.isoformat()}/{self.end.isoformat()}"
+
+    @property
+    def nominal_key(self) -> str:
+        """The nominal bounds in the form of :attr:`key`."""
+        return f"{self.nominal_start.isoformat()}/{self.nominal_end.isoformat()}"
+
+    @property
+    def link(self) -> str:
+        """``"acme-2026-10-15"``: the body of the cycle's Beancount link ``^acme-2026-10-15``."""
+        return f"{self.customer}-{self.start.isoformat()}"
+
+    def accrual_points(self) -> tuple[date, ...]:
+        """The last day of every month that ends inside the cycle, and ``end - 1 day``.
+
+        ``[Sep 15, Oct 15)`` → (Sep 30, Oct 14); ``[Oct 1, Nov 1)`` → (Oct 31,);
+        a quarter ``[Jan 1, Apr 1)`` → (Jan 31, Feb 28, Mar 31).
+        """
+        last_day = self.end - _DAY
+        points: list[date] = []
+        month_end = _month_end(self.start)
+        while month_end < last_day:
+            points.append(month_end)
+            month_end = _month_end(month_end + _DAY)
+        points.append(last_day)
+        return tuple(points)
+
+    def proration(self) -> Fraction:
+        """The share of the nominal cycle this cycle covers: ``days / nominal_days``."""
+        return Fraction(self.days, self.nominal_days)
+
+    def __contains__(self, day: object) -> bool:
+        return isinstance(day, date) and self.start <= day < self.end
+
+
+def add_months(anchor: date, months: int) -> date:
+    """``anchor`` plus ``months`` calendar months, clamped to the month's last day.
+
+    Always computed from the anchor, so the day comes back after a short month::
+
+        >>> add_months(date(2026, 1, 31), 1), add_months(date(2026, 1, 31), 2)
+        (datetime.date(2026, 2, 28), datetime.date(2026, 3, 31))
+        >>> add_months(date(2028, 1, 31), 1)
+        datetime.date(2028, 2, 29)
+    """
+    index = anchor.year * 12 + anchor.month - 1 + months
+    year, month = divmod(index, 12)
+    month += 1
+    return date(year, month, min(anchor.day, calendar.monthrange(year, month)[1]))
+
+
+def cycles_for(customer: Customer, plans: Mapping[str, Plan], *, until: date) -> tuple[Cycle, ...]:
+    """Every cycle of every subscription of ``customer`` that starts before ``until``, in order.
+
+    A subscription ends at its ``end`` or at the next subscription's start,
+    whichever is first; its cycles cover ``[start, end)`` with no gap and no
+    overlap. An open-ended subscription's last cycle returned is the one in
+    which ``until - 1 day`` falls (it may end after ``until``).
+    """
+    cycles: list[Cycle] = []
+    subscriptions = customer.subscriptions
+    for index, sub in enumerate(subscriptions):
+        end = sub.end
+        if index + 1 < len(subscriptions):
+            following = subscriptions[index + 1].start
+            end = following if end is None else min(end, following)
+        if end is not None and end <= sub.start:
+            continue
+        months = _cycle_months(plans[sub.plan].cycle)
+        if customer.billing_anchor == "calendar":
+            anchor = date(sub.start.year, (sub.start.month - 1) // months * months + 1, 1)
+        else:
+            anchor = sub.start
+        k = 0
+        nominal_start = anchor
+        while True:
+            nominal_end = add_months(anchor, (k + 1) * months)
+            start = max(nominal_start, sub.start)
+            if start >= until:
+                break
+            cut = end is not None and end <= nominal_end
+            cycles.append(Cycle(
+                customer=customer.id,
+                plan=sub.plan,
+                start=start,
+                end=end if cut and end is not None else nominal_end,
+                nominal_start=nominal_start,
+                nominal_end=nominal_end,
+                subscription=index,
+                first=k == 0,
+                last=cut,
+            ))
+            if cut:
+                break
+            k += 1
+            nominal_start = nominal_end
+    return tuple(cycles)
+
+
+def cycle_at(customer: Customer, plans: Mapping[str, Plan], day: date) -> Cycle | None:
+    """The cycle of ``customer`` that contains ``day``, or None outside every subscription."""
+    for cycle in reversed(cycles_for(customer, plans, until=day + _DAY)):
+        if day in cycle:
+            return cycle
+        if cycle.end <= day:
+            return None
+    return None
+
+
+def _cycle_months(kind: str) -> int:
+    try:
+        return CYCLE_MONTHS[kind]
+    except KeyError:
+        raise ValueError(f"unknown cycle {kind!r} (known: {', '.join(CYCLE_MONTHS)})") from None
+
+
+def _month_end(day: date) -> date:
+    return date(day.year, day.month, calendar.monthrange(day.year, day.month)[1])
