@@ -28,7 +28,7 @@ class CommandError(click.ClickException):
 
     def __init__(self, error: MeterbookError):
         super().__init__(str(error))
-        self.exit_code = error.exit_code
+        self.exit_code = error.exit_code  # type: ignore[misc]
 
     def show(self, file: Any = None) -> None:
         click.echo(f"meterbook: error: {self.format_message()}", err=True)

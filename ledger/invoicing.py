@@ -136,26 +136,25 @@ def cycle_lines(rated: CycleRating, rules: Rules) -> list[InvoiceLine]:
     """The arrears lines of a cycle at its last accrual point (usage, commitment,
     arrears base fee, credits applied)."""
     cycle = rated.cycle
-    common = {"cycle": cycle.key, "link": cycle.link}
     lines = [
         InvoiceLine(kind="usage", description=f"{c.meter} ({c.model})", account="unbilled" if c.final else "contract_asset",
                     amount=c.amount, meter=c.meter, quantity=c.quantity, unit=rules.meters[c.meter].unit,
-                    tiers=c.lines, **common)
+                    tiers=c.lines, cycle=cycle.key, link=cycle.link)
         for c in rated.charges
     ]
     if rated.commitment_shortfall:
         lines.append(InvoiceLine(kind="commitment", description="minimum commitment shortfall", account="unbilled",
-                                 amount=rated.commitment_shortfall, **common))
+                                 amount=rated.commitment_shortfall, cycle=cycle.key, link=cycle.link))
     if rated.base_fee is not None and rated.base_fee.timing == "arrears" and rated.base_fee.billed:
         lines.append(InvoiceLine(kind="base_fee", description=f"{cycle.plan} base fee (in arrears)", account="unbilled",
-                                 amount=rated.base_fee.billed, **common))
+                                 amount=rated.base_fee.billed, cycle=cycle.key, link=cycle.link))
     final_credit, nonfinal_credit = split_credit(rated)
     if final_credit:
         lines.append(InvoiceLine(kind="credit_applied", description="prepaid credit applied", account="unbilled",
-                                 amount=-final_credit, **common))
+                                 amount=-final_credit, cycle=cycle.key, link=cycle.link))
     if nonfinal_credit:
         lines.append(InvoiceLine(kind="credit_applied", description="prepaid credit applied",
-                                 account="contract_asset", amount=-nonfinal_credit, **common))
+                                 account="contract_asset", amount=-nonfinal_credit, cycle=cycle.key, link=cycle.link))
     return lines
 
 

@@ -20,7 +20,13 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
-from ledger.accounts import DEFAULT_TEMPLATES, AccountMap, check_template, component, is_valid_component
+from ledger.accounts import (
+    DEFAULT_TEMPLATES,
+    AccountMap,
+    check_template,
+    component,
+    is_valid_component,
+)
 from ledger.errors import RulesError
 from ledger.money import DecimalError, parse_decimal
 from ledger.pricing import PricingError, PricingModel
@@ -62,7 +68,7 @@ class Meter(_Record):
         if isinstance(value, Mapping):
             out = {}
             for k, v in value.items():
-                if isinstance(v, bool) or isinstance(v, float) or not isinstance(v, str | int):
+                if isinstance(v, bool | float) or not isinstance(v, str | int):
                     raise ValueError(f"filter value for {k!r} must be a string")
                 out[str(k)] = str(v)
             return out
