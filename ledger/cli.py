@@ -157,6 +157,181 @@ def invoice(ctx: Context, through: str | None) -> None:
     click.echo(f"issued {len(issued)} invoices")
 
 
+@cli.command()
+@click.argument("invoice_number", metavar="INVOICE")
+@click.option("--amount", required=True, help="Amount to credit, a decimal string in the invoice's currency.")
+@click.option("--reason", required=True, help="Why; printed on the credit note and kept in the books.")
+@click.option("--line", "line", type=click.IntRange(min=1), help="Credit only this invoice line (1-based).")
+@click.option("--date", "on", help="Issue date YYYY-MM-DD (default: today in the workspace timezone).")
+@click.option("--force", is_flag=True, help="Allow more than the invoice's (or line's) creditable amount.")
+@pass_context
+def credit(ctx: Context, invoice_number: str, amount: str, reason: str, line: int | None, on: str | None,
+           force: bool) -> None:
+    """Issue a credit note against INVOICE (posted with the next `meterbook post`)."""
+    from ledger.credit_notes import issue_credit_note, write_documents
+
+    session = ctx.session
+    try:
+        day = date.fromisoformat(on) if on is not None else session.today()
+    except ValueError:
+        raise BadInput(f"--date: {on!r} is not a date (YYYY-MM-DD)") from None
+    note = issue_credit_note(session.engine, invoice_number, amount=amount, reason=reason, on=day, line=line,
+                             force=force, first_open=session.first_open())
+    write_documents(session.workspace.books_dir, note, session.rules)
+    click.echo(f"{note.number}  {note.date}  {note.customer:<20} {note.amount:>14} {note.currency}"
+               f"  for {note.invoice}{'  (forced)' if note.forced else ''}")
+
+
+@cli.command()
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--importer", "importer_name", metavar="NAME",
+              help="Importer to use (default: recognised by extension and first line).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per file, per line.")
+@click.option("--retry-rejected", is_flag=True, help="Run stored rejects again against the current rules.")
+@pass_context
+def ingest(ctx: Context, files: tuple[Path, ...], importer_name: str | None, as_json: bool,
+           retry_rejected: bool) -> None:
+    """Import usage files; print the accounting of every row.
+
+    Rejected rows are not an error: they are kept with their reason and counted.
+    """
+    from ledger import ingest as engine
+
+    if not files and not retry_rejected:
+        raise BadInput("ingest: give at least one FILE (or --retry-rejected)")
+    rules, store, importers = engine.open_for_ingest(ctx.workspace)
+    progress = ProgressBar if sys.stderr.isatty() and not as_json else None
+    reports = list(engine.ingest_files(store, rules, files, importers, importer_name=importer_name,
+                                       progress=progress)) if files else []
+    for report in reports:
+        click.echo(report.to_json() if as_json else report.text())
+    if retry_rejected:
+        report = engine.retry_rejected(store, rules)
+        click.echo(report.to_json() if as_json else report.text())
+
+
+class ProgressBar:
+    """A rich progress bar on stderr over a file's bytes."""
+
+    def __init__(self, path: Path):
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                                 TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+        self.task = self.progress.add_task(path.name, total=path.stat().st_size)
+
+    def __enter__(self) -> Any:
+        self.progress.start()
+        return lambda n: self.progress.advance(self.task, n)
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+
+@cli.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per plugin, per line.")
+@pass_context
+def plugins_command(ctx: Context, as_json: bool) -> None:
+    """List loaded plugins with their pricing models, reconcilers and importers.
+
+    Uses the workspace's plugins_dir when a workspace is found; works without one.
+    """
+    import dataclasses
+    import json
+
+    from ledger.errors import WorkspaceError
+    from ledger.registry import load_registry
+
+    try:
+        workspace: Workspace | None = ctx.workspace
+    except WorkspaceError:
+        if click.get_current_context().find_root().params.get("workspace_dir") is not None:
+            raise
+        workspace = None
+    registry = load_registry(workspace.plugins_dir if workspace else None)
+    for info in registry.plugins:
+        if as_json:
+            click.echo(json.dumps(dataclasses.asdict(info)))
+            continue
+        click.echo(f"{info.name}  ({info.origin})")
+        for label, names in (("pricing models", info.pricing_models), ("reconcilers", info.reconcilers),
+                             ("importers", info.importers)):
+            if names:
+                click.echo(f"  {label}: {', '.join(names)}")
+    if not as_json:
+        click.echo(f"{len(registry.plugins)} plugins: {len(registry.pricing_models)} pricing models, "
+                   f"{len(registry.reconcilers)} reconcilers, {len(registry.importers)} importers")
+
+
+@cli.command("close")
+@click.argument("month")
+@click.option("--accept", "accepts", multiple=True, metavar="FINDING_ID",
+              help="Accept this error finding (repeatable; each needs a --reason, in order).")
+@click.option("--reason", "reasons", multiple=True, metavar="TEXT", help="Why the finding before it is accepted.")
+@pass_context
+def close_command(ctx: Context, month: str, accepts: tuple[str, ...], reasons: tuple[str, ...]) -> None:
+    """Close MONTH (YYYY-MM): invoices, postings, reconciliation gate, balance assertions, seal.
+
+    Exit 1 (nothing sealed) while an error finding is open and not accepted.
+    Months close in order; closing one out of order or not ended yet is exit 2.
+    """
+    from ledger.closing import close_month, parse_month
+
+    parse_month(month)
+    if len(accepts) != len(reasons) or any(not r.strip() for r in reasons):
+        raise BadInput("each --accept FINDING_ID needs its own non-empty --reason TEXT")
+    report = close_month(ctx.session, month, dict(zip(accepts, reasons, strict=True)))
+    if report.already_closed:
+        click.echo(f"{month} is already closed; nothing changed ({report.close_file})")
+        return
+    for gap in report.also_closed:
+        click.echo(f"closed {gap} on the way (no entries; the seal chain has no gaps)")
+    for inv in report.invoices:
+        click.echo(f"issued {inv.number}  {inv.date}  {inv.customer:<20} {inv.total:>14} {inv.currency}")
+    for finding in report.findings:
+        state = " (accepted)" if finding.id in report.accepted else ""
+        click.echo(f"{finding.severity:<7} {finding.id}{state}: {finding.explanation} "
+                   f"[expected {finding.expected}, actual {finding.actual}]")
+    for line in report.errors:
+        click.echo(f"  {line}")
+    if report.refused:
+        click.echo(f"refused to close {month}: {report.refused}; nothing sealed")
+        ctx_exit(1)
+    click.echo(f"closed {month}: {report.assertions} balance assertions, {len(report.accepted)} accepted "
+               f"findings, {len(report.invoices)} invoices issued")
+    click.echo(f"seal {report.seal_hash}  {report.close_file}")
+
+
+@cli.command("check")
+@pass_context
+def check_command(ctx: Context) -> None:
+    """Beancount errors, seals, rules and the store-to-ledger tie-out; exit 1 on any problem."""
+    from ledger.closing import check_books
+
+    results = check_books(ctx.workspace)
+    for result in results:
+        click.echo(f"{'ok' if result.ok else 'FAILED':<7} {result.name}")
+        for line in result.details:
+            click.echo(f"          {line}")
+    failed = [r.name for r in results if not r.ok]
+    if failed:
+        click.echo(f"check failed: {', '.join(failed)}")
+        ctx_exit(1)
+    click.echo("all checks passed")
+
+
+def ctx_exit(code: int) -> None:
+    """Stop with ``code`` after the report was printed (problems found: 1)."""
+    click.get_current_context().exit(code)
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="meterbook")

@@ -1,13 +1,79 @@
 """The plugin author's manual: every hook meterbook calls (pluggy project ``meterbook``).
 
-(Skeleton: markers and the core hooks; docstrings are being expanded.)
+A plugin is a Python module (or any object) with functions decorated with
+:data:`hookimpl` whose names are the hooks below. A complete plugin adding a
+pricing model, saved as ``plugins_dir/blocks.py`` in a workspace whose
+``meterbook.toml`` says ``plugins_dir = "plugins"``::
+
+    import math
+    from dataclasses import dataclass
+    from decimal import Decimal
+
+    from ledger.hookspecs import hookimpl
+    from ledger.pricing import Price, PriceLine, Usage, check_keys, decimal_param
+
+
+    @dataclass(frozen=True)
+    class BlockTerms:
+        block_price: Decimal
+
+
+    class BlockPricing:
+        name = "per_block"                        # plans say `model: per_block`
+
+        def parse(self, params):                  # validate; PricingError names the key
+            check_keys(params, required=("block_price",))
+            return BlockTerms(decimal_param(params, "block_price"))
+
+        def price_is_final(self, terms):          # True: accrue to unbilled
+            return True
+
+        def bands(self, terms):                   # no per-event thresholds
+            return ()
+
+        def price(self, terms, usage: Usage) -> Price:   # unrounded
+            blocks = Decimal(math.ceil(usage.quantity / 100))   # Decimal // truncates: use ceil
+            amount = blocks * terms.block_price
+            return Price(amount, (PriceLine(f"{blocks} blocks of 100", blocks, terms.block_price, amount),))
+
+
+    @hookimpl
+    def meterbook_pricing_models():
+        return [BlockPricing()]
+
+Plugins are found in three places, all through the same door as the
+first-party plugins (``ledger.plugins.*``, ``ledger.importers.events``):
+
+- installed packages declaring the ``meterbook`` entry-point group::
+
+      [project.entry-points.meterbook]
+      blocks = "meterbook_blocks"
+
+- modules (``*.py``) and packages in the workspace's ``plugins_dir``, imported
+  as ``meterbook_local.<name>``;
+- the first-party modules in ``plugins/``.
+
+``meterbook plugins`` lists what was loaded. A hook function may take any
+subset of the arguments its specification names, and nothing else.
+
+Collection hooks (pricing models, importers, reconcilers) are called once per
+plugin; each must return a ``list`` (possibly empty, never None). A plugin that
+raises, returns something other than a list, or returns objects that do not
+have what the hook promises stops meterbook with a :class:`ledger.errors.PluginError`
+naming the plugin, as do two plugins providing the same name.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
+
+if TYPE_CHECKING:
+    from beangulp import Importer
+
+    from ledger.pricing import PricingModel
+    from ledger.reconcile import Reconciler
 
 PROJECT = "meterbook"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -15,18 +81,140 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec
-def meterbook_pricing_models() -> list[Any]:
-    """Return pricing models (objects following ``ledger.pricing.PricingModel``)."""
+def meterbook_pricing_models() -> list[PricingModel]:
+    """Return the pricing models this plugin provides.
+
+    Arguments: none.
+
+    Returns: a list of objects following :class:`ledger.pricing.PricingModel`:
+
+    - ``name`` (str): what plans write in ``model:``; unique across all plugins.
+    - ``parse(params)``: validate the charge's keys other than ``meter`` and
+      ``model`` and return an immutable terms object; raise
+      :class:`ledger.pricing.PricingError` naming the bad key (meterbook adds
+      file, plan, charge and line). Refuse floats: use
+      :func:`ledger.pricing.decimal_param` or :func:`ledger.money.parse_decimal`.
+    - ``price_is_final(terms)``: True when earlier units' price can never change
+      (accrue to unbilled); False when it can, like volume tiers (accrue to the
+      contract asset, cleared by the invoice).
+    - ``bands(terms)``: per-event value thresholds the model needs counted,
+      usually ``()``; when not empty, ``usage.bands`` holds the count and total
+      of events per band ``(previous threshold, threshold]``, the last open.
+    - ``price(terms, usage)``: a :class:`ledger.pricing.Price` for the cycle's
+      *cumulative* usage, unrounded, pure and deterministic, with breakdown
+      lines that add up to the amount. The engine rounds and posts differences.
+
+    Example::
+
+        @hookimpl
+        def meterbook_pricing_models():
+            return [BlockPricing()]        # see the module docstring
+
+    Helpers for authors: :func:`ledger.pricing.check_keys`,
+    :func:`~ledger.pricing.decimal_param`, :func:`~ledger.pricing.parse_tiers`,
+    :func:`~ledger.pricing.tier_label`.
+    """
     raise NotImplementedError
 
 
 @hookspec
-def meterbook_importers() -> list[Any]:
-    """Return importers (``beangulp.Importer`` subclasses instances) for ``meterbook ingest``."""
+def meterbook_importers() -> list[Importer]:
+    """Return importers for ``meterbook ingest`` (usage files from a new source).
+
+    Arguments: none.
+
+    Returns: a list of ``beangulp.Importer`` *instances* (not classes), each with
+    a unique ``name`` (``meterbook ingest --importer NAME`` selects it) and the
+    methods ``ledger.ingest`` reads (``identify``, ``check``, ``rows``; see
+    ``ledger.importers.events`` for the first-party ones). Importers never
+    crash on a bad row: they yield it, and ingest records its reason.
+
+    Example::
+
+        from ledger.importers.events import CsvEvents
+
+        class BillingExportCsv(CsvEvents):
+            @property
+            def name(self) -> str:
+                return "billing-export-csv"
+
+        @hookimpl
+        def meterbook_importers():
+            return [BillingExportCsv()]
+    """
     raise NotImplementedError
 
 
 @hookspec
-def meterbook_reconcilers() -> list[Any]:
-    """Return reconciliation checks."""
+def meterbook_reconcilers() -> list[Reconciler]:
+    """Return reconciliation checks run by ``meterbook reconcile`` and ``close``.
+
+    Arguments: none.
+
+    Returns: a list of objects following :class:`ledger.reconcile.Reconciler`:
+    a unique ``name`` and ``check(context)`` yielding
+    :class:`ledger.reconcile.Finding` records (severity ``error`` blocks close
+    and invoicing until fixed or accepted with a reason; ``warning`` and
+    ``info`` are reported). Report problems as findings, never by raising.
+
+    Example::
+
+        from ledger.reconcile import Finding, finding_id
+
+        class NoZeroUsage:
+            name = "zero-usage"
+
+            def check(self, context):
+                for customer, quantity in context.monthly_quantities("api_calls"):
+                    if quantity == 0:
+                        yield Finding(
+                            id=finding_id(self.name, context.period, customer),
+                            severity="warning", check=self.name, customer=customer,
+                            meter="api_calls", period=context.period,
+                            expected=None, actual=quantity,
+                            explanation="no API calls all month: integration broken?")
+
+        @hookimpl
+        def meterbook_reconcilers():
+            return [NoZeroUsage()]
+    """
     raise NotImplementedError
+
+
+@hookspec
+def meterbook_alert(alert: Any) -> None:
+    """Called for every alert raised (usage cap thresholds, spend caps, findings).
+
+    Arguments: ``alert``, a record with at least ``kind`` (e.g. ``"usage_cap"``),
+    ``customer``, ``meter`` (or None), ``threshold``, ``value``, ``date`` and a
+    one-line ``message``.
+
+    Returns: nothing (the return value is ignored; every plugin is called). A
+    plugin that raises is reported and does not stop the others or the command:
+    notifications are best effort, the books are the record.
+
+    Example::
+
+        @hookimpl
+        def meterbook_alert(alert):
+            requests.post(SLACK_WEBHOOK, json={"text": alert.message}, timeout=5)
+    """
+
+
+@hookspec
+def meterbook_invoice_issued(invoice: Any) -> None:
+    """Called once for every invoice issued, after it is written to the books.
+
+    Arguments: ``invoice``, a :class:`ledger.invoicing.Invoice` (``number``,
+    ``customer``, ``date``, ``currency``, ``lines``, ``total``).
+
+    Returns: nothing (ignored; every plugin is called, best effort as for
+    :func:`meterbook_alert`).
+
+    Example::
+
+        @hookimpl
+        def meterbook_invoice_issued(invoice):
+            send_mail(to=BILLING_CONTACTS[invoice.customer],
+                      subject=f"Invoice {invoice.number}: {invoice.total} {invoice.currency}")
+    """

@@ -252,7 +252,8 @@ def issue(engine: Engine, drafts: Iterable[Invoice]) -> list[Invoice]:
             seq += 1
             number = f"INV-{draft.date.year}-{seq:06d}"
             invoice = Invoice(customer=draft.customer, date=draft.date, currency=draft.currency,
-                              lines=draft.lines, rules=draft.rules, number=number)
+                              lines=draft.lines, rules=draft.rules, number=number,
+                              accruals=draft.accruals)
             conn.execute(invoices_table.insert().values(
                 number=number, seq=seq, customer=invoice.customer, date=invoice.date.isoformat(),
                 currency=invoice.currency, total=str(invoice.total), document=invoice.to_json(), key=invoice.key))

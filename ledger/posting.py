@@ -33,6 +33,10 @@ Usage that arrives afterwards is a *late* adjustment: the difference between
 the targets now and the frozen ones, posted on its own in the first open
 month (metadata ``late: TRUE``, ``usage_date``) and billed on the customer's
 next invoice.
+
+Sealed months are never regenerated: :func:`catch_up` compares what would now
+be posted before the first open day with the sealed files and posts the
+difference as late adjustments on that day.
 """
 
 from __future__ import annotations
@@ -277,3 +281,94 @@ def month_start(day: date) -> date:
 
 def next_day(day: date) -> date:
     return day + timedelta(days=1)
+
+
+# --- after the close: catch-up of sealed months -----------------------------------------
+
+
+def usage_month(entry: data.Directive) -> date:
+    """The first day of the month an entry's amounts belong to: its ``usage_date``'s
+    month for a late adjustment, else its own date's month."""
+    usage = (entry.meta or {}).get("usage_date") if (entry.meta or {}).get("late") else None
+    return month_start(usage if isinstance(usage, date) else entry.date)
+
+
+def _month_end(first: date) -> date:
+    return (first.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+
+
+CatchUpKey = tuple[date, str, tuple[str, ...]]  # usage month, customer, sorted links
+
+
+def catch_up(regenerated: Sequence[data.Directive], recorded: Sequence[data.Directive], *,
+             first_open: date, rules_hash: str) -> tuple[list[data.Directive], list[data.Transaction]]:
+    """Split regenerated entries around the seal: what to write, and late adjustments.
+
+    Sealed months are never rewritten (DESIGN "Sealed periods are immutable"),
+    so whatever regeneration now puts before ``first_open`` — usage that arrived
+    late for a non-invoiced cycle, an invoice issued later for a sealed date —
+    and the late entries of invoiced cycles whose usage is in a sealed month are
+    compared with what the sealed files (``recorded``) hold, per usage month,
+    customer, links, account, meter and currency. Each non-zero difference
+    becomes a late adjustment dated ``first_open``, one transaction per usage
+    month, customer and links (so ``^acme-2026-10-01`` still finds it)::
+
+        2026-11-01 * "acme" "Late adjustment for sealed period 2026-10" ^acme-2026-10-01
+          customer: "acme"
+          cycle: "2026-10-01/2026-11-01"
+          late: TRUE
+          usage_date: 2026-10-31
+          Assets:Receivables:Unbilled:Acme   0.05 USD
+          Income:Usage:Api-Calls            -0.05 USD
+            meter: "api_calls"
+
+    Earlier adjustments are part of the record (keyed by their ``usage_date``),
+    so the next run posts only what is still missing: nothing when nothing
+    changed. Each group holds whole entries, so each adjustment balances.
+    """
+    write: list[data.Directive] = []
+    sums: dict[CatchUpKey, dict[tuple[str, str, str], Decimal]] = defaultdict(lambda: defaultdict(lambda: ZERO))
+    cycles: dict[CatchUpKey, set[str]] = defaultdict(set)
+
+    def add(entry: data.Transaction, sign: int) -> None:
+        meta = entry.meta or {}
+        key = (usage_month(entry), str(meta.get("customer", entry.payee or "")), tuple(sorted(entry.links or ())))
+        for cycle in str(meta.get("cycle") or "").split(","):
+            if cycle:
+                cycles[key].add(cycle)
+        for p in entry.postings:
+            if p.units is None or not isinstance(p.units.number, Decimal):
+                continue
+            meter = str((p.meta or {}).get("meter", ""))
+            sums[key][(p.account, meter, p.units.currency)] += sign * p.units.number
+
+    for entry in regenerated:
+        if entry.date < first_open:
+            if isinstance(entry, data.Transaction):
+                add(entry, +1)
+        elif isinstance(entry, data.Transaction) and usage_month(entry) < first_open:
+            add(entry, +1)  # a late entry of an invoiced cycle whose usage is sealed
+        else:
+            write.append(entry)
+    for entry in recorded:
+        if isinstance(entry, data.Transaction) and entry.date < first_open:
+            add(entry, -1)
+
+    adjustments: list[data.Transaction] = []
+    for key in sorted(sums):
+        month, customer, links = key
+        postings = []
+        for (account_name, meter, currency), number in sorted(sums[key].items()):
+            if number:
+                meta = {"meter": meter} if meter else None
+                postings.append(data.Posting(account_name, Amount(number, currency), None, None, None, meta))
+        if not postings:
+            continue
+        period = f"{month.year:04d}-{month.month:02d}"
+        cycle = ",".join(sorted(cycles[key])) or None
+        adjustments.append(data.Transaction(
+            _meta(customer=customer or None, cycle=cycle, rules=rules_hash, usage_date=_month_end(month), late=True),
+            first_open, FLAG, customer or None, f"Late adjustment for sealed period {period}",
+            frozenset(), frozenset(links), postings,
+        ))
+    return write, adjustments

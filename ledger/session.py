@@ -17,12 +17,15 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from beancount.core import data
+from beancount.parser import parser
 from sqlalchemy import Engine
 
 from ledger import books, metering
+from ledger.credit_notes import credit_note_documents, credit_note_entries, load_credit_notes
 from ledger.documents import invoice_documents
 from ledger.invoicing import Invoice, draft_invoices, issue, load_invoices
-from ledger.posting import post
+from ledger.payments import load_payments, payment_entries
+from ledger.posting import catch_up, post
 from ledger.rating import Rating, rate
 from ledger.registry import Registry, load_registry
 from ledger.rules import Rules, load_rules
@@ -89,15 +92,60 @@ class Session:
 
     def post(self, through: date) -> PostReport:
         """Rate and (re)write the open months' books up to ``through``."""
+        entries, documents, invoices = self.generate(through)
+        months = self.write(entries, documents)
+        return PostReport(through=through, entries=len(entries), months=months, invoices=len(invoices))
+
+    def generate(self, through: date) -> tuple[list[data.Directive], dict[str, str], list[Invoice]]:
+        """The open months' entries up to ``through``, their documents and the invoices behind them.
+
+        Nothing is generated for a sealed month: what regeneration would now put
+        there is compared with the sealed files and the difference posted as
+        late adjustments on the first open day (:func:`ledger.posting.catch_up`).
+        """
+        first_open = self.first_open()
+        generated, documents, invoices = self.regenerate(through)
+        if first_open > date.min and through >= first_open - timedelta(days=1):
+            entries, late = catch_up(generated, self.sealed_record(), first_open=first_open,
+                                     rules_hash=self.rules.hash)
+            entries = [*entries, *(e for e in late if e.date <= through)]
+        else:  # a rating that stops inside the sealed months says nothing about them
+            entries = [e for e in generated if e.date >= first_open]
+        return entries, documents, invoices
+
+    def regenerate(self, through: date, *, evidence: bool = True,
+                   ) -> tuple[list[data.Directive], dict[str, str], list[Invoice]]:
+        """Every entry up to ``through`` derived from the store and the rating, sealed months
+        included (what close asserts and check ties out against), with documents and invoices.
+
+        ``evidence=False`` skips the evidence digests (metadata only, never an amount).
+        """
         rating = self.rate(through)
         invoices = [inv for inv in load_invoices(self.engine) if inv.date <= through]
-        entries = [e for e in post(rating, self.rules, invoices, first_open=self.first_open(),
-                                   evidence=self.evidence(rating)) if e.date <= through]
+        generated = [e for e in post(rating, self.rules, invoices, first_open=self.first_open(),
+                                     evidence=self.evidence(rating) if evidence else None) if e.date <= through]
+        # payments and credit notes: stored facts settled against the invoices in date order
+        payments = [p for p in load_payments(self.engine) if p.date <= through]
+        notes = [n for n in load_credit_notes(self.engine) if n.date <= through]
+        generated += payment_entries(payments, invoices, notes, self.rules)
+        generated += credit_note_entries(notes, invoices, payments, self.rules)
         documents: dict[str, str] = {}
         for inv in invoices:
             documents.update(invoice_documents(inv, self.rules))
-        months = self.write(entries, documents)
-        return PostReport(through=through, entries=len(entries), months=months, invoices=len(invoices))
+        for note in notes:
+            documents.update(credit_note_documents(note, self.rules))
+        return generated, documents, invoices
+
+    def sealed_record(self) -> list[data.Directive]:
+        """The entries of the sealed months' files, as written (parsed, not booked)."""
+        record: list[data.Directive] = []
+        books_dir = self.workspace.books_dir
+        for month in sorted(books.sealed_months(books_dir)):
+            path = books.month_path(books_dir, month)
+            if path.exists():
+                parsed, _errors, _options = parser.parse_file(str(path))
+                record.extend(parsed)
+        return record
 
     def write(self, entries: list[data.Directive], documents: dict[str, str]) -> tuple[str, ...]:
         books_dir = self.workspace.books_dir

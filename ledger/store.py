@@ -38,8 +38,7 @@ from sqlalchemy import (
     event,
     select,
 )
-from sqlalchemy.exc import ArgumentError, OperationalError
-from sqlalchemy.exc import NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 from ledger.errors import StoreError
 
@@ -108,6 +107,8 @@ rejects = Table(
     Column("importer", String(64), nullable=False, default=""),
     # set when `ingest --retry-rejected` ran the row again and it got another outcome
     Column("resolved_batch_id", Integer),
+    # the row as an event object (JSON) when it could be read; what --retry-rejected runs again
+    Column("record", Text),
 )
 
 
@@ -140,6 +141,46 @@ credit_notes = Table(
     Column("document", Text, nullable=False),
 )
 
+# Payments received (a bank or processor export), one row per payment reference:
+# same reference + same payload hash is a duplicate, another hash a conflict kept
+# aside in ``payment_conflicts`` (never overwritten). Amounts are decimal text.
+payments = Table(
+    "payments", metadata,
+    Column("pk", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("reference", String(255), nullable=False, unique=True),
+    Column("date", String(10), nullable=False),
+    Column("amount", Text, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("invoice", String(255), nullable=False, default=""),
+    Column("payload_hash", String(64), nullable=False),
+    Column("batch_id", Integer, ForeignKey("batches.id"), nullable=False),
+    Column("file", Text, nullable=False),
+    Column("line", BigInteger, nullable=False),
+)
+
+payment_conflicts = Table(
+    "payment_conflicts", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("reference", String(255), nullable=False),
+    Column("stored_hash", String(64), nullable=False),
+    Column("payload_hash", String(64), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("batch_id", Integer, ForeignKey("batches.id"), nullable=False),
+    Column("file", Text, nullable=False),
+    Column("line", BigInteger, nullable=False),
+)
+
+
+# Reconciliation findings accepted at close (``meterbook close --accept ID --reason TEXT``):
+# remembered across refused runs, and written into the close file when the month is sealed.
+acceptances = Table(
+    "acceptances", metadata,
+    Column("period", String(7), primary_key=True),
+    Column("finding", String(255), primary_key=True),
+    Column("reason", Text, nullable=False),
+    Column("accepted_at", String(40), nullable=False),
+)
+
 
 def _v1(conn: Connection) -> None:
     for table in (meta, batches, events, conflicts, rejects):
@@ -152,7 +193,33 @@ def _v2(conn: Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2]
+def _v3(conn: Connection) -> None:
+    # rejects.record: the readable form of a rejected row, for `ingest --retry-rejected`
+    from sqlalchemy import inspect
+
+    if "record" not in {c["name"] for c in inspect(conn).get_columns("rejects")}:
+        conn.exec_driver_sql("ALTER TABLE rejects ADD COLUMN record TEXT")
+
+
+def _v4(conn: Connection) -> None:
+    for table in (payments, payment_conflicts):
+        table.create(conn, checkfirst=True)
+
+
+def _v5(conn: Connection) -> None:
+    acceptances.create(conn, checkfirst=True)
+
+
+def _v6(conn: Connection) -> None:
+    # metering reads numbers for every event of a window: on SQLite a covering index
+    # turns millions of random table-page lookups into one index range scan. Not on
+    # PostgreSQL, whose btree entries are capped at ~2.7 kB (numbers is unbounded).
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_events_metering "
+                             "ON events (type, customer, time_us, numbers)")
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
 
 
 def open_store(url: str, *, upgrade_schema: bool = True) -> Engine:

@@ -60,8 +60,9 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def workspace(tmp_path: Path) -> Path:
     """A copy of the `meterbook init` template workspace."""
-    from ledger.cli import cli
     from click.testing import CliRunner
+
+    from ledger.cli import cli
 
     root = tmp_path / "ws"
     result = CliRunner().invoke(cli, ["init", str(root)])

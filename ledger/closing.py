@@ -1,0 +1,512 @@
+"""Month-end close and the auditor's check: the last stage of the pipeline.
+
+``meterbook close 2026-10`` issues every invoice dated in October, posts
+through October 31, runs the reconcilers and, when no error finding is open
+(or each is accepted with a reason), writes ``books/2026/2026-10.close.beancount``::
+
+    ; Written by `meterbook close`. Do not edit: sealed by ledger.seal.
+
+    2026-11-01 custom "meterbook-accept" "2026-10" "dual-track:acme:api_calls:2026-10" "live meter reset on Oct 3"
+
+    2026-11-01 balance Assets:Receivables:Unbilled:Acme    11.50 USD
+    2026-11-01 balance Income:Usage:Api-Calls             -15.50 USD
+    …
+
+    2026-11-01 custom "meterbook-seal-manifest" "2026-10" 14
+      e1: "2026-10-01 open 5b0c4e33e1a6f4e2 Assets:Receivables:Unbilled:Acme"
+      …
+    2026-11-01 custom "meterbook-seal" "2026-10" "<previous seal hash>" "<this seal hash>"
+
+The balance assertions are a real check: their amounts are computed from the
+event store and the rating (every entry re-derived in memory, as if no month
+were sealed, and summed through the month's last day), never read back from
+the books. The books hold the sealed files plus the late adjustments of
+:func:`ledger.posting.catch_up`, so they agree exactly when nothing was lost or
+edited. The books are then loaded (Beancount checks the assertions) and only a
+clean load is sealed; otherwise the close file is removed again.
+
+Rules of the close:
+
+- months close in order: the first close is the first month with entries;
+  after that, the month after the last sealed one. Months without entries in
+  between are closed (sealed empty) on the way, because the seal chain has no
+  gaps. A month that has not ended yet cannot be closed.
+- closing a closed month changes nothing and says so.
+- acceptances (``--accept ID --reason TEXT``) are kept in the store, so a
+  refused run remembers them, and written into the close file as
+  ``custom "meterbook-accept"`` directives, sealed with the month.
+- the seal hash is also kept in the store (``meta`` key ``seal:YYYY-MM``), the
+  anchor ``meterbook check`` compares the books' chain with.
+
+``meterbook check`` (:func:`check_books`) re-runs what an auditor would: the
+Beancount load (seal plugin included), every seal, the rules, and a tie-out of
+each customer's unbilled, contract-asset and receivable balances recomputed
+from the store and the rating against the books.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from beancount.core import data
+from beancount.core.amount import Amount
+from beancount.parser import parser
+from beancount.parser.grammar import ValueType
+from beancount.utils import misc_utils
+from sqlalchemy import Engine, delete, insert, select
+
+from ledger import books, seal
+from ledger.errors import BadInput, MeterbookError, PluginError
+from ledger.invoicing import Invoice, draft_invoices, load_invoices
+from ledger.money import quantum
+from ledger.reconcile import Finding
+from ledger.store import acceptances as acceptances_table
+from ledger.store import meta as meta_table
+
+if TYPE_CHECKING:
+    from ledger.rating import Rating
+    from ledger.rules import Rules
+    from ledger.session import Session
+    from ledger.workspace import Workspace
+
+CLOSE_HEADER = "; Written by `meterbook close`. Do not edit: sealed by ledger.seal."
+ACCEPT = "meterbook-accept"
+#: Account kinds per customer that get a closing balance assertion (and revenue: every Income account).
+ASSERTED_KINDS = ("unbilled", "contract_asset", "receivable", "deferred", "refund_liability")
+#: Account kinds the store-to-ledger tie-out compares per customer.
+TIE_OUT_KINDS = ("unbilled", "contract_asset", "receivable")
+ZERO = Decimal(0)
+
+
+# --- months ------------------------------------------------------------------------------
+
+
+def parse_month(text: str) -> str:
+    """``"2026-10"``, or :class:`BadInput` naming the bad value."""
+    if not seal.is_month(text):
+        raise BadInput(f"month {text!r} is not YYYY-MM")
+    return text
+
+
+def first_day(month: str) -> date:
+    return seal.month_start(month)
+
+
+def last_day(month: str) -> date:
+    start = first_day(month)
+    return start.replace(day=calendar.monthrange(start.year, start.month)[1])
+
+
+# --- reconciliation --------------------------------------------------------------------
+
+
+@dataclass
+class ReconcileContext:
+    """What a reconciler's ``check(context)`` may read for the period under review."""
+
+    session: Session
+    period: str
+
+    @property
+    def workspace(self) -> Workspace:
+        return self.session.workspace
+
+    @property
+    def rules(self) -> Rules:
+        return self.session.rules
+
+    @property
+    def engine(self) -> Engine:
+        return self.session.engine
+
+    @property
+    def start(self) -> date:
+        """The period's first day."""
+        return first_day(self.period)
+
+    @property
+    def end(self) -> date:
+        """The period's last day (inclusive)."""
+        return last_day(self.period)
+
+    @cached_property
+    def rating(self) -> Rating:
+        """Every cycle rated cumulatively through the period's last day."""
+        return self.session.rate(self.end)
+
+    @cached_property
+    def invoices(self) -> list[Invoice]:
+        """Issued invoices dated on or before the period's last day."""
+        return [inv for inv in load_invoices(self.engine) if inv.date <= self.end]
+
+    @cached_property
+    def entries(self) -> list[data.Directive]:
+        """The books as Beancount loads them."""
+        return books.load_books(self.workspace.main_file)[0]
+
+
+def run_reconcilers(session: Session, month: str) -> list[Finding]:
+    """Every registered reconciler's findings for ``month``, sorted by severity then id.
+
+    A reconciler that raises, or yields something that is not a Finding, is a
+    :class:`PluginError` naming it (findings are values; raising is a bug).
+    """
+    context = ReconcileContext(session, month)
+    findings: list[Finding] = []
+    for reconciler in session.registry.reconcilers:
+        name = getattr(reconciler, "name", type(reconciler).__name__)
+        try:
+            found = list(reconciler.check(context) or ())
+        except Exception as exc:
+            raise PluginError(f"reconciler {name!r} failed on {month}: {type(exc).__name__}: {exc}") from None
+        for finding in found:
+            if not isinstance(finding, Finding):
+                raise PluginError(f"reconciler {name!r} yielded {type(finding).__name__}, not a Finding")
+        findings.extend(found)
+    order = {"error": 0, "warning": 1, "info": 2}
+    return sorted(findings, key=lambda f: (order.get(f.severity, 3), f.id))
+
+
+def load_acceptances(engine: Engine, month: str) -> dict[str, str]:
+    """Accepted finding ids of ``month`` and their reasons."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(acceptances_table.c.finding, acceptances_table.c.reason)
+                            .where(acceptances_table.c.period == month))
+        return {row.finding: row.reason for row in rows}
+
+
+def record_acceptances(engine: Engine, month: str, accepted: Mapping[str, str]) -> None:
+    """Remember acceptances (a new reason replaces an earlier one for the same finding)."""
+    if not accepted:
+        return
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    with engine.begin() as conn:
+        for finding, reason in accepted.items():
+            conn.execute(delete(acceptances_table).where(acceptances_table.c.period == month,
+                                                         acceptances_table.c.finding == finding))
+            conn.execute(insert(acceptances_table).values(period=month, finding=finding, reason=reason,
+                                                          accepted_at=now))
+
+
+# --- the close -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CloseReport:
+    """What ``close`` did, or why it refused (``refused`` non-empty: nothing was sealed)."""
+
+    month: str
+    already_closed: bool = False
+    refused: str = ""
+    findings: tuple[Finding, ...] = ()
+    accepted: Mapping[str, str] = field(default_factory=dict)
+    invoices: tuple[Invoice, ...] = ()
+    assertions: int = 0
+    seal_hash: str = ""
+    close_file: str = ""
+    also_closed: tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()
+
+    @property
+    def open_errors(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.blocks_close and f.id not in self.accepted)
+
+
+def close_month(session: Session, month: str, accept: Mapping[str, str] | None = None) -> CloseReport:
+    """Close ``month``: invoices, postings, reconciliation gate, assertions, seal.
+
+    Raises :class:`BadInput` for a bad month, a month not ended yet or out of
+    order; returns a report with ``refused`` set when findings or a failed
+    load stop the close (the CLI exits 1).
+    """
+    month = parse_month(month)
+    books_dir = session.workspace.books_dir
+    sealed = books.sealed_months(books_dir)
+    if month in sealed:
+        return CloseReport(month, already_closed=True, close_file=str(books.close_path(books_dir, month)))
+    if last_day(month) >= session.today():
+        raise BadInput(f"{month} has not ended yet (today is {session.today()}); close it from "
+                       f"{first_day(seal.next_month(month))}")
+    also: list[str] = []
+    if sealed:
+        expected = seal.next_month(max(sealed))
+        if month < expected:
+            raise BadInput(f"{month} is before the first closed month {min(sealed)} and cannot be closed: "
+                           "months close in order")
+        while expected < month:
+            if _has_entries(session, expected):
+                raise BadInput(f"close {expected} first: months close in order")
+            gap = _close(session, expected, {})
+            if gap.refused:
+                return CloseReport(month, refused=f"{expected} (no entries) could not be closed: {gap.refused}",
+                                   findings=gap.findings, errors=gap.errors, also_closed=tuple(also))
+            also.append(expected)
+            expected = seal.next_month(expected)
+    else:
+        earliest = _earliest_month_with_entries(session, before=first_day(month))
+        if earliest is not None:
+            raise BadInput(f"close {earliest} first: months close in order ({earliest} is the first month "
+                           "with entries)")
+    report = _close(session, month, dict(accept or {}))
+    return CloseReport(**{**report.__dict__, "also_closed": tuple(also)})
+
+
+def _due_invoices(session: Session, through: date) -> list[Invoice]:
+    """Invoices dated on or before ``through`` that ``invoice`` would issue (not issued here)."""
+    rating = session.rate(through)
+    return draft_invoices(rating, session.rules, load_invoices(session.engine), through=through,
+                          first_open=session.first_open())
+
+
+def _has_entries(session: Session, month: str) -> bool:
+    start, end = first_day(month), last_day(month)
+    if any(start <= inv.date <= end for inv in _due_invoices(session, end)):
+        return True
+    entries, _documents, _invoices = session.generate(end)
+    return any(start <= e.date <= end for e in entries)
+
+
+def _earliest_month_with_entries(session: Session, before: date) -> str | None:
+    through = before - timedelta(days=1)
+    dates = [e.date for e in session.generate(through)[0]]
+    dates += [inv.date for inv in _due_invoices(session, through)]
+    return books.month_of(min(dates)) if dates else None
+
+
+def _posted_through(books_dir: Path, after: date) -> date:
+    """The latest date in the open months' files after ``after`` (so close does not drop them)."""
+    latest = after
+    for path in books_dir.glob("[0-9][0-9][0-9][0-9]/[0-9][0-9][0-9][0-9]-[0-9][0-9].beancount"):
+        if path.stem > books.month_of(after):
+            parsed, _errors, _options = parser.parse_file(str(path))
+            latest = max([latest, *(e.date for e in parsed)])
+    return latest
+
+
+def _close(session: Session, month: str, accept: dict[str, str]) -> CloseReport:
+    workspace = session.workspace
+    books_dir = workspace.books_dir
+    end = last_day(month)
+    through = _posted_through(books_dir, end)
+
+    # Everything due in the month is issued first: nothing dated in a sealed month may come later.
+    issued = tuple(session.invoice(through=end))
+    session.post(through)
+
+    findings = run_reconcilers(session, month)
+    known = {f.id for f in findings}
+    unknown = sorted(set(accept) - known)
+    if unknown:
+        raise BadInput(f"--accept {unknown[0]}: no such finding for {month} "
+                       f"(findings: {', '.join(sorted(known)) or 'none'})")
+    record_acceptances(session.engine, month, accept)
+    accepted = {k: v for k, v in load_acceptances(session.engine, month).items() if k in known}
+    report = CloseReport(month, findings=tuple(findings), accepted=accepted, invoices=issued)
+    if report.open_errors:
+        count = len(report.open_errors)
+        return CloseReport(**{**report.__dict__, "refused": (
+            f"{count} open error finding{'s' if count != 1 else ''}; fix or accept each with "
+            "--accept ID --reason TEXT")})
+
+    balances = expected_balances(session, month)
+    directives: list[data.Directive] = [acceptance_directive(month, fid, reason)
+                                        for fid, reason in sorted(accepted.items())]
+    directives.extend(balances)
+    body = CLOSE_HEADER + "\n" + "".join("\n" + books.format_entry(d) for d in directives)
+
+    close_file = books.close_path(books_dir, month)
+    entries, documents, _invoices = session.generate(through)
+    loaded: list[data.Directive] = []
+    try:
+        books.write_atomic(close_file, body)
+        session.write(entries, documents)  # main.beancount now includes the close file
+        loaded, errors, _options = books.load_books(workspace.main_file)
+        if not errors:
+            previous = _previous_seal(loaded, month)
+            sealing = seal.build_seal(month, loaded, previous)
+            books.write_atomic(close_file, body + "".join("\n" + books.format_entry(d) for d in sealing))
+            loaded, errors, _options = books.load_books(workspace.main_file)
+    except BaseException:
+        _roll_back(session, close_file, entries, documents)
+        raise
+    if errors or month not in books.sealed_months(books_dir):
+        _roll_back(session, close_file, entries, documents)
+        messages = tuple(_error_line(e) for e in errors)
+        return CloseReport(**{**report.__dict__, "errors": messages,
+                              "refused": f"the books do not load cleanly with the close file ({len(errors)} errors)"})
+    statuses = {s.month: s for s in seal.verify_seals(loaded)}
+    hash_ = statuses[month].hash
+    with session.engine.begin() as conn:
+        conn.execute(delete(meta_table).where(meta_table.c.key == f"seal:{month}"))
+        conn.execute(insert(meta_table).values(key=f"seal:{month}", value=hash_))
+    return CloseReport(**{**report.__dict__, "assertions": len(balances), "seal_hash": hash_,
+                          "close_file": str(close_file)})
+
+
+def _roll_back(session: Session, close_file: Path, entries: list[data.Directive], documents: dict[str, str]) -> None:
+    close_file.unlink(missing_ok=True)
+    session.write(entries, documents)
+
+
+def _previous_seal(entries: Sequence[data.Directive], month: str) -> str:
+    latest = seal.latest_seal(entries)
+    if latest is None:
+        return seal.GENESIS
+    if latest.month != seal.previous_month(month):
+        raise BadInput(f"close {seal.next_month(latest.month)} first: months close in order")
+    return latest.hash
+
+
+def _error_line(error: Any) -> str:
+    source = getattr(error, "source", None) or {}
+    where = f"{source.get('filename')}:{source.get('lineno')}: " if source.get("filename") else ""
+    return f"{where}{getattr(error, 'message', error)}"
+
+
+def acceptance_directive(month: str, finding: str, reason: str) -> data.Custom:
+    """``custom "meterbook-accept" "<month>" "<finding id>" "<reason>"``, dated the next month's 1st."""
+    values = [ValueType(month, str), ValueType(misc_utils.escape_string(finding), str),
+              ValueType(misc_utils.escape_string(" ".join(reason.split())), str)]
+    return data.Custom(data.new_metadata("<close>", 0), first_day(seal.next_month(month)), ACCEPT, values)
+
+
+def regenerated_entries(session: Session, through: date) -> list[data.Directive]:
+    """Every entry through ``through`` re-derived from the store, the rating, the issued
+    invoices, payments and credit notes, as if no month were sealed (never read from the books)."""
+    return session.regenerate(through, evidence=False)[0]
+
+
+def account_kinds(rules: Rules) -> dict[str, tuple[str, str]]:
+    """Per-customer account → (kind, customer) for the kinds the close and check look at."""
+    kinds: dict[str, tuple[str, str]] = {}
+    for customer in rules.customers:
+        for kind in ASSERTED_KINDS:
+            kinds[rules.account(kind, customer=customer)] = (kind, customer)
+    return kinds
+
+
+def _sums(entries: Iterable[data.Directive], before: date) -> dict[tuple[str, str], Decimal]:
+    totals: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
+    for entry in entries:
+        if isinstance(entry, data.Transaction) and entry.date < before:
+            for p in entry.postings:
+                if p.units is not None and isinstance(p.units.number, Decimal):
+                    totals[(p.account, p.units.currency)] += p.units.number
+    return totals
+
+
+def expected_balances(session: Session, month: str) -> list[data.Balance]:
+    """Balance assertions for the end of ``month`` (dated the 1st of the next month).
+
+    One per currency for every unbilled, contract-asset, receivable, deferred,
+    refund-liability and revenue (``Income:``) account with postings, the amount
+    computed from the store and the rating (:func:`regenerated_entries`).
+    """
+    day = first_day(seal.next_month(month))
+    expected = _sums(regenerated_entries(session, last_day(month)), day)
+    kinds = account_kinds(session.rules)
+    # Accounts posted to in the books but absent from the regeneration must be 0: assert that too.
+    posted = _sums(books.load_books(session.workspace.main_file)[0], day)
+    keys = {k for k in (*expected, *posted) if k[0] in kinds or k[0].startswith("Income:")}
+    balances = []
+    for account, currency in sorted(keys):
+        number = expected.get((account, currency), ZERO)
+        if number == 0:  # "0.00 USD": a bare 0 would assert with a tolerance of a whole unit
+            number = ZERO.quantize(quantum(currency))
+        balances.append(data.Balance(data.new_metadata("<close>", 0), day, account,
+                                     Amount(number, currency), None, None))
+    return balances
+
+
+# --- the check -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One line of ``meterbook check``: a named check, ok or not, and what was found."""
+
+    name: str
+    ok: bool
+    details: tuple[str, ...] = ()
+
+
+def check_books(workspace: Workspace) -> list[CheckResult]:
+    """bean-check, seals, rules and the store-to-ledger tie-out, each a :class:`CheckResult`."""
+    from ledger.session import Session
+
+    results: list[CheckResult] = []
+    main = workspace.main_file
+    entries: list[data.Directive] = []
+    if not main.exists():
+        results.append(CheckResult("bean-check", False, (f"{main} does not exist; run meterbook post",)))
+    else:
+        entries, errors, _options = books.load_books(main)
+        results.append(CheckResult("bean-check", not errors, tuple(_error_line(e) for e in errors)))
+
+    statuses = seal.verify_seals(entries)
+    details = [f"{s.month} {s.hash[:16]}… {'ok' if s.ok else 'FAILED: ' + s.message}" for s in statuses]
+    ok = all(s.ok for s in statuses)
+    session: Session | None = None
+    try:
+        session = Session.open(workspace)
+    except MeterbookError as exc:
+        results.append(CheckResult("rules", False, (str(exc),)))
+    if session is not None:
+        # The store remembers every seal it wrote: a removed or rewritten latest seal shows here.
+        with session.engine.connect() as conn:
+            recorded = {row.key[5:]: row.value for row in conn.execute(
+                select(meta_table.c.key, meta_table.c.value).where(meta_table.c.key.like("seal:%")))}
+        in_books = {s.month: s.hash for s in statuses}
+        for month, hash_ in sorted(recorded.items()):
+            if in_books.get(month) != hash_:
+                ok = False
+                found = in_books.get(month)
+                details.append(f"{month}: the store recorded seal {hash_[:16]}… at close, the books have "
+                               + (f"{found[:16]}…" if found else "no seal"))
+    summary = f"{len(statuses)} sealed month{'s' if len(statuses) != 1 else ''}"
+    results.insert(1, CheckResult(f"seals ({summary})", ok, tuple(details)))
+    if session is None:
+        results.append(CheckResult("store-to-ledger tie-out", False, ("skipped: the rules do not load",)))
+        return results
+    results.append(CheckResult("rules", True, (f"{len(session.rules.customers)} customers, "
+                                               f"{len(session.rules.plans)} plans, rules {session.rules.hash}",)))
+    results.append(tie_out(session, entries))
+    return results
+
+
+def tie_out(session: Session, entries: Sequence[data.Directive]) -> CheckResult:
+    """Per customer unbilled, contract-asset and receivable balances: store + rating vs books.
+
+    Both sides are taken at the end of the last day the books have postings for
+    (books that miss events ingested since the last ``post`` do not tie out).
+    """
+    dates = [e.date for e in entries if isinstance(e, data.Transaction)]
+    first_open = session.first_open()
+    if dates and first_open > date.min:  # the sealed months are covered even when nothing follows them
+        dates.append(first_open - timedelta(days=1))
+    through = max(dates) if dates else None
+    if through is None:
+        return CheckResult("store-to-ledger tie-out", True, ("the books have no postings yet",))
+    day = through + timedelta(days=1)
+    expected = _sums(regenerated_entries(session, through), day)
+    actual = _sums(entries, day)
+    kinds = {a: k for a, k in account_kinds(session.rules).items() if k[0] in TIE_OUT_KINDS}
+    problems = []
+    compared = 0
+    for account, currency in sorted({k for k in (*expected, *actual) if k[0] in kinds}):
+        compared += 1
+        want, have = expected.get((account, currency), ZERO), actual.get((account, currency), ZERO)
+        if want != have:
+            kind, customer = kinds[account]
+            problems.append(f"{customer} {kind} {account}: store {want} {currency}, books {have} {currency} "
+                            f"(difference {have - want})")
+    note = f"{compared} balances through {through}"
+    return CheckResult("store-to-ledger tie-out", not problems, (note, *problems) if problems else (note,))

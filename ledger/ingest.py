@@ -1,0 +1,593 @@
+"""Idempotent ingest: every row of a file accepted, duplicate, conflict or rejected.
+
+A worked example — with ``e-2`` already stored and ``nobody`` not a customer::
+
+    id,customer,type,time
+    e-1,acme,api.request,2026-10-05T08:30:00Z
+    e-2,acme,api.request,2026-10-05T08:31:00Z
+    e-3,nobody,api.request,2026-10-05T08:32:00Z
+
+    $ meterbook ingest usage.csv
+    usage.csv: received 3, accepted 1, duplicates 1, conflicts 0, rejected 1 (unknown_customer 1)
+
+Always ``received = accepted + duplicates + conflicts + rejected``:
+
+- *accepted*: stored in ``events`` in its canonical form (:class:`ledger.events.Event`);
+- *duplicate*: same ``(source, id)`` and payload hash as the stored event;
+- *conflict*: same ``(source, id)``, another payload: kept in ``conflicts`` with
+  both hashes and the new payload; the first event stored wins, within a file too;
+- *rejected*: kept in ``rejects`` with its raw row, file, line and one reason
+  (:data:`REASONS`, checked in that order).
+
+One file is one database transaction and one ``batches`` row: an import that
+crashes or is killed leaves nothing of that file behind, and importing the same
+file again accepts nothing. Rows are inserted with ``ON CONFLICT DO NOTHING``
+(in key order on PostgreSQL so concurrent imports do not deadlock; a deadlock
+or serialization failure re-runs the file) and classified afterwards from the
+stored hash and batch, so four processes importing overlapping files store each
+event exactly once.
+
+Importers (:mod:`ledger.importers.events`) only read; this module judges rows
+against the rules. An importer declares the ``kind`` of record it yields; kinds
+other than usage ``events`` (payments, live meter totals) plug into
+:data:`KINDS` with their own tables.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from hashlib import sha256 as _digest
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from sqlalchemy import Connection, Engine, func, select, tuple_, update
+
+from ledger.errors import BadInput
+from ledger.events import TimeError, number_of, parse_time, to_us
+from ledger.store import batches, conflicts, events, rejects
+
+if TYPE_CHECKING:
+    from ledger.importers.events import RawEvent, Source
+    from ledger.rules import Rules
+    from ledger.workspace import Workspace
+
+#: Reject reasons, in the order rows are checked (one reason per row).
+REASONS = ("bad_encoding", "too_long", "bad_json", "bad_csv", "missing_field", "bad_time", "unknown_type",
+           "unknown_customer", "future_time", "bad_number", "negative_quantity")
+#: How far in the future (after ``now``) an event time may be.
+FUTURE_SLACK_US = 5 * 60 * 1_000_000
+#: Rows per insert (and per progress step).
+CHUNK = 25_000
+MAX_ID = 255
+RETRY_FILE = "<retry-rejected>"
+_NUMERIC = frozenset({"sum", "max", "latest"})
+_RETRYABLE = frozenset({"40P01", "40001"})
+_UNKNOWN = object()
+
+
+class Importer(Protocol):
+    """What ingest needs of an importer (first-party: ``ledger.importers.events``)."""
+
+    kind: str
+
+    @property
+    def name(self) -> str: ...
+
+    def identify(self, filepath: str) -> bool: ...
+
+    def check(self, source: Source) -> None: ...
+
+    def rows(self, source: Source) -> Iterator[RawEvent]: ...
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """The accounting of one file's rows.
+
+    >>> r = ImportReport("u.csv", "events-csv", 3, 1, 1, 0, 1, {"unknown_customer": 1})
+    >>> r.text()
+    'u.csv: received 3, accepted 1, duplicates 1, conflicts 0, rejected 1 (unknown_customer 1)'
+    >>> r.to_json()
+    '{"file": "u.csv", "received": 3, "accepted": 1, "duplicates": 1, "conflicts": 0, "rejected": 1, "reasons": {"unknown_customer": 1}}'
+    """
+
+    file: str
+    importer: str
+    received: int
+    accepted: int
+    duplicates: int
+    conflicts: int
+    rejected: int
+    reasons: Mapping[str, int] = field(default_factory=dict)
+    batch_id: int | None = None
+    sha256: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps({"file": self.file, "received": self.received, "accepted": self.accepted,
+                           "duplicates": self.duplicates, "conflicts": self.conflicts, "rejected": self.rejected,
+                           "reasons": dict(sorted(self.reasons.items()))})
+
+    def text(self) -> str:
+        line = (f"{self.file}: received {self.received}, accepted {self.accepted}, duplicates {self.duplicates}, "
+                f"conflicts {self.conflicts}, rejected {self.rejected}")
+        if self.reasons:
+            line += " (" + ", ".join(f"{k} {v}" for k, v in sorted(self.reasons.items())) + ")"
+        return line
+
+
+class Rejected(Exception):
+    """A row's one reject reason (raised inside the row check, caught per row)."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(reason, detail)
+        self.reason = reason
+        self.detail = detail
+
+
+# --- judging a row against the rules --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _ValueRule:
+    meter: str
+    prop: str
+    numeric: bool
+    filter: tuple[tuple[str, str], ...]
+
+
+class Checks:
+    """The rules a row must pass, compiled once per import.
+
+    ``now`` decides ``future_time`` (an event more than 5 minutes after it).
+    """
+
+    def __init__(self, rules: Rules, now: datetime):
+        self.customers = frozenset(rules.customers)
+        types: dict[str, list[_ValueRule]] = {}
+        for meter in rules.meters.values():
+            rules_of_type = types.setdefault(meter.event_type, [])
+            if meter.aggregation != "count" and meter.value:
+                rules_of_type.append(_ValueRule(meter.id, meter.value, meter.aggregation in _NUMERIC,
+                                                tuple(sorted(meter.filter.items()))))
+        self.types = {t: tuple(v) for t, v in types.items()}
+        self.limit_us = to_us(now) + FUTURE_SLACK_US
+        self._minutes: dict[str, int] = {}
+        self._keys: dict[str, str] = {}
+        self._numbers: dict[str, object] = {}
+
+    def time_us(self, text: str) -> int:
+        """:func:`ledger.events.to_us` of :func:`ledger.events.parse_time`, cached per minute
+        for the common ``YYYY-MM-DDTHH:MM:SS`` + ``Z``/``±hh:mm`` form."""
+        n = len(text)
+        if (n == 20 or n == 25) and text[16] == ":" and text[17:19].isascii() and text[17:19].isdigit():
+            key = text[:16] + text[19:]
+            base = self._minutes.get(key)
+            if base is None:
+                base = to_us(parse_time(text[:16] + ":00" + text[19:]))
+                if len(self._minutes) > 100_000:
+                    self._minutes.clear()
+                self._minutes[key] = base
+            seconds = int(text[17:19])
+            if seconds < 60:
+                return base + seconds * 1_000_000
+        return to_us(parse_time(text))
+
+    def row(self, ev: RawEvent, batch_id: int) -> tuple[Any, ...]:
+        """The ``events`` row of a readable event, or :class:`Rejected`.
+
+        The strings are built by hand and are identical to
+        :attr:`ledger.events.Event.properties_json`, ``numbers_json`` and
+        ``payload_hash`` (tested), without a ``json.dumps`` per row.
+        """
+        if not ev.id:
+            raise Rejected("missing_field", "id is missing")
+        if not ev.customer:
+            raise Rejected("missing_field", "customer is missing")
+        if not ev.type:
+            raise Rejected("missing_field", "type is missing")
+        if not ev.time:
+            raise Rejected("missing_field", "time is missing")
+        if len(ev.id) > MAX_ID:
+            raise Rejected("too_long", f"id is {len(ev.id)} characters (at most {MAX_ID})")
+        if len(ev.source) > MAX_ID:
+            raise Rejected("too_long", f"source is {len(ev.source)} characters (at most {MAX_ID})")
+        try:
+            time_us = self.time_us(ev.time)
+        except (TimeError, ValueError, OverflowError) as exc:
+            raise Rejected("bad_time", str(exc)) from None
+        value_rules = self.types.get(ev.type)
+        if value_rules is None:
+            raise Rejected("unknown_type", f"no meter selects event type {ev.type!r}")
+        if ev.customer not in self.customers:
+            raise Rejected("unknown_customer", f"customer {ev.customer!r} is not in the rules")
+        if time_us > self.limit_us:
+            raise Rejected("future_time", f"time {ev.time} is more than 5 minutes in the future")
+        props = ev.properties
+        parts = []
+        nums = []
+        numbers: dict[str, tuple[int, int] | None] = {}
+        keys = self._keys
+        cache = self._numbers
+        for name, text in props.items():
+            k = keys.get(name)
+            if k is None:
+                k = keys[name] = encode_basestring(name)
+            parts.append(k + ":" + encode_basestring(text))
+            pair = cache.get(text, _UNKNOWN)
+            if pair is _UNKNOWN:
+                pair = number_of(text)
+                if len(cache) > 100_000:
+                    cache.clear()
+                cache[text] = pair
+            numbers[name] = pair  # type: ignore[assignment]
+            if pair is not None:
+                nums.append(f"{k}:[{pair[0]},{pair[1]}]")  # type: ignore[index]
+        for rule in value_rules:
+            if rule.filter and any(props.get(fk) != fv for fk, fv in rule.filter):
+                continue
+            if rule.prop not in props:
+                raise Rejected("missing_field", f"property {rule.prop!r} is missing (meter {rule.meter})")
+            if rule.numeric:
+                pair = numbers[rule.prop]
+                if pair is None:
+                    raise Rejected("bad_number", f"{rule.prop}={props[rule.prop]!r} is not a finite decimal "
+                                                 f"with at most 9 places (meter {rule.meter})")
+                if pair[0] < 0:
+                    raise Rejected("negative_quantity", f"{rule.prop}={props[rule.prop]!r} is negative "
+                                                        f"(meter {rule.meter})")
+        props_json = "{" + ",".join(parts) + "}"
+        payload = ('{"customer":' + encode_basestring(ev.customer) + ',"id":' + encode_basestring(ev.id)
+                   + ',"properties":' + props_json + ',"source":' + encode_basestring(ev.source)
+                   + ',"time_us":' + str(time_us) + ',"type":' + encode_basestring(ev.type) + "}")
+        return (ev.source, ev.id, ev.customer, ev.type, time_us, props_json, "{" + ",".join(nums) + "}",
+                _digest(payload.encode()).hexdigest(), batch_id)
+
+
+def _payload(source: str, id: str, customer: str, type: str, time_us: int, props_json: str) -> str:
+    """:meth:`ledger.events.Event.canonical_payload`, built from its parts."""
+    return ('{"customer":' + encode_basestring(customer) + ',"id":' + encode_basestring(id)
+            + ',"properties":' + props_json + ',"source":' + encode_basestring(source)
+            + ',"time_us":' + str(time_us) + ',"type":' + encode_basestring(type) + "}")
+
+
+# --- one file's batch --------------------------------------------------------------------
+
+
+class _Batch:
+    """One import batch inside one transaction: rows in, counts out."""
+
+    def __init__(self, conn: Connection, checks: Checks, *, file: str, importer: str, keep_rejects: bool = True):
+        self.conn = conn
+        self.checks = checks
+        self.file = file
+        self.importer = importer
+        self.keep_rejects = keep_rejects
+        self.sqlite = conn.dialect.name == "sqlite"
+        self.counts: Counter[str] = Counter()
+        self.reasons: Counter[str] = Counter()
+        key = conn.execute(batches.insert().values(
+            file=file, sha256="", importer=importer, started_at=_stamp(), reasons="{}")).inserted_primary_key
+        assert key is not None
+        self.id = int(key[0])
+        self.floor = int(conn.execute(select(func.coalesce(func.max(events.c.pk), 0))).scalar_one())
+        ph = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        conflict = " ON CONFLICT (source, event_id) DO NOTHING"
+        self.insert_sql = ("INSERT INTO events (source, event_id, customer, type, time_us, properties, numbers, "
+                           f"payload_hash, batch_id) VALUES ({', '.join([ph] * 9)}){conflict}")
+
+    def add(self, chunk: Sequence[RawEvent]) -> list[str]:
+        """Judge and store a chunk of rows; return each row's outcome
+        (``accepted``, ``duplicate``, ``conflict`` or the reject reason)."""
+        from ledger.importers.events import raw_text
+
+        outcomes = [""] * len(chunk)
+        good: list[tuple[Any, ...]] = []
+        where: list[int] = []
+        bad: list[dict[str, Any]] = []
+        row_of = self.checks.row
+        batch_id = self.id
+        for i, ev in enumerate(chunk):
+            if ev.reason:
+                reason, detail = ev.reason, ev.detail
+            else:
+                try:
+                    good.append(row_of(ev, batch_id))
+                    where.append(i)
+                    continue
+                except Rejected as exc:
+                    reason, detail = exc.reason, exc.detail
+            outcomes[i] = reason
+            self.reasons[reason] += 1
+            if self.keep_rejects:
+                bad.append({"batch_id": batch_id, "file": self.file, "line": ev.line, "reason": reason,
+                            "detail": detail, "raw": raw_text(ev.raw), "importer": self.importer,
+                            "record": None if ev.reason else json.dumps(ev.record(), ensure_ascii=False)})
+        self.counts["received"] += len(chunk)
+        self.counts["rejected"] += len(chunk) - len(good)
+        if bad:
+            self.conn.execute(rejects.insert(), bad)
+        if good:
+            self._store(good, [chunk[i] for i in where], where, outcomes)
+        return outcomes
+
+    def _store(self, rows: list[tuple[Any, ...]], evs: list[RawEvent], where: list[int], outcomes: list[str]) -> None:
+        cursor = self.conn.connection.cursor()
+        try:
+            if self.sqlite:
+                floor = self.conn.exec_driver_sql("SELECT coalesce(max(pk), 0) FROM events").scalar_one()
+                cursor.executemany(self.insert_sql, rows)
+                if cursor.rowcount == len(rows):  # fast path: every key was new
+                    self.counts["accepted"] += len(rows)
+                    for i in where:
+                        outcomes[i] = "accepted"
+                    return
+            else:
+                floor = self.floor
+                cursor.executemany(self.insert_sql, sorted(rows, key=lambda r: (r[0], r[1])))
+        finally:
+            cursor.close()
+        self._classify(rows, evs, where, outcomes, floor)
+
+    def _classify(self, rows: list[tuple[Any, ...]], evs: list[RawEvent], where: list[int], outcomes: list[str],
+                  floor: int) -> None:
+        keys = list(dict.fromkeys((r[0], r[1]) for r in rows))
+        stored: dict[tuple[str, str], tuple[str, int, int]] = {}
+        key_cols = tuple_(events.c.source, events.c.event_id)
+        for start in range(0, len(keys), 500):
+            query = select(events.c.source, events.c.event_id, events.c.payload_hash, events.c.batch_id,
+                           events.c.pk).where(key_cols.in_(keys[start:start + 500]))
+            for source, event_id, digest, batch_id, pk in self.conn.execute(query):
+                stored[(source, event_id)] = (digest, batch_id, pk)
+        claimed: set[tuple[str, str]] = set()
+        found: list[dict[str, Any]] = []
+        for row, ev, i in zip(rows, evs, where, strict=True):
+            key = (row[0], row[1])
+            if key not in stored:
+                raise _Retry(f"event {key} vanished while importing")
+            digest, batch_id, pk = stored[key]
+            if batch_id == self.id and pk > floor and key not in claimed:
+                claimed.add(key)
+                self.floor = max(self.floor, pk)
+                outcome = "accepted"
+            elif digest == row[7]:
+                outcome = "duplicate"
+            else:
+                outcome = "conflict"
+                found.append({"source": row[0], "event_id": row[1], "stored_hash": digest, "payload_hash": row[7],
+                              "payload": _payload(row[0], row[1], row[2], row[3], row[4], row[5]),
+                              "batch_id": self.id, "file": self.file, "line": ev.line})
+            outcomes[i] = outcome
+        counts = Counter(outcomes[i] for i in where)
+        self.counts["accepted"] += counts["accepted"]
+        self.counts["duplicates"] += counts["duplicate"]
+        self.counts["conflicts"] += counts["conflict"]
+        if found:
+            self.conn.execute(conflicts.insert(), found)
+
+    def finish(self, sha256: str) -> ImportReport:
+        c = self.counts
+        reasons = dict(sorted(self.reasons.items()))
+        self.conn.execute(update(batches).where(batches.c.id == self.id).values(
+            sha256=sha256, finished_at=_stamp(), received=c["received"], accepted=c["accepted"],
+            duplicates=c["duplicates"], conflicts=c["conflicts"], rejected=c["rejected"],
+            reasons=json.dumps(reasons)))
+        return ImportReport(self.file, self.importer, c["received"], c["accepted"], c["duplicates"],
+                            c["conflicts"], c["rejected"], reasons, self.id, sha256)
+
+
+class _Retry(Exception):
+    """The transaction must be run again (deadlock, serialization failure)."""
+
+
+def _stamp() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _chunks(rows: Iterable[RawEvent], size: int) -> Iterator[list[RawEvent]]:
+    chunk: list[RawEvent] = []
+    append = chunk.append
+    for row in rows:
+        append(row)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+            append = chunk.append
+    if chunk:
+        yield chunk
+
+
+def _retryable(exc: BaseException) -> bool:
+    orig = getattr(exc, "orig", exc)
+    if getattr(orig, "sqlstate", None) in _RETRYABLE:
+        return True
+    return "database is locked" in str(orig)
+
+
+def _transaction(engine: Engine, work: Callable[[Connection], ImportReport], attempts: int = 20) -> ImportReport:
+    """Run ``work`` in one transaction, again from the start on deadlock."""
+    for attempt in range(attempts):
+        with engine.connect() as conn:
+            try:
+                if conn.dialect.name == "sqlite":
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")  # take the write lock before reading
+                report = work(conn)
+                conn.commit()
+                return report
+            except Exception as exc:
+                conn.rollback()
+                if attempt + 1 < attempts and (isinstance(exc, _Retry) or _retryable(exc)):
+                    time.sleep(random.uniform(0.01, 0.05 * (attempt + 1)))
+                    continue
+                raise
+    raise AssertionError("unreachable")
+
+
+# --- files ---------------------------------------------------------------------------------
+
+
+def default_importers() -> list[Importer]:
+    """The first-party importers (until the plugin registry provides them)."""
+    from ledger.importers import events as first_party
+
+    return list(first_party.importers())
+
+
+def select_importer(path: Path, importers: Sequence[Importer], name: str | None = None) -> Importer:
+    """The importer named ``name``, or the first whose ``identify`` accepts the file."""
+    known = ", ".join(i.name for i in importers)
+    if name:
+        for importer in importers:
+            if importer.name == name:
+                return importer
+        raise BadInput(f"--importer: unknown importer {name!r} (known: {known})")
+    for importer in importers:
+        if importer.identify(str(path)):
+            return importer
+    raise BadInput(f"{path}: no importer recognises this file; pass --importer NAME (known: {known})")
+
+
+def check_file(path: Path, importer: Importer) -> None:
+    """Refuse a file that cannot be imported at all (unreadable, bad header), before anything is written."""
+    from ledger.importers.events import HeaderError, Source
+
+    if importer.kind not in KINDS:
+        raise BadInput(f"{path}: importer {importer.name} yields {importer.kind!r} records, which this "
+                       "meterbook cannot store")
+    try:
+        with open(path, "rb") as file:
+            importer.check(Source(file))
+    except HeaderError as exc:
+        raise BadInput(f"{path}: {exc}") from None
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+def ingest_file(engine: Engine, rules: Rules, path: Path, importer: Importer, *, now: datetime | None = None,
+                chunk_size: int = CHUNK, progress: Callable[[int], None] | None = None,
+                name: str | None = None) -> ImportReport:
+    """Import one file in one transaction and return its accounting."""
+    return KINDS[importer.kind](engine, rules, path, importer, now=now or datetime.now(UTC),
+                                chunk_size=chunk_size, progress=progress, name=name or str(path))
+
+
+def _ingest_events(engine: Engine, rules: Rules, path: Path, importer: Importer, *, now: datetime,
+                   chunk_size: int, progress: Callable[[int], None] | None, name: str) -> ImportReport:
+    from ledger.importers.events import HeaderError, Source
+
+    checks = Checks(rules, now)
+
+    def work(conn: Connection) -> ImportReport:
+        batch = _Batch(conn, checks, file=name, importer=importer.name)
+        try:
+            with open(path, "rb") as file:
+                source = Source(file, progress=progress)
+                for chunk in _chunks(importer.rows(source), chunk_size):
+                    batch.add(chunk)
+        except HeaderError as exc:
+            raise BadInput(f"{name}: {exc}") from None
+        except OSError as exc:
+            raise BadInput(f"{name}: cannot read: {exc.strerror or exc}") from None
+        return batch.finish(source.sha.hexdigest())
+
+    return _transaction(engine, work)
+
+
+#: Record kinds and the function that stores a file of them. Payments and live
+#: meter totals add their own entry (and tables); importers name their ``kind``.
+KINDS: dict[str, Callable[..., ImportReport]] = {"events": _ingest_events}
+
+
+def retry_rejected(engine: Engine, rules: Rules, *, now: datetime | None = None,
+                   chunk_size: int = CHUNK) -> ImportReport:
+    """Run every unresolved reject that was readable again against the current rules.
+
+    Rows that now get another outcome (accepted, duplicate, conflict) are marked
+    resolved by this batch (``rejects.resolved_batch_id``); rows still rejected
+    stay as they are and are counted under their current reason.
+    """
+    from ledger.importers.events import RawEvent
+
+    checks = Checks(rules, now or datetime.now(UTC))
+
+    def work(conn: Connection) -> ImportReport:
+        batch = _Batch(conn, checks, file=RETRY_FILE, importer="retry-rejected", keep_rejects=False)
+        last = 0
+        while True:
+            found = conn.execute(
+                select(rejects.c.id, rejects.c.file, rejects.c.line, rejects.c.raw, rejects.c.record)
+                .where(rejects.c.resolved_batch_id.is_(None), rejects.c.record.is_not(None),
+                       rejects.c.id > last, rejects.c.batch_id != batch.id)
+                .order_by(rejects.c.id).limit(chunk_size)).all()
+            if not found:
+                break
+            last = found[-1].id
+            by_file: dict[str, list[tuple[int, RawEvent]]] = {}
+            for reject_id, file, line, raw, record in found:
+                data = json.loads(record)
+                ev = RawEvent(line, raw, data["id"], data["source"], data["customer"], data["type"],
+                              data["time"], dict(sorted(data["properties"].items())))
+                by_file.setdefault(file, []).append((reject_id, ev))
+            resolved: list[int] = []
+            for file, items in by_file.items():
+                batch.file = file
+                outcomes = batch.add([ev for _, ev in items])
+                resolved += [rid for (rid, _), o in zip(items, outcomes, strict=True)
+                             if o in ("accepted", "duplicate", "conflict")]
+            for start in range(0, len(resolved), 500):
+                conn.execute(update(rejects).where(rejects.c.id.in_(resolved[start:start + 500]))
+                             .values(resolved_batch_id=batch.id))
+        batch.file = RETRY_FILE
+        return batch.finish("")
+
+    return _transaction(engine, work)
+
+
+def ingest_files(engine: Engine, rules: Rules, paths: Sequence[Path], importers: Sequence[Importer], *,
+                 importer_name: str | None = None, now: datetime | None = None,
+                 progress: Callable[[Path], Any] | None = None) -> Iterator[ImportReport]:
+    """Check every file first (importer, header, readable), then import each in
+    its own transaction, yielding its report. A bad file stops the command
+    before anything is written."""
+    chosen = []
+    for path in paths:
+        if not path.is_file():
+            raise BadInput(f"{path}: no such file")
+        importer = select_importer(path, importers, importer_name)
+        check_file(path, importer)
+        chosen.append((path, importer))
+    for path, importer in chosen:
+        if progress is None:
+            yield ingest_file(engine, rules, path, importer, now=now)
+            continue
+        with progress(path) as advance:
+            report = ingest_file(engine, rules, path, importer, now=now, progress=advance)
+        yield report
+
+
+def open_for_ingest(workspace: Workspace) -> tuple[Rules, Engine, list[Importer]]:
+    """A workspace's rules, store and importers. Uses the plugin registry when
+    it is there (workspace and installed importers), else the first-party ones."""
+    import importlib
+    import importlib.util
+
+    from ledger.rules import load_rules
+    from ledger.store import open_store
+
+    importers: list[Importer] = []
+    pricing_models = None
+    if importlib.util.find_spec("ledger.registry") is not None:
+        registry = importlib.import_module("ledger.registry")
+        loaded = registry.load_registry(workspace.plugins_dir)
+        pricing_models = getattr(loaded, "pricing_models", None)
+        importers = list(getattr(loaded, "importers", []) or [])
+    if not importers:
+        importers = default_importers()
+    rules = load_rules(workspace.rules_dir, pricing_models)
+    return rules, open_store(workspace.store_url), importers

@@ -1,0 +1,230 @@
+"""Payments worked examples: a payments CSV through ingest, posted, books loaded with Beancount.
+
+acme uses 100 calls at 1.00 and 1,000 tokens at 0.01 in September: its Oct 1
+invoice is 100.00 + 10.00 = 110.00 USD. beta uses 50 calls: 50.00 USD.
+Every number below is computed by hand in the comments.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from beancount.core import data
+
+from ledger import ingest
+from ledger.books import load_books
+from ledger.events import Event, parse_time
+from ledger.importers.payments import PaymentsCsv
+from ledger.invoicing import Invoice
+from ledger.payments import Payment, ingest_payments, load_payments, payment_entries
+from ledger.session import Session
+from ledger.store import batches, events, payment_conflicts, rejects
+from ledger.workspace import Workspace
+
+METERS = """\
+meters:
+  api_calls: {event_type: api.request, aggregation: count, unit: call}
+  tokens: {event_type: llm.completion, aggregation: sum, value: tokens, unit: token}
+"""
+PLANS = """\
+plans:
+  u:
+    currency: USD
+    charges:
+      - {meter: api_calls, model: unit, unit_price: "1.00"}
+      - {meter: tokens, model: unit, unit_price: "0.01"}
+"""
+CUSTOMERS = """\
+customers:
+  acme: {currency: USD, billing_anchor: calendar, subscriptions: [{plan: u, start: 2026-09-01}]}
+  beta: {currency: USD, billing_anchor: calendar, subscriptions: [{plan: u, start: 2026-09-01}]}
+"""
+NOW = datetime(2026, 11, 25, tzinfo=UTC)
+
+
+def workspace(tmp_path: Path) -> Session:
+    """acme invoiced 110.00 and beta 50.00 on 2026-10-01."""
+    root = tmp_path / "ws"
+    (root / "rules").mkdir(parents=True)
+    (root / "meterbook.toml").write_text('store = "sqlite:///var/events.sqlite"\n')
+    (root / "rules" / "meters.yaml").write_text(METERS)
+    (root / "rules" / "plans.yaml").write_text(PLANS)
+    (root / "rules" / "customers.yaml").write_text(CUSTOMERS)
+    session = Session.open(Workspace.load(root))
+    rows = [Event.build(source="t", id=f"{c}-{i}", customer=c, type="api.request",
+                        time=parse_time(f"2026-09-{1 + i % 28:02d}T12:00:00Z"), properties={})
+            for c, n in (("acme", 100), ("beta", 50)) for i in range(n)]
+    rows.append(Event.build(source="t", id="acme-tok", customer="acme", type="llm.completion",
+                            time=parse_time("2026-09-10T12:00:00Z"), properties={"tokens": "1000"}))
+    with session.engine.begin() as conn:
+        batch = conn.execute(batches.insert().values(
+            file="t", sha256="0" * 64, importer="test", started_at="now")).inserted_primary_key[0]
+        conn.execute(events.insert(), [e.row(batch) for e in rows])
+    issued = session.invoice(through=date(2026, 10, 1))
+    assert [(i.number, i.customer, i.total) for i in issued] == [
+        ("INV-2026-000001", "acme", Decimal("110.00")), ("INV-2026-000002", "beta", Decimal("50.00"))]
+    return session
+
+
+def balance(entries: list[data.Directive], account: str, on: date, currency: str = "USD") -> Decimal:
+    """Balance at the start of ``on`` (like a Beancount balance assertion)."""
+    return sum((p.units.number for e in entries if isinstance(e, data.Transaction) and e.date < on
+                for p in e.postings if p.account == account and p.units.currency == currency), Decimal(0))
+
+
+def books_of(session: Session) -> list[data.Directive]:
+    session.post(through=date(2026, 10, 31))
+    entries, errors, _ = load_books(session.workspace.main_file)
+    assert errors == []
+    return list(entries)
+
+
+def snapshot(session: Session) -> dict[Path, bytes]:
+    books_dir = session.workspace.books_dir
+    return {p.relative_to(books_dir): p.read_bytes() for p in sorted(books_dir.rglob("*")) if p.is_file()}
+
+
+PAYMENTS = """\
+date,amount,currency,invoice,reference
+2026-10-10,110.00,USD,INV-2026-000001,BANK-1
+2026-10-12,20,USD,INV-2026-000002,BANK-2
+2026-10-15,7.50,USD,,BANK-3
+2026-10-16,5.00,USD,INV-2026-999999,BANK-4
+2026-10-20,40.00,USD,INV-2026-000002,BANK-5
+2026-10-21,9.00,EUR,INV-2026-000001,BANK-6
+2026-13-01,1.00,USD,INV-2026-000001,BAD-1
+2026-10-22,abc,USD,INV-2026-000001,BAD-2
+2026-10-22,1.00,USD,INV-2026-000001,
+2026-10-22,-5.00,USD,INV-2026-000001,BAD-4
+2026-10-22,1.001,USD,INV-2026-000001,BAD-5
+"""
+
+
+def import_payments(session: Session, path: Path) -> ingest.ImportReport:
+    """Through ``meterbook ingest``'s own dispatch: identified, checked, stored by kind."""
+    importers = [PaymentsCsv(), *ingest.default_importers()]
+    [report] = ingest.ingest_files(session.engine, session.rules, [path], importers, now=NOW)
+    return report
+
+
+@pytest.fixture
+def paid(tmp_path: Path) -> tuple[Session, Path, ingest.ImportReport]:
+    session = workspace(tmp_path)
+    path = tmp_path / "bank.csv"
+    path.write_text(PAYMENTS)
+    return session, path, import_payments(session, path)
+
+
+def test_every_row_is_accounted_for(paid: tuple[Session, Path, ingest.ImportReport]) -> None:
+    session, _path, report = paid
+    assert report.importer == "payments-csv"
+    assert (report.received, report.accepted, report.duplicates, report.conflicts, report.rejected) == (11, 6, 0, 0, 5)
+    assert report.reasons == {"bad_date": 1, "bad_number": 2, "missing_field": 1, "nonpositive_amount": 1}
+    with session.engine.connect() as conn:
+        stored = conn.execute(rejects.select().order_by(rejects.c.line)).all()
+    assert [(r.line, r.reason) for r in stored] == [
+        (8, "bad_date"), (9, "bad_number"), (10, "missing_field"), (11, "nonpositive_amount"), (12, "bad_number")]
+    assert stored[0].raw == "2026-13-01,1.00,USD,INV-2026-000001,BAD-1"
+    # amounts are kept in the currency's minor unit: "20" is 20.00
+    assert [(p.reference, p.amount) for p in load_payments(session.engine)][1] == ("BANK-2", Decimal("20.00"))
+
+
+def test_full_partial_unmatched_overpaid(paid: tuple[Session, Path, ingest.ImportReport]) -> None:
+    session, _path, _report = paid
+    entries = books_of(session)
+    # acme: 110.00 invoiced Oct 1, paid in full Oct 10
+    assert balance(entries, "Assets:Receivables:Invoiced:Acme", date(2026, 10, 10)) == Decimal("110.00")
+    assert balance(entries, "Assets:Receivables:Invoiced:Acme", date(2026, 10, 11)) == 0
+    # beta: 50.00 invoiced; 20.00 paid Oct 12 leaves 30.00 open
+    assert balance(entries, "Assets:Receivables:Invoiced:Beta", date(2026, 10, 13)) == Decimal("30.00")
+    # Oct 20: 40.00 received, 30.00 settles beta, 10.00 is an overpayment
+    assert balance(entries, "Assets:Receivables:Invoiced:Beta", date(2026, 10, 21)) == 0
+    # unapplied: 7.50 (no invoice) + 5.00 (unknown invoice) + 10.00 (overpayment) = 22.50
+    assert balance(entries, "Assets:Bank:Unapplied", date(2026, 10, 16)) == Decimal("-7.50")
+    assert balance(entries, "Assets:Bank:Unapplied", date(2026, 11, 1)) == Decimal("-22.50")
+    # 9.00 EUR against a USD invoice cannot settle it: unapplied, in EUR
+    assert balance(entries, "Assets:Bank:Unapplied", date(2026, 11, 1), "EUR") == Decimal("-9.00")
+    # the bank holds everything received: 110 + 20 + 7.50 + 5 + 40 = 182.50 USD and 9.00 EUR
+    assert balance(entries, "Assets:Bank:Operating", date(2026, 11, 1)) == Decimal("182.50")
+    assert balance(entries, "Assets:Bank:Operating", date(2026, 11, 1), "EUR") == Decimal("9.00")
+
+    txns = {e.meta["reference"]: e for e in entries if isinstance(e, data.Transaction) and "reference" in e.meta}
+    assert set(txns) == {"BANK-1", "BANK-2", "BANK-3", "BANK-4", "BANK-5", "BANK-6"}
+    assert txns["BANK-1"].links == {"INV-2026-000001", "acme-2026-09-01"}
+    assert txns["BANK-1"].meta["customer"] == "acme" and "unapplied" not in txns["BANK-1"].meta
+    assert txns["BANK-5"].meta["unapplied"] == "overpayment"
+    assert txns["BANK-3"].meta["unapplied"] == "no_invoice" and not txns["BANK-3"].links
+    assert txns["BANK-4"].meta["unapplied"] == "unknown_invoice"
+    assert txns["BANK-6"].meta["unapplied"] == "currency_mismatch"
+
+
+def test_reimporting_changes_nothing(paid: tuple[Session, Path, ingest.ImportReport]) -> None:
+    session, path, _report = paid
+    books_of(session)
+    before = snapshot(session)
+    again = import_payments(session, path)
+    assert (again.received, again.accepted, again.duplicates, again.conflicts) == (11, 0, 6, 0)
+    # the same file once more, through the stand-alone entry point
+    assert ingest_payments(session.engine, path, now=NOW).duplicates == 6
+    books_of(session)
+    assert snapshot(session) == before
+
+
+def test_same_reference_other_payload_is_a_conflict_kept_aside(
+        paid: tuple[Session, Path, ingest.ImportReport], tmp_path: Path) -> None:
+    session, _path, _report = paid
+    books_of(session)
+    before = snapshot(session)
+    other = tmp_path / "bank2.csv"
+    other.write_text("reference,date,amount,currency,invoice,payer\nBANK-1,2026-10-10,99.00,USD,INV-2026-000001,x\n")
+    report = import_payments(session, other)
+    assert (report.accepted, report.conflicts) == (0, 1)
+    with session.engine.connect() as conn:
+        [kept] = conn.execute(payment_conflicts.select()).all()
+    assert kept.reference == "BANK-1" and '"amount":"99.00"' in kept.payload
+    books_of(session)
+    assert snapshot(session) == before  # the first payment stored wins
+
+
+def test_payments_file_is_identified_and_a_bad_header_refused(tmp_path: Path) -> None:
+    good = tmp_path / "p.csv"
+    good.write_text(PAYMENTS)
+    assert PaymentsCsv().identify(str(good))
+    usage = tmp_path / "u.csv"
+    usage.write_text("id,customer,type,time\n")
+    assert not PaymentsCsv().identify(str(usage))
+    importers = [PaymentsCsv(), *ingest.default_importers()]
+    assert ingest.select_importer(good, importers).name == "payments-csv"
+    assert ingest.select_importer(usage, importers).name == "events-csv"
+    bad = tmp_path / "bad.csv"
+    bad.write_text("date,amount,currency,reference\n2026-10-10,1.00,USD,R\n")
+    with pytest.raises(Exception, match="missing column 'invoice'"):
+        ingest.check_file(bad, PaymentsCsv())
+
+
+def test_settlement_is_deterministic_whatever_the_order() -> None:
+    from ledger.invoicing import InvoiceLine
+    from ledger.rules import Rules
+
+    inv = Invoice(customer="acme", date=date(2026, 10, 1), currency="USD", number="INV-2026-000001", rules="r",
+                  lines=(InvoiceLine(kind="usage", description="x", account="unbilled", amount=Decimal("100.00"),
+                                     link="acme-2026-09-01"),))
+    pays = [Payment(date(2026, 10, 5), Decimal("60.00"), "USD", inv.number, "B"),
+            Payment(date(2026, 10, 5), Decimal("60.00"), "USD", inv.number, "A")]
+
+    class FakeRules:
+        def account(self, key: str, **ids: str) -> str:
+            return {"cash": "Assets:Bank:Operating", "unapplied_cash": "Assets:Bank:Unapplied",
+                    "receivable": "Assets:Receivables:Invoiced:Acme"}[key]
+
+    rules: Rules = FakeRules()  # type: ignore[assignment]
+    one = payment_entries(pays, [inv], [], rules)
+    two = payment_entries(list(reversed(pays)), [inv], [], rules)
+    assert one == two
+    # same day: by reference, so A settles 60.00 and B the remaining 40.00 (+ 20.00 unapplied)
+    a, b = one
+    assert a.meta["reference"] == "A" and [p.units.number for p in a.postings] == [Decimal("60.00"), Decimal("-60.00")]
+    assert [p.units.number for p in b.postings] == [Decimal("60.00"), Decimal("-40.00"), Decimal("-20.00")]
