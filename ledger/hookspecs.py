@@ -42,7 +42,7 @@ pricing model, saved as ``plugins_dir/blocks.py`` in a workspace whose
         return [BlockPricing()]
 
 Plugins are found in three places, all through the same door as the
-first-party plugins (``ledger.plugins.*``, ``ledger.importers.events``):
+first-party plugins (``ledger.plugins.*``, ``ledger.importers.*``):
 
 - installed packages declaring the ``meterbook`` entry-point group::
 

@@ -4,7 +4,7 @@
 :mod:`ledger.hookspecs` (first-party code uses no private shortcut)::
 
     1. ledger.plugins.*             every module of the first-party package (pkgutil)
-    2. ledger.importers.events      first-party usage-event importers
+    2. ledger.importers.*           every first-party importer module (events, payments, live totals)
     3. entry points "meterbook"     installed third-party packages
     4. <plugins_dir>/*.py           the workspace's own plugins, as meterbook_local.<stem>
 
@@ -43,7 +43,11 @@ from ledger.pricing import PricingModel
 from ledger.reconcile import Reconciler
 
 FIRST_PARTY_PACKAGE = "ledger.plugins"
-FIRST_PARTY_IMPORTERS = "ledger.importers.events"
+FIRST_PARTY_IMPORTERS = "ledger.importers"
+#: The generic usage-event importers claim every ``.csv``/``.jsonl``/``.json`` file, so
+#: ``meterbook ingest`` tries them last: importers that recognise a specific header
+#: (payments, live totals, a third party's export) get the file first.
+FALLBACK_IMPORTERS = "ledger.importers.events"
 ENTRY_POINT_GROUP = hookspecs.PROJECT
 LOCAL_PACKAGE = "meterbook_local"
 
@@ -81,7 +85,8 @@ class Registry:
         self.pricing_models: Mapping[str, PricingModel] = types.MappingProxyType(
             {name: obj for name, (_plugin, obj) in sorted(models.items())})
         self.reconcilers: tuple[Reconciler, ...] = tuple(obj for _p, obj in reconcilers.values())
-        self.importers: tuple[Any, ...] = tuple(obj for _p, obj in importers.values())
+        self.importers: tuple[Any, ...] = tuple(
+            obj for _p, obj in sorted(importers.values(), key=lambda po: po[0] == FALLBACK_IMPORTERS))
         infos = []
         for name, _plugin in pm.list_name_plugin():
             if _plugin is None:  # blocked
@@ -131,15 +136,13 @@ def load_registry(plugins_dir: Path | None = None) -> Registry:
         name = f"{FIRST_PARTY_PACKAGE}.{info.name}"
         _register(pm, _import(name), name)
         origins[name] = "first-party"
-    try:
-        importers = importlib.import_module(FIRST_PARTY_IMPORTERS)
-    except ModuleNotFoundError as exc:
-        # tolerated only while that module itself is absent, never a missing dependency of it
-        if exc.name != FIRST_PARTY_IMPORTERS:
-            raise PluginError(f"plugin {FIRST_PARTY_IMPORTERS}: import failed: {exc}") from None
-    else:
-        _register(pm, importers, FIRST_PARTY_IMPORTERS)
-        origins[FIRST_PARTY_IMPORTERS] = "first-party"
+    importers = importlib.import_module(FIRST_PARTY_IMPORTERS)
+    for info in sorted(pkgutil.iter_modules(importers.__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        name = f"{FIRST_PARTY_IMPORTERS}.{info.name}"
+        _register(pm, _import(name), name)
+        origins[name] = "first-party"
 
     before = {name for name, _ in pm.list_name_plugin()}
     try:

@@ -62,8 +62,8 @@ customers:
       - {amount: "5.00", granted: 2026-09-01, expires: 2026-10-10}
   t:
     currency: USD
-    subscriptions: [{plan: v, start: 2026-09-01}]
-    billing_anchor: calendar
+    subscriptions: [{plan: v, start: 2026-09-15}]
+    billing_anchor: start
     credits:
       - {amount: "100.00", granted: 2026-09-01}
 """
@@ -142,20 +142,21 @@ def test_credits_drawn_then_breakage_at_expiry(tmp_path: Path) -> None:
     assert [(m.day, m.amount) for m in breakage] == [(date(2026, 10, 10), Decimal("3.55"))]
 
 
-@pytest.mark.xfail(reason="credit return movement order under review", strict=False)
 def test_volume_price_fall_returns_credit(tmp_path: Path) -> None:
+    """A volume price that falls between accrual points gives part of the drawn credit back."""
     rules, models = _rules(tmp_path)
-    rows = [_ev(1, "t", "llm.completion", "2026-09-10T00:00:00Z", tokens="100"),
-            _ev(2, "t", "llm.completion", "2026-09-30T10:00:00Z", tokens="50")]
+    rows = [_ev(1, "t", "llm.completion", "2026-09-20T00:00:00Z", tokens="100"),
+            _ev(2, "t", "llm.completion", "2026-10-05T10:00:00Z", tokens="50")]
     engine = _store(f"sqlite:///{tmp_path / 'e.sqlite'}", rows)
-    rating = rate(engine, rules, models, UTC, through=date(2026, 9, 20), customers={"t"})
-    # 100 tokens at the first volume tier: 2.00, all from credit
-    assert rating.latest()[0].credit_applied == Decimal("2.00")
-    rating = rate(engine, rules, models, UTC, through=date(2026, 9, 30), customers={"t"})
-    last = rating.latest()[0]
-    # 150 tokens fall into the second tier: 150 × 0.01 = 1.50; 0.50 goes back to the grant
+    rating = rate(engine, rules, models, UTC, through=date(2026, 10, 14), customers={"t"})
+    points = _cycle_ratings(rating, "t", date(2026, 9, 15))
+    # Sep 30: 100 tokens in the first volume tier, 100 × 0.02 = 2.00, all drawn from the grant
+    assert points[date(2026, 9, 30)].credit_applied == Decimal("2.00")
+    # Oct 14: 150 tokens fall into the second tier, 150 × 0.01 = 1.50; 0.50 goes back to the grant
+    last = points[date(2026, 10, 14)]
     assert last.usage_amount == Decimal("1.50") and last.credit_applied == Decimal("1.50")
-    assert [(m.kind, m.amount) for m in rating.credits] == [("draw", Decimal("2.00")), ("return", Decimal("0.50"))]
+    assert [(m.day, m.kind, m.amount) for m in rating.credits] == [
+        (date(2026, 9, 30), "draw", Decimal("2.00")), (date(2026, 10, 14), "return", Decimal("0.50"))]
     assert not last.charges[0].final
 
 

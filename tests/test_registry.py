@@ -85,9 +85,11 @@ def test_first_party_plugins_use_the_hooks() -> None:
         assert registry.plugin(f"ledger.plugins.{name}").pricing_models == (name,)
         assert registry.plugin(f"ledger.plugins.{name}").origin == "first-party"
     events = registry.plugin("ledger.importers.events")
-    assert events.importers == tuple(i.name for i in registry.importers)
+    assert set(events.importers) == {i.name for i in registry.importers if i.kind == "events"}
     assert "events-csv" in events.importers
-    assert registry.reconcilers == ()
+    assert registry.plugin("ledger.importers.payments").importers == ("payments-csv",)
+    provided = sorted(n for info in registry.plugins for n in info.reconcilers)
+    assert provided == sorted(r.name for r in registry.reconcilers)
 
 
 def test_demo_plans_validate_with_the_registry() -> None:
@@ -203,19 +205,34 @@ def test_missing_plugins_dir(tmp_path: Path) -> None:
         load_registry(tmp_path / "nope")
 
 
-def test_first_party_importers_absent_is_tolerated(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(registry_module, "FIRST_PARTY_IMPORTERS", "ledger.importers.not_written_yet")
-    registry = load_registry()
-    assert registry.importers == ()
-    assert sorted(registry.pricing_models) == FIRST_PARTY_MODELS
+def test_specific_importers_are_tried_before_the_generic_event_importers() -> None:
+    names = [importer.name for importer in load_registry().importers]
+    assert names.index("payments-csv") < names.index("events-csv")
+    assert names[-1] in {i.name for i in load_registry().importers if i.kind == "events"}
+
+
+def test_payments_file_is_recognised_by_ingest(tmp_path: Path) -> None:
+    from ledger.ingest import select_importer
+
+    payments = tmp_path / "payouts.csv"
+    payments.write_text("date,amount,currency,invoice,reference\n2026-11-02,10.00,USD,INV-2026-000001,tr_1\n")
+    events = tmp_path / "usage.csv"
+    events.write_text("id,customer,type,time\n1,acme,api.request,2026-11-02T00:00:00Z\n")
+    importers = load_registry().importers
+    assert select_importer(payments, importers).name == "payments-csv"
+    assert select_importer(events, importers).name == "events-csv"
 
 
 def test_first_party_importers_broken_dependency_is_an_error(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "meterbook_test_importers.py").write_text("import no_such_dependency_xyz\n")
+    package = tmp_path / "meterbook_test_importers"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "broken.py").write_text("import no_such_dependency_xyz\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(registry_module, "FIRST_PARTY_IMPORTERS", "meterbook_test_importers")
-    with pytest.raises(PluginError, match=r"plugin meterbook_test_importers: import failed: .*no_such_dependency_xyz"):
+    with pytest.raises(PluginError,
+                       match=r"plugin meterbook_test_importers\.broken: import failed: .*no_such_dependency_xyz"):
         load_registry()
 
 
@@ -317,7 +334,10 @@ def test_cli_plugins_without_a_workspace(tmp_path: Path, monkeypatch: pytest.Mon
     lines = result.output.splitlines()
     assert lines[:2] == ["ledger.plugins.flat  (first-party)", "  pricing models: flat"]
     assert "ledger.plugins.percentage  (first-party)" in lines
-    assert lines[-1] == "7 plugins: 6 pricing models, 0 reconcilers, 4 importers"
+    registry = load_registry()
+    assert lines[-1] == (f"{len(registry.plugins)} plugins: {len(registry.pricing_models)} pricing models, "
+                         f"{len(registry.reconcilers)} reconcilers, {len(registry.importers)} importers")
+    assert "ledger.importers.payments  (first-party)" in lines
 
 
 def test_cli_plugins_with_workspace_plugins(tmp_path: Path) -> None:
@@ -329,7 +349,10 @@ def test_cli_plugins_with_workspace_plugins(tmp_path: Path) -> None:
         in result.output
     assert "meterbook_local.checks  (workspace" in result.output
     assert "  reconcilers: always-fine\n" in result.output
-    assert result.output.splitlines()[-1] == "9 plugins: 7 pricing models, 1 reconcilers, 4 importers"
+    base = load_registry()
+    assert result.output.splitlines()[-1] == (
+        f"{len(base.plugins) + 2} plugins: {len(base.pricing_models) + 1} pricing models, "
+        f"{len(base.reconcilers) + 1} reconcilers, {len(base.importers)} importers")
 
     result = CliRunner().invoke(cli, ["--workspace", str(root), "plugins", "--json"])
     rows = [json.loads(line) for line in result.output.splitlines()]
