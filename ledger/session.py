@@ -12,6 +12,7 @@ Each stage lives in its own module (``metering``, ``rating``, ``posting``,
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -31,6 +32,9 @@ from ledger.registry import Registry, load_registry
 from ledger.rules import Rules, load_rules
 from ledger.store import open_store
 from ledger.workspace import Workspace
+
+#: meterbook's pages in Fava, declared in main.beancount (``custom "fava-extension"``).
+FAVA_EXTENSIONS = ["ledger.fava_ext"]
 
 
 @dataclass(frozen=True)
@@ -158,7 +162,7 @@ class Session:
             options=options,
             operating_currencies=currencies,
             plugins=[("ledger.seal", None)],
-            extensions=self.registry.fava_extensions if hasattr(self.registry, "fava_extensions") else [],
+            extensions=FAVA_EXTENSIONS if importlib.util.find_spec(FAVA_EXTENSIONS[0]) else [],
             entries=entries,
             sealed_months=books.sealed_months(books_dir),
         )
