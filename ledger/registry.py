@@ -129,20 +129,10 @@ def load_registry(plugins_dir: Path | None = None) -> Registry:
     pm.add_hookspecs(hookspecs)
     origins: dict[str, str] = {}
 
-    package = importlib.import_module(FIRST_PARTY_PACKAGE)
-    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
-        if info.name.startswith("_"):
-            continue
-        name = f"{FIRST_PARTY_PACKAGE}.{info.name}"
-        _register(pm, _import(name), name)
-        origins[name] = "first-party"
-    importers = importlib.import_module(FIRST_PARTY_IMPORTERS)
-    for info in sorted(pkgutil.iter_modules(importers.__path__), key=lambda m: m.name):
-        if info.name.startswith("_"):
-            continue
-        name = f"{FIRST_PARTY_IMPORTERS}.{info.name}"
-        _register(pm, _import(name), name)
-        origins[name] = "first-party"
+    for package in (FIRST_PARTY_PACKAGE, FIRST_PARTY_IMPORTERS):
+        for name in _package_modules(package):
+            _register(pm, _import(name), name)
+            origins[name] = "first-party"
 
     before = {name for name, _ in pm.list_name_plugin()}
     try:
@@ -169,6 +159,13 @@ def load_registry(plugins_dir: Path | None = None) -> Registry:
 
 
 # --- loading -------------------------------------------------------------------------
+
+
+def _package_modules(package: str) -> list[str]:
+    """The modules of a first-party package, sorted; names starting ``_`` skipped."""
+    path = importlib.import_module(package).__path__
+    return [f"{package}.{info.name}" for info in sorted(pkgutil.iter_modules(path), key=lambda m: m.name)
+            if not info.name.startswith("_")]
 
 
 def _import(name: str) -> types.ModuleType:
