@@ -27,10 +27,9 @@ from click.testing import CliRunner, Result
 
 from ledger.books import close_path, load_books, month_path, sealed_months
 from ledger.cli import cli
-from ledger.events import Event, parse_time
+from ledger.events import Event
 from ledger.session import Session
-from ledger.store import batches, events
-from ledger.workspace import Workspace
+from tests.support import calls, insert_events, open_session, write_workspace
 
 BEAN_CHECK = Path(sys.executable).parent / "bean-check"
 
@@ -82,28 +81,17 @@ def meterbook_reconcilers():
 '''
 
 
-def _calls(customer: str, days: list[str], prefix: str = "") -> list[Event]:
-    return [Event.build(source="t", id=f"{customer}-{prefix}{i}", customer=customer, type="api.request",
-                        time=parse_time(f"{day}T12:00:00Z"), properties={}) for i, day in enumerate(days)]
+_calls = calls
 
 
 def _insert(session: Session, rows: list[Event]) -> None:
-    with session.engine.begin() as conn:
-        batch = conn.execute(batches.insert().values(
-            file="t", sha256="0" * 64, importer="test", started_at="now")).inserted_primary_key[0]
-        conn.execute(events.insert(), [e.row(batch) for e in rows])
+    insert_events(session.engine, rows)
 
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
-    root = tmp_path / "ws"
-    (root / "rules").mkdir(parents=True)
-    (root / "plugins").mkdir()
-    (root / "meterbook.toml").write_text('store = "sqlite:///var/events.sqlite"\nplugins_dir = "plugins"\n')
-    (root / "rules" / "meters.yaml").write_text(METERS)
-    (root / "rules" / "plans.yaml").write_text(PLANS)
-    (root / "rules" / "customers.yaml").write_text(CUSTOMERS)
-    (root / "plugins" / "planted.py").write_text(PLANTED)
+    root = write_workspace(tmp_path / "ws", meters=METERS, plans=PLANS, customers=CUSTOMERS,
+                           plugins={"planted": PLANTED})
     session = _session(root)
     _insert(session, [
         *_calls("cal", [f"2026-09-{d:02d}" for d in range(1, 31)]),
@@ -114,8 +102,7 @@ def root(tmp_path: Path) -> Path:
     return root
 
 
-def _session(root: Path) -> Session:
-    return Session.open(Workspace.load(root))
+_session = open_session
 
 
 def run(root: Path, *args: str) -> Result:

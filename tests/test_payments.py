@@ -21,8 +21,8 @@ from ledger.importers.payments import PaymentsCsv
 from ledger.invoicing import Invoice
 from ledger.payments import Payment, ingest_payments, load_payments, payment_entries
 from ledger.session import Session
-from ledger.store import batches, events, payment_conflicts, rejects
-from ledger.workspace import Workspace
+from ledger.store import payment_conflicts, rejects
+from tests.support import insert_events, open_session, write_workspace
 
 METERS = """\
 meters:
@@ -47,22 +47,13 @@ NOW = datetime(2026, 11, 25, tzinfo=UTC)
 
 def workspace(tmp_path: Path) -> Session:
     """acme invoiced 110.00 and beta 50.00 on 2026-10-01."""
-    root = tmp_path / "ws"
-    (root / "rules").mkdir(parents=True)
-    (root / "meterbook.toml").write_text('store = "sqlite:///var/events.sqlite"\n')
-    (root / "rules" / "meters.yaml").write_text(METERS)
-    (root / "rules" / "plans.yaml").write_text(PLANS)
-    (root / "rules" / "customers.yaml").write_text(CUSTOMERS)
-    session = Session.open(Workspace.load(root))
+    session = open_session(write_workspace(tmp_path / "ws", meters=METERS, plans=PLANS, customers=CUSTOMERS))
     rows = [Event.build(source="t", id=f"{c}-{i}", customer=c, type="api.request",
                         time=parse_time(f"2026-09-{1 + i % 28:02d}T12:00:00Z"), properties={})
             for c, n in (("acme", 100), ("beta", 50)) for i in range(n)]
     rows.append(Event.build(source="t", id="acme-tok", customer="acme", type="llm.completion",
                             time=parse_time("2026-09-10T12:00:00Z"), properties={"tokens": "1000"}))
-    with session.engine.begin() as conn:
-        batch = conn.execute(batches.insert().values(
-            file="t", sha256="0" * 64, importer="test", started_at="now")).inserted_primary_key[0]
-        conn.execute(events.insert(), [e.row(batch) for e in rows])
+    insert_events(session.engine, rows)
     issued = session.invoice(through=date(2026, 10, 1))
     assert [(i.number, i.customer, i.total) for i in issued] == [
         ("INV-2026-000001", "acme", Decimal("110.00")), ("INV-2026-000002", "beta", Decimal("50.00"))]

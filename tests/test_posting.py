@@ -15,8 +15,7 @@ from beancount.core import data
 from ledger.books import load_books
 from ledger.events import Event, parse_time
 from ledger.session import Session
-from ledger.store import batches, events
-from ledger.workspace import Workspace
+from tests.support import calls, insert_events, open_session, write_workspace
 
 METERS = """\
 meters:
@@ -71,25 +70,14 @@ customers:
 
 
 def _workspace(tmp_path: Path) -> Session:
-    root = tmp_path / "ws"
-    (root / "rules").mkdir(parents=True)
-    (root / "meterbook.toml").write_text('store = "sqlite:///var/events.sqlite"\n')
-    (root / "rules" / "meters.yaml").write_text(METERS)
-    (root / "rules" / "plans.yaml").write_text(PLANS)
-    (root / "rules" / "customers.yaml").write_text(CUSTOMERS)
-    return Session.open(Workspace.load(root))
+    return open_session(write_workspace(tmp_path / "ws", meters=METERS, plans=PLANS, customers=CUSTOMERS))
 
 
 def _insert(session: Session, rows: list[Event]) -> None:
-    with session.engine.begin() as conn:
-        batch = conn.execute(batches.insert().values(
-            file="t", sha256="0" * 64, importer="test", started_at="now")).inserted_primary_key[0]
-        conn.execute(events.insert(), [e.row(batch) for e in rows])
+    insert_events(session.engine, rows)
 
 
-def _calls(customer: str, days: list[str], prefix: str = "") -> list[Event]:
-    return [Event.build(source="t", id=f"{customer}-{prefix}{i}", customer=customer, type="api.request",
-                        time=parse_time(f"{day}T12:00:00Z"), properties={}) for i, day in enumerate(days)]
+_calls = calls
 
 
 def _tokens(customer: str, items: list[tuple[str, str]]) -> list[Event]:

@@ -16,7 +16,8 @@ from ledger.events import Event, parse_time
 from ledger.rating import Rating, rate
 from ledger.registry import load_registry
 from ledger.rules import Rules, load_rules
-from ledger.store import batches, events, open_store
+from ledger.store import open_store
+from tests.support import insert_events
 
 UTC = ZoneInfo("UTC")
 
@@ -81,11 +82,7 @@ def _rules(tmp_path: Path) -> tuple[Rules, dict]:
 
 def _store(url: str, rows: list[Event]) -> Engine:
     engine = open_store(url)
-    with engine.begin() as conn:
-        batch = conn.execute(batches.insert().values(
-            file="t", sha256="0" * 64, importer="test", started_at="now")).inserted_primary_key[0]
-        if rows:
-            conn.execute(events.insert(), [e.row(batch) for e in rows])
+    insert_events(engine, rows)
     return engine
 
 
