@@ -1,0 +1,63 @@
+"""The README's worked examples run as written."""
+
+from __future__ import annotations
+
+import json
+import re
+from decimal import Decimal
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from ledger.cli import cli
+from tests.conftest import REPO
+from tests.support import calls, insert_events, open_session, write_workspace
+
+PLANS = """\
+plans:
+  capped:
+    currency: USD
+    charges:
+      - {meter: api_calls, model: capped_unit, unit_price: "0.01", cap: "25.00"}
+"""
+METERS = "meters:\n  api_calls: {event_type: api.request, aggregation: count, unit: call}\n"
+CUSTOMERS = """\
+customers:
+  example: {currency: USD, billing_anchor: calendar, subscriptions: [{plan: capped, start: 2026-01-01}]}
+  small: {currency: USD, billing_anchor: calendar, subscriptions: [{plan: capped, start: 2026-01-01}]}
+"""
+
+
+def readme_block(marker: str) -> str:
+    text = (REPO / "README.md").read_text()
+    after = text[text.index(marker):]
+    match = re.search(r"```python\n(.*?)```", after, re.S)
+    assert match, f"no python block after {marker}"
+    return match.group(1)
+
+
+def test_engineers_tour_pricing_plugin_rates_as_documented(tmp_path: Path) -> None:
+    root = write_workspace(tmp_path / "ws", meters=METERS, plans=PLANS, customers=CUSTOMERS,
+                           plugins={"capped": readme_block("<!-- plugin-example")})
+    session = open_session(root)
+    jan = [f"2026-01-{1 + i % 31:02d}" for i in range(3000)]
+    insert_events(session.engine, [*calls("example", jan), *calls("small", jan[:700])])
+    result = CliRunner().invoke(cli, ["--workspace", str(root), "rate", "--through", "2026-01-31", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {row["customer"]: row for row in map(json.loads, result.output.splitlines())}
+    # 3,000 calls × 0.01 = 30.00, capped at 25.00; 700 calls × 0.01 = 7.00, under the cap
+    assert (rows["example"]["model"], Decimal(rows["example"]["amount"])) == ("capped_unit", Decimal("25.00"))
+    assert [line["description"] for line in rows["example"]["tiers"]] == ["per unit", "cycle cap"]
+    assert Decimal(rows["small"]["amount"]) == Decimal("7.00")
+
+    listed = CliRunner().invoke(cli, ["--workspace", str(root), "plugins"])
+    assert "pricing models: capped_unit" in listed.output
+
+
+def test_engineers_tour_plugin_error_names_plan_and_charge(tmp_path: Path) -> None:
+    root = write_workspace(tmp_path / "ws", meters=METERS, plans=PLANS.replace('cap: "25.00"', 'cap: "0"'),
+                           customers=CUSTOMERS, plugins={"capped": readme_block("<!-- plugin-example")})
+    result = CliRunner().invoke(cli, ["--workspace", str(root), "rate"])
+    assert result.exit_code == 2
+    assert "plans.yaml" in result.output and "capped" in result.output and "cap" in result.output
+    assert len(result.output.strip().splitlines()) == 1
