@@ -27,6 +27,7 @@ from click.testing import CliRunner, Result
 
 from ledger.books import close_path, load_books, month_path, sealed_months
 from ledger.cli import cli
+from ledger.closing import run_reconcilers
 from ledger.events import Event
 from ledger.session import Session
 from tests.support import calls, insert_events, open_session, write_workspace
@@ -155,6 +156,13 @@ def test_assertions_are_a_real_check(root: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(ledger.session, "catch_up", lambda *a, **k: (real(*a, **k)[0], []))
     before = hashes(root)
     result = run(root, "close", "2026-10")
+    # the store-vs-ledger reconciler sees the lost adjustment first ...
+    assert result.exit_code == 1, result.output
+    blocking = [f for f in run_reconcilers(_session(root), "2026-10") if f.blocks_close]
+    assert {f.check for f in blocking} == {"store-vs-ledger"}
+    # ... and accepted anyway, the independently computed balance assertions still refuse the seal
+    accepts = [arg for f in blocking for arg in ("--accept", f.id, "--reason", "test: assertions must catch it")]
+    result = run(root, "close", "2026-10", *accepts)
     assert result.exit_code == 1, result.output
     assert "Balance failed for 'Assets:Receivables:Unbilled:Cal'" in result.output
     assert "nothing sealed" in result.output
