@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The two quickstart commands, with nothing installed beforehand but Python 3.11+.
 
-    python3 tasks.py demo      # make .venv, install meterbook, run the pipeline on a sample workspace
+    python3 tasks.py demo      # make .venv, install meterbook, run `meterbook demo` (the books/ of this repo)
     python3 tasks.py test      # make .venv, install meterbook[test], run the whole suite
 
 `test` runs ruff and mypy on ledger/ and then pytest; extra arguments go to pytest
@@ -38,13 +38,9 @@ def _install(extra: str) -> None:
 
 
 def demo(args: list[str]) -> None:
+    """`meterbook demo` on the repository's workspace: regenerates books/ (extra arguments go to it)."""
     _install("")
-    workspace = ROOT / "build" / "quickstart"
-    meterbook = BIN / "meterbook"
-    _run(meterbook, "init", "--force", workspace)
-    _run(meterbook, "--workspace", workspace, "ingest", workspace / "samples" / "events.csv", *args)
-    _run(meterbook, "--workspace", workspace, "rate", "--through", "2026-01-31")
-    _run(meterbook, "--workspace", workspace, "invoice", "--through", "2026-02-01")
+    _run(BIN / "meterbook", "--workspace", ROOT, "demo", *args)
 
 
 def test(args: list[str]) -> None:

@@ -307,6 +307,59 @@ def close_command(ctx: Context, month: str, accepts: tuple[str, ...], reasons: t
     click.echo(f"closed {month}: {report.assertions} balance assertions, {len(report.accepted)} accepted "
                f"findings, {len(report.invoices)} invoices issued")
     click.echo(f"seal {report.seal_hash}  {report.close_file}")
+    if report.report_file:  # the close report, as written beside the close file
+        click.echo(f"close report {report.report_file}\n")
+        click.echo(Path(report.report_file).read_text(encoding="utf-8"), nl=False)
+
+
+@cli.command("reconcile")
+@click.argument("month", required=False)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per finding, per line.")
+@pass_context
+def reconcile_command(ctx: Context, month: str | None, as_json: bool) -> None:
+    """Run every reconciler for MONTH (YYYY-MM; default: the first open month) and print the findings.
+
+    Exit 1 while an error finding is not accepted (see `close --accept`); nothing is written.
+    """
+    import json
+
+    from ledger.closing import reconcile_month
+
+    result = reconcile_month(ctx.session, month)
+    if as_json:
+        for record in result.records():
+            click.echo(json.dumps(record))
+    else:
+        click.echo(result.render())
+    if result.open_errors:
+        ctx_exit(1)
+
+
+@cli.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback only unless --allow-remote).")
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
+@click.option("--allow-remote", is_flag=True, help="Allow a non-loopback --host (Fava has no authentication).")
+@pass_context
+def serve_command(ctx: Context, host: str, port: int, allow_remote: bool) -> None:
+    """Fava on books/main.beancount, read-only, with the meterbook pages."""
+    from ledger import serve
+
+    warning = serve.check_host(host, allow_remote=allow_remote)
+    path = serve.main_file(ctx.workspace)
+    if warning:
+        click.echo(warning, err=True)
+    if not serve.declares_extension(path):
+        click.echo(f"warning: {path} does not declare the meterbook pages; run 'meterbook post'", err=True)
+    server = serve.make_server(serve.create_app(path), host, port)
+    try:
+        server.prepare()  # binds the socket
+    except OSError as exc:
+        raise BadInput(f"cannot listen on {host}:{port}: {exc}") from None
+    click.echo(f"Fava on http://{host}:{port}/ (read-only): {path}")
+    try:
+        server.serve()
+    except KeyboardInterrupt:
+        server.stop()
 
 
 @cli.command("check")
@@ -325,6 +378,131 @@ def check_command(ctx: Context) -> None:
         click.echo(f"check failed: {', '.join(failed)}")
         ctx_exit(1)
     click.echo("all checks passed")
+
+
+@cli.command("trace")
+@click.argument("ref", metavar="LINK|INVOICE")
+@click.option("--json", "as_json", is_flag=True, help="The trace as one JSON object.")
+@pass_context
+def trace_command(ctx: Context, ref: str, as_json: bool) -> None:
+    """Recompute a cycle (^customer-start) or an invoice from the store and compare it with the books.
+
+    Exit 0 when verified, 1 when something differs, 2 for an unknown LINK or INVOICE.
+    """
+    import json
+
+    from ledger.trace import trace
+
+    result = trace(ctx.session, ref)
+    click.echo(json.dumps(result.to_json(), sort_keys=True) if as_json else result.render())
+    if not result.verified:
+        ctx_exit(1)
+
+
+@cli.command("statement")
+@click.argument("customer")
+@click.option("--cycle", "which", default="current", show_default=True, metavar="current|YYYY-MM-DD",
+              help="The cycle containing this date (current: today in the workspace timezone).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Output directory (default: statements/ in the workspace).")
+@pass_context
+def statement_command(ctx: Context, customer: str, which: str, out: Path | None) -> None:
+    """Write CUSTOMER's usage statement: self-contained HTML and a CSV of every event behind it."""
+    from ledger.statements import write_statement
+
+    files = write_statement(ctx.session, customer, which=which, out=out)
+    s = files.statement
+    click.echo(f"{s.customer}  {s.cycle.key}  through {s.through}  total {s.total} {s.currency}  "
+               f"projected {s.projection.total} {s.currency}")
+    click.echo(f"wrote {files.html}")
+    click.echo(f"wrote {files.csv} ({files.evidence.rows} event rows)")
+
+
+@cli.command("alerts")
+@click.option("--through", help="Check cycles up to this date YYYY-MM-DD, inclusive (default: today).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per crossing, per line.")
+@pass_context
+def alerts_command(ctx: Context, through: str | None, as_json: bool) -> None:
+    """List every cap threshold crossed; raise the new ones once (stored, then the meterbook_alert hook)."""
+    import json
+
+    from ledger.alerts import raise_alerts
+
+    session = ctx.session
+    run = raise_alerts(session, _through(session, through))
+    for alert in run.alerts:
+        new = alert.id in run.new
+        if as_json:
+            click.echo(json.dumps({**alert.payload(), "new": new}, sort_keys=True))
+        else:
+            click.echo(f"{'NEW ' if new else '    '} {alert.date}  {alert.id}  {alert.message}")
+    for alert_id, failure in run.failures:
+        click.echo(f"meterbook: warning: plugin {failure.plugin} failed on alert {alert_id}: {failure.error}",
+                   err=True)
+    if not as_json:
+        click.echo(f"{len(run.alerts)} crossings through {run.through}, {len(run.new)} new")
+
+
+@cli.command("report")
+@click.argument("name")
+@click.option("--month", help="YYYY-MM: the month reported (balances at its end; default per report).")
+@click.option("--json", "as_json", is_flag=True, help="The report as one JSON object on one line.")
+@click.option("--csv", "as_csv", is_flag=True, help="Each table as a CSV block.")
+@pass_context
+def report_command(ctx: Context, name: str, month: str | None, as_json: bool, as_csv: bool) -> None:
+    """Print the finance report NAME: revenue, unbilled, deferred, aging, rollforward, arpu, forecast, risk."""
+    import json
+
+    from ledger.reports import build_report
+
+    if as_json and as_csv:
+        raise BadInput("report: give --json or --csv, not both")
+    report = build_report(ctx.session, name, month=month)
+    if as_json:
+        click.echo(json.dumps(report.to_json(), ensure_ascii=False))
+    elif as_csv:
+        click.echo(report.to_csv(), nl=False)
+    else:
+        click.echo(report.render(), nl=False)
+
+
+@cli.command("demo")
+@click.option("--customers", type=int, default=40, show_default=True, help="Customers in the roster (5-400).")
+@click.option("--months", type=int, default=3, show_default=True,
+              help="Months of usage from 2026-08 (2-12); all but the last are closed.")
+@click.option("--seed", type=int, default=7, show_default=True, help="Random seed: the same seed, the same books.")
+@click.option("--quiet", is_flag=True, help="Print only the summary.")
+@pass_context
+def demo_command(ctx: Context, customers: int, months: int, seed: int, quiet: bool) -> None:
+    """Reset this workspace and run synthetic usage through ingest, invoice and close into books/.
+
+    Refuses books, a roster (rules/customers.yaml) or a store it did not make.
+    """
+    from ledger.demo import DemoOptions, run_demo
+
+    summary = run_demo(ctx.workspace, DemoOptions(customers, months, seed),
+                       echo=(lambda _line: None) if quiet else click.echo)
+    for line in summary.lines():
+        click.echo(line)
+
+
+@cli.command("rerate")
+@click.option("--from", "since", required=True, metavar="DATE",
+              help="Re-rate issued cycles starting on or after DATE (YYYY-MM-DD).")
+@click.option("--date", "on", metavar="DATE", help="Date of the credit notes and debit adjustments "
+              "(default: today; must be in an open month).")
+@click.option("--dry-run", is_flag=True, help="Print the differences; store and post nothing.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per differing line, then a summary.")
+@pass_context
+def rerate_command(ctx: Context, since: str, on: str | None, dry_run: bool, as_json: bool) -> None:
+    """Re-rate issued cycles with the current rules; post differences as credit notes / debit adjustments."""
+    from ledger.rerate import parse_since, rerate
+
+    start = parse_since(since)
+    day = parse_since(on, "--date") if on is not None else None
+    report = rerate(ctx.session, start, on=day, dry_run=dry_run)
+    for line in report.json_lines() if as_json else [report.render()]:
+        click.echo(line)
 
 
 def ctx_exit(code: int) -> None:

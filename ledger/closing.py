@@ -196,6 +196,67 @@ def record_acceptances(engine: Engine, month: str, accepted: Mapping[str, str]) 
                                                           accepted_at=now))
 
 
+@dataclass(frozen=True)
+class Reconciliation:
+    """What ``meterbook reconcile`` prints: a month's findings and the acceptances recorded for them."""
+
+    month: str
+    findings: tuple[Finding, ...]
+    accepted: Mapping[str, str] = field(default_factory=dict)
+
+    COLUMNS = ("id", "severity", "customer", "meter", "period", "expected", "actual", "explanation")
+
+    @property
+    def open_errors(self) -> tuple[Finding, ...]:
+        """Error findings not accepted: ``reconcile`` exits 1 and ``close`` refuses while any is left."""
+        return tuple(f for f in self.findings if f.blocks_close and f.id not in self.accepted)
+
+    def records(self) -> list[dict[str, Any]]:
+        """One JSON-ready object per finding (figures as decimal strings), with its acceptance."""
+        return [{**{c: _text(getattr(f, c)) for c in self.COLUMNS}, "check": f.check,
+                 "accepted": self.accepted.get(f.id)} for f in self.findings]
+
+    def render(self) -> str:
+        """A plain-text table, the explanation last, then a one-line summary."""
+        rows = [[_text(getattr(f, c)) or "-" for c in self.COLUMNS[:-1]]
+                + [f.explanation + (f" [accepted: {self.accepted[f.id]}]" if f.id in self.accepted else "")]
+                for f in self.findings]
+        lines = []
+        if rows:
+            header = [c.upper() for c in self.COLUMNS]
+            widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+            for row in [header, *rows]:
+                lines.append("  ".join(cell.ljust(w) if i < 5 else cell.rjust(w)
+                                       for i, (cell, w) in enumerate(zip(row, widths, strict=False))) + "  " + row[-1])
+        counts = {s: sum(1 for f in self.findings if f.severity == s) for s in ("error", "warning", "info")}
+        summary = (f"{self.month}: {counts['error']} errors ({counts['error'] - len(self.open_errors)} accepted), "
+                   f"{counts['warning']} warnings, {counts['info']} info")
+        return "\n".join([*lines, summary if self.findings else f"{self.month}: no findings"])
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def first_open_month(session: Session) -> str:
+    """The month ``close`` would close next: after the last sealed one, else the first with
+    entries through today, else the current month."""
+    sealed = books.sealed_months(session.workspace.books_dir)
+    if sealed:
+        return seal.next_month(max(sealed))
+    today = session.today()
+    return _earliest_month_with_entries(session, before=today + timedelta(days=1)) or books.month_of(today)
+
+
+def reconcile_month(session: Session, month: str | None = None) -> Reconciliation:
+    """Run every reconciler for ``month`` (default :func:`first_open_month`); nothing is written."""
+    month = parse_month(month) if month is not None else first_open_month(session)
+    findings = run_reconcilers(session, month)
+    ids = {f.id for f in findings}
+    accepted = {k: v for k, v in load_acceptances(session.engine, month).items() if k in ids}
+    return Reconciliation(month, tuple(findings), accepted)
+
+
 # --- the close -------------------------------------------------------------------------
 
 
@@ -214,6 +275,8 @@ class CloseReport:
     close_file: str = ""
     also_closed: tuple[str, ...] = ()
     errors: tuple[str, ...] = ()
+    #: ``books/YYYY/YYYY-MM.close.md`` (:func:`ledger.reports.write_close_report`), once sealed
+    report_file: str = ""
 
     @property
     def open_errors(self) -> tuple[Finding, ...]:
@@ -347,8 +410,14 @@ def _close(session: Session, month: str, accept: dict[str, str]) -> CloseReport:
     with session.engine.begin() as conn:
         conn.execute(delete(meta_table).where(meta_table.c.key == f"seal:{month}"))
         conn.execute(insert(meta_table).values(key=f"seal:{month}", value=hash_))
+    # The close report (Markdown, beside the close file) is written once the seal is verified;
+    # a re-close of a sealed month returns before this, so the report is never rewritten.
+    from ledger.reports import write_close_report
+
+    report_file = write_close_report(session, month, findings=findings, accepted=accepted, seal_hash=hash_,
+                                     entries=loaded)
     return CloseReport(**{**report.__dict__, "assertions": len(balances), "seal_hash": hash_,
-                          "close_file": str(close_file)})
+                          "close_file": str(close_file), "report_file": str(report_file)})
 
 
 def _roll_back(session: Session, close_file: Path, entries: list[data.Directive], documents: dict[str, str]) -> None:
@@ -495,18 +564,33 @@ def tie_out(session: Session, entries: Sequence[data.Directive]) -> CheckResult:
     through = max(dates) if dates else None
     if through is None:
         return CheckResult("store-to-ledger tie-out", True, ("the books have no postings yet",))
+    compared = tie_out_balances(session, entries, through)
+    problems = [f"{b.customer} {b.kind} {b.account}: store {b.store} {b.currency}, books {b.books} {b.currency} "
+                f"(difference {b.books - b.store})" for b in compared if b.store != b.books]
+    note = f"{len(compared)} balances through {through}"
+    return CheckResult("store-to-ledger tie-out", not problems, (note, *problems) if problems else (note,))
+
+
+@dataclass(frozen=True)
+class TiedBalance:
+    """One customer balance at the end of ``through``: recomputed from the store vs the books."""
+
+    customer: str
+    kind: str  # unbilled | contract_asset | receivable
+    account: str
+    currency: str
+    through: date
+    store: Decimal
+    books: Decimal
+
+
+def tie_out_balances(session: Session, entries: Sequence[data.Directive], through: date) -> list[TiedBalance]:
+    """Every per-customer unbilled, contract-asset and receivable balance at the end of
+    ``through`` that either side has, store (:func:`regenerated_entries`) and books."""
     day = through + timedelta(days=1)
     expected = _sums(regenerated_entries(session, through), day)
     actual = _sums(entries, day)
     kinds = {a: k for a, k in account_kinds(session.rules).items() if k[0] in TIE_OUT_KINDS}
-    problems = []
-    compared = 0
-    for account, currency in sorted({k for k in (*expected, *actual) if k[0] in kinds}):
-        compared += 1
-        want, have = expected.get((account, currency), ZERO), actual.get((account, currency), ZERO)
-        if want != have:
-            kind, customer = kinds[account]
-            problems.append(f"{customer} {kind} {account}: store {want} {currency}, books {have} {currency} "
-                            f"(difference {have - want})")
-    note = f"{compared} balances through {through}"
-    return CheckResult("store-to-ledger tie-out", not problems, (note, *problems) if problems else (note,))
+    return [TiedBalance(kinds[account][1], kinds[account][0], account, currency, through,
+                        expected.get((account, currency), ZERO), actual.get((account, currency), ZERO))
+            for account, currency in sorted({k for k in (*expected, *actual) if k[0] in kinds})]

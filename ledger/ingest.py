@@ -36,8 +36,12 @@ other than usage ``events`` (payments, live meter totals) plug into
 from __future__ import annotations
 
 import json
+import marshal
+import multiprocessing
 import random
+import sys
 import time
+import traceback
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -65,6 +69,9 @@ REASONS = ("bad_encoding", "too_long", "bad_json", "bad_csv", "missing_field", "
 FUTURE_SLACK_US = 5 * 60 * 1_000_000
 #: Rows per insert (and per progress step).
 CHUNK = 25_000
+#: Files at least this big are read and judged in a second process while this
+#: one inserts (Linux only: the parser is forked, so it needs no pickling).
+PARALLEL_MIN_BYTES = 4 << 20
 MAX_ID = 255
 RETRY_FILE = "<retry-rejected>"
 _NUMERIC = frozenset({"sum", "max", "latest"})
@@ -186,30 +193,25 @@ class Checks:
         :attr:`ledger.events.Event.properties_json`, ``numbers_json`` and
         ``payload_hash`` (tested), without a ``json.dumps`` per row.
         """
-        if not ev.id:
-            raise Rejected("missing_field", "id is missing")
-        if not ev.customer:
-            raise Rejected("missing_field", "customer is missing")
-        if not ev.type:
-            raise Rejected("missing_field", "type is missing")
-        if not ev.time:
-            raise Rejected("missing_field", "time is missing")
-        if len(ev.id) > MAX_ID:
-            raise Rejected("too_long", f"id is {len(ev.id)} characters (at most {MAX_ID})")
-        if len(ev.source) > MAX_ID:
-            raise Rejected("too_long", f"source is {len(ev.source)} characters (at most {MAX_ID})")
+        _, _, id_, source, customer, type_, when, props, _, _ = ev
+        if not (id_ and customer and type_ and when):
+            name = "id" if not id_ else "customer" if not customer else "type" if not type_ else "time"
+            raise Rejected("missing_field", f"{name} is missing")
+        if len(id_) > MAX_ID:
+            raise Rejected("too_long", f"id is {len(id_)} characters (at most {MAX_ID})")
+        if len(source) > MAX_ID:
+            raise Rejected("too_long", f"source is {len(source)} characters (at most {MAX_ID})")
         try:
-            time_us = self.time_us(ev.time)
+            time_us = self.time_us(when)
         except (TimeError, ValueError, OverflowError) as exc:
             raise Rejected("bad_time", str(exc)) from None
-        value_rules = self.types.get(ev.type)
+        value_rules = self.types.get(type_)
         if value_rules is None:
-            raise Rejected("unknown_type", f"no meter selects event type {ev.type!r}")
-        if ev.customer not in self.customers:
-            raise Rejected("unknown_customer", f"customer {ev.customer!r} is not in the rules")
+            raise Rejected("unknown_type", f"no meter selects event type {type_!r}")
+        if customer not in self.customers:
+            raise Rejected("unknown_customer", f"customer {customer!r} is not in the rules")
         if time_us > self.limit_us:
-            raise Rejected("future_time", f"time {ev.time} is more than 5 minutes in the future")
-        props = ev.properties
+            raise Rejected("future_time", f"time {when} is more than 5 minutes in the future")
         parts = []
         nums = []
         numbers: dict[str, tuple[int, int] | None] = {}
@@ -243,10 +245,10 @@ class Checks:
                     raise Rejected("negative_quantity", f"{rule.prop}={props[rule.prop]!r} is negative "
                                                         f"(meter {rule.meter})")
         props_json = "{" + ",".join(parts) + "}"
-        payload = ('{"customer":' + encode_basestring(ev.customer) + ',"id":' + encode_basestring(ev.id)
-                   + ',"properties":' + props_json + ',"source":' + encode_basestring(ev.source)
-                   + ',"time_us":' + str(time_us) + ',"type":' + encode_basestring(ev.type) + "}")
-        return (ev.source, ev.id, ev.customer, ev.type, time_us, props_json, "{" + ",".join(nums) + "}",
+        payload = ('{"customer":' + encode_basestring(customer) + ',"id":' + encode_basestring(id_)
+                   + ',"properties":' + props_json + ',"source":' + encode_basestring(source)
+                   + ',"time_us":' + str(time_us) + ',"type":' + encode_basestring(type_) + "}")
+        return (source, id_, customer, type_, time_us, props_json, "{" + ",".join(nums) + "}",
                 _digest(payload.encode()).hexdigest(), batch_id)
 
 
@@ -260,15 +262,97 @@ def _payload(source: str, id: str, customer: str, type: str, time_us: int, props
 # --- one file's batch --------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Judged:
+    """A chunk of rows judged against the rules, ready to store.
+
+    ``rows`` are the ``events`` rows in the order they are inserted, ``lines``
+    their file lines and ``where`` their positions in the chunk; ``outcomes``
+    has one entry per chunk position (the reject reason, ``""`` for a row);
+    ``rejects`` are the ``rejects`` table rows. Only plain values, so the parser
+    process sends a chunk with :mod:`marshal` (:meth:`dump`, :meth:`load`).
+
+    >>> j = Judged(2, [("app", "e-1")], [2], [0], ["", "bad_time"], [], {"bad_time": 1})
+    >>> Judged.load(j.dump()) == j
+    True
+    """
+
+    received: int
+    rows: list[tuple[Any, ...]]
+    lines: list[int]
+    where: list[int]
+    outcomes: list[str]
+    rejects: list[dict[str, Any]]
+    reasons: dict[str, int]
+
+    def dump(self) -> bytes:
+        return marshal.dumps((self.received, self.rows, self.lines, self.where, self.outcomes, self.rejects,
+                              self.reasons))
+
+    @classmethod
+    def load(cls, data: bytes) -> Judged:
+        return cls(*marshal.loads(data))
+
+
+class _Judge:
+    """Judges chunks of one batch's rows against the rules (:meth:`Checks.row`).
+
+    With ``by_key`` (PostgreSQL) the rows are put in key order (stable, so the
+    first row of a key in the file is inserted first and wins): concurrent
+    imports then lock keys in the same order and do not deadlock.
+    """
+
+    def __init__(self, checks: Checks, batch_id: int, *, file: str, importer: str, keep_rejects: bool,
+                 by_key: bool):
+        self.checks = checks
+        self.batch_id = batch_id
+        self.file = file
+        self.importer = importer
+        self.keep_rejects = keep_rejects
+        self.by_key = by_key
+
+    def __call__(self, chunk: Sequence[RawEvent]) -> Judged:
+        from ledger.importers.events import raw_text
+
+        outcomes = [""] * len(chunk)
+        good: list[tuple[Any, ...]] = []
+        lines: list[int] = []
+        where: list[int] = []
+        bad: list[dict[str, Any]] = []
+        reasons: Counter[str] = Counter()
+        row_of = self.checks.row
+        batch_id = self.batch_id
+        for i, ev in enumerate(chunk):
+            if ev.reason:
+                reason, detail = ev.reason, ev.detail
+            else:
+                try:
+                    good.append(row_of(ev, batch_id))
+                    lines.append(ev.line)
+                    where.append(i)
+                    continue
+                except Rejected as exc:
+                    reason, detail = exc.reason, exc.detail
+            outcomes[i] = reason
+            reasons[reason] += 1
+            if self.keep_rejects:
+                bad.append({"batch_id": batch_id, "file": self.file, "line": ev.line, "reason": reason,
+                            "detail": detail, "raw": raw_text(ev.raw), "importer": self.importer,
+                            "record": None if ev.reason else json.dumps(ev.record(), ensure_ascii=False)})
+        if self.by_key and len(good) > 1:
+            order = sorted(range(len(good)), key=lambda k: (good[k][0], good[k][1]))  # stable: file order wins
+            good = [good[k] for k in order]
+            lines = [lines[k] for k in order]
+            where = [where[k] for k in order]
+        return Judged(len(chunk), good, lines, where, outcomes, bad, dict(reasons))
+
+
 class _Batch:
     """One import batch inside one transaction: rows in, counts out."""
 
     def __init__(self, conn: Connection, checks: Checks, *, file: str, importer: str, keep_rejects: bool = True):
         self.conn = conn
-        self.checks = checks
-        self.file = file
         self.importer = importer
-        self.keep_rejects = keep_rejects
         self.sqlite = conn.dialect.name == "sqlite"
         self.counts: Counter[str] = Counter()
         self.reasons: Counter[str] = Counter()
@@ -276,48 +360,39 @@ class _Batch:
             file=file, sha256="", importer=importer, started_at=_stamp(), reasons="{}")).inserted_primary_key
         assert key is not None
         self.id = int(key[0])
+        self.judge = _Judge(checks, self.id, file=file, importer=importer, keep_rejects=keep_rejects,
+                            by_key=not self.sqlite)
         self.floor = int(conn.execute(select(func.coalesce(func.max(events.c.pk), 0))).scalar_one())
         ph = "?" if conn.dialect.paramstyle == "qmark" else "%s"
         conflict = " ON CONFLICT (source, event_id) DO NOTHING"
         self.insert_sql = ("INSERT INTO events (source, event_id, customer, type, time_us, properties, numbers, "
                            f"payload_hash, batch_id) VALUES ({', '.join([ph] * 9)}){conflict}")
 
-    def add(self, chunk: Sequence[RawEvent]) -> list[str]:
-        """Judge and store a chunk of rows; return each row's outcome
-        (``accepted``, ``duplicate``, ``conflict`` or the reject reason)."""
-        from ledger.importers.events import raw_text
+    @property
+    def file(self) -> str:
+        """The file the rows come from (recorded with rejects and conflicts)."""
+        return self.judge.file
 
-        outcomes = [""] * len(chunk)
-        good: list[tuple[Any, ...]] = []
-        where: list[int] = []
-        bad: list[dict[str, Any]] = []
-        row_of = self.checks.row
-        batch_id = self.id
-        for i, ev in enumerate(chunk):
-            if ev.reason:
-                reason, detail = ev.reason, ev.detail
-            else:
-                try:
-                    good.append(row_of(ev, batch_id))
-                    where.append(i)
-                    continue
-                except Rejected as exc:
-                    reason, detail = exc.reason, exc.detail
-            outcomes[i] = reason
-            self.reasons[reason] += 1
-            if self.keep_rejects:
-                bad.append({"batch_id": batch_id, "file": self.file, "line": ev.line, "reason": reason,
-                            "detail": detail, "raw": raw_text(ev.raw), "importer": self.importer,
-                            "record": None if ev.reason else json.dumps(ev.record(), ensure_ascii=False)})
-        self.counts["received"] += len(chunk)
-        self.counts["rejected"] += len(chunk) - len(good)
-        if bad:
-            self.conn.execute(rejects.insert(), bad)
-        if good:
-            self._store(good, [chunk[i] for i in where], where, outcomes)
+    @file.setter
+    def file(self, value: str) -> None:
+        self.judge.file = value
+
+    def add(self, chunk: Sequence[RawEvent] | Judged) -> list[str]:
+        """Judge (unless the parser process did) and store a chunk of rows; return
+        each row's outcome (``accepted``, ``duplicate``, ``conflict`` or the reject reason)."""
+        judged = chunk if isinstance(chunk, Judged) else self.judge(chunk)
+        outcomes = judged.outcomes
+        self.counts["received"] += judged.received
+        self.counts["rejected"] += judged.received - len(judged.rows)
+        self.reasons.update(judged.reasons)
+        if judged.rejects:
+            self.conn.execute(rejects.insert(), judged.rejects)
+        if judged.rows:
+            self._store(judged, outcomes)
         return outcomes
 
-    def _store(self, rows: list[tuple[Any, ...]], evs: list[RawEvent], where: list[int], outcomes: list[str]) -> None:
+    def _store(self, judged: Judged, outcomes: list[str]) -> None:
+        rows = judged.rows
         cursor = self.conn.connection.cursor()
         try:
             if self.sqlite:
@@ -325,18 +400,18 @@ class _Batch:
                 cursor.executemany(self.insert_sql, rows)
                 if cursor.rowcount == len(rows):  # fast path: every key was new
                     self.counts["accepted"] += len(rows)
-                    for i in where:
+                    for i in judged.where:
                         outcomes[i] = "accepted"
                     return
             else:
                 floor = self.floor
-                cursor.executemany(self.insert_sql, sorted(rows, key=lambda r: (r[0], r[1])))
+                cursor.executemany(self.insert_sql, rows)  # in key order (see _Judge)
         finally:
             cursor.close()
-        self._classify(rows, evs, where, outcomes, floor)
+        self._classify(judged, outcomes, floor)
 
-    def _classify(self, rows: list[tuple[Any, ...]], evs: list[RawEvent], where: list[int], outcomes: list[str],
-                  floor: int) -> None:
+    def _classify(self, judged: Judged, outcomes: list[str], floor: int) -> None:
+        rows = judged.rows
         keys = list(dict.fromkeys((r[0], r[1]) for r in rows))
         stored: dict[tuple[str, str], tuple[str, int, int]] = {}
         key_cols = tuple_(events.c.source, events.c.event_id)
@@ -347,7 +422,7 @@ class _Batch:
                 stored[(source, event_id)] = (digest, batch_id, pk)
         claimed: set[tuple[str, str]] = set()
         found: list[dict[str, Any]] = []
-        for row, ev, i in zip(rows, evs, where, strict=True):
+        for row, line, i in zip(rows, judged.lines, judged.where, strict=True):
             key = (row[0], row[1])
             if key not in stored:
                 raise _Retry(f"event {key} vanished while importing")
@@ -362,13 +437,14 @@ class _Batch:
                 outcome = "conflict"
                 found.append({"source": row[0], "event_id": row[1], "stored_hash": digest, "payload_hash": row[7],
                               "payload": _payload(row[0], row[1], row[2], row[3], row[4], row[5]),
-                              "batch_id": self.id, "file": self.file, "line": ev.line})
+                              "batch_id": self.id, "file": self.file, "line": line})
             outcomes[i] = outcome
-        counts = Counter(outcomes[i] for i in where)
+        counts = Counter(outcomes[i] for i in judged.where)
         self.counts["accepted"] += counts["accepted"]
         self.counts["duplicates"] += counts["duplicate"]
         self.counts["conflicts"] += counts["conflict"]
         if found:
+            found.sort(key=lambda c: c["line"])  # quarantined in file order whatever the insert order
             self.conn.execute(conflicts.insert(), found)
 
     def finish(self, sha256: str) -> ImportReport:
@@ -482,21 +558,117 @@ def _ingest_events(engine: Engine, rules: Rules, path: Path, importer: Importer,
     from ledger.importers.events import HeaderError, Source
 
     checks = Checks(rules, now)
+    parallel = _parallel(path)
 
     def work(conn: Connection) -> ImportReport:
         batch = _Batch(conn, checks, file=name, importer=importer.name)
         try:
-            with open(path, "rb") as file:
-                source = Source(file, progress=progress)
-                for chunk in _chunks(importer.rows(source), chunk_size):
-                    batch.add(chunk)
+            if parallel:
+                sha = _add_from_parser(batch, path, importer, chunk_size, progress)
+            else:
+                with open(path, "rb") as file:
+                    source = Source(file, progress=progress)
+                    for chunk in _chunks(importer.rows(source), chunk_size):
+                        batch.add(chunk)
+                sha = source.sha.hexdigest()
         except HeaderError as exc:
             raise BadInput(f"{name}: {exc}") from None
         except OSError as exc:
             raise BadInput(f"{name}: cannot read: {exc.strerror or exc}") from None
-        return batch.finish(source.sha.hexdigest())
+        return batch.finish(sha)
 
     return _transaction(engine, work)
+
+
+# --- parsing in a second process -------------------------------------------------------------
+
+
+def _parallel(path: Path) -> bool:
+    """Whether to read ``path`` in a parser process: big files, where fork is cheap and safe."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return path.stat().st_size >= PARALLEL_MIN_BYTES
+    except OSError:
+        return False
+
+
+def _add_from_parser(batch: _Batch, path: Path, importer: Importer, chunk_size: int,
+                     progress: Callable[[int], None] | None) -> str:
+    """Store the chunks a forked parser process reads and judges; return the file's sha256.
+
+    Reading, checking and hashing rows (Python) overlaps with inserting them
+    (SQLite or PostgreSQL) on a second core. The parser only reads the file and
+    writes to a pipe: everything stored still goes through this process's one
+    transaction, so a crash or kill of either process leaves nothing behind. A
+    parser error comes back as the same exception (a bad header, an unreadable file).
+    """
+    from ledger.importers.events import HeaderError
+
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    parser = context.Process(target=_parse, args=(receiver, sender, path, importer, batch.judge, chunk_size),
+                             name="meterbook-ingest-parser", daemon=True)
+    parser.start()
+    sender.close()
+    try:
+        while True:
+            try:
+                message = receiver.recv_bytes()
+            except EOFError:
+                raise RuntimeError(f"{path}: the ingest parser process stopped (exit code "
+                                   f"{parser.exitcode}) before the end of the file") from None
+            tag = message[:1]
+            if tag == b"c":
+                done = int.from_bytes(message[1:9], "little")
+                batch.add(Judged.load(message[9:]))
+                if progress is not None and done:
+                    progress(done)
+            elif tag == b"d":
+                return message[1:].decode()
+            else:
+                kind, detail = marshal.loads(message[1:])
+                if kind == "header":
+                    raise HeaderError(detail)
+                if kind == "os":
+                    raise OSError(0, detail)
+                raise RuntimeError(f"{path}: the ingest parser process failed:\n{detail}")
+    finally:
+        receiver.close()
+        parser.join(5)
+        if parser.is_alive():
+            parser.kill()
+            parser.join()
+
+
+def _parse(receiver: Any, sender: Any, path: Path, importer: Importer, judge: _Judge, chunk_size: int) -> None:
+    """The parser process: read, judge and send chunks (``c`` + bytes read + :class:`Judged`),
+    then ``d`` + the file's sha256, or ``e`` + what went wrong."""
+    from ledger.importers.events import HeaderError, Source
+
+    receiver.close()
+    try:
+        try:
+            with open(path, "rb") as file:
+                source = Source(file)
+                sent = 0
+                for chunk in _chunks(importer.rows(source), chunk_size):
+                    judged = judge(chunk)
+                    done, sent = source.bytes_read - sent, source.bytes_read
+                    sender.send_bytes(b"c" + done.to_bytes(8, "little") + judged.dump())
+            sender.send_bytes(b"d" + source.sha.hexdigest().encode())
+        except HeaderError as exc:
+            sender.send_bytes(b"e" + marshal.dumps(("header", str(exc))))
+        except (BrokenPipeError, ConnectionResetError):
+            return  # the importing process is gone; its transaction died with it
+        except OSError as exc:
+            sender.send_bytes(b"e" + marshal.dumps(("os", exc.strerror or str(exc))))
+        except BaseException:
+            sender.send_bytes(b"e" + marshal.dumps(("error", traceback.format_exc())))
+    except OSError:
+        return
+    finally:
+        sender.close()
 
 
 #: Record kinds and the function that stores a file of them. Payments and live

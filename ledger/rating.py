@@ -39,7 +39,7 @@ from ledger.cycles import Cycle, cycles_for
 from ledger.metering import Window, cut_off_us, measure
 from ledger.money import round_money
 from ledger.pricing import PriceLine, PricingModel, Usage
-from ledger.rules import Charge, CreditGrant, Customer, Rules
+from ledger.rules import Charge, CreditGrant, Customer, Plan, Rules
 
 ZERO = Decimal(0)
 
@@ -125,6 +125,33 @@ class Rating:
         return sorted(last.values(), key=lambda r: (r.cycle.customer, r.cycle.start))
 
 
+@dataclass(frozen=True)
+class TermsPin:
+    """The plan version an issued cycle was invoiced under (``ledger.rerate`` keeps them).
+
+    ``usage``: the version of the cycle's charges, commitment and arrears base fee,
+    pinned when its arrears were invoiced; ``fee``: the version of its advance base
+    fee, pinned when that was invoiced. A version is named by its ``effective``
+    date (``date.min``: the plan's original terms); None means not pinned.
+    """
+
+    usage: date | None = None
+    fee: date | None = None
+
+
+def cycle_plan(plan: Plan, cycle: Cycle, pin: TermsPin | None = None) -> Plan:
+    """The terms a cycle is rated with: the plan version in effect at the cycle's start,
+    except what an issued invoice pinned (so a retroactive version changes an issued
+    cycle only through ``meterbook rerate``)."""
+    if not plan.versions:
+        return plan
+    in_effect = plan.version_at(cycle.start)
+    usage = pin.usage if pin is not None and pin.usage is not None else in_effect
+    fee = pin.fee if pin is not None and pin.fee is not None else usage
+    terms = plan.as_of(usage)
+    return terms if fee == usage else terms.model_copy(update={"base_fee": plan.as_of(fee).base_fee})
+
+
 def rating_points(cycle: Cycle, through: date) -> tuple[date, ...]:
     """The cut-offs at which a cycle is rated: its accrual points up to
     ``through``, plus ``through`` itself when it falls inside the cycle."""
@@ -142,22 +169,29 @@ def rate(
     *,
     through: date,
     customers: Collection[str] | None = None,
+    pins: Mapping[str, TermsPin] | None = None,
 ) -> Rating:
-    """Rate every cycle that started on or before ``through``."""
+    """Rate every cycle that started on or before ``through``.
+
+    Each cycle with the plan version in effect at its start, or the one ``pins``
+    (by cycle link) says it was invoiced under (:func:`cycle_plan`).
+    """
     selected = [c for cid, c in sorted(rules.customers.items()) if customers is None or cid in customers]
     plan_points: list[tuple[Customer, Cycle, tuple[date, ...]]] = []
+    terms: dict[str, Plan] = {}
     for customer in selected:
         for cycle in cycles_for(customer, rules.plans, until=through + timedelta(days=1)):
             points = rating_points(cycle, through)
             if points:
                 plan_points.append((customer, cycle, points))
+                terms[cycle.link] = cycle_plan(rules.plans[cycle.plan], cycle, (pins or {}).get(cycle.link))
 
-    usages = _measure_all(engine, rules, models, tz, plan_points)
+    usages = _measure_all(engine, rules, models, tz, plan_points, terms)
     results: list[CycleRating] = []
     movements: list[CreditMovement] = []
     by_customer: dict[str, list[tuple[Cycle, date, _Gross]]] = defaultdict(list)
     for customer, cycle, points in plan_points:
-        plan = rules.plans[cycle.plan]
+        plan = terms[cycle.link]
         for point in points:
             charges = tuple(
                 _rate_charge(i, charge, models, usages[(cycle.customer, cycle.start, cycle.plan, i, point)],
@@ -171,7 +205,7 @@ def rate(
         applied, customer_movements = _apply_credits(customer, rows, through)
         movements.extend(customer_movements)
         for cycle, point, gross in rows:
-            plan = rules.plans[cycle.plan]
+            plan = terms[cycle.link]
             results.append(CycleRating(
                 cycle=cycle,
                 through=point,
@@ -198,14 +232,14 @@ class _Gross:
 
 def _measure_all(
     engine: Engine, rules: Rules, models: Mapping[str, PricingModel], tz: ZoneInfo,
-    plan_points: Iterable[tuple[Customer, Cycle, tuple[date, ...]]],
+    plan_points: Iterable[tuple[Customer, Cycle, tuple[date, ...]]], terms: Mapping[str, Plan],
 ) -> dict[tuple[str, date, str, int, date], Usage]:
     """One metering call per (meter, bands): every window of every cycle at once."""
     requests: dict[tuple[str, tuple[Decimal, ...]], set[Window]] = defaultdict(set)
     keys: list[tuple[tuple[str, date, str, int, date], str, tuple[Decimal, ...], Window]] = []
     for _customer, cycle, points in plan_points:
         start_us = cut_off_us(cycle.start, tz)
-        for i, charge in enumerate(rules.plans[cycle.plan].charges):
+        for i, charge in enumerate(terms[cycle.link].charges):
             bands = tuple(models[charge.model].bands(charge.terms))
             for point in points:
                 window = Window(cycle.customer, start_us, cut_off_us(point + timedelta(days=1), tz))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -45,6 +46,57 @@ def _strict_decimal(value: Any) -> Decimal:
 Dec = Annotated[Decimal, BeforeValidator(_strict_decimal)]
 
 
+@dataclass(frozen=True)
+class Tolerance:
+    """How far the batch events' monthly total of a meter may be from the live meter's.
+
+    Absolute in the meter's unit, or relative to the live total with a ``%``:
+
+    >>> Tolerance.parse("5").allowed(Decimal("25000"))
+    Decimal('5')
+    >>> Tolerance.parse("0.1%").allowed(Decimal("25000"))
+    Decimal('25.0')
+    >>> str(Tolerance.parse("0.1%"))
+    '0.1%'
+    """
+
+    amount: Decimal
+    relative: bool = False
+
+    @classmethod
+    def parse(cls, value: Any) -> Tolerance:
+        if isinstance(value, Tolerance):
+            return value
+        relative = isinstance(value, str) and value.strip().endswith("%")
+        text = value.strip().removesuffix("%") if isinstance(value, str) else value
+        try:
+            amount = parse_decimal(text, where="value")
+        except DecimalError:
+            if not relative:
+                raise
+            raise DecimalError(f"value: {value!r} is not a percentage") from None
+        if amount < 0:
+            raise DecimalError(f"value: {value!r} is negative")
+        return cls(amount, relative)
+
+    def allowed(self, live: Decimal) -> Decimal:
+        """The largest difference allowed against a live total of ``live``."""
+        return abs(live) * self.amount / 100 if self.relative else self.amount
+
+    def __str__(self) -> str:
+        return f"{self.amount}%" if self.relative else str(self.amount)
+
+
+def _tolerance(value: Any) -> Tolerance:
+    try:
+        return Tolerance.parse(value)
+    except DecimalError as exc:
+        raise ValueError(str(exc).removeprefix("value: ") + ' (a decimal string such as "5", or "0.1%")') from None
+
+
+LiveTolerance = Annotated[Tolerance, BeforeValidator(_tolerance)]
+
+
 class _Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
@@ -59,8 +111,9 @@ class Meter(_Record):
     value: str | None = None
     filter: Mapping[str, str] = Field(default_factory=dict)
     account: str | None = None
-    #: reconciliation: allowed difference between the batch and live meter totals
-    live_tolerance: Dec = Decimal(0)
+    #: reconciliation: allowed difference between the batch and live meter totals of a month,
+    #: absolute in the meter's unit ("5") or relative to the live total ("0.1%")
+    live_tolerance: LiveTolerance = Field(default_factory=lambda: Tolerance(Decimal(0)))
 
     @field_validator("filter", mode="before")
     @classmethod
@@ -101,6 +154,26 @@ class BaseFee(_Record):
     timing: Literal["advance", "arrears"] = "advance"
 
 
+class PlanVersion(_Record):
+    """New terms of a plan for the cycles that start on or after ``effective``.
+
+    Only the keys given change (``charges`` replaces the whole list); the rest
+    carries over from the terms in effect before. Currency and cycle never
+    change (they may be repeated, unchanged): that is a new plan.
+    """
+
+    effective: date
+    charges: tuple[Charge, ...] = ()
+    base_fee: BaseFee | None = None
+    minimum_commitment: Dec | None = None
+    currency: str | None = None
+    cycle: Literal["monthly", "quarterly", "yearly"] | None = None
+
+
+#: The terms a version can change.
+VERSIONED = ("charges", "base_fee", "minimum_commitment")
+
+
 class Plan(_Record):
     id: str
     name: str = ""
@@ -110,6 +183,8 @@ class Plan(_Record):
     minimum_commitment: Dec | None = None
     charges: tuple[Charge, ...] = ()
     account: str | None = None
+    #: effective-dated terms, in increasing ``effective`` order (see :meth:`as_of`)
+    versions: tuple[PlanVersion, ...] = ()
 
     @field_validator("currency")
     @classmethod
@@ -117,6 +192,34 @@ class Plan(_Record):
         if not (len(value) == 3 and value.isalpha() and value.isupper()):
             raise ValueError(f"{value!r} is not an ISO 4217 currency code")
         return value
+
+    def version_at(self, day: date) -> date:
+        """The ``effective`` date of the version in effect for a cycle starting on ``day``;
+        ``date.min`` for the plan's original terms. A version never splits a cycle.
+
+        >>> plan = Plan(id="pro", currency="USD", minimum_commitment=Decimal("100"),
+        ...             versions=(PlanVersion(effective=date(2026, 10, 1), minimum_commitment=Decimal("80")),))
+        >>> plan.version_at(date(2026, 9, 15)), plan.version_at(date(2026, 10, 1))
+        (datetime.date(1, 1, 1), datetime.date(2026, 10, 1))
+        >>> plan.as_of(plan.version_at(date(2026, 10, 15))).minimum_commitment
+        Decimal('80')
+        """
+        found = date.min
+        for version in self.versions:
+            if version.effective <= day:
+                found = version.effective
+        return found
+
+    def as_of(self, effective: date) -> Plan:
+        """This plan with the terms in effect from ``effective`` on (versions are cumulative)."""
+        if not self.versions or effective < self.versions[0].effective:
+            return self
+        update: dict[str, Any] = {}
+        for version in self.versions:
+            if version.effective > effective:
+                break
+            update.update({key: getattr(version, key) for key in VERSIONED if key in version.model_fields_set})
+        return self.model_copy(update=update)
 
 
 class Subscription(_Record):
@@ -306,23 +409,9 @@ def load_rules(
         if not isinstance(body, dict):
             raise plans_src.error("expected a mapping", path)
         plan = _validate(Plan, {**body, "id": str(pid)}, plans_src, path)
-        charges = []
-        for i, charge in enumerate(plan.charges):
-            cpath = (*path, "charges", i)
-            if charge.meter not in meters:
-                raise plans_src.error(f"unknown meter {charge.meter!r}", (*cpath, "meter"))
-            if pricing_models is not None:
-                model = pricing_models.get(charge.model)
-                if model is None:
-                    known = ", ".join(sorted(pricing_models))
-                    raise plans_src.error(f"unknown pricing model {charge.model!r} (known: {known})", (*cpath, "model"))
-                try:
-                    terms = model.parse(charge.params)
-                except (PricingError, DecimalError) as exc:
-                    raise plans_src.error(f"{charge.model}: {exc}", cpath) from None
-                charge = charge.model_copy(update={"terms": terms})
-            charges.append(charge)
-        plans[str(pid)] = plan.model_copy(update={"charges": tuple(charges)})
+        charges = _parse_charges(plan.charges, meters, pricing_models, plans_src, (*path, "charges"))
+        versions = _check_versions(plan, meters, pricing_models, plans_src, path)
+        plans[str(pid)] = plan.model_copy(update={"charges": charges, "versions": versions})
 
     customers: dict[str, Customer] = {}
     for cid, body in customers_src.section().items():
@@ -355,6 +444,54 @@ def load_rules(
     )
 
 
+def _parse_charges(charges: tuple[Charge, ...], meters: Mapping[str, Meter],
+                   pricing_models: Mapping[str, PricingModel] | None, source: _Source,
+                   path: tuple[Any, ...]) -> tuple[Charge, ...]:
+    """Check each charge's meter and let its pricing model validate the parameters into ``terms``."""
+    parsed = []
+    for i, charge in enumerate(charges):
+        cpath = (*path, i)
+        if charge.meter not in meters:
+            raise source.error(f"unknown meter {charge.meter!r}", (*cpath, "meter"))
+        if pricing_models is not None:
+            model = pricing_models.get(charge.model)
+            if model is None:
+                known = ", ".join(sorted(pricing_models))
+                raise source.error(f"unknown pricing model {charge.model!r} (known: {known})", (*cpath, "model"))
+            try:
+                terms = model.parse(charge.params)
+            except (PricingError, DecimalError) as exc:
+                raise source.error(f"{charge.model}: {exc}", cpath) from None
+            charge = charge.model_copy(update={"terms": terms})
+        parsed.append(charge)
+    return tuple(parsed)
+
+
+def _check_versions(plan: Plan, meters: Mapping[str, Meter], pricing_models: Mapping[str, PricingModel] | None,
+                    source: _Source, path: tuple[Any, ...]) -> tuple[PlanVersion, ...]:
+    """Effective dates strictly increasing, currency and cycle unchanged, something changed, charges valid."""
+    versions = []
+    previous: date | None = None
+    for i, version in enumerate(plan.versions):
+        vpath = (*path, "versions", i)
+        if previous is not None and version.effective <= previous:
+            raise source.error(f"effective {version.effective} must be after the previous version's "
+                               f"{previous} (versions go in increasing date order)", (*vpath, "effective"))
+        previous = version.effective
+        for key in ("currency", "cycle"):
+            value = getattr(version, key)
+            if value is not None and value != getattr(plan, key):
+                raise source.error(f"a version cannot change the plan's {key} ({getattr(plan, key)} → {value}); "
+                                   "make a new plan and change the subscription", (*vpath, key))
+        if not any(key in version.model_fields_set for key in VERSIONED):
+            raise source.error("a version changes charges, base_fee or minimum_commitment (none given)", vpath)
+        if "charges" in version.model_fields_set:
+            charges = _parse_charges(version.charges, meters, pricing_models, source, (*vpath, "charges"))
+            version = version.model_copy(update={"charges": charges})
+        versions.append(version)
+    return tuple(versions)
+
+
 def _check_id(source: _Source, ident: Any, path: tuple[Any, ...]) -> None:
     if not isinstance(ident, str) or not _ID.match(ident):
         raise source.error("ids are 1..255 letters, digits, '_', '.' or '-' (they appear in ledger links)", path)
@@ -385,11 +522,32 @@ def _check_customer(customer: Customer, plans: Mapping[str, Plan], meters: Mappi
     for i, threshold in enumerate(customer.alert_thresholds):
         if threshold <= 0:
             raise source.error("thresholds are fractions above 0 (0.8 = 80 %)", (*path, "alert_thresholds", i))
+    _check_caps(customer, source, path)
     for i, grant in enumerate(customer.credits):
         if grant.amount <= 0:
             raise source.error("credit amount must be positive", (*path, "credits", i, "amount"))
         if grant.expires is not None and grant.expires <= grant.granted:
             raise source.error("expires must be after granted", (*path, "credits", i, "expires"))
+
+
+def _check_caps(customer: Customer, source: _Source, path: tuple[Any, ...]) -> None:
+    """Caps are positive; a spend cap is an amount of the customer's currency; webhooks are http(s)."""
+    from ledger.money import minor_units
+    from ledger.workspace import is_http_url
+
+    for meter, quantity in customer.caps.items():
+        if quantity <= 0:
+            raise source.error("a usage cap is a quantity above 0", (*path, "caps", meter))
+    cap = customer.spend_cap
+    if cap is not None:
+        places = minor_units(customer.currency)
+        if cap <= 0:
+            raise source.error(f"a spend cap is an amount of {customer.currency} above 0", (*path, "spend_cap"))
+        if cap != cap.quantize(Decimal(1).scaleb(-places)):
+            raise source.error(f"{cap} has more decimal places than {customer.currency} ({places})",
+                               (*path, "spend_cap"))
+    if customer.webhook is not None and not is_http_url(customer.webhook):
+        raise source.error("expected an http:// or https:// URL", (*path, "webhook"))
 
 
 def _components(meters: Mapping[str, Meter], meters_src: _Source, plans: Mapping[str, Plan], plans_src: _Source,

@@ -29,6 +29,15 @@ from ledger.payments import load_payments, payment_entries
 from ledger.posting import catch_up, post
 from ledger.rating import Rating, rate
 from ledger.registry import Registry, load_registry
+from ledger.rerate import (
+    bill_debit_adjustments,
+    debit_documents,
+    debit_entries,
+    load_adjustments,
+    load_pins,
+    mark_credit_notes,
+    record_pins,
+)
 from ledger.rules import Rules, load_rules
 from ledger.store import open_store
 from ledger.workspace import Workspace
@@ -66,8 +75,10 @@ class Session:
         return datetime.now(self.workspace.tz).date()
 
     def rate(self, through: date, customers: Collection[str] | None = None) -> Rating:
+        """Every cycle rated through ``through``; issued cycles with the plan version they
+        were invoiced under (:mod:`ledger.rerate`)."""
         return rate(self.engine, self.rules, self.registry.pricing_models, self.workspace.tz,
-                    through=through, customers=customers)
+                    through=through, customers=customers, pins=load_pins(self.engine))
 
     def first_open(self) -> date:
         """The first day of the first month that is not sealed."""
@@ -133,11 +144,15 @@ class Session:
         notes = [n for n in load_credit_notes(self.engine) if n.date <= through]
         generated += payment_entries(payments, invoices, notes, self.rules)
         generated += credit_note_entries(notes, invoices, payments, self.rules)
+        # reratings: their credit notes are marked, their debit adjustments posted (ledger.rerate)
+        adjustments = [a for a in load_adjustments(self.engine) if a.date <= through]
+        generated = [*mark_credit_notes(generated, adjustments), *debit_entries(adjustments, self.rules)]
         documents: dict[str, str] = {}
         for inv in invoices:
             documents.update(invoice_documents(inv, self.rules))
         for note in notes:
             documents.update(credit_note_documents(note, self.rules))
+        documents.update(debit_documents(adjustments, self.rules))
         return generated, documents, invoices
 
     def sealed_record(self) -> list[data.Directive]:
@@ -174,6 +189,8 @@ class Session:
         issued = load_invoices(self.engine)
         drafts = draft_invoices(rating, self.rules, issued, through=through, first_open=self.first_open(),
                                 evidence=self.evidence(rating))
+        drafts = bill_debit_adjustments(drafts, load_adjustments(self.engine), issued)
         new = issue(self.engine, drafts)
+        record_pins(self.engine, self.rules, new)
         self.post(through)
         return new

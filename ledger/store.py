@@ -181,6 +181,40 @@ acceptances = Table(
     Column("accepted_at", String(40), nullable=False),
 )
 
+# Live meter totals (``importers/live_totals.py``, ``ledger.live_totals``): what the
+# product's own meter reported per day, the dual-track check's other record. One row
+# per (source, date, customer, meter); the quantity as exact [units, nanos] columns so
+# SQL sums are exact. The same key with another quantity is a conflict kept aside.
+live_totals = Table(
+    "live_totals", metadata,
+    Column("pk", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("source", String(255), nullable=False),
+    Column("date", String(10), nullable=False),
+    Column("customer", String(255), nullable=False),
+    Column("meter", String(255), nullable=False),
+    Column("units", BigInteger, nullable=False),
+    Column("nanos", BigInteger, nullable=False),
+    Column("batch_id", Integer, ForeignKey("batches.id"), nullable=False),
+    Column("file", Text, nullable=False),
+    Column("line", BigInteger, nullable=False),
+    UniqueConstraint("source", "date", "customer", "meter", name="uq_live_totals_key"),
+    Index("ix_live_totals_date", "date", "meter"),
+)
+
+live_total_conflicts = Table(
+    "live_total_conflicts", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source", String(255), nullable=False),
+    Column("date", String(10), nullable=False),
+    Column("customer", String(255), nullable=False),
+    Column("meter", String(255), nullable=False),
+    Column("stored_quantity", Text, nullable=False),
+    Column("quantity", Text, nullable=False),
+    Column("batch_id", Integer, ForeignKey("batches.id"), nullable=False),
+    Column("file", Text, nullable=False),
+    Column("line", BigInteger, nullable=False),
+)
+
 
 def _v1(conn: Connection) -> None:
     for table in (meta, batches, events, conflicts, rejects):
@@ -219,7 +253,83 @@ def _v6(conn: Connection) -> None:
                              "ON events (type, customer, time_us, numbers)")
 
 
+def _v_live_totals(conn: Connection) -> None:
+    for table in (live_totals, live_total_conflicts):
+        table.create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
+MIGRATIONS.append(_v_live_totals)
+
+
+# Cap alerts raised (``ledger.alerts``, ``meterbook alerts``): one row per crossing id,
+# so each crossing is raised (and notified) once. Figures are decimal text.
+alerts = Table(
+    "alerts", metadata,
+    Column("id", String(600), primary_key=True),  # usage-cap:acme:api_calls:2026-10-15:80
+    Column("kind", String(32), nullable=False),
+    Column("customer", String(255), nullable=False),
+    Column("meter", String(255), nullable=False, default=""),
+    Column("cycle", String(21), nullable=False),
+    Column("threshold", Text, nullable=False),
+    Column("cap", Text, nullable=False),
+    Column("value", Text, nullable=False),
+    Column("date", String(10), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("raised_at", String(40), nullable=False),
+)
+
+
+def _v_alerts(conn: Connection) -> None:
+    alerts.create(conn, checkfirst=True)
+
+
+MIGRATIONS.append(_v_alerts)
+
+
+# Re-rating (``ledger.rerate``, ``meterbook rerate``). ``cycle_terms``: the plan version
+# each issued cycle was invoiced under (usage: at its arrears invoice; fee: at its
+# advance base-fee invoice), as the version's effective date ("" = original terms).
+# ``rerates``: one row per invoice line a rerate run changed, with the credit note
+# (CN-…) or debit adjustment (DA-…) that carries it. Amounts are decimal text.
+cycle_terms = Table(
+    "cycle_terms", metadata,
+    Column("link", String(300), primary_key=True),  # acme-2026-10-01
+    Column("plan", String(255), nullable=False),
+    Column("usage_version", String(10)),
+    Column("fee_version", String(10)),
+)
+
+rerates = Table(
+    "rerates", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run", Integer, nullable=False),
+    Column("document", String(32), nullable=False),  # CN-2026-000004 | DA-2026-000001
+    Column("customer", String(255), nullable=False),
+    Column("invoice", String(32), ForeignKey("invoices.number"), nullable=False),
+    Column("line", Integer, nullable=False),  # 1-based invoice line, 0: a line the invoice did not have
+    Column("line_key", String(300), nullable=False),  # usage:api_calls | commitment | base_fee:advance | …
+    Column("kind", String(32), nullable=False),
+    Column("meter", String(255), nullable=False, default=""),
+    Column("link", String(300), nullable=False),
+    Column("cycle", String(21), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("invoiced", Text, nullable=False),
+    Column("rerated", Text, nullable=False),
+    Column("amount", Text, nullable=False),  # the difference posted: rerated − pinned − earlier runs
+    Column("date", String(10), nullable=False),
+    Column("since", String(10), nullable=False),
+    Column("rules", String(64), nullable=False),
+    Index("ix_rerates_invoice", "invoice", "line_key"),
+)
+
+
+def _v_rerate(conn: Connection) -> None:
+    for table in (cycle_terms, rerates):
+        table.create(conn, checkfirst=True)
+
+
+MIGRATIONS.append(_v_rerate)
 
 
 def open_store(url: str, *, upgrade_schema: bool = True) -> Engine:
@@ -244,12 +354,16 @@ def open_store(url: str, *, upgrade_schema: bool = True) -> Engine:
     return engine
 
 
+#: Every SQLite connection of the store. A 32 MiB page cache (default 2 MiB) keeps
+#: the index pages an import writes to in memory instead of spilling and re-reading them.
+SQLITE_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA busy_timeout=30000",
+                  "PRAGMA foreign_keys=ON", "PRAGMA cache_size=-32768")
+
+
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.execute("PRAGMA foreign_keys=ON")
+    for pragma in SQLITE_PRAGMAS:
+        cursor.execute(pragma)
     cursor.close()
 
 

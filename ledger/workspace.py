@@ -23,7 +23,69 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from ledger.errors import WorkspaceError
 
 CONFIG_NAME = "meterbook.toml"
-_KEYS = {"books", "rules", "store", "timezone", "operating_currency", "plugins_dir"}
+_KEYS = {"books", "rules", "store", "timezone", "operating_currency", "plugins_dir", "alerts"}
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    """``[alerts]`` in ``meterbook.toml``: where alert notifications go (see :mod:`ledger.alerts`)::
+
+        [alerts]
+        webhook_url = "https://hooks.example.com/meterbook"   # "" (default): no webhook
+        outbox = "var/alerts-outbox.jsonl"   # undeliverable alerts, one JSON object a line
+        attempts = 3                         # POSTs per alert before the outbox
+        timeout_seconds = 5                  # per POST
+        backoff_seconds = 0.5                # wait before retry n: backoff × 2^(n-1)
+    """
+
+    webhook_url: str = ""
+    outbox: Path = Path("var/alerts-outbox.jsonl")
+    attempts: int = 3
+    timeout_seconds: float = 5.0
+    backoff_seconds: float = 0.5
+
+    @classmethod
+    def parse(cls, value: object, path: Path, root: Path) -> AlertsConfig:
+        """Validate the ``[alerts]`` table; errors name the file and key."""
+        if not isinstance(value, dict):
+            raise WorkspaceError(f"{path}: alerts: expected a table [alerts]")
+        known = {"webhook_url", "outbox", "attempts", "timeout_seconds", "backoff_seconds"}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise WorkspaceError(f"{path}: alerts.{unknown[0]}: unknown key (known: {', '.join(sorted(known))})")
+        url = value.get("webhook_url", "")
+        if not isinstance(url, str) or (url and not is_http_url(url)):
+            raise WorkspaceError(f"{path}: alerts.webhook_url: expected an http:// or https:// URL or \"\"")
+        outbox = value.get("outbox", str(cls.outbox))
+        if not isinstance(outbox, str) or not outbox:
+            raise WorkspaceError(f"{path}: alerts.outbox: expected a file path string")
+        attempts = value.get("attempts", cls.attempts)
+        if isinstance(attempts, bool) or not isinstance(attempts, int) or not 1 <= attempts <= 10:
+            raise WorkspaceError(f"{path}: alerts.attempts: expected a whole number from 1 to 10")
+        seconds = {}
+        for key, zero_ok in (("timeout_seconds", False), ("backoff_seconds", True)):
+            number = value.get(key, getattr(cls, key))
+            if (isinstance(number, bool) or not isinstance(number, int | float)
+                    or not (number >= 0 if zero_ok else number > 0) or number > 60):
+                raise WorkspaceError(f"{path}: alerts.{key}: expected a number of seconds "
+                                     f"{'from' if zero_ok else 'above'} 0 up to 60")
+            seconds[key] = float(number)
+        return cls(webhook_url=url, outbox=root / outbox, attempts=attempts, **seconds)
+
+
+def is_http_url(url: str) -> bool:
+    """True for an absolute ``http://`` or ``https://`` URL with a host.
+
+    >>> is_http_url("https://hooks.example.com/x"), is_http_url("ftp://x"), is_http_url("http:/x")
+    (True, False, False)
+    """
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and not any(c.isspace() for c in url)
 
 
 @dataclass(frozen=True)
@@ -37,6 +99,7 @@ class Workspace:
     timezone: str
     operating_currency: str
     plugins_dir: Path | None
+    alerts: AlertsConfig = AlertsConfig()
 
     @property
     def tz(self) -> ZoneInfo:
@@ -77,7 +140,7 @@ class Workspace:
         if unknown:
             raise WorkspaceError(f"{path}: unknown key {unknown[0]!r} (known: {', '.join(sorted(_KEYS))})")
         for key, value in data.items():
-            if not isinstance(value, str):
+            if not isinstance(value, str) and key != "alerts":  # [alerts] is a table
                 raise WorkspaceError(f"{path}: {key}: expected a string, got {type(value).__name__}")
         timezone = data.get("timezone", "UTC")
         try:
@@ -96,6 +159,7 @@ class Workspace:
             timezone=timezone,
             operating_currency=currency,
             plugins_dir=(root / plugins_dir) if plugins_dir else None,
+            alerts=AlertsConfig.parse(data.get("alerts", {}), path, root),
         )
 
 

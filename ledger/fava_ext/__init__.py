@@ -1,0 +1,292 @@
+"""The meterbook pages in Fava: Revenue, Customers, Close, Evidence and Reports.
+
+``books/main.beancount`` declares the module (Fava finds every page class in it)::
+
+    2000-01-01 custom "fava-extension" "ledger.fava_ext"
+
+and each page appears in Fava's sidebar, at ``/<ledger>/extension/<Class>/``:
+
+- **Revenue** (:class:`MeterbookRevenue`): per month and currency, revenue
+  recognized, invoiced, and unbilled, deferred and receivable at month end,
+  with a bar chart;
+- **Customers** (:class:`MeterbookCustomers`): per customer, revenue,
+  receivable, unbilled, deferred, prepaid credit left, and the current cycle's
+  usage and spend against its caps;
+- **Close** (:class:`MeterbookClose`): each month sealed or open, its seal
+  verified live from the loaded entries, findings (run now for open months)
+  and acceptances, and the close report ``books/YYYY/YYYY-MM.close.md``;
+- **Evidence** (:class:`MeterbookEvidence`): a cycle link or an invoice number
+  in, its trace (``ledger.trace``) out;
+- **Reports** (:class:`MeterbookReports`): every report of ``ledger.reports``
+  rendered as tables.
+
+Amounts come from the entries Fava loaded (unfiltered: Fava's time and account
+filters do not apply to these pages); the workspace (rules, store) is found by
+walking up from the ledger file to ``meterbook.toml``. Pages only read: every
+endpoint is GET, and ``meterbook serve`` runs Fava read-only.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+from beancount.core import data
+from fava.ext import FavaExtensionBase, extension_endpoint
+from flask import Response, abort, request
+
+from ledger import seal
+from ledger.errors import MeterbookError
+from ledger.fava_ext import figures
+from ledger.fava_ext.chart import bar_chart
+from ledger.money import quantum
+
+if TYPE_CHECKING:
+    from fava.core import FavaLedger
+
+    from ledger.session import Session
+
+#: The module name declared in ``main.beancount``.
+EXTENSION_MODULE = "ledger.fava_ext"
+_REF = re.compile(r"^\^?[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def money(value: Decimal | None, currency: str = "") -> str:
+    """An amount as printed on the pages: every digit kept, at least the currency's
+    minor unit, thousands grouped; ``—`` for none.
+
+    >>> money(Decimal("1234.5"), "USD"), money(Decimal("0"), "USD"), money(Decimal("0.125"), "USD")
+    ('1,234.50', '0.00', '0.125')
+    >>> money(Decimal("14000")), money(None)
+    ('14,000', '—')
+    """
+    if value is None:
+        return "—"
+    if currency:
+        q = quantum(currency)
+        if value.as_tuple().exponent > q.as_tuple().exponent:  # type: ignore[operator]
+            value = value.quantize(q)  # adds zeros only: never rounds a digit away
+    return format(value, ",f")
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Why a page (or part of one) has nothing to show, in one line."""
+
+    text: str
+
+
+class _Workspace:
+    """What every page shares: the meterbook workspace behind the loaded ledger.
+
+    A mixin, not a Fava extension itself (Fava registers every
+    ``FavaExtensionBase`` subclass it finds in this module as a page).
+    """
+
+    ledger: FavaLedger
+    _session: Session | MeterbookError | None = None
+
+    money = staticmethod(money)
+
+    @staticmethod
+    def is_notice(value: object) -> bool:
+        return isinstance(value, Notice)
+
+    def after_load_file(self) -> None:
+        """The books changed on disk: forget the session (rules may have been re-read too)."""
+        self._session = None
+
+    @property
+    def entries(self) -> list[data.Directive]:
+        return cast("list[data.Directive]", list(self.ledger.all_entries))  # Fava's loaded Beancount entries
+
+    def session(self) -> Session | Notice:
+        """The workspace opened (once per load of the books), or why it cannot be."""
+        if self._session is None:
+            from ledger.session import Session
+            from ledger.workspace import Workspace
+
+            try:
+                self._session = Session.open(Workspace.find(Path(self.ledger.beancount_file_path).parent))
+            except MeterbookError as exc:
+                self._session = exc
+        if isinstance(self._session, MeterbookError):
+            return Notice(f"the meterbook workspace could not be opened: {self._session}")
+        return self._session
+
+    def as_of(self) -> date | None:
+        """The last date the books have a transaction for."""
+        dates = [e.date for e in self.entries if isinstance(e, data.Transaction)]
+        return max(dates) if dates else None
+
+
+class MeterbookRevenue(_Workspace, FavaExtensionBase):
+    """Revenue recognized, invoiced, unbilled, deferred and receivable by month."""
+
+    report_title = "Revenue"
+
+    def by_currency(self) -> list[tuple[str, tuple[figures.MonthFigures, ...], str]] | Notice:
+        """Per currency: its months and a chart of recognized and invoiced revenue."""
+        session = self.session()
+        if isinstance(session, Notice):
+            return session
+        rows = figures.revenue_by_month(self.entries, session.rules)
+        result = []
+        for currency in sorted({r.currency for r in rows}):
+            mine = tuple(r for r in rows if r.currency == currency)
+            chart = bar_chart([r.month for r in mine], [
+                ("recognized", [r.recognized for r in mine]), ("invoiced", [r.invoiced for r in mine]),
+                ("unbilled (end)", [r.unbilled for r in mine]), ("deferred (end)", [r.deferred for r in mine]),
+            ], unit=currency)
+            result.append((currency, mine, chart))
+        return result
+
+
+class MeterbookCustomers(_Workspace, FavaExtensionBase):
+    """Per customer: usage, revenue, receivable, unbilled, credits left, caps."""
+
+    report_title = "Customers"
+
+    def customers(self) -> tuple[date, tuple[figures.CustomerFigures, ...]] | Notice:
+        session = self.session()
+        if isinstance(session, Notice):
+            return session
+        as_of = self.as_of()
+        if as_of is None:
+            return Notice("the books have no transactions yet: run meterbook post")
+        try:
+            rating = session.rate(as_of)
+        except MeterbookError as exc:
+            return Notice(f"rating through {as_of} failed: {exc}")
+        return as_of, figures.customer_figures(self.entries, session.rules, rating)
+
+
+class MeterbookClose(_Workspace, FavaExtensionBase):
+    """Each month: sealed or open, seal verified live, findings, acceptances, close report."""
+
+    report_title = "Close"
+
+    def months(self) -> tuple[figures.MonthClose, ...] | Notice:
+        session = self.session()
+        if isinstance(session, Notice):
+            return session
+        from ledger.closing import load_acceptances, run_reconcilers
+
+        entries = self.entries
+        books_dir = session.workspace.books_dir
+        sealed = {s.month for s in seal.verify_seals(entries)}
+        reports = {p.name[:7]: p.name for p in books_dir.glob("[0-9][0-9][0-9][0-9]/*.close.md")}
+        dated = sorted({figures.month_of(e.date) for e in entries if isinstance(e, data.Transaction)})
+        findings: dict[str, tuple[Any, ...] | str] = {}
+        for month in dated:
+            if month in sealed:
+                continue
+            try:
+                findings[month] = tuple(run_reconcilers(session, month))
+            except MeterbookError as exc:
+                findings[month] = f"the reconcilers failed: {exc}"
+        rows = figures.close_months(entries, findings, reports)
+        # acceptances recorded by a refused close are in the store until the month is sealed
+        return tuple(row if row.sealed else _with_stored(row, load_acceptances(session.engine, row.month))
+                     for row in rows)
+
+    @extension_endpoint("close_report")  # type: ignore[arg-type]  # Fava types it with an unbound TypeVar
+    def close_report(self) -> Response:
+        """``books/YYYY/YYYY-MM.close.md`` as plain text (``?month=YYYY-MM``)."""
+        month = request.args.get("month", "")
+        session = self.session()
+        if not seal.is_month(month) or isinstance(session, Notice):
+            return abort(404)
+        path = session.workspace.books_dir / month[:4] / f"{month}.close.md"
+        if not path.is_file():
+            return abort(404)
+        return Response(path.read_text(encoding="utf-8"), mimetype="text/plain")
+
+
+def _with_stored(row: figures.MonthClose, stored: dict[str, str]) -> figures.MonthClose:
+    if not stored:
+        return row
+    merged = dict(row.acceptances) | stored
+    return figures.MonthClose(**{**row.__dict__, "acceptances": tuple(sorted(merged.items()))})
+
+
+class MeterbookEvidence(_Workspace, FavaExtensionBase):
+    """A cycle link or an invoice number in, the trace from events to the books out."""
+
+    report_title = "Evidence"
+
+    def trace(self, ref: str | None) -> Any:
+        """The trace of ``ref`` (``ledger.trace.Trace``), or a :class:`Notice`; None without a ref."""
+        if not ref:
+            return None
+        ref = ref.strip()
+        if not _REF.match(ref):
+            return Notice(f"{ref[:60]!r} is not a cycle link (acme-2026-10-15) or an invoice number "
+                          "(INV-2026-000001)")
+        session = self.session()
+        if isinstance(session, Notice):
+            return session
+        try:
+            from ledger.trace import trace
+        except ImportError:
+            return Notice("tracing is not available: this installation has no ledger.trace module")
+        try:
+            return trace(session, ref)
+        except MeterbookError as exc:
+            return Notice(str(exc))
+
+
+class MeterbookReports(_Workspace, FavaExtensionBase):
+    """Every finance report of ``ledger.reports``, rendered as tables."""
+
+    report_title = "Reports"
+
+    def names(self) -> Sequence[str] | Notice:
+        registry = _reports()
+        if isinstance(registry, Notice):
+            return registry
+        return list(registry)
+
+    def report(self, name: str | None, month: str | None) -> Any:
+        """The ``Report`` called ``name`` (for ``month`` if given), a Notice, or None without a name."""
+        if not name:
+            return None
+        registry = _reports()
+        if isinstance(registry, Notice):
+            return registry
+        if name not in registry:
+            return Notice(f"no report named {name[:40]!r} (reports: {', '.join(registry)})")
+        if month and not seal.is_month(month):
+            return Notice(f"month {month[:20]!r} is not YYYY-MM")
+        session = self.session()
+        if isinstance(session, Notice):
+            return session
+        from ledger.reports import build_report  # type: ignore[attr-defined]
+
+        try:
+            return build_report(session, name, month=month or None)
+        except MeterbookError as exc:
+            return Notice(f"report {name}: {exc}")
+
+    @staticmethod
+    def cell(value: object) -> str:
+        """A report cell as text: amounts exact and grouped, None empty."""
+        if value is None:
+            return ""
+        if isinstance(value, Decimal):
+            return money(value)
+        return str(value)
+
+
+def _reports() -> dict[str, Any] | Notice:
+    from ledger import reports
+
+    registry = getattr(reports, "REPORTS", None)
+    if not registry or not hasattr(reports, "build_report"):
+        return Notice("finance reports are not available: this installation's ledger.reports has no REPORTS")
+    return dict(registry)

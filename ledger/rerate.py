@@ -1,0 +1,605 @@
+"""Re-rating issued cycles after a retroactive plan change: credit notes and debit adjustments.
+
+Plans carry effective-dated versions (``rules/plans.yaml``); a cycle is rated
+with the version in effect at its start. An *issued* cycle keeps the version it
+was invoiced under (pinned in the store's ``cycle_terms`` when the invoice is
+issued), so adding a version effective in the past changes nothing already
+billed until an accountant runs::
+
+    meterbook rerate --from 2026-10-01 --date 2026-11-25
+
+which re-rates every issued cycle starting on or after 2026-10-01 with the
+current rules and, for each invoice line whose amount differs, posts the
+difference in the open month. acme's October cycle was invoiced 20 calls ×
+1.00 = 20.00 on INV-2026-000002; the new version charges 0.80, so 16.00, and::
+
+    2026-11-25 * "acme" "Credit note CN-2026-000001 for INV-2026-000002" ^CN-2026-000001 ^INV-2026-000002 ^acme-2026-10-01
+      customer: "acme"
+      invoice: "INV-2026-000002"
+      credit_note: "CN-2026-000001"
+      reason: "re-rated from 2026-10-01 with rules 5e1c…: api_calls -4.00"
+      rerate: TRUE
+      rules: "5e1c…"
+      cycle: "2026-10-01/2026-11-01"
+      Income:Credit-Notes                  4.00 USD
+      Assets:Receivables:Invoiced:Acme    -4.00 USD
+
+A decrease is a credit note (:mod:`ledger.credit_notes`: numbered, documented,
+settled against the invoice like any other, so a paid invoice's credit becomes
+a refund liability). An increase is a *debit adjustment* ``DA-YYYY-NNNNNN``:
+revenue earned, not yet billed, exactly like late usage (DESIGN's accounting
+table), billed as its own line on the customer's next invoice::
+
+    2026-11-25 * "acme" "Debit adjustment DA-2026-000001 for INV-2026-000002" ^DA-2026-000001 ^INV-2026-000002 ^acme-2026-10-01
+      customer: "acme"
+      debit_adjustment: "DA-2026-000001"
+      rerate: TRUE
+      Assets:Receivables:Unbilled:Acme     5.00 USD
+      Income:Usage:Api-Calls              -5.00 USD
+        meter: "api_calls"
+
+The difference of a line is ``re-rated (current rules) − as invoiced (pinned
+version, today's quantities) − earlier reratings``; each run's lines are kept
+in the store's ``rerates`` table with the document that carries them, so a
+second run posts nothing. Usage that arrives late for an issued cycle is still
+the late-usage adjustment of :mod:`ledger.posting`, priced with the pinned
+version; a later rerate run re-prices it. Sealed months are never touched: the
+documents are dated in an open month.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import date
+from decimal import Decimal
+from html import escape
+from typing import TYPE_CHECKING, Any
+
+from beancount.core import data
+from beancount.core.amount import Amount
+from sqlalchemy import Engine, func, select
+
+from ledger.credit_notes import CreditNote, creditable
+from ledger.cycles import cycle_at
+from ledger.errors import BadInput
+from ledger.events import dumps
+from ledger.invoicing import Invoice, InvoiceLine, cycle_lines, load_invoices
+from ledger.posting import FLAG, _meta
+from ledger.rating import CycleRating, TermsPin, rate
+from ledger.store import credit_notes as credit_notes_table
+from ledger.store import cycle_terms, rerates
+
+if TYPE_CHECKING:
+    from ledger.rules import Rules
+    from ledger.session import Session
+
+ZERO = Decimal(0)
+_Date = date  # the field named ``date`` shadows the type inside the class
+#: Invoice line kinds a rerate compares (credits applied and grants stay as invoiced).
+RERATED_KINDS = ("usage", "commitment", "base_fee")
+
+
+# --- pinned terms ---------------------------------------------------------------------------
+
+
+def _version_text(version: date | None) -> str | None:
+    if version is None:
+        return None
+    return "" if version == date.min else version.isoformat()
+
+
+def _version_date(text: str | None) -> date | None:
+    if text is None:
+        return None
+    return date.min if text == "" else date.fromisoformat(text)
+
+
+def load_pins(engine: Engine) -> dict[str, TermsPin]:
+    """The plan version every issued cycle was invoiced under, by cycle link."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(cycle_terms.c.link, cycle_terms.c.usage_version, cycle_terms.c.fee_version))
+        return {link: TermsPin(_version_date(usage), _version_date(fee)) for link, usage, fee in rows}
+
+
+def record_pins(engine: Engine, rules: Rules, invoices: Iterable[Invoice]) -> None:
+    """Pin the versions newly issued invoices were rated with (kept as they are once set).
+
+    A cycle's usage is pinned by the invoice that freezes its accruals (arrears),
+    its advance base fee by the invoice that bills it.
+    """
+    wanted: dict[str, dict[str, Any]] = {}
+    for inv in invoices:
+        customer = rules.customers.get(inv.customer)
+        if customer is None:
+            continue
+        parts = [(snap.cycle, "usage_version") for snap in inv.accruals]
+        parts += [(line.cycle, "fee_version") for line in inv.lines
+                  if line.kind == "base_fee" and line.account == "deferred" and line.cycle]
+        for key, column in parts:
+            cycle = cycle_at(customer, rules.plans, date.fromisoformat(key[:10]))
+            if cycle is None or cycle.plan not in rules.plans:
+                continue
+            row = wanted.setdefault(cycle.link, {"plan": cycle.plan})
+            row[column] = _version_text(rules.plans[cycle.plan].version_at(cycle.start))
+    if not wanted:
+        return
+    with engine.begin() as conn:
+        existing = {row.link: row for row in conn.execute(
+            select(cycle_terms).where(cycle_terms.c.link.in_(sorted(wanted))))}
+        for link, row in sorted(wanted.items()):
+            old = existing.get(link)
+            if old is None:
+                conn.execute(cycle_terms.insert().values(link=link, **row))
+                continue
+            # a pin, once set, never moves: the invoice was issued under it
+            update = {k: v for k, v in row.items() if k != "plan" and getattr(old, k) is None}
+            if update:
+                conn.execute(cycle_terms.update().where(cycle_terms.c.link == link).values(**update))
+
+
+# --- stored reratings -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Adjustment:
+    """One invoice line changed by a rerate run, as stored, with the document carrying it."""
+
+    run: int
+    document: str  # CN-… (a decrease) or DA-… (an increase)
+    customer: str
+    invoice: str
+    line: int
+    line_key: str
+    kind: str
+    meter: str
+    link: str
+    cycle: str
+    currency: str
+    invoiced: Decimal
+    rerated: Decimal
+    amount: Decimal
+    date: date
+    since: _Date
+    rules: str
+
+    @property
+    def label(self) -> str:
+        return _label(self.line_key)
+
+
+def load_adjustments(engine: Engine) -> list[Adjustment]:
+    """Every stored rerate line, in the order they were recorded."""
+    c = rerates.c
+    with engine.connect() as conn:
+        rows = conn.execute(select(rerates).order_by(c.id)).all()
+    return [Adjustment(run=r.run, document=r.document, customer=r.customer, invoice=r.invoice, line=r.line,
+                       line_key=r.line_key, kind=r.kind, meter=r.meter, link=r.link, cycle=r.cycle,
+                       currency=r.currency, invoiced=Decimal(r.invoiced), rerated=Decimal(r.rerated),
+                       amount=Decimal(r.amount), date=date.fromisoformat(r.date), since=date.fromisoformat(r.since),
+                       rules=r.rules) for r in rows]
+
+
+def _label(line_key: str) -> str:
+    kind, _, rest = line_key.partition(":")
+    if kind == "usage":
+        return rest
+    if kind == "commitment":
+        return "minimum commitment"
+    return f"base fee ({rest or 'arrears'})"
+
+
+# --- computing the differences -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RerateLine:
+    """One invoice line whose re-rated amount differs from what is billed for it."""
+
+    customer: str
+    invoice: str
+    invoice_date: date
+    line: int  # 1-based line of the invoice; 0 when the invoice had no such line
+    line_key: str
+    kind: str
+    meter: str
+    link: str
+    cycle: str
+    plan: str
+    currency: str
+    invoiced: Decimal  # the invoice line
+    late: Decimal  # late usage since billed through the late-usage adjustments (pinned price)
+    earlier: Decimal  # earlier reratings of this line
+    rerated: Decimal  # the line with the current rules and today's quantities
+    difference: Decimal
+    document: str = ""
+
+    @property
+    def label(self) -> str:
+        return _label(self.line_key)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"customer": self.customer, "invoice": self.invoice, "line": self.line, "cycle": self.cycle,
+                "link": self.link, "charge": self.label, "currency": self.currency,
+                "invoiced": str(self.invoiced), "late": str(self.late), "earlier": str(self.earlier),
+                "rerated": str(self.rerated), "difference": str(self.difference), "document": self.document}
+
+
+def _keyed(lines: Iterable[tuple[int, InvoiceLine]]) -> dict[str, tuple[int, InvoiceLine]]:
+    """Invoice lines of one cycle by a stable key (usage by meter, the others by kind)."""
+    out: dict[str, tuple[int, InvoiceLine]] = {}
+    for index, line in lines:
+        if line.kind not in RERATED_KINDS:
+            continue
+        if line.kind == "usage":
+            key = f"usage:{line.meter}"
+        elif line.kind == "base_fee":
+            key = "base_fee:advance" if line.account == "deferred" else "base_fee:arrears"
+        else:
+            key = line.kind
+        n, unique = 1, key
+        while unique in out:
+            n += 1
+            unique = f"{key}#{n}"
+        out[unique] = (index, line)
+    return out
+
+
+def _latest(ratings: Iterable[CycleRating]) -> dict[str, CycleRating]:
+    latest: dict[str, CycleRating] = {}
+    for rated in ratings:
+        if rated.cycle.link not in latest or rated.through >= latest[rated.cycle.link].through:
+            latest[rated.cycle.link] = rated
+    return latest
+
+
+def _advance_fee(rated: CycleRating | None) -> Decimal:
+    fee = rated.base_fee if rated is not None else None
+    return fee.billed if fee is not None and fee.timing == "advance" else ZERO
+
+
+def compute(session: Session, since: date) -> list[RerateLine]:
+    """Every invoice line of an issued cycle starting on or after ``since`` whose amount
+    with the current rules differs from what was billed (and re-rated before) for it."""
+    rules = session.rules
+    issued = load_invoices(session.engine)
+    arrears: list[tuple[Invoice, str, str]] = []  # invoice, link, cycle key
+    advance: list[tuple[Invoice, str, str]] = []
+    for inv in issued:
+        for link, key in sorted({(s.link, s.cycle) for s in inv.accruals}):
+            if date.fromisoformat(key[:10]) >= since:
+                arrears.append((inv, link, key))
+        for line in inv.lines:
+            if line.kind == "base_fee" and line.account == "deferred" and line.cycle \
+                    and date.fromisoformat(line.cycle[:10]) >= since:
+                advance.append((inv, line.link, line.cycle))
+    if not arrears and not advance:
+        return []
+    customers = {inv.customer for inv, _, _ in (*arrears, *advance)}
+    through = max(inv.date for inv, _, _ in (*arrears, *advance))
+    models, tz = session.registry.pricing_models, session.workspace.tz
+    pinned = _latest(rate(session.engine, rules, models, tz, through=through, customers=customers,
+                          pins=load_pins(session.engine)).cycles)
+    current = _latest(rate(session.engine, rules, models, tz, through=through, customers=customers).cycles)
+    earlier: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
+    for adj in load_adjustments(session.engine):
+        earlier[(adj.invoice, adj.line_key)] += adj.amount
+
+    found: list[RerateLine] = []
+
+    def add(inv: Invoice, link: str, key: str, plan: str, line_key: str, index: int, billed: Decimal,
+            pinned_amount: Decimal, now: Decimal, meter: str, kind: str) -> None:
+        difference = now - pinned_amount - earlier[(inv.number, line_key)]
+        if difference:
+            found.append(RerateLine(
+                customer=inv.customer, invoice=inv.number, invoice_date=inv.date, line=index, line_key=line_key,
+                kind=kind, meter=meter, link=link, cycle=key, plan=plan, currency=inv.currency, invoiced=billed,
+                late=pinned_amount - billed, earlier=earlier[(inv.number, line_key)], rerated=now,
+                difference=difference))
+
+    for inv, link, key in arrears:
+        was, now = pinned.get(link), current.get(link)
+        if was is None or now is None or not (was.is_cycle_end and now.is_cycle_end):
+            continue  # the subscription no longer has this cycle: nothing to compare it with
+        billed = _keyed((i, line) for i, line in enumerate(inv.lines, 1)
+                        if line.link == link and not (line.kind == "base_fee" and line.account == "deferred"))
+        then = _keyed(enumerate(cycle_lines(was, rules)))
+        today = _keyed(enumerate(cycle_lines(now, rules)))
+        for line_key in sorted(set(billed) | set(then) | set(today)):
+            index, sample = billed.get(line_key) or today.get(line_key) or then[line_key]
+            add(inv, link, key, now.cycle.plan, line_key, index if line_key in billed else 0,
+                sample.amount if line_key in billed else ZERO,
+                then[line_key][1].amount if line_key in then else ZERO,
+                today[line_key][1].amount if line_key in today else ZERO, sample.meter, sample.kind)
+    for inv, link, key in advance:
+        index = next(i for i, line in enumerate(inv.lines, 1)
+                     if line.link == link and line.kind == "base_fee" and line.account == "deferred")
+        rated = current.get(link) or pinned.get(link)
+        if rated is None:
+            continue
+        add(inv, link, key, rated.cycle.plan, "base_fee:advance", index, inv.lines[index - 1].amount,
+            _advance_fee(pinned.get(link)), _advance_fee(current.get(link)), "", "base_fee")
+    return sorted(found, key=lambda r: (r.customer, r.invoice, r.cycle, r.line_key))
+
+
+# --- the run ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RerateReport:
+    """What ``meterbook rerate`` found and (unless a dry run) posted."""
+
+    since: date
+    on: date
+    rules: str
+    lines: tuple[RerateLine, ...]
+    dry_run: bool = False
+
+    @property
+    def documents(self) -> tuple[str, ...]:
+        return tuple(sorted({line.document for line in self.lines if line.document}))
+
+    def render(self) -> str:
+        """The text the CLI prints: a block per customer, then a summary."""
+        out = [f"rerate from {self.since} with rules {self.rules}, dated {self.on}"
+               f"{' (dry run: nothing stored or posted)' if self.dry_run else ''}"]
+        by_customer: dict[str, list[RerateLine]] = defaultdict(list)
+        for line in self.lines:
+            by_customer[line.customer].append(line)
+        for customer, lines in sorted(by_customer.items()):
+            out.append(f"{customer}")
+            out.append(f"  {'invoice':<16} {'cycle':<21} {'charge':<22} {'invoiced':>12} {'re-rated':>12} "
+                       f"{'difference':>12}  document")
+            for line in lines:
+                note = []
+                if line.late:
+                    note.append(f"late {line.late}")
+                if line.earlier:
+                    note.append(f"re-rated before {line.earlier}")
+                extra = f"  ({', '.join(note)})" if note else ""
+                out.append(f"  {line.invoice:<16} {line.cycle:<21} {line.label:<22} {line.invoiced:>12} "
+                           f"{line.rerated:>12} {line.difference:>12}  {line.document or '-'}{extra}")
+            for currency in sorted({ln.currency for ln in lines}):
+                total = sum((ln.difference for ln in lines if ln.currency == currency), ZERO)
+                out.append(f"  {'net difference':<87} {total:>12} {currency}")
+        if not self.lines:
+            out.append("nothing to re-rate: every issued cycle matches the current rules")
+        else:
+            credits = sorted({ln.document for ln in self.lines if ln.document.startswith("CN-")})
+            debits = sorted({ln.document for ln in self.lines if ln.document.startswith("DA-")})
+            out.append(f"{len(self.lines)} invoice lines differ; "
+                       + (f"posted {len(credits)} credit notes and {len(debits)} debit adjustments"
+                          if not self.dry_run else "nothing posted (dry run)"))
+        return "\n".join(out)
+
+    def json_lines(self) -> list[str]:
+        """One JSON object per differing line, then a summary object."""
+        rows = [json.dumps({"type": "line", **line.to_json()}) for line in self.lines]
+        rows.append(json.dumps({"type": "summary", "since": self.since.isoformat(), "date": self.on.isoformat(),
+                                "rules": self.rules, "lines": len(self.lines), "documents": list(self.documents),
+                                "dry_run": self.dry_run}))
+        return rows
+
+
+def rerate(session: Session, since: date, *, on: date | None = None, dry_run: bool = False) -> RerateReport:
+    """Re-rate issued cycles starting on or after ``since``; store and post the differences on ``on``.
+
+    ``on`` (default today) must be in an open month and not before any affected invoice.
+    """
+    on = on or session.today()
+    first_open = session.first_open()
+    if on < first_open:
+        raise BadInput(f"--date: {on.isoformat()} is in a sealed month; corrections go in an open month "
+                       f"(from {first_open.isoformat()})")
+    with session.engine.connect() as conn:
+        seen = conn.execute(select(func.max(rerates.c.id))).scalar() or 0
+    lines = compute(session, since)
+    early = [ln for ln in lines if ln.invoice_date > on]
+    if early:
+        raise BadInput(f"--date: {on.isoformat()} is before {early[0].invoice}'s date "
+                       f"{early[0].invoice_date.isoformat()}")
+    report = RerateReport(since=since, on=on, rules=session.rules.hash, lines=tuple(lines), dry_run=dry_run)
+    if dry_run or not lines:
+        return report
+    posted = _store(session, report, seen)
+    from ledger.closing import _posted_through
+
+    session.post(_posted_through(session.workspace.books_dir, on))
+    return replace(report, lines=posted)
+
+
+def _store(session: Session, report: RerateReport, seen: int) -> tuple[RerateLine, ...]:
+    """Number the documents and store credit notes and rerate lines in one transaction."""
+    engine = session.engine
+    by_invoice: dict[tuple[str, bool], list[RerateLine]] = defaultdict(list)
+    for line in report.lines:
+        by_invoice[(line.invoice, line.difference < 0)].append(line)
+    invoices = {inv.number: inv for inv in load_invoices(engine)}
+    posted: list[RerateLine] = []
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.exec_driver_sql("LOCK TABLE credit_notes, rerates IN EXCLUSIVE MODE")
+        if (conn.execute(select(func.max(rerates.c.id))).scalar() or 0) != seen:
+            raise BadInput("rerate: another rerate ran meanwhile; run it again")
+        run = (conn.execute(select(func.max(rerates.c.run))).scalar() or 0) + 1
+        cn_seq = conn.execute(select(func.max(credit_notes_table.c.seq))).scalar() or 0
+        da_numbers = conn.execute(select(rerates.c.document).where(rerates.c.document.like("DA-%"))).scalars()
+        da_seq = max((int(n.rsplit("-", 1)[1]) for n in da_numbers), default=0)
+        earlier_notes = [CreditNote.from_json(d) for d in conn.execute(
+            select(credit_notes_table.c.document).order_by(credit_notes_table.c.seq)).scalars()]
+        for (number, decrease), lines in sorted(by_invoice.items()):
+            invoice = invoices[number]
+            if decrease:
+                cn_seq += 1
+                document = f"CN-{report.on.year}-{cn_seq:06d}"
+                amount = -sum((ln.difference for ln in lines), ZERO)
+                single = lines[0].line if len(lines) == 1 and lines[0].line else None
+                limit = creditable(invoice, earlier_notes, single)
+                what = "; ".join(f"{ln.label} {ln.difference}" for ln in lines)
+                note = CreditNote(
+                    number=document, seq=cn_seq, invoice=number, customer=invoice.customer, date=report.on,
+                    currency=invoice.currency, amount=amount,
+                    reason=f"re-rated from {report.since.isoformat()} with rules {report.rules}: {what}",
+                    line=single, line_description=invoice.lines[single - 1].description if single else "",
+                    forced=amount > limit, invoice_date=invoice.date, invoice_total=invoice.total,
+                    credited_before=sum((n.amount for n in earlier_notes if n.invoice == number), ZERO))
+                conn.execute(credit_notes_table.insert().values(
+                    number=note.number, seq=note.seq, invoice=note.invoice, customer=note.customer,
+                    date=report.on.isoformat(), currency=note.currency, amount=str(amount), reason=note.reason,
+                    document=note.to_json()))
+                earlier_notes.append(note)
+            else:
+                da_seq += 1
+                document = f"DA-{report.on.year}-{da_seq:06d}"
+            for ln in lines:
+                conn.execute(rerates.insert().values(
+                    run=run, document=document, customer=ln.customer, invoice=ln.invoice, line=ln.line,
+                    line_key=ln.line_key, kind=ln.kind, meter=ln.meter, link=ln.link, cycle=ln.cycle,
+                    currency=ln.currency, invoiced=str(ln.invoiced), rerated=str(ln.rerated),
+                    amount=str(ln.difference), date=report.on.isoformat(), since=report.since.isoformat(),
+                    rules=report.rules))
+                posted.append(replace(ln, document=document))
+    return tuple(sorted(posted, key=lambda r: (r.customer, r.invoice, r.cycle, r.line_key)))
+
+
+# --- the books ---------------------------------------------------------------------------------
+
+
+def _by_document(adjustments: Iterable[Adjustment], prefix: str) -> dict[str, list[Adjustment]]:
+    groups: dict[str, list[Adjustment]] = defaultdict(list)
+    for adj in adjustments:
+        if adj.document.startswith(prefix):
+            groups[adj.document].append(adj)
+    return groups
+
+
+def _revenue_account(adj: Adjustment, rules: Rules, plans: Mapping[str, str]) -> tuple[str, dict[str, object] | None]:
+    if adj.kind == "usage":
+        return rules.account("usage_revenue", meter=adj.meter), {"meter": adj.meter}
+    if adj.kind == "commitment":
+        return rules.account("commitment_revenue"), None
+    return rules.account("subscription_revenue", plan=plans[adj.link]), None
+
+
+def _plans(adjustments: Iterable[Adjustment], rules: Rules) -> dict[str, str]:
+    """Each adjusted cycle's plan (base-fee adjustments credit its subscription revenue)."""
+    found: dict[str, str] = {}
+    for adj in adjustments:
+        customer = rules.customers.get(adj.customer)
+        cycle = cycle_at(customer, rules.plans, date.fromisoformat(adj.cycle[:10])) if customer else None
+        if cycle is not None:
+            found[adj.link] = cycle.plan
+    return found
+
+
+def debit_entries(adjustments: Sequence[Adjustment], rules: Rules,
+                  documents_dir: str = "../documents") -> list[data.Directive]:
+    """Per debit adjustment: unbilled / the revenue re-rated up, dated its day, with a document.
+
+    Revenue is earned when the rerate establishes it; it waits in unbilled for the
+    customer's next invoice, as late usage does (DESIGN's accounting table).
+    """
+    plans = _plans(adjustments, rules)
+    entries: list[data.Directive] = []
+    for number, group in sorted(_by_document(adjustments, "DA-").items()):
+        first = group[0]
+        unbilled = rules.account("unbilled", customer=first.customer)
+        total = sum((adj.amount for adj in group), ZERO)
+        postings = [data.Posting(unbilled, Amount(total, first.currency), None, None, None, None)]
+        for adj in sorted(group, key=lambda a: a.line_key):
+            account, meta = _revenue_account(adj, rules, plans)
+            postings.append(data.Posting(account, Amount(-adj.amount, adj.currency), None, None, None, meta))
+        cycles = ",".join(sorted({adj.cycle for adj in group}))
+        entries.append(data.Transaction(
+            _meta(customer=first.customer, invoice=first.invoice, debit_adjustment=number, cycle=cycles,
+                  rerate=True, rules=first.rules),
+            first.date, FLAG, first.customer, f"Debit adjustment {number} for {first.invoice}", frozenset(),
+            frozenset({number, first.invoice, *(adj.link for adj in group)}), postings,
+        ))
+        entries.append(data.Document(_meta(), first.date, unbilled, f"{documents_dir}/{number}.html",
+                                     frozenset(), frozenset({number})))
+    return entries
+
+
+def mark_credit_notes(entries: Sequence[data.Directive], adjustments: Iterable[Adjustment]) -> list[data.Directive]:
+    """Credit notes a rerate issued carry ``rerate: TRUE``, the rules hash and the cycles."""
+    notes = _by_document(adjustments, "CN-")
+    marked: list[data.Directive] = []
+    for entry in entries:
+        number = entry.meta.get("credit_note") if isinstance(entry, data.Transaction) else None
+        if isinstance(entry, data.Transaction) and number in notes:
+            group = notes[str(number)]
+            cycles = ",".join(sorted({adj.cycle for adj in group}))
+            entry = entry._replace(meta={**entry.meta, "rerate": True, "rules": group[0].rules, "cycle": cycles})
+        marked.append(entry)
+    return marked
+
+
+def debit_documents(adjustments: Sequence[Adjustment], rules: Rules) -> dict[str, str]:
+    """``{relative path under books/: content}``: HTML and JSON of every debit adjustment."""
+    from ledger.documents import _STYLE
+
+    documents: dict[str, str] = {}
+    for number, group in sorted(_by_document(adjustments, "DA-").items()):
+        first = group[0]
+        customer = rules.customers.get(first.customer)
+        name = customer.name if customer and customer.name else first.customer
+        total = sum((adj.amount for adj in group), ZERO)
+        rows = "".join(
+            f"<tr><td>{escape(adj.label)}</td><td>{escape(adj.cycle)}</td><td class='num'>{adj.invoiced:,}</td>"
+            f"<td class='num'>{adj.rerated:,}</td><td class='num'>{adj.amount:,} {escape(adj.currency)}</td></tr>"
+            for adj in group)
+        documents[f"documents/{number}.html"] = (
+            "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+            f"<title>{escape(number)}</title><style>{_STYLE}</style></head><body>"
+            f"<h1>Debit adjustment {escape(number)}</h1>"
+            f"<p class='meta'>{escape(name)} ({escape(first.customer)}) · dated {first.date.isoformat()}"
+            f" · re-rating of invoice {escape(first.invoice)} from {first.since.isoformat()} with rules "
+            f"{escape(first.rules)} · billed on the next invoice</p>"
+            "<table><thead><tr><th>Charge</th><th>Cycle</th><th class='num'>Invoiced</th>"
+            "<th class='num'>Re-rated</th><th class='num'>Difference</th></tr></thead><tbody>" + rows
+            + f"</tbody><tfoot><tr><td colspan='4'>Total</td><td class='num'>{total:,} "
+            f"{escape(first.currency)}</td></tr></tfoot></table></body></html>\n")
+        documents[f"documents/{number}.json"] = dumps({
+            "number": number, "customer": first.customer, "invoice": first.invoice, "date": first.date.isoformat(),
+            "since": first.since.isoformat(), "rules": first.rules, "currency": first.currency, "total": str(total),
+            "lines": [{"line": adj.line, "charge": adj.label, "cycle": adj.cycle, "invoiced": str(adj.invoiced),
+                       "rerated": str(adj.rerated), "amount": str(adj.amount)} for adj in group]}) + "\n"
+    return documents
+
+
+def bill_debit_adjustments(drafts: Sequence[Invoice], adjustments: Sequence[Adjustment],
+                           issued: Sequence[Invoice]) -> list[Invoice]:
+    """Add each debit adjustment not billed yet to its customer's first draft dated after it."""
+    billed = {line.description.split(" ", 1)[0] for inv in issued for line in inv.lines if line.kind == "rerate"}
+    pending = {n: g for n, g in _by_document(adjustments, "DA-").items() if n not in billed}
+    out: list[Invoice] = []
+    for draft in sorted(drafts, key=lambda d: (d.date, d.customer)):
+        due = [n for n, g in sorted(pending.items()) if g[0].customer == draft.customer and g[0].date < draft.date]
+        extra = [InvoiceLine(kind="rerate", description=f"{n} debit adjustment: {adj.label} of {adj.invoice} "
+                             f"re-rated from {adj.since.isoformat()}", account="unbilled", amount=adj.amount,
+                             cycle=adj.cycle, link=adj.link, meter=adj.meter)
+                 for n in due for adj in pending.pop(n)]
+        out.append(replace(draft, lines=(*draft.lines, *extra)) if extra else draft)
+    return out
+
+
+def parse_since(text: str, option: str = "--from") -> date:
+    """A ``YYYY-MM-DD`` option value, or :class:`BadInput` naming it.
+
+    >>> parse_since("2026-10-01")
+    datetime.date(2026, 10, 1)
+    >>> parse_since("10/01/2026")
+    Traceback (most recent call last):
+    ledger.errors.BadInput: --from: '10/01/2026' is not a date (YYYY-MM-DD)
+    """
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        day = None
+    if day is None or len(text) != 10:  # fromisoformat also takes 20261001
+        raise BadInput(f"{option}: {text!r} is not a date (YYYY-MM-DD)")
+    return day
+

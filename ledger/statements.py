@@ -1,0 +1,579 @@
+"""Usage statements: what a customer can check before disputing a bill.
+
+``meterbook statement acme --cycle 2026-09-10`` writes two files named after
+the cycle's link, ``statements/acme-2026-09-01.html`` and ``.csv``::
+
+    Usage statement · Acme Corp (acme) · cycle 2026-09-01/2026-10-01 · plan g · as of 2026-09-10 (day 10 of 30)
+
+    daily usage        api_calls ▁▂▅▇█▇… (inline SVG, one bar a day)
+    charges to date    api_calls (graduated) 100 call           4.50
+                         0 – 10: 10 × 0 = 0
+                         11 and above: 90 × 0.05 = 4.50
+                       prepaid credit applied                  -4.50
+                       total this cycle                         0.00
+    projection         100 call ÷ 10 days × 30 days = 300 call → 14.50; credit 5.00 → 9.50
+    caps               api_calls 100 of 100 call (100 %); 80 % reached 2026-09-08 ...
+    evidence           100 events in acme-2026-09-01.csv, sha256 …
+
+The charges are the rating's (the same lines :func:`ledger.invoicing.cycle_lines`
+puts on the invoice, plus the base fee billed in advance at the cycle's
+start), so for a finished cycle the statement's total is what the invoices
+billed for that cycle. The CSV has one row per event and meter it counts for
+(``meter,day,time,source,event_id,type,quantity,properties``), streamed from
+the store in time order: summing ``quantity`` per meter (count and sum
+meters) gives the statement's quantity.
+
+The projection is the run rate: quantity to date ÷ elapsed days × days in the
+cycle (count and sum meters; max, latest and unique-count meters keep their
+value to date), priced with the plan, plus the base fee, the minimum
+commitment's shortfall against the projected usage, less prepaid credit up to
+what is applied and remaining. For a finished cycle it is the actual total.
+
+The HTML is self-contained (inline CSS and SVG, no scripts, no external
+references) and every text from the rules or the store is HTML-escaped. Output
+depends only on the store, the rules and the statement date: no timestamps of
+now.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
+from fractions import Fraction
+from html import escape
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from sqlalchemy import Engine
+
+from ledger.alerts import Alert, CycleProgress, charge_amount, crossings, cycle_progress
+from ledger.books import write_atomic
+from ledger.cycles import Cycle, cycle_at
+from ledger.errors import BadInput
+from ledger.events import from_us
+from ledger.invoicing import InvoiceLine, cycle_lines
+from ledger.metering import Window, cut_off_us, daily_usage, measure
+from ledger.money import from_units_nanos, normalize, round_money
+from ledger.pricing import Band, Usage
+from ledger.rating import ZERO, CycleRating, Rating
+from ledger.rules import Meter, Rules
+from ledger.store import events
+
+if TYPE_CHECKING:
+    from ledger.session import Session
+
+_DAY = timedelta(days=1)
+#: Aggregations whose quantity grows with time, so the run rate extrapolates them.
+RUN_RATE_AGGREGATIONS = frozenset({"count", "sum"})
+CSV_COLUMNS = ("meter", "day", "time", "source", "event_id", "type", "quantity", "properties")
+
+
+@dataclass(frozen=True)
+class MeterUsage:
+    """One meter over the cycle to date: per local day (days with events) and in total."""
+
+    meter: str
+    unit: str
+    aggregation: str
+    daily: tuple[tuple[date, Decimal, int], ...]  # (day, quantity, events)
+    quantity: Decimal
+    events: int
+
+
+@dataclass(frozen=True)
+class CapUse:
+    """A usage or spend cap: used so far, projected at the cycle's end, thresholds crossed."""
+
+    kind: str  # usage_cap | spend_cap
+    meter: str | None
+    unit: str
+    cap: Decimal
+    used: Decimal
+    projected: Decimal
+    crossed: tuple[Alert, ...]
+
+    @property
+    def percent(self) -> Decimal:
+        """Share of the cap used, in percent with one decimal (``82.5``)."""
+        return (self.used * 100 / self.cap).quantize(Decimal("0.1"), rounding=ROUND_HALF_EVEN)
+
+
+@dataclass(frozen=True)
+class ChargeProjection:
+    """One charge projected to the cycle's end from its run rate."""
+
+    meter: str
+    quantity: Decimal
+    projected_quantity: Decimal
+    projected_amount: Decimal
+
+
+@dataclass(frozen=True)
+class Projection:
+    """The projected end-of-cycle cost and how it was computed (``method``, one paragraph)."""
+
+    method: str
+    elapsed_days: int
+    cycle_days: int
+    charges: tuple[ChargeProjection, ...]
+    usage: Decimal
+    base_fee: Decimal
+    commitment: Decimal
+    credit: Decimal
+
+    @property
+    def total(self) -> Decimal:
+        return self.usage + self.base_fee + self.commitment - self.credit
+
+
+@dataclass(frozen=True)
+class Statement:
+    """A customer's cycle to date (or a finished cycle): usage, charges, credits, projection, caps."""
+
+    customer: str
+    name: str
+    currency: str
+    cycle: Cycle
+    through: date
+    meters: tuple[MeterUsage, ...]
+    lines: tuple[InvoiceLine, ...]
+    credit_applied: Decimal
+    credit_remaining: Decimal
+    projection: Projection
+    caps: tuple[CapUse, ...]
+    rules: str
+
+    @property
+    def total(self) -> Decimal:
+        """Everything billed for the cycle: the invoices' lines linked to it, once it is finished."""
+        return sum((line.amount for line in self.lines), ZERO)
+
+    @property
+    def finished(self) -> bool:
+        return self.through == self.cycle.end - _DAY
+
+    @property
+    def elapsed_days(self) -> int:
+        return (self.through - self.cycle.start).days + 1
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """The CSV written next to a statement: rows per meter, the sum of their quantities, digest."""
+
+    file: str
+    rows: int
+    per_meter: tuple[tuple[str, int, Decimal | None], ...]  # (meter, rows, Σ quantity for count/sum)
+    sha256: str
+
+
+@dataclass(frozen=True)
+class StatementFiles:
+    """What ``write_statement`` wrote."""
+
+    statement: Statement
+    html: Path
+    csv: Path
+    evidence: Evidence
+
+
+# --- choosing the cycle --------------------------------------------------------------------
+
+
+def pick_cycle(rules: Rules, customer: str, which: str, today: date) -> Cycle:
+    """The customer's cycle containing ``today`` (``which="current"``) or the date ``which``."""
+    if customer not in rules.customers:
+        known = ", ".join(sorted(rules.customers)[:5])
+        raise BadInput(f"unknown customer {customer!r} (customers: {known}{', …' if len(rules.customers) > 5 else ''})")
+    if which == "current":
+        day = today
+    else:
+        try:
+            day = date.fromisoformat(which)
+        except ValueError:
+            raise BadInput(f"--cycle: {which!r} is neither 'current' nor a date YYYY-MM-DD") from None
+    cycle = cycle_at(rules.customers[customer], rules.plans, day)
+    if cycle is None:
+        raise BadInput(f"--cycle: customer {customer!r} has no billing cycle containing {day.isoformat()}")
+    if cycle.start > today:
+        raise BadInput(f"--cycle: the cycle {cycle.key} has not started yet (today is {today.isoformat()})")
+    return cycle
+
+
+# --- building ------------------------------------------------------------------------------
+
+
+def build_statement(session: Session, cycle: Cycle, *, today: date) -> Statement:
+    """The statement of ``cycle`` as of ``today`` (its last day once it is finished)."""
+    rules, engine, tz = session.rules, session.engine, session.workspace.tz
+    models = session.registry.pricing_models
+    customer = rules.customers[cycle.customer]
+    plan = rules.plans[cycle.plan]
+    through = min(today, cycle.end - _DAY)
+    rating = session.rate(through, {cycle.customer})
+    rated = _rated(rating, cycle, through)
+
+    lines = list(cycle_lines(rated, rules))
+    fee = rated.base_fee
+    if fee is not None and fee.timing == "advance" and fee.billed:
+        lines.insert(0, InvoiceLine(kind="base_fee", description=f"{cycle.plan} base fee {cycle.key} (in advance)",
+                                    account="deferred", amount=fee.billed, cycle=cycle.key, link=cycle.link))
+    remaining = _credit_remaining(rules, rating, cycle.customer, through)
+
+    meter_ids = list(dict.fromkeys(c.meter for c in plan.charges))
+    meter_ids += sorted(m for m in customer.caps if m not in meter_ids)
+    progress = cycle_progress(engine, rules, models, tz, [(cycle, through)], spend=customer.spend_cap is not None)[0]
+    meters = tuple(_meter_usage(engine, rules.meters[m], cycle, through, tz, rated, progress) for m in meter_ids)
+    projection = _project(session, cycle, through, rated, remaining)
+    caps = _caps(rules, progress, projection, meters, session)
+    return Statement(customer=customer.id, name=customer.name or customer.id, currency=customer.currency, cycle=cycle,
+                     through=through, meters=meters, lines=tuple(lines), credit_applied=rated.credit_applied,
+                     credit_remaining=remaining, projection=projection, caps=caps, rules=rules.hash)
+
+
+def _rated(rating: Rating, cycle: Cycle, through: date) -> CycleRating:
+    for rated in rating.cycles:
+        if rated.cycle == cycle and rated.through == through:
+            return rated
+    raise AssertionError(f"the rating has no point {through} for {cycle.key}")  # rating_points includes it
+
+
+def _credit_remaining(rules: Rules, rating: Rating, customer: str, through: date) -> Decimal:
+    """Prepaid credit left on ``through``: grants so far − draws + returns − breakage."""
+    total = sum((g.amount for g in rules.customers[customer].credits if g.granted <= through), ZERO)
+    for movement in rating.credits:
+        if movement.customer == customer and movement.day <= through:
+            total += {"draw": -1, "return": 1, "breakage": -1}[movement.kind] * movement.amount
+    return total
+
+
+def _meter_usage(engine: Engine, meter: Meter, cycle: Cycle, through: date, tz: ZoneInfo, rated: CycleRating,
+                 progress: CycleProgress) -> MeterUsage:
+    daily = daily_usage(engine, meter, start=cycle.start, end=through + _DAY, tz=tz, customers=[cycle.customer])
+    charged = [c for c in rated.charges if c.meter == meter.id]
+    if charged:
+        quantity, count = charged[0].quantity, charged[0].events
+    else:  # a capped meter the plan does not price
+        quantity = progress.quantities[meter.id][-1]
+        count = sum(d.usage.events for d in daily)
+    return MeterUsage(meter=meter.id, unit=meter.unit, aggregation=meter.aggregation,
+                      daily=tuple((d.day, d.usage.quantity, d.usage.events) for d in daily),
+                      quantity=quantity, events=count)
+
+
+def _scale(value: Decimal, factor: Fraction) -> Decimal:
+    """``value × factor``, whole when ``value`` is whole, else to 9 places (half-even)."""
+    exact = value * factor.numerator / Decimal(factor.denominator)
+    places = Decimal(1) if value == value.to_integral_value() else Decimal(1).scaleb(-9)
+    return normalize(exact.quantize(places, rounding=ROUND_HALF_EVEN))
+
+
+def _project(session: Session, cycle: Cycle, through: date, rated: CycleRating, remaining: Decimal) -> Projection:
+    rules, tz = session.rules, session.workspace.tz
+    models = session.registry.pricing_models
+    plan = rules.plans[cycle.plan]
+    elapsed = (through - cycle.start).days + 1
+    factor = Fraction(cycle.days, elapsed)
+    window = Window(cycle.customer, cut_off_us(cycle.start, tz), cut_off_us(through + _DAY, tz))
+    charges: list[ChargeProjection] = []
+    for charge in plan.charges:
+        meter = rules.meters[charge.meter]
+        bands = tuple(models[charge.model].bands(charge.terms))
+        usage = measure(session.engine, meter, [window], bands)[window]
+        if meter.aggregation in RUN_RATE_AGGREGATIONS and factor != 1:
+            usage = Usage(quantity=_scale(usage.quantity, factor), events=round(usage.events * factor),
+                          bands=tuple(Band(b.upper, round(b.count * factor), _scale(b.total, factor))
+                                      for b in usage.bands))
+        amount = charge_amount(models, charge, usage, plan.currency)
+        to_date = next(c.quantity for c in rated.charges if c.index == len(charges))
+        charges.append(ChargeProjection(meter=charge.meter, quantity=to_date, projected_quantity=usage.quantity,
+                                        projected_amount=amount))
+    usage_total = sum((c.projected_amount for c in charges), ZERO)
+    base_fee = rated.base_fee.billed if rated.base_fee is not None else ZERO
+    commitment = ZERO
+    if plan.minimum_commitment is not None:
+        minimum = round_money(plan.minimum_commitment * cycle.proration().numerator
+                              / Decimal(cycle.proration().denominator), plan.currency)
+        commitment = max(ZERO, minimum - usage_total)
+    credit = min(usage_total, rated.credit_applied + remaining)
+    if elapsed == cycle.days:
+        method = ("The cycle is finished: the projection is the actual total (quantities to date priced with "
+                  f"plan {cycle.plan}).")
+    else:
+        method = (f"Run rate: quantity to date ÷ {elapsed} elapsed days × {cycle.days} days in the cycle, for "
+                  "count and sum meters (max, latest and unique-count meters keep their value to date), "
+                  f"priced with plan {cycle.plan}; plus the base fee, the minimum commitment's shortfall "
+                  "against the projected usage, less prepaid credit up to what is applied and remaining.")
+    return Projection(method=method, elapsed_days=elapsed, cycle_days=cycle.days, charges=tuple(charges),
+                      usage=usage_total, base_fee=base_fee, commitment=commitment, credit=credit)
+
+
+def _caps(rules: Rules, progress: CycleProgress, projection: Projection, meters: Sequence[MeterUsage],
+          session: Session) -> tuple[CapUse, ...]:
+    customer = rules.customers[progress.cycle.customer]
+    alerts = crossings(progress, rules, session.workspace.alerts)
+    factor = Fraction(projection.cycle_days, projection.elapsed_days)
+    caps = []
+    for meter, cap in sorted(customer.caps.items()):
+        used = progress.quantities[meter][-1] if progress.days else ZERO
+        aggregation = rules.meters[meter].aggregation
+        projected = _scale(used, factor) if aggregation in RUN_RATE_AGGREGATIONS else used
+        caps.append(CapUse(kind="usage_cap", meter=meter, unit=rules.meters[meter].unit, cap=cap, used=used,
+                           projected=projected, crossed=tuple(a for a in alerts if a.meter == meter)))
+    if customer.spend_cap is not None:
+        used = progress.spend[-1] if progress.spend else ZERO
+        caps.append(CapUse(kind="spend_cap", meter=None, unit=customer.currency, cap=customer.spend_cap, used=used,
+                           projected=projection.usage, crossed=tuple(a for a in alerts if a.kind == "spend_cap")))
+    return tuple(caps)
+
+
+# --- the evidence CSV --------------------------------------------------------------------
+
+
+def evidence_rows(engine: Engine, meters: Sequence[Meter], customer: str, start_us: int, end_us: int,
+                  tz: ZoneInfo) -> Iterator[tuple[str, ...]]:
+    """One row per event and meter it counts for, streamed from the store in ``(time, source, id)`` order.
+
+    The meter's filter is applied here as metering applies it (property text
+    equals the filter's text); ``quantity`` is what the event adds: ``1`` for
+    count, the value property for sum, max and latest ("" when it is not a
+    number), the value's text for unique count.
+    """
+    pg = engine.dialect.name == "postgresql"
+    with engine.connect() as conn:
+        for meter in meters:
+            order: list[Any] = [events.c.time_us, events.c.source, events.c.event_id]
+            if pg:
+                order = [events.c.time_us, events.c.source.collate("C"), events.c.event_id.collate("C")]
+            query = (sa.select(events.c.source, events.c.event_id, events.c.type, events.c.time_us,
+                               events.c.properties, events.c.numbers)
+                     .where(events.c.customer == customer, events.c.type == meter.event_type,
+                            events.c.time_us >= start_us, events.c.time_us < end_us)
+                     .order_by(*order))
+            result = conn.execution_options(stream_results=True, yield_per=10_000).execute(query)
+            for source, event_id, type_, time_us, properties, numbers in result:
+                props = json.loads(properties)
+                if any(props.get(k) != v for k, v in meter.filter.items()):
+                    continue
+                when = from_us(time_us)
+                yield (meter.id, when.astimezone(tz).date().isoformat(), when.isoformat().replace("+00:00", "Z"),
+                       source, event_id, type_, _event_quantity(meter, props, json.loads(numbers)), properties)
+
+
+def _event_quantity(meter: Meter, props: dict[str, str], numbers: dict[str, list[int]]) -> str:
+    if meter.aggregation == "count":
+        return "1"
+    assert meter.value is not None  # rules require it for every other aggregation
+    if meter.aggregation == "unique_count":
+        return props.get(meter.value, "")
+    pair = numbers.get(meter.value)
+    return str(from_units_nanos(pair[0], pair[1])) if pair else ""
+
+
+def write_evidence(path: Path, rows: Iterator[tuple[str, ...]], meters: Sequence[Meter]) -> Evidence:
+    """Stream ``rows`` into ``path`` atomically (temporary file, fsync, rename); count and digest them."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    counts = {m.id: 0 for m in meters}
+    sums: dict[str, Decimal] = {m.id: ZERO for m in meters}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            buffer = io.StringIO()
+            writer = csv.writer(buffer, lineterminator="\n")
+            writer.writerow(CSV_COLUMNS)
+            for n, row in enumerate(rows, 1):
+                writer.writerow(row)
+                counts[row[0]] += 1
+                if row[6] and next(m for m in meters if m.id == row[0]).aggregation in RUN_RATE_AGGREGATIONS:
+                    sums[row[0]] += Decimal(row[6])
+                if n % 5000 == 0:
+                    chunk = buffer.getvalue().encode("utf-8")
+                    handle.write(chunk)
+                    digest.update(chunk)
+                    buffer.seek(0)
+                    buffer.truncate()
+            chunk = buffer.getvalue().encode("utf-8")
+            handle.write(chunk)
+            digest.update(chunk)
+            handle.flush()
+            os.fchmod(handle.fileno(), 0o644)
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    per_meter = tuple((m.id, counts[m.id], normalize(sums[m.id]) if m.aggregation in RUN_RATE_AGGREGATIONS else None)
+                      for m in meters)
+    return Evidence(file=path.name, rows=sum(counts.values()), per_meter=per_meter, sha256=digest.hexdigest())
+
+
+def write_statement(session: Session, customer: str, *, which: str = "current", out: Path | None = None,
+                    today: date | None = None) -> StatementFiles:
+    """Build the statement and write ``<out>/<customer>-<cycle start>.csv`` and ``.html``.
+
+    ``out`` defaults to ``statements/`` in the workspace; ``today`` to today in the workspace timezone.
+    """
+    today = today or session.today()
+    cycle = pick_cycle(session.rules, customer, which, today)
+    statement = build_statement(session, cycle, today=today)
+    out = out if out is not None else session.workspace.root / "statements"
+    tz = session.workspace.tz
+    meters = [session.rules.meters[m.meter] for m in statement.meters]
+    csv_path = out / f"{cycle.link}.csv"
+    rows = evidence_rows(session.engine, meters, cycle.customer, cut_off_us(cycle.start, tz),
+                         cut_off_us(statement.through + _DAY, tz), tz)
+    evidence = write_evidence(csv_path, rows, meters)
+    html_path = out / f"{cycle.link}.html"
+    write_atomic(html_path, statement_html(statement, evidence))
+    return StatementFiles(statement=statement, html=html_path, csv=csv_path, evidence=evidence)
+
+
+# --- HTML ----------------------------------------------------------------------------------
+
+_STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:56rem;color:#1d2330}
+h1{font-size:1.4rem;margin:0}h2{font-size:1.1rem;margin-top:2rem}h3{font-size:.95rem;margin:1.2rem 0 .3rem}
+table{border-collapse:collapse;width:100%;margin-top:.6rem}
+th,td{padding:.35rem .5rem;border-bottom:1px solid #dde2ea;text-align:left;vertical-align:top}
+td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}.tiers{color:#5b6475;font-size:.85rem}
+tfoot td{font-weight:600;border-top:2px solid #1d2330}.meta{color:#5b6475}
+.cards{display:flex;gap:1rem;margin-top:1.2rem}.card{flex:1;border:1px solid #dde2ea;border-radius:6px;padding:.7rem}
+.card b{display:block;font-size:1.3rem;font-variant-numeric:tabular-nums}.card span{color:#5b6475;font-size:.85rem}
+svg{display:block;width:100%;height:auto}svg .bar{fill:#3b6fd4}svg .axis{stroke:#8a93a5;stroke-width:1}
+svg text{font-size:11px;fill:#5b6475}.gauge{background:#eef1f6;height:.6rem;border-radius:3px;min-width:6rem}
+.gauge i{display:block;height:100%;background:#3b6fd4;border-radius:3px}.gauge i.over{background:#c8432e}
+details{margin-top:.3rem}summary{cursor:pointer;color:#5b6475;font-size:.85rem}
+"""
+
+
+def _money(amount: Decimal, currency: str) -> str:
+    return f"{round_money(amount, currency):,} {escape(currency)}"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def _qty(value: Decimal, unit: str) -> str:
+    return f"{value:,} {escape(unit)}"
+
+
+def _chart(usage: MeterUsage, cycle: Cycle) -> str:
+    """An inline SVG bar chart of daily usage over the whole cycle (days after the statement date stay empty)."""
+    width, height, left, top, plot_h = 720, 170, 56, 12, 130
+    slot = Decimal(width - left - 8) / cycle.days
+    peak = max((max(q, ZERO) for _d, q, _e in usage.daily), default=ZERO)
+    base = top + plot_h
+    parts = [f"<svg viewBox='0 0 {width} {height}' role='img' aria-label='daily {escape(usage.meter)}'>",
+             f"<line class='axis' x1='{left}' y1='{base}' x2='{width - 8}' y2='{base}'/>",
+             f"<line class='axis' x1='{left}' y1='{top}' x2='{left}' y2='{base}'/>",
+             f"<text x='{left - 4}' y='{top + 8}' text-anchor='end'>{peak:,}</text>",
+             f"<text x='{left - 4}' y='{base}' text-anchor='end'>0</text>"]
+    for day, quantity, count in usage.daily:
+        index = (day - cycle.start).days
+        bar_h = (max(quantity, ZERO) * plot_h / peak) if peak else ZERO
+        x = left + slot * index + slot / 10
+        parts.append(f"<rect class='bar' x='{_svg(x)}' y='{_svg(base - bar_h)}' width='{_svg(slot * 8 / 10)}' "
+                     f"height='{_svg(bar_h)}'><title>{day.isoformat()}: {_qty(quantity, usage.unit)} "
+                     f"({_count(count, 'event')})</title></rect>")
+    last = cycle.end - _DAY
+    for index, day in ((0, cycle.start), (cycle.days - 1, last)):
+        anchor = "start" if index == 0 else "end"
+        x = left + slot * index + (0 if index == 0 else slot)
+        parts.append(f"<text x='{_svg(x)}' y='{base + 16}' text-anchor='{anchor}'>{day.isoformat()}</text>")
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _svg(value: Decimal) -> str:
+    return str(value.quantize(Decimal("0.1"), rounding=ROUND_HALF_EVEN))
+
+
+def _gauge(percent: Decimal) -> str:
+    width = min(percent, Decimal(100))
+    over = " class='over'" if percent >= 100 else ""
+    return f"<div class='gauge'><i{over} style='width:{_svg(width)}%'></i></div>"
+
+
+def statement_html(statement: Statement, evidence: Evidence) -> str:
+    """The self-contained HTML statement (inline CSS and SVG, escaped, no scripts, no external references)."""
+    s, cycle, cur = statement, statement.cycle, statement.currency
+    status = ("cycle finished" if s.finished
+              else f"as of {s.through.isoformat()} (day {s.elapsed_days} of {cycle.days})")
+    out = ["<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+           f"<title>Usage statement {escape(s.customer)} {escape(cycle.key)}</title><style>{_STYLE}</style>",
+           "</head><body>",
+           f"<h1>Usage statement</h1><p class='meta'>{escape(s.name)} ({escape(s.customer)}) · cycle "
+           f"{escape(cycle.key)} · plan {escape(cycle.plan)} · {status} · rules {escape(s.rules)}</p>",
+           "<div class='cards'>",
+           f"<div class='card'><span>Charges this cycle{' to date' if not s.finished else ''}</span>"
+           f"<b>{_money(s.total, cur)}</b></div>",
+           f"<div class='card'><span>Projected end of cycle</span><b>{_money(s.projection.total, cur)}</b></div>",
+           f"<div class='card'><span>Prepaid credit remaining</span><b>{_money(s.credit_remaining, cur)}</b></div>",
+           "</div>", "<h2>Daily usage</h2>"]
+    for usage in s.meters:
+        out.append(f"<h3>{escape(usage.meter)}: {_qty(usage.quantity, usage.unit)} "
+                   f"<span class='meta'>({escape(usage.aggregation)}, {_count(usage.events, 'event')})</span></h3>")
+        out.append(_chart(usage, cycle))
+        rows = "".join(f"<tr><td>{d.isoformat()}</td><td class='num'>{_qty(q, usage.unit)}</td>"
+                       f"<td class='num'>{n:,}</td></tr>" for d, q, n in usage.daily)
+        out.append(f"<details><summary>{_count(len(usage.daily), 'day')} with usage</summary><table><thead><tr><th>Day</th>"
+                   f"<th class='num'>Quantity</th><th class='num'>Events</th></tr></thead><tbody>{rows}"
+                   "</tbody></table></details>")
+    out.append("<h2>Charges</h2><table><thead><tr><th>Line</th><th class='num'>Quantity</th>"
+               "<th class='num'>Amount</th></tr></thead><tbody>")
+    for line in s.lines:
+        qty = _qty(line.quantity, line.unit) if line.quantity is not None else ""
+        tiers = "".join(
+            f"<div class='tiers'>{escape(t.description)}: {t.quantity:,}"
+            f"{' × ' + str(t.unit_price) if t.unit_price is not None else ''} = {t.amount}</div>"
+            for t in line.tiers)
+        out.append(f"<tr><td>{escape(line.description)}{tiers}</td><td class='num'>{qty}</td>"
+                   f"<td class='num'>{_money(line.amount, cur)}</td></tr>")
+    out.append(f"</tbody><tfoot><tr><td colspan='2'>Total this cycle{' to date' if not s.finished else ''}</td>"
+               f"<td class='num'>{_money(s.total, cur)}</td></tr></tfoot></table>")
+    out.append(f"<h2>Prepaid credits</h2><p>Applied this cycle: {_money(s.credit_applied, cur)} · remaining on "
+               f"{s.through.isoformat()}: {_money(s.credit_remaining, cur)}</p>")
+    p = s.projection
+    out.append(f"<h2>Projected end of cycle</h2><p class='meta'>{escape(p.method)}</p><table><thead><tr>"
+               "<th>Charge</th><th class='num'>To date</th><th class='num'>Projected</th>"
+               "<th class='num'>Projected amount</th></tr></thead><tbody>")
+    units = {u.meter: u.unit for u in s.meters}
+    for c in p.charges:
+        out.append(f"<tr><td>{escape(c.meter)}</td><td class='num'>{_qty(c.quantity, units[c.meter])}</td>"
+                   f"<td class='num'>{_qty(c.projected_quantity, units[c.meter])}</td>"
+                   f"<td class='num'>{_money(c.projected_amount, cur)}</td></tr>")
+    for label, amount in (("base fee", p.base_fee), ("minimum commitment shortfall", p.commitment),
+                          ("prepaid credit", -p.credit)):
+        if amount:
+            out.append(f"<tr><td>{label}</td><td></td><td></td><td class='num'>{_money(amount, cur)}</td></tr>")
+    out.append(f"</tbody><tfoot><tr><td colspan='3'>Projected total</td><td class='num'>{_money(p.total, cur)}"
+               "</td></tr></tfoot></table>")
+    if s.caps:
+        out.append("<h2>Caps</h2><table><thead><tr><th>Cap</th><th class='num'>Used</th><th></th>"
+                   "<th class='num'>Projected</th><th>Thresholds reached</th></tr></thead><tbody>")
+        for cap in s.caps:
+            label = escape(cap.meter) if cap.meter else "spend"
+            reached = ", ".join(f"{a.percent} % on {a.date.isoformat()}" for a in cap.crossed) or "none"
+            out.append(f"<tr><td>{label} ≤ {_qty(cap.cap, cap.unit)}</td><td class='num'>{_qty(cap.used, cap.unit)} "
+                       f"({cap.percent} %)</td><td>{_gauge(cap.percent)}</td>"
+                       f"<td class='num'>{_qty(cap.projected, cap.unit)}</td><td>{reached}</td></tr>")
+        out.append("</tbody></table>")
+    sums = "; ".join(f"{escape(m)}: {_count(n, 'row')}" + (f", Σ quantity {q:,}" if q is not None else "")
+                     for m, n, q in evidence.per_meter)
+    out.append(f"<h2>Evidence</h2><p>{_count(evidence.rows, 'event row')} in {escape(evidence.file)} ({sums}); "
+               f"sha256 {evidence.sha256}. Each row is one event and the meter it counts for; the day is "
+               "the local day of the workspace time zone.</p></body></html>\n")
+    return "".join(out)

@@ -1,0 +1,93 @@
+"""Rated vs invoiced: every usage line of the month's invoices against its cycle rated again now.
+
+An issued invoice is a fact kept in the store; the rating is recomputed from the
+events and the rules. For each invoice dated in the month, each ``usage`` line
+(meter, quantity, amount) is compared with the same charge of its cycle at the
+cycle's last day in :attr:`ReconcileContext.rating`::
+
+    INV-2026-000003 acme  api_calls  25000 calls  15.00      rated now: 25000 calls  15.00   silent
+    INV-2026-000003 acme  api_calls  25000 calls  15.00      rated now: 25000 calls  17.50   error
+    INV-2026-000003 acme  api_calls  25000 calls  15.00      rated now: 25012 calls  15.60   warning
+
+- same quantity, another amount: the invoice does not say what the rules price
+  (rules edited since it was issued, or the stored invoice altered) — an
+  **error**: fix the rules, or ``meterbook rerate`` and accept the finding;
+- another quantity: events for the cycle arrived or changed after the invoice
+  was issued. DESIGN books that as late usage (unbilled / revenue in the first
+  open month, billed on the next invoice), so it is a **warning** that names
+  the difference, not a block;
+- a usage line whose cycle or charge the rating no longer has: an **error**.
+
+Finding ids: ``rated-vs-invoiced:<customer>:<meter>:<invoice number>:<YYYY-MM>``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+from ledger.hookspecs import hookimpl
+from ledger.reconcile import Finding, finding_id
+
+
+class RatedVsInvoiced:
+    """Invoiced usage lines vs the rating recomputed now (see the module docstring)."""
+
+    name = "rated-vs-invoiced"
+
+    def check(self, context: Any) -> Iterator[Finding]:
+        invoices = [inv for inv in context.invoices if context.start <= inv.date <= context.end]
+        if not invoices:
+            return
+        # the last rating point of each cycle that has ended: what its invoice should say
+        rated = {r.cycle.link: r for r in context.rating.cycles if r.is_cycle_end}
+        for invoice in invoices:
+            seen: dict[tuple[str, str], int] = defaultdict(int)
+            for line in invoice.lines:
+                if line.kind != "usage":
+                    continue
+                nth = seen[(line.link, line.meter)]
+                seen[(line.link, line.meter)] += 1
+                cycle = rated.get(line.link)
+                charges = [c for c in cycle.charges if c.meter == line.meter] if cycle is not None else []
+                yield from self._compare(context, invoice, line, charges[nth] if nth < len(charges) else None)
+
+    def _compare(self, context: Any, invoice: Any, line: Any, charge: Any) -> Iterator[Finding]:
+        where = f"{invoice.number} ({invoice.date}) {line.meter} for {line.cycle}"
+        quantity = line.quantity if line.quantity is not None else Decimal(0)
+        if charge is None:
+            yield self._finding(context, invoice, line, "error", None, line.amount,
+                                f"{where}: the rating has no such cycle or charge now (rules or subscriptions "
+                                "changed since the invoice was issued)")
+            return
+        if charge.quantity == quantity and charge.amount == line.amount:
+            return
+        if charge.quantity == quantity:
+            yield self._finding(context, invoice, line, "error", charge.amount, line.amount,
+                                f"{where}: invoiced {line.amount} {invoice.currency} for a quantity of {quantity}, the "
+                                f"rules price the same quantity at {charge.amount} now (rules {invoice.rules[:12]} "
+                                f"when issued, {context.rules.hash[:12]} now): fix the rules or rerate")
+            return
+        yield self._finding(context, invoice, line, "warning", charge.amount, line.amount,
+                            f"{where}: invoiced a quantity of {quantity} for {line.amount} {invoice.currency}, rated now "
+                            f"{charge.quantity} for {charge.amount}: usage changed after the invoice; the "
+                            f"difference {charge.amount - line.amount} is booked as late usage")
+
+    def _finding(self, context: Any, invoice: Any, line: Any, severity: str, expected: Decimal | None,
+                 actual: Decimal | None, explanation: str) -> Finding:
+        # a second charge on the same meter in one cycle gets its own id (``…:INV-…#2:…``)
+        nth = sum(1 for other in invoice.lines[:invoice.lines.index(line)]
+                  if other.kind == "usage" and other.link == line.link and other.meter == line.meter)
+        number = invoice.number + (f"#{nth + 1}" if nth else "")
+        return Finding(id=finding_id(self.name, context.period, invoice.customer, line.meter, number),
+                       severity=severity, check=self.name, customer=invoice.customer,  # type: ignore[arg-type]
+                       meter=line.meter, period=context.period, expected=expected, actual=actual,
+                       explanation=explanation)
+
+
+@hookimpl
+def meterbook_reconcilers() -> list[RatedVsInvoiced]:
+    """The first-party rated-vs-invoiced check, registered through the same hook as third-party ones."""
+    return [RatedVsInvoiced()]

@@ -1,0 +1,347 @@
+"""The meterbook pages in Fava, through ``create_app`` and Flask's test client.
+
+The workspace (:func:`build_workspace`), every number computed by hand:
+
+- plan ``u``: api_calls at 1.00 a call, tokens at 0.01 a token; calendar cycles;
+- acme: 100 calls and 1,000 tokens in September (110.00, invoiced Oct 1 as
+  INV-2026-000002 and paid Oct 10), 30 calls in October (30.00 unbilled);
+  caps: 150 calls, spend 200.00;
+- beta: a 60.00 prepaid credit granted Sep 1 (invoiced Sep 1 as INV-2026-000001,
+  paid Oct 5); 50 calls in September (50.00, all drawn from the credit, so its
+  Oct 1 invoice INV-2026-000003 is 0.00) and 4 calls in October (4.00 drawn):
+  6.00 of credit left;
+- September is closed with the planted finding ``planted:beta:2026-09``
+  accepted; October is open.
+
+Revenue by month (USD):
+
+=======  ==========  ========  ========  ========  ==========
+month    recognized  invoiced  unbilled  deferred  receivable
+=======  ==========  ========  ========  ========  ==========
+2026-09  160.00      60.00     110.00    10.00     60.00
+2026-10  34.00       110.00    30.00     6.00      0.00
+=======  ==========  ========  ========  ========  ==========
+
+(Sep deferred: 60.00 credited by the credit's invoice − 50.00 drawn; Oct: − 4.00.)
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from flask import Flask
+from flask.testing import FlaskClient
+from test_close import PLANTED
+
+from ledger import books, serve
+from ledger.cli import cli
+from ledger.closing import close_month
+from ledger.errors import BadInput
+from ledger.events import Event, parse_time
+from ledger.fava_ext import MeterbookReports, money
+from ledger.fava_ext.figures import revenue_by_month
+from ledger.payments import ingest_payments
+from ledger.session import Session
+from ledger.store import batches, events
+from ledger.workspace import Workspace
+
+METERS = """\
+meters:
+  api_calls: {event_type: api.request, aggregation: count, unit: call}
+  tokens: {event_type: llm.completion, aggregation: sum, value: tokens, unit: token}
+"""
+PLANS = """\
+plans:
+  u:
+    currency: USD
+    charges:
+      - {meter: api_calls, model: unit, unit_price: "1.00"}
+      - {meter: tokens, model: unit, unit_price: "0.01"}
+"""
+CUSTOMERS = """\
+customers:
+  acme:
+    currency: USD
+    billing_anchor: calendar
+    subscriptions: [{plan: u, start: 2026-09-01}]
+    caps: {api_calls: 150}
+    spend_cap: "200"
+  beta:
+    currency: USD
+    billing_anchor: calendar
+    subscriptions: [{plan: u, start: 2026-09-01}]
+    credits: [{amount: "60.00", granted: 2026-09-01}]
+"""
+PAYMENTS = """\
+date,amount,currency,invoice,reference
+2026-10-05,60.00,USD,INV-2026-000001,BANK-1
+2026-10-10,110.00,USD,INV-2026-000002,BANK-2
+"""
+ACCEPTED_REASON = "meter reset on Sep 3"
+
+
+def _event(customer: str, ident: str, day: str, type_: str = "api.request",
+           properties: dict[str, str] | None = None) -> Event:
+    return Event.build(source="t", id=f"{customer}-{ident}", customer=customer, type=type_,
+                       time=parse_time(f"{day}T12:00:00Z"), properties=properties or {})
+
+
+def build_workspace(root: Path) -> Path:
+    """The workspace of the module docstring, September closed, October posted through Oct 31."""
+    (root / "rules").mkdir(parents=True)
+    (root / "plugins").mkdir()
+    (root / "meterbook.toml").write_text('store = "sqlite:///var/events.sqlite"\nplugins_dir = "plugins"\n')
+    (root / "rules" / "meters.yaml").write_text(METERS)
+    (root / "rules" / "plans.yaml").write_text(PLANS)
+    (root / "rules" / "customers.yaml").write_text(CUSTOMERS)
+    (root / "plugins" / "planted.py").write_text(PLANTED)
+    (root / "planted").write_text("beta\n")
+    session = Session.open(Workspace.load(root))
+    rows = [_event(c, str(i), f"2026-09-{1 + i % 28:02d}") for c, n in (("acme", 100), ("beta", 50))
+            for i in range(n)]
+    rows.append(_event("acme", "tok", "2026-09-10", "llm.completion", {"tokens": "1000"}))
+    rows += [_event("acme", f"oct{i}", f"2026-10-{1 + i:02d}") for i in range(30)]
+    rows += [_event("beta", f"oct{i}", f"2026-10-{1 + i:02d}") for i in range(4)]
+    with session.engine.begin() as conn:
+        batch = conn.execute(batches.insert().values(
+            file="t", sha256="0" * 64, importer="test", started_at="now")).inserted_primary_key[0]
+        conn.execute(events.insert(), [e.row(batch) for e in rows])
+    issued = session.invoice(through=date(2026, 10, 1))
+    assert [(i.number, i.customer, i.total) for i in issued] == [
+        ("INV-2026-000001", "beta", Decimal("60.00")), ("INV-2026-000002", "acme", Decimal("110.00")),
+        ("INV-2026-000003", "beta", Decimal("0.00"))]
+    (root / "bank.csv").write_text(PAYMENTS)
+    ingest_payments(session.engine, root / "bank.csv")
+    accept = {"planted:beta:2026-09": ACCEPTED_REASON}
+    report = close_month(session, "2026-09", accept)
+    if report.refused:  # other reconcilers' error findings: not what these tests are about
+        accept |= {f.id: "accepted by the test fixture" for f in report.open_errors}
+        report = close_month(session, "2026-09", accept)
+    assert not report.refused, report
+    session.post(date(2026, 10, 31))
+    close_md = root / "books" / "2026" / "2026-09.close.md"
+    if not close_md.exists():
+        close_md.write_text("# Close 2026-09\n\nplanted:beta:2026-09 accepted\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def workspace_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_workspace(tmp_path_factory.mktemp("fava") / "ws")
+
+
+@dataclass
+class Fava:
+    app: Flask
+    client: FlaskClient
+    slug: str
+
+    def page(self, name: str, query: str = "") -> str:
+        response = self.client.get(f"/{self.slug}/extension/{name}/{query}")
+        assert response.status_code == 200, response.get_data(as_text=True)[-2000:]
+        text = response.get_data(as_text=True)
+        return text[text.index("<article>"):]
+
+
+@pytest.fixture(scope="module")
+def fava(workspace_root: Path) -> Iterator[Fava]:
+    app = serve.create_app(workspace_root / "books" / "main.beancount")
+    client = app.test_client()
+    location = client.get("/").headers["Location"]
+    yield Fava(app, client, location.strip("/").split("/")[0])
+
+
+def cells(html: str, row_start: str) -> list[str]:
+    """The cells' text of the table row whose first cell (or id) starts ``row_start``."""
+    for row in re.findall(r"<tr[^>]*>(.*?)</tr>", html, flags=re.S):
+        texts = [" ".join(re.sub(r"<[^>]+>", "", re.sub(r"<br>|</li>|</small>", " ", c)).split())
+                 for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+        if texts and texts[0].startswith(row_start):
+            return texts
+    raise AssertionError(f"no row {row_start!r}")
+
+
+def test_books_declare_the_extension_and_load_cleanly(workspace_root: Path) -> None:
+    main = workspace_root / "books" / "main.beancount"
+    assert serve.declares_extension(main)
+    _entries, errors, _options = books.load_books(main)
+    assert errors == []
+
+
+def test_fava_loads_the_pages_without_errors(fava: Fava) -> None:
+    errors = fava.client.get(f"/{fava.slug}/api/errors").get_json()["data"]
+    assert errors == []
+    ledger_data = fava.client.get(f"/{fava.slug}/api/ledger_data").get_json()["data"]
+    titles = {e["name"]: e["report_title"] for e in ledger_data["extensions"]}
+    assert titles == {"MeterbookClose": "Close", "MeterbookCustomers": "Customers", "MeterbookEvidence": "Evidence",
+                      "MeterbookReports": "Reports", "MeterbookRevenue": "Revenue"}
+
+
+def test_revenue_page(fava: Fava) -> None:
+    html = fava.page("MeterbookRevenue")
+    assert cells(html, "2026-09") == ["2026-09", "160.00", "60.00", "110.00", "10.00", "60.00"]
+    assert cells(html, "2026-10") == ["2026-10", "34.00", "110.00", "30.00", "6.00", "0.00"]
+    assert '<svg xmlns="http://www.w3.org/2000/svg" class="meterbook-chart"' in html
+    assert "2026-09 recognized 160.00 USD" in html  # a bar's tooltip
+
+
+def test_revenue_figures_match_the_books_balances(workspace_root: Path) -> None:
+    session = Session.open(Workspace.load(workspace_root))
+    entries, _errors, _options = books.load_books(workspace_root / "books" / "main.beancount")
+    [sep, oct_] = revenue_by_month(entries, session.rules)
+    # the close file asserts the same Sep 30 balances Beancount checked
+    close = books.close_path(workspace_root / "books", "2026-09").read_text()
+    lines = {" ".join(line.split()) for line in close.splitlines()}
+    assert "2026-10-01 balance Assets:Receivables:Unbilled:Acme 110.00 USD" in lines
+    assert "2026-10-01 balance Liabilities:Deferred-Revenue:Beta -10.00 USD" in lines
+    assert (sep.unbilled, sep.deferred, sep.receivable) == (Decimal("110.00"), Decimal("10.00"), Decimal("60.00"))
+    assert oct_.recognized == Decimal("34.00")
+
+
+def test_customers_page(fava: Fava) -> None:
+    html = fava.page("MeterbookCustomers")
+    assert "from the books through 2026-10-31" in html
+    acme = cells(html, "acme")
+    assert acme[:7] == ["acme", "USD", "140.00", "0.00", "30.00", "0.00", "—"]
+    assert acme[7] == "2026-10-01/2026-11-01 api_calls 30 call / 150 (20.0 %) tokens 0 token"
+    assert acme[8] == "30.00 / 200.00 (15.0 %)"
+    beta = cells(html, "beta")
+    assert beta[:7] == ["beta", "USD", "54.00", "0.00", "0.00", "6.00", "6.00"]
+    assert beta[7] == "2026-10-01/2026-11-01 api_calls 4 call tokens 0 token" and beta[8] == "4.00"
+
+
+def test_close_page(fava: Fava, workspace_root: Path) -> None:
+    html = fava.page("MeterbookClose")
+    seal_line = books.close_path(workspace_root / "books", "2026-09").read_text().splitlines()[-1]
+    seal_hash = seal_line.split('"')[-2]
+    september = cells(html, "2026-09")
+    assert september[1] == "sealed, verified"
+    assert september[2] == f"{seal_hash[:12]}…"
+    assert f"planted:beta:2026-09: {ACCEPTED_REASON}" in september[4]
+    assert september[5] == "2026-09.close.md"
+    october = cells(html, "2026-10")
+    assert october[1] == "open" and october[2] == "—"
+    assert "planted:beta:2026-10 error: planted discrepancy (expected 30, actual 29)" in october[3]
+    assert html.index('id="close-2026-10"') < html.index('id="close-2026-09"')  # newest first
+
+    report = fava.client.get(f"/{fava.slug}/extension/MeterbookClose/close_report?month=2026-09")
+    assert report.status_code == 200 and report.mimetype == "text/plain"
+    assert report.get_data(as_text=True) == (workspace_root / "books" / "2026" / "2026-09.close.md").read_text()
+    for month in ("2026-10", "../../meterbook.toml", "2026-9"):
+        missing = fava.client.get(f"/{fava.slug}/extension/MeterbookClose/close_report?month={month}")
+        assert missing.status_code == 404
+
+
+
+def test_close_page_verifies_the_seal_live(workspace_root: Path, tmp_path: Path) -> None:
+    import shutil
+
+    root = tmp_path / "ws"
+    shutil.copytree(workspace_root, root)
+    september = books.month_path(root / "books", "2026-09")
+    september.write_text(september.read_text().replace("Usage accrual", "Usage accruals", 1))
+    app = serve.create_app(root / "books" / "main.beancount")
+    client = app.test_client()
+    slug = client.get("/").headers["Location"].strip("/").split("/")[0]
+    html = Fava(app, client, slug).page("MeterbookClose")
+    row = cells(html, "2026-09")
+    assert row[1] == "sealed, BROKEN"
+    assert "month 2026-09 is sealed but an entry was" in row[2]
+
+
+def test_pages_say_why_without_a_workspace(workspace_root: Path, tmp_path: Path) -> None:
+    """Books copied away from their meterbook.toml: Fava works, the pages explain in one line."""
+    import shutil
+
+    shutil.copytree(workspace_root / "books", tmp_path / "books")
+    app = serve.create_app(tmp_path / "books" / "main.beancount")
+    client = app.test_client()
+    fava = Fava(app, client, client.get("/").headers["Location"].strip("/").split("/")[0])
+    for name in ("MeterbookRevenue", "MeterbookCustomers", "MeterbookClose"):
+        html = fava.page(name)
+        assert '<p class="meterbook-notice">the meterbook workspace could not be opened: no meterbook.toml' in html
+
+def test_evidence_page(fava: Fava) -> None:
+    html = fava.page("MeterbookEvidence")
+    assert 'id="evidence-form"' in html and 'id="trace-result"' not in html
+    traced = fava.page("MeterbookEvidence", "?ref=INV-2026-000002")
+    assert re.search(r"invoice INV-2026-000002:\s*<span class=\"meterbook-ok\">verified</span>", traced)
+    assert "110.00 USD" in traced
+    cycle = fava.page("MeterbookEvidence", "?ref=%5Eacme-2026-09-01")
+    assert 'id="trace-result"' in cycle and "acme-2026-09-01" in cycle
+    unknown = fava.page("MeterbookEvidence", "?ref=INV-2026-999999")
+    assert 'class="meterbook-notice"' in unknown and "INV-2026-999999" in unknown
+    hostile = fava.page("MeterbookEvidence", "?ref=%3Cscript%3Ealert(1)%3C/script%3E")
+    assert "<script>alert" not in hostile and "is not a cycle link" in hostile
+
+
+def test_reports_page(fava: Fava) -> None:
+    from ledger import reports
+
+    html = fava.page("MeterbookReports")
+    registry = getattr(reports, "REPORTS", None)
+    if not registry:
+        assert "finance reports are not available" in html
+        return
+    for name in registry:
+        assert f'href="?name={name}"' in html
+    shown = fava.page("MeterbookReports", "?name=revenue&month=2026-09")
+    assert 'id="report-title"' in shown
+    # 100 + 50 calls at 1.00 in September; acme 100.00 + 10.00 of tokens
+    assert cells(shown, "2026-09") == ["2026-09", "usage", "api_calls", "Income:Usage:Api-Calls", "USD", "150.00"]
+    assert re.search(r"<td>acme</td><td>USD</td><td class=\"num\">110.00</td>", shown)
+    assert "is not YYYY-MM" in fava.page("MeterbookReports", "?name=revenue&month=2026-9")
+    assert "no report named" in fava.page("MeterbookReports", "?name=nope")
+
+
+def test_report_cells_are_exact() -> None:
+    assert MeterbookReports.cell(Decimal("1234.500")) == "1,234.500"
+    assert MeterbookReports.cell(None) == "" and MeterbookReports.cell(date(2026, 10, 1)) == "2026-10-01"
+    assert money(Decimal("0"), "JPY") == "0" and money(Decimal("7"), "EUR") == "7.00"
+
+
+def test_writes_are_refused(fava: Fava) -> None:
+    base = f"/{fava.slug}"
+    assert fava.client.post(f"{base}/extension/MeterbookEvidence/", data={"ref": "x"}).status_code == 401
+    assert fava.client.put(f"{base}/api/source", json={"file_path": "x", "source": "", "sha256sum": ""}
+                           ).status_code == 401
+    assert fava.client.post(f"{base}/extension/MeterbookClose/close_report?month=2026-09").status_code == 401
+    assert fava.client.delete(f"{base}/api/document?filename=x").status_code == 401
+    assert fava.client.get(f"{base}/extension/MeterbookRevenue/").status_code == 200
+
+
+def test_serve_refuses_a_remote_host_unless_allowed(workspace_root: Path) -> None:
+    result = CliRunner().invoke(cli, ["--workspace", str(workspace_root), "serve", "--host", "0.0.0.0"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "meterbook: error: --host 0.0.0.0 is not a loopback address: Fava has no authentication, anyone who can "
+        "reach it reads the books; pass --allow-remote to serve it anyway"]
+    warning = serve.check_host("192.0.2.7", allow_remote=True)
+    assert warning is not None and "Fava has no authentication" in warning
+    for host in ("127.0.0.1", "127.8.0.1", "localhost", "::1", "[::1]"):
+        assert serve.check_host(host, allow_remote=False) is None
+    with pytest.raises(BadInput):
+        serve.check_host("example.com", allow_remote=False)
+
+
+def test_serve_needs_books(tmp_path: Path) -> None:
+    (tmp_path / "meterbook.toml").write_text("")
+    result = CliRunner().invoke(cli, ["--workspace", str(tmp_path), "serve"])
+    assert result.exit_code == 2
+    assert "main.beancount does not exist: run 'meterbook post' first" in result.output
+
+
+@pytest.mark.parametrize("name", ["ledger.fava_ext", "ledger.fava_ext.chart", "ledger.fava_ext.figures", "ledger.serve"])
+def test_docstring_examples(name: str) -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name))
+    assert result.attempted > 0 and result.failed == 0

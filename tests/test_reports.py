@@ -1,0 +1,386 @@
+"""Finance reports on a small workspace whose figures are computed by hand.
+
+Plan ``p``: base fee 30.00 in advance, 0.10 per API call (unit price, final → unbilled).
+
+- ``cal`` (calendar cycles from Sep 1): 20 calls Sep 1–20, 10 calls Oct 1–10.
+  Invoices: Sep 1 base fee 30.00 (INV-1, paid Sep 10); Oct 1 usage 2.00 + base fee 30.00 = 32.00 (INV-3).
+  Accruals: Sep 30 usage 2.00, base fee 30.00; Oct 31 usage 1.00, base fee 30.00.
+- ``ann`` (anniversary from Sep 15, prepaid credit 5.00 expiring 2027-03-15): 14 calls Sep 16–29,
+  11 calls Oct 1–11, 5 calls Oct 20–24. Invoices: Sep 15 base fee 30.00 + credit 5.00 = 35.00 (INV-2,
+  10.00 paid Oct 5); Oct 15 base fee 30.00 (INV-4; usage 2.50 − credit 2.50 = 0).
+  Accruals (credit drawn, deferred → usage revenue): Sep 30 1.40 + base fee 16/30 × 30 = 16.00;
+  Oct 14 1.10 + 14.00; Oct 31 0.50 + base fee of [Oct 15, Nov 15) 17/31 × 30 = 16.45.
+
+So: revenue Sep 3.40 usage + 46.00 subscriptions, Oct 2.60 + 60.45; deferred at Oct 31 is ann's
+13.55 (30.00 − 16.45, recognized in November) + 2.00 credit left (5 − 2.50 − 0.50, expiring March).
+
+The usage patterns (a second workspace, one ``tokens`` event a month, May–Oct 2026):
+``steady`` ≈ 1000 a month, ``collapse`` 1000 then 100, ``spike`` 500 then 1500, ``linear`` ≈ 1000 + 200·x.
+"""
+
+from __future__ import annotations
+
+import csv
+import doctest
+import io
+import json
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+import ledger.reports
+from ledger.books import load_books
+from ledger.cli import cli
+from ledger.events import Event, parse_time
+from ledger.payments import ingest_payments
+from ledger.reports import (
+    REPORTS,
+    Report,
+    Sources,
+    aging_bucket,
+    build_report,
+    linear_trend,
+)
+from ledger.session import Session
+from ledger.store import batches, events
+from ledger.workspace import Workspace
+
+D = Decimal
+METERS = "meters:\n  api_calls: {event_type: api.request, aggregation: count, unit: call}\n"
+PLANS = """\
+plans:
+  p:
+    currency: USD
+    base_fee: {amount: "30.00", timing: advance}
+    charges:
+      - {meter: api_calls, model: unit, unit_price: "0.10"}
+"""
+CUSTOMERS = """\
+customers:
+  cal: {currency: USD, billing_anchor: calendar, subscriptions: [{plan: p, start: 2026-09-01}]}
+  ann:
+    currency: USD
+    subscriptions: [{plan: p, start: 2026-09-15}]
+    credits: [{amount: "5.00", granted: 2026-09-15, expires: 2027-03-15}]
+"""
+PAYMENTS = """\
+date,amount,currency,invoice,reference
+2026-09-10,30.00,USD,INV-2026-000001,B1
+2026-10-05,10.00,USD,INV-2026-000002,B2
+"""
+
+
+def make_workspace(root: Path, meters: str, plans: str, customers: str,
+                   store: str = "sqlite:///var/events.sqlite") -> Session:
+    (root / "rules").mkdir(parents=True)
+    (root / "meterbook.toml").write_text(f'store = "{store}"\n')
+    (root / "rules" / "meters.yaml").write_text(meters)
+    (root / "rules" / "plans.yaml").write_text(plans)
+    (root / "rules" / "customers.yaml").write_text(customers)
+    return Session.open(Workspace.load(root))
+
+
+def insert(session: Session, rows: list[Event]) -> None:
+    with session.engine.begin() as conn:
+        batch = conn.execute(batches.insert().values(
+            file="t", sha256="0" * 64, importer="test", started_at="now")).inserted_primary_key[0]
+        conn.execute(events.insert(), [e.row(batch) for e in rows])
+
+
+def calls(customer: str, days: list[str], prefix: str) -> list[Event]:
+    return [Event.build(source="t", id=f"{customer}-{prefix}{i}", customer=customer, type="api.request",
+                        time=parse_time(f"{day}T12:00:00Z"), properties={}) for i, day in enumerate(days)]
+
+
+def accounting_workspace(root: Path) -> Session:
+    """The hand-computed workspace above, events and payments stored, nothing posted."""
+    session = make_workspace(root, METERS, PLANS, CUSTOMERS)
+    insert(session, [
+        *calls("cal", [f"2026-09-{d:02d}" for d in range(1, 21)], "s"),
+        *calls("cal", [f"2026-10-{d:02d}" for d in range(1, 11)], "o"),
+        *calls("ann", [f"2026-09-{d:02d}" for d in range(16, 30)], "s"),
+        *calls("ann", [f"2026-10-{d:02d}" for d in range(1, 12)], "o"),
+        *calls("ann", [f"2026-10-{d:02d}" for d in range(20, 25)], "l"),
+    ])
+    (root / "payments.csv").write_text(PAYMENTS)
+    ingest_payments(session.engine, root / "payments.csv")
+    return session
+
+
+@pytest.fixture(scope="module")
+def books_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("reports") / "ws"
+    session = accounting_workspace(root)
+    session.invoice(date(2026, 10, 31))
+    issued = {inv.number: (inv.customer, inv.date, inv.total) for inv in session.invoice(date(2026, 10, 31))}
+    assert issued == {}  # already issued above
+    return root
+
+
+@pytest.fixture
+def session(books_root: Path) -> Session:
+    return Session.open(Workspace.load(books_root))
+
+
+def rows(report: Report, title: str) -> list[dict[str, Any]]:
+    """The rows of the table titled ``title`` (or the first whose title starts with it), as dicts."""
+    exact = [t for t in report.tables if t.title == title]
+    table = (exact or [t for t in report.tables if t.title.startswith(title)])[0]
+    return [dict(zip(table.columns, row, strict=True)) for row in table.rows]
+
+
+def run(root: Path, *args: str) -> Result:
+    return CliRunner().invoke(cli, ["--workspace", str(root), *args])
+
+
+def test_invoices_are_the_ones_computed_by_hand(session: Session) -> None:
+    from ledger.invoicing import load_invoices
+
+    assert [(i.number, i.customer, i.date, i.total) for i in load_invoices(session.engine)] == [
+        ("INV-2026-000001", "cal", date(2026, 9, 1), D("30.00")),
+        ("INV-2026-000002", "ann", date(2026, 9, 15), D("35.00")),
+        ("INV-2026-000003", "cal", date(2026, 10, 1), D("32.00")),
+        ("INV-2026-000004", "ann", date(2026, 10, 15), D("30.00")),
+    ]
+
+
+def test_revenue_by_month_meter_and_customer(session: Session) -> None:
+    report = build_report(session, "revenue")
+    assert [(r["month"], r["line"], r["account"], r["revenue"]) for r in rows(report, "Revenue by month and line")] == [
+        ("2026-09", "api_calls", "Income:Usage:Api-Calls", D("3.40")),
+        ("2026-09", "p", "Income:Subscriptions:P", D("46.00")),
+        ("2026-10", "api_calls", "Income:Usage:Api-Calls", D("2.60")),
+        ("2026-10", "p", "Income:Subscriptions:P", D("60.45")),
+    ]
+    october = build_report(session, "revenue", month="2026-10")
+    assert [(r["customer"], r["usage"], r["subscriptions"], r["other"], r["total"])
+            for r in rows(october, "Revenue by month and customer")] == [
+        ("ann", D("1.60"), D("30.45"), D("0.00"), D("32.05")),
+        ("cal", D("1.00"), D("30.00"), D("0.00"), D("31.00")),
+    ]
+
+
+def test_unbilled_at_month_ends(session: Session) -> None:
+    september = rows(build_report(session, "unbilled", month="2026-09"), "Unbilled")
+    assert [(r["customer"], r["unbilled"], r["contract asset"]) for r in september] == [
+        ("cal", D("2.00"), D("0.00")), ("(total)", D("2.00"), D("0.00"))]  # ann's usage drew on its credit
+    october = build_report(session, "unbilled")  # default: the books' last month
+    assert october.title == "Unbilled revenue at 2026-10-31"
+    assert [(r["customer"], r["total"]) for r in rows(october, "Unbilled")] == [
+        ("cal", D("1.00")), ("(total)", D("1.00"))]
+
+
+def test_deferred_balances_and_waterfall(session: Session) -> None:
+    september = build_report(session, "deferred", month="2026-09")
+    assert [(r["customer"], r["base fees"], r["prepaid credits"], r["books"], r["difference"])
+            for r in rows(september, "Deferred revenue at")] == [
+        ("ann", D("14.00"), D("3.60"), D("17.60"), D("0.00"))]  # cal's fees are fully recognized
+    assert [(r["month"], r["customer"], r["amount"]) for r in rows(september, "Waterfall of")] == [
+        ("2026-10", "ann", D("14.00")), ("2027-03", "ann", D("3.60"))]
+
+    october = build_report(session, "deferred", month="2026-10")
+    assert [(r["customer"], r["base fees"], r["prepaid credits"], r["scheduled"], r["books"], r["difference"])
+            for r in rows(october, "Deferred revenue at")] == [
+        ("ann", D("13.55"), D("2.00"), D("15.55"), D("15.55"), D("0.00"))]
+    waterfall = rows(october, "Waterfall of")
+    assert [(r["month"], r["amount"]) for r in waterfall] == [("2026-11", D("13.55")), ("2027-03", D("2.00"))]
+    assert waterfall[0]["source"] == "base fee 2026-10-15/2026-11-15 (INV-2026-000004)"
+    assert waterfall[1]["source"] == "prepaid credit granted 2026-09-15, expires 2027-03-15"
+
+
+def test_aging_buckets_on_known_dates(session: Session) -> None:
+    october = build_report(session, "aging", month="2026-10")
+    assert [(r["invoice"], r["days past due"], r["bucket"], r["open"]) for r in rows(october, "Open invoices")] == [
+        ("INV-2026-000002", 46, "31–60", D("25.00")),  # 35.00 − 10.00 paid
+        ("INV-2026-000004", 16, "1–30", D("30.00")),
+        ("INV-2026-000003", 30, "1–30", D("32.00")),
+    ]  # INV-1 was paid in full
+    summary = {r["customer"]: r for r in rows(october, "Aging by customer")}
+    assert (summary["ann"]["1–30"], summary["ann"]["31–60"], summary["ann"]["total"]) == (D("30.00"), D("25.00"), D("55.00"))
+    assert summary["ann"]["books"] == D("55.00") and summary["cal"]["books"] == D("32.00")
+    assert summary["(total)"]["total"] == D("87.00") == summary["(total)"]["books"]
+    september = build_report(session, "aging", month="2026-09")
+    assert [(r["invoice"], r["days past due"], r["bucket"]) for r in rows(september, "Open invoices")] == [
+        ("INV-2026-000002", 15, "1–30")]
+    assert [aging_bucket(d) for d in (0, 1, 30, 31, 60, 61, 90, 91, 400)] == [
+        "current", "1–30", "1–30", "31–60", "31–60", "61–90", "61–90", "over 90", "over 90"]
+
+
+def test_rollforward_identity_and_figures(session: Session, books_root: Path) -> None:
+    report = build_report(session, "rollforward")
+    for table in report.tables:
+        for row in table.rows:
+            r = dict(zip(table.columns, row, strict=True))
+            if "accrued" in r:
+                assert r["opening"] + r["accrued"] - r["invoiced"] + r["adjustments"] == r["closing"]
+            elif "billed" in r:
+                assert r["opening"] + r["billed"] - r["recognized"] + r["adjustments"] == r["closing"]
+            else:
+                assert (r["opening"] + r["invoiced"] - r["collected"] - r["credited"] + r["adjustments"]
+                        == r["closing"])
+    figures = {(t.title.split(" (")[0], row[0]): row[2:] for t in report.tables for row in t.rows}
+    assert figures[("Unbilled roll-forward", "2026-09")] == (D("0.00"), D("2.00"), D("0.00"), D("0.00"), D("2.00"))
+    assert figures[("Unbilled roll-forward", "2026-10")] == (D("2.00"), D("1.00"), D("2.00"), D("0.00"), D("1.00"))
+    assert figures[("Deferred-revenue roll-forward", "2026-09")] == (
+        D("0.00"), D("65.00"), D("47.40"), D("0.00"), D("17.60"))
+    assert figures[("Deferred-revenue roll-forward", "2026-10")] == (
+        D("17.60"), D("60.00"), D("62.05"), D("0.00"), D("15.55"))
+    assert figures[("Receivables roll-forward", "2026-09")] == (
+        D("0.00"), D("65.00"), D("30.00"), D("0.00"), D("0.00"), D("35.00"))
+    assert figures[("Receivables roll-forward", "2026-10")] == (
+        D("35.00"), D("62.00"), D("10.00"), D("0.00"), D("0.00"), D("87.00"))
+    # the closing balances are the books' own, as Beancount loads them
+    entries, errors, _ = load_books(books_root / "books" / "main.beancount")
+    assert errors == []
+    receivable = sum((p.units.number for e in entries if hasattr(e, "postings") and e.date <= date(2026, 10, 31)
+                      for p in e.postings if p.account.startswith("Assets:Receivables:Invoiced:")), D(0))
+    assert receivable == D("87.00")
+    only = build_report(session, "rollforward", month="2026-10")
+    assert {row[0] for t in only.tables for row in t.rows} == {"2026-10"}
+
+
+def test_arpu_is_revenue_over_quantity(session: Session) -> None:
+    report = build_report(session, "arpu")
+    assert [(r["month"], r["meter"], r["customers"], r["quantity"], r["revenue"], r["revenue per unit"])
+            for r in rows(report, "Revenue per unit")] == [
+        ("2026-09", "api_calls", 2, D(34), D("3.40"), D("0.100000")),
+        ("2026-10", "api_calls", 2, D(26), D("2.60"), D("0.100000")),
+    ]
+
+
+def test_cli_text_json_csv_and_bad_input(books_root: Path) -> None:
+    text = run(books_root, "report", "aging", "--month", "2026-10")
+    assert text.exit_code == 0, text.output
+    assert "Receivables aging at 2026-10-31" in text.output
+    assert "due date is the invoice date" in " ".join(text.output.split())
+    assert "INV-2026-000002  ann       2026-09-15    2026-09-15             46  31–60" in text.output
+
+    as_json = run(books_root, "report", "revenue", "--json")
+    assert as_json.exit_code == 0, as_json.output
+    lines = as_json.output.splitlines()
+    assert len(lines) == 1
+    body = json.loads(lines[0])
+    assert body["report"] == "revenue" and body["method"].startswith("Recognized revenue")
+    assert body["tables"][0]["rows"][0] == {"month": "2026-09", "group": "usage", "line": "api_calls",
+                                            "account": "Income:Usage:Api-Calls", "currency": "USD",
+                                            "revenue": "3.40"}
+
+    as_csv = run(books_root, "report", "deferred", "--month", "2026-10", "--csv")
+    assert as_csv.exit_code == 0, as_csv.output
+    blocks = [list(csv.reader(io.StringIO(b))) for b in as_csv.output.split("\n\n")]
+    assert blocks[0][0] == ["table", "customer", "currency", "base fees", "prepaid credits", "scheduled", "books",
+                            "difference"]
+    assert blocks[0][1] == ["Deferred revenue at 2026-10-31", "ann", "USD", "13.55", "2.00", "15.55", "15.55", "0.00"]
+
+    unknown = run(books_root, "report", "profit")
+    assert unknown.exit_code == 2 and "unknown report 'profit'" in unknown.output
+    bad = run(books_root, "report", "revenue", "--month", "2026-13")
+    assert bad.exit_code == 2 and "--month" in bad.output
+    both = run(books_root, "report", "revenue", "--json", "--csv")
+    assert both.exit_code == 2
+
+
+def test_reports_need_books(tmp_path: Path) -> None:
+    session = make_workspace(tmp_path / "ws", METERS, PLANS, CUSTOMERS)
+    result = run(tmp_path / "ws", "report", "revenue")
+    assert result.exit_code == 2 and "run `meterbook post` first" in result.output
+    assert set(REPORTS) == {"revenue", "unbilled", "deferred", "aging", "rollforward", "arpu", "forecast", "risk"}
+    assert Sources(session).transactions == []
+
+
+def test_docstring_examples() -> None:
+    result = doctest.testmod(ledger.reports)
+    assert result.attempted > 0 and result.failed == 0
+
+
+# --- usage patterns: forecast and risk --------------------------------------------------------
+
+TOKENS = "meters:\n  tokens: {event_type: llm.completion, aggregation: sum, value: tokens, unit: token}\n"
+TOKEN_PLANS = """\
+plans:
+  t:
+    currency: USD
+    base_fee: {amount: "10.00"}
+    charges:
+      - {meter: tokens, model: unit, unit_price: "0.01"}
+"""
+PATTERNS = {  # May … October 2026
+    "steady": [1000, 1010, 990, 1005, 995, 1000],
+    "collapse": [1000, 1020, 980, 1000, 1010, 100],
+    "spike": [500, 510, 490, 500, 505, 1500],
+    "linear": [1000, 1210, 1390, 1600, 1805, 2000],  # 1000 + 200·x within ±1.5 %
+}
+
+
+def usage_workspace(root: Path, store: str = "sqlite:///var/events.sqlite") -> Path:
+    customers = "customers:\n" + "".join(
+        f"  {c}: {{currency: USD, billing_anchor: calendar, subscriptions: [{{plan: t, start: 2026-05-01}}]}}\n"
+        for c in PATTERNS)
+    session = make_workspace(root, TOKENS, TOKEN_PLANS, customers, store)
+    rows = []
+    for customer, values in PATTERNS.items():
+        for month, value in enumerate(values, start=5):
+            # two events a month, so the count differs from the quantity
+            for half, day in ((value // 2, 3), (value - value // 2, 17)):
+                rows.append(Event.build(source="t", id=f"{customer}-{month}-{day}", customer=customer,
+                                        type="llm.completion", time=parse_time(f"2026-{month:02d}-{day:02d}T08:00:00Z"),
+                                        properties={"tokens": str(half)}))
+    insert(session, rows)
+    return root
+
+
+@pytest.fixture(scope="module")
+def usage_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return usage_workspace(tmp_path_factory.mktemp("usage") / "ws")
+
+
+def test_risk_and_forecast_on_postgresql(tmp_path: Path, pg_url: str) -> None:
+    """The same monthly usage measured by PostgreSQL gives the same flags and trend."""
+    session = Session.open(Workspace.load(usage_workspace(tmp_path / "ws", pg_url)))
+    status = {r["customer"]: r["status"] for r in rows(build_report(session, "risk", month="2026-10"), "Usage")}
+    assert status == {"collapse": "churn risk", "spike": "bill-shock risk", "linear": "ok", "steady": "ok"}
+    trend = {r["customer"]: r["slope per month"]
+             for r in rows(build_report(session, "forecast", month="2026-10"), "Usage trend")}
+    assert trend["linear"] == D("199.86")
+
+
+def test_risk_flags_the_collapse_and_the_spike_not_the_steady(usage_root: Path) -> None:
+    report = build_report(Session.open(Workspace.load(usage_root)), "risk", month="2026-10")
+    status = {r["customer"]: r for r in rows(report, "Usage against")}
+    assert status["collapse"]["status"] == "churn risk"
+    assert status["collapse"]["trailing median"] == D(1000) and status["collapse"]["latest"] == D(100)
+    assert status["collapse"]["change %"] == D("-90.0")
+    assert status["spike"]["status"] == "bill-shock risk"
+    assert status["steady"]["status"] == "ok" and status["linear"]["status"] == "ok"
+    assert [r["customer"] for r in rows(report, "Usage against")][:2] == ["collapse", "spike"]  # flagged first
+    assert "50 % of the median" in report.method and "200 %" in report.method
+
+
+def test_forecast_of_a_linear_trend_is_within_two_percent(usage_root: Path) -> None:
+    report = build_report(Session.open(Workspace.load(usage_root)), "forecast", month="2026-10")
+    assert report.title == "Forecast for 2026-11 to 2027-01 (trend through 2026-10)"
+    assert "least-squares" in report.method
+    by_meter = {(r["customer"], r["month"], r["meter"]): r for r in rows(report, "Forecast by customer and meter")}
+    for k, month in enumerate(("2026-11", "2026-12", "2027-01"), start=6):
+        true = D(1000 + 200 * k)
+        got = by_meter[("linear", month, "tokens")]["quantity"]
+        assert abs(got - true) / true < D("0.02"), (month, got, true)
+        assert by_meter[("linear", month, "tokens")]["amount"] == (got * D("0.01")).quantize(D("0.01"))
+        steady = by_meter[("steady", month, "tokens")]["quantity"]
+        assert abs(steady - 1000) / 1000 < D("0.02")
+    totals = {r["customer"]: r for r in rows(report, "Forecast by customer")}
+    november = by_meter[("linear", "2026-11", "tokens")]["amount"]
+    assert totals["linear"]["2026-11"] == november + D("10.00")  # usage + base fee
+    assert totals["collapse"]["plan"] == "t"
+
+
+def test_linear_trend_is_least_squares() -> None:
+    intercept, slope = linear_trend([D(1000), D(1210), D(1390), D(1600), D(1805), D(2000)])
+    # x̄ = 2.5, ȳ = 9005/6 = 1500.833…, Sxx = 17.5, Sxy = Σ(x − x̄)·y = 3497.5
+    # → slope 3497.5 / 17.5 = 199.857142…, intercept 1500.833… − 2.5 × 199.857… = 1001.190…
+    assert slope.quantize(D("0.000001")) == D("199.857143")
+    assert intercept.quantize(D("0.001")) == D("1001.190")
