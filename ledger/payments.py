@@ -179,8 +179,10 @@ def _insert(conn: Connection, row: Mapping[str, Any]) -> bool:
     else:  # any other engine: the whole file is one transaction, checked first
         if conn.execute(select(payments_table.c.pk).where(payments_table.c.reference == row["reference"])).first():
             return False
-        stmt = payments_table.insert()
-    return bool(conn.execute(stmt.values(**row)).rowcount)
+        conn.execute(payments_table.insert().values(**row))
+        return True
+    # RETURNING, not rowcount: psycopg reports -1 for an INSERT that returns the key
+    return conn.execute(stmt.values(**row).returning(payments_table.c.pk)).first() is not None
 
 
 def store_file(engine: Engine, rules: Rules | None, path: Path, importer: Any, *, now: datetime,

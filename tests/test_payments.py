@@ -219,3 +219,18 @@ def test_settlement_is_deterministic_whatever_the_order() -> None:
     a, b = one
     assert a.meta["reference"] == "A" and [p.units.number for p in a.postings] == [Decimal("60.00"), Decimal("-60.00")]
     assert [p.units.number for p in b.postings] == [Decimal("60.00"), Decimal("-40.00"), Decimal("-20.00")]
+
+
+def test_duplicates_and_conflicts_are_counted_on_every_store(store_url: str, tmp_path: Path) -> None:
+    """Same reference and figures: duplicate; same reference, other figures: conflict (SQLite and PostgreSQL)."""
+    from ledger.store import open_store
+
+    engine = open_store(store_url)
+    path = tmp_path / "p.csv"
+    path.write_text("date,amount,currency,invoice,reference\n2026-10-02,10.00,USD,,r1\n"
+                    "2026-10-02,10.00,USD,,r1\n2026-10-02,11.00,USD,,r1\n")
+    now = datetime(2026, 11, 25, tzinfo=UTC)
+    first = ingest.ingest_file(engine, None, path, PaymentsCsv(), now=now)  # type: ignore[arg-type]
+    assert (first.received, first.accepted, first.duplicates, first.conflicts) == (3, 1, 1, 1)
+    again = ingest.ingest_file(engine, None, path, PaymentsCsv(), now=now)  # type: ignore[arg-type]
+    assert (again.received, again.accepted, again.duplicates, again.conflicts) == (3, 0, 2, 1)
