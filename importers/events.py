@@ -309,6 +309,7 @@ class CsvEvents(EventImporter):
         props = sorted((name, i) for i, name in enumerate(names) if name not in FIELDS)
         width = len(names)
         bad = source.bad
+        new = tuple.__new__  # RawEvent(...) without the Python-level __new__ of a NamedTuple (hot loop)
         for cells in reader:
             line = reader.line_num
             if len(cells) != width:
@@ -322,8 +323,9 @@ class CsvEvents(EventImporter):
                     continue
                 cells = cells + [""] * (width - len(cells))
             src = cells[i_source] if i_source >= 0 else ""
-            yield RawEvent(line, cells, cells[i_id], src or DEFAULT_SOURCE, cells[i_customer], cells[i_type],
-                           cells[i_time], {name: v for name, i in props if (v := cells[i])})
+            yield new(RawEvent, (line, cells, cells[i_id], src or DEFAULT_SOURCE, cells[i_customer],
+                                 cells[i_type], cells[i_time], {name: v for name, i in props if (v := cells[i])},
+                                 "", ""))
 
 
 def raw_text(raw: str | list[str]) -> str:

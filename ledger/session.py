@@ -171,7 +171,7 @@ class Session:
         for relative, content in sorted(documents.items()):
             books.write_atomic(books_dir / relative, content)
         currencies = sorted({self.workspace.operating_currency} | {c.currency for c in self.rules.customers.values()})
-        options = {"title": f"meterbook: {self.workspace.root.name}"}
+        options = {"title": self.workspace.title}
         written = books.write_books(
             books_dir,
             options=options,

@@ -9,6 +9,7 @@ A worked example::
     timezone = "UTC"
     operating_currency = "USD"
     plugins_dir = ""
+    title = "meterbook"                      # the books' title in Fava
 
 ``Workspace.find(Path.cwd())`` walks up to the first directory holding that file.
 """
@@ -23,7 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from ledger.errors import WorkspaceError
 
 CONFIG_NAME = "meterbook.toml"
-_KEYS = {"books", "rules", "store", "timezone", "operating_currency", "plugins_dir", "alerts"}
+_KEYS = {"books", "rules", "store", "timezone", "operating_currency", "plugins_dir", "alerts", "title"}
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,9 @@ class Workspace:
     operating_currency: str
     plugins_dir: Path | None
     alerts: AlertsConfig = AlertsConfig()
+    #: The books' title (Fava shows it). Part of the config, not the directory name,
+    #: so the same workspace gives the same books wherever it is checked out.
+    title: str = "meterbook"
 
     @property
     def tz(self) -> ZoneInfo:
@@ -160,6 +164,7 @@ class Workspace:
             operating_currency=currency,
             plugins_dir=(root / plugins_dir) if plugins_dir else None,
             alerts=AlertsConfig.parse(data.get("alerts", {}), path, root),
+            title=data.get("title", "meterbook") or "meterbook",
         )
 
 
