@@ -165,14 +165,18 @@ def meterbook_reconcilers() -> list[Reconciler]:
             name = "zero-usage"
 
             def check(self, context):
-                for customer, quantity in context.monthly_quantities("api_calls"):
-                    if quantity == 0:
-                        yield Finding(
-                            id=finding_id(self.name, context.period, customer),
-                            severity="warning", check=self.name, customer=customer,
-                            meter="api_calls", period=context.period,
-                            expected=None, actual=quantity,
-                            explanation="no API calls all month: integration broken?")
+                # context: period ("2026-10"), start, end, rules, engine, workspace,
+                # rating (every cycle rated through the month's end), invoices, entries
+                for rated in context.rating.latest():
+                    for charge in rated.charges:
+                        if charge.meter == "api_calls" and charge.quantity == 0:
+                            customer = rated.cycle.customer
+                            yield Finding(
+                                id=finding_id(self.name, context.period, customer),
+                                severity="warning", check=self.name, customer=customer,
+                                meter="api_calls", period=context.period,
+                                expected=None, actual=charge.quantity,
+                                explanation="no API calls this cycle: integration broken?")
 
         @hookimpl
         def meterbook_reconcilers():

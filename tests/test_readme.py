@@ -61,3 +61,33 @@ def test_engineers_tour_plugin_error_names_plan_and_charge(tmp_path: Path) -> No
     assert result.exit_code == 2
     assert "plans.yaml" in result.output and "capped" in result.output and "cap" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def hookspec_example(hook: str) -> str:
+    """The ``Example::`` block of a hook's docstring in ledger/hookspecs.py, dedented."""
+    import inspect
+    import textwrap
+
+    from ledger import hookspecs
+
+    doc = inspect.getdoc(getattr(hookspecs, hook)) or ""
+    block = doc.split("Example::", 1)[1].split("\n\n", 1)[1]
+    lines = []
+    for line in block.splitlines():
+        if line and not line.startswith("    "):
+            break
+        lines.append(line)
+    return textwrap.dedent("\n".join(lines))
+
+
+def test_hookspec_reconciler_example_runs(tmp_path: Path) -> None:
+    plans = PLANS.replace("capped_unit, unit_price: \"0.01\", cap: \"25.00\"", "unit, unit_price: \"0.01\"")
+    source = "from ledger.hookspecs import hookimpl\n" + hookspec_example("meterbook_reconcilers")
+    root = write_workspace(tmp_path / "ws", meters=METERS, plans=plans, customers=CUSTOMERS,
+                           plugins={"zero_usage": source})
+    session = open_session(root)
+    insert_events(session.engine, calls("example", ["2026-01-05"]))
+    result = CliRunner().invoke(cli, ["--workspace", str(root), "reconcile", "2026-01", "--json"])
+    found = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    zero = [f for f in found if f["check"] == "zero-usage"]
+    assert [(f["customer"], f["severity"]) for f in zero] == [("small", "warning")], result.output
