@@ -1,19 +1,20 @@
 """Usage statements: what a customer can check before disputing a bill.
 
-``meterbook statement acme --cycle 2026-09-10`` writes two files named after
-the cycle's link, ``statements/acme-2026-09-01.html`` and ``.csv``::
+``meterbook statement acme --cycle 2026-09-10`` (on Sep 10, so the current
+cycle) writes two files named after the cycle's link,
+``statements/acme-2026-09-01.html`` and ``.csv``::
 
-    Usage statement · Acme Corp (acme) · cycle 2026-09-01/2026-10-01 · plan g · as of 2026-09-10 (day 10 of 30)
+    Usage statement · Acme (acme) · cycle 2026-09-01/2026-10-01 · plan g · as of 2026-09-10 (day 10 of 30)
 
-    daily usage        api_calls ▁▂▅▇█▇… (inline SVG, one bar a day)
-    charges to date    api_calls (graduated) 100 call           4.50
+    daily usage        api_calls: one SVG bar a day (11, 10, 10, … calls); tokens: 1,000 on Sep 5
+    charges to date    api_calls (graduated) 101 call                      4.55
                          0 – 10: 10 × 0 = 0
-                         11 and above: 90 × 0.05 = 4.50
-                       prepaid credit applied                  -4.50
-                       total this cycle                         0.00
-    projection         100 call ÷ 10 days × 30 days = 300 call → 14.50; credit 5.00 → 9.50
-    caps               api_calls 100 of 100 call (100 %); 80 % reached 2026-09-08 ...
-    evidence           100 events in acme-2026-09-01.csv, sha256 …
+                         11 and above: 91 × 0.05 = 4.55
+                       tokens (unit) 1,000 token                           10.00
+                       total this cycle to date                            14.55
+    projection         ÷ 10 elapsed days × 30: 303 call → 14.65, 3,000 token → 30.00; total 44.65
+    caps               api_calls 101 of 100 call (101.0 %), projected 303; 80 % on 2026-09-08, 100 % on 2026-09-10
+    evidence           102 event rows in acme-2026-09-01.csv (api_calls Σ 101; tokens Σ 1,000), sha256 …
 
 The charges are the rating's (the same lines :func:`ledger.invoicing.cycle_lines`
 puts on the invoice, plus the base fee billed in advance at the cycle's
@@ -386,6 +387,7 @@ def write_evidence(path: Path, rows: Iterator[tuple[str, ...]], meters: Sequence
     digest = hashlib.sha256()
     counts = {m.id: 0 for m in meters}
     sums: dict[str, Decimal] = {m.id: ZERO for m in meters}
+    additive = {m.id for m in meters if m.aggregation in RUN_RATE_AGGREGATIONS}
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -395,7 +397,7 @@ def write_evidence(path: Path, rows: Iterator[tuple[str, ...]], meters: Sequence
             for n, row in enumerate(rows, 1):
                 writer.writerow(row)
                 counts[row[0]] += 1
-                if row[6] and next(m for m in meters if m.id == row[0]).aggregation in RUN_RATE_AGGREGATIONS:
+                if row[6] and row[0] in additive:
                     sums[row[0]] += Decimal(row[6])
                 if n % 5000 == 0:
                     chunk = buffer.getvalue().encode("utf-8")
