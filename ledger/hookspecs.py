@@ -189,9 +189,15 @@ def meterbook_reconcilers() -> list[Reconciler]:
 def meterbook_alert(alert: Any) -> None:
     """Called for every alert raised (usage cap thresholds, spend caps, findings).
 
-    Arguments: ``alert``, a record with at least ``kind`` (e.g. ``"usage_cap"``),
-    ``customer``, ``meter`` (or None), ``threshold``, ``value``, ``date`` and a
-    one-line ``message``.
+    Arguments: ``alert``, a :class:`ledger.alerts.Alert`: ``kind``
+    (``"usage_cap"`` or ``"spend_cap"``), ``customer``, ``meter`` (None for
+    spend), ``cycle``, ``threshold`` (0.8 = 80 %), ``cap``, ``value`` (the
+    cumulative figure on ``date``, the first day it reached the threshold),
+    ``unit``, a stable ``id`` (``usage-cap:acme:api_calls:2026-09-01:80``), a
+    one-line ``message``, ``payload()`` (the JSON-ready dict the first-party
+    webhook posts) and ``delivery`` (the workspace's ``[alerts]`` settings, with
+    the customer's own ``webhook`` URL when rules set one). Each alert is raised
+    once: meterbook remembers it in the store.
 
     Returns: nothing (the return value is ignored; every plugin is called). A
     plugin that raises is reported and does not stop the others or the command:

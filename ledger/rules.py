@@ -46,6 +46,16 @@ def _strict_decimal(value: Any) -> Decimal:
 Dec = Annotated[Decimal, BeforeValidator(_strict_decimal)]
 
 
+def _fraction(value: Any) -> Decimal:
+    """A threshold such as 0.8 (80 %): not money, so a YAML float is taken as written."""
+    if isinstance(value, float) and not isinstance(value, bool):
+        value = repr(value)  # the shortest text that reads back as this float: 0.8 → "0.8"
+    return _strict_decimal(value)
+
+
+Fraction = Annotated[Decimal, BeforeValidator(_fraction)]
+
+
 @dataclass(frozen=True)
 class Tolerance:
     """How far the batch events' monthly total of a meter may be from the live meter's.
@@ -243,7 +253,7 @@ class Customer(_Record):
     billing_anchor: Literal["start", "calendar"] = "start"
     caps: Mapping[str, Dec] = Field(default_factory=dict)
     spend_cap: Dec | None = None
-    alert_thresholds: tuple[Dec, ...] = (Decimal("0.8"), Decimal("1.0"))
+    alert_thresholds: tuple[Fraction, ...] = (Decimal("0.8"), Decimal("1.0"))
     credits: tuple[CreditGrant, ...] = ()
     webhook: str | None = None
 

@@ -80,3 +80,14 @@ def test_bad_account_template(tmp_path: Path) -> None:
 def test_missing_accounts_file_means_defaults(tmp_path: Path) -> None:
     rules = load_rules(_write(tmp_path))
     assert rules.account("receivable", customer="c1") == "Assets:Receivables:Invoiced:C1"
+
+
+def test_alert_thresholds_are_fractions_and_may_be_written_as_in_design(tmp_path: Path) -> None:
+    """DESIGN writes ``alert_thresholds: [0.8, 1.0]``: fractions, not money, so YAML floats read as written."""
+    rules_dir = _write(tmp_path, customers_yaml=(
+        "customers:\n  c1:\n    currency: USD\n    alert_thresholds: [0.8, 1.0, \"0.95\"]\n"
+        "    subscriptions:\n      - {plan: p, start: 2026-01-01}\n"))
+    assert load_rules(rules_dir).customers["c1"].alert_thresholds == (Decimal("0.8"), Decimal("1.0"), Decimal("0.95"))
+    spend = _write(tmp_path, customers_yaml="customers:\n  c1:\n    currency: USD\n    spend_cap: 100.5\n")
+    with pytest.raises(RulesError, match="spend_cap: expected a decimal string"):
+        load_rules(spend)
