@@ -25,9 +25,6 @@ posts it. A header without the five columns refuses the whole file
 
 from __future__ import annotations
 
-import csv
-import os
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -36,7 +33,7 @@ from beangulp import Importer
 
 from ledger import ingest
 from ledger.hookspecs import hookimpl
-from ledger.importers.events import HeaderError, Source, unreadable
+from ledger.importers._columns import ColumnsCsv
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -44,7 +41,6 @@ if TYPE_CHECKING:
     from ledger.rules import Rules
 
 COLUMNS = ("date", "amount", "currency", "invoice", "reference")
-_BOM = b"\xef\xbb\xbf"
 
 
 class RawPayment(NamedTuple):
@@ -61,91 +57,17 @@ class RawPayment(NamedTuple):
     detail: str = ""
 
 
-class PaymentsCsv(Importer):
-    """``date,amount,currency,invoice,reference`` CSV (kind ``payments``)."""
+class PaymentsCsv(ColumnsCsv[RawPayment]):
+    """``date,amount,currency,invoice,reference`` CSV (kind ``payments``): payments are
+    stored by ``meterbook ingest`` and matched to invoices by ``meterbook post``."""
 
     kind = "payments"
-
-    @property
-    def name(self) -> str:
-        return "payments-csv"
-
-    def identify(self, filepath: str) -> bool:
-        """A ``.csv`` whose header names the five payment columns."""
-        if not filepath.lower().endswith(".csv"):
-            return False
-        try:
-            with open(filepath, "rb") as file:
-                head = file.read(65536).removeprefix(_BOM)
-        except OSError:
-            return False
-        first = next((line for line in head.splitlines() if line.strip()), b"")
-        try:
-            names = {c.strip() for c in next(csv.reader([first.decode("utf-8")]))}
-        except (UnicodeDecodeError, csv.Error, StopIteration):
-            return False
-        return set(COLUMNS) <= names
-
-    def account(self, filepath: str) -> str:
-        return "Assets:Bank:Operating"
-
-    def extract(self, filepath: str, existing: Any) -> list[Any]:
-        """Payments are not extracted one by one into a ledger file: ``meterbook
-        ingest`` stores them and ``meterbook post`` matches them to invoices."""
-        return []
-
-    def check(self, source: Source) -> None:
-        """Raise :class:`HeaderError` if the header lacks a payment column."""
-        self._header(source)
-
-    def _header(self, source: Source) -> tuple[Any, list[str]] | None:
-        reader = csv.reader(source.lines(), strict=False)
-        for cells in reader:
-            if not cells:
-                if reader.line_num in source.bad:
-                    raise HeaderError(f"line {reader.line_num}: header: {source.bad[reader.line_num][1]}")
-                continue
-            names = [c.strip() for c in cells]
-            if len(set(names)) != len(names):
-                duplicate = next(n for n in names if names.count(n) > 1)
-                raise HeaderError(f"line {reader.line_num}: header: duplicate column {duplicate!r}")
-            missing = [n for n in COLUMNS if n not in names]
-            if missing:
-                raise HeaderError(f"line {reader.line_num}: header: missing column {missing[0]!r} "
-                                  f"(payments files have {','.join(COLUMNS)})")
-            return reader, names
-        return None
-
-    def rows(self, source: Source) -> Iterator[RawPayment]:
-        opened = self._header(source)
-        if opened is not None:
-            reader, names = opened
-            at = [names.index(n) for n in COLUMNS]
-            width = len(names)
-            for cells in reader:
-                line = reader.line_num
-                if len(cells) != width:
-                    if not cells:
-                        if line in source.bad:
-                            reason, detail, raw = source.bad.pop(line)
-                            yield _unreadable(line, reason, detail, raw)
-                        continue
-                    if len(cells) > width:
-                        yield _unreadable(line, "bad_csv", f"{len(cells)} cells, the header has {width}", cells)
-                        continue
-                    cells = cells + [""] * (width - len(cells))
-                yield RawPayment(line, cells, *(cells[i] for i in at))
-        source.drain()
-
-    def read(self, path: str | os.PathLike[str]) -> Iterator[RawPayment]:
-        """The streaming generator of a file's rows."""
-        with open(path, "rb") as file:
-            yield from self.rows(Source(file))
-
-
-def _unreadable(line: int, reason: str, detail: str, raw: str | list[str]) -> RawPayment:
-    event = unreadable(line, reason, detail, raw)
-    return RawPayment(line, event.raw, "", "", "", "", "", event.reason, event.detail)
+    importer_name = "payments-csv"
+    what = "payments"
+    columns = COLUMNS
+    required = COLUMNS
+    record = RawPayment
+    ledger_account = "Assets:Bank:Operating"
 
 
 def _store(engine: Engine, rules: Rules, path: Path, importer: Any, *, now: datetime, **options: Any,

@@ -1,0 +1,124 @@
+"""A CSV of named columns, streamed: the base of the payments and live-totals importers.
+
+A subclass names its columns and the record each row becomes; this class finds
+the header (any column order, extra columns read past, a missing required column
+refuses the whole file with :class:`ledger.importers.events.HeaderError`) and
+yields one record per row in constant memory. A row it cannot read gets
+``bad_csv``, ``bad_encoding`` or ``too_long``; judging the values is the engine's
+job (:mod:`ledger.payments`, :mod:`ledger.live_totals`).
+
+This module provides no hook: the registry skips modules whose name starts with ``_``.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterator
+from typing import Any, ClassVar, Generic, TypeVar
+
+from beangulp import Importer
+
+from ledger.importers.events import HeaderError, Source, unreadable
+
+_BOM = b"\xef\xbb\xbf"
+Record = TypeVar("Record")
+
+
+class ColumnsCsv(Importer, Generic[Record]):
+    """``identify``, ``check`` and ``rows`` for a CSV with the columns ``columns``.
+
+    ``record`` is built as ``record(line, raw, *values in columns order)`` for a
+    row, and ``record(line, raw, "", …, reason, detail)`` for an unreadable one.
+    Columns not in ``required`` may be absent from the header (their value is "").
+    """
+
+    kind: ClassVar[str]
+    importer_name: ClassVar[str]
+    #: What the files are called in a header error ("payments files have …").
+    what: ClassVar[str]
+    columns: ClassVar[tuple[str, ...]]
+    required: ClassVar[tuple[str, ...]]
+    record: ClassVar[Any]
+    ledger_account: ClassVar[str]
+
+    @property
+    def name(self) -> str:
+        return self.importer_name
+
+    def identify(self, filepath: str) -> bool:
+        """A ``.csv`` whose header names every required column."""
+        if not filepath.lower().endswith(".csv"):
+            return False
+        try:
+            with open(filepath, "rb") as file:
+                head = file.read(65536).removeprefix(_BOM)
+        except OSError:
+            return False
+        first = next((line for line in head.splitlines() if line.strip()), b"")
+        try:
+            names = {c.strip() for c in next(csv.reader([first.decode("utf-8")]))}
+        except (UnicodeDecodeError, csv.Error, StopIteration):
+            return False
+        return set(self.required) <= names
+
+    def account(self, filepath: str) -> str:
+        return self.ledger_account
+
+    def extract(self, filepath: str, existing: Any) -> list[Any]:
+        """Never extracted row by row into a ledger file: ``meterbook ingest`` stores
+        the rows and the engine turns them into entries or checks."""
+        return []
+
+    def check(self, source: Source) -> None:
+        """Raise :class:`HeaderError` if the header lacks a required column."""
+        self._header(source)
+
+    def _header(self, source: Source) -> tuple[Any, list[str]] | None:
+        reader = csv.reader(source.lines(), strict=False)
+        for cells in reader:
+            if not cells:
+                if reader.line_num in source.bad:
+                    raise HeaderError(f"line {reader.line_num}: header: {source.bad[reader.line_num][1]}")
+                continue
+            names = [c.strip() for c in cells]
+            if len(set(names)) != len(names):
+                duplicate = next(n for n in names if names.count(n) > 1)
+                raise HeaderError(f"line {reader.line_num}: header: duplicate column {duplicate!r}")
+            missing = [n for n in self.required if n not in names]
+            if missing:
+                raise HeaderError(f"line {reader.line_num}: header: missing column {missing[0]!r} "
+                                  f"({self.what} files have {','.join(self.columns)})")
+            return reader, names
+        return None
+
+    def rows(self, source: Source) -> Iterator[Record]:
+        opened = self._header(source)
+        if opened is not None:
+            reader, names = opened
+            at = [names.index(n) if n in names else None for n in self.columns]
+            width = len(names)
+            for cells in reader:
+                line = reader.line_num
+                if len(cells) != width:
+                    if not cells:
+                        if line in source.bad:
+                            reason, detail, raw = source.bad.pop(line)
+                            yield self._unreadable(line, reason, detail, raw)
+                        continue
+                    if len(cells) > width:
+                        yield self._unreadable(line, "bad_csv", f"{len(cells)} cells, the header has {width}", cells)
+                        continue
+                    cells = cells + [""] * (width - len(cells))
+                yield self.record(line, cells, *("" if i is None else cells[i] for i in at))
+        source.drain()
+
+    def read(self, path: str | os.PathLike[str]) -> Iterator[Record]:
+        """The streaming generator of a file's rows."""
+        with open(path, "rb") as file:
+            yield from self.rows(Source(file))
+
+    def _unreadable(self, line: int, reason: str, detail: str, raw: str | list[str]) -> Record:
+        event = unreadable(line, reason, detail, raw)
+        blanks = [""] * len(self.columns)
+        return self.record(line, event.raw, *blanks, event.reason, event.detail)  # type: ignore[no-any-return]
