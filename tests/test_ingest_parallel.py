@@ -201,3 +201,15 @@ def test_small_files_stay_in_one_process(tmp_path: Path) -> None:
     assert not ingest._parallel(small)
     assert ingest._parallel(big) == sys.platform.startswith("linux")
     assert not ingest._parallel(tmp_path / "missing.csv")
+
+
+def test_time_cache_never_accepts_a_malformed_time(tmp_path: Path) -> None:
+    """The per-minute time cache only serves ``HH:MM:SS``: a look-alike after a cached minute is bad_time."""
+    path = write(tmp_path / "u.csv", HEADER + "e1,app,acme,api.request,2026-10-05T08:30:00Z,,,,,\n"
+                 "e2,app,acme,api.request,2026-10-05T08:30X12Z,,,,,\n"
+                 "e3,app,acme,api.request,2026-10-05T08:30:7aZ,,,,,\n"
+                 "e4,app,acme,api.request,2026-10-05T08:30:60Z,,,,,\n"
+                 "e5,app,acme,api.request,2026-10-05T08:30:59Z,,,,,\n")
+    [report] = ingest_into(sqlite_url(tmp_path), tmp_path / "rules", path)
+    assert (report.accepted, report.reasons) == (2, {"bad_time": 3})
+    assert [r.time_us % 60_000_000 for r in table(sqlite_url(tmp_path), events)] == [0, 59_000_000]
