@@ -376,10 +376,7 @@ class _Batch:
         self.sqlite = conn.dialect.name == "sqlite"
         self.counts: Counter[str] = Counter()
         self.reasons: Counter[str] = Counter()
-        key = conn.execute(batches.insert().values(
-            file=file, sha256="", importer=importer, started_at=_stamp(), reasons="{}")).inserted_primary_key
-        assert key is not None
-        self.id = int(key[0])
+        self.id = _start_batch(conn, file, importer)
         self.judge = _Judge(checks, self.id, file=file, importer=importer, keep_rejects=keep_rejects,
                             by_key=not self.sqlite)
         self.floor = int(conn.execute(select(func.coalesce(func.max(events.c.pk), 0))).scalar_one())
@@ -468,14 +465,25 @@ class _Batch:
             self.conn.execute(conflicts.insert(), found)
 
     def finish(self, sha256: str) -> ImportReport:
-        c = self.counts
-        reasons = dict(sorted(self.reasons.items()))
-        self.conn.execute(update(batches).where(batches.c.id == self.id).values(
-            sha256=sha256, finished_at=_stamp(), received=c["received"], accepted=c["accepted"],
-            duplicates=c["duplicates"], conflicts=c["conflicts"], rejected=c["rejected"],
-            reasons=json.dumps(reasons)))
-        return ImportReport(self.file, self.importer, c["received"], c["accepted"], c["duplicates"],
-                            c["conflicts"], c["rejected"], reasons, self.id, sha256)
+        return _finish_batch(self.conn, self.id, self.file, self.importer, self.counts, self.reasons, sha256)
+
+
+def _start_batch(conn: Connection, file: str, importer: str) -> int:
+    key = conn.execute(batches.insert().values(
+        file=file, sha256="", importer=importer, started_at=_stamp(), reasons="{}")).inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
+def _finish_batch(conn: Connection, batch_id: int, file: str, importer: str, counts: Mapping[str, int],
+                  reasons: Mapping[str, int], sha256: str) -> ImportReport:
+    """Record a file's accounting on its batch row and return it."""
+    c = {k: counts.get(k, 0) for k in ("received", "accepted", "duplicates", "conflicts", "rejected")}
+    ordered = dict(sorted(reasons.items()))
+    conn.execute(update(batches).where(batches.c.id == batch_id).values(
+        sha256=sha256, finished_at=_stamp(), reasons=json.dumps(ordered), **c))
+    return ImportReport(file, importer, c["received"], c["accepted"], c["duplicates"], c["conflicts"],
+                        c["rejected"], ordered, batch_id, sha256)
 
 
 class _Retry(Exception):
@@ -541,6 +549,54 @@ def _transaction(engine: Engine, work: Callable[[Connection], ImportReport], att
                     continue
                 raise
     raise AssertionError("unreachable")
+
+
+# --- files of other records (payments, live meter totals) ----------------------------------
+
+
+#: Stores one readable record of a file: returns ``accepted``, ``duplicates`` or
+#: ``conflicts``, or raises :class:`Rejected`. Arguments: connection, row, batch id.
+StoreRecord = Callable[[Connection, Any, int], str]
+
+
+def ingest_records(engine: Engine, path: Path, importer: Importer, store: StoreRecord, *, name: str,
+                   progress: Callable[[int], None] | None = None) -> ImportReport:
+    """Import one file of records other than usage events in one transaction, run
+    again from the start on deadlock, with the same accounting as events: a batch
+    row, then per row the outcome ``store`` gives, or a reject (kept with its raw
+    row) when the importer could not read it or ``store`` raises :class:`Rejected`.
+    Always ``received = accepted + duplicates + conflicts + rejected``. This is
+    how the payments and live-totals kinds of :data:`KINDS` store their files.
+    """
+    from ledger.importers.events import HeaderError, Source, raw_text
+
+    def work(conn: Connection) -> ImportReport:
+        batch_id = _start_batch(conn, name, importer.name)
+        counts: Counter[str] = Counter()
+        reasons: Counter[str] = Counter()
+        try:
+            with open(path, "rb") as file:
+                source = Source(file, progress=progress)
+                for raw in importer.rows(source):
+                    counts["received"] += 1
+                    try:
+                        if raw.reason:
+                            raise Rejected(raw.reason, raw.detail)
+                        counts[store(conn, raw, batch_id)] += 1
+                    except Rejected as exc:
+                        conn.execute(rejects.insert().values(
+                            batch_id=batch_id, file=name, line=raw.line, reason=exc.reason, detail=exc.detail,
+                            raw=raw_text(raw.raw), importer=importer.name,
+                            record=None))  # nothing to retry against new rules: fix the file, import again
+                        counts["rejected"] += 1
+                        reasons[exc.reason] += 1
+        except HeaderError as exc:
+            raise BadInput(f"{name}: {exc}") from None
+        except OSError as exc:
+            raise BadInput(f"{name}: cannot read: {exc.strerror or exc}") from None
+        return _finish_batch(conn, batch_id, name, importer.name, counts, reasons, source.sha.hexdigest())
+
+    return _transaction(engine, work)
 
 
 # --- files ---------------------------------------------------------------------------------

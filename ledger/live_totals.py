@@ -31,21 +31,20 @@ one customer, meter and day add up (:func:`daily_live_totals`).
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, func, select, update
+from sqlalchemy import Connection, Engine, func, select
 
-from ledger.errors import BadInput
-from ledger.events import dumps, number_of
-from ledger.ingest import ImportReport, Rejected
+from ledger.events import number_of
+from ledger.ingest import ImportReport, Rejected, ingest_records
 from ledger.money import from_units_nanos, normalize
-from ledger.store import batches, live_total_conflicts, rejects
+from ledger.store import live_total_conflicts
 from ledger.store import live_totals as live_totals_table
 
 if TYPE_CHECKING:
@@ -57,7 +56,6 @@ REASONS = ("bad_encoding", "too_long", "bad_csv", "missing_field", "bad_date", "
            "unknown_customer", "bad_number", "negative_quantity")
 MAX_TEXT = 255
 DEFAULT_SOURCE = "default"
-_RETRYABLE = ("40P01", "40001")
 
 
 @dataclass(frozen=True)
@@ -121,63 +119,16 @@ def store_file(engine: Engine, rules: Rules, path: Path, importer: Any, *, now: 
     """Import one live-totals file in one transaction (``received = accepted +
     duplicates + conflicts + rejected``); the ``live_totals`` entry of
     :data:`ledger.ingest.KINDS`. A deadlock or a locked SQLite database re-runs the file."""
-    from ledger.importers.events import HeaderError, Source, raw_text
-
     name = name or str(path)
     # "today" in the workspace's sense is not known here: a day ahead of UTC is allowed
     today = (now + timedelta(days=1)).date()
     customers, meters = frozenset(rules.customers), frozenset(rules.meters)
-    for attempt in range(20):
-        with engine.connect() as conn:
-            try:
-                if conn.dialect.name == "sqlite":
-                    conn.exec_driver_sql("BEGIN IMMEDIATE")  # take the write lock before reading
-                key = conn.execute(batches.insert().values(
-                    file=name, sha256="", importer=importer.name, started_at=_stamp(), reasons="{}",
-                )).inserted_primary_key
-                assert key is not None
-                batch_id = int(key[0])
-                counts: Counter[str] = Counter()
-                reasons: Counter[str] = Counter()
-                with open(path, "rb") as file:
-                    source = Source(file, progress=progress)
-                    for raw in importer.rows(source):
-                        counts["received"] += 1
-                        try:
-                            if raw.reason:
-                                raise Rejected(raw.reason, raw.detail)
-                            total = live_total_of(raw, customers=customers, meters=meters, today=today)
-                        except Rejected as exc:
-                            conn.execute(rejects.insert().values(
-                                batch_id=batch_id, file=name, line=raw.line, reason=exc.reason, detail=exc.detail,
-                                raw=raw_text(raw.raw), importer=importer.name, record=None))
-                            counts["rejected"] += 1
-                            reasons[exc.reason] += 1
-                            continue
-                        counts[_store(conn, total, batch_id=batch_id, name=name)] += 1
-                report = ImportReport(name, importer.name, counts["received"], counts["accepted"],
-                                      counts["duplicates"], counts["conflicts"], counts["rejected"],
-                                      dict(sorted(reasons.items())), batch_id, source.sha.hexdigest())
-                conn.execute(update(batches).where(batches.c.id == batch_id).values(
-                    sha256=report.sha256, finished_at=_stamp(), received=report.received,
-                    accepted=report.accepted, duplicates=report.duplicates, conflicts=report.conflicts,
-                    rejected=report.rejected, reasons=dumps(report.reasons)))
-                conn.commit()
-                return report
-            except HeaderError as exc:
-                conn.rollback()
-                raise BadInput(f"{name}: {exc}") from None
-            except OSError as exc:
-                conn.rollback()
-                raise BadInput(f"{name}: cannot read: {exc.strerror or exc}") from None
-            except Exception as exc:
-                conn.rollback()
-                orig = getattr(exc, "orig", exc)
-                if attempt < 19 and (getattr(orig, "sqlstate", None) in _RETRYABLE
-                                     or "database is locked" in str(orig)):
-                    continue
-                raise
-    raise AssertionError("unreachable")
+
+    def store(conn: Connection, raw: RawLiveTotal, batch_id: int) -> str:
+        total = live_total_of(raw, customers=customers, meters=meters, today=today)
+        return _store(conn, total, batch_id=batch_id, name=name)
+
+    return ingest_records(engine, path, importer, store, name=name, progress=progress)
 
 
 def _store(conn: Connection, total: LiveTotal, *, batch_id: int, name: str) -> str:
@@ -219,9 +170,6 @@ def _store(conn: Connection, total: LiveTotal, *, batch_id: int, name: str) -> s
         batch_id=batch_id, file=name, line=total.line))
     return "conflicts"
 
-
-def _stamp() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 # --- reading the store ------------------------------------------------------------------

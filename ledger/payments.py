@@ -59,7 +59,6 @@ posts it as a late adjustment on the first open day, with the invoice's links.
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -69,14 +68,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from beancount.core import data
 from beancount.core.amount import Amount
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Connection, Engine, select
 
 from ledger.errors import BadInput
 from ledger.events import dumps
-from ledger.ingest import ImportReport, Rejected
+from ledger.ingest import ImportReport, Rejected, ingest_records
 from ledger.money import DecimalError, minor_units, parse_decimal
 from ledger.posting import FLAG, _meta
-from ledger.store import batches, payment_conflicts, rejects
+from ledger.store import payment_conflicts
 from ledger.store import payments as payments_table
 
 if TYPE_CHECKING:
@@ -194,74 +193,21 @@ def store_file(engine: Engine, rules: Rules | None, path: Path, importer: Any, *
     This is the ``payments`` entry of :data:`ledger.ingest.KINDS` (``rules`` are not
     needed: matching to invoices happens when the books are posted).
     """
-    from ledger.importers.events import HeaderError, Source, raw_text
-
-    name = name or str(path)
     today = now.date()
-    for attempt in range(20):
-        with engine.connect() as conn:
-            try:
-                if conn.dialect.name == "sqlite":
-                    conn.exec_driver_sql("BEGIN IMMEDIATE")  # take the write lock before reading
-                key = conn.execute(batches.insert().values(
-                    file=name, sha256="", importer=importer.name, started_at=_stamp(), reasons="{}",
-                )).inserted_primary_key
-                assert key is not None
-                batch_id = int(key[0])
-                counts: Counter[str] = Counter()
-                reasons: Counter[str] = Counter()
-                with open(path, "rb") as file:
-                    source = Source(file, progress=progress)
-                    for raw in importer.rows(source):
-                        counts["received"] += 1
-                        outcome = _store_row(conn, raw, batch_id=batch_id, name=name, importer=importer.name,
-                                             today=today, raw_text=raw_text)
-                        if outcome in ("accepted", "duplicates", "conflicts"):
-                            counts[outcome] += 1
-                        else:
-                            counts["rejected"] += 1
-                            reasons[outcome] += 1
-                report = ImportReport(name, importer.name, counts["received"], counts["accepted"],
-                                      counts["duplicates"], counts["conflicts"], counts["rejected"],
-                                      dict(sorted(reasons.items())), batch_id, source.sha.hexdigest())
-                conn.execute(update(batches).where(batches.c.id == batch_id).values(
-                    sha256=report.sha256, finished_at=_stamp(), received=report.received,
-                    accepted=report.accepted, duplicates=report.duplicates, conflicts=report.conflicts,
-                    rejected=report.rejected, reasons=dumps(report.reasons)))
-                conn.commit()
-                return report
-            except HeaderError as exc:
-                conn.rollback()
-                raise BadInput(f"{name}: {exc}") from None
-            except OSError as exc:
-                conn.rollback()
-                raise BadInput(f"{name}: cannot read: {exc.strerror or exc}") from None
-            except Exception as exc:
-                conn.rollback()
-                orig = getattr(exc, "orig", exc)
-                if attempt < 19 and (getattr(orig, "sqlstate", None) in ("40P01", "40001")
-                                     or "database is locked" in str(orig)):
-                    continue
-                raise
-    raise AssertionError("unreachable")
+    name = name or str(path)
+
+    def store(conn: Connection, raw: RawPayment, batch_id: int) -> str:
+        return _store_payment(conn, payment_of(raw, today=today), batch_id=batch_id, name=name, line=raw.line)
+
+    return ingest_records(engine, path, importer, store, name=name, progress=progress)
 
 
-def _store_row(conn: Connection, raw: RawPayment, *, batch_id: int, name: str, importer: str, today: date,
-               raw_text: Callable[[str | list[str]], str]) -> str:
-    """Store one row; return ``accepted``, ``duplicates``, ``conflicts`` or the reject reason."""
-    try:
-        if raw.reason:
-            raise Rejected(raw.reason, raw.detail)
-        payment = payment_of(raw, today=today)
-    except Rejected as exc:
-        conn.execute(rejects.insert().values(batch_id=batch_id, file=name, line=raw.line, reason=exc.reason,
-                                             detail=exc.detail, raw=raw_text(raw.raw), importer=importer,
-                                             record=None))  # nothing to retry: fix the file and re-import
-        return exc.reason
+def _store_payment(conn: Connection, payment: Payment, *, batch_id: int, name: str, line: int) -> str:
+    """Store one payment; return ``accepted``, ``duplicates`` or ``conflicts``."""
     digest = payment.payload_hash()
     row = {"reference": payment.reference, "date": payment.date.isoformat(), "amount": str(payment.amount),
            "currency": payment.currency, "invoice": payment.invoice, "payload_hash": digest,
-           "batch_id": batch_id, "file": name, "line": raw.line}
+           "batch_id": batch_id, "file": name, "line": line}
     if _insert(conn, row):
         return "accepted"
     stored = conn.execute(select(payments_table.c.payload_hash)
@@ -271,12 +217,9 @@ def _store_row(conn: Connection, raw: RawPayment, *, batch_id: int, name: str, i
     # the first payment stored under a reference wins; the other one is kept aside, never lost
     conn.execute(payment_conflicts.insert().values(reference=payment.reference, stored_hash=stored,
                                                    payload_hash=digest, payload=payment.payload(),
-                                                   batch_id=batch_id, file=name, line=raw.line))
+                                                   batch_id=batch_id, file=name, line=line))
     return "conflicts"
 
-
-def _stamp() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def ingest_payments(engine: Engine, path: Path, *, now: datetime | None = None) -> ImportReport:
