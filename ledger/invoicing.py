@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, func, select
 
 from ledger.events import dumps
 from ledger.posting import Snapshot, plan_points, snapshot
@@ -241,8 +241,13 @@ def late_usage(rating: Rating, issued: Sequence[Invoice], *, first_open: date = 
     return result
 
 
-def issue(engine: Engine, drafts: Iterable[Invoice]) -> list[Invoice]:
-    """Number and store drafts in one transaction; return them with numbers."""
+def issue(engine: Engine, drafts: Iterable[Invoice],
+          also: Callable[[Connection, list[Invoice]], None] | None = None) -> list[Invoice]:
+    """Number and store drafts in one transaction; return them with numbers.
+
+    ``also`` runs in the same transaction with the issued invoices, for what must
+    be stored with them or not at all (the plan versions they were rated with).
+    """
     issued: list[Invoice] = []
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
@@ -258,5 +263,7 @@ def issue(engine: Engine, drafts: Iterable[Invoice]) -> list[Invoice]:
                 number=number, seq=seq, customer=invoice.customer, date=invoice.date.isoformat(),
                 currency=invoice.currency, total=str(invoice.total), document=invoice.to_json(), key=invoice.key))
             issued.append(invoice)
+        if also is not None:
+            also(conn, issued)
     return issued
 

@@ -60,7 +60,7 @@ from typing import TYPE_CHECKING, Any
 
 from beancount.core import data
 from beancount.core.amount import Amount
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, func, select
 
 from ledger.credit_notes import CreditNote, creditable
 from ledger.cycles import cycle_at
@@ -104,8 +104,9 @@ def load_pins(engine: Engine) -> dict[str, TermsPin]:
         return {link: TermsPin(_version_date(usage), _version_date(fee)) for link, usage, fee in rows}
 
 
-def record_pins(engine: Engine, rules: Rules, invoices: Iterable[Invoice]) -> None:
-    """Pin the versions newly issued invoices were rated with (kept as they are once set).
+def record_pins(conn: Connection, rules: Rules, invoices: Iterable[Invoice]) -> None:
+    """Pin the versions newly issued invoices were rated with (kept as they are once set),
+    in the transaction that issues them (:func:`ledger.invoicing.issue`'s ``also``).
 
     A cycle's usage is pinned by the invoice that freezes its accruals (arrears),
     its advance base fee by the invoice that bills it.
@@ -126,18 +127,17 @@ def record_pins(engine: Engine, rules: Rules, invoices: Iterable[Invoice]) -> No
             row[column] = _version_text(rules.plans[cycle.plan].version_at(cycle.start))
     if not wanted:
         return
-    with engine.begin() as conn:
-        existing = {row.link: row for row in conn.execute(
-            select(cycle_terms).where(cycle_terms.c.link.in_(sorted(wanted))))}
-        for link, row in sorted(wanted.items()):
-            old = existing.get(link)
-            if old is None:
-                conn.execute(cycle_terms.insert().values(link=link, **row))
-                continue
-            # a pin, once set, never moves: the invoice was issued under it
-            update = {k: v for k, v in row.items() if k != "plan" and getattr(old, k) is None}
-            if update:
-                conn.execute(cycle_terms.update().where(cycle_terms.c.link == link).values(**update))
+    existing = {row.link: row for row in conn.execute(
+        select(cycle_terms).where(cycle_terms.c.link.in_(sorted(wanted))))}
+    for link, row in sorted(wanted.items()):
+        old = existing.get(link)
+        if old is None:
+            conn.execute(cycle_terms.insert().values(link=link, **row))
+            continue
+        # a pin, once set, never moves: the invoice was issued under it
+        update = {k: v for k, v in row.items() if k != "plan" and getattr(old, k) is None}
+        if update:
+            conn.execute(cycle_terms.update().where(cycle_terms.c.link == link).values(**update))
 
 
 # --- stored reratings -------------------------------------------------------------------------

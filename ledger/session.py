@@ -190,7 +190,6 @@ class Session:
         drafts = draft_invoices(rating, self.rules, issued, through=through, first_open=self.first_open(),
                                 evidence=self.evidence(rating))
         drafts = bill_debit_adjustments(drafts, load_adjustments(self.engine), issued)
-        new = issue(self.engine, drafts)
-        record_pins(self.engine, self.rules, new)
+        new = issue(self.engine, drafts, also=lambda conn, issued: record_pins(conn, self.rules, issued))
         self.post(through)
         return new
