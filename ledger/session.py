@@ -42,6 +42,9 @@ from ledger.rules import Rules, load_rules
 from ledger.store import open_store
 from ledger.workspace import Workspace
 
+#: A rating and its evidence digests by (cycle link, accrual date), computed together.
+Rated = tuple[Rating, dict[tuple[str, date], str]]
+
 #: meterbook's pages in Fava, declared in main.beancount (``custom "fava-extension"``).
 FAVA_EXTENSIONS = ["ledger.fava_ext"]
 
@@ -105,13 +108,18 @@ class Session:
             result[(rated.cycle.link, rated.through)] = digest.hexdigest()[:16]
         return result
 
-    def post(self, through: date) -> PostReport:
-        """Rate and (re)write the open months' books up to ``through``."""
-        entries, documents, invoices = self.generate(through)
+    def post(self, through: date, *, rated: Rated | None = None) -> PostReport:
+        """Rate and (re)write the open months' books up to ``through``.
+
+        ``rated``: the rating through ``through`` and its evidence digests when the
+        caller has just computed them from the same store (``invoice`` has).
+        """
+        entries, documents, invoices = self.generate(through, rated=rated)
         months = self.write(entries, documents)
         return PostReport(through=through, entries=len(entries), months=months, invoices=len(invoices))
 
-    def generate(self, through: date) -> tuple[list[data.Directive], dict[str, str], list[Invoice]]:
+    def generate(self, through: date, *, rated: Rated | None = None,
+                 ) -> tuple[list[data.Directive], dict[str, str], list[Invoice]]:
         """The open months' entries up to ``through``, their documents and the invoices behind them.
 
         Nothing is generated for a sealed month: what regeneration would now put
@@ -119,7 +127,7 @@ class Session:
         late adjustments on the first open day (:func:`ledger.posting.catch_up`).
         """
         first_open = self.first_open()
-        generated, documents, invoices = self.regenerate(through)
+        generated, documents, invoices = self.regenerate(through, rated=rated)
         if first_open > date.min and through >= first_open - timedelta(days=1):
             entries, late = catch_up(generated, self.sealed_record(), first_open=first_open,
                                      rules_hash=self.rules.hash)
@@ -128,17 +136,19 @@ class Session:
             entries = [e for e in generated if e.date >= first_open]
         return entries, documents, invoices
 
-    def regenerate(self, through: date, *, evidence: bool = True,
+    def regenerate(self, through: date, *, evidence: bool = True, rated: Rated | None = None,
                    ) -> tuple[list[data.Directive], dict[str, str], list[Invoice]]:
         """Every entry up to ``through`` derived from the store and the rating, sealed months
         included (what close asserts and check ties out against), with documents and invoices.
 
         ``evidence=False`` skips the evidence digests (metadata only, never an amount).
         """
-        rating = self.rate(through)
+        rating, digests = rated if rated is not None else (self.rate(through), None)
+        if evidence and digests is None:
+            digests = self.evidence(rating)
         invoices = [inv for inv in load_invoices(self.engine) if inv.date <= through]
         generated = [e for e in post(rating, self.rules, invoices, first_open=self.first_open(),
-                                     evidence=self.evidence(rating) if evidence else None) if e.date <= through]
+                                     evidence=digests if evidence else None) if e.date <= through]
         # payments and credit notes: stored facts settled against the invoices in date order
         payments = [p for p in load_payments(self.engine) if p.date <= through]
         notes = [n for n in load_credit_notes(self.engine) if n.date <= through]
@@ -186,10 +196,13 @@ class Session:
     def invoice(self, through: date) -> list[Invoice]:
         """Issue every invoice dated on or before ``through`` not issued yet, then re-post."""
         rating = self.rate(through)
+        digests = self.evidence(rating)
         issued = load_invoices(self.engine)
         drafts = draft_invoices(rating, self.rules, issued, through=through, first_open=self.first_open(),
-                                evidence=self.evidence(rating))
+                                evidence=digests)
         drafts = bill_debit_adjustments(drafts, load_adjustments(self.engine), issued)
         new = issue(self.engine, drafts, also=lambda conn, issued: record_pins(conn, self.rules, issued))
-        self.post(through)
+        # issuing changed no event and pinned exactly the plan versions this rating used,
+        # so the books are posted from the same rating (rating and evidence cost the most)
+        self.post(through, rated=(rating, digests))
         return new
