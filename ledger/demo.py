@@ -225,6 +225,7 @@ def _showcase(options: DemoOptions) -> list[Profile]:
     billing_anchor: start
     caps: {api_calls: 5000000}
     alert_thresholds: ["0.8", "1.0"]
+    payment_terms_days: 30
 """, (("pro", date(2026, 8, 15), None),), calls=70, storage=120, growth=1.08, users=60),
         Profile("globex", """\
   globex:
@@ -243,6 +244,7 @@ def _showcase(options: DemoOptions) -> list[Profile]:
     subscriptions:
       - {plan: hybrid_eu, start: 2026-08-10}
     billing_anchor: calendar
+    payment_terms_days: 14
 """, (("hybrid_eu", date(2026, 8, 10), None),), calls=30, growth=1.03, region="eu"),
         Profile("umbrella", """\
   umbrella:
@@ -288,6 +290,8 @@ def roster(options: DemoOptions) -> tuple[Profile, ...]:
                  + (f", end: {end.isoformat()}}}" if end else "}")
                  + ("   # churned" if end else ""),
                  f"    billing_anchor: {'start' if anniversary else 'calendar'}"]
+        if plan == "enterprise":
+            lines.append("    payment_terms_days: 30")  # enterprise contracts: net 30
         growth = rng.uniform(0.97, 1.12) if end is None else 0.75
         scale = rng.lognormvariate(0, 0.5)
         calls = completions = tokens = payments = storage = 0

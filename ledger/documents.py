@@ -49,6 +49,7 @@ def invoice_html(invoice: Invoice, rules: Rules) -> str:
         f"<title>{escape(invoice.number)}</title><style>{_STYLE}</style></head><body>"
         f"<h1>Invoice {escape(invoice.number)}</h1>"
         f"<p class='meta'>{escape(name)} ({escape(invoice.customer)}) · dated {invoice.date.isoformat()}"
+        f" · due {invoice.due_date.isoformat()}"
         f" · rules {escape(invoice.rules)}</p>"
         "<table><thead><tr><th>Line</th><th>Cycle</th><th class='num'>Quantity</th>"
         "<th class='num'>Amount</th></tr></thead><tbody>"

@@ -23,8 +23,8 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
-from datetime import date
+from dataclasses import asdict, dataclass, replace
+from datetime import date, timedelta
 from decimal import Decimal
 
 from sqlalchemy import Connection, Engine, func, select
@@ -65,6 +65,12 @@ class Invoice:
     number: str = ""
     #: the cycles' accruals as they stood when invoiced: the books never move them again
     accruals: tuple[Snapshot, ...] = ()
+    #: the due date: the invoice date plus the customer's payment terms when it was drafted
+    due: date | None = None
+
+    @property
+    def due_date(self) -> date:
+        return self.due or self.date
 
     @property
     def total(self) -> Decimal:
@@ -110,7 +116,8 @@ class Invoice:
             for a in data.get("accruals", [])
         )
         return cls(customer=data["customer"], date=date.fromisoformat(data["date"]), currency=data["currency"],
-                   lines=lines, rules=data["rules"], number=data["number"], accruals=accruals)
+                   lines=lines, rules=data["rules"], number=data["number"], accruals=accruals,
+                   due=date.fromisoformat(data["due"]) if data.get("due") else None)
 
 
 def _jsonable(value: object) -> object:
@@ -211,8 +218,10 @@ def draft_invoices(rating: Rating, rules: Rules, issued: Sequence[Invoice], *, t
         body = [*body, *due]
         if not any(line.amount for line in body):
             continue  # nothing to bill (a cycle without usage): no zero invoice
-        drafts.append(Invoice(customer=cid, date=day, currency=rules.customers[cid].currency,
+        customer = rules.customers[cid]
+        drafts.append(Invoice(customer=cid, date=day, currency=customer.currency,
                               lines=tuple(body), rules=rules.hash,
+                              due=day + timedelta(days=customer.payment_terms_days),
                               accruals=tuple(sorted(accruals.get((cid, day), []), key=lambda a: (a.link, a.through)))))
     return drafts
 
@@ -256,9 +265,7 @@ def issue(engine: Engine, drafts: Iterable[Invoice],
         for draft in drafts:
             seq += 1
             number = f"INV-{draft.date.year}-{seq:06d}"
-            invoice = Invoice(customer=draft.customer, date=draft.date, currency=draft.currency,
-                              lines=draft.lines, rules=draft.rules, number=number,
-                              accruals=draft.accruals)
+            invoice = replace(draft, number=number)
             conn.execute(invoices_table.insert().values(
                 number=number, seq=seq, customer=invoice.customer, date=invoice.date.isoformat(),
                 currency=invoice.currency, total=str(invoice.total), document=invoice.to_json(), key=invoice.key))

@@ -206,7 +206,7 @@ def invoice_entries(invoices: Sequence[Invoice], rules: Rules, documents_dir: st
                                              Amount(-amount, inv.currency), None, None, None, None))
         links = frozenset({inv.number, *inv.cycles})
         entries.append(data.Transaction(
-            _meta(customer=inv.customer, invoice=inv.number, rules=inv.rules,
+            _meta(customer=inv.customer, invoice=inv.number, due=inv.due, rules=inv.rules,
                   cycle=",".join(sorted({ln.cycle for ln in inv.lines if ln.cycle})) or None),
             inv.date, FLAG, inv.customer, f"Invoice {inv.number}", frozenset(), links, postings,
         ))

@@ -67,8 +67,6 @@ Cell = str | Decimal | int | date | None
 
 #: Aging buckets by days past the due date (the due date itself is "current").
 BUCKETS = ("current", "1–30", "31–60", "61–90", "over 90")
-#: Payment terms in days: the due date is the invoice date (no terms in rules or config).
-TERMS_DAYS = 0
 #: Forecast: months of history the trend is fitted on, and months forecast.
 TREND_MONTHS = 6
 FORECAST_MONTHS = 3
@@ -568,7 +566,7 @@ def open_items(sources: Sources, day: date) -> list[OpenItem]:
     for inv in invoices:
         left = amounts.get(inv.number, ZERO)
         if left > 0:
-            due = inv.date + timedelta(days=TERMS_DAYS)
+            due = inv.due_date
             items.append(OpenItem(inv.number, inv.customer, inv.date, due, (day - due).days, inv.currency, left))
     return sorted(items, key=lambda i: (i.customer, i.invoice_date, i.invoice))
 
@@ -600,9 +598,9 @@ def aging(sources: Sources, month: str | None = None) -> Report:
     return Report(
         name="aging", title=f"Receivables aging at {day}",
         method=(f"Open amount of each invoice dated on or before {day} after the payments and credit notes dated "
-                f"on or before {day}, replayed in date order as the books settle them. The due date is the invoice "
-                "date (neither the rules nor meterbook.toml give payment terms), so an invoice is 'current' only "
-                "on its own date; days past due = the report date − the due date, bucketed current, 1–30, 31–60, "
+                f"on or before {day}, replayed in date order as the books settle them. The due date is the one stated "
+                "on the invoice: its date plus the customer's payment_terms_days (0, due on receipt, unless the "
+                "rules say otherwise); an invoice is 'current' until its due date; days past due = the report date − the due date, bucketed current, 1–30, 31–60, "
                 "61–90 and over 90. 'books' is the customer's receivable balance in the books at the same date, "
                 "which the open amounts add up to when nothing was credited beyond an invoice."),
         tables=(

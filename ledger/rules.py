@@ -19,7 +19,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    ValidationError,
+    field_validator,
+)
 
 from ledger.accounts import (
     DEFAULT_TEMPLATES,
@@ -256,6 +264,8 @@ class Customer(_Record):
     alert_thresholds: tuple[Fraction, ...] = (Decimal("0.8"), Decimal("1.0"))
     credits: tuple[CreditGrant, ...] = ()
     webhook: str | None = None
+    #: days from the invoice date to its due date (0: due on receipt)
+    payment_terms_days: NonNegativeInt = 0
 
 
 class Rules(_Record):

@@ -30,11 +30,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from beancount import loader
+from beancount.core import data
 from click.testing import CliRunner, Result
 
 import ledger.reports
 from ledger.books import load_books
 from ledger.cli import cli
+from ledger.errors import RulesError
 from ledger.events import Event, parse_time
 from ledger.payments import ingest_payments
 from ledger.reports import (
@@ -210,6 +213,44 @@ def test_aging_buckets_on_known_dates(session: Session) -> None:
         "current", "1–30", "1–30", "31–60", "31–60", "61–90", "61–90", "over 90", "over 90"]
 
 
+def test_payment_terms_set_the_due_date_the_invoice_keeps(tmp_path: Path) -> None:
+    """ann on net 30: INV-2 (Sep 15) is due Oct 15, INV-4 (Oct 15) due Nov 14 — aged from those."""
+    root = tmp_path / "ws"
+    accounting_workspace(root)
+    customers = root / "rules" / "customers.yaml"
+    customers.write_text(CUSTOMERS.replace("  ann:\n", "  ann:\n    payment_terms_days: 30\n"))
+    session = Session.open(Workspace.load(root))
+    session.invoice(date(2026, 10, 31))
+    october = build_report(session, "aging", month="2026-10")
+    assert [(r["invoice"], r["due date"], r["days past due"], r["bucket"]) for r in rows(october, "Open invoices")] == [
+        ("INV-2026-000002", date(2026, 10, 15), 16, "1–30"),
+        ("INV-2026-000004", date(2026, 11, 14), -14, "current"),
+        ("INV-2026-000003", date(2026, 10, 1), 30, "1–30"),  # cal: no terms, due on receipt
+    ]
+    document = json.loads((root / "books" / "documents" / "INV-2026-000004.json").read_text())
+    assert (document["date"], document["due"]) == ("2026-10-15", "2026-11-14")
+    assert "due 2026-11-14" in (root / "books" / "documents" / "INV-2026-000004.html").read_text()
+    entries, errors, _ = loader.load_file(str(root / "books" / "main.beancount"))
+    assert errors == []
+    invoice = next(e for e in entries if isinstance(e, data.Transaction) and e.meta.get("invoice") == "INV-2026-000004")
+    assert invoice.meta["due"] == date(2026, 11, 14)
+    # Terms changed later never re-age an issued invoice: the due date is the invoice's own.
+    customers.write_text(CUSTOMERS)
+    again = build_report(Session.open(Workspace.load(root)), "aging", month="2026-10")
+    assert [r["due date"] for r in rows(again, "Open invoices")] == [
+        date(2026, 10, 15), date(2026, 11, 14), date(2026, 10, 1)]
+
+
+def test_negative_payment_terms_are_a_one_line_error(tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    with pytest.raises(RulesError):
+        make_workspace(root, METERS, PLANS, CUSTOMERS.replace("  ann:\n", "  ann:\n    payment_terms_days: -5\n"))
+    result = run(root, "rate")
+    assert result.exit_code == 2
+    assert "rules/customers.yaml:" in result.output and "customers.ann.payment_terms_days" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
 def test_rollforward_identity_and_figures(session: Session, books_root: Path) -> None:
     report = build_report(session, "rollforward")
     for table in report.tables:
@@ -256,7 +297,7 @@ def test_cli_text_json_csv_and_bad_input(books_root: Path) -> None:
     text = run(books_root, "report", "aging", "--month", "2026-10")
     assert text.exit_code == 0, text.output
     assert "Receivables aging at 2026-10-31" in text.output
-    assert "due date is the invoice date" in " ".join(text.output.split())
+    assert "its date plus the customer's payment_terms_days" in " ".join(text.output.split())
     assert "INV-2026-000002  ann       2026-09-15    2026-09-15             46  31–60" in text.output
 
     as_json = run(books_root, "report", "revenue", "--json")
