@@ -53,6 +53,9 @@ class InvoiceLine:
     tiers: tuple[PriceLine, ...] = ()
 
 
+Day = date  # the field ``Invoice.date`` shadows the type inside the class
+
+
 @dataclass(frozen=True)
 class Invoice:
     """An invoice, drafted or issued (then ``number`` is set)."""
@@ -66,10 +69,10 @@ class Invoice:
     #: the cycles' accruals as they stood when invoiced: the books never move them again
     accruals: tuple[Snapshot, ...] = ()
     #: the due date: the invoice date plus the customer's payment terms when it was drafted
-    due: date | None = None
+    due: Day | None = None
 
     @property
-    def due_date(self) -> date:
+    def due_date(self) -> Day:
         return self.due or self.date
 
     @property
