@@ -547,6 +547,16 @@ def check_books(workspace: Workspace) -> list[CheckResult]:
         return results
     results.append(CheckResult("rules", True, (f"{len(session.rules.customers)} customers, "
                                                f"{len(session.rules.plans)} plans, rules {session.rules.hash}",)))
+    missing = session.unknown_records()
+    if missing:
+        results.append(CheckResult("store of record", False, (
+            f"{len(missing)} invoices, notes or payments sealed in the books are not in the store "
+            "(the books were posted from another store; restore it)", *missing[:5],
+            *([f"… and {len(missing) - 5} more"] if len(missing) > 5 else []))))
+        results.append(CheckResult("store-to-ledger tie-out", False, ("skipped: the store is not the books' own",)))
+        return results
+    results.append(CheckResult("store of record", True, (
+        "every invoice, credit note, debit adjustment and payment of the sealed months is in the store",)))
     results.append(tie_out(session, entries))
     return results
 

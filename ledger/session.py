@@ -13,17 +13,19 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from beancount.core import data
 from beancount.parser import parser
-from sqlalchemy import Engine
+from sqlalchemy import Engine, make_url
 
 from ledger import books, metering
 from ledger.credit_notes import credit_note_documents, credit_note_entries, load_credit_notes
 from ledger.documents import invoice_documents
+from ledger.errors import StoreError
 from ledger.invoicing import Invoice, draft_invoices, issue, load_invoices
 from ledger.payments import load_payments, payment_entries
 from ledger.posting import catch_up, post
@@ -129,7 +131,9 @@ class Session:
         first_open = self.first_open()
         generated, documents, invoices = self.regenerate(through, rated=rated)
         if first_open > date.min and through >= first_open - timedelta(days=1):
-            entries, late = catch_up(generated, self.sealed_record(), first_open=first_open,
+            record = self.sealed_record()
+            self.require_store_of_record(record)
+            entries, late = catch_up(generated, record, first_open=first_open,
                                      rules_hash=self.rules.hash)
             entries = [*entries, *(e for e in late if e.date <= through)]
         else:  # a rating that stops inside the sealed months says nothing about them
@@ -176,6 +180,47 @@ class Session:
                 record.extend(parsed)
         return record
 
+    def unknown_records(self, record: list[data.Directive] | None = None) -> list[str]:
+        """What the sealed books record that the store does not hold, ``file:line: what`` each.
+
+        Invoices, credit notes, debit adjustments and payments are facts kept in the
+        store; the books are derived from it. Sealed books that name one the store
+        lacks were posted from another store (a wrong URL, a fresh clone, a lost
+        file): posting against it would reverse sealed history as "late adjustments".
+        """
+        record = self.sealed_record() if record is None else record
+        held = {
+            "invoice": {inv.number for inv in load_invoices(self.engine)},
+            "credit_note": {note.number for note in load_credit_notes(self.engine)},
+            "debit_adjustment": {adj.document for adj in load_adjustments(self.engine)},
+            "reference": {p.reference for p in load_payments(self.engine)},
+        }
+        names = {"invoice": "invoice", "credit_note": "credit note", "debit_adjustment": "debit adjustment",
+                 "reference": "payment"}
+        missing: list[str] = []
+        seen: set[tuple[str, str]] = set()
+        for entry in record:
+            if not isinstance(entry, data.Transaction):
+                continue
+            for key, known in held.items():
+                value = entry.meta.get(key)
+                if isinstance(value, str) and value not in known and (key, value) not in seen:
+                    seen.add((key, value))
+                    where = os.path.relpath(str(entry.meta.get("filename", "books")), self.workspace.root)
+                    missing.append(f"{where}:{entry.meta.get('lineno', 0)}: {names[key]} {value}")
+        return missing
+
+    def require_store_of_record(self, record: list[data.Directive] | None = None) -> None:
+        """Refuse (exit 2) when the sealed books name invoices or payments the store lacks."""
+        missing = self.unknown_records(record)
+        if missing:
+            url = make_url(self.workspace.store_url).render_as_string(hide_password=True)
+            raise StoreError(
+                f"{missing[0]} is sealed in the books but not in the store {url}"
+                + (f" ({len(missing) - 1} more records missing)" if len(missing) > 1 else "")
+                + ": these books were posted from another store; restore it (or rebuild the demo with "
+                "`meterbook demo`). Nothing was written: meterbook does not post against sealed history")
+
     def write(self, entries: list[data.Directive], documents: dict[str, str]) -> tuple[str, ...]:
         books_dir = self.workspace.books_dir
         for relative, content in sorted(documents.items()):
@@ -195,6 +240,8 @@ class Session:
 
     def invoice(self, through: date) -> list[Invoice]:
         """Issue every invoice dated on or before ``through`` not issued yet, then re-post."""
+        if self.first_open() > date.min:
+            self.require_store_of_record()
         rating = self.rate(through)
         digests = self.evidence(rating)
         issued = load_invoices(self.engine)
