@@ -147,14 +147,39 @@ def post(ctx: Context, through: str | None) -> None:
 
 @cli.command()
 @click.option("--through", help="Issue invoices dated up to this date YYYY-MM-DD (default: today).")
+@click.option("--accept", "accepts", multiple=True, metavar="FINDING_ID",
+              help="Accept this error finding (repeatable; each needs a --reason, in order).")
+@click.option("--reason", "reasons", multiple=True, metavar="TEXT", help="Why the finding before it is accepted.")
 @pass_context
-def invoice(ctx: Context, through: str | None) -> None:
-    """Issue every invoice whose invoice date is on or before DATE."""
+def invoice(ctx: Context, through: str | None, accepts: tuple[str, ...], reasons: tuple[str, ...]) -> None:
+    """Issue every invoice whose invoice date is on or before DATE.
+
+    An open error finding (`meterbook reconcile`) naming a customer in a month an
+    invoice bills holds that invoice: the others are issued, the held ones listed,
+    and the exit code is 1 until each finding is fixed or accepted with --accept ID --reason TEXT.
+    """
+    from ledger.closing import invoice_gated
+
     session = ctx.session
-    issued = session.invoice(_through(session, through))
+    if len(accepts) != len(reasons) or any(not r.strip() for r in reasons):
+        raise BadInput("each --accept FINDING_ID needs its own non-empty --reason TEXT")
+    day = _through(session, through)
+    issued, gate = invoice_gated(session, day, dict(zip(accepts, reasons, strict=True)))
     for inv in issued:
         click.echo(f"{inv.number}  {inv.date}  {inv.customer:<20} {inv.total:>14} {inv.currency}")
     click.echo(f"issued {len(issued)} invoices")
+    for held in gate.held:
+        inv = held.invoice
+        click.echo(f"held    {inv.date}  {inv.customer:<20} {inv.total:>14} {inv.currency}  by "
+                   + ", ".join(f.id for f in held.findings))
+    if gate.held:
+        findings = {f.id: f for held in gate.held for f in held.findings}
+        for finding in findings.values():
+            click.echo(f"error   {finding.id}: {finding.explanation} "
+                       f"[expected {finding.expected}, actual {finding.actual}]")
+        click.echo(f"{len(gate.held)} invoices held by open error findings; fix or accept each with "
+                   "--accept ID --reason TEXT")
+        ctx_exit(1)
 
 
 @cli.command()

@@ -257,6 +257,89 @@ def reconcile_month(session: Session, month: str | None = None) -> Reconciliatio
     return Reconciliation(month, tuple(findings), accepted)
 
 
+# --- the invoicing gate ----------------------------------------------------------------
+@dataclass(frozen=True)
+class Held:
+    """A drafted invoice not issued: open error findings name its customer in a month it bills."""
+
+    invoice: Invoice
+    findings: tuple[Finding, ...]
+
+
+@dataclass
+class InvoiceGate:
+    """DESIGN: an error finding blocks invoicing until fixed or accepted with a reason.
+
+    Called with the drafts (books just posted from the same store), it runs the
+    reconcilers for every open month the drafts bill (the months their cycles
+    span), records the acceptances given that match a finding there, and holds
+    each draft whose customer an open error finding of those months names. A
+    finding that names no customer (an unidentified wire, say) holds no invoice —
+    stopping every customer's billing over it would help nobody — but it still
+    blocks the close. ``unknown``: accepted ids that matched no finding.
+    """
+
+    session: Session
+    accept: Mapping[str, str] = field(default_factory=dict)
+    held: list[Held] = field(default_factory=list)
+    findings: dict[str, list[Finding]] = field(default_factory=dict)
+    unknown: list[str] = field(default_factory=list)
+    #: raise BadInput (before anything is issued) for an accepted id that matches no finding
+    strict: bool = False
+    ran: bool = False
+
+    def __call__(self, drafts: list[Invoice]) -> list[Invoice]:
+        self.ran = True
+        first_open = books.month_of(self.session.first_open()) if self.session.first_open() > date.min else ""
+        months = sorted({m for d in drafts for m in billed_months(d) if m >= first_open})
+        for month in months:
+            self.findings[month] = run_reconcilers(self.session, month)
+        where = {f.id: month for month, found in self.findings.items() for f in found}
+        self.unknown = sorted(set(self.accept) - set(where))
+        if self.unknown and self.strict:
+            raise BadInput(f"--accept {self.unknown[0]}: no such finding in the months these invoices bill "
+                           f"({', '.join(months)}; findings: {', '.join(sorted(where)) or 'none'})")
+        for fid, reason in sorted(self.accept.items()):
+            if fid in where:
+                record_acceptances(self.session.engine, where[fid], {fid: reason})
+        blocking: dict[str, list[Finding]] = {}
+        for month, found in self.findings.items():
+            accepted = load_acceptances(self.session.engine, month)
+            blocking[month] = [f for f in found if f.blocks_close and f.customer and f.id not in accepted]
+        issue = []
+        for draft in drafts:
+            holding = tuple(f for m in billed_months(draft) for f in blocking.get(m, ()) if f.customer == draft.customer)
+            if holding:
+                self.held.append(Held(draft, holding))
+            else:
+                issue.append(draft)
+        return issue
+
+
+def billed_months(invoice: Invoice) -> list[str]:
+    """The months (YYYY-MM) the cycles of an invoice's lines span; its own month when no line names a cycle."""
+    months: set[str] = set()
+    for line in invoice.lines:
+        if "/" in line.cycle:
+            start, end = (date.fromisoformat(part) for part in line.cycle.split("/", 1))
+            month = books.month_of(start)
+            while first_day(month) < end:
+                months.add(month)
+                month = seal.next_month(month)
+    return sorted(months or {books.month_of(invoice.date)})
+
+
+def invoice_gated(session: Session, through: date, accept: Mapping[str, str] | None = None,
+                  ) -> tuple[list[Invoice], InvoiceGate]:
+    """``meterbook invoice``: issue what no open error finding holds; the gate says what it held."""
+    gate = InvoiceGate(session, dict(accept or {}), strict=True)
+    issued = session.invoice(through, gate=gate)
+    if gate.accept and not gate.ran:
+        raise BadInput(f"--accept {sorted(gate.accept)[0]}: nothing to invoice through {through}, so no "
+                       "finding to accept here (accept it at `meterbook close`)")
+    return issued, gate
+
+
 # --- the close -------------------------------------------------------------------------
 
 
@@ -360,17 +443,30 @@ def _close(session: Session, month: str, accept: dict[str, str]) -> CloseReport:
     end = last_day(month)
     through = _posted_through(books_dir, end)
 
-    # Everything due in the month is issued first: nothing dated in a sealed month may come later.
-    issued = tuple(session.invoice(through=end))
+    # Everything due in the month is issued first: nothing dated in a sealed month may come later,
+    # and an invoice held by an open error finding stops the close.
+    gate = InvoiceGate(session, accept)
+    issued = tuple(session.invoice(through=end, gate=gate))
+    gated = {f.id for found in gate.findings.values() for f in found}
+    if gate.held:
+        holding = {f.id: f for held in gate.held for f in held.findings}
+        unknown = sorted(set(accept) - gated)
+        if unknown:
+            raise BadInput(f"--accept {unknown[0]}: no such finding for {month} "
+                           f"(findings: {', '.join(sorted(gated)) or 'none'})")
+        count = len(gate.held)
+        return CloseReport(month, findings=tuple(sorted(holding.values(), key=lambda f: f.id)), invoices=issued,
+                           refused=(f"{count} invoice{'s' if count != 1 else ''} due by {end} held by open error "
+                                    "findings; fix or accept each with --accept ID --reason TEXT"))
     session.post(through)
 
     findings = run_reconcilers(session, month)
     known = {f.id for f in findings}
-    unknown = sorted(set(accept) - known)
+    unknown = sorted(set(accept) - known - gated)
     if unknown:
         raise BadInput(f"--accept {unknown[0]}: no such finding for {month} "
                        f"(findings: {', '.join(sorted(known)) or 'none'})")
-    record_acceptances(session.engine, month, accept)
+    record_acceptances(session.engine, month, {k: v for k, v in accept.items() if k in known})
     accepted = {k: v for k, v in load_acceptances(session.engine, month).items() if k in known}
     report = CloseReport(month, findings=tuple(findings), accepted=accepted, invoices=issued)
     if report.open_errors:

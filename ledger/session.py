@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -238,8 +238,14 @@ class Session:
         )
         return tuple(written)
 
-    def invoice(self, through: date) -> list[Invoice]:
-        """Issue every invoice dated on or before ``through`` not issued yet, then re-post."""
+    def invoice(self, through: date, *, gate: Callable[[list[Invoice]], list[Invoice]] | None = None,
+                ) -> list[Invoice]:
+        """Issue every invoice dated on or before ``through`` not issued yet, then re-post.
+
+        ``gate`` gets the drafts after the books are posted through ``through`` (so
+        reconcilers see the store as it is) and returns the ones to issue
+        (:func:`ledger.closing.invoice_gate` holds those with open error findings).
+        """
         if self.first_open() > date.min:
             self.require_store_of_record()
         rating = self.rate(through)
@@ -248,6 +254,9 @@ class Session:
         drafts = draft_invoices(rating, self.rules, issued, through=through, first_open=self.first_open(),
                                 evidence=digests)
         drafts = bill_debit_adjustments(drafts, load_adjustments(self.engine), issued)
+        if gate is not None and drafts:
+            self.post(through, rated=(rating, digests))
+            drafts = gate(drafts)
         new = issue(self.engine, drafts, also=lambda conn, issued: record_pins(conn, self.rules, issued))
         # issuing changed no event and pinned exactly the plan versions this rating used,
         # so the books are posted from the same rating (rating and evidence cost the most)
