@@ -104,7 +104,10 @@ def init(directory: Path, force: bool) -> None:
 
     load_rules(workspace.rules_dir)
     click.echo(f"created workspace {workspace.root}")
-    click.echo(f"next: meterbook --workspace {directory} ingest {directory / 'samples' / 'events.csv'}")
+    ws = f"meterbook --workspace {directory}"
+    click.echo(f"next: {ws} ingest {directory / 'samples' / 'events.csv'}")
+    click.echo(f"      {ws} post --through 2026-01-31")
+    click.echo(f"      {ws} invoice --through 2026-02-01")
 
 
 def _through(session: Session, value: str | None) -> date:
