@@ -51,7 +51,7 @@ from ledger import books, seal
 from ledger.errors import BadInput
 from ledger.metering import Window, cut_off_us, measure
 from ledger.money import normalize, round_money
-from ledger.pricing import PricingError, Usage
+from ledger.pricing import PricingError, PricingModel, Usage
 from ledger.rating import Rating
 
 if TYPE_CHECKING:
@@ -815,14 +815,32 @@ def linear_trend(values: Sequence[Decimal]) -> tuple[Decimal, Decimal]:
 
 
 def plan_on(rules: Rules, customer: str, day: date) -> Plan | None:
-    """The plan of the customer's subscription running on ``day`` (None: no subscription)."""
+    """The plan of the customer's subscription running on ``day`` (None: no subscription).
+
+    Subscriptions are in start order and a later start ends the earlier one (a plan change).
+    """
+    running = None
     for sub in rules.customers[customer].subscriptions:
-        if sub.start <= day and (sub.end is None or day < sub.end):
-            return rules.plans[sub.plan]
-    return None
+        if sub.start > day:
+            break
+        running = sub if sub.end is None or day < sub.end else None
+    return rules.plans[running.plan] if running is not None else None
 
 
 CYCLE_MONTHS = {"monthly": 1, "quarterly": 3, "yearly": 12}
+
+
+def _last_month_rate(sources: Sources, customer: str, meter: str, month: str, model: PricingModel, terms: Any,
+                     bands: tuple[Decimal, ...]) -> Decimal:
+    """Amount per unit of quantity in ``month``, priced with the events counted by the model's bands
+    (a per-event minimum or maximum cannot be priced from a forecast total alone); 0 without usage."""
+    tz = sources.session.workspace.tz
+    window = Window(customer, cut_off_us(seal.month_start(month), tz),
+                    cut_off_us(seal.month_start(seal.next_month(month)), tz))
+    usage = measure(sources.session.engine, sources.rules.meters[meter], [window], bands)[window]
+    if not usage.quantity:
+        return ZERO
+    return model.price(terms, usage).amount / usage.quantity
 
 
 def forecast(sources: Sources, month: str | None = None) -> Report:
@@ -857,6 +875,7 @@ def forecast(sources: Sources, month: str | None = None) -> Report:
             plans.append(plan.id)
             total: Decimal | None = ZERO
             usage_total = ZERO
+            per_month = CYCLE_MONTHS[plan.cycle]
             for charge in plan.charges:
                 trend = trends.get((cid, charge.meter))
                 quantity, events = ZERO, 0
@@ -865,8 +884,16 @@ def forecast(sources: Sources, month: str | None = None) -> Report:
                     quantity = max(ZERO, qa + qb * (n - 1 + k)).quantize(QUANTITY, rounding=ROUND_HALF_EVEN)
                     events = max(0, int((ea + eb * (n - 1 + k)).to_integral_value(rounding=ROUND_HALF_EVEN)))
                 try:
-                    amount: Decimal | None = round_money(
-                        models[charge.model].price(charge.terms, Usage(quantity, events)).amount, currency)
+                    model = models[charge.model]
+                    bands = model.bands(charge.terms)
+                    if bands:  # per-event bands (a minimum or maximum per event): last month's effective rate
+                        amount: Decimal | None = round_money(
+                            _last_month_rate(sources, cid, charge.meter, last, model, charge.terms, bands)
+                            * quantity, currency)
+                    else:  # a month's share of a cycle used at this monthly rate
+                        scale = per_month if sources.rules.meters[charge.meter].aggregation in ("count", "sum") else 1
+                        cycle_usage = Usage(quantity * scale, events * scale)
+                        amount = round_money(model.price(charge.terms, cycle_usage).amount / per_month, currency)
                 except (PricingError, ArithmeticError, KeyError):
                     amount = None
                 meter_rows.append((cid, m, plan.id, charge.meter, quantity, amount, currency))
@@ -875,7 +902,6 @@ def forecast(sources: Sources, month: str | None = None) -> Report:
                 else:
                     total += amount
                     usage_total += amount
-            per_month = CYCLE_MONTHS[plan.cycle]
             if total is not None and plan.base_fee is not None:
                 fee = round_money(plan.base_fee.amount / per_month, currency)
                 meter_rows.append((cid, m, plan.id, "(base fee)", None, fee, currency))
@@ -895,7 +921,11 @@ def forecast(sources: Sources, month: str | None = None) -> Report:
                 f"later — is fitted with a least-squares line y = a + b·x (x = 0, 1, … per month); the next "
                 f"{FORECAST_MONTHS} months are the line's values at the following x, never below 0. Each month's "
                 "quantity is priced with the customer's plan on that month's first day as if the month were one "
-                "billing cycle (the plan's pricing plugin, rounded half-even), plus the base fee (a quarterly or "
+                "billing cycle — for a quarterly or yearly plan, a cycle used at that monthly rate (count and sum "
+                "meters times the cycle's months; max, latest and unique counts as they are) divided by its "
+                "months — (the plan's pricing plugin, rounded half-even; a model with per-event bands, "
+                "such as a percentage with a per-event minimum or maximum, at the amount per unit it gave in "
+                f"{last}), plus the base fee (a quarterly or "
                 "yearly fee spread evenly by month) and, for monthly plans, any minimum-commitment shortfall. "
                 "Prepaid credits and taxes are not deducted."),
         tables=(

@@ -47,6 +47,7 @@ from ledger.reports import (
     aging_bucket,
     build_report,
     linear_trend,
+    plan_on,
 )
 from ledger.session import Session
 from ledger.store import batches, events
@@ -425,3 +426,27 @@ def test_linear_trend_is_least_squares() -> None:
     # → slope 3497.5 / 17.5 = 199.857142…, intercept 1500.833… − 2.5 × 199.857… = 1001.190…
     assert slope.quantize(D("0.000001")) == D("199.857143")
     assert intercept.quantize(D("0.001")) == D("1001.190")
+
+
+def test_forecast_follows_a_plan_change_and_spreads_a_quarterly_cycle(tmp_path: Path) -> None:
+    """Sep on monthly ``p`` (0.10 a call), from Oct on quarterly ``q`` (a flat 90.00 per quarter).
+
+    10 calls a day all October: the forecast prices November on ``q`` — 90.00 a quarter is
+    30.00 a month, not 90.00 — and the plan change is seen (``p`` has no end date)."""
+    plans = PLANS + """\
+  q:
+    currency: USD
+    cycle: quarterly
+    charges:
+      - {meter: api_calls, model: flat, amount: "90.00"}
+"""
+    customers = "customers:\n  c:\n    currency: USD\n    billing_anchor: calendar\n" \
+        "    subscriptions: [{plan: p, start: 2026-09-01}, {plan: q, start: 2026-10-01}]\n"
+    session = make_workspace(tmp_path / "ws", METERS, plans, customers)
+    insert(session, [e for d in range(1, 32) for e in calls("c", [f"2026-10-{d:02d}"] * 10, f"d{d}-")])
+    assert plan_on(session.rules, "c", date(2026, 9, 30)).id == "p"
+    assert plan_on(session.rules, "c", date(2026, 10, 1)).id == "q"
+    assert plan_on(session.rules, "c", date(2026, 8, 31)) is None
+    report = build_report(session, "forecast", month="2026-10")
+    [row] = rows(report, "Forecast by customer")
+    assert (row["plan"], row["2026-11"]) == ("q", D("30.00"))
