@@ -6,6 +6,10 @@
     'Cus-00123'
     >>> AccountMap({}).name("unbilled", customer="Acme")
     'Assets:Receivables:Unbilled:Acme'
+    >>> AccountMap({}).name("unapplied_cash")
+    'Liabilities:Unapplied-Cash'
+    >>> AccountMap({"unapplied_cash": "Liabilities:Customer-Deposits"}).name("unapplied_cash")
+    'Liabilities:Customer-Deposits'
 """
 
 from __future__ import annotations
@@ -26,7 +30,10 @@ DEFAULT_TEMPLATES: dict[str, str] = {
     "breakage_revenue": "Income:Credit-Breakage",
     "credit_notes": "Income:Credit-Notes",
     "cash": "Assets:Bank:Operating",
-    "unapplied_cash": "Assets:Bank:Unapplied",
+    # Money received but not applied to an invoice is owed back to the payer (applied or
+    # refunded later): a liability, not a second bank account. DESIGN says
+    # Assets:Bank:Unapplied, which goes negative and understates the Assets:Bank subtree.
+    "unapplied_cash": "Liabilities:Unapplied-Cash",
 }
 ROOTS = ("Assets", "Liabilities", "Equity", "Income", "Expenses")
 _WORD_BREAK = re.compile(r"[^A-Za-z0-9]+")

@@ -64,9 +64,11 @@ from beancount.utils import misc_utils
 from sqlalchemy import Engine, delete, insert, select
 
 from ledger import books, seal
+from ledger.credit_notes import load_credit_notes
 from ledger.errors import BadInput, MeterbookError, PluginError
 from ledger.invoicing import Invoice, draft_invoices, load_invoices
 from ledger.money import quantum
+from ledger.payments import load_payments, settle
 from ledger.reconcile import Finding
 from ledger.store import acceptances as acceptances_table
 from ledger.store import meta as meta_table
@@ -83,6 +85,8 @@ ACCEPT = "meterbook-accept"
 ASSERTED_KINDS = ("unbilled", "contract_asset", "receivable", "deferred", "refund_liability")
 #: Account kinds the store-to-ledger tie-out compares per customer.
 TIE_OUT_KINDS = ("unbilled", "contract_asset", "receivable")
+#: Company-wide accounts (not per customer) asserted at close from the payments table: :func:`cash_balances`.
+CASH_KINDS = ("cash", "unapplied_cash")
 ZERO = Decimal(0)
 
 
@@ -568,19 +572,57 @@ def _sums(entries: Iterable[data.Directive], before: date) -> dict[tuple[str, st
     return totals
 
 
+def cash_balances(session: Session, month: str) -> dict[tuple[str, str], Decimal]:
+    """Cash and unapplied cash at the end of ``month`` per currency, from the payments table alone.
+
+    Cash is every payment received through the month's last day, in full (the
+    bank's figure). Unapplied cash is the part of each payment that the payment
+    matching (:func:`ledger.payments.settle`, the replay that posts them, over the
+    invoices, payments and credit notes dated through the month's end) applies
+    to no invoice; it is a credit balance, so negative. With INV-1 1.00 USD and
+    INV-2 0.75 USD open, 0.40 paid on INV-1, 2.00 on INV-2 and 15.00 naming no
+    invoice::
+
+        ("Assets:Bank:Operating", "USD")        17.40   0.40 + 2.00 + 15.00
+        ("Liabilities:Unapplied-Cash", "USD")  -16.25   (2.00 - 0.75) + 15.00
+
+    The posted payment entries are not read, so a payment lost or edited on the
+    way to the books fails its assertion.
+    """
+    end = last_day(month)
+    payments = [p for p in load_payments(session.engine) if p.date <= end]
+    if not payments:
+        return {}
+    invoices = [inv for inv in load_invoices(session.engine) if inv.date <= end]
+    notes = [n for n in load_credit_notes(session.engine) if n.date <= end]
+    settled = settle(invoices, payments, notes)
+    cash, unapplied = (session.rules.account(kind) for kind in CASH_KINDS)
+    totals: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
+    for payment in payments:
+        totals[(cash, payment.currency)] += payment.amount
+        rest = settled[("payment", payment.reference)].rest
+        if rest:
+            totals[(unapplied, payment.currency)] -= rest
+    return dict(totals)
+
+
 def expected_balances(session: Session, month: str) -> list[data.Balance]:
     """Balance assertions for the end of ``month`` (dated the 1st of the next month).
 
     One per currency for every unbilled, contract-asset, receivable, deferred,
     refund-liability and revenue (``Income:``) account with postings, the amount
-    computed from the store and the rating (:func:`regenerated_entries`).
+    computed from the store and the rating (:func:`regenerated_entries`); and for
+    cash and unapplied cash, computed from the payments table (:func:`cash_balances`).
     """
     day = first_day(seal.next_month(month))
-    expected = _sums(regenerated_entries(session, last_day(month)), day)
+    cash_accounts = {session.rules.account(kind) for kind in CASH_KINDS}
+    expected = {k: v for k, v in _sums(regenerated_entries(session, last_day(month)), day).items()
+                if k[0] not in cash_accounts}
+    expected.update(cash_balances(session, month))
     kinds = account_kinds(session.rules)
-    # Accounts posted to in the books but absent from the regeneration must be 0: assert that too.
+    # Accounts posted to in the books but absent from the expectation must be 0: assert that too.
     posted = _sums(books.load_books(session.workspace.main_file)[0], day)
-    keys = {k for k in (*expected, *posted) if k[0] in kinds or k[0].startswith("Income:")}
+    keys = {k for k in (*expected, *posted) if k[0] in kinds or k[0] in cash_accounts or k[0].startswith("Income:")}
     balances = []
     for account, currency in sorted(keys):
         number = expected.get((account, currency), ZERO)

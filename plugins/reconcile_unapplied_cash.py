@@ -1,4 +1,6 @@
-"""Unapplied cash: payments (or parts of them) that settle no invoice, held in ``Assets:Bank:Unapplied``.
+"""Unapplied cash: payments (or parts of them) that settle no invoice, held in the
+``unapplied_cash`` account (default ``Liabilities:Unapplied-Cash``: owed to the payer until
+applied or refunded).
 
 DESIGN: a payment not matched to an invoice is "a reconciliation finding until
 applied". The settlement of every payment and credit note through the month's
@@ -7,7 +9,7 @@ them), and each payment with an unapplied rest is a finding::
 
     unapplied-cash:BANK-3:2026-10  error  expected 0  actual 15.00
       payment BANK-3 of 15.00 USD on 2026-10-26 names no invoice: 15.00 USD held in
-      Assets:Bank:Unapplied until it is applied or refunded
+      Liabilities:Unapplied-Cash until it is applied or refunded
 
 Severity: unapplied cash is a suspense balance, and a month-end close does not
 leave suspense unexplained. A payment received *in the month* with an unapplied

@@ -9,6 +9,18 @@ The workspace has two customers on a graduated plan (10 calls free, then 0.05):
 
 So September's close asserts Unbilled:Cal 1.00, Unbilled:Ann 0.20 and
 Income:Usage:Api-Calls −1.20 on 2026-10-01.
+
+The payments tests add, to cal's INV-2026-000001 (1.00, Oct 1) and ann's
+INV-2026-000002 (0.75, Oct 15)::
+
+    2026-10-05  0.40 USD  INV-2026-000001  BANK-1  partial: 0.40 applied, 0.60 still owed
+    2026-10-20  2.00 USD  INV-2026-000002  BANK-2  overpaid: 0.75 applied, 1.25 unapplied
+    2026-10-25 15.00 USD  (none)           BANK-3  unmatched: 15.00 unapplied
+    2026-10-28  9.00 EUR  (none)           BANK-4  unmatched: 9.00 EUR unapplied
+    2026-11-02  5.00 USD  INV-2026-000001  BANK-5  after October: not in its assertions
+
+October's close asserts cash 0.40 + 2.00 + 15.00 = 17.40 USD and 9.00 EUR,
+unapplied cash −(1.25 + 15.00) = −16.25 USD and −9.00 EUR, Receivables Cal 0.60.
 """
 
 from __future__ import annotations
@@ -17,18 +29,21 @@ import hashlib
 import os
 import subprocess
 import sys
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from beancount.core import data
+from beancount.core.amount import Amount
 from click.testing import CliRunner, Result
 
 from ledger.books import close_path, load_books, month_path, sealed_months
 from ledger.cli import cli
 from ledger.closing import run_reconcilers
 from ledger.events import Event
+from ledger.invoicing import load_invoices
+from ledger.payments import ingest_payments
 from ledger.session import Session
 from tests.support import calls, insert_events, open_session, write_workspace
 
@@ -125,9 +140,9 @@ def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def balance(entries: list[data.Directive], account: str, on: date) -> Decimal:
+def balance(entries: list[data.Directive], account: str, on: date, currency: str = "USD") -> Decimal:
     return sum((p.units.number for e in entries if isinstance(e, data.Transaction) and e.date < on
-                for p in e.postings if p.account == account), Decimal(0))
+                for p in e.postings if p.account == account and p.units.currency == currency), Decimal(0))
 
 
 def test_close_writes_assertions_computed_from_the_store_and_a_seal(root: Path) -> None:
@@ -300,3 +315,101 @@ def test_check_finds_books_behind_the_store(root: Path) -> None:
     assert result.exit_code == 1, result.output
     assert "FAILED  store-to-ledger tie-out" in result.output
     assert "cal unbilled" in result.output
+
+
+PAYMENTS = """\
+date,amount,currency,invoice,reference
+2026-10-05,0.40,USD,INV-2026-000001,BANK-1
+2026-10-20,2.00,USD,INV-2026-000002,BANK-2
+2026-10-25,15.00,USD,,BANK-3
+2026-10-28,9.00,EUR,,BANK-4
+2026-11-02,5.00,USD,INV-2026-000001,BANK-5
+"""
+# the unapplied rests of October's payments are error findings; the close needs them accepted
+UNAPPLIED = [arg for ref in ("BANK-2", "BANK-3", "BANK-4")
+             for arg in ("--accept", f"unapplied-cash:{ref}:2026-10", "--reason", "test: refund pending")]
+
+
+@pytest.fixture
+def paid(root: Path, tmp_path: Path) -> Path:
+    """September closed, the payments above stored and the books posted through November 2."""
+    assert run(root, "close", "2026-09").exit_code == 0
+    bank = tmp_path / "bank.csv"
+    bank.write_text(PAYMENTS)
+    session = _session(root)
+    assert ingest_payments(session.engine, bank, now=datetime(2026, 11, 25, tzinfo=UTC)).accepted == 5
+    session.post(date(2026, 11, 2))
+    return root
+
+
+def assertions(root: Path, month: str) -> dict[tuple[str, str], Decimal]:
+    entries, _errors, _options = load_books(root / "books" / "main.beancount")
+    close = str(close_path(root / "books", month))
+    return {(e.account, e.amount.currency): e.amount.number for e in entries
+            if isinstance(e, data.Balance) and e.meta["filename"] == close}
+
+
+def test_close_asserts_cash_and_unapplied_cash_from_the_payments(paid: Path) -> None:
+    result = run(paid, "close", "2026-10", *UNAPPLIED)
+    assert result.exit_code == 0, result.output
+    issued = [(inv.number, inv.customer, inv.date, inv.total) for inv in load_invoices(_session(paid).engine)]
+    assert issued == [("INV-2026-000001", "cal", date(2026, 10, 1), Decimal("1.00")),
+                      ("INV-2026-000002", "ann", date(2026, 10, 15), Decimal("0.75"))]
+    asserted = assertions(paid, "2026-10")
+    # cash: every payment received through Oct 31 in full; BANK-5 (Nov 2) is not in it
+    assert asserted[("Assets:Bank:Operating", "USD")] == Decimal("17.40")  # 0.40 + 2.00 + 15.00
+    assert asserted[("Assets:Bank:Operating", "EUR")] == Decimal("9.00")
+    # unapplied: BANK-2's 2.00 - 0.75 = 1.25 overpaid + BANK-3's 15.00 unmatched, a credit balance
+    assert asserted[("Liabilities:Unapplied-Cash", "USD")] == Decimal("-16.25")
+    assert asserted[("Liabilities:Unapplied-Cash", "EUR")] == Decimal("-9.00")
+    # the partial payment leaves 1.00 - 0.40 = 0.60 owed by cal; ann's invoice is settled
+    assert asserted[("Assets:Receivables:Invoiced:Cal", "USD")] == Decimal("0.60")
+    assert asserted[("Assets:Receivables:Invoiced:Ann", "USD")] == Decimal("0.00")
+    assert f"closed 2026-10: {len(asserted)} balance assertions" in result.output
+    entries, errors, _options = load_books(paid / "books" / "main.beancount")
+    assert errors == []
+    checked = bean_check(paid)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    # the books past the month end hold BANK-5: 0.60 applied to cal, 4.40 overpaid
+    assert balance(entries, "Assets:Bank:Operating", date(2026, 11, 3)) == Decimal("22.40")
+    assert balance(entries, "Liabilities:Unapplied-Cash", date(2026, 11, 3)) == Decimal("-20.65")
+
+
+def test_a_payment_amount_edited_in_the_month_file_fails_its_assertions(paid: Path) -> None:
+    assert run(paid, "close", "2026-10", *UNAPPLIED).exit_code == 0
+    october = month_path(paid / "books", "2026-10")
+    blocks = october.read_text().split("\n\n")
+    [wire] = [i for i, block in enumerate(blocks) if 'reference: "BANK-3"' in block]
+    assert blocks[wire].count("15.00 USD") == 2  # cash and unapplied cash: still a balanced transaction
+    blocks[wire] = blocks[wire].replace("15.00 USD", "14.00 USD")
+    october.write_text("\n\n".join(blocks))
+    _entries, errors, _options = load_books(paid / "books" / "main.beancount")
+    messages = [e.message for e in errors]
+    assert any(m.startswith("Balance failed for 'Assets:Bank:Operating': expected 17.40 USD != accumulated "
+                            "16.40 USD") for m in messages), messages
+    assert any(m.startswith("Balance failed for 'Liabilities:Unapplied-Cash': expected -16.25 USD != "
+                            "accumulated -15.25 USD") for m in messages), messages
+
+
+def test_cash_assertions_do_not_read_the_posted_payments(paid: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A payment altered on its way to the books (and in every regeneration) is still caught:
+    the cash figures come from the payments table, not from the payment entries."""
+    import ledger.session
+
+    real = ledger.session.payment_entries
+
+    def fifteen_becomes_fourteen(*args: object, **kwargs: object) -> list[data.Transaction]:
+        entries = real(*args, **kwargs)  # type: ignore[arg-type]
+        return [e._replace(postings=[p._replace(units=Amount(Decimal("14.00").copy_sign(p.units.number), "USD"))
+                                     for p in e.postings]) if e.meta["reference"] == "BANK-3" else e
+                for e in entries]
+
+    monkeypatch.setattr(ledger.session, "payment_entries", fifteen_becomes_fourteen)
+    result = run(paid, "close", "2026-10", *UNAPPLIED)
+    assert result.exit_code == 1, result.output
+    assert "Balance failed for 'Assets:Bank:Operating'" in result.output
+    assert "Balance failed for 'Liabilities:Unapplied-Cash'" in result.output
+    assert "nothing sealed" in result.output
+    assert sealed_months(paid / "books") == {"2026-09"}
+    monkeypatch.undo()
+    assert run(paid, "close", "2026-10", *UNAPPLIED).exit_code == 0

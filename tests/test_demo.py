@@ -105,7 +105,7 @@ def test_small_demo_books_show_late_usage_partial_and_unapplied_payments(small: 
     wire = [t for t in txns if t.meta.get("reference") == "WIRE-20260821-0001"]
     assert len(wire) == 1
     assert {(p.account, p.units.number) for p in wire[0].postings} == {
-        ("Assets:Bank:Operating", Decimal("250.00")), ("Assets:Bank:Unapplied", Decimal("-250.00"))}
+        ("Assets:Bank:Operating", Decimal("250.00")), ("Liabilities:Unapplied-Cash", Decimal("-250.00"))}
     # the partial payment: exactly half of its invoice (rounded to the cent)
     payments = [t for t in txns if "invoice" in t.meta and "reference" in t.meta]
     invoices = {t.meta["invoice"]: t for t in txns if t.meta.get("reference") is None and "invoice" in t.meta

@@ -134,10 +134,10 @@ def test_full_partial_unmatched_overpaid(paid: tuple[Session, Path, ingest.Impor
     # Oct 20: 40.00 received, 30.00 settles beta, 10.00 is an overpayment
     assert balance(entries, "Assets:Receivables:Invoiced:Beta", date(2026, 10, 21)) == 0
     # unapplied: 7.50 (no invoice) + 5.00 (unknown invoice) + 10.00 (overpayment) = 22.50
-    assert balance(entries, "Assets:Bank:Unapplied", date(2026, 10, 16)) == Decimal("-7.50")
-    assert balance(entries, "Assets:Bank:Unapplied", date(2026, 11, 1)) == Decimal("-22.50")
+    assert balance(entries, "Liabilities:Unapplied-Cash", date(2026, 10, 16)) == Decimal("-7.50")
+    assert balance(entries, "Liabilities:Unapplied-Cash", date(2026, 11, 1)) == Decimal("-22.50")
     # 9.00 EUR against a USD invoice cannot settle it: unapplied, in EUR
-    assert balance(entries, "Assets:Bank:Unapplied", date(2026, 11, 1), "EUR") == Decimal("-9.00")
+    assert balance(entries, "Liabilities:Unapplied-Cash", date(2026, 11, 1), "EUR") == Decimal("-9.00")
     # the bank holds everything received: 110 + 20 + 7.50 + 5 + 40 = 182.50 USD and 9.00 EUR
     assert balance(entries, "Assets:Bank:Operating", date(2026, 11, 1)) == Decimal("182.50")
     assert balance(entries, "Assets:Bank:Operating", date(2026, 11, 1), "EUR") == Decimal("9.00")
@@ -208,7 +208,7 @@ def test_settlement_is_deterministic_whatever_the_order() -> None:
 
     class FakeRules:
         def account(self, key: str, **ids: str) -> str:
-            return {"cash": "Assets:Bank:Operating", "unapplied_cash": "Assets:Bank:Unapplied",
+            return {"cash": "Assets:Bank:Operating", "unapplied_cash": "Liabilities:Unapplied-Cash",
                     "receivable": "Assets:Receivables:Invoiced:Acme"}[key]
 
     rules: Rules = FakeRules()  # type: ignore[assignment]

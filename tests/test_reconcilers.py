@@ -252,6 +252,8 @@ def test_unapplied_cash_errors_for_the_month_warnings_carried(root: Path) -> Non
     assert found == {"unapplied-cash:BANK-0:2026-10": ("warning", None, Decimal("2.00")),
                      "unapplied-cash:BANK-2:2026-10": ("error", "ann", Decimal("0.25")),
                      "unapplied-cash:BANK-3:2026-10": ("error", None, Decimal("5.00"))}
+    [bank3] = [f for f in findings(root, "2026-10", "unapplied-cash") if f.id == "unapplied-cash:BANK-3:2026-10"]
+    assert "5.00 USD held in Liabilities:Unapplied-Cash until it is applied or refunded" in bank3.explanation
     # September: BANK-0 is that month's own, an error there
     assert [(f.id, f.severity) for f in findings(root, "2026-09", "unapplied-cash")] == [
         ("unapplied-cash:BANK-0:2026-09", "error")]

@@ -80,6 +80,17 @@ def test_bad_account_template(tmp_path: Path) -> None:
 def test_missing_accounts_file_means_defaults(tmp_path: Path) -> None:
     rules = load_rules(_write(tmp_path))
     assert rules.account("receivable", customer="c1") == "Assets:Receivables:Invoiced:C1"
+    # money received but not applied is owed to the payer: a liability (README: unapplied cash)
+    assert rules.account("unapplied_cash") == "Liabilities:Unapplied-Cash"
+    assert rules.account("cash") == "Assets:Bank:Operating"
+
+
+def test_unapplied_cash_account_can_be_overridden(tmp_path: Path) -> None:
+    rules_dir = _write(tmp_path, accounts_yaml="accounts:\n  unapplied_cash: Liabilities:Customer-Deposits\n")
+    assert load_rules(rules_dir).account("unapplied_cash") == "Liabilities:Customer-Deposits"
+    bad = _write(tmp_path, accounts_yaml="accounts:\n  unapplied_cash: Customer-Deposits\n")
+    with pytest.raises(RulesError, match=r"accounts.yaml:2: accounts.unapplied_cash: 'Customer-Deposits' must start"):
+        load_rules(bad)
 
 
 def test_alert_thresholds_are_fractions_and_may_be_written_as_in_design(tmp_path: Path) -> None:
