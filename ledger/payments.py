@@ -25,13 +25,13 @@ overpayment; the third names no invoice. DESIGN's accounting table gives::
       unapplied: "overpayment"
       Assets:Bank:Operating                   70.00 USD
       Assets:Receivables:Invoiced:Acme       -40.00 USD
-      Assets:Bank:Unapplied                  -30.00 USD
+      Liabilities:Unapplied-Cash             -30.00 USD
 
     2026-10-26 * "Payment BANK-3 (unapplied: no invoice)"
       reference: "BANK-3"
       unapplied: "no_invoice"
       Assets:Bank:Operating                   15.00 USD
-      Assets:Bank:Unapplied                  -15.00 USD
+      Liabilities:Unapplied-Cash             -15.00 USD
 
 Cash is always the bank's full amount (the operating account reconciles with
 the bank statement); what cannot be applied to a receivable waits in
