@@ -685,6 +685,9 @@ def check_books(workspace: Workspace) -> list[CheckResult]:
         return results
     results.append(CheckResult("rules", True, (f"{len(session.rules.customers)} customers, "
                                                f"{len(session.rules.plans)} plans, rules {session.rules.hash}",)))
+    from ledger.rerate import pinned_terms_check
+
+    results.append(pinned_terms_check(session))
     missing = session.unknown_records()
     if missing:
         results.append(CheckResult("store of record", False, (

@@ -45,17 +45,33 @@ second run posts nothing. Usage that arrives late for an issued cycle is still
 the late-usage adjustment of :mod:`ledger.posting`, priced with the pinned
 version; a later rerate run re-prices it. Sealed months are never touched: the
 documents are dated in an open month.
+
+A pin only means something while its version's terms stay as they were, so each
+pin also stores a digest of those terms (:func:`terms_digest`). Editing a pinned
+version *in place* (0.02 → 0.025 in a tier, with no new version) would re-price
+the invoiced cycle silently: ``post`` would book a late adjustment and no
+document, and ``rerate`` would find nothing. :func:`changed_terms` finds such
+edits; ``post``, ``invoice``, ``close`` and ``rerate`` refuse while one is in
+place (:func:`require_unchanged_terms`)::
+
+    rules/plans.yaml:2: plans.u: the terms of plan 'u' that INV-2026-000002 billed for cycle acme-2026-10-01 (original terms) changed in place (1 more invoice affected): restore the terms, add a `versions:` entry effective from the change date, then run `meterbook rerate --from DATE`. Nothing was written
+
+and ``meterbook check`` fails (:func:`pinned_terms_check`). Pins stored before
+digests were kept have none: their terms at invoicing are unknown, not drift.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal
 from html import escape
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from beancount.core import data
@@ -64,7 +80,7 @@ from sqlalchemy import Connection, Engine, func, select
 
 from ledger.credit_notes import CreditNote, creditable
 from ledger.cycles import cycle_at
-from ledger.errors import BadInput
+from ledger.errors import BadInput, RulesError
 from ledger.events import dumps
 from ledger.invoicing import Invoice, InvoiceLine, cycle_lines, load_invoices
 from ledger.posting import FLAG, _meta
@@ -73,7 +89,8 @@ from ledger.store import credit_notes as credit_notes_table
 from ledger.store import cycle_terms, rerates
 
 if TYPE_CHECKING:
-    from ledger.rules import Rules
+    from ledger.closing import CheckResult
+    from ledger.rules import Plan, Rules
     from ledger.session import Session
 
 ZERO = Decimal(0)
@@ -83,6 +100,11 @@ RERATED_KINDS = ("usage", "commitment", "base_fee")
 
 
 # --- pinned terms ---------------------------------------------------------------------------
+
+#: What a pin fixes: ``usage`` (the charges, the commitment and an arrears base fee,
+#: pinned by the invoice that bills the cycle's arrears) and ``fee`` (an advance base
+#: fee, pinned by the invoice that bills it).
+PARTS = ("usage", "fee")
 
 
 def _version_text(version: date | None) -> str | None:
@@ -97,6 +119,74 @@ def _version_date(text: str | None) -> date | None:
     return date.min if text == "" else date.fromisoformat(text)
 
 
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
+
+
+def _number(value: Decimal) -> str:
+    """Decimal text without trailing zeros or exponent: ``0.020`` → ``"0.02"``, ``1E+3`` → ``"1000"``."""
+    return format(value.normalize(), "f") if value.is_finite() else str(value)
+
+
+def _plain(value: Any) -> Any:
+    """A charge's YAML parameters as JSON data that is equal exactly when the values are:
+    a number written ``1000``, ``"1000"`` or ``'1000.0'`` is one number."""
+    if value is None or isinstance(value, bool | float):
+        return value
+    if isinstance(value, int | Decimal):
+        return _number(Decimal(value))
+    if isinstance(value, str):
+        return _number(Decimal(value.strip())) if _NUMBER.fullmatch(value.strip()) else value
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return repr(value)
+
+
+def pinned_terms(plan: Plan, version: date, part: str) -> dict[str, Any]:
+    """The terms of ``plan``'s version ``version`` (``date.min``: the original terms) that a
+    ``part`` pin (:data:`PARTS`) fixes, as plain JSON data: what rating reads.
+
+    A charge is its meter, its model and its parameters as written in the YAML
+    (whatever the plugin parses them into: a plugin upgrade is not an edit). Key
+    order, quoting and ``"0.020"`` for ``"0.02"`` are not terms, nor is the order
+    of the charges; the advance fee's amount belongs to the ``fee`` pin, since the
+    invoice that bills a cycle's usage does not bill it:
+
+    >>> from ledger.rules import BaseFee, Charge, Plan
+    >>> plan = Plan(id="u", currency="USD", base_fee=BaseFee(amount=Decimal("9.00")), charges=(
+    ...     Charge(meter="api_calls", model="graduated", tiers=[{"up_to": 1000, "unit_price": "0"},
+    ...                                                         {"unit_price": "0.020"}]),))
+    >>> usage = pinned_terms(plan, date.min, "usage")
+    >>> usage["charges"], usage["base_fee"]
+    ([{'meter': 'api_calls', 'model': 'graduated', 'params': {'tiers': [{'up_to': '1000', 'unit_price': '0'}, \
+{'unit_price': '0.02'}]}}], {'timing': 'advance'})
+    >>> pinned_terms(plan, date.min, "fee")
+    {'currency': 'USD', 'cycle': 'monthly', 'base_fee': {'amount': '9', 'timing': 'advance'}}
+
+    Each term is named here, not taken from the records wholesale, so that a term
+    a later meterbook adds (left out while at its default) keeps stored digests valid.
+    """
+    terms = plan.as_of(version)
+    fee = terms.base_fee
+    out: dict[str, Any] = {"currency": terms.currency, "cycle": terms.cycle}
+    if part == "fee":
+        return {**out, "base_fee": {"amount": _number(fee.amount), "timing": fee.timing} if fee else None}
+    charges = sorted(({"meter": c.meter, "model": c.model, "params": _plain(c.params)} for c in terms.charges),
+                     key=dumps)
+    return {**out, "charges": charges,
+            "minimum_commitment": _number(terms.minimum_commitment) if terms.minimum_commitment is not None else None,
+            "base_fee": None if fee is None else {"timing": "advance"} if fee.timing == "advance"
+            else {"amount": _number(fee.amount), "timing": fee.timing}}
+
+
+def terms_digest(plan: Plan, version: date, part: str) -> str:
+    """sha256 (hex) of the canonical JSON of :func:`pinned_terms`: what a pin stores."""
+    return hashlib.sha256(dumps(pinned_terms(plan, version, part)).encode()).hexdigest()
+
+
 def load_pins(engine: Engine) -> dict[str, TermsPin]:
     """The plan version every issued cycle was invoiced under, by cycle link."""
     with engine.connect() as conn:
@@ -106,7 +196,8 @@ def load_pins(engine: Engine) -> dict[str, TermsPin]:
 
 def record_pins(conn: Connection, rules: Rules, invoices: Iterable[Invoice]) -> None:
     """Pin the versions newly issued invoices were rated with (kept as they are once set),
-    in the transaction that issues them (:func:`ledger.invoicing.issue`'s ``also``).
+    in the transaction that issues them (:func:`ledger.invoicing.issue`'s ``also``), each
+    with the invoice and the digest of the version's terms (:func:`terms_digest`).
 
     A cycle's usage is pinned by the invoice that freezes its accruals (arrears),
     its advance base fee by the invoice that bills it.
@@ -116,15 +207,20 @@ def record_pins(conn: Connection, rules: Rules, invoices: Iterable[Invoice]) -> 
         customer = rules.customers.get(inv.customer)
         if customer is None:
             continue
-        parts = [(snap.cycle, "usage_version") for snap in inv.accruals]
-        parts += [(line.cycle, "fee_version") for line in inv.lines
+        parts = [(snap.cycle, "usage") for snap in inv.accruals]
+        parts += [(line.cycle, "fee") for line in inv.lines
                   if line.kind == "base_fee" and line.account == "deferred" and line.cycle]
-        for key, column in parts:
+        for key, part in parts:
             cycle = cycle_at(customer, rules.plans, date.fromisoformat(key[:10]))
             if cycle is None or cycle.plan not in rules.plans:
                 continue
             row = wanted.setdefault(cycle.link, {"plan": cycle.plan})
-            row[column] = _version_text(rules.plans[cycle.plan].version_at(cycle.start))
+            if f"{part}_version" in row:
+                continue
+            plan = rules.plans[cycle.plan]
+            version = plan.version_at(cycle.start)
+            row.update({f"{part}_version": _version_text(version), f"{part}_invoice": inv.number,
+                        f"{part}_digest": terms_digest(plan, version, part)})
     if not wanted:
         return
     existing = {row.link: row for row in conn.execute(
@@ -134,10 +230,149 @@ def record_pins(conn: Connection, rules: Rules, invoices: Iterable[Invoice]) -> 
         if old is None:
             conn.execute(cycle_terms.insert().values(link=link, **row))
             continue
-        # a pin, once set, never moves: the invoice was issued under it
-        update = {k: v for k, v in row.items() if k != "plan" and getattr(old, k) is None}
+        # a pin, once set, never moves (the invoice was issued under it), nor does its digest
+        update = {k: v for part in PARTS if f"{part}_version" in row and getattr(old, f"{part}_version") is None
+                  for k, v in row.items() if k.startswith(f"{part}_")}
         if update:
             conn.execute(cycle_terms.update().where(cycle_terms.c.link == link).values(**update))
+
+
+# --- terms edited in place ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Drift:
+    """An issued cycle whose pinned plan version has other terms now than when it was invoiced.
+
+    Rating would price the cycle with the edited terms and ``post`` would book the
+    difference as a late adjustment on an invoiced (perhaps sealed) cycle, with no
+    credit note or debit adjustment: the edit must be undone and made a version.
+    """
+
+    customer: str
+    link: str
+    cycle: str  # 2026-10-01/2026-11-01; "" when the customer's subscriptions no longer have it
+    plan: str
+    version: date  # the pinned version's effective date; date.min: the plan's original terms
+    part: str  # usage | fee (:data:`PARTS`)
+    invoice: str  # the invoice that pinned it
+    pinned: str  # the digest stored at invoicing
+    current: str | None  # the digest of the terms now; None: the plan is gone from the rules
+
+    @property
+    def version_label(self) -> str:
+        return "original terms" if self.version == date.min else f"version effective {self.version.isoformat()}"
+
+    @property
+    def terms(self) -> str:
+        return "advance base fee" if self.part == "fee" else "charges, commitment and arrears base fee"
+
+    def describe(self) -> str:
+        """One line: ``INV-… link (cycle): plan p, version, what changed``."""
+        cycle = f" ({self.cycle})" if self.cycle else ""
+        change = "plan removed from the rules" if self.current is None else f"{self.terms} edited since invoiced"
+        return f"{self.invoice} {self.link}{cycle}: plan {self.plan}, {self.version_label}: {change}"
+
+
+def changed_terms(engine: Engine, rules: Rules) -> list[Drift]:
+    """Every pin whose version's terms in ``rules`` differ from the digest stored when it
+    was invoiced, ordered by invoice. Pins stored before digests were kept (NULL) are
+    unknown, not drift: :func:`unverified_pins` counts them."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(cycle_terms).order_by(cycle_terms.c.link)).all()
+    now: dict[tuple[str, date, str], str | None] = {}
+    found: list[Drift] = []
+    for row in rows:
+        for part in PARTS:
+            version, pinned = _version_date(getattr(row, f"{part}_version")), getattr(row, f"{part}_digest")
+            if version is None or pinned is None:
+                continue
+            key = (row.plan, version, part)
+            if key not in now:
+                plan = rules.plans.get(row.plan)
+                now[key] = terms_digest(plan, version, part) if plan is not None else None
+            if now[key] == pinned:
+                continue
+            customer, start = row.link[:-11], date.fromisoformat(row.link[-10:])
+            subscriber = rules.customers.get(customer)
+            cycle = cycle_at(subscriber, rules.plans, start) if subscriber is not None else None
+            found.append(Drift(customer=customer, link=row.link, cycle=cycle.key if cycle else "", plan=row.plan,
+                               version=version, part=part, invoice=getattr(row, f"{part}_invoice") or "",
+                               pinned=pinned, current=now[key]))
+    return sorted(found, key=lambda d: (d.invoice, d.link, d.part))
+
+
+def unverified_pins(engine: Engine) -> int:
+    """Pins stored before term digests were kept (a store migrated from an earlier schema):
+    what they were invoiced under is unknown, so an edit to them cannot be detected."""
+    c = cycle_terms.c
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(cycle_terms).where(
+            ((c.usage_version.is_not(None)) & c.usage_digest.is_(None))
+            | ((c.fee_version.is_not(None)) & c.fee_digest.is_(None)))).scalar() or 0)
+
+
+def _where(rules_dir: Path, rules: Rules, drift: Drift) -> tuple[str, int | None]:
+    """The key path and line in plans.yaml of the drifted version (the plan's own for the original terms)."""
+    from ledger.rules import _dotted, _Source
+
+    path: tuple[Any, ...] = ("plans", drift.plan)
+    plan = rules.plans.get(drift.plan)
+    if plan is not None and drift.version != date.min:
+        index = next((i for i, v in enumerate(plan.versions) if v.effective == drift.version), None)
+        if index is not None:
+            path = (*path, "versions", index)
+    return _dotted(path), _Source(rules_dir / "plans.yaml", "plans").line(path)
+
+
+def require_unchanged_terms(session: Session) -> None:
+    """Refuse (exit 2, :class:`RulesError` naming ``rules/plans.yaml``) when a pinned plan
+    version was edited in place after an invoice was issued under it (:func:`changed_terms`).
+
+    ``post``, ``invoice``, ``close`` and ``rerate`` call it before writing anything: with
+    the edit in place rating would re-price invoiced cycles silently (a late adjustment,
+    no document) and ``rerate`` would compare the new terms with themselves.
+    """
+    drifts = changed_terms(session.engine, session.rules)
+    if not drifts:
+        return
+    first = drifts[0]
+    key, line = _where(session.workspace.rules_dir, session.rules, first)
+    others = sorted({d.invoice for d in drifts} - {first.invoice})
+    billed = f"{first.invoice} billed for cycle {first.link}"
+    what = (f"plan {first.plan!r}, which {billed}, is gone from the rules" if first.current is None
+            else f"the {'advance base fee' if first.part == 'fee' else 'terms'} of plan {first.plan!r} that {billed} "
+                 f"({first.version_label}) changed in place")
+    more = len(others)
+    raise RulesError(
+        what + (f" ({more} more invoice{'s' if more > 1 else ''} affected)" if more else "")
+        + ": restore the terms, add a `versions:` entry effective from the change date, then run "
+        "`meterbook rerate --from DATE`. Nothing was written",
+        file=f"{session.workspace.rules_dir.name}/plans.yaml", key=key, line=line)
+
+
+def pinned_terms_check(session: Session) -> CheckResult:
+    """``meterbook check``'s line for :func:`changed_terms`: failed on any drift. Pins
+    without a digest (stored before digests were kept) are counted as unknown, not failed."""
+    from ledger.closing import CheckResult
+
+    c = cycle_terms.c
+    with session.engine.connect() as conn:
+        rows = conn.execute(select(c.usage_version, c.usage_digest, c.fee_version, c.fee_digest)).all()
+    checked = sum(1 for row in rows for version, digest in ((row[0], row[1]), (row[2], row[3]))
+                  if version is not None and digest is not None)
+    unknown = unverified_pins(session.engine)
+    drifts = changed_terms(session.engine, session.rules)
+    note = (f"{unknown} issued cycles pinned before meterbook kept term digests: their terms at invoicing "
+            "are unknown, not checked",) if unknown else ()
+    if not drifts:
+        return CheckResult("pinned plan terms", True, (
+            f"{len(rows)} issued cycles, {checked} pinned terms as invoiced", *note))
+    return CheckResult("pinned plan terms", False, (
+        f"{len(drifts)} pinned terms edited in place after invoicing: restore them, add a `versions:` entry "
+        "effective from the change date, then run `meterbook rerate --from DATE`",
+        *(d.describe() for d in drifts[:10]),
+        *([f"… and {len(drifts) - 10} more"] if len(drifts) > 10 else []), *note))
 
 
 # --- stored reratings -------------------------------------------------------------------------
@@ -387,7 +622,10 @@ def rerate(session: Session, since: date, *, on: date | None = None, dry_run: bo
     """Re-rate issued cycles starting on or after ``since``; store and post the differences on ``on``.
 
     ``on`` (default today) must be in an open month and not before any affected invoice.
+    Refused while a pinned version is edited in place (:func:`require_unchanged_terms`):
+    the "as invoiced" side would be priced with the edit and nothing would differ.
     """
+    require_unchanged_terms(session)
     on = on or session.today()
     first_open = session.first_open()
     if on < first_open:

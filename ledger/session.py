@@ -39,6 +39,7 @@ from ledger.rerate import (
     load_pins,
     mark_credit_notes,
     record_pins,
+    require_unchanged_terms,
 )
 from ledger.rules import Rules, load_rules
 from ledger.store import open_store
@@ -128,6 +129,7 @@ class Session:
         there is compared with the sealed files and the difference posted as
         late adjustments on the first open day (:func:`ledger.posting.catch_up`).
         """
+        require_unchanged_terms(self)  # an invoiced plan version edited in place: refuse (ledger.rerate)
         first_open = self.first_open()
         generated, documents, invoices = self.regenerate(through, rated=rated)
         if first_open > date.min and through >= first_open - timedelta(days=1):
@@ -246,6 +248,7 @@ class Session:
         reconcilers see the store as it is) and returns the ones to issue
         (:func:`ledger.closing.invoice_gate` holds those with open error findings).
         """
+        require_unchanged_terms(self)  # before anything is rated, issued or pinned
         if self.first_open() > date.min:
             self.require_store_of_record()
         rating = self.rate(through)

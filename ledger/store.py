@@ -292,12 +292,20 @@ MIGRATIONS.append(_v_alerts)
 # advance base-fee invoice), as the version's effective date ("" = original terms).
 # ``rerates``: one row per invoice line a rerate run changed, with the credit note
 # (CN-…) or debit adjustment (DA-…) that carries it. Amounts are decimal text.
+# Each pin also keeps the invoice that set it and a sha256 of the pinned version's
+# terms as they were then (``ledger.rerate.terms_digest``), so a version edited in
+# place afterwards is found; rows pinned before these columns existed have NULL
+# there: their terms at invoicing are unknown.
 cycle_terms = Table(
     "cycle_terms", metadata,
     Column("link", String(300), primary_key=True),  # acme-2026-10-01
     Column("plan", String(255), nullable=False),
     Column("usage_version", String(10)),
     Column("fee_version", String(10)),
+    Column("usage_digest", String(64)),
+    Column("fee_digest", String(64)),
+    Column("usage_invoice", String(32)),  # INV-2026-000002
+    Column("fee_invoice", String(32)),
 )
 
 rerates = Table(
@@ -330,6 +338,19 @@ def _v_rerate(conn: Connection) -> None:
 
 
 MIGRATIONS.append(_v_rerate)
+
+
+def _v_terms_digest(conn: Connection) -> None:
+    # cycle_terms: the invoice and terms digest of each pin; existing pins keep NULL (unknown)
+    from sqlalchemy import inspect
+
+    present = {c["name"] for c in inspect(conn).get_columns("cycle_terms")}
+    for name, width in (("usage_digest", 64), ("fee_digest", 64), ("usage_invoice", 32), ("fee_invoice", 32)):
+        if name not in present:
+            conn.exec_driver_sql(f"ALTER TABLE cycle_terms ADD COLUMN {name} VARCHAR({width})")
+
+
+MIGRATIONS.append(_v_terms_digest)
 
 
 def open_store(url: str, *, upgrade_schema: bool = True) -> Engine:

@@ -299,3 +299,238 @@ def test_versions_are_cumulative_and_change_the_rules_hash(tmp_path: Path) -> No
     assert december.minimum_commitment == Decimal("9")
     assert december.charges[0].terms == plan.as_of(date(2026, 10, 1)).charges[0].terms
     assert plan.as_of(plan.version_at(date(2026, 9, 30))).charges[0].params == {"unit_price": "1.00"}
+
+
+# --- terms edited in place after invoicing ----------------------------------------------------
+#
+# Plan ``g`` charges tokens in graduated tiers: the first 1,000 free, then 0.02 each.
+# acme (from Oct 1) uses 5,500 tokens in October: 4,500 × 0.02 = 90.00 on INV-2026-000001
+# of Nov 1; September (sealed) and October are closed. Raising 0.02 to 0.025 *in place*
+# would re-price October at 4,500 × 0.025 = 112.50, a silent +22.50.
+
+TOKENS = "meters:\n  tokens: {event_type: llm.call, aggregation: sum, value: tokens, unit: token}\n"
+TIERED = """\
+plans:
+  g:
+    currency: USD
+    base_fee: {amount: "5.00", timing: arrears}
+    charges:
+      - meter: tokens
+        model: graduated
+        tiers:
+          - {up_to: 1000, unit_price: "0"}
+          - {unit_price: "0.02"}
+"""
+# the same terms written otherwise: keys reordered, other quotes, 1000 as a string,
+# "0.020" for "0.02", "5" for "5.00", flow style for block style
+REFORMATTED = """\
+plans:
+  g:
+    charges:
+      - tiers: [{unit_price: '0', up_to: '1000'}, {unit_price: '0.020'}]
+        model: 'graduated'
+        meter: tokens
+    base_fee:
+      timing: "arrears"
+      amount: '5'
+    currency: "USD"
+"""
+EDITED = TIERED.replace('"0.02"', '"0.025"')
+# the way to make that change: original terms restored, a version from Oct 1
+VERSIONED = TIERED + """\
+    versions:
+      - effective: 2026-10-01
+        charges:
+          - meter: tokens
+            model: graduated
+            tiers:
+              - {up_to: 1000, unit_price: "0"}
+              - {unit_price: "0.025"}
+"""
+#: plans.yaml line 2 is the plan ``g:``, whose original terms were edited
+REFUSAL = ("rules/plans.yaml:2: plans.g: the terms of plan 'g' that INV-2026-000001 billed for cycle acme-2026-10-01 "
+           "(original terms) changed in place: restore the terms, add a `versions:` entry effective from the change "
+           "date, then run `meterbook rerate --from DATE`. Nothing was written")
+
+
+def tiered(tmp_path: Path) -> Path:
+    """acme on plan g from Oct 1: 5,500 tokens in October, invoiced 95.00 on Nov 1; Sep and Oct closed."""
+    root = tmp_path / "ws"
+    (root / "rules").mkdir(parents=True)
+    (root / "meterbook.toml").write_text('store = "sqlite:///var/events.sqlite"\n')
+    (root / "rules" / "meters.yaml").write_text(TOKENS)
+    (root / "rules" / "plans.yaml").write_text(TIERED)
+    (root / "rules" / "customers.yaml").write_text(
+        "customers:\n  acme: {currency: USD, billing_anchor: calendar, subscriptions: [{plan: g, start: 2026-10-01}]}\n")
+    session = open_(root)
+    insert(session, [Event.build(source="t", id=f"t{i}", customer="acme", type="llm.call",
+                                 time=parse_time(f"2026-10-{day:02d}T12:00:00Z"), properties={"tokens": tokens})
+                     for i, (day, tokens) in enumerate([(3, "2000"), (14, "2000"), (27, "1500")])])
+    issued = session.invoice(date(2026, 11, 1))
+    # 4,500 tokens above the free 1,000 × 0.02 = 90.00, plus the 5.00 arrears fee
+    assert [(i.number, i.total) for i in issued] == [("INV-2026-000001", Decimal("95.00"))]
+    session.post(date(2026, 11, 20))
+    for month in ("2026-09", "2026-10"):
+        closed = run(root, "close", month)
+        assert closed.exit_code == 0, closed.output
+    return root
+
+
+def account_totals(entries: list[data.Directive]) -> dict[tuple[str, str], Decimal]:
+    totals: dict[tuple[str, str], Decimal] = {}
+    for e in entries:
+        for p in e.postings if isinstance(e, data.Transaction) else ():
+            key = (p.account, p.units.currency)
+            totals[key] = totals.get(key, Decimal(0)) + p.units.number
+    return totals
+
+
+def test_tier_price_edited_in_place_after_invoicing_is_named_and_refused(tmp_path: Path) -> None:
+    from ledger.rerate import changed_terms, require_unchanged_terms
+
+    root = tiered(tmp_path)
+    snapshot = files(root)
+    assert changed_terms(open_(root).engine, open_(root).rules) == []
+    (root / "rules" / "plans.yaml").write_text(EDITED)
+
+    session = open_(root)
+    drifts = changed_terms(session.engine, session.rules)
+    assert [(d.invoice, d.customer, d.link, d.cycle, d.plan, d.version, d.part) for d in drifts] == [
+        ("INV-2026-000001", "acme", "acme-2026-10-01", "2026-10-01/2026-11-01", "g", date.min, "usage")]
+    assert drifts[0].describe() == ("INV-2026-000001 acme-2026-10-01 (2026-10-01/2026-11-01): plan g, original "
+                                    "terms: charges, commitment and arrears base fee edited since invoiced")
+    with pytest.raises(RulesError) as err:
+        require_unchanged_terms(session)
+    assert str(err.value) == REFUSAL
+    # rerate would compare the edited terms with themselves (0 lines): it refuses instead
+    refused = run(root, "rerate", "--from", "2026-10-01", "--date", "2026-11-20")
+    assert (refused.exit_code, refused.output) == (2, f"meterbook: error: {REFUSAL}\n")
+    assert files(root) == snapshot
+
+
+def test_edit_in_place_stops_post_invoice_close_and_fails_check(tmp_path: Path) -> None:
+    """Needs the wiring in ``Session.generate``/``Session.invoice`` and ``check_books``."""
+    root = tiered(tmp_path)
+    (root / "rules" / "plans.yaml").write_text(EDITED)
+    snapshot = files(root)
+    for args in (["post", "--through", "2026-11-20"], ["invoice", "--through", "2026-12-01"],
+                 ["close", "2026-11"]):
+        refused = run(root, *args)
+        assert (refused.exit_code, refused.output) == (2, f"meterbook: error: {REFUSAL}\n"), args
+    # nothing was posted: no "Late adjustment" of +22.50 on the sealed, invoiced October
+    assert files(root) == snapshot
+    assert len(load_invoices(open_(root).engine)) == 1
+    checked = run(root, "check")
+    assert checked.exit_code == 1, checked.output
+    assert "FAILED  pinned plan terms\n          1 pinned terms edited in place after invoicing: restore" \
+        in checked.output
+    assert ("INV-2026-000001 acme-2026-10-01 (2026-10-01/2026-11-01): plan g, original terms: charges, "
+            "commitment and arrears base fee edited since invoiced") in checked.output
+
+
+def test_reformatted_yaml_is_not_an_edit(tmp_path: Path) -> None:
+    from ledger.rerate import changed_terms
+
+    root = tiered(tmp_path)
+    before = open_(root).rules.hash
+    totals = account_totals(books(root))
+    (root / "rules" / "plans.yaml").write_text(REFORMATTED)
+    session = open_(root)
+    assert session.rules.hash != before  # other bytes, same terms
+    assert changed_terms(session.engine, session.rules) == []
+    posted = run(root, "post", "--through", "2026-11-20")
+    assert posted.exit_code == 0, posted.output
+    assert not [e for e in books(root) if isinstance(e, data.Transaction) and e.meta.get("late")]
+    assert account_totals(books(root)) == totals
+    checked = run(root, "check")
+    assert checked.exit_code == 0, checked.output
+    assert "ok      pinned plan terms\n          1 issued cycles, 1 pinned terms as invoiced\n" in checked.output
+
+
+def test_restored_terms_and_a_version_rerate_as_a_debit_adjustment(tmp_path: Path) -> None:
+    from ledger.rerate import changed_terms, require_unchanged_terms
+
+    root = tiered(tmp_path)
+    (root / "rules" / "plans.yaml").write_text(EDITED)
+    assert len(changed_terms(open_(root).engine, open_(root).rules)) == 1
+    # the fix the message asks for: the original terms back, the new price as a version
+    (root / "rules" / "plans.yaml").write_text(VERSIONED)
+    assert changed_terms(open_(root).engine, open_(root).rules) == []
+    result = run(root, "rerate", "--from", "2026-10-01", "--date", "2026-11-20", "--json")
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.output.splitlines()]
+    # October re-rated: 4,500 × 0.025 = 112.50 − 90.00 invoiced = +22.50, a debit adjustment
+    assert [(r["invoice"], r["cycle"], r["invoiced"], r["rerated"], r["difference"], r["document"])
+            for r in rows if r["type"] == "line"] == [
+        ("INV-2026-000001", "2026-10-01/2026-11-01", "90.00", "112.50", "22.50", "DA-2026-000001")]
+    entries = books(root)
+    assert balance(entries, "Assets:Receivables:Unbilled:Acme", date(2026, 11, 21)) == Decimal("22.50")
+    # the sealed October is untouched; the 22.50 is dated in the open November, with its document
+    debit = [e for e in entries if isinstance(e, data.Transaction) and e.meta.get("debit_adjustment")]
+    assert [(e.date, e.meta["debit_adjustment"]) for e in debit] == [(date(2026, 11, 20), "DA-2026-000001")]
+    assert not [e for e in entries if isinstance(e, data.Transaction) and e.meta.get("late")]
+    assert run(root, "check").exit_code == 0
+
+    # November is invoiced under the version: no tokens, the 5.00 fee and the 22.50 adjustment
+    issued = open_(root).invoice(date(2026, 12, 1))
+    assert [(i.number, i.total) for i in issued] == [("INV-2026-000002", Decimal("27.50"))]
+    # editing that version in place is caught too, at its own line (versions[0] is line 12)
+    (root / "rules" / "plans.yaml").write_text(VERSIONED.replace('"0.025"', '"0.03"'))
+    with pytest.raises(RulesError) as err:
+        require_unchanged_terms(open_(root))
+    assert str(err.value).startswith(
+        "rules/plans.yaml:12: plans.g.versions[0]: the terms of plan 'g' that INV-2026-000002 billed for cycle "
+        "acme-2026-11-01 (version effective 2026-10-01) changed in place: restore the terms")
+
+
+def test_pins_from_before_digests_are_unknown_not_drift(tmp_path: Path) -> None:
+    """A store migrated from the schema without digests: its pins get NULL digests."""
+    from sqlalchemy import inspect, text
+
+    from ledger.rerate import changed_terms, pinned_terms_check, unverified_pins
+    from ledger.store import MIGRATIONS, open_store
+
+    root = tiered(tmp_path)
+    url = f"sqlite:///{root / 'var' / 'events.sqlite'}"
+    engine = open_store(url)
+    columns = ("usage_digest", "fee_digest", "usage_invoice", "fee_invoice")
+    with engine.begin() as conn:  # back to the previous schema, as an older meterbook left it
+        for column in columns:
+            conn.exec_driver_sql(f"ALTER TABLE cycle_terms DROP COLUMN {column}")
+        conn.execute(text("UPDATE meta SET value = :v WHERE key = 'schema_version'"), {"v": str(len(MIGRATIONS) - 1)})
+    engine.dispose()
+    engine = open_store(url)  # the forward migration adds the columns back, empty
+    with engine.connect() as conn:
+        assert set(columns) <= {c["name"] for c in inspect(conn).get_columns("cycle_terms")}
+        assert conn.execute(text("SELECT link, usage_version, usage_digest FROM cycle_terms")).all() == [
+            ("acme-2026-10-01", "", None)]
+    engine.dispose()
+
+    (root / "rules" / "plans.yaml").write_text(EDITED)
+    session = open_(root)
+    assert changed_terms(session.engine, session.rules) == [] and unverified_pins(session.engine) == 1
+    result = pinned_terms_check(session)
+    assert result.ok and result.details == (
+        "1 issued cycles, 0 pinned terms as invoiced",
+        "1 issued cycles pinned before meterbook kept term digests: their terms at invoicing are unknown, not checked")
+
+
+def test_pinned_terms_split_usage_from_the_advance_fee() -> None:
+    from ledger.rerate import pinned_terms, terms_digest
+    from ledger.rules import BaseFee, Charge, Plan
+
+    plan = Plan(id="p", currency="USD", base_fee=BaseFee(amount=Decimal("10.00")), minimum_commitment=Decimal("50"),
+                charges=(Charge(meter="a", model="unit", unit_price="1.00"),
+                         Charge(meter="b", model="unit", unit_price="2.00")))
+    fee_raised = plan.model_copy(update={"base_fee": BaseFee(amount=Decimal("12.00"))})
+    swapped = plan.model_copy(update={"charges": plan.charges[::-1]})
+    # the advance fee is billed by its own invoice: only the fee pin covers its amount
+    assert terms_digest(fee_raised, date.min, "usage") == terms_digest(plan, date.min, "usage")
+    assert terms_digest(fee_raised, date.min, "fee") != terms_digest(plan, date.min, "fee")
+    # an arrears fee is billed with the usage: then the usage pin covers it
+    arrears = plan.model_copy(update={"base_fee": BaseFee(amount=Decimal("10.00"), timing="arrears")})
+    assert pinned_terms(arrears, date.min, "usage")["base_fee"] == {"amount": "10", "timing": "arrears"}
+    # the order of the charges is not a term; a commitment is
+    assert terms_digest(swapped, date.min, "usage") == terms_digest(plan, date.min, "usage")
+    lower = plan.model_copy(update={"minimum_commitment": Decimal("40")})
+    assert terms_digest(lower, date.min, "usage") != terms_digest(plan, date.min, "usage")
