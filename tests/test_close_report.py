@@ -23,7 +23,8 @@ from ledger.reports import close_report_path
 from tests.test_reports import accounting_workspace
 
 BEAN_CHECK = Path(sys.executable).parent / "bean-check"
-# A workspace reconciler: one error finding for September, to be accepted.
+# A workspace reconciler: one error finding for September, to be accepted. It names no
+# customer, so it holds no invoice (the invoicing gate) but blocks the close.
 PLANTED = '''\
 from decimal import Decimal
 
@@ -36,7 +37,7 @@ class Planted:
 
     def check(self, context):
         if context.period == "2026-09":
-            yield Finding(id="planted:cal:2026-09", severity="error", check="planted", customer="cal",
+            yield Finding(id="planted:cal:2026-09", severity="error", check="planted", customer=None,
                           meter="api_calls", period=context.period, expected=Decimal("20"),
                           actual=Decimal("19"), explanation="live meter missed one call")
 
@@ -103,7 +104,7 @@ def test_close_writes_and_prints_the_report_and_a_reclose_leaves_it(tmp_path: Pa
     assert "| INV-2026-000002 | ann | 2026-09-15 | 2026-09-15 | 15 | 1–30 | USD | 35.00 |" in rows
     assert "| ann | USD | 0.00 | 35.00 | 0.00 | 0.00 | 0.00 | 35.00 | 35.00 |" in rows
     # findings and acceptances
-    assert ("| error | planted:cal:2026-09 | cal | api_calls | 20 | 19 | live meter missed one call "
+    assert ("| error | planted:cal:2026-09 | | api_calls | 20 | 19 | live meter missed one call "
             "| meter reset on Sep 3 |") in rows
     assert "## Findings and acceptances" in text and "## Seal" in text
 
