@@ -191,21 +191,20 @@ def invoice(ctx: Context, through: str | None, accepts: tuple[str, ...], reasons
 @click.option("--reason", required=True, help="Why; printed on the credit note and kept in the books.")
 @click.option("--line", "line", type=click.IntRange(min=1), help="Credit only this invoice line (1-based).")
 @click.option("--date", "on", help="Issue date YYYY-MM-DD (default: today in the workspace timezone).")
-@click.option("--force", is_flag=True, help="Allow more than the invoice's (or line's) creditable amount.")
+@click.option("--force", is_flag=True, help="Allow more than the invoice's (or line's) creditable amount, or more "
+              "of a prepaid credit than is still undrawn (the excess is contra-revenue).")
 @pass_context
 def credit(ctx: Context, invoice_number: str, amount: str, reason: str, line: int | None, on: str | None,
            force: bool) -> None:
     """Issue a credit note against INVOICE (posted with the next `meterbook post`)."""
-    from ledger.credit_notes import issue_credit_note, write_documents
+    from ledger.credit_notes import issue
 
     session = ctx.session
     try:
         day = date.fromisoformat(on) if on is not None else session.today()
     except ValueError:
         raise BadInput(f"--date: {on!r} is not a date (YYYY-MM-DD)") from None
-    note = issue_credit_note(session.engine, invoice_number, amount=amount, reason=reason, on=day, line=line,
-                             force=force, first_open=session.first_open())
-    write_documents(session.workspace.books_dir, note, session.rules)
+    note = issue(session, invoice_number, amount=amount, reason=reason, on=day, line=line, force=force)
     click.echo(f"{note.number}  {note.date}  {note.customer:<20} {note.amount:>14} {note.currency}"
                f"  for {note.invoice}{'  (forced)' if note.forced else ''}")
 

@@ -15,6 +15,37 @@ the vendor owes the customer (DESIGN's accounting table)::
       Liabilities:Refunds:Acme               -10.00 USD
     2026-10-28 document Assets:Receivables:Invoiced:Acme "../documents/CN-2026-000001.html" ^CN-2026-000001
 
+**What the note debits depends on the line it credits.** Revenue already
+recognized is given back through contra-revenue (``credit_notes``); an amount
+billed to deferred revenue and not yet recognized was never revenue, so the
+note takes it out of deferred revenue instead (ASC 606: the liability for a
+performance obligation not yet satisfied is reduced)::
+
+    globex bought 1000.00 of prepaid credit (INV-2026-000001, deferred) and drew
+    300.00 of it by 2026-10-12; a note crediting 500.00 that day:
+      Liabilities:Deferred-Revenue:Globex     500.00 USD
+      Assets:Receivables:Invoiced:Globex     -500.00 USD
+    the grant has 200.00 left from then on (ledger.rating draws less), and
+    breakage at expiry is at most 200.00, not 700.00
+
+- a ``credit_grant`` line: deferred up to the grant's undrawn balance at the
+  note's date (rated through that date); more is refused unless ``--force``,
+  and the excess is then contra-revenue;
+- an advance ``base_fee`` line: the part of the fee not yet recognized by the
+  day before the note is deferred, the rest contra-revenue; the deferred part
+  is taken out of the rest of the cycle's recognition ratably by day, by
+  entries at the cycle's remaining accrual points (Dr subscription revenue /
+  Cr deferred revenue, :func:`fee_reduction_entries`), so the cycle's deferred
+  revenue ends at exactly 0;
+- every other line (usage, commitment, arrears fee, late usage): contra-revenue.
+
+A note without ``--line`` is allocated over the invoice's lines pro rata to
+what each can still be credited (largest remainder to the cent, ties to the
+earlier line): a concession on a whole invoice changes the price of every
+obligation it bills in proportion, as ASC 606-10-32-43 allocates a change in
+the transaction price. The split is fixed when the note is issued
+(:class:`CreditPart`) and printed on its documents.
+
 Numbers ``CN-YYYY-NNNNNN`` are sequential per workspace and never reused; the
 note is a fact in the store's ``credit_notes`` table and its documents (HTML
 for people, JSON for machines) live in ``books/documents/`` next to the
@@ -30,10 +61,11 @@ earlier notes on that line, unless ``--force`` (the excess is then a refund).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from datetime import date
-from decimal import Decimal
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from datetime import date, timedelta
+from decimal import ROUND_FLOOR, Decimal
+from fractions import Fraction
 from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -42,20 +74,49 @@ from beancount.core import data
 from beancount.core.amount import Amount
 from sqlalchemy import Engine, func, select
 
+from ledger.cycles import Cycle, cycle_at
 from ledger.errors import BadInput
 from ledger.events import dumps
-from ledger.invoicing import Invoice
-from ledger.money import DecimalError, minor_units, parse_decimal
+from ledger.invoicing import Invoice, InvoiceLine
+from ledger.money import DecimalError, minor_units, parse_decimal, round_money
 from ledger.payments import ZERO, invoice_links, settle
 from ledger.posting import FLAG, _meta
+from ledger.rating import GrantReduction, undrawn_credit
 from ledger.store import credit_notes as credit_notes_table
 from ledger.store import invoices as invoices_table
 
 if TYPE_CHECKING:
     from ledger.payments import Payment
     from ledger.rules import Rules
+    from ledger.session import Session
 
 _Date = date  # the field named ``date`` shadows the type inside the class
+_DAY = timedelta(days=1)
+
+#: ``(customer, day) → undrawn balance at the end of day by grant key`` (:func:`ledger.rating.undrawn_credit`)
+GrantBalances = Callable[[str, date], Mapping[str, Decimal]]
+
+
+@dataclass(frozen=True)
+class CreditPart:
+    """What a credit note credits on one invoice line, and where it is debited.
+
+    ``deferred`` reverses revenue not yet recognized (debit deferred revenue);
+    the rest, :attr:`revenue`, gives recognized revenue back (debit contra-revenue).
+    ``line`` 0 is a forced amount beyond every line of the invoice.
+    """
+
+    line: int
+    kind: str  # the invoice line's kind: usage, base_fee, credit_grant, …
+    description: str
+    amount: Decimal
+    deferred: Decimal = ZERO
+    grant: str = ""  # credit_grant: the grant it takes back, ``"2026-09-01#1"`` (ledger.rating.grant_key)
+    cycle: str = ""  # advance base_fee: the cycle ``start/end`` whose recognition it reduces
+
+    @property
+    def revenue(self) -> Decimal:
+        return self.amount - self.deferred
 
 
 @dataclass(frozen=True)
@@ -72,24 +133,38 @@ class CreditNote:
     reason: str
     line: int | None = None  # 1-based invoice line, or None for the invoice as a whole
     line_description: str = ""
-    forced: bool = False  # issued with --force beyond the creditable amount
+    forced: bool = False  # issued with --force beyond the creditable amount or a grant's balance
     invoice_date: _Date | None = None
     invoice_total: Decimal = ZERO
     credited_before: Decimal = ZERO  # earlier credit notes on the invoice
+    #: the split over the invoice's lines; empty for notes issued before the split existed
+    #: and for rerate's notes, which are contra-revenue in full
+    parts: tuple[CreditPart, ...] = ()
+
+    @property
+    def deferred(self) -> Decimal:
+        """The part debited to deferred revenue (the rest is contra-revenue)."""
+        return sum((p.deferred for p in self.parts), ZERO)
 
     def to_json(self) -> str:
         out = {k: _text(v) for k, v in asdict(self).items()}
+        if not self.parts:  # a note without a split keeps the document it always had
+            del out["parts"]
         return dumps(out)
 
     @classmethod
     def from_json(cls, text: str) -> CreditNote:
         d = json.loads(text)
+        parts = tuple(CreditPart(line=int(p["line"]), kind=p["kind"], description=p["description"],
+                                 amount=Decimal(p["amount"]), deferred=Decimal(p["deferred"]), grant=p["grant"],
+                                 cycle=p["cycle"]) for p in d.get("parts", ()))
         return cls(number=d["number"], seq=int(d["seq"]), invoice=d["invoice"], customer=d["customer"],
                    date=date.fromisoformat(d["date"]), currency=d["currency"], amount=Decimal(d["amount"]),
                    reason=d["reason"], line=d["line"], line_description=d["line_description"],
                    forced=d["forced"],
                    invoice_date=date.fromisoformat(d["invoice_date"]) if d["invoice_date"] else None,
-                   invoice_total=Decimal(d["invoice_total"]), credited_before=Decimal(d["credited_before"]))
+                   invoice_total=Decimal(d["invoice_total"]), credited_before=Decimal(d["credited_before"]),
+                   parts=parts)
 
 
 def _text(value: object) -> object:
@@ -97,6 +172,10 @@ def _text(value: object) -> object:
         return str(value)
     if isinstance(value, date):
         return value.isoformat()
+    if isinstance(value, list | tuple):
+        return [_text(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _text(v) for k, v in value.items()}
     return value
 
 
@@ -105,6 +184,25 @@ def load_credit_notes(engine: Engine) -> list[CreditNote]:
     with engine.connect() as conn:
         docs = conn.execute(select(credit_notes_table.c.document).order_by(credit_notes_table.c.seq)).scalars()
         return [CreditNote.from_json(doc) for doc in docs]
+
+
+def grant_reductions(notes: Sequence[CreditNote]) -> list[GrantReduction]:
+    """What each note took back from a prepaid credit grant: its deferred part on a
+    ``credit_grant`` line, from the note's date (what :func:`ledger.rating.rate` draws less)."""
+    out = []
+    for note in notes:
+        for part in note.parts:
+            if part.grant and part.deferred:
+                granted, _, ordinal = part.grant.partition("#")
+                out.append(GrantReduction(customer=note.customer, granted=date.fromisoformat(granted),
+                                          ordinal=int(ordinal), day=note.date, amount=part.deferred,
+                                          note=note.number))
+    return out
+
+
+def load_grant_reductions(engine: Engine) -> list[GrantReduction]:
+    """:func:`grant_reductions` of every stored credit note."""
+    return grant_reductions(load_credit_notes(engine))
 
 
 def parse_amount(text: str, currency: str) -> Decimal:
@@ -120,7 +218,7 @@ def parse_amount(text: str, currency: str) -> Decimal:
         amount = parse_decimal(text, where="--amount")
     except DecimalError as exc:
         raise BadInput(str(exc)) from None
-    step = Decimal(1).scaleb(-minor_units(currency))
+    step = _step(currency)
     if amount != amount.quantize(step):
         raise BadInput(f"--amount: {text!r} has more than {minor_units(currency)} decimal places for {currency}")
     if amount <= 0:
@@ -128,23 +226,179 @@ def parse_amount(text: str, currency: str) -> Decimal:
     return amount.quantize(step)
 
 
+def _step(currency: str) -> Decimal:
+    return Decimal(1).scaleb(-minor_units(currency))
+
+
+def credited_on_line(note: CreditNote, line: int) -> Decimal:
+    """What ``note`` credited on invoice line ``line`` (its part there, or all of it for
+    a ``--line`` note issued before notes were split)."""
+    if note.parts:
+        return sum((p.amount for p in note.parts if p.line == line), ZERO)
+    return note.amount if note.line == line else ZERO
+
+
 def creditable(invoice: Invoice, earlier: Sequence[CreditNote], line: int | None = None) -> Decimal:
     """What may still be credited: total (or the line's amount) − earlier notes on it."""
-    total = invoice.total - sum((n.amount for n in earlier if n.invoice == invoice.number), ZERO)
+    mine = [n for n in earlier if n.invoice == invoice.number]
+    total = invoice.total - sum((n.amount for n in mine), ZERO)
     if line is None:
         return total
-    on_line = invoice.lines[line - 1].amount - sum(
-        (n.amount for n in earlier if n.invoice == invoice.number and n.line == line), ZERO)
+    on_line = invoice.lines[line - 1].amount - sum((credited_on_line(n, line) for n in mine), ZERO)
     return min(total, on_line)
 
 
-def issue_credit_note(engine: Engine, invoice_number: str, *, amount: str, reason: str, on: date,
-                      line: int | None = None, force: bool = False, first_open: date = date.min) -> CreditNote:
-    """Check, number and store a credit note in one transaction; return it.
+# --- advance base fees: recognized, deferred, reduced ---------------------------------------
 
+
+def _cycle_bounds(key: str) -> tuple[date, date]:
+    start, _, end = key.partition("/")
+    return date.fromisoformat(start), date.fromisoformat(end)
+
+
+def _share(amount: Decimal, part: Fraction, currency: str) -> Decimal:
+    return round_money(amount * part.numerator / Decimal(part.denominator), currency)
+
+
+def fee_recognized(fee: Decimal, cycle: str, through: date, currency: str) -> Decimal:
+    """A fee billed in advance for ``cycle``, recognized by the end of ``through`` as rating does:
+    ``round(fee × days elapsed ÷ days in cycle)``.
+
+    >>> fee_recognized(Decimal("49.00"), "2026-10-15/2026-11-15", date(2026, 10, 31), "USD")
+    Decimal('26.87')
+    """
+    start, end = _cycle_bounds(cycle)
+    if through < start:
+        return ZERO
+    if through >= end - _DAY:
+        return fee
+    return _share(fee, Fraction((through - start).days + 1, (end - start).days), currency)
+
+
+def fee_reduction(deferred: Decimal, cycle: str, since: date, through: date, currency: str) -> Decimal:
+    """How much of a note's ``deferred`` part on an advance fee is taken out of the cycle's
+    recognition by the end of ``through``: ratably by day from ``since`` (the note's date) to
+    the cycle's last day, cumulative and rounded, so it reaches ``deferred`` exactly then.
+
+    >>> fee_reduction(Decimal("30.00"), "2026-10-01/2026-11-01", date(2026, 10, 17), date(2026, 10, 31), "USD")
+    Decimal('30.00')
+    >>> fee_reduction(Decimal("30.00"), "2026-10-15/2026-11-15", date(2026, 10, 26), date(2026, 10, 31), "USD")
+    Decimal('9.00')
+    """
+    _start, end = _cycle_bounds(cycle)
+    if through < since:
+        return ZERO
+    if through >= end - _DAY:
+        return deferred
+    return _share(deferred, Fraction((through - since).days + 1, (end - since).days), currency)
+
+
+def fee_deferred_left(invoice: Invoice, line: int, notes: Sequence[CreditNote], through: date) -> Decimal:
+    """Deferred revenue left for an advance fee line at the end of ``through``: billed −
+    recognized − what ``notes`` took out of deferred revenue, less what they have since taken
+    out of its recognition. A note dated after ``through`` counts in full (issuing checks
+    against every earlier note); for the balance the books hold at ``through``, pass only
+    the notes dated on or before it."""
+    fee = invoice.lines[line - 1]
+    left = fee.amount - fee_recognized(fee.amount, fee.cycle, through, invoice.currency)
+    for note in notes:
+        if note.invoice != invoice.number:
+            continue
+        for part in note.parts:
+            if part.line == line and part.deferred:
+                left -= part.deferred - fee_reduction(part.deferred, fee.cycle, note.date, through, invoice.currency)
+    return left
+
+
+# --- issuing ----------------------------------------------------------------------------------
+
+
+def _pro_rata(amount: Decimal, weights: Sequence[tuple[int, Decimal]], currency: str) -> list[tuple[int, Decimal]]:
+    """``amount`` split over ``(line, weight)`` in proportion, to the minor unit: each share
+    rounded down, the cents left to the largest remainders (ties: the earlier line).
+
+    >>> _pro_rata(Decimal("10.00"), [(1, Decimal(1)), (2, Decimal(1)), (3, Decimal(1))], "USD")
+    [(1, Decimal('3.34')), (2, Decimal('3.33')), (3, Decimal('3.33'))]
+    """
+    step = _step(currency)
+    total = sum((w for _, w in weights), ZERO)
+    exact = [(line, amount * w / total) for line, w in weights]
+    floors = [(line, x.quantize(step, rounding=ROUND_FLOOR)) for line, x in exact]
+    cents = int((amount - sum((f for _, f in floors), ZERO)) / step)
+    bonus = {line for line, _ in sorted(((line, x - f) for (line, x), (_, f) in zip(exact, floors, strict=True)),
+                                        key=lambda t: (-t[1], t[0]))[:cents]}
+    return [(line, f + step if line in bonus else f) for line, f in floors]
+
+
+def _grant_ordinal(invoice: Invoice, line: int) -> str:
+    """The grant a ``credit_grant`` line bills: the invoice dated its grant date lists that
+    day's grants in rules order, so the n-th such line is grant ``"<date>#n"``."""
+    n = sum(1 for ln in invoice.lines[:line] if ln.kind == "credit_grant")
+    return f"{invoice.date.isoformat()}#{n}"
+
+
+def allocate(invoice: Invoice, earlier: Sequence[CreditNote], amount: Decimal, on: date, *,
+             line: int | None = None, force: bool = False,
+             balances: GrantBalances | None = None) -> tuple[CreditPart, ...]:
+    """Split a note of ``amount`` over the invoice's lines and decide what each part debits.
+
+    ``--line``: all of it on that line. Otherwise pro rata to what each line can still be
+    credited (lines with nothing left, such as credit applied, take none); a forced amount
+    beyond them all is a part on line 0. A part on a prepaid-credit line more than the
+    grant's undrawn balance on ``on`` is refused unless ``force``.
+    """
+    mine = [n for n in earlier if n.invoice == invoice.number]
+    if line is not None:
+        shares = [(line, amount)]
+    else:
+        left = [(i, ln.amount - sum((credited_on_line(n, i) for n in mine), ZERO))
+                for i, ln in enumerate(invoice.lines, 1)]
+        weights = [(i, x) for i, x in left if x > 0]
+        spread = min(amount, sum((x for _, x in weights), ZERO))
+        shares = [(i, x) for i, x in (_pro_rata(spread, weights, invoice.currency) if spread > 0 else []) if x]
+        if amount > spread:
+            shares.append((0, amount - spread))
+    undrawn: Mapping[str, Decimal] | None = None
+    parts = []
+    for i, share in shares:
+        if i == 0:
+            parts.append(CreditPart(line=0, kind="", description="beyond the invoice (forced)", amount=share))
+            continue
+        ln = invoice.lines[i - 1]
+        if ln.kind == "credit_grant" and ln.account == "deferred":
+            if balances is None:
+                raise BadInput(f"credit: line {i} of {invoice.number} is prepaid credit and its undrawn balance "
+                               "was not rated (issue the note through ledger.credit_notes.issue)")
+            if undrawn is None:
+                undrawn = balances(invoice.customer, on)
+            key = _grant_ordinal(invoice, i)
+            balance = max(undrawn.get(key, ZERO), ZERO)
+            if share > balance and not force:
+                raise BadInput(f"credit: {share} {invoice.currency} on line {i} of {invoice.number} is more than "
+                               f"its prepaid credit still undrawn on {on.isoformat()} ({balance} {invoice.currency}); "
+                               "use --force to credit the rest as contra-revenue")
+            parts.append(CreditPart(line=i, kind=ln.kind, description=ln.description, amount=share,
+                                    deferred=min(share, balance), grant=key))
+        elif ln.kind == "base_fee" and ln.account == "deferred" and ln.cycle:
+            deferred = max(fee_deferred_left(invoice, i, mine, on - _DAY), ZERO)
+            parts.append(CreditPart(line=i, kind=ln.kind, description=ln.description, amount=share,
+                                    deferred=min(share, deferred), cycle=ln.cycle if deferred else ""))
+        else:
+            parts.append(CreditPart(line=i, kind=ln.kind, description=ln.description, amount=share))
+    step = _step(invoice.currency)  # "0.00", not "0", on the documents
+    return tuple(replace(p, deferred=p.deferred.quantize(step)) for p in parts)
+
+
+def issue_credit_note(engine: Engine, invoice_number: str, *, amount: str, reason: str, on: date,
+                      line: int | None = None, force: bool = False, first_open: date = date.min,
+                      balances: GrantBalances | None = None) -> CreditNote:
+    """Check, number, split (:func:`allocate`) and store a credit note in one transaction; return it.
+
+    ``balances`` gives the prepaid-credit grants' undrawn balances (needed only when the
+    note credits a ``credit_grant`` line; :func:`issue` passes the session's rating).
     Bad input (unknown invoice, bad amount, empty reason, a date before the
-    invoice or in a sealed month, more than the creditable amount without
-    ``force``) raises :class:`BadInput` and stores nothing.
+    invoice or in a sealed month, more than the creditable amount or a grant's
+    undrawn balance without ``force``) raises :class:`BadInput` and stores nothing.
     """
     reason = reason.strip()
     if not reason:
@@ -173,23 +427,51 @@ def issue_credit_note(engine: Engine, invoice_number: str, *, amount: str, reaso
             what = f"line {line} of {invoice.number}" if line is not None else invoice.number
             raise BadInput(f"credit: {value} {invoice.currency} is more than {what} can still be credited "
                            f"({max(limit, ZERO)} {invoice.currency}); use --force to credit it anyway")
+        # the grants' balances are rated while this transaction holds the numbering lock,
+        # so no other note on the same grant can be stored in between
+        parts = allocate(invoice, earlier, value, on, line=line, force=force, balances=balances)
+        beyond_grant = any(p.grant and p.deferred < p.amount for p in parts)
         seq = (conn.execute(select(func.max(credit_notes_table.c.seq))).scalar() or 0) + 1
         note = CreditNote(
             number=f"CN-{on.year}-{seq:06d}", seq=seq, invoice=invoice.number, customer=invoice.customer, date=on,
             currency=invoice.currency, amount=value, reason=reason, line=line,
             line_description=invoice.lines[line - 1].description if line is not None else "",
-            forced=value > limit, invoice_date=invoice.date, invoice_total=invoice.total,
-            credited_before=sum((n.amount for n in earlier), ZERO))
+            forced=value > limit or beyond_grant, invoice_date=invoice.date, invoice_total=invoice.total,
+            credited_before=sum((n.amount for n in earlier), ZERO), parts=parts)
         conn.execute(credit_notes_table.insert().values(
             number=note.number, seq=seq, invoice=note.invoice, customer=note.customer, date=on.isoformat(),
             currency=note.currency, amount=str(value), reason=reason, document=note.to_json()))
     return note
 
 
+def issue(session: Session, invoice_number: str, *, amount: str, reason: str, on: date,
+          line: int | None = None, force: bool = False) -> CreditNote:
+    """``meterbook credit``: issue a note with the session's grant balances (rated through
+    the note's date) and first open day, and write its documents."""
+    rules = session.rules
+
+    def balances(customer: str, day: date) -> Mapping[str, Decimal]:
+        known = rules.customers.get(customer)
+        grants = known.credits if known is not None else ()
+        return undrawn_credit(session.rate(day, {customer}), grants, customer, day) if grants else {}
+
+    note = issue_credit_note(session.engine, invoice_number, amount=amount, reason=reason, on=on, line=line,
+                             force=force, first_open=session.first_open(), balances=balances)
+    write_documents(session.workspace.books_dir, note, rules)
+    return note
+
+
+# --- the books ----------------------------------------------------------------------------------
+
+
 def credit_note_entries(notes: Sequence[CreditNote], invoices: Sequence[Invoice], payments: Sequence[Payment],
-                        rules: Rules, documents_dir: str = "../documents") -> list[data.Directive]:
-    """Per note: credit_notes / receivable (unpaid part) and refund_liability (paid part),
-    dated the issue date, plus a ``document`` directive on the customer's receivable."""
+                        rules: Rules, documents_dir: str = "../documents", *,
+                        through: date | None = None) -> list[data.Directive]:
+    """Per note, dated its issue date: contra-revenue (``credit_notes``) for the revenue it
+    gives back and ``deferred`` for what it reverses before recognition, against the
+    receivable (unpaid part) and ``refund_liability`` (paid part); a ``document``
+    directive on the customer's receivable; and the recognition it takes out of an
+    advance fee's cycle (:func:`fee_reduction_entries`, through ``through``)."""
     settled = settle(invoices, payments, notes)
     by_number = {inv.number: inv for inv in invoices}
     entries: list[data.Directive] = []
@@ -197,9 +479,18 @@ def credit_note_entries(notes: Sequence[CreditNote], invoices: Sequence[Invoice]
         s = settled[("credit_note", note.number)]
         invoice = by_number.get(note.invoice)
         receivable = rules.account("receivable", customer=note.customer)
-        # A credit note is revenue given back: debit the contra-revenue account in full.
-        postings = [data.Posting(rules.account("credit_notes"), Amount(note.amount, note.currency),
-                                 None, None, None, None)]
+        postings = []
+        deferred = note.deferred
+        if note.amount - deferred:
+            # Revenue already recognized (usage, a fee's elapsed days, credit beyond a grant's
+            # balance) is given back: contra-revenue.
+            postings.append(data.Posting(rules.account("credit_notes"), Amount(note.amount - deferred, note.currency),
+                                         None, None, None, None))
+        if deferred:
+            # Billed but not yet earned (prepaid credit undrawn, fee days to come): never revenue,
+            # so the note reduces the deferred-revenue liability instead.
+            postings.append(data.Posting(rules.account("deferred", customer=note.customer),
+                                         Amount(deferred, note.currency), None, None, None, None))
         if s.applied:
             # The invoice is (partly) unpaid: the customer simply owes less.
             postings.append(data.Posting(receivable, Amount(-s.applied, note.currency), None, None, None, None))
@@ -218,17 +509,90 @@ def credit_note_entries(notes: Sequence[CreditNote], invoices: Sequence[Invoice]
         ))
         entries.append(data.Document(_meta(), note.date, receivable, f"{documents_dir}/{note.number}.html",
                                      frozenset(), frozenset({note.number})))
+        if invoice is not None:
+            entries.extend(fee_reduction_entries(note, invoice, rules, through=through))
     return entries
 
 
+def _fee_plan(customer: str, line: InvoiceLine, rules: Rules) -> str:
+    """The plan whose subscription revenue an advance fee line was recognized to."""
+    known = rules.customers.get(customer)
+    start, _ = _cycle_bounds(line.cycle)
+    cycle = cycle_at(known, rules.plans, start) if known is not None else None
+    if cycle is not None and cycle.key == line.cycle:
+        return cycle.plan
+    return line.description.split(" base fee ", 1)[0]  # "<plan> base fee <cycle> (in advance)"
+
+
+def fee_reduction_entries(note: CreditNote, invoice: Invoice, rules: Rules, *,
+                          through: date | None = None) -> list[data.Transaction]:
+    """The recognition a note's deferred part on an advance fee takes out of the rest of the cycle.
+
+    The accrual points keep recognizing the fee as billed (they are frozen with the
+    cycle's invoice); at each of the cycle's accrual points from the note's date on,
+    this books the change in :func:`fee_reduction` the other way, so the cycle
+    recognizes ``fee − deferred part`` in all and its deferred revenue ends at 0.
+    A note of 2026-10-26 taking 30.00 out of ``[2026-10-15, 2026-11-15)``::
+
+        2026-10-31 * "acme" "Base fee recognition reduced by CN-2026-000001 through 2026-10-31" ^CN-2026-000001 ^acme-2026-10-15
+          customer: "acme"
+          credit_note: "CN-2026-000001"
+          cycle: "2026-10-15/2026-11-15"
+          Income:Subscriptions:Pro             9.00 USD
+          Liabilities:Deferred-Revenue:Acme   -9.00 USD
+        2026-11-14 * … 21.00 USD (the rest: 30.00 in all)
+    """
+    entries = []
+    for part in note.parts:
+        if not (part.cycle and part.deferred) or not 1 <= part.line <= len(invoice.lines):
+            continue
+        fee = invoice.lines[part.line - 1]
+        start, end = _cycle_bounds(part.cycle)
+        plan = _fee_plan(note.customer, fee, rules)
+        points = Cycle(note.customer, plan, start, end, start, end, 0, False, False).accrual_points()
+        done = ZERO
+        for point in points:
+            if point < note.date or (through is not None and point > through):
+                continue
+            cumulative = fee_reduction(part.deferred, part.cycle, note.date, point, note.currency)
+            delta, done = cumulative - done, cumulative
+            if not delta:
+                continue
+            entries.append(data.Transaction(
+                _meta(customer=note.customer, credit_note=note.number, cycle=part.cycle),
+                point, FLAG, note.customer, f"Base fee recognition reduced by {note.number} through {point.isoformat()}",
+                frozenset(), frozenset({note.number, *({fee.link} if fee.link else set())}), [
+                    data.Posting(rules.account("subscription_revenue", plan=plan), Amount(delta, note.currency),
+                                 None, None, None, None),
+                    data.Posting(rules.account("deferred", customer=note.customer), Amount(-delta, note.currency),
+                                 None, None, None, None),
+                ]))
+    return entries
+
+
+# --- documents ----------------------------------------------------------------------------------
+
+
 def credit_note_html(note: CreditNote, rules: Rules) -> str:
-    """A self-contained HTML credit note."""
+    """A self-contained HTML credit note, with the split over the invoice's lines."""
     from ledger.documents import _STYLE
 
     customer = rules.customers.get(note.customer)
     name = customer.name if customer and customer.name else note.customer
     what = f"line {note.line}: {note.line_description}" if note.line is not None else "invoice total"
     invoice_date = note.invoice_date.isoformat() if note.invoice_date else ""
+    cur = escape(note.currency)
+    split = ""
+    if note.parts:
+        rows = "".join(
+            f"<tr><td>{p.line or ''}</td><td>{escape(p.description)}</td><td class='num'>{p.amount:,}</td>"
+            f"<td class='num'>{p.deferred:,}</td><td class='num'>{p.revenue:,}</td></tr>" for p in note.parts)
+        split = (
+            "<h2>Accounting</h2><table><thead><tr><th>Line</th><th>Credited</th><th class='num'>Amount</th>"
+            "<th class='num'>Deferred revenue reversed</th><th class='num'>Contra-revenue</th></tr></thead>"
+            f"<tbody>{rows}</tbody><tfoot><tr><td colspan='2'>Total</td><td class='num'>{note.amount:,} {cur}</td>"
+            f"<td class='num'>{note.deferred:,} {cur}</td><td class='num'>{note.amount - note.deferred:,} {cur}</td>"
+            "</tr></tfoot></table>")
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>{escape(note.number)}</title><style>{_STYLE}</style></head><body>"
@@ -237,10 +601,10 @@ def credit_note_html(note: CreditNote, rules: Rules) -> str:
         f" · for invoice {escape(note.invoice)} of {invoice_date}</p>"
         "<table><thead><tr><th>Credited</th><th>Reason</th><th class='num'>Amount</th></tr></thead><tbody>"
         f"<tr><td>{escape(what)}</td><td>{escape(note.reason)}</td>"
-        f"<td class='num'>{note.amount:,} {escape(note.currency)}</td></tr></tbody>"
+        f"<td class='num'>{note.amount:,} {cur}</td></tr></tbody>"
         f"<tfoot><tr><td colspan='2'>Invoice total {note.invoice_total:,} · credited before "
-        f"{note.credited_before:,} · this note</td><td class='num'>{note.amount:,} {escape(note.currency)}</td>"
-        "</tr></tfoot></table></body></html>\n"
+        f"{note.credited_before:,} · this note</td><td class='num'>{note.amount:,} {cur}</td>"
+        f"</tr></tfoot></table>{split}</body></html>\n"
     )
 
 

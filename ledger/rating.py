@@ -20,13 +20,19 @@ prorated by days for a cycle cut short by a start, end or plan change. The
 minimum commitment (prorated the same way) is compared with gross usage charges
 on the cycle's last day. Prepaid credits are drawn oldest-expiring first at each
 accrual point, never below zero; usage they cannot cover is billable; what is
-left at expiry is breakage.
+left at expiry is breakage. A credit note on a grant's invoice line takes part
+of the grant back (:class:`GrantReduction`): from the note's date on the grant
+has that much less to draw, so less usage is covered and less expires::
+
+    grant 1000.00 granted 2026-09-01        draws to 2026-10-12: 300.00
+    credit note 2026-10-12 on the grant     reduction 500.00 → 200.00 left
+    usage after 2026-10-12 draws at most 200.00; breakage at expiry ≤ 200.00
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
@@ -99,14 +105,64 @@ class CycleRating:
 
 @dataclass(frozen=True)
 class CreditMovement:
-    """A prepaid credit grant drawn, returned or expired (breakage)."""
+    """A prepaid credit grant drawn, returned, expired (breakage) or taken back by a credit note.
+
+    ``grant`` is the grant's index in the customer's ``credits``. Every kind but
+    ``return`` lowers what is left of the grant.
+    """
 
     customer: str
     grant: int
     day: date
-    kind: str  # "draw" | "return" | "breakage"
+    kind: str  # "draw" | "return" | "breakage" | "credit_note"
     amount: Decimal
     cycle: Cycle | None = None
+
+
+@dataclass(frozen=True)
+class GrantReduction:
+    """Part of a prepaid credit grant a credit note took back, effective after ``day``'s draws.
+
+    The grant is named as its invoice line names it: its ``granted`` date and its
+    1-based ``ordinal`` among the customer's grants of that date (rules order),
+    which is :func:`grant_key` ``"2026-09-01#1"``. The books debit the same
+    ``amount`` to deferred revenue (:mod:`ledger.credit_notes`).
+    """
+
+    customer: str
+    granted: date
+    ordinal: int
+    day: date
+    amount: Decimal
+    note: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.granted.isoformat()}#{self.ordinal}"
+
+
+def grant_key(grants: Sequence[CreditGrant], index: int) -> str:
+    """A grant's stable name: its date and its place among the grants of that date.
+
+    >>> from ledger.rules import CreditGrant
+    >>> gs = [CreditGrant(amount=Decimal(5), granted=date(2026, 9, 1)),
+    ...       CreditGrant(amount=Decimal(9), granted=date(2026, 9, 1))]
+    >>> grant_key(gs, 1)
+    '2026-09-01#2'
+    """
+    granted = grants[index].granted
+    return f"{granted.isoformat()}#{sum(1 for g in grants[: index + 1] if g.granted == granted)}"
+
+
+def undrawn_credit(rating: Rating, grants: Sequence[CreditGrant], customer: str, day: date) -> dict[str, Decimal]:
+    """What is left of each of ``customer``'s grants at the end of ``day``, by :func:`grant_key`:
+    granted − drawn + returned − breakage − taken back by credit notes, from ``rating``'s
+    movements dated on or before ``day`` (rate through ``day`` so its draws are counted)."""
+    left = {g: grant.amount for g, grant in enumerate(grants) if grant.granted <= day}
+    for move in rating.credits:
+        if move.customer == customer and move.day <= day and move.grant in left:
+            left[move.grant] += move.amount if move.kind == "return" else -move.amount
+    return {grant_key(grants, g): amount for g, amount in left.items()}
 
 
 @dataclass(frozen=True)
@@ -170,12 +226,20 @@ def rate(
     through: date,
     customers: Collection[str] | None = None,
     pins: Mapping[str, TermsPin] | None = None,
+    reductions: Sequence[GrantReduction] | None = None,
 ) -> Rating:
     """Rate every cycle that started on or before ``through``.
 
     Each cycle with the plan version in effect at its start, or the one ``pins``
-    (by cycle link) says it was invoiced under (:func:`cycle_plan`).
+    (by cycle link) says it was invoiced under (:func:`cycle_plan`). Prepaid
+    credit grants are reduced by ``reductions``; None means the ones the store's
+    credit notes made (:func:`ledger.credit_notes.load_grant_reductions`), so
+    every caller draws credit exactly as the books post it.
     """
+    if reductions is None:
+        from ledger.credit_notes import load_grant_reductions  # credit notes build on rating
+
+        reductions = load_grant_reductions(engine)
     selected = [c for cid, c in sorted(rules.customers.items()) if customers is None or cid in customers]
     plan_points: list[tuple[Customer, Cycle, tuple[date, ...]]] = []
     terms: dict[str, Plan] = {}
@@ -202,7 +266,8 @@ def rate(
 
     for customer in selected:
         rows = sorted(by_customer.get(customer.id, []), key=lambda r: (r[1], r[0].start))
-        applied, customer_movements = _apply_credits(customer, rows, through)
+        taken = [r for r in reductions if r.customer == customer.id and r.day <= through]
+        applied, customer_movements = _apply_credits(customer, rows, through, taken)
         movements.extend(customer_movements)
         for cycle, point, gross in rows:
             plan = terms[cycle.link]
@@ -283,6 +348,7 @@ def _shortfall(cycle: Cycle, minimum: Decimal | None, gross: Decimal, point: dat
 
 def _apply_credits(
     customer: Customer, rows: list[tuple[Cycle, date, _Gross]], through: date,
+    reductions: Sequence[GrantReduction] = (),
 ) -> tuple[dict[tuple[date, str, date], Decimal], list[CreditMovement]]:
     """Draw each cycle's usage from prepaid credits, point by point in date order.
 
@@ -290,6 +356,13 @@ def _apply_credits(
     when usage falls (volume tiers), the excess goes back to the grants it came
     from, newest draw first. Grants are drawn oldest-expiring first, only while
     ``granted <= day < expires``.
+
+    A credit note's reduction dated D takes its amount off the grant after the
+    draws of the points dated D (the note was checked against the grant's
+    balance rated through D) and before any later point. It is not capped: the
+    books debit deferred revenue by exactly this amount, so a grant whose
+    balance late usage has since drawn below it stays negative (nothing more
+    is drawn from it, nothing expires) and deferred revenue shows the same.
     """
     grants: list[CreditGrant] = list(customer.credits)
     remaining = [g.amount for g in grants]
@@ -307,8 +380,20 @@ def _apply_credits(
                     movements.append(CreditMovement(customer.id, g, grant.expires, "breakage", remaining[g]))
                     remaining[g] = ZERO
 
+    by_key = {grant_key(grants, g): g for g in range(len(grants))}
+    pending = sorted((r for r in reductions if r.key in by_key), key=lambda r: (r.day, r.note, r.key))
+
+    def take_back_before(day: date) -> None:
+        while pending and pending[0].day < day:
+            r = pending.pop(0)
+            expire_before(r.day)
+            g = by_key[r.key]
+            remaining[g] -= r.amount
+            movements.append(CreditMovement(customer.id, g, r.day, "credit_note", r.amount))
+
     order = sorted(range(len(grants)), key=lambda g: (grants[g].expires or date.max, grants[g].granted, g))
     for cycle, point, gross in rows:
+        take_back_before(point)
         expire_before(point)
         key = (cycle.start, cycle.plan)
         target = gross.amount
@@ -343,5 +428,6 @@ def _apply_credits(
                 movements.append(CreditMovement(customer.id, g, point, "draw", take, cycle))
         credited[key] = have
         applied[(cycle.start, cycle.plan, point)] = have
+    take_back_before(through + timedelta(days=1))
     expire_before(through)
     return applied, movements

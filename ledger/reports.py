@@ -40,7 +40,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
-from fractions import Fraction
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -414,17 +413,6 @@ class Deferral:
     schedule: tuple[tuple[str, Decimal], ...]
 
 
-def _recognized(billed: Decimal, start: date, end: date, through: date, currency: str) -> Decimal:
-    """A base fee's cumulative recognition through ``through``, as rating computes it:
-    ``round(billed × days elapsed ÷ days in cycle)``."""
-    if through < start:
-        return ZERO
-    if through >= end - timedelta(days=1):
-        return billed
-    share = Fraction((through - start).days + 1, (end - start).days)
-    return round_money(billed * share.numerator / Decimal(share.denominator), currency)
-
-
 def deferrals(sources: Sources, day: date, rating: Rating | None = None) -> list[Deferral]:
     """What the deferred-revenue balances at the end of ``day`` consist of, and when it is recognized.
 
@@ -433,25 +421,27 @@ def deferrals(sources: Sources, day: date, rating: Rating | None = None) -> list
     credits granted on invoices on or before ``day`` are drawn by usage, so their
     remainder is scheduled in the month they expire (breakage at the latest).
     """
+    from ledger.credit_notes import fee_deferred_left
+
     out: list[Deferral] = []
     invoices = [inv for inv in sources.invoices if inv.date <= day]
+    notes = [n for n in sources.credit_notes if n.date <= day]  # a note's deferred part is off the fee
     for inv in invoices:
-        for line in inv.lines:
+        for index, line in enumerate(inv.lines, start=1):
             if line.kind != "base_fee" or line.account != "deferred" or not line.cycle:
                 continue
-            start_text, _, end_text = line.cycle.partition("/")
-            start, end = date.fromisoformat(start_text), date.fromisoformat(end_text)
-            done = _recognized(line.amount, start, end, day, inv.currency)
-            if done == line.amount:
+            end = date.fromisoformat(line.cycle.partition("/")[2])
+            fee_left = fee_deferred_left(inv, index, notes, day)
+            if not fee_left:
                 continue
             schedule = []
-            previous = done
+            previous = fee_left
             for m in month_range(shift_month(seal.month_of(day), 1), seal.month_of(end - timedelta(days=1))):
-                cumulative = _recognized(line.amount, start, end, month_end(m), inv.currency)
-                schedule.append((m, cumulative - previous))
-                previous = cumulative
+                remaining = fee_deferred_left(inv, index, notes, month_end(m))
+                schedule.append((m, previous - remaining))
+                previous = remaining
             out.append(Deferral(inv.customer, inv.currency, f"base fee {line.cycle} ({inv.number})",
-                                line.amount - done, tuple(schedule)))
+                                fee_left, tuple(schedule)))
     invoiced_grants = {(inv.customer, inv.date) for inv in invoices
                        if any(line.kind == "credit_grant" for line in inv.lines)}
     needs_rating = any((cid, g.granted) in invoiced_grants
@@ -506,7 +496,8 @@ def deferred(sources: Sources, month: str | None = None) -> Report:
                 "the waterfall gives each later month's share until the cycle ends. Prepaid credits are recognized "
                 "as usage draws them, which cannot be scheduled: the remainder of each grant is placed in the month "
                 "it expires (as breakage, at the latest), or under 'no expiry'. 'difference' is books − schedule "
-                "and is 0 when the books hold exactly these deferrals."),
+                "and is 0 when the books hold exactly these deferrals. A credit note on an advance fee takes its "
+                "deferred part out of the fee's remaining recognition, and one on prepaid credit out of the grant."),
         tables=(
             Table(f"Deferred revenue at {day}", ("customer", "currency", "base fees", "prepaid credits",
                                                  "scheduled", "books", "difference"), tuple(rows)),

@@ -159,7 +159,7 @@ class Session:
         payments = [p for p in load_payments(self.engine) if p.date <= through]
         notes = [n for n in load_credit_notes(self.engine) if n.date <= through]
         generated += payment_entries(payments, invoices, notes, self.rules)
-        generated += credit_note_entries(notes, invoices, payments, self.rules)
+        generated += credit_note_entries(notes, invoices, payments, self.rules, through=through)
         # reratings: their credit notes are marked, their debit adjustments posted (ledger.rerate)
         adjustments = [a for a in load_adjustments(self.engine) if a.date <= through]
         generated = [*mark_credit_notes(generated, adjustments), *debit_entries(adjustments, self.rules)]

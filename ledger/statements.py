@@ -254,7 +254,7 @@ def _credit_remaining(rules: Rules, rating: Rating, customer: str, through: date
     total = sum((g.amount for g in rules.customers[customer].credits if g.granted <= through), ZERO)
     for movement in rating.credits:
         if movement.customer == customer and movement.day <= through:
-            total += {"draw": -1, "return": 1, "breakage": -1}[movement.kind] * movement.amount
+            total += {"draw": -1, "return": 1, "breakage": -1, "credit_note": -1}[movement.kind] * movement.amount
     return total
 
 

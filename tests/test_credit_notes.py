@@ -12,12 +12,18 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 from beancount.core import data
 from click.testing import CliRunner, Result
 
+from ledger.books import load_books
 from ledger.cli import cli
-from ledger.credit_notes import load_credit_notes
+from ledger.credit_notes import credit_note_entries, issue, issue_credit_note, load_credit_notes
+from ledger.errors import BadInput
+from ledger.invoicing import load_invoices
+from ledger.reports import build_report
 from ledger.session import Session
+from tests.support import STORE, calls, insert_events, open_session, write_workspace
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_payments import balance, books_of, import_payments, workspace
@@ -37,7 +43,9 @@ def pay(session: Session, tmp_path: Path, amount: str, day: str = "2026-10-10") 
 
 
 def transaction(entries: list[data.Directive], number: str) -> data.Transaction:
-    [found] = [e for e in entries if isinstance(e, data.Transaction) and e.meta.get("credit_note") == number]
+    """The note's own transaction (not the fee-recognition reductions that carry its number too)."""
+    [found] = [e for e in entries if isinstance(e, data.Transaction) and e.meta.get("credit_note") == number
+               and e.narration.startswith("Credit note")]
     return found
 
 
@@ -66,7 +74,7 @@ def test_credit_note_on_unpaid_invoice_reduces_the_receivable(tmp_path: Path) ->
     pay(session, tmp_path, "80.00", "2026-10-10")
     entries = books_of(session)
     assert balance(entries, RECEIVABLE, date(2026, 10, 11)) == 0
-    assert balance(entries, "Assets:Bank:Unapplied", date(2026, 11, 1)) == 0
+    assert balance(entries, "Liabilities:Unapplied-Cash", date(2026, 11, 1)) == 0
 
 
 def test_credit_note_on_paid_invoice_is_a_refund_liability(tmp_path: Path) -> None:
@@ -164,3 +172,237 @@ def test_numbers_are_sequential_and_books_deterministic(tmp_path: Path) -> None:
     first = {p: p.read_bytes() for p in sorted(books_dir.rglob("*")) if p.is_file()}
     books_of(session)
     assert {p: p.read_bytes() for p in sorted(books_dir.rglob("*")) if p.is_file()} == first
+
+
+# --- credit notes on lines billed to deferred revenue -------------------------------------------
+#
+# What was billed but not yet earned is taken out of deferred revenue, not given back as
+# contra-revenue (the bug: a note on a prepaid-credit invoice debited Income:Credit-Notes,
+# left Deferred-Revenue untouched, and the credited amount came back as breakage).
+
+GLOBEX_DEFERRED = "Liabilities:Deferred-Revenue:Globex"
+GLOBEX_RECEIVABLE = "Assets:Receivables:Invoiced:Globex"
+PREPAID_PLANS = """\
+plans:
+  u:
+    currency: USD
+    charges:
+      - {meter: api_calls, model: unit, unit_price: "1.00"}
+"""
+PREPAID_CUSTOMERS = """\
+customers:
+  globex:
+    currency: USD
+    billing_anchor: calendar
+    subscriptions: [{plan: u, start: 2026-09-01}]
+    credits:
+      - {amount: "1000.00", granted: 2026-09-01, expires: 2026-12-01}
+"""
+METERS_CALLS = "meters:\n  api_calls: {event_type: api.request, aggregation: count, unit: call}\n"
+
+
+def prepaid(tmp_path: Path, october: int = 0, store: str = STORE) -> Session:
+    """globex buys 1,000.00 of credit on Sep 1 (INV-2026-000001, deferred), uses 300 calls at
+    1.00 in September (drawn on Sep 30) and ``october`` calls on Oct 20."""
+    session = open_session(write_workspace(tmp_path / "ws", meters=METERS_CALLS, plans=PREPAID_PLANS,
+                                           customers=PREPAID_CUSTOMERS, config=store))
+    insert_events(session.engine, calls("globex", [f"2026-09-{1 + i % 28:02d}" for i in range(300)])
+                  + calls("globex", ["2026-10-20"] * october, prefix="oct"))
+    [grant] = session.invoice(through=date(2026, 9, 1))
+    assert (grant.number, grant.total, grant.lines[0].kind) == ("INV-2026-000001", Decimal("1000.00"), "credit_grant")
+    return session
+
+
+def books_through(session: Session, through: date) -> list[data.Directive]:
+    session.invoice(through=through)
+    entries, errors, _ = load_books(session.workspace.main_file)
+    assert errors == []
+    return list(entries)
+
+
+def test_prepaid_credit_note_reverses_deferred_revenue_and_shrinks_breakage(tmp_path: Path) -> None:
+    session = prepaid(tmp_path)
+    note = issue(session, "INV-2026-000001", amount="500", reason="unused credit refunded", on=date(2026, 10, 12))
+    # rated through Oct 12: 300.00 drawn on Sep 30, so 700.00 undrawn; all 500.00 comes out of deferred
+    assert [(p.line, p.kind, p.amount, p.deferred, p.grant) for p in note.parts] == [
+        (1, "credit_grant", Decimal("500.00"), Decimal("500.00"), "2026-09-01#1")]
+    entries = books_through(session, date(2026, 12, 31))
+    txn = transaction(entries, note.number)
+    assert {p.account: p.units.number for p in txn.postings} == {
+        GLOBEX_DEFERRED: Decimal("500.00"), GLOBEX_RECEIVABLE: Decimal("-500.00")}
+    # deferred (a liability, negative): 1000.00 billed − 300.00 drawn = 700.00; − 500.00 credited = 200.00
+    assert balance(entries, GLOBEX_DEFERRED, date(2026, 10, 12)) == Decimal("-700.00")
+    assert balance(entries, GLOBEX_DEFERRED, date(2026, 10, 13)) == Decimal("-200.00")
+    assert balance(entries, GLOBEX_DEFERRED, date(2026, 12, 1)) == Decimal("-200.00")
+    # expiry on Dec 1: breakage is the 200.00 left, not 700.00; deferred ends at 0
+    assert balance(entries, "Income:Credit-Breakage", date(2026, 12, 2)) == Decimal("-200.00")
+    assert balance(entries, GLOBEX_DEFERRED, date(2026, 12, 2)) == 0
+    assert balance(entries, "Income:Credit-Notes", date(2027, 1, 1)) == 0
+    # 1000.00 invoiced, 500.00 credited; the Oct 1 invoice is 300.00 usage − 300.00 credit = 0.00
+    assert balance(entries, GLOBEX_RECEIVABLE, date(2027, 1, 1)) == Decimal("500.00")
+    record = json.loads((session.workspace.books_dir / "documents" / f"{note.number}.json").read_text())
+    assert [(p["line"], p["amount"], p["deferred"]) for p in record["parts"]] == [(1, "500.00", "500.00")]
+    assert "Deferred revenue reversed" in (session.workspace.books_dir / "documents" / f"{note.number}.html").read_text()
+
+
+def test_prepaid_credit_note_leaves_less_to_draw(tmp_path: Path) -> None:
+    session = prepaid(tmp_path, october=250)
+    issue(session, "INV-2026-000001", amount="500", reason="r", on=date(2026, 10, 12))
+    entries = books_through(session, date(2026, 12, 31))
+    nov = next(i for i in load_invoices(session.engine) if i.date == date(2026, 11, 1))
+    # 200.00 left after the note: of October's 250 calls (250.00), 200.00 drawn, 50.00 billed
+    assert [(ln.kind, ln.amount) for ln in nov.lines] == [("usage", Decimal("250.00")),
+                                                           ("credit_applied", Decimal("-200.00"))]
+    assert balance(entries, GLOBEX_DEFERRED, date(2026, 11, 1)) == 0
+    assert balance(entries, "Income:Credit-Breakage", date(2027, 1, 1)) == 0
+
+
+def test_crediting_more_than_the_undrawn_grant_is_refused_unless_forced(tmp_path: Path, store_url: str) -> None:
+    """On SQLite and PostgreSQL: the grant is rated while the note's transaction holds the lock."""
+    session = prepaid(tmp_path, store=f'store = "{store_url}"\n')
+    issue(session, "INV-2026-000001", amount="500", reason="a", on=date(2026, 10, 12))
+    # 500.00 of the invoice can still be credited, but only 200.00 of the grant is undrawn
+    with pytest.raises(BadInput) as refused:
+        issue(session, "INV-2026-000001", amount="200.01", reason="b", on=date(2026, 10, 20))
+    message = str(refused.value)
+    assert "200.00 USD" in message and "--force" in message and "\n" not in message
+    assert [n.number for n in load_credit_notes(session.engine)] == ["CN-2026-000001"]
+    forced = issue(session, "INV-2026-000001", amount="250", reason="b", on=date(2026, 10, 20), force=True)
+    assert forced.forced and [(p.amount, p.deferred) for p in forced.parts] == [(Decimal("250.00"), Decimal("200.00"))]
+    entries = books_through(session, date(2026, 12, 31))
+    # 200.00 from deferred, the 50.00 beyond the grant's balance is contra-revenue
+    assert {p.account: p.units.number for p in transaction(entries, forced.number).postings} == {
+        "Income:Credit-Notes": Decimal("50.00"), GLOBEX_DEFERRED: Decimal("200.00"),
+        GLOBEX_RECEIVABLE: Decimal("-250.00")}
+    assert balance(entries, GLOBEX_DEFERRED, date(2026, 10, 21)) == 0
+    assert balance(entries, "Income:Credit-Breakage", date(2027, 1, 1)) == 0
+
+
+def test_prepaid_credit_needs_the_rating(tmp_path: Path) -> None:
+    """Without grant balances (a caller that cannot rate) a grant line is refused, not guessed."""
+    session = prepaid(tmp_path)
+    with pytest.raises(BadInput, match="prepaid credit"):
+        issue_credit_note(session.engine, "INV-2026-000001", amount="1", reason="r", on=date(2026, 10, 12))
+
+
+ACME_DEFERRED = "Liabilities:Deferred-Revenue:Acme"
+FEE_PLANS = """\
+plans:
+  pro:
+    currency: USD
+    base_fee: {amount: "31.00", timing: advance}
+    charges:
+      - {meter: api_calls, model: unit, unit_price: "1.00"}
+"""
+FEE_CUSTOMERS = """\
+customers:
+  acme: {currency: USD, billing_anchor: start, subscriptions: [{plan: pro, start: 2026-10-15}]}
+"""
+
+
+def advance_fee(tmp_path: Path) -> Session:
+    """acme's fee of 31.00 is billed in advance: INV-2026-000001 on Oct 15 for [Oct 15, Nov 15)
+    (31 days, 1.00 a day); 10 calls at 1.00 in that cycle; INV-2026-000002 on Nov 15 is
+    10.00 usage + 31.00 fee for [Nov 15, Dec 15) (30 days)."""
+    session = open_session(write_workspace(tmp_path / "ws", meters=METERS_CALLS, plans=FEE_PLANS,
+                                           customers=FEE_CUSTOMERS))
+    insert_events(session.engine, calls("acme", [f"2026-10-{20 + i}" for i in range(10)]))
+    issued = session.invoice(through=date(2026, 11, 15))
+    assert [(i.number, i.total) for i in issued] == [("INV-2026-000001", Decimal("31.00")),
+                                                      ("INV-2026-000002", Decimal("41.00"))]
+    return session
+
+
+def test_advance_fee_credited_mid_cycle(tmp_path: Path) -> None:
+    session = advance_fee(tmp_path)
+    result = credit(session, "INV-2026-000001", "--line", "1", "--amount", "25", "--reason", "downgrade",
+                    "--date", "2026-10-26")
+    assert result.exit_code == 0, result.output
+    [note] = load_credit_notes(session.engine)
+    # recognized through Oct 25: 11 of 31 days = 11.00; 20.00 still deferred: 20.00 of the 25.00
+    # comes out of deferred revenue, 5.00 gives recognized revenue back
+    assert [(p.amount, p.deferred, p.revenue) for p in note.parts] == [
+        (Decimal("25.00"), Decimal("20.00"), Decimal("5.00"))]
+    session.post(through=date(2026, 11, 30))
+    entries, errors, _ = load_books(session.workspace.main_file)
+    assert errors == []
+    assert {p.account: p.units.number for p in transaction(entries, note.number).postings} == {
+        "Income:Credit-Notes": Decimal("5.00"), ACME_DEFERRED: Decimal("20.00"),
+        RECEIVABLE: Decimal("-25.00")}
+    # the 20.00 is taken out of recognition over the 20 days Oct 26 – Nov 14: 6 days by Oct 31 = 6.00,
+    # the other 14.00 on Nov 14; the accruals still recognize 17.00 (Oct 31) and 14.00 (Nov 14)
+    reductions = [(e.date, {p.account: p.units.number for p in e.postings}) for e in entries
+                  if isinstance(e, data.Transaction) and e.meta.get("credit_note") == note.number
+                  and e.narration.startswith("Base fee recognition")]
+    assert reductions == [
+        (date(2026, 10, 31), {"Income:Subscriptions:Pro": Decimal("6.00"), ACME_DEFERRED: Decimal("-6.00")}),
+        (date(2026, 11, 14), {"Income:Subscriptions:Pro": Decimal("14.00"), ACME_DEFERRED: Decimal("-14.00")})]
+    # deferred: 31.00 billed; 11.00 after the note; Oct 31: 11.00 − 17.00 + 6.00 = 0; Nov 14: 0
+    assert balance(entries, ACME_DEFERRED, date(2026, 10, 26)) == Decimal("-31.00")
+    assert balance(entries, ACME_DEFERRED, date(2026, 10, 27)) == Decimal("-11.00")
+    assert balance(entries, ACME_DEFERRED, date(2026, 11, 1)) == 0
+    assert balance(entries, ACME_DEFERRED, date(2026, 11, 15)) == 0
+    # the cycle's fee revenue: 31.00 − 20.00 = 11.00 (the days before the note); 5.00 contra
+    assert balance(entries, "Income:Subscriptions:Pro", date(2026, 11, 15)) == Decimal("-11.00")
+    assert balance(entries, "Income:Credit-Notes", date(2026, 11, 15)) == Decimal("5.00")
+    books_dir = session.workspace.books_dir
+    first = {p: p.read_bytes() for p in sorted(books_dir.rglob("*")) if p.is_file()}
+    session.post(through=date(2026, 11, 30))
+    assert {p: p.read_bytes() for p in sorted(books_dir.rglob("*")) if p.is_file()} == first
+
+
+def test_whole_invoice_note_is_split_pro_rata(tmp_path: Path) -> None:
+    session = advance_fee(tmp_path)
+    assert credit(session, "INV-2026-000002", "--amount", "20.50", "--reason", "goodwill",
+                  "--date", "2026-11-20").exit_code == 0
+    [note] = load_credit_notes(session.engine)
+    # 20.50 over usage 10.00 and fee 31.00 (41.00): 5.00 and 15.50; the fee's days recognized
+    # through Nov 19 are 5 of 30 = 5.17, so all 15.50 is still deferred
+    assert [(p.line, p.kind, p.amount, p.deferred) for p in note.parts] == [
+        (1, "usage", Decimal("5.00"), Decimal("0")), (2, "base_fee", Decimal("15.50"), Decimal("15.50"))]
+    session.post(through=date(2026, 12, 14))
+    entries, errors, _ = load_books(session.workspace.main_file)
+    assert errors == []
+    assert {p.account: p.units.number for p in transaction(entries, note.number).postings} == {
+        "Income:Credit-Notes": Decimal("5.00"), ACME_DEFERRED: Decimal("15.50"), RECEIVABLE: Decimal("-20.50")}
+    # 15.50 out of recognition over Nov 20 – Dec 14 (25 days): 11 days by Nov 30 = 6.82, then 8.68
+    # deferred on Dec 1: −31.00 billed + 15.50 credited + 16.53 recognized (16/30 of 31.00) − 6.82 reduced
+    assert balance(entries, ACME_DEFERRED, date(2026, 12, 1)) == Decimal("-5.79")
+    assert balance(entries, ACME_DEFERRED, date(2026, 12, 15)) == 0
+    # fee revenue of both cycles: 31.00 + (31.00 − 15.50)
+    assert balance(entries, "Income:Subscriptions:Pro", date(2026, 12, 15)) == Decimal("-46.50")
+    record = json.loads((session.workspace.books_dir / "documents" / f"{note.number}.json").read_text())
+    assert [(p["line"], p["amount"], p["deferred"]) for p in record["parts"]] == [
+        (1, "5.00", "0.00"), (2, "15.50", "15.50")]
+    # the deferred report explains the books' 5.79 on Nov 30: all of it recognized in December
+    report = build_report(session, "deferred", month="2026-11")
+    [row] = [r for t in report.tables if t.title.startswith("Deferred revenue at")
+             for r in (dict(zip(t.columns, row, strict=True)) for row in t.rows) if r["customer"] == "acme"]
+    assert (row["base fees"], row["books"], row["difference"]) == (Decimal("5.79"), Decimal("5.79"), Decimal("0.00"))
+
+
+def test_fee_reductions_stop_at_the_posting_date(tmp_path: Path) -> None:
+    session = advance_fee(tmp_path)
+    note = issue(session, "INV-2026-000001", amount="25", reason="downgrade", on=date(2026, 10, 26), line=1)
+    invoices = load_invoices(session.engine)
+    entries = credit_note_entries([note], invoices, [], session.rules, through=date(2026, 11, 13))
+    # only the Oct 31 reduction (6.00) is dated through Nov 13; Nov 14's waits for the books to get there
+    assert [(e.date, e.postings[0].units.number) for e in entries
+            if isinstance(e, data.Transaction) and e.narration.startswith("Base fee")] == [
+        (date(2026, 10, 31), Decimal("6.00"))]
+
+
+def test_prepaid_credit_note_through_the_cli_shows_on_the_statement(tmp_path: Path) -> None:
+    """`meterbook credit` on a grant line, then the customer's statement: 200.00 of credit left."""
+    session = prepaid(tmp_path, october=100)
+    result = credit(session, "INV-2026-000001", "--amount", "500", "--reason", "unused credit refunded",
+                    "--date", "2026-10-12")
+    assert result.exit_code == 0, result.output
+    refused = credit(session, "INV-2026-000001", "--amount", "200.01", "--reason", "more", "--date", "2026-10-12")
+    assert refused.exit_code == 2 and len(refused.output.strip().splitlines()) == 1
+    # 1000.00 − 300.00 drawn in September − 500.00 credited − 100.00 drawn in October = 100.00
+    out = CliRunner().invoke(cli, ["--workspace", str(session.workspace.root), "statement", "globex",
+                                   "--cycle", "2026-10-15", "--out", str(tmp_path / "st")])
+    assert out.exit_code == 0, out.output
+    html = next((tmp_path / "st").glob("*.html")).read_text()
+    assert "Prepaid credit remaining</span><b>100.00 USD</b>" in html

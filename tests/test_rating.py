@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine
 
 from ledger.events import Event, parse_time
-from ledger.rating import Rating, rate
+from ledger.rating import GrantReduction, Rating, rate, undrawn_credit
 from ledger.registry import load_registry
 from ledger.rules import Rules, load_rules
 from ledger.store import open_store
@@ -183,3 +183,45 @@ def test_cumulative_differences_sum_to_single_rating(tmp_path_factory: pytest.Te
             previous = latest[0].charges[0].amount
     total += once.charges[0].amount - previous
     assert total == once.charges[0].amount
+
+
+def test_credit_note_reduction_shrinks_breakage(tmp_path: Path) -> None:
+    """k's 5.00 grant (expires Oct 10) has 1.45 drawn on Sep 30; a credit note on Oct 5 takes
+    2.00 of it back, so 3.55 − 2.00 = 1.55 expires instead of 3.55, and the draws are unchanged."""
+    rules, models = _rules(tmp_path)
+    engine = _store(f"sqlite:///{tmp_path / 'e.sqlite'}", _usage("k"))
+    note = GrantReduction(customer="k", granted=date(2026, 9, 1), ordinal=1, day=date(2026, 10, 5),
+                          amount=Decimal("2.00"), note="CN-2026-000001")
+    rating = rate(engine, rules, models, UTC, through=date(2026, 10, 14), customers={"k"}, reductions=[note])
+    points = _cycle_ratings(rating, "k", date(2026, 9, 15))
+    assert points[date(2026, 9, 30)].credit_applied == Decimal("1.45")
+    assert points[date(2026, 10, 14)].credit_applied == Decimal("1.45")
+    assert [(m.day, m.kind, m.amount) for m in rating.credits] == [
+        (date(2026, 9, 30), "draw", Decimal("1.45")), (date(2026, 10, 5), "credit_note", Decimal("2.00")),
+        (date(2026, 10, 10), "breakage", Decimal("1.55"))]
+    grants = rules.customers["k"].credits
+    assert undrawn_credit(rating, grants, "k", date(2026, 10, 9)) == {"2026-09-01#1": Decimal("1.55")}
+    assert undrawn_credit(rating, grants, "k", date(2026, 10, 10)) == {"2026-09-01#1": Decimal("0")}
+    # a reduction dated after the rating's date is not applied yet
+    later = rate(engine, rules, models, UTC, through=date(2026, 10, 4), customers={"k"}, reductions=[note])
+    assert "credit_note" not in {m.kind for m in later.credits}
+
+
+def test_credit_note_reduction_leaves_less_to_draw(tmp_path: Path) -> None:
+    """t's 100.00 grant is reduced by 98.50 on Sep 25, before the Sep 30 draw: of the 2.00 of
+    tokens only 1.50 is covered; Oct 14's 1.50 (volume price fell) is still all covered."""
+    rules, models = _rules(tmp_path)
+    rows = [_ev(1, "t", "llm.completion", "2026-09-20T00:00:00Z", tokens="100"),
+            _ev(2, "t", "llm.completion", "2026-10-05T10:00:00Z", tokens="50")]
+    engine = _store(f"sqlite:///{tmp_path / 'e.sqlite'}", rows)
+    note = GrantReduction(customer="t", granted=date(2026, 9, 1), ordinal=1, day=date(2026, 9, 25),
+                          amount=Decimal("98.50"))
+    rating = rate(engine, rules, models, UTC, through=date(2026, 10, 14), customers={"t"}, reductions=[note])
+    points = _cycle_ratings(rating, "t", date(2026, 9, 15))
+    assert points[date(2026, 9, 30)].credit_applied == Decimal("1.50")
+    assert points[date(2026, 10, 14)].credit_applied == Decimal("1.50")
+    assert undrawn_credit(rating, rules.customers["t"].credits, "t", date(2026, 10, 14)) == {
+        "2026-09-01#1": Decimal("0.00")}
+    # without a reduction argument the store's credit notes are read: none here, all 2.00 drawn
+    plain = rate(engine, rules, models, UTC, through=date(2026, 10, 14), customers={"t"})
+    assert _cycle_ratings(plain, "t", date(2026, 9, 15))[date(2026, 9, 30)].credit_applied == Decimal("2.00")

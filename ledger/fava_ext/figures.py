@@ -192,7 +192,7 @@ def credits_left(customer: Customer, movements: Iterable[CreditMovement], as_of:
     if not customer.credits:
         return None
     left = sum((g.amount for g in customer.credits if g.granted <= as_of), ZERO)
-    sign = {"draw": -1, "return": 1, "breakage": -1}
+    sign = {"draw": -1, "return": 1, "breakage": -1, "credit_note": -1}
     for movement in movements:
         if movement.customer == customer.id and movement.day <= as_of:
             left += sign.get(movement.kind, 0) * movement.amount
