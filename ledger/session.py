@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import tempfile
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -25,7 +26,7 @@ from sqlalchemy import Engine, make_url
 from ledger import books, metering
 from ledger.credit_notes import credit_note_documents, credit_note_entries, load_credit_notes
 from ledger.documents import invoice_documents
-from ledger.errors import StoreError
+from ledger.errors import BadInput, StoreError
 from ledger.invoicing import Invoice, draft_invoices, issue, load_invoices
 from ledger.payments import load_payments, payment_entries
 from ledger.posting import catch_up, post
@@ -223,6 +224,18 @@ class Session:
                 + ": these books were posted from another store; restore it (or rebuild the demo with "
                 "`meterbook demo`). Nothing was written: meterbook does not post against sealed history")
 
+    def require_writable_books(self) -> None:
+        """Refuse (exit 2) unless ``books/`` and ``books/documents/`` take a new file (tried, not
+        assumed: permissions do not stop root, a read-only mount or an immutable directory does)."""
+        for folder in (self.workspace.books_dir, self.workspace.books_dir / "documents"):
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                with tempfile.NamedTemporaryFile(dir=folder, prefix=".meterbook-write-check-"):
+                    pass
+            except OSError as exc:
+                raise BadInput(f"{folder}: {exc.strerror or exc}: the books cannot be written, so nothing "
+                               "was issued") from None
+
     def write(self, entries: list[data.Directive], documents: dict[str, str]) -> tuple[str, ...]:
         books_dir = self.workspace.books_dir
         for relative, content in sorted(documents.items()):
@@ -251,6 +264,7 @@ class Session:
         require_unchanged_terms(self)  # before anything is rated, issued or pinned
         if self.first_open() > date.min:
             self.require_store_of_record()
+        self.require_writable_books()  # an issued number is never taken back: its books must be writable
         rating = self.rate(through)
         digests = self.evidence(rating)
         issued = load_invoices(self.engine)

@@ -99,3 +99,14 @@ def test_billed_months_are_the_months_its_cycles_span() -> None:
     assert billed_months(invoice("2026-07-01/2026-10-01", "2026-10-01/2026-11-01")) == [
         "2026-07", "2026-08", "2026-09", "2026-10"]
     assert billed_months(invoice("")) == ["2026-10"]  # a credit grant: the invoice's own month
+
+
+def test_books_that_cannot_be_written_issue_nothing(root: Path) -> None:
+    """An invoice number is never taken back: unwritable books stop `invoice` before it numbers anything."""
+    (root / "books").mkdir()
+    (root / "books" / "documents").write_text("a file where the documents folder should be\n")
+    result = run(root, "invoice", "--through", "2026-10-15")
+    assert result.exit_code == 2
+    [line] = result.output.strip().splitlines()
+    assert line.startswith(f"meterbook: error: {root / 'books' / 'documents'}: ") and "nothing was issued" in line
+    assert issued(root) == []
