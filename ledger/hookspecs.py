@@ -103,6 +103,12 @@ def meterbook_pricing_models() -> list[PricingModel]:
     - ``price(terms, usage)``: a :class:`ledger.pricing.Price` for the cycle's
       *cumulative* usage, unrounded, pure and deterministic, with breakdown
       lines that add up to the amount. The engine rounds and posts differences.
+    - ``ratable`` (optional attribute, default False): True for a price of
+      access over the cycle rather than of units (the first-party ``flat``).
+      ``price`` then gives the amount for a full cycle; the engine prorates it
+      by days for a short cycle and recognizes it by day at each accrual point,
+      exactly like the base fee (``flat`` 92.00 a quarter from Oct 1: 31.00,
+      30.00, 31.00 at the month ends; 30.00 a month cut after 10 days: 10.00).
 
     Example::
 

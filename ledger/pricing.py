@@ -73,7 +73,19 @@ class Price:
 
 @runtime_checkable
 class PricingModel(Protocol):
-    """What a pricing plugin provides. See ``ledger/hookspecs.py`` for a full example."""
+    """What a pricing plugin provides. See ``ledger/hookspecs.py`` for a full example.
+
+    Optional attribute ``ratable`` (bool, False when absent; not part of the
+    protocol's required members, so models written before it are unaffected):
+    True says the price is for *access over the cycle*, not for units, like
+    ``flat``. The engine then treats :meth:`price` as the amount for a full
+    cycle and bills and recognizes it as it does the base fee: prorated by days
+    for a cycle cut short by a start, end or plan change, and earned by day at
+    each accrual point (cumulative ``round(billed × days elapsed ÷ days in
+    cycle)``), so a quarterly 92.00 accrues 31.00, 30.00 and 31.00 over
+    October to December instead of 92.00 at the first month end. Breakdown
+    lines are prorated the same way (``flat fee per cycle, 61/92 days``).
+    """
 
     #: The name plans use in ``model:``.
     name: str

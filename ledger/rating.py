@@ -18,11 +18,21 @@ workspace timezone. Base fees are recognized by day:
 ``round(billed × days elapsed ÷ days in cycle)``, where ``billed`` is the fee
 prorated by days for a cycle cut short by a start, end or plan change. The
 minimum commitment (prorated the same way) is compared with gross usage charges
-on the cycle's last day. Prepaid credits are drawn oldest-expiring first at each
-accrual point, never below zero; usage they cannot cover is billable; what is
-left at expiry is breakage. A credit note on a grant's invoice line takes part
-of the grant back (:class:`GrantReduction`): from the note's date on the grant
-has that much less to draw, so less usage is covered and less expires::
+on the cycle's last day. A *ratable* charge (a model with ``ratable = True``, such
+as ``flat``: a fee for access over the cycle, not for units) is billed and
+recognized exactly like the base fee: its price is prorated by days for a short
+cycle and earned by day (:func:`prorate`, :func:`recognize`)::
+
+    flat 92.00, quarter [2026-10-01, 2027-01-01)     through Oct 31 → 31.00
+                                                     through Nov 30 → 61.00
+                                                     through Dec 31 → 92.00 (invoiced)
+    flat 30.00, monthly [2026-11-01, 2026-11-11) cut by a plan change → 10.00
+
+Prepaid credits are drawn oldest-expiring first at each accrual point, never
+below zero; usage they cannot cover is billable; what is left at expiry is
+breakage. A credit note on a grant's invoice line takes part of the grant back
+(:class:`GrantReduction`): from the note's date on the grant has that much less
+to draw, so less usage is covered and less expires::
 
     grant 1000.00 granted 2026-09-01        draws to 2026-10-12: 300.00
     credit note 2026-10-12 on the grant     reduction 500.00 → 200.00 left
@@ -259,7 +269,7 @@ def rate(
         for point in points:
             charges = tuple(
                 _rate_charge(i, charge, models, usages[(cycle.customer, cycle.start, cycle.plan, i, point)],
-                             plan.currency)
+                             plan.currency, cycle, point)
                 for i, charge in enumerate(plan.charges)
             )
             by_customer[customer.id].append((cycle, point, _Gross(charges)))
@@ -317,33 +327,89 @@ def _measure_all(
     return {key: measured[(meter, bands)][window] for key, meter, bands, window in keys}
 
 
+def is_ratable(model: PricingModel) -> bool:
+    """True when ``model`` prices access over the cycle rather than units: its
+    optional ``ratable`` attribute (absent means False, see :class:`PricingModel`)."""
+    return getattr(model, "ratable", False) is True
+
+
 def _rate_charge(index: int, charge: Charge, models: Mapping[str, PricingModel], usage: Usage,
-                 currency: str) -> ChargeRating:
+                 currency: str, cycle: Cycle, point: date) -> ChargeRating:
     model = models[charge.model]
     price = model.price(charge.terms, usage)
+    amount, lines = round_money(price.amount, currency), price.lines
+    if is_ratable(model):
+        # A stand-ready obligation satisfied over time: billed and earned by day like the base fee.
+        amount = recognize(prorate(price.amount, cycle, currency), cycle, point, currency)
+        lines = tuple(_ratable_line(line, cycle, point, currency) for line in lines)
     return ChargeRating(
         index=index, meter=charge.meter, model=charge.model, quantity=usage.quantity,
-        events=usage.events, amount=round_money(price.amount, currency), lines=price.lines,
-        final=model.price_is_final(charge.terms),
+        events=usage.events, amount=amount, lines=lines, final=model.price_is_final(charge.terms),
     )
+
+
+def _ratable_line(line: PriceLine, cycle: Cycle, point: date, currency: str) -> PriceLine:
+    """A ratable charge's breakdown line as of ``point``: prorated for a short cycle
+    (``flat fee per cycle, 61/92 days: 1 × 331.52 = 331.52``), and before the
+    cycle's last day showing what is earned so far (``…, 31 of 92 days to date: 1 = 31.00``)."""
+    description, unit_price = line.description, line.unit_price
+    billed = prorate(line.amount, cycle, currency)
+    if cycle.proration() != 1:
+        description += f", {cycle.days}/{cycle.nominal_days} days"
+        if unit_price is not None:
+            unit_price = prorate(unit_price, cycle, currency)
+    elapsed = days_elapsed(cycle, point)
+    if elapsed < cycle.days:
+        description += f", {elapsed} of {cycle.days} days to date"
+        unit_price = None  # the amount is a share of quantity × price, not their product
+    return PriceLine(description, line.quantity, unit_price, recognize(billed, cycle, point, currency))
 
 
 def _fraction_of(amount: Decimal, fraction: Fraction) -> Decimal:
     return amount * fraction.numerator / Decimal(fraction.denominator)
 
 
+def days_elapsed(cycle: Cycle, point: date) -> int:
+    """Days of ``cycle`` up to and including ``point``: ``[Oct 1, Jan 1)`` through Oct 31 → 31."""
+    return (point - cycle.start).days + 1
+
+
+def prorate(amount: Decimal, cycle: Cycle, currency: str) -> Decimal:
+    """What ``cycle`` bills of an amount per full cycle: prorated by days when the cycle
+    is cut short (:meth:`Cycle.proration`), rounded to the currency (base fee,
+    minimum commitment, ratable charges).
+
+    >>> from ledger.cycles import Cycle
+    >>> cut = Cycle("acme", "pro", date(2026, 11, 1), date(2026, 11, 11),
+    ...             date(2026, 11, 1), date(2026, 12, 1), 0, False, True)
+    >>> prorate(Decimal("30.00"), cut, "USD")
+    Decimal('10.00')
+    """
+    return round_money(_fraction_of(amount, cycle.proration()), currency)
+
+
+def recognize(billed: Decimal, cycle: Cycle, point: date, currency: str) -> Decimal:
+    """What is earned of ``billed`` by the end of ``point``, cumulative:
+    ``round(billed × days elapsed ÷ days in cycle)``, so the last day earns all of it.
+
+    >>> from ledger.cycles import Cycle
+    >>> quarter = Cycle("acme", "ent", date(2026, 10, 1), date(2027, 1, 1),
+    ...                 date(2026, 10, 1), date(2027, 1, 1), 0, True, False)
+    >>> [str(recognize(Decimal("92.00"), quarter, d, "USD")) for d in quarter.accrual_points()]
+    ['31.00', '61.00', '92.00']
+    """
+    return round_money(_fraction_of(billed, Fraction(days_elapsed(cycle, point), cycle.days)), currency)
+
+
 def _base_fee(cycle: Cycle, fee: Decimal, timing: str, point: date, currency: str) -> BaseFeeRating:
-    billed = round_money(_fraction_of(fee, cycle.proration()), currency)
-    elapsed = (point - cycle.start).days + 1
-    recognized = round_money(_fraction_of(billed, Fraction(elapsed, cycle.days)), currency)
-    return BaseFeeRating(timing=timing, billed=billed, recognized=recognized)
+    billed = prorate(fee, cycle, currency)
+    return BaseFeeRating(timing=timing, billed=billed, recognized=recognize(billed, cycle, point, currency))
 
 
 def _shortfall(cycle: Cycle, minimum: Decimal | None, gross: Decimal, point: date, currency: str) -> Decimal:
     if minimum is None or point != cycle.end - timedelta(days=1):
         return ZERO
-    prorated = round_money(_fraction_of(minimum, cycle.proration()), currency)
-    return max(ZERO, prorated - gross)
+    return max(ZERO, prorate(minimum, cycle, currency) - gross)
 
 
 def _apply_credits(
