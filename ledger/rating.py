@@ -52,9 +52,10 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine
 
 from ledger.cycles import Cycle, cycles_for
+from ledger.errors import PluginError
 from ledger.metering import Window, cut_off_us, measure
 from ledger.money import round_money
-from ledger.pricing import PriceLine, PricingModel, Usage
+from ledger.pricing import Price, PriceLine, PricingModel, Usage
 from ledger.rules import Charge, CreditGrant, Customer, Plan, Rules
 
 ZERO = Decimal(0)
@@ -336,7 +337,14 @@ def is_ratable(model: PricingModel) -> bool:
 def _rate_charge(index: int, charge: Charge, models: Mapping[str, PricingModel], usage: Usage,
                  currency: str, cycle: Cycle, point: date) -> ChargeRating:
     model = models[charge.model]
-    price = model.price(charge.terms, usage)
+    where = f"pricing model {charge.model!r} on {cycle.customer} {cycle.key} ({charge.meter})"
+    try:
+        price = model.price(charge.terms, usage)
+    except Exception as exc:  # a plugin's bug or refusal: name it, never a traceback
+        raise PluginError(f"{where} failed: {type(exc).__name__}: {exc}") from None
+    if not (isinstance(price, Price) and isinstance(price.amount, Decimal) and price.amount.is_finite()
+            and all(isinstance(line, PriceLine) for line in price.lines)):
+        raise PluginError(f"{where} returned {price!r:.200}, not a Price with a finite Decimal amount")
     amount, lines = round_money(price.amount, currency), price.lines
     if is_ratable(model):
         # A stand-ready obligation satisfied over time: billed and earned by day like the base fee.
