@@ -27,6 +27,7 @@ month    recognized  invoiced  unbilled  deferred  receivable
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -119,16 +120,13 @@ def build_workspace(root: Path) -> Path:
         ("INV-2026-000003", "beta", Decimal("0.00"))]
     (root / "bank.csv").write_text(PAYMENTS)
     ingest_payments(session.engine, root / "bank.csv")
-    accept = {"planted:beta:2026-09": ACCEPTED_REASON}
-    report = close_month(session, "2026-09", accept)
-    if report.refused:  # other reconcilers' error findings: not what these tests are about
-        accept |= {f.id: "accepted by the test fixture" for f in report.open_errors}
-        report = close_month(session, "2026-09", accept)
+    refused = close_month(session, "2026-09")
+    assert [f.id for f in refused.open_errors] == ["planted:beta:2026-09"], refused  # the planted one only
+    report = close_month(session, "2026-09", {"planted:beta:2026-09": ACCEPTED_REASON})
     assert not report.refused, report
-    session.post(date(2026, 10, 31))
     close_md = root / "books" / "2026" / "2026-09.close.md"
-    if not close_md.exists():
-        close_md.write_text("# Close 2026-09\n\nplanted:beta:2026-09 accepted\n")
+    assert report.report_file == str(close_md) and close_md.is_file()
+    session.post(date(2026, 10, 31))
     return root
 
 
@@ -286,12 +284,10 @@ def test_reports_page(fava: Fava) -> None:
     from ledger import reports
 
     html = fava.page("MeterbookReports")
-    registry = getattr(reports, "REPORTS", None)
-    if not registry:
-        assert "finance reports are not available" in html
-        return
-    for name in registry:
-        assert f'href="?name={name}"' in html
+    names = ["revenue", "unbilled", "deferred", "aging", "rollforward", "arpu", "forecast", "risk"]
+    assert list(reports.REPORTS) == names
+    [links] = re.findall(r'<p id="report-names">(.*?)</p>', html, flags=re.S)
+    assert re.findall(r'<a href="\?name=([a-z]+)">\1</a>', links) == names
     shown = fava.page("MeterbookReports", "?name=revenue&month=2026-09")
     assert 'id="report-title"' in shown
     # 100 + 50 calls at 1.00 in September; acme 100.00 + 10.00 of tokens
@@ -307,14 +303,42 @@ def test_report_cells_are_exact() -> None:
     assert money(Decimal("0"), "JPY") == "0" and money(Decimal("7"), "EUR") == "7.00"
 
 
-def test_writes_are_refused(fava: Fava) -> None:
+def test_writes_are_refused(fava: Fava, workspace_root: Path) -> None:
     base = f"/{fava.slug}"
     assert fava.client.post(f"{base}/extension/MeterbookEvidence/", data={"ref": "x"}).status_code == 401
-    assert fava.client.put(f"{base}/api/source", json={"file_path": "x", "source": "", "sha256sum": ""}
-                           ).status_code == 401
+    # Fava's source editor: GET the file and its sha256, PUT it back changed with that sha256
+    october = workspace_root / "books" / "2026" / "2026-10.beancount"
+    before = october.read_bytes()
+    source = fava.client.get(f"{base}/api/source", query_string={"filename": str(october)}).get_json()["data"]
+    assert source["sha256sum"] == hashlib.sha256(before).hexdigest() and source["source"] == before.decode()
+    put = fava.client.put(f"{base}/api/source", json={
+        "file_path": str(october), "source": source["source"] + "\n; edited in Fava\n",
+        "sha256sum": source["sha256sum"]})
+    assert put.status_code == 401
+    assert october.read_bytes() == before
     assert fava.client.post(f"{base}/extension/MeterbookClose/close_report?month=2026-09").status_code == 401
     assert fava.client.delete(f"{base}/api/document?filename=x").status_code == 401
     assert fava.client.get(f"{base}/extension/MeterbookRevenue/").status_code == 200
+
+
+def test_the_refused_source_edit_is_one_fava_accepts_when_writable(workspace_root: Path, tmp_path: Path) -> None:
+    """The control for :func:`test_writes_are_refused`: the same PUT to a writable Fava on a copy
+    of the books is saved, so the refusal there is the read-only mode, not a malformed request."""
+    import shutil
+
+    from fava.application import create_app
+
+    shutil.copytree(workspace_root, tmp_path / "ws")
+    october = tmp_path / "ws" / "books" / "2026" / "2026-10.beancount"
+    before = october.read_bytes()
+    client = create_app([tmp_path / "ws" / "books" / "main.beancount"], load=True, read_only=False).test_client()
+    base = "/" + client.get("/").headers["Location"].strip("/").split("/")[0]
+    source = client.get(f"{base}/api/source", query_string={"filename": str(october)}).get_json()["data"]
+    put = client.put(f"{base}/api/source", json={
+        "file_path": str(october), "source": source["source"] + "\n; edited in Fava\n",
+        "sha256sum": source["sha256sum"]})
+    assert put.status_code == 200, put.get_data(as_text=True)
+    assert october.read_bytes() == before + b"\n; edited in Fava\n"
 
 
 def test_serve_refuses_a_remote_host_unless_allowed(workspace_root: Path) -> None:

@@ -5,6 +5,7 @@ Every number below is computed by hand in the comments.
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -166,15 +167,33 @@ def test_commitment_shortfall(books: tuple[Session, list[data.Directive]]) -> No
 
 
 def test_every_cycle_accruals_sum_to_invoice(books: tuple[Session, list[data.Directive]]) -> None:
-    _, entries = books
-    for account in ("Unbilled", "Contract-Assets"):
-        for e in entries:
-            if isinstance(e, data.Transaction) and e.narration.startswith("Invoice"):
-                customer = e.meta["customer"]
-                # after each invoice, no unbilled/contract balance is left for the customer
-                acct = [p.account for p in e.postings if account in p.account]
-                for a in acct:
-                    assert balance(entries, a, e.date.fromordinal(e.date.toordinal() + 1)) == 0, (customer, a)
+    """Each usage line of each invoice document (``books/documents/INV-….json``) is the sum of
+    the Income:Usage postings of its meter carrying its cycle link, up to the invoice date; and
+    after each invoice its customer has no unbilled or contract-asset balance left."""
+    session, entries = books
+    documents = sorted((session.workspace.books_dir / "documents").glob("INV-*.json"))
+    invoices = {e.meta["invoice"]: e for e in entries if isinstance(e, data.Transaction) and "invoice" in e.meta}
+    assert [p.stem for p in documents] == sorted(invoices) and len(documents) == 8
+    usage_lines = 0
+    for path in documents:
+        document = json.loads(path.read_text())
+        invoice = invoices[document["number"]]
+        for line in document["lines"]:
+            if line["kind"] != "usage":
+                continue
+            usage_lines += 1
+            account = session.rules.account("usage_revenue", meter=line["meter"])
+            posted = -sum((p.units.number for e in entries if isinstance(e, data.Transaction)
+                           and line["link"] in e.links and "invoice" not in e.meta and e.date < invoice.date
+                           for p in e.postings if p.account == account), Decimal(0))
+            assert posted == Decimal(line["amount"]), (document["number"], line["meter"], line["link"])
+        after = date.fromordinal(invoice.date.toordinal() + 1)
+        for kind in ("unbilled", "contract_asset"):
+            account = session.rules.account(kind, customer=document["customer"])
+            assert balance(entries, account, after) == 0, (document["number"], account)
+    # 8 invoices: cal, ann, vol, cr and mc bill usage once each; bf's base fees (Sep 11, Oct 1) and
+    # cr's credit grant (Sep 1) have no usage line; ann's and vol's first cycles had no usage
+    assert usage_lines == 5
 
 
 def test_late_usage_after_invoice_is_a_separate_adjustment(tmp_path: Path) -> None:
