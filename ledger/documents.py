@@ -40,6 +40,10 @@ def invoice_html(invoice: Invoice, rules: Rules) -> str:
             f"{' × ' + str(t.unit_price) if t.unit_price is not None else ''} = {t.amount}</div>"
             for t in line.tiers
         )
+        exact = sum((t.amount for t in line.tiers), Decimal(0))
+        if line.kind == "usage" and line.tiers and exact != line.amount:  # rounding happens once, on the cumulative amount
+            tiers += (f"<div class='tiers'>rounded half-even to the currency's minor unit: "
+                      f"{line.amount - exact:+}</div>")
         rows.append(
             f"<tr><td>{escape(line.description)}{tiers}</td><td>{escape(line.cycle)}</td>"
             f"<td class='num'>{qty}</td><td class='num'>{_money(line.amount, invoice.currency)}</td></tr>"

@@ -172,3 +172,6 @@ def test_invoice_documents_total_whole_yen(root: Path) -> None:
     assert [(t["quantity"], t["unit_price"], Decimal(t["amount"])) for t in usage["tiers"]] == [
         ("1000", "0.5", Decimal("500")), ("9000", "0.25", Decimal("2250")), ("4", "0.125", Decimal("0.5"))]
     assert usage["quantity"] == "10004"
+    # the customer reading the HTML sees why 2,750.5 of tiers bill 2,750
+    html = (root / "books" / "documents" / "INV-2026-000003.html").read_text()
+    assert "rounded half-even to the currency's minor unit: -0.5" in html
