@@ -37,12 +37,22 @@ next invoice.
 Sealed months are never regenerated: :func:`catch_up` compares what would now
 be posted before the first open day with the sealed files and posts the
 difference as late adjustments on that day.
+
+Every usage entry names its meters and their quantities (DESIGN "Every posting
+is traceable"): ``meter`` lists the cycle's meters, ``quantities`` gives each
+one's figure (``"api_calls=1234,storage_gb=12.5"``, in ``meter`` order) — the
+cumulative cycle-to-date quantity on an accrual, the change on a late entry —
+so a free-tier meter whose amount did not move is still on record; a revenue
+posting repeats its meter's figure as ``quantity``. ``evidence`` is the digest
+of the events behind the accrual point (:meth:`ledger.session.Session.evidence`);
+an invoice's ``evidence`` is :func:`invoice_evidence` over the accruals it froze.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
@@ -51,7 +61,8 @@ from typing import TYPE_CHECKING
 from beancount.core import data
 from beancount.core.amount import Amount
 
-from ledger.rating import ZERO, CreditMovement, CycleRating, Rating
+from ledger.errors import BadInput
+from ledger.rating import ZERO, CreditMovement, CycleRating, Rating, grant_key
 from ledger.rules import Rules
 
 if TYPE_CHECKING:
@@ -118,6 +129,63 @@ class Books:
     documents: Mapping[str, str] = field(default_factory=dict)  # relative path → content
 
 
+def format_quantities(quantities: Iterable[tuple[str, Decimal]]) -> str:
+    """The ``quantities`` metadata: ``meter=quantity`` pairs in the order given, fixed-point.
+
+    >>> format_quantities([("api_calls", Decimal(1234)), ("storage_gb", Decimal("12.5"))])
+    'api_calls=1234,storage_gb=12.5'
+    """
+    return ",".join(f"{meter}={format(quantity, 'f')}" for meter, quantity in quantities)
+
+
+def parse_quantities(text: str) -> dict[str, Decimal]:
+    """The inverse of :func:`format_quantities` (meter ids hold no ``,`` or ``=``).
+
+    >>> parse_quantities("api_calls=1234,storage_gb=12.5")
+    {'api_calls': Decimal('1234'), 'storage_gb': Decimal('12.5')}
+    """
+    out: dict[str, Decimal] = {}
+    for item in text.split(","):
+        meter, _, value = item.partition("=")
+        try:
+            number = Decimal(value)
+        except ArithmeticError:
+            number = Decimal("NaN")
+        if not meter or not number.is_finite():
+            raise ValueError(f"{item!r} is not meter=quantity")
+        out[meter] = number
+    return out
+
+
+def _usage_meta(quantities: Sequence[tuple[str, Decimal]]) -> dict[str, object]:
+    """``meter`` and ``quantities`` for an entry naming these meters (none: neither key)."""
+    if not quantities:
+        return {}
+    return {"meter": ",".join(m for m, _ in quantities), "quantities": format_quantities(quantities)}
+
+
+def entry_quantities(entry: data.Transaction) -> dict[str, Decimal | None]:
+    """Per meter an entry names: the quantity it records, None when it names the meter without one.
+
+    Read from the transaction's ``quantities`` (every meter of ``meter``) and,
+    for entries written before it existed, the revenue postings' ``quantity``.
+    Cumulative on an accrual, the change on a late entry (``late: TRUE``).
+    """
+    meta = entry.meta or {}
+    found: dict[str, Decimal | None] = {m: None for m in str(meta.get("meter") or "").split(",") if m}
+    for p in entry.postings:
+        meter, quantity = (p.meta or {}).get("meter"), (p.meta or {}).get("quantity")
+        if isinstance(meter, str) and meter:
+            found[meter] = quantity if isinstance(quantity, Decimal) else found.get(meter)
+    listed = meta.get("quantities")
+    if isinstance(listed, str):
+        try:
+            found.update(parse_quantities(listed))
+        except ValueError as error:  # a hand-edited file: name the line, as bean-check would
+            raise BadInput(f"{meta.get('filename', '<books>')}:{meta.get('lineno', 0)}: quantities: {error}") from None
+    return found
+
+
 def _signed_postings(rules: Rules, customer: str, currency: str, deltas: Mapping[str, Decimal],
                      quantities: Mapping[str, Decimal]) -> list[data.Posting]:
     """Postings for target deltas: debit-natured keys positive, revenue negative."""
@@ -161,9 +229,10 @@ def accrual_entries(points: Sequence[Snapshot], rules: Rules) -> list[data.Trans
         postings = _signed_postings(rules, snap.customer, snap.currency, deltas, dict(snap.quantities))
         if not postings:
             continue
-        meters = ",".join(m for m, _ in snap.quantities)
+        # every meter the cycle charges, priced or not: a free tier posts no revenue but
+        # its quantity is still what the customer used (and what the evidence covers)
         entries.append(data.Transaction(
-            _meta(customer=snap.customer, cycle=snap.cycle, meter=meters or None, rules=rules.hash,
+            _meta(customer=snap.customer, cycle=snap.cycle, **_usage_meta(snap.quantities), rules=rules.hash,
                   evidence=snap.evidence or None),
             snap.through, FLAG, snap.customer,
             f"Usage accrual {snap.cycle} through {snap.through.isoformat()}",
@@ -178,16 +247,36 @@ def late_entries(late: Sequence[tuple[Snapshot, Snapshot, date]], rules: Rules) 
     for now, frozen, day in late:
         a, b = dict(now.targets), dict(frozen.targets)
         deltas = {k: a.get(k, ZERO) - b.get(k, ZERO) for k in set(a) | set(b)}
-        quantities = {m: q - dict(frozen.quantities).get(m, ZERO) for m, q in now.quantities}
+        was = dict(frozen.quantities)
+        quantities = {m: q - was.get(m, ZERO) for m, q in now.quantities}  # the change, as the amounts
         postings = _signed_postings(rules, now.customer, now.currency, deltas, quantities)
         if postings:
             entries.append(data.Transaction(
-                _meta(customer=now.customer, cycle=now.cycle, rules=rules.hash, evidence=now.evidence or None,
-                      usage_date=now.through, late=True),
+                _meta(customer=now.customer, cycle=now.cycle, **_usage_meta(sorted(quantities.items())),
+                      rules=rules.hash, evidence=now.evidence or None, usage_date=now.through, late=True),
                 day, FLAG, now.customer, f"Late usage for invoiced cycle {now.cycle}",
                 frozenset(), frozenset({now.link}), postings,
             ))
     return entries
+
+
+def invoice_evidence(invoice: Invoice) -> str:
+    r"""The evidence of everything an invoice billed from metered usage: sha256 over one
+    ``<cycle link>\t<accrual date>\t<evidence>\n`` line per accrual snapshot it froze, in
+    (link, date) order, first 16 hex digits; "" when it froze none or one has no evidence.
+
+    The snapshots are the ``accruals`` of its JSON document, so anyone can recompute it::
+
+        jq -r '.accruals | sort_by(.link, .through)[] | "\(.link)\t\(.through)\t\(.evidence)"' \
+            books/documents/INV-2026-000007.json | sha256sum | cut -c1-16
+
+    Late-usage lines are not in it: their evidence is on the late entries they bill.
+    """
+    accruals = sorted(invoice.accruals, key=lambda a: (a.link, a.through))
+    if not accruals or not all(a.evidence for a in accruals):
+        return ""
+    lines = "".join(f"{a.link}\t{a.through.isoformat()}\t{a.evidence}\n" for a in accruals)
+    return hashlib.sha256(lines.encode()).hexdigest()[:16]
 
 
 def invoice_entries(invoices: Sequence[Invoice], rules: Rules, documents_dir: str = "../documents") -> list[data.Directive]:
@@ -207,7 +296,8 @@ def invoice_entries(invoices: Sequence[Invoice], rules: Rules, documents_dir: st
         links = frozenset({inv.number, *inv.cycles})
         entries.append(data.Transaction(
             _meta(customer=inv.customer, invoice=inv.number, due=inv.due, rules=inv.rules,
-                  cycle=",".join(sorted({ln.cycle for ln in inv.lines if ln.cycle})) or None),
+                  cycle=",".join(sorted({ln.cycle for ln in inv.lines if ln.cycle})) or None,
+                  evidence=invoice_evidence(inv) or None),
             inv.date, FLAG, inv.customer, f"Invoice {inv.number}", frozenset(), links, postings,
         ))
         entries.append(data.Document(
@@ -216,18 +306,59 @@ def invoice_entries(invoices: Sequence[Invoice], rules: Rules, documents_dir: st
     return entries
 
 
-def breakage_entries(movements: Sequence[CreditMovement], rules: Rules) -> list[data.Transaction]:
-    """Credit left at expiry: deferred revenue → breakage revenue, dated the expiry date."""
-    totals: dict[tuple[str, date], Decimal] = defaultdict(lambda: ZERO)
+def grant_invoices(invoices: Iterable[Invoice]) -> dict[tuple[str, str], str]:
+    """``(customer, grant key) → number`` of the issued invoice that billed each prepaid grant.
+
+    A grant is billed on the customer's invoice dated its grant date, one
+    ``credit_grant`` line per grant of that day in rules order, so the n-th such
+    line bills grant ``"<date>#n"`` (:func:`ledger.rating.grant_key`; credit
+    notes name grants the same way).
+    """
+    found: dict[tuple[str, str], str] = {}
+    for inv in invoices:
+        grants = [ln for ln in inv.lines if ln.kind == "credit_grant"]
+        for n in range(1, len(grants) + 1):
+            found[(inv.customer, f"{inv.date.isoformat()}#{n}")] = inv.number
+    return found
+
+
+def breakage_entries(movements: Sequence[CreditMovement], rules: Rules,
+                     invoices: Sequence[Invoice] = ()) -> list[data.Transaction]:
+    """Credit left at expiry: deferred revenue → breakage revenue, one entry per grant and day.
+
+    Dated the expiry date (or the accrual point where usage that fell hands back
+    credit drawn from an expired grant). The entry names the grant (``grant``,
+    its key ``"<granted>#<n>"``, and ``expires``) and the invoice that sold it
+    (``grant_invoice`` and its link), so ``^INV-…`` shows the grant's whole life.
+    The key is ``grant_invoice``, not ``invoice``: ``invoice`` marks an invoice's
+    own transaction for the reports, Fava and ``trace``. No invoice issued for the
+    grant yet (posting ahead of ``invoice``): no link, nothing invented::
+
+        2026-10-15 * "cr" "Prepaid credit expired (breakage)" ^INV-2026-000003
+          customer: "cr"
+          grant: "2026-09-01#1"
+          expires: 2026-10-15
+          grant_invoice: "INV-2026-000003"
+          rules: "…"
+          Liabilities:Deferred-Revenue:Cr   4.00 USD
+          Income:Credit-Breakage           -4.00 USD
+    """
+    totals: dict[tuple[str, date, int], Decimal] = defaultdict(lambda: ZERO)
     for m in movements:
         if m.kind == "breakage":
-            totals[(m.customer, m.day)] += m.amount
+            totals[(m.customer, m.day, m.grant)] += m.amount
+    billed = grant_invoices(invoices)
     entries = []
-    for (customer, day), amount in sorted(totals.items()):
+    for (customer, day, index), amount in sorted(totals.items()):
+        grants = rules.customers[customer].credits
         currency = rules.customers[customer].currency
+        key = grant_key(grants, index)
+        number = billed.get((customer, key))
         entries.append(data.Transaction(
-            _meta(customer=customer, rules=rules.hash), day, FLAG, customer, "Prepaid credit expired (breakage)",
-            frozenset(), frozenset(), [
+            _meta(customer=customer, grant=key, expires=grants[index].expires, grant_invoice=number,
+                  rules=rules.hash),
+            day, FLAG, customer, "Prepaid credit expired (breakage)",
+            frozenset(), frozenset({number} if number else ()), [
                 data.Posting(rules.account("deferred", customer=customer), Amount(amount, currency), None, None, None, None),
                 data.Posting(rules.account("breakage_revenue"), Amount(-amount, currency), None, None, None, None),
             ]))
@@ -271,7 +402,7 @@ def post(rating: Rating, rules: Rules, invoices: Sequence[Invoice], *, first_ope
     entries.extend(accrual_entries(points, rules))
     entries.extend(late_entries(late, rules))
     entries.extend(invoice_entries(invoices, rules))
-    entries.extend(breakage_entries(rating.credits, rules))
+    entries.extend(breakage_entries(rating.credits, rules, invoices))
     return entries
 
 
@@ -286,11 +417,15 @@ def next_day(day: date) -> date:
 # --- after the close: catch-up of sealed months -----------------------------------------
 
 
+def _usage_day(entry: data.Directive) -> date:
+    usage = (entry.meta or {}).get("usage_date") if (entry.meta or {}).get("late") else None
+    return usage if isinstance(usage, date) else entry.date
+
+
 def usage_month(entry: data.Directive) -> date:
     """The first day of the month an entry's amounts belong to: its ``usage_date``'s
     month for a late adjustment, else its own date's month."""
-    usage = (entry.meta or {}).get("usage_date") if (entry.meta or {}).get("late") else None
-    return month_start(usage if isinstance(usage, date) else entry.date)
+    return month_start(_usage_day(entry))
 
 
 def _month_end(first: date) -> date:
@@ -298,6 +433,32 @@ def _month_end(first: date) -> date:
 
 
 CatchUpKey = tuple[date, str, tuple[str, ...]]  # usage month, customer, sorted links
+
+
+def _book_order(entry: data.Transaction) -> tuple[date, bool, date, str]:
+    """The order in which a cycle's entries build its figures (``meterbook trace`` reads them
+    the same way): by usage date, an accrual before the late entries that adjust it."""
+    return _usage_day(entry), bool((entry.meta or {}).get("late")), entry.date, entry.narration or ""
+
+
+def cumulative_quantities(entries: Iterable[data.Transaction]) -> dict[str, Decimal | None]:
+    """Per meter, the cycle-to-date quantity a cycle's entries hold at the last of them.
+
+    An accrual sets its meters' cumulative figures; a late entry adds its
+    changes. A meter an entry names without a figure (a free meter in books
+    written before ``quantities`` existed, a catch-up whose change could not be
+    derived) is unknown (None) until the next accrual sets it again.
+    """
+    result: dict[str, Decimal | None] = {}
+    for entry in sorted(entries, key=_book_order):
+        late = bool((entry.meta or {}).get("late"))
+        for meter, quantity in entry_quantities(entry).items():
+            if not late:
+                result[meter] = quantity
+            else:
+                before = result.get(meter, ZERO)
+                result[meter] = None if before is None or quantity is None else before + quantity
+    return result
 
 
 def catch_up(regenerated: Sequence[data.Directive], recorded: Sequence[data.Directive], *,
@@ -316,11 +477,26 @@ def catch_up(regenerated: Sequence[data.Directive], recorded: Sequence[data.Dire
         2026-11-01 * "acme" "Late adjustment for sealed period 2026-10" ^acme-2026-10-01
           customer: "acme"
           cycle: "2026-10-01/2026-11-01"
-          late: TRUE
+          meter: "api_calls"
+          quantities: "api_calls=1"
+          rules: "…"
+          evidence: "bc5bffaf4c37e354"
           usage_date: 2026-10-31
+          late: TRUE
           Assets:Receivables:Unbilled:Acme   0.05 USD
           Income:Usage:Api-Calls            -0.05 USD
             meter: "api_calls"
+            quantity: 1
+
+    For a cycle's adjustment (one cycle link) the quantities are the change per
+    meter: the cumulative quantity regeneration now holds through the month
+    minus the one the books hold (:func:`cumulative_quantities` of each side's
+    entries of the cycle up to that month), so sealed figures plus adjustments
+    read as the store's. A meter whose recorded figure is unknown (sealed books
+    written before ``quantities``) gets none: a guess would be worse than a gap.
+    ``evidence`` is the regenerated digest at the latest accrual point of the
+    month (its accrual or late entry); none when regeneration posts no entry at
+    that point. Adjustments of other links (invoices, payments) carry neither.
 
     Earlier adjustments are part of the record (keyed by their ``usage_date``),
     so the next run posts only what is still missing: nothing when nothing
@@ -329,6 +505,8 @@ def catch_up(regenerated: Sequence[data.Directive], recorded: Sequence[data.Dire
     write: list[data.Directive] = []
     sums: dict[CatchUpKey, dict[tuple[str, str, str], Decimal]] = defaultdict(lambda: defaultdict(lambda: ZERO))
     cycles: dict[CatchUpKey, set[str]] = defaultdict(set)
+    latest: dict[CatchUpKey, data.Transaction] = {}  # the group's last regenerated entry with evidence
+    history: dict[tuple[int, str], list[data.Transaction]] = defaultdict(list)  # (side, cycle link) → entries
 
     def add(entry: data.Transaction, sign: int) -> None:
         meta = entry.meta or {}
@@ -341,6 +519,10 @@ def catch_up(regenerated: Sequence[data.Directive], recorded: Sequence[data.Dire
                 continue
             meter = str((p.meta or {}).get("meter", ""))
             sums[key][(p.account, meter, p.units.currency)] += sign * p.units.number
+        if len(key[2]) == 1:
+            history[(sign, key[2][0])].append(entry)
+        if sign > 0 and meta.get("evidence") and (key not in latest or _book_order(entry) > _book_order(latest[key])):
+            latest[key] = entry
 
     for entry in regenerated:
         if entry.date < first_open:
@@ -354,20 +536,37 @@ def catch_up(regenerated: Sequence[data.Directive], recorded: Sequence[data.Dire
         if isinstance(entry, data.Transaction) and entry.date < first_open:
             add(entry, -1)
 
+    def changes(month: date, link: str) -> list[tuple[str, Decimal]]:
+        now, then = (cumulative_quantities(e for e in history[(side, link)] if usage_month(e) <= month)
+                     for side in (+1, -1))
+        out = []
+        for meter, quantity in sorted(now.items()):
+            before = then.get(meter, ZERO)  # nothing recorded for the cycle: the books hold 0
+            if quantity is not None and before is not None:
+                out.append((meter, quantity - before))
+        return out
+
     adjustments: list[data.Transaction] = []
     for key in sorted(sums):
         month, customer, links = key
+        quantities = dict(changes(month, links[0])) if len(links) == 1 else {}
         postings = []
         for (account_name, meter, currency), number in sorted(sums[key].items()):
             if number:
-                meta = {"meter": meter} if meter else None
+                meta: dict[str, object] | None = None
+                if meter:
+                    meta = {"meter": meter}
+                    if meter in quantities:
+                        meta["quantity"] = quantities[meter]
                 postings.append(data.Posting(account_name, Amount(number, currency), None, None, None, meta))
         if not postings:
             continue
         period = f"{month.year:04d}-{month.month:02d}"
         cycle = ",".join(sorted(cycles[key])) or None
+        evidence = (latest[key].meta or {}).get("evidence") if key in latest else None
         adjustments.append(data.Transaction(
-            _meta(customer=customer or None, cycle=cycle, rules=rules_hash, usage_date=_month_end(month), late=True),
+            _meta(customer=customer or None, cycle=cycle, **_usage_meta(sorted(quantities.items())),
+                  rules=rules_hash, evidence=evidence, usage_date=_month_end(month), late=True),
             first_open, FLAG, customer or None, f"Late adjustment for sealed period {period}",
             frozenset(), frozenset(links), postings,
         ))

@@ -320,6 +320,12 @@ def _usage_date(entry: data.Transaction) -> date:
     return usage if meta.get("late") and isinstance(usage, date) else entry.date
 
 
+def _point_of(day: date, points: Mapping[date, CycleRating]) -> date:
+    """The accrual point a figure posted for ``day`` is for: ``day`` itself, or for a sealed
+    month's catch-up (whose ``usage_date`` is the month end) the cycle's last point up to it."""
+    return max((p for p in points if p <= day), default=day)
+
+
 def _time(us: int | None, tz: ZoneInfo) -> str | None:
     return None if us is None else from_us(us).astimezone(tz).isoformat()
 
@@ -371,8 +377,11 @@ def _books_quantities(usage: Sequence[data.Transaction]) -> dict[str, tuple[Deci
 
     An accrual carries its meter's cumulative quantity (on the revenue posting,
     only when the amount moved); a late entry carries the change since the
-    invoiced accrual, added on top. A late adjustment without a quantity (the
-    catch-up of a sealed month) leaves the quantity unknown (None).
+    invoiced accrual, added on top. A late adjustment without a quantity (a
+    sealed month's catch-up that could not derive it, see
+    :func:`ledger.posting.catch_up`) leaves the quantity unknown (None). The day
+    is the entry's usage date; :func:`_point_of` maps a catch-up's month end to
+    the cycle's accrual point.
     """
     result: dict[str, tuple[Decimal | None, date]] = {}
     for entry in sorted(usage, key=lambda e: (_usage_date(e), bool((e.meta or {}).get("late")), e.date)):
@@ -535,14 +544,14 @@ def _trace_cycle(session: Session, link: str, entries: Sequence[data.Directive],
     amounts_agree = all(c.ok for c in amounts)
 
     # quantities: the books' latest figure against the store at the point it was posted for
-    books_qty = _books_quantities(usage)
+    books_qty = {meter: (quantity, _point_of(day, points)) for meter, (quantity, day) in _books_quantities(usage).items()}
     checks: list[Check] = []
     for meter in sorted({c.meter for c in rated.charges} | set(books_qty)):
         if meter not in books_qty:
             continue  # nothing posted for the meter (its amount never moved): the evidence covers it
         recorded, day = books_qty[meter]
         if recorded is None:
-            continue  # a sealed-month catch-up records no quantity: the amounts still compare
+            continue  # a catch-up that could not derive its quantity: the amounts still compare
         at = points.get(day)
         store_qty = next((c.quantity for c in at.charges if c.meter == meter), None) if at else None
         what = f"{meter} quantity" + (f" on {day.isoformat()}" if day != through else "")
@@ -556,25 +565,37 @@ def _trace_cycle(session: Session, link: str, entries: Sequence[data.Directive],
                             explained=explained, link=link))
     checks.extend(amounts)
 
-    # evidence: the latest accrual that carries a digest, recomputed at its point
-    with_evidence = [e for e in usage if (e.meta or {}).get("evidence")]
-    if with_evidence:
-        latest = max(with_evidence, key=lambda e: (_usage_date(e), bool((e.meta or {}).get("late")), e.date))
-        day = _usage_date(latest)
-        recorded_digest = str((latest.meta or {})["evidence"])
+    # evidence: the latest entry that carries a digest, recomputed at its accrual point
+    def evidence_check(entry: data.Transaction, day: date, what: str) -> Check:
+        recorded_digest = str((entry.meta or {})["evidence"])
         store_digest = evidence.digest(points[day]) if day in points else ""
         note = "" if recorded_digest == store_digest else (
             f"the events behind the {day.isoformat()} accrual changed since it was posted")
         explained = ""
-        month = f"{latest.date.year:04d}-{latest.date.month:02d}"
+        month = f"{entry.date.year:04d}-{entry.date.month:02d}"
         if note and month in sealed and amounts_agree:
             # a sealed entry keeps its digest; what changed in money is posted as late adjustments
-            adjusted = sorted({e.date.isoformat() for e in usage if (e.meta or {}).get("late") and e.date > latest.date})
+            adjusted = sorted({e.date.isoformat() for e in usage if (e.meta or {}).get("late") and e.date > entry.date})
             explained = (f"events arrived after {month} was sealed; the sealed accrual keeps its digest and the "
                          + (f"amounts they change are posted as late adjustments on {', '.join(adjusted)}"
                             if adjusted else "amounts are unchanged, so nothing was posted"))
-        checks.append(Check(f"evidence {day.isoformat()}", recorded_digest, store_digest, note=note, link=link,
-                            explained=explained))
+        return Check(what, recorded_digest, store_digest, note=note, link=link, explained=explained)
+
+    with_evidence = [e for e in usage if (e.meta or {}).get("evidence")]
+    if with_evidence:
+        latest = max(with_evidence, key=lambda e: (_usage_date(e), bool((e.meta or {}).get("late")), e.date))
+        day = _point_of(_usage_date(latest), points)
+        what = f"evidence {day.isoformat()}"
+        if (latest.meta or {}).get("late"):
+            # a late adjustment carries the digest regenerated at the point; the sealed accrual
+            # it adjusts keeps its own, shown (and explained) next to it
+            sealed_accrual = [e for e in with_evidence if not (e.meta or {}).get("late") and e.date == day
+                              and f"{e.date.year:04d}-{e.date.month:02d}" in sealed
+                              and (e.meta or {})["evidence"] != (latest.meta or {})["evidence"]]
+            if sealed_accrual:
+                checks.append(evidence_check(sealed_accrual[-1], day, what))
+                what = f"{what} late adjustment {latest.date.isoformat()}"
+        checks.append(evidence_check(latest, day, what))
 
     frozen = {a.through: dict(a.quantities) for inv in invoices for a in inv.accruals if a.link == link}
     checks[:0] = _earlier_quantities(session, link, usage, points, books_qty, checks, frozen)
@@ -706,7 +727,7 @@ def _document(session: Session, invoice: Invoice) -> Check:
 def _late_figures(session: Session, customer: str, link: str,
                   entries: Sequence[data.Directive]) -> dict[str, Decimal | None]:
     """What the books' late adjustments of a cycle add: per target key, and ``quantity:<meter>``
-    (None when an adjustment without a quantity, a sealed-month catch-up, touched the meter)."""
+    (None when an adjustment without a quantity touched the meter)."""
     late = [e for e in entries if isinstance(e, data.Transaction) and link in (e.links or ())
             and (e.meta or {}).get("late")]
     figures: dict[str, Decimal | None] = dict(_books_targets(session, customer, late))
