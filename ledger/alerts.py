@@ -27,13 +27,20 @@ aggregation); spend is the cycle's usage charges priced with the plan and
 rounded like the rating (gross of prepaid credits; base fees and commitments
 are known in advance and left out). Each crossing has a stable id; raised
 alerts are kept in the store's ``alerts`` table, so each is raised, and passed
-to the ``meterbook_alert`` hook, exactly once however often the check runs.
+to the ``meterbook_alert`` hook, once however often the check runs.
+
+An alert counts as raised only once every notification plugin took it (the
+webhook plugin takes it when it is delivered or appended to the outbox). If a
+plugin raises (a webhook down *and* an outbox that cannot be written, say),
+the alert is not kept as raised: ``meterbook alerts`` exits 1 and the next run
+notifies it again, so no alert is lost silently; the plugins that did take it
+get it again then (the webhook sends the same ``Idempotency-Key``).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -45,6 +52,7 @@ from sqlalchemy import Engine
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger.cycles import Cycle, cycles_for
+from ledger.errors import PluginError
 from ledger.metering import Window, cut_off_us, daily_usage, measure
 from ledger.money import normalize, round_money
 from ledger.pricing import PricingModel, Usage
@@ -137,12 +145,15 @@ class CycleProgress:
 
 @dataclass(frozen=True)
 class AlertRun:
-    """What one check raised: every crossing through ``through``, which ones are new, failed notifications."""
+    """What one check raised: every crossing through ``through``, which ones are new (raised and
+    notified now), failed notifications, and ``pending``: the new crossings whose notification
+    failed, not kept as raised (the next run tries them again)."""
 
     through: date
     alerts: tuple[Alert, ...]
     new: frozenset[str]
     failures: tuple[tuple[str, NotificationFailure], ...] = ()
+    pending: frozenset[str] = frozenset()
 
 
 def cycle_progress(engine: Engine, rules: Rules, models: Mapping[str, PricingModel], tz: ZoneInfo,
@@ -223,12 +234,21 @@ def _cumulative(engine: Engine, meter: Meter, bands: tuple[Decimal, ...], tz: Zo
 
 
 def _bands(models: Mapping[str, PricingModel], charge: Charge) -> tuple[Decimal, ...]:
-    return tuple(models[charge.model].bands(charge.terms))
+    try:
+        return tuple(models[charge.model].bands(charge.terms))
+    except Exception as exc:  # a plugin's bug: name it, never a traceback
+        raise PluginError(f"pricing model {charge.model!r} ({charge.meter}) failed in bands(): "
+                          f"{type(exc).__name__}: {exc}") from None
 
 
 def charge_amount(models: Mapping[str, PricingModel], charge: Charge, usage: Usage, currency: str) -> Decimal:
     """A charge's amount for a cumulative usage, rounded as the rating rounds it."""
-    return round_money(models[charge.model].price(charge.terms, usage).amount, currency)
+    try:
+        amount = models[charge.model].price(charge.terms, usage).amount
+        return round_money(amount, currency)
+    except Exception as exc:  # a plugin's bug or a price that is not a finite Decimal
+        raise PluginError(f"pricing model {charge.model!r} ({charge.meter}) failed pricing a spend cap: "
+                          f"{type(exc).__name__}: {exc}") from None
 
 
 def crossings(progress: CycleProgress, rules: Rules, delivery: AlertsConfig = AlertsConfig()) -> list[Alert]:
@@ -288,6 +308,13 @@ def record(engine: Engine, alerts: Sequence[Alert], *, now: datetime | None = No
     return frozenset(new)
 
 
+def unrecord(engine: Engine, ids: Collection[str]) -> None:
+    """Forget raised alerts whose notification failed, so the next run raises them again."""
+    if ids:
+        with engine.begin() as conn:
+            conn.execute(sa.delete(alerts_table).where(alerts_table.c.id.in_(sorted(ids))))
+
+
 def raised_ids(engine: Engine) -> frozenset[str]:
     """The ids of every alert raised so far."""
     with engine.connect() as conn:
@@ -297,14 +324,21 @@ def raised_ids(engine: Engine) -> frozenset[str]:
 def raise_alerts(session: Session, through: date) -> AlertRun:
     """Find the crossings through ``through``, store the new ones and notify each once.
 
-    Notification is best effort: a plugin that raises is reported in
-    ``failures`` (with the alert id) and does not stop the others; the alert
-    stays raised (the store, not the notification, is the record).
+    Storing first claims each new crossing (two concurrent runs cannot both notify
+    it). A plugin that raises is reported in ``failures`` (with the alert id) and
+    does not stop the others; the alert is then forgotten again (``pending``), so
+    it is not lost: the next run raises and notifies it again.
     """
     found = find_alerts(session, through)
-    new = record(session.engine, found)
+    claimed = record(session.engine, found)
     failures: list[tuple[str, NotificationFailure]] = []
+    pending: set[str] = set()
     for alert in found:
-        if alert.id in new:
-            failures += [(alert.id, f) for f in session.registry.notify("meterbook_alert", alert=alert)]
-    return AlertRun(through=through, alerts=tuple(found), new=new, failures=tuple(failures))
+        if alert.id in claimed:
+            failed = session.registry.notify("meterbook_alert", alert=alert)
+            failures += [(alert.id, f) for f in failed]
+            if failed:
+                pending.add(alert.id)
+    unrecord(session.engine, pending)
+    return AlertRun(through=through, alerts=tuple(found), new=claimed - pending, failures=tuple(failures),
+                    pending=frozenset(pending))

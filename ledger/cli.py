@@ -7,9 +7,13 @@ bad input. Errors are one line naming what is wrong and where.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
 import shutil
 import sys
-from datetime import date
+from collections.abc import Sequence
+from datetime import date, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,14 +38,55 @@ class CommandError(click.ClickException):
         click.echo(f"meterbook: error: {self.format_message()}", err=True)
 
 
+def os_error_message(exc: OSError) -> str:
+    """``<path>: <strerror>`` (both paths of a rename), or the error itself without a path.
+
+    >>> os_error_message(IsADirectoryError(21, "Is a directory", "rules/plans.yaml"))
+    'rules/plans.yaml: Is a directory'
+    """
+    text = exc.strerror or str(exc)
+    if exc.filename is not None:
+        where = os.fsdecode(exc.filename)
+        if exc.filename2 is not None:
+            where = f"{where} -> {os.fsdecode(exc.filename2)}"
+        return f"{where}: {text}"
+    return text
+
+
 class MeterbookGroup(click.Group):
-    """Turns engine errors into one-line messages with DESIGN's exit codes."""
+    """Turns engine errors, OS errors and click usage errors into one line with DESIGN's exit codes."""
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,  # type: ignore[override]
+             complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
+        """click's own ``main``, but a usage error is one line ``meterbook: error: <message>``
+        (exit 2) instead of click's usage block; ``--help`` and ``--version`` still exit 0."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:  # bare `meterbook`: the help text
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            click.echo(f"meterbook: error: {' '.join(exc.format_message().split())}", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except MeterbookError as exc:
             raise CommandError(exc) from None
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:  # stdout closed early (`| head`): click stops quietly
+                raise
+            raise CommandError(BadInput(os_error_message(exc))) from None
         except KeyboardInterrupt:
             click.echo("meterbook: interrupted; nothing half-written was kept", err=True)
             sys.exit(130)
@@ -88,35 +133,142 @@ def cli(ctx: click.Context, workspace_dir: Path | None) -> None:
 
 
 @cli.command()
-@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("directory", type=click.Path(file_okay=False))
 @click.option("--force", is_flag=True, help="Overwrite an existing meterbook.toml and rules.")
-def init(directory: Path, force: bool) -> None:
+def init(directory: str, force: bool) -> None:
     """Create a new, working example workspace in DIRECTORY."""
+    if not directory.strip():
+        raise BadInput('init: DIRECTORY is empty; give a directory (".", explicitly, for this one)')
+    root = Path(directory)
+    config = root / "meterbook.toml"
+    if config.is_dir():
+        raise BadInput(f"{config}: is a directory, not a meterbook.toml file")
+    if config.exists() and not force:
+        raise BadInput(f"{config} exists; use --force to overwrite")
     template = resources.files("ledger") / "templates" / "init"
-    if (directory / "meterbook.toml").exists() and not force:
-        raise BadInput(f"{directory / 'meterbook.toml'} exists; use --force to overwrite")
-    directory.mkdir(parents=True, exist_ok=True)
     with resources.as_file(template) as source:
-        shutil.copytree(source, directory, dirs_exist_ok=True)
-    (directory / "books").mkdir(exist_ok=True)
-    workspace = Workspace.load(directory)
+        _copy_template(source, root)
+    workspace = Workspace.load(root)
     from ledger.rules import load_rules
 
     load_rules(workspace.rules_dir)
     click.echo(f"created workspace {workspace.root}")
-    ws = f"meterbook --workspace {directory}"
-    click.echo(f"next: {ws} ingest {directory / 'samples' / 'events.csv'}")
+    ws = f"meterbook --workspace {root}"
+    click.echo(f"next: {ws} ingest {root / 'samples' / 'events.csv'}")
     click.echo(f"      {ws} post --through 2026-01-31")
     click.echo(f"      {ws} invoice --through 2026-02-01")
+
+
+def _copy_template(source: Path, root: Path) -> None:
+    """Copy the init template into ``root``, ``meterbook.toml`` last; all or nothing new.
+
+    A path the template needs as a folder that is a file (or the other way round)
+    is refused before anything is written; if a copy still fails, every file and
+    folder created so far is removed again, so no half workspace (and no
+    ``meterbook.toml`` that would make it look like one) is left behind.
+    """
+    folders = [root, *(root / p.relative_to(source) for p in sorted(source.rglob("*")) if p.is_dir()),
+               root / "books"]
+    files = sorted((p for p in source.rglob("*") if p.is_file()),
+                   key=lambda p: (p.name == "meterbook.toml", str(p)))
+    for folder in folders:
+        for probe in (folder, *folder.parents):
+            if probe.exists() and not probe.is_dir():
+                raise BadInput(f"{probe}: is not a directory, but the workspace needs {folder} as one; "
+                               "nothing was written")
+    for path in files:
+        target = root / path.relative_to(source)
+        if target.is_dir():
+            raise BadInput(f"{target}: is a directory, not a file; nothing was written")
+    created: list[Path] = []
+    try:
+        for folder in folders:
+            missing = [p for p in (folder, *folder.parents) if not p.exists()]
+            folder.mkdir(parents=True, exist_ok=True)
+            created += reversed(missing)
+        for path in files:
+            target = root / path.relative_to(source)
+            if not target.exists():
+                created.append(target)
+            shutil.copyfile(path, target)
+    except OSError as exc:
+        for path in reversed(created):
+            with contextlib.suppress(OSError):
+                path.rmdir() if path.is_dir() else path.unlink(missing_ok=True)
+        raise BadInput(f"{os_error_message(exc)}; nothing was kept") from None
+
+
+# Dates and months on the command line are bounded: nothing is dated before the Unix
+# epoch (event times are microseconds since it), and nothing more than YEARS_AHEAD years
+# after today (a rating runs cycle by cycle: year 9999 would take minutes, then overflow).
+EARLIEST = date(1970, 1, 1)
+YEARS_AHEAD = 10
+
+
+def bounded(day: date, option: str, today: date, shown: str | None = None) -> date:
+    """``day`` if it lies from 1970-01-01 through December 31st ``YEARS_AHEAD`` years after
+    ``today``'s year, else :class:`BadInput` naming the option.
+
+    >>> bounded(date(2027, 1, 31), "--through", date(2026, 12, 2))
+    datetime.date(2027, 1, 31)
+    >>> bounded(date(9999, 12, 31), "--through", date(2026, 12, 2))
+    Traceback (most recent call last):
+    ledger.errors.BadInput: --through: 9999-12-31 is out of range (1970-01-01 to 2036-12-31)
+    """
+    latest = date(today.year + YEARS_AHEAD, 12, 31)
+    if not EARLIEST <= day <= latest:
+        raise BadInput(f"{option}: {shown or day.isoformat()} is out of range ({EARLIEST.isoformat()} to "
+                       f"{latest.isoformat()})")
+    return day
+
+
+def parse_day(value: str, option: str, today: date) -> date:
+    """A ``YYYY-MM-DD`` option value within :func:`bounded`, or :class:`BadInput` naming it."""
+    try:
+        day: date | None = date.fromisoformat(value)
+    except ValueError:
+        day = None
+    if day is None or len(value) != 10:  # fromisoformat also takes 20261001
+        raise BadInput(f"{option}: {value!r} is not a date (YYYY-MM-DD)")
+    return bounded(day, option, today)
+
+
+def parse_month_arg(value: str, option: str, today: date) -> str:
+    """A ``YYYY-MM`` argument whose month lies within :func:`bounded`, or :class:`BadInput`."""
+    from ledger.seal import is_month
+
+    if not is_month(value) or int(value[:4]) < 1:
+        raise BadInput(f"{option}: month {value!r} is not YYYY-MM")
+    year, month = int(value[:4]), int(value[5:7])
+    bounded(date(year, month, 1), option, today, shown=value)
+    if year < 9999 or month < 12:  # the month's last day, too
+        bounded(date(year + month // 12, month % 12 + 1, 1) - timedelta(days=1), option, today, shown=value)
+    return value
 
 
 def _through(session: Session, value: str | None) -> date:
     if value is None:
         return session.today()
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise BadInput(f"--through: {value!r} is not a date (YYYY-MM-DD)") from None
+    return parse_day(value, "--through", session.today())
+
+
+def _not_after_today(session: Session, day: date, option: str, why: str) -> None:
+    """Refuse a write dated after today (the workspace's time zone): ``why`` says what it would do."""
+    today = session.today()
+    if day > today:
+        raise BadInput(f"{option}: {day.isoformat()} is after today ({today.isoformat()}, "
+                       f"{session.workspace.timezone}); {why}")
+
+
+def _postable(session: Session, day: date, command: str) -> None:
+    """Posting rewrites the open months through ``day``: it must be today or before, and not
+    inside the sealed months (that would empty the open months' files)."""
+    _not_after_today(session, day, "--through", "the books are posted only through today")
+    first_open = session.first_open()
+    if first_open > date.min and day < first_open - timedelta(days=1):
+        sealed_end = first_open - timedelta(days=1)
+        raise BadInput(f"--through: {day.isoformat()} is inside the sealed months (sealed through "
+                       f"{sealed_end.isoformat()}); {command} through {sealed_end.isoformat()} or later")
 
 
 @cli.command()
@@ -143,7 +295,9 @@ def rate(ctx: Context, through: str | None, customers: tuple[str, ...], as_json:
 def post(ctx: Context, through: str | None) -> None:
     """Rate and (re)write the open months' postings up to DATE."""
     session = ctx.session
-    report = session.post(_through(session, through))
+    day = _through(session, through)
+    _postable(session, day, "post")
+    report = session.post(day)
     click.echo(f"posted {report.entries} entries through {report.through} "
                f"({report.invoices} invoices); wrote {len(report.months)} month files")
 
@@ -167,6 +321,9 @@ def invoice(ctx: Context, through: str | None, accepts: tuple[str, ...], reasons
     if len(accepts) != len(reasons) or any(not r.strip() for r in reasons):
         raise BadInput("each --accept FINDING_ID needs its own non-empty --reason TEXT")
     day = _through(session, through)
+    _not_after_today(session, day, "--through", "an invoice number is never taken back, so none is issued "
+                     "before its date")
+    _postable(session, day, "invoice")  # issuing re-posts the books through the day
     issued, gate = invoice_gated(session, day, dict(zip(accepts, reasons, strict=True)))
     for inv in issued:
         click.echo(f"{inv.number}  {inv.date}  {inv.customer:<20} {inv.total:>14} {inv.currency}")
@@ -200,10 +357,8 @@ def credit(ctx: Context, invoice_number: str, amount: str, reason: str, line: in
     from ledger.credit_notes import issue
 
     session = ctx.session
-    try:
-        day = date.fromisoformat(on) if on is not None else session.today()
-    except ValueError:
-        raise BadInput(f"--date: {on!r} is not a date (YYYY-MM-DD)") from None
+    day = parse_day(on, "--date", session.today()) if on is not None else session.today()
+    _not_after_today(session, day, "--date", "a credit note is dated the day it is issued or earlier")
     note = issue(session, invoice_number, amount=amount, reason=reason, on=day, line=line, force=force)
     click.echo(f"{note.number}  {note.date}  {note.customer:<20} {note.amount:>14} {note.currency}"
                f"  for {note.invoice}{'  (forced)' if note.forced else ''}")
@@ -226,6 +381,9 @@ def ingest(ctx: Context, files: tuple[Path, ...], importer_name: str | None, as_
 
     if not files and not retry_rejected:
         raise BadInput("ingest: give at least one FILE (or --retry-rejected)")
+    for path in files:
+        if path.exists() and not path.is_file():
+            raise BadInput(f"{path}: not a regular file (a directory, device or pipe cannot be imported)")
     rules, store, importers = engine.open_for_ingest(ctx.workspace)
     progress = ProgressBar if sys.stderr.isatty() and not as_json else None
     reports = list(engine.ingest_files(store, rules, files, importers, importer_name=importer_name,
@@ -309,12 +467,16 @@ def close_command(ctx: Context, month: str, accepts: tuple[str, ...], reasons: t
     Exit 1 (nothing sealed) while an error finding is open and not accepted.
     Months close in order; closing one out of order or not ended yet is exit 2.
     """
-    from ledger.closing import close_month, parse_month
+    from ledger.closing import close_month
+    from ledger.seal import is_month, month_of
 
-    parse_month(month)
+    session = ctx.session
+    today = session.today()
+    if not (is_month(month) and month_of(today) < month < "9999-12"):  # later months: "has not ended yet"
+        parse_month_arg(month, "close", today)
     if len(accepts) != len(reasons) or any(not r.strip() for r in reasons):
         raise BadInput("each --accept FINDING_ID needs its own non-empty --reason TEXT")
-    report = close_month(ctx.session, month, dict(zip(accepts, reasons, strict=True)))
+    report = close_month(session, month, dict(zip(accepts, reasons, strict=True)))
     if report.already_closed:
         click.echo(f"{month} is already closed; nothing changed ({report.close_file})")
         return
@@ -352,7 +514,10 @@ def reconcile_command(ctx: Context, month: str | None, as_json: bool) -> None:
 
     from ledger.closing import reconcile_month
 
-    result = reconcile_month(ctx.session, month)
+    session = ctx.session
+    if month is not None:
+        parse_month_arg(month, "reconcile", session.today())
+    result = reconcile_month(session, month)
     if as_json:
         for record in result.records():
             click.echo(json.dumps(record))
@@ -394,8 +559,11 @@ def serve_command(ctx: Context, host: str, port: int, allow_remote: bool) -> Non
 def check_command(ctx: Context) -> None:
     """Beancount errors, seals, rules and the store-to-ledger tie-out; exit 1 on any problem."""
     from ledger.closing import check_books
+    from ledger.store import open_store
 
-    results = check_books(ctx.workspace)
+    workspace = ctx.workspace
+    open_store(workspace.store_url).dispose()  # a store that cannot be opened is bad input (exit 2), not a finding
+    results = check_books(workspace)
     for result in results:
         click.echo(f"{'ok' if result.ok else 'FAILED':<7} {result.name}")
         for line in result.details:
@@ -437,7 +605,14 @@ def statement_command(ctx: Context, customer: str, which: str, out: Path | None)
     """Write CUSTOMER's usage statement: self-contained HTML and a CSV of every event behind it."""
     from ledger.statements import write_statement
 
-    files = write_statement(ctx.session, customer, which=which, out=out)
+    session = ctx.session
+    try:
+        day: date | None = date.fromisoformat(which) if which != "current" else None
+    except ValueError:
+        day = None  # not a date at all: write_statement says so
+    if day is not None and not session.today() < day < date(9999, 1, 1):  # later days: "has not started yet"
+        bounded(day, "--cycle", session.today())
+    files = write_statement(session, customer, which=which, out=out)
     s = files.statement
     click.echo(f"{s.customer}  {s.cycle.key}  through {s.through}  total {s.total} {s.currency}  "
                f"projected {s.projection.total} {s.currency}")
@@ -450,7 +625,10 @@ def statement_command(ctx: Context, customer: str, which: str, out: Path | None)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per crossing, per line.")
 @pass_context
 def alerts_command(ctx: Context, through: str | None, as_json: bool) -> None:
-    """List every cap threshold crossed; raise the new ones once (stored, then the meterbook_alert hook)."""
+    """List every cap threshold crossed; raise the new ones once (stored, then the meterbook_alert hook).
+
+    Exit 1 when a notification plugin failed on a new alert: it is not marked raised and the next run retries it.
+    """
     import json
 
     from ledger.alerts import raise_alerts
@@ -458,16 +636,21 @@ def alerts_command(ctx: Context, through: str | None, as_json: bool) -> None:
     session = ctx.session
     run = raise_alerts(session, _through(session, through))
     for alert in run.alerts:
-        new = alert.id in run.new
+        new, pending = alert.id in run.new, alert.id in run.pending
         if as_json:
-            click.echo(json.dumps({**alert.payload(), "new": new}, sort_keys=True))
+            click.echo(json.dumps({**alert.payload(), "new": new, "pending": pending}, sort_keys=True))
         else:
-            click.echo(f"{'NEW ' if new else '    '} {alert.date}  {alert.id}  {alert.message}")
-    for alert_id, failure in run.failures:
-        click.echo(f"meterbook: warning: plugin {failure.plugin} failed on alert {alert_id}: {failure.error}",
-                   err=True)
+            click.echo(f"{'NEW ' if new else 'FAIL' if pending else '    '} {alert.date}  {alert.id}  {alert.message}")
     if not as_json:
-        click.echo(f"{len(run.alerts)} crossings through {run.through}, {len(run.new)} new")
+        click.echo(f"{len(run.alerts)} crossings through {run.through}, {len(run.new)} new"
+                   + (f", {len(run.pending)} not delivered" if run.pending else ""))
+    if run.pending:
+        alert_id, failure = run.failures[0]
+        more = f"; {len(run.failures) - 1} more failures" if len(run.failures) > 1 else ""
+        click.echo(f"meterbook: error: {len(run.pending)} new alerts not delivered (plugin {failure.plugin} on "
+                   f"{alert_id}: {' '.join(failure.error.split())}{more}); they are not marked raised and the "
+                   "next run retries them", err=True)
+        ctx_exit(1)
 
 
 @cli.command("report")
@@ -484,7 +667,10 @@ def report_command(ctx: Context, name: str, month: str | None, as_json: bool, as
 
     if as_json and as_csv:
         raise BadInput("report: give --json or --csv, not both")
-    report = build_report(ctx.session, name, month=month)
+    session = ctx.session
+    if month is not None:
+        parse_month_arg(month, "--month", session.today())
+    report = build_report(session, name, month=month)
     if as_json:
         click.echo(json.dumps(report.to_json(), ensure_ascii=False))
     elif as_csv:
@@ -523,11 +709,15 @@ def demo_command(ctx: Context, customers: int, months: int, seed: int, quiet: bo
 @pass_context
 def rerate_command(ctx: Context, since: str, on: str | None, dry_run: bool, as_json: bool) -> None:
     """Re-rate issued cycles with the current rules; post differences as credit notes / debit adjustments."""
-    from ledger.rerate import parse_since, rerate
+    from ledger.rerate import rerate
 
-    start = parse_since(since)
-    day = parse_since(on, "--date") if on is not None else None
-    report = rerate(ctx.session, start, on=day, dry_run=dry_run)
+    session = ctx.session
+    start = parse_day(since, "--from", session.today())
+    day = parse_day(on, "--date", session.today()) if on is not None else None
+    if day is not None and not dry_run:
+        _not_after_today(session, day, "--date", "credit notes and debit adjustments are dated the day they "
+                         "are issued or earlier")
+    report = rerate(session, start, on=day, dry_run=dry_run)
     for line in report.json_lines() if as_json else [report.render()]:
         click.echo(line)
 

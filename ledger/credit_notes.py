@@ -391,8 +391,13 @@ def allocate(invoice: Invoice, earlier: Sequence[CreditNote], amount: Decimal, o
 
 def issue_credit_note(engine: Engine, invoice_number: str, *, amount: str, reason: str, on: date,
                       line: int | None = None, force: bool = False, first_open: date = date.min,
-                      balances: GrantBalances | None = None) -> CreditNote:
+                      balances: GrantBalances | None = None,
+                      also: Callable[[CreditNote], None] | None = None) -> CreditNote:
     """Check, number, split (:func:`allocate`) and store a credit note in one transaction; return it.
+
+    ``also`` runs inside that transaction after the note is stored and before it
+    commits (:func:`issue` writes the note's documents there): if it raises, the
+    note is rolled back, so no number is used up by a note without its documents.
 
     ``balances`` gives the prepaid-credit grants' undrawn balances (needed only when the
     note credits a ``credit_grant`` line; :func:`issue` passes the session's rating).
@@ -441,13 +446,16 @@ def issue_credit_note(engine: Engine, invoice_number: str, *, amount: str, reaso
         conn.execute(credit_notes_table.insert().values(
             number=note.number, seq=seq, invoice=note.invoice, customer=note.customer, date=on.isoformat(),
             currency=note.currency, amount=str(value), reason=reason, document=note.to_json()))
+        if also is not None:
+            also(note)
     return note
 
 
 def issue(session: Session, invoice_number: str, *, amount: str, reason: str, on: date,
           line: int | None = None, force: bool = False) -> CreditNote:
     """``meterbook credit``: issue a note with the session's grant balances (rated through
-    the note's date) and first open day, and write its documents."""
+    the note's date) and first open day, and write its documents before the note commits
+    (a note whose documents cannot be written is not issued: a retry does not credit twice)."""
     rules = session.rules
 
     def balances(customer: str, day: date) -> Mapping[str, Decimal]:
@@ -455,10 +463,16 @@ def issue(session: Session, invoice_number: str, *, amount: str, reason: str, on
         grants = known.credits if known is not None else ()
         return undrawn_credit(session.rate(day, {customer}), grants, customer, day) if grants else {}
 
-    note = issue_credit_note(session.engine, invoice_number, amount=amount, reason=reason, on=on, line=line,
-                             force=force, first_open=session.first_open(), balances=balances)
-    write_documents(session.workspace.books_dir, note, rules)
-    return note
+    def documents(note: CreditNote) -> None:
+        try:
+            write_documents(session.workspace.books_dir, note, rules)
+        except OSError as exc:  # raised inside the note's transaction: the note is not kept
+            where = exc.filename if exc.filename is not None else session.workspace.books_dir / "documents"
+            raise BadInput(f"{where}: {exc.strerror or exc}: {note.number}'s documents cannot be written, so "
+                           "no credit note was issued") from None
+
+    return issue_credit_note(session.engine, invoice_number, amount=amount, reason=reason, on=on, line=line,
+                             force=force, first_open=session.first_open(), balances=balances, also=documents)
 
 
 # --- the books ----------------------------------------------------------------------------------

@@ -655,6 +655,27 @@ def check_workspace(workspace: Workspace) -> None:
     if not url.startswith("sqlite:///") or url.endswith(":memory:"):
         raise BadInput("the demo deletes and rebuilds the store, which it only does to a SQLite file "
                        f"(this workspace's store is {url.split(':', 1)[0]})")
+    store = Path(url[len("sqlite:///"):])
+    for folder in (workspace.rules_dir, workspace.books_dir, store.parent, workspace.root / "var" / "demo"):
+        require_writable(folder)
+
+
+def require_writable(folder: Path) -> None:
+    """Refuse (exit 2) before anything is reset unless ``folder`` (or the nearest existing
+    folder it would be made in) takes a new file: tried, not assumed from permissions (they
+    do not stop root; a read-only mount or an immutable folder does)."""
+    import tempfile
+
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise BadInput(f"{probe}: not a directory, so the demo cannot write {folder}; nothing was changed")
+    try:
+        with tempfile.NamedTemporaryFile(dir=probe, prefix=".meterbook-write-check-"):
+            pass
+    except OSError as exc:
+        raise BadInput(f"{probe}: {exc.strerror or exc}: the demo cannot write there; nothing was changed") from None
 
 
 def _reset(workspace: Workspace) -> None:

@@ -59,7 +59,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import Connection, Engine, func, select, tuple_, update
 
-from ledger.errors import BadInput
+from ledger.errors import BadInput, PluginError
 from ledger.events import TimeError, number_of, parse_time, to_us
 from ledger.store import batches, conflicts, events, rejects
 
@@ -618,7 +618,14 @@ def select_importer(path: Path, importers: Sequence[Importer], name: str | None 
                 return importer
         raise BadInput(f"--importer: unknown importer {name!r} (known: {known})")
     for importer in importers:
-        if importer.identify(str(path)):
+        try:
+            recognised = importer.identify(str(path))
+        except Exception as exc:  # a plugin bug: name the importer, as closing.run_reconcilers names a reconciler
+            detail = " ".join(str(exc).split())
+            raise PluginError(f"importer {getattr(importer, 'name', type(importer).__name__)!r} "
+                              f"({type(importer).__module__}) failed to identify {path}: "
+                              f"{type(exc).__name__}: {detail}") from None
+        if recognised:
             return importer
     raise BadInput(f"{path}: no importer recognises this file; pass --importer NAME (known: {known})")
 

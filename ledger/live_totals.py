@@ -43,7 +43,7 @@ from sqlalchemy import Connection, Engine, func, select
 
 from ledger.events import number_of
 from ledger.ingest import ImportReport, Rejected, ingest_records
-from ledger.money import from_units_nanos, normalize
+from ledger.money import from_units_nanos, normalize, within_magnitude
 from ledger.store import live_total_conflicts
 from ledger.store import live_totals as live_totals_table
 
@@ -104,6 +104,8 @@ def live_total_of(raw: RawLiveTotal, *, customers: Collection[str], meters: Coll
     pair = number_of(text)
     if pair is None:
         raise Rejected("bad_number", f"quantity {raw.quantity!r} is not a finite decimal with at most 9 places")
+    if not within_magnitude(from_units_nanos(*pair)):  # the store's 64-bit columns must sum it exactly
+        raise Rejected("bad_number", f"quantity {raw.quantity!r} is too large (at most 10**15)")
     if pair[0] < 0:
         raise Rejected("negative_quantity", f"quantity {raw.quantity!r} is negative")
     return LiveTotal(source=source, date=day, customer=customer, meter=meter,

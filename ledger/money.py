@@ -16,6 +16,16 @@ No float ever stands between an input file and the books::
 Quantities are stored as two integers, whole units and nanounits (``0 <= nanos <
 10**9``), so SQL ``SUM`` on both columns is exact on every engine (SQLite has no
 decimal type) and the range reaches far beyond 10**15 units.
+
+**Magnitude.** Every number read from a rules file, a flag or an input row is at
+most ``MAX_MAGNITUDE`` = 10**15 (one quadrillion) in absolute value: more than
+any invoice amount needs, and far enough inside the store's 64-bit whole-unit
+column (9.2 × 10**18) that thousands of such quantities still sum exactly.
+A larger value is a :class:`DecimalError` naming where it came from::
+
+    >>> parse_decimal("1e400", where="plans.yaml: pro.base_fee.amount")
+    Traceback (most recent call last):
+    ledger.money.DecimalError: plans.yaml: pro.base_fee.amount: '1e400' is too large (at most 10**15 in absolute value)
 """
 
 from __future__ import annotations
@@ -24,6 +34,8 @@ import decimal
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, InvalidOperation
 
 NANO = 10**9
+#: The largest absolute value an amount, price or quantity read from input may have.
+MAX_MAGNITUDE = Decimal(10) ** 15
 #: Quantities carry at most this many decimal places.
 QUANTITY_PLACES = 9
 #: Minor units per ISO 4217 currency; anything not listed has 2.
@@ -63,7 +75,16 @@ def parse_decimal(value: object, *, where: str = "value") -> Decimal:
         raise DecimalError(f"{where}: expected a decimal string, got {type(value).__name__}")
     if not result.is_finite():
         raise DecimalError(f"{where}: {value!r} is not a finite number")
+    if not within_magnitude(result):
+        raise DecimalError(f"{where}: {value!r} is too large (at most 10**15 in absolute value)")
     return result
+
+
+def within_magnitude(value: Decimal) -> bool:
+    """True when ``|value| <= MAX_MAGNITUDE`` (checked on the exponent first: ``1e999999`` is cheap)."""
+    if value.adjusted() > 15:
+        return False
+    return abs(value) <= MAX_MAGNITUDE
 
 
 def minor_units(currency: str) -> int:

@@ -36,7 +36,7 @@ from ledger.accounts import (
     component,
     is_valid_component,
 )
-from ledger.errors import RulesError
+from ledger.errors import PluginError, RulesError
 from ledger.money import DecimalError, parse_decimal
 from ledger.pricing import PricingError, PricingModel
 
@@ -318,10 +318,14 @@ class _Source:
         self.data: Any = {}
         if not path.exists():
             return
+        if not path.is_file():
+            raise RulesError("is a directory, not a YAML file" if path.is_dir() else "not a regular file",
+                             file=self.name)
         try:
             text = path.read_text(encoding="utf-8")
             node = yaml.compose(text, Loader=yaml.SafeLoader)
-            self.data = yaml.safe_load(text)
+        except OSError as exc:
+            raise RulesError(f"cannot read: {exc.strerror or exc}", file=self.name) from None
         except UnicodeDecodeError as exc:
             raise RulesError(f"not UTF-8 ({exc.reason})", file=self.name) from None
         except yaml.YAMLError as exc:
@@ -332,7 +336,14 @@ class _Source:
                 line=mark.line + 1 if mark is not None else None,
             ) from None
         if node is not None:
-            self._index(node, ())
+            self._index(node, ())  # duplicate keys and impossible dates are refused here, with their line
+        try:
+            self.data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:  # what composing did not catch (an unknown tag, a bad merge)
+            mark = getattr(exc, "problem_mark", None)
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise RulesError(f"invalid YAML: {problem}", file=self.name,
+                             line=mark.line + 1 if mark is not None else None) from None
         if self.data is None:
             self.data = {}
         if not isinstance(self.data, dict):
@@ -343,16 +354,31 @@ class _Source:
                              key=unknown[0], line=self.line((unknown[0],)))
 
     def _index(self, node: yaml.Node, path: tuple[Any, ...]) -> None:
+        """Record the line of every key path; refuse a key given twice in one mapping (YAML
+        would silently keep the last) and a date that does not exist (``2026-13-01``)."""
         self.lines.setdefault(path, node.start_mark.line + 1)
         if isinstance(node, yaml.MappingNode):
+            seen: set[tuple[str, Any]] = set()
             for key_node, value_node in node.value:
                 key = yaml.safe_load(yaml.serialize(key_node)) if not isinstance(key_node, yaml.ScalarNode) else key_node.value
-                self.lines[(*path, key)] = key_node.start_mark.line + 1
+                line = key_node.start_mark.line + 1
+                if key_node.tag != "tag:yaml.org,2002:merge":
+                    identity = (key_node.tag, key if isinstance(key, str) else repr(key))
+                    if identity in seen:
+                        raise RulesError("duplicate key", file=self.name, key=_dotted((*path, key)), line=line)
+                    seen.add(identity)
+                self.lines[(*path, key)] = line
                 self._index(value_node, (*path, key))
         elif isinstance(node, yaml.SequenceNode):
             for i, item in enumerate(node.value):
                 self.lines[(*path, i)] = item.start_mark.line + 1
                 self._index(item, (*path, i))
+        elif isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:timestamp":
+            try:
+                yaml.constructor.SafeConstructor().construct_yaml_timestamp(node)
+            except (ValueError, OverflowError) as exc:
+                raise RulesError(f"{node.value!r} is not a date ({exc})", file=self.name, key=_dotted(path),
+                                 line=node.start_mark.line + 1) from None
 
     def section(self) -> dict[Any, Any]:
         value = self.data.get(self.root_key) or {}
@@ -402,7 +428,7 @@ def load_rules(
     each charge's parameters are validated by its model into ``Charge.terms``.
     """
     if not rules_dir.is_dir():
-        raise RulesError(f"rules directory {rules_dir} not found")
+        raise RulesError(f"rules directory {rules_dir} " + ("is not a directory" if rules_dir.exists() else "not found"))
     meters_src = _Source(rules_dir / "meters.yaml", "meters")
     plans_src = _Source(rules_dir / "plans.yaml", "plans")
     customers_src = _Source(rules_dir / "customers.yaml", "customers")
@@ -482,9 +508,19 @@ def _parse_charges(charges: tuple[Charge, ...], meters: Mapping[str, Meter],
                 terms = model.parse(charge.params)
             except (PricingError, DecimalError) as exc:
                 raise source.error(f"{charge.model}: {exc}", cpath) from None
+            except Exception as exc:  # a plugin bug, not bad rules: name the plugin and where it failed
+                detail = " ".join(str(exc).split())
+                raise PluginError(f"plugin {_origin(model)}: pricing model {charge.model!r} raised "
+                                  f"{type(exc).__name__}: {detail} parsing plan {path[1]!r} charge {i + 1} "
+                                  f"(meter {charge.meter}) at {source.name}:{source.line(cpath)}") from None
             charge = charge.model_copy(update={"terms": terms})
         parsed.append(charge)
     return tuple(parsed)
+
+
+def _origin(model: PricingModel) -> str:
+    """Where a pricing model's code lives (its module), for error messages."""
+    return getattr(type(model), "__module__", None) or type(model).__name__
 
 
 def _check_versions(plan: Plan, meters: Mapping[str, Meter], pricing_models: Mapping[str, PricingModel] | None,

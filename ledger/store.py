@@ -38,7 +38,7 @@ from sqlalchemy import (
     event,
     select,
 )
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from ledger.errors import StoreError
 
@@ -357,22 +357,60 @@ def open_store(url: str, *, upgrade_schema: bool = True) -> Engine:
     """Open (and create or upgrade) the store at a SQLAlchemy URL.
 
     SQLite gets WAL, a busy timeout and foreign keys; its directory is created.
+    Every way opening can fail (a bad URL, a driver not installed, a server not
+    reachable, a file that is not a database, an unknown schema version) is one
+    :class:`StoreError` line naming the URL with its password hidden.
     """
+    shown = safe_url(url)
     if url.startswith("sqlite:///") and not url.endswith(":memory:"):
         path = Path(url[len("sqlite:///"):])
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"store {shown}: cannot create its folder {path.parent}: "
+                             f"{exc.strerror or exc}") from None
+        if path.is_dir():
+            raise StoreError(f"store {shown}: {path} is a directory, not a database file")
     try:
         engine = create_engine(url, future=True)
-    except (ArgumentError, NoSuchModuleError, ValueError) as exc:
-        raise StoreError(f"store URL {url!r}: {exc}") from None
+    except (ArgumentError, NoSuchModuleError, ImportError, ValueError) as exc:
+        raise StoreError(f"store URL {shown}: {one_line(exc)}") from None
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     if upgrade_schema:
         try:
             upgrade(engine)
-        except OperationalError as exc:
-            raise StoreError(f"store {engine.url.render_as_string(hide_password=True)}: {exc.orig}") from None
+        except DBAPIError as exc:  # OperationalError (unreachable, locked), DatabaseError (not a database), …
+            engine.dispose()
+            raise StoreError(f"store {shown}: {one_line(exc.orig)}") from None
+        except (ImportError, OSError) as exc:  # a driver that fails only on connecting; a socket error
+            engine.dispose()
+            raise StoreError(f"store {shown}: {one_line(exc)}") from None
     return engine
+
+
+def safe_url(url: str) -> str:
+    """The URL as it may be printed: the password hidden.
+
+    >>> safe_url("postgresql+psycopg://me:secret@db:5432/meter")
+    'postgresql+psycopg://me:***@db:5432/meter'
+    """
+    from sqlalchemy import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return url.split("://", 1)[0] + "://…" if "@" in url else url
+
+
+def one_line(error: object) -> str:
+    """An error's text as one line: drivers (psycopg) explain a failed connection over several.
+
+    >>> one_line(Exception("connection failed: refused\\nIs the server running?\\n"))
+    'connection failed: refused; Is the server running?'
+    """
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return "; ".join(lines) or type(error).__name__
 
 
 #: Every SQLite connection of the store. A 32 MiB page cache (default 2 MiB) keeps
@@ -393,7 +431,16 @@ def schema_version(conn: Connection) -> int:
     if not conn.dialect.has_table(conn, "meta"):
         return 0
     value = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
-    return int(value) if value is not None else 0
+    if value is None:
+        return 0
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise StoreError(f"store schema_version {value!r} is not a version number (meta.schema_version); "
+                         "this store was damaged or not made by meterbook")
+    return number
 
 
 def upgrade(engine: Engine) -> int:

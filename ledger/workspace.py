@@ -60,6 +60,10 @@ class AlertsConfig:
         outbox = value.get("outbox", str(cls.outbox))
         if not isinstance(outbox, str) or not outbox:
             raise WorkspaceError(f"{path}: alerts.outbox: expected a file path string")
+        # checked where it will be used: a webhook is configured or the outbox is named
+        problem = outbox_problem(root / outbox) if url or "outbox" in value else ""
+        if problem:
+            raise WorkspaceError(f"{path}: alerts.outbox: {problem}")
         attempts = value.get("attempts", cls.attempts)
         if isinstance(attempts, bool) or not isinstance(attempts, int) or not 1 <= attempts <= 10:
             raise WorkspaceError(f"{path}: alerts.attempts: expected a whole number from 1 to 10")
@@ -72,6 +76,29 @@ class AlertsConfig:
                                      f"{'from' if zero_ok else 'above'} 0 up to 60")
             seconds[key] = float(number)
         return cls(webhook_url=url, outbox=root / outbox, attempts=attempts, **seconds)
+
+
+def outbox_problem(outbox: Path) -> str:
+    """Why alerts could never be appended to ``outbox``, or "" (checked when the config loads,
+    not when the first alert is undeliverable). A file still to be created is fine.
+
+    >>> outbox_problem(Path("/")), outbox_problem(Path("/dev/null/outbox.jsonl"))
+    ('/ is a directory, not a file', '/dev/null is not a directory')
+    """
+    import os
+
+    if outbox.is_dir():
+        return f"{outbox} is a directory, not a file"
+    for folder in outbox.parents:
+        if folder.exists():
+            if not folder.is_dir():
+                return f"{folder} is not a directory"
+            if not outbox.exists() and not os.access(folder, os.W_OK | os.X_OK):
+                return f"{folder} is not writable"
+            break
+    if outbox.exists() and not os.access(outbox, os.W_OK):
+        return f"{outbox} is not writable"
+    return ""
 
 
 def is_http_url(url: str) -> bool:
@@ -122,7 +149,7 @@ class Workspace:
         """Walk up from ``start`` to the first directory with ``meterbook.toml``."""
         start = start.resolve()
         for directory in (start, *start.parents):
-            if (directory / CONFIG_NAME).is_file():
+            if (directory / CONFIG_NAME).exists():  # a folder of that name is reported by load
                 return cls.load(directory)
         raise WorkspaceError(
             f"no {CONFIG_NAME} in {start} or any parent; run 'meterbook init DIR' "
@@ -134,12 +161,17 @@ class Workspace:
         """Load ``root/meterbook.toml``; every error names the file and key."""
         root = root.resolve()
         path = root / CONFIG_NAME
+        if path.is_dir():
+            raise WorkspaceError(f"{path}: is a directory, not the workspace's configuration file")
         if not path.is_file():
-            raise WorkspaceError(f"{path}: not found; run 'meterbook init {root}'")
+            what = "not found" if not path.exists() else "not a regular file"
+            raise WorkspaceError(f"{path}: {what}; run 'meterbook init {root}'")
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise WorkspaceError(f"{path}: {exc}") from None
+        except OSError as exc:
+            raise WorkspaceError(f"{path}: cannot read: {exc.strerror or exc}") from None
         unknown = sorted(set(data) - _KEYS)
         if unknown:
             raise WorkspaceError(f"{path}: unknown key {unknown[0]!r} (known: {', '.join(sorted(_KEYS))})")

@@ -165,11 +165,14 @@ def test_failing_plugin_is_reported_and_does_not_stop_others(tmp_path: Path) -> 
     session = make_workspace(tmp_path / "ws", f"sqlite:///{tmp_path / 'e.sqlite'}",
                              plugins={"boom": BOOM, "recorder": RECORDER})
     run = raise_alerts(session, date(2026, 9, 30))
-    assert len(run.new) == 4
-    assert sorted(received(session)) == sorted(run.new)
+    assert run.new == set() and len(run.pending) == 4  # not every plugin took them: not marked raised
+    assert sorted(received(session)) == sorted(run.pending)
     assert {(f.plugin, f.error) for _id, f in run.failures} == {("meterbook_local.boom", "RuntimeError: smtp down")}
     assert len(run.failures) == 4
-    assert raise_alerts(session, date(2026, 9, 30)).failures == ()    # raised once: not notified again
+    assert raised_ids(session.engine) == set()
+    again = raise_alerts(session, date(2026, 9, 30))  # retried, never lost (the recorder hears them twice)
+    assert again.pending == run.pending and len(again.failures) == 4
+    assert len(received(session)) == 8
 
 
 def test_cli_lists_crossings_and_marks_new(tmp_path: Path) -> None:
@@ -177,17 +180,23 @@ def test_cli_lists_crossings_and_marks_new(tmp_path: Path) -> None:
     make_workspace(root, f"sqlite:///{tmp_path / 'e.sqlite'}", plugins={"boom": BOOM})
     runner = CliRunner()
     first = runner.invoke(cli, ["--workspace", str(root), "alerts", "--through", "2026-09-09", "--json"])
-    assert first.exit_code == 0, first.output
+    assert first.exit_code == 1, first.output
     rows = [json.loads(line) for line in first.stdout.splitlines()]
-    assert [(r["id"], r["new"]) for r in rows] == [
-        ("spend-cap:spender:2026-09-01:50", True),
-        ("usage-cap:capped:api_calls:2026-09-01:80", True),
-        ("spend-cap:spender:2026-09-01:100", True)]
-    assert "plugin meterbook_local.boom failed on alert" in first.stderr
+    assert [(r["id"], r["new"], r["pending"]) for r in rows] == [
+        ("spend-cap:spender:2026-09-01:50", False, True),
+        ("usage-cap:capped:api_calls:2026-09-01:80", False, True),
+        ("spend-cap:spender:2026-09-01:100", False, True)]
+    assert first.stderr == (
+        "meterbook: error: 3 new alerts not delivered (plugin meterbook_local.boom on "
+        "spend-cap:spender:2026-09-01:50: RuntimeError: smtp down; 2 more failures); they are not marked raised "
+        "and the next run retries them\n")
+    (root / "plugins" / "boom.py").unlink()
     second = runner.invoke(cli, ["--workspace", str(root), "alerts", "--through", "2026-09-09"])
     assert second.exit_code == 0, second.output
-    assert "NEW" not in second.stdout
-    assert second.stdout.splitlines()[-1] == "3 crossings through 2026-09-09, 0 new"
+    assert second.stdout.splitlines()[-1] == "3 crossings through 2026-09-09, 3 new"
+    third = runner.invoke(cli, ["--workspace", str(root), "alerts", "--through", "2026-09-09"])
+    assert "NEW" not in third.stdout
+    assert third.stdout.splitlines()[-1] == "3 crossings through 2026-09-09, 0 new"
     bad = runner.invoke(cli, ["--workspace", str(root), "alerts", "--through", "09/09/2026"])
     assert bad.exit_code == 2 and "--through" in bad.output
 
