@@ -42,11 +42,12 @@ to draw, so less usage is covered and less expires::
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 from fractions import Fraction
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
@@ -316,7 +317,7 @@ def _measure_all(
     for _customer, cycle, points in plan_points:
         start_us = cut_off_us(cycle.start, tz)
         for i, charge in enumerate(terms[cycle.link].charges):
-            bands = tuple(models[charge.model].bands(charge.terms))
+            bands = tuple(_plugin_call(charge, cycle, "bands", models[charge.model].bands, charge.terms))
             for point in points:
                 window = Window(cycle.customer, start_us, cut_off_us(point + timedelta(days=1), tz))
                 requests[(charge.meter, bands)].add(window)
@@ -334,14 +335,20 @@ def is_ratable(model: PricingModel) -> bool:
     return getattr(model, "ratable", False) is True
 
 
+def _plugin_call(charge: Charge, cycle: Cycle, method: str, call: Callable[..., Any], *args: Any) -> Any:
+    """``call(*args)`` of a pricing plugin; anything it raises is a :class:`PluginError` naming it."""
+    try:
+        return call(*args)
+    except Exception as exc:  # a plugin's bug or refusal: name it, never a traceback
+        raise PluginError(f"pricing model {charge.model!r} on {cycle.customer} {cycle.key} ({charge.meter}) "
+                          f"failed in {method}(): {type(exc).__name__}: {exc}") from None
+
+
 def _rate_charge(index: int, charge: Charge, models: Mapping[str, PricingModel], usage: Usage,
                  currency: str, cycle: Cycle, point: date) -> ChargeRating:
     model = models[charge.model]
     where = f"pricing model {charge.model!r} on {cycle.customer} {cycle.key} ({charge.meter})"
-    try:
-        price = model.price(charge.terms, usage)
-    except Exception as exc:  # a plugin's bug or refusal: name it, never a traceback
-        raise PluginError(f"{where} failed: {type(exc).__name__}: {exc}") from None
+    price = _plugin_call(charge, cycle, "price", model.price, charge.terms, usage)
     if not (isinstance(price, Price) and isinstance(price.amount, Decimal) and price.amount.is_finite()
             and all(isinstance(line, PriceLine) for line in price.lines)):
         raise PluginError(f"{where} returned {price!r:.200}, not a Price with a finite Decimal amount")
@@ -352,7 +359,8 @@ def _rate_charge(index: int, charge: Charge, models: Mapping[str, PricingModel],
         lines = tuple(_ratable_line(line, cycle, point, currency) for line in lines)
     return ChargeRating(
         index=index, meter=charge.meter, model=charge.model, quantity=usage.quantity,
-        events=usage.events, amount=amount, lines=lines, final=model.price_is_final(charge.terms),
+        events=usage.events, amount=amount, lines=lines,
+        final=_plugin_call(charge, cycle, "price_is_final", model.price_is_final, charge.terms) is True,
     )
 
 

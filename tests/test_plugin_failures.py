@@ -52,7 +52,7 @@ CUSTOMERS = "customers:\n  c: {currency: USD, billing_anchor: calendar, subscrip
 
 
 @pytest.mark.parametrize(("mode", "says"), [
-    ("raise", "failed: DivisionByZero"),
+    ("raise", "failed in price(): DivisionByZero"),
     ("none", "returned None, not a Price with a finite Decimal amount"),
     ("float", "not a Price with a finite Decimal amount"),
 ])
