@@ -56,6 +56,7 @@ from ledger.errors import PluginError
 from ledger.metering import Window, cut_off_us, daily_usage, measure
 from ledger.money import normalize, round_money
 from ledger.pricing import PricingModel, Usage
+from ledger.rating import is_ratable, prorate, recognize
 from ledger.registry import NotificationFailure
 from ledger.rules import Charge, Meter, Rules
 from ledger.store import alerts as alerts_table
@@ -188,8 +189,11 @@ def cycle_progress(engine: Engine, rules: Rules, models: Mapping[str, PricingMod
             totals = [ZERO] * len(days)
             for charge in plan.charges:
                 previous: tuple[Usage | None, Decimal] = (None, ZERO)
+                by_day = is_ratable(models[charge.model])  # earned by day, not by usage
                 for i, usage in enumerate(usages[(charge.meter, _bands(models, charge))][at]):
-                    if usage != previous[0]:  # pricing is pure: a day without usage costs nothing new
+                    if by_day:
+                        previous = (usage, charge_amount(models, charge, usage, plan.currency, cycle, days[i]))
+                    elif usage != previous[0]:  # pricing is pure: a day without usage costs nothing new
                         previous = (usage, charge_amount(models, charge, usage, plan.currency))
                     totals[i] += previous[1]
             spent = tuple(totals)
@@ -241,10 +245,16 @@ def _bands(models: Mapping[str, PricingModel], charge: Charge) -> tuple[Decimal,
                           f"{type(exc).__name__}: {exc}") from None
 
 
-def charge_amount(models: Mapping[str, PricingModel], charge: Charge, usage: Usage, currency: str) -> Decimal:
-    """A charge's amount for a cumulative usage, rounded as the rating rounds it."""
+def charge_amount(models: Mapping[str, PricingModel], charge: Charge, usage: Usage, currency: str,
+                  cycle: Cycle | None = None, day: date | None = None) -> Decimal:
+    """A charge's amount for a cumulative usage, rounded as the rating rounds it. With
+    ``cycle``, a ratable charge (``flat``) counts as rating recognizes it: prorated for a
+    short cycle and earned by day through ``day`` (the cycle's last day when None)."""
     try:
-        amount = models[charge.model].price(charge.terms, usage).amount
+        model = models[charge.model]
+        amount = model.price(charge.terms, usage).amount
+        if cycle is not None and is_ratable(model):
+            return recognize(prorate(amount, cycle, currency), cycle, day or cycle.end - _DAY, currency)
         return round_money(amount, currency)
     except Exception as exc:  # a plugin's bug or a price that is not a finite Decimal
         raise PluginError(f"pricing model {charge.model!r} ({charge.meter}) failed pricing a spend cap: "

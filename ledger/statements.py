@@ -295,7 +295,7 @@ def _project(session: Session, cycle: Cycle, through: date, rated: CycleRating, 
             usage = Usage(quantity=_scale(usage.quantity, factor), events=round(usage.events * factor),
                           bands=tuple(Band(b.upper, round(b.count * factor), _scale(b.total, factor))
                                       for b in usage.bands))
-        amount = charge_amount(models, charge, usage, plan.currency)
+        amount = charge_amount(models, charge, usage, plan.currency, cycle)  # at the cycle's end
         to_date = next(c.quantity for c in rated.charges if c.index == len(charges))
         charges.append(ChargeProjection(meter=charge.meter, quantity=to_date, projected_quantity=usage.quantity,
                                         projected_amount=amount))

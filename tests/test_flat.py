@@ -236,3 +236,23 @@ def test_accruals_of_a_cycle_sum_to_its_invoice(tmp_path_factory: pytest.TempPat
             assert line.amount == total
         else:
             assert rated.cycle.link not in cycles
+
+
+def test_spend_and_projection_count_a_flat_fee_as_it_is_earned(
+        books: tuple[Session, list[Invoice], list[data.Directive]]) -> None:
+    """Spend caps see 1.00 of the quarter's 92.00 on Oct 1 and 31.00 on Oct 31 (as the books
+    recognize it), and the short quarter's statement projects 331.52, not 500.00."""
+    from ledger.alerts import cycle_progress
+    from ledger.cycles import cycle_at
+    from ledger.statements import build_statement
+
+    session = books[0]
+    rules, models, tz = session.rules, session.registry.pricing_models, session.workspace.tz
+    quarter = cycle_at(rules.customers["zero"], rules.plans, date(2026, 10, 15))
+    assert quarter is not None
+    [progress] = cycle_progress(session.engine, rules, models, tz, [(quarter, date(2026, 10, 31))], spend=True)
+    assert (progress.spend[0], progress.spend[29], progress.spend[30]) == (D("1.00"), D("30.00"), D("31.00"))
+    short_cycle = cycle_at(rules.customers["short"], rules.plans, date(2026, 10, 15))
+    assert short_cycle is not None
+    short = build_statement(session, short_cycle, today=date(2026, 10, 31))
+    assert short.projection.total == D("331.52")
