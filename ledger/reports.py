@@ -609,10 +609,11 @@ def aging(sources: Sources, month: str | None = None) -> Report:
 def flow_of(entry: data.Transaction) -> str:
     """What a transaction is, for the roll-forwards: accrual, invoice, payment, credit_note or adjustment.
 
-    Late adjustments (``late: TRUE``) are adjustments whatever they carry.
+    Late adjustments (``late: TRUE``) and rerate's debit adjustments (they name the
+    invoice they correct) are adjustments whatever else they carry.
     """
     meta = entry.meta or {}
-    if meta.get("late"):
+    if meta.get("late") or "debit_adjustment" in meta:
         return "adjustment"
     if "credit_note" in meta:
         return "credit_note"

@@ -193,13 +193,14 @@ class Session:
         """
         record = self.sealed_record() if record is None else record
         held = {
-            "invoice": {inv.number for inv in load_invoices(self.engine)},
+            "invoice": (invoices := {inv.number for inv in load_invoices(self.engine)}),
+            "grant_invoice": invoices,
             "credit_note": {note.number for note in load_credit_notes(self.engine)},
             "debit_adjustment": {adj.document for adj in load_adjustments(self.engine)},
             "reference": {p.reference for p in load_payments(self.engine)},
         }
-        names = {"invoice": "invoice", "credit_note": "credit note", "debit_adjustment": "debit adjustment",
-                 "reference": "payment"}
+        names = {"invoice": "invoice", "grant_invoice": "invoice", "credit_note": "credit note",
+                 "debit_adjustment": "debit adjustment", "reference": "payment"}
         missing: list[str] = []
         seen: set[tuple[str, str]] = set()
         for entry in record:
@@ -207,8 +208,8 @@ class Session:
                 continue
             for key, known in held.items():
                 value = entry.meta.get(key)
-                if isinstance(value, str) and value not in known and (key, value) not in seen:
-                    seen.add((key, value))
+                if isinstance(value, str) and value not in known and (names[key], value) not in seen:
+                    seen.add((names[key], value))
                     where = os.path.relpath(str(entry.meta.get("filename", "books")), self.workspace.root)
                     missing.append(f"{where}:{entry.meta.get('lineno', 0)}: {names[key]} {value}")
         return missing

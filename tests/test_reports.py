@@ -450,3 +450,17 @@ def test_forecast_follows_a_plan_change_and_spreads_a_quarterly_cycle(tmp_path: 
     report = build_report(session, "forecast", month="2026-10")
     [row] = rows(report, "Forecast by customer")
     assert (row["plan"], row["2026-11"]) == ("q", D("30.00"))
+
+
+def test_flow_of_names_adjustments_before_what_they_correct() -> None:
+    from ledger.reports import flow_of
+
+    def entry(**meta: object) -> data.Transaction:
+        return data.Transaction({"filename": "x", "lineno": 1, **meta}, date(2026, 10, 1), "*", "c", "n",
+                                frozenset(), frozenset(), [])
+    assert flow_of(entry(invoice="INV-2026-000001")) == "invoice"
+    assert flow_of(entry(invoice="INV-2026-000001", debit_adjustment="DA-2026-000001")) == "adjustment"
+    assert flow_of(entry(invoice="INV-2026-000001", late=True)) == "adjustment"
+    assert flow_of(entry(invoice="INV-2026-000001", reference="BANK-1")) == "payment"
+    assert flow_of(entry(invoice="INV-2026-000001", credit_note="CN-2026-000001")) == "credit_note"
+    assert flow_of(entry(customer="c")) == "accrual"
