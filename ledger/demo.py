@@ -575,6 +575,7 @@ class Totals:
 
     revenue: Mapping[str, Decimal]
     unbilled: Mapping[str, Decimal]
+    contract_asset: Mapping[str, Decimal]
     receivable: Mapping[str, Decimal]
     deferred: Mapping[str, Decimal]
     unapplied: Mapping[str, Decimal]
@@ -614,7 +615,7 @@ class DemoSummary:
             f"  closed    {', '.join(self.closed)} (sealed); {self.open_month} open: "
             f"meterbook close {self.open_month}",
             f"  revenue   {_money(self.totals.revenue)}",
-            f"  unbilled  {_money(self.totals.unbilled)}",
+            f"  unbilled  {_money(self.totals.unbilled)} (contract assets {_money(self.totals.contract_asset)})",
             f"  AR        {_money(self.totals.receivable)} (unapplied cash {_money(self.totals.unapplied)})",
             f"  deferred  {_money(self.totals.deferred)}",
             f"  findings  {len(self.findings)} ("
@@ -685,6 +686,9 @@ def _reset(workspace: Workspace) -> None:
     if workspace.books_dir.exists():
         shutil.rmtree(workspace.books_dir)
     workspace.books_dir.mkdir(parents=True)
+    # marked at once: a run that is interrupted leaves books the next run may replace
+    books.write_atomic(workspace.books_dir / MARKER, json.dumps({"generator": "meterbook demo", "complete": False},
+                                                                sort_keys=True) + "\n")
 
 
 def _csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[str]]) -> Path:
@@ -813,7 +817,7 @@ _INCOME = re.compile(r"^Income:")
 
 
 def totals(session: Session) -> Totals:
-    """Revenue, unbilled (with contract assets), receivables, deferred revenue and unapplied cash."""
+    """Revenue, unbilled, contract assets, receivables, deferred revenue and unapplied cash."""
     from ledger.closing import account_kinds
 
     entries, _errors, _options = books.load_books(session.workspace.main_file)
@@ -833,7 +837,6 @@ def totals(session: Session) -> Totals:
                 sums["unapplied"][currency] -= number
             elif account in kinds and kinds[account][0] != "refund_liability":
                 kind = kinds[account][0]
-                key = "unbilled" if kind == "contract_asset" else kind
-                sums[key][currency] += -number if kind == "deferred" else number
-    return Totals(**{k: dict(sorted(sums[k].items())) for k in ("revenue", "unbilled", "receivable", "deferred",
-                                                                "unapplied")})
+                sums[kind][currency] += -number if kind == "deferred" else number
+    return Totals(**{k: dict(sorted(sums[k].items())) for k in ("revenue", "unbilled", "contract_asset",
+                                                                "receivable", "deferred", "unapplied")})

@@ -23,6 +23,7 @@ from ledger import demo
 from ledger.books import load_books
 from ledger.cli import cli
 from ledger.demo import DemoOptions
+from ledger.workspace import Workspace
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -135,6 +136,24 @@ def test_demo_runs_again_over_its_own_books_with_the_same_result(small: tuple[Pa
     """A reset and a second run: the same seed gives the same books, byte for byte."""
     root, _result = small
     before = files(root / "books")
+    result = run(root, "demo", "--customers", "5", "--months", "2", "--seed", "3", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert files(root / "books") == before
+
+
+def test_an_interrupted_demo_can_be_run_again(small: tuple[Path, Result], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Killed after the reset (here: the first close raises), the books are still the demo's to replace."""
+    root, _result = small
+    before = files(root / "books")
+
+    def interrupted(*_args: object, **_kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("ledger.closing.close_month", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        demo.run_demo(Workspace.load(root), DemoOptions(customers=5, months=2, seed=3))
+    assert (root / "books" / "demo.json").is_file() and files(root / "books") != before
+    monkeypatch.undo()
     result = run(root, "demo", "--customers", "5", "--months", "2", "--seed", "3", "--quiet")
     assert result.exit_code == 0, result.output
     assert files(root / "books") == before
