@@ -29,12 +29,21 @@ are known in advance and left out). Each crossing has a stable id; raised
 alerts are kept in the store's ``alerts`` table, so each is raised, and passed
 to the ``meterbook_alert`` hook, once however often the check runs.
 
-An alert counts as raised only once every notification plugin took it (the
-webhook plugin takes it when it is delivered or appended to the outbox). If a
-plugin raises (a webhook down *and* an outbox that cannot be written, say),
-the alert is not kept as raised: ``meterbook alerts`` exits 1 and the next run
-notifies it again, so no alert is lost silently; the plugins that did take it
-get it again then (the webhook sends the same ``Idempotency-Key``).
+Each notification plugin (a ``meterbook_alert`` hook implementation) takes each
+alert once. Raising an alert stores, in the same transaction, one row per
+plugin in ``alert_deliveries``; a plugin's row is deleted when it takes the alert
+(the webhook plugin takes it when it is delivered or appended to the outbox).
+A plugin that raises (a webhook down *and* an outbox that cannot be written,
+say) keeps its row: ``meterbook alerts`` exits 1 and the next run calls that
+plugin alone again, so the plugins that took the alert never hear it twice::
+
+    run   recorder        mailer (smtp down, then fixed)   meterbook alerts
+    1     takes A, B      fails A, B: pending              exit 1, A and B PENDING mailer
+    2     -               takes A, B                       exit 0
+    3     -               -                                exit 0
+
+A delivery whose plugin is no longer loaded waits for it (reported, never
+dropped silently) until ``meterbook alerts --drop-undelivered PLUGIN``.
 """
 
 from __future__ import annotations
@@ -59,6 +68,7 @@ from ledger.pricing import PricingModel, Usage
 from ledger.rating import is_ratable, prorate, recognize
 from ledger.registry import NotificationFailure
 from ledger.rules import Charge, Meter, Rules
+from ledger.store import alert_deliveries as deliveries
 from ledger.store import alerts as alerts_table
 from ledger.workspace import AlertsConfig
 
@@ -145,16 +155,42 @@ class CycleProgress:
 
 
 @dataclass(frozen=True)
+class PendingDelivery:
+    """A raised alert one notification plugin has not taken yet.
+
+    ``attempts`` calls were made; ``error`` is the last one's failure ("" when the
+    plugin was never called, or a call is in progress in another run).
+    ``loaded``: whether the plugin is loaded now; one that is not keeps its
+    deliveries until it is back or they are dropped (:func:`drop_undelivered`).
+    """
+
+    alert: str
+    plugin: str
+    attempts: int
+    error: str
+    last_attempt: str  # ISO 8601 UTC, "" before the first call
+    loaded: bool
+
+
+@dataclass(frozen=True)
 class AlertRun:
-    """What one check raised: every crossing through ``through``, which ones are new (raised and
-    notified now), failed notifications, and ``pending``: the new crossings whose notification
-    failed, not kept as raised (the next run tries them again)."""
+    """What one check did: every crossing through ``through`` (``alerts``), which were raised now
+    (``new``), the plugin calls made and failed now (``delivered`` as ``(alert id, plugin)``,
+    ``failures``), and the deliveries still ``pending`` after it, in every raised alert.
+    ``also_pending`` holds the raised alerts with a pending delivery that are not among
+    ``alerts`` (dated after ``through``, or no longer crossed since events were corrected)."""
 
     through: date
     alerts: tuple[Alert, ...]
     new: frozenset[str]
+    delivered: tuple[tuple[str, str], ...] = ()
     failures: tuple[tuple[str, NotificationFailure], ...] = ()
-    pending: frozenset[str] = frozenset()
+    pending: tuple[PendingDelivery, ...] = ()
+    also_pending: tuple[Alert, ...] = ()
+
+    def pending_plugins(self, alert_id: str) -> tuple[str, ...]:
+        """The plugins that have not taken ``alert_id`` yet."""
+        return tuple(p.plugin for p in self.pending if p.alert == alert_id)
 
 
 def cycle_progress(engine: Engine, rules: Rules, models: Mapping[str, PricingModel], tz: ZoneInfo,
@@ -264,8 +300,7 @@ def charge_amount(models: Mapping[str, PricingModel], charge: Charge, usage: Usa
 def crossings(progress: CycleProgress, rules: Rules, delivery: AlertsConfig = AlertsConfig()) -> list[Alert]:
     """Every threshold of the customer's caps reached in ``progress``, dated the first day it was reached."""
     customer = rules.customers[progress.cycle.customer]
-    if customer.webhook:
-        delivery = replace(delivery, webhook_url=customer.webhook)
+    delivery = _delivery(rules, customer.id, delivery)
     found: list[Alert] = []
     series: list[tuple[str, str | None, Decimal, tuple[Decimal, ...], str]] = [
         ("usage_cap", meter, customer.caps[meter], values, rules.meters[meter].unit)
@@ -284,6 +319,12 @@ def crossings(progress: CycleProgress, rules: Rules, delivery: AlertsConfig = Al
     return found
 
 
+def _delivery(rules: Rules, customer: str, delivery: AlertsConfig) -> AlertsConfig:
+    """The workspace's ``[alerts]`` settings with the customer's own ``webhook`` as URL, if set."""
+    known = rules.customers.get(customer)
+    return replace(delivery, webhook_url=known.webhook) if known is not None and known.webhook else delivery
+
+
 def find_alerts(session: Session, through: date) -> list[Alert]:
     """Every crossing in every cycle that started on or before ``through``, in date order."""
     rules = session.rules
@@ -298,12 +339,31 @@ def find_alerts(session: Session, through: date) -> list[Alert]:
     return sorted(found, key=lambda a: (a.date, a.customer, a.cycle, a.kind, a.meter or "", a.threshold))
 
 
-def record(engine: Engine, alerts: Sequence[Alert], *, now: datetime | None = None) -> frozenset[str]:
-    """Store the alerts not stored yet; return the ids stored now.
+#: A delivery claimed this long ago that neither succeeded nor failed was interrupted (the
+#: run was killed inside the plugin call): the next run claims it again. Longer than any
+#: first-party call can last: the webhook's worst case (10 POSTs of 60 s, backoff 60 s × 2^n)
+#: is under 9 hours. An interrupt (Ctrl-C) is recorded as a failure at once instead.
+INTERRUPTED_AFTER = timedelta(hours=24)
+
+
+def _stamp(now: datetime | None) -> str:
+    return (now or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds")
+
+
+def notification_plugins(session: Session) -> tuple[str, ...]:
+    """The loaded plugins implementing ``meterbook_alert``, in the order they are called."""
+    return tuple(impl.plugin_name for impl in session.registry.hook.meterbook_alert.get_hookimpls())
+
+
+def record(engine: Engine, alerts: Sequence[Alert], plugins: Sequence[str] = (), *,
+           now: datetime | None = None) -> frozenset[str]:
+    """Store the alerts not stored yet, each with a delivery owed by every one of ``plugins``;
+    return the ids stored now.
 
     ``INSERT … ON CONFLICT DO NOTHING`` per alert: two concurrent runs cannot both raise one.
+    The alert and its deliveries are one transaction, so a raised alert always has them.
     """
-    raised_at = (now or datetime.now(UTC)).isoformat(timespec="seconds")
+    raised_at = _stamp(now)
     insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
     new: set[str] = set()
     with engine.begin() as conn:
@@ -311,18 +371,75 @@ def record(engine: Engine, alerts: Sequence[Alert], *, now: datetime | None = No
             statement = insert(alerts_table).values(
                 id=alert.id, kind=alert.kind, customer=alert.customer, meter=alert.meter or "", cycle=alert.cycle,
                 threshold=str(alert.threshold), cap=str(alert.cap), value=str(alert.value),
-                date=alert.date.isoformat(), message=alert.message, raised_at=raised_at,
+                date=alert.date.isoformat(), message=alert.message, raised_at=raised_at, unit=alert.unit,
             ).on_conflict_do_nothing(index_elements=["id"]).returning(alerts_table.c.id)
             if conn.execute(statement).scalar_one_or_none() is not None:  # (rowcount is -1 on psycopg)
                 new.add(alert.id)
+                if plugins:
+                    conn.execute(deliveries.insert(), [{"alert_id": alert.id, "plugin": p, "attempts": 0}
+                                                       for p in plugins])
     return frozenset(new)
 
 
-def unrecord(engine: Engine, ids: Collection[str]) -> None:
-    """Forget raised alerts whose notification failed, so the next run raises them again."""
-    if ids:
-        with engine.begin() as conn:
-            conn.execute(sa.delete(alerts_table).where(alerts_table.c.id.in_(sorted(ids))))
+def claim(engine: Engine, alert_id: str, plugin: str, *, now: datetime | None = None) -> bool:
+    """Take one pending delivery for this run; False when another run has it.
+
+    One conditional ``UPDATE``: only a delivery never tried, failed, or interrupted
+    (claimed over :data:`INTERRUPTED_AFTER` ago) is taken, and marked in progress
+    (``error`` NULL, ``last_attempt`` now). Two runs cannot both take it: SQLite
+    runs one writer at a time, and PostgreSQL makes the second ``UPDATE`` wait for
+    the first to commit and then re-check its ``WHERE`` against the new row.
+    """
+    moment = now or datetime.now(UTC)
+    row = deliveries.c
+    statement = sa.update(deliveries).where(
+        row.alert_id == alert_id, row.plugin == plugin,
+        sa.or_(row.last_attempt.is_(None), row.error.is_not(None),
+               row.last_attempt < _stamp(moment - INTERRUPTED_AFTER)),
+    ).values(attempts=row.attempts + 1, error=None, last_attempt=_stamp(moment))
+    with engine.begin() as conn:
+        return conn.execute(statement).rowcount == 1
+
+
+def settle(engine: Engine, alert_id: str, plugin: str, failure: NotificationFailure | None) -> None:
+    """Record how a claimed call went: taken (the delivery is deleted) or failed (kept with its error)."""
+    where = (deliveries.c.alert_id == alert_id, deliveries.c.plugin == plugin)
+    with engine.begin() as conn:
+        if failure is None:
+            conn.execute(sa.delete(deliveries).where(*where))
+        else:
+            conn.execute(sa.update(deliveries).where(*where).values(error=failure.error or "failed"))
+
+
+def pending_deliveries(engine: Engine, loaded: Collection[str] = ()) -> list[PendingDelivery]:
+    """Every delivery not made yet, by alert date, alert id and plugin."""
+    row, alert = deliveries.c, alerts_table.c
+    query = (sa.select(row.alert_id, row.plugin, row.attempts, row.error, row.last_attempt)
+             .join_from(deliveries, alerts_table, row.alert_id == alert.id)
+             .order_by(alert.date, row.alert_id, row.plugin))
+    with engine.connect() as conn:
+        return [PendingDelivery(alert=a, plugin=p, attempts=n, error=e or "", last_attempt=t or "",
+                                loaded=p in loaded)
+                for a, p, n, e, t in conn.execute(query)]
+
+
+def drop_undelivered(engine: Engine, plugin: str) -> int:
+    """Forget every delivery still owed by ``plugin`` (a retired notifier); return how many."""
+    with engine.begin() as conn:
+        return conn.execute(sa.delete(deliveries).where(deliveries.c.plugin == plugin)).rowcount
+
+
+def stored_alerts(session: Session, ids: Collection[str]) -> dict[str, Alert]:
+    """Raised alerts as they were raised (figures from the store), with today's delivery settings."""
+    if not ids:
+        return {}
+    with session.engine.connect() as conn:
+        rows = conn.execute(sa.select(alerts_table).where(alerts_table.c.id.in_(sorted(ids)))).all()
+    return {row.id: Alert(kind=row.kind, customer=row.customer, meter=row.meter or None, cycle=row.cycle,
+                          threshold=Decimal(row.threshold), cap=Decimal(row.cap), value=Decimal(row.value),
+                          unit=row.unit or "", date=date.fromisoformat(row.date),
+                          delivery=_delivery(session.rules, row.customer, session.workspace.alerts))
+            for row in rows}
 
 
 def raised_ids(engine: Engine) -> frozenset[str]:
@@ -332,23 +449,45 @@ def raised_ids(engine: Engine) -> frozenset[str]:
 
 
 def raise_alerts(session: Session, through: date) -> AlertRun:
-    """Find the crossings through ``through``, store the new ones and notify each once.
+    """Find the crossings through ``through``, raise the new ones, and make every delivery owed.
 
-    Storing first claims each new crossing (two concurrent runs cannot both notify
-    it). A plugin that raises is reported in ``failures`` (with the alert id) and
-    does not stop the others; the alert is then forgotten again (``pending``), so
-    it is not lost: the next run raises and notifies it again.
+    Raising stores each new crossing with one delivery per notification plugin
+    (:func:`record`; two concurrent runs cannot both raise it). Then each pending
+    delivery of a loaded plugin, new or left by an earlier run, is claimed
+    (:func:`claim`; two runs cannot both make it) and that plugin alone is called
+    (``Registry.notify(only=…)``). Taken, the delivery is deleted; failed, it is kept
+    with its error for the next run, and the failure does not stop the others.
+    Deliveries of plugins not loaded now wait, listed in ``pending``.
     """
     found = find_alerts(session, through)
-    claimed = record(session.engine, found)
+    plugins = notification_plugins(session)
+    new = record(session.engine, found, plugins)
+    waiting = pending_deliveries(session.engine, plugins)
+    by_id = {alert.id: alert for alert in found if alert.id in new}  # new: exactly as just stored
+    by_id |= stored_alerts(session, {p.alert for p in waiting if p.loaded} - by_id.keys())
+    # alert by alert in date order (the crossings' order first), each in the plugins' call order
+    rank = {alert_id: i for i, alert_id in enumerate(dict.fromkeys([a.id for a in found] + [p.alert for p in waiting]))}
+    order = {name: i for i, name in enumerate(plugins)}
+    delivered: list[tuple[str, str]] = []
     failures: list[tuple[str, NotificationFailure]] = []
-    pending: set[str] = set()
-    for alert in found:
-        if alert.id in claimed:
-            failed = session.registry.notify("meterbook_alert", alert=alert)
-            failures += [(alert.id, f) for f in failed]
-            if failed:
-                pending.add(alert.id)
-    unrecord(session.engine, pending)
-    return AlertRun(through=through, alerts=tuple(found), new=claimed - pending, failures=tuple(failures),
-                    pending=frozenset(pending))
+    for item in sorted((p for p in waiting if p.loaded), key=lambda p: (rank[p.alert], order[p.plugin])):
+        if not claim(session.engine, item.alert, item.plugin):
+            continue  # another run has it
+        alert = by_id[item.alert]
+        try:
+            failed = session.registry.notify("meterbook_alert", only={item.plugin}, alert=alert)
+        except BaseException as exc:  # Ctrl-C inside the plugin: release the claim, then stop
+            settle(session.engine, item.alert, item.plugin,
+                   NotificationFailure(item.plugin, "meterbook_alert", f"interrupted ({type(exc).__name__})"))
+            raise
+        settle(session.engine, item.alert, item.plugin, failed[0] if failed else None)
+        if failed:
+            failures.append((item.alert, failed[0]))
+        else:
+            delivered.append((item.alert, item.plugin))
+    pending = pending_deliveries(session.engine, plugins)
+    listed = {alert.id for alert in found}
+    others = stored_alerts(session, {p.alert for p in pending} - listed)
+    return AlertRun(through=through, alerts=tuple(found), new=new, delivered=tuple(delivered),
+                    failures=tuple(failures), pending=tuple(pending),
+                    also_pending=tuple(sorted(others.values(), key=lambda a: (a.date, a.id))))

@@ -623,33 +623,53 @@ def statement_command(ctx: Context, customer: str, which: str, out: Path | None)
 @cli.command("alerts")
 @click.option("--through", help="Check cycles up to this date YYYY-MM-DD, inclusive (default: today).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per crossing, per line.")
+@click.option("--drop-undelivered", "drop", metavar="PLUGIN",
+              help="First forget every alert delivery still owed by PLUGIN (a notifier retired for good).")
 @pass_context
-def alerts_command(ctx: Context, through: str | None, as_json: bool) -> None:
+def alerts_command(ctx: Context, through: str | None, as_json: bool, drop: str | None) -> None:
     """List every cap threshold crossed; raise the new ones once (stored, then the meterbook_alert hook).
 
-    Exit 1 when a notification plugin failed on a new alert: it is not marked raised and the next run retries it.
+    Each notification plugin takes each alert once; one that failed is retried alone on the
+    next run. Exit 1 while any delivery is pending (listed as PENDING with its plugins).
     """
     import json
 
-    from ledger.alerts import raise_alerts
+    from ledger.alerts import drop_undelivered, pending_deliveries, raise_alerts
 
     session = ctx.session
-    run = raise_alerts(session, _through(session, through))
-    for alert in run.alerts:
-        new, pending = alert.id in run.new, alert.id in run.pending
+    day = _through(session, through)
+    if drop is not None:
+        owing = sorted({p.plugin for p in pending_deliveries(session.engine)})
+        if drop not in owing:
+            raise BadInput(f"alerts --drop-undelivered: plugin {drop!r} owes no alert deliveries "
+                           f"(pending: {', '.join(owing) or 'none'})")
+        click.echo(f"dropped {drop_undelivered(session.engine, drop)} undelivered alerts of plugin {drop}",
+                   err=as_json)
+    run = raise_alerts(session, day)
+    for alert in (*run.alerts, *run.also_pending):
+        waiting = run.pending_plugins(alert.id)
         if as_json:
-            click.echo(json.dumps({**alert.payload(), "new": new, "pending": pending}, sort_keys=True))
-        else:
-            click.echo(f"{'NEW ' if new else 'FAIL' if pending else '    '} {alert.date}  {alert.id}  {alert.message}")
+            click.echo(json.dumps({**alert.payload(), "new": alert.id in run.new, "pending": list(waiting)},
+                                  sort_keys=True))
+            continue
+        click.echo(f"{'NEW ' if alert.id in run.new else '    '} {alert.date}  {alert.id}  {alert.message}")
+        if waiting:
+            click.echo("     PENDING " + ", ".join(p.plugin + ("" if p.loaded else " (not loaded)")
+                                                   for p in run.pending if p.alert == alert.id))
     if not as_json:
         click.echo(f"{len(run.alerts)} crossings through {run.through}, {len(run.new)} new"
-                   + (f", {len(run.pending)} not delivered" if run.pending else ""))
+                   + (f", {len(run.pending)} deliveries pending" if run.pending else ""))
+    for plugin in dict.fromkeys(p.plugin for p in run.pending):
+        owed = [p for p in run.pending if p.plugin == plugin]
+        if not owed[0].loaded:
+            click.echo(f"meterbook: error: plugin {plugin} is not loaded: {len(owed)} alerts wait for it "
+                       f"(restore it, or drop them: meterbook alerts --drop-undelivered {plugin})", err=True)
+            continue
+        latest = max((p for p in owed if p.error), key=lambda p: p.last_attempt, default=None)
+        why = f"last error: {' '.join(latest.error.split())}" if latest else "in delivery by another run"
+        click.echo(f"meterbook: error: plugin {plugin} has not taken {len(owed)} alerts ({why}); "
+                   "the next run retries them", err=True)
     if run.pending:
-        alert_id, failure = run.failures[0]
-        more = f"; {len(run.failures) - 1} more failures" if len(run.failures) > 1 else ""
-        click.echo(f"meterbook: error: {len(run.pending)} new alerts not delivered (plugin {failure.plugin} on "
-                   f"{alert_id}: {' '.join(failure.error.split())}{more}); they are not marked raised and the "
-                   "next run retries them", err=True)
         ctx_exit(1)
 
 

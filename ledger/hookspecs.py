@@ -206,8 +206,10 @@ def meterbook_alert(alert: Any) -> None:
     once: meterbook remembers it in the store.
 
     Returns: nothing (the return value is ignored; every plugin is called). A
-    plugin that raises is reported and does not stop the others or the command:
-    notifications are best effort, the books are the record.
+    plugin that raises is reported and does not stop the others or the command;
+    meterbook remembers the failure and calls that plugin alone with the same
+    alert on the next run, until it returns, so a plugin sees each alert once it
+    returns without raising (``meterbook alerts`` exits 1 while one is owed).
 
     Example::
 

@@ -30,7 +30,7 @@ import importlib.util
 import pkgutil
 import sys
 import types
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,15 +107,25 @@ class Registry:
                 return info
         raise KeyError(name)
 
-    def notify(self, hook: str, **kwargs: Any) -> tuple[NotificationFailure, ...]:
-        """Call a notification hook on every plugin; failures are returned, not raised.
+    def notify(self, hook: str, *, only: Collection[str] | None = None,
+               **kwargs: Any) -> tuple[NotificationFailure, ...]:
+        """Call a notification hook on every plugin (or only the plugins named in ``only``);
+        failures are returned, not raised.
+
+        ``only`` lets a caller retry the plugins that failed without repeating the
+        notification to those that took it (:func:`ledger.alerts.raise_alerts`); a name
+        that is not loaded or does not implement ``hook`` is skipped.
 
         >>> load_registry().notify("meterbook_alert", alert=None)
+        ()
+        >>> load_registry().notify("meterbook_alert", only={"ledger.plugins.webhook"}, alert=None)
         ()
         """
         failures = []
         caller = getattr(self._pm.hook, hook)
         for impl in caller.get_hookimpls():
+            if only is not None and impl.plugin_name not in only:
+                continue
             try:
                 impl.function(*[kwargs[arg] for arg in impl.argnames])
             except Exception as exc:

@@ -277,6 +277,9 @@ alerts = Table(
     Column("date", String(10), nullable=False),
     Column("message", Text, nullable=False),
     Column("raised_at", String(40), nullable=False),
+    # the meter's unit or the currency, so a delivery retried later sends the alert as raised;
+    # NULL on alerts raised before the column existed (they have no delivery left to retry)
+    Column("unit", String(255)),
 )
 
 
@@ -351,6 +354,33 @@ def _v_terms_digest(conn: Connection) -> None:
 
 
 MIGRATIONS.append(_v_terms_digest)
+
+
+# Alert deliveries not made yet (``ledger.alerts``): one row per raised alert and
+# notification plugin, written with the alert and deleted when that plugin takes it, so a
+# plugin that failed is retried alone and the others never hear the alert twice.
+# ``last_attempt`` NULL: never called; set with ``error`` NULL: a call in progress (claimed
+# by one run); ``error`` set: the last call failed, the next run claims it again.
+alert_deliveries = Table(
+    "alert_deliveries", metadata,
+    Column("alert_id", String(600), ForeignKey("alerts.id"), primary_key=True),
+    Column("plugin", String(255), primary_key=True),  # meterbook_local.mailer, ledger.plugins.webhook
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("error", Text),
+    Column("last_attempt", String(40)),  # ISO 8601 UTC, seconds
+)
+
+
+def _v_alert_deliveries(conn: Connection) -> None:
+    # alerts.unit: what a retried delivery needs to rebuild the alert; earlier alerts keep NULL
+    from sqlalchemy import inspect
+
+    if "unit" not in {c["name"] for c in inspect(conn).get_columns("alerts")}:
+        conn.exec_driver_sql("ALTER TABLE alerts ADD COLUMN unit VARCHAR(255)")
+    alert_deliveries.create(conn, checkfirst=True)
+
+
+MIGRATIONS.append(_v_alert_deliveries)
 
 
 def open_store(url: str, *, upgrade_schema: bool = True) -> Engine:

@@ -332,19 +332,21 @@ def test_undeliverable_alert_is_retried_not_lost(workspace: Path) -> None:
     failed = run(root, "alerts", "--through", "2026-01-31")
     assert failed.exit_code == 1, failed.output
     assert len(failed.stderr.splitlines()) == 1
-    assert failed.stderr.startswith("meterbook: error: 2 new alerts not delivered (plugin ")
+    assert failed.stderr.startswith("meterbook: error: plugin ledger.plugins.webhook has not taken 2 alerts (last error: ")
     assert "No space left on device" in failed.stderr and "the next run retries them" in failed.stderr
-    assert failed.stdout.splitlines()[-1] == "2 crossings through 2026-01-31, 0 new, 2 not delivered"
-    assert store_rows(root, "SELECT id FROM alerts") == []                # not marked raised
+    assert failed.stdout.splitlines()[-1] == "2 crossings through 2026-01-31, 2 new, 2 deliveries pending"
+    ids = ["usage-cap:example:api_calls:2026-01-01:80", "usage-cap:example:api_calls:2026-01-01:100"]
+    assert sorted(store_rows(root, "SELECT id FROM alerts")) == sorted((i,) for i in ids)  # raised once
+    assert sorted(store_rows(root, "SELECT alert_id, plugin, attempts FROM alert_deliveries")) == sorted(
+        (i, "ledger.plugins.webhook", 1) for i in ids)                    # owed, not lost
 
     config.write_text(plain + alerts.format(outbox="var/outbox.jsonl"))
     retried = run(root, "alerts", "--through", "2026-01-31")
     assert retried.exit_code == 0, retried.output
-    assert retried.stdout.splitlines()[-1] == "2 crossings through 2026-01-31, 2 new"
-    ids = ["usage-cap:example:api_calls:2026-01-01:80", "usage-cap:example:api_calls:2026-01-01:100"]
+    assert retried.stdout.splitlines()[-1] == "2 crossings through 2026-01-31, 0 new"
     outbox = [json.loads(line) for line in (root / "var" / "outbox.jsonl").read_text().splitlines()]
     assert [line["alert"]["id"] for line in outbox] == ids
-    assert sorted(store_rows(root, "SELECT id FROM alerts")) == sorted((i,) for i in ids)
+    assert store_rows(root, "SELECT alert_id FROM alert_deliveries") == []
 
 
 def test_outbox_that_cannot_exist_is_a_config_error(workspace: Path) -> None:

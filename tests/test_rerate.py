@@ -488,7 +488,7 @@ def test_pins_from_before_digests_are_unknown_not_drift(tmp_path: Path) -> None:
     from sqlalchemy import inspect, text
 
     from ledger.rerate import changed_terms, pinned_terms_check, unverified_pins
-    from ledger.store import MIGRATIONS, open_store
+    from ledger.store import MIGRATIONS, _v_terms_digest, open_store
 
     root = tiered(tmp_path)
     url = f"sqlite:///{root / 'var' / 'events.sqlite'}"
@@ -497,7 +497,8 @@ def test_pins_from_before_digests_are_unknown_not_drift(tmp_path: Path) -> None:
     with engine.begin() as conn:  # back to the previous schema, as an older meterbook left it
         for column in columns:
             conn.exec_driver_sql(f"ALTER TABLE cycle_terms DROP COLUMN {column}")
-        conn.execute(text("UPDATE meta SET value = :v WHERE key = 'schema_version'"), {"v": str(len(MIGRATIONS) - 1)})
+        conn.execute(text("UPDATE meta SET value = :v WHERE key = 'schema_version'"),
+                     {"v": str(MIGRATIONS.index(_v_terms_digest))})
     engine.dispose()
     engine = open_store(url)  # the forward migration adds the columns back, empty
     with engine.connect() as conn:
