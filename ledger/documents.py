@@ -12,7 +12,7 @@ from __future__ import annotations
 from decimal import Decimal
 from html import escape
 
-from ledger.invoicing import Invoice
+from ledger.invoicing import SUPPLEMENTARY, Invoice
 from ledger.rules import Rules
 
 _STYLE = """
@@ -32,6 +32,9 @@ def invoice_html(invoice: Invoice, rules: Rules) -> str:
     """A self-contained HTML invoice."""
     customer = rules.customers.get(invoice.customer)
     name = customer.name if customer and customer.name else invoice.customer
+    heading = "Supplementary invoice" if invoice.kind == SUPPLEMENTARY else "Invoice"
+    note = (" · bills what was posted after the last invoice of subscriptions that have ended"
+            if invoice.kind == SUPPLEMENTARY else "")
     rows = []
     for line in invoice.lines:
         qty = f"{line.quantity:,} {escape(line.unit)}" if line.quantity is not None else ""
@@ -51,10 +54,10 @@ def invoice_html(invoice: Invoice, rules: Rules) -> str:
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>{escape(invoice.number)}</title><style>{_STYLE}</style></head><body>"
-        f"<h1>Invoice {escape(invoice.number)}</h1>"
+        f"<h1>{heading} {escape(invoice.number)}</h1>"
         f"<p class='meta'>{escape(name)} ({escape(invoice.customer)}) · dated {invoice.date.isoformat()}"
         f" · due {invoice.due_date.isoformat()}"
-        f" · rules {escape(invoice.rules)}</p>"
+        f" · rules {escape(invoice.rules)}{note}</p>"
         "<table><thead><tr><th>Line</th><th>Cycle</th><th class='num'>Quantity</th>"
         "<th class='num'>Amount</th></tr></thead><tbody>"
         + "".join(rows)

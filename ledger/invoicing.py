@@ -15,7 +15,17 @@ Every line names the account it settles (``unbilled``, ``contract_asset`` or
 cycle's unbilled and contract-asset balances are exactly 0 afterwards.
 Issued invoices are facts kept in the store: numbers ``INV-YYYY-NNNNNN`` are
 sequential per workspace, never reused, and the unique key customer + date
-makes issuing the same invoice twice impossible.
+(+ kind, for a supplementary invoice) makes issuing the same invoice twice
+impossible.
+
+Late usage of an invoiced cycle and a rerate's debit adjustments wait in
+unbilled for the customer's next invoice. A customer whose subscriptions have
+all ended has none, so once they have ended the waiting lines get a
+*supplementary* invoice of their own (:func:`supplement`)::
+
+    INV-2026-000009  gone  2026-09-19  USD  (supplementary)
+      late_usage  late usage for 2026-09-01/2026-09-18          2.00   clears unbilled
+                                                     total     2.00   → receivable
 """
 
 from __future__ import annotations
@@ -33,8 +43,13 @@ from ledger.events import dumps
 from ledger.posting import Snapshot, plan_points, snapshot
 from ledger.pricing import PriceLine
 from ledger.rating import ZERO, CycleRating, Rating
-from ledger.rules import Rules
+from ledger.rules import Customer, Rules
 from ledger.store import invoices as invoices_table
+
+#: ``Invoice.kind``: an invoice of an invoice date (cycle end, advance fee, grant) ...
+REGULAR = "regular"
+#: ... or the bill of what an ended customer's waiting lines still owe (:func:`supplement`).
+SUPPLEMENTARY = "supplementary"
 
 
 @dataclass(frozen=True)
@@ -70,6 +85,8 @@ class Invoice:
     accruals: tuple[Snapshot, ...] = ()
     #: the due date: the invoice date plus the customer's payment terms when it was drafted
     due: Day | None = None
+    #: :data:`REGULAR` or :data:`SUPPLEMENTARY` (absent from a regular invoice's JSON)
+    kind: str = REGULAR
 
     @property
     def due_date(self) -> Day:
@@ -81,7 +98,10 @@ class Invoice:
 
     @property
     def key(self) -> str:
-        return f"{self.customer}/{self.date.isoformat()}"
+        """What makes issuing twice impossible: ``acme/2026-10-15`` for the regular invoice of a day,
+        ``acme/2026-10-16/supplementary`` for a supplementary one (so neither can shadow the other)."""
+        day = f"{self.customer}/{self.date.isoformat()}"
+        return day if self.kind == REGULAR else f"{day}/{self.kind}"
 
     def settles(self, account: str) -> Decimal:
         """What this invoice moves out of ``account`` into the receivable."""
@@ -93,6 +113,8 @@ class Invoice:
 
     def to_json(self) -> str:
         data = asdict(self)
+        if self.kind == REGULAR:  # regular invoices' documents stay as they were before kinds existed
+            del data["kind"]
         data["total"] = self.total
         return dumps(_jsonable(data))
 
@@ -120,7 +142,8 @@ class Invoice:
         )
         return cls(customer=data["customer"], date=date.fromisoformat(data["date"]), currency=data["currency"],
                    lines=lines, rules=data["rules"], number=data["number"], accruals=accruals,
-                   due=date.fromisoformat(data["due"]) if data.get("due") else None)
+                   due=date.fromisoformat(data["due"]) if data.get("due") else None,
+                   kind=data.get("kind", REGULAR))
 
 
 def _jsonable(value: object) -> object:
@@ -181,7 +204,9 @@ def draft_invoices(rating: Rating, rules: Rules, issued: Sequence[Invoice], *, t
 
     One invoice per customer and invoice date: the ending cycles' arrears
     lines, the starting cycles' advance base fees, credit grants of the day,
-    and late usage of earlier invoiced cycles not billed yet.
+    and late usage of earlier invoiced cycles not billed yet. Late usage that
+    no invoice of the customer takes, once all its subscriptions have ended by
+    ``through``, gets a supplementary invoice (:func:`supplement`).
     """
     evidence = evidence or {}
     issued_keys = {inv.key for inv in issued}
@@ -226,7 +251,7 @@ def draft_invoices(rating: Rating, rules: Rules, issued: Sequence[Invoice], *, t
                               lines=tuple(body), rules=rules.hash,
                               due=day + timedelta(days=customer.payment_terms_days),
                               accruals=tuple(sorted(accruals.get((cid, day), []), key=lambda a: (a.link, a.through)))))
-    return drafts
+    return supplement(drafts, late, issued, rules, through=through)
 
 
 def late_usage(rating: Rating, issued: Sequence[Invoice], *, first_open: date = date.min,
@@ -251,6 +276,74 @@ def late_usage(rating: Rating, issued: Sequence[Invoice], *, first_open: date = 
                     kind="late_usage", description=f"late usage for {now.cycle}", account=account, amount=diff,
                     cycle=now.cycle, link=now.link)))
     return result
+
+
+def ended(customer: Customer, through: date) -> bool:
+    """Whether none of the customer's subscriptions runs after ``through``: the last one (they
+    are in start order, each cut by the next one's start) has an ``end`` on or before it.
+
+    A plan change is not an end (the next subscription runs on), and neither is
+    an open-ended subscription:
+
+    >>> from ledger.rules import Subscription
+    >>> acme = Customer(id="acme", currency="USD", subscriptions=(
+    ...     Subscription(plan="pro", start=date(2026, 8, 15)),
+    ...     Subscription(plan="ent", start=date(2026, 11, 20), end=date(2027, 1, 1))))
+    >>> ended(acme, date(2026, 12, 31)), ended(acme, date(2027, 1, 1))
+    (False, True)
+    """
+    if not customer.subscriptions:
+        return True
+    end = customer.subscriptions[-1].end
+    return end is not None and end <= through
+
+
+def supplement(drafts: Sequence[Invoice], pending: Mapping[str, Sequence[tuple[date, InvoiceLine]]],
+               issued: Sequence[Invoice], rules: Rules, *, through: date) -> list[Invoice]:
+    """``drafts`` plus each ended customer's ``pending`` lines on one supplementary invoice.
+
+    ``pending``: per customer, the lines waiting in unbilled that no draft takes,
+    each with the date it was posted (late usage, debit adjustments). A customer
+    whose subscriptions still run keeps them for its next regular invoice. An
+    ended customer (:func:`ended` by ``through``) has no next invoice, so its
+    lines posted by ``through`` go on its supplementary invoice of this run
+    (created, or extended when an earlier stage made one), dated the latest of:
+    the lines' posting dates, the subscription's end, and the day after its
+    last invoice issued or drafted (so it never precedes what it follows and is
+    one per customer per run). Dated after ``through``: nothing this run.
+
+    A customer who ended on Sep 18, invoiced that day, with 2.00 of late usage
+    posted on Sep 18, gets ``gone/2026-09-19/supplementary`` for 2.00 from a run
+    through any date from Sep 19. Returned in issue order: date, customer,
+    regular before supplementary.
+    """
+    out = list(drafts)
+    last_issued: dict[str, date] = {}
+    for inv in issued:
+        last_issued[inv.customer] = max(inv.date, last_issued.get(inv.customer, inv.date))
+    for cid in sorted(pending):
+        customer = rules.customers.get(cid)
+        items = [(day, line) for day, line in pending[cid] if day <= through]
+        if customer is None or not items or not ended(customer, through):
+            continue
+        found = [i for i, inv in enumerate(out) if inv.customer == cid and inv.kind == SUPPLEMENTARY]
+        current = out[found[0]] if found else None
+        earlier = [d + timedelta(days=1) for d in (
+            *([last_issued[cid]] if cid in last_issued else []),
+            *(inv.date for inv in out if inv.customer == cid and inv is not current))]
+        last = customer.subscriptions[-1].end if customer.subscriptions else None
+        day = max([*(d for d, _ in items), *earlier, *([last] if last else []),
+                   *([current.date] if current else [])])
+        if day > through:
+            continue
+        lines = (*(current.lines if current else ()), *(line for _, line in items))
+        invoice = Invoice(customer=cid, date=day, currency=customer.currency, lines=lines, rules=rules.hash,
+                          due=day + timedelta(days=customer.payment_terms_days), kind=SUPPLEMENTARY)
+        if current is not None:
+            out[found[0]] = invoice
+        else:
+            out.append(invoice)
+    return sorted(out, key=lambda inv: (inv.date, inv.customer, inv.kind != REGULAR))
 
 
 def issue(engine: Engine, drafts: Iterable[Invoice],

@@ -82,7 +82,7 @@ from ledger.credit_notes import CreditNote, creditable
 from ledger.cycles import cycle_at
 from ledger.errors import BadInput, RulesError
 from ledger.events import dumps
-from ledger.invoicing import Invoice, InvoiceLine, cycle_lines, load_invoices
+from ledger.invoicing import REGULAR, Invoice, InvoiceLine, cycle_lines, load_invoices, supplement
 from ledger.posting import FLAG, _meta
 from ledger.rating import CycleRating, TermsPin, rate
 from ledger.store import credit_notes as credit_notes_table
@@ -809,19 +809,35 @@ def debit_documents(adjustments: Sequence[Adjustment], rules: Rules) -> dict[str
 
 
 def bill_debit_adjustments(drafts: Sequence[Invoice], adjustments: Sequence[Adjustment],
-                           issued: Sequence[Invoice]) -> list[Invoice]:
-    """Add each debit adjustment not billed yet to its customer's first draft dated after it."""
+                           issued: Sequence[Invoice], *, rules: Rules | None = None,
+                           through: date | None = None) -> list[Invoice]:
+    """Add each debit adjustment not billed yet to its customer's first draft dated after it.
+
+    With ``rules`` and ``through`` (the run's date), an adjustment no draft takes
+    goes on the customer's supplementary invoice once all its subscriptions have
+    ended (:func:`ledger.invoicing.supplement`): a churned customer has no next
+    invoice, and its debit adjustment would otherwise wait in unbilled forever.
+    """
     billed = {line.description.split(" ", 1)[0] for inv in issued for line in inv.lines if line.kind == "rerate"}
     pending = {n: g for n, g in _by_document(adjustments, "DA-").items() if n not in billed}
     out: list[Invoice] = []
-    for draft in sorted(drafts, key=lambda d: (d.date, d.customer)):
+    for draft in sorted(drafts, key=lambda d: (d.date, d.customer, d.kind != REGULAR)):
         due = [n for n, g in sorted(pending.items()) if g[0].customer == draft.customer and g[0].date < draft.date]
-        extra = [InvoiceLine(kind="rerate", description=f"{n} debit adjustment: {adj.label} of {adj.invoice} "
-                             f"re-rated from {adj.since.isoformat()}", account="unbilled", amount=adj.amount,
-                             cycle=adj.cycle, link=adj.link, meter=adj.meter)
-                 for n in due for adj in pending.pop(n)]
+        extra = [_debit_line(n, adj) for n in due for adj in pending.pop(n)]
         out.append(replace(draft, lines=(*draft.lines, *extra)) if extra else draft)
-    return out
+    if rules is None or through is None or not pending:
+        return out
+    waiting: dict[str, list[tuple[date, InvoiceLine]]] = defaultdict(list)
+    for number, group in sorted(pending.items()):
+        waiting[group[0].customer].extend((adj.date, _debit_line(number, adj)) for adj in group)
+    return supplement(out, waiting, issued, rules, through=through)
+
+
+def _debit_line(number: str, adj: Adjustment) -> InvoiceLine:
+    """The invoice line that bills one line of debit adjustment ``number`` (it settles unbilled)."""
+    return InvoiceLine(kind="rerate", description=f"{number} debit adjustment: {adj.label} of {adj.invoice} "
+                       f"re-rated from {adj.since.isoformat()}", account="unbilled", amount=adj.amount,
+                       cycle=adj.cycle, link=adj.link, meter=adj.meter)
 
 
 def parse_since(text: str, option: str = "--from") -> date:

@@ -271,7 +271,8 @@ class Session:
         issued = load_invoices(self.engine)
         drafts = draft_invoices(rating, self.rules, issued, through=through, first_open=self.first_open(),
                                 evidence=digests)
-        drafts = bill_debit_adjustments(drafts, load_adjustments(self.engine), issued)
+        drafts = bill_debit_adjustments(drafts, load_adjustments(self.engine), issued, rules=self.rules,
+                                        through=through)
         if gate is not None and drafts:
             self.post(through, rated=(rating, digests))
             drafts = gate(drafts)
