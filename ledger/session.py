@@ -144,17 +144,21 @@ class Session:
         return entries, documents, invoices
 
     def regenerate(self, through: date, *, evidence: bool = True, rated: Rated | None = None,
-                   ) -> tuple[list[data.Directive], dict[str, str], list[Invoice]]:
+                   first_open: date | None = None) -> tuple[list[data.Directive], dict[str, str], list[Invoice]]:
         """Every entry up to ``through`` derived from the store and the rating, sealed months
         included (what close asserts and check ties out against), with documents and invoices.
 
         ``evidence=False`` skips the evidence digests (metadata only, never an amount).
+        ``first_open`` (default: the first day after the sealed months) is the earliest
+        day late entries of invoiced cycles are dated; ``date.min`` dates each where its
+        usage was invoiced, as if no month had been sealed since.
         """
         rating, digests = rated if rated is not None else (self.rate(through), None)
         if evidence and digests is None:
             digests = self.evidence(rating)
         invoices = [inv for inv in load_invoices(self.engine) if inv.date <= through]
-        generated = [e for e in post(rating, self.rules, invoices, first_open=self.first_open(),
+        first_open = self.first_open() if first_open is None else first_open
+        generated = [e for e in post(rating, self.rules, invoices, first_open=first_open,
                                      evidence=digests if evidence else None) if e.date <= through]
         # payments and credit notes: stored facts settled against the invoices in date order
         payments = [p for p in load_payments(self.engine) if p.date <= through]

@@ -413,3 +413,25 @@ def test_cash_assertions_do_not_read_the_posted_payments(paid: Path, monkeypatch
     assert sealed_months(paid / "books") == {"2026-09"}
     monkeypatch.undo()
     assert run(paid, "close", "2026-10", *UNAPPLIED).exit_code == 0
+
+
+def test_check_ties_out_after_sealing_a_month_with_late_usage(tmp_path: Path) -> None:
+    """ann (anniversary from Aug 15, 1.00 a call) is invoiced on Sep 15 for Aug 20 and Sep 5 (2.00);
+    a late call of Sep 10 posts 1.00 to unbilled in September, and Sep 20 accrues 1.00 more. Once
+    August and September are sealed, the tie-out still gives 2.00 on both sides (the late entry
+    stays where the books dated it, not at the new first open day)."""
+    plans = 'plans:\n  u:\n    currency: USD\n    charges:\n      - {meter: api_calls, model: unit, unit_price: "1.00"}\n'
+    customers = "customers:\n  ann: {currency: USD, billing_anchor: start, subscriptions: [{plan: u, start: 2026-08-15}]}\n"
+    root = write_workspace(tmp_path / "ws", meters=METERS, plans=plans, customers=customers)
+    session = _session(root)
+    _insert(session, _calls("ann", ["2026-08-20", "2026-09-05", "2026-09-20"]))
+    session.invoice(date(2026, 9, 15))
+    _insert(session, _calls("ann", ["2026-09-10"], "late"))
+    session.post(date(2026, 9, 30))
+    for month in ("2026-08", "2026-09"):
+        assert run(root, "close", month).exit_code == 0
+    checked = run(root, "check")
+    assert checked.exit_code == 0, checked.output
+    entries, errors, _ = load_books(root / "books" / "main.beancount")
+    assert errors == []
+    assert balance(entries, "Assets:Receivables:Unbilled:Ann", date(2026, 10, 1)) == Decimal("2.00")
