@@ -29,10 +29,9 @@ from ledger.errors import RulesError, WorkspaceError
 from ledger.events import Event, parse_time
 from ledger.rules import load_rules
 from ledger.session import Session
-from ledger.store import batches, events
 from ledger.workspace import Workspace
+from tests.support import METERS_CALLS, insert_events, open_session, write_workspace
 
-METERS = "meters:\n  api_calls: {event_type: api.request, aggregation: count, unit: call}\n"
 PLANS = """\
 plans:
   g:
@@ -90,25 +89,12 @@ def _calls(customer: str, days: list[str]) -> list[Event]:
 
 
 def make_workspace(root: Path, store: str, *, alerts: str = "", plugins: dict[str, str] | None = None) -> Session:
-    (root / "rules").mkdir(parents=True)
-    config = f'store = "{store}"\n'
-    if plugins:
-        config += 'plugins_dir = "plugins"\n'
-        (root / "plugins").mkdir()
-        for name, text in plugins.items():
-            (root / "plugins" / f"{name}.py").write_text(text)
-    (root / "meterbook.toml").write_text(config + alerts)
-    (root / "rules" / "meters.yaml").write_text(METERS)
-    (root / "rules" / "plans.yaml").write_text(PLANS)
-    (root / "rules" / "customers.yaml").write_text(CUSTOMERS)
-    session = Session.open(Workspace.load(root))
+    write_workspace(root, meters=METERS_CALLS, plans=PLANS, customers=CUSTOMERS, config=f'store = "{store}"\n' + alerts,
+                    plugins=plugins or None)
+    session = open_session(root)
     sep = [f"2026-09-{d:02d}" for d in range(1, 31)]
-    rows = [*_calls("capped", sep), *_calls("capped", [f"2026-10-{d:02d}" for d in range(1, 11)]),
-            *_calls("spender", sep), *_calls("quiet", sep[:3])]
-    with session.engine.begin() as conn:
-        batch = conn.execute(batches.insert().values(
-            file="t", sha256="0" * 64, importer="test", started_at="now")).inserted_primary_key[0]
-        conn.execute(events.insert(), [e.row(batch) for e in rows])
+    insert_events(session.engine, [*_calls("capped", sep), *_calls("capped", [f"2026-10-{d:02d}" for d in range(1, 11)]),
+                                   *_calls("spender", sep), *_calls("quiet", sep[:3])])
     return session
 
 
@@ -518,7 +504,7 @@ def test_customer_webhook_overrides_the_workspace_url(tmp_path: Path) -> None:
 def test_caps_are_validated(tmp_path: Path, line: str, message: str) -> None:
     rules = tmp_path / "rules"
     rules.mkdir()
-    (rules / "meters.yaml").write_text(METERS)
+    (rules / "meters.yaml").write_text(METERS_CALLS)
     (rules / "plans.yaml").write_text(PLANS)
     (rules / "customers.yaml").write_text(
         "customers:\n  c:\n    currency: USD\n    subscriptions: [{plan: g, start: 2026-09-01}]\n" + line)

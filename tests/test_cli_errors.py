@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 
-from ledger.cli import cli
+from tests.support import run_cli
 
 SAMPLE_CUSTOMERS = """\
 customers:
@@ -28,11 +29,6 @@ customers:
       - {plan: starter, start: 2026-01-01}
     billing_anchor: calendar
 """
-
-
-def run(root: Path | None, *args: str) -> Result:
-    prefix = ["--workspace", str(root)] if root is not None else []
-    return CliRunner().invoke(cli, [*prefix, *args])
 
 
 def one_line_error(result: Result, *parts: str) -> str:
@@ -49,14 +45,14 @@ def one_line_error(result: Result, *parts: str) -> str:
 
 
 def ingested(workspace: Path) -> Path:
-    result = run(workspace, "ingest", str(workspace / "samples" / "events.csv"))
+    result = run_cli(workspace, "ingest", str(workspace / "samples" / "events.csv"))
     assert result.exit_code == 0, result.output
     return workspace
 
 
 def invoiced(workspace: Path) -> Path:
     """INV-2026-000001 (2026-01-01, 19.00 base fee in advance) and INV-2026-000002 (2026-02-01) issued."""
-    result = run(ingested(workspace), "invoice", "--through", "2026-02-01")
+    result = run_cli(ingested(workspace), "invoice", "--through", "2026-02-01")
     assert result.exit_code == 0, result.output
     assert "issued 2 invoices" in result.output
     return workspace
@@ -79,13 +75,13 @@ def test_credit_note_is_rolled_back_when_its_documents_cannot_be_written(workspa
     documents = root / "books" / "documents"
     documents.rename(root / "books" / "documents.away")
     documents.write_text("a file where the folder should be\n")
-    refused = run(root, "credit", "INV-2026-000001", "--amount", "5.00", "--reason", "outage")
+    refused = run_cli(root, "credit", "INV-2026-000001", "--amount", "5.00", "--reason", "outage")
     one_line_error(refused, "CN-2026-000001", "no credit note was issued", str(documents))
     assert store_rows(root, "SELECT number FROM credit_notes") == []
 
     documents.unlink()
     (root / "books" / "documents.away").rename(documents)
-    retried = run(root, "credit", "INV-2026-000001", "--amount", "5.00", "--reason", "outage")
+    retried = run_cli(root, "credit", "INV-2026-000001", "--amount", "5.00", "--reason", "outage")
     assert retried.exit_code == 0, retried.output
     # the retry issues the first note, not a second one: nothing was credited twice
     assert store_rows(root, "SELECT number, amount FROM credit_notes") == [("CN-2026-000001", "5.00")]
@@ -98,18 +94,18 @@ def test_credit_note_is_rolled_back_when_its_documents_cannot_be_written(workspa
 def test_rules_file_that_is_a_directory(workspace: Path) -> None:
     (workspace / "rules" / "plans.yaml").unlink()
     (workspace / "rules" / "plans.yaml").mkdir()
-    one_line_error(run(workspace, "rate", "--through", "2026-01-31"), "rules/plans.yaml: is a directory")
+    one_line_error(run_cli(workspace, "rate", "--through", "2026-01-31"), "rules/plans.yaml: is a directory")
 
 
 def test_rules_path_that_is_a_file(workspace: Path) -> None:
     config = workspace / "meterbook.toml"
     config.write_text(config.read_text().replace('rules = "rules"', 'rules = "meterbook.toml"'))
-    one_line_error(run(workspace, "rate"), "meterbook.toml is not a directory")
+    one_line_error(run_cli(workspace, "rate"), "meterbook.toml is not a directory")
 
 
 def test_statement_out_under_a_file_is_one_line(workspace: Path) -> None:
     # the OSError is raised deep in the engine; the CLI group maps it once, centrally
-    message = one_line_error(run(ingested(workspace), "statement", "example", "--cycle", "2026-01-15",
+    message = one_line_error(run_cli(ingested(workspace), "statement", "example", "--cycle", "2026-01-15",
                                  "--out", "/dev/null/statements"))
     assert message == "meterbook: error: /dev/null/statements: Not a directory"
 
@@ -117,14 +113,14 @@ def test_statement_out_under_a_file_is_one_line(workspace: Path) -> None:
 def test_store_folder_that_cannot_be_created(workspace: Path) -> None:
     config = workspace / "meterbook.toml"
     config.write_text(config.read_text().replace("sqlite:///var/events.sqlite", "sqlite:////dev/null/var/e.sqlite"))
-    one_line_error(run(workspace, "rate"), "cannot create its folder /dev/null/var: Not a directory")
+    one_line_error(run_cli(workspace, "rate"), "cannot create its folder /dev/null/var: Not a directory")
 
 
 def test_init_where_rules_is_a_file_leaves_nothing_behind(tmp_path: Path) -> None:
     root = tmp_path / "ws"
     root.mkdir()
     (root / "rules").write_text("mine\n")
-    one_line_error(run(None, "init", str(root)), f"{root / 'rules'}: is not a directory", "nothing was written")
+    one_line_error(run_cli(None, "init", str(root)), f"{root / 'rules'}: is not a directory", "nothing was written")
     assert sorted(p.name for p in root.iterdir()) == ["rules"]  # no meterbook.toml, samples or books
     assert (root / "rules").read_text() == "mine\n"
 
@@ -132,8 +128,8 @@ def test_init_where_rules_is_a_file_leaves_nothing_behind(tmp_path: Path) -> Non
 def test_meterbook_toml_that_is_a_directory(tmp_path: Path) -> None:
     root = tmp_path / "ws"
     (root / "meterbook.toml").mkdir(parents=True)
-    one_line_error(run(root, "rate"), "meterbook.toml: is a directory")
-    one_line_error(run(None, "init", str(root)), "meterbook.toml: is a directory")
+    one_line_error(run_cli(root, "rate"), "meterbook.toml: is a directory")
+    one_line_error(run_cli(None, "init", str(root)), "meterbook.toml: is a directory")
 
 
 # --- 3. click usage errors: one line too ----------------------------------------------------------
@@ -149,11 +145,11 @@ def test_meterbook_toml_that_is_a_directory(tmp_path: Path) -> None:
 ])
 def test_usage_errors_are_one_line(workspace: Path, args: list[str], part: str) -> None:
     filled = [a.format(file=workspace / "meterbook.toml", dir=workspace / "samples") for a in args]
-    one_line_error(run(None, *filled), part)
+    one_line_error(run_cli(None, *filled), part)
 
 
 def test_help_still_works() -> None:
-    result = run(None, "rate", "--help")
+    result = run_cli(None, "rate", "--help")
     assert result.exit_code == 0 and "Usage: " in result.stdout and "--through" in result.stdout
 
 
@@ -169,7 +165,7 @@ def test_help_still_works() -> None:
 def test_store_that_cannot_be_opened(workspace: Path, url: str, part: str) -> None:
     config = workspace / "meterbook.toml"
     config.write_text(config.read_text().replace("sqlite:///var/events.sqlite", url))
-    message = one_line_error(run(workspace, "rate"), part)
+    message = one_line_error(run_cli(workspace, "rate"), part)
     assert "s3cret" not in message
 
 
@@ -177,13 +173,13 @@ def test_store_with_a_bad_schema_version(workspace: Path) -> None:
     root = ingested(workspace)
     with sqlite3.connect(root / "var" / "events.sqlite") as conn:
         conn.execute("UPDATE meta SET value = 'abc' WHERE key = 'schema_version'")
-    one_line_error(run(root, "rate"), "schema_version 'abc' is not a version number")
+    one_line_error(run_cli(root, "rate"), "schema_version 'abc' is not a version number")
 
 
 def test_check_with_a_store_that_cannot_be_opened_is_exit_2(workspace: Path) -> None:
     config = workspace / "meterbook.toml"
     config.write_text(config.read_text().replace("sqlite:///var/events.sqlite", "sqlite:///meterbook.toml"))
-    one_line_error(run(workspace, "check"), "file is not a database")
+    one_line_error(run_cli(workspace, "check"), "file is not a database")
 
 
 # --- 5. rules YAML: duplicate keys, impossible dates ----------------------------------------------
@@ -192,19 +188,19 @@ def test_check_with_a_store_that_cannot_be_opened_is_exit_2(workspace: Path) -> 
 def test_duplicate_key_in_rules_yaml(workspace: Path) -> None:
     (workspace / "rules" / "customers.yaml").write_text(
         SAMPLE_CUSTOMERS + "  example:\n    currency: USD\n")
-    message = one_line_error(run(workspace, "rate"))
+    message = one_line_error(run_cli(workspace, "rate"))
     assert message == "meterbook: error: rules/customers.yaml:8: customers.example: duplicate key"
 
 
 def test_duplicate_nested_key_in_rules_yaml(workspace: Path) -> None:
     (workspace / "rules" / "customers.yaml").write_text(SAMPLE_CUSTOMERS + "    currency: EUR\n")
-    message = one_line_error(run(workspace, "rate"))
+    message = one_line_error(run_cli(workspace, "rate"))
     assert message == "meterbook: error: rules/customers.yaml:8: customers.example.currency: duplicate key"
 
 
 def test_impossible_date_in_rules_yaml(workspace: Path) -> None:
     (workspace / "rules" / "customers.yaml").write_text(SAMPLE_CUSTOMERS.replace("2026-01-01", "2026-13-01"))
-    one_line_error(run(workspace, "rate"),
+    one_line_error(run_cli(workspace, "rate"),
                    "rules/customers.yaml:6: customers.example.subscriptions[0].start: '2026-13-01' is not a date")
 
 
@@ -214,43 +210,43 @@ def test_impossible_date_in_rules_yaml(workspace: Path) -> None:
 def test_huge_base_fee_is_a_rules_error(workspace: Path) -> None:
     plans = workspace / "rules" / "plans.yaml"
     plans.write_text(plans.read_text().replace('amount: "19.00"', 'amount: "1e400"'))
-    one_line_error(run(workspace, "rate"), "rules/plans.yaml:6: plans.starter.base_fee.amount: ", "too large")
+    one_line_error(run_cli(workspace, "rate"), "rules/plans.yaml:6: plans.starter.base_fee.amount: ", "too large")
 
 
 def test_huge_credit_amount(workspace: Path) -> None:
     root = invoiced(workspace)
-    one_line_error(run(root, "credit", "INV-2026-000001", "--amount", "1e400", "--reason", "x"),
+    one_line_error(run_cli(root, "credit", "INV-2026-000001", "--amount", "1e400", "--reason", "x"),
                    "--amount: '1e400' is too large")
     assert store_rows(root, "SELECT number FROM credit_notes") == []
 
 
-def test_payments_row_with_a_huge_amount_is_rejected_and_the_file_continues(workspace: Path) -> None:
-    root = invoiced(workspace)
-    payments = root / "payments.csv"
-    payments.write_text("date,amount,currency,invoice,reference\n"
-                        "2026-01-10,1e400,USD,INV-2026-000001,BANK-1\n"
-                        "2026-01-11,1000000000000001,USD,INV-2026-000001,BANK-2\n"
-                        "2026-01-12,19.00,USD,INV-2026-000001,BANK-3\n")
-    result = run(root, "ingest", "--json", str(payments))
+@pytest.mark.parametrize(("prepare", "name", "text", "counts", "reasons", "query", "rows"), [
+    pytest.param(invoiced, "payments.csv",
+                 "date,amount,currency,invoice,reference\n"
+                 "2026-01-10,1e400,USD,INV-2026-000001,BANK-1\n"
+                 "2026-01-11,1000000000000001,USD,INV-2026-000001,BANK-2\n"
+                 "2026-01-12,19.00,USD,INV-2026-000001,BANK-3\n",
+                 (3, 1, 2), {"bad_number": 2}, "SELECT reference, amount FROM payments", [("BANK-3", "19.00")],
+                 id="payment-amount"),
+    pytest.param(ingested, "live.csv",
+                 "date,customer,meter,quantity,source\n"
+                 "2026-01-03,example,api_calls,1e30,app\n"
+                 "2026-01-04,example,api_calls,1000000000000000,app\n",
+                 (2, 1, 1), {"bad_number": 1}, "SELECT date, units, nanos FROM live_totals", [("2026-01-04", 10**15, 0)],
+                 id="live-total-quantity"),
+])
+def test_a_row_with_a_huge_number_is_rejected_and_the_file_continues(
+        workspace: Path, prepare: Callable[[Path], Path], name: str, text: str, counts: tuple[int, int, int],
+        reasons: dict[str, int], query: str, rows: list[tuple[object, ...]]) -> None:
+    root = prepare(workspace)
+    path = root / name
+    path.write_text(text)
+    result = run_cli(root, "ingest", "--json", str(path))
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert (report["received"], report["accepted"], report["rejected"]) == (3, 1, 2)
-    assert report["reasons"] == {"bad_number": 2}
-    assert store_rows(root, "SELECT reference, amount FROM payments") == [("BANK-3", "19.00")]
-
-
-def test_live_total_with_a_huge_quantity_is_rejected(workspace: Path) -> None:
-    root = ingested(workspace)
-    live = root / "live.csv"
-    live.write_text("date,customer,meter,quantity,source\n"
-                    "2026-01-03,example,api_calls,1e30,app\n"
-                    "2026-01-04,example,api_calls,1000000000000000,app\n")
-    result = run(root, "ingest", "--json", str(live))
-    assert result.exit_code == 0, result.output
-    report = json.loads(result.stdout)
-    assert (report["received"], report["accepted"], report["rejected"]) == (2, 1, 1)
-    assert report["reasons"] == {"bad_number": 1}
-    assert store_rows(root, "SELECT date, units, nanos FROM live_totals") == [("2026-01-04", 10**15, 0)]
+    assert (report["received"], report["accepted"], report["rejected"]) == counts
+    assert report["reasons"] == reasons
+    assert store_rows(root, query) == rows
 
 
 # --- 7. dates out of range ------------------------------------------------------------------------
@@ -270,11 +266,11 @@ def test_live_total_with_a_huge_quantity_is_rejected(workspace: Path) -> None:
 ])
 def test_dates_out_of_range(workspace: Path, args: list[str]) -> None:
     latest = f"{today().year + 10}-12-31"
-    one_line_error(run(workspace, *args), "is out of range", f"(1970-01-01 to {latest})")
+    one_line_error(run_cli(workspace, *args), "is out of range", f"(1970-01-01 to {latest})")
 
 
 def test_month_zero_is_not_a_month(workspace: Path) -> None:
-    one_line_error(run(workspace, "close", "0000-01"), "close: month '0000-01' is not YYYY-MM")
+    one_line_error(run_cli(workspace, "close", "0000-01"), "close: month '0000-01' is not YYYY-MM")
 
 
 # --- 8. writing commands refuse future dates and sealed days ----------------------------------------
@@ -292,7 +288,7 @@ def test_writes_dated_after_today_are_refused(workspace: Path, args: list[str], 
     tomorrow = (now + timedelta(days=1)).isoformat()
     invoices = store_rows(root, "SELECT number FROM invoices")
     books = sorted(str(p.relative_to(root)) for p in (root / "books").rglob("*"))
-    one_line_error(run(root, *[a.format(tomorrow=tomorrow) for a in args]),
+    one_line_error(run_cli(root, *[a.format(tomorrow=tomorrow) for a in args]),
                    f"{tomorrow} is after today ({now.isoformat()}, UTC)", part)
     assert store_rows(root, "SELECT number FROM invoices") == invoices
     assert store_rows(root, "SELECT number FROM credit_notes") == []
@@ -301,15 +297,15 @@ def test_writes_dated_after_today_are_refused(workspace: Path, args: list[str], 
 
 def test_post_through_a_sealed_day_is_refused(workspace: Path) -> None:
     root = ingested(workspace)
-    closed = run(root, "close", "2026-01")
+    closed = run_cli(root, "close", "2026-01")
     assert closed.exit_code == 0, closed.output
-    issued = run(root, "invoice", "--through", "2026-02-01")               # posts the open February too
+    issued = run_cli(root, "invoice", "--through", "2026-02-01")               # posts the open February too
     assert issued.exit_code == 0, issued.output
     february = root / "books" / "2026" / "2026-02.beancount"
     before = february.read_text()
     assert "INV-2026-000002" in before                                   # February's advance fee invoice
     for command in ("post", "invoice"):
-        one_line_error(run(root, command, "--through", "2026-01-15"),
+        one_line_error(run_cli(root, command, "--through", "2026-01-15"),
                        "--through: 2026-01-15 is inside the sealed months (sealed through 2026-01-31)",
                        f"{command} through 2026-01-31 or later")
     assert february.read_text() == before                                # the open month was not emptied
@@ -329,7 +325,7 @@ def test_undeliverable_alert_is_retried_not_lost(workspace: Path) -> None:
     alerts = ('[alerts]\nwebhook_url = "http://127.0.0.1:1/hook"\noutbox = "{outbox}"\nattempts = 1\n'
               "timeout_seconds = 1\nbackoff_seconds = 0\n")
     config.write_text(plain + alerts.format(outbox="/dev/full"))
-    failed = run(root, "alerts", "--through", "2026-01-31")
+    failed = run_cli(root, "alerts", "--through", "2026-01-31")
     assert failed.exit_code == 1, failed.output
     assert len(failed.stderr.splitlines()) == 1
     assert failed.stderr.startswith("meterbook: error: plugin ledger.plugins.webhook has not taken 2 alerts (last error: ")
@@ -341,7 +337,7 @@ def test_undeliverable_alert_is_retried_not_lost(workspace: Path) -> None:
         (i, "ledger.plugins.webhook", 1) for i in ids)                    # owed, not lost
 
     config.write_text(plain + alerts.format(outbox="var/outbox.jsonl"))
-    retried = run(root, "alerts", "--through", "2026-01-31")
+    retried = run_cli(root, "alerts", "--through", "2026-01-31")
     assert retried.exit_code == 0, retried.output
     assert retried.stdout.splitlines()[-1] == "2 crossings through 2026-01-31, 0 new"
     outbox = [json.loads(line) for line in (root / "var" / "outbox.jsonl").read_text().splitlines()]
@@ -352,7 +348,7 @@ def test_undeliverable_alert_is_retried_not_lost(workspace: Path) -> None:
 def test_outbox_that_cannot_exist_is_a_config_error(workspace: Path) -> None:
     config = workspace / "meterbook.toml"
     config.write_text(config.read_text() + '[alerts]\noutbox = "meterbook.toml/outbox.jsonl"\n')
-    one_line_error(run(workspace, "rate"), "meterbook.toml: alerts.outbox: ", "meterbook.toml is not a directory")
+    one_line_error(run_cli(workspace, "rate"), "meterbook.toml: alerts.outbox: ", "meterbook.toml is not a directory")
 
 
 # --- 10. plugins that raise are named -----------------------------------------------------------------
@@ -419,7 +415,7 @@ def test_importer_whose_identify_raises_is_named(workspace: Path) -> None:
     _with_plugin(workspace, "sniff", BROKEN_IMPORTER)
     data = workspace / "usage.dat"
     data.write_text("anything\n")
-    one_line_error(run(workspace, "ingest", str(data)),
+    one_line_error(run_cli(workspace, "ingest", str(data)),
                    "importer 'sniffer' (meterbook_local.sniff) failed to identify", "RuntimeError: cannot sniff")
 
 
@@ -427,7 +423,7 @@ def test_pricing_model_whose_parse_raises_is_named(workspace: Path) -> None:
     _with_plugin(workspace, "boom", BROKEN_PRICING)
     plans = workspace / "rules" / "plans.yaml"
     plans.write_text(plans.read_text().replace("model: unit", "model: boom"))
-    one_line_error(run(workspace, "rate"), "plugin meterbook_local.boom: pricing model 'boom' raised KeyError",
+    one_line_error(run_cli(workspace, "rate"), "plugin meterbook_local.boom: pricing model 'boom' raised KeyError",
                    "parsing plan 'starter' charge 2 (meter storage_gb) at rules/plans.yaml:13")
 
 
@@ -436,12 +432,12 @@ def test_pricing_model_whose_parse_raises_is_named(workspace: Path) -> None:
 
 def test_init_with_an_empty_directory_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    one_line_error(run(None, "init", ""), "init: DIRECTORY is empty")
+    one_line_error(run_cli(None, "init", ""), "init: DIRECTORY is empty")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_ingest_of_a_device_is_not_a_regular_file(workspace: Path) -> None:
-    one_line_error(run(workspace, "ingest", "/dev/null"), "/dev/null: not a regular file")
+    one_line_error(run_cli(workspace, "ingest", "/dev/null"), "/dev/null: not a regular file")
 
 
 def test_demo_refuses_before_resetting_when_it_cannot_write(tmp_path: Path) -> None:
@@ -453,7 +449,7 @@ def test_demo_refuses_before_resetting_when_it_cannot_write(tmp_path: Path) -> N
     shutil.copy(repo / "meterbook.toml", root / "meterbook.toml")
     (root / "var").write_text("a file where the store's folder should be\n")
     roster = (root / "rules" / "customers.yaml").read_bytes()
-    one_line_error(run(root, "demo", "--quiet"), f"{root / 'var'}: not a directory, so the demo cannot write",
+    one_line_error(run_cli(root, "demo", "--quiet"), f"{root / 'var'}: not a directory, so the demo cannot write",
                    "nothing was changed")
     assert (root / "rules" / "customers.yaml").read_bytes() == roster
     assert sorted(p.name for p in root.iterdir()) == ["meterbook.toml", "rules", "var"]

@@ -36,23 +36,26 @@ from pathlib import Path
 import pytest
 from beancount.core import data
 from beancount.core.amount import Amount
-from click.testing import CliRunner, Result
 
 from ledger.books import close_path, load_books, month_path, sealed_months
-from ledger.cli import cli
 from ledger.closing import run_reconcilers
 from ledger.events import Event
 from ledger.invoicing import load_invoices
 from ledger.payments import ingest_payments
 from ledger.session import Session
-from tests.support import calls, insert_events, open_session, write_workspace
+from tests.support import (
+    METERS_CALLS,
+    balance,
+    book_hashes,
+    calls,
+    insert_events,
+    open_session,
+    run_cli,
+    write_workspace,
+)
 
 BEAN_CHECK = Path(sys.executable).parent / "bean-check"
 
-METERS = """\
-meters:
-  api_calls: {event_type: api.request, aggregation: count, unit: call}
-"""
 PLANS = """\
 plans:
   g:
@@ -106,7 +109,7 @@ def _insert(session: Session, rows: list[Event]) -> None:
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
-    root = write_workspace(tmp_path / "ws", meters=METERS, plans=PLANS, customers=CUSTOMERS,
+    root = write_workspace(tmp_path / "ws", meters=METERS_CALLS, plans=PLANS, customers=CUSTOMERS,
                            plugins={"planted": PLANTED})
     session = _session(root)
     _insert(session, [
@@ -121,32 +124,19 @@ def root(tmp_path: Path) -> Path:
 _session = open_session
 
 
-def run(root: Path, *args: str) -> Result:
-    return CliRunner().invoke(cli, ["--workspace", str(root), *args])
-
-
 def bean_check(root: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "BEANCOUNT_DISABLE_LOAD_CACHE": "1"}
     return subprocess.run([str(BEAN_CHECK), str(root / "books" / "main.beancount")], capture_output=True,
                           text=True, env=env, check=False)
 
 
-def hashes(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted((root / "books").rglob("*")) if p.is_file()}
-
-
 def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def balance(entries: list[data.Directive], account: str, on: date, currency: str = "USD") -> Decimal:
-    return sum((p.units.number for e in entries if isinstance(e, data.Transaction) and e.date < on
-                for p in e.postings if p.account == account and p.units.currency == currency), Decimal(0))
-
 
 def test_close_writes_assertions_computed_from_the_store_and_a_seal(root: Path) -> None:
-    result = run(root, "close", "2026-09")
+    result = run_cli(root, "close", "2026-09")
     assert result.exit_code == 0, result.output
     assert "closed 2026-09: 3 balance assertions" in result.output
     text = close_path(root / "books", "2026-09").read_text()
@@ -165,56 +155,56 @@ def test_assertions_are_a_real_check(root: Path, monkeypatch: pytest.MonkeyPatch
     """Books that disagree with the store are not sealed: here the late adjustment is lost."""
     import ledger.session
 
-    assert run(root, "close", "2026-09").exit_code == 0
+    assert run_cli(root, "close", "2026-09").exit_code == 0
     _insert(_session(root), _calls("cal", ["2026-09-20"], "late"))  # cal's Oct 1 invoice bills 1.05
     real = ledger.session.catch_up
     monkeypatch.setattr(ledger.session, "catch_up", lambda *a, **k: (real(*a, **k)[0], []))
-    before = hashes(root)
-    result = run(root, "close", "2026-10")
+    before = book_hashes(root / "books")
+    result = run_cli(root, "close", "2026-10")
     # the store-vs-ledger reconciler sees the lost adjustment first ...
     assert result.exit_code == 1, result.output
     blocking = [f for f in run_reconcilers(_session(root), "2026-10") if f.blocks_close]
     assert {f.check for f in blocking} == {"store-vs-ledger"}
     # ... and accepted anyway, the independently computed balance assertions still refuse the seal
     accepts = [arg for f in blocking for arg in ("--accept", f.id, "--reason", "test: assertions must catch it")]
-    result = run(root, "close", "2026-10", *accepts)
+    result = run_cli(root, "close", "2026-10", *accepts)
     assert result.exit_code == 1, result.output
     assert "Balance failed for 'Assets:Receivables:Unbilled:Cal'" in result.output
     assert "nothing sealed" in result.output
     assert not close_path(root / "books", "2026-10").exists()
     assert sealed_months(root / "books") == {"2026-09"}
-    assert {k: v for k, v in hashes(root).items() if "2026-09" in k} == {
+    assert {k: v for k, v in book_hashes(root / "books").items() if "2026-09" in k} == {
         k: v for k, v in before.items() if "2026-09" in k}
     monkeypatch.undo()
-    assert run(root, "close", "2026-10").exit_code == 0
+    assert run_cli(root, "close", "2026-10").exit_code == 0
 
 
 def test_closing_a_closed_month_changes_nothing(root: Path) -> None:
-    assert run(root, "close", "2026-09").exit_code == 0
-    before = hashes(root)
-    result = run(root, "close", "2026-09")
+    assert run_cli(root, "close", "2026-09").exit_code == 0
+    before = book_hashes(root / "books")
+    result = run_cli(root, "close", "2026-09")
     assert result.exit_code == 0, result.output
     assert "already closed" in result.output
-    assert hashes(root) == before
+    assert book_hashes(root / "books") == before
 
 
 def test_months_close_in_order(root: Path) -> None:
-    result = run(root, "close", "2026-10")
+    result = run_cli(root, "close", "2026-10")
     assert result.exit_code == 2, result.output
     assert "close 2026-09 first" in result.output
     assert not close_path(root / "books", "2026-10").exists()
-    assert run(root, "close", "2026-13").exit_code == 2
-    future = run(root, "close", "2099-01")
+    assert run_cli(root, "close", "2026-13").exit_code == 2
+    future = run_cli(root, "close", "2099-01")
     assert future.exit_code == 2 and "has not ended yet" in future.output
-    assert run(root, "close", "2026-09").exit_code == 0
-    assert run(root, "close", "2026-08").exit_code == 2  # before the first closed month
-    assert run(root, "close", "2026-10").exit_code == 0
+    assert run_cli(root, "close", "2026-09").exit_code == 0
+    assert run_cli(root, "close", "2026-08").exit_code == 2  # before the first closed month
+    assert run_cli(root, "close", "2026-10").exit_code == 0
     assert sealed_months(root / "books") == {"2026-09", "2026-10"}
     assert bean_check(root).returncode == 0
 
 
 def test_late_event_after_close_posts_in_the_open_month(root: Path) -> None:
-    assert run(root, "close", "2026-09").exit_code == 0
+    assert run_cli(root, "close", "2026-09").exit_code == 0
     sealed = {p: sha(p) for p in (month_path(root / "books", "2026-09"), close_path(root / "books", "2026-09"))}
     session = _session(root)
     _insert(session, _calls("cal", ["2026-09-20"], "late"))  # 31 calls: 21 × 0.05 = 1.05
@@ -241,14 +231,14 @@ def test_late_event_after_close_posts_in_the_open_month(root: Path) -> None:
     session.post(date(2026, 10, 31))
     assert month_path(root / "books", "2026-10").read_text() == again
     assert {p: sha(p) for p in sealed} == sealed
-    assert run(root, "check").exit_code == 0
-    assert run(root, "close", "2026-10").exit_code == 0
+    assert run_cli(root, "check").exit_code == 0
+    assert run_cli(root, "close", "2026-10").exit_code == 0
     assert bean_check(root).returncode == 0
 
 
 def test_late_event_for_an_invoiced_sealed_cycle_is_billed_next(root: Path) -> None:
-    assert run(root, "close", "2026-09").exit_code == 0
-    assert run(root, "close", "2026-10").exit_code == 0  # issues cal's Oct 1 and ann's Oct 15 invoices
+    assert run_cli(root, "close", "2026-09").exit_code == 0
+    assert run_cli(root, "close", "2026-10").exit_code == 0  # issues cal's Oct 1 and ann's Oct 15 invoices
     sealed = {p: sha(p) for p in (root / "books" / "2026").glob("*.beancount")}
     session = _session(root)
     _insert(session, _calls("cal", ["2026-09-25"], "late"))
@@ -270,7 +260,7 @@ def test_late_event_for_an_invoiced_sealed_cycle_is_billed_next(root: Path) -> N
 
 def test_close_refused_with_an_open_error_finding_until_accepted(root: Path) -> None:
     (root / "planted").write_text("cal ann\n")
-    refused = run(root, "close", "2026-09")
+    refused = run_cli(root, "close", "2026-09")
     assert refused.exit_code == 1, refused.output
     assert "planted:cal:2026-09" in refused.output and "planted:ann:2026-09" in refused.output
     assert "nothing sealed" in refused.output
@@ -279,13 +269,13 @@ def test_close_refused_with_an_open_error_finding_until_accepted(root: Path) -> 
     assert load_books(root / "books" / "main.beancount")[1] == []
 
     # one accepted, one still open: refused, but the acceptance is remembered
-    partly = run(root, "close", "2026-09", "--accept", "planted:cal:2026-09", "--reason", "meter reset on Sep 3")
+    partly = run_cli(root, "close", "2026-09", "--accept", "planted:cal:2026-09", "--reason", "meter reset on Sep 3")
     assert partly.exit_code == 1, partly.output
     assert not close_path(root / "books", "2026-09").exists()
-    assert run(root, "close", "2026-09", "--accept", "planted:nope:2026-09", "--reason", "x").exit_code == 2
-    assert run(root, "close", "2026-09", "--accept", "planted:ann:2026-09").exit_code == 2  # no reason
+    assert run_cli(root, "close", "2026-09", "--accept", "planted:nope:2026-09", "--reason", "x").exit_code == 2
+    assert run_cli(root, "close", "2026-09", "--accept", "planted:ann:2026-09").exit_code == 2  # no reason
 
-    accepted = run(root, "close", "2026-09", "--accept", "planted:ann:2026-09", "--reason", 'known "gap"')
+    accepted = run_cli(root, "close", "2026-09", "--accept", "planted:ann:2026-09", "--reason", 'known "gap"')
     assert accepted.exit_code == 0, accepted.output
     text = close_path(root / "books", "2026-09").read_text()
     assert 'custom "meterbook-accept" "2026-09" "planted:cal:2026-09" "meter reset on Sep 3"' in text
@@ -294,15 +284,15 @@ def test_close_refused_with_an_open_error_finding_until_accepted(root: Path) -> 
 
 
 def test_check_passes_on_clean_books_and_fails_after_tampering(root: Path) -> None:
-    assert run(root, "close", "2026-09").exit_code == 0
+    assert run_cli(root, "close", "2026-09").exit_code == 0
     _session(root).post(date(2026, 10, 20))
-    clean = run(root, "check")
+    clean = run_cli(root, "check")
     assert clean.exit_code == 0, clean.output
     for name in ("bean-check", "seals (1 sealed month)", "rules", "store-to-ledger tie-out"):
         assert f"ok      {name}" in clean.output
     september = month_path(root / "books", "2026-09")
     september.write_text(september.read_text().replace("Usage accrual", "Usage accruals", 1))
-    tampered = run(root, "check")
+    tampered = run_cli(root, "check")
     assert tampered.exit_code == 1, tampered.output
     assert "FAILED  bean-check" in tampered.output and "FAILED  seals" in tampered.output
     assert "month 2026-09 is sealed" in tampered.output
@@ -311,7 +301,7 @@ def test_check_passes_on_clean_books_and_fails_after_tampering(root: Path) -> No
 def test_check_finds_books_behind_the_store(root: Path) -> None:
     session = _session(root)
     _insert(session, _calls("cal", ["2026-09-20"], "new"))
-    result = run(root, "check")
+    result = run_cli(root, "check")
     assert result.exit_code == 1, result.output
     assert "FAILED  store-to-ledger tie-out" in result.output
     assert "cal unbilled" in result.output
@@ -333,7 +323,7 @@ UNAPPLIED = [arg for ref in ("BANK-2", "BANK-3", "BANK-4")
 @pytest.fixture
 def paid(root: Path, tmp_path: Path) -> Path:
     """September closed, the payments above stored and the books posted through November 2."""
-    assert run(root, "close", "2026-09").exit_code == 0
+    assert run_cli(root, "close", "2026-09").exit_code == 0
     bank = tmp_path / "bank.csv"
     bank.write_text(PAYMENTS)
     session = _session(root)
@@ -350,7 +340,7 @@ def assertions(root: Path, month: str) -> dict[tuple[str, str], Decimal]:
 
 
 def test_close_asserts_cash_and_unapplied_cash_from_the_payments(paid: Path) -> None:
-    result = run(paid, "close", "2026-10", *UNAPPLIED)
+    result = run_cli(paid, "close", "2026-10", *UNAPPLIED)
     assert result.exit_code == 0, result.output
     issued = [(inv.number, inv.customer, inv.date, inv.total) for inv in load_invoices(_session(paid).engine)]
     assert issued == [("INV-2026-000001", "cal", date(2026, 10, 1), Decimal("1.00")),
@@ -371,12 +361,12 @@ def test_close_asserts_cash_and_unapplied_cash_from_the_payments(paid: Path) -> 
     checked = bean_check(paid)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     # the books past the month end hold BANK-5: 0.60 applied to cal, 4.40 overpaid
-    assert balance(entries, "Assets:Bank:Operating", date(2026, 11, 3)) == Decimal("22.40")
-    assert balance(entries, "Liabilities:Unapplied-Cash", date(2026, 11, 3)) == Decimal("-20.65")
+    assert balance(entries, "Assets:Bank:Operating", date(2026, 11, 3), "USD") == Decimal("22.40")
+    assert balance(entries, "Liabilities:Unapplied-Cash", date(2026, 11, 3), "USD") == Decimal("-20.65")
 
 
 def test_a_payment_amount_edited_in_the_month_file_fails_its_assertions(paid: Path) -> None:
-    assert run(paid, "close", "2026-10", *UNAPPLIED).exit_code == 0
+    assert run_cli(paid, "close", "2026-10", *UNAPPLIED).exit_code == 0
     october = month_path(paid / "books", "2026-10")
     blocks = october.read_text().split("\n\n")
     [wire] = [i for i, block in enumerate(blocks) if 'reference: "BANK-3"' in block]
@@ -405,14 +395,14 @@ def test_cash_assertions_do_not_read_the_posted_payments(paid: Path, monkeypatch
                 for e in entries]
 
     monkeypatch.setattr(ledger.session, "payment_entries", fifteen_becomes_fourteen)
-    result = run(paid, "close", "2026-10", *UNAPPLIED)
+    result = run_cli(paid, "close", "2026-10", *UNAPPLIED)
     assert result.exit_code == 1, result.output
     assert "Balance failed for 'Assets:Bank:Operating'" in result.output
     assert "Balance failed for 'Liabilities:Unapplied-Cash'" in result.output
     assert "nothing sealed" in result.output
     assert sealed_months(paid / "books") == {"2026-09"}
     monkeypatch.undo()
-    assert run(paid, "close", "2026-10", *UNAPPLIED).exit_code == 0
+    assert run_cli(paid, "close", "2026-10", *UNAPPLIED).exit_code == 0
 
 
 def test_check_ties_out_after_sealing_a_month_with_late_usage(tmp_path: Path) -> None:
@@ -422,15 +412,15 @@ def test_check_ties_out_after_sealing_a_month_with_late_usage(tmp_path: Path) ->
     stays where the books dated it, not at the new first open day)."""
     plans = 'plans:\n  u:\n    currency: USD\n    charges:\n      - {meter: api_calls, model: unit, unit_price: "1.00"}\n'
     customers = "customers:\n  ann: {currency: USD, billing_anchor: start, subscriptions: [{plan: u, start: 2026-08-15}]}\n"
-    root = write_workspace(tmp_path / "ws", meters=METERS, plans=plans, customers=customers)
+    root = write_workspace(tmp_path / "ws", meters=METERS_CALLS, plans=plans, customers=customers)
     session = _session(root)
     _insert(session, _calls("ann", ["2026-08-20", "2026-09-05", "2026-09-20"]))
     session.invoice(date(2026, 9, 15))
     _insert(session, _calls("ann", ["2026-09-10"], "late"))
     session.post(date(2026, 9, 30))
     for month in ("2026-08", "2026-09"):
-        assert run(root, "close", month).exit_code == 0
-    checked = run(root, "check")
+        assert run_cli(root, "close", month).exit_code == 0
+    checked = run_cli(root, "check")
     assert checked.exit_code == 0, checked.output
     entries, errors, _ = load_books(root / "books" / "main.beancount")
     assert errors == []

@@ -15,11 +15,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from click.testing import CliRunner, Result
-
 from ledger.books import close_path
-from ledger.cli import cli
 from ledger.reports import close_report_path
+from tests.support import run_cli
 from tests.test_reports import accounting_workspace
 
 BEAN_CHECK = Path(sys.executable).parent / "bean-check"
@@ -48,10 +46,6 @@ def meterbook_reconcilers():
 '''
 
 
-def run(root: Path, *args: str) -> Result:
-    return CliRunner().invoke(cli, ["--workspace", str(root), *args])
-
-
 def workspace(tmp_path: Path) -> Path:
     root = tmp_path / "ws"
     accounting_workspace(root)
@@ -68,11 +62,11 @@ def squeeze(text: str) -> set[str]:
 
 def test_close_writes_and_prints_the_report_and_a_reclose_leaves_it(tmp_path: Path) -> None:
     root = workspace(tmp_path)
-    refused = run(root, "close", "2026-09")
+    refused = run_cli(root, "close", "2026-09")
     assert refused.exit_code == 1, refused.output
     assert not close_report_path(root / "books", "2026-09").exists()  # nothing sealed, no report
 
-    result = run(root, "close", "2026-09", "--accept", "planted:cal:2026-09", "--reason", "meter reset on Sep 3")
+    result = run_cli(root, "close", "2026-09", "--accept", "planted:cal:2026-09", "--reason", "meter reset on Sep 3")
     assert result.exit_code == 0, result.output
     path = close_report_path(root / "books", "2026-09")
     assert path == root / "books" / "2026" / "2026-09.close.md"
@@ -110,7 +104,7 @@ def test_close_writes_and_prints_the_report_and_a_reclose_leaves_it(tmp_path: Pa
 
     # deterministic, and an unchanged re-close neither rewrites nor touches it
     before = (path.read_bytes(), path.stat().st_mtime_ns)
-    again = run(root, "close", "2026-09")
+    again = run_cli(root, "close", "2026-09")
     assert again.exit_code == 0 and "already closed" in again.output
     assert (path.read_bytes(), path.stat().st_mtime_ns) == before
 
@@ -123,9 +117,9 @@ def test_close_writes_and_prints_the_report_and_a_reclose_leaves_it(tmp_path: Pa
 
 def test_the_next_close_reports_its_own_month(tmp_path: Path) -> None:
     root = workspace(tmp_path)
-    assert run(root, "close", "2026-09", "--accept", "planted:cal:2026-09", "--reason", "known").exit_code == 0
+    assert run_cli(root, "close", "2026-09", "--accept", "planted:cal:2026-09", "--reason", "known").exit_code == 0
     september = close_report_path(root / "books", "2026-09").read_bytes()
-    result = run(root, "close", "2026-10")
+    result = run_cli(root, "close", "2026-10")
     assert result.exit_code == 0, result.output
     text = close_report_path(root / "books", "2026-10").read_text(encoding="utf-8")
     rows = squeeze(text)

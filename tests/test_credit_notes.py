@@ -23,7 +23,7 @@ from ledger.errors import BadInput
 from ledger.invoicing import load_invoices
 from ledger.reports import build_report
 from ledger.session import Session
-from tests.support import STORE, calls, insert_events, open_session, write_workspace
+from tests.support import METERS_CALLS, STORE, calls, insert_events, open_session, write_workspace
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_payments import balance, books_of, import_payments, workspace
@@ -198,7 +198,6 @@ customers:
     credits:
       - {amount: "1000.00", granted: 2026-09-01, expires: 2026-12-01}
 """
-METERS_CALLS = "meters:\n  api_calls: {event_type: api.request, aggregation: count, unit: call}\n"
 
 
 def prepaid(tmp_path: Path, october: int = 0, store: str = STORE) -> Session:

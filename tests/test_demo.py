@@ -17,19 +17,15 @@ from pathlib import Path
 
 import pytest
 from beancount.core import data
-from click.testing import CliRunner, Result
+from click.testing import Result
 
 from ledger import demo
 from ledger.books import load_books
-from ledger.cli import cli
 from ledger.demo import DemoOptions
 from ledger.workspace import Workspace
+from tests.support import book_hashes, run_cli
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def run(root: Path, *args: str) -> Result:
-    return CliRunner().invoke(cli, ["--workspace", str(root), *args])
 
 
 def copy_workspace(tmp_path: Path, name: str = "ws") -> Path:
@@ -41,14 +37,10 @@ def copy_workspace(tmp_path: Path, name: str = "ws") -> Path:
     return root
 
 
-def files(books: Path) -> dict[str, bytes]:
-    return {p.relative_to(books).as_posix(): p.read_bytes() for p in sorted(books.rglob("*")) if p.is_file()}
-
-
 @pytest.fixture(scope="module")
 def small(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Result]:
     root = copy_workspace(tmp_path_factory.mktemp("small"))
-    result = run(root, "demo", "--customers", "5", "--months", "2", "--seed", "3", "--quiet")
+    result = run_cli(root, "demo", "--customers", "5", "--months", "2", "--seed", "3", "--quiet")
     assert result.exit_code == 0, result.output
     return root, result
 
@@ -59,10 +51,10 @@ def test_committed_books_are_the_default_demo_output(tmp_path: Path) -> None:
     assert marker.is_file(), "books/ was not made by meterbook demo: run `meterbook demo` at the repository root"
     # the title comes from meterbook.toml, so a checkout under any directory name gives the same books
     root = copy_workspace(tmp_path, "any-name")
-    result = run(root, "demo", "--quiet")
+    result = run_cli(root, "demo", "--quiet")
     assert result.exit_code == 0, result.output
     assert (root / "rules" / "customers.yaml").read_bytes() == (REPO / "rules" / "customers.yaml").read_bytes()
-    want, have = files(committed), files(root / "books")
+    want, have = book_hashes(committed), book_hashes(root / "books")
     assert sorted(have) == sorted(want), "regenerate with `meterbook demo` at the repository root and commit books/"
     changed = [name for name in want if want[name] != have[name]]
     assert not changed, f"{changed[:5]} differ: regenerate with `meterbook demo` and commit books/"
@@ -135,16 +127,16 @@ def test_another_seed_generates_other_usage() -> None:
 def test_demo_runs_again_over_its_own_books_with_the_same_result(small: tuple[Path, Result]) -> None:
     """A reset and a second run: the same seed gives the same books, byte for byte."""
     root, _result = small
-    before = files(root / "books")
-    result = run(root, "demo", "--customers", "5", "--months", "2", "--seed", "3", "--quiet")
+    before = book_hashes(root / "books")
+    result = run_cli(root, "demo", "--customers", "5", "--months", "2", "--seed", "3", "--quiet")
     assert result.exit_code == 0, result.output
-    assert files(root / "books") == before
+    assert book_hashes(root / "books") == before
 
 
 def test_an_interrupted_demo_can_be_run_again(small: tuple[Path, Result], monkeypatch: pytest.MonkeyPatch) -> None:
     """Killed after the reset (here: the first close raises), the books are still the demo's to replace."""
     root, _result = small
-    before = files(root / "books")
+    before = book_hashes(root / "books")
 
     def interrupted(*_args: object, **_kwargs: object) -> None:
         raise KeyboardInterrupt
@@ -152,23 +144,23 @@ def test_an_interrupted_demo_can_be_run_again(small: tuple[Path, Result], monkey
     monkeypatch.setattr("ledger.closing.close_month", interrupted)
     with pytest.raises(KeyboardInterrupt):
         demo.run_demo(Workspace.load(root), DemoOptions(customers=5, months=2, seed=3))
-    assert (root / "books" / "demo.json").is_file() and files(root / "books") != before
+    assert (root / "books" / "demo.json").is_file() and book_hashes(root / "books") != before
     monkeypatch.undo()
-    result = run(root, "demo", "--customers", "5", "--months", "2", "--seed", "3", "--quiet")
+    result = run_cli(root, "demo", "--customers", "5", "--months", "2", "--seed", "3", "--quiet")
     assert result.exit_code == 0, result.output
-    assert files(root / "books") == before
+    assert book_hashes(root / "books") == before
 
 
 def test_demo_refuses_books_and_roster_it_did_not_make(workspace: Path, tmp_path: Path) -> None:
     # a `meterbook init` workspace: its customers.yaml is hand-written
-    result = run(workspace, "demo")
+    result = run_cli(workspace, "demo")
     assert result.exit_code == 2
     assert "customers.yaml: not written by meterbook demo" in result.output
 
     root = copy_workspace(tmp_path, "repo")
     (root / "books" / "2026").mkdir(parents=True)
     (root / "books" / "2026" / "2026-08.beancount").write_text("; someone's books\n")
-    result = run(root, "demo")
+    result = run_cli(root, "demo")
     assert result.exit_code == 2
     assert "these books were not made by meterbook demo" in result.output
     assert (root / "books" / "2026" / "2026-08.beancount").read_text() == "; someone's books\n"
@@ -179,7 +171,7 @@ def test_demo_refuses_books_and_roster_it_did_not_make(workspace: Path, tmp_path
     (["--months", "1"], "--months: 1 is not between 2 and 12"),
 ])
 def test_demo_options_are_checked(tmp_path: Path, args: list[str], message: str) -> None:
-    result = run(copy_workspace(tmp_path), "demo", *args)
+    result = run_cli(copy_workspace(tmp_path), "demo", *args)
     assert result.exit_code == 2
     assert message in result.output
 

@@ -50,14 +50,9 @@ from ledger.fava_ext import MeterbookReports, money
 from ledger.fava_ext.figures import revenue_by_month
 from ledger.payments import ingest_payments
 from ledger.session import Session
-from ledger.store import batches, events
 from ledger.workspace import Workspace
+from tests.support import METERS_CALLS_TOKENS, insert_events, open_session, write_workspace
 
-METERS = """\
-meters:
-  api_calls: {event_type: api.request, aggregation: count, unit: call}
-  tokens: {event_type: llm.completion, aggregation: sum, value: tokens, unit: token}
-"""
 PLANS = """\
 plans:
   u:
@@ -96,24 +91,15 @@ def _event(customer: str, ident: str, day: str, type_: str = "api.request",
 
 def build_workspace(root: Path) -> Path:
     """The workspace of the module docstring, September closed, October posted through Oct 31."""
-    (root / "rules").mkdir(parents=True)
-    (root / "plugins").mkdir()
-    (root / "meterbook.toml").write_text('store = "sqlite:///var/events.sqlite"\nplugins_dir = "plugins"\n')
-    (root / "rules" / "meters.yaml").write_text(METERS)
-    (root / "rules" / "plans.yaml").write_text(PLANS)
-    (root / "rules" / "customers.yaml").write_text(CUSTOMERS)
-    (root / "plugins" / "planted.py").write_text(PLANTED)
+    write_workspace(root, meters=METERS_CALLS_TOKENS, plans=PLANS, customers=CUSTOMERS, plugins={"planted": PLANTED})
     (root / "planted").write_text("beta\n")
-    session = Session.open(Workspace.load(root))
+    session = open_session(root)
     rows = [_event(c, str(i), f"2026-09-{1 + i % 28:02d}") for c, n in (("acme", 100), ("beta", 50))
             for i in range(n)]
     rows.append(_event("acme", "tok", "2026-09-10", "llm.completion", {"tokens": "1000"}))
     rows += [_event("acme", f"oct{i}", f"2026-10-{1 + i:02d}") for i in range(30)]
     rows += [_event("beta", f"oct{i}", f"2026-10-{1 + i:02d}") for i in range(4)]
-    with session.engine.begin() as conn:
-        batch = conn.execute(batches.insert().values(
-            file="t", sha256="0" * 64, importer="test", started_at="now")).inserted_primary_key[0]
-        conn.execute(events.insert(), [e.row(batch) for e in rows])
+    insert_events(session.engine, rows)
     issued = session.invoice(through=date(2026, 10, 1))
     assert [(i.number, i.customer, i.total) for i in issued] == [
         ("INV-2026-000001", "beta", Decimal("60.00")), ("INV-2026-000002", "acme", Decimal("110.00")),

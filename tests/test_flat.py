@@ -28,15 +28,17 @@ from ledger.plugins.flat import FlatPricing
 from ledger.pricing import Usage
 from ledger.rating import is_ratable
 from ledger.session import Session
-from tests.support import calls, insert_events, open_session, write_workspace
+from tests.support import (
+    METERS_CALLS_TOKENS,
+    balance,
+    calls,
+    insert_events,
+    open_session,
+    write_workspace,
+)
 
 D = Decimal
 
-METERS = """\
-meters:
-  api_calls: {event_type: api.request, aggregation: count, unit: call}
-  tokens: {event_type: llm.completion, aggregation: sum, value: tokens, unit: token}
-"""
 PLANS = """\
 plans:
   q:
@@ -87,11 +89,6 @@ def accruals(entries: list[data.Directive], link: str, account: str) -> list[tup
             for p in e.postings if p.account == account]
 
 
-def balance(entries: list[data.Directive], account: str, on: date) -> Decimal:
-    """Balance at the start of ``on`` (like a Beancount balance assertion)."""
-    return sum((p.units.number for e in entries if isinstance(e, data.Transaction) and e.date < on
-                for p in e.postings if p.account == account), D(0))
-
 
 def usage_line(invoices: list[Invoice], customer: str, link: str) -> InvoiceLine:
     (line,) = [ln for inv in invoices if inv.customer == customer for ln in inv.lines
@@ -101,7 +98,7 @@ def usage_line(invoices: list[Invoice], customer: str, link: str) -> InvoiceLine
 
 @pytest.fixture(scope="module")
 def books(tmp_path_factory: pytest.TempPathFactory) -> tuple[Session, list[Invoice], list[data.Directive]]:
-    session = open_session(write_workspace(tmp_path_factory.mktemp("flat") / "ws", meters=METERS, plans=PLANS,
+    session = open_session(write_workspace(tmp_path_factory.mktemp("flat") / "ws", meters=METERS_CALLS_TOKENS, plans=PLANS,
                                            customers=CUSTOMERS))
     insert_events(session.engine, [
         *_tokens("busy", [("2026-10-05", 1000), ("2026-11-20", 5_000_000), ("2026-12-30", 7)]),
@@ -215,7 +212,7 @@ def test_accruals_of_a_cycle_sum_to_its_invoice(tmp_path_factory: pytest.TempPat
     end = first + timedelta(days=length)
     customers = (f"customers:\n  c: {{currency: USD, billing_anchor: {anchor}, "
                  f"subscriptions: [{{plan: f, start: {first}, end: {end}}}]}}\n")
-    session = open_session(write_workspace(tmp_path_factory.mktemp("p") / "ws", meters=METERS,
+    session = open_session(write_workspace(tmp_path_factory.mktemp("p") / "ws", meters=METERS_CALLS_TOKENS,
                                            plans=PROPERTY_PLANS.format(cycle=cycle, amount=amount),
                                            customers=customers))
     issued = session.invoice(through=end)

@@ -13,18 +13,16 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 
-from ledger.cli import cli
 from ledger.closing import billed_months, load_acceptances
 from ledger.invoicing import Invoice, InvoiceLine, load_invoices
-from tests.support import calls, insert_events, open_session, write_workspace
-from tests.test_close import CUSTOMERS, METERS, PLANS, PLANTED
+from tests.support import METERS_CALLS, calls, insert_events, open_session, run_cli, write_workspace
+from tests.test_close import CUSTOMERS, PLANS, PLANTED
 
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
-    root = write_workspace(tmp_path / "ws", meters=METERS, plans=PLANS, customers=CUSTOMERS,
+    root = write_workspace(tmp_path / "ws", meters=METERS_CALLS, plans=PLANS, customers=CUSTOMERS,
                            plugins={"planted": PLANTED})
     insert_events(open_session(root).engine, [
         *calls("cal", [f"2026-09-{d:02d}" for d in range(1, 31)]),
@@ -34,17 +32,13 @@ def root(tmp_path: Path) -> Path:
     return root
 
 
-def run(root: Path, *args: str) -> Result:
-    return CliRunner().invoke(cli, ["--workspace", str(root), *args])
-
-
 def issued(root: Path) -> list[tuple[str, str, date]]:
     return [(inv.number, inv.customer, inv.date) for inv in load_invoices(open_session(root).engine)]
 
 
 def test_a_finding_holds_its_customers_invoice_until_accepted(root: Path) -> None:
     (root / "planted").write_text("cal\n")
-    held = run(root, "invoice", "--through", "2026-10-15")
+    held = run_cli(root, "invoice", "--through", "2026-10-15")
     assert held.exit_code == 1, held.output
     assert "INV-2026-000001  2026-10-15  ann" in held.output  # ann is not named: billed
     assert "held    2026-10-01  cal                            1.00 USD  by planted:cal:2026-09" in held.output
@@ -52,7 +46,7 @@ def test_a_finding_holds_its_customers_invoice_until_accepted(root: Path) -> Non
     assert "1 invoices held by open error findings" in held.output
     assert issued(root) == [("INV-2026-000001", "ann", date(2026, 10, 15))]
 
-    again = run(root, "invoice", "--through", "2026-10-15",
+    again = run_cli(root, "invoice", "--through", "2026-10-15",
                 "--accept", "planted:cal:2026-09", "--reason", "meter vendor confirmed the 29")
     assert again.exit_code == 0, again.output
     assert "INV-2026-000002  2026-10-01  cal                            1.00 USD" in again.output
@@ -63,27 +57,27 @@ def test_a_finding_holds_its_customers_invoice_until_accepted(root: Path) -> Non
 
 def test_bad_acceptances_are_refused_before_anything_is_issued(root: Path) -> None:
     (root / "planted").write_text("cal\n")
-    unknown = run(root, "invoice", "--through", "2026-10-15", "--accept", "planted:nobody:2026-09", "--reason", "x")
+    unknown = run_cli(root, "invoice", "--through", "2026-10-15", "--accept", "planted:nobody:2026-09", "--reason", "x")
     assert unknown.exit_code == 2
     assert unknown.output.strip().splitlines() == [
         "meterbook: error: --accept planted:nobody:2026-09: no such finding in the months these invoices bill "
         "(2026-09, 2026-10; findings: gaps-spikes:ann:api_calls:gap-2026-09-30:2026-09, planted:cal:2026-09, "
         "planted:cal:2026-10)"]
-    no_reason = run(root, "invoice", "--through", "2026-10-15", "--accept", "planted:cal:2026-09")
+    no_reason = run_cli(root, "invoice", "--through", "2026-10-15", "--accept", "planted:cal:2026-09")
     assert no_reason.exit_code == 2 and "needs its own non-empty --reason" in no_reason.output
     assert issued(root) == []
 
 
 def test_close_refuses_while_an_invoice_due_in_the_month_is_held(root: Path) -> None:
     (root / "planted").write_text("ann\n")
-    first = run(root, "close", "2026-09", "--accept", "planted:ann:2026-09", "--reason", "known")
+    first = run_cli(root, "close", "2026-09", "--accept", "planted:ann:2026-09", "--reason", "known")
     assert first.exit_code == 0, first.output
-    refused = run(root, "close", "2026-10")
+    refused = run_cli(root, "close", "2026-10")
     assert refused.exit_code == 1, refused.output
     assert "refused to close 2026-10: 1 invoice due by 2026-10-31 held by open error findings" in refused.output
     assert "error   planted:ann:2026-10" in refused.output
     assert issued(root) == [("INV-2026-000001", "cal", date(2026, 10, 1))]  # cal's September: not held
-    closed = run(root, "close", "2026-10", "--accept", "planted:ann:2026-10", "--reason", "known too")
+    closed = run_cli(root, "close", "2026-10", "--accept", "planted:ann:2026-10", "--reason", "known too")
     assert closed.exit_code == 0, closed.output
     assert issued(root)[-1] == ("INV-2026-000002", "ann", date(2026, 10, 15))
     assert 'custom "meterbook-accept" "2026-10" "planted:ann:2026-10" "known too"' in (
@@ -105,7 +99,7 @@ def test_books_that_cannot_be_written_issue_nothing(root: Path) -> None:
     """An invoice number is never taken back: unwritable books stop `invoice` before it numbers anything."""
     (root / "books").mkdir()
     (root / "books" / "documents").write_text("a file where the documents folder should be\n")
-    result = run(root, "invoice", "--through", "2026-10-15")
+    result = run_cli(root, "invoice", "--through", "2026-10-15")
     assert result.exit_code == 2
     [line] = result.output.strip().splitlines()
     assert line.startswith(f"meterbook: error: {root / 'books' / 'documents'}: ") and "nothing was issued" in line

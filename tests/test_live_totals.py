@@ -20,12 +20,8 @@ import ledger.live_totals as live_module
 from ledger.cli import cli
 from ledger.live_totals import daily_live_totals
 from ledger.store import batches, live_total_conflicts, live_totals, open_store, rejects
+from tests.support import METERS_CALLS_TOKENS, write_workspace
 
-METERS = """\
-meters:
-  api_calls: {event_type: api.request, aggregation: count, unit: call}
-  tokens: {event_type: llm.completion, aggregation: sum, value: tokens, unit: token}
-"""
 PLANS = """\
 plans:
   u:
@@ -49,13 +45,8 @@ TOTALS = HEADER + """\
 
 @pytest.fixture
 def root(tmp_path: Path, store_url: str) -> Path:
-    root = tmp_path / "ws"
-    (root / "rules").mkdir(parents=True)
-    (root / "meterbook.toml").write_text(f'store = "{store_url}"\n')
-    (root / "rules" / "meters.yaml").write_text(METERS)
-    (root / "rules" / "plans.yaml").write_text(PLANS)
-    (root / "rules" / "customers.yaml").write_text(CUSTOMERS)
-    return root
+    return write_workspace(tmp_path / "ws", meters=METERS_CALLS_TOKENS, plans=PLANS, customers=CUSTOMERS,
+                           config=f'store = "{store_url}"\n')
 
 
 def ingest(root: Path, name: str, text: str) -> Result:

@@ -45,13 +45,8 @@ from ledger.invoicing import Invoice, load_invoices
 from ledger.posting import catch_up, cumulative_quantities, invoice_evidence, parse_quantities
 from ledger.session import Session
 from ledger.trace import trace
-from tests.support import calls, insert_events, open_session, write_workspace
+from tests.support import METERS_CALLS_TOKENS, calls, insert_events, open_session, write_workspace
 
-METERS = """\
-meters:
-  api_calls: {event_type: api.request, aggregation: count, unit: call}
-  tokens: {event_type: llm.completion, aggregation: sum, value: tokens, unit: token}
-"""
 PLANS = """\
 plans:
   p:
@@ -108,7 +103,7 @@ ANN_NOV_LATE_TOKENS = _tokens("ann", [("2026-11-05", 5)], "tok-novlate")
 
 @pytest.fixture(scope="module")
 def books(tmp_path_factory: pytest.TempPathFactory) -> tuple[Session, list[data.Directive]]:
-    root = write_workspace(tmp_path_factory.mktemp("metadata") / "ws", meters=METERS, plans=PLANS,
+    root = write_workspace(tmp_path_factory.mktemp("metadata") / "ws", meters=METERS_CALLS_TOKENS, plans=PLANS,
                            customers=CUSTOMERS)
     session = open_session(root)
     insert_events(session.engine, [*CAL_SEP_CALLS, *CAL_SEP_TOKENS, *CAL_OCT_CALLS, *CAL_OCT_TOKENS,

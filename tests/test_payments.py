@@ -22,13 +22,8 @@ from ledger.invoicing import Invoice
 from ledger.payments import Payment, ingest_payments, load_payments, payment_entries
 from ledger.session import Session
 from ledger.store import payment_conflicts, rejects
-from tests.support import insert_events, open_session, write_workspace
+from tests.support import METERS_CALLS_TOKENS, balance, insert_events, open_session, write_workspace
 
-METERS = """\
-meters:
-  api_calls: {event_type: api.request, aggregation: count, unit: call}
-  tokens: {event_type: llm.completion, aggregation: sum, value: tokens, unit: token}
-"""
 PLANS = """\
 plans:
   u:
@@ -47,7 +42,7 @@ NOW = datetime(2026, 11, 25, tzinfo=UTC)
 
 def workspace(tmp_path: Path) -> Session:
     """acme invoiced 110.00 and beta 50.00 on 2026-10-01."""
-    session = open_session(write_workspace(tmp_path / "ws", meters=METERS, plans=PLANS, customers=CUSTOMERS))
+    session = open_session(write_workspace(tmp_path / "ws", meters=METERS_CALLS_TOKENS, plans=PLANS, customers=CUSTOMERS))
     rows = [Event.build(source="t", id=f"{c}-{i}", customer=c, type="api.request",
                         time=parse_time(f"2026-09-{1 + i % 28:02d}T12:00:00Z"), properties={})
             for c, n in (("acme", 100), ("beta", 50)) for i in range(n)]
@@ -59,11 +54,6 @@ def workspace(tmp_path: Path) -> Session:
         ("INV-2026-000001", "acme", Decimal("110.00")), ("INV-2026-000002", "beta", Decimal("50.00"))]
     return session
 
-
-def balance(entries: list[data.Directive], account: str, on: date, currency: str = "USD") -> Decimal:
-    """Balance at the start of ``on`` (like a Beancount balance assertion)."""
-    return sum((p.units.number for e in entries if isinstance(e, data.Transaction) and e.date < on
-                for p in e.postings if p.account == account and p.units.currency == currency), Decimal(0))
 
 
 def books_of(session: Session) -> list[data.Directive]:
@@ -134,12 +124,12 @@ def test_full_partial_unmatched_overpaid(paid: tuple[Session, Path, ingest.Impor
     # Oct 20: 40.00 received, 30.00 settles beta, 10.00 is an overpayment
     assert balance(entries, "Assets:Receivables:Invoiced:Beta", date(2026, 10, 21)) == 0
     # unapplied: 7.50 (no invoice) + 5.00 (unknown invoice) + 10.00 (overpayment) = 22.50
-    assert balance(entries, "Liabilities:Unapplied-Cash", date(2026, 10, 16)) == Decimal("-7.50")
-    assert balance(entries, "Liabilities:Unapplied-Cash", date(2026, 11, 1)) == Decimal("-22.50")
+    assert balance(entries, "Liabilities:Unapplied-Cash", date(2026, 10, 16), "USD") == Decimal("-7.50")
+    assert balance(entries, "Liabilities:Unapplied-Cash", date(2026, 11, 1), "USD") == Decimal("-22.50")
     # 9.00 EUR against a USD invoice cannot settle it: unapplied, in EUR
     assert balance(entries, "Liabilities:Unapplied-Cash", date(2026, 11, 1), "EUR") == Decimal("-9.00")
     # the bank holds everything received: 110 + 20 + 7.50 + 5 + 40 = 182.50 USD and 9.00 EUR
-    assert balance(entries, "Assets:Bank:Operating", date(2026, 11, 1)) == Decimal("182.50")
+    assert balance(entries, "Assets:Bank:Operating", date(2026, 11, 1), "USD") == Decimal("182.50")
     assert balance(entries, "Assets:Bank:Operating", date(2026, 11, 1), "EUR") == Decimal("9.00")
 
     txns = {e.meta["reference"]: e for e in entries if isinstance(e, data.Transaction) and "reference" in e.meta}

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from ledger.cli import cli
-from tests.support import calls, insert_events, open_session, write_workspace
+from tests.support import METERS_CALLS, calls, insert_events, open_session, write_workspace
 
 BROKEN = '''
 from dataclasses import dataclass
@@ -47,7 +47,6 @@ class Broken:
 def meterbook_pricing_models():
     return [Broken()]
 '''
-METERS = "meters:\n  api_calls: {event_type: api.request, aggregation: count, unit: call}\n"
 CUSTOMERS = "customers:\n  c: {currency: USD, billing_anchor: calendar, subscriptions: [{plan: p, start: 2026-10-01}]}\n"
 
 
@@ -58,7 +57,7 @@ CUSTOMERS = "customers:\n  c: {currency: USD, billing_anchor: calendar, subscrip
 ])
 def test_a_failing_pricing_plugin_is_named(tmp_path: Path, mode: str, says: str) -> None:
     plans = f"plans:\n  p:\n    currency: USD\n    charges:\n      - {{meter: api_calls, model: broken, mode: {mode}}}\n"
-    root = write_workspace(tmp_path / "ws", meters=METERS, plans=plans, customers=CUSTOMERS,
+    root = write_workspace(tmp_path / "ws", meters=METERS_CALLS, plans=plans, customers=CUSTOMERS,
                            plugins={"broken": BROKEN})
     insert_events(open_session(root).engine, calls("c", ["2026-10-05", "2026-10-06"]))
     for command in (("rate", "--through", "2026-10-31"), ("post", "--through", "2026-10-31")):

@@ -16,13 +16,15 @@ from beancount.core import data
 from ledger.books import load_books
 from ledger.events import Event, parse_time
 from ledger.session import Session
-from tests.support import calls, insert_events, open_session, write_workspace
+from tests.support import (
+    METERS_CALLS_TOKENS,
+    balance,
+    calls,
+    insert_events,
+    open_session,
+    write_workspace,
+)
 
-METERS = """\
-meters:
-  api_calls: {event_type: api.request, aggregation: count, unit: call}
-  tokens: {event_type: llm.completion, aggregation: sum, value: tokens, unit: token}
-"""
 PLANS = """\
 plans:
   g:
@@ -71,7 +73,7 @@ customers:
 
 
 def _workspace(tmp_path: Path) -> Session:
-    return open_session(write_workspace(tmp_path / "ws", meters=METERS, plans=PLANS, customers=CUSTOMERS))
+    return open_session(write_workspace(tmp_path / "ws", meters=METERS_CALLS_TOKENS, plans=PLANS, customers=CUSTOMERS))
 
 
 def _insert(session: Session, rows: list[Event]) -> None:
@@ -85,11 +87,6 @@ def _tokens(customer: str, items: list[tuple[str, str]]) -> list[Event]:
     return [Event.build(source="t", id=f"{customer}-tok{i}", customer=customer, type="llm.completion",
                         time=parse_time(f"{day}T12:00:00Z"), properties={"tokens": n}) for i, (day, n) in enumerate(items)]
 
-
-def balance(entries: list[data.Directive], account: str, on: date) -> Decimal:
-    """Balance at the start of ``on`` (like a Beancount balance assertion)."""
-    return sum((p.units.number for e in entries if isinstance(e, data.Transaction) and e.date < on
-                for p in e.postings if p.account == account), Decimal(0))
 
 
 @pytest.fixture

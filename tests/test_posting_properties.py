@@ -31,9 +31,9 @@ from hypothesis import strategies as st
 from ledger.books import load_books
 from ledger.ingest import ImportReport, ingest_files, open_for_ingest
 from ledger.session import Session
-from tests.support import open_session, write_workspace
+from tests.support import METERS_CALLS_TOKENS, balance, open_session, write_workspace
 from tests.test_posting import CUSTOMERS as CUSTOMERS_YAML
-from tests.test_posting import METERS, PLANS, balance
+from tests.test_posting import PLANS
 
 CUSTOMERS = ("cal", "ann", "vol", "bf", "cr", "mc")
 START = datetime(2026, 9, 1, tzinfo=UTC)
@@ -131,7 +131,7 @@ def books_bytes(session: Session) -> dict[str, bytes]:
 
 def _workspace(root: Path, store: str | None = None) -> Session:
     config = f'store = "{store}"\n' if store else 'store = "sqlite:///var/events.sqlite"\n'
-    return open_session(write_workspace(root, meters=METERS, plans=PLANS, customers=CUSTOMERS_YAML, config=config))
+    return open_session(write_workspace(root, meters=METERS_CALLS_TOKENS, plans=PLANS, customers=CUSTOMERS_YAML, config=config))
 
 
 def check_books(session: Session) -> list[data.Directive]:

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from ledger.cli import cli
 from tests.conftest import REPO
-from tests.support import calls, insert_events, open_session, write_workspace
+from tests.support import METERS_CALLS, calls, insert_events, open_session, write_workspace
 
 PLANS = """\
 plans:
@@ -20,7 +20,6 @@ plans:
     charges:
       - {meter: api_calls, model: capped_unit, unit_price: "0.01", cap: "25.00"}
 """
-METERS = "meters:\n  api_calls: {event_type: api.request, aggregation: count, unit: call}\n"
 CUSTOMERS = """\
 customers:
   example: {currency: USD, billing_anchor: calendar, subscriptions: [{plan: capped, start: 2026-01-01}]}
@@ -37,7 +36,7 @@ def readme_block(marker: str) -> str:
 
 
 def test_engineers_tour_pricing_plugin_rates_as_documented(tmp_path: Path) -> None:
-    root = write_workspace(tmp_path / "ws", meters=METERS, plans=PLANS, customers=CUSTOMERS,
+    root = write_workspace(tmp_path / "ws", meters=METERS_CALLS, plans=PLANS, customers=CUSTOMERS,
                            plugins={"capped": readme_block("<!-- plugin-example")})
     session = open_session(root)
     jan = [f"2026-01-{1 + i % 31:02d}" for i in range(3000)]
@@ -55,7 +54,7 @@ def test_engineers_tour_pricing_plugin_rates_as_documented(tmp_path: Path) -> No
 
 
 def test_engineers_tour_plugin_error_names_plan_and_charge(tmp_path: Path) -> None:
-    root = write_workspace(tmp_path / "ws", meters=METERS, plans=PLANS.replace('cap: "25.00"', 'cap: "0"'),
+    root = write_workspace(tmp_path / "ws", meters=METERS_CALLS, plans=PLANS.replace('cap: "25.00"', 'cap: "0"'),
                            customers=CUSTOMERS, plugins={"capped": readme_block("<!-- plugin-example")})
     result = CliRunner().invoke(cli, ["--workspace", str(root), "rate"])
     assert result.exit_code == 2
@@ -83,7 +82,7 @@ def hookspec_example(hook: str) -> str:
 def test_hookspec_reconciler_example_runs(tmp_path: Path) -> None:
     plans = PLANS.replace("capped_unit, unit_price: \"0.01\", cap: \"25.00\"", "unit, unit_price: \"0.01\"")
     source = "from ledger.hookspecs import hookimpl\n" + hookspec_example("meterbook_reconcilers")
-    root = write_workspace(tmp_path / "ws", meters=METERS, plans=plans, customers=CUSTOMERS,
+    root = write_workspace(tmp_path / "ws", meters=METERS_CALLS, plans=plans, customers=CUSTOMERS,
                            plugins={"zero_usage": source})
     session = open_session(root)
     insert_events(session.engine, calls("example", ["2026-01-05"]))

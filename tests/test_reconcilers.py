@@ -20,23 +20,20 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from click.testing import CliRunner, Result
 
 from ledger.books import close_path
-from ledger.cli import cli
 from ledger.closing import reconcile_month
 from ledger.events import Event
 from ledger.payments import ingest_payments
 from ledger.reconcile import Finding
 from ledger.session import Session
 from ledger.store import invoices
-from tests.support import calls, insert_events, open_session, write_workspace
+from tests.support import METERS_CALLS, calls, insert_events, open_session, run_cli, write_workspace
 from tests.test_close import CUSTOMERS, PLANS
 
 _calls = calls
 _session = open_session
 
-METERS = 'meters:\n  api_calls: {event_type: api.request, aggregation: count, unit: call}\n'
 ANN_GAP = "gaps-spikes:ann:api_calls:gap-2026-09-30:2026-09"
 LIVE_HEADER = "date,customer,meter,quantity,source\n"
 
@@ -44,7 +41,7 @@ LIVE_HEADER = "date,customer,meter,quantity,source\n"
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     """test_close's workspace, without its planted reconciler: posted through Sep 30."""
-    root = write_workspace(tmp_path / "ws", meters=METERS, plans=PLANS, customers=CUSTOMERS)
+    root = write_workspace(tmp_path / "ws", meters=METERS_CALLS, plans=PLANS, customers=CUSTOMERS)
     session = _session(root)
     _insert(session, [
         *calls("cal", [f"2026-09-{d:02d}" for d in range(1, 31)]),
@@ -59,10 +56,6 @@ def _insert(session: Session, rows: list[Event]) -> None:
     insert_events(session.engine, rows)
 
 
-def run(root: Path, *args: str) -> Result:
-    return CliRunner().invoke(cli, ["--workspace", str(root), *args])
-
-
 def findings(root: Path, month: str, check: str | None = None) -> list[Finding]:
     found = reconcile_month(_session(root), month).findings
     return [f for f in found if check is None or f.check == check]
@@ -74,7 +67,7 @@ def live_totals(root: Path, per_day: dict[str, dict[int, int]]) -> None:
              for customer, days in per_day.items() for day, n in sorted(days.items())]
     path = root / "totals.csv"
     path.write_text(LIVE_HEADER + "\n".join(lines) + "\n")
-    result = run(root, "ingest", str(path))
+    result = run_cli(root, "ingest", str(path))
     assert result.exit_code == 0, result.output
     assert "rejected 0" in result.output
 
@@ -96,7 +89,7 @@ def test_clean_september_has_only_anns_gap(root: Path) -> None:
     assert (gap.id, gap.severity, gap.customer, gap.expected, gap.actual) == (
         ANN_GAP, "warning", "ann", Decimal(1), Decimal(0))
     assert "2026-09-30 (Wednesday)" in gap.explanation
-    result = run(root, "reconcile", "2026-09")
+    result = run_cli(root, "reconcile", "2026-09")
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[-1] == "2026-09: 0 errors (0 accepted), 1 warnings, 0 info"
 
@@ -141,18 +134,18 @@ def test_no_live_totals_means_no_dual_track(root: Path) -> None:
 
 def test_close_refuses_on_a_dual_track_error_until_accepted(root: Path) -> None:
     live_totals(root, {"cal": {**CAL, 3: 3}, "ann": ANN})
-    refused = run(root, "close", "2026-09")
+    refused = run_cli(root, "close", "2026-09")
     assert refused.exit_code == 1, refused.output
     assert "error   dual-track:cal:api_calls:2026-09: batch events give 30," in refused.output
     assert not close_path(root / "books", "2026-09").exists()
-    accepted = run(root, "close", "2026-09", "--accept", "dual-track:cal:api_calls:2026-09",
+    accepted = run_cli(root, "close", "2026-09", "--accept", "dual-track:cal:api_calls:2026-09",
                    "--reason", "gateway double-counted retries on Sep 3")
     assert accepted.exit_code == 0, accepted.output
     text = close_path(root / "books", "2026-09").read_text()
     assert ('2026-10-01 custom "meterbook-accept" "2026-09" "dual-track:cal:api_calls:2026-09" '
             '"gateway double-counted retries on Sep 3"') in text
     # reconcile shows the acceptance and no longer exits 1
-    result = run(root, "reconcile", "2026-09", "--json")
+    result = run_cli(root, "reconcile", "2026-09", "--json")
     assert result.exit_code == 0, result.output
     rows = {r["id"]: r for r in map(json.loads, result.output.splitlines())}
     assert rows["dual-track:cal:api_calls:2026-09"]["accepted"] == "gateway double-counted retries on Sep 3"
@@ -160,7 +153,7 @@ def test_close_refuses_on_a_dual_track_error_until_accepted(root: Path) -> None:
 
 def test_reconcile_json_lines_and_exit_code(root: Path) -> None:
     live_totals(root, {"cal": {**CAL, 3: 3}, "ann": ANN})
-    result = run(root, "reconcile", "--json")  # default: the first open month, September
+    result = run_cli(root, "reconcile", "--json")  # default: the first open month, September
     assert result.exit_code == 1
     rows = [json.loads(line) for line in result.output.splitlines()]
     assert rows == [
@@ -175,14 +168,14 @@ def test_reconcile_json_lines_and_exit_code(root: Path) -> None:
                         "(median day before: 1): an integration down?",
          "check": "gaps-spikes", "accepted": None},
     ]
-    table = run(root, "reconcile", "2026-09")
+    table = run_cli(root, "reconcile", "2026-09")
     assert table.exit_code == 1
     header, first, second, summary = table.output.splitlines()
     assert header.split() == ["ID", "SEVERITY", "CUSTOMER", "METER", "PERIOD", "EXPECTED", "ACTUAL", "EXPLANATION"]
     assert first.split()[:7] == ["dual-track:cal:api_calls:2026-09", "error", "cal", "api_calls", "2026-09", "32", "30"]
     assert second.split()[:2] == [ANN_GAP, "warning"]
     assert summary == "2026-09: 1 errors (0 accepted), 1 warnings, 0 info"
-    assert run(root, "reconcile", "2026-13").exit_code == 2
+    assert run_cli(root, "reconcile", "2026-13").exit_code == 2
 
 
 def test_spike_over_five_times_the_trailing_median(root: Path) -> None:
@@ -279,7 +272,7 @@ def test_store_vs_ledger_finds_books_behind_the_store(root: Path) -> None:
 
 def test_a_bad_tolerance_is_a_rules_error_naming_file_and_key(root: Path) -> None:
     tolerance(root, "1 %%")
-    result = run(root, "reconcile", "2026-09")
+    result = run_cli(root, "reconcile", "2026-09")
     assert result.exit_code == 2
     assert ("rules/meters.yaml:2: meters.api_calls.live_tolerance: '1 %%' is not a percentage "
             '(a decimal string such as "5", or "0.1%")') in result.output

@@ -32,11 +32,9 @@ from typing import Any
 import pytest
 from beancount import loader
 from beancount.core import data
-from click.testing import CliRunner, Result
 
 import ledger.reports
 from ledger.books import load_books
-from ledger.cli import cli
 from ledger.errors import RulesError
 from ledger.events import Event, parse_time
 from ledger.payments import ingest_payments
@@ -50,11 +48,10 @@ from ledger.reports import (
     plan_on,
 )
 from ledger.session import Session
-from ledger.store import batches, events
 from ledger.workspace import Workspace
+from tests.support import METERS_CALLS, calls, insert_events, open_session, run_cli, write_workspace
 
 D = Decimal
-METERS = "meters:\n  api_calls: {event_type: api.request, aggregation: count, unit: call}\n"
 PLANS = """\
 plans:
   p:
@@ -80,30 +77,14 @@ date,amount,currency,invoice,reference
 
 def make_workspace(root: Path, meters: str, plans: str, customers: str,
                    store: str = "sqlite:///var/events.sqlite") -> Session:
-    (root / "rules").mkdir(parents=True)
-    (root / "meterbook.toml").write_text(f'store = "{store}"\n')
-    (root / "rules" / "meters.yaml").write_text(meters)
-    (root / "rules" / "plans.yaml").write_text(plans)
-    (root / "rules" / "customers.yaml").write_text(customers)
-    return Session.open(Workspace.load(root))
-
-
-def insert(session: Session, rows: list[Event]) -> None:
-    with session.engine.begin() as conn:
-        batch = conn.execute(batches.insert().values(
-            file="t", sha256="0" * 64, importer="test", started_at="now")).inserted_primary_key[0]
-        conn.execute(events.insert(), [e.row(batch) for e in rows])
-
-
-def calls(customer: str, days: list[str], prefix: str) -> list[Event]:
-    return [Event.build(source="t", id=f"{customer}-{prefix}{i}", customer=customer, type="api.request",
-                        time=parse_time(f"{day}T12:00:00Z"), properties={}) for i, day in enumerate(days)]
+    return open_session(write_workspace(root, meters=meters, plans=plans, customers=customers,
+                                        config=f'store = "{store}"\n'))
 
 
 def accounting_workspace(root: Path) -> Session:
     """The hand-computed workspace above, events and payments stored, nothing posted."""
-    session = make_workspace(root, METERS, PLANS, CUSTOMERS)
-    insert(session, [
+    session = make_workspace(root, METERS_CALLS, PLANS, CUSTOMERS)
+    insert_events(session.engine, [
         *calls("cal", [f"2026-09-{d:02d}" for d in range(1, 21)], "s"),
         *calls("cal", [f"2026-10-{d:02d}" for d in range(1, 11)], "o"),
         *calls("ann", [f"2026-09-{d:02d}" for d in range(16, 30)], "s"),
@@ -135,10 +116,6 @@ def rows(report: Report, title: str) -> list[dict[str, Any]]:
     exact = [t for t in report.tables if t.title == title]
     table = (exact or [t for t in report.tables if t.title.startswith(title)])[0]
     return [dict(zip(table.columns, row, strict=True)) for row in table.rows]
-
-
-def run(root: Path, *args: str) -> Result:
-    return CliRunner().invoke(cli, ["--workspace", str(root), *args])
 
 
 def test_invoices_are_the_ones_computed_by_hand(session: Session) -> None:
@@ -245,8 +222,8 @@ def test_payment_terms_set_the_due_date_the_invoice_keeps(tmp_path: Path) -> Non
 def test_negative_payment_terms_are_a_one_line_error(tmp_path: Path) -> None:
     root = tmp_path / "ws"
     with pytest.raises(RulesError):
-        make_workspace(root, METERS, PLANS, CUSTOMERS.replace("  ann:\n", "  ann:\n    payment_terms_days: -5\n"))
-    result = run(root, "rate")
+        make_workspace(root, METERS_CALLS, PLANS, CUSTOMERS.replace("  ann:\n", "  ann:\n    payment_terms_days: -5\n"))
+    result = run_cli(root, "rate")
     assert result.exit_code == 2
     assert "rules/customers.yaml:" in result.output and "customers.ann.payment_terms_days" in result.output
     assert len(result.output.strip().splitlines()) == 1
@@ -295,13 +272,13 @@ def test_arpu_is_revenue_over_quantity(session: Session) -> None:
 
 
 def test_cli_text_json_csv_and_bad_input(books_root: Path) -> None:
-    text = run(books_root, "report", "aging", "--month", "2026-10")
+    text = run_cli(books_root, "report", "aging", "--month", "2026-10")
     assert text.exit_code == 0, text.output
     assert "Receivables aging at 2026-10-31" in text.output
     assert "its date plus the customer's payment_terms_days" in " ".join(text.output.split())
     assert "INV-2026-000002  ann       2026-09-15    2026-09-15             46  31–60" in text.output
 
-    as_json = run(books_root, "report", "revenue", "--json")
+    as_json = run_cli(books_root, "report", "revenue", "--json")
     assert as_json.exit_code == 0, as_json.output
     lines = as_json.output.splitlines()
     assert len(lines) == 1
@@ -311,24 +288,24 @@ def test_cli_text_json_csv_and_bad_input(books_root: Path) -> None:
                                             "account": "Income:Usage:Api-Calls", "currency": "USD",
                                             "revenue": "3.40"}
 
-    as_csv = run(books_root, "report", "deferred", "--month", "2026-10", "--csv")
+    as_csv = run_cli(books_root, "report", "deferred", "--month", "2026-10", "--csv")
     assert as_csv.exit_code == 0, as_csv.output
     blocks = [list(csv.reader(io.StringIO(b))) for b in as_csv.output.split("\n\n")]
     assert blocks[0][0] == ["table", "customer", "currency", "base fees", "prepaid credits", "scheduled", "books",
                             "difference"]
     assert blocks[0][1] == ["Deferred revenue at 2026-10-31", "ann", "USD", "13.55", "2.00", "15.55", "15.55", "0.00"]
 
-    unknown = run(books_root, "report", "profit")
+    unknown = run_cli(books_root, "report", "profit")
     assert unknown.exit_code == 2 and "unknown report 'profit'" in unknown.output
-    bad = run(books_root, "report", "revenue", "--month", "2026-13")
+    bad = run_cli(books_root, "report", "revenue", "--month", "2026-13")
     assert bad.exit_code == 2 and "--month" in bad.output
-    both = run(books_root, "report", "revenue", "--json", "--csv")
+    both = run_cli(books_root, "report", "revenue", "--json", "--csv")
     assert both.exit_code == 2
 
 
 def test_reports_need_books(tmp_path: Path) -> None:
-    session = make_workspace(tmp_path / "ws", METERS, PLANS, CUSTOMERS)
-    result = run(tmp_path / "ws", "report", "revenue")
+    session = make_workspace(tmp_path / "ws", METERS_CALLS, PLANS, CUSTOMERS)
+    result = run_cli(tmp_path / "ws", "report", "revenue")
     assert result.exit_code == 2 and "run `meterbook post` first" in result.output
     assert set(REPORTS) == {"revenue", "unbilled", "deferred", "aging", "rollforward", "arpu", "forecast", "risk"}
     assert Sources(session).transactions == []
@@ -371,7 +348,7 @@ def usage_workspace(root: Path, store: str = "sqlite:///var/events.sqlite") -> P
                 rows.append(Event.build(source="t", id=f"{customer}-{month}-{day}", customer=customer,
                                         type="llm.completion", time=parse_time(f"2026-{month:02d}-{day:02d}T08:00:00Z"),
                                         properties={"tokens": str(half)}))
-    insert(session, rows)
+    insert_events(session.engine, rows)
     return root
 
 
@@ -442,8 +419,8 @@ def test_forecast_follows_a_plan_change_and_spreads_a_quarterly_cycle(tmp_path: 
 """
     customers = "customers:\n  c:\n    currency: USD\n    billing_anchor: calendar\n" \
         "    subscriptions: [{plan: p, start: 2026-09-01}, {plan: q, start: 2026-10-01}]\n"
-    session = make_workspace(tmp_path / "ws", METERS, plans, customers)
-    insert(session, [e for d in range(1, 32) for e in calls("c", [f"2026-10-{d:02d}"] * 10, f"d{d}-")])
+    session = make_workspace(tmp_path / "ws", METERS_CALLS, plans, customers)
+    insert_events(session.engine, [e for d in range(1, 32) for e in calls("c", [f"2026-10-{d:02d}"] * 10, f"d{d}-")])
     assert plan_on(session.rules, "c", date(2026, 9, 30)).id == "p"
     assert plan_on(session.rules, "c", date(2026, 10, 1)).id == "q"
     assert plan_on(session.rules, "c", date(2026, 8, 31)) is None

@@ -23,10 +23,8 @@ from pathlib import Path
 
 import pytest
 from beancount.core import data
-from click.testing import CliRunner, Result
 
 from ledger.books import close_path, load_books, month_path
-from ledger.cli import cli
 from ledger.credit_notes import load_credit_notes
 from ledger.errors import RulesError
 from ledger.events import Event, parse_time
@@ -34,12 +32,17 @@ from ledger.invoicing import load_invoices
 from ledger.payments import ingest_payments
 from ledger.rerate import load_adjustments
 from ledger.rules import load_rules
-from ledger.session import Session
-from ledger.store import batches, events
-from ledger.workspace import Workspace
+from tests.support import (
+    METERS_CALLS,
+    balance,
+    book_hashes,
+    insert_events,
+    open_session,
+    run_cli,
+    write_workspace,
+)
 
 BEAN_CHECK = Path(sys.executable).parent / "bean-check"
-METERS = "meters:\n  api_calls: {event_type: api.request, aggregation: count, unit: call}\n"
 PLANS = """\
 plans:
   u:
@@ -69,23 +72,12 @@ def calls(customer: str, month: int, n: int) -> list[Event]:
             for i in range(n)]
 
 
-def insert(session: Session, rows: list[Event]) -> None:
-    with session.engine.begin() as conn:
-        batch = conn.execute(batches.insert().values(
-            file="t", sha256="0" * 64, importer="test", started_at="now")).inserted_primary_key[0]
-        conn.execute(events.insert(), [e.row(batch) for e in rows])
-
-
 def make(tmp_path: Path, store: str = "sqlite:///var/events.sqlite") -> Path:
     """The workspace above, invoiced through Nov 1; beta's invoice paid on Nov 5."""
-    root = tmp_path / "ws"
-    (root / "rules").mkdir(parents=True)
-    (root / "meterbook.toml").write_text(f'store = "{store}"\n')
-    (root / "rules" / "meters.yaml").write_text(METERS)
-    (root / "rules" / "plans.yaml").write_text(PLANS)
-    (root / "rules" / "customers.yaml").write_text(CUSTOMERS)
-    session = open_(root)
-    insert(session, [*calls("acme", 9, 30), *calls("acme", 10, 20), *calls("acme", 11, 10), *calls("beta", 10, 10)])
+    root = write_workspace(tmp_path / "ws", meters=METERS_CALLS, plans=PLANS, customers=CUSTOMERS,
+                           config=f'store = "{store}"\n')
+    session = open_session(root)
+    insert_events(session.engine, [*calls("acme", 9, 30), *calls("acme", 10, 20), *calls("acme", 11, 10), *calls("beta", 10, 10)])
     issued = session.invoice(date(2026, 11, 1))
     assert [(i.number, i.customer, i.total) for i in issued] == [
         ("INV-2026-000001", "acme", Decimal("30.00")), ("INV-2026-000002", "acme", Decimal("20.00")),
@@ -97,38 +89,21 @@ def make(tmp_path: Path, store: str = "sqlite:///var/events.sqlite") -> Path:
     return root
 
 
-def open_(root: Path) -> Session:
-    return Session.open(Workspace.load(root))
-
-
-def run(root: Path, *args: str) -> Result:
-    return CliRunner().invoke(cli, ["--workspace", str(root), *args])
-
-
 def books(root: Path) -> list[data.Directive]:
     entries, errors, _ = load_books(root / "books" / "main.beancount")
     assert errors == []
     return entries
 
 
-def balance(entries: list[data.Directive], account: str, on: date) -> Decimal:
-    """Balance at the start of ``on`` (like a Beancount balance assertion)."""
-    return sum((p.units.number for e in entries if isinstance(e, data.Transaction) and e.date < on
-                for p in e.postings if p.account == account), Decimal(0))
-
 
 def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted((root / "books").rglob("*")) if p.is_file()}
-
-
 def test_price_cut_after_a_sealed_close_is_a_credit_note_in_the_open_month(tmp_path: Path) -> None:
     root = make(tmp_path)
-    assert run(root, "close", "2026-09").exit_code == 0
-    assert run(root, "close", "2026-10").exit_code == 0
+    assert run_cli(root, "close", "2026-09").exit_code == 0
+    assert run_cli(root, "close", "2026-10").exit_code == 0
     sealed = {p: sha(p) for p in (month_path(root / "books", "2026-09"), close_path(root / "books", "2026-09"),
                                   month_path(root / "books", "2026-10"), close_path(root / "books", "2026-10"))}
     before = books(root)
@@ -137,16 +112,16 @@ def test_price_cut_after_a_sealed_close_is_a_credit_note_in_the_open_month(tmp_p
 
     (root / "rules" / "plans.yaml").write_text(version("0.80"))  # retroactive: October costs 0.80 a call
     # Issued cycles keep the version they were invoiced under: posting alone changes nothing billed.
-    open_(root).post(date(2026, 11, 20))
+    open_session(root).post(date(2026, 11, 20))
     assert not [e for e in books(root) if isinstance(e, data.Transaction) and e.meta.get("late")]
     assert balance(books(root), "Income:Usage:Api-Calls", date(2026, 11, 21)) == Decimal("-60.00")
 
-    dry = run(root, "rerate", "--from", "2026-10-01", "--date", "2026-11-20", "--dry-run")
+    dry = run_cli(root, "rerate", "--from", "2026-10-01", "--date", "2026-11-20", "--dry-run")
     assert dry.exit_code == 0, dry.output
     assert "dry run" in dry.output and "-4.00" in dry.output
-    assert load_adjustments(open_(root).engine) == [] and load_credit_notes(open_(root).engine) == []
+    assert load_adjustments(open_session(root).engine) == [] and load_credit_notes(open_session(root).engine) == []
 
-    result = run(root, "rerate", "--from", "2026-10-01", "--date", "2026-11-20")
+    result = run_cli(root, "rerate", "--from", "2026-10-01", "--date", "2026-11-20")
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     # acme's October: 20 calls × 0.80 = 16.00 against 20.00 invoiced → −4.00; beta's: 8.00 − 10.00 = −2.00
@@ -165,7 +140,7 @@ def test_price_cut_after_a_sealed_close_is_a_credit_note_in_the_open_month(tmp_p
     notes = {e.meta["credit_note"]: e for e in entries if isinstance(e, data.Transaction) and "credit_note" in e.meta}
     acme = notes["CN-2026-000001"]
     assert acme.date == date(2026, 11, 20) and acme.meta["rerate"] is True
-    assert acme.meta["rules"] == open_(root).rules.hash and acme.meta["cycle"] == "2026-10-01/2026-11-01"
+    assert acme.meta["rules"] == open_session(root).rules.hash and acme.meta["cycle"] == "2026-10-01/2026-11-01"
     assert {"CN-2026-000001", "INV-2026-000002", "acme-2026-10-01"} <= acme.links
     # the unpaid invoice: acme owes exactly 4.00 less; the paid one: 2.00 is owed back to beta
     assert balance(entries, "Assets:Receivables:Invoiced:Acme", date(2026, 11, 21)) == Decimal("46.00")
@@ -174,28 +149,28 @@ def test_price_cut_after_a_sealed_close_is_a_credit_note_in_the_open_month(tmp_p
     assert balance(entries, "Income:Credit-Notes", date(2026, 11, 21)) == Decimal("6.00")
     assert "CN-2026-000001" in month_path(root / "books", "2026-11").read_text()
     assert (root / "books" / "documents" / "CN-2026-000001.html").exists()
-    assert run(root, "check").exit_code == 0
+    assert run_cli(root, "check").exit_code == 0
 
     # a second run posts nothing: the differences are already in the store and the books
-    snapshot = files(root)
-    again = run(root, "rerate", "--from", "2026-10-01", "--date", "2026-11-20")
+    snapshot = book_hashes(root / "books")
+    again = run_cli(root, "rerate", "--from", "2026-10-01", "--date", "2026-11-20")
     assert again.exit_code == 0, again.output
     assert "nothing to re-rate" in again.output
-    assert len(load_credit_notes(open_(root).engine)) == 2 and files(root) == snapshot
+    assert len(load_credit_notes(open_session(root).engine)) == 2 and book_hashes(root / "books") == snapshot
     # and never into a sealed month
-    sealed_date = run(root, "rerate", "--from", "2026-10-01", "--date", "2026-10-31")
+    sealed_date = run_cli(root, "rerate", "--from", "2026-10-01", "--date", "2026-10-31")
     assert sealed_date.exit_code == 2 and "sealed month" in sealed_date.output
     for args, needle in ((["--from", "10/01/2026"], "--from: '10/01/2026'"),
                          (["--from", "2026-10-01", "--date", "20261120"], "--date: '20261120'")):
-        bad = run(root, "rerate", *args)
+        bad = run_cli(root, "rerate", *args)
         assert bad.exit_code == 2 and needle in bad.output and len(bad.output.strip().splitlines()) == 1
-    assert files(root) == snapshot
+    assert book_hashes(root / "books") == snapshot
 
 
 def test_price_rise_is_a_debit_adjustment_billed_on_the_next_invoice(tmp_path: Path, store_url: str) -> None:
     root = make(tmp_path, store_url)
     (root / "rules" / "plans.yaml").write_text(version("1.25"))
-    result = run(root, "rerate", "--from", "2026-10-01", "--date", "2026-11-20", "--json")
+    result = run_cli(root, "rerate", "--from", "2026-10-01", "--date", "2026-11-20", "--json")
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.output.splitlines()]
     # acme: 20 × 1.25 = 25.00 − 20.00 = +5.00; beta: 12.50 − 10.00 = +2.50
@@ -212,7 +187,7 @@ def test_price_rise_is_a_debit_adjustment_billed_on_the_next_invoice(tmp_path: P
     assert balance(entries, "Assets:Receivables:Unbilled:Acme", date(2026, 11, 21)) == Decimal("5.00")
     assert balance(entries, "Income:Usage:Api-Calls", date(2026, 11, 21)) == Decimal("-67.50")  # 60.00 + 7.50
 
-    session = open_(root)
+    session = open_session(root)
     issued = session.invoice(date(2026, 12, 1))
     # acme's Dec 1 invoice: November 10 calls at the new price 12.50 + the 5.00 adjustment = 17.50
     assert [(i.customer, i.total) for i in issued] == [("acme", Decimal("17.50"))]
@@ -224,24 +199,19 @@ def test_price_rise_is_a_debit_adjustment_billed_on_the_next_invoice(tmp_path: P
     # beta has no December invoice: its 2.50 waits in unbilled for the next one
     assert balance(entries, "Assets:Receivables:Unbilled:Beta", date(2026, 12, 2)) == Decimal("2.50")
     assert len(load_invoices(session.engine)) == 4
-    again = run(root, "rerate", "--from", "2026-10-01", "--date", "2026-12-01")
+    again = run_cli(root, "rerate", "--from", "2026-10-01", "--date", "2026-12-01")
     assert again.exit_code == 0 and "nothing to re-rate" in again.output
     assert session.invoice(date(2026, 12, 1)) == []
 
 
 def test_rating_picks_the_version_in_effect_at_the_cycle_start(tmp_path: Path) -> None:
-    root = tmp_path / "ws"
-    (root / "rules").mkdir(parents=True)
-    (root / "meterbook.toml").write_text('store = "sqlite:///var/events.sqlite"\n')
-    (root / "rules" / "meters.yaml").write_text(METERS)
-    (root / "rules" / "plans.yaml").write_text(version("0.80"))
-    (root / "rules" / "customers.yaml").write_text(
-        "customers:\n  ann: {currency: USD, billing_anchor: start, subscriptions: [{plan: u, start: 2026-09-15}]}\n")
-    session = open_(root)
+    root = write_workspace(tmp_path / "ws", meters=METERS_CALLS, plans=version("0.80"), customers=(
+        "customers:\n  ann: {currency: USD, billing_anchor: start, subscriptions: [{plan: u, start: 2026-09-15}]}\n"))
+    session = open_session(root)
     events_ = [Event.build(source="t", id=f"a{i}", customer="ann", type="api.request",
                            time=parse_time(f"2026-{day}T12:00:00Z"), properties={})
                for i, day in enumerate(["09-20", "10-05", "10-20", "11-01"])]
-    insert(session, events_)
+    insert_events(session.engine, events_)
     latest = {r.cycle.key: r.usage_amount for r in session.rate(date(2026, 11, 14)).latest()}
     # [Sep 15, Oct 15) started before the version: 2 calls × 1.00, even the one on Oct 5;
     # [Oct 15, Nov 15) started after it: 2 calls × 0.80
@@ -273,7 +243,7 @@ def test_versions_validation_names_file_line_and_key(tmp_path: Path, versions: s
 
     rules_dir = tmp_path / "rules"
     rules_dir.mkdir()
-    (rules_dir / "meters.yaml").write_text(METERS)
+    (rules_dir / "meters.yaml").write_text(METERS_CALLS)
     (rules_dir / "customers.yaml").write_text(CUSTOMERS)
     (rules_dir / "plans.yaml").write_text(PLANS + "    versions:\n" + versions)
     with pytest.raises(RulesError) as err:
@@ -286,7 +256,7 @@ def test_versions_are_cumulative_and_change_the_rules_hash(tmp_path: Path) -> No
 
     rules_dir = tmp_path / "rules"
     rules_dir.mkdir()
-    (rules_dir / "meters.yaml").write_text(METERS)
+    (rules_dir / "meters.yaml").write_text(METERS_CALLS)
     (rules_dir / "customers.yaml").write_text(CUSTOMERS)
     (rules_dir / "plans.yaml").write_text(PLANS)
     plain = load_rules(rules_dir).hash
@@ -355,15 +325,10 @@ REFUSAL = ("rules/plans.yaml:2: plans.g: the terms of plan 'g' that INV-2026-000
 
 def tiered(tmp_path: Path) -> Path:
     """acme on plan g from Oct 1: 5,500 tokens in October, invoiced 95.00 on Nov 1; Sep and Oct closed."""
-    root = tmp_path / "ws"
-    (root / "rules").mkdir(parents=True)
-    (root / "meterbook.toml").write_text('store = "sqlite:///var/events.sqlite"\n')
-    (root / "rules" / "meters.yaml").write_text(TOKENS)
-    (root / "rules" / "plans.yaml").write_text(TIERED)
-    (root / "rules" / "customers.yaml").write_text(
-        "customers:\n  acme: {currency: USD, billing_anchor: calendar, subscriptions: [{plan: g, start: 2026-10-01}]}\n")
-    session = open_(root)
-    insert(session, [Event.build(source="t", id=f"t{i}", customer="acme", type="llm.call",
+    root = write_workspace(tmp_path / "ws", meters=TOKENS, plans=TIERED, customers=(
+        "customers:\n  acme: {currency: USD, billing_anchor: calendar, subscriptions: [{plan: g, start: 2026-10-01}]}\n"))
+    session = open_session(root)
+    insert_events(session.engine, [Event.build(source="t", id=f"t{i}", customer="acme", type="llm.call",
                                  time=parse_time(f"2026-10-{day:02d}T12:00:00Z"), properties={"tokens": tokens})
                      for i, (day, tokens) in enumerate([(3, "2000"), (14, "2000"), (27, "1500")])])
     issued = session.invoice(date(2026, 11, 1))
@@ -371,7 +336,7 @@ def tiered(tmp_path: Path) -> Path:
     assert [(i.number, i.total) for i in issued] == [("INV-2026-000001", Decimal("95.00"))]
     session.post(date(2026, 11, 20))
     for month in ("2026-09", "2026-10"):
-        closed = run(root, "close", month)
+        closed = run_cli(root, "close", month)
         assert closed.exit_code == 0, closed.output
     return root
 
@@ -389,11 +354,11 @@ def test_tier_price_edited_in_place_after_invoicing_is_named_and_refused(tmp_pat
     from ledger.rerate import changed_terms, require_unchanged_terms
 
     root = tiered(tmp_path)
-    snapshot = files(root)
-    assert changed_terms(open_(root).engine, open_(root).rules) == []
+    snapshot = book_hashes(root / "books")
+    assert changed_terms(open_session(root).engine, open_session(root).rules) == []
     (root / "rules" / "plans.yaml").write_text(EDITED)
 
-    session = open_(root)
+    session = open_session(root)
     drifts = changed_terms(session.engine, session.rules)
     assert [(d.invoice, d.customer, d.link, d.cycle, d.plan, d.version, d.part) for d in drifts] == [
         ("INV-2026-000001", "acme", "acme-2026-10-01", "2026-10-01/2026-11-01", "g", date.min, "usage")]
@@ -403,24 +368,24 @@ def test_tier_price_edited_in_place_after_invoicing_is_named_and_refused(tmp_pat
         require_unchanged_terms(session)
     assert str(err.value) == REFUSAL
     # rerate would compare the edited terms with themselves (0 lines): it refuses instead
-    refused = run(root, "rerate", "--from", "2026-10-01", "--date", "2026-11-20")
+    refused = run_cli(root, "rerate", "--from", "2026-10-01", "--date", "2026-11-20")
     assert (refused.exit_code, refused.output) == (2, f"meterbook: error: {REFUSAL}\n")
-    assert files(root) == snapshot
+    assert book_hashes(root / "books") == snapshot
 
 
 def test_edit_in_place_stops_post_invoice_close_and_fails_check(tmp_path: Path) -> None:
     """Needs the wiring in ``Session.generate``/``Session.invoice`` and ``check_books``."""
     root = tiered(tmp_path)
     (root / "rules" / "plans.yaml").write_text(EDITED)
-    snapshot = files(root)
+    snapshot = book_hashes(root / "books")
     for args in (["post", "--through", "2026-11-20"], ["invoice", "--through", "2026-12-01"],
                  ["close", "2026-11"]):
-        refused = run(root, *args)
+        refused = run_cli(root, *args)
         assert (refused.exit_code, refused.output) == (2, f"meterbook: error: {REFUSAL}\n"), args
     # nothing was posted: no "Late adjustment" of +22.50 on the sealed, invoiced October
-    assert files(root) == snapshot
-    assert len(load_invoices(open_(root).engine)) == 1
-    checked = run(root, "check")
+    assert book_hashes(root / "books") == snapshot
+    assert len(load_invoices(open_session(root).engine)) == 1
+    checked = run_cli(root, "check")
     assert checked.exit_code == 1, checked.output
     assert "FAILED  pinned plan terms\n          1 pinned terms edited in place after invoicing: restore" \
         in checked.output
@@ -432,17 +397,17 @@ def test_reformatted_yaml_is_not_an_edit(tmp_path: Path) -> None:
     from ledger.rerate import changed_terms
 
     root = tiered(tmp_path)
-    before = open_(root).rules.hash
+    before = open_session(root).rules.hash
     totals = account_totals(books(root))
     (root / "rules" / "plans.yaml").write_text(REFORMATTED)
-    session = open_(root)
+    session = open_session(root)
     assert session.rules.hash != before  # other bytes, same terms
     assert changed_terms(session.engine, session.rules) == []
-    posted = run(root, "post", "--through", "2026-11-20")
+    posted = run_cli(root, "post", "--through", "2026-11-20")
     assert posted.exit_code == 0, posted.output
     assert not [e for e in books(root) if isinstance(e, data.Transaction) and e.meta.get("late")]
     assert account_totals(books(root)) == totals
-    checked = run(root, "check")
+    checked = run_cli(root, "check")
     assert checked.exit_code == 0, checked.output
     assert "ok      pinned plan terms\n          1 issued cycles, 1 pinned terms as invoiced\n" in checked.output
 
@@ -452,11 +417,11 @@ def test_restored_terms_and_a_version_rerate_as_a_debit_adjustment(tmp_path: Pat
 
     root = tiered(tmp_path)
     (root / "rules" / "plans.yaml").write_text(EDITED)
-    assert len(changed_terms(open_(root).engine, open_(root).rules)) == 1
+    assert len(changed_terms(open_session(root).engine, open_session(root).rules)) == 1
     # the fix the message asks for: the original terms back, the new price as a version
     (root / "rules" / "plans.yaml").write_text(VERSIONED)
-    assert changed_terms(open_(root).engine, open_(root).rules) == []
-    result = run(root, "rerate", "--from", "2026-10-01", "--date", "2026-11-20", "--json")
+    assert changed_terms(open_session(root).engine, open_session(root).rules) == []
+    result = run_cli(root, "rerate", "--from", "2026-10-01", "--date", "2026-11-20", "--json")
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.output.splitlines()]
     # October re-rated: 4,500 × 0.025 = 112.50 − 90.00 invoiced = +22.50, a debit adjustment
@@ -469,15 +434,15 @@ def test_restored_terms_and_a_version_rerate_as_a_debit_adjustment(tmp_path: Pat
     debit = [e for e in entries if isinstance(e, data.Transaction) and e.meta.get("debit_adjustment")]
     assert [(e.date, e.meta["debit_adjustment"]) for e in debit] == [(date(2026, 11, 20), "DA-2026-000001")]
     assert not [e for e in entries if isinstance(e, data.Transaction) and e.meta.get("late")]
-    assert run(root, "check").exit_code == 0
+    assert run_cli(root, "check").exit_code == 0
 
     # November is invoiced under the version: no tokens, the 5.00 fee and the 22.50 adjustment
-    issued = open_(root).invoice(date(2026, 12, 1))
+    issued = open_session(root).invoice(date(2026, 12, 1))
     assert [(i.number, i.total) for i in issued] == [("INV-2026-000002", Decimal("27.50"))]
     # editing that version in place is caught too, at its own line (versions[0] is line 12)
     (root / "rules" / "plans.yaml").write_text(VERSIONED.replace('"0.025"', '"0.03"'))
     with pytest.raises(RulesError) as err:
-        require_unchanged_terms(open_(root))
+        require_unchanged_terms(open_session(root))
     assert str(err.value).startswith(
         "rules/plans.yaml:12: plans.g.versions[0]: the terms of plan 'g' that INV-2026-000002 billed for cycle "
         "acme-2026-11-01 (version effective 2026-10-01) changed in place: restore the terms")
@@ -508,7 +473,7 @@ def test_pins_from_before_digests_are_unknown_not_drift(tmp_path: Path) -> None:
     engine.dispose()
 
     (root / "rules" / "plans.yaml").write_text(EDITED)
-    session = open_(root)
+    session = open_session(root)
     assert changed_terms(session.engine, session.rules) == [] and unverified_pins(session.engine) == 1
     result = pinned_terms_check(session)
     assert result.ok and result.details == (

@@ -46,35 +46,21 @@ def test_float_money_is_an_error_naming_file_key_and_line(tmp_path: Path) -> Non
     )
 
 
-def test_unknown_plan_names_line(tmp_path: Path) -> None:
-    rules_dir = _write(tmp_path, customers_yaml="customers:\n  c1:\n    currency: USD\n    subscriptions:\n      - {plan: nope, start: 2026-01-01}\n")
-    with pytest.raises(RulesError, match=r"customers.yaml:5: customers.c1.subscriptions\[0\].plan: unknown plan 'nope'"):
-        load_rules(rules_dir)
-
-
-def test_account_component_collision(tmp_path: Path) -> None:
-    rules_dir = _write(tmp_path, customers_yaml=(
-        "customers:\n  cus_1:\n    currency: USD\n  cus-1:\n    currency: USD\n"))
-    with pytest.raises(RulesError, match=r"customers.yaml:4: customers.cus-1: account component 'Cus-1' is also used by customer 'cus_1'"):
-        load_rules(rules_dir)
-
-
-def test_sum_meter_needs_value(tmp_path: Path) -> None:
-    rules_dir = _write(tmp_path, meters_yaml="meters:\n  api_calls:\n    event_type: x\n    aggregation: sum\n")
-    with pytest.raises(RulesError, match=r"meters.yaml:2: meters.api_calls: aggregation 'sum' needs 'value'"):
-        load_rules(rules_dir)
-
-
-def test_invalid_yaml_names_line(tmp_path: Path) -> None:
-    rules_dir = _write(tmp_path, meters_yaml="meters:\n  a: [unclosed\n")
-    with pytest.raises(RulesError, match=r"meters.yaml:\d+: invalid YAML"):
-        load_rules(rules_dir)
-
-
-def test_bad_account_template(tmp_path: Path) -> None:
-    rules_dir = _write(tmp_path, accounts_yaml="accounts:\n  cash: Bank:Operating\n")
-    with pytest.raises(RulesError, match=r"accounts.yaml:2: accounts.cash: 'Bank:Operating' must start with"):
-        load_rules(rules_dir)
+@pytest.mark.parametrize(("files", "message"), [
+    pytest.param({"customers_yaml": "customers:\n  c1:\n    currency: USD\n    subscriptions:\n      - {plan: nope, start: 2026-01-01}\n"},
+                 r"customers.yaml:5: customers.c1.subscriptions\[0\].plan: unknown plan 'nope'", id="unknown-plan"),
+    pytest.param({"customers_yaml": "customers:\n  cus_1:\n    currency: USD\n  cus-1:\n    currency: USD\n"},
+                 r"customers.yaml:4: customers.cus-1: account component 'Cus-1' is also used by customer 'cus_1'",
+                 id="account-component-collision"),
+    pytest.param({"meters_yaml": "meters:\n  api_calls:\n    event_type: x\n    aggregation: sum\n"},
+                 r"meters.yaml:2: meters.api_calls: aggregation 'sum' needs 'value'", id="sum-meter-needs-value"),
+    pytest.param({"meters_yaml": "meters:\n  a: [unclosed\n"}, r"meters.yaml:\d+: invalid YAML", id="invalid-yaml"),
+    pytest.param({"accounts_yaml": "accounts:\n  cash: Bank:Operating\n"},
+                 r"accounts.yaml:2: accounts.cash: 'Bank:Operating' must start with", id="bad-account-template"),
+])
+def test_an_error_names_file_line_and_key(tmp_path: Path, files: dict[str, str], message: str) -> None:
+    with pytest.raises(RulesError, match=message):
+        load_rules(_write(tmp_path, **files))
 
 
 def test_missing_accounts_file_means_defaults(tmp_path: Path) -> None:

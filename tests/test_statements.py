@@ -34,8 +34,7 @@ from ledger.events import Event, parse_time
 from ledger.invoicing import load_invoices
 from ledger.session import Session
 from ledger.statements import write_statement
-from ledger.store import batches, events
-from ledger.workspace import Workspace
+from tests.support import insert_events, open_session, write_workspace
 
 METERS = """\
 meters:
@@ -94,13 +93,10 @@ def _daily(customer: str) -> list[Event]:
 
 
 def make_session(root: Path, store: str) -> Session:
-    (root / "rules").mkdir(parents=True)
-    (root / "meterbook.toml").write_text(f'store = "{store}"\ntimezone = "Europe/Berlin"\n')
-    (root / "rules" / "meters.yaml").write_text(METERS)
-    (root / "rules" / "plans.yaml").write_text(PLANS)
-    (root / "rules" / "customers.yaml").write_text(CUSTOMERS)
-    session = Session.open(Workspace.load(root))
-    rows = [
+    write_workspace(root, meters=METERS, plans=PLANS, customers=CUSTOMERS,
+                    config=f'store = "{store}"\ntimezone = "Europe/Berlin"\n')
+    session = open_session(root)
+    insert_events(session.engine, [
         *_daily("acme"), *_daily("fee"), *_daily("cred"),
         _event("acme", "edge-in-first", "2026-08-31T22:30:00Z"),
         _event("acme", "edge-in-last", "2026-09-30T21:59:59Z"),
@@ -109,11 +105,7 @@ def make_session(root: Path, store: str) -> Session:
         _event("acme", "tok-eu", "2026-09-05T09:00:00Z", "llm.completion", tokens="1000", region="eu"),
         _event("acme", "tok-us", "2026-09-05T09:00:00Z", "llm.completion", tokens="500", region="us"),
         _event("acme", "view", "2026-09-05T09:00:00Z", "page.view"),
-    ]
-    with session.engine.begin() as conn:
-        batch = conn.execute(batches.insert().values(
-            file="t", sha256="0" * 64, importer="test", started_at="now")).inserted_primary_key[0]
-        conn.execute(events.insert(), [e.row(batch) for e in rows])
+    ])
     return session
 
 

@@ -10,17 +10,20 @@ and October are closed, then the workspace is pointed at an empty store.
 
 from __future__ import annotations
 
-import hashlib
 from datetime import date
 from pathlib import Path
 
-from click.testing import CliRunner, Result
-
-from ledger.cli import cli
 from ledger.payments import ingest_payments
-from tests.support import calls, insert_events, open_session, write_workspace
+from tests.support import (
+    METERS_CALLS,
+    book_hashes,
+    calls,
+    insert_events,
+    open_session,
+    run_cli,
+    write_workspace,
+)
 
-METERS = "meters:\n  api_calls: {event_type: api.request, aggregation: count, unit: call}\n"
 PLANS = """\
 plans:
   g:
@@ -36,24 +39,15 @@ CUSTOMERS = "customers:\n  cal: {currency: USD, billing_anchor: calendar, subscr
 PAYMENTS = "date,amount,currency,invoice,reference\n2026-10-05,1.00,USD,INV-2026-000001,BANK-1\n"
 
 
-def run(root: Path, *args: str) -> Result:
-    return CliRunner().invoke(cli, ["--workspace", str(root), *args])
-
-
-def books_hashes(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted((root / "books").rglob("*")) if p.is_file()}
-
-
 def closed_workspace(tmp_path: Path) -> Path:
-    root = write_workspace(tmp_path / "ws", meters=METERS, plans=PLANS, customers=CUSTOMERS)
+    root = write_workspace(tmp_path / "ws", meters=METERS_CALLS, plans=PLANS, customers=CUSTOMERS)
     session = open_session(root)
     insert_events(session.engine, calls("cal", [f"2026-09-{d:02d}" for d in range(1, 31)]))
     (root / "payments.csv").write_text(PAYMENTS)
     ingest_payments(session.engine, root / "payments.csv")
     session.post(date(2026, 9, 30))
     for month in ("2026-09", "2026-10"):
-        result = run(root, "close", month)
+        result = run_cli(root, "close", month)
         assert result.exit_code == 0, result.output
     return root
 
@@ -63,17 +57,17 @@ def test_another_store_is_refused_and_nothing_is_written(tmp_path: Path) -> None
     month = (root / "books" / "2026" / "2026-10.beancount").read_text().splitlines()
     line = next(i for i, text in enumerate(month, 1) if "Invoice INV-2026-000001" in text)
     (root / "meterbook.toml").write_text('store = "sqlite:///var/other.sqlite"\n')
-    before = books_hashes(root)
+    before = book_hashes(root / "books")
     for args in (("post", "--through", "2026-11-30"), ("invoice", "--through", "2026-11-30"), ("close", "2026-11")):
-        result = run(root, *args)
+        result = run_cli(root, *args)
         assert result.exit_code == 2, (args, result.output)
         lines = result.output.strip().splitlines()
         assert len(lines) == 1 and "Traceback" not in result.output
         assert lines[0].startswith(f"meterbook: error: books/2026/2026-10.beancount:{line}: invoice INV-2026-000001 "
                                    "is sealed in the books but not in the store sqlite:///"), lines[0]
         assert "(1 more records missing)" in lines[0]  # the payment BANK-1
-    assert books_hashes(root) == before
-    checked = run(root, "check")
+    assert book_hashes(root / "books") == before
+    checked = run_cli(root, "check")
     assert checked.exit_code == 1
     assert "FAILED  store of record" in checked.output and "payment BANK-1" in checked.output
     assert "skipped: the store is not the books' own" in checked.output
@@ -82,7 +76,7 @@ def test_another_store_is_refused_and_nothing_is_written(tmp_path: Path) -> None
 def test_the_books_own_store_posts_and_checks(tmp_path: Path) -> None:
     root = closed_workspace(tmp_path)
     assert open_session(root).unknown_records() == []
-    assert run(root, "post", "--through", "2026-11-30").exit_code == 0
-    checked = run(root, "check")
+    assert run_cli(root, "post", "--through", "2026-11-30").exit_code == 0
+    checked = run_cli(root, "check")
     assert checked.exit_code == 0, checked.output
     assert "ok      store of record" in checked.output

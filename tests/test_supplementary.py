@@ -28,9 +28,16 @@ from ledger.cli import cli
 from ledger.invoicing import SUPPLEMENTARY, Invoice, load_invoices
 from ledger.rerate import rerate
 from ledger.session import Session
-from tests.support import calls, insert_events, open_session, write_workspace
+from tests.support import (
+    METERS_CALLS,
+    balance,
+    book_hashes,
+    calls,
+    insert_events,
+    open_session,
+    write_workspace,
+)
 
-METERS = "meters:\n  api_calls: {event_type: api.request, aggregation: count, unit: call}\n"
 PLANS = """\
 plans:
   u:
@@ -66,7 +73,7 @@ RECEIVABLE = "Assets:Receivables:Invoiced:Gone"
 
 
 def workspace(root: Path) -> Session:
-    return open_session(write_workspace(root, meters=METERS, plans=PLANS, customers=CUSTOMERS))
+    return open_session(write_workspace(root, meters=METERS_CALLS, plans=PLANS, customers=CUSTOMERS))
 
 
 def churned(root: Path) -> Session:
@@ -84,16 +91,6 @@ def books(session: Session) -> list[data.Directive]:
     assert errors == []
     return entries
 
-
-def balance(entries: list[data.Directive], account: str, on: date) -> Decimal:
-    """Balance at the start of ``on`` (like a Beancount balance assertion)."""
-    return sum((p.units.number for e in entries if isinstance(e, data.Transaction) and e.date < on
-                for p in e.postings if p.account == account), Decimal(0))
-
-
-def files(session: Session) -> dict[str, bytes]:
-    books_dir = session.workspace.books_dir
-    return {str(p.relative_to(books_dir)): p.read_bytes() for p in sorted(books_dir.rglob("*")) if p.is_file()}
 
 
 def late_run(root: Path) -> tuple[Session, list[Invoice]]:
@@ -145,9 +142,9 @@ def test_late_usage_of_a_churned_customer_gets_a_supplementary_invoice(tmp_path:
     assert "verified: the invoice, its document and the books equal the recomputation" in traced.output
 
     # idempotent: nothing more to bill, the books do not move
-    before = files(session)
+    before = book_hashes(session.workspace.books_dir)
     assert session.invoice(through=date(2026, 9, 30)) == []
-    assert files(session) == before
+    assert book_hashes(session.workspace.books_dir) == before
     assert session.invoice(through=date(2026, 10, 31)) == []
     assert balance(books(session), UNBILLED, date(2026, 11, 1)) == 0
 
@@ -164,7 +161,7 @@ def test_late_usage_of_a_churned_customer_gets_a_supplementary_invoice(tmp_path:
 def test_supplementary_invoices_are_deterministic(tmp_path: Path) -> None:
     first, second = late_run(tmp_path / "a"), late_run(tmp_path / "b")
     assert [i.to_json() for i in first[1]] == [i.to_json() for i in second[1]]
-    assert files(first[0]) == files(second[0])
+    assert book_hashes(first[0].workspace.books_dir) == book_hashes(second[0].workspace.books_dir)
 
 
 def test_debit_adjustment_of_a_churned_customer_gets_a_supplementary_invoice(tmp_path: Path) -> None:
@@ -193,9 +190,9 @@ def test_debit_adjustment_of_a_churned_customer_gets_a_supplementary_invoice(tmp
     assert balance(entries, UNBILLED, date(2026, 9, 26)) == 0
     assert balance(entries, RECEIVABLE, date(2026, 9, 26)) == Decimal("12.50")
     assert balance(entries, "Income:Usage:Api-Calls", date(2026, 9, 26)) == Decimal("-12.50")
-    before = files(session)
+    before = book_hashes(session.workspace.books_dir)
     assert session.invoice(through=date(2026, 9, 30)) == []
-    assert files(session) == before
+    assert book_hashes(session.workspace.books_dir) == before
     # trace re-drafts it with the debit adjustment recorded by then; the HTML says what it is
     traced = CliRunner().invoke(cli, ["--workspace", str(session.workspace.root), "trace", "INV-2026-000002"])
     assert traced.exit_code == 0, traced.output

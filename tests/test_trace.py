@@ -26,8 +26,8 @@ from ledger.events import Event, parse_time
 from ledger.invoicing import load_invoices
 from ledger.session import Session
 from ledger.trace import trace
-from tests.support import calls, insert_events, open_session, write_workspace
-from tests.test_posting import CUSTOMERS, METERS, PLANS
+from tests.support import METERS_CALLS_TOKENS, calls, insert_events, open_session, write_workspace
+from tests.test_posting import CUSTOMERS, PLANS
 
 SEPT = [f"2026-09-{d:02d}" for d in range(1, 31)]
 OCT_CAL = [f"2026-10-{1 + i % 20:02d}" for i in range(40)]
@@ -35,7 +35,7 @@ ANN = [f"2026-09-{16 + i % 14:02d}" for i in range(14)] + [f"2026-10-{1 + i:02d}
 
 
 def _session(tmp_path: Path, store_url: str = "sqlite:///var/events.sqlite") -> Session:
-    root = write_workspace(tmp_path / "ws", meters=METERS, plans=PLANS, customers=CUSTOMERS,
+    root = write_workspace(tmp_path / "ws", meters=METERS_CALLS_TOKENS, plans=PLANS, customers=CUSTOMERS,
                            config=f'store = "{store_url}"\n')
     return open_session(root)
 
