@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date
-from decimal import Decimal
+from datetime import date, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -157,32 +157,46 @@ def test_volume_price_fall_returns_credit(tmp_path: Path) -> None:
     assert not last.charges[0].final
 
 
+def _graduated_by_hand(calls: int) -> Decimal:
+    """Plan p's api_calls tiers: 10 free, then 0.05 up to 100, then 0.01; half-even to the cent."""
+    exact = Decimal("0.05") * min(max(calls - 10, 0), 90) + Decimal("0.01") * max(calls - 100, 0)
+    return exact.quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN)
+
+
 @settings(max_examples=25, deadline=None)
-@given(cuts=st.sets(st.integers(min_value=15, max_value=44), max_size=6),
-       times=st.lists(st.integers(min_value=0, max_value=30 * 24 * 3600 - 1), max_size=60))
-def test_cumulative_differences_sum_to_single_rating(tmp_path_factory: pytest.TempPathFactory,
-                                                      cuts: set[int], times: list[int]) -> None:
-    """Rating a cycle at any set of cut-offs and summing the differences equals rating it once."""
+@given(cuts=st.sets(st.integers(min_value=0, max_value=28), max_size=6),
+       seconds=st.lists(st.integers(min_value=0, max_value=30 * 24 * 3600 - 1), max_size=150))
+def test_cumulative_rating_at_any_cut_offs_adds_up_to_rating_once(tmp_path_factory: pytest.TempPathFactory,
+                                                                   cuts: set[int], seconds: list[int]) -> None:
+    """c's cycle [Sep 15, Oct 15) rated through any set of cut-off days: each cumulative
+    api_calls amount is the graduated price, computed here by hand, of the calls up to the end
+    of that day; the differences posted from one cut-off to the next are never negative (the
+    price is final) and add up to the amount of rating the cycle once at its last day."""
     tmp = tmp_path_factory.mktemp("r")
     rules, models = _rules(tmp)
-    base = parse_time("2026-09-15T00:00:00Z").timestamp()
-    from datetime import UTC as _UTC
-    from datetime import datetime
+    base = parse_time("2026-09-15T00:00:00Z")
     rows = [Event.build(source="t", id=f"x{i}", customer="c", type="api.request",
-                        time=datetime.fromtimestamp(base + s, _UTC), properties={}) for i, s in enumerate(times)]
+                        time=base + timedelta(seconds=s), properties={}) for i, s in enumerate(seconds)]
     engine = _store(f"sqlite:///{tmp / 'e.sqlite'}", rows)
-    once = rate(engine, rules, models, UTC, through=date(2026, 10, 14), customers={"c"}).latest()[0]
-    total = Decimal(0)
-    previous = Decimal(0)
+
+    def rated_calls(through: date) -> tuple[Decimal, Decimal]:
+        [cycle] = [r for r in rate(engine, rules, models, UTC, through=through, customers={"c"}).latest()
+                   if r.cycle.start == date(2026, 9, 15)]
+        [calls] = [ch for ch in cycle.charges if ch.meter == "api_calls"]
+        return calls.quantity, calls.amount
+
+    posted: list[Decimal] = []
     for day in sorted(cuts):
-        through = date(2026, 9, 1) + __import__("datetime").timedelta(days=day - 1)
-        latest = [r for r in rate(engine, rules, models, UTC, through=through, customers={"c"}).latest()
-                  if r.cycle.start == date(2026, 9, 15)]
-        if latest:
-            total += latest[0].charges[0].amount - previous
-            previous = latest[0].charges[0].amount
-    total += once.charges[0].amount - previous
-    assert total == once.charges[0].amount
+        through = date(2026, 9, 15) + timedelta(days=day)
+        quantity, amount = rated_calls(through)
+        calls = sum(1 for s in seconds if s < (day + 1) * 86400)
+        assert (quantity, amount) == (calls, _graduated_by_hand(calls))
+        posted.append(amount - sum(posted))
+    once = rated_calls(date(2026, 10, 14))
+    assert once == (len(seconds), _graduated_by_hand(len(seconds)))
+    posted.append(once[1] - sum(posted))
+    assert all(step >= 0 for step in posted)
+    assert sum(posted) == once[1]
 
 
 def test_credit_note_reduction_shrinks_breakage(tmp_path: Path) -> None:
