@@ -460,8 +460,8 @@ def _close(session: Session, month: str, accept: dict[str, str]) -> CloseReport:
                            f"(findings: {', '.join(sorted(gated)) or 'none'})")
         count = len(gate.held)
         return CloseReport(month, findings=tuple(sorted(holding.values(), key=lambda f: f.id)), invoices=issued,
-                           refused=(f"{count} invoice{'s' if count != 1 else ''} due by {end} held by open error "
-                                    "findings; fix or accept each with --accept ID --reason TEXT"))
+                           refused=(f"{count} invoice{'s' if count != 1 else ''} dated on or before {end} held by "
+                                    "open error findings; fix or accept each with --accept ID --reason TEXT"))
     session.post(through)
 
     findings = run_reconcilers(session, month)
@@ -651,7 +651,8 @@ class CheckResult:
 
 
 def check_books(workspace: Workspace) -> list[CheckResult]:
-    """bean-check, seals, rules and the store-to-ledger tie-out, each a :class:`CheckResult`."""
+    """bean-check, seals, rules, pinned plan terms, the store of record and the store-to-ledger
+    tie-out, each a :class:`CheckResult`."""
     from ledger.session import Session
 
     results: list[CheckResult] = []

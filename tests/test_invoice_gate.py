@@ -74,7 +74,7 @@ def test_close_refuses_while_an_invoice_due_in_the_month_is_held(root: Path) -> 
     assert first.exit_code == 0, first.output
     refused = run_cli(root, "close", "2026-10")
     assert refused.exit_code == 1, refused.output
-    assert "refused to close 2026-10: 1 invoice due by 2026-10-31 held by open error findings" in refused.output
+    assert "refused to close 2026-10: 1 invoice dated on or before 2026-10-31 held by open error findings" in refused.output
     assert "error   planted:ann:2026-10" in refused.output
     assert issued(root) == [("INV-2026-000001", "cal", date(2026, 10, 1))]  # cal's September: not held
     closed = run_cli(root, "close", "2026-10", "--accept", "planted:ann:2026-10", "--reason", "known too")

@@ -185,7 +185,7 @@ class CustomerFigures:
 
 
 def credits_left(customer: Customer, movements: Iterable[CreditMovement], as_of: date) -> Decimal | None:
-    """Prepaid credit still available on ``as_of``: granted − drawn + returned − expired.
+    """Prepaid credit still available on ``as_of``: granted − drawn + returned − expired − credited.
 
     None when the customer has no credit grants.
     """
