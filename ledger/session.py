@@ -211,6 +211,8 @@ class Session:
             if not isinstance(entry, data.Transaction):
                 continue
             for key, known in held.items():
+                if key == "invoice" and "reference" in entry.meta:
+                    continue  # a payment names the invoice its payer wrote, which may not exist (unapplied cash)
                 value = entry.meta.get(key)
                 if isinstance(value, str) and value not in known and (names[key], value) not in seen:
                     seen.add((names[key], value))

@@ -36,7 +36,9 @@ plans:
           - {unit_price: "0.05"}
 """
 CUSTOMERS = "customers:\n  cal: {currency: USD, billing_anchor: calendar, subscriptions: [{plan: g, start: 2026-09-01}]}\n"
-PAYMENTS = "date,amount,currency,invoice,reference\n2026-10-05,1.00,USD,INV-2026-000001,BANK-1\n"
+# BANK-2 names an invoice that does not exist: unapplied cash, not a record the store lacks
+PAYMENTS = ("date,amount,currency,invoice,reference\n2026-10-05,1.00,USD,INV-2026-000001,BANK-1\n"
+            "2026-10-06,5.00,USD,INV-2026-999999,BANK-2\n")
 
 
 def closed_workspace(tmp_path: Path) -> Path:
@@ -46,9 +48,10 @@ def closed_workspace(tmp_path: Path) -> Path:
     (root / "payments.csv").write_text(PAYMENTS)
     ingest_payments(session.engine, root / "payments.csv")
     session.post(date(2026, 9, 30))
-    for month in ("2026-09", "2026-10"):
-        result = run_cli(root, "close", month)
-        assert result.exit_code == 0, result.output
+    assert run_cli(root, "close", "2026-09").exit_code == 0
+    result = run_cli(root, "close", "2026-10", "--accept", "unapplied-cash:BANK-2:2026-10",
+                     "--reason", "payer mistyped the invoice number; asked for remittance")
+    assert result.exit_code == 0, result.output
     return root
 
 
@@ -65,7 +68,7 @@ def test_another_store_is_refused_and_nothing_is_written(tmp_path: Path) -> None
         assert len(lines) == 1 and "Traceback" not in result.output
         assert lines[0].startswith(f"meterbook: error: books/2026/2026-10.beancount:{line}: invoice INV-2026-000001 "
                                    "is sealed in the books but not in the store sqlite:///"), lines[0]
-        assert "(1 more records missing)" in lines[0]  # the payment BANK-1
+        assert "(2 more records missing)" in lines[0]  # the payments BANK-1 and BANK-2
     assert book_hashes(root / "books") == before
     checked = run_cli(root, "check")
     assert checked.exit_code == 1
