@@ -210,6 +210,8 @@ def draft_invoices(rating: Rating, rules: Rules, issued: Sequence[Invoice], *, t
     """
     evidence = evidence or {}
     issued_keys = {inv.key for inv in issued}
+    # a cycle whose accruals an issued invoice froze is billed (late usage aside), whatever that invoice's date
+    frozen = {snap.link for inv in issued for snap in inv.accruals}
     lines: dict[tuple[str, date], list[InvoiceLine]] = defaultdict(list)
     accruals: dict[tuple[str, date], list[Snapshot]] = defaultdict(list)
     points: dict[str, list[CycleRating]] = defaultdict(list)
@@ -218,7 +220,7 @@ def draft_invoices(rating: Rating, rules: Rules, issued: Sequence[Invoice], *, t
     for ratings in points.values():
         rated = ratings[-1]
         cycle = rated.cycle
-        if rated.is_cycle_end and cycle.end <= through:
+        if rated.is_cycle_end and cycle.end <= through and cycle.link not in frozen:
             lines[(cycle.customer, cycle.end)].extend(cycle_lines(rated, rules))
             accruals[(cycle.customer, cycle.end)].extend(
                 snapshot(r, evidence.get((cycle.link, r.through), "")) for r in ratings
@@ -235,6 +237,7 @@ def draft_invoices(rating: Rating, rules: Rules, issued: Sequence[Invoice], *, t
                 lines[(cid, grant.granted)].append(InvoiceLine(
                     kind="credit_grant", description=f"prepaid credit granted {grant.granted.isoformat()}{expiry}",
                     account="deferred", amount=grant.amount))
+    _redate_sealed(lines, accruals, issued, issued_keys, first_open=first_open, through=through)
     late = late_usage(rating, issued, first_open=first_open)
     drafts = []
     for (cid, day), body in sorted(lines.items(), key=lambda kv: (kv[0][1], kv[0][0])):
@@ -252,6 +255,37 @@ def draft_invoices(rating: Rating, rules: Rules, issued: Sequence[Invoice], *, t
                               due=day + timedelta(days=customer.payment_terms_days),
                               accruals=tuple(sorted(accruals.get((cid, day), []), key=lambda a: (a.link, a.through)))))
     return supplement(drafts, late, issued, rules, through=through)
+
+
+def _redate_sealed(lines: dict[tuple[str, date], list[InvoiceLine]], accruals: dict[tuple[str, date], list[Snapshot]],
+                   issued: Sequence[Invoice], issued_keys: set[str], *, first_open: date, through: date) -> None:
+    """Move what would be invoiced on a sealed day to the customer's first open day, in place.
+
+    A cycle that billed nothing when its month was sealed (free-tier usage: no
+    zero invoice) and has something to bill now (late usage) cannot get an
+    invoice dated in the sealed month. Its lines go on the customer's invoice of
+    the first open day after its last issued invoice, joining a regular invoice
+    of that day if there is one. Its accrual snapshots ride along, so the cycle
+    counts as invoiced from then on and later late usage is billed as such; zero
+    lines are left off, and a day with nothing to bill stays where it is (no zero
+    invoice). Nothing moves past ``through``: drafting through a sealed day (as
+    ``trace`` re-drafts an old invoice) leaves every draft on its own date.
+    """
+    if first_open == date.min:
+        return
+    last: dict[str, date] = {}
+    for inv in issued:
+        last[inv.customer] = max(last.get(inv.customer, date.min), inv.date)
+    for cid, day in sorted(k for k in list(lines) if k[1] < first_open):
+        target = max(first_open, last.get(cid, date.min) + timedelta(days=1))
+        if f"{cid}/{day.isoformat()}" in issued_keys or target > through:
+            continue  # issued; or drafting as of a sealed day (``trace`` re-drafting history): as it was
+        moved = lines[(cid, day)]
+        if not any(line.amount for line in moved):
+            continue  # nothing to bill: the cycle waits, unfrozen, as before
+        del lines[(cid, day)]
+        lines[(cid, target)].extend(line for line in moved if line.amount)
+        accruals[(cid, target)].extend(accruals.pop((cid, day), []))
 
 
 def late_usage(rating: Rating, issued: Sequence[Invoice], *, first_open: date = date.min,

@@ -35,6 +35,7 @@ from tests.support import (
     calls,
     insert_events,
     open_session,
+    run_cli,
     write_workspace,
 )
 
@@ -244,3 +245,55 @@ def test_an_active_customers_late_usage_waits_for_its_next_regular_invoice(tmp_p
     assert [(ln.kind, ln.amount) for ln in issued[0].lines] == [
         ("usage", Decimal("6.00")), ("late_usage", Decimal("1.00"))]
     assert balance(books(session), unbilled, date(2026, 11, 2)) == 0
+
+
+FREE_PLANS = """\
+plans:
+  f:
+    currency: USD
+    charges:
+      - meter: api_calls
+        model: graduated
+        tiers:
+          - {up_to: 10, unit_price: "0"}
+          - {unit_price: "0.05"}
+"""
+FREE_CUSTOMERS = """\
+customers:
+  free: {currency: USD, billing_anchor: calendar, subscriptions: [{plan: f, start: 2026-09-01}]}
+  ended:
+    currency: USD
+    billing_anchor: calendar
+    subscriptions: [{plan: f, start: 2026-09-01, end: 2026-09-18}]
+"""
+
+
+def test_a_free_cycle_billed_late_is_invoiced_in_the_first_open_month(tmp_path: Path) -> None:
+    """September's 5 calls are free, so no invoice was issued and September and October were
+    sealed; 20 late calls of Sep 20 make the cycle bill (25 − 10) × 0.05 = 0.75. That invoice
+    cannot be dated Oct 1 (sealed) nor, for ``ended``, Sep 18: both are dated Nov 1, the first
+    open day, and clear the late unbilled to 0; the next run bills nothing again."""
+    root = write_workspace(tmp_path / "ws", meters=METERS_CALLS, plans=FREE_PLANS, customers=FREE_CUSTOMERS)
+    session = open_session(root)
+    insert_events(session.engine, [*calls("free", ["2026-09-05"] * 5, "a"), *calls("ended", ["2026-09-05"] * 5, "a")])
+    for month in ("2026-09", "2026-10"):
+        assert run_cli(root, "close", month).exit_code == 0
+    assert load_invoices(session.engine) == []
+    insert_events(session.engine, [*calls("free", ["2026-09-20"] * 20, "late"),
+                                   *calls("ended", ["2026-09-10"] * 20, "late")])
+    session = open_session(root)
+    issued = session.invoice(through=date(2026, 11, 30))
+    assert [(i.customer, i.date, i.total, [ln.cycle for ln in i.lines]) for i in issued] == [
+        ("ended", date(2026, 11, 1), Decimal("0.75"), ["2026-09-01/2026-09-18"]),
+        # free's regular Nov 1 invoice (October: 0 calls) takes September's lines
+        ("free", date(2026, 11, 1), Decimal("0.75"), ["2026-10-01/2026-11-01", "2026-09-01/2026-10-01"]),
+    ]
+    entries = books(session)
+    for cid in ("Free", "Ended"):
+        assert balance(entries, f"Assets:Receivables:Unbilled:{cid}", date(2026, 11, 2)) == 0
+        assert balance(entries, f"Assets:Receivables:Invoiced:{cid}", date(2026, 11, 2)) == Decimal("0.75")
+    assert session.invoice(through=date(2026, 11, 30)) == []
+    for number in ("INV-2026-000001", "INV-2026-000002"):
+        traced = run_cli(root, "trace", number)
+        assert traced.exit_code == 0, traced.output
+    assert run_cli(root, "check").exit_code == 0
