@@ -199,8 +199,13 @@ def split_credit(rated: CycleRating) -> tuple[Decimal, Decimal]:
 
 def draft_invoices(rating: Rating, rules: Rules, issued: Sequence[Invoice], *, through: date,
                    first_open: date = date.min, evidence: Mapping[tuple[str, date], str] | None = None,
-                   ) -> list[Invoice]:
+                   redrafting: Invoice | None = None) -> list[Invoice]:
     """Every invoice dated on or before ``through`` that is not issued yet.
+
+    ``redrafting``: an issued invoice being recomputed (``trace``): cycles whose
+    accruals it froze from an earlier, unbilled day come back onto it, as they
+    did when it was issued (:func:`_redate_sealed`), however many months were
+    sealed since.
 
     One invoice per customer and invoice date: the ending cycles' arrears
     lines, the starting cycles' advance base fees, credit grants of the day,
@@ -238,6 +243,8 @@ def draft_invoices(rating: Rating, rules: Rules, issued: Sequence[Invoice], *, t
                     kind="credit_grant", description=f"prepaid credit granted {grant.granted.isoformat()}{expiry}",
                     account="deferred", amount=grant.amount))
     _redate_sealed(lines, accruals, issued, issued_keys, first_open=first_open, through=through)
+    if redrafting is not None:
+        _redate_into(lines, accruals, redrafting)
     late = late_usage(rating, issued, first_open=first_open)
     drafts = []
     for (cid, day), body in sorted(lines.items(), key=lambda kv: (kv[0][1], kv[0][0])):
@@ -269,7 +276,8 @@ def _redate_sealed(lines: dict[tuple[str, date], list[InvoiceLine]], accruals: d
     counts as invoiced from then on and later late usage is billed as such; zero
     lines are left off, and a day with nothing to bill stays where it is (no zero
     invoice). Nothing moves past ``through``: drafting through a sealed day (as
-    ``trace`` re-drafts an old invoice) leaves every draft on its own date.
+    ``trace`` re-drafts an old invoice) leaves every draft on its own date, and
+    ``trace`` puts back what the invoice froze (:func:`_redate_into`).
     """
     if first_open == date.min:
         return
@@ -286,6 +294,19 @@ def _redate_sealed(lines: dict[tuple[str, date], list[InvoiceLine]], accruals: d
         del lines[(cid, day)]
         lines[(cid, target)].extend(line for line in moved if line.amount)
         accruals[(cid, target)].extend(accruals.pop((cid, day), []))
+
+
+def _redate_into(lines: dict[tuple[str, date], list[InvoiceLine]], accruals: dict[tuple[str, date], list[Snapshot]],
+                 invoice: Invoice) -> None:
+    """Move onto ``invoice``'s day the earlier drafts of its customer whose cycles it froze."""
+    frozen = {snap.link for snap in invoice.accruals}
+    for cid, day in sorted(k for k in list(lines) if k[0] == invoice.customer and k[1] < invoice.date):
+        snapshots = accruals.get((cid, day), [])
+        moved = lines[(cid, day)]
+        if snapshots and {snap.link for snap in snapshots} <= frozen and any(line.amount for line in moved):
+            del lines[(cid, day)]
+            lines[(cid, invoice.date)].extend(line for line in moved if line.amount)
+            accruals[(cid, invoice.date)].extend(accruals.pop((cid, day)))
 
 
 def late_usage(rating: Rating, issued: Sequence[Invoice], *, first_open: date = date.min,

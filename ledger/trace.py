@@ -779,7 +779,8 @@ def _trace_invoice(session: Session, number: str, entries: Sequence[data.Directi
 
     rating = session.rate(invoice.date, {invoice.customer})
     drafts = draft_invoices(rating, session.rules, list(invoices[:position]), through=invoice.date,
-                            first_open=session.first_open(), evidence=evidence.accruals(rating, invoice.cycles))
+                            first_open=session.first_open(), evidence=evidence.accruals(rating, invoice.cycles),
+                            redrafting=invoice)
     # rerate's debit adjustments recorded by then are billed as `invoice` billed them
     drafts = bill_debit_adjustments(drafts, [a for a in load_adjustments(session.engine) if a.date <= invoice.date],
                                     list(invoices[:position]), rules=session.rules, through=invoice.date)

@@ -297,3 +297,8 @@ def test_a_free_cycle_billed_late_is_invoiced_in_the_first_open_month(tmp_path: 
         traced = run_cli(root, "trace", number)
         assert traced.exit_code == 0, traced.output
     assert run_cli(root, "check").exit_code == 0
+    # once November is sealed too, trace still puts September's lines back on the Nov 1 invoices
+    assert run_cli(root, "close", "2026-11").exit_code == 0
+    for number in ("INV-2026-000001", "INV-2026-000002"):
+        traced = run_cli(root, "trace", number)
+        assert traced.exit_code == 0, traced.output
