@@ -300,6 +300,10 @@ def post(ctx: Context, through: str | None) -> None:
     report = session.post(day)
     click.echo(f"posted {report.entries} entries through {report.through} "
                f"({report.invoices} invoices); wrote {len(report.months)} month files")
+    if report.unissued:
+        click.echo(f"note: {report.unissued} invoice{'s' if report.unissued != 1 else ''} dated on or before "
+                   f"{report.through} not issued yet: run `meterbook invoice --through {report.through}` (until "
+                   "then the books recognize advance fees that no invoice has billed)")
 
 
 @cli.command()

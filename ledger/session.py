@@ -61,6 +61,8 @@ class PostReport:
     entries: int
     months: tuple[str, ...]
     invoices: int
+    #: invoices dated on or before ``through`` that ``invoice`` would issue and has not yet
+    unissued: int = 0
 
 
 @dataclass
@@ -118,9 +120,15 @@ class Session:
         ``rated``: the rating through ``through`` and its evidence digests when the
         caller has just computed them from the same store (``invoice`` has).
         """
+        if rated is None:
+            rating = self.rate(through)
+            rated = (rating, self.evidence(rating))
         entries, documents, invoices = self.generate(through, rated=rated)
         months = self.write(entries, documents)
-        return PostReport(through=through, entries=len(entries), months=months, invoices=len(invoices))
+        unissued = draft_invoices(rated[0], self.rules, load_invoices(self.engine), through=through,
+                                  first_open=self.first_open())
+        return PostReport(through=through, entries=len(entries), months=months, invoices=len(invoices),
+                          unissued=len(unissued))
 
     def generate(self, through: date, *, rated: Rated | None = None,
                  ) -> tuple[list[data.Directive], dict[str, str], list[Invoice]]:

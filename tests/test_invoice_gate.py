@@ -104,3 +104,13 @@ def test_books_that_cannot_be_written_issue_nothing(root: Path) -> None:
     [line] = result.output.strip().splitlines()
     assert line.startswith(f"meterbook: error: {root / 'books' / 'documents'}: ") and "nothing was issued" in line
     assert issued(root) == []
+
+
+def test_post_says_when_due_invoices_are_not_issued(root: Path) -> None:
+    posted = run_cli(root, "post", "--through", "2026-10-15")
+    assert posted.exit_code == 0, posted.output
+    assert ("note: 2 invoices dated on or before 2026-10-15 not issued yet: run "
+            "`meterbook invoice --through 2026-10-15`") in posted.output
+    assert run_cli(root, "invoice", "--through", "2026-10-15").exit_code == 0
+    again = run_cli(root, "post", "--through", "2026-10-15")
+    assert again.exit_code == 0 and "note:" not in again.output
