@@ -541,7 +541,9 @@ def catch_up(regenerated: Sequence[data.Directive], recorded: Sequence[data.Dire
                      for side in (+1, -1))
         out = []
         for meter, quantity in sorted(now.items()):
-            before = then.get(meter, ZERO)  # nothing recorded for the cycle: the books hold 0
+            # the sealed books hold no entry of the cycle when it priced to nothing (a free tier
+            # posts no accrual): its figure then is unknown, not 0 — no quantity is invented
+            before = then.get(meter) if then else None
             if quantity is not None and before is not None:
                 out.append((meter, quantity - before))
         return out
