@@ -90,7 +90,7 @@ from ledger.store import cycle_terms, rerates
 
 if TYPE_CHECKING:
     from ledger.closing import CheckResult
-    from ledger.rules import Plan, Rules
+    from ledger.rules import Meter, Plan, Rules
     from ledger.session import Session
 
 ZERO = Decimal(0)
@@ -182,9 +182,32 @@ def pinned_terms(plan: Plan, version: date, part: str) -> dict[str, Any]:
             else {"amount": _number(fee.amount), "timing": fee.timing}}
 
 
-def terms_digest(plan: Plan, version: date, part: str) -> str:
-    """sha256 (hex) of the canonical JSON of :func:`pinned_terms`: what a pin stores."""
-    return hashlib.sha256(dumps(pinned_terms(plan, version, part)).encode()).hexdigest()
+#: A usage digest that also covers the definitions of the charged meters starts with this
+#: (then 62 hex digits of the sha256, the column's 64 characters); one without it is the
+#: earlier digest of the plan's terms alone, still checked as such.
+METERED = "m:"
+
+
+def meter_terms(meter: Meter) -> dict[str, Any]:
+    """What metering reads of a meter definition (not its unit, account or live tolerance)."""
+    return {"event_type": meter.event_type, "aggregation": meter.aggregation, "value": meter.value,
+            "filter": dict(sorted(meter.filter.items()))}
+
+
+def terms_digest(plan: Plan, version: date, part: str, meters: Mapping[str, Meter] | None = None) -> str:
+    """sha256 (hex) of the canonical JSON of :func:`pinned_terms`: what a pin stores.
+
+    With ``meters``, a ``usage`` digest also covers the definitions (:func:`meter_terms`)
+    of the meters the version charges — a filter or aggregation edited in
+    ``meters.yaml`` re-prices invoiced cycles as surely as a tier price — and is
+    marked :data:`METERED`.
+    """
+    terms = pinned_terms(plan, version, part)
+    if meters is None or part != "usage":
+        return hashlib.sha256(dumps(terms).encode()).hexdigest()
+    charged = sorted({c["meter"] for c in terms["charges"]})
+    terms["meters"] = {m: meter_terms(meters[m]) if m in meters else None for m in charged}
+    return METERED + hashlib.sha256(dumps(terms).encode()).hexdigest()[:64 - len(METERED)]
 
 
 def load_pins(engine: Engine) -> dict[str, TermsPin]:
@@ -220,7 +243,7 @@ def record_pins(conn: Connection, rules: Rules, invoices: Iterable[Invoice]) -> 
             plan = rules.plans[cycle.plan]
             version = plan.version_at(cycle.start)
             row.update({f"{part}_version": _version_text(version), f"{part}_invoice": inv.number,
-                        f"{part}_digest": terms_digest(plan, version, part)})
+                        f"{part}_digest": terms_digest(plan, version, part, rules.meters)})
     if not wanted:
         return
     existing = {row.link: row for row in conn.execute(
@@ -265,7 +288,10 @@ class Drift:
 
     @property
     def terms(self) -> str:
-        return "advance base fee" if self.part == "fee" else "charges, commitment and arrears base fee"
+        if self.part == "fee":
+            return "advance base fee"
+        meters = " (or its meters' definitions)" if self.pinned.startswith(METERED) else ""
+        return f"charges, commitment and arrears base fee{meters}"
 
     def describe(self) -> str:
         """One line: ``INV-… link (cycle): plan p, version, what changed``."""
@@ -280,17 +306,19 @@ def changed_terms(engine: Engine, rules: Rules) -> list[Drift]:
     unknown, not drift: :func:`unverified_pins` counts them."""
     with engine.connect() as conn:
         rows = conn.execute(select(cycle_terms).order_by(cycle_terms.c.link)).all()
-    now: dict[tuple[str, date, str], str | None] = {}
+    now: dict[tuple[str, date, str, bool], str | None] = {}
     found: list[Drift] = []
     for row in rows:
         for part in PARTS:
             version, pinned = _version_date(getattr(row, f"{part}_version")), getattr(row, f"{part}_digest")
             if version is None or pinned is None:
                 continue
-            key = (row.plan, version, part)
+            metered = pinned.startswith(METERED)
+            key = (row.plan, version, part, metered)
             if key not in now:
                 plan = rules.plans.get(row.plan)
-                now[key] = terms_digest(plan, version, part) if plan is not None else None
+                now[key] = (terms_digest(plan, version, part, rules.meters if metered else None)
+                            if plan is not None else None)
             if now[key] == pinned:
                 continue
             customer, start = row.link[:-11], date.fromisoformat(row.link[-10:])
@@ -341,8 +369,9 @@ def require_unchanged_terms(session: Session) -> None:
     others = sorted({d.invoice for d in drifts} - {first.invoice})
     billed = f"{first.invoice} billed for cycle {first.link}"
     what = (f"plan {first.plan!r}, which {billed}, is gone from the rules" if first.current is None
-            else f"the {'advance base fee' if first.part == 'fee' else 'terms'} of plan {first.plan!r} that {billed} "
-                 f"({first.version_label}) changed in place")
+            else f"the {'advance base fee' if first.part == 'fee' else 'terms'} of plan {first.plan!r}"
+                 f"{' or of its meters' if first.part == 'usage' and first.pinned.startswith(METERED) else ''}"
+                 f" that {billed} ({first.version_label}) changed in place")
     more = len(others)
     raise RulesError(
         what + (f" ({more} more invoice{'s' if more > 1 else ''} affected)" if more else "")

@@ -318,7 +318,7 @@ VERSIONED = TIERED + """\
               - {unit_price: "0.025"}
 """
 #: plans.yaml line 2 is the plan ``g:``, whose original terms were edited
-REFUSAL = ("rules/plans.yaml:2: plans.g: the terms of plan 'g' that INV-2026-000001 billed for cycle acme-2026-10-01 "
+REFUSAL = ("rules/plans.yaml:2: plans.g: the terms of plan 'g' or of its meters that INV-2026-000001 billed for cycle acme-2026-10-01 "
            "(original terms) changed in place: restore the terms, add a `versions:` entry effective from the change "
            "date, then run `meterbook rerate --from DATE`. Nothing was written")
 
@@ -363,7 +363,7 @@ def test_tier_price_edited_in_place_after_invoicing_is_named_and_refused(tmp_pat
     assert [(d.invoice, d.customer, d.link, d.cycle, d.plan, d.version, d.part) for d in drifts] == [
         ("INV-2026-000001", "acme", "acme-2026-10-01", "2026-10-01/2026-11-01", "g", date.min, "usage")]
     assert drifts[0].describe() == ("INV-2026-000001 acme-2026-10-01 (2026-10-01/2026-11-01): plan g, original "
-                                    "terms: charges, commitment and arrears base fee edited since invoiced")
+                                    "terms: charges, commitment and arrears base fee (or its meters' definitions) edited since invoiced")
     with pytest.raises(RulesError) as err:
         require_unchanged_terms(session)
     assert str(err.value) == REFUSAL
@@ -390,7 +390,7 @@ def test_edit_in_place_stops_post_invoice_close_and_fails_check(tmp_path: Path) 
     assert "FAILED  pinned plan terms\n          1 pinned terms edited in place after invoicing: restore" \
         in checked.output
     assert ("INV-2026-000001 acme-2026-10-01 (2026-10-01/2026-11-01): plan g, original terms: charges, "
-            "commitment and arrears base fee edited since invoiced") in checked.output
+            "commitment and arrears base fee (or its meters' definitions) edited since invoiced") in checked.output
 
 
 def test_reformatted_yaml_is_not_an_edit(tmp_path: Path) -> None:
@@ -444,7 +444,7 @@ def test_restored_terms_and_a_version_rerate_as_a_debit_adjustment(tmp_path: Pat
     with pytest.raises(RulesError) as err:
         require_unchanged_terms(open_session(root))
     assert str(err.value).startswith(
-        "rules/plans.yaml:12: plans.g.versions[0]: the terms of plan 'g' that INV-2026-000002 billed for cycle "
+        "rules/plans.yaml:12: plans.g.versions[0]: the terms of plan 'g' or of its meters that INV-2026-000002 billed for cycle "
         "acme-2026-11-01 (version effective 2026-10-01) changed in place: restore the terms")
 
 
@@ -500,3 +500,33 @@ def test_pinned_terms_split_usage_from_the_advance_fee() -> None:
     assert terms_digest(swapped, date.min, "usage") == terms_digest(plan, date.min, "usage")
     lower = plan.model_copy(update={"minimum_commitment": Decimal("40")})
     assert terms_digest(lower, date.min, "usage") != terms_digest(plan, date.min, "usage")
+
+
+def test_a_meter_definition_edited_after_invoicing_is_refused_too(tmp_path: Path) -> None:
+    """Summing a different property (or filtering, or counting) re-prices October as surely as a
+    tier price: refused. The meter's unit is a label, not a term. A pin stored before meters were
+    digested (the plan's terms alone) is still checked as it was."""
+    from sqlalchemy import update
+
+    from ledger.rerate import changed_terms, terms_digest
+    from ledger.store import cycle_terms
+
+    root = tiered(tmp_path)
+    meters = root / "rules" / "meters.yaml"
+    meters.write_text(TOKENS.replace("unit: token", "unit: tok"))
+    session = open_session(root)
+    assert changed_terms(session.engine, session.rules) == []
+    meters.write_text(TOKENS.replace("aggregation: sum, value: tokens", "aggregation: count"))
+    refused = run_cli(root, "post", "--through", "2026-11-20")
+    assert refused.exit_code == 2
+    assert "the terms of plan 'g' or of its meters that INV-2026-000001 billed" in refused.output
+    # a pin from before: digest of the plan alone, so the meter edit is not seen, a plan edit is
+    session = open_session(root)
+    plan = session.rules.plans["g"]
+    with session.engine.begin() as conn:
+        conn.execute(update(cycle_terms).values(usage_digest=terms_digest(plan, date.min, "usage")))
+    assert changed_terms(session.engine, session.rules) == []
+    (root / "rules" / "plans.yaml").write_text(EDITED)
+    session = open_session(root)
+    [drift] = changed_terms(session.engine, session.rules)
+    assert drift.describe().endswith("original terms: charges, commitment and arrears base fee edited since invoiced")
