@@ -178,6 +178,23 @@ def format_entries(entries: Iterable[data.Directive]) -> str:
 # --- files ----------------------------------------------------------------------------
 
 
+def unwritable(folder: Path) -> tuple[Path, str] | None:
+    """``(folder checked, reason)`` when ``folder`` — or the nearest existing folder it would
+    be made in — cannot take a new file, else None. Tried, not assumed from permissions:
+    they do not stop root, while a read-only mount or an immutable folder does."""
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        return probe, "not a directory"
+    try:
+        with tempfile.NamedTemporaryFile(dir=probe, prefix=".meterbook-write-check-"):
+            pass
+    except OSError as exc:
+        return probe, str(exc.strerror or exc)
+    return None
+
+
 def write_atomic(path: Path, text: str) -> bool:
     """Write ``text`` to ``path`` atomically; False (and no write) if it is already there.
 

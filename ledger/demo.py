@@ -662,21 +662,12 @@ def check_workspace(workspace: Workspace) -> None:
 
 
 def require_writable(folder: Path) -> None:
-    """Refuse (exit 2) before anything is reset unless ``folder`` (or the nearest existing
-    folder it would be made in) takes a new file: tried, not assumed from permissions (they
-    do not stop root; a read-only mount or an immutable folder does)."""
-    import tempfile
-
-    probe = folder
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if not probe.is_dir():
-        raise BadInput(f"{probe}: not a directory, so the demo cannot write {folder}; nothing was changed")
-    try:
-        with tempfile.NamedTemporaryFile(dir=probe, prefix=".meterbook-write-check-"):
-            pass
-    except OSError as exc:
-        raise BadInput(f"{probe}: {exc.strerror or exc}: the demo cannot write there; nothing was changed") from None
+    """Refuse (exit 2) before anything is reset unless ``folder`` takes a new file
+    (:func:`ledger.books.unwritable`)."""
+    problem = books.unwritable(folder)
+    if problem is not None:
+        probe, reason = problem
+        raise BadInput(f"{probe}: {reason}, so the demo cannot write {folder}; nothing was changed")
 
 
 def _reset(workspace: Workspace) -> None:

@@ -14,14 +14,13 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-import tempfile
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from beancount.core import data
 from beancount.parser import parser
-from sqlalchemy import Engine, make_url
+from sqlalchemy import Engine
 
 from ledger import books, metering
 from ledger.credit_notes import credit_note_documents, credit_note_entries, load_credit_notes
@@ -43,7 +42,7 @@ from ledger.rerate import (
     require_unchanged_terms,
 )
 from ledger.rules import Rules, load_rules
-from ledger.store import open_store
+from ledger.store import open_store, safe_url
 from ledger.workspace import Workspace
 
 #: A rating and its evidence digests by (cycle link, accrual date), computed together.
@@ -232,7 +231,7 @@ class Session:
         """Refuse (exit 2) when the sealed books name invoices or payments the store lacks."""
         missing = self.unknown_records(record)
         if missing:
-            url = make_url(self.workspace.store_url).render_as_string(hide_password=True)
+            url = safe_url(self.workspace.store_url)
             raise StoreError(
                 f"{missing[0]} is sealed in the books but not in the store {url}"
                 + (f" ({len(missing) - 1} more records missing)" if len(missing) > 1 else "")
@@ -240,16 +239,13 @@ class Session:
                 "`meterbook demo`). Nothing was written: meterbook does not post against sealed history")
 
     def require_writable_books(self) -> None:
-        """Refuse (exit 2) unless ``books/`` and ``books/documents/`` take a new file (tried, not
-        assumed: permissions do not stop root, a read-only mount or an immutable directory does)."""
+        """Refuse (exit 2) unless ``books/`` and ``books/documents/`` take a new file
+        (:func:`ledger.books.unwritable`)."""
         for folder in (self.workspace.books_dir, self.workspace.books_dir / "documents"):
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-                with tempfile.NamedTemporaryFile(dir=folder, prefix=".meterbook-write-check-"):
-                    pass
-            except OSError as exc:
-                raise BadInput(f"{folder}: {exc.strerror or exc}: the books cannot be written, so nothing "
-                               "was issued") from None
+            problem = books.unwritable(folder)
+            if problem is not None:
+                probe, reason = problem
+                raise BadInput(f"{probe}: {reason}: the books cannot be written, so nothing was issued")
 
     def write(self, entries: list[data.Directive], documents: dict[str, str]) -> tuple[str, ...]:
         books_dir = self.workspace.books_dir
