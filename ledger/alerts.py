@@ -65,7 +65,7 @@ from ledger.errors import PluginError
 from ledger.metering import Window, cut_off_us, daily_usage, measure
 from ledger.money import normalize, round_money
 from ledger.pricing import PricingModel, Usage
-from ledger.rating import is_ratable, prorate, recognize
+from ledger.rating import charged, is_ratable
 from ledger.registry import NotificationFailure
 from ledger.rules import Charge, Meter, Rules
 from ledger.store import alert_deliveries as deliveries
@@ -289,9 +289,9 @@ def charge_amount(models: Mapping[str, PricingModel], charge: Charge, usage: Usa
     try:
         model = models[charge.model]
         amount = model.price(charge.terms, usage).amount
-        if cycle is not None and is_ratable(model):
-            return recognize(prorate(amount, cycle, currency), cycle, day or cycle.end - _DAY, currency)
-        return round_money(amount, currency)
+        if cycle is None:
+            return round_money(amount, currency)
+        return charged(model, amount, cycle, day or cycle.end - _DAY, currency)
     except Exception as exc:  # a plugin's bug or a price that is not a finite Decimal
         raise PluginError(f"pricing model {charge.model!r} ({charge.meter}) failed pricing a spend cap: "
                           f"{type(exc).__name__}: {exc}") from None

@@ -344,6 +344,15 @@ def _plugin_call(charge: Charge, cycle: Cycle, method: str, call: Callable[..., 
                           f"failed in {method}(): {type(exc).__name__}: {exc}") from None
 
 
+def charged(model: PricingModel, amount: Decimal, cycle: Cycle, point: date, currency: str) -> Decimal:
+    """What a charge the model priced at ``amount`` (unrounded) counts in ``cycle`` through
+    ``point``: rounded to the currency; a ratable one (a stand-ready obligation satisfied
+    over time) prorated for a short cycle and earned by day, like the base fee."""
+    if is_ratable(model):
+        return recognize(prorate(amount, cycle, currency), cycle, point, currency)
+    return round_money(amount, currency)
+
+
 def _rate_charge(index: int, charge: Charge, models: Mapping[str, PricingModel], usage: Usage,
                  currency: str, cycle: Cycle, point: date) -> ChargeRating:
     model = models[charge.model]
@@ -352,10 +361,8 @@ def _rate_charge(index: int, charge: Charge, models: Mapping[str, PricingModel],
     if not (isinstance(price, Price) and isinstance(price.amount, Decimal) and price.amount.is_finite()
             and all(isinstance(line, PriceLine) for line in price.lines)):
         raise PluginError(f"{where} returned {price!r:.200}, not a Price with a finite Decimal amount")
-    amount, lines = round_money(price.amount, currency), price.lines
+    amount, lines = charged(model, price.amount, cycle, point, currency), price.lines
     if is_ratable(model):
-        # A stand-ready obligation satisfied over time: billed and earned by day like the base fee.
-        amount = recognize(prorate(price.amount, cycle, currency), cycle, point, currency)
         lines = tuple(_ratable_line(line, cycle, point, currency) for line in lines)
     return ChargeRating(
         index=index, meter=charge.meter, model=charge.model, quantity=usage.quantity,
