@@ -66,7 +66,7 @@ from sqlalchemy import Engine, delete, insert, select
 from ledger import books, seal
 from ledger.credit_notes import load_credit_notes
 from ledger.errors import BadInput, MeterbookError, PluginError
-from ledger.invoicing import Invoice, draft_invoices, load_invoices
+from ledger.invoicing import Invoice, load_invoices
 from ledger.money import quantum
 from ledger.payments import load_payments, settle
 from ledger.reconcile import Finding
@@ -411,9 +411,7 @@ def close_month(session: Session, month: str, accept: Mapping[str, str] | None =
 
 def _due_invoices(session: Session, through: date) -> list[Invoice]:
     """Invoices dated on or before ``through`` that ``invoice`` would issue (not issued here)."""
-    rating = session.rate(through)
-    return draft_invoices(rating, session.rules, load_invoices(session.engine), through=through,
-                          first_open=session.first_open())
+    return session.draft(session.rate(through), through)
 
 
 def _has_entries(session: Session, month: str) -> bool:

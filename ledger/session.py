@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -124,8 +124,7 @@ class Session:
             rated = (rating, self.evidence(rating))
         entries, documents, invoices = self.generate(through, rated=rated)
         months = self.write(entries, documents)
-        unissued = draft_invoices(rated[0], self.rules, load_invoices(self.engine), through=through,
-                                  first_open=self.first_open())
+        unissued = self.draft(rated[0], through)
         return PostReport(through=through, entries=len(entries), months=months, invoices=len(invoices),
                           unissued=len(unissued))
 
@@ -264,6 +263,18 @@ class Session:
         )
         return tuple(written)
 
+    def draft(self, rating: Rating, through: date, *, issued: Sequence[Invoice] | None = None,
+              evidence: Mapping[tuple[str, date], str] | None = None, redrafting: Invoice | None = None,
+              ) -> list[Invoice]:
+        """The invoices dated on or before ``through`` that ``issued`` (default: every issued
+        invoice) leaves to issue: :func:`ledger.invoicing.draft_invoices`, then the debit
+        adjustments recorded by then (:func:`ledger.rerate.bill_debit_adjustments`)."""
+        issued = load_invoices(self.engine) if issued is None else list(issued)
+        drafts = draft_invoices(rating, self.rules, issued, through=through, first_open=self.first_open(),
+                                evidence=evidence, redrafting=redrafting)
+        adjustments = [a for a in load_adjustments(self.engine) if a.date <= through]
+        return bill_debit_adjustments(drafts, adjustments, issued, rules=self.rules, through=through)
+
     def invoice(self, through: date, *, gate: Callable[[list[Invoice]], list[Invoice]] | None = None,
                 ) -> list[Invoice]:
         """Issue every invoice dated on or before ``through`` not issued yet, then re-post.
@@ -278,11 +289,7 @@ class Session:
         self.require_writable_books()  # an issued number is never taken back: its books must be writable
         rating = self.rate(through)
         digests = self.evidence(rating)
-        issued = load_invoices(self.engine)
-        drafts = draft_invoices(rating, self.rules, issued, through=through, first_open=self.first_open(),
-                                evidence=digests)
-        drafts = bill_debit_adjustments(drafts, load_adjustments(self.engine), issued, rules=self.rules,
-                                        through=through)
+        drafts = self.draft(rating, through, evidence=digests)
         if gate is not None and drafts:
             self.post(through, rated=(rating, digests))
             drafts = gate(drafts)

@@ -76,11 +76,10 @@ from ledger import metering
 from ledger.books import load_books, sealed_months
 from ledger.errors import BadInput
 from ledger.events import from_us
-from ledger.invoicing import Invoice, InvoiceLine, draft_invoices, load_invoices
+from ledger.invoicing import Invoice, InvoiceLine, load_invoices
 from ledger.posting import targets
 from ledger.pricing import PriceLine, format_quantity
 from ledger.rating import ZERO, CycleRating, Rating
-from ledger.rerate import bill_debit_adjustments, load_adjustments
 
 if TYPE_CHECKING:
     from zoneinfo import ZoneInfo
@@ -778,12 +777,8 @@ def _trace_invoice(session: Session, number: str, entries: Sequence[data.Directi
     cycles = {link: _trace_cycle(session, link, entries, invoices, evidence) for link in invoice.cycles}
 
     rating = session.rate(invoice.date, {invoice.customer})
-    drafts = draft_invoices(rating, session.rules, list(invoices[:position]), through=invoice.date,
-                            first_open=session.first_open(), evidence=evidence.accruals(rating, invoice.cycles),
-                            redrafting=invoice)
-    # rerate's debit adjustments recorded by then are billed as `invoice` billed them
-    drafts = bill_debit_adjustments(drafts, [a for a in load_adjustments(session.engine) if a.date <= invoice.date],
-                                    list(invoices[:position]), rules=session.rules, through=invoice.date)
+    drafts = session.draft(rating, invoice.date, issued=invoices[:position],
+                           evidence=evidence.accruals(rating, invoice.cycles), redrafting=invoice)
     draft = next((d for d in drafts if d.key == invoice.key), None)
     checks: list[Check] = [_document(session, invoice), *_books_invoice(session, invoice, entries)]
     if draft is None:
