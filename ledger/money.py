@@ -33,16 +33,22 @@ from __future__ import annotations
 import decimal
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, InvalidOperation
 
+import iso4217
+
 NANO = 10**9
 #: The largest absolute value an amount, price or quantity read from input may have.
 MAX_MAGNITUDE = Decimal(10) ** 15
 #: Quantities carry at most this many decimal places.
 QUANTITY_PLACES = 9
-#: Minor units per ISO 4217 currency; anything not listed has 2.
+#: Minor units of every active ISO 4217 currency, from the ISO 4217 maintenance agency's
+#: published table (List One) as shipped by the ``iso4217`` package: ``MINOR_UNITS["BHD"] == 3``,
+#: ``MINOR_UNITS["CLF"] == 4``, ``MINOR_UNITS["XPF"] == 0``. Codes ISO gives no minor unit
+#: ("N.A.": gold XAU, SDR XDR, XXX …) and codes that are not ISO 4217 are not in the table:
+#: :func:`minor_units` gives them 2.
 MINOR_UNITS: dict[str, int] = {
-    "BHD": 3, "CLP": 0, "IQD": 3, "ISK": 0, "JOD": 3, "JPY": 0, "KRW": 0, "KWD": 3,
-    "LYD": 3, "OMR": 3, "PYG": 0, "TND": 3, "UGX": 0, "VND": 0, "XAF": 0, "XOF": 0,
-}
+    c.code: c.exponent for c in iso4217.Currency if c.exponent is not None}
+#: The minor unit of a currency ISO 4217 does not give one for.
+DEFAULT_MINOR_UNITS = 2
 
 # Wide enough that no product or sum of quantities and prices is ever rounded by
 # the context itself: rounding happens only in round_money().
@@ -88,8 +94,14 @@ def within_magnitude(value: Decimal) -> bool:
 
 
 def minor_units(currency: str) -> int:
-    """Decimal places of a currency's minor unit (USD 2, JPY 0)."""
-    return MINOR_UNITS.get(currency, 2)
+    """Decimal places of a currency's minor unit, as ISO 4217 lists it.
+
+        >>> minor_units("USD"), minor_units("JPY"), minor_units("KWD"), minor_units("CLF")
+        (2, 0, 3, 4)
+        >>> minor_units("XAU"), minor_units("CREDITS")   # no ISO minor unit: 2
+        (2, 2)
+    """
+    return MINOR_UNITS.get(currency, DEFAULT_MINOR_UNITS)
 
 
 def quantum(currency: str) -> Decimal:

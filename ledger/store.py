@@ -403,7 +403,13 @@ def open_store(url: str, *, upgrade_schema: bool = True) -> Engine:
             raise StoreError(f"store {shown}: {path} is a directory, not a database file")
     try:
         engine = create_engine(url, future=True)
-    except (ArgumentError, NoSuchModuleError, ImportError, ValueError) as exc:
+    except ImportError as exc:
+        if (exc.name or "").split(".")[0] in ("psycopg", "psycopg_binary"):
+            # psycopg is an extra: a SQLite-only install has no PostgreSQL driver
+            raise StoreError(f"store {shown}: the PostgreSQL driver psycopg is not installed; "
+                             "install it with: pip install 'meterbook[postgresql]'") from None
+        raise StoreError(f"store URL {shown}: {one_line(exc)}") from None
+    except (ArgumentError, NoSuchModuleError, ValueError) as exc:
         raise StoreError(f"store URL {shown}: {one_line(exc)}") from None
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
