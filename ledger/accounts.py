@@ -34,6 +34,10 @@ DEFAULT_TEMPLATES: dict[str, str] = {
     # refunded later): a liability, not a second bank account. DESIGN says
     # Assets:Bank:Unapplied, which goes negative and understates the Assets:Bank subtree.
     "unapplied_cash": "Liabilities:Unapplied-Cash",
+    # Tax charged on invoices is owed to the jurisdiction, never revenue (ledger.tax).
+    "tax": "Liabilities:Tax:{jurisdiction}",
+    # Tax-inclusive prices: the tax share taken back out of revenue at invoice time (contra-revenue).
+    "tax_included": "Income:Tax-Included",
 }
 ROOTS = ("Assets", "Liabilities", "Equity", "Income", "Expenses")
 _WORD_BREAK = re.compile(r"[^A-Za-z0-9]+")

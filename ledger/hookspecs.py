@@ -236,3 +236,59 @@ def meterbook_invoice_issued(invoice: Any) -> None:
             send_mail(to=BILLING_CONTACTS[invoice.customer],
                       subject=f"Invoice {invoice.number}: {invoice.total} {invoice.currency}")
     """
+
+
+@hookspec
+def meterbook_tax(draft: Any) -> Any:
+    """Return the tax of an invoice about to be issued, or None to leave it to another plugin.
+
+    Arguments: ``draft``, a :class:`ledger.tax.TaxDraft`:
+
+    - ``draft.invoice``: the invoice draft (:class:`ledger.invoicing.Invoice`):
+      ``customer``, ``date``, ``currency``, ``lines`` (each with ``kind``,
+      ``description``, ``amount``, ``cycle``, ``meter``, ``quantity``).
+    - ``draft.customer``: the customer's rules record (``id``, ``name``, ...).
+    - ``draft.plans``: per line, the plan of the cycle it bills (``""`` if none).
+    - ``draft.settings``: ``[tax]`` of ``meterbook.toml``: ``seller_tax_id``,
+      ``inclusive`` (prices include tax), ``rounding`` (``"line"``/``"invoice"``).
+    - ``draft.rules``: ``rules/taxes.yaml`` as loaded (the first-party rules).
+
+    Returns: a :class:`ledger.tax.Tax`, or None when this plugin does not tax
+    the invoice. ``Tax.lines`` are :class:`ledger.tax.TaxLine` records
+    (``jurisdiction``, ``rate``, taxable ``base``, ``amount`` rounded to the
+    currency's minor unit, ``name``, ``treatment`` ``standard`` / ``exempt`` /
+    ``reverse_charge``); ``Tax.exemption`` is the reason printed on the invoice
+    when no (or not all) tax is charged; ``inclusive`` says whether the lines'
+    amounts already hold the tax; ``seller_tax_id`` and ``customer_tax_id`` are
+    printed on the documents. At most one plugin may answer for an invoice (two
+    answers stop meterbook with a :class:`ledger.errors.PluginError` naming
+    both); with no answer the invoice carries no tax. The answer is stored with
+    the invoice when it is issued: the books, the documents and ``meterbook
+    report tax`` read it from there, never ask again. A plugin that raises, or
+    returns anything but a ``Tax`` or None (a tax amount not at the minor unit,
+    tax on an exempt line, a jurisdiction that cannot name an account), stops
+    the invoice run with a :class:`ledger.errors.PluginError` and nothing is issued.
+
+    :func:`ledger.tax.standard_tax` rounds as the workspace asks (half-even to the
+    minor unit, per line or per invoice, prices exclusive or inclusive); the
+    first-party plugin ``ledger.plugins.tax_rules`` answers from ``rules/taxes.yaml``.
+
+    Example: a tax service (here a fixed table standing in for its HTTP API)::
+
+        from ledger.hookspecs import hookimpl
+        from ledger.tax import Tax, TaxRate, standard_tax
+
+        SALES_TAX = {"acme": [TaxRate(jurisdiction="US-WA", rate="0.065", name="state sales tax"),
+                              TaxRate(jurisdiction="US-WA-Seattle", rate="0.0385", name="city sales tax")]}
+
+        @hookimpl
+        def meterbook_tax(draft):
+            rates = SALES_TAX.get(draft.invoice.customer)
+            if rates is None:
+                return None                    # not ours: another plugin (or no tax)
+            bases = [(line.amount, rates) for line in draft.invoice.lines]
+            tax = standard_tax(bases, draft.invoice.currency, rounding=draft.settings.rounding,
+                               inclusive=draft.settings.inclusive)
+            return Tax(lines=tax.lines, inclusive=tax.inclusive,
+                       seller_tax_id=draft.settings.seller_tax_id, customer_tax_id="WA-603-123-456")
+    """

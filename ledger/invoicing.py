@@ -45,6 +45,7 @@ from ledger.pricing import PriceLine
 from ledger.rating import ZERO, CycleRating, Rating
 from ledger.rules import Customer, Rules
 from ledger.store import invoices as invoices_table
+from ledger.tax import Tax
 
 #: ``Invoice.kind``: an invoice of an invoice date (cycle end, advance fee, grant) ...
 REGULAR = "regular"
@@ -87,14 +88,22 @@ class Invoice:
     due: Day | None = None
     #: :data:`REGULAR` or :data:`SUPPLEMENTARY` (absent from a regular invoice's JSON)
     kind: str = REGULAR
+    #: the tax a ``meterbook_tax`` plugin charged (:mod:`ledger.tax`); None: untaxed (absent from the JSON)
+    tax: Tax | None = None
 
     @property
     def due_date(self) -> Day:
         return self.due or self.date
 
     @property
-    def total(self) -> Decimal:
+    def subtotal(self) -> Decimal:
+        """The lines' total (tax excluded, or included when prices include it)."""
         return sum((line.amount for line in self.lines), ZERO)
+
+    @property
+    def total(self) -> Decimal:
+        """What the customer owes: the lines plus any tax they do not include."""
+        return self.subtotal + (self.tax.added if self.tax is not None else ZERO)
 
     @property
     def key(self) -> str:
@@ -115,6 +124,10 @@ class Invoice:
         data = asdict(self)
         if self.kind == REGULAR:  # regular invoices' documents stay as they were before kinds existed
             del data["kind"]
+        if self.tax is None:  # untaxed invoices' documents stay as they were before taxes existed
+            del data["tax"]
+        else:
+            data["tax"] = self.tax.to_dict()
         data["total"] = self.total
         return dumps(_jsonable(data))
 
@@ -143,7 +156,8 @@ class Invoice:
         return cls(customer=data["customer"], date=date.fromisoformat(data["date"]), currency=data["currency"],
                    lines=lines, rules=data["rules"], number=data["number"], accruals=accruals,
                    due=date.fromisoformat(data["due"]) if data.get("due") else None,
-                   kind=data.get("kind", REGULAR))
+                   kind=data.get("kind", REGULAR),
+                   tax=Tax.from_dict(data["tax"]) if data.get("tax") else None)
 
 
 def _jsonable(value: object) -> object:

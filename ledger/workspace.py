@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from ledger.errors import WorkspaceError
 
 CONFIG_NAME = "meterbook.toml"
-_KEYS = {"books", "rules", "store", "timezone", "operating_currency", "plugins_dir", "alerts", "title"}
+_KEYS = {"books", "rules", "store", "timezone", "operating_currency", "plugins_dir", "alerts", "title", "tax"}
 
 
 @dataclass(frozen=True)
@@ -176,7 +176,7 @@ class Workspace:
         if unknown:
             raise WorkspaceError(f"{path}: unknown key {unknown[0]!r} (known: {', '.join(sorted(_KEYS))})")
         for key, value in data.items():
-            if not isinstance(value, str) and key != "alerts":  # [alerts] is a table
+            if not isinstance(value, str) and key not in ("alerts", "tax"):  # tables ([tax]: ledger.tax)
                 raise WorkspaceError(f"{path}: {key}: expected a string, got {type(value).__name__}")
         timezone = data.get("timezone", "UTC")
         try:

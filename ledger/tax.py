@@ -1,0 +1,583 @@
+"""Tax on invoices: rates from ``rules/taxes.yaml`` (or a tax plugin), tax lines, postings.
+
+A German customer billed 100.00 EUR of usage at 19 % VAT, prices exclusive of
+tax (the default)::
+
+    INV-2026-000003  kunde  2026-11-01  EUR
+      usage       api_calls                                   100.00   clears unbilled
+                                                  subtotal    100.00
+      VAT 19% (DE) on 100.00                                   19.00   → Liabilities:Tax:DE
+                                                     total    119.00   → receivable
+
+    2026-11-01 * "kunde" "Invoice INV-2026-000003" ^INV-2026-000003
+      Assets:Receivables:Invoiced:Kunde   119.00 EUR
+      Assets:Receivables:Unbilled:Kunde  -100.00 EUR
+      Liabilities:Tax:DE                  -19.00 EUR
+
+Tax is never revenue: it is owed to the jurisdiction from the invoice date
+(Dr receivable / Cr ``Liabilities:Tax:{jurisdiction}``, accounts key ``tax``).
+With ``prices = "inclusive"`` the lines already hold the tax (119.00 billed:
+base 100.00, tax 19.00); the rating accrued all 119.00 as revenue, so the
+invoice takes the tax share out of revenue again through the contra-revenue
+account ``tax_included`` (``Income:Tax-Included``) and the total stays 119.00.
+
+Rounding is half-even to the currency's minor unit, either per invoice line
+(``rounding = "line"``: each line's tax rounded, then added) or once per rate
+on the invoice's taxable base (``rounding = "invoice"``, the default).
+
+Who decides the tax: every ``meterbook_tax`` hook implementation
+(:func:`ledger.hookspecs.meterbook_tax`) gets a :class:`TaxDraft` and returns a
+:class:`Tax` or None; at most one may answer for an invoice. The first-party
+plugin ``ledger.plugins.tax_rules`` answers from ``rules/taxes.yaml``; with no
+such file nothing is taxed and no invoice, document or book changes.
+
+    >>> from datetime import date
+    >>> rate = TaxRate(jurisdiction="DE", rate=Decimal("0.19"), name="VAT")
+    >>> tax = standard_tax([(Decimal("100.00"), (rate,))], "EUR", rounding="invoice")
+    >>> [(t.jurisdiction, t.rate, t.base, t.amount) for t in tax.lines]
+    [('DE', Decimal('0.19'), Decimal('100.00'), Decimal('19.00'))]
+    >>> tax.amount, tax.added
+    (Decimal('19.00'), Decimal('19.00'))
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from ledger.accounts import component, is_valid_component
+from ledger.errors import PluginError, WorkspaceError
+from ledger.money import round_money
+
+if TYPE_CHECKING:
+    from ledger.invoicing import Invoice
+    from ledger.registry import Registry
+    from ledger.rules import Customer, Rules
+
+ZERO = Decimal(0)
+STANDARD = "standard"
+EXEMPT = "exempt"
+REVERSE_CHARGE = "reverse_charge"
+TREATMENTS = (STANDARD, EXEMPT, REVERSE_CHARGE)
+#: printed on an invoice whose customer accounts for the tax (EU VAT Directive, Art. 196 and 226(11a))
+REVERSE_CHARGE_MENTION = "Reverse charge: VAT to be accounted for by the recipient (Art. 196 Directive 2006/112/EC)"
+FILE = "taxes.yaml"
+
+
+# --- what an invoice carries ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaxLine:
+    """One tax line: the taxable base at one rate of one jurisdiction, and the tax on it.
+
+    ``treatment`` is ``standard`` (tax charged), ``exempt`` or ``reverse_charge``
+    (base reported, no tax: ``rate`` and ``amount`` are 0).
+    """
+
+    jurisdiction: str
+    rate: Decimal
+    base: Decimal
+    amount: Decimal
+    name: str = "tax"
+    treatment: str = STANDARD
+
+    @property
+    def label(self) -> str:
+        """``VAT 19% (DE)``, ``exempt (US-OR)``, ``reverse charge (FR)``."""
+        where = f" ({self.jurisdiction})" if self.jurisdiction else ""
+        if self.treatment != STANDARD:
+            return f"{self.treatment.replace('_', ' ')}{where}"
+        return f"{self.name} {percent(self.rate)}{where}"
+
+
+@dataclass(frozen=True)
+class Tax:
+    """The tax of one invoice, as a ``meterbook_tax`` plugin decided it.
+
+    ``exemption``: why no tax (or not all of it) is charged, printed on the
+    invoice (the reverse-charge mention, an exemption's legal reason).
+    ``inclusive``: the lines' amounts already include the tax.
+    """
+
+    lines: tuple[TaxLine, ...] = ()
+    exemption: str = ""
+    inclusive: bool = False
+    seller_tax_id: str = ""
+    customer_tax_id: str = ""
+
+    @property
+    def amount(self) -> Decimal:
+        """All tax charged on the invoice."""
+        return sum((t.amount for t in self.lines), ZERO)
+
+    @property
+    def added(self) -> Decimal:
+        """What the tax adds to the lines' total: all of it, or nothing when prices include it."""
+        return ZERO if self.inclusive else self.amount
+
+    @property
+    def reverse_charge(self) -> bool:
+        return any(t.treatment == REVERSE_CHARGE for t in self.lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: _text(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Tax:
+        return cls(
+            lines=tuple(TaxLine(jurisdiction=t["jurisdiction"], rate=Decimal(t["rate"]), base=Decimal(t["base"]),
+                                amount=Decimal(t["amount"]), name=t["name"], treatment=t["treatment"])
+                        for t in data["lines"]),
+            exemption=data["exemption"], inclusive=bool(data["inclusive"]),
+            seller_tax_id=data["seller_tax_id"], customer_tax_id=data["customer_tax_id"])
+
+
+def _text(value: object) -> object:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return [_text(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _text(v) for k, v in value.items()}
+    return value
+
+
+def percent(rate: Decimal) -> str:
+    """``0.19`` → ``19%``, ``0.0725`` → ``7.25%``.
+
+    >>> percent(Decimal("0.19")), percent(Decimal("0.0725")), percent(Decimal("0"))
+    ('19%', '7.25%', '0%')
+    """
+    text = format((rate * 100).normalize(), "f")
+    return f"{text}%"
+
+
+# --- settings and rules -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaxSettings:
+    """``[tax]`` in ``meterbook.toml``::
+
+        [tax]
+        seller_tax_id = "DE811111111"   # printed on every taxed invoice
+        prices = "exclusive"            # exclusive (default) | inclusive
+        rounding = "invoice"            # invoice (default): per rate on the base | line: per line
+    """
+
+    seller_tax_id: str = ""
+    inclusive: bool = False
+    rounding: Literal["line", "invoice"] = "invoice"
+
+    @classmethod
+    def load(cls, config: Path) -> TaxSettings:
+        """Read ``[tax]`` from ``meterbook.toml`` (absent: the defaults); bad values name the key."""
+        try:
+            data = tomllib.loads(config.read_text(encoding="utf-8")).get("tax", {})
+        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+            return cls()  # Workspace.load has reported it already
+        if not isinstance(data, dict):
+            raise WorkspaceError(f"{config}: tax: expected a table [tax]")
+        known = {"seller_tax_id", "prices", "rounding"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise WorkspaceError(f"{config}: tax.{unknown[0]}: unknown key (known: {', '.join(sorted(known))})")
+        for key, value in data.items():
+            if not isinstance(value, str):
+                raise WorkspaceError(f"{config}: tax.{key}: expected a string, got {type(value).__name__}")
+        prices = data.get("prices", "exclusive")
+        if prices not in ("exclusive", "inclusive"):
+            raise WorkspaceError(f"{config}: tax.prices: {prices!r} is not exclusive or inclusive")
+        rounding = data.get("rounding", "invoice")
+        if rounding not in ("line", "invoice"):
+            raise WorkspaceError(f"{config}: tax.rounding: {rounding!r} is not line or invoice")
+        return cls(seller_tax_id=data.get("seller_tax_id", ""), inclusive=prices == "inclusive",
+                   rounding=rounding)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TaxRate(_Model):
+    """A named rate: ``de_vat: {jurisdiction: DE, rate: "0.19", name: VAT}``."""
+
+    jurisdiction: str
+    rate: Decimal
+    name: str = "tax"
+
+    @field_validator("rate", mode="before")
+    @classmethod
+    def _no_float(cls, value: Any) -> Any:
+        if isinstance(value, float):
+            raise ValueError("write rates as strings (\"0.19\"), never floats")
+        if isinstance(value, str | int):
+            rate = Decimal(str(value))
+            if not ZERO <= rate < 1:
+                raise ValueError(f"{value!r} is not a rate between 0 and 1 (19 % is \"0.19\")")
+        return value
+
+    @field_validator("jurisdiction")
+    @classmethod
+    def _jurisdiction(cls, value: str) -> str:
+        if not is_valid_component(component(value) if value.strip() else ""):
+            raise ValueError(f"{value!r} cannot name an account (Liabilities:Tax:<jurisdiction>)")
+        return value
+
+
+class TaxTreatment(_Model):
+    """How a customer (or a plan's lines) is taxed."""
+
+    treatment: Literal["standard", "exempt", "reverse_charge"] = "standard"
+    rates: tuple[str, ...] = ()
+    tax_id: str = ""
+    jurisdiction: str = ""
+    reason: str = ""
+
+
+class TaxRules(_Model):
+    """``rules/taxes.yaml``: named rates, then treatments per customer and per plan.
+
+    .. code-block:: yaml
+
+        taxes:
+          rates:
+            de_vat: {jurisdiction: DE, rate: "0.19", name: VAT}
+            us_ca: {jurisdiction: US-CA, rate: "0.0725", name: sales tax}
+          default: {rates: [de_vat]}        # customers not listed (optional; absent: untaxed)
+          customers:
+            kunde: {rates: [de_vat], tax_id: DE123456789}
+            client_fr: {treatment: reverse_charge, tax_id: FR40303265045, jurisdiction: FR}
+            school: {treatment: exempt, reason: "Art. 132(1)(i) education", jurisdiction: DE}
+          plans:
+            books: {rates: [de_reduced]}     # this plan's lines at another rate
+            grant: {treatment: exempt, reason: "outside the scope of VAT"}
+    """
+
+    rates: Mapping[str, TaxRate] = field(default_factory=dict)
+    default: TaxTreatment | None = None
+    customers: Mapping[str, TaxTreatment] = field(default_factory=dict)
+    plans: Mapping[str, TaxTreatment] = field(default_factory=dict)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.default or self.customers or self.plans)
+
+    def treatment_of(self, customer: str) -> TaxTreatment | None:
+        return self.customers.get(customer, self.default)
+
+
+def load_tax_rules(rules_dir: Path, rules: Rules | None = None) -> TaxRules:
+    """Load ``rules/taxes.yaml`` (absent or empty: no taxes), every error naming file, key and line."""
+    from ledger.rules import _Source, _validate
+
+    source = _Source(rules_dir / FILE, "taxes")
+    section = source.section()
+    taxes: TaxRules = _validate(TaxRules, section, source, ("taxes",))
+    entries: list[tuple[tuple[str, ...], TaxTreatment | None]] = (
+        [(("taxes", "default"), taxes.default)] if taxes.default else [])
+    entries += [(("taxes", "customers", k), v) for k, v in taxes.customers.items()]
+    entries += [(("taxes", "plans", k), v) for k, v in taxes.plans.items()]
+    for path, entry in entries:
+        assert entry is not None
+        for i, name in enumerate(entry.rates):
+            if name not in taxes.rates:
+                raise source.error(f"unknown rate {name!r} (known: {', '.join(taxes.rates) or 'none'})",
+                                   (*path, "rates", i))
+        if entry.treatment == STANDARD and not entry.rates and path[1] != "plans":
+            raise source.error("a standard treatment needs rates (or treatment: exempt / reverse_charge)", path)
+        if entry.treatment != STANDARD and entry.rates:
+            raise source.error(f"{entry.treatment} charges no tax: give no rates", (*path, "rates"))
+        if entry.treatment == REVERSE_CHARGE and not entry.tax_id.strip():
+            raise source.error("reverse charge needs the customer's tax_id (it is printed on the invoice)", path)
+        if entry.treatment == EXEMPT and not entry.reason.strip():
+            raise source.error("an exemption needs its reason (it is printed on the invoice)", path)
+        if path[1] == "plans" and entry.treatment == REVERSE_CHARGE:
+            raise source.error("reverse charge is a customer's treatment, not a plan's", (*path, "treatment"))
+        if entry.jurisdiction and not is_valid_component(component(entry.jurisdiction)):
+            raise source.error(f"{entry.jurisdiction!r} cannot name an account", (*path, "jurisdiction"))
+    if rules is not None:
+        for kind, known, names in (("customer", rules.customers, taxes.customers),
+                                   ("plan", rules.plans, taxes.plans)):
+            for name in names:
+                if name not in known:
+                    raise source.error(f"unknown {kind} {name!r}", ("taxes", f"{kind}s", name))
+    return taxes
+
+
+# --- the hook's argument and the standard computation -------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaxDraft:
+    """What a ``meterbook_tax`` plugin gets: an invoice about to be issued and its context.
+
+    - ``invoice``: the draft (:class:`ledger.invoicing.Invoice`: ``customer``,
+      ``date``, ``currency``, ``lines``, ``number`` still empty).
+    - ``customer``: the customer's rules record (``id``, ``name``, ``currency``, ...).
+    - ``plans``: per invoice line, the plan whose cycle it bills (``""`` for a
+      prepaid-credit grant or late usage without a cycle's plan).
+    - ``settings``: ``[tax]`` of ``meterbook.toml`` (seller tax id, inclusive
+      prices, rounding); a plugin should honour them (:func:`standard_tax` does).
+    - ``rules``: ``rules/taxes.yaml`` as loaded (empty when there is none).
+    """
+
+    invoice: Invoice
+    customer: Customer
+    plans: tuple[str, ...]
+    settings: TaxSettings
+    rules: TaxRules
+
+
+def standard_tax(bases: Sequence[tuple[Decimal, Sequence[TaxRate]]], currency: str, *,
+                 rounding: str = "invoice", inclusive: bool = False) -> Tax:
+    """Tax lines for amounts each taxed at some rates, half-even to the minor unit.
+
+    ``bases``: ``(line amount, rates)`` per invoice line. Per invoice: the tax of
+    each rate is rounded once on the sum of its lines; per line: each line's tax
+    is rounded, then added. Three lines of 0.10 at 19 %::
+
+        >>> r = TaxRate(jurisdiction="DE", rate=Decimal("0.19"), name="VAT")
+        >>> three = [(Decimal("0.10"), (r,))] * 3
+        >>> standard_tax(three, "EUR").amount                    # round(0.30 × 0.19 = 0.057)
+        Decimal('0.06')
+        >>> standard_tax(three, "EUR", rounding="line").amount   # 3 × round(0.019)
+        Decimal('0.06')
+        >>> standard_tax([(Decimal("0.05"), (r,))] * 3, "EUR", rounding="line").amount  # 3 × round(0.0095)
+        Decimal('0.03')
+        >>> standard_tax([(Decimal("0.05"), (r,))] * 3, "EUR").amount   # round(0.0285)
+        Decimal('0.03')
+
+    Inclusive prices: a line's amount holds its tax; the tax is amount × rate ÷ (1 + all its rates)::
+
+        >>> t = standard_tax([(Decimal("119.00"), (r,))], "EUR", inclusive=True)
+        >>> t.lines[0].base, t.lines[0].amount
+        (Decimal('100.00'), Decimal('19.00'))
+    """
+    # lines taxed at the same rates form a group: its rates share one base
+    groups: dict[tuple[TaxRate, ...], list[Decimal]] = defaultdict(list)
+    for amount, rates in bases:
+        if rates:
+            groups[tuple(sorted(rates, key=lambda r: (r.jurisdiction, r.rate, r.name)))].append(amount)
+    base: dict[tuple[str, Decimal, str], Decimal] = defaultdict(lambda: ZERO)
+    taxed: dict[tuple[str, Decimal, str], Decimal] = defaultdict(lambda: ZERO)
+    for rates, amounts in groups.items():
+        combined = sum((r.rate for r in rates), ZERO)
+        divisor = 1 + combined if inclusive else Decimal(1)
+        shares = {}
+        for r in rates:
+            if rounding == "line":
+                shares[r] = sum((round_money(a * r.rate / divisor, currency) for a in amounts), ZERO)
+            else:
+                shares[r] = round_money(sum(amounts, ZERO) * r.rate / divisor, currency)
+        net = sum(amounts, ZERO) - (sum(shares.values(), ZERO) if inclusive else ZERO)
+        for r in rates:
+            key = (r.jurisdiction, r.rate, r.name)
+            base[key] += net
+            taxed[key] += shares[r]
+    lines = [TaxLine(jurisdiction=j, rate=rate, base=base[(j, rate, name)], amount=taxed[(j, rate, name)],
+                     name=name) for j, rate, name in sorted(base)]
+    return Tax(lines=tuple(lines), inclusive=inclusive)
+
+
+def rules_tax(draft: TaxDraft) -> Tax | None:
+    """The first-party decision from ``rules/taxes.yaml`` (None: this customer is not taxed).
+
+    The customer's treatment decides the invoice: ``exempt`` or ``reverse_charge``
+    puts the whole net amount on one zero-rated line with its reason; ``standard``
+    taxes each line at its plan's rates when ``plans:`` names the plan, else at the
+    customer's rates; a plan marked ``exempt`` leaves its lines untaxed (an exempt
+    line with the plan's reason).
+    """
+    rules, invoice, settings = draft.rules, draft.invoice, draft.settings
+    treatment = rules.treatment_of(invoice.customer)
+    if treatment is None:
+        return None
+    net = sum((line.amount for line in invoice.lines), ZERO)
+    ids = {"seller_tax_id": settings.seller_tax_id, "customer_tax_id": treatment.tax_id}
+    if treatment.treatment == REVERSE_CHARGE:
+        nil = round_money(ZERO, invoice.currency)
+        return Tax(lines=(TaxLine(treatment.jurisdiction, ZERO, net, nil, "VAT", REVERSE_CHARGE),),
+                   exemption=treatment.reason or REVERSE_CHARGE_MENTION, inclusive=settings.inclusive, **ids)
+    if treatment.treatment == EXEMPT:
+        return Tax(lines=(TaxLine(treatment.jurisdiction, ZERO, net, round_money(ZERO, invoice.currency), "tax",
+                              EXEMPT),),
+                   exemption=treatment.reason, inclusive=settings.inclusive, **ids)
+    bases: list[tuple[Decimal, Sequence[TaxRate]]] = []
+    exempt: dict[str, Decimal] = defaultdict(lambda: ZERO)
+    for line, plan in zip(invoice.lines, draft.plans, strict=True):
+        entry = rules.plans.get(plan) if plan else None
+        if entry is not None and entry.treatment == EXEMPT:
+            exempt[entry.reason] += line.amount
+            continue
+        names = entry.rates if entry is not None and entry.rates else treatment.rates
+        bases.append((line.amount, tuple(rules.rates[n] for n in names)))
+    tax = standard_tax(bases, invoice.currency, rounding=settings.rounding, inclusive=settings.inclusive)
+    where = treatment.jurisdiction or (tax.lines[0].jurisdiction if tax.lines else "")
+    nil = round_money(ZERO, invoice.currency)
+    extra = tuple(TaxLine(where, ZERO, base, nil, "tax", EXEMPT) for base in exempt.values())
+    return Tax(lines=(*tax.lines, *extra), exemption="; ".join(exempt), inclusive=settings.inclusive, **ids)
+
+
+# --- the engine's side: asking the plugins --------------------------------------------------------
+
+
+def line_plans(invoice: Invoice, customer: Customer, rules: Rules) -> tuple[str, ...]:
+    """Per invoice line, the plan of the cycle it bills ("" when it bills none)."""
+    from ledger.cycles import cycle_at
+
+    plans = []
+    for line in invoice.lines:
+        plan = ""
+        if line.cycle:
+            start = line.cycle.partition("/")[0]
+            try:
+                from datetime import date
+
+                cycle = cycle_at(customer, rules.plans, date.fromisoformat(start))
+            except ValueError:
+                cycle = None
+            plan = cycle.plan if cycle is not None and cycle.key == line.cycle else ""
+        plans.append(plan)
+    return tuple(plans)
+
+
+def check_tax(tax: object, plugin: str, invoice: Invoice) -> Tax:
+    """What a plugin returned, checked: a :class:`Tax` whose amounts are at the currency's minor unit."""
+    where = f"plugin {plugin}: meterbook_tax for {invoice.customer} {invoice.date.isoformat()}"
+    if not isinstance(tax, Tax):
+        raise PluginError(f"{where}: returned {type(tax).__name__}, not a ledger.tax.Tax or None")
+    for line in tax.lines:
+        if not isinstance(line, TaxLine):
+            raise PluginError(f"{where}: a tax line is {type(line).__name__}, not a ledger.tax.TaxLine")
+        for name in ("rate", "base", "amount"):
+            value = getattr(line, name)
+            if not isinstance(value, Decimal) or not value.is_finite():
+                raise PluginError(f"{where}: {name} {value!r} is not a Decimal")
+        if line.amount != round_money(line.amount, invoice.currency):
+            raise PluginError(f"{where}: tax {line.amount} is not rounded to {invoice.currency}'s minor unit")
+        if line.treatment not in TREATMENTS:
+            raise PluginError(f"{where}: treatment {line.treatment!r} is not one of {', '.join(TREATMENTS)}")
+        if line.treatment != STANDARD and line.amount:
+            raise PluginError(f"{where}: a {line.treatment} line charges no tax, not {line.amount}")
+        if line.amount and not is_valid_component(component(line.jurisdiction) if line.jurisdiction.strip()
+                                                  else ""):
+            raise PluginError(f"{where}: jurisdiction {line.jurisdiction!r} cannot name an account")
+    return tax
+
+
+def assess(registry: Registry, draft: TaxDraft) -> Tax | None:
+    """Ask every ``meterbook_tax`` implementation; at most one may answer (else :class:`PluginError`)."""
+    answers: list[tuple[str, Tax]] = []
+    for impl in registry.hook.meterbook_tax.get_hookimpls():
+        kwargs = {"draft": draft}
+        try:
+            result = impl.function(*[kwargs[arg] for arg in impl.argnames])
+        except Exception as exc:
+            raise PluginError(f"plugin {impl.plugin_name}: meterbook_tax raised "
+                              f"{type(exc).__name__}: {exc}") from None
+        if result is not None:
+            answers.append((impl.plugin_name, check_tax(result, impl.plugin_name, draft.invoice)))
+    if len(answers) > 1:
+        names = ", ".join(sorted(name for name, _ in answers))
+        raise PluginError(f"plugins {names} all taxed {draft.invoice.customer}'s invoice of "
+                          f"{draft.invoice.date.isoformat()}: only one meterbook_tax plugin may answer")
+    return answers[0][1] if answers else None
+
+
+def apply_taxes(drafts: Iterable[Invoice], *, registry: Registry, rules: Rules, rules_dir: Path,
+                config: Path) -> list[Invoice]:
+    """The drafts with the tax the plugins give them (unchanged when none answers)."""
+    from dataclasses import replace
+
+    drafts = list(drafts)
+    if not drafts or not registry.hook.meterbook_tax.get_hookimpls():
+        return drafts
+    taxes = load_tax_rules(rules_dir, rules)
+    settings = TaxSettings.load(config)
+    out = []
+    for inv in drafts:
+        customer = rules.customers.get(inv.customer)
+        if customer is None:
+            out.append(inv)
+            continue
+        draft = TaxDraft(inv, customer, line_plans(inv, customer, rules), settings, taxes)
+        tax = assess(registry, draft)
+        out.append(replace(inv, tax=tax) if tax is not None else inv)
+    return out
+
+
+# --- the books ----------------------------------------------------------------------------------
+
+
+def tax_account(rules: Rules, jurisdiction: str) -> str:
+    """``Liabilities:Tax:DE`` (accounts key ``tax``; the jurisdiction as an account component).
+
+    >>> from ledger.accounts import AccountMap
+    >>> class R: accounts = AccountMap({})
+    >>> tax_account(R(), "US-CA"), tax_account(R(), "de")
+    ('Liabilities:Tax:US-CA', 'Liabilities:Tax:De')
+    """
+    return rules.accounts.template("tax").replace("{jurisdiction}", component(jurisdiction))
+
+
+def is_tax_account(rules: Rules, account: str) -> bool:
+    """Whether ``account`` is a tax liability (what the close asserts with the others)."""
+    prefix = rules.accounts.template("tax").split("{jurisdiction}")[0]
+    return account.startswith(prefix) if prefix else False
+
+
+def tax_postings(tax: Tax | None, rules: Rules, currency: str, sign: int = 1) -> list[tuple[str, Decimal]]:
+    """``(account, amount)`` of an invoice's tax (``sign`` -1: a credit note's share reversed).
+
+    Cr ``Liabilities:Tax:{jurisdiction}`` per jurisdiction; with inclusive prices
+    also Dr ``tax_included`` (the tax share taken back out of revenue).
+    """
+    if tax is None:
+        return []
+    by_account: dict[str, Decimal] = defaultdict(lambda: ZERO)
+    for line in tax.lines:
+        if line.amount:
+            by_account[tax_account(rules, line.jurisdiction)] -= sign * line.amount
+    out = [(account, amount) for account, amount in sorted(by_account.items()) if amount]
+    if tax.inclusive and tax.amount and sign == 1:
+        out.insert(0, (rules.accounts.template("tax_included"), tax.amount))
+    return out
+
+
+def credited_tax(invoice: Invoice, before: Decimal, amount: Decimal) -> Tax | None:
+    """The share of ``invoice``'s tax a credit note of ``amount`` reverses, after earlier notes of
+    ``before``: per tax line, cumulative and rounded half-even, so notes crediting the whole
+    invoice reverse exactly all its tax.
+
+    A 119.00 invoice (100.00 + 19.00 VAT) credited 59.50: 9.50 of tax, 50.00 of base.
+    """
+    tax = invoice.tax
+    total = invoice.total
+    if tax is None or not total:
+        return None
+
+    def share(value: Decimal) -> Decimal:
+        upto = min(before + amount, total)
+        done = min(before, total)
+        cur = invoice.currency
+        return round_money(value * upto / total, cur) - round_money(value * done / total, cur)
+
+    lines = tuple(TaxLine(t.jurisdiction, t.rate, share(t.base), share(t.amount), t.name, t.treatment)
+                  for t in tax.lines)
+    return Tax(lines=lines, exemption=tax.exemption, inclusive=False,
+               seller_tax_id=tax.seller_tax_id, customer_tax_id=tax.customer_tax_id)
+
+
+def tax_json(tax: Tax | None) -> str:
+    """The tax as canonical JSON text (tests and documents compare it)."""
+    return json.dumps(tax.to_dict() if tax else None, sort_keys=True)
