@@ -61,9 +61,9 @@ from beancount.core.amount import Amount
 from beancount.parser import parser
 from beancount.parser.grammar import ValueType
 from beancount.utils import misc_utils
-from sqlalchemy import Engine, delete, insert, select
+from sqlalchemy import Engine, delete, func, insert, select
 
-from ledger import books, seal
+from ledger import books, metering, seal
 from ledger.credit_notes import load_credit_notes
 from ledger.errors import BadInput, MeterbookError, PluginError
 from ledger.invoicing import Invoice, load_invoices
@@ -71,6 +71,7 @@ from ledger.money import quantum
 from ledger.payments import load_payments, settle
 from ledger.reconcile import Finding
 from ledger.store import acceptances as acceptances_table
+from ledger.store import events as events_table
 from ledger.store import meta as meta_table
 
 if TYPE_CHECKING:
@@ -401,12 +402,51 @@ def close_month(session: Session, month: str, accept: Mapping[str, str] | None =
             also.append(expected)
             expected = seal.next_month(expected)
     else:
+        require_activity_by(session, month)
         earliest = _earliest_month_with_entries(session, before=first_day(month))
         if earliest is not None:
             raise BadInput(f"close {earliest} first: months close in order ({earliest} is the first month "
                            "with entries)")
     report = _close(session, month, dict(accept or {}))
     return CloseReport(**{**report.__dict__, "also_closed": tuple(also)})
+
+
+def first_activity(session: Session) -> date | None:
+    """The workspace's first day of activity: the earliest subscription start, credit grant or
+    stored usage event (its day in the workspace timezone), or None when there is none.
+
+    Asked only at a workspace's first close; only events before the rules' first day are
+    looked for then.
+    """
+    days = [d for c in session.rules.customers.values()
+            for d in (*(s.start for s in c.subscriptions), *(g.granted for g in c.credits))]
+    first = min(days, default=None)
+    query = select(func.min(events_table.c.time_us))
+    if first is not None:
+        query = query.where(events_table.c.time_us < metering.cut_off_us(first, session.workspace.tz))
+    with session.engine.connect() as conn:
+        earliest_us = conn.execute(query).scalar()
+    if earliest_us is not None:
+        moment = datetime.fromtimestamp(earliest_us / 1_000_000, UTC).astimezone(session.workspace.tz)
+        first = moment.date() if first is None else min(first, moment.date())
+    return first
+
+
+def require_activity_by(session: Session, month: str) -> None:
+    """Refuse (exit 2) to close a month that ends before the workspace's first activity: a
+    typo would seal empty months for good (the seal chain cannot be taken back).
+
+    With the first subscription starting 2026-09-01 and no earlier event, ``close 2026-08``
+    is refused: ``2026-08 is before the workspace's first activity (2026-09-01) ...``.
+    """
+    first = first_activity(session)
+    if first is None:
+        raise BadInput(f"{month}: nothing to close: the rules have no subscription or credit grant and "
+                       "the store no event; a close seals its month for good")
+    if first > last_day(month):
+        raise BadInput(f"{month} is before the workspace's first activity ({first}, the earliest "
+                       "subscription start, credit grant or event): nothing to close, and a sealed "
+                       "month cannot be reopened")
 
 
 def _due_invoices(session: Session, through: date) -> list[Invoice]:
@@ -689,9 +729,10 @@ def check_books(workspace: Workspace) -> list[CheckResult]:
         return results
     results.append(CheckResult("rules", True, (f"{len(session.rules.customers)} customers, "
                                                f"{len(session.rules.plans)} plans, rules {session.rules.hash}",)))
-    from ledger.rerate import pinned_terms_check
+    from ledger.rerate import pinned_terms_check, rerated_lines_check
 
     results.append(pinned_terms_check(session))
+    results.append(rerated_lines_check(session))
     missing = session.unknown_records()
     if missing:
         results.append(CheckResult("store of record", False, (

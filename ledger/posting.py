@@ -492,6 +492,13 @@ def catch_up(regenerated: Sequence[data.Directive], recorded: Sequence[data.Dire
             meter: "api_calls"
             quantity: 1
 
+    When every meter's change is a known 0 and the amounts still moved, the terms
+    changed, not the usage (a plan version added for a sealed accrual of a cycle
+    not invoiced yet, e.g. by ``rerate``'s version): the adjustment is a
+    re-pricing, ``"Re-pricing of sealed period 2026-10: same quantities, current
+    terms"`` with ``repriced: TRUE``, its ``quantities`` the (zero) change and no
+    per-posting ``quantity`` (no usage arrived).
+
     For a cycle's adjustment (one cycle link) the quantities are the change per
     meter: the cumulative quantity regeneration now holds through the month
     minus the one the books hold (:func:`cumulative_quantities` of each side's
@@ -556,13 +563,16 @@ def catch_up(regenerated: Sequence[data.Directive], recorded: Sequence[data.Dire
     for key in sorted(sums):
         month, customer, links = key
         quantities = dict(changes(month, links[0])) if len(links) == 1 else {}
+        # every meter's quantity known and unchanged, yet the amounts moved: the terms changed
+        # (a plan version added for a cycle not invoiced yet), not the usage
+        repriced = bool(quantities) and not any(quantities.values())
         postings = []
         for (account_name, meter, currency), number in sorted(sums[key].items()):
             if number:
                 meta: dict[str, object] | None = None
                 if meter:
                     meta = {"meter": meter}
-                    if meter in quantities:
+                    if meter in quantities and not repriced:
                         meta["quantity"] = quantities[meter]
                 postings.append(data.Posting(account_name, Amount(number, currency), None, None, None, meta))
         if not postings:
@@ -572,8 +582,11 @@ def catch_up(regenerated: Sequence[data.Directive], recorded: Sequence[data.Dire
         evidence = (latest[key].meta or {}).get("evidence") if key in latest else None
         adjustments.append(data.Transaction(
             _meta(customer=customer or None, cycle=cycle, **_usage_meta(sorted(quantities.items())),
-                  rules=rules_hash, evidence=evidence, usage_date=_month_end(month), late=True),
-            first_open, FLAG, customer or None, f"Late adjustment for sealed period {period}",
+                  rules=rules_hash, evidence=evidence, usage_date=_month_end(month), late=True,
+                  repriced=True if repriced else None),
+            first_open, FLAG, customer or None,
+            (f"Re-pricing of sealed period {period}: same quantities, current terms" if repriced
+             else f"Late adjustment for sealed period {period}"),
             frozenset(), frozenset(links), postings,
         ))
     return write, adjustments

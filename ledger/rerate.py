@@ -404,6 +404,51 @@ def pinned_terms_check(session: Session) -> CheckResult:
         *([f"… and {len(drifts) - 10} more"] if len(drifts) > 10 else []), *note))
 
 
+def rerated_lines_check(session: Session) -> CheckResult:
+    """``meterbook check``'s line for the stored reratings: every credit note and debit
+    adjustment a rerate posted must still be what the current rules give.
+
+    A rerate run credits ``current − as invoiced``; the rules it ran with are the
+    only explanation of that document. Removing (or editing) the version afterwards
+    leaves the document unexplained: INV-2026-000002 billed 20.00, the 0.80 version
+    re-rated it to 16.00 and CN-2026-000001 credited 4.00; with the version gone
+    the current rules give 20.00 again, so::
+
+        INV-2026-000002 api_calls (cycle acme-2026-10-01): reratings posted -4.00 USD
+        (CN-2026-000001), the current rules explain 0.00: restore the plan version
+        they were rated with, or run `meterbook rerate --from 2026-10-01` to post the difference
+
+    fails the check (a rerate run with the current rules posts that difference,
+    after which the documents add up again).
+    """
+    from ledger.closing import CheckResult
+
+    adjustments = load_adjustments(session.engine)
+    if not adjustments:
+        return CheckResult("rerated invoice lines", True, ("no reratings",))
+    since = min(date.fromisoformat(adj.cycle[:10]) for adj in adjustments)
+    rerated = {(adj.invoice, adj.line_key) for adj in adjustments}
+    posted: dict[tuple[str, str], list[Adjustment]] = defaultdict(list)
+    for adj in adjustments:
+        posted[(adj.invoice, adj.line_key)].append(adj)
+    problems = []
+    for line in compute(session, since):
+        if (line.invoice, line.line_key) not in rerated:
+            continue  # never re-rated: a pending rerate, not an unexplained document
+        docs = posted[(line.invoice, line.line_key)]
+        problems.append(
+            f"{line.invoice} {line.label} (cycle {line.link}): reratings posted {line.earlier} {line.currency} "
+            f"({', '.join(sorted({a.document for a in docs}))}), the current rules explain "
+            f"{line.earlier + line.difference}: restore the plan version they were rated with, or run "
+            f"`meterbook rerate --from {since}` to post the difference")
+    note = f"{len(rerated)} re-rated invoice lines, {len({a.document for a in adjustments})} documents"
+    if not problems:
+        return CheckResult("rerated invoice lines", True, (f"{note}, each as the current rules give",))
+    return CheckResult("rerated invoice lines", False, (
+        f"{len(problems)} of {note} no longer follow from the current rules", *problems[:10],
+        *([f"… and {len(problems) - 10} more"] if len(problems) > 10 else [])))
+
+
 # --- stored reratings -------------------------------------------------------------------------
 
 

@@ -163,9 +163,13 @@ class Session:
         rating, digests = rated if rated is not None else (self.rate(through), None)
         if evidence and digests is None:
             digests = self.evidence(rating)
-        invoices = [inv for inv in load_invoices(self.engine) if inv.date <= through]
+        issued = load_invoices(self.engine)
+        invoices = [inv for inv in issued if inv.date <= through]
         first_open = self.first_open() if first_open is None else first_open
-        generated = [e for e in post(rating, self.rules, invoices, first_open=first_open,
+        # Every issued invoice freezes its cycle's accruals, even one dated after ``through``:
+        # the books hold the frozen figures from the day it was issued, and what arrived
+        # since is late usage dated at the invoice or later (the freeze and late rules).
+        generated = [e for e in post(rating, self.rules, issued, first_open=first_open,
                                      evidence=digests if evidence else None) if e.date <= through]
         # payments and credit notes: stored facts settled against the invoices in date order
         payments = [p for p in load_payments(self.engine) if p.date <= through]

@@ -324,7 +324,8 @@ REFUSAL = ("rules/plans.yaml:2: plans.g: the terms of plan 'g' or of its meters 
 
 
 def tiered(tmp_path: Path) -> Path:
-    """acme on plan g from Oct 1: 5,500 tokens in October, invoiced 95.00 on Nov 1; Sep and Oct closed."""
+    """acme on plan g from Oct 1: 5,500 tokens in October, invoiced 95.00 on Nov 1; October closed
+    (September, before the first activity, cannot be)."""
     root = write_workspace(tmp_path / "ws", meters=TOKENS, plans=TIERED, customers=(
         "customers:\n  acme: {currency: USD, billing_anchor: calendar, subscriptions: [{plan: g, start: 2026-10-01}]}\n"))
     session = open_session(root)
@@ -335,9 +336,8 @@ def tiered(tmp_path: Path) -> Path:
     # 4,500 tokens above the free 1,000 × 0.02 = 90.00, plus the 5.00 arrears fee
     assert [(i.number, i.total) for i in issued] == [("INV-2026-000001", Decimal("95.00"))]
     session.post(date(2026, 11, 20))
-    for month in ("2026-09", "2026-10"):
-        closed = run_cli(root, "close", month)
-        assert closed.exit_code == 0, closed.output
+    closed = run_cli(root, "close", "2026-10")
+    assert closed.exit_code == 0, closed.output
     return root
 
 
