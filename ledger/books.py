@@ -202,28 +202,76 @@ def write_atomic(path: Path, text: str) -> bool:
     ``path``, then the directory is fsynced, so a reader sees the old or the new
     file, never a half-written one, even after a crash.
     """
-    content = text.encode("utf-8")
-    try:
-        if path.read_bytes() == content:
-            return False
-        mode = path.stat().st_mode & 0o7777
-    except FileNotFoundError:
-        mode = 0o644
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fchmod(handle.fileno(), mode)
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
-    _fsync_dir(path.parent)
+    staging = Staging()
+    if not staging.add(path, text):
+        return False
+    staging.commit()
     return True
+
+
+class Staging:
+    """Files written beside their targets as fsynced temporary files, put in place together.
+
+    ``add`` does all the writing (a full disk fails there, before anything is in
+    place); ``commit`` only renames, in the order the files were added, then
+    fsyncs their directories; ``discard`` removes the temporary files. A command
+    that must keep files and store in step stages the files, commits the store,
+    then commits the files (:meth:`ledger.session.Session.invoice`)::
+
+        staging = Staging()
+        staging.add(books_dir / "2026/2026-10.beancount", text)   # written, not in place
+        ...                                                          # store transaction commits here
+        staging.commit()                                             # renamed into place
+    """
+
+    def __init__(self) -> None:
+        self.moves: list[tuple[Path, Path]] = []
+
+    def add(self, path: Path, text: str) -> bool:
+        """Write ``text`` to a temporary file beside ``path``; False (nothing written) when
+        ``path`` already holds exactly ``text``."""
+        content = text.encode("utf-8")
+        try:
+            if path.read_bytes() == content:
+                return False
+            mode = path.stat().st_mode & 0o7777
+        except FileNotFoundError:
+            mode = 0o644
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(content)
+                handle.flush()
+                os.fchmod(handle.fileno(), mode)
+                os.fsync(handle.fileno())
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp_name)
+            raise
+        self.moves.append((Path(tmp_name), path))
+        return True
+
+    def commit(self) -> None:
+        """Rename every staged file into place, in order, then fsync their directories."""
+        moves, self.moves = self.moves, []
+        try:
+            for tmp, path in moves:
+                os.replace(tmp, path)
+        except BaseException:
+            for tmp, _path in moves:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+            raise
+        for directory in dict.fromkeys(path.parent for _tmp, path in moves):
+            _fsync_dir(directory)
+
+    def discard(self) -> None:
+        """Remove the staged temporary files; nothing was put in place."""
+        moves, self.moves = self.moves, []
+        for tmp, _path in moves:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -259,6 +307,7 @@ def write_books(
     sealed_months: Collection[str] = frozenset(),
     extra_includes: Iterable[str] = (),
     operating_currencies: Iterable[str] = (),
+    staging: Staging | None = None,
 ) -> tuple[str, ...]:
     """Write ``main.beancount``, ``accounts.beancount`` and every open month's file.
 
@@ -337,10 +386,12 @@ def write_books(
     )
     main_text = _main_text(options, plugins, extensions, operating_currencies, includes)
 
-    for path, text in files.items():
-        write_atomic(path, text)
-    write_atomic(books_dir / ACCOUNTS_FILE, accounts_text)
-    write_atomic(books_dir / MAIN_FILE, main_text)
+    staged = Staging() if staging is None else staging
+    for path, text in [*files.items(), (books_dir / ACCOUNTS_FILE, accounts_text),
+                       (books_dir / MAIN_FILE, main_text)]:
+        staged.add(path, text)
+    if staging is None:
+        staged.commit()
     return tuple(open_months)
 
 

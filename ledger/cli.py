@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date, timedelta
 from importlib import resources
 from pathlib import Path
@@ -53,6 +54,39 @@ def os_error_message(exc: OSError) -> str:
     return text
 
 
+def store_error_message(exc: Exception, context: Context | None) -> str | None:
+    """One line for an error the database raised (a read-only or full store, a write that
+    raced another), or None when ``exc`` is not one. The failed transaction was rolled back.
+
+    >>> import sqlite3
+    >>> from sqlalchemy.exc import OperationalError
+    >>> error = OperationalError("INSERT ...", {}, sqlite3.OperationalError("attempt to write a readonly database"))
+    >>> store_error_message(error, None)
+    'the store refused a write: attempt to write a readonly database (make the store writable); the command stopped and its transaction was rolled back'
+    """
+    from sqlalchemy.exc import DBAPIError, IntegrityError
+
+    if not isinstance(exc, DBAPIError):
+        return None
+    first = (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
+    low = first.lower()
+    hint = ""
+    if "readonly" in low or "read-only" in low or "read only" in low:
+        hint = " (make the store writable)"
+    elif "disk is full" in low or "no space" in low or "disk full" in low:
+        hint = " (free some space and run the command again)"
+    elif isinstance(exc, IntegrityError):
+        hint = " (another command wrote the same record at the same time; run this one again)"
+    elif "locked" in low:
+        hint = " (another program holds the database; run the command again)"
+    where = "the store"
+    if context is not None and context._workspace is not None:
+        from ledger.store import safe_url
+
+        where = f"the store {safe_url(context._workspace.store_url)}"
+    return f"{where} refused a write: {first}{hint}; the command stopped and its transaction was rolled back"
+
+
 class MeterbookGroup(click.Group):
     """Turns engine errors, OS errors and click usage errors into one line with DESIGN's exit codes."""
 
@@ -87,6 +121,11 @@ class MeterbookGroup(click.Group):
             if exc.errno == errno.EPIPE:  # stdout closed early (`| head`): click stops quietly
                 raise
             raise CommandError(BadInput(os_error_message(exc))) from None
+        except Exception as exc:
+            message = store_error_message(exc, ctx.find_object(Context))
+            if message is None:
+                raise
+            raise CommandError(BadInput(message)) from None
         except KeyboardInterrupt:
             click.echo("meterbook: interrupted; nothing half-written was kept", err=True)
             sys.exit(130)
@@ -120,6 +159,22 @@ class Context:
 
 
 pass_context = click.make_pass_decorator(Context)
+
+
+def holds_lock(command: str, *, shared: bool = False) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Run the command holding the workspace lock (:mod:`ledger.lock`): every command that
+    writes the store, the books or the documents; ``shared`` for ``check`` (readers only)."""
+    def decorate(function: Callable[..., None]) -> Callable[..., None]:
+        @functools.wraps(function)
+        def run(ctx: Context, *args: Any, **kwargs: Any) -> None:
+            from ledger.lock import workspace_lock
+
+            workspace = ctx.workspace
+            with workspace_lock(workspace.root, command, store_url=workspace.store_url, shared=shared,
+                                waiting=lambda line: click.echo(f"meterbook: {line}", err=True)):
+                function(ctx, *args, **kwargs)
+        return run
+    return decorate
 
 
 @click.group(cls=MeterbookGroup)
@@ -292,6 +347,7 @@ def rate(ctx: Context, through: str | None, customers: tuple[str, ...], as_json:
 @cli.command()
 @click.option("--through", help="Post up to this date YYYY-MM-DD, inclusive (default: today).")
 @pass_context
+@holds_lock("post")
 def post(ctx: Context, through: str | None) -> None:
     """Rate and (re)write the open months' postings up to DATE."""
     session = ctx.session
@@ -312,6 +368,7 @@ def post(ctx: Context, through: str | None) -> None:
               help="Accept this error finding (repeatable; each needs a --reason, in order).")
 @click.option("--reason", "reasons", multiple=True, metavar="TEXT", help="Why the finding before it is accepted.")
 @pass_context
+@holds_lock("invoice")
 def invoice(ctx: Context, through: str | None, accepts: tuple[str, ...], reasons: tuple[str, ...]) -> None:
     """Issue every invoice whose invoice date is on or before DATE.
 
@@ -355,6 +412,7 @@ def invoice(ctx: Context, through: str | None, accepts: tuple[str, ...], reasons
 @click.option("--force", is_flag=True, help="Allow more than the invoice's (or line's) creditable amount, or more "
               "of a prepaid credit than is still undrawn (the excess is contra-revenue).")
 @pass_context
+@holds_lock("credit")
 def credit(ctx: Context, invoice_number: str, amount: str, reason: str, line: int | None, on: str | None,
            force: bool) -> None:
     """Issue a credit note against INVOICE (posted with the next `meterbook post`)."""
@@ -368,6 +426,59 @@ def credit(ctx: Context, invoice_number: str, amount: str, reason: str, line: in
                f"  for {note.invoice}{'  (forced)' if note.forced else ''}")
 
 
+@cli.command("apply")
+@click.argument("source")
+@click.option("--invoice", "invoice_number", required=True, metavar="INVOICE",
+              help="The issued invoice the cash pays.")
+@click.option("--amount", help="Amount to apply (default: all the source holds, at most what INVOICE owes).")
+@click.option("--date", "on", help="Application date YYYY-MM-DD (default: today in the workspace timezone).")
+@click.option("--reference", default="", help="This application's own key (default: "
+              "APPLY-<SOURCE>-<INVOICE>-<DATE>); the same one again records nothing.")
+@pass_context
+@holds_lock("apply")
+def apply_command(ctx: Context, source: str, invoice_number: str, amount: str | None, on: str | None,
+                  reference: str) -> None:
+    """Apply cash already held to INVOICE: a payment's unapplied cash (SOURCE = its reference)
+    or a customer's credit balance (SOURCE = a credit note number). Posted with the next `post`."""
+    _record_cash(ctx, "apply", source, invoice_number, amount, on, reference)
+
+
+@cli.command("refund")
+@click.argument("source")
+@click.option("--reference", required=True, help="The payout's bank reference (this refund's key).")
+@click.option("--amount", help="Amount paid out (default: all the source holds).")
+@click.option("--date", "on", help="Payout date YYYY-MM-DD (default: today in the workspace timezone).")
+@pass_context
+@holds_lock("refund")
+def refund_command(ctx: Context, source: str, reference: str, amount: str | None, on: str | None) -> None:
+    """Record a refund paid out of SOURCE: a payment's unapplied cash (its reference) or a
+    customer's credit balance (a credit note number). Posted with the next `post`."""
+    _record_cash(ctx, "refund", source, "", amount, on, reference)
+
+
+def _record_cash(ctx: Context, kind: str, source: str, invoice_number: str, amount: str | None,
+                 on: str | None, reference: str) -> None:
+    from ledger.money import DecimalError, parse_decimal
+    from ledger.payments import record_application
+
+    session = ctx.session
+    day = parse_day(on, "--date", session.today()) if on is not None else session.today()
+    number = None
+    if amount is not None:
+        try:
+            number = parse_decimal(amount.strip(), where="--amount")
+        except DecimalError as exc:
+            raise BadInput(str(exc)) from None
+    application, stored = record_application(
+        session.engine, kind="refund" if kind == "refund" else "apply", source=source.strip(), on=day,
+        first_open=session.first_open(), today=session.today(), invoice=invoice_number.strip(), amount=number,
+        reference=reference)
+    target = f"to {application.invoice}" if application.kind == "apply" else "paid out"
+    click.echo(f"{application.reference}  {application.date}  {application.source:<20} "
+               f"{application.amount:>14} {application.currency}  {target}"
+               f"{'' if stored else '  (recorded before; nothing changed)'}")
+
+
 @cli.command()
 @click.argument("files", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--importer", "importer_name", metavar="NAME",
@@ -375,6 +486,7 @@ def credit(ctx: Context, invoice_number: str, amount: str, reason: str, line: in
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file, per line.")
 @click.option("--retry-rejected", is_flag=True, help="Run stored rejects again against the current rules.")
 @pass_context
+@holds_lock("ingest")
 def ingest(ctx: Context, files: tuple[Path, ...], importer_name: str | None, as_json: bool,
            retry_rejected: bool) -> None:
     """Import usage files; print the accounting of every row.
@@ -465,6 +577,7 @@ def plugins_command(ctx: Context, as_json: bool) -> None:
               help="Accept this error finding (repeatable; each needs a --reason, in order).")
 @click.option("--reason", "reasons", multiple=True, metavar="TEXT", help="Why the finding before it is accepted.")
 @pass_context
+@holds_lock("close")
 def close_command(ctx: Context, month: str, accepts: tuple[str, ...], reasons: tuple[str, ...]) -> None:
     """Close MONTH (YYYY-MM): invoices, postings, reconciliation gate, balance assertions, seal.
 
@@ -546,12 +659,12 @@ def serve_command(ctx: Context, host: str, port: int, allow_remote: bool) -> Non
         click.echo(warning, err=True)
     if not serve.declares_extension(path):
         click.echo(f"warning: {path} does not declare the meterbook pages; run 'meterbook post'", err=True)
-    server = serve.make_server(serve.create_app(path), host, port)
+    server = serve.make_server(serve.create_app(path), serve.bind_address(host), port)
     try:
         server.prepare()  # binds the socket
     except OSError as exc:
-        raise BadInput(f"cannot listen on {host}:{port}: {exc}") from None
-    click.echo(f"Fava on http://{host}:{port}/ (read-only): {path}")
+        raise BadInput(f"cannot listen on {serve.url_host(host)}:{port}: {exc}") from None
+    click.echo(f"Fava on http://{serve.url_host(host)}:{port}/ (read-only): {path}")
     try:
         server.serve()
     except KeyboardInterrupt:
@@ -560,6 +673,7 @@ def serve_command(ctx: Context, host: str, port: int, allow_remote: bool) -> Non
 
 @cli.command("check")
 @pass_context
+@holds_lock("check", shared=True)
 def check_command(ctx: Context) -> None:
     """Beancount errors, seals, rules and the store-to-ledger tie-out; exit 1 on any problem."""
     from ledger.closing import check_books
@@ -630,6 +744,7 @@ def statement_command(ctx: Context, customer: str, which: str, out: Path | None)
 @click.option("--drop-undelivered", "drop", metavar="PLUGIN",
               help="First forget every alert delivery still owed by PLUGIN (a notifier retired for good).")
 @pass_context
+@holds_lock("alerts")
 def alerts_command(ctx: Context, through: str | None, as_json: bool, drop: str | None) -> None:
     """List every cap threshold crossed; raise the new ones once (stored, then the meterbook_alert hook).
 
@@ -710,6 +825,7 @@ def report_command(ctx: Context, name: str, month: str | None, as_json: bool, as
 @click.option("--seed", type=int, default=7, show_default=True, help="Random seed: the same seed, the same books.")
 @click.option("--quiet", is_flag=True, help="Print only the summary.")
 @pass_context
+@holds_lock("demo")
 def demo_command(ctx: Context, customers: int, months: int, seed: int, quiet: bool) -> None:
     """Reset this workspace and run synthetic usage through ingest, invoice and close into books/.
 
@@ -731,6 +847,7 @@ def demo_command(ctx: Context, customers: int, months: int, seed: int, quiet: bo
 @click.option("--dry-run", is_flag=True, help="Print the differences; store and post nothing.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per differing line, then a summary.")
 @pass_context
+@holds_lock("rerate")
 def rerate_command(ctx: Context, since: str, on: str | None, dry_run: bool, as_json: bool) -> None:
     """Re-rate issued cycles with the current rules; post differences as credit notes / debit adjustments."""
     from ledger.rerate import rerate
@@ -744,6 +861,51 @@ def rerate_command(ctx: Context, since: str, on: str | None, dry_run: bool, as_j
     report = rerate(session, start, on=day, dry_run=dry_run)
     for line in report.json_lines() if as_json else [report.render()]:
         click.echo(line)
+
+
+@cli.group("export")
+def export_group() -> None:
+    """Export the books to other systems (a general ledger)."""
+
+
+@export_group.command("journal")
+@click.option("--month", required=True, help="YYYY-MM: the month exported (sealed, or a warning).")
+@click.option("--format", "fmt", default="csv", show_default=True, metavar="csv|quickbooks|xero|netsuite",
+              help="csv, or the journal-import CSV of QuickBooks Online, Xero or NetSuite.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write here (default: stdout).")
+@pass_context
+def export_journal(ctx: Context, month: str, fmt: str, out: Path | None) -> None:
+    """The month's movements per general-ledger account (rules/gl_accounts.yaml), one balanced
+    entry per currency, referencing the month's seal; an unsealed month is exported with a warning."""
+    from ledger.books import load_books
+    from ledger.export import FORMATS, build_journal, load_gl_mapping, render
+
+    workspace = ctx.workspace
+    if fmt not in FORMATS:
+        raise BadInput(f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
+    from datetime import datetime
+
+    parse_month_arg(month, "--month", datetime.now(workspace.tz).date())
+    mapping = load_gl_mapping(workspace.rules_dir)
+    if not workspace.main_file.exists():
+        raise BadInput(f"{workspace.main_file}: no books yet; run `meterbook post` first")
+    entries, errors, _options = load_books(workspace.main_file)
+    if errors:
+        raise BadInput(f"{workspace.main_file}: the books do not load ({len(errors)} errors); "
+                       "run `meterbook check`")
+    journal = build_journal(entries, month, mapping)
+    if journal.seal is None:
+        click.echo(f"meterbook: warning: {month} is not sealed: its movements may still change "
+                   f"(close it first: meterbook close {month})", err=True)
+    text = render(journal, fmt, mapping)
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        from ledger.books import write_atomic
+
+        write_atomic(out, text)
+        lines = sum(len(e.lines) for e in journal.entries)
+        click.echo(f"wrote {out} ({len(journal.entries)} entries, {lines} lines, {fmt})")
 
 
 def ctx_exit(code: int) -> None:

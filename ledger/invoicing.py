@@ -415,13 +415,31 @@ def supplement(drafts: Sequence[Invoice], pending: Mapping[str, Sequence[tuple[d
     return sorted(out, key=lambda inv: (inv.date, inv.customer, inv.kind != REGULAR))
 
 
+def number(engine: Engine, drafts: Iterable[Invoice]) -> list[Invoice]:
+    """The drafts with the numbers :func:`issue` will give them, nothing stored: the next
+    ones of the workspace's sequence, in order (``INV-<year of the invoice date>-<seq>``).
+
+    :meth:`ledger.session.Session.invoice` writes the books and documents of the
+    numbered invoices first and issues them after, under the workspace lock
+    (:mod:`ledger.lock`), so the numbers cannot move in between; :func:`issue`
+    refuses if they did.
+    """
+    with engine.connect() as conn:
+        seq = conn.execute(select(func.max(invoices_table.c.seq))).scalar() or 0
+    return [replace(draft, number=f"INV-{draft.date.year}-{seq + n:06d}") for n, draft in enumerate(drafts, 1)]
+
+
 def issue(engine: Engine, drafts: Iterable[Invoice],
           also: Callable[[Connection, list[Invoice]], None] | None = None) -> list[Invoice]:
     """Number and store drafts in one transaction; return them with numbers.
 
     ``also`` runs in the same transaction with the issued invoices, for what must
     be stored with them or not at all (the plan versions they were rated with).
+    A draft numbered already (:func:`number`) must get that number, else
+    :class:`~ledger.errors.StoreError` and nothing is stored.
     """
+    from ledger.errors import StoreError
+
     issued: list[Invoice] = []
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
@@ -430,6 +448,10 @@ def issue(engine: Engine, drafts: Iterable[Invoice],
         for draft in drafts:
             seq += 1
             number = f"INV-{draft.date.year}-{seq:06d}"
+            if draft.number and draft.number != number:
+                raise StoreError(f"{draft.number} was numbered for {draft.customer} {draft.date}, but the store's "
+                                 f"next number is {number}: another writer issued invoices meanwhile; "
+                                 "nothing was issued, run the command again")
             invoice = replace(draft, number=number)
             conn.execute(invoices_table.insert().values(
                 number=number, seq=seq, customer=invoice.customer, date=invoice.date.isoformat(),

@@ -46,6 +46,30 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def bind_address(host: str) -> str:
+    """The address to bind for ``--host``: an IPv6 literal without the brackets a URL
+    puts around it (``[::1]`` binds ``::1``); anything else as given.
+
+    >>> bind_address("[::1]"), bind_address("::1"), bind_address("127.0.0.1")
+    ('::1', '::1', '127.0.0.1')
+    """
+    inner = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        return str(ipaddress.IPv6Address(inner))
+    except ValueError:
+        return host
+
+
+def url_host(host: str) -> str:
+    """``host`` as it goes in a URL: an IPv6 address in brackets.
+
+    >>> url_host("::1"), url_host("[::1]"), url_host("localhost")
+    ('[::1]', '[::1]', 'localhost')
+    """
+    address = bind_address(host)
+    return f"[{address}]" if ":" in address else address
+
+
 def check_host(host: str, *, allow_remote: bool) -> str | None:
     """None for a loopback host; a warning to print if a remote one is allowed; else BadInput."""
     if is_loopback(host):

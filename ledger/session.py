@@ -20,14 +20,14 @@ from datetime import date, datetime, timedelta
 
 from beancount.core import data
 from beancount.parser import parser
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, delete, insert, select
 
-from ledger import books, metering
+from ledger import books, faults, metering
 from ledger.credit_notes import credit_note_documents, credit_note_entries, load_credit_notes
 from ledger.documents import invoice_documents
 from ledger.errors import BadInput, StoreError
-from ledger.invoicing import Invoice, draft_invoices, issue, load_invoices
-from ledger.payments import load_payments, payment_entries
+from ledger.invoicing import Invoice, draft_invoices, issue, load_invoices, number
+from ledger.payments import application_entries, load_applications, load_payments, payment_entries
 from ledger.posting import catch_up, post
 from ledger.rating import Rating, rate
 from ledger.registry import Registry, load_registry
@@ -42,12 +42,16 @@ from ledger.rerate import (
     require_unchanged_terms,
 )
 from ledger.rules import Rules, load_rules
+from ledger.store import meta as meta_table
 from ledger.store import open_store, safe_url
 from ledger.tax import apply_taxes
 from ledger.workspace import Workspace
 
 #: A rating and its evidence digests by (cycle link, accrual date), computed together.
 Rated = tuple[Rating, dict[tuple[str, date], str]]
+
+#: The store's ``meta`` key for the day the books were last posted through (:meth:`Session.posted_through`).
+POSTED_THROUGH = "posted:through"
 
 #: meterbook's pages in Fava, declared in main.beancount (``custom "fava-extension"``).
 FAVA_EXTENSIONS = ["ledger.fava_ext"]
@@ -73,6 +77,8 @@ class Session:
     registry: Registry
     rules: Rules
     engine: Engine
+    #: invoices numbered by :meth:`invoice` whose books are being staged (not in the store yet)
+    _issuing: tuple[Invoice, ...] = ()
 
     @classmethod
     def open(cls, workspace: Workspace) -> Session:
@@ -123,8 +129,16 @@ class Session:
         if rated is None:
             rating = self.rate(through)
             rated = (rating, self.evidence(rating))
+        faults.point("post:rated")
         entries, documents, invoices = self.generate(through, rated=rated)
-        months = self.write(entries, documents)
+        staging = books.Staging()
+        try:
+            months = self.write(entries, documents, staging=staging)
+            self.record_posted(through)  # the store first: books behind it fail `check` until re-posted
+        except BaseException:
+            staging.discard()
+            raise
+        staging.commit()
         unissued = self.draft(rated[0], through)
         return PostReport(through=through, entries=len(entries), months=months, invoices=len(invoices),
                           unissued=len(unissued))
@@ -163,7 +177,7 @@ class Session:
         rating, digests = rated if rated is not None else (self.rate(through), None)
         if evidence and digests is None:
             digests = self.evidence(rating)
-        issued = load_invoices(self.engine)
+        issued = self.issued_invoices()
         invoices = [inv for inv in issued if inv.date <= through]
         first_open = self.first_open() if first_open is None else first_open
         # Every issued invoice freezes its cycle's accruals, even one dated after ``through``:
@@ -174,8 +188,11 @@ class Session:
         # payments and credit notes: stored facts settled against the invoices in date order
         payments = [p for p in load_payments(self.engine) if p.date <= through]
         notes = [n for n in load_credit_notes(self.engine) if n.date <= through]
-        generated += payment_entries(payments, invoices, notes, self.rules)
-        generated += credit_note_entries(notes, invoices, payments, self.rules, through=through)
+        applications = [a for a in load_applications(self.engine) if a.date <= through]
+        generated += payment_entries(payments, invoices, notes, self.rules, applications)
+        generated += credit_note_entries(notes, invoices, payments, self.rules, through=through,
+                                         applications=applications)
+        generated += application_entries(applications, payments, invoices, notes, self.rules)
         # reratings: their credit notes are marked, their debit adjustments posted (ledger.rerate)
         adjustments = [a for a in load_adjustments(self.engine) if a.date <= through]
         generated = [*mark_credit_notes(generated, adjustments), *debit_entries(adjustments, self.rules)]
@@ -213,9 +230,11 @@ class Session:
             "credit_note": {note.number for note in load_credit_notes(self.engine)},
             "debit_adjustment": {adj.document for adj in load_adjustments(self.engine)},
             "reference": {p.reference for p in load_payments(self.engine)},
+            "application": {a.reference for a in load_applications(self.engine)},
         }
         names = {"invoice": "invoice", "grant_invoice": "invoice", "credit_note": "credit note",
-                 "debit_adjustment": "debit adjustment", "reference": "payment"}
+                 "debit_adjustment": "debit adjustment", "reference": "payment",
+                 "application": "cash application"}
         missing: list[str] = []
         seen: set[tuple[str, str]] = set()
         for entry in record:
@@ -251,10 +270,14 @@ class Session:
                 probe, reason = problem
                 raise BadInput(f"{probe}: {reason}: the books cannot be written, so nothing was issued")
 
-    def write(self, entries: list[data.Directive], documents: dict[str, str]) -> tuple[str, ...]:
+    def write(self, entries: list[data.Directive], documents: dict[str, str], *,
+              staging: books.Staging | None = None) -> tuple[str, ...]:
+        """Write the documents, then the books (:func:`ledger.books.write_books`); with
+        ``staging``, only stage them there for the caller to put in place."""
         books_dir = self.workspace.books_dir
+        staged = books.Staging() if staging is None else staging
         for relative, content in sorted(documents.items()):
-            books.write_atomic(books_dir / relative, content)
+            staged.add(books_dir / relative, content)
         currencies = sorted({self.workspace.operating_currency} | {c.currency for c in self.rules.customers.values()})
         options = {"title": self.workspace.title}
         written = books.write_books(
@@ -265,8 +288,29 @@ class Session:
             extensions=FAVA_EXTENSIONS if importlib.util.find_spec(FAVA_EXTENSIONS[0]) else [],
             entries=entries,
             sealed_months=books.sealed_months(books_dir),
+            staging=staged,
         )
+        if staging is None:
+            staged.commit()
         return tuple(written)
+
+    def issued_invoices(self) -> list[Invoice]:
+        """Every issued invoice in number order, with those :meth:`invoice` is issuing (numbered,
+        their books being staged, not yet committed to the store)."""
+        return [*load_invoices(self.engine), *self._issuing]
+
+    def posted_through(self) -> date | None:
+        """The day the books were last posted through, as the store recorded it (None: never)."""
+        with self.engine.connect() as conn:
+            value = conn.execute(select(meta_table.c.value).where(meta_table.c.key == POSTED_THROUGH)).scalar()
+        return date.fromisoformat(value) if value else None
+
+    def record_posted(self, through: date) -> None:
+        """Record in the store that the books are being posted through ``through``: ``check``
+        audits through it and ``close`` re-posts through it, so books truncated or emptied
+        behind the store's back fail ``check`` instead of passing it."""
+        with self.engine.begin() as conn:
+            record_posted(conn, through)
 
     def draft(self, rating: Rating, through: date, *, issued: Sequence[Invoice] | None = None,
               evidence: Mapping[tuple[str, date], str] | None = None, redrafting: Invoice | None = None,
@@ -274,7 +318,7 @@ class Session:
         """The invoices dated on or before ``through`` that ``issued`` (default: every issued
         invoice) leaves to issue: :func:`ledger.invoicing.draft_invoices`, then the debit
         adjustments recorded by then (:func:`ledger.rerate.bill_debit_adjustments`)."""
-        issued = load_invoices(self.engine) if issued is None else list(issued)
+        issued = self.issued_invoices() if issued is None else list(issued)
         drafts = draft_invoices(rating, self.rules, issued, through=through, first_open=self.first_open(),
                                 evidence=evidence, redrafting=redrafting)
         adjustments = [a for a in load_adjustments(self.engine) if a.date <= through]
@@ -284,12 +328,20 @@ class Session:
                            config=self.workspace.config_file)
 
     def invoice(self, through: date, *, gate: Callable[[list[Invoice]], list[Invoice]] | None = None,
-                ) -> list[Invoice]:
-        """Issue every invoice dated on or before ``through`` not issued yet, then re-post.
+                post_through: date | None = None) -> list[Invoice]:
+        """Issue every invoice dated on or before ``through`` not issued yet, then re-post
+        through ``post_through`` (default ``through``; ``close`` keeps the later months posted).
 
-        ``gate`` gets the drafts after the books are posted through ``through`` (so
-        reconcilers see the store as it is) and returns the ones to issue
-        (:func:`ledger.closing.invoice_gate` holds those with open error findings).
+        ``gate`` gets the drafts after the books are posted (so reconcilers see the store
+        as it is) and returns the ones to issue (:func:`ledger.closing.invoice_gate` holds
+        those with open error findings).
+
+        All or nothing between the store and the files: the drafts are numbered in
+        memory, the books and documents that hold them are staged as fsynced temporary
+        files (a full disk fails here, with nothing issued), the invoices are committed
+        to the store, and only then are the files renamed into place. A crash after the
+        commit leaves the store ahead of the books: ``check`` fails until any ``post``
+        or ``invoice`` rewrites them from the store.
         """
         require_unchanged_terms(self)  # before anything is rated, issued or pinned
         if self.first_open() > date.min:
@@ -298,11 +350,37 @@ class Session:
         rating = self.rate(through)
         digests = self.evidence(rating)
         drafts = self.draft(rating, through, evidence=digests)
+        post_through = through if post_through is None else post_through
+        # issuing changes no event and pins exactly the plan versions this rating used, so
+        # the books are posted from the same rating (rating and evidence cost the most)
+        rated = (rating, digests) if post_through == through else None
         if gate is not None and drafts:
-            self.post(through, rated=(rating, digests))
+            self.post(post_through, rated=rated)
             drafts = gate(drafts)
-        new = issue(self.engine, drafts, also=lambda conn, issued: record_pins(conn, self.rules, issued))
-        # issuing changed no event and pinned exactly the plan versions this rating used,
-        # so the books are posted from the same rating (rating and evidence cost the most)
-        self.post(through, rated=(rating, digests))
+        numbered = number(self.engine, drafts)
+        self._issuing = tuple(Invoice.from_json(inv.to_json()) for inv in numbered)  # as the store gives them back
+        staging = books.Staging()
+        try:
+            entries, documents, _invoices = self.generate(post_through, rated=rated)
+            self.write(entries, documents, staging=staging)
+            faults.point("invoice:staged")
+
+            def also(conn: Connection, issued: list[Invoice]) -> None:
+                record_pins(conn, self.rules, issued)
+                record_posted(conn, post_through)
+
+            new = issue(self.engine, numbered, also=also)
+        except BaseException:
+            staging.discard()
+            raise
+        finally:
+            self._issuing = ()
+        faults.point("invoice:numbered")
+        staging.commit()
         return new
+
+
+def record_posted(conn: Connection, through: date) -> None:
+    """:meth:`Session.record_posted` inside a transaction of the caller's."""
+    conn.execute(delete(meta_table).where(meta_table.c.key == POSTED_THROUGH))
+    conn.execute(insert(meta_table).values(key=POSTED_THROUGH, value=through.isoformat()))

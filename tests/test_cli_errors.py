@@ -452,4 +452,5 @@ def test_demo_refuses_before_resetting_when_it_cannot_write(tmp_path: Path) -> N
     one_line_error(run_cli(root, "demo", "--quiet"), f"{root / 'var'}: not a directory, so the demo cannot write",
                    "nothing was changed")
     assert (root / "rules" / "customers.yaml").read_bytes() == roster
-    assert sorted(p.name for p in root.iterdir()) == ["meterbook.toml", "rules", "var"]
+    # the workspace lock's file (ledger.lock) is all that is new
+    assert sorted(p.name for p in root.iterdir()) == [".meterbook.lock", "meterbook.toml", "rules", "var"]
