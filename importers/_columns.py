@@ -15,17 +15,17 @@ from __future__ import annotations
 import csv
 import os
 from collections.abc import Iterator
+from datetime import date
 from typing import Any, ClassVar, Generic, TypeVar
 
-from beangulp import Importer
-
-from ledger.importers.events import HeaderError, Source, unreadable
+from ledger.importers._filing import Filing
+from ledger.importers.events import HeaderError, Source, csv_header, unreadable
 
 _BOM = b"\xef\xbb\xbf"
 Record = TypeVar("Record")
 
 
-class ColumnsCsv(Importer, Generic[Record]):
+class ColumnsCsv(Filing, Generic[Record]):
     """``identify``, ``check`` and ``rows`` for a CSV with the columns ``columns``.
 
     ``record`` is built as ``record(line, raw, *values in columns order)`` for a
@@ -47,28 +47,25 @@ class ColumnsCsv(Importer, Generic[Record]):
         return self.importer_name
 
     def identify(self, filepath: str) -> bool:
-        """A ``.csv`` whose header names every required column."""
-        if not filepath.lower().endswith(".csv"):
-            return False
+        """A CSV whose header names every required column, whatever the file's name."""
         try:
             with open(filepath, "rb") as file:
                 head = file.read(65536).removeprefix(_BOM)
         except OSError:
             return False
-        first = next((line for line in head.splitlines() if line.strip()), b"")
+        return set(self.required) <= csv_header(head)
+
+    def dates(self, filepath: str) -> Iterator[date]:
+        """The ``date`` of each readable row (beangulp's ``archive`` files the document on the latest)."""
         try:
-            names = {c.strip() for c in next(csv.reader([first.decode("utf-8")]))}
-        except (UnicodeDecodeError, csv.Error, StopIteration):
-            return False
-        return set(self.required) <= names
-
-    def account(self, filepath: str) -> str:
-        return self.ledger_account
-
-    def extract(self, filepath: str, existing: Any) -> list[Any]:
-        """Never extracted row by row into a ledger file: ``meterbook ingest`` stores
-        the rows and the engine turns them into entries or checks."""
-        return []
+            for row in self.read(filepath):
+                if not row.reason:  # type: ignore[attr-defined]
+                    try:
+                        yield date.fromisoformat(row.date.strip())  # type: ignore[attr-defined]
+                    except ValueError:
+                        continue
+        except (HeaderError, OSError):
+            return
 
     def check(self, source: Source) -> None:
         """Raise :class:`HeaderError` if the header lacks a required column."""

@@ -34,12 +34,12 @@ import json
 import os
 import re
 from collections.abc import Callable, Iterator
+from datetime import UTC, date
 from typing import Any, BinaryIO, NamedTuple
-
-from beangulp import Importer
 
 from ledger.errors import BadInput
 from ledger.hookspecs import hookimpl
+from ledger.importers._filing import Filing
 
 #: Longest line read into memory; longer lines are skipped (reason ``too_long``).
 LINE_LIMIT = 1 << 20
@@ -207,34 +207,54 @@ def _split_nl(data: bytes) -> list[bytes]:
 # --- the importers ----------------------------------------------------------------------
 
 
-class EventImporter(Importer):
+class EventImporter(Filing):
     """Base of the usage-event importers. ``kind`` names the store table family
-    :mod:`ledger.ingest` routes the rows to; ``rows`` streams :class:`RawEvent`."""
+    :mod:`ledger.ingest` routes the rows to; ``rows`` streams :class:`RawEvent`.
+
+    beangulp's ``archive`` files them under ``Income:Usage`` (see :mod:`ledger.importers._filing`),
+    dated on the latest event's UTC date.
+    """
 
     kind = "events"
     importer_name = ""
+    #: The usual extensions (documentation only: files are identified by their content).
     extensions: tuple[str, ...] = ()
+    ledger_account = "Income:Usage"
 
     @property
     def name(self) -> str:
         return self.importer_name
 
+    #: The generic importer of its ``extensions`` (events CSV, events JSONL): it takes an empty
+    #: file, which has no header to tell by (it has no rows), and ``meterbook ingest`` gives it a
+    #: file of its extension that no importer recognises, so the header's fault is told
+    #: (``missing column 'time'``, ``the delimiter looks like ';'``). beangulp leaves such a file.
+    generic = False
+
     def identify(self, filepath: str) -> bool:
-        """By extension, then by sniffing the first line (files of any size)."""
-        if not filepath.lower().endswith(self.extensions):
-            return False
-        return self.sniff(_head(filepath))
+        """By the file's content (a CSV header, the first JSON record), whatever its name
+        or size: another importer's CSV or JSON is not claimed."""
+        head = _head(filepath)
+        if not head.strip():
+            return self.generic and filepath.lower().endswith(self.extensions)
+        return self.sniff(head)
 
     def sniff(self, head: bytes) -> bool:
-        return True
+        return False
 
-    def account(self, filepath: str) -> str:
-        return "Income:Usage"
+    def dates(self, filepath: str) -> Iterator[date]:
+        """The UTC date of each readable event's ``time``."""
+        from ledger.events import TimeError, parse_time
 
-    def extract(self, filepath: str, existing: Any) -> list[Any]:
-        """Usage events do not become ledger entries one by one: they go to the
-        event store (``meterbook ingest``) and are posted per cycle."""
-        return []
+        try:
+            for row in self.read(filepath):
+                if not row.reason and row.time:
+                    try:
+                        yield parse_time(row.time).astimezone(UTC).date()
+                    except TimeError:
+                        continue
+        except (HeaderError, OSError):
+            return
 
     def check(self, source: Source) -> None:
         """Raise :class:`HeaderError` if the file cannot be read at all."""
@@ -263,11 +283,38 @@ def _first_line(head: bytes) -> bytes:
     return b""
 
 
+def _first_object(head: bytes) -> dict[str, Any] | None:
+    """The first line as a JSON object, or None (not JSON, not an object, cut by the head)."""
+    try:
+        obj = json.loads(_first_line(head))
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def csv_header(head: bytes) -> set[str]:
+    """The column names of the first non-blank line of a CSV head (empty if it is not CSV text).
+
+        >>> sorted(csv_header(b"date,amount,currency,invoice,reference\\n2026-10-20,60.00,USD,,B-1\\n"))
+        ['amount', 'currency', 'date', 'invoice', 'reference']
+    """
+    try:
+        first = _first_line(head).decode("utf-8")
+        return {c.strip() for c in next(csv.reader([first]))}
+    except (UnicodeDecodeError, csv.Error, StopIteration):
+        return set()
+
+
 class CsvEvents(EventImporter):
     """CSV with a header: ``id, source, customer, type, time`` and property columns."""
 
     importer_name = "events-csv"
     extensions = (".csv",)
+    generic = True
+
+    def sniff(self, head: bytes) -> bool:
+        """The first line is a CSV header naming ``id``, ``customer``, ``type`` and ``time``."""
+        return set(REQUIRED) <= csv_header(head)
 
     def check(self, source: Source) -> None:
         self._header(source)
@@ -404,9 +451,12 @@ class JsonlEvents(_JsonEvents):
 
     importer_name = "events-jsonl"
     extensions = (".jsonl", ".ndjson")
+    generic = True
 
     def sniff(self, head: bytes) -> bool:
-        return b'"specversion"' not in _first_line(head)
+        """The first line is a JSON object with an ``id`` or ``customer`` and no ``specversion``."""
+        first = _first_object(head)
+        return first is not None and "specversion" not in first and bool({"id", "customer"} & set(first))
 
     def rows(self, source: Source) -> Iterator[RawEvent]:
         bad = source.bad
@@ -431,10 +481,13 @@ class CloudEventsJsonl(JsonlEvents):
     """CloudEvents, one structured-mode JSON event per line."""
 
     importer_name = "cloudevents-jsonl"
+    generic = False
     cloudevents = True
 
     def sniff(self, head: bytes) -> bool:
-        return b'"specversion"' in _first_line(head)
+        """The first line is a whole JSON object with ``specversion``."""
+        first = _first_object(head)
+        return first is not None and "specversion" in first
 
 
 class CloudEventsJson(_JsonEvents):
@@ -446,7 +499,12 @@ class CloudEventsJson(_JsonEvents):
     cloudevents = True
 
     def sniff(self, head: bytes) -> bool:
-        return head.lstrip()[:1] in (b"{", b"[") and b'"specversion"' in head
+        """A JSON array or an object spread over lines (a one-line object is CloudEvents JSONL,
+        read the same way), with ``"specversion"`` in its first 64 KiB."""
+        start = head.lstrip()[:1]
+        if start not in (b"{", b"[") or b'"specversion"' not in head:
+            return False
+        return start == b"[" or _first_object(head) is None
 
     def rows(self, source: Source) -> Iterator[RawEvent]:
         decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")

@@ -908,6 +908,102 @@ def export_journal(ctx: Context, month: str, fmt: str, out: Path | None) -> None
         click.echo(f"wrote {out} ({len(journal.entries)} entries, {lines} lines, {fmt})")
 
 
+@cli.command("api")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback only unless --allow-remote).")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
+@click.option("--allow-remote", is_flag=True, help="Allow a non-loopback --host (put TLS in front of it).")
+@click.option("--max-body", default=16 << 20, show_default=True, type=click.IntRange(1024, 1 << 30),
+              help="Largest request body in bytes (larger: 413).")
+@pass_context
+def api_command(ctx: Context, host: str, port: int, allow_remote: bool, max_body: int) -> None:
+    """HTTP event ingest and the customer portal (keys: meterbook keys create)."""
+    import socket
+
+    from ledger import api
+
+    warning = api.check_host(host, allow_remote=allow_remote)
+    workspace = ctx.workspace
+    if warning:
+        click.echo(warning, err=True)
+    try:  # a port in use is one line, before uvicorn logs its own error
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        raise BadInput(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    click.echo(f"meterbook API on http://{host}:{port}/ (OpenAPI: /openapi.json, portal: /portal/login)")
+    api.serve(workspace, host, port, max_body=max_body)
+
+
+@cli.group("keys")
+def keys_group() -> None:
+    """API keys: create, list, revoke (only a hash of each key is stored)."""
+
+
+@keys_group.command("create")
+@click.option("--scope", required=True, type=click.Choice(["ingest", "portal"]), help="What the key may do.")
+@click.option("--customer", help="The customer a portal key shows (required for --scope portal).")
+@click.option("--label", default="", help="A note to recognise the key by in 'keys list'.")
+@pass_context
+def keys_create(ctx: Context, scope: str, customer: str | None, label: str) -> None:
+    """Create a key and print it once (it cannot be shown again)."""
+    from ledger.api.keys import create_key
+
+    session = ctx.session
+    new = create_key(session.engine, session.rules, scope, customer, label)
+    bound = f", customer {customer}" if customer else ""
+    click.echo(f"created key {new.key.id} ({scope}{bound}); shown once, keep it secret:", err=True)
+    click.echo(new.secret)
+
+
+@keys_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per key, per line.")
+@pass_context
+def keys_list(ctx: Context, as_json: bool) -> None:
+    """Every key: id, scope, customer, created, revoked (never the key itself)."""
+    import dataclasses
+    import json
+
+    from ledger.api.keys import list_keys
+    from ledger.store import open_store
+
+    engine = open_store(ctx.workspace.store_url)
+    for key in list_keys(engine):
+        click.echo(json.dumps(dataclasses.asdict(key)) if as_json else key.describe())
+
+
+@keys_group.command("revoke")
+@click.argument("key_id")
+@pass_context
+def keys_revoke(ctx: Context, key_id: str) -> None:
+    """Revoke KEY_ID at once: every later request with it gets 401."""
+    from ledger.api.keys import revoke_key
+    from ledger.store import open_store
+
+    key, now = revoke_key(open_store(ctx.workspace.store_url), key_id)
+    click.echo(f"{'revoked' if now else 'already revoked'} {key.id} ({key.scope}) at {key.revoked_at}")
+
+
+@cli.command("caps")
+@click.option("--customer", help="Only this customer.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per change, per line.")
+@pass_context
+def caps_command(ctx: Context, customer: str | None, as_json: bool) -> None:
+    """Self-service usage cap changes made in the portal: who, what, from when, which key."""
+    import json
+
+    from ledger.api.portal import load_changes
+    from ledger.store import open_store
+
+    for change in load_changes(open_store(ctx.workspace.store_url), customer):
+        if as_json:
+            click.echo(json.dumps(change.to_json()))
+        else:
+            click.echo(f"{change.effective}  {change.customer:<20} {change.meter:<16} "
+                       f"{change.previous if change.previous is not None else '-'} -> {change.cap}  "
+                       f"(at {change.changed_at}, key {change.key_id})")
+
+
 def ctx_exit(code: int) -> None:
     """Stop with ``code`` after the report was printed (problems found: 1)."""
     click.get_current_context().exit(code)

@@ -68,11 +68,12 @@ from ledger.credit_notes import load_credit_notes
 from ledger.errors import BadInput, MeterbookError, PluginError
 from ledger.invoicing import Invoice, load_invoices
 from ledger.money import quantum
-from ledger.payments import load_payments, settle
+from ledger.payments import load_applications, load_payments, outstanding
 from ledger.reconcile import Finding
 from ledger.store import acceptances as acceptances_table
 from ledger.store import events as events_table
 from ledger.store import meta as meta_table
+from ledger.tax import is_tax_account
 
 if TYPE_CHECKING:
     from ledger.rating import Rating
@@ -630,6 +631,10 @@ def cash_balances(session: Session, month: str) -> dict[tuple[str, str], Decimal
         ("Liabilities:Unapplied-Cash", "USD")  -16.25   (2.00 - 0.75) + 15.00
 
     The posted payment entries are not read, so a payment lost or edited on the
+    Cash applications (``meterbook apply`` / ``refund``) dated through the month's
+    end count too: cash applied later leaves unapplied cash, a refund paid out
+    leaves the bank (and unapplied cash when it refunds a payment's rest).
+
     way to the books fails its assertion.
     """
     end = last_day(month)
@@ -638,14 +643,17 @@ def cash_balances(session: Session, month: str) -> dict[tuple[str, str], Decimal
         return {}
     invoices = [inv for inv in load_invoices(session.engine) if inv.date <= end]
     notes = [n for n in load_credit_notes(session.engine) if n.date <= end]
-    settled = settle(invoices, payments, notes)
+    applications = [a for a in load_applications(session.engine) if a.date <= end]
+    left = outstanding(invoices, payments, notes, applications)
     cash, unapplied = (session.rules.account(kind) for kind in CASH_KINDS)
     totals: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
     for payment in payments:
         totals[(cash, payment.currency)] += payment.amount
-        rest = settled[("payment", payment.reference)].rest
-        if rest:
-            totals[(unapplied, payment.currency)] -= rest
+        if left[payment.reference]:
+            totals[(unapplied, payment.currency)] -= left[payment.reference]
+    for application in applications:
+        if application.kind == "refund":
+            totals[(cash, application.currency)] -= application.amount
     return dict(totals)
 
 
@@ -665,7 +673,8 @@ def expected_balances(session: Session, month: str) -> list[data.Balance]:
     kinds = account_kinds(session.rules)
     # Accounts posted to in the books but absent from the expectation must be 0: assert that too.
     posted = _sums(books.load_books(session.workspace.main_file)[0], day)
-    keys = {k for k in (*expected, *posted) if k[0] in kinds or k[0] in cash_accounts or k[0].startswith("Income:")}
+    keys = {k for k in (*expected, *posted) if k[0] in kinds or k[0] in cash_accounts or k[0].startswith("Income:")
+            or is_tax_account(session.rules, k[0])}  # tax owed per jurisdiction (ledger.tax)
     balances = []
     for account, currency in sorted(keys):
         number = expected.get((account, currency), ZERO)

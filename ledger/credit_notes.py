@@ -84,9 +84,10 @@ from ledger.posting import FLAG, _meta
 from ledger.rating import GrantReduction, undrawn_credit
 from ledger.store import credit_notes as credit_notes_table
 from ledger.store import invoices as invoices_table
+from ledger.tax import Tax, credited_tax, tax_postings, with_tax
 
 if TYPE_CHECKING:
-    from ledger.payments import Payment
+    from ledger.payments import CashApplication, Payment
     from ledger.rules import Rules
     from ledger.session import Session
 
@@ -140,6 +141,14 @@ class CreditNote:
     #: the split over the invoice's lines; empty for notes issued before the split existed
     #: and for rerate's notes, which are contra-revenue in full
     parts: tuple[CreditPart, ...] = ()
+    #: the share of the invoice's tax this note reverses (:func:`ledger.tax.credited_tax`);
+    #: None on an untaxed invoice (absent from the JSON). ``parts`` split the rest.
+    tax: Tax | None = None
+
+    @property
+    def tax_amount(self) -> Decimal:
+        """The tax this note gives back (debited to the tax liability)."""
+        return self.tax.amount if self.tax is not None else ZERO
 
     @property
     def deferred(self) -> Decimal:
@@ -150,6 +159,10 @@ class CreditNote:
         out = {k: _text(v) for k, v in asdict(self).items()}
         if not self.parts:  # a note without a split keeps the document it always had
             del out["parts"]
+        if self.tax is None:  # an untaxed invoice's note keeps the document it always had
+            del out["tax"]
+        else:
+            out["tax"] = self.tax.to_dict()
         return dumps(out)
 
     @classmethod
@@ -164,7 +177,7 @@ class CreditNote:
                    forced=d["forced"],
                    invoice_date=date.fromisoformat(d["invoice_date"]) if d["invoice_date"] else None,
                    invoice_total=Decimal(d["invoice_total"]), credited_before=Decimal(d["credited_before"]),
-                   parts=parts)
+                   parts=parts, tax=Tax.from_dict(d["tax"]) if d.get("tax") else None)
 
 
 def _text(value: object) -> object:
@@ -245,7 +258,7 @@ def creditable(invoice: Invoice, earlier: Sequence[CreditNote], line: int | None
     if line is None:
         return total
     on_line = invoice.lines[line - 1].amount - sum((credited_on_line(n, line) for n in mine), ZERO)
-    return min(total, on_line)
+    return min(total, with_tax(invoice, on_line))  # a line's tax is credited with it (ledger.tax)
 
 
 # --- advance base fees: recognized, deferred, reduced ---------------------------------------
@@ -432,9 +445,13 @@ def issue_credit_note(engine: Engine, invoice_number: str, *, amount: str, reaso
             what = f"line {line} of {invoice.number}" if line is not None else invoice.number
             raise BadInput(f"credit: {value} {invoice.currency} is more than {what} can still be credited "
                            f"({max(limit, ZERO)} {invoice.currency}); use --force to credit it anyway")
+        # the note gives back its share of the invoice's tax; the lines are credited the rest
+        credited_before = sum((n.amount for n in earlier), ZERO)
+        tax = credited_tax(invoice, credited_before, value)
         # the grants' balances are rated while this transaction holds the numbering lock,
         # so no other note on the same grant can be stored in between
-        parts = allocate(invoice, earlier, value, on, line=line, force=force, balances=balances)
+        parts = allocate(invoice, earlier, value - (tax.amount if tax else ZERO), on, line=line, force=force,
+                         balances=balances)
         beyond_grant = any(p.grant and p.deferred < p.amount for p in parts)
         seq = (conn.execute(select(func.max(credit_notes_table.c.seq))).scalar() or 0) + 1
         note = CreditNote(
@@ -442,7 +459,7 @@ def issue_credit_note(engine: Engine, invoice_number: str, *, amount: str, reaso
             currency=invoice.currency, amount=value, reason=reason, line=line,
             line_description=invoice.lines[line - 1].description if line is not None else "",
             forced=value > limit or beyond_grant, invoice_date=invoice.date, invoice_total=invoice.total,
-            credited_before=sum((n.amount for n in earlier), ZERO), parts=parts)
+            credited_before=credited_before, parts=parts, tax=tax)
         conn.execute(credit_notes_table.insert().values(
             number=note.number, seq=seq, invoice=note.invoice, customer=note.customer, date=on.isoformat(),
             currency=note.currency, amount=str(value), reason=reason, document=note.to_json()))
@@ -480,13 +497,14 @@ def issue(session: Session, invoice_number: str, *, amount: str, reason: str, on
 
 def credit_note_entries(notes: Sequence[CreditNote], invoices: Sequence[Invoice], payments: Sequence[Payment],
                         rules: Rules, documents_dir: str = "../documents", *,
-                        through: date | None = None) -> list[data.Directive]:
+                        through: date | None = None,
+                        applications: Sequence[CashApplication] = ()) -> list[data.Directive]:
     """Per note, dated its issue date: contra-revenue (``credit_notes``) for the revenue it
     gives back and ``deferred`` for what it reverses before recognition, against the
     receivable (unpaid part) and ``refund_liability`` (paid part); a ``document``
     directive on the customer's receivable; and the recognition it takes out of an
     advance fee's cycle (:func:`fee_reduction_entries`, through ``through``)."""
-    settled = settle(invoices, payments, notes)
+    settled = settle(invoices, payments, notes, applications)
     by_number = {inv.number: inv for inv in invoices}
     entries: list[data.Directive] = []
     for note in sorted(notes, key=lambda n: n.seq):
@@ -495,11 +513,15 @@ def credit_note_entries(notes: Sequence[CreditNote], invoices: Sequence[Invoice]
         receivable = rules.account("receivable", customer=note.customer)
         postings = []
         deferred = note.deferred
-        if note.amount - deferred:
+        revenue = note.amount - deferred - note.tax_amount
+        if revenue:
             # Revenue already recognized (usage, a fee's elapsed days, credit beyond a grant's
             # balance) is given back: contra-revenue.
-            postings.append(data.Posting(rules.account("credit_notes"), Amount(note.amount - deferred, note.currency),
+            postings.append(data.Posting(rules.account("credit_notes"), Amount(revenue, note.currency),
                                          None, None, None, None))
+        # The tax charged on what is credited is no longer owed to the jurisdiction (ledger.tax).
+        for account, amount in tax_postings(note.tax, rules, note.currency, sign=-1):
+            postings.append(data.Posting(account, Amount(amount, note.currency), None, None, None, None))
         if deferred:
             # Billed but not yet earned (prepaid credit undrawn, fee days to come): never revenue,
             # so the note reduces the deferred-revenue liability instead.
@@ -607,6 +629,13 @@ def credit_note_html(note: CreditNote, rules: Rules) -> str:
             f"<tbody>{rows}</tbody><tfoot><tr><td colspan='2'>Total</td><td class='num'>{note.amount:,} {cur}</td>"
             f"<td class='num'>{note.deferred:,} {cur}</td><td class='num'>{note.amount - note.deferred:,} {cur}</td>"
             "</tr></tfoot></table>")
+    if note.tax is not None:  # the tax given back, its ids and mention (ledger.documents)
+        from ledger.documents import tax_ids_html, tax_mention_html, tax_rows_html
+
+        split += ("<h2>Tax</h2>" + tax_ids_html(note.tax) + "<table><tbody>"
+                  + tax_rows_html(note.tax, note.amount - note.tax_amount, note.currency, 1)
+                  + f"<tr><td>Total credited</td><td class='num'>{note.amount:,} {cur}</td></tr>"
+                  "</tbody></table>" + tax_mention_html(note.tax))
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>{escape(note.number)}</title><style>{_STYLE}</style></head><body>"

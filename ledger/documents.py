@@ -14,6 +14,7 @@ from html import escape
 
 from ledger.invoicing import SUPPLEMENTARY, Invoice
 from ledger.rules import Rules
+from ledger.tax import Tax
 
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:56rem;color:#1d2330}
@@ -58,12 +59,43 @@ def invoice_html(invoice: Invoice, rules: Rules) -> str:
         f"<p class='meta'>{escape(name)} ({escape(invoice.customer)}) · dated {invoice.date.isoformat()}"
         f" · due {invoice.due_date.isoformat()}"
         f" · rules {escape(invoice.rules)}{note}</p>"
-        "<table><thead><tr><th>Line</th><th>Cycle</th><th class='num'>Quantity</th>"
+        + tax_ids_html(invoice.tax)
+        + "<table><thead><tr><th>Line</th><th>Cycle</th><th class='num'>Quantity</th>"
         "<th class='num'>Amount</th></tr></thead><tbody>"
         + "".join(rows)
-        + f"</tbody><tfoot><tr><td colspan='3'>Total due</td><td class='num'>"
-        f"{_money(invoice.total, invoice.currency)}</td></tr></tfoot></table></body></html>\n"
+        + "</tbody><tfoot>" + tax_rows_html(invoice.tax, invoice.subtotal, invoice.currency, 3)
+        + f"<tr><td colspan='3'>Total due</td><td class='num'>"
+        f"{_money(invoice.total, invoice.currency)}</td></tr></tfoot></table>"
+        + tax_mention_html(invoice.tax) + "</body></html>\n"
     )
+
+
+def tax_ids_html(tax: Tax | None) -> str:
+    """The seller's and the customer's tax ids (nothing on an untaxed document)."""
+    if tax is None:
+        return ""
+    ids = [f"{label} {escape(value)}" for label, value in (("seller tax id", tax.seller_tax_id),
+                                                           ("customer tax id", tax.customer_tax_id)) if value]
+    return f"<p class='meta tax-ids'>{' · '.join(ids)}</p>" if ids else ""
+
+
+def tax_rows_html(tax: Tax | None, subtotal: Decimal, currency: str, span: int) -> str:
+    """Footer rows: the subtotal, then per tax line its label, rate, base and tax."""
+    if tax is None:
+        return ""
+    included = " (prices include tax)" if tax.inclusive else ""
+    rows = [f"<tr><td colspan='{span}'>Subtotal{included}</td><td class='num'>{_money(subtotal, currency)}</td></tr>"]
+    for line in tax.lines:
+        rows.append(f"<tr class='tax'><td colspan='{span}'>{escape(line.label)} on "
+                    f"{_money(line.base, currency)}</td><td class='num'>{_money(line.amount, currency)}</td></tr>")
+    return "".join(rows)
+
+
+def tax_mention_html(tax: Tax | None) -> str:
+    """The exemption's reason or the reverse-charge mention, where it applies."""
+    if tax is None or not tax.exemption:
+        return ""
+    return f"<p class='tax-mention'>{escape(tax.exemption)}</p>"
 
 
 def invoice_documents(invoice: Invoice, rules: Rules) -> dict[str, str]:

@@ -610,7 +610,8 @@ def default_importers() -> list[Importer]:
 
 
 def select_importer(path: Path, importers: Sequence[Importer], name: str | None = None) -> Importer:
-    """The importer named ``name``, or the first whose ``identify`` accepts the file."""
+    """The importer named ``name``, or the first whose ``identify`` accepts the file (by its
+    content), or the generic importer of its extension (which refuses a bad header clearly)."""
     known = ", ".join(i.name for i in importers)
     if name:
         for importer in importers:
@@ -626,6 +627,9 @@ def select_importer(path: Path, importers: Sequence[Importer], name: str | None 
                               f"({type(importer).__module__}) failed to identify {path}: "
                               f"{type(exc).__name__}: {detail}") from None
         if recognised:
+            return importer
+    for importer in importers:  # a .csv/.jsonl nobody recognises: its generic importer tells what is wrong
+        if getattr(importer, "generic", False) and path.suffix.lower() in getattr(importer, "extensions", ()):
             return importer
     raise BadInput(f"{path}: no importer recognises this file; pass --importer NAME (known: {known})")
 

@@ -263,7 +263,7 @@ class Settlement:
     receivable and ``rest`` (the part already paid) is a refund owed.
     """
 
-    kind: Literal["payment", "credit_note"]
+    kind: Literal["payment", "credit_note", "application"]
     key: str  # payment reference or credit-note number
     applied: Decimal
     rest: Decimal
@@ -272,22 +272,45 @@ class Settlement:
 
 
 def settle(invoices: Sequence[Invoice], payments: Iterable[Payment],
-           credit_notes: Iterable[CreditNote]) -> dict[tuple[str, str], Settlement]:
-    """Replay payments and credit notes against the invoices' open amounts.
+           credit_notes: Iterable[CreditNote],
+           applications: Iterable[CashApplication] = ()) -> dict[tuple[str, str], Settlement]:
+    """Replay payments, credit notes and cash applications against the invoices' open amounts.
 
-    Keys are ``("payment", reference)`` and ``("credit_note", number)``.
+    Keys are ``("payment", reference)``, ``("credit_note", number)`` and
+    ``("application", reference)``; what each source still holds afterwards is
+    :func:`outstanding`.
     """
+    return _replay(invoices, payments, credit_notes, applications)[0]
+
+
+def outstanding(invoices: Sequence[Invoice], payments: Iterable[Payment], credit_notes: Iterable[CreditNote],
+                applications: Iterable[CashApplication] = ()) -> dict[str, Decimal]:
+    """Per payment reference its unapplied cash, per credit note number its credit balance
+    (refund liability), after every application and refund given; sources holding 0 included."""
+    return _replay(invoices, payments, credit_notes, applications)[1]
+
+
+def _replay(invoices: Sequence[Invoice], payments: Iterable[Payment], credit_notes: Iterable[CreditNote],
+            applications: Iterable[CashApplication]) -> tuple[dict[tuple[str, str], Settlement], dict[str, Decimal]]:
     by_number = {inv.number: inv for inv in invoices}
     open_amount: dict[str, Decimal] = {inv.number: max(inv.total, ZERO) for inv in invoices}
-    timeline: list[tuple[date, int, str, Payment | CreditNote]] = []
+    timeline: list[tuple[date, int, str, Payment | CreditNote | CashApplication]] = []
     for payment in payments:
         timeline.append((payment.date, 0, payment.reference, payment))
     for note in credit_notes:
         timeline.append((note.date, 1, f"{note.seq:012d}", note))
+    for application in applications:  # the same day: after the cash and notes it draws on
+        timeline.append((application.date, 2, application.reference, application))
     out: dict[tuple[str, str], Settlement] = {}
+    left: dict[str, Decimal] = {}  # what each payment / credit note still holds for its payer
     for _day, _order, _key, fact in sorted(timeline, key=lambda t: t[:3]):
         if isinstance(fact, Payment):
-            out[("payment", fact.reference)] = _settle_payment(fact, by_number, open_amount)
+            settled = _settle_payment(fact, by_number, open_amount)
+            out[("payment", fact.reference)] = settled
+            left[fact.reference] = settled.rest
+            continue
+        if isinstance(fact, CashApplication):
+            out[("application", fact.reference)] = _settle_application(fact, by_number, open_amount, left)
             continue
         # A credit note first cancels what is still owed; the rest was paid already.
         invoice = by_number.get(fact.invoice)
@@ -297,7 +320,26 @@ def settle(invoices: Sequence[Invoice], payments: Iterable[Payment],
             open_amount[fact.invoice] = available - applied
         out[("credit_note", fact.number)] = Settlement("credit_note", fact.number, applied,
                                                        fact.amount - applied, invoice=invoice)
-    return out
+        left[fact.number] = fact.amount - applied
+    return out, left
+
+
+def _settle_application(application: CashApplication, invoices: Mapping[str, Invoice],
+                        open_amount: dict[str, Decimal], left: dict[str, Decimal]) -> Settlement:
+    """An application pays at most what its source still holds and its invoice still owes
+    (``rest``: what it could not apply, left at the source); a refund is paid out in full."""
+    available = left.get(application.source, ZERO)
+    if application.kind == "refund":
+        left[application.source] = available - application.amount
+        return Settlement("application", application.reference, application.amount, ZERO)
+    invoice = invoices.get(application.invoice)
+    owed = open_amount.get(application.invoice, ZERO) if invoice is not None else ZERO
+    applied = max(min(application.amount, available, owed), ZERO)
+    if invoice is not None:
+        open_amount[application.invoice] = owed - applied
+    left[application.source] = available - applied
+    return Settlement("application", application.reference, applied, application.amount - applied,
+                      invoice=invoice)
 
 
 def _settle_payment(payment: Payment, invoices: Mapping[str, Invoice],
@@ -325,9 +367,9 @@ def invoice_links(invoice: Invoice) -> frozenset[str]:
 
 
 def payment_entries(payments: Sequence[Payment], invoices: Sequence[Invoice], credit_notes: Sequence[CreditNote],
-                    rules: Rules) -> list[data.Transaction]:
+                    rules: Rules, applications: Sequence[CashApplication] = ()) -> list[data.Transaction]:
     """One transaction per payment, on its date (see the module docstring)."""
-    settled = settle(invoices, payments, credit_notes)
+    settled = settle(invoices, payments, credit_notes, applications)
     entries: list[data.Transaction] = []
     for payment in sorted(payments, key=lambda p: (p.date, p.reference)):
         s = settled[("payment", payment.reference)]
@@ -359,11 +401,241 @@ def payment_entries(payments: Sequence[Payment], invoices: Sequence[Invoice], cr
 
 
 def open_amounts(invoices: Sequence[Invoice], payments: Iterable[Payment],
-                 credit_notes: Iterable[CreditNote]) -> dict[str, Decimal]:
-    """Each invoice's amount still open after every payment and credit note given."""
+                 credit_notes: Iterable[CreditNote],
+                 applications: Iterable[CashApplication] = ()) -> dict[str, Decimal]:
+    """Each invoice's amount still open after every payment, credit note and application given."""
     result = {inv.number: max(inv.total, ZERO) for inv in invoices}
-    for (_kind, _key), s in settle(invoices, payments, credit_notes).items():
+    for (_kind, _key), s in settle(invoices, payments, credit_notes, applications).items():
         if s.invoice is not None:
             result[s.invoice.number] -= s.applied
     return result
 
+
+
+# --- cash application: unapplied cash and credit balances applied or paid out ----------------
+
+
+@dataclass(frozen=True)
+class CashApplication:
+    """Cash already received, applied to an invoice or paid back, later (``meterbook apply`` /
+    ``meterbook refund``; see :func:`application_entries` for the postings).
+
+    ``source`` is what it draws on: a payment's reference (its unapplied cash) or a
+    credit note's number (its credit balance, the refund liability).
+    """
+
+    reference: str
+    kind: Literal["apply", "refund"]
+    date: date
+    source: str
+    amount: Decimal
+    currency: str
+    invoice: str = ""  # apply: the invoice it pays
+
+
+def load_applications(engine: Engine) -> list[CashApplication]:
+    """Every stored application and refund, in date then reference order."""
+    from ledger.store import cash_applications
+
+    c = cash_applications.c
+    with engine.connect() as conn:
+        rows = conn.execute(select(c.reference, c.kind, c.date, c.source, c.amount, c.currency, c.invoice)).all()
+    found = [CashApplication(reference=r, kind="refund" if k == "refund" else "apply", date=date.fromisoformat(d),
+                             source=s, amount=Decimal(a), currency=cur, invoice=i)
+             for r, k, d, s, a, cur, i in rows]
+    return sorted(found, key=lambda a: (a.date, a.reference))
+
+
+@dataclass(frozen=True)
+class Source:
+    """What an application draws on, as the store gives it at a date."""
+
+    key: str
+    kind: Literal["payment", "credit_note"]
+    date: date
+    currency: str
+    customer: str | None  # the credit note's customer, the customer of the invoice a payment named
+    holds: Decimal  # unapplied cash / credit balance left at the date, before this application
+
+
+def application_entries(applications: Sequence[CashApplication], payments: Sequence[Payment],
+                        invoices: Sequence[Invoice], credit_notes: Sequence[CreditNote],
+                        rules: Rules) -> list[data.Transaction]:
+    """One transaction per application or refund, on its date, per DESIGN's accounting table.
+
+    BANK-3 (15.00 USD naming no invoice, unapplied) applied to acme's INV-2026-000002
+    (10.00 open) on Nov 3, the 5.00 left refunded on Nov 9 as PAYOUT-1; CN-2026-000001
+    (4.00 on a paid invoice, so a refund liability) applied to INV-2026-000003::
+
+        2026-11-03 * "acme" "Unapplied cash BANK-3 applied to INV-2026-000002" ^INV-2026-000002 …
+          application: "APPLY-BANK-3-INV-2026-000002"
+          source: "BANK-3"
+          Liabilities:Unapplied-Cash             10.00 USD
+          Assets:Receivables:Invoiced:Acme      -10.00 USD
+
+        2026-11-09 * "Refund PAYOUT-1 of unapplied cash BANK-3"
+          application: "PAYOUT-1"
+          source: "BANK-3"
+          Liabilities:Unapplied-Cash              5.00 USD
+          Assets:Bank:Operating                  -5.00 USD
+
+        2026-11-10 * "acme" "Credit balance CN-2026-000001 applied to INV-2026-000003" …
+          Liabilities:Refunds:Acme                4.00 USD
+          Assets:Receivables:Invoiced:Acme       -4.00 USD
+
+    A credit balance refunded is ``refund_liability`` / ``cash``. An application
+    posts what the replay (:func:`settle`) finds it can apply: at most what its
+    source still holds and its invoice still owes (checked when it is recorded).
+    """
+    settled = settle(invoices, payments, credit_notes, applications)
+    by_reference = {p.reference: p for p in payments}
+    notes = {n.number: n for n in credit_notes}
+    by_invoice = {inv.number: inv for inv in invoices}
+    entries: list[data.Transaction] = []
+    for app in sorted(applications, key=lambda a: (a.date, a.reference)):
+        s = settled[("application", app.reference)]
+        if not s.applied:
+            continue
+        note = notes.get(app.source)
+        if note is not None:
+            customer: str | None = note.customer
+            source_account = rules.account("refund_liability", customer=note.customer)
+            what = f"credit balance {app.source}"
+        else:
+            payment = by_reference.get(app.source)
+            named = by_invoice.get(payment.invoice) if payment is not None else None
+            customer = named.customer if named is not None else None
+            source_account = rules.account("unapplied_cash")
+            what = f"unapplied cash {app.source}"
+        invoice = by_invoice.get(app.invoice) if app.kind == "apply" else None
+        if invoice is not None:
+            customer = invoice.customer
+            # The payer's money already held (as unapplied cash or a refund owed) now settles
+            # the invoice: the liability goes down, and so does what the customer owes.
+            counter = rules.account("receivable", customer=invoice.customer)
+            narration = f"{what[0].upper()}{what[1:]} applied to {invoice.number}"
+        else:
+            # Paid back to the payer: the liability goes down, and so does the bank.
+            counter = rules.account("cash")
+            narration = f"Refund {app.reference} of {what}"
+        postings = [data.Posting(source_account, Amount(s.applied, app.currency), None, None, None, None),
+                    data.Posting(counter, Amount(-s.applied, app.currency), None, None, None, None)]
+        links = set(invoice_links(invoice)) if invoice is not None else set()
+        if note is not None:
+            links.add(note.number)
+        entries.append(data.Transaction(
+            _meta(customer=customer, invoice=invoice.number if invoice is not None else None,
+                  application=app.reference, source=app.source),
+            app.date, FLAG, customer, narration, frozenset(), frozenset(links), postings))
+    return entries
+
+
+def find_source(engine: Engine, key: str, on: date) -> Source:
+    """The payment or credit note ``key`` names, with what it holds at the end of ``on``
+    (:class:`BadInput` when there is none, or it is dated after ``on``)."""
+    from ledger.credit_notes import load_credit_notes
+    from ledger.invoicing import load_invoices
+
+    payments = {p.reference: p for p in load_payments(engine)}
+    notes = {n.number: n for n in load_credit_notes(engine)}
+    if key in notes:
+        note = notes[key]
+        kind: Literal["payment", "credit_note"] = "credit_note"
+        day, currency, customer = note.date, note.currency, note.customer
+    elif key in payments:
+        payment = payments[key]
+        kind, day, currency = "payment", payment.date, payment.currency
+        customer = None
+    else:
+        raise BadInput(f"{key}: no payment has this reference and no credit note this number")
+    if day > on:
+        raise BadInput(f"{key} is dated {day.isoformat()}, after {on.isoformat()}: cash is applied or "
+                       "refunded on or after the day it was received or credited")
+    invoices = [inv for inv in load_invoices(engine) if inv.date <= on]
+    if kind == "payment":
+        named = next((inv for inv in invoices if inv.number == payments[key].invoice), None)
+        customer = named.customer if named is not None else None
+    left = outstanding(invoices, [p for p in payments.values() if p.date <= on],
+                       [n for n in notes.values() if n.date <= on],
+                       [a for a in load_applications(engine) if a.date <= on])
+    return Source(key, kind, day, currency, customer, left.get(key, ZERO))
+
+
+def record_application(engine: Engine, *, kind: Literal["apply", "refund"], source: str, on: date,
+                       first_open: date, today: date, invoice: str = "", amount: Decimal | None = None,
+                       reference: str = "") -> tuple[CashApplication, bool]:
+    """Check and store one application (``kind="apply"``, to ``invoice``) or refund of what
+    ``source`` holds; ``amount`` None: all it can (apply: at most what the invoice owes).
+
+    Returns the application and whether it was stored now (False: the same one was
+    recorded before, so a re-run changes nothing). Every refusal is :class:`BadInput`,
+    one line, nothing stored.
+    """
+    from ledger.credit_notes import load_credit_notes
+    from ledger.invoicing import load_invoices
+    from ledger.store import cash_applications
+
+    if on < first_open:
+        raise BadInput(f"--date: {on.isoformat()} is in a sealed month; cash is applied in an open month "
+                       f"(from {first_open.isoformat()})")
+    if on > today:
+        raise BadInput(f"--date: {on.isoformat()} is after today ({today.isoformat()})")
+    found = find_source(engine, source, on)
+    target: Invoice | None = None
+    if kind == "apply":
+        invoices = {inv.number: inv for inv in load_invoices(engine)}
+        target = invoices.get(invoice)
+        if target is None:
+            raise BadInput(f"--invoice {invoice}: no such invoice was issued")
+        if target.date > on:
+            raise BadInput(f"--invoice {invoice} is dated {target.date.isoformat()}, after {on.isoformat()}")
+        if target.currency != found.currency:
+            raise BadInput(f"{source} is in {found.currency}, {invoice} in {target.currency}: cash is applied "
+                           "in its own currency")
+        if found.kind == "credit_note" and found.customer != target.customer:
+            raise BadInput(f"{source} is {found.customer}'s credit balance; {invoice} is {target.customer}'s")
+    reference = (reference or (f"APPLY-{source}-{invoice}-{on.isoformat()}" if kind == "apply" else "")).strip()
+    if not reference:
+        raise BadInput("refund: --reference is required (the payout's bank reference)")
+    if len(reference) > MAX_TEXT:
+        raise BadInput(f"--reference is {len(reference)} characters (at most {MAX_TEXT})")
+    with engine.connect() as conn:
+        stored = conn.execute(select(cash_applications).where(
+            cash_applications.c.reference == reference)).first()
+    if stored is not None:
+        same = (stored.kind == kind and stored.source == source and stored.invoice == (invoice if kind == "apply"
+                else "") and stored.date == on.isoformat()
+                and (amount is None or Decimal(stored.amount) == amount))
+        if not same:
+            raise BadInput(f"--reference {reference} is already recorded for another {stored.kind} "
+                           f"({stored.source}, {stored.amount} {stored.currency} on {stored.date})")
+        return CashApplication(reference, kind, on, source, Decimal(stored.amount), stored.currency,
+                               stored.invoice), False
+    owed: Decimal | None = None
+    if target is not None:
+        notes = [n for n in load_credit_notes(engine) if n.date <= on]
+        issued = [inv for inv in load_invoices(engine) if inv.date <= on]
+        owed = open_amounts(issued, [p for p in load_payments(engine) if p.date <= on], notes,
+                            [a for a in load_applications(engine) if a.date <= on])[target.number]
+    limit = found.holds if owed is None else min(found.holds, owed)
+    what = "unapplied cash" if found.kind == "payment" else "credit balance"
+    if amount is None:
+        amount = limit
+        if amount <= 0:
+            raise BadInput(f"{source} holds no {what} on {on.isoformat()}" if found.holds <= 0
+                           else f"{invoice} owes nothing on {on.isoformat()}")
+    places = minor_units(found.currency)
+    if amount <= 0 or amount != amount.quantize(Decimal(1).scaleb(-places)):
+        raise BadInput(f"--amount {amount}: a positive amount in {found.currency} ({places} decimal places)")
+    if amount > found.holds:
+        raise BadInput(f"--amount {amount}: {source} holds {found.holds} {found.currency} of {what} on "
+                       f"{on.isoformat()}")
+    if owed is not None and amount > owed:
+        raise BadInput(f"--amount {amount}: {invoice} owes {owed} {found.currency} on {on.isoformat()}")
+    application = CashApplication(reference, kind, on, source, amount, found.currency,
+                                  invoice if kind == "apply" else "")
+    with engine.begin() as conn:
+        conn.execute(cash_applications.insert().values(
+            reference=reference, kind=kind, date=on.isoformat(), source=source, invoice=application.invoice,
+            amount=str(amount), currency=found.currency, recorded_at=datetime.now(UTC).isoformat()))
+    return application, True

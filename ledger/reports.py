@@ -551,8 +551,11 @@ def open_items(sources: Sources, day: date) -> list[OpenItem]:
     from ledger.payments import open_amounts
 
     invoices = [inv for inv in sources.invoices if inv.date <= day]
+    from ledger.payments import load_applications
+
     amounts = open_amounts(invoices, [p for p in sources.payments if p.date <= day],
-                           [n for n in sources.credit_notes if n.date <= day])
+                           [n for n in sources.credit_notes if n.date <= day],
+                           [a for a in load_applications(sources.session.engine) if a.date <= day])
     items = []
     for inv in invoices:
         left = amounts.get(inv.number, ZERO)
@@ -974,6 +977,16 @@ def risk(sources: Sources, month: str | None = None) -> Report:
                       ("customer", "meter", "trailing median", "latest", "change %", "status"), tuple(rows)),))
 
 
+# --- tax -----------------------------------------------------------------------------------
+
+
+def tax(sources: Sources, month: str | None = None) -> Report:
+    """Taxable base and tax by month, jurisdiction and rate, tied to the books (:mod:`ledger.tax`)."""
+    from ledger.tax import tax_report
+
+    return tax_report(sources, _months_of(sources, month))
+
+
 # --- the registry of reports ----------------------------------------------------------------
 
 ReportFunction = Callable[[Sources, "str | None"], Report]
@@ -987,6 +1000,7 @@ REPORTS: dict[str, ReportFunction] = {
     "arpu": arpu,
     "forecast": forecast,
     "risk": risk,
+    "tax": tax,
 }
 
 

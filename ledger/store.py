@@ -498,3 +498,31 @@ def upgrade(engine: Engine) -> int:
             else:
                 conn.execute(meta.update().where(meta.c.key == "schema_version").values(value=version))
     return len(MIGRATIONS)
+
+
+# --- cash application (issue 12) --------------------------------------------------------
+#
+# ``cash_applications``: cash already received, applied or paid out later
+# (``ledger.payments``, ``meterbook apply`` / ``meterbook refund``). ``source`` is the
+# payment reference whose unapplied cash, or the credit note number whose credit balance
+# (refund liability), it draws on; ``invoice`` the invoice an application pays ("" for a
+# refund); ``reference`` its own key (a refund: the payout's bank reference). Amounts are
+# decimal text, dates ISO days.
+cash_applications = Table(
+    "cash_applications", metadata,
+    Column("reference", String(255), primary_key=True),
+    Column("kind", String(8), nullable=False),  # apply | refund
+    Column("date", String(10), nullable=False),
+    Column("source", String(255), nullable=False),
+    Column("invoice", String(255), nullable=False, default=""),
+    Column("amount", Text, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("recorded_at", String(40), nullable=False),
+)
+
+
+def _v_cash_applications(conn: Connection) -> None:
+    cash_applications.create(conn, checkfirst=True)
+
+
+MIGRATIONS.append(_v_cash_applications)

@@ -47,6 +47,7 @@ import tomllib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import date as date_
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -60,6 +61,7 @@ from ledger.money import round_money
 if TYPE_CHECKING:
     from ledger.invoicing import Invoice
     from ledger.registry import Registry
+    from ledger.reports import Report, Sources
     from ledger.rules import Customer, Rules
 
 ZERO = Decimal(0)
@@ -559,7 +561,8 @@ def credited_tax(invoice: Invoice, before: Decimal, amount: Decimal) -> Tax | No
     ``before``: per tax line, cumulative and rounded half-even, so notes crediting the whole
     invoice reverse exactly all its tax.
 
-    A 119.00 invoice (100.00 + 19.00 VAT) credited 59.50: 9.50 of tax, 50.00 of base.
+    A 119.00 invoice (100.00 + 19.00 VAT) credited 59.50: 9.50 of tax, 50.00 of base; its
+    taxable base goes down by the note's net part (amount − tax) spread over the tax lines.
     """
     tax = invoice.tax
     total = invoice.total
@@ -572,8 +575,15 @@ def credited_tax(invoice: Invoice, before: Decimal, amount: Decimal) -> Tax | No
         cur = invoice.currency
         return round_money(value * upto / total, cur) - round_money(value * done / total, cur)
 
-    lines = tuple(TaxLine(t.jurisdiction, t.rate, share(t.base), share(t.amount), t.name, t.treatment)
-                  for t in tax.lines)
+    amounts = [share(t.amount) for t in tax.lines]
+    net_total = total - tax.amount
+    net = min(before + amount, total) - min(before, total) - sum(amounts, ZERO)
+
+    def base(value: Decimal) -> Decimal:  # the base credited: the note's net part, per tax line
+        return round_money(value * net / net_total, invoice.currency) if net_total else ZERO
+
+    lines = tuple(TaxLine(t.jurisdiction, t.rate, base(t.base), share_amount, t.name, t.treatment)
+                  for t, share_amount in zip(tax.lines, amounts, strict=True))
     return Tax(lines=lines, exemption=tax.exemption, inclusive=False,
                seller_tax_id=tax.seller_tax_id, customer_tax_id=tax.customer_tax_id)
 
@@ -581,3 +591,82 @@ def credited_tax(invoice: Invoice, before: Decimal, amount: Decimal) -> Tax | No
 def tax_json(tax: Tax | None) -> str:
     """The tax as canonical JSON text (tests and documents compare it)."""
     return json.dumps(tax.to_dict() if tax else None, sort_keys=True)
+
+
+def with_tax(invoice: Invoice, net: Decimal) -> Decimal:
+    """``net`` of the invoice's lines with the tax the invoice charges on it, rounded half-even:
+    what crediting that much of its lines gives back. 50.00 of a 100.00 + 19.00 invoice: 59.50.
+    Untaxed, or prices that include the tax: ``net`` itself."""
+    if invoice.tax is None or not invoice.tax.added or not invoice.subtotal:
+        return net
+    return round_money(net * invoice.total / invoice.subtotal, invoice.currency)
+
+
+# --- the tax report -------------------------------------------------------------------------------
+
+def tax_movements(sources: Sources, months: Iterable[str]) -> dict[tuple[str, str, str], Decimal]:
+    """``(month, tax account, currency) → tax owed`` by the books' postings dated in each month
+    (credit balances shown positive: what the month added to the liability)."""
+    from ledger import seal
+
+    wanted = set(months)
+    out: dict[tuple[str, str, str], Decimal] = defaultdict(lambda: ZERO)
+    for entry in sources.transactions:
+        month = seal.month_of(entry.date)
+        if month not in wanted:
+            continue
+        for posting in entry.postings:
+            if is_tax_account(sources.rules, posting.account) and posting.units is not None:
+                number = posting.units.number
+                if isinstance(number, Decimal):
+                    out[(month, posting.account, posting.units.currency)] -= number
+    return dict(out)
+
+
+def tax_report(sources: Sources, months: Sequence[str]) -> Report:
+    """``meterbook report tax``: per month, jurisdiction, treatment and rate the taxable base and
+    the tax of the invoices and credit notes dated in the month, and the tie-out to the books."""
+    from ledger import seal
+    from ledger.reports import Cell, Report, Table
+
+    wanted = set(months)
+    rows: dict[tuple[str, str, str, str, Decimal, str], list[Decimal]] = defaultdict(lambda: [ZERO, ZERO, ZERO])
+    expected: dict[tuple[str, str, str], Decimal] = defaultdict(lambda: ZERO)
+    documents: list[tuple[date_, Tax | None, str, int]] = [
+        (inv.date, inv.tax, inv.currency, 1) for inv in sources.invoices]
+    documents += [(note.date, note.tax, note.currency, -1) for note in sources.credit_notes]
+    for day, tax, currency, sign in documents:
+        month = seal.month_of(day)
+        if tax is None or month not in wanted:
+            continue
+        for line in tax.lines:
+            key = (month, line.jurisdiction, line.treatment, line.name, line.rate, currency)
+            rows[key][0] += sign * line.base
+            rows[key][1] += sign * line.amount
+            rows[key][2] += sign
+            if line.amount:
+                expected[(month, tax_account(sources.rules, line.jurisdiction), currency)] += sign * line.amount
+    table: list[tuple[Cell, ...]] = [
+        (month, jurisdiction or "(none)", treatment.replace("_", " "), name, percent(rate), currency,
+         round_money(base, currency), round_money(amount, currency), int(count))
+        for (month, jurisdiction, treatment, name, rate, currency), (base, amount, count) in sorted(rows.items())]
+    books = tax_movements(sources, wanted)
+    ties: list[tuple[Cell, ...]] = []
+    for tie in sorted(set(books) | set(expected)):
+        month, account, currency = tie
+        have, want = books.get(tie, ZERO), expected.get(tie, ZERO)
+        ties.append((month, account, currency, round_money(want, currency), round_money(have, currency),
+                     round_money(have - want, currency)))
+    return Report(
+        name="tax", title="Tax (invoices and credit notes, tied to the books)",
+        method=("Per month of the document's date: the taxable base and the tax of every issued invoice's tax "
+                "lines, less the share credit notes reversed, by jurisdiction, treatment (standard, exempt, "
+                "reverse charge) and rate, as a VAT return or sales-tax filing asks. `documents` counts "
+                "invoices minus credit notes. The second table ties the tax to the books: the month's movement "
+                "of each Liabilities:Tax account (credits positive) against the documents' tax; a difference "
+                "other than 0 means the books were not posted since a document was issued."),
+        tables=(Table("Tax by month, jurisdiction and rate",
+                      ("month", "jurisdiction", "treatment", "tax", "rate", "currency", "taxable base",
+                       "tax amount", "documents"), tuple(table)),
+                Table("Tax liabilities: documents vs books",
+                      ("month", "account", "currency", "documents", "books", "difference"), tuple(ties))))

@@ -80,6 +80,7 @@ from ledger.invoicing import Invoice, InvoiceLine, load_invoices
 from ledger.posting import targets
 from ledger.pricing import PriceLine, format_quantity
 from ledger.rating import ZERO, CycleRating, Rating
+from ledger.tax import tax_postings
 
 if TYPE_CHECKING:
     from zoneinfo import ZoneInfo
@@ -700,6 +701,8 @@ def _books_invoice(session: Session, invoice: Invoice, entries: Sequence[data.Di
         if have or want:
             label = "credits deferred revenue" if kind == "deferred" else f"settles {_target_label(kind)}"
             checks.append(Check(label, f"{have} {cur}", f"{want} {cur}"))
+    for account, amount in tax_postings(invoice.tax, rules, cur):  # the invoice's tax (ledger.tax)
+        checks.append(Check(f"tax {account}", f"{sums.pop(account, ZERO)} {cur}", f"{amount} {cur}"))
     for account, amount in sorted(sums.items()):
         if amount:
             checks.append(Check(f"unexpected posting {account}", f"{amount} {cur}", f"0 {cur}"))

@@ -19,17 +19,22 @@ with a reason (``close --accept unapplied-cash:BANK-3:2026-10 --reason "refund
 sent 11-02"``), recorded in the books. A payment of an earlier month still
 unapplied was explained at that month's close, so it is reported as a **warning**
 each later month until it is applied.
+
+Cash applied to an invoice later (``meterbook apply BANK-3 --invoice INV-…``) or
+paid back (``meterbook refund BANK-3 --reference PAYOUT-1``) leaves the payment's
+rest, so the finding shrinks or goes once it is dated within the month.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
 from ledger.credit_notes import load_credit_notes
 from ledger.hookspecs import hookimpl
-from ledger.payments import load_payments, settle
+from ledger.payments import load_applications, load_payments, outstanding, settle
 from ledger.reconcile import Finding, finding_id
 
 #: What each ``unapplied`` reason means, for the explanation.
@@ -49,12 +54,15 @@ class UnappliedCash:
         if not payments:
             return
         notes = [n for n in load_credit_notes(context.engine) if n.date <= end]
-        settled = settle(context.invoices, payments, notes)
+        applications = [a for a in load_applications(context.engine) if a.date <= end]
+        settled = settle(context.invoices, payments, notes, applications)
+        left = outstanding(context.invoices, payments, notes, applications)
         account = context.rules.account("unapplied_cash")
         for payment in payments:
             s = settled[("payment", payment.reference)]
-            if not s.rest:
-                continue
+            if left[payment.reference] <= 0:
+                continue  # applied or refunded since (``meterbook apply`` / ``refund``), if not at once
+            s = replace(s, rest=left[payment.reference])
             current = payment.date >= context.start
             why = WHY.get(s.reason, s.reason).format(invoice=payment.invoice, currency=payment.currency)
             text = (f"payment {payment.reference} of {payment.amount} {payment.currency} on {payment.date} {why}: "

@@ -194,3 +194,101 @@ def test_removing_a_version_after_a_rerate_fails_check_until_rerated(tmp_path: P
     assert errors == []
     assert balance(entries, "Income:Credit-Notes", date(2026, 11, 21)) == Decimal("6.00")
     assert balance(entries, USAGE, date(2026, 11, 21)) == Decimal("-66.00")  # 60.00 invoiced + 6.00 re-billed
+
+
+# --- cash application (issue 12, defect 4) ------------------------------------------------------
+
+CASH_CUSTOMERS = """\
+customers:
+  acme: {currency: USD, billing_anchor: calendar, subscriptions: [{plan: u, start: 2026-09-01}]}
+  beta: {currency: USD, billing_anchor: calendar, subscriptions: [{plan: u, start: 2026-09-01}]}
+"""
+
+
+def test_unapplied_cash_and_credit_balances_are_applied_and_refunded(tmp_path: Path) -> None:
+    """Plan ``u`` at 1.00 a call. acme: 10 calls in September (INV-2026-000001, 10.00, Oct 1),
+    20 in October (INV-2026-000003, 20.00, Nov 1); beta: 10 in September (INV-2026-000002,
+    10.00, Oct 1), 5 in October (INV-2026-000004, 5.00, Nov 1).
+
+    ==========  ========================================  ==========================================
+    2026-10-05  BANK-1 15.00 names no invoice            cash 15.00 / unapplied cash 15.00
+    2026-10-06  BANK-2 10.00 pays INV-2026-000002         cash 10.00 / receivable beta 10.00
+    2026-10-10  CN-2026-000001 4.00 on the paid INV-2     credit notes 4.00 / refunds beta 4.00
+    2026-10-12  apply BANK-1 to INV-2026-000001 (10.00)   unapplied cash 10.00 / receivable acme 10.00
+    2026-10-20  refund BANK-1 as PAYOUT-1 (the 5.00 left)  unapplied cash 5.00 / cash 5.00
+    2026-10-21  refund 1.50 of CN-2026-000001, PAYOUT-2    refunds beta 1.50 / cash 1.50
+    2026-11-02  apply CN-2026-000001 to INV-2026-000004    refunds beta 2.50 / receivable beta 2.50
+    ==========  ========================================  ==========================================
+
+    October closes with no unapplied-cash finding (BANK-1 is fully applied or paid out)
+    and asserts, on Nov 1: cash 15.00 + 10.00 − 5.00 − 1.50 = 18.50, unapplied cash
+    0.00, Refunds:Beta −4.00 + 1.50 = −2.50. On Nov 3: receivable acme 10.00 − 10.00 +
+    20.00 = 20.00, beta 10.00 − 10.00 + 5.00 − 2.50 = 2.50, Refunds:Beta 0.00.
+    """
+    root = write_workspace(tmp_path / "ws", meters=METERS_CALLS, plans=PLANS.replace("0.10", "1.00"),
+                           customers=CASH_CUSTOMERS)
+    session = open_session(root)
+    insert_events(session.engine, [
+        *calls("acme", [f"2026-09-{d:02d}" for d in range(1, 11)]),
+        *calls("acme", [f"2026-10-{d:02d}" for d in range(1, 21)], "oct"),
+        *calls("beta", [f"2026-09-{d:02d}" for d in range(1, 11)]),
+        *calls("beta", [f"2026-10-{d:02d}" for d in range(1, 6)], "oct")])
+    assert run_cli(root, "invoice", "--through", "2026-10-01").exit_code == 0
+    (tmp_path / "bank.csv").write_text("date,amount,currency,invoice,reference\n"
+                                       "2026-10-05,15.00,USD,,BANK-1\n2026-10-06,10.00,USD,INV-2026-000002,BANK-2\n")
+    assert run_cli(root, "ingest", str(tmp_path / "bank.csv")).exit_code == 0
+    assert run_cli(root, "credit", "INV-2026-000002", "--amount", "4.00", "--reason", "goodwill",
+                   "--date", "2026-10-10").exit_code == 0
+
+    too_much = run_cli(root, "apply", "BANK-1", "--invoice", "INV-2026-000001", "--amount", "12.00",
+                       "--date", "2026-10-12")
+    assert too_much.exit_code == 2
+    assert too_much.output == "meterbook: error: --amount 12.00: INV-2026-000001 owes 10.00 USD on 2026-10-12\n"
+    other = run_cli(root, "apply", "CN-2026-000001", "--invoice", "INV-2026-000001", "--date", "2026-10-12")
+    assert other.exit_code == 2 and "CN-2026-000001 is beta's credit balance; INV-2026-000001 is acme's" in other.output
+    applied = run_cli(root, "apply", "BANK-1", "--invoice", "INV-2026-000001", "--date", "2026-10-12")
+    assert applied.exit_code == 0, applied.output
+    assert applied.output.split() == ["APPLY-BANK-1-INV-2026-000001-2026-10-12", "2026-10-12", "BANK-1", "10.00",
+                                      "USD", "to", "INV-2026-000001"]
+    again = run_cli(root, "apply", "BANK-1", "--invoice", "INV-2026-000001", "--date", "2026-10-12")
+    assert again.exit_code == 0 and "recorded before; nothing changed" in again.output
+    assert run_cli(root, "refund", "BANK-1", "--reference", "PAYOUT-1", "--date", "2026-10-20").exit_code == 0
+    partial = run_cli(root, "refund", "CN-2026-000001", "--reference", "PAYOUT-2", "--amount", "1.50",
+                      "--date", "2026-10-21")
+    assert partial.exit_code == 0, partial.output
+    empty = run_cli(root, "refund", "BANK-1", "--reference", "PAYOUT-3", "--date", "2026-10-22")
+    assert empty.output == "meterbook: error: BANK-1 holds no unapplied cash on 2026-10-22\n"
+
+    assert run_cli(root, "post", "--through", "2026-10-31").exit_code == 0
+    for month in ("2026-09", "2026-10"):
+        closed = run_cli(root, "close", month)
+        assert closed.exit_code == 0, closed.output
+        assert "unapplied-cash:" not in closed.output
+    october = {" ".join(line.split()) for line in
+               (root / "books" / "2026" / "2026-10.close.beancount").read_text().splitlines()}
+    assert {"2026-11-01 balance Assets:Bank:Operating 18.50 USD",
+            "2026-11-01 balance Liabilities:Unapplied-Cash 0.00 USD",
+            "2026-11-01 balance Liabilities:Refunds:Beta -2.50 USD"} <= october
+    sealed = run_cli(root, "refund", "CN-2026-000001", "--reference", "PAYOUT-4", "--date", "2026-10-31")
+    assert sealed.exit_code == 2 and "is in a sealed month" in sealed.output
+
+    assert run_cli(root, "invoice", "--through", "2026-11-01").exit_code == 0
+    credit = run_cli(root, "apply", "CN-2026-000001", "--invoice", "INV-2026-000004", "--date", "2026-11-02")
+    assert credit.exit_code == 0 and "2.50 USD  to INV-2026-000004" in credit.output, credit.output
+    assert run_cli(root, "post", "--through", "2026-11-02").exit_code == 0
+    entries, errors, _ = load_books(root / "books" / "main.beancount")
+    assert errors == []
+    day = date(2026, 11, 3)
+    assert balance(entries, "Assets:Bank:Operating", day) == Decimal("18.50")
+    assert balance(entries, "Liabilities:Unapplied-Cash", day) == 0
+    assert balance(entries, "Assets:Receivables:Invoiced:Acme", day) == Decimal("20.00")
+    assert balance(entries, "Assets:Receivables:Invoiced:Beta", day) == Decimal("2.50")
+    assert balance(entries, "Liabilities:Refunds:Beta", day) == 0
+    assert balance(entries, "Income:Credit-Notes", day) == Decimal("4.00")
+    narrations = {e.narration for e in entries if isinstance(e, data.Transaction) and "application" in e.meta}
+    assert narrations == {"Unapplied cash BANK-1 applied to INV-2026-000001", "Refund PAYOUT-1 of unapplied cash "
+                          "BANK-1", "Refund PAYOUT-2 of credit balance CN-2026-000001",
+                          "Credit balance CN-2026-000001 applied to INV-2026-000004"}
+    assert run_cli(root, "check").exit_code == 0
+    aging = run_cli(root, "report", "aging")
+    assert "INV-2026-000001" not in aging.output  # paid by the applied cash

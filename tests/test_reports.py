@@ -307,7 +307,8 @@ def test_reports_need_books(tmp_path: Path) -> None:
     session = make_workspace(tmp_path / "ws", METERS_CALLS, PLANS, CUSTOMERS)
     result = run_cli(tmp_path / "ws", "report", "revenue")
     assert result.exit_code == 2 and "run `meterbook post` first" in result.output
-    assert set(REPORTS) == {"revenue", "unbilled", "deferred", "aging", "rollforward", "arpu", "forecast", "risk"}
+    assert set(REPORTS) == {"revenue", "unbilled", "deferred", "aging", "rollforward", "arpu", "forecast", "risk",
+                            "tax"}
     assert Sources(session).transactions == []
 
 
