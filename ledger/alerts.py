@@ -71,6 +71,7 @@ from ledger.rules import Charge, Meter, Rules
 from ledger.store import alert_deliveries as deliveries
 from ledger.store import alerts as alerts_table
 from ledger.workspace import AlertsConfig
+from ledger.store import cap_changes as cap_changes_table
 
 if TYPE_CHECKING:
     from ledger.session import Session
@@ -194,19 +195,57 @@ class AlertRun:
 
 
 def cycle_progress(engine: Engine, rules: Rules, models: Mapping[str, PricingModel], tz: ZoneInfo,
-                   cycles: Sequence[tuple[Cycle, date]], *, spend: bool | None = None) -> list[CycleProgress]:
+#: Self-service usage caps (:func:`cap_changes`): per ``(customer, meter)``, the ``(effective
+#: day, cap)`` changes in the order they were made.
+CapChanges = Mapping[tuple[str, str], tuple[tuple[date, Decimal], ...]]
+
+
+def cap_changes(engine: Engine) -> dict[tuple[str, str], tuple[tuple[date, Decimal], ...]]:
+    """The self-service cap changes in the store (``meterbook api``'s portal, ``cap_changes``)."""
+    c = cap_changes_table.c
+    found: dict[tuple[str, str], list[tuple[date, Decimal]]] = defaultdict(list)
+    with engine.connect() as conn:
+        for customer, meter, effective, cap in conn.execute(
+                sa.select(c.customer, c.meter, c.effective, c.cap).order_by(c.effective, c.id)):
+            found[(customer, meter)].append((date.fromisoformat(effective), Decimal(cap)))
+    return {key: tuple(values) for key, values in found.items()}
+
+
+def cap_on(rules: Rules, customer: str, meter: str, day: date, changes: CapChanges) -> Decimal | None:
+    """The usage cap in force on ``day``: the last self-service change effective on or before
+    it, else the customer's cap in the rules (None: no cap).
+
+    >>> from ledger.rules import Customer
+    >>> rules = Rules.model_construct(customers={"acme": Customer(id="acme", currency="USD",
+    ...                                                           caps={"api_calls": Decimal(100)})})
+    >>> changes = {("acme", "api_calls"): ((date(2026, 9, 9), Decimal(150)),)}
+    >>> cap_on(rules, "acme", "api_calls", date(2026, 9, 8), changes), cap_on(
+    ...     rules, "acme", "api_calls", date(2026, 9, 9), changes)
+    (Decimal('100'), Decimal('150'))
+    """
+    found = rules.customers[customer].caps.get(meter)
+    for effective, cap in changes.get((customer, meter), ()):
+        if effective <= day:
+            found = cap
+    return found
+
+
+                   cycles: Sequence[tuple[Cycle, date]], *, spend: bool | None = None,
+                   changes: CapChanges | None = None) -> list[CycleProgress]:
     """Cumulative capped usage (and spend) per day of each ``(cycle, last day)``.
 
     One metering call per meter (and per band set) for all cycles and days at
     once. ``spend=None`` computes spend for customers with a spend cap only;
-    True for every cycle (statements project it), False never.
+    True for every cycle (statements project it), False never. ``changes``: meters
+    with a self-service cap (:func:`cap_changes`) count as capped too.
     """
     needs: dict[_Key, dict[tuple[str, date], tuple[Cycle, tuple[date, ...]]]] = defaultdict(dict)
     plans: list[tuple[Cycle, tuple[date, ...], list[str], bool]] = []
     for cycle, last in cycles:
         customer = rules.customers[cycle.customer]
         days = tuple(cycle.start + timedelta(days=i) for i in range((min(last, cycle.end - _DAY) - cycle.start).days + 1))
-        meters = sorted(customer.caps)
+        meters = sorted(set(customer.caps)
+                        | {m for c, m in (changes or {}) if c == customer.id and m in rules.meters})
         for meter in meters:
             needs[(meter, ())][(cycle.customer, cycle.start)] = (cycle, days)
         with_spend = customer.spend_cap is not None if spend is None else spend
@@ -297,21 +336,27 @@ def charge_amount(models: Mapping[str, PricingModel], charge: Charge, usage: Usa
                           f"{type(exc).__name__}: {exc}") from None
 
 
-def crossings(progress: CycleProgress, rules: Rules, delivery: AlertsConfig = AlertsConfig()) -> list[Alert]:
-    """Every threshold of the customer's caps reached in ``progress``, dated the first day it was reached."""
+def crossings(progress: CycleProgress, rules: Rules, delivery: AlertsConfig = AlertsConfig(),
+              changes: CapChanges | None = None) -> list[Alert]:
+    """Every threshold of the customer's caps reached in ``progress``, dated the first day it was reached.
+
+    A usage cap changed by the customer (``changes``, :func:`cap_changes`) counts from
+    the day of the change on: each day is measured against the cap in force that day.
+    """
     customer = rules.customers[progress.cycle.customer]
     delivery = _delivery(rules, customer.id, delivery)
     found: list[Alert] = []
-    series: list[tuple[str, str | None, Decimal, tuple[Decimal, ...], str]] = [
-        ("usage_cap", meter, customer.caps[meter], values, rules.meters[meter].unit)
+    series: list[tuple[str, str | None, tuple[Decimal | None, ...], tuple[Decimal, ...], str]] = [
+        ("usage_cap", meter, tuple(cap_on(rules, customer.id, meter, day, changes or {}) for day in progress.days),
+         values, rules.meters[meter].unit)
         for meter, values in sorted(progress.quantities.items())]
     if customer.spend_cap is not None and progress.spend:
-        series.append(("spend_cap", None, customer.spend_cap, progress.spend, progress.currency))
-    for kind, meter, cap, values, unit in series:
+        series.append(("spend_cap", None, (customer.spend_cap,) * len(progress.days), progress.spend,
+                       progress.currency))
+    for kind, meter, caps, values, unit in series:
         for threshold in sorted(set(customer.alert_thresholds)):
-            level = threshold * cap
-            for day, value in zip(progress.days, values, strict=True):
-                if value >= level:
+            for day, value, cap in zip(progress.days, values, caps, strict=True):
+                if cap is not None and value >= threshold * cap:
                     found.append(Alert(kind=kind, customer=customer.id, meter=meter, cycle=progress.cycle.key,
                                        threshold=threshold, cap=cap, value=value, unit=unit, date=day,
                                        delivery=delivery))
@@ -330,12 +375,14 @@ def find_alerts(session: Session, through: date) -> list[Alert]:
     rules = session.rules
     cycles: list[tuple[Cycle, date]] = []
     for _cid, customer in sorted(rules.customers.items()):
-        if not customer.caps and customer.spend_cap is None:
+    changes = cap_changes(session.engine)
+        if not customer.caps and customer.spend_cap is None and not any(c == _cid for c, _m in changes):
             continue
         for cycle in cycles_for(customer, rules.plans, until=through + _DAY):
             cycles.append((cycle, min(through, cycle.end - _DAY)))
-    progress = cycle_progress(session.engine, rules, session.registry.pricing_models, session.workspace.tz, cycles)
-    found = [alert for p in progress for alert in crossings(p, rules, session.workspace.alerts)]
+    progress = cycle_progress(session.engine, rules, session.registry.pricing_models, session.workspace.tz, cycles,
+                              changes=changes)
+    found = [alert for p in progress for alert in crossings(p, rules, session.workspace.alerts, changes)]
     return sorted(found, key=lambda a: (a.date, a.customer, a.cycle, a.kind, a.meter or "", a.threshold))
 
 

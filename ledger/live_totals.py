@@ -181,16 +181,21 @@ def daily_live_totals(engine: Engine, *, start: date, end: date,
                       meters: Collection[str] | None = None) -> dict[tuple[str, str], dict[date, Decimal]]:
     """Per ``(meter, customer)``: each day's live total in ``[start, end)``, summed over sources in SQL.
 
-    Days without a stored total are absent (not zero).
+    The HTTP API's own counters (``api_counters``, :mod:`ledger.api.counters`) are one
+    more source. Days without a stored total are absent (not zero).
     """
-    c = live_totals_table.c
-    query = (select(c.meter, c.customer, c.date, func.sum(c.units), func.sum(c.nanos))
-             .where(c.date >= start.isoformat(), c.date < end.isoformat())
-             .group_by(c.meter, c.customer, c.date))
-    if meters is not None:
-        query = query.where(c.meter.in_(sorted(meters)))
+    from ledger.store import api_counters
+
     result: dict[tuple[str, str], dict[date, Decimal]] = defaultdict(dict)
     with engine.connect() as conn:
-        for meter, customer, day, units, nanos in conn.execute(query):
-            result[(meter, customer)][date.fromisoformat(day)] = from_units_nanos(units, nanos)
+        for table in (live_totals_table, api_counters):
+            c = table.c
+            query = (select(c.meter, c.customer, c.date, func.sum(c.units), func.sum(c.nanos))
+                     .where(c.date >= start.isoformat(), c.date < end.isoformat())
+                     .group_by(c.meter, c.customer, c.date))
+            if meters is not None:
+                query = query.where(c.meter.in_(sorted(meters)))
+            for meter, customer, text, units, nanos in conn.execute(query):
+                days, day = result[(meter, customer)], date.fromisoformat(text)
+                days[day] = normalize(days.get(day, Decimal(0)) + from_units_nanos(units, nanos))
     return dict(result)

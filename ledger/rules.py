@@ -203,6 +203,9 @@ class Plan(_Record):
     account: str | None = None
     #: effective-dated terms, in increasing ``effective`` order (see :meth:`as_of`)
     versions: tuple[PlanVersion, ...] = ()
+    #: the largest usage cap per meter a customer on this plan may set itself (``meterbook api``'s
+    #: portal); a meter not listed has no self-service cap
+    max_caps: Mapping[str, Dec] = Field(default_factory=dict)
 
     @field_validator("currency")
     @classmethod
@@ -472,6 +475,11 @@ def load_rules(
     overrides = accounts_src.section() if accounts_src.path.exists() else {}
     for key, template in overrides.items():
         if key not in DEFAULT_TEMPLATES:
+        for meter, most in plan.max_caps.items():
+            if meter not in meters:
+                raise plans_src.error(f"unknown meter {meter!r}", (*path, "max_caps", meter))
+            if most <= 0:
+                raise plans_src.error("a maximum cap is a quantity above 0", (*path, "max_caps", meter))
             raise accounts_src.error(f"unknown account key (known: {', '.join(DEFAULT_TEMPLATES)})", ("accounts", key))
         if not isinstance(template, str):
             raise accounts_src.error("expected an account template string", ("accounts", key))

@@ -66,8 +66,8 @@ from ledger.invoicing import InvoiceLine, cycle_lines
 from ledger.metering import Window, cut_off_us, daily_usage, measure
 from ledger.money import from_units_nanos, normalize, round_money
 from ledger.pricing import Band, Usage
-from ledger.rating import ZERO, CycleRating, Rating
-from ledger.rules import Meter, Rules
+from ledger.rating import ZERO, CycleRating, Rating, cycle_plan
+from ledger.rules import Meter, Plan, Rules
 from ledger.store import events
 
 if TYPE_CHECKING:
@@ -219,7 +219,7 @@ def build_statement(session: Session, cycle: Cycle, *, today: date) -> Statement
     rules, engine, tz = session.rules, session.engine, session.workspace.tz
     models = session.registry.pricing_models
     customer = rules.customers[cycle.customer]
-    plan = rules.plans[cycle.plan]
+    plan = terms_of(session, cycle)
     through = min(today, cycle.end - _DAY)
     rating = session.rate(through, {cycle.customer})
     rated = _rated(rating, cycle, through)
@@ -240,6 +240,14 @@ def build_statement(session: Session, cycle: Cycle, *, today: date) -> Statement
     return Statement(customer=customer.id, name=customer.name or customer.id, currency=customer.currency, cycle=cycle,
                      through=through, meters=meters, lines=tuple(lines), credit_applied=rated.credit_applied,
                      credit_remaining=remaining, projection=projection, caps=caps, rules=rules.hash)
+
+
+def terms_of(session: Session, cycle: Cycle) -> Plan:
+    """The plan terms the rating prices ``cycle`` with: the version in effect at its start,
+    or the one its invoice pinned (:func:`ledger.rating.cycle_plan`)."""
+    from ledger.rerate import load_pins
+
+    return cycle_plan(session.rules.plans[cycle.plan], cycle, load_pins(session.engine).get(cycle.link))
 
 
 def _rated(rating: Rating, cycle: Cycle, through: date) -> CycleRating:
@@ -282,7 +290,7 @@ def _scale(value: Decimal, factor: Fraction) -> Decimal:
 def _project(session: Session, cycle: Cycle, through: date, rated: CycleRating, remaining: Decimal) -> Projection:
     rules, tz = session.rules, session.workspace.tz
     models = session.registry.pricing_models
-    plan = rules.plans[cycle.plan]
+    plan = terms_of(session, cycle)
     elapsed = (through - cycle.start).days + 1
     factor = Fraction(cycle.days, elapsed)
     window = Window(cycle.customer, cut_off_us(cycle.start, tz), cut_off_us(through + _DAY, tz))
