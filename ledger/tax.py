@@ -643,7 +643,7 @@ def tax_report(sources: Sources, months: Sequence[str]) -> Report:
             key = (month, line.jurisdiction, line.treatment, line.name, line.rate, currency)
             rows[key][0] += sign * line.base
             rows[key][1] += sign * line.amount
-            rows[key][2] += sign
+            rows[key][2] += 1
             if line.amount:
                 expected[(month, tax_account(sources.rules, line.jurisdiction), currency)] += sign * line.amount
     table: list[tuple[Cell, ...]] = [
@@ -661,8 +661,8 @@ def tax_report(sources: Sources, months: Sequence[str]) -> Report:
         name="tax", title="Tax (invoices and credit notes, tied to the books)",
         method=("Per month of the document's date: the taxable base and the tax of every issued invoice's tax "
                 "lines, less the share credit notes reversed, by jurisdiction, treatment (standard, exempt, "
-                "reverse charge) and rate, as a VAT return or sales-tax filing asks. `documents` counts "
-                "invoices minus credit notes. The second table ties the tax to the books: the month's movement "
+                "reverse charge) and rate, as a VAT return or sales-tax filing asks. `documents` counts the "
+                "invoices and credit notes behind a row. The second table ties the tax to the books: the month's movement "
                 "of each Liabilities:Tax account (credits positive) against the documents' tax; a difference "
                 "other than 0 means the books were not posted since a document was issued."),
         tables=(Table("Tax by month, jurisdiction and rate",

@@ -1,0 +1,330 @@
+"""Taxes on invoices: worked examples computed by hand, checked through the books Beancount loads.
+
+The workspace (calendar cycles from 2026-10-01, 0.25 a call, invoiced 2026-11-01;
+seller tax id DE811111111):
+
+- ``kunde`` (EUR, German VAT 19 %): 401 calls = 100.25; VAT 100.25 × 0.19 =
+  19.0475 → 19.05; total 119.30.
+- ``client_fr`` (EUR, reverse charge, FR40303265045): 400 calls = 100.00; no VAT;
+  total 100.00, with the reverse-charge mention.
+- ``acme_us`` (USD, California 7.25 % + San Francisco district 1.375 %): 401
+  calls = 100.25; 100.25 × 0.0725 = 7.268125 → 7.27 and 100.25 × 0.01375 =
+  1.3784375 → 1.38; total 108.90.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from beancount.core import data
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ledger.books import load_books
+from ledger.credit_notes import issue as issue_credit_note
+from ledger.errors import PluginError
+from ledger.invoicing import load_invoices
+from ledger.reports import build_report
+from ledger.session import Session
+from ledger.tax import TaxRate, standard_tax
+from tests.support import (
+    METERS_CALLS,
+    balance,
+    calls,
+    insert_events,
+    open_session,
+    run_cli,
+    write_workspace,
+)
+
+PLANS = """\
+plans:
+  eu: {currency: EUR, charges: [{meter: api_calls, model: unit, unit_price: "0.25"}]}
+  us: {currency: USD, charges: [{meter: api_calls, model: unit, unit_price: "0.25"}]}
+"""
+CUSTOMERS = """\
+customers:
+  kunde: {currency: EUR, billing_anchor: calendar, subscriptions: [{plan: eu, start: 2026-10-01}]}
+  client_fr: {currency: EUR, billing_anchor: calendar, subscriptions: [{plan: eu, start: 2026-10-01}]}
+  acme_us: {currency: USD, billing_anchor: calendar, subscriptions: [{plan: us, start: 2026-10-01}]}
+"""
+TAXES = """\
+taxes:
+  rates:
+    de_vat: {jurisdiction: DE, rate: "0.19", name: VAT}
+    ca_state: {jurisdiction: US-CA, rate: "0.0725", name: state sales tax}
+    ca_district: {jurisdiction: US-CA-SF, rate: "0.01375", name: district sales tax}
+  customers:
+    kunde: {rates: [de_vat], tax_id: DE123456789}
+    client_fr: {treatment: reverse_charge, tax_id: FR40303265045, jurisdiction: FR}
+    acme_us: {rates: [ca_state, ca_district]}
+"""
+CONFIG = 'store = "sqlite:///var/events.sqlite"\n[tax]\nseller_tax_id = "DE811111111"\n'
+RECEIVABLE = "Assets:Receivables:Invoiced:Kunde"
+
+
+def workspace(root: Path, *, taxes: str | None = TAXES, config: str = CONFIG,
+              plugins: dict[str, str] | None = None, counts: tuple[int, int, int] = (401, 400, 401)) -> Session:
+    write_workspace(root, meters=METERS_CALLS, plans=PLANS, customers=CUSTOMERS, config=config,
+                    plugins=plugins)
+    if taxes is not None:
+        (root / "rules" / "taxes.yaml").write_text(taxes)
+    session = open_session(root)
+    kunde, fr, us = counts
+    insert_events(session.engine, calls("kunde", ["2026-10-05"] * kunde) + calls("client_fr", ["2026-10-06"] * fr)
+                  + calls("acme_us", ["2026-10-07"] * us))
+    return session
+
+
+def books(session: Session) -> list[data.Directive]:
+    entries, errors, _ = load_books(session.workspace.main_file)
+    assert errors == []
+    return entries
+
+
+def invoice_txn(entries: list[data.Directive], number: str) -> dict[str, Decimal]:
+    [txn] = [e for e in entries if isinstance(e, data.Transaction) and e.meta.get("invoice") == number
+             and e.narration.startswith("Invoice")]
+    return {p.account: p.units.number for p in txn.postings}
+
+
+def test_eu_vat_reverse_charge_and_us_sales_tax_are_invoiced_and_booked(tmp_path: Path) -> None:
+    session = workspace(tmp_path / "ws")
+    issued = session.invoice(through=date(2026, 11, 1))
+    totals = {inv.customer: (inv.number, inv.subtotal, inv.total) for inv in issued}
+    assert totals == {"acme_us": ("INV-2026-000001", Decimal("100.25"), Decimal("108.90")),
+                      "client_fr": ("INV-2026-000002", Decimal("100.00"), Decimal("100.00")),
+                      "kunde": ("INV-2026-000003", Decimal("100.25"), Decimal("119.30"))}
+    entries = books(session)
+    # tax is owed to the jurisdiction, not revenue: Dr receivable (with tax) / Cr unbilled and tax
+    assert invoice_txn(entries, "INV-2026-000003") == {
+        RECEIVABLE: Decimal("119.30"), "Assets:Receivables:Unbilled:Kunde": Decimal("-100.25"),
+        "Liabilities:Tax:DE": Decimal("-19.05")}
+    assert invoice_txn(entries, "INV-2026-000001") == {
+        "Assets:Receivables:Invoiced:Acme-Us": Decimal("108.90"),
+        "Assets:Receivables:Unbilled:Acme-Us": Decimal("-100.25"),
+        "Liabilities:Tax:US-CA": Decimal("-7.27"), "Liabilities:Tax:US-CA-SF": Decimal("-1.38")}
+    assert invoice_txn(entries, "INV-2026-000002") == {
+        "Assets:Receivables:Invoiced:Client-Fr": Decimal("100.00"),
+        "Assets:Receivables:Unbilled:Client-Fr": Decimal("-100.00")}
+    # revenue stays net of tax
+    assert balance(entries, "Income:Usage:Api-Calls", date(2026, 11, 2), "EUR") == Decimal("-200.25")
+    # documents: tax lines and rates, both tax ids, the reverse-charge mention where it applies
+    docs = session.workspace.books_dir / "documents"
+    html = (docs / "INV-2026-000003.html").read_text()
+    assert "VAT 19% (DE) on 100.25 EUR" in html and "19.05 EUR" in html and "119.30 EUR" in html
+    assert "seller tax id DE811111111" in html and "customer tax id DE123456789" in html
+    assert "Reverse charge" not in html
+    fr = (docs / "INV-2026-000002.html").read_text()
+    assert "reverse charge (FR) on 100.00 EUR" in fr and "customer tax id FR40303265045" in fr
+    assert "Reverse charge: VAT to be accounted for by the recipient" in fr
+    us = (docs / "INV-2026-000001.html").read_text()
+    assert "state sales tax 7.25% (US-CA) on 100.25 USD" in us and "district sales tax 1.375% (US-CA-SF)" in us
+    record = json.loads((docs / "INV-2026-000003.json").read_text())
+    assert record["total"] == "119.30" and record["tax"]["lines"] == [
+        {"jurisdiction": "DE", "rate": "0.19", "base": "100.25", "amount": "19.05", "name": "VAT",
+         "treatment": "standard"}]
+
+
+def test_credit_note_reverses_its_share_of_tax_and_payment_settles_the_total(tmp_path: Path) -> None:
+    """Half of kunde's 119.30 credited (59.65): tax 19.05 × 59.65 / 119.30 = 9.525 → 9.52 (half-even),
+    so 50.13 is contra-revenue; the 59.65 left is paid on Nov 20 and the receivable is 0. The tax
+    owed to DE is 19.05 − 9.52 = 9.53, and the November close asserts it."""
+    session = workspace(tmp_path / "ws")
+    session.invoice(through=date(2026, 11, 1))
+    note = issue_credit_note(session, "INV-2026-000003", amount="59.65", reason="outage", on=date(2026, 11, 10))
+    assert note.tax is not None and note.tax_amount == Decimal("9.52")
+    assert [p.amount for p in note.parts] == [Decimal("50.13")]
+    (tmp_path / "pay.csv").write_text("date,amount,currency,invoice,reference\n"
+                                      "2026-11-20,59.65,EUR,INV-2026-000003,PAY-1\n")
+    assert run_cli(session.workspace.root, "ingest", str(tmp_path / "pay.csv")).exit_code == 0
+    result = run_cli(session.workspace.root, "close", "2026-10")
+    assert result.exit_code == 0, result.output
+    result = run_cli(session.workspace.root, "close", "2026-11")
+    assert result.exit_code == 0, result.output
+    entries = books(session)
+    [cn] = [e for e in entries if isinstance(e, data.Transaction) and e.meta.get("credit_note") == note.number]
+    assert {p.account: p.units.number for p in cn.postings} == {
+        "Income:Credit-Notes": Decimal("50.13"), "Liabilities:Tax:DE": Decimal("9.52"),
+        RECEIVABLE: Decimal("-59.65")}
+    assert balance(entries, RECEIVABLE, date(2026, 12, 1)) == 0
+    assert balance(entries, "Liabilities:Tax:DE", date(2026, 12, 1)) == Decimal("-9.53")
+    assertions = {(e.account, e.amount.number) for e in entries if isinstance(e, data.Balance)
+                  and e.date == date(2026, 12, 1) and e.account.startswith("Liabilities:Tax")}
+    assert assertions == {("Liabilities:Tax:DE", Decimal("-9.53")), ("Liabilities:Tax:US-CA", Decimal("-7.27")),
+                          ("Liabilities:Tax:US-CA-SF", Decimal("-1.38"))}
+    html = (session.workspace.books_dir / "documents" / f"{note.number}.html").read_text()
+    assert "VAT 19% (DE) on 50.13 EUR" in html and "9.52 EUR" in html
+    # trace recomputes the invoice, its tax postings included
+    result = run_cli(session.workspace.root, "trace", "INV-2026-000003")
+    assert result.exit_code == 0, result.output
+
+
+def test_tax_report_ties_to_the_books(tmp_path: Path) -> None:
+    """November: DE base 100.25 invoiced − 50.13 credited (the note's net part) = 50.12, tax 19.05 −
+    9.52 = 9.53; FR 100.00
+    reverse charge, no tax; US-CA 7.27 and US-CA-SF 1.38 on 100.25. Each tax account's November
+    movement in the books equals the documents' tax."""
+    session = workspace(tmp_path / "ws")
+    session.invoice(through=date(2026, 11, 1))
+    issue_credit_note(session, "INV-2026-000003", amount="59.65", reason="outage", on=date(2026, 11, 10))
+    session.post(through=date(2026, 11, 30))
+    report = build_report(session, "tax", month="2026-11")
+    rows = {(r[1], r[2], r[4]): (r[6], r[7]) for r in report.table("Tax by month, jurisdiction and rate").rows}
+    assert rows == {("DE", "standard", "19%"): (Decimal("50.12"), Decimal("9.53")),
+                    ("FR", "reverse charge", "0%"): (Decimal("100.00"), Decimal("0.00")),
+                    ("US-CA", "standard", "7.25%"): (Decimal("100.25"), Decimal("7.27")),
+                    ("US-CA-SF", "standard", "1.375%"): (Decimal("100.25"), Decimal("1.38"))}
+    ties = report.table("Tax liabilities: documents vs books").rows
+    assert [(r[1], r[3], r[4], r[5]) for r in ties] == [
+        ("Liabilities:Tax:DE", Decimal("9.53"), Decimal("9.53"), Decimal("0.00")),
+        ("Liabilities:Tax:US-CA", Decimal("7.27"), Decimal("7.27"), Decimal("0.00")),
+        ("Liabilities:Tax:US-CA-SF", Decimal("1.38"), Decimal("1.38"), Decimal("0.00"))]
+    # the books' own figure, independently: minus the November postings to each tax account
+    entries = books(session)
+    for account, _documents, books_figure, _diff in [(r[1], r[3], r[4], r[5]) for r in ties]:
+        moved = -sum((p.units.number for e in entries if isinstance(e, data.Transaction)
+                      and date(2026, 11, 1) <= e.date <= date(2026, 11, 30)
+                      for p in e.postings if p.account == account), Decimal(0))
+        assert moved == books_figure
+    result = run_cli(session.workspace.root, "report", "tax", "--month", "2026-11", "--csv")
+    assert result.exit_code == 0 and "DE,standard,VAT,19%,EUR,50.12,9.53,2" in result.output
+
+
+def test_inclusive_prices_take_the_tax_out_of_revenue(tmp_path: Path) -> None:
+    """prices = "inclusive": kunde's 476 calls bill 119.00 EUR including VAT: tax 119 × 0.19 / 1.19 =
+    19.00, base 100.00; the total stays 119.00 and revenue is 119.00 − 19.00 = 100.00."""
+    config = CONFIG + 'prices = "inclusive"\n'
+    session = workspace(tmp_path / "ws", config=config, counts=(476, 400, 401))
+    issued = {inv.customer: inv for inv in session.invoice(through=date(2026, 11, 1))}
+    kunde = issued["kunde"]
+    assert (kunde.subtotal, kunde.total) == (Decimal("119.00"), Decimal("119.00"))
+    assert kunde.tax is not None and [(t.base, t.amount) for t in kunde.tax.lines] == [
+        (Decimal("100.00"), Decimal("19.00"))]
+    entries = books(session)
+    assert invoice_txn(entries, kunde.number) == {
+        RECEIVABLE: Decimal("119.00"), "Assets:Receivables:Unbilled:Kunde": Decimal("-119.00"),
+        "Income:Tax-Included": Decimal("19.00"), "Liabilities:Tax:DE": Decimal("-19.00")}
+    revenue = sum((p.units.number for e in entries if isinstance(e, data.Transaction) for p in e.postings
+                   if p.account.startswith("Income:") and p.units.currency == "EUR"
+                   and e.meta.get("customer") == "kunde"), Decimal(0))
+    assert revenue == Decimal("-100.00")
+
+
+def test_a_third_party_tax_plugin_answers_through_the_same_hook(tmp_path: Path) -> None:
+    """A tax service plugin taxes acme_us at Washington's 6.5 % + 3.85 %: 100.25 × 0.065 = 6.51625 → 6.52,
+    100.25 × 0.0385 = 3.859625 → 3.86; rounding per line (one line here): total 110.63."""
+    plugin = '''
+from ledger.hookspecs import hookimpl
+from ledger.tax import Tax, TaxRate, standard_tax
+
+RATES = [TaxRate(jurisdiction="US-WA", rate="0.065", name="state sales tax"),
+         TaxRate(jurisdiction="US-WA-Seattle", rate="0.0385", name="city sales tax")]
+
+@hookimpl
+def meterbook_tax(draft):
+    if draft.invoice.customer != "acme_us":
+        return None
+    tax = standard_tax([(line.amount, RATES) for line in draft.invoice.lines], draft.invoice.currency,
+                       rounding=draft.settings.rounding, inclusive=draft.settings.inclusive)
+    return Tax(lines=tax.lines, seller_tax_id=draft.settings.seller_tax_id, customer_tax_id="WA-603")
+'''
+    taxes = TAXES.replace("    acme_us: {rates: [ca_state, ca_district]}\n", "")
+    session = workspace(tmp_path / "ws", taxes=taxes, plugins={"taxservice": plugin},
+                        config='store = "sqlite:///var/events.sqlite"\n[tax]\nrounding = "line"\n')
+    issued = {inv.customer: inv for inv in session.invoice(through=date(2026, 11, 1))}
+    assert issued["acme_us"].total == Decimal("110.63")
+    assert issued["kunde"].total == Decimal("119.30")  # the first-party rules still answer for kunde
+    entries = books(session)
+    assert invoice_txn(entries, issued["acme_us"].number)["Liabilities:Tax:US-WA-Seattle"] == Decimal("-3.86")
+
+
+def test_two_plugins_taxing_one_invoice_stop_the_run_and_issue_nothing(tmp_path: Path) -> None:
+    plugin = '''
+from ledger.hookspecs import hookimpl
+from ledger.tax import Tax
+
+@hookimpl
+def meterbook_tax(draft):
+    return Tax()
+'''
+    session = workspace(tmp_path / "ws", plugins={"greedy": plugin})
+    with pytest.raises(PluginError, match="only one meterbook_tax plugin may answer"):
+        session.invoice(through=date(2026, 11, 1))
+    assert load_invoices(session.engine) == []
+    result = run_cli(session.workspace.root, "invoice", "--through", "2026-11-01")
+    assert result.exit_code == 2 and "meterbook_local.greedy" in result.output
+
+
+def test_a_plugin_returning_unrounded_tax_is_refused(tmp_path: Path) -> None:
+    plugin = '''
+from decimal import Decimal
+from ledger.hookspecs import hookimpl
+from ledger.tax import Tax, TaxLine
+
+@hookimpl
+def meterbook_tax(draft):
+    if draft.invoice.customer == "acme_us":
+        return Tax(lines=(TaxLine("US-CA", Decimal("0.0725"), Decimal("100.25"), Decimal("7.268125")),))
+'''
+    session = workspace(tmp_path / "ws", taxes=None, plugins={"sloppy": plugin})
+    with pytest.raises(PluginError, match="not rounded to USD's minor unit"):
+        session.invoice(through=date(2026, 11, 1))
+
+
+def test_without_tax_rules_nothing_changes(tmp_path: Path) -> None:
+    session = workspace(tmp_path / "ws", taxes=None, config='store = "sqlite:///var/events.sqlite"\n')
+    issued = session.invoice(through=date(2026, 11, 1))
+    assert [(inv.customer, inv.total, inv.tax) for inv in issued] == [
+        ("acme_us", Decimal("100.25"), None), ("client_fr", Decimal("100.00"), None),
+        ("kunde", Decimal("100.25"), None)]
+    record = json.loads((session.workspace.books_dir / "documents" / "INV-2026-000003.json").read_text())
+    assert "tax" not in record
+    text = "".join(p.read_text() for p in session.workspace.books_dir.rglob("*.beancount"))
+    assert "Liabilities:Tax" not in text and "tax id" not in (
+        session.workspace.books_dir / "documents" / "INV-2026-000003.html").read_text()
+
+
+@pytest.mark.parametrize(("taxes", "message"), [
+    (TAXES.replace("rates: [de_vat]", "rates: [de_vta]"),
+     "rules/taxes.yaml:7: taxes.customers.kunde.rates[0]: unknown rate 'de_vta'"),
+    (TAXES.replace("treatment: reverse_charge, tax_id: FR40303265045", "treatment: reverse_charge"),
+     "reverse charge needs the customer's tax_id"),
+    (TAXES.replace('rate: "0.19"', "rate: 0.19"), "never floats"),
+    (TAXES.replace("    kunde:", "    nobody:"), "unknown customer 'nobody'"),
+])
+def test_bad_tax_rules_are_one_line_exit_2(tmp_path: Path, taxes: str, message: str) -> None:
+    session = workspace(tmp_path / "ws", taxes=taxes)
+    result = run_cli(session.workspace.root, "invoice", "--through", "2026-11-01")
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert "Traceback" not in result.output and load_invoices(session.engine) == []
+
+
+def test_bad_tax_settings_name_the_key(tmp_path: Path) -> None:
+    session = workspace(tmp_path / "ws", config=CONFIG + 'rounding = "cent"\n')
+    result = run_cli(session.workspace.root, "invoice", "--through", "2026-11-01")
+    assert result.exit_code == 2 and "tax.rounding: 'cent' is not line or invoice" in result.output
+
+
+RATE = TaxRate(jurisdiction="DE", rate=Decimal("0.19"), name="VAT")
+cents = st.integers(min_value=-10_000, max_value=1_000_000).map(lambda n: Decimal(n).scaleb(-2))
+
+
+@given(st.lists(cents, min_size=1, max_size=8))
+def test_rounding_per_invoice_and_per_line(amounts: list[Decimal]) -> None:
+    """Per invoice: one half-even rounding of the exact tax on the base; per line: the rounded
+    lines' sum, within half a cent per line of the exact tax; both at the minor unit."""
+    bases = [(a, (RATE,)) for a in amounts]
+    exact = sum(amounts, Decimal(0)) * RATE.rate
+    whole = standard_tax(bases, "EUR").amount
+    assert whole == exact.quantize(Decimal("0.01"), rounding="ROUND_HALF_EVEN")
+    per_line = standard_tax(bases, "EUR", rounding="line").amount
+    assert per_line == sum((Decimal(a * RATE.rate).quantize(Decimal("0.01"), rounding="ROUND_HALF_EVEN")
+                            for a in amounts), Decimal(0))
+    assert abs(per_line - exact) <= Decimal("0.005") * len(amounts)
+    inclusive = standard_tax(bases, "EUR", inclusive=True)
+    assert inclusive.lines[0].base + inclusive.amount == sum(amounts, Decimal(0))
