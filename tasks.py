@@ -6,6 +6,11 @@
 
 `test` runs ruff and mypy on ledger/ and then pytest; extra arguments go to pytest
 (`python3 tasks.py test -k ingest`). CI (.ci/run) runs exactly `python3 tasks.py test`.
+
+    python3 tasks.py mutation rating [--max-minutes 20] [--children 2] [--from-git HEAD]
+
+runs mutmut on one money-critical module (README "Mutation testing"; the modules and the tests
+each is checked with are in MUTATION_MODULES) and prints its score and surviving mutants.
 """
 
 from __future__ import annotations
@@ -51,8 +56,134 @@ def test(args: list[str]) -> None:
     _run(BIN / "python", "-m", "pytest", *args)
 
 
+#: module → (files mutated, tests run against their mutants). mutmut runs in a staging copy
+#: (var/mutation/<module>/) laid out as installed: plugins/ and importers/ become
+#: src/ledger/plugins and src/ledger/importers, as pyproject's package-dir maps them, so a
+#: mutant of plugins/unit.py is the ``ledger.plugins.unit`` the engine imports.
+_DOCTEST = "test_doctests.py::test_docstring_examples[ledger."
+MUTATION_MODULES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "money": (("ledger/money.py",),
+              ("test_jpy.py", "test_currencies.py", _DOCTEST + "money]", "test_pricing_models.py",
+               "test_mutation_kills.py")),
+    "cycles": (("ledger/cycles.py",), ("test_cycles.py", _DOCTEST + "cycles]", "test_rating.py")),
+    "metering": (("ledger/metering.py",), ("test_metering.py", "test_rating.py")),
+    "rating": (("ledger/rating.py",),
+               ("test_rating.py", "test_credit_draws.py", "test_flat.py", _DOCTEST + "rating]",
+                "test_mutation_kills.py", "test_posting.py")),
+    "pricing": (("ledger/pricing.py", "plugins/unit.py", "plugins/graduated.py", "plugins/volume.py",
+                 "plugins/package.py", "plugins/percentage.py", "plugins/flat.py"),
+                ("test_pricing_models.py", "test_flat.py", "test_plugin_failures.py",
+                 "test_mutation_kills.py", _DOCTEST + "pricing]", *(_DOCTEST + f"plugins.{name}]" for name in
+                                                             ("unit", "graduated", "volume", "package",
+                                                              "percentage", "flat")))),
+    "posting": (("ledger/posting.py",),
+                ("test_posting.py", "test_posting_properties.py", "test_credit_draws.py",
+                 "test_flat.py", "test_jpy.py", _DOCTEST + "posting]", "test_mutation_kills.py")),
+    "invoicing": (("ledger/invoicing.py",),
+                  ("test_invoice_gate.py", "test_supplementary.py", "test_posting.py", "test_metadata.py")),
+    "payments": (("ledger/payments.py",), ("test_payments.py",)),
+    "credit_notes": (("ledger/credit_notes.py",), ("test_credit_notes.py",)),
+    "seal": (("ledger/seal.py",), ("test_seal.py",)),
+    "ingest": (("ledger/ingest.py",), ("test_ingest.py",)),
+}
+
+
+def _toml(value: object) -> str:
+    import json
+
+    return json.dumps(value)  # strings, lists of strings, numbers and booleans are the same in TOML
+
+
+def mutation(args: list[str]) -> None:
+    """mutmut on one module, niced, in bounded time; prints the score and the survivors."""
+    import argparse
+    import json
+    import re
+    import shutil
+    import signal
+    import tomllib
+
+    parser = argparse.ArgumentParser(prog="tasks.py mutation")
+    parser.add_argument("module", choices=sorted(MUTATION_MODULES))
+    parser.add_argument("--max-minutes", type=float, default=30.0,
+                        help="stop mutating after this long; the score counts what was tried")
+    parser.add_argument("--children", type=int, default=2, help="parallel mutant runs (default 2)")
+    parser.add_argument("--from-git", metavar="REV",
+                        help="mutate the files as committed at REV instead of the working tree")
+    opts = parser.parse_args(args)
+    if not (BIN / "mutmut").exists():
+        _install("test,mutation")
+    files, tests = MUTATION_MODULES[opts.module]
+    stage = ROOT / "var" / "mutation" / opts.module
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    layout = {"ledger": "src/ledger", "plugins": "src/ledger/plugins",
+              "importers": "src/ledger/importers", "tests": "tests", "rules": "rules"}
+    if opts.from_git:
+        export = stage / "git"
+        export.mkdir()
+        archive = subprocess.run(["git", "archive", opts.from_git, *layout], cwd=ROOT, check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(export)], input=archive, check=True)
+        source = export
+    else:
+        source = ROOT
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name, target in layout.items():
+        shutil.copytree(source / name, stage / target, ignore=skip, dirs_exist_ok=True)
+    shutil.rmtree(stage / "git", ignore_errors=True)
+
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    common = tomllib.loads(pyproject).get("tool", {}).get("mutmut", {})
+    settings = {**common,
+                "source_paths": ["src/ledger"],
+                "only_mutate": ["src/" + f.replace("plugins/", "ledger/plugins/") for f in files],
+                "pytest_add_cli_args_test_selection": [f"tests/{t}" for t in tests
+                                                       if (stage / "tests" / t.split("::")[0]).exists()]}
+    own = re.sub(r"(?ms)^\[tool\.mutmut\]\n.*?(?=^\[|\Z)", "", pyproject)
+    table = "".join(f"{key} = {_toml(value)}\n" for key, value in settings.items())
+    (stage / "pyproject.toml").write_text(own + "\n[tool.mutmut]\n" + table, encoding="utf-8")
+
+    env = {**os.environ, "BEANCOUNT_DISABLE_LOAD_CACHE": "1"}
+    command = ["nice", "-n", "15", str(BIN / "mutmut"), "run", "--max-children", str(opts.children)]
+    print("+", " ".join(command), f"(in {stage.relative_to(ROOT)}, at most {opts.max_minutes:g} min)",
+          flush=True)
+    run = subprocess.Popen(command, cwd=stage, env=env, start_new_session=True)
+    try:
+        run.wait(timeout=opts.max_minutes * 60)
+    except subprocess.TimeoutExpired:
+        print(f"\n{opts.max_minutes:g} minutes are up: stopping mutmut (untried mutants are not counted)")
+        os.killpg(run.pid, signal.SIGINT)
+        try:
+            run.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+    subprocess.run([str(BIN / "mutmut"), "export-cicd-stats"], cwd=stage, env=env,
+                   stdout=subprocess.DEVNULL)
+    stats_file = stage / "mutants" / "mutmut-cicd-stats.json"
+    if not stats_file.exists():
+        sys.exit("mutmut produced no results (see its output above)")
+    stats = json.loads(stats_file.read_text())
+    listing = subprocess.run([str(BIN / "mutmut"), "results"], cwd=stage, env=env,
+                             capture_output=True, text=True).stdout
+    survivors = sorted(line.split(":")[0].strip() for line in listing.splitlines()
+                       if line.rstrip().endswith(": survived"))
+    caught = stats["killed"] + stats["timeout"] + stats["suspicious"] + stats["segfault"]
+    tried = caught + stats["survived"] + stats["no_tests"]
+    score = 100 * caught / tried if tried else 0.0
+    print(f"\n{opts.module}: {stats['total']} mutants, killed {caught} (timeouts {stats['timeout']}), "
+          f"survived {stats['survived']}, no tests {stats['no_tests']}, "
+          f"not tried {stats['total'] - tried}: score {score:.1f}% of those tried")
+    for name in survivors:
+        print("  survived:", name)
+    if survivors:
+        print(f"see one: (cd {stage.relative_to(ROOT)} && {BIN / 'mutmut'} show NAME)")
+    sys.exit(1 if survivors or stats.get("no_tests", 0) else 0)
+
+
 if __name__ == "__main__":
-    commands = {"demo": demo, "test": test}
+    commands = {"demo": demo, "test": test, "mutation": mutation}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         sys.exit(f"usage: python3 {Path(__file__).name} {{{'|'.join(commands)}}} [ARGS...]")
     commands[sys.argv[1]](sys.argv[2:])

@@ -330,6 +330,13 @@ class _Judge:
         self.importer = importer
         self.keep_rejects = keep_rejects
         self.by_key = by_key
+        # PostgreSQL rows carry the typed quantity (events.q_*): per event type, the
+        # first numeric property its meters read (by name), as (name, units, nanos)
+        self.typed: dict[str, str] | None = None
+        if by_key:
+            self.typed = {t: min(r.prop for r in rules if r.numeric) for t, rules in checks.types.items()
+                          if any(r.numeric for r in rules)}
+        self._pairs: dict[str, tuple[int, int] | None] = {}
 
     def __call__(self, chunk: Sequence[RawEvent]) -> Judged:
         from ledger.importers.events import raw_text
@@ -359,12 +366,32 @@ class _Judge:
                 bad.append({"batch_id": batch_id, "file": self.file, "line": ev.line, "reason": reason,
                             "detail": detail, "raw": raw_text(ev.raw), "importer": self.importer,
                             "record": None if ev.reason else json.dumps(ev.record(), ensure_ascii=False)})
+        if self.typed is not None:
+            good = [self._typed(row, chunk[i].properties) for row, i in zip(good, where, strict=True)]
         if self.by_key and len(good) > 1:
             order = sorted(range(len(good)), key=lambda k: (good[k][0], good[k][1]))  # stable: file order wins
             good = [good[k] for k in order]
             lines = [lines[k] for k in order]
             where = [where[k] for k in order]
         return Judged(len(chunk), good, lines, where, outcomes, bad, dict(reasons))
+
+    def _typed(self, row: tuple[Any, ...], properties: Mapping[str, str]) -> tuple[Any, ...]:
+        """``row`` + ``(q_name, q_units, q_nanos)``: the quantity metering reads, typed."""
+        assert self.typed is not None
+        name = self.typed.get(row[3])
+        text = properties.get(name) if name is not None else None
+        if text is None:
+            return (*row, None, None, None)
+        pairs = self._pairs
+        pair = pairs.get(text, _UNKNOWN)
+        if pair is _UNKNOWN:
+            pair = number_of(text)
+            if len(pairs) > 100_000:
+                pairs.clear()
+            pairs[text] = pair  # type: ignore[assignment]
+        if pair is None or not -(1 << 63) <= pair[0] < (1 << 63):  # type: ignore[index]
+            return (*row, None, None, None)
+        return (*row, name, pair[0], pair[1])  # type: ignore[index]
 
 
 class _Batch:
@@ -379,7 +406,11 @@ class _Batch:
         self.id = _start_batch(conn, file, importer)
         self.judge = _Judge(checks, self.id, file=file, importer=importer, keep_rejects=keep_rejects,
                             by_key=not self.sqlite)
-        self.floor = int(conn.execute(select(func.coalesce(func.max(events.c.pk), 0))).scalar_one())
+        self.floor = 0
+        if self.sqlite:
+            self.floor = int(conn.execute(select(func.coalesce(func.max(events.c.pk), 0))).scalar_one())
+        self.staging = False
+        self.months: set[tuple[int, int]] = set()   # partitions known to exist (PostgreSQL)
         ph = "?" if conn.dialect.paramstyle == "qmark" else "%s"
         conflict = " ON CONFLICT (source, event_id) DO NOTHING"
         self.insert_sql = ("INSERT INTO events (source, event_id, customer, type, time_us, properties, numbers, "
@@ -410,6 +441,9 @@ class _Batch:
 
     def _store(self, judged: Judged, outcomes: list[str]) -> None:
         rows = judged.rows
+        if not self.sqlite:
+            self._copy(judged, outcomes)
+            return
         cursor = self.conn.connection.cursor()
         try:
             if self.sqlite:
@@ -426,6 +460,76 @@ class _Batch:
         finally:
             cursor.close()
         self._classify(judged, outcomes, floor)
+
+    def _copy(self, judged: Judged, outcomes: list[str]) -> None:
+        """PostgreSQL: ``COPY`` the chunk into a temporary staging table, then store it set-based.
+
+        One statement inserts each key's first row of the chunk (file order) into
+        ``event_keys`` in key order with ``ON CONFLICT DO NOTHING`` and the rows whose
+        key it took into ``events``, and returns their chunk positions: *accepted*.
+        Only when some row was not taken does a second statement read the stored hash
+        of those keys (by primary key, never a scan of a source's history):
+        *duplicate* when equal, else *conflict*. Concurrent imports of overlapping
+        files store each event once: ``ON CONFLICT`` waits for the other transaction's
+        key and the second statement sees what it committed.
+        """
+        from ledger.store import _DAY_US, ensure_partitions, months_of_days
+
+        conn = self.conn
+        rows = judged.rows
+        if not self.staging:
+            conn.exec_driver_sql(
+                'CREATE TEMPORARY TABLE meterbook_staging (source TEXT COLLATE "C", event_id TEXT COLLATE "C", '
+                "customer TEXT, type TEXT, time_us BIGINT, properties TEXT, numbers TEXT, payload_hash TEXT, "
+                "batch_id INTEGER, q_name TEXT, q_units BIGINT, q_nanos BIGINT, line BIGINT, pos INTEGER) "
+                "ON COMMIT DROP")
+            self.staging = True
+        else:
+            conn.exec_driver_sql("TRUNCATE meterbook_staging")
+        times = [r[4] for r in rows]
+        months = months_of_days({min(times) // _DAY_US, max(times) // _DAY_US})
+        if len(months) > 1:
+            months = months_of_days({t // _DAY_US for t in times})
+        if not self.months.issuperset(months):
+            ensure_partitions(conn, months)
+            self.months.update(months)
+        cursor = conn.connection.cursor()
+        try:
+            with cursor.copy("COPY meterbook_staging FROM STDIN") as copy:  # type: ignore[attr-defined]
+                write = copy.write_row
+                for row, line, i in zip(rows, judged.lines, judged.where, strict=True):
+                    write((*row, line, i))
+        finally:
+            cursor.close()
+        taken = {pos for (pos,) in conn.exec_driver_sql(_STORE_STAGED)}
+        for i in taken:
+            outcomes[i] = "accepted"
+        self.counts["accepted"] += len(taken)
+        if len(taken) == len(rows):
+            return
+        stored: dict[int, str] = dict(conn.exec_driver_sql(  # type: ignore[arg-type]
+            "SELECT s.pos, k.payload_hash FROM meterbook_staging AS s JOIN event_keys AS k "
+            "ON k.source = s.source AND k.event_id = s.event_id").all())
+        found: list[dict[str, Any]] = []
+        for row, line, i in zip(rows, judged.lines, judged.where, strict=True):
+            if i in taken:
+                continue
+            digest = stored.get(i)
+            if digest is None:
+                raise _Retry(f"event {(row[0], row[1])} vanished while importing")
+            if digest == row[7]:
+                outcomes[i] = "duplicate"
+                self.counts["duplicates"] += 1
+            else:
+                outcomes[i] = "conflict"
+                self.counts["conflicts"] += 1
+                found.append({"source": row[0], "event_id": row[1], "stored_hash": digest,
+                              "payload_hash": row[7],
+                              "payload": _payload(row[0], row[1], row[2], row[3], row[4], row[5]),
+                              "batch_id": self.id, "file": self.file, "line": line})
+        if found:
+            found.sort(key=lambda c: c["line"])  # quarantined in file order whatever the insert order
+            conn.execute(conflicts.insert(), found)
 
     def _classify(self, judged: Judged, outcomes: list[str], floor: int) -> None:
         rows = judged.rows
@@ -484,6 +588,29 @@ def _finish_batch(conn: Connection, batch_id: int, file: str, importer: str, cou
         sha256=sha256, finished_at=_stamp(), reasons=json.dumps(ordered), **c))
     return ImportReport(file, importer, c["received"], c["accepted"], c["duplicates"], c["conflicts"],
                         c["rejected"], ordered, batch_id, sha256)
+
+
+#: The set-based half of a PostgreSQL chunk (see :meth:`_Batch._copy`): each key's first
+#: staged row (by chunk position) claims its key in key order; the rows that claimed one
+#: are stored; their positions come back.
+_STORE_STAGED = """
+WITH firsts AS (
+    SELECT DISTINCT ON (source, event_id) * FROM meterbook_staging ORDER BY source, event_id, pos
+), claimed AS (
+    INSERT INTO event_keys (source, event_id, payload_hash, batch_id, time_us)
+    SELECT source, event_id, payload_hash, batch_id, time_us FROM firsts ORDER BY source, event_id
+    ON CONFLICT DO NOTHING
+    RETURNING source, event_id
+), taken AS (
+    SELECT f.* FROM firsts AS f JOIN claimed AS c ON c.source = f.source AND c.event_id = f.event_id
+), stored AS (
+    INSERT INTO events (source, event_id, customer, type, time_us, properties, numbers, payload_hash,
+                        batch_id, q_name, q_units, q_nanos)
+    SELECT source, event_id, customer, type, time_us, properties, numbers, payload_hash, batch_id,
+           q_name, q_units, q_nanos FROM taken
+)
+SELECT pos FROM taken
+"""
 
 
 class _Retry(Exception):

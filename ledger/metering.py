@@ -199,10 +199,15 @@ class _Dialect:
         """``(units, nanos)`` of a numeric property, NULL when it is not a number."""
         _json_path(prop)
         if self.pg:
+            # the typed columns when they hold this property (ingest fills them with the
+            # property the event type's meters read), else the numbers JSON (exact, slower)
             value = sa.cast(events.c.numbers, postgresql.JSONB).op("->", return_type=postgresql.JSONB)(
                 sa.literal(prop, sa.Text))
-            units = sa.cast(value.op("->>", return_type=sa.Text)(sa.literal_column("0")), sa.Numeric)
-            nanos = sa.cast(value.op("->>", return_type=sa.Text)(sa.literal_column("1")), sa.Numeric)
+            typed = events.c.q_name == sa.literal(prop, sa.Text)
+            units = sa.case((typed, sa.cast(events.c.q_units, sa.Numeric)), else_=sa.cast(
+                value.op("->>", return_type=sa.Text)(sa.literal_column("0")), sa.Numeric))
+            nanos = sa.case((typed, events.c.q_nanos), else_=sa.cast(
+                value.op("->>", return_type=sa.Text)(sa.literal_column("1")), sa.BigInteger))
             return units, nanos
         return (sa.func.json_extract(events.c.numbers, _json_path(prop, "[0]"), type_=sa.BigInteger),
                 sa.func.json_extract(events.c.numbers, _json_path(prop, "[1]"), type_=sa.BigInteger))

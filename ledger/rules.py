@@ -460,6 +460,11 @@ def load_rules(
         plan = _validate(Plan, {**body, "id": str(pid)}, plans_src, path)
         charges = _parse_charges(plan.charges, meters, pricing_models, plans_src, (*path, "charges"))
         versions = _check_versions(plan, meters, pricing_models, plans_src, path)
+        for meter, most in plan.max_caps.items():
+            if meter not in meters:
+                raise plans_src.error(f"unknown meter {meter!r}", (*path, "max_caps", meter))
+            if most <= 0:
+                raise plans_src.error("a maximum cap is a quantity above 0", (*path, "max_caps", meter))
         plans[str(pid)] = plan.model_copy(update={"charges": charges, "versions": versions})
 
     customers: dict[str, Customer] = {}
@@ -475,11 +480,6 @@ def load_rules(
     overrides = accounts_src.section() if accounts_src.path.exists() else {}
     for key, template in overrides.items():
         if key not in DEFAULT_TEMPLATES:
-        for meter, most in plan.max_caps.items():
-            if meter not in meters:
-                raise plans_src.error(f"unknown meter {meter!r}", (*path, "max_caps", meter))
-            if most <= 0:
-                raise plans_src.error("a maximum cap is a quantity above 0", (*path, "max_caps", meter))
             raise accounts_src.error(f"unknown account key (known: {', '.join(DEFAULT_TEMPLATES)})", ("accounts", key))
         if not isinstance(template, str):
             raise accounts_src.error("expected an account template string", ("accounts", key))

@@ -18,8 +18,9 @@ a row of ``batches`` with its counts. ``meta`` holds ``schema_version``;
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -78,8 +79,12 @@ events = Table(
     Column("numbers", Text, nullable=False),
     Column("payload_hash", String(64), nullable=False),
     Column("batch_id", Integer, ForeignKey("batches.id"), nullable=False),
+    # the quantity metering reads, typed (PostgreSQL; NULL on SQLite): one numeric property
+    # of the event (``q_name``) as [units, nanos] when its units fit 64 bits (see _v_pg_events)
+    Column("q_name", String(255)),
+    Column("q_units", BigInteger),
+    Column("q_nanos", BigInteger),
     UniqueConstraint("source", "event_id", name="uq_events_source_id"),
-    Index("ix_events_type_customer_time", "type", "customer", "time_us"),
 )
 
 conflicts = Table(
@@ -505,66 +510,6 @@ def upgrade(engine: Engine) -> int:
 # ``cash_applications``: cash already received, applied or paid out later
 # (``ledger.payments``, ``meterbook apply`` / ``meterbook refund``). ``source`` is the
 # payment reference whose unapplied cash, or the credit note number whose credit balance
-# The live API (``ledger.api``, ``meterbook api``, ``meterbook keys``). ``api_keys``: one row
-# per key, only a sha256 of the key (the key itself is shown once, at creation); ``scope``
-# ingest or portal, a portal key bound to one ``customer``. ``api_batches``: the key that
-# made each ingest batch (also in ``batches.file``, ``api:<key id>:<request id>``), written
-# with the batch's live counters in one transaction, so each batch is counted exactly once.
-# ``api_counters``: the API's live totals per customer, meter and local day (the dual-track
-# reconciler's live record), exact ``units``/``nanos``; ``latest_us`` the time of the event
-# behind a ``latest`` meter's figure. ``cap_changes``: self-service usage caps, one dated
-# fact per change, with the key that made it; the last change on or before a day applies.
-api_keys = Table(
-    "api_keys", metadata,
-    Column("id", String(32), primary_key=True),
-    Column("scope", String(16), nullable=False),
-    Column("customer", String(255)),
-    Column("key_hash", String(64), nullable=False),
-    Column("label", Text, nullable=False, default=""),
-    Column("created_at", String(40), nullable=False),
-    Column("revoked_at", String(40)),
-)
-
-api_batches = Table(
-    "api_batches", metadata,
-    Column("batch_id", Integer, ForeignKey("batches.id"), primary_key=True),
-    Column("key_id", String(32), ForeignKey("api_keys.id"), nullable=False),
-    Column("counted_at", String(40), nullable=False),
-)
-
-api_counters = Table(
-    "api_counters", metadata,
-    Column("customer", String(255), primary_key=True),
-    Column("meter", String(255), primary_key=True),
-    Column("date", String(10), primary_key=True),
-    Column("units", BigInteger, nullable=False),
-    Column("nanos", BigInteger, nullable=False),
-    Column("events", BigInteger, nullable=False),
-    Column("latest_us", BigInteger, nullable=False, default=0),
-)
-
-cap_changes = Table(
-    "cap_changes", metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("customer", String(255), nullable=False),
-    Column("meter", String(255), nullable=False),
-    Column("cap", Text, nullable=False),
-    Column("previous", Text, nullable=False),
-    Column("effective", String(10), nullable=False),
-    Column("changed_at", String(40), nullable=False),
-    Column("key_id", String(32), ForeignKey("api_keys.id"), nullable=False),
-    Index("ix_cap_changes_customer", "customer", "meter", "effective"),
-)
-
-
-def _v_api(conn: Connection) -> None:
-    for table in (api_keys, api_batches, api_counters, cap_changes):
-        table.create(conn, checkfirst=True)
-
-
-MIGRATIONS.append(_v_api)
-
-
 # (refund liability), it draws on; ``invoice`` the invoice an application pays ("" for a
 # refund); ``reference`` its own key (a refund: the payout's bank reference). Amounts are
 # decimal text, dates ISO days.
@@ -586,3 +531,187 @@ def _v_cash_applications(conn: Connection) -> None:
 
 
 MIGRATIONS.append(_v_cash_applications)
+
+
+# --- events at scale (issue 13) ---------------------------------------------------------
+#
+# SQLite keeps ``events`` as one table; ``ix_events_type_customer_time`` was a prefix of the
+# covering metering index (type, customer, time_us, numbers) and only cost inserts: dropped.
+#
+# PostgreSQL: ``events`` is partitioned by month (declarative RANGE partitions on
+# ``time_us``, one table ``events_yYYYYmMM`` per UTC month, created when an import or
+# :func:`insert_events` first needs it, see :func:`ensure_partitions`), and
+# ``(source, event_id)`` is kept unique by ``event_keys``, a table of its own: a
+# unique index of a partitioned table must contain the partition key, and
+# ``(source, event_id, time_us)`` would let the same id arrive twice at two times.
+# ``event_keys`` holds the key, the payload hash, the batch and the time of each stored
+# event (one b-tree, plain, so ``ON CONFLICT DO NOTHING`` on it is exact across months);
+# an event is written to ``event_keys`` and ``events`` in the same transaction.
+# ``ix_events_metering (type, customer, time_us) INCLUDE (q_name, q_units, q_nanos)``
+# serves the metering query from the index (``q_*``: the typed quantity, see ``events``).
+
+#: Microseconds of a UTC day.
+_DAY_US = 86_400_000_000
+
+event_keys = Table(
+    "event_keys", metadata,
+    Column("source", String(255), primary_key=True),
+    Column("event_id", String(255), primary_key=True),
+    Column("payload_hash", String(64), nullable=False),
+    Column("batch_id", Integer, nullable=False),
+    Column("time_us", BigInteger, nullable=False),
+)
+
+#: The typed quantity of rows already stored (no rules at hand): the event's first
+#: numeric property by name, when its units fit 64 bits. ``{n}``: the numbers column.
+_Q_OF_NUMBERS = """
+    SELECT q.k AS q_name, (q.v ->> 0)::bigint AS q_units, (q.v ->> 1)::bigint AS q_nanos
+    FROM (SELECT k, v FROM jsonb_each(({n})::jsonb) AS e(k, v) ORDER BY k COLLATE "C" LIMIT 1) AS q
+    WHERE (q.v ->> 0)::numeric BETWEEN -9223372036854775808 AND 9223372036854775807
+"""
+
+
+def _v_pg_events(conn: Connection) -> None:
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("DROP INDEX IF EXISTS ix_events_type_customer_time")
+        from sqlalchemy import inspect
+
+        present = {c["name"] for c in inspect(conn).get_columns("events")}
+        for name, kind in (("q_name", "VARCHAR(255)"), ("q_units", "BIGINT"), ("q_nanos", "BIGINT")):
+            if name not in present:
+                conn.exec_driver_sql(f"ALTER TABLE events ADD COLUMN {name} {kind}")
+        return
+    run = conn.exec_driver_sql
+    # the table as it was (plain, unique (source, event_id)) moves aside, its rows are copied over
+    run("ALTER TABLE events RENAME TO events_unpartitioned")
+    run("ALTER SEQUENCE events_pk_seq OWNED BY NONE")
+    run('CREATE TABLE event_keys (source VARCHAR(255) COLLATE "C" NOT NULL, '
+        'event_id VARCHAR(255) COLLATE "C" NOT NULL, payload_hash VARCHAR(64) NOT NULL, '
+        "batch_id INTEGER NOT NULL, time_us BIGINT NOT NULL, PRIMARY KEY (source, event_id))")
+    run("CREATE TABLE events (pk BIGINT NOT NULL DEFAULT nextval('events_pk_seq'), "
+        "source VARCHAR(255) NOT NULL, event_id VARCHAR(255) NOT NULL, customer VARCHAR(255) NOT NULL, "
+        "type VARCHAR(255) NOT NULL, time_us BIGINT NOT NULL, properties TEXT NOT NULL, "
+        "numbers TEXT NOT NULL, payload_hash VARCHAR(64) NOT NULL, batch_id INTEGER NOT NULL, "
+        "q_name VARCHAR(255), q_units BIGINT, q_nanos BIGINT) PARTITION BY RANGE (time_us)")
+    run("ALTER SEQUENCE events_pk_seq OWNED BY events.pk")
+    run("CREATE INDEX ix_events_metering ON events (type, customer, time_us) "
+        "INCLUDE (q_name, q_units, q_nanos)")
+    days = [int(d) for (d,) in run(f"SELECT DISTINCT div(time_us, {_DAY_US}) - "
+                                   f"CASE WHEN mod(time_us, {_DAY_US}) < 0 THEN 1 ELSE 0 END "
+                                   "FROM events_unpartitioned")]
+    ensure_partitions(conn, months_of_days(days))
+    run("INSERT INTO event_keys (source, event_id, payload_hash, batch_id, time_us) "
+        "SELECT source, event_id, payload_hash, batch_id, time_us FROM events_unpartitioned")
+    run("INSERT INTO events (pk, source, event_id, customer, type, time_us, properties, numbers, "
+        "payload_hash, batch_id, q_name, q_units, q_nanos) "
+        "SELECT o.pk, o.source, o.event_id, o.customer, o.type, o.time_us, o.properties, o.numbers, "
+        "o.payload_hash, o.batch_id, q.q_name, q.q_units, q.q_nanos FROM events_unpartitioned AS o "
+        f"LEFT JOIN LATERAL ({_Q_OF_NUMBERS.format(n='o.numbers')}) AS q ON true ORDER BY o.pk")
+    run("DROP TABLE events_unpartitioned")
+
+
+MIGRATIONS.append(_v_pg_events)
+
+
+def months_of_days(days: Iterable[int]) -> list[tuple[int, int]]:
+    """The UTC months ``(year, month)`` of day numbers (days since 1970-01-01), sorted.
+
+    >>> months_of_days([0, 30, 31, 20727])
+    [(1970, 1), (1970, 2), (2026, 10)]
+    """
+    from datetime import date, timedelta
+
+    epoch = date(1970, 1, 1)
+    return sorted({(d.year, d.month) for d in (epoch + timedelta(days=n) for n in set(days))})
+
+
+def month_range_us(year: int, month: int) -> tuple[int, int]:
+    """``[start, end)`` of a UTC month in microseconds since the epoch.
+
+    >>> month_range_us(2026, 10)
+    (1790812800000000, 1793491200000000)
+    """
+    from datetime import UTC, datetime
+
+    def us(y: int, m: int) -> int:
+        delta = datetime(y, m, 1, tzinfo=UTC) - datetime(1970, 1, 1, tzinfo=UTC)
+        return (delta.days * 86_400 + delta.seconds) * 1_000_000
+
+    return us(year, month), us(year + month // 12, month % 12 + 1)
+
+
+def ensure_partitions(conn: Connection, months: Iterable[tuple[int, int]]) -> list[str]:
+    """Create the monthly partitions of ``events`` that ``months`` lack (PostgreSQL), in the
+    caller's transaction; return the names created.
+
+    Each new month is created as a table of its own and attached (``ATTACH PARTITION``
+    locks ``events`` in SHARE UPDATE EXCLUSIVE mode: metering and other imports go on;
+    two imports creating the same month wait for each other, and the second finds it
+    made). Rolled back with the import that needed it, so a killed import leaves nothing.
+    """
+    if conn.dialect.name != "postgresql":
+        return []
+    wanted = [(y, m, f"events_y{y:04d}m{m:02d}") for y, m in months]
+    exists = "SELECT to_regclass(%(name)s) IS NOT NULL"
+
+    def missing() -> list[tuple[int, int, str]]:
+        return [w for w in wanted
+                if not conn.exec_driver_sql(exists, {"name": w[2]}).scalar_one()]
+
+    if not missing():
+        return []
+    conn.exec_driver_sql("LOCK TABLE events IN SHARE UPDATE EXCLUSIVE MODE")
+    created = []
+    for year, month, name in missing():  # again, under the lock: another import may have made it
+        start, end = month_range_us(year, month)
+        conn.exec_driver_sql(f"CREATE TABLE {name} (LIKE events INCLUDING DEFAULTS)")
+        conn.exec_driver_sql(f"ALTER TABLE events ATTACH PARTITION {name} FOR VALUES FROM ({start}) TO ({end})")
+        created.append(name)
+    return created
+
+
+def partitions(conn: Connection) -> list[str]:
+    """The monthly partitions of ``events`` (PostgreSQL; none on SQLite), by name."""
+    if conn.dialect.name != "postgresql":
+        return []
+    return sorted(conn.exec_driver_sql(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "WHERE i.inhparent = to_regclass('events')").scalars())
+
+
+def insert_events(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Store ``events`` rows (:meth:`ledger.events.Event.row`) as they are, bypassing ingest's
+    row accounting (tests, benchmarks): on PostgreSQL the months' partitions are made, the
+    keys written to ``event_keys`` (a key already there is left as it is) and the typed
+    quantity filled in."""
+    if not rows:
+        return
+    if conn.dialect.name != "postgresql":
+        conn.execute(events.insert(), list(rows))
+        return
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+    ensure_partitions(conn, months_of_days({int(r["time_us"]) // _DAY_US for r in rows}))
+    conn.execute(pg_insert(event_keys).on_conflict_do_nothing(), [
+        {k: r[k] for k in ("source", "event_id", "payload_hash", "batch_id", "time_us")} for r in rows])
+    conn.execute(events.insert(), [{**r, **typed_quantity(str(r["numbers"]))} for r in rows])
+
+
+def typed_quantity(numbers: str) -> dict[str, Any]:
+    """``q_name``, ``q_units``, ``q_nanos`` of a ``numbers`` column when no rules say which
+    property metering reads: the first numeric property by name, if its units fit 64 bits.
+
+    >>> typed_quantity('{"b":[2,0],"a":[1,500000000]}')
+    {'q_name': 'a', 'q_units': 1, 'q_nanos': 500000000}
+    >>> typed_quantity('{"a":[100000000000000000000,0]}')["q_name"] is None
+    True
+    """
+    import json
+
+    pairs = json.loads(numbers)
+    if pairs:
+        name = min(pairs)
+        units, nanos = pairs[name]
+        if -(1 << 63) <= units < (1 << 63):
+            return {"q_name": name, "q_units": units, "q_nanos": nanos}
+    return {"q_name": None, "q_units": None, "q_nanos": None}

@@ -21,7 +21,8 @@ from sqlalchemy import Engine
 from ledger.cli import cli
 from ledger.events import Event, parse_time
 from ledger.session import Session
-from ledger.store import batches, events
+from ledger.store import batches
+from ledger.store import insert_events as store_events
 from ledger.workspace import Workspace
 
 STORE = 'store = "sqlite:///var/events.sqlite"\n'
@@ -58,8 +59,7 @@ def insert_events(engine: Engine, rows: Iterable[Event]) -> None:
         batch = conn.execute(batches.insert().values(
             file="t", sha256="0" * 64, importer="test", started_at="now")).inserted_primary_key[0]
         values = [e.row(batch) for e in rows]
-        if values:
-            conn.execute(events.insert(), values)
+        store_events(conn, values)
 
 
 def calls(customer: str, days: Iterable[str], prefix: str = "") -> list[Event]:

@@ -29,7 +29,7 @@ from ledger.ingest import (
     select_importer,
 )
 from ledger.rules import Rules, load_rules
-from ledger.store import batches, conflicts, events, open_store, rejects
+from ledger.store import batches, conflicts, event_keys, events, open_store, rejects
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -466,6 +466,8 @@ def _clear(url: str) -> None:
         with engine.begin() as conn:
             for t in (events, conflicts, rejects, batches):
                 conn.execute(t.delete())
+            if conn.dialect.name == "postgresql":
+                conn.execute(event_keys.delete())  # the keys of the events (PostgreSQL)
     finally:
         engine.dispose()
 

@@ -27,7 +27,7 @@ from ledger.metering import (
 from ledger.money import from_units_nanos
 from ledger.pricing import Band, Usage
 from ledger.rules import Meter
-from ledger.store import batches, events, open_store
+from ledger.store import batches, events, insert_events, open_store
 
 T0 = to_us(datetime(2026, 10, 1, tzinfo=UTC))
 HOUR = 3_600_000_000
@@ -51,7 +51,7 @@ def load(engine: sa.Engine, rows: Iterable[Event], *, clear: bool = True) -> Non
                                                      started_at="2026-10-01T00:00:00Z")).inserted_primary_key[0]
         data = [e.row(batch) for e in rows]
         if data:
-            conn.execute(events.insert(), data)
+            insert_events(conn, data)
 
 
 def meter(aggregation: str, value: str | None = "v", **filter: str) -> Meter:
