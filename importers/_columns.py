@@ -12,14 +12,20 @@ This module provides no hook: the registry skips modules whose name starts with 
 
 from __future__ import annotations
 
-import csv
 import os
 from collections.abc import Iterator
 from datetime import date
 from typing import Any, ClassVar, Generic, TypeVar
 
 from ledger.importers._filing import Filing
-from ledger.importers.events import HeaderError, Source, csv_header, unreadable
+from ledger.importers.events import (
+    HeaderError,
+    Problem,
+    Source,
+    csv_header,
+    csv_records,
+    unreadable,
+)
 
 _BOM = b"\xef\xbb\xbf"
 Record = TypeVar("Record")
@@ -71,38 +77,33 @@ class ColumnsCsv(Filing, Generic[Record]):
         """Raise :class:`HeaderError` if the header lacks a required column."""
         self._header(source)
 
-    def _header(self, source: Source) -> tuple[Any, list[str]] | None:
-        reader = csv.reader(source.lines(), strict=False)
-        for cells in reader:
-            if not cells:
-                if reader.line_num in source.bad:
-                    raise HeaderError(f"line {reader.line_num}: header: {source.bad[reader.line_num][1]}")
-                continue
+    def _header(self, source: Source) -> tuple[Iterator[tuple[int, list[str] | Problem]], list[str]] | None:
+        records = csv_records(source)
+        for line, cells in records:
+            if isinstance(cells, tuple):
+                raise HeaderError(f"line {line}: header: {cells[1]}")
             names = [c.strip() for c in cells]
             if len(set(names)) != len(names):
                 duplicate = next(n for n in names if names.count(n) > 1)
-                raise HeaderError(f"line {reader.line_num}: header: duplicate column {duplicate!r}")
+                raise HeaderError(f"line {line}: header: duplicate column {duplicate!r}")
             missing = [n for n in self.required if n not in names]
             if missing:
-                raise HeaderError(f"line {reader.line_num}: header: missing column {missing[0]!r} "
+                raise HeaderError(f"line {line}: header: missing column {missing[0]!r} "
                                   f"({self.what} files have {','.join(self.columns)})")
-            return reader, names
+            return records, names
         return None
 
     def rows(self, source: Source) -> Iterator[Record]:
         opened = self._header(source)
         if opened is not None:
-            reader, names = opened
+            records, names = opened
             at = [names.index(n) if n in names else None for n in self.columns]
             width = len(names)
-            for cells in reader:
-                line = reader.line_num
+            for line, cells in records:
+                if isinstance(cells, tuple):
+                    yield self._unreadable(line, *cells)
+                    continue
                 if len(cells) != width:
-                    if not cells:
-                        if line in source.bad:
-                            reason, detail, raw = source.bad.pop(line)
-                            yield self._unreadable(line, reason, detail, raw)
-                        continue
                     if len(cells) > width:
                         yield self._unreadable(line, "bad_csv", f"{len(cells)} cells, the header has {width}", cells)
                         continue

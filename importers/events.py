@@ -33,7 +33,7 @@ import io
 import json
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date
 from typing import Any, BinaryIO, NamedTuple
 
@@ -124,17 +124,33 @@ class Source:
             pass
 
     def lines(self) -> Iterator[str]:
-        """Text lines ending in ``\\n`` (split on ``\\n`` only). An unreadable line
-        (invalid UTF-8, longer than the limit) is yielded as ``"\\n"`` and described
-        in :attr:`bad` under its 1-based line number."""
+        """Text lines ending in ``\\n`` (see :meth:`texts` for the line ends). An
+        unreadable line (invalid UTF-8, a NUL character, longer than the limit) is
+        yielded as ``"\\n"`` and described in :attr:`bad` under its 1-based line number."""
+        for text in self.texts():
+            yield from io.StringIO(text, newline="\n")
+
+    def texts(self) -> Iterator[str]:
+        """The file's text as runs of whole lines (what :meth:`lines` splits).
+
+        Lines end in LF or CRLF; a file whose first line ends in a lone CR (old
+        Mac style) has CR line ends throughout (each CR is read as a line end). A
+        CR anywhere else stays in the text (a CSV row holding one is rejected).
+        """
         limit = self.line_limit
         pending = b""
         over = 0
         sample = b""
+        lone_cr: bool | None = None
         while True:
             block = self.read()
             if not block:
                 break
+            if lone_cr is None:
+                cr, lf = block.find(b"\r"), block.find(b"\n")
+                lone_cr = cr >= 0 and (lf < 0 or cr < lf) and block[cr + 1:cr + 2] != b"\n"
+            if lone_cr:
+                block = block.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
             cut = block.rfind(b"\n")
             if cut < 0:
                 if over:
@@ -171,7 +187,7 @@ class Source:
     def _too_long(self, size: int, sample: bytes) -> str:
         self._lines_done += 1
         self.bad[self._lines_done] = ("too_long", f"line of {size} bytes is over the {self.line_limit}-byte limit",
-                                      sample.decode("utf-8", "backslashreplace") + "…")
+                                      _printable_sample(sample.decode("utf-8", "backslashreplace")) + "…")
         return "\n"
 
     def _decode(self, data: bytes) -> Iterator[str]:
@@ -180,20 +196,138 @@ class Source:
         except UnicodeDecodeError:
             yield from self._decode_lines(data)
             return
+        if "\x00" in text:  # no store keeps a NUL (PostgreSQL text cannot)
+            yield from self._decode_lines(data)
+            return
         count = text.count("\n") + (0 if text.endswith("\n") else 1)
         self._lines_done += count
-        yield from io.StringIO(text, newline="\n")
+        yield text
 
     def _decode_lines(self, data: bytes) -> Iterator[str]:
         for raw in data.splitlines(keepends=True) if b"\r" not in data else _split_nl(data):
             self._lines_done += 1
             try:
-                yield raw.decode("utf-8")
+                text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
                 self.bad[self._lines_done] = (
                     "bad_encoding", f"invalid UTF-8 at byte {exc.start + 1} of the line",
-                    raw[:SAMPLE].rstrip(b"\r\n").decode("utf-8", "backslashreplace"))
+                    _printable_sample(raw[:SAMPLE].rstrip(b"\r\n").decode("utf-8", "backslashreplace")))
                 yield "\n"
+                continue
+            if "\x00" in text:
+                self.bad[self._lines_done] = (
+                    "bad_encoding", f"NUL character (U+0000) at character {text.index(chr(0)) + 1} of the line",
+                    _printable_sample(text.rstrip("\r\n")))
+                yield "\n"
+                continue
+            yield text
+
+
+def _printable_sample(text: str) -> str:
+    """The start of an unreadable line as storable text (a NUL written ``\\x00``)."""
+    return text[:SAMPLE].replace("\x00", "\\x00")
+
+
+#: A CSV line that cannot be read: ``(reason, detail, raw)``.
+Problem = tuple[str, str, "str | list[str]"]
+
+
+class _OneLine:
+    """The careful csv reader's input: the line it was just given, then nothing.
+
+    A record therefore never runs into the next line: a quote left open at the
+    end of its line is an error for that line (``unexpected end of data``).
+    """
+
+    __slots__ = ("line",)
+
+    def __init__(self) -> None:
+        self.line: str | None = None
+
+    def __iter__(self) -> _OneLine:
+        return self
+
+    def __next__(self) -> str:
+        line = self.line
+        if line is None:
+            raise StopIteration
+        self.line = None
+        return line
+
+
+def csv_records(source: Source) -> Iterator[tuple[int, list[str] | Problem]]:
+    """``(line, cells)`` for each non-blank line of a CSV file, or ``(line, (reason,
+    detail, raw))`` for a line that cannot be read.
+
+    One physical line is one record (RFC 4180 quoting, comma-separated): a quoted
+    field may hold commas and doubled quotes ``""`` but no line break, so a
+    stray ``"`` costs its own line (``bad_csv``), never the lines after it:
+
+        >>> text = b'id,x\\na,"open\\nb,1\\nc,"2"z\\nd,x\\rz\\n'
+        >>> for line, cells in csv_records(Source(io.BytesIO(text))):
+        ...     print(line, cells)
+        1 ['id', 'x']
+        2 ('bad_csv', 'a quoted field is not closed on its line (a field cannot hold a line break)', 'a,"open')
+        3 ['b', '1']
+        4 ('bad_csv', 'text after a closing quote (a quote inside a quoted field is written "")', 'c,"2"z')
+        5 ('bad_csv', 'a carriage return (CR) inside a field', 'd,x\\rz')
+
+    Text without a quote is read by one csv reader per run of lines (fast);
+    text with one, line by line.
+    """
+    bad = source.bad
+    gate = _OneLine()
+    careful = csv.reader(gate, strict=True)
+    line = 0
+    for text in source.texts():
+        pieces: Iterable[str]
+        if '"' not in text:
+            reader = csv.reader(io.StringIO(text, newline="\n"), strict=True)
+            try:
+                for cells in reader:
+                    if cells:
+                        yield line + reader.line_num, cells
+                    elif line + reader.line_num in bad:
+                        yield line + reader.line_num, bad.pop(line + reader.line_num)
+            except csv.Error as exc:  # a CR inside a field, a field over the limit: that line only
+                done = reader.line_num
+                rest = io.StringIO(text, newline="\n").readlines()
+                yield line + done, _csv_problem(exc, rest[done - 1])
+                line += done
+                pieces = rest[done:]
+            else:
+                line += reader.line_num
+                continue
+        else:
+            pieces = io.StringIO(text, newline="\n")
+        for piece in pieces:
+            line += 1
+            gate.line = piece
+            try:
+                cells = next(careful)
+            except csv.Error as exc:
+                yield line, _csv_problem(exc, piece)
+                continue
+            if cells:
+                yield line, cells
+            elif line in bad:
+                yield line, bad.pop(line)
+
+
+def _csv_problem(exc: csv.Error, piece: str) -> Problem:
+    """The reject of a line the csv reader refused."""
+    message = str(exc)
+    raw = piece[:-1] if piece.endswith("\n") else piece
+    raw = raw[:-1] if raw.endswith("\r") else raw
+    if "unexpected end of data" in message:
+        return "bad_csv", "a quoted field is not closed on its line (a field cannot hold a line break)", raw
+    if "new-line character" in message:
+        return "bad_csv", "a carriage return (CR) inside a field", raw
+    if "expected after" in message:
+        return "bad_csv", 'text after a closing quote (a quote inside a quoted field is written "")', raw
+    if "field larger than field limit" in message:
+        return "too_long", f"a field is over the {csv.field_size_limit()}-character limit", raw[:SAMPLE] + "…"
+    return "bad_csv", message, raw
 
 
 def _split_nl(data: bytes) -> list[bytes]:
@@ -287,7 +421,7 @@ def _first_object(head: bytes) -> dict[str, Any] | None:
     """The first line as a JSON object, or None (not JSON, not an object, cut by the head)."""
     try:
         obj = json.loads(_first_line(head))
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply (hostile input)
         return None
     return obj if isinstance(obj, dict) else None
 
@@ -319,20 +453,18 @@ class CsvEvents(EventImporter):
     def check(self, source: Source) -> None:
         self._header(source)
 
-    def _header(self, source: Source) -> tuple[Any, list[str]] | None:
-        """The csv reader positioned after the header, and the column names;
-        None for an empty file."""
-        reader = csv.reader(source.lines(), strict=False)
-        for cells in reader:
-            if not cells:
-                if reader.line_num in source.bad:
-                    raise HeaderError(f"line {reader.line_num}: header: {source.bad[reader.line_num][1]}")
-                continue
+    def _header(self, source: Source) -> tuple[Iterator[tuple[int, list[str] | Problem]], list[str]] | None:
+        """The records after the header (:func:`csv_records`), and the column
+        names; None for an empty file."""
+        records = csv_records(source)
+        for line, cells in records:
+            if isinstance(cells, tuple):
+                raise HeaderError(f"line {line}: header: {cells[1]}")
             names = [c.strip() for c in cells]
             seen: set[str] = set()
             for name in names:
                 if name in seen:
-                    raise HeaderError(f"line {reader.line_num}: header: duplicate column {name!r}")
+                    raise HeaderError(f"line {line}: header: duplicate column {name!r}")
                 seen.add(name)
             missing = [n for n in REQUIRED if n not in seen]
             if missing:
@@ -340,8 +472,8 @@ class CsvEvents(EventImporter):
                 for delimiter in (";", "\t", "|"):
                     if len(names) == 1 and delimiter in names[0]:
                         hint = f" (the delimiter looks like {delimiter!r}; meterbook reads comma-separated CSV)"
-                raise HeaderError(f"line {reader.line_num}: header: missing column {missing[0]!r}{hint}")
-            return reader, names
+                raise HeaderError(f"line {line}: header: missing column {missing[0]!r}{hint}")
+            return records, names
         return None
 
     def rows(self, source: Source) -> Iterator[RawEvent]:
@@ -350,21 +482,18 @@ class CsvEvents(EventImporter):
             yield from self._rows(source, *opened)
         source.drain()
 
-    def _rows(self, source: Source, reader: Any, names: list[str]) -> Iterator[RawEvent]:
+    def _rows(self, source: Source, records: Iterator[tuple[int, list[str] | Problem]],
+              names: list[str]) -> Iterator[RawEvent]:
         i_id, i_customer, i_type, i_time = (names.index(n) for n in REQUIRED)
         i_source = names.index("source") if "source" in names else -1
         props = sorted((name, i) for i, name in enumerate(names) if name not in FIELDS)
         width = len(names)
-        bad = source.bad
         new = tuple.__new__  # RawEvent(...) without the Python-level __new__ of a NamedTuple (hot loop)
-        for cells in reader:
-            line = reader.line_num
+        for line, cells in records:
+            if isinstance(cells, tuple):
+                yield unreadable(line, *cells)
+                continue
             if len(cells) != width:
-                if not cells:
-                    if line in bad:
-                        reason, detail, raw = bad.pop(line)
-                        yield unreadable(line, reason, detail, raw)
-                    continue
                 if len(cells) > width:
                     yield unreadable(line, "bad_csv", f"{len(cells)} cells, the header has {width}", cells)
                     continue
@@ -390,6 +519,13 @@ class NumberText(str):
 
 _DECODER = json.JSONDecoder(parse_float=NumberText, parse_int=NumberText, parse_constant=NumberText)
 _SURROGATE = re.compile("[\udc80-\udcff]")
+#: What no stored text may hold: NUL (PostgreSQL text cannot) and lone surrogates (not UTF-8);
+#: JSON can write both as ``\\u`` escapes.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+#: A JSON string or bracket: enough to find where a value too deeply nested to decode ends.
+_JSON_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+#: The detail of a JSON value nested deeper than the decoder goes.
+_TOO_DEEP = "nested too deeply (an event is an object whose properties are strings and numbers)"
 
 
 def _text(value: Any) -> str | None:
@@ -442,6 +578,12 @@ class _JsonEvents(EventImporter):
                     return unreadable(line, "bad_json",
                                       f"{where}.{key}: expected a string or number, got {type(value).__name__}", raw)
                 properties[key] = as_text
+        if "\\u" in raw:  # only an escape can write a NUL or a lone surrogate
+            for key, value in (*text.items(), *((f"{where}.{k}", v) for k, v in properties.items())):
+                found = _UNSTORABLE.search(key) or _UNSTORABLE.search(value)
+                if found:
+                    return unreadable(line, "bad_json", f"{key}: the string holds \\u{ord(found.group()):04x}, "
+                                                        "which is not text (a NUL or a lone surrogate)", raw)
         return RawEvent(line, raw, text["id"], text["source"] or DEFAULT_SOURCE, text["customer"], text["type"],
                         text["time"], properties)
 
@@ -473,6 +615,9 @@ class JsonlEvents(_JsonEvents):
                 obj = decode(raw)
             except ValueError as exc:
                 yield unreadable(line, "bad_json", str(exc).split(":")[0], raw)
+                continue
+            except RecursionError:
+                yield unreadable(line, "bad_json", _TOO_DEEP, raw)
                 continue
             yield self.event(line, raw, obj)
 
@@ -546,24 +691,31 @@ class CloudEventsJson(_JsonEvents):
                     continue
             if in_array and buf[pos] == "]":
                 break
+            deep = False
             while True:
                 try:
                     obj, end = _DECODER.raw_decode(buf, pos)
                     break
-                except ValueError as exc:
+                except (ValueError, RecursionError) as exc:
+                    # too deep to decode: skip the value if its end is found (one reject, then on)
+                    found = _value_end(buf, pos) if isinstance(exc, RecursionError) else None
+                    if found is not None:
+                        deep, end = True, found
+                        break
                     if not eof and len(buf) - pos <= source.line_limit:
                         fill()
                         continue
                     reason = "too_long" if len(buf) - pos > source.line_limit else "bad_json"
-                    rest = buf[pos:pos + SAMPLE]
-                    yield unreadable(line, reason, f"{str(exc).split(':')[0]}; the rest of the file is unreadable",
-                                     rest.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"))
+                    why = _TOO_DEEP if isinstance(exc, RecursionError) else str(exc).split(":")[0]
+                    yield unreadable(line, reason, f"{why}; the rest of the file is unreadable",
+                                     _sample(buf[pos:pos + SAMPLE]))
                     source.drain()
                     return
             raw = buf[pos:end]
-            if _SURROGATE.search(raw):
-                yield unreadable(line, "bad_encoding", "invalid UTF-8 in this event",
-                                 raw[:SAMPLE].encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"))
+            if deep:
+                yield unreadable(line, "bad_json", _TOO_DEEP, _sample(raw[:SAMPLE]))
+            elif _SURROGATE.search(raw):
+                yield unreadable(line, "bad_encoding", "invalid UTF-8 in this event", _sample(raw[:SAMPLE]))
             else:
                 yield self.event(line, raw, obj)
             line += raw.count("\n")
@@ -571,6 +723,32 @@ class CloudEventsJson(_JsonEvents):
             if not in_array:
                 in_array = True  # a single object; anything after it is read the same way
         source.drain()
+
+
+def _sample(text: str) -> str:
+    """Text decoded with ``surrogateescape`` as storable text (bad bytes as ``\\xff``, NUL as ``\\x00``)."""
+    return _printable_sample(text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"))
+
+
+def _value_end(text: str, pos: int) -> int | None:
+    """Where the JSON array or object starting at ``text[pos]`` ends (brackets
+    counted outside strings), or None if it does not end in ``text``.
+
+    >>> _value_end('[[["a]"]]], 1', 0)
+    10
+    """
+    depth = 0
+    for token in _JSON_TOKEN.finditer(text, pos):
+        kind = token.group()[0]
+        if kind in "[{":
+            depth += 1
+        elif kind in "]}":
+            depth -= 1
+            if depth <= 0:
+                return token.end()
+        elif depth == 0:
+            return None
+    return None
 
 
 def importers() -> list[EventImporter]:

@@ -17,36 +17,108 @@ conflict otherwise. The time is compared as an instant, so ``08:30+02:00`` and
 Every property value is kept as a string; values that parse as a finite
 decimal with at most 9 places are also kept in ``numbers`` as ``[units,
 nanos]`` (see :mod:`ledger.money`), which is what metering sums in SQL.
+
+**Input grammar** (strict: what a row may say, nothing Python would also take).
+A time is RFC 3339 with seconds and an offset, ``T``/``Z`` in either case, from
+1970-01-01T00:00:00Z on; fractions finer than a microsecond are truncated::
+
+    >>> parse_time("2026-10-05t08:30:00.5z").isoformat()
+    '2026-10-05T08:30:00.500000+00:00'
+    >>> parse_time("2026-01-05T10:00Z")
+    Traceback (most recent call last):
+    ledger.events.TimeError: '2026-01-05T10:00Z' is not an RFC 3339 timestamp (YYYY-MM-DDTHH:MM:SS[.fraction] and Z or ±hh:mm)
+
+A number is ASCII digits with an optional ``-``, ``.fraction`` and exponent, at
+most 10**15 in absolute value, at most 9 decimal places (:func:`number_of`)::
+
+    >>> number_of("1.5e3"), number_of("1_000"), number_of(" 5"), number_of("1e16")
+    ((1500, 0), None, None, None)
+    >>> number_problem("1e16")
+    "'1e16' is too large (at most 10**15 in absolute value)"
+
+A day is ``YYYY-MM-DD`` from 1970-01-01 on (:func:`parse_day`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 
-from ledger.money import DecimalError, to_units_nanos
+from ledger.money import QUANTITY_PLACES, DecimalError, to_units_nanos, within_magnitude
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: The first day an input row may name (times are kept as microseconds since the epoch).
+FIRST_DAY = date(1970, 1, 1)
+#: RFC 3339 ``date-time`` (section 5.6): full-date "T" full-time, ``T`` and ``Z`` in either case.
+_TIME = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?"
+                   r"(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))?")
+_DAY = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
+#: A number as input rows may write it: ``-`` optional, ASCII digits, ``.digits``, exponent.
+_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
+_OFFSETS: dict[tuple[str, int, int], timezone] = {}
 
 
 class TimeError(ValueError):
-    """A timestamp is not RFC 3339 with an offset."""
+    """A timestamp is not RFC 3339 with an offset, or is before the epoch."""
 
 
 def parse_time(text: str) -> datetime:
-    """Parse an RFC 3339 timestamp; the offset is required (``Z`` or ``±hh:mm``)."""
-    text = text.strip()
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise TimeError(f"{text!r} is not an RFC 3339 timestamp") from None
-    if value.tzinfo is None or "T" not in text.upper():
+    """Parse an RFC 3339 timestamp strictly: ``YYYY-MM-DDTHH:MM:SS``, an optional
+    ``.fraction`` (truncated to microseconds), and ``Z`` or ``±hh:mm``; ``t`` and
+    ``z`` may be lower case (RFC 3339 §5.6). No spaces, no week dates, no basic
+    format, no leap second; the instant is 1970-01-01T00:00:00Z or later.
+    """
+    match = _TIME.fullmatch(text)
+    if match is None:
+        raise TimeError(f"{text!r} is not an RFC 3339 timestamp (YYYY-MM-DDTHH:MM:SS[.fraction] and Z or ±hh:mm)")
+    year, month, day, hour, minute, second, fraction, zulu, sign, off_h, off_m = match.groups()
+    if not zulu and not sign:
         raise TimeError(f"{text!r} has no UTC offset (write Z or +hh:mm)")
+    if zulu:
+        zone: timezone = UTC
+    else:
+        key = (sign, int(off_h), int(off_m))
+        found = _OFFSETS.get(key)
+        if found is None:
+            if key[1] > 23 or key[2] > 59:
+                raise TimeError(f"{text!r} has an impossible UTC offset")
+            delta = timedelta(hours=key[1], minutes=key[2])
+            found = _OFFSETS.setdefault(key, timezone(-delta if sign == "-" else delta))
+        zone = found
+    try:
+        value = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second),
+                         int((fraction or "0")[:6].ljust(6, "0")), tzinfo=zone)
+    except ValueError as exc:
+        raise TimeError(f"{text!r} is not a valid time: {exc}") from None
+    if value < EPOCH:
+        raise TimeError(f"{text!r} is before 1970-01-01T00:00:00Z")
     return value
+
+
+def parse_day(text: str) -> date:
+    """A ``YYYY-MM-DD`` day (ISO 8601 calendar date, nothing else), 1970-01-01 or later.
+
+    >>> parse_day("2026-10-20")
+    datetime.date(2026, 10, 20)
+    >>> parse_day("0001-01-01")
+    Traceback (most recent call last):
+    ValueError: '0001-01-01' is before 1970-01-01
+    """
+    match = _DAY.fullmatch(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a date (YYYY-MM-DD)")
+    try:
+        day = date(*(int(part) for part in match.groups()))
+    except ValueError:
+        raise ValueError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+    if day < FIRST_DAY:
+        raise ValueError(f"{text!r} is before 1970-01-01")
+    return day
 
 
 def to_us(value: datetime) -> int:
@@ -63,17 +135,48 @@ def from_us(us: int) -> datetime:
 
 
 def number_of(text: str) -> tuple[int, int] | None:
-    """``[units, nanos]`` of a property value, or None if it is not an exact number."""
+    """``[units, nanos]`` of a property value, or None if it is not a number as
+    input rows may write it (see :func:`number_problem` for why)."""
+    if _NUMBER.fullmatch(text) is None:
+        return None
     try:
         value = Decimal(text)
-    except (InvalidOperation, ValueError, TypeError):
+    except (InvalidOperation, ValueError):
         return None
-    if not value.is_finite() or abs(value.adjusted()) > 30:
+    if value.adjusted() < -30 or not within_magnitude(value):
         return None
     try:
         return to_units_nanos(value)
     except DecimalError:
         return None
+
+
+def parse_number(text: str) -> Decimal:
+    """A number as input rows may write it (the grammar of :func:`number_of`, any
+    number of places), at most 10**15 in absolute value; ValueError naming why not.
+
+    >>> parse_number("60.00"), parse_number("-1.5e3")
+    (Decimal('60.00'), Decimal('-1.5E+3'))
+    >>> parse_number("1_000")
+    Traceback (most recent call last):
+    ValueError: '1_000' is not a plain decimal number (such as 12, -0.5 or 1.5e3)
+    """
+    if _NUMBER.fullmatch(text) is None:
+        raise ValueError(number_problem(text))
+    value = Decimal(text)
+    if not within_magnitude(value):
+        raise ValueError(number_problem(text))
+    return value
+
+
+def number_problem(text: str) -> str:
+    """Why :func:`number_of` refuses ``text`` (for a reject's detail)."""
+    if _NUMBER.fullmatch(text) is None:
+        return f"{text!r} is not a plain decimal number (such as 12, -0.5 or 1.5e3)"
+    value = Decimal(text)
+    if value.adjusted() >= 0 and not within_magnitude(value):
+        return f"{text!r} is too large (at most 10**15 in absolute value)"
+    return f"{text!r} has more than {QUANTITY_PLACES} decimal places"
 
 
 def dumps(value: object) -> str:

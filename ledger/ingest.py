@@ -60,7 +60,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sqlalchemy import Connection, Engine, func, select, tuple_, update
 
 from ledger.errors import BadInput, PluginError
-from ledger.events import TimeError, number_of, parse_time, to_us
+from ledger.events import TimeError, number_of, number_problem, parse_time, to_us
 from ledger.store import batches, conflicts, events, rejects
 
 if TYPE_CHECKING:
@@ -250,8 +250,8 @@ class Checks:
             if rule.numeric:
                 pair = numbers[rule.prop]
                 if pair is None:
-                    raise Rejected("bad_number", f"{rule.prop}={props[rule.prop]!r} is not a finite decimal "
-                                                 f"with at most 9 places (meter {rule.meter})")
+                    raise Rejected("bad_number", f"{rule.prop}: {number_problem(props[rule.prop])} "
+                                                 f"(meter {rule.meter})")
                 if pair[0] < 0:
                     raise Rejected("negative_quantity", f"{rule.prop}={props[rule.prop]!r} is negative "
                                                         f"(meter {rule.meter})")

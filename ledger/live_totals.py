@@ -41,9 +41,9 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, func, select
 
-from ledger.events import number_of
+from ledger.events import number_of, number_problem, parse_day
 from ledger.ingest import ImportReport, Rejected, ingest_records
-from ledger.money import from_units_nanos, normalize, within_magnitude
+from ledger.money import from_units_nanos, normalize
 from ledger.store import live_total_conflicts
 from ledger.store import live_totals as live_totals_table
 
@@ -84,16 +84,14 @@ def live_total_of(raw: RawLiveTotal, *, customers: Collection[str], meters: Coll
         if not getattr(raw, name).strip():
             raise Rejected("missing_field", f"{name} is missing")
     source = raw.source.strip() or DEFAULT_SOURCE
-    customer, meter, text = raw.customer.strip(), raw.meter.strip(), raw.quantity.strip()
+    customer, meter, text = raw.customer.strip(), raw.meter.strip(), raw.quantity
     for name, value in (("source", source), ("customer", customer), ("meter", meter)):
         if len(value) > MAX_TEXT:
             raise Rejected("too_long", f"{name} is {len(value)} characters (at most {MAX_TEXT})")
     try:
-        day = date.fromisoformat(raw.date.strip())
-    except ValueError:
-        day = None
-    if day is None or len(raw.date.strip()) != 10:
-        raise Rejected("bad_date", f"date {raw.date!r} is not a date (YYYY-MM-DD)")
+        day = parse_day(raw.date)  # YYYY-MM-DD, 1970-01-01 or later
+    except ValueError as exc:
+        raise Rejected("bad_date", f"date {exc}") from None
     if day > today:
         raise Rejected("future_date", f"date {day.isoformat()} is in the future (a day's total is known "
                                       "once the day has begun)")
@@ -101,11 +99,9 @@ def live_total_of(raw: RawLiveTotal, *, customers: Collection[str], meters: Coll
         raise Rejected("unknown_meter", f"meter {meter!r} is not in the rules")
     if customer not in customers:
         raise Rejected("unknown_customer", f"customer {customer!r} is not in the rules")
-    pair = number_of(text)
+    pair = number_of(text)  # plain digits, at most 10**15 and 9 places: the store's columns sum it exactly
     if pair is None:
-        raise Rejected("bad_number", f"quantity {raw.quantity!r} is not a finite decimal with at most 9 places")
-    if not within_magnitude(from_units_nanos(*pair)):  # the store's 64-bit columns must sum it exactly
-        raise Rejected("bad_number", f"quantity {raw.quantity!r} is too large (at most 10**15)")
+        raise Rejected("bad_number", f"quantity: {number_problem(text)}")
     if pair[0] < 0:
         raise Rejected("negative_quantity", f"quantity {raw.quantity!r} is negative")
     return LiveTotal(source=source, date=day, customer=customer, meter=meter,

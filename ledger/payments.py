@@ -71,9 +71,9 @@ from beancount.core.amount import Amount
 from sqlalchemy import Connection, Engine, select
 
 from ledger.errors import BadInput
-from ledger.events import dumps
+from ledger.events import dumps, parse_day, parse_number
 from ledger.ingest import ImportReport, Rejected, ingest_records
-from ledger.money import DecimalError, minor_units, parse_decimal
+from ledger.money import minor_units
 from ledger.posting import FLAG, _meta
 from ledger.store import payment_conflicts
 from ledger.store import payments as payments_table
@@ -136,20 +136,18 @@ def payment_of(raw: RawPayment, *, today: date) -> Payment:
         if len(text) > MAX_TEXT:
             raise Rejected("too_long", f"{name} is {len(text)} characters (at most {MAX_TEXT})")
     try:
-        day = date.fromisoformat(raw.date.strip())
-    except ValueError:
-        raise Rejected("bad_date", f"date {raw.date!r} is not a date (YYYY-MM-DD)") from None
-    if len(raw.date.strip()) != 10:
-        raise Rejected("bad_date", f"date {raw.date!r} is not a date (YYYY-MM-DD)")
+        day = parse_day(raw.date)  # YYYY-MM-DD, 1970-01-01 or later
+    except ValueError as exc:
+        raise Rejected("bad_date", f"date {exc}") from None
     if day > today + timedelta(days=1):
         raise Rejected("future_date", f"date {day.isoformat()} is in the future")
     currency = raw.currency.strip()
     if len(currency) != 3 or not currency.isascii() or not currency.isalpha() or not currency.isupper():
         raise Rejected("bad_currency", f"currency {raw.currency!r} is not an ISO 4217 code such as USD")
     try:
-        amount = parse_decimal(raw.amount.strip(), where="amount")
-    except DecimalError as exc:
-        raise Rejected("bad_number", str(exc)) from None
+        amount = parse_number(raw.amount)  # plain digits, at most 10**15
+    except ValueError as exc:
+        raise Rejected("bad_number", f"amount: {exc}") from None
     places = minor_units(currency)
     exponent = amount.as_tuple().exponent
     if isinstance(exponent, int) and -exponent > places and amount != amount.quantize(Decimal(1).scaleb(-places)):

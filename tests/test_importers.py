@@ -36,15 +36,22 @@ def test_csv_columns_and_properties() -> None:
     assert row.reason == ""
 
 
-def test_csv_quoted_multiline_and_short_and_long_rows() -> None:
+def test_csv_quoted_field_ends_on_its_line_and_short_and_long_rows() -> None:
+    """One line is one record: a quoted field holds commas and ``""`` but not a line
+    break, so the two halves of ``"two\\nlines"`` are two rows (the first refused,
+    the second judged on its own) and nothing after them is swallowed."""
     data = (b'id,customer,type,time,note\n"e-1",acme,t,2026-10-05T08:30:00Z,"two\nlines"\n'
-            b"e-2,acme,t,2026-10-05T08:30:00Z\n"
-            b"e-3,acme,t,2026-10-05T08:30:00Z,x,extra\n\n")
-    first, second, third = rows(CsvEvents(), data)
-    assert first.properties == {"note": "two\nlines"} and first.line == 3
-    assert second.properties == {} and second.line == 4
-    assert third.reason == "bad_csv" and third.line == 5
-    assert raw_text(third.raw) == "e-3,acme,t,2026-10-05T08:30:00Z,x,extra"
+            b'e-2,acme,t,2026-10-05T08:30:00Z,"a, ""b"""\n'
+            b"e-3,acme,t,2026-10-05T08:30:00Z\n"
+            b"e-4,acme,t,2026-10-05T08:30:00Z,x,extra\n\n")
+    opened, rest, quoted, short, long = rows(CsvEvents(), data)
+    assert (opened.line, opened.reason) == (2, "bad_csv")
+    assert raw_text(opened.raw) == '"e-1",acme,t,2026-10-05T08:30:00Z,"two'
+    assert (rest.line, rest.reason, rest.id, rest.customer) == (3, "", 'lines"', "")
+    assert quoted.properties == {"note": 'a, "b"'} and quoted.line == 4
+    assert short.properties == {} and short.line == 5
+    assert long.reason == "bad_csv" and long.line == 6
+    assert raw_text(long.raw) == "e-4,acme,t,2026-10-05T08:30:00Z,x,extra"
 
 
 @pytest.mark.parametrize(("header", "message"), [
