@@ -140,10 +140,12 @@ class Journal:
 
 
 def month_movements(entries: Iterable[data.Directive], month: str) -> dict[tuple[str, str], Decimal]:
-    """``(account, currency) → sum of the postings`` of the transactions dated in ``month``."""
+    """``(account, currency) → sum of the postings`` of the transactions dated in ``month``; the
+    seal plugin's guard entries (a count of verified seals, not money) are not movements."""
     sums: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
     for entry in entries:
-        if isinstance(entry, data.Transaction) and seal.month_of(entry.date) == month:
+        if (isinstance(entry, data.Transaction) and seal.month_of(entry.date) == month
+                and seal.GUARD_MARK not in (entry.meta or {})):
             for posting in entry.postings:
                 if posting.units is not None and isinstance(posting.units.number, Decimal):
                     sums[(posting.account, posting.units.currency)] += posting.units.number
