@@ -48,6 +48,7 @@ dropped silently) until ``meterbook alerts --drop-undelivered PLUGIN``.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -70,8 +71,8 @@ from ledger.registry import NotificationFailure
 from ledger.rules import Charge, Meter, Rules
 from ledger.store import alert_deliveries as deliveries
 from ledger.store import alerts as alerts_table
-from ledger.workspace import AlertsConfig
 from ledger.store import cap_changes as cap_changes_table
+from ledger.workspace import AlertsConfig
 
 if TYPE_CHECKING:
     from ledger.session import Session
@@ -194,7 +195,6 @@ class AlertRun:
         return tuple(p.plugin for p in self.pending if p.alert == alert_id)
 
 
-def cycle_progress(engine: Engine, rules: Rules, models: Mapping[str, PricingModel], tz: ZoneInfo,
 #: Self-service usage caps (:func:`cap_changes`): per ``(customer, meter)``, the ``(effective
 #: day, cap)`` changes in the order they were made.
 CapChanges = Mapping[tuple[str, str], tuple[tuple[date, Decimal], ...]]
@@ -230,6 +230,7 @@ def cap_on(rules: Rules, customer: str, meter: str, day: date, changes: CapChang
     return found
 
 
+def cycle_progress(engine: Engine, rules: Rules, models: Mapping[str, PricingModel], tz: ZoneInfo,
                    cycles: Sequence[tuple[Cycle, date]], *, spend: bool | None = None,
                    changes: CapChanges | None = None) -> list[CycleProgress]:
     """Cumulative capped usage (and spend) per day of each ``(cycle, last day)``.
@@ -374,8 +375,8 @@ def find_alerts(session: Session, through: date) -> list[Alert]:
     """Every crossing in every cycle that started on or before ``through``, in date order."""
     rules = session.rules
     cycles: list[tuple[Cycle, date]] = []
-    for _cid, customer in sorted(rules.customers.items()):
     changes = cap_changes(session.engine)
+    for _cid, customer in sorted(rules.customers.items()):
         if not customer.caps and customer.spend_cap is None and not any(c == _cid for c, _m in changes):
             continue
         for cycle in cycles_for(customer, rules.plans, until=through + _DAY):
@@ -431,8 +432,8 @@ def record(engine: Engine, alerts: Sequence[Alert], plugins: Sequence[str] = (),
 def claim(engine: Engine, alert_id: str, plugin: str, *, now: datetime | None = None) -> bool:
     """Take one pending delivery for this run; False when another run has it.
 
-    One conditional ``UPDATE``: only a delivery never tried, failed, or interrupted
-    (claimed over :data:`INTERRUPTED_AFTER` ago) is taken, and marked in progress
+    One conditional ``UPDATE``: only a delivery never tried, failed (and, when its plugin asked
+    to retry later, due), or interrupted (claimed over :data:`INTERRUPTED_AFTER` ago) is taken, and marked in progress
     (``error`` NULL, ``last_attempt`` now). Two runs cannot both take it: SQLite
     runs one writer at a time, and PostgreSQL makes the second ``UPDATE`` wait for
     the first to commit and then re-check its ``WHERE`` against the new row.
@@ -441,21 +442,49 @@ def claim(engine: Engine, alert_id: str, plugin: str, *, now: datetime | None = 
     row = deliveries.c
     statement = sa.update(deliveries).where(
         row.alert_id == alert_id, row.plugin == plugin,
-        sa.or_(row.last_attempt.is_(None), row.error.is_not(None),
+        # a failed delivery is due at once, a deferred one (RetryLater) from its last_attempt on
+        sa.or_(row.last_attempt.is_(None), sa.and_(row.error.is_not(None), row.last_attempt <= _stamp(moment)),
                row.last_attempt < _stamp(moment - INTERRUPTED_AFTER)),
     ).values(attempts=row.attempts + 1, error=None, last_attempt=_stamp(moment))
     with engine.begin() as conn:
         return conn.execute(statement).rowcount == 1
 
 
+class RetryLater(Exception):
+    """Raised by a notification plugin told to come back later (an HTTP ``Retry-After``): the
+    delivery stays pending and no run claims it before ``until``.
+
+    >>> str(RetryLater(datetime(2026, 12, 4, 19, 0, tzinfo=UTC), "HTTP 503 Service Unavailable"))
+    'retry after 2026-12-04T19:00:00+00:00 (HTTP 503 Service Unavailable)'
+    """
+
+    def __init__(self, until: datetime, reason: str = ""):
+        super().__init__(f"retry after {_stamp(until)} ({reason})")
+        self.until = until
+
+
+#: How :meth:`ledger.registry.Registry.notify` words a :class:`RetryLater` (``Type: message``).
+_RETRY_LATER = re.compile(r"^RetryLater: retry after (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00) ")
+
+
 def settle(engine: Engine, alert_id: str, plugin: str, failure: NotificationFailure | None) -> None:
-    """Record how a claimed call went: taken (the delivery is deleted) or failed (kept with its error)."""
+    """Record how a claimed call went: taken (the delivery is deleted) or failed (kept with its error).
+
+    A :class:`RetryLater` failure keeps the delivery with ``last_attempt`` set to the time it
+    may be retried: :func:`claim` takes a failed delivery only once that time has come.
+    """
     where = (deliveries.c.alert_id == alert_id, deliveries.c.plugin == plugin)
+    values: dict[str, str] = {}
+    if failure is not None:
+        values["error"] = failure.error or "failed"
+        deferred = _RETRY_LATER.match(values["error"])
+        if deferred:
+            values["last_attempt"] = deferred.group(1)
     with engine.begin() as conn:
         if failure is None:
             conn.execute(sa.delete(deliveries).where(*where))
         else:
-            conn.execute(sa.update(deliveries).where(*where).values(error=failure.error or "failed"))
+            conn.execute(sa.update(deliveries).where(*where).values(**values))
 
 
 def pending_deliveries(engine: Engine, loaded: Collection[str] = ()) -> list[PendingDelivery]:

@@ -17,7 +17,8 @@ A worked example::
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -37,6 +38,13 @@ class AlertsConfig:
         attempts = 3                         # POSTs per alert before the outbox
         timeout_seconds = 5                  # per POST
         backoff_seconds = 0.5                # wait before retry n: backoff × 2^(n-1)
+        max_wait_seconds = 30                # a longer Retry-After defers the delivery to a later run
+        webhook_secrets = "secrets/webhooks.toml"   # or a table {URL = "whsec_…"}: Standard Webhooks
+
+    ``webhook_secrets`` gives each endpoint URL its signing secret (``whsec_`` + base64 of 24
+    to 64 bytes), inline as ``[alerts.webhook_secrets]`` or in the TOML file it names (relative
+    to the workspace, kept out of the books, the rules and the store); a URL without a secret
+    gets unsigned POSTs.
     """
 
     webhook_url: str = ""
@@ -44,13 +52,20 @@ class AlertsConfig:
     attempts: int = 3
     timeout_seconds: float = 5.0
     backoff_seconds: float = 0.5
+    max_wait_seconds: float = 30.0
+    webhook_secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    def secret_for(self, url: str) -> str:
+        """The signing secret of an endpoint, or "" (unsigned)."""
+        return self.webhook_secrets.get(url, "")
 
     @classmethod
     def parse(cls, value: object, path: Path, root: Path) -> AlertsConfig:
         """Validate the ``[alerts]`` table; errors name the file and key."""
         if not isinstance(value, dict):
             raise WorkspaceError(f"{path}: alerts: expected a table [alerts]")
-        known = {"webhook_url", "outbox", "attempts", "timeout_seconds", "backoff_seconds"}
+        known = {"webhook_url", "outbox", "attempts", "timeout_seconds", "backoff_seconds", "max_wait_seconds",
+                 "webhook_secrets"}
         unknown = sorted(set(value) - known)
         if unknown:
             raise WorkspaceError(f"{path}: alerts.{unknown[0]}: unknown key (known: {', '.join(sorted(known))})")
@@ -75,7 +90,48 @@ class AlertsConfig:
                 raise WorkspaceError(f"{path}: alerts.{key}: expected a number of seconds "
                                      f"{'from' if zero_ok else 'above'} 0 up to 60")
             seconds[key] = float(number)
-        return cls(webhook_url=url, outbox=root / outbox, attempts=attempts, **seconds)
+        wait = value.get("max_wait_seconds", cls.max_wait_seconds)
+        if isinstance(wait, bool) or not isinstance(wait, int | float) or not 0 <= wait <= 300:
+            raise WorkspaceError(f"{path}: alerts.max_wait_seconds: expected a number of seconds from 0 up to 300")
+        secrets = webhook_secrets(value.get("webhook_secrets", {}), path, root)
+        return cls(webhook_url=url, outbox=root / outbox, attempts=attempts, max_wait_seconds=float(wait),
+                   webhook_secrets=secrets, **seconds)
+
+
+def webhook_secrets(value: object, path: Path, root: Path) -> dict[str, str]:
+    """``alerts.webhook_secrets``: a table of endpoint URL to ``whsec_`` secret, or the name of a
+    TOML file holding that table. Errors name the file and the URL, never the secret."""
+    import base64
+    import binascii
+
+    where = f"{path}: alerts.webhook_secrets"
+    if isinstance(value, str):
+        source = root / value
+        try:
+            table: object = tomllib.loads(source.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise WorkspaceError(f"{where}: cannot read {source}: {exc.strerror or exc}") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise WorkspaceError(f"{source}: not TOML: {exc}") from None
+        where = str(source)
+    else:
+        table = value
+    if not isinstance(table, dict):
+        raise WorkspaceError(f"{where}: expected a table of endpoint URL = \"whsec_…\" or a file name")
+    secrets: dict[str, str] = {}
+    for url, secret in table.items():
+        if not is_http_url(url):
+            raise WorkspaceError(f"{where}: {url!r}: expected an http:// or https:// endpoint URL")
+        try:
+            key = base64.b64decode(secret.removeprefix("whsec_"), validate=True) \
+                if isinstance(secret, str) and secret.startswith("whsec_") else b""
+        except (binascii.Error, ValueError):
+            key = b""
+        if not 24 <= len(key) <= 64:
+            raise WorkspaceError(f"{where}: {url}: expected a secret \"whsec_<base64 of 24 to 64 bytes>\" "
+                                 "(Standard Webhooks)")
+        secrets[url] = secret
+    return secrets
 
 
 def outbox_problem(outbox: Path) -> str:
