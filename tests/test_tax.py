@@ -328,3 +328,31 @@ def test_rounding_per_invoice_and_per_line(amounts: list[Decimal]) -> None:
     assert abs(per_line - exact) <= Decimal("0.005") * len(amounts)
     inclusive = standard_tax(bases, "EUR", inclusive=True)
     assert inclusive.lines[0].base + inclusive.amount == sum(amounts, Decimal(0))
+
+
+def test_rerate_credit_notes_give_back_the_tax_on_the_decrease(tmp_path: Path) -> None:
+    """Plan eu re-priced to 0.20 from Oct 1 after invoicing: kunde's 401 calls are 80.20, 20.05 less.
+    Its note gives back 20.05 with the invoice's tax on it: 20.05 × 119.30 / 100.25 = 23.8595 → 23.86,
+    of which tax 19.05 × 23.86 / 119.30 = 3.81 and contra-revenue 20.05. client_fr (reverse charge)
+    is credited 20.00, no tax."""
+    session = workspace(tmp_path / "ws")
+    session.invoice(through=date(2026, 11, 1))
+    plans = session.workspace.rules_dir / "plans.yaml"
+    plans.write_text(PLANS.replace(
+        '  eu: {currency: EUR, charges: [{meter: api_calls, model: unit, unit_price: "0.25"}]}\n',
+        '  eu:\n    currency: EUR\n    charges: [{meter: api_calls, model: unit, unit_price: "0.25"}]\n'
+        '    versions:\n      - effective: 2026-10-01\n'
+        '        charges: [{meter: api_calls, model: unit, unit_price: "0.20"}]\n'))
+    result = run_cli(session.workspace.root, "rerate", "--from", "2026-10-01", "--date", "2026-11-15")
+    assert result.exit_code == 0, result.output
+    session = open_session(session.workspace.root)
+    session.post(through=date(2026, 11, 30))
+    entries = books(session)
+    notes = {e.meta["invoice"]: {p.account: p.units.number for p in e.postings} for e in entries
+             if isinstance(e, data.Transaction) and e.narration.startswith("Credit note")}
+    assert notes == {
+        "INV-2026-000003": {"Income:Credit-Notes": Decimal("20.05"), "Liabilities:Tax:DE": Decimal("3.81"),
+                            RECEIVABLE: Decimal("-23.86")},
+        "INV-2026-000002": {"Income:Credit-Notes": Decimal("20.00"),
+                            "Assets:Receivables:Invoiced:Client-Fr": Decimal("-20.00")}}
+    assert balance(entries, "Liabilities:Tax:DE", date(2026, 12, 1)) == Decimal("-15.24")  # 19.05 − 3.81
