@@ -273,7 +273,9 @@ def meterbook_tax(draft: Any) -> Any:
     minor unit, per line or per invoice, prices exclusive or inclusive); the
     first-party plugin ``ledger.plugins.tax_rules`` answers from ``rules/taxes.yaml``.
 
-    Example: a tax service (here a fixed table standing in for its HTTP API)::
+    A tax service's plugin (a fixed table stands in for its HTTP API here).
+
+    Example::
 
         from ledger.hookspecs import hookimpl
         from ledger.tax import Tax, TaxRate, standard_tax

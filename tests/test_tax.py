@@ -356,3 +356,44 @@ def test_rerate_credit_notes_give_back_the_tax_on_the_decrease(tmp_path: Path) -
         "INV-2026-000002": {"Income:Credit-Notes": Decimal("20.00"),
                             "Assets:Receivables:Invoiced:Client-Fr": Decimal("-20.00")}}
     assert balance(entries, "Liabilities:Tax:DE", date(2026, 12, 1)) == Decimal("-15.24")  # 19.05 − 3.81
+
+
+def test_the_hookspec_example_plugin_taxes_as_documented(tmp_path: Path) -> None:
+    """ledger/hookspecs.py's meterbook_tax example, saved as is: acme_us at 6.5 % + 3.85 % on 100.25:
+    6.51625 → 6.52 and 3.859625 → 3.86, total 110.63 with the customer's tax id on the invoice."""
+    from test_readme import hookspec_example
+
+    taxes = TAXES.replace("    acme_us: {rates: [ca_state, ca_district]}\n", "")
+    session = workspace(tmp_path / "ws", taxes=taxes, plugins={"taxservice": hookspec_example("meterbook_tax").replace('"acme"', '"acme_us"')})
+    issued = {inv.customer: inv for inv in session.invoice(through=date(2026, 11, 1))}
+    assert issued["acme_us"].total == Decimal("110.63")
+    html = (session.workspace.books_dir / "documents" / f"{issued['acme_us'].number}.html").read_text()
+    assert "customer tax id WA-603-123-456" in html and "city sales tax 3.85% (US-WA-Seattle)" in html
+
+
+def test_plans_override_the_customers_rate_or_exempt_their_lines(tmp_path: Path) -> None:
+    """default: German VAT for every customer; plan ``eu`` at the reduced 7 %, plan ``us`` exempt.
+    kunde (eu): 100.25 × 0.07 = 7.0175 → 7.02, total 107.27; acme_us (us): exempt, total 100.25,
+    the plan's reason printed; client_fr keeps its reverse charge."""
+    taxes = """\
+taxes:
+  rates:
+    de_vat: {jurisdiction: DE, rate: "0.19", name: VAT}
+    de_reduced: {jurisdiction: DE, rate: "0.07", name: VAT}
+  default: {rates: [de_vat]}
+  customers:
+    client_fr: {treatment: reverse_charge, tax_id: FR40303265045, jurisdiction: FR}
+  plans:
+    eu: {rates: [de_reduced]}
+    us: {treatment: exempt, reason: "export of services: outside the scope of German VAT"}
+"""
+    session = workspace(tmp_path / "ws", taxes=taxes)
+    issued = {inv.customer: inv for inv in session.invoice(through=date(2026, 11, 1))}
+    assert issued["kunde"].total == Decimal("107.27")
+    assert issued["client_fr"].total == Decimal("100.00")
+    us = issued["acme_us"]
+    assert us.total == Decimal("100.25") and us.tax is not None
+    assert [(t.treatment, t.base, t.amount) for t in us.tax.lines] == [("exempt", Decimal("100.25"),
+                                                                         Decimal("0.00"))]
+    html = (session.workspace.books_dir / "documents" / f"{us.number}.html").read_text()
+    assert "export of services: outside the scope of German VAT" in html
