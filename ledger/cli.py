@@ -594,6 +594,9 @@ def close_command(ctx: Context, month: str, accepts: tuple[str, ...], reasons: t
     if len(accepts) != len(reasons) or any(not r.strip() for r in reasons):
         raise BadInput("each --accept FINDING_ID needs its own non-empty --reason TEXT")
     report = close_month(session, month, dict(zip(accepts, reasons, strict=True)))
+    if report.already_closed and report.finished:
+        click.echo(f"finished the close of {month}, which had stopped half-way: {'; '.join(report.finished)}")
+        return
     if report.already_closed:
         click.echo(f"{month} is already closed; nothing changed ({report.close_file})")
         return
@@ -610,7 +613,8 @@ def close_command(ctx: Context, month: str, accepts: tuple[str, ...], reasons: t
     if report.refused:
         click.echo(f"refused to close {month}: {report.refused}; nothing sealed")
         ctx_exit(1)
-    click.echo(f"closed {month}: {report.assertions} balance assertions, {len(report.accepted)} accepted "
+    click.echo(f"closed {month}: {report.assertions} balance assertions (and the seal plugin's guard), "
+               f"{len(report.accepted)} accepted "
                f"findings, {len(report.invoices)} invoices issued")
     click.echo(f"seal {report.seal_hash}  {report.close_file}")
     if report.report_file:  # the close report, as written beside the close file

@@ -47,6 +47,7 @@ from the store and the rating against the books.
 from __future__ import annotations
 
 import calendar
+import contextlib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -63,7 +64,7 @@ from beancount.parser.grammar import ValueType
 from beancount.utils import misc_utils
 from sqlalchemy import Engine, delete, func, insert, select
 
-from ledger import books, metering, seal
+from ledger import books, faults, metering, seal
 from ledger.credit_notes import load_credit_notes
 from ledger.errors import BadInput, MeterbookError, PluginError
 from ledger.invoicing import Invoice, load_invoices
@@ -366,6 +367,8 @@ class CloseReport:
     errors: tuple[str, ...] = ()
     #: ``books/YYYY/YYYY-MM.close.md`` (:func:`ledger.reports.write_close_report`), once sealed
     report_file: str = ""
+    #: what a re-run completed of a sealed month's close that had stopped half-way (:func:`finish_close`)
+    finished: tuple[str, ...] = ()
 
     @property
     def open_errors(self) -> tuple[Finding, ...]:
@@ -383,7 +386,8 @@ def close_month(session: Session, month: str, accept: Mapping[str, str] | None =
     books_dir = session.workspace.books_dir
     sealed = books.sealed_months(books_dir)
     if month in sealed:
-        return CloseReport(month, already_closed=True, close_file=str(books.close_path(books_dir, month)))
+        return CloseReport(month, already_closed=True, close_file=str(books.close_path(books_dir, month)),
+                           finished=finish_close(session, month))
     if last_day(month) >= session.today():
         raise BadInput(f"{month} has not ended yet (today is {session.today()}); close it from "
                        f"{first_day(seal.next_month(month))}")
@@ -484,12 +488,14 @@ def _close(session: Session, month: str, accept: dict[str, str]) -> CloseReport:
     workspace = session.workspace
     books_dir = workspace.books_dir
     end = last_day(month)
-    through = _posted_through(books_dir, end)
+    # The books stay posted as far as they were (the later of what the open months' files hold
+    # and what the store recorded): a refused or interrupted close never truncates them.
+    through = max(_posted_through(books_dir, end), session.posted_through() or end)
 
     # Everything due in the month is issued first: nothing dated in a sealed month may come later,
     # and an invoice held by an open error finding stops the close.
     gate = InvoiceGate(session, accept)
-    issued = tuple(session.invoice(through=end, gate=gate))
+    issued = tuple(session.invoice(through=end, gate=gate, post_through=through))
     gated = {f.id for found in gate.findings.values() for f in found}
     if gate.held:
         holding = {f.id: f for held in gate.held for f in held.findings}
@@ -501,6 +507,7 @@ def _close(session: Session, month: str, accept: dict[str, str]) -> CloseReport:
         return CloseReport(month, findings=tuple(sorted(holding.values(), key=lambda f: f.id)), invoices=issued,
                            refused=(f"{count} invoice{'s' if count != 1 else ''} dated on or before {end} held by "
                                     "open error findings; fix or accept each with --accept ID --reason TEXT"))
+    faults.point("close:inner-post")
     session.post(through)
 
     findings = run_reconcilers(session, month)
@@ -526,41 +533,110 @@ def _close(session: Session, month: str, accept: dict[str, str]) -> CloseReport:
 
     close_file = books.close_path(books_dir, month)
     entries, documents, _invoices = session.generate(through)
+    from ledger.reports import close_report_path, close_report_text
+
+    report_file = close_report_path(books_dir, month)
     loaded: list[data.Directive] = []
+    hash_ = ""
+    # One unit, in this order: close file (assertions) + books + documents, load; the close
+    # report; the seal recorded in the store; the seal written into the close file (the commit
+    # point: until it is there the month is open and a re-run closes it again from the start).
     try:
         books.write_atomic(close_file, body)
         session.write(entries, documents)  # main.beancount now includes the close file
         loaded, errors, _options = books.load_books(workspace.main_file)
+        faults.point("close:body")
         if not errors:
             previous = _previous_seal(loaded, month)
-            sealing = seal.build_seal(month, loaded, previous)
-            books.write_atomic(close_file, body + "".join("\n" + books.format_entry(d) for d in sealing))
+            pending = close_report_text(session, month, findings=findings, accepted=accepted,
+                                        seal_hash=seal.REPORT_PLACEHOLDER, entries=loaded)
+            covered = seal.coverage_text(month, str(books_dir), loaded, (
+                report_file.relative_to(books_dir).as_posix(), pending), len(seal.read_seals(loaded)[0]))
+            extra, _errors, _options = parser.parse_string(covered)
+            sealing = seal.build_seal(month, [*loaded, *extra], previous)
+            hash_ = seal.read_seals(sealing)[0][0].hash
+            books.write_atomic(report_file, pending.replace(seal.REPORT_PLACEHOLDER, hash_))
+            record_seal(session, month, hash_)
+            faults.point("close:recorded")
+            books.write_atomic(close_file, body + "\n" + covered
+                               + "".join("\n" + books.format_entry(d) for d in sealing))
+            faults.point("close:sealed")
             loaded, errors, _options = books.load_books(workspace.main_file)
     except BaseException:
-        _roll_back(session, close_file, entries, documents)
+        _roll_back(session, month, close_file, entries, documents)
         raise
     if errors or month not in books.sealed_months(books_dir):
-        _roll_back(session, close_file, entries, documents)
+        _roll_back(session, month, close_file, entries, documents)
         messages = tuple(_error_line(e) for e in errors)
         return CloseReport(**{**report.__dict__, "errors": messages,
                               "refused": f"the books do not load cleanly with the close file ({len(errors)} errors)"})
-    statuses = {s.month: s for s in seal.verify_seals(loaded)}
-    hash_ = statuses[month].hash
-    with session.engine.begin() as conn:
-        conn.execute(delete(meta_table).where(meta_table.c.key == f"seal:{month}"))
-        conn.execute(insert(meta_table).values(key=f"seal:{month}", value=hash_))
-    # The close report (Markdown, beside the close file) is written once the seal is verified;
-    # a re-close of a sealed month returns before this, so the report is never rewritten.
-    from ledger.reports import write_close_report
-
-    report_file = write_close_report(session, month, findings=findings, accepted=accepted, seal_hash=hash_,
-                                     entries=loaded)
     return CloseReport(**{**report.__dict__, "assertions": len(balances), "seal_hash": hash_,
                           "close_file": str(close_file), "report_file": str(report_file)})
 
 
-def _roll_back(session: Session, close_file: Path, entries: list[data.Directive], documents: dict[str, str]) -> None:
+def finish_close(session: Session, month: str) -> tuple[str, ...]:
+    """Complete the close of a sealed ``month`` that stopped after its seal was written: record
+    the seal in the store if it is missing there, and write the close report if it is missing
+    or differs from the one sealed (only when the report rendered again is the one sealed, or
+    the seal predates sealed reports). A seal that does not verify is left to ``check``.
+    Returns what was done, one phrase each (empty: the close was complete)."""
+    from ledger.reports import close_report_path, close_report_text
+
+    loaded, _errors, _options = books.load_books(session.workspace.main_file)
+    status = {s.month: s for s in seal.verify_seals(loaded)}.get(month)
+    if status is None or not status.ok:
+        return ()
+    done: list[str] = []
+    with session.engine.connect() as conn:
+        recorded = conn.execute(select(meta_table.c.value).where(meta_table.c.key == f"seal:{month}")).scalar()
+    if recorded is None:
+        record_seal(session, month, status.hash)
+        done.append("recorded its seal in the store")
+    books_dir = session.workspace.books_dir
+    path = close_report_path(books_dir, month)
+    sealed_digest = None
+    for entry in loaded:
+        if (isinstance(entry, data.Custom) and entry.type == seal.DOCUMENTS and entry.values
+                and entry.values[0].value == month and isinstance(entry.meta.get("report"), str)):
+            sealed_digest = entry.meta["report"].rpartition(" ")[2]
+    current = path.read_text(encoding="utf-8") if path.is_file() else None
+    if current is not None and (sealed_digest is None or seal.report_digest(current, status.hash) == sealed_digest):
+        return tuple(done)
+    findings = run_reconcilers(session, month)
+    known = {f.id for f in findings}
+    accepted = {k: v for k, v in load_acceptances(session.engine, month).items() if k in known}
+    shown = [e for e in loaded if seal.period_of(e) is not None or not isinstance(e, data.Custom | data.Transaction)
+             or (isinstance(e, data.Transaction) and seal.GUARD_MARK not in e.meta)]
+    pending = close_report_text(session, month, findings=findings, accepted=accepted,
+                                seal_hash=seal.REPORT_PLACEHOLDER, entries=shown)
+    if sealed_digest is None or seal.report_digest(pending, seal.REPORT_PLACEHOLDER) == sealed_digest:
+        books.write_atomic(path, pending.replace(seal.REPORT_PLACEHOLDER, status.hash))
+        done.append(f"wrote its close report {path.relative_to(session.workspace.root)}")
+    return tuple(done)
+
+
+def record_seal(session: Session, month: str, hash_: str) -> None:
+    """Keep ``seal:YYYY-MM`` in the store: the anchor ``check`` compares the books' chain with.
+
+    ``close`` records it before it writes the seal into the books, so every seal the books
+    ever carried is in the store: one deleted from the books later fails ``check``.
+    """
+    with session.engine.begin() as conn:
+        conn.execute(delete(meta_table).where(meta_table.c.key == f"seal:{month}"))
+        conn.execute(insert(meta_table).values(key=f"seal:{month}", value=hash_))
+
+
+def _roll_back(session: Session, month: str, close_file: Path, entries: list[data.Directive],
+               documents: dict[str, str]) -> None:
+    """Undo a close that did not seal: no close file, no close report, no seal record."""
+    from sqlalchemy.exc import DBAPIError
+
+    from ledger.reports import close_report_path
+
     close_file.unlink(missing_ok=True)
+    close_report_path(session.workspace.books_dir, month).unlink(missing_ok=True)
+    with contextlib.suppress(DBAPIError), session.engine.begin() as conn:  # a read-only store recorded nothing
+        conn.execute(delete(meta_table).where(meta_table.c.key == f"seal:{month}"))
     session.write(entries, documents)
 
 
@@ -705,15 +781,39 @@ def check_books(workspace: Workspace) -> list[CheckResult]:
     results: list[CheckResult] = []
     main = workspace.main_file
     entries: list[data.Directive] = []
+    details: list[str] = []
+    ok = True
     if not main.exists():
         results.append(CheckResult("bean-check", False, (f"{main} does not exist; run meterbook post",)))
     else:
-        entries, errors, _options = books.load_books(main)
+        entries, errors, options = books.load_books(main)  # always with Beancount's pickle cache off
         results.append(CheckResult("bean-check", not errors, tuple(_error_line(e) for e in errors)))
+        if "ledger.seal" not in [name for name, _config in options.get("plugin", [])]:
+            ok = False
+            details.append(f'{main}: plugin "ledger.seal" is not declared: bean-check and Fava do not verify '
+                           "the seals (`meterbook post` writes main.beancount again)")
 
     statuses = seal.verify_seals(entries)
-    details = [f"{s.month} {s.hash[:16]}… {'ok' if s.ok else 'FAILED: ' + s.message}" for s in statuses]
-    ok = all(s.ok for s in statuses)
+    coverage = {c.month: c for c in seal.check_documents(entries, str(workspace.books_dir))[0]}
+    for s in statuses:
+        covered = coverage.get(s.month)
+        if not s.ok:
+            details.append(f"{s.month} {s.hash[:16]}… FAILED: {s.message}")
+        elif covered is None:
+            details.append(f"{s.month} {s.hash[:16]}… ok (sealed before seals covered documents: its documents "
+                           "and close report are not verified)")
+        elif covered.problems:
+            details.extend(f"{s.month} {s.hash[:16]}… FAILED: {problem}" for problem in covered.problems)
+        else:
+            details.append(f"{s.month} {s.hash[:16]}… ok, {covered.files} documents and the close report")
+    ok = ok and all(s.ok and not (s.month in coverage and coverage[s.month].problems) for s in statuses)
+    sealed_in_books = books.sealed_months(workspace.books_dir)
+    for path in sorted(workspace.books_dir.glob("[0-9][0-9][0-9][0-9]/*.close.beancount")):
+        month = path.name[:7]
+        if seal.is_month(month) and month not in sealed_in_books:
+            ok = False
+            details.append(f"{path.relative_to(workspace.root)}: a close file without a seal: the close of {month} "
+                           f"stopped half-way; run `meterbook close {month}` to finish it")
     session: Session | None = None
     try:
         session = Session.open(workspace)
@@ -731,6 +831,11 @@ def check_books(workspace: Workspace) -> list[CheckResult]:
                 found = in_books.get(month)
                 details.append(f"{month}: the store recorded seal {hash_[:16]}… at close, the books have "
                                + (f"{found[:16]}…" if found else "no seal"))
+        for month in sorted(set(in_books) - set(recorded)):
+            ok = False
+            details.append(f"{month}: sealed in the books, but the store has no record of that seal: the close of "
+                           f"{month} did not finish (run `meterbook close {month}` to finish it) or the seal was "
+                           "not written by this store's close")
     summary = f"{len(statuses)} sealed month{'s' if len(statuses) != 1 else ''}"
     results.insert(1, CheckResult(f"seals ({summary})", ok, tuple(details)))
     if session is None:
@@ -742,6 +847,9 @@ def check_books(workspace: Workspace) -> list[CheckResult]:
 
     results.append(pinned_terms_check(session))
     results.append(rerated_lines_check(session))
+    from ledger.subscriptions import subscriptions_check
+
+    results.append(subscriptions_check(session))
     missing = session.unknown_records()
     if missing:
         results.append(CheckResult("store of record", False, (
@@ -752,21 +860,50 @@ def check_books(workspace: Workspace) -> list[CheckResult]:
         return results
     results.append(CheckResult("store of record", True, (
         "every invoice, credit note, debit adjustment and payment of the sealed months is in the store",)))
+    results.append(issued_in_books(session, entries))
     results.append(tie_out(session, entries))
     return results
+
+
+def audit_through(session: Session, entries: Sequence[data.Directive]) -> date | None:
+    """The last day ``check`` audits: the latest of the books' last posting, the end of the
+    sealed months, the day the store recorded the books posted through
+    (:meth:`ledger.session.Session.posted_through`) and the latest issued invoice. Taken
+    from the store too, so books truncated or emptied behind its back do not tie out."""
+    dates = [e.date for e in entries if isinstance(e, data.Transaction)]
+    first_open = session.first_open()
+    if first_open > date.min:  # the sealed months are covered even when nothing follows them
+        dates.append(first_open - timedelta(days=1))
+    posted = session.posted_through()
+    if posted is not None:
+        dates.append(posted)
+    dates += [inv.date for inv in load_invoices(session.engine)]
+    return max(dates) if dates else None
+
+
+def issued_in_books(session: Session, entries: Sequence[data.Directive]) -> CheckResult:
+    """Every invoice the store issued through :func:`audit_through` has its transaction in the books."""
+    through = audit_through(session, entries)
+    issued = [inv.number for inv in load_invoices(session.engine) if through is not None and inv.date <= through]
+    posted = {e.meta.get("invoice") for e in entries
+              if isinstance(e, data.Transaction) and "reference" not in e.meta}
+    missing = [number for number in issued if number not in posted]
+    name = "issued invoices in the books"
+    if missing:
+        return CheckResult(name, False, (
+            f"{len(missing)} of the {len(issued)} invoices the store issued through {through} are not in the books "
+            "(books truncated or not re-posted since; `meterbook post` rewrites them from the store)",
+            ", ".join(missing[:10]) + (f" … and {len(missing) - 10} more" if len(missing) > 10 else "")))
+    return CheckResult(name, True, (f"{len(issued)} invoices through {through}",))
 
 
 def tie_out(session: Session, entries: Sequence[data.Directive]) -> CheckResult:
     """Per customer unbilled, contract-asset and receivable balances: store + rating vs books.
 
-    Both sides are taken at the end of the last day the books have postings for
-    (books that miss events ingested since the last ``post`` do not tie out).
+    Both sides are taken at the end of :func:`audit_through` (books that miss events
+    ingested since the last ``post``, or were truncated, do not tie out).
     """
-    dates = [e.date for e in entries if isinstance(e, data.Transaction)]
-    first_open = session.first_open()
-    if dates and first_open > date.min:  # the sealed months are covered even when nothing follows them
-        dates.append(first_open - timedelta(days=1))
-    through = max(dates) if dates else None
+    through = audit_through(session, entries)
     if through is None:
         return CheckResult("store-to-ledger tie-out", True, ("the books have no postings yet",))
     compared = tie_out_balances(session, entries, through)

@@ -134,7 +134,20 @@ __plugins__ = ("seal",)
 
 SEAL = "meterbook-seal"
 MANIFEST = "meterbook-seal-manifest"
+#: The directive that seals a month's documents and close report by their SHA-256 (:func:`coverage_text`).
+DOCUMENTS = "meterbook-seal-documents"
 GENESIS = "0" * 64
+#: Credited by this plugin, once per sealed month whose seal and chain verify; each close file
+#: asserts its balance (:func:`guard_entries`), so books loaded without the plugin fail to check.
+GUARD_ACCOUNT = "Equity:Meterbook:Seals-Verified"
+#: The other side of the guard postings.
+GUARD_SOURCE = "Equity:Meterbook:Seal-Plugin"
+GUARD_ACCOUNTS = frozenset({GUARD_ACCOUNT, GUARD_SOURCE})
+GUARD_CURRENCY = "SEAL"
+#: Metadata key of the entries the plugin adds (no key written in a file can start with ``_``).
+GUARD_MARK = "__meterbook_seal_guard__"
+#: What stands for the seal hash in a close report while it is hashed (:func:`report_digest`).
+REPORT_PLACEHOLDER = "<meterbook seal hash>"
 
 _MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
 _HASH = re.compile(r"[0-9a-f]{64}")
@@ -203,6 +216,8 @@ def is_month(value: object) -> bool:
 
 def period_of(entry: data.Directive) -> str | None:
     """The month whose seal covers ``entry``, or None (see the module docstring)."""
+    if entry.meta and GUARD_MARK in entry.meta:
+        return None  # added by this plugin at load time (guard_entries), never in a file
     if isinstance(entry, data.Custom):
         if entry.type in (SEAL, MANIFEST) or entry.type.startswith("fava-"):
             return None
@@ -589,6 +604,146 @@ def check(entries: Sequence[data.Directive]) -> tuple[list[SealStatus], list[Sea
     return statuses, errors
 
 
+# -- what else a seal covers: documents, close report, the plugin itself --------------
+
+
+def file_digest(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a file's bytes, hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 16), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def report_digest(text: str, seal_hash: str) -> str:
+    """SHA-256 of a close report with its own seal hash replaced by :data:`REPORT_PLACEHOLDER`.
+
+    The report prints the seal hash, and the seal covers the report's hash: so the
+    report is hashed as rendered with the placeholder, before the seal exists, and
+    checked by putting the placeholder back::
+
+        >>> pending, final = "Seal: <meterbook seal hash>", "Seal: " + "ab" * 32
+        >>> report_digest(pending, "ab" * 32) == report_digest(final, "ab" * 32)
+        True
+    """
+    return hashlib.sha256(text.replace(seal_hash, REPORT_PLACEHOLDER).encode("utf-8")).hexdigest()
+
+
+def _books_relative(path: str, books_dir: str) -> str:
+    return os.path.relpath(path, books_dir).replace(os.sep, "/")
+
+
+def covered_documents(entries: Iterable[data.Directive], month: str, books_dir: str) -> list[str]:
+    """The documents the seal of ``month`` covers, relative to the books folder: the file of
+    every ``document`` entry of the month (the HTML) and its ``.json`` twin when there is one."""
+    found: set[str] = set()
+    for entry in entries:
+        if isinstance(entry, data.Document) and period_of(entry) == month:
+            found.add(_books_relative(entry.filename, books_dir))
+            twin = os.path.splitext(entry.filename)[0] + ".json"
+            if os.path.exists(twin):
+                found.add(_books_relative(twin, books_dir))
+    return sorted(found)
+
+
+def coverage_text(month: str, books_dir: str, entries: Iterable[data.Directive], report: tuple[str, str],
+                  sealed_before: int) -> str:
+    """The close-file lines written with the seal: the documents directive and the guard assertion.
+
+    ``report``: the close report's path relative to the books folder and its text with
+    :data:`REPORT_PLACEHOLDER` for the seal hash; ``sealed_before``: how many months the
+    chain seals before ``month``. For October 2026, the third sealed month::
+
+        2026-11-01 custom "meterbook-seal-documents" "2026-10" 2
+          d1: "documents/INV-2026-000007.html 5e1c…(sha256)"
+          d2: "documents/INV-2026-000007.json 0b7a…"
+          report: "2026/2026-10.close.md 93d0…"
+
+        ; Credited only by plugin "ledger.seal" once it checked every seal through 2026-10:
+        ; loaded without the plugin (bean-check, Fava), these books fail here.
+        2026-11-01 balance Equity:Meterbook:Seals-Verified  3 SEAL
+    """
+    day = month_start(next_month(month)).isoformat()
+    files = covered_documents(entries, month, books_dir)
+    lines = [f'{day} custom "{DOCUMENTS}" "{month}" {len(files)}']
+    lines += [f'  d{n}: "{path} {file_digest(os.path.join(books_dir, path))}"' for n, path in enumerate(files, 1)]
+    report_path, report_text = report
+    lines.append(f'  report: "{report_path} {report_digest(report_text, REPORT_PLACEHOLDER)}"')
+    lines += ["", f'; Credited only by plugin "ledger.seal" once it checked every seal through {month}:',
+              "; loaded without the plugin (bean-check, Fava), these books fail here.",
+              f"{day} balance {GUARD_ACCOUNT}  {sealed_before + 1} {GUARD_CURRENCY}"]
+    return "\n".join(lines) + "\n"
+
+
+class Coverage(NamedTuple):
+    """A sealed month's documents directive, checked against the files: ``problems`` empty when all match."""
+
+    month: str
+    files: int
+    problems: tuple[str, ...]
+
+
+def check_documents(entries: Sequence[data.Directive], books_dir: str,
+                    ) -> tuple[list[Coverage], list[SealError]]:
+    """Hash every file a ``meterbook-seal-documents`` directive lists and compare; the close
+    report with its month's seal hash put back to the placeholder (:func:`report_digest`)."""
+    seals = {seal.month: seal.hash for seal in read_seals(entries)[0]}
+    coverages: list[Coverage] = []
+    errors: list[SealError] = []
+    for entry in entries:
+        if not (isinstance(entry, data.Custom) and entry.type == DOCUMENTS and entry.values
+                and is_month(entry.values[0].value)):
+            continue
+        month = str(entry.values[0].value)
+        problems: list[str] = []
+        listed = [(key, value) for key, value in (entry.meta or {}).items()
+                  if (re.fullmatch(r"d\d+", key) or key == "report") and isinstance(value, str)]
+        for key, value in listed:
+            path, _, recorded = value.rpartition(" ")
+            full = os.path.join(books_dir, path)
+            try:
+                if key == "report":
+                    with open(full, encoding="utf-8") as handle:
+                        found = report_digest(handle.read(), seals.get(month, REPORT_PLACEHOLDER))
+                else:
+                    found = file_digest(full)
+            except (OSError, UnicodeDecodeError) as exc:
+                problems.append(f"month {month} is sealed but its document {path} cannot be read: "
+                                f"{getattr(exc, 'strerror', None) or exc}")
+                continue
+            if found != recorded:
+                what = "close report" if key == "report" else "document"
+                problems.append(f"month {month} is sealed but its {what} {path} was changed "
+                                f"(sha256 {found[:16]}…, sealed {recorded[:16]}…)")
+        errors.extend(SealError(entry.meta, problem, None) for problem in problems)
+        coverages.append(Coverage(month, sum(1 for key, _value in listed if key != "report"), tuple(problems)))
+    return coverages, errors
+
+
+def guard_entries(statuses: Sequence[SealStatus]) -> list[data.Directive]:
+    """What the plugin adds once it has checked the chain: the two guard accounts, opened on
+    the first sealed month's first day, and ``1 SEAL`` to :data:`GUARD_ACCOUNT` on the last
+    day of each sealed month it checked. A broken seal is already a load error of its own, so
+    its month is credited too (one error per problem); what the guard catches is a load
+    without the plugin, where nothing credits it and every close file's assertion fails."""
+    if not statuses:
+        return []
+    meta = {"filename": "<ledger.seal>", "lineno": 0, GUARD_MARK: True}
+    opened = month_start(statuses[0].month)
+    added: list[data.Directive] = [data.Open(dict(meta), opened, account, [], None)
+                                   for account in sorted(GUARD_ACCOUNTS)]
+    for status in statuses:
+        last = month_start(next_month(status.month)) - datetime.timedelta(days=1)
+        one = Decimal(1)
+        added.append(data.Transaction(dict(meta), last, "*", None, f"ledger.seal checked the seal of {status.month}",
+                                      frozenset(), frozenset(), [
+                                          data.Posting(GUARD_ACCOUNT, Amount(one, GUARD_CURRENCY), None, None, None, None),
+                                          data.Posting(GUARD_SOURCE, Amount(-one, GUARD_CURRENCY), None, None, None,
+                                                       None)]))
+    return added
+
+
 def verify_seals(entries: Sequence[data.Directive]) -> list[SealStatus]:
     """One status per sealed month, in month order: for ``meterbook check`` and the Fava page."""
     return check(entries)[0]
@@ -601,6 +756,11 @@ def seal(entries: list[data.Directive], options_map: dict[str, Any]) -> tuple[li
       entries: The loaded directives.
       options_map: The options map (unused).
     Returns:
-      The entries, unchanged, and a list of :class:`SealError`.
+      The entries plus the guard entries (:func:`guard_entries`), and a list of
+      :class:`SealError`: broken seals, then sealed documents whose hash changed.
     """
-    return entries, check(entries)[1]
+    statuses, errors = check(entries)
+    main = (options_map or {}).get("filename")
+    if isinstance(main, str) and os.path.isabs(main):
+        errors.extend(check_documents(entries, os.path.dirname(main))[1])
+    return [*entries, *guard_entries(statuses)], errors
