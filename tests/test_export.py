@@ -121,6 +121,9 @@ def test_csv_export_reimported_into_a_second_beancount_file_balances_and_matches
             lines.append(f"  {ROOTS[r['account'][0]]}:GL-{r['account']}  {amount} {r['currency']}")
     gl_file = tmp_path / "gl.beancount"
     gl_file.write_text("\n".join(lines) + "\n")
+    # README shows this very file (the seal hash written <seal>)
+    [seal] = {r["memo"].rsplit(" ", 1)[1] for r in rows}
+    assert readme_block("<!-- export-example -->", "```beancount\n") == gl_file.read_text().replace(seal, "<seal>")
     entries, errors, _ = loader.load_file(str(gl_file))
     assert errors == []
     real = realization.realize(entries)
@@ -204,3 +207,17 @@ def test_the_demo_books_sealed_september_exports_to_its_exact_movements() -> Non
         assert summed == 0
         for line in entry.lines:
             assert line.amount == sum((realized[(a, entry.currency)] for a in line.accounts), Decimal(0))
+
+
+def readme_block(marker: str, fence: str) -> str:
+    text = (REPO / "README.md").read_text()
+    return text[text.index(marker):].split(fence, 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_shows_this_export(closed: Session) -> None:
+    """README's worked example: the mapping file and the csv export, the seal hash written <seal>."""
+    assert readme_block("<!-- gl-example -->", "```yaml\n") == GL
+    result = run_cli(closed.workspace.root, "export", "journal", "--month", "2026-11", "--format", "csv")
+    [seal] = {row["memo"].rsplit(" ", 1)[1] for row in csv.DictReader(io.StringIO(result.stdout))}
+    shown = readme_block("<!-- export-example -->", "```\n")
+    assert shown == "$ meterbook export journal --month 2026-11 --format csv\n" + result.stdout.replace(seal, "<seal>")

@@ -31,6 +31,7 @@ from ledger.invoicing import load_invoices
 from ledger.reports import build_report
 from ledger.session import Session
 from ledger.tax import TaxRate, standard_tax
+from tests.conftest import REPO
 from tests.support import (
     METERS_CALLS,
     balance,
@@ -397,3 +398,10 @@ taxes:
                                                                          Decimal("0.00"))]
     html = (session.workspace.books_dir / "documents" / f"{us.number}.html").read_text()
     assert "export of services: outside the scope of German VAT" in html
+
+
+def test_the_readme_documents_these_tax_rules() -> None:
+    """README's Taxes section shows the rules these worked examples run with."""
+    text = (REPO / "README.md").read_text()
+    after = text[text.index("<!-- taxes-example -->"):]
+    assert after.split("```yaml\n", 1)[1].split("```", 1)[0] == TAXES
