@@ -93,6 +93,17 @@ def test_each_page_in_chromium(base_url: str, browser: Any, tmp_path: Path) -> N
     assert "150.00" in page.inner_text("article table")  # 150 calls at 1.00 in September
     page.screenshot(path=str(tmp_path / "MeterbookReports-revenue.png"), full_page=True)
 
+    # Revenue: Fava's own components rendered them (its chart switcher draws an SVG chart, its
+    # query table formats the amounts with the currency), not meterbook markup
+    page.click('aside a[href*="/extension/MeterbookRevenue/"]')
+    page.wait_for_selector("#revenue-charts svelte-component svg")
+    assert page.locator("#revenue-charts svelte-component svg").count() >= 1
+    assert page.locator("#revenue-charts .error, #revenue-USD .error").count() == 0
+    page.wait_for_selector("#revenue-USD svelte-component table")
+    rendered = page.inner_text("#revenue-USD svelte-component table")
+    assert "recognized" in rendered and "160.00 USD" in rendered and "34.00 USD" in rendered
+    page.screenshot(path=str(tmp_path / "MeterbookRevenue-components.png"), full_page=True)
+
     # Evidence: the form, submitted like a reader would
     page.click('aside a[href*="/extension/MeterbookEvidence/"]')
     page.fill("#evidence-ref", "INV-2026-000002")

@@ -28,12 +28,14 @@ month    recognized  invoiced  unbilled  deferred  receivable
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -168,12 +170,31 @@ def test_fava_loads_the_pages_without_errors(fava: Fava) -> None:
                       "MeterbookReports": "Reports", "MeterbookRevenue": "Revenue"}
 
 
+def components(html: str, kind: str) -> list[Any]:
+    """The JSON data of each of Fava's ``<svelte-component type="kind">`` elements on a page."""
+    found = re.findall(rf'<svelte-component type="{kind}"><script type="application/json">(.*?)</script>', html, re.S)
+    return [json.loads(text, parse_float=Decimal) for text in found]
+
+
 def test_revenue_page(fava: Fava) -> None:
+    """Fava's own components: its chart switcher and its query table (Fava formats the numbers)."""
     html = fava.page("MeterbookRevenue")
-    assert cells(html, "2026-09") == ["2026-09", "160.00", "60.00", "110.00", "10.00", "60.00"]
-    assert cells(html, "2026-10") == ["2026-10", "34.00", "110.00", "30.00", "6.00", "0.00"]
-    assert '<svg xmlns="http://www.w3.org/2000/svg" class="meterbook-chart"' in html
-    assert "2026-09 recognized 160.00 USD" in html  # a bar's tooltip
+    [table] = components(html, "query-table")
+    assert [c["name"] for c in table["types"]] == ["month", "recognized", "invoiced", "unbilled (end)",
+                                                   "deferred (end)", "receivable (end)"]
+    assert {c["dtype"] for c in table["types"][1:]} == {"Amount"}
+    shown = {row[0]: [(a["number"], a["currency"]) for a in row[1:]] for row in table["rows"]}
+    usd = [(Decimal(n), "USD") for n in ("160.00", "60.00", "110.00", "10.00", "60.00")]
+    assert shown["2026-09"] == usd
+    assert shown["2026-10"] == [(Decimal(n), "USD") for n in ("34.00", "110.00", "30.00", "6.00", "0.00")]
+    [charts] = components(html, "charts")
+    assert [(c["type"], c["label"]) for c in charts] == [
+        ("bar", "recognized"), ("bar", "invoiced"), ("balances", "unbilled (end)"),
+        ("balances", "deferred (end)"), ("balances", "receivable (end)")]
+    assert [(d["date"], d["balance"]) for d in charts[0]["data"]] == [
+        ("2026-08-31", {"USD": 0}), ("2026-09-30", {"USD": Decimal("160.00")}),
+        ("2026-10-31", {"USD": Decimal("34.00")})][-len(charts[0]["data"]):]
+    assert "<svg" not in html  # no chart of its own
 
 
 def test_revenue_figures_match_the_books_balances(workspace_root: Path) -> None:

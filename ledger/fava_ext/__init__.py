@@ -36,15 +36,18 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from babel.core import Locale
 from beancount.core import data
+from fava.core.number import get_locale_format
+from fava.core.query import QueryResultTable
 from fava.ext import FavaExtensionBase, extension_endpoint
 from flask import Response, abort, request
 
 from ledger import seal
 from ledger.errors import MeterbookError
 from ledger.fava_ext import figures
-from ledger.fava_ext.chart import bar_chart
-from ledger.money import quantum
+from ledger.fava_ext.chart import revenue_charts, revenue_table
+from ledger.money import minor_units, quantum
 
 if TYPE_CHECKING:
     from fava.core import FavaLedger
@@ -91,7 +94,29 @@ class _Workspace:
     ledger: FavaLedger
     _session: Session | MeterbookError | None = None
 
-    money = staticmethod(money)
+    def money(self, value: Decimal | None, currency: str = "") -> str:
+        """An amount formatted by Fava's own number formatter (``fava.core.number``): the
+        ledger's ``locale`` Fava option (grouping, decimal mark) and the currency's precision in
+        the books (else its ISO 4217 minor unit), widened to every digit the value has.
+
+        >>> from types import SimpleNamespace as NS
+        >>> page = _Workspace()
+        >>> page.ledger = NS(fava_options=NS(locale="de_DE"), format_decimal=NS(precisions={"USD": 2}))
+        >>> page.money(Decimal("1234.5"), "USD"), page.money(Decimal("0.125"), "USD"), page.money(None)
+        ('1.234,50', '0,125', '—')
+        >>> page.ledger.fava_options.locale = None                     # Fava's default: no grouping
+        >>> page.money(Decimal("1234.5"), "USD"), page.money(Decimal("7"), "JPY")
+        ('1234.50', '7')
+        """
+        if value is None:
+            return "—"
+        places = self.ledger.format_decimal.precisions.get(currency) if currency else None
+        if places is None:
+            places = minor_units(currency) if currency else 0
+        exponent = value.as_tuple().exponent
+        digits = max(places, -exponent if isinstance(exponent, int) and exponent < 0 else 0)
+        name = self.ledger.fava_options.locale
+        return get_locale_format(Locale.parse(name) if name else None, digits)(value)
 
     @staticmethod
     def is_notice(value: object) -> bool:
@@ -130,21 +155,18 @@ class MeterbookRevenue(_Workspace, FavaExtensionBase):
 
     report_title = "Revenue"
 
-    def by_currency(self) -> list[tuple[str, tuple[figures.MonthFigures, ...], str]] | Notice:
-        """Per currency: its months and a chart of recognized and invoiced revenue."""
+    def revenue(self) -> tuple[list[Any], list[tuple[str, QueryResultTable]]] | Notice:
+        """Fava's charts of every currency, and per currency a Fava query table of its months."""
         session = self.session()
         if isinstance(session, Notice):
             return session
         rows = figures.revenue_by_month(self.entries, session.rules)
-        result = []
-        for currency in sorted({r.currency for r in rows}):
-            mine = tuple(r for r in rows if r.currency == currency)
-            chart = bar_chart([r.month for r in mine], [
-                ("recognized", [r.recognized for r in mine]), ("invoiced", [r.invoiced for r in mine]),
-                ("unbilled (end)", [r.unbilled for r in mine]), ("deferred (end)", [r.deferred for r in mine]),
-            ], unit=currency)
-            result.append((currency, mine, chart))
-        return result
+        # a commodity with no figure in any month (the seal's marker) is left out
+        shown = {r.currency for r in rows if any((r.recognized, r.invoiced, r.unbilled, r.deferred, r.receivable))}
+        rows = tuple(r for r in rows if r.currency in shown)
+        tables = [(currency, revenue_table([r for r in rows if r.currency == currency]))
+                  for currency in sorted({r.currency for r in rows})]
+        return (revenue_charts(rows) if rows else []), tables
 
 
 class MeterbookCustomers(_Workspace, FavaExtensionBase):

@@ -1,59 +1,84 @@
-"""A grouped bar chart as inline SVG: no script, no external asset.
+"""The Revenue page's data in the shapes Fava's own components take.
 
-Fava inserts extension pages into its single-page app without running their
-scripts, so the chart is plain markup. One group per label, one bar per
-series; negative values hang below the zero line::
+Fava (1.30) mounts ``<svelte-component type="…">`` elements found in an extension's
+page, reading their data from an inner ``<script type="application/json">`` (see
+``fava/ext/fava_ext_test/templates/FavaExtTest.html``): ``charts`` is Fava's chart
+switcher (bar charts of :class:`fava.internal_api.BarChart`, line charts of
+:class:`fava.internal_api.BalancesChart`), ``query-table`` the table of a BQL query
+result (:class:`fava.core.query.QueryResultTable`), sortable and with amounts formatted
+by Fava for its locale and each currency's precision. So the pages draw no chart and
+format no number of their own; the self-contained statements keep their inline SVG
+(:mod:`ledger.statements`), which must render with no Fava around.
 
-    >>> svg = bar_chart(["2026-09", "2026-10"], [("recognized", [Decimal("160"), Decimal("30")])])
-    >>> svg.startswith("<svg") and "2026-10" in svg and "recognized 160" in svg
-    True
+With two months of USD::
+
+    >>> from ledger.fava_ext.figures import MonthFigures
+    >>> rows = (MonthFigures("2026-09", "USD", Decimal("160"), Decimal("60"), Decimal("110"), Decimal("10"),
+    ...                      Decimal("60")),
+    ...         MonthFigures("2026-10", "USD", Decimal("34"), Decimal("110"), Decimal("30"), Decimal("6"),
+    ...                      Decimal("0")))
+    >>> [(c.type, c.label) for c in revenue_charts(rows)]
+    [('bar', 'recognized'), ('bar', 'invoiced'), ('balances', 'unbilled (end)'), ('balances', 'deferred (end)'), ('balances', 'receivable (end)')]
+    >>> bars = revenue_charts(rows)[0].data
+    >>> [(b.date.isoformat(), dict(b.balance)) for b in bars]
+    [('2026-09-30', {'USD': Decimal('160')}), ('2026-10-31', {'USD': Decimal('34')})]
+    >>> table = revenue_table(rows)
+    >>> [c.name for c in table.types], table.rows[0][:2]
+    (['month', 'recognized', 'invoiced', 'unbilled (end)', 'deferred (end)', 'receivable (end)'], ('2026-09', {'number': Decimal('160'), 'currency': 'USD'}))
 """
 
 from __future__ import annotations
 
+import calendar
 from collections.abc import Sequence
+from datetime import date
 from decimal import Decimal
-from html import escape
+from typing import Any
 
-#: Bar colours per series, in order (colour-blind safe Okabe–Ito palette).
-COLOURS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9")
-WIDTH, HEIGHT, MARGIN_LEFT, MARGIN_BOTTOM, MARGIN_TOP = 720, 220, 64, 28, 24
+from fava.core.charts import DateAndBalance, DateAndBalanceWithBudget
+from fava.core.inventory import SimpleCounterInventory
+from fava.core.query import AmountColumn, QueryResultTable, StrColumn
+from fava.internal_api import BalancesChart, BarChart
+
+from ledger.fava_ext.figures import MonthFigures
+
+#: (label, MonthFigures field): flows of the month are bars, balances at its end are lines.
+FLOWS = (("recognized", "recognized"), ("invoiced", "invoiced"))
+BALANCES = (("unbilled (end)", "unbilled"), ("deferred (end)", "deferred"), ("receivable (end)", "receivable"))
 
 
-def bar_chart(labels: Sequence[str], series: Sequence[tuple[str, Sequence[Decimal]]], *, unit: str = "") -> str:
-    """SVG markup of ``series`` (name, one value per label) grouped by ``labels``."""
-    values = [v for _name, vs in series for v in vs]
-    top = max([Decimal(0), *values])
-    bottom = min([Decimal(0), *values])
-    span = (top - bottom) or Decimal(1)
-    plot_h = HEIGHT - MARGIN_BOTTOM - MARGIN_TOP
-    plot_w = WIDTH - MARGIN_LEFT - 8
+def month_end(month: str) -> date:
+    """The last day of ``YYYY-MM`` (Fava dates a month's bar on it)."""
+    year, number = int(month[:4]), int(month[5:7])
+    return date(year, number, calendar.monthrange(year, number)[1])
 
-    def y(value: Decimal) -> float:
-        return MARGIN_TOP + float((top - value) / span) * plot_h
 
-    group = plot_w / max(len(labels), 1)
-    bar = group * 0.8 / max(len(series), 1)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="meterbook-chart" viewBox="0 0 {WIDTH} {HEIGHT}" '
-             f'width="{WIDTH}" height="{HEIGHT}" role="img" aria-label="{escape(", ".join(n for n, _ in series))}">']
-    zero = y(Decimal(0))
-    for tick in (top, bottom) if bottom < 0 else (top,):
-        parts.append(f'<text x="{MARGIN_LEFT - 6}" y="{y(tick) + 4:.1f}" text-anchor="end" font-size="11">'
-                     f'{escape(f"{tick:,.2f}")}</text>')
-    parts.append(f'<line x1="{MARGIN_LEFT}" x2="{WIDTH - 8}" y1="{zero:.1f}" y2="{zero:.1f}" stroke="#888"/>')
-    for i, label in enumerate(labels):
-        x0 = MARGIN_LEFT + i * group + group * 0.1
-        for s, (name, vs) in enumerate(series):
-            value = vs[i]
-            y1, y2 = sorted((y(value), zero))
-            parts.append(
-                f'<rect x="{x0 + s * bar:.1f}" y="{y1:.1f}" width="{bar * 0.9:.1f}" height="{max(y2 - y1, 0.5):.1f}" '
-                f'fill="{COLOURS[s % len(COLOURS)]}"><title>{escape(f"{label} {name} {value} {unit}".strip())}'
-                "</title></rect>")
-        parts.append(f'<text x="{x0 + group * 0.4:.1f}" y="{HEIGHT - 10}" text-anchor="middle" font-size="11">'
-                     f"{escape(label)}</text>")
-    for s, (name, _vs) in enumerate(series):
-        parts.append(f'<rect x="{MARGIN_LEFT + s * 130}" y="4" width="10" height="10" fill="{COLOURS[s % len(COLOURS)]}"/>'
-                     f'<text x="{MARGIN_LEFT + s * 130 + 14}" y="13" font-size="11">{escape(name)}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+def _by_month(rows: Sequence[MonthFigures], field: str) -> list[tuple[date, SimpleCounterInventory]]:
+    months: dict[str, SimpleCounterInventory] = {}
+    for row in rows:
+        months.setdefault(row.month, SimpleCounterInventory())[row.currency] = getattr(row, field)
+    return [(month_end(month), inventory) for month, inventory in sorted(months.items())]
+
+
+def revenue_charts(rows: Sequence[MonthFigures]) -> list[BarChart | BalancesChart]:
+    """Fava ``charts``: a bar chart per flow, a line chart per month-end balance, every currency."""
+    charts: list[BarChart | BalancesChart] = [
+        BarChart(label, [DateAndBalanceWithBudget(day, inventory, {}, {}) for day, inventory in _by_month(rows, f)])
+        for label, f in FLOWS]
+    charts += [BalancesChart(label, [DateAndBalance(day, inventory) for day, inventory in _by_month(rows, f)])
+               for label, f in BALANCES]
+    return charts
+
+
+def amount(number: Decimal, currency: str) -> dict[str, Any]:
+    """An ``Amount`` cell of a Fava query table."""
+    return {"number": number, "currency": currency}
+
+
+def revenue_table(rows: Sequence[MonthFigures]) -> QueryResultTable:
+    """Fava ``query-table`` of one currency's months (amounts as ``Amount`` cells)."""
+    labels = [label for label, _f in FLOWS + BALANCES]
+    return QueryResultTable(
+        [StrColumn("month"), *(AmountColumn(label) for label in labels)],
+        [(row.month, *(amount(getattr(row, f), row.currency) for _l, f in FLOWS + BALANCES))  # type: ignore[arg-type]
+         for row in rows])
