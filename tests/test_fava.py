@@ -304,9 +304,12 @@ def test_reports_page(fava: Fava) -> None:
     assert "no report named" in fava.page("MeterbookReports", "?name=nope")
 
 
-def test_report_cells_are_exact() -> None:
-    assert MeterbookReports.cell(Decimal("1234.500")) == "1,234.500"
-    assert MeterbookReports.cell(None) == "" and MeterbookReports.cell(date(2026, 10, 1)) == "2026-10-01"
+def test_report_cells_are_exact(fava: Fava) -> None:
+    """Cells go through Fava's number formatter with the ledger's settings, no digit dropped."""
+    page = MeterbookReports(fava.app.config["LEDGERS"][fava.slug])
+    assert page.cell(Decimal("1234.500")) == "1234.500"               # Fava's default: no locale, no grouping
+    assert page.cell(Decimal("7"), "USD") == "7.00" and page.cell(Decimal("0.125"), "USD") == "0.125"
+    assert page.cell(None) == "" and page.cell(date(2026, 10, 1)) == "2026-10-01"
     assert money(Decimal("0"), "JPY") == "0" and money(Decimal("7"), "EUR") == "7.00"
 
 

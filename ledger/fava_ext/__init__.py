@@ -295,14 +295,19 @@ class MeterbookReports(_Workspace, FavaExtensionBase):
         except MeterbookError as exc:
             return Notice(f"report {name}: {exc}")
 
-    @staticmethod
-    def cell(value: object) -> str:
-        """A report cell as text: amounts exact and grouped, None empty."""
+    def cell(self, value: object, currency: str = "") -> str:
+        """A report cell as text: numbers by Fava's formatter (:meth:`money`; ``currency`` is the
+        row's, when its table has a ``currency`` column), every digit kept; None empty."""
         if value is None:
             return ""
         if isinstance(value, Decimal):
-            return money(value)
+            return self.money(value, currency)
         return str(value)
+
+    @staticmethod
+    def row_currency(columns: Sequence[str], row: Sequence[object]) -> str:
+        """The row's ``currency`` cell, or "" when its table has none."""
+        return str(row[columns.index("currency")]) if "currency" in columns else ""
 
 
 def _reports() -> dict[str, Any] | Notice:

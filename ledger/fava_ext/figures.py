@@ -115,8 +115,9 @@ def revenue_by_month(entries: Sequence[data.Directive], rules: Rules) -> tuple[M
             if units is None:
                 continue
             number, currency = units
-            currencies.add(currency)
             kind = kinds.get(posting.account)
+            if posting.account.startswith("Income:") or kind in UNBILLED_KINDS or kind in ("deferred", "receivable"):
+                currencies.add(currency)  # only the currencies of these figures (not an equity guard's)
             if posting.account.startswith("Income:"):
                 flows[(month, currency, "recognized")] -= number
             elif kind in UNBILLED_KINDS:
