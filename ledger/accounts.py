@@ -36,7 +36,7 @@ DEFAULT_TEMPLATES: dict[str, str] = {
     "unapplied_cash": "Liabilities:Unapplied-Cash",
     # Tax charged on invoices is owed to the jurisdiction, never revenue (ledger.tax).
     "tax": "Liabilities:Tax:{jurisdiction}",
-    # Tax-inclusive prices: the tax share taken back out of revenue at invoice time (contra-revenue).
+    # Tax-inclusive prices: the tax share taken back out of revenue when invoiced (contra-revenue).
     "tax_included": "Income:Tax-Included",
 }
 ROOTS = ("Assets", "Liabilities", "Equity", "Income", "Expenses")

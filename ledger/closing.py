@@ -750,7 +750,7 @@ def expected_balances(session: Session, month: str) -> list[data.Balance]:
     # Accounts posted to in the books but absent from the expectation must be 0: assert that too.
     posted = _sums(books.load_books(session.workspace.main_file)[0], day)
     keys = {k for k in (*expected, *posted) if k[0] in kinds or k[0] in cash_accounts or k[0].startswith("Income:")
-            or is_tax_account(session.rules, k[0])}  # tax owed per jurisdiction (ledger.tax)
+            or is_tax_account(session.rules, k[0])}  # tax owed, per jurisdiction
     balances = []
     for account, currency in sorted(keys):
         number = expected.get((account, currency), ZERO)

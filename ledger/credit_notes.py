@@ -450,8 +450,8 @@ def issue_credit_note(engine: Engine, invoice_number: str, *, amount: str, reaso
         tax = credited_tax(invoice, credited_before, value)
         # the grants' balances are rated while this transaction holds the numbering lock,
         # so no other note on the same grant can be stored in between
-        parts = allocate(invoice, earlier, value - (tax.amount if tax else ZERO), on, line=line, force=force,
-                         balances=balances)
+        net = value - (tax.amount if tax else ZERO)
+        parts = allocate(invoice, earlier, net, on, line=line, force=force, balances=balances)
         beyond_grant = any(p.grant and p.deferred < p.amount for p in parts)
         seq = (conn.execute(select(func.max(credit_notes_table.c.seq))).scalar() or 0) + 1
         note = CreditNote(
@@ -517,11 +517,12 @@ def credit_note_entries(notes: Sequence[CreditNote], invoices: Sequence[Invoice]
         if revenue:
             # Revenue already recognized (usage, a fee's elapsed days, credit beyond a grant's
             # balance) is given back: contra-revenue.
-            postings.append(data.Posting(rules.account("credit_notes"), Amount(revenue, note.currency),
-                                         None, None, None, None))
+            postings.append(data.Posting(rules.account("credit_notes"),
+                                         Amount(revenue, note.currency), None, None, None, None))
         # The tax charged on what is credited is no longer owed to the jurisdiction (ledger.tax).
         for account, amount in tax_postings(note.tax, rules, note.currency, sign=-1):
-            postings.append(data.Posting(account, Amount(amount, note.currency), None, None, None, None))
+            tax = Amount(amount, note.currency)
+            postings.append(data.Posting(account, tax, None, None, None, None))
         if deferred:
             # Billed but not yet earned (prepaid credit undrawn, fee days to come): never revenue,
             # so the note reduces the deferred-revenue liability instead.

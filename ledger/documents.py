@@ -74,8 +74,8 @@ def tax_ids_html(tax: Tax | None) -> str:
     """The seller's and the customer's tax ids (nothing on an untaxed document)."""
     if tax is None:
         return ""
-    ids = [f"{label} {escape(value)}" for label, value in (("seller tax id", tax.seller_tax_id),
-                                                           ("customer tax id", tax.customer_tax_id)) if value]
+    labelled = (("seller tax id", tax.seller_tax_id), ("customer tax id", tax.customer_tax_id))
+    ids = [f"{label} {escape(value)}" for label, value in labelled if value]
     return f"<p class='meta tax-ids'>{' · '.join(ids)}</p>" if ids else ""
 
 
@@ -84,10 +84,12 @@ def tax_rows_html(tax: Tax | None, subtotal: Decimal, currency: str, span: int) 
     if tax is None:
         return ""
     included = " (prices include tax)" if tax.inclusive else ""
-    rows = [f"<tr><td colspan='{span}'>Subtotal{included}</td><td class='num'>{_money(subtotal, currency)}</td></tr>"]
+    rows = [f"<tr><td colspan='{span}'>Subtotal{included}</td>"
+            f"<td class='num'>{_money(subtotal, currency)}</td></tr>"]
     for line in tax.lines:
         rows.append(f"<tr class='tax'><td colspan='{span}'>{escape(line.label)} on "
-                    f"{_money(line.base, currency)}</td><td class='num'>{_money(line.amount, currency)}</td></tr>")
+                    f"{_money(line.base, currency)}</td>"
+                    f"<td class='num'>{_money(line.amount, currency)}</td></tr>")
     return "".join(rows)
 
 

@@ -77,13 +77,17 @@ class GlMapping:
 
 
 def load_gl_mapping(rules_dir: Path) -> GlMapping:
-    """Load ``rules/gl_accounts.yaml``; a missing file or bad key is one line naming file, key, line."""
+    """Load ``rules/gl_accounts.yaml``; a missing file or bad key is one line naming file,
+    key and line."""
     from ledger.rules import _Source
 
     path = rules_dir / FILE
     if not path.exists():
-        raise RulesError("not found: map the books' accounts to your general ledger's codes "
-                         "(`gl_accounts: {Income: \"4000\", ...}`)", file=f"{rules_dir.name}/{FILE}")
+        raise RulesError(
+            "not found: map the books' accounts to your general ledger's codes "
+            '(`gl_accounts: {Income: "4000", ...}`)',
+            file=f"{rules_dir.name}/{FILE}",
+        )
     source = _Source(path, "gl_accounts")
     section = source.section()
     accounts: dict[str, str] = {}
@@ -139,13 +143,18 @@ class Journal:
     movements: Mapping[tuple[str, str], Decimal]
 
 
-def month_movements(entries: Iterable[data.Directive], month: str) -> dict[tuple[str, str], Decimal]:
+def month_movements(
+    entries: Iterable[data.Directive], month: str
+) -> dict[tuple[str, str], Decimal]:
     """``(account, currency) → sum of the postings`` of the transactions dated in ``month``; the
     seal plugin's guard entries (a count of verified seals, not money) are not movements."""
     sums: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
     for entry in entries:
-        if (isinstance(entry, data.Transaction) and seal.month_of(entry.date) == month
-                and seal.GUARD_MARK not in (entry.meta or {})):
+        if (
+            isinstance(entry, data.Transaction)
+            and seal.month_of(entry.date) == month
+            and seal.GUARD_MARK not in (entry.meta or {})
+        ):
             for posting in entry.postings:
                 if posting.units is not None and isinstance(posting.units.number, Decimal):
                     sums[(posting.account, posting.units.currency)] += posting.units.number
@@ -170,12 +179,16 @@ def build_journal(entries: Sequence[data.Directive], month: str, mapping: GlMapp
     movements = month_movements(entries, month)
     unmapped = sorted({account for account, _ in movements if mapping.code(account) is None})
     if unmapped:
-        raise BadInput(f"rules/{FILE}: no GL account for {', '.join(unmapped)} (map it or a parent account)")
+        raise BadInput(
+            f"rules/{FILE}: no GL account for {', '.join(unmapped)} (map it or a parent account)"
+        )
     hash_ = seal_of(entries, month)
     last = seal.month_start(seal.next_month(month)).toordinal() - 1
     day = date.fromordinal(last)
     reference = f"meterbook {month} seal {hash_}" if hash_ else f"meterbook {month} (not sealed)"
-    by_currency: dict[str, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(lambda: [ZERO, []]))
+    by_currency: dict[str, dict[str, list[Any]]] = defaultdict(
+        lambda: defaultdict(lambda: [ZERO, []])
+    )
     for (account, currency), amount in sorted(movements.items()):
         code = mapping.code(account)
         assert code is not None
@@ -184,12 +197,17 @@ def build_journal(entries: Sequence[data.Directive], month: str, mapping: GlMapp
         line[1].append(account)
     journal = []
     for currency, codes in sorted(by_currency.items()):
-        lines = tuple(JournalLine(code, round_money(amount, currency), tuple(accounts))
-                      for code, (amount, accounts) in sorted(codes.items()) if amount)
+        lines = tuple(
+            JournalLine(code, round_money(amount, currency), tuple(accounts))
+            for code, (amount, accounts) in sorted(codes.items())
+            if amount
+        )
         total = sum((line.amount for line in lines), ZERO)
         if total:
-            raise BadInput(f"the books' {month} movements in {currency} do not balance ({total}): "
-                           "run `meterbook check`")
+            raise BadInput(
+                f"the books' {month} movements in {currency} do not balance ({total}): "
+                "run `meterbook check`"
+            )
         journal.append(JournalEntry(f"MB-{month}-{currency}", day, currency, reference, lines))
     return Journal(month, hash_, tuple(journal), movements)
 
@@ -211,27 +229,93 @@ def render(journal: Journal, fmt: str, mapping: GlMapping) -> str:
     writer = csv.writer(out, lineterminator="\n")
     rows: list[list[str]] = []
     if fmt == "csv":
-        writer.writerow(["journal", "date", "currency", "account", "debit", "credit", "memo", "accounts"])
+        writer.writerow(
+            ["journal", "date", "currency", "account", "debit", "credit", "memo", "accounts"]
+        )
         for e in journal.entries:
-            rows += [[e.number, e.date.isoformat(), e.currency, ln.code, _plain(ln.debit), _plain(ln.credit),
-                      e.memo, " ".join(ln.accounts)] for ln in e.lines]
+            rows += [
+                [
+                    e.number,
+                    e.date.isoformat(),
+                    e.currency,
+                    ln.code,
+                    _plain(ln.debit),
+                    _plain(ln.credit),
+                    e.memo,
+                    " ".join(ln.accounts),
+                ]
+                for ln in e.lines
+            ]
     elif fmt == "quickbooks":
-        writer.writerow(["Journal No.", "Journal Date", "Currency", "Account Name", "Debits", "Credits",
-                         "Description", "Name"])
-        rows += [[e.number, _us(e.date), e.currency, ln.code, _plain(ln.debit), _plain(ln.credit), e.memo, ""]
-                 for e in journal.entries for ln in e.lines]
+        writer.writerow(
+            [
+                "Journal No.",
+                "Journal Date",
+                "Currency",
+                "Account Name",
+                "Debits",
+                "Credits",
+                "Description",
+                "Name",
+            ]
+        )
+        rows += [
+            [
+                e.number,
+                _us(e.date),
+                e.currency,
+                ln.code,
+                _plain(ln.debit),
+                _plain(ln.credit),
+                e.memo,
+                "",
+            ]
+            for e in journal.entries
+            for ln in e.lines
+        ]
     elif fmt == "xero":
-        writer.writerow(["*Narration", "*Date", "Description", "*AccountCode", "*TaxRate", "*Amount"])
-        rows += [[f"{e.memo} ({e.currency})", e.date.strftime("%d/%m/%Y"), e.number, ln.code,
-                  mapping.xero_tax_rate, format(ln.amount, "f")] for e in journal.entries for ln in e.lines]
+        writer.writerow(
+            ["*Narration", "*Date", "Description", "*AccountCode", "*TaxRate", "*Amount"]
+        )
+        rows += [
+            [
+                f"{e.memo} ({e.currency})",
+                e.date.strftime("%d/%m/%Y"),
+                e.number,
+                ln.code,
+                mapping.xero_tax_rate,
+                format(ln.amount, "f"),
+            ]
+            for e in journal.entries
+            for ln in e.lines
+        ]
     elif fmt == "netsuite":
-        head = ["External ID", "Date", "Currency", "Memo", "Account", "Debit", "Credit", "Line Memo"]
+        head = [
+            "External ID",
+            "Date",
+            "Currency",
+            "Memo",
+            "Account",
+            "Debit",
+            "Credit",
+            "Line Memo",
+        ]
         writer.writerow([*head, "Subsidiary"] if mapping.netsuite_subsidiary else head)
         for e in journal.entries:
             for ln in e.lines:
-                row = [e.number, _us(e.date), e.currency, e.memo, ln.code, _plain(ln.debit), _plain(ln.credit),
-                       " ".join(ln.accounts)]
-                rows.append([*row, mapping.netsuite_subsidiary] if mapping.netsuite_subsidiary else row)
+                row = [
+                    e.number,
+                    _us(e.date),
+                    e.currency,
+                    e.memo,
+                    ln.code,
+                    _plain(ln.debit),
+                    _plain(ln.credit),
+                    " ".join(ln.accounts),
+                ]
+                rows.append(
+                    [*row, mapping.netsuite_subsidiary] if mapping.netsuite_subsidiary else row
+                )
     else:
         raise BadInput(f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
     writer.writerows(rows)

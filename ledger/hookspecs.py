@@ -280,8 +280,10 @@ def meterbook_tax(draft: Any) -> Any:
         from ledger.hookspecs import hookimpl
         from ledger.tax import Tax, TaxRate, standard_tax
 
-        SALES_TAX = {"acme": [TaxRate(jurisdiction="US-WA", rate="0.065", name="state sales tax"),
-                              TaxRate(jurisdiction="US-WA-Seattle", rate="0.0385", name="city sales tax")]}
+        SALES_TAX = {"acme": [
+            TaxRate(jurisdiction="US-WA", rate="0.065", name="state sales tax"),
+            TaxRate(jurisdiction="US-WA-Seattle", rate="0.0385", name="city sales tax"),
+        ]}
 
         @hookimpl
         def meterbook_tax(draft):

@@ -88,7 +88,8 @@ class Invoice:
     due: Day | None = None
     #: :data:`REGULAR` or :data:`SUPPLEMENTARY` (absent from a regular invoice's JSON)
     kind: str = REGULAR
-    #: the tax a ``meterbook_tax`` plugin charged (:mod:`ledger.tax`); None: untaxed (absent from the JSON)
+    #: the tax a ``meterbook_tax`` plugin charged (:mod:`ledger.tax`); None: untaxed
+    #: (absent from the JSON)
     tax: Tax | None = None
 
     @property

@@ -294,9 +294,10 @@ def invoice_entries(invoices: Sequence[Invoice], rules: Rules, documents_dir: st
             if amount:
                 postings.append(data.Posting(rules.account(key, customer=inv.customer),
                                              Amount(-amount, inv.currency), None, None, None, None))
-        # Tax is owed to the jurisdiction, never revenue: Cr Liabilities:Tax:{jurisdiction} (ledger.tax)
-        for account, amount in tax_postings(inv.tax, rules, inv.currency):
-            postings.append(data.Posting(account, Amount(amount, inv.currency), None, None, None, None))
+        # Tax is owed to the jurisdiction, never revenue: Cr Liabilities:Tax:{jurisdiction}
+        for account, amount in tax_postings(inv.tax, rules, inv.currency):  # (ledger.tax)
+            tax = Amount(amount, inv.currency)
+            postings.append(data.Posting(account, tax, None, None, None, None))
         links = frozenset({inv.number, *inv.cycles})
         entries.append(data.Transaction(
             _meta(customer=inv.customer, invoice=inv.number, due=inv.due, rules=inv.rules,

@@ -981,7 +981,8 @@ def risk(sources: Sources, month: str | None = None) -> Report:
 
 
 def tax(sources: Sources, month: str | None = None) -> Report:
-    """Taxable base and tax by month, jurisdiction and rate, tied to the books (:mod:`ledger.tax`)."""
+    """Taxable base and tax by month, jurisdiction and rate, tied to the books
+    (:mod:`ledger.tax`)."""
     from ledger.tax import tax_report
 
     return tax_report(sources, _months_of(sources, month))

@@ -322,10 +322,11 @@ class Session:
         drafts = draft_invoices(rating, self.rules, issued, through=through, first_open=self.first_open(),
                                 evidence=evidence, redrafting=redrafting)
         adjustments = [a for a in load_adjustments(self.engine) if a.date <= through]
-        drafts = bill_debit_adjustments(drafts, adjustments, issued, rules=self.rules, through=through)
+        drafts = bill_debit_adjustments(drafts, adjustments, issued, rules=self.rules,
+                                        through=through)
         # then the tax plugins decide each draft's tax (ledger.tax); none answering: untaxed
-        return apply_taxes(drafts, registry=self.registry, rules=self.rules, rules_dir=self.workspace.rules_dir,
-                           config=self.workspace.config_file)
+        return apply_taxes(drafts, registry=self.registry, rules=self.rules,
+                           rules_dir=self.workspace.rules_dir, config=self.workspace.config_file)
 
     def invoice(self, through: date, *, gate: Callable[[list[Invoice]], list[Invoice]] | None = None,
                 post_through: date | None = None) -> list[Invoice]:

@@ -69,8 +69,11 @@ STANDARD = "standard"
 EXEMPT = "exempt"
 REVERSE_CHARGE = "reverse_charge"
 TREATMENTS = (STANDARD, EXEMPT, REVERSE_CHARGE)
-#: printed on an invoice whose customer accounts for the tax (EU VAT Directive, Art. 196 and 226(11a))
-REVERSE_CHARGE_MENTION = "Reverse charge: VAT to be accounted for by the recipient (Art. 196 Directive 2006/112/EC)"
+#: printed on an invoice whose customer accounts for the tax
+#: (EU VAT Directive, Art. 196 and 226(11a))
+REVERSE_CHARGE_MENTION = (
+    "Reverse charge: VAT to be accounted for by the recipient (Art. 196 Directive 2006/112/EC)"
+)
 FILE = "taxes.yaml"
 
 
@@ -136,11 +139,22 @@ class Tax:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Tax:
         return cls(
-            lines=tuple(TaxLine(jurisdiction=t["jurisdiction"], rate=Decimal(t["rate"]), base=Decimal(t["base"]),
-                                amount=Decimal(t["amount"]), name=t["name"], treatment=t["treatment"])
-                        for t in data["lines"]),
-            exemption=data["exemption"], inclusive=bool(data["inclusive"]),
-            seller_tax_id=data["seller_tax_id"], customer_tax_id=data["customer_tax_id"])
+            lines=tuple(
+                TaxLine(
+                    jurisdiction=t["jurisdiction"],
+                    rate=Decimal(t["rate"]),
+                    base=Decimal(t["base"]),
+                    amount=Decimal(t["amount"]),
+                    name=t["name"],
+                    treatment=t["treatment"],
+                )
+                for t in data["lines"]
+            ),
+            exemption=data["exemption"],
+            inclusive=bool(data["inclusive"]),
+            seller_tax_id=data["seller_tax_id"],
+            customer_tax_id=data["customer_tax_id"],
+        )
 
 
 def _text(value: object) -> object:
@@ -170,10 +184,10 @@ def percent(rate: Decimal) -> str:
 class TaxSettings:
     """``[tax]`` in ``meterbook.toml``::
 
-        [tax]
-        seller_tax_id = "DE811111111"   # printed on every taxed invoice
-        prices = "exclusive"            # exclusive (default) | inclusive
-        rounding = "invoice"            # invoice (default): per rate on the base | line: per line
+    [tax]
+    seller_tax_id = "DE811111111"   # printed on every taxed invoice
+    prices = "exclusive"            # exclusive (default) | inclusive
+    rounding = "invoice"            # invoice (default): per rate on the base | line: per line
     """
 
     seller_tax_id: str = ""
@@ -182,7 +196,8 @@ class TaxSettings:
 
     @classmethod
     def load(cls, config: Path) -> TaxSettings:
-        """Read ``[tax]`` from ``meterbook.toml`` (absent: the defaults); bad values name the key."""
+        """Read ``[tax]`` from ``meterbook.toml`` (absent: the defaults); bad values name
+        the key."""
         try:
             data = tomllib.loads(config.read_text(encoding="utf-8")).get("tax", {})
         except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
@@ -192,18 +207,25 @@ class TaxSettings:
         known = {"seller_tax_id", "prices", "rounding"}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise WorkspaceError(f"{config}: tax.{unknown[0]}: unknown key (known: {', '.join(sorted(known))})")
+            raise WorkspaceError(
+                f"{config}: tax.{unknown[0]}: unknown key (known: {', '.join(sorted(known))})"
+            )
         for key, value in data.items():
             if not isinstance(value, str):
-                raise WorkspaceError(f"{config}: tax.{key}: expected a string, got {type(value).__name__}")
+                raise WorkspaceError(
+                    f"{config}: tax.{key}: expected a string, got {type(value).__name__}"
+                )
         prices = data.get("prices", "exclusive")
         if prices not in ("exclusive", "inclusive"):
             raise WorkspaceError(f"{config}: tax.prices: {prices!r} is not exclusive or inclusive")
         rounding = data.get("rounding", "invoice")
         if rounding not in ("line", "invoice"):
             raise WorkspaceError(f"{config}: tax.rounding: {rounding!r} is not line or invoice")
-        return cls(seller_tax_id=data.get("seller_tax_id", ""), inclusive=prices == "inclusive",
-                   rounding=rounding)
+        return cls(
+            seller_tax_id=data.get("seller_tax_id", ""),
+            inclusive=prices == "inclusive",
+            rounding=rounding,
+        )
 
 
 class _Model(BaseModel):
@@ -221,11 +243,11 @@ class TaxRate(_Model):
     @classmethod
     def _no_float(cls, value: Any) -> Any:
         if isinstance(value, float):
-            raise ValueError("write rates as strings (\"0.19\"), never floats")
+            raise ValueError('write rates as strings ("0.19"), never floats')
         if isinstance(value, str | int):
             rate = Decimal(str(value))
             if not ZERO <= rate < 1:
-                raise ValueError(f"{value!r} is not a rate between 0 and 1 (19 % is \"0.19\")")
+                raise ValueError(f'{value!r} is not a rate between 0 and 1 (19 % is "0.19")')
         return value
 
     @field_validator("jurisdiction")
@@ -279,37 +301,51 @@ class TaxRules(_Model):
 
 
 def load_tax_rules(rules_dir: Path, rules: Rules | None = None) -> TaxRules:
-    """Load ``rules/taxes.yaml`` (absent or empty: no taxes), every error naming file, key and line."""
+    """Load ``rules/taxes.yaml`` (absent or empty: no taxes), every error naming file, key
+    and line."""
     from ledger.rules import _Source, _validate
 
     source = _Source(rules_dir / FILE, "taxes")
     section = source.section()
     taxes: TaxRules = _validate(TaxRules, section, source, ("taxes",))
     entries: list[tuple[tuple[str, ...], TaxTreatment | None]] = (
-        [(("taxes", "default"), taxes.default)] if taxes.default else [])
+        [(("taxes", "default"), taxes.default)] if taxes.default else []
+    )
     entries += [(("taxes", "customers", k), v) for k, v in taxes.customers.items()]
     entries += [(("taxes", "plans", k), v) for k, v in taxes.plans.items()]
     for path, entry in entries:
         assert entry is not None
         for i, name in enumerate(entry.rates):
             if name not in taxes.rates:
-                raise source.error(f"unknown rate {name!r} (known: {', '.join(taxes.rates) or 'none'})",
-                                   (*path, "rates", i))
+                raise source.error(
+                    f"unknown rate {name!r} (known: {', '.join(taxes.rates) or 'none'})",
+                    (*path, "rates", i),
+                )
         if entry.treatment == STANDARD and not entry.rates and path[1] != "plans":
-            raise source.error("a standard treatment needs rates (or treatment: exempt / reverse_charge)", path)
+            raise source.error(
+                "a standard treatment needs rates (or treatment: exempt / reverse_charge)", path
+            )
         if entry.treatment != STANDARD and entry.rates:
             raise source.error(f"{entry.treatment} charges no tax: give no rates", (*path, "rates"))
         if entry.treatment == REVERSE_CHARGE and not entry.tax_id.strip():
-            raise source.error("reverse charge needs the customer's tax_id (it is printed on the invoice)", path)
+            raise source.error(
+                "reverse charge needs the customer's tax_id (it is printed on the invoice)", path
+            )
         if entry.treatment == EXEMPT and not entry.reason.strip():
             raise source.error("an exemption needs its reason (it is printed on the invoice)", path)
         if path[1] == "plans" and entry.treatment == REVERSE_CHARGE:
-            raise source.error("reverse charge is a customer's treatment, not a plan's", (*path, "treatment"))
+            raise source.error(
+                "reverse charge is a customer's treatment, not a plan's", (*path, "treatment")
+            )
         if entry.jurisdiction and not is_valid_component(component(entry.jurisdiction)):
-            raise source.error(f"{entry.jurisdiction!r} cannot name an account", (*path, "jurisdiction"))
+            raise source.error(
+                f"{entry.jurisdiction!r} cannot name an account", (*path, "jurisdiction")
+            )
     if rules is not None:
-        for kind, known, names in (("customer", rules.customers, taxes.customers),
-                                   ("plan", rules.plans, taxes.plans)):
+        for kind, known, names in (
+            ("customer", rules.customers, taxes.customers),
+            ("plan", rules.plans, taxes.plans),
+        ):
             for name in names:
                 if name not in known:
                     raise source.error(f"unknown {kind} {name!r}", ("taxes", f"{kind}s", name))
@@ -340,8 +376,13 @@ class TaxDraft:
     rules: TaxRules
 
 
-def standard_tax(bases: Sequence[tuple[Decimal, Sequence[TaxRate]]], currency: str, *,
-                 rounding: str = "invoice", inclusive: bool = False) -> Tax:
+def standard_tax(
+    bases: Sequence[tuple[Decimal, Sequence[TaxRate]]],
+    currency: str,
+    *,
+    rounding: str = "invoice",
+    inclusive: bool = False,
+) -> Tax:
     """Tax lines for amounts each taxed at some rates, half-even to the minor unit.
 
     ``bases``: ``(line amount, rates)`` per invoice line. Per invoice: the tax of
@@ -354,12 +395,14 @@ def standard_tax(bases: Sequence[tuple[Decimal, Sequence[TaxRate]]], currency: s
         Decimal('0.06')
         >>> standard_tax(three, "EUR", rounding="line").amount   # 3 × round(0.019)
         Decimal('0.06')
-        >>> standard_tax([(Decimal("0.05"), (r,))] * 3, "EUR", rounding="line").amount  # 3 × round(0.0095)
+        >>> five = [(Decimal("0.05"), (r,))] * 3
+        >>> standard_tax(five, "EUR", rounding="line").amount  # 3 × round(0.0095)
         Decimal('0.03')
-        >>> standard_tax([(Decimal("0.05"), (r,))] * 3, "EUR").amount   # round(0.0285)
+        >>> standard_tax(five, "EUR").amount   # round(0.0285)
         Decimal('0.03')
 
-    Inclusive prices: a line's amount holds its tax; the tax is amount × rate ÷ (1 + all its rates)::
+    Inclusive prices: a line's amount holds its tax; the tax is
+    amount × rate ÷ (1 + all its rates)::
 
         >>> t = standard_tax([(Decimal("119.00"), (r,))], "EUR", inclusive=True)
         >>> t.lines[0].base, t.lines[0].amount
@@ -369,7 +412,9 @@ def standard_tax(bases: Sequence[tuple[Decimal, Sequence[TaxRate]]], currency: s
     groups: dict[tuple[TaxRate, ...], list[Decimal]] = defaultdict(list)
     for amount, rates in bases:
         if rates:
-            groups[tuple(sorted(rates, key=lambda r: (r.jurisdiction, r.rate, r.name)))].append(amount)
+            groups[tuple(sorted(rates, key=lambda r: (r.jurisdiction, r.rate, r.name)))].append(
+                amount
+            )
     base: dict[tuple[str, Decimal, str], Decimal] = defaultdict(lambda: ZERO)
     taxed: dict[tuple[str, Decimal, str], Decimal] = defaultdict(lambda: ZERO)
     for rates, amounts in groups.items():
@@ -378,7 +423,9 @@ def standard_tax(bases: Sequence[tuple[Decimal, Sequence[TaxRate]]], currency: s
         shares = {}
         for r in rates:
             if rounding == "line":
-                shares[r] = sum((round_money(a * r.rate / divisor, currency) for a in amounts), ZERO)
+                shares[r] = sum(
+                    (round_money(a * r.rate / divisor, currency) for a in amounts), ZERO
+                )
             else:
                 shares[r] = round_money(sum(amounts, ZERO) * r.rate / divisor, currency)
         net = sum(amounts, ZERO) - (sum(shares.values(), ZERO) if inclusive else ZERO)
@@ -386,8 +433,16 @@ def standard_tax(bases: Sequence[tuple[Decimal, Sequence[TaxRate]]], currency: s
             key = (r.jurisdiction, r.rate, r.name)
             base[key] += net
             taxed[key] += shares[r]
-    lines = [TaxLine(jurisdiction=j, rate=rate, base=base[(j, rate, name)], amount=taxed[(j, rate, name)],
-                     name=name) for j, rate, name in sorted(base)]
+    lines = [
+        TaxLine(
+            jurisdiction=j,
+            rate=rate,
+            base=base[(j, rate, name)],
+            amount=taxed[(j, rate, name)],
+            name=name,
+        )
+        for j, rate, name in sorted(base)
+    ]
     return Tax(lines=tuple(lines), inclusive=inclusive)
 
 
@@ -408,12 +463,28 @@ def rules_tax(draft: TaxDraft) -> Tax | None:
     ids = {"seller_tax_id": settings.seller_tax_id, "customer_tax_id": treatment.tax_id}
     if treatment.treatment == REVERSE_CHARGE:
         nil = round_money(ZERO, invoice.currency)
-        return Tax(lines=(TaxLine(treatment.jurisdiction, ZERO, net, nil, "VAT", REVERSE_CHARGE),),
-                   exemption=treatment.reason or REVERSE_CHARGE_MENTION, inclusive=settings.inclusive, **ids)
+        return Tax(
+            lines=(TaxLine(treatment.jurisdiction, ZERO, net, nil, "VAT", REVERSE_CHARGE),),
+            exemption=treatment.reason or REVERSE_CHARGE_MENTION,
+            inclusive=settings.inclusive,
+            **ids,
+        )
     if treatment.treatment == EXEMPT:
-        return Tax(lines=(TaxLine(treatment.jurisdiction, ZERO, net, round_money(ZERO, invoice.currency), "tax",
-                              EXEMPT),),
-                   exemption=treatment.reason, inclusive=settings.inclusive, **ids)
+        return Tax(
+            lines=(
+                TaxLine(
+                    treatment.jurisdiction,
+                    ZERO,
+                    net,
+                    round_money(ZERO, invoice.currency),
+                    "tax",
+                    EXEMPT,
+                ),
+            ),
+            exemption=treatment.reason,
+            inclusive=settings.inclusive,
+            **ids,
+        )
     bases: list[tuple[Decimal, Sequence[TaxRate]]] = []
     exempt: dict[str, Decimal] = defaultdict(lambda: ZERO)
     for line, plan in zip(invoice.lines, draft.plans, strict=True):
@@ -423,11 +494,15 @@ def rules_tax(draft: TaxDraft) -> Tax | None:
             continue
         names = entry.rates if entry is not None and entry.rates else treatment.rates
         bases.append((line.amount, tuple(rules.rates[n] for n in names)))
-    tax = standard_tax(bases, invoice.currency, rounding=settings.rounding, inclusive=settings.inclusive)
+    tax = standard_tax(
+        bases, invoice.currency, rounding=settings.rounding, inclusive=settings.inclusive
+    )
     where = treatment.jurisdiction or (tax.lines[0].jurisdiction if tax.lines else "")
     nil = round_money(ZERO, invoice.currency)
     extra = tuple(TaxLine(where, ZERO, base, nil, "tax", EXEMPT) for base in exempt.values())
-    return Tax(lines=(*tax.lines, *extra), exemption="; ".join(exempt), inclusive=settings.inclusive, **ids)
+    return Tax(
+        lines=(*tax.lines, *extra), exemption="; ".join(exempt), inclusive=settings.inclusive, **ids
+    )
 
 
 # --- the engine's side: asking the plugins --------------------------------------------------------
@@ -454,50 +529,63 @@ def line_plans(invoice: Invoice, customer: Customer, rules: Rules) -> tuple[str,
 
 
 def check_tax(tax: object, plugin: str, invoice: Invoice) -> Tax:
-    """What a plugin returned, checked: a :class:`Tax` whose amounts are at the currency's minor unit."""
+    """What a plugin returned, checked: a :class:`Tax` whose amounts are at the currency's
+    minor unit."""
     where = f"plugin {plugin}: meterbook_tax for {invoice.customer} {invoice.date.isoformat()}"
     if not isinstance(tax, Tax):
         raise PluginError(f"{where}: returned {type(tax).__name__}, not a ledger.tax.Tax or None")
     for line in tax.lines:
         if not isinstance(line, TaxLine):
-            raise PluginError(f"{where}: a tax line is {type(line).__name__}, not a ledger.tax.TaxLine")
+            raise PluginError(
+                f"{where}: a tax line is {type(line).__name__}, not a ledger.tax.TaxLine"
+            )
         for name in ("rate", "base", "amount"):
             value = getattr(line, name)
             if not isinstance(value, Decimal) or not value.is_finite():
                 raise PluginError(f"{where}: {name} {value!r} is not a Decimal")
         if line.amount != round_money(line.amount, invoice.currency):
-            raise PluginError(f"{where}: tax {line.amount} is not rounded to {invoice.currency}'s minor unit")
+            raise PluginError(
+                f"{where}: tax {line.amount} is not rounded to {invoice.currency}'s minor unit"
+            )
         if line.treatment not in TREATMENTS:
-            raise PluginError(f"{where}: treatment {line.treatment!r} is not one of {', '.join(TREATMENTS)}")
+            raise PluginError(
+                f"{where}: treatment {line.treatment!r} is not one of {', '.join(TREATMENTS)}"
+            )
         if line.treatment != STANDARD and line.amount:
             raise PluginError(f"{where}: a {line.treatment} line charges no tax, not {line.amount}")
-        if line.amount and not is_valid_component(component(line.jurisdiction) if line.jurisdiction.strip()
-                                                  else ""):
+        if line.amount and not is_valid_component(
+            component(line.jurisdiction) if line.jurisdiction.strip() else ""
+        ):
             raise PluginError(f"{where}: jurisdiction {line.jurisdiction!r} cannot name an account")
     return tax
 
 
 def assess(registry: Registry, draft: TaxDraft) -> Tax | None:
-    """Ask every ``meterbook_tax`` implementation; at most one may answer (else :class:`PluginError`)."""
+    """Ask every ``meterbook_tax`` implementation; at most one may answer
+    (else :class:`PluginError`)."""
     answers: list[tuple[str, Tax]] = []
     for impl in registry.hook.meterbook_tax.get_hookimpls():
         kwargs = {"draft": draft}
         try:
             result = impl.function(*[kwargs[arg] for arg in impl.argnames])
         except Exception as exc:
-            raise PluginError(f"plugin {impl.plugin_name}: meterbook_tax raised "
-                              f"{type(exc).__name__}: {exc}") from None
+            raise PluginError(
+                f"plugin {impl.plugin_name}: meterbook_tax raised {type(exc).__name__}: {exc}"
+            ) from None
         if result is not None:
             answers.append((impl.plugin_name, check_tax(result, impl.plugin_name, draft.invoice)))
     if len(answers) > 1:
         names = ", ".join(sorted(name for name, _ in answers))
-        raise PluginError(f"plugins {names} all taxed {draft.invoice.customer}'s invoice of "
-                          f"{draft.invoice.date.isoformat()}: only one meterbook_tax plugin may answer")
+        raise PluginError(
+            f"plugins {names} all taxed {draft.invoice.customer}'s invoice of "
+            f"{draft.invoice.date.isoformat()}: only one meterbook_tax plugin may answer"
+        )
     return answers[0][1] if answers else None
 
 
-def apply_taxes(drafts: Iterable[Invoice], *, registry: Registry, rules: Rules, rules_dir: Path,
-                config: Path) -> list[Invoice]:
+def apply_taxes(
+    drafts: Iterable[Invoice], *, registry: Registry, rules: Rules, rules_dir: Path, config: Path
+) -> list[Invoice]:
     """The drafts with the tax the plugins give them (unchanged when none answers)."""
     from dataclasses import replace
 
@@ -538,7 +626,9 @@ def is_tax_account(rules: Rules, account: str) -> bool:
     return account.startswith(prefix) if prefix else False
 
 
-def tax_postings(tax: Tax | None, rules: Rules, currency: str, sign: int = 1) -> list[tuple[str, Decimal]]:
+def tax_postings(
+    tax: Tax | None, rules: Rules, currency: str, sign: int = 1
+) -> list[tuple[str, Decimal]]:
     """``(account, amount)`` of an invoice's tax (``sign`` -1: a credit note's share reversed).
 
     Cr ``Liabilities:Tax:{jurisdiction}`` per jurisdiction; with inclusive prices
@@ -582,10 +672,17 @@ def credited_tax(invoice: Invoice, before: Decimal, amount: Decimal) -> Tax | No
     def base(value: Decimal) -> Decimal:  # the base credited: the note's net part, per tax line
         return round_money(value * net / net_total, invoice.currency) if net_total else ZERO
 
-    lines = tuple(TaxLine(t.jurisdiction, t.rate, base(t.base), share_amount, t.name, t.treatment)
-                  for t, share_amount in zip(tax.lines, amounts, strict=True))
-    return Tax(lines=lines, exemption=tax.exemption, inclusive=False,
-               seller_tax_id=tax.seller_tax_id, customer_tax_id=tax.customer_tax_id)
+    lines = tuple(
+        TaxLine(t.jurisdiction, t.rate, base(t.base), share_amount, t.name, t.treatment)
+        for t, share_amount in zip(tax.lines, amounts, strict=True)
+    )
+    return Tax(
+        lines=lines,
+        exemption=tax.exemption,
+        inclusive=False,
+        seller_tax_id=tax.seller_tax_id,
+        customer_tax_id=tax.customer_tax_id,
+    )
 
 
 def tax_json(tax: Tax | None) -> str:
@@ -603,6 +700,7 @@ def with_tax(invoice: Invoice, net: Decimal) -> Decimal:
 
 
 # --- the tax report -------------------------------------------------------------------------------
+
 
 def tax_movements(sources: Sources, months: Iterable[str]) -> dict[tuple[str, str, str], Decimal]:
     """``(month, tax account, currency) → tax owed`` by the books' postings dated in each month
@@ -630,10 +728,13 @@ def tax_report(sources: Sources, months: Sequence[str]) -> Report:
     from ledger.reports import Cell, Report, Table
 
     wanted = set(months)
-    rows: dict[tuple[str, str, str, str, Decimal, str], list[Decimal]] = defaultdict(lambda: [ZERO, ZERO, ZERO])
+    rows: dict[tuple[str, str, str, str, Decimal, str], list[Decimal]] = defaultdict(
+        lambda: [ZERO, ZERO, ZERO]
+    )
     expected: dict[tuple[str, str, str], Decimal] = defaultdict(lambda: ZERO)
     documents: list[tuple[date_, Tax | None, str, int]] = [
-        (inv.date, inv.tax, inv.currency, 1) for inv in sources.invoices]
+        (inv.date, inv.tax, inv.currency, 1) for inv in sources.invoices
+    ]
     documents += [(note.date, note.tax, note.currency, -1) for note in sources.credit_notes]
     for day, tax, currency, sign in documents:
         month = seal.month_of(day)
@@ -645,28 +746,73 @@ def tax_report(sources: Sources, months: Sequence[str]) -> Report:
             rows[key][1] += sign * line.amount
             rows[key][2] += 1
             if line.amount:
-                expected[(month, tax_account(sources.rules, line.jurisdiction), currency)] += sign * line.amount
+                expected[(month, tax_account(sources.rules, line.jurisdiction), currency)] += (
+                    sign * line.amount
+                )
     table: list[tuple[Cell, ...]] = [
-        (month, jurisdiction or "(none)", treatment.replace("_", " "), name, percent(rate), currency,
-         round_money(base, currency), round_money(amount, currency), int(count))
-        for (month, jurisdiction, treatment, name, rate, currency), (base, amount, count) in sorted(rows.items())]
+        (
+            month,
+            jurisdiction or "(none)",
+            treatment.replace("_", " "),
+            name,
+            percent(rate),
+            currency,
+            round_money(base, currency),
+            round_money(amount, currency),
+            int(count),
+        )
+        for (month, jurisdiction, treatment, name, rate, currency), (base, amount, count) in sorted(
+            rows.items()
+        )
+    ]
     books = tax_movements(sources, wanted)
     ties: list[tuple[Cell, ...]] = []
     for tie in sorted(set(books) | set(expected)):
         month, account, currency = tie
         have, want = books.get(tie, ZERO), expected.get(tie, ZERO)
-        ties.append((month, account, currency, round_money(want, currency), round_money(have, currency),
-                     round_money(have - want, currency)))
+        ties.append(
+            (
+                month,
+                account,
+                currency,
+                round_money(want, currency),
+                round_money(have, currency),
+                round_money(have - want, currency),
+            )
+        )
     return Report(
-        name="tax", title="Tax (invoices and credit notes, tied to the books)",
-        method=("Per month of the document's date: the taxable base and the tax of every issued invoice's tax "
-                "lines, less the share credit notes reversed, by jurisdiction, treatment (standard, exempt, "
-                "reverse charge) and rate, as a VAT return or sales-tax filing asks. `documents` counts the "
-                "invoices and credit notes behind a row. The second table ties the tax to the books: the month's movement "
-                "of each Liabilities:Tax account (credits positive) against the documents' tax; a difference "
-                "other than 0 means the books were not posted since a document was issued."),
-        tables=(Table("Tax by month, jurisdiction and rate",
-                      ("month", "jurisdiction", "treatment", "tax", "rate", "currency", "taxable base",
-                       "tax amount", "documents"), tuple(table)),
-                Table("Tax liabilities: documents vs books",
-                      ("month", "account", "currency", "documents", "books", "difference"), tuple(ties))))
+        name="tax",
+        title="Tax (invoices and credit notes, tied to the books)",
+        method=(
+            "Per month of the document's date: the taxable base and the tax of every issued "
+            "invoice's tax lines, less the share credit notes reversed, by jurisdiction, "
+            "treatment (standard, exempt, reverse charge) and rate, as a VAT return or sales-"
+            "tax filing asks. `documents` counts the invoices and credit notes behind a row. "
+            "The second table ties the tax to the books: the month's movement of each "
+            "Liabilities:Tax account (credits positive) against the documents' tax; a "
+            "difference other than 0 means the books were not posted since a document was "
+            "issued."
+        ),
+        tables=(
+            Table(
+                "Tax by month, jurisdiction and rate",
+                (
+                    "month",
+                    "jurisdiction",
+                    "treatment",
+                    "tax",
+                    "rate",
+                    "currency",
+                    "taxable base",
+                    "tax amount",
+                    "documents",
+                ),
+                tuple(table),
+            ),
+            Table(
+                "Tax liabilities: documents vs books",
+                ("month", "account", "currency", "documents", "books", "difference"),
+                tuple(ties),
+            ),
+        ),
+    )

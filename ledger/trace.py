@@ -702,7 +702,8 @@ def _books_invoice(session: Session, invoice: Invoice, entries: Sequence[data.Di
             label = "credits deferred revenue" if kind == "deferred" else f"settles {_target_label(kind)}"
             checks.append(Check(label, f"{have} {cur}", f"{want} {cur}"))
     for account, amount in tax_postings(invoice.tax, rules, cur):  # the invoice's tax (ledger.tax)
-        checks.append(Check(f"tax {account}", f"{sums.pop(account, ZERO)} {cur}", f"{amount} {cur}"))
+        have = sums.pop(account, ZERO)
+        checks.append(Check(f"tax {account}", f"{have} {cur}", f"{amount} {cur}"))
     for account, amount in sorted(sums.items()):
         if amount:
             checks.append(Check(f"unexpected posting {account}", f"{amount} {cur}", f"0 {cur}"))

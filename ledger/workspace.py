@@ -25,7 +25,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from ledger.errors import WorkspaceError
 
 CONFIG_NAME = "meterbook.toml"
-_KEYS = {"books", "rules", "store", "timezone", "operating_currency", "plugins_dir", "alerts", "title", "tax"}
+_KEYS = {"books", "rules", "store", "timezone", "operating_currency", "plugins_dir", "alerts", "title",
+         "tax"}
 
 
 @dataclass(frozen=True)
@@ -232,7 +233,8 @@ class Workspace:
         if unknown:
             raise WorkspaceError(f"{path}: unknown key {unknown[0]!r} (known: {', '.join(sorted(_KEYS))})")
         for key, value in data.items():
-            if not isinstance(value, str) and key not in ("alerts", "tax"):  # tables ([tax]: ledger.tax)
+            # tables: [alerts], [tax] (read by ledger.tax)
+            if not isinstance(value, str) and key not in ("alerts", "tax"):
                 raise WorkspaceError(f"{path}: {key}: expected a string, got {type(value).__name__}")
         timezone = data.get("timezone", "UTC")
         try:

@@ -15,7 +15,8 @@ from ledger.tax import Tax, TaxDraft, rules_tax
 
 @hookimpl
 def meterbook_tax(draft: TaxDraft) -> Tax | None:
-    """The customer's treatment in ``rules/taxes.yaml``: standard rates, exempt or reverse charge."""
+    """The customer's treatment in ``rules/taxes.yaml``: standard rates, exempt or reverse
+    charge."""
     if draft.rules.empty:
         return None
     return rules_tax(draft)

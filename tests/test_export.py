@@ -1,4 +1,5 @@
-"""Journal export: a month of the books per general-ledger account, balanced, checked through Beancount.
+"""Journal export: a month of the books per general-ledger account, balanced, checked through
+Beancount.
 
 The taxed workspace of ``test_tax`` closed through November: November holds the
 invoices of Nov 1 (kunde 119.30 EUR, client_fr 100.00 EUR, acme_us 108.90 USD)
@@ -47,7 +48,9 @@ def closed(tmp_path_factory: pytest.TempPathFactory) -> Session:
     session = taxed_workspace(tmp_path_factory.mktemp("export") / "ws")
     session.invoice(through=date(2026, 11, 1))
     root = session.workspace.root
-    (root / "pay.csv").write_text("date,amount,currency,invoice,reference\n2026-11-20,119.30,EUR,INV-2026-000003,P1\n")
+    (root / "pay.csv").write_text(
+        "date,amount,currency,invoice,reference\n2026-11-20,119.30,EUR,INV-2026-000003,P1\n"
+    )
     assert run_cli(root, "ingest", str(root / "pay.csv")).exit_code == 0
     for month in ("2026-10", "2026-11"):
         result = run_cli(root, "close", month)
@@ -62,12 +65,19 @@ def export(root: Path, fmt: str, month: str = "2026-11") -> list[dict[str, str]]
     return list(csv.DictReader(io.StringIO(result.stdout)))
 
 
-def realized_month(main: Path, month_start: date, month_end: date) -> dict[tuple[str, str], Decimal]:
+def realized_month(
+    main: Path, month_start: date, month_end: date
+) -> dict[tuple[str, str], Decimal]:
     """Per account and currency, the month's movement as Beancount's realization computes it."""
     entries, errors, _ = load_books(main)
     assert errors == []
-    txns = [e for e in entries if isinstance(e, data.Transaction) and month_start <= e.date <= month_end
-            and seal.GUARD_MARK not in e.meta]  # the seal plugin's count of verified seals, not money
+    txns = [
+        e
+        for e in entries
+        if isinstance(e, data.Transaction)
+        and month_start <= e.date <= month_end
+        and seal.GUARD_MARK not in e.meta
+    ]  # the seal plugin's count of verified seals, not money
     real = realization.realize(txns)
     out = {}
     for account in realization.iter_children(real):
@@ -78,16 +88,26 @@ def realized_month(main: Path, month_start: date, month_end: date) -> dict[tuple
 
 
 def test_csv_export_sums_to_the_months_movements_for_every_account(closed: Session) -> None:
-    """November, EUR: bank +119.30 (kunde's payment); receivables 119.30 + 100.00 − 119.30 = +100.00;
+    """November, EUR: bank +119.30 (kunde's payment); receivables 119.30 + 100.00 − 119.30 =
+    +100.00;
     unbilled −200.25 (October's usage invoiced); VAT DE −19.05 under its own code 2210; income 0.00
-    (recognized in October) so it has no line. USD: receivable +108.90, unbilled −100.25, tax −8.65."""
+    (recognized in October) so it has no line. USD: receivable +108.90, unbilled −100.25,
+    tax −8.65."""
     rows = export(closed.workspace.root, "csv")
-    got = {(r["currency"], r["account"]): Decimal(r["debit"] or "0") - Decimal(r["credit"] or "0") for r in rows}
-    assert got == {("EUR", "1000"): Decimal("119.30"), ("EUR", "1200"): Decimal("100.00"),
-                   ("EUR", "1210"): Decimal("-200.25"), ("EUR", "2210"): Decimal("-19.05"),
-                   ("USD", "1200"): Decimal("108.90"), ("USD", "1210"): Decimal("-100.25"),
-                   ("USD", "2200"): Decimal("-8.65")}
-    # every account's realized November movement is in exactly one line, and the lines add up to them
+    got = {
+        (r["currency"], r["account"]): Decimal(r["debit"] or "0") - Decimal(r["credit"] or "0")
+        for r in rows
+    }
+    assert got == {
+        ("EUR", "1000"): Decimal("119.30"),
+        ("EUR", "1200"): Decimal("100.00"),
+        ("EUR", "1210"): Decimal("-200.25"),
+        ("EUR", "2210"): Decimal("-19.05"),
+        ("USD", "1200"): Decimal("108.90"),
+        ("USD", "1210"): Decimal("-100.25"),
+        ("USD", "2200"): Decimal("-8.65"),
+    }
+    # every account's realized November movement is in exactly one line; the lines add up to them
     realized = realized_month(closed.workspace.main_file, date(2026, 11, 1), date(2026, 11, 30))
     mapping = load_gl_mapping(closed.workspace.rules_dir)
     expected: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
@@ -97,19 +117,27 @@ def test_csv_export_sums_to_the_months_movements_for_every_account(closed: Sessi
     listed = {(r["currency"], a) for r in rows for a in r["accounts"].split()}
     assert listed == {(c, a) for (a, c) in realized}
     # each entry balances, is dated the month's last day and names the seal
-    [seal] = [e.values[2].value for e in load_books(closed.workspace.main_file)[0]
-              if isinstance(e, data.Custom) and e.type == "meterbook-seal" and e.values[0].value == "2026-11"]
+    [seal] = [
+        e.values[2].value
+        for e in load_books(closed.workspace.main_file)[0]
+        if isinstance(e, data.Custom)
+        and e.type == "meterbook-seal"
+        and e.values[0].value == "2026-11"
+    ]
     for currency in ("EUR", "USD"):
         assert sum((v for (c, _), v in got.items() if c == currency), Decimal(0)) == 0
     assert {(r["journal"], r["date"], r["memo"]) for r in rows} == {
         ("MB-2026-11-EUR", "2026-11-30", f"meterbook 2026-11 seal {seal}"),
-        ("MB-2026-11-USD", "2026-11-30", f"meterbook 2026-11 seal {seal}")}
+        ("MB-2026-11-USD", "2026-11-30", f"meterbook 2026-11 seal {seal}"),
+    }
 
 
-def test_csv_export_reimported_into_a_second_beancount_file_balances_and_matches(closed: Session,
-                                                                                  tmp_path: Path) -> None:
+def test_csv_export_reimported_into_a_second_beancount_file_balances_and_matches(
+    closed: Session, tmp_path: Path
+) -> None:
     """The export as a second ledger (one account per GL code, one transaction per journal entry)
-    loads without errors (each transaction balances) and holds per GL code exactly the books' movement."""
+    loads without errors (each transaction balances) and holds per GL code exactly the books'
+    movement."""
     rows = export(closed.workspace.root, "csv")
     codes = sorted({r["account"] for r in rows})
     lines = [f"2026-11-01 open {ROOTS[c[0]]}:GL-{c}" for c in codes]
@@ -123,12 +151,18 @@ def test_csv_export_reimported_into_a_second_beancount_file_balances_and_matches
     gl_file.write_text("\n".join(lines) + "\n")
     # README shows this very file (the seal hash written <seal>)
     [seal] = {r["memo"].rsplit(" ", 1)[1] for r in rows}
-    assert readme_block("<!-- export-example -->", "```beancount\n") == gl_file.read_text().replace(seal, "<seal>")
+    assert readme_block("<!-- export-example -->", "```beancount\n") == gl_file.read_text().replace(
+        seal, "<seal>"
+    )
     entries, errors, _ = loader.load_file(str(gl_file))
     assert errors == []
     real = realization.realize(entries)
-    second = {(acc.account.split("GL-")[1], pos.units.currency): pos.units.number
-              for acc in realization.iter_children(real) for pos in acc.balance if pos.units.number}
+    second = {
+        (acc.account.split("GL-")[1], pos.units.currency): pos.units.number
+        for acc in realization.iter_children(real)
+        for pos in acc.balance
+        if pos.units.number
+    }
     mapping = load_gl_mapping(closed.workspace.rules_dir)
     books_side: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
     movements = month_movements(load_books(closed.workspace.main_file)[0], "2026-11")
@@ -139,19 +173,46 @@ def test_csv_export_reimported_into_a_second_beancount_file_balances_and_matches
 
 def test_named_formats_follow_each_products_columns_and_balance(closed: Session) -> None:
     qbo = export(closed.workspace.root, "quickbooks")
-    assert list(qbo[0]) == ["Journal No.", "Journal Date", "Currency", "Account Name", "Debits", "Credits",
-                            "Description", "Name"]
+    assert list(qbo[0]) == [
+        "Journal No.",
+        "Journal Date",
+        "Currency",
+        "Account Name",
+        "Debits",
+        "Credits",
+        "Description",
+        "Name",
+    ]
     assert {r["Journal Date"] for r in qbo} == {"11/30/2026"}
     xero = export(closed.workspace.root, "xero")
-    assert list(xero[0]) == ["*Narration", "*Date", "Description", "*AccountCode", "*TaxRate", "*Amount"]
+    assert list(xero[0]) == [
+        "*Narration",
+        "*Date",
+        "Description",
+        "*AccountCode",
+        "*TaxRate",
+        "*Amount",
+    ]
     assert {r["*Date"] for r in xero} == {"30/11/2026"}
     netsuite = export(closed.workspace.root, "netsuite")
-    assert list(netsuite[0])[:7] == ["External ID", "Date", "Currency", "Memo", "Account", "Debit", "Credit"]
-    for rows, key, debit, credit in ((qbo, "Journal No.", "Debits", "Credits"),
-                                     (netsuite, "External ID", "Debit", "Credit")):
+    assert list(netsuite[0])[:7] == [
+        "External ID",
+        "Date",
+        "Currency",
+        "Memo",
+        "Account",
+        "Debit",
+        "Credit",
+    ]
+    for rows, key, debit, credit in (
+        (qbo, "Journal No.", "Debits", "Credits"),
+        (netsuite, "External ID", "Debit", "Credit"),
+    ):
         for journal in {r[key] for r in rows}:
             mine = [r for r in rows if r[key] == journal]
-            assert sum(Decimal(r[debit] or "0") for r in mine) == sum(Decimal(r[credit] or "0") for r in mine)
+            assert sum(Decimal(r[debit] or "0") for r in mine) == sum(
+                Decimal(r[credit] or "0") for r in mine
+            )
     for narration in {r["*Narration"] for r in xero}:
         assert sum(Decimal(r["*Amount"]) for r in xero if r["*Narration"] == narration) == 0
 
@@ -160,35 +221,47 @@ def test_unmapped_accounts_are_named_exit_2(closed: Session, tmp_path: Path) -> 
     gl = closed.workspace.rules_dir / "gl_accounts.yaml"
     original = gl.read_text()
     try:
-        gl.write_text(original.replace('  Liabilities:Tax: "2200"\n', "").replace('  Assets:Bank: "1000"\n', ""))
+        gl.write_text(
+            original.replace('  Liabilities:Tax: "2200"\n', "").replace(
+                '  Assets:Bank: "1000"\n', ""
+            )
+        )
         result = run_cli(closed.workspace.root, "export", "journal", "--month", "2026-11")
         assert result.exit_code == 2
-        assert ("no GL account for Assets:Bank:Operating, Liabilities:Tax:US-CA, Liabilities:Tax:US-CA-SF"
-                in result.output), result.output
+        assert (
+            "no GL account for Assets:Bank:Operating, Liabilities:Tax:US-CA, "
+            "Liabilities:Tax:US-CA-SF" in result.output
+        ), result.output
         gl.unlink()
         result = run_cli(closed.workspace.root, "export", "journal", "--month", "2026-11")
         assert result.exit_code == 2 and "rules/gl_accounts.yaml: not found" in result.output
-        result = run_cli(closed.workspace.root, "export", "journal", "--month", "2026-11", "--format", "sage")
+        result = run_cli(
+            closed.workspace.root, "export", "journal", "--month", "2026-11", "--format", "sage"
+        )
         assert result.exit_code == 2 and "--format: 'sage' is not one of" in result.output
     finally:
         gl.write_text(original)
 
 
 def test_an_unsealed_month_exports_with_a_warning(closed: Session) -> None:
-    """client_fr pays its 100.00 EUR on Dec 2, December is open: bank +100.00, receivable −100.00."""
+    """client_fr pays its 100.00 EUR on Dec 2, December is open: bank +100.00,
+    receivable −100.00."""
     session = closed
     root = session.workspace.root
-    (root / "pay2.csv").write_text("date,amount,currency,invoice,reference\n"
-                                   "2026-12-02,100.00,EUR,INV-2026-000002,P2\n")
+    (root / "pay2.csv").write_text(
+        "date,amount,currency,invoice,reference\n2026-12-02,100.00,EUR,INV-2026-000002,P2\n"
+    )
     assert run_cli(root, "ingest", str(root / "pay2.csv")).exit_code == 0
     session.post(through=date(2026, 12, 3))
     result = run_cli(root, "export", "journal", "--month", "2026-12")
     assert result.exit_code == 0
     assert "warning: 2026-12 is not sealed" in result.stderr
     assert result.stdout.splitlines()[1:] == [
-        "MB-2026-12-EUR,2026-12-31,EUR,1000,100.00,,meterbook 2026-12 (not sealed),Assets:Bank:Operating",
+        "MB-2026-12-EUR,2026-12-31,EUR,1000,100.00,,meterbook 2026-12 (not sealed),"
+        "Assets:Bank:Operating",
         "MB-2026-12-EUR,2026-12-31,EUR,1200,,100.00,meterbook 2026-12 (not sealed),"
-        "Assets:Receivables:Invoiced:Client-Fr"]
+        "Assets:Receivables:Invoiced:Client-Fr",
+    ]
     result = run_cli(session.workspace.root, "export", "journal", "--month", "2026-11")
     assert "warning" not in result.stderr
 
@@ -199,25 +272,38 @@ def test_the_demo_books_sealed_september_exports_to_its_exact_movements() -> Non
     assert errors == []
     journal = build_journal(entries, "2026-09", load_gl_mapping(REPO / "rules"))
     assert journal.seal is not None and len(journal.seal) == 64
-    realized = realized_month(REPO / "books" / "main.beancount", date(2026, 9, 1), date(2026, 9, 30))
+    realized = realized_month(
+        REPO / "books" / "main.beancount", date(2026, 9, 1), date(2026, 9, 30)
+    )
     assert realized == dict(journal.movements)
     for entry in journal.entries:
         assert sum((ln.amount for ln in entry.lines), Decimal(0)) == 0
-        summed = sum((realized[(a, entry.currency)] for ln in entry.lines for a in ln.accounts), Decimal(0))
+        summed = sum(
+            (realized[(a, entry.currency)] for ln in entry.lines for a in ln.accounts), Decimal(0)
+        )
         assert summed == 0
         for line in entry.lines:
-            assert line.amount == sum((realized[(a, entry.currency)] for a in line.accounts), Decimal(0))
+            assert line.amount == sum(
+                (realized[(a, entry.currency)] for a in line.accounts), Decimal(0)
+            )
 
 
 def readme_block(marker: str, fence: str) -> str:
     text = (REPO / "README.md").read_text()
-    return text[text.index(marker):].split(fence, 1)[1].split("```", 1)[0]
+    return text[text.index(marker) :].split(fence, 1)[1].split("```", 1)[0]
 
 
 def test_the_readme_shows_this_export(closed: Session) -> None:
-    """README's worked example: the mapping file and the csv export, the seal hash written <seal>."""
+    """README's worked example: the mapping file and the csv export, the seal hash written
+    <seal>."""
     assert readme_block("<!-- gl-example -->", "```yaml\n") == GL
-    result = run_cli(closed.workspace.root, "export", "journal", "--month", "2026-11", "--format", "csv")
+    result = run_cli(
+        closed.workspace.root, "export", "journal", "--month", "2026-11", "--format", "csv"
+    )
     [seal] = {row["memo"].rsplit(" ", 1)[1] for row in csv.DictReader(io.StringIO(result.stdout))}
     shown = readme_block("<!-- export-example -->", "```\n")
-    assert shown == "$ meterbook export journal --month 2026-11 --format csv\n" + result.stdout.replace(seal, "<seal>")
+    assert (
+        shown
+        == "$ meterbook export journal --month 2026-11 --format csv\n"
+        + result.stdout.replace(seal, "<seal>")
+    )

@@ -44,14 +44,21 @@ from tests.support import (
 
 PLANS = """\
 plans:
-  eu: {currency: EUR, charges: [{meter: api_calls, model: unit, unit_price: "0.25"}]}
-  us: {currency: USD, charges: [{meter: api_calls, model: unit, unit_price: "0.25"}]}
+  us:
+    currency: USD
+    charges: [{meter: api_calls, model: unit, unit_price: "0.25"}]
+  eu:
+    currency: EUR
+    charges: [{meter: api_calls, model: unit, unit_price: "0.25"}]
 """
 CUSTOMERS = """\
 customers:
-  kunde: {currency: EUR, billing_anchor: calendar, subscriptions: [{plan: eu, start: 2026-10-01}]}
-  client_fr: {currency: EUR, billing_anchor: calendar, subscriptions: [{plan: eu, start: 2026-10-01}]}
-  acme_us: {currency: USD, billing_anchor: calendar, subscriptions: [{plan: us, start: 2026-10-01}]}
+  kunde:
+    {currency: EUR, billing_anchor: calendar, subscriptions: [{plan: eu, start: 2026-10-01}]}
+  client_fr:
+    {currency: EUR, billing_anchor: calendar, subscriptions: [{plan: eu, start: 2026-10-01}]}
+  acme_us:
+    {currency: USD, billing_anchor: calendar, subscriptions: [{plan: us, start: 2026-10-01}]}
 """
 TAXES = """\
 taxes:
@@ -68,16 +75,27 @@ CONFIG = 'store = "sqlite:///var/events.sqlite"\n[tax]\nseller_tax_id = "DE81111
 RECEIVABLE = "Assets:Receivables:Invoiced:Kunde"
 
 
-def workspace(root: Path, *, taxes: str | None = TAXES, config: str = CONFIG,
-              plugins: dict[str, str] | None = None, counts: tuple[int, int, int] = (401, 400, 401)) -> Session:
-    write_workspace(root, meters=METERS_CALLS, plans=PLANS, customers=CUSTOMERS, config=config,
-                    plugins=plugins)
+def workspace(
+    root: Path,
+    *,
+    taxes: str | None = TAXES,
+    config: str = CONFIG,
+    plugins: dict[str, str] | None = None,
+    counts: tuple[int, int, int] = (401, 400, 401),
+) -> Session:
+    write_workspace(
+        root, meters=METERS_CALLS, plans=PLANS, customers=CUSTOMERS, config=config, plugins=plugins
+    )
     if taxes is not None:
         (root / "rules" / "taxes.yaml").write_text(taxes)
     session = open_session(root)
     kunde, fr, us = counts
-    insert_events(session.engine, calls("kunde", ["2026-10-05"] * kunde) + calls("client_fr", ["2026-10-06"] * fr)
-                  + calls("acme_us", ["2026-10-07"] * us))
+    insert_events(
+        session.engine,
+        calls("kunde", ["2026-10-05"] * kunde)
+        + calls("client_fr", ["2026-10-06"] * fr)
+        + calls("acme_us", ["2026-10-07"] * us),
+    )
     return session
 
 
@@ -88,8 +106,13 @@ def books(session: Session) -> list[data.Directive]:
 
 
 def invoice_txn(entries: list[data.Directive], number: str) -> dict[str, Decimal]:
-    [txn] = [e for e in entries if isinstance(e, data.Transaction) and e.meta.get("invoice") == number
-             and e.narration.startswith("Invoice")]
+    [txn] = [
+        e
+        for e in entries
+        if isinstance(e, data.Transaction)
+        and e.meta.get("invoice") == number
+        and e.narration.startswith("Invoice")
+    ]
     return {p.account: p.units.number for p in txn.postings}
 
 
@@ -97,23 +120,32 @@ def test_eu_vat_reverse_charge_and_us_sales_tax_are_invoiced_and_booked(tmp_path
     session = workspace(tmp_path / "ws")
     issued = session.invoice(through=date(2026, 11, 1))
     totals = {inv.customer: (inv.number, inv.subtotal, inv.total) for inv in issued}
-    assert totals == {"acme_us": ("INV-2026-000001", Decimal("100.25"), Decimal("108.90")),
-                      "client_fr": ("INV-2026-000002", Decimal("100.00"), Decimal("100.00")),
-                      "kunde": ("INV-2026-000003", Decimal("100.25"), Decimal("119.30"))}
+    assert totals == {
+        "acme_us": ("INV-2026-000001", Decimal("100.25"), Decimal("108.90")),
+        "client_fr": ("INV-2026-000002", Decimal("100.00"), Decimal("100.00")),
+        "kunde": ("INV-2026-000003", Decimal("100.25"), Decimal("119.30")),
+    }
     entries = books(session)
     # tax is owed to the jurisdiction, not revenue: Dr receivable (with tax) / Cr unbilled and tax
     assert invoice_txn(entries, "INV-2026-000003") == {
-        RECEIVABLE: Decimal("119.30"), "Assets:Receivables:Unbilled:Kunde": Decimal("-100.25"),
-        "Liabilities:Tax:DE": Decimal("-19.05")}
+        RECEIVABLE: Decimal("119.30"),
+        "Assets:Receivables:Unbilled:Kunde": Decimal("-100.25"),
+        "Liabilities:Tax:DE": Decimal("-19.05"),
+    }
     assert invoice_txn(entries, "INV-2026-000001") == {
         "Assets:Receivables:Invoiced:Acme-Us": Decimal("108.90"),
         "Assets:Receivables:Unbilled:Acme-Us": Decimal("-100.25"),
-        "Liabilities:Tax:US-CA": Decimal("-7.27"), "Liabilities:Tax:US-CA-SF": Decimal("-1.38")}
+        "Liabilities:Tax:US-CA": Decimal("-7.27"),
+        "Liabilities:Tax:US-CA-SF": Decimal("-1.38"),
+    }
     assert invoice_txn(entries, "INV-2026-000002") == {
         "Assets:Receivables:Invoiced:Client-Fr": Decimal("100.00"),
-        "Assets:Receivables:Unbilled:Client-Fr": Decimal("-100.00")}
+        "Assets:Receivables:Unbilled:Client-Fr": Decimal("-100.00"),
+    }
     # revenue stays net of tax
-    assert balance(entries, "Income:Usage:Api-Calls", date(2026, 11, 2), "EUR") == Decimal("-200.25")
+    assert balance(entries, "Income:Usage:Api-Calls", date(2026, 11, 2), "EUR") == Decimal(
+        "-200.25"
+    )
     # documents: tax lines and rates, both tax ids, the reverse-charge mention where it applies
     docs = session.workspace.books_dir / "documents"
     html = (docs / "INV-2026-000003.html").read_text()
@@ -124,40 +156,70 @@ def test_eu_vat_reverse_charge_and_us_sales_tax_are_invoiced_and_booked(tmp_path
     assert "reverse charge (FR) on 100.00 EUR" in fr and "customer tax id FR40303265045" in fr
     assert "Reverse charge: VAT to be accounted for by the recipient" in fr
     us = (docs / "INV-2026-000001.html").read_text()
-    assert "state sales tax 7.25% (US-CA) on 100.25 USD" in us and "district sales tax 1.375% (US-CA-SF)" in us
+    assert (
+        "state sales tax 7.25% (US-CA) on 100.25 USD" in us
+        and "district sales tax 1.375% (US-CA-SF)" in us
+    )
     record = json.loads((docs / "INV-2026-000003.json").read_text())
     assert record["total"] == "119.30" and record["tax"]["lines"] == [
-        {"jurisdiction": "DE", "rate": "0.19", "base": "100.25", "amount": "19.05", "name": "VAT",
-         "treatment": "standard"}]
+        {
+            "jurisdiction": "DE",
+            "rate": "0.19",
+            "base": "100.25",
+            "amount": "19.05",
+            "name": "VAT",
+            "treatment": "standard",
+        }
+    ]
 
 
-def test_credit_note_reverses_its_share_of_tax_and_payment_settles_the_total(tmp_path: Path) -> None:
-    """Half of kunde's 119.30 credited (59.65): tax 19.05 × 59.65 / 119.30 = 9.525 → 9.52 (half-even),
+def test_credit_note_reverses_its_share_of_tax_and_payment_settles_the_total(
+    tmp_path: Path,
+) -> None:
+    """Half of kunde's 119.30 credited (59.65): tax 19.05 × 59.65 / 119.30 = 9.525 → 9.52
+    (half-even),
     so 50.13 is contra-revenue; the 59.65 left is paid on Nov 20 and the receivable is 0. The tax
     owed to DE is 19.05 − 9.52 = 9.53, and the November close asserts it."""
     session = workspace(tmp_path / "ws")
     session.invoice(through=date(2026, 11, 1))
-    note = issue_credit_note(session, "INV-2026-000003", amount="59.65", reason="outage", on=date(2026, 11, 10))
+    note = issue_credit_note(
+        session, "INV-2026-000003", amount="59.65", reason="outage", on=date(2026, 11, 10)
+    )
     assert note.tax is not None and note.tax_amount == Decimal("9.52")
     assert [p.amount for p in note.parts] == [Decimal("50.13")]
-    (tmp_path / "pay.csv").write_text("date,amount,currency,invoice,reference\n"
-                                      "2026-11-20,59.65,EUR,INV-2026-000003,PAY-1\n")
+    (tmp_path / "pay.csv").write_text(
+        "date,amount,currency,invoice,reference\n2026-11-20,59.65,EUR,INV-2026-000003,PAY-1\n"
+    )
     assert run_cli(session.workspace.root, "ingest", str(tmp_path / "pay.csv")).exit_code == 0
     result = run_cli(session.workspace.root, "close", "2026-10")
     assert result.exit_code == 0, result.output
     result = run_cli(session.workspace.root, "close", "2026-11")
     assert result.exit_code == 0, result.output
     entries = books(session)
-    [cn] = [e for e in entries if isinstance(e, data.Transaction) and e.meta.get("credit_note") == note.number]
+    [cn] = [
+        e
+        for e in entries
+        if isinstance(e, data.Transaction) and e.meta.get("credit_note") == note.number
+    ]
     assert {p.account: p.units.number for p in cn.postings} == {
-        "Income:Credit-Notes": Decimal("50.13"), "Liabilities:Tax:DE": Decimal("9.52"),
-        RECEIVABLE: Decimal("-59.65")}
+        "Income:Credit-Notes": Decimal("50.13"),
+        "Liabilities:Tax:DE": Decimal("9.52"),
+        RECEIVABLE: Decimal("-59.65"),
+    }
     assert balance(entries, RECEIVABLE, date(2026, 12, 1)) == 0
     assert balance(entries, "Liabilities:Tax:DE", date(2026, 12, 1)) == Decimal("-9.53")
-    assertions = {(e.account, e.amount.number) for e in entries if isinstance(e, data.Balance)
-                  and e.date == date(2026, 12, 1) and e.account.startswith("Liabilities:Tax")}
-    assert assertions == {("Liabilities:Tax:DE", Decimal("-9.53")), ("Liabilities:Tax:US-CA", Decimal("-7.27")),
-                          ("Liabilities:Tax:US-CA-SF", Decimal("-1.38"))}
+    assertions = {
+        (e.account, e.amount.number)
+        for e in entries
+        if isinstance(e, data.Balance)
+        and e.date == date(2026, 12, 1)
+        and e.account.startswith("Liabilities:Tax")
+    }
+    assert assertions == {
+        ("Liabilities:Tax:DE", Decimal("-9.53")),
+        ("Liabilities:Tax:US-CA", Decimal("-7.27")),
+        ("Liabilities:Tax:US-CA-SF", Decimal("-1.38")),
+    }
     html = (session.workspace.books_dir / "documents" / f"{note.number}.html").read_text()
     assert "VAT 19% (DE) on 50.13 EUR" in html and "9.52 EUR" in html
     # trace recomputes the invoice, its tax postings included
@@ -172,32 +234,49 @@ def test_tax_report_ties_to_the_books(tmp_path: Path) -> None:
     movement in the books equals the documents' tax."""
     session = workspace(tmp_path / "ws")
     session.invoice(through=date(2026, 11, 1))
-    issue_credit_note(session, "INV-2026-000003", amount="59.65", reason="outage", on=date(2026, 11, 10))
+    issue_credit_note(
+        session, "INV-2026-000003", amount="59.65", reason="outage", on=date(2026, 11, 10)
+    )
     session.post(through=date(2026, 11, 30))
     report = build_report(session, "tax", month="2026-11")
-    rows = {(r[1], r[2], r[4]): (r[6], r[7]) for r in report.table("Tax by month, jurisdiction and rate").rows}
-    assert rows == {("DE", "standard", "19%"): (Decimal("50.12"), Decimal("9.53")),
-                    ("FR", "reverse charge", "0%"): (Decimal("100.00"), Decimal("0.00")),
-                    ("US-CA", "standard", "7.25%"): (Decimal("100.25"), Decimal("7.27")),
-                    ("US-CA-SF", "standard", "1.375%"): (Decimal("100.25"), Decimal("1.38"))}
+    rows = {
+        (r[1], r[2], r[4]): (r[6], r[7])
+        for r in report.table("Tax by month, jurisdiction and rate").rows
+    }
+    assert rows == {
+        ("DE", "standard", "19%"): (Decimal("50.12"), Decimal("9.53")),
+        ("FR", "reverse charge", "0%"): (Decimal("100.00"), Decimal("0.00")),
+        ("US-CA", "standard", "7.25%"): (Decimal("100.25"), Decimal("7.27")),
+        ("US-CA-SF", "standard", "1.375%"): (Decimal("100.25"), Decimal("1.38")),
+    }
     ties = report.table("Tax liabilities: documents vs books").rows
     assert [(r[1], r[3], r[4], r[5]) for r in ties] == [
         ("Liabilities:Tax:DE", Decimal("9.53"), Decimal("9.53"), Decimal("0.00")),
         ("Liabilities:Tax:US-CA", Decimal("7.27"), Decimal("7.27"), Decimal("0.00")),
-        ("Liabilities:Tax:US-CA-SF", Decimal("1.38"), Decimal("1.38"), Decimal("0.00"))]
+        ("Liabilities:Tax:US-CA-SF", Decimal("1.38"), Decimal("1.38"), Decimal("0.00")),
+    ]
     # the books' own figure, independently: minus the November postings to each tax account
     entries = books(session)
     for account, _documents, books_figure, _diff in [(r[1], r[3], r[4], r[5]) for r in ties]:
-        moved = -sum((p.units.number for e in entries if isinstance(e, data.Transaction)
-                      and date(2026, 11, 1) <= e.date <= date(2026, 11, 30)
-                      for p in e.postings if p.account == account), Decimal(0))
+        moved = -sum(
+            (
+                p.units.number
+                for e in entries
+                if isinstance(e, data.Transaction)
+                and date(2026, 11, 1) <= e.date <= date(2026, 11, 30)
+                for p in e.postings
+                if p.account == account
+            ),
+            Decimal(0),
+        )
         assert moved == books_figure
     result = run_cli(session.workspace.root, "report", "tax", "--month", "2026-11", "--csv")
     assert result.exit_code == 0 and "DE,standard,VAT,19%,EUR,50.12,9.53,2" in result.output
 
 
 def test_inclusive_prices_take_the_tax_out_of_revenue(tmp_path: Path) -> None:
-    """prices = "inclusive": kunde's 476 calls bill 119.00 EUR including VAT: tax 119 × 0.19 / 1.19 =
+    """prices = "inclusive": kunde's 476 calls bill 119.00 EUR including VAT:
+    tax 119 × 0.19 / 1.19 =
     19.00, base 100.00; the total stays 119.00 and revenue is 119.00 − 19.00 = 100.00."""
     config = CONFIG + 'prices = "inclusive"\n'
     session = workspace(tmp_path / "ws", config=config, counts=(476, 400, 401))
@@ -205,21 +284,35 @@ def test_inclusive_prices_take_the_tax_out_of_revenue(tmp_path: Path) -> None:
     kunde = issued["kunde"]
     assert (kunde.subtotal, kunde.total) == (Decimal("119.00"), Decimal("119.00"))
     assert kunde.tax is not None and [(t.base, t.amount) for t in kunde.tax.lines] == [
-        (Decimal("100.00"), Decimal("19.00"))]
+        (Decimal("100.00"), Decimal("19.00"))
+    ]
     entries = books(session)
     assert invoice_txn(entries, kunde.number) == {
-        RECEIVABLE: Decimal("119.00"), "Assets:Receivables:Unbilled:Kunde": Decimal("-119.00"),
-        "Income:Tax-Included": Decimal("19.00"), "Liabilities:Tax:DE": Decimal("-19.00")}
-    revenue = sum((p.units.number for e in entries if isinstance(e, data.Transaction) for p in e.postings
-                   if p.account.startswith("Income:") and p.units.currency == "EUR"
-                   and e.meta.get("customer") == "kunde"), Decimal(0))
+        RECEIVABLE: Decimal("119.00"),
+        "Assets:Receivables:Unbilled:Kunde": Decimal("-119.00"),
+        "Income:Tax-Included": Decimal("19.00"),
+        "Liabilities:Tax:DE": Decimal("-19.00"),
+    }
+    revenue = sum(
+        (
+            p.units.number
+            for e in entries
+            if isinstance(e, data.Transaction)
+            for p in e.postings
+            if p.account.startswith("Income:")
+            and p.units.currency == "EUR"
+            and e.meta.get("customer") == "kunde"
+        ),
+        Decimal(0),
+    )
     assert revenue == Decimal("-100.00")
 
 
 def test_a_third_party_tax_plugin_answers_through_the_same_hook(tmp_path: Path) -> None:
-    """A tax service plugin taxes acme_us at Washington's 6.5 % + 3.85 %: 100.25 × 0.065 = 6.51625 → 6.52,
+    """A tax service plugin taxes acme_us at Washington's 6.5 % + 3.85 %:
+    100.25 × 0.065 = 6.51625 → 6.52,
     100.25 × 0.0385 = 3.859625 → 3.86; rounding per line (one line here): total 110.63."""
-    plugin = '''
+    plugin = """
 from ledger.hookspecs import hookimpl
 from ledger.tax import Tax, TaxRate, standard_tax
 
@@ -230,29 +323,39 @@ RATES = [TaxRate(jurisdiction="US-WA", rate="0.065", name="state sales tax"),
 def meterbook_tax(draft):
     if draft.invoice.customer != "acme_us":
         return None
-    tax = standard_tax([(line.amount, RATES) for line in draft.invoice.lines], draft.invoice.currency,
+    bases = [(line.amount, RATES) for line in draft.invoice.lines]
+    tax = standard_tax(bases, draft.invoice.currency,
                        rounding=draft.settings.rounding, inclusive=draft.settings.inclusive)
-    return Tax(lines=tax.lines, seller_tax_id=draft.settings.seller_tax_id, customer_tax_id="WA-603")
-'''
+    return Tax(lines=tax.lines, seller_tax_id=draft.settings.seller_tax_id,
+               customer_tax_id="WA-603")
+"""
     taxes = TAXES.replace("    acme_us: {rates: [ca_state, ca_district]}\n", "")
-    session = workspace(tmp_path / "ws", taxes=taxes, plugins={"taxservice": plugin},
-                        config='store = "sqlite:///var/events.sqlite"\n[tax]\nrounding = "line"\n')
+    session = workspace(
+        tmp_path / "ws",
+        taxes=taxes,
+        plugins={"taxservice": plugin},
+        config='store = "sqlite:///var/events.sqlite"\n[tax]\nrounding = "line"\n',
+    )
     issued = {inv.customer: inv for inv in session.invoice(through=date(2026, 11, 1))}
     assert issued["acme_us"].total == Decimal("110.63")
-    assert issued["kunde"].total == Decimal("119.30")  # the first-party rules still answer for kunde
+    assert issued["kunde"].total == Decimal(
+        "119.30"
+    )  # the first-party rules still answer for kunde
     entries = books(session)
-    assert invoice_txn(entries, issued["acme_us"].number)["Liabilities:Tax:US-WA-Seattle"] == Decimal("-3.86")
+    assert invoice_txn(entries, issued["acme_us"].number)[
+        "Liabilities:Tax:US-WA-Seattle"
+    ] == Decimal("-3.86")
 
 
 def test_two_plugins_taxing_one_invoice_stop_the_run_and_issue_nothing(tmp_path: Path) -> None:
-    plugin = '''
+    plugin = """
 from ledger.hookspecs import hookimpl
 from ledger.tax import Tax
 
 @hookimpl
 def meterbook_tax(draft):
     return Tax()
-'''
+"""
     session = workspace(tmp_path / "ws", plugins={"greedy": plugin})
     with pytest.raises(PluginError, match="only one meterbook_tax plugin may answer"):
         session.invoice(through=date(2026, 11, 1))
@@ -262,7 +365,7 @@ def meterbook_tax(draft):
 
 
 def test_a_plugin_returning_unrounded_tax_is_refused(tmp_path: Path) -> None:
-    plugin = '''
+    plugin = """
 from decimal import Decimal
 from ledger.hookspecs import hookimpl
 from ledger.tax import Tax, TaxLine
@@ -270,34 +373,53 @@ from ledger.tax import Tax, TaxLine
 @hookimpl
 def meterbook_tax(draft):
     if draft.invoice.customer == "acme_us":
-        return Tax(lines=(TaxLine("US-CA", Decimal("0.0725"), Decimal("100.25"), Decimal("7.268125")),))
-'''
+        line = TaxLine("US-CA", Decimal("0.0725"), Decimal("100.25"), Decimal("7.268125"))
+        return Tax(lines=(line,))
+"""
     session = workspace(tmp_path / "ws", taxes=None, plugins={"sloppy": plugin})
     with pytest.raises(PluginError, match="not rounded to USD's minor unit"):
         session.invoice(through=date(2026, 11, 1))
 
 
 def test_without_tax_rules_nothing_changes(tmp_path: Path) -> None:
-    session = workspace(tmp_path / "ws", taxes=None, config='store = "sqlite:///var/events.sqlite"\n')
+    session = workspace(
+        tmp_path / "ws", taxes=None, config='store = "sqlite:///var/events.sqlite"\n'
+    )
     issued = session.invoice(through=date(2026, 11, 1))
     assert [(inv.customer, inv.total, inv.tax) for inv in issued] == [
-        ("acme_us", Decimal("100.25"), None), ("client_fr", Decimal("100.00"), None),
-        ("kunde", Decimal("100.25"), None)]
-    record = json.loads((session.workspace.books_dir / "documents" / "INV-2026-000003.json").read_text())
+        ("acme_us", Decimal("100.25"), None),
+        ("client_fr", Decimal("100.00"), None),
+        ("kunde", Decimal("100.25"), None),
+    ]
+    record = json.loads(
+        (session.workspace.books_dir / "documents" / "INV-2026-000003.json").read_text()
+    )
     assert "tax" not in record
     text = "".join(p.read_text() for p in session.workspace.books_dir.rglob("*.beancount"))
-    assert "Liabilities:Tax" not in text and "tax id" not in (
-        session.workspace.books_dir / "documents" / "INV-2026-000003.html").read_text()
+    assert (
+        "Liabilities:Tax" not in text
+        and "tax id"
+        not in (session.workspace.books_dir / "documents" / "INV-2026-000003.html").read_text()
+    )
 
 
-@pytest.mark.parametrize(("taxes", "message"), [
-    (TAXES.replace("rates: [de_vat]", "rates: [de_vta]"),
-     "rules/taxes.yaml:7: taxes.customers.kunde.rates[0]: unknown rate 'de_vta'"),
-    (TAXES.replace("treatment: reverse_charge, tax_id: FR40303265045", "treatment: reverse_charge"),
-     "reverse charge needs the customer's tax_id"),
-    (TAXES.replace('rate: "0.19"', "rate: 0.19"), "never floats"),
-    (TAXES.replace("    kunde:", "    nobody:"), "unknown customer 'nobody'"),
-])
+@pytest.mark.parametrize(
+    ("taxes", "message"),
+    [
+        (
+            TAXES.replace("rates: [de_vat]", "rates: [de_vta]"),
+            "rules/taxes.yaml:7: taxes.customers.kunde.rates[0]: unknown rate 'de_vta'",
+        ),
+        (
+            TAXES.replace(
+                "treatment: reverse_charge, tax_id: FR40303265045", "treatment: reverse_charge"
+            ),
+            "reverse charge needs the customer's tax_id",
+        ),
+        (TAXES.replace('rate: "0.19"', "rate: 0.19"), "never floats"),
+        (TAXES.replace("    kunde:", "    nobody:"), "unknown customer 'nobody'"),
+    ],
+)
 def test_bad_tax_rules_are_one_line_exit_2(tmp_path: Path, taxes: str, message: str) -> None:
     session = workspace(tmp_path / "ws", taxes=taxes)
     result = run_cli(session.workspace.root, "invoice", "--through", "2026-11-01")
@@ -324,52 +446,83 @@ def test_rounding_per_invoice_and_per_line(amounts: list[Decimal]) -> None:
     whole = standard_tax(bases, "EUR").amount
     assert whole == exact.quantize(Decimal("0.01"), rounding="ROUND_HALF_EVEN")
     per_line = standard_tax(bases, "EUR", rounding="line").amount
-    assert per_line == sum((Decimal(a * RATE.rate).quantize(Decimal("0.01"), rounding="ROUND_HALF_EVEN")
-                            for a in amounts), Decimal(0))
+    assert per_line == sum(
+        (
+            Decimal(a * RATE.rate).quantize(Decimal("0.01"), rounding="ROUND_HALF_EVEN")
+            for a in amounts
+        ),
+        Decimal(0),
+    )
     assert abs(per_line - exact) <= Decimal("0.005") * len(amounts)
     inclusive = standard_tax(bases, "EUR", inclusive=True)
     assert inclusive.lines[0].base + inclusive.amount == sum(amounts, Decimal(0))
 
 
 def test_rerate_credit_notes_give_back_the_tax_on_the_decrease(tmp_path: Path) -> None:
-    """Plan eu re-priced to 0.20 from Oct 1 after invoicing: kunde's 401 calls are 80.20, 20.05 less.
-    Its note gives back 20.05 with the invoice's tax on it: 20.05 × 119.30 / 100.25 = 23.8595 → 23.86,
-    of which tax 19.05 × 23.86 / 119.30 = 3.81 and contra-revenue 20.05. client_fr (reverse charge)
-    is credited 20.00, no tax."""
+    """Plan eu re-priced to 0.20 from Oct 1 after invoicing: kunde's 401 calls are 80.20,
+    20.05 less. Its note gives back 20.05 with the invoice's tax on it:
+    20.05 × 119.30 / 100.25 = 23.8595 → 23.86,
+    of which tax 19.05 × 23.86 / 119.30 = 3.81 and contra-revenue 20.05. client_fr (reverse
+    charge) is credited 20.00, no tax."""
     session = workspace(tmp_path / "ws")
     session.invoice(through=date(2026, 11, 1))
     plans = session.workspace.rules_dir / "plans.yaml"
-    plans.write_text(PLANS.replace(
-        '  eu: {currency: EUR, charges: [{meter: api_calls, model: unit, unit_price: "0.25"}]}\n',
-        '  eu:\n    currency: EUR\n    charges: [{meter: api_calls, model: unit, unit_price: "0.25"}]\n'
-        '    versions:\n      - effective: 2026-10-01\n'
-        '        charges: [{meter: api_calls, model: unit, unit_price: "0.20"}]\n'))
-    result = run_cli(session.workspace.root, "rerate", "--from", "2026-10-01", "--date", "2026-11-15")
+    plans.write_text(
+        PLANS
+        + """\
+    versions:
+      - effective: 2026-10-01
+        charges: [{meter: api_calls, model: unit, unit_price: "0.20"}]
+"""
+    )
+    result = run_cli(
+        session.workspace.root, "rerate", "--from", "2026-10-01", "--date", "2026-11-15"
+    )
     assert result.exit_code == 0, result.output
     session = open_session(session.workspace.root)
     session.post(through=date(2026, 11, 30))
     entries = books(session)
-    notes = {e.meta["invoice"]: {p.account: p.units.number for p in e.postings} for e in entries
-             if isinstance(e, data.Transaction) and e.narration.startswith("Credit note")}
+    notes = {
+        e.meta["invoice"]: {p.account: p.units.number for p in e.postings}
+        for e in entries
+        if isinstance(e, data.Transaction) and e.narration.startswith("Credit note")
+    }
     assert notes == {
-        "INV-2026-000003": {"Income:Credit-Notes": Decimal("20.05"), "Liabilities:Tax:DE": Decimal("3.81"),
-                            RECEIVABLE: Decimal("-23.86")},
-        "INV-2026-000002": {"Income:Credit-Notes": Decimal("20.00"),
-                            "Assets:Receivables:Invoiced:Client-Fr": Decimal("-20.00")}}
-    assert balance(entries, "Liabilities:Tax:DE", date(2026, 12, 1)) == Decimal("-15.24")  # 19.05 − 3.81
+        "INV-2026-000003": {
+            "Income:Credit-Notes": Decimal("20.05"),
+            "Liabilities:Tax:DE": Decimal("3.81"),
+            RECEIVABLE: Decimal("-23.86"),
+        },
+        "INV-2026-000002": {
+            "Income:Credit-Notes": Decimal("20.00"),
+            "Assets:Receivables:Invoiced:Client-Fr": Decimal("-20.00"),
+        },
+    }
+    assert balance(entries, "Liabilities:Tax:DE", date(2026, 12, 1)) == Decimal(
+        "-15.24"
+    )  # 19.05 − 3.81
 
 
 def test_the_hookspec_example_plugin_taxes_as_documented(tmp_path: Path) -> None:
-    """ledger/hookspecs.py's meterbook_tax example, saved as is: acme_us at 6.5 % + 3.85 % on 100.25:
+    """ledger/hookspecs.py's meterbook_tax example, saved as is: acme_us at 6.5 % + 3.85 %
+    on 100.25:
     6.51625 → 6.52 and 3.859625 → 3.86, total 110.63 with the customer's tax id on the invoice."""
     from test_readme import hookspec_example
 
     taxes = TAXES.replace("    acme_us: {rates: [ca_state, ca_district]}\n", "")
-    session = workspace(tmp_path / "ws", taxes=taxes, plugins={"taxservice": hookspec_example("meterbook_tax").replace('"acme"', '"acme_us"')})
+    session = workspace(
+        tmp_path / "ws",
+        taxes=taxes,
+        plugins={"taxservice": hookspec_example("meterbook_tax").replace('"acme"', '"acme_us"')},
+    )
     issued = {inv.customer: inv for inv in session.invoice(through=date(2026, 11, 1))}
     assert issued["acme_us"].total == Decimal("110.63")
-    html = (session.workspace.books_dir / "documents" / f"{issued['acme_us'].number}.html").read_text()
-    assert "customer tax id WA-603-123-456" in html and "city sales tax 3.85% (US-WA-Seattle)" in html
+    html = (
+        session.workspace.books_dir / "documents" / f"{issued['acme_us'].number}.html"
+    ).read_text()
+    assert (
+        "customer tax id WA-603-123-456" in html and "city sales tax 3.85% (US-WA-Seattle)" in html
+    )
 
 
 def test_plans_override_the_customers_rate_or_exempt_their_lines(tmp_path: Path) -> None:
@@ -394,8 +547,9 @@ taxes:
     assert issued["client_fr"].total == Decimal("100.00")
     us = issued["acme_us"]
     assert us.total == Decimal("100.25") and us.tax is not None
-    assert [(t.treatment, t.base, t.amount) for t in us.tax.lines] == [("exempt", Decimal("100.25"),
-                                                                         Decimal("0.00"))]
+    assert [(t.treatment, t.base, t.amount) for t in us.tax.lines] == [
+        ("exempt", Decimal("100.25"), Decimal("0.00"))
+    ]
     html = (session.workspace.books_dir / "documents" / f"{us.number}.html").read_text()
     assert "export of services: outside the scope of German VAT" in html
 
@@ -403,5 +557,5 @@ taxes:
 def test_the_readme_documents_these_tax_rules() -> None:
     """README's Taxes section shows the rules these worked examples run with."""
     text = (REPO / "README.md").read_text()
-    after = text[text.index("<!-- taxes-example -->"):]
+    after = text[text.index("<!-- taxes-example -->") :]
     assert after.split("```yaml\n", 1)[1].split("```", 1)[0] == TAXES
