@@ -80,6 +80,9 @@ class Cycle:
     subscription: int
     first: bool
     last: bool
+    #: bill a cycle cut short at its end (a change or cancellation) as if it ran to its
+    #: nominal end: the ``proration: none`` policy (:class:`ledger.rules.ChangePolicy`)
+    full_when_cut: bool = False
 
     @property
     def days(self) -> int:
@@ -122,7 +125,10 @@ class Cycle:
         return tuple(points)
 
     def proration(self) -> Fraction:
-        """The share of the nominal cycle this cycle covers: ``days / nominal_days``."""
+        """The share of the nominal cycle this cycle covers: ``days / nominal_days``
+        (counted to the nominal end for a cycle cut at its end under ``proration: none``)."""
+        if self.full_when_cut and self.end < self.nominal_end:
+            return Fraction((self.nominal_end - self.start).days, self.nominal_days)
         return Fraction(self.days, self.nominal_days)
 
     def __contains__(self, day: object) -> bool:
@@ -155,18 +161,23 @@ def cycles_for(customer: Customer, plans: Mapping[str, Plan], *, until: date) ->
     """
     cycles: list[Cycle] = []
     subscriptions = customer.subscriptions
+    policy = customer.subscription_changes
+    moved: date | None = None  # next_cycle: where the previous subscription really ended
     for index, sub in enumerate(subscriptions):
         end = sub.end
         if index + 1 < len(subscriptions):
             following = subscriptions[index + 1].start
             end = following if end is None else min(end, following)
-        if end is not None and end <= sub.start:
-            continue
         months = _cycle_months(plans[sub.plan].cycle)
-        if customer.billing_anchor == "calendar":
-            anchor = date(sub.start.year, (sub.start.month - 1) // months * months + 1, 1)
-        else:
-            anchor = sub.start
+        start = sub.start if moved is None else max(sub.start, moved)
+        anchor = _anchor(customer, start, months)
+        if policy.effective == "next_cycle" and end is not None and end > start:
+            end = _boundary_on_or_after(anchor, months, end)
+            moved = end
+        if end is not None and end <= start:
+            continue
+        if start != sub.start:
+            sub = sub.model_copy(update={"start": start})
         k = 0
         nominal_start = anchor
         while True:
@@ -185,12 +196,36 @@ def cycles_for(customer: Customer, plans: Mapping[str, Plan], *, until: date) ->
                 subscription=index,
                 first=k == 0,
                 last=cut,
+                full_when_cut=policy.proration == "none",
             ))
             if cut:
                 break
             k += 1
             nominal_start = nominal_end
     return tuple(cycles)
+
+
+def _anchor(customer: Customer, start: date, months: int) -> date:
+    if customer.billing_anchor == "calendar":
+        return date(start.year, (start.month - 1) // months * months + 1, 1)
+    return start
+
+
+def _boundary_on_or_after(anchor: date, months: int, day: date) -> date:
+    """The first cycle boundary of a subscription anchored at ``anchor`` on or after ``day``
+    (``effective: next_cycle``: a change inside a cycle waits for its end).
+
+    >>> _boundary_on_or_after(date(2026, 8, 15), 1, date(2026, 10, 20))
+    datetime.date(2026, 11, 15)
+    >>> _boundary_on_or_after(date(2026, 8, 15), 1, date(2026, 10, 15))
+    datetime.date(2026, 10, 15)
+    """
+    k = 0
+    boundary = anchor
+    while boundary < day:
+        k += 1
+        boundary = add_months(anchor, k * months)
+    return boundary
 
 
 def cycle_at(customer: Customer, plans: Mapping[str, Plan], day: date) -> Cycle | None:

@@ -795,6 +795,8 @@ def _revenue_account(adj: Adjustment, rules: Rules, plans: Mapping[str, str]) ->
         return rules.account("usage_revenue", meter=adj.meter), {"meter": adj.meter}
     if adj.kind == "commitment":
         return rules.account("commitment_revenue"), None
+    if adj.kind == "subscription":  # more of a fee billed in advance (ledger.subscriptions): deferred
+        return rules.account("deferred", customer=adj.customer), None
     return rules.account("subscription_revenue", plan=plans[adj.link]), None
 
 

@@ -255,6 +255,20 @@ class CreditGrant(_Record):
     expires: date | None = None
 
 
+class ChangePolicy(_Record):
+    """How a subscription change or cancellation in the middle of a cycle is billed
+    (``subscription_changes:`` of a customer; see README "Subscription changes").
+
+    ``proration``: ``by_day`` (default) bills the cycle cut by the change for its days
+    only, so the unused days of a fee billed in advance are credited; ``none`` bills
+    the cut cycle in full (no credit). ``effective``: ``now`` (default) changes on the
+    date given; ``next_cycle`` moves a change or end inside a cycle to that cycle's end.
+    """
+
+    proration: Literal["by_day", "none"] = "by_day"
+    effective: Literal["now", "next_cycle"] = "now"
+
+
 class Customer(_Record):
     id: str
     name: str = ""
@@ -269,6 +283,7 @@ class Customer(_Record):
     webhook: str | None = None
     #: days from the invoice date to its due date (0: due on receipt)
     payment_terms_days: NonNegativeInt = 0
+    subscription_changes: ChangePolicy = ChangePolicy()
 
 
 class Rules(_Record):

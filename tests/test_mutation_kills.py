@@ -19,6 +19,23 @@ from ledger.money import (
     to_units_nanos,
     within_magnitude,
 )
+from ledger.plugins.graduated import GraduatedPricing
+from ledger.plugins.package import PackagePricing
+from ledger.plugins.percentage import PercentagePricing
+from ledger.plugins.unit import UnitPricing
+from ledger.plugins.volume import VolumePricing
+from ledger.pricing import (
+    Price,
+    PriceLine,
+    PricingError,
+    Tier,
+    Usage,
+    check_keys,
+    decimal_param,
+    format_quantity,
+    parse_tiers,
+)
+from tests.test_pricing_models import banded
 
 # --- ledger/money.py ---------------------------------------------------------------------------
 
@@ -67,3 +84,140 @@ def test_parse_decimal_accepts_decimals_and_names_what_it_refuses() -> None:
         parse_decimal([1])
     with pytest.raises(DecimalError, match=r'^value: expected a decimal string such as "1\.5", got a float$'):
         parse_decimal(1.5)
+
+
+# --- ledger/pricing.py and the pricing plugins -------------------------------------------------
+# The breakdown lines are what invoices and statements print: quantity and unit price included.
+
+D = Decimal
+
+
+def test_unit_breakdown_line() -> None:
+    """1,234.5 GB × 0.10 = 123.450, one line carrying the unit price (kills a None unit price
+    and a Price built without its lines)."""
+    model = UnitPricing()
+    assert model.price(model.parse({"unit_price": "0.10"}), Usage(D("1234.5"))) == Price(
+        D("123.450"), (PriceLine("1,234.5 units", D("1234.5"), D("0.10"), D("123.450")),))
+
+
+def test_graduated_lines_with_flat_prices() -> None:
+    """12 units, tiers (0, 10] at 0.50 + flat 2.00 and above at 0.10 + flat 1.00:
+    10 × 0.50 = 5.00, flat 2.00, 2 × 0.10 = 0.20, flat 1.00; total 8.20. Zero units: a Decimal 0
+    (the engine refuses an int amount), no line."""
+    model = GraduatedPricing()
+    terms = model.parse({"tiers": [{"up_to": 10, "unit_price": "0.50", "flat_price": "2.00"},
+                                   {"unit_price": "0.10", "flat_price": "1.00"}]})
+    assert model.price(terms, Usage(D(12))) == Price(D("8.20"), (
+        PriceLine("0 – 10", D(10), D("0.50"), D("5.00")),
+        PriceLine("0 – 10 flat fee", D(1), D("2.00"), D("2.00")),
+        PriceLine("11 and above", D(2), D("0.10"), D("0.20")),
+        PriceLine("11 and above flat fee", D(1), D("1.00"), D("1.00")),
+    ))
+    zero = model.price(terms, Usage(D(0)))
+    assert isinstance(zero.amount, Decimal) and zero == Price(D(0), ())
+
+
+def test_volume_lines_with_flat_price() -> None:
+    """150 units fall in the open tier: all 150 × 0.01 = 1.50, plus its flat 0.50: 2.00."""
+    model = VolumePricing()
+    terms = model.parse({"tiers": [{"up_to": 100, "unit_price": "0.02", "flat_price": "1.00"},
+                                   {"unit_price": "0.01", "flat_price": "0.50"}]})
+    assert model.price(terms, Usage(D(150))) == Price(D("2.00"), (
+        PriceLine("all units at tier 101 and above", D(150), D("0.01"), D("1.50")),
+        PriceLine("tier 101 and above flat fee", D(1), D("0.50"), D("0.50")),
+    ))
+
+
+def test_package_lines_included_and_packages() -> None:
+    """500 included, packages of 1,000 at 0.50: 2,700 units → 500 free + 2,200 billable =
+    3 packages (the last one partly used) = 1.50; 300 units are all included: one line, 0;
+    a net-negative quantity costs nothing and prints nothing. The price is final."""
+    model = PackagePricing()
+    terms = model.parse({"package_size": 1000, "package_price": "0.50", "included": 500})
+    assert model.price(terms, Usage(D(2700))) == Price(D("1.50"), (
+        PriceLine("first 500 units included", D(500), D(0), D(0)),
+        PriceLine("2,200 units in 3 packages of 1,000", D(3), D("0.50"), D("1.50")),
+    ))
+    assert model.price(terms, Usage(D(300))) == Price(D(0), (
+        PriceLine("first 500 units included", D(300), D(0), D(0)),))
+    plain = model.parse({"package_size": 1000, "package_price": "0.50"})
+    assert model.price(plain, Usage(D(-5))) == Price(D(0), ())
+    assert model.price_is_final(terms) is True
+
+
+PAYMENTS = {"rate": "0.029", "fixed_fee": "0.30", "per_event_min": "0.50", "per_event_max": "25.00"}
+
+
+def test_percentage_lines_minimum_linear_maximum() -> None:
+    """2.9 % + 0.30 per payment, clamped to [0.50, 25.00]: 5.00 → 0.445 → the minimum 0.50;
+    100.00 → 2.90 + 0.30 = 3.20; 1,000.00 → 29.30 → the maximum 25.00. Total 28.70.
+    Two payments of 5.00 and 3.00 are both at the minimum: one line, 1.00, and no empty
+    linear or maximum line."""
+    model = PercentagePricing()
+    terms = model.parse(PAYMENTS)
+    assert model.price(terms, banded(model, terms, [D("5.00"), D("100.00"), D("1000.00")])) == Price(
+        D("28.70000"), (
+            PriceLine("1 events at the per-event minimum", D(1), D("0.50"), D("0.50")),
+            PriceLine("2.9 % of 100", D("100.00"), D("0.029"), D("2.90000")),
+            PriceLine("fixed fee × 1 events", D(1), D("0.30"), D("0.30")),
+            PriceLine("1 events at the per-event maximum", D(1), D("25.00"), D("25.00")),
+        ))
+    assert model.price(terms, banded(model, terms, [D("5.00"), D("3.00")])) == Price(
+        D("1.00"), (PriceLine("2 events at the per-event minimum", D(2), D("0.50"), D("1.00")),))
+
+
+def test_percentage_fixed_fee_on_zero_value_events() -> None:
+    """Payments of 0.00 still pay the fixed fee: 2 events → 0 + 2 × 0.30 = 0.60; 1 event → 0.30
+    (kills ``or`` and ``!= 0``/``== 1`` in the no-usage test)."""
+    model = PercentagePricing()
+    terms = model.parse({"rate": "0.029", "fixed_fee": "0.30"})
+    assert model.price(terms, Usage(D(0), events=2)) == Price(D("0.60"), (
+        PriceLine("2.9 % of 0", D(0), D("0.029"), D("0.000")),
+        PriceLine("fixed fee × 2 events", D(2), D("0.30"), D("0.60")),
+    ))
+    assert model.price(terms, Usage(D(0), events=1)).amount == D("0.30")
+
+
+def test_percentage_constant_per_event() -> None:
+    """Rate 0 and a fixed fee 0.25: each event costs 0.25 whatever its value: 3 events → 0.75,
+    one line; no events → nothing, no line."""
+    model = PercentagePricing()
+    terms = model.parse({"rate": "0", "fixed_fee": "0.25"})
+    assert model.price(terms, Usage(D("40.00"), events=3)) == Price(D("0.75"), (
+        PriceLine("3 events at 0.25 each", D(3), D("0.25"), D("0.75")),))
+    assert model.price(terms, Usage(D(0), events=0)) == Price(D(0), ())
+
+
+def test_percentage_bands_floor_to_nine_places() -> None:
+    """Minimum 0.50 at 3 % + 0.30: the threshold value is 0.20 / 0.03 = 6.666…, floored to
+    6.666666666 (half-even would give …667 and put an event of 6.666666667 in the wrong band)."""
+    model = PercentagePricing()
+    terms = model.parse({"rate": "0.03", "fixed_fee": "0.30", "per_event_min": "0.50"})
+    assert model.bands(terms) == (D("6.666666666"),)
+
+
+def test_percentage_rate_above_one_is_refused() -> None:
+    with pytest.raises(PricingError, match=r"^rate: 1\.5 is more than 100 %"):
+        PercentagePricing().parse({"rate": "1.5"})
+
+
+def test_format_quantity_negative_and_trailing_zeros() -> None:
+    """−1,234,567.50 → "-1,234,567.5" (a correction's negative quantity keeps one sign);
+    10.0 → "10"."""
+    assert format_quantity(D("-1234567.50")) == "-1,234,567.5"
+    assert format_quantity(D("-7")) == "-7"
+    assert format_quantity(D("10.0")) == "10"
+
+
+def test_tier_with_only_a_flat_price() -> None:
+    """A tier may have a flat price and no unit price: unit price 0."""
+    assert parse_tiers({"tiers": [{"flat_price": "5"}]}) == (Tier(up_to=None, unit_price=D(0), flat_price=D(5)),)
+
+
+def test_pricing_parameter_messages() -> None:
+    with pytest.raises(PricingError, match=r"^parameters: expected a mapping, got list$"):
+        check_keys([1])  # type: ignore[arg-type]
+    with pytest.raises(PricingError, match=r"^unit_price: required key is missing$"):
+        decimal_param({}, "unit_price")
+    with pytest.raises(PricingError, match=r"^tiers: required key is missing$"):
+        parse_tiers({})

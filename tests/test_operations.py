@@ -292,3 +292,188 @@ def test_unapplied_cash_and_credit_balances_are_applied_and_refunded(tmp_path: P
     assert run_cli(root, "check").exit_code == 0
     aging = run_cli(root, "report", "aging")
     assert "INV-2026-000001" not in aging.output  # paid by the applied cash
+
+
+# --- subscription changes after invoicing (issue 12, defect 1) ----------------------------------
+
+FEE_PLANS = """\
+plans:
+  p:
+    currency: USD
+    base_fee: {amount: "31.00", timing: advance}
+    charges:
+      - {meter: api_calls, model: unit, unit_price: "1.00"}
+  s:
+    currency: USD
+    base_fee: {amount: "15.50", timing: advance}
+    charges:
+      - {meter: api_calls, model: unit, unit_price: "1.00"}
+"""
+
+
+def _acme(subscriptions: str, policy: str = "") -> str:
+    return ("customers:\n  acme: {currency: USD, billing_anchor: calendar, "
+            f"subscriptions: [{subscriptions}]{policy}}}\n")
+
+
+@pytest.fixture
+def billed(tmp_path: Path) -> Path:
+    """acme on ``p`` (31.00 a month in advance) from Oct 1, one call on Oct 3; INV-2026-000001
+    bills October's fee, 31.00, on Oct 1."""
+    root = write_workspace(tmp_path / "ws", meters=METERS_CALLS, plans=FEE_PLANS,
+                           customers=_acme("{plan: p, start: 2026-10-01}"))
+    insert_events(open_session(root).engine, calls("acme", ["2026-10-03"]))
+    assert run_cli(root, "invoice", "--through", "2026-10-01").exit_code == 0
+    return root
+
+
+def test_cancellation_after_the_advance_fee_is_credited_for_the_unused_days(billed: Path) -> None:
+    """acme cancels from Oct 11, entered after INV-2026-000001 billed October's 31.00.
+
+    The cycle is now [Oct 1, Oct 11): 10 of 31 days, 31.00 × 10 ÷ 31 = 10.00, recognized
+    by Oct 10. ``post`` credits the 21.00 billed for Oct 11–31 on the cycle's last day,
+    Oct 10 (CN-2026-000001: deferred 21.00 / receivable 21.00, the invoice is unpaid), so
+    deferred revenue is −31.00 + 10.00 + 21.00 = 0 from Oct 11 on. INV-2026-000002 (Oct 11)
+    bills the call, 1.00: acme owes 31.00 − 21.00 + 1.00 = 11.00. ``trace`` verifies the
+    invoice (the credit note explains its fee line), ``check`` passes, and posting again
+    issues nothing new.
+    """
+    (billed / "rules" / "customers.yaml").write_text(_acme("{plan: p, start: 2026-10-01, end: 2026-10-11}"))
+    assert run_cli(billed, "check").exit_code == 1  # the correction is due and not posted yet
+    assert run_cli(billed, "post", "--through", "2026-10-31").exit_code == 0
+    assert run_cli(billed, "invoice", "--through", "2026-11-01").exit_code == 0
+    entries, errors, _ = load_books(billed / "books" / "main.beancount")
+    assert errors == []
+    (note,) = [e for e in entries if isinstance(e, data.Transaction) and "credit_note" in e.meta]
+    assert (note.date, note.meta["credit_note"], note.meta["invoice"]) == (
+        date(2026, 10, 10), "CN-2026-000001", "INV-2026-000001")
+    assert note.meta["reason"] == ("subscription change: cycle 2026-10-01/2026-11-01 now 2026-10-01/2026-10-11, "
+                                   "base fee 31.00 now 10.00")
+    assert {p.account: p.units.number for p in note.postings} == {
+        "Liabilities:Deferred-Revenue:Acme": Decimal("21.00"), "Assets:Receivables:Invoiced:Acme": Decimal("-21.00")}
+    assert balance(entries, "Liabilities:Deferred-Revenue:Acme", date(2026, 10, 11)) == 0
+    assert balance(entries, "Income:Subscriptions:P", date(2026, 11, 1)) == Decimal("-10.00")
+    assert balance(entries, "Assets:Receivables:Invoiced:Acme", date(2026, 11, 2)) == Decimal("11.00")
+    traced = run_cli(billed, "trace", "INV-2026-000001")
+    assert traced.exit_code == 0, traced.output
+    assert "the subscription changed after the invoice: CN-2026-000001 credit 21.00" in traced.output
+    assert run_cli(billed, "check").exit_code == 0
+    before = (billed / "books" / "2026" / "2026-10.beancount").read_bytes()
+    assert run_cli(billed, "post", "--through", "2026-10-31").exit_code == 0
+    assert (billed / "books" / "2026" / "2026-10.beancount").read_bytes() == before
+    assert run_cli(billed, "close", "2026-10").exit_code == 0
+
+
+def test_a_manual_credit_note_after_a_cancellation_does_not_reduce_recognition_twice(billed: Path) -> None:
+    """The cancellation from Oct 11 as above, then an accountant credits the unused days by
+    hand on Oct 20: ``credit`` first issues the subscription change's CN-2026-000001
+    (21.00), so 31.00 − 21.00 = 10.00 is all that line can still be credited and a
+    manual 21.00 is refused. A goodwill note of 5.00 on the fee line (CN-2026-000002) is
+    contra-revenue in full: the fee's 10.00 is recognized already, nothing is deferred,
+    so recognition stays 10.00 (not 10.00 − 21.00) and deferred revenue stays 0.
+    """
+    (billed / "rules" / "customers.yaml").write_text(_acme("{plan: p, start: 2026-10-01, end: 2026-10-11}"))
+    refused = run_cli(billed, "credit", "INV-2026-000001", "--line", "1", "--amount", "21.00",
+                      "--reason", "unused days", "--date", "2026-10-20")
+    assert refused.exit_code == 2
+    assert "more than line 1 of INV-2026-000001 can still be credited (10.00 USD)" in refused.output
+    goodwill = run_cli(billed, "credit", "INV-2026-000001", "--line", "1", "--amount", "5.00",
+                       "--reason", "goodwill", "--date", "2026-10-20")
+    assert goodwill.exit_code == 0 and goodwill.output.startswith("CN-2026-000002"), goodwill.output
+    assert run_cli(billed, "post", "--through", "2026-10-31").exit_code == 0
+    entries, errors, _ = load_books(billed / "books" / "main.beancount")
+    assert errors == []
+    assert balance(entries, "Income:Subscriptions:P", date(2026, 11, 1)) == Decimal("-10.00")
+    assert balance(entries, "Income:Credit-Notes", date(2026, 11, 1)) == Decimal("5.00")
+    assert balance(entries, "Liabilities:Deferred-Revenue:Acme", date(2026, 11, 1)) == 0
+    assert run_cli(billed, "check").exit_code == 0
+
+
+def test_a_paid_downgrade_mid_cycle_credits_a_refund_and_bills_the_new_plan(billed: Path, tmp_path: Path) -> None:
+    """acme paid INV-2026-000001 (31.00) on Oct 2, then moves to ``s`` (15.50 a month) from
+    Oct 16, entered on Oct 20 (backdated).
+
+    - ``p`` keeps [Oct 1, Oct 16): 15 days, 31.00 × 15 ÷ 31 = 15.00; the 16.00 for the
+      rest was paid, so CN-2026-000001 (dated Oct 15) is deferred 16.00 / refund
+      liability 16.00;
+    - ``s`` starts its own cycle [Oct 16, Nov 1): 15.50 × 16 ÷ 31 = 8.00, billed on
+      INV-2026-000002 on Oct 16 with p's call (1.00): 9.00;
+    - deferred revenue: p −31.00 + 15.00 + 16.00 = 0, s −8.00 + 8.00 = 0 on Nov 1;
+    - the credit balance pays INV-2026-000002 (``apply CN-2026-000001``: refund liability
+      9.00 / receivable 9.00) and the 7.00 left is refunded (``refund``: refund
+      liability / cash), so acme owes 0 and is owed 0.
+    """
+    (tmp_path / "bank.csv").write_text("date,amount,currency,invoice,reference\n"
+                                       "2026-10-02,31.00,USD,INV-2026-000001,BANK-1\n")
+    assert run_cli(billed, "ingest", str(tmp_path / "bank.csv")).exit_code == 0
+    (billed / "rules" / "customers.yaml").write_text(
+        _acme("{plan: p, start: 2026-10-01}, {plan: s, start: 2026-10-16}"))
+    invoiced = run_cli(billed, "invoice", "--through", "2026-10-20")
+    assert invoiced.exit_code == 0 and "INV-2026-000002  2026-10-16  acme" in invoiced.output, invoiced.output
+    assert "9.00 USD" in invoiced.output
+    assert run_cli(billed, "apply", "CN-2026-000001", "--invoice", "INV-2026-000002",
+                   "--date", "2026-10-20").exit_code == 0
+    assert run_cli(billed, "refund", "CN-2026-000001", "--reference", "PAYOUT-1",
+                   "--date", "2026-10-21").exit_code == 0
+    assert run_cli(billed, "post", "--through", "2026-10-31").exit_code == 0
+    entries, errors, _ = load_books(billed / "books" / "main.beancount")
+    assert errors == []
+    (note,) = [e for e in entries if isinstance(e, data.Transaction) and e.meta.get("credit_note")]
+    assert note.date == date(2026, 10, 15)
+    assert {p.account: p.units.number for p in note.postings} == {
+        "Liabilities:Deferred-Revenue:Acme": Decimal("16.00"), "Liabilities:Refunds:Acme": Decimal("-16.00")}
+    day = date(2026, 11, 1)
+    assert balance(entries, "Liabilities:Deferred-Revenue:Acme", day) == 0
+    assert balance(entries, "Income:Subscriptions:P", day) == Decimal("-15.00")
+    assert balance(entries, "Income:Subscriptions:S", day) == Decimal("-8.00")
+    assert balance(entries, "Liabilities:Refunds:Acme", day) == 0
+    assert balance(entries, "Assets:Receivables:Invoiced:Acme", day) == 0
+    assert balance(entries, "Assets:Bank:Operating", day) == Decimal("24.00")  # 31.00 in, 7.00 out
+    for number in ("INV-2026-000001", "INV-2026-000002"):
+        assert run_cli(billed, "trace", number).exit_code == 0
+    assert run_cli(billed, "check").exit_code == 0
+
+
+def test_an_edit_that_recuts_a_cycle_whose_usage_is_billed_is_refused(billed: Path) -> None:
+    """November's invoice (Nov 1) bills October's usage and freezes the cycle [Oct 1, Nov 1).
+    Ending the subscription on Oct 20 afterwards would re-cut a billed cycle: ``post`` is
+    refused with one line (exit 2) naming the cycle, the invoice and the first day a change
+    may take effect, and nothing is written; ``check`` fails the same way."""
+    assert run_cli(billed, "invoice", "--through", "2026-11-01").exit_code == 0
+    before = (billed / "books" / "2026" / "2026-10.beancount").read_bytes()
+    (billed / "rules" / "customers.yaml").write_text(_acme("{plan: p, start: 2026-10-01, end: 2026-10-20}"))
+    refused = run_cli(billed, "post", "--through", "2026-11-30")
+    assert refused.exit_code == 2
+    assert refused.output == (
+        "meterbook: error: rules/customers.yaml: customers.acme.subscriptions: cycle ^acme-2026-10-01 "
+        "(2026-10-01/2026-11-01, plan p) is now 2026-10-01/2026-10-20 on plan p, but INV-2026-000002 already "
+        "billed its usage: a billed cycle is not re-cut; date the change on or after 2026-11-01. "
+        "Nothing was written\n")
+    assert (billed / "books" / "2026" / "2026-10.beancount").read_bytes() == before
+    assert run_cli(billed, "check").exit_code == 1
+    # ending it on Nov 1 instead credits November's advance fee in full
+    (billed / "rules" / "customers.yaml").write_text(_acme("{plan: p, start: 2026-10-01, end: 2026-11-01}"))
+    assert run_cli(billed, "post", "--through", "2026-11-30").exit_code == 0
+    assert run_cli(billed, "check").exit_code == 0
+    entries, _errors, _ = load_books(billed / "books" / "main.beancount")
+    assert balance(entries, "Liabilities:Deferred-Revenue:Acme", date(2026, 12, 1)) == 0
+
+
+def test_policy_no_proration_and_change_at_next_cycle(billed: Path) -> None:
+    """``subscription_changes: {proration: none}``: cancelling from Oct 11 bills the cut
+    cycle in full, so nothing is credited and the 31.00 is recognized over Oct 1–10.
+    ``{effective: next_cycle}``: the cancellation waits for the cycle's end (Nov 1), so
+    October runs in full and nothing is credited either."""
+    (billed / "rules" / "customers.yaml").write_text(_acme(
+        "{plan: p, start: 2026-10-01, end: 2026-10-11}", ", subscription_changes: {proration: none}"))
+    assert run_cli(billed, "post", "--through", "2026-10-31").exit_code == 0
+    entries, errors, _ = load_books(billed / "books" / "main.beancount")
+    assert errors == [] and not [e for e in entries if isinstance(e, data.Transaction) and "credit_note" in e.meta]
+    assert balance(entries, "Income:Subscriptions:P", date(2026, 10, 11)) == Decimal("-31.00")
+    (billed / "rules" / "customers.yaml").write_text(_acme(
+        "{plan: p, start: 2026-10-01, end: 2026-10-11}", ", subscription_changes: {effective: next_cycle}"))
+    assert run_cli(billed, "post", "--through", "2026-10-31").exit_code == 0
+    entries, errors, _ = load_books(billed / "books" / "main.beancount")
+    assert errors == [] and not [e for e in entries if isinstance(e, data.Transaction) and "credit_note" in e.meta]
+    assert balance(entries, "Income:Subscriptions:P", date(2026, 11, 1)) == Decimal("-31.00")
+    assert run_cli(billed, "check").exit_code == 0

@@ -1,0 +1,287 @@
+"""Subscription changes after invoicing: the fee billed in advance corrected, never rewritten.
+
+An invoice pins the subscription terms it billed: each advance base-fee line names
+its cycle (``2026-10-01/2026-11-01``, link ``^acme-2026-10-01``) and amount, and each
+frozen accrual the cycle its usage was billed for. Editing ``customers.yaml``
+afterwards (an upgrade, a downgrade, a cancellation, a plan change, backdated or
+not) is compared with those pins whenever the books are posted:
+
+- a cycle whose **usage is already invoiced** (its accruals frozen) cannot be cut,
+  moved or given another plan: ``post``, ``invoice`` and ``close`` refuse with one
+  line naming the customer, the cycle and the invoice (:func:`require_billed_cycles`);
+- a cycle whose **advance fee** is invoiced is re-rated with the current
+  subscriptions (:class:`ledger.rules.ChangePolicy`: prorated by day, or not).
+  What was billed for days the customer no longer has is credited, what the new
+  terms add is charged, each once, in the first open month, referencing the
+  original invoice (:func:`correct_fee_changes`).
+
+acme on plan ``p`` (31.00 a month in advance, calendar cycles) was invoiced
+31.00 on INV-2026-000001 for October; then acme cancels from Oct 11. The cycle is
+now ``[Oct 1, Oct 11)``: 10 days, 31.00 × 10 ÷ 31 = 10.00, recognized by day
+through Oct 10. The 21.00 billed for Oct 11–31 is credited on the cycle's last day
+(or the first open day, if that month is sealed), out of deferred revenue, which
+the shortened cycle no longer recognizes::
+
+    2026-10-10 * "acme" "Credit note CN-2026-000001 for INV-2026-000001" ^CN-2026-000001 ^INV-2026-000001 ^acme-2026-10-01
+      credit_note: "CN-2026-000001"
+      reason: "subscription change: cycle 2026-10-01/2026-11-01 now 2026-10-01/2026-10-11, base fee 31.00 now 10.00"
+      Liabilities:Deferred-Revenue:Acme        21.00 USD
+      Assets:Receivables:Invoiced:Acme        -21.00 USD
+
+so deferred revenue ends the cycle at −31.00 + 10.00 + 21.00 = 0 (a paid invoice
+credits ``refund_liability`` instead of the receivable). When the terms rise
+instead (a cancellation taken back after its credit, a cycle that grew), the
+difference is a debit adjustment ``DA-…`` (``unbilled`` / ``deferred``, billed as
+its own line on the customer's next invoice: receivable / deferred in all)::
+
+    2026-10-20 * "acme" "Debit adjustment DA-2026-000001 for INV-2026-000001" ^DA-2026-000001 ^INV-2026-000001 ^acme-2026-10-01
+      Assets:Receivables:Unbilled:Acme         21.00 USD
+      Liabilities:Deferred-Revenue:Acme       -21.00 USD
+
+The new plan of a plan change starts its own cycle on the change date, whose
+fee (prorated by day for a calendar-anchored short cycle) is billed by its own
+invoice on its start date, like any first cycle. Each correction is stored
+(credit notes in ``credit_notes``, debit adjustments in ``rerates`` with line key
+``subscription:advance``), so the next run posts only what is still missing.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Engine, func, select
+
+from ledger.credit_notes import CreditNote, CreditPart, creditable, load_credit_notes
+from ledger.cycles import Cycle, cycles_for
+from ledger.errors import BadInput
+from ledger.invoicing import Invoice, load_invoices
+from ledger.rating import TermsPin, cycle_plan, prorate
+from ledger.store import credit_notes as credit_notes_table
+from ledger.store import rerates
+
+if TYPE_CHECKING:
+    from ledger.closing import CheckResult
+    from ledger.rules import Rules
+    from ledger.session import Session
+
+ZERO = Decimal(0)
+_DAY = timedelta(days=1)
+#: A credit note issued for a subscription change starts its reason with this.
+REASON = "subscription change"
+#: The rerates line key of a subscription change's debit adjustment.
+LINE_KEY = "subscription:advance"
+
+
+def current_cycles(rules: Rules, customers: set[str], until: date) -> dict[str, Cycle]:
+    """Every cycle of these customers starting before ``until``, by link, as the rules say now."""
+    found: dict[str, Cycle] = {}
+    for cid in sorted(customers):
+        customer = rules.customers.get(cid)
+        if customer is not None:
+            for cycle in cycles_for(customer, rules.plans, until=until):
+                found[cycle.link] = cycle
+    return found
+
+
+def advance_fee(rules: Rules, cycle: Cycle | None, pin: TermsPin | None) -> Decimal:
+    """The advance base fee the cycle bills now (0: no cycle, or no fee in advance)."""
+    if cycle is None:
+        return ZERO
+    plan = cycle_plan(rules.plans[cycle.plan], cycle, pin)
+    if plan.base_fee is None or plan.base_fee.timing != "advance":
+        return ZERO
+    return prorate(plan.base_fee.amount, cycle, plan.currency)
+
+
+@dataclass(frozen=True)
+class FeeChange:
+    """One advance base-fee line whose cycle the current subscriptions bill differently."""
+
+    invoice: Invoice
+    line: int  # 1-based
+    link: str
+    billed: Decimal
+    corrected: Decimal  # by earlier subscription-change documents (credit notes negative)
+    now: Decimal
+    cycle_then: str
+    cycle_now: str  # "" when the subscriptions no longer have the cycle
+    on: date  # the correction's date
+
+    @property
+    def difference(self) -> Decimal:
+        return self.now - self.billed - self.corrected
+
+
+def line_corrections(engine: Engine) -> dict[tuple[str, int], tuple[Decimal, tuple[str, ...]]]:
+    """What subscription-change documents changed per (invoice, line): the amount (credit
+    notes negative) and the documents' numbers (``trace`` explains an invoice with them)."""
+    amounts: dict[tuple[str, int], Decimal] = defaultdict(lambda: ZERO)
+    documents: dict[tuple[str, int], list[str]] = defaultdict(list)
+    for note in load_credit_notes(engine):
+        if note.reason.startswith(REASON):
+            for part in note.parts:
+                amounts[(note.invoice, part.line)] -= part.amount
+                documents[(note.invoice, part.line)].append(note.number)
+    with engine.connect() as conn:
+        rows = conn.execute(select(rerates.c.invoice, rerates.c.line, rerates.c.amount, rerates.c.document)
+                            .where(rerates.c.line_key == LINE_KEY).order_by(rerates.c.id)).all()
+    for invoice, line, amount, document in rows:
+        amounts[(invoice, int(line))] += Decimal(amount)
+        documents[(invoice, int(line))].append(document)
+    return {key: (amount, tuple(documents[key])) for key, amount in amounts.items()}
+
+
+def _corrections(session: Session) -> dict[tuple[str, int], Decimal]:
+    """What earlier subscription-change documents changed per (invoice, line)."""
+    done: dict[tuple[str, int], Decimal] = defaultdict(lambda: ZERO)
+    for key, (amount, _documents) in line_corrections(session.engine).items():
+        done[key] = amount
+    return done
+
+
+def fee_changes(session: Session, through: date) -> list[FeeChange]:
+    """Every invoiced advance fee the current subscriptions bill differently, with the day
+    its correction is dated: the cycle's (new) last day, not before the invoice nor before
+    the first open day. Those dated after ``through`` are left for a later run."""
+    from ledger.rerate import load_pins
+
+    lines = [(inv, i, ln) for inv in load_invoices(session.engine) for i, ln in enumerate(inv.lines, 1)
+             if ln.kind == "base_fee" and ln.account == "deferred" and ln.cycle and ln.link]
+    if not lines:
+        return []
+    until = max(date.fromisoformat(ln.cycle[:10]) for _, _, ln in lines) + _DAY
+    cycles = current_cycles(session.rules, {inv.customer for inv, _, _ in lines}, until)
+    pins = load_pins(session.engine)
+    corrected = _corrections(session)
+    first_open = session.first_open()
+    found = []
+    for inv, i, ln in lines:
+        cycle = cycles.get(ln.link)
+        now = advance_fee(session.rules, cycle, pins.get(ln.link))
+        change = FeeChange(inv, i, ln.link, ln.amount, corrected[(inv.number, i)], now, ln.cycle,
+                           cycle.key if cycle is not None else "",
+                           max(first_open, inv.date, cycle.end - _DAY if cycle is not None else inv.date))
+        if change.difference and change.on <= through:
+            found.append(change)
+    return found
+
+
+def current_fees(session: Session, invoice_number: str) -> dict[str, tuple[str, Decimal]]:
+    """Per advance-fee cycle link of the invoice: the cycle key and fee the subscriptions
+    give it now (what a credit note on the fee line takes its deferred part against)."""
+    from ledger.rerate import load_pins
+
+    invoice = next((inv for inv in load_invoices(session.engine) if inv.number == invoice_number), None)
+    if invoice is None:
+        return {}
+    links = [ln for ln in invoice.lines if ln.kind == "base_fee" and ln.account == "deferred" and ln.link]
+    if not links:
+        return {}
+    until = max(date.fromisoformat(ln.cycle[:10]) for ln in links) + _DAY
+    cycles = current_cycles(session.rules, {invoice.customer}, until)
+    pins = load_pins(session.engine)
+    found = {}
+    for ln in links:
+        cycle = cycles.get(ln.link)
+        if cycle is not None:
+            found[ln.link] = (cycle.key, advance_fee(session.rules, cycle, pins.get(ln.link)))
+    return found
+
+
+def require_billed_cycles(session: Session) -> None:
+    """Refuse (exit 2, one line) a subscription edit that cuts, moves or re-plans a cycle
+    whose usage an issued invoice already billed (its accruals are frozen in the invoice)."""
+    invoices = load_invoices(session.engine)
+    frozen = {(snap.link, snap.customer): (snap.cycle, snap.plan, inv.number)
+              for inv in invoices for snap in inv.accruals}
+    if not frozen:
+        return
+    until = max(date.fromisoformat(cycle[:10]) for cycle, _, _ in frozen.values()) + _DAY
+    cycles = current_cycles(session.rules, {customer for _, customer in frozen}, until)
+    for (link, customer), (key, plan, number) in sorted(frozen.items()):
+        now = cycles.get(link)
+        if now is not None and now.key == key and now.plan == plan:
+            continue
+        what = (f"now {now.key} on plan {now.plan}" if now is not None
+                else "no longer in the subscriptions")
+        end = key.partition("/")[2]
+        raise BadInput(
+            f"rules/customers.yaml: customers.{customer}.subscriptions: cycle ^{link} ({key}, plan {plan}) is "
+            f"{what}, but {number} already billed its usage: a billed cycle is not re-cut; date the change "
+            f"on or after {end}. Nothing was written")
+
+
+def correct_fee_changes(session: Session, through: date) -> list[str]:
+    """Store a credit note or debit adjustment for each :func:`fee_changes` entry; return
+    their numbers. Re-running finds nothing new (the stored ones count as ``corrected``)."""
+    changes = fee_changes(session, through)
+    if not changes:
+        return []
+    numbers: list[str] = []
+    engine = session.engine
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.exec_driver_sql("LOCK TABLE credit_notes, rerates IN EXCLUSIVE MODE")
+        cn_seq = conn.execute(select(func.max(credit_notes_table.c.seq))).scalar() or 0
+        da_numbers = conn.execute(select(rerates.c.document).where(rerates.c.document.like("DA-%"))).scalars()
+        da_seq = max((int(n.rsplit("-", 1)[1]) for n in da_numbers), default=0)
+        run = (conn.execute(select(func.max(rerates.c.run))).scalar() or 0) + 1
+        earlier = [CreditNote.from_json(d) for d in conn.execute(
+            select(credit_notes_table.c.document).order_by(credit_notes_table.c.seq)).scalars()]
+        for change in changes:
+            inv, line = change.invoice, change.invoice.lines[change.line - 1]
+            was = f"cycle {change.cycle_then} now {change.cycle_now or 'ended before it began'}"
+            reason = f"{REASON}: {was}, base fee {change.billed} now {change.now}"
+            if change.difference < 0:
+                amount = -change.difference
+                cn_seq += 1
+                note = CreditNote(
+                    number=f"CN-{change.on.year}-{cn_seq:06d}", seq=cn_seq, invoice=inv.number,
+                    customer=inv.customer, date=change.on, currency=inv.currency, amount=amount, reason=reason,
+                    line=change.line, line_description=line.description,
+                    forced=amount > creditable(inv, earlier, change.line), invoice_date=inv.date,
+                    invoice_total=inv.total,
+                    credited_before=sum((n.amount for n in earlier if n.invoice == inv.number), ZERO),
+                    # billed for days the subscription no longer has: never recognized, so all deferred
+                    parts=(CreditPart(line=change.line, kind=line.kind, description=line.description,
+                                      amount=amount, deferred=amount),))
+                conn.execute(credit_notes_table.insert().values(
+                    number=note.number, seq=note.seq, invoice=note.invoice, customer=note.customer,
+                    date=note.date.isoformat(), currency=note.currency, amount=str(amount), reason=reason,
+                    document=note.to_json()))
+                earlier.append(note)
+                numbers.append(note.number)
+                continue
+            da_seq += 1
+            number = f"DA-{change.on.year}-{da_seq:06d}"
+            conn.execute(rerates.insert().values(
+                run=run, document=number, customer=inv.customer, invoice=inv.number, line=change.line,
+                line_key=LINE_KEY, kind="subscription", meter="", link=change.link,
+                cycle=change.cycle_now or change.cycle_then, currency=inv.currency, invoiced=str(change.billed),
+                rerated=str(change.now), amount=str(change.difference), date=change.on.isoformat(),
+                since=change.on.isoformat(), rules=session.rules.hash))
+            numbers.append(number)
+    return numbers
+
+
+def subscriptions_check(session: Session) -> CheckResult:
+    """``meterbook check``'s line: no subscription edit after invoicing waits uncorrected
+    (a correction due by today not yet posted) or contradicts a billed cycle."""
+    from ledger.closing import CheckResult
+
+    try:
+        require_billed_cycles(session)
+    except BadInput as exc:
+        return CheckResult("subscriptions as invoiced", False, (str(exc),))
+    pending = fee_changes(session, session.today())
+    if pending:
+        return CheckResult("subscriptions as invoiced", False, (
+            f"{len(pending)} advance fees billed for subscriptions changed since: run `meterbook post` to "
+            "credit or charge the difference", *(f"{c.invoice.number} line {c.line} ^{c.link}: billed "
+            f"{c.billed}, now {c.now} ({c.cycle_then} now {c.cycle_now or 'gone'})" for c in pending[:10])))
+    return CheckResult("subscriptions as invoiced", True, (
+        "every invoiced cycle as the subscriptions give it, or corrected by a credit note or debit adjustment",))
