@@ -6,6 +6,9 @@
 
 `test` runs ruff and mypy on ledger/ and then pytest; extra arguments go to pytest
 (`python3 tasks.py test -k ingest`). CI (.ci/run) runs exactly `python3 tasks.py test`.
+Both install with ``-c constraints.txt``: the versions CI last tested (README "Dependencies").
+
+    python3 tasks.py constraints   # rewrite constraints.txt from .venv (after a dependency change)
 
     python3 tasks.py mutation rating [--max-minutes 20] [--children 2] [--from-git HEAD]
 
@@ -33,13 +36,37 @@ def _run(*args: str | Path) -> None:
         sys.exit(result.returncode)
 
 
-def _install(extra: str) -> None:
+def _install(extra: str, *, pinned: bool = True) -> None:
     if sys.version_info < (3, 11):
         sys.exit("meterbook needs Python 3.11 or newer")
     if not (BIN / "python").exists():
         venv.create(VENV, with_pip=True)
     target = f".[{extra}]" if extra else "."
-    _run(BIN / "python", "-m", "pip", "install", "-q", "--disable-pip-version-check", "-e", target)
+    pin = ["-c", CONSTRAINTS] if pinned and CONSTRAINTS.is_file() else []
+    _run(BIN / "python", "-m", "pip", "install", "-q", "--disable-pip-version-check", *pin, "-e", target)
+
+
+#: The versions of every package the test install pulls, as CI tested them (pip constraints:
+#: they pin what is installed, they install nothing themselves).
+CONSTRAINTS = ROOT / "constraints.txt"
+
+
+def constraints(args: list[str]) -> None:
+    """Rewrite constraints.txt from .venv: ``pip freeze`` less meterbook itself and anything not
+    from the package index (editable or local installs). Run after changing a dependency, then
+    ``python3 tasks.py test`` and commit both."""
+    if args:
+        sys.exit("usage: python3 tasks.py constraints")
+    _install("test", pinned=False)  # a new dependency resolves; what is installed already stays
+    frozen = subprocess.run([str(BIN / "python"), "-m", "pip", "freeze", "--exclude-editable",
+                             "--disable-pip-version-check"], cwd=ROOT, capture_output=True, text=True, check=True)
+    pins = sorted({line.strip() for line in frozen.stdout.splitlines()
+                   if "==" in line and " @ " not in line and not line.lower().startswith("meterbook==")},
+                  key=str.lower)
+    CONSTRAINTS.write_text(
+        "# The versions CI tested: `pip install -c constraints.txt -e .[test]` (tasks.py does).\n"
+        "# Regenerate after changing a dependency: python3 tasks.py constraints\n" + "\n".join(pins) + "\n")
+    print(f"{CONSTRAINTS.name}: {len(pins)} pinned packages")
 
 
 def demo(args: list[str]) -> None:
@@ -183,7 +210,7 @@ def mutation(args: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    commands = {"demo": demo, "test": test, "mutation": mutation}
+    commands = {"demo": demo, "test": test, "mutation": mutation, "constraints": constraints}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         sys.exit(f"usage: python3 {Path(__file__).name} {{{'|'.join(commands)}}} [ARGS...]")
     commands[sys.argv[1]](sys.argv[2:])

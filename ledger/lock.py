@@ -143,10 +143,13 @@ def _store_lock(store_url: str, command: str, limit: float,
     from sqlalchemy.pool import NullPool
 
     from ledger.errors import StoreError
-    from ledger.store import safe_url
+    from ledger.store import missing_driver, safe_url
 
     name = f"meterbook {command} (pid {os.getpid()} on {socket.gethostname()})"[:63]
-    engine = create_engine(store_url, poolclass=NullPool, connect_args={"application_name": name})
+    try:
+        engine = create_engine(store_url, poolclass=NullPool, connect_args={"application_name": name})
+    except ImportError as exc:  # psycopg is the postgresql extra
+        raise missing_driver(store_url, exc) from None
     try:
         conn = engine.connect()
     except DBAPIError as exc:

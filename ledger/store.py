@@ -409,11 +409,7 @@ def open_store(url: str, *, upgrade_schema: bool = True) -> Engine:
     try:
         engine = create_engine(url, future=True)
     except ImportError as exc:
-        if (exc.name or "").split(".")[0] in ("psycopg", "psycopg_binary"):
-            # psycopg is an extra: a SQLite-only install has no PostgreSQL driver
-            raise StoreError(f"store {shown}: the PostgreSQL driver psycopg is not installed; "
-                             "install it with: pip install 'meterbook[postgresql]'") from None
-        raise StoreError(f"store URL {shown}: {one_line(exc)}") from None
+        raise missing_driver(url, exc) from None
     except (ArgumentError, NoSuchModuleError, ValueError) as exc:
         raise StoreError(f"store URL {shown}: {one_line(exc)}") from None
     if engine.dialect.name == "sqlite":
@@ -428,6 +424,15 @@ def open_store(url: str, *, upgrade_schema: bool = True) -> Engine:
             engine.dispose()
             raise StoreError(f"store {shown}: {one_line(exc)}") from None
     return engine
+
+
+def missing_driver(url: str, exc: ImportError) -> StoreError:
+    """The one line for a store URL whose database driver cannot be imported: psycopg is the
+    ``postgresql`` extra, so a SQLite-only install names the extra to install."""
+    if (exc.name or "").split(".")[0] in ("psycopg", "psycopg_binary"):
+        return StoreError(f"store {safe_url(url)}: the PostgreSQL driver psycopg is not installed; "
+                          "install it with: pip install 'meterbook[postgresql]'")
+    return StoreError(f"store URL {safe_url(url)}: {one_line(exc)}")
 
 
 def safe_url(url: str) -> str:

@@ -57,3 +57,33 @@ def test_postgresql_url_without_the_driver_names_the_extra(tmp_path: Path) -> No
         "meterbook: error: store postgresql+psycopg://postgres@127.0.0.1:5432/test: the PostgreSQL driver "
         "psycopg is not installed; install it with: pip install 'meterbook[postgresql]'"]
     assert not (ws / "var").exists()
+
+
+def _requirements() -> list[str]:
+    """Every requirement pyproject names for the tested install: base, postgresql and test extras."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    return [*project["dependencies"], *extras["postgresql"],
+            *(r for r in extras["test"] if not r.startswith("meterbook["))]
+
+
+def test_constraints_pin_every_dependency_within_its_range() -> None:
+    """constraints.txt (``python3 tasks.py constraints``) pins each direct dependency to a version its
+    range admits, and that version is the one installed: what CI tests is what it pins."""
+    from packaging.requirements import Requirement
+
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[name.lower().replace("_", "-")] = version
+    assert "meterbook" not in pins
+    for text in _requirements():
+        requirement = Requirement(text)
+        name = requirement.name.lower().replace("_", "-")
+        assert name in pins, f"{name} is not in constraints.txt: run python3 tasks.py constraints"
+        assert requirement.specifier.contains(pins[name], prereleases=True), (text, pins[name])
+        assert metadata.version(requirement.name) == pins[name], name
+    # the upper bounds where an API is known to move
+    bounds = {Requirement(r).name: str(Requirement(r).specifier) for r in _requirements()}
+    assert "<1.31" in bounds["fava"] and "<4" in bounds["beancount"] and "<0.3" in bounds["beangulp"]
