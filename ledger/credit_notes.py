@@ -258,7 +258,19 @@ def creditable(invoice: Invoice, earlier: Sequence[CreditNote], line: int | None
     if line is None:
         return total
     on_line = invoice.lines[line - 1].amount - sum((credited_on_line(n, line) for n in mine), ZERO)
-    return min(total, with_tax(invoice, on_line))  # a line's tax is credited with it (ledger.tax)
+    return min(total, line_with_tax(invoice, line, on_line, total, mine))
+
+
+def line_with_tax(invoice: Invoice, line: int, on_line: Decimal, total: Decimal,
+                  mine: Sequence[CreditNote]) -> Decimal:
+    """A line's creditable ``on_line`` with the tax the invoice charged on it (:mod:`ledger.tax`):
+    what is left of the invoice less the other lines' rest with their tax, so the lines'
+    shares add up to the total left whatever the rounding. Untaxed: ``on_line`` itself."""
+    if invoice.tax is None or not invoice.tax.added:
+        return on_line
+    others = sum((ln.amount - sum((credited_on_line(n, i) for n in mine), ZERO)
+                  for i, ln in enumerate(invoice.lines, 1) if i != line), ZERO)
+    return total - with_tax(invoice, others)
 
 
 # --- advance base fees: recognized, deferred, reduced ---------------------------------------

@@ -559,3 +559,38 @@ def test_the_readme_documents_these_tax_rules() -> None:
     text = (REPO / "README.md").read_text()
     after = text[text.index("<!-- taxes-example -->") :]
     assert after.split("```yaml\n", 1)[1].split("```", 1)[0] == TAXES
+
+
+def test_notes_crediting_everything_give_back_exactly_all_the_tax(tmp_path: Path) -> None:
+    """kunde's 119.30 credited in two halves: 19.05 × 59.65 / 119.30 = 9.525 → 9.52, then
+    round(19.05 × 119.30 / 119.30) − 9.52 = 9.53: 19.05 in all, the tax account back at 0.
+    A ``--line 1`` note may take the line with its tax (100.25 + 19.05 = 119.30), not more."""
+    session = workspace(tmp_path / "ws")
+    session.invoice(through=date(2026, 11, 1))
+    root = session.workspace.root
+    too_much = run_cli(
+        root,
+        "credit",
+        "INV-2026-000003",
+        "--amount",
+        "119.31",
+        "--line",
+        "1",
+        "--reason",
+        "x",
+        "--date",
+        "2026-11-10",
+    )
+    assert too_much.exit_code == 2 and "(119.30 EUR)" in too_much.output, too_much.output
+    first = issue_credit_note(
+        session, "INV-2026-000003", amount="59.65", reason="a", on=date(2026, 11, 10)
+    )
+    second = issue_credit_note(
+        session, "INV-2026-000003", amount="59.65", reason="b", on=date(2026, 11, 11), line=1
+    )
+    assert (first.tax_amount, second.tax_amount) == (Decimal("9.52"), Decimal("9.53"))
+    session.post(through=date(2026, 11, 30))
+    entries = books(session)
+    assert balance(entries, "Liabilities:Tax:DE", date(2026, 12, 1)) == 0
+    assert balance(entries, RECEIVABLE, date(2026, 12, 1)) == 0
+    assert balance(entries, "Income:Credit-Notes", date(2026, 12, 1)) == Decimal("100.25")
