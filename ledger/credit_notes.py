@@ -405,7 +405,12 @@ def allocate(invoice: Invoice, earlier: Sequence[CreditNote], amount: Decimal, o
             parts.append(CreditPart(line=i, kind=ln.kind, description=ln.description, amount=share,
                                     deferred=min(share, balance), grant=key))
         elif ln.kind == "base_fee" and ln.account == "deferred" and ln.cycle:
-            deferred = max(fee_deferred_left(invoice, i, mine, on - _DAY), ZERO)
+            # recognition follows the subscriptions as they are now (a cancellation after the
+            # invoice already shortened it): never take the same days out of it twice
+            now = (current or {}).get(ln.link)
+            now = now if now is not None and now != (ln.cycle, ln.amount) else None
+            deferred = max(fee_deferred_left(invoice, i, mine, on - _DAY, now), ZERO)
+            cycle = now[0] if now is not None else ln.cycle
             parts.append(CreditPart(line=i, kind=ln.kind, description=ln.description, amount=share,
                                     deferred=min(share, deferred), cycle=ln.cycle if deferred else ""))
         else:

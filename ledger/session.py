@@ -127,6 +127,7 @@ class Session:
         caller has just computed them from the same store (``invoice`` has).
         """
         if rated is None:
+            self.correct_subscriptions(through)  # (``invoice`` did before rating)
             rating = self.rate(through)
             rated = (rating, self.evidence(rating))
         faults.point("post:rated")
@@ -329,6 +330,14 @@ class Session:
                            rules_dir=self.workspace.rules_dir, config=self.workspace.config_file)
 
     def invoice(self, through: date, *, gate: Callable[[list[Invoice]], list[Invoice]] | None = None,
+    def correct_subscriptions(self, through: date) -> list[str]:
+        """Subscriptions edited after invoicing (:mod:`ledger.subscriptions`): refuse an edit to
+        a cycle whose usage is billed; credit or charge the difference on an advance fee."""
+        from ledger.subscriptions import correct_fee_changes, require_billed_cycles
+
+        require_billed_cycles(self)
+        return correct_fee_changes(self, through)
+
                 post_through: date | None = None) -> list[Invoice]:
         """Issue every invoice dated on or before ``through`` not issued yet, then re-post
         through ``post_through`` (default ``through``; ``close`` keeps the later months posted).
@@ -349,6 +358,7 @@ class Session:
             self.require_store_of_record()
         self.require_writable_books()  # an issued number is never taken back: its books must be writable
         rating = self.rate(through)
+        self.correct_subscriptions(through)
         digests = self.evidence(rating)
         drafts = self.draft(rating, through, evidence=digests)
         post_through = through if post_through is None else post_through

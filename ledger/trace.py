@@ -306,7 +306,7 @@ def _kind(entry: data.Transaction, numbers: Iterable[str]) -> str:
     meta = entry.meta or {}
     if "credit_note" in meta:
         return "credit_note"
-    if "reference" in meta:
+    if "reference" in meta or "application" in meta:  # cash received, applied or refunded
         return "payment"
     if "invoice" in meta or set(entry.links or ()) & set(numbers):
         return "invoice"
@@ -683,7 +683,7 @@ def _books_invoice(session: Session, invoice: Invoice, entries: Sequence[data.Di
     """The invoice transaction of the books: receivable = total, and what it settles."""
     found = [e for e in entries if isinstance(e, data.Transaction) and invoice.number in (e.links or ())
              and (e.meta or {}).get("invoice") == invoice.number
-             and "credit_note" not in (e.meta or {}) and "reference" not in (e.meta or {})]
+             and not {"credit_note", "reference", "application"} & set(e.meta or {})]
     cur = invoice.currency
     if len(found) != 1:
         return [Check("invoice transaction in the books", f"{len(found)} transactions", "1 transaction")]
@@ -773,6 +773,30 @@ def _explain_late(checks: list[Check], cycles: Mapping[str, Trace],
 
 
 def _trace_invoice(session: Session, number: str, entries: Sequence[data.Directive],
+def _explain_subscription_changes(session: Session, invoice: Invoice, checks: list[Check]) -> list[Check]:
+    """An advance fee line that differs because the subscription changed after the invoice is
+    explained when the subscription-change documents (:mod:`ledger.subscriptions`) bridge it
+    exactly: invoiced + their corrections = the store's figure now."""
+    from ledger.subscriptions import line_corrections
+
+    fixes = {line: fix for (number, line), fix in line_corrections(session.engine).items()
+             if number == invoice.number}
+    out = []
+    for check in checks:
+        found = re.fullmatch(r"line (\d+) base_fee \[deferred\](?: amount)?", check.what)
+        fix = fixes.get(int(found.group(1))) if found else None
+        if not check.ok and fix is not None:
+            try:
+                bridged = Decimal(check.recorded) + fix[0] == Decimal(check.store or "0")
+            except ArithmeticError:
+                bridged = False
+            if bridged:
+                check = replace(check, explained=f"the subscription changed after the invoice: {', '.join(fix[1])} "
+                                                 f"{'credit' if fix[0] < 0 else 'charge'} {abs(fix[0])}")
+        out.append(check)
+    return out
+
+
                    invoices: Sequence[Invoice]) -> Trace:
     position = next(i for i, inv in enumerate(invoices) if inv.number == number)
     invoice = invoices[position]
@@ -792,10 +816,12 @@ def _trace_invoice(session: Session, number: str, entries: Sequence[data.Directi
         late = {link: _late_figures(session, invoice.customer, link, entries) for link in cycles}
         line_checks = _explain_late(_compare_lines(invoice, draft) + _compare_accruals(invoice, draft), cycles, late)
         checks.extend(line_checks)
+        line_checks = _explain_subscription_changes(session, invoice, line_checks)
         total = Check("total", f"{invoice.total} {invoice.currency}", f"{draft.total} {draft.currency}",
                       source="invoice")
         if not total.ok and all(c.ok or c.explained for c in line_checks):
-            total = replace(total, explained="the lines' differences are late usage posted in the books")
+            total = replace(total, explained="the lines' differences are late usage or subscription changes "
+                                             "posted in the books")
         checks.append(total)
     notes = tuple(f"{c.difference()}: {c.explained}" for c in checks if not c.ok and c.explained)
     differences = [c.difference() for c in checks if not c.ok and not c.explained]
