@@ -318,20 +318,29 @@ def fee_reduction(deferred: Decimal, cycle: str, since: date, through: date, cur
     return _share(deferred, Fraction((through - since).days + 1, (end - since).days), currency)
 
 
-def fee_deferred_left(invoice: Invoice, line: int, notes: Sequence[CreditNote], through: date) -> Decimal:
+def fee_deferred_left(invoice: Invoice, line: int, notes: Sequence[CreditNote], through: date,
+                      current: tuple[str, Decimal] | None = None) -> Decimal:
     """Deferred revenue left for an advance fee line at the end of ``through``: billed −
     recognized − what ``notes`` took out of deferred revenue, less what they have since taken
     out of its recognition. A note dated after ``through`` counts in full (issuing checks
     against every earlier note); for the balance the books hold at ``through``, pass only
-    the notes dated on or before it."""
+    the notes dated on or before it.
+
+    ``current``: the cycle and fee the subscriptions give the line's cycle now, when they
+    changed after the invoice (:mod:`ledger.subscriptions`): recognition follows them, and
+    the subscription change's own credit note (no ``cycle``) takes its part out at once."""
     fee = invoice.lines[line - 1]
-    left = fee.amount - fee_recognized(fee.amount, fee.cycle, through, invoice.currency)
+    cycle, amount = current if current is not None else (fee.cycle, fee.amount)
+    left = fee.amount - fee_recognized(amount, cycle, through, invoice.currency)
     for note in notes:
         if note.invoice != invoice.number:
             continue
         for part in note.parts:
             if part.line == line and part.deferred:
-                left -= part.deferred - fee_reduction(part.deferred, fee.cycle, note.date, through, invoice.currency)
+                # a subscription change's note (no cycle) takes its part out at once
+                reduced = (fee_reduction(part.deferred, part.cycle, note.date, through, invoice.currency)
+                           if part.cycle else ZERO)
+                left -= part.deferred - reduced
     return left
 
 
@@ -364,7 +373,8 @@ def _grant_ordinal(invoice: Invoice, line: int) -> str:
 
 def allocate(invoice: Invoice, earlier: Sequence[CreditNote], amount: Decimal, on: date, *,
              line: int | None = None, force: bool = False,
-             balances: GrantBalances | None = None) -> tuple[CreditPart, ...]:
+             balances: GrantBalances | None = None,
+             current: Mapping[str, tuple[str, Decimal]] | None = None) -> tuple[CreditPart, ...]:
     """Split a note of ``amount`` over the invoice's lines and decide what each part debits.
 
     ``--line``: all of it on that line. Otherwise pro rata to what each line can still be
@@ -412,7 +422,7 @@ def allocate(invoice: Invoice, earlier: Sequence[CreditNote], amount: Decimal, o
             deferred = max(fee_deferred_left(invoice, i, mine, on - _DAY, now), ZERO)
             cycle = now[0] if now is not None else ln.cycle
             parts.append(CreditPart(line=i, kind=ln.kind, description=ln.description, amount=share,
-                                    deferred=min(share, deferred), cycle=ln.cycle if deferred else ""))
+                                    deferred=min(share, deferred), cycle=cycle if deferred else ""))
         else:
             parts.append(CreditPart(line=i, kind=ln.kind, description=ln.description, amount=share))
     step = _step(invoice.currency)  # "0.00", not "0", on the documents
@@ -422,7 +432,8 @@ def allocate(invoice: Invoice, earlier: Sequence[CreditNote], amount: Decimal, o
 def issue_credit_note(engine: Engine, invoice_number: str, *, amount: str, reason: str, on: date,
                       line: int | None = None, force: bool = False, first_open: date = date.min,
                       balances: GrantBalances | None = None,
-                      also: Callable[[CreditNote], None] | None = None) -> CreditNote:
+                      also: Callable[[CreditNote], None] | None = None,
+                      current: Mapping[str, tuple[str, Decimal]] | None = None) -> CreditNote:
     """Check, number, split (:func:`allocate`) and store a credit note in one transaction; return it.
 
     ``also`` runs inside that transaction after the note is stored and before it
@@ -468,7 +479,8 @@ def issue_credit_note(engine: Engine, invoice_number: str, *, amount: str, reaso
         # the grants' balances are rated while this transaction holds the numbering lock,
         # so no other note on the same grant can be stored in between
         net = value - (tax.amount if tax else ZERO)
-        parts = allocate(invoice, earlier, net, on, line=line, force=force, balances=balances)
+        parts = allocate(invoice, earlier, net, on, line=line, force=force,
+                         balances=balances, current=current)
         beyond_grant = any(p.grant and p.deferred < p.amount for p in parts)
         seq = (conn.execute(select(func.max(credit_notes_table.c.seq))).scalar() or 0) + 1
         note = CreditNote(
@@ -505,8 +517,13 @@ def issue(session: Session, invoice_number: str, *, amount: str, reason: str, on
             raise BadInput(f"{where}: {exc.strerror or exc}: {note.number}'s documents cannot be written, so "
                            "no credit note was issued") from None
 
+    # a subscription edited after the invoice is corrected first, so the note sees what is left
+    from ledger.subscriptions import current_fees
+
+    session.correct_subscriptions(on)
     return issue_credit_note(session.engine, invoice_number, amount=amount, reason=reason, on=on, line=line,
-                             force=force, first_open=session.first_open(), balances=balances, also=documents)
+                             force=force, first_open=session.first_open(), balances=balances, also=documents,
+                             current=current_fees(session, invoice_number))
 
 
 # --- the books ----------------------------------------------------------------------------------
