@@ -510,6 +510,66 @@ def upgrade(engine: Engine) -> int:
     return len(MIGRATIONS)
 
 
+# The live API (``ledger.api``, ``meterbook api``, ``meterbook keys``). ``api_keys``: one row
+# per key, only a sha256 of the key (the key itself is shown once, at creation); ``scope``
+# ingest or portal, a portal key bound to one ``customer``. ``api_batches``: the key that
+# made each ingest batch (also in ``batches.file``, ``api:<key id>:<request id>``), written
+# with the batch's live counters in one transaction, so each batch is counted exactly once.
+# ``api_counters``: the API's live totals per customer, meter and local day (the dual-track
+# reconciler's live record), exact ``units``/``nanos``; ``latest_us`` the time of the event
+# behind a ``latest`` meter's figure. ``cap_changes``: self-service usage caps, one dated
+# fact per change, with the key that made it; the last change on or before a day applies.
+api_keys = Table(
+    "api_keys", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("scope", String(16), nullable=False),
+    Column("customer", String(255)),
+    Column("key_hash", String(64), nullable=False),
+    Column("label", Text, nullable=False, default=""),
+    Column("created_at", String(40), nullable=False),
+    Column("revoked_at", String(40)),
+)
+
+api_batches = Table(
+    "api_batches", metadata,
+    Column("batch_id", Integer, ForeignKey("batches.id"), primary_key=True),
+    Column("key_id", String(32), ForeignKey("api_keys.id"), nullable=False),
+    Column("counted_at", String(40), nullable=False),
+)
+
+api_counters = Table(
+    "api_counters", metadata,
+    Column("customer", String(255), primary_key=True),
+    Column("meter", String(255), primary_key=True),
+    Column("date", String(10), primary_key=True),
+    Column("units", BigInteger, nullable=False),
+    Column("nanos", BigInteger, nullable=False),
+    Column("events", BigInteger, nullable=False),
+    Column("latest_us", BigInteger, nullable=False, default=0),
+)
+
+cap_changes = Table(
+    "cap_changes", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("customer", String(255), nullable=False),
+    Column("meter", String(255), nullable=False),
+    Column("cap", Text, nullable=False),
+    Column("previous", Text, nullable=False),
+    Column("effective", String(10), nullable=False),
+    Column("changed_at", String(40), nullable=False),
+    Column("key_id", String(32), ForeignKey("api_keys.id"), nullable=False),
+    Index("ix_cap_changes_customer", "customer", "meter", "effective"),
+)
+
+
+def _v_api(conn: Connection) -> None:
+    for table in (api_keys, api_batches, api_counters, cap_changes):
+        table.create(conn, checkfirst=True)
+
+
+MIGRATIONS.append(_v_api)
+
+
 # --- cash application (issue 12) --------------------------------------------------------
 #
 # ``cash_applications``: cash already received, applied or paid out later

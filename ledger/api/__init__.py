@@ -1,0 +1,46 @@
+"""The live track: ``meterbook api``, one ASGI service (FastAPI on uvicorn) over a workspace.
+
+    $ meterbook keys create --scope ingest --label gateway
+    $ meterbook api --port 8000
+    meterbook API on http://127.0.0.1:8000/ (OpenAPI: /openapi.json, portal: /portal/login)
+    $ curl -s -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \\
+        --data '[{"id":"e-1","customer":"acme","type":"api.request","time":"2026-12-04T09:00:00Z"}]' \\
+        http://127.0.0.1:8000/v1/events
+    {"batch": 12, "received": 1, "accepted": 1, "duplicates": 0, "conflicts": 0, "rejected": 0, ...}
+
+One concern per module: :mod:`.keys` (hashed keys), :mod:`.intake` (a request body
+through the file ingest engine), :mod:`.counters` (live totals for the dual-track
+reconciler), :mod:`.portal` (a customer's figures and self-service caps),
+:mod:`.app` (the routes). It binds to loopback unless ``--allow-remote``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ledger.workspace import Workspace
+
+
+def check_host(host: str, *, allow_remote: bool) -> str | None:
+    """None for loopback; a warning for a remote host with ``allow_remote``; else BadInput."""
+    from ledger.errors import BadInput
+    from ledger.serve import is_loopback
+
+    if is_loopback(host):
+        return None
+    if not allow_remote:
+        raise BadInput(f"--host {host} is not a loopback address; pass --allow-remote to serve the API "
+                       "there (put TLS in front of it: keys travel in headers)")
+    return f"warning: serving the API on {host}: use TLS in front of it, keys travel in every request"
+
+
+def serve(workspace: Workspace, host: str, port: int, *, max_body: int, log_level: str = "warning") -> None:
+    """Run the API with uvicorn until interrupted."""
+    import uvicorn
+
+    from ledger.api.app import Service, create_app
+
+    app = create_app(Service.open(workspace, max_body=max_body))
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False,
+                limit_concurrency=256, timeout_keep_alive=30)

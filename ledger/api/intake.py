@@ -1,0 +1,168 @@
+"""Events pushed over HTTP, judged and stored by the same engine as files (:mod:`ledger.ingest`).
+
+A request body is either JSON (``application/json``, ``application/cloudevents+json``,
+``application/cloudevents-batch+json``: one event object or an array of them) or
+NDJSON (``application/x-ndjson``, ``application/jsonl``: one event per line). Each
+object is a usage event as in files — ``id, source, customer, type, time,
+properties`` — or a structured-mode CloudEvent (an object with ``specversion``:
+``subject`` is the customer, ``data`` the properties); the two may be mixed.
+
+The body is written to a temporary file and imported with
+:func:`ledger.ingest.ingest_file`: one transaction and one ``batches`` row per
+request (named ``api:<key id>:<request id>``, so every stored row names the key
+that made it), the same rules, reject reasons and row accounting, and idempotence
+on ``(source, id)`` across requests and files. The transaction has committed before
+the function returns, so the 200 that follows is only sent for stored events.
+
+    >>> body = b'[{"id": "e-1", "customer": "acme", "type": "api.request", "time": "2026-12-04T09:00:00Z"}]'
+    >>> body_kind("application/json; charset=utf-8"), body_kind("application/x-ndjson"), body_kind("text/csv")
+    ('json', 'ndjson', None)
+    >>> check_json(body) is None, check_json(b'[{"id": ')
+    (True, 'line 1 column 9: Expecting value')
+
+A JSON body that is not JSON at all is refused whole (HTTP 400, nothing stored);
+in NDJSON, as in a ``.jsonl`` file, a line that is not JSON is one ``bad_json`` reject.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Engine
+
+from ledger.importers.events import CloudEventsJson, CloudEventsJsonl, JsonlEvents, RawEvent
+from ledger.ingest import ImportReport, ingest_file
+from ledger.rules import Rules
+from ledger.store import conflicts, rejects
+
+JSON_TYPES = frozenset({"application/json", "application/cloudevents+json", "application/cloudevents-batch+json"})
+NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl",
+                          "application/x-jsonlines", "application/jsonlines"})
+#: Rejected rows listed in a response (the counts per reason are always complete).
+SHOWN_REJECTS = 1000
+
+_PLAIN = JsonlEvents()
+_CLOUD = CloudEventsJsonl()
+
+
+def _event(line: int, raw: str, obj: Any) -> RawEvent:
+    """A plain event object, or a CloudEvent when it has ``specversion``."""
+    reader = _CLOUD if isinstance(obj, dict) and "specversion" in obj else _PLAIN
+    return reader.event(line, raw, obj)
+
+
+class JsonBody(CloudEventsJson):
+    """A JSON body: one event object or an array, plain events or CloudEvents (``line``:
+    the line of the body the object starts on)."""
+
+    importer_name = "api-json"
+
+    def event(self, line: int, raw: str, obj: Any) -> RawEvent:
+        return _event(line, raw, obj)
+
+
+class NdjsonBody(JsonlEvents):
+    """An NDJSON body: one event per line, plain events or CloudEvents."""
+
+    importer_name = "api-ndjson"
+
+    def event(self, line: int, raw: str, obj: Any) -> RawEvent:
+        return _event(line, raw, obj)
+
+
+def body_kind(content_type: str) -> str | None:
+    """``json``, ``ndjson`` or None (unsupported) for a Content-Type header."""
+    media = content_type.split(";")[0].strip().lower()
+    if media in JSON_TYPES:
+        return "json"
+    if media in NDJSON_TYPES:
+        return "ndjson"
+    return None
+
+
+def check_json(body: bytes) -> str | None:
+    """None when ``body`` is JSON (an object or an array), else what is wrong with it."""
+    try:
+        value = json.loads(body)
+    except UnicodeDecodeError as exc:
+        return f"the body is not UTF-8 (byte {exc.start})"
+    except json.JSONDecodeError as exc:
+        return f"line {exc.lineno} column {exc.colno}: {exc.msg}"
+    except RecursionError:
+        return "nested too deeply"
+    if not isinstance(value, dict | list):
+        return f"expected an event object or an array of them, got {type(value).__name__}"
+    return None
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    """A row of the request that was not stored as new: rejected (with its reason) or a conflict."""
+
+    line: int
+    outcome: str  # rejected | conflict
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class IntakeReport:
+    """One request's accounting: the file ingest's counts, and its rejected and conflicting rows."""
+
+    report: ImportReport
+    problems: tuple[RowProblem, ...] = field(default=())
+
+    def to_json(self) -> dict[str, Any]:
+        r = self.report
+        return {"batch": r.batch_id, "received": r.received, "accepted": r.accepted,
+                "duplicates": r.duplicates, "conflicts": r.conflicts, "rejected": r.rejected,
+                "reasons": dict(sorted(r.reasons.items())),
+                "rejects": [{"line": p.line, "reason": p.reason, "detail": p.detail}
+                            for p in self.problems if p.outcome == "rejected"],
+                "conflicting": [{"line": p.line, "detail": p.detail}
+                                for p in self.problems if p.outcome == "conflict"]}
+
+
+def ingest_body(engine: Engine, rules: Rules, body: bytes, kind: str, *, name: str, now: datetime,
+                spool: Path | None = None) -> IntakeReport:
+    """Store a request body's events (one transaction, committed on return) and account for each row."""
+    importer = JsonBody() if kind == "json" else NdjsonBody()
+    handle, path = tempfile.mkstemp(prefix="meterbook-api-", suffix=".json" if kind == "json" else ".jsonl",
+                                    dir=spool)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(body)
+        report = ingest_file(engine, rules, Path(path), importer, now=now, name=name)
+    finally:
+        os.unlink(path)
+    problems: list[RowProblem] = []
+    if report.rejected or report.conflicts:
+        with engine.connect() as conn:
+            if report.rejected:
+                r = rejects.c
+                for line, reason, detail in conn.execute(
+                        sa.select(r.line, r.reason, r.detail).where(r.batch_id == report.batch_id)
+                        .order_by(r.line, r.id).limit(SHOWN_REJECTS)):
+                    problems.append(RowProblem(int(line), "rejected", reason, detail))
+            if report.conflicts:
+                c = conflicts.c
+                for line, event_id, source in conn.execute(
+                        sa.select(c.line, c.event_id, c.source).where(c.batch_id == report.batch_id)
+                        .order_by(c.line).limit(SHOWN_REJECTS)):
+                    problems.append(RowProblem(int(line), "conflict", "conflict",
+                                               f"({source}, {event_id}) is stored with another payload; "
+                                               "the first stored wins"))
+    return IntakeReport(report, tuple(problems))
+
+
+def counts_only(reasons: Mapping[str, int]) -> dict[str, int]:
+    """Reasons sorted by name (the response's ``reasons``)."""
+    return dict(sorted(reasons.items()))
