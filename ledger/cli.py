@@ -919,7 +919,9 @@ def export_journal(ctx: Context, month: str, fmt: str, out: Path | None) -> None
 @click.option("--max-body", default=16 << 20, show_default=True, type=click.IntRange(1024, 1 << 30),
               help="Largest request body in bytes (larger: 413).")
 @pass_context
-def api_command(ctx: Context, host: str, port: int, allow_remote: bool, max_body: int) -> None:
+def api_command(ctx: Context, host: str, port: int, allow_remote: bool, max_body: int, workers: int) -> None:
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Server processes (PostgreSQL stores judge requests in parallel).")
     """HTTP event ingest and the customer portal (keys: meterbook keys create)."""
     import socket
 
@@ -936,7 +938,7 @@ def api_command(ctx: Context, host: str, port: int, allow_remote: bool, max_body
     except OSError as exc:
         raise BadInput(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     click.echo(f"meterbook API on http://{host}:{port}/ (OpenAPI: /openapi.json, portal: /portal/login)")
-    api.serve(workspace, host, port, max_body=max_body)
+    api.serve(workspace, host, port, max_body=max_body, workers=workers)
 
 
 @cli.group("keys")

@@ -166,7 +166,7 @@ def test_ingest_accounts_for_every_row_and_is_idempotent_across_requests_and_fil
         got = first.json()
         assert (got["received"], got["accepted"], got["duplicates"], got["conflicts"], got["rejected"]) == (5, 3, 0, 0, 2)
         assert got["reasons"] == {"bad_time": 1, "unknown_customer": 1}
-        assert [(r["line"], r["reason"]) for r in got["rejects"]] == [(1, "unknown_customer"), (1, "bad_time")]
+        assert [(r["line"], r["reason"]) for r in got["rejects"]] == [(4, "unknown_customer"), (5, "bad_time")]
         again = post(client, body(FIVE)).json()
         assert (again["accepted"], again["duplicates"], again["rejected"]) == (0, 3, 2)
 
@@ -179,7 +179,8 @@ def test_ingest_accounts_for_every_row_and_is_idempotent_across_requests_and_fil
 
         changed = post(client, body([{**event("e-2"), "properties": {"region": "eu"}}])).json()
         assert (changed["conflicts"], changed["accepted"]) == (1, 0)
-        assert changed["conflicting"][0]["line"] == 1
+        assert changed["conflicting"] == [{"line": 1, "detail": "(app, e-2) is stored with another payload; "
+                                                                "the first stored wins"}]
 
     file = live.root / "late.jsonl"
     file.write_text(json.dumps(event("e-1")) + "\n" + json.dumps(event("e-7")) + "\n")

@@ -77,7 +77,7 @@ class Problem(BaseModel):
 
 
 class RejectedRow(BaseModel):
-    line: int = Field(description="line of the body the event starts on (NDJSON: its line)")
+    line: int = Field(description="the event's position in a JSON array (1-based), its line in NDJSON")
     reason: str = Field(description="one of the file ingest's reject reasons, e.g. unknown_customer")
     detail: str
 
@@ -178,7 +178,8 @@ def _key(request: Request, scope: str) -> keys.ApiKey:
     if found is None:
         raise ApiError(401, "unauthorized", "unknown or revoked key")
     if found.scope != scope:
-        raise ApiError(403, "forbidden", f"a {found.scope} key cannot use this route (it needs a {scope} key)")
+        raise ApiError(403, "forbidden", f"this route needs a {scope} key, not an {found.scope} key"
+                       if found.scope == "ingest" else f"this route needs an {scope} key, not a {found.scope} key")
     return found
 
 
@@ -391,6 +392,15 @@ def create_app(service: Service) -> FastAPI:
     app.openapi_schema = None
     _add_event_schema(app)
     return app
+
+
+def from_environment() -> FastAPI:
+    """The app of the workspace in ``METERBOOK_API_WORKSPACE`` (each uvicorn worker process calls this)."""
+    import os
+    from pathlib import Path
+
+    workspace = Workspace.load(Path(os.environ["METERBOOK_API_WORKSPACE"]))
+    return create_app(Service.open(workspace, max_body=int(os.environ.get("METERBOOK_API_MAX_BODY", MAX_BODY))))
 
 
 def _store_events(service: Service, body: bytes, kind: str, key_id: str) -> dict[str, Any]:

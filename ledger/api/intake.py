@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -38,7 +38,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
-from ledger.importers.events import CloudEventsJson, CloudEventsJsonl, JsonlEvents, RawEvent
+from ledger.importers.events import CloudEventsJson, CloudEventsJsonl, JsonlEvents, RawEvent, Source
 from ledger.ingest import ImportReport, ingest_file
 from ledger.rules import Rules
 from ledger.store import conflicts, rejects
@@ -60,13 +60,17 @@ def _event(line: int, raw: str, obj: Any) -> RawEvent:
 
 
 class JsonBody(CloudEventsJson):
-    """A JSON body: one event object or an array, plain events or CloudEvents (``line``:
-    the line of the body the object starts on)."""
+    """A JSON body: one event object or an array, plain events or CloudEvents. An event's
+    ``line`` is its position in the array (1-based), what a client can find it by."""
 
     importer_name = "api-json"
 
     def event(self, line: int, raw: str, obj: Any) -> RawEvent:
         return _event(line, raw, obj)
+
+    def rows(self, source: Source) -> Iterator[RawEvent]:
+        for position, row in enumerate(super().rows(source), 1):
+            yield row._replace(line=position)
 
 
 class NdjsonBody(JsonlEvents):
@@ -162,7 +166,3 @@ def ingest_body(engine: Engine, rules: Rules, body: bytes, kind: str, *, name: s
                                                "the first stored wins"))
     return IntakeReport(report, tuple(problems))
 
-
-def counts_only(reasons: Mapping[str, int]) -> dict[str, int]:
-    """Reasons sorted by name (the response's ``reasons``)."""
-    return dict(sorted(reasons.items()))
