@@ -918,10 +918,10 @@ def export_journal(ctx: Context, month: str, fmt: str, out: Path | None) -> None
 @click.option("--allow-remote", is_flag=True, help="Allow a non-loopback --host (put TLS in front of it).")
 @click.option("--max-body", default=16 << 20, show_default=True, type=click.IntRange(1024, 1 << 30),
               help="Largest request body in bytes (larger: 413).")
-@pass_context
-def api_command(ctx: Context, host: str, port: int, allow_remote: bool, max_body: int, workers: int) -> None:
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Server processes (PostgreSQL stores judge requests in parallel).")
+@pass_context
+def api_command(ctx: Context, host: str, port: int, allow_remote: bool, max_body: int, workers: int) -> None:
     """HTTP event ingest and the customer portal (keys: meterbook keys create)."""
     import socket
 
