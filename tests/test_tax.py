@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 from ledger.books import load_books
 from ledger.credit_notes import issue as issue_credit_note
+from ledger.credit_notes import load_credit_notes
 from ledger.errors import PluginError
 from ledger.invoicing import load_invoices
 from ledger.reports import build_report
@@ -594,3 +595,23 @@ def test_notes_crediting_everything_give_back_exactly_all_the_tax(tmp_path: Path
     assert balance(entries, "Liabilities:Tax:DE", date(2026, 12, 1)) == 0
     assert balance(entries, RECEIVABLE, date(2026, 12, 1)) == 0
     assert balance(entries, "Income:Credit-Notes", date(2026, 12, 1)) == Decimal("100.25")
+
+
+def test_taxed_invoices_and_notes_on_each_store(tmp_path: Path, store_url: str) -> None:
+    """The first worked examples on SQLite and PostgreSQL: the tax is stored with the invoice and
+    the note (their JSON records), and read back the same."""
+    config = f'store = "{store_url}"\n[tax]\nseller_tax_id = "DE811111111"\n'
+    session = workspace(tmp_path / "ws", config=config)
+    session.invoice(through=date(2026, 11, 1))
+    issue_credit_note(session, "INV-2026-000003", amount="59.65", reason="a", on=date(2026, 11, 10))
+    stored = {
+        inv.customer: (inv.total, inv.tax.amount if inv.tax else None)
+        for inv in load_invoices(session.engine)
+    }
+    assert stored == {
+        "acme_us": (Decimal("108.90"), Decimal("8.65")),
+        "client_fr": (Decimal("100.00"), Decimal("0.00")),
+        "kunde": (Decimal("119.30"), Decimal("19.05")),
+    }
+    [note] = load_credit_notes(session.engine)
+    assert note.tax_amount == Decimal("9.52")
