@@ -37,19 +37,9 @@ from ledger.importers.live_totals import LiveTotalsCsv
 from ledger.importers.payments import PaymentsCsv
 from ledger.ingest import select_importer
 from ledger.registry import load_registry
+from tests.test_readme import readme_block
 
-IMPORT_PY = '''\
-import beangulp
-from ledger.importers.events import CloudEventsJson, CloudEventsJsonl, CsvEvents, JsonlEvents
-from ledger.importers.live_totals import LiveTotalsCsv
-from ledger.importers.payments import PaymentsCsv
-
-importers = [CsvEvents(), JsonlEvents(), CloudEventsJsonl(), CloudEventsJson(), LiveTotalsCsv(),
-             PaymentsCsv()]
-
-if __name__ == "__main__":
-    beangulp.Ingest(importers)()
-'''
+IMPORT_PY = readme_block("<!-- beangulp-import-py")  # the README's import.py, run as written
 
 FILES = {
     "usage.csv": "id,customer,type,time,tokens\n"
