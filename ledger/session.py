@@ -329,7 +329,6 @@ class Session:
         return apply_taxes(drafts, registry=self.registry, rules=self.rules,
                            rules_dir=self.workspace.rules_dir, config=self.workspace.config_file)
 
-    def invoice(self, through: date, *, gate: Callable[[list[Invoice]], list[Invoice]] | None = None,
     def correct_subscriptions(self, through: date) -> list[str]:
         """Subscriptions edited after invoicing (:mod:`ledger.subscriptions`): refuse an edit to
         a cycle whose usage is billed; credit or charge the difference on an advance fee."""
@@ -338,6 +337,7 @@ class Session:
         require_billed_cycles(self)
         return correct_fee_changes(self, through)
 
+    def invoice(self, through: date, *, gate: Callable[[list[Invoice]], list[Invoice]] | None = None,
                 post_through: date | None = None) -> list[Invoice]:
         """Issue every invoice dated on or before ``through`` not issued yet, then re-post
         through ``post_through`` (default ``through``; ``close`` keeps the later months posted).
@@ -357,8 +357,8 @@ class Session:
         if self.first_open() > date.min:
             self.require_store_of_record()
         self.require_writable_books()  # an issued number is never taken back: its books must be writable
-        rating = self.rate(through)
         self.correct_subscriptions(through)
+        rating = self.rate(through)
         digests = self.evidence(rating)
         drafts = self.draft(rating, through, evidence=digests)
         post_through = through if post_through is None else post_through

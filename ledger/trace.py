@@ -772,7 +772,6 @@ def _explain_late(checks: list[Check], cycles: Mapping[str, Trace],
     return out
 
 
-def _trace_invoice(session: Session, number: str, entries: Sequence[data.Directive],
 def _explain_subscription_changes(session: Session, invoice: Invoice, checks: list[Check]) -> list[Check]:
     """An advance fee line that differs because the subscription changed after the invoice is
     explained when the subscription-change documents (:mod:`ledger.subscriptions`) bridge it
@@ -797,6 +796,7 @@ def _explain_subscription_changes(session: Session, invoice: Invoice, checks: li
     return out
 
 
+def _trace_invoice(session: Session, number: str, entries: Sequence[data.Directive],
                    invoices: Sequence[Invoice]) -> Trace:
     position = next(i for i, inv in enumerate(invoices) if inv.number == number)
     invoice = invoices[position]
@@ -815,8 +815,8 @@ def _explain_subscription_changes(session: Session, invoice: Invoice, checks: li
     else:
         late = {link: _late_figures(session, invoice.customer, link, entries) for link in cycles}
         line_checks = _explain_late(_compare_lines(invoice, draft) + _compare_accruals(invoice, draft), cycles, late)
-        checks.extend(line_checks)
         line_checks = _explain_subscription_changes(session, invoice, line_checks)
+        checks.extend(line_checks)
         total = Check("total", f"{invoice.total} {invoice.currency}", f"{draft.total} {draft.currency}",
                       source="invoice")
         if not total.ok and all(c.ok or c.explained for c in line_checks):
