@@ -44,9 +44,10 @@ from ledger.reconcile import Reconciler
 
 FIRST_PARTY_PACKAGE = "ledger.plugins"
 FIRST_PARTY_IMPORTERS = "ledger.importers"
-#: The generic usage-event importers claim every ``.csv``/``.jsonl``/``.json`` file, so
-#: ``meterbook ingest`` tries them last: importers that recognise a specific header
-#: (payments, live totals, a third party's export) get the file first.
+#: The generic usage-event importers (a CSV header with ``id,customer,type,time``, a JSON
+#: record with ``id``) are tried last by ``meterbook ingest``: importers that recognise a
+#: more specific header (payments, live totals, a third party's export) get the file first,
+#: and a ``.csv``/``.jsonl`` nobody recognises falls back to them to have its header refused.
 FALLBACK_IMPORTERS = "ledger.importers.events"
 ENTRY_POINT_GROUP = hookspecs.PROJECT
 LOCAL_PACKAGE = "meterbook_local"
