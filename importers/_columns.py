@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 from ledger.importers._filing import Filing
 from ledger.importers.events import (
     HeaderError,
-    Problem,
+    Records,
     Source,
     csv_header,
     csv_records,
@@ -77,7 +77,7 @@ class ColumnsCsv(Filing, Generic[Record]):
         """Raise :class:`HeaderError` if the header lacks a required column."""
         self._header(source)
 
-    def _header(self, source: Source) -> tuple[Iterator[tuple[int, list[str] | Problem]], list[str]] | None:
+    def _header(self, source: Source) -> tuple[Records, list[str]] | None:
         records = csv_records(source)
         for line, cells in records:
             if isinstance(cells, tuple):

@@ -187,7 +187,8 @@ class Source:
     def _too_long(self, size: int, sample: bytes) -> str:
         self._lines_done += 1
         self.bad[self._lines_done] = ("too_long", f"line of {size} bytes is over the {self.line_limit}-byte limit",
-                                      _printable_sample(sample.decode("utf-8", "backslashreplace")) + "…")
+                                      _printable_sample(sample.decode("utf-8", "backslashreplace"))
+                                      + "…")
         return "\n"
 
     def _decode(self, data: bytes) -> Iterator[str]:
@@ -211,12 +212,14 @@ class Source:
             except UnicodeDecodeError as exc:
                 self.bad[self._lines_done] = (
                     "bad_encoding", f"invalid UTF-8 at byte {exc.start + 1} of the line",
-                    _printable_sample(raw[:SAMPLE].rstrip(b"\r\n").decode("utf-8", "backslashreplace")))
+                    _printable_sample(raw[:SAMPLE].rstrip(b"\r\n").decode("utf-8",
+                                                                          "backslashreplace")))
                 yield "\n"
                 continue
             if "\x00" in text:
                 self.bad[self._lines_done] = (
-                    "bad_encoding", f"NUL character (U+0000) at character {text.index(chr(0)) + 1} of the line",
+                    "bad_encoding",
+                    f"NUL character (U+0000) at character {text.index(chr(0)) + 1} of the line",
                     _printable_sample(text.rstrip("\r\n")))
                 yield "\n"
                 continue
@@ -230,6 +233,8 @@ def _printable_sample(text: str) -> str:
 
 #: A CSV line that cannot be read: ``(reason, detail, raw)``.
 Problem = tuple[str, str, "str | list[str]"]
+#: What :func:`csv_records` yields.
+Records = Iterator[tuple[int, "list[str] | Problem"]]
 
 
 class _OneLine:
@@ -255,7 +260,7 @@ class _OneLine:
         return line
 
 
-def csv_records(source: Source) -> Iterator[tuple[int, list[str] | Problem]]:
+def csv_records(source: Source) -> Records:
     """``(line, cells)`` for each non-blank line of a CSV file, or ``(line, (reason,
     detail, raw))`` for a line that cannot be read.
 
@@ -267,9 +272,9 @@ def csv_records(source: Source) -> Iterator[tuple[int, list[str] | Problem]]:
         >>> for line, cells in csv_records(Source(io.BytesIO(text))):
         ...     print(line, cells)
         1 ['id', 'x']
-        2 ('bad_csv', 'a quoted field is not closed on its line (a field cannot hold a line break)', 'a,"open')
+        2 ('bad_csv', 'a quoted field does not end on its line', 'a,"open')
         3 ['b', '1']
-        4 ('bad_csv', 'text after a closing quote (a quote inside a quoted field is written "")', 'c,"2"z')
+        4 ('bad_csv', 'text after a closing quote (write "" for a quote inside quotes)', 'c,"2"z')
         5 ('bad_csv', 'a carriage return (CR) inside a field', 'd,x\\rz')
 
     Text without a quote is read by one csv reader per run of lines (fast);
@@ -320,13 +325,14 @@ def _csv_problem(exc: csv.Error, piece: str) -> Problem:
     raw = piece[:-1] if piece.endswith("\n") else piece
     raw = raw[:-1] if raw.endswith("\r") else raw
     if "unexpected end of data" in message:
-        return "bad_csv", "a quoted field is not closed on its line (a field cannot hold a line break)", raw
+        return "bad_csv", "a quoted field does not end on its line", raw
     if "new-line character" in message:
         return "bad_csv", "a carriage return (CR) inside a field", raw
     if "expected after" in message:
-        return "bad_csv", 'text after a closing quote (a quote inside a quoted field is written "")', raw
+        return "bad_csv", 'text after a closing quote (write "" for a quote inside quotes)', raw
     if "field larger than field limit" in message:
-        return "too_long", f"a field is over the {csv.field_size_limit()}-character limit", raw[:SAMPLE] + "…"
+        limit = csv.field_size_limit()
+        return "too_long", f"a field is over the {limit}-character limit", raw[:SAMPLE] + "…"
     return "bad_csv", message, raw
 
 
@@ -453,7 +459,7 @@ class CsvEvents(EventImporter):
     def check(self, source: Source) -> None:
         self._header(source)
 
-    def _header(self, source: Source) -> tuple[Iterator[tuple[int, list[str] | Problem]], list[str]] | None:
+    def _header(self, source: Source) -> tuple[Records, list[str]] | None:
         """The records after the header (:func:`csv_records`), and the column
         names; None for an empty file."""
         records = csv_records(source)
@@ -482,8 +488,7 @@ class CsvEvents(EventImporter):
             yield from self._rows(source, *opened)
         source.drain()
 
-    def _rows(self, source: Source, records: Iterator[tuple[int, list[str] | Problem]],
-              names: list[str]) -> Iterator[RawEvent]:
+    def _rows(self, source: Source, records: Records, names: list[str]) -> Iterator[RawEvent]:
         i_id, i_customer, i_type, i_time = (names.index(n) for n in REQUIRED)
         i_source = names.index("source") if "source" in names else -1
         props = sorted((name, i) for i, name in enumerate(names) if name not in FIELDS)
@@ -579,11 +584,12 @@ class _JsonEvents(EventImporter):
                                       f"{where}.{key}: expected a string or number, got {type(value).__name__}", raw)
                 properties[key] = as_text
         if "\\u" in raw:  # only an escape can write a NUL or a lone surrogate
-            for key, value in (*text.items(), *((f"{where}.{k}", v) for k, v in properties.items())):
+            named = (*text.items(), *((f"{where}.{k}", v) for k, v in properties.items()))
+            for key, value in named:
                 found = _UNSTORABLE.search(key) or _UNSTORABLE.search(value)
                 if found:
-                    return unreadable(line, "bad_json", f"{key}: the string holds \\u{ord(found.group()):04x}, "
-                                                        "which is not text (a NUL or a lone surrogate)", raw)
+                    why = f"\\u{ord(found.group()):04x}, which is not text (a NUL or a lone surrogate)"
+                    return unreadable(line, "bad_json", f"{key}: the string holds {why}", raw)
         return RawEvent(line, raw, text["id"], text["source"] or DEFAULT_SOURCE, text["customer"], text["type"],
                         text["time"], properties)
 
@@ -715,7 +721,8 @@ class CloudEventsJson(_JsonEvents):
             if deep:
                 yield unreadable(line, "bad_json", _TOO_DEEP, _sample(raw[:SAMPLE]))
             elif _SURROGATE.search(raw):
-                yield unreadable(line, "bad_encoding", "invalid UTF-8 in this event", _sample(raw[:SAMPLE]))
+                yield unreadable(line, "bad_encoding", "invalid UTF-8 in this event",
+                                 _sample(raw[:SAMPLE]))
             else:
                 yield self.event(line, raw, obj)
             line += raw.count("\n")
@@ -726,8 +733,9 @@ class CloudEventsJson(_JsonEvents):
 
 
 def _sample(text: str) -> str:
-    """Text decoded with ``surrogateescape`` as storable text (bad bytes as ``\\xff``, NUL as ``\\x00``)."""
-    return _printable_sample(text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"))
+    """Text decoded with ``surrogateescape`` as storable text (bad bytes ``\\xff``, NUL ``\\x00``)."""
+    data = text.encode("utf-8", "surrogateescape")
+    return _printable_sample(data.decode("utf-8", "backslashreplace"))
 
 
 def _value_end(text: str, pos: int) -> int | None:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ledger.errors import BadInput, MeterbookError
+from ledger.escaping import for_terminal
 from ledger.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -396,8 +397,8 @@ def invoice(ctx: Context, through: str | None, accepts: tuple[str, ...], reasons
     if gate.held:
         findings = {f.id: f for held in gate.held for f in held.findings}
         for finding in findings.values():
-            click.echo(f"error   {finding.id}: {finding.explanation} "
-                       f"[expected {finding.expected}, actual {finding.actual}]")
+            click.echo(for_terminal(f"error   {finding.id}: {finding.explanation} "
+                                    f"[expected {finding.expected}, actual {finding.actual}]"))
         click.echo(f"{len(gate.held)} invoices held by open error findings; fix or accept each with "
                    "--accept ID --reason TEXT")
         ctx_exit(1)
@@ -606,10 +607,10 @@ def close_command(ctx: Context, month: str, accepts: tuple[str, ...], reasons: t
         click.echo(f"issued {inv.number}  {inv.date}  {inv.customer:<20} {inv.total:>14} {inv.currency}")
     for finding in report.findings:
         state = " (accepted)" if finding.id in report.accepted else ""
-        click.echo(f"{finding.severity:<7} {finding.id}{state}: {finding.explanation} "
-                   f"[expected {finding.expected}, actual {finding.actual}]")
+        click.echo(for_terminal(f"{finding.severity:<7} {finding.id}{state}: {finding.explanation} "
+                                f"[expected {finding.expected}, actual {finding.actual}]"))
     for line in report.errors:
-        click.echo(f"  {line}")
+        click.echo(f"  {for_terminal(line)}")
     if report.refused:
         click.echo(f"refused to close {month}: {report.refused}; nothing sealed")
         ctx_exit(1)
@@ -775,7 +776,8 @@ def alerts_command(ctx: Context, through: str | None, as_json: bool, drop: str |
             click.echo(json.dumps({**alert.payload(), "new": alert.id in run.new, "pending": list(waiting)},
                                   sort_keys=True))
             continue
-        click.echo(f"{'NEW ' if alert.id in run.new else '    '} {alert.date}  {alert.id}  {alert.message}")
+        new = "NEW " if alert.id in run.new else "    "
+        click.echo(for_terminal(f"{new} {alert.date}  {alert.id}  {alert.message}"))
         if waiting:
             click.echo("     PENDING " + ", ".join(p.plugin + ("" if p.loaded else " (not loaded)")
                                                    for p in run.pending if p.alert == alert.id))

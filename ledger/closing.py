@@ -67,6 +67,7 @@ from sqlalchemy import Engine, delete, func, insert, select
 from ledger import books, faults, metering, seal
 from ledger.credit_notes import load_credit_notes
 from ledger.errors import BadInput, MeterbookError, PluginError
+from ledger.escaping import for_terminal
 from ledger.invoicing import Invoice, load_invoices
 from ledger.money import quantum
 from ledger.payments import load_applications, load_payments, outstanding
@@ -225,8 +226,10 @@ class Reconciliation:
 
     def render(self) -> str:
         """A plain-text table, the explanation last, then a one-line summary."""
-        rows = [[_text(getattr(f, c)) or "-" for c in self.COLUMNS[:-1]]
-                + [f.explanation + (f" [accepted: {self.accepted[f.id]}]" if f.id in self.accepted else "")]
+        # data-derived text escaped (ledger.escaping): one finding, one line
+        accepted = {i: f" [accepted: {reason}]" for i, reason in self.accepted.items()}
+        rows = [[for_terminal(_text(getattr(f, c)) or "-") for c in self.COLUMNS[:-1]]
+                + [for_terminal(f.explanation + accepted.get(f.id, ""))]
                 for f in self.findings]
         lines = []
         if rows:

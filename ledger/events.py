@@ -26,7 +26,7 @@ A time is RFC 3339 with seconds and an offset, ``T``/``Z`` in either case, from
     '2026-10-05T08:30:00.500000+00:00'
     >>> parse_time("2026-01-05T10:00Z")
     Traceback (most recent call last):
-    ledger.events.TimeError: '2026-01-05T10:00Z' is not an RFC 3339 timestamp (YYYY-MM-DDTHH:MM:SS[.fraction] and Z or ±hh:mm)
+    ledger.events.TimeError: '2026-01-05T10:00Z' is not an RFC 3339 time (YYYY-MM-DDTHH:MM:SS, Z or ±hh:mm)
 
 A number is ASCII digits with an optional ``-``, ``.fraction`` and exponent, at
 most 10**15 in absolute value, at most 9 decimal places (:func:`number_of`)::
@@ -55,7 +55,8 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: The first day an input row may name (times are kept as microseconds since the epoch).
 FIRST_DAY = date(1970, 1, 1)
 #: RFC 3339 ``date-time`` (section 5.6): full-date "T" full-time, ``T`` and ``Z`` in either case.
-_TIME = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?"
+_TIME = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]"
+                   r"([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?"
                    r"(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))?")
 _DAY = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
 #: A number as input rows may write it: ``-`` optional, ASCII digits, ``.digits``, exponent.
@@ -75,7 +76,7 @@ def parse_time(text: str) -> datetime:
     """
     match = _TIME.fullmatch(text)
     if match is None:
-        raise TimeError(f"{text!r} is not an RFC 3339 timestamp (YYYY-MM-DDTHH:MM:SS[.fraction] and Z or ±hh:mm)")
+        raise TimeError(f"{text!r} is not an RFC 3339 time (YYYY-MM-DDTHH:MM:SS, Z or ±hh:mm)")
     year, month, day, hour, minute, second, fraction, zulu, sign, off_h, off_m = match.groups()
     if not zulu and not sign:
         raise TimeError(f"{text!r} has no UTC offset (write Z or +hh:mm)")

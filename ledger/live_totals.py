@@ -99,7 +99,7 @@ def live_total_of(raw: RawLiveTotal, *, customers: Collection[str], meters: Coll
         raise Rejected("unknown_meter", f"meter {meter!r} is not in the rules")
     if customer not in customers:
         raise Rejected("unknown_customer", f"customer {customer!r} is not in the rules")
-    pair = number_of(text)  # plain digits, at most 10**15 and 9 places: the store's columns sum it exactly
+    pair = number_of(text)  # plain digits, |x| <= 10**15, 9 places: the store's columns sum it exactly
     if pair is None:
         raise Rejected("bad_number", f"quantity: {number_problem(text)}")
     if pair[0] < 0:

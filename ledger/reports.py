@@ -30,7 +30,6 @@ closed month in Markdown, with the findings, acceptances and the seal hash:
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import statistics
@@ -48,6 +47,7 @@ from beancount.core import data
 
 from ledger import books, seal
 from ledger.errors import BadInput
+from ledger.escaping import SpreadsheetCsv, for_terminal
 from ledger.metering import Window, cut_off_us, measure
 from ledger.money import normalize, round_money
 from ledger.pricing import PricingError, PricingModel, Usage
@@ -112,7 +112,8 @@ class Table:
 
     def render(self) -> str:
         """A plain text table: text left-aligned, numbers right-aligned."""
-        texts = [list(self.columns), *([_cell_text(c) for c in row] for row in self.rows)]
+        texts = [list(self.columns),
+                 *([for_terminal(_cell_text(c)) for c in row] for row in self.rows)]
         widths = [max(len(r[i]) for r in texts) for i in range(len(self.columns))]
         numeric = [all(isinstance(row[i], Decimal | int) or row[i] is None for row in self.rows) and self.rows
                    for i in range(len(self.columns))]
@@ -133,7 +134,8 @@ class Table:
         lines = ["| " + " | ".join(self.columns) + " |",
                  "|" + "|".join("---:" if n else "---" for n in numeric) + "|"]
         for row in self.rows:
-            lines.append("| " + " | ".join(_cell_text(c).replace("|", "\\|") for c in row) + " |")
+            cells = (for_terminal(_cell_text(c)).replace("|", "\\|") for c in row)
+            lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines)
 
 
@@ -162,7 +164,7 @@ class Report:
         """Each table as a CSV block: a header row starting with ``table``, then its rows
         (first cell the table's title); blocks are separated by an empty line."""
         out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
+        writer = SpreadsheetCsv(out)  # a text cell never runs as a formula; amounts stay numbers
         for n, table in enumerate(self.tables):
             if n:
                 out.write("\n")

@@ -38,7 +38,6 @@ now.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import json
@@ -61,6 +60,7 @@ from ledger.alerts import Alert, CycleProgress, charge_amount, crossings, cycle_
 from ledger.books import write_atomic
 from ledger.cycles import Cycle, cycle_at
 from ledger.errors import BadInput
+from ledger.escaping import SpreadsheetCsv
 from ledger.events import from_us
 from ledger.invoicing import InvoiceLine, cycle_lines
 from ledger.metering import Window, cut_off_us, daily_usage, measure
@@ -400,7 +400,7 @@ def write_evidence(path: Path, rows: Iterator[tuple[str, ...]], meters: Sequence
     try:
         with os.fdopen(fd, "wb") as handle:
             buffer = io.StringIO()
-            writer = csv.writer(buffer, lineterminator="\n")
+            writer = SpreadsheetCsv(buffer)  # a cell from the data never runs as a formula
             writer.writerow(CSV_COLUMNS)
             for n, row in enumerate(rows, 1):
                 writer.writerow(row)

@@ -75,6 +75,7 @@ from beancount.core import data
 from ledger import metering
 from ledger.books import load_books, sealed_months
 from ledger.errors import BadInput
+from ledger.escaping import for_terminal
 from ledger.events import from_us
 from ledger.invoicing import Invoice, InvoiceLine, load_invoices
 from ledger.posting import targets
@@ -202,7 +203,7 @@ class Trace:
             out.append(f"books: {len(self.transactions)} transaction{'s' if many else ''} "
                        f"carr{'y' if many else 'ies'} {label}")
             for t in self.transactions:
-                out.append(f"  {t.date.isoformat()}  {t.kind:<8} {t.narration}")
+                out.append(f"  {t.date.isoformat()}  {t.kind:<8} {for_terminal(t.narration)}")
         if self.through is not None:
             out.append(f"store, recomputed through {self.through.isoformat()}:")
             for m in self.meters:
