@@ -800,7 +800,8 @@ def alerts_command(ctx: Context, through: str | None, as_json: bool, drop: str |
 
 @cli.command("report")
 @click.argument("name")
-@click.option("--month", help="YYYY-MM: the month reported (balances at its end; default per report).")
+@click.option("--month", help="YYYY-MM: the month reported (balances at its end; default per report); "
+              "tax also takes a period FIRST..LAST.")
 @click.option("--json", "as_json", is_flag=True, help="The report as one JSON object on one line.")
 @click.option("--csv", "as_csv", is_flag=True, help="Each table as a CSV block.")
 @pass_context
@@ -814,7 +815,8 @@ def report_command(ctx: Context, name: str, month: str | None, as_json: bool, as
         raise BadInput("report: give --json or --csv, not both")
     session = ctx.session
     if month is not None:
-        parse_month_arg(month, "--month", session.today())
+        for part in month.split("..", 1):  # FIRST..LAST: a period (report tax)
+            parse_month_arg(part, "--month", session.today())
     report = build_report(session, name, month=month)
     if as_json:
         click.echo(json.dumps(report.to_json(), ensure_ascii=False))

@@ -984,10 +984,17 @@ def risk(sources: Sources, month: str | None = None) -> Report:
 
 def tax(sources: Sources, month: str | None = None) -> Report:
     """Taxable base and tax by month, jurisdiction and rate, tied to the books
-    (:mod:`ledger.tax`)."""
+    (:mod:`ledger.tax`); ``month`` may be a period ``2026-10..2026-12`` (a quarter's return)."""
     from ledger.tax import tax_report
 
+    if month is not None and ".." in month:
+        first, _, last = month.partition("..")
+        return tax_report(sources, month_range(first, last))
     return tax_report(sources, _months_of(sources, month))
+
+
+#: reports whose ``--month`` may be a period ``FIRST..LAST``
+PERIOD_REPORTS = frozenset({"tax"})
 
 
 # --- the registry of reports ----------------------------------------------------------------
@@ -1016,7 +1023,11 @@ def build_report(session: Session, name: str, *, month: str | None = None) -> Re
     if function is None:
         raise BadInput(f"unknown report {name!r} (known: {', '.join(REPORTS)})")
     if month is not None and not seal.is_month(month):
-        raise BadInput(f"--month: {month!r} is not YYYY-MM")
+        first, period, last = month.partition("..")  # a period: reports that sum over months (tax)
+        if not (name in PERIOD_REPORTS and period and seal.is_month(first) and seal.is_month(last)
+                and first <= last):
+            also = " or FIRST..LAST" if name in PERIOD_REPORTS else ""
+            raise BadInput(f"--month: {month!r} is not YYYY-MM{also}")
     return function(Sources(session), month)
 
 

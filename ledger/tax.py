@@ -765,6 +765,45 @@ def tax_report(sources: Sources, months: Sequence[str]) -> Report:
             rows.items()
         )
     ]
+    # the period's figures: what a quarterly (or yearly) return declares
+    period: dict[tuple[str, str, str, Decimal, str], list[Decimal]] = defaultdict(
+        lambda: [ZERO, ZERO, ZERO]
+    )
+    for (_month, jurisdiction, treatment, name, rate, currency), figures in rows.items():
+        summed = period[(jurisdiction, treatment, name, rate, currency)]
+        for i in range(3):
+            summed[i] += figures[i]
+    totals: list[tuple[Cell, ...]] = [
+        (
+            jurisdiction or "(none)",
+            treatment.replace("_", " "),
+            name,
+            percent(rate),
+            currency,
+            round_money(base, currency),
+            round_money(amount, currency),
+            int(count),
+        )
+        for (jurisdiction, treatment, name, rate, currency), (base, amount, count) in sorted(
+            period.items()
+        )
+    ]
+    span = f"{min(months)}..{max(months)}" if months else "(none)"
+    over = Table(
+        f"Tax by jurisdiction and rate over {span}",
+        (
+            "jurisdiction",
+            "treatment",
+            "tax",
+            "rate",
+            "currency",
+            "taxable base",
+            "tax amount",
+            "documents",
+        ),
+        tuple(totals),
+    )
+
     books = tax_movements(sources, wanted)
     ties: list[tuple[Cell, ...]] = []
     for tie in sorted(set(books) | set(expected)):
@@ -787,8 +826,9 @@ def tax_report(sources: Sources, months: Sequence[str]) -> Report:
             "Per month of the document's date: the taxable base and the tax of every issued "
             "invoice's tax lines, less the share credit notes reversed, by jurisdiction, "
             "treatment (standard, exempt, reverse charge) and rate, as a VAT return or sales-"
-            "tax filing asks. `documents` counts the invoices and credit notes behind a row. "
-            "The second table ties the tax to the books: the month's movement of each "
+            "tax filing asks, then summed over the period (`--month FIRST..LAST`, e.g. a "
+            "quarter). `documents` counts the invoices and credit notes behind a row. "
+            "The last table ties the tax to the books: the month's movement of each "
             "Liabilities:Tax account (credits positive) against the documents' tax; a "
             "difference other than 0 means the books were not posted since a document was "
             "issued."
@@ -809,6 +849,7 @@ def tax_report(sources: Sources, months: Sequence[str]) -> Report:
                 ),
                 tuple(table),
             ),
+            *([over] if len(set(months)) > 1 else []),
             Table(
                 "Tax liabilities: documents vs books",
                 ("month", "account", "currency", "documents", "books", "difference"),

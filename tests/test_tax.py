@@ -615,3 +615,35 @@ def test_taxed_invoices_and_notes_on_each_store(tmp_path: Path, store_url: str) 
     }
     [note] = load_credit_notes(session.engine)
     assert note.tax_amount == Decimal("9.52")
+
+
+def test_tax_report_over_a_period(tmp_path: Path) -> None:
+    """A quarter's return: kunde also uses 100 calls in November (25.00 EUR, VAT 4.75, invoiced
+    Dec 1). Over 2026-11..2026-12 DE sums to base 100.25 + 25.00 = 125.25 and tax 19.05 + 4.75 =
+    23.80 from 2 invoices; each month still ties to the books."""
+    session = workspace(tmp_path / "ws")
+    insert_events(session.engine, calls("kunde", ["2026-11-09"] * 100, prefix="nov"))
+    session.invoice(through=date(2026, 12, 1))
+    root = session.workspace.root
+    result = run_cli(root, "report", "tax", "--month", "2026-11..2026-12", "--json")
+    assert result.exit_code == 0, result.output
+    tables = {t["title"]: t["rows"] for t in json.loads(result.output)["tables"]}
+    [de] = [
+        r
+        for r in tables["Tax by jurisdiction and rate over 2026-11..2026-12"]
+        if r["jurisdiction"] == "DE"
+    ]
+    assert (de["taxable base"], de["tax amount"], de["documents"]) == ("125.25", "23.80", 2)
+    ties = tables["Tax liabilities: documents vs books"]
+    assert {
+        (r["month"], r["account"], r["books"], r["difference"])
+        for r in ties
+        if r["account"] == "Liabilities:Tax:DE"
+    } == {
+        ("2026-11", "Liabilities:Tax:DE", "19.05", "0.00"),
+        ("2026-12", "Liabilities:Tax:DE", "4.75", "0.00"),
+    }
+    backwards = run_cli(root, "report", "tax", "--month", "2026-12..2026-11")
+    assert backwards.exit_code == 2 and "is not YYYY-MM or FIRST..LAST" in backwards.output
+    other = run_cli(root, "report", "revenue", "--month", "2026-11..2026-12")
+    assert other.exit_code == 2 and "'2026-11..2026-12' is not YYYY-MM" in other.output
