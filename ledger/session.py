@@ -44,7 +44,7 @@ from ledger.rerate import (
 from ledger.rules import Rules, load_rules
 from ledger.store import meta as meta_table
 from ledger.store import open_store, safe_url
-from ledger.tax import apply_taxes
+from ledger.tax import apply_taxes, check_tax_setup
 from ledger.workspace import Workspace
 
 #: A rating and its evidence digests by (cycle link, accrual date), computed together.
@@ -84,6 +84,7 @@ class Session:
     def open(cls, workspace: Workspace) -> Session:
         registry = load_registry(workspace.plugins_dir)
         rules = load_rules(workspace.rules_dir, registry.pricing_models)
+        check_tax_setup(workspace.rules_dir, workspace.config_file, rules)  # fails early, with its line
         return cls(workspace, registry, rules, open_store(workspace.store_url))
 
     def today(self) -> date:

@@ -583,6 +583,13 @@ def assess(registry: Registry, draft: TaxDraft) -> Tax | None:
     return answers[0][1] if answers else None
 
 
+def check_tax_setup(rules_dir: Path, config: Path, rules: Rules) -> None:
+    """Load ``rules/taxes.yaml`` and ``[tax]`` once for their errors (exit 2, naming file, key and
+    line), so every command refuses a broken tax setup, not only the invoice run that reads it."""
+    load_tax_rules(rules_dir, rules)
+    TaxSettings.load(config)
+
+
 def apply_taxes(
     drafts: Iterable[Invoice], *, registry: Registry, rules: Rules, rules_dir: Path, config: Path
 ) -> list[Invoice]:

@@ -422,14 +422,16 @@ def test_without_tax_rules_nothing_changes(tmp_path: Path) -> None:
     ],
 )
 def test_bad_tax_rules_are_one_line_exit_2(tmp_path: Path, taxes: str, message: str) -> None:
-    session = workspace(tmp_path / "ws", taxes=taxes)
+    session = workspace(tmp_path / "ws")  # the events stored; then the rules broken
+    (session.workspace.rules_dir / "taxes.yaml").write_text(taxes)
     result = run_cli(session.workspace.root, "invoice", "--through", "2026-11-01")
     assert result.exit_code == 2 and message in result.output, result.output
     assert "Traceback" not in result.output and load_invoices(session.engine) == []
 
 
 def test_bad_tax_settings_name_the_key(tmp_path: Path) -> None:
-    session = workspace(tmp_path / "ws", config=CONFIG + 'rounding = "cent"\n')
+    session = workspace(tmp_path / "ws")
+    session.workspace.config_file.write_text(CONFIG + 'rounding = "cent"\n')
     result = run_cli(session.workspace.root, "invoice", "--through", "2026-11-01")
     assert result.exit_code == 2 and "tax.rounding: 'cent' is not line or invoice" in result.output
 
@@ -647,3 +649,15 @@ def test_tax_report_over_a_period(tmp_path: Path) -> None:
     assert backwards.exit_code == 2 and "is not YYYY-MM or FIRST..LAST" in backwards.output
     other = run_cli(root, "report", "revenue", "--month", "2026-11..2026-12")
     assert other.exit_code == 2 and "'2026-11..2026-12' is not YYYY-MM" in other.output
+
+
+def test_every_command_refuses_a_broken_tax_setup(tmp_path: Path) -> None:
+    """A bad taxes.yaml is found by ``post`` and ``check`` too, not first by the invoice run."""
+    session = workspace(tmp_path / "ws")
+    root = session.workspace.root
+    (root / "rules" / "taxes.yaml").write_text(TAXES.replace('rate: "0.19"', 'rate: "1.19"'))
+    for args in (("post", "--through", "2026-10-31"), ("check",)):
+        result = run_cli(root, *args)
+        assert result.exit_code in (1, 2) and "rules/taxes.yaml:3: taxes.rates.de_vat.rate" in (
+            result.output
+        ), result.output
