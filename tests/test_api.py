@@ -118,10 +118,14 @@ def start_api(root: Path, *, max_body: int = 1 << 20) -> tuple[str, Service, uvi
     return f"http://127.0.0.1:{port}", service, server, thread
 
 
-@pytest.fixture
-def live(tmp_path: Path) -> Iterator[Live]:
+@pytest.fixture(params=["sqlite", "postgres"])
+def live(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Live]:
+    """The API over a SQLite file, and over a fresh PostgreSQL schema when METERBOOK_TEST_DATABASE_URL is set."""
+    config = CONFIG
+    if request.param == "postgres":
+        config = f'store = "{request.getfixturevalue("pg_url")}"\ntimezone = "UTC"\n'
     root = write_workspace(tmp_path / "ws", meters=METERS_CALLS_TOKENS, plans=plans(), customers=customers(),
-                           config=CONFIG)
+                           config=config)
     session = Session.open(Workspace.load(root))
     engine, rules = session.engine, session.rules
     ingest = create_key(engine, rules, "ingest").secret
