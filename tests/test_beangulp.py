@@ -31,6 +31,8 @@ import pytest
 from beancount import loader
 from beancount.core import data
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ledger.importers.events import CloudEventsJson, CloudEventsJsonl, CsvEvents, JsonlEvents
 from ledger.importers.live_totals import LiveTotalsCsv
@@ -160,3 +162,23 @@ def test_dates_and_filenames(downloads: Path) -> None:
     bad.write_text("id,customer,type,time\ne-1,acme,t,yesterday\n")
     assert CsvEvents().date(str(bad)) is None  # beangulp then uses the file's mtime
     assert CsvEvents().extract(str(bad), []) == []
+
+
+HEADERS = {  # importer -> the columns its files have
+    "events-csv": ("id", "source", "customer", "type", "time"),
+    "payments-csv": ("date", "amount", "currency", "invoice", "reference"),
+    "live-totals": ("date", "customer", "meter", "quantity", "source"),
+}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(kind=st.sampled_from(sorted(HEADERS)), data=st.data(),
+       extra=st.lists(st.sampled_from(["region", "tokens", "payer", "note", "customer", "source"]), unique=True))
+def test_any_column_order_is_identified_by_exactly_one_importer(tmp_path: Path, kind: str, data: st.DataObject,
+                                                                 extra: list[str]) -> None:
+    """Whatever the column order and extra columns, a file is claimed by its importer alone."""
+    columns = list(dict.fromkeys([*data.draw(st.permutations(HEADERS[kind])), *extra]))
+    path = tmp_path / f"{kind}.{data.draw(st.sampled_from(['csv', 'txt', 'export']))}"
+    path.write_text(",".join(columns) + "\n" + ",".join("x" for _ in columns) + "\n")
+    importers = [CsvEvents(), JsonlEvents(), CloudEventsJsonl(), CloudEventsJson(), LiveTotalsCsv(), PaymentsCsv()]
+    assert [i.name for i in importers if i.identify(str(path))] == [kind]
