@@ -661,3 +661,22 @@ def test_every_command_refuses_a_broken_tax_setup(tmp_path: Path) -> None:
         assert result.exit_code in (1, 2) and "rules/taxes.yaml:3: taxes.rates.de_vat.rate" in (
             result.output
         ), result.output
+
+
+def test_the_tax_account_template_comes_from_accounts_yaml(tmp_path: Path) -> None:
+    """accounts key ``tax`` (DESIGN's table) renamed: kunde's 19.05 goes to Liabilities:VAT-Payable:DE."""
+    session = workspace(tmp_path / "ws")
+    (session.workspace.rules_dir / "accounts.yaml").write_text(
+        "accounts:\n  tax: Liabilities:VAT-Payable:{jurisdiction}\n"
+    )
+    session = open_session(session.workspace.root)
+    issued = {inv.customer: inv for inv in session.invoice(through=date(2026, 11, 1))}
+    postings = invoice_txn(books(session), issued["kunde"].number)
+    assert postings["Liabilities:VAT-Payable:DE"] == Decimal("-19.05")
+    (session.workspace.rules_dir / "accounts.yaml").write_text(
+        "accounts:\n  tax: Liabilities:{meters}\n"
+    )
+    result = run_cli(session.workspace.root, "check")
+    assert (
+        "rules/accounts.yaml" in result.output and "unknown placeholder {meters}" in result.output
+    )
