@@ -664,7 +664,8 @@ def test_every_command_refuses_a_broken_tax_setup(tmp_path: Path) -> None:
 
 
 def test_the_tax_account_template_comes_from_accounts_yaml(tmp_path: Path) -> None:
-    """accounts key ``tax`` (DESIGN's table) renamed: kunde's 19.05 goes to Liabilities:VAT-Payable:DE."""
+    """accounts key ``tax`` (DESIGN's table) renamed: kunde's 19.05 goes to
+    Liabilities:VAT-Payable:DE."""
     session = workspace(tmp_path / "ws")
     (session.workspace.rules_dir / "accounts.yaml").write_text(
         "accounts:\n  tax: Liabilities:VAT-Payable:{jurisdiction}\n"
