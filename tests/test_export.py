@@ -13,17 +13,20 @@ import csv
 import io
 import sys
 from collections import defaultdict
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from beancount import loader
 from beancount.core import data, realization
+from beancount.core.amount import Amount
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ledger import seal
 from ledger.books import load_books
-from ledger.export import build_journal, load_gl_mapping, month_movements
+from ledger.export import GlMapping, build_journal, load_gl_mapping, month_movements
 from ledger.session import Session
 from tests.conftest import REPO
 from tests.support import run_cli
@@ -307,3 +310,82 @@ def test_the_readme_shows_this_export(closed: Session) -> None:
         == "$ meterbook export journal --month 2026-11 --format csv\n"
         + result.stdout.replace(seal, "<seal>")
     )
+
+
+ACCOUNTS = [
+    "Assets:Bank:Operating",
+    "Assets:Receivables:Invoiced:A",
+    "Assets:Receivables:Invoiced:B",
+    "Assets:Receivables:Unbilled:A",
+    "Liabilities:Tax:DE",
+    "Liabilities:Tax:US-CA",
+    "Income:Usage:Api-Calls",
+    "Income:Credit-Notes",
+]
+MAPPING = GlMapping(
+    {
+        "Assets:Bank": "1000",
+        "Assets:Receivables": "1200",
+        "Liabilities:Tax:DE": "2210",
+        "Liabilities:Tax": "2200",
+        "Income": "4000",
+    }
+)
+
+
+@st.composite
+def balanced_transactions(draw: st.DrawFn) -> list[data.Transaction]:
+    """Transactions over Oct 30 .. Nov 2, each balanced in its currency."""
+    out = []
+    for n in range(draw(st.integers(1, 12))):
+        currency = draw(st.sampled_from(["EUR", "USD"]))
+        day = date(2026, 10, 30) + timedelta(days=draw(st.integers(0, 3)))
+        amounts = draw(
+            st.lists(
+                st.integers(-(10**6), 10**6).map(lambda c: Decimal(c).scaleb(-2)),
+                min_size=1,
+                max_size=4,
+            )
+        )
+        accounts = draw(
+            st.lists(
+                st.sampled_from(ACCOUNTS), min_size=len(amounts) + 1, max_size=len(amounts) + 1
+            )
+        )
+        legs = [*amounts, -sum(amounts, Decimal(0))]
+        postings = [
+            data.Posting(a, Amount(x, currency), None, None, None, None)
+            for a, x in zip(accounts, legs, strict=True)
+        ]
+        out.append(
+            data.Transaction(
+                {"filename": "t", "lineno": n},
+                day,
+                "*",
+                "",
+                f"t{n}",
+                frozenset(),
+                frozenset(),
+                postings,
+            )
+        )
+    return out
+
+
+@given(balanced_transactions())
+def test_journal_lines_are_the_months_movements_summed_per_gl_code(
+    txns: list[data.Transaction],
+) -> None:
+    """Whatever the transactions: each entry balances, and per currency and GL code the line is
+    the sum of November's postings to the accounts mapped to it (October's are not in it)."""
+    journal = build_journal(txns, "2026-11", MAPPING)
+    want: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    for txn in txns:
+        if txn.date.month == 11:
+            for p in txn.postings:
+                want[(p.units.currency, str(MAPPING.code(p.account)))] += p.units.number
+    got = {(e.currency, ln.code): ln.amount for e in journal.entries for ln in e.lines}
+    assert got == {k: v for k, v in want.items() if v}
+    for entry in journal.entries:
+        assert sum((ln.amount for ln in entry.lines), Decimal(0)) == 0
+        assert entry.date == date(2026, 11, 30)
