@@ -681,3 +681,34 @@ def test_the_tax_account_template_comes_from_accounts_yaml(tmp_path: Path) -> No
     assert (
         "rules/accounts.yaml" in result.output and "unknown placeholder {meters}" in result.output
     )
+
+
+@given(
+    st.integers(min_value=1, max_value=10**7).map(lambda c: Decimal(c).scaleb(-2)),
+    st.lists(st.integers(min_value=1, max_value=1000), min_size=1, max_size=6),
+)
+def test_credit_notes_reverse_exactly_the_invoice_tax(
+    subtotal: Decimal, weights: list[int]
+) -> None:
+    """However an invoice's total is split over credit notes, each note's tax share is at the
+    minor unit and not negative, and the shares add up to exactly the invoice's tax."""
+    from ledger.invoicing import Invoice, InvoiceLine
+    from ledger.tax import credited_tax
+
+    line = InvoiceLine(kind="usage", description="u", account="unbilled", amount=subtotal)
+    tax = standard_tax([(subtotal, (RATE,))], "EUR")
+    invoice = Invoice(
+        customer="k", date=date(2026, 11, 1), currency="EUR", lines=(line,), rules="r", tax=tax
+    )
+    total = invoice.total
+    cuts = [total * w // sum(weights) for w in weights[:-1]]
+    amounts = [Decimal(c).quantize(Decimal("0.01")) for c in cuts]
+    amounts.append(total - sum(amounts, Decimal(0)))
+    before, reversed_tax = Decimal(0), Decimal(0)
+    for amount in amounts:
+        share = credited_tax(invoice, before, amount)
+        assert share is not None
+        assert share.amount >= 0 and share.amount == share.amount.quantize(Decimal("0.01"))
+        reversed_tax += share.amount
+        before += amount
+    assert reversed_tax == tax.amount
