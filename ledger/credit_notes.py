@@ -478,7 +478,8 @@ def issue_credit_note(engine: Engine, invoice_number: str, *, amount: str, reaso
         tax = credited_tax(invoice, credited_before, value)
         # the grants' balances are rated while this transaction holds the numbering lock,
         # so no other note on the same grant can be stored in between
-        net = value - (tax.amount if tax else ZERO)
+        # the lines are credited the rest; their amounts already hold the tax when prices include it
+        net = value - (tax.amount if tax and invoice.tax and not invoice.tax.inclusive else ZERO)
         parts = allocate(invoice, earlier, net, on, line=line, force=force,
                          balances=balances, current=current)
         beyond_grant = any(p.grant and p.deferred < p.amount for p in parts)

@@ -712,3 +712,64 @@ def test_credit_notes_reverse_exactly_the_invoice_tax(
         reversed_tax += share.amount
         before += amount
     assert reversed_tax == tax.amount
+
+
+def test_credit_notes_on_tax_inclusive_prices(tmp_path: Path) -> None:
+    """prices = "inclusive": kunde's 119.00 (100.00 + 19.00 VAT) credited 59.50 gives back 9.50 of
+    tax and 50.00 of revenue; the line (119.00 with its tax) has 59.50 left, which a --line note
+    takes: the tax account and the receivable end at 0, revenue at 0 (119.00 − 19.00 − 100.00)."""
+    session = workspace(
+        tmp_path / "ws", config=CONFIG + 'prices = "inclusive"\n', counts=(476, 400, 401)
+    )
+    session.invoice(through=date(2026, 11, 1))
+    first = issue_credit_note(
+        session, "INV-2026-000003", amount="59.50", reason="a", on=date(2026, 11, 10)
+    )
+    assert first.tax_amount == Decimal("9.50") and [p.amount for p in first.parts] == [
+        Decimal("59.50")
+    ]
+    root = session.workspace.root
+    more = run_cli(
+        root,
+        "credit",
+        "INV-2026-000003",
+        "--amount",
+        "59.51",
+        "--line",
+        "1",
+        "--reason",
+        "b",
+        "--date",
+        "2026-11-11",
+    )
+    assert more.exit_code == 2 and "(59.50 EUR)" in more.output, more.output
+    issue_credit_note(
+        session, "INV-2026-000003", amount="59.50", reason="b", on=date(2026, 11, 11), line=1
+    )
+    session.post(through=date(2026, 11, 30))
+    entries = books(session)
+    [cn] = [
+        e
+        for e in entries
+        if isinstance(e, data.Transaction) and e.meta.get("credit_note") == first.number
+    ]
+    assert {p.account: p.units.number for p in cn.postings} == {
+        "Income:Credit-Notes": Decimal("50.00"),
+        "Liabilities:Tax:DE": Decimal("9.50"),
+        RECEIVABLE: Decimal("-59.50"),
+    }
+    assert balance(entries, "Liabilities:Tax:DE", date(2026, 12, 1)) == 0
+    assert balance(entries, RECEIVABLE, date(2026, 12, 1)) == 0
+    revenue = sum(
+        (
+            p.units.number
+            for e in entries
+            if isinstance(e, data.Transaction)
+            for p in e.postings
+            if p.account.startswith("Income:")
+            and p.units.currency == "EUR"
+            and e.meta.get("customer") == "kunde"
+        ),
+        Decimal(0),
+    )
+    assert revenue == 0
