@@ -249,6 +249,7 @@ def test_bad_requests_are_clear_json_4xx_and_store_nothing(tmp_path: Path) -> No
             cases = [
                 (post(client, body(FIVE), "text/csv"), 415, "unsupported_media_type"),
                 (post(client, '[{"id": "x",'), 400, "bad_json"),
+                (post(client, body(FIVE[:2])[:-1] + ', {"id": 1 2}]'), 400, "bad_json"),
                 (post(client, '"just a string"'), 400, "bad_json"),
                 (post(client, "   "), 400, "empty_body"),
                 (post(client, body([event(f"big-{i}") for i in range(40)])), 413, "body_too_large"),

@@ -25,7 +25,6 @@ shows only the customer it is bound to: no route takes a customer from the reque
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import threading
@@ -48,6 +47,7 @@ from starlette.responses import StreamingResponse
 
 from ledger.api import counters, intake, keys, portal
 from ledger.errors import MeterbookError
+from ledger.escaping import SpreadsheetCsv
 from ledger.session import Session
 from ledger.workspace import Workspace
 
@@ -274,10 +274,13 @@ def create_app(service: Service) -> FastAPI:
         if not body.strip():
             raise ApiError(400, "empty_body", "the body holds no events")
         if kind == "json":
-            problem = intake.check_json(body)
+            problem = intake.json_shape(body)
             if problem is not None:
                 raise ApiError(400, "bad_json", problem)
-        result = await run_in_threadpool(_store_events, service, body, kind, key.id)
+        try:
+            result = await run_in_threadpool(_store_events, service, body, kind, key.id)
+        except intake.MalformedBody as exc:
+            raise ApiError(400, "bad_json", str(exc)) from None
         return JSONResponse(result)
 
     @app.get("/v1/health", response_model=Health, tags=["ingest"])
@@ -442,7 +445,7 @@ def _evidence(session: Session, customer: str, meter_id: str, day: date | None) 
 
     def stream() -> Iterator[str]:
         out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
+        writer = SpreadsheetCsv(out)  # as the statement's CSV: no cell runs as a formula
         writer.writerow(CSV_COLUMNS)
         for row in rows:
             writer.writerow(row)
