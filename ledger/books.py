@@ -210,6 +210,19 @@ def write_atomic(path: Path, text: str) -> bool:
     return True
 
 
+def remove_stale_temporaries(books_dir: Path) -> list[Path]:
+    """Remove the temporary files a killed command left in the books (``.<name>.<random>.tmp``
+    beside the file it was writing); return them. Called by the next writer, which holds the
+    workspace lock (:mod:`ledger.lock`), so no other command is writing them."""
+    removed = []
+    for folder in (books_dir, *books_dir.glob("[0-9][0-9][0-9][0-9]"), books_dir / "documents"):
+        for path in folder.glob(".*.tmp") if folder.is_dir() else ():
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed.append(path)
+    return removed
+
+
 class Staging:
     """Files written beside their targets as fsynced temporary files, put in place together.
 

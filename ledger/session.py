@@ -277,6 +277,7 @@ class Session:
         """Write the documents, then the books (:func:`ledger.books.write_books`); with
         ``staging``, only stage them there for the caller to put in place."""
         books_dir = self.workspace.books_dir
+        books.remove_stale_temporaries(books_dir)  # a killed writer's; this one holds the lock
         staged = books.Staging() if staging is None else staging
         for relative, content in sorted(documents.items()):
             staged.add(books_dir / relative, content)
