@@ -36,7 +36,14 @@ from ledger.invoicing import load_invoices
 from ledger.lock import workspace_lock
 from ledger.seal import GUARD_ACCOUNT
 from ledger.store import meta
-from tests.support import METERS_CALLS, book_hashes, calls, insert_events, open_session, write_workspace
+from tests.support import (
+    METERS_CALLS,
+    book_hashes,
+    calls,
+    insert_events,
+    open_session,
+    write_workspace,
+)
 from tests.test_close import CUSTOMERS, PLANS, PLANTED
 
 BIN = Path(sys.executable).parent
@@ -410,7 +417,7 @@ def test_a_post_that_read_the_store_before_an_invoice_cannot_overwrite_its_books
     assert waiting.startswith("meterbook: waiting: the workspace") and "`meterbook post`" in waiting
     release.write_text("go")
     assert post.wait(timeout=300) == 0
-    out, err = invoice.communicate(timeout=300)
+    _out, err = invoice.communicate(timeout=300)
     assert invoice.returncode == 0, err
     assert "Traceback" not in err
     assert hashes(root) == hashes(sequential)
