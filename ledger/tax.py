@@ -400,6 +400,9 @@ def standard_tax(
         Decimal('0.03')
         >>> standard_tax(five, "EUR").amount   # round(0.0285)
         Decimal('0.03')
+        >>> two = [(Decimal("0.03"), (r,))] * 2     # where the rules differ
+        >>> standard_tax(two, "EUR").amount, standard_tax(two, "EUR", rounding="line").amount
+        (Decimal('0.01'), Decimal('0.02'))
 
     Inclusive prices: a line's amount holds its tax; the tax is
     amount × rate ÷ (1 + all its rates)::
