@@ -331,11 +331,11 @@ class _Judge:
         self.keep_rejects = keep_rejects
         self.by_key = by_key
         # PostgreSQL rows carry the typed quantity (events.q_*): per event type, the
-        # first numeric property its meters read (by name), as (name, units, nanos)
+        # numeric property its meters read, an unfiltered meter's first (by name)
         self.typed: dict[str, str] | None = None
         if by_key:
-            self.typed = {t: min(r.prop for r in rules if r.numeric) for t, rules in checks.types.items()
-                          if any(r.numeric for r in rules)}
+            self.typed = {t: min((bool(r.filter), r.prop) for r in rules if r.numeric)[1]
+                          for t, rules in checks.types.items() if any(r.numeric for r in rules)}
         self._pairs: dict[str, tuple[int, int] | None] = {}
 
     def __call__(self, chunk: Sequence[RawEvent]) -> Judged:
@@ -464,14 +464,15 @@ class _Batch:
     def _copy(self, judged: Judged, outcomes: list[str]) -> None:
         """PostgreSQL: ``COPY`` the chunk into a temporary staging table, then store it set-based.
 
-        One statement inserts each key's first row of the chunk (file order) into
-        ``event_keys`` in key order with ``ON CONFLICT DO NOTHING`` and the rows whose
-        key it took into ``events``, and returns their chunk positions: *accepted*.
-        Only when some row was not taken does a second statement read the stored hash
-        of those keys (by primary key, never a scan of a source's history):
-        *duplicate* when equal, else *conflict*. Concurrent imports of overlapping
-        files store each event once: ``ON CONFLICT`` waits for the other transaction's
-        key and the second statement sees what it committed.
+        The chunk's rows come in key order (:class:`_Judge`), so the first row of each
+        key in the file is the first of its run. Those rows are staged; one statement
+        claims their keys in ``event_keys`` (in key order, ``ON CONFLICT DO NOTHING``)
+        and returns the keys it took: *accepted*; a second inserts the staged rows that
+        took a key into ``events``. Only when some row did not take its key (a repeat
+        in the file, a stored key) is the stored hash of those keys read, by primary key
+        (never a scan of a source's history): *duplicate* when equal, else *conflict*.
+        Concurrent imports of overlapping files store each event once: ``ON CONFLICT``
+        waits for the other transaction's key, and the read that follows sees it.
         """
         from ledger.store import _DAY_US, ensure_partitions, months_of_days
 
@@ -481,8 +482,7 @@ class _Batch:
             conn.exec_driver_sql(
                 'CREATE TEMPORARY TABLE meterbook_staging (source TEXT COLLATE "C", event_id TEXT COLLATE "C", '
                 "customer TEXT, type TEXT, time_us BIGINT, properties TEXT, numbers TEXT, payload_hash TEXT, "
-                "batch_id INTEGER, q_name TEXT, q_units BIGINT, q_nanos BIGINT, line BIGINT, pos INTEGER) "
-                "ON COMMIT DROP")
+                "batch_id INTEGER, q_name TEXT, q_units BIGINT, q_nanos BIGINT, pos INTEGER) ON COMMIT DROP")
             self.staging = True
         else:
             conn.exec_driver_sql("TRUNCATE meterbook_staging")
@@ -493,28 +493,43 @@ class _Batch:
         if not self.months.issuperset(months):
             ensure_partitions(conn, months)
             self.months.update(months)
+        firsts: list[int] = []   # positions in rows of each key's first row
+        previous: tuple[str, str] | None = None
         cursor = conn.connection.cursor()
         try:
             with cursor.copy("COPY meterbook_staging FROM STDIN") as copy:  # type: ignore[attr-defined]
                 write = copy.write_row
-                for row, line, i in zip(rows, judged.lines, judged.where, strict=True):
-                    write((*row, line, i))
+                for k, row in enumerate(rows):
+                    key = (row[0], row[1])
+                    if key != previous:
+                        write((*row, k))
+                        firsts.append(k)
+                        previous = key
         finally:
             cursor.close()
-        taken = {pos for (pos,) in conn.exec_driver_sql(_STORE_STAGED)}
-        for i in taken:
-            outcomes[i] = "accepted"
+        claimed = set(conn.exec_driver_sql(_CLAIM_KEYS).all())
+        taken = [k for k in firsts if (rows[k][0], rows[k][1]) in claimed]
+        if len(taken) < len(firsts):
+            conn.exec_driver_sql("DELETE FROM meterbook_staging WHERE NOT (pos = ANY(%(taken)s))", {"taken": taken})
+        conn.exec_driver_sql(_STORE_STAGED)
+        where = judged.where
+        for k in taken:
+            outcomes[where[k]] = "accepted"
         self.counts["accepted"] += len(taken)
         if len(taken) == len(rows):
             return
-        stored: dict[int, str] = dict(conn.exec_driver_sql(  # type: ignore[arg-type]
-            "SELECT s.pos, k.payload_hash FROM meterbook_staging AS s JOIN event_keys AS k "
-            "ON k.source = s.source AND k.event_id = s.event_id").all())
+        taken_set = set(taken)
+        rest = [k for k in range(len(rows)) if k not in taken_set]
+        stored: dict[tuple[str, str], str] = {
+            (source, event_id): digest for source, event_id, digest in conn.exec_driver_sql(
+                'SELECT k.source, k.event_id, k.payload_hash FROM unnest(%(sources)s::text[], %(ids)s::text[]) '
+                'AS u(source, event_id) JOIN event_keys AS k ON k.source = u.source COLLATE "C" '
+                'AND k.event_id = u.event_id COLLATE "C"',
+                {"sources": [rows[k][0] for k in rest], "ids": [rows[k][1] for k in rest]})}
         found: list[dict[str, Any]] = []
-        for row, line, i in zip(rows, judged.lines, judged.where, strict=True):
-            if i in taken:
-                continue
-            digest = stored.get(i)
+        for k in rest:
+            row, line, i = rows[k], judged.lines[k], where[k]
+            digest = stored.get((row[0], row[1]))
             if digest is None:
                 raise _Retry(f"event {(row[0], row[1])} vanished while importing")
             if digest == row[7]:
@@ -590,26 +605,20 @@ def _finish_batch(conn: Connection, batch_id: int, file: str, importer: str, cou
                         c["rejected"], ordered, batch_id, sha256)
 
 
-#: The set-based half of a PostgreSQL chunk (see :meth:`_Batch._copy`): each key's first
-#: staged row (by chunk position) claims its key in key order; the rows that claimed one
-#: are stored; their positions come back.
+#: The set-based half of a PostgreSQL chunk (see :meth:`_Batch._copy`): the staged rows
+#: (one per key) claim their keys in key order; the keys taken come back.
+_CLAIM_KEYS = """
+INSERT INTO event_keys (source, event_id, payload_hash, batch_id, time_us)
+SELECT source, event_id, payload_hash, batch_id, time_us FROM meterbook_staging ORDER BY source, event_id
+ON CONFLICT DO NOTHING
+RETURNING source, event_id
+"""
+#: ... and the staged rows left (those that took their key) are stored.
 _STORE_STAGED = """
-WITH firsts AS (
-    SELECT DISTINCT ON (source, event_id) * FROM meterbook_staging ORDER BY source, event_id, pos
-), claimed AS (
-    INSERT INTO event_keys (source, event_id, payload_hash, batch_id, time_us)
-    SELECT source, event_id, payload_hash, batch_id, time_us FROM firsts ORDER BY source, event_id
-    ON CONFLICT DO NOTHING
-    RETURNING source, event_id
-), taken AS (
-    SELECT f.* FROM firsts AS f JOIN claimed AS c ON c.source = f.source AND c.event_id = f.event_id
-), stored AS (
-    INSERT INTO events (source, event_id, customer, type, time_us, properties, numbers, payload_hash,
-                        batch_id, q_name, q_units, q_nanos)
-    SELECT source, event_id, customer, type, time_us, properties, numbers, payload_hash, batch_id,
-           q_name, q_units, q_nanos FROM taken
-)
-SELECT pos FROM taken
+INSERT INTO events (source, event_id, customer, type, time_us, properties, numbers, payload_hash, batch_id,
+                    q_name, q_units, q_nanos)
+SELECT source, event_id, customer, type, time_us, properties, numbers, payload_hash, batch_id,
+       q_name, q_units, q_nanos FROM meterbook_staging
 """
 
 

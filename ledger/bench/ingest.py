@@ -130,6 +130,92 @@ def floor(source: Path, db: Path) -> float:
     return time.perf_counter() - begin
 
 
+#: The table psql's ``\\copy`` loads in PostgreSQL mode: the file's own columns (as text), with
+#: what ingest's tables keep per event besides: a unique key on (source, id) and the metering
+#: index (type, customer, time); one table (not partitioned: the file spans one month).
+COPY_TABLE = """
+CREATE TABLE bench_copy (id TEXT NOT NULL, source TEXT NOT NULL, customer TEXT NOT NULL, type TEXT NOT NULL,
+                         time TIMESTAMPTZ NOT NULL, tokens TEXT, region TEXT);
+ALTER TABLE bench_copy ADD PRIMARY KEY (source, id);
+CREATE INDEX bench_copy_metering ON bench_copy (type, customer, time);
+"""
+
+
+def _schema_url(url: str, schema: str) -> str:
+    """``url`` with its search_path set to ``schema`` (as the tests do)."""
+    return f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
+
+
+def _fresh_schema(url: str, schema: str) -> None:
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    engine.dispose()
+
+
+def psql_copy(url: str, path: Path, schema: str) -> float:
+    """psql's ``\\copy`` of the file into :data:`COPY_TABLE` (fresh) in one transaction; seconds."""
+    import os
+    import subprocess
+
+    from sqlalchemy import make_url
+
+    _fresh_schema(url, schema)
+    u = make_url(url)
+    env = {**os.environ, "PGOPTIONS": f"-csearch_path={schema}", "PGHOST": u.host or "localhost",
+           "PGPORT": str(u.port or 5432), "PGUSER": u.username or "postgres", "PGDATABASE": u.database or ""}
+    if u.password:
+        env["PGPASSWORD"] = u.password
+    subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", "-c", COPY_TABLE], env=env, check=True)
+    begin = time.perf_counter()
+    subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", "-1", "-c",
+                    f"\\copy bench_copy FROM '{path}' WITH (FORMAT csv, HEADER true)"], env=env, check=True)
+    return time.perf_counter() - begin
+
+
+def postgres(args: argparse.Namespace, csv_path: Path, rules: object, importer: object, now: datetime,
+             parsed: str) -> None:
+    """PostgreSQL mode: meterbook ingest and psql ``\\copy`` of the same file, alternating."""
+    ours_schema, copy_schema = "meterbook_bench_ingest", "meterbook_bench_copy"
+    runs: list[float] = []
+    copies: list[float] = []
+    for _ in range(args.repeat):
+        _fresh_schema(args.database_url, ours_schema)
+        engine = open_store(_schema_url(args.database_url, ours_schema))
+        cpu_self, cpu_children = _cpu(resource.RUSAGE_SELF), _cpu(resource.RUSAGE_CHILDREN)
+        begin = time.perf_counter()
+        report = ingest_file(engine, rules, csv_path, importer, now=now)  # type: ignore[arg-type]
+        runs.append(time.perf_counter() - begin)
+        cpu_self = _cpu(resource.RUSAGE_SELF) - cpu_self
+        cpu_children = _cpu(resource.RUSAGE_CHILDREN) - cpu_children
+        engine.dispose()
+        assert report.accepted == args.events, report
+        print(f"meterbook ingest into PostgreSQL ({parsed}): {report.accepted:,} events in {runs[-1]:.2f} s = "
+              f"{args.events / runs[-1]:,.0f} events/s; CPU {cpu_self:.1f} s inserting + {cpu_children:.1f} s "
+              "parsing (PostgreSQL's own CPU not included)")
+        if not args.no_baseline:
+            copies.append(psql_copy(args.database_url, csv_path, copy_schema))
+            print(f"psql \\copy of the same file (unique key, metering index): {copies[-1]:.2f} s = "
+                  f"{args.events / copies[-1]:,.0f} events/s")
+    ours = min(runs)
+    print(f"meterbook ingest, best of {args.repeat}: {ours:.2f} s = {args.events / ours:,.0f} events/s")
+    if copies:
+        base = min(copies)
+        print(f"psql \\copy, best of {args.repeat}: {base:.2f} s = {args.events / base:,.0f} events/s")
+        print(f"ratio meterbook / psql \\copy: {ours / base:.2f}x")
+    if not args.keep:
+        for schema in (ours_schema, copy_schema):
+            from sqlalchemy import create_engine
+
+            engine = create_engine(args.database_url)
+            with engine.begin() as conn:
+                conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+            engine.dispose()
+
+
 def _cpu(who: int) -> float:
     usage = resource.getrusage(who)
     return usage.ru_utime + usage.ru_stime
@@ -142,6 +228,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--serial", action="store_true", help="read and insert in one process")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each (alternating); the best counts")
+    parser.add_argument("--database-url", help="PostgreSQL mode: a SQLAlchemy URL (postgresql+psycopg://…); "
+                                               "schemas meterbook_bench_ingest and meterbook_bench_copy are made")
+    parser.add_argument("--keep", action="store_true", help="PostgreSQL mode: keep the two schemas")
     args = parser.parse_args(argv)
     if args.serial:
         ingest.PARALLEL_MIN_BYTES = 1 << 62
@@ -161,6 +250,9 @@ def main(argv: list[str]) -> int:
         importer = select_importer(csv_path, default_importers())
         now = datetime(2030, 1, 1, tzinfo=UTC)
         parsed = "in one process" if args.serial or size < ingest.PARALLEL_MIN_BYTES else "parser process"
+        if args.database_url:
+            postgres(args, csv_path, rules, importer, now, parsed)
+            return 0
         runs: list[float] = []
         bases: list[float] = []
         for _ in range(args.repeat):

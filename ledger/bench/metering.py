@@ -114,6 +114,106 @@ def generate(path: Path, count: int, customers: int, seed: int = 1) -> None:
     db.close()
 
 
+#: PostgreSQL mode: the plain ``GROUP BY`` each meter is compared with: the same rows
+#: (the month's events of the meter's type), native integer columns, no windows.
+BASELINE = {
+    "count": "SELECT customer, count(*) FROM events WHERE type = %(type)s AND time_us >= %(start)s "
+             "AND time_us < %(end)s GROUP BY customer",
+    "sum": "SELECT customer, count(*), sum(q_units), sum(q_nanos) FROM events WHERE type = %(type)s "
+           "AND time_us >= %(start)s AND time_us < %(end)s GROUP BY customer",
+    "max": "SELECT customer, count(*), max(ARRAY[q_units, q_nanos]) FROM events WHERE type = %(type)s "
+           "AND time_us >= %(start)s AND time_us < %(end)s GROUP BY customer",
+}
+
+
+def generate_pg(url: str, count: int, customers: int, seed: int = 1) -> None:
+    """Fill a PostgreSQL store as ingest would leave it (keys, typed quantity, October's
+    partition) with ``COPY``, then ``VACUUM ANALYZE``."""
+    from sqlalchemy import create_engine
+
+    from ledger.store import ensure_partitions, typed_quantity
+
+    engine = open_store(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("TRUNCATE events, event_keys")
+        batch = conn.exec_driver_sql(
+            "INSERT INTO batches (file, sha256, importer, started_at, received, accepted, duplicates, conflicts, "
+            "rejected, reasons) VALUES ('bench', '', 'bench', '2026-11-01T00:00:00Z', %(n)s, %(n)s, 0, 0, 0, "
+            "'{}') RETURNING id", {"n": count}).scalar_one()
+        ensure_partitions(conn, [(2026, 10)])
+        cursor = conn.connection.cursor()
+        with cursor.copy("COPY events (source, event_id, customer, type, time_us, properties, numbers, "  # type: ignore[attr-defined]
+                         "payload_hash, batch_id, q_name, q_units, q_nanos) FROM STDIN") as copy:
+            for row in _rows(count, customers, seed):
+                q = typed_quantity(str(row[6]))
+                copy.write_row((*row, batch, q["q_name"], q["q_units"], q["q_nanos"]))
+        conn.exec_driver_sql("INSERT INTO event_keys (source, event_id, payload_hash, batch_id, time_us) "
+                             "SELECT source, event_id, payload_hash, batch_id, time_us FROM events")
+        cursor.close()
+    engine.dispose()
+    maintenance = create_engine(url, isolation_level="AUTOCOMMIT")
+    with maintenance.connect() as conn:
+        conn.exec_driver_sql("VACUUM ANALYZE events")
+        conn.exec_driver_sql("VACUUM ANALYZE event_keys")
+    maintenance.dispose()
+
+
+def postgres(args: argparse.Namespace) -> int:
+    """PostgreSQL mode: each meter through :func:`measure` and as a plain ``GROUP BY`` over
+    the same rows, alternating, the best of ``--repeat`` each."""
+    from sqlalchemy import create_engine
+
+    schema = "meterbook_bench_metering"
+    admin = create_engine(args.database_url)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    admin.dispose()
+    url = f"{args.database_url}{'&' if '?' in args.database_url else '?'}options=-csearch_path%3D{schema}"
+    engine = open_store(url)
+    with engine.connect() as conn:
+        stored = conn.exec_driver_sql("SELECT count(*) FROM events").scalar_one()
+    made = "reused"
+    if stored != args.events:
+        begin = time.perf_counter()
+        generate_pg(url, args.events, args.customers)
+        made = f"generated in {time.perf_counter() - begin:.1f} s"
+        stored = args.events
+    print(f"PostgreSQL store: {stored:,} events, {args.customers:,} customers ({made})")
+    tz = ZoneInfo("UTC")
+    start, end = cut_off_us(MONTH_START, tz), cut_off_us(MONTH_END, tz)
+    windows = [Window(f"cus-{i:05d}", start, cut_off_us(day, tz)) for i in range(args.customers)
+               for day in (date(2026, 10, 11), date(2026, 10, 21), MONTH_END)]
+    ours: dict[str, float] = {}
+    plain: dict[str, float] = {}
+    for _ in range(args.repeat):
+        for meter in METERS:
+            begin = time.perf_counter()
+            result = measure(engine, meter, windows)
+            seconds = time.perf_counter() - begin
+            ours[meter.id] = min(ours.get(meter.id, seconds), seconds)
+            assert len(result) == len(windows)
+            begin = time.perf_counter()
+            with engine.connect() as conn:
+                rows = conn.exec_driver_sql(BASELINE[meter.aggregation],
+                                            {"type": meter.event_type, "start": start, "end": end}).all()
+            base = time.perf_counter() - begin
+            plain[meter.id] = min(plain.get(meter.id, base), base)
+            total = sum(r[1] for r in rows)
+            assert total == sum(result[Window(c, start, end)].events for c in {w.customer for w in windows})
+            print(f"metering {meter.id:<8} ({meter.aggregation:<5}) {len(windows):,} windows in {seconds:.2f} s; "
+                  f"plain GROUP BY of the same {total:,} rows {base:.2f} s")
+    a, b = sum(ours.values()), sum(plain.values())
+    print(f"best of {args.repeat}: metering {a:.2f} s = {stored / a:,.0f} events/s, plain GROUP BY {b:.2f} s; "
+          f"ratio metering / GROUP BY: {a / b:.2f}x")
+    if not args.keep:
+        engine.dispose()
+        admin = create_engine(args.database_url)
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        admin.dispose()
+    return 0
+
+
 def _rules_dir(directory: Path, customers: int) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "meters.yaml").write_text(
@@ -148,7 +248,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--db", type=Path, help="store file to reuse or create (default: a temporary one)")
     parser.add_argument("--no-rating", action="store_true", help="time metering only")
     parser.add_argument("--generate-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--database-url", help="PostgreSQL mode: a SQLAlchemy URL (postgresql+psycopg://…); "
+                                               "the store is schema meterbook_bench_metering")
+    parser.add_argument("--repeat", type=int, default=1, help="PostgreSQL mode: alternating runs, the best counts")
+    parser.add_argument("--keep", action="store_true", help="PostgreSQL mode: keep the store for the next run")
     args = parser.parse_args(argv)
+    if args.database_url:
+        return postgres(args)
 
     with tempfile.TemporaryDirectory(prefix="meterbook-bench-") as tmp:
         path = args.db or Path(tmp) / "events.sqlite"
