@@ -124,11 +124,6 @@ def _toml(value: object) -> str:
 def mutation(args: list[str]) -> None:
     """mutmut on one module, niced, in bounded time; prints the score and the survivors."""
     import argparse
-    import json
-    import re
-    import shutil
-    import signal
-    import tomllib
 
     parser = argparse.ArgumentParser(prog="tasks.py mutation")
     parser.add_argument("module", choices=sorted(MUTATION_MODULES))
@@ -137,19 +132,32 @@ def mutation(args: list[str]) -> None:
     parser.add_argument("--children", type=int, default=2, help="parallel mutant runs (default 2)")
     parser.add_argument("--from-git", metavar="REV",
                         help="mutate the files as committed at REV instead of the working tree")
+    parser.add_argument("--resume", action="store_true",
+                        help="go on with the mutants the last run of MODULE did not try (same copy)")
     opts = parser.parse_args(args)
     if not (BIN / "mutmut").exists():
         _install("test,mutation")
     files, tests = MUTATION_MODULES[opts.module]
     stage = ROOT / "var" / "mutation" / opts.module
+    if not (opts.resume and (stage / "mutants").is_dir()):
+        _stage(stage, files, tests, opts.from_git)
+    _run_mutmut(stage, opts.module, opts.max_minutes, opts.children)
+
+
+def _stage(stage: Path, files: tuple[str, ...], tests: tuple[str, ...], rev: str | None) -> None:
+    """A fresh copy of the code and tests in ``stage`` with the module's mutmut settings."""
+    import re
+    import shutil
+    import tomllib
+
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
     layout = {"ledger": "src/ledger", "plugins": "src/ledger/plugins",
               "importers": "src/ledger/importers", "tests": "tests", "rules": "rules"}
-    if opts.from_git:
+    if rev:
         export = stage / "git"
         export.mkdir()
-        archive = subprocess.run(["git", "archive", opts.from_git, *layout], cwd=ROOT, check=True,
+        archive = subprocess.run(["git", "archive", rev, *layout], cwd=ROOT, check=True,
                                  capture_output=True).stdout
         subprocess.run(["tar", "-x", "-C", str(export)], input=archive, check=True)
         source = export
@@ -171,15 +179,22 @@ def mutation(args: list[str]) -> None:
     table = "".join(f"{key} = {_toml(value)}\n" for key, value in settings.items())
     (stage / "pyproject.toml").write_text(own + "\n[tool.mutmut]\n" + table, encoding="utf-8")
 
+
+def _run_mutmut(stage: Path, module: str, max_minutes: float, children: int) -> None:
+    """mutmut run in ``stage``, stopped after ``max_minutes``; then the score and the survivors."""
+    import json
+    import signal
+
     env = {**os.environ, "BEANCOUNT_DISABLE_LOAD_CACHE": "1"}
-    command = ["nice", "-n", "15", str(BIN / "mutmut"), "run", "--max-children", str(opts.children)]
-    print("+", " ".join(command), f"(in {stage.relative_to(ROOT)}, at most {opts.max_minutes:g} min)",
+    command = ["nice", "-n", "15", str(BIN / "mutmut"), "run", "--max-children", str(children)]
+    print("+", " ".join(command), f"(in {stage.relative_to(ROOT)}, at most {max_minutes:g} min)",
           flush=True)
     run = subprocess.Popen(command, cwd=stage, env=env, start_new_session=True)
     try:
-        run.wait(timeout=opts.max_minutes * 60)
+        run.wait(timeout=max_minutes * 60)
     except subprocess.TimeoutExpired:
-        print(f"\n{opts.max_minutes:g} minutes are up: stopping mutmut (untried mutants are not counted)")
+        print(f"\n{max_minutes:g} minutes are up: stopping mutmut (untried mutants are not counted; "
+              f"--resume goes on with them)")
         os.killpg(run.pid, signal.SIGINT)
         try:
             run.wait(timeout=60)
@@ -199,13 +214,17 @@ def mutation(args: list[str]) -> None:
     caught = stats["killed"] + stats["timeout"] + stats["suspicious"] + stats["segfault"]
     tried = caught + stats["survived"] + stats["no_tests"]
     score = 100 * caught / tried if tried else 0.0
-    print(f"\n{opts.module}: {stats['total']} mutants, killed {caught} (timeouts {stats['timeout']}), "
+    print(f"\n{module}: {stats['total']} mutants, killed {caught} (timeouts {stats['timeout']}), "
           f"survived {stats['survived']}, no tests {stats['no_tests']}, "
           f"not tried {stats['total'] - tried}: score {score:.1f}% of those tried")
+    shown = []
     for name in survivors:
         print("  survived:", name)
+        shown.append(subprocess.run([str(BIN / "mutmut"), "show", name], cwd=stage, env=env,
+                                    capture_output=True, text=True).stdout)
+    (stage / "survivors.txt").write_text("\n".join(shown), encoding="utf-8")
     if survivors:
-        print(f"see one: (cd {stage.relative_to(ROOT)} && {BIN / 'mutmut'} show NAME)")
+        print(f"their diffs: {(stage / 'survivors.txt').relative_to(ROOT)}")
     sys.exit(1 if survivors or stats.get("no_tests", 0) else 0)
 
 
