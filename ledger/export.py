@@ -29,7 +29,6 @@ An account no mapping covers is an error naming every such account (exit 2).
 
 from __future__ import annotations
 
-import csv
 import io
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -43,6 +42,7 @@ from beancount.core import data
 
 from ledger import seal
 from ledger.errors import BadInput, RulesError
+from ledger.escaping import SpreadsheetCsv
 from ledger.money import round_money
 
 ZERO = Decimal(0)
@@ -226,7 +226,7 @@ def _plain(amount: Decimal) -> str:
 def render(journal: Journal, fmt: str, mapping: GlMapping) -> str:
     """The journal as CSV text in ``fmt`` (one of :data:`FORMATS`)."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = SpreadsheetCsv(out)  # no cell runs as a formula; amounts stay numbers
     rows: list[list[str]] = []
     if fmt == "csv":
         writer.writerow(

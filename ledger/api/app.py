@@ -25,7 +25,6 @@ shows only the customer it is bound to: no route takes a customer from the reque
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import threading
@@ -48,6 +47,7 @@ from starlette.responses import StreamingResponse
 
 from ledger.api import counters, intake, keys, portal
 from ledger.errors import MeterbookError
+from ledger.escaping import SpreadsheetCsv
 from ledger.session import Session
 from ledger.workspace import Workspace
 
@@ -432,7 +432,7 @@ def _evidence(session: Session, customer: str, meter_id: str, day: date | None) 
 
     def stream() -> Iterator[str]:
         out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
+        writer = SpreadsheetCsv(out)  # as the statement's CSV: no cell runs as a formula
         writer.writerow(CSV_COLUMNS)
         for row in rows:
             writer.writerow(row)

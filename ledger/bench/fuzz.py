@@ -282,7 +282,9 @@ def random_file(rng: random.Random, importer: str) -> bytes:
     return mutate(rng, SEEDS[importer])
 
 
-def run(seconds: float, seed: int, keep: Path, say: Callable[[str], None] = print) -> int:
+def run(
+    seconds: float, seed: int, keep: Path, store: str = "", say: Callable[[str], None] = print
+) -> int:
     """Fuzz for ``seconds``: 0 if every file held, 1 (the file kept) at the first that did not."""
     from ledger.ingest import default_importers
     from ledger.registry import load_registry
@@ -292,7 +294,7 @@ def run(seconds: float, seed: int, keep: Path, say: Callable[[str], None] = prin
         root = Path(tmp)
         rules = workspace_rules(root / "rules")
         importers = list(getattr(load_registry(None), "importers", []) or default_importers())
-        engine = open_store(f"sqlite:///{root / 'fuzz.sqlite'}")
+        engine = open_store(store or f"sqlite:///{root / 'fuzz.sqlite'}")
         done: Counter[str] = Counter()
         refused = 0
         begin = time.monotonic()
@@ -334,8 +336,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--keep", type=Path, default=Path.cwd(), help="where a failing file is written"
     )
+    parser.add_argument(
+        "--store",
+        default="",
+        help="store URL (default: a new SQLite file); a PostgreSQL store should be an empty "
+        "schema nothing else writes to",
+    )
     args = parser.parse_args(argv)
-    return run(args.seconds, args.seed, args.keep)
+    return run(args.seconds, args.seed, args.keep, args.store)
 
 
 if __name__ == "__main__":
