@@ -291,7 +291,7 @@ def test_reports_page(fava: Fava) -> None:
     from ledger import reports
 
     html = fava.page("MeterbookReports")
-    names = ["revenue", "unbilled", "deferred", "aging", "rollforward", "arpu", "forecast", "risk"]
+    names = ["revenue", "unbilled", "deferred", "aging", "rollforward", "arpu", "forecast", "risk", "tax"]
     assert list(reports.REPORTS) == names
     [links] = re.findall(r'<p id="report-names">(.*?)</p>', html, flags=re.S)
     assert re.findall(r'<a href="\?name=([a-z]+)">\1</a>', links) == names
