@@ -87,7 +87,7 @@ from ledger.posting import FLAG, _meta
 from ledger.rating import CycleRating, TermsPin, rate
 from ledger.store import credit_notes as credit_notes_table
 from ledger.store import cycle_terms, rerates
-from ledger.tax import credited_tax, with_tax
+from ledger.tax import credit_of_lines
 
 if TYPE_CHECKING:
     from ledger.closing import CheckResult
@@ -748,7 +748,7 @@ def _store(session: Session, report: RerateReport, seen: int) -> tuple[RerateLin
                 cn_seq += 1
                 document = f"CN-{report.on.year}-{cn_seq:06d}"
                 # the lines' decrease and the tax the invoice charged on it (ledger.tax)
-                amount = with_tax(invoice, -sum((ln.difference for ln in lines), ZERO))
+                amount, tax = credit_of_lines(invoice, -sum((ln.difference for ln in lines), ZERO))
                 before = sum((n.amount for n in earlier_notes if n.invoice == number), ZERO)
                 single = lines[0].line if len(lines) == 1 and lines[0].line else None
                 limit = creditable(invoice, earlier_notes, single)
@@ -759,7 +759,7 @@ def _store(session: Session, report: RerateReport, seen: int) -> tuple[RerateLin
                     reason=f"re-rated from {report.since.isoformat()} with rules {report.rules}: {what}",
                     line=single, line_description=invoice.lines[single - 1].description if single else "",
                     forced=amount > limit, invoice_date=invoice.date, invoice_total=invoice.total,
-                    credited_before=before, tax=credited_tax(invoice, before, amount))
+                    credited_before=before, tax=tax)
                 conn.execute(credit_notes_table.insert().values(
                     number=note.number, seq=note.seq, invoice=note.invoice, customer=note.customer,
                     date=report.on.isoformat(), currency=note.currency, amount=str(amount), reason=note.reason,

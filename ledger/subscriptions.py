@@ -62,6 +62,7 @@ from ledger.invoicing import Invoice, load_invoices
 from ledger.rating import TermsPin, cycle_plan, prorate
 from ledger.store import credit_notes as credit_notes_table
 from ledger.store import rerates
+from ledger.tax import credit_of_lines
 
 if TYPE_CHECKING:
     from ledger.closing import CheckResult
@@ -237,7 +238,8 @@ def correct_fee_changes(session: Session, through: date) -> list[str]:
             was = f"cycle {change.cycle_then} now {change.cycle_now or 'ended before it began'}"
             reason = f"{REASON}: {was}, base fee {change.billed} now {change.now}"
             if change.difference < 0:
-                amount = -change.difference
+                net = -change.difference
+                amount, tax = credit_of_lines(inv, net)  # with the tax charged on it (ledger.tax)
                 cn_seq += 1
                 note = CreditNote(
                     number=f"CN-{change.on.year}-{cn_seq:06d}", seq=cn_seq, invoice=inv.number,
@@ -248,7 +250,7 @@ def correct_fee_changes(session: Session, through: date) -> list[str]:
                     credited_before=sum((n.amount for n in earlier if n.invoice == inv.number), ZERO),
                     # billed for days the subscription no longer has: never recognized, so all deferred
                     parts=(CreditPart(line=change.line, kind=line.kind, description=line.description,
-                                      amount=amount, deferred=amount),))
+                                      amount=net, deferred=net),), tax=tax)
                 conn.execute(credit_notes_table.insert().values(
                     number=note.number, seq=note.seq, invoice=note.invoice, customer=note.customer,
                     date=note.date.isoformat(), currency=note.currency, amount=str(amount), reason=reason,

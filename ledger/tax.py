@@ -867,3 +867,37 @@ def tax_report(sources: Sources, months: Sequence[str]) -> Report:
             ),
         ),
     )
+
+
+def credit_of_lines(invoice: Invoice, net: Decimal) -> tuple[Decimal, Tax | None]:
+    """A credit note for ``net`` of the invoice's lines (a rerate's or a subscription change's
+    decrease): its amount and the tax it gives back, each tax line's share
+    ``round(tax × net ÷ lines' total)``. Prices exclusive of tax: the amount is ``net`` plus
+    that tax, so the lines are credited exactly ``net``; inclusive: the lines hold the tax, the
+    amount is ``net``. Untaxed: ``(net, None)``.
+
+    20.05 off a 100.25 + 19.05 VAT invoice: tax round(19.05 × 20.05 ÷ 100.25 = 3.81) = 3.81,
+    amount 23.86.
+    """
+    tax = invoice.tax
+    if tax is None or not invoice.subtotal:
+        return net, None
+    cur = invoice.currency
+    lines = tuple(
+        TaxLine(
+            t.jurisdiction,
+            t.rate,
+            round_money(t.base * net / invoice.subtotal, cur),
+            round_money(t.amount * net / invoice.subtotal, cur),
+            t.name,
+            t.treatment,
+        )
+        for t in tax.lines
+    )
+    share = Tax(
+        lines=lines,
+        exemption=tax.exemption,
+        seller_tax_id=tax.seller_tax_id,
+        customer_tax_id=tax.customer_tax_id,
+    )
+    return (net if tax.inclusive else net + share.amount), share

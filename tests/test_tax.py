@@ -463,10 +463,9 @@ def test_rounding_per_invoice_and_per_line(amounts: list[Decimal]) -> None:
 
 def test_rerate_credit_notes_give_back_the_tax_on_the_decrease(tmp_path: Path) -> None:
     """Plan eu re-priced to 0.20 from Oct 1 after invoicing: kunde's 401 calls are 80.20,
-    20.05 less. Its note gives back 20.05 with the invoice's tax on it:
-    20.05 × 119.30 / 100.25 = 23.8595 → 23.86,
-    of which tax 19.05 × 23.86 / 119.30 = 3.81 and contra-revenue 20.05. client_fr (reverse
-    charge) is credited 20.00, no tax."""
+    20.05 less. Its note gives back the 20.05 with the tax charged on it,
+    round(19.05 × 20.05 ÷ 100.25 = 3.81) = 3.81: 23.86 in all, contra-revenue exactly 20.05.
+    client_fr (reverse charge) is credited 20.00, no tax."""
     session = workspace(tmp_path / "ws")
     session.invoice(through=date(2026, 11, 1))
     plans = session.workspace.rules_dir / "plans.yaml"
@@ -773,3 +772,48 @@ def test_credit_notes_on_tax_inclusive_prices(tmp_path: Path) -> None:
         Decimal(0),
     )
     assert revenue == 0
+
+
+def test_a_subscription_cancelled_after_its_taxed_fee_gets_the_tax_back(tmp_path: Path) -> None:
+    """kunde pays 31.00 EUR a month in advance + 19 % VAT: INV-2026-000001 of Oct 1 is 31.00 +
+    5.89 = 36.89. Cancelled from Oct 11 after that: the 21.00 billed for Oct 11–31 is credited
+    with its tax, round(5.89 × 21.00 ÷ 31.00 = 3.990…) = 3.99, so the note is 24.99 (deferred
+    21.00, tax 3.99). The call of Oct 3 is billed Oct 11: 1.00 + 0.19. VAT owed: 5.89 − 3.99 +
+    0.19 = 2.09, which is 19 % of what kunde is billed in the end (10.00 + 1.00)."""
+    plans = """\
+plans:
+  p:
+    currency: EUR
+    base_fee: {amount: "31.00", timing: advance}
+    charges: [{meter: api_calls, model: unit, unit_price: "1.00"}]
+"""
+    customers = (
+        "customers:\n  kunde: {currency: EUR, billing_anchor: calendar, "
+        "subscriptions: [{plan: p, start: 2026-10-01%s}]}\n"
+    )
+    root = write_workspace(
+        tmp_path / "ws", meters=METERS_CALLS, plans=plans, customers=customers % "", config=CONFIG
+    )
+    (root / "rules" / "taxes.yaml").write_text(
+        'taxes:\n  rates: {de_vat: {jurisdiction: DE, rate: "0.19", name: VAT}}\n'
+        "  customers: {kunde: {rates: [de_vat], tax_id: DE123456789}}\n"
+    )
+    insert_events(open_session(root).engine, calls("kunde", ["2026-10-03"]))
+    assert run_cli(root, "invoice", "--through", "2026-10-01").exit_code == 0
+    (root / "rules" / "customers.yaml").write_text(customers % ", end: 2026-10-11")
+    assert run_cli(root, "post", "--through", "2026-10-31").exit_code == 0
+    assert run_cli(root, "invoice", "--through", "2026-11-01").exit_code == 0
+    session = open_session(root)
+    entries = books(session)
+    (note,) = [e for e in entries if isinstance(e, data.Transaction) and "credit_note" in e.meta]
+    assert {p.account: p.units.number for p in note.postings} == {
+        "Liabilities:Deferred-Revenue:Kunde": Decimal("21.00"),
+        "Liabilities:Tax:DE": Decimal("3.99"),
+        RECEIVABLE: Decimal("-24.99"),
+    }
+    assert balance(entries, "Liabilities:Deferred-Revenue:Kunde", date(2026, 10, 11)) == 0
+    assert balance(entries, "Liabilities:Tax:DE", date(2026, 11, 2)) == Decimal("-2.09")
+    assert balance(entries, RECEIVABLE, date(2026, 11, 2)) == Decimal(
+        "13.09"
+    )  # 36.89 − 24.99 + 1.19
+    assert run_cli(root, "check").exit_code == 0
