@@ -12,6 +12,13 @@ through October 31, runs the reconcilers and, when no error finding is open
     2026-11-01 balance Income:Usage:Api-Calls             -15.50 USD
     …
 
+    2026-11-01 custom "meterbook-seal-documents" "2026-10" 2
+      d1: "documents/INV-2026-000007.html <sha256>"
+      d2: "documents/INV-2026-000007.json <sha256>"
+      report: "2026/2026-10.close.md <sha256, its seal hash as a placeholder>"
+
+    2026-11-01 balance Equity:Meterbook:Seals-Verified  3 SEAL   ; credited only by ledger.seal
+
     2026-11-01 custom "meterbook-seal-manifest" "2026-10" 14
       e1: "2026-10-01 open 5b0c4e33e1a6f4e2 Assets:Receivables:Unbilled:Acme"
       …
@@ -37,6 +44,16 @@ Rules of the close:
   ``custom "meterbook-accept"`` directives, sealed with the month.
 - the seal hash is also kept in the store (``meta`` key ``seal:YYYY-MM``), the
   anchor ``meterbook check`` compares the books' chain with.
+- a close is one unit, written in this order: the close file's assertions with
+  the books and documents (loaded: they must be clean), the close report, the
+  seal recorded in the store, the seal written into the close file. That last
+  write is the commit point: killed before it, the month is open and a re-run
+  closes it from the start; a sealed month whose store record or close report
+  is missing is finished by the re-run (:func:`finish_close`). Named fault
+  points (:mod:`ledger.faults`) let the tests kill it at each step.
+- the open months stay posted as far as they were (the store's posted-through
+  day, :meth:`ledger.session.Session.posted_through`): the inner invoicing and
+  the outer post both go that far, so a refused close truncates nothing.
 
 ``meterbook check`` (:func:`check_books`) re-runs what an auditor would: the
 Beancount load (seal plugin included), every seal, the rules, and a tie-out of
