@@ -27,12 +27,14 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -77,7 +79,7 @@ class Problem(BaseModel):
 
 
 class RejectedRow(BaseModel):
-    line: int = Field(description="line of the body the event starts on (NDJSON: its line)")
+    line: int = Field(description="the event's position in a JSON array (1-based), its line in NDJSON")
     reason: str = Field(description="one of the file ingest's reject reasons, e.g. unknown_customer")
     detail: str
 
@@ -178,7 +180,8 @@ def _key(request: Request, scope: str) -> keys.ApiKey:
     if found is None:
         raise ApiError(401, "unauthorized", "unknown or revoked key")
     if found.scope != scope:
-        raise ApiError(403, "forbidden", f"a {found.scope} key cannot use this route (it needs a {scope} key)")
+        raise ApiError(403, "forbidden", f"this route needs a {scope} key, not an {found.scope} key"
+                       if found.scope == "ingest" else f"this route needs an {scope} key, not a {found.scope} key")
     return found
 
 
@@ -273,10 +276,13 @@ def create_app(service: Service) -> FastAPI:
         if not body.strip():
             raise ApiError(400, "empty_body", "the body holds no events")
         if kind == "json":
-            problem = intake.check_json(body)
+            problem = intake.json_shape(body)
             if problem is not None:
                 raise ApiError(400, "bad_json", problem)
-        result = await run_in_threadpool(_store_events, service, body, kind, key.id)
+        try:
+            result = await run_in_threadpool(_store_events, service, body, kind, key.id)
+        except intake.MalformedBody as exc:
+            raise ApiError(400, "bad_json", str(exc)) from None
         return JSONResponse(result)
 
     @app.get("/v1/health", response_model=Health, tags=["ingest"])
@@ -393,13 +399,24 @@ def create_app(service: Service) -> FastAPI:
     return app
 
 
+def from_environment() -> FastAPI:
+    """The app of the workspace in ``METERBOOK_API_WORKSPACE`` (each uvicorn worker process calls this)."""
+    workspace = Workspace.load(Path(os.environ["METERBOOK_API_WORKSPACE"]))
+    return create_app(Service.open(workspace, max_body=int(os.environ.get("METERBOOK_API_MAX_BODY", MAX_BODY))))
+
+
+#: Where request bodies are written for the engine: memory when the system has a tmpfs there.
+_SPOOL = Path("/dev/shm") if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+
+
 def _store_events(service: Service, body: bytes, kind: str, key_id: str) -> dict[str, Any]:
     """Store a body's events (serialized: one writer) and count the batch live."""
     session = service.current()
     name = counters.batch_name(key_id, uuid.uuid4().hex)
     with service.write_lock:
         floor = counters.event_floor(session.engine)
-        report = intake.ingest_body(session.engine, session.rules, body, kind, name=name, now=datetime.now(UTC))
+        report = intake.ingest_body(session.engine, session.rules, body, kind, name=name, now=datetime.now(UTC),
+                                    spool=_SPOOL)
         if report.report.batch_id is not None and report.report.accepted:
             counters.count_batch(session.engine, session.rules, session.workspace.tz, report.report.batch_id,
                                  key_id, floor)
