@@ -222,6 +222,23 @@ def test_customers_page(fava: Fava) -> None:
     assert beta[7] == "2026-10-01/2026-11-01 api_calls 4 call tokens 0 token" and beta[8] == "4.00"
 
 
+def test_amounts_follow_favas_locale_option(workspace_root: Path, tmp_path: Path) -> None:
+    """With Fava's ``locale`` option set to de_DE, the pages print amounts as Fava does for that
+    locale (decimal comma): acme's 140.00 USD revenue reads 140,00, beta's 6.00 credit 6,00."""
+    import shutil
+
+    root = tmp_path / "ws"
+    shutil.copytree(workspace_root, root)
+    main = root / "books" / "main.beancount"
+    main.write_text(main.read_text() + '2000-01-01 custom "fava-option" "locale" "de_DE"\n')
+    app = serve.create_app(main)
+    client = app.test_client()
+    slug = client.get("/").headers["Location"].strip("/").split("/")[0]
+    html = Fava(app, client, slug).page("MeterbookCustomers")
+    assert cells(html, "acme")[:5] == ["acme", "USD", "140,00", "0,00", "30,00"]
+    assert cells(html, "beta")[6] == "6,00"
+
+
 def test_close_page(fava: Fava, workspace_root: Path) -> None:
     html = fava.page("MeterbookClose")
     seal_line = books.close_path(workspace_root / "books", "2026-09").read_text().splitlines()[-1]
