@@ -118,10 +118,14 @@ def start_api(root: Path, *, max_body: int = 1 << 20) -> tuple[str, Service, uvi
     return f"http://127.0.0.1:{port}", service, server, thread
 
 
-@pytest.fixture
-def live(tmp_path: Path) -> Iterator[Live]:
+@pytest.fixture(params=["sqlite", "postgres"])
+def live(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Live]:
+    """The API over a SQLite file, and over a fresh PostgreSQL schema when METERBOOK_TEST_DATABASE_URL is set."""
+    config = CONFIG
+    if request.param == "postgres":
+        config = f'store = "{request.getfixturevalue("pg_url")}"\ntimezone = "UTC"\n'
     root = write_workspace(tmp_path / "ws", meters=METERS_CALLS_TOKENS, plans=plans(), customers=customers(),
-                           config=CONFIG)
+                           config=config)
     session = Session.open(Workspace.load(root))
     engine, rules = session.engine, session.rules
     ingest = create_key(engine, rules, "ingest").secret
@@ -166,7 +170,7 @@ def test_ingest_accounts_for_every_row_and_is_idempotent_across_requests_and_fil
         got = first.json()
         assert (got["received"], got["accepted"], got["duplicates"], got["conflicts"], got["rejected"]) == (5, 3, 0, 0, 2)
         assert got["reasons"] == {"bad_time": 1, "unknown_customer": 1}
-        assert [(r["line"], r["reason"]) for r in got["rejects"]] == [(1, "unknown_customer"), (1, "bad_time")]
+        assert [(r["line"], r["reason"]) for r in got["rejects"]] == [(4, "unknown_customer"), (5, "bad_time")]
         again = post(client, body(FIVE)).json()
         assert (again["accepted"], again["duplicates"], again["rejected"]) == (0, 3, 2)
 
@@ -179,7 +183,8 @@ def test_ingest_accounts_for_every_row_and_is_idempotent_across_requests_and_fil
 
         changed = post(client, body([{**event("e-2"), "properties": {"region": "eu"}}])).json()
         assert (changed["conflicts"], changed["accepted"]) == (1, 0)
-        assert changed["conflicting"][0]["line"] == 1
+        assert changed["conflicting"] == [{"line": 1, "detail": "(app, e-2) is stored with another payload; "
+                                                                "the first stored wins"}]
 
     file = live.root / "late.jsonl"
     file.write_text(json.dumps(event("e-1")) + "\n" + json.dumps(event("e-7")) + "\n")
@@ -244,6 +249,7 @@ def test_bad_requests_are_clear_json_4xx_and_store_nothing(tmp_path: Path) -> No
             cases = [
                 (post(client, body(FIVE), "text/csv"), 415, "unsupported_media_type"),
                 (post(client, '[{"id": "x",'), 400, "bad_json"),
+                (post(client, body(FIVE[:2])[:-1] + ', {"id": 1 2}]'), 400, "bad_json"),
                 (post(client, '"just a string"'), 400, "bad_json"),
                 (post(client, "   "), 400, "empty_body"),
                 (post(client, body([event(f"big-{i}") for i in range(40)])), 413, "body_too_large"),
@@ -299,7 +305,13 @@ def test_a_customer_sees_only_its_own_data(live: Live) -> None:
         rows = client.get("/portal/evidence/api_calls.csv").text.splitlines()
         assert len(rows) == 2 and ",b-1," in rows[1]
         assert "Acme" not in client.get("/portal/").text
+        for path in PORTAL_GETS:  # beta's key on every route: beta's own figures or 404, never acme's
+            response = client.get(path)
+            assert response.status_code in (200, 404), (path, response.text)
+            assert "acme" not in response.text.lower(), path
+        assert client.post("/portal/caps/api_calls", json={"cap": "7"}).json()["customer"] == "beta"
     with live.client(live.acme) as client:
+        assert client.get("/portal/caps").json()["changes"] == []  # beta's change is not acme's
         assert client.get(f"/portal/documents/acme-{TODAY}.html").text == "<p>acme's statement</p>"
         for path in ("/portal/documents/..%2Fmeterbook.toml", "/portal/documents/%2E%2E%2F%2E%2E%2Fetc%2Fpasswd",
                      "/portal/documents/secret.txt", "/portal/documents/%2E%2E", "/portal/evidence/..%2F.csv"):
@@ -404,3 +416,13 @@ def test_the_api_refuses_a_remote_host_without_allow_remote(tmp_path: Path) -> N
                            config=CONFIG)
     result = run_cli(root, "api", "--host", "0.0.0.0")
     assert result.exit_code == 2 and "--allow-remote" in result.output
+
+
+def test_edited_rules_are_used_without_a_restart(live: Live) -> None:
+    """A customer added to customers.yaml is known to the running API about a second later."""
+    with live.client(live.ingest) as client:
+        assert post(client, body([event("g-1", customer="gamma")])).json()["reasons"] == {"unknown_customer": 1}
+        rules = live.root / "rules" / "customers.yaml"
+        rules.write_text(rules.read_text() + "  gamma: {currency: USD}\n")
+        time.sleep(1.1)
+        assert post(client, body([event("g-2", customer="gamma")])).json()["accepted"] == 1
