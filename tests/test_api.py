@@ -426,3 +426,25 @@ def test_edited_rules_are_used_without_a_restart(live: Live) -> None:
         rules.write_text(rules.read_text() + "  gamma: {currency: USD}\n")
         time.sleep(1.1)
         assert post(client, body([event("g-2", customer="gamma")])).json()["accepted"] == 1
+
+
+def test_a_cookie_sign_in_changes_a_cap_only_with_the_page_token(live: Live) -> None:
+    """Signed in by cookie (``/portal/login``), a form post without the page's token is refused
+    (another site cannot post the form for the customer); with it, the cap changes."""
+    import re
+
+    with httpx.Client(base_url=live.url, timeout=30) as browser:
+        assert browser.post("/portal/login", data={"key": "mbk_wrong"}).status_code == 401
+        signed = browser.post("/portal/login", data={"key": live.acme})
+        assert signed.status_code == 303 and "httponly" in signed.headers["set-cookie"].lower()
+        page = browser.get("/portal/")
+        assert page.status_code == 200 and "default-src 'none'" in page.headers["content-security-policy"]
+        refused = browser.post("/portal/caps/api_calls", data={"cap": "500"})
+        assert (refused.status_code, refused.json()["error"]) == (403, "forbidden")
+        token = re.search(r'name="csrf" value="(\w+)"', page.text)
+        assert token is not None
+        done = browser.post("/portal/caps/api_calls", data={"cap": "500", "csrf": token.group(1)})
+        assert done.status_code == 303
+        assert browser.get("/portal/caps").json()["caps"][0]["cap"] == "500"
+        browser.post("/portal/logout")
+        assert browser.get("/portal/caps").status_code == 401

@@ -43,12 +43,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import DBAPIError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import StreamingResponse
 
 from ledger.api import counters, intake, keys, portal
-from ledger.errors import MeterbookError
+from ledger.errors import BadInput, MeterbookError
 from ledger.escaping import SpreadsheetCsv
 from ledger.session import Session
 from ledger.workspace import Workspace
@@ -234,6 +235,22 @@ def create_app(service: Service) -> FastAPI:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return JSONResponse({"error": code, "detail": str(exc.detail)}, status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(DBAPIError)
+    async def store_down(request: Request, exc: DBAPIError) -> JSONResponse:
+        # the store refused or could not be reached (locked past the retries, down): nothing was
+        # acknowledged, so the client may send the same request again
+        return JSONResponse({"error": "store_unavailable", "detail": "the store could not take the request; "
+                             "retry it (nothing of it was stored)"}, status_code=503, headers={"Retry-After": "1"})
+
+    @app.exception_handler(BadInput)
+    async def bad_input(request: Request, exc: BadInput) -> JSONResponse:
+        return JSONResponse({"error": "bad_input", "detail": " ".join(str(exc).split())}, status_code=400)
+
+    @app.exception_handler(Exception)
+    async def failure(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"error": "internal", "detail": f"{type(exc).__name__}; see the server log"},
+                            status_code=500)
 
     @app.middleware("http")
     async def headers(request: Request, call_next: Any) -> Response:
