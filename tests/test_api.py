@@ -448,3 +448,49 @@ def test_a_cookie_sign_in_changes_a_cap_only_with_the_page_token(live: Live) -> 
         assert browser.get("/portal/caps").json()["caps"][0]["cap"] == "500"
         browser.post("/portal/logout")
         assert browser.get("/portal/caps").status_code == 401
+
+
+def test_a_killed_server_keeps_what_it_acknowledged_and_uncounted_batches_are_counted_at_start(
+        tmp_path: Path) -> None:
+    """``meterbook api`` as its own process: 2 events acknowledged, then SIGKILL: both are in the
+    store. A batch stored without its counters (a process that died in between, made here by
+    storing one directly) is counted when the API starts again: 2 + 1 calls live, exactly once."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from ledger.api import intake
+    from ledger.api.counters import batch_name
+
+    root = write_workspace(tmp_path / "ws", meters=METERS_CALLS_TOKENS, plans=plans(), customers=customers(),
+                           config=CONFIG)
+    session = Session.open(Workspace.load(root))
+    key = create_key(session.engine, session.rules, "ingest")
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-c", "from ledger.cli import main; main()", "--workspace",
+                               str(root), "api", "--port", str(port)], start_new_session=True)
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/v1/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {key.secret}"}) as c:
+            assert post(c, body(FIVE[:2])).json()["accepted"] == 2
+    finally:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait(timeout=10)
+    with session.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM events")).scalar_one() == 2
+    stored = intake.ingest_body(session.engine, session.rules, body([event("late-1")]).encode(), "json",
+                                name=batch_name(key.key.id, "crashed"), now=datetime.now(UTC))
+    assert stored.report.accepted == 1
+    day = {TODAY: Decimal(2)}
+    assert daily_live_totals(session.engine, start=TODAY, end=TODAY + timedelta(days=1)) == {
+        ("api_calls", "acme"): day}
+    for _ in range(2):  # two starts: counted once
+        Service.open(Workspace.load(root)).session.engine.dispose()
+    assert daily_live_totals(session.engine, start=TODAY, end=TODAY + timedelta(days=1)) == {
+        ("api_calls", "acme"): {TODAY: Decimal(3)}}
