@@ -462,13 +462,14 @@ class _Batch:
         self._classify(judged, outcomes, floor)
 
     def _copy(self, judged: Judged, outcomes: list[str]) -> None:
-        """PostgreSQL: ``COPY`` the chunk into a temporary staging table, then store it set-based.
+        """PostgreSQL: ``COPY`` the chunk's keys into a temporary staging table, claim them
+        set-based, ``COPY`` the rows that took their key into ``events``.
 
         The chunk's rows come in key order (:class:`_Judge`), so the first row of each
-        key in the file is the first of its run. Those rows are staged; one statement
-        claims their keys in ``event_keys`` (in key order, ``ON CONFLICT DO NOTHING``)
-        and returns the keys it took: *accepted*; a second inserts the staged rows that
-        took a key into ``events``. Only when some row did not take its key (a repeat
+        key in the file is the first of its run. Those rows' keys are staged; one
+        statement claims them in ``event_keys`` (in key order, ``ON CONFLICT DO
+        NOTHING``) and returns the keys it took: *accepted*, and their rows are copied
+        into ``events`` (each to its month's partition). Only when some row did not take its key (a repeat
         in the file, a stored key) is the stored hash of those keys read, by primary key
         (never a scan of a source's history): *duplicate* when equal, else *conflict*.
         Concurrent imports of overlapping files store each event once: ``ON CONFLICT``
@@ -481,8 +482,7 @@ class _Batch:
         if not self.staging:
             conn.exec_driver_sql(
                 'CREATE TEMPORARY TABLE meterbook_staging (source TEXT COLLATE "C", event_id TEXT COLLATE "C", '
-                "customer TEXT, type TEXT, time_us BIGINT, properties TEXT, numbers TEXT, payload_hash TEXT, "
-                "batch_id INTEGER, q_name TEXT, q_units BIGINT, q_nanos BIGINT, pos INTEGER) ON COMMIT DROP")
+                "payload_hash TEXT, batch_id INTEGER, time_us BIGINT) ON COMMIT DROP")
             self.staging = True
         else:
             conn.exec_driver_sql("TRUNCATE meterbook_staging")
@@ -502,16 +502,18 @@ class _Batch:
                 for k, row in enumerate(rows):
                     key = (row[0], row[1])
                     if key != previous:
-                        write((*row, k))
+                        write((row[0], row[1], row[7], row[8], row[4]))
                         firsts.append(k)
                         previous = key
+            claimed = set(conn.exec_driver_sql(_CLAIM_KEYS).all())
+            taken = [k for k in firsts if (rows[k][0], rows[k][1]) in claimed]
+            if taken:
+                with cursor.copy(_COPY_EVENTS) as copy:  # type: ignore[attr-defined]
+                    write = copy.write_row
+                    for k in taken:
+                        write(rows[k])
         finally:
             cursor.close()
-        claimed = set(conn.exec_driver_sql(_CLAIM_KEYS).all())
-        taken = [k for k in firsts if (rows[k][0], rows[k][1]) in claimed]
-        if len(taken) < len(firsts):
-            conn.exec_driver_sql("DELETE FROM meterbook_staging WHERE NOT (pos = ANY(%(taken)s))", {"taken": taken})
-        conn.exec_driver_sql(_STORE_STAGED)
         where = judged.where
         for k in taken:
             outcomes[where[k]] = "accepted"
@@ -613,13 +615,10 @@ SELECT source, event_id, payload_hash, batch_id, time_us FROM meterbook_staging 
 ON CONFLICT DO NOTHING
 RETURNING source, event_id
 """
-#: ... and the staged rows left (those that took their key) are stored.
-_STORE_STAGED = """
-INSERT INTO events (source, event_id, customer, type, time_us, properties, numbers, payload_hash, batch_id,
-                    q_name, q_units, q_nanos)
-SELECT source, event_id, customer, type, time_us, properties, numbers, payload_hash, batch_id,
-       q_name, q_units, q_nanos FROM meterbook_staging
-"""
+#: ... and the rows that took their key are copied into ``events`` (rows as :meth:`Checks.row`
+#: makes them, with the typed quantity :meth:`_Judge._typed` adds).
+_COPY_EVENTS = ("COPY events (source, event_id, customer, type, time_us, properties, numbers, payload_hash, "
+                "batch_id, q_name, q_units, q_nanos) FROM STDIN")
 
 
 class _Retry(Exception):
