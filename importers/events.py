@@ -416,8 +416,13 @@ def _head(filepath: str, size: int = 65536) -> bytes:
         return b""
 
 
+_LINE_END = re.compile(rb"\r\n|\n|\r")
+
+
 def _first_line(head: bytes) -> bytes:
-    for line in head.split(b"\n"):
+    """The first non-blank line, its ends stripped (lines end in LF, CRLF or a lone CR, as in
+    :meth:`Source.texts`)."""
+    for line in _LINE_END.split(head):
         if line.strip():
             return line.strip()
     return b""

@@ -26,7 +26,7 @@ from ledger.bench import fuzz
 from ledger.errors import BadInput
 from ledger.escaping import SpreadsheetCsv, for_spreadsheet, for_terminal
 from ledger.events import TimeError, number_of, parse_day, parse_number, parse_time, to_us
-from ledger.ingest import ImportReport
+from ledger.ingest import ImportReport, select_importer
 from ledger.registry import load_registry
 from ledger.reports import Report, Table
 from ledger.rules import Rules
@@ -512,3 +512,18 @@ def test_every_csv_the_engine_writes_goes_through_the_spreadsheet_writer() -> No
     assert [p for p in direct if not p.startswith("bench/")] == ["demo.py", "escaping.py"]
     for module in ("statements.py", "reports.py", "export.py", "api/app.py"):
         assert "SpreadsheetCsv(" in (root / module).read_text(), module
+
+
+@pytest.mark.parametrize(("name", "data", "importer"), [
+    ("bank.csv", b"date,amount,currency,invoice,reference\r2026-10-20,1.00,USD,,R-1\r", "payments-csv"),
+    ("totals.csv", b"date,customer,meter,quantity\r2026-10-01,acme,calls,3\r", "live-totals"),
+    ("ce.jsonl", b'{"specversion":"1.0","id":"c-1","source":"app","subject":"acme","type":"api.request",'
+                 b'"time":"2026-10-05T08:30:00Z"}\r', "cloudevents-jsonl"),
+])
+def test_cr_only_files_are_identified_by_content(tmp_path: Path, name: str, data: bytes,
+                                                 importer: str) -> None:
+    """Identification reads the first line with the same line ends as the importers: a CR-only
+    payments file is the payments importer's (before: the events importer's, refused whole)."""
+    path = tmp_path / name
+    path.write_bytes(data)
+    assert select_importer(path, IMPORTERS).name == importer
