@@ -56,7 +56,16 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
-from ledger.alerts import Alert, CycleProgress, charge_amount, crossings, cycle_progress
+from ledger.alerts import (
+    Alert,
+    CapChanges,
+    CycleProgress,
+    cap_changes,
+    cap_on,
+    charge_amount,
+    crossings,
+    cycle_progress,
+)
 from ledger.books import write_atomic
 from ledger.cycles import Cycle, cycle_at
 from ledger.errors import BadInput
@@ -231,12 +240,15 @@ def build_statement(session: Session, cycle: Cycle, *, today: date) -> Statement
                                     account="deferred", amount=fee.billed, cycle=cycle.key, link=cycle.link))
     remaining = _credit_remaining(rules, rating, cycle.customer, through)
 
+    changes = cap_changes(engine)  # the customer's own cap changes (``meterbook api``'s portal)
+    capped = set(customer.caps) | {m for c, m in changes if c == customer.id and m in rules.meters}
     meter_ids = list(dict.fromkeys(c.meter for c in plan.charges))
-    meter_ids += sorted(m for m in customer.caps if m not in meter_ids)
-    progress = cycle_progress(engine, rules, models, tz, [(cycle, through)], spend=customer.spend_cap is not None)[0]
+    meter_ids += sorted(m for m in capped if m not in meter_ids)
+    progress = cycle_progress(engine, rules, models, tz, [(cycle, through)], spend=customer.spend_cap is not None,
+                              changes=changes)[0]
     meters = tuple(_meter_usage(engine, rules.meters[m], cycle, through, tz, rated, progress) for m in meter_ids)
     projection = _project(session, cycle, through, rated, remaining)
-    caps = _caps(rules, progress, projection, meters, session)
+    caps = _caps(rules, progress, projection, meters, session, changes)
     return Statement(customer=customer.id, name=customer.name or customer.id, currency=customer.currency, cycle=cycle,
                      through=through, meters=meters, lines=tuple(lines), credit_applied=rated.credit_applied,
                      credit_remaining=remaining, projection=projection, caps=caps, rules=rules.hash)
@@ -328,12 +340,16 @@ def _project(session: Session, cycle: Cycle, through: date, rated: CycleRating, 
 
 
 def _caps(rules: Rules, progress: CycleProgress, projection: Projection, meters: Sequence[MeterUsage],
-          session: Session) -> tuple[CapUse, ...]:
+          session: Session, changes: CapChanges) -> tuple[CapUse, ...]:
     customer = rules.customers[progress.cycle.customer]
-    alerts = crossings(progress, rules, session.workspace.alerts)
+    alerts = crossings(progress, rules, session.workspace.alerts, changes)
     factor = Fraction(projection.cycle_days, projection.elapsed_days)
     caps = []
-    for meter, cap in sorted(customer.caps.items()):
+    last = progress.days[-1] if progress.days else progress.cycle.start
+    for meter in sorted(progress.quantities):
+        cap = cap_on(rules, customer.id, meter, last, changes)  # in force on the statement's last day
+        if cap is None:
+            continue
         used = progress.quantities[meter][-1] if progress.days else ZERO
         aggregation = rules.meters[meter].aggregation
         projected = _scale(used, factor) if aggregation in RUN_RATE_AGGREGATIONS else used

@@ -348,7 +348,8 @@ def test_the_portal_shows_live_usage_and_the_projected_cycle_cost(live: Live) ->
 
 def test_self_service_caps_stay_within_the_plan_maximum_and_alerts_use_them(live: Live) -> None:
     """acme's cap 100 (2 calls used: no alert). Lowered to 2 today: 2 ≥ 0.8 × 2 and ≥ 1.0 × 2, so
-    both thresholds are reached today, each alert carrying cap 2; above 1000 (the plan's maximum),
+    both thresholds are reached today, each alert carrying cap 2 (the statement shows cap 2 and both);
+    above 1000 (the plan's maximum),
     not a number, or on tokens (no maximum) is refused."""
     with live.client(live.ingest) as client:
         post(client, body(FIVE[:2]))
@@ -369,6 +370,11 @@ def test_self_service_caps_stay_within_the_plan_maximum_and_alerts_use_them(live
     alerts = find_alerts(session, TODAY)
     assert [(a.id.split(":")[-1], a.cap, a.value, a.date) for a in alerts] == [
         ("80", Decimal(2), Decimal(2), TODAY), ("100", Decimal(2), Decimal(2), TODAY)]
+    from ledger.statements import build_statement, pick_cycle
+
+    statement = build_statement(session, pick_cycle(session.rules, "acme", "current", TODAY), today=TODAY)
+    assert [(c.meter, c.cap, [a.percent for a in c.crossed]) for c in statement.caps] == [
+        ("api_calls", Decimal(2), ["80", "100"])]
     listed = run_cli(live.root, "caps")
     assert listed.exit_code == 0 and f"{TODAY}  acme" in listed.output and "100 -> 2" in listed.output
 
