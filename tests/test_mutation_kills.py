@@ -6,10 +6,14 @@ mutant it catches (``python3 tasks.py mutation MODULE`` names them). Grouped by 
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import ROUND_HALF_UP, Decimal, localcontext
+from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
+from ledger.cycles import Cycle
 from ledger.money import (
     MAX_MAGNITUDE,
     DecimalError,
@@ -35,7 +39,23 @@ from ledger.pricing import (
     format_quantity,
     parse_tiers,
 )
+from ledger.rating import (
+    BaseFeeRating,
+    TermsPin,
+    cycle_plan,
+    grant_key,
+    rate,
+    undrawn_credit,
+)
+from ledger.registry import load_registry
+from ledger.rules import BaseFee, CreditGrant, Plan, PlanVersion, load_rules
+from ledger.store import open_store
+from tests.support import insert_events
 from tests.test_pricing_models import banded
+from tests.test_rating import _ev as rating_event
+from tests.test_rating import _rules as rating_rules
+
+UTC = ZoneInfo("UTC")
 
 # --- ledger/money.py ---------------------------------------------------------------------------
 
@@ -221,3 +241,91 @@ def test_pricing_parameter_messages() -> None:
         decimal_param({}, "unit_price")
     with pytest.raises(PricingError, match=r"^tiers: required key is missing$"):
         parse_tiers({})
+
+
+# --- ledger/rating.py ---------------------------------------------------------------------------
+
+JPY_RULES = {
+    "meters.yaml": "meters:\n  api_calls: {event_type: api.request, aggregation: count}\n",
+    "plans.yaml": """\
+plans:
+  y:
+    currency: JPY
+    base_fee: {amount: "1000", timing: advance}
+    charges:
+      - {meter: api_calls, model: flat, amount: "1000"}
+""",
+    "customers.yaml": """\
+customers:
+  jp: {currency: JPY, billing_anchor: calendar, subscriptions: [{plan: y, start: 2026-09-11}]}
+""",
+}
+
+
+def test_short_cycle_in_yen_prorates_and_recognizes_to_whole_yen(tmp_path: Path) -> None:
+    """Plan y (JPY, no minor unit): base fee 1000 in advance and a flat 1000 per month; the first
+    cycle [Sep 11, Oct 1) is 20 of 30 days: billed 1000 × 20/30 = 666.67 → 667 yen (not 666.67).
+    Through Sep 20, 10 of its 20 days: 667 × 10/20 = 333.5 → 334 (half-even). The flat fee's
+    line says both, and on the last day carries the prorated unit price 667 (kills the currency
+    dropped from prorate/recognize, and the ratable line's description and unit price mutants)."""
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir()
+    for name, text in JPY_RULES.items():
+        (rules_dir / name).write_text(text)
+    models = dict(load_registry(None).pricing_models)
+    rules = load_rules(rules_dir, models)
+    engine = open_store(f"sqlite:///{tmp_path / 'e.sqlite'}")
+    mid = rate(engine, rules, models, UTC, through=date(2026, 9, 20)).latest()[0]
+    assert mid.base_fee == BaseFeeRating(timing="advance", billed=D(667), recognized=D(334))
+    assert mid.charges[0].amount == D(334)
+    assert mid.charges[0].lines == (
+        PriceLine("flat fee per cycle, 20/30 days, 10 of 20 days to date", D(1), None, D(334)),)
+    end = rate(engine, rules, models, UTC, through=date(2026, 9, 30)).latest()[0]
+    assert end.base_fee == BaseFeeRating(timing="advance", billed=D(667), recognized=D(667))
+    assert end.charges[0].lines == (PriceLine("flat fee per cycle, 20/30 days", D(1), D(667), D(667)),)
+
+
+def test_cycle_plan_versions_and_pins() -> None:
+    """Plan p: base fee 10.00, minimum 50; a version effective Oct 1 makes them 12.00 and 60.
+    The cycle starting Oct 1 is rated with 12.00/60; pinned to the original terms (date.min)
+    with 10.00/50; its usage terms unpinned but its advance fee pinned to the original: 60 with
+    a 10.00 fee. A plan without versions is rated as it is."""
+    plan = Plan(id="p", currency="USD", base_fee=BaseFee(amount=D("10.00")), minimum_commitment=D(50),
+                versions=(PlanVersion(effective=date(2026, 10, 1), base_fee=BaseFee(amount=D("12.00")),
+                                      minimum_commitment=D(60)),))
+    october = Cycle("c", "p", date(2026, 10, 1), date(2026, 11, 1), date(2026, 10, 1), date(2026, 11, 1),
+                    0, False, False)
+
+    def terms(pin: TermsPin | None) -> tuple[Decimal | None, Decimal | None]:
+        rated = cycle_plan(plan, october, pin)
+        return (rated.base_fee.amount if rated.base_fee else None), rated.minimum_commitment
+
+    assert terms(None) == (D("12.00"), D(60))
+    assert terms(TermsPin()) == (D("12.00"), D(60))
+    assert terms(TermsPin(usage=date.min)) == (D("10.00"), D(50))
+    assert terms(TermsPin(fee=date.min)) == (D("10.00"), D(60))
+    plain = Plan(id="q", currency="USD", minimum_commitment=D(5))
+    assert cycle_plan(plain, october, TermsPin(usage=date(2026, 10, 1))) is plain
+
+
+def test_grant_key_counts_only_earlier_grants_of_the_day() -> None:
+    """Two grants dated Sep 1: the first is "#1", the second "#2" (the count stops at the grant)."""
+    grants = [CreditGrant(amount=D(5), granted=date(2026, 9, 1)),
+              CreditGrant(amount=D(9), granted=date(2026, 9, 1))]
+    assert [grant_key(grants, i) for i in range(2)] == ["2026-09-01#1", "2026-09-01#2"]
+
+
+def test_undrawn_credit_counts_returns_and_the_grant_day(tmp_path: Path) -> None:
+    """t's 100.00 grant (granted Sep 1): Sep 30 draws 2.00 of tokens, Oct 14 gives 0.50 back
+    (the volume price fell to 1.50): 100.00 − 2.00 + 0.50 = 98.50 left. On its grant day, before
+    any draw, all 100.00 is there."""
+    rules, models = rating_rules(tmp_path)
+    rows = [rating_event(1, "t", "llm.completion", "2026-09-20T00:00:00Z", tokens="100"),
+            rating_event(2, "t", "llm.completion", "2026-10-05T10:00:00Z", tokens="50")]
+    engine = open_store(f"sqlite:///{tmp_path / 'e.sqlite'}")
+    insert_events(engine, rows)
+    rating = rate(engine, rules, models, UTC, through=date(2026, 10, 14), customers={"t"})
+    grants = rules.customers["t"].credits
+    assert undrawn_credit(rating, grants, "t", date(2026, 10, 14)) == {"2026-09-01#1": D("98.50")}
+    assert undrawn_credit(rating, grants, "t", date(2026, 9, 1)) == {"2026-09-01#1": D("100.00")}
+    assert undrawn_credit(rating, grants, "t", date(2026, 8, 31)) == {}
