@@ -31,7 +31,7 @@ from beancount import loader
 from sqlalchemy import select
 
 from ledger import faults
-from ledger.books import close_path, load_books, month_path, sealed_months
+from ledger.books import close_path, format_entry, load_books, month_path, sealed_months
 from ledger.invoicing import load_invoices
 from ledger.lock import workspace_lock
 from ledger.seal import GUARD_ACCOUNT
@@ -579,3 +579,26 @@ def test_posted_through_is_recorded(ws: Path) -> None:
         assert session.posted_through() == date(2026, 11, 30)
     finally:
         session.engine.dispose()
+
+
+def test_seals_made_before_documents_were_covered_still_verify(ws: Path) -> None:
+    """A close file as earlier versions wrote it (assertions, manifest, seal; no documents directive,
+    no guard): bean-check and check still pass it, and check says what it does not cover."""
+    from ledger.seal import GENESIS, build_seal, read_seals
+
+    close_file = close_path(ws / "books", "2026-09")
+    text = close_file.read_text()
+    close_file.write_text(text[:text.index('2026-10-01 custom "meterbook-seal-documents"')])
+    entries, errors, _options = load_books(ws / "books" / "main.beancount")
+    assert errors == []
+    sealing = build_seal("2026-09", entries, GENESIS)
+    close_file.write_text(close_file.read_text() + "".join("\n" + format_entry(d) for d in sealing))
+    old_hash = read_seals(sealing)[0][0].hash
+    session = open_session(ws)
+    with session.engine.begin() as conn:
+        conn.execute(meta.update().where(meta.c.key == "seal:2026-09").values(value=old_hash))
+    session.engine.dispose()
+    assert bean_check(ws).returncode == 0
+    code, out = check_lines(ws)
+    assert code == 0, out
+    assert "ok (sealed before seals covered documents: its documents and close report are not verified)" in out

@@ -35,12 +35,20 @@ def check_host(host: str, *, allow_remote: bool) -> str | None:
     return f"warning: serving the API on {host}: use TLS in front of it, keys travel in every request"
 
 
-def serve(workspace: Workspace, host: str, port: int, *, max_body: int, log_level: str = "warning") -> None:
-    """Run the API with uvicorn until interrupted."""
+def serve(workspace: Workspace, host: str, port: int, *, max_body: int, workers: int = 1,
+          log_level: str = "warning") -> None:
+    """Run the API with uvicorn until interrupted (``workers`` processes sharing the port)."""
+    import os
+
     import uvicorn
 
+    options = {"host": host, "port": port, "log_level": log_level, "access_log": False,
+               "limit_concurrency": 256, "timeout_keep_alive": 30}
+    if workers > 1:  # each worker process opens the workspace itself
+        os.environ["METERBOOK_API_WORKSPACE"] = str(workspace.root)
+        os.environ["METERBOOK_API_MAX_BODY"] = str(max_body)
+        uvicorn.run("ledger.api.app:from_environment", factory=True, workers=workers, **options)  # type: ignore[arg-type]
+        return
     from ledger.api.app import Service, create_app
 
-    app = create_app(Service.open(workspace, max_body=max_body))
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False,
-                limit_concurrency=256, timeout_keep_alive=30)
+    uvicorn.run(create_app(Service.open(workspace, max_body=max_body)), **options)  # type: ignore[arg-type]

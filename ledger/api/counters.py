@@ -188,12 +188,14 @@ def count_batch(engine: Engine, rules: Rules, tz: ZoneInfo, batch_id: int, key_i
         sqlite = conn.dialect.name == "sqlite"
         if sqlite:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
-        done = conn.execute(sa.select(api_batches.c.batch_id).where(api_batches.c.batch_id == batch_id)).first()
-        if done is not None:
+        placeholder = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        claimed = conn.exec_driver_sql(
+            "INSERT INTO api_batches (batch_id, key_id, counted_at) VALUES "
+            f"({placeholder}, {placeholder}, {placeholder}) ON CONFLICT (batch_id) DO NOTHING RETURNING batch_id",
+            (batch_id, key_id, datetime.now(UTC).isoformat(timespec="seconds"))).first()
+        if claimed is None:  # counted before (another worker, an earlier start)
             conn.rollback()
             return False
-        conn.execute(api_batches.insert().values(batch_id=batch_id, key_id=key_id,
-                                                 counted_at=datetime.now(UTC).isoformat(timespec="seconds")))
         e = events.c
         rows = conn.execute(sa.select(e.customer, e.type, e.time_us, e.properties, e.numbers)
                             .where(e.pk > floor, e.batch_id == batch_id)).all()

@@ -17,19 +17,22 @@ the function returns, so the 200 that follows is only sent for stored events.
     >>> body = b'[{"id": "e-1", "customer": "acme", "type": "api.request", "time": "2026-12-04T09:00:00Z"}]'
     >>> body_kind("application/json; charset=utf-8"), body_kind("application/x-ndjson"), body_kind("text/csv")
     ('json', 'ndjson', None)
-    >>> check_json(body) is None, check_json(b'[{"id": ')
-    (True, 'line 1 column 9: Expecting value')
+    >>> import io
+    >>> list(JsonBody().rows(Source(io.BytesIO(b'[{"id": "e-1"}, {"id": '))))
+    Traceback (most recent call last):
+    ledger.api.intake.MalformedBody: event 2: Expecting value
 
-A JSON body that is not JSON at all is refused whole (HTTP 400, nothing stored);
-in NDJSON, as in a ``.jsonl`` file, a line that is not JSON is one ``bad_json`` reject.
+A JSON body that is not JSON (or not an object or array) is refused whole (HTTP
+400): :class:`MalformedBody` is raised while the body is read, inside the ingest
+transaction, which is rolled back, so nothing of it is stored. In NDJSON, as in a
+``.jsonl`` file, a line that is not JSON is one ``bad_json`` reject.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -38,7 +41,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
-from ledger.importers.events import CloudEventsJson, CloudEventsJsonl, JsonlEvents, RawEvent
+from ledger.errors import BadInput
+from ledger.importers.events import (
+    CloudEventsJson,
+    CloudEventsJsonl,
+    HeaderError,
+    JsonlEvents,
+    RawEvent,
+    Source,
+)
 from ledger.ingest import ImportReport, ingest_file
 from ledger.rules import Rules
 from ledger.store import conflicts, rejects
@@ -59,14 +70,30 @@ def _event(line: int, raw: str, obj: Any) -> RawEvent:
     return reader.event(line, raw, obj)
 
 
+class MalformedBody(HeaderError):
+    """A JSON body that cannot be read as events at all: refused whole."""
+
+
+_UNREADABLE = "; the rest of the file is unreadable"
+
+
 class JsonBody(CloudEventsJson):
-    """A JSON body: one event object or an array, plain events or CloudEvents (``line``:
-    the line of the body the object starts on)."""
+    """A JSON body: one event object or an array, plain events or CloudEvents. An event's
+    ``line`` is its position in the array (1-based), what a client can find it by."""
 
     importer_name = "api-json"
+    #: set when the body was found malformed (the engine turns the exception into BadInput)
+    malformed: str | None = None
 
     def event(self, line: int, raw: str, obj: Any) -> RawEvent:
         return _event(line, raw, obj)
+
+    def rows(self, source: Source) -> Iterator[RawEvent]:
+        for position, row in enumerate(super().rows(source), 1):
+            if row.reason and row.detail.endswith(_UNREADABLE):
+                self.malformed = f"event {position}: {row.detail.removesuffix(_UNREADABLE)}"
+                raise MalformedBody(self.malformed)
+            yield row._replace(line=position)
 
 
 class NdjsonBody(JsonlEvents):
@@ -88,19 +115,15 @@ def body_kind(content_type: str) -> str | None:
     return None
 
 
-def check_json(body: bytes) -> str | None:
-    """None when ``body`` is JSON (an object or an array), else what is wrong with it."""
-    try:
-        value = json.loads(body)
-    except UnicodeDecodeError as exc:
-        return f"the body is not UTF-8 (byte {exc.start})"
-    except json.JSONDecodeError as exc:
-        return f"line {exc.lineno} column {exc.colno}: {exc.msg}"
-    except RecursionError:
-        return "nested too deeply"
-    if not isinstance(value, dict | list):
-        return f"expected an event object or an array of them, got {type(value).__name__}"
-    return None
+def json_shape(body: bytes) -> str | None:
+    """None when a JSON body starts as an object or an array, else what is wrong.
+
+    >>> json_shape(b'  [{"id": "e-1"}]'), json_shape(b'"e-1"')
+    (None, 'expected an event object or an array of them')
+    """
+    if body.lstrip(b" \t\r\n\xef\xbb\xbf")[:1] in (b"[", b"{"):
+        return None
+    return "expected an event object or an array of them"
 
 
 @dataclass(frozen=True)
@@ -140,7 +163,12 @@ def ingest_body(engine: Engine, rules: Rules, body: bytes, kind: str, *, name: s
     try:
         with os.fdopen(handle, "wb") as file:
             file.write(body)
-        report = ingest_file(engine, rules, Path(path), importer, now=now, name=name)
+        try:
+            report = ingest_file(engine, rules, Path(path), importer, now=now, name=name)
+        except BadInput:
+            if isinstance(importer, JsonBody) and importer.malformed:  # rolled back: nothing stored
+                raise MalformedBody(importer.malformed) from None
+            raise
     finally:
         os.unlink(path)
     problems: list[RowProblem] = []
@@ -162,7 +190,3 @@ def ingest_body(engine: Engine, rules: Rules, body: bytes, kind: str, *, name: s
                                                "the first stored wins"))
     return IntakeReport(report, tuple(problems))
 
-
-def counts_only(reasons: Mapping[str, int]) -> dict[str, int]:
-    """Reasons sorted by name (the response's ``reasons``)."""
-    return dict(sorted(reasons.items()))

@@ -13,7 +13,7 @@ compared against a dummy hash, so timing does not tell a known id from an unknow
     >>> fake = ApiKey("k000000000001", "portal", "acme", "", "2026-12-04T10:00:00+00:00", None)
     >>> fake.revoked, fake.describe()
     (False, 'k000000000001  portal  acme  created 2026-12-04T10:00:00+00:00')
-    >>> parse_key("mbk_k000000000001_abc"), parse_key("Bearer x")
+    >>> parse_key("mbk_k000000000001_" + "a" * 43), parse_key("mbk_k000000000001_abc")
     ('k000000000001', None)
 """
 
