@@ -659,11 +659,17 @@ def credit_note_html(note: CreditNote, rules: Rules) -> str:
         rows = "".join(
             f"<tr><td>{p.line or ''}</td><td>{escape(p.description)}</td><td class='num'>{p.amount:,}</td>"
             f"<td class='num'>{p.deferred:,}</td><td class='num'>{p.revenue:,}</td></tr>" for p in note.parts)
+        # the tax given back is no revenue (ledger.tax): the totals are the lines' net, as posted
+        net = note.amount - note.tax_amount
+        if note.tax_amount and sum((p.amount for p in note.parts), ZERO) == note.amount:
+            rows += (f"<tr class='tax'><td></td><td>tax included above, given back</td>"  # inclusive
+                     f"<td class='num'>{-note.tax_amount:,}</td><td class='num'>0</td>"
+                     f"<td class='num'>{-note.tax_amount:,}</td></tr>")
         split = (
             "<h2>Accounting</h2><table><thead><tr><th>Line</th><th>Credited</th><th class='num'>Amount</th>"
             "<th class='num'>Deferred revenue reversed</th><th class='num'>Contra-revenue</th></tr></thead>"
-            f"<tbody>{rows}</tbody><tfoot><tr><td colspan='2'>Total</td><td class='num'>{note.amount:,} {cur}</td>"
-            f"<td class='num'>{note.deferred:,} {cur}</td><td class='num'>{note.amount - note.deferred:,} {cur}</td>"
+            f"<tbody>{rows}</tbody><tfoot><tr><td colspan='2'>Total</td><td class='num'>{net:,} {cur}</td>"
+            f"<td class='num'>{note.deferred:,} {cur}</td><td class='num'>{net - note.deferred:,} {cur}</td>"
             "</tr></tfoot></table>")
     if note.tax is not None:  # the tax given back, its ids and mention (ledger.documents)
         from ledger.documents import tax_ids_html, tax_mention_html, tax_rows_html

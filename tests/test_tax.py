@@ -817,3 +817,45 @@ plans:
         "13.09"
     )  # 36.89 − 24.99 + 1.19
     assert run_cli(root, "check").exit_code == 0
+
+
+def _accounting_totals(html: str) -> list[str]:
+    """The credit note's Accounting table: the footer's amount, deferred and contra-revenue."""
+    table = html.split("<h2>Accounting</h2>", 1)[1].split("</table>", 1)[0]
+    foot = table.split("<tfoot>", 1)[1]
+    return [cell.split("</td>", 1)[0] for cell in foot.split("<td class='num'>")[1:]]
+
+
+def test_credit_note_document_does_not_count_the_tax_as_contra_revenue(tmp_path: Path) -> None:
+    """kunde's 59.65 note: 50.13 of the line (contra-revenue, as posted) + 9.52 of VAT. The
+    Accounting table's totals are the lines' 50.13, deferred 0.00, contra-revenue 50.13 (they
+    said 59.65 and 59.65, the tax counted as revenue given back). Inclusive prices (119.00
+    with 19.00 VAT in it), a 59.50 note: the line 59.50 holds 9.50 of tax, shown as its own
+    row, so the totals are 50.00, 0.00 and 50.00, as the books have them."""
+    session = workspace(tmp_path / "ws")
+    session.invoice(through=date(2026, 11, 1))
+    note = issue_credit_note(
+        session, "INV-2026-000003", amount="59.65", reason="outage", on=date(2026, 11, 10)
+    )
+    html = (session.workspace.books_dir / "documents" / f"{note.number}.html").read_text()
+    assert _accounting_totals(html) == ["50.13 EUR", "0.00 EUR", "50.13 EUR"]
+    session.post(through=date(2026, 11, 30))
+    [cn] = [
+        e
+        for e in books(session)
+        if isinstance(e, data.Transaction) and e.meta.get("credit_note") == note.number
+    ]
+    assert {p.account: p.units.number for p in cn.postings}["Income:Credit-Notes"] == Decimal(
+        "50.13"
+    )
+
+    inclusive = workspace(
+        tmp_path / "incl", config=CONFIG + 'prices = "inclusive"\n', counts=(476, 400, 401)
+    )
+    inclusive.invoice(through=date(2026, 11, 1))
+    note = issue_credit_note(
+        inclusive, "INV-2026-000003", amount="59.50", reason="outage", on=date(2026, 11, 10)
+    )
+    html = (inclusive.workspace.books_dir / "documents" / f"{note.number}.html").read_text()
+    assert "tax included above, given back</td><td class='num'>-9.50</td>" in html
+    assert _accounting_totals(html) == ["50.00 EUR", "0.00 EUR", "50.00 EUR"]
