@@ -881,8 +881,9 @@ def export_group() -> None:
 @click.option("--format", "fmt", default="csv", show_default=True, metavar="csv|quickbooks|xero|netsuite",
               help="csv, or the journal-import CSV of QuickBooks Online, Xero or NetSuite.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write here (default: stdout).")
+@click.option("--currency", help="Only this currency's entry (Xero takes one: its base currency).")
 @pass_context
-def export_journal(ctx: Context, month: str, fmt: str, out: Path | None) -> None:
+def export_journal(ctx: Context, month: str, fmt: str, out: Path | None, currency: str | None) -> None:
     """The month's movements per general-ledger account (rules/gl_accounts.yaml), one balanced
     entry per currency, referencing the month's seal; an unsealed month is exported with a warning."""
     from ledger.books import load_books
@@ -902,6 +903,10 @@ def export_journal(ctx: Context, month: str, fmt: str, out: Path | None) -> None
         raise BadInput(f"{workspace.main_file}: the books do not load ({len(errors)} errors); "
                        "run `meterbook check`")
     journal = build_journal(entries, month, mapping)
+    if currency is not None:
+        from ledger.export import only_currency
+
+        journal = only_currency(journal, currency)
     if journal.seal is None:
         click.echo(f"meterbook: warning: {month} is not sealed: its movements may still change "
                    f"(close it first: meterbook close {month})", err=True)

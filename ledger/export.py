@@ -223,8 +223,18 @@ def _plain(amount: Decimal) -> str:
     return format(amount, "f") if amount else ""
 
 
+def only_currency(journal: Journal, currency: str) -> Journal:
+    """The journal's entry in ``currency`` alone (``--currency``); none: :class:`BadInput`."""
+    entries = tuple(e for e in journal.entries if e.currency == currency)
+    if not entries:
+        have = ", ".join(e.currency for e in journal.entries) or "none"
+        raise BadInput(f"--currency: {journal.month} has no {currency!r} movements (it has {have})")
+    return Journal(journal.month, journal.seal, entries, journal.movements)
+
+
 def render(journal: Journal, fmt: str, mapping: GlMapping) -> str:
-    """The journal as CSV text in ``fmt`` (one of :data:`FORMATS`)."""
+    """The journal as CSV text in ``fmt`` (one of :data:`FORMATS`); ``xero`` takes one currency
+    (Xero's manual journals have none: their amounts are the base currency's)."""
     out = io.StringIO()
     writer = SpreadsheetCsv(out)  # no cell runs as a formula; amounts stay numbers
     rows: list[list[str]] = []
@@ -274,6 +284,15 @@ def render(journal: Journal, fmt: str, mapping: GlMapping) -> str:
             for ln in e.lines
         ]
     elif fmt == "xero":
+        currencies = sorted({e.currency for e in journal.entries})
+        if len(currencies) > 1:
+            # Xero's manual journal has no currency: every amount is taken in the organisation's
+            # base currency, so EUR and USD lines would be added up as one currency
+            raise BadInput(
+                f"--format xero: Xero manual journals hold the base currency only and the "
+                f"{journal.month} journal has {', '.join(currencies)}: export one with "
+                "--currency (the base currency's, or convert the others first)"
+            )
         writer.writerow(
             ["*Narration", "*Date", "Description", "*AccountCode", "*TaxRate", "*Amount"]
         )

@@ -187,7 +187,37 @@ def test_named_formats_follow_each_products_columns_and_balance(closed: Session)
         "Name",
     ]
     assert {r["Journal Date"] for r in qbo} == {"11/30/2026"}
-    xero = export(closed.workspace.root, "xero")
+    # Xero's manual journal has no currency column: one currency per file (--currency)
+    result = run_cli(
+        closed.workspace.root, "export", "journal", "--month", "2026-11", "--format", "xero"
+    )
+    assert result.exit_code == 2, result.output
+    assert "Xero manual journals hold the base currency only" in result.output
+    assert "2026-11 journal has EUR, USD" in result.output
+    result = run_cli(
+        closed.workspace.root,
+        "export",
+        "journal",
+        "--month",
+        "2026-11",
+        "--format",
+        "xero",
+        "--currency",
+        "EUR",
+    )
+    assert result.exit_code == 0, result.output
+    xero = list(csv.DictReader(io.StringIO(result.stdout)))
+    # EUR alone: bank 119.30, receivable 100.00, unbilled −200.25, VAT DE −19.05 (sums to 0)
+    assert [(r["*AccountCode"], r["*Amount"]) for r in xero] == [
+        ("1000", "119.30"),
+        ("1200", "100.00"),
+        ("1210", "-200.25"),
+        ("2210", "-19.05"),
+    ]
+    result = run_cli(
+        closed.workspace.root, "export", "journal", "--month", "2026-11", "--currency", "JPY"
+    )
+    assert result.exit_code == 2 and "has no 'JPY' movements (it has EUR, USD)" in result.output
     assert list(xero[0]) == [
         "*Narration",
         "*Date",
