@@ -557,6 +557,10 @@ class _JsonEvents(EventImporter):
     def event(self, line: int, raw: str, obj: Any) -> RawEvent:
         if not isinstance(obj, dict):
             return unreadable(line, "bad_json", f"expected an object, got {type(obj).__name__}", raw)
+        if "\\u" in raw:  # only an escape writes a NUL or a lone surrogate; first, so that no
+            unstorable = _unstorable(obj, "data" if self.cloudevents else "properties")  # detail
+            if unstorable:  # below quotes one (a detail is stored text too)
+                return unreadable(line, "bad_json", unstorable, raw)
         if self.cloudevents:
             fields = {"id": obj.get("id"), "source": obj.get("source"), "customer": obj.get("subject"),
                       "type": obj.get("type"), "time": obj.get("time")}
@@ -588,15 +592,28 @@ class _JsonEvents(EventImporter):
                     return unreadable(line, "bad_json",
                                       f"{where}.{key}: expected a string or number, got {type(value).__name__}", raw)
                 properties[key] = as_text
-        if "\\u" in raw:  # only an escape can write a NUL or a lone surrogate
-            named = (*text.items(), *((f"{where}.{k}", v) for k, v in properties.items()))
-            for key, value in named:
-                found = _UNSTORABLE.search(key) or _UNSTORABLE.search(value)
-                if found:
-                    why = f"\\u{ord(found.group()):04x}, which is not text (a NUL or a lone surrogate)"
-                    return unreadable(line, "bad_json", f"{key}: the string holds {why}", raw)
         return RawEvent(line, raw, text["id"], text["source"] or DEFAULT_SOURCE, text["customer"], text["type"],
                         text["time"], properties)
+
+
+def _unstorable(obj: dict[str, Any], where: str) -> str:
+    """Where an event object holds a NUL or a lone surrogate (in a key or a string, at the top
+    or in ``where``, its properties), as a reject detail; "" if nowhere.
+
+    >>> _unstorable({"id": "e", "properties": {"x\\ud800": "1"}}, "properties")
+    "'properties.x\\\\ud800': holds \\\\ud800, which is not text (a NUL or a lone surrogate)"
+    """
+    inner = obj.get(where)
+    named = [(k, k, v) for k, v in obj.items()]
+    if isinstance(inner, dict):
+        named += [(f"{where}.{k}", k, v) for k, v in inner.items()]
+    for name, key, value in named:
+        for text in (key, value):
+            found = _UNSTORABLE.search(text) if isinstance(text, str) else None
+            if found:
+                return (f"{name!r}: holds \\u{ord(found.group()):04x}, which is not text "
+                        "(a NUL or a lone surrogate)")
+    return ""
 
 
 class JsonlEvents(_JsonEvents):

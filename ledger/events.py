@@ -162,22 +162,37 @@ def parse_number(text: str) -> Decimal:
     Traceback (most recent call last):
     ValueError: '1_000' is not a plain decimal number (such as 12, -0.5 or 1.5e3)
     """
-    if _NUMBER.fullmatch(text) is None:
-        raise ValueError(number_problem(text))
-    value = Decimal(text)
-    if not within_magnitude(value):
+    value = _decimal(text)
+    if value is None or not within_magnitude(value):
         raise ValueError(number_problem(text))
     return value
 
 
 def number_problem(text: str) -> str:
-    """Why :func:`number_of` refuses ``text`` (for a reject's detail)."""
+    """Why :func:`number_of` refuses ``text`` (for a reject's detail; long text is cut).
+
+    >>> number_problem("1e99999999999999999999"), number_problem("0.0000000001")
+    ("'1e99999999999999999999' is out of range", "'0.0000000001' has more than 9 decimal places")
+    """
+    shown = repr(text) if len(text) <= 40 else repr(text[:40]) + "…"
     if _NUMBER.fullmatch(text) is None:
-        return f"{text!r} is not a plain decimal number (such as 12, -0.5 or 1.5e3)"
-    value = Decimal(text)
+        return f"{shown} is not a plain decimal number (such as 12, -0.5 or 1.5e3)"
+    value = _decimal(text)
+    if value is None:  # an exponent beyond what a decimal holds
+        return f"{shown} is out of range"
     if value.adjusted() >= 0 and not within_magnitude(value):
-        return f"{text!r} is too large (at most 10**15 in absolute value)"
-    return f"{text!r} has more than {QUANTITY_PLACES} decimal places"
+        return f"{shown} is too large (at most 10**15 in absolute value)"
+    return f"{shown} has more than {QUANTITY_PLACES} decimal places"
+
+
+def _decimal(text: str) -> Decimal | None:
+    """``Decimal(text)`` for text of the input grammar, None when it is not (or out of range)."""
+    if _NUMBER.fullmatch(text) is None:
+        return None
+    try:
+        return Decimal(text)
+    except (InvalidOperation, ValueError):
+        return None
 
 
 def dumps(value: object) -> str:

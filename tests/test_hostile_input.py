@@ -527,3 +527,36 @@ def test_cr_only_files_are_identified_by_content(tmp_path: Path, name: str, data
     path = tmp_path / name
     path.write_bytes(data)
     assert select_importer(path, IMPORTERS).name == importer
+
+
+def test_an_exponent_no_decimal_holds_is_a_reject_not_a_traceback(
+    store: tuple[Engine, Rules], tmp_path: Path
+) -> None:
+    """``1e99999999999999999999`` has the grammar of a number but no Decimal holds it: the row
+    is ``bad_number`` ("out of range") in events, payments and live totals."""
+    huge = "1e99999999999999999999"
+    events_csv = EVENTS_HEADER + event_row(1, gb=huge) + event_row(2, tokens="-" + huge[:-1])
+    report = ingest(store, tmp_path / "e.csv", events_csv, "events-csv")
+    assert report.reasons == {"bad_number": 2}
+    pay = f"date,amount,currency,invoice,reference\n2026-10-20,{huge},USD,,P-1\n".encode()
+    assert ingest(store, tmp_path / "p.csv", pay, "payments-csv").reasons == {"bad_number": 1}
+    live = f"date,customer,meter,quantity\n2026-10-01,acme,calls,{huge}\n".encode()
+    assert ingest(store, tmp_path / "l.csv", live, "live-totals").reasons == {"bad_number": 1}
+    assert all("out of range" in d for _, _, d, _ in reject_rows(store[0]))
+
+
+def test_a_lone_surrogate_in_a_key_never_reaches_a_stored_detail(
+    store: tuple[Engine, Rules], tmp_path: Path
+) -> None:
+    """A property named ``\\ud800tokens`` (found by the fuzz script, seed 11): the reject's
+    detail names it escaped; before, the detail itself could not be stored (UnicodeEncodeError)."""
+    data = (
+        b'[{"specversion":"1.0","id":"a-2","source":"app","subject":"beta","type":"llm.completion",'
+        b'"time":"2026-10-05T08:31:00Z","data":{"\\ud800tokens":7}},'
+        b'{"specversion":"1.0","id":"a-3","source":"app","subject":"beta","type":"llm.completion",'
+        b'"time":"2026-10-05T08:31:00Z","data":{"\\ud800tokens":[7]}}]'
+    )
+    report = ingest(store, tmp_path / "k.json", data, "cloudevents-json")
+    assert report.reasons == {"bad_json": 2}
+    assert [d for _, _, d, _ in reject_rows(store[0])] == [
+        "'data.\\ud800tokens': holds \\ud800, which is not text (a NUL or a lone surrogate)"] * 2
