@@ -690,7 +690,7 @@ def check_command(ctx: Context) -> None:
     for result in results:
         click.echo(f"{'ok' if result.ok else 'FAILED':<7} {result.name}")
         for line in result.details:
-            click.echo(f"          {line}")
+            click.echo(f"          {for_terminal(line)}")
     failed = [r.name for r in results if not r.ok]
     if failed:
         click.echo(f"check failed: {', '.join(failed)}")
