@@ -334,13 +334,19 @@ class InvoiceGate:
             accepted = load_acceptances(self.session.engine, month)
             blocking[month] = [f for f in found if f.blocks_close and f.customer and f.id not in accepted]
         issue = []
-        for draft in drafts:
+        stopped: dict[str, tuple[Finding, ...]] = {}  # customer → what holds its earliest held draft
+        for draft in sorted(drafts, key=lambda d: d.date):
             holding = tuple(f for m in billed_months(draft) for f in blocking.get(m, ()) if f.customer == draft.customer)
+            # a customer's invoices are issued in date order: one held holds its later ones too,
+            # or a later invoice would take a lower number and bill as if the earlier one did not exist
+            holding = holding or stopped.get(draft.customer, ())
             if holding:
+                stopped.setdefault(draft.customer, holding)
                 self.held.append(Held(draft, holding))
             else:
                 issue.append(draft)
-        return issue
+        order = {id(d): i for i, d in enumerate(drafts)}
+        return sorted(issue, key=lambda d: order[id(d)])
 
 
 def billed_months(invoice: Invoice) -> list[str]:

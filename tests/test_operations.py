@@ -477,3 +477,27 @@ def test_policy_no_proration_and_change_at_next_cycle(billed: Path) -> None:
     assert errors == [] and not [e for e in entries if isinstance(e, data.Transaction) and "credit_note" in e.meta]
     assert balance(entries, "Income:Subscriptions:P", date(2026, 11, 1)) == Decimal("-31.00")
     assert run_cli(billed, "check").exit_code == 0
+
+
+def test_a_held_invoice_holds_the_customers_later_invoices(billed: Path, tmp_path: Path) -> None:
+    """Found by the simulator. acme overpays INV-2026-000001 (31.00) with 34.00 on Oct 2:
+    3.00 of unapplied cash, an error finding of October naming acme. ``invoice --through
+    2026-12-01`` drafts acme's Nov 1 invoice (October's call, 1.00, and November's fee,
+    31.00: 32.00), which bills October: held; its Dec 1 invoice (November's fee) bills
+    November, which has no finding, but is held too: issued before the Nov 1 one it would
+    take the lower number and bill as if November's fee were not invoiced. Once the
+    finding is accepted the two are issued in date order (INV-2026-000002 on Nov 1,
+    INV-2026-000003 on Dec 1) and both trace verified."""
+    (tmp_path / "bank.csv").write_text("date,amount,currency,invoice,reference\n"
+                                       "2026-10-02,34.00,USD,INV-2026-000001,BANK-1\n")
+    assert run_cli(billed, "ingest", str(tmp_path / "bank.csv")).exit_code == 0
+    held = run_cli(billed, "invoice", "--through", "2026-12-01")
+    assert held.exit_code == 1 and "issued 0 invoices" in held.output, held.output
+    assert "2 invoices held by open error findings" in held.output
+    accepted = run_cli(billed, "invoice", "--through", "2026-12-01", "--accept", "unapplied-cash:BANK-1:2026-10",
+                       "--reason", "refund on its way")
+    assert accepted.exit_code == 0, accepted.output
+    assert "INV-2026-000002  2026-11-01  acme" in accepted.output
+    assert "INV-2026-000003  2026-12-01  acme" in accepted.output
+    for number in ("INV-2026-000002", "INV-2026-000003"):
+        assert run_cli(billed, "trace", number).exit_code == 0

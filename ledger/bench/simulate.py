@@ -1,0 +1,585 @@
+"""The operations simulator: random operational histories through the public CLI, with the
+ledger's invariants checked as they go (issue 12).
+
+    python -m ledger.bench simulate --histories 200 --seed 7
+
+Each history starts from an empty workspace (three customers: calendar and anniversary
+cycles, advance fees, graduated and volume tiers, a commitment, prepaid credit) and runs
+random operations in simulated time from 2026-09-01: usage ingested on time, late,
+duplicated or conflicting; ``post``; ``invoice``; payments (full, partial, over,
+unapplied); ``credit``; ``apply`` and ``refund``; plan versions and ``rerate``;
+subscription changes (cancellations, plan changes, cancellations taken back; backdated,
+dated ahead, before or after billing); prepaid grants; ``close`` of each finished month
+(accepting its findings when it refuses); commands re-run. Every operation is a CLI call
+(click's CliRunner), as an operator would type it.
+
+After every step: no traceback, exit codes 0/1/2 only, refusals only where they are the
+right answer, and the books load with 0 errors. Every ``--check-every`` steps and at the
+end (after invoicing and posting through the clock): ``check`` passes; ``trace`` verifies
+every invoice; every invoiced cycle's unbilled and contract-asset postings net to 0 through
+its last invoice; no customer's deferred revenue is a debit balance; every transaction of a
+customer touches only that customer's accounts and balances; a rebuild of the open months
+from the store gives the same bytes; invoice numbers are gapless and never reused.
+
+A failing history is shrunk (operations removed one at a time while it still fails) and
+printed. ``tests/test_simulator.py`` runs a few seeds in CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+START = date(2026, 9, 1)
+END = date(2026, 12, 1)
+METERS = """\
+meters:
+  api_calls: {event_type: api.request, aggregation: count, unit: call}
+  tokens: {event_type: llm.completion, aggregation: sum, value: tokens, unit: token}
+"""
+PLANS = {
+    "basic": """\
+  basic:
+    currency: USD
+    base_fee: {amount: "31.00", timing: advance}
+    charges:
+      - {meter: api_calls, model: unit, unit_price: "%(price)s"}
+""",
+    "pro": """\
+  pro:
+    currency: USD
+    base_fee: {amount: "62.00", timing: advance}
+    minimum_commitment: "40.00"
+    charges:
+      - meter: tokens
+        model: graduated
+        tiers:
+          - {up_to: 1000, unit_price: "0"}
+          - {unit_price: "%(price)s"}
+""",
+    "vol": """\
+  vol:
+    currency: USD
+    charges:
+      - meter: api_calls
+        model: volume
+        tiers:
+          - {up_to: 20, unit_price: "%(price)s"}
+          - {unit_price: "0.05"}
+""",
+}
+PRICES = {"basic": ["0.10", "0.08", "0.12"], "pro": ["0.02", "0.015", "0.03"], "vol": ["0.20", "0.15", "0.25"]}
+CUSTOMERS = {  # id: (billing anchor, first plan, start)
+    "cal": ("calendar", "basic", date(2026, 9, 1)),
+    "ann": ("start", "pro", date(2026, 9, 10)),
+    "vee": ("calendar", "vol", date(2026, 9, 15)),
+}
+EXPECTED_REFUSALS = ("a billed cycle is not re-cut",)
+
+
+class Failure(Exception):
+    """An invariant broken (or an unexpected refusal or crash) at one step."""
+
+
+@dataclass
+class World:
+    """What the simulator knows of the workspace it drives."""
+
+    root: Path
+    clock: date = START
+    subs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    grants: dict[str, list[tuple[str, date, date]]] = field(default_factory=lambda: defaultdict(list))
+    versions: dict[str, list[tuple[date, str]]] = field(default_factory=lambda: defaultdict(list))
+    events: int = 0
+    files: list[Path] = field(default_factory=list)
+    payments: int = 0
+    payouts: int = 0
+    closed: list[str] = field(default_factory=list)
+    numbers: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    posted_through: date | None = None
+    log: list[str] = field(default_factory=list)
+
+    # --- the workspace -----------------------------------------------------------------------
+
+    def write_rules(self) -> None:
+        plans = ["plans:\n"]
+        for plan, text in PLANS.items():
+            plans.append(text % {"price": PRICES[plan][0]})
+            versions = self.versions.get(plan, [])
+            if versions:
+                plans.append("    versions:\n")
+                for effective, price in versions:
+                    charge = (text % {"price": price}).split("    charges:\n", 1)[1]
+                    plans.append(f"      - effective: {effective.isoformat()}\n        charges:\n")
+                    plans.append("".join("    " + line + "\n" for line in charge.splitlines()))
+        (self.root / "rules" / "plans.yaml").write_text("".join(plans))
+        lines = ["customers:\n"]
+        for cid, (anchor, _plan, _start) in CUSTOMERS.items():
+            subs = ", ".join(_subscription(s) for s in self.subs[cid])
+            lines.append(f"  {cid}:\n    currency: USD\n    billing_anchor: {anchor}\n"
+                         f"    subscriptions: [{subs}]\n")
+            if self.grants.get(cid):
+                lines.append("    credits:\n" + "".join(
+                    f"      - {{amount: \"{a}\", granted: {g.isoformat()}, expires: {x.isoformat()}}}\n"
+                    for a, g, x in self.grants[cid]))
+        (self.root / "rules" / "customers.yaml").write_text("".join(lines))
+
+    def cli(self, *args: str, allowed: Sequence[int] = (0,)) -> Any:
+        from click.testing import CliRunner
+
+        from ledger.cli import cli
+
+        result = CliRunner().invoke(cli, ["--workspace", str(self.root), *args])
+        self.log.append(f"    $ meterbook {' '.join(args)}  -> {result.exit_code}")
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            tb = "".join(traceback.format_exception(result.exception))
+            raise Failure(f"`meterbook {' '.join(args)}` crashed:\n{tb}")
+        if result.exit_code not in allowed:
+            raise Failure(f"`meterbook {' '.join(args)}` exited {result.exit_code}:\n{result.output[-3000:]}")
+        return result
+
+
+def _subscription(sub: dict[str, Any]) -> str:
+    end = f", end: {sub['end'].isoformat()}" if sub.get("end") else ""
+    return f"{{plan: {sub['plan']}, start: {sub['start'].isoformat()}{end}}}"
+
+
+def new_world() -> World:
+    root = Path(tempfile.mkdtemp(prefix="meterbook-sim-")) / "ws"
+    (root / "rules").mkdir(parents=True)
+    (root / "meterbook.toml").write_text('store = "sqlite:///var/events.sqlite"\n')
+    (root / "rules" / "meters.yaml").write_text(METERS)
+    world = World(root)
+    world.subs = {cid: [{"plan": plan, "start": start}] for cid, (_a, plan, start) in CUSTOMERS.items()}
+    world.write_rules()
+    return world
+
+
+# --- operations --------------------------------------------------------------------------------
+#
+# An operation is (name, params): abstract numbers resolved against the world when it runs,
+# so any sub-list of a history is still a history (shrinking removes operations).
+
+Op = tuple[str, tuple[float, ...]]
+
+
+def generate(rng: random.Random, steps: int) -> list[Op]:
+    names = ["advance", "usage", "usage", "usage", "post", "invoice", "pay", "credit", "apply", "refund",
+             "version", "subchange", "grant", "close", "rerun"]
+    weights = [6, 6, 3, 2, 3, 4, 3, 1, 1, 1, 1, 2, 1, 3, 1]
+    return [(rng.choices(names, weights)[0], tuple(rng.random() for _ in range(4))) for _ in range(steps)]
+
+
+def _pick(items: Sequence[Any], x: float) -> Any:
+    return items[min(int(x * len(items)), len(items) - 1)]
+
+
+def _invoices(world: World) -> list[Any]:
+    from ledger.invoicing import load_invoices
+    from ledger.store import open_store
+
+    engine = open_store(f"sqlite:///{world.root / 'var' / 'events.sqlite'}")
+    try:
+        return load_invoices(engine)
+    finally:
+        engine.dispose()
+
+
+def _store_rows(world: World, loader: str) -> list[Any]:
+    from ledger import credit_notes, payments
+    from ledger.store import open_store
+
+    engine = open_store(f"sqlite:///{world.root / 'var' / 'events.sqlite'}")
+    try:
+        if loader == "notes":
+            return credit_notes.load_credit_notes(engine)
+        return payments.load_payments(engine)
+    finally:
+        engine.dispose()
+
+
+def run_op(world: World, op: Op) -> None:
+    name, (a, b, c, d) = op
+    today = world.clock
+    world.log.append(f"  {today}  {name} {', '.join(f'{x:.2f}' for x in (a, b, c, d))}")
+    if name == "advance":
+        world.clock = min(END, today + timedelta(days=1 + int(a * 12)))
+    elif name == "usage":
+        _usage(world, a, b, c, d)
+    elif name == "post":
+        post(world)
+    elif name == "invoice":
+        world.cli("invoice", "--through", today.isoformat(), allowed=(0, 1))
+    elif name == "pay":
+        _pay(world, a, b)
+    elif name == "credit":
+        invoices = [inv for inv in _invoices(world) if inv.total > 0]
+        if invoices:
+            inv = _pick(invoices, a)
+            amount = (inv.total * Decimal(str(round(0.1 + 0.5 * b, 2)))).quantize(Decimal("0.01"))
+            if amount > 0:
+                world.cli("credit", inv.number, "--amount", str(amount), "--reason", "simulated",
+                          "--date", max(today, inv.date).isoformat(), allowed=(0, 2))
+    elif name in ("apply", "refund"):
+        _cash(world, name, a, b, c)
+    elif name == "version":
+        plan = _pick(list(PLANS), a)
+        effective = max(START, today - timedelta(days=int(b * 40)))
+        if all(effective > e for e, _ in world.versions[plan]):
+            world.versions[plan].append((effective, _pick(PRICES[plan][1:], c)))
+            world.write_rules()
+            world.cli("rerate", "--from", effective.isoformat(), "--date", today.isoformat(), allowed=(0,))
+    elif name == "subchange":
+        _subchange(world, a, b, c)
+    elif name == "grant":
+        cid = _pick(list(CUSTOMERS), a)
+        world.grants[cid].append((f"{10 + int(b * 40)}.00", today, today + timedelta(days=20 + int(c * 40))))
+        world.write_rules()
+    elif name == "close":
+        close_next(world)
+    elif name == "rerun":
+        if world.posted_through is not None:
+            post(world, world.posted_through)
+        world.cli("invoice", "--through", today.isoformat(), allowed=(0, 1))
+
+
+def post(world: World, through: date | None = None) -> None:
+    through = through or world.clock
+    if world.closed:
+        last = date.fromisoformat(world.closed[-1] + "-01")
+        first_open = date(last.year + last.month // 12, last.month % 12 + 1, 1)
+        through = max(through, first_open)
+    world.cli("post", "--through", through.isoformat(), allowed=(0,))
+    world.posted_through = max(world.posted_through or through, through)
+
+
+def _usage(world: World, a: float, b: float, c: float, d: float) -> None:
+    cid = _pick(list(CUSTOMERS), a)
+    mode = _pick(["ontime", "ontime", "late", "dup", "conflict"], d)
+    if mode == "dup" and world.files:
+        world.cli("ingest", str(_pick(world.files, b)), allowed=(0,))
+        return
+    back = int(c * 3) if mode != "late" else 5 + int(c * 40)
+    day = max(START, world.clock - timedelta(days=back))
+    path = world.root.parent / f"usage-{len(world.files)}.csv"
+    rows = ["id,source,customer,type,time,tokens"]
+    count = 1 + int(b * 6)
+    for _ in range(count):
+        world.events += 1
+        kind = "llm.completion" if cid == "ann" else "api.request"
+        rows.append(f"e{world.events},sim,{cid},{kind},{day.isoformat()}T{8 + world.events % 12:02d}:00:00Z,"
+                    f"{200 + 50 * (world.events % 30)}")
+    if mode == "conflict" and world.events > count:
+        # an id seen before with another payload: quarantined, never overwriting
+        rows.append(f"e{world.events - count},sim,{cid},api.request,{day.isoformat()}T23:00:00Z,1")
+    path.write_text("\n".join(rows) + "\n")
+    world.files.append(path)
+    world.cli("ingest", str(path), allowed=(0,))
+
+
+def _pay(world: World, a: float, b: float) -> None:
+    invoices = [inv for inv in _invoices(world) if inv.total > 0]
+    mode = _pick(["full", "partial", "over", "unapplied"], b)
+    world.payments += 1
+    reference = f"BANK-{world.payments}"
+    if mode == "unapplied" or not invoices:
+        line = f"{world.clock.isoformat()},{5 + int(a * 20)}.00,USD,,{reference}"
+    else:
+        inv = _pick(invoices, a)
+        amount = {"full": inv.total, "partial": (inv.total / 2).quantize(Decimal("0.01")),
+                  "over": inv.total + Decimal("3.00")}[mode]
+        if amount <= 0:
+            return
+        line = f"{max(world.clock, inv.date).isoformat()},{amount},USD,{inv.number},{reference}"
+    path = world.root.parent / f"bank-{world.payments}.csv"
+    path.write_text("date,amount,currency,invoice,reference\n" + line + "\n")
+    world.cli("ingest", str(path), allowed=(0,))
+
+
+def _cash(world: World, name: str, a: float, b: float, c: float) -> None:
+    sources = [p.reference for p in _store_rows(world, "payments")] + [n.number for n in _store_rows(world, "notes")]
+    if not sources:
+        return
+    source = _pick(sources, a)
+    if name == "apply":
+        invoices = [inv for inv in _invoices(world) if inv.date <= world.clock]
+        if not invoices:
+            return
+        world.cli("apply", source, "--invoice", _pick(invoices, b).number, "--date", world.clock.isoformat(),
+                  allowed=(0, 2))
+    else:
+        world.payouts += 1
+        world.cli("refund", source, "--reference", f"PAYOUT-{world.payouts}", "--date", world.clock.isoformat(),
+                  allowed=(0, 2))
+
+
+def _subchange(world: World, a: float, b: float, c: float) -> None:
+    cid = _pick(list(CUSTOMERS), a)
+    kind = _pick(["cancel", "change", "uncancel"], b)
+    on = max(START + timedelta(days=1), world.clock + timedelta(days=int(c * 40) - 20))
+    subs = world.subs[cid]
+    before = [dict(s) for s in subs]
+    last = subs[-1]
+    if kind == "uncancel":
+        if not last.get("end"):
+            return
+        last.pop("end")
+    elif on <= last["start"]:
+        return
+    elif kind == "cancel":
+        last["end"] = on
+    else:
+        plans = [p for p in PLANS if p != last["plan"]]
+        last.pop("end", None)
+        subs.append({"plan": _pick(plans, c), "start": on})
+    world.write_rules()
+    result = world.cli("post", "--through", max(world.clock, world.posted_through or world.clock).isoformat(),
+                       allowed=(0, 2))
+    if result.exit_code == 2:
+        if not any(reason in result.output for reason in EXPECTED_REFUSALS):
+            raise Failure(f"subscription edit refused for a reason the simulator does not expect:\n{result.output}")
+        world.subs[cid] = before  # the operator takes the edit back, as the refusal says
+        world.write_rules()
+        world.log.append("    (edit refused as expected; taken back)")
+
+
+def close_next(world: World) -> None:
+    month = world.closed[-1] if world.closed else "2026-08"
+    year, m = int(month[:4]), int(month[5:])
+    nxt = f"{year + m // 12:04d}-{m % 12 + 1:02d}"
+    first_of_next = date(int(nxt[:4]) + int(nxt[5:]) // 12, int(nxt[5:]) % 12 + 1, 1)
+    if first_of_next > world.clock:
+        return
+    accepted: set[str] = set()
+    result = world.cli("close", nxt, allowed=(0, 1))
+    while result.exit_code == 1:
+        # accept what it names (issuing the month's invoices may bring findings of their own)
+        ids = {line.split()[1].rstrip(":") for line in result.output.splitlines()
+               if line.startswith("error ") and len(line.split()) > 1} - accepted
+        if not ids or len(accepted) > 50:
+            raise Failure(f"close {nxt} refused without a new error finding to accept:\n{result.output[-3000:]}")
+        accepted |= ids
+        args = [x for fid in sorted(accepted) for x in ("--accept", fid, "--reason", "simulated acceptance")]
+        result = world.cli("close", nxt, *args, allowed=(0, 1))
+    world.closed.append(nxt)
+    if world.posted_through is None or world.posted_through < first_of_next - timedelta(days=1):
+        world.posted_through = first_of_next - timedelta(days=1)
+
+
+# --- invariants ----------------------------------------------------------------------------------
+
+
+def load(world: World) -> list[Any]:
+    from ledger.books import load_books
+
+    main = world.root / "books" / "main.beancount"
+    if not main.exists():
+        return []
+    entries, errors, _ = load_books(main)
+    if errors:
+        raise Failure(f"the books do not load: {len(errors)} errors, first: {errors[0].message}")
+    return entries
+
+
+def check_all(world: World) -> None:
+    """The expensive invariants (see the module docstring), after invoicing and posting."""
+    from beancount.core import data
+
+    world.cli("invoice", "--through", world.clock.isoformat(), allowed=(0, 1))
+    post(world, max(world.clock, world.posted_through or world.clock))
+    entries = load(world)
+    checked = world.cli("check", allowed=(0, 1))
+    if checked.exit_code:
+        raise Failure(f"check failed:\n{checked.output[-3000:]}")
+    invoices = _invoices(world)
+    # invoice numbers: gapless per year, never reused
+    by_year: dict[str, list[int]] = defaultdict(list)
+    for inv in invoices:
+        by_year[inv.number[4:8]].append(int(inv.number[9:]))
+        key = (inv.customer, inv.date.isoformat(), str(inv.total))
+        if world.numbers.setdefault(inv.number, key) != key:
+            raise Failure(f"{inv.number} was {world.numbers[inv.number]}, is now {key}: a number reused")
+    for year, seqs in by_year.items():
+        if sorted(seqs) != list(range(1, len(seqs) + 1)):
+            raise Failure(f"invoice numbers of {year} are not gapless: {sorted(seqs)}")
+    for inv in invoices:
+        traced = world.cli("trace", inv.number, allowed=(0, 1))
+        if traced.exit_code:
+            raise Failure(f"trace {inv.number} not verified:\n{traced.output[-3000:]}")
+    txns = [e for e in entries if isinstance(e, data.Transaction)]
+    _cycles_cleared(txns, invoices)
+    _customer_accounts(world, txns)
+    _rebuild(world)
+
+
+def _cycles_cleared(txns: list[Any], invoices: list[Any]) -> None:
+    """Every invoiced cycle's unbilled and contract-asset postings net to 0 through its last
+    invoice: what its accruals, late entries and debit adjustments put there up to that
+    invoice is what the invoices' lines for the cycle took out."""
+    last: dict[str, date] = {}
+    billed: dict[str, Decimal] = defaultdict(Decimal)
+    for inv in invoices:
+        for line in inv.lines:
+            if line.link and line.account in ("unbilled", "contract_asset"):
+                last[line.link] = max(last.get(line.link, inv.date), inv.date)
+                billed[line.link] += line.amount
+    numbers = {inv.number for inv in invoices}
+    accrued: dict[str, Decimal] = defaultdict(Decimal)
+    for txn in txns:
+        if (txn.meta or {}).get("invoice") in numbers and "debit_adjustment" not in (txn.meta or {}) \
+                and "late" not in (txn.meta or {}):
+            continue  # the invoice itself (and its payments, notes): what ``billed`` counts
+        cycles = [link for link in txn.links or () if link in last]
+        if len(cycles) != 1 or txn.date > last[cycles[0]]:
+            continue
+        for p in txn.postings:
+            if p.account.startswith(("Assets:Receivables:Unbilled:", "Assets:Contract-Assets:")):
+                accrued[cycles[0]] += p.units.number
+    left = {link: accrued[link] - billed[link] for link in last if accrued[link] != billed[link]}
+    if left:
+        raise Failure(f"invoiced cycles with unbilled or contract assets left (accrued − billed): {left}")
+
+
+def _customer_accounts(world: World, txns: list[Any]) -> None:
+    """A customer's transactions touch only its own accounts; its deferred revenue is never a
+    debit balance once everything dated by the clock is invoiced."""
+    components = {"cal": "Cal", "ann": "Ann", "vee": "Vee"}
+    deferred: dict[str, Decimal] = defaultdict(Decimal)
+    for txn in txns:
+        customer = (txn.meta or {}).get("customer")
+        for p in txn.postings:
+            parts = p.account.split(":")
+            mine = components.get(str(customer)) if customer is not None else None
+            if parts[0] in ("Assets", "Liabilities") and parts[-1] in components.values() \
+                    and customer is not None and mine != parts[-1]:
+                raise Failure(f"{txn.date} {txn.narration!r} of {customer} posts to {p.account}")
+            if p.account.startswith("Liabilities:Deferred-Revenue:"):
+                deferred[p.account] += p.units.number
+    debit = {account: amount for account, amount in deferred.items() if amount > 0}
+    if debit:
+        raise Failure(f"deferred revenue with a debit balance: {debit}")
+
+
+def _rebuild(world: World) -> None:
+    """Delete the open months' files and post again: the same bytes."""
+    from ledger.books import sealed_months
+
+    books = world.root / "books"
+    before = {p.relative_to(books).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+              for p in sorted(books.rglob("*")) if p.is_file()}
+    sealed = sealed_months(books)
+    for path in books.glob("[0-9]*/[0-9]*-[0-9][0-9].beancount"):
+        if path.stem not in sealed:
+            path.unlink()
+    assert world.posted_through is not None
+    world.cli("post", "--through", world.posted_through.isoformat(), allowed=(0,))
+    after = {p.relative_to(books).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+             for p in sorted(books.rglob("*")) if p.is_file()}
+    if before != after:
+        changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+        raise Failure(f"a rebuild from the store changed {changed[:5]}")
+
+
+# --- histories --------------------------------------------------------------------------------
+
+
+def run_history(ops: Sequence[Op], *, check_every: int = 8, keep: bool = False) -> World:
+    """Run one history; raise :class:`Failure` at the first broken invariant."""
+    world = new_world()
+    try:
+        for i, op in enumerate(ops, 1):
+            run_op(world, op)
+            load(world)
+            if check_every and i % check_every == 0:
+                check_all(world)
+        # the end: every finished month closed, everything invoiced, every invariant
+        while True:
+            before = len(world.closed)
+            close_next(world)
+            if len(world.closed) == before:
+                break
+        check_all(world)
+        return world
+    finally:
+        if not keep:
+            shutil.rmtree(world.root.parent, ignore_errors=True)
+
+
+def failure_of(ops: Sequence[Op], check_every: int) -> str | None:
+    try:
+        run_history(ops, check_every=check_every)
+    except Failure as exc:
+        return str(exc)
+    return None
+
+
+def _kind(message: str) -> str:
+    return message.split(":", 1)[0].split("`")[0]
+
+
+def shrink(ops: list[Op], check_every: int, deadline: float) -> tuple[list[Op], str]:
+    """Remove operations one at a time while the history still fails the same way."""
+    message = failure_of(ops, check_every) or ""
+    i = 0
+    while i < len(ops) and time.monotonic() < deadline:
+        candidate = ops[:i] + ops[i + 1:]
+        found = failure_of(candidate, check_every)
+        if found is not None and _kind(found) == _kind(message):
+            ops, message = candidate, found
+        else:
+            i += 1
+    return ops, message
+
+
+def describe(ops: Sequence[Op]) -> str:
+    return "\n".join(f"  {i:3d}. {name} {', '.join(f'{x:.3f}' for x in params)}"
+                     for i, (name, params) in enumerate(ops, 1))
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ledger.bench simulate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--histories", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=30, help="operations per history")
+    parser.add_argument("--check-every", type=int, default=10,
+                        help="run the expensive invariants every N steps (0: at the end only)")
+    parser.add_argument("--shrink-seconds", type=float, default=600)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("BEANCOUNT_DISABLE_LOAD_CACHE", "1")
+    started = time.monotonic()
+    counts: dict[str, int] = defaultdict(int)
+    for n in range(args.histories):
+        seed = args.seed + n
+        ops = generate(random.Random(seed), args.steps)
+        for name, _ in ops:
+            counts[name] += 1
+        message = failure_of(ops, args.check_every)
+        if message is not None:
+            print(f"history {n + 1} (seed {seed}) FAILED: {message.splitlines()[0]}", flush=True)
+            small, message = shrink(list(ops), args.check_every, time.monotonic() + args.shrink_seconds)
+            print(f"shrunk from {len(ops)} to {len(small)} operations:\n{describe(small)}\n\n{message}", flush=True)
+            return 1
+        print(f"history {n + 1}/{args.histories} (seed {seed}) clean  "
+              f"[{time.monotonic() - started:.0f} s]", flush=True)
+    print(f"{args.histories} histories clean (seeds {args.seed}..{args.seed + args.histories - 1}, "
+          f"{args.steps} operations each, {sum(counts.values())} operations: "
+          + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + f") in {time.monotonic() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
