@@ -602,3 +602,8 @@ def test_seals_made_before_documents_were_covered_still_verify(ws: Path) -> None
     code, out = check_lines(ws)
     assert code == 0, out
     assert "ok (sealed before seals covered documents: its documents and close report are not verified)" in out
+
+
+def test_a_bad_lock_timeout_is_one_line(ws: Path) -> None:
+    one_line(meterbook(ws, "post", "--through", "2026-11-30", env={"METERBOOK_LOCK_TIMEOUT": "soon"}),
+             "METERBOOK_LOCK_TIMEOUT='soon': expected a number of seconds from 0 to 86400")
