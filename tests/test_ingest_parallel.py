@@ -69,6 +69,7 @@ def parallel(monkeypatch: pytest.MonkeyPatch) -> None:
     if not sys.platform.startswith("linux"):
         pytest.skip("the parser process is forked (Linux only)")
     monkeypatch.setattr(ingest, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(ingest, "PARALLEL_WHEN_BUSY", True)  # however busy the machine running the tests
 
 
 @pytest.mark.parametrize("chunk_size", [1, 3, 1000])
@@ -80,6 +81,7 @@ def test_parallel_stores_what_serial_stores(store_url: str, tmp_path: Path, monk
     monkeypatch.setattr(ingest, "PARALLEL_MIN_BYTES", 1 << 62)
     expected = ingest_into(serial_url, tmp_path / "rules", first, second, chunk_size=chunk_size)
     monkeypatch.setattr(ingest, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(ingest, "PARALLEL_WHEN_BUSY", True)
     got = ingest_into(store_url, tmp_path / "rules", first, second, chunk_size=chunk_size)
     assert [r.to_json() for r in got] == [r.to_json() for r in expected]
     assert (got[1].received, got[1].accepted, got[1].duplicates, got[1].conflicts, got[1].rejected) == (15, 5, 2, 2, 6)
@@ -149,6 +151,7 @@ from ledger import ingest
 from ledger.rules import load_rules
 from ledger.store import open_store
 ingest.PARALLEL_MIN_BYTES = 0
+ingest.PARALLEL_WHEN_BUSY = True
 original = ingest._Batch.add
 calls = []
 def add(self, chunk):
@@ -194,14 +197,30 @@ def test_kill_mid_parallel_import_leaves_nothing(parallel: None, store_url: str,
     assert report.accepted == 3000
 
 
-def test_small_files_stay_in_one_process(tmp_path: Path) -> None:
+def test_small_files_stay_in_one_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     small = write(tmp_path / "u.csv", HEADER)
     big = tmp_path / "big.csv"
     with open(big, "wb") as file:
         file.truncate(ingest.PARALLEL_MIN_BYTES)
+    monkeypatch.setattr(ingest, "PARALLEL_WHEN_BUSY", True)
     assert not ingest._parallel(small)
     assert ingest._parallel(big) == sys.platform.startswith("linux")
     assert not ingest._parallel(tmp_path / "missing.csv")
+
+
+def test_a_big_file_stays_in_one_process_when_no_core_is_idle(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two cores, load average 1.5: no core is idle, one process; load 0.5: the parser process."""
+    big = tmp_path / "big.csv"
+    with open(big, "wb") as file:
+        file.truncate(ingest.PARALLEL_MIN_BYTES)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.5, 1.0, 1.0))
+    assert not ingest._parallel(big)
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.5, 1.0, 1.0))
+    assert ingest._parallel(big) == sys.platform.startswith("linux")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert not ingest._parallel(big)
 
 
 def test_time_cache_never_accepts_a_malformed_time(tmp_path: Path) -> None:

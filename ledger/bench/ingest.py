@@ -156,8 +156,21 @@ def _fresh_schema(url: str, schema: str) -> None:
     engine.dispose()
 
 
-def psql_copy(url: str, path: Path, schema: str) -> float:
-    """psql's ``\\copy`` of the file into :data:`COPY_TABLE` (fresh) in one transaction; seconds."""
+def backend_cpu(pid: int) -> float | None:
+    """CPU seconds a PostgreSQL backend (a server process on this machine) has used, or None."""
+    import os
+
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            fields = file.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def psql_copy(url: str, path: Path, schema: str) -> tuple[float, float | None]:
+    """psql's ``\\copy`` of the file into :data:`COPY_TABLE` (fresh) in one transaction:
+    seconds, and CPU seconds of psql and its backend (None when the server is not local)."""
     import os
     import subprocess
 
@@ -170,10 +183,24 @@ def psql_copy(url: str, path: Path, schema: str) -> float:
     if u.password:
         env["PGPASSWORD"] = u.password
     subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", "-c", COPY_TABLE], env=env, check=True)
+    script = path.parent / "bench_copy.psql"
+    used = path.parent / "bench_copy.cpu"
+    used.unlink(missing_ok=True)
+    script.write_text("SELECT pg_backend_pid() AS pid \\gset\n\\setenv BACKEND_PID :pid\n"
+                      f"\\copy bench_copy FROM '{path}' WITH (FORMAT csv, HEADER true)\n"
+                      f"\\! cut -d' ' -f14,15 /proc/$BACKEND_PID/stat > {used} 2>/dev/null\n")
+    cpu = _cpu(resource.RUSAGE_CHILDREN)
     begin = time.perf_counter()
-    subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", "-1", "-c",
-                    f"\\copy bench_copy FROM '{path}' WITH (FORMAT csv, HEADER true)"], env=env, check=True)
-    return time.perf_counter() - begin
+    subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", "-1", "-f", str(script)], env=env, check=True)
+    seconds = time.perf_counter() - begin
+    cpu = _cpu(resource.RUSAGE_CHILDREN) - cpu
+    try:
+        import os
+
+        ticks = sum(int(t) for t in used.read_text().split())
+        return seconds, cpu + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError):
+        return seconds, None
 
 
 def postgres(args: argparse.Namespace, csv_path: Path, rules: object, importer: object, now: datetime,
@@ -182,30 +209,45 @@ def postgres(args: argparse.Namespace, csv_path: Path, rules: object, importer: 
     ours_schema, copy_schema = "meterbook_bench_ingest", "meterbook_bench_copy"
     runs: list[float] = []
     copies: list[float] = []
+    our_cpu: list[float] = []
+    copy_cpu: list[float] = []
     for _ in range(args.repeat):
         _fresh_schema(args.database_url, ours_schema)
         engine = open_store(_schema_url(args.database_url, ours_schema))
+        with engine.connect() as conn:   # the pooled connection ingest will use
+            pid = int(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+        server = backend_cpu(pid)
         cpu_self, cpu_children = _cpu(resource.RUSAGE_SELF), _cpu(resource.RUSAGE_CHILDREN)
         begin = time.perf_counter()
         report = ingest_file(engine, rules, csv_path, importer, now=now)  # type: ignore[arg-type]
         runs.append(time.perf_counter() - begin)
         cpu_self = _cpu(resource.RUSAGE_SELF) - cpu_self
         cpu_children = _cpu(resource.RUSAGE_CHILDREN) - cpu_children
+        after = backend_cpu(pid)
         engine.dispose()
         assert report.accepted == args.events, report
+        used = f"{after - server:.1f} s" if after is not None and server is not None else "not local"
+        if after is not None and server is not None:
+            our_cpu.append(cpu_self + cpu_children + after - server)
         print(f"meterbook ingest into PostgreSQL ({parsed}): {report.accepted:,} events in {runs[-1]:.2f} s = "
               f"{args.events / runs[-1]:,.0f} events/s; CPU {cpu_self:.1f} s inserting + {cpu_children:.1f} s "
-              "parsing (PostgreSQL's own CPU not included)")
+              f"parsing + PostgreSQL backend {used}")
         if not args.no_baseline:
-            copies.append(psql_copy(args.database_url, csv_path, copy_schema))
-            print(f"psql \\copy of the same file (unique key, metering index): {copies[-1]:.2f} s = "
-                  f"{args.events / copies[-1]:,.0f} events/s")
+            seconds, cpu = psql_copy(args.database_url, csv_path, copy_schema)
+            copies.append(seconds)
+            if cpu is not None:
+                copy_cpu.append(cpu)
+            print(f"psql \\copy of the same file (unique key, metering index): {seconds:.2f} s = "
+                  f"{args.events / seconds:,.0f} events/s; CPU (psql + its backend) "
+                  + (f"{cpu:.1f} s" if cpu is not None else "not local"))
     ours = min(runs)
     print(f"meterbook ingest, best of {args.repeat}: {ours:.2f} s = {args.events / ours:,.0f} events/s")
     if copies:
         base = min(copies)
         print(f"psql \\copy, best of {args.repeat}: {base:.2f} s = {args.events / base:,.0f} events/s")
-        print(f"ratio meterbook / psql \\copy: {ours / base:.2f}x")
+        print(f"ratio meterbook / psql \\copy: {ours / base:.2f}x wall"
+              + (f", {min(our_cpu) / min(copy_cpu):.2f}x CPU (all processes, backends included)"
+                 if our_cpu and copy_cpu else ""))
     if not args.keep:
         for schema in (ours_schema, copy_schema):
             from sqlalchemy import create_engine
@@ -236,6 +278,8 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.serial:
         ingest.PARALLEL_MIN_BYTES = 1 << 62
+    else:
+        ingest.PARALLEL_WHEN_BUSY = True   # the parser process for a big file, busy machine or not
     with tempfile.TemporaryDirectory(prefix="meterbook-bench-") as tmp:
         work = args.dir or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
@@ -257,11 +301,15 @@ def main(argv: list[str]) -> int:
             return 0
         modes = ["parser process", "in one process"] if args.both else [parsed]
         runs: dict[str, list[float]] = {mode: [] for mode in modes}
+        cpus: dict[str, list[float]] = {mode: [] for mode in modes}
         bases: list[float] = []
         floors: list[float] = []
+        base_cpu: list[float] = []
+        floor_cpu: list[float] = []
         for _ in range(args.repeat):
             for mode in modes:
                 ingest.PARALLEL_MIN_BYTES = 1 << 62 if mode == "in one process" else 0
+                ingest.PARALLEL_WHEN_BUSY = mode == "parser process"   # measure it however busy the machine
                 _fresh(ours_db)
                 engine = open_store(f"sqlite:///{ours_db}")
                 cpu_self, cpu_children = _cpu(resource.RUSAGE_SELF), _cpu(resource.RUSAGE_CHILDREN)
@@ -270,6 +318,7 @@ def main(argv: list[str]) -> int:
                 runs[mode].append(time.perf_counter() - begin)
                 cpu_self = _cpu(resource.RUSAGE_SELF) - cpu_self
                 cpu_children = _cpu(resource.RUSAGE_CHILDREN) - cpu_children
+                cpus[mode].append(cpu_self + cpu_children)
                 engine.dispose()
                 assert report.accepted == args.events, report
                 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -279,12 +328,16 @@ def main(argv: list[str]) -> int:
                       f"{cpu_children:.1f} s parsing; peak RSS {rss:.0f} MB"
                       + (f" + parser {child_rss:.0f} MB" if cpu_children else ""))
             if not args.no_baseline:
+                cpu = _cpu(resource.RUSAGE_SELF)
                 bases.append(baseline(csv_path, work / "baseline.sqlite"))
+                base_cpu.append(_cpu(resource.RUSAGE_SELF) - cpu)
                 print(f"baseline (csv + sqlite3 executemany, same table, indexes and pragmas): {bases[-1]:.2f} s = "
-                      f"{args.events / bases[-1]:,.0f} events/s")
+                      f"{args.events / bases[-1]:,.0f} events/s; CPU {base_cpu[-1]:.1f} s")
+                cpu = _cpu(resource.RUSAGE_SELF)
                 floors.append(floor(ours_db, work / "floor.sqlite"))
+                floor_cpu.append(_cpu(resource.RUSAGE_SELF) - cpu)
                 print(f"SQLite alone (INSERT ... SELECT of the same rows, no Python): {floors[-1]:.2f} s = "
-                      f"{args.events / floors[-1]:,.0f} events/s")
+                      f"{args.events / floors[-1]:,.0f} events/s; CPU {floor_cpu[-1]:.1f} s")
         for mode in modes:
             ours = min(runs[mode])
             print(f"meterbook ingest ({mode}), best of {args.repeat}: {ours:.2f} s = "
@@ -295,8 +348,9 @@ def main(argv: list[str]) -> int:
             print(f"SQLite alone, best of {args.repeat}: {alone:.2f} s = {args.events / alone:,.0f} events/s")
             for mode in modes:
                 ours = min(runs[mode])
-                print(f"ratio meterbook ({mode}) / executemany baseline: {ours / base:.2f}x; "
-                      f"speed relative to SQLite's own INSERT ... SELECT: {alone / ours:.2f}")
+                print(f"ratio meterbook ({mode}) / executemany baseline: {ours / base:.2f}x wall, "
+                      f"{min(cpus[mode]) / min(base_cpu):.2f}x CPU; speed relative to SQLite's own "
+                      f"INSERT ... SELECT: {alone / ours:.2f} wall, {min(floor_cpu) / min(cpus[mode]):.2f} CPU")
             for name in ("baseline.sqlite", "floor.sqlite"):
                 _fresh(work / name)
     return 0
