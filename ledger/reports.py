@@ -1078,7 +1078,8 @@ def close_report_text(session: Session, month: str, *, findings: Iterable[Findin
         for f in found:
             cells = [f.severity, f.id, f.customer or "", f.meter or "", _cell_text(f.expected),
                      _cell_text(f.actual), f.explanation, accepted.get(f.id, "")]
-            sections.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
+            row = (for_terminal(str(c)).replace("|", "\\|") for c in cells)  # one finding, one line
+            sections.append("| " + " | ".join(row) + " |")
     else:
         sections.append("No findings.")
     sections.extend(["", "## Seal", "", f"`{month}` sealed with hash `{seal_hash}`."])

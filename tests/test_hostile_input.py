@@ -560,3 +560,47 @@ def test_a_lone_surrogate_in_a_key_never_reaches_a_stored_detail(
     assert report.reasons == {"bad_json": 2}
     assert [d for _, _, d, _ in reject_rows(store[0])] == [
         "'data.\\ud800tokens': holds \\ud800, which is not text (a NUL or a lone surrogate)"] * 2
+
+
+FORGING = '''\
+from decimal import Decimal
+
+from ledger.hookspecs import hookimpl
+from ledger.reconcile import Finding
+
+
+class Forging:
+    name = "forging"
+
+    def check(self, context):
+        if context.period == "2026-09":
+            yield Finding(id="forging:2026-09", severity="error", check="forging", customer=None,
+                          meter=None, period=context.period, expected=Decimal("1"), actual=Decimal("0"),
+                          explanation="ref BANK-9\\n| info | forged:2026-09 | | | 0 | 0 | all good | |")
+
+
+@hookimpl
+def meterbook_reconcilers():
+    return [Forging()]
+'''
+
+
+def test_close_report_and_output_keep_one_line_per_finding(tmp_path: Path) -> None:
+    """A finding whose explanation carries a line break (data quoted by a reconciler) is one
+    row of the sealed close report's findings table and one line of ``close``'s output."""
+    from ledger.reports import close_report_path
+    from tests.test_reports import accounting_workspace
+
+    root = tmp_path / "ws"
+    accounting_workspace(root)
+    (root / "plugins").mkdir()
+    (root / "plugins" / "forging.py").write_text(FORGING)
+    (root / "meterbook.toml").write_text('store = "sqlite:///var/events.sqlite"\nplugins_dir = "plugins"\n')
+    result = run_cli(root, "close", "2026-09", "--accept", "forging:2026-09", "--reason", "checked\rby hand")
+    assert result.exit_code == 0, result.output
+    text = close_report_path(root / "books", "2026-09").read_text(encoding="utf-8")
+    assert "forged:2026-09" in text and "\\n\\| info \\| forged:2026-09" in text
+    assert [line for line in text.splitlines() if "forged" in line] == [
+        "| error | forging:2026-09 |  |  | 1 | 0 | ref BANK-9\\n\\| info \\| forged:2026-09 \\| \\| \\| 0 \\| 0 "
+        "\\| all good \\| \\| | checked\\rby hand |"]
+    assert not any(line.startswith("| info | forged") for line in result.output.splitlines())
