@@ -84,7 +84,7 @@ from ledger.posting import FLAG, _meta
 from ledger.rating import GrantReduction, undrawn_credit
 from ledger.store import credit_notes as credit_notes_table
 from ledger.store import invoices as invoices_table
-from ledger.tax import Tax, credited_tax, tax_postings, with_tax
+from ledger.tax import Tax, credited_tax, line_creditable, tax_postings, with_tax
 
 if TYPE_CHECKING:
     from ledger.payments import CashApplication, Payment
@@ -261,6 +261,12 @@ def creditable(invoice: Invoice, earlier: Sequence[CreditNote], line: int | None
     return min(total, line_with_tax(invoice, line, on_line, total, mine))
 
 
+def credited_lines(invoice: Invoice, notes: Sequence[CreditNote]) -> dict[int, Decimal]:
+    """Per invoice line (1-based), what ``notes`` credited on it."""
+    return {i: sum((credited_on_line(n, i) for n in notes if n.invoice == invoice.number), ZERO)
+            for i in range(1, len(invoice.lines) + 1)}
+
+
 def line_with_tax(invoice: Invoice, line: int, on_line: Decimal, total: Decimal,
                   mine: Sequence[CreditNote]) -> Decimal:
     """A line's creditable ``on_line`` with the tax the invoice charged on it (:mod:`ledger.tax`):
@@ -268,6 +274,9 @@ def line_with_tax(invoice: Invoice, line: int, on_line: Decimal, total: Decimal,
     shares add up to the total left whatever the rounding. Untaxed: ``on_line`` itself."""
     if invoice.tax is None or not invoice.tax.added:
         return on_line
+    own = line_creditable(invoice, line, credited_lines(invoice, mine), [n.tax for n in mine])
+    if own is not None:  # the line's own tax, not the invoice's average (ledger.tax)
+        return own
     others = sum((ln.amount - sum((credited_on_line(n, i) for n in mine), ZERO)
                   for i, ln in enumerate(invoice.lines, 1) if i != line), ZERO)
     return total - with_tax(invoice, others)
@@ -475,7 +484,8 @@ def issue_credit_note(engine: Engine, invoice_number: str, *, amount: str, reaso
                            f"({max(limit, ZERO)} {invoice.currency}); use --force to credit it anyway")
         # the note gives back its share of the invoice's tax; the lines are credited the rest
         credited_before = sum((n.amount for n in earlier), ZERO)
-        tax = credited_tax(invoice, credited_before, value)
+        tax = credited_tax(invoice, credited_before, value, line=line, given=[n.tax for n in earlier],
+                           credited=credited_lines(invoice, earlier))
         # the grants' balances are rated while this transaction holds the numbering lock,
         # so no other note on the same grant can be stored in between
         # the lines are credited the rest; their amounts already hold the tax when prices include it

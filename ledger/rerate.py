@@ -748,7 +748,9 @@ def _store(session: Session, report: RerateReport, seen: int) -> tuple[RerateLin
                 cn_seq += 1
                 document = f"CN-{report.on.year}-{cn_seq:06d}"
                 # the lines' decrease and the tax the invoice charged on it (ledger.tax)
-                amount, tax = credit_of_lines(invoice, -sum((ln.difference for ln in lines), ZERO))
+                decreases = {ln.line: -ln.difference for ln in lines if ln.line}  # each line's own tax
+                amount, tax = credit_of_lines(invoice, -sum((ln.difference for ln in lines), ZERO),
+                                              decreases if len(decreases) == len(lines) else None)
                 before = sum((n.amount for n in earlier_notes if n.invoice == number), ZERO)
                 single = lines[0].line if len(lines) == 1 and lines[0].line else None
                 limit = creditable(invoice, earlier_notes, single)

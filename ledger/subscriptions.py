@@ -239,7 +239,7 @@ def correct_fee_changes(session: Session, through: date) -> list[str]:
             reason = f"{REASON}: {was}, base fee {change.billed} now {change.now}"
             if change.difference < 0:
                 net = -change.difference
-                amount, tax = credit_of_lines(inv, net)  # with the tax charged on it (ledger.tax)
+                amount, tax = credit_of_lines(inv, net, {change.line: net})  # with its tax (ledger.tax)
                 cn_seq += 1
                 note = CreditNote(
                     number=f"CN-{change.on.year}-{cn_seq:06d}", seq=cn_seq, invoice=inv.number,

@@ -118,6 +118,11 @@ class Tax:
     inclusive: bool = False
     seller_tax_id: str = ""
     customer_tax_id: str = ""
+    #: per invoice line, ``(index into lines, the tax charged on that line)`` for every tax
+    #: line that applies to it (amounts at the minor unit, adding up to each tax line's
+    #: amount): what a credit note on one line gives back. Empty: not known (a plugin that
+    #: gives none), so a line's credit takes the invoice's average tax.
+    line_tax: tuple[tuple[tuple[int, Decimal], ...], ...] = ()
 
     @property
     def amount(self) -> Decimal:
@@ -134,7 +139,10 @@ class Tax:
         return any(t.treatment == REVERSE_CHARGE for t in self.lines)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: _text(v) for k, v in asdict(self).items()}
+        out = {k: _text(v) for k, v in asdict(self).items()}
+        if not self.line_tax:  # documents without it stay as they were
+            del out["line_tax"]
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Tax:
@@ -154,6 +162,9 @@ class Tax:
             inclusive=bool(data["inclusive"]),
             seller_tax_id=data["seller_tax_id"],
             customer_tax_id=data["customer_tax_id"],
+            line_tax=tuple(
+                tuple((int(j), Decimal(a)) for j, a in line) for line in data.get("line_tax", ())
+            ),
         )
 
 
@@ -404,6 +415,12 @@ def standard_tax(
         >>> standard_tax(two, "EUR").amount, standard_tax(two, "EUR", rounding="line").amount
         (Decimal('0.01'), Decimal('0.02'))
 
+    Each invoice line's share of each tax line (:attr:`Tax.line_tax`, what a credit of that
+    line gives back): per invoice, the rate's tax spread by cumulative rounding::
+
+        >>> standard_tax(two, "EUR").line_tax    # round(0.0057) = 0.01, round(0.0114) − 0.01 = 0
+        (((0, Decimal('0.01')),), ((0, Decimal('0.00')),))
+
     Inclusive prices: a line's amount holds its tax; the tax is
     amount × rate ÷ (1 + all its rates)::
 
@@ -415,27 +432,38 @@ def standard_tax(
     groups: dict[tuple[TaxRate, ...], list[Decimal]] = defaultdict(list)
     for amount, rates in bases:
         if rates:
-            groups[tuple(sorted(rates, key=lambda r: (r.jurisdiction, r.rate, r.name)))].append(
-                amount
-            )
+            groups[_group(rates)].append(amount)
     base: dict[tuple[str, Decimal, str], Decimal] = defaultdict(lambda: ZERO)
     taxed: dict[tuple[str, Decimal, str], Decimal] = defaultdict(lambda: ZERO)
+    # per invoice line, its share of each rate's tax: per line, its own rounded tax; per
+    # invoice, the rate's tax spread over its lines by cumulative rounding (adds up exactly)
+    per_line: list[dict[tuple[str, Decimal, str], Decimal]] = [{} for _ in bases]
     for rates, amounts in groups.items():
         combined = sum((r.rate for r in rates), ZERO)
         divisor = 1 + combined if inclusive else Decimal(1)
+        members = [i for i, (_, rr) in enumerate(bases) if rr and _group(rr) == rates]
         shares = {}
         for r in rates:
+            key = (r.jurisdiction, r.rate, r.name)
             if rounding == "line":
                 shares[r] = sum(
                     (round_money(a * r.rate / divisor, currency) for a in amounts), ZERO
                 )
+                for i in members:
+                    per_line[i][key] = round_money(bases[i][0] * r.rate / divisor, currency)
             else:
                 shares[r] = round_money(sum(amounts, ZERO) * r.rate / divisor, currency)
+                exact = done = ZERO
+                for i in members:
+                    exact += bases[i][0] * r.rate / divisor
+                    per_line[i][key] = round_money(exact, currency) - done
+                    done += per_line[i][key]
         net = sum(amounts, ZERO) - (sum(shares.values(), ZERO) if inclusive else ZERO)
         for r in rates:
             key = (r.jurisdiction, r.rate, r.name)
             base[key] += net
             taxed[key] += shares[r]
+    keys = sorted(base)
     lines = [
         TaxLine(
             jurisdiction=j,
@@ -444,9 +472,17 @@ def standard_tax(
             amount=taxed[(j, rate, name)],
             name=name,
         )
-        for j, rate, name in sorted(base)
+        for j, rate, name in keys
     ]
-    return Tax(lines=tuple(lines), inclusive=inclusive)
+    line_tax = tuple(
+        tuple((keys.index(key), amount) for key, amount in sorted(mine.items())) for mine in per_line
+    )
+    return Tax(lines=tuple(lines), inclusive=inclusive, line_tax=line_tax)
+
+
+def _group(rates: Sequence[TaxRate]) -> tuple[TaxRate, ...]:
+    """Rates in one order, so lines taxed at the same rates form one group."""
+    return tuple(sorted(rates, key=lambda r: (r.jurisdiction, r.rate, r.name)))
 
 
 def rules_tax(draft: TaxDraft) -> Tax | None:
@@ -464,12 +500,14 @@ def rules_tax(draft: TaxDraft) -> Tax | None:
         return None
     net = sum((line.amount for line in invoice.lines), ZERO)
     ids = {"seller_tax_id": settings.seller_tax_id, "customer_tax_id": treatment.tax_id}
+    nil = round_money(ZERO, invoice.currency)
+    untaxed = tuple(((0, nil),) for _ in invoice.lines)  # every line on the one untaxed line
     if treatment.treatment == REVERSE_CHARGE:
-        nil = round_money(ZERO, invoice.currency)
         return Tax(
             lines=(TaxLine(treatment.jurisdiction, ZERO, net, nil, "VAT", REVERSE_CHARGE),),
             exemption=treatment.reason or REVERSE_CHARGE_MENTION,
             inclusive=settings.inclusive,
+            line_tax=untaxed,
             **ids,
         )
     if treatment.treatment == EXEMPT:
@@ -486,25 +524,38 @@ def rules_tax(draft: TaxDraft) -> Tax | None:
             ),
             exemption=treatment.reason,
             inclusive=settings.inclusive,
+            line_tax=untaxed,
             **ids,
         )
     bases: list[tuple[Decimal, Sequence[TaxRate]]] = []
     exempt: dict[str, Decimal] = defaultdict(lambda: ZERO)
+    reasons: list[str | None] = []  # per line: its plan's exemption, or None (taxed)
     for line, plan in zip(invoice.lines, draft.plans, strict=True):
         entry = rules.plans.get(plan) if plan else None
         if entry is not None and entry.treatment == EXEMPT:
             exempt[entry.reason] += line.amount
+            bases.append((line.amount, ()))
+            reasons.append(entry.reason)
             continue
         names = entry.rates if entry is not None and entry.rates else treatment.rates
         bases.append((line.amount, tuple(rules.rates[n] for n in names)))
+        reasons.append(None)
     tax = standard_tax(
         bases, invoice.currency, rounding=settings.rounding, inclusive=settings.inclusive
     )
     where = treatment.jurisdiction or (tax.lines[0].jurisdiction if tax.lines else "")
-    nil = round_money(ZERO, invoice.currency)
     extra = tuple(TaxLine(where, ZERO, base, nil, "tax", EXEMPT) for base in exempt.values())
+    at = {reason: len(tax.lines) + i for i, reason in enumerate(exempt)}
+    line_tax = tuple(
+        ((at[reason], nil),) if reason is not None else mine
+        for reason, mine in zip(reasons, tax.line_tax, strict=True)
+    )
     return Tax(
-        lines=(*tax.lines, *extra), exemption="; ".join(exempt), inclusive=settings.inclusive, **ids
+        lines=(*tax.lines, *extra),
+        exemption="; ".join(exempt),
+        inclusive=settings.inclusive,
+        line_tax=line_tax,
+        **ids,
     )
 
 
@@ -560,6 +611,22 @@ def check_tax(tax: object, plugin: str, invoice: Invoice) -> Tax:
             component(line.jurisdiction) if line.jurisdiction.strip() else ""
         ):
             raise PluginError(f"{where}: jurisdiction {line.jurisdiction!r} cannot name an account")
+    if tax.line_tax:  # which tax is whose: one entry per invoice line, adding up per tax line
+        if len(tax.line_tax) != len(invoice.lines):
+            raise PluginError(
+                f"{where}: line_tax has {len(tax.line_tax)} entries for {len(invoice.lines)} lines"
+            )
+        summed: dict[int, Decimal] = defaultdict(lambda: ZERO)
+        for shares in tax.line_tax:
+            for j, amount in shares:
+                if not 0 <= j < len(tax.lines) or not isinstance(amount, Decimal):
+                    raise PluginError(f"{where}: line_tax entry ({j!r}, {amount!r}) is not valid")
+                summed[j] += amount
+        for j, t in enumerate(tax.lines):
+            if summed[j] != t.amount:
+                raise PluginError(
+                    f"{where}: line_tax gives {summed[j]} of {t.label}, which is {t.amount}"
+                )
     return tax
 
 
@@ -656,26 +723,167 @@ def tax_postings(
     return out
 
 
-def credited_tax(invoice: Invoice, before: Decimal, amount: Decimal) -> Tax | None:
+def _key(line: TaxLine) -> tuple[str, Decimal, str, str]:
+    return (line.jurisdiction, line.rate, line.name, line.treatment)
+
+
+def _left(tax: Tax, given: Iterable[Tax | None]) -> dict[tuple[str, Decimal, str, str], Decimal]:
+    """Per tax line, the invoice's tax not given back yet by the earlier notes' ``given``."""
+    left: dict[tuple[str, Decimal, str, str], Decimal] = defaultdict(lambda: ZERO)
+    for t in tax.lines:
+        left[_key(t)] += t.amount
+    for note in given:
+        for t in note.lines if note is not None else ():
+            left[_key(t)] -= t.amount
+    return left
+
+
+def _line_tax(invoice: Invoice) -> tuple[tuple[tuple[int, Decimal], ...], ...] | None:
+    """The invoice's tax per line (:attr:`Tax.line_tax`), or None when the plugin gave none."""
+    tax = invoice.tax
+    if tax is None or len(tax.line_tax) != len(invoice.lines):
+        return None
+    return tax.line_tax
+
+
+def _upto(value: Decimal, part: Decimal, whole: Decimal, currency: str) -> Decimal:
+    """``value × part ÷ whole`` rounded half-even: the cumulative share of a line's tax."""
+    return round_money(value * part / whole, currency) if whole else ZERO
+
+
+def line_creditable(
+    invoice: Invoice,
+    line: int,
+    credited: Mapping[int, Decimal],
+    given: Iterable[Tax | None] = (),
+) -> Decimal | None:
+    """What invoice line ``line`` (1-based) can still be credited, with the tax charged on that
+    line itself, after ``credited`` of each line's amount (1-based line → amount) and the tax
+    ``given`` back by the earlier notes; None when the tax plugin did not say which tax is
+    whose (:attr:`Tax.line_tax`).
+
+    A 200.00 invoice of 100.00 at 19 % (19.00) and 100.00 at 7 % (7.00), 226.00: line 1 can
+    be credited 119.00 and line 2 107.00 (the invoice's average would say 113.00 each).
+    After 50.00 of line 1: 50.00 + 19.00 − 9.50 = 59.50.
+    """
+    own = _own_left(invoice, line, credited, given)
+    if own is None:
+        return None
+    whole = invoice.lines[line - 1].amount
+    left = whole - credited.get(line, ZERO)
+    if invoice.tax is not None and invoice.tax.inclusive:  # the line holds its tax
+        return left
+    return left + sum(own.values(), ZERO)
+
+
+def _own_left(
+    invoice: Invoice, line: int, credited: Mapping[int, Decimal], given: Iterable[Tax | None]
+) -> dict[int, Decimal] | None:
+    """Per tax line of invoice line ``line``, its tax not given back yet: what the invoice has
+    left on that tax line less the other lines' rest (each ``round(tax × part left ÷
+    amount)``), so the lines' rests add up to what is left whatever earlier notes did."""
+    tax, alloc = invoice.tax, _line_tax(invoice)
+    if tax is None or alloc is None:
+        return None
+    cur = invoice.currency
+    left = _left(tax, given)
+    own: dict[int, Decimal] = {}
+    for j, _t in alloc[line - 1]:
+        rest = left[_key(tax.lines[j])]
+        for k, shares in enumerate(alloc, 1):
+            whole = invoice.lines[k - 1].amount
+            for jj, t in shares:
+                if k != line and _key(tax.lines[jj]) == _key(tax.lines[j]):
+                    rest -= t - _upto(t, credited.get(k, ZERO), whole, cur)
+        own[j] = max(rest, ZERO)
+    return own
+
+
+def _line_credit(
+    invoice: Invoice,
+    line: int,
+    credited: Mapping[int, Decimal],
+    amount: Decimal,
+    given: Sequence[Tax | None],
+) -> Tax | None:
+    """The tax a note of ``amount`` on invoice line ``line`` gives back: that line's own tax lines,
+    cumulative over what the line was credited before, never more than it has left."""
+    tax, alloc = invoice.tax, _line_tax(invoice)
+    limit = line_creditable(invoice, line, credited, given)
+    own = _own_left(invoice, line, credited, given)
+    if tax is None or alloc is None or limit is None or own is None:
+        return None
+    cur = invoice.currency
+    whole = invoice.lines[line - 1].amount
+    before = credited.get(line, ZERO)
+    mine = alloc[line - 1]
+    paid_in = min(amount, max(limit, ZERO))  # more (--force) is credited beyond the line, untaxed
+    gross = whole + (ZERO if tax.inclusive else sum((t for _, t in mine), ZERO))
+    if paid_in == limit:  # the rest of the line: all the tax it has left
+        shares = dict(own)
+    else:
+        if tax.inclusive:
+            upto = before + paid_in
+        else:
+            upto = before + (round_money(paid_in * whole / gross, cur) if gross else ZERO)
+        shares = {
+            j: max(ZERO, min(_upto(t, upto, whole, cur) - _upto(t, before, whole, cur), own[j]))
+            for j, t in mine
+        }
+    base = paid_in - sum(shares.values(), ZERO)
+    return Tax(
+        lines=tuple(
+            TaxLine(t.jurisdiction, t.rate, base, shares[j], t.name, t.treatment)
+            for j, t in enumerate(tax.lines)
+            if j in shares
+        ),
+        exemption=tax.exemption,
+        seller_tax_id=tax.seller_tax_id,
+        customer_tax_id=tax.customer_tax_id,
+    )
+
+
+def credited_tax(
+    invoice: Invoice,
+    before: Decimal,
+    amount: Decimal,
+    *,
+    line: int | None = None,
+    credited: Mapping[int, Decimal] | None = None,
+    given: Iterable[Tax | None] = (),
+) -> Tax | None:
     """The share of ``invoice``'s tax a credit note of ``amount`` reverses, after earlier notes of
-    ``before``: per tax line, cumulative and rounded half-even, so notes crediting the whole
-    invoice reverse exactly all its tax.
+    ``before`` (their tax ``given``): per tax line, cumulative and rounded half-even, so notes
+    crediting the whole invoice reverse exactly all its tax.
 
     A 119.00 invoice (100.00 + 19.00 VAT) credited 59.50: 9.50 of tax, 50.00 of base; its
     taxable base goes down by the note's net part (amount − tax) spread over the tax lines.
+
+    A note on one ``line`` (after ``credited`` of each line's amount, 1-based) gives
+    back that line's own tax when the plugin said which tax is whose
+    (:func:`line_creditable`): 119.00 on the 19 % line of a 19 % + 7 % invoice is 19.00 of
+    VAT at 19 % and none at 7 %.
     """
     tax = invoice.tax
     total = invoice.total
     if tax is None or not total:
         return None
+    given = list(given)
+    if line is not None and _line_tax(invoice) is not None:
+        return _line_credit(invoice, line, credited or {}, amount, given)
+    left = _left(tax, given)
 
-    def share(value: Decimal) -> Decimal:
+    def share(t: TaxLine) -> Decimal:
         upto = min(before + amount, total)
         done = min(before, total)
         cur = invoice.currency
-        return round_money(value * upto / total, cur) - round_money(value * done / total, cur)
+        if upto == total:  # the rest of the invoice: all the tax it has left
+            return max(left[_key(t)], ZERO) if given else t.amount - round_money(
+                t.amount * done / total, cur)
+        value = round_money(t.amount * upto / total, cur) - round_money(t.amount * done / total, cur)
+        return max(ZERO, min(value, left[_key(t)])) if given else value
 
-    amounts = [share(t.amount) for t in tax.lines]
+    amounts = [share(t) for t in tax.lines]
     net_total = total - tax.amount
     net = min(before + amount, total) - min(before, total) - sum(amounts, ZERO)
 
@@ -869,7 +1077,9 @@ def tax_report(sources: Sources, months: Sequence[str]) -> Report:
     )
 
 
-def credit_of_lines(invoice: Invoice, net: Decimal) -> tuple[Decimal, Tax | None]:
+def credit_of_lines(
+    invoice: Invoice, net: Decimal, lines: Mapping[int, Decimal] | None = None
+) -> tuple[Decimal, Tax | None]:
     """A credit note for ``net`` of the invoice's lines (a rerate's or a subscription change's
     decrease): its amount and the tax it gives back, each tax line's share
     ``round(tax × net ÷ lines' total)``. Prices exclusive of tax: the amount is ``net`` plus
@@ -878,12 +1088,38 @@ def credit_of_lines(invoice: Invoice, net: Decimal) -> tuple[Decimal, Tax | None
 
     20.05 off a 100.25 + 19.05 VAT invoice: tax round(19.05 × 20.05 ÷ 100.25 = 3.81) = 3.81,
     amount 23.86.
+
+    ``lines`` (invoice line, 1-based → its decrease, adding up to ``net``): each line gives
+    back its own tax when the plugin said which is whose (:attr:`Tax.line_tax`),
+    ``round(the line's tax × decrease ÷ line amount)``: 10.00 off the 19 % line of a 19 % +
+    7 % invoice gives back 1.90 at 19 % (the average would give 0.95 + 0.35).
     """
     tax = invoice.tax
     if tax is None or not invoice.subtotal:
         return net, None
     cur = invoice.currency
-    lines = tuple(
+    alloc = _line_tax(invoice)
+    if alloc is not None and lines and sum(lines.values(), ZERO) == net:
+        amounts: dict[int, Decimal] = defaultdict(lambda: ZERO)
+        bases: dict[int, Decimal] = defaultdict(lambda: ZERO)
+        for number, decrease in sorted(lines.items()):
+            whole = invoice.lines[number - 1].amount
+            mine = {j: _upto(t, decrease, whole, cur) for j, t in alloc[number - 1]}
+            for j, amount in mine.items():
+                amounts[j] += amount
+                bases[j] += decrease - (sum(mine.values(), ZERO) if tax.inclusive else ZERO)
+        own = Tax(
+            lines=tuple(
+                TaxLine(t.jurisdiction, t.rate, bases[j], amounts[j], t.name, t.treatment)
+                for j, t in enumerate(tax.lines)
+                if j in amounts
+            ),
+            exemption=tax.exemption,
+            seller_tax_id=tax.seller_tax_id,
+            customer_tax_id=tax.customer_tax_id,
+        )
+        return (net if tax.inclusive else net + own.amount), own
+    average = tuple(
         TaxLine(
             t.jurisdiction,
             t.rate,
@@ -895,7 +1131,7 @@ def credit_of_lines(invoice: Invoice, net: Decimal) -> tuple[Decimal, Tax | None
         for t in tax.lines
     )
     share = Tax(
-        lines=lines,
+        lines=average,
         exemption=tax.exemption,
         seller_tax_id=tax.seller_tax_id,
         customer_tax_id=tax.customer_tax_id,

@@ -859,3 +859,86 @@ def test_credit_note_document_does_not_count_the_tax_as_contra_revenue(tmp_path:
     html = (inclusive.workspace.books_dir / "documents" / f"{note.number}.html").read_text()
     assert "tax included above, given back</td><td class='num'>-9.50</td>" in html
     assert _accounting_totals(html) == ["50.00 EUR", "0.00 EUR", "50.00 EUR"]
+
+
+MIXED_PLANS = """\
+plans:
+  a:
+    currency: EUR
+    charges: [{meter: api_calls, model: unit, unit_price: "1.00"}]
+  b:
+    currency: EUR
+    base_fee: {amount: "100.00", timing: advance}
+    charges: [{meter: api_calls, model: unit, unit_price: "1.00"}]
+"""
+MIXED_CUSTOMERS = """\
+customers:
+  kunde:
+    currency: EUR
+    billing_anchor: calendar
+    subscriptions: [{plan: a, start: 2026-10-01, end: 2026-11-01}, {plan: b, start: 2026-11-01}]
+"""
+MIXED_TAXES = """\
+taxes:
+  rates:
+    de_vat: {jurisdiction: DE, rate: "0.19", name: VAT}
+    de_reduced: {jurisdiction: DE, rate: "0.07", name: VAT}
+  customers:
+    kunde: {rates: [de_vat], tax_id: DE123456789}
+  plans:
+    b: {rates: [de_reduced]}
+"""
+
+
+def test_a_line_credit_gives_back_that_lines_own_tax(tmp_path: Path) -> None:
+    """kunde moves from plan a (19 %) to b (7 %) on Nov 1: INV-2026-000001 bills October's
+    100 calls on a (100.00, VAT 19.00) and November's fee of b in advance (100.00, VAT
+    7.00): 226.00. Line 1 can be credited 100.00 + 19.00 = 119.00 (the invoice's average
+    said 113.00, with 3.50 at 7 % and 9.50 at 19 % given back). Two notes of 59.50 on line 1
+    give back 9.50 + 9.50 of the 19 % VAT and nothing at 7 %; line 2's 107.00 gives back
+    the 7.00. All 26.00 of VAT is given back, the DE liability is 0. A rerate's decrease of
+    10.00 on line 1 gives back round(19.00 × 10 ÷ 100) = 1.90 (the average: 0.35 + 0.95)."""
+    root = write_workspace(
+        tmp_path / "ws",
+        meters=METERS_CALLS,
+        plans=MIXED_PLANS,
+        customers=MIXED_CUSTOMERS,
+        config=CONFIG,
+    )
+    (root / "rules" / "taxes.yaml").write_text(MIXED_TAXES)
+    session = open_session(root)
+    insert_events(session.engine, calls("kunde", ["2026-10-05"] * 100))
+    [inv] = session.invoice(through=date(2026, 11, 1))
+    assert inv.total == Decimal("226.00") and [ln.amount for ln in inv.lines] == [
+        Decimal("100.00"),
+        Decimal("100.00"),
+    ]
+    from ledger.tax import credit_of_lines
+
+    amount, tax = credit_of_lines(inv, Decimal("10.00"), {1: Decimal("10.00")})
+    assert tax is not None and amount == Decimal("11.90")
+    assert [(t.rate, t.base, t.amount) for t in tax.lines] == [
+        (Decimal("0.19"), Decimal("10.00"), Decimal("1.90"))
+    ]
+    refused = run_cli(root, "credit", inv.number, "--line", "1", "--amount", "119.01",
+                      "--reason", "x", "--date", "2026-11-05")  # fmt: skip
+    assert refused.exit_code == 2 and "can still be credited (119.00 EUR)" in refused.output
+    notes = [
+        issue_credit_note(session, inv.number, amount=a, reason="x", on=date(2026, 11, 5), line=n)
+        for n, a in ((1, "59.50"), (1, "59.50"), (2, "107.00"))
+    ]
+    assert [
+        [(t.rate, t.base, t.amount) for t in n.tax.lines] for n in notes if n.tax is not None
+    ] == [
+        [(Decimal("0.19"), Decimal("50.00"), Decimal("9.50"))],
+        [(Decimal("0.19"), Decimal("50.00"), Decimal("9.50"))],
+        [(Decimal("0.07"), Decimal("100.00"), Decimal("7.00"))],
+    ]
+    session.post(through=date(2026, 11, 30))
+    entries = books(session)
+    assert balance(entries, "Liabilities:Tax:DE", date(2026, 12, 1)) == 0
+    assert balance(entries, RECEIVABLE, date(2026, 12, 1)) == 0
+    report = build_report(session, "tax", month="2026-11")
+    assert {
+        (r[4], r[6], r[7]) for r in report.table("Tax by month, jurisdiction and rate").rows
+    } == {("19%", Decimal("0.00"), Decimal("0.00")), ("7%", Decimal("0.00"), Decimal("0.00"))}
