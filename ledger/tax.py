@@ -492,7 +492,9 @@ def rules_tax(draft: TaxDraft) -> Tax | None:
     puts the whole net amount on one zero-rated line with its reason; ``standard``
     taxes each line at its plan's rates when ``plans:`` names the plan, else at the
     customer's rates; a plan marked ``exempt`` leaves its lines untaxed (an exempt
-    line with the plan's reason).
+    line with the plan's reason). A prepaid-credit grant bills no cycle: it is taxed
+    as the plan of the customer's subscription on the invoice date, the plan its
+    drawdown lines (``prepaid credit applied``, negative) will be taxed as.
     """
     rules, invoice, settings = draft.rules, draft.invoice, draft.settings
     treatment = rules.treatment_of(invoice.customer)
@@ -531,6 +533,10 @@ def rules_tax(draft: TaxDraft) -> Tax | None:
     exempt: dict[str, Decimal] = defaultdict(lambda: ZERO)
     reasons: list[str | None] = []  # per line: its plan's exemption, or None (taxed)
     for line, plan in zip(invoice.lines, draft.plans, strict=True):
+        if not plan and line.kind == "credit_grant":
+            # prepaid credit is spent on the plan's usage (its drawdown lines bill that plan's
+            # cycles): taxed at that plan's rates, so the drawdown's negative line cancels it
+            plan = plan_on(draft.customer, invoice.date)
         entry = rules.plans.get(plan) if plan else None
         if entry is not None and entry.treatment == EXEMPT:
             exempt[entry.reason] += line.amount
@@ -557,6 +563,14 @@ def rules_tax(draft: TaxDraft) -> Tax | None:
         line_tax=line_tax,
         **ids,
     )
+
+
+def plan_on(customer: Customer, day: date_) -> str:
+    """The plan of the customer's subscription in effect on ``day`` ("" when none is)."""
+    for sub in customer.subscriptions:
+        if sub.start <= day and (sub.end is None or day < sub.end):
+            return sub.plan
+    return ""
 
 
 # --- the engine's side: asking the plugins --------------------------------------------------------

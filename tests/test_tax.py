@@ -942,3 +942,37 @@ def test_a_line_credit_gives_back_that_lines_own_tax(tmp_path: Path) -> None:
     assert {
         (r[4], r[6], r[7]) for r in report.table("Tax by month, jurisdiction and rate").rows
     } == {("19%", Decimal("0.00"), Decimal("0.00")), ("7%", Decimal("0.00"), Decimal("0.00"))}
+
+
+def test_a_prepaid_grant_is_taxed_as_the_plan_it_is_spent_on(tmp_path: Path) -> None:
+    """kunde is on plan ``books`` (7 %; the customer's own rate is 19 %) and is granted 50.00
+    of prepaid credit on Oct 1: the grant-only invoice of Oct 1 is 50.00 + 7 % = 53.50 (it
+    was taxed 19 %, 59.50, while its drawdown line is taxed 7 %). October's 100 calls at
+    1.00 less the 50.00 credit applied bill 50.00 + 3.50 on Nov 1. VAT in all: 3.50 + 3.50
+    = 7.00, 7 % of the 100.00 supplied (it was 9.50 + 3.50 = 13.00)."""
+    plans = (
+        'plans:\n  books: {currency: EUR, charges: [{meter: api_calls, model: unit, '
+        'unit_price: "1.00"}]}\n'
+    )
+    customers = (
+        "customers:\n  kunde: {currency: EUR, billing_anchor: calendar, subscriptions: "
+        '[{plan: books, start: 2026-10-01}], credits: [{amount: "50.00", granted: 2026-10-01}]}\n'
+    )
+    root = write_workspace(
+        tmp_path / "ws", meters=METERS_CALLS, plans=plans, customers=customers, config=CONFIG
+    )
+    (root / "rules" / "taxes.yaml").write_text(
+        MIXED_TAXES.replace("    b: {rates: [de_reduced]}", "    books: {rates: [de_reduced]}")
+    )
+    session = open_session(root)
+    insert_events(session.engine, calls("kunde", ["2026-10-05"] * 100))
+    grant, usage = session.invoice(through=date(2026, 11, 1))
+    assert [ln.kind for ln in grant.lines] == ["credit_grant"]
+    assert grant.total == Decimal("53.50") and grant.tax is not None
+    assert [(t.rate, t.base, t.amount) for t in grant.tax.lines] == [
+        (Decimal("0.07"), Decimal("50.00"), Decimal("3.50"))
+    ]
+    assert [ln.amount for ln in usage.lines] == [Decimal("100.00"), Decimal("-50.00")]
+    assert usage.total == Decimal("53.50")
+    entries = books(session)
+    assert balance(entries, "Liabilities:Tax:DE", date(2026, 11, 2)) == Decimal("-7.00")
