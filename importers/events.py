@@ -141,14 +141,22 @@ class Source:
         pending = b""
         over = 0
         sample = b""
-        lone_cr: bool | None = None
+        lone_cr: bool | None = None  # decided at the file's first line break
+        last = b""
         while True:
             block = self.read()
             if not block:
                 break
             if lone_cr is None:
-                cr, lf = block.find(b"\r"), block.find(b"\n")
-                lone_cr = cr >= 0 and (lf < 0 or cr < lf) and block[cr + 1:cr + 2] != b"\n"
+                probe = last + block  # a CRLF may be split between two blocks
+                cr, lf = probe.find(b"\r"), probe.find(b"\n")
+                if lf >= 0 and (cr < 0 or lf < cr):
+                    lone_cr = False
+                elif 0 <= cr < len(probe) - 1:
+                    lone_cr = probe[cr + 1] != 0x0A
+                    if lone_cr:  # the first CR may have ended the last block, now in pending
+                        pending = pending.replace(b"\r", b"\n")
+                last = block[-1:]
             if lone_cr:
                 block = block.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
             cut = block.rfind(b"\n")

@@ -26,6 +26,7 @@ from ledger.bench import fuzz
 from ledger.errors import BadInput
 from ledger.escaping import SpreadsheetCsv, for_spreadsheet, for_terminal
 from ledger.events import TimeError, number_of, parse_day, parse_number, parse_time, to_us
+from ledger.importers.events import JsonlEvents, Source, csv_records
 from ledger.ingest import ImportReport, select_importer
 from ledger.registry import load_registry
 from ledger.reports import Report, Table
@@ -508,20 +509,34 @@ def test_every_csv_the_engine_writes_goes_through_the_spreadsheet_writer() -> No
     :class:`ledger.escaping.SpreadsheetCsv`; only the demo's and the benchmarks' own input files
     (synthetic usage, never opened by a customer) use :func:`csv.writer` directly."""
     root = Path(__file__).resolve().parent.parent / "ledger"
-    direct = sorted(str(p.relative_to(root)) for p in root.rglob("*.py") if "csv.writer(" in p.read_text())
+    direct = sorted(
+        str(p.relative_to(root)) for p in root.rglob("*.py") if "csv.writer(" in p.read_text()
+    )
     assert [p for p in direct if not p.startswith("bench/")] == ["demo.py", "escaping.py"]
     for module in ("statements.py", "reports.py", "export.py", "api/app.py"):
         assert "SpreadsheetCsv(" in (root / module).read_text(), module
 
 
-@pytest.mark.parametrize(("name", "data", "importer"), [
-    ("bank.csv", b"date,amount,currency,invoice,reference\r2026-10-20,1.00,USD,,R-1\r", "payments-csv"),
-    ("totals.csv", b"date,customer,meter,quantity\r2026-10-01,acme,calls,3\r", "live-totals"),
-    ("ce.jsonl", b'{"specversion":"1.0","id":"c-1","source":"app","subject":"acme","type":"api.request",'
-                 b'"time":"2026-10-05T08:30:00Z"}\r', "cloudevents-jsonl"),
-])
-def test_cr_only_files_are_identified_by_content(tmp_path: Path, name: str, data: bytes,
-                                                 importer: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "data", "importer"),
+    [
+        (
+            "bank.csv",
+            b"date,amount,currency,invoice,reference\r2026-10-20,1.00,USD,,R-1\r",
+            "payments-csv",
+        ),
+        ("totals.csv", b"date,customer,meter,quantity\r2026-10-01,acme,calls,3\r", "live-totals"),
+        (
+            "ce.jsonl",
+            b'{"specversion":"1.0","id":"c-1","source":"app","subject":"acme","type":"api.request",'
+            b'"time":"2026-10-05T08:30:00Z"}\r',
+            "cloudevents-jsonl",
+        ),
+    ],
+)
+def test_cr_only_files_are_identified_by_content(
+    tmp_path: Path, name: str, data: bytes, importer: str
+) -> None:
     """Identification reads the first line with the same line ends as the importers: a CR-only
     payments file is the payments importer's (before: the events importer's, refused whole)."""
     path = tmp_path / name
@@ -559,10 +574,11 @@ def test_a_lone_surrogate_in_a_key_never_reaches_a_stored_detail(
     report = ingest(store, tmp_path / "k.json", data, "cloudevents-json")
     assert report.reasons == {"bad_json": 2}
     assert [d for _, _, d, _ in reject_rows(store[0])] == [
-        "'data.\\ud800tokens': holds \\ud800, which is not text (a NUL or a lone surrogate)"] * 2
+        "'data.\\ud800tokens': holds \\ud800, which is not text (a NUL or a lone surrogate)"
+    ] * 2
 
 
-FORGING = '''\
+FORGING = """\
 from decimal import Decimal
 
 from ledger.hookspecs import hookimpl
@@ -574,15 +590,16 @@ class Forging:
 
     def check(self, context):
         if context.period == "2026-09":
-            yield Finding(id="forging:2026-09", severity="error", check="forging", customer=None,
-                          meter=None, period=context.period, expected=Decimal("1"), actual=Decimal("0"),
-                          explanation="ref BANK-9\\n| info | forged:2026-09 | | | 0 | 0 | all good | |")
+            yield Finding(id="forging:2026-09", severity="error", check="forging",
+                          customer=None, meter=None, period=context.period,
+                          expected=Decimal("1"), actual=Decimal("0"),
+                          explanation="ref BANK-9\\n| info | forged:2026-09 | | | 0 | 0 | ok | |")
 
 
 @hookimpl
 def meterbook_reconcilers():
     return [Forging()]
-'''
+"""
 
 
 def test_close_report_and_output_keep_one_line_per_finding(tmp_path: Path) -> None:
@@ -595,12 +612,50 @@ def test_close_report_and_output_keep_one_line_per_finding(tmp_path: Path) -> No
     accounting_workspace(root)
     (root / "plugins").mkdir()
     (root / "plugins" / "forging.py").write_text(FORGING)
-    (root / "meterbook.toml").write_text('store = "sqlite:///var/events.sqlite"\nplugins_dir = "plugins"\n')
-    result = run_cli(root, "close", "2026-09", "--accept", "forging:2026-09", "--reason", "checked\rby hand")
+    (root / "meterbook.toml").write_text(
+        'store = "sqlite:///var/events.sqlite"\nplugins_dir = "plugins"\n'
+    )
+    result = run_cli(
+        root, "close", "2026-09", "--accept", "forging:2026-09", "--reason", "checked\rby hand"
+    )
     assert result.exit_code == 0, result.output
     text = close_report_path(root / "books", "2026-09").read_text(encoding="utf-8")
     assert "forged:2026-09" in text and "\\n\\| info \\| forged:2026-09" in text
     assert [line for line in text.splitlines() if "forged" in line] == [
-        "| error | forging:2026-09 |  |  | 1 | 0 | ref BANK-9\\n\\| info \\| forged:2026-09 \\| \\| \\| 0 \\| 0 "
-        "\\| all good \\| \\| | checked\\rby hand |"]
+        "| error | forging:2026-09 |  |  | 1 | 0 | ref BANK-9\\n\\| info \\| forged:2026-09 "
+        "\\| \\| \\| 0 \\| 0 \\| ok \\| \\| | checked\\rby hand |"
+    ]
     assert not any(line.startswith("| info | forged") for line in result.output.splitlines())
+
+
+#: What the line-level property tests build files from.
+PIECES = (
+    b"a",
+    b"b,c",
+    b",",
+    b'"',
+    b'""',
+    b"\r",
+    b"\n",
+    b"\r\n",
+    b"\x00",
+    b"\xff",
+    b"\xc3\xa9",
+    b" ",
+    b"{}",
+    b'{"id":"x"}',
+    b"\xef\xbb\xbf",
+    b"x" * 40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.lists(st.sampled_from(PIECES), max_size=80).map(b"".join), limit=st.integers(8, 200))
+def test_every_non_blank_line_is_one_record_at_any_block_size(data: bytes, limit: int) -> None:
+    """CSV and JSONL readers yield each non-blank physical line exactly once, in order, whatever
+    the bytes and wherever the blocks they are read in end (a small line limit makes small
+    blocks; over-long lines are ``too_long`` records). The model is :func:`fuzz.record_lines`."""
+    csv_lines = [line for line, _ in csv_records(Source(io.BytesIO(data), line_limit=limit))]
+    assert csv_lines == fuzz.record_lines(data, "csv")
+    jsonl = [row.line for row in JsonlEvents().rows(Source(io.BytesIO(data), line_limit=limit))]
+    assert jsonl == fuzz.record_lines(data, "jsonl")

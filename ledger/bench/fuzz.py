@@ -193,13 +193,19 @@ def counts(engine: Engine) -> tuple[int, ...]:
         )
 
 
-def expected_rows(data: bytes, kind: str) -> int:
-    """How many rows a line-based file has, from its bytes, by the rules README states.
+def record_lines(data: bytes, kind: str) -> list[int]:
+    """The numbers of a line-based file's non-blank lines, from its bytes, by the rules
+    README states: each is exactly one record (a CSV's first is its header).
 
     Lines end in LF or CRLF, or in CR throughout when the first line break is a
-    lone CR; a UTF-8 BOM is skipped; a line is blank when nothing but its line
-    end is left (CSV), or only whitespace (JSONL; an undecodable line is never
-    blank); a CSV's first non-blank line is its header, not a row.
+    lone CR; a UTF-8 BOM is skipped; a line is blank when it holds nothing but
+    CRs (CSV), or only whitespace (JSONL; a line that is not UTF-8 or holds a
+    NUL is never blank).
+
+    >>> record_lines(b"h\\r\\na\\r\\n\\r\\n\\r\\r\\nb", "csv")
+    [1, 2, 5]
+    >>> record_lines(b"h\\ra\\r\\rb\\r", "csv")
+    [1, 2, 4]
     """
     data = data.removeprefix(b"\xef\xbb\xbf")
     cr, lf = data.find(b"\r"), data.find(b"\n")
@@ -208,24 +214,25 @@ def expected_rows(data: bytes, kind: str) -> int:
     lines = data.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
-    rows = 0
-    header = kind != "csv"
-    for line in lines:
+    found = []
+    for number, line in enumerate(lines, 1):
         if kind == "csv":
-            if line in (b"", b"\r"):
-                continue
+            blank = line.strip(b"\r") == b""
         else:
             try:
                 text = line.decode("utf-8")
             except UnicodeDecodeError:
                 text = "x"
-            if "\x00" not in text and not text.rstrip("\r\n").strip():
-                continue
-        if not header:
-            header = True
-            continue
-        rows += 1
-    return rows
+            blank = "\x00" not in text and not text.strip()
+        if not blank:
+            found.append(number)
+    return found
+
+
+def expected_rows(data: bytes, kind: str) -> int:
+    """How many rows :func:`record_lines` finds (not counting a CSV's header)."""
+    lines = record_lines(data, kind)
+    return len(lines) - (1 if kind == "csv" and lines else 0)
 
 
 def check_one(
