@@ -964,15 +964,26 @@ def tax_report(sources: Sources, months: Sequence[str]) -> Report:
         lambda: [ZERO, ZERO, ZERO]
     )
     expected: dict[tuple[str, str, str], Decimal] = defaultdict(lambda: ZERO)
-    documents: list[tuple[date_, Tax | None, str, int]] = [
-        (inv.date, inv.tax, inv.currency, 1) for inv in sources.invoices
+    documents: list[tuple[date_, Tax | None, str, int, str]] = [
+        (inv.date, inv.tax, inv.currency, 1, inv.customer) for inv in sources.invoices
     ]
-    documents += [(note.date, note.tax, note.currency, -1) for note in sources.credit_notes]
-    for day, tax, currency, sign in documents:
+    documents += [
+        (note.date, note.tax, note.currency, -1, note.customer) for note in sources.credit_notes
+    ]
+    # reverse-charge supplies per customer tax id: what a recapitulative statement (the EU's
+    # EC Sales List) declares, each customer's base under its tax id
+    recap: dict[tuple[str, str, str, str, str], list[Decimal]] = defaultdict(
+        lambda: [ZERO, ZERO]
+    )
+    for day, tax, currency, sign, customer in documents:
         month = seal.month_of(day)
         if tax is None or month not in wanted:
             continue
         for line in tax.lines:
+            if line.treatment == REVERSE_CHARGE:
+                recap_key = (month, tax.customer_tax_id, customer, line.jurisdiction, currency)
+                recap[recap_key][0] += sign * line.base
+                recap[recap_key][1] += 1
             key = (month, line.jurisdiction, line.treatment, line.name, line.rate, currency)
             rows[key][0] += sign * line.base
             rows[key][1] += sign * line.amount
@@ -1060,6 +1071,8 @@ def tax_report(sources: Sources, months: Sequence[str]) -> Report:
             "treatment (standard, exempt, reverse charge) and rate, as a VAT return or sales-"
             "tax filing asks, then summed over the period (`--month FIRST..LAST`, e.g. a "
             "quarter). `documents` counts the invoices and credit notes behind a row. "
+            "Reverse-charge supplies are listed again per customer tax id, as a "
+            "recapitulative statement (the EU's EC Sales List) declares them. "
             "The last table ties the tax to the books: the month's movement of each "
             "Liabilities:Tax account (credits positive) against the documents' tax; a "
             "difference other than 0 means the books were not posted since a document was "
@@ -1082,6 +1095,28 @@ def tax_report(sources: Sources, months: Sequence[str]) -> Report:
                 tuple(table),
             ),
             *([over] if len(set(months)) > 1 else []),
+            *(
+                [
+                    Table(
+                        "Reverse-charge supplies by customer tax id",
+                        (
+                            "month",
+                            "customer tax id",
+                            "customer",
+                            "jurisdiction",
+                            "currency",
+                            "taxable base",
+                            "documents",
+                        ),
+                        tuple(
+                            (m, tid, cust, j or "(none)", cur, round_money(base, cur), int(n))
+                            for (m, tid, cust, j, cur), (base, n) in sorted(recap.items())
+                        ),
+                    )
+                ]
+                if recap
+                else []
+            ),
             Table(
                 "Tax liabilities: documents vs books",
                 ("month", "account", "currency", "documents", "books", "difference"),

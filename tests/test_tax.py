@@ -976,3 +976,20 @@ def test_a_prepaid_grant_is_taxed_as_the_plan_it_is_spent_on(tmp_path: Path) -> 
     assert usage.total == Decimal("53.50")
     entries = books(session)
     assert balance(entries, "Liabilities:Tax:DE", date(2026, 11, 2)) == Decimal("-7.00")
+
+
+def test_reverse_charge_supplies_are_listed_per_customer_tax_id(tmp_path: Path) -> None:
+    """client_fr's 100.00 EUR (reverse charge, FR40303265045) less a credit note of 40.00 on
+    Nov 12: 60.00 under its tax id in November, from 2 documents, as the EC Sales List wants
+    it; the standard-rated customers are not in that table."""
+    session = workspace(tmp_path / "ws")
+    session.invoice(through=date(2026, 11, 1))
+    note = issue_credit_note(
+        session, "INV-2026-000002", amount="40.00", reason="outage", on=date(2026, 11, 12)
+    )
+    assert note.tax is not None and note.tax_amount == 0
+    session.post(through=date(2026, 11, 30))
+    report = build_report(session, "tax", month="2026-11")
+    assert report.table("Reverse-charge supplies by customer tax id").rows == (
+        ("2026-11", "FR40303265045", "client_fr", "FR", "EUR", Decimal("60.00"), 2),
+    )
