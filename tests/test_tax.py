@@ -993,3 +993,82 @@ def test_reverse_charge_supplies_are_listed_per_customer_tax_id(tmp_path: Path) 
     assert report.table("Reverse-charge supplies by customer tax id").rows == (
         ("2026-11", "FR40303265045", "client_fr", "FR", "EUR", Decimal("60.00"), 2),
     )
+
+
+GROUPS = (
+    (RATE,),
+    (TaxRate(jurisdiction="DE", rate=Decimal("0.07"), name="VAT"),),
+    (
+        TaxRate(jurisdiction="US-CA", rate=Decimal("0.0725"), name="state"),
+        TaxRate(jurisdiction="US-CA-SF", rate=Decimal("0.01375"), name="district"),
+    ),
+)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(min_value=1, max_value=50_000).map(lambda n: Decimal(n).scaleb(-2)),
+            st.sampled_from(range(len(GROUPS))),
+            st.sampled_from((Decimal(0), Decimal("0.5"), Decimal("0.37"))),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    st.sampled_from(("invoice", "line")),
+    st.booleans(),
+)
+def test_crediting_every_line_gives_back_each_tax_line_exactly(
+    lines: list[tuple[Decimal, int, Decimal]], rounding: str, inclusive: bool
+) -> None:
+    """Any lines at any mix of rates, rounded either way, prices exclusive or inclusive: the
+    lines' shares (``Tax.line_tax``) add up to each tax line; crediting every line to its
+    limit, each in one or two notes (``first`` of it, then the rest), gives back exactly each
+    tax line's tax, never a negative share, and only tax lines of the line credited."""
+    from ledger.invoicing import Invoice, InvoiceLine
+    from ledger.tax import credited_tax, line_creditable
+
+    tax = standard_tax(
+        [(a, GROUPS[g]) for a, g, _ in lines], "EUR", rounding=rounding, inclusive=inclusive
+    )
+    for j, t in enumerate(tax.lines):
+        assert sum((a for shares in tax.line_tax for jj, a in shares if jj == j), Decimal(0)) == (
+            t.amount
+        )
+    invoice = Invoice(
+        customer="c",
+        date=date(2026, 11, 1),
+        currency="EUR",
+        rules="r",
+        number="INV-1",
+        lines=tuple(InvoiceLine("usage", "u", "unbilled", a) for a, _, _ in lines),
+        tax=tax,
+    )
+    credited = {i: Decimal(0) for i in range(1, len(lines) + 1)}
+    given: list = []
+    before = Decimal(0)
+    for i, (_, g, first) in enumerate(lines, 1):
+        limit = line_creditable(invoice, i, credited, given)
+        assert limit is not None
+        partial = (limit * first).quantize(Decimal("0.01"))
+        for step in ([partial] if 0 < partial < limit else []) + [None]:
+            rest = line_creditable(invoice, i, credited, given)
+            assert rest is not None
+            amount = rest if step is None else step
+            note = credited_tax(
+                invoice, before, amount, line=i, credited=dict(credited), given=given
+            )
+            assert note is not None
+            assert all(t.amount >= 0 for t in note.lines)
+            assert {(t.jurisdiction, t.rate) for t in note.lines} <= {
+                (r.jurisdiction, r.rate) for r in GROUPS[g]
+            }
+            credited[i] += amount - (Decimal(0) if inclusive else note.amount)
+            given.append(note)
+            before += amount
+    back: dict = {}
+    for note in given:
+        for t in note.lines:
+            back[(t.jurisdiction, t.rate)] = back.get((t.jurisdiction, t.rate), 0) + t.amount
+    assert back == {(t.jurisdiction, t.rate): t.amount for t in tax.lines}
+    assert before == invoice.total
