@@ -260,7 +260,9 @@ def meterbook_tax(draft: Any) -> Any:
     ``reverse_charge``); ``Tax.exemption`` is the reason printed on the invoice
     when no (or not all) tax is charged; ``inclusive`` says whether the lines'
     amounts already hold the tax; ``seller_tax_id`` and ``customer_tax_id`` are
-    printed on the documents. At most one plugin may answer for an invoice (two
+    printed on the documents; ``line_tax`` (optional, :func:`ledger.tax.standard_tax` gives it)
+    says which tax is each invoice line's, so crediting one line gives back its own tax
+    (without it, the invoice's average). At most one plugin may answer for an invoice (two
     answers stop meterbook with a :class:`ledger.errors.PluginError` naming
     both); with no answer the invoice carries no tax. The answer is stored with
     the invoice when it is issued: the books, the documents and ``meterbook
@@ -293,6 +295,6 @@ def meterbook_tax(draft: Any) -> Any:
             bases = [(line.amount, rates) for line in draft.invoice.lines]
             tax = standard_tax(bases, draft.invoice.currency, rounding=draft.settings.rounding,
                                inclusive=draft.settings.inclusive)
-            return Tax(lines=tax.lines, inclusive=tax.inclusive,
+            return Tax(lines=tax.lines, inclusive=tax.inclusive, line_tax=tax.line_tax,
                        seller_tax_id=draft.settings.seller_tax_id, customer_tax_id="WA-603-123-456")
     """

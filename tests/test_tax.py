@@ -519,6 +519,9 @@ def test_the_hookspec_example_plugin_taxes_as_documented(tmp_path: Path) -> None
     )
     issued = {inv.customer: inv for inv in session.invoice(through=date(2026, 11, 1))}
     assert issued["acme_us"].total == Decimal("110.63")
+    tax = issued["acme_us"].tax  # which tax is whose: the one line carries both
+    assert tax is not None and tax.line_tax == ((
+        (0, Decimal("6.52")), (1, Decimal("3.86"))),)  # fmt: skip
     html = (
         session.workspace.books_dir / "documents" / f"{issued['acme_us'].number}.html"
     ).read_text()
