@@ -279,7 +279,8 @@ def subscriptions_check(session: Session) -> CheckResult:
         require_billed_cycles(session)
     except BadInput as exc:
         return CheckResult("subscriptions as invoiced", False, (str(exc),))
-    pending = fee_changes(session, session.today())
+    # due by the day the books are posted through (a correction dated later is not due yet)
+    pending = fee_changes(session, min(session.posted_through() or session.today(), session.today()))
     if pending:
         return CheckResult("subscriptions as invoiced", False, (
             f"{len(pending)} advance fees billed for subscriptions changed since: run `meterbook post` to "

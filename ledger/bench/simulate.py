@@ -357,6 +357,26 @@ def _subchange(world: World, a: float, b: float, c: float) -> None:
         world.log.append("    (edit refused as expected; taken back)")
 
 
+def _accepting(world: World, *args: str) -> None:
+    """Run ``args``; while it refuses with error findings (exit 1), accept them and run it again."""
+    accepted: set[str] = set()
+    result = world.cli(*args, allowed=(0, 1))
+    while result.exit_code == 1:
+        ids = {line.split()[1].rstrip(":") for line in result.output.splitlines()
+               if line.startswith("error ") and len(line.split()) > 1} - accepted
+        if not ids or len(accepted) > 50:
+            raise Failure(f"`{' '.join(args)}` refused without a new error finding to accept:\n"
+                          f"{result.output[-3000:]}")
+        accepted |= ids
+        extra = [x for fid in sorted(accepted) for x in ("--accept", fid, "--reason", "simulated acceptance")]
+        result = world.cli(*args, *extra, allowed=(0, 1))
+
+
+def invoice_all(world: World) -> None:
+    """Issue everything due by the clock, accepting the findings that hold invoices."""
+    _accepting(world, "invoice", "--through", world.clock.isoformat())
+
+
 def close_next(world: World) -> None:
     month = world.closed[-1] if world.closed else "2026-08"
     year, m = int(month[:4]), int(month[5:])
@@ -364,17 +384,8 @@ def close_next(world: World) -> None:
     first_of_next = date(int(nxt[:4]) + int(nxt[5:]) // 12, int(nxt[5:]) % 12 + 1, 1)
     if first_of_next > world.clock:
         return
-    accepted: set[str] = set()
-    result = world.cli("close", nxt, allowed=(0, 1))
-    while result.exit_code == 1:
-        # accept what it names (issuing the month's invoices may bring findings of their own)
-        ids = {line.split()[1].rstrip(":") for line in result.output.splitlines()
-               if line.startswith("error ") and len(line.split()) > 1} - accepted
-        if not ids or len(accepted) > 50:
-            raise Failure(f"close {nxt} refused without a new error finding to accept:\n{result.output[-3000:]}")
-        accepted |= ids
-        args = [x for fid in sorted(accepted) for x in ("--accept", fid, "--reason", "simulated acceptance")]
-        result = world.cli("close", nxt, *args, allowed=(0, 1))
+    # accept what it names (issuing the month's invoices may bring findings of their own)
+    _accepting(world, "close", nxt)
     world.closed.append(nxt)
     if world.posted_through is None or world.posted_through < first_of_next - timedelta(days=1):
         world.posted_through = first_of_next - timedelta(days=1)
@@ -399,7 +410,7 @@ def check_all(world: World) -> None:
     """The expensive invariants (see the module docstring), after invoicing and posting."""
     from beancount.core import data
 
-    world.cli("invoice", "--through", world.clock.isoformat(), allowed=(0, 1))
+    invoice_all(world)
     post(world, max(world.clock, world.posted_through or world.clock))
     entries = load(world)
     checked = world.cli("check", allowed=(0, 1))
@@ -428,8 +439,9 @@ def check_all(world: World) -> None:
 
 def _cycles_cleared(txns: list[Any], invoices: list[Any]) -> None:
     """Every invoiced cycle's unbilled and contract-asset postings net to 0 through its last
-    invoice: what its accruals, late entries and debit adjustments put there up to that
-    invoice is what the invoices' lines for the cycle took out."""
+    invoice: what its accruals, late entries and debit adjustments put there before that
+    invoice's day is what the invoices' lines for the cycle took out (a late entry dated
+    the invoice day arrived after it, for the next invoice)."""
     last: dict[str, date] = {}
     billed: dict[str, Decimal] = defaultdict(Decimal)
     for inv in invoices:
@@ -444,8 +456,8 @@ def _cycles_cleared(txns: list[Any], invoices: list[Any]) -> None:
                 and "late" not in (txn.meta or {}):
             continue  # the invoice itself (and its payments, notes): what ``billed`` counts
         cycles = [link for link in txn.links or () if link in last]
-        if len(cycles) != 1 or txn.date > last[cycles[0]]:
-            continue
+        if len(cycles) != 1 or txn.date >= last[cycles[0]]:
+            continue  # a late entry or debit adjustment dated on the invoice day waits for the next one
         for p in txn.postings:
             if p.account.startswith(("Assets:Receivables:Unbilled:", "Assets:Contract-Assets:")):
                 accrued[cycles[0]] += p.units.number
@@ -546,7 +558,7 @@ def shrink(ops: list[Op], check_every: int, deadline: float) -> tuple[list[Op], 
 
 
 def describe(ops: Sequence[Op]) -> str:
-    return "\n".join(f"  {i:3d}. {name} {', '.join(f'{x:.3f}' for x in params)}"
+    return "\n".join(f"  {i:3d}. {name} {', '.join(repr(x) for x in params)}"
                      for i, (name, params) in enumerate(ops, 1))
 
 
