@@ -103,12 +103,13 @@ class ColumnsCsv(Filing, Generic[Record]):
                 if isinstance(cells, tuple):
                     yield self._unreadable(line, *cells)
                     continue
-                if len(cells) != width:
-                    if len(cells) > width:
-                        yield self._unreadable(line, "bad_csv", f"{len(cells)} cells, the header has {width}", cells)
-                        continue
-                    cells = cells + [""] * (width - len(cells))
-                yield self.record(line, cells, *("" if i is None else cells[i] for i in at))
+                n = len(cells)  # a short row's missing cells are empty (never padded to the width)
+                if n > width:
+                    detail = f"{n} cells, the header has {width}"
+                    yield self._unreadable(line, "bad_csv", detail, cells)
+                    continue
+                yield self.record(line, cells, *("" if i is None or i >= n else cells[i]
+                                                 for i in at))
         source.drain()
 
     def read(self, path: str | os.PathLike[str]) -> Iterator[Record]:

@@ -515,11 +515,27 @@ class CsvEvents(EventImporter):
                 if len(cells) > width:
                     yield unreadable(line, "bad_csv", f"{len(cells)} cells, the header has {width}", cells)
                     continue
-                cells = cells + [""] * (width - len(cells))
+                yield _short_row(line, cells, names)
+                continue
             src = cells[i_source] if i_source >= 0 else ""
             yield new(RawEvent, (line, cells, cells[i_id], src or DEFAULT_SOURCE, cells[i_customer],
                                  cells[i_type], cells[i_time], {name: v for name, i in props if (v := cells[i])},
                                  "", ""))
+
+
+def _short_row(line: int, cells: list[str], names: list[str]) -> RawEvent:
+    """A row with fewer cells than the header: the cells it lacks are empty. Built from its
+    own cells, never padded to the header's width (which a hostile header makes huge).
+
+    >>> row = _short_row(3, ["e-1", "acme", "t", "2026-10-05T08:30:00Z", "9"], [*REQUIRED, "n", "m"])
+    >>> row.id, row.properties
+    ('e-1', {'n': '9'})
+    """
+    values = dict(zip(names, cells, strict=False))
+    props = dict(sorted((k, v) for k, v in values.items() if v and k not in FIELDS))
+    get = values.get
+    return RawEvent(line, cells, get("id", ""), get("source", "") or DEFAULT_SOURCE,
+                    get("customer", ""), get("type", ""), get("time", ""), props)
 
 
 def raw_text(raw: str | list[str]) -> str:
@@ -763,7 +779,7 @@ class CloudEventsJson(_JsonEvents):
 
 
 def _sample(text: str) -> str:
-    """Text decoded with ``surrogateescape`` as storable text (bad bytes ``\\xff``, NUL ``\\x00``)."""
+    """Text decoded with ``surrogateescape``, storable (bad bytes ``\\xff``, NUL ``\\x00``)."""
     data = text.encode("utf-8", "surrogateescape")
     return _printable_sample(data.decode("utf-8", "backslashreplace"))
 
