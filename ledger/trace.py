@@ -818,7 +818,10 @@ def _trace_invoice(session: Session, number: str, entries: Sequence[data.Directi
         line_checks = _explain_late(_compare_lines(invoice, draft) + _compare_accruals(invoice, draft), cycles, late)
         line_checks = _explain_subscription_changes(session, invoice, line_checks)
         checks.extend(line_checks)
-        total = Check("total", f"{invoice.total} {invoice.currency}", f"{draft.total} {draft.currency}",
+        # the tax is decided once, when the invoice is issued, and kept with it (ledger.tax): the
+        # recomputation adds the tax as issued, so later tax rules cannot make the total differ
+        redrafted = draft.subtotal + (invoice.tax.added if invoice.tax is not None else 0)
+        total = Check("total", f"{invoice.total} {invoice.currency}", f"{redrafted} {draft.currency}",
                       source="invoice")
         if not total.ok and all(c.ok or c.explained for c in line_checks):
             total = replace(total, explained="the lines' differences are late usage or subscription changes "

@@ -1075,3 +1075,36 @@ def test_crediting_every_line_gives_back_each_tax_line_exactly(
             back[(t.jurisdiction, t.rate)] = back.get((t.jurisdiction, t.rate), 0) + t.amount
     assert back == {(t.jurisdiction, t.rate): t.amount for t in tax.lines}
     assert before == invoice.total
+
+
+def test_a_customer_switching_to_reverse_charge_keeps_its_issued_tax(tmp_path: Path) -> None:
+    """kunde is invoiced 100.25 + 19.05 VAT on Nov 1, then gives its Austrian VAT id and is
+    reverse-charged from then on (taxes.yaml changed): its 40 calls of November (10.00) are
+    invoiced on Dec 1 with no VAT and the mention. The November invoice keeps its tax: the
+    books, the tax report (DE 100.25 / 19.05) and ``trace`` (total 119.30 recomputed as
+    100.25 of lines + the 19.05 issued; it said 100.25 and blamed late usage) agree."""
+    session = workspace(tmp_path / "ws")
+    insert_events(session.engine, calls("kunde", ["2026-11-05"] * 40, "nov"))
+    session.invoice(through=date(2026, 11, 1))
+    root = session.workspace.root
+    (root / "rules" / "taxes.yaml").write_text(
+        TAXES.replace(
+            "kunde: {rates: [de_vat], tax_id: DE123456789}",
+            "kunde: {treatment: reverse_charge, tax_id: ATU12345678, jurisdiction: AT}",
+        )
+    )
+    assert run_cli(root, "invoice", "--through", "2026-12-01").exit_code == 0
+    invoices = {(inv.customer, inv.date): inv for inv in load_invoices(session.engine)}
+    december = invoices[("kunde", date(2026, 12, 1))]
+    assert december.total == Decimal("10.00") and december.tax is not None
+    assert december.tax.reverse_charge and december.tax.customer_tax_id == "ATU12345678"
+    entries = books(session)
+    assert balance(entries, "Liabilities:Tax:DE", date(2026, 12, 2)) == Decimal("-19.05")
+    report = build_report(open_session(root), "tax", month="2026-11..2026-12")
+    rows = {(r[0], r[1], r[2]): (r[6], r[7]) for r in report.table(
+        "Tax by month, jurisdiction and rate").rows}  # fmt: skip
+    assert rows[("2026-11", "DE", "standard")] == (Decimal("100.25"), Decimal("19.05"))
+    assert rows[("2026-12", "AT", "reverse charge")] == (Decimal("10.00"), Decimal("0.00"))
+    traced = run_cli(root, "trace", "INV-2026-000003")
+    total = next(ln for ln in traced.output.splitlines() if ln.strip().startswith("total "))
+    assert total.split()[1:] == ["119.30", "EUR", "119.30", "EUR", "ok"], traced.output
