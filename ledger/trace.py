@@ -777,22 +777,30 @@ def _explain_subscription_changes(session: Session, invoice: Invoice, checks: li
     """An advance fee line that differs because the subscription changed after the invoice is
     explained when the subscription-change documents (:mod:`ledger.subscriptions`) bridge it
     exactly: invoiced + their corrections = the store's figure now."""
-    from ledger.subscriptions import line_corrections
+    from ledger.subscriptions import fee_changes, line_corrections
 
     fixes = {line: fix for (number, line), fix in line_corrections(session.engine).items()
              if number == invoice.number}
+    # a change whose correction is dated after the books' horizon (a cancellation ahead)
+    due = {c.line: c for c in fee_changes(session, date.max) if c.invoice.number == invoice.number}
     out = []
     for check in checks:
         found = re.fullmatch(r"line (\d+) base_fee \[deferred\](?: amount)?", check.what)
-        fix = fixes.get(int(found.group(1))) if found else None
-        if not check.ok and fix is not None:
+        line = int(found.group(1)) if found else 0
+        fix, pending = fixes.get(line), due.get(line)
+        if not check.ok and (fix is not None or pending is not None):
+            done = fix[0] if fix is not None else ZERO
+            later = pending.difference if pending is not None else ZERO
             try:
-                bridged = Decimal(check.recorded) + fix[0] == Decimal(check.store or "0")
+                bridged = Decimal(check.recorded) + done + later == Decimal(check.store or "0")
             except ArithmeticError:
                 bridged = False
             if bridged:
-                check = replace(check, explained=f"the subscription changed after the invoice: {', '.join(fix[1])} "
-                                                 f"{'credit' if fix[0] < 0 else 'charge'} {abs(fix[0])}")
+                said = [f"{', '.join(fix[1])} {'credit' if done < 0 else 'charge'} {abs(done)}"] if fix else []
+                if pending is not None:
+                    said.append(f"{abs(later)} to be {'credited' if later < 0 else 'charged'} on "
+                                f"{pending.on.isoformat()}, when the books are posted through that day")
+                check = replace(check, explained=f"the subscription changed after the invoice: {'; '.join(said)}")
         out.append(check)
     return out
 
