@@ -54,7 +54,7 @@ customers:
 SEP15 = date(2026, 9, 15)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def rated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Session, Rating, list[data.Directive]]:
     """The three customers rated through Oct 14 and invoiced through Oct 31, books loaded."""
     root = tmp_path_factory.mktemp("credits") / "ws"
