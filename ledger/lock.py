@@ -2,11 +2,17 @@
 
 Two locks, taken in this order and held until the command ends:
 
-1. an OS file lock (``flock``) on ``<workspace>/.meterbook.lock``: it
+1. an OS file lock (``flock``) on the workspace folder itself: it
    serialises everything written under the workspace — the books, the
    documents, a SQLite store — between processes on this machine. The kernel
    releases it when the process ends, however it ends (``kill -9`` included),
-   so a crashed command never leaves a stale lock behind.
+   so a crashed command never leaves a stale lock behind. A folder that holds
+   files cannot be deleted or replaced under a holder, as a lock file could be
+   (deleted while held, the next command would create and lock a new one and
+   write beside the holder). ``<workspace>/.meterbook.lock`` is only the label
+   naming the holder: written through no symbolic link and into no file with
+   another name (hard link), so a planted link cannot make a command empty a
+   file elsewhere.
 2. for a PostgreSQL store, a session advisory lock
    (``pg_try_advisory_lock(28002, hashtext(current_schema()))``) on a
    connection of its own: two workspaces (two checkouts, two machines) that
@@ -29,6 +35,7 @@ import contextlib
 import fcntl
 import os
 import socket
+import stat
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -69,10 +76,15 @@ def holder_text(command: str) -> str:
 
 
 def _describe_holder(path: Path) -> str:
+    """The label's first line (read through no symbolic link), else a generic holder."""
     with contextlib.suppress(OSError, UnicodeDecodeError):
-        text = path.read_text(encoding="utf-8").strip()
-        if text:
-            return text
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+        try:
+            text = os.read(fd, 300).decode("utf-8", "replace").strip().splitlines()
+        finally:
+            os.close(fd)
+        if text and text[0].startswith("`meterbook "):
+            return text[0]
     return "another meterbook command"
 
 
@@ -89,28 +101,43 @@ def workspace_lock(root: Path, command: str, *, store_url: str = "", shared: boo
     limit = timeout_seconds() if timeout is None else timeout
     path = root / LOCK_FILE
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as exc:
-        if shared:  # a read-only workspace has no writer to wait for
-            yield
-            return
-        raise BadInput(f"{path}: cannot lock the workspace: {exc.strerror or exc}") from None
+        raise BadInput(f"{root}: cannot lock the workspace: {exc.strerror or exc}") from None
     try:
         _acquire(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX, limit, waiting,
                  lambda: f"the workspace {root} is locked by {_describe_holder(path)}")
-        if not shared:
-            with contextlib.suppress(OSError):  # a full disk must not stop the lock: it is only a label
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, (holder_text(command) + "\n").encode(), 0)
+        label = None if shared else _open_label(path)
         try:
+            if label is not None:
+                with contextlib.suppress(OSError):  # a full disk must not stop the lock: it is only a label
+                    os.ftruncate(label, 0)
+                    os.pwrite(label, (holder_text(command) + "\n").encode(), 0)
             with _store_lock(store_url, command, limit, waiting) if not shared else contextlib.nullcontext():
                 yield
         finally:
-            if not shared:
+            if label is not None:
                 with contextlib.suppress(OSError):
-                    os.ftruncate(fd, 0)
+                    os.ftruncate(label, 0)
+                os.close(label)
     finally:
         os.close(fd)  # releases the flock
+
+
+def _open_label(path: Path) -> int | None:
+    """The label file, opened for writing, when it is a plain file of its own: not through a
+    symbolic link (``O_NOFOLLOW``), not a file with other names (hard links), not a device or
+    FIFO; else None (the lock holds without its label). Emptying what a planted link points
+    to — a file outside the workspace — is what this refuses."""
+    try:
+        label = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    except OSError:  # a symbolic link (ELOOP), a read-only workspace, …
+        return None
+    info = os.fstat(label)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+        os.close(label)
+        return None
+    return label
 
 
 def _acquire(fd: int, mode: int, limit: float, waiting: Callable[[str], None] | None,
