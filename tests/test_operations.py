@@ -331,7 +331,8 @@ def test_cancellation_after_the_advance_fee_is_credited_for_the_unused_days(bill
     """acme cancels from Oct 11, entered after INV-2026-000001 billed October's 31.00.
 
     The cycle is now [Oct 1, Oct 11): 10 of 31 days, 31.00 × 10 ÷ 31 = 10.00, recognized
-    by Oct 10. ``post`` credits the 21.00 billed for Oct 11–31 on the cycle's last day,
+    by Oct 10. Until the books reach Oct 10 the credit is pending (``trace`` says when);
+    ``post`` credits the 21.00 billed for Oct 11–31 on the cycle's last day,
     Oct 10 (CN-2026-000001: deferred 21.00 / receivable 21.00, the invoice is unpaid), so
     deferred revenue is −31.00 + 10.00 + 21.00 = 0 from Oct 11 on. INV-2026-000002 (Oct 11)
     bills the call, 1.00: acme owes 31.00 − 21.00 + 1.00 = 11.00. ``trace`` verifies the
@@ -339,7 +340,10 @@ def test_cancellation_after_the_advance_fee_is_credited_for_the_unused_days(bill
     issues nothing new.
     """
     (billed / "rules" / "customers.yaml").write_text(_acme("{plan: p, start: 2026-10-01, end: 2026-10-11}"))
-    assert run_cli(billed, "check").exit_code == 1  # the correction is due and not posted yet
+    # posted through Oct 1 only: the credit (dated Oct 10) is not due yet, and trace says so
+    assert run_cli(billed, "check").exit_code == 0
+    pending = run_cli(billed, "trace", "INV-2026-000001")
+    assert pending.exit_code == 0 and "21.00 to be credited on 2026-10-10" in pending.output, pending.output
     assert run_cli(billed, "post", "--through", "2026-10-31").exit_code == 0
     assert run_cli(billed, "invoice", "--through", "2026-11-01").exit_code == 0
     entries, errors, _ = load_books(billed / "books" / "main.beancount")
@@ -501,3 +505,16 @@ def test_a_held_invoice_holds_the_customers_later_invoices(billed: Path, tmp_pat
     assert "INV-2026-000003  2026-12-01  acme" in accepted.output
     for number in ("INV-2026-000002", "INV-2026-000003"):
         assert run_cli(billed, "trace", number).exit_code == 0
+
+
+def test_check_fails_while_a_due_subscription_correction_is_not_posted(billed: Path) -> None:
+    """The books are posted through Oct 31; then acme's cancellation from Oct 11 is entered.
+    Its credit (21.00, dated Oct 10) is due within the books' horizon: ``check`` fails
+    naming the invoice line until ``post`` issues CN-2026-000001, then passes."""
+    assert run_cli(billed, "post", "--through", "2026-10-31").exit_code == 0
+    (billed / "rules" / "customers.yaml").write_text(_acme("{plan: p, start: 2026-10-01, end: 2026-10-11}"))
+    checked = run_cli(billed, "check")
+    assert checked.exit_code == 1
+    assert "INV-2026-000001 line 1 ^acme-2026-10-01: billed 31.00, now 10.00" in checked.output
+    assert run_cli(billed, "post", "--through", "2026-10-31").exit_code == 0
+    assert run_cli(billed, "check").exit_code == 0
