@@ -252,6 +252,9 @@ def meterbook_tax(draft: Any) -> Any:
     - ``draft.settings``: ``[tax]`` of ``meterbook.toml``: ``seller_tax_id``,
       ``inclusive`` (prices include tax), ``rounding`` (``"line"``/``"invoice"``).
     - ``draft.rules``: ``rules/taxes.yaml`` as loaded (the first-party rules).
+    - ``draft.adjusts``: per line, the tax an issued invoice charged on the supply the line
+      corrects (a debit adjustment or late usage for an invoiced cycle), or None: tax a
+      correction as that supply was.
 
     Returns: a :class:`ledger.tax.Tax`, or None when this plugin does not tax
     the invoice. ``Tax.lines`` are :class:`ledger.tax.TaxLine` records

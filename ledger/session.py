@@ -329,7 +329,8 @@ class Session:
                                         through=through)
         # then the tax plugins decide each draft's tax (ledger.tax); none answering: untaxed
         return apply_taxes(drafts, registry=self.registry, rules=self.rules,
-                           rules_dir=self.workspace.rules_dir, config=self.workspace.config_file)
+                           rules_dir=self.workspace.rules_dir, config=self.workspace.config_file,
+                           issued=issued)
 
     def correct_subscriptions(self, through: date) -> list[str]:
         """Subscriptions edited after invoicing (:mod:`ledger.subscriptions`): refuse an edit to

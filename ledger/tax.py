@@ -378,6 +378,11 @@ class TaxDraft:
     - ``settings``: ``[tax]`` of ``meterbook.toml`` (seller tax id, inclusive
       prices, rounding); a plugin should honour them (:func:`standard_tax` does).
     - ``rules``: ``rules/taxes.yaml`` as loaded (empty when there is none).
+    - ``adjusts``: per invoice line, the tax an issued invoice charged on the supply the
+      line corrects (a debit adjustment's or late usage's line of an invoiced cycle: that
+      cycle's line, its tax lines only), or None. A correction of a supply's price is
+      taxed as that supply was, whatever the rules say today (the customer's treatment
+      or a rate may have changed since); :func:`rules_tax` does so.
     """
 
     invoice: Invoice
@@ -385,6 +390,7 @@ class TaxDraft:
     plans: tuple[str, ...]
     settings: TaxSettings
     rules: TaxRules
+    adjusts: tuple[Tax | None, ...] = ()
 
 
 def standard_tax(
@@ -500,6 +506,8 @@ def rules_tax(draft: TaxDraft) -> Tax | None:
     treatment = rules.treatment_of(invoice.customer)
     if treatment is None:
         return None
+    if any(draft.adjusts):
+        return _with_corrections(draft, treatment)
     net = sum((line.amount for line in invoice.lines), ZERO)
     ids = {"seller_tax_id": settings.seller_tax_id, "customer_tax_id": treatment.tax_id}
     nil = round_money(ZERO, invoice.currency)
@@ -563,6 +571,103 @@ def rules_tax(draft: TaxDraft) -> Tax | None:
         line_tax=line_tax,
         **ids,
     )
+
+
+def _with_corrections(draft: TaxDraft, treatment: TaxTreatment) -> Tax:
+    """:func:`rules_tax` for an invoice holding corrections of issued supplies: each such line
+    is taxed as the supply it corrects (``draft.adjusts``), the others as the rules say.
+
+    kunde's October usage was invoiced with 19 % VAT; kunde is reverse-charged since. A
+    debit adjustment of 10.00 for October billed in December is taxed 19 % (1.90): the
+    price of the October supply went up, and that supply was taxed in Germany.
+    """
+    rules, invoice, settings = draft.rules, draft.invoice, draft.settings
+    nil = round_money(ZERO, invoice.currency)
+    bases: list[tuple[Decimal, Sequence[TaxRate]]] = []
+    special: dict[tuple[str, str, str, str], Decimal] = defaultdict(lambda: ZERO)
+    marks: list[tuple[str, str, str, str] | None] = []  # per line: its untaxed line, or None
+    tax_ids = [treatment.tax_id]
+    for line, plan, adjusts in zip(invoice.lines, draft.plans, draft.adjusts, strict=True):
+        if adjusts is not None:
+            tax_ids.append(adjusts.customer_tax_id)
+            charged = [t for t in adjusts.lines if t.treatment == STANDARD]
+            if charged:
+                rates = tuple(TaxRate(jurisdiction=t.jurisdiction, rate=t.rate, name=t.name)
+                              for t in charged)  # fmt: skip
+                bases.append((line.amount, rates))
+                marks.append(None)
+                continue
+            first = adjusts.lines[0]
+            mention = adjusts.exemption or (
+                REVERSE_CHARGE_MENTION if first.treatment == REVERSE_CHARGE else ""
+            )
+            mark = (first.treatment, first.jurisdiction, first.name, mention)
+        elif treatment.treatment != STANDARD:
+            mention = treatment.reason or (
+                REVERSE_CHARGE_MENTION if treatment.treatment == REVERSE_CHARGE else ""
+            )
+            name = "VAT" if treatment.treatment == REVERSE_CHARGE else "tax"
+            mark = (treatment.treatment, treatment.jurisdiction, name, mention)
+        else:
+            if not plan and line.kind == "credit_grant":
+                plan = plan_on(draft.customer, invoice.date)
+            entry = rules.plans.get(plan) if plan else None
+            if entry is None or entry.treatment != EXEMPT:
+                names = entry.rates if entry is not None and entry.rates else treatment.rates
+                bases.append((line.amount, tuple(rules.rates[n] for n in names)))
+                marks.append(None)
+                continue
+            mark = (EXEMPT, treatment.jurisdiction, "tax", entry.reason)
+        special[mark] += line.amount
+        bases.append((line.amount, ()))
+        marks.append(mark)
+    tax = standard_tax(
+        bases, invoice.currency, rounding=settings.rounding, inclusive=settings.inclusive
+    )
+    where = treatment.jurisdiction or (tax.lines[0].jurisdiction if tax.lines else "")
+    extra = tuple(TaxLine(j or (where if kind == EXEMPT else ""), ZERO, base, nil, name, kind)
+                  for (kind, j, name, _), base in special.items())  # fmt: skip
+    at = {mark: len(tax.lines) + i for i, mark in enumerate(special)}
+    line_tax = tuple(
+        ((at[mark], nil),) if mark is not None else mine
+        for mark, mine in zip(marks, tax.line_tax, strict=True)
+    )
+    mentions = [m for (_, _, _, m) in special if m]
+    return Tax(
+        lines=(*tax.lines, *extra),
+        exemption="; ".join(dict.fromkeys(mentions)),
+        inclusive=settings.inclusive,
+        seller_tax_id=settings.seller_tax_id,
+        customer_tax_id=next((t for t in tax_ids if t), ""),
+        line_tax=line_tax,
+    )
+
+
+def corrected_supplies(invoice: Invoice, issued: Sequence[Invoice]) -> tuple[Tax | None, ...]:
+    """Per line of ``invoice``, the tax an issued invoice charged on the supply the line corrects
+    (``TaxDraft.adjusts``): a debit adjustment's (``rerate``) or late usage's line bills more
+    for a cycle an earlier invoice billed; that invoice's line of the cycle carries the tax
+    lines it was charged (all of the invoice's when it does not say which are whose)."""
+    out: list[Tax | None] = []
+    for line in invoice.lines:
+        found: Tax | None = None
+        if line.kind in ("rerate", "late_usage") and line.cycle:
+            for earlier in issued:
+                if earlier.customer != invoice.customer or earlier.tax is None:
+                    continue
+                index = next((k for k, ln in enumerate(earlier.lines) if ln.cycle == line.cycle
+                              and ln.kind not in ("rerate", "late_usage")), None)  # fmt: skip
+                if index is None:
+                    continue
+                tax = earlier.tax
+                if len(tax.line_tax) == len(earlier.lines):
+                    mine = tuple(tax.lines[j] for j, _ in tax.line_tax[index])
+                    tax = Tax(lines=mine, exemption=tax.exemption,
+                              customer_tax_id=tax.customer_tax_id)  # fmt: skip
+                found = tax if tax.lines else None
+                break
+        out.append(found)
+    return tuple(out)
 
 
 def plan_on(customer: Customer, day: date_) -> str:
@@ -675,9 +780,16 @@ def check_tax_setup(rules_dir: Path, config: Path, rules: Rules) -> None:
 
 
 def apply_taxes(
-    drafts: Iterable[Invoice], *, registry: Registry, rules: Rules, rules_dir: Path, config: Path
+    drafts: Iterable[Invoice],
+    *,
+    registry: Registry,
+    rules: Rules,
+    rules_dir: Path,
+    config: Path,
+    issued: Sequence[Invoice] = (),
 ) -> list[Invoice]:
-    """The drafts with the tax the plugins give them (unchanged when none answers)."""
+    """The drafts with the tax the plugins give them (unchanged when none answers); ``issued``:
+    the invoices issued before them, whose supplies the drafts' corrections are taxed as."""
     from dataclasses import replace
 
     drafts = list(drafts)
@@ -691,7 +803,14 @@ def apply_taxes(
         if customer is None:
             out.append(inv)
             continue
-        draft = TaxDraft(inv, customer, line_plans(inv, customer, rules), settings, taxes)
+        draft = TaxDraft(
+            inv,
+            customer,
+            line_plans(inv, customer, rules),
+            settings,
+            taxes,
+            corrected_supplies(inv, issued),
+        )
         tax = assess(registry, draft)
         out.append(replace(inv, tax=tax) if tax is not None else inv)
     return out

@@ -1108,3 +1108,55 @@ def test_a_customer_switching_to_reverse_charge_keeps_its_issued_tax(tmp_path: P
     traced = run_cli(root, "trace", "INV-2026-000003")
     total = next(ln for ln in traced.output.splitlines() if ln.strip().startswith("total "))
     assert total.split()[1:] == ["119.30", "EUR", "119.30", "EUR", "ok"], traced.output
+
+
+def test_a_correction_is_taxed_as_the_supply_it_corrects(tmp_path: Path) -> None:
+    """kunde's October (401 calls at 0.25 = 100.25) was invoiced on Nov 1 with 19 % DE VAT;
+    kunde is reverse-charged (AT) from then on. Plan eu is re-priced to 0.30 from Oct 1, so
+    the rerate of Nov 20 charges October 401 × 0.05 = 20.05 more (DA-2026-000001). The Dec 1
+    invoice bills November's 40 calls × 0.30 = 12.00 reverse-charged, and the 20.05 for the
+    October supply at that supply's 19 %: 20.05 × 0.19 = 3.8095 → 3.81 (it was billed
+    reverse-charged, no VAT). Total 12.00 + 20.05 + 3.81 = 35.86; DE VAT owed 19.05 + 3.81
+    = 22.86."""
+    session = workspace(tmp_path / "ws")
+    insert_events(session.engine, calls("kunde", ["2026-11-05"] * 40, "nov"))
+    session.invoice(through=date(2026, 11, 1))
+    root = session.workspace.root
+    (root / "rules" / "taxes.yaml").write_text(
+        TAXES.replace(
+            "kunde: {rates: [de_vat], tax_id: DE123456789}",
+            "kunde: {treatment: reverse_charge, tax_id: ATU12345678, jurisdiction: AT}",
+        )
+    )
+    (root / "rules" / "plans.yaml").write_text(
+        PLANS.replace(
+            '  eu:\n    currency: EUR\n    charges: [{meter: api_calls, model: unit, '
+            'unit_price: "0.25"}]\n',
+            '  eu:\n    currency: EUR\n    charges: [{meter: api_calls, model: unit, '
+            'unit_price: "0.25"}]\n    versions:\n      - effective: 2026-10-01\n'
+            '        charges: [{meter: api_calls, model: unit, unit_price: "0.30"}]\n',
+        )
+    )
+    result = run_cli(root, "rerate", "--from", "2026-10-01", "--date", "2026-11-20")
+    assert result.exit_code == 0 and "DA-2026-000001" in result.output, result.output
+    result = run_cli(root, "invoice", "--through", "2026-12-01")
+    assert result.exit_code == 0, result.output
+    [december] = [
+        inv
+        for inv in load_invoices(session.engine)
+        if inv.customer == "kunde" and inv.date == date(2026, 12, 1)
+    ]
+    assert [(ln.kind, ln.amount) for ln in december.lines] == [
+        ("usage", Decimal("12.00")),
+        ("rerate", Decimal("20.05")),
+    ]
+    assert december.tax is not None and december.total == Decimal("35.86")
+    assert {(t.jurisdiction, t.treatment, t.base, t.amount) for t in december.tax.lines} == {
+        ("DE", "standard", Decimal("20.05"), Decimal("3.81")),
+        ("AT", "reverse_charge", Decimal("12.00"), Decimal("0.00")),
+    }
+    html = (session.workspace.books_dir / "documents" / f"{december.number}.html").read_text()
+    assert "VAT 19% (DE) on 20.05 EUR" in html and "reverse charge (AT) on 12.00 EUR" in html
+    assert "Reverse charge: VAT to be accounted for by the recipient" in html
+    entries = books(session)
+    assert balance(entries, "Liabilities:Tax:DE", date(2026, 12, 2)) == Decimal("-22.86")
