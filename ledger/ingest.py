@@ -322,13 +322,14 @@ class Judged:
 class _Judge:
     """Judges chunks of one batch's rows against the rules (:meth:`Checks.row`).
 
-    With ``by_key`` (PostgreSQL) the rows are put in key order (stable, so the
-    first row of a key in the file is inserted first and wins): concurrent
-    imports then lock keys in the same order and do not deadlock.
+    With ``by_key`` the rows are put in key order (stable, so the first row of a
+    key in the file is inserted first and wins): concurrent imports then lock
+    keys in the same order and do not deadlock. With ``typed`` (PostgreSQL, which
+    claims keys in key order in SQL instead) each row carries the typed quantity.
     """
 
     def __init__(self, checks: Checks, batch_id: int, *, file: str, importer: str, keep_rejects: bool,
-                 by_key: bool):
+                 by_key: bool, typed: bool = False):
         self.checks = checks
         self.batch_id = batch_id
         self.file = file
@@ -338,7 +339,7 @@ class _Judge:
         # PostgreSQL rows carry the typed quantity (events.q_*): per event type, the
         # numeric property its meters read, an unfiltered meter's first (by name)
         self.typed: dict[str, str] | None = None
-        if by_key:
+        if typed:
             self.typed = {t: min((bool(r.filter), r.prop) for r in rules if r.numeric)[1]
                           for t, rules in checks.types.items() if any(r.numeric for r in rules)}
         self._pairs: dict[str, tuple[int, int] | None] = {}
@@ -372,7 +373,8 @@ class _Judge:
                             "detail": detail, "raw": raw_text(ev.raw), "importer": self.importer,
                             "record": None if ev.reason else json.dumps(ev.record(), ensure_ascii=False)})
         if self.typed is not None:
-            good = [self._typed(row, chunk[i].properties) for row, i in zip(good, where, strict=True)]
+            good = [self._typed(row, chunk[i].properties)
+                    for row, i in zip(good, where, strict=True)]
         if self.by_key and len(good) > 1:
             order = sorted(range(len(good)), key=lambda k: (good[k][0], good[k][1]))  # stable: file order wins
             good = [good[k] for k in order]
@@ -410,10 +412,11 @@ class _Batch:
         self.reasons: Counter[str] = Counter()
         self.id = _start_batch(conn, file, importer)
         self.judge = _Judge(checks, self.id, file=file, importer=importer, keep_rejects=keep_rejects,
-                            by_key=not self.sqlite)
+                            by_key=False, typed=not self.sqlite)
         self.floor = 0
         if self.sqlite:
-            self.floor = int(conn.execute(select(func.coalesce(func.max(events.c.pk), 0))).scalar_one())
+            top = conn.execute(select(func.coalesce(func.max(events.c.pk), 0))).scalar_one()
+            self.floor = int(top)
         self.staging = False
         self.months: set[tuple[int, int]] = set()   # partitions known to exist (PostgreSQL)
         ph = "?" if conn.dialect.paramstyle == "qmark" else "%s"
@@ -470,12 +473,13 @@ class _Batch:
         """PostgreSQL: ``COPY`` the chunk's keys into a temporary staging table, claim them
         set-based, ``COPY`` the rows that took their key into ``events``.
 
-        The chunk's rows come in key order (:class:`_Judge`), so the first row of each
-        key in the file is the first of its run. Those rows' keys are staged; one
+        The chunk's rows come in file order; the first row of each key is the one
+        that may be accepted. Those rows' keys are staged; one
         statement claims them in ``event_keys`` (in key order, ``ON CONFLICT DO
         NOTHING``) and returns the keys it took: *accepted*, and their rows are copied
-        into ``events`` (each to its month's partition). Only when some row did not take its key (a repeat
-        in the file, a stored key) is the stored hash of those keys read, by primary key
+        into ``events`` (each to its month's partition). Only when some row did not
+        take its key (a repeat in the file, a stored key) is the stored hash of those
+        keys read, by primary key
         (never a scan of a source's history): *duplicate* when equal, else *conflict*.
         Concurrent imports of overlapping files store each event once: ``ON CONFLICT``
         waits for the other transaction's key, and the read that follows sees it.
@@ -486,8 +490,9 @@ class _Batch:
         rows = judged.rows
         if not self.staging:
             conn.exec_driver_sql(
-                'CREATE TEMPORARY TABLE meterbook_staging (source TEXT COLLATE "C", event_id TEXT COLLATE "C", '
-                "payload_hash TEXT, batch_id INTEGER, time_us BIGINT) ON COMMIT DROP")
+                'CREATE TEMPORARY TABLE meterbook_staging (source TEXT COLLATE "C", '
+                'event_id TEXT COLLATE "C", payload_hash TEXT, batch_id INTEGER, time_us BIGINT) '
+                "ON COMMIT DROP")
             self.staging = True
         else:
             conn.exec_driver_sql("TRUNCATE meterbook_staging")
@@ -498,18 +503,19 @@ class _Batch:
         if not self.months.issuperset(months):
             ensure_partitions(conn, months)
             self.months.update(months)
-        firsts: list[int] = []   # positions in rows of each key's first row
-        previous: tuple[str, str] | None = None
+        firsts: list[int] = []   # positions in rows of each key's first row (rows are in file order)
+        seen: set[tuple[str, str]] = set()
         cursor = conn.connection.cursor()
         try:
-            with cursor.copy("COPY meterbook_staging FROM STDIN") as copy:  # type: ignore[attr-defined]
+            staging = "COPY meterbook_staging FROM STDIN"
+            with cursor.copy(staging) as copy:  # type: ignore[attr-defined]
                 write = copy.write_row
                 for k, row in enumerate(rows):
                     key = (row[0], row[1])
-                    if key != previous:
+                    if key not in seen:
+                        seen.add(key)
                         write((row[0], row[1], row[7], row[8], row[4]))
                         firsts.append(k)
-                        previous = key
             claimed = set(conn.exec_driver_sql(_CLAIM_KEYS).all())
             taken = [k for k in firsts if (rows[k][0], rows[k][1]) in claimed]
             if taken:
@@ -529,8 +535,9 @@ class _Batch:
         rest = [k for k in range(len(rows)) if k not in taken_set]
         stored: dict[tuple[str, str], str] = {
             (source, event_id): digest for source, event_id, digest in conn.exec_driver_sql(
-                'SELECT k.source, k.event_id, k.payload_hash FROM unnest(%(sources)s::text[], %(ids)s::text[]) '
-                'AS u(source, event_id) JOIN event_keys AS k ON k.source = u.source COLLATE "C" '
+                "SELECT k.source, k.event_id, k.payload_hash "
+                "FROM unnest(%(sources)s::text[], %(ids)s::text[]) AS u(source, event_id) "
+                'JOIN event_keys AS k ON k.source = u.source COLLATE "C" '
                 'AND k.event_id = u.event_id COLLATE "C"',
                 {"sources": [rows[k][0] for k in rest], "ids": [rows[k][1] for k in rest]})}
         found: list[dict[str, Any]] = []
@@ -550,7 +557,7 @@ class _Batch:
                               "payload": _payload(row[0], row[1], row[2], row[3], row[4], row[5]),
                               "batch_id": self.id, "file": self.file, "line": line})
         if found:
-            found.sort(key=lambda c: c["line"])  # quarantined in file order whatever the insert order
+            found.sort(key=lambda c: c["line"])  # quarantined in file order
             conn.execute(conflicts.insert(), found)
 
     def _classify(self, judged: Judged, outcomes: list[str], floor: int) -> None:
@@ -616,14 +623,15 @@ def _finish_batch(conn: Connection, batch_id: int, file: str, importer: str, cou
 #: (one per key) claim their keys in key order; the keys taken come back.
 _CLAIM_KEYS = """
 INSERT INTO event_keys (source, event_id, payload_hash, batch_id, time_us)
-SELECT source, event_id, payload_hash, batch_id, time_us FROM meterbook_staging ORDER BY source, event_id
+SELECT source, event_id, payload_hash, batch_id, time_us FROM meterbook_staging
+ORDER BY source, event_id
 ON CONFLICT DO NOTHING
 RETURNING source, event_id
 """
 #: ... and the rows that took their key are copied into ``events`` (rows as :meth:`Checks.row`
 #: makes them, with the typed quantity :meth:`_Judge._typed` adds).
-_COPY_EVENTS = ("COPY events (source, event_id, customer, type, time_us, properties, numbers, payload_hash, "
-                "batch_id, q_name, q_units, q_nanos) FROM STDIN")
+_COPY_EVENTS = ("COPY events (source, event_id, customer, type, time_us, properties, numbers, "
+                "payload_hash, batch_id, q_name, q_units, q_nanos) FROM STDIN")
 
 
 class _Retry(Exception):

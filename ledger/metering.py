@@ -462,24 +462,27 @@ def _measure_groups(conn: sa.Connection, dialect: _Dialect, meter: Meter, rows: 
     groups = _bound_groups(rows) if dialect.pg and meter.aggregation != "unique_count" else None
     if groups is not None:
         for bounds, customers, sid_of in groups:
-            bucket = sa.func.width_bucket(events.c.time_us, sa.literal(list(bounds), postgresql.ARRAY(sa.BigInteger)),
-                                          type_=sa.Integer)
+            edges = sa.literal(list(bounds), postgresql.ARRAY(sa.BigInteger))
+            bucket = sa.func.width_bucket(events.c.time_us, edges, type_=sa.Integer)
             keys = [events.c.customer, bucket]
-            scope = [*where, events.c.customer == sa.any_(sa.literal(customers, postgresql.ARRAY(sa.String))),
+            names = sa.literal(customers, postgresql.ARRAY(sa.String))
+            scope = [*where, events.c.customer == sa.any_(names),
                      events.c.time_us >= bounds[0], events.c.time_us < bounds[-1]]
             if meter.aggregation in ("count", "sum", "max"):
-                for (customer, number), part in _bucket_partials(conn, dialect, meter, bucket, len(bounds) - 1,
-                                                                 scope):
+                found = _bucket_partials(conn, dialect, meter, bucket, len(bounds) - 1, scope)
+                for (customer, number), part in found:
                     if (sid := sid_of.get((customer, number))) is not None:
                         partials[sid] = part
             else:
-                for key, part in _partials(conn, dialect, lambda split, keys=keys, scope=scope: _partials_select(
-                        dialect, meter, events, keys, scope, split=split)):
+                for key, part in _partials(conn, dialect, lambda split, keys=keys, scope=scope:
+                                           _partials_select(dialect, meter, events, keys, scope,
+                                                            split=split)):
                     if (sid := sid_of.get((key[0], int(key[1])))) is not None:
                         partials[sid] = part
             if bands and meter.value:
-                for key, part in _partials(conn, dialect, lambda split, keys=keys, scope=scope: _bands_select(
-                        dialect, meter, events, keys, scope, bands, split=split)):
+                for key, part in _partials(conn, dialect, lambda split, keys=keys, scope=scope:
+                                           _bands_select(dialect, meter, events, keys, scope, bands,
+                                                         split=split)):
                     if (sid := sid_of.get((key[0], int(key[1])))) is not None:
                         band_parts[sid][int(key[2])] = (part.events, part.units, part.nanos)
         return partials, band_parts
@@ -531,8 +534,8 @@ def _bound_groups(rows: Sequence[tuple[int, str, int, int]],
     return [(bounds, customers, sid_of) for bounds, (customers, sid_of) in groups.items()]
 
 
-def _bucket_partials(conn: sa.Connection, dialect: _Dialect, meter: Meter, bucket: ColumnElement[Any],
-                     buckets: int, where: Sequence[ColumnElement[bool]],
+def _bucket_partials(conn: sa.Connection, dialect: _Dialect, meter: Meter,
+                     bucket: ColumnElement[Any], buckets: int, where: Sequence[ColumnElement[bool]],
                      ) -> list[tuple[tuple[str, int], _Partial]]:
     """count, sum and max per customer and time bucket (PostgreSQL), grouped by customer
     alone with one ``FILTER`` per bucket: the plan of a plain ``GROUP BY customer``
@@ -545,8 +548,8 @@ def _bucket_partials(conn: sa.Connection, dialect: _Dialect, meter: Meter, bucke
         # others (read from the numbers JSON) as numeric: per row no cast to numeric
         u, n = dialect.pair(meter.value)
         typed = events.c.q_name == sa.literal(meter.value, sa.Text)
-        cols += [sa.case((typed, events.c.q_units)).label("t"), sa.case((typed, None), else_=u).label("u"),
-                 n.label("n")]
+        cols += [sa.case((typed, events.c.q_units)).label("t"),
+                 sa.case((typed, None), else_=u).label("u"), n.label("n")]
     elif agg == "max" and meter.value:
         u, n = dialect.pair(meter.value)
         cols += [u.label("u"), n.label("n")]
@@ -569,7 +572,8 @@ def _bucket_partials(conn: sa.Connection, dialect: _Dialect, meter: Meter, bucke
             if not row[at]:
                 continue
             if width == 3:
-                part = _Partial(events=int(row[at]), units=int(row[at + 1] or 0), nanos=int(row[at + 2] or 0))
+                part = _Partial(events=int(row[at]), units=int(row[at + 1] or 0),
+                                nanos=int(row[at + 2] or 0))
             elif width == 2:
                 part = _Partial(events=int(row[at]), top=dialect.read_max(row[at + 1]))
             else:

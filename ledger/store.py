@@ -642,7 +642,8 @@ def _v_pg_events(conn: Connection) -> None:
         from sqlalchemy import inspect
 
         present = {c["name"] for c in inspect(conn).get_columns("events")}
-        for name, kind in (("q_name", "VARCHAR(255)"), ("q_units", "BIGINT"), ("q_nanos", "BIGINT")):
+        typed = (("q_name", "VARCHAR(255)"), ("q_units", "BIGINT"), ("q_nanos", "BIGINT"))
+        for name, kind in typed:
             if name not in present:
                 conn.exec_driver_sql(f"ALTER TABLE events ADD COLUMN {name} {kind}")
         return
@@ -654,7 +655,8 @@ def _v_pg_events(conn: Connection) -> None:
         'event_id VARCHAR(255) COLLATE "C" NOT NULL, payload_hash VARCHAR(64) NOT NULL, '
         "batch_id INTEGER NOT NULL, time_us BIGINT NOT NULL, PRIMARY KEY (source, event_id))")
     run("CREATE TABLE events (pk BIGINT NOT NULL DEFAULT nextval('events_pk_seq'), "
-        "source VARCHAR(255) NOT NULL, event_id VARCHAR(255) NOT NULL, customer VARCHAR(255) NOT NULL, "
+        "source VARCHAR(255) NOT NULL, event_id VARCHAR(255) NOT NULL, "
+        "customer VARCHAR(255) NOT NULL, "
         "type VARCHAR(255) NOT NULL, time_us BIGINT NOT NULL, properties TEXT NOT NULL, "
         "numbers TEXT NOT NULL, payload_hash VARCHAR(64) NOT NULL, batch_id INTEGER NOT NULL, "
         "q_name VARCHAR(255), q_units BIGINT, q_nanos BIGINT) PARTITION BY RANGE (time_us)")
@@ -669,7 +671,8 @@ def _v_pg_events(conn: Connection) -> None:
         "SELECT source, event_id, payload_hash, batch_id, time_us FROM events_unpartitioned")
     run("INSERT INTO events (pk, source, event_id, customer, type, time_us, properties, numbers, "
         "payload_hash, batch_id, q_name, q_units, q_nanos) "
-        "SELECT o.pk, o.source, o.event_id, o.customer, o.type, o.time_us, o.properties, o.numbers, "
+        "SELECT o.pk, o.source, o.event_id, o.customer, o.type, o.time_us, o.properties, "
+        "o.numbers, "
         "o.payload_hash, o.batch_id, q.q_name, q.q_units, q.q_nanos FROM events_unpartitioned AS o "
         f"LEFT JOIN LATERAL ({_Q_OF_NUMBERS.format(n='o.numbers')}) AS q ON true ORDER BY o.pk")
     run("DROP TABLE events_unpartitioned")
@@ -730,7 +733,8 @@ def ensure_partitions(conn: Connection, months: Iterable[tuple[int, int]]) -> li
     for year, month, name in missing():  # again, under the lock: another import may have made it
         start, end = month_range_us(year, month)
         conn.exec_driver_sql(f"CREATE TABLE {name} (LIKE events INCLUDING DEFAULTS)")
-        conn.exec_driver_sql(f"ALTER TABLE events ATTACH PARTITION {name} FOR VALUES FROM ({start}) TO ({end})")
+        conn.exec_driver_sql(f"ALTER TABLE events ATTACH PARTITION {name} "
+                             f"FOR VALUES FROM ({start}) TO ({end})")
         created.append(name)
     return created
 
@@ -758,7 +762,8 @@ def insert_events(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
 
     ensure_partitions(conn, months_of_days({int(r["time_us"]) // _DAY_US for r in rows}))
     conn.execute(pg_insert(event_keys).on_conflict_do_nothing(), [
-        {k: r[k] for k in ("source", "event_id", "payload_hash", "batch_id", "time_us")} for r in rows])
+        {k: r[k] for k in ("source", "event_id", "payload_hash", "batch_id", "time_us")}
+        for r in rows])
     conn.execute(events.insert(), [{**r, **typed_quantity(str(r["numbers"]))} for r in rows])
 
 

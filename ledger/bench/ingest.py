@@ -1,25 +1,37 @@
-"""Ingest throughput: meterbook's CSV ingest against a plain ``csv`` + ``sqlite3`` baseline.
+"""Ingest throughput: meterbook's CSV ingest against what the database alone does with the same file.
 
-    $ python -m ledger.bench ingest --events 1000000 --repeat 3      # 2 cores, quiet machine
+    $ python -m ledger.bench ingest --events 1000000 --repeat 3 --both        # SQLite
     ...
-    meterbook ingest, best of 3: 12.88 s = 77,639 events/s
-    baseline, best of 3: 10.96 s = 91,267 events/s
-    ratio meterbook / baseline: 1.18x
-    SQLite alone (INSERT ... SELECT of the same rows, no Python): 8.44 s = 118,531 events/s
+    ratio meterbook (in one process) / executemany baseline: 2.14x wall, 2.06x CPU; speed relative
+    to SQLite's own INSERT ... SELECT: 0.29 wall, 0.30 CPU
+    $ python -m ledger.bench ingest --events 1000000 --repeat 3 --database-url postgresql+psycopg://…
+    ...
+    ratio meterbook / psql \\copy: 3.19x wall, 4.32x CPU (all processes, backends included)
 
-Each run prints its CPU seconds (this process inserting, the parser process
-reading and judging) and peak RSS (``ru_maxrss`` of each process; the
-parser's includes the pages it shares with its parent).
+(2 cores busy with other work, load average 6 to 9: see the README's Benchmarks.)
 
-The baseline reads the same file with :mod:`csv` and inserts the raw cells
-with ``executemany`` into an empty store made by :func:`ledger.store.open_store`
-(same table, unique key, every index, same ``ON CONFLICT`` clause, the store's
-pragmas, a ``batches`` row for the foreign key) in one transaction: what any
-ingest of this file into this table must at least cost. It stores the cells
-as they are (shorter than meterbook's canonical JSON and hash), so it is if
-anything optimistic. "SQLite alone" copies meterbook's stored rows into
-another empty store with one ``INSERT ... SELECT``: the floor that Python
-cannot go below on this machine.
+SQLite: each run imports the file into an empty store, then (same run, alternating)
+the **baseline** reads the same file with :mod:`csv` and inserts the raw cells with
+``executemany`` into an empty store made by :func:`ledger.store.open_store` (same
+table, unique key, every index, same ``ON CONFLICT`` clause, the store's pragmas, a
+``batches`` row for the foreign key) in one transaction: what any ingest of this file
+into this table must at least cost. It stores the cells as they are (shorter than
+meterbook's canonical JSON and hash), so it is if anything optimistic. **SQLite
+alone** copies meterbook's stored rows into another empty store with one ``INSERT
+... SELECT``: the floor Python cannot go below. ``--both`` alternates the parser
+process and one process; ``--serial`` runs one process only.
+
+PostgreSQL (``--database-url``): meterbook's ingest into a fresh store (schema
+``meterbook_bench_ingest``), alternating with psql's ``\\copy`` of the same CSV into
+a table of the file's columns with a unique key on ``(source, id)`` and an index on
+``(type, customer, time)`` (schema ``meterbook_bench_copy``), in one transaction.
+
+Each run prints wall and CPU seconds: this process (inserting), the parser process
+(reading and judging), and on PostgreSQL the server backend's CPU (read from
+``/proc`` when the server runs on this machine), for psql too; on a shared machine
+the CPU ratios move much less than the wall ones. Peak RSS is ``ru_maxrss`` of each
+process (the parser's includes the pages it shares with its parent). The best of
+``--repeat`` runs counts.
 """
 
 from __future__ import annotations
