@@ -655,10 +655,14 @@ def corrected_supplies(invoice: Invoice, issued: Sequence[Invoice]) -> tuple[Tax
             for earlier in issued:
                 if earlier.customer != invoice.customer or earlier.tax is None:
                     continue
-                index = next((k for k, ln in enumerate(earlier.lines) if ln.cycle == line.cycle
-                              and ln.kind not in ("rerate", "late_usage")), None)  # fmt: skip
-                if index is None:
+                billed = [k for k, ln in enumerate(earlier.lines) if ln.cycle == line.cycle
+                          and ln.kind not in ("rerate", "late_usage")]  # fmt: skip
+                # the same charge first (a meter's usage; late usage is usage), then the cycle's
+                same = [k for k in billed if (earlier.lines[k].meter == line.meter if line.meter
+                                              else earlier.lines[k].kind == "usage")]  # fmt: skip
+                if not billed:
                     continue
+                index = (same or billed)[0]
                 tax = earlier.tax
                 if len(tax.line_tax) == len(earlier.lines):
                     mine = tuple(tax.lines[j] for j, _ in tax.line_tax[index])
