@@ -481,7 +481,8 @@ def standard_tax(
         for j, rate, name in keys
     ]
     line_tax = tuple(
-        tuple((keys.index(key), amount) for key, amount in sorted(mine.items())) for mine in per_line
+        tuple((keys.index(key), amount) for key, amount in sorted(mine.items()))
+        for mine in per_line
     )
     return Tax(lines=tuple(lines), inclusive=inclusive, line_tax=line_tax)
 
@@ -592,8 +593,9 @@ def _with_corrections(draft: TaxDraft, treatment: TaxTreatment) -> Tax:
             tax_ids.append(adjusts.customer_tax_id)
             charged = [t for t in adjusts.lines if t.treatment == STANDARD]
             if charged:
-                rates = tuple(TaxRate(jurisdiction=t.jurisdiction, rate=t.rate, name=t.name)
-                              for t in charged)  # fmt: skip
+                rates = tuple(
+                    TaxRate(jurisdiction=t.jurisdiction, rate=t.rate, name=t.name) for t in charged
+                )
                 bases.append((line.amount, rates))
                 marks.append(None)
                 continue
@@ -625,8 +627,10 @@ def _with_corrections(draft: TaxDraft, treatment: TaxTreatment) -> Tax:
         bases, invoice.currency, rounding=settings.rounding, inclusive=settings.inclusive
     )
     where = treatment.jurisdiction or (tax.lines[0].jurisdiction if tax.lines else "")
-    extra = tuple(TaxLine(j or (where if kind == EXEMPT else ""), ZERO, base, nil, name, kind)
-                  for (kind, j, name, _), base in special.items())  # fmt: skip
+    extra = tuple(
+        TaxLine(j or (where if kind == EXEMPT else ""), ZERO, base, nil, name, kind)
+        for (kind, j, name, _), base in special.items()
+    )
     at = {mark: len(tax.lines) + i for i, mark in enumerate(special)}
     line_tax = tuple(
         ((at[mark], nil),) if mark is not None else mine
@@ -655,19 +659,30 @@ def corrected_supplies(invoice: Invoice, issued: Sequence[Invoice]) -> tuple[Tax
             for earlier in issued:
                 if earlier.customer != invoice.customer or earlier.tax is None:
                     continue
-                billed = [k for k, ln in enumerate(earlier.lines) if ln.cycle == line.cycle
-                          and ln.kind not in ("rerate", "late_usage")]  # fmt: skip
+                billed = [
+                    k
+                    for k, ln in enumerate(earlier.lines)
+                    if ln.cycle == line.cycle and ln.kind not in ("rerate", "late_usage")
+                ]
                 # the same charge first (a meter's usage; late usage is usage), then the cycle's
-                same = [k for k in billed if (earlier.lines[k].meter == line.meter if line.meter
-                                              else earlier.lines[k].kind == "usage")]  # fmt: skip
+                same = [
+                    k
+                    for k in billed
+                    if (
+                        earlier.lines[k].meter == line.meter
+                        if line.meter
+                        else earlier.lines[k].kind == "usage"
+                    )
+                ]
                 if not billed:
                     continue
                 index = (same or billed)[0]
                 tax = earlier.tax
                 if len(tax.line_tax) == len(earlier.lines):
                     mine = tuple(tax.lines[j] for j, _ in tax.line_tax[index])
-                    tax = Tax(lines=mine, exemption=tax.exemption,
-                              customer_tax_id=tax.customer_tax_id)  # fmt: skip
+                    tax = Tax(
+                        lines=mine, exemption=tax.exemption, customer_tax_id=tax.customer_tax_id
+                    )
                 found = tax if tax.lines else None
                 break
         out.append(found)
@@ -1015,9 +1030,14 @@ def credited_tax(
         done = min(before, total)
         cur = invoice.currency
         if upto == total:  # the rest of the invoice: all the tax it has left
-            return max(left[_key(t)], ZERO) if given else t.amount - round_money(
-                t.amount * done / total, cur)
-        value = round_money(t.amount * upto / total, cur) - round_money(t.amount * done / total, cur)
+            return (
+                max(left[_key(t)], ZERO)
+                if given
+                else t.amount - round_money(t.amount * done / total, cur)
+            )
+        value = round_money(t.amount * upto / total, cur) - round_money(
+            t.amount * done / total, cur
+        )
         return max(ZERO, min(value, left[_key(t)])) if given else value
 
     amounts = [share(t) for t in tax.lines]
@@ -1095,9 +1115,7 @@ def tax_report(sources: Sources, months: Sequence[str]) -> Report:
     ]
     # reverse-charge supplies per customer tax id: what a recapitulative statement (the EU's
     # EC Sales List) declares, each customer's base under its tax id
-    recap: dict[tuple[str, str, str, str, str], list[Decimal]] = defaultdict(
-        lambda: [ZERO, ZERO]
-    )
+    recap: dict[tuple[str, str, str, str, str], list[Decimal]] = defaultdict(lambda: [ZERO, ZERO])
     for day, tax, currency, sign, customer in documents:
         month = seal.month_of(day)
         if tax is None or month not in wanted:

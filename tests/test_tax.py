@@ -520,8 +520,7 @@ def test_the_hookspec_example_plugin_taxes_as_documented(tmp_path: Path) -> None
     issued = {inv.customer: inv for inv in session.invoice(through=date(2026, 11, 1))}
     assert issued["acme_us"].total == Decimal("110.63")
     tax = issued["acme_us"].tax  # which tax is whose: the one line carries both
-    assert tax is not None and tax.line_tax == ((
-        (0, Decimal("6.52")), (1, Decimal("3.86"))),)  # fmt: skip
+    assert tax is not None and tax.line_tax == (((0, Decimal("6.52")), (1, Decimal("3.86"))),)
     html = (
         session.workspace.books_dir / "documents" / f"{issued['acme_us'].number}.html"
     ).read_text()
@@ -923,8 +922,19 @@ def test_a_line_credit_gives_back_that_lines_own_tax(tmp_path: Path) -> None:
     assert [(t.rate, t.base, t.amount) for t in tax.lines] == [
         (Decimal("0.19"), Decimal("10.00"), Decimal("1.90"))
     ]
-    refused = run_cli(root, "credit", inv.number, "--line", "1", "--amount", "119.01",
-                      "--reason", "x", "--date", "2026-11-05")  # fmt: skip
+    refused = run_cli(
+        root,
+        "credit",
+        inv.number,
+        "--line",
+        "1",
+        "--amount",
+        "119.01",
+        "--reason",
+        "x",
+        "--date",
+        "2026-11-05",
+    )
     assert refused.exit_code == 2 and "can still be credited (119.00 EUR)" in refused.output
     notes = [
         issue_credit_note(session, inv.number, amount=a, reason="x", on=date(2026, 11, 5), line=n)
@@ -954,7 +964,7 @@ def test_a_prepaid_grant_is_taxed_as_the_plan_it_is_spent_on(tmp_path: Path) -> 
     1.00 less the 50.00 credit applied bill 50.00 + 3.50 on Nov 1. VAT in all: 3.50 + 3.50
     = 7.00, 7 % of the 100.00 supplied (it was 9.50 + 3.50 = 13.00)."""
     plans = (
-        'plans:\n  books: {currency: EUR, charges: [{meter: api_calls, model: unit, '
+        "plans:\n  books: {currency: EUR, charges: [{meter: api_calls, model: unit, "
         'unit_price: "1.00"}]}\n'
     )
     customers = (
@@ -1101,8 +1111,10 @@ def test_a_customer_switching_to_reverse_charge_keeps_its_issued_tax(tmp_path: P
     entries = books(session)
     assert balance(entries, "Liabilities:Tax:DE", date(2026, 12, 2)) == Decimal("-19.05")
     report = build_report(open_session(root), "tax", month="2026-11..2026-12")
-    rows = {(r[0], r[1], r[2]): (r[6], r[7]) for r in report.table(
-        "Tax by month, jurisdiction and rate").rows}  # fmt: skip
+    rows = {
+        (r[0], r[1], r[2]): (r[6], r[7])
+        for r in report.table("Tax by month, jurisdiction and rate").rows
+    }
     assert rows[("2026-11", "DE", "standard")] == (Decimal("100.25"), Decimal("19.05"))
     assert rows[("2026-12", "AT", "reverse charge")] == (Decimal("10.00"), Decimal("0.00"))
     traced = run_cli(root, "trace", "INV-2026-000003")
@@ -1130,9 +1142,9 @@ def test_a_correction_is_taxed_as_the_supply_it_corrects(tmp_path: Path) -> None
     )
     (root / "rules" / "plans.yaml").write_text(
         PLANS.replace(
-            '  eu:\n    currency: EUR\n    charges: [{meter: api_calls, model: unit, '
+            "  eu:\n    currency: EUR\n    charges: [{meter: api_calls, model: unit, "
             'unit_price: "0.25"}]\n',
-            '  eu:\n    currency: EUR\n    charges: [{meter: api_calls, model: unit, '
+            "  eu:\n    currency: EUR\n    charges: [{meter: api_calls, model: unit, "
             'unit_price: "0.25"}]\n    versions:\n      - effective: 2026-10-01\n'
             '        charges: [{meter: api_calls, model: unit, unit_price: "0.30"}]\n',
         )
