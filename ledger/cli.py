@@ -929,8 +929,11 @@ def export_journal(ctx: Context, month: str, fmt: str, out: Path | None, currenc
               help="Largest request body in bytes (larger: 413).")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Server processes (PostgreSQL stores judge requests in parallel).")
+@click.option("--lock-wait", default=5.0, show_default=True, type=click.FloatRange(0, 600),
+              help="Seconds a write waits for the workspace lock (post, close, ...) before 503.")
 @pass_context
-def api_command(ctx: Context, host: str, port: int, allow_remote: bool, max_body: int, workers: int) -> None:
+def api_command(ctx: Context, host: str, port: int, allow_remote: bool, max_body: int, workers: int,
+                lock_wait: float) -> None:
     """HTTP event ingest and the customer portal (keys: meterbook keys create)."""
     import socket
 
@@ -947,7 +950,7 @@ def api_command(ctx: Context, host: str, port: int, allow_remote: bool, max_body
     except OSError as exc:
         raise BadInput(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     click.echo(f"meterbook API on http://{host}:{port}/ (OpenAPI: /openapi.json, portal: /portal/login)")
-    api.serve(workspace, host, port, max_body=max_body, workers=workers)
+    api.serve(workspace, host, port, max_body=max_body, workers=workers, lock_wait=lock_wait)
 
 
 @cli.group("keys")
@@ -960,6 +963,7 @@ def keys_group() -> None:
 @click.option("--customer", help="The customer a portal key shows (required for --scope portal).")
 @click.option("--label", default="", help="A note to recognise the key by in 'keys list'.")
 @pass_context
+@holds_lock("keys create")
 def keys_create(ctx: Context, scope: str, customer: str | None, label: str) -> None:
     """Create a key and print it once (it cannot be shown again)."""
     from ledger.api.keys import create_key
@@ -990,6 +994,7 @@ def keys_list(ctx: Context, as_json: bool) -> None:
 @keys_group.command("revoke")
 @click.argument("key_id")
 @pass_context
+@holds_lock("keys revoke")
 def keys_revoke(ctx: Context, key_id: str) -> None:
     """Revoke KEY_ID at once: every later request with it gets 401."""
     from ledger.api.keys import revoke_key

@@ -36,7 +36,7 @@ def check_host(host: str, *, allow_remote: bool) -> str | None:
 
 
 def serve(workspace: Workspace, host: str, port: int, *, max_body: int, workers: int = 1,
-          log_level: str = "warning") -> None:
+          log_level: str = "warning", lock_wait: float = 5.0) -> None:
     """Run the API with uvicorn until interrupted (``workers`` processes sharing the port)."""
     import os
 
@@ -47,8 +47,10 @@ def serve(workspace: Workspace, host: str, port: int, *, max_body: int, workers:
     if workers > 1:  # each worker process opens the workspace itself
         os.environ["METERBOOK_API_WORKSPACE"] = str(workspace.root)
         os.environ["METERBOOK_API_MAX_BODY"] = str(max_body)
+        os.environ["METERBOOK_API_LOCK_WAIT"] = str(lock_wait)
         uvicorn.run("ledger.api.app:from_environment", factory=True, workers=workers, **options)  # type: ignore[arg-type]
         return
     from ledger.api.app import Service, create_app
 
-    uvicorn.run(create_app(Service.open(workspace, max_body=max_body)), **options)  # type: ignore[arg-type]
+    uvicorn.run(create_app(Service.open(workspace, max_body=max_body, lock_wait=lock_wait)),
+                **options)  # type: ignore[arg-type]

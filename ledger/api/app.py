@@ -25,6 +25,7 @@ shows only the customer it is bound to: no route takes a customer from the reque
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -51,11 +52,14 @@ from starlette.responses import StreamingResponse
 from ledger.api import counters, intake, keys, portal
 from ledger.errors import BadInput, MeterbookError
 from ledger.escaping import SpreadsheetCsv
+from ledger.lock import LockTimeout, workspace_lock
 from ledger.session import Session
 from ledger.workspace import Workspace
 
 #: Largest request body accepted (bytes); larger ones get 413 before anything is read further.
 MAX_BODY = 16 << 20
+#: Seconds an API write waits for the workspace lock before answering 503 with Retry-After.
+LOCK_WAIT = 5.0
 COOKIE = "meterbook_portal"
 _CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; "
         "frame-ancestors 'none'; base-uri 'none'")
@@ -112,7 +116,7 @@ class Health(BaseModel):
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": Problem}, 401: {"model": Problem}, 403: {"model": Problem}, 404: {"model": Problem},
-    413: {"model": Problem}, 415: {"model": Problem}, 422: {"model": Problem}}
+    413: {"model": Problem}, 415: {"model": Problem}, 422: {"model": Problem}, 503: {"model": Problem}}
 
 
 # --- the service: workspace, session, rules reloaded when edited ----------------------------------
@@ -126,15 +130,26 @@ class Service:
     session: Session
     max_body: int = MAX_BODY
     write_lock: threading.Lock = field(default_factory=threading.Lock)
+    #: Seconds a write waits for the workspace lock (held by ``post``, ``close``, …) before 503.
+    lock_wait: float = LOCK_WAIT
     _stamp: tuple[tuple[str, float], ...] = ()
     _checked: float = 0.0
 
     @classmethod
-    def open(cls, workspace: Workspace, *, max_body: int = MAX_BODY) -> Service:
-        service = cls(workspace, Session.open(workspace), max_body)
+    def open(cls, workspace: Workspace, *, max_body: int = MAX_BODY, lock_wait: float = LOCK_WAIT) -> Service:
+        service = cls(workspace, Session.open(workspace), max_body, lock_wait=lock_wait)
         service._stamp = service._rules_stamp()
-        counters.count_uncounted(service.session.engine, service.session.rules, workspace.tz)
+        with workspace_lock(workspace.root, "api (start)", store_url=workspace.store_url):
+            counters.count_uncounted(service.session.engine, service.session.rules, workspace.tz)
         return service
+
+    @contextlib.contextmanager
+    def writing(self, what: str) -> Iterator[None]:
+        """Hold the workspace lock for one write (``LockTimeout`` after :attr:`lock_wait` s):
+        the API never writes the store while ``post``, ``close`` or ``ingest`` is half-way through."""
+        with self.write_lock, workspace_lock(self.workspace.root, f"api {what}",
+                                             store_url=self.workspace.store_url, timeout=self.lock_wait):
+            yield
 
     def _rules_stamp(self) -> tuple[tuple[str, float], ...]:
         try:
@@ -242,6 +257,14 @@ def create_app(service: Service) -> FastAPI:
         # acknowledged, so the client may send the same request again
         return JSONResponse({"error": "store_unavailable", "detail": "the store could not take the request; "
                              "retry it (nothing of it was stored)"}, status_code=503, headers={"Retry-After": "1"})
+
+    @app.exception_handler(LockTimeout)
+    async def locked(request: Request, exc: LockTimeout) -> JSONResponse:
+        # another command (post, close, ingest, keys) holds the workspace: nothing was written
+        # (the holder's pid, host and the workspace path stay out of the answer)
+        return JSONResponse({"error": "workspace_locked", "detail": "another meterbook command (post, close, "
+                             "ingest, keys) holds the workspace; retry the request (nothing of it was stored)"},
+                            status_code=503, headers={"Retry-After": "5"})
 
     @app.exception_handler(BadInput)
     async def bad_input(request: Request, exc: BadInput) -> JSONResponse:
@@ -380,8 +403,8 @@ def create_app(service: Service) -> FastAPI:
             text = body.cap
         session = service.current()
         try:
-            change = await run_in_threadpool(portal.change_cap, session, key.customer or "", meter, text, key.id,
-                                             session.today())
+            change = await run_in_threadpool(_change_cap, service, session, key.customer or "", meter, text,
+                                             key.id)
         except portal.CapRefused as exc:
             if form:
                 return RedirectResponse(f"/portal/?error={quote(exc.message)}", status_code=303)
@@ -419,7 +442,8 @@ def create_app(service: Service) -> FastAPI:
 def from_environment() -> FastAPI:
     """The app of the workspace in ``METERBOOK_API_WORKSPACE`` (each uvicorn worker process calls this)."""
     workspace = Workspace.load(Path(os.environ["METERBOOK_API_WORKSPACE"]))
-    return create_app(Service.open(workspace, max_body=int(os.environ.get("METERBOOK_API_MAX_BODY", MAX_BODY))))
+    return create_app(Service.open(workspace, max_body=int(os.environ.get("METERBOOK_API_MAX_BODY", MAX_BODY)),
+                                   lock_wait=float(os.environ.get("METERBOOK_API_LOCK_WAIT", LOCK_WAIT))))
 
 
 #: Where request bodies are written for the engine: memory when the system has a tmpfs there.
@@ -430,7 +454,7 @@ def _store_events(service: Service, body: bytes, kind: str, key_id: str) -> dict
     """Store a body's events (serialized: one writer) and count the batch live."""
     session = service.current()
     name = counters.batch_name(key_id, uuid.uuid4().hex)
-    with service.write_lock:
+    with service.writing("ingest"):
         floor = counters.event_floor(session.engine)
         report = intake.ingest_body(session.engine, session.rules, body, kind, name=name, now=datetime.now(UTC),
                                     spool=_SPOOL)
@@ -438,6 +462,13 @@ def _store_events(service: Service, body: bytes, kind: str, key_id: str) -> dict
             counters.count_batch(session.engine, session.rules, session.workspace.tz, report.report.batch_id,
                                  key_id, floor)
     return report.to_json()
+
+
+def _change_cap(service: Service, session: Session, customer: str, meter: str, text: str,
+                key_id: str) -> portal.CapChange:
+    """A cap change, made holding the workspace lock."""
+    with service.writing("cap change"):
+        return portal.change_cap(session, customer, meter, text, key_id, session.today())
 
 
 def _evidence(session: Session, customer: str, meter_id: str, day: date | None) -> Response:
