@@ -793,9 +793,23 @@ def assess(registry: Registry, draft: TaxDraft) -> Tax | None:
 
 def check_tax_setup(rules_dir: Path, config: Path, rules: Rules) -> None:
     """Load ``rules/taxes.yaml`` and ``[tax]`` once for their errors (exit 2, naming file, key and
-    line), so every command refuses a broken tax setup, not only the invoice run that reads it."""
-    load_tax_rules(rules_dir, rules)
-    TaxSettings.load(config)
+    line), so every command refuses a broken tax setup, not only the invoice run that reads it.
+
+    A reverse-charged customer needs ``seller_tax_id``: such an invoice must show both
+    parties' VAT numbers (EU VAT Directive, Art. 226(3) and (4)), else it is no invoice the
+    customer can account for the tax on."""
+    taxes = load_tax_rules(rules_dir, rules)
+    settings = TaxSettings.load(config)
+    reverse = [
+        name
+        for name, entry in (("default", taxes.default), *taxes.customers.items())
+        if entry is not None and entry.treatment == REVERSE_CHARGE
+    ]
+    if reverse and not settings.seller_tax_id.strip():
+        raise WorkspaceError(
+            f"{config}: tax.seller_tax_id: missing, and {FILE} reverse-charges {reverse[0]}: "
+            'a reverse-charge invoice shows the seller\'s VAT number (seller_tax_id = "DE...")'
+        )
 
 
 def apply_taxes(

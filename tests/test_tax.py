@@ -335,7 +335,7 @@ def meterbook_tax(draft):
         tmp_path / "ws",
         taxes=taxes,
         plugins={"taxservice": plugin},
-        config='store = "sqlite:///var/events.sqlite"\n[tax]\nrounding = "line"\n',
+        config=CONFIG + 'rounding = "line"\n',
     )
     issued = {inv.customer: inv for inv in session.invoice(through=date(2026, 11, 1))}
     assert issued["acme_us"].total == Decimal("110.63")
@@ -434,6 +434,22 @@ def test_bad_tax_settings_name_the_key(tmp_path: Path) -> None:
     session.workspace.config_file.write_text(CONFIG + 'rounding = "cent"\n')
     result = run_cli(session.workspace.root, "invoice", "--through", "2026-11-01")
     assert result.exit_code == 2 and "tax.rounding: 'cent' is not line or invoice" in result.output
+
+
+def test_reverse_charge_without_the_sellers_vat_number_is_refused(tmp_path: Path) -> None:
+    """client_fr is reverse-charged but meterbook.toml gives no seller_tax_id: a reverse-charge
+    invoice must show both VAT numbers, so ``invoice`` stops (exit 2, one line naming the
+    key), nothing is issued, and ``check`` fails its rules line with the same words."""
+    session = workspace(tmp_path / "ws")
+    session.workspace.config_file.write_text('store = "sqlite:///var/events.sqlite"\n')
+    for command, code in ((("invoice", "--through", "2026-11-01"), 2), (("check",), 1)):
+        result = run_cli(session.workspace.root, *command)
+        assert result.exit_code == code, result.output  # check: ran, found the rules broken
+        assert "tax.seller_tax_id: missing, and taxes.yaml reverse-charges client_fr" in (
+            result.output
+        )
+        assert "Traceback" not in result.output
+    assert load_invoices(session.engine) == []
 
 
 RATE = TaxRate(jurisdiction="DE", rate=Decimal("0.19"), name="VAT")
