@@ -382,6 +382,26 @@ def meterbook_tax(draft):
         session.invoice(through=date(2026, 11, 1))
 
 
+def test_a_plugin_saying_whose_tax_is_whose_must_add_up(tmp_path: Path) -> None:
+    """A plugin charging 7.27 on acme_us's one line but saying the line carries 7.26 of it
+    (``line_tax``) is refused, nothing issued: line credits would give back 0.01 too little."""
+    plugin = """
+from decimal import Decimal
+from ledger.hookspecs import hookimpl
+from ledger.tax import Tax, TaxLine
+
+@hookimpl
+def meterbook_tax(draft):
+    if draft.invoice.customer == "acme_us":
+        line = TaxLine("US-CA", Decimal("0.0725"), Decimal("100.25"), Decimal("7.27"))
+        return Tax(lines=(line,), line_tax=(((0, Decimal("7.26")),),))
+"""
+    session = workspace(tmp_path / "ws", taxes=None, plugins={"sloppy": plugin})
+    with pytest.raises(PluginError, match=r"line_tax gives 7.26 of tax 7.25% \(US-CA\)"):
+        session.invoice(through=date(2026, 11, 1))
+    assert load_invoices(session.engine) == []
+
+
 def test_without_tax_rules_nothing_changes(tmp_path: Path) -> None:
     session = workspace(
         tmp_path / "ws", taxes=None, config='store = "sqlite:///var/events.sqlite"\n'
