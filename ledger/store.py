@@ -10,6 +10,9 @@ One row per accepted usage event, keyed by ``(source, event_id)``::
   pairs (see :mod:`ledger.money`), so SQL sums are exact on SQLite and PostgreSQL.
 - ``payload_hash``: sha256 of the canonical payload; same id + same hash is a
   duplicate, same id + another hash a conflict (quarantined in ``conflicts``).
+- ``q_name``, ``q_units``, ``q_nanos``: the quantity metering reads, typed
+  (PostgreSQL), where ``events`` is partitioned by month and ``event_keys`` keeps
+  ``(source, event_id)`` unique (see "events at scale" below).
 
 Rejected rows live in ``rejects`` with the raw row and reason; every import is
 a row of ``batches`` with its counts. ``meta`` holds ``schema_version``;

@@ -6,7 +6,7 @@
     to SQLite's own INSERT ... SELECT: 0.29 wall, 0.30 CPU
     $ python -m ledger.bench ingest --events 1000000 --repeat 3 --database-url postgresql+psycopg://…
     ...
-    ratio meterbook / psql \\copy: 3.19x wall, 4.32x CPU (all processes, backends included)
+    ratio meterbook / psql \\copy: 3.39x wall, 4.82x CPU (all processes, backends included)
 
 (2 cores busy with other work, load average 6 to 9: see the README's Benchmarks.)
 
