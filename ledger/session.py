@@ -335,9 +335,14 @@ class Session:
     def correct_subscriptions(self, through: date) -> list[str]:
         """Subscriptions edited after invoicing (:mod:`ledger.subscriptions`): refuse an edit to
         a cycle whose usage is billed; credit or charge the difference on an advance fee."""
-        from ledger.subscriptions import correct_fee_changes, require_billed_cycles
+        from ledger.subscriptions import (
+            correct_fee_changes,
+            require_billed_cycles,
+            require_unissued_days,
+        )
 
         require_billed_cycles(self)
+        require_unissued_days(self)
         return correct_fee_changes(self, through)
 
     def invoice(self, through: date, *, gate: Callable[[list[Invoice]], list[Invoice]] | None = None,

@@ -216,6 +216,47 @@ def require_billed_cycles(session: Session) -> None:
             f"on or after {end}. Nothing was written")
 
 
+def require_unissued_days(session: Session) -> None:
+    """Refuse (exit 2, one line) a subscription or credit grant that would add a line to an
+    invoice already issued: a new cycle's advance fee, or a prepaid grant, dated on a day
+    whose invoice for the customer is issued (one invoice per customer and day, and an
+    issued invoice is never changed). Dated a day later, it is billed on its own invoice."""
+    from ledger.rerate import load_pins
+
+    issued = {inv.key: inv for inv in load_invoices(session.engine)}
+    if not issued:
+        return
+    latest = max(inv.date for inv in issued.values()) + _DAY
+    cycles = current_cycles(session.rules, {inv.customer for inv in issued.values()}, latest)
+    pins = load_pins(session.engine)
+    for cycle in sorted(cycles.values(), key=lambda c: (c.start, c.customer)):
+        inv = issued.get(f"{cycle.customer}/{cycle.start.isoformat()}")
+        if inv is None or not advance_fee(session.rules, cycle, pins.get(cycle.link)):
+            continue
+        if not any(ln.kind == "base_fee" and ln.link == cycle.link for ln in inv.lines):
+            raise BadInput(
+                f"rules/customers.yaml: customers.{cycle.customer}.subscriptions: the cycle {cycle.key} (plan "
+                f"{cycle.plan}) would bill its advance fee on {cycle.start}, but {inv.number} of that day is "
+                f"already issued: start the change on or after {cycle.start + _DAY}. Nothing was written")
+    for cid in sorted({inv.customer for inv in issued.values()}):
+        customer = session.rules.customers.get(cid)
+        grants = customer.credits if customer is not None else ()
+        for grant in grants:
+            inv = issued.get(f"{cid}/{grant.granted.isoformat()}")
+            if inv is None:
+                continue
+            wanted = len([g for g in grants if (g.granted, g.amount, g.expires)
+                          == (grant.granted, grant.amount, grant.expires)])
+            billed = len([ln for ln in inv.lines if ln.kind == "credit_grant" and ln.amount == grant.amount
+                          and ln.description.startswith(f"prepaid credit granted {grant.granted.isoformat()}")
+                          and (grant.expires is None or grant.expires.isoformat() in ln.description)])
+            if wanted > billed:
+                raise BadInput(
+                    f"rules/customers.yaml: customers.{cid}.credits: a grant of {grant.amount} on "
+                    f"{grant.granted} would be billed on {inv.number}, already issued for that day: grant it "
+                    f"on or after {grant.granted + _DAY}. Nothing was written")
+
+
 def correct_fee_changes(session: Session, through: date) -> list[str]:
     """Store a credit note or debit adjustment for each :func:`fee_changes` entry; return
     their numbers. Re-running finds nothing new (the stored ones count as ``corrected``)."""
@@ -277,6 +318,7 @@ def subscriptions_check(session: Session) -> CheckResult:
 
     try:
         require_billed_cycles(session)
+        require_unissued_days(session)
     except BadInput as exc:
         return CheckResult("subscriptions as invoiced", False, (str(exc),))
     # due by the day the books are posted through (a correction dated later is not due yet)

@@ -518,3 +518,25 @@ def test_check_fails_while_a_due_subscription_correction_is_not_posted(billed: P
     assert "INV-2026-000001 line 1 ^acme-2026-10-01: billed 31.00, now 10.00" in checked.output
     assert run_cli(billed, "post", "--through", "2026-10-31").exit_code == 0
     assert run_cli(billed, "check").exit_code == 0
+
+
+def test_an_edit_that_adds_a_line_to_an_issued_invoice_is_refused(billed: Path) -> None:
+    """Found by the simulator. One invoice per customer and day, and INV-2026-000001 (Oct 1)
+    is issued: a prepaid grant dated Oct 1 entered afterwards would be billed on it, so it
+    is refused with one line (exit 2), nothing written (before, it was never invoiced). The
+    same grant dated Oct 2 is billed on its own invoice, INV-2026-000002 (25.00)."""
+    before = (billed / "rules" / "customers.yaml").read_text()
+    (billed / "rules" / "customers.yaml").write_text(before.replace(
+        "}]}", "}], credits: [{amount: \"25.00\", granted: 2026-10-01}]}"))
+    grant = run_cli(billed, "invoice", "--through", "2026-10-02")
+    assert grant.exit_code == 2
+    assert grant.output == (
+        "meterbook: error: rules/customers.yaml: customers.acme.credits: a grant of 25.00 on 2026-10-01 would be "
+        "billed on INV-2026-000001, already issued for that day: grant it on or after 2026-10-02. "
+        "Nothing was written\n")
+    assert run_cli(billed, "check").exit_code == 1
+    (billed / "rules" / "customers.yaml").write_text(before.replace(
+        "}]}", "}], credits: [{amount: \"25.00\", granted: 2026-10-02}]}"))
+    issued = run_cli(billed, "invoice", "--through", "2026-10-02")
+    assert issued.exit_code == 0 and "INV-2026-000002  2026-10-02  acme" in issued.output, issued.output
+    assert run_cli(billed, "check").exit_code == 0

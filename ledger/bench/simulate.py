@@ -88,7 +88,8 @@ CUSTOMERS = {  # id: (billing anchor, first plan, start)
     "ann": ("start", "pro", date(2026, 9, 10)),
     "vee": ("calendar", "vol", date(2026, 9, 15)),
 }
-EXPECTED_REFUSALS = ("a billed cycle is not re-cut",)
+EXPECTED_REFUSALS = ("a billed cycle is not re-cut", "of that day is already issued",
+                     "already issued for that day")
 
 
 class Failure(Exception):
@@ -249,6 +250,9 @@ def run_op(world: World, op: Op) -> None:
         cid = _pick(list(CUSTOMERS), a)
         world.grants[cid].append((f"{10 + int(b * 40)}.00", today, today + timedelta(days=20 + int(c * 40))))
         world.write_rules()
+        if not _posted_or_taken_back(world):
+            world.grants[cid].pop()
+            world.write_rules()
     elif name == "close":
         close_next(world)
     elif name == "rerun":
@@ -347,14 +351,22 @@ def _subchange(world: World, a: float, b: float, c: float) -> None:
         last.pop("end", None)
         subs.append({"plan": _pick(plans, c), "start": on})
     world.write_rules()
-    result = world.cli("post", "--through", max(world.clock, world.posted_through or world.clock).isoformat(),
-                       allowed=(0, 2))
-    if result.exit_code == 2:
-        if not any(reason in result.output for reason in EXPECTED_REFUSALS):
-            raise Failure(f"subscription edit refused for a reason the simulator does not expect:\n{result.output}")
+    if not _posted_or_taken_back(world):
         world.subs[cid] = before  # the operator takes the edit back, as the refusal says
         world.write_rules()
-        world.log.append("    (edit refused as expected; taken back)")
+
+
+def _posted_or_taken_back(world: World) -> bool:
+    """Post after a rules edit: True when accepted; False when refused for a reason the
+    refusal states (the caller takes the edit back); any other refusal is a failure."""
+    result = world.cli("post", "--through", max(world.clock, world.posted_through or world.clock).isoformat(),
+                       allowed=(0, 2))
+    if result.exit_code == 0:
+        return True
+    if not any(reason in result.output for reason in EXPECTED_REFUSALS):
+        raise Failure(f"rules edit refused for a reason the simulator does not expect:\n{result.output}")
+    world.log.append("    (edit refused as expected; taken back)")
+    return False
 
 
 def _accepting(world: World, *args: str) -> None:
