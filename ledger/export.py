@@ -223,6 +223,31 @@ def _plain(amount: Decimal) -> str:
     return format(amount, "f") if amount else ""
 
 
+#: a NetSuite line memo longer than this names the accounts' parent and their count instead
+LINE_MEMO = 1000
+
+
+def line_memo(accounts: Sequence[str]) -> str:
+    """The meterbook accounts summed into a line, as NetSuite's Line Memo shows them: all of
+    them, or (thousands of customers' receivables) their common parent and how many.
+
+    >>> line_memo(["Liabilities:Tax:US-CA", "Liabilities:Tax:US-CA-SF"])
+    'Liabilities:Tax:US-CA Liabilities:Tax:US-CA-SF'
+    >>> line_memo([f"Assets:Receivables:Invoiced:C{n}" for n in range(2000)])
+    'Assets:Receivables:Invoiced:* (2000 accounts)'
+    """
+    text = " ".join(accounts)
+    if len(text) <= LINE_MEMO:
+        return text
+    parts = [a.split(":") for a in accounts]
+    common: list[str] = []
+    for level in zip(*parts, strict=False):
+        if len(set(level)) > 1:
+            break
+        common.append(level[0])
+    return f"{':'.join(common) or '*'}:* ({len(accounts)} accounts)"
+
+
 def only_currency(journal: Journal, currency: str) -> Journal:
     """The journal's entry in ``currency`` alone (``--currency``); none: :class:`BadInput`."""
     entries = tuple(e for e in journal.entries if e.currency == currency)
@@ -330,7 +355,7 @@ def render(journal: Journal, fmt: str, mapping: GlMapping) -> str:
                     ln.code,
                     _plain(ln.debit),
                     _plain(ln.credit),
-                    " ".join(ln.accounts),
+                    line_memo(ln.accounts),
                 ]
                 rows.append(
                     [*row, mapping.netsuite_subsidiary] if mapping.netsuite_subsidiary else row

@@ -419,3 +419,40 @@ def test_journal_lines_are_the_months_movements_summed_per_gl_code(
     for entry in journal.entries:
         assert sum((ln.amount for ln in entry.lines), Decimal(0)) == 0
         assert entry.date == date(2026, 11, 30)
+
+
+def test_netsuite_line_memo_stays_short_with_thousands_of_customers() -> None:
+    """2,000 customers' receivables summed into GL 1200 (+1.00 each) and their 2,000.00 of
+    revenue: NetSuite's Line Memo names `Assets:Receivables:Invoiced:* (2000 accounts)`
+    instead of 2,000 account names (about 70,000 characters in one cell); meterbook's own
+    csv still lists them all."""
+    from ledger.export import render
+
+    customers = [f"Assets:Receivables:Invoiced:Customer-{n:04d}" for n in range(2000)]
+    entries: list[data.Directive] = [
+        data.Transaction(
+            data.new_metadata("x", n),
+            date(2026, 11, 3),
+            "*",
+            None,
+            "usage",
+            frozenset(),
+            frozenset(),
+            [
+                data.Posting(account, Amount(Decimal("1.00"), "USD"), None, None, None, None),
+                data.Posting(
+                    "Income:Usage:Api", Amount(Decimal("-1.00"), "USD"), None, None, None, None
+                ),
+            ],
+        )
+        for n, account in enumerate(customers)
+    ]
+    mapping = GlMapping({"Assets:Receivables:Invoiced": "1200", "Income": "4000"})
+    journal = build_journal(entries, "2026-11", mapping)
+    rows = list(csv.DictReader(io.StringIO(render(journal, "netsuite", mapping))))
+    assert [(r["Account"], r["Debit"], r["Credit"], r["Line Memo"]) for r in rows] == [
+        ("1200", "2000.00", "", "Assets:Receivables:Invoiced:* (2000 accounts)"),
+        ("4000", "", "2000.00", "Income:Usage:Api"),
+    ]
+    own = list(csv.DictReader(io.StringIO(render(journal, "csv", mapping))))
+    assert len(own[0]["accounts"].split()) == 2000
