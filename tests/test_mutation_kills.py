@@ -12,8 +12,10 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from beancount.core import data
 
 from ledger.cycles import Cycle
+from ledger.errors import BadInput
 from ledger.money import (
     MAX_MAGNITUDE,
     DecimalError,
@@ -28,6 +30,7 @@ from ledger.plugins.package import PackagePricing
 from ledger.plugins.percentage import PercentagePricing
 from ledger.plugins.unit import UnitPricing
 from ledger.plugins.volume import VolumePricing
+from ledger.posting import _month_end, entry_quantities
 from ledger.pricing import (
     Price,
     PriceLine,
@@ -329,3 +332,40 @@ def test_undrawn_credit_counts_returns_and_the_grant_day(tmp_path: Path) -> None
     assert undrawn_credit(rating, grants, "t", date(2026, 10, 14)) == {"2026-09-01#1": D("98.50")}
     assert undrawn_credit(rating, grants, "t", date(2026, 9, 1)) == {"2026-09-01#1": D("100.00")}
     assert undrawn_credit(rating, grants, "t", date(2026, 8, 31)) == {}
+
+
+# --- ledger/posting.py --------------------------------------------------------------------------
+
+
+def _accrual(meta: dict[str, object], postings: list[dict[str, object]]) -> data.Transaction:
+    return data.Transaction(
+        {"filename": "<test>", "lineno": 0, **meta} if "filename" in meta else dict(meta), date(2026, 9, 30),
+        "*", "c", "Usage accrual", frozenset(), frozenset(),
+        [data.Posting("Income:Usage:Api-Calls", None, None, None, None, dict(m)) for m in postings])
+
+
+def test_entry_quantities_read_back_from_the_books() -> None:
+    """An accrual naming api_calls and tokens whose api_calls posting says quantity 14 and whose
+    second api_calls posting (a split) says none: api_calls 14, tokens unknown (None); an empty
+    meter name is no meter; an entry naming no meter has none."""
+    entry = _accrual({"meter": "api_calls,tokens"},
+                     [{"meter": "api_calls", "quantity": D(14)}, {"meter": "api_calls"}, {"meter": ""}])
+    assert entry_quantities(entry) == {"api_calls": D(14), "tokens": None}
+    assert entry_quantities(_accrual({}, [])) == {}
+
+
+def test_a_hand_edited_quantities_line_is_named() -> None:
+    """A ``quantities`` value that does not parse is bad input naming the file and line
+    (``<books>:0`` when the entry carries neither)."""
+    bad = "api_calls=many"
+    with pytest.raises(BadInput, match=r"^books/2026-09\.beancount:12: quantities: "):
+        entry_quantities(_accrual({"meter": "api_calls", "quantities": bad,
+                                   "filename": "books/2026-09.beancount", "lineno": 12}, []))
+    with pytest.raises(BadInput, match=r"^<books>:0: quantities: "):
+        entry_quantities(_accrual({"meter": "api_calls", "quantities": bad}, []))
+
+
+def test_month_end_of_a_short_february() -> None:
+    """The month ending a non-leap February is Feb 28 (day 29 does not exist that month)."""
+    assert [_month_end(date(y, m, 1)) for y, m in ((2027, 2), (2028, 2), (2026, 12), (2026, 4))] == [
+        date(2027, 2, 28), date(2028, 2, 29), date(2026, 12, 31), date(2026, 4, 30)]
