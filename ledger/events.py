@@ -138,6 +138,10 @@ def from_us(us: int) -> datetime:
 def number_of(text: str) -> tuple[int, int] | None:
     """``[units, nanos]`` of a property value, or None if it is not a number as
     input rows may write it (see :func:`number_problem` for why)."""
+    if not isinstance(text, str):  # an int given to Event.build by code, not read from a row
+        if not isinstance(text, int) or isinstance(text, bool):
+            return None
+        text = str(text)
     if _NUMBER.fullmatch(text) is None:
         return None
     try:
