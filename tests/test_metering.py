@@ -226,14 +226,16 @@ def test_unique_count_counts_text(engine: sa.Engine) -> None:
 
 
 def test_big_sums_stay_exact(engine: sa.Engine) -> None:
-    """10,000 × 10**15 (+ nanos) overflows 64-bit units on SQLite: the split re-run keeps it exact."""
-    load(engine, [ev("acme", T0 + i, {"v": "1000000000000000.000000001"}) for i in range(10_000)])
+    """10,000 × (10**15 − 10**-9), the largest value an input row may hold, overflows 64-bit units
+    on SQLite (and the nanos carry): the split re-run keeps it exact. (A value above 10**15 is
+    rejected as ``bad_number`` and never stored: tests/test_hostile_input.py.)"""
+    load(engine, [ev("acme", T0 + i, {"v": "999999999999999.999999999"}) for i in range(10_000)])
     w = Window("acme", T0, T0 + HOUR)
     half = Window("acme", T0 + 5_000, T0 + HOUR)
-    got = measure(engine, meter("sum"), [w, half], (Decimal(10**15),))
-    assert got[w].quantity == Decimal("10000000000000000000.00001")
-    assert got[half].quantity == Decimal("5000000000000000000.000005")
-    assert got[w].bands[1] == Band(None, 10_000, Decimal("10000000000000000000.00001"))
+    got = measure(engine, meter("sum"), [w, half], (Decimal(10**14),))
+    assert got[w].quantity == Decimal("9999999999999999999.99999")
+    assert got[half].quantity == Decimal("4999999999999999999.999995")
+    assert got[w].bands[1] == Band(None, 10_000, Decimal("9999999999999999999.99999"))
 
 
 def test_odd_property_names(engine: sa.Engine) -> None:
