@@ -887,6 +887,7 @@ def check_books(workspace: Workspace) -> list[CheckResult]:
     results.append(CheckResult("store of record", True, (
         "every invoice, credit note, debit adjustment and payment of the sealed months is in the store",)))
     results.append(issued_in_books(session, entries))
+    results.append(documents_as_issued(session, entries))
     results.append(tie_out(session, entries))
     return results
 
@@ -921,6 +922,41 @@ def issued_in_books(session: Session, entries: Sequence[data.Directive]) -> Chec
             "(books truncated or not re-posted since; `meterbook post` rewrites them from the store)",
             ", ".join(missing[:10]) + (f" … and {len(missing) - 10} more" if len(missing) > 10 else "")))
     return CheckResult(name, True, (f"{len(issued)} invoices through {through}",))
+
+
+def documents_as_issued(session: Session, entries: Sequence[data.Directive]) -> CheckResult:
+    """Every document not under a seal (the seals verify theirs by hash) holds exactly what the
+    store issued, as ``post`` writes it: an invoice's HTML — the copy the customer reads — or JSON
+    edited in an open month, replaced or removed fails here; so does a file in ``books/documents``
+    that nothing in the store issued."""
+    through = audit_through(session, entries)
+    books_dir = session.workspace.books_dir
+    expected = session.issued_documents(through) if through is not None else {}
+    sealed = books.sealed_documents(books_dir)
+    problems: list[str] = []
+    for relative, content in sorted(expected.items()):
+        if relative in sealed:
+            continue
+        try:
+            found = (books_dir / relative).read_bytes()
+        except OSError as exc:
+            problems.append(f"{relative}: cannot be read: {exc.strerror or exc}")
+            continue
+        if found != content.encode("utf-8"):
+            problems.append(f"{relative}: differs from the document the store issued")
+    folder = books_dir / "documents"
+    issued = {*session.issued_documents(date.max), *sealed}  # a credit note dated after `through` too
+    extra = sorted(p.relative_to(books_dir).as_posix() for p in folder.glob("*")
+                   if not p.name.startswith(".")) if folder.is_dir() else []
+    problems += [f"{relative}: not a document the store issued" for relative in extra if relative not in issued]
+    name = "documents as issued"
+    if problems:
+        return CheckResult(name, False, (
+            f"{len(problems)} documents do not match the store (`meterbook post` writes the open "
+            "months' documents again)", *problems[:10],
+            *([f"… and {len(problems) - 10} more"] if len(problems) > 10 else [])))
+    checked = sum(1 for relative in expected if relative not in sealed)
+    return CheckResult(name, True, (f"{checked} documents of open months as issued, {len(sealed)} under seals",))
 
 
 def tie_out(session: Session, entries: Sequence[data.Directive]) -> CheckResult:

@@ -23,7 +23,12 @@ from beancount.parser import parser
 from sqlalchemy import Connection, Engine, delete, insert, select
 
 from ledger import books, faults, metering
-from ledger.credit_notes import credit_note_documents, credit_note_entries, load_credit_notes
+from ledger.credit_notes import (
+    CreditNote,
+    credit_note_documents,
+    credit_note_entries,
+    load_credit_notes,
+)
 from ledger.documents import invoice_documents
 from ledger.errors import BadInput, StoreError
 from ledger.invoicing import Invoice, draft_invoices, issue, load_invoices, number
@@ -32,6 +37,7 @@ from ledger.posting import catch_up, post
 from ledger.rating import Rating, rate
 from ledger.registry import Registry, load_registry
 from ledger.rerate import (
+    Adjustment,
     bill_debit_adjustments,
     debit_documents,
     debit_entries,
@@ -198,13 +204,27 @@ class Session:
         # reratings: their credit notes are marked, their debit adjustments posted (ledger.rerate)
         adjustments = [a for a in load_adjustments(self.engine) if a.date <= through]
         generated = [*mark_credit_notes(generated, adjustments), *debit_entries(adjustments, self.rules)]
+        return generated, self.documents(invoices, notes, adjustments), invoices
+
+    def documents(self, invoices: Sequence[Invoice], notes: Sequence[CreditNote],
+                  adjustments: Sequence[Adjustment],
+                  ) -> dict[str, str]:
+        """``{path under books/: content}`` of the documents of these invoices, credit notes and
+        debit adjustments, as ``post`` writes them."""
         documents: dict[str, str] = {}
         for inv in invoices:
             documents.update(invoice_documents(inv, self.rules))
         for note in notes:
             documents.update(credit_note_documents(note, self.rules))
         documents.update(debit_documents(adjustments, self.rules))
-        return generated, documents, invoices
+        return documents
+
+    def issued_documents(self, through: date) -> dict[str, str]:
+        """The documents of everything the store issued through ``through``
+        (:meth:`documents`): what ``check`` compares the open months' files with."""
+        return self.documents([inv for inv in load_invoices(self.engine) if inv.date <= through],
+                              [n for n in load_credit_notes(self.engine) if n.date <= through],
+                              [a for a in load_adjustments(self.engine) if a.date <= through])
 
     def sealed_record(self) -> list[data.Directive]:
         """The entries of the sealed months' files, as written (parsed, not booked)."""
@@ -279,7 +299,12 @@ class Session:
         books_dir = self.workspace.books_dir
         books.remove_stale_temporaries(books_dir)  # a killed writer's; this one holds the lock
         staged = books.Staging() if staging is None else staging
+        sealed = books.sealed_documents(books_dir)
         for relative, content in sorted(documents.items()):
+            # A sealed document is the record: written again only to put back its sealed bytes
+            # (deleted or edited), never changed (a new rendering after an upgrade).
+            if relative in sealed and hashlib.sha256(content.encode()).hexdigest() != sealed[relative]:
+                continue
             staged.add(books_dir / relative, content)
         currencies = sorted({self.workspace.operating_currency} | {c.currency for c in self.rules.customers.values()})
         options = {"title": self.workspace.title}

@@ -7,12 +7,17 @@ workspace (``cal`` and ``ann``; September closed, invoiced and posted through 20
 from __future__ import annotations
 
 import os
+from datetime import date
 from pathlib import Path
 
-from ledger.lock import LOCK_FILE, workspace_lock
-from tests.test_reliability import meterbook, one_line, posted_template, ws
+import pytest
 
-__all__ = ["posted_template", "ws"]  # the fixtures, shared with test_reliability
+from ledger import session as session_module
+from ledger.lock import LOCK_FILE, workspace_lock
+from tests.support import open_session
+from tests.test_reliability import check_lines, closed, meterbook, one_line, posted_template, ws
+
+__all__ = ["closed", "posted_template", "ws"]  # the fixtures, shared with test_reliability
 
 
 # --- the workspace lock ----------------------------------------------------------------------
@@ -43,3 +48,69 @@ def test_deleting_the_lock_file_while_it_is_held_admits_no_second_writer(ws: Pat
         (ws / LOCK_FILE).unlink()
         result = meterbook(ws, "post", "--through", "2026-11-30", env={"METERBOOK_LOCK_TIMEOUT": "0.3"})
     one_line(result, f"the workspace {ws} is locked by", "gave up after 0.3 s")
+
+
+# --- documents outside the seals -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "tamper", "found"), [
+    ("INV-2026-000003.html", lambda p: p.write_text(p.read_text().replace("0.25 USD", "0.02 USD")),
+     "documents/INV-2026-000003.html: differs from the document the store issued"),
+    ("INV-2026-000003.json", lambda p: p.write_text(p.read_text().replace('"total":"0.25"', '"total":"0.02"')),
+     "documents/INV-2026-000003.json: differs from the document the store issued"),
+    ("INV-2026-000003.html", lambda p: (p.unlink(), p.mkdir()),
+     "documents/INV-2026-000003.html: cannot be read: Is a directory"),
+    ("INV-2026-000099.html", lambda p: p.write_text("<h1>Invoice INV-2026-000099</h1> 999.00 USD"),
+     "documents/INV-2026-000099.html: not a document the store issued"),
+])
+def test_a_document_of_an_open_month_edited_replaced_or_forged_fails_check(
+        ws: Path, name: str, tamper: object, found: str) -> None:
+    """The attack: INV-2026-000003 (cal, Nov 1, 0.25 USD) is in November, which is open, so no seal
+    covers its documents; a changed total in the HTML the customer reads, or in the JSON, passed
+    ``check``; so did the HTML replaced by a folder and a forged invoice beside the real ones. Now
+    ``check`` compares every document outside the seals with what the store issued."""
+    assert check_lines(ws)[0] == 0
+    target = ws / "books" / "documents" / name
+    assert callable(tamper)
+    tamper(target)
+    code, out = check_lines(ws)
+    assert code == 1, out
+    assert "FAILED  documents as issued" in out and found in out
+    if target.is_dir():
+        target.rmdir()
+    if "INV-2026-000099" in name:
+        target.unlink()
+    assert meterbook(ws, "post", "--through", "2026-11-30").returncode == 0  # writes them again
+    assert check_lines(ws)[0] == 0
+
+
+def test_post_never_rewrites_a_sealed_document_but_puts_back_its_sealed_bytes(
+        closed: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """October is sealed with INV-2026-000001's documents. A meterbook upgrade that renders invoices
+    differently made ``post`` rewrite them, breaking the seal it had just been told to keep; now a
+    sealed document is written only to restore its sealed bytes (deleted or edited), and an open
+    month's (INV-2026-000003, November) takes the new rendering."""
+    from ledger.documents import invoice_documents
+
+    sealed_html = closed / "books" / "documents" / "INV-2026-000001.html"
+    open_html = closed / "books" / "documents" / "INV-2026-000003.html"
+    before = sealed_html.read_bytes()
+    sealed_html.write_text("edited")
+
+    def upgraded(invoice: object, rules: object) -> dict[str, str]:
+        documents = invoice_documents(invoice, rules)  # type: ignore[arg-type]
+        return {path: text.replace("</body>", "<footer>v2</footer></body>") for path, text in documents.items()}
+
+    session = open_session(closed)
+    try:
+        session.post(date(2026, 11, 30))  # the same rendering: the edited sealed file is put back
+        assert sealed_html.read_bytes() == before
+        monkeypatch.setattr(session_module, "invoice_documents", upgraded)
+        session.post(date(2026, 11, 30))
+    finally:
+        session.engine.dispose()
+    assert sealed_html.read_bytes() == before
+    assert "<footer>v2</footer>" in open_html.read_text()
+    code, out = check_lines(closed)
+    assert "ok, 4 documents and the close report" in out  # the seal holds
+    assert code == 1 and "documents/INV-2026-000003.html: differs from the document the store issued" in out
