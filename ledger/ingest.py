@@ -535,11 +535,7 @@ class _Batch:
         rest = [k for k in range(len(rows)) if k not in taken_set]
         stored: dict[tuple[str, str], str] = {
             (source, event_id): digest for source, event_id, digest in conn.exec_driver_sql(
-                "SELECT k.source, k.event_id, k.payload_hash "
-                "FROM unnest(%(sources)s::text[], %(ids)s::text[]) AS u(source, event_id) "
-                'JOIN event_keys AS k ON k.source = u.source COLLATE "C" '
-                'AND k.event_id = u.event_id COLLATE "C"',
-                {"sources": [rows[k][0] for k in rest], "ids": [rows[k][1] for k in rest]})}
+                _STORED_HASHES, {"sources": [rows[k][0] for k in rest], "ids": [rows[k][1] for k in rest]})}
         found: list[dict[str, Any]] = []
         for k in rest:
             row, line, i = rows[k], judged.lines[k], where[k]
@@ -627,6 +623,12 @@ SELECT source, event_id, payload_hash, batch_id, time_us FROM meterbook_staging
 ORDER BY source, event_id
 ON CONFLICT DO NOTHING
 RETURNING source, event_id
+"""
+#: The stored hashes of keys a chunk's rows did not take: one primary-key probe per key.
+_STORED_HASHES = """
+SELECT k.source, k.event_id, k.payload_hash
+FROM unnest(%(sources)s::text[], %(ids)s::text[]) AS u(source, event_id)
+JOIN event_keys AS k ON k.source = u.source COLLATE "C" AND k.event_id = u.event_id COLLATE "C"
 """
 #: ... and the rows that took their key are copied into ``events`` (rows as :meth:`Checks.row`
 #: makes them, with the typed quantity :meth:`_Judge._typed` adds).
