@@ -128,8 +128,11 @@ def line_corrections(engine: Engine) -> dict[tuple[str, int], tuple[Decimal, tup
                 amounts[(note.invoice, part.line)] -= part.amount
                 documents[(note.invoice, part.line)].append(note.number)
     with engine.connect() as conn:
-        rows = conn.execute(select(rerates.c.invoice, rerates.c.line, rerates.c.amount, rerates.c.document)
-                            .where(rerates.c.line_key == LINE_KEY).order_by(rerates.c.id)).all()
+        rows = conn.execute(
+            select(rerates.c.invoice, rerates.c.line, rerates.c.amount, rerates.c.document)
+            .where(rerates.c.line_key == LINE_KEY)
+            .order_by(rerates.c.id)
+        ).all()
     for invoice, line, amount, document in rows:
         amounts[(invoice, int(line))] += Decimal(amount)
         documents[(invoice, int(line))].append(document)
@@ -150,8 +153,12 @@ def fee_changes(session: Session, through: date) -> list[FeeChange]:
     the first open day. Those dated after ``through`` are left for a later run."""
     from ledger.rerate import load_pins
 
-    lines = [(inv, i, ln) for inv in load_invoices(session.engine) for i, ln in enumerate(inv.lines, 1)
-             if ln.kind == "base_fee" and ln.account == "deferred" and ln.cycle and ln.link]
+    lines = [
+        (inv, i, ln)
+        for inv in load_invoices(session.engine)
+        for i, ln in enumerate(inv.lines, 1)
+        if ln.kind == "base_fee" and ln.account == "deferred" and ln.cycle and ln.link
+    ]
     if not lines:
         return []
     until = max(date.fromisoformat(ln.cycle[:10]) for _, _, ln in lines) + _DAY
@@ -163,9 +170,17 @@ def fee_changes(session: Session, through: date) -> list[FeeChange]:
     for inv, i, ln in lines:
         cycle = cycles.get(ln.link)
         now = advance_fee(session.rules, cycle, pins.get(ln.link))
-        change = FeeChange(inv, i, ln.link, ln.amount, corrected[(inv.number, i)], now, ln.cycle,
-                           cycle.key if cycle is not None else "",
-                           max(first_open, inv.date, cycle.end - _DAY if cycle is not None else inv.date))
+        change = FeeChange(
+            inv,
+            i,
+            ln.link,
+            ln.amount,
+            corrected[(inv.number, i)],
+            now,
+            ln.cycle,
+            cycle.key if cycle is not None else "",
+            max(first_open, inv.date, cycle.end - _DAY if cycle is not None else inv.date),
+        )
         if change.difference and change.on <= through:
             found.append(change)
     return found
@@ -176,10 +191,14 @@ def current_fees(session: Session, invoice_number: str) -> dict[str, tuple[str, 
     give it now (what a credit note on the fee line takes its deferred part against)."""
     from ledger.rerate import load_pins
 
-    invoice = next((inv for inv in load_invoices(session.engine) if inv.number == invoice_number), None)
+    invoice = next(
+        (inv for inv in load_invoices(session.engine) if inv.number == invoice_number), None
+    )
     if invoice is None:
         return {}
-    links = [ln for ln in invoice.lines if ln.kind == "base_fee" and ln.account == "deferred" and ln.link]
+    links = [
+        ln for ln in invoice.lines if ln.kind == "base_fee" and ln.account == "deferred" and ln.link
+    ]
     if not links:
         return {}
     until = max(date.fromisoformat(ln.cycle[:10]) for ln in links) + _DAY
@@ -197,8 +216,11 @@ def require_billed_cycles(session: Session) -> None:
     """Refuse (exit 2, one line) a subscription edit that cuts, moves or re-plans a cycle
     whose usage an issued invoice already billed (its accruals are frozen in the invoice)."""
     invoices = load_invoices(session.engine)
-    frozen = {(snap.link, snap.customer): (snap.cycle, snap.plan, inv.number)
-              for inv in invoices for snap in inv.accruals}
+    frozen = {
+        (snap.link, snap.customer): (snap.cycle, snap.plan, inv.number)
+        for inv in invoices
+        for snap in inv.accruals
+    }
     if not frozen:
         return
     until = max(date.fromisoformat(cycle[:10]) for cycle, _, _ in frozen.values()) + _DAY
@@ -207,13 +229,19 @@ def require_billed_cycles(session: Session) -> None:
         now = cycles.get(link)
         if now is not None and now.key == key and now.plan == plan:
             continue
-        what = (f"now {now.key} on plan {now.plan}" if now is not None
-                else "no longer in the subscriptions")
+        what = (
+            f"now {now.key} on plan {now.plan}"
+            if now is not None
+            else "no longer in the subscriptions"
+        )
         end = key.partition("/")[2]
         raise BadInput(
-            f"rules/customers.yaml: customers.{customer}.subscriptions: cycle ^{link} ({key}, plan {plan}) is "
-            f"{what}, but {number} already billed its usage: a billed cycle is not re-cut; date the change "
-            f"on or after {end}. Nothing was written")
+            f"rules/customers.yaml: customers.{customer}.subscriptions: "
+            f"cycle ^{link} ({key}, plan {plan}) is "
+            f"{what}, but {number} already billed its usage: a billed cycle is not re-cut; "
+            "date the change "
+            f"on or after {end}. Nothing was written"
+        )
 
 
 def require_unissued_days(session: Session) -> None:
@@ -235,9 +263,13 @@ def require_unissued_days(session: Session) -> None:
             continue
         if not any(ln.kind == "base_fee" and ln.link == cycle.link for ln in inv.lines):
             raise BadInput(
-                f"rules/customers.yaml: customers.{cycle.customer}.subscriptions: the cycle {cycle.key} (plan "
-                f"{cycle.plan}) would bill its advance fee on {cycle.start}, but {inv.number} of that day is "
-                f"already issued: start the change on or after {cycle.start + _DAY}. Nothing was written")
+                f"rules/customers.yaml: customers.{cycle.customer}.subscriptions: the cycle "
+                f"{cycle.key} (plan "
+                f"{cycle.plan}) would bill its advance fee on {cycle.start}, but {inv.number} "
+                "of that day is "
+                f"already issued: start the change on or after {cycle.start + _DAY}. Nothing "
+                "was written"
+            )
     for cid in sorted({inv.customer for inv in issued.values()}):
         customer = session.rules.customers.get(cid)
         grants = customer.credits if customer is not None else ()
@@ -245,16 +277,33 @@ def require_unissued_days(session: Session) -> None:
             inv = issued.get(f"{cid}/{grant.granted.isoformat()}")
             if inv is None:
                 continue
-            wanted = len([g for g in grants if (g.granted, g.amount, g.expires)
-                          == (grant.granted, grant.amount, grant.expires)])
-            billed = len([ln for ln in inv.lines if ln.kind == "credit_grant" and ln.amount == grant.amount
-                          and ln.description.startswith(f"prepaid credit granted {grant.granted.isoformat()}")
-                          and (grant.expires is None or grant.expires.isoformat() in ln.description)])
+            wanted = len(
+                [
+                    g
+                    for g in grants
+                    if (g.granted, g.amount, g.expires)
+                    == (grant.granted, grant.amount, grant.expires)
+                ]
+            )
+            billed = len(
+                [
+                    ln
+                    for ln in inv.lines
+                    if ln.kind == "credit_grant"
+                    and ln.amount == grant.amount
+                    and ln.description.startswith(
+                        f"prepaid credit granted {grant.granted.isoformat()}"
+                    )
+                    and (grant.expires is None or grant.expires.isoformat() in ln.description)
+                ]
+            )
             if wanted > billed:
                 raise BadInput(
                     f"rules/customers.yaml: customers.{cid}.credits: a grant of {grant.amount} on "
-                    f"{grant.granted} would be billed on {inv.number}, already issued for that day: grant it "
-                    f"on or after {grant.granted + _DAY}. Nothing was written")
+                    f"{grant.granted} would be billed on {inv.number}, already issued for that "
+                    "day: grant it "
+                    f"on or after {grant.granted + _DAY}. Nothing was written"
+                )
 
 
 def correct_fee_changes(session: Session, through: date) -> list[str]:
@@ -269,44 +318,96 @@ def correct_fee_changes(session: Session, through: date) -> list[str]:
         if engine.dialect.name == "postgresql":
             conn.exec_driver_sql("LOCK TABLE credit_notes, rerates IN EXCLUSIVE MODE")
         cn_seq = conn.execute(select(func.max(credit_notes_table.c.seq))).scalar() or 0
-        da_numbers = conn.execute(select(rerates.c.document).where(rerates.c.document.like("DA-%"))).scalars()
+        da_numbers = conn.execute(
+            select(rerates.c.document).where(rerates.c.document.like("DA-%"))
+        ).scalars()
         da_seq = max((int(n.rsplit("-", 1)[1]) for n in da_numbers), default=0)
         run = (conn.execute(select(func.max(rerates.c.run))).scalar() or 0) + 1
-        earlier = [CreditNote.from_json(d) for d in conn.execute(
-            select(credit_notes_table.c.document).order_by(credit_notes_table.c.seq)).scalars()]
+        earlier = [
+            CreditNote.from_json(d)
+            for d in conn.execute(
+                select(credit_notes_table.c.document).order_by(credit_notes_table.c.seq)
+            ).scalars()
+        ]
         for change in changes:
             inv, line = change.invoice, change.invoice.lines[change.line - 1]
             was = f"cycle {change.cycle_then} now {change.cycle_now or 'ended before it began'}"
             reason = f"{REASON}: {was}, base fee {change.billed} now {change.now}"
             if change.difference < 0:
                 net = -change.difference
-                amount, tax = credit_of_lines(inv, net, {change.line: net})  # with its tax (ledger.tax)
+                amount, tax = credit_of_lines(
+                    inv, net, {change.line: net}
+                )  # with its tax (ledger.tax)
                 cn_seq += 1
                 note = CreditNote(
-                    number=f"CN-{change.on.year}-{cn_seq:06d}", seq=cn_seq, invoice=inv.number,
-                    customer=inv.customer, date=change.on, currency=inv.currency, amount=amount, reason=reason,
-                    line=change.line, line_description=line.description,
-                    forced=amount > creditable(inv, earlier, change.line), invoice_date=inv.date,
+                    number=f"CN-{change.on.year}-{cn_seq:06d}",
+                    seq=cn_seq,
+                    invoice=inv.number,
+                    customer=inv.customer,
+                    date=change.on,
+                    currency=inv.currency,
+                    amount=amount,
+                    reason=reason,
+                    line=change.line,
+                    line_description=line.description,
+                    forced=amount > creditable(inv, earlier, change.line),
+                    invoice_date=inv.date,
                     invoice_total=inv.total,
-                    credited_before=sum((n.amount for n in earlier if n.invoice == inv.number), ZERO),
-                    # billed for days the subscription no longer has: never recognized, so all deferred
-                    parts=(CreditPart(line=change.line, kind=line.kind, description=line.description,
-                                      amount=net, deferred=net),), tax=tax)
-                conn.execute(credit_notes_table.insert().values(
-                    number=note.number, seq=note.seq, invoice=note.invoice, customer=note.customer,
-                    date=note.date.isoformat(), currency=note.currency, amount=str(amount), reason=reason,
-                    document=note.to_json()))
+                    credited_before=sum(
+                        (n.amount for n in earlier if n.invoice == inv.number), ZERO
+                    ),
+                    # billed for days the subscription no longer has: never recognized,
+                    # so all of it is deferred
+                    parts=(
+                        CreditPart(
+                            line=change.line,
+                            kind=line.kind,
+                            description=line.description,
+                            amount=net,
+                            deferred=net,
+                        ),
+                    ),
+                    tax=tax,
+                )
+                conn.execute(
+                    credit_notes_table.insert().values(
+                        number=note.number,
+                        seq=note.seq,
+                        invoice=note.invoice,
+                        customer=note.customer,
+                        date=note.date.isoformat(),
+                        currency=note.currency,
+                        amount=str(amount),
+                        reason=reason,
+                        document=note.to_json(),
+                    )
+                )
                 earlier.append(note)
                 numbers.append(note.number)
                 continue
             da_seq += 1
             number = f"DA-{change.on.year}-{da_seq:06d}"
-            conn.execute(rerates.insert().values(
-                run=run, document=number, customer=inv.customer, invoice=inv.number, line=change.line,
-                line_key=LINE_KEY, kind="subscription", meter="", link=change.link,
-                cycle=change.cycle_now or change.cycle_then, currency=inv.currency, invoiced=str(change.billed),
-                rerated=str(change.now), amount=str(change.difference), date=change.on.isoformat(),
-                since=change.on.isoformat(), rules=session.rules.hash))
+            conn.execute(
+                rerates.insert().values(
+                    run=run,
+                    document=number,
+                    customer=inv.customer,
+                    invoice=inv.number,
+                    line=change.line,
+                    line_key=LINE_KEY,
+                    kind="subscription",
+                    meter="",
+                    link=change.link,
+                    cycle=change.cycle_now or change.cycle_then,
+                    currency=inv.currency,
+                    invoiced=str(change.billed),
+                    rerated=str(change.now),
+                    amount=str(change.difference),
+                    date=change.on.isoformat(),
+                    since=change.on.isoformat(),
+                    rules=session.rules.hash,
+                )
+            )
             numbers.append(number)
     return numbers
 
@@ -322,11 +423,29 @@ def subscriptions_check(session: Session) -> CheckResult:
     except BadInput as exc:
         return CheckResult("subscriptions as invoiced", False, (str(exc),))
     # due by the day the books are posted through (a correction dated later is not due yet)
-    pending = fee_changes(session, min(session.posted_through() or session.today(), session.today()))
+    pending = fee_changes(
+        session, min(session.posted_through() or session.today(), session.today())
+    )
     if pending:
-        return CheckResult("subscriptions as invoiced", False, (
-            f"{len(pending)} advance fees billed for subscriptions changed since: run `meterbook post` to "
-            "credit or charge the difference", *(f"{c.invoice.number} line {c.line} ^{c.link}: billed "
-            f"{c.billed}, now {c.now} ({c.cycle_then} now {c.cycle_now or 'gone'})" for c in pending[:10])))
-    return CheckResult("subscriptions as invoiced", True, (
-        "every invoiced cycle as the subscriptions give it, or corrected by a credit note or debit adjustment",))
+        return CheckResult(
+            "subscriptions as invoiced",
+            False,
+            (
+                f"{len(pending)} advance fees billed for subscriptions changed since: run "
+                "`meterbook post` to "
+                "credit or charge the difference",
+                *(
+                    f"{c.invoice.number} line {c.line} ^{c.link}: billed "
+                    f"{c.billed}, now {c.now} ({c.cycle_then} now {c.cycle_now or 'gone'})"
+                    for c in pending[:10]
+                ),
+            ),
+        )
+    return CheckResult(
+        "subscriptions as invoiced",
+        True,
+        (
+            "every invoiced cycle as the subscriptions give it, or corrected by a credit note "
+            "or debit adjustment",
+        ),
+    )

@@ -45,7 +45,9 @@ def root(tmp_path: Path) -> Path:
     return write_workspace(tmp_path / "ws", meters=METERS_CALLS, plans=PLANS, customers=CUSTOMERS)
 
 
-def test_late_usage_between_invoice_and_close_neither_holds_nor_blocks_the_close(root: Path) -> None:
+def test_late_usage_between_invoice_and_close_neither_holds_nor_blocks_the_close(
+    root: Path,
+) -> None:
     """The runbook order: invoice on the 1st, late usage arrives, close a few days later.
 
     10 calls Sep 1–10 → 1.00 accrued on Sep 30, invoiced by INV-2026-000001 on Oct 1,
@@ -99,22 +101,31 @@ def test_close_refuses_a_month_before_the_first_activity(root: Path) -> None:
     refused = run_cli(root, "close", "2026-08")
     assert refused.exit_code == 2
     assert refused.output.strip().splitlines() == [
-        "meterbook: error: 2026-08 is before the workspace's first activity (2026-09-01, the earliest "
-        "subscription start, credit grant or event): nothing to close, and a sealed month cannot be reopened"]
+        "meterbook: error: 2026-08 is before the workspace's first activity (2026-09-01, the "
+        "earliest "
+        "subscription start, credit grant or event): nothing to close, and a sealed month "
+        "cannot be reopened"
+    ]
     assert not close_path(root / "books", "2026-08").exists()
     assert sealed_months(root / "books") == set()
     assert run_cli(root, "close", "2026-06").exit_code == 2
     insert_events(session.engine, calls("cal", ["2026-07-31"], "early"))
     assert "(2026-07-31," in run_cli(root, "close", "2026-06").output
-    closed = run_cli(root, "close", "2026-09")  # July's event is outside any subscription: no entries
+    closed = run_cli(
+        root, "close", "2026-09"
+    )  # July's event is outside any subscription: no entries
     assert closed.exit_code == 0, closed.output
     assert sealed_months(root / "books") == {"2026-09"}
 
 
 def test_close_refuses_every_month_without_any_activity(tmp_path: Path) -> None:
     """No subscription, no grant, no event: nothing can be closed (exit 2, one line)."""
-    root = write_workspace(tmp_path / "ws", meters=METERS_CALLS, plans=PLANS,
-                           customers="customers:\n  cal: {currency: USD}\n")
+    root = write_workspace(
+        tmp_path / "ws",
+        meters=METERS_CALLS,
+        plans=PLANS,
+        customers="customers:\n  cal: {currency: USD}\n",
+    )
     refused = run_cli(root, "close", "2026-09")
     assert refused.exit_code == 2
     assert refused.output.startswith("meterbook: error: 2026-09: nothing to close")
@@ -124,7 +135,9 @@ def test_close_refuses_every_month_without_any_activity(tmp_path: Path) -> None:
 # --- rerate (issue 12, defect 5) ---------------------------------------------------------------
 
 
-def test_a_new_version_for_a_cycle_not_invoiced_is_a_repricing_not_late_usage(tmp_path: Path) -> None:
+def test_a_new_version_for_a_cycle_not_invoiced_is_a_repricing_not_late_usage(
+    tmp_path: Path,
+) -> None:
     """``ann`` (anniversary from 2026-09-15) on ``u`` at 1.00 a call: 5 calls Sep 16–20 and
     5 on Oct 2–6. September is closed with the Sep 30 accrual 5 × 1.00 = 5.00 sealed.
 
@@ -136,30 +149,53 @@ def test_a_new_version_for_a_cycle_not_invoiced_is_a_repricing_not_late_usage(tm
     calls. Oct 14 accrues 10 × 0.80 − 4.00 = 4.00, so Unbilled:Ann is 5.00 − 1.00 + 4.00
     = 8.00 at the cycle's end, and ``check`` passes.
     """
-    root = write_workspace(tmp_path / "ws", meters=METERS_CALLS, customers=(
-        "customers:\n  ann: {currency: USD, billing_anchor: start, subscriptions: [{plan: u, start: 2026-09-15}]}\n"),
-        plans=PLANS.replace("0.10", "1.00"))
+    root = write_workspace(
+        tmp_path / "ws",
+        meters=METERS_CALLS,
+        customers=(
+            "customers:\n  ann: {currency: USD, billing_anchor: start, subscriptions: [{plan: u, start: 2026-09-15}]}\n"
+        ),
+        plans=PLANS.replace("0.10", "1.00"),
+    )
     session = open_session(root)
-    insert_events(session.engine, calls("ann", [*(f"2026-09-{d}" for d in range(16, 21)),
-                                                *(f"2026-10-0{d}" for d in range(2, 7))]))
+    insert_events(
+        session.engine,
+        calls(
+            "ann",
+            [*(f"2026-09-{d}" for d in range(16, 21)), *(f"2026-10-0{d}" for d in range(2, 7))],
+        ),
+    )
     assert run_cli(root, "close", "2026-09").exit_code == 0
-    (root / "rules" / "plans.yaml").write_text(PLANS.replace("0.10", "1.00") + (
-        "    versions:\n      - effective: 2026-09-15\n"
-        "        charges: [{meter: api_calls, model: unit, unit_price: \"0.80\"}]\n"))
+    (root / "rules" / "plans.yaml").write_text(
+        PLANS.replace("0.10", "1.00")
+        + (
+            "    versions:\n      - effective: 2026-09-15\n"
+            '        charges: [{meter: api_calls, model: unit, unit_price: "0.80"}]\n'
+        )
+    )
     rerated = run_cli(root, "rerate", "--from", "2026-09-15", "--date", "2026-10-20")
     assert rerated.exit_code == 0 and "nothing to re-rate" in rerated.output
     assert run_cli(root, "post", "--through", "2026-10-31").exit_code == 0
     entries, errors, _ = load_books(root / "books" / "main.beancount")
     assert errors == []
-    adjustments = [e for e in entries if isinstance(e, data.Transaction) and e.date == date(2026, 10, 1)]
+    adjustments = [
+        e for e in entries if isinstance(e, data.Transaction) and e.date == date(2026, 10, 1)
+    ]
     assert len(adjustments) == 1
     (adjustment,) = adjustments
-    assert adjustment.narration == "Re-pricing of sealed period 2026-09: same quantities, current terms"
+    assert (
+        adjustment.narration
+        == "Re-pricing of sealed period 2026-09: same quantities, current terms"
+    )
     assert adjustment.meta["repriced"] is True and "Late" not in adjustment.narration
     assert {p.account: p.units.number for p in adjustment.postings} == {
-        "Assets:Receivables:Unbilled:Ann": Decimal("-1.00"), USAGE: Decimal("1.00")}
+        "Assets:Receivables:Unbilled:Ann": Decimal("-1.00"),
+        USAGE: Decimal("1.00"),
+    }
     assert all("quantity" not in (p.meta or {}) for p in adjustment.postings)
-    assert balance(entries, "Assets:Receivables:Unbilled:Ann", date(2026, 10, 15)) == Decimal("8.00")
+    assert balance(entries, "Assets:Receivables:Unbilled:Ann", date(2026, 10, 15)) == Decimal(
+        "8.00"
+    )
     assert run_cli(root, "check").exit_code == 0
 
 
@@ -184,16 +220,26 @@ def test_removing_a_version_after_a_rerate_fails_check_until_rerated(tmp_path: P
     (root / "rules" / "plans.yaml").write_text(RERATE_PLANS)
     checked = run_cli(root, "check")
     assert checked.exit_code == 1, checked.output
-    assert ("INV-2026-000002 api_calls (cycle acme-2026-10-01): reratings posted -4.00 USD (CN-2026-000001), "
-            "the current rules explain 0.00") in checked.output
-    assert "INV-2026-000003 api_calls (cycle beta-2026-10-01): reratings posted -2.00 USD" in checked.output
+    assert (
+        "INV-2026-000002 api_calls (cycle acme-2026-10-01): reratings posted -4.00 USD "
+        "(CN-2026-000001), "
+        "the current rules explain 0.00"
+    ) in checked.output
+    assert (
+        "INV-2026-000003 api_calls (cycle beta-2026-10-01): reratings posted -2.00 USD"
+        in checked.output
+    )
     again = run_cli(root, "rerate", "--from", "2026-10-01", "--date", "2026-11-20")
-    assert again.exit_code == 0 and "posted 0 credit notes and 2 debit adjustments" in again.output, again.output
+    assert (
+        again.exit_code == 0 and "posted 0 credit notes and 2 debit adjustments" in again.output
+    ), again.output
     assert run_cli(root, "check").exit_code == 0
     entries, errors, _ = load_books(root / "books" / "main.beancount")
     assert errors == []
     assert balance(entries, "Income:Credit-Notes", date(2026, 11, 21)) == Decimal("6.00")
-    assert balance(entries, USAGE, date(2026, 11, 21)) == Decimal("-66.00")  # 60.00 invoiced + 6.00 re-billed
+    assert balance(entries, USAGE, date(2026, 11, 21)) == Decimal(
+        "-66.00"
+    )  # 60.00 invoiced + 6.00 re-billed
 
 
 # --- cash application (issue 12, defect 4) ------------------------------------------------------
@@ -225,36 +271,98 @@ def test_unapplied_cash_and_credit_balances_are_applied_and_refunded(tmp_path: P
     0.00, Refunds:Beta −4.00 + 1.50 = −2.50. On Nov 3: receivable acme 10.00 − 10.00 +
     20.00 = 20.00, beta 10.00 − 10.00 + 5.00 − 2.50 = 2.50, Refunds:Beta 0.00.
     """
-    root = write_workspace(tmp_path / "ws", meters=METERS_CALLS, plans=PLANS.replace("0.10", "1.00"),
-                           customers=CASH_CUSTOMERS)
+    root = write_workspace(
+        tmp_path / "ws",
+        meters=METERS_CALLS,
+        plans=PLANS.replace("0.10", "1.00"),
+        customers=CASH_CUSTOMERS,
+    )
     session = open_session(root)
-    insert_events(session.engine, [
-        *calls("acme", [f"2026-09-{d:02d}" for d in range(1, 11)]),
-        *calls("acme", [f"2026-10-{d:02d}" for d in range(1, 21)], "oct"),
-        *calls("beta", [f"2026-09-{d:02d}" for d in range(1, 11)]),
-        *calls("beta", [f"2026-10-{d:02d}" for d in range(1, 6)], "oct")])
+    insert_events(
+        session.engine,
+        [
+            *calls("acme", [f"2026-09-{d:02d}" for d in range(1, 11)]),
+            *calls("acme", [f"2026-10-{d:02d}" for d in range(1, 21)], "oct"),
+            *calls("beta", [f"2026-09-{d:02d}" for d in range(1, 11)]),
+            *calls("beta", [f"2026-10-{d:02d}" for d in range(1, 6)], "oct"),
+        ],
+    )
     assert run_cli(root, "invoice", "--through", "2026-10-01").exit_code == 0
-    (tmp_path / "bank.csv").write_text("date,amount,currency,invoice,reference\n"
-                                       "2026-10-05,15.00,USD,,BANK-1\n2026-10-06,10.00,USD,INV-2026-000002,BANK-2\n")
+    (tmp_path / "bank.csv").write_text(
+        "date,amount,currency,invoice,reference\n"
+        "2026-10-05,15.00,USD,,BANK-1\n2026-10-06,10.00,USD,INV-2026-000002,BANK-2\n"
+    )
     assert run_cli(root, "ingest", str(tmp_path / "bank.csv")).exit_code == 0
-    assert run_cli(root, "credit", "INV-2026-000002", "--amount", "4.00", "--reason", "goodwill",
-                   "--date", "2026-10-10").exit_code == 0
+    assert (
+        run_cli(
+            root,
+            "credit",
+            "INV-2026-000002",
+            "--amount",
+            "4.00",
+            "--reason",
+            "goodwill",
+            "--date",
+            "2026-10-10",
+        ).exit_code
+        == 0
+    )
 
-    too_much = run_cli(root, "apply", "BANK-1", "--invoice", "INV-2026-000001", "--amount", "12.00",
-                       "--date", "2026-10-12")
+    too_much = run_cli(
+        root,
+        "apply",
+        "BANK-1",
+        "--invoice",
+        "INV-2026-000001",
+        "--amount",
+        "12.00",
+        "--date",
+        "2026-10-12",
+    )
     assert too_much.exit_code == 2
-    assert too_much.output == "meterbook: error: --amount 12.00: INV-2026-000001 owes 10.00 USD on 2026-10-12\n"
-    other = run_cli(root, "apply", "CN-2026-000001", "--invoice", "INV-2026-000001", "--date", "2026-10-12")
-    assert other.exit_code == 2 and "CN-2026-000001 is beta's credit balance; INV-2026-000001 is acme's" in other.output
-    applied = run_cli(root, "apply", "BANK-1", "--invoice", "INV-2026-000001", "--date", "2026-10-12")
+    assert (
+        too_much.output
+        == "meterbook: error: --amount 12.00: INV-2026-000001 owes 10.00 USD on 2026-10-12\n"
+    )
+    other = run_cli(
+        root, "apply", "CN-2026-000001", "--invoice", "INV-2026-000001", "--date", "2026-10-12"
+    )
+    assert (
+        other.exit_code == 2
+        and "CN-2026-000001 is beta's credit balance; INV-2026-000001 is acme's" in other.output
+    )
+    applied = run_cli(
+        root, "apply", "BANK-1", "--invoice", "INV-2026-000001", "--date", "2026-10-12"
+    )
     assert applied.exit_code == 0, applied.output
-    assert applied.output.split() == ["APPLY-BANK-1-INV-2026-000001-2026-10-12", "2026-10-12", "BANK-1", "10.00",
-                                      "USD", "to", "INV-2026-000001"]
+    assert applied.output.split() == [
+        "APPLY-BANK-1-INV-2026-000001-2026-10-12",
+        "2026-10-12",
+        "BANK-1",
+        "10.00",
+        "USD",
+        "to",
+        "INV-2026-000001",
+    ]
     again = run_cli(root, "apply", "BANK-1", "--invoice", "INV-2026-000001", "--date", "2026-10-12")
     assert again.exit_code == 0 and "recorded before; nothing changed" in again.output
-    assert run_cli(root, "refund", "BANK-1", "--reference", "PAYOUT-1", "--date", "2026-10-20").exit_code == 0
-    partial = run_cli(root, "refund", "CN-2026-000001", "--reference", "PAYOUT-2", "--amount", "1.50",
-                      "--date", "2026-10-21")
+    assert (
+        run_cli(
+            root, "refund", "BANK-1", "--reference", "PAYOUT-1", "--date", "2026-10-20"
+        ).exit_code
+        == 0
+    )
+    partial = run_cli(
+        root,
+        "refund",
+        "CN-2026-000001",
+        "--reference",
+        "PAYOUT-2",
+        "--amount",
+        "1.50",
+        "--date",
+        "2026-10-21",
+    )
     assert partial.exit_code == 0, partial.output
     empty = run_cli(root, "refund", "BANK-1", "--reference", "PAYOUT-3", "--date", "2026-10-22")
     assert empty.output == "meterbook: error: BANK-1 holds no unapplied cash on 2026-10-22\n"
@@ -264,16 +372,24 @@ def test_unapplied_cash_and_credit_balances_are_applied_and_refunded(tmp_path: P
         closed = run_cli(root, "close", month)
         assert closed.exit_code == 0, closed.output
         assert "unapplied-cash:" not in closed.output
-    october = {" ".join(line.split()) for line in
-               (root / "books" / "2026" / "2026-10.close.beancount").read_text().splitlines()}
-    assert {"2026-11-01 balance Assets:Bank:Operating 18.50 USD",
-            "2026-11-01 balance Liabilities:Unapplied-Cash 0.00 USD",
-            "2026-11-01 balance Liabilities:Refunds:Beta -2.50 USD"} <= october
-    sealed = run_cli(root, "refund", "CN-2026-000001", "--reference", "PAYOUT-4", "--date", "2026-10-31")
+    october = {
+        " ".join(line.split())
+        for line in (root / "books" / "2026" / "2026-10.close.beancount").read_text().splitlines()
+    }
+    assert {
+        "2026-11-01 balance Assets:Bank:Operating 18.50 USD",
+        "2026-11-01 balance Liabilities:Unapplied-Cash 0.00 USD",
+        "2026-11-01 balance Liabilities:Refunds:Beta -2.50 USD",
+    } <= october
+    sealed = run_cli(
+        root, "refund", "CN-2026-000001", "--reference", "PAYOUT-4", "--date", "2026-10-31"
+    )
     assert sealed.exit_code == 2 and "is in a sealed month" in sealed.output
 
     assert run_cli(root, "invoice", "--through", "2026-11-01").exit_code == 0
-    credit = run_cli(root, "apply", "CN-2026-000001", "--invoice", "INV-2026-000004", "--date", "2026-11-02")
+    credit = run_cli(
+        root, "apply", "CN-2026-000001", "--invoice", "INV-2026-000004", "--date", "2026-11-02"
+    )
     assert credit.exit_code == 0 and "2.50 USD  to INV-2026-000004" in credit.output, credit.output
     assert run_cli(root, "post", "--through", "2026-11-02").exit_code == 0
     entries, errors, _ = load_books(root / "books" / "main.beancount")
@@ -285,10 +401,15 @@ def test_unapplied_cash_and_credit_balances_are_applied_and_refunded(tmp_path: P
     assert balance(entries, "Assets:Receivables:Invoiced:Beta", day) == Decimal("2.50")
     assert balance(entries, "Liabilities:Refunds:Beta", day) == 0
     assert balance(entries, "Income:Credit-Notes", day) == Decimal("4.00")
-    narrations = {e.narration for e in entries if isinstance(e, data.Transaction) and "application" in e.meta}
-    assert narrations == {"Unapplied cash BANK-1 applied to INV-2026-000001", "Refund PAYOUT-1 of unapplied cash "
-                          "BANK-1", "Refund PAYOUT-2 of credit balance CN-2026-000001",
-                          "Credit balance CN-2026-000001 applied to INV-2026-000004"}
+    narrations = {
+        e.narration for e in entries if isinstance(e, data.Transaction) and "application" in e.meta
+    }
+    assert narrations == {
+        "Unapplied cash BANK-1 applied to INV-2026-000001",
+        "Refund PAYOUT-1 of unapplied cash BANK-1",
+        "Refund PAYOUT-2 of credit balance CN-2026-000001",
+        "Credit balance CN-2026-000001 applied to INV-2026-000004",
+    }
     assert run_cli(root, "check").exit_code == 0
     aging = run_cli(root, "report", "aging")
     assert "INV-2026-000001" not in aging.output  # paid by the applied cash
@@ -312,16 +433,22 @@ plans:
 
 
 def _acme(subscriptions: str, policy: str = "") -> str:
-    return ("customers:\n  acme: {currency: USD, billing_anchor: calendar, "
-            f"subscriptions: [{subscriptions}]{policy}}}\n")
+    return (
+        "customers:\n  acme: {currency: USD, billing_anchor: calendar, "
+        f"subscriptions: [{subscriptions}]{policy}}}\n"
+    )
 
 
 @pytest.fixture
 def billed(tmp_path: Path) -> Path:
     """acme on ``p`` (31.00 a month in advance) from Oct 1, one call on Oct 3; INV-2026-000001
     bills October's fee, 31.00, on Oct 1."""
-    root = write_workspace(tmp_path / "ws", meters=METERS_CALLS, plans=FEE_PLANS,
-                           customers=_acme("{plan: p, start: 2026-10-01}"))
+    root = write_workspace(
+        tmp_path / "ws",
+        meters=METERS_CALLS,
+        plans=FEE_PLANS,
+        customers=_acme("{plan: p, start: 2026-10-01}"),
+    )
     insert_events(open_session(root).engine, calls("acme", ["2026-10-03"]))
     assert run_cli(root, "invoice", "--through", "2026-10-01").exit_code == 0
     return root
@@ -339,28 +466,43 @@ def test_cancellation_after_the_advance_fee_is_credited_for_the_unused_days(bill
     invoice (the credit note explains its fee line), ``check`` passes, and posting again
     issues nothing new.
     """
-    (billed / "rules" / "customers.yaml").write_text(_acme("{plan: p, start: 2026-10-01, end: 2026-10-11}"))
+    (billed / "rules" / "customers.yaml").write_text(
+        _acme("{plan: p, start: 2026-10-01, end: 2026-10-11}")
+    )
     # posted through Oct 1 only: the credit (dated Oct 10) is not due yet, and trace says so
     assert run_cli(billed, "check").exit_code == 0
     pending = run_cli(billed, "trace", "INV-2026-000001")
-    assert pending.exit_code == 0 and "21.00 to be credited on 2026-10-10" in pending.output, pending.output
+    assert pending.exit_code == 0 and "21.00 to be credited on 2026-10-10" in pending.output, (
+        pending.output
+    )
     assert run_cli(billed, "post", "--through", "2026-10-31").exit_code == 0
     assert run_cli(billed, "invoice", "--through", "2026-11-01").exit_code == 0
     entries, errors, _ = load_books(billed / "books" / "main.beancount")
     assert errors == []
     (note,) = [e for e in entries if isinstance(e, data.Transaction) and "credit_note" in e.meta]
     assert (note.date, note.meta["credit_note"], note.meta["invoice"]) == (
-        date(2026, 10, 10), "CN-2026-000001", "INV-2026-000001")
-    assert note.meta["reason"] == ("subscription change: cycle 2026-10-01/2026-11-01 now 2026-10-01/2026-10-11, "
-                                   "base fee 31.00 now 10.00")
+        date(2026, 10, 10),
+        "CN-2026-000001",
+        "INV-2026-000001",
+    )
+    assert note.meta["reason"] == (
+        "subscription change: cycle 2026-10-01/2026-11-01 now 2026-10-01/2026-10-11, "
+        "base fee 31.00 now 10.00"
+    )
     assert {p.account: p.units.number for p in note.postings} == {
-        "Liabilities:Deferred-Revenue:Acme": Decimal("21.00"), "Assets:Receivables:Invoiced:Acme": Decimal("-21.00")}
+        "Liabilities:Deferred-Revenue:Acme": Decimal("21.00"),
+        "Assets:Receivables:Invoiced:Acme": Decimal("-21.00"),
+    }
     assert balance(entries, "Liabilities:Deferred-Revenue:Acme", date(2026, 10, 11)) == 0
     assert balance(entries, "Income:Subscriptions:P", date(2026, 11, 1)) == Decimal("-10.00")
-    assert balance(entries, "Assets:Receivables:Invoiced:Acme", date(2026, 11, 2)) == Decimal("11.00")
+    assert balance(entries, "Assets:Receivables:Invoiced:Acme", date(2026, 11, 2)) == Decimal(
+        "11.00"
+    )
     traced = run_cli(billed, "trace", "INV-2026-000001")
     assert traced.exit_code == 0, traced.output
-    assert "the subscription changed after the invoice: CN-2026-000001 credit 21.00" in traced.output
+    assert (
+        "the subscription changed after the invoice: CN-2026-000001 credit 21.00" in traced.output
+    )
     assert run_cli(billed, "check").exit_code == 0
     before = (billed / "books" / "2026" / "2026-10.beancount").read_bytes()
     assert run_cli(billed, "post", "--through", "2026-10-31").exit_code == 0
@@ -368,7 +510,9 @@ def test_cancellation_after_the_advance_fee_is_credited_for_the_unused_days(bill
     assert run_cli(billed, "close", "2026-10").exit_code == 0
 
 
-def test_a_manual_credit_note_after_a_cancellation_does_not_reduce_recognition_twice(billed: Path) -> None:
+def test_a_manual_credit_note_after_a_cancellation_does_not_reduce_recognition_twice(
+    billed: Path,
+) -> None:
     """The cancellation from Oct 11 as above, then an accountant credits the unused days by
     hand on Oct 20: ``credit`` first issues the subscription change's CN-2026-000001
     (21.00), so 31.00 − 21.00 = 10.00 is all that line can still be credited and a
@@ -376,13 +520,37 @@ def test_a_manual_credit_note_after_a_cancellation_does_not_reduce_recognition_t
     contra-revenue in full: the fee's 10.00 is recognized already, nothing is deferred,
     so recognition stays 10.00 (not 10.00 − 21.00) and deferred revenue stays 0.
     """
-    (billed / "rules" / "customers.yaml").write_text(_acme("{plan: p, start: 2026-10-01, end: 2026-10-11}"))
-    refused = run_cli(billed, "credit", "INV-2026-000001", "--line", "1", "--amount", "21.00",
-                      "--reason", "unused days", "--date", "2026-10-20")
+    (billed / "rules" / "customers.yaml").write_text(
+        _acme("{plan: p, start: 2026-10-01, end: 2026-10-11}")
+    )
+    refused = run_cli(
+        billed,
+        "credit",
+        "INV-2026-000001",
+        "--line",
+        "1",
+        "--amount",
+        "21.00",
+        "--reason",
+        "unused days",
+        "--date",
+        "2026-10-20",
+    )
     assert refused.exit_code == 2
     assert "more than line 1 of INV-2026-000001 can still be credited (10.00 USD)" in refused.output
-    goodwill = run_cli(billed, "credit", "INV-2026-000001", "--line", "1", "--amount", "5.00",
-                       "--reason", "goodwill", "--date", "2026-10-20")
+    goodwill = run_cli(
+        billed,
+        "credit",
+        "INV-2026-000001",
+        "--line",
+        "1",
+        "--amount",
+        "5.00",
+        "--reason",
+        "goodwill",
+        "--date",
+        "2026-10-20",
+    )
     assert goodwill.exit_code == 0 and goodwill.output.startswith("CN-2026-000002"), goodwill.output
     assert run_cli(billed, "post", "--through", "2026-10-31").exit_code == 0
     entries, errors, _ = load_books(billed / "books" / "main.beancount")
@@ -393,7 +561,9 @@ def test_a_manual_credit_note_after_a_cancellation_does_not_reduce_recognition_t
     assert run_cli(billed, "check").exit_code == 0
 
 
-def test_a_paid_downgrade_mid_cycle_credits_a_refund_and_bills_the_new_plan(billed: Path, tmp_path: Path) -> None:
+def test_a_paid_downgrade_mid_cycle_credits_a_refund_and_bills_the_new_plan(
+    billed: Path, tmp_path: Path
+) -> None:
     """acme paid INV-2026-000001 (31.00) on Oct 2, then moves to ``s`` (15.50 a month) from
     Oct 16, entered on Oct 20 (backdated).
 
@@ -407,25 +577,45 @@ def test_a_paid_downgrade_mid_cycle_credits_a_refund_and_bills_the_new_plan(bill
       9.00 / receivable 9.00) and the 7.00 left is refunded (``refund``: refund
       liability / cash), so acme owes 0 and is owed 0.
     """
-    (tmp_path / "bank.csv").write_text("date,amount,currency,invoice,reference\n"
-                                       "2026-10-02,31.00,USD,INV-2026-000001,BANK-1\n")
+    (tmp_path / "bank.csv").write_text(
+        "date,amount,currency,invoice,reference\n2026-10-02,31.00,USD,INV-2026-000001,BANK-1\n"
+    )
     assert run_cli(billed, "ingest", str(tmp_path / "bank.csv")).exit_code == 0
     (billed / "rules" / "customers.yaml").write_text(
-        _acme("{plan: p, start: 2026-10-01}, {plan: s, start: 2026-10-16}"))
+        _acme("{plan: p, start: 2026-10-01}, {plan: s, start: 2026-10-16}")
+    )
     invoiced = run_cli(billed, "invoice", "--through", "2026-10-20")
-    assert invoiced.exit_code == 0 and "INV-2026-000002  2026-10-16  acme" in invoiced.output, invoiced.output
+    assert invoiced.exit_code == 0 and "INV-2026-000002  2026-10-16  acme" in invoiced.output, (
+        invoiced.output
+    )
     assert "9.00 USD" in invoiced.output
-    assert run_cli(billed, "apply", "CN-2026-000001", "--invoice", "INV-2026-000002",
-                   "--date", "2026-10-20").exit_code == 0
-    assert run_cli(billed, "refund", "CN-2026-000001", "--reference", "PAYOUT-1",
-                   "--date", "2026-10-21").exit_code == 0
+    assert (
+        run_cli(
+            billed,
+            "apply",
+            "CN-2026-000001",
+            "--invoice",
+            "INV-2026-000002",
+            "--date",
+            "2026-10-20",
+        ).exit_code
+        == 0
+    )
+    assert (
+        run_cli(
+            billed, "refund", "CN-2026-000001", "--reference", "PAYOUT-1", "--date", "2026-10-21"
+        ).exit_code
+        == 0
+    )
     assert run_cli(billed, "post", "--through", "2026-10-31").exit_code == 0
     entries, errors, _ = load_books(billed / "books" / "main.beancount")
     assert errors == []
     (note,) = [e for e in entries if isinstance(e, data.Transaction) and e.meta.get("credit_note")]
     assert note.date == date(2026, 10, 15)
     assert {p.account: p.units.number for p in note.postings} == {
-        "Liabilities:Deferred-Revenue:Acme": Decimal("16.00"), "Liabilities:Refunds:Acme": Decimal("-16.00")}
+        "Liabilities:Deferred-Revenue:Acme": Decimal("16.00"),
+        "Liabilities:Refunds:Acme": Decimal("-16.00"),
+    }
     day = date(2026, 11, 1)
     assert balance(entries, "Liabilities:Deferred-Revenue:Acme", day) == 0
     assert balance(entries, "Income:Subscriptions:P", day) == Decimal("-15.00")
@@ -445,18 +635,25 @@ def test_an_edit_that_recuts_a_cycle_whose_usage_is_billed_is_refused(billed: Pa
     may take effect, and nothing is written; ``check`` fails the same way."""
     assert run_cli(billed, "invoice", "--through", "2026-11-01").exit_code == 0
     before = (billed / "books" / "2026" / "2026-10.beancount").read_bytes()
-    (billed / "rules" / "customers.yaml").write_text(_acme("{plan: p, start: 2026-10-01, end: 2026-10-20}"))
+    (billed / "rules" / "customers.yaml").write_text(
+        _acme("{plan: p, start: 2026-10-01, end: 2026-10-20}")
+    )
     refused = run_cli(billed, "post", "--through", "2026-11-30")
     assert refused.exit_code == 2
     assert refused.output == (
-        "meterbook: error: rules/customers.yaml: customers.acme.subscriptions: cycle ^acme-2026-10-01 "
-        "(2026-10-01/2026-11-01, plan p) is now 2026-10-01/2026-10-20 on plan p, but INV-2026-000002 already "
+        "meterbook: error: rules/customers.yaml: customers.acme.subscriptions: cycle "
+        "^acme-2026-10-01 "
+        "(2026-10-01/2026-11-01, plan p) is now 2026-10-01/2026-10-20 on plan p, but "
+        "INV-2026-000002 already "
         "billed its usage: a billed cycle is not re-cut; date the change on or after 2026-11-01. "
-        "Nothing was written\n")
+        "Nothing was written\n"
+    )
     assert (billed / "books" / "2026" / "2026-10.beancount").read_bytes() == before
     assert run_cli(billed, "check").exit_code == 1
     # ending it on Nov 1 instead credits November's advance fee in full
-    (billed / "rules" / "customers.yaml").write_text(_acme("{plan: p, start: 2026-10-01, end: 2026-11-01}"))
+    (billed / "rules" / "customers.yaml").write_text(
+        _acme("{plan: p, start: 2026-10-01, end: 2026-11-01}")
+    )
     assert run_cli(billed, "post", "--through", "2026-11-30").exit_code == 0
     assert run_cli(billed, "check").exit_code == 0
     entries, _errors, _ = load_books(billed / "books" / "main.beancount")
@@ -468,17 +665,29 @@ def test_policy_no_proration_and_change_at_next_cycle(billed: Path) -> None:
     cycle in full, so nothing is credited and the 31.00 is recognized over Oct 1–10.
     ``{effective: next_cycle}``: the cancellation waits for the cycle's end (Nov 1), so
     October runs in full and nothing is credited either."""
-    (billed / "rules" / "customers.yaml").write_text(_acme(
-        "{plan: p, start: 2026-10-01, end: 2026-10-11}", ", subscription_changes: {proration: none}"))
+    (billed / "rules" / "customers.yaml").write_text(
+        _acme(
+            "{plan: p, start: 2026-10-01, end: 2026-10-11}",
+            ", subscription_changes: {proration: none}",
+        )
+    )
     assert run_cli(billed, "post", "--through", "2026-10-31").exit_code == 0
     entries, errors, _ = load_books(billed / "books" / "main.beancount")
-    assert errors == [] and not [e for e in entries if isinstance(e, data.Transaction) and "credit_note" in e.meta]
+    assert errors == [] and not [
+        e for e in entries if isinstance(e, data.Transaction) and "credit_note" in e.meta
+    ]
     assert balance(entries, "Income:Subscriptions:P", date(2026, 10, 11)) == Decimal("-31.00")
-    (billed / "rules" / "customers.yaml").write_text(_acme(
-        "{plan: p, start: 2026-10-01, end: 2026-10-11}", ", subscription_changes: {effective: next_cycle}"))
+    (billed / "rules" / "customers.yaml").write_text(
+        _acme(
+            "{plan: p, start: 2026-10-01, end: 2026-10-11}",
+            ", subscription_changes: {effective: next_cycle}",
+        )
+    )
     assert run_cli(billed, "post", "--through", "2026-10-31").exit_code == 0
     entries, errors, _ = load_books(billed / "books" / "main.beancount")
-    assert errors == [] and not [e for e in entries if isinstance(e, data.Transaction) and "credit_note" in e.meta]
+    assert errors == [] and not [
+        e for e in entries if isinstance(e, data.Transaction) and "credit_note" in e.meta
+    ]
     assert balance(entries, "Income:Subscriptions:P", date(2026, 11, 1)) == Decimal("-31.00")
     assert run_cli(billed, "check").exit_code == 0
 
@@ -492,14 +701,23 @@ def test_a_held_invoice_holds_the_customers_later_invoices(billed: Path, tmp_pat
     take the lower number and bill as if November's fee were not invoiced. Once the
     finding is accepted the two are issued in date order (INV-2026-000002 on Nov 1,
     INV-2026-000003 on Dec 1) and both trace verified."""
-    (tmp_path / "bank.csv").write_text("date,amount,currency,invoice,reference\n"
-                                       "2026-10-02,34.00,USD,INV-2026-000001,BANK-1\n")
+    (tmp_path / "bank.csv").write_text(
+        "date,amount,currency,invoice,reference\n2026-10-02,34.00,USD,INV-2026-000001,BANK-1\n"
+    )
     assert run_cli(billed, "ingest", str(tmp_path / "bank.csv")).exit_code == 0
     held = run_cli(billed, "invoice", "--through", "2026-12-01")
     assert held.exit_code == 1 and "issued 0 invoices" in held.output, held.output
     assert "2 invoices held by open error findings" in held.output
-    accepted = run_cli(billed, "invoice", "--through", "2026-12-01", "--accept", "unapplied-cash:BANK-1:2026-10",
-                       "--reason", "refund on its way")
+    accepted = run_cli(
+        billed,
+        "invoice",
+        "--through",
+        "2026-12-01",
+        "--accept",
+        "unapplied-cash:BANK-1:2026-10",
+        "--reason",
+        "refund on its way",
+    )
     assert accepted.exit_code == 0, accepted.output
     assert "INV-2026-000002  2026-11-01  acme" in accepted.output
     assert "INV-2026-000003  2026-12-01  acme" in accepted.output
@@ -512,7 +730,9 @@ def test_check_fails_while_a_due_subscription_correction_is_not_posted(billed: P
     Its credit (21.00, dated Oct 10) is due within the books' horizon: ``check`` fails
     naming the invoice line until ``post`` issues CN-2026-000001, then passes."""
     assert run_cli(billed, "post", "--through", "2026-10-31").exit_code == 0
-    (billed / "rules" / "customers.yaml").write_text(_acme("{plan: p, start: 2026-10-01, end: 2026-10-11}"))
+    (billed / "rules" / "customers.yaml").write_text(
+        _acme("{plan: p, start: 2026-10-01, end: 2026-10-11}")
+    )
     checked = run_cli(billed, "check")
     assert checked.exit_code == 1
     assert "INV-2026-000001 line 1 ^acme-2026-10-01: billed 31.00, now 10.00" in checked.output
@@ -526,17 +746,23 @@ def test_an_edit_that_adds_a_line_to_an_issued_invoice_is_refused(billed: Path) 
     is refused with one line (exit 2), nothing written (before, it was never invoiced). The
     same grant dated Oct 2 is billed on its own invoice, INV-2026-000002 (25.00)."""
     before = (billed / "rules" / "customers.yaml").read_text()
-    (billed / "rules" / "customers.yaml").write_text(before.replace(
-        "}]}", "}], credits: [{amount: \"25.00\", granted: 2026-10-01}]}"))
+    (billed / "rules" / "customers.yaml").write_text(
+        before.replace("}]}", '}], credits: [{amount: "25.00", granted: 2026-10-01}]}')
+    )
     grant = run_cli(billed, "invoice", "--through", "2026-10-02")
     assert grant.exit_code == 2
     assert grant.output == (
-        "meterbook: error: rules/customers.yaml: customers.acme.credits: a grant of 25.00 on 2026-10-01 would be "
+        "meterbook: error: rules/customers.yaml: customers.acme.credits: a grant of 25.00 on "
+        "2026-10-01 would be "
         "billed on INV-2026-000001, already issued for that day: grant it on or after 2026-10-02. "
-        "Nothing was written\n")
+        "Nothing was written\n"
+    )
     assert run_cli(billed, "check").exit_code == 1
-    (billed / "rules" / "customers.yaml").write_text(before.replace(
-        "}]}", "}], credits: [{amount: \"25.00\", granted: 2026-10-02}]}"))
+    (billed / "rules" / "customers.yaml").write_text(
+        before.replace("}]}", '}], credits: [{amount: "25.00", granted: 2026-10-02}]}')
+    )
     issued = run_cli(billed, "invoice", "--through", "2026-10-02")
-    assert issued.exit_code == 0 and "INV-2026-000002  2026-10-02  acme" in issued.output, issued.output
+    assert issued.exit_code == 0 and "INV-2026-000002  2026-10-02  acme" in issued.output, (
+        issued.output
+    )
     assert run_cli(billed, "check").exit_code == 0

@@ -23,12 +23,20 @@ def test_random_histories_keep_every_invariant(seed: int) -> None:
 def test_a_broken_invariant_is_reported_and_shrunk(monkeypatch: pytest.MonkeyPatch) -> None:
     """The checker can fail: with the rebuild made to differ, a history fails, and shrinking
     keeps only what the failure needs (a post, so there are books to rebuild)."""
+
     def broken(world: simulate.World) -> None:
         raise simulate.Failure("a rebuild from the store changed ['2026/2026-09.beancount']")
 
     monkeypatch.setattr(simulate, "_rebuild", broken)
-    ops = [("advance", (0.9, 0, 0, 0)), ("usage", (0.0, 0.5, 0.0, 0.0)), ("post", (0, 0, 0, 0)),
-           ("advance", (0.5, 0, 0, 0))]
-    assert simulate.failure_of(ops, check_every=0) == "a rebuild from the store changed ['2026/2026-09.beancount']"
+    ops = [
+        ("advance", (0.9, 0, 0, 0)),
+        ("usage", (0.0, 0.5, 0.0, 0.0)),
+        ("post", (0, 0, 0, 0)),
+        ("advance", (0.5, 0, 0, 0)),
+    ]
+    assert (
+        simulate.failure_of(ops, check_every=0)
+        == "a rebuild from the store changed ['2026/2026-09.beancount']"
+    )
     small, message = simulate.shrink(list(ops), 0, deadline=float("inf"))
     assert small == [] and message.startswith("a rebuild")

@@ -82,14 +82,21 @@ PLANS = {
           - {unit_price: "0.05"}
 """,
 }
-PRICES = {"basic": ["0.10", "0.08", "0.12"], "pro": ["0.02", "0.015", "0.03"], "vol": ["0.20", "0.15", "0.25"]}
+PRICES = {
+    "basic": ["0.10", "0.08", "0.12"],
+    "pro": ["0.02", "0.015", "0.03"],
+    "vol": ["0.20", "0.15", "0.25"],
+}
 CUSTOMERS = {  # id: (billing anchor, first plan, start)
     "cal": ("calendar", "basic", date(2026, 9, 1)),
     "ann": ("start", "pro", date(2026, 9, 10)),
     "vee": ("calendar", "vol", date(2026, 9, 15)),
 }
-EXPECTED_REFUSALS = ("a billed cycle is not re-cut", "of that day is already issued",
-                     "already issued for that day")
+EXPECTED_REFUSALS = (
+    "a billed cycle is not re-cut",
+    "of that day is already issued",
+    "already issued for that day",
+)
 
 
 class Failure(Exception):
@@ -103,7 +110,9 @@ class World:
     root: Path
     clock: date = START
     subs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    grants: dict[str, list[tuple[str, date, date]]] = field(default_factory=lambda: defaultdict(list))
+    grants: dict[str, list[tuple[str, date, date]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
     versions: dict[str, list[tuple[date, str]]] = field(default_factory=lambda: defaultdict(list))
     events: int = 0
     files: list[Path] = field(default_factory=list)
@@ -131,12 +140,18 @@ class World:
         lines = ["customers:\n"]
         for cid, (anchor, _plan, _start) in CUSTOMERS.items():
             subs = ", ".join(_subscription(s) for s in self.subs[cid])
-            lines.append(f"  {cid}:\n    currency: USD\n    billing_anchor: {anchor}\n"
-                         f"    subscriptions: [{subs}]\n")
+            lines.append(
+                f"  {cid}:\n    currency: USD\n    billing_anchor: {anchor}\n"
+                f"    subscriptions: [{subs}]\n"
+            )
             if self.grants.get(cid):
-                lines.append("    credits:\n" + "".join(
-                    f"      - {{amount: \"{a}\", granted: {g.isoformat()}, expires: {x.isoformat()}}}\n"
-                    for a, g, x in self.grants[cid]))
+                lines.append(
+                    "    credits:\n"
+                    + "".join(
+                        f'      - {{amount: "{a}", granted: {g.isoformat()}, expires: {x.isoformat()}}}\n'
+                        for a, g, x in self.grants[cid]
+                    )
+                )
         (self.root / "rules" / "customers.yaml").write_text("".join(lines))
 
     def cli(self, *args: str, allowed: Sequence[int] = (0,)) -> Any:
@@ -150,7 +165,9 @@ class World:
             tb = "".join(traceback.format_exception(result.exception))
             raise Failure(f"`meterbook {' '.join(args)}` crashed:\n{tb}")
         if result.exit_code not in allowed:
-            raise Failure(f"`meterbook {' '.join(args)}` exited {result.exit_code}:\n{result.output[-3000:]}")
+            raise Failure(
+                f"`meterbook {' '.join(args)}` exited {result.exit_code}:\n{result.output[-3000:]}"
+            )
         return result
 
 
@@ -165,7 +182,9 @@ def new_world() -> World:
     (root / "meterbook.toml").write_text('store = "sqlite:///var/events.sqlite"\n')
     (root / "rules" / "meters.yaml").write_text(METERS)
     world = World(root)
-    world.subs = {cid: [{"plan": plan, "start": start}] for cid, (_a, plan, start) in CUSTOMERS.items()}
+    world.subs = {
+        cid: [{"plan": plan, "start": start}] for cid, (_a, plan, start) in CUSTOMERS.items()
+    }
     world.write_rules()
     return world
 
@@ -179,10 +198,28 @@ Op = tuple[str, tuple[float, ...]]
 
 
 def generate(rng: random.Random, steps: int) -> list[Op]:
-    names = ["advance", "usage", "usage", "usage", "post", "invoice", "pay", "credit", "apply", "refund",
-             "version", "subchange", "grant", "close", "rerun"]
+    names = [
+        "advance",
+        "usage",
+        "usage",
+        "usage",
+        "post",
+        "invoice",
+        "pay",
+        "credit",
+        "apply",
+        "refund",
+        "version",
+        "subchange",
+        "grant",
+        "close",
+        "rerun",
+    ]
     weights = [6, 6, 3, 2, 3, 4, 3, 1, 1, 1, 1, 2, 1, 3, 1]
-    return [(rng.choices(names, weights)[0], tuple(rng.random() for _ in range(4))) for _ in range(steps)]
+    return [
+        (rng.choices(names, weights)[0], tuple(rng.random() for _ in range(4)))
+        for _ in range(steps)
+    ]
 
 
 def _pick(items: Sequence[Any], x: float) -> Any:
@@ -233,8 +270,17 @@ def run_op(world: World, op: Op) -> None:
             inv = _pick(invoices, a)
             amount = (inv.total * Decimal(str(round(0.1 + 0.5 * b, 2)))).quantize(Decimal("0.01"))
             if amount > 0:
-                world.cli("credit", inv.number, "--amount", str(amount), "--reason", "simulated",
-                          "--date", max(today, inv.date).isoformat(), allowed=(0, 2))
+                world.cli(
+                    "credit",
+                    inv.number,
+                    "--amount",
+                    str(amount),
+                    "--reason",
+                    "simulated",
+                    "--date",
+                    max(today, inv.date).isoformat(),
+                    allowed=(0, 2),
+                )
     elif name in ("apply", "refund"):
         _cash(world, name, a, b, c)
     elif name == "version":
@@ -243,12 +289,16 @@ def run_op(world: World, op: Op) -> None:
         if all(effective > e for e, _ in world.versions[plan]):
             world.versions[plan].append((effective, _pick(PRICES[plan][1:], c)))
             world.write_rules()
-            world.cli("rerate", "--from", effective.isoformat(), "--date", today.isoformat(), allowed=(0,))
+            world.cli(
+                "rerate", "--from", effective.isoformat(), "--date", today.isoformat(), allowed=(0,)
+            )
     elif name == "subchange":
         _subchange(world, a, b, c)
     elif name == "grant":
         cid = _pick(list(CUSTOMERS), a)
-        world.grants[cid].append((f"{10 + int(b * 40)}.00", today, today + timedelta(days=20 + int(c * 40))))
+        world.grants[cid].append(
+            (f"{10 + int(b * 40)}.00", today, today + timedelta(days=20 + int(c * 40)))
+        )
         world.write_rules()
         if not _posted_or_taken_back(world):
             world.grants[cid].pop()
@@ -285,8 +335,10 @@ def _usage(world: World, a: float, b: float, c: float, d: float) -> None:
     for _ in range(count):
         world.events += 1
         kind = "llm.completion" if cid == "ann" else "api.request"
-        rows.append(f"e{world.events},sim,{cid},{kind},{day.isoformat()}T{8 + world.events % 12:02d}:00:00Z,"
-                    f"{200 + 50 * (world.events % 30)}")
+        rows.append(
+            f"e{world.events},sim,{cid},{kind},{day.isoformat()}T{8 + world.events % 12:02d}:00:00Z,"
+            f"{200 + 50 * (world.events % 30)}"
+        )
     if mode == "conflict" and world.events > count:
         # an id seen before with another payload: quarantined, never overwriting
         rows.append(f"e{world.events - count},sim,{cid},api.request,{day.isoformat()}T23:00:00Z,1")
@@ -304,8 +356,11 @@ def _pay(world: World, a: float, b: float) -> None:
         line = f"{world.clock.isoformat()},{5 + int(a * 20)}.00,USD,,{reference}"
     else:
         inv = _pick(invoices, a)
-        amount = {"full": inv.total, "partial": (inv.total / 2).quantize(Decimal("0.01")),
-                  "over": inv.total + Decimal("3.00")}[mode]
+        amount = {
+            "full": inv.total,
+            "partial": (inv.total / 2).quantize(Decimal("0.01")),
+            "over": inv.total + Decimal("3.00"),
+        }[mode]
         if amount <= 0:
             return
         line = f"{max(world.clock, inv.date).isoformat()},{amount},USD,{inv.number},{reference}"
@@ -315,7 +370,9 @@ def _pay(world: World, a: float, b: float) -> None:
 
 
 def _cash(world: World, name: str, a: float, b: float, c: float) -> None:
-    sources = [p.reference for p in _store_rows(world, "payments")] + [n.number for n in _store_rows(world, "notes")]
+    sources = [p.reference for p in _store_rows(world, "payments")] + [
+        n.number for n in _store_rows(world, "notes")
+    ]
     if not sources:
         return
     source = _pick(sources, a)
@@ -323,12 +380,26 @@ def _cash(world: World, name: str, a: float, b: float, c: float) -> None:
         invoices = [inv for inv in _invoices(world) if inv.date <= world.clock]
         if not invoices:
             return
-        world.cli("apply", source, "--invoice", _pick(invoices, b).number, "--date", world.clock.isoformat(),
-                  allowed=(0, 2))
+        world.cli(
+            "apply",
+            source,
+            "--invoice",
+            _pick(invoices, b).number,
+            "--date",
+            world.clock.isoformat(),
+            allowed=(0, 2),
+        )
     else:
         world.payouts += 1
-        world.cli("refund", source, "--reference", f"PAYOUT-{world.payouts}", "--date", world.clock.isoformat(),
-                  allowed=(0, 2))
+        world.cli(
+            "refund",
+            source,
+            "--reference",
+            f"PAYOUT-{world.payouts}",
+            "--date",
+            world.clock.isoformat(),
+            allowed=(0, 2),
+        )
 
 
 def _subchange(world: World, a: float, b: float, c: float) -> None:
@@ -359,12 +430,18 @@ def _subchange(world: World, a: float, b: float, c: float) -> None:
 def _posted_or_taken_back(world: World) -> bool:
     """Post after a rules edit: True when accepted; False when refused for a reason the
     refusal states (the caller takes the edit back); any other refusal is a failure."""
-    result = world.cli("post", "--through", max(world.clock, world.posted_through or world.clock).isoformat(),
-                       allowed=(0, 2))
+    result = world.cli(
+        "post",
+        "--through",
+        max(world.clock, world.posted_through or world.clock).isoformat(),
+        allowed=(0, 2),
+    )
     if result.exit_code == 0:
         return True
     if not any(reason in result.output for reason in EXPECTED_REFUSALS):
-        raise Failure(f"rules edit refused for a reason the simulator does not expect:\n{result.output}")
+        raise Failure(
+            f"rules edit refused for a reason the simulator does not expect:\n{result.output}"
+        )
     world.log.append("    (edit refused as expected; taken back)")
     return False
 
@@ -374,13 +451,22 @@ def _accepting(world: World, *args: str) -> None:
     accepted: set[str] = set()
     result = world.cli(*args, allowed=(0, 1))
     while result.exit_code == 1:
-        ids = {line.split()[1].rstrip(":") for line in result.output.splitlines()
-               if line.startswith("error ") and len(line.split()) > 1} - accepted
+        ids = {
+            line.split()[1].rstrip(":")
+            for line in result.output.splitlines()
+            if line.startswith("error ") and len(line.split()) > 1
+        } - accepted
         if not ids or len(accepted) > 50:
-            raise Failure(f"`{' '.join(args)}` refused without a new error finding to accept:\n"
-                          f"{result.output[-3000:]}")
+            raise Failure(
+                f"`{' '.join(args)}` refused without a new error finding to accept:\n"
+                f"{result.output[-3000:]}"
+            )
         accepted |= ids
-        extra = [x for fid in sorted(accepted) for x in ("--accept", fid, "--reason", "simulated acceptance")]
+        extra = [
+            x
+            for fid in sorted(accepted)
+            for x in ("--accept", fid, "--reason", "simulated acceptance")
+        ]
         result = world.cli(*args, *extra, allowed=(0, 1))
 
 
@@ -435,7 +521,9 @@ def check_all(world: World) -> None:
         by_year[inv.number[4:8]].append(int(inv.number[9:]))
         key = (inv.customer, inv.date.isoformat(), str(inv.total))
         if world.numbers.setdefault(inv.number, key) != key:
-            raise Failure(f"{inv.number} was {world.numbers[inv.number]}, is now {key}: a number reused")
+            raise Failure(
+                f"{inv.number} was {world.numbers[inv.number]}, is now {key}: a number reused"
+            )
     for year, seqs in by_year.items():
         if sorted(seqs) != list(range(1, len(seqs) + 1)):
             raise Failure(f"invoice numbers of {year} are not gapless: {sorted(seqs)}")
@@ -464,18 +552,23 @@ def _cycles_cleared(txns: list[Any], invoices: list[Any]) -> None:
     numbers = {inv.number for inv in invoices}
     accrued: dict[str, Decimal] = defaultdict(Decimal)
     for txn in txns:
-        if (txn.meta or {}).get("invoice") in numbers and "debit_adjustment" not in (txn.meta or {}) \
-                and "late" not in (txn.meta or {}):
+        if (
+            (txn.meta or {}).get("invoice") in numbers
+            and "debit_adjustment" not in (txn.meta or {})
+            and "late" not in (txn.meta or {})
+        ):
             continue  # the invoice itself (and its payments, notes): what ``billed`` counts
         cycles = [link for link in txn.links or () if link in last]
         if len(cycles) != 1 or txn.date >= last[cycles[0]]:
-            continue  # a late entry or debit adjustment dated on the invoice day waits for the next one
+            continue  # a late entry or debit adjustment of the invoice day waits for the next one
         for p in txn.postings:
             if p.account.startswith(("Assets:Receivables:Unbilled:", "Assets:Contract-Assets:")):
                 accrued[cycles[0]] += p.units.number
     left = {link: accrued[link] - billed[link] for link in last if accrued[link] != billed[link]}
     if left:
-        raise Failure(f"invoiced cycles with unbilled or contract assets left (accrued − billed): {left}")
+        raise Failure(
+            f"invoiced cycles with unbilled or contract assets left (accrued − billed): {left}"
+        )
 
 
 def _customer_accounts(world: World, txns: list[Any]) -> None:
@@ -488,8 +581,12 @@ def _customer_accounts(world: World, txns: list[Any]) -> None:
         for p in txn.postings:
             parts = p.account.split(":")
             mine = components.get(str(customer)) if customer is not None else None
-            if parts[0] in ("Assets", "Liabilities") and parts[-1] in components.values() \
-                    and customer is not None and mine != parts[-1]:
+            if (
+                parts[0] in ("Assets", "Liabilities")
+                and parts[-1] in components.values()
+                and customer is not None
+                and mine != parts[-1]
+            ):
                 raise Failure(f"{txn.date} {txn.narration!r} of {customer} posts to {p.account}")
             if p.account.startswith("Liabilities:Deferred-Revenue:"):
                 deferred[p.account] += p.units.number
@@ -503,16 +600,22 @@ def _rebuild(world: World) -> None:
     from ledger.books import sealed_months
 
     books = world.root / "books"
-    before = {p.relative_to(books).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-              for p in sorted(books.rglob("*")) if p.is_file()}
+    before = {
+        p.relative_to(books).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(books.rglob("*"))
+        if p.is_file()
+    }
     sealed = sealed_months(books)
     for path in books.glob("[0-9]*/[0-9]*-[0-9][0-9].beancount"):
         if path.stem not in sealed:
             path.unlink()
     assert world.posted_through is not None
     world.cli("post", "--through", world.posted_through.isoformat(), allowed=(0,))
-    after = {p.relative_to(books).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-             for p in sorted(books.rglob("*")) if p.is_file()}
+    after = {
+        p.relative_to(books).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(books.rglob("*"))
+        if p.is_file()
+    }
     if before != after:
         changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
         raise Failure(f"a rebuild from the store changed {changed[:5]}")
@@ -560,7 +663,7 @@ def shrink(ops: list[Op], check_every: int, deadline: float) -> tuple[list[Op], 
     message = failure_of(ops, check_every) or ""
     i = 0
     while i < len(ops) and time.monotonic() < deadline:
-        candidate = ops[:i] + ops[i + 1:]
+        candidate = ops[:i] + ops[i + 1 :]
         found = failure_of(candidate, check_every)
         if found is not None and _kind(found) == _kind(message):
             ops, message = candidate, found
@@ -570,17 +673,25 @@ def shrink(ops: list[Op], check_every: int, deadline: float) -> tuple[list[Op], 
 
 
 def describe(ops: Sequence[Op]) -> str:
-    return "\n".join(f"  {i:3d}. {name} {', '.join(repr(x) for x in params)}"
-                     for i, (name, params) in enumerate(ops, 1))
+    return "\n".join(
+        f"  {i:3d}. {name} {', '.join(repr(x) for x in params)}"
+        for i, (name, params) in enumerate(ops, 1)
+    )
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ledger.bench simulate", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m ledger.bench simulate", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--histories", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=30, help="operations per history")
-    parser.add_argument("--check-every", type=int, default=10,
-                        help="run the expensive invariants every N steps (0: at the end only)")
+    parser.add_argument(
+        "--check-every",
+        type=int,
+        default=10,
+        help="run the expensive invariants every N steps (0: at the end only)",
+    )
     parser.add_argument("--shrink-seconds", type=float, default=600)
     args = parser.parse_args(argv)
     os.environ.setdefault("BEANCOUNT_DISABLE_LOAD_CACHE", "1")
@@ -594,14 +705,26 @@ def main(argv: list[str]) -> int:
         message = failure_of(ops, args.check_every)
         if message is not None:
             print(f"history {n + 1} (seed {seed}) FAILED: {message.splitlines()[0]}", flush=True)
-            small, message = shrink(list(ops), args.check_every, time.monotonic() + args.shrink_seconds)
-            print(f"shrunk from {len(ops)} to {len(small)} operations:\n{describe(small)}\n\n{message}", flush=True)
+            small, message = shrink(
+                list(ops), args.check_every, time.monotonic() + args.shrink_seconds
+            )
+            print(
+                f"shrunk from {len(ops)} to {len(small)} "
+                f"operations:\n{describe(small)}\n\n{message}",
+                flush=True,
+            )
             return 1
-        print(f"history {n + 1}/{args.histories} (seed {seed}) clean  "
-              f"[{time.monotonic() - started:.0f} s]", flush=True)
-    print(f"{args.histories} histories clean (seeds {args.seed}..{args.seed + args.histories - 1}, "
-          f"{args.steps} operations each, {sum(counts.values())} operations: "
-          + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + f") in {time.monotonic() - started:.0f} s")
+        print(
+            f"history {n + 1}/{args.histories} (seed {seed}) clean  "
+            f"[{time.monotonic() - started:.0f} s]",
+            flush=True,
+        )
+    print(
+        f"{args.histories} histories clean (seeds {args.seed}..{args.seed + args.histories - 1}, "
+        f"{args.steps} operations each, {sum(counts.values())} operations: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+        + f") in {time.monotonic() - started:.0f} s"
+    )
     return 0
 
 
