@@ -42,8 +42,10 @@ def serve(workspace: Workspace, host: str, port: int, *, max_body: int, workers:
 
     import uvicorn
 
+    from ledger.api.guard import HeaderDeadline
+
     options = {"host": host, "port": port, "log_level": log_level, "access_log": False,
-               "limit_concurrency": 256, "timeout_keep_alive": 30}
+               "limit_concurrency": 256, "timeout_keep_alive": 30, "http": HeaderDeadline}
     if workers > 1:  # each worker process opens the workspace itself
         os.environ["METERBOOK_API_WORKSPACE"] = str(workspace.root)
         os.environ["METERBOOK_API_MAX_BODY"] = str(max_body)

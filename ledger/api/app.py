@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
 import io
 import os
 import threading
@@ -49,7 +50,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import StreamingResponse
 
-from ledger.api import counters, intake, keys, portal
+from ledger.api import counters, guard, intake, keys, portal
 from ledger.errors import BadInput, MeterbookError
 from ledger.escaping import SpreadsheetCsv
 from ledger.lock import LockTimeout, workspace_lock
@@ -179,17 +180,19 @@ class Service:
 # --- keys ----------------------------------------------------------------------------------------
 
 
-def _presented(request: Request) -> str | None:
+def _presented(request: Request, *, cookie: bool = True) -> str | None:
+    """The key of a request: its ``Authorization: Bearer`` header, else (portal routes only,
+    ``cookie``) the sign-in cookie. An ingest route never reads the cookie."""
     header = request.headers.get("authorization", "")
     if header:
         scheme, _, value = header.partition(" ")
         return value.strip() if scheme.lower() == "bearer" else None
-    return request.cookies.get(COOKIE)
+    return request.cookies.get(COOKIE) if cookie else None
 
 
 def _key(request: Request, scope: str) -> keys.ApiKey:
     service: Service = request.app.state.service
-    text = _presented(request)
+    text = _presented(request, cookie=scope == "portal")
     if not text:
         raise ApiError(401, "unauthorized", "send a key: Authorization: Bearer mbk_… (meterbook keys create)")
     found = keys.verify(service.session.engine, text)
@@ -220,6 +223,16 @@ PortalKey = Annotated[keys.ApiKey, Depends(portal_key)]
 def csrf_token(request: Request) -> str:
     """The token a cookie-signed-in form carries: derived from the key, unknown to other sites."""
     return hashlib.sha256(b"meterbook-portal-form:" + (_presented(request) or "").encode()).hexdigest()[:32]
+
+
+def _check_csrf(request: Request, sent: object) -> None:
+    """A write signed in by cookie (no ``Authorization`` header) must carry the page's token,
+    as the form field ``csrf`` or the ``X-CSRF-Token`` header, whatever its content type."""
+    if "authorization" in request.headers:
+        return  # a bearer key is never sent by a browser on its own
+    token = sent if isinstance(sent, str) and sent else request.headers.get("x-csrf-token", "")
+    if not hmac.compare_digest(token.encode("utf-8", "replace"), csrf_token(request).encode()):
+        raise ApiError(403, "forbidden", "the form's token does not match; reload the page")
 
 
 # --- the app ---------------------------------------------------------------------------------------
@@ -266,6 +279,16 @@ def create_app(service: Service) -> FastAPI:
                              "ingest, keys) holds the workspace; retry the request (nothing of it was stored)"},
                             status_code=503, headers={"Retry-After": "5"})
 
+    @app.exception_handler(guard.BodyTooLarge)
+    async def too_large(request: Request, exc: guard.BodyTooLarge) -> JSONResponse:
+        return JSONResponse({"error": "body_too_large", "detail": f"{exc}; send smaller batches"},
+                            status_code=413, headers={"Connection": "close"})
+
+    @app.exception_handler(guard.BodyTimeout)
+    async def too_slow(request: Request, exc: guard.BodyTimeout) -> JSONResponse:
+        return JSONResponse({"error": "request_timeout", "detail": str(exc)}, status_code=408,
+                            headers={"Connection": "close"})
+
     @app.exception_handler(BadInput)
     async def bad_input(request: Request, exc: BadInput) -> JSONResponse:
         return JSONResponse({"error": "bad_input", "detail": " ".join(str(exc).split())}, status_code=400)
@@ -277,7 +300,12 @@ def create_app(service: Service) -> FastAPI:
 
     @app.middleware("http")
     async def headers(request: Request, call_next: Any) -> Response:
-        response: Response = await call_next(request)
+        if request.method == "POST" and request.url.path.startswith("/portal") and guard.cross_site(
+                request.headers):
+            response: Response = JSONResponse({"error": "forbidden", "detail": "a request from another site"},
+                                              status_code=403)
+        else:
+            response = await call_next(request)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         if request.url.path.startswith("/portal"):
             response.headers.setdefault("Cache-Control", "no-store")
@@ -389,18 +417,21 @@ def create_app(service: Service) -> FastAPI:
                       "properties": {"cap": {"type": "string"}, "csrf": {"type": "string"}}}}}}})
     async def set_cap(request: Request, meter: str, key: PortalKey) -> Response:
         """Raise or lower a usage cap from today on, within the plan's maximum (JSON or the page's form)."""
-        form = "form" in request.headers.get("content-type", "")
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        form = media in ("application/x-www-form-urlencoded", "multipart/form-data")
         if form:
-            data = await request.form()
-            if "authorization" not in request.headers and data.get("csrf") != csrf_token(request):
-                raise ApiError(403, "forbidden", "the form's token does not match; reload the page")
+            data = await request.form(max_files=0, max_fields=10)
+            _check_csrf(request, data.get("csrf"))
             text = str(data.get("cap", ""))
-        else:
+        elif media == "application/json":
+            _check_csrf(request, None)
             try:
                 body = CapRequest.model_validate_json(await request.body())
             except ValueError:
                 raise ApiError(422, "invalid_request", 'send {"cap": "<decimal>"}') from None
             text = body.cap
+        else:  # text/plain and the like: what a cross-site form can send without a preflight
+            raise ApiError(415, "unsupported_media_type", 'send application/json {"cap": "<decimal>"} or the form')
         session = service.current()
         try:
             change = await run_in_threadpool(_change_cap, service, session, key.customer or "", meter, text,
@@ -436,6 +467,7 @@ def create_app(service: Service) -> FastAPI:
 
     app.openapi_schema = None
     _add_event_schema(app)
+    app.add_middleware(guard.BodyGuard, ingest_limit=service.max_body)
     return app
 
 

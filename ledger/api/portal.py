@@ -17,6 +17,8 @@ with which key. It must stay within the plan's ``max_caps`` for the meter:
     (Decimal('150'), 'a cap is a quantity above 0')
     >>> check_cap("1000.5", Decimal("1000")), check_cap("1e3", Decimal("1000"))
     ('at most 1000, the maximum of your plan', 'a cap is a decimal number such as 2500 or 2500.5')
+    >>> check_cap("\u0663\u0660\u0660", Decimal("1000")), check_cap("NaN", Decimal("1000"))
+    ('a cap is a decimal number such as 2500 or 2500.5', 'a cap is a decimal number such as 2500 or 2500.5')
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ if TYPE_CHECKING:
     from ledger.session import Session
 
 _DAY = timedelta(days=1)
-_NUMBER = re.compile(r"\d{1,15}(\.\d{1,9})?")
+_NUMBER = re.compile(r"[0-9]{1,15}(\.[0-9]{1,9})?")  # ASCII digits only (not "٣٠٠٠")
 
 
 @dataclass(frozen=True)
@@ -241,17 +243,23 @@ def documents(session: Session, customer: str) -> tuple[Document, ...]:
     for kind, number, day in issued:
         for suffix in (".html", ".json"):
             path = folder / f"{number}{suffix}"
-            if path.is_file():
+            if _plain_file(path):
                 found.append(Document(f"{number}{suffix}", kind, day, path))
     statements = session.workspace.root / "statements"
     pattern = re.compile(re.escape(customer) + r"-(\d{4}-\d{2}-\d{2})\.(html|csv)")
     if statements.is_dir():
         for path in statements.iterdir():
             match = pattern.fullmatch(path.name)
-            if match and path.is_file():
+            if match and _plain_file(path):
                 found.append(Document(path.name, "statement" if match.group(2) == "html" else "evidence",
                                       match.group(1), path))
     return tuple(sorted(found, key=lambda d: (d.date, d.name), reverse=True))
+
+
+def _plain_file(path: Path) -> bool:
+    """A regular file that is not a symbolic link: a link planted among the documents
+    (to the store, the rules, /etc/passwd) is never served."""
+    return not path.is_symlink() and path.is_file()
 
 
 def check_cap(text: str, maximum: Decimal) -> Decimal | str:
