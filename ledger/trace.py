@@ -684,7 +684,7 @@ def _books_invoice(session: Session, invoice: Invoice, entries: Sequence[data.Di
     """The invoice transaction of the books: receivable = total, and what it settles."""
     found = [e for e in entries if isinstance(e, data.Transaction) and invoice.number in (e.links or ())
              and (e.meta or {}).get("invoice") == invoice.number
-             and not {"credit_note", "reference", "application"} & set(e.meta or {})]
+             and not {"credit_note", "reference", "application", "debit_adjustment"} & set(e.meta or {})]
     cur = invoice.currency
     if len(found) != 1:
         return [Check("invoice transaction in the books", f"{len(found)} transactions", "1 transaction")]

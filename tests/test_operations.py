@@ -766,3 +766,20 @@ def test_an_edit_that_adds_a_line_to_an_issued_invoice_is_refused(billed: Path) 
         issued.output
     )
     assert run_cli(billed, "check").exit_code == 0
+
+
+def test_trace_verifies_an_invoice_a_rerate_raised(tmp_path: Path) -> None:
+    """Found by the simulator. tests/test_rerate.py's workspace: acme's October, 20 calls,
+    invoiced 20.00 on INV-2026-000002; a version from Oct 1 at 1.20 a call re-rates it to
+    24.00, so DA-2026-000001 (+4.00, unbilled / usage revenue) names INV-2026-000002 in its
+    metadata. It is a document of its own, not a second invoice transaction: ``trace
+    INV-2026-000002`` stays verified (it found two invoice transactions before)."""
+    from tests.test_rerate import make, version
+
+    root = make(tmp_path)
+    (root / "rules" / "plans.yaml").write_text(version("1.20"))
+    rerated = run_cli(root, "rerate", "--from", "2026-10-01", "--date", "2026-11-20")
+    assert rerated.exit_code == 0 and "DA-2026-000001" in rerated.output, rerated.output
+    traced = run_cli(root, "trace", "INV-2026-000002")
+    assert traced.exit_code == 0, traced.output
+    assert "Debit adjustment DA-2026-000001" in traced.output

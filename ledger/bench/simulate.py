@@ -544,11 +544,14 @@ def _cycles_cleared(txns: list[Any], invoices: list[Any]) -> None:
     the invoice day arrived after it, for the next invoice)."""
     last: dict[str, date] = {}
     billed: dict[str, Decimal] = defaultdict(Decimal)
+    same_day: set[tuple[str, date]] = set()  # a supplementary invoice bills what its own day posted
     for inv in invoices:
         for line in inv.lines:
             if line.link and line.account in ("unbilled", "contract_asset"):
                 last[line.link] = max(last.get(line.link, inv.date), inv.date)
                 billed[line.link] += line.amount
+                if inv.kind != "regular":
+                    same_day.add((line.link, inv.date))
     numbers = {inv.number for inv in invoices}
     accrued: dict[str, Decimal] = defaultdict(Decimal)
     for txn in txns:
@@ -559,11 +562,14 @@ def _cycles_cleared(txns: list[Any], invoices: list[Any]) -> None:
         ):
             continue  # the invoice itself (and its payments, notes): what ``billed`` counts
         cycles = [link for link in txn.links or () if link in last]
-        if len(cycles) != 1 or txn.date >= last[cycles[0]]:
-            continue  # a late entry or debit adjustment of the invoice day waits for the next one
+        if len(cycles) != 1:
+            continue
+        link = cycles[0]
+        if txn.date > last[link] or (txn.date == last[link] and (link, txn.date) not in same_day):
+            continue  # a late entry or debit adjustment of a regular invoice's day waits for the next
         for p in txn.postings:
             if p.account.startswith(("Assets:Receivables:Unbilled:", "Assets:Contract-Assets:")):
-                accrued[cycles[0]] += p.units.number
+                accrued[link] += p.units.number
     left = {link: accrued[link] - billed[link] for link in last if accrued[link] != billed[link]}
     if left:
         raise Failure(
