@@ -17,14 +17,19 @@ yen minimum commitment; a percentage charge banded by the metering. Plans:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from ledger.errors import PluginError
 from ledger.events import Event, parse_time
+from ledger.pricing import Price, Usage
 from ledger.rating import GrantReduction, Rating, TermsPin, rate, undrawn_credit
 from ledger.registry import load_registry
 from ledger.rules import Rules, load_rules
@@ -369,3 +374,73 @@ def test_a_reduction_is_the_customers_own_and_counts_on_the_rating_date(tmp_path
     assert undrawn_credit(rating, rules.customers["k"].credits, "k", date(2026, 10, 5)) == {
         "2026-09-01#1": D("1.30")}
     assert "credit_note" not in {m.kind for m in rating.credits if m.customer == "t"}
+
+
+@dataclass(frozen=True)
+class _FlakyTerms:
+    mode: str
+
+
+class _Flaky:
+    """A pricing model that fails in the method its ``mode`` names (1.00 a unit otherwise)."""
+
+    name = "flaky"
+
+    def parse(self, params: Mapping[str, Any]) -> _FlakyTerms:
+        return _FlakyTerms(str(params["mode"]))
+
+    def price_is_final(self, terms: _FlakyTerms) -> bool:
+        if terms.mode == "final":
+            raise ValueError("no idea")
+        return terms.mode != "volatile"
+
+    def bands(self, terms: _FlakyTerms) -> tuple[Decimal, ...]:
+        if terms.mode == "bands":
+            raise ValueError("no bands")
+        return ()
+
+    def price(self, terms: _FlakyTerms, usage: Usage) -> Price:
+        return Price(usage.quantity)
+
+
+@pytest.mark.parametrize(("mode", "says"), [
+    ("bands", "failed in bands(): ValueError: no bands"),
+    ("final", "failed in price_is_final(): ValueError: no idea"),
+    ("volatile", None),
+])
+def test_a_plugin_failing_in_bands_or_price_is_final_is_named(tmp_path: Path, mode: str, says: str | None) -> None:
+    """A model that raises in bands() or price_is_final() is named with the cycle, the meter and
+    the method; one that works says whether its price is final (here: not)."""
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir()
+    (rules_dir / "meters.yaml").write_text(METERS)
+    (rules_dir / "plans.yaml").write_text(
+        f"plans:\n  f:\n    currency: USD\n    charges: [{{meter: api_calls, model: flaky, mode: {mode}}}]\n")
+    (rules_dir / "customers.yaml").write_text(
+        "customers:\n  c: {currency: USD, subscriptions: [{plan: f, start: 2026-10-01}]}\n")
+    models = {**load_registry(None).pricing_models, "flaky": _Flaky()}
+    rules = load_rules(rules_dir, models)
+    engine = open_store(f"sqlite:///{tmp_path / 'e.sqlite'}")
+    insert_events(engine, calls("c", ["2026-10-05", "2026-10-06"]))
+    if says is None:
+        [october] = rate(engine, rules, models, UTC, through=date(2026, 10, 31)).latest()
+        assert [(c.amount, c.final) for c in october.charges] == [(D("2.00"), False)]
+        return
+    with pytest.raises(PluginError) as raised:
+        rate(engine, rules, models, UTC, through=date(2026, 10, 31))
+    assert str(raised.value) == f"pricing model 'flaky' on c 2026-10-01/2026-11-01 (api_calls) {says}"
+
+
+def test_a_reduction_after_expiry_leaves_the_grant_negative(tmp_path: Path) -> None:
+    """k's grant expired Oct 10 (3.55 breakage); a reduction of 1.00 dated Oct 12 (a forced
+    note) is not capped: 5.00 − 1.45 − 3.55 − 1.00 = −1.00 left, as the books' deferred revenue."""
+    world = _notes_world(tmp_path)
+    note = GrantReduction(customer="k", granted=date(2026, 9, 1), ordinal=1, day=date(2026, 10, 12),
+                          amount=D("1.00"))
+    rating = _rate(world, date(2026, 10, 14), "k", reductions=[note])
+    assert [(d, k, a) for d, _g, k, a, _c in _moves(rating, "k")] == [
+        (date(2026, 9, 30), "draw", D("1.45")), (date(2026, 10, 10), "breakage", D("3.55")),
+        (date(2026, 10, 12), "credit_note", D("1.00"))]
+    _engine, rules, _ = world
+    assert undrawn_credit(rating, rules.customers["k"].credits, "k", date(2026, 10, 14)) == {
+        "2026-09-01#1": D("-1.00")}
