@@ -130,3 +130,33 @@ def test_api_writes_wait_for_a_real_post_and_answer_503_when_it_holds_the_lock_t
             out, err = process.communicate(timeout=60)
             assert process.returncode == 2 and "locked by `meterbook close`" in err and "mbk_" not in out
     assert {k.id: k.revoked for k in list_keys(session.engine)} == before
+
+
+def test_a_postgresql_store_shared_by_another_workspace_is_locked_too(tmp_path: Path, pg_url: str) -> None:
+    """Two workspaces, one PostgreSQL store: while the other workspace's ``close`` holds the
+    store's advisory lock, an API write here is 503 (nothing stored); once it lets go, the
+    same request is stored, and the API's pooled lock connection is given back each time."""
+    config = f'store = "{pg_url}"\ntimezone = "UTC"\n'
+    here = write_workspace(tmp_path / "here", meters=METERS_CALLS_TOKENS, plans=PLANS.replace(
+        "slow_unit", "unit"), customers=customers(), config=config)
+    session = Session.open(Workspace.load(here))
+    ingest = create_key(session.engine, session.rules, "ingest").secret
+    url, service, server, thread = start_api(here)
+    service.lock_wait = 0.3
+    (tmp_path / "there").mkdir()
+    try:
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ingest}"}, timeout=30) as c:
+            with workspace_lock(tmp_path / "there", "close", store_url=pg_url):
+                busy = post(c, body([event("pg-1")]))
+                assert (busy.status_code, busy.json()["error"]) == (503, "workspace_locked")
+            for n in range(3):
+                assert post(c, body([event(f"pg-{n}")])).json()["accepted"] == 1
+        with workspace_lock(tmp_path / "there", "close", store_url=pg_url, timeout=1):
+            pass  # the API holds nothing between writes
+        with session.engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM events")).scalar_one() == 3
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        service.session.engine.dispose()
+        session.engine.dispose()
