@@ -473,6 +473,7 @@ def load_rules(
         if not isinstance(body, dict):
             raise plans_src.error("expected a mapping", path)
         plan = _validate(Plan, {**body, "id": str(pid)}, plans_src, path)
+        _check_plan_money(plan, plans_src, path)
         charges = _parse_charges(plan.charges, meters, pricing_models, plans_src, (*path, "charges"))
         versions = _check_versions(plan, meters, pricing_models, plans_src, path)
         for meter, most in plan.max_caps.items():
@@ -571,6 +572,53 @@ def _check_versions(plan: Plan, meters: Mapping[str, Meter], pricing_models: Map
     return tuple(versions)
 
 
+#: Charge parameters that are billed as amounts (not prices per unit), by pricing model.
+MONEY_PARAMS: Mapping[str, tuple[str, ...]] = {"flat": ("amount",)}
+
+
+def _check_money(amount: Any, currency: str, source: _Source, path: tuple[Any, ...]) -> None:
+    """An amount billed as such (base fee, minimum commitment, flat fee, credit grant) is a whole
+    number of the currency's minor unit: ``"49.005"`` USD would be billed as 49.00 (or 49.01),
+    so it is a rules error. Unit prices may be finer (the cumulative amount is rounded).
+
+        >>> src = _Source.__new__(_Source); src.name, src.lines = "plans.yaml", {}
+        >>> _check_money(Decimal("49.00"), "USD", src, ("plans", "pro", "base_fee", "amount"))
+        >>> _check_money(Decimal("49.005"), "USD", src, ("plans", "pro", "base_fee", "amount"))
+        Traceback (most recent call last):
+        ledger.errors.RulesError: plans.yaml: plans.pro.base_fee.amount: 49.005 has more decimal places than USD (2)
+    """
+    from ledger.money import minor_units, quantum
+
+    try:
+        value = parse_decimal(amount, where="value")
+    except DecimalError:
+        return  # the pricing model or the record's own validation reports it
+    if value != value.quantize(quantum(currency)):
+        raise source.error(f"{value} has more decimal places than {currency} ({minor_units(currency)})",
+                           path)
+
+
+def _check_plan_money(plan: Plan, source: _Source, path: tuple[Any, ...]) -> None:
+    """Base fee, minimum commitment and flat charge amounts of a plan and its versions."""
+    terms: list[tuple[tuple[Any, ...], Any]] = [(path, plan)]
+    terms += [((*path, "versions", i), version) for i, version in enumerate(plan.versions)]
+    for tpath, term in terms:
+        if term.base_fee is not None:
+            _check_money(term.base_fee.amount, plan.currency, source, (*tpath, "base_fee", "amount"))
+        if term.minimum_commitment is not None:
+            _check_money(term.minimum_commitment, plan.currency, source, (*tpath, "minimum_commitment"))
+        for i, charge in enumerate(term.charges):
+            params = charge.params
+            for key in MONEY_PARAMS.get(charge.model, ()):
+                if key in params:
+                    _check_money(params[key], plan.currency, source, (*tpath, "charges", i, key))
+            tiers = params.get("tiers")
+            for j, tier in enumerate(tiers if isinstance(tiers, list) else ()):
+                if isinstance(tier, dict) and "flat_price" in tier:
+                    _check_money(tier["flat_price"], plan.currency, source,
+                                 (*tpath, "charges", i, "tiers", j, "flat_price"))
+
+
 def _check_id(source: _Source, ident: Any, path: tuple[Any, ...]) -> None:
     if not isinstance(ident, str) or not _ID.match(ident):
         raise source.error("ids are 1..255 letters, digits, '_', '.' or '-' (they appear in ledger links)", path)
@@ -605,6 +653,7 @@ def _check_customer(customer: Customer, plans: Mapping[str, Plan], meters: Mappi
     for i, grant in enumerate(customer.credits):
         if grant.amount <= 0:
             raise source.error("credit amount must be positive", (*path, "credits", i, "amount"))
+        _check_money(grant.amount, customer.currency, source, (*path, "credits", i, "amount"))
         if grant.expires is not None and grant.expires <= grant.granted:
             raise source.error("expires must be after granted", (*path, "credits", i, "expires"))
 

@@ -88,3 +88,74 @@ def test_alert_thresholds_are_fractions_and_may_be_written_as_in_design(tmp_path
     spend = _write(tmp_path, customers_yaml="customers:\n  c1:\n    currency: USD\n    spend_cap: 100.5\n")
     with pytest.raises(RulesError, match="spend_cap: expected a decimal string"):
         load_rules(spend)
+
+
+# --- money amounts finer than the currency's minor unit (issue 14) -------------------------------
+
+_FLAT_PLAN = ("plans:\n  p:\n    currency: USD\n    charges:\n      - meter: api_calls\n"
+              "        model: {model}\n        {key}\n")
+
+
+@pytest.mark.parametrize(("files", "message"), [
+    pytest.param({"plans_yaml": 'plans:\n  p:\n    currency: USD\n    base_fee: {amount: "49.005"}\n'},
+                 "plans.yaml:4: plans.p.base_fee.amount: 49.005 has more decimal places than USD (2)",
+                 id="base-fee"),
+    pytest.param({"plans_yaml": 'plans:\n  p:\n    currency: USD\n    minimum_commitment: "100.001"\n'},
+                 "plans.yaml:4: plans.p.minimum_commitment: 100.001 has more decimal places than USD (2)",
+                 id="minimum-commitment"),
+    pytest.param({"plans_yaml": 'plans:\n  p:\n    currency: JPY\n    base_fee: {amount: "4900.5"}\n',
+                  "customers_yaml": "customers:\n  c1:\n    currency: JPY\n"},
+                 "plans.yaml:4: plans.p.base_fee.amount: 4900.5 has more decimal places than JPY (0)",
+                 id="jpy-has-no-minor-unit"),
+    pytest.param({"plans_yaml": 'plans:\n  p:\n    currency: USD\n    base_fee: {amount: "49.00"}\n'
+                                '    versions:\n      - effective: 2026-10-01\n'
+                                '        base_fee: {amount: "59.999"}\n'},
+                 "plans.yaml:7: plans.p.versions[0].base_fee.amount: 59.999 has more decimal places",
+                 id="version-base-fee"),
+    pytest.param({"plans_yaml": _FLAT_PLAN.format(model="flat", key='amount: "500.005"')},
+                 "plans.yaml:7: plans.p.charges[0].amount: 500.005 has more decimal places than USD",
+                 id="flat-fee"),
+    pytest.param({"plans_yaml": _FLAT_PLAN.format(
+        model="graduated", key='tiers: [{up_to: 10, unit_price: "0", flat_price: "9.999"}, '
+                               '{unit_price: "0.1"}]')},
+                 r"plans.yaml:7: plans.p.charges[0].tiers[0].flat_price: 9.999 has more decimal places",
+                 id="tier-flat-fee"),
+    pytest.param({"customers_yaml": "customers:\n  c1:\n    currency: USD\n    credits:\n"
+                                    '      - {amount: "10.005", granted: 2026-01-01}\n'},
+                 "customers.yaml:5: customers.c1.credits[0].amount: 10.005 has more decimal places",
+                 id="credit-grant"),
+])
+def test_money_amount_finer_than_the_minor_unit_is_an_error(
+        tmp_path: Path, files: dict[str, str], message: str) -> None:
+    """``"49.005"`` USD would be billed as 49.00 (half-even): refused, naming file, line and key."""
+    with pytest.raises(RulesError) as err:
+        load_rules(_write(tmp_path, **files))
+    assert message in str(err.value)
+
+
+def test_unit_prices_and_trailing_zeros_may_be_finer_than_the_minor_unit(tmp_path: Path) -> None:
+    """A unit price of 0.0001 USD is a price, not an amount (1,000 calls = 0.10 USD); "49.000" is
+    49 USD exactly; "4900" JPY is whole yen."""
+    rules = load_rules(_write(
+        tmp_path,
+        plans_yaml='plans:\n  p:\n    currency: USD\n    base_fee: {amount: "49.000"}\n'
+                   '    minimum_commitment: "100"\n    charges:\n      - meter: api_calls\n'
+                   '        model: unit\n        unit_price: "0.0001"\n'))
+    assert rules.plans["p"].base_fee is not None
+    assert rules.plans["p"].base_fee.amount == Decimal("49")
+    assert rules.plans["p"].minimum_commitment == Decimal("100")
+
+
+def test_a_sub_cent_base_fee_is_refused_by_the_cli_with_exit_2(tmp_path: Path) -> None:
+    """Through ``meterbook check``-style loading: one error line, exit 2, no traceback."""
+    from tests.support import run_cli, write_workspace
+
+    root = write_workspace(
+        tmp_path / "ws", meters="meters:\n  api_calls: {event_type: api.request, aggregation: count}\n",
+        plans='plans:\n  p:\n    currency: USD\n    base_fee: {amount: "49.005"}\n',
+        customers="customers:\n  c1:\n    currency: USD\n")
+    result = run_cli(root, "ingest", str(tmp_path / "none.csv"))
+    assert result.exit_code == 2, result.output
+    assert "plans.yaml:4: plans.p.base_fee.amount: 49.005 has more decimal places than USD (2)" \
+        in result.output
+    assert "Traceback" not in result.output
