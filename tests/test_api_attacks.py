@@ -192,3 +192,20 @@ def test_markup_in_names_and_event_properties_is_inert(api: Api) -> None:
             page.headers["x-frame-options"]) == ("no-store", "nosniff", "DENY")
     assert csv.headers["cache-control"] == "no-store" and csv.headers["content-type"].startswith("text/csv")
     assert '""note"":""<script>alert(3)</script>""' in csv.text
+
+
+def test_a_signed_in_cookie_dies_with_its_revoked_key(api: Api) -> None:
+    """Signed in, then ``keys revoke``: the same cookie is 401 on the very next request (the
+    cookie holds the key itself, checked on each request, not a session that outlives it)."""
+    from ledger.api.keys import parse_key, revoke_key
+
+    with signed_in(api) as browser:
+        assert browser.get("/portal/summary").status_code == 200
+        session = Session.open(Workspace.load(api.root))
+        revoke_key(session.engine, parse_key(api.acme) or "")
+        session.engine.dispose()
+        for path in ("/portal/", "/portal/summary", "/portal/caps", "/portal/documents",
+                     "/portal/evidence/api_calls.csv"):
+            answer = browser.get(path)
+            assert (answer.status_code, answer.json()["error"]) == (401, "unauthorized"), path
+        assert browser.post("/portal/login", data={"key": api.acme}).status_code == 401
