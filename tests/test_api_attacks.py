@@ -9,11 +9,13 @@ from __future__ import annotations
 import contextlib
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
 import uvicorn
 from support import METERS_CALLS_TOKENS, write_workspace
 from test_api import CONFIG, body, customers, event, free_port, plans, post, start_api
@@ -189,7 +191,8 @@ def test_markup_in_names_and_event_properties_is_inert(api: Api) -> None:
     assert page.headers["content-security-policy"].startswith("default-src 'none';")
     assert "script-src" not in page.headers["content-security-policy"]
     assert (page.headers["cache-control"], page.headers["x-content-type-options"],
-            page.headers["x-frame-options"]) == ("no-store", "nosniff", "DENY")
+            page.headers["x-frame-options"], page.headers["referrer-policy"]) == (
+        "no-store", "nosniff", "DENY", "no-referrer")
     assert csv.headers["cache-control"] == "no-store" and csv.headers["content-type"].startswith("text/csv")
     assert '""note"":""<script>alert(3)</script>""' in csv.text
 
@@ -209,3 +212,73 @@ def test_a_signed_in_cookie_dies_with_its_revoked_key(api: Api) -> None:
             answer = browser.get(path)
             assert (answer.status_code, answer.json()["error"]) == (401, "unauthorized"), path
         assert browser.post("/portal/login", data={"key": api.acme}).status_code == 401
+
+
+def test_a_server_killed_mid_request_neither_loses_nor_double_counts_on_retry(tmp_path: Path) -> None:
+    """``meterbook api`` in its own process gets 50,000 events in one request and is killed
+    (SIGKILL) 0.3 s in, before it answers. Started again, the client sends the same request
+    twice: 50,000 events stored and counted live (50,000 calls today), the second time 50,000
+    duplicates, whatever point the kill reached (before, inside or after the transaction)."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import threading
+    from datetime import UTC, datetime, timedelta
+
+    from ledger.live_totals import daily_live_totals
+
+    root = write_workspace(tmp_path / "ws", meters=METERS_CALLS_TOKENS, plans=plans(), customers=customers(),
+                           config=CONFIG)
+    session = Session.open(Workspace.load(root))
+    key = create_key(session.engine, session.rules, "ingest").secret
+    port = free_port()
+    today = datetime.now(UTC).date()
+    payload = json.dumps([event(f"k-{i}") for i in range(50_000)])
+
+    def start() -> subprocess.Popen[bytes]:
+        server = subprocess.Popen([sys.executable, "-c", "from ledger.cli import main; main()", "--workspace",
+                                   str(root), "api", "--port", str(port)], start_new_session=True)
+        for _ in range(600):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/v1/health").status_code == 200:
+                    return server
+            except httpx.TransportError:
+                time.sleep(0.05)
+        raise AssertionError("the API did not start")
+
+    def send() -> httpx.Response:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120,
+                          headers={"Authorization": f"Bearer {key}"}) as c:
+            return post(c, payload)
+
+    server = start()
+    outcome: dict[str, object] = {}
+    sender = threading.Thread(target=lambda: outcome.update(answer=_try(send)))
+    sender.start()
+    time.sleep(0.3)
+    os.killpg(server.pid, signal.SIGKILL)
+    server.wait(timeout=10)
+    sender.join(timeout=60)
+    assert isinstance(outcome["answer"], Exception), "answered before the kill: the test proves nothing"
+    server = start()
+    try:
+        first, again = send(), send()
+    finally:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait(timeout=10)
+    assert first.status_code == 200 and first.json()["accepted"] + first.json()["duplicates"] == 50_000
+    assert (again.json()["accepted"], again.json()["duplicates"]) == (0, 50_000)
+    with session.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM events")).scalar_one() == 50_000
+    assert daily_live_totals(session.engine, start=today, end=today + timedelta(days=1)) == {
+        ("api_calls", "acme"): {today: Decimal(50_000)}}
+    session.engine.dispose()
+
+
+def _try(call: Callable[[], httpx.Response]) -> httpx.Response | Exception:
+    try:
+        return call()
+    except httpx.TransportError as exc:
+        return exc

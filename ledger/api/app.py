@@ -338,6 +338,7 @@ def create_app(service: Service) -> FastAPI:
             response.headers.setdefault("Cache-Control", "no-store")
             response.headers.setdefault("Content-Security-Policy", _CSP)
             response.headers.setdefault("X-Frame-Options", "DENY")
+            response.headers.setdefault("Referrer-Policy", "no-referrer")
         return response
 
     # --- ingest ---
