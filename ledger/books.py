@@ -254,6 +254,9 @@ class Staging:
         staging.commit()                                             # renamed into place
     """
 
+    #: False for :class:`Comparing`, which writes nothing
+    writes = True
+
     def __init__(self) -> None:
         self.moves: list[tuple[Path, Path]] = []
 
@@ -302,6 +305,32 @@ class Staging:
         for tmp, _path in moves:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+
+
+class Comparing(Staging):
+    """A staging that writes nothing: it lists the files whose content differs from what
+    would be staged (``check``: are the books what ``post`` writes from the store?)."""
+
+    writes = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.differs: list[Path] = []
+
+    def add(self, path: Path, text: str) -> bool:
+        try:
+            same = path.read_bytes() == text.encode("utf-8")
+        except OSError:
+            same = False
+        if not same:
+            self.differs.append(path)
+        return not same
+
+    def commit(self) -> None:
+        """Nothing to put in place."""
+
+    def discard(self) -> None:
+        """Nothing was written."""
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -888,6 +888,7 @@ def check_books(workspace: Workspace) -> list[CheckResult]:
         "every invoice, credit note, debit adjustment and payment of the sealed months is in the store",)))
     results.append(issued_in_books(session, entries))
     results.append(documents_as_issued(session, entries))
+    results.append(books_as_posted(session))
     results.append(tie_out(session, entries))
     return results
 
@@ -924,6 +925,28 @@ def issued_in_books(session: Session, entries: Sequence[data.Directive]) -> Chec
     return CheckResult(name, True, (f"{len(issued)} invoices through {through}",))
 
 
+def books_as_posted(session: Session) -> CheckResult:
+    """``main.beancount``, ``accounts.beancount`` and every open month's file are exactly what
+    ``post`` writes from the store through the day it recorded
+    (:meth:`ledger.session.Session.posted_through`): an entry forged into an open month on accounts
+    the tie-out does not compare (revenue against the bank), an extra ``include`` or an ``option``
+    added to ``main.beancount`` (a tolerance that hides a difference) fail here."""
+    name = "books as posted"
+    through = session.posted_through()
+    if through is None:
+        return CheckResult(name, True, ("the store records no post yet",))
+    try:
+        differs = session.unposted(through)
+    except MeterbookError as exc:
+        return CheckResult(name, False, (f"the books cannot be generated again: {exc}",))
+    if differs:
+        return CheckResult(name, False, (
+            f"{len(differs)} files differ from what `meterbook post --through {through}` writes from the "
+            "store (edited by hand, or events stored since the last post): " + ", ".join(differs[:10])
+            + (f" … and {len(differs) - 10} more" if len(differs) > 10 else ""),))
+    return CheckResult(name, True, (f"main.beancount, accounts.beancount and the open months through {through}",))
+
+
 def documents_as_issued(session: Session, entries: Sequence[data.Directive]) -> CheckResult:
     """Every document not under a seal (the seals verify theirs by hash) holds exactly what the
     store issued, as ``post`` writes it: an invoice's HTML — the copy the customer reads — or JSON
@@ -948,7 +971,8 @@ def documents_as_issued(session: Session, entries: Sequence[data.Directive]) -> 
     issued = {*session.issued_documents(date.max), *sealed}  # a credit note dated after `through` too
     extra = sorted(p.relative_to(books_dir).as_posix() for p in folder.glob("*")
                    if not p.name.startswith(".")) if folder.is_dir() else []
-    problems += [f"{relative}: not a document the store issued" for relative in extra if relative not in issued]
+    problems += [f"{relative}: not a document the store issued (put there by hand, or left by a command "
+                 "stopped before its store commit: remove it)" for relative in extra if relative not in issued]
     name = "documents as issued"
     if problems:
         return CheckResult(name, False, (

@@ -297,8 +297,9 @@ class Session:
         """Write the documents, then the books (:func:`ledger.books.write_books`); with
         ``staging``, only stage them there for the caller to put in place."""
         books_dir = self.workspace.books_dir
-        books.remove_stale_temporaries(books_dir)  # a killed writer's; this one holds the lock
         staged = books.Staging() if staging is None else staging
+        if staged.writes:
+            books.remove_stale_temporaries(books_dir)  # a killed writer's; this one holds the lock
         sealed = books.sealed_documents(books_dir)
         for relative, content in sorted(documents.items()):
             # A sealed document is the record: written again only to put back its sealed bytes
@@ -321,6 +322,16 @@ class Session:
         if staging is None:
             staged.commit()
         return tuple(written)
+
+    def unposted(self, through: date) -> list[str]:
+        """The book files (paths under books/) that differ from what ``post --through through``
+        would write from the store now; documents left out (``check`` compares them on their own)."""
+        entries, documents, _invoices = self.generate(through)
+        comparing = books.Comparing()
+        self.write(entries, documents, staging=comparing)
+        books_dir = self.workspace.books_dir
+        return [path.relative_to(books_dir).as_posix() for path in comparing.differs
+                if path.relative_to(books_dir).as_posix() not in documents]
 
     def issued_invoices(self) -> list[Invoice]:
         """Every issued invoice in number order, with those :meth:`invoice` is issuing (numbered,

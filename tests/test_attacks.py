@@ -114,3 +114,36 @@ def test_post_never_rewrites_a_sealed_document_but_puts_back_its_sealed_bytes(
     code, out = check_lines(closed)
     assert "ok, 4 documents and the close report" in out  # the seal holds
     assert code == 1 and "documents/INV-2026-000003.html: differs from the document the store issued" in out
+
+
+# --- the books as post writes them ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("path", "edit", "named"), [
+    ("2026/2026-11.beancount",
+     lambda text: text + '\n2026-11-20 * "cal" "Usage accrual"\n  Income:Usage:Api-Calls  5.00 USD\n'
+                         "  Income:Usage:Api-Calls  -5.00 USD\n",
+     "2026/2026-11.beancount"),
+    ("main.beancount",
+     lambda text: text.replace('option "title"', 'option "inferred_tolerance_default" "USD:1000"\noption "title"'),
+     "main.beancount"),
+])
+def test_an_entry_or_option_forged_into_the_open_books_fails_check(
+        ws: Path, path: str, edit: object, named: str) -> None:
+    """The attack: a balanced entry forged into November (open, so no seal covers it) on accounts the
+    tie-out does not compare, or an ``option`` slipped into main.beancount (a tolerance of 1,000 USD
+    that would hide any balance difference): bean-check and ``check`` passed. Now ``check`` regenerates
+    what ``post --through 2026-11-30`` writes and compares file by file; ``post`` puts them back."""
+    target = ws / "books" / path
+    assert callable(edit)
+    text = target.read_text()
+    target.write_text(edit(text))
+    assert target.read_text() != text
+    code, out = check_lines(ws)
+    assert code == 1, out
+    assert "FAILED  books as posted" in out
+    assert f"writes from the store (edited by hand, or events stored since the last post): {named}" in out
+    assert meterbook(ws, "post", "--through", "2026-11-30").returncode == 0
+    assert target.read_text() == text
+    code, out = check_lines(ws)
+    assert code == 0 and "ok      books as posted" in out
