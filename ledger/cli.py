@@ -507,9 +507,69 @@ def ingest(ctx: Context, files: tuple[Path, ...], importer_name: str | None, as_
                                        progress=progress)) if files else []
     for report in reports:
         click.echo(report.to_json() if as_json else report.text())
+        if report.rejected and not as_json:
+            _show_first_rejects(store, report.file)
     if retry_rejected:
         report = engine.retry_rejected(store, rules)
         click.echo(report.to_json() if as_json else report.text())
+
+
+#: How many rejected rows ``ingest`` shows per file (``meterbook rejects`` lists them all).
+FIRST_REJECTS = 3
+
+
+def _show_first_rejects(store: Any, file: str) -> None:
+    """The first rejected rows of ``file`` still unresolved, one per line, then where the rest are."""
+    from ledger.rejects import list_rejects
+
+    found = list_rejects(store, file=file, exact_file=True, limit=FIRST_REJECTS + 1)
+    for row in found[:FIRST_REJECTS]:
+        click.echo(f"  {row.text()}")
+    if len(found) > FIRST_REJECTS:
+        click.echo(f"  … all of them: meterbook rejects --file {for_terminal(file)}")
+
+
+@cli.command("rejects")
+@click.option("--file", "file_name", metavar="FILE",
+              help="Only rows of FILE (the name given to ingest, or its base name).")
+@click.option("--reason", metavar="REASON", help="Only rows rejected for REASON (e.g. unknown_customer).")
+@click.option("--since", metavar="DATE", help="Only rows ingested on or after DATE (YYYY-MM-DD, UTC).")
+@click.option("--until", metavar="DATE", help="Only rows ingested on or before DATE (YYYY-MM-DD, UTC).")
+@click.option("--all", "include_resolved", is_flag=True,
+              help="Also rows that ingest --retry-rejected has since stored.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per row, per line.")
+@click.option("--csv", "as_csv", is_flag=True, help="A CSV table (safe to open in a spreadsheet).")
+@pass_context
+def rejects_command(ctx: Context, file_name: str | None, reason: str | None, since: str | None,
+                    until: str | None, include_resolved: bool, as_json: bool, as_csv: bool) -> None:
+    """List rejected rows of ingest: file, line, reason and detail."""
+    import json
+    from datetime import UTC, datetime
+
+    from ledger.rejects import list_rejects, to_csv
+    from ledger.store import open_store
+
+    if as_json and as_csv:
+        raise BadInput("rejects: give --json or --csv, not both")
+    today = datetime.now(UTC).date()
+    first = parse_day(since, "--since", today) if since is not None else None
+    last = parse_day(until, "--until", today) if until is not None else None
+    if first is not None and last is not None and last < first:
+        raise BadInput(f"--until: {last} is before --since {first}")
+    engine = open_store(ctx.workspace.store_url)
+    try:
+        rows = list_rejects(engine, file=file_name, reason=reason, since=first, until=last,
+                            include_resolved=include_resolved)
+    finally:
+        engine.dispose()
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row.as_dict(), ensure_ascii=False))
+    elif as_csv:
+        click.echo(to_csv(rows), nl=False)
+    else:
+        for row in rows:
+            click.echo(row.text())
 
 
 class ProgressBar:

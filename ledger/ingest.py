@@ -441,8 +441,9 @@ class _Batch:
         self.counts["received"] += judged.received
         self.counts["rejected"] += judged.received - len(judged.rows)
         self.reasons.update(judged.reasons)
-        if judged.rejects:
-            self.conn.execute(rejects.insert(), judged.rejects)
+        fresh = _not_yet_rejected(self.conn, judged.rejects)
+        if fresh:
+            self.conn.execute(rejects.insert(), fresh)
         if judged.rows:
             self._store(judged, outcomes)
         return outcomes
@@ -701,6 +702,34 @@ def _transaction(engine: Engine, work: Callable[[Connection], ImportReport], att
     raise AssertionError("unreachable")
 
 
+def _not_yet_rejected(conn: Connection, found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rejects of ``found`` the store does not already hold unresolved: the same file name,
+    line and raw row. Importing a file again counts its rejected rows again in the new batch's
+    report (received = accepted + … + rejected) but stores each only once, so ``meterbook
+    rejects`` lists it once and ``ingest --retry-rejected`` runs it once.
+
+    A row rejected at line 7 of ``usage.csv`` (``raw`` ``"e1,Alpha,…"``) and the same file
+    imported again: the second import stores nothing new for line 7; an edited line 7 is a new
+    reject; a reject resolved by ``--retry-rejected`` and rejected again is stored again.
+    """
+    if not found:
+        return found
+    lines = [row["line"] for row in found]
+    held: set[tuple[str, int, str]] = set()
+    for file in {row["file"] for row in found}:
+        held.update((name, line, raw) for name, line, raw in conn.execute(
+            select(rejects.c.file, rejects.c.line, rejects.c.raw)
+            .where(rejects.c.file == file, rejects.c.resolved_batch_id.is_(None),
+                   rejects.c.line.between(min(lines), max(lines)))))
+    fresh = []
+    for row in found:
+        key = (row["file"], row["line"], row["raw"])
+        if key not in held:
+            held.add(key)  # one file's chunk never repeats a line, but be exact anyway
+            fresh.append(row)
+    return fresh
+
+
 # --- files of other records (payments, live meter totals) ----------------------------------
 
 
@@ -734,10 +763,10 @@ def ingest_records(engine: Engine, path: Path, importer: Importer, store: StoreR
                             raise Rejected(raw.reason, raw.detail)
                         counts[store(conn, raw, batch_id)] += 1
                     except Rejected as exc:
-                        conn.execute(rejects.insert().values(
+                        # record None: nothing to retry against new rules: fix the file, import again
+                        conn.execute(rejects.insert(), _not_yet_rejected(conn, [dict(
                             batch_id=batch_id, file=name, line=raw.line, reason=exc.reason, detail=exc.detail,
-                            raw=raw_text(raw.raw), importer=importer.name,
-                            record=None))  # nothing to retry against new rules: fix the file, import again
+                            raw=raw_text(raw.raw), importer=importer.name, record=None)]))
                         counts["rejected"] += 1
                         reasons[exc.reason] += 1
         except HeaderError as exc:
