@@ -147,3 +147,20 @@ def test_an_entry_or_option_forged_into_the_open_books_fails_check(
     assert target.read_text() == text
     code, out = check_lines(ws)
     assert code == 0 and "ok      books as posted" in out
+
+
+def test_a_sealed_invoice_edited_in_the_store_is_named_against_its_sealed_copy(closed: Path) -> None:
+    """INV-2026-000002 (ann, Oct 15: 15 calls × 0.05 = 0.75 USD) is sealed with October. Its line
+    edited in the store to 0.07 contradicts the sealed JSON, which ``check`` names (besides the
+    tie-out the changed figure breaks)."""
+    import sqlite3
+
+    store = next((closed / "var").glob("*.sqlite"))
+    with sqlite3.connect(store) as conn:
+        changed = conn.execute("UPDATE invoices SET document = replace(document, '\"amount\":\"0.75\"', "
+                               "'\"amount\":\"0.07\"') WHERE number = 'INV-2026-000002'").rowcount
+    assert changed == 1
+    code, out = check_lines(closed)
+    assert code == 1
+    assert ("documents/INV-2026-000002.json: the store's record differs from the sealed document "
+            "(the store was edited after the close)") in out
