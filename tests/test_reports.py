@@ -202,7 +202,7 @@ def test_payment_terms_set_the_due_date_the_invoice_keeps(tmp_path: Path) -> Non
     october = build_report(session, "aging", month="2026-10")
     assert [(r["invoice"], r["due date"], r["days past due"], r["bucket"]) for r in rows(october, "Open invoices")] == [
         ("INV-2026-000002", date(2026, 10, 15), 16, "1–30"),
-        ("INV-2026-000004", date(2026, 11, 14), -14, "current"),
+        ("INV-2026-000004", date(2026, 11, 14), 0, "current"),  # due in 14 days: 0, never -14
         ("INV-2026-000003", date(2026, 10, 1), 30, "1–30"),  # cal: no terms, due on receipt
     ]
     document = json.loads((root / "books" / "documents" / "INV-2026-000004.json").read_text())
@@ -217,6 +217,30 @@ def test_payment_terms_set_the_due_date_the_invoice_keeps(tmp_path: Path) -> Non
     again = build_report(Session.open(Workspace.load(root)), "aging", month="2026-10")
     assert [r["due date"] for r in rows(again, "Open invoices")] == [
         date(2026, 10, 15), date(2026, 11, 14), date(2026, 10, 1)]
+
+
+def test_aging_never_shows_negative_days_past_due(tmp_path: Path) -> None:
+    """ann on net 30, report at 2026-10-31: INV-2026-000004 (Oct 15, due Nov 14) is 14 days before
+    its due date: 0 days past due and 'current' in the table, the JSON and the CSV (it showed -14);
+    INV-2026-000002 (due Oct 15) is 31 − 15 = 16 days past due."""
+    root = tmp_path / "ws"
+    accounting_workspace(root)
+    customers = root / "rules" / "customers.yaml"
+    customers.write_text(CUSTOMERS.replace("  ann:\n", "  ann:\n    payment_terms_days: 30\n"))
+    session = Session.open(Workspace.load(root))
+    session.invoice(date(2026, 10, 31))
+    october = build_report(session, "aging", month="2026-10")
+    found = {r["invoice"]: (r["days past due"], r["bucket"]) for r in rows(october, "Open invoices")}
+    assert found["INV-2026-000004"] == (0, "current")
+    assert found["INV-2026-000002"] == (16, "1–30")
+    assert min(days for days, _ in found.values()) == 0
+    as_json = run_cli(root, "report", "aging", "--month", "2026-10", "--json")
+    assert as_json.exit_code == 0, as_json.output
+    table = json.loads(as_json.output)["tables"][0]
+    assert [(r["invoice"], r["days past due"]) for r in table["rows"]] == [
+        ("INV-2026-000002", 16), ("INV-2026-000004", 0), ("INV-2026-000003", 30)]
+    as_csv = run_cli(root, "report", "aging", "--month", "2026-10", "--csv")
+    assert "INV-2026-000004,ann,2026-10-15,2026-11-14,0,current," in as_csv.output
 
 
 def test_negative_payment_terms_are_a_one_line_error(tmp_path: Path) -> None:
