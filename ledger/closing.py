@@ -659,8 +659,14 @@ def _roll_back(session: Session, month: str, close_file: Path, entries: list[dat
 
     from ledger.reports import close_report_path
 
-    close_file.unlink(missing_ok=True)
-    close_report_path(session.workspace.books_dir, month).unlink(missing_ok=True)
+    # Every step is tried whatever the one before did (a close report path that is a folder
+    # stopped the rest, leaving main.beancount including the close file it had just removed);
+    # the books are written last, from the files then on disk.
+    with contextlib.suppress(FileNotFoundError):
+        close_file.unlink()
+    report = close_report_path(session.workspace.books_dir, month)
+    if report.is_file() or report.is_symlink():  # a folder there was there before the close
+        report.unlink(missing_ok=True)
     with contextlib.suppress(DBAPIError), session.engine.begin() as conn:  # a read-only store recorded nothing
         conn.execute(delete(meta_table).where(meta_table.c.key == f"seal:{month}"))
     session.write(entries, documents)

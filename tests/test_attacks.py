@@ -164,3 +164,23 @@ def test_a_sealed_invoice_edited_in_the_store_is_named_against_its_sealed_copy(c
     assert code == 1
     assert ("documents/INV-2026-000002.json: the store's record differs from the sealed document "
             "(the store was edited after the close)") in out
+
+
+# --- close ------------------------------------------------------------------------------------
+
+
+def test_a_close_stopped_by_a_folder_at_its_report_path_leaves_books_that_load(ws: Path) -> None:
+    """The attack: a folder where October's close report goes. The close stops with one line, but
+    its roll-back stopped too (unlinking the folder failed) before writing main.beancount again,
+    which kept including the close file it had just removed: bean-check and every later load failed.
+    Now each roll-back step runs whatever the one before did; the folder is left as it was."""
+    report = ws / "books" / "2026" / "2026-10.close.md"
+    report.mkdir(parents=True)
+    one_line(meterbook(ws, "close", "2026-10"), f"{report}: Is a directory")
+    assert report.is_dir()
+    assert "2026-10.close.beancount" not in (ws / "books" / "main.beancount").read_text()
+    code, out = check_lines(ws)
+    assert code == 0, out
+    report.rmdir()
+    assert meterbook(ws, "close", "2026-10").returncode == 0
+    assert check_lines(ws)[0] == 0
