@@ -192,7 +192,7 @@ def test_markup_in_names_and_event_properties_is_inert(api: Api) -> None:
     assert "script-src" not in page.headers["content-security-policy"]
     assert (page.headers["cache-control"], page.headers["x-content-type-options"],
             page.headers["x-frame-options"], page.headers["referrer-policy"]) == (
-        "no-store", "nosniff", "DENY", "no-referrer")
+        "no-store", "nosniff", "DENY", "same-origin")
     assert csv.headers["cache-control"] == "no-store" and csv.headers["content-type"].startswith("text/csv")
     assert '""note"":""<script>alert(3)</script>""' in csv.text
 
@@ -282,3 +282,19 @@ def _try(call: Callable[[], httpx.Response]) -> httpx.Response | Exception:
         return call()
     except httpx.TransportError as exc:
         return exc
+
+
+def test_the_page_shows_only_error_messages_it_signed(api: Api) -> None:
+    """A link to ``/portal/?error=Your account is suspended, call +1 555 0100`` puts no text on a
+    customer's page; a refused cap form redirects with its message and a signature keyed by the
+    signed-in key, and that message is shown (to that key only)."""
+    with signed_in(api) as browser:
+        spoofed = browser.get("/portal/", params={"error": "Your account is suspended, call +1 555 0100"})
+        assert spoofed.status_code == 200 and "suspended" not in spoofed.text and 'id="error"' not in spoofed.text
+        token = spoofed.text.split('name="csrf" value="')[1].split('"')[0]
+        refused = browser.post("/portal/caps/api_calls", data={"cap": "5000", "csrf": token})
+        assert refused.status_code == 303 and "&sig=" in refused.headers["location"]
+        shown = browser.get(refused.headers["location"])
+        assert '<p class="error" id="error">at most 1000, the maximum of your plan</p>' in shown.text
+    with api.client(api.beta) as other:  # the same link under another key: not shown
+        assert "at most 1000" not in other.get(refused.headers["location"]).text

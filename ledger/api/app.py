@@ -252,6 +252,12 @@ def csrf_token(request: Request) -> str:
     return hashlib.sha256(b"meterbook-portal-form:" + (_presented(request) or "").encode()).hexdigest()[:32]
 
 
+def _error_sig(request: Request, message: str) -> str:
+    """The signature of a message shown on the page after a refused form: keyed by the
+    signed-in key, so a link made by someone else cannot put its own text on the page."""
+    return hmac.new(csrf_token(request).encode(), message.encode("utf-8", "replace"), "sha256").hexdigest()[:32]
+
+
 def _check_csrf(request: Request, sent: object) -> None:
     """A write signed in by cookie (no ``Authorization`` header) must carry the page's token,
     as the form field ``csrf`` or the ``X-CSRF-Token`` header, whatever its content type."""
@@ -338,7 +344,8 @@ def create_app(service: Service) -> FastAPI:
             response.headers.setdefault("Cache-Control", "no-store")
             response.headers.setdefault("Content-Security-Policy", _CSP)
             response.headers.setdefault("X-Frame-Options", "DENY")
-            response.headers.setdefault("Referrer-Policy", "no-referrer")
+            # same-origin, not no-referrer: with no-referrer a browser's form POST says Origin: null
+            response.headers.setdefault("Referrer-Policy", "same-origin")
         return response
 
     # --- ingest ---
@@ -416,8 +423,10 @@ def create_app(service: Service) -> FastAPI:
     # --- portal: figures ---
 
     @app.get("/portal/", response_class=HTMLResponse, tags=["portal"], responses=_ERRORS)
-    def portal_page(request: Request, key: PortalKey, error: str = "") -> HTMLResponse:
+    def portal_page(request: Request, key: PortalKey, error: str = "", sig: str = "") -> HTMLResponse:
         """The portal page: usage, daily chart, projected cost, caps, credit, documents."""
+        if not hmac.compare_digest(sig.encode("utf-8", "replace"), _error_sig(request, error).encode()):
+            error = ""  # only a message this server put in the link is shown (no text from a stranger's link)
         session = service.current()
         view = portal.portal_view(session, key.customer or "", session.today())
         page = templates.get_template("portal.html").render(
@@ -466,7 +475,9 @@ def create_app(service: Service) -> FastAPI:
                                              key.id)
         except portal.CapRefused as exc:
             if form:
-                return RedirectResponse(f"/portal/?error={quote(exc.message)}", status_code=303)
+                message = exc.message[:200]
+                return RedirectResponse(f"/portal/?error={quote(message)}&sig={_error_sig(request, message)}",
+                                        status_code=303)
             raise ApiError(exc.status, "cap_refused", exc.message) from None
         if form:
             return RedirectResponse("/portal/", status_code=303)

@@ -9,14 +9,15 @@
   request's headers within :data:`HEADER_TIMEOUT` seconds of opening or of starting the
   request, else it is closed; uvicorn's own keep-alive timeout only covers idle
   connections between requests.
-* :func:`cross_site`: a browser's POST to the portal from another site (its ``Origin``
-  or ``Sec-Fetch-Site`` says so) is refused before the SameSite cookie is even looked at.
+* :func:`cross_site`: a browser's POST to the portal from another site (its
+  ``Sec-Fetch-Site`` says so, or, from a browser that sends none, its ``Origin``) is
+  refused before the SameSite cookie is even looked at.
 
     >>> cross_site({"origin": "https://evil.example", "host": "127.0.0.1:8000"})
     True
     >>> cross_site({"origin": "http://127.0.0.1:8000", "host": "127.0.0.1:8000"}), cross_site({})
     (False, False)
-    >>> cross_site({"sec-fetch-site": "cross-site"}), cross_site({"sec-fetch-site": "same-origin"})
+    >>> cross_site({"sec-fetch-site": "cross-site"}), cross_site({"sec-fetch-site": "same-origin", "origin": "null"})
     (True, False)
 """
 
@@ -54,8 +55,8 @@ def cross_site(headers: Mapping[str, str]) -> bool:
     """Whether a request says it comes from another site (``Origin`` not this host,
     or ``Sec-Fetch-Site: cross-site`` / ``same-site``)."""
     fetch = headers.get("sec-fetch-site", "")
-    if fetch in ("cross-site", "same-site"):
-        return True
+    if fetch:  # a browser's own word, which a page cannot set; it wins over Origin
+        return fetch in ("cross-site", "same-site")
     origin = headers.get("origin", "")
     if not origin:
         return False
