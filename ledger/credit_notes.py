@@ -348,7 +348,7 @@ def fee_deferred_left(invoice: Invoice, line: int, notes: Sequence[CreditNote], 
             if part.line == line and part.deferred:
                 # a subscription change's note (no cycle) takes its part out at once
                 reduced = (fee_reduction(part.deferred, part.cycle, note.date, through, invoice.currency)
-                           if part.cycle else ZERO)
+                           if part.cycle and (current is None or part.cycle == current[0]) else ZERO)
                 left -= part.deferred - reduced
     return left
 
@@ -551,6 +551,7 @@ def credit_note_entries(notes: Sequence[CreditNote], invoices: Sequence[Invoice]
     advance fee's cycle (:func:`fee_reduction_entries`, through ``through``)."""
     settled = settle(invoices, payments, notes, applications)
     by_number = {inv.number: inv for inv in invoices}
+    recut = recut_cycles(notes)
     entries: list[data.Directive] = []
     for note in sorted(notes, key=lambda n: n.seq):
         s = settled[("credit_note", note.number)]
@@ -592,7 +593,7 @@ def credit_note_entries(notes: Sequence[CreditNote], invoices: Sequence[Invoice]
         entries.append(data.Document(_meta(), note.date, receivable, f"{documents_dir}/{note.number}.html",
                                      frozenset(), frozenset({note.number})))
         if invoice is not None:
-            entries.extend(fee_reduction_entries(note, invoice, rules, through=through))
+            entries.extend(fee_reduction_entries(note, invoice, rules, through=through, recut=recut))
     return entries
 
 
@@ -606,8 +607,25 @@ def _fee_plan(customer: str, line: InvoiceLine, rules: Rules) -> str:
     return line.description.split(" base fee ", 1)[0]  # "<plan> base fee <cycle> (in advance)"
 
 
+def recut_cycles(notes: Sequence[CreditNote]) -> dict[tuple[str, int], str]:
+    """Per (invoice, line): the cycle a subscription change's credit note says the fee's
+    cycle is now (``ledger.subscriptions``; its reason reads ``… cycle A now B, …``).
+
+    A note on that line whose deferred part was scheduled over the old cycle ``A``
+    (issued before the change) no longer reduces recognition day by day: the change's
+    own note counted that part as taken out at once."""
+    found: dict[tuple[str, int], str] = {}
+    for note in sorted(notes, key=lambda n: n.seq):
+        if note.reason.startswith("subscription change: cycle ") and " now " in note.reason:
+            now = note.reason.split(" now ", 1)[1].split(",", 1)[0]
+            for part in note.parts:
+                found[(note.invoice, part.line)] = now
+    return found
+
+
 def fee_reduction_entries(note: CreditNote, invoice: Invoice, rules: Rules, *,
-                          through: date | None = None) -> list[data.Transaction]:
+                          through: date | None = None,
+                          recut: Mapping[tuple[str, int], str] | None = None) -> list[data.Transaction]:
     """The recognition a note's deferred part on an advance fee takes out of the rest of the cycle.
 
     The accrual points keep recognizing the fee as billed (they are frozen with the
@@ -628,6 +646,9 @@ def fee_reduction_entries(note: CreditNote, invoice: Invoice, rules: Rules, *,
     for part in note.parts:
         if not (part.cycle and part.deferred) or not 1 <= part.line <= len(invoice.lines):
             continue
+        now = (recut or {}).get((invoice.number, part.line))
+        if now is not None and now != part.cycle:
+            continue  # scheduled over a cycle a subscription change has since re-cut: taken at once
         fee = invoice.lines[part.line - 1]
         start, end = _cycle_bounds(part.cycle)
         plan = _fee_plan(note.customer, fee, rules)

@@ -374,10 +374,12 @@ class Session:
         from ledger.subscriptions import (
             correct_fee_changes,
             require_billed_cycles,
+            require_sealed_accruals,
             require_unissued_days,
         )
 
         require_billed_cycles(self)
+        require_sealed_accruals(self)
         require_unissued_days(self)
         return correct_fee_changes(self, through)
 

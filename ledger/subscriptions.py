@@ -111,10 +111,13 @@ class FeeChange:
     cycle_then: str
     cycle_now: str  # "" when the subscriptions no longer have the cycle
     on: date  # the correction's date
+    #: deferred parts of earlier credit notes on the line, scheduled over the old cycle:
+    #: taken out at once when the fee changes (``credit_notes.recut_cycles``)
+    stale: Decimal = ZERO
 
     @property
     def difference(self) -> Decimal:
-        return self.now - self.billed - self.corrected
+        return self.now - self.billed - self.corrected + self.stale
 
 
 def line_corrections(engine: Engine) -> dict[tuple[str, int], tuple[Decimal, tuple[str, ...]]]:
@@ -147,7 +150,7 @@ def _corrections(session: Session) -> dict[tuple[str, int], Decimal]:
     return done
 
 
-def fee_changes(session: Session, through: date) -> list[FeeChange]:
+def fee_changes(session: Session, through: date, *, every: bool = False) -> list[FeeChange]:
     """Every invoiced advance fee the current subscriptions bill differently, with the day
     its correction is dated: the cycle's (new) last day, not before the invoice nor before
     the first open day. Those dated after ``through`` are left for a later run."""
@@ -165,11 +168,22 @@ def fee_changes(session: Session, through: date) -> list[FeeChange]:
     cycles = current_cycles(session.rules, {inv.customer for inv, _, _ in lines}, until)
     pins = load_pins(session.engine)
     corrected = _corrections(session)
+    # deferred parts of earlier notes on the line scheduled over its old cycle: once the fee
+    # changes, the correction counts them as taken out at once (credit_notes.recut_cycles)
+    scheduled: dict[tuple[str, int], list[tuple[str, Decimal]]] = defaultdict(list)
+    for note in load_credit_notes(session.engine):
+        if not note.reason.startswith(REASON):
+            for part in note.parts:
+                if part.cycle and part.deferred:
+                    scheduled[(note.invoice, part.line)].append((part.cycle, part.deferred))
     first_open = session.first_open()
     found = []
     for inv, i, ln in lines:
         cycle = cycles.get(ln.link)
         now = advance_fee(session.rules, cycle, pins.get(ln.link))
+        key = cycle.key if cycle is not None else ""
+        stale = (sum((d for c, d in scheduled[(inv.number, i)] if c != key), ZERO)
+                 if now != ln.amount else ZERO)
         change = FeeChange(
             inv,
             i,
@@ -180,8 +194,9 @@ def fee_changes(session: Session, through: date) -> list[FeeChange]:
             ln.cycle,
             cycle.key if cycle is not None else "",
             max(first_open, inv.date, cycle.end - _DAY if cycle is not None else inv.date),
+            stale,
         )
-        if change.difference and change.on <= through:
+        if every or (change.difference and change.on <= through):
             found.append(change)
     return found
 
@@ -242,6 +257,45 @@ def require_billed_cycles(session: Session) -> None:
             "date the change "
             f"on or after {end}. Nothing was written"
         )
+
+
+def require_sealed_accruals(session: Session) -> None:
+    """Refuse (exit 2, one line) a subscription edit that leaves an accrual sealed in the books
+    at a day that is no longer an accrual point of its cycle (a change dated in a sealed
+    month that cuts the cycle before it): a sealed month is never rewritten, so the change
+    must take effect on or after the first open day."""
+    from beancount.core import data as bc
+
+    record = session.sealed_record()
+    points: dict[str, set[date]] = defaultdict(set)
+    customers: dict[str, str] = {}
+    for entry in record:
+        meta = entry.meta or {} if isinstance(entry, bc.Transaction) else {}
+        if not isinstance(entry, bc.Transaction) or "invoice" in meta or meta.get("late"):
+            continue
+        key = str(meta.get("cycle") or "")
+        customer = str(meta.get("customer") or "")
+        if not key or "," in key or not customer:
+            continue
+        link = f"{customer}-{key[:10]}"
+        if link in entry.links:
+            points[link].add(entry.date)
+            customers[link] = customer
+    if not points:
+        return
+    until = max(max(days) for days in points.values()) + _DAY
+    cycles = current_cycles(session.rules, set(customers.values()), until)
+    first_open = session.first_open()
+    for link, days in sorted(points.items()):
+        cycle = cycles.get(link)
+        valid = set(cycle.accrual_points()) if cycle is not None else set()
+        stray = sorted(days - valid)
+        if stray:
+            raise BadInput(
+                f"rules/customers.yaml: customers.{customers[link]}.subscriptions: cycle ^{link} has an "
+                f"accrual sealed on {stray[0]}, which the subscriptions as they are now no longer "
+                f"accrue: a sealed month is not rewritten; date the change on or after {first_open}. "
+                "Nothing was written")
 
 
 def require_unissued_days(session: Session) -> None:
@@ -419,6 +473,7 @@ def subscriptions_check(session: Session) -> CheckResult:
 
     try:
         require_billed_cycles(session)
+        require_sealed_accruals(session)
         require_unissued_days(session)
     except BadInput as exc:
         return CheckResult("subscriptions as invoiced", False, (str(exc),))

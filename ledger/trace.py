@@ -781,8 +781,11 @@ def _explain_subscription_changes(session: Session, invoice: Invoice, checks: li
 
     fixes = {line: fix for (number, line), fix in line_corrections(session.engine).items()
              if number == invoice.number}
-    # a change whose correction is dated after the books' horizon (a cancellation ahead)
-    due = {c.line: c for c in fee_changes(session, date.max) if c.invoice.number == invoice.number}
+    # a change whose correction is dated after the books' horizon (a cancellation ahead), and
+    # earlier notes' deferred parts the correction counted as taken out at once
+    every = {c.line: c for c in fee_changes(session, date.max, every=True)
+             if c.invoice.number == invoice.number}
+    due = {line: c for line, c in every.items() if c.difference}
     out = []
     for check in checks:
         found = re.fullmatch(r"line (\d+) base_fee \[deferred\](?: amount)?", check.what)
@@ -791,8 +794,9 @@ def _explain_subscription_changes(session: Session, invoice: Invoice, checks: li
         if not check.ok and (fix is not None or pending is not None):
             done = fix[0] if fix is not None else ZERO
             later = pending.difference if pending is not None else ZERO
+            stale = every[line].stale if line in every else ZERO
             try:
-                bridged = Decimal(check.recorded) + done + later == Decimal(check.store or "0")
+                bridged = Decimal(check.recorded) + done + later - stale == Decimal(check.store or "0")
             except ArithmeticError:
                 bridged = False
             if bridged:

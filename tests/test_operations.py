@@ -783,3 +783,30 @@ def test_trace_verifies_an_invoice_a_rerate_raised(tmp_path: Path) -> None:
     traced = run_cli(root, "trace", "INV-2026-000002")
     assert traced.exit_code == 0, traced.output
     assert "Debit adjustment DA-2026-000001" in traced.output
+
+
+def test_a_credit_note_before_a_cancellation_is_not_taken_out_twice(billed: Path) -> None:
+    """Found by the simulator. On Oct 1 acme gets a goodwill note of 9.30 on its October fee
+    (CN-2026-000001: 9.30 out of deferred revenue, to be taken out of October's recognition
+    day by day). Then acme cancels from Oct 2: the cycle is [Oct 1, Oct 2), 31.00 × 1 ÷ 31 =
+    1.00. The correction credits 31.00 − 1.00 − 9.30 = 20.70 (CN-2026-000002), the first
+    note's schedule over the old cycle is dropped (taken out at once), so deferred revenue
+    is −31.00 + 1.00 + 9.30 + 20.70 = 0, revenue 1.00, and acme owes 1.00."""
+    assert run_cli(billed, "credit", "INV-2026-000001", "--line", "1", "--amount", "9.30",
+                   "--reason", "goodwill", "--date", "2026-10-01").exit_code == 0
+    (billed / "rules" / "customers.yaml").write_text(_acme("{plan: p, start: 2026-10-01, end: 2026-10-02}"))
+    assert run_cli(billed, "post", "--through", "2026-10-31").exit_code == 0
+    entries, errors, _ = load_books(billed / "books" / "main.beancount")
+    assert errors == []
+    notes = {e.meta["credit_note"]: e for e in entries
+             if isinstance(e, data.Transaction) and "credit_note" in e.meta and "reason" in e.meta}
+    assert notes["CN-2026-000002"].meta["reason"].startswith("subscription change")
+    assert {p.account: p.units.number for p in notes["CN-2026-000002"].postings} == {
+        "Liabilities:Deferred-Revenue:Acme": Decimal("20.70"),
+        "Assets:Receivables:Invoiced:Acme": Decimal("-20.70")}
+    day = date(2026, 11, 1)
+    assert balance(entries, "Liabilities:Deferred-Revenue:Acme", day) == 0
+    assert balance(entries, "Income:Subscriptions:P", day) == Decimal("-1.00")
+    assert balance(entries, "Assets:Receivables:Invoiced:Acme", day) == Decimal("1.00")
+    assert run_cli(billed, "trace", "INV-2026-000001").exit_code == 0
+    assert run_cli(billed, "check").exit_code == 0

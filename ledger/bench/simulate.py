@@ -96,6 +96,7 @@ EXPECTED_REFUSALS = (
     "a billed cycle is not re-cut",
     "of that day is already issued",
     "already issued for that day",
+    "a sealed month is not rewritten",
 )
 
 
