@@ -269,6 +269,44 @@ class ChangePolicy(_Record):
     effective: Literal["now", "next_cycle"] = "now"
 
 
+class GapsSpikesTuning(_Record):
+    """How the gaps-and-spikes reconciler judges daily usage (``plugins/reconcile_gaps_spikes.py``):
+    ``[gaps_spikes]`` in ``meterbook.toml`` for the workspace, ``gaps_spikes:`` on a customer in
+    ``customers.yaml`` for that customer (only the keys given change; the rest comes from the
+    workspace, then these defaults).
+
+    ``enabled``: false turns the check off. ``min_gap_days``: a gap is reported only when it
+    lasts at least this many weekdays (a customer reporting every few days: 3 or more).
+    ``spike_factor``: a spike is a day above this many times the trailing median of the
+    ``trailing_days`` before it, judged once at least ``min_history`` of those days had usage.
+
+        >>> workspace = GapsSpikesTuning(min_gap_days=2)
+        >>> customer = GapsSpikesTuning(spike_factor=Decimal("10"))
+        >>> tuned = workspace.merged(customer)
+        >>> tuned.min_gap_days, tuned.spike_factor, tuned.trailing_days, tuned.enabled
+        (2, Decimal('10'), 14, True)
+    """
+
+    enabled: bool = True
+    spike_factor: Fraction = Decimal(5)
+    trailing_days: Annotated[int, Field(ge=1, le=366)] = 14
+    min_history: Annotated[int, Field(ge=1, le=366)] = 7
+    min_gap_days: Annotated[int, Field(ge=1, le=366)] = 1
+
+    @field_validator("spike_factor")
+    @classmethod
+    def _factor(cls, value: Decimal) -> Decimal:
+        if value <= 0:
+            raise ValueError("spike_factor is a number above 0 (5: five times the trailing median)")
+        return value
+
+    def merged(self, override: GapsSpikesTuning | None) -> GapsSpikesTuning:
+        """These settings with the keys ``override`` gives replaced."""
+        if override is None:
+            return self
+        return self.model_copy(update={k: getattr(override, k) for k in override.model_fields_set})
+
+
 class Customer(_Record):
     id: str
     name: str = ""
@@ -284,6 +322,8 @@ class Customer(_Record):
     #: days from the invoice date to its due date (0: due on receipt)
     payment_terms_days: NonNegativeInt = 0
     subscription_changes: ChangePolicy = ChangePolicy()
+    #: this customer's tuning of the gaps-and-spikes reconciler (None: the workspace's)
+    gaps_spikes: GapsSpikesTuning | None = None
 
 
 class Rules(_Record):

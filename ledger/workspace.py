@@ -20,13 +20,17 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ledger.errors import WorkspaceError
 
+if TYPE_CHECKING:
+    from ledger.rules import GapsSpikesTuning
+
 CONFIG_NAME = "meterbook.toml"
 _KEYS = {"books", "rules", "store", "timezone", "operating_currency", "plugins_dir", "alerts", "title",
-         "tax"}
+         "tax", "gaps_spikes"}
 
 
 @dataclass(frozen=True)
@@ -158,6 +162,29 @@ def outbox_problem(outbox: Path) -> str:
     return ""
 
 
+def gaps_spikes_tuning(value: object, path: Path) -> GapsSpikesTuning:
+    """Validate ``[gaps_spikes]``; an error names the file and key::
+
+        meterbook.toml: gaps_spikes.min_gap_days: Input should be greater than or equal to 1
+    """
+    from pydantic import ValidationError
+
+    from ledger.rules import GapsSpikesTuning
+
+    if not isinstance(value, dict):
+        raise WorkspaceError(f"{path}: gaps_spikes: expected a table [gaps_spikes]")
+    try:
+        return GapsSpikesTuning.model_validate(value)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]
+                         if p not in ("function-before", "function-after"))
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown key"
+        raise WorkspaceError(f"{path}: gaps_spikes.{where}: {message}") from None
+
+
 def is_http_url(url: str) -> bool:
     """True for an absolute ``http://`` or ``https://`` URL with a host.
 
@@ -188,6 +215,9 @@ class Workspace:
     #: The books' title (Fava shows it). Part of the config, not the directory name,
     #: so the same workspace gives the same books wherever it is checked out.
     title: str = "meterbook"
+    #: ``[gaps_spikes]``: the workspace's tuning of the gaps-and-spikes reconciler
+    #: (:class:`ledger.rules.GapsSpikesTuning`; None: its defaults)
+    gaps_spikes: GapsSpikesTuning | None = None
 
     @property
     def tz(self) -> ZoneInfo:
@@ -233,8 +263,8 @@ class Workspace:
         if unknown:
             raise WorkspaceError(f"{path}: unknown key {unknown[0]!r} (known: {', '.join(sorted(_KEYS))})")
         for key, value in data.items():
-            # tables: [alerts], [tax] (read by ledger.tax)
-            if not isinstance(value, str) and key not in ("alerts", "tax"):
+            # tables: [alerts], [tax] (read by ledger.tax), [gaps_spikes]
+            if not isinstance(value, str) and key not in ("alerts", "tax", "gaps_spikes"):
                 raise WorkspaceError(f"{path}: {key}: expected a string, got {type(value).__name__}")
         timezone = data.get("timezone", "UTC")
         try:
@@ -255,6 +285,7 @@ class Workspace:
             plugins_dir=(root / plugins_dir) if plugins_dir else None,
             alerts=AlertsConfig.parse(data.get("alerts", {}), path, root),
             title=data.get("title", "meterbook") or "meterbook",
+            gaps_spikes=gaps_spikes_tuning(data.get("gaps_spikes", {}), path),
         )
 
 

@@ -22,6 +22,12 @@ judged on their first week)::
       9100 on 2026-10-20, over 5 × the trailing median 1200: a runaway client, or a double import?
 
 Both are **warnings**: usage legitimately varies, so they never block the close.
+
+**Tuning.** The figures above are defaults (:class:`ledger.rules.GapsSpikesTuning`):
+``[gaps_spikes]`` in ``meterbook.toml`` changes them for the workspace, ``gaps_spikes:`` on
+a customer in ``customers.yaml`` for that customer. ``enabled = false`` turns the check
+off; ``min_gap_days = 3`` reports only gaps of 3 weekdays or more (a customer who reports
+every few days); ``spike_factor``, ``trailing_days`` and ``min_history`` set the spike rule.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from typing import Any
 from ledger.hookspecs import hookimpl
 from ledger.metering import daily_usage
 from ledger.reconcile import Finding, finding_id
+from ledger.rules import GapsSpikesTuning
 
 SPIKE_FACTOR = Decimal(5)
 TRAILING_DAYS = 14
@@ -74,18 +81,21 @@ def gaps(active: set[date], start: date, end: date, *, look_behind: date, look_a
     return found
 
 
-def spike(day: date, figure: Decimal, days: Mapping[date, Decimal]) -> Decimal | None:
+def spike(day: date, figure: Decimal, days: Mapping[date, Decimal],
+          tuning: GapsSpikesTuning = GapsSpikesTuning()) -> Decimal | None:
     """The trailing median when ``figure`` on ``day`` is a spike over it, else None.
 
     >>> history = {date(2026, 10, d): Decimal(100) for d in range(1, 15)}
     >>> spike(date(2026, 10, 15), Decimal(501), history), spike(date(2026, 10, 15), Decimal(500), history)
     (Decimal('100'), None)
+    >>> spike(date(2026, 10, 15), Decimal(501), history, GapsSpikesTuning(spike_factor=Decimal(6)))
     """
-    trailing = [q for d, q in days.items() if day - timedelta(days=TRAILING_DAYS) <= d < day and q > 0]
-    if len(trailing) < MIN_HISTORY:
+    since = day - timedelta(days=tuning.trailing_days)
+    trailing = [q for d, q in days.items() if since <= d < day and q > 0]
+    if len(trailing) < tuning.min_history:
         return None
     median = Decimal(statistics.median(trailing))
-    return median if median > 0 and figure > SPIKE_FACTOR * median else None
+    return median if median > 0 and figure > tuning.spike_factor * median else None
 
 
 class GapsSpikes:
@@ -95,15 +105,22 @@ class GapsSpikes:
 
     def check(self, context: Any) -> Iterator[Finding]:
         rules = context.rules
+        workspace = getattr(context.workspace, "gaps_spikes", None) or GapsSpikesTuning()
+        tunings = {cid: workspace.merged(customer.gaps_spikes)
+                   for cid, customer in rules.customers.items()}
         billed: dict[str, set[str]] = {}
         for cid, customer in rules.customers.items():
+            if not tunings[cid].enabled:
+                continue
             for sub in customer.subscriptions:
                 plan = rules.plans.get(sub.plan)
                 for charge in plan.charges if plan is not None else ():
                     billed.setdefault(charge.meter, set()).add(cid)
         start, end = context.start, context.end + timedelta(days=1)
         today = context.session.today()
-        behind, ahead = start - timedelta(days=TRAILING_DAYS), min(end + timedelta(days=LOOK_AHEAD), today)
+        trailing = max((t.trailing_days for t in tunings.values()), default=TRAILING_DAYS)
+        behind = start - timedelta(days=trailing)
+        ahead = min(end + timedelta(days=LOOK_AHEAD), today)
         for meter_id in sorted(billed):
             meter = rules.meters[meter_id]
             per_customer: dict[str, dict[date, Decimal]] = {}
@@ -115,20 +132,25 @@ class GapsSpikes:
                     events.setdefault(row.customer, set()).add(row.day)
             for customer in sorted(per_customer):
                 days = per_customer[customer]
+                tuning = tunings[customer]
                 for run in gaps(events.get(customer, set()), start, min(end, today), look_behind=behind,
                                 look_ahead=ahead):
-                    yield self._gap(context, customer, meter, run, days)
+                    if len(run) >= tuning.min_gap_days:
+                        yield self._gap(context, customer, meter, run, days, tuning)
+                factor = tuning.spike_factor
                 for day in sorted(d for d in days if start <= d < end):
-                    median = spike(day, days[day], days)
+                    median = spike(day, days[day], days, tuning)
                     if median is not None:
                         yield self._finding(
-                            context, customer, meter.id, f"spike-{day}", SPIKE_FACTOR * median, days[day],
-                            f"{days[day]} on {day}, over {SPIKE_FACTOR} × the trailing median "
+                            context, customer, meter.id, f"spike-{day}", factor * median, days[day],
+                            f"{days[day]} on {day}, over {factor} × the trailing median "
                             f"{median}: a runaway client, or a double import?")
 
-    def _gap(self, context: Any, customer: str, meter: Any, run: list[date], days: Mapping[date, Decimal]) -> Finding:
+    def _gap(self, context: Any, customer: str, meter: Any, run: list[date],
+             days: Mapping[date, Decimal], tuning: GapsSpikesTuning) -> Finding:
         first, last = run[0], run[-1]
-        trailing = [q for d, q in days.items() if first - timedelta(days=TRAILING_DAYS) <= d < first and q > 0]
+        since = first - timedelta(days=tuning.trailing_days)
+        trailing = [q for d, q in days.items() if since <= d < first and q > 0]
         median = Decimal(statistics.median(trailing)) if trailing else None
         when = f"{first} ({first:%A})" if first == last else f"{len(run)} weekdays {first} to {last}"
         typical = f" (median day before: {median})" if median is not None else ""

@@ -288,3 +288,73 @@ def test_worked_examples_in_the_docstrings() -> None:
     for module in (dual_track, gaps_spikes, rules):
         result = doctest.testmod(module)
         assert result.attempted > 0 and result.failed == 0
+
+
+# --- tuning the gaps-and-spikes reconciler (issue 14) --------------------------------------
+
+
+def _tune(root: Path, toml: str = "", ann: str = "") -> None:
+    """``[gaps_spikes]`` in meterbook.toml (``toml``: its lines), ann's ``gaps_spikes:`` (``ann``)."""
+    if toml:
+        config = root / "meterbook.toml"
+        config.write_text(config.read_text() + "[gaps_spikes]\n" + toml)
+    if ann:
+        (root / "rules" / "customers.yaml").write_text(
+            CUSTOMERS.replace("  ann: {currency: USD,",
+                              f"  ann: {{gaps_spikes: {ann}, currency: USD,"))
+
+
+def test_gaps_and_spikes_can_be_turned_off(root: Path) -> None:
+    """``enabled = false``: neither ann's gap nor cal's spike (11 calls against a median of 1)."""
+    _insert(_session(root), _calls("cal", ["2026-09-25"] * 10, "spike"))
+    _tune(root, "enabled = false\n")
+    assert findings(root, "2026-09", "gaps-spikes") == []
+    result = run_cli(root, "reconcile", "2026-09")
+    assert "gaps-spikes" not in result.output and ", 0 warnings," in result.output.splitlines()[-1]
+
+
+def test_a_customer_can_be_turned_off_or_need_longer_gaps(root: Path) -> None:
+    """ann's gap is one weekday (Sep 30): ``min_gap_days: 2`` or ``enabled: false`` on ann hides it;
+    cal's spike is still reported (cal keeps the workspace's settings)."""
+    _insert(_session(root), _calls("cal", ["2026-09-25"] * 10, "spike"))
+    cal_spike = "gaps-spikes:cal:api_calls:spike-2026-09-25:2026-09"
+    assert [f.id for f in findings(root, "2026-09", "gaps-spikes")] == [ANN_GAP, cal_spike]
+    for ann in ("{min_gap_days: 2}", "{enabled: false}"):
+        _tune(root, ann=ann)
+        assert [f.id for f in findings(root, "2026-09", "gaps-spikes")] == [cal_spike]
+    _tune(root, ann="{min_gap_days: 1}")
+    assert [f.id for f in findings(root, "2026-09", "gaps-spikes")] == [ANN_GAP, cal_spike]
+
+
+@pytest.mark.parametrize(("toml", "expected"), [
+    # 11 calls on Sep 25 against a trailing median of 1: a spike above 10 × 1, none above 11 × 1
+    pytest.param('spike_factor = "10"\n', Decimal(10), id="factor-10"),
+    pytest.param("spike_factor = 11\n", None, id="factor-11"),
+    pytest.param("spike_factor = 10.5\n", Decimal("10.5"), id="factor-float-as-written"),
+    # Sep 11–24 holds 14 days with usage: not enough for min_history 15 ...
+    pytest.param("min_history = 15\n", None, id="history-15"),
+    # ... but Aug 26–Sep 24 (30 days) holds Sep 1–24, 24 days: enough for 20
+    pytest.param("min_history = 20\ntrailing_days = 30\n", Decimal(5), id="history-20-in-30-days"),
+])
+def test_spike_thresholds_are_tunable(root: Path, toml: str, expected: Decimal | None) -> None:
+    _insert(_session(root), _calls("cal", ["2026-09-25"] * 10, "spike"))
+    _tune(root, toml)
+    spikes = [(f.expected, f.actual) for f in findings(root, "2026-09", "gaps-spikes")
+              if f.customer == "cal"]
+    assert spikes == ([] if expected is None else [(expected, Decimal(11))])
+
+
+@pytest.mark.parametrize(("toml", "ann", "message"), [
+    ("min_gap_days = 0\n", "",
+     "meterbook.toml: gaps_spikes.min_gap_days: Input should be greater than or equal to 1"),
+    ("spike_factor = \"0\"\n", "",
+     "meterbook.toml: gaps_spikes.spike_factor: spike_factor is a number above 0"),
+    ("gap_days = 3\n", "", "meterbook.toml: gaps_spikes.gap_days: unknown key"),
+    ("", "{trailing_days: many}",
+     "rules/customers.yaml:3: customers.ann.gaps_spikes.trailing_days: Input should be a valid integer"),
+])
+def test_bad_tuning_is_one_line_exit_2(root: Path, toml: str, ann: str, message: str) -> None:
+    _tune(root, toml, ann)
+    result = run_cli(root, "reconcile", "2026-09")
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
