@@ -164,7 +164,10 @@ pass_context = click.make_pass_decorator(Context)
 
 def holds_lock(command: str, *, shared: bool = False) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """Run the command holding the workspace lock (:mod:`ledger.lock`): every command that
-    writes the store, the books or the documents; ``shared`` for ``check`` (readers only)."""
+    writes the store, the books or the documents; ``shared`` for the commands that read the books
+    with the store (``check``, ``trace``, ``report``, ``statement``, ``reconcile``, ``export journal``):
+    they run side by side but never see a writer half-way (an invoice in the store, its books not yet
+    in place)."""
     def decorate(function: Callable[..., None]) -> Callable[..., None]:
         @functools.wraps(function)
         def run(ctx: Context, *args: Any, **kwargs: Any) -> None:
@@ -687,6 +690,7 @@ def close_command(ctx: Context, month: str, accepts: tuple[str, ...], reasons: t
 @click.argument("month", required=False)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per finding, per line.")
 @pass_context
+@holds_lock("reconcile", shared=True)
 def reconcile_command(ctx: Context, month: str | None, as_json: bool) -> None:
     """Run every reconciler for MONTH (YYYY-MM; default: the first open month) and print the findings.
 
@@ -762,6 +766,7 @@ def check_command(ctx: Context) -> None:
 @click.argument("ref", metavar="LINK|INVOICE")
 @click.option("--json", "as_json", is_flag=True, help="The trace as one JSON object.")
 @pass_context
+@holds_lock("trace", shared=True)
 def trace_command(ctx: Context, ref: str, as_json: bool) -> None:
     """Recompute a cycle (^customer-start) or an invoice from the store and compare it with the books.
 
@@ -784,6 +789,7 @@ def trace_command(ctx: Context, ref: str, as_json: bool) -> None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Output directory (default: statements/ in the workspace).")
 @pass_context
+@holds_lock("statement", shared=True)
 def statement_command(ctx: Context, customer: str, which: str, out: Path | None) -> None:
     """Write CUSTOMER's usage statement: self-contained HTML and a CSV of every event behind it."""
     from ledger.statements import write_statement
@@ -865,6 +871,7 @@ def alerts_command(ctx: Context, through: str | None, as_json: bool, drop: str |
 @click.option("--json", "as_json", is_flag=True, help="The report as one JSON object on one line.")
 @click.option("--csv", "as_csv", is_flag=True, help="Each table as a CSV block.")
 @pass_context
+@holds_lock("report", shared=True)
 def report_command(ctx: Context, name: str, month: str | None, as_json: bool, as_csv: bool) -> None:
     """Print the finance report NAME: revenue, unbilled, deferred, aging, rollforward, arpu, forecast, risk."""
     import json
@@ -943,6 +950,7 @@ def export_group() -> None:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write here (default: stdout).")
 @click.option("--currency", help="Only this currency's entry (Xero takes one: its base currency).")
 @pass_context
+@holds_lock("export journal", shared=True)
 def export_journal(ctx: Context, month: str, fmt: str, out: Path | None, currency: str | None) -> None:
     """The month's movements per general-ledger account (rules/gl_accounts.yaml), one balanced
     entry per currency, referencing the month's seal; an unsealed month is exported with a warning."""

@@ -184,3 +184,31 @@ def test_a_close_stopped_by_a_folder_at_its_report_path_leaves_books_that_load(w
     report.rmdir()
     assert meterbook(ws, "close", "2026-10").returncode == 0
     assert check_lines(ws)[0] == 0
+
+
+def test_a_reader_waits_for_a_writer_half_way(ws: Path, tmp_path: Path) -> None:
+    """The attack: ``trace`` run while ``invoice`` had committed cal's Dec 1 invoice (November: 12
+    calls, 2 × 0.05 = 0.10 USD) to the store but not yet put its books and documents in place
+    (``invoice:numbered``) reported its document as missing (DIFFERS), exit 0. The commands that read
+    the books with the store hold the lock shared: the trace waits, saying so, then traces the invoice
+    as issued."""
+    from tests.test_reliability import invoices, start
+
+    release = tmp_path / "release"
+    invoice = start(ws, "invoice", "--through", "2026-12-01",
+                    env={"METERBOOK_PAUSE": f"invoice:numbered:{release}"})
+    reached = Path(f"{release}.reached")
+    while not reached.exists():
+        assert invoice.poll() is None, invoice.communicate()
+    number = invoices(ws)[-1]
+    assert number == "INV-2026-000004"
+    assert not (ws / "books" / "documents" / f"{number}.json").exists()  # half-way
+    trace = start(ws, "trace", number)
+    waiting = trace.stderr.readline() if trace.stderr else ""
+    assert waiting.startswith("meterbook: waiting: the workspace") and "`meterbook invoice`" in waiting
+    release.write_text("go")
+    assert invoice.wait(timeout=300) == 0
+    out, err = trace.communicate(timeout=300)
+    assert trace.returncode == 0, err
+    assert f"trace {number}: invoice of cal dated 2026-12-01, total 0.10 USD" in out
+    assert "DIFFERS" not in out and "missing" not in out
