@@ -522,7 +522,7 @@ FIRST_REJECTS = 3
 
 
 def _show_first_rejects(store: Any, file: str) -> None:
-    """The first rejected rows of ``file`` still unresolved, one per line, then where the rest are."""
+    """The first unresolved rejected rows of ``file``, one per line, then where the rest are."""
     from ledger.rejects import list_rejects
 
     found = list_rejects(store, file=file, exact_file=True, limit=FIRST_REJECTS + 1)
@@ -535,9 +535,12 @@ def _show_first_rejects(store: Any, file: str) -> None:
 @cli.command("rejects")
 @click.option("--file", "file_name", metavar="FILE",
               help="Only rows of FILE (the name given to ingest, or its base name).")
-@click.option("--reason", metavar="REASON", help="Only rows rejected for REASON (e.g. unknown_customer).")
-@click.option("--since", metavar="DATE", help="Only rows ingested on or after DATE (YYYY-MM-DD, UTC).")
-@click.option("--until", metavar="DATE", help="Only rows ingested on or before DATE (YYYY-MM-DD, UTC).")
+@click.option("--reason", metavar="REASON",
+              help="Only rows rejected for REASON (e.g. unknown_customer).")
+@click.option("--since", metavar="DATE",
+              help="Only rows ingested on or after DATE (YYYY-MM-DD, UTC).")
+@click.option("--until", metavar="DATE",
+              help="Only rows ingested on or before DATE (YYYY-MM-DD, UTC).")
 @click.option("--all", "include_resolved", is_flag=True,
               help="Also rows that ingest --retry-rejected has since stored.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per row, per line.")

@@ -763,7 +763,7 @@ def ingest_records(engine: Engine, path: Path, importer: Importer, store: StoreR
                             raise Rejected(raw.reason, raw.detail)
                         counts[store(conn, raw, batch_id)] += 1
                     except Rejected as exc:
-                        # record None: nothing to retry against new rules: fix the file, import again
+                        # record None: nothing to retry against new rules (fix the file)
                         conn.execute(rejects.insert(), _not_yet_rejected(conn, [dict(
                             batch_id=batch_id, file=name, line=raw.line, reason=exc.reason, detail=exc.detail,
                             raw=raw_text(raw.raw), importer=importer.name, record=None)]))

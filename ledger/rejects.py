@@ -80,8 +80,9 @@ def list_rejects(engine: Engine, *, file: str | None = None, reason: str | None 
         for name, line, why, detail, started, importer, resolved in conn.execute(query):
             if file is not None and file not in (name, PurePath(name).name):
                 continue
-            found.append(RejectedRow(name, int(line), why, detail or "", date.fromisoformat(started[:10]),
-                                     importer or "", resolved is not None))
+            day = date.fromisoformat(started[:10])
+            found.append(RejectedRow(name, int(line), why, detail or "", day, importer or "",
+                                     resolved is not None))
             if limit is not None and len(found) >= limit:
                 break
     return found

@@ -565,7 +565,8 @@ def open_items(sources: Sources, day: date) -> list[OpenItem]:
         if left > 0:
             due = inv.due_date
             past_due = max(0, (day - due).days)  # not due yet: 0 days past due, 'current'
-            items.append(OpenItem(inv.number, inv.customer, inv.date, due, past_due, inv.currency, left))
+            items.append(OpenItem(inv.number, inv.customer, inv.date, due, past_due, inv.currency,
+                                  left))
     return sorted(items, key=lambda i: (i.customer, i.invoice_date, i.invoice))
 
 
@@ -598,8 +599,8 @@ def aging(sources: Sources, month: str | None = None) -> Report:
         method=(f"Open amount of each invoice dated on or before {day} after the payments and credit notes dated "
                 f"on or before {day}, replayed in date order as the books settle them. The due date is the one stated "
                 "on the invoice: its date plus the customer's payment_terms_days (0, due on receipt, unless the "
-                "rules say otherwise); an invoice is 'current' (0 days past due) until its due date; days past due = the report date "
-                "− the due date, bucketed current, 1–30, 31–60, "
+                "rules say otherwise); an invoice is 'current' (0 days past due) until its due "
+                "date; days past due = the report date − the due date, bucketed current, 1–30, 31–60, "
                 "61–90 and over 90. 'books' is the customer's receivable balance in the books at the same date, "
                 "which the open amounts add up to when nothing was credited beyond an invoice."),
         tables=(

@@ -623,9 +623,11 @@ def _check_money(amount: Any, currency: str, source: _Source, path: tuple[Any, .
 
         >>> src = _Source.__new__(_Source); src.name, src.lines = "plans.yaml", {}
         >>> _check_money(Decimal("49.00"), "USD", src, ("plans", "pro", "base_fee", "amount"))
-        >>> _check_money(Decimal("49.005"), "USD", src, ("plans", "pro", "base_fee", "amount"))
-        Traceback (most recent call last):
-        ledger.errors.RulesError: plans.yaml: plans.pro.base_fee.amount: 49.005 has more decimal places than USD (2)
+        >>> try:
+        ...     _check_money(Decimal("49.005"), "USD", src, ("plans", "pro", "base_fee", "amount"))
+        ... except RulesError as exc:
+        ...     print(exc)
+        plans.yaml: plans.pro.base_fee.amount: 49.005 has more decimal places than USD (2)
     """
     from ledger.money import minor_units, quantum
 
@@ -634,8 +636,8 @@ def _check_money(amount: Any, currency: str, source: _Source, path: tuple[Any, .
     except DecimalError:
         return  # the pricing model or the record's own validation reports it
     if value != value.quantize(quantum(currency)):
-        raise source.error(f"{value} has more decimal places than {currency} ({minor_units(currency)})",
-                           path)
+        places = minor_units(currency)
+        raise source.error(f"{value} has more decimal places than {currency} ({places})", path)
 
 
 def _check_plan_money(plan: Plan, source: _Source, path: tuple[Any, ...]) -> None:
@@ -644,9 +646,11 @@ def _check_plan_money(plan: Plan, source: _Source, path: tuple[Any, ...]) -> Non
     terms += [((*path, "versions", i), version) for i, version in enumerate(plan.versions)]
     for tpath, term in terms:
         if term.base_fee is not None:
-            _check_money(term.base_fee.amount, plan.currency, source, (*tpath, "base_fee", "amount"))
+            _check_money(term.base_fee.amount, plan.currency, source,
+                         (*tpath, "base_fee", "amount"))
         if term.minimum_commitment is not None:
-            _check_money(term.minimum_commitment, plan.currency, source, (*tpath, "minimum_commitment"))
+            _check_money(term.minimum_commitment, plan.currency, source,
+                         (*tpath, "minimum_commitment"))
         for i, charge in enumerate(term.charges):
             params = charge.params
             for key in MONEY_PARAMS.get(charge.model, ()):

@@ -25,26 +25,30 @@ from tests.test_ingest import HEADER, NOW, make_rules, run, table, write
 NOBODY = "samples/events.csv:7  unknown_customer  customer 'nobody' is not in the rules"
 
 
-def test_reingest_stores_each_reject_once_and_retry_counts_it_once(store_url: str, tmp_path: Path) -> None:
+def test_reingest_stores_each_reject_once_and_retry_counts_it_once(store_url: str,
+                                                                    tmp_path: Path) -> None:
     """``u.csv``: line 2 ``initech`` (unknown), line 3 ``acme`` (ok), line 4 a date without a time.
     Imported twice: each report counts 2 rejects (received 3 = 1 + 0 dup + 2 / 0 + 1 dup + 2),
     the store holds 2, not 4. With ``initech`` added, ``--retry-rejected`` runs 2 rows
     (1 accepted, 1 still ``bad_time``), not 4 (it used to report received 4, accepted 1,
     duplicates 1)."""
-    path = write(tmp_path / "u.csv", HEADER + "e1,app,initech,api.request,2026-10-05T08:30:00Z,,,,,\n"
+    path = write(tmp_path / "u.csv", HEADER
+                 + "e1,app,initech,api.request,2026-10-05T08:30:00Z,,,,,\n"
                  + "e2,app,acme,api.request,2026-10-05T08:30:00Z,,,,,\n"
                  + "e3,app,initech,api.request,2026-10-05,,,,,\n")
     first = run(store_url, tmp_path / "rules", path)
     second = run(store_url, tmp_path / "rules", path)
     assert (first.received, first.accepted, first.rejected) == (3, 1, 2)
     assert (second.received, second.duplicates, second.rejected) == (3, 1, 2)
-    assert sorted((r.line, r.reason) for r in table(store_url, rejects)) == [(2, "unknown_customer"),
-                                                                           (4, "bad_time")]
-    rules = make_rules(tmp_path / "rules", "customers:\n  acme: {currency: USD}\n  initech: {currency: USD}\n")
+    stored = sorted((r.line, r.reason) for r in table(store_url, rejects))
+    assert stored == [(2, "unknown_customer"), (4, "bad_time")]
+    rules = make_rules(tmp_path / "rules",
+                       "customers:\n  acme: {currency: USD}\n  initech: {currency: USD}\n")
     engine = open_store(store_url)
     try:
         report = retry_rejected(engine, rules, now=NOW)
-        assert (report.received, report.accepted, report.duplicates, report.rejected) == (2, 1, 0, 1)
+        counts = (report.received, report.accepted, report.duplicates, report.rejected)
+        assert counts == (2, 1, 0, 1)
         listed = list_rejects(engine)
         assert [(r.file, r.line, r.reason) for r in listed] == [(str(path), 4, "bad_time")]
         assert len(list_rejects(engine, include_resolved=True)) == 2
@@ -55,7 +59,8 @@ def test_reingest_stores_each_reject_once_and_retry_counts_it_once(store_url: st
 def test_an_edited_row_is_a_new_reject(store_url: str, tmp_path: Path) -> None:
     """Line 2 rejected for ``initech``, then the file is edited to name ``hooli`` (also unknown):
     both rows are kept (different raw rows), the first is not lost."""
-    path = write(tmp_path / "u.csv", HEADER + "e1,app,initech,api.request,2026-10-05T08:30:00Z,,,,,\n")
+    path = write(tmp_path / "u.csv",
+                 HEADER + "e1,app,initech,api.request,2026-10-05T08:30:00Z,,,,,\n")
     run(store_url, tmp_path / "rules", path)
     write(path, HEADER + "e1,app,hooli,api.request,2026-10-05T08:30:00Z,,,,,\n")
     run(store_url, tmp_path / "rules", path)
@@ -70,7 +75,8 @@ def test_rejects_command_lists_file_line_reason_and_detail(workspace: Path) -> N
     for _ in range(2):
         result = run_cli(workspace, "ingest", str(sample))
         assert result.exit_code == 0, result.output
-        assert f"  {sample}:7  unknown_customer  customer 'nobody' is not in the rules" in result.output
+        assert f"  {sample}:7  unknown_customer  customer 'nobody' is not in the rules" \
+            in result.output
     listed = run_cli(workspace, "rejects")
     assert listed.exit_code == 0, listed.output
     assert listed.output == f"{sample}:7  unknown_customer  customer 'nobody' is not in the rules\n"
@@ -91,7 +97,8 @@ def test_rejects_filters_json_and_csv(workspace: Path, monkeypatch: pytest.Monke
         return result.output.splitlines()
 
     assert lines() == ["=evil.csv:2  missing_field  time is missing",
-                       "=evil.csv:3  unknown_customer  customer 'ghost' is not in the rules", NOBODY]
+                       "=evil.csv:3  unknown_customer  customer 'ghost' is not in the rules",
+                       NOBODY]
     assert lines("--reason", "unknown_customer")[1] == NOBODY
     assert len(lines("--reason", "unknown_customer")) == 2
     assert lines("--file", "events.csv") == [NOBODY]           # the base name
@@ -103,8 +110,8 @@ def test_rejects_filters_json_and_csv(workspace: Path, monkeypatch: pytest.Monke
 
     rows = [json.loads(line) for line in lines("--json", "--file", "=evil.csv")]
     assert rows[1] == {"file": "=evil.csv", "line": 3, "reason": "unknown_customer",
-                       "detail": "customer 'ghost' is not in the rules", "ingested": today.isoformat(),
-                       "importer": "events-csv", "resolved": False}
+                       "detail": "customer 'ghost' is not in the rules",
+                       "ingested": today.isoformat(), "importer": "events-csv", "resolved": False}
     text = run_cli(workspace, "rejects", "--csv", "--reason", "missing_field").output
     assert text == ("file,line,reason,detail,ingested,importer,resolved\n"
                     f"\"'=evil.csv\",2,missing_field,time is missing,{today},events-csv,false\n")
@@ -131,6 +138,7 @@ def test_ingest_shows_the_first_three_rejects_then_points_to_the_command(workspa
     (["--since", "2026-12-02", "--until", "2026-12-01"], "--until: 2026-12-01 is before --since"),
     (["--json", "--csv"], "give --json or --csv, not both"),
 ])
-def test_rejects_bad_usage_is_one_line_exit_2(workspace: Path, args: list[str], message: str) -> None:
+def test_rejects_bad_usage_is_one_line_exit_2(workspace: Path, args: list[str],
+                                              message: str) -> None:
     result = run_cli(workspace, "rejects", *args)
     assert result.exit_code == 2 and message in result.stderr and "Traceback" not in result.output

@@ -230,7 +230,8 @@ def test_aging_never_shows_negative_days_past_due(tmp_path: Path) -> None:
     session = Session.open(Workspace.load(root))
     session.invoice(date(2026, 10, 31))
     october = build_report(session, "aging", month="2026-10")
-    found = {r["invoice"]: (r["days past due"], r["bucket"]) for r in rows(october, "Open invoices")}
+    found = {r["invoice"]: (r["days past due"], r["bucket"])
+             for r in rows(october, "Open invoices")}
     assert found["INV-2026-000004"] == (0, "current")
     assert found["INV-2026-000002"] == (16, "1–30")
     assert min(days for days, _ in found.values()) == 0

@@ -96,29 +96,33 @@ _FLAT_PLAN = ("plans:\n  p:\n    currency: USD\n    charges:\n      - meter: api
               "        model: {model}\n        {key}\n")
 
 
+_PLAN = "plans:\n  p:\n    currency: {currency}\n    {key}\n"
+_FINER = "has more decimal places than"
+
+
 @pytest.mark.parametrize(("files", "message"), [
-    pytest.param({"plans_yaml": 'plans:\n  p:\n    currency: USD\n    base_fee: {amount: "49.005"}\n'},
-                 "plans.yaml:4: plans.p.base_fee.amount: 49.005 has more decimal places than USD (2)",
+    pytest.param({"plans_yaml": _PLAN.format(currency="USD", key='base_fee: {amount: "49.005"}')},
+                 f"plans.yaml:4: plans.p.base_fee.amount: 49.005 {_FINER} USD (2)",
                  id="base-fee"),
-    pytest.param({"plans_yaml": 'plans:\n  p:\n    currency: USD\n    minimum_commitment: "100.001"\n'},
-                 "plans.yaml:4: plans.p.minimum_commitment: 100.001 has more decimal places than USD (2)",
+    pytest.param({"plans_yaml": _PLAN.format(currency="USD", key='minimum_commitment: "100.001"')},
+                 f"plans.yaml:4: plans.p.minimum_commitment: 100.001 {_FINER} USD (2)",
                  id="minimum-commitment"),
-    pytest.param({"plans_yaml": 'plans:\n  p:\n    currency: JPY\n    base_fee: {amount: "4900.5"}\n',
+    pytest.param({"plans_yaml": _PLAN.format(currency="JPY", key='base_fee: {amount: "4900.5"}'),
                   "customers_yaml": "customers:\n  c1:\n    currency: JPY\n"},
-                 "plans.yaml:4: plans.p.base_fee.amount: 4900.5 has more decimal places than JPY (0)",
+                 f"plans.yaml:4: plans.p.base_fee.amount: 4900.5 {_FINER} JPY (0)",
                  id="jpy-has-no-minor-unit"),
     pytest.param({"plans_yaml": 'plans:\n  p:\n    currency: USD\n    base_fee: {amount: "49.00"}\n'
                                 '    versions:\n      - effective: 2026-10-01\n'
                                 '        base_fee: {amount: "59.999"}\n'},
-                 "plans.yaml:7: plans.p.versions[0].base_fee.amount: 59.999 has more decimal places",
+                 f"plans.yaml:7: plans.p.versions[0].base_fee.amount: 59.999 {_FINER}",
                  id="version-base-fee"),
     pytest.param({"plans_yaml": _FLAT_PLAN.format(model="flat", key='amount: "500.005"')},
-                 "plans.yaml:7: plans.p.charges[0].amount: 500.005 has more decimal places than USD",
+                 f"plans.yaml:7: plans.p.charges[0].amount: 500.005 {_FINER} USD",
                  id="flat-fee"),
     pytest.param({"plans_yaml": _FLAT_PLAN.format(
         model="graduated", key='tiers: [{up_to: 10, unit_price: "0", flat_price: "9.999"}, '
                                '{unit_price: "0.1"}]')},
-                 r"plans.yaml:7: plans.p.charges[0].tiers[0].flat_price: 9.999 has more decimal places",
+                 f"plans.yaml:7: plans.p.charges[0].tiers[0].flat_price: 9.999 {_FINER}",
                  id="tier-flat-fee"),
     pytest.param({"customers_yaml": "customers:\n  c1:\n    currency: USD\n    credits:\n"
                                     '      - {amount: "10.005", granted: 2026-01-01}\n'},
@@ -151,7 +155,8 @@ def test_a_sub_cent_base_fee_is_refused_by_the_cli_with_exit_2(tmp_path: Path) -
     from tests.support import run_cli, write_workspace
 
     root = write_workspace(
-        tmp_path / "ws", meters="meters:\n  api_calls: {event_type: api.request, aggregation: count}\n",
+        tmp_path / "ws",
+        meters="meters:\n  api_calls: {event_type: api.request, aggregation: count}\n",
         plans='plans:\n  p:\n    currency: USD\n    base_fee: {amount: "49.005"}\n',
         customers="customers:\n  c1:\n    currency: USD\n")
     result = run_cli(root, "ingest", str(tmp_path / "none.csv"))
