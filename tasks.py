@@ -131,7 +131,6 @@ def _toml(value: object) -> str:
 def mutation(args: list[str]) -> None:
     """mutmut on one module, niced, in bounded time; prints the score and the survivors."""
     import argparse
-    import shutil
 
     parser = argparse.ArgumentParser(prog="tasks.py mutation")
     parser.add_argument("module", choices=sorted(MUTATION_MODULES))
@@ -143,22 +142,20 @@ def mutation(args: list[str]) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="go on with the mutants the last run of MODULE did not try (same copy)")
     parser.add_argument("--retest", action="store_true",
-                        help="run the last run's survivors again against the tests as they are now")
-    opts = parser.parse_args(args)
+                        help="run the last run's survivors again, on a fresh copy of code and tests")
+    parser.add_argument("mutants", nargs="*", metavar="MUTANT",
+                        help="only these mutants (names as printed), on a fresh copy")
+    opts = parser.parse_intermixed_args(args)
     if not (BIN / "mutmut").exists():
         _install("test,mutation")
     files, tests = MUTATION_MODULES[opts.module]
     stage = ROOT / "var" / "mutation" / opts.module
-    names: list[str] = []
-    if opts.retest and (stage / "mutants").is_dir():
-        names = _survivors(stage)
+    names: list[str] = list(opts.mutants)
+    if opts.retest:
+        names += _survivors(stage) if (stage / "mutants").is_dir() else []
         if not names:
             sys.exit(f"{opts.module}: the last run left no survivor to retest")
-        for target in (stage / "tests", stage / "mutants" / "tests"):
-            _copy_tree("tests", target, opts.from_git)
-        _settings(stage, files, tests)  # a new test file joins the selection
-        shutil.copy2(stage / "pyproject.toml", stage / "mutants" / "pyproject.toml")
-    elif not (opts.resume and (stage / "mutants").is_dir()):
+    if names or not (opts.resume and (stage / "mutants").is_dir()):
         _stage(stage, files, tests, opts.from_git)
     _run_mutmut(stage, opts.module, opts.max_minutes, opts.children, names)
 
