@@ -271,8 +271,8 @@ def require_sealed_accruals(session: Session) -> None:
     customers: dict[str, str] = {}
     for entry in record:
         meta = entry.meta or {} if isinstance(entry, bc.Transaction) else {}
-        if not isinstance(entry, bc.Transaction) or "invoice" in meta or meta.get("late"):
-            continue
+        if not isinstance(entry, bc.Transaction) or not (entry.narration or "").startswith("Usage accrual"):
+            continue  # only the cycle's own accruals (not invoices, notes, late adjustments)
         key = str(meta.get("cycle") or "")
         customer = str(meta.get("customer") or "")
         if not key or "," in key or not customer:

@@ -545,13 +545,17 @@ def _cycles_cleared(txns: list[Any], invoices: list[Any]) -> None:
     the invoice day arrived after it, for the next invoice)."""
     last: dict[str, date] = {}
     billed: dict[str, Decimal] = defaultdict(Decimal)
-    same_day: set[tuple[str, date]] = set()  # a supplementary invoice bills what its own day posted
+    same_day: set[tuple[Any, ...]] = set()  # a supplementary invoice bills what its own day posted
     for inv in invoices:
         for line in inv.lines:
             if line.link and line.account in ("unbilled", "contract_asset"):
                 last[line.link] = max(last.get(line.link, inv.date), inv.date)
                 billed[line.link] += line.amount
                 if inv.kind != "regular":
+                    same_day.add(("supplementary", line.link, inv.date))
+                if inv.kind != "regular" or line.kind not in ("late_usage", "rerate"):
+                    # a supplementary invoice bills what its day posted; the cycle's own (first)
+                    # invoice bills its catch-up adjustments of that day with its cumulative usage
                     same_day.add((line.link, inv.date))
     numbers = {inv.number for inv in invoices}
     accrued: dict[str, Decimal] = defaultdict(Decimal)
@@ -566,7 +570,9 @@ def _cycles_cleared(txns: list[Any], invoices: list[Any]) -> None:
         if len(cycles) != 1:
             continue
         link = cycles[0]
-        if txn.date > last[link] or (txn.date == last[link] and (link, txn.date) not in same_day):
+        waits = "debit_adjustment" in (txn.meta or {}) or (txn.narration or "").startswith("Late usage")
+        if txn.date > last[link] or (txn.date == last[link] and ((link, txn.date) not in same_day or waits)
+                                     and not (waits and ("supplementary", link, txn.date) in same_day)):
             continue  # a late entry or debit adjustment of a regular invoice's day waits for the next
         for p in txn.postings:
             if p.account.startswith(("Assets:Receivables:Unbilled:", "Assets:Contract-Assets:")):
