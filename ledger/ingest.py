@@ -764,9 +764,11 @@ def ingest_records(engine: Engine, path: Path, importer: Importer, store: StoreR
                         counts[store(conn, raw, batch_id)] += 1
                     except Rejected as exc:
                         # record None: nothing to retry against new rules (fix the file)
-                        conn.execute(rejects.insert(), _not_yet_rejected(conn, [dict(
+                        fresh = _not_yet_rejected(conn, [dict(
                             batch_id=batch_id, file=name, line=raw.line, reason=exc.reason, detail=exc.detail,
-                            raw=raw_text(raw.raw), importer=importer.name, record=None)]))
+                            raw=raw_text(raw.raw), importer=importer.name, record=None)])
+                        if fresh:  # an empty list would insert one row of defaults
+                            conn.execute(rejects.insert(), fresh)
                         counts["rejected"] += 1
                         reasons[exc.reason] += 1
         except HeaderError as exc:

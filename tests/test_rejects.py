@@ -142,3 +142,16 @@ def test_rejects_bad_usage_is_one_line_exit_2(workspace: Path, args: list[str],
                                               message: str) -> None:
     result = run_cli(workspace, "rejects", *args)
     assert result.exit_code == 2 and message in result.stderr and "Traceback" not in result.output
+
+
+def test_a_payments_file_imported_twice_keeps_its_reject_once(workspace: Path) -> None:
+    """payments.csv line 2 ``12,5O`` (a letter O) is ``bad_number``; importing the file again
+    counts it again (rejected 1) but stores nothing new: one row listed."""
+    path = write(workspace / "payments.csv", "date,amount,currency,invoice,reference\n"
+                 "2026-01-10,\"12,5O\",USD,,BANK-1\n")
+    for _ in range(2):
+        result = run_cli(workspace, "ingest", str(path))
+        assert result.exit_code == 0, result.output
+        assert "rejected 1 (bad_number 1)" in result.output
+    listed = run_cli(workspace, "rejects", "--json").output.splitlines()
+    assert [(json.loads(r)["line"], json.loads(r)["reason"]) for r in listed] == [(2, "bad_number")]
