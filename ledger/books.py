@@ -111,8 +111,9 @@ def sealed_months(books_dir: Path) -> set[str]:
 
 def sealed_documents(books_dir: Path) -> dict[str, str]:
     """``{path under books/: sha256}`` of every document a sealed month's seal covers, as its
-    close file lists them (``custom "meterbook-seal-documents"``, :func:`ledger.seal.coverage_text`).
-    ``post`` never writes these but to put back their sealed bytes; ``check`` verifies them by hash."""
+    close file lists them (``custom "meterbook-seal-documents"``,
+    :func:`ledger.seal.coverage_text`). ``post`` never writes these but to put back their
+    sealed bytes; ``check`` verifies them by hash."""
     found: dict[str, str] = {}
     for month in sorted(sealed_months(books_dir)):
         parsed, _errors, _options = parser.parse_file(str(close_path(books_dir, month)))

@@ -164,10 +164,10 @@ pass_context = click.make_pass_decorator(Context)
 
 def holds_lock(command: str, *, shared: bool = False) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """Run the command holding the workspace lock (:mod:`ledger.lock`): every command that
-    writes the store, the books or the documents; ``shared`` for the commands that read the books
-    with the store (``check``, ``trace``, ``report``, ``statement``, ``reconcile``, ``export journal``):
-    they run side by side but never see a writer half-way (an invoice in the store, its books not yet
-    in place)."""
+    writes the store, the books or the documents; ``shared`` for the commands that read the
+    books with the store (``check``, ``trace``, ``report``, ``statement``, ``reconcile``,
+    ``export journal``): they run side by side but never see a writer half-way (an invoice in
+    the store, its books not yet in place)."""
     def decorate(function: Callable[..., None]) -> Callable[..., None]:
         @functools.wraps(function)
         def run(ctx: Context, *args: Any, **kwargs: Any) -> None:

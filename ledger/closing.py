@@ -948,7 +948,8 @@ def _says_the_same(sealed_file: Path, current: str) -> bool:
 
     def covered(old: object, new: object) -> bool:
         if isinstance(old, dict):
-            return isinstance(new, dict) and all(k in new and covered(v, new[k]) for k, v in old.items())
+            return isinstance(new, dict) and all(k in new and covered(v, new[k])
+                                                 for k, v in old.items())
         if isinstance(old, list):
             return isinstance(new, list) and len(old) == len(new) and all(map(covered, old, new))
         return old == new
@@ -979,10 +980,12 @@ def books_as_posted(session: Session) -> CheckResult:
         return CheckResult(name, False, (f"the books cannot be generated again: {exc}",))
     if differs:
         return CheckResult(name, False, (
-            f"{len(differs)} files differ from what `meterbook post --through {through}` writes from the "
-            "store (edited by hand, or events stored since the last post): " + ", ".join(differs[:10])
+            f"{len(differs)} files differ from what `meterbook post --through {through}` writes "
+            "from the store (edited by hand, or events stored since the last post): "
+            + ", ".join(differs[:10])
             + (f" … and {len(differs) - 10} more" if len(differs) > 10 else ""),))
-    return CheckResult(name, True, (f"main.beancount, accounts.beancount and the open months through {through}",))
+    return CheckResult(name, True, (
+        f"main.beancount, accounts.beancount and the open months through {through}",))
 
 
 def documents_as_issued(session: Session, entries: Sequence[data.Directive]) -> CheckResult:
@@ -1011,11 +1014,13 @@ def documents_as_issued(session: Session, entries: Sequence[data.Directive]) -> 
         if found != content.encode("utf-8"):
             problems.append(f"{relative}: differs from the document the store issued")
     folder = books_dir / "documents"
-    issued = {*session.issued_documents(date.max), *sealed}  # a credit note dated after `through` too
+    # everything issued, a credit note dated after `through` too
+    issued = {*session.issued_documents(date.max), *sealed}
     extra = sorted(p.relative_to(books_dir).as_posix() for p in folder.glob("*")
                    if not p.name.startswith(".")) if folder.is_dir() else []
-    problems += [f"{relative}: not a document the store issued (put there by hand, or left by a command "
-                 "stopped before its store commit: remove it)" for relative in extra if relative not in issued]
+    problems += [f"{relative}: not a document the store issued (put there by hand, or left by a "
+                 "command stopped before its store commit: remove it)"
+                 for relative in extra if relative not in issued]
     name = "documents as issued"
     if problems:
         return CheckResult(name, False, (
@@ -1023,7 +1028,8 @@ def documents_as_issued(session: Session, entries: Sequence[data.Directive]) -> 
             "months' documents again)", *problems[:10],
             *([f"… and {len(problems) - 10} more"] if len(problems) > 10 else [])))
     checked = sum(1 for relative in expected if relative not in sealed)
-    return CheckResult(name, True, (f"{checked} documents of open months as issued, {len(sealed)} under seals",))
+    return CheckResult(name, True, (
+        f"{checked} documents of open months as issued, {len(sealed)} under seals",))
 
 
 def tie_out(session: Session, entries: Sequence[data.Directive]) -> CheckResult:

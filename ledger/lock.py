@@ -110,7 +110,7 @@ def workspace_lock(root: Path, command: str, *, store_url: str = "", shared: boo
         label = None if shared else _open_label(path)
         try:
             if label is not None:
-                with contextlib.suppress(OSError):  # a full disk must not stop the lock: it is only a label
+                with contextlib.suppress(OSError):  # a full disk must not stop the lock: a label
                     os.ftruncate(label, 0)
                     os.pwrite(label, (holder_text(command) + "\n").encode(), 0)
             with _store_lock(store_url, command, limit, waiting) if not shared else contextlib.nullcontext():
@@ -130,7 +130,8 @@ def _open_label(path: Path) -> int | None:
     FIFO; else None (the lock holds without its label). Emptying what a planted link points
     to — a file outside the workspace — is what this refuses."""
     try:
-        label = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+        label = os.open(path, flags, 0o644)
     except OSError:  # a symbolic link (ELOOP), a read-only workspace, …
         return None
     info = os.fstat(label)

@@ -304,7 +304,8 @@ class Session:
         for relative, content in sorted(documents.items()):
             # A sealed document is the record: written again only to put back its sealed bytes
             # (deleted or edited), never changed (a new rendering after an upgrade).
-            if relative in sealed and hashlib.sha256(content.encode()).hexdigest() != sealed[relative]:
+            digest = hashlib.sha256(content.encode()).hexdigest() if relative in sealed else None
+            if digest is not None and digest != sealed[relative]:
                 continue
             staged.add(books_dir / relative, content)
         currencies = sorted({self.workspace.operating_currency} | {c.currency for c in self.rules.customers.values()})
@@ -325,7 +326,8 @@ class Session:
 
     def unposted(self, through: date) -> list[str]:
         """The book files (paths under books/) that differ from what ``post --through through``
-        would write from the store now; documents left out (``check`` compares them on their own)."""
+        would write from the store now; documents left out (``check`` compares them on their
+        own)."""
         entries, documents, _invoices = self.generate(through)
         comparing = books.Comparing()
         self.write(entries, documents, staging=comparing)

@@ -24,10 +24,10 @@ __all__ = ["closed", "posted_template", "ws"]  # the fixtures, shared with test_
 
 
 def test_a_lock_label_linked_to_a_file_elsewhere_is_never_emptied(ws: Path, tmp_path: Path) -> None:
-    """The attack: ``.meterbook.lock`` planted as a symbolic link (then a hard link) to a file outside
-    the workspace; every writer emptied the file it points to (``ftruncate`` through the link). Now
-    the label is written through no link and the lock is the workspace folder's: the command runs,
-    the file keeps its 14 bytes."""
+    """The attack: ``.meterbook.lock`` planted as a symbolic link (then a hard link) to a file
+    outside the workspace; every writer emptied the file it points to (``ftruncate`` through the
+    link). Now the label is written through no link and the lock is the workspace folder's: the
+    command runs, the file keeps its 14 bytes."""
     victim = tmp_path / "victim.txt"
     victim.write_text("precious data\n")
     (ws / LOCK_FILE).unlink(missing_ok=True)
@@ -46,7 +46,8 @@ def test_deleting_the_lock_file_while_it_is_held_admits_no_second_writer(ws: Pat
     be deleted under a holder: the second command waits, then gives up with one line."""
     with workspace_lock(ws, "close 2026-10"):
         (ws / LOCK_FILE).unlink()
-        result = meterbook(ws, "post", "--through", "2026-11-30", env={"METERBOOK_LOCK_TIMEOUT": "0.3"})
+        result = meterbook(ws, "post", "--through", "2026-11-30",
+                           env={"METERBOOK_LOCK_TIMEOUT": "0.3"})
     one_line(result, f"the workspace {ws} is locked by", "gave up after 0.3 s")
 
 
@@ -56,7 +57,8 @@ def test_deleting_the_lock_file_while_it_is_held_admits_no_second_writer(ws: Pat
 @pytest.mark.parametrize(("name", "tamper", "found"), [
     ("INV-2026-000003.html", lambda p: p.write_text(p.read_text().replace("0.25 USD", "0.02 USD")),
      "documents/INV-2026-000003.html: differs from the document the store issued"),
-    ("INV-2026-000003.json", lambda p: p.write_text(p.read_text().replace('"total":"0.25"', '"total":"0.02"')),
+    ("INV-2026-000003.json",
+     lambda p: p.write_text(p.read_text().replace('"total":"0.25"', '"total":"0.02"')),
      "documents/INV-2026-000003.json: differs from the document the store issued"),
     ("INV-2026-000003.html", lambda p: (p.unlink(), p.mkdir()),
      "documents/INV-2026-000003.html: cannot be read: Is a directory"),
@@ -99,7 +101,8 @@ def test_post_never_rewrites_a_sealed_document_but_puts_back_its_sealed_bytes(
 
     def upgraded(invoice: object, rules: object) -> dict[str, str]:
         documents = invoice_documents(invoice, rules)  # type: ignore[arg-type]
-        return {path: text.replace("</body>", "<footer>v2</footer></body>") for path, text in documents.items()}
+        return {path: text.replace("</body>", "<footer>v2</footer></body>")
+                for path, text in documents.items()}
 
     session = open_session(closed)
     try:
@@ -113,7 +116,8 @@ def test_post_never_rewrites_a_sealed_document_but_puts_back_its_sealed_bytes(
     assert "<footer>v2</footer>" in open_html.read_text()
     code, out = check_lines(closed)
     assert "ok, 4 documents and the close report" in out  # the seal holds
-    assert code == 1 and "documents/INV-2026-000003.html: differs from the document the store issued" in out
+    assert code == 1
+    assert "documents/INV-2026-000003.html: differs from the document the store issued" in out
 
 
 # --- the books as post writes them ------------------------------------------------------------
@@ -125,7 +129,8 @@ def test_post_never_rewrites_a_sealed_document_but_puts_back_its_sealed_bytes(
                          "  Income:Usage:Api-Calls  -5.00 USD\n",
      "2026/2026-11.beancount"),
     ("main.beancount",
-     lambda text: text.replace('option "title"', 'option "inferred_tolerance_default" "USD:1000"\noption "title"'),
+     lambda text: text.replace(
+         'option "title"', 'option "inferred_tolerance_default" "USD:1000"\noption "title"'),
      "main.beancount"),
 ])
 def test_an_entry_or_option_forged_into_the_open_books_fails_check(
@@ -142,14 +147,16 @@ def test_an_entry_or_option_forged_into_the_open_books_fails_check(
     code, out = check_lines(ws)
     assert code == 1, out
     assert "FAILED  books as posted" in out
-    assert f"writes from the store (edited by hand, or events stored since the last post): {named}" in out
+    assert ("writes from the store (edited by hand, or events stored since the last post): "
+            f"{named}") in out
     assert meterbook(ws, "post", "--through", "2026-11-30").returncode == 0
     assert target.read_text() == text
     code, out = check_lines(ws)
     assert code == 0 and "ok      books as posted" in out
 
 
-def test_a_sealed_invoice_edited_in_the_store_is_named_against_its_sealed_copy(closed: Path) -> None:
+def test_a_sealed_invoice_edited_in_the_store_is_named_against_its_sealed_copy(
+        closed: Path) -> None:
     """INV-2026-000002 (ann, Oct 15: 15 calls × 0.05 = 0.75 USD) is sealed with October. Its line
     edited in the store to 0.07 contradicts the sealed JSON, which ``check`` names (besides the
     tie-out the changed figure breaks)."""
@@ -205,7 +212,8 @@ def test_a_reader_waits_for_a_writer_half_way(ws: Path, tmp_path: Path) -> None:
     assert not (ws / "books" / "documents" / f"{number}.json").exists()  # half-way
     trace = start(ws, "trace", number)
     waiting = trace.stderr.readline() if trace.stderr else ""
-    assert waiting.startswith("meterbook: waiting: the workspace") and "`meterbook invoice`" in waiting
+    assert waiting.startswith("meterbook: waiting: the workspace")
+    assert "`meterbook invoice`" in waiting
     release.write_text("go")
     assert invoice.wait(timeout=300) == 0
     out, err = trace.communicate(timeout=300)
