@@ -559,6 +559,7 @@ def _cycles_cleared(txns: list[Any], invoices: list[Any]) -> None:
                     same_day.add((line.link, inv.date))
     numbers = {inv.number for inv in invoices}
     accrued: dict[str, Decimal] = defaultdict(Decimal)
+    optional: dict[str, Decimal] = defaultdict(Decimal)
     for txn in txns:
         if (
             (txn.meta or {}).get("invoice") in numbers
@@ -574,10 +575,15 @@ def _cycles_cleared(txns: list[Any], invoices: list[Any]) -> None:
         if txn.date > last[link] or (txn.date == last[link] and ((link, txn.date) not in same_day or waits)
                                      and not (waits and ("supplementary", link, txn.date) in same_day)):
             continue  # a late entry or debit adjustment of a regular invoice's day waits for the next
+        # a catch-up adjustment of the invoice's day belongs to that invoice when the cycle was
+        # not invoiced before (its cumulative usage includes it), else to the next one: either
+        # reading must tie out
+        catch_up = txn.date == last[link] and (txn.narration or "").startswith("Late adjustment")
         for p in txn.postings:
             if p.account.startswith(("Assets:Receivables:Unbilled:", "Assets:Contract-Assets:")):
-                accrued[link] += p.units.number
-    left = {link: accrued[link] - billed[link] for link in last if accrued[link] != billed[link]}
+                (optional if catch_up else accrued)[link] += p.units.number
+    left = {link: accrued[link] - billed[link] for link in last
+            if billed[link] not in (accrued[link], accrued[link] + optional[link])}
     if left:
         raise Failure(
             f"invoiced cycles with unbilled or contract assets left (accrued − billed): {left}"
