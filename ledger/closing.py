@@ -738,11 +738,11 @@ def cash_balances(session: Session, month: str) -> dict[tuple[str, str], Decimal
         ("Assets:Bank:Operating", "USD")        17.40   0.40 + 2.00 + 15.00
         ("Liabilities:Unapplied-Cash", "USD")  -16.25   (2.00 - 0.75) + 15.00
 
-    The posted payment entries are not read, so a payment lost or edited on the
     Cash applications (``meterbook apply`` / ``refund``) dated through the month's
     end count too: cash applied later leaves unapplied cash, a refund paid out
     leaves the bank (and unapplied cash when it refunds a payment's rest).
 
+    The posted payment entries are not read, so a payment lost or edited on the
     way to the books fails its assertion.
     """
     end = last_day(month)
