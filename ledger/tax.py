@@ -61,7 +61,7 @@ from ledger.money import round_money
 if TYPE_CHECKING:
     from ledger.invoicing import Invoice
     from ledger.registry import Registry
-    from ledger.reports import Report, Sources
+    from ledger.reports import Cell, Report, Sources
     from ledger.rules import Customer, Rules
 
 ZERO = Decimal(0)
@@ -1110,11 +1110,28 @@ def tax_movements(sources: Sources, months: Iterable[str]) -> dict[tuple[str, st
     return dict(out)
 
 
+def _tax_row(
+    jurisdiction: str, treatment: str, name: str, rate: Decimal, currency: str,
+    base: Decimal, amount: Decimal, count: Decimal,
+) -> tuple[Cell, ...]:
+    """One row of the tax report's tables: base and tax rounded to the currency's minor unit."""
+    return (
+        jurisdiction or "(none)",
+        treatment.replace("_", " "),
+        name,
+        percent(rate),
+        currency,
+        round_money(base, currency),
+        round_money(amount, currency),
+        int(count),
+    )
+
+
 def tax_report(sources: Sources, months: Sequence[str]) -> Report:
     """``meterbook report tax``: per month, jurisdiction, treatment and rate the taxable base and
     the tax of the invoices and credit notes dated in the month, and the tie-out to the books."""
     from ledger import seal
-    from ledger.reports import Cell, Report, Table
+    from ledger.reports import Report, Table
 
     wanted = set(months)
     rows: dict[tuple[str, str, str, str, Decimal, str], list[Decimal]] = defaultdict(
@@ -1148,20 +1165,7 @@ def tax_report(sources: Sources, months: Sequence[str]) -> Report:
                     sign * line.amount
                 )
     table: list[tuple[Cell, ...]] = [
-        (
-            month,
-            jurisdiction or "(none)",
-            treatment.replace("_", " "),
-            name,
-            percent(rate),
-            currency,
-            round_money(base, currency),
-            round_money(amount, currency),
-            int(count),
-        )
-        for (month, jurisdiction, treatment, name, rate, currency), (base, amount, count) in sorted(
-            rows.items()
-        )
+        (key[0], *_tax_row(*key[1:], *figures)) for key, figures in sorted(rows.items())
     ]
     # the period's figures: what a quarterly (or yearly) return declares
     period: dict[tuple[str, str, str, Decimal, str], list[Decimal]] = defaultdict(
@@ -1171,21 +1175,7 @@ def tax_report(sources: Sources, months: Sequence[str]) -> Report:
         summed = period[(jurisdiction, treatment, name, rate, currency)]
         for i in range(3):
             summed[i] += figures[i]
-    totals: list[tuple[Cell, ...]] = [
-        (
-            jurisdiction or "(none)",
-            treatment.replace("_", " "),
-            name,
-            percent(rate),
-            currency,
-            round_money(base, currency),
-            round_money(amount, currency),
-            int(count),
-        )
-        for (jurisdiction, treatment, name, rate, currency), (base, amount, count) in sorted(
-            period.items()
-        )
-    ]
+    totals = [_tax_row(*key, *figures) for key, figures in sorted(period.items())]
     span = f"{min(months)}..{max(months)}" if months else "(none)"
     over = Table(
         f"Tax by jurisdiction and rate over {span}",
