@@ -43,7 +43,17 @@ def _install(extra: str, *, pinned: bool = True) -> None:
         venv.create(VENV, with_pip=True)
     target = f".[{extra}]" if extra else "."
     pin = ["-c", CONSTRAINTS] if pinned and CONSTRAINTS.is_file() else []
-    _run(BIN / "python", "-m", "pip", "install", "-q", "--disable-pip-version-check", *pin, "-e", target)
+    _run(
+        BIN / "python",
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--disable-pip-version-check",
+        *pin,
+        "-e",
+        target,
+    )
 
 
 #: The versions of every package the test install pulls, as CI tested them (pip constraints:
@@ -58,14 +68,34 @@ def constraints(args: list[str]) -> None:
     if args:
         sys.exit("usage: python3 tasks.py constraints")
     _install("test", pinned=False)  # a new dependency resolves; what is installed already stays
-    frozen = subprocess.run([str(BIN / "python"), "-m", "pip", "freeze", "--exclude-editable",
-                             "--disable-pip-version-check"], cwd=ROOT, capture_output=True, text=True, check=True)
-    pins = sorted({line.strip() for line in frozen.stdout.splitlines()
-                   if "==" in line and " @ " not in line and not line.lower().startswith("meterbook==")},
-                  key=str.lower)
+    frozen = subprocess.run(
+        [
+            str(BIN / "python"),
+            "-m",
+            "pip",
+            "freeze",
+            "--exclude-editable",
+            "--disable-pip-version-check",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    pins = sorted(
+        {
+            line.strip()
+            for line in frozen.stdout.splitlines()
+            if "==" in line and " @ " not in line and not line.lower().startswith("meterbook==")
+        },
+        key=str.lower,
+    )
     CONSTRAINTS.write_text(
         "# The versions CI tested: `pip install -c constraints.txt -e .[test]` (tasks.py does).\n"
-        "# Regenerate after changing a dependency: python3 tasks.py constraints\n" + "\n".join(pins) + "\n")
+        "# Regenerate after changing a dependency: python3 tasks.py constraints\n"
+        + "\n".join(pins)
+        + "\n"
+    )
     print(f"{CONSTRAINTS.name}: {len(pins)} pinned packages")
 
 
@@ -78,6 +108,7 @@ def demo(args: list[str]) -> None:
 def test(args: list[str]) -> None:
     _install("test")
     os.environ.setdefault("BEANCOUNT_DISABLE_LOAD_CACHE", "1")
+    _run(BIN / "ruff", "format", "--check", "ledger", "plugins", "importers", "tests")
     _run(BIN / "ruff", "check", "ledger", "plugins", "importers", "tests")
     _run(BIN / "mypy", "ledger", "plugins", "importers")
     _run(BIN / "python", "-m", "pytest", *args)
@@ -90,31 +121,86 @@ def test(args: list[str]) -> None:
 _DOCTEST = "test_doctests.py::test_docstring_examples[ledger."
 #: Left out of every selection: each costs seconds per mutant, and what they check is also
 #: checked by the fast worked examples of the same modules.
-_SLOW = ("--deselect", "tests/test_rating.py::test_cumulative_rating_at_any_cut_offs_adds_up_to_rating_once",
-         "--deselect", "tests/test_flat.py::test_accruals_of_a_cycle_sum_to_its_invoice",
-         "--deselect",
-         "tests/test_posting_properties.py::test_books_balance_and_do_not_depend_on_ingest_order_or_chunking")
+_SLOW = (
+    "--deselect",
+    "tests/test_rating.py::test_cumulative_rating_at_any_cut_offs_adds_up_to_rating_once",
+    "--deselect",
+    "tests/test_flat.py::test_accruals_of_a_cycle_sum_to_its_invoice",
+    "--deselect",
+    "tests/test_posting_properties.py::test_books_balance_and_do_not_depend_on_ingest_order_or_chunking",
+)
 MUTATION_MODULES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "money": (("ledger/money.py",),
-              ("test_jpy.py", "test_currencies.py", _DOCTEST + "money]", "test_pricing_models.py",
-               "test_mutation_kills.py")),
-    "cycles": (("ledger/cycles.py",), ("test_cycles.py", _DOCTEST + "cycles]", "test_rating.py", *_SLOW)),
+    "money": (
+        ("ledger/money.py",),
+        (
+            "test_jpy.py",
+            "test_currencies.py",
+            _DOCTEST + "money]",
+            "test_pricing_models.py",
+            "test_mutation_kills.py",
+        ),
+    ),
+    "cycles": (
+        ("ledger/cycles.py",),
+        ("test_cycles.py", _DOCTEST + "cycles]", "test_rating.py", *_SLOW),
+    ),
     "metering": (("ledger/metering.py",), ("test_metering.py", "test_rating.py", *_SLOW)),
-    "rating": (("ledger/rating.py",),
-               ("test_rating.py", "test_credit_draws.py", "test_rating_edges.py", "test_flat.py",
-                "test_plugin_failures.py", _DOCTEST + "rating]", "test_mutation_kills.py", *_SLOW)),
-    "pricing": (("ledger/pricing.py", "plugins/unit.py", "plugins/graduated.py", "plugins/volume.py",
-                 "plugins/package.py", "plugins/percentage.py", "plugins/flat.py"),
-                ("test_pricing_models.py", "test_flat.py", "test_plugin_failures.py", *_SLOW,
-                 "test_mutation_kills.py", _DOCTEST + "pricing]", *(_DOCTEST + f"plugins.{name}]" for name in
-                                                             ("unit", "graduated", "volume", "package",
-                                                              "percentage", "flat")))),
-    "posting": (("ledger/posting.py",),
-                ("test_posting.py", "test_posting_properties.py", "test_credit_draws.py",
-                 "test_flat.py", "test_jpy.py", _DOCTEST + "posting]", "test_mutation_kills.py",
-                 "test_metadata.py", "test_close.py", "test_supplementary.py", *_SLOW)),
-    "invoicing": (("ledger/invoicing.py",),
-                  ("test_invoice_gate.py", "test_supplementary.py", "test_posting.py", "test_metadata.py")),
+    "rating": (
+        ("ledger/rating.py",),
+        (
+            "test_rating.py",
+            "test_credit_draws.py",
+            "test_rating_edges.py",
+            "test_flat.py",
+            "test_plugin_failures.py",
+            _DOCTEST + "rating]",
+            "test_mutation_kills.py",
+            *_SLOW,
+        ),
+    ),
+    "pricing": (
+        (
+            "ledger/pricing.py",
+            "plugins/unit.py",
+            "plugins/graduated.py",
+            "plugins/volume.py",
+            "plugins/package.py",
+            "plugins/percentage.py",
+            "plugins/flat.py",
+        ),
+        (
+            "test_pricing_models.py",
+            "test_flat.py",
+            "test_plugin_failures.py",
+            *_SLOW,
+            "test_mutation_kills.py",
+            _DOCTEST + "pricing]",
+            *(
+                _DOCTEST + f"plugins.{name}]"
+                for name in ("unit", "graduated", "volume", "package", "percentage", "flat")
+            ),
+        ),
+    ),
+    "posting": (
+        ("ledger/posting.py",),
+        (
+            "test_posting.py",
+            "test_posting_properties.py",
+            "test_credit_draws.py",
+            "test_flat.py",
+            "test_jpy.py",
+            _DOCTEST + "posting]",
+            "test_mutation_kills.py",
+            "test_metadata.py",
+            "test_close.py",
+            "test_supplementary.py",
+            *_SLOW,
+        ),
+    ),
+    "invoicing": (
+        ("ledger/invoicing.py",),
+        ("test_invoice_gate.py", "test_supplementary.py", "test_posting.py", "test_metadata.py"),
+    ),
     "payments": (("ledger/payments.py",), ("test_payments.py",)),
     "credit_notes": (("ledger/credit_notes.py",), ("test_credit_notes.py",)),
     "seal": (("ledger/seal.py",), ("test_seal.py",)),
@@ -134,17 +220,34 @@ def mutation(args: list[str]) -> None:
 
     parser = argparse.ArgumentParser(prog="tasks.py mutation")
     parser.add_argument("module", choices=sorted(MUTATION_MODULES))
-    parser.add_argument("--max-minutes", type=float, default=30.0,
-                        help="stop mutating after this long; the score counts what was tried")
+    parser.add_argument(
+        "--max-minutes",
+        type=float,
+        default=30.0,
+        help="stop mutating after this long; the score counts what was tried",
+    )
     parser.add_argument("--children", type=int, default=2, help="parallel mutant runs (default 2)")
-    parser.add_argument("--from-git", metavar="REV",
-                        help="mutate the files as committed at REV instead of the working tree")
-    parser.add_argument("--resume", action="store_true",
-                        help="go on with the mutants the last run of MODULE did not try (same copy)")
-    parser.add_argument("--retest", action="store_true",
-                        help="run the last run's survivors again, on a fresh copy of code and tests")
-    parser.add_argument("mutants", nargs="*", metavar="MUTANT",
-                        help="only these mutants (names as printed), on a fresh copy")
+    parser.add_argument(
+        "--from-git",
+        metavar="REV",
+        help="mutate the files as committed at REV instead of the working tree",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on with the mutants the last run of MODULE did not try (same copy)",
+    )
+    parser.add_argument(
+        "--retest",
+        action="store_true",
+        help="run the last run's survivors again, on a fresh copy of code and tests",
+    )
+    parser.add_argument(
+        "mutants",
+        nargs="*",
+        metavar="MUTANT",
+        help="only these mutants (names as printed), on a fresh copy",
+    )
     opts = parser.parse_intermixed_args(args)
     if not (BIN / "mutmut").exists():
         _install("test,mutation")
@@ -169,19 +272,28 @@ def _copy_tree(name: str, target: Path, rev: str | None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         source = ROOT
         if rev:
-            archive = subprocess.run(["git", "archive", rev, name], cwd=ROOT, check=True,
-                                     capture_output=True).stdout
+            archive = subprocess.run(
+                ["git", "archive", rev, name], cwd=ROOT, check=True, capture_output=True
+            ).stdout
             subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
             source = Path(tmp)
-        shutil.copytree(source / name, target, dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        shutil.copytree(
+            source / name,
+            target,
+            dirs_exist_ok=True,
+            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+        )
 
 
 def _survivors(stage: Path) -> list[str]:
-    listing = subprocess.run([str(BIN / "mutmut"), "results"], cwd=stage, capture_output=True,
-                             text=True).stdout
-    return sorted(line.split(":")[0].strip() for line in listing.splitlines()
-                  if line.rstrip().endswith(": survived"))
+    listing = subprocess.run(
+        [str(BIN / "mutmut"), "results"], cwd=stage, capture_output=True, text=True
+    ).stdout
+    return sorted(
+        line.split(":")[0].strip()
+        for line in listing.splitlines()
+        if line.rstrip().endswith(": survived")
+    )
 
 
 def _stage(stage: Path, files: tuple[str, ...], tests: tuple[str, ...], rev: str | None) -> None:
@@ -190,8 +302,13 @@ def _stage(stage: Path, files: tuple[str, ...], tests: tuple[str, ...], rev: str
 
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
-    layout = {"ledger": "src/ledger", "plugins": "src/ledger/plugins",
-              "importers": "src/ledger/importers", "tests": "tests", "rules": "rules"}
+    layout = {
+        "ledger": "src/ledger",
+        "plugins": "src/ledger/plugins",
+        "importers": "src/ledger/importers",
+        "tests": "tests",
+        "rules": "rules",
+    }
     for name, target in layout.items():
         _copy_tree(name, stage / target, rev)
     _settings(stage, files, tests)
@@ -204,42 +321,63 @@ def _settings(stage: Path, files: tuple[str, ...], tests: tuple[str, ...]) -> No
 
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     common = tomllib.loads(pyproject).get("tool", {}).get("mutmut", {})
-    settings = {**common,
-                "source_paths": ["src/ledger"],
-                "only_mutate": ["src/" + f.replace("plugins/", "ledger/plugins/") for f in files],
-                "pytest_add_cli_args_test_selection": [
-                    t if t.startswith(("-", "tests/")) else f"tests/{t}" for t in tests
-                    if t.startswith(("-", "tests/")) or (stage / "tests" / t.split("::")[0]).exists()]}
+    settings = {
+        **common,
+        "source_paths": ["src/ledger"],
+        "only_mutate": ["src/" + f.replace("plugins/", "ledger/plugins/") for f in files],
+        "pytest_add_cli_args_test_selection": [
+            t if t.startswith(("-", "tests/")) else f"tests/{t}"
+            for t in tests
+            if t.startswith(("-", "tests/")) or (stage / "tests" / t.split("::")[0]).exists()
+        ],
+    }
     own = re.sub(r"(?ms)^\[tool\.mutmut\]\n.*?(?=^\[|\Z)", "", pyproject)
     table = "".join(f"{key} = {_toml(value)}\n" for key, value in settings.items())
     (stage / "pyproject.toml").write_text(own + "\n[tool.mutmut]\n" + table, encoding="utf-8")
 
 
-def _run_mutmut(stage: Path, module: str, max_minutes: float, children: int,
-                names: list[str]) -> None:
+def _run_mutmut(
+    stage: Path, module: str, max_minutes: float, children: int, names: list[str]
+) -> None:
     """mutmut run in ``stage`` (only the mutants ``names`` when given), stopped after
     ``max_minutes``; then the score and the survivors."""
     import json
     import signal
 
     env = {**os.environ, "BEANCOUNT_DISABLE_LOAD_CACHE": "1"}
-    command = ["nice", "-n", "15", str(BIN / "mutmut"), "run", "--max-children", str(children), *names]
-    print("+", " ".join(command), f"(in {stage.relative_to(ROOT)}, at most {max_minutes:g} min)",
-          flush=True)
+    command = [
+        "nice",
+        "-n",
+        "15",
+        str(BIN / "mutmut"),
+        "run",
+        "--max-children",
+        str(children),
+        *names,
+    ]
+    print(
+        "+",
+        " ".join(command),
+        f"(in {stage.relative_to(ROOT)}, at most {max_minutes:g} min)",
+        flush=True,
+    )
     run = subprocess.Popen(command, cwd=stage, env=env, start_new_session=True)
     try:
         run.wait(timeout=max_minutes * 60)
     except subprocess.TimeoutExpired:
-        print(f"\n{max_minutes:g} minutes are up: stopping mutmut (untried mutants are not counted; "
-              f"--resume goes on with them)")
+        print(
+            f"\n{max_minutes:g} minutes are up: stopping mutmut (untried mutants are not counted; "
+            f"--resume goes on with them)"
+        )
         os.killpg(run.pid, signal.SIGINT)
         try:
             run.wait(timeout=60)
         except subprocess.TimeoutExpired:
             os.killpg(run.pid, signal.SIGKILL)
             run.wait()
-    subprocess.run([str(BIN / "mutmut"), "export-cicd-stats"], cwd=stage, env=env,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [str(BIN / "mutmut"), "export-cicd-stats"], cwd=stage, env=env, stdout=subprocess.DEVNULL
+    )
     stats_file = stage / "mutants" / "mutmut-cicd-stats.json"
     if not stats_file.exists():
         sys.exit("mutmut produced no results (see its output above)")
@@ -248,15 +386,24 @@ def _run_mutmut(stage: Path, module: str, max_minutes: float, children: int,
     caught = stats["killed"] + stats["timeout"] + stats["suspicious"] + stats["segfault"]
     tried = caught + stats["survived"] + stats["no_tests"]
     score = 100 * caught / tried if tried else 0.0
-    print(f"\n{module}: {stats['total']} mutants, killed {caught} (timeouts {stats['timeout']}), "
-          f"survived {stats['survived']}, no tests {stats['no_tests']}, "
-          f"not tried {stats['total'] - tried}: score {score:.1f}% of those tried")
+    print(
+        f"\n{module}: {stats['total']} mutants, killed {caught} (timeouts {stats['timeout']}), "
+        f"survived {stats['survived']}, no tests {stats['no_tests']}, "
+        f"not tried {stats['total'] - tried}: score {score:.1f}% of those tried"
+    )
     shown = []
     for name in survivors:
         print("  survived:", name)
         if len(shown) < 60:  # `mutmut show` takes a second or two each
-            shown.append(subprocess.run([str(BIN / "mutmut"), "show", name], cwd=stage, env=env,
-                                        capture_output=True, text=True).stdout)
+            shown.append(
+                subprocess.run(
+                    [str(BIN / "mutmut"), "show", name],
+                    cwd=stage,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                ).stdout
+            )
     (stage / "survivors.txt").write_text("\n".join(shown), encoding="utf-8")
     if survivors:
         print(f"their diffs: {(stage / 'survivors.txt').relative_to(ROOT)}")

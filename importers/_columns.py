@@ -88,8 +88,10 @@ class ColumnsCsv(Filing, Generic[Record]):
                 raise HeaderError(f"line {line}: header: duplicate column {duplicate!r}")
             missing = [n for n in self.required if n not in names]
             if missing:
-                raise HeaderError(f"line {line}: header: missing column {missing[0]!r} "
-                                  f"({self.what} files have {','.join(self.columns)})")
+                raise HeaderError(
+                    f"line {line}: header: missing column {missing[0]!r} "
+                    f"({self.what} files have {','.join(self.columns)})"
+                )
             return records, names
         return None
 
@@ -108,8 +110,9 @@ class ColumnsCsv(Filing, Generic[Record]):
                     detail = f"{n} cells, the header has {width}"
                     yield self._unreadable(line, "bad_csv", detail, cells)
                     continue
-                yield self.record(line, cells, *("" if i is None or i >= n else cells[i]
-                                                 for i in at))
+                yield self.record(
+                    line, cells, *("" if i is None or i >= n else cells[i] for i in at)
+                )
         source.drain()
 
     def read(self, path: str | os.PathLike[str]) -> Iterator[Record]:

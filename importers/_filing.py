@@ -64,11 +64,11 @@ class Filing(Importer):
     def filename(self, filepath: str) -> str:
         """``<importer name>.<file name>`` without an archive's date prefix.
 
-            >>> from ledger.importers.payments import PaymentsCsv
-            >>> PaymentsCsv().filename("/downloads/2026-10-26.payments-csv.bank.csv")
-            'payments-csv.bank.csv'
-            >>> PaymentsCsv().filename("/downloads/bank.csv")
-            'payments-csv.bank.csv'
+        >>> from ledger.importers.payments import PaymentsCsv
+        >>> PaymentsCsv().filename("/downloads/2026-10-26.payments-csv.bank.csv")
+        'payments-csv.bank.csv'
+        >>> PaymentsCsv().filename("/downloads/bank.csv")
+        'payments-csv.bank.csv'
         """
         base = _DATED.sub("", os.path.basename(filepath))
         prefix = f"{self.name}."

@@ -78,8 +78,14 @@ class RawEvent(NamedTuple):
 
     def record(self) -> dict[str, Any]:
         """The row as a plain event object (what ``--retry-rejected`` reads back)."""
-        return {"id": self.id, "source": self.source, "customer": self.customer, "type": self.type,
-                "time": self.time, "properties": self.properties}
+        return {
+            "id": self.id,
+            "source": self.source,
+            "customer": self.customer,
+            "type": self.type,
+            "time": self.time,
+            "properties": self.properties,
+        }
 
 
 def unreadable(line: int, reason: str, detail: str, raw: str | list[str]) -> RawEvent:
@@ -91,8 +97,13 @@ class Source:
     """A binary file read in blocks: its sha256 and byte count as it goes, and
     bounded lines (:meth:`lines`)."""
 
-    def __init__(self, file: BinaryIO, *, line_limit: int = LINE_LIMIT,
-                 progress: Callable[[int], None] | None = None):
+    def __init__(
+        self,
+        file: BinaryIO,
+        *,
+        line_limit: int = LINE_LIMIT,
+        progress: Callable[[int], None] | None = None,
+    ):
         self.file = file
         self.sha = hashlib.sha256()
         self.bytes_read = 0
@@ -111,7 +122,7 @@ class Source:
             if block.startswith(_BOM):
                 self.sha.update(_BOM)
                 self.bytes_read += len(_BOM)
-                block = block[len(_BOM):]
+                block = block[len(_BOM) :]
         self.sha.update(block)
         self.bytes_read += len(block)
         if self.progress is not None and block:
@@ -168,10 +179,10 @@ class Source:
                     if len(pending) > limit:
                         over, sample, pending = len(pending), pending[:SAMPLE], b""
                 continue
-            head, tail = block[: cut + 1], block[cut + 1:]
+            head, tail = block[: cut + 1], block[cut + 1 :]
             if over or pending:
                 nl = head.find(b"\n")
-                first, head = head[: nl + 1], head[nl + 1:]
+                first, head = head[: nl + 1], head[nl + 1 :]
                 if over:
                     yield self._too_long(over + len(first), sample)
                     over = 0
@@ -194,9 +205,11 @@ class Source:
 
     def _too_long(self, size: int, sample: bytes) -> str:
         self._lines_done += 1
-        self.bad[self._lines_done] = ("too_long", f"line of {size} bytes is over the {self.line_limit}-byte limit",
-                                      _printable_sample(sample.decode("utf-8", "backslashreplace"))
-                                      + "…")
+        self.bad[self._lines_done] = (
+            "too_long",
+            f"line of {size} bytes is over the {self.line_limit}-byte limit",
+            _printable_sample(sample.decode("utf-8", "backslashreplace")) + "…",
+        )
         return "\n"
 
     def _decode(self, data: bytes) -> Iterator[str]:
@@ -219,16 +232,20 @@ class Source:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
                 self.bad[self._lines_done] = (
-                    "bad_encoding", f"invalid UTF-8 at byte {exc.start + 1} of the line",
-                    _printable_sample(raw[:SAMPLE].rstrip(b"\r\n").decode("utf-8",
-                                                                          "backslashreplace")))
+                    "bad_encoding",
+                    f"invalid UTF-8 at byte {exc.start + 1} of the line",
+                    _printable_sample(
+                        raw[:SAMPLE].rstrip(b"\r\n").decode("utf-8", "backslashreplace")
+                    ),
+                )
                 yield "\n"
                 continue
             if "\x00" in text:
                 self.bad[self._lines_done] = (
                     "bad_encoding",
                     f"NUL character (U+0000) at character {text.index(chr(0)) + 1} of the line",
-                    _printable_sample(text.rstrip("\r\n")))
+                    _printable_sample(text.rstrip("\r\n")),
+                )
                 yield "\n"
                 continue
             yield text
@@ -448,8 +465,8 @@ def _first_object(head: bytes) -> dict[str, Any] | None:
 def csv_header(head: bytes) -> set[str]:
     """The column names of the first non-blank line of a CSV head (empty if it is not CSV text).
 
-        >>> sorted(csv_header(b"date,amount,currency,invoice,reference\\n2026-10-20,60.00,USD,,B-1\\n"))
-        ['amount', 'currency', 'date', 'invoice', 'reference']
+    >>> sorted(csv_header(b"date,amount,currency,invoice,reference\\n2026-10-20,60.00,USD,,B-1\\n"))
+    ['amount', 'currency', 'date', 'invoice', 'reference']
     """
     try:
         first = _first_line(head).decode("utf-8")
@@ -506,21 +523,37 @@ class CsvEvents(EventImporter):
         i_source = names.index("source") if "source" in names else -1
         props = sorted((name, i) for i, name in enumerate(names) if name not in FIELDS)
         width = len(names)
-        new = tuple.__new__  # RawEvent(...) without the Python-level __new__ of a NamedTuple (hot loop)
+        new = (
+            tuple.__new__
+        )  # RawEvent(...) without the Python-level __new__ of a NamedTuple (hot loop)
         for line, cells in records:
             if isinstance(cells, tuple):
                 yield unreadable(line, *cells)
                 continue
             if len(cells) != width:
                 if len(cells) > width:
-                    yield unreadable(line, "bad_csv", f"{len(cells)} cells, the header has {width}", cells)
+                    yield unreadable(
+                        line, "bad_csv", f"{len(cells)} cells, the header has {width}", cells
+                    )
                     continue
                 yield _short_row(line, cells, names)
                 continue
             src = cells[i_source] if i_source >= 0 else ""
-            yield new(RawEvent, (line, cells, cells[i_id], src or DEFAULT_SOURCE, cells[i_customer],
-                                 cells[i_type], cells[i_time], {name: v for name, i in props if (v := cells[i])},
-                                 "", ""))
+            yield new(
+                RawEvent,
+                (
+                    line,
+                    cells,
+                    cells[i_id],
+                    src or DEFAULT_SOURCE,
+                    cells[i_customer],
+                    cells[i_type],
+                    cells[i_time],
+                    {name: v for name, i in props if (v := cells[i])},
+                    "",
+                    "",
+                ),
+            )
 
 
 def _short_row(line: int, cells: list[str], names: list[str]) -> RawEvent:
@@ -534,8 +567,16 @@ def _short_row(line: int, cells: list[str], names: list[str]) -> RawEvent:
     values = dict(zip(names, cells, strict=False))
     props = dict(sorted((k, v) for k, v in values.items() if v and k not in FIELDS))
     get = values.get
-    return RawEvent(line, cells, get("id", ""), get("source", "") or DEFAULT_SOURCE,
-                    get("customer", ""), get("type", ""), get("time", ""), props)
+    return RawEvent(
+        line,
+        cells,
+        get("id", ""),
+        get("source", "") or DEFAULT_SOURCE,
+        get("customer", ""),
+        get("type", ""),
+        get("time", ""),
+        props,
+    )
 
 
 def raw_text(raw: str | list[str]) -> str:
@@ -580,14 +621,21 @@ class _JsonEvents(EventImporter):
 
     def event(self, line: int, raw: str, obj: Any) -> RawEvent:
         if not isinstance(obj, dict):
-            return unreadable(line, "bad_json", f"expected an object, got {type(obj).__name__}", raw)
+            return unreadable(
+                line, "bad_json", f"expected an object, got {type(obj).__name__}", raw
+            )
         if "\\u" in raw:  # only an escape writes a NUL or a lone surrogate; first, so that no
             unstorable = _unstorable(obj, "data" if self.cloudevents else "properties")  # detail
             if unstorable:  # below quotes one (a detail is stored text too)
                 return unreadable(line, "bad_json", unstorable, raw)
         if self.cloudevents:
-            fields = {"id": obj.get("id"), "source": obj.get("source"), "customer": obj.get("subject"),
-                      "type": obj.get("type"), "time": obj.get("time")}
+            fields = {
+                "id": obj.get("id"),
+                "source": obj.get("source"),
+                "customer": obj.get("subject"),
+                "type": obj.get("type"),
+                "time": obj.get("time"),
+            }
             props = obj.get("data")
             where = "data"
         else:
@@ -601,7 +649,9 @@ class _JsonEvents(EventImporter):
                 continue
             as_text = _text(value)
             if as_text is None:
-                return unreadable(line, "bad_json", f"{key}: expected a string, got {type(value).__name__}", raw)
+                return unreadable(
+                    line, "bad_json", f"{key}: expected a string, got {type(value).__name__}", raw
+                )
             text[key] = as_text
         properties: dict[str, str] = {}
         if props is not None:
@@ -613,11 +663,23 @@ class _JsonEvents(EventImporter):
                     continue
                 as_text = _text(value)
                 if as_text is None:
-                    return unreadable(line, "bad_json",
-                                      f"{where}.{key}: expected a string or number, got {type(value).__name__}", raw)
+                    return unreadable(
+                        line,
+                        "bad_json",
+                        f"{where}.{key}: expected a string or number, got {type(value).__name__}",
+                        raw,
+                    )
                 properties[key] = as_text
-        return RawEvent(line, raw, text["id"], text["source"] or DEFAULT_SOURCE, text["customer"], text["type"],
-                        text["time"], properties)
+        return RawEvent(
+            line,
+            raw,
+            text["id"],
+            text["source"] or DEFAULT_SOURCE,
+            text["customer"],
+            text["type"],
+            text["time"],
+            properties,
+        )
 
 
 def _unstorable(obj: dict[str, Any], where: str) -> str:
@@ -635,8 +697,10 @@ def _unstorable(obj: dict[str, Any], where: str) -> str:
         for text in (key, value):
             found = _UNSTORABLE.search(text) if isinstance(text, str) else None
             if found:
-                return (f"{name!r}: holds \\u{ord(found.group()):04x}, which is not text "
-                        "(a NUL or a lone surrogate)")
+                return (
+                    f"{name!r}: holds \\u{ord(found.group()):04x}, which is not text "
+                    "(a NUL or a lone surrogate)"
+                )
     return ""
 
 
@@ -650,7 +714,11 @@ class JsonlEvents(_JsonEvents):
     def sniff(self, head: bytes) -> bool:
         """The first line is a JSON object with an ``id`` or ``customer`` and no ``specversion``."""
         first = _first_object(head)
-        return first is not None and "specversion" not in first and bool({"id", "customer"} & set(first))
+        return (
+            first is not None
+            and "specversion" not in first
+            and bool({"id", "customer"} & set(first))
+        )
 
     def rows(self, source: Source) -> Iterator[RawEvent]:
         bad = source.bad
@@ -759,16 +827,21 @@ class CloudEventsJson(_JsonEvents):
                         continue
                     reason = "too_long" if len(buf) - pos > source.line_limit else "bad_json"
                     why = _TOO_DEEP if isinstance(exc, RecursionError) else str(exc).split(":")[0]
-                    yield unreadable(line, reason, f"{why}; the rest of the file is unreadable",
-                                     _sample(buf[pos:pos + SAMPLE]))
+                    yield unreadable(
+                        line,
+                        reason,
+                        f"{why}; the rest of the file is unreadable",
+                        _sample(buf[pos : pos + SAMPLE]),
+                    )
                     source.drain()
                     return
             raw = buf[pos:end]
             if deep:
                 yield unreadable(line, "bad_json", _TOO_DEEP, _sample(raw[:SAMPLE]))
             elif _SURROGATE.search(raw):
-                yield unreadable(line, "bad_encoding", "invalid UTF-8 in this event",
-                                 _sample(raw[:SAMPLE]))
+                yield unreadable(
+                    line, "bad_encoding", "invalid UTF-8 in this event", _sample(raw[:SAMPLE])
+                )
             else:
                 yield self.event(line, raw, obj)
             line += raw.count("\n")

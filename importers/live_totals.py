@@ -73,8 +73,15 @@ class LiveTotalsCsv(ColumnsCsv[RawLiveTotal]):
     ledger_account = "Income:Usage"
 
 
-def _store(engine: Engine, rules: Rules, path: Path, importer: Any, *, now: datetime, **options: Any,
-           ) -> ingest.ImportReport:
+def _store(
+    engine: Engine,
+    rules: Rules,
+    path: Path,
+    importer: Any,
+    *,
+    now: datetime,
+    **options: Any,
+) -> ingest.ImportReport:
     from ledger.live_totals import store_file
 
     return store_file(engine, rules, path, importer, now=now, **options)

@@ -70,8 +70,15 @@ class PaymentsCsv(ColumnsCsv[RawPayment]):
     ledger_account = "Assets:Bank:Operating"
 
 
-def _store(engine: Engine, rules: Rules, path: Path, importer: Any, *, now: datetime, **options: Any,
-           ) -> ingest.ImportReport:
+def _store(
+    engine: Engine,
+    rules: Rules,
+    path: Path,
+    importer: Any,
+    *,
+    now: datetime,
+    **options: Any,
+) -> ingest.ImportReport:
     from ledger.payments import store_file
 
     return store_file(engine, rules, path, importer, now=now, **options)

@@ -1,15 +1,15 @@
 """Ledger account names: components derived from ids, templates from ``accounts.yaml``.
 
-    >>> component("api_calls")
-    'Api-Calls'
-    >>> component("cus_00123")
-    'Cus-00123'
-    >>> AccountMap({}).name("unbilled", customer="Acme")
-    'Assets:Receivables:Unbilled:Acme'
-    >>> AccountMap({}).name("unapplied_cash")
-    'Liabilities:Unapplied-Cash'
-    >>> AccountMap({"unapplied_cash": "Liabilities:Customer-Deposits"}).name("unapplied_cash")
-    'Liabilities:Customer-Deposits'
+>>> component("api_calls")
+'Api-Calls'
+>>> component("cus_00123")
+'Cus-00123'
+>>> AccountMap({}).name("unbilled", customer="Acme")
+'Assets:Receivables:Unbilled:Acme'
+>>> AccountMap({}).name("unapplied_cash")
+'Liabilities:Unapplied-Cash'
+>>> AccountMap({"unapplied_cash": "Liabilities:Customer-Deposits"}).name("unapplied_cash")
+'Liabilities:Customer-Deposits'
 """
 
 from __future__ import annotations

@@ -110,8 +110,13 @@ class Alert:
     @property
     def id(self) -> str:
         """Stable across runs: ``usage-cap:acme:api_calls:2026-09-01:80``, ``spend-cap:acme:2026-09-01:100``."""
-        parts = [self.kind.replace("_", "-"), self.customer, *([self.meter] if self.meter else []),
-                 self.cycle.split("/")[0], self.percent]
+        parts = [
+            self.kind.replace("_", "-"),
+            self.customer,
+            *([self.meter] if self.meter else []),
+            self.cycle.split("/")[0],
+            self.percent,
+        ]
         return ":".join(parts)
 
     @property
@@ -123,17 +128,27 @@ class Alert:
     def message(self) -> str:
         """One line for people: who, what, which threshold, when."""
         what = f"{self.meter} usage" if self.meter else "spend"
-        return (f"{self.customer}: {what} reached {self.percent} % of the cap ({_show(self.level, self)} of "
-                f"{_show(self.cap, self)} {self.unit}) on {self.date.isoformat()}: {_show(self.value, self)} "
-                f"{self.unit} in cycle {self.cycle}")
+        return (
+            f"{self.customer}: {what} reached {self.percent} % of the cap ({_show(self.level, self)} of "
+            f"{_show(self.cap, self)} {self.unit}) on {self.date.isoformat()}: {_show(self.value, self)} "
+            f"{self.unit} in cycle {self.cycle}"
+        )
 
     def payload(self) -> dict[str, str | None]:
         """The alert as JSON-ready text (Decimals as strings): the webhook body and ``--json``."""
         return {
-            "id": self.id, "kind": self.kind, "customer": self.customer, "meter": self.meter,
-            "cycle": self.cycle, "threshold": str(self.threshold), "cap": str(self.cap),
-            "level": str(self.level), "value": str(self.value), "unit": self.unit,
-            "date": self.date.isoformat(), "message": self.message,
+            "id": self.id,
+            "kind": self.kind,
+            "customer": self.customer,
+            "meter": self.meter,
+            "cycle": self.cycle,
+            "threshold": str(self.threshold),
+            "cap": str(self.cap),
+            "level": str(self.level),
+            "value": str(self.value),
+            "unit": self.unit,
+            "date": self.date.isoformat(),
+            "message": self.message,
         }
 
 
@@ -206,12 +221,15 @@ def cap_changes(engine: Engine) -> dict[tuple[str, str], tuple[tuple[date, Decim
     found: dict[tuple[str, str], list[tuple[date, Decimal]]] = defaultdict(list)
     with engine.connect() as conn:
         for customer, meter, effective, cap in conn.execute(
-                sa.select(c.customer, c.meter, c.effective, c.cap).order_by(c.effective, c.id)):
+            sa.select(c.customer, c.meter, c.effective, c.cap).order_by(c.effective, c.id)
+        ):
             found[(customer, meter)].append((date.fromisoformat(effective), Decimal(cap)))
     return {key: tuple(values) for key, values in found.items()}
 
 
-def cap_on(rules: Rules, customer: str, meter: str, day: date, changes: CapChanges) -> Decimal | None:
+def cap_on(
+    rules: Rules, customer: str, meter: str, day: date, changes: CapChanges
+) -> Decimal | None:
     """The usage cap in force on ``day``: the last self-service change effective on or before
     it, else the customer's cap in the rules (None: no cap).
 
@@ -230,9 +248,16 @@ def cap_on(rules: Rules, customer: str, meter: str, day: date, changes: CapChang
     return found
 
 
-def cycle_progress(engine: Engine, rules: Rules, models: Mapping[str, PricingModel], tz: ZoneInfo,
-                   cycles: Sequence[tuple[Cycle, date]], *, spend: bool | None = None,
-                   changes: CapChanges | None = None) -> list[CycleProgress]:
+def cycle_progress(
+    engine: Engine,
+    rules: Rules,
+    models: Mapping[str, PricingModel],
+    tz: ZoneInfo,
+    cycles: Sequence[tuple[Cycle, date]],
+    *,
+    spend: bool | None = None,
+    changes: CapChanges | None = None,
+) -> list[CycleProgress]:
     """Cumulative capped usage (and spend) per day of each ``(cycle, last day)``.
 
     One metering call per meter (and per band set) for all cycles and days at
@@ -244,17 +269,28 @@ def cycle_progress(engine: Engine, rules: Rules, models: Mapping[str, PricingMod
     plans: list[tuple[Cycle, tuple[date, ...], list[str], bool]] = []
     for cycle, last in cycles:
         customer = rules.customers[cycle.customer]
-        days = tuple(cycle.start + timedelta(days=i) for i in range((min(last, cycle.end - _DAY) - cycle.start).days + 1))
-        meters = sorted(set(customer.caps)
-                        | {m for c, m in (changes or {}) if c == customer.id and m in rules.meters})
+        days = tuple(
+            cycle.start + timedelta(days=i)
+            for i in range((min(last, cycle.end - _DAY) - cycle.start).days + 1)
+        )
+        meters = sorted(
+            set(customer.caps)
+            | {m for c, m in (changes or {}) if c == customer.id and m in rules.meters}
+        )
         for meter in meters:
             needs[(meter, ())][(cycle.customer, cycle.start)] = (cycle, days)
         with_spend = customer.spend_cap is not None if spend is None else spend
         if with_spend:
             for charge in rules.plans[cycle.plan].charges:
-                needs[(charge.meter, _bands(models, charge))][(cycle.customer, cycle.start)] = (cycle, days)
+                needs[(charge.meter, _bands(models, charge))][(cycle.customer, cycle.start)] = (
+                    cycle,
+                    days,
+                )
         plans.append((cycle, days, meters, with_spend))
-    usages = {key: _cumulative(engine, rules.meters[key[0]], key[1], tz, items) for key, items in sorted(needs.items())}
+    usages = {
+        key: _cumulative(engine, rules.meters[key[0]], key[1], tz, items)
+        for key, items in sorted(needs.items())
+    }
     result = []
     for cycle, days, meters, with_spend in plans:
         at = (cycle.customer, cycle.start)
@@ -268,13 +304,21 @@ def cycle_progress(engine: Engine, rules: Rules, models: Mapping[str, PricingMod
                 by_day = is_ratable(models[charge.model])  # earned by day, not by usage
                 for i, usage in enumerate(usages[(charge.meter, _bands(models, charge))][at]):
                     if by_day:
-                        previous = (usage, charge_amount(models, charge, usage, plan.currency, cycle, days[i]))
-                    elif usage != previous[0]:  # pricing is pure: a day without usage costs nothing new
+                        previous = (
+                            usage,
+                            charge_amount(models, charge, usage, plan.currency, cycle, days[i]),
+                        )
+                    elif (
+                        usage != previous[0]
+                    ):  # pricing is pure: a day without usage costs nothing new
                         previous = (usage, charge_amount(models, charge, usage, plan.currency))
                     totals[i] += previous[1]
             spent = tuple(totals)
-        result.append(CycleProgress(cycle=cycle, currency=plan.currency, days=days, quantities=quantities,
-                                    spend=spent))
+        result.append(
+            CycleProgress(
+                cycle=cycle, currency=plan.currency, days=days, quantities=quantities, spend=spent
+            )
+        )
     return result
 
 
@@ -283,9 +327,13 @@ _Key = tuple[str, tuple[Decimal, ...]]  # (meter, bands)
 ADDITIVE = frozenset({"count", "sum"})
 
 
-def _cumulative(engine: Engine, meter: Meter, bands: tuple[Decimal, ...], tz: ZoneInfo,
-                items: Mapping[tuple[str, date], tuple[Cycle, tuple[date, ...]]],
-                ) -> dict[tuple[str, date], tuple[Usage, ...]]:
+def _cumulative(
+    engine: Engine,
+    meter: Meter,
+    bands: tuple[Decimal, ...],
+    tz: ZoneInfo,
+    items: Mapping[tuple[str, date], tuple[Cycle, tuple[date, ...]]],
+) -> dict[tuple[str, date], tuple[Usage, ...]]:
     """Per cycle: the meter's usage over ``[cycle start, day + 1)`` for each of its days.
 
     Count and sum add up across days, so one grouped daily query and a running
@@ -296,8 +344,17 @@ def _cumulative(engine: Engine, meter: Meter, bands: tuple[Decimal, ...], tz: Zo
     if not bands and meter.aggregation in ADDITIVE:
         lo = min(cycle.start for cycle, _days in items.values())
         hi = max(days[-1] for _cycle, days in items.values()) + _DAY
-        daily = {(d.customer, d.day): d.usage for d in daily_usage(
-            engine, meter, start=lo, end=hi, tz=tz, customers={cycle.customer for cycle, _d in items.values()})}
+        daily = {
+            (d.customer, d.day): d.usage
+            for d in daily_usage(
+                engine,
+                meter,
+                start=lo,
+                end=hi,
+                tz=tz,
+                customers={cycle.customer for cycle, _d in items.values()},
+            )
+        }
         for key, (cycle, days) in items.items():
             quantity, count, series = ZERO, 0, []
             for day in days:
@@ -307,8 +364,13 @@ def _cumulative(engine: Engine, meter: Meter, bands: tuple[Decimal, ...], tz: Zo
                 series.append(Usage(quantity=quantity, events=count))
             out[key] = tuple(series)
         return out
-    windows = {key: [Window(cycle.customer, cut_off_us(cycle.start, tz), cut_off_us(day + _DAY, tz)) for day in days]
-               for key, (cycle, days) in items.items()}
+    windows = {
+        key: [
+            Window(cycle.customer, cut_off_us(cycle.start, tz), cut_off_us(day + _DAY, tz))
+            for day in days
+        ]
+        for key, (cycle, days) in items.items()
+    }
     measured = measure(engine, meter, sorted({w for ws in windows.values() for w in ws}), bands)
     return {key: tuple(measured[w] for w in ws) for key, ws in windows.items()}
 
@@ -317,12 +379,20 @@ def _bands(models: Mapping[str, PricingModel], charge: Charge) -> tuple[Decimal,
     try:
         return tuple(models[charge.model].bands(charge.terms))
     except Exception as exc:  # a plugin's bug: name it, never a traceback
-        raise PluginError(f"pricing model {charge.model!r} ({charge.meter}) failed in bands(): "
-                          f"{type(exc).__name__}: {exc}") from None
+        raise PluginError(
+            f"pricing model {charge.model!r} ({charge.meter}) failed in bands(): "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
 
 
-def charge_amount(models: Mapping[str, PricingModel], charge: Charge, usage: Usage, currency: str,
-                  cycle: Cycle | None = None, day: date | None = None) -> Decimal:
+def charge_amount(
+    models: Mapping[str, PricingModel],
+    charge: Charge,
+    usage: Usage,
+    currency: str,
+    cycle: Cycle | None = None,
+    day: date | None = None,
+) -> Decimal:
     """A charge's amount for a cumulative usage, rounded as the rating rounds it. With
     ``cycle``, a ratable charge (``flat``) counts as rating recognizes it: prorated for a
     short cycle and earned by day through ``day`` (the cycle's last day when None)."""
@@ -333,12 +403,18 @@ def charge_amount(models: Mapping[str, PricingModel], charge: Charge, usage: Usa
             return round_money(amount, currency)
         return charged(model, amount, cycle, day or cycle.end - _DAY, currency)
     except Exception as exc:  # a plugin's bug or a price that is not a finite Decimal
-        raise PluginError(f"pricing model {charge.model!r} ({charge.meter}) failed pricing a spend cap: "
-                          f"{type(exc).__name__}: {exc}") from None
+        raise PluginError(
+            f"pricing model {charge.model!r} ({charge.meter}) failed pricing a spend cap: "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
 
 
-def crossings(progress: CycleProgress, rules: Rules, delivery: AlertsConfig = AlertsConfig(),
-              changes: CapChanges | None = None) -> list[Alert]:
+def crossings(
+    progress: CycleProgress,
+    rules: Rules,
+    delivery: AlertsConfig = AlertsConfig(),
+    changes: CapChanges | None = None,
+) -> list[Alert]:
     """Every threshold of the customer's caps reached in ``progress``, dated the first day it was reached.
 
     A usage cap changed by the customer (``changes``, :func:`cap_changes`) counts from
@@ -348,19 +424,43 @@ def crossings(progress: CycleProgress, rules: Rules, delivery: AlertsConfig = Al
     delivery = _delivery(rules, customer.id, delivery)
     found: list[Alert] = []
     series: list[tuple[str, str | None, tuple[Decimal | None, ...], tuple[Decimal, ...], str]] = [
-        ("usage_cap", meter, tuple(cap_on(rules, customer.id, meter, day, changes or {}) for day in progress.days),
-         values, rules.meters[meter].unit)
-        for meter, values in sorted(progress.quantities.items())]
+        (
+            "usage_cap",
+            meter,
+            tuple(cap_on(rules, customer.id, meter, day, changes or {}) for day in progress.days),
+            values,
+            rules.meters[meter].unit,
+        )
+        for meter, values in sorted(progress.quantities.items())
+    ]
     if customer.spend_cap is not None and progress.spend:
-        series.append(("spend_cap", None, (customer.spend_cap,) * len(progress.days), progress.spend,
-                       progress.currency))
+        series.append(
+            (
+                "spend_cap",
+                None,
+                (customer.spend_cap,) * len(progress.days),
+                progress.spend,
+                progress.currency,
+            )
+        )
     for kind, meter, caps, values, unit in series:
         for threshold in sorted(set(customer.alert_thresholds)):
             for day, value, cap in zip(progress.days, values, caps, strict=True):
                 if cap is not None and value >= threshold * cap:
-                    found.append(Alert(kind=kind, customer=customer.id, meter=meter, cycle=progress.cycle.key,
-                                       threshold=threshold, cap=cap, value=value, unit=unit, date=day,
-                                       delivery=delivery))
+                    found.append(
+                        Alert(
+                            kind=kind,
+                            customer=customer.id,
+                            meter=meter,
+                            cycle=progress.cycle.key,
+                            threshold=threshold,
+                            cap=cap,
+                            value=value,
+                            unit=unit,
+                            date=day,
+                            delivery=delivery,
+                        )
+                    )
                     break
     return found
 
@@ -368,7 +468,11 @@ def crossings(progress: CycleProgress, rules: Rules, delivery: AlertsConfig = Al
 def _delivery(rules: Rules, customer: str, delivery: AlertsConfig) -> AlertsConfig:
     """The workspace's ``[alerts]`` settings with the customer's own ``webhook`` as URL, if set."""
     known = rules.customers.get(customer)
-    return replace(delivery, webhook_url=known.webhook) if known is not None and known.webhook else delivery
+    return (
+        replace(delivery, webhook_url=known.webhook)
+        if known is not None and known.webhook
+        else delivery
+    )
 
 
 def find_alerts(session: Session, through: date) -> list[Alert]:
@@ -377,14 +481,28 @@ def find_alerts(session: Session, through: date) -> list[Alert]:
     cycles: list[tuple[Cycle, date]] = []
     changes = cap_changes(session.engine)
     for _cid, customer in sorted(rules.customers.items()):
-        if not customer.caps and customer.spend_cap is None and not any(c == _cid for c, _m in changes):
+        if (
+            not customer.caps
+            and customer.spend_cap is None
+            and not any(c == _cid for c, _m in changes)
+        ):
             continue
         for cycle in cycles_for(customer, rules.plans, until=through + _DAY):
             cycles.append((cycle, min(through, cycle.end - _DAY)))
-    progress = cycle_progress(session.engine, rules, session.registry.pricing_models, session.workspace.tz, cycles,
-                              changes=changes)
-    found = [alert for p in progress for alert in crossings(p, rules, session.workspace.alerts, changes)]
-    return sorted(found, key=lambda a: (a.date, a.customer, a.cycle, a.kind, a.meter or "", a.threshold))
+    progress = cycle_progress(
+        session.engine,
+        rules,
+        session.registry.pricing_models,
+        session.workspace.tz,
+        cycles,
+        changes=changes,
+    )
+    found = [
+        alert for p in progress for alert in crossings(p, rules, session.workspace.alerts, changes)
+    ]
+    return sorted(
+        found, key=lambda a: (a.date, a.customer, a.cycle, a.kind, a.meter or "", a.threshold)
+    )
 
 
 #: A delivery claimed this long ago that neither succeeded nor failed was interrupted (the
@@ -403,8 +521,13 @@ def notification_plugins(session: Session) -> tuple[str, ...]:
     return tuple(impl.plugin_name for impl in session.registry.hook.meterbook_alert.get_hookimpls())
 
 
-def record(engine: Engine, alerts: Sequence[Alert], plugins: Sequence[str] = (), *,
-           now: datetime | None = None) -> frozenset[str]:
+def record(
+    engine: Engine,
+    alerts: Sequence[Alert],
+    plugins: Sequence[str] = (),
+    *,
+    now: datetime | None = None,
+) -> frozenset[str]:
     """Store the alerts not stored yet, each with a delivery owed by every one of ``plugins``;
     return the ids stored now.
 
@@ -416,16 +539,34 @@ def record(engine: Engine, alerts: Sequence[Alert], plugins: Sequence[str] = (),
     new: set[str] = set()
     with engine.begin() as conn:
         for alert in alerts:
-            statement = insert(alerts_table).values(
-                id=alert.id, kind=alert.kind, customer=alert.customer, meter=alert.meter or "", cycle=alert.cycle,
-                threshold=str(alert.threshold), cap=str(alert.cap), value=str(alert.value),
-                date=alert.date.isoformat(), message=alert.message, raised_at=raised_at, unit=alert.unit,
-            ).on_conflict_do_nothing(index_elements=["id"]).returning(alerts_table.c.id)
-            if conn.execute(statement).scalar_one_or_none() is not None:  # (rowcount is -1 on psycopg)
+            statement = (
+                insert(alerts_table)
+                .values(
+                    id=alert.id,
+                    kind=alert.kind,
+                    customer=alert.customer,
+                    meter=alert.meter or "",
+                    cycle=alert.cycle,
+                    threshold=str(alert.threshold),
+                    cap=str(alert.cap),
+                    value=str(alert.value),
+                    date=alert.date.isoformat(),
+                    message=alert.message,
+                    raised_at=raised_at,
+                    unit=alert.unit,
+                )
+                .on_conflict_do_nothing(index_elements=["id"])
+                .returning(alerts_table.c.id)
+            )
+            if (
+                conn.execute(statement).scalar_one_or_none() is not None
+            ):  # (rowcount is -1 on psycopg)
                 new.add(alert.id)
                 if plugins:
-                    conn.execute(deliveries.insert(), [{"alert_id": alert.id, "plugin": p, "attempts": 0}
-                                                       for p in plugins])
+                    conn.execute(
+                        deliveries.insert(),
+                        [{"alert_id": alert.id, "plugin": p, "attempts": 0} for p in plugins],
+                    )
     return frozenset(new)
 
 
@@ -440,12 +581,20 @@ def claim(engine: Engine, alert_id: str, plugin: str, *, now: datetime | None = 
     """
     moment = now or datetime.now(UTC)
     row = deliveries.c
-    statement = sa.update(deliveries).where(
-        row.alert_id == alert_id, row.plugin == plugin,
-        # a failed delivery is due at once, a deferred one (RetryLater) from its last_attempt on
-        sa.or_(row.last_attempt.is_(None), sa.and_(row.error.is_not(None), row.last_attempt <= _stamp(moment)),
-               row.last_attempt < _stamp(moment - INTERRUPTED_AFTER)),
-    ).values(attempts=row.attempts + 1, error=None, last_attempt=_stamp(moment))
+    statement = (
+        sa.update(deliveries)
+        .where(
+            row.alert_id == alert_id,
+            row.plugin == plugin,
+            # a failed delivery is due at once, a deferred one (RetryLater) from its last_attempt on
+            sa.or_(
+                row.last_attempt.is_(None),
+                sa.and_(row.error.is_not(None), row.last_attempt <= _stamp(moment)),
+                row.last_attempt < _stamp(moment - INTERRUPTED_AFTER),
+            ),
+        )
+        .values(attempts=row.attempts + 1, error=None, last_attempt=_stamp(moment))
+    )
     with engine.begin() as conn:
         return conn.execute(statement).rowcount == 1
 
@@ -490,13 +639,23 @@ def settle(engine: Engine, alert_id: str, plugin: str, failure: NotificationFail
 def pending_deliveries(engine: Engine, loaded: Collection[str] = ()) -> list[PendingDelivery]:
     """Every delivery not made yet, by alert date, alert id and plugin."""
     row, alert = deliveries.c, alerts_table.c
-    query = (sa.select(row.alert_id, row.plugin, row.attempts, row.error, row.last_attempt)
-             .join_from(deliveries, alerts_table, row.alert_id == alert.id)
-             .order_by(alert.date, row.alert_id, row.plugin))
+    query = (
+        sa.select(row.alert_id, row.plugin, row.attempts, row.error, row.last_attempt)
+        .join_from(deliveries, alerts_table, row.alert_id == alert.id)
+        .order_by(alert.date, row.alert_id, row.plugin)
+    )
     with engine.connect() as conn:
-        return [PendingDelivery(alert=a, plugin=p, attempts=n, error=e or "", last_attempt=t or "",
-                                loaded=p in loaded)
-                for a, p, n, e, t in conn.execute(query)]
+        return [
+            PendingDelivery(
+                alert=a,
+                plugin=p,
+                attempts=n,
+                error=e or "",
+                last_attempt=t or "",
+                loaded=p in loaded,
+            )
+            for a, p, n, e, t in conn.execute(query)
+        ]
 
 
 def drop_undelivered(engine: Engine, plugin: str) -> int:
@@ -511,11 +670,21 @@ def stored_alerts(session: Session, ids: Collection[str]) -> dict[str, Alert]:
         return {}
     with session.engine.connect() as conn:
         rows = conn.execute(sa.select(alerts_table).where(alerts_table.c.id.in_(sorted(ids)))).all()
-    return {row.id: Alert(kind=row.kind, customer=row.customer, meter=row.meter or None, cycle=row.cycle,
-                          threshold=Decimal(row.threshold), cap=Decimal(row.cap), value=Decimal(row.value),
-                          unit=row.unit or "", date=date.fromisoformat(row.date),
-                          delivery=_delivery(session.rules, row.customer, session.workspace.alerts))
-            for row in rows}
+    return {
+        row.id: Alert(
+            kind=row.kind,
+            customer=row.customer,
+            meter=row.meter or None,
+            cycle=row.cycle,
+            threshold=Decimal(row.threshold),
+            cap=Decimal(row.cap),
+            value=Decimal(row.value),
+            unit=row.unit or "",
+            date=date.fromisoformat(row.date),
+            delivery=_delivery(session.rules, row.customer, session.workspace.alerts),
+        )
+        for row in rows
+    }
 
 
 def raised_ids(engine: Engine) -> frozenset[str]:
@@ -542,19 +711,32 @@ def raise_alerts(session: Session, through: date) -> AlertRun:
     by_id = {alert.id: alert for alert in found if alert.id in new}  # new: exactly as just stored
     by_id |= stored_alerts(session, {p.alert for p in waiting if p.loaded} - by_id.keys())
     # alert by alert in date order (the crossings' order first), each in the plugins' call order
-    rank = {alert_id: i for i, alert_id in enumerate(dict.fromkeys([a.id for a in found] + [p.alert for p in waiting]))}
+    rank = {
+        alert_id: i
+        for i, alert_id in enumerate(
+            dict.fromkeys([a.id for a in found] + [p.alert for p in waiting])
+        )
+    }
     order = {name: i for i, name in enumerate(plugins)}
     delivered: list[tuple[str, str]] = []
     failures: list[tuple[str, NotificationFailure]] = []
-    for item in sorted((p for p in waiting if p.loaded), key=lambda p: (rank[p.alert], order[p.plugin])):
+    for item in sorted(
+        (p for p in waiting if p.loaded), key=lambda p: (rank[p.alert], order[p.plugin])
+    ):
         if not claim(session.engine, item.alert, item.plugin):
             continue  # another run has it
         alert = by_id[item.alert]
         try:
             failed = session.registry.notify("meterbook_alert", only={item.plugin}, alert=alert)
         except BaseException as exc:  # Ctrl-C inside the plugin: release the claim, then stop
-            settle(session.engine, item.alert, item.plugin,
-                   NotificationFailure(item.plugin, "meterbook_alert", f"interrupted ({type(exc).__name__})"))
+            settle(
+                session.engine,
+                item.alert,
+                item.plugin,
+                NotificationFailure(
+                    item.plugin, "meterbook_alert", f"interrupted ({type(exc).__name__})"
+                ),
+            )
             raise
         settle(session.engine, item.alert, item.plugin, failed[0] if failed else None)
         if failed:
@@ -564,6 +746,12 @@ def raise_alerts(session: Session, through: date) -> AlertRun:
     pending = pending_deliveries(session.engine, plugins)
     listed = {alert.id for alert in found}
     others = stored_alerts(session, {p.alert for p in pending} - listed)
-    return AlertRun(through=through, alerts=tuple(found), new=new, delivered=tuple(delivered),
-                    failures=tuple(failures), pending=tuple(pending),
-                    also_pending=tuple(sorted(others.values(), key=lambda a: (a.date, a.id))))
+    return AlertRun(
+        through=through,
+        alerts=tuple(found),
+        new=new,
+        delivered=tuple(delivered),
+        failures=tuple(failures),
+        pending=tuple(pending),
+        also_pending=tuple(sorted(others.values(), key=lambda a: (a.date, a.id))),
+    )

@@ -91,8 +91,14 @@ def store_error_message(exc: Exception, context: Context | None) -> str | None:
 class MeterbookGroup(click.Group):
     """Turns engine errors, OS errors and click usage errors into one line with DESIGN's exit codes."""
 
-    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,  # type: ignore[override]
-             complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,  # type: ignore[override]
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
         """click's own ``main``, but a usage error is one line ``meterbook: error: <message>``
         (exit 2) instead of click's usage block; ``--help`` and ``--version`` still exit 0."""
         if not standalone_mode:
@@ -162,28 +168,42 @@ class Context:
 pass_context = click.make_pass_decorator(Context)
 
 
-def holds_lock(command: str, *, shared: bool = False) -> Callable[[Callable[..., None]], Callable[..., None]]:
+def holds_lock(
+    command: str, *, shared: bool = False
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """Run the command holding the workspace lock (:mod:`ledger.lock`): every command that
     writes the store, the books or the documents; ``shared`` for the commands that read the
     books with the store (``check``, ``trace``, ``report``, ``statement``, ``reconcile``,
     ``export journal``): they run side by side but never see a writer half-way (an invoice in
     the store, its books not yet in place)."""
+
     def decorate(function: Callable[..., None]) -> Callable[..., None]:
         @functools.wraps(function)
         def run(ctx: Context, *args: Any, **kwargs: Any) -> None:
             from ledger.lock import workspace_lock
 
             workspace = ctx.workspace
-            with workspace_lock(workspace.root, command, store_url=workspace.store_url, shared=shared,
-                                waiting=lambda line: click.echo(f"meterbook: {line}", err=True)):
+            with workspace_lock(
+                workspace.root,
+                command,
+                store_url=workspace.store_url,
+                shared=shared,
+                waiting=lambda line: click.echo(f"meterbook: {line}", err=True),
+            ):
                 function(ctx, *args, **kwargs)
+
         return run
+
     return decorate
 
 
 @click.group(cls=MeterbookGroup)
-@click.option("--workspace", "workspace_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Workspace directory (default: walk up from here to meterbook.toml).")
+@click.option(
+    "--workspace",
+    "workspace_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Workspace directory (default: walk up from here to meterbook.toml).",
+)
 @click.version_option(package_name="meterbook")
 @click.pass_context
 def cli(ctx: click.Context, workspace_dir: Path | None) -> None:
@@ -226,15 +246,22 @@ def _copy_template(source: Path, root: Path) -> None:
     folder created so far is removed again, so no half workspace (and no
     ``meterbook.toml`` that would make it look like one) is left behind.
     """
-    folders = [root, *(root / p.relative_to(source) for p in sorted(source.rglob("*")) if p.is_dir()),
-               root / "books"]
-    files = sorted((p for p in source.rglob("*") if p.is_file()),
-                   key=lambda p: (p.name == "meterbook.toml", str(p)))
+    folders = [
+        root,
+        *(root / p.relative_to(source) for p in sorted(source.rglob("*")) if p.is_dir()),
+        root / "books",
+    ]
+    files = sorted(
+        (p for p in source.rglob("*") if p.is_file()),
+        key=lambda p: (p.name == "meterbook.toml", str(p)),
+    )
     for folder in folders:
         for probe in (folder, *folder.parents):
             if probe.exists() and not probe.is_dir():
-                raise BadInput(f"{probe}: is not a directory, but the workspace needs {folder} as one; "
-                               "nothing was written")
+                raise BadInput(
+                    f"{probe}: is not a directory, but the workspace needs {folder} as one; "
+                    "nothing was written"
+                )
     for path in files:
         target = root / path.relative_to(source)
         if target.is_dir():
@@ -276,8 +303,10 @@ def bounded(day: date, option: str, today: date, shown: str | None = None) -> da
     """
     latest = date(today.year + YEARS_AHEAD, 12, 31)
     if not EARLIEST <= day <= latest:
-        raise BadInput(f"{option}: {shown or day.isoformat()} is out of range ({EARLIEST.isoformat()} to "
-                       f"{latest.isoformat()})")
+        raise BadInput(
+            f"{option}: {shown or day.isoformat()} is out of range ({EARLIEST.isoformat()} to "
+            f"{latest.isoformat()})"
+        )
     return day
 
 
@@ -301,7 +330,12 @@ def parse_month_arg(value: str, option: str, today: date) -> str:
     year, month = int(value[:4]), int(value[5:7])
     bounded(date(year, month, 1), option, today, shown=value)
     if year < 9999 or month < 12:  # the month's last day, too
-        bounded(date(year + month // 12, month % 12 + 1, 1) - timedelta(days=1), option, today, shown=value)
+        bounded(
+            date(year + month // 12, month % 12 + 1, 1) - timedelta(days=1),
+            option,
+            today,
+            shown=value,
+        )
     return value
 
 
@@ -315,8 +349,10 @@ def _not_after_today(session: Session, day: date, option: str, why: str) -> None
     """Refuse a write dated after today (the workspace's time zone): ``why`` says what it would do."""
     today = session.today()
     if day > today:
-        raise BadInput(f"{option}: {day.isoformat()} is after today ({today.isoformat()}, "
-                       f"{session.workspace.timezone}); {why}")
+        raise BadInput(
+            f"{option}: {day.isoformat()} is after today ({today.isoformat()}, "
+            f"{session.workspace.timezone}); {why}"
+        )
 
 
 def _postable(session: Session, day: date, command: str) -> None:
@@ -326,14 +362,18 @@ def _postable(session: Session, day: date, command: str) -> None:
     first_open = session.first_open()
     if first_open > date.min and day < first_open - timedelta(days=1):
         sealed_end = first_open - timedelta(days=1)
-        raise BadInput(f"--through: {day.isoformat()} is inside the sealed months (sealed through "
-                       f"{sealed_end.isoformat()}); {command} through {sealed_end.isoformat()} or later")
+        raise BadInput(
+            f"--through: {day.isoformat()} is inside the sealed months (sealed through "
+            f"{sealed_end.isoformat()}); {command} through {sealed_end.isoformat()} or later"
+        )
 
 
 @cli.command()
 @click.option("--through", help="Cut-off date YYYY-MM-DD, inclusive (default: today).")
 @click.option("--customer", "customers", multiple=True, help="Only this customer (repeatable).")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per cycle and charge, per line.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="One JSON object per cycle and charge, per line."
+)
 @pass_context
 def rate(ctx: Context, through: str | None, customers: tuple[str, ...], as_json: bool) -> None:
     """Print rated lines (cycle-to-date) without writing books."""
@@ -358,22 +398,39 @@ def post(ctx: Context, through: str | None) -> None:
     day = _through(session, through)
     _postable(session, day, "post")
     report = session.post(day)
-    click.echo(f"posted {report.entries} entries through {report.through} "
-               f"({report.invoices} invoices); wrote {len(report.months)} month files")
+    click.echo(
+        f"posted {report.entries} entries through {report.through} "
+        f"({report.invoices} invoices); wrote {len(report.months)} month files"
+    )
     if report.unissued:
-        click.echo(f"note: {report.unissued} invoice{'s' if report.unissued != 1 else ''} dated on or before "
-                   f"{report.through} not issued yet: run `meterbook invoice --through {report.through}` (until "
-                   "then the books recognize advance fees that no invoice has billed)")
+        click.echo(
+            f"note: {report.unissued} invoice{'s' if report.unissued != 1 else ''} dated on or before "
+            f"{report.through} not issued yet: run `meterbook invoice --through {report.through}` (until "
+            "then the books recognize advance fees that no invoice has billed)"
+        )
 
 
 @cli.command()
 @click.option("--through", help="Issue invoices dated up to this date YYYY-MM-DD (default: today).")
-@click.option("--accept", "accepts", multiple=True, metavar="FINDING_ID",
-              help="Accept this error finding (repeatable; each needs a --reason, in order).")
-@click.option("--reason", "reasons", multiple=True, metavar="TEXT", help="Why the finding before it is accepted.")
+@click.option(
+    "--accept",
+    "accepts",
+    multiple=True,
+    metavar="FINDING_ID",
+    help="Accept this error finding (repeatable; each needs a --reason, in order).",
+)
+@click.option(
+    "--reason",
+    "reasons",
+    multiple=True,
+    metavar="TEXT",
+    help="Why the finding before it is accepted.",
+)
 @pass_context
 @holds_lock("invoice")
-def invoice(ctx: Context, through: str | None, accepts: tuple[str, ...], reasons: tuple[str, ...]) -> None:
+def invoice(
+    ctx: Context, through: str | None, accepts: tuple[str, ...], reasons: tuple[str, ...]
+) -> None:
     """Issue every invoice whose invoice date is on or before DATE.
 
     An open error finding (`meterbook reconcile`) naming a customer in a month an
@@ -386,8 +443,12 @@ def invoice(ctx: Context, through: str | None, accepts: tuple[str, ...], reasons
     if len(accepts) != len(reasons) or any(not r.strip() for r in reasons):
         raise BadInput("each --accept FINDING_ID needs its own non-empty --reason TEXT")
     day = _through(session, through)
-    _not_after_today(session, day, "--through", "an invoice number is never taken back, so none is issued "
-                     "before its date")
+    _not_after_today(
+        session,
+        day,
+        "--through",
+        "an invoice number is never taken back, so none is issued before its date",
+    )
     _postable(session, day, "invoice")  # issuing re-posts the books through the day
     issued, gate = invoice_gated(session, day, dict(zip(accepts, reasons, strict=True)))
     for inv in issued:
@@ -395,53 +456,105 @@ def invoice(ctx: Context, through: str | None, accepts: tuple[str, ...], reasons
     click.echo(f"issued {len(issued)} invoices")
     for held in gate.held:
         inv = held.invoice
-        click.echo(f"held    {inv.date}  {inv.customer:<20} {inv.total:>14} {inv.currency}  by "
-                   + ", ".join(f.id for f in held.findings))
+        click.echo(
+            f"held    {inv.date}  {inv.customer:<20} {inv.total:>14} {inv.currency}  by "
+            + ", ".join(f.id for f in held.findings)
+        )
     if gate.held:
         findings = {f.id: f for held in gate.held for f in held.findings}
         for finding in findings.values():
-            click.echo(for_terminal(f"error   {finding.id}: {finding.explanation} "
-                                    f"[expected {finding.expected}, actual {finding.actual}]"))
-        click.echo(f"{len(gate.held)} invoices held by open error findings; fix or accept each with "
-                   "--accept ID --reason TEXT")
+            click.echo(
+                for_terminal(
+                    f"error   {finding.id}: {finding.explanation} "
+                    f"[expected {finding.expected}, actual {finding.actual}]"
+                )
+            )
+        click.echo(
+            f"{len(gate.held)} invoices held by open error findings; fix or accept each with "
+            "--accept ID --reason TEXT"
+        )
         ctx_exit(1)
 
 
 @cli.command()
 @click.argument("invoice_number", metavar="INVOICE")
-@click.option("--amount", required=True, help="Amount to credit, a decimal string in the invoice's currency.")
-@click.option("--reason", required=True, help="Why; printed on the credit note and kept in the books.")
-@click.option("--line", "line", type=click.IntRange(min=1), help="Credit only this invoice line (1-based).")
-@click.option("--date", "on", help="Issue date YYYY-MM-DD (default: today in the workspace timezone).")
-@click.option("--force", is_flag=True, help="Allow more than the invoice's (or line's) creditable amount, or more "
-              "of a prepaid credit than is still undrawn (the excess is contra-revenue).")
+@click.option(
+    "--amount", required=True, help="Amount to credit, a decimal string in the invoice's currency."
+)
+@click.option(
+    "--reason", required=True, help="Why; printed on the credit note and kept in the books."
+)
+@click.option(
+    "--line", "line", type=click.IntRange(min=1), help="Credit only this invoice line (1-based)."
+)
+@click.option(
+    "--date", "on", help="Issue date YYYY-MM-DD (default: today in the workspace timezone)."
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Allow more than the invoice's (or line's) creditable amount, or more "
+    "of a prepaid credit than is still undrawn (the excess is contra-revenue).",
+)
 @pass_context
 @holds_lock("credit")
-def credit(ctx: Context, invoice_number: str, amount: str, reason: str, line: int | None, on: str | None,
-           force: bool) -> None:
+def credit(
+    ctx: Context,
+    invoice_number: str,
+    amount: str,
+    reason: str,
+    line: int | None,
+    on: str | None,
+    force: bool,
+) -> None:
     """Issue a credit note against INVOICE (posted with the next `meterbook post`)."""
     from ledger.credit_notes import issue
 
     session = ctx.session
     day = parse_day(on, "--date", session.today()) if on is not None else session.today()
-    _not_after_today(session, day, "--date", "a credit note is dated the day it is issued or earlier")
-    note = issue(session, invoice_number, amount=amount, reason=reason, on=day, line=line, force=force)
-    click.echo(f"{note.number}  {note.date}  {note.customer:<20} {note.amount:>14} {note.currency}"
-               f"  for {note.invoice}{'  (forced)' if note.forced else ''}")
+    _not_after_today(
+        session, day, "--date", "a credit note is dated the day it is issued or earlier"
+    )
+    note = issue(
+        session, invoice_number, amount=amount, reason=reason, on=day, line=line, force=force
+    )
+    click.echo(
+        f"{note.number}  {note.date}  {note.customer:<20} {note.amount:>14} {note.currency}"
+        f"  for {note.invoice}{'  (forced)' if note.forced else ''}"
+    )
 
 
 @cli.command("apply")
 @click.argument("source")
-@click.option("--invoice", "invoice_number", required=True, metavar="INVOICE",
-              help="The issued invoice the cash pays.")
-@click.option("--amount", help="Amount to apply (default: all the source holds, at most what INVOICE owes).")
-@click.option("--date", "on", help="Application date YYYY-MM-DD (default: today in the workspace timezone).")
-@click.option("--reference", default="", help="This application's own key (default: "
-              "APPLY-<SOURCE>-<INVOICE>-<DATE>); the same one again records nothing.")
+@click.option(
+    "--invoice",
+    "invoice_number",
+    required=True,
+    metavar="INVOICE",
+    help="The issued invoice the cash pays.",
+)
+@click.option(
+    "--amount", help="Amount to apply (default: all the source holds, at most what INVOICE owes)."
+)
+@click.option(
+    "--date", "on", help="Application date YYYY-MM-DD (default: today in the workspace timezone)."
+)
+@click.option(
+    "--reference",
+    default="",
+    help="This application's own key (default: "
+    "APPLY-<SOURCE>-<INVOICE>-<DATE>); the same one again records nothing.",
+)
 @pass_context
 @holds_lock("apply")
-def apply_command(ctx: Context, source: str, invoice_number: str, amount: str | None, on: str | None,
-                  reference: str) -> None:
+def apply_command(
+    ctx: Context,
+    source: str,
+    invoice_number: str,
+    amount: str | None,
+    on: str | None,
+    reference: str,
+) -> None:
     """Apply cash already held to INVOICE: a payment's unapplied cash (SOURCE = its reference)
     or a customer's credit balance (SOURCE = a credit note number). Posted with the next `post`."""
     _record_cash(ctx, "apply", source, invoice_number, amount, on, reference)
@@ -451,17 +564,28 @@ def apply_command(ctx: Context, source: str, invoice_number: str, amount: str | 
 @click.argument("source")
 @click.option("--reference", required=True, help="The payout's bank reference (this refund's key).")
 @click.option("--amount", help="Amount paid out (default: all the source holds).")
-@click.option("--date", "on", help="Payout date YYYY-MM-DD (default: today in the workspace timezone).")
+@click.option(
+    "--date", "on", help="Payout date YYYY-MM-DD (default: today in the workspace timezone)."
+)
 @pass_context
 @holds_lock("refund")
-def refund_command(ctx: Context, source: str, reference: str, amount: str | None, on: str | None) -> None:
+def refund_command(
+    ctx: Context, source: str, reference: str, amount: str | None, on: str | None
+) -> None:
     """Record a refund paid out of SOURCE: a payment's unapplied cash (its reference) or a
     customer's credit balance (a credit note number). Posted with the next `post`."""
     _record_cash(ctx, "refund", source, "", amount, on, reference)
 
 
-def _record_cash(ctx: Context, kind: str, source: str, invoice_number: str, amount: str | None,
-                 on: str | None, reference: str) -> None:
+def _record_cash(
+    ctx: Context,
+    kind: str,
+    source: str,
+    invoice_number: str,
+    amount: str | None,
+    on: str | None,
+    reference: str,
+) -> None:
     from ledger.money import DecimalError, parse_decimal
     from ledger.payments import record_application
 
@@ -474,25 +598,45 @@ def _record_cash(ctx: Context, kind: str, source: str, invoice_number: str, amou
         except DecimalError as exc:
             raise BadInput(str(exc)) from None
     application, stored = record_application(
-        session.engine, kind="refund" if kind == "refund" else "apply", source=source.strip(), on=day,
-        first_open=session.first_open(), today=session.today(), invoice=invoice_number.strip(), amount=number,
-        reference=reference)
+        session.engine,
+        kind="refund" if kind == "refund" else "apply",
+        source=source.strip(),
+        on=day,
+        first_open=session.first_open(),
+        today=session.today(),
+        invoice=invoice_number.strip(),
+        amount=number,
+        reference=reference,
+    )
     target = f"to {application.invoice}" if application.kind == "apply" else "paid out"
-    click.echo(f"{application.reference}  {application.date}  {application.source:<20} "
-               f"{application.amount:>14} {application.currency}  {target}"
-               f"{'' if stored else '  (recorded before; nothing changed)'}")
+    click.echo(
+        f"{application.reference}  {application.date}  {application.source:<20} "
+        f"{application.amount:>14} {application.currency}  {target}"
+        f"{'' if stored else '  (recorded before; nothing changed)'}"
+    )
 
 
 @cli.command()
 @click.argument("files", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--importer", "importer_name", metavar="NAME",
-              help="Importer to use (default: recognised by extension and first line).")
+@click.option(
+    "--importer",
+    "importer_name",
+    metavar="NAME",
+    help="Importer to use (default: recognised by extension and first line).",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file, per line.")
-@click.option("--retry-rejected", is_flag=True, help="Run stored rejects again against the current rules.")
+@click.option(
+    "--retry-rejected", is_flag=True, help="Run stored rejects again against the current rules."
+)
 @pass_context
 @holds_lock("ingest")
-def ingest(ctx: Context, files: tuple[Path, ...], importer_name: str | None, as_json: bool,
-           retry_rejected: bool) -> None:
+def ingest(
+    ctx: Context,
+    files: tuple[Path, ...],
+    importer_name: str | None,
+    as_json: bool,
+    retry_rejected: bool,
+) -> None:
     """Import usage files; print the accounting of every row.
 
     Rejected rows are not an error: they are kept with their reason and counted.
@@ -503,11 +647,20 @@ def ingest(ctx: Context, files: tuple[Path, ...], importer_name: str | None, as_
         raise BadInput("ingest: give at least one FILE (or --retry-rejected)")
     for path in files:
         if path.exists() and not path.is_file():
-            raise BadInput(f"{path}: not a regular file (a directory, device or pipe cannot be imported)")
+            raise BadInput(
+                f"{path}: not a regular file (a directory, device or pipe cannot be imported)"
+            )
     rules, store, importers = engine.open_for_ingest(ctx.workspace)
     progress = ProgressBar if sys.stderr.isatty() and not as_json else None
-    reports = list(engine.ingest_files(store, rules, files, importers, importer_name=importer_name,
-                                       progress=progress)) if files else []
+    reports = (
+        list(
+            engine.ingest_files(
+                store, rules, files, importers, importer_name=importer_name, progress=progress
+            )
+        )
+        if files
+        else []
+    )
     for report in reports:
         click.echo(report.to_json() if as_json else report.text())
         if report.rejected and not as_json:
@@ -533,21 +686,40 @@ def _show_first_rejects(store: Any, file: str) -> None:
 
 
 @cli.command("rejects")
-@click.option("--file", "file_name", metavar="FILE",
-              help="Only rows of FILE (the name given to ingest, or its base name).")
-@click.option("--reason", metavar="REASON",
-              help="Only rows rejected for REASON (e.g. unknown_customer).")
-@click.option("--since", metavar="DATE",
-              help="Only rows ingested on or after DATE (YYYY-MM-DD, UTC).")
-@click.option("--until", metavar="DATE",
-              help="Only rows ingested on or before DATE (YYYY-MM-DD, UTC).")
-@click.option("--all", "include_resolved", is_flag=True,
-              help="Also rows that ingest --retry-rejected has since stored.")
+@click.option(
+    "--file",
+    "file_name",
+    metavar="FILE",
+    help="Only rows of FILE (the name given to ingest, or its base name).",
+)
+@click.option(
+    "--reason", metavar="REASON", help="Only rows rejected for REASON (e.g. unknown_customer)."
+)
+@click.option(
+    "--since", metavar="DATE", help="Only rows ingested on or after DATE (YYYY-MM-DD, UTC)."
+)
+@click.option(
+    "--until", metavar="DATE", help="Only rows ingested on or before DATE (YYYY-MM-DD, UTC)."
+)
+@click.option(
+    "--all",
+    "include_resolved",
+    is_flag=True,
+    help="Also rows that ingest --retry-rejected has since stored.",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per row, per line.")
 @click.option("--csv", "as_csv", is_flag=True, help="A CSV table (safe to open in a spreadsheet).")
 @pass_context
-def rejects_command(ctx: Context, file_name: str | None, reason: str | None, since: str | None,
-                    until: str | None, include_resolved: bool, as_json: bool, as_csv: bool) -> None:
+def rejects_command(
+    ctx: Context,
+    file_name: str | None,
+    reason: str | None,
+    since: str | None,
+    until: str | None,
+    include_resolved: bool,
+    as_json: bool,
+    as_csv: bool,
+) -> None:
     """List rejected rows of ingest: file, line, reason and detail."""
     import json
     from datetime import UTC, datetime
@@ -564,8 +736,14 @@ def rejects_command(ctx: Context, file_name: str | None, reason: str | None, sin
         raise BadInput(f"--until: {last} is before --since {first}")
     engine = open_store(ctx.workspace.store_url)
     try:
-        rows = list_rejects(engine, file=file_name, reason=reason, since=first, until=last,
-                            include_resolved=include_resolved)
+        rows = list_rejects(
+            engine,
+            file=file_name,
+            reason=reason,
+            since=first,
+            until=last,
+            include_resolved=include_resolved,
+        )
     finally:
         engine.dispose()
     if as_json:
@@ -591,8 +769,14 @@ class ProgressBar:
             TimeRemainingColumn,
         )
 
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                                 TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
         self.task = self.progress.add_task(path.name, total=path.stat().st_size)
 
     def __enter__(self) -> Any:
@@ -629,23 +813,41 @@ def plugins_command(ctx: Context, as_json: bool) -> None:
             click.echo(json.dumps(dataclasses.asdict(info)))
             continue
         click.echo(f"{info.name}  ({info.origin})")
-        for label, names in (("pricing models", info.pricing_models), ("reconcilers", info.reconcilers),
-                             ("importers", info.importers)):
+        for label, names in (
+            ("pricing models", info.pricing_models),
+            ("reconcilers", info.reconcilers),
+            ("importers", info.importers),
+        ):
             if names:
                 click.echo(f"  {label}: {', '.join(names)}")
     if not as_json:
-        click.echo(f"{len(registry.plugins)} plugins: {len(registry.pricing_models)} pricing models, "
-                   f"{len(registry.reconcilers)} reconcilers, {len(registry.importers)} importers")
+        click.echo(
+            f"{len(registry.plugins)} plugins: {len(registry.pricing_models)} pricing models, "
+            f"{len(registry.reconcilers)} reconcilers, {len(registry.importers)} importers"
+        )
 
 
 @cli.command("close")
 @click.argument("month")
-@click.option("--accept", "accepts", multiple=True, metavar="FINDING_ID",
-              help="Accept this error finding (repeatable; each needs a --reason, in order).")
-@click.option("--reason", "reasons", multiple=True, metavar="TEXT", help="Why the finding before it is accepted.")
+@click.option(
+    "--accept",
+    "accepts",
+    multiple=True,
+    metavar="FINDING_ID",
+    help="Accept this error finding (repeatable; each needs a --reason, in order).",
+)
+@click.option(
+    "--reason",
+    "reasons",
+    multiple=True,
+    metavar="TEXT",
+    help="Why the finding before it is accepted.",
+)
 @pass_context
 @holds_lock("close")
-def close_command(ctx: Context, month: str, accepts: tuple[str, ...], reasons: tuple[str, ...]) -> None:
+def close_command(
+    ctx: Context, month: str, accepts: tuple[str, ...], reasons: tuple[str, ...]
+) -> None:
     """Close MONTH (YYYY-MM): invoices, postings, reconciliation gate, balance assertions, seal.
 
     Exit 1 (nothing sealed) while an error finding is open and not accepted.
@@ -656,13 +858,17 @@ def close_command(ctx: Context, month: str, accepts: tuple[str, ...], reasons: t
 
     session = ctx.session
     today = session.today()
-    if not (is_month(month) and month_of(today) < month < "9999-12"):  # later months: "has not ended yet"
+    if not (
+        is_month(month) and month_of(today) < month < "9999-12"
+    ):  # later months: "has not ended yet"
         parse_month_arg(month, "close", today)
     if len(accepts) != len(reasons) or any(not r.strip() for r in reasons):
         raise BadInput("each --accept FINDING_ID needs its own non-empty --reason TEXT")
     report = close_month(session, month, dict(zip(accepts, reasons, strict=True)))
     if report.already_closed and report.finished:
-        click.echo(f"finished the close of {month}, which had stopped half-way: {'; '.join(report.finished)}")
+        click.echo(
+            f"finished the close of {month}, which had stopped half-way: {'; '.join(report.finished)}"
+        )
         return
     if report.already_closed:
         click.echo(f"{month} is already closed; nothing changed ({report.close_file})")
@@ -670,19 +876,27 @@ def close_command(ctx: Context, month: str, accepts: tuple[str, ...], reasons: t
     for gap in report.also_closed:
         click.echo(f"closed {gap} on the way (no entries; the seal chain has no gaps)")
     for inv in report.invoices:
-        click.echo(f"issued {inv.number}  {inv.date}  {inv.customer:<20} {inv.total:>14} {inv.currency}")
+        click.echo(
+            f"issued {inv.number}  {inv.date}  {inv.customer:<20} {inv.total:>14} {inv.currency}"
+        )
     for finding in report.findings:
         state = " (accepted)" if finding.id in report.accepted else ""
-        click.echo(for_terminal(f"{finding.severity:<7} {finding.id}{state}: {finding.explanation} "
-                                f"[expected {finding.expected}, actual {finding.actual}]"))
+        click.echo(
+            for_terminal(
+                f"{finding.severity:<7} {finding.id}{state}: {finding.explanation} "
+                f"[expected {finding.expected}, actual {finding.actual}]"
+            )
+        )
     for line in report.errors:
         click.echo(f"  {for_terminal(line)}")
     if report.refused:
         click.echo(f"refused to close {month}: {report.refused}; nothing sealed")
         ctx_exit(1)
-    click.echo(f"closed {month}: {report.assertions} balance assertions (and the seal plugin's guard), "
-               f"{len(report.accepted)} accepted "
-               f"findings, {len(report.invoices)} invoices issued")
+    click.echo(
+        f"closed {month}: {report.assertions} balance assertions (and the seal plugin's guard), "
+        f"{len(report.accepted)} accepted "
+        f"findings, {len(report.invoices)} invoices issued"
+    )
     click.echo(f"seal {report.seal_hash}  {report.close_file}")
     if report.report_file:  # the close report, as written beside the close file
         click.echo(f"close report {report.report_file}\n")
@@ -717,9 +931,22 @@ def reconcile_command(ctx: Context, month: str | None, as_json: bool) -> None:
 
 
 @cli.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback only unless --allow-remote).")
-@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
-@click.option("--allow-remote", is_flag=True, help="Allow a non-loopback --host (Fava has no authentication).")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to bind (loopback only unless --allow-remote).",
+)
+@click.option(
+    "--port",
+    default=5000,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="Port to listen on.",
+)
+@click.option(
+    "--allow-remote", is_flag=True, help="Allow a non-loopback --host (Fava has no authentication)."
+)
 @pass_context
 def serve_command(ctx: Context, host: str, port: int, allow_remote: bool) -> None:
     """Fava on books/main.beancount, read-only, with the meterbook pages."""
@@ -730,7 +957,9 @@ def serve_command(ctx: Context, host: str, port: int, allow_remote: bool) -> Non
     if warning:
         click.echo(warning, err=True)
     if not serve.declares_extension(path):
-        click.echo(f"warning: {path} does not declare the meterbook pages; run 'meterbook post'", err=True)
+        click.echo(
+            f"warning: {path} does not declare the meterbook pages; run 'meterbook post'", err=True
+        )
     server = serve.make_server(serve.create_app(path), serve.bind_address(host), port)
     try:
         server.prepare()  # binds the socket
@@ -752,7 +981,9 @@ def check_command(ctx: Context) -> None:
     from ledger.store import open_store
 
     workspace = ctx.workspace
-    open_store(workspace.store_url).dispose()  # a store that cannot be opened is bad input (exit 2), not a finding
+    open_store(
+        workspace.store_url
+    ).dispose()  # a store that cannot be opened is bad input (exit 2), not a finding
     results = check_books(workspace)
     for result in results:
         click.echo(f"{'ok' if result.ok else 'FAILED':<7} {result.name}")
@@ -787,10 +1018,19 @@ def trace_command(ctx: Context, ref: str, as_json: bool) -> None:
 
 @cli.command("statement")
 @click.argument("customer")
-@click.option("--cycle", "which", default="current", show_default=True, metavar="current|YYYY-MM-DD",
-              help="The cycle containing this date (current: today in the workspace timezone).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              help="Output directory (default: statements/ in the workspace).")
+@click.option(
+    "--cycle",
+    "which",
+    default="current",
+    show_default=True,
+    metavar="current|YYYY-MM-DD",
+    help="The cycle containing this date (current: today in the workspace timezone).",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Output directory (default: statements/ in the workspace).",
+)
 @pass_context
 @holds_lock("statement", shared=True)
 def statement_command(ctx: Context, customer: str, which: str, out: Path | None) -> None:
@@ -802,21 +1042,31 @@ def statement_command(ctx: Context, customer: str, which: str, out: Path | None)
         day: date | None = date.fromisoformat(which) if which != "current" else None
     except ValueError:
         day = None  # not a date at all: write_statement says so
-    if day is not None and not session.today() < day < date(9999, 1, 1):  # later days: "has not started yet"
+    if day is not None and not session.today() < day < date(
+        9999, 1, 1
+    ):  # later days: "has not started yet"
         bounded(day, "--cycle", session.today())
     files = write_statement(session, customer, which=which, out=out)
     s = files.statement
-    click.echo(f"{s.customer}  {s.cycle.key}  through {s.through}  total {s.total} {s.currency}  "
-               f"projected {s.projection.total} {s.currency}")
+    click.echo(
+        f"{s.customer}  {s.cycle.key}  through {s.through}  total {s.total} {s.currency}  "
+        f"projected {s.projection.total} {s.currency}"
+    )
     click.echo(f"wrote {files.html}")
     click.echo(f"wrote {files.csv} ({files.evidence.rows} event rows)")
 
 
 @cli.command("alerts")
-@click.option("--through", help="Check cycles up to this date YYYY-MM-DD, inclusive (default: today).")
+@click.option(
+    "--through", help="Check cycles up to this date YYYY-MM-DD, inclusive (default: today)."
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per crossing, per line.")
-@click.option("--drop-undelivered", "drop", metavar="PLUGIN",
-              help="First forget every alert delivery still owed by PLUGIN (a notifier retired for good).")
+@click.option(
+    "--drop-undelivered",
+    "drop",
+    metavar="PLUGIN",
+    help="First forget every alert delivery still owed by PLUGIN (a notifier retired for good).",
+)
 @pass_context
 @holds_lock("alerts")
 def alerts_command(ctx: Context, through: str | None, as_json: bool, drop: str | None) -> None:
@@ -834,43 +1084,72 @@ def alerts_command(ctx: Context, through: str | None, as_json: bool, drop: str |
     if drop is not None:
         owing = sorted({p.plugin for p in pending_deliveries(session.engine)})
         if drop not in owing:
-            raise BadInput(f"alerts --drop-undelivered: plugin {drop!r} owes no alert deliveries "
-                           f"(pending: {', '.join(owing) or 'none'})")
-        click.echo(f"dropped {drop_undelivered(session.engine, drop)} undelivered alerts of plugin {drop}",
-                   err=as_json)
+            raise BadInput(
+                f"alerts --drop-undelivered: plugin {drop!r} owes no alert deliveries "
+                f"(pending: {', '.join(owing) or 'none'})"
+            )
+        click.echo(
+            f"dropped {drop_undelivered(session.engine, drop)} undelivered alerts of plugin {drop}",
+            err=as_json,
+        )
     run = raise_alerts(session, day)
     for alert in (*run.alerts, *run.also_pending):
         waiting = run.pending_plugins(alert.id)
         if as_json:
-            click.echo(json.dumps({**alert.payload(), "new": alert.id in run.new, "pending": list(waiting)},
-                                  sort_keys=True))
+            click.echo(
+                json.dumps(
+                    {**alert.payload(), "new": alert.id in run.new, "pending": list(waiting)},
+                    sort_keys=True,
+                )
+            )
             continue
         new = "NEW " if alert.id in run.new else "    "
         click.echo(for_terminal(f"{new} {alert.date}  {alert.id}  {alert.message}"))
         if waiting:
-            click.echo("     PENDING " + ", ".join(p.plugin + ("" if p.loaded else " (not loaded)")
-                                                   for p in run.pending if p.alert == alert.id))
+            click.echo(
+                "     PENDING "
+                + ", ".join(
+                    p.plugin + ("" if p.loaded else " (not loaded)")
+                    for p in run.pending
+                    if p.alert == alert.id
+                )
+            )
     if not as_json:
-        click.echo(f"{len(run.alerts)} crossings through {run.through}, {len(run.new)} new"
-                   + (f", {len(run.pending)} deliveries pending" if run.pending else ""))
+        click.echo(
+            f"{len(run.alerts)} crossings through {run.through}, {len(run.new)} new"
+            + (f", {len(run.pending)} deliveries pending" if run.pending else "")
+        )
     for plugin in dict.fromkeys(p.plugin for p in run.pending):
         owed = [p for p in run.pending if p.plugin == plugin]
         if not owed[0].loaded:
-            click.echo(f"meterbook: error: plugin {plugin} is not loaded: {len(owed)} alerts wait for it "
-                       f"(restore it, or drop them: meterbook alerts --drop-undelivered {plugin})", err=True)
+            click.echo(
+                f"meterbook: error: plugin {plugin} is not loaded: {len(owed)} alerts wait for it "
+                f"(restore it, or drop them: meterbook alerts --drop-undelivered {plugin})",
+                err=True,
+            )
             continue
         latest = max((p for p in owed if p.error), key=lambda p: p.last_attempt, default=None)
-        why = f"last error: {' '.join(latest.error.split())}" if latest else "in delivery by another run"
-        click.echo(f"meterbook: error: plugin {plugin} has not taken {len(owed)} alerts ({why}); "
-                   "the next run retries them", err=True)
+        why = (
+            f"last error: {' '.join(latest.error.split())}"
+            if latest
+            else "in delivery by another run"
+        )
+        click.echo(
+            f"meterbook: error: plugin {plugin} has not taken {len(owed)} alerts ({why}); "
+            "the next run retries them",
+            err=True,
+        )
     if run.pending:
         ctx_exit(1)
 
 
 @cli.command("report")
 @click.argument("name")
-@click.option("--month", help="YYYY-MM: the month reported (balances at its end; default per report); "
-              "tax also takes a period FIRST..LAST.")
+@click.option(
+    "--month",
+    help="YYYY-MM: the month reported (balances at its end; default per report); "
+    "tax also takes a period FIRST..LAST.",
+)
 @click.option("--json", "as_json", is_flag=True, help="The report as one JSON object on one line.")
 @click.option("--csv", "as_csv", is_flag=True, help="Each table as a CSV block.")
 @pass_context
@@ -897,10 +1176,23 @@ def report_command(ctx: Context, name: str, month: str | None, as_json: bool, as
 
 
 @cli.command("demo")
-@click.option("--customers", type=int, default=40, show_default=True, help="Customers in the roster (5-400).")
-@click.option("--months", type=int, default=3, show_default=True,
-              help="Months of usage from 2026-08 (2-12); all but the last are closed.")
-@click.option("--seed", type=int, default=7, show_default=True, help="Random seed: the same seed, the same books.")
+@click.option(
+    "--customers", type=int, default=40, show_default=True, help="Customers in the roster (5-400)."
+)
+@click.option(
+    "--months",
+    type=int,
+    default=3,
+    show_default=True,
+    help="Months of usage from 2026-08 (2-12); all but the last are closed.",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=7,
+    show_default=True,
+    help="Random seed: the same seed, the same books.",
+)
 @click.option("--quiet", is_flag=True, help="Print only the summary.")
 @pass_context
 @holds_lock("demo")
@@ -911,19 +1203,34 @@ def demo_command(ctx: Context, customers: int, months: int, seed: int, quiet: bo
     """
     from ledger.demo import DemoOptions, run_demo
 
-    summary = run_demo(ctx.workspace, DemoOptions(customers, months, seed),
-                       echo=(lambda _line: None) if quiet else click.echo)
+    summary = run_demo(
+        ctx.workspace,
+        DemoOptions(customers, months, seed),
+        echo=(lambda _line: None) if quiet else click.echo,
+    )
     for line in summary.lines():
         click.echo(line)
 
 
 @cli.command("rerate")
-@click.option("--from", "since", required=True, metavar="DATE",
-              help="Re-rate issued cycles starting on or after DATE (YYYY-MM-DD).")
-@click.option("--date", "on", metavar="DATE", help="Date of the credit notes and debit adjustments "
-              "(default: today; must be in an open month).")
+@click.option(
+    "--from",
+    "since",
+    required=True,
+    metavar="DATE",
+    help="Re-rate issued cycles starting on or after DATE (YYYY-MM-DD).",
+)
+@click.option(
+    "--date",
+    "on",
+    metavar="DATE",
+    help="Date of the credit notes and debit adjustments "
+    "(default: today; must be in an open month).",
+)
 @click.option("--dry-run", is_flag=True, help="Print the differences; store and post nothing.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per differing line, then a summary.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="One JSON object per differing line, then a summary."
+)
 @pass_context
 @holds_lock("rerate")
 def rerate_command(ctx: Context, since: str, on: str | None, dry_run: bool, as_json: bool) -> None:
@@ -934,8 +1241,12 @@ def rerate_command(ctx: Context, since: str, on: str | None, dry_run: bool, as_j
     start = parse_day(since, "--from", session.today())
     day = parse_day(on, "--date", session.today()) if on is not None else None
     if day is not None and not dry_run:
-        _not_after_today(session, day, "--date", "credit notes and debit adjustments are dated the day they "
-                         "are issued or earlier")
+        _not_after_today(
+            session,
+            day,
+            "--date",
+            "credit notes and debit adjustments are dated the day they are issued or earlier",
+        )
     report = rerate(session, start, on=day, dry_run=dry_run)
     for line in report.json_lines() if as_json else [report.render()]:
         click.echo(line)
@@ -948,13 +1259,23 @@ def export_group() -> None:
 
 @export_group.command("journal")
 @click.option("--month", required=True, help="YYYY-MM: the month exported (sealed, or a warning).")
-@click.option("--format", "fmt", default="csv", show_default=True, metavar="csv|quickbooks|xero|netsuite",
-              help="csv, or the journal-import CSV of QuickBooks Online, Xero or NetSuite.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write here (default: stdout).")
+@click.option(
+    "--format",
+    "fmt",
+    default="csv",
+    show_default=True,
+    metavar="csv|quickbooks|xero|netsuite",
+    help="csv, or the journal-import CSV of QuickBooks Online, Xero or NetSuite.",
+)
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), help="Write here (default: stdout)."
+)
 @click.option("--currency", help="Only this currency's entry (Xero takes one: its base currency).")
 @pass_context
 @holds_lock("export journal", shared=True)
-def export_journal(ctx: Context, month: str, fmt: str, out: Path | None, currency: str | None) -> None:
+def export_journal(
+    ctx: Context, month: str, fmt: str, out: Path | None, currency: str | None
+) -> None:
     """The month's movements per general-ledger account (rules/gl_accounts.yaml), one balanced
     entry per currency, referencing the month's seal; an unsealed month is exported with a warning."""
     from ledger.books import load_books
@@ -971,16 +1292,21 @@ def export_journal(ctx: Context, month: str, fmt: str, out: Path | None, currenc
         raise BadInput(f"{workspace.main_file}: no books yet; run `meterbook post` first")
     entries, errors, _options = load_books(workspace.main_file)
     if errors:
-        raise BadInput(f"{workspace.main_file}: the books do not load ({len(errors)} errors); "
-                       "run `meterbook check`")
+        raise BadInput(
+            f"{workspace.main_file}: the books do not load ({len(errors)} errors); "
+            "run `meterbook check`"
+        )
     journal = build_journal(entries, month, mapping)
     if currency is not None:
         from ledger.export import only_currency
 
         journal = only_currency(journal, currency)
     if journal.seal is None:
-        click.echo(f"meterbook: warning: {month} is not sealed: its movements may still change "
-                   f"(close it first: meterbook close {month})", err=True)
+        click.echo(
+            f"meterbook: warning: {month} is not sealed: its movements may still change "
+            f"(close it first: meterbook close {month})",
+            err=True,
+        )
     text = render(journal, fmt, mapping)
     if out is None:
         click.echo(text, nl=False)
@@ -993,18 +1319,53 @@ def export_journal(ctx: Context, month: str, fmt: str, out: Path | None, currenc
 
 
 @cli.command("api")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback only unless --allow-remote).")
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
-@click.option("--allow-remote", is_flag=True, help="Allow a non-loopback --host (put TLS in front of it).")
-@click.option("--max-body", default=16 << 20, show_default=True, type=click.IntRange(1024, 1 << 30),
-              help="Largest request body in bytes (larger: 413).")
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
-              help="Server processes (PostgreSQL stores judge requests in parallel).")
-@click.option("--lock-wait", default=5.0, show_default=True, type=click.FloatRange(0, 600),
-              help="Seconds a write waits for the workspace lock (post, close, ...) before 503.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to bind (loopback only unless --allow-remote).",
+)
+@click.option(
+    "--port",
+    default=8000,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="Port to listen on.",
+)
+@click.option(
+    "--allow-remote", is_flag=True, help="Allow a non-loopback --host (put TLS in front of it)."
+)
+@click.option(
+    "--max-body",
+    default=16 << 20,
+    show_default=True,
+    type=click.IntRange(1024, 1 << 30),
+    help="Largest request body in bytes (larger: 413).",
+)
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Server processes (PostgreSQL stores judge requests in parallel).",
+)
+@click.option(
+    "--lock-wait",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(0, 600),
+    help="Seconds a write waits for the workspace lock (post, close, ...) before 503.",
+)
 @pass_context
-def api_command(ctx: Context, host: str, port: int, allow_remote: bool, max_body: int, workers: int,
-                lock_wait: float) -> None:
+def api_command(
+    ctx: Context,
+    host: str,
+    port: int,
+    allow_remote: bool,
+    max_body: int,
+    workers: int,
+    lock_wait: float,
+) -> None:
     """HTTP event ingest and the customer portal (keys: meterbook keys create)."""
     import socket
 
@@ -1020,7 +1381,9 @@ def api_command(ctx: Context, host: str, port: int, allow_remote: bool, max_body
             probe.bind((host, port))
     except OSError as exc:
         raise BadInput(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    click.echo(f"meterbook API on http://{host}:{port}/ (OpenAPI: /openapi.json, portal: /portal/login)")
+    click.echo(
+        f"meterbook API on http://{host}:{port}/ (OpenAPI: /openapi.json, portal: /portal/login)"
+    )
     api.serve(workspace, host, port, max_body=max_body, workers=workers, lock_wait=lock_wait)
 
 
@@ -1030,7 +1393,9 @@ def keys_group() -> None:
 
 
 @keys_group.command("create")
-@click.option("--scope", required=True, type=click.Choice(["ingest", "portal"]), help="What the key may do.")
+@click.option(
+    "--scope", required=True, type=click.Choice(["ingest", "portal"]), help="What the key may do."
+)
 @click.option("--customer", help="The customer a portal key shows (required for --scope portal).")
 @click.option("--label", default="", help="A note to recognise the key by in 'keys list'.")
 @pass_context
@@ -1072,7 +1437,9 @@ def keys_revoke(ctx: Context, key_id: str) -> None:
     from ledger.store import open_store
 
     key, now = revoke_key(open_store(ctx.workspace.store_url), key_id)
-    click.echo(f"{'revoked' if now else 'already revoked'} {key.id} ({key.scope}) at {key.revoked_at}")
+    click.echo(
+        f"{'revoked' if now else 'already revoked'} {key.id} ({key.scope}) at {key.revoked_at}"
+    )
 
 
 @cli.command("caps")
@@ -1090,9 +1457,11 @@ def caps_command(ctx: Context, customer: str | None, as_json: bool) -> None:
         if as_json:
             click.echo(json.dumps(change.to_json()))
         else:
-            click.echo(f"{change.effective}  {change.customer:<20} {change.meter:<16} "
-                       f"{change.previous if change.previous is not None else '-'} -> {change.cap}  "
-                       f"(at {change.changed_at}, key {change.key_id})")
+            click.echo(
+                f"{change.effective}  {change.customer:<20} {change.meter:<16} "
+                f"{change.previous if change.previous is not None else '-'} -> {change.cap}  "
+                f"(at {change.changed_at}, key {change.key_id})"
+            )
 
 
 def ctx_exit(code: int) -> None:

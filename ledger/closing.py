@@ -191,10 +191,14 @@ def run_reconcilers(session: Session, month: str) -> list[Finding]:
         try:
             found = list(reconciler.check(context) or ())
         except Exception as exc:
-            raise PluginError(f"reconciler {name!r} failed on {month}: {type(exc).__name__}: {exc}") from None
+            raise PluginError(
+                f"reconciler {name!r} failed on {month}: {type(exc).__name__}: {exc}"
+            ) from None
         for finding in found:
             if not isinstance(finding, Finding):
-                raise PluginError(f"reconciler {name!r} yielded {type(finding).__name__}, not a Finding")
+                raise PluginError(
+                    f"reconciler {name!r} yielded {type(finding).__name__}, not a Finding"
+                )
         findings.extend(found)
     order = {"error": 0, "warning": 1, "info": 2}
     return sorted(findings, key=lambda f: (order.get(f.severity, 3), f.id))
@@ -203,8 +207,11 @@ def run_reconcilers(session: Session, month: str) -> list[Finding]:
 def load_acceptances(engine: Engine, month: str) -> dict[str, str]:
     """Accepted finding ids of ``month`` and their reasons."""
     with engine.connect() as conn:
-        rows = conn.execute(select(acceptances_table.c.finding, acceptances_table.c.reason)
-                            .where(acceptances_table.c.period == month))
+        rows = conn.execute(
+            select(acceptances_table.c.finding, acceptances_table.c.reason).where(
+                acceptances_table.c.period == month
+            )
+        )
         return {row.finding: row.reason for row in rows}
 
 
@@ -215,10 +222,16 @@ def record_acceptances(engine: Engine, month: str, accepted: Mapping[str, str]) 
     now = datetime.now(UTC).isoformat(timespec="seconds")
     with engine.begin() as conn:
         for finding, reason in accepted.items():
-            conn.execute(delete(acceptances_table).where(acceptances_table.c.period == month,
-                                                         acceptances_table.c.finding == finding))
-            conn.execute(insert(acceptances_table).values(period=month, finding=finding, reason=reason,
-                                                          accepted_at=now))
+            conn.execute(
+                delete(acceptances_table).where(
+                    acceptances_table.c.period == month, acceptances_table.c.finding == finding
+                )
+            )
+            conn.execute(
+                insert(acceptances_table).values(
+                    period=month, finding=finding, reason=reason, accepted_at=now
+                )
+            )
 
 
 @dataclass(frozen=True)
@@ -238,26 +251,45 @@ class Reconciliation:
 
     def records(self) -> list[dict[str, Any]]:
         """One JSON-ready object per finding (figures as decimal strings), with its acceptance."""
-        return [{**{c: _text(getattr(f, c)) for c in self.COLUMNS}, "check": f.check,
-                 "accepted": self.accepted.get(f.id)} for f in self.findings]
+        return [
+            {
+                **{c: _text(getattr(f, c)) for c in self.COLUMNS},
+                "check": f.check,
+                "accepted": self.accepted.get(f.id),
+            }
+            for f in self.findings
+        ]
 
     def render(self) -> str:
         """A plain-text table, the explanation last, then a one-line summary."""
         # data-derived text escaped (ledger.escaping): one finding, one line
         accepted = {i: f" [accepted: {reason}]" for i, reason in self.accepted.items()}
-        rows = [[for_terminal(_text(getattr(f, c)) or "-") for c in self.COLUMNS[:-1]]
-                + [for_terminal(f.explanation + accepted.get(f.id, ""))]
-                for f in self.findings]
+        rows = [
+            [for_terminal(_text(getattr(f, c)) or "-") for c in self.COLUMNS[:-1]]
+            + [for_terminal(f.explanation + accepted.get(f.id, ""))]
+            for f in self.findings
+        ]
         lines = []
         if rows:
             header = [c.upper() for c in self.COLUMNS]
             widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
             for row in [header, *rows]:
-                lines.append("  ".join(cell.ljust(w) if i < 5 else cell.rjust(w)
-                                       for i, (cell, w) in enumerate(zip(row, widths, strict=False))) + "  " + row[-1])
-        counts = {s: sum(1 for f in self.findings if f.severity == s) for s in ("error", "warning", "info")}
-        summary = (f"{self.month}: {counts['error']} errors ({counts['error'] - len(self.open_errors)} accepted), "
-                   f"{counts['warning']} warnings, {counts['info']} info")
+                lines.append(
+                    "  ".join(
+                        cell.ljust(w) if i < 5 else cell.rjust(w)
+                        for i, (cell, w) in enumerate(zip(row, widths, strict=False))
+                    )
+                    + "  "
+                    + row[-1]
+                )
+        counts = {
+            s: sum(1 for f in self.findings if f.severity == s)
+            for s in ("error", "warning", "info")
+        }
+        summary = (
+            f"{self.month}: {counts['error']} errors ({counts['error'] - len(self.open_errors)} accepted), "
+            f"{counts['warning']} warnings, {counts['info']} info"
+        )
         return "\n".join([*lines, summary if self.findings else f"{self.month}: no findings"])
 
 
@@ -272,7 +304,9 @@ def first_open_month(session: Session) -> str:
     if sealed:
         return seal.next_month(max(sealed))
     today = session.today()
-    return _earliest_month_with_entries(session, before=today + timedelta(days=1)) or books.month_of(today)
+    return _earliest_month_with_entries(
+        session, before=today + timedelta(days=1)
+    ) or books.month_of(today)
 
 
 def reconcile_month(session: Session, month: str | None = None) -> Reconciliation:
@@ -317,26 +351,41 @@ class InvoiceGate:
 
     def __call__(self, drafts: list[Invoice]) -> list[Invoice]:
         self.ran = True
-        first_open = books.month_of(self.session.first_open()) if self.session.first_open() > date.min else ""
+        first_open = (
+            books.month_of(self.session.first_open())
+            if self.session.first_open() > date.min
+            else ""
+        )
         months = sorted({m for d in drafts for m in billed_months(d) if m >= first_open})
         for month in months:
             self.findings[month] = run_reconcilers(self.session, month)
         where = {f.id: month for month, found in self.findings.items() for f in found}
         self.unknown = sorted(set(self.accept) - set(where))
         if self.unknown and self.strict:
-            raise BadInput(f"--accept {self.unknown[0]}: no such finding in the months these invoices bill "
-                           f"({', '.join(months)}; findings: {', '.join(sorted(where)) or 'none'})")
+            raise BadInput(
+                f"--accept {self.unknown[0]}: no such finding in the months these invoices bill "
+                f"({', '.join(months)}; findings: {', '.join(sorted(where)) or 'none'})"
+            )
         for fid, reason in sorted(self.accept.items()):
             if fid in where:
                 record_acceptances(self.session.engine, where[fid], {fid: reason})
         blocking: dict[str, list[Finding]] = {}
         for month, found in self.findings.items():
             accepted = load_acceptances(self.session.engine, month)
-            blocking[month] = [f for f in found if f.blocks_close and f.customer and f.id not in accepted]
+            blocking[month] = [
+                f for f in found if f.blocks_close and f.customer and f.id not in accepted
+            ]
         issue = []
-        stopped: dict[str, tuple[Finding, ...]] = {}  # customer → what holds its earliest held draft
+        stopped: dict[
+            str, tuple[Finding, ...]
+        ] = {}  # customer → what holds its earliest held draft
         for draft in sorted(drafts, key=lambda d: d.date):
-            holding = tuple(f for m in billed_months(draft) for f in blocking.get(m, ()) if f.customer == draft.customer)
+            holding = tuple(
+                f
+                for m in billed_months(draft)
+                for f in blocking.get(m, ())
+                if f.customer == draft.customer
+            )
             # a customer's invoices are issued in date order: one held holds its later ones too,
             # or a later invoice would take a lower number and bill as if the earlier one did not exist
             holding = holding or stopped.get(draft.customer, ())
@@ -362,14 +411,19 @@ def billed_months(invoice: Invoice) -> list[str]:
     return sorted(months or {books.month_of(invoice.date)})
 
 
-def invoice_gated(session: Session, through: date, accept: Mapping[str, str] | None = None,
-                  ) -> tuple[list[Invoice], InvoiceGate]:
+def invoice_gated(
+    session: Session,
+    through: date,
+    accept: Mapping[str, str] | None = None,
+) -> tuple[list[Invoice], InvoiceGate]:
     """``meterbook invoice``: issue what no open error finding holds; the gate says what it held."""
     gate = InvoiceGate(session, dict(accept or {}), strict=True)
     issued = session.invoice(through, gate=gate)
     if gate.accept and not gate.ran:
-        raise BadInput(f"--accept {sorted(gate.accept)[0]}: nothing to invoice through {through}, so no "
-                       "finding to accept here (accept it at `meterbook close`)")
+        raise BadInput(
+            f"--accept {sorted(gate.accept)[0]}: nothing to invoice through {through}, so no "
+            "finding to accept here (accept it at `meterbook close`)"
+        )
     return issued, gate
 
 
@@ -401,7 +455,9 @@ class CloseReport:
         return tuple(f for f in self.findings if f.blocks_close and f.id not in self.accepted)
 
 
-def close_month(session: Session, month: str, accept: Mapping[str, str] | None = None) -> CloseReport:
+def close_month(
+    session: Session, month: str, accept: Mapping[str, str] | None = None
+) -> CloseReport:
     """Close ``month``: invoices, postings, reconciliation gate, assertions, seal.
 
     Raises :class:`BadInput` for a bad month, a month not ended yet or out of
@@ -412,32 +468,47 @@ def close_month(session: Session, month: str, accept: Mapping[str, str] | None =
     books_dir = session.workspace.books_dir
     sealed = books.sealed_months(books_dir)
     if month in sealed:
-        return CloseReport(month, already_closed=True, close_file=str(books.close_path(books_dir, month)),
-                           finished=finish_close(session, month))
+        return CloseReport(
+            month,
+            already_closed=True,
+            close_file=str(books.close_path(books_dir, month)),
+            finished=finish_close(session, month),
+        )
     if last_day(month) >= session.today():
-        raise BadInput(f"{month} has not ended yet (today is {session.today()}); close it from "
-                       f"{first_day(seal.next_month(month))}")
+        raise BadInput(
+            f"{month} has not ended yet (today is {session.today()}); close it from "
+            f"{first_day(seal.next_month(month))}"
+        )
     also: list[str] = []
     if sealed:
         expected = seal.next_month(max(sealed))
         if month < expected:
-            raise BadInput(f"{month} is before the first closed month {min(sealed)} and cannot be closed: "
-                           "months close in order")
+            raise BadInput(
+                f"{month} is before the first closed month {min(sealed)} and cannot be closed: "
+                "months close in order"
+            )
         while expected < month:
             if _has_entries(session, expected):
                 raise BadInput(f"close {expected} first: months close in order")
             gap = _close(session, expected, {})
             if gap.refused:
-                return CloseReport(month, refused=f"{expected} (no entries) could not be closed: {gap.refused}",
-                                   findings=gap.findings, errors=gap.errors, also_closed=tuple(also))
+                return CloseReport(
+                    month,
+                    refused=f"{expected} (no entries) could not be closed: {gap.refused}",
+                    findings=gap.findings,
+                    errors=gap.errors,
+                    also_closed=tuple(also),
+                )
             also.append(expected)
             expected = seal.next_month(expected)
     else:
         require_activity_by(session, month)
         earliest = _earliest_month_with_entries(session, before=first_day(month))
         if earliest is not None:
-            raise BadInput(f"close {earliest} first: months close in order ({earliest} is the first month "
-                           "with entries)")
+            raise BadInput(
+                f"close {earliest} first: months close in order ({earliest} is the first month "
+                "with entries)"
+            )
     report = _close(session, month, dict(accept or {}))
     return CloseReport(**{**report.__dict__, "also_closed": tuple(also)})
 
@@ -449,16 +520,23 @@ def first_activity(session: Session) -> date | None:
     Asked only at a workspace's first close; only events before the rules' first day are
     looked for then.
     """
-    days = [d for c in session.rules.customers.values()
-            for d in (*(s.start for s in c.subscriptions), *(g.granted for g in c.credits))]
+    days = [
+        d
+        for c in session.rules.customers.values()
+        for d in (*(s.start for s in c.subscriptions), *(g.granted for g in c.credits))
+    ]
     first = min(days, default=None)
     query = select(func.min(events_table.c.time_us))
     if first is not None:
-        query = query.where(events_table.c.time_us < metering.cut_off_us(first, session.workspace.tz))
+        query = query.where(
+            events_table.c.time_us < metering.cut_off_us(first, session.workspace.tz)
+        )
     with session.engine.connect() as conn:
         earliest_us = conn.execute(query).scalar()
     if earliest_us is not None:
-        moment = datetime.fromtimestamp(earliest_us / 1_000_000, UTC).astimezone(session.workspace.tz)
+        moment = datetime.fromtimestamp(earliest_us / 1_000_000, UTC).astimezone(
+            session.workspace.tz
+        )
         first = moment.date() if first is None else min(first, moment.date())
     return first
 
@@ -472,12 +550,16 @@ def require_activity_by(session: Session, month: str) -> None:
     """
     first = first_activity(session)
     if first is None:
-        raise BadInput(f"{month}: nothing to close: the rules have no subscription or credit grant and "
-                       "the store no event; a close seals its month for good")
+        raise BadInput(
+            f"{month}: nothing to close: the rules have no subscription or credit grant and "
+            "the store no event; a close seals its month for good"
+        )
     if first > last_day(month):
-        raise BadInput(f"{month} is before the workspace's first activity ({first}, the earliest "
-                       "subscription start, credit grant or event): nothing to close, and a sealed "
-                       "month cannot be reopened")
+        raise BadInput(
+            f"{month} is before the workspace's first activity ({first}, the earliest "
+            "subscription start, credit grant or event): nothing to close, and a sealed "
+            "month cannot be reopened"
+        )
 
 
 def _due_invoices(session: Session, through: date) -> list[Invoice]:
@@ -527,12 +609,20 @@ def _close(session: Session, month: str, accept: dict[str, str]) -> CloseReport:
         holding = {f.id: f for held in gate.held for f in held.findings}
         unknown = sorted(set(accept) - gated)
         if unknown:
-            raise BadInput(f"--accept {unknown[0]}: no such finding for {month} "
-                           f"(findings: {', '.join(sorted(gated)) or 'none'})")
+            raise BadInput(
+                f"--accept {unknown[0]}: no such finding for {month} "
+                f"(findings: {', '.join(sorted(gated)) or 'none'})"
+            )
         count = len(gate.held)
-        return CloseReport(month, findings=tuple(sorted(holding.values(), key=lambda f: f.id)), invoices=issued,
-                           refused=(f"{count} invoice{'s' if count != 1 else ''} dated on or before {end} held by "
-                                    "open error findings; fix or accept each with --accept ID --reason TEXT"))
+        return CloseReport(
+            month,
+            findings=tuple(sorted(holding.values(), key=lambda f: f.id)),
+            invoices=issued,
+            refused=(
+                f"{count} invoice{'s' if count != 1 else ''} dated on or before {end} held by "
+                "open error findings; fix or accept each with --accept ID --reason TEXT"
+            ),
+        )
     faults.point("close:inner-post")
     session.post(through)
 
@@ -540,20 +630,29 @@ def _close(session: Session, month: str, accept: dict[str, str]) -> CloseReport:
     known = {f.id for f in findings}
     unknown = sorted(set(accept) - known - gated)
     if unknown:
-        raise BadInput(f"--accept {unknown[0]}: no such finding for {month} "
-                       f"(findings: {', '.join(sorted(known)) or 'none'})")
+        raise BadInput(
+            f"--accept {unknown[0]}: no such finding for {month} "
+            f"(findings: {', '.join(sorted(known)) or 'none'})"
+        )
     record_acceptances(session.engine, month, {k: v for k, v in accept.items() if k in known})
     accepted = {k: v for k, v in load_acceptances(session.engine, month).items() if k in known}
     report = CloseReport(month, findings=tuple(findings), accepted=accepted, invoices=issued)
     if report.open_errors:
         count = len(report.open_errors)
-        return CloseReport(**{**report.__dict__, "refused": (
-            f"{count} open error finding{'s' if count != 1 else ''}; fix or accept each with "
-            "--accept ID --reason TEXT")})
+        return CloseReport(
+            **{
+                **report.__dict__,
+                "refused": (
+                    f"{count} open error finding{'s' if count != 1 else ''}; fix or accept each with "
+                    "--accept ID --reason TEXT"
+                ),
+            }
+        )
 
     balances = expected_balances(session, month)
-    directives: list[data.Directive] = [acceptance_directive(month, fid, reason)
-                                        for fid, reason in sorted(accepted.items())]
+    directives: list[data.Directive] = [
+        acceptance_directive(month, fid, reason) for fid, reason in sorted(accepted.items())
+    ]
     directives.extend(balances)
     body = CLOSE_HEADER + "\n" + "".join("\n" + books.format_entry(d) for d in directives)
 
@@ -574,18 +673,31 @@ def _close(session: Session, month: str, accept: dict[str, str]) -> CloseReport:
         faults.point("close:body")
         if not errors:
             previous = _previous_seal(loaded, month)
-            pending = close_report_text(session, month, findings=findings, accepted=accepted,
-                                        seal_hash=seal.REPORT_PLACEHOLDER, entries=loaded)
-            covered = seal.coverage_text(month, str(books_dir), loaded, (
-                report_file.relative_to(books_dir).as_posix(), pending), len(seal.read_seals(loaded)[0]))
+            pending = close_report_text(
+                session,
+                month,
+                findings=findings,
+                accepted=accepted,
+                seal_hash=seal.REPORT_PLACEHOLDER,
+                entries=loaded,
+            )
+            covered = seal.coverage_text(
+                month,
+                str(books_dir),
+                loaded,
+                (report_file.relative_to(books_dir).as_posix(), pending),
+                len(seal.read_seals(loaded)[0]),
+            )
             extra, _errors, _options = parser.parse_string(covered)
             sealing = seal.build_seal(month, [*loaded, *extra], previous)
             hash_ = seal.read_seals(sealing)[0][0].hash
             books.write_atomic(report_file, pending.replace(seal.REPORT_PLACEHOLDER, hash_))
             record_seal(session, month, hash_)
             faults.point("close:recorded")
-            books.write_atomic(close_file, body + "\n" + covered
-                               + "".join("\n" + books.format_entry(d) for d in sealing))
+            books.write_atomic(
+                close_file,
+                body + "\n" + covered + "".join("\n" + books.format_entry(d) for d in sealing),
+            )
             faults.point("close:sealed")
             loaded, errors, _options = books.load_books(workspace.main_file)
     except BaseException:
@@ -594,10 +706,22 @@ def _close(session: Session, month: str, accept: dict[str, str]) -> CloseReport:
     if errors or month not in books.sealed_months(books_dir):
         _roll_back(session, month, close_file, entries, documents)
         messages = tuple(_error_line(e) for e in errors)
-        return CloseReport(**{**report.__dict__, "errors": messages,
-                              "refused": f"the books do not load cleanly with the close file ({len(errors)} errors)"})
-    return CloseReport(**{**report.__dict__, "assertions": len(balances), "seal_hash": hash_,
-                          "close_file": str(close_file), "report_file": str(report_file)})
+        return CloseReport(
+            **{
+                **report.__dict__,
+                "errors": messages,
+                "refused": f"the books do not load cleanly with the close file ({len(errors)} errors)",
+            }
+        )
+    return CloseReport(
+        **{
+            **report.__dict__,
+            "assertions": len(balances),
+            "seal_hash": hash_,
+            "close_file": str(close_file),
+            "report_file": str(report_file),
+        }
+    )
 
 
 def finish_close(session: Session, month: str) -> tuple[str, ...]:
@@ -614,7 +738,9 @@ def finish_close(session: Session, month: str) -> tuple[str, ...]:
         return ()
     done: list[str] = []
     with session.engine.connect() as conn:
-        recorded = conn.execute(select(meta_table.c.value).where(meta_table.c.key == f"seal:{month}")).scalar()
+        recorded = conn.execute(
+            select(meta_table.c.value).where(meta_table.c.key == f"seal:{month}")
+        ).scalar()
     if recorded is None:
         record_seal(session, month, status.hash)
         done.append("recorded its seal in the store")
@@ -622,20 +748,41 @@ def finish_close(session: Session, month: str) -> tuple[str, ...]:
     path = close_report_path(books_dir, month)
     sealed_digest = None
     for entry in loaded:
-        if (isinstance(entry, data.Custom) and entry.type == seal.DOCUMENTS and entry.values
-                and entry.values[0].value == month and isinstance(entry.meta.get("report"), str)):
+        if (
+            isinstance(entry, data.Custom)
+            and entry.type == seal.DOCUMENTS
+            and entry.values
+            and entry.values[0].value == month
+            and isinstance(entry.meta.get("report"), str)
+        ):
             sealed_digest = entry.meta["report"].rpartition(" ")[2]
     current = path.read_text(encoding="utf-8") if path.is_file() else None
-    if current is not None and (sealed_digest is None or seal.report_digest(current, status.hash) == sealed_digest):
+    if current is not None and (
+        sealed_digest is None or seal.report_digest(current, status.hash) == sealed_digest
+    ):
         return tuple(done)
     findings = run_reconcilers(session, month)
     known = {f.id for f in findings}
     accepted = {k: v for k, v in load_acceptances(session.engine, month).items() if k in known}
-    shown = [e for e in loaded if seal.period_of(e) is not None or not isinstance(e, data.Custom | data.Transaction)
-             or (isinstance(e, data.Transaction) and seal.GUARD_MARK not in e.meta)]
-    pending = close_report_text(session, month, findings=findings, accepted=accepted,
-                                seal_hash=seal.REPORT_PLACEHOLDER, entries=shown)
-    if sealed_digest is None or seal.report_digest(pending, seal.REPORT_PLACEHOLDER) == sealed_digest:
+    shown = [
+        e
+        for e in loaded
+        if seal.period_of(e) is not None
+        or not isinstance(e, data.Custom | data.Transaction)
+        or (isinstance(e, data.Transaction) and seal.GUARD_MARK not in e.meta)
+    ]
+    pending = close_report_text(
+        session,
+        month,
+        findings=findings,
+        accepted=accepted,
+        seal_hash=seal.REPORT_PLACEHOLDER,
+        entries=shown,
+    )
+    if (
+        sealed_digest is None
+        or seal.report_digest(pending, seal.REPORT_PLACEHOLDER) == sealed_digest
+    ):
         books.write_atomic(path, pending.replace(seal.REPORT_PLACEHOLDER, status.hash))
         done.append(f"wrote its close report {path.relative_to(session.workspace.root)}")
     return tuple(done)
@@ -652,8 +799,13 @@ def record_seal(session: Session, month: str, hash_: str) -> None:
         conn.execute(insert(meta_table).values(key=f"seal:{month}", value=hash_))
 
 
-def _roll_back(session: Session, month: str, close_file: Path, entries: list[data.Directive],
-               documents: dict[str, str]) -> None:
+def _roll_back(
+    session: Session,
+    month: str,
+    close_file: Path,
+    entries: list[data.Directive],
+    documents: dict[str, str],
+) -> None:
     """Undo a close that did not seal: no close file, no close report, no seal record."""
     from sqlalchemy.exc import DBAPIError
 
@@ -667,7 +819,10 @@ def _roll_back(session: Session, month: str, close_file: Path, entries: list[dat
     report = close_report_path(session.workspace.books_dir, month)
     if report.is_file() or report.is_symlink():  # a folder there was there before the close
         report.unlink(missing_ok=True)
-    with contextlib.suppress(DBAPIError), session.engine.begin() as conn:  # a read-only store recorded nothing
+    with (
+        contextlib.suppress(DBAPIError),
+        session.engine.begin() as conn,
+    ):  # a read-only store recorded nothing
         conn.execute(delete(meta_table).where(meta_table.c.key == f"seal:{month}"))
     session.write(entries, documents)
 
@@ -689,9 +844,14 @@ def _error_line(error: Any) -> str:
 
 def acceptance_directive(month: str, finding: str, reason: str) -> data.Custom:
     """``custom "meterbook-accept" "<month>" "<finding id>" "<reason>"``, dated the next month's 1st."""
-    values = [ValueType(month, str), ValueType(misc_utils.escape_string(finding), str),
-              ValueType(misc_utils.escape_string(" ".join(reason.split())), str)]
-    return data.Custom(data.new_metadata("<close>", 0), first_day(seal.next_month(month)), ACCEPT, values)
+    values = [
+        ValueType(month, str),
+        ValueType(misc_utils.escape_string(finding), str),
+        ValueType(misc_utils.escape_string(" ".join(reason.split())), str),
+    ]
+    return data.Custom(
+        data.new_metadata("<close>", 0), first_day(seal.next_month(month)), ACCEPT, values
+    )
 
 
 def regenerated_entries(session: Session, through: date) -> list[data.Directive]:
@@ -775,21 +935,33 @@ def expected_balances(session: Session, month: str) -> list[data.Balance]:
     """
     day = first_day(seal.next_month(month))
     cash_accounts = {session.rules.account(kind) for kind in CASH_KINDS}
-    expected = {k: v for k, v in _sums(regenerated_entries(session, last_day(month)), day).items()
-                if k[0] not in cash_accounts}
+    expected = {
+        k: v
+        for k, v in _sums(regenerated_entries(session, last_day(month)), day).items()
+        if k[0] not in cash_accounts
+    }
     expected.update(cash_balances(session, month))
     kinds = account_kinds(session.rules)
     # Accounts posted to in the books but absent from the expectation must be 0: assert that too.
     posted = _sums(books.load_books(session.workspace.main_file)[0], day)
-    keys = {k for k in (*expected, *posted) if k[0] in kinds or k[0] in cash_accounts or k[0].startswith("Income:")
-            or is_tax_account(session.rules, k[0])}  # tax owed, per jurisdiction
+    keys = {
+        k
+        for k in (*expected, *posted)
+        if k[0] in kinds
+        or k[0] in cash_accounts
+        or k[0].startswith("Income:")
+        or is_tax_account(session.rules, k[0])
+    }  # tax owed, per jurisdiction
     balances = []
     for account, currency in sorted(keys):
         number = expected.get((account, currency), ZERO)
         if number == 0:  # "0.00 USD": a bare 0 would assert with a tolerance of a whole unit
             number = ZERO.quantize(quantum(currency))
-        balances.append(data.Balance(data.new_metadata("<close>", 0), day, account,
-                                     Amount(number, currency), None, None))
+        balances.append(
+            data.Balance(
+                data.new_metadata("<close>", 0), day, account, Amount(number, currency), None, None
+            )
+        )
     return balances
 
 
@@ -816,14 +988,20 @@ def check_books(workspace: Workspace) -> list[CheckResult]:
     details: list[str] = []
     ok = True
     if not main.exists():
-        results.append(CheckResult("bean-check", False, (f"{main} does not exist; run meterbook post",)))
+        results.append(
+            CheckResult("bean-check", False, (f"{main} does not exist; run meterbook post",))
+        )
     else:
-        entries, errors, options = books.load_books(main)  # always with Beancount's pickle cache off
+        entries, errors, options = books.load_books(
+            main
+        )  # always with Beancount's pickle cache off
         results.append(CheckResult("bean-check", not errors, tuple(_error_line(e) for e in errors)))
         if "ledger.seal" not in [name for name, _config in options.get("plugin", [])]:
             ok = False
-            details.append(f'{main}: plugin "ledger.seal" is not declared: bean-check and Fava do not verify '
-                           "the seals (`meterbook post` writes main.beancount again)")
+            details.append(
+                f'{main}: plugin "ledger.seal" is not declared: bean-check and Fava do not verify '
+                "the seals (`meterbook post` writes main.beancount again)"
+            )
 
     statuses = seal.verify_seals(entries)
     coverage = {c.month: c for c in seal.check_documents(entries, str(workspace.books_dir))[0]}
@@ -832,20 +1010,30 @@ def check_books(workspace: Workspace) -> list[CheckResult]:
         if not s.ok:
             details.append(f"{s.month} {s.hash[:16]}… FAILED: {s.message}")
         elif covered is None:
-            details.append(f"{s.month} {s.hash[:16]}… ok (sealed before seals covered documents: its documents "
-                           "and close report are not verified)")
+            details.append(
+                f"{s.month} {s.hash[:16]}… ok (sealed before seals covered documents: its documents "
+                "and close report are not verified)"
+            )
         elif covered.problems:
-            details.extend(f"{s.month} {s.hash[:16]}… FAILED: {problem}" for problem in covered.problems)
+            details.extend(
+                f"{s.month} {s.hash[:16]}… FAILED: {problem}" for problem in covered.problems
+            )
         else:
-            details.append(f"{s.month} {s.hash[:16]}… ok, {covered.files} documents and the close report")
-    ok = ok and all(s.ok and not (s.month in coverage and coverage[s.month].problems) for s in statuses)
+            details.append(
+                f"{s.month} {s.hash[:16]}… ok, {covered.files} documents and the close report"
+            )
+    ok = ok and all(
+        s.ok and not (s.month in coverage and coverage[s.month].problems) for s in statuses
+    )
     sealed_in_books = books.sealed_months(workspace.books_dir)
     for path in sorted(workspace.books_dir.glob("[0-9][0-9][0-9][0-9]/*.close.beancount")):
         month = path.name[:7]
         if seal.is_month(month) and month not in sealed_in_books:
             ok = False
-            details.append(f"{path.relative_to(workspace.root)}: a close file without a seal: the close of {month} "
-                           f"stopped half-way; run `meterbook close {month}` to finish it")
+            details.append(
+                f"{path.relative_to(workspace.root)}: a close file without a seal: the close of {month} "
+                f"stopped half-way; run `meterbook close {month}` to finish it"
+            )
     session: Session | None = None
     try:
         session = Session.open(workspace)
@@ -854,27 +1042,47 @@ def check_books(workspace: Workspace) -> list[CheckResult]:
     if session is not None:
         # The store remembers every seal it wrote: a removed or rewritten latest seal shows here.
         with session.engine.connect() as conn:
-            recorded = {row.key[5:]: row.value for row in conn.execute(
-                select(meta_table.c.key, meta_table.c.value).where(meta_table.c.key.like("seal:%")))}
+            recorded = {
+                row.key[5:]: row.value
+                for row in conn.execute(
+                    select(meta_table.c.key, meta_table.c.value).where(
+                        meta_table.c.key.like("seal:%")
+                    )
+                )
+            }
         in_books = {s.month: s.hash for s in statuses}
         for month, hash_ in sorted(recorded.items()):
             if in_books.get(month) != hash_:
                 ok = False
                 found = in_books.get(month)
-                details.append(f"{month}: the store recorded seal {hash_[:16]}… at close, the books have "
-                               + (f"{found[:16]}…" if found else "no seal"))
+                details.append(
+                    f"{month}: the store recorded seal {hash_[:16]}… at close, the books have "
+                    + (f"{found[:16]}…" if found else "no seal")
+                )
         for month in sorted(set(in_books) - set(recorded)):
             ok = False
-            details.append(f"{month}: sealed in the books, but the store has no record of that seal: the close of "
-                           f"{month} did not finish (run `meterbook close {month}` to finish it) or the seal was "
-                           "not written by this store's close")
+            details.append(
+                f"{month}: sealed in the books, but the store has no record of that seal: the close of "
+                f"{month} did not finish (run `meterbook close {month}` to finish it) or the seal was "
+                "not written by this store's close"
+            )
     summary = f"{len(statuses)} sealed month{'s' if len(statuses) != 1 else ''}"
     results.insert(1, CheckResult(f"seals ({summary})", ok, tuple(details)))
     if session is None:
-        results.append(CheckResult("store-to-ledger tie-out", False, ("skipped: the rules do not load",)))
+        results.append(
+            CheckResult("store-to-ledger tie-out", False, ("skipped: the rules do not load",))
+        )
         return results
-    results.append(CheckResult("rules", True, (f"{len(session.rules.customers)} customers, "
-                                               f"{len(session.rules.plans)} plans, rules {session.rules.hash}",)))
+    results.append(
+        CheckResult(
+            "rules",
+            True,
+            (
+                f"{len(session.rules.customers)} customers, "
+                f"{len(session.rules.plans)} plans, rules {session.rules.hash}",
+            ),
+        )
+    )
     from ledger.rerate import pinned_terms_check, rerated_lines_check
 
     results.append(pinned_terms_check(session))
@@ -884,14 +1092,33 @@ def check_books(workspace: Workspace) -> list[CheckResult]:
     results.append(subscriptions_check(session))
     missing = session.unknown_records()
     if missing:
-        results.append(CheckResult("store of record", False, (
-            f"{len(missing)} invoices, notes or payments sealed in the books are not in the store "
-            "(the books were posted from another store; restore it)", *missing[:5],
-            *([f"… and {len(missing) - 5} more"] if len(missing) > 5 else []))))
-        results.append(CheckResult("store-to-ledger tie-out", False, ("skipped: the store is not the books' own",)))
+        results.append(
+            CheckResult(
+                "store of record",
+                False,
+                (
+                    f"{len(missing)} invoices, notes or payments sealed in the books are not in the store "
+                    "(the books were posted from another store; restore it)",
+                    *missing[:5],
+                    *([f"… and {len(missing) - 5} more"] if len(missing) > 5 else []),
+                ),
+            )
+        )
+        results.append(
+            CheckResult(
+                "store-to-ledger tie-out", False, ("skipped: the store is not the books' own",)
+            )
+        )
         return results
-    results.append(CheckResult("store of record", True, (
-        "every invoice, credit note, debit adjustment and payment of the sealed months is in the store",)))
+    results.append(
+        CheckResult(
+            "store of record",
+            True,
+            (
+                "every invoice, credit note, debit adjustment and payment of the sealed months is in the store",
+            ),
+        )
+    )
     results.append(issued_in_books(session, entries))
     results.append(documents_as_issued(session, entries))
     results.append(books_as_posted(session))
@@ -918,16 +1145,29 @@ def audit_through(session: Session, entries: Sequence[data.Directive]) -> date |
 def issued_in_books(session: Session, entries: Sequence[data.Directive]) -> CheckResult:
     """Every invoice the store issued through :func:`audit_through` has its transaction in the books."""
     through = audit_through(session, entries)
-    issued = [inv.number for inv in load_invoices(session.engine) if through is not None and inv.date <= through]
-    posted = {e.meta.get("invoice") for e in entries
-              if isinstance(e, data.Transaction) and "reference" not in e.meta}
+    issued = [
+        inv.number
+        for inv in load_invoices(session.engine)
+        if through is not None and inv.date <= through
+    ]
+    posted = {
+        e.meta.get("invoice")
+        for e in entries
+        if isinstance(e, data.Transaction) and "reference" not in e.meta
+    }
     missing = [number for number in issued if number not in posted]
     name = "issued invoices in the books"
     if missing:
-        return CheckResult(name, False, (
-            f"{len(missing)} of the {len(issued)} invoices the store issued through {through} are not in the books "
-            "(books truncated or not re-posted since; `meterbook post` rewrites them from the store)",
-            ", ".join(missing[:10]) + (f" … and {len(missing) - 10} more" if len(missing) > 10 else "")))
+        return CheckResult(
+            name,
+            False,
+            (
+                f"{len(missing)} of the {len(issued)} invoices the store issued through {through} are not in the books "
+                "(books truncated or not re-posted since; `meterbook post` rewrites them from the store)",
+                ", ".join(missing[:10])
+                + (f" … and {len(missing) - 10} more" if len(missing) > 10 else ""),
+            ),
+        )
     return CheckResult(name, True, (f"{len(issued)} invoices through {through}",))
 
 
@@ -948,8 +1188,9 @@ def _says_the_same(sealed_file: Path, current: str) -> bool:
 
     def covered(old: object, new: object) -> bool:
         if isinstance(old, dict):
-            return isinstance(new, dict) and all(k in new and covered(v, new[k])
-                                                 for k, v in old.items())
+            return isinstance(new, dict) and all(
+                k in new and covered(v, new[k]) for k, v in old.items()
+            )
         if isinstance(old, list):
             return isinstance(new, list) and len(old) == len(new) and all(map(covered, old, new))
         return old == new
@@ -979,13 +1220,19 @@ def books_as_posted(session: Session) -> CheckResult:
     except MeterbookError as exc:
         return CheckResult(name, False, (f"the books cannot be generated again: {exc}",))
     if differs:
-        return CheckResult(name, False, (
-            f"{len(differs)} files differ from what `meterbook post --through {through}` writes "
-            "from the store (edited by hand, or events stored since the last post): "
-            + ", ".join(differs[:10])
-            + (f" … and {len(differs) - 10} more" if len(differs) > 10 else ""),))
-    return CheckResult(name, True, (
-        f"main.beancount, accounts.beancount and the open months through {through}",))
+        return CheckResult(
+            name,
+            False,
+            (
+                f"{len(differs)} files differ from what `meterbook post --through {through}` writes "
+                "from the store (edited by hand, or events stored since the last post): "
+                + ", ".join(differs[:10])
+                + (f" … and {len(differs) - 10} more" if len(differs) > 10 else ""),
+            ),
+        )
+    return CheckResult(
+        name, True, (f"main.beancount, accounts.beancount and the open months through {through}",)
+    )
 
 
 def documents_as_issued(session: Session, entries: Sequence[data.Directive]) -> CheckResult:
@@ -1003,8 +1250,10 @@ def documents_as_issued(session: Session, entries: Sequence[data.Directive]) -> 
             # the JSON is the store's record: the store must still say what was sealed (every
             # field the sealed copy has; a field a later meterbook added is not compared)
             if relative.endswith(".json") and not _says_the_same(books_dir / relative, content):
-                problems.append(f"{relative}: the store's record differs from the sealed document "
-                                "(the store was edited after the close)")
+                problems.append(
+                    f"{relative}: the store's record differs from the sealed document "
+                    "(the store was edited after the close)"
+                )
             continue
         try:
             found = (books_dir / relative).read_bytes()
@@ -1016,20 +1265,37 @@ def documents_as_issued(session: Session, entries: Sequence[data.Directive]) -> 
     folder = books_dir / "documents"
     # everything issued, a credit note dated after `through` too
     issued = {*session.issued_documents(date.max), *sealed}
-    extra = sorted(p.relative_to(books_dir).as_posix() for p in folder.glob("*")
-                   if not p.name.startswith(".")) if folder.is_dir() else []
-    problems += [f"{relative}: not a document the store issued (put there by hand, or left by a "
-                 "command stopped before its store commit: remove it)"
-                 for relative in extra if relative not in issued]
+    extra = (
+        sorted(
+            p.relative_to(books_dir).as_posix()
+            for p in folder.glob("*")
+            if not p.name.startswith(".")
+        )
+        if folder.is_dir()
+        else []
+    )
+    problems += [
+        f"{relative}: not a document the store issued (put there by hand, or left by a "
+        "command stopped before its store commit: remove it)"
+        for relative in extra
+        if relative not in issued
+    ]
     name = "documents as issued"
     if problems:
-        return CheckResult(name, False, (
-            f"{len(problems)} documents do not match the store (`meterbook post` writes the open "
-            "months' documents again)", *problems[:10],
-            *([f"… and {len(problems) - 10} more"] if len(problems) > 10 else [])))
+        return CheckResult(
+            name,
+            False,
+            (
+                f"{len(problems)} documents do not match the store (`meterbook post` writes the open "
+                "months' documents again)",
+                *problems[:10],
+                *([f"… and {len(problems) - 10} more"] if len(problems) > 10 else []),
+            ),
+        )
     checked = sum(1 for relative in expected if relative not in sealed)
-    return CheckResult(name, True, (
-        f"{checked} documents of open months as issued, {len(sealed)} under seals",))
+    return CheckResult(
+        name, True, (f"{checked} documents of open months as issued, {len(sealed)} under seals",)
+    )
 
 
 def tie_out(session: Session, entries: Sequence[data.Directive]) -> CheckResult:
@@ -1042,10 +1308,16 @@ def tie_out(session: Session, entries: Sequence[data.Directive]) -> CheckResult:
     if through is None:
         return CheckResult("store-to-ledger tie-out", True, ("the books have no postings yet",))
     compared = tie_out_balances(session, entries, through)
-    problems = [f"{b.customer} {b.kind} {b.account}: store {b.store} {b.currency}, books {b.books} {b.currency} "
-                f"(difference {b.books - b.store})" for b in compared if b.store != b.books]
+    problems = [
+        f"{b.customer} {b.kind} {b.account}: store {b.store} {b.currency}, books {b.books} {b.currency} "
+        f"(difference {b.books - b.store})"
+        for b in compared
+        if b.store != b.books
+    ]
     note = f"{len(compared)} balances through {through}"
-    return CheckResult("store-to-ledger tie-out", not problems, (note, *problems) if problems else (note,))
+    return CheckResult(
+        "store-to-ledger tie-out", not problems, (note, *problems) if problems else (note,)
+    )
 
 
 @dataclass(frozen=True)
@@ -1061,13 +1333,24 @@ class TiedBalance:
     books: Decimal
 
 
-def tie_out_balances(session: Session, entries: Sequence[data.Directive], through: date) -> list[TiedBalance]:
+def tie_out_balances(
+    session: Session, entries: Sequence[data.Directive], through: date
+) -> list[TiedBalance]:
     """Every per-customer unbilled, contract-asset and receivable balance at the end of
     ``through`` that either side has, store (:func:`regenerated_entries`) and books."""
     day = through + timedelta(days=1)
     expected = _sums(regenerated_entries(session, through), day)
     actual = _sums(entries, day)
     kinds = {a: k for a, k in account_kinds(session.rules).items() if k[0] in TIE_OUT_KINDS}
-    return [TiedBalance(kinds[account][1], kinds[account][0], account, currency, through,
-                        expected.get((account, currency), ZERO), actual.get((account, currency), ZERO))
-            for account, currency in sorted({k for k in (*expected, *actual) if k[0] in kinds})]
+    return [
+        TiedBalance(
+            kinds[account][1],
+            kinds[account][0],
+            account,
+            currency,
+            through,
+            expected.get((account, currency), ZERO),
+            actual.get((account, currency), ZERO),
+        )
+        for account, currency in sorted({k for k in (*expected, *actual) if k[0] in kinds})
+    ]

@@ -112,7 +112,9 @@ class CreditPart:
     description: str
     amount: Decimal
     deferred: Decimal = ZERO
-    grant: str = ""  # credit_grant: the grant it takes back, ``"2026-09-01#1"`` (ledger.rating.grant_key)
+    grant: str = (
+        ""  # credit_grant: the grant it takes back, ``"2026-09-01#1"`` (ledger.rating.grant_key)
+    )
     cycle: str = ""  # advance base_fee: the cycle ``start/end`` whose recognition it reduces
 
     @property
@@ -168,16 +170,36 @@ class CreditNote:
     @classmethod
     def from_json(cls, text: str) -> CreditNote:
         d = json.loads(text)
-        parts = tuple(CreditPart(line=int(p["line"]), kind=p["kind"], description=p["description"],
-                                 amount=Decimal(p["amount"]), deferred=Decimal(p["deferred"]), grant=p["grant"],
-                                 cycle=p["cycle"]) for p in d.get("parts", ()))
-        return cls(number=d["number"], seq=int(d["seq"]), invoice=d["invoice"], customer=d["customer"],
-                   date=date.fromisoformat(d["date"]), currency=d["currency"], amount=Decimal(d["amount"]),
-                   reason=d["reason"], line=d["line"], line_description=d["line_description"],
-                   forced=d["forced"],
-                   invoice_date=date.fromisoformat(d["invoice_date"]) if d["invoice_date"] else None,
-                   invoice_total=Decimal(d["invoice_total"]), credited_before=Decimal(d["credited_before"]),
-                   parts=parts, tax=Tax.from_dict(d["tax"]) if d.get("tax") else None)
+        parts = tuple(
+            CreditPart(
+                line=int(p["line"]),
+                kind=p["kind"],
+                description=p["description"],
+                amount=Decimal(p["amount"]),
+                deferred=Decimal(p["deferred"]),
+                grant=p["grant"],
+                cycle=p["cycle"],
+            )
+            for p in d.get("parts", ())
+        )
+        return cls(
+            number=d["number"],
+            seq=int(d["seq"]),
+            invoice=d["invoice"],
+            customer=d["customer"],
+            date=date.fromisoformat(d["date"]),
+            currency=d["currency"],
+            amount=Decimal(d["amount"]),
+            reason=d["reason"],
+            line=d["line"],
+            line_description=d["line_description"],
+            forced=d["forced"],
+            invoice_date=date.fromisoformat(d["invoice_date"]) if d["invoice_date"] else None,
+            invoice_total=Decimal(d["invoice_total"]),
+            credited_before=Decimal(d["credited_before"]),
+            parts=parts,
+            tax=Tax.from_dict(d["tax"]) if d.get("tax") else None,
+        )
 
 
 def _text(value: object) -> object:
@@ -195,7 +217,9 @@ def _text(value: object) -> object:
 def load_credit_notes(engine: Engine) -> list[CreditNote]:
     """Every issued credit note, in number order."""
     with engine.connect() as conn:
-        docs = conn.execute(select(credit_notes_table.c.document).order_by(credit_notes_table.c.seq)).scalars()
+        docs = conn.execute(
+            select(credit_notes_table.c.document).order_by(credit_notes_table.c.seq)
+        ).scalars()
         return [CreditNote.from_json(doc) for doc in docs]
 
 
@@ -207,9 +231,16 @@ def grant_reductions(notes: Sequence[CreditNote]) -> list[GrantReduction]:
         for part in note.parts:
             if part.grant and part.deferred:
                 granted, _, ordinal = part.grant.partition("#")
-                out.append(GrantReduction(customer=note.customer, granted=date.fromisoformat(granted),
-                                          ordinal=int(ordinal), day=note.date, amount=part.deferred,
-                                          note=note.number))
+                out.append(
+                    GrantReduction(
+                        customer=note.customer,
+                        granted=date.fromisoformat(granted),
+                        ordinal=int(ordinal),
+                        day=note.date,
+                        amount=part.deferred,
+                        note=note.number,
+                    )
+                )
     return out
 
 
@@ -233,7 +264,9 @@ def parse_amount(text: str, currency: str) -> Decimal:
         raise BadInput(str(exc)) from None
     step = _step(currency)
     if amount != amount.quantize(step):
-        raise BadInput(f"--amount: {text!r} has more than {minor_units(currency)} decimal places for {currency}")
+        raise BadInput(
+            f"--amount: {text!r} has more than {minor_units(currency)} decimal places for {currency}"
+        )
     if amount <= 0:
         raise BadInput(f"--amount: {text!r} must be positive")
     return amount.quantize(step)
@@ -263,12 +296,15 @@ def creditable(invoice: Invoice, earlier: Sequence[CreditNote], line: int | None
 
 def credited_lines(invoice: Invoice, notes: Sequence[CreditNote]) -> dict[int, Decimal]:
     """Per invoice line (1-based), what ``notes`` credited on it."""
-    return {i: sum((credited_on_line(n, i) for n in notes if n.invoice == invoice.number), ZERO)
-            for i in range(1, len(invoice.lines) + 1)}
+    return {
+        i: sum((credited_on_line(n, i) for n in notes if n.invoice == invoice.number), ZERO)
+        for i in range(1, len(invoice.lines) + 1)
+    }
 
 
-def line_with_tax(invoice: Invoice, line: int, on_line: Decimal, total: Decimal,
-                  mine: Sequence[CreditNote]) -> Decimal:
+def line_with_tax(
+    invoice: Invoice, line: int, on_line: Decimal, total: Decimal, mine: Sequence[CreditNote]
+) -> Decimal:
     """A line's creditable ``on_line`` with the tax the invoice charged on it (:mod:`ledger.tax`):
     what is left of the invoice less the other lines' rest with their tax, so the lines'
     shares add up to the total left whatever the rounding. Untaxed: ``on_line`` itself."""
@@ -277,8 +313,14 @@ def line_with_tax(invoice: Invoice, line: int, on_line: Decimal, total: Decimal,
     own = line_creditable(invoice, line, credited_lines(invoice, mine), [n.tax for n in mine])
     if own is not None:  # the line's own tax, not the invoice's average (ledger.tax)
         return own
-    others = sum((ln.amount - sum((credited_on_line(n, i) for n in mine), ZERO)
-                  for i, ln in enumerate(invoice.lines, 1) if i != line), ZERO)
+    others = sum(
+        (
+            ln.amount - sum((credited_on_line(n, i) for n in mine), ZERO)
+            for i, ln in enumerate(invoice.lines, 1)
+            if i != line
+        ),
+        ZERO,
+    )
     return total - with_tax(invoice, others)
 
 
@@ -309,7 +351,9 @@ def fee_recognized(fee: Decimal, cycle: str, through: date, currency: str) -> De
     return _share(fee, Fraction((through - start).days + 1, (end - start).days), currency)
 
 
-def fee_reduction(deferred: Decimal, cycle: str, since: date, through: date, currency: str) -> Decimal:
+def fee_reduction(
+    deferred: Decimal, cycle: str, since: date, through: date, currency: str
+) -> Decimal:
     """How much of a note's ``deferred`` part on an advance fee is taken out of the cycle's
     recognition by the end of ``through``: ratably by day from ``since`` (the note's date) to
     the cycle's last day, cumulative and rounded, so it reaches ``deferred`` exactly then.
@@ -327,8 +371,13 @@ def fee_reduction(deferred: Decimal, cycle: str, since: date, through: date, cur
     return _share(deferred, Fraction((through - since).days + 1, (end - since).days), currency)
 
 
-def fee_deferred_left(invoice: Invoice, line: int, notes: Sequence[CreditNote], through: date,
-                      current: tuple[str, Decimal] | None = None) -> Decimal:
+def fee_deferred_left(
+    invoice: Invoice,
+    line: int,
+    notes: Sequence[CreditNote],
+    through: date,
+    current: tuple[str, Decimal] | None = None,
+) -> Decimal:
     """Deferred revenue left for an advance fee line at the end of ``through``: billed −
     recognized − what ``notes`` took out of deferred revenue, less what they have since taken
     out of its recognition. A note dated after ``through`` counts in full (issuing checks
@@ -347,8 +396,11 @@ def fee_deferred_left(invoice: Invoice, line: int, notes: Sequence[CreditNote], 
         for part in note.parts:
             if part.line == line and part.deferred:
                 # a subscription change's note (no cycle) takes its part out at once
-                reduced = (fee_reduction(part.deferred, part.cycle, note.date, through, invoice.currency)
-                           if part.cycle and (current is None or part.cycle == current[0]) else ZERO)
+                reduced = (
+                    fee_reduction(part.deferred, part.cycle, note.date, through, invoice.currency)
+                    if part.cycle and (current is None or part.cycle == current[0])
+                    else ZERO
+                )
                 left -= part.deferred - reduced
     return left
 
@@ -356,7 +408,9 @@ def fee_deferred_left(invoice: Invoice, line: int, notes: Sequence[CreditNote], 
 # --- issuing ----------------------------------------------------------------------------------
 
 
-def _pro_rata(amount: Decimal, weights: Sequence[tuple[int, Decimal]], currency: str) -> list[tuple[int, Decimal]]:
+def _pro_rata(
+    amount: Decimal, weights: Sequence[tuple[int, Decimal]], currency: str
+) -> list[tuple[int, Decimal]]:
     """``amount`` split over ``(line, weight)`` in proportion, to the minor unit: each share
     rounded down, the cents left to the largest remainders (ties: the earlier line).
 
@@ -368,8 +422,13 @@ def _pro_rata(amount: Decimal, weights: Sequence[tuple[int, Decimal]], currency:
     exact = [(line, amount * w / total) for line, w in weights]
     floors = [(line, x.quantize(step, rounding=ROUND_FLOOR)) for line, x in exact]
     cents = int((amount - sum((f for _, f in floors), ZERO)) / step)
-    bonus = {line for line, _ in sorted(((line, x - f) for (line, x), (_, f) in zip(exact, floors, strict=True)),
-                                        key=lambda t: (-t[1], t[0]))[:cents]}
+    bonus = {
+        line
+        for line, _ in sorted(
+            ((line, x - f) for (line, x), (_, f) in zip(exact, floors, strict=True)),
+            key=lambda t: (-t[1], t[0]),
+        )[:cents]
+    }
     return [(line, f + step if line in bonus else f) for line, f in floors]
 
 
@@ -380,10 +439,17 @@ def _grant_ordinal(invoice: Invoice, line: int) -> str:
     return f"{invoice.date.isoformat()}#{n}"
 
 
-def allocate(invoice: Invoice, earlier: Sequence[CreditNote], amount: Decimal, on: date, *,
-             line: int | None = None, force: bool = False,
-             balances: GrantBalances | None = None,
-             current: Mapping[str, tuple[str, Decimal]] | None = None) -> tuple[CreditPart, ...]:
+def allocate(
+    invoice: Invoice,
+    earlier: Sequence[CreditNote],
+    amount: Decimal,
+    on: date,
+    *,
+    line: int | None = None,
+    force: bool = False,
+    balances: GrantBalances | None = None,
+    current: Mapping[str, tuple[str, Decimal]] | None = None,
+) -> tuple[CreditPart, ...]:
     """Split a note of ``amount`` over the invoice's lines and decide what each part debits.
 
     ``--line``: all of it on that line. Otherwise pro rata to what each line can still be
@@ -395,34 +461,54 @@ def allocate(invoice: Invoice, earlier: Sequence[CreditNote], amount: Decimal, o
     if line is not None:
         shares = [(line, amount)]
     else:
-        left = [(i, ln.amount - sum((credited_on_line(n, i) for n in mine), ZERO))
-                for i, ln in enumerate(invoice.lines, 1)]
+        left = [
+            (i, ln.amount - sum((credited_on_line(n, i) for n in mine), ZERO))
+            for i, ln in enumerate(invoice.lines, 1)
+        ]
         weights = [(i, x) for i, x in left if x > 0]
         spread = min(amount, sum((x for _, x in weights), ZERO))
-        shares = [(i, x) for i, x in (_pro_rata(spread, weights, invoice.currency) if spread > 0 else []) if x]
+        shares = [
+            (i, x)
+            for i, x in (_pro_rata(spread, weights, invoice.currency) if spread > 0 else [])
+            if x
+        ]
         if amount > spread:
             shares.append((0, amount - spread))
     undrawn: Mapping[str, Decimal] | None = None
     parts = []
     for i, share in shares:
         if i == 0:
-            parts.append(CreditPart(line=0, kind="", description="beyond the invoice (forced)", amount=share))
+            parts.append(
+                CreditPart(line=0, kind="", description="beyond the invoice (forced)", amount=share)
+            )
             continue
         ln = invoice.lines[i - 1]
         if ln.kind == "credit_grant" and ln.account == "deferred":
             if balances is None:
-                raise BadInput(f"credit: line {i} of {invoice.number} is prepaid credit and its undrawn balance "
-                               "was not rated (issue the note through ledger.credit_notes.issue)")
+                raise BadInput(
+                    f"credit: line {i} of {invoice.number} is prepaid credit and its undrawn balance "
+                    "was not rated (issue the note through ledger.credit_notes.issue)"
+                )
             if undrawn is None:
                 undrawn = balances(invoice.customer, on)
             key = _grant_ordinal(invoice, i)
             balance = max(undrawn.get(key, ZERO), ZERO)
             if share > balance and not force:
-                raise BadInput(f"credit: {share} {invoice.currency} on line {i} of {invoice.number} is more than "
-                               f"its prepaid credit still undrawn on {on.isoformat()} ({balance} {invoice.currency}); "
-                               "use --force to credit the rest as contra-revenue")
-            parts.append(CreditPart(line=i, kind=ln.kind, description=ln.description, amount=share,
-                                    deferred=min(share, balance), grant=key))
+                raise BadInput(
+                    f"credit: {share} {invoice.currency} on line {i} of {invoice.number} is more than "
+                    f"its prepaid credit still undrawn on {on.isoformat()} ({balance} {invoice.currency}); "
+                    "use --force to credit the rest as contra-revenue"
+                )
+            parts.append(
+                CreditPart(
+                    line=i,
+                    kind=ln.kind,
+                    description=ln.description,
+                    amount=share,
+                    deferred=min(share, balance),
+                    grant=key,
+                )
+            )
         elif ln.kind == "base_fee" and ln.account == "deferred" and ln.cycle:
             # recognition follows the subscriptions as they are now (a cancellation after the
             # invoice already shortened it): never take the same days out of it twice
@@ -430,19 +516,36 @@ def allocate(invoice: Invoice, earlier: Sequence[CreditNote], amount: Decimal, o
             now = now if now is not None and now != (ln.cycle, ln.amount) else None
             deferred = max(fee_deferred_left(invoice, i, mine, on - _DAY, now), ZERO)
             cycle = now[0] if now is not None else ln.cycle
-            parts.append(CreditPart(line=i, kind=ln.kind, description=ln.description, amount=share,
-                                    deferred=min(share, deferred), cycle=cycle if deferred else ""))
+            parts.append(
+                CreditPart(
+                    line=i,
+                    kind=ln.kind,
+                    description=ln.description,
+                    amount=share,
+                    deferred=min(share, deferred),
+                    cycle=cycle if deferred else "",
+                )
+            )
         else:
             parts.append(CreditPart(line=i, kind=ln.kind, description=ln.description, amount=share))
     step = _step(invoice.currency)  # "0.00", not "0", on the documents
     return tuple(replace(p, deferred=p.deferred.quantize(step)) for p in parts)
 
 
-def issue_credit_note(engine: Engine, invoice_number: str, *, amount: str, reason: str, on: date,
-                      line: int | None = None, force: bool = False, first_open: date = date.min,
-                      balances: GrantBalances | None = None,
-                      also: Callable[[CreditNote], None] | None = None,
-                      current: Mapping[str, tuple[str, Decimal]] | None = None) -> CreditNote:
+def issue_credit_note(
+    engine: Engine,
+    invoice_number: str,
+    *,
+    amount: str,
+    reason: str,
+    on: date,
+    line: int | None = None,
+    force: bool = False,
+    first_open: date = date.min,
+    balances: GrantBalances | None = None,
+    also: Callable[[CreditNote], None] | None = None,
+    current: Mapping[str, tuple[str, Decimal]] | None = None,
+) -> CreditNote:
     """Check, number, split (:func:`allocate`) and store a credit note in one transaction; return it.
 
     ``also`` runs inside that transaction after the note is stored and before it
@@ -461,55 +564,106 @@ def issue_credit_note(engine: Engine, invoice_number: str, *, amount: str, reaso
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             conn.exec_driver_sql("LOCK TABLE credit_notes IN EXCLUSIVE MODE")
-        doc = conn.execute(select(invoices_table.c.document)
-                           .where(invoices_table.c.number == invoice_number)).scalar()
+        doc = conn.execute(
+            select(invoices_table.c.document).where(invoices_table.c.number == invoice_number)
+        ).scalar()
         if doc is None:
             raise BadInput(f"credit: {invoice_number!r} is not an issued invoice")
         invoice = Invoice.from_json(doc)
         value = parse_amount(amount, invoice.currency)
         if on < invoice.date:
-            raise BadInput(f"--date: {on.isoformat()} is before {invoice.number}'s date {invoice.date.isoformat()}")
+            raise BadInput(
+                f"--date: {on.isoformat()} is before {invoice.number}'s date {invoice.date.isoformat()}"
+            )
         if on < first_open:
-            raise BadInput(f"--date: {on.isoformat()} is in a sealed month; corrections go in an open month "
-                           f"(from {first_open.isoformat()})")
+            raise BadInput(
+                f"--date: {on.isoformat()} is in a sealed month; corrections go in an open month "
+                f"(from {first_open.isoformat()})"
+            )
         if line is not None and not 1 <= line <= len(invoice.lines):
-            raise BadInput(f"--line: {invoice.number} has lines 1 to {len(invoice.lines)}, not {line}")
-        earlier = [CreditNote.from_json(d) for d in conn.execute(
-            select(credit_notes_table.c.document).where(credit_notes_table.c.invoice == invoice.number)
-            .order_by(credit_notes_table.c.seq)).scalars()]
+            raise BadInput(
+                f"--line: {invoice.number} has lines 1 to {len(invoice.lines)}, not {line}"
+            )
+        earlier = [
+            CreditNote.from_json(d)
+            for d in conn.execute(
+                select(credit_notes_table.c.document)
+                .where(credit_notes_table.c.invoice == invoice.number)
+                .order_by(credit_notes_table.c.seq)
+            ).scalars()
+        ]
         limit = creditable(invoice, earlier, line)
         if value > limit and not force:
             what = f"line {line} of {invoice.number}" if line is not None else invoice.number
-            raise BadInput(f"credit: {value} {invoice.currency} is more than {what} can still be credited "
-                           f"({max(limit, ZERO)} {invoice.currency}); use --force to credit it anyway")
+            raise BadInput(
+                f"credit: {value} {invoice.currency} is more than {what} can still be credited "
+                f"({max(limit, ZERO)} {invoice.currency}); use --force to credit it anyway"
+            )
         # the note gives back its share of the invoice's tax; the lines are credited the rest
         credited_before = sum((n.amount for n in earlier), ZERO)
-        tax = credited_tax(invoice, credited_before, value, line=line, given=[n.tax for n in earlier],
-                           credited=credited_lines(invoice, earlier))
+        tax = credited_tax(
+            invoice,
+            credited_before,
+            value,
+            line=line,
+            given=[n.tax for n in earlier],
+            credited=credited_lines(invoice, earlier),
+        )
         # the grants' balances are rated while this transaction holds the numbering lock,
         # so no other note on the same grant can be stored in between
         # the lines are credited the rest; their amounts already hold the tax when prices include it
         net = value - (tax.amount if tax and invoice.tax and not invoice.tax.inclusive else ZERO)
-        parts = allocate(invoice, earlier, net, on, line=line, force=force,
-                         balances=balances, current=current)
+        parts = allocate(
+            invoice, earlier, net, on, line=line, force=force, balances=balances, current=current
+        )
         beyond_grant = any(p.grant and p.deferred < p.amount for p in parts)
         seq = (conn.execute(select(func.max(credit_notes_table.c.seq))).scalar() or 0) + 1
         note = CreditNote(
-            number=f"CN-{on.year}-{seq:06d}", seq=seq, invoice=invoice.number, customer=invoice.customer, date=on,
-            currency=invoice.currency, amount=value, reason=reason, line=line,
+            number=f"CN-{on.year}-{seq:06d}",
+            seq=seq,
+            invoice=invoice.number,
+            customer=invoice.customer,
+            date=on,
+            currency=invoice.currency,
+            amount=value,
+            reason=reason,
+            line=line,
             line_description=invoice.lines[line - 1].description if line is not None else "",
-            forced=value > limit or beyond_grant, invoice_date=invoice.date, invoice_total=invoice.total,
-            credited_before=credited_before, parts=parts, tax=tax)
-        conn.execute(credit_notes_table.insert().values(
-            number=note.number, seq=seq, invoice=note.invoice, customer=note.customer, date=on.isoformat(),
-            currency=note.currency, amount=str(value), reason=reason, document=note.to_json()))
+            forced=value > limit or beyond_grant,
+            invoice_date=invoice.date,
+            invoice_total=invoice.total,
+            credited_before=credited_before,
+            parts=parts,
+            tax=tax,
+        )
+        conn.execute(
+            credit_notes_table.insert().values(
+                number=note.number,
+                seq=seq,
+                invoice=note.invoice,
+                customer=note.customer,
+                date=on.isoformat(),
+                currency=note.currency,
+                amount=str(value),
+                reason=reason,
+                document=note.to_json(),
+            )
+        )
         if also is not None:
             also(note)
     return note
 
 
-def issue(session: Session, invoice_number: str, *, amount: str, reason: str, on: date,
-          line: int | None = None, force: bool = False) -> CreditNote:
+def issue(
+    session: Session,
+    invoice_number: str,
+    *,
+    amount: str,
+    reason: str,
+    on: date,
+    line: int | None = None,
+    force: bool = False,
+) -> CreditNote:
     """``meterbook credit``: issue a note with the session's grant balances (rated through
     the note's date) and first open day, and write its documents before the note commits
     (a note whose documents cannot be written is not issued: a retry does not credit twice)."""
@@ -518,32 +672,56 @@ def issue(session: Session, invoice_number: str, *, amount: str, reason: str, on
     def balances(customer: str, day: date) -> Mapping[str, Decimal]:
         known = rules.customers.get(customer)
         grants = known.credits if known is not None else ()
-        return undrawn_credit(session.rate(day, {customer}), grants, customer, day) if grants else {}
+        return (
+            undrawn_credit(session.rate(day, {customer}), grants, customer, day) if grants else {}
+        )
 
     def documents(note: CreditNote) -> None:
         try:
             write_documents(session.workspace.books_dir, note, rules)
         except OSError as exc:  # raised inside the note's transaction: the note is not kept
-            where = exc.filename if exc.filename is not None else session.workspace.books_dir / "documents"
-            raise BadInput(f"{where}: {exc.strerror or exc}: {note.number}'s documents cannot be written, so "
-                           "no credit note was issued") from None
+            where = (
+                exc.filename
+                if exc.filename is not None
+                else session.workspace.books_dir / "documents"
+            )
+            raise BadInput(
+                f"{where}: {exc.strerror or exc}: {note.number}'s documents cannot be written, so "
+                "no credit note was issued"
+            ) from None
 
     # a subscription edited after the invoice is corrected first, so the note sees what is left
     from ledger.subscriptions import current_fees
 
     session.correct_subscriptions(on)
-    return issue_credit_note(session.engine, invoice_number, amount=amount, reason=reason, on=on, line=line,
-                             force=force, first_open=session.first_open(), balances=balances, also=documents,
-                             current=current_fees(session, invoice_number))
+    return issue_credit_note(
+        session.engine,
+        invoice_number,
+        amount=amount,
+        reason=reason,
+        on=on,
+        line=line,
+        force=force,
+        first_open=session.first_open(),
+        balances=balances,
+        also=documents,
+        current=current_fees(session, invoice_number),
+    )
 
 
 # --- the books ----------------------------------------------------------------------------------
 
 
-def credit_note_entries(notes: Sequence[CreditNote], invoices: Sequence[Invoice], payments: Sequence[Payment],
-                        rules: Rules, documents_dir: str = "../documents", *,
-                        through: date | None = None,
-                        applications: Sequence[CashApplication] = ()) -> list[data.Directive]:
+def credit_note_entries(
+    notes: Sequence[CreditNote],
+    invoices: Sequence[Invoice],
+    payments: Sequence[Payment],
+    rules: Rules,
+    documents_dir: str = "../documents",
+    *,
+    through: date | None = None,
+    applications: Sequence[CashApplication] = (),
+) -> list[data.Directive]:
     """Per note, dated its issue date: contra-revenue (``credit_notes``) for the revenue it
     gives back and ``deferred`` for what it reverses before recognition, against the
     receivable (unpaid part) and ``refund_liability`` (paid part); a ``document``
@@ -563,8 +741,16 @@ def credit_note_entries(notes: Sequence[CreditNote], invoices: Sequence[Invoice]
         if revenue:
             # Revenue already recognized (usage, a fee's elapsed days, credit beyond a grant's
             # balance) is given back: contra-revenue.
-            postings.append(data.Posting(rules.account("credit_notes"),
-                                         Amount(revenue, note.currency), None, None, None, None))
+            postings.append(
+                data.Posting(
+                    rules.account("credit_notes"),
+                    Amount(revenue, note.currency),
+                    None,
+                    None,
+                    None,
+                    None,
+                )
+            )
         # The tax charged on what is credited is no longer owed to the jurisdiction (ledger.tax).
         for account, amount in tax_postings(note.tax, rules, note.currency, sign=-1):
             tax = Amount(amount, note.currency)
@@ -572,28 +758,70 @@ def credit_note_entries(notes: Sequence[CreditNote], invoices: Sequence[Invoice]
         if deferred:
             # Billed but not yet earned (prepaid credit undrawn, fee days to come): never revenue,
             # so the note reduces the deferred-revenue liability instead.
-            postings.append(data.Posting(rules.account("deferred", customer=note.customer),
-                                         Amount(deferred, note.currency), None, None, None, None))
+            postings.append(
+                data.Posting(
+                    rules.account("deferred", customer=note.customer),
+                    Amount(deferred, note.currency),
+                    None,
+                    None,
+                    None,
+                    None,
+                )
+            )
         if s.applied:
             # The invoice is (partly) unpaid: the customer simply owes less.
-            postings.append(data.Posting(receivable, Amount(-s.applied, note.currency), None, None, None, None))
+            postings.append(
+                data.Posting(receivable, Amount(-s.applied, note.currency), None, None, None, None)
+            )
         if s.rest:
             # The credited part was already paid (or exceeds the invoice, --force):
             # the vendor now owes it back to the customer, a refund liability.
-            postings.append(data.Posting(rules.account("refund_liability", customer=note.customer),
-                                         Amount(-s.rest, note.currency), None, None, None, None))
-        links = frozenset({note.number, *(invoice_links(invoice) if invoice is not None else {note.invoice})})
-        entries.append(data.Transaction(
-            _meta(customer=note.customer, invoice=note.invoice, credit_note=note.number, reason=note.reason,
-                  invoice_line=Decimal(note.line) if note.line is not None else None,
-                  forced=True if note.forced else None),
-            note.date, FLAG, note.customer, f"Credit note {note.number} for {note.invoice}", frozenset(), links,
-            postings,
-        ))
-        entries.append(data.Document(_meta(), note.date, receivable, f"{documents_dir}/{note.number}.html",
-                                     frozenset(), frozenset({note.number})))
+            postings.append(
+                data.Posting(
+                    rules.account("refund_liability", customer=note.customer),
+                    Amount(-s.rest, note.currency),
+                    None,
+                    None,
+                    None,
+                    None,
+                )
+            )
+        links = frozenset(
+            {note.number, *(invoice_links(invoice) if invoice is not None else {note.invoice})}
+        )
+        entries.append(
+            data.Transaction(
+                _meta(
+                    customer=note.customer,
+                    invoice=note.invoice,
+                    credit_note=note.number,
+                    reason=note.reason,
+                    invoice_line=Decimal(note.line) if note.line is not None else None,
+                    forced=True if note.forced else None,
+                ),
+                note.date,
+                FLAG,
+                note.customer,
+                f"Credit note {note.number} for {note.invoice}",
+                frozenset(),
+                links,
+                postings,
+            )
+        )
+        entries.append(
+            data.Document(
+                _meta(),
+                note.date,
+                receivable,
+                f"{documents_dir}/{note.number}.html",
+                frozenset(),
+                frozenset({note.number}),
+            )
+        )
         if invoice is not None:
-            entries.extend(fee_reduction_entries(note, invoice, rules, through=through, recut=recut))
+            entries.extend(
+                fee_reduction_entries(note, invoice, rules, through=through, recut=recut)
+            )
     return entries
 
 
@@ -623,9 +851,14 @@ def recut_cycles(notes: Sequence[CreditNote]) -> dict[tuple[str, int], str]:
     return found
 
 
-def fee_reduction_entries(note: CreditNote, invoice: Invoice, rules: Rules, *,
-                          through: date | None = None,
-                          recut: Mapping[tuple[str, int], str] | None = None) -> list[data.Transaction]:
+def fee_reduction_entries(
+    note: CreditNote,
+    invoice: Invoice,
+    rules: Rules,
+    *,
+    through: date | None = None,
+    recut: Mapping[tuple[str, int], str] | None = None,
+) -> list[data.Transaction]:
     """The recognition a note's deferred part on an advance fee takes out of the rest of the cycle.
 
     The accrual points keep recognizing the fee as billed (they are frozen with the
@@ -652,7 +885,9 @@ def fee_reduction_entries(note: CreditNote, invoice: Invoice, rules: Rules, *,
         fee = invoice.lines[part.line - 1]
         start, end = _cycle_bounds(part.cycle)
         plan = _fee_plan(note.customer, fee, rules)
-        points = Cycle(note.customer, plan, start, end, start, end, 0, False, False).accrual_points()
+        points = Cycle(
+            note.customer, plan, start, end, start, end, 0, False, False
+        ).accrual_points()
         done = ZERO
         for point in points:
             if point < note.date or (through is not None and point > through):
@@ -661,15 +896,35 @@ def fee_reduction_entries(note: CreditNote, invoice: Invoice, rules: Rules, *,
             delta, done = cumulative - done, cumulative
             if not delta:
                 continue
-            entries.append(data.Transaction(
-                _meta(customer=note.customer, credit_note=note.number, cycle=part.cycle),
-                point, FLAG, note.customer, f"Base fee recognition reduced by {note.number} through {point.isoformat()}",
-                frozenset(), frozenset({note.number, *({fee.link} if fee.link else set())}), [
-                    data.Posting(rules.account("subscription_revenue", plan=plan), Amount(delta, note.currency),
-                                 None, None, None, None),
-                    data.Posting(rules.account("deferred", customer=note.customer), Amount(-delta, note.currency),
-                                 None, None, None, None),
-                ]))
+            entries.append(
+                data.Transaction(
+                    _meta(customer=note.customer, credit_note=note.number, cycle=part.cycle),
+                    point,
+                    FLAG,
+                    note.customer,
+                    f"Base fee recognition reduced by {note.number} through {point.isoformat()}",
+                    frozenset(),
+                    frozenset({note.number, *({fee.link} if fee.link else set())}),
+                    [
+                        data.Posting(
+                            rules.account("subscription_revenue", plan=plan),
+                            Amount(delta, note.currency),
+                            None,
+                            None,
+                            None,
+                            None,
+                        ),
+                        data.Posting(
+                            rules.account("deferred", customer=note.customer),
+                            Amount(-delta, note.currency),
+                            None,
+                            None,
+                            None,
+                            None,
+                        ),
+                    ],
+                )
+            )
     return entries
 
 
@@ -682,33 +937,44 @@ def credit_note_html(note: CreditNote, rules: Rules) -> str:
 
     customer = rules.customers.get(note.customer)
     name = customer.name if customer and customer.name else note.customer
-    what = f"line {note.line}: {note.line_description}" if note.line is not None else "invoice total"
+    what = (
+        f"line {note.line}: {note.line_description}" if note.line is not None else "invoice total"
+    )
     invoice_date = note.invoice_date.isoformat() if note.invoice_date else ""
     cur = escape(note.currency)
     split = ""
     if note.parts:
         rows = "".join(
             f"<tr><td>{p.line or ''}</td><td>{escape(p.description)}</td><td class='num'>{p.amount:,}</td>"
-            f"<td class='num'>{p.deferred:,}</td><td class='num'>{p.revenue:,}</td></tr>" for p in note.parts)
+            f"<td class='num'>{p.deferred:,}</td><td class='num'>{p.revenue:,}</td></tr>"
+            for p in note.parts
+        )
         # the tax given back is no revenue (ledger.tax): the totals are the lines' net, as posted
         net = note.amount - note.tax_amount
         if note.tax_amount and sum((p.amount for p in note.parts), ZERO) == note.amount:
-            rows += (f"<tr class='tax'><td></td><td>tax included above, given back</td>"  # inclusive
-                     f"<td class='num'>{-note.tax_amount:,}</td><td class='num'>0</td>"
-                     f"<td class='num'>{-note.tax_amount:,}</td></tr>")
+            rows += (
+                f"<tr class='tax'><td></td><td>tax included above, given back</td>"  # inclusive
+                f"<td class='num'>{-note.tax_amount:,}</td><td class='num'>0</td>"
+                f"<td class='num'>{-note.tax_amount:,}</td></tr>"
+            )
         split = (
             "<h2>Accounting</h2><table><thead><tr><th>Line</th><th>Credited</th><th class='num'>Amount</th>"
             "<th class='num'>Deferred revenue reversed</th><th class='num'>Contra-revenue</th></tr></thead>"
             f"<tbody>{rows}</tbody><tfoot><tr><td colspan='2'>Total</td><td class='num'>{net:,} {cur}</td>"
             f"<td class='num'>{note.deferred:,} {cur}</td><td class='num'>{net - note.deferred:,} {cur}</td>"
-            "</tr></tfoot></table>")
+            "</tr></tfoot></table>"
+        )
     if note.tax is not None:  # the tax given back, its ids and mention (ledger.documents)
         from ledger.documents import tax_ids_html, tax_mention_html, tax_rows_html
 
-        split += ("<h2>Tax</h2>" + tax_ids_html(note.tax) + "<table><tbody>"
-                  + tax_rows_html(note.tax, note.amount - note.tax_amount, note.currency, 1)
-                  + f"<tr><td>Total credited</td><td class='num'>{note.amount:,} {cur}</td></tr>"
-                  "</tbody></table>" + tax_mention_html(note.tax))
+        split += (
+            "<h2>Tax</h2>"
+            + tax_ids_html(note.tax)
+            + "<table><tbody>"
+            + tax_rows_html(note.tax, note.amount - note.tax_amount, note.currency, 1)
+            + f"<tr><td>Total credited</td><td class='num'>{note.amount:,} {cur}</td></tr>"
+            "</tbody></table>" + tax_mention_html(note.tax)
+        )
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>{escape(note.number)}</title><style>{_STYLE}</style></head><body>"

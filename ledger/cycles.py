@@ -186,18 +186,20 @@ def cycles_for(customer: Customer, plans: Mapping[str, Plan], *, until: date) ->
             if start >= until:
                 break
             cut = end is not None and end <= nominal_end
-            cycles.append(Cycle(
-                customer=customer.id,
-                plan=sub.plan,
-                start=start,
-                end=end if cut and end is not None else nominal_end,
-                nominal_start=nominal_start,
-                nominal_end=nominal_end,
-                subscription=index,
-                first=k == 0,
-                last=cut,
-                full_when_cut=policy.proration == "none",
-            ))
+            cycles.append(
+                Cycle(
+                    customer=customer.id,
+                    plan=sub.plan,
+                    start=start,
+                    end=end if cut and end is not None else nominal_end,
+                    nominal_start=nominal_start,
+                    nominal_end=nominal_end,
+                    subscription=index,
+                    first=k == 0,
+                    last=cut,
+                    full_when_cut=policy.proration == "none",
+                )
+            )
             if cut:
                 break
             k += 1

@@ -34,8 +34,11 @@ def invoice_html(invoice: Invoice, rules: Rules) -> str:
     customer = rules.customers.get(invoice.customer)
     name = customer.name if customer and customer.name else invoice.customer
     heading = "Supplementary invoice" if invoice.kind == SUPPLEMENTARY else "Invoice"
-    note = (" · bills what was posted after the last invoice of subscriptions that have ended"
-            if invoice.kind == SUPPLEMENTARY else "")
+    note = (
+        " · bills what was posted after the last invoice of subscriptions that have ended"
+        if invoice.kind == SUPPLEMENTARY
+        else ""
+    )
     rows = []
     for line in invoice.lines:
         qty = f"{line.quantity:,} {escape(line.unit)}" if line.quantity is not None else ""
@@ -45,9 +48,13 @@ def invoice_html(invoice: Invoice, rules: Rules) -> str:
             for t in line.tiers
         )
         exact = sum((t.amount for t in line.tiers), Decimal(0))
-        if line.kind == "usage" and line.tiers and exact != line.amount:  # rounding happens once, on the cumulative amount
-            tiers += (f"<div class='tiers'>rounded half-even to the currency's minor unit: "
-                      f"{line.amount - exact:+}</div>")
+        if (
+            line.kind == "usage" and line.tiers and exact != line.amount
+        ):  # rounding happens once, on the cumulative amount
+            tiers += (
+                f"<div class='tiers'>rounded half-even to the currency's minor unit: "
+                f"{line.amount - exact:+}</div>"
+            )
         rows.append(
             f"<tr><td>{escape(line.description)}{tiers}</td><td>{escape(line.cycle)}</td>"
             f"<td class='num'>{qty}</td><td class='num'>{_money(line.amount, invoice.currency)}</td></tr>"
@@ -63,10 +70,12 @@ def invoice_html(invoice: Invoice, rules: Rules) -> str:
         + "<table><thead><tr><th>Line</th><th>Cycle</th><th class='num'>Quantity</th>"
         "<th class='num'>Amount</th></tr></thead><tbody>"
         + "".join(rows)
-        + "</tbody><tfoot>" + tax_rows_html(invoice.tax, invoice.subtotal, invoice.currency, 3)
+        + "</tbody><tfoot>"
+        + tax_rows_html(invoice.tax, invoice.subtotal, invoice.currency, 3)
         + f"<tr><td colspan='3'>Total due</td><td class='num'>"
         f"{_money(invoice.total, invoice.currency)}</td></tr></tfoot></table>"
-        + tax_mention_html(invoice.tax) + "</body></html>\n"
+        + tax_mention_html(invoice.tax)
+        + "</body></html>\n"
     )
 
 
@@ -84,12 +93,16 @@ def tax_rows_html(tax: Tax | None, subtotal: Decimal, currency: str, span: int) 
     if tax is None:
         return ""
     included = " (prices include tax)" if tax.inclusive else ""
-    rows = [f"<tr><td colspan='{span}'>Subtotal{included}</td>"
-            f"<td class='num'>{_money(subtotal, currency)}</td></tr>"]
+    rows = [
+        f"<tr><td colspan='{span}'>Subtotal{included}</td>"
+        f"<td class='num'>{_money(subtotal, currency)}</td></tr>"
+    ]
     for line in tax.lines:
-        rows.append(f"<tr class='tax'><td colspan='{span}'>{escape(line.label)} on "
-                    f"{_money(line.base, currency)}</td>"
-                    f"<td class='num'>{_money(line.amount, currency)}</td></tr>")
+        rows.append(
+            f"<tr class='tax'><td colspan='{span}'>{escape(line.label)} on "
+            f"{_money(line.base, currency)}</td>"
+            f"<td class='num'>{_money(line.amount, currency)}</td></tr>"
+        )
     return "".join(rows)
 
 

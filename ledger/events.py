@@ -55,9 +55,11 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: The first day an input row may name (times are kept as microseconds since the epoch).
 FIRST_DAY = date(1970, 1, 1)
 #: RFC 3339 ``date-time`` (section 5.6): full-date "T" full-time, ``T`` and ``Z`` in either case.
-_TIME = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]"
-                   r"([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?"
-                   r"(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))?")
+_TIME = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]"
+    r"([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?"
+    r"(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))?"
+)
 _DAY = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
 #: A number as input rows may write it: ``-`` optional, ASCII digits, ``.digits``, exponent.
 _NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
@@ -92,8 +94,16 @@ def parse_time(text: str) -> datetime:
             found = _OFFSETS.setdefault(key, timezone(-delta if sign == "-" else delta))
         zone = found
     try:
-        value = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second),
-                         int((fraction or "0")[:6].ljust(6, "0")), tzinfo=zone)
+        value = datetime(
+            int(year),
+            int(month),
+            int(day),
+            int(hour),
+            int(minute),
+            int(second),
+            int((fraction or "0")[:6].ljust(6, "0")),
+            tzinfo=zone,
+        )
     except ValueError as exc:
         raise TimeError(f"{text!r} is not a valid time: {exc}") from None
     if value < EPOCH:
@@ -216,10 +226,24 @@ class Event:
     properties: Mapping[str, str]
 
     @classmethod
-    def build(cls, *, source: str, id: str, customer: str, type: str, time: datetime,
-              properties: Mapping[str, str]) -> Event:
-        return cls(source=source, id=id, customer=customer, type=type, time_us=to_us(time),
-                   properties=dict(properties))
+    def build(
+        cls,
+        *,
+        source: str,
+        id: str,
+        customer: str,
+        type: str,
+        time: datetime,
+        properties: Mapping[str, str],
+    ) -> Event:
+        return cls(
+            source=source,
+            id=id,
+            customer=customer,
+            type=type,
+            time_us=to_us(time),
+            properties=dict(properties),
+        )
 
     @property
     def properties_json(self) -> str:
@@ -235,8 +259,16 @@ class Event:
         return dumps(numbers)
 
     def canonical_payload(self) -> str:
-        return dumps({"customer": self.customer, "id": self.id, "properties": self.properties,
-                      "source": self.source, "time_us": self.time_us, "type": self.type})
+        return dumps(
+            {
+                "customer": self.customer,
+                "id": self.id,
+                "properties": self.properties,
+                "source": self.source,
+                "time_us": self.time_us,
+                "type": self.type,
+            }
+        )
 
     @property
     def payload_hash(self) -> str:
@@ -244,6 +276,14 @@ class Event:
 
     def row(self, batch_id: int) -> dict[str, object]:
         """The ``events`` table row (see :mod:`ledger.store`)."""
-        return {"source": self.source, "event_id": self.id, "customer": self.customer,
-                "type": self.type, "time_us": self.time_us, "properties": self.properties_json,
-                "numbers": self.numbers_json, "payload_hash": self.payload_hash, "batch_id": batch_id}
+        return {
+            "source": self.source,
+            "event_id": self.id,
+            "customer": self.customer,
+            "type": self.type,
+            "time_us": self.time_us,
+            "properties": self.properties_json,
+            "numbers": self.numbers_json,
+            "payload_hash": self.payload_hash,
+            "batch_id": batch_id,
+        }

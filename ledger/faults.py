@@ -35,8 +35,15 @@ import os
 import time
 from pathlib import Path
 
-POINTS = ("post:rated", "invoice:staged", "invoice:numbered", "close:inner-post", "close:body",
-          "close:recorded", "close:sealed")
+POINTS = (
+    "post:rated",
+    "invoice:staged",
+    "invoice:numbered",
+    "close:inner-post",
+    "close:body",
+    "close:recorded",
+    "close:sealed",
+)
 #: The exit status of a process stopped at a fault point (128 + SIGKILL, as a shell shows ``kill -9``).
 EXIT_STATUS = 137
 
@@ -49,7 +56,7 @@ def point(name: str) -> None:
         os._exit(EXIT_STATUS)
     pause = os.environ.get("METERBOOK_PAUSE", "")
     if pause.startswith(f"{name}:"):
-        release = Path(pause[len(name) + 1:])
+        release = Path(pause[len(name) + 1 :])
         Path(f"{release}.reached").write_text(str(os.getpid()))
         while not release.exists():
             time.sleep(0.01)

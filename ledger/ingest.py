@@ -72,8 +72,19 @@ if TYPE_CHECKING:
     from ledger.workspace import Workspace
 
 #: Reject reasons, in the order rows are checked (one reason per row).
-REASONS = ("bad_encoding", "too_long", "bad_json", "bad_csv", "missing_field", "bad_time", "unknown_type",
-           "unknown_customer", "future_time", "bad_number", "negative_quantity")
+REASONS = (
+    "bad_encoding",
+    "too_long",
+    "bad_json",
+    "bad_csv",
+    "missing_field",
+    "bad_time",
+    "unknown_type",
+    "unknown_customer",
+    "future_time",
+    "bad_number",
+    "negative_quantity",
+)
 #: How far in the future (after ``now``) an event time may be.
 FUTURE_SLACK_US = 5 * 60 * 1_000_000
 #: Rows per insert (and per progress step).
@@ -128,13 +139,23 @@ class ImportReport:
     sha256: str = ""
 
     def to_json(self) -> str:
-        return json.dumps({"file": self.file, "received": self.received, "accepted": self.accepted,
-                           "duplicates": self.duplicates, "conflicts": self.conflicts, "rejected": self.rejected,
-                           "reasons": dict(sorted(self.reasons.items()))})
+        return json.dumps(
+            {
+                "file": self.file,
+                "received": self.received,
+                "accepted": self.accepted,
+                "duplicates": self.duplicates,
+                "conflicts": self.conflicts,
+                "rejected": self.rejected,
+                "reasons": dict(sorted(self.reasons.items())),
+            }
+        )
 
     def text(self) -> str:
-        line = (f"{self.file}: received {self.received}, accepted {self.accepted}, duplicates {self.duplicates}, "
-                f"conflicts {self.conflicts}, rejected {self.rejected}")
+        line = (
+            f"{self.file}: received {self.received}, accepted {self.accepted}, duplicates {self.duplicates}, "
+            f"conflicts {self.conflicts}, rejected {self.rejected}"
+        )
         if self.reasons:
             line += " (" + ", ".join(f"{k} {v}" for k, v in sorted(self.reasons.items())) + ")"
         return line
@@ -172,8 +193,14 @@ class Checks:
         for meter in rules.meters.values():
             rules_of_type = types.setdefault(meter.event_type, [])
             if meter.aggregation != "count" and meter.value:
-                rules_of_type.append(_ValueRule(meter.id, meter.value, meter.aggregation in _NUMERIC,
-                                                tuple(sorted(meter.filter.items()))))
+                rules_of_type.append(
+                    _ValueRule(
+                        meter.id,
+                        meter.value,
+                        meter.aggregation in _NUMERIC,
+                        tuple(sorted(meter.filter.items())),
+                    )
+                )
         self.types = {t: tuple(v) for t, v in types.items()}
         self.limit_us = to_us(now) + FUTURE_SLACK_US
         self._minutes: dict[str, int] = {}
@@ -184,7 +211,12 @@ class Checks:
         """:func:`ledger.events.to_us` of :func:`ledger.events.parse_time`, cached per minute
         for the common ``YYYY-MM-DDTHH:MM:SS`` + ``Z``/``±hh:mm`` form."""
         n = len(text)
-        if (n == 20 or n == 25) and text[16] == ":" and text[17:19].isascii() and text[17:19].isdigit():
+        if (
+            (n == 20 or n == 25)
+            and text[16] == ":"
+            and text[17:19].isascii()
+            and text[17:19].isdigit()
+        ):
             key = text[:16] + text[19:]
             base = self._minutes.get(key)
             if base is None:
@@ -206,15 +238,23 @@ class Checks:
         """
         _, _, id_, source, customer, type_, when, props, _, _ = ev
         if not (id_ and customer and type_ and when):
-            name = "id" if not id_ else "customer" if not customer else "type" if not type_ else "time"
+            name = (
+                "id" if not id_ else "customer" if not customer else "type" if not type_ else "time"
+            )
             raise Rejected("missing_field", f"{name} is missing")
         if len(id_) > MAX_ID:
             raise Rejected("too_long", f"id is {len(id_)} characters (at most {MAX_ID})")
         if len(source) > MAX_ID:
             raise Rejected("too_long", f"source is {len(source)} characters (at most {MAX_ID})")
         # the per-minute cache of time_us, inlined for the common form (same result)
-        if len(when) == 20 and when[16] == ":" and (base := self._minutes.get(when[:16] + when[19:])) is not None \
-                and (seconds := when[17:19]).isascii() and seconds.isdigit() and int(seconds) < 60:
+        if (
+            len(when) == 20
+            and when[16] == ":"
+            and (base := self._minutes.get(when[:16] + when[19:])) is not None
+            and (seconds := when[17:19]).isascii()
+            and seconds.isdigit()
+            and int(seconds) < 60
+        ):
             time_us = base + int(seconds) * 1_000_000
         else:
             try:
@@ -251,22 +291,48 @@ class Checks:
             if rule.filter and any(props.get(fk) != fv for fk, fv in rule.filter):
                 continue
             if rule.prop not in props:
-                raise Rejected("missing_field", f"property {rule.prop!r} is missing (meter {rule.meter})")
+                raise Rejected(
+                    "missing_field", f"property {rule.prop!r} is missing (meter {rule.meter})"
+                )
             if rule.numeric:
                 pair = numbers[rule.prop]
                 if pair is None:
-                    raise Rejected("bad_number", f"{rule.prop}: {number_problem(props[rule.prop])} "
-                                                 f"(meter {rule.meter})")
+                    raise Rejected(
+                        "bad_number",
+                        f"{rule.prop}: {number_problem(props[rule.prop])} (meter {rule.meter})",
+                    )
                 if pair[0] < 0:
-                    raise Rejected("negative_quantity", f"{rule.prop}={props[rule.prop]!r} is negative "
-                                                        f"(meter {rule.meter})")
+                    raise Rejected(
+                        "negative_quantity",
+                        f"{rule.prop}={props[rule.prop]!r} is negative (meter {rule.meter})",
+                    )
         props_json = "{" + ",".join(parts) + "}"
-        payload = ('{"customer":' + (keys.get(customer) or _encode(keys, customer)) + ',"id":'
-                   + encode_basestring(id_) + ',"properties":' + props_json + ',"source":'
-                   + (keys.get(source) or _encode(keys, source)) + ',"time_us":' + str(time_us) + ',"type":'
-                   + (keys.get(type_) or _encode(keys, type_)) + "}")
-        return (source, id_, customer, type_, time_us, props_json, "{" + ",".join(nums) + "}",
-                _digest(payload.encode()).hexdigest(), batch_id)
+        payload = (
+            '{"customer":'
+            + (keys.get(customer) or _encode(keys, customer))
+            + ',"id":'
+            + encode_basestring(id_)
+            + ',"properties":'
+            + props_json
+            + ',"source":'
+            + (keys.get(source) or _encode(keys, source))
+            + ',"time_us":'
+            + str(time_us)
+            + ',"type":'
+            + (keys.get(type_) or _encode(keys, type_))
+            + "}"
+        )
+        return (
+            source,
+            id_,
+            customer,
+            type_,
+            time_us,
+            props_json,
+            "{" + ",".join(nums) + "}",
+            _digest(payload.encode()).hexdigest(),
+            batch_id,
+        )
 
 
 def _encode(cache: dict[str, str], text: str) -> str:
@@ -279,9 +345,21 @@ def _encode(cache: dict[str, str], text: str) -> str:
 
 def _payload(source: str, id: str, customer: str, type: str, time_us: int, props_json: str) -> str:
     """:meth:`ledger.events.Event.canonical_payload`, built from its parts."""
-    return ('{"customer":' + encode_basestring(customer) + ',"id":' + encode_basestring(id)
-            + ',"properties":' + props_json + ',"source":' + encode_basestring(source)
-            + ',"time_us":' + str(time_us) + ',"type":' + encode_basestring(type) + "}")
+    return (
+        '{"customer":'
+        + encode_basestring(customer)
+        + ',"id":'
+        + encode_basestring(id)
+        + ',"properties":'
+        + props_json
+        + ',"source":'
+        + encode_basestring(source)
+        + ',"time_us":'
+        + str(time_us)
+        + ',"type":'
+        + encode_basestring(type)
+        + "}"
+    )
 
 
 # --- one file's batch --------------------------------------------------------------------
@@ -311,8 +389,17 @@ class Judged:
     reasons: dict[str, int]
 
     def dump(self) -> bytes:
-        return marshal.dumps((self.received, self.rows, self.lines, self.where, self.outcomes, self.rejects,
-                              self.reasons))
+        return marshal.dumps(
+            (
+                self.received,
+                self.rows,
+                self.lines,
+                self.where,
+                self.outcomes,
+                self.rejects,
+                self.reasons,
+            )
+        )
 
     @classmethod
     def load(cls, data: bytes) -> Judged:
@@ -328,8 +415,17 @@ class _Judge:
     claims keys in key order in SQL instead) each row carries the typed quantity.
     """
 
-    def __init__(self, checks: Checks, batch_id: int, *, file: str, importer: str, keep_rejects: bool,
-                 by_key: bool, typed: bool = False):
+    def __init__(
+        self,
+        checks: Checks,
+        batch_id: int,
+        *,
+        file: str,
+        importer: str,
+        keep_rejects: bool,
+        by_key: bool,
+        typed: bool = False,
+    ):
         self.checks = checks
         self.batch_id = batch_id
         self.file = file
@@ -340,8 +436,11 @@ class _Judge:
         # numeric property its meters read, an unfiltered meter's first (by name)
         self.typed: dict[str, str] | None = None
         if typed:
-            self.typed = {t: min((bool(r.filter), r.prop) for r in rules if r.numeric)[1]
-                          for t, rules in checks.types.items() if any(r.numeric for r in rules)}
+            self.typed = {
+                t: min((bool(r.filter), r.prop) for r in rules if r.numeric)[1]
+                for t, rules in checks.types.items()
+                if any(r.numeric for r in rules)
+            }
         self._pairs: dict[str, tuple[int, int] | None] = {}
 
     def __call__(self, chunk: Sequence[RawEvent]) -> Judged:
@@ -369,14 +468,28 @@ class _Judge:
             outcomes[i] = reason
             reasons[reason] += 1
             if self.keep_rejects:
-                bad.append({"batch_id": batch_id, "file": self.file, "line": ev.line, "reason": reason,
-                            "detail": detail, "raw": raw_text(ev.raw), "importer": self.importer,
-                            "record": None if ev.reason else json.dumps(ev.record(), ensure_ascii=False)})
+                bad.append(
+                    {
+                        "batch_id": batch_id,
+                        "file": self.file,
+                        "line": ev.line,
+                        "reason": reason,
+                        "detail": detail,
+                        "raw": raw_text(ev.raw),
+                        "importer": self.importer,
+                        "record": None
+                        if ev.reason
+                        else json.dumps(ev.record(), ensure_ascii=False),
+                    }
+                )
         if self.typed is not None:
-            good = [self._typed(row, chunk[i].properties)
-                    for row, i in zip(good, where, strict=True)]
+            good = [
+                self._typed(row, chunk[i].properties) for row, i in zip(good, where, strict=True)
+            ]
         if self.by_key and len(good) > 1:
-            order = sorted(range(len(good)), key=lambda k: (good[k][0], good[k][1]))  # stable: file order wins
+            order = sorted(
+                range(len(good)), key=lambda k: (good[k][0], good[k][1])
+            )  # stable: file order wins
             good = [good[k] for k in order]
             lines = [lines[k] for k in order]
             where = [where[k] for k in order]
@@ -404,25 +517,42 @@ class _Judge:
 class _Batch:
     """One import batch inside one transaction: rows in, counts out."""
 
-    def __init__(self, conn: Connection, checks: Checks, *, file: str, importer: str, keep_rejects: bool = True):
+    def __init__(
+        self,
+        conn: Connection,
+        checks: Checks,
+        *,
+        file: str,
+        importer: str,
+        keep_rejects: bool = True,
+    ):
         self.conn = conn
         self.importer = importer
         self.sqlite = conn.dialect.name == "sqlite"
         self.counts: Counter[str] = Counter()
         self.reasons: Counter[str] = Counter()
         self.id = _start_batch(conn, file, importer)
-        self.judge = _Judge(checks, self.id, file=file, importer=importer, keep_rejects=keep_rejects,
-                            by_key=False, typed=not self.sqlite)
+        self.judge = _Judge(
+            checks,
+            self.id,
+            file=file,
+            importer=importer,
+            keep_rejects=keep_rejects,
+            by_key=False,
+            typed=not self.sqlite,
+        )
         self.floor = 0
         if self.sqlite:
             top = conn.execute(select(func.coalesce(func.max(events.c.pk), 0))).scalar_one()
             self.floor = int(top)
         self.staging = False
-        self.months: set[tuple[int, int]] = set()   # partitions known to exist (PostgreSQL)
+        self.months: set[tuple[int, int]] = set()  # partitions known to exist (PostgreSQL)
         ph = "?" if conn.dialect.paramstyle == "qmark" else "%s"
         conflict = " ON CONFLICT (source, event_id) DO NOTHING"
-        self.insert_sql = ("INSERT INTO events (source, event_id, customer, type, time_us, properties, numbers, "
-                           f"payload_hash, batch_id) VALUES ({', '.join([ph] * 9)}){conflict}")
+        self.insert_sql = (
+            "INSERT INTO events (source, event_id, customer, type, time_us, properties, numbers, "
+            f"payload_hash, batch_id) VALUES ({', '.join([ph] * 9)}){conflict}"
+        )
 
     @property
     def file(self) -> str:
@@ -456,7 +586,9 @@ class _Batch:
         cursor = self.conn.connection.cursor()
         try:
             if self.sqlite:
-                floor = self.conn.exec_driver_sql("SELECT coalesce(max(pk), 0) FROM events").scalar_one()
+                floor = self.conn.exec_driver_sql(
+                    "SELECT coalesce(max(pk), 0) FROM events"
+                ).scalar_one()
                 cursor.executemany(self.insert_sql, rows)
                 if cursor.rowcount == len(rows):  # fast path: every key was new
                     self.counts["accepted"] += len(rows)
@@ -493,7 +625,8 @@ class _Batch:
             conn.exec_driver_sql(
                 'CREATE TEMPORARY TABLE meterbook_staging (source TEXT COLLATE "C", '
                 'event_id TEXT COLLATE "C", payload_hash TEXT, batch_id INTEGER, time_us BIGINT) '
-                "ON COMMIT DROP")
+                "ON COMMIT DROP"
+            )
             self.staging = True
         else:
             conn.exec_driver_sql("TRUNCATE meterbook_staging")
@@ -504,7 +637,7 @@ class _Batch:
         if not self.months.issuperset(months):
             ensure_partitions(conn, months)
             self.months.update(months)
-        firsts: list[int] = []   # positions in rows of each key's first row (rows are in file order)
+        firsts: list[int] = []  # positions in rows of each key's first row (rows are in file order)
         seen: set[tuple[str, str]] = set()
         cursor = conn.connection.cursor()
         try:
@@ -535,8 +668,12 @@ class _Batch:
         taken_set = set(taken)
         rest = [k for k in range(len(rows)) if k not in taken_set]
         stored: dict[tuple[str, str], str] = {
-            (source, event_id): digest for source, event_id, digest in conn.exec_driver_sql(
-                _STORED_HASHES, {"sources": [rows[k][0] for k in rest], "ids": [rows[k][1] for k in rest]})}
+            (source, event_id): digest
+            for source, event_id, digest in conn.exec_driver_sql(
+                _STORED_HASHES,
+                {"sources": [rows[k][0] for k in rest], "ids": [rows[k][1] for k in rest]},
+            )
+        }
         found: list[dict[str, Any]] = []
         for k in rest:
             row, line, i = rows[k], judged.lines[k], where[k]
@@ -549,10 +686,18 @@ class _Batch:
             else:
                 outcomes[i] = "conflict"
                 self.counts["conflicts"] += 1
-                found.append({"source": row[0], "event_id": row[1], "stored_hash": digest,
-                              "payload_hash": row[7],
-                              "payload": _payload(row[0], row[1], row[2], row[3], row[4], row[5]),
-                              "batch_id": self.id, "file": self.file, "line": line})
+                found.append(
+                    {
+                        "source": row[0],
+                        "event_id": row[1],
+                        "stored_hash": digest,
+                        "payload_hash": row[7],
+                        "payload": _payload(row[0], row[1], row[2], row[3], row[4], row[5]),
+                        "batch_id": self.id,
+                        "file": self.file,
+                        "line": line,
+                    }
+                )
         if found:
             found.sort(key=lambda c: c["line"])  # quarantined in file order
             conn.execute(conflicts.insert(), found)
@@ -563,8 +708,13 @@ class _Batch:
         stored: dict[tuple[str, str], tuple[str, int, int]] = {}
         key_cols = tuple_(events.c.source, events.c.event_id)
         for start in range(0, len(keys), 500):
-            query = select(events.c.source, events.c.event_id, events.c.payload_hash, events.c.batch_id,
-                           events.c.pk).where(key_cols.in_(keys[start:start + 500]))
+            query = select(
+                events.c.source,
+                events.c.event_id,
+                events.c.payload_hash,
+                events.c.batch_id,
+                events.c.pk,
+            ).where(key_cols.in_(keys[start : start + 500]))
             for source, event_id, digest, batch_id, pk in self.conn.execute(query):
                 stored[(source, event_id)] = (digest, batch_id, pk)
         claimed: set[tuple[str, str]] = set()
@@ -582,38 +732,76 @@ class _Batch:
                 outcome = "duplicate"
             else:
                 outcome = "conflict"
-                found.append({"source": row[0], "event_id": row[1], "stored_hash": digest, "payload_hash": row[7],
-                              "payload": _payload(row[0], row[1], row[2], row[3], row[4], row[5]),
-                              "batch_id": self.id, "file": self.file, "line": line})
+                found.append(
+                    {
+                        "source": row[0],
+                        "event_id": row[1],
+                        "stored_hash": digest,
+                        "payload_hash": row[7],
+                        "payload": _payload(row[0], row[1], row[2], row[3], row[4], row[5]),
+                        "batch_id": self.id,
+                        "file": self.file,
+                        "line": line,
+                    }
+                )
             outcomes[i] = outcome
         counts = Counter(outcomes[i] for i in judged.where)
         self.counts["accepted"] += counts["accepted"]
         self.counts["duplicates"] += counts["duplicate"]
         self.counts["conflicts"] += counts["conflict"]
         if found:
-            found.sort(key=lambda c: c["line"])  # quarantined in file order whatever the insert order
+            found.sort(
+                key=lambda c: c["line"]
+            )  # quarantined in file order whatever the insert order
             self.conn.execute(conflicts.insert(), found)
 
     def finish(self, sha256: str) -> ImportReport:
-        return _finish_batch(self.conn, self.id, self.file, self.importer, self.counts, self.reasons, sha256)
+        return _finish_batch(
+            self.conn, self.id, self.file, self.importer, self.counts, self.reasons, sha256
+        )
 
 
 def _start_batch(conn: Connection, file: str, importer: str) -> int:
-    key = conn.execute(batches.insert().values(
-        file=file, sha256="", importer=importer, started_at=_stamp(), reasons="{}")).inserted_primary_key
+    key = conn.execute(
+        batches.insert().values(
+            file=file, sha256="", importer=importer, started_at=_stamp(), reasons="{}"
+        )
+    ).inserted_primary_key
     assert key is not None
     return int(key[0])
 
 
-def _finish_batch(conn: Connection, batch_id: int, file: str, importer: str, counts: Mapping[str, int],
-                  reasons: Mapping[str, int], sha256: str) -> ImportReport:
+def _finish_batch(
+    conn: Connection,
+    batch_id: int,
+    file: str,
+    importer: str,
+    counts: Mapping[str, int],
+    reasons: Mapping[str, int],
+    sha256: str,
+) -> ImportReport:
     """Record a file's accounting on its batch row and return it."""
-    c = {k: counts.get(k, 0) for k in ("received", "accepted", "duplicates", "conflicts", "rejected")}
+    c = {
+        k: counts.get(k, 0) for k in ("received", "accepted", "duplicates", "conflicts", "rejected")
+    }
     ordered = dict(sorted(reasons.items()))
-    conn.execute(update(batches).where(batches.c.id == batch_id).values(
-        sha256=sha256, finished_at=_stamp(), reasons=json.dumps(ordered), **c))
-    return ImportReport(file, importer, c["received"], c["accepted"], c["duplicates"], c["conflicts"],
-                        c["rejected"], ordered, batch_id, sha256)
+    conn.execute(
+        update(batches)
+        .where(batches.c.id == batch_id)
+        .values(sha256=sha256, finished_at=_stamp(), reasons=json.dumps(ordered), **c)
+    )
+    return ImportReport(
+        file,
+        importer,
+        c["received"],
+        c["accepted"],
+        c["duplicates"],
+        c["conflicts"],
+        c["rejected"],
+        ordered,
+        batch_id,
+        sha256,
+    )
 
 
 #: The set-based half of a PostgreSQL chunk (see :meth:`_Batch._copy`): the staged rows
@@ -633,8 +821,10 @@ JOIN event_keys AS k ON k.source = u.source COLLATE "C" AND k.event_id = u.event
 """
 #: ... and the rows that took their key are copied into ``events`` (rows as :meth:`Checks.row`
 #: makes them, with the typed quantity :meth:`_Judge._typed` adds).
-_COPY_EVENTS = ("COPY events (source, event_id, customer, type, time_us, properties, numbers, "
-                "payload_hash, batch_id, q_name, q_units, q_nanos) FROM STDIN")
+_COPY_EVENTS = (
+    "COPY events (source, event_id, customer, type, time_us, properties, numbers, "
+    "payload_hash, batch_id, q_name, q_units, q_nanos) FROM STDIN"
+)
 
 
 class _Retry(Exception):
@@ -683,7 +873,9 @@ def _retryable(exc: BaseException) -> bool:
     return "database is locked" in str(orig)
 
 
-def _transaction(engine: Engine, work: Callable[[Connection], ImportReport], attempts: int = 20) -> ImportReport:
+def _transaction(
+    engine: Engine, work: Callable[[Connection], ImportReport], attempts: int = 20
+) -> ImportReport:
     """Run ``work`` in one transaction, again from the start on deadlock."""
     for attempt in range(attempts):
         with engine.connect() as conn:
@@ -717,10 +909,16 @@ def _not_yet_rejected(conn: Connection, found: list[dict[str, Any]]) -> list[dic
     lines = [row["line"] for row in found]
     held: set[tuple[str, int, str]] = set()
     for file in {row["file"] for row in found}:
-        held.update((name, line, raw) for name, line, raw in conn.execute(
-            select(rejects.c.file, rejects.c.line, rejects.c.raw)
-            .where(rejects.c.file == file, rejects.c.resolved_batch_id.is_(None),
-                   rejects.c.line.between(min(lines), max(lines)))))
+        held.update(
+            (name, line, raw)
+            for name, line, raw in conn.execute(
+                select(rejects.c.file, rejects.c.line, rejects.c.raw).where(
+                    rejects.c.file == file,
+                    rejects.c.resolved_batch_id.is_(None),
+                    rejects.c.line.between(min(lines), max(lines)),
+                )
+            )
+        )
     fresh = []
     for row in found:
         key = (row["file"], row["line"], row["raw"])
@@ -738,8 +936,15 @@ def _not_yet_rejected(conn: Connection, found: list[dict[str, Any]]) -> list[dic
 StoreRecord = Callable[[Connection, Any, int], str]
 
 
-def ingest_records(engine: Engine, path: Path, importer: Importer, store: StoreRecord, *, name: str,
-                   progress: Callable[[int], None] | None = None) -> ImportReport:
+def ingest_records(
+    engine: Engine,
+    path: Path,
+    importer: Importer,
+    store: StoreRecord,
+    *,
+    name: str,
+    progress: Callable[[int], None] | None = None,
+) -> ImportReport:
     """Import one file of records other than usage events in one transaction, run
     again from the start on deadlock, with the same accounting as events: a batch
     row, then per row the outcome ``store`` gives, or a reject (kept with its raw
@@ -764,9 +969,21 @@ def ingest_records(engine: Engine, path: Path, importer: Importer, store: StoreR
                         counts[store(conn, raw, batch_id)] += 1
                     except Rejected as exc:
                         # record None: nothing to retry against new rules (fix the file)
-                        fresh = _not_yet_rejected(conn, [dict(
-                            batch_id=batch_id, file=name, line=raw.line, reason=exc.reason, detail=exc.detail,
-                            raw=raw_text(raw.raw), importer=importer.name, record=None)])
+                        fresh = _not_yet_rejected(
+                            conn,
+                            [
+                                dict(
+                                    batch_id=batch_id,
+                                    file=name,
+                                    line=raw.line,
+                                    reason=exc.reason,
+                                    detail=exc.detail,
+                                    raw=raw_text(raw.raw),
+                                    importer=importer.name,
+                                    record=None,
+                                )
+                            ],
+                        )
                         if fresh:  # an empty list would insert one row of defaults
                             conn.execute(rejects.insert(), fresh)
                         counts["rejected"] += 1
@@ -775,7 +992,9 @@ def ingest_records(engine: Engine, path: Path, importer: Importer, store: StoreR
             raise BadInput(f"{name}: {exc}") from None
         except OSError as exc:
             raise BadInput(f"{name}: cannot read: {exc.strerror or exc}") from None
-        return _finish_batch(conn, batch_id, name, importer.name, counts, reasons, source.sha.hexdigest())
+        return _finish_batch(
+            conn, batch_id, name, importer.name, counts, reasons, source.sha.hexdigest()
+        )
 
     return _transaction(engine, work)
 
@@ -802,17 +1021,27 @@ def select_importer(path: Path, importers: Sequence[Importer], name: str | None 
     for importer in importers:
         try:
             recognised = importer.identify(str(path))
-        except Exception as exc:  # a plugin bug: name the importer, as closing.run_reconcilers names a reconciler
+        except (
+            Exception
+        ) as exc:  # a plugin bug: name the importer, as closing.run_reconcilers names a reconciler
             detail = " ".join(str(exc).split())
-            raise PluginError(f"importer {getattr(importer, 'name', type(importer).__name__)!r} "
-                              f"({type(importer).__module__}) failed to identify {path}: "
-                              f"{type(exc).__name__}: {detail}") from None
+            raise PluginError(
+                f"importer {getattr(importer, 'name', type(importer).__name__)!r} "
+                f"({type(importer).__module__}) failed to identify {path}: "
+                f"{type(exc).__name__}: {detail}"
+            ) from None
         if recognised:
             return importer
-    for importer in importers:  # a .csv/.jsonl nobody recognises: its generic importer tells what is wrong
-        if getattr(importer, "generic", False) and path.suffix.lower() in getattr(importer, "extensions", ()):
+    for (
+        importer
+    ) in importers:  # a .csv/.jsonl nobody recognises: its generic importer tells what is wrong
+        if getattr(importer, "generic", False) and path.suffix.lower() in getattr(
+            importer, "extensions", ()
+        ):
             return importer
-    raise BadInput(f"{path}: no importer recognises this file; pass --importer NAME (known: {known})")
+    raise BadInput(
+        f"{path}: no importer recognises this file; pass --importer NAME (known: {known})"
+    )
 
 
 def check_file(path: Path, importer: Importer) -> None:
@@ -820,8 +1049,10 @@ def check_file(path: Path, importer: Importer) -> None:
     from ledger.importers.events import HeaderError, Source
 
     if importer.kind not in KINDS:
-        raise BadInput(f"{path}: importer {importer.name} yields {importer.kind!r} records, which this "
-                       "meterbook cannot store")
+        raise BadInput(
+            f"{path}: importer {importer.name} yields {importer.kind!r} records, which this "
+            "meterbook cannot store"
+        )
     try:
         with open(path, "rb") as file:
             importer.check(Source(file))
@@ -831,16 +1062,41 @@ def check_file(path: Path, importer: Importer) -> None:
         raise BadInput(f"{path}: cannot read: {exc.strerror or exc}") from None
 
 
-def ingest_file(engine: Engine, rules: Rules, path: Path, importer: Importer, *, now: datetime | None = None,
-                chunk_size: int = CHUNK, progress: Callable[[int], None] | None = None,
-                name: str | None = None) -> ImportReport:
+def ingest_file(
+    engine: Engine,
+    rules: Rules,
+    path: Path,
+    importer: Importer,
+    *,
+    now: datetime | None = None,
+    chunk_size: int = CHUNK,
+    progress: Callable[[int], None] | None = None,
+    name: str | None = None,
+) -> ImportReport:
     """Import one file in one transaction and return its accounting."""
-    return KINDS[importer.kind](engine, rules, path, importer, now=now or datetime.now(UTC),
-                                chunk_size=chunk_size, progress=progress, name=name or str(path))
+    return KINDS[importer.kind](
+        engine,
+        rules,
+        path,
+        importer,
+        now=now or datetime.now(UTC),
+        chunk_size=chunk_size,
+        progress=progress,
+        name=name or str(path),
+    )
 
 
-def _ingest_events(engine: Engine, rules: Rules, path: Path, importer: Importer, *, now: datetime,
-                   chunk_size: int, progress: Callable[[int], None] | None, name: str) -> ImportReport:
+def _ingest_events(
+    engine: Engine,
+    rules: Rules,
+    path: Path,
+    importer: Importer,
+    *,
+    now: datetime,
+    chunk_size: int,
+    progress: Callable[[int], None] | None,
+    name: str,
+) -> ImportReport:
     from ledger.importers.events import HeaderError, Source
 
     checks = Checks(rules, now)
@@ -896,8 +1152,13 @@ def _spare_core() -> bool:
         return False
 
 
-def _add_from_parser(batch: _Batch, path: Path, importer: Importer, chunk_size: int,
-                     progress: Callable[[int], None] | None) -> str:
+def _add_from_parser(
+    batch: _Batch,
+    path: Path,
+    importer: Importer,
+    chunk_size: int,
+    progress: Callable[[int], None] | None,
+) -> str:
     """Store the chunks a forked parser process reads and judges; return the file's sha256.
 
     Reading, checking and hashing rows (Python) overlaps with inserting them
@@ -910,8 +1171,12 @@ def _add_from_parser(batch: _Batch, path: Path, importer: Importer, chunk_size: 
 
     context = multiprocessing.get_context("fork")
     receiver, sender = context.Pipe(duplex=False)
-    parser = context.Process(target=_parse, args=(receiver, sender, path, importer, batch.judge, chunk_size),
-                             name="meterbook-ingest-parser", daemon=True)
+    parser = context.Process(
+        target=_parse,
+        args=(receiver, sender, path, importer, batch.judge, chunk_size),
+        name="meterbook-ingest-parser",
+        daemon=True,
+    )
     parser.start()
     sender.close()
     try:
@@ -919,8 +1184,10 @@ def _add_from_parser(batch: _Batch, path: Path, importer: Importer, chunk_size: 
             try:
                 message = receiver.recv_bytes()
             except EOFError:
-                raise RuntimeError(f"{path}: the ingest parser process stopped (exit code "
-                                   f"{parser.exitcode}) before the end of the file") from None
+                raise RuntimeError(
+                    f"{path}: the ingest parser process stopped (exit code "
+                    f"{parser.exitcode}) before the end of the file"
+                ) from None
             tag = message[:1]
             if tag == b"c":
                 done = int.from_bytes(message[1:9], "little")
@@ -944,7 +1211,9 @@ def _add_from_parser(batch: _Batch, path: Path, importer: Importer, chunk_size: 
             parser.join()
 
 
-def _parse(receiver: Any, sender: Any, path: Path, importer: Importer, judge: _Judge, chunk_size: int) -> None:
+def _parse(
+    receiver: Any, sender: Any, path: Path, importer: Importer, judge: _Judge, chunk_size: int
+) -> None:
     """The parser process: read, judge and send chunks (``c`` + bytes read + :class:`Judged`),
     then ``d`` + the file's sha256, or ``e`` + what went wrong."""
     from ledger.importers.events import HeaderError, Source
@@ -980,8 +1249,9 @@ def _parse(receiver: Any, sender: Any, path: Path, importer: Importer, judge: _J
 KINDS: dict[str, Callable[..., ImportReport]] = {"events": _ingest_events}
 
 
-def retry_rejected(engine: Engine, rules: Rules, *, now: datetime | None = None,
-                   chunk_size: int = CHUNK) -> ImportReport:
+def retry_rejected(
+    engine: Engine, rules: Rules, *, now: datetime | None = None, chunk_size: int = CHUNK
+) -> ImportReport:
     """Run every unresolved reject that was readable again against the current rules.
 
     Rows that now get another outcome (accepted, duplicate, conflict) are marked
@@ -997,28 +1267,50 @@ def retry_rejected(engine: Engine, rules: Rules, *, now: datetime | None = None,
         last = 0
         while True:
             found = conn.execute(
-                select(rejects.c.id, rejects.c.file, rejects.c.line, rejects.c.raw, rejects.c.record)
-                .where(rejects.c.resolved_batch_id.is_(None), rejects.c.record.is_not(None),
-                       rejects.c.id > last, rejects.c.batch_id != batch.id)
-                .order_by(rejects.c.id).limit(chunk_size)).all()
+                select(
+                    rejects.c.id, rejects.c.file, rejects.c.line, rejects.c.raw, rejects.c.record
+                )
+                .where(
+                    rejects.c.resolved_batch_id.is_(None),
+                    rejects.c.record.is_not(None),
+                    rejects.c.id > last,
+                    rejects.c.batch_id != batch.id,
+                )
+                .order_by(rejects.c.id)
+                .limit(chunk_size)
+            ).all()
             if not found:
                 break
             last = found[-1].id
             by_file: dict[str, list[tuple[int, RawEvent]]] = {}
             for reject_id, file, line, raw, record in found:
                 data = json.loads(record)
-                ev = RawEvent(line, raw, data["id"], data["source"], data["customer"], data["type"],
-                              data["time"], dict(sorted(data["properties"].items())))
+                ev = RawEvent(
+                    line,
+                    raw,
+                    data["id"],
+                    data["source"],
+                    data["customer"],
+                    data["type"],
+                    data["time"],
+                    dict(sorted(data["properties"].items())),
+                )
                 by_file.setdefault(file, []).append((reject_id, ev))
             resolved: list[int] = []
             for file, items in by_file.items():
                 batch.file = file
                 outcomes = batch.add([ev for _, ev in items])
-                resolved += [rid for (rid, _), o in zip(items, outcomes, strict=True)
-                             if o in ("accepted", "duplicate", "conflict")]
+                resolved += [
+                    rid
+                    for (rid, _), o in zip(items, outcomes, strict=True)
+                    if o in ("accepted", "duplicate", "conflict")
+                ]
             for start in range(0, len(resolved), 500):
-                conn.execute(update(rejects).where(rejects.c.id.in_(resolved[start:start + 500]))
-                             .values(resolved_batch_id=batch.id))
+                conn.execute(
+                    update(rejects)
+                    .where(rejects.c.id.in_(resolved[start : start + 500]))
+                    .values(resolved_batch_id=batch.id)
+                )
         batch.file = RETRY_FILE
         return batch.finish("")
 
@@ -1026,9 +1318,16 @@ def retry_rejected(engine: Engine, rules: Rules, *, now: datetime | None = None,
         return _transaction(engine, work)
 
 
-def ingest_files(engine: Engine, rules: Rules, paths: Sequence[Path], importers: Sequence[Importer], *,
-                 importer_name: str | None = None, now: datetime | None = None,
-                 progress: Callable[[Path], Any] | None = None) -> Iterator[ImportReport]:
+def ingest_files(
+    engine: Engine,
+    rules: Rules,
+    paths: Sequence[Path],
+    importers: Sequence[Importer],
+    *,
+    importer_name: str | None = None,
+    now: datetime | None = None,
+    progress: Callable[[Path], Any] | None = None,
+) -> Iterator[ImportReport]:
     """Check every file first (importer, header, readable), then import each in
     its own transaction, yielding its report. A bad file stops the command
     before anything is written."""

@@ -123,7 +123,9 @@ class Invoice:
 
     def to_json(self) -> str:
         data = asdict(self)
-        if self.kind == REGULAR:  # regular invoices' documents stay as they were before kinds existed
+        if (
+            self.kind == REGULAR
+        ):  # regular invoices' documents stay as they were before kinds existed
             del data["kind"]
         if self.tax is None:  # untaxed invoices' documents stay as they were before taxes existed
             del data["tax"]
@@ -137,28 +139,53 @@ class Invoice:
         data = json.loads(text)
         lines = tuple(
             InvoiceLine(
-                kind=line["kind"], description=line["description"], account=line["account"],
-                amount=Decimal(line["amount"]), cycle=line["cycle"], link=line["link"], meter=line["meter"],
+                kind=line["kind"],
+                description=line["description"],
+                account=line["account"],
+                amount=Decimal(line["amount"]),
+                cycle=line["cycle"],
+                link=line["link"],
+                meter=line["meter"],
                 quantity=Decimal(line["quantity"]) if line["quantity"] is not None else None,
                 unit=line["unit"],
-                tiers=tuple(PriceLine(t["description"], Decimal(t["quantity"]),
-                                      Decimal(t["unit_price"]) if t["unit_price"] is not None else None,
-                                      Decimal(t["amount"])) for t in line["tiers"]),
+                tiers=tuple(
+                    PriceLine(
+                        t["description"],
+                        Decimal(t["quantity"]),
+                        Decimal(t["unit_price"]) if t["unit_price"] is not None else None,
+                        Decimal(t["amount"]),
+                    )
+                    for t in line["tiers"]
+                ),
             )
             for line in data["lines"]
         )
         accruals = tuple(
-            Snapshot(link=a["link"], customer=a["customer"], cycle=a["cycle"], plan=a["plan"],
-                     through=date.fromisoformat(a["through"]), currency=a["currency"],
-                     targets=tuple((k, Decimal(v)) for k, v in a["targets"]),
-                     quantities=tuple((k, Decimal(v)) for k, v in a["quantities"]), evidence=a["evidence"])
+            Snapshot(
+                link=a["link"],
+                customer=a["customer"],
+                cycle=a["cycle"],
+                plan=a["plan"],
+                through=date.fromisoformat(a["through"]),
+                currency=a["currency"],
+                targets=tuple((k, Decimal(v)) for k, v in a["targets"]),
+                quantities=tuple((k, Decimal(v)) for k, v in a["quantities"]),
+                evidence=a["evidence"],
+            )
             for a in data.get("accruals", [])
         )
-        return cls(customer=data["customer"], date=date.fromisoformat(data["date"]), currency=data["currency"],
-                   lines=lines, rules=data["rules"], number=data["number"], accruals=accruals,
-                   due=date.fromisoformat(data["due"]) if data.get("due") else None,
-                   kind=data.get("kind", REGULAR),
-                   tax=Tax.from_dict(data["tax"]) if data.get("tax") else None)
+        return cls(
+            customer=data["customer"],
+            date=date.fromisoformat(data["date"]),
+            currency=data["currency"],
+            lines=lines,
+            rules=data["rules"],
+            number=data["number"],
+            accruals=accruals,
+            due=date.fromisoformat(data["due"]) if data.get("due") else None,
+            kind=data.get("kind", REGULAR),
+            tax=Tax.from_dict(data["tax"]) if data.get("tax") else None,
+        )
 
 
 def _jsonable(value: object) -> object:
@@ -176,7 +203,9 @@ def _jsonable(value: object) -> object:
 def load_invoices(engine: Engine) -> list[Invoice]:
     """Every issued invoice, in number order."""
     with engine.connect() as conn:
-        rows = conn.execute(select(invoices_table.c.document).order_by(invoices_table.c.seq)).scalars()
+        rows = conn.execute(
+            select(invoices_table.c.document).order_by(invoices_table.c.seq)
+        ).scalars()
         return [Invoice.from_json(doc) for doc in rows]
 
 
@@ -185,24 +214,65 @@ def cycle_lines(rated: CycleRating, rules: Rules) -> list[InvoiceLine]:
     arrears base fee, credits applied)."""
     cycle = rated.cycle
     lines = [
-        InvoiceLine(kind="usage", description=f"{c.meter} ({c.model})", account="unbilled" if c.final else "contract_asset",
-                    amount=c.amount, meter=c.meter, quantity=c.quantity, unit=rules.meters[c.meter].unit,
-                    tiers=c.lines, cycle=cycle.key, link=cycle.link)
+        InvoiceLine(
+            kind="usage",
+            description=f"{c.meter} ({c.model})",
+            account="unbilled" if c.final else "contract_asset",
+            amount=c.amount,
+            meter=c.meter,
+            quantity=c.quantity,
+            unit=rules.meters[c.meter].unit,
+            tiers=c.lines,
+            cycle=cycle.key,
+            link=cycle.link,
+        )
         for c in rated.charges
     ]
     if rated.commitment_shortfall:
-        lines.append(InvoiceLine(kind="commitment", description="minimum commitment shortfall", account="unbilled",
-                                 amount=rated.commitment_shortfall, cycle=cycle.key, link=cycle.link))
+        lines.append(
+            InvoiceLine(
+                kind="commitment",
+                description="minimum commitment shortfall",
+                account="unbilled",
+                amount=rated.commitment_shortfall,
+                cycle=cycle.key,
+                link=cycle.link,
+            )
+        )
     if rated.base_fee is not None and rated.base_fee.timing == "arrears" and rated.base_fee.billed:
-        lines.append(InvoiceLine(kind="base_fee", description=f"{cycle.plan} base fee (in arrears)", account="unbilled",
-                                 amount=rated.base_fee.billed, cycle=cycle.key, link=cycle.link))
+        lines.append(
+            InvoiceLine(
+                kind="base_fee",
+                description=f"{cycle.plan} base fee (in arrears)",
+                account="unbilled",
+                amount=rated.base_fee.billed,
+                cycle=cycle.key,
+                link=cycle.link,
+            )
+        )
     final_credit, nonfinal_credit = split_credit(rated)
     if final_credit:
-        lines.append(InvoiceLine(kind="credit_applied", description="prepaid credit applied", account="unbilled",
-                                 amount=-final_credit, cycle=cycle.key, link=cycle.link))
+        lines.append(
+            InvoiceLine(
+                kind="credit_applied",
+                description="prepaid credit applied",
+                account="unbilled",
+                amount=-final_credit,
+                cycle=cycle.key,
+                link=cycle.link,
+            )
+        )
     if nonfinal_credit:
-        lines.append(InvoiceLine(kind="credit_applied", description="prepaid credit applied",
-                                 account="contract_asset", amount=-nonfinal_credit, cycle=cycle.key, link=cycle.link))
+        lines.append(
+            InvoiceLine(
+                kind="credit_applied",
+                description="prepaid credit applied",
+                account="contract_asset",
+                amount=-nonfinal_credit,
+                cycle=cycle.key,
+                link=cycle.link,
+            )
+        )
     return lines
 
 
@@ -212,9 +282,16 @@ def split_credit(rated: CycleRating) -> tuple[Decimal, Decimal]:
     return final, rated.credit_applied - final
 
 
-def draft_invoices(rating: Rating, rules: Rules, issued: Sequence[Invoice], *, through: date,
-                   first_open: date = date.min, evidence: Mapping[tuple[str, date], str] | None = None,
-                   redrafting: Invoice | None = None) -> list[Invoice]:
+def draft_invoices(
+    rating: Rating,
+    rules: Rules,
+    issued: Sequence[Invoice],
+    *,
+    through: date,
+    first_open: date = date.min,
+    evidence: Mapping[tuple[str, date], str] | None = None,
+    redrafting: Invoice | None = None,
+) -> list[Invoice]:
     """Every invoice dated on or before ``through`` that is not issued yet.
 
     ``redrafting``: an issued invoice being recomputed (``trace``): cycles whose
@@ -243,20 +320,34 @@ def draft_invoices(rating: Rating, rules: Rules, issued: Sequence[Invoice], *, t
         if rated.is_cycle_end and cycle.end <= through and cycle.link not in frozen:
             lines[(cycle.customer, cycle.end)].extend(cycle_lines(rated, rules))
             accruals[(cycle.customer, cycle.end)].extend(
-                snapshot(r, evidence.get((cycle.link, r.through), "")) for r in ratings
-                if r.through in cycle.accrual_points())
+                snapshot(r, evidence.get((cycle.link, r.through), ""))
+                for r in ratings
+                if r.through in cycle.accrual_points()
+            )
         fee = rated.base_fee
         if fee is not None and fee.timing == "advance" and cycle.start <= through and fee.billed:
-            lines[(cycle.customer, cycle.start)].append(InvoiceLine(
-                kind="base_fee", description=f"{cycle.plan} base fee {cycle.key} (in advance)", account="deferred",
-                amount=fee.billed, cycle=cycle.key, link=cycle.link))
+            lines[(cycle.customer, cycle.start)].append(
+                InvoiceLine(
+                    kind="base_fee",
+                    description=f"{cycle.plan} base fee {cycle.key} (in advance)",
+                    account="deferred",
+                    amount=fee.billed,
+                    cycle=cycle.key,
+                    link=cycle.link,
+                )
+            )
     for cid, customer in rules.customers.items():
         for grant in customer.credits:
             if grant.granted <= through:
                 expiry = f", expires {grant.expires.isoformat()}" if grant.expires else ""
-                lines[(cid, grant.granted)].append(InvoiceLine(
-                    kind="credit_grant", description=f"prepaid credit granted {grant.granted.isoformat()}{expiry}",
-                    account="deferred", amount=grant.amount))
+                lines[(cid, grant.granted)].append(
+                    InvoiceLine(
+                        kind="credit_grant",
+                        description=f"prepaid credit granted {grant.granted.isoformat()}{expiry}",
+                        account="deferred",
+                        amount=grant.amount,
+                    )
+                )
     _redate_sealed(lines, accruals, issued, issued_keys, first_open=first_open, through=through)
     if redrafting is not None:
         _redate_into(lines, accruals, redrafting)
@@ -272,15 +363,31 @@ def draft_invoices(rating: Rating, rules: Rules, issued: Sequence[Invoice], *, t
         if not any(line.amount for line in body):
             continue  # nothing to bill (a cycle without usage): no zero invoice
         customer = rules.customers[cid]
-        drafts.append(Invoice(customer=cid, date=day, currency=customer.currency,
-                              lines=tuple(body), rules=rules.hash,
-                              due=day + timedelta(days=customer.payment_terms_days),
-                              accruals=tuple(sorted(accruals.get((cid, day), []), key=lambda a: (a.link, a.through)))))
+        drafts.append(
+            Invoice(
+                customer=cid,
+                date=day,
+                currency=customer.currency,
+                lines=tuple(body),
+                rules=rules.hash,
+                due=day + timedelta(days=customer.payment_terms_days),
+                accruals=tuple(
+                    sorted(accruals.get((cid, day), []), key=lambda a: (a.link, a.through))
+                ),
+            )
+        )
     return supplement(drafts, late, issued, rules, through=through)
 
 
-def _redate_sealed(lines: dict[tuple[str, date], list[InvoiceLine]], accruals: dict[tuple[str, date], list[Snapshot]],
-                   issued: Sequence[Invoice], issued_keys: set[str], *, first_open: date, through: date) -> None:
+def _redate_sealed(
+    lines: dict[tuple[str, date], list[InvoiceLine]],
+    accruals: dict[tuple[str, date], list[Snapshot]],
+    issued: Sequence[Invoice],
+    issued_keys: set[str],
+    *,
+    first_open: date,
+    through: date,
+) -> None:
     """Move what would be invoiced on a sealed day to the customer's first open day, in place.
 
     A cycle that billed nothing when its month was sealed (free-tier usage: no
@@ -311,21 +418,34 @@ def _redate_sealed(lines: dict[tuple[str, date], list[InvoiceLine]], accruals: d
         accruals[(cid, target)].extend(accruals.pop((cid, day), []))
 
 
-def _redate_into(lines: dict[tuple[str, date], list[InvoiceLine]], accruals: dict[tuple[str, date], list[Snapshot]],
-                 invoice: Invoice) -> None:
+def _redate_into(
+    lines: dict[tuple[str, date], list[InvoiceLine]],
+    accruals: dict[tuple[str, date], list[Snapshot]],
+    invoice: Invoice,
+) -> None:
     """Move onto ``invoice``'s day the earlier drafts of its customer whose cycles it froze."""
     frozen = {snap.link for snap in invoice.accruals}
-    for cid, day in sorted(k for k in list(lines) if k[0] == invoice.customer and k[1] < invoice.date):
+    for cid, day in sorted(
+        k for k in list(lines) if k[0] == invoice.customer and k[1] < invoice.date
+    ):
         snapshots = accruals.get((cid, day), [])
         moved = lines[(cid, day)]
-        if snapshots and {snap.link for snap in snapshots} <= frozen and any(line.amount for line in moved):
+        if (
+            snapshots
+            and {snap.link for snap in snapshots} <= frozen
+            and any(line.amount for line in moved)
+        ):
             del lines[(cid, day)]
             lines[(cid, invoice.date)].extend(line for line in moved if line.amount)
             accruals[(cid, invoice.date)].extend(accruals.pop((cid, day)))
 
 
-def late_usage(rating: Rating, issued: Sequence[Invoice], *, first_open: date = date.min,
-               ) -> dict[str, list[tuple[date, InvoiceLine]]]:
+def late_usage(
+    rating: Rating,
+    issued: Sequence[Invoice],
+    *,
+    first_open: date = date.min,
+) -> dict[str, list[tuple[date, InvoiceLine]]]:
     """Late usage of invoiced cycles not billed yet, with the date it is posted.
 
     Per cycle: the unbilled and contract-asset part of (targets now − targets
@@ -342,9 +462,19 @@ def late_usage(rating: Rating, issued: Sequence[Invoice], *, first_open: date = 
         for account in ("unbilled", "contract_asset"):
             diff = now.target(account) - frozen.target(account) - billed[(now.link, account)]
             if diff:
-                result[now.customer].append((day, InvoiceLine(
-                    kind="late_usage", description=f"late usage for {now.cycle}", account=account, amount=diff,
-                    cycle=now.cycle, link=now.link)))
+                result[now.customer].append(
+                    (
+                        day,
+                        InvoiceLine(
+                            kind="late_usage",
+                            description=f"late usage for {now.cycle}",
+                            account=account,
+                            amount=diff,
+                            cycle=now.cycle,
+                            link=now.link,
+                        ),
+                    )
+                )
     return result
 
 
@@ -368,8 +498,14 @@ def ended(customer: Customer, through: date) -> bool:
     return end is not None and end <= through
 
 
-def supplement(drafts: Sequence[Invoice], pending: Mapping[str, Sequence[tuple[date, InvoiceLine]]],
-               issued: Sequence[Invoice], rules: Rules, *, through: date) -> list[Invoice]:
+def supplement(
+    drafts: Sequence[Invoice],
+    pending: Mapping[str, Sequence[tuple[date, InvoiceLine]]],
+    issued: Sequence[Invoice],
+    rules: Rules,
+    *,
+    through: date,
+) -> list[Invoice]:
     """``drafts`` plus each ended customer's ``pending`` lines on one supplementary invoice.
 
     ``pending``: per customer, the lines waiting in unbilled that no draft takes,
@@ -396,19 +532,38 @@ def supplement(drafts: Sequence[Invoice], pending: Mapping[str, Sequence[tuple[d
         items = [(day, line) for day, line in pending[cid] if day <= through]
         if customer is None or not items or not ended(customer, through):
             continue
-        found = [i for i, inv in enumerate(out) if inv.customer == cid and inv.kind == SUPPLEMENTARY]
+        found = [
+            i for i, inv in enumerate(out) if inv.customer == cid and inv.kind == SUPPLEMENTARY
+        ]
         current = out[found[0]] if found else None
-        earlier = [d + timedelta(days=1) for d in (
-            *([last_issued[cid]] if cid in last_issued else []),
-            *(inv.date for inv in out if inv.customer == cid and inv is not current))]
+        earlier = [
+            d + timedelta(days=1)
+            for d in (
+                *([last_issued[cid]] if cid in last_issued else []),
+                *(inv.date for inv in out if inv.customer == cid and inv is not current),
+            )
+        ]
         last = customer.subscriptions[-1].end if customer.subscriptions else None
-        day = max([*(d for d, _ in items), *earlier, *([last] if last else []),
-                   *([current.date] if current else [])])
+        day = max(
+            [
+                *(d for d, _ in items),
+                *earlier,
+                *([last] if last else []),
+                *([current.date] if current else []),
+            ]
+        )
         if day > through:
             continue
         lines = (*(current.lines if current else ()), *(line for _, line in items))
-        invoice = Invoice(customer=cid, date=day, currency=customer.currency, lines=lines, rules=rules.hash,
-                          due=day + timedelta(days=customer.payment_terms_days), kind=SUPPLEMENTARY)
+        invoice = Invoice(
+            customer=cid,
+            date=day,
+            currency=customer.currency,
+            lines=lines,
+            rules=rules.hash,
+            due=day + timedelta(days=customer.payment_terms_days),
+            kind=SUPPLEMENTARY,
+        )
         if current is not None:
             out[found[0]] = invoice
         else:
@@ -427,11 +582,17 @@ def number(engine: Engine, drafts: Iterable[Invoice]) -> list[Invoice]:
     """
     with engine.connect() as conn:
         seq = conn.execute(select(func.max(invoices_table.c.seq))).scalar() or 0
-    return [replace(draft, number=f"INV-{draft.date.year}-{seq + n:06d}") for n, draft in enumerate(drafts, 1)]
+    return [
+        replace(draft, number=f"INV-{draft.date.year}-{seq + n:06d}")
+        for n, draft in enumerate(drafts, 1)
+    ]
 
 
-def issue(engine: Engine, drafts: Iterable[Invoice],
-          also: Callable[[Connection, list[Invoice]], None] | None = None) -> list[Invoice]:
+def issue(
+    engine: Engine,
+    drafts: Iterable[Invoice],
+    also: Callable[[Connection, list[Invoice]], None] | None = None,
+) -> list[Invoice]:
     """Number and store drafts in one transaction; return them with numbers.
 
     ``also`` runs in the same transaction with the issued invoices, for what must
@@ -450,15 +611,25 @@ def issue(engine: Engine, drafts: Iterable[Invoice],
             seq += 1
             number = f"INV-{draft.date.year}-{seq:06d}"
             if draft.number and draft.number != number:
-                raise StoreError(f"{draft.number} was numbered for {draft.customer} {draft.date}, but the store's "
-                                 f"next number is {number}: another writer issued invoices meanwhile; "
-                                 "nothing was issued, run the command again")
+                raise StoreError(
+                    f"{draft.number} was numbered for {draft.customer} {draft.date}, but the store's "
+                    f"next number is {number}: another writer issued invoices meanwhile; "
+                    "nothing was issued, run the command again"
+                )
             invoice = replace(draft, number=number)
-            conn.execute(invoices_table.insert().values(
-                number=number, seq=seq, customer=invoice.customer, date=invoice.date.isoformat(),
-                currency=invoice.currency, total=str(invoice.total), document=invoice.to_json(), key=invoice.key))
+            conn.execute(
+                invoices_table.insert().values(
+                    number=number,
+                    seq=seq,
+                    customer=invoice.customer,
+                    date=invoice.date.isoformat(),
+                    currency=invoice.currency,
+                    total=str(invoice.total),
+                    document=invoice.to_json(),
+                    key=invoice.key,
+                )
+            )
             issued.append(invoice)
         if also is not None:
             also(conn, issued)
     return issued
-

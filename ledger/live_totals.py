@@ -52,8 +52,18 @@ if TYPE_CHECKING:
     from ledger.rules import Rules
 
 #: Reject reasons of a live-totals row, in the order they are checked (one per row).
-REASONS = ("bad_encoding", "too_long", "bad_csv", "missing_field", "bad_date", "future_date", "unknown_meter",
-           "unknown_customer", "bad_number", "negative_quantity")
+REASONS = (
+    "bad_encoding",
+    "too_long",
+    "bad_csv",
+    "missing_field",
+    "bad_date",
+    "future_date",
+    "unknown_meter",
+    "unknown_customer",
+    "bad_number",
+    "negative_quantity",
+)
 MAX_TEXT = 255
 DEFAULT_SOURCE = "default"
 
@@ -70,8 +80,9 @@ class LiveTotal:
     line: int = 0
 
 
-def live_total_of(raw: RawLiveTotal, *, customers: Collection[str], meters: Collection[str],
-                  today: date) -> LiveTotal:
+def live_total_of(
+    raw: RawLiveTotal, *, customers: Collection[str], meters: Collection[str], today: date
+) -> LiveTotal:
     """The total a readable row says, or :class:`ledger.ingest.Rejected` with one reason.
 
     >>> from ledger.importers.live_totals import RawLiveTotal
@@ -93,27 +104,46 @@ def live_total_of(raw: RawLiveTotal, *, customers: Collection[str], meters: Coll
     except ValueError as exc:
         raise Rejected("bad_date", f"date {exc}") from None
     if day > today:
-        raise Rejected("future_date", f"date {day.isoformat()} is in the future (a day's total is known "
-                                      "once the day has begun)")
+        raise Rejected(
+            "future_date",
+            f"date {day.isoformat()} is in the future (a day's total is known "
+            "once the day has begun)",
+        )
     if meter not in meters:
         raise Rejected("unknown_meter", f"meter {meter!r} is not in the rules")
     if customer not in customers:
         raise Rejected("unknown_customer", f"customer {customer!r} is not in the rules")
-    pair = number_of(text)  # plain digits, |x| <= 10**15, 9 places: the store's columns sum it exactly
+    pair = number_of(
+        text
+    )  # plain digits, |x| <= 10**15, 9 places: the store's columns sum it exactly
     if pair is None:
         raise Rejected("bad_number", f"quantity: {number_problem(text)}")
     if pair[0] < 0:
         raise Rejected("negative_quantity", f"quantity {raw.quantity!r} is negative")
-    return LiveTotal(source=source, date=day, customer=customer, meter=meter,
-                     quantity=from_units_nanos(*pair), line=raw.line)
+    return LiveTotal(
+        source=source,
+        date=day,
+        customer=customer,
+        meter=meter,
+        quantity=from_units_nanos(*pair),
+        line=raw.line,
+    )
 
 
 # --- storing a file -----------------------------------------------------------------------
 
 
-def store_file(engine: Engine, rules: Rules, path: Path, importer: Any, *, now: datetime,
-               chunk_size: int = 0, progress: Callable[[int], None] | None = None,
-               name: str = "") -> ImportReport:
+def store_file(
+    engine: Engine,
+    rules: Rules,
+    path: Path,
+    importer: Any,
+    *,
+    now: datetime,
+    chunk_size: int = 0,
+    progress: Callable[[int], None] | None = None,
+    name: str = "",
+) -> ImportReport:
     """Import one live-totals file in one transaction (``received = accepted +
     duplicates + conflicts + rejected``); the ``live_totals`` entry of
     :data:`ledger.ingest.KINDS`. A deadlock or a locked SQLite database re-runs the file."""
@@ -134,9 +164,17 @@ def _store(conn: Connection, total: LiveTotal, *, batch_id: int, name: str) -> s
     from ledger.money import to_units_nanos
 
     units, nanos = to_units_nanos(total.quantity)
-    row = {"source": total.source, "date": total.date.isoformat(), "customer": total.customer,
-           "meter": total.meter, "units": units, "nanos": nanos, "batch_id": batch_id, "file": name,
-           "line": total.line}
+    row = {
+        "source": total.source,
+        "date": total.date.isoformat(),
+        "customer": total.customer,
+        "meter": total.meter,
+        "units": units,
+        "nanos": nanos,
+        "batch_id": batch_id,
+        "file": name,
+        "line": total.line,
+    }
     keys = ["source", "date", "customer", "meter"]
     stmt: Any
     if conn.dialect.name == "postgresql":
@@ -150,7 +188,12 @@ def _store(conn: Connection, total: LiveTotal, *, batch_id: int, name: str) -> s
     else:  # any other engine: the whole file is one transaction
         stmt = None
     c = live_totals_table.c
-    where = (c.source == total.source, c.date == row["date"], c.customer == total.customer, c.meter == total.meter)
+    where = (
+        c.source == total.source,
+        c.date == row["date"],
+        c.customer == total.customer,
+        c.meter == total.meter,
+    )
     if stmt is not None:
         # RETURNING, not rowcount: psycopg reports -1 for an INSERT that returns the key
         if conn.execute(stmt.values(**row).returning(live_totals_table.c.pk)).first() is not None:
@@ -162,19 +205,28 @@ def _store(conn: Connection, total: LiveTotal, *, batch_id: int, name: str) -> s
     if (int(stored_units), int(stored_nanos)) == (units, nanos):
         return "duplicates"
     # the first total stored under a key wins; the other one is kept aside, never lost
-    conn.execute(live_total_conflicts.insert().values(
-        source=total.source, date=row["date"], customer=total.customer, meter=total.meter,
-        stored_quantity=str(from_units_nanos(stored_units, stored_nanos)), quantity=str(normalize(total.quantity)),
-        batch_id=batch_id, file=name, line=total.line))
+    conn.execute(
+        live_total_conflicts.insert().values(
+            source=total.source,
+            date=row["date"],
+            customer=total.customer,
+            meter=total.meter,
+            stored_quantity=str(from_units_nanos(stored_units, stored_nanos)),
+            quantity=str(normalize(total.quantity)),
+            batch_id=batch_id,
+            file=name,
+            line=total.line,
+        )
+    )
     return "conflicts"
-
 
 
 # --- reading the store ------------------------------------------------------------------
 
 
-def daily_live_totals(engine: Engine, *, start: date, end: date,
-                      meters: Collection[str] | None = None) -> dict[tuple[str, str], dict[date, Decimal]]:
+def daily_live_totals(
+    engine: Engine, *, start: date, end: date, meters: Collection[str] | None = None
+) -> dict[tuple[str, str], dict[date, Decimal]]:
     """Per ``(meter, customer)``: each day's live total in ``[start, end)``, summed over sources in SQL.
 
     The HTTP API's own counters (``api_counters``, :mod:`ledger.api.counters`) are one
@@ -186,9 +238,11 @@ def daily_live_totals(engine: Engine, *, start: date, end: date,
     with engine.connect() as conn:
         for table in (live_totals_table, api_counters):
             c = table.c
-            query = (select(c.meter, c.customer, c.date, func.sum(c.units), func.sum(c.nanos))
-                     .where(c.date >= start.isoformat(), c.date < end.isoformat())
-                     .group_by(c.meter, c.customer, c.date))
+            query = (
+                select(c.meter, c.customer, c.date, func.sum(c.units), func.sum(c.nanos))
+                .where(c.date >= start.isoformat(), c.date < end.isoformat())
+                .group_by(c.meter, c.customer, c.date)
+            )
             if meters is not None:
                 query = query.where(c.meter.in_(sorted(meters)))
             for meter, customer, text, units, nanos in conn.execute(query):

@@ -89,9 +89,15 @@ def _describe_holder(path: Path) -> str:
 
 
 @contextlib.contextmanager
-def workspace_lock(root: Path, command: str, *, store_url: str = "", shared: bool = False,
-                   timeout: float | None = None, waiting: Callable[[str], None] | None = None,
-                   ) -> Iterator[None]:
+def workspace_lock(
+    root: Path,
+    command: str,
+    *,
+    store_url: str = "",
+    shared: bool = False,
+    timeout: float | None = None,
+    waiting: Callable[[str], None] | None = None,
+) -> Iterator[None]:
     """Hold the workspace lock (and, for a PostgreSQL ``store_url``, the store's advisory lock).
 
     ``shared``: a reader's lock (``check``): many at once, none while a writer holds it.
@@ -105,15 +111,24 @@ def workspace_lock(root: Path, command: str, *, store_url: str = "", shared: boo
     except OSError as exc:
         raise BadInput(f"{root}: cannot lock the workspace: {exc.strerror or exc}") from None
     try:
-        _acquire(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX, limit, waiting,
-                 lambda: f"the workspace {root} is locked by {_describe_holder(path)}")
+        _acquire(
+            fd,
+            fcntl.LOCK_SH if shared else fcntl.LOCK_EX,
+            limit,
+            waiting,
+            lambda: f"the workspace {root} is locked by {_describe_holder(path)}",
+        )
         label = None if shared else _open_label(path)
         try:
             if label is not None:
                 with contextlib.suppress(OSError):  # a full disk must not stop the lock: a label
                     os.ftruncate(label, 0)
                     os.pwrite(label, (holder_text(command) + "\n").encode(), 0)
-            with _store_lock(store_url, command, limit, waiting) if not shared else contextlib.nullcontext():
+            with (
+                _store_lock(store_url, command, limit, waiting)
+                if not shared
+                else contextlib.nullcontext()
+            ):
                 yield
         finally:
             if label is not None:
@@ -141,8 +156,13 @@ def _open_label(path: Path) -> int | None:
     return label
 
 
-def _acquire(fd: int, mode: int, limit: float, waiting: Callable[[str], None] | None,
-             describe: Callable[[], str]) -> None:
+def _acquire(
+    fd: int,
+    mode: int,
+    limit: float,
+    waiting: Callable[[str], None] | None,
+    describe: Callable[[], str],
+) -> None:
     deadline = time.monotonic() + limit
     told = False
     while True:
@@ -152,7 +172,9 @@ def _acquire(fd: int, mode: int, limit: float, waiting: Callable[[str], None] | 
         except BlockingIOError:
             pass
         if time.monotonic() >= deadline:
-            raise LockTimeout(f"{describe()}; gave up after {limit:g} s ({TIMEOUT_ENV} sets the wait)")
+            raise LockTimeout(
+                f"{describe()}; gave up after {limit:g} s ({TIMEOUT_ENV} sets the wait)"
+            )
         if not told and waiting is not None:
             waiting(f"waiting: {describe()}")
             told = True
@@ -160,8 +182,9 @@ def _acquire(fd: int, mode: int, limit: float, waiting: Callable[[str], None] | 
 
 
 @contextlib.contextmanager
-def _store_lock(store_url: str, command: str, limit: float,
-                waiting: Callable[[str], None] | None) -> Iterator[None]:
+def _store_lock(
+    store_url: str, command: str, limit: float, waiting: Callable[[str], None] | None
+) -> Iterator[None]:
     """PostgreSQL: a session advisory lock on a connection of its own; other stores: nothing."""
     if not store_url.startswith("postgresql"):
         yield
@@ -175,7 +198,9 @@ def _store_lock(store_url: str, command: str, limit: float,
 
     name = f"meterbook {command} (pid {os.getpid()} on {socket.gethostname()})"[:63]
     try:
-        engine = create_engine(store_url, poolclass=NullPool, connect_args={"application_name": name})
+        engine = create_engine(
+            store_url, poolclass=NullPool, connect_args={"application_name": name}
+        )
     except ImportError as exc:  # psycopg is the postgresql extra
         raise missing_driver(store_url, exc) from None
     try:
@@ -189,18 +214,27 @@ def _store_lock(store_url: str, command: str, limit: float,
         key = "hashtext(current_schema())"
 
         def describe() -> str:
-            holder = conn.execute(text(
-                "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-                f"WHERE l.locktype = 'advisory' AND l.granted AND l.classid = {ADVISORY_CLASS} "
-                f"AND l.objid = ({key})::oid AND l.objsubid = 2")).scalar()
-            return (f"the store {safe_url(store_url)} is locked by "
-                    f"{'`' + holder + '`' if holder else 'another meterbook command'}")
+            holder = conn.execute(
+                text(
+                    "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                    f"WHERE l.locktype = 'advisory' AND l.granted AND l.classid = {ADVISORY_CLASS} "
+                    f"AND l.objid = ({key})::oid AND l.objsubid = 2"
+                )
+            ).scalar()
+            return (
+                f"the store {safe_url(store_url)} is locked by "
+                f"{'`' + holder + '`' if holder else 'another meterbook command'}"
+            )
 
         deadline = time.monotonic() + limit
         told = False
-        while not conn.execute(text(f"SELECT pg_try_advisory_lock({ADVISORY_CLASS}, {key})")).scalar():
+        while not conn.execute(
+            text(f"SELECT pg_try_advisory_lock({ADVISORY_CLASS}, {key})")
+        ).scalar():
             if time.monotonic() >= deadline:
-                raise LockTimeout(f"{describe()}; gave up after {limit:g} s ({TIMEOUT_ENV} sets the wait)")
+                raise LockTimeout(
+                    f"{describe()}; gave up after {limit:g} s ({TIMEOUT_ENV} sets the wait)"
+                )
             if not told and waiting is not None:
                 waiting(f"waiting: {describe()}")
                 told = True

@@ -140,8 +140,12 @@ class _Partial:
     distinct: int = 0
 
 
-def _usage(meter: Meter, parts: Sequence[_Partial], bands: tuple[Decimal, ...],
-           band_parts: Sequence[dict[int, tuple[int, int, int]]]) -> Usage:
+def _usage(
+    meter: Meter,
+    parts: Sequence[_Partial],
+    bands: tuple[Decimal, ...],
+    band_parts: Sequence[dict[int, tuple[int, int, int]]],
+) -> Usage:
     """Add up the partials of consecutive, disjoint segments (in time order)."""
     events_ = sum(p.events for p in parts)
     agg = meter.aggregation
@@ -176,8 +180,10 @@ def _usage(meter: Meter, parts: Sequence[_Partial], bands: tuple[Decimal, ...],
 
 def _json_path(name: str, suffix: str = "") -> str:
     if '"' in name or "\\" in name:
-        raise MeteringError(f"property name {name!r}: quotes and backslashes are not supported in meter "
-                            "values and filters")
+        raise MeteringError(
+            f"property name {name!r}: quotes and backslashes are not supported in meter "
+            "values and filters"
+        )
     return f'$."{name}"{suffix}'
 
 
@@ -189,10 +195,11 @@ class _Dialect:
 
     def text(self, prop: str) -> ColumnElement[Any]:
         """A property's text (all property values are strings)."""
-        path = _json_path(prop)   # refuses the same names on every engine: rules stay portable
+        path = _json_path(prop)  # refuses the same names on every engine: rules stay portable
         if self.pg:
             return sa.cast(events.c.properties, postgresql.JSONB).op("->>", return_type=sa.Text)(
-                sa.literal(prop, sa.Text))
+                sa.literal(prop, sa.Text)
+            )
         return sa.func.json_extract(events.c.properties, path, type_=sa.Text)
 
     def pair(self, prop: str) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
@@ -201,16 +208,27 @@ class _Dialect:
         if self.pg:
             # the typed columns when they hold this property (ingest fills them with the
             # property the event type's meters read), else the numbers JSON (exact, slower)
-            value = sa.cast(events.c.numbers, postgresql.JSONB).op("->", return_type=postgresql.JSONB)(
-                sa.literal(prop, sa.Text))
+            value = sa.cast(events.c.numbers, postgresql.JSONB).op(
+                "->", return_type=postgresql.JSONB
+            )(sa.literal(prop, sa.Text))
             typed = events.c.q_name == sa.literal(prop, sa.Text)
-            units = sa.case((typed, sa.cast(events.c.q_units, sa.Numeric)), else_=sa.cast(
-                value.op("->>", return_type=sa.Text)(sa.literal_column("0")), sa.Numeric))
-            nanos = sa.case((typed, events.c.q_nanos), else_=sa.cast(
-                value.op("->>", return_type=sa.Text)(sa.literal_column("1")), sa.BigInteger))
+            units = sa.case(
+                (typed, sa.cast(events.c.q_units, sa.Numeric)),
+                else_=sa.cast(
+                    value.op("->>", return_type=sa.Text)(sa.literal_column("0")), sa.Numeric
+                ),
+            )
+            nanos = sa.case(
+                (typed, events.c.q_nanos),
+                else_=sa.cast(
+                    value.op("->>", return_type=sa.Text)(sa.literal_column("1")), sa.BigInteger
+                ),
+            )
             return units, nanos
-        return (sa.func.json_extract(events.c.numbers, _json_path(prop, "[0]"), type_=sa.BigInteger),
-                sa.func.json_extract(events.c.numbers, _json_path(prop, "[1]"), type_=sa.BigInteger))
+        return (
+            sa.func.json_extract(events.c.numbers, _json_path(prop, "[0]"), type_=sa.BigInteger),
+            sa.func.json_extract(events.c.numbers, _json_path(prop, "[1]"), type_=sa.BigInteger),
+        )
 
     def byte_order(self, column: ColumnElement[Any]) -> ColumnElement[Any]:
         """Compare text by code point, as Python does (PostgreSQL's default collation may not)."""
@@ -222,7 +240,9 @@ class _Dialect:
             return sa.func.max(sa.case((u.is_not(None), postgresql.array([u, n]))))
         # '1' + 19 digits for units >= 0, '0' + (units + 2**63 - 1) for negatives, then 9 digits of nanos
         shifted = sa.case((u >= 0, u), else_=u + _INT64_MAX)
-        return sa.func.max(sa.case((u.is_not(None), sa.func.printf("%d%019d%09d", u >= 0, shifted, n))))
+        return sa.func.max(
+            sa.case((u.is_not(None), sa.func.printf("%d%019d%09d", u >= 0, shifted, n)))
+        )
 
     @staticmethod
     def read_max(value: Any) -> tuple[int, int] | None:
@@ -250,9 +270,15 @@ def _mod(a: ColumnElement[Any], b: int) -> ColumnElement[Any]:
     return a.op("%", precedence=8, return_type=sa.BigInteger)(sa.literal_column(str(b)))
 
 
-def _partials_select(dialect: _Dialect, meter: Meter, source: sa.FromClause,
-                     keys: Sequence[ColumnElement[Any]], where: Sequence[ColumnElement[bool]],
-                     *, split: bool) -> sa.Select[Any]:
+def _partials_select(
+    dialect: _Dialect,
+    meter: Meter,
+    source: sa.FromClause,
+    keys: Sequence[ColumnElement[Any]],
+    where: Sequence[ColumnElement[bool]],
+    *,
+    split: bool,
+) -> sa.Select[Any]:
     """``SELECT keys, events, <aggregate columns> ... GROUP BY keys``."""
     agg = meter.aggregation
     cols: list[ColumnElement[Any]] = [k.label(f"k{i}") for i, k in enumerate(keys)]
@@ -260,9 +286,15 @@ def _partials_select(dialect: _Dialect, meter: Meter, source: sa.FromClause,
         u, n = dialect.pair(meter.value)
         cols += [u.label("u"), n.label("n")]
         if agg == "latest":
-            order = [u.is_(None), events.c.time_us.desc(), dialect.byte_order(events.c.source).desc(),
-                     dialect.byte_order(events.c.event_id).desc()]
-            cols.append(sa.func.row_number().over(partition_by=list(keys), order_by=order).label("rn"))
+            order = [
+                u.is_(None),
+                events.c.time_us.desc(),
+                dialect.byte_order(events.c.source).desc(),
+                dialect.byte_order(events.c.event_id).desc(),
+            ]
+            cols.append(
+                sa.func.row_number().over(partition_by=list(keys), order_by=order).label("rn")
+            )
     elif agg == "unique_count" and meter.value:
         cols.append(dialect.text(meter.value).label("t"))
     m = sa.select(*cols).select_from(source).where(*where).subquery("m")
@@ -270,15 +302,20 @@ def _partials_select(dialect: _Dialect, meter: Meter, source: sa.FromClause,
     out: list[ColumnElement[Any]] = [*group, sa.func.count().label("events")]
     if "u" in m.c and agg == "sum":
         if split:
-            out += [sa.func.sum(_div(m.c.u, NANO)).label("hi"), sa.func.sum(_mod(m.c.u, NANO)).label("lo")]
+            out += [
+                sa.func.sum(_div(m.c.u, NANO)).label("hi"),
+                sa.func.sum(_mod(m.c.u, NANO)).label("lo"),
+            ]
         else:
             out.append(sa.func.sum(m.c.u).label("lo"))
         out.append(sa.func.sum(m.c.n).label("nanos"))
     elif "u" in m.c and agg == "max":
         out.append(dialect.max_key(m.c.u, m.c.n).label("top"))
     elif "u" in m.c and agg == "latest":
-        out += [sa.func.max(sa.case((m.c.rn == 1, m.c.u))).label("tu"),
-                sa.func.max(sa.case((m.c.rn == 1, m.c.n))).label("tn")]
+        out += [
+            sa.func.max(sa.case((m.c.rn == 1, m.c.u))).label("tu"),
+            sa.func.max(sa.case((m.c.rn == 1, m.c.n))).label("tn"),
+        ]
     elif "t" in m.c:
         out.append(sa.func.count(sa.distinct(m.c.t)).label("distinct"))
     return sa.select(*out).group_by(*group)
@@ -291,20 +328,28 @@ def _reader(dialect: _Dialect, columns: Sequence[str]) -> Any:
     top, tu, tn, distinct = at.get("top"), at.get("tu"), at.get("tn"), at.get("distinct")
 
     def read(row: Any) -> _Partial:
-        units = (int(row[hi] or 0) * NANO if hi is not None else 0) + (int(row[lo] or 0) if lo is not None else 0)
+        units = (int(row[hi] or 0) * NANO if hi is not None else 0) + (
+            int(row[lo] or 0) if lo is not None else 0
+        )
         pair: tuple[int, int] | None = None
         if top is not None:
             pair = dialect.read_max(row[top])
         elif tu is not None and tn is not None and row[tu] is not None:
             pair = (int(row[tu]), int(row[tn]))
-        return _Partial(events=int(row[events_]), units=units,
-                        nanos=int(row[nanos] or 0) if nanos is not None else 0, top=pair,
-                        distinct=int(row[distinct]) if distinct is not None else 0)
+        return _Partial(
+            events=int(row[events_]),
+            units=units,
+            nanos=int(row[nanos] or 0) if nanos is not None else 0,
+            top=pair,
+            distinct=int(row[distinct]) if distinct is not None else 0,
+        )
 
     return read
 
 
-def _partials(conn: sa.Connection, dialect: _Dialect, build: Any) -> list[tuple[tuple[Any, ...], _Partial]]:
+def _partials(
+    conn: sa.Connection, dialect: _Dialect, build: Any
+) -> list[tuple[tuple[Any, ...], _Partial]]:
     """Run a partials statement (see :func:`_run`): ``(group key, partial)`` per row."""
     names, rows = _run(conn, build)
     read = _reader(dialect, names)
@@ -312,8 +357,16 @@ def _partials(conn: sa.Connection, dialect: _Dialect, build: Any) -> list[tuple[
     return [(tuple(row[:width]), read(row)) for row in rows]
 
 
-def _bands_select(dialect: _Dialect, meter: Meter, source: sa.FromClause, keys: Sequence[ColumnElement[Any]],
-                  where: Sequence[ColumnElement[bool]], bands: tuple[Decimal, ...], *, split: bool) -> sa.Select[Any]:
+def _bands_select(
+    dialect: _Dialect,
+    meter: Meter,
+    source: sa.FromClause,
+    keys: Sequence[ColumnElement[Any]],
+    where: Sequence[ColumnElement[bool]],
+    bands: tuple[Decimal, ...],
+    *,
+    split: bool,
+) -> sa.Select[Any]:
     """Per group and band: count and exact total of the values in ``(previous, upper]``."""
     assert meter.value
     u, n = dialect.pair(meter.value)
@@ -324,12 +377,19 @@ def _bands_select(dialect: _Dialect, meter: Meter, source: sa.FromClause, keys: 
         whens.append((sa.or_(u < tu, sa.and_(u == tu, n <= tn)), sa.literal(i)))
     band = sa.case(*whens, else_=sa.literal(len(bands)))
     cols = [k.label(f"k{i}") for i, k in enumerate(keys)]
-    m = (sa.select(*cols, band.label("band"), u.label("u"), n.label("n"))
-         .select_from(source).where(*where, u.is_not(None)).subquery("m"))
+    m = (
+        sa.select(*cols, band.label("band"), u.label("u"), n.label("n"))
+        .select_from(source)
+        .where(*where, u.is_not(None))
+        .subquery("m")
+    )
     group = [*(m.c[f"k{i}"] for i in range(len(keys))), m.c.band]
     out: list[ColumnElement[Any]] = [*group, sa.func.count().label("events")]
     if split:
-        out += [sa.func.sum(_div(m.c.u, NANO)).label("hi"), sa.func.sum(_mod(m.c.u, NANO)).label("lo")]
+        out += [
+            sa.func.sum(_div(m.c.u, NANO)).label("hi"),
+            sa.func.sum(_mod(m.c.u, NANO)).label("lo"),
+        ]
     else:
         out.append(sa.func.sum(m.c.u).label("lo"))
     out.append(sa.func.sum(m.c.n).label("nanos"))
@@ -353,7 +413,7 @@ def _run(conn: sa.Connection, build: Any) -> tuple[list[str], Sequence[Any]]:
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for i in range(0, len(items), size):
-        yield items[i:i + size]
+        yield items[i : i + size]
 
 
 # The windows (or segments) of one measure() call: a temporary table on the call's
@@ -361,7 +421,8 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 # too, but compiling thousands of bound rows per statement costs more than the query.)
 _temporary = sa.MetaData()
 _windows = sa.Table(
-    "meterbook_windows", _temporary,
+    "meterbook_windows",
+    _temporary,
     sa.Column("sid", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("customer", sa.String(255), nullable=False),
     sa.Column("start_us", sa.BigInteger, nullable=False),
@@ -371,35 +432,55 @@ _windows = sa.Table(
 
 
 @contextmanager
-def _window_table(conn: sa.Connection, dialect: _Dialect,
-                  rows: Sequence[tuple[int, str, int, int]]) -> Iterator[sa.Table]:
+def _window_table(
+    conn: sa.Connection, dialect: _Dialect, rows: Sequence[tuple[int, str, int, int]]
+) -> Iterator[sa.Table]:
     drop = f"DROP TABLE IF EXISTS {'pg_temp' if dialect.pg else 'temp'}.meterbook_windows"
     conn.exec_driver_sql(drop)
     _windows.create(conn)
     try:
         for chunk in _chunks(rows, CHUNK):
-            conn.execute(_windows.insert(), [{"sid": sid, "customer": customer, "start_us": start, "end_us": end}
-                                             for sid, customer, start, end in chunk])
+            conn.execute(
+                _windows.insert(),
+                [
+                    {"sid": sid, "customer": customer, "start_us": start, "end_us": end}
+                    for sid, customer, start, end in chunk
+                ],
+            )
         if dialect.pg:
-            conn.exec_driver_sql("ANALYZE pg_temp.meterbook_windows")   # temp tables are never auto-analyzed
+            conn.exec_driver_sql(
+                "ANALYZE pg_temp.meterbook_windows"
+            )  # temp tables are never auto-analyzed
         yield _windows
     finally:
         conn.exec_driver_sql(drop)
 
 
 def _join_windows(w: sa.Table) -> sa.FromClause:
-    return w.join(events, sa.and_(events.c.customer == w.c.customer, events.c.time_us >= w.c.start_us,
-                                  events.c.time_us < w.c.end_us))
+    return w.join(
+        events,
+        sa.and_(
+            events.c.customer == w.c.customer,
+            events.c.time_us >= w.c.start_us,
+            events.c.time_us < w.c.end_us,
+        ),
+    )
 
 
 # --- public API ------------------------------------------------------------------------
 
 
 def _order(window: Window) -> tuple[str, int, int]:
-    return window.customer, window.start_us, window.end_us   # faster than the dataclass's own ordering
+    return (
+        window.customer,
+        window.start_us,
+        window.end_us,
+    )  # faster than the dataclass's own ordering
 
 
-def _segments(windows: Sequence[Window]) -> tuple[list[tuple[int, str, int, int]], dict[Window, list[int]]]:
+def _segments(
+    windows: Sequence[Window],
+) -> tuple[list[tuple[int, str, int, int]], dict[Window, list[int]]]:
     """Cut each customer's windows into disjoint segments; map each window to its segments in time order."""
     by_customer: dict[str, list[Window]] = defaultdict(list)
     for window in windows:
@@ -420,8 +501,9 @@ def _segments(windows: Sequence[Window]) -> tuple[list[tuple[int, str, int, int]
     return segments, members
 
 
-def measure(engine: Engine, meter: Meter, windows: Sequence[Window],
-            bands: tuple[Decimal, ...] = ()) -> dict[Window, Usage]:
+def measure(
+    engine: Engine, meter: Meter, windows: Sequence[Window], bands: tuple[Decimal, ...] = ()
+) -> dict[Window, Usage]:
     """The meter's aggregate per window; every requested window is in the result.
 
     ``bands`` (sorted thresholds ``t1 < t2 < ...``) add ``Usage.bands``: per band
@@ -439,21 +521,32 @@ def measure(engine: Engine, meter: Meter, windows: Sequence[Window],
             rows = [(i, w.customer, w.start_us, w.end_us) for i, w in enumerate(wanted)]
             parts = _measure_groups(conn, dialect, meter, rows, where, bands)
             for i, window in enumerate(wanted):
-                result[window] = _usage(meter, [parts[0].get(i, _Partial())], bands, [parts[1].get(i, {})])
+                result[window] = _usage(
+                    meter, [parts[0].get(i, _Partial())], bands, [parts[1].get(i, {})]
+                )
         else:
             segments, members = _segments(wanted)
             parts = _measure_groups(conn, dialect, meter, segments, where, bands)
             for window in wanted:
                 ids = members[window]
-                result[window] = _usage(meter, [parts[0].get(s, _Partial()) for s in ids], bands,
-                                        [parts[1].get(s, {}) for s in ids])
+                result[window] = _usage(
+                    meter,
+                    [parts[0].get(s, _Partial()) for s in ids],
+                    bands,
+                    [parts[1].get(s, {}) for s in ids],
+                )
     empty = _usage(meter, [], bands, [])
     return {w: result.get(w, empty) for w in windows}
 
 
-def _measure_groups(conn: sa.Connection, dialect: _Dialect, meter: Meter, rows: Sequence[tuple[int, str, int, int]],
-                    where: Sequence[ColumnElement[bool]], bands: tuple[Decimal, ...],
-                    ) -> tuple[dict[int, _Partial], dict[int, dict[int, tuple[int, int, int]]]]:
+def _measure_groups(
+    conn: sa.Connection,
+    dialect: _Dialect,
+    meter: Meter,
+    rows: Sequence[tuple[int, str, int, int]],
+    where: Sequence[ColumnElement[bool]],
+    bands: tuple[Decimal, ...],
+) -> tuple[dict[int, _Partial], dict[int, dict[int, tuple[int, int, int]]]]:
     """One aggregate statement (and one for bands) over all groups ``(sid, customer, start_us, end_us)``."""
     partials: dict[int, _Partial] = {}
     band_parts: dict[int, dict[int, tuple[int, int, int]]] = defaultdict(dict)
@@ -466,34 +559,54 @@ def _measure_groups(conn: sa.Connection, dialect: _Dialect, meter: Meter, rows: 
             bucket = sa.func.width_bucket(events.c.time_us, edges, type_=sa.Integer)
             keys = [events.c.customer, bucket]
             names = sa.literal(customers, postgresql.ARRAY(sa.String))
-            scope = [*where, events.c.customer == sa.any_(names),
-                     events.c.time_us >= bounds[0], events.c.time_us < bounds[-1]]
+            scope = [
+                *where,
+                events.c.customer == sa.any_(names),
+                events.c.time_us >= bounds[0],
+                events.c.time_us < bounds[-1],
+            ]
             if meter.aggregation in ("count", "sum", "max"):
                 found = _bucket_partials(conn, dialect, meter, bucket, len(bounds) - 1, scope)
                 for (customer, number), part in found:
                     if (sid := sid_of.get((customer, number))) is not None:
                         partials[sid] = part
             else:
-                for key, part in _partials(conn, dialect, lambda split, keys=keys, scope=scope:
-                                           _partials_select(dialect, meter, events, keys, scope,
-                                                            split=split)):
+                for key, part in _partials(
+                    conn,
+                    dialect,
+                    lambda split, keys=keys, scope=scope: _partials_select(
+                        dialect, meter, events, keys, scope, split=split
+                    ),
+                ):
                     if (sid := sid_of.get((key[0], int(key[1])))) is not None:
                         partials[sid] = part
             if bands and meter.value:
-                for key, part in _partials(conn, dialect, lambda split, keys=keys, scope=scope:
-                                           _bands_select(dialect, meter, events, keys, scope, bands,
-                                                         split=split)):
+                for key, part in _partials(
+                    conn,
+                    dialect,
+                    lambda split, keys=keys, scope=scope: _bands_select(
+                        dialect, meter, events, keys, scope, bands, split=split
+                    ),
+                ):
                     if (sid := sid_of.get((key[0], int(key[1])))) is not None:
                         band_parts[sid][int(key[2])] = (part.events, part.units, part.nanos)
         return partials, band_parts
     with _window_table(conn, dialect, rows) as w:
         source = _join_windows(w)
-        for key, part in _partials(conn, dialect, lambda split: _partials_select(
-                dialect, meter, source, [w.c.sid], where, split=split)):
+        for key, part in _partials(
+            conn,
+            dialect,
+            lambda split: _partials_select(dialect, meter, source, [w.c.sid], where, split=split),
+        ):
             partials[int(key[0])] = part
         if bands and meter.value:
-            for key, part in _partials(conn, dialect, lambda split: _bands_select(
-                    dialect, meter, source, [w.c.sid], where, bands, split=split)):
+            for key, part in _partials(
+                conn,
+                dialect,
+                lambda split: _bands_select(
+                    dialect, meter, source, [w.c.sid], where, bands, split=split
+                ),
+            ):
                 band_parts[int(key[0])][int(key[1])] = (part.events, part.units, part.nanos)
     return partials, band_parts
 
@@ -502,8 +615,9 @@ def _measure_groups(conn: sa.Connection, dialect: _Dialect, meter: Meter, rows: 
 _BOUND_GROUPS = 8
 
 
-def _bound_groups(rows: Sequence[tuple[int, str, int, int]],
-                  ) -> list[tuple[tuple[int, ...], list[str], dict[tuple[str, int], int]]] | None:
+def _bound_groups(
+    rows: Sequence[tuple[int, str, int, int]],
+) -> list[tuple[tuple[int, ...], list[str], dict[tuple[str, int], int]]] | None:
     """Customers whose segments share their bounds (the usual case: one billing calendar),
     as ``(bounds, customers, {(customer, bucket): sid})``; None when there are too many sets.
 
@@ -534,9 +648,14 @@ def _bound_groups(rows: Sequence[tuple[int, str, int, int]],
     return [(bounds, customers, sid_of) for bounds, (customers, sid_of) in groups.items()]
 
 
-def _bucket_partials(conn: sa.Connection, dialect: _Dialect, meter: Meter,
-                     bucket: ColumnElement[Any], buckets: int, where: Sequence[ColumnElement[bool]],
-                     ) -> list[tuple[tuple[str, int], _Partial]]:
+def _bucket_partials(
+    conn: sa.Connection,
+    dialect: _Dialect,
+    meter: Meter,
+    bucket: ColumnElement[Any],
+    buckets: int,
+    where: Sequence[ColumnElement[bool]],
+) -> list[tuple[tuple[str, int], _Partial]]:
     """count, sum and max per customer and time bucket (PostgreSQL), grouped by customer
     alone with one ``FILTER`` per bucket: the plan of a plain ``GROUP BY customer``
     (a hash aggregate over the customers), where grouping by the bucket too makes
@@ -548,8 +667,11 @@ def _bucket_partials(conn: sa.Connection, dialect: _Dialect, meter: Meter,
         # others (read from the numbers JSON) as numeric: per row no cast to numeric
         u, n = dialect.pair(meter.value)
         typed = events.c.q_name == sa.literal(meter.value, sa.Text)
-        cols += [sa.case((typed, events.c.q_units)).label("t"),
-                 sa.case((typed, None), else_=u).label("u"), n.label("n")]
+        cols += [
+            sa.case((typed, events.c.q_units)).label("t"),
+            sa.case((typed, None), else_=u).label("u"),
+            n.label("n"),
+        ]
     elif agg == "max" and meter.value:
         u, n = dialect.pair(meter.value)
         cols += [u.label("u"), n.label("n")]
@@ -559,9 +681,13 @@ def _bucket_partials(conn: sa.Connection, dialect: _Dialect, meter: Meter,
         inside = m.c.b == i
         out.append(sa.func.count().filter(inside))
         if agg == "sum" and "u" in m.c:
-            out += [(sa.func.coalesce(sa.func.sum(m.c.t).filter(inside), 0)
-                     + sa.func.coalesce(sa.func.sum(m.c.u).filter(inside), 0)),
-                    sa.func.sum(m.c.n).filter(inside)]
+            out += [
+                (
+                    sa.func.coalesce(sa.func.sum(m.c.t).filter(inside), 0)
+                    + sa.func.coalesce(sa.func.sum(m.c.u).filter(inside), 0)
+                ),
+                sa.func.sum(m.c.n).filter(inside),
+            ]
         elif "u" in m.c:
             out.append(dialect.max_key(m.c.u, m.c.n).filter(inside))
     width = (len(out) - 1) // buckets
@@ -572,8 +698,9 @@ def _bucket_partials(conn: sa.Connection, dialect: _Dialect, meter: Meter,
             if not row[at]:
                 continue
             if width == 3:
-                part = _Partial(events=int(row[at]), units=int(row[at + 1] or 0),
-                                nanos=int(row[at + 2] or 0))
+                part = _Partial(
+                    events=int(row[at]), units=int(row[at + 1] or 0), nanos=int(row[at + 2] or 0)
+                )
             elif width == 2:
                 part = _Partial(events=int(row[at]), top=dialect.read_max(row[at + 1]))
             else:
@@ -588,7 +715,7 @@ def _day_expression(start: date, end: date, tz: ZoneInfo) -> ColumnElement[Any]:
     Runs of 24-hour days share one UTC offset, so their day is ``(time_us +
     offset) / DAY``; a 23- or 25-hour day (a DST change) is a constant.
     """
-    branches: list[tuple[int, int | None, int]] = []   # (until_us, offset or None, constant day)
+    branches: list[tuple[int, int | None, int]] = []  # (until_us, offset or None, constant day)
     day = start
     lower = cut_off_us(day, tz)
     while day < end:
@@ -614,12 +741,24 @@ def _day_expression(start: date, end: date, tz: ZoneInfo) -> ColumnElement[Any]:
 
     if len(branches) == 1:
         return value(branches[0][1], branches[0][2])
-    return sa.case(*((events.c.time_us < until, value(offset, constant)) for until, offset, constant in branches[:-1]),
-                   else_=value(branches[-1][1], branches[-1][2]))
+    return sa.case(
+        *(
+            (events.c.time_us < until, value(offset, constant))
+            for until, offset, constant in branches[:-1]
+        ),
+        else_=value(branches[-1][1], branches[-1][2]),
+    )
 
 
-def daily_usage(engine: Engine, meter: Meter, *, start: date, end: date, tz: ZoneInfo,
-                customers: Collection[str] | None = None) -> list[DailyUsage]:
+def daily_usage(
+    engine: Engine,
+    meter: Meter,
+    *,
+    start: date,
+    end: date,
+    tz: ZoneInfo,
+    customers: Collection[str] | None = None,
+) -> list[DailyUsage]:
     """Per customer per local day in ``[start, end)``: the meter's aggregate, days with events only.
 
     Sorted by ``(customer, day)``. Days are the workspace timezone's: a day is
@@ -639,10 +778,20 @@ def daily_usage(engine: Engine, meter: Meter, *, start: date, end: date, tz: Zon
     with engine.connect() as conn:
         for names_chunk in groups:
             where = base if names_chunk is None else [*base, events.c.customer.in_(names_chunk)]
-            for key, part in _partials(conn, dialect, lambda split, where=where: _partials_select(
-                    dialect, meter, events, [events.c.customer, day], where, split=split)):
-                out.append(DailyUsage(customer=key[0], day=_EPOCH_DAY + timedelta(days=int(key[1])),
-                                      usage=_usage(meter, [part], (), [])))
+            for key, part in _partials(
+                conn,
+                dialect,
+                lambda split, where=where: _partials_select(
+                    dialect, meter, events, [events.c.customer, day], where, split=split
+                ),
+            ):
+                out.append(
+                    DailyUsage(
+                        customer=key[0],
+                        day=_EPOCH_DAY + timedelta(days=int(key[1])),
+                        usage=_usage(meter, [part], (), []),
+                    )
+                )
     out.sort(key=lambda d: (d.customer, d.day))
     return out
 
@@ -653,10 +802,16 @@ def evidence(engine: Engine, meter: Meter, window: Window) -> Evidence:
     Streams ids and payload hashes in ``(source, event_id)`` byte order; nothing is aggregated here.
     """
     dialect = _Dialect(engine.dialect.name)
-    query = (sa.select(events.c.source, events.c.event_id, events.c.payload_hash, events.c.time_us)
-             .where(*_filters(dialect, meter), events.c.customer == window.customer,
-                    events.c.time_us >= window.start_us, events.c.time_us < window.end_us)
-             .order_by(dialect.byte_order(events.c.source), dialect.byte_order(events.c.event_id)))
+    query = (
+        sa.select(events.c.source, events.c.event_id, events.c.payload_hash, events.c.time_us)
+        .where(
+            *_filters(dialect, meter),
+            events.c.customer == window.customer,
+            events.c.time_us >= window.start_us,
+            events.c.time_us < window.end_us,
+        )
+        .order_by(dialect.byte_order(events.c.source), dialect.byte_order(events.c.event_id))
+    )
     digest = hashlib.sha256()
     count = 0
     first: int | None = None

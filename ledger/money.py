@@ -46,7 +46,8 @@ QUANTITY_PLACES = 9
 #: ("N.A.": gold XAU, SDR XDR, XXX …) and codes that are not ISO 4217 are not in the table:
 #: :func:`minor_units` gives them 2.
 MINOR_UNITS: dict[str, int] = {
-    c.code: c.exponent for c in iso4217.Currency if c.exponent is not None}
+    c.code: c.exponent for c in iso4217.Currency if c.exponent is not None
+}
 #: The minor unit of a currency ISO 4217 does not give one for.
 DEFAULT_MINOR_UNITS = 2
 
@@ -96,10 +97,10 @@ def within_magnitude(value: Decimal) -> bool:
 def minor_units(currency: str) -> int:
     """Decimal places of a currency's minor unit, as ISO 4217 lists it.
 
-        >>> minor_units("USD"), minor_units("JPY"), minor_units("KWD"), minor_units("CLF")
-        (2, 0, 3, 4)
-        >>> minor_units("XAU"), minor_units("CREDITS")   # no ISO minor unit: 2
-        (2, 2)
+    >>> minor_units("USD"), minor_units("JPY"), minor_units("KWD"), minor_units("CLF")
+    (2, 0, 3, 4)
+    >>> minor_units("XAU"), minor_units("CREDITS")   # no ISO minor unit: 2
+    (2, 2)
     """
     return MINOR_UNITS.get(currency, DEFAULT_MINOR_UNITS)
 

@@ -86,8 +86,17 @@ if TYPE_CHECKING:
 
 ZERO = Decimal(0)
 #: Reject reasons of a payments row, in the order they are checked (one per row).
-REASONS = ("bad_encoding", "too_long", "bad_csv", "missing_field", "bad_date", "future_date", "bad_currency",
-           "bad_number", "nonpositive_amount")
+REASONS = (
+    "bad_encoding",
+    "too_long",
+    "bad_csv",
+    "missing_field",
+    "bad_date",
+    "future_date",
+    "bad_currency",
+    "bad_number",
+    "nonpositive_amount",
+)
 MAX_TEXT = 255
 #: Why (part of) a payment went to unapplied cash, as written in its ``unapplied`` metadata.
 UNAPPLIED = ("no_invoice", "unknown_invoice", "currency_mismatch", "overpayment")
@@ -107,8 +116,15 @@ class Payment:
 
     def payload(self) -> str:
         """Canonical JSON of what the payment says (not where it was read)."""
-        return dumps({"amount": str(self.amount), "currency": self.currency, "date": self.date.isoformat(),
-                      "invoice": self.invoice, "reference": self.reference})
+        return dumps(
+            {
+                "amount": str(self.amount),
+                "currency": self.currency,
+                "date": self.date.isoformat(),
+                "invoice": self.invoice,
+                "reference": self.reference,
+            }
+        )
 
     def payload_hash(self) -> str:
         return hashlib.sha256(self.payload().encode()).hexdigest()
@@ -142,22 +158,44 @@ def payment_of(raw: RawPayment, *, today: date) -> Payment:
     if day > today + timedelta(days=1):
         raise Rejected("future_date", f"date {day.isoformat()} is in the future")
     currency = raw.currency.strip()
-    if len(currency) != 3 or not currency.isascii() or not currency.isalpha() or not currency.isupper():
-        raise Rejected("bad_currency", f"currency {raw.currency!r} is not an ISO 4217 code such as USD")
+    if (
+        len(currency) != 3
+        or not currency.isascii()
+        or not currency.isalpha()
+        or not currency.isupper()
+    ):
+        raise Rejected(
+            "bad_currency", f"currency {raw.currency!r} is not an ISO 4217 code such as USD"
+        )
     try:
         amount = parse_number(raw.amount)  # plain digits, at most 10**15
     except ValueError as exc:
         raise Rejected("bad_number", f"amount: {exc}") from None
     places = minor_units(currency)
     exponent = amount.as_tuple().exponent
-    if isinstance(exponent, int) and -exponent > places and amount != amount.quantize(Decimal(1).scaleb(-places)):
-        raise Rejected("bad_number", f"amount {raw.amount.strip()} has more than {places} decimal places "
-                                     f"for {currency}")
+    if (
+        isinstance(exponent, int)
+        and -exponent > places
+        and amount != amount.quantize(Decimal(1).scaleb(-places))
+    ):
+        raise Rejected(
+            "bad_number",
+            f"amount {raw.amount.strip()} has more than {places} decimal places for {currency}",
+        )
     if amount <= 0:
-        raise Rejected("nonpositive_amount", f"amount {raw.amount.strip()} is not positive "
-                                             "(refunds paid out are not payments received)")
-    return Payment(date=day, amount=amount.quantize(Decimal(1).scaleb(-places)), currency=currency,
-                   invoice=invoice, reference=reference, line=raw.line)
+        raise Rejected(
+            "nonpositive_amount",
+            f"amount {raw.amount.strip()} is not positive "
+            "(refunds paid out are not payments received)",
+        )
+    return Payment(
+        date=day,
+        amount=amount.quantize(Decimal(1).scaleb(-places)),
+        currency=currency,
+        invoice=invoice,
+        reference=reference,
+        line=raw.line,
+    )
 
 
 # --- storing a file -----------------------------------------------------------------------
@@ -174,7 +212,9 @@ def _insert(conn: Connection, row: Mapping[str, Any]) -> bool:
 
         stmt = sqlite_insert(payments_table).on_conflict_do_nothing(index_elements=["reference"])
     else:  # any other engine: the whole file is one transaction, checked first
-        if conn.execute(select(payments_table.c.pk).where(payments_table.c.reference == row["reference"])).first():
+        if conn.execute(
+            select(payments_table.c.pk).where(payments_table.c.reference == row["reference"])
+        ).first():
             return False
         conn.execute(payments_table.insert().values(**row))
         return True
@@ -182,9 +222,17 @@ def _insert(conn: Connection, row: Mapping[str, Any]) -> bool:
     return conn.execute(stmt.values(**row).returning(payments_table.c.pk)).first() is not None
 
 
-def store_file(engine: Engine, rules: Rules | None, path: Path, importer: Any, *, now: datetime,
-               chunk_size: int = 0, progress: Callable[[int], None] | None = None,
-               name: str = "") -> ImportReport:
+def store_file(
+    engine: Engine,
+    rules: Rules | None,
+    path: Path,
+    importer: Any,
+    *,
+    now: datetime,
+    chunk_size: int = 0,
+    progress: Callable[[int], None] | None = None,
+    name: str = "",
+) -> ImportReport:
     """Import one payments file in one transaction: every row accepted, duplicate,
     conflict or rejected (``received = accepted + duplicates + conflicts + rejected``).
 
@@ -195,29 +243,49 @@ def store_file(engine: Engine, rules: Rules | None, path: Path, importer: Any, *
     name = name or str(path)
 
     def store(conn: Connection, raw: RawPayment, batch_id: int) -> str:
-        return _store_payment(conn, payment_of(raw, today=today), batch_id=batch_id, name=name, line=raw.line)
+        return _store_payment(
+            conn, payment_of(raw, today=today), batch_id=batch_id, name=name, line=raw.line
+        )
 
     return ingest_records(engine, path, importer, store, name=name, progress=progress)
 
 
-def _store_payment(conn: Connection, payment: Payment, *, batch_id: int, name: str, line: int) -> str:
+def _store_payment(
+    conn: Connection, payment: Payment, *, batch_id: int, name: str, line: int
+) -> str:
     """Store one payment; return ``accepted``, ``duplicates`` or ``conflicts``."""
     digest = payment.payload_hash()
-    row = {"reference": payment.reference, "date": payment.date.isoformat(), "amount": str(payment.amount),
-           "currency": payment.currency, "invoice": payment.invoice, "payload_hash": digest,
-           "batch_id": batch_id, "file": name, "line": line}
+    row = {
+        "reference": payment.reference,
+        "date": payment.date.isoformat(),
+        "amount": str(payment.amount),
+        "currency": payment.currency,
+        "invoice": payment.invoice,
+        "payload_hash": digest,
+        "batch_id": batch_id,
+        "file": name,
+        "line": line,
+    }
     if _insert(conn, row):
         return "accepted"
-    stored = conn.execute(select(payments_table.c.payload_hash)
-                          .where(payments_table.c.reference == payment.reference)).scalar_one()
+    stored = conn.execute(
+        select(payments_table.c.payload_hash).where(payments_table.c.reference == payment.reference)
+    ).scalar_one()
     if stored == digest:
         return "duplicates"
     # the first payment stored under a reference wins; the other one is kept aside, never lost
-    conn.execute(payment_conflicts.insert().values(reference=payment.reference, stored_hash=stored,
-                                                   payload_hash=digest, payload=payment.payload(),
-                                                   batch_id=batch_id, file=name, line=line))
+    conn.execute(
+        payment_conflicts.insert().values(
+            reference=payment.reference,
+            stored_hash=stored,
+            payload_hash=digest,
+            payload=payment.payload(),
+            batch_id=batch_id,
+            file=name,
+            line=line,
+        )
+    )
     return "conflicts"
-
 
 
 def ingest_payments(engine: Engine, path: Path, *, now: datetime | None = None) -> ImportReport:
@@ -242,10 +310,29 @@ def load_payments(engine: Engine) -> list[Payment]:
     """Every stored payment, in date then reference order."""
     cols = payments_table.c
     with engine.connect() as conn:
-        rows = conn.execute(select(cols.date, cols.amount, cols.currency, cols.invoice, cols.reference,
-                                   cols.file, cols.line)).all()
-    found = [Payment(date=date.fromisoformat(d), amount=Decimal(a), currency=c, invoice=i, reference=r, file=f,
-                     line=int(n)) for d, a, c, i, r, f, n in rows]
+        rows = conn.execute(
+            select(
+                cols.date,
+                cols.amount,
+                cols.currency,
+                cols.invoice,
+                cols.reference,
+                cols.file,
+                cols.line,
+            )
+        ).all()
+    found = [
+        Payment(
+            date=date.fromisoformat(d),
+            amount=Decimal(a),
+            currency=c,
+            invoice=i,
+            reference=r,
+            file=f,
+            line=int(n),
+        )
+        for d, a, c, i, r, f, n in rows
+    ]
     return sorted(found, key=lambda p: (p.date, p.reference))
 
 
@@ -269,9 +356,12 @@ class Settlement:
     invoice: Invoice | None = None
 
 
-def settle(invoices: Sequence[Invoice], payments: Iterable[Payment],
-           credit_notes: Iterable[CreditNote],
-           applications: Iterable[CashApplication] = ()) -> dict[tuple[str, str], Settlement]:
+def settle(
+    invoices: Sequence[Invoice],
+    payments: Iterable[Payment],
+    credit_notes: Iterable[CreditNote],
+    applications: Iterable[CashApplication] = (),
+) -> dict[tuple[str, str], Settlement]:
     """Replay payments, credit notes and cash applications against the invoices' open amounts.
 
     Keys are ``("payment", reference)``, ``("credit_note", number)`` and
@@ -281,15 +371,23 @@ def settle(invoices: Sequence[Invoice], payments: Iterable[Payment],
     return _replay(invoices, payments, credit_notes, applications)[0]
 
 
-def outstanding(invoices: Sequence[Invoice], payments: Iterable[Payment], credit_notes: Iterable[CreditNote],
-                applications: Iterable[CashApplication] = ()) -> dict[str, Decimal]:
+def outstanding(
+    invoices: Sequence[Invoice],
+    payments: Iterable[Payment],
+    credit_notes: Iterable[CreditNote],
+    applications: Iterable[CashApplication] = (),
+) -> dict[str, Decimal]:
     """Per payment reference its unapplied cash, per credit note number its credit balance
     (refund liability), after every application and refund given; sources holding 0 included."""
     return _replay(invoices, payments, credit_notes, applications)[1]
 
 
-def _replay(invoices: Sequence[Invoice], payments: Iterable[Payment], credit_notes: Iterable[CreditNote],
-            applications: Iterable[CashApplication]) -> tuple[dict[tuple[str, str], Settlement], dict[str, Decimal]]:
+def _replay(
+    invoices: Sequence[Invoice],
+    payments: Iterable[Payment],
+    credit_notes: Iterable[CreditNote],
+    applications: Iterable[CashApplication],
+) -> tuple[dict[tuple[str, str], Settlement], dict[str, Decimal]]:
     by_number = {inv.number: inv for inv in invoices}
     open_amount: dict[str, Decimal] = {inv.number: max(inv.total, ZERO) for inv in invoices}
     timeline: list[tuple[date, int, str, Payment | CreditNote | CashApplication]] = []
@@ -308,7 +406,9 @@ def _replay(invoices: Sequence[Invoice], payments: Iterable[Payment], credit_not
             left[fact.reference] = settled.rest
             continue
         if isinstance(fact, CashApplication):
-            out[("application", fact.reference)] = _settle_application(fact, by_number, open_amount, left)
+            out[("application", fact.reference)] = _settle_application(
+                fact, by_number, open_amount, left
+            )
             continue
         # A credit note first cancels what is still owed; the rest was paid already.
         invoice = by_number.get(fact.invoice)
@@ -316,14 +416,19 @@ def _replay(invoices: Sequence[Invoice], payments: Iterable[Payment], credit_not
         applied = min(fact.amount, available)
         if invoice is not None:
             open_amount[fact.invoice] = available - applied
-        out[("credit_note", fact.number)] = Settlement("credit_note", fact.number, applied,
-                                                       fact.amount - applied, invoice=invoice)
+        out[("credit_note", fact.number)] = Settlement(
+            "credit_note", fact.number, applied, fact.amount - applied, invoice=invoice
+        )
         left[fact.number] = fact.amount - applied
     return out, left
 
 
-def _settle_application(application: CashApplication, invoices: Mapping[str, Invoice],
-                        open_amount: dict[str, Decimal], left: dict[str, Decimal]) -> Settlement:
+def _settle_application(
+    application: CashApplication,
+    invoices: Mapping[str, Invoice],
+    open_amount: dict[str, Decimal],
+    left: dict[str, Decimal],
+) -> Settlement:
     """An application pays at most what its source still holds and its invoice still owes
     (``rest``: what it could not apply, left at the source); a refund is paid out in full."""
     available = left.get(application.source, ZERO)
@@ -336,12 +441,14 @@ def _settle_application(application: CashApplication, invoices: Mapping[str, Inv
     if invoice is not None:
         open_amount[application.invoice] = owed - applied
     left[application.source] = available - applied
-    return Settlement("application", application.reference, applied, application.amount - applied,
-                      invoice=invoice)
+    return Settlement(
+        "application", application.reference, applied, application.amount - applied, invoice=invoice
+    )
 
 
-def _settle_payment(payment: Payment, invoices: Mapping[str, Invoice],
-                    open_amount: dict[str, Decimal]) -> Settlement:
+def _settle_payment(
+    payment: Payment, invoices: Mapping[str, Invoice], open_amount: dict[str, Decimal]
+) -> Settlement:
     def unapplied(reason: str, invoice: Invoice | None = None) -> Settlement:
         return Settlement("payment", payment.reference, ZERO, payment.amount, reason, invoice)
 
@@ -356,7 +463,9 @@ def _settle_payment(payment: Payment, invoices: Mapping[str, Invoice],
     applied = min(payment.amount, available)
     open_amount[invoice.number] = available - applied
     rest = payment.amount - applied
-    return Settlement("payment", payment.reference, applied, rest, "overpayment" if rest else "", invoice)
+    return Settlement(
+        "payment", payment.reference, applied, rest, "overpayment" if rest else "", invoice
+    )
 
 
 def invoice_links(invoice: Invoice) -> frozenset[str]:
@@ -364,8 +473,13 @@ def invoice_links(invoice: Invoice) -> frozenset[str]:
     return frozenset({invoice.number, *invoice.cycles})
 
 
-def payment_entries(payments: Sequence[Payment], invoices: Sequence[Invoice], credit_notes: Sequence[CreditNote],
-                    rules: Rules, applications: Sequence[CashApplication] = ()) -> list[data.Transaction]:
+def payment_entries(
+    payments: Sequence[Payment],
+    invoices: Sequence[Invoice],
+    credit_notes: Sequence[CreditNote],
+    rules: Rules,
+    applications: Sequence[CashApplication] = (),
+) -> list[data.Transaction]:
     """One transaction per payment, on its date (see the module docstring)."""
     settled = settle(invoices, payments, credit_notes, applications)
     entries: list[data.Transaction] = []
@@ -375,39 +489,72 @@ def payment_entries(payments: Sequence[Payment], invoices: Sequence[Invoice], cr
         currency = payment.currency
         customer = invoice.customer if invoice is not None else None
         # The bank holds the whole amount whatever it settles: cash is debited in full.
-        postings = [data.Posting(rules.account("cash"), Amount(payment.amount, currency), None, None, None, None)]
+        postings = [
+            data.Posting(
+                rules.account("cash"), Amount(payment.amount, currency), None, None, None, None
+            )
+        ]
         if s.applied and customer is not None:
             # Matched to an issued invoice: the customer owes that much less.
-            postings.append(data.Posting(rules.account("receivable", customer=customer),
-                                         Amount(-s.applied, currency), None, None, None, None))
+            postings.append(
+                data.Posting(
+                    rules.account("receivable", customer=customer),
+                    Amount(-s.applied, currency),
+                    None,
+                    None,
+                    None,
+                    None,
+                )
+            )
         if s.rest:
             # No invoice to apply it to (none named, unknown, another currency, or already
             # settled): held in unapplied cash until someone applies or refunds it.
-            postings.append(data.Posting(rules.account("unapplied_cash"), Amount(-s.rest, currency),
-                                         None, None, None, None))
+            postings.append(
+                data.Posting(
+                    rules.account("unapplied_cash"),
+                    Amount(-s.rest, currency),
+                    None,
+                    None,
+                    None,
+                    None,
+                )
+            )
         if s.rest and not s.applied:
             narration = f"Payment {payment.reference} (unapplied: {s.reason.replace('_', ' ')})"
         else:
             narration = f"Payment {payment.reference} for {payment.invoice}"
-        entries.append(data.Transaction(
-            _meta(customer=customer, invoice=payment.invoice or None, reference=payment.reference,
-                  unapplied=s.reason or None),
-            payment.date, FLAG, customer, narration, frozenset(),
-            invoice_links(invoice) if invoice is not None else frozenset(), postings,
-        ))
+        entries.append(
+            data.Transaction(
+                _meta(
+                    customer=customer,
+                    invoice=payment.invoice or None,
+                    reference=payment.reference,
+                    unapplied=s.reason or None,
+                ),
+                payment.date,
+                FLAG,
+                customer,
+                narration,
+                frozenset(),
+                invoice_links(invoice) if invoice is not None else frozenset(),
+                postings,
+            )
+        )
     return entries
 
 
-def open_amounts(invoices: Sequence[Invoice], payments: Iterable[Payment],
-                 credit_notes: Iterable[CreditNote],
-                 applications: Iterable[CashApplication] = ()) -> dict[str, Decimal]:
+def open_amounts(
+    invoices: Sequence[Invoice],
+    payments: Iterable[Payment],
+    credit_notes: Iterable[CreditNote],
+    applications: Iterable[CashApplication] = (),
+) -> dict[str, Decimal]:
     """Each invoice's amount still open after every payment, credit note and application given."""
     result = {inv.number: max(inv.total, ZERO) for inv in invoices}
     for (_kind, _key), s in settle(invoices, payments, credit_notes, applications).items():
         if s.invoice is not None:
             result[s.invoice.number] -= s.applied
     return result
-
 
 
 # --- cash application: unapplied cash and credit balances applied or paid out ----------------
@@ -437,10 +584,21 @@ def load_applications(engine: Engine) -> list[CashApplication]:
 
     c = cash_applications.c
     with engine.connect() as conn:
-        rows = conn.execute(select(c.reference, c.kind, c.date, c.source, c.amount, c.currency, c.invoice)).all()
-    found = [CashApplication(reference=r, kind="refund" if k == "refund" else "apply", date=date.fromisoformat(d),
-                             source=s, amount=Decimal(a), currency=cur, invoice=i)
-             for r, k, d, s, a, cur, i in rows]
+        rows = conn.execute(
+            select(c.reference, c.kind, c.date, c.source, c.amount, c.currency, c.invoice)
+        ).all()
+    found = [
+        CashApplication(
+            reference=r,
+            kind="refund" if k == "refund" else "apply",
+            date=date.fromisoformat(d),
+            source=s,
+            amount=Decimal(a),
+            currency=cur,
+            invoice=i,
+        )
+        for r, k, d, s, a, cur, i in rows
+    ]
     return sorted(found, key=lambda a: (a.date, a.reference))
 
 
@@ -456,9 +614,13 @@ class Source:
     holds: Decimal  # unapplied cash / credit balance left at the date, before this application
 
 
-def application_entries(applications: Sequence[CashApplication], payments: Sequence[Payment],
-                        invoices: Sequence[Invoice], credit_notes: Sequence[CreditNote],
-                        rules: Rules) -> list[data.Transaction]:
+def application_entries(
+    applications: Sequence[CashApplication],
+    payments: Sequence[Payment],
+    invoices: Sequence[Invoice],
+    credit_notes: Sequence[CreditNote],
+    rules: Rules,
+) -> list[data.Transaction]:
     """One transaction per application or refund, on its date, per DESIGN's accounting table.
 
     BANK-3 (15.00 USD naming no invoice, unapplied) applied to acme's INV-2026-000002
@@ -516,15 +678,30 @@ def application_entries(applications: Sequence[CashApplication], payments: Seque
             # Paid back to the payer: the liability goes down, and so does the bank.
             counter = rules.account("cash")
             narration = f"Refund {app.reference} of {what}"
-        postings = [data.Posting(source_account, Amount(s.applied, app.currency), None, None, None, None),
-                    data.Posting(counter, Amount(-s.applied, app.currency), None, None, None, None)]
+        postings = [
+            data.Posting(source_account, Amount(s.applied, app.currency), None, None, None, None),
+            data.Posting(counter, Amount(-s.applied, app.currency), None, None, None, None),
+        ]
         links = set(invoice_links(invoice)) if invoice is not None else set()
         if note is not None:
             links.add(note.number)
-        entries.append(data.Transaction(
-            _meta(customer=customer, invoice=invoice.number if invoice is not None else None,
-                  application=app.reference, source=app.source),
-            app.date, FLAG, customer, narration, frozenset(), frozenset(links), postings))
+        entries.append(
+            data.Transaction(
+                _meta(
+                    customer=customer,
+                    invoice=invoice.number if invoice is not None else None,
+                    application=app.reference,
+                    source=app.source,
+                ),
+                app.date,
+                FLAG,
+                customer,
+                narration,
+                frozenset(),
+                frozenset(links),
+                postings,
+            )
+        )
     return entries
 
 
@@ -547,21 +724,35 @@ def find_source(engine: Engine, key: str, on: date) -> Source:
     else:
         raise BadInput(f"{key}: no payment has this reference and no credit note this number")
     if day > on:
-        raise BadInput(f"{key} is dated {day.isoformat()}, after {on.isoformat()}: cash is applied or "
-                       "refunded on or after the day it was received or credited")
+        raise BadInput(
+            f"{key} is dated {day.isoformat()}, after {on.isoformat()}: cash is applied or "
+            "refunded on or after the day it was received or credited"
+        )
     invoices = [inv for inv in load_invoices(engine) if inv.date <= on]
     if kind == "payment":
         named = next((inv for inv in invoices if inv.number == payments[key].invoice), None)
         customer = named.customer if named is not None else None
-    left = outstanding(invoices, [p for p in payments.values() if p.date <= on],
-                       [n for n in notes.values() if n.date <= on],
-                       [a for a in load_applications(engine) if a.date <= on])
+    left = outstanding(
+        invoices,
+        [p for p in payments.values() if p.date <= on],
+        [n for n in notes.values() if n.date <= on],
+        [a for a in load_applications(engine) if a.date <= on],
+    )
     return Source(key, kind, day, currency, customer, left.get(key, ZERO))
 
 
-def record_application(engine: Engine, *, kind: Literal["apply", "refund"], source: str, on: date,
-                       first_open: date, today: date, invoice: str = "", amount: Decimal | None = None,
-                       reference: str = "") -> tuple[CashApplication, bool]:
+def record_application(
+    engine: Engine,
+    *,
+    kind: Literal["apply", "refund"],
+    source: str,
+    on: date,
+    first_open: date,
+    today: date,
+    invoice: str = "",
+    amount: Decimal | None = None,
+    reference: str = "",
+) -> tuple[CashApplication, bool]:
     """Check and store one application (``kind="apply"``, to ``invoice``) or refund of what
     ``source`` holds; ``amount`` None: all it can (apply: at most what the invoice owes).
 
@@ -574,8 +765,10 @@ def record_application(engine: Engine, *, kind: Literal["apply", "refund"], sour
     from ledger.store import cash_applications
 
     if on < first_open:
-        raise BadInput(f"--date: {on.isoformat()} is in a sealed month; cash is applied in an open month "
-                       f"(from {first_open.isoformat()})")
+        raise BadInput(
+            f"--date: {on.isoformat()} is in a sealed month; cash is applied in an open month "
+            f"(from {first_open.isoformat()})"
+        )
     if on > today:
         raise BadInput(f"--date: {on.isoformat()} is after today ({today.isoformat()})")
     found = find_source(engine, source, on)
@@ -586,54 +779,93 @@ def record_application(engine: Engine, *, kind: Literal["apply", "refund"], sour
         if target is None:
             raise BadInput(f"--invoice {invoice}: no such invoice was issued")
         if target.date > on:
-            raise BadInput(f"--invoice {invoice} is dated {target.date.isoformat()}, after {on.isoformat()}")
+            raise BadInput(
+                f"--invoice {invoice} is dated {target.date.isoformat()}, after {on.isoformat()}"
+            )
         if target.currency != found.currency:
-            raise BadInput(f"{source} is in {found.currency}, {invoice} in {target.currency}: cash is applied "
-                           "in its own currency")
+            raise BadInput(
+                f"{source} is in {found.currency}, {invoice} in {target.currency}: cash is applied "
+                "in its own currency"
+            )
         if found.kind == "credit_note" and found.customer != target.customer:
-            raise BadInput(f"{source} is {found.customer}'s credit balance; {invoice} is {target.customer}'s")
-    reference = (reference or (f"APPLY-{source}-{invoice}-{on.isoformat()}" if kind == "apply" else "")).strip()
+            raise BadInput(
+                f"{source} is {found.customer}'s credit balance; {invoice} is {target.customer}'s"
+            )
+    reference = (
+        reference or (f"APPLY-{source}-{invoice}-{on.isoformat()}" if kind == "apply" else "")
+    ).strip()
     if not reference:
         raise BadInput("refund: --reference is required (the payout's bank reference)")
     if len(reference) > MAX_TEXT:
         raise BadInput(f"--reference is {len(reference)} characters (at most {MAX_TEXT})")
     with engine.connect() as conn:
-        stored = conn.execute(select(cash_applications).where(
-            cash_applications.c.reference == reference)).first()
+        stored = conn.execute(
+            select(cash_applications).where(cash_applications.c.reference == reference)
+        ).first()
     if stored is not None:
-        same = (stored.kind == kind and stored.source == source and stored.invoice == (invoice if kind == "apply"
-                else "") and stored.date == on.isoformat()
-                and (amount is None or Decimal(stored.amount) == amount))
+        same = (
+            stored.kind == kind
+            and stored.source == source
+            and stored.invoice == (invoice if kind == "apply" else "")
+            and stored.date == on.isoformat()
+            and (amount is None or Decimal(stored.amount) == amount)
+        )
         if not same:
-            raise BadInput(f"--reference {reference} is already recorded for another {stored.kind} "
-                           f"({stored.source}, {stored.amount} {stored.currency} on {stored.date})")
-        return CashApplication(reference, kind, on, source, Decimal(stored.amount), stored.currency,
-                               stored.invoice), False
+            raise BadInput(
+                f"--reference {reference} is already recorded for another {stored.kind} "
+                f"({stored.source}, {stored.amount} {stored.currency} on {stored.date})"
+            )
+        return CashApplication(
+            reference, kind, on, source, Decimal(stored.amount), stored.currency, stored.invoice
+        ), False
     owed: Decimal | None = None
     if target is not None:
         notes = [n for n in load_credit_notes(engine) if n.date <= on]
         issued = [inv for inv in load_invoices(engine) if inv.date <= on]
-        owed = open_amounts(issued, [p for p in load_payments(engine) if p.date <= on], notes,
-                            [a for a in load_applications(engine) if a.date <= on])[target.number]
+        owed = open_amounts(
+            issued,
+            [p for p in load_payments(engine) if p.date <= on],
+            notes,
+            [a for a in load_applications(engine) if a.date <= on],
+        )[target.number]
     limit = found.holds if owed is None else min(found.holds, owed)
     what = "unapplied cash" if found.kind == "payment" else "credit balance"
     if amount is None:
         amount = limit
         if amount <= 0:
-            raise BadInput(f"{source} holds no {what} on {on.isoformat()}" if found.holds <= 0
-                           else f"{invoice} owes nothing on {on.isoformat()}")
+            raise BadInput(
+                f"{source} holds no {what} on {on.isoformat()}"
+                if found.holds <= 0
+                else f"{invoice} owes nothing on {on.isoformat()}"
+            )
     places = minor_units(found.currency)
     if amount <= 0 or amount != amount.quantize(Decimal(1).scaleb(-places)):
-        raise BadInput(f"--amount {amount}: a positive amount in {found.currency} ({places} decimal places)")
+        raise BadInput(
+            f"--amount {amount}: a positive amount in {found.currency} ({places} decimal places)"
+        )
     if amount > found.holds:
-        raise BadInput(f"--amount {amount}: {source} holds {found.holds} {found.currency} of {what} on "
-                       f"{on.isoformat()}")
+        raise BadInput(
+            f"--amount {amount}: {source} holds {found.holds} {found.currency} of {what} on "
+            f"{on.isoformat()}"
+        )
     if owed is not None and amount > owed:
-        raise BadInput(f"--amount {amount}: {invoice} owes {owed} {found.currency} on {on.isoformat()}")
-    application = CashApplication(reference, kind, on, source, amount, found.currency,
-                                  invoice if kind == "apply" else "")
+        raise BadInput(
+            f"--amount {amount}: {invoice} owes {owed} {found.currency} on {on.isoformat()}"
+        )
+    application = CashApplication(
+        reference, kind, on, source, amount, found.currency, invoice if kind == "apply" else ""
+    )
     with engine.begin() as conn:
-        conn.execute(cash_applications.insert().values(
-            reference=reference, kind=kind, date=on.isoformat(), source=source, invoice=application.invoice,
-            amount=str(amount), currency=found.currency, recorded_at=datetime.now(UTC).isoformat()))
+        conn.execute(
+            cash_applications.insert().values(
+                reference=reference,
+                kind=kind,
+                date=on.isoformat(),
+                source=source,
+                invoice=application.invoice,
+                amount=str(amount),
+                currency=found.currency,
+                recorded_at=datetime.now(UTC).isoformat(),
+            )
+        )
     return application, True

@@ -116,9 +116,15 @@ def snapshot(rated: CycleRating, evidence: str = "") -> Snapshot:
     for charge in rated.charges:
         quantities[charge.meter] = charge.quantity
     return Snapshot(
-        link=rated.cycle.link, customer=rated.cycle.customer, cycle=rated.cycle.key, plan=rated.cycle.plan,
-        through=rated.through, currency=rated.currency, targets=tuple(sorted(targets(rated).items())),
-        quantities=tuple(sorted(quantities.items())), evidence=evidence,
+        link=rated.cycle.link,
+        customer=rated.cycle.customer,
+        cycle=rated.cycle.key,
+        plan=rated.cycle.plan,
+        through=rated.through,
+        currency=rated.currency,
+        targets=tuple(sorted(targets(rated).items())),
+        quantities=tuple(sorted(quantities.items())),
+        evidence=evidence,
     )
 
 
@@ -162,7 +168,10 @@ def _usage_meta(quantities: Sequence[tuple[str, Decimal]]) -> dict[str, object]:
     """``meter`` and ``quantities`` for an entry naming these meters (none: neither key)."""
     if not quantities:
         return {}
-    return {"meter": ",".join(m for m, _ in quantities), "quantities": format_quantities(quantities)}
+    return {
+        "meter": ",".join(m for m, _ in quantities),
+        "quantities": format_quantities(quantities),
+    }
 
 
 def entry_quantities(entry: data.Transaction) -> dict[str, Decimal | None]:
@@ -173,7 +182,9 @@ def entry_quantities(entry: data.Transaction) -> dict[str, Decimal | None]:
     Cumulative on an accrual, the change on a late entry (``late: TRUE``).
     """
     meta = entry.meta or {}
-    found: dict[str, Decimal | None] = {m: None for m in str(meta.get("meter") or "").split(",") if m}
+    found: dict[str, Decimal | None] = {
+        m: None for m in str(meta.get("meter") or "").split(",") if m
+    }
     for p in entry.postings:
         meter, quantity = (p.meta or {}).get("meter"), (p.meta or {}).get("quantity")
         if isinstance(meter, str) and meter:
@@ -183,12 +194,19 @@ def entry_quantities(entry: data.Transaction) -> dict[str, Decimal | None]:
         try:
             found.update(parse_quantities(listed))
         except ValueError as error:  # a hand-edited file: name the line, as bean-check would
-            raise BadInput(f"{meta.get('filename', '<books>')}:{meta.get('lineno', 0)}: quantities: {error}") from None
+            raise BadInput(
+                f"{meta.get('filename', '<books>')}:{meta.get('lineno', 0)}: quantities: {error}"
+            ) from None
     return found
 
 
-def _signed_postings(rules: Rules, customer: str, currency: str, deltas: Mapping[str, Decimal],
-                     quantities: Mapping[str, Decimal]) -> list[data.Posting]:
+def _signed_postings(
+    rules: Rules,
+    customer: str,
+    currency: str,
+    deltas: Mapping[str, Decimal],
+    quantities: Mapping[str, Decimal],
+) -> list[data.Posting]:
     """Postings for target deltas: debit-natured keys positive, revenue negative."""
     postings = []
     for key in sorted(deltas):
@@ -214,7 +232,11 @@ def _signed_postings(rules: Rules, customer: str, currency: str, deltas: Mapping
 
 
 def _meta(**values: object) -> dict[str, object]:
-    return {"filename": "<meterbook>", "lineno": 0, **{k: v for k, v in values.items() if v is not None}}
+    return {
+        "filename": "<meterbook>",
+        "lineno": 0,
+        **{k: v for k, v in values.items() if v is not None},
+    }
 
 
 def accrual_entries(points: Sequence[Snapshot], rules: Rules) -> list[data.Transaction]:
@@ -227,37 +249,68 @@ def accrual_entries(points: Sequence[Snapshot], rules: Rules) -> list[data.Trans
         then = dict(before.targets) if before else {}
         deltas = {k: now.get(k, ZERO) - then.get(k, ZERO) for k in set(now) | set(then)}
         previous[snap.link] = snap
-        postings = _signed_postings(rules, snap.customer, snap.currency, deltas, dict(snap.quantities))
+        postings = _signed_postings(
+            rules, snap.customer, snap.currency, deltas, dict(snap.quantities)
+        )
         if not postings:
             continue
         # every meter the cycle charges, priced or not: a free tier posts no revenue but
         # its quantity is still what the customer used (and what the evidence covers)
-        entries.append(data.Transaction(
-            _meta(customer=snap.customer, cycle=snap.cycle, **_usage_meta(snap.quantities), rules=rules.hash,
-                  evidence=snap.evidence or None),
-            snap.through, FLAG, snap.customer,
-            f"Usage accrual {snap.cycle} through {snap.through.isoformat()}",
-            frozenset(), frozenset({snap.link}), postings,
-        ))
+        entries.append(
+            data.Transaction(
+                _meta(
+                    customer=snap.customer,
+                    cycle=snap.cycle,
+                    **_usage_meta(snap.quantities),
+                    rules=rules.hash,
+                    evidence=snap.evidence or None,
+                ),
+                snap.through,
+                FLAG,
+                snap.customer,
+                f"Usage accrual {snap.cycle} through {snap.through.isoformat()}",
+                frozenset(),
+                frozenset({snap.link}),
+                postings,
+            )
+        )
     return entries
 
 
-def late_entries(late: Sequence[tuple[Snapshot, Snapshot, date]], rules: Rules) -> list[data.Transaction]:
+def late_entries(
+    late: Sequence[tuple[Snapshot, Snapshot, date]], rules: Rules
+) -> list[data.Transaction]:
     """Late usage: targets now − targets frozen by the invoice, dated in the first open month."""
     entries = []
     for now, frozen, day in late:
         a, b = dict(now.targets), dict(frozen.targets)
         deltas = {k: a.get(k, ZERO) - b.get(k, ZERO) for k in set(a) | set(b)}
         was = dict(frozen.quantities)
-        quantities = {m: q - was.get(m, ZERO) for m, q in now.quantities}  # the change, as the amounts
+        quantities = {
+            m: q - was.get(m, ZERO) for m, q in now.quantities
+        }  # the change, as the amounts
         postings = _signed_postings(rules, now.customer, now.currency, deltas, quantities)
         if postings:
-            entries.append(data.Transaction(
-                _meta(customer=now.customer, cycle=now.cycle, **_usage_meta(sorted(quantities.items())),
-                      rules=rules.hash, evidence=now.evidence or None, usage_date=now.through, late=True),
-                day, FLAG, now.customer, f"Late usage for invoiced cycle {now.cycle}",
-                frozenset(), frozenset({now.link}), postings,
-            ))
+            entries.append(
+                data.Transaction(
+                    _meta(
+                        customer=now.customer,
+                        cycle=now.cycle,
+                        **_usage_meta(sorted(quantities.items())),
+                        rules=rules.hash,
+                        evidence=now.evidence or None,
+                        usage_date=now.through,
+                        late=True,
+                    ),
+                    day,
+                    FLAG,
+                    now.customer,
+                    f"Late usage for invoiced cycle {now.cycle}",
+                    frozenset(),
+                    frozenset({now.link}),
+                    postings,
+                )
+            )
     return entries
 
 
@@ -280,7 +333,9 @@ def invoice_evidence(invoice: Invoice) -> str:
     return hashlib.sha256(lines.encode()).hexdigest()[:16]
 
 
-def invoice_entries(invoices: Sequence[Invoice], rules: Rules, documents_dir: str = "../documents") -> list[data.Directive]:
+def invoice_entries(
+    invoices: Sequence[Invoice], rules: Rules, documents_dir: str = "../documents"
+) -> list[data.Directive]:
     """Receivable / what each invoice settles, plus a document directive for Fava.
 
     Document paths are relative to the month file (``books/YYYY/``) that holds them.
@@ -288,26 +343,56 @@ def invoice_entries(invoices: Sequence[Invoice], rules: Rules, documents_dir: st
     entries: list[data.Directive] = []
     for inv in invoices:
         receivable = rules.account("receivable", customer=inv.customer)
-        postings = [data.Posting(receivable, Amount(inv.total, inv.currency), None, None, None, None)]
+        postings = [
+            data.Posting(receivable, Amount(inv.total, inv.currency), None, None, None, None)
+        ]
         for key in ("unbilled", "contract_asset", "deferred"):
             amount = inv.settles(key)
             if amount:
-                postings.append(data.Posting(rules.account(key, customer=inv.customer),
-                                             Amount(-amount, inv.currency), None, None, None, None))
+                postings.append(
+                    data.Posting(
+                        rules.account(key, customer=inv.customer),
+                        Amount(-amount, inv.currency),
+                        None,
+                        None,
+                        None,
+                        None,
+                    )
+                )
         # Tax is owed to the jurisdiction, never revenue: Cr Liabilities:Tax:{jurisdiction}
         for account, amount in tax_postings(inv.tax, rules, inv.currency):  # (ledger.tax)
             tax = Amount(amount, inv.currency)
             postings.append(data.Posting(account, tax, None, None, None, None))
         links = frozenset({inv.number, *inv.cycles})
-        entries.append(data.Transaction(
-            _meta(customer=inv.customer, invoice=inv.number, due=inv.due, rules=inv.rules,
-                  cycle=",".join(sorted({ln.cycle for ln in inv.lines if ln.cycle})) or None,
-                  evidence=invoice_evidence(inv) or None),
-            inv.date, FLAG, inv.customer, f"Invoice {inv.number}", frozenset(), links, postings,
-        ))
-        entries.append(data.Document(
-            _meta(), inv.date, receivable, f"{documents_dir}/{inv.number}.html", frozenset(), frozenset({inv.number}),
-        ))
+        entries.append(
+            data.Transaction(
+                _meta(
+                    customer=inv.customer,
+                    invoice=inv.number,
+                    due=inv.due,
+                    rules=inv.rules,
+                    cycle=",".join(sorted({ln.cycle for ln in inv.lines if ln.cycle})) or None,
+                    evidence=invoice_evidence(inv) or None,
+                ),
+                inv.date,
+                FLAG,
+                inv.customer,
+                f"Invoice {inv.number}",
+                frozenset(),
+                links,
+                postings,
+            )
+        )
+        entries.append(
+            data.Document(
+                _meta(),
+                inv.date,
+                receivable,
+                f"{documents_dir}/{inv.number}.html",
+                frozenset(),
+                frozenset({inv.number}),
+            )
+        )
     return entries
 
 
@@ -327,8 +412,9 @@ def grant_invoices(invoices: Iterable[Invoice]) -> dict[tuple[str, str], str]:
     return found
 
 
-def breakage_entries(movements: Sequence[CreditMovement], rules: Rules,
-                     invoices: Sequence[Invoice] = ()) -> list[data.Transaction]:
+def breakage_entries(
+    movements: Sequence[CreditMovement], rules: Rules, invoices: Sequence[Invoice] = ()
+) -> list[data.Transaction]:
     """Credit left at expiry: deferred revenue → breakage revenue, one entry per grant and day.
 
     Dated the expiry date (or the accrual point where usage that fell hands back
@@ -359,20 +445,51 @@ def breakage_entries(movements: Sequence[CreditMovement], rules: Rules,
         currency = rules.customers[customer].currency
         key = grant_key(grants, index)
         number = billed.get((customer, key))
-        entries.append(data.Transaction(
-            _meta(customer=customer, grant=key, expires=grants[index].expires, grant_invoice=number,
-                  rules=rules.hash),
-            day, FLAG, customer, "Prepaid credit expired (breakage)",
-            frozenset(), frozenset({number} if number else ()), [
-                data.Posting(rules.account("deferred", customer=customer), Amount(amount, currency), None, None, None, None),
-                data.Posting(rules.account("breakage_revenue"), Amount(-amount, currency), None, None, None, None),
-            ]))
+        entries.append(
+            data.Transaction(
+                _meta(
+                    customer=customer,
+                    grant=key,
+                    expires=grants[index].expires,
+                    grant_invoice=number,
+                    rules=rules.hash,
+                ),
+                day,
+                FLAG,
+                customer,
+                "Prepaid credit expired (breakage)",
+                frozenset(),
+                frozenset({number} if number else ()),
+                [
+                    data.Posting(
+                        rules.account("deferred", customer=customer),
+                        Amount(amount, currency),
+                        None,
+                        None,
+                        None,
+                        None,
+                    ),
+                    data.Posting(
+                        rules.account("breakage_revenue"),
+                        Amount(-amount, currency),
+                        None,
+                        None,
+                        None,
+                        None,
+                    ),
+                ],
+            )
+        )
     return entries
 
 
-def plan_points(rating: Rating, invoices: Sequence[Invoice], *, first_open: date,
-                evidence: Mapping[tuple[str, date], str] | None = None,
-                ) -> tuple[list[Snapshot], list[tuple[Snapshot, Snapshot, date]]]:
+def plan_points(
+    rating: Rating,
+    invoices: Sequence[Invoice],
+    *,
+    first_open: date,
+    evidence: Mapping[tuple[str, date], str] | None = None,
+) -> tuple[list[Snapshot], list[tuple[Snapshot, Snapshot, date]]]:
     """The snapshots to post (frozen ones for invoiced cycles) and the late differences."""
     frozen: dict[str, list[Snapshot]] = defaultdict(list)
     invoice_date: dict[str, date] = {}
@@ -384,7 +501,9 @@ def plan_points(rating: Rating, invoices: Sequence[Invoice], *, first_open: date
     live: dict[str, list[Snapshot]] = defaultdict(list)
     for rated in rating.cycles:
         if rated.through in rated.cycle.accrual_points():
-            live[rated.cycle.link].append(snapshot(rated, evidence.get((rated.cycle.link, rated.through), "")))
+            live[rated.cycle.link].append(
+                snapshot(rated, evidence.get((rated.cycle.link, rated.through), ""))
+            )
     points: list[Snapshot] = []
     late: list[tuple[Snapshot, Snapshot, date]] = []
     for link in sorted(set(live) | set(frozen)):
@@ -399,8 +518,14 @@ def plan_points(rating: Rating, invoices: Sequence[Invoice], *, first_open: date
     return points, late
 
 
-def post(rating: Rating, rules: Rules, invoices: Sequence[Invoice], *, first_open: date,
-         evidence: Mapping[tuple[str, date], str] | None = None) -> list[data.Directive]:
+def post(
+    rating: Rating,
+    rules: Rules,
+    invoices: Sequence[Invoice],
+    *,
+    first_open: date,
+    evidence: Mapping[tuple[str, date], str] | None = None,
+) -> list[data.Directive]:
     """Every generated entry through the rating's date."""
     points, late = plan_points(rating, invoices, first_open=first_open, evidence=evidence)
     entries: list[data.Directive] = []
@@ -443,7 +568,12 @@ CatchUpKey = tuple[date, str, tuple[str, ...]]  # usage month, customer, sorted 
 def _book_order(entry: data.Transaction) -> tuple[date, bool, date, str]:
     """The order in which a cycle's entries build its figures (``meterbook trace`` reads them
     the same way): by usage date, an accrual before the late entries that adjust it."""
-    return _usage_day(entry), bool((entry.meta or {}).get("late")), entry.date, entry.narration or ""
+    return (
+        _usage_day(entry),
+        bool((entry.meta or {}).get("late")),
+        entry.date,
+        entry.narration or "",
+    )
 
 
 def cumulative_quantities(entries: Iterable[data.Transaction]) -> dict[str, Decimal | None]:
@@ -466,8 +596,13 @@ def cumulative_quantities(entries: Iterable[data.Transaction]) -> dict[str, Deci
     return result
 
 
-def catch_up(regenerated: Sequence[data.Directive], recorded: Sequence[data.Directive], *,
-             first_open: date, rules_hash: str) -> tuple[list[data.Directive], list[data.Transaction]]:
+def catch_up(
+    regenerated: Sequence[data.Directive],
+    recorded: Sequence[data.Directive],
+    *,
+    first_open: date,
+    rules_hash: str,
+) -> tuple[list[data.Directive], list[data.Transaction]]:
     """Split regenerated entries around the seal: what to write, and late adjustments.
 
     Sealed months are never rewritten (DESIGN "Sealed periods are immutable"),
@@ -515,14 +650,24 @@ def catch_up(regenerated: Sequence[data.Directive], recorded: Sequence[data.Dire
     changed. Each group holds whole entries, so each adjustment balances.
     """
     write: list[data.Directive] = []
-    sums: dict[CatchUpKey, dict[tuple[str, str, str], Decimal]] = defaultdict(lambda: defaultdict(lambda: ZERO))
+    sums: dict[CatchUpKey, dict[tuple[str, str, str], Decimal]] = defaultdict(
+        lambda: defaultdict(lambda: ZERO)
+    )
     cycles: dict[CatchUpKey, set[str]] = defaultdict(set)
-    latest: dict[CatchUpKey, data.Transaction] = {}  # the group's last regenerated entry with evidence
-    history: dict[tuple[int, str], list[data.Transaction]] = defaultdict(list)  # (side, cycle link) → entries
+    latest: dict[
+        CatchUpKey, data.Transaction
+    ] = {}  # the group's last regenerated entry with evidence
+    history: dict[tuple[int, str], list[data.Transaction]] = defaultdict(
+        list
+    )  # (side, cycle link) → entries
 
     def add(entry: data.Transaction, sign: int) -> None:
         meta = entry.meta or {}
-        key = (usage_month(entry), str(meta.get("customer", entry.payee or "")), tuple(sorted(entry.links or ())))
+        key = (
+            usage_month(entry),
+            str(meta.get("customer", entry.payee or "")),
+            tuple(sorted(entry.links or ())),
+        )
         for cycle in str(meta.get("cycle") or "").split(","):
             if cycle:
                 cycles[key].add(cycle)
@@ -533,7 +678,11 @@ def catch_up(regenerated: Sequence[data.Directive], recorded: Sequence[data.Dire
             sums[key][(p.account, meter, p.units.currency)] += sign * p.units.number
         if len(key[2]) == 1:
             history[(sign, key[2][0])].append(entry)
-        if sign > 0 and meta.get("evidence") and (key not in latest or _book_order(entry) > _book_order(latest[key])):
+        if (
+            sign > 0
+            and meta.get("evidence")
+            and (key not in latest or _book_order(entry) > _book_order(latest[key]))
+        ):
             latest[key] = entry
 
     for entry in regenerated:
@@ -549,8 +698,10 @@ def catch_up(regenerated: Sequence[data.Directive], recorded: Sequence[data.Dire
             add(entry, -1)
 
     def changes(month: date, link: str) -> list[tuple[str, Decimal]]:
-        now, then = (cumulative_quantities(e for e in history[(side, link)] if usage_month(e) <= month)
-                     for side in (+1, -1))
+        now, then = (
+            cumulative_quantities(e for e in history[(side, link)] if usage_month(e) <= month)
+            for side in (+1, -1)
+        )
         out = []
         for meter, quantity in sorted(now.items()):
             # the sealed books hold no entry of the cycle when it priced to nothing (a free tier
@@ -575,19 +726,37 @@ def catch_up(regenerated: Sequence[data.Directive], recorded: Sequence[data.Dire
                     meta = {"meter": meter}
                     if meter in quantities and not repriced:
                         meta["quantity"] = quantities[meter]
-                postings.append(data.Posting(account_name, Amount(number, currency), None, None, None, meta))
+                postings.append(
+                    data.Posting(account_name, Amount(number, currency), None, None, None, meta)
+                )
         if not postings:
             continue
         period = f"{month.year:04d}-{month.month:02d}"
         cycle = ",".join(sorted(cycles[key])) or None
         evidence = (latest[key].meta or {}).get("evidence") if key in latest else None
-        adjustments.append(data.Transaction(
-            _meta(customer=customer or None, cycle=cycle, **_usage_meta(sorted(quantities.items())),
-                  rules=rules_hash, evidence=evidence, usage_date=_month_end(month), late=True,
-                  repriced=True if repriced else None),
-            first_open, FLAG, customer or None,
-            (f"Re-pricing of sealed period {period}: same quantities, current terms" if repriced
-             else f"Late adjustment for sealed period {period}"),
-            frozenset(), frozenset(links), postings,
-        ))
+        adjustments.append(
+            data.Transaction(
+                _meta(
+                    customer=customer or None,
+                    cycle=cycle,
+                    **_usage_meta(sorted(quantities.items())),
+                    rules=rules_hash,
+                    evidence=evidence,
+                    usage_date=_month_end(month),
+                    late=True,
+                    repriced=True if repriced else None,
+                ),
+                first_open,
+                FLAG,
+                customer or None,
+                (
+                    f"Re-pricing of sealed period {period}: same quantities, current terms"
+                    if repriced
+                    else f"Late adjustment for sealed period {period}"
+                ),
+                frozenset(),
+                frozenset(links),
+                postings,
+            )
+        )
     return write, adjustments

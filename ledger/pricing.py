@@ -135,8 +135,13 @@ class Tier:
     flat_price: Decimal = ZERO
 
 
-def check_keys(params: Mapping[str, Any], *, required: tuple[str, ...] = (),
-               optional: tuple[str, ...] = (), where: str = "") -> None:
+def check_keys(
+    params: Mapping[str, Any],
+    *,
+    required: tuple[str, ...] = (),
+    optional: tuple[str, ...] = (),
+    where: str = "",
+) -> None:
     """Refuse unknown keys and report missing ones, naming the key.
 
     >>> check_keys({"unit_price": "1", "price": "2"}, required=("unit_price",))
@@ -145,7 +150,9 @@ def check_keys(params: Mapping[str, Any], *, required: tuple[str, ...] = (),
     ledger.pricing.PricingError: price: unknown key (known: unit_price)
     """
     if not isinstance(params, Mapping):
-        raise PricingError(f"{where or 'parameters'}: expected a mapping, got {type(params).__name__}")
+        raise PricingError(
+            f"{where or 'parameters'}: expected a mapping, got {type(params).__name__}"
+        )
     known = (*required, *optional)
     for key in params:
         if key not in known:
@@ -155,8 +162,14 @@ def check_keys(params: Mapping[str, Any], *, required: tuple[str, ...] = (),
             raise PricingError(f"{where}{key}: required key is missing")
 
 
-def decimal_param(params: Mapping[str, Any], key: str, *, default: Decimal | None = None,
-                  positive: bool = False, where: str = "") -> Decimal:
+def decimal_param(
+    params: Mapping[str, Any],
+    key: str,
+    *,
+    default: Decimal | None = None,
+    positive: bool = False,
+    where: str = "",
+) -> Decimal:
     """A non-negative (or strictly positive) decimal parameter; floats are refused.
 
     >>> decimal_param({"unit_price": "0.10"}, "unit_price")
@@ -211,18 +224,25 @@ def parse_tiers(params: Mapping[str, Any], key: str = "tiers") -> tuple[Tier, ..
             if up_to <= previous:
                 raise PricingError(
                     f"{where}up_to: {up_to} must be greater than the previous tier's up_to "
-                    f"{previous} (tiers go in increasing order)")
+                    f"{previous} (tiers go in increasing order)"
+                )
             if last:
-                raise PricingError(f"{key}[{i}]: the last tier must be open-ended (no up_to) "
-                                   f"so that every quantity has a price; add {{unit_price: ...}} after it")
+                raise PricingError(
+                    f"{key}[{i}]: the last tier must be open-ended (no up_to) "
+                    f"so that every quantity has a price; add {{unit_price: ...}} after it"
+                )
             previous = up_to
         elif not last:
-            raise PricingError(f"{where}up_to: required key is missing (only the last tier is open-ended)")
-        tiers.append(Tier(
-            up_to=up_to,
-            unit_price=decimal_param(row, "unit_price", default=ZERO, where=where),
-            flat_price=decimal_param(row, "flat_price", default=ZERO, where=where),
-        ))
+            raise PricingError(
+                f"{where}up_to: required key is missing (only the last tier is open-ended)"
+            )
+        tiers.append(
+            Tier(
+                up_to=up_to,
+                unit_price=decimal_param(row, "unit_price", default=ZERO, where=where),
+                flat_price=decimal_param(row, "flat_price", default=ZERO, where=where),
+            )
+        )
     return tuple(tiers)
 
 

@@ -166,7 +166,9 @@ def grant_key(grants: Sequence[CreditGrant], index: int) -> str:
     return f"{granted.isoformat()}#{sum(1 for g in grants[: index + 1] if g.granted == granted)}"
 
 
-def undrawn_credit(rating: Rating, grants: Sequence[CreditGrant], customer: str, day: date) -> dict[str, Decimal]:
+def undrawn_credit(
+    rating: Rating, grants: Sequence[CreditGrant], customer: str, day: date
+) -> dict[str, Decimal]:
     """What is left of each of ``customer``'s grants at the end of ``day``, by :func:`grant_key`:
     granted − drawn + returned − breakage − taken back by credit notes, from ``rating``'s
     movements dated on or before ``day`` (rate through ``day`` so its draws are counted)."""
@@ -217,7 +219,9 @@ def cycle_plan(plan: Plan, cycle: Cycle, pin: TermsPin | None = None) -> Plan:
     usage = pin.usage if pin is not None and pin.usage is not None else in_effect
     fee = pin.fee if pin is not None and pin.fee is not None else usage
     terms = plan.as_of(usage)
-    return terms if fee == usage else terms.model_copy(update={"base_fee": plan.as_of(fee).base_fee})
+    return (
+        terms if fee == usage else terms.model_copy(update={"base_fee": plan.as_of(fee).base_fee})
+    )
 
 
 def rating_points(cycle: Cycle, through: date) -> tuple[date, ...]:
@@ -252,7 +256,9 @@ def rate(
         from ledger.credit_notes import load_grant_reductions  # credit notes build on rating
 
         reductions = load_grant_reductions(engine)
-    selected = [c for cid, c in sorted(rules.customers.items()) if customers is None or cid in customers]
+    selected = [
+        c for cid, c in sorted(rules.customers.items()) if customers is None or cid in customers
+    ]
     plan_points: list[tuple[Customer, Cycle, tuple[date, ...]]] = []
     terms: dict[str, Plan] = {}
     for customer in selected:
@@ -260,7 +266,9 @@ def rate(
             points = rating_points(cycle, through)
             if points:
                 plan_points.append((customer, cycle, points))
-                terms[cycle.link] = cycle_plan(rules.plans[cycle.plan], cycle, (pins or {}).get(cycle.link))
+                terms[cycle.link] = cycle_plan(
+                    rules.plans[cycle.plan], cycle, (pins or {}).get(cycle.link)
+                )
 
     usages = _measure_all(engine, rules, models, tz, plan_points, terms)
     results: list[CycleRating] = []
@@ -270,8 +278,15 @@ def rate(
         plan = terms[cycle.link]
         for point in points:
             charges = tuple(
-                _rate_charge(i, charge, models, usages[(cycle.customer, cycle.start, cycle.plan, i, point)],
-                             plan.currency, cycle, point)
+                _rate_charge(
+                    i,
+                    charge,
+                    models,
+                    usages[(cycle.customer, cycle.start, cycle.plan, i, point)],
+                    plan.currency,
+                    cycle,
+                    point,
+                )
                 for i, charge in enumerate(plan.charges)
             )
             by_customer[customer.id].append((cycle, point, _Gross(charges)))
@@ -283,16 +298,23 @@ def rate(
         movements.extend(customer_movements)
         for cycle, point, gross in rows:
             plan = terms[cycle.link]
-            results.append(CycleRating(
-                cycle=cycle,
-                through=point,
-                currency=plan.currency,
-                charges=gross.charges,
-                base_fee=_base_fee(cycle, plan.base_fee.amount, plan.base_fee.timing, point, plan.currency)
-                if plan.base_fee else None,
-                commitment_shortfall=_shortfall(cycle, plan.minimum_commitment, gross.amount, point, plan.currency),
-                credit_applied=applied[(cycle.start, cycle.plan, point)],
-            ))
+            results.append(
+                CycleRating(
+                    cycle=cycle,
+                    through=point,
+                    currency=plan.currency,
+                    charges=gross.charges,
+                    base_fee=_base_fee(
+                        cycle, plan.base_fee.amount, plan.base_fee.timing, point, plan.currency
+                    )
+                    if plan.base_fee
+                    else None,
+                    commitment_shortfall=_shortfall(
+                        cycle, plan.minimum_commitment, gross.amount, point, plan.currency
+                    ),
+                    credit_applied=applied[(cycle.start, cycle.plan, point)],
+                )
+            )
     results.sort(key=lambda r: (r.cycle.customer, r.cycle.start, r.through))
     movements.sort(key=lambda m: (m.customer, m.day, m.grant, m.kind))
     return Rating(through=through, cycles=tuple(results), credits=tuple(movements))
@@ -308,8 +330,12 @@ class _Gross:
 
 
 def _measure_all(
-    engine: Engine, rules: Rules, models: Mapping[str, PricingModel], tz: ZoneInfo,
-    plan_points: Iterable[tuple[Customer, Cycle, tuple[date, ...]]], terms: Mapping[str, Plan],
+    engine: Engine,
+    rules: Rules,
+    models: Mapping[str, PricingModel],
+    tz: ZoneInfo,
+    plan_points: Iterable[tuple[Customer, Cycle, tuple[date, ...]]],
+    terms: Mapping[str, Plan],
 ) -> dict[tuple[str, date, str, int, date], Usage]:
     """One metering call per (meter, bands): every window of every cycle at once."""
     requests: dict[tuple[str, tuple[Decimal, ...]], set[Window]] = defaultdict(set)
@@ -317,11 +343,20 @@ def _measure_all(
     for _customer, cycle, points in plan_points:
         start_us = cut_off_us(cycle.start, tz)
         for i, charge in enumerate(terms[cycle.link].charges):
-            bands = tuple(_plugin_call(charge, cycle, "bands", models[charge.model].bands, charge.terms))
+            bands = tuple(
+                _plugin_call(charge, cycle, "bands", models[charge.model].bands, charge.terms)
+            )
             for point in points:
                 window = Window(cycle.customer, start_us, cut_off_us(point + timedelta(days=1), tz))
                 requests[(charge.meter, bands)].add(window)
-                keys.append(((cycle.customer, cycle.start, cycle.plan, i, point), charge.meter, bands, window))
+                keys.append(
+                    (
+                        (cycle.customer, cycle.start, cycle.plan, i, point),
+                        charge.meter,
+                        bands,
+                        window,
+                    )
+                )
     measured = {
         (meter, bands): measure(engine, rules.meters[meter], sorted(windows), bands)
         for (meter, bands), windows in sorted(requests.items())
@@ -335,16 +370,22 @@ def is_ratable(model: PricingModel) -> bool:
     return getattr(model, "ratable", False) is True
 
 
-def _plugin_call(charge: Charge, cycle: Cycle, method: str, call: Callable[..., Any], *args: Any) -> Any:
+def _plugin_call(
+    charge: Charge, cycle: Cycle, method: str, call: Callable[..., Any], *args: Any
+) -> Any:
     """``call(*args)`` of a pricing plugin; anything it raises is a :class:`PluginError` naming it."""
     try:
         return call(*args)
     except Exception as exc:  # a plugin's bug or refusal: name it, never a traceback
-        raise PluginError(f"pricing model {charge.model!r} on {cycle.customer} {cycle.key} ({charge.meter}) "
-                          f"failed in {method}(): {type(exc).__name__}: {exc}") from None
+        raise PluginError(
+            f"pricing model {charge.model!r} on {cycle.customer} {cycle.key} ({charge.meter}) "
+            f"failed in {method}(): {type(exc).__name__}: {exc}"
+        ) from None
 
 
-def charged(model: PricingModel, amount: Decimal, cycle: Cycle, point: date, currency: str) -> Decimal:
+def charged(
+    model: PricingModel, amount: Decimal, cycle: Cycle, point: date, currency: str
+) -> Decimal:
     """What a charge the model priced at ``amount`` (unrounded) counts in ``cycle`` through
     ``point``: rounded to the currency; a ratable one (a stand-ready obligation satisfied
     over time) prorated for a short cycle and earned by day, like the base fee."""
@@ -353,21 +394,40 @@ def charged(model: PricingModel, amount: Decimal, cycle: Cycle, point: date, cur
     return round_money(amount, currency)
 
 
-def _rate_charge(index: int, charge: Charge, models: Mapping[str, PricingModel], usage: Usage,
-                 currency: str, cycle: Cycle, point: date) -> ChargeRating:
+def _rate_charge(
+    index: int,
+    charge: Charge,
+    models: Mapping[str, PricingModel],
+    usage: Usage,
+    currency: str,
+    cycle: Cycle,
+    point: date,
+) -> ChargeRating:
     model = models[charge.model]
     where = f"pricing model {charge.model!r} on {cycle.customer} {cycle.key} ({charge.meter})"
     price = _plugin_call(charge, cycle, "price", model.price, charge.terms, usage)
-    if not (isinstance(price, Price) and isinstance(price.amount, Decimal) and price.amount.is_finite()
-            and all(isinstance(line, PriceLine) for line in price.lines)):
-        raise PluginError(f"{where} returned {price!r:.200}, not a Price with a finite Decimal amount")
+    if not (
+        isinstance(price, Price)
+        and isinstance(price.amount, Decimal)
+        and price.amount.is_finite()
+        and all(isinstance(line, PriceLine) for line in price.lines)
+    ):
+        raise PluginError(
+            f"{where} returned {price!r:.200}, not a Price with a finite Decimal amount"
+        )
     amount, lines = charged(model, price.amount, cycle, point, currency), price.lines
     if is_ratable(model):
         lines = tuple(_ratable_line(line, cycle, point, currency) for line in lines)
     return ChargeRating(
-        index=index, meter=charge.meter, model=charge.model, quantity=usage.quantity,
-        events=usage.events, amount=amount, lines=lines,
-        final=_plugin_call(charge, cycle, "price_is_final", model.price_is_final, charge.terms) is True,
+        index=index,
+        meter=charge.meter,
+        model=charge.model,
+        quantity=usage.quantity,
+        events=usage.events,
+        amount=amount,
+        lines=lines,
+        final=_plugin_call(charge, cycle, "price_is_final", model.price_is_final, charge.terms)
+        is True,
     )
 
 
@@ -385,7 +445,9 @@ def _ratable_line(line: PriceLine, cycle: Cycle, point: date, currency: str) -> 
     if elapsed < cycle.days:
         description += f", {elapsed} of {cycle.days} days to date"
         unit_price = None  # the amount is a share of quantity × price, not their product
-    return PriceLine(description, line.quantity, unit_price, recognize(billed, cycle, point, currency))
+    return PriceLine(
+        description, line.quantity, unit_price, recognize(billed, cycle, point, currency)
+    )
 
 
 def _fraction_of(amount: Decimal, fraction: Fraction) -> Decimal:
@@ -421,22 +483,30 @@ def recognize(billed: Decimal, cycle: Cycle, point: date, currency: str) -> Deci
     >>> [str(recognize(Decimal("92.00"), quarter, d, "USD")) for d in quarter.accrual_points()]
     ['31.00', '61.00', '92.00']
     """
-    return round_money(_fraction_of(billed, Fraction(days_elapsed(cycle, point), cycle.days)), currency)
+    return round_money(
+        _fraction_of(billed, Fraction(days_elapsed(cycle, point), cycle.days)), currency
+    )
 
 
 def _base_fee(cycle: Cycle, fee: Decimal, timing: str, point: date, currency: str) -> BaseFeeRating:
     billed = prorate(fee, cycle, currency)
-    return BaseFeeRating(timing=timing, billed=billed, recognized=recognize(billed, cycle, point, currency))
+    return BaseFeeRating(
+        timing=timing, billed=billed, recognized=recognize(billed, cycle, point, currency)
+    )
 
 
-def _shortfall(cycle: Cycle, minimum: Decimal | None, gross: Decimal, point: date, currency: str) -> Decimal:
+def _shortfall(
+    cycle: Cycle, minimum: Decimal | None, gross: Decimal, point: date, currency: str
+) -> Decimal:
     if minimum is None or point != cycle.end - timedelta(days=1):
         return ZERO
     return max(ZERO, prorate(minimum, cycle, currency) - gross)
 
 
 def _apply_credits(
-    customer: Customer, rows: list[tuple[Cycle, date, _Gross]], through: date,
+    customer: Customer,
+    rows: list[tuple[Cycle, date, _Gross]],
+    through: date,
     reductions: Sequence[GrantReduction] = (),
 ) -> tuple[dict[tuple[date, str, date], Decimal], list[CreditMovement]]:
     """Draw each cycle's usage from prepaid credits, point by point in date order.
@@ -466,11 +536,15 @@ def _apply_credits(
             if g not in expired and grant.expires is not None and grant.expires <= day:
                 expired.add(g)
                 if remaining[g] > 0:
-                    movements.append(CreditMovement(customer.id, g, grant.expires, "breakage", remaining[g]))
+                    movements.append(
+                        CreditMovement(customer.id, g, grant.expires, "breakage", remaining[g])
+                    )
                     remaining[g] = ZERO
 
     by_key = {grant_key(grants, g): g for g in range(len(grants))}
-    pending = sorted((r for r in reductions if r.key in by_key), key=lambda r: (r.day, r.note, r.key))
+    pending = sorted(
+        (r for r in reductions if r.key in by_key), key=lambda r: (r.day, r.note, r.key)
+    )
 
     def take_back_before(day: date) -> None:
         while pending and pending[0].day < day:
@@ -480,7 +554,9 @@ def _apply_credits(
             remaining[g] -= r.amount
             movements.append(CreditMovement(customer.id, g, r.day, "credit_note", r.amount))
 
-    order = sorted(range(len(grants)), key=lambda g: (grants[g].expires or date.max, grants[g].granted, g))
+    order = sorted(
+        range(len(grants)), key=lambda g: (grants[g].expires or date.max, grants[g].granted, g)
+    )
     for cycle, point, gross in rows:
         take_back_before(point)
         expire_before(point)

@@ -48,8 +48,10 @@ class Finding:
 
     def __post_init__(self) -> None:
         if self.severity not in SEVERITIES:
-            raise ValueError(f"finding {self.id!r}: severity must be one of {', '.join(SEVERITIES)}, "
-                             f"got {self.severity!r}")
+            raise ValueError(
+                f"finding {self.id!r}: severity must be one of {', '.join(SEVERITIES)}, "
+                f"got {self.severity!r}"
+            )
 
     @property
     def blocks_close(self) -> bool:

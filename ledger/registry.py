@@ -84,21 +84,26 @@ class Registry:
         reconcilers = _collect(pm, "meterbook_reconcilers", _check_reconciler)
         importers = _collect(pm, "meterbook_importers", _check_importer)
         self.pricing_models: Mapping[str, PricingModel] = types.MappingProxyType(
-            {name: obj for name, (_plugin, obj) in sorted(models.items())})
+            {name: obj for name, (_plugin, obj) in sorted(models.items())}
+        )
         self.reconcilers: tuple[Reconciler, ...] = tuple(obj for _p, obj in reconcilers.values())
         self.importers: tuple[Any, ...] = tuple(
-            obj for _p, obj in sorted(importers.values(), key=lambda po: po[0] == FALLBACK_IMPORTERS))
+            obj
+            for _p, obj in sorted(importers.values(), key=lambda po: po[0] == FALLBACK_IMPORTERS)
+        )
         infos = []
         for name, _plugin in pm.list_name_plugin():
             if _plugin is None:  # blocked
                 continue
-            infos.append(PluginInfo(
-                name=name,
-                origin=origins.get(name, "first-party"),
-                pricing_models=tuple(sorted(n for n, (p, _o) in models.items() if p == name)),
-                reconcilers=tuple(n for n, (p, _o) in reconcilers.items() if p == name),
-                importers=tuple(n for n, (p, _o) in importers.items() if p == name),
-            ))
+            infos.append(
+                PluginInfo(
+                    name=name,
+                    origin=origins.get(name, "first-party"),
+                    pricing_models=tuple(sorted(n for n, (p, _o) in models.items() if p == name)),
+                    reconcilers=tuple(n for n, (p, _o) in reconcilers.items() if p == name),
+                    importers=tuple(n for n, (p, _o) in importers.items() if p == name),
+                )
+            )
         self.plugins: tuple[PluginInfo, ...] = tuple(infos)
 
     def plugin(self, name: str) -> PluginInfo:
@@ -108,8 +113,9 @@ class Registry:
                 return info
         raise KeyError(name)
 
-    def notify(self, hook: str, *, only: Collection[str] | None = None,
-               **kwargs: Any) -> tuple[NotificationFailure, ...]:
+    def notify(
+        self, hook: str, *, only: Collection[str] | None = None, **kwargs: Any
+    ) -> tuple[NotificationFailure, ...]:
         """Call a notification hook on every plugin (or only the plugins named in ``only``);
         failures are returned, not raised.
 
@@ -130,7 +136,9 @@ class Registry:
             try:
                 impl.function(*[kwargs[arg] for arg in impl.argnames])
             except Exception as exc:
-                failures.append(NotificationFailure(impl.plugin_name, hook, f"{type(exc).__name__}: {exc}"))
+                failures.append(
+                    NotificationFailure(impl.plugin_name, hook, f"{type(exc).__name__}: {exc}")
+                )
         return tuple(failures)
 
 
@@ -149,8 +157,9 @@ def load_registry(plugins_dir: Path | None = None) -> Registry:
     try:
         pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
     except Exception as exc:
-        raise PluginError(f"{_failing_entry_point(pm)}: could not be loaded: "
-                          f"{type(exc).__name__}: {exc}") from None
+        raise PluginError(
+            f"{_failing_entry_point(pm)}: could not be loaded: {type(exc).__name__}: {exc}"
+        ) from None
     for plugin, dist in pm.list_plugin_distinfo():
         ep_name = pm.get_name(plugin)
         if ep_name is not None and ep_name not in before:
@@ -175,8 +184,11 @@ def load_registry(plugins_dir: Path | None = None) -> Registry:
 def _package_modules(package: str) -> list[str]:
     """The modules of a first-party package, sorted; names starting ``_`` skipped."""
     path = importlib.import_module(package).__path__
-    return [f"{package}.{info.name}" for info in sorted(pkgutil.iter_modules(path), key=lambda m: m.name)
-            if not info.name.startswith("_")]
+    return [
+        f"{package}.{info.name}"
+        for info in sorted(pkgutil.iter_modules(path), key=lambda m: m.name)
+        if not info.name.startswith("_")
+    ]
 
 
 def _import(name: str) -> types.ModuleType:
@@ -217,8 +229,9 @@ def _import_file(name: str, path: Path) -> types.ModuleType:
         parent.__path__ = []
         sys.modules[LOCAL_PACKAGE] = parent
     if path.is_dir():
-        spec = importlib.util.spec_from_file_location(name, path / "__init__.py",
-                                                      submodule_search_locations=[str(path)])
+        spec = importlib.util.spec_from_file_location(
+            name, path / "__init__.py", submodule_search_locations=[str(path)]
+        )
     else:
         spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
@@ -229,7 +242,9 @@ def _import_file(name: str, path: Path) -> types.ModuleType:
         spec.loader.exec_module(module)
     except Exception as exc:
         del sys.modules[name]
-        raise PluginError(f"plugin {name} ({path}): import failed: {type(exc).__name__}: {exc}") from None
+        raise PluginError(
+            f"plugin {name} ({path}): import failed: {type(exc).__name__}: {exc}"
+        ) from None
     return module
 
 
@@ -253,28 +268,36 @@ def _check_hook_names(pm: pluggy.PluginManager) -> None:
             continue
         for impl in caller.get_hookimpls():
             if not impl.optionalhook:
-                raise PluginError(f"plugin {impl.plugin_name}: unknown hook {name!r} "
-                                  f"(hooks: {', '.join(known)})")
+                raise PluginError(
+                    f"plugin {impl.plugin_name}: unknown hook {name!r} (hooks: {', '.join(known)})"
+                )
 
 
 # --- collecting and checking -----------------------------------------------------------
 
 
-def _collect(pm: pluggy.PluginManager, hook: str,
-             check: Callable[[object], str | None]) -> dict[str, tuple[str, Any]]:
+def _collect(
+    pm: pluggy.PluginManager, hook: str, check: Callable[[object], str | None]
+) -> dict[str, tuple[str, Any]]:
     """Call ``hook`` on each plugin separately; return {provided name: (plugin, object)}."""
     found: dict[str, tuple[str, Any]] = {}
     caller = getattr(pm.hook, hook)
     for impl in caller.get_hookimpls():  # registration order
         plugin = impl.plugin_name
         if impl.hookwrapper or impl.wrapper:
-            raise PluginError(f"plugin {plugin}: {hook} cannot be a wrapper (it is called once per plugin)")
+            raise PluginError(
+                f"plugin {plugin}: {hook} cannot be a wrapper (it is called once per plugin)"
+            )
         try:
             result = impl.function()
         except Exception as exc:
-            raise PluginError(f"plugin {plugin}: {hook}() raised {type(exc).__name__}: {exc}") from None
+            raise PluginError(
+                f"plugin {plugin}: {hook}() raised {type(exc).__name__}: {exc}"
+            ) from None
         if not isinstance(result, list | tuple):
-            raise PluginError(f"plugin {plugin}: {hook}() must return a list, got {_describe(result)}")
+            raise PluginError(
+                f"plugin {plugin}: {hook}() must return a list, got {_describe(result)}"
+            )
         for i, obj in enumerate(result):
             problem = check(obj)
             if problem:
@@ -282,8 +305,10 @@ def _collect(pm: pluggy.PluginManager, hook: str,
             name = obj.name  # type: ignore[attr-defined]  # checked above
             if name in found:
                 other = found[name][0]
-                raise PluginError(f"plugin {plugin}: {hook}() provides {name!r}, "
-                                  f"already provided by plugin {other}")
+                raise PluginError(
+                    f"plugin {plugin}: {hook}() provides {name!r}, "
+                    f"already provided by plugin {other}"
+                )
             found[name] = (plugin, obj)
     return found
 

@@ -45,9 +45,15 @@ class RejectedRow:
     resolved: bool
 
     def as_dict(self) -> dict[str, Any]:
-        return {"file": self.file, "line": self.line, "reason": self.reason, "detail": self.detail,
-                "ingested": self.ingested.isoformat(), "importer": self.importer,
-                "resolved": self.resolved}
+        return {
+            "file": self.file,
+            "line": self.line,
+            "reason": self.reason,
+            "detail": self.detail,
+            "ingested": self.ingested.isoformat(),
+            "importer": self.importer,
+            "resolved": self.resolved,
+        }
 
     def text(self) -> str:
         """``file:line  reason  detail``, with control characters of the input made visible."""
@@ -55,16 +61,32 @@ class RejectedRow:
         return for_terminal(f"{self.file}:{self.line}  {self.reason}  {self.detail}{mark}")
 
 
-def list_rejects(engine: Engine, *, file: str | None = None, reason: str | None = None,
-                 since: date | None = None, until: date | None = None,
-                 include_resolved: bool = False, limit: int | None = None,
-                 exact_file: bool = False) -> list[RejectedRow]:
+def list_rejects(
+    engine: Engine,
+    *,
+    file: str | None = None,
+    reason: str | None = None,
+    since: date | None = None,
+    until: date | None = None,
+    include_resolved: bool = False,
+    limit: int | None = None,
+    exact_file: bool = False,
+) -> list[RejectedRow]:
     """Stored rejects in file, line order (then storage order), filtered as given
     (``exact_file``: ``file`` is the name as stored, not also a base name)."""
-    query = (select(rejects.c.file, rejects.c.line, rejects.c.reason, rejects.c.detail,
-                    batches.c.started_at, rejects.c.importer, rejects.c.resolved_batch_id)
-             .join(batches, batches.c.id == rejects.c.batch_id)
-             .order_by(rejects.c.file, rejects.c.line, rejects.c.id))
+    query = (
+        select(
+            rejects.c.file,
+            rejects.c.line,
+            rejects.c.reason,
+            rejects.c.detail,
+            batches.c.started_at,
+            rejects.c.importer,
+            rejects.c.resolved_batch_id,
+        )
+        .join(batches, batches.c.id == rejects.c.batch_id)
+        .order_by(rejects.c.file, rejects.c.line, rejects.c.id)
+    )
     if not include_resolved:
         query = query.where(rejects.c.resolved_batch_id.is_(None))
     if file is not None and exact_file:
@@ -81,8 +103,11 @@ def list_rejects(engine: Engine, *, file: str | None = None, reason: str | None 
             if file is not None and file not in (name, PurePath(name).name):
                 continue
             day = date.fromisoformat(started[:10])
-            found.append(RejectedRow(name, int(line), why, detail or "", day, importer or "",
-                                     resolved is not None))
+            found.append(
+                RejectedRow(
+                    name, int(line), why, detail or "", day, importer or "", resolved is not None
+                )
+            )
             if limit is not None and len(found) >= limit:
                 break
     return found

@@ -107,19 +107,33 @@ class Table:
 
     def to_json(self) -> dict[str, Any]:
         """``{"title", "columns", "rows": [{column: value}]}``, Decimals and dates as strings."""
-        return {"title": self.title, "columns": list(self.columns),
-                "rows": [{c: _cell_json(v) for c, v in zip(self.columns, row, strict=True)} for row in self.rows]}
+        return {
+            "title": self.title,
+            "columns": list(self.columns),
+            "rows": [
+                {c: _cell_json(v) for c, v in zip(self.columns, row, strict=True)}
+                for row in self.rows
+            ],
+        }
 
     def render(self) -> str:
         """A plain text table: text left-aligned, numbers right-aligned."""
-        texts = [list(self.columns),
-                 *([for_terminal(_cell_text(c)) for c in row] for row in self.rows)]
+        texts = [
+            list(self.columns),
+            *([for_terminal(_cell_text(c)) for c in row] for row in self.rows),
+        ]
         widths = [max(len(r[i]) for r in texts) for i in range(len(self.columns))]
-        numeric = [all(isinstance(row[i], Decimal | int) or row[i] is None for row in self.rows) and self.rows
-                   for i in range(len(self.columns))]
+        numeric = [
+            all(isinstance(row[i], Decimal | int) or row[i] is None for row in self.rows)
+            and self.rows
+            for i in range(len(self.columns))
+        ]
         lines = [self.title]
         for n, row_text in enumerate(texts):
-            cells = [t.rjust(w) if numeric[i] and n else t.ljust(w) for i, (t, w) in enumerate(zip(row_text, widths, strict=True))]
+            cells = [
+                t.rjust(w) if numeric[i] and n else t.ljust(w)
+                for i, (t, w) in enumerate(zip(row_text, widths, strict=True))
+            ]
             lines.append("  ".join(cells).rstrip())
         if not self.rows:
             lines.append("(none)")
@@ -129,10 +143,14 @@ class Table:
         """A GitHub-flavoured Markdown table (numbers right-aligned)."""
         if not self.rows:
             return "(none)"
-        numeric = [all(isinstance(row[i], Decimal | int) or row[i] is None for row in self.rows)
-                   for i in range(len(self.columns))]
-        lines = ["| " + " | ".join(self.columns) + " |",
-                 "|" + "|".join("---:" if n else "---" for n in numeric) + "|"]
+        numeric = [
+            all(isinstance(row[i], Decimal | int) or row[i] is None for row in self.rows)
+            for i in range(len(self.columns))
+        ]
+        lines = [
+            "| " + " | ".join(self.columns) + " |",
+            "|" + "|".join("---:" if n else "---" for n in numeric) + "|",
+        ]
         for row in self.rows:
             cells = (for_terminal(_cell_text(c)).replace("|", "\\|") for c in row)
             lines.append("| " + " | ".join(cells) + " |")
@@ -157,8 +175,12 @@ class Report:
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready: ``{"report", "title", "method", "tables": [...]}``."""
-        return {"report": self.name, "title": self.title, "method": self.method,
-                "tables": [t.to_json() for t in self.tables]}
+        return {
+            "report": self.name,
+            "title": self.title,
+            "method": self.method,
+            "tables": [t.to_json() for t in self.tables],
+        }
 
     def to_csv(self) -> str:
         """Each table as a CSV block: a header row starting with ``table``, then its rows
@@ -175,7 +197,10 @@ class Report:
 
     def render(self) -> str:
         """Plain text: title, method, then each table."""
-        parts = [self.title, textwrap.fill(f"method: {self.method}", width=100, break_on_hyphens=False)]
+        parts = [
+            self.title,
+            textwrap.fill(f"method: {self.method}", width=100, break_on_hyphens=False),
+        ]
         parts.extend(t.render() for t in self.tables)
         return "\n\n".join(parts) + "\n"
 
@@ -226,7 +251,13 @@ class Sources:
         """Per-customer account → (kind, customer) for unbilled, contract asset, receivable, deferred."""
         kinds: dict[str, tuple[str, str]] = {}
         for customer in sorted(self.rules.customers):
-            for kind in ("unbilled", "contract_asset", "receivable", "deferred", "refund_liability"):
+            for kind in (
+                "unbilled",
+                "contract_asset",
+                "receivable",
+                "deferred",
+                "refund_liability",
+            ):
                 kinds.setdefault(self.rules.account(kind, customer=customer), (kind, customer))
         return kinds
 
@@ -245,7 +276,11 @@ class Sources:
             if entry.date <= on:
                 for posting in entry.postings:
                     found = self.account_kinds.get(posting.account)
-                    if found is not None and posting.units is not None and isinstance(posting.units.number, Decimal):
+                    if (
+                        found is not None
+                        and posting.units is not None
+                        and isinstance(posting.units.number, Decimal)
+                    ):
                         totals[(found[0], found[1], posting.units.currency)] += posting.units.number
         return totals
 
@@ -341,36 +376,66 @@ def _revenue_postings(sources: Sources) -> Iterator[tuple[str, str, str, str, st
             if not isinstance(number, Decimal):
                 continue
             group, line = lines.get(posting.account, ("other", posting.account))
-            yield (seal.month_of(entry.date), customer, group, line, posting.account, posting.units.currency, -number)
+            yield (
+                seal.month_of(entry.date),
+                customer,
+                group,
+                line,
+                posting.account,
+                posting.units.currency,
+                -number,
+            )
 
 
 def revenue(sources: Sources, month: str | None = None) -> Report:
     """Recognized revenue by month × line (meter, plan, other) and by month × customer."""
     months = set(_months_of(sources, month))
     by_line: dict[tuple[str, int, str, str, str], Decimal] = defaultdict(lambda: ZERO)
-    by_customer: dict[tuple[str, str, str], dict[str, Decimal]] = defaultdict(lambda: defaultdict(lambda: ZERO))
+    by_customer: dict[tuple[str, str, str], dict[str, Decimal]] = defaultdict(
+        lambda: defaultdict(lambda: ZERO)
+    )
     for m, customer, group, line, account, currency, amount in _revenue_postings(sources):
         if m not in months:
             continue
         by_line[(m, REVENUE_GROUPS.index(group), line, account, currency)] += amount
         by_customer[(m, customer, currency)][group] += amount
-    line_rows = tuple((m, REVENUE_GROUPS[g], line, account, currency, amount)
-                      for (m, g, line, account, currency), amount in sorted(by_line.items()))
+    line_rows = tuple(
+        (m, REVENUE_GROUPS[g], line, account, currency, amount)
+        for (m, g, line, account, currency), amount in sorted(by_line.items())
+    )
     customer_rows: tuple[tuple[Cell, ...], ...] = tuple(
-        (m, customer or "(none)", currency, *(_amount(groups[g], currency) for g in REVENUE_GROUPS),
-         _amount(sum(groups.values(), ZERO), currency))
-        for (m, customer, currency), groups in sorted(by_customer.items()))
+        (
+            m,
+            customer or "(none)",
+            currency,
+            *(_amount(groups[g], currency) for g in REVENUE_GROUPS),
+            _amount(sum(groups.values(), ZERO), currency),
+        )
+        for (m, customer, currency), groups in sorted(by_customer.items())
+    )
     return Report(
-        name="revenue", title="Revenue (recognized, from the books)",
-        method=("Recognized revenue is minus the sum of the books' Income postings (Beancount signs: income is "
-                "negative), by the month of the entry's date; late adjustments count in the open month they are "
-                "posted in, as the books hold them. Usage revenue is per meter (its Income:Usage account), base "
-                "fees under subscriptions per plan; commitment shortfall, credit breakage and credit notes "
-                "(contra-revenue, negative) under other. The customer is the transaction's `customer` metadata."),
-        tables=(Table("Revenue by month and line", ("month", "group", "line", "account", "currency", "revenue"),
-                      line_rows),
-                Table("Revenue by month and customer",
-                      ("month", "customer", "currency", "usage", "subscriptions", "other", "total"), customer_rows)))
+        name="revenue",
+        title="Revenue (recognized, from the books)",
+        method=(
+            "Recognized revenue is minus the sum of the books' Income postings (Beancount signs: income is "
+            "negative), by the month of the entry's date; late adjustments count in the open month they are "
+            "posted in, as the books hold them. Usage revenue is per meter (its Income:Usage account), base "
+            "fees under subscriptions per plan; commitment shortfall, credit breakage and credit notes "
+            "(contra-revenue, negative) under other. The customer is the transaction's `customer` metadata."
+        ),
+        tables=(
+            Table(
+                "Revenue by month and line",
+                ("month", "group", "line", "account", "currency", "revenue"),
+                line_rows,
+            ),
+            Table(
+                "Revenue by month and customer",
+                ("month", "customer", "currency", "usage", "subscriptions", "other", "total"),
+                customer_rows,
+            ),
+        ),
+    )
 
 
 # --- unbilled -------------------------------------------------------------------------------
@@ -385,19 +450,31 @@ def unbilled(sources: Sources, month: str | None = None) -> Report:
     rows: list[tuple[Cell, ...]] = []
     totals: dict[str, list[Decimal]] = defaultdict(lambda: [ZERO, ZERO])
     for customer, currency in keys:
-        u, ca = balances.get(("unbilled", customer, currency), ZERO), balances.get(("contract_asset", customer, currency), ZERO)
+        u, ca = (
+            balances.get(("unbilled", customer, currency), ZERO),
+            balances.get(("contract_asset", customer, currency), ZERO),
+        )
         rows.append((customer, currency, *_amounts(currency, u, ca, u + ca)))
         totals[currency][0] += u
         totals[currency][1] += ca
     for currency, (u, ca) in sorted(totals.items()):
         rows.append(("(total)", currency, *_amounts(currency, u, ca, u + ca)))
     return Report(
-        name="unbilled", title=f"Unbilled revenue at {day}",
-        method=(f"Balances of each customer's unbilled and contract-asset accounts in the books after every "
-                f"entry dated on or before {day}: usage, commitment shortfalls and arrears base fees accrued and "
-                "not invoiced yet (contract assets: volume-tier usage whose price depends on the cycle-end total)."),
-        tables=(Table(f"Unbilled at {day}", ("customer", "currency", "unbilled", "contract asset", "total"),
-                      tuple(rows)),))
+        name="unbilled",
+        title=f"Unbilled revenue at {day}",
+        method=(
+            f"Balances of each customer's unbilled and contract-asset accounts in the books after every "
+            f"entry dated on or before {day}: usage, commitment shortfalls and arrears base fees accrued and "
+            "not invoiced yet (contract assets: volume-tier usage whose price depends on the cycle-end total)."
+        ),
+        tables=(
+            Table(
+                f"Unbilled at {day}",
+                ("customer", "currency", "unbilled", "contract asset", "total"),
+                tuple(rows),
+            ),
+        ),
+    )
 
 
 # --- deferred revenue ---------------------------------------------------------------------
@@ -427,7 +504,9 @@ def deferrals(sources: Sources, day: date, rating: Rating | None = None) -> list
 
     out: list[Deferral] = []
     invoices = [inv for inv in sources.invoices if inv.date <= day]
-    notes = [n for n in sources.credit_notes if n.date <= day]  # a note's deferred part is off the fee
+    notes = [
+        n for n in sources.credit_notes if n.date <= day
+    ]  # a note's deferred part is off the fee
     for inv in invoices:
         for index, line in enumerate(inv.lines, start=1):
             if line.kind != "base_fee" or line.account != "deferred" or not line.cycle:
@@ -438,22 +517,39 @@ def deferrals(sources: Sources, day: date, rating: Rating | None = None) -> list
                 continue
             schedule = []
             previous = fee_left
-            for m in month_range(shift_month(seal.month_of(day), 1), seal.month_of(end - timedelta(days=1))):
+            for m in month_range(
+                shift_month(seal.month_of(day), 1), seal.month_of(end - timedelta(days=1))
+            ):
                 remaining = fee_deferred_left(inv, index, notes, month_end(m))
                 schedule.append((m, previous - remaining))
                 previous = remaining
-            out.append(Deferral(inv.customer, inv.currency, f"base fee {line.cycle} ({inv.number})",
-                                fee_left, tuple(schedule)))
-    invoiced_grants = {(inv.customer, inv.date) for inv in invoices
-                       if any(line.kind == "credit_grant" for line in inv.lines)}
-    needs_rating = any((cid, g.granted) in invoiced_grants
-                       for cid, customer in sources.rules.customers.items() for g in customer.credits)
+            out.append(
+                Deferral(
+                    inv.customer,
+                    inv.currency,
+                    f"base fee {line.cycle} ({inv.number})",
+                    fee_left,
+                    tuple(schedule),
+                )
+            )
+    invoiced_grants = {
+        (inv.customer, inv.date)
+        for inv in invoices
+        if any(line.kind == "credit_grant" for line in inv.lines)
+    }
+    needs_rating = any(
+        (cid, g.granted) in invoiced_grants
+        for cid, customer in sources.rules.customers.items()
+        for g in customer.credits
+    )
     if needs_rating:
         rating = rating or sources.session.rate(day)
         left: dict[tuple[str, int], Decimal] = defaultdict(lambda: ZERO)
         for move in rating.credits:
             if move.day <= day:
-                left[(move.customer, move.grant)] += move.amount if move.kind == "return" else -move.amount
+                left[(move.customer, move.grant)] += (
+                    move.amount if move.kind == "return" else -move.amount
+                )
         for cid, customer in sorted(sources.rules.customers.items()):
             for g, grant in enumerate(customer.credits):
                 if (cid, grant.granted) not in invoiced_grants:
@@ -463,8 +559,15 @@ def deferrals(sources: Sources, day: date, rating: Rating | None = None) -> list
                     continue
                 when = seal.month_of(grant.expires) if grant.expires else "no expiry"
                 expiry = f", expires {grant.expires}" if grant.expires else ""
-                out.append(Deferral(cid, customer.currency, f"prepaid credit granted {grant.granted}{expiry}",
-                                    remaining, ((when, remaining),)))
+                out.append(
+                    Deferral(
+                        cid,
+                        customer.currency,
+                        f"prepaid credit granted {grant.granted}{expiry}",
+                        remaining,
+                        ((when, remaining),),
+                    )
+                )
     return sorted(out, key=lambda d: (d.customer, d.source))
 
 
@@ -476,38 +579,73 @@ def deferred(sources: Sources, month: str | None = None) -> Report:
     balances = sources.balances(day)
     parts: dict[tuple[str, str], list[Decimal]] = defaultdict(lambda: [ZERO, ZERO])
     for item in items:
-        parts[(item.customer, item.currency)][0 if item.source.startswith("base fee") else 1] += item.remaining
+        parts[(item.customer, item.currency)][0 if item.source.startswith("base fee") else 1] += (
+            item.remaining
+        )
     for (kind, customer, currency), value in balances.items():
         if kind == "deferred" and value:
             parts.setdefault((customer, currency), [ZERO, ZERO])
     rows: list[tuple[Cell, ...]] = []
     for (customer, currency), (fees, credits) in sorted(parts.items()):
-        in_books = -balances.get(("deferred", customer, currency), ZERO)  # a liability: credit balance
-        rows.append((customer, currency, *_amounts(currency, fees, credits, fees + credits, in_books,
-                                                   in_books - fees - credits)))
-    waterfall = tuple((m, item.customer, item.currency, item.source, amount)
-                      for item in items for m, amount in item.schedule)
+        in_books = -balances.get(
+            ("deferred", customer, currency), ZERO
+        )  # a liability: credit balance
+        rows.append(
+            (
+                customer,
+                currency,
+                *_amounts(
+                    currency, fees, credits, fees + credits, in_books, in_books - fees - credits
+                ),
+            )
+        )
+    waterfall = tuple(
+        (m, item.customer, item.currency, item.source, amount)
+        for item in items
+        for m, amount in item.schedule
+    )
     by_month: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
     for m, _customer, currency, _source, amount in waterfall:
         by_month[(m, currency)] += amount
     return Report(
-        name="deferred", title=f"Deferred revenue at {day}",
-        method=(f"Deferred revenue at {day} is recomputed from the issued invoices and compared with the books "
-                "(a liability, shown positive). Advance base fees are recognized by day over their cycle, "
-                "round(fee × days elapsed ÷ days in cycle) cumulative, exactly as the accrual points post them, so "
-                "the waterfall gives each later month's share until the cycle ends. Prepaid credits are recognized "
-                "as usage draws them, which cannot be scheduled: the remainder of each grant is placed in the month "
-                "it expires (as breakage, at the latest), or under 'no expiry'. 'difference' is books − schedule "
-                "and is 0 when the books hold exactly these deferrals. A credit note on an advance fee takes its "
-                "deferred part out of the fee's remaining recognition, and one on prepaid credit out of the grant."),
+        name="deferred",
+        title=f"Deferred revenue at {day}",
+        method=(
+            f"Deferred revenue at {day} is recomputed from the issued invoices and compared with the books "
+            "(a liability, shown positive). Advance base fees are recognized by day over their cycle, "
+            "round(fee × days elapsed ÷ days in cycle) cumulative, exactly as the accrual points post them, so "
+            "the waterfall gives each later month's share until the cycle ends. Prepaid credits are recognized "
+            "as usage draws them, which cannot be scheduled: the remainder of each grant is placed in the month "
+            "it expires (as breakage, at the latest), or under 'no expiry'. 'difference' is books − schedule "
+            "and is 0 when the books hold exactly these deferrals. A credit note on an advance fee takes its "
+            "deferred part out of the fee's remaining recognition, and one on prepaid credit out of the grant."
+        ),
         tables=(
-            Table(f"Deferred revenue at {day}", ("customer", "currency", "base fees", "prepaid credits",
-                                                 "scheduled", "books", "difference"), tuple(rows)),
-            Table("Waterfall of future recognition", ("month", "customer", "currency", "source", "amount"),
-                  tuple(sorted(waterfall, key=lambda r: (r[0], r[1], r[3])))),
-            Table("Waterfall by month", ("month", "currency", "amount"),
-                  tuple((m, c, a) for (m, c), a in sorted(by_month.items()))),
-        ))
+            Table(
+                f"Deferred revenue at {day}",
+                (
+                    "customer",
+                    "currency",
+                    "base fees",
+                    "prepaid credits",
+                    "scheduled",
+                    "books",
+                    "difference",
+                ),
+                tuple(rows),
+            ),
+            Table(
+                "Waterfall of future recognition",
+                ("month", "customer", "currency", "source", "amount"),
+                tuple(sorted(waterfall, key=lambda r: (r[0], r[1], r[3]))),
+            ),
+            Table(
+                "Waterfall by month",
+                ("month", "currency", "amount"),
+                tuple((m, c, a) for (m, c), a in sorted(by_month.items())),
+            ),
+        ),
+    )
 
 
 # --- aging --------------------------------------------------------------------------------
@@ -556,17 +694,21 @@ def open_items(sources: Sources, day: date) -> list[OpenItem]:
     invoices = [inv for inv in sources.invoices if inv.date <= day]
     from ledger.payments import load_applications
 
-    amounts = open_amounts(invoices, [p for p in sources.payments if p.date <= day],
-                           [n for n in sources.credit_notes if n.date <= day],
-                           [a for a in load_applications(sources.session.engine) if a.date <= day])
+    amounts = open_amounts(
+        invoices,
+        [p for p in sources.payments if p.date <= day],
+        [n for n in sources.credit_notes if n.date <= day],
+        [a for a in load_applications(sources.session.engine) if a.date <= day],
+    )
     items = []
     for inv in invoices:
         left = amounts.get(inv.number, ZERO)
         if left > 0:
             due = inv.due_date
             past_due = max(0, (day - due).days)  # not due yet: 0 days past due, 'current'
-            items.append(OpenItem(inv.number, inv.customer, inv.date, due, past_due, inv.currency,
-                                  left))
+            items.append(
+                OpenItem(inv.number, inv.customer, inv.date, due, past_due, inv.currency, left)
+            )
     return sorted(items, key=lambda i: (i.customer, i.invoice_date, i.invoice))
 
 
@@ -576,40 +718,91 @@ def aging(sources: Sources, month: str | None = None) -> Report:
     day = month_end(as_of)
     items = open_items(sources, day)
     balances = sources.balances(day)
-    per_customer: dict[tuple[str, str], dict[str, Decimal]] = defaultdict(lambda: {b: ZERO for b in BUCKETS})
+    per_customer: dict[tuple[str, str], dict[str, Decimal]] = defaultdict(
+        lambda: {b: ZERO for b in BUCKETS}
+    )
     for item in items:
         per_customer[(item.customer, item.currency)][item.bucket] += item.open
     for (kind, customer, currency), value in balances.items():
         if kind == "receivable" and value:
             per_customer.setdefault((customer, currency), {b: ZERO for b in BUCKETS})
     summary: list[tuple[Cell, ...]] = []
-    totals: dict[str, dict[str, Decimal]] = defaultdict(lambda: {b: ZERO for b in (*BUCKETS, "books")})
+    totals: dict[str, dict[str, Decimal]] = defaultdict(
+        lambda: {b: ZERO for b in (*BUCKETS, "books")}
+    )
     for (customer, currency), buckets in sorted(per_customer.items()):
         in_books = balances.get(("receivable", customer, currency), ZERO)
-        summary.append((customer, currency, *_amounts(currency, *(buckets[b] for b in BUCKETS),
-                                                      sum(buckets.values(), ZERO), in_books)))
+        summary.append(
+            (
+                customer,
+                currency,
+                *_amounts(
+                    currency, *(buckets[b] for b in BUCKETS), sum(buckets.values(), ZERO), in_books
+                ),
+            )
+        )
         for b in BUCKETS:
             totals[currency][b] += buckets[b]
         totals[currency]["books"] += in_books
     for currency, t in sorted(totals.items()):
-        summary.append(("(total)", currency, *_amounts(currency, *(t[b] for b in BUCKETS),
-                                                       sum((t[b] for b in BUCKETS), ZERO), t["books"])))
+        summary.append(
+            (
+                "(total)",
+                currency,
+                *_amounts(
+                    currency,
+                    *(t[b] for b in BUCKETS),
+                    sum((t[b] for b in BUCKETS), ZERO),
+                    t["books"],
+                ),
+            )
+        )
     return Report(
-        name="aging", title=f"Receivables aging at {day}",
-        method=(f"Open amount of each invoice dated on or before {day} after the payments and credit notes dated "
-                f"on or before {day}, replayed in date order as the books settle them. The due date is the one stated "
-                "on the invoice: its date plus the customer's payment_terms_days (0, due on receipt, unless the "
-                "rules say otherwise); an invoice is 'current' (0 days past due) until its due "
-                "date; days past due = the report date − the due date, bucketed current, 1–30, 31–60, "
-                "61–90 and over 90. 'books' is the customer's receivable balance in the books at the same date, "
-                "which the open amounts add up to when nothing was credited beyond an invoice."),
+        name="aging",
+        title=f"Receivables aging at {day}",
+        method=(
+            f"Open amount of each invoice dated on or before {day} after the payments and credit notes dated "
+            f"on or before {day}, replayed in date order as the books settle them. The due date is the one stated "
+            "on the invoice: its date plus the customer's payment_terms_days (0, due on receipt, unless the "
+            "rules say otherwise); an invoice is 'current' (0 days past due) until its due "
+            "date; days past due = the report date − the due date, bucketed current, 1–30, 31–60, "
+            "61–90 and over 90. 'books' is the customer's receivable balance in the books at the same date, "
+            "which the open amounts add up to when nothing was credited beyond an invoice."
+        ),
         tables=(
-            Table(f"Open invoices at {day}", ("invoice", "customer", "invoice date", "due date", "days past due",
-                                              "bucket", "currency", "open"),
-                  tuple((i.invoice, i.customer, i.invoice_date, i.due, i.days_past_due, i.bucket, i.currency, i.open)
-                        for i in items)),
-            Table("Aging by customer", ("customer", "currency", *BUCKETS, "total", "books"), tuple(summary)),
-        ))
+            Table(
+                f"Open invoices at {day}",
+                (
+                    "invoice",
+                    "customer",
+                    "invoice date",
+                    "due date",
+                    "days past due",
+                    "bucket",
+                    "currency",
+                    "open",
+                ),
+                tuple(
+                    (
+                        i.invoice,
+                        i.customer,
+                        i.invoice_date,
+                        i.due,
+                        i.days_past_due,
+                        i.bucket,
+                        i.currency,
+                        i.open,
+                    )
+                    for i in items
+                ),
+            ),
+            Table(
+                "Aging by customer",
+                ("customer", "currency", *BUCKETS, "total", "books"),
+                tuple(summary),
+            ),
+        ),
+    )
 
 
 # --- roll-forward ---------------------------------------------------------------------------
@@ -636,14 +829,26 @@ def flow_of(entry: data.Transaction) -> str:
 #: Per balance: its title, the flow columns and, per flow kind, (column, sign) into them.
 #: Values are in the balance's natural sign (assets positive, deferred revenue positive).
 ROLLFORWARDS: dict[str, tuple[str, tuple[str, ...], Mapping[str, tuple[str, int]]]] = {
-    "unbilled": ("Unbilled roll-forward", ("accrued", "invoiced", "adjustments"),
-                 {"accrual": ("accrued", 1), "invoice": ("invoiced", -1)}),
-    "contract_asset": ("Contract-asset roll-forward", ("accrued", "invoiced", "adjustments"),
-                       {"accrual": ("accrued", 1), "invoice": ("invoiced", -1)}),
-    "deferred": ("Deferred-revenue roll-forward", ("billed", "recognized", "adjustments"),
-                 {"invoice": ("billed", 1), "accrual": ("recognized", -1)}),
-    "receivable": ("Receivables roll-forward", ("invoiced", "collected", "credited", "adjustments"),
-                   {"invoice": ("invoiced", 1), "payment": ("collected", -1), "credit_note": ("credited", -1)}),
+    "unbilled": (
+        "Unbilled roll-forward",
+        ("accrued", "invoiced", "adjustments"),
+        {"accrual": ("accrued", 1), "invoice": ("invoiced", -1)},
+    ),
+    "contract_asset": (
+        "Contract-asset roll-forward",
+        ("accrued", "invoiced", "adjustments"),
+        {"accrual": ("accrued", 1), "invoice": ("invoiced", -1)},
+    ),
+    "deferred": (
+        "Deferred-revenue roll-forward",
+        ("billed", "recognized", "adjustments"),
+        {"invoice": ("billed", 1), "accrual": ("recognized", -1)},
+    ),
+    "receivable": (
+        "Receivables roll-forward",
+        ("invoiced", "collected", "credited", "adjustments"),
+        {"invoice": ("invoiced", 1), "payment": ("collected", -1), "credit_note": ("credited", -1)},
+    ),
 }
 ROLLFORWARD_IDENTITY = {
     "unbilled": "opening + accrued − invoiced ± adjustments = closing",
@@ -656,7 +861,9 @@ ROLLFORWARD_IDENTITY = {
 def rollforward_tables(sources: Sources, months: Sequence[str]) -> tuple[Table, ...]:
     """One roll-forward table per balance (all customers, per month and currency)."""
     # (kind, month, currency) → column → amount, in the balance's natural sign
-    flows: dict[tuple[str, str, str], dict[str, Decimal]] = defaultdict(lambda: defaultdict(lambda: ZERO))
+    flows: dict[tuple[str, str, str], dict[str, Decimal]] = defaultdict(
+        lambda: defaultdict(lambda: ZERO)
+    )
     for entry in sources.transactions:
         flow = flow_of(entry)
         m = seal.month_of(entry.date)
@@ -678,18 +885,37 @@ def rollforward_tables(sources: Sources, months: Sequence[str]) -> tuple[Table, 
         rows: list[tuple[Cell, ...]] = []
         for currency in currencies:
             # the opening balance of the first month shown: every flow before it
-            opening = sum((_signed(kind, c, v) for (k, m, cur), f in flows.items()
-                           if k == kind and cur == currency and m < first for c, v in f.items()), ZERO)
+            opening = sum(
+                (
+                    _signed(kind, c, v)
+                    for (k, m, cur), f in flows.items()
+                    if k == kind and cur == currency and m < first
+                    for c, v in f.items()
+                ),
+                ZERO,
+            )
             for m in month_range(first, max(months)):
                 f = flows.get((kind, m, currency), {})
                 change = sum((_signed(kind, c, v) for c, v in f.items()), ZERO)
                 closing = opening + change
                 if m in months and (opening or closing or any(f.values())):
-                    rows.append((m, currency, *_amounts(currency, opening, *(f.get(c, ZERO) for c in columns),
-                                                        closing)))
+                    rows.append(
+                        (
+                            m,
+                            currency,
+                            *_amounts(
+                                currency, opening, *(f.get(c, ZERO) for c in columns), closing
+                            ),
+                        )
+                    )
                 opening = closing
-        tables.append(Table(f"{title} ({ROLLFORWARD_IDENTITY[kind]})",
-                            ("month", "currency", "opening", *columns, "closing"), tuple(rows)))
+        tables.append(
+            Table(
+                f"{title} ({ROLLFORWARD_IDENTITY[kind]})",
+                ("month", "currency", "opening", *columns, "closing"),
+                tuple(rows),
+            )
+        )
     return tuple(tables)
 
 
@@ -712,14 +938,18 @@ def rollforward(sources: Sources, month: str | None = None) -> Report:
     """Unbilled, contract-asset, deferred-revenue and receivable roll-forwards per month."""
     months = _months_of(sources, month)
     return Report(
-        name="rollforward", title="Balance roll-forwards (from the books)",
-        method=("Per month and currency, over all customers' accounts in the books: the opening balance (every "
-                "posting before the month), the month's postings classified by the transaction that made them — "
-                "usage accruals, base-fee recognition, credit draws and breakage are accrued/recognized; invoices "
-                "are invoiced/billed; payments collected; credit notes credited; late adjustments (late: TRUE) and "
-                "anything else are adjustments — and the closing balance. Reductions are shown as positive "
-                "amounts, deferred revenue (a liability) as a positive balance. Each row satisfies its identity."),
-        tables=rollforward_tables(sources, months))
+        name="rollforward",
+        title="Balance roll-forwards (from the books)",
+        method=(
+            "Per month and currency, over all customers' accounts in the books: the opening balance (every "
+            "posting before the month), the month's postings classified by the transaction that made them — "
+            "usage accruals, base-fee recognition, credit draws and breakage are accrued/recognized; invoices "
+            "are invoiced/billed; payments collected; credit notes credited; late adjustments (late: TRUE) and "
+            "anything else are adjustments — and the closing balance. Reductions are shown as positive "
+            "amounts, deferred revenue (a liability) as a positive balance. Each row satisfies its identity."
+        ),
+        tables=rollforward_tables(sources, months),
+    )
 
 
 # --- usage from the store -------------------------------------------------------------------
@@ -730,9 +960,15 @@ def monthly_usage(sources: Sources, months: Sequence[str]) -> dict[tuple[str, st
     timezone), measured in SQL; only customer/meter pairs with events in some month."""
     session = sources.session
     tz = session.workspace.tz
-    windows = {(cid, m): Window(cid, cut_off_us(seal.month_start(m), tz),
-                                cut_off_us(seal.month_start(seal.next_month(m)), tz))
-               for cid in sorted(sources.rules.customers) for m in months}
+    windows = {
+        (cid, m): Window(
+            cid,
+            cut_off_us(seal.month_start(m), tz),
+            cut_off_us(seal.month_start(seal.next_month(m)), tz),
+        )
+        for cid in sorted(sources.rules.customers)
+        for m in months
+    }
     result: dict[tuple[str, str, str], Usage] = {}
     for meter_id, meter in sorted(sources.rules.meters.items()):
         measured = measure(session.engine, meter, list(windows.values()))
@@ -778,18 +1014,45 @@ def arpu(sources: Sources, month: str | None = None) -> Report:
         quantity, amount = quantity_by.get(key, ZERO), revenue_by.get(key, ZERO)
         per_unit = _per_unit(amount, quantity) if quantity else None
         unit = sources.rules.meters[meter].unit if meter in sources.rules.meters else ""
-        rows.append((m, meter, unit, currency, len(customers.get(key, ())), quantity, _amount(amount, currency),
-                     per_unit))
+        rows.append(
+            (
+                m,
+                meter,
+                unit,
+                currency,
+                len(customers.get(key, ())),
+                quantity,
+                _amount(amount, currency),
+                per_unit,
+            )
+        )
     return Report(
-        name="arpu", title="Average revenue per unit",
-        method=("Per meter and calendar month: the usage revenue recognized in the books (its Income:Usage "
-                "account, entries dated in the month) divided by the quantity the meter measured in the event "
-                "store over the same month (SQL metering, workspace timezone, summed over the customers billing "
-                "in that currency). Accruals at month ends make the two cover the same usage; late adjustments "
-                "land in the month they are posted. Shown to 6 significant digits; empty when nothing was measured."),
-        tables=(Table("Revenue per unit by month and meter",
-                      ("month", "meter", "unit", "currency", "customers", "quantity", "revenue", "revenue per unit"),
-                      tuple(rows)),))
+        name="arpu",
+        title="Average revenue per unit",
+        method=(
+            "Per meter and calendar month: the usage revenue recognized in the books (its Income:Usage "
+            "account, entries dated in the month) divided by the quantity the meter measured in the event "
+            "store over the same month (SQL metering, workspace timezone, summed over the customers billing "
+            "in that currency). Accruals at month ends make the two cover the same usage; late adjustments "
+            "land in the month they are posted. Shown to 6 significant digits; empty when nothing was measured."
+        ),
+        tables=(
+            Table(
+                "Revenue per unit by month and meter",
+                (
+                    "month",
+                    "meter",
+                    "unit",
+                    "currency",
+                    "customers",
+                    "quantity",
+                    "revenue",
+                    "revenue per unit",
+                ),
+                tuple(rows),
+            ),
+        ),
+    )
 
 
 # --- forecast -------------------------------------------------------------------------------
@@ -831,13 +1094,23 @@ def plan_on(rules: Rules, customer: str, day: date) -> Plan | None:
 CYCLE_MONTHS = {"monthly": 1, "quarterly": 3, "yearly": 12}
 
 
-def _last_month_rate(sources: Sources, customer: str, meter: str, month: str, model: PricingModel, terms: Any,
-                     bands: tuple[Decimal, ...]) -> Decimal:
+def _last_month_rate(
+    sources: Sources,
+    customer: str,
+    meter: str,
+    month: str,
+    model: PricingModel,
+    terms: Any,
+    bands: tuple[Decimal, ...],
+) -> Decimal:
     """Amount per unit of quantity in ``month``, priced with the events counted by the model's bands
     (a per-event minimum or maximum cannot be priced from a forecast total alone); 0 without usage."""
     tz = sources.session.workspace.tz
-    window = Window(customer, cut_off_us(seal.month_start(month), tz),
-                    cut_off_us(seal.month_start(seal.next_month(month)), tz))
+    window = Window(
+        customer,
+        cut_off_us(seal.month_start(month), tz),
+        cut_off_us(seal.month_start(seal.next_month(month)), tz),
+    )
     usage = measure(sources.session.engine, sources.rules.meters[meter], [window], bands)[window]
     if not usage.quantity:
         return ZERO
@@ -860,8 +1133,16 @@ def forecast(sources: Sources, month: str | None = None) -> Report:
         q = linear_trend([u.quantity for u in series])
         e = linear_trend([Decimal(u.events) for u in series])
         trends[(cid, meter)] = (q, e, len(series))
-        history_rows.append((cid, meter, history[start], len(series), series[-1].quantity,
-                             q[1].quantize(QUANTITY, rounding=ROUND_HALF_EVEN)))
+        history_rows.append(
+            (
+                cid,
+                meter,
+                history[start],
+                len(series),
+                series[-1].quantity,
+                q[1].quantize(QUANTITY, rounding=ROUND_HALF_EVEN),
+            )
+        )
     meter_rows: list[tuple[Cell, ...]] = []
     customer_rows: list[tuple[Cell, ...]] = []
     for cid in sorted(sources.rules.customers):
@@ -882,19 +1163,33 @@ def forecast(sources: Sources, month: str | None = None) -> Report:
                 quantity, events = ZERO, 0
                 if trend is not None:
                     (qa, qb), (ea, eb), n = trend
-                    quantity = max(ZERO, qa + qb * (n - 1 + k)).quantize(QUANTITY, rounding=ROUND_HALF_EVEN)
-                    events = max(0, int((ea + eb * (n - 1 + k)).to_integral_value(rounding=ROUND_HALF_EVEN)))
+                    quantity = max(ZERO, qa + qb * (n - 1 + k)).quantize(
+                        QUANTITY, rounding=ROUND_HALF_EVEN
+                    )
+                    events = max(
+                        0, int((ea + eb * (n - 1 + k)).to_integral_value(rounding=ROUND_HALF_EVEN))
+                    )
                 try:
                     model = models[charge.model]
                     bands = model.bands(charge.terms)
                     if bands:  # per-event bands (a minimum or maximum per event): last month's effective rate
                         amount: Decimal | None = round_money(
-                            _last_month_rate(sources, cid, charge.meter, last, model, charge.terms, bands)
-                            * quantity, currency)
+                            _last_month_rate(
+                                sources, cid, charge.meter, last, model, charge.terms, bands
+                            )
+                            * quantity,
+                            currency,
+                        )
                     else:  # a month's share of a cycle used at this monthly rate
-                        scale = per_month if sources.rules.meters[charge.meter].aggregation in ("count", "sum") else 1
+                        scale = (
+                            per_month
+                            if sources.rules.meters[charge.meter].aggregation in ("count", "sum")
+                            else 1
+                        )
                         cycle_usage = Usage(quantity * scale, events * scale)
-                        amount = round_money(model.price(charge.terms, cycle_usage).amount / per_month, currency)
+                        amount = round_money(
+                            model.price(charge.terms, cycle_usage).amount / per_month, currency
+                        )
                 except (PricingError, ArithmeticError, KeyError):
                     amount = None
                 meter_rows.append((cid, m, plan.id, charge.meter, quantity, amount, currency))
@@ -910,32 +1205,48 @@ def forecast(sources: Sources, month: str | None = None) -> Report:
             if total is not None and plan.minimum_commitment is not None and per_month == 1:
                 shortfall = max(ZERO, plan.minimum_commitment - usage_total)
                 if shortfall:
-                    meter_rows.append((cid, m, plan.id, "(commitment shortfall)", None, shortfall, currency))
+                    meter_rows.append(
+                        (cid, m, plan.id, "(commitment shortfall)", None, shortfall, currency)
+                    )
                     total += shortfall
             totals.append(total)
         if plans:
             customer_rows.append((cid, currency, ",".join(sorted(set(plans))), *totals))
     return Report(
-        name="forecast", title=f"Forecast for {future[0]} to {future[-1]} (trend through {last})",
-        method=(f"Per customer and meter, the monthly quantity (and event count) measured in the store over the "
-                f"trailing {TREND_MONTHS} calendar months through {last} — from the first month with usage, if "
-                f"later — is fitted with a least-squares line y = a + b·x (x = 0, 1, … per month); the next "
-                f"{FORECAST_MONTHS} months are the line's values at the following x, never below 0. Each month's "
-                "quantity is priced with the customer's plan on that month's first day as if the month were one "
-                "billing cycle — for a quarterly or yearly plan, a cycle used at that monthly rate (count and sum "
-                "meters times the cycle's months; max, latest and unique counts as they are) divided by its "
-                "months — (the plan's pricing plugin, rounded half-even; a model with per-event bands, "
-                "such as a percentage with a per-event minimum or maximum, at the amount per unit it gave in "
-                f"{last}), plus the base fee (a quarterly or "
-                "yearly fee spread evenly by month) and, for monthly plans, any minimum-commitment shortfall. "
-                "Prepaid credits and taxes are not deducted."),
+        name="forecast",
+        title=f"Forecast for {future[0]} to {future[-1]} (trend through {last})",
+        method=(
+            f"Per customer and meter, the monthly quantity (and event count) measured in the store over the "
+            f"trailing {TREND_MONTHS} calendar months through {last} — from the first month with usage, if "
+            f"later — is fitted with a least-squares line y = a + b·x (x = 0, 1, … per month); the next "
+            f"{FORECAST_MONTHS} months are the line's values at the following x, never below 0. Each month's "
+            "quantity is priced with the customer's plan on that month's first day as if the month were one "
+            "billing cycle — for a quarterly or yearly plan, a cycle used at that monthly rate (count and sum "
+            "meters times the cycle's months; max, latest and unique counts as they are) divided by its "
+            "months — (the plan's pricing plugin, rounded half-even; a model with per-event bands, "
+            "such as a percentage with a per-event minimum or maximum, at the amount per unit it gave in "
+            f"{last}), plus the base fee (a quarterly or "
+            "yearly fee spread evenly by month) and, for monthly plans, any minimum-commitment shortfall. "
+            "Prepaid credits and taxes are not deducted."
+        ),
         tables=(
-            Table("Forecast by customer", ("customer", "currency", "plan", *future), tuple(customer_rows)),
-            Table("Forecast by customer and meter", ("customer", "month", "plan", "meter", "quantity", "amount",
-                                                     "currency"), tuple(meter_rows)),
-            Table("Usage trend", ("customer", "meter", "from", "months", "last month quantity", "slope per month"),
-                  tuple(history_rows)),
-        ))
+            Table(
+                "Forecast by customer",
+                ("customer", "currency", "plan", *future),
+                tuple(customer_rows),
+            ),
+            Table(
+                "Forecast by customer and meter",
+                ("customer", "month", "plan", "meter", "quantity", "amount", "currency"),
+                tuple(meter_rows),
+            ),
+            Table(
+                "Usage trend",
+                ("customer", "meter", "from", "months", "last month quantity", "slope per month"),
+                tuple(history_rows),
+            ),
+        ),
+    )
 
 
 # --- risk -----------------------------------------------------------------------------------
@@ -969,18 +1280,31 @@ def risk(sources: Sources, month: str | None = None) -> Report:
         median = Decimal(statistics.median([usage[(cid, meter, m)].quantity for m in baseline]))
         latest = usage[(cid, meter, last)].quantity
         status = risk_status(latest, median)
-        change = ((latest / median - 1) * 100).quantize(Decimal("0.1"), rounding=ROUND_HALF_EVEN) if median else None
+        change = (
+            ((latest / median - 1) * 100).quantize(Decimal("0.1"), rounding=ROUND_HALF_EVEN)
+            if median
+            else None
+        )
         rows.append((cid, meter, median, latest, change, status))
     rows.sort(key=lambda r: (order[str(r[5])], r[0], r[1]))
     return Report(
-        name="risk", title=f"Usage risk in {last}",
-        method=(f"Per customer and meter, the quantity measured in the store in {last} (calendar month, workspace "
-                f"timezone) against the median of the {RISK_BASELINE_MONTHS} months before it "
-                f"({baseline[0]} to {baseline[-1]}). At most {CHURN_BELOW * 100:.0f} % of the median is a churn "
-                f"risk (usage collapsing), at least {SHOCK_ABOVE * 100:.0f} % a bill-shock risk "
-                "(usage spiking, so will the invoice); a median of 0 has no baseline. Flagged rows first."),
-        tables=(Table(f"Usage against the trailing median, {last}",
-                      ("customer", "meter", "trailing median", "latest", "change %", "status"), tuple(rows)),))
+        name="risk",
+        title=f"Usage risk in {last}",
+        method=(
+            f"Per customer and meter, the quantity measured in the store in {last} (calendar month, workspace "
+            f"timezone) against the median of the {RISK_BASELINE_MONTHS} months before it "
+            f"({baseline[0]} to {baseline[-1]}). At most {CHURN_BELOW * 100:.0f} % of the median is a churn "
+            f"risk (usage collapsing), at least {SHOCK_ABOVE * 100:.0f} % a bill-shock risk "
+            "(usage spiking, so will the invoice); a median of 0 has no baseline. Flagged rows first."
+        ),
+        tables=(
+            Table(
+                f"Usage against the trailing median, {last}",
+                ("customer", "meter", "trailing median", "latest", "change %", "status"),
+                tuple(rows),
+            ),
+        ),
+    )
 
 
 # --- tax -----------------------------------------------------------------------------------
@@ -1028,8 +1352,13 @@ def build_report(session: Session, name: str, *, month: str | None = None) -> Re
         raise BadInput(f"unknown report {name!r} (known: {', '.join(REPORTS)})")
     if month is not None and not seal.is_month(month):
         first, period, last = month.partition("..")  # a period: reports that sum over months (tax)
-        if not (name in PERIOD_REPORTS and period and seal.is_month(first) and seal.is_month(last)
-                and first <= last):
+        if not (
+            name in PERIOD_REPORTS
+            and period
+            and seal.is_month(first)
+            and seal.is_month(last)
+            and first <= last
+        ):
             also = " or FIRST..LAST" if name in PERIOD_REPORTS else ""
             raise BadInput(f"--month: {month!r} is not YYYY-MM{also}")
     return function(Sources(session), month)
@@ -1043,21 +1372,34 @@ def close_report_path(books_dir: Path, month: str) -> Path:
     return books_dir / month[:4] / f"{month}.close.md"
 
 
-def close_report_text(session: Session, month: str, *, findings: Iterable[Finding],
-                      accepted: Mapping[str, str], seal_hash: str,
-                      entries: Iterable[data.Directive] | None = None) -> str:
+def close_report_text(
+    session: Session,
+    month: str,
+    *,
+    findings: Iterable[Finding],
+    accepted: Mapping[str, str],
+    seal_hash: str,
+    entries: Iterable[data.Directive] | None = None,
+) -> str:
     """The Markdown close report of a sealed ``month`` (deterministic: no wall-clock time).
 
     ``entries``: the books as loaded (default: load ``main.beancount``).
     """
     sources = Sources(session, entries)
     day = month_end(month)
-    sections = [f"# Close {month}", "",
-                f"Sealed by `meterbook close`. Figures are read from the books through {day} (as Beancount "
-                "loads them, seal plugin included) and the event store; the balance assertions and the seal are "
-                f"in `{month}.close.beancount`.", "", f"Seal: `{seal_hash}`"]
+    sections = [
+        f"# Close {month}",
+        "",
+        f"Sealed by `meterbook close`. Figures are read from the books through {day} (as Beancount "
+        "loads them, seal plugin included) and the event store; the balance assertions and the seal are "
+        f"in `{month}.close.beancount`.",
+        "",
+        f"Seal: `{seal_hash}`",
+    ]
 
-    def section(title: str, report: Report, tables: Iterable[Table] | None = None, note: str = "") -> None:
+    def section(
+        title: str, report: Report, tables: Iterable[Table] | None = None, note: str = ""
+    ) -> None:
         sections.extend(["", f"## {title}", ""])
         if note:
             sections.extend([note, ""])
@@ -1077,11 +1419,23 @@ def close_report_text(session: Session, month: str, *, findings: Iterable[Findin
     sections.extend(["", "## Findings and acceptances", ""])
     found = list(findings)
     if found:
-        sections.extend(["| severity | id | customer | meter | expected | actual | explanation | accepted |",
-                         "|---|---|---|---|---:|---:|---|---|"])
+        sections.extend(
+            [
+                "| severity | id | customer | meter | expected | actual | explanation | accepted |",
+                "|---|---|---|---|---:|---:|---|---|",
+            ]
+        )
         for f in found:
-            cells = [f.severity, f.id, f.customer or "", f.meter or "", _cell_text(f.expected),
-                     _cell_text(f.actual), f.explanation, accepted.get(f.id, "")]
+            cells = [
+                f.severity,
+                f.id,
+                f.customer or "",
+                f.meter or "",
+                _cell_text(f.expected),
+                _cell_text(f.actual),
+                f.explanation,
+                accepted.get(f.id, ""),
+            ]
             row = (for_terminal(str(c)).replace("|", "\\|") for c in cells)  # one finding, one line
             sections.append("| " + " | ".join(row) + " |")
     else:
@@ -1090,13 +1444,28 @@ def close_report_text(session: Session, month: str, *, findings: Iterable[Findin
     return "\n".join(sections) + "\n"
 
 
-def write_close_report(session: Session, month: str, *, findings: Iterable[Finding],
-                       accepted: Mapping[str, str], seal_hash: str,
-                       entries: Iterable[data.Directive] | None = None) -> Path:
+def write_close_report(
+    session: Session,
+    month: str,
+    *,
+    findings: Iterable[Finding],
+    accepted: Mapping[str, str],
+    seal_hash: str,
+    entries: Iterable[data.Directive] | None = None,
+) -> Path:
     """Write ``books/YYYY/YYYY-MM.close.md`` atomically (untouched when unchanged); return its path."""
     path = close_report_path(session.workspace.books_dir, month)
-    books.write_atomic(path, close_report_text(session, month, findings=findings, accepted=accepted,
-                                               seal_hash=seal_hash, entries=entries))
+    books.write_atomic(
+        path,
+        close_report_text(
+            session,
+            month,
+            findings=findings,
+            accepted=accepted,
+            seal_hash=seal_hash,
+            entries=entries,
+        ),
+    )
     return path
 
 
@@ -1109,24 +1478,44 @@ def rated_lines(rating: Rating, *, as_json: bool = False) -> Iterator[str]:
         cycle = rated.cycle
         for charge in rated.charges:
             if as_json:
-                yield json.dumps({
-                    "customer": cycle.customer, "cycle": cycle.key, "plan": cycle.plan, "through": str(rated.through),
-                    "charge": charge.index, "meter": charge.meter, "model": charge.model,
-                    "quantity": str(charge.quantity), "amount": str(charge.amount), "currency": rated.currency,
-                    "final": charge.final,
-                    "tiers": [{"description": t.description, "quantity": str(t.quantity),
-                               "unit_price": None if t.unit_price is None else str(t.unit_price),
-                               "amount": str(t.amount)} for t in charge.lines],
-                }, sort_keys=True)
+                yield json.dumps(
+                    {
+                        "customer": cycle.customer,
+                        "cycle": cycle.key,
+                        "plan": cycle.plan,
+                        "through": str(rated.through),
+                        "charge": charge.index,
+                        "meter": charge.meter,
+                        "model": charge.model,
+                        "quantity": str(charge.quantity),
+                        "amount": str(charge.amount),
+                        "currency": rated.currency,
+                        "final": charge.final,
+                        "tiers": [
+                            {
+                                "description": t.description,
+                                "quantity": str(t.quantity),
+                                "unit_price": None if t.unit_price is None else str(t.unit_price),
+                                "amount": str(t.amount),
+                            }
+                            for t in charge.lines
+                        ],
+                    },
+                    sort_keys=True,
+                )
             else:
-                yield (f"{cycle.customer}  {cycle.key}  {charge.meter}  {charge.model}  "
-                       f"{charge.quantity}  {charge.amount} {rated.currency}")
+                yield (
+                    f"{cycle.customer}  {cycle.key}  {charge.meter}  {charge.model}  "
+                    f"{charge.quantity}  {charge.amount} {rated.currency}"
+                )
                 for tier in charge.lines:
                     price = f" × {tier.unit_price}" if tier.unit_price is not None else ""
                     yield f"    {tier.description}: {tier.quantity}{price} = {tier.amount}"
         extras = []
         if rated.base_fee is not None:
-            extras.append(f"base fee {rated.base_fee.recognized}/{rated.base_fee.billed} recognized")
+            extras.append(
+                f"base fee {rated.base_fee.recognized}/{rated.base_fee.billed} recognized"
+            )
         if rated.commitment_shortfall:
             extras.append(f"commitment shortfall {rated.commitment_shortfall}")
         if rated.credit_applied:

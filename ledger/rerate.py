@@ -174,13 +174,26 @@ def pinned_terms(plan: Plan, version: date, part: str) -> dict[str, Any]:
     fee = terms.base_fee
     out: dict[str, Any] = {"currency": terms.currency, "cycle": terms.cycle}
     if part == "fee":
-        return {**out, "base_fee": {"amount": _number(fee.amount), "timing": fee.timing} if fee else None}
-    charges = sorted(({"meter": c.meter, "model": c.model, "params": _plain(c.params)} for c in terms.charges),
-                     key=dumps)
-    return {**out, "charges": charges,
-            "minimum_commitment": _number(terms.minimum_commitment) if terms.minimum_commitment is not None else None,
-            "base_fee": None if fee is None else {"timing": "advance"} if fee.timing == "advance"
-            else {"amount": _number(fee.amount), "timing": fee.timing}}
+        return {
+            **out,
+            "base_fee": {"amount": _number(fee.amount), "timing": fee.timing} if fee else None,
+        }
+    charges = sorted(
+        ({"meter": c.meter, "model": c.model, "params": _plain(c.params)} for c in terms.charges),
+        key=dumps,
+    )
+    return {
+        **out,
+        "charges": charges,
+        "minimum_commitment": _number(terms.minimum_commitment)
+        if terms.minimum_commitment is not None
+        else None,
+        "base_fee": None
+        if fee is None
+        else {"timing": "advance"}
+        if fee.timing == "advance"
+        else {"amount": _number(fee.amount), "timing": fee.timing},
+    }
 
 
 #: A usage digest that also covers the definitions of the charged meters starts with this
@@ -191,11 +204,17 @@ METERED = "m:"
 
 def meter_terms(meter: Meter) -> dict[str, Any]:
     """What metering reads of a meter definition (not its unit, account or live tolerance)."""
-    return {"event_type": meter.event_type, "aggregation": meter.aggregation, "value": meter.value,
-            "filter": dict(sorted(meter.filter.items()))}
+    return {
+        "event_type": meter.event_type,
+        "aggregation": meter.aggregation,
+        "value": meter.value,
+        "filter": dict(sorted(meter.filter.items())),
+    }
 
 
-def terms_digest(plan: Plan, version: date, part: str, meters: Mapping[str, Meter] | None = None) -> str:
+def terms_digest(
+    plan: Plan, version: date, part: str, meters: Mapping[str, Meter] | None = None
+) -> str:
     """sha256 (hex) of the canonical JSON of :func:`pinned_terms`: what a pin stores.
 
     With ``meters``, a ``usage`` digest also covers the definitions (:func:`meter_terms`)
@@ -208,14 +227,18 @@ def terms_digest(plan: Plan, version: date, part: str, meters: Mapping[str, Mete
         return hashlib.sha256(dumps(terms).encode()).hexdigest()
     charged = sorted({c["meter"] for c in terms["charges"]})
     terms["meters"] = {m: meter_terms(meters[m]) if m in meters else None for m in charged}
-    return METERED + hashlib.sha256(dumps(terms).encode()).hexdigest()[:64 - len(METERED)]
+    return METERED + hashlib.sha256(dumps(terms).encode()).hexdigest()[: 64 - len(METERED)]
 
 
 def load_pins(engine: Engine) -> dict[str, TermsPin]:
     """The plan version every issued cycle was invoiced under, by cycle link."""
     with engine.connect() as conn:
-        rows = conn.execute(select(cycle_terms.c.link, cycle_terms.c.usage_version, cycle_terms.c.fee_version))
-        return {link: TermsPin(_version_date(usage), _version_date(fee)) for link, usage, fee in rows}
+        rows = conn.execute(
+            select(cycle_terms.c.link, cycle_terms.c.usage_version, cycle_terms.c.fee_version)
+        )
+        return {
+            link: TermsPin(_version_date(usage), _version_date(fee)) for link, usage, fee in rows
+        }
 
 
 def record_pins(conn: Connection, rules: Rules, invoices: Iterable[Invoice]) -> None:
@@ -232,8 +255,11 @@ def record_pins(conn: Connection, rules: Rules, invoices: Iterable[Invoice]) -> 
         if customer is None:
             continue
         parts = [(snap.cycle, "usage") for snap in inv.accruals]
-        parts += [(line.cycle, "fee") for line in inv.lines
-                  if line.kind == "base_fee" and line.account == "deferred" and line.cycle]
+        parts += [
+            (line.cycle, "fee")
+            for line in inv.lines
+            if line.kind == "base_fee" and line.account == "deferred" and line.cycle
+        ]
         for key, part in parts:
             cycle = cycle_at(customer, rules.plans, date.fromisoformat(key[:10]))
             if cycle is None or cycle.plan not in rules.plans:
@@ -243,20 +269,32 @@ def record_pins(conn: Connection, rules: Rules, invoices: Iterable[Invoice]) -> 
                 continue
             plan = rules.plans[cycle.plan]
             version = plan.version_at(cycle.start)
-            row.update({f"{part}_version": _version_text(version), f"{part}_invoice": inv.number,
-                        f"{part}_digest": terms_digest(plan, version, part, rules.meters)})
+            row.update(
+                {
+                    f"{part}_version": _version_text(version),
+                    f"{part}_invoice": inv.number,
+                    f"{part}_digest": terms_digest(plan, version, part, rules.meters),
+                }
+            )
     if not wanted:
         return
-    existing = {row.link: row for row in conn.execute(
-        select(cycle_terms).where(cycle_terms.c.link.in_(sorted(wanted))))}
+    existing = {
+        row.link: row
+        for row in conn.execute(select(cycle_terms).where(cycle_terms.c.link.in_(sorted(wanted))))
+    }
     for link, row in sorted(wanted.items()):
         old = existing.get(link)
         if old is None:
             conn.execute(cycle_terms.insert().values(link=link, **row))
             continue
         # a pin, once set, never moves (the invoice was issued under it), nor does its digest
-        update = {k: v for part in PARTS if f"{part}_version" in row and getattr(old, f"{part}_version") is None
-                  for k, v in row.items() if k.startswith(f"{part}_")}
+        update = {
+            k: v
+            for part in PARTS
+            if f"{part}_version" in row and getattr(old, f"{part}_version") is None
+            for k, v in row.items()
+            if k.startswith(f"{part}_")
+        }
         if update:
             conn.execute(cycle_terms.update().where(cycle_terms.c.link == link).values(**update))
 
@@ -285,7 +323,11 @@ class Drift:
 
     @property
     def version_label(self) -> str:
-        return "original terms" if self.version == date.min else f"version effective {self.version.isoformat()}"
+        return (
+            "original terms"
+            if self.version == date.min
+            else f"version effective {self.version.isoformat()}"
+        )
 
     @property
     def terms(self) -> str:
@@ -297,8 +339,14 @@ class Drift:
     def describe(self) -> str:
         """One line: ``INV-… link (cycle): plan p, version, what changed``."""
         cycle = f" ({self.cycle})" if self.cycle else ""
-        change = "plan removed from the rules" if self.current is None else f"{self.terms} edited since invoiced"
-        return f"{self.invoice} {self.link}{cycle}: plan {self.plan}, {self.version_label}: {change}"
+        change = (
+            "plan removed from the rules"
+            if self.current is None
+            else f"{self.terms} edited since invoiced"
+        )
+        return (
+            f"{self.invoice} {self.link}{cycle}: plan {self.plan}, {self.version_label}: {change}"
+        )
 
 
 def changed_terms(engine: Engine, rules: Rules) -> list[Drift]:
@@ -311,23 +359,39 @@ def changed_terms(engine: Engine, rules: Rules) -> list[Drift]:
     found: list[Drift] = []
     for row in rows:
         for part in PARTS:
-            version, pinned = _version_date(getattr(row, f"{part}_version")), getattr(row, f"{part}_digest")
+            version, pinned = (
+                _version_date(getattr(row, f"{part}_version")),
+                getattr(row, f"{part}_digest"),
+            )
             if version is None or pinned is None:
                 continue
             metered = pinned.startswith(METERED)
             key = (row.plan, version, part, metered)
             if key not in now:
                 plan = rules.plans.get(row.plan)
-                now[key] = (terms_digest(plan, version, part, rules.meters if metered else None)
-                            if plan is not None else None)
+                now[key] = (
+                    terms_digest(plan, version, part, rules.meters if metered else None)
+                    if plan is not None
+                    else None
+                )
             if now[key] == pinned:
                 continue
             customer, start = row.link[:-11], date.fromisoformat(row.link[-10:])
             subscriber = rules.customers.get(customer)
             cycle = cycle_at(subscriber, rules.plans, start) if subscriber is not None else None
-            found.append(Drift(customer=customer, link=row.link, cycle=cycle.key if cycle else "", plan=row.plan,
-                               version=version, part=part, invoice=getattr(row, f"{part}_invoice") or "",
-                               pinned=pinned, current=now[key]))
+            found.append(
+                Drift(
+                    customer=customer,
+                    link=row.link,
+                    cycle=cycle.key if cycle else "",
+                    plan=row.plan,
+                    version=version,
+                    part=part,
+                    invoice=getattr(row, f"{part}_invoice") or "",
+                    pinned=pinned,
+                    current=now[key],
+                )
+            )
     return sorted(found, key=lambda d: (d.invoice, d.link, d.part))
 
 
@@ -336,9 +400,17 @@ def unverified_pins(engine: Engine) -> int:
     what they were invoiced under is unknown, so an edit to them cannot be detected."""
     c = cycle_terms.c
     with engine.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(cycle_terms).where(
-            ((c.usage_version.is_not(None)) & c.usage_digest.is_(None))
-            | ((c.fee_version.is_not(None)) & c.fee_digest.is_(None)))).scalar() or 0)
+        return int(
+            conn.execute(
+                select(func.count())
+                .select_from(cycle_terms)
+                .where(
+                    ((c.usage_version.is_not(None)) & c.usage_digest.is_(None))
+                    | ((c.fee_version.is_not(None)) & c.fee_digest.is_(None))
+                )
+            ).scalar()
+            or 0
+        )
 
 
 def _where(rules_dir: Path, rules: Rules, drift: Drift) -> tuple[str, int | None]:
@@ -369,16 +441,23 @@ def require_unchanged_terms(session: Session) -> None:
     key, line = _where(session.workspace.rules_dir, session.rules, first)
     others = sorted({d.invoice for d in drifts} - {first.invoice})
     billed = f"{first.invoice} billed for cycle {first.link}"
-    what = (f"plan {first.plan!r}, which {billed}, is gone from the rules" if first.current is None
-            else f"the {'advance base fee' if first.part == 'fee' else 'terms'} of plan {first.plan!r}"
-                 f"{' or of its meters' if first.part == 'usage' and first.pinned.startswith(METERED) else ''}"
-                 f" that {billed} ({first.version_label}) changed in place")
+    what = (
+        f"plan {first.plan!r}, which {billed}, is gone from the rules"
+        if first.current is None
+        else f"the {'advance base fee' if first.part == 'fee' else 'terms'} of plan {first.plan!r}"
+        f"{' or of its meters' if first.part == 'usage' and first.pinned.startswith(METERED) else ''}"
+        f" that {billed} ({first.version_label}) changed in place"
+    )
     more = len(others)
     raise RulesError(
-        what + (f" ({more} more invoice{'s' if more > 1 else ''} affected)" if more else "")
+        what
+        + (f" ({more} more invoice{'s' if more > 1 else ''} affected)" if more else "")
         + ": restore the terms, add a `versions:` entry effective from the change date, then run "
         "`meterbook rerate --from DATE`. Nothing was written",
-        file=f"{session.workspace.rules_dir.name}/plans.yaml", key=key, line=line)
+        file=f"{session.workspace.rules_dir.name}/plans.yaml",
+        key=key,
+        line=line,
+    )
 
 
 def pinned_terms_check(session: Session) -> CheckResult:
@@ -388,21 +467,42 @@ def pinned_terms_check(session: Session) -> CheckResult:
 
     c = cycle_terms.c
     with session.engine.connect() as conn:
-        rows = conn.execute(select(c.usage_version, c.usage_digest, c.fee_version, c.fee_digest)).all()
-    checked = sum(1 for row in rows for version, digest in ((row[0], row[1]), (row[2], row[3]))
-                  if version is not None and digest is not None)
+        rows = conn.execute(
+            select(c.usage_version, c.usage_digest, c.fee_version, c.fee_digest)
+        ).all()
+    checked = sum(
+        1
+        for row in rows
+        for version, digest in ((row[0], row[1]), (row[2], row[3]))
+        if version is not None and digest is not None
+    )
     unknown = unverified_pins(session.engine)
     drifts = changed_terms(session.engine, session.rules)
-    note = (f"{unknown} issued cycles pinned before meterbook kept term digests: their terms at invoicing "
-            "are unknown, not checked",) if unknown else ()
+    note = (
+        (
+            f"{unknown} issued cycles pinned before meterbook kept term digests: their terms at invoicing "
+            "are unknown, not checked",
+        )
+        if unknown
+        else ()
+    )
     if not drifts:
-        return CheckResult("pinned plan terms", True, (
-            f"{len(rows)} issued cycles, {checked} pinned terms as invoiced", *note))
-    return CheckResult("pinned plan terms", False, (
-        f"{len(drifts)} pinned terms edited in place after invoicing: restore them, add a `versions:` entry "
-        "effective from the change date, then run `meterbook rerate --from DATE`",
-        *(d.describe() for d in drifts[:10]),
-        *([f"… and {len(drifts) - 10} more"] if len(drifts) > 10 else []), *note))
+        return CheckResult(
+            "pinned plan terms",
+            True,
+            (f"{len(rows)} issued cycles, {checked} pinned terms as invoiced", *note),
+        )
+    return CheckResult(
+        "pinned plan terms",
+        False,
+        (
+            f"{len(drifts)} pinned terms edited in place after invoicing: restore them, add a `versions:` entry "
+            "effective from the change date, then run `meterbook rerate --from DATE`",
+            *(d.describe() for d in drifts[:10]),
+            *([f"… and {len(drifts) - 10} more"] if len(drifts) > 10 else []),
+            *note,
+        ),
+    )
 
 
 def rerated_lines_check(session: Session) -> CheckResult:
@@ -441,13 +541,24 @@ def rerated_lines_check(session: Session) -> CheckResult:
             f"{line.invoice} {line.label} (cycle {line.link}): reratings posted {line.earlier} {line.currency} "
             f"({', '.join(sorted({a.document for a in docs}))}), the current rules explain "
             f"{line.earlier + line.difference}: restore the plan version they were rated with, or run "
-            f"`meterbook rerate --from {since}` to post the difference")
-    note = f"{len(rerated)} re-rated invoice lines, {len({a.document for a in adjustments})} documents"
+            f"`meterbook rerate --from {since}` to post the difference"
+        )
+    note = (
+        f"{len(rerated)} re-rated invoice lines, {len({a.document for a in adjustments})} documents"
+    )
     if not problems:
-        return CheckResult("rerated invoice lines", True, (f"{note}, each as the current rules give",))
-    return CheckResult("rerated invoice lines", False, (
-        f"{len(problems)} of {note} no longer follow from the current rules", *problems[:10],
-        *([f"… and {len(problems) - 10} more"] if len(problems) > 10 else [])))
+        return CheckResult(
+            "rerated invoice lines", True, (f"{note}, each as the current rules give",)
+        )
+    return CheckResult(
+        "rerated invoice lines",
+        False,
+        (
+            f"{len(problems)} of {note} no longer follow from the current rules",
+            *problems[:10],
+            *([f"… and {len(problems) - 10} more"] if len(problems) > 10 else []),
+        ),
+    )
 
 
 # --- stored reratings -------------------------------------------------------------------------
@@ -485,11 +596,28 @@ def load_adjustments(engine: Engine) -> list[Adjustment]:
     c = rerates.c
     with engine.connect() as conn:
         rows = conn.execute(select(rerates).order_by(c.id)).all()
-    return [Adjustment(run=r.run, document=r.document, customer=r.customer, invoice=r.invoice, line=r.line,
-                       line_key=r.line_key, kind=r.kind, meter=r.meter, link=r.link, cycle=r.cycle,
-                       currency=r.currency, invoiced=Decimal(r.invoiced), rerated=Decimal(r.rerated),
-                       amount=Decimal(r.amount), date=date.fromisoformat(r.date), since=date.fromisoformat(r.since),
-                       rules=r.rules) for r in rows]
+    return [
+        Adjustment(
+            run=r.run,
+            document=r.document,
+            customer=r.customer,
+            invoice=r.invoice,
+            line=r.line,
+            line_key=r.line_key,
+            kind=r.kind,
+            meter=r.meter,
+            link=r.link,
+            cycle=r.cycle,
+            currency=r.currency,
+            invoiced=Decimal(r.invoiced),
+            rerated=Decimal(r.rerated),
+            amount=Decimal(r.amount),
+            date=date.fromisoformat(r.date),
+            since=date.fromisoformat(r.since),
+            rules=r.rules,
+        )
+        for r in rows
+    ]
 
 
 def _label(line_key: str) -> str:
@@ -531,10 +659,21 @@ class RerateLine:
         return _label(self.line_key)
 
     def to_json(self) -> dict[str, Any]:
-        return {"customer": self.customer, "invoice": self.invoice, "line": self.line, "cycle": self.cycle,
-                "link": self.link, "charge": self.label, "currency": self.currency,
-                "invoiced": str(self.invoiced), "late": str(self.late), "earlier": str(self.earlier),
-                "rerated": str(self.rerated), "difference": str(self.difference), "document": self.document}
+        return {
+            "customer": self.customer,
+            "invoice": self.invoice,
+            "line": self.line,
+            "cycle": self.cycle,
+            "link": self.link,
+            "charge": self.label,
+            "currency": self.currency,
+            "invoiced": str(self.invoiced),
+            "late": str(self.late),
+            "earlier": str(self.earlier),
+            "rerated": str(self.rerated),
+            "difference": str(self.difference),
+            "document": self.document,
+        }
 
 
 def _keyed(lines: Iterable[tuple[int, InvoiceLine]]) -> dict[str, tuple[int, InvoiceLine]]:
@@ -582,55 +721,122 @@ def compute(session: Session, since: date) -> list[RerateLine]:
             if date.fromisoformat(key[:10]) >= since:
                 arrears.append((inv, link, key))
         for line in inv.lines:
-            if line.kind == "base_fee" and line.account == "deferred" and line.cycle \
-                    and date.fromisoformat(line.cycle[:10]) >= since:
+            if (
+                line.kind == "base_fee"
+                and line.account == "deferred"
+                and line.cycle
+                and date.fromisoformat(line.cycle[:10]) >= since
+            ):
                 advance.append((inv, line.link, line.cycle))
     if not arrears and not advance:
         return []
     customers = {inv.customer for inv, _, _ in (*arrears, *advance)}
     through = max(inv.date for inv, _, _ in (*arrears, *advance))
     models, tz = session.registry.pricing_models, session.workspace.tz
-    pinned = _latest(rate(session.engine, rules, models, tz, through=through, customers=customers,
-                          pins=load_pins(session.engine)).cycles)
-    current = _latest(rate(session.engine, rules, models, tz, through=through, customers=customers).cycles)
+    pinned = _latest(
+        rate(
+            session.engine,
+            rules,
+            models,
+            tz,
+            through=through,
+            customers=customers,
+            pins=load_pins(session.engine),
+        ).cycles
+    )
+    current = _latest(
+        rate(session.engine, rules, models, tz, through=through, customers=customers).cycles
+    )
     earlier: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
     for adj in load_adjustments(session.engine):
         earlier[(adj.invoice, adj.line_key)] += adj.amount
 
     found: list[RerateLine] = []
 
-    def add(inv: Invoice, link: str, key: str, plan: str, line_key: str, index: int, billed: Decimal,
-            pinned_amount: Decimal, now: Decimal, meter: str, kind: str) -> None:
+    def add(
+        inv: Invoice,
+        link: str,
+        key: str,
+        plan: str,
+        line_key: str,
+        index: int,
+        billed: Decimal,
+        pinned_amount: Decimal,
+        now: Decimal,
+        meter: str,
+        kind: str,
+    ) -> None:
         difference = now - pinned_amount - earlier[(inv.number, line_key)]
         if difference:
-            found.append(RerateLine(
-                customer=inv.customer, invoice=inv.number, invoice_date=inv.date, line=index, line_key=line_key,
-                kind=kind, meter=meter, link=link, cycle=key, plan=plan, currency=inv.currency, invoiced=billed,
-                late=pinned_amount - billed, earlier=earlier[(inv.number, line_key)], rerated=now,
-                difference=difference))
+            found.append(
+                RerateLine(
+                    customer=inv.customer,
+                    invoice=inv.number,
+                    invoice_date=inv.date,
+                    line=index,
+                    line_key=line_key,
+                    kind=kind,
+                    meter=meter,
+                    link=link,
+                    cycle=key,
+                    plan=plan,
+                    currency=inv.currency,
+                    invoiced=billed,
+                    late=pinned_amount - billed,
+                    earlier=earlier[(inv.number, line_key)],
+                    rerated=now,
+                    difference=difference,
+                )
+            )
 
     for inv, link, key in arrears:
         was, now = pinned.get(link), current.get(link)
         if was is None or now is None or not (was.is_cycle_end and now.is_cycle_end):
             continue  # the subscription no longer has this cycle: nothing to compare it with
-        billed = _keyed((i, line) for i, line in enumerate(inv.lines, 1)
-                        if line.link == link and not (line.kind == "base_fee" and line.account == "deferred"))
+        billed = _keyed(
+            (i, line)
+            for i, line in enumerate(inv.lines, 1)
+            if line.link == link and not (line.kind == "base_fee" and line.account == "deferred")
+        )
         then = _keyed(enumerate(cycle_lines(was, rules)))
         today = _keyed(enumerate(cycle_lines(now, rules)))
         for line_key in sorted(set(billed) | set(then) | set(today)):
             index, sample = billed.get(line_key) or today.get(line_key) or then[line_key]
-            add(inv, link, key, now.cycle.plan, line_key, index if line_key in billed else 0,
+            add(
+                inv,
+                link,
+                key,
+                now.cycle.plan,
+                line_key,
+                index if line_key in billed else 0,
                 sample.amount if line_key in billed else ZERO,
                 then[line_key][1].amount if line_key in then else ZERO,
-                today[line_key][1].amount if line_key in today else ZERO, sample.meter, sample.kind)
+                today[line_key][1].amount if line_key in today else ZERO,
+                sample.meter,
+                sample.kind,
+            )
     for inv, link, key in advance:
-        index = next(i for i, line in enumerate(inv.lines, 1)
-                     if line.link == link and line.kind == "base_fee" and line.account == "deferred")
+        index = next(
+            i
+            for i, line in enumerate(inv.lines, 1)
+            if line.link == link and line.kind == "base_fee" and line.account == "deferred"
+        )
         rated = current.get(link) or pinned.get(link)
         if rated is None:
             continue
-        add(inv, link, key, rated.cycle.plan, "base_fee:advance", index, inv.lines[index - 1].amount,
-            _advance_fee(pinned.get(link)), _advance_fee(current.get(link)), "", "base_fee")
+        add(
+            inv,
+            link,
+            key,
+            rated.cycle.plan,
+            "base_fee:advance",
+            index,
+            inv.lines[index - 1].amount,
+            _advance_fee(pinned.get(link)),
+            _advance_fee(current.get(link)),
+            "",
+            "base_fee",
+        )
     return sorted(found, key=lambda r: (r.customer, r.invoice, r.cycle, r.line_key))
 
 
@@ -653,15 +859,19 @@ class RerateReport:
 
     def render(self) -> str:
         """The text the CLI prints: a block per customer, then a summary."""
-        out = [f"rerate from {self.since} with rules {self.rules}, dated {self.on}"
-               f"{' (dry run: nothing stored or posted)' if self.dry_run else ''}"]
+        out = [
+            f"rerate from {self.since} with rules {self.rules}, dated {self.on}"
+            f"{' (dry run: nothing stored or posted)' if self.dry_run else ''}"
+        ]
         by_customer: dict[str, list[RerateLine]] = defaultdict(list)
         for line in self.lines:
             by_customer[line.customer].append(line)
         for customer, lines in sorted(by_customer.items()):
             out.append(f"{customer}")
-            out.append(f"  {'invoice':<16} {'cycle':<21} {'charge':<22} {'invoiced':>12} {'re-rated':>12} "
-                       f"{'difference':>12}  document")
+            out.append(
+                f"  {'invoice':<16} {'cycle':<21} {'charge':<22} {'invoiced':>12} {'re-rated':>12} "
+                f"{'difference':>12}  document"
+            )
             for line in lines:
                 note = []
                 if line.late:
@@ -669,8 +879,10 @@ class RerateReport:
                 if line.earlier:
                     note.append(f"re-rated before {line.earlier}")
                 extra = f"  ({', '.join(note)})" if note else ""
-                out.append(f"  {line.invoice:<16} {line.cycle:<21} {line.label:<22} {line.invoiced:>12} "
-                           f"{line.rerated:>12} {line.difference:>12}  {line.document or '-'}{extra}")
+                out.append(
+                    f"  {line.invoice:<16} {line.cycle:<21} {line.label:<22} {line.invoiced:>12} "
+                    f"{line.rerated:>12} {line.difference:>12}  {line.document or '-'}{extra}"
+                )
             for currency in sorted({ln.currency for ln in lines}):
                 total = sum((ln.difference for ln in lines if ln.currency == currency), ZERO)
                 out.append(f"  {'net difference':<87} {total:>12} {currency}")
@@ -679,21 +891,38 @@ class RerateReport:
         else:
             credits = sorted({ln.document for ln in self.lines if ln.document.startswith("CN-")})
             debits = sorted({ln.document for ln in self.lines if ln.document.startswith("DA-")})
-            out.append(f"{len(self.lines)} invoice lines differ; "
-                       + (f"posted {len(credits)} credit notes and {len(debits)} debit adjustments"
-                          if not self.dry_run else "nothing posted (dry run)"))
+            out.append(
+                f"{len(self.lines)} invoice lines differ; "
+                + (
+                    f"posted {len(credits)} credit notes and {len(debits)} debit adjustments"
+                    if not self.dry_run
+                    else "nothing posted (dry run)"
+                )
+            )
         return "\n".join(out)
 
     def json_lines(self) -> list[str]:
         """One JSON object per differing line, then a summary object."""
         rows = [json.dumps({"type": "line", **line.to_json()}) for line in self.lines]
-        rows.append(json.dumps({"type": "summary", "since": self.since.isoformat(), "date": self.on.isoformat(),
-                                "rules": self.rules, "lines": len(self.lines), "documents": list(self.documents),
-                                "dry_run": self.dry_run}))
+        rows.append(
+            json.dumps(
+                {
+                    "type": "summary",
+                    "since": self.since.isoformat(),
+                    "date": self.on.isoformat(),
+                    "rules": self.rules,
+                    "lines": len(self.lines),
+                    "documents": list(self.documents),
+                    "dry_run": self.dry_run,
+                }
+            )
+        )
         return rows
 
 
-def rerate(session: Session, since: date, *, on: date | None = None, dry_run: bool = False) -> RerateReport:
+def rerate(
+    session: Session, since: date, *, on: date | None = None, dry_run: bool = False
+) -> RerateReport:
     """Re-rate issued cycles starting on or after ``since``; store and post the differences on ``on``.
 
     ``on`` (default today) must be in an open month and not before any affected invoice.
@@ -704,16 +933,22 @@ def rerate(session: Session, since: date, *, on: date | None = None, dry_run: bo
     on = on or session.today()
     first_open = session.first_open()
     if on < first_open:
-        raise BadInput(f"--date: {on.isoformat()} is in a sealed month; corrections go in an open month "
-                       f"(from {first_open.isoformat()})")
+        raise BadInput(
+            f"--date: {on.isoformat()} is in a sealed month; corrections go in an open month "
+            f"(from {first_open.isoformat()})"
+        )
     with session.engine.connect() as conn:
         seen = conn.execute(select(func.max(rerates.c.id))).scalar() or 0
     lines = compute(session, since)
     early = [ln for ln in lines if ln.invoice_date > on]
     if early:
-        raise BadInput(f"--date: {on.isoformat()} is before {early[0].invoice}'s date "
-                       f"{early[0].invoice_date.isoformat()}")
-    report = RerateReport(since=since, on=on, rules=session.rules.hash, lines=tuple(lines), dry_run=dry_run)
+        raise BadInput(
+            f"--date: {on.isoformat()} is before {early[0].invoice}'s date "
+            f"{early[0].invoice_date.isoformat()}"
+        )
+    report = RerateReport(
+        since=since, on=on, rules=session.rules.hash, lines=tuple(lines), dry_run=dry_run
+    )
     if dry_run or not lines:
         return report
     posted = _store(session, report, seen)
@@ -738,45 +973,90 @@ def _store(session: Session, report: RerateReport, seen: int) -> tuple[RerateLin
             raise BadInput("rerate: another rerate ran meanwhile; run it again")
         run = (conn.execute(select(func.max(rerates.c.run))).scalar() or 0) + 1
         cn_seq = conn.execute(select(func.max(credit_notes_table.c.seq))).scalar() or 0
-        da_numbers = conn.execute(select(rerates.c.document).where(rerates.c.document.like("DA-%"))).scalars()
+        da_numbers = conn.execute(
+            select(rerates.c.document).where(rerates.c.document.like("DA-%"))
+        ).scalars()
         da_seq = max((int(n.rsplit("-", 1)[1]) for n in da_numbers), default=0)
-        earlier_notes = [CreditNote.from_json(d) for d in conn.execute(
-            select(credit_notes_table.c.document).order_by(credit_notes_table.c.seq)).scalars()]
+        earlier_notes = [
+            CreditNote.from_json(d)
+            for d in conn.execute(
+                select(credit_notes_table.c.document).order_by(credit_notes_table.c.seq)
+            ).scalars()
+        ]
         for (number, decrease), lines in sorted(by_invoice.items()):
             invoice = invoices[number]
             if decrease:
                 cn_seq += 1
                 document = f"CN-{report.on.year}-{cn_seq:06d}"
                 # the lines' decrease and the tax the invoice charged on it (ledger.tax)
-                decreases = {ln.line: -ln.difference for ln in lines if ln.line}  # each line's own tax
-                amount, tax = credit_of_lines(invoice, -sum((ln.difference for ln in lines), ZERO),
-                                              decreases if len(decreases) == len(lines) else None)
+                decreases = {
+                    ln.line: -ln.difference for ln in lines if ln.line
+                }  # each line's own tax
+                amount, tax = credit_of_lines(
+                    invoice,
+                    -sum((ln.difference for ln in lines), ZERO),
+                    decreases if len(decreases) == len(lines) else None,
+                )
                 before = sum((n.amount for n in earlier_notes if n.invoice == number), ZERO)
                 single = lines[0].line if len(lines) == 1 and lines[0].line else None
                 limit = creditable(invoice, earlier_notes, single)
                 what = "; ".join(f"{ln.label} {ln.difference}" for ln in lines)
                 note = CreditNote(
-                    number=document, seq=cn_seq, invoice=number, customer=invoice.customer, date=report.on,
-                    currency=invoice.currency, amount=amount,
+                    number=document,
+                    seq=cn_seq,
+                    invoice=number,
+                    customer=invoice.customer,
+                    date=report.on,
+                    currency=invoice.currency,
+                    amount=amount,
                     reason=f"re-rated from {report.since.isoformat()} with rules {report.rules}: {what}",
-                    line=single, line_description=invoice.lines[single - 1].description if single else "",
-                    forced=amount > limit, invoice_date=invoice.date, invoice_total=invoice.total,
-                    credited_before=before, tax=tax)
-                conn.execute(credit_notes_table.insert().values(
-                    number=note.number, seq=note.seq, invoice=note.invoice, customer=note.customer,
-                    date=report.on.isoformat(), currency=note.currency, amount=str(amount), reason=note.reason,
-                    document=note.to_json()))
+                    line=single,
+                    line_description=invoice.lines[single - 1].description if single else "",
+                    forced=amount > limit,
+                    invoice_date=invoice.date,
+                    invoice_total=invoice.total,
+                    credited_before=before,
+                    tax=tax,
+                )
+                conn.execute(
+                    credit_notes_table.insert().values(
+                        number=note.number,
+                        seq=note.seq,
+                        invoice=note.invoice,
+                        customer=note.customer,
+                        date=report.on.isoformat(),
+                        currency=note.currency,
+                        amount=str(amount),
+                        reason=note.reason,
+                        document=note.to_json(),
+                    )
+                )
                 earlier_notes.append(note)
             else:
                 da_seq += 1
                 document = f"DA-{report.on.year}-{da_seq:06d}"
             for ln in lines:
-                conn.execute(rerates.insert().values(
-                    run=run, document=document, customer=ln.customer, invoice=ln.invoice, line=ln.line,
-                    line_key=ln.line_key, kind=ln.kind, meter=ln.meter, link=ln.link, cycle=ln.cycle,
-                    currency=ln.currency, invoiced=str(ln.invoiced), rerated=str(ln.rerated),
-                    amount=str(ln.difference), date=report.on.isoformat(), since=report.since.isoformat(),
-                    rules=report.rules))
+                conn.execute(
+                    rerates.insert().values(
+                        run=run,
+                        document=document,
+                        customer=ln.customer,
+                        invoice=ln.invoice,
+                        line=ln.line,
+                        line_key=ln.line_key,
+                        kind=ln.kind,
+                        meter=ln.meter,
+                        link=ln.link,
+                        cycle=ln.cycle,
+                        currency=ln.currency,
+                        invoiced=str(ln.invoiced),
+                        rerated=str(ln.rerated),
+                        amount=str(ln.difference),
+                        date=report.on.isoformat(),
+                        since=report.since.isoformat(),
+                        rules=report.rules,
+                    )
+                )
                 posted.append(replace(ln, document=document))
     return tuple(sorted(posted, key=lambda r: (r.customer, r.invoice, r.cycle, r.line_key)))
 
@@ -792,12 +1072,16 @@ def _by_document(adjustments: Iterable[Adjustment], prefix: str) -> dict[str, li
     return groups
 
 
-def _revenue_account(adj: Adjustment, rules: Rules, plans: Mapping[str, str]) -> tuple[str, dict[str, object] | None]:
+def _revenue_account(
+    adj: Adjustment, rules: Rules, plans: Mapping[str, str]
+) -> tuple[str, dict[str, object] | None]:
     if adj.kind == "usage":
         return rules.account("usage_revenue", meter=adj.meter), {"meter": adj.meter}
     if adj.kind == "commitment":
         return rules.account("commitment_revenue"), None
-    if adj.kind == "subscription":  # more of a fee billed in advance (ledger.subscriptions): deferred
+    if (
+        adj.kind == "subscription"
+    ):  # more of a fee billed in advance (ledger.subscriptions): deferred
         return rules.account("deferred", customer=adj.customer), None
     return rules.account("subscription_revenue", plan=plans[adj.link]), None
 
@@ -807,14 +1091,19 @@ def _plans(adjustments: Iterable[Adjustment], rules: Rules) -> dict[str, str]:
     found: dict[str, str] = {}
     for adj in adjustments:
         customer = rules.customers.get(adj.customer)
-        cycle = cycle_at(customer, rules.plans, date.fromisoformat(adj.cycle[:10])) if customer else None
+        cycle = (
+            cycle_at(customer, rules.plans, date.fromisoformat(adj.cycle[:10]))
+            if customer
+            else None
+        )
         if cycle is not None:
             found[adj.link] = cycle.plan
     return found
 
 
-def debit_entries(adjustments: Sequence[Adjustment], rules: Rules,
-                  documents_dir: str = "../documents") -> list[data.Directive]:
+def debit_entries(
+    adjustments: Sequence[Adjustment], rules: Rules, documents_dir: str = "../documents"
+) -> list[data.Directive]:
     """Per debit adjustment: unbilled / the revenue re-rated up, dated its day, with a document.
 
     Revenue is earned when the rerate establishes it; it waits in unbilled for the
@@ -829,20 +1118,45 @@ def debit_entries(adjustments: Sequence[Adjustment], rules: Rules,
         postings = [data.Posting(unbilled, Amount(total, first.currency), None, None, None, None)]
         for adj in sorted(group, key=lambda a: a.line_key):
             account, meta = _revenue_account(adj, rules, plans)
-            postings.append(data.Posting(account, Amount(-adj.amount, adj.currency), None, None, None, meta))
+            postings.append(
+                data.Posting(account, Amount(-adj.amount, adj.currency), None, None, None, meta)
+            )
         cycles = ",".join(sorted({adj.cycle for adj in group}))
-        entries.append(data.Transaction(
-            _meta(customer=first.customer, invoice=first.invoice, debit_adjustment=number, cycle=cycles,
-                  rerate=True, rules=first.rules),
-            first.date, FLAG, first.customer, f"Debit adjustment {number} for {first.invoice}", frozenset(),
-            frozenset({number, first.invoice, *(adj.link for adj in group)}), postings,
-        ))
-        entries.append(data.Document(_meta(), first.date, unbilled, f"{documents_dir}/{number}.html",
-                                     frozenset(), frozenset({number})))
+        entries.append(
+            data.Transaction(
+                _meta(
+                    customer=first.customer,
+                    invoice=first.invoice,
+                    debit_adjustment=number,
+                    cycle=cycles,
+                    rerate=True,
+                    rules=first.rules,
+                ),
+                first.date,
+                FLAG,
+                first.customer,
+                f"Debit adjustment {number} for {first.invoice}",
+                frozenset(),
+                frozenset({number, first.invoice, *(adj.link for adj in group)}),
+                postings,
+            )
+        )
+        entries.append(
+            data.Document(
+                _meta(),
+                first.date,
+                unbilled,
+                f"{documents_dir}/{number}.html",
+                frozenset(),
+                frozenset({number}),
+            )
+        )
     return entries
 
 
-def mark_credit_notes(entries: Sequence[data.Directive], adjustments: Iterable[Adjustment]) -> list[data.Directive]:
+def mark_credit_notes(
+    entries: Sequence[data.Directive], adjustments: Iterable[Adjustment]
+) -> list[data.Directive]:
     """Credit notes a rerate issued carry ``rerate: TRUE``, the rules hash and the cycles."""
     notes = _by_document(adjustments, "CN-")
     marked: list[data.Directive] = []
@@ -851,7 +1165,9 @@ def mark_credit_notes(entries: Sequence[data.Directive], adjustments: Iterable[A
         if isinstance(entry, data.Transaction) and number in notes:
             group = notes[str(number)]
             cycles = ",".join(sorted({adj.cycle for adj in group}))
-            entry = entry._replace(meta={**entry.meta, "rerate": True, "rules": group[0].rules, "cycle": cycles})
+            entry = entry._replace(
+                meta={**entry.meta, "rerate": True, "rules": group[0].rules, "cycle": cycles}
+            )
         marked.append(entry)
     return marked
 
@@ -869,7 +1185,8 @@ def debit_documents(adjustments: Sequence[Adjustment], rules: Rules) -> dict[str
         rows = "".join(
             f"<tr><td>{escape(adj.label)}</td><td>{escape(adj.cycle)}</td><td class='num'>{adj.invoiced:,}</td>"
             f"<td class='num'>{adj.rerated:,}</td><td class='num'>{adj.amount:,} {escape(adj.currency)}</td></tr>"
-            for adj in group)
+            for adj in group
+        )
         documents[f"documents/{number}.html"] = (
             "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
             f"<title>{escape(number)}</title><style>{_STYLE}</style></head><body>"
@@ -878,20 +1195,48 @@ def debit_documents(adjustments: Sequence[Adjustment], rules: Rules) -> dict[str
             f" · re-rating of invoice {escape(first.invoice)} from {first.since.isoformat()} with rules "
             f"{escape(first.rules)} · billed on the next invoice</p>"
             "<table><thead><tr><th>Charge</th><th>Cycle</th><th class='num'>Invoiced</th>"
-            "<th class='num'>Re-rated</th><th class='num'>Difference</th></tr></thead><tbody>" + rows
+            "<th class='num'>Re-rated</th><th class='num'>Difference</th></tr></thead><tbody>"
+            + rows
             + f"</tbody><tfoot><tr><td colspan='4'>Total</td><td class='num'>{total:,} "
-            f"{escape(first.currency)}</td></tr></tfoot></table></body></html>\n")
-        documents[f"documents/{number}.json"] = dumps({
-            "number": number, "customer": first.customer, "invoice": first.invoice, "date": first.date.isoformat(),
-            "since": first.since.isoformat(), "rules": first.rules, "currency": first.currency, "total": str(total),
-            "lines": [{"line": adj.line, "charge": adj.label, "cycle": adj.cycle, "invoiced": str(adj.invoiced),
-                       "rerated": str(adj.rerated), "amount": str(adj.amount)} for adj in group]}) + "\n"
+            f"{escape(first.currency)}</td></tr></tfoot></table></body></html>\n"
+        )
+        documents[f"documents/{number}.json"] = (
+            dumps(
+                {
+                    "number": number,
+                    "customer": first.customer,
+                    "invoice": first.invoice,
+                    "date": first.date.isoformat(),
+                    "since": first.since.isoformat(),
+                    "rules": first.rules,
+                    "currency": first.currency,
+                    "total": str(total),
+                    "lines": [
+                        {
+                            "line": adj.line,
+                            "charge": adj.label,
+                            "cycle": adj.cycle,
+                            "invoiced": str(adj.invoiced),
+                            "rerated": str(adj.rerated),
+                            "amount": str(adj.amount),
+                        }
+                        for adj in group
+                    ],
+                }
+            )
+            + "\n"
+        )
     return documents
 
 
-def bill_debit_adjustments(drafts: Sequence[Invoice], adjustments: Sequence[Adjustment],
-                           issued: Sequence[Invoice], *, rules: Rules | None = None,
-                           through: date | None = None) -> list[Invoice]:
+def bill_debit_adjustments(
+    drafts: Sequence[Invoice],
+    adjustments: Sequence[Adjustment],
+    issued: Sequence[Invoice],
+    *,
+    rules: Rules | None = None,
+    through: date | None = None,
+) -> list[Invoice]:
     """Add each debit adjustment not billed yet to its customer's first draft dated after it.
 
     With ``rules`` and ``through`` (the run's date), an adjustment no draft takes
@@ -899,11 +1244,20 @@ def bill_debit_adjustments(drafts: Sequence[Invoice], adjustments: Sequence[Adju
     ended (:func:`ledger.invoicing.supplement`): a churned customer has no next
     invoice, and its debit adjustment would otherwise wait in unbilled forever.
     """
-    billed = {line.description.split(" ", 1)[0] for inv in issued for line in inv.lines if line.kind == "rerate"}
+    billed = {
+        line.description.split(" ", 1)[0]
+        for inv in issued
+        for line in inv.lines
+        if line.kind == "rerate"
+    }
     pending = {n: g for n, g in _by_document(adjustments, "DA-").items() if n not in billed}
     out: list[Invoice] = []
     for draft in sorted(drafts, key=lambda d: (d.date, d.customer, d.kind != REGULAR)):
-        due = [n for n, g in sorted(pending.items()) if g[0].customer == draft.customer and g[0].date < draft.date]
+        due = [
+            n
+            for n, g in sorted(pending.items())
+            if g[0].customer == draft.customer and g[0].date < draft.date
+        ]
         extra = [_debit_line(n, adj) for n in due for adj in pending.pop(n)]
         out.append(replace(draft, lines=(*draft.lines, *extra)) if extra else draft)
     if rules is None or through is None or not pending:
@@ -916,9 +1270,16 @@ def bill_debit_adjustments(drafts: Sequence[Invoice], adjustments: Sequence[Adju
 
 def _debit_line(number: str, adj: Adjustment) -> InvoiceLine:
     """The invoice line that bills one line of debit adjustment ``number`` (it settles unbilled)."""
-    return InvoiceLine(kind="rerate", description=f"{number} debit adjustment: {adj.label} of {adj.invoice} "
-                       f"re-rated from {adj.since.isoformat()}", account="unbilled", amount=adj.amount,
-                       cycle=adj.cycle, link=adj.link, meter=adj.meter)
+    return InvoiceLine(
+        kind="rerate",
+        description=f"{number} debit adjustment: {adj.label} of {adj.invoice} "
+        f"re-rated from {adj.since.isoformat()}",
+        account="unbilled",
+        amount=adj.amount,
+        cycle=adj.cycle,
+        link=adj.link,
+        meter=adj.meter,
+    )
 
 
 def parse_since(text: str, option: str = "--from") -> date:
@@ -937,4 +1298,3 @@ def parse_since(text: str, option: str = "--from") -> date:
     if day is None or len(text) != 10:  # fromisoformat also takes 20261001
         raise BadInput(f"{option}: {text!r} is not a date (YYYY-MM-DD)")
     return day
-

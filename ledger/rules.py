@@ -109,7 +109,9 @@ def _tolerance(value: Any) -> Tolerance:
     try:
         return Tolerance.parse(value)
     except DecimalError as exc:
-        raise ValueError(str(exc).removeprefix("value: ") + ' (a decimal string such as "5", or "0.1%")') from None
+        raise ValueError(
+            str(exc).removeprefix("value: ") + ' (a decimal string such as "5", or "0.1%")'
+        ) from None
 
 
 LiveTolerance = Annotated[Tolerance, BeforeValidator(_tolerance)]
@@ -239,7 +241,9 @@ class Plan(_Record):
         for version in self.versions:
             if version.effective > effective:
                 break
-            update.update({key: getattr(version, key) for key in VERSIONED if key in version.model_fields_set})
+            update.update(
+                {key: getattr(version, key) for key in VERSIONED if key in version.model_fields_set}
+            )
         return self.model_copy(update=update)
 
 
@@ -377,8 +381,10 @@ class _Source:
         if not path.exists():
             return
         if not path.is_file():
-            raise RulesError("is a directory, not a YAML file" if path.is_dir() else "not a regular file",
-                             file=self.name)
+            raise RulesError(
+                "is a directory, not a YAML file" if path.is_dir() else "not a regular file",
+                file=self.name,
+            )
         try:
             text = path.read_text(encoding="utf-8")
             node = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -390,26 +396,36 @@ class _Source:
             mark = getattr(exc, "problem_mark", None)
             problem = getattr(exc, "problem", None) or str(exc)
             raise RulesError(
-                f"invalid YAML: {problem}", file=self.name,
+                f"invalid YAML: {problem}",
+                file=self.name,
                 line=mark.line + 1 if mark is not None else None,
             ) from None
         if node is not None:
-            self._index(node, ())  # duplicate keys and impossible dates are refused here, with their line
+            self._index(
+                node, ()
+            )  # duplicate keys and impossible dates are refused here, with their line
         try:
             self.data = yaml.safe_load(text)
         except yaml.YAMLError as exc:  # what composing did not catch (an unknown tag, a bad merge)
             mark = getattr(exc, "problem_mark", None)
             problem = getattr(exc, "problem", None) or str(exc)
-            raise RulesError(f"invalid YAML: {problem}", file=self.name,
-                             line=mark.line + 1 if mark is not None else None) from None
+            raise RulesError(
+                f"invalid YAML: {problem}",
+                file=self.name,
+                line=mark.line + 1 if mark is not None else None,
+            ) from None
         if self.data is None:
             self.data = {}
         if not isinstance(self.data, dict):
             raise RulesError(f"expected a mapping with key {root_key!r}", file=self.name, line=1)
         unknown = sorted(str(k) for k in self.data if k != root_key)
         if unknown:
-            raise RulesError(f"unknown top-level key (expected {root_key!r})", file=self.name,
-                             key=unknown[0], line=self.line((unknown[0],)))
+            raise RulesError(
+                f"unknown top-level key (expected {root_key!r})",
+                file=self.name,
+                key=unknown[0],
+                line=self.line((unknown[0],)),
+            )
 
     def _index(self, node: yaml.Node, path: tuple[Any, ...]) -> None:
         """Record the line of every key path; refuse a key given twice in one mapping (YAML
@@ -418,12 +434,18 @@ class _Source:
         if isinstance(node, yaml.MappingNode):
             seen: set[tuple[str, Any]] = set()
             for key_node, value_node in node.value:
-                key = yaml.safe_load(yaml.serialize(key_node)) if not isinstance(key_node, yaml.ScalarNode) else key_node.value
+                key = (
+                    yaml.safe_load(yaml.serialize(key_node))
+                    if not isinstance(key_node, yaml.ScalarNode)
+                    else key_node.value
+                )
                 line = key_node.start_mark.line + 1
                 if key_node.tag != "tag:yaml.org,2002:merge":
                     identity = (key_node.tag, key if isinstance(key, str) else repr(key))
                     if identity in seen:
-                        raise RulesError("duplicate key", file=self.name, key=_dotted((*path, key)), line=line)
+                        raise RulesError(
+                            "duplicate key", file=self.name, key=_dotted((*path, key)), line=line
+                        )
                     seen.add(identity)
                 self.lines[(*path, key)] = line
                 self._index(value_node, (*path, key))
@@ -435,8 +457,12 @@ class _Source:
             try:
                 yaml.constructor.SafeConstructor().construct_yaml_timestamp(node)
             except (ValueError, OverflowError) as exc:
-                raise RulesError(f"{node.value!r} is not a date ({exc})", file=self.name, key=_dotted(path),
-                                 line=node.start_mark.line + 1) from None
+                raise RulesError(
+                    f"{node.value!r} is not a date ({exc})",
+                    file=self.name,
+                    key=_dotted(path),
+                    line=node.start_mark.line + 1,
+                ) from None
 
     def section(self) -> dict[Any, Any]:
         value = self.data.get(self.root_key) or {}
@@ -477,16 +503,17 @@ def _validate(model: type[BaseModel], data: Any, source: _Source, path: tuple[An
         raise source.error(message, (*path, *loc)) from None
 
 
-def load_rules(
-    rules_dir: Path, pricing_models: Mapping[str, PricingModel] | None = None
-) -> Rules:
+def load_rules(rules_dir: Path, pricing_models: Mapping[str, PricingModel] | None = None) -> Rules:
     """Load and cross-check the rules in ``rules_dir``.
 
     When ``pricing_models`` is given (the plugin manager's models by name),
     each charge's parameters are validated by its model into ``Charge.terms``.
     """
     if not rules_dir.is_dir():
-        raise RulesError(f"rules directory {rules_dir} " + ("is not a directory" if rules_dir.exists() else "not found"))
+        raise RulesError(
+            f"rules directory {rules_dir} "
+            + ("is not a directory" if rules_dir.exists() else "not found")
+        )
     meters_src = _Source(rules_dir / "meters.yaml", "meters")
     plans_src = _Source(rules_dir / "plans.yaml", "plans")
     customers_src = _Source(rules_dir / "customers.yaml", "customers")
@@ -503,7 +530,9 @@ def load_rules(
             raise meters_src.error("expected a mapping", path)
         meter = _validate(Meter, {**body, "id": str(mid)}, meters_src, path)
         if meter.aggregation != "count" and not meter.value:
-            raise meters_src.error(f"aggregation {meter.aggregation!r} needs 'value' (the property to read)", path)
+            raise meters_src.error(
+                f"aggregation {meter.aggregation!r} needs 'value' (the property to read)", path
+            )
         meters[str(mid)] = meter
 
     plans: dict[str, Plan] = {}
@@ -514,13 +543,17 @@ def load_rules(
             raise plans_src.error("expected a mapping", path)
         plan = _validate(Plan, {**body, "id": str(pid)}, plans_src, path)
         _check_plan_money(plan, plans_src, path)
-        charges = _parse_charges(plan.charges, meters, pricing_models, plans_src, (*path, "charges"))
+        charges = _parse_charges(
+            plan.charges, meters, pricing_models, plans_src, (*path, "charges")
+        )
         versions = _check_versions(plan, meters, pricing_models, plans_src, path)
         for meter, most in plan.max_caps.items():
             if meter not in meters:
                 raise plans_src.error(f"unknown meter {meter!r}", (*path, "max_caps", meter))
             if most <= 0:
-                raise plans_src.error("a maximum cap is a quantity above 0", (*path, "max_caps", meter))
+                raise plans_src.error(
+                    "a maximum cap is a quantity above 0", (*path, "max_caps", meter)
+                )
         plans[str(pid)] = plan.model_copy(update={"charges": charges, "versions": versions})
 
     customers: dict[str, Customer] = {}
@@ -536,7 +569,9 @@ def load_rules(
     overrides = accounts_src.section() if accounts_src.path.exists() else {}
     for key, template in overrides.items():
         if key not in DEFAULT_TEMPLATES:
-            raise accounts_src.error(f"unknown account key (known: {', '.join(DEFAULT_TEMPLATES)})", ("accounts", key))
+            raise accounts_src.error(
+                f"unknown account key (known: {', '.join(DEFAULT_TEMPLATES)})", ("accounts", key)
+            )
         if not isinstance(template, str):
             raise accounts_src.error("expected an account template string", ("accounts", key))
         problem = check_template(key, template)
@@ -554,9 +589,13 @@ def load_rules(
     )
 
 
-def _parse_charges(charges: tuple[Charge, ...], meters: Mapping[str, Meter],
-                   pricing_models: Mapping[str, PricingModel] | None, source: _Source,
-                   path: tuple[Any, ...]) -> tuple[Charge, ...]:
+def _parse_charges(
+    charges: tuple[Charge, ...],
+    meters: Mapping[str, Meter],
+    pricing_models: Mapping[str, PricingModel] | None,
+    source: _Source,
+    path: tuple[Any, ...],
+) -> tuple[Charge, ...]:
     """Check each charge's meter and let its pricing model validate the parameters into ``terms``."""
     parsed = []
     for i, charge in enumerate(charges):
@@ -567,16 +606,22 @@ def _parse_charges(charges: tuple[Charge, ...], meters: Mapping[str, Meter],
             model = pricing_models.get(charge.model)
             if model is None:
                 known = ", ".join(sorted(pricing_models))
-                raise source.error(f"unknown pricing model {charge.model!r} (known: {known})", (*cpath, "model"))
+                raise source.error(
+                    f"unknown pricing model {charge.model!r} (known: {known})", (*cpath, "model")
+                )
             try:
                 terms = model.parse(charge.params)
             except (PricingError, DecimalError) as exc:
                 raise source.error(f"{charge.model}: {exc}", cpath) from None
-            except Exception as exc:  # a plugin bug, not bad rules: name the plugin and where it failed
+            except (
+                Exception
+            ) as exc:  # a plugin bug, not bad rules: name the plugin and where it failed
                 detail = " ".join(str(exc).split())
-                raise PluginError(f"plugin {_origin(model)}: pricing model {charge.model!r} raised "
-                                  f"{type(exc).__name__}: {detail} parsing plan {path[1]!r} charge {i + 1} "
-                                  f"(meter {charge.meter}) at {source.name}:{source.line(cpath)}") from None
+                raise PluginError(
+                    f"plugin {_origin(model)}: pricing model {charge.model!r} raised "
+                    f"{type(exc).__name__}: {detail} parsing plan {path[1]!r} charge {i + 1} "
+                    f"(meter {charge.meter}) at {source.name}:{source.line(cpath)}"
+                ) from None
             charge = charge.model_copy(update={"terms": terms})
         parsed.append(charge)
     return tuple(parsed)
@@ -587,26 +632,41 @@ def _origin(model: PricingModel) -> str:
     return getattr(type(model), "__module__", None) or type(model).__name__
 
 
-def _check_versions(plan: Plan, meters: Mapping[str, Meter], pricing_models: Mapping[str, PricingModel] | None,
-                    source: _Source, path: tuple[Any, ...]) -> tuple[PlanVersion, ...]:
+def _check_versions(
+    plan: Plan,
+    meters: Mapping[str, Meter],
+    pricing_models: Mapping[str, PricingModel] | None,
+    source: _Source,
+    path: tuple[Any, ...],
+) -> tuple[PlanVersion, ...]:
     """Effective dates strictly increasing, currency and cycle unchanged, something changed, charges valid."""
     versions = []
     previous: date | None = None
     for i, version in enumerate(plan.versions):
         vpath = (*path, "versions", i)
         if previous is not None and version.effective <= previous:
-            raise source.error(f"effective {version.effective} must be after the previous version's "
-                               f"{previous} (versions go in increasing date order)", (*vpath, "effective"))
+            raise source.error(
+                f"effective {version.effective} must be after the previous version's "
+                f"{previous} (versions go in increasing date order)",
+                (*vpath, "effective"),
+            )
         previous = version.effective
         for key in ("currency", "cycle"):
             value = getattr(version, key)
             if value is not None and value != getattr(plan, key):
-                raise source.error(f"a version cannot change the plan's {key} ({getattr(plan, key)} → {value}); "
-                                   "make a new plan and change the subscription", (*vpath, key))
+                raise source.error(
+                    f"a version cannot change the plan's {key} ({getattr(plan, key)} → {value}); "
+                    "make a new plan and change the subscription",
+                    (*vpath, key),
+                )
         if not any(key in version.model_fields_set for key in VERSIONED):
-            raise source.error("a version changes charges, base_fee or minimum_commitment (none given)", vpath)
+            raise source.error(
+                "a version changes charges, base_fee or minimum_commitment (none given)", vpath
+            )
         if "charges" in version.model_fields_set:
-            charges = _parse_charges(version.charges, meters, pricing_models, source, (*vpath, "charges"))
+            charges = _parse_charges(
+                version.charges, meters, pricing_models, source, (*vpath, "charges")
+            )
             version = version.model_copy(update={"charges": charges})
         versions.append(version)
     return tuple(versions)
@@ -646,11 +706,13 @@ def _check_plan_money(plan: Plan, source: _Source, path: tuple[Any, ...]) -> Non
     terms += [((*path, "versions", i), version) for i, version in enumerate(plan.versions)]
     for tpath, term in terms:
         if term.base_fee is not None:
-            _check_money(term.base_fee.amount, plan.currency, source,
-                         (*tpath, "base_fee", "amount"))
+            _check_money(
+                term.base_fee.amount, plan.currency, source, (*tpath, "base_fee", "amount")
+            )
         if term.minimum_commitment is not None:
-            _check_money(term.minimum_commitment, plan.currency, source,
-                         (*tpath, "minimum_commitment"))
+            _check_money(
+                term.minimum_commitment, plan.currency, source, (*tpath, "minimum_commitment")
+            )
         for i, charge in enumerate(term.charges):
             params = charge.params
             for key in MONEY_PARAMS.get(charge.model, ()):
@@ -659,17 +721,28 @@ def _check_plan_money(plan: Plan, source: _Source, path: tuple[Any, ...]) -> Non
             tiers = params.get("tiers")
             for j, tier in enumerate(tiers if isinstance(tiers, list) else ()):
                 if isinstance(tier, dict) and "flat_price" in tier:
-                    _check_money(tier["flat_price"], plan.currency, source,
-                                 (*tpath, "charges", i, "tiers", j, "flat_price"))
+                    _check_money(
+                        tier["flat_price"],
+                        plan.currency,
+                        source,
+                        (*tpath, "charges", i, "tiers", j, "flat_price"),
+                    )
 
 
 def _check_id(source: _Source, ident: Any, path: tuple[Any, ...]) -> None:
     if not isinstance(ident, str) or not _ID.match(ident):
-        raise source.error("ids are 1..255 letters, digits, '_', '.' or '-' (they appear in ledger links)", path)
+        raise source.error(
+            "ids are 1..255 letters, digits, '_', '.' or '-' (they appear in ledger links)", path
+        )
 
 
-def _check_customer(customer: Customer, plans: Mapping[str, Plan], meters: Mapping[str, Meter],
-                    source: _Source, path: tuple[Any, ...]) -> None:
+def _check_customer(
+    customer: Customer,
+    plans: Mapping[str, Plan],
+    meters: Mapping[str, Meter],
+    source: _Source,
+    path: tuple[Any, ...],
+) -> None:
     previous: Subscription | None = None
     for i, sub in enumerate(customer.subscriptions):
         spath = (*path, "subscriptions", i)
@@ -678,12 +751,16 @@ def _check_customer(customer: Customer, plans: Mapping[str, Plan], meters: Mappi
             raise source.error(f"unknown plan {sub.plan!r}", (*spath, "plan"))
         if plan.currency != customer.currency:
             raise source.error(
-                f"plan {sub.plan!r} bills in {plan.currency} but the customer in {customer.currency}", (*spath, "plan"))
+                f"plan {sub.plan!r} bills in {plan.currency} but the customer in {customer.currency}",
+                (*spath, "plan"),
+            )
         if sub.end is not None and sub.end <= sub.start:
             raise source.error("end must be after start", (*spath, "end"))
         if previous is not None:
             if sub.start <= previous.start:
-                raise source.error("subscriptions must be in order of start date", (*spath, "start"))
+                raise source.error(
+                    "subscriptions must be in order of start date", (*spath, "start")
+                )
             if previous.end is not None and previous.end > sub.start:
                 raise source.error("overlaps the previous subscription", (*spath, "start"))
         previous = sub
@@ -692,7 +769,9 @@ def _check_customer(customer: Customer, plans: Mapping[str, Plan], meters: Mappi
             raise source.error(f"unknown meter {meter!r}", (*path, "caps", meter))
     for i, threshold in enumerate(customer.alert_thresholds):
         if threshold <= 0:
-            raise source.error("thresholds are fractions above 0 (0.8 = 80 %)", (*path, "alert_thresholds", i))
+            raise source.error(
+                "thresholds are fractions above 0 (0.8 = 80 %)", (*path, "alert_thresholds", i)
+            )
     _check_caps(customer, source, path)
     for i, grant in enumerate(customer.credits):
         if grant.amount <= 0:
@@ -714,33 +793,51 @@ def _check_caps(customer: Customer, source: _Source, path: tuple[Any, ...]) -> N
     if cap is not None:
         places = minor_units(customer.currency)
         if cap <= 0:
-            raise source.error(f"a spend cap is an amount of {customer.currency} above 0", (*path, "spend_cap"))
+            raise source.error(
+                f"a spend cap is an amount of {customer.currency} above 0", (*path, "spend_cap")
+            )
         if cap != cap.quantize(Decimal(1).scaleb(-places)):
-            raise source.error(f"{cap} has more decimal places than {customer.currency} ({places})",
-                               (*path, "spend_cap"))
+            raise source.error(
+                f"{cap} has more decimal places than {customer.currency} ({places})",
+                (*path, "spend_cap"),
+            )
     if customer.webhook is not None and not is_http_url(customer.webhook):
         raise source.error("expected an http:// or https:// URL", (*path, "webhook"))
 
 
-def _components(meters: Mapping[str, Meter], meters_src: _Source, plans: Mapping[str, Plan], plans_src: _Source,
-                customers: Mapping[str, Customer], customers_src: _Source) -> dict[tuple[str, str], str]:
+def _components(
+    meters: Mapping[str, Meter],
+    meters_src: _Source,
+    plans: Mapping[str, Plan],
+    plans_src: _Source,
+    customers: Mapping[str, Customer],
+    customers_src: _Source,
+) -> dict[tuple[str, str], str]:
     result: dict[tuple[str, str], str] = {}
     groups: list[tuple[str, Mapping[str, Any], _Source]] = [
-        ("meter", meters, meters_src), ("plan", plans, plans_src), ("customer", customers, customers_src)]
+        ("meter", meters, meters_src),
+        ("plan", plans, plans_src),
+        ("customer", customers, customers_src),
+    ]
     for kind, records, source in groups:
         taken: dict[str, str] = {}
         for ident, record in records.items():
             path = (f"{kind}s", ident)
             explicit = getattr(record, "account", None)
             if explicit is not None and not is_valid_component(explicit):
-                raise source.error(f"{explicit!r} is not a valid account component "
-                                   "(start with a capital letter or digit; letters, digits, '-')", (*path, "account"))
+                raise source.error(
+                    f"{explicit!r} is not a valid account component "
+                    "(start with a capital letter or digit; letters, digits, '-')",
+                    (*path, "account"),
+                )
             try:
                 name = explicit or component(ident)
             except ValueError as exc:
                 raise source.error(str(exc), path) from None
             if name in taken:
-                raise source.error(f"account component {name!r} is also used by {kind} {taken[name]!r}", path)
+                raise source.error(
+                    f"account component {name!r} is also used by {kind} {taken[name]!r}", path
+                )
             taken[name] = ident
             result[(kind, ident)] = name
     return result

@@ -272,8 +272,11 @@ def _typed(value: object, dtype: object = None) -> str | None:
 def _meta(meta: data.Meta | None) -> list[list[str | None]]:
     if not meta:
         return []
-    return [[key, _typed(value)] for key, value in sorted(meta.items())
-            if key not in ("filename", "lineno") and not key.startswith("__")]
+    return [
+        [key, _typed(value)]
+        for key, value in sorted(meta.items())
+        if key not in ("filename", "lineno") and not key.startswith("__")
+    ]
 
 
 def _cost(cost: object) -> list[str | None] | None:
@@ -282,8 +285,15 @@ def _cost(cost: object) -> list[str | None] | None:
     if isinstance(cost, data.Cost):
         return [_text(cost.number), cost.currency, _text(cost.date), cost.label]
     if isinstance(cost, data.CostSpec):  # unbooked: only if booking failed
-        return ["spec", _text(cost.number_per), _text(cost.number_total), _text(cost.currency),
-                _text(cost.date), _text(cost.label), _text(cost.merge)]
+        return [
+            "spec",
+            _text(cost.number_per),
+            _text(cost.number_total),
+            _text(cost.currency),
+            _text(cost.date),
+            _text(cost.label),
+            _text(cost.merge),
+        ]
     return [str(cost)]
 
 
@@ -302,10 +312,18 @@ def _document_path(entry: data.Document) -> str:
 
 def _fields(entry: data.Directive) -> tuple[str, list[Any]]:
     if isinstance(entry, data.Transaction):
-        postings = [[p.account, _amount(p.units), _cost(p.cost), _amount(p.price), p.flag, _meta(p.meta)]
-                    for p in entry.postings]
-        return "transaction", [entry.flag, entry.payee, entry.narration,
-                               _sorted(entry.tags), _sorted(entry.links), postings]
+        postings = [
+            [p.account, _amount(p.units), _cost(p.cost), _amount(p.price), p.flag, _meta(p.meta)]
+            for p in entry.postings
+        ]
+        return "transaction", [
+            entry.flag,
+            entry.payee,
+            entry.narration,
+            _sorted(entry.tags),
+            _sorted(entry.links),
+            postings,
+        ]
     if isinstance(entry, data.Balance):
         return "balance", [entry.account, _amount(entry.amount), _text(entry.tolerance)]
     if isinstance(entry, data.Open):
@@ -326,7 +344,12 @@ def _fields(entry: data.Directive) -> tuple[str, list[Any]]:
     if isinstance(entry, data.Price):
         return "price", [entry.currency, _amount(entry.amount)]
     if isinstance(entry, data.Document):
-        return "document", [entry.account, _document_path(entry), _sorted(entry.tags), _sorted(entry.links)]
+        return "document", [
+            entry.account,
+            _document_path(entry),
+            _sorted(entry.tags),
+            _sorted(entry.links),
+        ]
     if isinstance(entry, data.Custom):
         return "custom", [entry.type, [_typed(v.value, v.dtype) for v in entry.values]]
     return type(entry).__name__.lower(), []
@@ -334,8 +357,11 @@ def _fields(entry: data.Directive) -> tuple[str, list[Any]]:
 
 def _canonical(entry: data.Directive) -> tuple[str, str]:
     kind, fields = _fields(entry)
-    line = json.dumps([kind, entry.date.isoformat(), *fields, _meta(entry.meta)],
-                      ensure_ascii=False, separators=(",", ":"))
+    line = json.dumps(
+        [kind, entry.date.isoformat(), *fields, _meta(entry.meta)],
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
     return kind, line
 
 
@@ -427,7 +453,9 @@ def read_manifest(entry: data.Custom) -> list[str]:
 # -- directives ---------------------------------------------------------------
 
 
-def _custom(type_: str, month: str, values: Sequence[Any], meta: data.Meta | None = None) -> data.Custom:
+def _custom(
+    type_: str, month: str, values: Sequence[Any], meta: data.Meta | None = None
+) -> data.Custom:
     date = month_start(next_month(month))
     new_meta = data.new_metadata("<ledger.seal>", 0)
     new_meta.update(meta or {})
@@ -446,7 +474,9 @@ def manifest_directive(month: str, lines: Sequence[str]) -> data.Custom:
     return _custom(MANIFEST, month, [month, Decimal(len(lines))], meta)
 
 
-def build_seal(month: str, entries_of_ledger: Iterable[data.Directive], previous_hash: str) -> list[data.Directive]:
+def build_seal(
+    month: str, entries_of_ledger: Iterable[data.Directive], previous_hash: str
+) -> list[data.Directive]:
     """The manifest and seal directives that seal ``month``, ready to print at the end of its close file.
 
     ``entries_of_ledger`` are the entries as Beancount loads them from the
@@ -460,7 +490,10 @@ def build_seal(month: str, entries_of_ledger: Iterable[data.Directive], previous
         raise ValueError(f"{previous_hash!r} is not a seal hash (64 hex digits)")
     entries = sealed_entries(entries_of_ledger, month)
     this = seal_hash(month, previous_hash, month_digest(entries))
-    return [manifest_directive(month, manifest(entries)), seal_directive(month, previous_hash, this)]
+    return [
+        manifest_directive(month, manifest(entries)),
+        seal_directive(month, previous_hash, this),
+    ]
 
 
 # -- verification -------------------------------------------------------------
@@ -474,12 +507,21 @@ def read_seals(entries: Iterable[data.Directive]) -> tuple[list[Seal], list[Seal
         if not (isinstance(entry, data.Custom) and entry.type == SEAL):
             continue
         values = [v.value for v in entry.values]
-        if (len(values) == 3 and is_month(values[0])
-                and all(isinstance(v, str) and _HASH.fullmatch(v) for v in values[1:])):
+        if (
+            len(values) == 3
+            and is_month(values[0])
+            and all(isinstance(v, str) and _HASH.fullmatch(v) for v in values[1:])
+        ):
             seals.append(Seal(values[0], values[1], values[2], entry))
         else:
-            errors.append(SealError(entry.meta, 'malformed seal: expected custom "meterbook-seal" '
-                                    '"YYYY-MM" "<previous hash>" "<this hash>"', entry))
+            errors.append(
+                SealError(
+                    entry.meta,
+                    'malformed seal: expected custom "meterbook-seal" '
+                    '"YYYY-MM" "<previous hash>" "<this hash>"',
+                    entry,
+                )
+            )
     seals.sort(key=lambda s: s.month)
     return seals, errors
 
@@ -504,29 +546,47 @@ def _describe(line: str) -> str:
     return f'{date} {kind} "{text}"' if text else f"{date} {kind}"
 
 
-def _content_error(seal: Seal, stored: list[str], current: dict[str, list[data.Directive]]) -> SealError:
+def _content_error(
+    seal: Seal, stored: list[str], current: dict[str, list[data.Directive]]
+) -> SealError:
     """Name the first entry that differs between the manifest and the entries as loaded."""
     now = Counter({line: len(found) for line, found in current.items()})
     removed = Counter(stored) - now
     added = now - Counter(stored)
     removed_keys = {_manifest_key(line) for line in removed}
     added_keys = {_manifest_key(line) for line in added}
-    differences = [(_manifest_key(line), "changed" if _manifest_key(line) in removed_keys else "added", line)
-                   for line in added]
-    differences += [(_manifest_key(line), "removed", line) for line in removed
-                    if _manifest_key(line) not in added_keys]
+    differences = [
+        (_manifest_key(line), "changed" if _manifest_key(line) in removed_keys else "added", line)
+        for line in added
+    ]
+    differences += [
+        (_manifest_key(line), "removed", line)
+        for line in removed
+        if _manifest_key(line) not in added_keys
+    ]
     count = len(differences)
     plural = "difference" if count == 1 else "differences"
     if not differences:  # the manifest was only reordered: it cannot say what changed
-        return SealError(seal.entry.meta, f"month {seal.month} is sealed but its entries or its "
-                         "seal line changed", seal.entry)
+        return SealError(
+            seal.entry.meta,
+            f"month {seal.month} is sealed but its entries or its seal line changed",
+            seal.entry,
+        )
     _key, what, line = min(differences)
     if what == "removed":
-        return SealError(seal.entry.meta, f"month {seal.month} is sealed but an entry was removed: "
-                         f"{_describe(line)} ({count} {plural})", seal.entry)
+        return SealError(
+            seal.entry.meta,
+            f"month {seal.month} is sealed but an entry was removed: "
+            f"{_describe(line)} ({count} {plural})",
+            seal.entry,
+        )
     entry = current[line][0]
-    return SealError(entry.meta, f"month {seal.month} is sealed but an entry was {what}: "
-                     f"{_describe(line)} ({count} {plural})", entry)
+    return SealError(
+        entry.meta,
+        f"month {seal.month} is sealed but an entry was {what}: "
+        f"{_describe(line)} ({count} {plural})",
+        entry,
+    )
 
 
 def check(entries: Sequence[data.Directive]) -> tuple[list[SealStatus], list[SealError]]:
@@ -554,17 +614,26 @@ def check(entries: Sequence[data.Directive]) -> tuple[list[SealStatus], list[Sea
         # The chain: consecutive months, each pointing at the prior seal's recorded hash.
         if prior is None:
             if seal.previous != GENESIS:
-                fail(f"month {seal.month}: seal chain broken: the first seal's previous hash is "
-                     f"{seal.previous[:16]}…, not the genesis hash (was an earlier seal removed?)", seal.entry)
+                fail(
+                    f"month {seal.month}: seal chain broken: the first seal's previous hash is "
+                    f"{seal.previous[:16]}…, not the genesis hash (was an earlier seal removed?)",
+                    seal.entry,
+                )
         elif prior.month == seal.month:
             fail(f"month {seal.month} is sealed twice", seal.entry)
         else:
             if next_month(prior.month) != seal.month:
-                fail(f"month {seal.month}: seal chain broken: no seal for {next_month(prior.month)} "
-                     f"between {prior.month} and {seal.month}", seal.entry)
+                fail(
+                    f"month {seal.month}: seal chain broken: no seal for {next_month(prior.month)} "
+                    f"between {prior.month} and {seal.month}",
+                    seal.entry,
+                )
             if seal.previous != prior.hash:
-                fail(f"month {seal.month}: seal chain broken: previous hash {seal.previous[:16]}… is not "
-                     f"the {prior.month} seal hash {prior.hash[:16]}…", seal.entry)
+                fail(
+                    f"month {seal.month}: seal chain broken: previous hash {seal.previous[:16]}… is not "
+                    f"the {prior.month} seal hash {prior.hash[:16]}…",
+                    seal.entry,
+                )
 
         # The content and the seal line.
         lines: list[str] = []
@@ -578,29 +647,44 @@ def check(entries: Sequence[data.Directive]) -> tuple[list[SealStatus], list[Sea
         stored = read_manifest(found_manifests[0]) if found_manifests else None
         recomputed = seal_hash(seal.month, seal.previous, _digest(lines))
         if len(found_manifests) > 1:
-            fail(f"month {seal.month} has {len(found_manifests)} seal manifests", found_manifests[1])
+            fail(
+                f"month {seal.month} has {len(found_manifests)} seal manifests", found_manifests[1]
+            )
         if recomputed != seal.hash:
             if stored is None:
-                fail(f"month {seal.month} is sealed but its entries or its seal line changed "
-                     "(no manifest to name the entry)", seal.entry)
+                fail(
+                    f"month {seal.month} is sealed but its entries or its seal line changed "
+                    "(no manifest to name the entry)",
+                    seal.entry,
+                )
             elif stored != now:
                 problems.append(_content_error(seal, stored, current))
             else:
-                fail(f"month {seal.month}: seal line altered: recorded hash {seal.hash[:16]}…, "
-                     f"recomputed {recomputed[:16]}…", seal.entry)
+                fail(
+                    f"month {seal.month}: seal line altered: recorded hash {seal.hash[:16]}…, "
+                    f"recomputed {recomputed[:16]}…",
+                    seal.entry,
+                )
         elif stored is None:
             fail(f"month {seal.month}: seal manifest missing", seal.entry)
         elif stored != now:
-            fail(f"month {seal.month}: seal manifest altered (it no longer lists the sealed entries)",
-                 found_manifests[0])
+            fail(
+                f"month {seal.month}: seal manifest altered (it no longer lists the sealed entries)",
+                found_manifests[0],
+            )
 
         errors.extend(problems)
-        statuses.append(SealStatus(seal.month, seal.hash, not problems,
-                                   located(problems[0]) if problems else ""))
+        statuses.append(
+            SealStatus(
+                seal.month, seal.hash, not problems, located(problems[0]) if problems else ""
+            )
+        )
         prior = seal
 
     for month, orphans in sorted(manifests.items()):
-        errors.append(SealError(orphans[0].meta, f"month {month}: seal manifest without a seal", orphans[0]))
+        errors.append(
+            SealError(orphans[0].meta, f"month {month}: seal manifest without a seal", orphans[0])
+        )
     return statuses, errors
 
 
@@ -647,8 +731,13 @@ def covered_documents(entries: Iterable[data.Directive], month: str, books_dir: 
     return sorted(found)
 
 
-def coverage_text(month: str, books_dir: str, entries: Iterable[data.Directive], report: tuple[str, str],
-                  sealed_before: int) -> str:
+def coverage_text(
+    month: str,
+    books_dir: str,
+    entries: Iterable[data.Directive],
+    report: tuple[str, str],
+    sealed_before: int,
+) -> str:
     """The close-file lines written with the seal: the documents directive and the guard assertion.
 
     ``report``: the close report's path relative to the books folder and its text with
@@ -667,12 +756,18 @@ def coverage_text(month: str, books_dir: str, entries: Iterable[data.Directive],
     day = month_start(next_month(month)).isoformat()
     files = covered_documents(entries, month, books_dir)
     lines = [f'{day} custom "{DOCUMENTS}" "{month}" {len(files)}']
-    lines += [f'  d{n}: "{path} {file_digest(os.path.join(books_dir, path))}"' for n, path in enumerate(files, 1)]
+    lines += [
+        f'  d{n}: "{path} {file_digest(os.path.join(books_dir, path))}"'
+        for n, path in enumerate(files, 1)
+    ]
     report_path, report_text = report
     lines.append(f'  report: "{report_path} {report_digest(report_text, REPORT_PLACEHOLDER)}"')
-    lines += ["", f'; Credited only by plugin "ledger.seal" once it checked every seal through {month}:',
-              "; loaded without the plugin (bean-check, Fava), these books fail here.",
-              f"{day} balance {GUARD_ACCOUNT}  {sealed_before + 1} {GUARD_CURRENCY}"]
+    lines += [
+        "",
+        f'; Credited only by plugin "ledger.seal" once it checked every seal through {month}:',
+        "; loaded without the plugin (bean-check, Fava), these books fail here.",
+        f"{day} balance {GUARD_ACCOUNT}  {sealed_before + 1} {GUARD_CURRENCY}",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -684,21 +779,30 @@ class Coverage(NamedTuple):
     problems: tuple[str, ...]
 
 
-def check_documents(entries: Sequence[data.Directive], books_dir: str,
-                    ) -> tuple[list[Coverage], list[SealError]]:
+def check_documents(
+    entries: Sequence[data.Directive],
+    books_dir: str,
+) -> tuple[list[Coverage], list[SealError]]:
     """Hash every file a ``meterbook-seal-documents`` directive lists and compare; the close
     report with its month's seal hash put back to the placeholder (:func:`report_digest`)."""
     seals = {seal.month: seal.hash for seal in read_seals(entries)[0]}
     coverages: list[Coverage] = []
     errors: list[SealError] = []
     for entry in entries:
-        if not (isinstance(entry, data.Custom) and entry.type == DOCUMENTS and entry.values
-                and is_month(entry.values[0].value)):
+        if not (
+            isinstance(entry, data.Custom)
+            and entry.type == DOCUMENTS
+            and entry.values
+            and is_month(entry.values[0].value)
+        ):
             continue
         month = str(entry.values[0].value)
         problems: list[str] = []
-        listed = [(key, value) for key, value in (entry.meta or {}).items()
-                  if (re.fullmatch(r"d\d+", key) or key == "report") and isinstance(value, str)]
+        listed = [
+            (key, value)
+            for key, value in (entry.meta or {}).items()
+            if (re.fullmatch(r"d\d+", key) or key == "report") and isinstance(value, str)
+        ]
         for key, value in listed:
             path, _, recorded = value.rpartition(" ")
             full = os.path.join(books_dir, path)
@@ -709,15 +813,21 @@ def check_documents(entries: Sequence[data.Directive], books_dir: str,
                 else:
                     found = file_digest(full)
             except (OSError, UnicodeDecodeError) as exc:
-                problems.append(f"month {month} is sealed but its document {path} cannot be read: "
-                                f"{getattr(exc, 'strerror', None) or exc}")
+                problems.append(
+                    f"month {month} is sealed but its document {path} cannot be read: "
+                    f"{getattr(exc, 'strerror', None) or exc}"
+                )
                 continue
             if found != recorded:
                 what = "close report" if key == "report" else "document"
-                problems.append(f"month {month} is sealed but its {what} {path} was changed "
-                                f"(sha256 {found[:16]}…, sealed {recorded[:16]}…)")
+                problems.append(
+                    f"month {month} is sealed but its {what} {path} was changed "
+                    f"(sha256 {found[:16]}…, sealed {recorded[:16]}…)"
+                )
         errors.extend(SealError(entry.meta, problem, None) for problem in problems)
-        coverages.append(Coverage(month, sum(1 for key, _value in listed if key != "report"), tuple(problems)))
+        coverages.append(
+            Coverage(month, sum(1 for key, _value in listed if key != "report"), tuple(problems))
+        )
     return coverages, errors
 
 
@@ -731,16 +841,31 @@ def guard_entries(statuses: Sequence[SealStatus]) -> list[data.Directive]:
         return []
     meta = {"filename": "<ledger.seal>", "lineno": 0, GUARD_MARK: True}
     opened = month_start(statuses[0].month)
-    added: list[data.Directive] = [data.Open(dict(meta), opened, account, [], None)
-                                   for account in sorted(GUARD_ACCOUNTS)]
+    added: list[data.Directive] = [
+        data.Open(dict(meta), opened, account, [], None) for account in sorted(GUARD_ACCOUNTS)
+    ]
     for status in statuses:
         last = month_start(next_month(status.month)) - datetime.timedelta(days=1)
         one = Decimal(1)
-        added.append(data.Transaction(dict(meta), last, "*", None, f"ledger.seal checked the seal of {status.month}",
-                                      frozenset(), frozenset(), [
-                                          data.Posting(GUARD_ACCOUNT, Amount(one, GUARD_CURRENCY), None, None, None, None),
-                                          data.Posting(GUARD_SOURCE, Amount(-one, GUARD_CURRENCY), None, None, None,
-                                                       None)]))
+        added.append(
+            data.Transaction(
+                dict(meta),
+                last,
+                "*",
+                None,
+                f"ledger.seal checked the seal of {status.month}",
+                frozenset(),
+                frozenset(),
+                [
+                    data.Posting(
+                        GUARD_ACCOUNT, Amount(one, GUARD_CURRENCY), None, None, None, None
+                    ),
+                    data.Posting(
+                        GUARD_SOURCE, Amount(-one, GUARD_CURRENCY), None, None, None, None
+                    ),
+                ],
+            )
+        )
     return added
 
 
@@ -749,7 +874,9 @@ def verify_seals(entries: Sequence[data.Directive]) -> list[SealStatus]:
     return check(entries)[0]
 
 
-def seal(entries: list[data.Directive], options_map: dict[str, Any]) -> tuple[list[data.Directive], list[SealError]]:
+def seal(
+    entries: list[data.Directive], options_map: dict[str, Any]
+) -> tuple[list[data.Directive], list[SealError]]:
     """Beancount plugin: recompute every seal; a broken one is a load error.
 
     Args:

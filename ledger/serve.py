@@ -75,10 +75,14 @@ def check_host(host: str, *, allow_remote: bool) -> str | None:
     if is_loopback(host):
         return None
     if not allow_remote:
-        raise BadInput(f"--host {host} is not a loopback address: Fava has no authentication, anyone who can "
-                       "reach it reads the books; pass --allow-remote to serve it anyway")
-    return (f"warning: serving the books on {host}: Fava has no authentication, anyone who can reach this "
-            "address can read every entry, customer and amount (read-only)")
+        raise BadInput(
+            f"--host {host} is not a loopback address: Fava has no authentication, anyone who can "
+            "reach it reads the books; pass --allow-remote to serve it anyway"
+        )
+    return (
+        f"warning: serving the books on {host}: Fava has no authentication, anyone who can reach this "
+        "address can read every entry, customer and amount (read-only)"
+    )
 
 
 def main_file(workspace: Workspace) -> Path:

@@ -90,7 +90,9 @@ class Session:
     def open(cls, workspace: Workspace) -> Session:
         registry = load_registry(workspace.plugins_dir)
         rules = load_rules(workspace.rules_dir, registry.pricing_models)
-        check_tax_setup(workspace.rules_dir, workspace.config_file, rules)  # fails early, with its line
+        check_tax_setup(
+            workspace.rules_dir, workspace.config_file, rules
+        )  # fails early, with its line
         return cls(workspace, registry, rules, open_store(workspace.store_url))
 
     def today(self) -> date:
@@ -99,8 +101,15 @@ class Session:
     def rate(self, through: date, customers: Collection[str] | None = None) -> Rating:
         """Every cycle rated through ``through``; issued cycles with the plan version they
         were invoiced under (:mod:`ledger.rerate`)."""
-        return rate(self.engine, self.rules, self.registry.pricing_models, self.workspace.tz,
-                    through=through, customers=customers, pins=load_pins(self.engine))
+        return rate(
+            self.engine,
+            self.rules,
+            self.registry.pricing_models,
+            self.workspace.tz,
+            through=through,
+            customers=customers,
+            pins=load_pins(self.engine),
+        )
 
     def first_open(self) -> date:
         """The first day of the first month that is not sealed."""
@@ -118,8 +127,11 @@ class Session:
         for rated in rating.cycles:
             if rated.through not in rated.cycle.accrual_points():
                 continue
-            window = metering.Window(rated.cycle.customer, metering.cut_off_us(rated.cycle.start, tz),
-                                     metering.cut_off_us(rated.through + timedelta(days=1), tz))
+            window = metering.Window(
+                rated.cycle.customer,
+                metering.cut_off_us(rated.cycle.start, tz),
+                metering.cut_off_us(rated.through + timedelta(days=1), tz),
+            )
             digest = hashlib.sha256()
             for meter in sorted({c.meter for c in rated.charges}):
                 ev = metering.evidence(self.engine, self.rules.meters[meter], window)
@@ -142,38 +154,58 @@ class Session:
         staging = books.Staging()
         try:
             months = self.write(entries, documents, staging=staging)
-            self.record_posted(through)  # the store first: books behind it fail `check` until re-posted
+            self.record_posted(
+                through
+            )  # the store first: books behind it fail `check` until re-posted
         except BaseException:
             staging.discard()
             raise
         staging.commit()
         unissued = self.draft(rated[0], through)
-        return PostReport(through=through, entries=len(entries), months=months, invoices=len(invoices),
-                          unissued=len(unissued))
+        return PostReport(
+            through=through,
+            entries=len(entries),
+            months=months,
+            invoices=len(invoices),
+            unissued=len(unissued),
+        )
 
-    def generate(self, through: date, *, rated: Rated | None = None,
-                 ) -> tuple[list[data.Directive], dict[str, str], list[Invoice]]:
+    def generate(
+        self,
+        through: date,
+        *,
+        rated: Rated | None = None,
+    ) -> tuple[list[data.Directive], dict[str, str], list[Invoice]]:
         """The open months' entries up to ``through``, their documents and the invoices behind them.
 
         Nothing is generated for a sealed month: what regeneration would now put
         there is compared with the sealed files and the difference posted as
         late adjustments on the first open day (:func:`ledger.posting.catch_up`).
         """
-        require_unchanged_terms(self)  # an invoiced plan version edited in place: refuse (ledger.rerate)
+        require_unchanged_terms(
+            self
+        )  # an invoiced plan version edited in place: refuse (ledger.rerate)
         first_open = self.first_open()
         generated, documents, invoices = self.regenerate(through, rated=rated)
         if first_open > date.min and through >= first_open - timedelta(days=1):
             record = self.sealed_record()
             self.require_store_of_record(record)
-            entries, late = catch_up(generated, record, first_open=first_open,
-                                     rules_hash=self.rules.hash)
+            entries, late = catch_up(
+                generated, record, first_open=first_open, rules_hash=self.rules.hash
+            )
             entries = [*entries, *(e for e in late if e.date <= through)]
         else:  # a rating that stops inside the sealed months says nothing about them
             entries = [e for e in generated if e.date >= first_open]
         return entries, documents, invoices
 
-    def regenerate(self, through: date, *, evidence: bool = True, rated: Rated | None = None,
-                   first_open: date | None = None) -> tuple[list[data.Directive], dict[str, str], list[Invoice]]:
+    def regenerate(
+        self,
+        through: date,
+        *,
+        evidence: bool = True,
+        rated: Rated | None = None,
+        first_open: date | None = None,
+    ) -> tuple[list[data.Directive], dict[str, str], list[Invoice]]:
         """Every entry up to ``through`` derived from the store and the rating, sealed months
         included (what close asserts and check ties out against), with documents and invoices.
 
@@ -191,24 +223,40 @@ class Session:
         # Every issued invoice freezes its cycle's accruals, even one dated after ``through``:
         # the books hold the frozen figures from the day it was issued, and what arrived
         # since is late usage dated at the invoice or later (the freeze and late rules).
-        generated = [e for e in post(rating, self.rules, issued, first_open=first_open,
-                                     evidence=digests if evidence else None) if e.date <= through]
+        generated = [
+            e
+            for e in post(
+                rating,
+                self.rules,
+                issued,
+                first_open=first_open,
+                evidence=digests if evidence else None,
+            )
+            if e.date <= through
+        ]
         # payments and credit notes: stored facts settled against the invoices in date order
         payments = [p for p in load_payments(self.engine) if p.date <= through]
         notes = [n for n in load_credit_notes(self.engine) if n.date <= through]
         applications = [a for a in load_applications(self.engine) if a.date <= through]
         generated += payment_entries(payments, invoices, notes, self.rules, applications)
-        generated += credit_note_entries(notes, invoices, payments, self.rules, through=through,
-                                         applications=applications)
+        generated += credit_note_entries(
+            notes, invoices, payments, self.rules, through=through, applications=applications
+        )
         generated += application_entries(applications, payments, invoices, notes, self.rules)
         # reratings: their credit notes are marked, their debit adjustments posted (ledger.rerate)
         adjustments = [a for a in load_adjustments(self.engine) if a.date <= through]
-        generated = [*mark_credit_notes(generated, adjustments), *debit_entries(adjustments, self.rules)]
+        generated = [
+            *mark_credit_notes(generated, adjustments),
+            *debit_entries(adjustments, self.rules),
+        ]
         return generated, self.documents(invoices, notes, adjustments), invoices
 
-    def documents(self, invoices: Sequence[Invoice], notes: Sequence[CreditNote],
-                  adjustments: Sequence[Adjustment],
-                  ) -> dict[str, str]:
+    def documents(
+        self,
+        invoices: Sequence[Invoice],
+        notes: Sequence[CreditNote],
+        adjustments: Sequence[Adjustment],
+    ) -> dict[str, str]:
         """``{path under books/: content}`` of the documents of these invoices, credit notes and
         debit adjustments, as ``post`` writes them."""
         documents: dict[str, str] = {}
@@ -222,9 +270,11 @@ class Session:
     def issued_documents(self, through: date) -> dict[str, str]:
         """The documents of everything the store issued through ``through``
         (:meth:`documents`): what ``check`` compares the open months' files with."""
-        return self.documents([inv for inv in load_invoices(self.engine) if inv.date <= through],
-                              [n for n in load_credit_notes(self.engine) if n.date <= through],
-                              [a for a in load_adjustments(self.engine) if a.date <= through])
+        return self.documents(
+            [inv for inv in load_invoices(self.engine) if inv.date <= through],
+            [n for n in load_credit_notes(self.engine) if n.date <= through],
+            [a for a in load_adjustments(self.engine) if a.date <= through],
+        )
 
     def sealed_record(self) -> list[data.Directive]:
         """The entries of the sealed months' files, as written (parsed, not booked)."""
@@ -254,9 +304,14 @@ class Session:
             "reference": {p.reference for p in load_payments(self.engine)},
             "application": {a.reference for a in load_applications(self.engine)},
         }
-        names = {"invoice": "invoice", "grant_invoice": "invoice", "credit_note": "credit note",
-                 "debit_adjustment": "debit adjustment", "reference": "payment",
-                 "application": "cash application"}
+        names = {
+            "invoice": "invoice",
+            "grant_invoice": "invoice",
+            "credit_note": "credit note",
+            "debit_adjustment": "debit adjustment",
+            "reference": "payment",
+            "application": "cash application",
+        }
         missing: list[str] = []
         seen: set[tuple[str, str]] = set()
         for entry in record:
@@ -266,9 +321,15 @@ class Session:
                 if key == "invoice" and "reference" in entry.meta:
                     continue  # a payment names the invoice its payer wrote, which may not exist (unapplied cash)
                 value = entry.meta.get(key)
-                if isinstance(value, str) and value not in known and (names[key], value) not in seen:
+                if (
+                    isinstance(value, str)
+                    and value not in known
+                    and (names[key], value) not in seen
+                ):
                     seen.add((names[key], value))
-                    where = os.path.relpath(str(entry.meta.get("filename", "books")), self.workspace.root)
+                    where = os.path.relpath(
+                        str(entry.meta.get("filename", "books")), self.workspace.root
+                    )
                     missing.append(f"{where}:{entry.meta.get('lineno', 0)}: {names[key]} {value}")
         return missing
 
@@ -281,7 +342,8 @@ class Session:
                 f"{missing[0]} is sealed in the books but not in the store {url}"
                 + (f" ({len(missing) - 1} more records missing)" if len(missing) > 1 else "")
                 + ": these books were posted from another store; restore it (or rebuild the demo with "
-                "`meterbook demo`). Nothing was written: meterbook does not post against sealed history")
+                "`meterbook demo`). Nothing was written: meterbook does not post against sealed history"
+            )
 
     def require_writable_books(self) -> None:
         """Refuse (exit 2) unless ``books/`` and ``books/documents/`` take a new file
@@ -290,10 +352,17 @@ class Session:
             problem = books.unwritable(folder)
             if problem is not None:
                 probe, reason = problem
-                raise BadInput(f"{probe}: {reason}: the books cannot be written, so nothing was issued")
+                raise BadInput(
+                    f"{probe}: {reason}: the books cannot be written, so nothing was issued"
+                )
 
-    def write(self, entries: list[data.Directive], documents: dict[str, str], *,
-              staging: books.Staging | None = None) -> tuple[str, ...]:
+    def write(
+        self,
+        entries: list[data.Directive],
+        documents: dict[str, str],
+        *,
+        staging: books.Staging | None = None,
+    ) -> tuple[str, ...]:
         """Write the documents, then the books (:func:`ledger.books.write_books`); with
         ``staging``, only stage them there for the caller to put in place."""
         books_dir = self.workspace.books_dir
@@ -308,7 +377,10 @@ class Session:
             if digest is not None and digest != sealed[relative]:
                 continue
             staged.add(books_dir / relative, content)
-        currencies = sorted({self.workspace.operating_currency} | {c.currency for c in self.rules.customers.values()})
+        currencies = sorted(
+            {self.workspace.operating_currency}
+            | {c.currency for c in self.rules.customers.values()}
+        )
         options = {"title": self.workspace.title}
         written = books.write_books(
             books_dir,
@@ -332,8 +404,11 @@ class Session:
         comparing = books.Comparing()
         self.write(entries, documents, staging=comparing)
         books_dir = self.workspace.books_dir
-        return [path.relative_to(books_dir).as_posix() for path in comparing.differs
-                if path.relative_to(books_dir).as_posix() not in documents]
+        return [
+            path.relative_to(books_dir).as_posix()
+            for path in comparing.differs
+            if path.relative_to(books_dir).as_posix() not in documents
+        ]
 
     def issued_invoices(self) -> list[Invoice]:
         """Every issued invoice in number order, with those :meth:`invoice` is issuing (numbered,
@@ -343,7 +418,9 @@ class Session:
     def posted_through(self) -> date | None:
         """The day the books were last posted through, as the store recorded it (None: never)."""
         with self.engine.connect() as conn:
-            value = conn.execute(select(meta_table.c.value).where(meta_table.c.key == POSTED_THROUGH)).scalar()
+            value = conn.execute(
+                select(meta_table.c.value).where(meta_table.c.key == POSTED_THROUGH)
+            ).scalar()
         return date.fromisoformat(value) if value else None
 
     def record_posted(self, through: date) -> None:
@@ -353,22 +430,41 @@ class Session:
         with self.engine.begin() as conn:
             record_posted(conn, through)
 
-    def draft(self, rating: Rating, through: date, *, issued: Sequence[Invoice] | None = None,
-              evidence: Mapping[tuple[str, date], str] | None = None, redrafting: Invoice | None = None,
-              ) -> list[Invoice]:
+    def draft(
+        self,
+        rating: Rating,
+        through: date,
+        *,
+        issued: Sequence[Invoice] | None = None,
+        evidence: Mapping[tuple[str, date], str] | None = None,
+        redrafting: Invoice | None = None,
+    ) -> list[Invoice]:
         """The invoices dated on or before ``through`` that ``issued`` (default: every issued
         invoice) leaves to issue: :func:`ledger.invoicing.draft_invoices`, then the debit
         adjustments recorded by then (:func:`ledger.rerate.bill_debit_adjustments`)."""
         issued = self.issued_invoices() if issued is None else list(issued)
-        drafts = draft_invoices(rating, self.rules, issued, through=through, first_open=self.first_open(),
-                                evidence=evidence, redrafting=redrafting)
+        drafts = draft_invoices(
+            rating,
+            self.rules,
+            issued,
+            through=through,
+            first_open=self.first_open(),
+            evidence=evidence,
+            redrafting=redrafting,
+        )
         adjustments = [a for a in load_adjustments(self.engine) if a.date <= through]
-        drafts = bill_debit_adjustments(drafts, adjustments, issued, rules=self.rules,
-                                        through=through)
+        drafts = bill_debit_adjustments(
+            drafts, adjustments, issued, rules=self.rules, through=through
+        )
         # then the tax plugins decide each draft's tax (ledger.tax); none answering: untaxed
-        return apply_taxes(drafts, registry=self.registry, rules=self.rules,
-                           rules_dir=self.workspace.rules_dir, config=self.workspace.config_file,
-                           issued=issued)
+        return apply_taxes(
+            drafts,
+            registry=self.registry,
+            rules=self.rules,
+            rules_dir=self.workspace.rules_dir,
+            config=self.workspace.config_file,
+            issued=issued,
+        )
 
     def correct_subscriptions(self, through: date) -> list[str]:
         """Subscriptions edited after invoicing (:mod:`ledger.subscriptions`): refuse an edit to
@@ -385,8 +481,13 @@ class Session:
         require_unissued_days(self)
         return correct_fee_changes(self, through)
 
-    def invoice(self, through: date, *, gate: Callable[[list[Invoice]], list[Invoice]] | None = None,
-                post_through: date | None = None) -> list[Invoice]:
+    def invoice(
+        self,
+        through: date,
+        *,
+        gate: Callable[[list[Invoice]], list[Invoice]] | None = None,
+        post_through: date | None = None,
+    ) -> list[Invoice]:
         """Issue every invoice dated on or before ``through`` not issued yet, then re-post
         through ``post_through`` (default ``through``; ``close`` keeps the later months posted).
 
@@ -417,7 +518,9 @@ class Session:
             self.post(post_through, rated=rated)
             drafts = gate(drafts)
         numbered = number(self.engine, drafts)
-        self._issuing = tuple(Invoice.from_json(inv.to_json()) for inv in numbered)  # as the store gives them back
+        self._issuing = tuple(
+            Invoice.from_json(inv.to_json()) for inv in numbered
+        )  # as the store gives them back
         staging = books.Staging()
         try:
             entries, documents, _invoices = self.generate(post_through, rated=rated)

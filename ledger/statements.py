@@ -183,7 +183,9 @@ class Evidence:
 
     file: str
     rows: int
-    per_meter: tuple[tuple[str, int, Decimal | None], ...]  # (meter, rows, Σ quantity for count/sum)
+    per_meter: tuple[
+        tuple[str, int, Decimal | None], ...
+    ]  # (meter, rows, Σ quantity for count/sum)
     sha256: str
 
 
@@ -204,19 +206,27 @@ def pick_cycle(rules: Rules, customer: str, which: str, today: date) -> Cycle:
     """The customer's cycle containing ``today`` (``which="current"``) or the date ``which``."""
     if customer not in rules.customers:
         known = ", ".join(sorted(rules.customers)[:5])
-        raise BadInput(f"unknown customer {customer!r} (customers: {known}{', …' if len(rules.customers) > 5 else ''})")
+        raise BadInput(
+            f"unknown customer {customer!r} (customers: {known}{', …' if len(rules.customers) > 5 else ''})"
+        )
     if which == "current":
         day = today
     else:
         try:
             day = date.fromisoformat(which)
         except ValueError:
-            raise BadInput(f"--cycle: {which!r} is neither 'current' nor a date YYYY-MM-DD") from None
+            raise BadInput(
+                f"--cycle: {which!r} is neither 'current' nor a date YYYY-MM-DD"
+            ) from None
     cycle = cycle_at(rules.customers[customer], rules.plans, day)
     if cycle is None:
-        raise BadInput(f"--cycle: customer {customer!r} has no billing cycle containing {day.isoformat()}")
+        raise BadInput(
+            f"--cycle: customer {customer!r} has no billing cycle containing {day.isoformat()}"
+        )
     if cycle.start > today:
-        raise BadInput(f"--cycle: the cycle {cycle.key} has not started yet (today is {today.isoformat()})")
+        raise BadInput(
+            f"--cycle: the cycle {cycle.key} has not started yet (today is {today.isoformat()})"
+        )
     return cycle
 
 
@@ -236,22 +246,52 @@ def build_statement(session: Session, cycle: Cycle, *, today: date) -> Statement
     lines = list(cycle_lines(rated, rules))
     fee = rated.base_fee
     if fee is not None and fee.timing == "advance" and fee.billed:
-        lines.insert(0, InvoiceLine(kind="base_fee", description=f"{cycle.plan} base fee {cycle.key} (in advance)",
-                                    account="deferred", amount=fee.billed, cycle=cycle.key, link=cycle.link))
+        lines.insert(
+            0,
+            InvoiceLine(
+                kind="base_fee",
+                description=f"{cycle.plan} base fee {cycle.key} (in advance)",
+                account="deferred",
+                amount=fee.billed,
+                cycle=cycle.key,
+                link=cycle.link,
+            ),
+        )
     remaining = _credit_remaining(rules, rating, cycle.customer, through)
 
     changes = cap_changes(engine)  # the customer's own cap changes (``meterbook api``'s portal)
     capped = set(customer.caps) | {m for c, m in changes if c == customer.id and m in rules.meters}
     meter_ids = list(dict.fromkeys(c.meter for c in plan.charges))
     meter_ids += sorted(m for m in capped if m not in meter_ids)
-    progress = cycle_progress(engine, rules, models, tz, [(cycle, through)], spend=customer.spend_cap is not None,
-                              changes=changes)[0]
-    meters = tuple(_meter_usage(engine, rules.meters[m], cycle, through, tz, rated, progress) for m in meter_ids)
+    progress = cycle_progress(
+        engine,
+        rules,
+        models,
+        tz,
+        [(cycle, through)],
+        spend=customer.spend_cap is not None,
+        changes=changes,
+    )[0]
+    meters = tuple(
+        _meter_usage(engine, rules.meters[m], cycle, through, tz, rated, progress)
+        for m in meter_ids
+    )
     projection = _project(session, cycle, through, rated, remaining)
     caps = _caps(rules, progress, projection, meters, session, changes)
-    return Statement(customer=customer.id, name=customer.name or customer.id, currency=customer.currency, cycle=cycle,
-                     through=through, meters=meters, lines=tuple(lines), credit_applied=rated.credit_applied,
-                     credit_remaining=remaining, projection=projection, caps=caps, rules=rules.hash)
+    return Statement(
+        customer=customer.id,
+        name=customer.name or customer.id,
+        currency=customer.currency,
+        cycle=cycle,
+        through=through,
+        meters=meters,
+        lines=tuple(lines),
+        credit_applied=rated.credit_applied,
+        credit_remaining=remaining,
+        projection=projection,
+        caps=caps,
+        rules=rules.hash,
+    )
 
 
 def terms_of(session: Session, cycle: Cycle) -> Plan:
@@ -259,14 +299,18 @@ def terms_of(session: Session, cycle: Cycle) -> Plan:
     or the one its invoice pinned (:func:`ledger.rating.cycle_plan`)."""
     from ledger.rerate import load_pins
 
-    return cycle_plan(session.rules.plans[cycle.plan], cycle, load_pins(session.engine).get(cycle.link))
+    return cycle_plan(
+        session.rules.plans[cycle.plan], cycle, load_pins(session.engine).get(cycle.link)
+    )
 
 
 def _rated(rating: Rating, cycle: Cycle, through: date) -> CycleRating:
     for rated in rating.cycles:
         if rated.cycle == cycle and rated.through == through:
             return rated
-    raise AssertionError(f"the rating has no point {through} for {cycle.key}")  # rating_points includes it
+    raise AssertionError(
+        f"the rating has no point {through} for {cycle.key}"
+    )  # rating_points includes it
 
 
 def _credit_remaining(rules: Rules, rating: Rating, customer: str, through: date) -> Decimal:
@@ -274,22 +318,38 @@ def _credit_remaining(rules: Rules, rating: Rating, customer: str, through: date
     total = sum((g.amount for g in rules.customers[customer].credits if g.granted <= through), ZERO)
     for movement in rating.credits:
         if movement.customer == customer and movement.day <= through:
-            total += {"draw": -1, "return": 1, "breakage": -1, "credit_note": -1}[movement.kind] * movement.amount
+            total += {"draw": -1, "return": 1, "breakage": -1, "credit_note": -1}[
+                movement.kind
+            ] * movement.amount
     return total
 
 
-def _meter_usage(engine: Engine, meter: Meter, cycle: Cycle, through: date, tz: ZoneInfo, rated: CycleRating,
-                 progress: CycleProgress) -> MeterUsage:
-    daily = daily_usage(engine, meter, start=cycle.start, end=through + _DAY, tz=tz, customers=[cycle.customer])
+def _meter_usage(
+    engine: Engine,
+    meter: Meter,
+    cycle: Cycle,
+    through: date,
+    tz: ZoneInfo,
+    rated: CycleRating,
+    progress: CycleProgress,
+) -> MeterUsage:
+    daily = daily_usage(
+        engine, meter, start=cycle.start, end=through + _DAY, tz=tz, customers=[cycle.customer]
+    )
     charged = [c for c in rated.charges if c.meter == meter.id]
     if charged:
         quantity, count = charged[0].quantity, charged[0].events
     else:  # a capped meter the plan does not price
         quantity = progress.quantities[meter.id][-1]
         count = sum(d.usage.events for d in daily)
-    return MeterUsage(meter=meter.id, unit=meter.unit, aggregation=meter.aggregation,
-                      daily=tuple((d.day, d.usage.quantity, d.usage.events) for d in daily),
-                      quantity=quantity, events=count)
+    return MeterUsage(
+        meter=meter.id,
+        unit=meter.unit,
+        aggregation=meter.aggregation,
+        daily=tuple((d.day, d.usage.quantity, d.usage.events) for d in daily),
+        quantity=quantity,
+        events=count,
+    )
 
 
 def _scale(value: Decimal, factor: Fraction) -> Decimal:
@@ -299,7 +359,9 @@ def _scale(value: Decimal, factor: Fraction) -> Decimal:
     return normalize(exact.quantize(places, rounding=ROUND_HALF_EVEN))
 
 
-def _project(session: Session, cycle: Cycle, through: date, rated: CycleRating, remaining: Decimal) -> Projection:
+def _project(
+    session: Session, cycle: Cycle, through: date, rated: CycleRating, remaining: Decimal
+) -> Projection:
     rules, tz = session.rules, session.workspace.tz
     models = session.registry.pricing_models
     plan = terms_of(session, cycle)
@@ -312,61 +374,115 @@ def _project(session: Session, cycle: Cycle, through: date, rated: CycleRating, 
         bands = tuple(models[charge.model].bands(charge.terms))
         usage = measure(session.engine, meter, [window], bands)[window]
         if meter.aggregation in RUN_RATE_AGGREGATIONS and factor != 1:
-            usage = Usage(quantity=_scale(usage.quantity, factor), events=round(usage.events * factor),
-                          bands=tuple(Band(b.upper, round(b.count * factor), _scale(b.total, factor))
-                                      for b in usage.bands))
+            usage = Usage(
+                quantity=_scale(usage.quantity, factor),
+                events=round(usage.events * factor),
+                bands=tuple(
+                    Band(b.upper, round(b.count * factor), _scale(b.total, factor))
+                    for b in usage.bands
+                ),
+            )
         amount = charge_amount(models, charge, usage, plan.currency, cycle)  # at the cycle's end
         to_date = next(c.quantity for c in rated.charges if c.index == len(charges))
-        charges.append(ChargeProjection(meter=charge.meter, quantity=to_date, projected_quantity=usage.quantity,
-                                        projected_amount=amount))
+        charges.append(
+            ChargeProjection(
+                meter=charge.meter,
+                quantity=to_date,
+                projected_quantity=usage.quantity,
+                projected_amount=amount,
+            )
+        )
     usage_total = sum((c.projected_amount for c in charges), ZERO)
     base_fee = rated.base_fee.billed if rated.base_fee is not None else ZERO
     commitment = ZERO
     if plan.minimum_commitment is not None:
-        minimum = round_money(plan.minimum_commitment * cycle.proration().numerator
-                              / Decimal(cycle.proration().denominator), plan.currency)
+        minimum = round_money(
+            plan.minimum_commitment
+            * cycle.proration().numerator
+            / Decimal(cycle.proration().denominator),
+            plan.currency,
+        )
         commitment = max(ZERO, minimum - usage_total)
     credit = min(usage_total, rated.credit_applied + remaining)
     if elapsed == cycle.days:
-        method = ("The cycle is finished: the projection is the actual total (quantities to date priced with "
-                  f"plan {cycle.plan}).")
+        method = (
+            "The cycle is finished: the projection is the actual total (quantities to date priced with "
+            f"plan {cycle.plan})."
+        )
     else:
-        method = (f"Run rate: quantity to date ÷ {elapsed} elapsed days × {cycle.days} days in the cycle, for "
-                  "count and sum meters (max, latest and unique-count meters keep their value to date), "
-                  f"priced with plan {cycle.plan}; plus the base fee, the minimum commitment's shortfall "
-                  "against the projected usage, less prepaid credit up to what is applied and remaining.")
-    return Projection(method=method, elapsed_days=elapsed, cycle_days=cycle.days, charges=tuple(charges),
-                      usage=usage_total, base_fee=base_fee, commitment=commitment, credit=credit)
+        method = (
+            f"Run rate: quantity to date ÷ {elapsed} elapsed days × {cycle.days} days in the cycle, for "
+            "count and sum meters (max, latest and unique-count meters keep their value to date), "
+            f"priced with plan {cycle.plan}; plus the base fee, the minimum commitment's shortfall "
+            "against the projected usage, less prepaid credit up to what is applied and remaining."
+        )
+    return Projection(
+        method=method,
+        elapsed_days=elapsed,
+        cycle_days=cycle.days,
+        charges=tuple(charges),
+        usage=usage_total,
+        base_fee=base_fee,
+        commitment=commitment,
+        credit=credit,
+    )
 
 
-def _caps(rules: Rules, progress: CycleProgress, projection: Projection, meters: Sequence[MeterUsage],
-          session: Session, changes: CapChanges) -> tuple[CapUse, ...]:
+def _caps(
+    rules: Rules,
+    progress: CycleProgress,
+    projection: Projection,
+    meters: Sequence[MeterUsage],
+    session: Session,
+    changes: CapChanges,
+) -> tuple[CapUse, ...]:
     customer = rules.customers[progress.cycle.customer]
     alerts = crossings(progress, rules, session.workspace.alerts, changes)
     factor = Fraction(projection.cycle_days, projection.elapsed_days)
     caps = []
     last = progress.days[-1] if progress.days else progress.cycle.start
     for meter in sorted(progress.quantities):
-        cap = cap_on(rules, customer.id, meter, last, changes)  # in force on the statement's last day
+        cap = cap_on(
+            rules, customer.id, meter, last, changes
+        )  # in force on the statement's last day
         if cap is None:
             continue
         used = progress.quantities[meter][-1] if progress.days else ZERO
         aggregation = rules.meters[meter].aggregation
         projected = _scale(used, factor) if aggregation in RUN_RATE_AGGREGATIONS else used
-        caps.append(CapUse(kind="usage_cap", meter=meter, unit=rules.meters[meter].unit, cap=cap, used=used,
-                           projected=projected, crossed=tuple(a for a in alerts if a.meter == meter)))
+        caps.append(
+            CapUse(
+                kind="usage_cap",
+                meter=meter,
+                unit=rules.meters[meter].unit,
+                cap=cap,
+                used=used,
+                projected=projected,
+                crossed=tuple(a for a in alerts if a.meter == meter),
+            )
+        )
     if customer.spend_cap is not None:
         used = progress.spend[-1] if progress.spend else ZERO
-        caps.append(CapUse(kind="spend_cap", meter=None, unit=customer.currency, cap=customer.spend_cap, used=used,
-                           projected=projection.usage, crossed=tuple(a for a in alerts if a.kind == "spend_cap")))
+        caps.append(
+            CapUse(
+                kind="spend_cap",
+                meter=None,
+                unit=customer.currency,
+                cap=customer.spend_cap,
+                used=used,
+                projected=projection.usage,
+                crossed=tuple(a for a in alerts if a.kind == "spend_cap"),
+            )
+        )
     return tuple(caps)
 
 
 # --- the evidence CSV --------------------------------------------------------------------
 
 
-def evidence_rows(engine: Engine, meters: Sequence[Meter], customer: str, start_us: int, end_us: int,
-                  tz: ZoneInfo) -> Iterator[tuple[str, ...]]:
+def evidence_rows(
+    engine: Engine, meters: Sequence[Meter], customer: str, start_us: int, end_us: int, tz: ZoneInfo
+) -> Iterator[tuple[str, ...]]:
     """One row per event and meter it counts for, streamed from the store in ``(time, source, id)`` order.
 
     The meter's filter is applied here as metering applies it (property text
@@ -379,20 +495,44 @@ def evidence_rows(engine: Engine, meters: Sequence[Meter], customer: str, start_
         for meter in meters:
             order: list[Any] = [events.c.time_us, events.c.source, events.c.event_id]
             if pg:
-                order = [events.c.time_us, events.c.source.collate("C"), events.c.event_id.collate("C")]
-            query = (sa.select(events.c.source, events.c.event_id, events.c.type, events.c.time_us,
-                               events.c.properties, events.c.numbers)
-                     .where(events.c.customer == customer, events.c.type == meter.event_type,
-                            events.c.time_us >= start_us, events.c.time_us < end_us)
-                     .order_by(*order))
+                order = [
+                    events.c.time_us,
+                    events.c.source.collate("C"),
+                    events.c.event_id.collate("C"),
+                ]
+            query = (
+                sa.select(
+                    events.c.source,
+                    events.c.event_id,
+                    events.c.type,
+                    events.c.time_us,
+                    events.c.properties,
+                    events.c.numbers,
+                )
+                .where(
+                    events.c.customer == customer,
+                    events.c.type == meter.event_type,
+                    events.c.time_us >= start_us,
+                    events.c.time_us < end_us,
+                )
+                .order_by(*order)
+            )
             result = conn.execution_options(stream_results=True, yield_per=10_000).execute(query)
             for source, event_id, type_, time_us, properties, numbers in result:
                 props = json.loads(properties)
                 if any(props.get(k) != v for k, v in meter.filter.items()):
                     continue
                 when = from_us(time_us)
-                yield (meter.id, when.astimezone(tz).date().isoformat(), when.isoformat().replace("+00:00", "Z"),
-                       source, event_id, type_, _event_quantity(meter, props, json.loads(numbers)), properties)
+                yield (
+                    meter.id,
+                    when.astimezone(tz).date().isoformat(),
+                    when.isoformat().replace("+00:00", "Z"),
+                    source,
+                    event_id,
+                    type_,
+                    _event_quantity(meter, props, json.loads(numbers)),
+                    properties,
+                )
 
 
 def _event_quantity(meter: Meter, props: dict[str, str], numbers: dict[str, list[int]]) -> str:
@@ -405,7 +545,9 @@ def _event_quantity(meter: Meter, props: dict[str, str], numbers: dict[str, list
     return str(from_units_nanos(pair[0], pair[1])) if pair else ""
 
 
-def write_evidence(path: Path, rows: Iterator[tuple[str, ...]], meters: Sequence[Meter]) -> Evidence:
+def write_evidence(
+    path: Path, rows: Iterator[tuple[str, ...]], meters: Sequence[Meter]
+) -> Evidence:
     """Stream ``rows`` into ``path`` atomically (temporary file, fsync, rename); count and digest them."""
     path.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
@@ -440,13 +582,27 @@ def write_evidence(path: Path, rows: Iterator[tuple[str, ...]], meters: Sequence
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    per_meter = tuple((m.id, counts[m.id], normalize(sums[m.id]) if m.aggregation in RUN_RATE_AGGREGATIONS else None)
-                      for m in meters)
-    return Evidence(file=path.name, rows=sum(counts.values()), per_meter=per_meter, sha256=digest.hexdigest())
+    per_meter = tuple(
+        (
+            m.id,
+            counts[m.id],
+            normalize(sums[m.id]) if m.aggregation in RUN_RATE_AGGREGATIONS else None,
+        )
+        for m in meters
+    )
+    return Evidence(
+        file=path.name, rows=sum(counts.values()), per_meter=per_meter, sha256=digest.hexdigest()
+    )
 
 
-def write_statement(session: Session, customer: str, *, which: str = "current", out: Path | None = None,
-                    today: date | None = None) -> StatementFiles:
+def write_statement(
+    session: Session,
+    customer: str,
+    *,
+    which: str = "current",
+    out: Path | None = None,
+    today: date | None = None,
+) -> StatementFiles:
     """Build the statement and write ``<out>/<customer>-<cycle start>.csv`` and ``.html``.
 
     ``out`` defaults to ``statements/`` in the workspace; ``today`` to today in the workspace timezone.
@@ -458,8 +614,14 @@ def write_statement(session: Session, customer: str, *, which: str = "current", 
     tz = session.workspace.tz
     meters = [session.rules.meters[m.meter] for m in statement.meters]
     csv_path = out / f"{cycle.link}.csv"
-    rows = evidence_rows(session.engine, meters, cycle.customer, cut_off_us(cycle.start, tz),
-                         cut_off_us(statement.through + _DAY, tz), tz)
+    rows = evidence_rows(
+        session.engine,
+        meters,
+        cycle.customer,
+        cut_off_us(cycle.start, tz),
+        cut_off_us(statement.through + _DAY, tz),
+        tz,
+    )
     evidence = write_evidence(csv_path, rows, meters)
     html_path = out / f"{cycle.link}.html"
     write_atomic(html_path, statement_html(statement, evidence))
@@ -502,23 +664,29 @@ def _chart(usage: MeterUsage, cycle: Cycle) -> str:
     slot = Decimal(width - left - 8) / cycle.days
     peak = max((max(q, ZERO) for _d, q, _e in usage.daily), default=ZERO)
     base = top + plot_h
-    parts = [f"<svg viewBox='0 0 {width} {height}' role='img' aria-label='daily {escape(usage.meter)}'>",
-             f"<line class='axis' x1='{left}' y1='{base}' x2='{width - 8}' y2='{base}'/>",
-             f"<line class='axis' x1='{left}' y1='{top}' x2='{left}' y2='{base}'/>",
-             f"<text x='{left - 4}' y='{top + 8}' text-anchor='end'>{peak:,}</text>",
-             f"<text x='{left - 4}' y='{base}' text-anchor='end'>0</text>"]
+    parts = [
+        f"<svg viewBox='0 0 {width} {height}' role='img' aria-label='daily {escape(usage.meter)}'>",
+        f"<line class='axis' x1='{left}' y1='{base}' x2='{width - 8}' y2='{base}'/>",
+        f"<line class='axis' x1='{left}' y1='{top}' x2='{left}' y2='{base}'/>",
+        f"<text x='{left - 4}' y='{top + 8}' text-anchor='end'>{peak:,}</text>",
+        f"<text x='{left - 4}' y='{base}' text-anchor='end'>0</text>",
+    ]
     for day, quantity, count in usage.daily:
         index = (day - cycle.start).days
         bar_h = (max(quantity, ZERO) * plot_h / peak) if peak else ZERO
         x = left + slot * index + slot / 10
-        parts.append(f"<rect class='bar' x='{_svg(x)}' y='{_svg(base - bar_h)}' width='{_svg(slot * 8 / 10)}' "
-                     f"height='{_svg(bar_h)}'><title>{day.isoformat()}: {_qty(quantity, usage.unit)} "
-                     f"({_count(count, 'event')})</title></rect>")
+        parts.append(
+            f"<rect class='bar' x='{_svg(x)}' y='{_svg(base - bar_h)}' width='{_svg(slot * 8 / 10)}' "
+            f"height='{_svg(bar_h)}'><title>{day.isoformat()}: {_qty(quantity, usage.unit)} "
+            f"({_count(count, 'event')})</title></rect>"
+        )
     last = cycle.end - _DAY
     for index, day in ((0, cycle.start), (cycle.days - 1, last)):
         anchor = "start" if index == 0 else "end"
         x = left + slot * index + (0 if index == 0 else slot)
-        parts.append(f"<text x='{_svg(x)}' y='{base + 16}' text-anchor='{anchor}'>{day.isoformat()}</text>")
+        parts.append(
+            f"<text x='{_svg(x)}' y='{base + 16}' text-anchor='{anchor}'>{day.isoformat()}</text>"
+        )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -536,70 +704,113 @@ def _gauge(percent: Decimal) -> str:
 def statement_html(statement: Statement, evidence: Evidence) -> str:
     """The self-contained HTML statement (inline CSS and SVG, escaped, no scripts, no external references)."""
     s, cycle, cur = statement, statement.cycle, statement.currency
-    status = ("cycle finished" if s.finished
-              else f"as of {s.through.isoformat()} (day {s.elapsed_days} of {cycle.days})")
-    out = ["<!doctype html><html lang='en'><head><meta charset='utf-8'>",
-           f"<title>Usage statement {escape(s.customer)} {escape(cycle.key)}</title><style>{_STYLE}</style>",
-           "</head><body>",
-           f"<h1>Usage statement</h1><p class='meta'>{escape(s.name)} ({escape(s.customer)}) · cycle "
-           f"{escape(cycle.key)} · plan {escape(cycle.plan)} · {status} · rules {escape(s.rules)}</p>",
-           "<div class='cards'>",
-           f"<div class='card'><span>Charges this cycle{' to date' if not s.finished else ''}</span>"
-           f"<b>{_money(s.total, cur)}</b></div>",
-           f"<div class='card'><span>Projected end of cycle</span><b>{_money(s.projection.total, cur)}</b></div>",
-           f"<div class='card'><span>Prepaid credit remaining</span><b>{_money(s.credit_remaining, cur)}</b></div>",
-           "</div>", "<h2>Daily usage</h2>"]
+    status = (
+        "cycle finished"
+        if s.finished
+        else f"as of {s.through.isoformat()} (day {s.elapsed_days} of {cycle.days})"
+    )
+    out = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>Usage statement {escape(s.customer)} {escape(cycle.key)}</title><style>{_STYLE}</style>",
+        "</head><body>",
+        f"<h1>Usage statement</h1><p class='meta'>{escape(s.name)} ({escape(s.customer)}) · cycle "
+        f"{escape(cycle.key)} · plan {escape(cycle.plan)} · {status} · rules {escape(s.rules)}</p>",
+        "<div class='cards'>",
+        f"<div class='card'><span>Charges this cycle{' to date' if not s.finished else ''}</span>"
+        f"<b>{_money(s.total, cur)}</b></div>",
+        f"<div class='card'><span>Projected end of cycle</span><b>{_money(s.projection.total, cur)}</b></div>",
+        f"<div class='card'><span>Prepaid credit remaining</span><b>{_money(s.credit_remaining, cur)}</b></div>",
+        "</div>",
+        "<h2>Daily usage</h2>",
+    ]
     for usage in s.meters:
-        out.append(f"<h3>{escape(usage.meter)}: {_qty(usage.quantity, usage.unit)} "
-                   f"<span class='meta'>({escape(usage.aggregation)}, {_count(usage.events, 'event')})</span></h3>")
+        out.append(
+            f"<h3>{escape(usage.meter)}: {_qty(usage.quantity, usage.unit)} "
+            f"<span class='meta'>({escape(usage.aggregation)}, {_count(usage.events, 'event')})</span></h3>"
+        )
         out.append(_chart(usage, cycle))
-        rows = "".join(f"<tr><td>{d.isoformat()}</td><td class='num'>{_qty(q, usage.unit)}</td>"
-                       f"<td class='num'>{n:,}</td></tr>" for d, q, n in usage.daily)
-        out.append(f"<details><summary>{_count(len(usage.daily), 'day')} with usage</summary><table><thead><tr><th>Day</th>"
-                   f"<th class='num'>Quantity</th><th class='num'>Events</th></tr></thead><tbody>{rows}"
-                   "</tbody></table></details>")
-    out.append("<h2>Charges</h2><table><thead><tr><th>Line</th><th class='num'>Quantity</th>"
-               "<th class='num'>Amount</th></tr></thead><tbody>")
+        rows = "".join(
+            f"<tr><td>{d.isoformat()}</td><td class='num'>{_qty(q, usage.unit)}</td>"
+            f"<td class='num'>{n:,}</td></tr>"
+            for d, q, n in usage.daily
+        )
+        out.append(
+            f"<details><summary>{_count(len(usage.daily), 'day')} with usage</summary><table><thead><tr><th>Day</th>"
+            f"<th class='num'>Quantity</th><th class='num'>Events</th></tr></thead><tbody>{rows}"
+            "</tbody></table></details>"
+        )
+    out.append(
+        "<h2>Charges</h2><table><thead><tr><th>Line</th><th class='num'>Quantity</th>"
+        "<th class='num'>Amount</th></tr></thead><tbody>"
+    )
     for line in s.lines:
         qty = _qty(line.quantity, line.unit) if line.quantity is not None else ""
         tiers = "".join(
             f"<div class='tiers'>{escape(t.description)}: {t.quantity:,}"
             f"{' × ' + str(t.unit_price) if t.unit_price is not None else ''} = {t.amount}</div>"
-            for t in line.tiers)
-        out.append(f"<tr><td>{escape(line.description)}{tiers}</td><td class='num'>{qty}</td>"
-                   f"<td class='num'>{_money(line.amount, cur)}</td></tr>")
-    out.append(f"</tbody><tfoot><tr><td colspan='2'>Total this cycle{' to date' if not s.finished else ''}</td>"
-               f"<td class='num'>{_money(s.total, cur)}</td></tr></tfoot></table>")
-    out.append(f"<h2>Prepaid credits</h2><p>Applied this cycle: {_money(s.credit_applied, cur)} · remaining on "
-               f"{s.through.isoformat()}: {_money(s.credit_remaining, cur)}</p>")
+            for t in line.tiers
+        )
+        out.append(
+            f"<tr><td>{escape(line.description)}{tiers}</td><td class='num'>{qty}</td>"
+            f"<td class='num'>{_money(line.amount, cur)}</td></tr>"
+        )
+    out.append(
+        f"</tbody><tfoot><tr><td colspan='2'>Total this cycle{' to date' if not s.finished else ''}</td>"
+        f"<td class='num'>{_money(s.total, cur)}</td></tr></tfoot></table>"
+    )
+    out.append(
+        f"<h2>Prepaid credits</h2><p>Applied this cycle: {_money(s.credit_applied, cur)} · remaining on "
+        f"{s.through.isoformat()}: {_money(s.credit_remaining, cur)}</p>"
+    )
     p = s.projection
-    out.append(f"<h2>Projected end of cycle</h2><p class='meta'>{escape(p.method)}</p><table><thead><tr>"
-               "<th>Charge</th><th class='num'>To date</th><th class='num'>Projected</th>"
-               "<th class='num'>Projected amount</th></tr></thead><tbody>")
+    out.append(
+        f"<h2>Projected end of cycle</h2><p class='meta'>{escape(p.method)}</p><table><thead><tr>"
+        "<th>Charge</th><th class='num'>To date</th><th class='num'>Projected</th>"
+        "<th class='num'>Projected amount</th></tr></thead><tbody>"
+    )
     units = {u.meter: u.unit for u in s.meters}
     for c in p.charges:
-        out.append(f"<tr><td>{escape(c.meter)}</td><td class='num'>{_qty(c.quantity, units[c.meter])}</td>"
-                   f"<td class='num'>{_qty(c.projected_quantity, units[c.meter])}</td>"
-                   f"<td class='num'>{_money(c.projected_amount, cur)}</td></tr>")
-    for label, amount in (("base fee", p.base_fee), ("minimum commitment shortfall", p.commitment),
-                          ("prepaid credit", -p.credit)):
+        out.append(
+            f"<tr><td>{escape(c.meter)}</td><td class='num'>{_qty(c.quantity, units[c.meter])}</td>"
+            f"<td class='num'>{_qty(c.projected_quantity, units[c.meter])}</td>"
+            f"<td class='num'>{_money(c.projected_amount, cur)}</td></tr>"
+        )
+    for label, amount in (
+        ("base fee", p.base_fee),
+        ("minimum commitment shortfall", p.commitment),
+        ("prepaid credit", -p.credit),
+    ):
         if amount:
-            out.append(f"<tr><td>{label}</td><td></td><td></td><td class='num'>{_money(amount, cur)}</td></tr>")
-    out.append(f"</tbody><tfoot><tr><td colspan='3'>Projected total</td><td class='num'>{_money(p.total, cur)}"
-               "</td></tr></tfoot></table>")
+            out.append(
+                f"<tr><td>{label}</td><td></td><td></td><td class='num'>{_money(amount, cur)}</td></tr>"
+            )
+    out.append(
+        f"</tbody><tfoot><tr><td colspan='3'>Projected total</td><td class='num'>{_money(p.total, cur)}"
+        "</td></tr></tfoot></table>"
+    )
     if s.caps:
-        out.append("<h2>Caps</h2><table><thead><tr><th>Cap</th><th class='num'>Used</th><th></th>"
-                   "<th class='num'>Projected</th><th>Thresholds reached</th></tr></thead><tbody>")
+        out.append(
+            "<h2>Caps</h2><table><thead><tr><th>Cap</th><th class='num'>Used</th><th></th>"
+            "<th class='num'>Projected</th><th>Thresholds reached</th></tr></thead><tbody>"
+        )
         for cap in s.caps:
             label = escape(cap.meter) if cap.meter else "spend"
-            reached = ", ".join(f"{a.percent} % on {a.date.isoformat()}" for a in cap.crossed) or "none"
-            out.append(f"<tr><td>{label} ≤ {_qty(cap.cap, cap.unit)}</td><td class='num'>{_qty(cap.used, cap.unit)} "
-                       f"({cap.percent} %)</td><td>{_gauge(cap.percent)}</td>"
-                       f"<td class='num'>{_qty(cap.projected, cap.unit)}</td><td>{reached}</td></tr>")
+            reached = (
+                ", ".join(f"{a.percent} % on {a.date.isoformat()}" for a in cap.crossed) or "none"
+            )
+            out.append(
+                f"<tr><td>{label} ≤ {_qty(cap.cap, cap.unit)}</td><td class='num'>{_qty(cap.used, cap.unit)} "
+                f"({cap.percent} %)</td><td>{_gauge(cap.percent)}</td>"
+                f"<td class='num'>{_qty(cap.projected, cap.unit)}</td><td>{reached}</td></tr>"
+            )
         out.append("</tbody></table>")
-    sums = "; ".join(f"{escape(m)}: {_count(n, 'row')}" + (f", Σ quantity {q:,}" if q is not None else "")
-                     for m, n, q in evidence.per_meter)
-    out.append(f"<h2>Evidence</h2><p>{_count(evidence.rows, 'event row')} in {escape(evidence.file)} ({sums}); "
-               f"sha256 {evidence.sha256}. Each row is one event and the meter it counts for; the day is "
-               "the local day of the workspace time zone.</p></body></html>\n")
+    sums = "; ".join(
+        f"{escape(m)}: {_count(n, 'row')}" + (f", Σ quantity {q:,}" if q is not None else "")
+        for m, n, q in evidence.per_meter
+    )
+    out.append(
+        f"<h2>Evidence</h2><p>{_count(evidence.rows, 'event row')} in {escape(evidence.file)} ({sums}); "
+        f"sha256 {evidence.sha256}. Each row is one event and the meter it counts for; the day is "
+        "the local day of the workspace time zone.</p></body></html>\n"
+    )
     return "".join(out)

@@ -49,13 +49,15 @@ from ledger.errors import StoreError
 metadata = MetaData()
 
 meta = Table(
-    "meta", metadata,
+    "meta",
+    metadata,
     Column("key", String(64), primary_key=True),
     Column("value", Text, nullable=False),
 )
 
 batches = Table(
-    "batches", metadata,
+    "batches",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("file", Text, nullable=False),
     Column("sha256", String(64), nullable=False),
@@ -71,8 +73,11 @@ batches = Table(
 )
 
 events = Table(
-    "events", metadata,
-    Column("pk", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    "events",
+    metadata,
+    Column(
+        "pk", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
     Column("source", String(255), nullable=False),
     Column("event_id", String(255), nullable=False),
     Column("customer", String(255), nullable=False),
@@ -91,7 +96,8 @@ events = Table(
 )
 
 conflicts = Table(
-    "conflicts", metadata,
+    "conflicts",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("source", String(255), nullable=False),
     Column("event_id", String(255), nullable=False),
@@ -104,7 +110,8 @@ conflicts = Table(
 )
 
 rejects = Table(
-    "rejects", metadata,
+    "rejects",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("batch_id", Integer, ForeignKey("batches.id"), nullable=False),
     Column("file", Text, nullable=False),
@@ -123,7 +130,8 @@ rejects = Table(
 # Issued invoices and credit notes are facts, not derived: the books are
 # regenerated around them. Amounts are decimal text (exact on every engine).
 invoices = Table(
-    "invoices", metadata,
+    "invoices",
+    metadata,
     Column("number", String(32), primary_key=True),
     Column("seq", BigInteger, nullable=False, unique=True),
     Column("customer", String(255), nullable=False),
@@ -137,7 +145,8 @@ invoices = Table(
 )
 
 credit_notes = Table(
-    "credit_notes", metadata,
+    "credit_notes",
+    metadata,
     Column("number", String(32), primary_key=True),
     Column("seq", BigInteger, nullable=False, unique=True),
     Column("invoice", String(32), ForeignKey("invoices.number"), nullable=False),
@@ -153,8 +162,11 @@ credit_notes = Table(
 # same reference + same payload hash is a duplicate, another hash a conflict kept
 # aside in ``payment_conflicts`` (never overwritten). Amounts are decimal text.
 payments = Table(
-    "payments", metadata,
-    Column("pk", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    "payments",
+    metadata,
+    Column(
+        "pk", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
     Column("reference", String(255), nullable=False, unique=True),
     Column("date", String(10), nullable=False),
     Column("amount", Text, nullable=False),
@@ -167,7 +179,8 @@ payments = Table(
 )
 
 payment_conflicts = Table(
-    "payment_conflicts", metadata,
+    "payment_conflicts",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("reference", String(255), nullable=False),
     Column("stored_hash", String(64), nullable=False),
@@ -182,7 +195,8 @@ payment_conflicts = Table(
 # Reconciliation findings accepted at close (``meterbook close --accept ID --reason TEXT``):
 # remembered across refused runs, and written into the close file when the month is sealed.
 acceptances = Table(
-    "acceptances", metadata,
+    "acceptances",
+    metadata,
     Column("period", String(7), primary_key=True),
     Column("finding", String(255), primary_key=True),
     Column("reason", Text, nullable=False),
@@ -194,8 +208,11 @@ acceptances = Table(
 # per (source, date, customer, meter); the quantity as exact [units, nanos] columns so
 # SQL sums are exact. The same key with another quantity is a conflict kept aside.
 live_totals = Table(
-    "live_totals", metadata,
-    Column("pk", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    "live_totals",
+    metadata,
+    Column(
+        "pk", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
     Column("source", String(255), nullable=False),
     Column("date", String(10), nullable=False),
     Column("customer", String(255), nullable=False),
@@ -210,7 +227,8 @@ live_totals = Table(
 )
 
 live_total_conflicts = Table(
-    "live_total_conflicts", metadata,
+    "live_total_conflicts",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("source", String(255), nullable=False),
     Column("date", String(10), nullable=False),
@@ -257,8 +275,10 @@ def _v6(conn: Connection) -> None:
     # turns millions of random table-page lookups into one index range scan. Not on
     # PostgreSQL, whose btree entries are capped at ~2.7 kB (numbers is unbounded).
     if conn.dialect.name == "sqlite":
-        conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_events_metering "
-                             "ON events (type, customer, time_us, numbers)")
+        conn.exec_driver_sql(
+            "CREATE INDEX IF NOT EXISTS ix_events_metering "
+            "ON events (type, customer, time_us, numbers)"
+        )
 
 
 def _v_live_totals(conn: Connection) -> None:
@@ -273,7 +293,8 @@ MIGRATIONS.append(_v_live_totals)
 # Cap alerts raised (``ledger.alerts``, ``meterbook alerts``): one row per crossing id,
 # so each crossing is raised (and notified) once. Figures are decimal text.
 alerts = Table(
-    "alerts", metadata,
+    "alerts",
+    metadata,
     Column("id", String(600), primary_key=True),  # usage-cap:acme:api_calls:2026-10-15:80
     Column("kind", String(32), nullable=False),
     Column("customer", String(255), nullable=False),
@@ -308,7 +329,8 @@ MIGRATIONS.append(_v_alerts)
 # place afterwards is found; rows pinned before these columns existed have NULL
 # there: their terms at invoicing are unknown.
 cycle_terms = Table(
-    "cycle_terms", metadata,
+    "cycle_terms",
+    metadata,
     Column("link", String(300), primary_key=True),  # acme-2026-10-01
     Column("plan", String(255), nullable=False),
     Column("usage_version", String(10)),
@@ -320,14 +342,19 @@ cycle_terms = Table(
 )
 
 rerates = Table(
-    "rerates", metadata,
+    "rerates",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("run", Integer, nullable=False),
     Column("document", String(32), nullable=False),  # CN-2026-000004 | DA-2026-000001
     Column("customer", String(255), nullable=False),
     Column("invoice", String(32), ForeignKey("invoices.number"), nullable=False),
-    Column("line", Integer, nullable=False),  # 1-based invoice line, 0: a line the invoice did not have
-    Column("line_key", String(300), nullable=False),  # usage:api_calls | commitment | base_fee:advance | …
+    Column(
+        "line", Integer, nullable=False
+    ),  # 1-based invoice line, 0: a line the invoice did not have
+    Column(
+        "line_key", String(300), nullable=False
+    ),  # usage:api_calls | commitment | base_fee:advance | …
     Column("kind", String(32), nullable=False),
     Column("meter", String(255), nullable=False, default=""),
     Column("link", String(300), nullable=False),
@@ -335,7 +362,9 @@ rerates = Table(
     Column("currency", String(3), nullable=False),
     Column("invoiced", Text, nullable=False),
     Column("rerated", Text, nullable=False),
-    Column("amount", Text, nullable=False),  # the difference posted: rerated − pinned − earlier runs
+    Column(
+        "amount", Text, nullable=False
+    ),  # the difference posted: rerated − pinned − earlier runs
     Column("date", String(10), nullable=False),
     Column("since", String(10), nullable=False),
     Column("rules", String(64), nullable=False),
@@ -356,7 +385,12 @@ def _v_terms_digest(conn: Connection) -> None:
     from sqlalchemy import inspect
 
     present = {c["name"] for c in inspect(conn).get_columns("cycle_terms")}
-    for name, width in (("usage_digest", 64), ("fee_digest", 64), ("usage_invoice", 32), ("fee_invoice", 32)):
+    for name, width in (
+        ("usage_digest", 64),
+        ("fee_digest", 64),
+        ("usage_invoice", 32),
+        ("fee_invoice", 32),
+    ):
         if name not in present:
             conn.exec_driver_sql(f"ALTER TABLE cycle_terms ADD COLUMN {name} VARCHAR({width})")
 
@@ -370,9 +404,12 @@ MIGRATIONS.append(_v_terms_digest)
 # ``last_attempt`` NULL: never called; set with ``error`` NULL: a call in progress (claimed
 # by one run); ``error`` set: the last call failed, the next run claims it again.
 alert_deliveries = Table(
-    "alert_deliveries", metadata,
+    "alert_deliveries",
+    metadata,
     Column("alert_id", String(600), ForeignKey("alerts.id"), primary_key=True),
-    Column("plugin", String(255), primary_key=True),  # meterbook_local.mailer, ledger.plugins.webhook
+    Column(
+        "plugin", String(255), primary_key=True
+    ),  # meterbook_local.mailer, ledger.plugins.webhook
     Column("attempts", Integer, nullable=False, default=0),
     Column("error", Text),
     Column("last_attempt", String(40)),  # ISO 8601 UTC, seconds
@@ -401,12 +438,13 @@ def open_store(url: str, *, upgrade_schema: bool = True) -> Engine:
     """
     shown = safe_url(url)
     if url.startswith("sqlite:///") and not url.endswith(":memory:"):
-        path = Path(url[len("sqlite:///"):])
+        path = Path(url[len("sqlite:///") :])
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StoreError(f"store {shown}: cannot create its folder {path.parent}: "
-                             f"{exc.strerror or exc}") from None
+            raise StoreError(
+                f"store {shown}: cannot create its folder {path.parent}: {exc.strerror or exc}"
+            ) from None
         if path.is_dir():
             raise StoreError(f"store {shown}: {path} is a directory, not a database file")
     try:
@@ -420,10 +458,15 @@ def open_store(url: str, *, upgrade_schema: bool = True) -> Engine:
     if upgrade_schema:
         try:
             upgrade(engine)
-        except DBAPIError as exc:  # OperationalError (unreachable, locked), DatabaseError (not a database), …
+        except (
+            DBAPIError
+        ) as exc:  # OperationalError (unreachable, locked), DatabaseError (not a database), …
             engine.dispose()
             raise StoreError(f"store {shown}: {one_line(exc.orig)}") from None
-        except (ImportError, OSError) as exc:  # a driver that fails only on connecting; a socket error
+        except (
+            ImportError,
+            OSError,
+        ) as exc:  # a driver that fails only on connecting; a socket error
             engine.dispose()
             raise StoreError(f"store {shown}: {one_line(exc)}") from None
     return engine
@@ -433,8 +476,10 @@ def missing_driver(url: str, exc: ImportError) -> StoreError:
     """The one line for a store URL whose database driver cannot be imported: psycopg is the
     ``postgresql`` extra, so a SQLite-only install names the extra to install."""
     if (exc.name or "").split(".")[0] in ("psycopg", "psycopg_binary"):
-        return StoreError(f"store {safe_url(url)}: the PostgreSQL driver psycopg is not installed; "
-                          "install it with: pip install 'meterbook[postgresql]'")
+        return StoreError(
+            f"store {safe_url(url)}: the PostgreSQL driver psycopg is not installed; "
+            "install it with: pip install 'meterbook[postgresql]'"
+        )
     return StoreError(f"store URL {safe_url(url)}: {one_line(exc)}")
 
 
@@ -464,8 +509,13 @@ def one_line(error: object) -> str:
 
 #: Every SQLite connection of the store. A 32 MiB page cache (default 2 MiB) keeps
 #: the index pages an import writes to in memory instead of spilling and re-reading them.
-SQLITE_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA busy_timeout=30000",
-                  "PRAGMA foreign_keys=ON", "PRAGMA cache_size=-32768")
+SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA busy_timeout=30000",
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA cache_size=-32768",
+)
 
 
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
@@ -487,8 +537,10 @@ def schema_version(conn: Connection) -> int:
     except ValueError:
         number = -1
     if number < 0:
-        raise StoreError(f"store schema_version {value!r} is not a version number (meta.schema_version); "
-                         "this store was damaged or not made by meterbook")
+        raise StoreError(
+            f"store schema_version {value!r} is not a version number (meta.schema_version); "
+            "this store was damaged or not made by meterbook"
+        )
     return number
 
 
@@ -501,7 +553,8 @@ def upgrade(engine: Engine) -> int:
         current = schema_version(conn)
         if current > len(MIGRATIONS):
             raise StoreError(
-                f"store schema version {current} is newer than this meterbook ({len(MIGRATIONS)}); upgrade meterbook")
+                f"store schema version {current} is newer than this meterbook ({len(MIGRATIONS)}); upgrade meterbook"
+            )
         for number in range(current, len(MIGRATIONS)):
             MIGRATIONS[number](conn)
         if current != len(MIGRATIONS):
@@ -509,7 +562,9 @@ def upgrade(engine: Engine) -> int:
             if current == 0:
                 conn.execute(meta.insert().values(key="schema_version", value=version))
             else:
-                conn.execute(meta.update().where(meta.c.key == "schema_version").values(value=version))
+                conn.execute(
+                    meta.update().where(meta.c.key == "schema_version").values(value=version)
+                )
     return len(MIGRATIONS)
 
 
@@ -523,7 +578,8 @@ def upgrade(engine: Engine) -> int:
 # behind a ``latest`` meter's figure. ``cap_changes``: self-service usage caps, one dated
 # fact per change, with the key that made it; the last change on or before a day applies.
 api_keys = Table(
-    "api_keys", metadata,
+    "api_keys",
+    metadata,
     Column("id", String(32), primary_key=True),
     Column("scope", String(16), nullable=False),
     Column("customer", String(255)),
@@ -534,14 +590,16 @@ api_keys = Table(
 )
 
 api_batches = Table(
-    "api_batches", metadata,
+    "api_batches",
+    metadata,
     Column("batch_id", Integer, ForeignKey("batches.id"), primary_key=True),
     Column("key_id", String(32), ForeignKey("api_keys.id"), nullable=False),
     Column("counted_at", String(40), nullable=False),
 )
 
 api_counters = Table(
-    "api_counters", metadata,
+    "api_counters",
+    metadata,
     Column("customer", String(255), primary_key=True),
     Column("meter", String(255), primary_key=True),
     Column("date", String(10), primary_key=True),
@@ -552,7 +610,8 @@ api_counters = Table(
 )
 
 cap_changes = Table(
-    "cap_changes", metadata,
+    "cap_changes",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("customer", String(255), nullable=False),
     Column("meter", String(255), nullable=False),
@@ -582,7 +641,8 @@ MIGRATIONS.append(_v_api)
 # refund); ``reference`` its own key (a refund: the payout's bank reference). Amounts are
 # decimal text, dates ISO days.
 cash_applications = Table(
-    "cash_applications", metadata,
+    "cash_applications",
+    metadata,
     Column("reference", String(255), primary_key=True),
     Column("kind", String(8), nullable=False),  # apply | refund
     Column("date", String(10), nullable=False),
@@ -622,7 +682,8 @@ MIGRATIONS.append(_v_cash_applications)
 _DAY_US = 86_400_000_000
 
 event_keys = Table(
-    "event_keys", metadata,
+    "event_keys",
+    metadata,
     Column("source", String(255), primary_key=True),
     Column("event_id", String(255), primary_key=True),
     Column("payload_hash", String(64), nullable=False),
@@ -654,30 +715,45 @@ def _v_pg_events(conn: Connection) -> None:
     # the table as it was (plain, unique (source, event_id)) moves aside, its rows are copied over
     run("ALTER TABLE events RENAME TO events_unpartitioned")
     run("ALTER SEQUENCE events_pk_seq OWNED BY NONE")
-    run('CREATE TABLE event_keys (source VARCHAR(255) COLLATE "C" NOT NULL, '
+    run(
+        'CREATE TABLE event_keys (source VARCHAR(255) COLLATE "C" NOT NULL, '
         'event_id VARCHAR(255) COLLATE "C" NOT NULL, payload_hash VARCHAR(64) NOT NULL, '
-        "batch_id INTEGER NOT NULL, time_us BIGINT NOT NULL, PRIMARY KEY (source, event_id))")
-    run("CREATE TABLE events (pk BIGINT NOT NULL DEFAULT nextval('events_pk_seq'), "
+        "batch_id INTEGER NOT NULL, time_us BIGINT NOT NULL, PRIMARY KEY (source, event_id))"
+    )
+    run(
+        "CREATE TABLE events (pk BIGINT NOT NULL DEFAULT nextval('events_pk_seq'), "
         "source VARCHAR(255) NOT NULL, event_id VARCHAR(255) NOT NULL, "
         "customer VARCHAR(255) NOT NULL, "
         "type VARCHAR(255) NOT NULL, time_us BIGINT NOT NULL, properties TEXT NOT NULL, "
         "numbers TEXT NOT NULL, payload_hash VARCHAR(64) NOT NULL, batch_id INTEGER NOT NULL, "
-        "q_name VARCHAR(255), q_units BIGINT, q_nanos BIGINT) PARTITION BY RANGE (time_us)")
+        "q_name VARCHAR(255), q_units BIGINT, q_nanos BIGINT) PARTITION BY RANGE (time_us)"
+    )
     run("ALTER SEQUENCE events_pk_seq OWNED BY events.pk")
-    run("CREATE INDEX ix_events_metering ON events (type, customer, time_us) "
-        "INCLUDE (q_name, q_units, q_nanos)")
-    days = [int(d) for (d,) in run(f"SELECT DISTINCT div(time_us, {_DAY_US}) - "
-                                   f"CASE WHEN mod(time_us, {_DAY_US}) < 0 THEN 1 ELSE 0 END "
-                                   "FROM events_unpartitioned")]
+    run(
+        "CREATE INDEX ix_events_metering ON events (type, customer, time_us) "
+        "INCLUDE (q_name, q_units, q_nanos)"
+    )
+    days = [
+        int(d)
+        for (d,) in run(
+            f"SELECT DISTINCT div(time_us, {_DAY_US}) - "
+            f"CASE WHEN mod(time_us, {_DAY_US}) < 0 THEN 1 ELSE 0 END "
+            "FROM events_unpartitioned"
+        )
+    ]
     ensure_partitions(conn, months_of_days(days))
-    run("INSERT INTO event_keys (source, event_id, payload_hash, batch_id, time_us) "
-        "SELECT source, event_id, payload_hash, batch_id, time_us FROM events_unpartitioned")
-    run("INSERT INTO events (pk, source, event_id, customer, type, time_us, properties, numbers, "
+    run(
+        "INSERT INTO event_keys (source, event_id, payload_hash, batch_id, time_us) "
+        "SELECT source, event_id, payload_hash, batch_id, time_us FROM events_unpartitioned"
+    )
+    run(
+        "INSERT INTO events (pk, source, event_id, customer, type, time_us, properties, numbers, "
         "payload_hash, batch_id, q_name, q_units, q_nanos) "
         "SELECT o.pk, o.source, o.event_id, o.customer, o.type, o.time_us, o.properties, "
         "o.numbers, "
         "o.payload_hash, o.batch_id, q.q_name, q.q_units, q.q_nanos FROM events_unpartitioned AS o "
-        f"LEFT JOIN LATERAL ({_Q_OF_NUMBERS.format(n='o.numbers')}) AS q ON true ORDER BY o.pk")
+        f"LEFT JOIN LATERAL ({_Q_OF_NUMBERS.format(n='o.numbers')}) AS q ON true ORDER BY o.pk"
+    )
     run("DROP TABLE events_unpartitioned")
 
 
@@ -726,8 +802,7 @@ def ensure_partitions(conn: Connection, months: Iterable[tuple[int, int]]) -> li
     exists = "SELECT to_regclass(%(name)s) IS NOT NULL"
 
     def missing() -> list[tuple[int, int, str]]:
-        return [w for w in wanted
-                if not conn.exec_driver_sql(exists, {"name": w[2]}).scalar_one()]
+        return [w for w in wanted if not conn.exec_driver_sql(exists, {"name": w[2]}).scalar_one()]
 
     if not missing():
         return []
@@ -736,8 +811,9 @@ def ensure_partitions(conn: Connection, months: Iterable[tuple[int, int]]) -> li
     for year, month, name in missing():  # again, under the lock: another import may have made it
         start, end = month_range_us(year, month)
         conn.exec_driver_sql(f"CREATE TABLE {name} (LIKE events INCLUDING DEFAULTS)")
-        conn.exec_driver_sql(f"ALTER TABLE events ATTACH PARTITION {name} "
-                             f"FOR VALUES FROM ({start}) TO ({end})")
+        conn.exec_driver_sql(
+            f"ALTER TABLE events ATTACH PARTITION {name} FOR VALUES FROM ({start}) TO ({end})"
+        )
         created.append(name)
     return created
 
@@ -746,9 +822,12 @@ def partitions(conn: Connection) -> list[str]:
     """The monthly partitions of ``events`` (PostgreSQL; none on SQLite), by name."""
     if conn.dialect.name != "postgresql":
         return []
-    return sorted(conn.exec_driver_sql(
-        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-        "WHERE i.inhparent = to_regclass('events')").scalars())
+    return sorted(
+        conn.exec_driver_sql(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = to_regclass('events')"
+        ).scalars()
+    )
 
 
 def insert_events(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -764,9 +843,13 @@ def insert_events(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
     from sqlalchemy.dialects.postgresql import insert as pg_insert
 
     ensure_partitions(conn, months_of_days({int(r["time_us"]) // _DAY_US for r in rows}))
-    conn.execute(pg_insert(event_keys).on_conflict_do_nothing(), [
-        {k: r[k] for k in ("source", "event_id", "payload_hash", "batch_id", "time_us")}
-        for r in rows])
+    conn.execute(
+        pg_insert(event_keys).on_conflict_do_nothing(),
+        [
+            {k: r[k] for k in ("source", "event_id", "payload_hash", "batch_id", "time_us")}
+            for r in rows
+        ],
+    )
     conn.execute(events.insert(), [{**r, **typed_quantity(str(r["numbers"]))} for r in rows])
 
 

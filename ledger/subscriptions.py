@@ -182,8 +182,11 @@ def fee_changes(session: Session, through: date, *, every: bool = False) -> list
         cycle = cycles.get(ln.link)
         now = advance_fee(session.rules, cycle, pins.get(ln.link))
         key = cycle.key if cycle is not None else ""
-        stale = (sum((d for c, d in scheduled[(inv.number, i)] if c != key), ZERO)
-                 if now != ln.amount else ZERO)
+        stale = (
+            sum((d for c, d in scheduled[(inv.number, i)] if c != key), ZERO)
+            if now != ln.amount
+            else ZERO
+        )
         change = FeeChange(
             inv,
             i,
@@ -271,7 +274,9 @@ def require_sealed_accruals(session: Session) -> None:
     customers: dict[str, str] = {}
     for entry in record:
         meta = entry.meta or {} if isinstance(entry, bc.Transaction) else {}
-        if not isinstance(entry, bc.Transaction) or not (entry.narration or "").startswith("Usage accrual"):
+        if not isinstance(entry, bc.Transaction) or not (entry.narration or "").startswith(
+            "Usage accrual"
+        ):
             continue  # only the cycle's own accruals (not invoices, notes, late adjustments)
         key = str(meta.get("cycle") or "")
         customer = str(meta.get("customer") or "")
@@ -295,7 +300,8 @@ def require_sealed_accruals(session: Session) -> None:
                 f"rules/customers.yaml: customers.{customers[link]}.subscriptions: cycle ^{link} has an "
                 f"accrual sealed on {stray[0]}, which the subscriptions as they are now no longer "
                 f"accrue: a sealed month is not rewritten; date the change on or after {first_open}. "
-                "Nothing was written")
+                "Nothing was written"
+            )
 
 
 def require_unissued_days(session: Session) -> None:

@@ -1111,8 +1111,14 @@ def tax_movements(sources: Sources, months: Iterable[str]) -> dict[tuple[str, st
 
 
 def _tax_row(
-    jurisdiction: str, treatment: str, name: str, rate: Decimal, currency: str,
-    base: Decimal, amount: Decimal, count: Decimal,
+    jurisdiction: str,
+    treatment: str,
+    name: str,
+    rate: Decimal,
+    currency: str,
+    base: Decimal,
+    amount: Decimal,
+    count: Decimal,
 ) -> tuple[Cell, ...]:
     """One row of the tax report's tables: base and tax rounded to the currency's minor unit."""
     return (

@@ -118,8 +118,15 @@ class Check:
         return f"{text} ({self.note})" if self.note else text
 
     def to_json(self) -> dict[str, Any]:
-        return {"what": self.what, "source": self.source, "recorded": self.recorded, "store": self.store,
-                "ok": self.ok, "note": self.note, "explained": self.explained}
+        return {
+            "what": self.what,
+            "source": self.source,
+            "recorded": self.recorded,
+            "store": self.store,
+            "ok": self.ok,
+            "note": self.note,
+            "explained": self.explained,
+        }
 
 
 @dataclass(frozen=True)
@@ -132,8 +139,12 @@ class Posted:
     evidence: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {"date": self.date.isoformat(), "kind": self.kind, "narration": self.narration,
-                "evidence": self.evidence or None}
+        return {
+            "date": self.date.isoformat(),
+            "kind": self.kind,
+            "narration": self.narration,
+            "evidence": self.evidence or None,
+        }
 
 
 @dataclass(frozen=True)
@@ -153,11 +164,23 @@ class MeterTrace:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "meter": self.meter, "model": self.model, "unit": self.unit, "events": self.events,
-            "first": self.first, "last": self.last, "digest": self.digest, "quantity": str(self.quantity),
-            "tiers": [{"description": t.description, "quantity": str(t.quantity),
-                       "unit_price": None if t.unit_price is None else str(t.unit_price), "amount": str(t.amount)}
-                      for t in self.tiers],
+            "meter": self.meter,
+            "model": self.model,
+            "unit": self.unit,
+            "events": self.events,
+            "first": self.first,
+            "last": self.last,
+            "digest": self.digest,
+            "quantity": str(self.quantity),
+            "tiers": [
+                {
+                    "description": t.description,
+                    "quantity": str(t.quantity),
+                    "unit_price": None if t.unit_price is None else str(t.unit_price),
+                    "amount": str(t.amount),
+                }
+                for t in self.tiers
+            ],
             "amount": str(self.amount),
         }
 
@@ -186,22 +209,34 @@ class Trace:
         """The text ``meterbook trace`` prints."""
         out: list[str] = []
         if self.kind == "cycle":
-            out.append(f"trace ^{self.ref}: cycle {self.cycle} of {self.customer}, plan {self.plan} ({self.currency})")
+            out.append(
+                f"trace ^{self.ref}: cycle {self.cycle} of {self.customer}, plan {self.plan} ({self.currency})"
+            )
         else:
             inv = self.invoice
             assert inv is not None
-            out.append(f"trace {self.ref}: invoice of {self.customer} dated {inv.date.isoformat()}, "
-                       f"total {inv.total} {inv.currency}")
+            out.append(
+                f"trace {self.ref}: invoice of {self.customer} dated {inv.date.isoformat()}, "
+                f"total {inv.total} {inv.currency}"
+            )
             for i, line in enumerate(inv.lines, 1):
-                qty = f"  {format_quantity(line.quantity)} {line.unit}".rstrip() if line.quantity is not None else ""
+                qty = (
+                    f"  {format_quantity(line.quantity)} {line.unit}".rstrip()
+                    if line.quantity is not None
+                    else ""
+                )
                 cycle = f"  ^{line.link}" if line.link else ""
-                out.append(f"  line {i}  {line.kind:<14} {line.description}{qty}  {line.amount} {inv.currency}"
-                           f"  [{line.account}]{cycle}")
+                out.append(
+                    f"  line {i}  {line.kind:<14} {line.description}{qty}  {line.amount} {inv.currency}"
+                    f"  [{line.account}]{cycle}"
+                )
         if self.transactions:
             label = f"^{self.ref}" if self.kind == "cycle" else self.ref
             many = len(self.transactions) != 1
-            out.append(f"books: {len(self.transactions)} transaction{'s' if many else ''} "
-                       f"carr{'y' if many else 'ies'} {label}")
+            out.append(
+                f"books: {len(self.transactions)} transaction{'s' if many else ''} "
+                f"carr{'y' if many else 'ies'} {label}"
+            )
             for t in self.transactions:
                 out.append(f"  {t.date.isoformat()}  {t.kind:<8} {for_terminal(t.narration)}")
         if self.through is not None:
@@ -213,16 +248,22 @@ class Trace:
                 out.append(f"    quantity {format_quantity(m.quantity)} {m.unit}".rstrip())
                 for tier in m.tiers:
                     price = f" × {tier.unit_price}" if tier.unit_price is not None else ""
-                    out.append(f"      {tier.description:<24} {format_quantity(tier.quantity)}{price} = {tier.amount}")
+                    out.append(
+                        f"      {tier.description:<24} {format_quantity(tier.quantity)}{price} = {tier.amount}"
+                    )
                 out.append(f"    amount {m.amount} {self.currency}")
         if self.checks:
             width = max(len(c.what) for c in self.checks) + 2
-            cols = [max([len(c.recorded or "—") for c in self.checks] + [8]) + 2,
-                    max([len(c.store or "—") for c in self.checks] + [5]) + 2]
+            cols = [
+                max([len(c.recorded or "—") for c in self.checks] + [8]) + 2,
+                max([len(c.store or "—") for c in self.checks] + [5]) + 2,
+            ]
             out.append(f"compared{' ' * (width - 6)}{'recorded':<{cols[0]}}store")
             for c in self.checks:
                 state = "ok" if c.ok else ("explained" if c.explained else "DIFFERS")
-                out.append(f"  {c.what:<{width}}{c.recorded or '—':<{cols[0]}}{c.store or '—':<{cols[1]}}{state}")
+                out.append(
+                    f"  {c.what:<{width}}{c.recorded or '—':<{cols[0]}}{c.store or '—':<{cols[1]}}{state}"
+                )
         for note in self.notes:
             out.append(f"note: {note}")
         for sub in self.cycles:
@@ -230,27 +271,43 @@ class Trace:
             out.extend(sub.render().splitlines())
         out.append("")
         if self.verified:
-            what = "the books equal" if self.kind == "cycle" else "the invoice, its document and the books equal"
+            what = (
+                "the books equal"
+                if self.kind == "cycle"
+                else "the invoice, its document and the books equal"
+            )
             out.append(f"verified: {what} the recomputation from the store")
         else:
-            out.append(f"NOT verified: {len(self.differences)} difference{'s' if len(self.differences) != 1 else ''}")
+            out.append(
+                f"NOT verified: {len(self.differences)} difference{'s' if len(self.differences) != 1 else ''}"
+            )
             out.extend(f"  - {d}" for d in self.differences)
         return "\n".join(line.rstrip() for line in out)
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready: Decimals and dates as strings."""
         out: dict[str, Any] = {
-            "ref": self.ref, "kind": self.kind, "verified": self.verified, "differences": list(self.differences),
-            "notes": list(self.notes), "customer": self.customer, "currency": self.currency,
+            "ref": self.ref,
+            "kind": self.kind,
+            "verified": self.verified,
+            "differences": list(self.differences),
+            "notes": list(self.notes),
+            "customer": self.customer,
+            "currency": self.currency,
         }
         if self.kind == "cycle":
-            out.update(cycle=self.cycle, plan=self.plan,
-                       through=self.through.isoformat() if self.through else None,
-                       meters=[m.to_json() for m in self.meters])
+            out.update(
+                cycle=self.cycle,
+                plan=self.plan,
+                through=self.through.isoformat() if self.through else None,
+                meters=[m.to_json() for m in self.meters],
+            )
         if self.invoice is not None:
             inv = self.invoice
             out["invoice"] = {
-                "number": inv.number, "date": inv.date.isoformat(), "total": str(inv.total),
+                "number": inv.number,
+                "date": inv.date.isoformat(),
+                "total": str(inv.total),
                 "lines": [_line_json(line) for line in inv.lines],
             }
             out["cycles"] = [sub.to_json() for sub in self.cycles]
@@ -260,9 +317,17 @@ class Trace:
 
 
 def _line_json(line: InvoiceLine) -> dict[str, Any]:
-    return {"kind": line.kind, "description": line.description, "account": line.account, "amount": str(line.amount),
-            "cycle": line.cycle or None, "link": line.link or None, "meter": line.meter or None,
-            "quantity": None if line.quantity is None else str(line.quantity), "unit": line.unit or None}
+    return {
+        "kind": line.kind,
+        "description": line.description,
+        "account": line.account,
+        "amount": str(line.amount),
+        "cycle": line.cycle or None,
+        "link": line.link or None,
+        "meter": line.meter or None,
+        "quantity": None if line.quantity is None else str(line.quantity),
+        "unit": line.unit or None,
+    }
 
 
 # --- entry point -------------------------------------------------------------------------
@@ -277,7 +342,9 @@ def trace(session: Session, ref: str) -> Trace:
     """
     body = ref.strip().removeprefix("^")
     if not body:
-        raise BadInput("trace: give a cycle link (acme-2026-10-15) or an invoice number (INV-2026-000001)")
+        raise BadInput(
+            "trace: give a cycle link (acme-2026-10-15) or an invoice number (INV-2026-000001)"
+        )
     main = session.workspace.main_file
     if not main.exists():
         raise BadInput(f"trace: {main} does not exist; run meterbook post first")
@@ -293,9 +360,15 @@ def trace(session: Session, ref: str) -> Trace:
     if errors:
         # books that bean-check rejects (a broken seal, an unbalanced entry) verify nothing
         first = errors[0]
-        where = f"{first.source.get('filename', '?')}:{first.source.get('lineno', '?')}: " if first.source else ""
-        problem = (f"the books do not pass bean-check: {len(errors)} error{'s' if len(errors) != 1 else ''}, "
-                   f"first {where}{str(first.message).splitlines()[0]}")
+        where = (
+            f"{first.source.get('filename', '?')}:{first.source.get('lineno', '?')}: "
+            if first.source
+            else ""
+        )
+        problem = (
+            f"the books do not pass bean-check: {len(errors)} error{'s' if len(errors) != 1 else ''}, "
+            f"first {where}{str(first.message).splitlines()[0]}"
+        )
         result = replace(result, verified=False, differences=(problem, *result.differences))
     return result
 
@@ -351,14 +424,19 @@ def _account_keys(session: Session, customer: str) -> dict[str, tuple[str, int]]
     for meter in rules.meters:
         keys[rules.account("usage_revenue", meter=meter)] = (f"usage_revenue:{meter}", -1)
     for plan in rules.plans:
-        keys[rules.account("subscription_revenue", plan=plan)] = (f"subscription_revenue:{plan}", -1)
+        keys[rules.account("subscription_revenue", plan=plan)] = (
+            f"subscription_revenue:{plan}",
+            -1,
+        )
     keys[rules.account("commitment_revenue")] = ("commitment_revenue:", -1)
     for kind in ("unbilled", "contract_asset", "deferred"):
         keys[rules.account(kind, customer=customer)] = (kind, 1)
     return keys
 
 
-def _books_targets(session: Session, customer: str, usage: Sequence[data.Transaction]) -> dict[str, Decimal]:
+def _books_targets(
+    session: Session, customer: str, usage: Sequence[data.Transaction]
+) -> dict[str, Decimal]:
     """The cumulative target balances the books hold for a cycle (its accrual and late postings)."""
     keys = _account_keys(session, customer)
     sums: dict[str, Decimal] = defaultdict(lambda: ZERO)
@@ -386,7 +464,9 @@ def _books_quantities(usage: Sequence[data.Transaction]) -> dict[str, tuple[Deci
     the cycle's accrual point.
     """
     result: dict[str, tuple[Decimal | None, date]] = {}
-    for entry in sorted(usage, key=lambda e: (_usage_date(e), bool((e.meta or {}).get("late")), e.date)):
+    for entry in sorted(
+        usage, key=lambda e: (_usage_date(e), bool((e.meta or {}).get("late")), e.date)
+    ):
         late = bool((entry.meta or {}).get("late"))
         for p in entry.postings:
             meta = p.meta or {}
@@ -397,7 +477,11 @@ def _books_quantities(usage: Sequence[data.Transaction]) -> dict[str, tuple[Deci
                 result[meter] = (quantity, _usage_date(entry))
             elif late:
                 before = result.get(meter, (ZERO, _usage_date(entry)))[0]
-                total = before + quantity if isinstance(quantity, Decimal) and before is not None else None
+                total = (
+                    before + quantity
+                    if isinstance(quantity, Decimal) and before is not None
+                    else None
+                )
                 result[meter] = (total, _usage_date(entry))
     return result
 
@@ -416,14 +500,19 @@ class _Evidence:
 
     def window(self, rated: CycleRating) -> metering.Window:
         tz = self.session.workspace.tz
-        return metering.Window(rated.cycle.customer, metering.cut_off_us(rated.cycle.start, tz),
-                               metering.cut_off_us(rated.through + timedelta(days=1), tz))
+        return metering.Window(
+            rated.cycle.customer,
+            metering.cut_off_us(rated.cycle.start, tz),
+            metering.cut_off_us(rated.through + timedelta(days=1), tz),
+        )
 
     def meter(self, rated: CycleRating, meter: str) -> metering.Evidence:
         window = self.window(rated)
         key = (meter, window.customer, window.start_us, window.end_us)
         if key not in self.cache:
-            self.cache[key] = metering.evidence(self.session.engine, self.session.rules.meters[meter], window)
+            self.cache[key] = metering.evidence(
+                self.session.engine, self.session.rules.meters[meter], window
+            )
         return self.cache[key]
 
     def digest(self, rated: CycleRating) -> str:
@@ -436,8 +525,11 @@ class _Evidence:
     def accruals(self, rating: Rating, links: Iterable[str]) -> dict[tuple[str, date], str]:
         """Digests of the accrual points of the cycles ``links`` (what invoices freeze)."""
         wanted = set(links)
-        return {(r.cycle.link, r.through): self.digest(r) for r in rating.cycles
-                if r.cycle.link in wanted and r.through in r.cycle.accrual_points()}
+        return {
+            (r.cycle.link, r.through): self.digest(r)
+            for r in rating.cycles
+            if r.cycle.link in wanted and r.through in r.cycle.accrual_points()
+        }
 
 
 def _meter_traces(session: Session, rated: CycleRating, evidence: _Evidence) -> list[MeterTrace]:
@@ -445,15 +537,32 @@ def _meter_traces(session: Session, rated: CycleRating, evidence: _Evidence) -> 
     out = []
     for charge in rated.charges:
         ev = evidence.meter(rated, charge.meter)
-        out.append(MeterTrace(meter=charge.meter, model=charge.model, unit=session.rules.meters[charge.meter].unit,
-                              events=ev.events, first=_time(ev.first_us, tz), last=_time(ev.last_us, tz),
-                              digest=ev.digest, quantity=charge.quantity, tiers=charge.lines, amount=charge.amount))
+        out.append(
+            MeterTrace(
+                meter=charge.meter,
+                model=charge.model,
+                unit=session.rules.meters[charge.meter].unit,
+                events=ev.events,
+                first=_time(ev.first_us, tz),
+                last=_time(ev.last_us, tz),
+                digest=ev.digest,
+                quantity=charge.quantity,
+                tiers=charge.lines,
+                amount=charge.amount,
+            )
+        )
     return out
 
 
-def _earlier_quantities(session: Session, link: str, usage: Sequence[data.Transaction],
-                        points: Mapping[date, CycleRating], latest: Mapping[str, tuple[Decimal | None, date]],
-                        checks: Sequence[Check], frozen: Mapping[date, Mapping[str, Decimal]]) -> list[Check]:
+def _earlier_quantities(
+    session: Session,
+    link: str,
+    usage: Sequence[data.Transaction],
+    points: Mapping[date, CycleRating],
+    latest: Mapping[str, tuple[Decimal | None, date]],
+    checks: Sequence[Check],
+    frozen: Mapping[date, Mapping[str, Decimal]],
+) -> list[Check]:
     """The ``quantity`` of every earlier accrual against the store at its own point.
 
     Events that arrive for an earlier point after it was invoiced or sealed move
@@ -469,23 +578,54 @@ def _earlier_quantities(session: Session, link: str, usage: Sequence[data.Transa
             continue
         for p in entry.postings:
             meter, quantity = (p.meta or {}).get("meter"), (p.meta or {}).get("quantity")
-            if not isinstance(meter, str) or not isinstance(quantity, Decimal) or latest.get(meter, (0, None))[1] == entry.date:
+            if (
+                not isinstance(meter, str)
+                or not isinstance(quantity, Decimal)
+                or latest.get(meter, (0, None))[1] == entry.date
+            ):
                 continue
             at = points.get(entry.date)
             store = next((c.quantity for c in at.charges if c.meter == meter), None) if at else None
             explained = ""
-            if store != quantity and all(c.ok or c.explained for c in checks):  # everything cumulative agrees
-                later = sorted({e.date.isoformat() for e in usage if (e.meta or {}).get("late") and e.date > entry.date})
+            if store != quantity and all(
+                c.ok or c.explained for c in checks
+            ):  # everything cumulative agrees
+                later = sorted(
+                    {
+                        e.date.isoformat()
+                        for e in usage
+                        if (e.meta or {}).get("late") and e.date > entry.date
+                    }
+                )
                 if later and frozen.get(entry.date, {}).get(meter) == quantity:
-                    explained = (f"the accrual keeps the invoice's frozen figure; the change is posted as late "
-                                 f"adjustments on {', '.join(later)}")
+                    explained = (
+                        f"the accrual keeps the invoice's frozen figure; the change is posted as late "
+                        f"adjustments on {', '.join(later)}"
+                    )
                 elif f"{entry.date.year:04d}-{entry.date.month:02d}" in sealed:
                     explained = "the month is sealed (the seal guards the figure) and the cumulative amounts agree"
-            note = "" if store == quantity else _quantity_note(
-                session.rules.meters[meter].aggregation if meter in session.rules.meters else "", quantity,
-                store if store is not None else ZERO, entry.date)
-            out.append(Check(f"{meter} quantity on {entry.date.isoformat()}", str(quantity),
-                             "" if store is None else str(store), note=note, explained=explained, link=link))
+            note = (
+                ""
+                if store == quantity
+                else _quantity_note(
+                    session.rules.meters[meter].aggregation
+                    if meter in session.rules.meters
+                    else "",
+                    quantity,
+                    store if store is not None else ZERO,
+                    entry.date,
+                )
+            )
+            out.append(
+                Check(
+                    f"{meter} quantity on {entry.date.isoformat()}",
+                    str(quantity),
+                    "" if store is None else str(store),
+                    note=note,
+                    explained=explained,
+                    link=link,
+                )
+            )
     return out
 
 
@@ -493,44 +633,83 @@ def _quantity_note(meter_kind: str, books: Decimal, store: Decimal, day: date) -
     if meter_kind == "count" and store != books:
         more = store - books
         what = f"{abs(more)} event{'s' if abs(more) != 1 else ''}"
-        return (f"{what} {'more' if more > 0 else 'fewer'} in the store than the {day.isoformat()} accrual "
-                f"reflects")
+        return (
+            f"{what} {'more' if more > 0 else 'fewer'} in the store than the {day.isoformat()} accrual "
+            f"reflects"
+        )
     return f"the store differs from the {day.isoformat()} accrual"
 
 
-def _trace_cycle(session: Session, link: str, entries: Sequence[data.Directive], invoices: Sequence[Invoice],
-                 evidence: _Evidence | None = None) -> Trace:
+def _trace_cycle(
+    session: Session,
+    link: str,
+    entries: Sequence[data.Directive],
+    invoices: Sequence[Invoice],
+    evidence: _Evidence | None = None,
+) -> Trace:
     evidence = evidence or _Evidence(session)
     numbers = {inv.number for inv in invoices}
-    linked = sorted((e for e in entries if isinstance(e, data.Transaction) and link in (e.links or ())),
-                    key=lambda e: (e.date, e.narration or ""))
+    linked = sorted(
+        (e for e in entries if isinstance(e, data.Transaction) and link in (e.links or ())),
+        key=lambda e: (e.date, e.narration or ""),
+    )
     if not linked:
-        raise BadInput(f"trace: {link}: no transaction in the books carries ^{link} "
-                       f"(not a cycle link or an invoice number; run meterbook post?)")
+        raise BadInput(
+            f"trace: {link}: no transaction in the books carries ^{link} "
+            f"(not a cycle link or an invoice number; run meterbook post?)"
+        )
     customer = str((linked[0].meta or {}).get("customer") or linked[0].payee or "")
     if customer not in session.rules.customers:
         raise BadInput(f"trace: ^{link}: customer {customer!r} is not in the rules")
     currency = session.rules.customers[customer].currency
-    posted = tuple(Posted(e.date, _kind(e, numbers), e.narration or "", str((e.meta or {}).get("evidence") or ""))
-                   for e in linked)
+    posted = tuple(
+        Posted(
+            e.date, _kind(e, numbers), e.narration or "", str((e.meta or {}).get("evidence") or "")
+        )
+        for e in linked
+    )
     usage = [e for e, p in zip(linked, posted, strict=True) if p.kind in ("accrual", "late")]
     cycle_key = next((str(e.meta["cycle"]) for e in linked if (e.meta or {}).get("cycle")), "")
     if not usage:
-        return Trace(ref=link, kind="cycle", verified=True, differences=(), customer=customer, currency=currency,
-                     cycle=cycle_key, transactions=posted,
-                     notes=("no accrual posted for this cycle yet: nothing to recompute",))
+        return Trace(
+            ref=link,
+            kind="cycle",
+            verified=True,
+            differences=(),
+            customer=customer,
+            currency=currency,
+            cycle=cycle_key,
+            transactions=posted,
+            notes=("no accrual posted for this cycle yet: nothing to recompute",),
+        )
 
     # a sealed month's catch-up is dated by its month end: the cycle's last point up to it counts
     last_usage = max(_usage_date(e) for e in usage)
     rating = session.rate(last_usage, {customer})
-    points = {r.through: r for r in rating.cycles if r.cycle.link == link and r.through in r.cycle.accrual_points()}
-    stray = sorted({e.date for e, p in zip(linked, posted, strict=True) if p.kind == "accrual"} - set(points))
+    points = {
+        r.through: r
+        for r in rating.cycles
+        if r.cycle.link == link and r.through in r.cycle.accrual_points()
+    }
+    stray = sorted(
+        {e.date for e, p in zip(linked, posted, strict=True) if p.kind == "accrual"} - set(points)
+    )
     if not points or stray:
         day = (stray or [last_usage])[0]
-        problem = (f"the books accrue ^{link} on {day.isoformat()}, which is not an accrual point of "
-                   f"any cycle the rules give {customer}")
-        return Trace(ref=link, kind="cycle", verified=False, differences=(problem,), customer=customer,
-                     currency=currency, cycle=cycle_key, transactions=posted)
+        problem = (
+            f"the books accrue ^{link} on {day.isoformat()}, which is not an accrual point of "
+            f"any cycle the rules give {customer}"
+        )
+        return Trace(
+            ref=link,
+            kind="cycle",
+            verified=False,
+            differences=(problem,),
+            customer=customer,
+            currency=currency,
+            cycle=cycle_key,
+            transactions=posted,
+        )
     through = max(points)
     rated = points[through]
     sealed = sealed_months(session.workspace.books_dir)
@@ -539,14 +718,21 @@ def _trace_cycle(session: Session, link: str, entries: Sequence[data.Directive],
     books_sums = _books_targets(session, customer, usage)
     store_sums = targets(rated)
     amounts: list[Check] = []
-    for key in sorted(set(books_sums) | set(store_sums), key=lambda k: (not k.startswith("usage_revenue:"), k)):
+    for key in sorted(
+        set(books_sums) | set(store_sums), key=lambda k: (not k.startswith("usage_revenue:"), k)
+    ):
         have, want = books_sums.get(key, ZERO), store_sums.get(key, ZERO)
         if have or want:
-            amounts.append(Check(_target_label(key), f"{have} {currency}", f"{want} {currency}", link=link))
+            amounts.append(
+                Check(_target_label(key), f"{have} {currency}", f"{want} {currency}", link=link)
+            )
     amounts_agree = all(c.ok for c in amounts)
 
     # quantities: the books' latest figure against the store at the point it was posted for
-    books_qty = {meter: (quantity, _point_of(day, points)) for meter, (quantity, day) in _books_quantities(usage).items()}
+    books_qty = {
+        meter: (quantity, _point_of(day, points))
+        for meter, (quantity, day) in _books_quantities(usage).items()
+    }
     checks: list[Check] = []
     for meter in sorted({c.meter for c in rated.charges} | set(books_qty)):
         if meter not in books_qty:
@@ -559,57 +745,105 @@ def _trace_cycle(session: Session, link: str, entries: Sequence[data.Directive],
         what = f"{meter} quantity" + (f" on {day.isoformat()}" if day != through else "")
         note = explained = ""
         if store_qty is not None and recorded != store_qty:
-            note = _quantity_note(session.rules.meters[meter].aggregation if meter in session.rules.meters else "",
-                                  recorded, store_qty, day)
+            note = _quantity_note(
+                session.rules.meters[meter].aggregation if meter in session.rules.meters else "",
+                recorded,
+                store_qty,
+                day,
+            )
             if amounts_agree and f"{day.year:04d}-{day.month:02d}" in sealed:
                 explained = "the month is sealed (the seal guards the figure) and the cumulative amounts agree"
-        checks.append(Check(what, str(recorded), "" if store_qty is None else str(store_qty), note=note,
-                            explained=explained, link=link))
+        checks.append(
+            Check(
+                what,
+                str(recorded),
+                "" if store_qty is None else str(store_qty),
+                note=note,
+                explained=explained,
+                link=link,
+            )
+        )
     checks.extend(amounts)
 
     # evidence: the latest entry that carries a digest, recomputed at its accrual point
     def evidence_check(entry: data.Transaction, day: date, what: str) -> Check:
         recorded_digest = str((entry.meta or {})["evidence"])
         store_digest = evidence.digest(points[day]) if day in points else ""
-        note = "" if recorded_digest == store_digest else (
-            f"the events behind the {day.isoformat()} accrual changed since it was posted")
+        note = (
+            ""
+            if recorded_digest == store_digest
+            else (f"the events behind the {day.isoformat()} accrual changed since it was posted")
+        )
         explained = ""
         month = f"{entry.date.year:04d}-{entry.date.month:02d}"
         if note and month in sealed and amounts_agree:
             # a sealed entry keeps its digest; what changed in money is posted as late adjustments
-            adjusted = sorted({e.date.isoformat() for e in usage if (e.meta or {}).get("late") and e.date > entry.date})
-            explained = (f"events arrived after {month} was sealed; the sealed accrual keeps its digest and the "
-                         + (f"amounts they change are posted as late adjustments on {', '.join(adjusted)}"
-                            if adjusted else "amounts are unchanged, so nothing was posted"))
+            adjusted = sorted(
+                {
+                    e.date.isoformat()
+                    for e in usage
+                    if (e.meta or {}).get("late") and e.date > entry.date
+                }
+            )
+            explained = (
+                f"events arrived after {month} was sealed; the sealed accrual keeps its digest and the "
+                + (
+                    f"amounts they change are posted as late adjustments on {', '.join(adjusted)}"
+                    if adjusted
+                    else "amounts are unchanged, so nothing was posted"
+                )
+            )
         return Check(what, recorded_digest, store_digest, note=note, link=link, explained=explained)
 
     with_evidence = [e for e in usage if (e.meta or {}).get("evidence")]
     if with_evidence:
-        latest = max(with_evidence, key=lambda e: (_usage_date(e), bool((e.meta or {}).get("late")), e.date))
+        latest = max(
+            with_evidence, key=lambda e: (_usage_date(e), bool((e.meta or {}).get("late")), e.date)
+        )
         day = _point_of(_usage_date(latest), points)
         what = f"evidence {day.isoformat()}"
         if (latest.meta or {}).get("late"):
             # a late adjustment carries the digest regenerated at the point; the sealed accrual
             # it adjusts keeps its own, shown (and explained) next to it
-            sealed_accrual = [e for e in with_evidence if not (e.meta or {}).get("late") and e.date == day
-                              and f"{e.date.year:04d}-{e.date.month:02d}" in sealed
-                              and (e.meta or {})["evidence"] != (latest.meta or {})["evidence"]]
+            sealed_accrual = [
+                e
+                for e in with_evidence
+                if not (e.meta or {}).get("late")
+                and e.date == day
+                and f"{e.date.year:04d}-{e.date.month:02d}" in sealed
+                and (e.meta or {})["evidence"] != (latest.meta or {})["evidence"]
+            ]
             if sealed_accrual:
                 checks.append(evidence_check(sealed_accrual[-1], day, what))
                 what = f"{what} late adjustment {latest.date.isoformat()}"
         checks.append(evidence_check(latest, day, what))
 
-    frozen = {a.through: dict(a.quantities) for inv in invoices for a in inv.accruals if a.link == link}
+    frozen = {
+        a.through: dict(a.quantities) for inv in invoices for a in inv.accruals if a.link == link
+    }
     checks[:0] = _earlier_quantities(session, link, usage, points, books_qty, checks, frozen)
     notes = [f"{c.difference()}: {c.explained}" for c in checks if not c.ok and c.explained]
     posted_rules = sorted({str(e.meta["rules"]) for e in usage if (e.meta or {}).get("rules")})
     if posted_rules and posted_rules != [session.rules.hash]:
-        notes.append(f"posted with rules {', '.join(posted_rules)}; the rules are now {session.rules.hash}")
+        notes.append(
+            f"posted with rules {', '.join(posted_rules)}; the rules are now {session.rules.hash}"
+        )
     differences = tuple(c.difference() for c in checks if not c.ok and not c.explained)
-    return Trace(ref=link, kind="cycle", verified=not differences, differences=differences, customer=customer,
-                 currency=currency, cycle=rated.cycle.key, plan=rated.cycle.plan, through=through,
-                 transactions=posted, meters=tuple(_meter_traces(session, rated, evidence)), checks=tuple(checks),
-                 notes=tuple(notes))
+    return Trace(
+        ref=link,
+        kind="cycle",
+        verified=not differences,
+        differences=differences,
+        customer=customer,
+        currency=currency,
+        cycle=rated.cycle.key,
+        plan=rated.cycle.plan,
+        through=through,
+        transactions=posted,
+        meters=tuple(_meter_traces(session, rated, evidence)),
+        checks=tuple(checks),
+        notes=tuple(notes),
+    )
 
 
 # --- invoices ----------------------------------------------------------------------------
@@ -619,7 +853,9 @@ def _line_key(line: InvoiceLine) -> tuple[str, str, str, str]:
     return line.kind, line.link, line.meter, line.account
 
 
-def _keyed(lines: Sequence[InvoiceLine]) -> dict[tuple[str, str, str, str, int], tuple[int, InvoiceLine]]:
+def _keyed(
+    lines: Sequence[InvoiceLine],
+) -> dict[tuple[str, str, str, str, int], tuple[int, InvoiceLine]]:
     seen: Counter[tuple[str, str, str, str]] = Counter()
     out = {}
     for i, line in enumerate(lines, 1):
@@ -632,25 +868,55 @@ def _keyed(lines: Sequence[InvoiceLine]) -> dict[tuple[str, str, str, str, int],
 def _compare_lines(invoice: Invoice, draft: Invoice) -> list[Check]:
     mine, theirs = _keyed(invoice.lines), _keyed(draft.lines)
     checks = []
-    for key in sorted(set(mine) | set(theirs), key=lambda k: mine.get(k, theirs.get(k, (0, None)))[0]):
+    for key in sorted(
+        set(mine) | set(theirs), key=lambda k: mine.get(k, theirs.get(k, (0, None)))[0]
+    ):
         number, line = mine.get(key, (0, None))
         _, again = theirs.get(key, (0, None))
         shown = line or again
         assert shown is not None
         label = f"line {number}" if number else "line (missing)"
-        what = f"{label} {shown.kind}" + (f" {shown.meter}" if shown.meter else "") + f" [{shown.account}]"
+        what = (
+            f"{label} {shown.kind}"
+            + (f" {shown.meter}" if shown.meter else "")
+            + f" [{shown.account}]"
+        )
         if line is None or again is None:
-            checks.append(Check(what, "" if line is None else f"{line.amount}", "" if again is None else
-                                f"{again.amount}", source="invoice", link=shown.link,
-                                note="a line the store does not recompute" if again is None
-                                else "a line the invoice lacks"))
+            checks.append(
+                Check(
+                    what,
+                    "" if line is None else f"{line.amount}",
+                    "" if again is None else f"{again.amount}",
+                    source="invoice",
+                    link=shown.link,
+                    note="a line the store does not recompute"
+                    if again is None
+                    else "a line the invoice lacks",
+                )
+            )
             continue
         usage = line.kind == "usage" and bool(line.meter)
         if line.quantity is not None or again.quantity is not None:
-            checks.append(Check(f"{what} quantity", str(line.quantity), str(again.quantity), source="invoice",
-                                link=shown.link, late_key=f"quantity:{line.meter}" if usage else ""))
-        checks.append(Check(f"{what} amount", f"{line.amount}", f"{again.amount}", source="invoice",
-                            link=shown.link, late_key=f"usage_revenue:{line.meter}" if usage else ""))
+            checks.append(
+                Check(
+                    f"{what} quantity",
+                    str(line.quantity),
+                    str(again.quantity),
+                    source="invoice",
+                    link=shown.link,
+                    late_key=f"quantity:{line.meter}" if usage else "",
+                )
+            )
+        checks.append(
+            Check(
+                f"{what} amount",
+                f"{line.amount}",
+                f"{again.amount}",
+                source="invoice",
+                link=shown.link,
+                late_key=f"usage_revenue:{line.meter}" if usage else "",
+            )
+        )
     return checks
 
 
@@ -665,29 +931,62 @@ def _compare_accruals(invoice: Invoice, draft: Invoice) -> list[Check]:
         at_last = last.get(link) == through  # late adjustments bridge the last point only
         what = f"frozen accrual ^{link} {through.isoformat()}"
         if a is None or b is None:
-            checks.append(Check(what, "present" if a else "", "present" if b else "", source="invoice", link=link))
+            checks.append(
+                Check(
+                    what,
+                    "present" if a else "",
+                    "present" if b else "",
+                    source="invoice",
+                    link=link,
+                )
+            )
             continue
         quantities = sorted(set(dict(a.quantities)) | set(dict(b.quantities)))
         for meter in quantities:
-            checks.append(Check(f"{what} {meter} quantity", str(dict(a.quantities).get(meter, "")),
-                                str(dict(b.quantities).get(meter, "")), source="invoice", link=link,
-                                late_key=f"quantity:{meter}" if at_last else ""))
+            checks.append(
+                Check(
+                    f"{what} {meter} quantity",
+                    str(dict(a.quantities).get(meter, "")),
+                    str(dict(b.quantities).get(meter, "")),
+                    source="invoice",
+                    link=link,
+                    late_key=f"quantity:{meter}" if at_last else "",
+                )
+            )
         for target in sorted(set(dict(a.targets)) | set(dict(b.targets))):
-            checks.append(Check(f"{what} {_target_label(target)}", str(dict(a.targets).get(target, ZERO)),
-                                str(dict(b.targets).get(target, ZERO)), source="invoice", link=link,
-                                late_key=target if at_last else ""))
-        checks.append(Check(f"{what} evidence", a.evidence, b.evidence, source="invoice", link=link))
+            checks.append(
+                Check(
+                    f"{what} {_target_label(target)}",
+                    str(dict(a.targets).get(target, ZERO)),
+                    str(dict(b.targets).get(target, ZERO)),
+                    source="invoice",
+                    link=link,
+                    late_key=target if at_last else "",
+                )
+            )
+        checks.append(
+            Check(f"{what} evidence", a.evidence, b.evidence, source="invoice", link=link)
+        )
     return checks
 
 
-def _books_invoice(session: Session, invoice: Invoice, entries: Sequence[data.Directive]) -> list[Check]:
+def _books_invoice(
+    session: Session, invoice: Invoice, entries: Sequence[data.Directive]
+) -> list[Check]:
     """The invoice transaction of the books: receivable = total, and what it settles."""
-    found = [e for e in entries if isinstance(e, data.Transaction) and invoice.number in (e.links or ())
-             and (e.meta or {}).get("invoice") == invoice.number
-             and not {"credit_note", "reference", "application", "debit_adjustment"} & set(e.meta or {})]
+    found = [
+        e
+        for e in entries
+        if isinstance(e, data.Transaction)
+        and invoice.number in (e.links or ())
+        and (e.meta or {}).get("invoice") == invoice.number
+        and not {"credit_note", "reference", "application", "debit_adjustment"} & set(e.meta or {})
+    ]
     cur = invoice.currency
     if len(found) != 1:
-        return [Check("invoice transaction in the books", f"{len(found)} transactions", "1 transaction")]
+        return [
+            Check("invoice transaction in the books", f"{len(found)} transactions", "1 transaction")
+        ]
     entry = found[0]
     sums: dict[str, Decimal] = defaultdict(lambda: ZERO)
     for p in entry.postings:
@@ -695,12 +994,22 @@ def _books_invoice(session: Session, invoice: Invoice, entries: Sequence[data.Di
             sums[p.account] += p.units.number
     rules = session.rules
     receivable = rules.account("receivable", customer=invoice.customer)
-    checks = [Check(f"receivable {receivable}", f"{sums.pop(receivable, ZERO)} {cur}", f"{invoice.total} {cur}")]
+    checks = [
+        Check(
+            f"receivable {receivable}",
+            f"{sums.pop(receivable, ZERO)} {cur}",
+            f"{invoice.total} {cur}",
+        )
+    ]
     for kind in ("unbilled", "contract_asset", "deferred"):
         account = rules.account(kind, customer=invoice.customer)
         have, want = -sums.pop(account, ZERO), invoice.settles(kind)
         if have or want:
-            label = "credits deferred revenue" if kind == "deferred" else f"settles {_target_label(kind)}"
+            label = (
+                "credits deferred revenue"
+                if kind == "deferred"
+                else f"settles {_target_label(kind)}"
+            )
             checks.append(Check(label, f"{have} {cur}", f"{want} {cur}"))
     for account, amount in tax_postings(invoice.tax, rules, cur):  # the invoice's tax (ledger.tax)
         have = sums.pop(account, ZERO)
@@ -725,16 +1034,27 @@ def _document(session: Session, invoice: Invoice) -> Check:
     digest = hashlib.sha256(want.encode()).hexdigest()[:16]
     if text == want:
         return Check(what, digest, digest, source="books")
-    return Check(what, "differs from the stored invoice", digest, source="books",
-                 note=f"sha256 {hashlib.sha256(text.encode()).hexdigest()[:16]}")
+    return Check(
+        what,
+        "differs from the stored invoice",
+        digest,
+        source="books",
+        note=f"sha256 {hashlib.sha256(text.encode()).hexdigest()[:16]}",
+    )
 
 
-def _late_figures(session: Session, customer: str, link: str,
-                  entries: Sequence[data.Directive]) -> dict[str, Decimal | None]:
+def _late_figures(
+    session: Session, customer: str, link: str, entries: Sequence[data.Directive]
+) -> dict[str, Decimal | None]:
     """What the books' late adjustments of a cycle add: per target key, and ``quantity:<meter>``
     (None when an adjustment without a quantity touched the meter)."""
-    late = [e for e in entries if isinstance(e, data.Transaction) and link in (e.links or ())
-            and (e.meta or {}).get("late")]
+    late = [
+        e
+        for e in entries
+        if isinstance(e, data.Transaction)
+        and link in (e.links or ())
+        and (e.meta or {}).get("late")
+    ]
     figures: dict[str, Decimal | None] = dict(_books_targets(session, customer, late))
     for entry in late:
         for p in entry.postings:
@@ -742,12 +1062,19 @@ def _late_figures(session: Session, customer: str, link: str,
             if isinstance(meter, str) and meter:
                 key = f"quantity:{meter}"
                 before = figures.get(key, ZERO)
-                figures[key] = before + quantity if isinstance(quantity, Decimal) and before is not None else None
+                figures[key] = (
+                    before + quantity
+                    if isinstance(quantity, Decimal) and before is not None
+                    else None
+                )
     return figures
 
 
-def _explain_late(checks: list[Check], cycles: Mapping[str, Trace],
-                  late: Mapping[str, Mapping[str, Decimal | None]]) -> list[Check]:
+def _explain_late(
+    checks: list[Check],
+    cycles: Mapping[str, Trace],
+    late: Mapping[str, Mapping[str, Decimal | None]],
+) -> list[Check]:
     """Mismatches of an invoiced cycle whose late usage the books already carry become notes.
 
     The cycle's own trace must be verified (books = store now) and it must have
@@ -757,34 +1084,51 @@ def _explain_late(checks: list[Check], cycles: Mapping[str, Trace],
     out = []
     for check in checks:
         sub = cycles.get(check.link)
-        days = sorted({t.date.isoformat() for t in sub.transactions if t.kind == "late"}) if sub else []
+        days = (
+            sorted({t.date.isoformat() for t in sub.transactions if t.kind == "late"})
+            if sub
+            else []
+        )
         if not check.ok and sub is not None and sub.verified and days:
             bridged = True
             if check.late_key:
                 added = late.get(check.link, {}).get(check.late_key, ZERO)
                 try:
-                    bridged = added is None or Decimal(check.recorded) + added == Decimal(check.store)
+                    bridged = added is None or Decimal(check.recorded) + added == Decimal(
+                        check.store
+                    )
                 except ArithmeticError:
                     bridged = False
             if bridged:
-                check = replace(check, explained=f"usage that arrived after the invoice, posted in the books as "
-                                                 f"late usage of ^{check.link} on {', '.join(days)}")
+                check = replace(
+                    check,
+                    explained=f"usage that arrived after the invoice, posted in the books as "
+                    f"late usage of ^{check.link} on {', '.join(days)}",
+                )
         out.append(check)
     return out
 
 
-def _explain_subscription_changes(session: Session, invoice: Invoice, checks: list[Check]) -> list[Check]:
+def _explain_subscription_changes(
+    session: Session, invoice: Invoice, checks: list[Check]
+) -> list[Check]:
     """An advance fee line that differs because the subscription changed after the invoice is
     explained when the subscription-change documents (:mod:`ledger.subscriptions`) bridge it
     exactly: invoiced + their corrections = the store's figure now."""
     from ledger.subscriptions import fee_changes, line_corrections
 
-    fixes = {line: fix for (number, line), fix in line_corrections(session.engine).items()
-             if number == invoice.number}
+    fixes = {
+        line: fix
+        for (number, line), fix in line_corrections(session.engine).items()
+        if number == invoice.number
+    }
     # a change whose correction is dated after the books' horizon (a cancellation ahead), and
     # earlier notes' deferred parts the correction counted as taken out at once
-    every = {c.line: c for c in fee_changes(session, date.max, every=True)
-             if c.invoice.number == invoice.number}
+    every = {
+        c.line: c
+        for c in fee_changes(session, date.max, every=True)
+        if c.invoice.number == invoice.number
+    }
     due = {line: c for line, c in every.items() if c.difference}
     out = []
     for check in checks:
@@ -796,56 +1140,105 @@ def _explain_subscription_changes(session: Session, invoice: Invoice, checks: li
             later = pending.difference if pending is not None else ZERO
             stale = every[line].stale if line in every else ZERO
             try:
-                bridged = Decimal(check.recorded) + done + later - stale == Decimal(check.store or "0")
+                bridged = Decimal(check.recorded) + done + later - stale == Decimal(
+                    check.store or "0"
+                )
             except ArithmeticError:
                 bridged = False
             if bridged:
-                said = [f"{', '.join(fix[1])} {'credit' if done < 0 else 'charge'} {abs(done)}"] if fix else []
+                said = (
+                    [f"{', '.join(fix[1])} {'credit' if done < 0 else 'charge'} {abs(done)}"]
+                    if fix
+                    else []
+                )
                 if pending is not None:
-                    said.append(f"{abs(later)} to be {'credited' if later < 0 else 'charged'} on "
-                                f"{pending.on.isoformat()}, when the books are posted through that day")
-                check = replace(check, explained=f"the subscription changed after the invoice: {'; '.join(said)}")
+                    said.append(
+                        f"{abs(later)} to be {'credited' if later < 0 else 'charged'} on "
+                        f"{pending.on.isoformat()}, when the books are posted through that day"
+                    )
+                check = replace(
+                    check,
+                    explained=f"the subscription changed after the invoice: {'; '.join(said)}",
+                )
         out.append(check)
     return out
 
 
-def _trace_invoice(session: Session, number: str, entries: Sequence[data.Directive],
-                   invoices: Sequence[Invoice]) -> Trace:
+def _trace_invoice(
+    session: Session, number: str, entries: Sequence[data.Directive], invoices: Sequence[Invoice]
+) -> Trace:
     position = next(i for i, inv in enumerate(invoices) if inv.number == number)
     invoice = invoices[position]
     numbers = {inv.number for inv in invoices}
     evidence = _Evidence(session)
-    cycles = {link: _trace_cycle(session, link, entries, invoices, evidence) for link in invoice.cycles}
+    cycles = {
+        link: _trace_cycle(session, link, entries, invoices, evidence) for link in invoice.cycles
+    }
 
     rating = session.rate(invoice.date, {invoice.customer})
-    drafts = session.draft(rating, invoice.date, issued=invoices[:position],
-                           evidence=evidence.accruals(rating, invoice.cycles), redrafting=invoice)
+    drafts = session.draft(
+        rating,
+        invoice.date,
+        issued=invoices[:position],
+        evidence=evidence.accruals(rating, invoice.cycles),
+        redrafting=invoice,
+    )
     draft = next((d for d in drafts if d.key == invoice.key), None)
     checks: list[Check] = [_document(session, invoice), *_books_invoice(session, invoice, entries)]
     if draft is None:
-        checks.append(Check("re-drafted invoice", f"{invoice.total} {invoice.currency}", "",
-                            source="invoice", note=f"the store and rules draft no invoice for {invoice.key}"))
+        checks.append(
+            Check(
+                "re-drafted invoice",
+                f"{invoice.total} {invoice.currency}",
+                "",
+                source="invoice",
+                note=f"the store and rules draft no invoice for {invoice.key}",
+            )
+        )
     else:
         late = {link: _late_figures(session, invoice.customer, link, entries) for link in cycles}
-        line_checks = _explain_late(_compare_lines(invoice, draft) + _compare_accruals(invoice, draft), cycles, late)
+        line_checks = _explain_late(
+            _compare_lines(invoice, draft) + _compare_accruals(invoice, draft), cycles, late
+        )
         line_checks = _explain_subscription_changes(session, invoice, line_checks)
         checks.extend(line_checks)
         # the tax is decided once, when the invoice is issued, and kept with it (ledger.tax): the
         # recomputation adds the tax as issued, so later tax rules cannot make the total differ
         redrafted = draft.subtotal + (invoice.tax.added if invoice.tax is not None else 0)
-        total = Check("total", f"{invoice.total} {invoice.currency}", f"{redrafted} {draft.currency}",
-                      source="invoice")
+        total = Check(
+            "total",
+            f"{invoice.total} {invoice.currency}",
+            f"{redrafted} {draft.currency}",
+            source="invoice",
+        )
         if not total.ok and all(c.ok or c.explained for c in line_checks):
-            total = replace(total, explained="the lines' differences are late usage or subscription changes "
-                                             "posted in the books")
+            total = replace(
+                total,
+                explained="the lines' differences are late usage or subscription changes "
+                "posted in the books",
+            )
         checks.append(total)
     notes = tuple(f"{c.difference()}: {c.explained}" for c in checks if not c.ok and c.explained)
     differences = [c.difference() for c in checks if not c.ok and not c.explained]
     for link, sub in sorted(cycles.items()):
         differences.extend(f"^{link}: {d}" for d in sub.differences)
-    posted = tuple(Posted(e.date, _kind(e, numbers), e.narration or "")
-                   for e in sorted((e for e in entries if isinstance(e, data.Transaction) and number in (e.links or ())),
-                                   key=lambda e: (e.date, e.narration or "")))
-    return Trace(ref=number, kind="invoice", verified=not differences, differences=tuple(differences),
-                 customer=invoice.customer, currency=invoice.currency, transactions=posted, checks=tuple(checks),
-                 notes=notes, invoice=invoice, cycles=tuple(cycles[link] for link in sorted(cycles)))
+    posted = tuple(
+        Posted(e.date, _kind(e, numbers), e.narration or "")
+        for e in sorted(
+            (e for e in entries if isinstance(e, data.Transaction) and number in (e.links or ())),
+            key=lambda e: (e.date, e.narration or ""),
+        )
+    )
+    return Trace(
+        ref=number,
+        kind="invoice",
+        verified=not differences,
+        differences=tuple(differences),
+        customer=invoice.customer,
+        currency=invoice.currency,
+        transactions=posted,
+        checks=tuple(checks),
+        notes=notes,
+        invoice=invoice,
+        cycles=tuple(cycles[link] for link in sorted(cycles)),
+    )

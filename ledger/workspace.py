@@ -29,8 +29,18 @@ if TYPE_CHECKING:
     from ledger.rules import GapsSpikesTuning
 
 CONFIG_NAME = "meterbook.toml"
-_KEYS = {"books", "rules", "store", "timezone", "operating_currency", "plugins_dir", "alerts", "title",
-         "tax", "gaps_spikes"}
+_KEYS = {
+    "books",
+    "rules",
+    "store",
+    "timezone",
+    "operating_currency",
+    "plugins_dir",
+    "alerts",
+    "title",
+    "tax",
+    "gaps_spikes",
+}
 
 
 @dataclass(frozen=True)
@@ -69,14 +79,25 @@ class AlertsConfig:
         """Validate the ``[alerts]`` table; errors name the file and key."""
         if not isinstance(value, dict):
             raise WorkspaceError(f"{path}: alerts: expected a table [alerts]")
-        known = {"webhook_url", "outbox", "attempts", "timeout_seconds", "backoff_seconds", "max_wait_seconds",
-                 "webhook_secrets"}
+        known = {
+            "webhook_url",
+            "outbox",
+            "attempts",
+            "timeout_seconds",
+            "backoff_seconds",
+            "max_wait_seconds",
+            "webhook_secrets",
+        }
         unknown = sorted(set(value) - known)
         if unknown:
-            raise WorkspaceError(f"{path}: alerts.{unknown[0]}: unknown key (known: {', '.join(sorted(known))})")
+            raise WorkspaceError(
+                f"{path}: alerts.{unknown[0]}: unknown key (known: {', '.join(sorted(known))})"
+            )
         url = value.get("webhook_url", "")
         if not isinstance(url, str) or (url and not is_http_url(url)):
-            raise WorkspaceError(f"{path}: alerts.webhook_url: expected an http:// or https:// URL or \"\"")
+            raise WorkspaceError(
+                f'{path}: alerts.webhook_url: expected an http:// or https:// URL or ""'
+            )
         outbox = value.get("outbox", str(cls.outbox))
         if not isinstance(outbox, str) or not outbox:
             raise WorkspaceError(f"{path}: alerts.outbox: expected a file path string")
@@ -90,17 +111,31 @@ class AlertsConfig:
         seconds = {}
         for key, zero_ok in (("timeout_seconds", False), ("backoff_seconds", True)):
             number = value.get(key, getattr(cls, key))
-            if (isinstance(number, bool) or not isinstance(number, int | float)
-                    or not (number >= 0 if zero_ok else number > 0) or number > 60):
-                raise WorkspaceError(f"{path}: alerts.{key}: expected a number of seconds "
-                                     f"{'from' if zero_ok else 'above'} 0 up to 60")
+            if (
+                isinstance(number, bool)
+                or not isinstance(number, int | float)
+                or not (number >= 0 if zero_ok else number > 0)
+                or number > 60
+            ):
+                raise WorkspaceError(
+                    f"{path}: alerts.{key}: expected a number of seconds "
+                    f"{'from' if zero_ok else 'above'} 0 up to 60"
+                )
             seconds[key] = float(number)
         wait = value.get("max_wait_seconds", cls.max_wait_seconds)
         if isinstance(wait, bool) or not isinstance(wait, int | float) or not 0 <= wait <= 300:
-            raise WorkspaceError(f"{path}: alerts.max_wait_seconds: expected a number of seconds from 0 up to 300")
+            raise WorkspaceError(
+                f"{path}: alerts.max_wait_seconds: expected a number of seconds from 0 up to 300"
+            )
         secrets = webhook_secrets(value.get("webhook_secrets", {}), path, root)
-        return cls(webhook_url=url, outbox=root / outbox, attempts=attempts, max_wait_seconds=float(wait),
-                   webhook_secrets=secrets, **seconds)
+        return cls(
+            webhook_url=url,
+            outbox=root / outbox,
+            attempts=attempts,
+            max_wait_seconds=float(wait),
+            webhook_secrets=secrets,
+            **seconds,
+        )
 
 
 def webhook_secrets(value: object, path: Path, root: Path) -> dict[str, str]:
@@ -122,19 +157,26 @@ def webhook_secrets(value: object, path: Path, root: Path) -> dict[str, str]:
     else:
         table = value
     if not isinstance(table, dict):
-        raise WorkspaceError(f"{where}: expected a table of endpoint URL = \"whsec_…\" or a file name")
+        raise WorkspaceError(
+            f'{where}: expected a table of endpoint URL = "whsec_…" or a file name'
+        )
     secrets: dict[str, str] = {}
     for url, secret in table.items():
         if not is_http_url(url):
             raise WorkspaceError(f"{where}: {url!r}: expected an http:// or https:// endpoint URL")
         try:
-            key = base64.b64decode(secret.removeprefix("whsec_"), validate=True) \
-                if isinstance(secret, str) and secret.startswith("whsec_") else b""
+            key = (
+                base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+                if isinstance(secret, str) and secret.startswith("whsec_")
+                else b""
+            )
         except (binascii.Error, ValueError):
             key = b""
         if not 24 <= len(key) <= 64:
-            raise WorkspaceError(f"{where}: {url}: expected a secret \"whsec_<base64 of 24 to 64 bytes>\" "
-                                 "(Standard Webhooks)")
+            raise WorkspaceError(
+                f'{where}: {url}: expected a secret "whsec_<base64 of 24 to 64 bytes>" '
+                "(Standard Webhooks)"
+            )
         secrets[url] = secret
     return secrets
 
@@ -165,7 +207,7 @@ def outbox_problem(outbox: Path) -> str:
 def gaps_spikes_tuning(value: object, path: Path) -> GapsSpikesTuning:
     """Validate ``[gaps_spikes]``; an error names the file and key::
 
-        meterbook.toml: gaps_spikes.min_gap_days: Input should be greater than or equal to 1
+    meterbook.toml: gaps_spikes.min_gap_days: Input should be greater than or equal to 1
     """
     from pydantic import ValidationError
 
@@ -177,8 +219,9 @@ def gaps_spikes_tuning(value: object, path: Path) -> GapsSpikesTuning:
         return GapsSpikesTuning.model_validate(value)
     except ValidationError as exc:
         err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]
-                         if p not in ("function-before", "function-after"))
+        where = ".".join(
+            str(p) for p in err["loc"] if p not in ("function-before", "function-after")
+        )
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             message = "unknown key"
@@ -197,7 +240,11 @@ def is_http_url(url: str) -> bool:
         parts = urlsplit(url)
     except ValueError:
         return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname) and not any(c.isspace() for c in url)
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and not any(c.isspace() for c in url)
+    )
 
 
 @dataclass(frozen=True)
@@ -261,11 +308,15 @@ class Workspace:
             raise WorkspaceError(f"{path}: cannot read: {exc.strerror or exc}") from None
         unknown = sorted(set(data) - _KEYS)
         if unknown:
-            raise WorkspaceError(f"{path}: unknown key {unknown[0]!r} (known: {', '.join(sorted(_KEYS))})")
+            raise WorkspaceError(
+                f"{path}: unknown key {unknown[0]!r} (known: {', '.join(sorted(_KEYS))})"
+            )
         for key, value in data.items():
             # tables: [alerts], [tax] (read by ledger.tax), [gaps_spikes]
             if not isinstance(value, str) and key not in ("alerts", "tax", "gaps_spikes"):
-                raise WorkspaceError(f"{path}: {key}: expected a string, got {type(value).__name__}")
+                raise WorkspaceError(
+                    f"{path}: {key}: expected a string, got {type(value).__name__}"
+                )
         timezone = data.get("timezone", "UTC")
         try:
             ZoneInfo(timezone)
@@ -273,7 +324,9 @@ class Workspace:
             raise WorkspaceError(f"{path}: timezone: unknown time zone {timezone!r}") from None
         currency = data.get("operating_currency", "USD")
         if not (len(currency) == 3 and currency.isalpha() and currency.isupper()):
-            raise WorkspaceError(f"{path}: operating_currency: {currency!r} is not an ISO 4217 code")
+            raise WorkspaceError(
+                f"{path}: operating_currency: {currency!r} is not an ISO 4217 code"
+            )
         plugins_dir = data.get("plugins_dir", "")
         return cls(
             root=root,
@@ -293,7 +346,7 @@ def resolve_store_url(url: str, root: Path) -> str:
     """Make a relative ``sqlite:///path`` absolute against the workspace root."""
     prefix = "sqlite:///"
     if url.startswith(prefix) and not url.startswith("sqlite:////"):
-        rest = url[len(prefix):]
+        rest = url[len(prefix) :]
         if rest and rest != ":memory:" and not Path(rest).is_absolute():
             return prefix + str((root / rest).resolve())
     return url

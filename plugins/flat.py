@@ -65,7 +65,9 @@ class FlatPricing:
         return ()
 
     def price(self, terms: FlatTerms, usage: Usage) -> Price:
-        return Price(terms.amount, (PriceLine("flat fee per cycle", Decimal(1), terms.amount, terms.amount),))
+        return Price(
+            terms.amount, (PriceLine("flat fee per cycle", Decimal(1), terms.amount, terms.amount),)
+        )
 
 
 @hookimpl

@@ -73,7 +73,9 @@ class GraduatedPricing:
             label = tier_label(lower, tier.up_to)
             lines.append(PriceLine(label, units, tier.unit_price, units * tier.unit_price))
             if tier.flat_price:
-                lines.append(PriceLine(f"{label} flat fee", Decimal(1), tier.flat_price, tier.flat_price))
+                lines.append(
+                    PriceLine(f"{label} flat fee", Decimal(1), tier.flat_price, tier.flat_price)
+                )
             if tier.up_to is None:
                 break
             lower = tier.up_to

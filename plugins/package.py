@@ -74,7 +74,11 @@ class PackagePricing:
         lines: list[PriceLine] = []
         free = min(usage.quantity, terms.included)
         if free:
-            lines.append(PriceLine(f"first {format_quantity(terms.included)} units included", free, ZERO, ZERO))
+            lines.append(
+                PriceLine(
+                    f"first {format_quantity(terms.included)} units included", free, ZERO, ZERO
+                )
+            )
         billable = usage.quantity - free
         if billable > 0:
             # exact integer division: no rounding of a quotient can lose a package
@@ -82,9 +86,15 @@ class PackagePricing:
             if billable % terms.package_size:
                 packages += 1
             amount = packages * terms.package_price
-            lines.append(PriceLine(
-                f"{format_quantity(billable)} units in {format_quantity(packages)} packages of "
-                f"{format_quantity(terms.package_size)}", packages, terms.package_price, amount))
+            lines.append(
+                PriceLine(
+                    f"{format_quantity(billable)} units in {format_quantity(packages)} packages of "
+                    f"{format_quantity(terms.package_size)}",
+                    packages,
+                    terms.package_price,
+                    amount,
+                )
+            )
         return Price(sum((line.amount for line in lines), ZERO), tuple(lines))
 
 

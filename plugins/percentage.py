@@ -96,16 +96,32 @@ class PercentagePricing:
     name = "percentage"
 
     def parse(self, params: Mapping[str, Any]) -> PercentageTerms:
-        check_keys(params, required=("rate",), optional=("fixed_fee", "per_event_min", "per_event_max"))
+        check_keys(
+            params, required=("rate",), optional=("fixed_fee", "per_event_min", "per_event_max")
+        )
         rate = decimal_param(params, "rate")
         if rate > 1:
-            raise PricingError(f"rate: {rate} is more than 100 %; write the rate as a fraction (\"0.029\" = 2.9 %)")
-        low = decimal_param(params, "per_event_min") if params.get("per_event_min") is not None else None
-        high = decimal_param(params, "per_event_max") if params.get("per_event_max") is not None else None
+            raise PricingError(
+                f'rate: {rate} is more than 100 %; write the rate as a fraction ("0.029" = 2.9 %)'
+            )
+        low = (
+            decimal_param(params, "per_event_min")
+            if params.get("per_event_min") is not None
+            else None
+        )
+        high = (
+            decimal_param(params, "per_event_max")
+            if params.get("per_event_max") is not None
+            else None
+        )
         if low is not None and high is not None and low > high:
             raise PricingError(f"per_event_max: {high} is below per_event_min {low}")
-        return PercentageTerms(rate=rate, fixed_fee=decimal_param(params, "fixed_fee", default=ZERO),
-                               per_event_min=low, per_event_max=high)
+        return PercentageTerms(
+            rate=rate,
+            fixed_fee=decimal_param(params, "fixed_fee", default=ZERO),
+            per_event_min=low,
+            per_event_max=high,
+        )
 
     def price_is_final(self, terms: PercentageTerms) -> bool:
         return True
@@ -117,8 +133,10 @@ class PercentagePricing:
         # Floor to the store's 9 places: no 9-place value lies between the floored and
         # the exact threshold, so the banding is exact (an event exactly at a threshold
         # gets the same amount from either side).
-        return tuple(((limit - terms.fixed_fee) / terms.rate).quantize(_PLACES, rounding=ROUND_FLOOR)
-                     for limit in limits)
+        return tuple(
+            ((limit - terms.fixed_fee) / terms.rate).quantize(_PLACES, rounding=ROUND_FLOOR)
+            for limit in limits
+        )
 
     def price(self, terms: PercentageTerms, usage: Usage) -> Price:
         if usage.events == 0 and usage.quantity == 0:
@@ -126,8 +144,16 @@ class PercentagePricing:
         constant = terms.constant
         if constant is not None:
             events = Decimal(usage.events)
-            return self._total((PriceLine(f"{usage.events:,} events at {constant} each", events, constant,
-                                          events * constant),))
+            return self._total(
+                (
+                    PriceLine(
+                        f"{usage.events:,} events at {constant} each",
+                        events,
+                        constant,
+                        events * constant,
+                    ),
+                )
+            )
         thresholds = self.bands(terms)
         if not thresholds:
             return self._total(self._linear(terms, usage.quantity, usage.events))
@@ -137,31 +163,56 @@ class PercentagePricing:
                 return Price(ZERO)
             raise PricingError(
                 f"percentage: usage has bands {tuple(b.upper for b in bands)} but the terms need "
-                f"{(*thresholds, None)} (the engine must count events by the model's bands)")
+                f"{(*thresholds, None)} (the engine must count events by the model's bands)"
+            )
         lines: list[PriceLine] = []
         rest: list[Band] = list(bands)
         if terms.per_event_min is not None:
             low = rest.pop(0)
             if low.count:
-                lines.append(PriceLine(f"{low.count:,} events at the per-event minimum", Decimal(low.count),
-                                       terms.per_event_min, low.count * terms.per_event_min))
+                lines.append(
+                    PriceLine(
+                        f"{low.count:,} events at the per-event minimum",
+                        Decimal(low.count),
+                        terms.per_event_min,
+                        low.count * terms.per_event_min,
+                    )
+                )
         high = rest.pop() if terms.per_event_max is not None else None
         (middle,) = rest
         lines.extend(self._linear(terms, middle.total, middle.count))
         if high is not None and high.count and terms.per_event_max is not None:
-            lines.append(PriceLine(f"{high.count:,} events at the per-event maximum", Decimal(high.count),
-                                   terms.per_event_max, high.count * terms.per_event_max))
+            lines.append(
+                PriceLine(
+                    f"{high.count:,} events at the per-event maximum",
+                    Decimal(high.count),
+                    terms.per_event_max,
+                    high.count * terms.per_event_max,
+                )
+            )
         return self._total(tuple(lines))
 
     @staticmethod
     def _linear(terms: PercentageTerms, total: Decimal, count: int) -> tuple[PriceLine, ...]:
         if count == 0 and total == 0:
             return ()
-        lines = [PriceLine(f"{format_quantity(terms.rate * 100)} % of {format_quantity(total)}", total, terms.rate,
-                           terms.rate * total)]
+        lines = [
+            PriceLine(
+                f"{format_quantity(terms.rate * 100)} % of {format_quantity(total)}",
+                total,
+                terms.rate,
+                terms.rate * total,
+            )
+        ]
         if terms.fixed_fee:
-            lines.append(PriceLine(f"fixed fee × {count:,} events", Decimal(count), terms.fixed_fee,
-                                   count * terms.fixed_fee))
+            lines.append(
+                PriceLine(
+                    f"fixed fee × {count:,} events",
+                    Decimal(count),
+                    terms.fixed_fee,
+                    count * terms.fixed_fee,
+                )
+            )
         return tuple(lines)
 
     @staticmethod

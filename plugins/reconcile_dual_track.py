@@ -69,23 +69,45 @@ class DualTrack:
         for meter_id in sorted({meter for meter, _customer in live}):
             meter = context.rules.meters.get(meter_id)
             if meter is None:  # the rules dropped a meter that has live totals
-                yield self._finding(context, None, meter_id, "warning", None, None,
-                                    f"live totals for meter {meter_id!r}, which is no longer in the rules")
+                yield self._finding(
+                    context,
+                    None,
+                    meter_id,
+                    "warning",
+                    None,
+                    None,
+                    f"live totals for meter {meter_id!r}, which is no longer in the rules",
+                )
                 continue
             batch: dict[str, dict[date, Decimal]] = {}
-            for day in daily_usage(context.engine, meter, start=start, end=end, tz=context.workspace.tz):
+            for day in daily_usage(
+                context.engine, meter, start=start, end=end, tz=context.workspace.tz
+            ):
                 batch.setdefault(day.customer, {})[day.day] = day.usage.quantity
             customers = sorted({c for m, c in live if m == meter_id} | set(batch))
             for customer in customers:
-                finding = self._compare(context, meter, customer, batch.get(customer, {}),
-                                        live.get((meter_id, customer), {}))
+                finding = self._compare(
+                    context,
+                    meter,
+                    customer,
+                    batch.get(customer, {}),
+                    live.get((meter_id, customer), {}),
+                )
                 if finding is not None:
                     yield finding
 
-    def _compare(self, context: Any, meter: Any, customer: str, batch: Mapping[date, Decimal],
-                 live: Mapping[date, Decimal]) -> Finding | None:
-        differing = sorted((d for d in set(batch) | set(live) if batch.get(d, ZERO) != live.get(d, ZERO)),
-                           key=lambda d: (-abs(batch.get(d, ZERO) - live.get(d, ZERO)), d))
+    def _compare(
+        self,
+        context: Any,
+        meter: Any,
+        customer: str,
+        batch: Mapping[date, Decimal],
+        live: Mapping[date, Decimal],
+    ) -> Finding | None:
+        differing = sorted(
+            (d for d in set(batch) | set(live) if batch.get(d, ZERO) != live.get(d, ZERO)),
+            key=lambda d: (-abs(batch.get(d, ZERO) - live.get(d, ZERO)), d),
+        )
         ours, theirs = month_figure(meter.aggregation, batch), month_figure(meter.aggregation, live)
         if ours == theirs and not differing:
             return None
@@ -94,22 +116,46 @@ class DualTrack:
         difference = ours - theirs
         severity = "error" if abs(difference) > allowed else "info"
         days = "; days that differ: " + ", ".join(
-            f"{d} batch {batch.get(d, ZERO)} live {live.get(d, ZERO)}" for d in sorted(differing[:SHOWN_DAYS]))
+            f"{d} batch {batch.get(d, ZERO)} live {live.get(d, ZERO)}"
+            for d in sorted(differing[:SHOWN_DAYS])
+        )
         if len(differing) > SHOWN_DAYS:
             days += f" and {len(differing) - SHOWN_DAYS} more"
         if ours == theirs:
             text = f"equal over the month ({ours}), but {len(differing)} days differ"
         else:
             within = "outside" if severity == "error" else "within"
-            text = (f"batch events give {ours}, the live meter {theirs} (difference {difference}, "
-                    f"{within} the tolerance {tolerance}" + (f" = {allowed}" if tolerance.relative else "") + ")")
-        return self._finding(context, customer, meter.id, severity, theirs, ours, text + (days if differing else ""))
+            text = (
+                f"batch events give {ours}, the live meter {theirs} (difference {difference}, "
+                f"{within} the tolerance {tolerance}"
+                + (f" = {allowed}" if tolerance.relative else "")
+                + ")"
+            )
+        return self._finding(
+            context, customer, meter.id, severity, theirs, ours, text + (days if differing else "")
+        )
 
-    def _finding(self, context: Any, customer: str | None, meter: str, severity: str,
-                 expected: Decimal | None, actual: Decimal | None, explanation: str) -> Finding:
-        return Finding(id=finding_id(self.name, context.period, customer, meter), severity=severity,  # type: ignore[arg-type]
-                       check=self.name, customer=customer, meter=meter, period=context.period,
-                       expected=expected, actual=actual, explanation=explanation)
+    def _finding(
+        self,
+        context: Any,
+        customer: str | None,
+        meter: str,
+        severity: str,
+        expected: Decimal | None,
+        actual: Decimal | None,
+        explanation: str,
+    ) -> Finding:
+        return Finding(
+            id=finding_id(self.name, context.period, customer, meter),
+            severity=severity,  # type: ignore[arg-type]
+            check=self.name,
+            customer=customer,
+            meter=meter,
+            period=context.period,
+            expected=expected,
+            actual=actual,
+            explanation=explanation,
+        )
 
 
 @hookimpl

@@ -56,10 +56,16 @@ def weekdays(start: date, end: date) -> list[date]:
     >>> [d.day for d in weekdays(date(2026, 10, 9), date(2026, 10, 14))]
     [9, 12, 13]
     """
-    return [start + timedelta(days=i) for i in range((end - start).days) if (start + timedelta(days=i)).weekday() < 5]
+    return [
+        start + timedelta(days=i)
+        for i in range((end - start).days)
+        if (start + timedelta(days=i)).weekday() < 5
+    ]
 
 
-def gaps(active: set[date], start: date, end: date, *, look_behind: date, look_ahead: date) -> list[list[date]]:
+def gaps(
+    active: set[date], start: date, end: date, *, look_behind: date, look_ahead: date
+) -> list[list[date]]:
     """Runs of weekdays in ``[start, end)`` without usage, bounded by weekdays with usage.
 
     >>> days = {date(2026, 10, d) for d in (12, 13, 15, 16)}     # Mon, Tue, Thu, Fri
@@ -81,8 +87,12 @@ def gaps(active: set[date], start: date, end: date, *, look_behind: date, look_a
     return found
 
 
-def spike(day: date, figure: Decimal, days: Mapping[date, Decimal],
-          tuning: GapsSpikesTuning = GapsSpikesTuning()) -> Decimal | None:
+def spike(
+    day: date,
+    figure: Decimal,
+    days: Mapping[date, Decimal],
+    tuning: GapsSpikesTuning = GapsSpikesTuning(),
+) -> Decimal | None:
     """The trailing median when ``figure`` on ``day`` is a spike over it, else None.
 
     >>> history = {date(2026, 10, d): Decimal(100) for d in range(1, 15)}
@@ -106,8 +116,9 @@ class GapsSpikes:
     def check(self, context: Any) -> Iterator[Finding]:
         rules = context.rules
         workspace = getattr(context.workspace, "gaps_spikes", None) or GapsSpikesTuning()
-        tunings = {cid: workspace.merged(customer.gaps_spikes)
-                   for cid, customer in rules.customers.items()}
+        tunings = {
+            cid: workspace.merged(customer.gaps_spikes) for cid, customer in rules.customers.items()
+        }
         billed: dict[str, set[str]] = {}
         for cid, customer in rules.customers.items():
             if not tunings[cid].enabled:
@@ -125,16 +136,27 @@ class GapsSpikes:
             meter = rules.meters[meter_id]
             per_customer: dict[str, dict[date, Decimal]] = {}
             events: dict[str, set[date]] = {}
-            for row in daily_usage(context.engine, meter, start=behind, end=ahead, tz=context.workspace.tz,
-                                   customers=billed[meter_id]):
+            for row in daily_usage(
+                context.engine,
+                meter,
+                start=behind,
+                end=ahead,
+                tz=context.workspace.tz,
+                customers=billed[meter_id],
+            ):
                 per_customer.setdefault(row.customer, {})[row.day] = row.usage.quantity
                 if row.usage.events:
                     events.setdefault(row.customer, set()).add(row.day)
             for customer in sorted(per_customer):
                 days = per_customer[customer]
                 tuning = tunings[customer]
-                for run in gaps(events.get(customer, set()), start, min(end, today), look_behind=behind,
-                                look_ahead=ahead):
+                for run in gaps(
+                    events.get(customer, set()),
+                    start,
+                    min(end, today),
+                    look_behind=behind,
+                    look_ahead=ahead,
+                ):
                     if len(run) >= tuning.min_gap_days:
                         yield self._gap(context, customer, meter, run, days, tuning)
                 factor = tuning.spike_factor
@@ -142,27 +164,65 @@ class GapsSpikes:
                     median = spike(day, days[day], days, tuning)
                     if median is not None:
                         yield self._finding(
-                            context, customer, meter.id, f"spike-{day}", factor * median, days[day],
+                            context,
+                            customer,
+                            meter.id,
+                            f"spike-{day}",
+                            factor * median,
+                            days[day],
                             f"{days[day]} on {day}, over {factor} × the trailing median "
-                            f"{median}: a runaway client, or a double import?")
+                            f"{median}: a runaway client, or a double import?",
+                        )
 
-    def _gap(self, context: Any, customer: str, meter: Any, run: list[date],
-             days: Mapping[date, Decimal], tuning: GapsSpikesTuning) -> Finding:
+    def _gap(
+        self,
+        context: Any,
+        customer: str,
+        meter: Any,
+        run: list[date],
+        days: Mapping[date, Decimal],
+        tuning: GapsSpikesTuning,
+    ) -> Finding:
         first, last = run[0], run[-1]
         since = first - timedelta(days=tuning.trailing_days)
         trailing = [q for d, q in days.items() if since <= d < first and q > 0]
         median = Decimal(statistics.median(trailing)) if trailing else None
-        when = f"{first} ({first:%A})" if first == last else f"{len(run)} weekdays {first} to {last}"
+        when = (
+            f"{first} ({first:%A})" if first == last else f"{len(run)} weekdays {first} to {last}"
+        )
         typical = f" (median day before: {median})" if median is not None else ""
-        return self._finding(context, customer, meter.id, f"gap-{first}", median, Decimal(0),
-                             f"no {meter.id} events on {when}, with usage on the weekdays around{typical}: "
-                             "an integration down?")
+        return self._finding(
+            context,
+            customer,
+            meter.id,
+            f"gap-{first}",
+            median,
+            Decimal(0),
+            f"no {meter.id} events on {when}, with usage on the weekdays around{typical}: "
+            "an integration down?",
+        )
 
-    def _finding(self, context: Any, customer: str, meter: str, what: str, expected: Decimal | None,
-                 actual: Decimal, explanation: str) -> Finding:
-        return Finding(id=finding_id(self.name, context.period, customer, meter, what), severity="warning",
-                       check=self.name, customer=customer, meter=meter, period=context.period,
-                       expected=expected, actual=actual, explanation=explanation)
+    def _finding(
+        self,
+        context: Any,
+        customer: str,
+        meter: str,
+        what: str,
+        expected: Decimal | None,
+        actual: Decimal,
+        explanation: str,
+    ) -> Finding:
+        return Finding(
+            id=finding_id(self.name, context.period, customer, meter, what),
+            severity="warning",
+            check=self.name,
+            customer=customer,
+            meter=meter,
+            period=context.period,
+            expected=expected,
+            actual=actual,
+            explanation=explanation,
+        )
 
 
 @hookimpl

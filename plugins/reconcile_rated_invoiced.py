@@ -29,7 +29,7 @@ from decimal import Decimal
 from typing import Any
 
 from ledger.hookspecs import hookimpl
-from ledger.reconcile import Finding, finding_id
+from ledger.reconcile import Finding, Severity, finding_id
 
 
 class RatedVsInvoiced:
@@ -51,40 +51,83 @@ class RatedVsInvoiced:
                 nth = seen[(line.link, line.meter)]
                 seen[(line.link, line.meter)] += 1
                 cycle = rated.get(line.link)
-                charges = [c for c in cycle.charges if c.meter == line.meter] if cycle is not None else []
-                yield from self._compare(context, invoice, line, charges[nth] if nth < len(charges) else None)
+                charges = (
+                    [c for c in cycle.charges if c.meter == line.meter] if cycle is not None else []
+                )
+                yield from self._compare(
+                    context, invoice, line, charges[nth] if nth < len(charges) else None
+                )
 
     def _compare(self, context: Any, invoice: Any, line: Any, charge: Any) -> Iterator[Finding]:
         where = f"{invoice.number} ({invoice.date}) {line.meter} for {line.cycle}"
         quantity = line.quantity if line.quantity is not None else Decimal(0)
         if charge is None:
-            yield self._finding(context, invoice, line, "error", None, line.amount,
-                                f"{where}: the rating has no such cycle or charge now (rules or subscriptions "
-                                "changed since the invoice was issued)")
+            yield self._finding(
+                context,
+                invoice,
+                line,
+                "error",
+                None,
+                line.amount,
+                f"{where}: the rating has no such cycle or charge now (rules or subscriptions "
+                "changed since the invoice was issued)",
+            )
             return
         if charge.quantity == quantity and charge.amount == line.amount:
             return
         if charge.quantity == quantity:
-            yield self._finding(context, invoice, line, "error", charge.amount, line.amount,
-                                f"{where}: invoiced {line.amount} {invoice.currency} for a quantity of {quantity}, the "
-                                f"rules price the same quantity at {charge.amount} now (rules {invoice.rules[:12]} "
-                                f"when issued, {context.rules.hash[:12]} now): fix the rules or rerate")
+            yield self._finding(
+                context,
+                invoice,
+                line,
+                "error",
+                charge.amount,
+                line.amount,
+                f"{where}: invoiced {line.amount} {invoice.currency} for a quantity of {quantity}, the "
+                f"rules price the same quantity at {charge.amount} now (rules {invoice.rules[:12]} "
+                f"when issued, {context.rules.hash[:12]} now): fix the rules or rerate",
+            )
             return
-        yield self._finding(context, invoice, line, "warning", charge.amount, line.amount,
-                            f"{where}: invoiced a quantity of {quantity} for {line.amount} {invoice.currency}, rated now "
-                            f"{charge.quantity} for {charge.amount}: usage changed after the invoice; the "
-                            f"difference {charge.amount - line.amount} is booked as late usage")
+        yield self._finding(
+            context,
+            invoice,
+            line,
+            "warning",
+            charge.amount,
+            line.amount,
+            f"{where}: invoiced a quantity of {quantity} for {line.amount} {invoice.currency}, rated now "
+            f"{charge.quantity} for {charge.amount}: usage changed after the invoice; the "
+            f"difference {charge.amount - line.amount} is booked as late usage",
+        )
 
-    def _finding(self, context: Any, invoice: Any, line: Any, severity: str, expected: Decimal | None,
-                 actual: Decimal | None, explanation: str) -> Finding:
+    def _finding(
+        self,
+        context: Any,
+        invoice: Any,
+        line: Any,
+        severity: Severity,
+        expected: Decimal | None,
+        actual: Decimal | None,
+        explanation: str,
+    ) -> Finding:
         # a second charge on the same meter in one cycle gets its own id (``…:INV-…#2:…``)
-        nth = sum(1 for other in invoice.lines[:invoice.lines.index(line)]
-                  if other.kind == "usage" and other.link == line.link and other.meter == line.meter)
+        nth = sum(
+            1
+            for other in invoice.lines[: invoice.lines.index(line)]
+            if other.kind == "usage" and other.link == line.link and other.meter == line.meter
+        )
         number = invoice.number + (f"#{nth + 1}" if nth else "")
-        return Finding(id=finding_id(self.name, context.period, invoice.customer, line.meter, number),
-                       severity=severity, check=self.name, customer=invoice.customer,  # type: ignore[arg-type]
-                       meter=line.meter, period=context.period, expected=expected, actual=actual,
-                       explanation=explanation)
+        return Finding(
+            id=finding_id(self.name, context.period, invoice.customer, line.meter, number),
+            severity=severity,
+            check=self.name,
+            customer=invoice.customer,
+            meter=line.meter,
+            period=context.period,
+            expected=expected,
+            actual=actual,
+            explanation=explanation,
+        )
 
 
 @hookimpl

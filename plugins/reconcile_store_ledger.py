@@ -50,13 +50,26 @@ class StoreVsLedger:
             if b.store == b.books:
                 continue
             customer_currency = context.rules.customers[b.customer].currency
-            parts = (b.customer, b.kind) if b.currency == customer_currency else (b.customer, b.kind, b.currency)
+            parts = (
+                (b.customer, b.kind)
+                if b.currency == customer_currency
+                else (b.customer, b.kind, b.currency)
+            )
             yield Finding(
-                id=finding_id(self.name, context.period, *parts), severity="error", check=self.name,
-                customer=b.customer, meter=None, period=context.period, expected=b.store, actual=b.books,
-                explanation=(f"{b.account} through {b.through}: the store gives {b.store} {b.currency}, the books "
-                             f"{b.books} {b.currency} (difference {b.books - b.store}): run `meterbook post`, "
-                             "or find what edited the books"))
+                id=finding_id(self.name, context.period, *parts),
+                severity="error",
+                check=self.name,
+                customer=b.customer,
+                meter=None,
+                period=context.period,
+                expected=b.store,
+                actual=b.books,
+                explanation=(
+                    f"{b.account} through {b.through}: the store gives {b.store} {b.currency}, the books "
+                    f"{b.books} {b.currency} (difference {b.books - b.store}): run `meterbook post`, "
+                    "or find what edited the books"
+                ),
+            )
 
 
 @hookimpl

@@ -38,9 +38,12 @@ from ledger.payments import load_applications, load_payments, outstanding, settl
 from ledger.reconcile import Finding, finding_id
 
 #: What each ``unapplied`` reason means, for the explanation.
-WHY = {"no_invoice": "names no invoice", "unknown_invoice": "names invoice {invoice}, which was never issued",
-       "currency_mismatch": "is in {currency}, its invoice {invoice} in another currency",
-       "overpayment": "is more than invoice {invoice} still owed"}
+WHY = {
+    "no_invoice": "names no invoice",
+    "unknown_invoice": "names invoice {invoice}, which was never issued",
+    "currency_mismatch": "is in {currency}, its invoice {invoice} in another currency",
+    "overpayment": "is more than invoice {invoice} still owed",
+}
 
 
 class UnappliedCash:
@@ -64,15 +67,26 @@ class UnappliedCash:
                 continue  # applied or refunded since (``meterbook apply`` / ``refund``), if not at once
             s = replace(s, rest=left[payment.reference])
             current = payment.date >= context.start
-            why = WHY.get(s.reason, s.reason).format(invoice=payment.invoice, currency=payment.currency)
-            text = (f"payment {payment.reference} of {payment.amount} {payment.currency} on {payment.date} {why}: "
-                    f"{s.rest} {payment.currency} held in {account} until it is applied or refunded")
+            why = WHY.get(s.reason, s.reason).format(
+                invoice=payment.invoice, currency=payment.currency
+            )
+            text = (
+                f"payment {payment.reference} of {payment.amount} {payment.currency} on {payment.date} {why}: "
+                f"{s.rest} {payment.currency} held in {account} until it is applied or refunded"
+            )
             if not current:
                 text += f" (received in {payment.date.isoformat()[:7]}, still unapplied)"
-            yield Finding(id=finding_id(self.name, context.period, None, payment.reference),
-                          severity="error" if current else "warning", check=self.name,
-                          customer=s.invoice.customer if s.invoice is not None else None, meter=None,
-                          period=context.period, expected=Decimal(0), actual=s.rest, explanation=text)
+            yield Finding(
+                id=finding_id(self.name, context.period, None, payment.reference),
+                severity="error" if current else "warning",
+                check=self.name,
+                customer=s.invoice.customer if s.invoice is not None else None,
+                meter=None,
+                period=context.period,
+                expected=Decimal(0),
+                actual=s.rest,
+                explanation=text,
+            )
 
 
 @hookimpl

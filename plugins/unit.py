@@ -54,7 +54,9 @@ class UnitPricing:
         if usage.quantity == 0:
             return Price(Decimal(0))
         amount = usage.quantity * terms.unit_price
-        line = PriceLine(f"{format_quantity(usage.quantity)} units", usage.quantity, terms.unit_price, amount)
+        line = PriceLine(
+            f"{format_quantity(usage.quantity)} units", usage.quantity, terms.unit_price, amount
+        )
         return Price(amount, (line,))
 
 

@@ -67,10 +67,20 @@ class VolumePricing:
         for tier in terms.tiers:
             if tier.up_to is None or quantity <= tier.up_to:
                 label = tier_label(lower, tier.up_to)
-                lines = [PriceLine(f"all units at tier {label}", quantity, tier.unit_price,
-                                   quantity * tier.unit_price)]
+                lines = [
+                    PriceLine(
+                        f"all units at tier {label}",
+                        quantity,
+                        tier.unit_price,
+                        quantity * tier.unit_price,
+                    )
+                ]
                 if tier.flat_price:
-                    lines.append(PriceLine(f"tier {label} flat fee", Decimal(1), tier.flat_price, tier.flat_price))
+                    lines.append(
+                        PriceLine(
+                            f"tier {label} flat fee", Decimal(1), tier.flat_price, tier.flat_price
+                        )
+                    )
                 return Price(sum((line.amount for line in lines), ZERO), tuple(lines))
             lower = tier.up_to
         raise AssertionError("parse_tiers guarantees an open-ended last tier")

@@ -91,8 +91,13 @@ def meterbook_alert(alert: Any) -> None:
         raise RetryLater(result.retry_at, result.error)
 
 
-def deliver(payload: dict[str, Any], config: AlertsConfig, *, sleep: Callable[[float], None] = time.sleep,
-            now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> Delivery:
+def deliver(
+    payload: dict[str, Any],
+    config: AlertsConfig,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> Delivery:
     """POST ``payload`` with retries and backoff (or the receiver's ``Retry-After``); after the
     last failure append it to the outbox, or defer it when the receiver asked for later."""
     body = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode("utf-8")
@@ -100,8 +105,14 @@ def deliver(payload: dict[str, Any], config: AlertsConfig, *, sleep: Callable[[f
     error = ""
     attempt = 0
     for attempt in range(1, config.attempts + 1):
-        answer = _post(config.webhook_url, body, str(payload.get("id", "")), config.timeout_seconds, signer,
-                       now())
+        answer = _post(
+            config.webhook_url,
+            body,
+            str(payload.get("id", "")),
+            config.timeout_seconds,
+            signer,
+            now(),
+        )
         error = answer.error
         if not error:
             return Delivery(delivered=True, attempts=attempt)
@@ -109,13 +120,23 @@ def deliver(payload: dict[str, Any], config: AlertsConfig, *, sleep: Callable[[f
             break
         wait = answer.retry_after
         if wait is not None and (wait > config.max_wait_seconds or attempt == config.attempts):
-            return Delivery(delivered=False, attempts=attempt, error=error,
-                            retry_at=now() + timedelta(seconds=wait))
+            return Delivery(
+                delivered=False,
+                attempts=attempt,
+                error=error,
+                retry_at=now() + timedelta(seconds=wait),
+            )
         if attempt == config.attempts:
             break
         sleep(config.backoff_seconds * 2 ** (attempt - 1) if wait is None else wait)
-    line = json.dumps({"alert": payload, "attempts": attempt, "error": error, "url": config.webhook_url},
-                      sort_keys=True, separators=(",", ":")) + "\n"
+    line = (
+        json.dumps(
+            {"alert": payload, "attempts": attempt, "error": error, "url": config.webhook_url},
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+        + "\n"
+    )
     _append(config.outbox, line)
     return Delivery(delivered=False, attempts=attempt, error=error)
 
@@ -130,13 +151,15 @@ class _Answer:
     retry_after: float | None = None
 
 
-def signed_headers(body: bytes, message_id: str, signer: Webhook | None, at: datetime) -> dict[str, str]:
+def signed_headers(
+    body: bytes, message_id: str, signer: Webhook | None, at: datetime
+) -> dict[str, str]:
     """The Standard Webhooks headers of one attempt (``webhook-signature`` only with a secret).
 
-        >>> signer = Webhook("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")      # the specification's example
-        >>> signed_headers(b'{"test": 2432232314}', "msg_p5jXN8AQM9LWM0D4loKWxJek", signer,
-        ...                datetime.fromtimestamp(1614265330, UTC))["webhook-signature"]
-        'v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE='
+    >>> signer = Webhook("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")      # the specification's example
+    >>> signed_headers(b'{"test": 2432232314}', "msg_p5jXN8AQM9LWM0D4loKWxJek", signer,
+    ...                datetime.fromtimestamp(1614265330, UTC))["webhook-signature"]
+    'v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE='
     """
     headers = {"webhook-id": message_id, "webhook-timestamp": str(int(at.timestamp()))}
     if signer is not None:
@@ -147,9 +170,9 @@ def signed_headers(body: bytes, message_id: str, signer: Webhook | None, at: dat
 def retry_after(value: str | None, at: datetime) -> float | None:
     """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date), or None.
 
-        >>> at = datetime(2026, 12, 4, 18, 0, tzinfo=UTC)
-        >>> retry_after("120", at), retry_after("Fri, 04 Dec 2026 18:05:00 GMT", at), retry_after("soon", at)
-        (120.0, 300.0, None)
+    >>> at = datetime(2026, 12, 4, 18, 0, tzinfo=UTC)
+    >>> retry_after("120", at), retry_after("Fri, 04 Dec 2026 18:05:00 GMT", at), retry_after("soon", at)
+    (120.0, 300.0, None)
     """
     if not value:
         return None
@@ -165,11 +188,21 @@ def retry_after(value: str | None, at: datetime) -> float | None:
     return max(0.0, (when - at).total_seconds())
 
 
-def _post(url: str, body: bytes, key: str, timeout: float, signer: Webhook | None, at: datetime) -> _Answer:
+def _post(
+    url: str, body: bytes, key: str, timeout: float, signer: Webhook | None, at: datetime
+) -> _Answer:
     """One POST, signed when the endpoint has a secret."""
-    request = urllib.request.Request(url, data=body, method="POST", headers={
-        "Content-Type": "application/json", "User-Agent": "meterbook-webhook", "Idempotency-Key": key,
-        **signed_headers(body, key, signer, at)})
+    request = urllib.request.Request(
+        url,
+        data=body,
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            "User-Agent": "meterbook-webhook",
+            "Idempotency-Key": key,
+            **signed_headers(body, key, signer, at),
+        },
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             response.read()
@@ -177,7 +210,9 @@ def _post(url: str, body: bytes, key: str, timeout: float, signer: Webhook | Non
     except urllib.error.HTTPError as exc:
         wait = retry_after(exc.headers.get("Retry-After") if exc.headers else None, at)
         exc.close()
-        return _Answer(exc.code >= 500 or exc.code in RETRYABLE_4XX, f"HTTP {exc.code} {exc.reason}", wait)
+        return _Answer(
+            exc.code >= 500 or exc.code in RETRYABLE_4XX, f"HTTP {exc.code} {exc.reason}", wait
+        )
     except (urllib.error.URLError, OSError, ValueError) as exc:  # refused, DNS, timeout, bad URL
         reason = getattr(exc, "reason", exc)
         return _Answer(True, f"{type(exc).__name__}: {reason}")

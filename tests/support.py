@@ -29,15 +29,27 @@ STORE = 'store = "sqlite:///var/events.sqlite"\n'
 #: ``api_calls`` counts ``api.request`` events.
 METERS_CALLS = "meters:\n  api_calls: {event_type: api.request, aggregation: count, unit: call}\n"
 #: ``api_calls`` as above, and ``tokens`` sums the ``tokens`` property of ``llm.completion`` events.
-METERS_CALLS_TOKENS = METERS_CALLS + "  tokens: {event_type: llm.completion, aggregation: sum, value: tokens, unit: token}\n"
+METERS_CALLS_TOKENS = (
+    METERS_CALLS
+    + "  tokens: {event_type: llm.completion, aggregation: sum, value: tokens, unit: token}\n"
+)
 
 
-def write_workspace(root: Path, *, meters: str, plans: str, customers: str, config: str = STORE,
-                    plugins: Mapping[str, str] | None = None) -> Path:
+def write_workspace(
+    root: Path,
+    *,
+    meters: str,
+    plans: str,
+    customers: str,
+    config: str = STORE,
+    plugins: Mapping[str, str] | None = None,
+) -> Path:
     """A workspace directory with these rules (YAML text) and optional ``plugins/<name>.py`` files."""
     (root / "rules").mkdir(parents=True)
     # plugins_dir first: ``config`` may end inside a TOML table such as ``[alerts]``
-    (root / "meterbook.toml").write_text(('plugins_dir = "plugins"\n' if plugins is not None else "") + config)
+    (root / "meterbook.toml").write_text(
+        ('plugins_dir = "plugins"\n' if plugins is not None else "") + config
+    )
     (root / "rules" / "meters.yaml").write_text(meters)
     (root / "rules" / "plans.yaml").write_text(plans)
     (root / "rules" / "customers.yaml").write_text(customers)
@@ -56,16 +68,26 @@ def insert_events(engine: Engine, rows: Iterable[Event]) -> None:
     """Store ``rows`` as one batch, without going through ingest."""
     values = None
     with engine.begin() as conn:
-        batch = conn.execute(batches.insert().values(
-            file="t", sha256="0" * 64, importer="test", started_at="now")).inserted_primary_key[0]
+        batch = conn.execute(
+            batches.insert().values(file="t", sha256="0" * 64, importer="test", started_at="now")
+        ).inserted_primary_key[0]
         values = [e.row(batch) for e in rows]
         store_events(conn, values)
 
 
 def calls(customer: str, days: Iterable[str], prefix: str = "") -> list[Event]:
     """One ``api.request`` event at noon UTC per day given (ids ``<customer>-<prefix><n>``)."""
-    return [Event.build(source="t", id=f"{customer}-{prefix}{i}", customer=customer, type="api.request",
-                        time=parse_time(f"{day}T12:00:00Z"), properties={}) for i, day in enumerate(days)]
+    return [
+        Event.build(
+            source="t",
+            id=f"{customer}-{prefix}{i}",
+            customer=customer,
+            type="api.request",
+            time=parse_time(f"{day}T12:00:00Z"),
+            properties={},
+        )
+        for i, day in enumerate(days)
+    ]
 
 
 def run_cli(root: Path | None, *args: str) -> Result:
@@ -74,16 +96,28 @@ def run_cli(root: Path | None, *args: str) -> Result:
     return CliRunner().invoke(cli, [*prefix, *args])
 
 
-def balance(entries: Iterable[data.Directive], account: str, on: date, currency: str | None = None) -> Decimal:
+def balance(
+    entries: Iterable[data.Directive], account: str, on: date, currency: str | None = None
+) -> Decimal:
     """Balance of ``account`` at the start of ``on`` (like a Beancount balance assertion), in ``currency``
     only when one is given."""
-    return sum((p.units.number for e in entries if isinstance(e, data.Transaction) and e.date < on
-                for p in e.postings
-                if p.account == account and (currency is None or p.units.currency == currency)), Decimal(0))
+    return sum(
+        (
+            p.units.number
+            for e in entries
+            if isinstance(e, data.Transaction) and e.date < on
+            for p in e.postings
+            if p.account == account and (currency is None or p.units.currency == currency)
+        ),
+        Decimal(0),
+    )
 
 
 def book_hashes(books_dir: Path) -> dict[str, str]:
     """SHA-256 of every file below ``books_dir``, keyed by its path relative to it: equal before and
     after means nothing in the books was written."""
-    return {p.relative_to(books_dir).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(books_dir.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(books_dir).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(books_dir.rglob("*"))
+        if p.is_file()
+    }

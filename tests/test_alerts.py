@@ -83,18 +83,42 @@ def meterbook_alert(alert):
 
 
 def _calls(customer: str, days: list[str]) -> list[Event]:
-    return [Event.build(source="t", id=f"{customer}-{day}-{i}", customer=customer, type="api.request",
-                        time=parse_time(f"{day}T12:00:00Z"), properties={})
-            for day in days for i in range(10)]
+    return [
+        Event.build(
+            source="t",
+            id=f"{customer}-{day}-{i}",
+            customer=customer,
+            type="api.request",
+            time=parse_time(f"{day}T12:00:00Z"),
+            properties={},
+        )
+        for day in days
+        for i in range(10)
+    ]
 
 
-def make_workspace(root: Path, store: str, *, alerts: str = "", plugins: dict[str, str] | None = None) -> Session:
-    write_workspace(root, meters=METERS_CALLS, plans=PLANS, customers=CUSTOMERS, config=f'store = "{store}"\n' + alerts,
-                    plugins=plugins or None)
+def make_workspace(
+    root: Path, store: str, *, alerts: str = "", plugins: dict[str, str] | None = None
+) -> Session:
+    write_workspace(
+        root,
+        meters=METERS_CALLS,
+        plans=PLANS,
+        customers=CUSTOMERS,
+        config=f'store = "{store}"\n' + alerts,
+        plugins=plugins or None,
+    )
     session = open_session(root)
     sep = [f"2026-09-{d:02d}" for d in range(1, 31)]
-    insert_events(session.engine, [*_calls("capped", sep), *_calls("capped", [f"2026-10-{d:02d}" for d in range(1, 11)]),
-                                   *_calls("spender", sep), *_calls("quiet", sep[:3])])
+    insert_events(
+        session.engine,
+        [
+            *_calls("capped", sep),
+            *_calls("capped", [f"2026-10-{d:02d}" for d in range(1, 11)]),
+            *_calls("spender", sep),
+            *_calls("quiet", sep[:3]),
+        ],
+    )
     return session
 
 
@@ -108,9 +132,13 @@ def test_cap_crossing_alerts_once_and_only_once(tmp_path: Path, store_url: str) 
 
     run = raise_alerts(session, date(2026, 9, 8))
     assert [(a.id, a.date, a.value) for a in run.alerts if a.customer == "capped"] == [
-        ("usage-cap:capped:api_calls:2026-09-01:80", date(2026, 9, 8), Decimal(80))]
-    assert run.new == {"usage-cap:capped:api_calls:2026-09-01:80", "spend-cap:spender:2026-09-01:50"}
-    assert raise_alerts(session, date(2026, 9, 8)).new == set()        # same run again: nothing new
+        ("usage-cap:capped:api_calls:2026-09-01:80", date(2026, 9, 8), Decimal(80))
+    ]
+    assert run.new == {
+        "usage-cap:capped:api_calls:2026-09-01:80",
+        "spend-cap:spender:2026-09-01:50",
+    }
+    assert raise_alerts(session, date(2026, 9, 8)).new == set()  # same run again: nothing new
 
     later = raise_alerts(session, date(2026, 10, 31))
     capped = [(a.id, a.date, a.value) for a in later.alerts if a.customer == "capped"]
@@ -128,7 +156,12 @@ def test_cap_crossing_alerts_once_and_only_once(tmp_path: Path, store_url: str) 
     # the hook saw each crossing exactly once, in the order raised
     capped_received = [i for i in received(session) if i.startswith("usage-cap")]
     assert capped_received == [a for a, _d, _v in capped]
-    assert len(received(session)) == len(set(received(session))) == len(raised_ids(session.engine)) == 6
+    assert (
+        len(received(session))
+        == len(set(received(session)))
+        == len(raised_ids(session.engine))
+        == 6
+    )
     assert capped[0][0] in raised_ids(session.engine)
 
 
@@ -141,24 +174,34 @@ def test_spend_cap_crossings(tmp_path: Path) -> None:
         ("spend-cap:spender:2026-09-01:50", date(2026, 9, 5), Decimal("2.00"), Decimal(2)),
         ("spend-cap:spender:2026-09-01:100", date(2026, 9, 9), Decimal("4.00"), Decimal(4)),
     ]
-    assert spend[0].message == ("spender: spend reached 50 % of the cap (2.00 of 4.00 USD) on 2026-09-05: "
-                                "2.00 USD in cycle 2026-09-01/2026-10-01")
+    assert spend[0].message == (
+        "spender: spend reached 50 % of the cap (2.00 of 4.00 USD) on 2026-09-05: "
+        "2.00 USD in cycle 2026-09-01/2026-10-01"
+    )
     assert spend[0].payload()["meter"] is None and spend[0].payload()["value"] == "2.00"
     assert not [a for a in run.alerts if a.customer == "quiet"]
 
 
 def test_failing_plugin_is_reported_and_does_not_stop_others(tmp_path: Path) -> None:
-    session = make_workspace(tmp_path / "ws", f"sqlite:///{tmp_path / 'e.sqlite'}",
-                             plugins={"boom": BOOM, "recorder": RECORDER})
+    session = make_workspace(
+        tmp_path / "ws",
+        f"sqlite:///{tmp_path / 'e.sqlite'}",
+        plugins={"boom": BOOM, "recorder": RECORDER},
+    )
     run = raise_alerts(session, date(2026, 9, 30))
     ids = [a.id for a in run.alerts]
     assert len(ids) == 4 and run.new == set(ids) == raised_ids(session.engine)  # raised once, kept
-    assert received(session) == ids                                  # the recorder took every one
-    assert {(f.plugin, f.error) for _id, f in run.failures} == {("meterbook_local.boom", "RuntimeError: smtp down")}
+    assert received(session) == ids  # the recorder took every one
+    assert {(f.plugin, f.error) for _id, f in run.failures} == {
+        ("meterbook_local.boom", "RuntimeError: smtp down")
+    }
     assert [a for a, _f in run.failures] == ids
     assert [(p.alert, p.plugin, p.attempts, p.error) for p in run.pending] == [
-        (i, "meterbook_local.boom", 1, "RuntimeError: smtp down") for i in ids]      # in date order
-    again = raise_alerts(session, date(2026, 9, 30))   # boom alone is called again, the recorder is not
+        (i, "meterbook_local.boom", 1, "RuntimeError: smtp down") for i in ids
+    ]  # in date order
+    again = raise_alerts(
+        session, date(2026, 9, 30)
+    )  # boom alone is called again, the recorder is not
     assert again.new == set() and [a for a, _f in again.failures] == ids
     assert received(session) == ids
     assert {p.attempts for p in again.pending} == {2}
@@ -188,71 +231,90 @@ def _lines(root: Path, name: str) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
 
-def test_a_failed_plugin_is_retried_alone_and_each_plugin_takes_each_alert_once(tmp_path: Path,
-                                                                                store_url: str) -> None:
+def test_a_failed_plugin_is_retried_alone_and_each_plugin_takes_each_alert_once(
+    tmp_path: Path, store_url: str
+) -> None:
     root = tmp_path / "ws"
     session = make_workspace(root, store_url, plugins={"recorder": RECORDER, "flaky": FLAKY})
     (root / "plugins" / "down").touch()
     runner = CliRunner()
     args = ["--workspace", str(root), "alerts", "--through", "2026-09-09"]
     # through Sep 9: spender 50 % (Sep 5), capped 80 % (Sep 8), spender 100 % (Sep 9)
-    ids = ["spend-cap:spender:2026-09-01:50", "usage-cap:capped:api_calls:2026-09-01:80",
-           "spend-cap:spender:2026-09-01:100"]
+    ids = [
+        "spend-cap:spender:2026-09-01:50",
+        "usage-cap:capped:api_calls:2026-09-01:80",
+        "spend-cap:spender:2026-09-01:100",
+    ]
 
     first = runner.invoke(cli, [*args, "--json"])
     assert first.exit_code == 1, first.output
     rows = [json.loads(line) for line in first.stdout.splitlines()]
-    assert [(r["id"], r["new"], r["pending"]) for r in rows] == [(i, True, ["meterbook_local.flaky"]) for i in ids]
-    assert first.stderr == ("meterbook: error: plugin meterbook_local.flaky has not taken 3 alerts "
-                            "(last error: RuntimeError: smtp down); the next run retries them\n")
+    assert [(r["id"], r["new"], r["pending"]) for r in rows] == [
+        (i, True, ["meterbook_local.flaky"]) for i in ids
+    ]
+    assert first.stderr == (
+        "meterbook: error: plugin meterbook_local.flaky has not taken 3 alerts "
+        "(last error: RuntimeError: smtp down); the next run retries them\n"
+    )
     assert received(session) == ids and _lines(root, "flaky-calls.txt") == ids
     assert _lines(root, "flaky-took.txt") == []
 
-    (root / "plugins" / "down").unlink()                      # the mail server is back
+    (root / "plugins" / "down").unlink()  # the mail server is back
     second = runner.invoke(cli, args)
     assert second.exit_code == 0, second.output
     assert "PENDING" not in second.stdout and second.stderr == ""
     assert second.stdout.splitlines()[-1] == "3 crossings through 2026-09-09, 0 new"
-    assert received(session) == ids                            # the recorder was not called again
+    assert received(session) == ids  # the recorder was not called again
     assert _lines(root, "flaky-calls.txt") == ids + ids and _lines(root, "flaky-took.txt") == ids
 
-    third = runner.invoke(cli, args)                          # nothing owed: nobody is called
+    third = runner.invoke(cli, args)  # nothing owed: nobody is called
     assert third.exit_code == 0, third.output
     assert received(session) == ids and _lines(root, "flaky-calls.txt") == ids + ids
     assert pending_deliveries(session.engine) == []
 
 
-def test_a_pending_delivery_waits_for_its_plugin_to_come_back(tmp_path: Path, store_url: str) -> None:
+def test_a_pending_delivery_waits_for_its_plugin_to_come_back(
+    tmp_path: Path, store_url: str
+) -> None:
     root = tmp_path / "ws"
     session = make_workspace(root, store_url, plugins={"boom": BOOM})
     runner = CliRunner()
     args = ["--workspace", str(root), "alerts", "--through", "2026-09-09"]
     assert runner.invoke(cli, args).exit_code == 1
-    (root / "plugins" / "boom.py").unlink()                   # removed while it owes 3 deliveries
-    for _ in range(2):                                        # kept and reported, run after run
+    (root / "plugins" / "boom.py").unlink()  # removed while it owes 3 deliveries
+    for _ in range(2):  # kept and reported, run after run
         gone = runner.invoke(cli, args)
         assert gone.exit_code == 1, gone.output
-        assert gone.stderr == ("meterbook: error: plugin meterbook_local.boom is not loaded: 3 alerts wait for it "
-                               "(restore it, or drop them: meterbook alerts --drop-undelivered meterbook_local.boom)\n")
+        assert gone.stderr == (
+            "meterbook: error: plugin meterbook_local.boom is not loaded: 3 alerts wait for it "
+            "(restore it, or drop them: meterbook alerts --drop-undelivered meterbook_local.boom)\n"
+        )
         lines = gone.stdout.splitlines()
         assert lines[1::2] == ["     PENDING meterbook_local.boom (not loaded)"] * 3
         assert lines[-1] == "3 crossings through 2026-09-09, 0 new, 3 deliveries pending"
     assert {(p.plugin, p.attempts, p.loaded) for p in pending_deliveries(session.engine)} == {
-        ("meterbook_local.boom", 1, False)}
+        ("meterbook_local.boom", 1, False)
+    }
 
     # an earlier --through still lists what waits, and says so in the exit code
     early = runner.invoke(cli, [*args[:-1], "2026-09-05", "--json"])
     assert early.exit_code == 1
-    assert [(r["id"], r["new"], r["pending"]) for r in map(json.loads, early.stdout.splitlines())] == [
+    assert [
+        (r["id"], r["new"], r["pending"]) for r in map(json.loads, early.stdout.splitlines())
+    ] == [
         ("spend-cap:spender:2026-09-01:50", False, ["meterbook_local.boom"]),
         ("usage-cap:capped:api_calls:2026-09-01:80", False, ["meterbook_local.boom"]),
-        ("spend-cap:spender:2026-09-01:100", False, ["meterbook_local.boom"])]
+        ("spend-cap:spender:2026-09-01:100", False, ["meterbook_local.boom"]),
+    ]
 
-    (root / "plugins" / "boom.py").write_text(RECORDER)        # back (fixed): it takes each once
+    (root / "plugins" / "boom.py").write_text(RECORDER)  # back (fixed): it takes each once
     back = runner.invoke(cli, args)
     assert back.exit_code == 0, back.output
-    assert received(session) == ["spend-cap:spender:2026-09-01:50", "usage-cap:capped:api_calls:2026-09-01:80",
-                                  "spend-cap:spender:2026-09-01:100"]
+    assert received(session) == [
+        "spend-cap:spender:2026-09-01:50",
+        "usage-cap:capped:api_calls:2026-09-01:80",
+        "spend-cap:spender:2026-09-01:100",
+    ]
     assert runner.invoke(cli, args).exit_code == 0 and len(received(session)) == 3
 
 
@@ -265,14 +327,21 @@ def test_deliveries_of_a_retired_plugin_are_dropped_only_when_asked(tmp_path: Pa
     (root / "plugins" / "boom.py").unlink()
     typo = runner.invoke(cli, [*args, "--drop-undelivered", "boom"])
     assert typo.exit_code == 2
-    assert typo.stderr == ("meterbook: error: alerts --drop-undelivered: plugin 'boom' owes no alert deliveries "
-                           "(pending: meterbook_local.boom)\n")
+    assert typo.stderr == (
+        "meterbook: error: alerts --drop-undelivered: plugin 'boom' owes no alert deliveries "
+        "(pending: meterbook_local.boom)\n"
+    )
     assert len(pending_deliveries(session.engine)) == 3
     dropped = runner.invoke(cli, [*args, "--drop-undelivered", "meterbook_local.boom"])
     assert dropped.exit_code == 0, dropped.output
-    assert dropped.stdout.splitlines()[0] == "dropped 3 undelivered alerts of plugin meterbook_local.boom"
+    assert (
+        dropped.stdout.splitlines()[0]
+        == "dropped 3 undelivered alerts of plugin meterbook_local.boom"
+    )
     assert dropped.stdout.splitlines()[-1] == "3 crossings through 2026-09-09, 0 new"
-    assert pending_deliveries(session.engine) == [] and len(raised_ids(session.engine)) == 3  # still raised
+    assert (
+        pending_deliveries(session.engine) == [] and len(raised_ids(session.engine)) == 3
+    )  # still raised
 
 
 def test_cli_lists_crossings_and_marks_new(tmp_path: Path) -> None:
@@ -292,18 +361,24 @@ def test_cli_lists_crossings_and_marks_new(tmp_path: Path) -> None:
         "NEW  2026-09-09  spend-cap:spender:2026-09-01:100  spender: spend reached 100 % of the cap (4.00 of 4.00 USD) "
         "on 2026-09-09: 4.00 USD in cycle 2026-09-01/2026-10-01",
         "     PENDING meterbook_local.boom",
-        "3 crossings through 2026-09-09, 3 new, 3 deliveries pending"]
-    assert first.stderr == ("meterbook: error: plugin meterbook_local.boom has not taken 3 alerts "
-                            "(last error: RuntimeError: smtp down); the next run retries them\n")
-    (root / "plugins" / "boom.py").write_text(BOOM.replace('raise RuntimeError("smtp down")', "pass"))
+        "3 crossings through 2026-09-09, 3 new, 3 deliveries pending",
+    ]
+    assert first.stderr == (
+        "meterbook: error: plugin meterbook_local.boom has not taken 3 alerts "
+        "(last error: RuntimeError: smtp down); the next run retries them\n"
+    )
+    (root / "plugins" / "boom.py").write_text(
+        BOOM.replace('raise RuntimeError("smtp down")', "pass")
+    )
     second = runner.invoke(cli, args)
     assert second.exit_code == 0, second.output
     assert "NEW" not in second.stdout and "PENDING" not in second.stdout
     assert second.stdout.splitlines()[-1] == "3 crossings through 2026-09-09, 0 new"
     later = runner.invoke(cli, [*args[:-1], "2026-09-10", "--json"])
     assert later.exit_code == 0
-    assert [(r["id"], r["new"], r["pending"]) for r in map(json.loads, later.stdout.splitlines())][-1] == (
-        "usage-cap:capped:api_calls:2026-09-01:100", True, [])
+    assert [(r["id"], r["new"], r["pending"]) for r in map(json.loads, later.stdout.splitlines())][
+        -1
+    ] == ("usage-cap:capped:api_calls:2026-09-01:100", True, [])
     bad = runner.invoke(cli, ["--workspace", str(root), "alerts", "--through", "09/09/2026"])
     assert bad.exit_code == 2 and "--through" in bad.output
 
@@ -316,23 +391,31 @@ def test_a_delivery_is_claimed_by_one_run_at_a_time(tmp_path: Path, store_url: s
     engine, now = session.engine, datetime(2026, 9, 10, 12, tzinfo=UTC)
     alert = find_alerts(session, date(2026, 9, 8))[0]
     assert record(engine, [alert], ["mailer"], now=now) == {alert.id}
-    assert record(engine, [alert], ["mailer"], now=now) == set()       # raised once
-    assert claim(engine, alert.id, "mailer", now=now)                 # never tried: taken
-    assert not claim(engine, alert.id, "mailer", now=now)             # in progress in that run
-    assert not claim(engine, alert.id, "other", now=now)              # owes nothing
+    assert record(engine, [alert], ["mailer"], now=now) == set()  # raised once
+    assert claim(engine, alert.id, "mailer", now=now)  # never tried: taken
+    assert not claim(engine, alert.id, "mailer", now=now)  # in progress in that run
+    assert not claim(engine, alert.id, "other", now=now)  # owes nothing
     settle(engine, alert.id, "mailer", NotificationFailure("mailer", "meterbook_alert", "E: down"))
-    assert claim(engine, alert.id, "mailer", now=now)                 # failed: taken again
+    assert claim(engine, alert.id, "mailer", now=now)  # failed: taken again
     later = now + INTERRUPTED_AFTER
-    assert not claim(engine, alert.id, "mailer", now=later)           # in progress for exactly the lease
-    assert claim(engine, alert.id, "mailer", now=later + timedelta(seconds=1))  # interrupted: taken again
+    assert not claim(engine, alert.id, "mailer", now=later)  # in progress for exactly the lease
+    assert claim(
+        engine, alert.id, "mailer", now=later + timedelta(seconds=1)
+    )  # interrupted: taken again
     (pending,) = pending_deliveries(engine)
-    assert (pending.attempts, pending.error, pending.last_attempt) == (3, "", "2026-09-11T12:00:01+00:00")
+    assert (pending.attempts, pending.error, pending.last_attempt) == (
+        3,
+        "",
+        "2026-09-11T12:00:01+00:00",
+    )
     settle(engine, alert.id, "mailer", None)
     assert pending_deliveries(engine) == [] and not claim(engine, alert.id, "mailer", now=later)
 
 
-SLOW_RECORDER = RECORDER.replace("def meterbook_alert(alert):\n",
-                                 "def meterbook_alert(alert):\n    __import__('time').sleep(0.05)\n")
+SLOW_RECORDER = RECORDER.replace(
+    "def meterbook_alert(alert):\n",
+    "def meterbook_alert(alert):\n    __import__('time').sleep(0.05)\n",
+)
 
 
 def test_concurrent_runs_deliver_each_alert_once(tmp_path: Path, store_url: str) -> None:
@@ -355,10 +438,11 @@ def test_concurrent_runs_deliver_each_alert_once(tmp_path: Path, store_url: str)
     assert errors == [] and len(runs) == 3
     ids = sorted(a.id for a in runs[0].alerts)
     assert len(ids) == 4
-    assert sorted(i for run in runs for i in run.new) == ids             # each raised by one run
+    assert sorted(i for run in runs for i in run.new) == ids  # each raised by one run
     # each (alert, plugin) delivered by exactly one run; the webhook plugin is always loaded
     assert sorted(pair for run in runs for pair in run.delivered) == sorted(
-        (i, p) for i in ids for p in ("ledger.plugins.webhook", "meterbook_local.recorder"))
+        (i, p) for i in ids for p in ("ledger.plugins.webhook", "meterbook_local.recorder")
+    )
     assert sorted(received(session)) == ids
     assert pending_deliveries(session.engine) == []
 
@@ -373,11 +457,15 @@ def test_the_migration_keeps_alerts_raised_before_it(tmp_path: Path) -> None:
     assert len(raise_alerts(session, date(2026, 9, 8)).new) == 2
     session.engine.dispose()
     engine = open_store(url)
-    with engine.begin() as conn:  # back to the schema before deliveries, as an older meterbook left it
+    with (
+        engine.begin() as conn
+    ):  # back to the schema before deliveries, as an older meterbook left it
         conn.exec_driver_sql("DROP TABLE alert_deliveries")
         conn.exec_driver_sql("ALTER TABLE alerts DROP COLUMN unit")
-        conn.execute(text("UPDATE meta SET value = :v WHERE key = 'schema_version'"),
-                     {"v": str(MIGRATIONS.index(_v_alert_deliveries))})
+        conn.execute(
+            text("UPDATE meta SET value = :v WHERE key = 'schema_version'"),
+            {"v": str(MIGRATIONS.index(_v_alert_deliveries))},
+        )
     engine.dispose()
     engine = open_store(url)
     with engine.connect() as conn:
@@ -385,7 +473,7 @@ def test_the_migration_keeps_alerts_raised_before_it(tmp_path: Path) -> None:
         assert conn.execute(text("SELECT count(*) FROM alerts WHERE unit IS NULL")).scalar() == 2
     engine.dispose()
     session = Session.open(session.workspace)
-    run = raise_alerts(session, date(2026, 9, 30))                    # earlier alerts owe nothing
+    run = raise_alerts(session, date(2026, 9, 30))  # earlier alerts owe nothing
     assert len(run.new) == 2 and run.pending == () and len(received(session)) == 4
 
 
@@ -420,105 +508,155 @@ def hook_server() -> Iterator[Any]:
 
 
 def _alerts_config(url: str) -> str:
-    return (f'[alerts]\nwebhook_url = "{url}"\noutbox = "var/outbox.jsonl"\nattempts = 3\n'
-            "timeout_seconds = 2\nbackoff_seconds = 0.01\n")
+    return (
+        f'[alerts]\nwebhook_url = "{url}"\noutbox = "var/outbox.jsonl"\nattempts = 3\n'
+        "timeout_seconds = 2\nbackoff_seconds = 0.01\n"
+    )
 
 
 def test_webhook_fails_twice_then_delivers_exactly_once(tmp_path: Path, hook_server: Any) -> None:
     url = f"http://127.0.0.1:{hook_server.server_address[1]}/hook"
-    session = make_workspace(tmp_path / "ws", f"sqlite:///{tmp_path / 'e.sqlite'}", alerts=_alerts_config(url))
+    session = make_workspace(
+        tmp_path / "ws", f"sqlite:///{tmp_path / 'e.sqlite'}", alerts=_alerts_config(url)
+    )
     hook_server.statuses = [500, 503]
     run = raise_alerts(session, date(2026, 9, 8))
     # spender spent 3.50 by Sep 8 (over 2.00, under 4.00); capped made 80 calls
     spend, usage = run.alerts
-    assert [spend.id, usage.id] == ["spend-cap:spender:2026-09-01:50", "usage-cap:capped:api_calls:2026-09-01:80"]
+    assert [spend.id, usage.id] == [
+        "spend-cap:spender:2026-09-01:50",
+        "usage-cap:capped:api_calls:2026-09-01:80",
+    ]
     assert run.new == {spend.id, usage.id} and run.failures == ()
     # the first alert: 500, 503, then 200; the second delivered at once; each exactly once
     assert [(s, key) for s, key, _b in hook_server.requests] == [
-        (500, spend.id), (503, spend.id), (200, spend.id), (200, usage.id)]
+        (500, spend.id),
+        (503, spend.id),
+        (200, spend.id),
+        (200, usage.id),
+    ]
     delivered = [json.loads(b) for s, _k, b in hook_server.requests if s == 200]
     assert delivered == [spend.payload(), usage.payload()]
-    assert delivered[1]["threshold"] == "0.8" and delivered[1]["value"] == "80" and delivered[1]["cap"] == "100"
-    assert len({b for _s, _k, b in hook_server.requests[:3]}) == 1     # retries send the same body
+    assert (
+        delivered[1]["threshold"] == "0.8"
+        and delivered[1]["value"] == "80"
+        and delivered[1]["cap"] == "100"
+    )
+    assert len({b for _s, _k, b in hook_server.requests[:3]}) == 1  # retries send the same body
     assert not (session.workspace.root / "var" / "outbox.jsonl").exists()
 
-    raise_alerts(session, date(2026, 9, 8))                            # nothing new: nothing sent
+    raise_alerts(session, date(2026, 9, 8))  # nothing new: nothing sent
     assert len(hook_server.requests) == 4
 
 
 def test_webhook_that_always_fails_lands_in_the_outbox(tmp_path: Path, hook_server: Any) -> None:
     url = f"http://127.0.0.1:{hook_server.server_address[1]}/hook"
-    session = make_workspace(tmp_path / "ws", f"sqlite:///{tmp_path / 'e.sqlite'}", alerts=_alerts_config(url))
+    session = make_workspace(
+        tmp_path / "ws", f"sqlite:///{tmp_path / 'e.sqlite'}", alerts=_alerts_config(url)
+    )
     hook_server.statuses = [503] * 100
     run = raise_alerts(session, date(2026, 9, 30))
-    assert len(run.new) == 4 and run.failures == ()                   # the outbox is a handled outcome
-    assert len(hook_server.requests) == 4 * 3                         # three attempts each
-    lines = [json.loads(line) for line in (session.workspace.root / "var" / "outbox.jsonl").read_text().splitlines()]
+    assert len(run.new) == 4 and run.failures == ()  # the outbox is a handled outcome
+    assert len(hook_server.requests) == 4 * 3  # three attempts each
+    lines = [
+        json.loads(line)
+        for line in (session.workspace.root / "var" / "outbox.jsonl").read_text().splitlines()
+    ]
     assert [line["alert"]["id"] for line in lines] == [a.id for a in run.alerts]
     assert {(line["attempts"], line["error"], line["url"]) for line in lines} == {
-        (3, "HTTP 503 Service Unavailable", url)}
+        (3, "HTTP 503 Service Unavailable", url)
+    }
     raise_alerts(session, date(2026, 9, 30))
     assert len((session.workspace.root / "var" / "outbox.jsonl").read_text().splitlines()) == 4
 
 
-def test_webhook_client_errors_are_not_retried_and_refused_connections_are(tmp_path: Path,
-                                                                            hook_server: Any) -> None:
+def test_webhook_client_errors_are_not_retried_and_refused_connections_are(
+    tmp_path: Path, hook_server: Any
+) -> None:
     from ledger.plugins.webhook import deliver
     from ledger.workspace import AlertsConfig
 
     url = f"http://127.0.0.1:{hook_server.server_address[1]}/hook"
-    config = AlertsConfig(webhook_url=url, outbox=tmp_path / "outbox.jsonl", attempts=3, backoff_seconds=0)
+    config = AlertsConfig(
+        webhook_url=url, outbox=tmp_path / "outbox.jsonl", attempts=3, backoff_seconds=0
+    )
     hook_server.statuses = [400]
     result = deliver({"id": "x"}, config)
     assert (result.delivered, result.attempts, result.error) == (False, 1, "HTTP 400 Bad Request")
-    hook_server.server_close()                                        # nothing listens any more
+    hook_server.server_close()  # nothing listens any more
     refused = deliver({"id": "y"}, config)
     assert (refused.delivered, refused.attempts) == (False, 3)
-    assert [json.loads(line)["alert"]["id"] for line in (tmp_path / "outbox.jsonl").read_text().splitlines()] == [
-        "x", "y"]
+    assert [
+        json.loads(line)["alert"]["id"]
+        for line in (tmp_path / "outbox.jsonl").read_text().splitlines()
+    ] == ["x", "y"]
 
 
 def test_customer_webhook_overrides_the_workspace_url(tmp_path: Path) -> None:
-    session = make_workspace(tmp_path / "ws", f"sqlite:///{tmp_path / 'e.sqlite'}",
-                             alerts='[alerts]\nwebhook_url = "https://hooks.example.com/all"\n')
+    session = make_workspace(
+        tmp_path / "ws",
+        f"sqlite:///{tmp_path / 'e.sqlite'}",
+        alerts='[alerts]\nwebhook_url = "https://hooks.example.com/all"\n',
+    )
     text = (session.workspace.rules_dir / "customers.yaml").read_text()
     (session.workspace.rules_dir / "customers.yaml").write_text(
-        text.replace("    caps: {api_calls: 100}\n", "    caps: {api_calls: 100}\n    webhook: http://127.0.0.1:9/c\n"))
+        text.replace(
+            "    caps: {api_calls: 100}\n",
+            "    caps: {api_calls: 100}\n    webhook: http://127.0.0.1:9/c\n",
+        )
+    )
     session = Session.open(session.workspace)
     from ledger.alerts import find_alerts
 
     urls = {(a.customer, a.delivery.webhook_url) for a in find_alerts(session, date(2026, 9, 30))}
-    assert urls == {("capped", "http://127.0.0.1:9/c"), ("spender", "https://hooks.example.com/all")}
+    assert urls == {
+        ("capped", "http://127.0.0.1:9/c"),
+        ("spender", "https://hooks.example.com/all"),
+    }
 
 
 # --- validation -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("line", "message"), [
-    ('    spend_cap: 4.0\n', 'spend_cap: expected a decimal string such as "4.0", got a float'),
-    ('    spend_cap: "4.001"\n', "spend_cap: 4.001 has more decimal places than USD (2)"),
-    ('    spend_cap: "0"\n', "spend_cap: a spend cap is an amount of USD above 0"),
-    ('    caps: {api_calls: "0"}\n', "caps.api_calls: a usage cap is a quantity above 0"),
-    ('    webhook: ftp://example.com\n', "webhook: expected an http:// or https:// URL"),
-])
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("    spend_cap: 4.0\n", 'spend_cap: expected a decimal string such as "4.0", got a float'),
+        ('    spend_cap: "4.001"\n', "spend_cap: 4.001 has more decimal places than USD (2)"),
+        ('    spend_cap: "0"\n', "spend_cap: a spend cap is an amount of USD above 0"),
+        ('    caps: {api_calls: "0"}\n', "caps.api_calls: a usage cap is a quantity above 0"),
+        ("    webhook: ftp://example.com\n", "webhook: expected an http:// or https:// URL"),
+    ],
+)
 def test_caps_are_validated(tmp_path: Path, line: str, message: str) -> None:
     rules = tmp_path / "rules"
     rules.mkdir()
     (rules / "meters.yaml").write_text(METERS_CALLS)
     (rules / "plans.yaml").write_text(PLANS)
     (rules / "customers.yaml").write_text(
-        "customers:\n  c:\n    currency: USD\n    subscriptions: [{plan: g, start: 2026-09-01}]\n" + line)
+        "customers:\n  c:\n    currency: USD\n    subscriptions: [{plan: g, start: 2026-09-01}]\n"
+        + line
+    )
     with pytest.raises(RulesError) as info:
         load_rules(rules)
     assert str(info.value) == f"rules/customers.yaml:5: customers.c.{message}"
 
 
-@pytest.mark.parametrize(("table", "message"), [
-    ('webhook_url = "hooks.example.com"', 'alerts.webhook_url: expected an http:// or https:// URL or ""'),
-    ("attempts = 0", "alerts.attempts: expected a whole number from 1 to 10"),
-    ("timeout_seconds = 0", "alerts.timeout_seconds: expected a number of seconds above 0 up to 60"),
-    ('retries = 2', "alerts.retries: unknown key"),
-])
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        (
+            'webhook_url = "hooks.example.com"',
+            'alerts.webhook_url: expected an http:// or https:// URL or ""',
+        ),
+        ("attempts = 0", "alerts.attempts: expected a whole number from 1 to 10"),
+        (
+            "timeout_seconds = 0",
+            "alerts.timeout_seconds: expected a number of seconds above 0 up to 60",
+        ),
+        ("retries = 2", "alerts.retries: unknown key"),
+    ],
+)
 def test_alerts_config_is_validated(tmp_path: Path, table: str, message: str) -> None:
     (tmp_path / "meterbook.toml").write_text(f"[alerts]\n{table}\n")
     with pytest.raises(WorkspaceError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -526,4 +664,7 @@ def test_alerts_config_is_validated(tmp_path: Path, table: str, message: str) ->
     (tmp_path / "meterbook.toml").write_text('[alerts]\nwebhook_url = "https://h.example.com/x"\n')
     config = Workspace.load(tmp_path).alerts
     assert (config.webhook_url, config.outbox, config.attempts) == (
-        "https://h.example.com/x", tmp_path.resolve() / "var" / "alerts-outbox.jsonl", 3)
+        "https://h.example.com/x",
+        tmp_path.resolve() / "var" / "alerts-outbox.jsonl",
+        3,
+    )

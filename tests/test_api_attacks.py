@@ -26,7 +26,7 @@ from ledger.api.keys import create_key
 from ledger.session import Session
 from ledger.workspace import Workspace
 
-EVIL_NAME = '</script><script>alert(1)</script><img src=x onerror=alert(2)>'
+EVIL_NAME = "</script><script>alert(1)</script><img src=x onerror=alert(2)>"
 
 
 class Api:
@@ -34,19 +34,23 @@ class Api:
         self.url, self.root, self.ingest, self.acme, self.beta = url, root, ingest, acme, beta
 
     def client(self, key: str | None = None) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=30,
-                            headers={"Authorization": f"Bearer {key}"} if key else {})
+        return httpx.Client(
+            base_url=self.url, timeout=30, headers={"Authorization": f"Bearer {key}"} if key else {}
+        )
 
 
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[Api]:
     text = customers().replace("    name: Acme Corp\n", f"    name: '{EVIL_NAME}'\n")
-    root = write_workspace(tmp_path / "ws", meters=METERS_CALLS_TOKENS, plans=plans(), customers=text,
-                           config=CONFIG)
+    root = write_workspace(
+        tmp_path / "ws", meters=METERS_CALLS_TOKENS, plans=plans(), customers=text, config=CONFIG
+    )
     session = Session.open(Workspace.load(root))
-    keys = [create_key(session.engine, session.rules, "ingest").secret,
-            create_key(session.engine, session.rules, "portal", "acme").secret,
-            create_key(session.engine, session.rules, "portal", "beta").secret]
+    keys = [
+        create_key(session.engine, session.rules, "ingest").secret,
+        create_key(session.engine, session.rules, "portal", "acme").secret,
+        create_key(session.engine, session.rules, "portal", "beta").secret,
+    ]
     session.engine.dispose()
     url, service, server, thread = start_api(root)
     try:
@@ -79,28 +83,49 @@ def test_a_cookie_cap_change_needs_the_page_token_whatever_the_content_type(api:
     whose Origin or Sec-Fetch-Site names another site; the page's token as X-CSRF-Token works."""
     with signed_in(api) as browser:
         for content_type in ("text/plain", "", "application/x-json"):
-            refused = browser.post("/portal/caps/api_calls", content=b'{"cap": "900"}',
-                                   headers={"Content-Type": content_type})
+            refused = browser.post(
+                "/portal/caps/api_calls",
+                content=b'{"cap": "900"}',
+                headers={"Content-Type": content_type},
+            )
             assert refused.status_code == 415, (content_type, refused.text)
         refused = browser.post("/portal/caps/api_calls", json={"cap": "900"})
         assert (refused.status_code, refused.json()["error"]) == (403, "forbidden")
-        refused = browser.post("/portal/caps/api_calls", json={"cap": "900"}, headers={"X-CSRF-Token": "0" * 32})
+        refused = browser.post(
+            "/portal/caps/api_calls", json={"cap": "900"}, headers={"X-CSRF-Token": "0" * 32}
+        )
         assert refused.status_code == 403
         token = browser.get("/portal/").text.split('name="csrf" value="')[1].split('"')[0]
-        from_elsewhere = browser.post("/portal/caps/api_calls", json={"cap": "900"},
-                                      headers={"X-CSRF-Token": token, "Origin": "https://evil.example"})
+        from_elsewhere = browser.post(
+            "/portal/caps/api_calls",
+            json={"cap": "900"},
+            headers={"X-CSRF-Token": token, "Origin": "https://evil.example"},
+        )
         assert (from_elsewhere.status_code, from_elsewhere.text) == (
-            403, '{"error":"forbidden","detail":"a request from another site"}')
-        login = browser.post("/portal/login", data={"key": api.beta}, headers={"Sec-Fetch-Site": "cross-site"})
+            403,
+            '{"error":"forbidden","detail":"a request from another site"}',
+        )
+        login = browser.post(
+            "/portal/login", data={"key": api.beta}, headers={"Sec-Fetch-Site": "cross-site"}
+        )
         assert login.status_code == 403
-        assert browser.get("/portal/caps").json()["caps"][0]["cap"] == "100"  # nothing changed so far
-        done = browser.post("/portal/caps/api_calls", json={"cap": "900"},
-                            headers={"X-CSRF-Token": token, "Origin": api.url})
+        assert (
+            browser.get("/portal/caps").json()["caps"][0]["cap"] == "100"
+        )  # nothing changed so far
+        done = browser.post(
+            "/portal/caps/api_calls",
+            json={"cap": "900"},
+            headers={"X-CSRF-Token": token, "Origin": api.url},
+        )
         assert done.status_code == 200 and done.json()["cap"] == "900"
 
 
-@pytest.mark.parametrize("cap", ["\u0663\u0660\u0660", "NaN", "-5", "1e3", "1001", "0", "Infinity", "1" * 40])
-def test_a_cap_outside_plain_ascii_decimals_up_to_the_plan_maximum_is_refused(api: Api, cap: str) -> None:
+@pytest.mark.parametrize(
+    "cap", ["\u0663\u0660\u0660", "NaN", "-5", "1e3", "1001", "0", "Infinity", "1" * 40]
+)
+def test_a_cap_outside_plain_ascii_decimals_up_to_the_plan_maximum_is_refused(
+    api: Api, cap: str
+) -> None:
     """Arabic-Indic digits (٣٠٠ = 300 to Python's Decimal), NaN, negatives, exponents and anything
     over the plan's maximum (1000) are refused with 422; the cap stays 100."""
     with api.client(api.acme) as c:
@@ -115,14 +140,19 @@ def test_bodies_are_bounded_in_size_and_time(api: Api, monkeypatch: pytest.Monke
     nothing of it is stored."""
     monkeypatch.setattr(guard, "BODY_IDLE", 0.5)
     with api.client(api.acme) as c:
-        large = c.post("/portal/caps/api_calls", content=b'{"cap": "5", "x": "' + b"a" * 100_000 + b'"}',
-                       headers={"Content-Type": "application/json"})
+        large = c.post(
+            "/portal/caps/api_calls",
+            content=b'{"cap": "5", "x": "' + b"a" * 100_000 + b'"}',
+            headers={"Content-Type": "application/json"},
+        )
         assert (large.status_code, large.json()["error"]) == (413, "body_too_large")
     host, port = api.url.removeprefix("http://").split(":")
     started = time.monotonic()
     with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(f"POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {api.ingest}\r\n"
-                     "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n[".encode())
+        sock.sendall(
+            f"POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {api.ingest}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n[".encode()
+        )
         answer = sock.recv(65536)
     assert answer.startswith(b"HTTP/1.1 408") and b"request_timeout" in answer
     assert time.monotonic() - started < 5
@@ -130,16 +160,30 @@ def test_bodies_are_bounded_in_size_and_time(api: Api, monkeypatch: pytest.Monke
         assert c.get("/portal/summary").json()["usage"][0]["events"] == 0
 
 
-def test_a_connection_whose_headers_never_end_is_closed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_connection_whose_headers_never_end_is_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """uvicorn with the API's protocol (:class:`ledger.api.guard.HeaderDeadline`): a client that
     sends half a request line and waits is cut off after HEADER_TIMEOUT (0.5 s here)."""
     monkeypatch.setattr(guard, "HEADER_TIMEOUT", 0.5)
-    root = write_workspace(tmp_path / "ws", meters=METERS_CALLS_TOKENS, plans=plans(), customers=customers(),
-                           config=CONFIG)
+    root = write_workspace(
+        tmp_path / "ws",
+        meters=METERS_CALLS_TOKENS,
+        plans=plans(),
+        customers=customers(),
+        config=CONFIG,
+    )
     service = Service.open(Workspace.load(root))
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(service), host="127.0.0.1", port=port,
-                                           log_level="warning", http=guard.HeaderDeadline))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(service),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            http=guard.HeaderDeadline,
+        )
+    )
     import threading
 
     thread = threading.Thread(target=server.run, daemon=True)
@@ -149,7 +193,9 @@ def test_a_connection_whose_headers_never_end_is_closed(tmp_path: Path, monkeypa
             if server.started:
                 break
             time.sleep(0.02)
-        assert httpx.get(f"http://127.0.0.1:{port}/v1/health").status_code == 200  # whole requests pass
+        assert (
+            httpx.get(f"http://127.0.0.1:{port}/v1/health").status_code == 200
+        )  # whole requests pass
         started = time.monotonic()
         with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
             sock.sendall(b"POST /v1/events HTTP/1.1\r\nHost: x\r\n")
@@ -172,8 +218,14 @@ def test_no_document_outside_the_listing_is_served(api: Api) -> None:
     with api.client(api.acme) as c:
         assert [d["name"] for d in c.get("/portal/documents").json()] == ["acme-2026-10-01.html"]
         assert c.get("/portal/documents/acme-2026-10-01.html").text == "<h1>October</h1>"
-        for path in ("acme-2026-11-01.html", "beta-2026-10-01.html", "..%2fmeterbook.toml",
-                     "%2e%2e%2f%2e%2e%2fmeterbook.toml", "..%252fmeterbook.toml", "..\\meterbook.toml"):
+        for path in (
+            "acme-2026-11-01.html",
+            "beta-2026-10-01.html",
+            "..%2fmeterbook.toml",
+            "%2e%2e%2f%2e%2e%2fmeterbook.toml",
+            "..%252fmeterbook.toml",
+            "..\\meterbook.toml",
+        ):
             answer = c.get(f"/portal/documents/{path}")
             assert answer.status_code == 404 and "store" not in answer.text, path
 
@@ -182,7 +234,12 @@ def test_markup_in_names_and_event_properties_is_inert(api: Api) -> None:
     """acme's name and an event property carry <script>: the page shows them escaped under a CSP
     with no script source, no-store, nosniff and no framing; the evidence CSV quotes them."""
     with api.client(api.ingest) as c:
-        assert post(c, body([event("x-1", note="<script>alert(3)</script>", cmd="=1+1")])).json()["accepted"] == 1
+        assert (
+            post(c, body([event("x-1", note="<script>alert(3)</script>", cmd="=1+1")])).json()[
+                "accepted"
+            ]
+            == 1
+        )
     with api.client(api.acme) as c:
         page = c.get("/portal/?error=<svg/onload=alert(4)>")
         csv = c.get("/portal/evidence/api_calls.csv")
@@ -190,10 +247,15 @@ def test_markup_in_names_and_event_properties_is_inert(api: Api) -> None:
     assert "&lt;/script&gt;&lt;script&gt;alert(1)" in page.text
     assert page.headers["content-security-policy"].startswith("default-src 'none';")
     assert "script-src" not in page.headers["content-security-policy"]
-    assert (page.headers["cache-control"], page.headers["x-content-type-options"],
-            page.headers["x-frame-options"], page.headers["referrer-policy"]) == (
-        "no-store", "nosniff", "DENY", "same-origin")
-    assert csv.headers["cache-control"] == "no-store" and csv.headers["content-type"].startswith("text/csv")
+    assert (
+        page.headers["cache-control"],
+        page.headers["x-content-type-options"],
+        page.headers["x-frame-options"],
+        page.headers["referrer-policy"],
+    ) == ("no-store", "nosniff", "DENY", "same-origin")
+    assert csv.headers["cache-control"] == "no-store" and csv.headers["content-type"].startswith(
+        "text/csv"
+    )
     assert '""note"":""<script>alert(3)</script>""' in csv.text
 
 
@@ -207,14 +269,21 @@ def test_a_signed_in_cookie_dies_with_its_revoked_key(api: Api) -> None:
         session = Session.open(Workspace.load(api.root))
         revoke_key(session.engine, parse_key(api.acme) or "")
         session.engine.dispose()
-        for path in ("/portal/", "/portal/summary", "/portal/caps", "/portal/documents",
-                     "/portal/evidence/api_calls.csv"):
+        for path in (
+            "/portal/",
+            "/portal/summary",
+            "/portal/caps",
+            "/portal/documents",
+            "/portal/evidence/api_calls.csv",
+        ):
             answer = browser.get(path)
             assert (answer.status_code, answer.json()["error"]) == (401, "unauthorized"), path
         assert browser.post("/portal/login", data={"key": api.acme}).status_code == 401
 
 
-def test_a_server_killed_mid_request_neither_loses_nor_double_counts_on_retry(tmp_path: Path) -> None:
+def test_a_server_killed_mid_request_neither_loses_nor_double_counts_on_retry(
+    tmp_path: Path,
+) -> None:
     """``meterbook api`` in its own process gets 50,000 events in one request and is killed
     (SIGKILL) 0.3 s in, before it answers. Started again, the client sends the same request
     twice: 50,000 events stored and counted live (50,000 calls today), the second time 50,000
@@ -229,8 +298,13 @@ def test_a_server_killed_mid_request_neither_loses_nor_double_counts_on_retry(tm
 
     from ledger.live_totals import daily_live_totals
 
-    root = write_workspace(tmp_path / "ws", meters=METERS_CALLS_TOKENS, plans=plans(), customers=customers(),
-                           config=CONFIG)
+    root = write_workspace(
+        tmp_path / "ws",
+        meters=METERS_CALLS_TOKENS,
+        plans=plans(),
+        customers=customers(),
+        config=CONFIG,
+    )
     session = Session.open(Workspace.load(root))
     key = create_key(session.engine, session.rules, "ingest").secret
     port = free_port()
@@ -238,8 +312,19 @@ def test_a_server_killed_mid_request_neither_loses_nor_double_counts_on_retry(tm
     payload = json.dumps([event(f"k-{i}") for i in range(50_000)])
 
     def start() -> subprocess.Popen[bytes]:
-        server = subprocess.Popen([sys.executable, "-c", "from ledger.cli import main; main()", "--workspace",
-                                   str(root), "api", "--port", str(port)], start_new_session=True)
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from ledger.cli import main; main()",
+                "--workspace",
+                str(root),
+                "api",
+                "--port",
+                str(port),
+            ],
+            start_new_session=True,
+        )
         for _ in range(600):
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/v1/health").status_code == 200:
@@ -249,8 +334,11 @@ def test_a_server_killed_mid_request_neither_loses_nor_double_counts_on_retry(tm
         raise AssertionError("the API did not start")
 
     def send() -> httpx.Response:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120,
-                          headers={"Authorization": f"Bearer {key}"}) as c:
+        with httpx.Client(
+            base_url=f"http://127.0.0.1:{port}",
+            timeout=120,
+            headers={"Authorization": f"Bearer {key}"},
+        ) as c:
             return post(c, payload)
 
     server = start()
@@ -261,19 +349,24 @@ def test_a_server_killed_mid_request_neither_loses_nor_double_counts_on_retry(tm
     os.killpg(server.pid, signal.SIGKILL)
     server.wait(timeout=10)
     sender.join(timeout=60)
-    assert isinstance(outcome["answer"], Exception), "answered before the kill: the test proves nothing"
+    assert isinstance(outcome["answer"], Exception), (
+        "answered before the kill: the test proves nothing"
+    )
     server = start()
     try:
         first, again = send(), send()
     finally:
         os.killpg(server.pid, signal.SIGKILL)
         server.wait(timeout=10)
-    assert first.status_code == 200 and first.json()["accepted"] + first.json()["duplicates"] == 50_000
+    assert (
+        first.status_code == 200 and first.json()["accepted"] + first.json()["duplicates"] == 50_000
+    )
     assert (again.json()["accepted"], again.json()["duplicates"]) == (0, 50_000)
     with session.engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM events")).scalar_one() == 50_000
     assert daily_live_totals(session.engine, start=today, end=today + timedelta(days=1)) == {
-        ("api_calls", "acme"): {today: Decimal(50_000)}}
+        ("api_calls", "acme"): {today: Decimal(50_000)}
+    }
     session.engine.dispose()
 
 
@@ -289,12 +382,20 @@ def test_the_page_shows_only_error_messages_it_signed(api: Api) -> None:
     customer's page; a refused cap form redirects with its message and a signature keyed by the
     signed-in key, and that message is shown (to that key only)."""
     with signed_in(api) as browser:
-        spoofed = browser.get("/portal/", params={"error": "Your account is suspended, call +1 555 0100"})
-        assert spoofed.status_code == 200 and "suspended" not in spoofed.text and 'id="error"' not in spoofed.text
+        spoofed = browser.get(
+            "/portal/", params={"error": "Your account is suspended, call +1 555 0100"}
+        )
+        assert (
+            spoofed.status_code == 200
+            and "suspended" not in spoofed.text
+            and 'id="error"' not in spoofed.text
+        )
         token = spoofed.text.split('name="csrf" value="')[1].split('"')[0]
         refused = browser.post("/portal/caps/api_calls", data={"cap": "5000", "csrf": token})
         assert refused.status_code == 303 and "&sig=" in refused.headers["location"]
         shown = browser.get(refused.headers["location"])
-        assert '<p class="error" id="error">at most 1000, the maximum of your plan</p>' in shown.text
+        assert (
+            '<p class="error" id="error">at most 1000, the maximum of your plan</p>' in shown.text
+        )
     with api.client(api.beta) as other:  # the same link under another key: not shown
         assert "at most 1000" not in other.get(refused.headers["location"]).text

@@ -27,13 +27,17 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium)"),
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium)"
+    ),
 ]
 
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="playwright is not installed (pip install playwright)"
+    )
     with sync_api.sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         try:
@@ -42,9 +46,16 @@ def browser() -> Iterator[Any]:
             chromium.close()
 
 
-def test_a_customer_reads_its_projected_cost_and_raises_its_cap(tmp_path: Path, browser: Any) -> None:
-    root = write_workspace(tmp_path / "ws", meters=METERS_CALLS_TOKENS, plans=plans(), customers=customers(),
-                           config=CONFIG)
+def test_a_customer_reads_its_projected_cost_and_raises_its_cap(
+    tmp_path: Path, browser: Any
+) -> None:
+    root = write_workspace(
+        tmp_path / "ws",
+        meters=METERS_CALLS_TOKENS,
+        plans=plans(),
+        customers=customers(),
+        config=CONFIG,
+    )
     session = Session.open(Workspace.load(root))
     ingest = create_key(session.engine, session.rules, "ingest").secret
     acme = create_key(session.engine, session.rules, "portal", "acme")
@@ -52,7 +63,9 @@ def test_a_customer_reads_its_projected_cost_and_raises_its_cap(tmp_path: Path, 
     try:
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ingest}"}) as client:
             assert post(client, body(FIVE[:3])).json()["accepted"] == 3
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {acme.secret}"}) as client:
+        with httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {acme.secret}"}
+        ) as client:
             projected = client.get("/portal/summary").json()["projection"]["total"]
         page = browser.new_page(viewport={"width": 1366, "height": 900})
         errors: list[str] = []
@@ -71,7 +84,12 @@ def test_a_customer_reads_its_projected_cost_and_raises_its_cap(tmp_path: Path, 
         page.wait_for_selector("#cap-api_calls:text-is('500')")
         assert errors == []
         [change] = load_changes(session.engine, "acme")
-        assert (change.meter, change.previous, change.cap, change.key_id) == ("api_calls", 100, 500, acme.key.id)
+        assert (change.meter, change.previous, change.cap, change.key_id) == (
+            "api_calls",
+            100,
+            500,
+            acme.key.id,
+        )
 
         page.fill("#new-cap-api_calls", "5000")  # over the plan's maximum, 1000
         page.click("#set-cap-api_calls")

@@ -73,15 +73,33 @@ PLANS = """plans:
 
 
 def cli(root: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-c", "from ledger.cli import main; main()", "--workspace",
-                             str(root), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "BEANCOUNT_DISABLE_LOAD_CACHE": "1", **(env or {})})
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from ledger.cli import main; main()",
+            "--workspace",
+            str(root),
+            *args,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "BEANCOUNT_DISABLE_LOAD_CACHE": "1", **(env or {})},
+    )
 
 
 def test_api_writes_wait_for_a_real_post_and_answer_503_when_it_holds_the_lock_too_long(
-        tmp_path: Path) -> None:
-    root = write_workspace(tmp_path / "ws", meters=METERS_CALLS_TOKENS, plans=PLANS, customers=customers(),
-                           config=CONFIG, plugins={"slow": SLOW})
+    tmp_path: Path,
+) -> None:
+    root = write_workspace(
+        tmp_path / "ws",
+        meters=METERS_CALLS_TOKENS,
+        plans=PLANS,
+        customers=customers(),
+        config=CONFIG,
+        plugins={"slow": SLOW},
+    )
     session = Session.open(Workspace.load(root))
     ingest = create_key(session.engine, session.rules, "ingest").secret
     portal = create_key(session.engine, session.rules, "portal", "acme").secret
@@ -94,7 +112,9 @@ def test_api_writes_wait_for_a_real_post_and_answer_503_when_it_holds_the_lock_t
             return int(conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one())
 
     try:
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ingest}"}, timeout=30) as c:
+        with httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {ingest}"}, timeout=30
+        ) as c:
             assert post(c, body([event("before")])).json()["accepted"] == 1
         poster = cli(root, "post", env={"SLOW_MARKER": str(marker)})
         for _ in range(400):  # post has the lock and is rating
@@ -102,17 +122,25 @@ def test_api_writes_wait_for_a_real_post_and_answer_503_when_it_holds_the_lock_t
                 break
             time.sleep(0.025)
         assert marker.exists(), poster.communicate()
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ingest}"}, timeout=30) as c:
+        with httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {ingest}"}, timeout=30
+        ) as c:
             busy = post(c, body([event("during")]))
             assert busy.status_code == 503 and busy.headers["Retry-After"] == "5"
             assert busy.json()["error"] == "workspace_locked" and str(root) not in busy.text
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {portal}"}, timeout=30) as p:
+        with httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {portal}"}, timeout=30
+        ) as p:
             refused = p.post("/portal/caps/api_calls", json={"cap": "500"})
             assert (refused.status_code, refused.json()["error"]) == (503, "workspace_locked")
-        assert poster.poll() is None, "post ended before the requests were refused: the test proves nothing"
+        assert poster.poll() is None, (
+            "post ended before the requests were refused: the test proves nothing"
+        )
         assert (count("events"), count("cap_changes")) == (1, 0)
         service.lock_wait = 30  # a patient write waits for post to finish, then is stored
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ingest}"}, timeout=60) as c:
+        with httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {ingest}"}, timeout=60
+        ) as c:
             retried = post(c, body([event("during")]))
         assert poster.wait(timeout=60) == 0, poster.communicate()
         assert retried.status_code == 200 and retried.json()["accepted"] == 1
@@ -124,28 +152,45 @@ def test_api_writes_wait_for_a_real_post_and_answer_503_when_it_holds_the_lock_t
 
     before = {k.id: k.revoked for k in list_keys(session.engine)}
     with workspace_lock(root, "close"):
-        created = cli(root, "keys", "create", "--scope", "ingest", env={"METERBOOK_LOCK_TIMEOUT": "0.5"})
-        revoked = cli(root, "keys", "revoke", next(iter(before)), env={"METERBOOK_LOCK_TIMEOUT": "0.5"})
+        created = cli(
+            root, "keys", "create", "--scope", "ingest", env={"METERBOOK_LOCK_TIMEOUT": "0.5"}
+        )
+        revoked = cli(
+            root, "keys", "revoke", next(iter(before)), env={"METERBOOK_LOCK_TIMEOUT": "0.5"}
+        )
         for process in (created, revoked):
             out, err = process.communicate(timeout=60)
-            assert process.returncode == 2 and "locked by `meterbook close`" in err and "mbk_" not in out
+            assert (
+                process.returncode == 2
+                and "locked by `meterbook close`" in err
+                and "mbk_" not in out
+            )
     assert {k.id: k.revoked for k in list_keys(session.engine)} == before
 
 
-def test_a_postgresql_store_shared_by_another_workspace_is_locked_too(tmp_path: Path, pg_url: str) -> None:
+def test_a_postgresql_store_shared_by_another_workspace_is_locked_too(
+    tmp_path: Path, pg_url: str
+) -> None:
     """Two workspaces, one PostgreSQL store: while the other workspace's ``close`` holds the
     store's advisory lock, an API write here is 503 (nothing stored); once it lets go, the
     same request is stored, and the API's pooled lock connection is given back each time."""
     config = f'store = "{pg_url}"\ntimezone = "UTC"\n'
-    here = write_workspace(tmp_path / "here", meters=METERS_CALLS_TOKENS, plans=PLANS.replace(
-        "slow_unit", "unit"), customers=customers(), config=config)
+    here = write_workspace(
+        tmp_path / "here",
+        meters=METERS_CALLS_TOKENS,
+        plans=PLANS.replace("slow_unit", "unit"),
+        customers=customers(),
+        config=config,
+    )
     session = Session.open(Workspace.load(here))
     ingest = create_key(session.engine, session.rules, "ingest").secret
     url, service, server, thread = start_api(here)
     service.lock_wait = 0.3
     (tmp_path / "there").mkdir()
     try:
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ingest}"}, timeout=30) as c:
+        with httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {ingest}"}, timeout=30
+        ) as c:
             with workspace_lock(tmp_path / "there", "close", store_url=pg_url):
                 busy = post(c, body([event("pg-1")]))
                 assert (busy.status_code, busy.json()["error"]) == (503, "workspace_locked")

@@ -31,25 +31,46 @@ from ledger.session import Session
 from ledger.workspace import Workspace
 
 NOW = datetime.now(UTC)
-TIMES = st.sampled_from([NOW - timedelta(minutes=5), NOW - timedelta(days=400), datetime(2020, 1, 5, tzinfo=UTC),
-                         NOW + timedelta(hours=1), NOW + timedelta(minutes=2)])
-EVENT = st.fixed_dictionaries({
-    "id": st.sampled_from(["a", "b", "c", "d", ""]),
-    "customer": st.sampled_from(["acme", "beta", "nobody"]),
-    "type": st.sampled_from(["api.request", "llm.completion", "other"]),
-    "time": TIMES.map(lambda t: t.strftime("%Y-%m-%dT%H:%M:%SZ")) | st.just("not a time"),
-    "properties": st.fixed_dictionaries({}, optional={"tokens": st.sampled_from(["12", "1.5", "-3", "x"])}),
-})
+TIMES = st.sampled_from(
+    [
+        NOW - timedelta(minutes=5),
+        NOW - timedelta(days=400),
+        datetime(2020, 1, 5, tzinfo=UTC),
+        NOW + timedelta(hours=1),
+        NOW + timedelta(minutes=2),
+    ]
+)
+EVENT = st.fixed_dictionaries(
+    {
+        "id": st.sampled_from(["a", "b", "c", "d", ""]),
+        "customer": st.sampled_from(["acme", "beta", "nobody"]),
+        "type": st.sampled_from(["api.request", "llm.completion", "other"]),
+        "time": TIMES.map(lambda t: t.strftime("%Y-%m-%dT%H:%M:%SZ")) | st.just("not a time"),
+        "properties": st.fixed_dictionaries(
+            {}, optional={"tokens": st.sampled_from(["12", "1.5", "-3", "x"])}
+        ),
+    }
+)
 RUN = itertools.count()
 
 
 @pytest.fixture(scope="module")
 def two_stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Session]]:
     base = tmp_path_factory.mktemp("props")
-    api_root = write_workspace(base / "api", meters=METERS_CALLS_TOKENS, plans=plans(), customers=customers(),
-                               config=CONFIG)
-    file_root = write_workspace(base / "file", meters=METERS_CALLS_TOKENS, plans=plans(), customers=customers(),
-                                config=CONFIG)
+    api_root = write_workspace(
+        base / "api",
+        meters=METERS_CALLS_TOKENS,
+        plans=plans(),
+        customers=customers(),
+        config=CONFIG,
+    )
+    file_root = write_workspace(
+        base / "file",
+        meters=METERS_CALLS_TOKENS,
+        plans=plans(),
+        customers=customers(),
+        config=CONFIG,
+    )
     session = Session.open(Workspace.load(api_root))
     key = create_key(session.engine, session.rules, "ingest").secret
     session.engine.dispose()
@@ -65,25 +86,36 @@ def two_stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
 
 
 def counts(report: dict[str, Any]) -> tuple[Any, ...]:
-    return (*(report[k] for k in ("received", "accepted", "duplicates", "conflicts", "rejected")), report["reasons"])
+    return (
+        *(report[k] for k in ("received", "accepted", "duplicates", "conflicts", "rejected")),
+        report["reasons"],
+    )
 
 
 @given(events=st.lists(EVENT, min_size=1, max_size=12))
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-def test_the_api_accounts_for_rows_as_file_ingest_does(two_stores: tuple[str, str, Session],
-                                                       events: list[dict[str, Any]]) -> None:
+def test_the_api_accounts_for_rows_as_file_ingest_does(
+    two_stores: tuple[str, str, Session], events: list[dict[str, Any]]
+) -> None:
     url, key, files = two_stores
     run = next(RUN)
     for event in events:  # a fresh id space per example; "" stays missing
         event["id"] = f"{run}-{event['id']}" if event["id"] else ""
-    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as client:
+    with httpx.Client(
+        base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60
+    ) as client:
         first = client.post("/v1/events", json=events).json()
         again = client.post("/v1/events", json=events).json()
     path = Path(files.workspace.root) / f"run-{run}.jsonl"
     path.write_text("".join(json.dumps(e) + "\n" for e in events))
-    report = ingest_file(files.engine, files.rules, path, select_importer(path, default_importers()))
+    report = ingest_file(
+        files.engine, files.rules, path, select_importer(path, default_importers())
+    )
     expected = json.loads(report.to_json())
     assert counts(first) == counts(expected)
-    assert first["received"] == first["accepted"] + first["duplicates"] + first["conflicts"] + first["rejected"]
+    assert (
+        first["received"]
+        == first["accepted"] + first["duplicates"] + first["conflicts"] + first["rejected"]
+    )
     assert again["accepted"] == 0 and again["received"] == first["received"]
     assert len(first["rejects"]) == first["rejected"]

@@ -27,8 +27,13 @@ KEYS: dict[str, str] = {}
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    root = write_workspace(tmp_path_factory.mktemp("schema") / "ws", meters=METERS_CALLS_TOKENS, plans=plans(),
-                           customers=customers(), config=CONFIG)
+    root = write_workspace(
+        tmp_path_factory.mktemp("schema") / "ws",
+        meters=METERS_CALLS_TOKENS,
+        plans=plans(),
+        customers=customers(),
+        config=CONFIG,
+    )
     session = Session.open(Workspace.load(root))
     KEYS["ingest"] = create_key(session.engine, session.rules, "ingest").secret
     KEYS["portal"] = create_key(session.engine, session.rules, "portal", "acme").secret
@@ -46,11 +51,20 @@ def drive(api: str, operation: Any, key: str) -> None:
     """Generated cases of one operation, sent with ``key``: none may answer 5xx."""
 
     @given(case=operation.as_strategy())
-    @settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @settings(
+        max_examples=MAX_EXAMPLES,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        database=None,
+    )
     def run(case: Any) -> None:
         response = case.call(base_url=api, headers={"Authorization": f"Bearer {key}"}, timeout=60)
-        assert response.status_code < 500, (case.method, case.formatted_path, response.status_code,
-                                            response.text[:500])
+        assert response.status_code < 500, (
+            case.method,
+            case.formatted_path,
+            response.status_code,
+            response.text[:500],
+        )
         if response.status_code >= 400 and case.path != "/portal/login":
             kind = response.headers.get("content-type") or [""]
             assert kind[0].startswith("application/json"), response.text[:200]
@@ -63,4 +77,6 @@ def test_no_route_answers_5xx(api: str) -> None:
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) == 12  # every route of the app, each driven below
     for operation in operations:
-        drive(api, operation, KEYS["ingest"] if operation.path.startswith("/v1") else KEYS["portal"])
+        drive(
+            api, operation, KEYS["ingest"] if operation.path.startswith("/v1") else KEYS["portal"]
+        )

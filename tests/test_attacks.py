@@ -46,27 +46,43 @@ def test_deleting_the_lock_file_while_it_is_held_admits_no_second_writer(ws: Pat
     be deleted under a holder: the second command waits, then gives up with one line."""
     with workspace_lock(ws, "close 2026-10"):
         (ws / LOCK_FILE).unlink()
-        result = meterbook(ws, "post", "--through", "2026-11-30",
-                           env={"METERBOOK_LOCK_TIMEOUT": "0.3"})
+        result = meterbook(
+            ws, "post", "--through", "2026-11-30", env={"METERBOOK_LOCK_TIMEOUT": "0.3"}
+        )
     one_line(result, f"the workspace {ws} is locked by", "gave up after 0.3 s")
 
 
 # --- documents outside the seals -------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("name", "tamper", "found"), [
-    ("INV-2026-000003.html", lambda p: p.write_text(p.read_text().replace("0.25 USD", "0.02 USD")),
-     "documents/INV-2026-000003.html: differs from the document the store issued"),
-    ("INV-2026-000003.json",
-     lambda p: p.write_text(p.read_text().replace('"total":"0.25"', '"total":"0.02"')),
-     "documents/INV-2026-000003.json: differs from the document the store issued"),
-    ("INV-2026-000003.html", lambda p: (p.unlink(), p.mkdir()),
-     "documents/INV-2026-000003.html: cannot be read: Is a directory"),
-    ("INV-2026-000099.html", lambda p: p.write_text("<h1>Invoice INV-2026-000099</h1> 999.00 USD"),
-     "documents/INV-2026-000099.html: not a document the store issued"),
-])
+@pytest.mark.parametrize(
+    ("name", "tamper", "found"),
+    [
+        (
+            "INV-2026-000003.html",
+            lambda p: p.write_text(p.read_text().replace("0.25 USD", "0.02 USD")),
+            "documents/INV-2026-000003.html: differs from the document the store issued",
+        ),
+        (
+            "INV-2026-000003.json",
+            lambda p: p.write_text(p.read_text().replace('"total":"0.25"', '"total":"0.02"')),
+            "documents/INV-2026-000003.json: differs from the document the store issued",
+        ),
+        (
+            "INV-2026-000003.html",
+            lambda p: (p.unlink(), p.mkdir()),
+            "documents/INV-2026-000003.html: cannot be read: Is a directory",
+        ),
+        (
+            "INV-2026-000099.html",
+            lambda p: p.write_text("<h1>Invoice INV-2026-000099</h1> 999.00 USD"),
+            "documents/INV-2026-000099.html: not a document the store issued",
+        ),
+    ],
+)
 def test_a_document_of_an_open_month_edited_replaced_or_forged_fails_check(
-        ws: Path, name: str, tamper: object, found: str) -> None:
+    ws: Path, name: str, tamper: object, found: str
+) -> None:
     """The attack: INV-2026-000003 (cal, Nov 1, 0.25 USD) is in November, which is open, so no seal
     covers its documents; a changed total in the HTML the customer reads, or in the JSON, passed
     ``check``; so did the HTML replaced by a folder and a forged invoice beside the real ones. Now
@@ -87,7 +103,8 @@ def test_a_document_of_an_open_month_edited_replaced_or_forged_fails_check(
 
 
 def test_post_never_rewrites_a_sealed_document_but_puts_back_its_sealed_bytes(
-        closed: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    closed: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """October is sealed with INV-2026-000001's documents. A meterbook upgrade that renders invoices
     differently made ``post`` rewrite them, breaking the seal it had just been told to keep; now a
     sealed document is written only to restore its sealed bytes (deleted or edited), and an open
@@ -101,8 +118,10 @@ def test_post_never_rewrites_a_sealed_document_but_puts_back_its_sealed_bytes(
 
     def upgraded(invoice: object, rules: object) -> dict[str, str]:
         documents = invoice_documents(invoice, rules)  # type: ignore[arg-type]
-        return {path: text.replace("</body>", "<footer>v2</footer></body>")
-                for path, text in documents.items()}
+        return {
+            path: text.replace("</body>", "<footer>v2</footer></body>")
+            for path, text in documents.items()
+        }
 
     session = open_session(closed)
     try:
@@ -123,18 +142,29 @@ def test_post_never_rewrites_a_sealed_document_but_puts_back_its_sealed_bytes(
 # --- the books as post writes them ------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("path", "edit", "named"), [
-    ("2026/2026-11.beancount",
-     lambda text: text + '\n2026-11-20 * "cal" "Usage accrual"\n  Income:Usage:Api-Calls  5.00 USD\n'
-                         "  Income:Usage:Api-Calls  -5.00 USD\n",
-     "2026/2026-11.beancount"),
-    ("main.beancount",
-     lambda text: text.replace(
-         'option "title"', 'option "inferred_tolerance_default" "USD:1000"\noption "title"'),
-     "main.beancount"),
-])
+@pytest.mark.parametrize(
+    ("path", "edit", "named"),
+    [
+        (
+            "2026/2026-11.beancount",
+            lambda text: (
+                text + '\n2026-11-20 * "cal" "Usage accrual"\n  Income:Usage:Api-Calls  5.00 USD\n'
+                "  Income:Usage:Api-Calls  -5.00 USD\n"
+            ),
+            "2026/2026-11.beancount",
+        ),
+        (
+            "main.beancount",
+            lambda text: text.replace(
+                'option "title"', 'option "inferred_tolerance_default" "USD:1000"\noption "title"'
+            ),
+            "main.beancount",
+        ),
+    ],
+)
 def test_an_entry_or_option_forged_into_the_open_books_fails_check(
-        ws: Path, path: str, edit: object, named: str) -> None:
+    ws: Path, path: str, edit: object, named: str
+) -> None:
     """The attack: a balanced entry forged into November (open, so no seal covers it) on accounts the
     tie-out does not compare, or an ``option`` slipped into main.beancount (a tolerance of 1,000 USD
     that would hide any balance difference): bean-check and ``check`` passed. Now ``check`` regenerates
@@ -147,8 +177,9 @@ def test_an_entry_or_option_forged_into_the_open_books_fails_check(
     code, out = check_lines(ws)
     assert code == 1, out
     assert "FAILED  books as posted" in out
-    assert ("writes from the store (edited by hand, or events stored since the last post): "
-            f"{named}") in out
+    assert (
+        f"writes from the store (edited by hand, or events stored since the last post): {named}"
+    ) in out
     assert meterbook(ws, "post", "--through", "2026-11-30").returncode == 0
     assert target.read_text() == text
     code, out = check_lines(ws)
@@ -156,7 +187,8 @@ def test_an_entry_or_option_forged_into_the_open_books_fails_check(
 
 
 def test_a_sealed_invoice_edited_in_the_store_is_named_against_its_sealed_copy(
-        closed: Path) -> None:
+    closed: Path,
+) -> None:
     """INV-2026-000002 (ann, Oct 15: 15 calls × 0.05 = 0.75 USD) is sealed with October. Its line
     edited in the store to 0.07 contradicts the sealed JSON, which ``check`` names (besides the
     tie-out the changed figure breaks)."""
@@ -164,13 +196,17 @@ def test_a_sealed_invoice_edited_in_the_store_is_named_against_its_sealed_copy(
 
     store = next((closed / "var").glob("*.sqlite"))
     with sqlite3.connect(store) as conn:
-        changed = conn.execute("UPDATE invoices SET document = replace(document, '\"amount\":\"0.75\"', "
-                               "'\"amount\":\"0.07\"') WHERE number = 'INV-2026-000002'").rowcount
+        changed = conn.execute(
+            'UPDATE invoices SET document = replace(document, \'"amount":"0.75"\', '
+            "'\"amount\":\"0.07\"') WHERE number = 'INV-2026-000002'"
+        ).rowcount
     assert changed == 1
     code, out = check_lines(closed)
     assert code == 1
-    assert ("documents/INV-2026-000002.json: the store's record differs from the sealed document "
-            "(the store was edited after the close)") in out
+    assert (
+        "documents/INV-2026-000002.json: the store's record differs from the sealed document "
+        "(the store was edited after the close)"
+    ) in out
 
 
 # --- close ------------------------------------------------------------------------------------
@@ -202,8 +238,13 @@ def test_a_reader_waits_for_a_writer_half_way(ws: Path, tmp_path: Path) -> None:
     from tests.test_reliability import invoices, start
 
     release = tmp_path / "release"
-    invoice = start(ws, "invoice", "--through", "2026-12-01",
-                    env={"METERBOOK_PAUSE": f"invoice:numbered:{release}"})
+    invoice = start(
+        ws,
+        "invoice",
+        "--through",
+        "2026-12-01",
+        env={"METERBOOK_PAUSE": f"invoice:numbered:{release}"},
+    )
     reached = Path(f"{release}.reached")
     while not reached.exists():
         assert invoice.poll() is None, invoice.communicate()

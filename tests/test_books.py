@@ -32,30 +32,85 @@ USAGE = "Income:Usage:Api-Calls"
 CASH = "Assets:Bank:Operating"
 
 
-def posting(account: str, number: str, currency: str = "USD", meta: dict[str, object] | None = None) -> data.Posting:
+def posting(
+    account: str, number: str, currency: str = "USD", meta: dict[str, object] | None = None
+) -> data.Posting:
     return data.Posting(account, amount.Amount(Decimal(number), currency), None, None, None, meta)  # type: ignore[arg-type]
 
 
-def txn(day: date, narration: str, *postings: data.Posting, links: frozenset[str] = frozenset(),
-        **meta: object) -> data.Transaction:
-    return data.Transaction({"filename": "<test>", "lineno": 0, **meta}, day, "*", "acme", narration,
-                            frozenset(), links, list(postings))
+def txn(
+    day: date,
+    narration: str,
+    *postings: data.Posting,
+    links: frozenset[str] = frozenset(),
+    **meta: object,
+) -> data.Transaction:
+    return data.Transaction(
+        {"filename": "<test>", "lineno": 0, **meta},
+        day,
+        "*",
+        "acme",
+        narration,
+        frozenset(),
+        links,
+        list(postings),
+    )
 
 
 def sample() -> list[data.Directive]:
     """Accruals across a month end, an invoice, a payment and a sub-cent accrual."""
     link = frozenset({"acme-2026-09-15"})
     return [
-        txn(date(2026, 9, 30), "Usage accrual", posting(UNBILLED, "4.00"), posting(USAGE, "-4.00"), links=link,
-            customer="acme", cycle="2026-09-15/2026-10-15", meter="api_calls", quantity=Decimal("14000")),
-        txn(date(2026, 10, 14), "Usage accrual", posting(UNBILLED, "11.00"), posting(USAGE, "-11.00"), links=link,
-            customer="acme", cycle="2026-09-15/2026-10-15", meter="api_calls", quantity=Decimal("25000")),
-        txn(date(2026, 10, 14), "Sub-cent accrual", posting(UNBILLED, "0.000123"), posting(USAGE, "-0.000123"),
-            links=link, customer="acme", quantity=Decimal("1E-7"), late=True, usage_date=date(2026, 9, 20)),
-        txn(date(2026, 10, 15), "Invoice INV-2026-000001", posting(RECEIVABLE, "15.00"), posting(UNBILLED, "-15.00"),
-            links=link | {"INV-2026-000001"}, customer="acme"),
-        txn(date(2026, 11, 2), "Payment", posting(CASH, "15.00"), posting(RECEIVABLE, "-15.00"),
-            links=frozenset({"INV-2026-000001"}), customer="acme", reference="wire 42"),
+        txn(
+            date(2026, 9, 30),
+            "Usage accrual",
+            posting(UNBILLED, "4.00"),
+            posting(USAGE, "-4.00"),
+            links=link,
+            customer="acme",
+            cycle="2026-09-15/2026-10-15",
+            meter="api_calls",
+            quantity=Decimal("14000"),
+        ),
+        txn(
+            date(2026, 10, 14),
+            "Usage accrual",
+            posting(UNBILLED, "11.00"),
+            posting(USAGE, "-11.00"),
+            links=link,
+            customer="acme",
+            cycle="2026-09-15/2026-10-15",
+            meter="api_calls",
+            quantity=Decimal("25000"),
+        ),
+        txn(
+            date(2026, 10, 14),
+            "Sub-cent accrual",
+            posting(UNBILLED, "0.000123"),
+            posting(USAGE, "-0.000123"),
+            links=link,
+            customer="acme",
+            quantity=Decimal("1E-7"),
+            late=True,
+            usage_date=date(2026, 9, 20),
+        ),
+        txn(
+            date(2026, 10, 15),
+            "Invoice INV-2026-000001",
+            posting(RECEIVABLE, "15.00"),
+            posting(UNBILLED, "-15.00"),
+            links=link | {"INV-2026-000001"},
+            customer="acme",
+        ),
+        txn(
+            date(2026, 11, 2),
+            "Payment",
+            posting(CASH, "15.00"),
+            posting(RECEIVABLE, "-15.00"),
+            links=frozenset({"INV-2026-000001"}),
+            customer="acme",
+            reference="wire 42",
+        ),
     ]
 
 
@@ -71,7 +126,9 @@ def write(books_dir: Path, entries: list[data.Directive], **kwargs: object) -> t
     return write_books(books_dir, **args)  # type: ignore[arg-type]
 
 
-def balances(entries: list[data.Directive], before: date | None = None) -> dict[tuple[str, str], Decimal]:
+def balances(
+    entries: list[data.Directive], before: date | None = None
+) -> dict[tuple[str, str], Decimal]:
     totals: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
     for entry in entries:
         if isinstance(entry, data.Transaction) and (before is None or entry.date < before):
@@ -82,7 +139,11 @@ def balances(entries: list[data.Directive], before: date | None = None) -> dict[
 
 
 def tree(books_dir: Path) -> dict[str, bytes]:
-    return {p.relative_to(books_dir).as_posix(): p.read_bytes() for p in sorted(books_dir.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(books_dir).as_posix(): p.read_bytes()
+        for p in sorted(books_dir.rglob("*"))
+        if p.is_file()
+    }
 
 
 # --- layout and loading ---------------------------------------------------------------
@@ -93,21 +154,35 @@ def test_books_load_with_zero_errors_and_expected_balances(tmp_path: Path) -> No
     months = write(books_dir, sample())
     assert months == ("2026-09", "2026-10", "2026-11")
     assert sorted(tree(books_dir)) == [
-        "2026/2026-09.beancount", "2026/2026-10.beancount", "2026/2026-11.beancount",
-        "accounts.beancount", "main.beancount",
+        "2026/2026-09.beancount",
+        "2026/2026-10.beancount",
+        "2026/2026-11.beancount",
+        "accounts.beancount",
+        "main.beancount",
     ]
     entries, errors, options = load_books(books_dir / "main.beancount")
     assert errors == []
     assert options["title"] == "meterbook: test"
     assert options["operating_currency"] == ["USD"]
     assert balances(entries, before=date(2026, 10, 15)) == {
-        (UNBILLED, "USD"): Decimal("15.000123"), (USAGE, "USD"): Decimal("-15.000123")}
+        (UNBILLED, "USD"): Decimal("15.000123"),
+        (USAGE, "USD"): Decimal("-15.000123"),
+    }
     assert balances(entries) == {
-        (UNBILLED, "USD"): Decimal("0.000123"), (USAGE, "USD"): Decimal("-15.000123"), (CASH, "USD"): Decimal("15.00")}
+        (UNBILLED, "USD"): Decimal("0.000123"),
+        (USAGE, "USD"): Decimal("-15.000123"),
+        (CASH, "USD"): Decimal("15.00"),
+    }
     opens = {e.account: e.date for e in entries if isinstance(e, data.Open)}
-    assert opens == {UNBILLED: date(2026, 9, 30), USAGE: date(2026, 9, 30),
-                     RECEIVABLE: date(2026, 10, 15), CASH: date(2026, 11, 2)}
-    loaded = next(e for e in entries if isinstance(e, data.Transaction) and e.narration == "Sub-cent accrual")
+    assert opens == {
+        UNBILLED: date(2026, 9, 30),
+        USAGE: date(2026, 9, 30),
+        RECEIVABLE: date(2026, 10, 15),
+        CASH: date(2026, 11, 2),
+    }
+    loaded = next(
+        e for e in entries if isinstance(e, data.Transaction) and e.narration == "Sub-cent accrual"
+    )
     assert loaded.meta["quantity"] == Decimal("1E-7")
     assert loaded.meta["late"] is True
     assert loaded.meta["usage_date"] == date(2026, 9, 20)
@@ -119,18 +194,20 @@ def test_every_file_starts_with_the_header_and_main_is_as_documented(tmp_path: P
     write(books_dir, sample(), plugins=[("ledger.seal", None), ("some.plugin", 'cfg "x"')])
     for name, content in tree(books_dir).items():
         assert content.decode().splitlines()[0] == HEADER, name
-    assert (books_dir / "main.beancount").read_text() == "\n".join([
-        HEADER,
-        'option "title" "meterbook: test"',
-        'option "operating_currency" "USD"',
-        'plugin "ledger.seal"',
-        'plugin "some.plugin" "cfg \\"x\\""',
-        '2000-01-01 custom "fava-extension" "ledger.fava_ext"',
-        'include "accounts.beancount"',
-        'include "2026/2026-09.beancount"',
-        'include "2026/2026-10.beancount"',
-        'include "2026/2026-11.beancount"',
-    ]) + "\n"
+    assert (books_dir / "main.beancount").read_text() == "\n".join(
+        [
+            HEADER,
+            'option "title" "meterbook: test"',
+            'option "operating_currency" "USD"',
+            'plugin "ledger.seal"',
+            'plugin "some.plugin" "cfg \\"x\\""',
+            '2000-01-01 custom "fava-extension" "ledger.fava_ext"',
+            'include "accounts.beancount"',
+            'include "2026/2026-09.beancount"',
+            'include "2026/2026-10.beancount"',
+            'include "2026/2026-11.beancount"',
+        ]
+    ) + "\n"
     accounts = (books_dir / "accounts.beancount").read_text()
     assert accounts.splitlines()[2:] == [
         "2026-11-02 open Assets:Bank:Operating",
@@ -148,7 +225,10 @@ def test_month_file_holds_exactly_the_month(tmp_path: Path) -> None:
     assert october.count(" * ") == 3
     assert "open " not in october
     assert "filename" not in october and "lineno" not in october
-    assert "\n\n2026-10-15 * \"acme\" \"Invoice INV-2026-000001\" ^INV-2026-000001 ^acme-2026-09-15\n" in october
+    assert (
+        '\n\n2026-10-15 * "acme" "Invoice INV-2026-000001" ^INV-2026-000001 ^acme-2026-09-15\n'
+        in october
+    )
     assert october.endswith("\n") and not october.endswith("\n\n")
 
 
@@ -172,8 +252,14 @@ def test_auto_accounts_is_refused(tmp_path: Path) -> None:
 
 
 def test_sub_cent_amounts_print_exactly() -> None:
-    entry = txn(date(2026, 10, 14), "x", posting(UNBILLED, "0.000123"), posting(USAGE, "-0.000123"),
-                quantity=Decimal("1E-7"), big=Decimal("1.2E+3"))
+    entry = txn(
+        date(2026, 10, 14),
+        "x",
+        posting(UNBILLED, "0.000123"),
+        posting(USAGE, "-0.000123"),
+        quantity=Decimal("1E-7"),
+        big=Decimal("1.2E+3"),
+    )
     text = format_entries([entry])
     assert "  Assets:Receivables:Unbilled:Acme   0.000123 USD\n" in text
     assert "  Income:Usage:Api-Calls            -0.000123 USD\n" in text
@@ -181,8 +267,18 @@ def test_sub_cent_amounts_print_exactly() -> None:
     assert "  big: 1200\n" in text
 
 
-@pytest.mark.parametrize("value", [1.5, 3, None, datetime(2026, 10, 1, 12, 0), Decimal("NaN"),
-                                   amount.Amount(Decimal(1), "USD"), ["a"]])
+@pytest.mark.parametrize(
+    "value",
+    [
+        1.5,
+        3,
+        None,
+        datetime(2026, 10, 1, 12, 0),
+        Decimal("NaN"),
+        amount.Amount(Decimal(1), "USD"),
+        ["a"],
+    ],
+)
 def test_metadata_of_other_types_is_refused(value: object) -> None:
     entry = txn(date(2026, 10, 14), "x", posting(UNBILLED, "1"), posting(USAGE, "-1"), bad=value)
     with pytest.raises(MetadataError, match="2026-10-14 Transaction: metadata bad"):
@@ -190,7 +286,9 @@ def test_metadata_of_other_types_is_refused(value: object) -> None:
 
 
 def test_posting_metadata_and_keys_are_validated(tmp_path: Path) -> None:
-    entry = txn(date(2026, 10, 14), "x", posting(UNBILLED, "1", meta={"rate": 0.1}), posting(USAGE, "-1"))
+    entry = txn(
+        date(2026, 10, 14), "x", posting(UNBILLED, "1", meta={"rate": 0.1}), posting(USAGE, "-1")
+    )
     with pytest.raises(MetadataError, match="rate: float"):
         format_entries([entry])
     with pytest.raises(MetadataError, match="not a valid Beancount key"):
@@ -205,8 +303,13 @@ def test_posting_metadata_and_keys_are_validated(tmp_path: Path) -> None:
 
 def test_posting_metadata_round_trips(tmp_path: Path) -> None:
     books_dir = tmp_path / "books"
-    entry = txn(date(2026, 10, 14), "x", posting(UNBILLED, "1", meta={"unit_price": Decimal("0.0010")}),
-                posting(USAGE, "-1"), note='quote " and \\ backslash')
+    entry = txn(
+        date(2026, 10, 14),
+        "x",
+        posting(UNBILLED, "1", meta={"unit_price": Decimal("0.0010")}),
+        posting(USAGE, "-1"),
+        note='quote " and \\ backslash',
+    )
     write(books_dir, [entry])
     entries, errors, _ = load_books(books_dir / "main.beancount")
     assert errors == []
@@ -255,7 +358,9 @@ def test_write_atomic_leaves_no_temp_files(tmp_path: Path) -> None:
     assert target.read_text() == "two\n"
     assert [p.name for p in target.parent.iterdir()] == ["f.beancount"]
     write(tmp_path / "books", sample())
-    assert not [p for p in (tmp_path / "books").rglob("*") if p.name.startswith(".") or p.suffix == ".tmp"]
+    assert not [
+        p for p in (tmp_path / "books").rglob("*") if p.name.startswith(".") or p.suffix == ".tmp"
+    ]
 
 
 def test_failed_write_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -277,7 +382,9 @@ def test_failed_write_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.Mon
 
 def seal(books_dir: Path, month: str, assertions: str = "") -> Path:
     path = books_dir / month[:4] / f"{month}.close.beancount"
-    path.write_text(f"{HEADER}\n\n{assertions}2026-11-01 custom \"meterbook-seal\" \"{month}\" \"\" \"abc\"\n")
+    path.write_text(
+        f'{HEADER}\n\n{assertions}2026-11-01 custom "meterbook-seal" "{month}" "" "abc"\n'
+    )
     return path
 
 
@@ -291,7 +398,9 @@ def test_sealed_month_is_never_rewritten(tmp_path: Path) -> None:
     original = october.read_bytes()
 
     changed = [e for e in sample() if e.date.month != 10]
-    changed.append(txn(date(2026, 10, 20), "Late correction", posting(UNBILLED, "1"), posting(USAGE, "-1")))
+    changed.append(
+        txn(date(2026, 10, 20), "Late correction", posting(UNBILLED, "1"), posting(USAGE, "-1"))
+    )
     months = write(books_dir, changed, sealed_months=sealed_months(books_dir))
 
     assert months == ("2026-09", "2026-11")

@@ -84,8 +84,12 @@ def test_credit_note_is_rolled_back_when_its_documents_cannot_be_written(workspa
     retried = run_cli(root, "credit", "INV-2026-000001", "--amount", "5.00", "--reason", "outage")
     assert retried.exit_code == 0, retried.output
     # the retry issues the first note, not a second one: nothing was credited twice
-    assert store_rows(root, "SELECT number, amount FROM credit_notes") == [("CN-2026-000001", "5.00")]
-    assert (documents / "CN-2026-000001.html").is_file() and (documents / "CN-2026-000001.json").is_file()
+    assert store_rows(root, "SELECT number, amount FROM credit_notes") == [
+        ("CN-2026-000001", "5.00")
+    ]
+    assert (documents / "CN-2026-000001.html").is_file() and (
+        documents / "CN-2026-000001.json"
+    ).is_file()
 
 
 # --- 2. OS errors: one line naming the path ----------------------------------------------------
@@ -94,7 +98,9 @@ def test_credit_note_is_rolled_back_when_its_documents_cannot_be_written(workspa
 def test_rules_file_that_is_a_directory(workspace: Path) -> None:
     (workspace / "rules" / "plans.yaml").unlink()
     (workspace / "rules" / "plans.yaml").mkdir()
-    one_line_error(run_cli(workspace, "rate", "--through", "2026-01-31"), "rules/plans.yaml: is a directory")
+    one_line_error(
+        run_cli(workspace, "rate", "--through", "2026-01-31"), "rules/plans.yaml: is a directory"
+    )
 
 
 def test_rules_path_that_is_a_file(workspace: Path) -> None:
@@ -105,23 +111,44 @@ def test_rules_path_that_is_a_file(workspace: Path) -> None:
 
 def test_statement_out_under_a_file_is_one_line(workspace: Path) -> None:
     # the OSError is raised deep in the engine; the CLI group maps it once, centrally
-    message = one_line_error(run_cli(ingested(workspace), "statement", "example", "--cycle", "2026-01-15",
-                                 "--out", "/dev/null/statements"))
+    message = one_line_error(
+        run_cli(
+            ingested(workspace),
+            "statement",
+            "example",
+            "--cycle",
+            "2026-01-15",
+            "--out",
+            "/dev/null/statements",
+        )
+    )
     assert message == "meterbook: error: /dev/null/statements: Not a directory"
 
 
 def test_store_folder_that_cannot_be_created(workspace: Path) -> None:
     config = workspace / "meterbook.toml"
-    config.write_text(config.read_text().replace("sqlite:///var/events.sqlite", "sqlite:////dev/null/var/e.sqlite"))
-    one_line_error(run_cli(workspace, "rate"), "cannot create its folder /dev/null/var: Not a directory")
+    config.write_text(
+        config.read_text().replace(
+            "sqlite:///var/events.sqlite", "sqlite:////dev/null/var/e.sqlite"
+        )
+    )
+    one_line_error(
+        run_cli(workspace, "rate"), "cannot create its folder /dev/null/var: Not a directory"
+    )
 
 
 def test_init_where_rules_is_a_file_leaves_nothing_behind(tmp_path: Path) -> None:
     root = tmp_path / "ws"
     root.mkdir()
     (root / "rules").write_text("mine\n")
-    one_line_error(run_cli(None, "init", str(root)), f"{root / 'rules'}: is not a directory", "nothing was written")
-    assert sorted(p.name for p in root.iterdir()) == ["rules"]  # no meterbook.toml, samples or books
+    one_line_error(
+        run_cli(None, "init", str(root)),
+        f"{root / 'rules'}: is not a directory",
+        "nothing was written",
+    )
+    assert sorted(p.name for p in root.iterdir()) == [
+        "rules"
+    ]  # no meterbook.toml, samples or books
     assert (root / "rules").read_text() == "mine\n"
 
 
@@ -135,14 +162,17 @@ def test_meterbook_toml_that_is_a_directory(tmp_path: Path) -> None:
 # --- 3. click usage errors: one line too ----------------------------------------------------------
 
 
-@pytest.mark.parametrize(("args", "part"), [
-    (["--workspace", "{file}", "rate"], "Invalid value for '--workspace'"),
-    (["ingest", "{dir}"], "is a directory"),
-    (["demo", "--customers", "abc"], "'abc' is not a valid integer"),
-    (["serve", "--port", "0"], "0 is not in the range 1<=x<=65535"),
-    (["rate", "--no-such-option"], "No such option '--no-such-option'"),
-    (["no-such-command"], "No such command 'no-such-command'"),
-])
+@pytest.mark.parametrize(
+    ("args", "part"),
+    [
+        (["--workspace", "{file}", "rate"], "Invalid value for '--workspace'"),
+        (["ingest", "{dir}"], "is a directory"),
+        (["demo", "--customers", "abc"], "'abc' is not a valid integer"),
+        (["serve", "--port", "0"], "0 is not in the range 1<=x<=65535"),
+        (["rate", "--no-such-option"], "No such option '--no-such-option'"),
+        (["no-such-command"], "No such command 'no-such-command'"),
+    ],
+)
 def test_usage_errors_are_one_line(workspace: Path, args: list[str], part: str) -> None:
     filled = [a.format(file=workspace / "meterbook.toml", dir=workspace / "samples") for a in args]
     one_line_error(run_cli(None, *filled), part)
@@ -156,12 +186,18 @@ def test_help_still_works() -> None:
 # --- 4. stores that cannot be opened --------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("url", "part"), [
-    ("postgresql+psycopg://meter:s3cret@127.0.0.1:1/meter", "store postgresql+psycopg://meter:***@127.0.0.1:1/meter: "),
-    ("sqlite:///meterbook.toml", "meterbook.toml: file is not a database"),
-    ("mysql://x", "store URL mysql://x: No module named"),
-    ("nosuchdialect://x", "store URL nosuchdialect://x: "),
-])
+@pytest.mark.parametrize(
+    ("url", "part"),
+    [
+        (
+            "postgresql+psycopg://meter:s3cret@127.0.0.1:1/meter",
+            "store postgresql+psycopg://meter:***@127.0.0.1:1/meter: ",
+        ),
+        ("sqlite:///meterbook.toml", "meterbook.toml: file is not a database"),
+        ("mysql://x", "store URL mysql://x: No module named"),
+        ("nosuchdialect://x", "store URL nosuchdialect://x: "),
+    ],
+)
 def test_store_that_cannot_be_opened(workspace: Path, url: str, part: str) -> None:
     config = workspace / "meterbook.toml"
     config.write_text(config.read_text().replace("sqlite:///var/events.sqlite", url))
@@ -178,7 +214,9 @@ def test_store_with_a_bad_schema_version(workspace: Path) -> None:
 
 def test_check_with_a_store_that_cannot_be_opened_is_exit_2(workspace: Path) -> None:
     config = workspace / "meterbook.toml"
-    config.write_text(config.read_text().replace("sqlite:///var/events.sqlite", "sqlite:///meterbook.toml"))
+    config.write_text(
+        config.read_text().replace("sqlite:///var/events.sqlite", "sqlite:///meterbook.toml")
+    )
     one_line_error(run_cli(workspace, "check"), "file is not a database")
 
 
@@ -187,7 +225,8 @@ def test_check_with_a_store_that_cannot_be_opened_is_exit_2(workspace: Path) -> 
 
 def test_duplicate_key_in_rules_yaml(workspace: Path) -> None:
     (workspace / "rules" / "customers.yaml").write_text(
-        SAMPLE_CUSTOMERS + "  example:\n    currency: USD\n")
+        SAMPLE_CUSTOMERS + "  example:\n    currency: USD\n"
+    )
     message = one_line_error(run_cli(workspace, "rate"))
     assert message == "meterbook: error: rules/customers.yaml:8: customers.example: duplicate key"
 
@@ -195,13 +234,20 @@ def test_duplicate_key_in_rules_yaml(workspace: Path) -> None:
 def test_duplicate_nested_key_in_rules_yaml(workspace: Path) -> None:
     (workspace / "rules" / "customers.yaml").write_text(SAMPLE_CUSTOMERS + "    currency: EUR\n")
     message = one_line_error(run_cli(workspace, "rate"))
-    assert message == "meterbook: error: rules/customers.yaml:8: customers.example.currency: duplicate key"
+    assert (
+        message
+        == "meterbook: error: rules/customers.yaml:8: customers.example.currency: duplicate key"
+    )
 
 
 def test_impossible_date_in_rules_yaml(workspace: Path) -> None:
-    (workspace / "rules" / "customers.yaml").write_text(SAMPLE_CUSTOMERS.replace("2026-01-01", "2026-13-01"))
-    one_line_error(run_cli(workspace, "rate"),
-                   "rules/customers.yaml:6: customers.example.subscriptions[0].start: '2026-13-01' is not a date")
+    (workspace / "rules" / "customers.yaml").write_text(
+        SAMPLE_CUSTOMERS.replace("2026-01-01", "2026-13-01")
+    )
+    one_line_error(
+        run_cli(workspace, "rate"),
+        "rules/customers.yaml:6: customers.example.subscriptions[0].start: '2026-13-01' is not a date",
+    )
 
 
 # --- 6. numbers too large ----------------------------------------------------------------------------
@@ -210,34 +256,62 @@ def test_impossible_date_in_rules_yaml(workspace: Path) -> None:
 def test_huge_base_fee_is_a_rules_error(workspace: Path) -> None:
     plans = workspace / "rules" / "plans.yaml"
     plans.write_text(plans.read_text().replace('amount: "19.00"', 'amount: "1e400"'))
-    one_line_error(run_cli(workspace, "rate"), "rules/plans.yaml:6: plans.starter.base_fee.amount: ", "too large")
+    one_line_error(
+        run_cli(workspace, "rate"),
+        "rules/plans.yaml:6: plans.starter.base_fee.amount: ",
+        "too large",
+    )
 
 
 def test_huge_credit_amount(workspace: Path) -> None:
     root = invoiced(workspace)
-    one_line_error(run_cli(root, "credit", "INV-2026-000001", "--amount", "1e400", "--reason", "x"),
-                   "--amount: '1e400' is too large")
+    one_line_error(
+        run_cli(root, "credit", "INV-2026-000001", "--amount", "1e400", "--reason", "x"),
+        "--amount: '1e400' is too large",
+    )
     assert store_rows(root, "SELECT number FROM credit_notes") == []
 
 
-@pytest.mark.parametrize(("prepare", "name", "text", "counts", "reasons", "query", "rows"), [
-    pytest.param(invoiced, "payments.csv",
-                 "date,amount,currency,invoice,reference\n"
-                 "2026-01-10,1e400,USD,INV-2026-000001,BANK-1\n"
-                 "2026-01-11,1000000000000001,USD,INV-2026-000001,BANK-2\n"
-                 "2026-01-12,19.00,USD,INV-2026-000001,BANK-3\n",
-                 (3, 1, 2), {"bad_number": 2}, "SELECT reference, amount FROM payments", [("BANK-3", "19.00")],
-                 id="payment-amount"),
-    pytest.param(ingested, "live.csv",
-                 "date,customer,meter,quantity,source\n"
-                 "2026-01-03,example,api_calls,1e30,app\n"
-                 "2026-01-04,example,api_calls,1000000000000000,app\n",
-                 (2, 1, 1), {"bad_number": 1}, "SELECT date, units, nanos FROM live_totals", [("2026-01-04", 10**15, 0)],
-                 id="live-total-quantity"),
-])
+@pytest.mark.parametrize(
+    ("prepare", "name", "text", "counts", "reasons", "query", "rows"),
+    [
+        pytest.param(
+            invoiced,
+            "payments.csv",
+            "date,amount,currency,invoice,reference\n"
+            "2026-01-10,1e400,USD,INV-2026-000001,BANK-1\n"
+            "2026-01-11,1000000000000001,USD,INV-2026-000001,BANK-2\n"
+            "2026-01-12,19.00,USD,INV-2026-000001,BANK-3\n",
+            (3, 1, 2),
+            {"bad_number": 2},
+            "SELECT reference, amount FROM payments",
+            [("BANK-3", "19.00")],
+            id="payment-amount",
+        ),
+        pytest.param(
+            ingested,
+            "live.csv",
+            "date,customer,meter,quantity,source\n"
+            "2026-01-03,example,api_calls,1e30,app\n"
+            "2026-01-04,example,api_calls,1000000000000000,app\n",
+            (2, 1, 1),
+            {"bad_number": 1},
+            "SELECT date, units, nanos FROM live_totals",
+            [("2026-01-04", 10**15, 0)],
+            id="live-total-quantity",
+        ),
+    ],
+)
 def test_a_row_with_a_huge_number_is_rejected_and_the_file_continues(
-        workspace: Path, prepare: Callable[[Path], Path], name: str, text: str, counts: tuple[int, int, int],
-        reasons: dict[str, int], query: str, rows: list[tuple[object, ...]]) -> None:
+    workspace: Path,
+    prepare: Callable[[Path], Path],
+    name: str,
+    text: str,
+    counts: tuple[int, int, int],
+    reasons: dict[str, int],
+    query: str,
+    rows: list[tuple[object, ...]],
+) -> None:
     root = prepare(workspace)
     path = root / name
     path.write_text(text)
@@ -252,18 +326,21 @@ def test_a_row_with_a_huge_number_is_rejected_and_the_file_continues(
 # --- 7. dates out of range ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("args", [
-    ["rate", "--through", "9999-12-31"],
-    ["post", "--through", "9999-12-31"],
-    ["invoice", "--through", "9999-12-31"],
-    ["alerts", "--through", "9999-12-31"],
-    ["close", "9999-12"],
-    ["reconcile", "9999-12"],
-    ["statement", "example", "--cycle", "9999-12-31"],
-    ["report", "revenue", "--month", "9999-12"],
-    ["rerate", "--from", "1969-12-01", "--dry-run"],
-    ["credit", "INV-2026-000001", "--amount", "1", "--reason", "x", "--date", "0001-01-01"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["rate", "--through", "9999-12-31"],
+        ["post", "--through", "9999-12-31"],
+        ["invoice", "--through", "9999-12-31"],
+        ["alerts", "--through", "9999-12-31"],
+        ["close", "9999-12"],
+        ["reconcile", "9999-12"],
+        ["statement", "example", "--cycle", "9999-12-31"],
+        ["report", "revenue", "--month", "9999-12"],
+        ["rerate", "--from", "1969-12-01", "--dry-run"],
+        ["credit", "INV-2026-000001", "--amount", "1", "--reason", "x", "--date", "0001-01-01"],
+    ],
+)
 def test_dates_out_of_range(workspace: Path, args: list[str]) -> None:
     latest = f"{today().year + 10}-12-31"
     one_line_error(run_cli(workspace, *args), "is out of range", f"(1970-01-01 to {latest})")
@@ -276,20 +353,32 @@ def test_month_zero_is_not_a_month(workspace: Path) -> None:
 # --- 8. writing commands refuse future dates and sealed days ----------------------------------------
 
 
-@pytest.mark.parametrize(("args", "part"), [
-    (["invoice", "--through", "{tomorrow}"], "an invoice number is never taken back"),
-    (["post", "--through", "{tomorrow}"], "the books are posted only through today"),
-    (["credit", "INV-2026-000001", "--amount", "1", "--reason", "x", "--date", "{tomorrow}"], "a credit note is dated"),
-    (["rerate", "--from", "2026-01-01", "--date", "{tomorrow}"], "credit notes and debit adjustments are dated"),
-])
+@pytest.mark.parametrize(
+    ("args", "part"),
+    [
+        (["invoice", "--through", "{tomorrow}"], "an invoice number is never taken back"),
+        (["post", "--through", "{tomorrow}"], "the books are posted only through today"),
+        (
+            ["credit", "INV-2026-000001", "--amount", "1", "--reason", "x", "--date", "{tomorrow}"],
+            "a credit note is dated",
+        ),
+        (
+            ["rerate", "--from", "2026-01-01", "--date", "{tomorrow}"],
+            "credit notes and debit adjustments are dated",
+        ),
+    ],
+)
 def test_writes_dated_after_today_are_refused(workspace: Path, args: list[str], part: str) -> None:
     root = invoiced(workspace)
     now = today().date()
     tomorrow = (now + timedelta(days=1)).isoformat()
     invoices = store_rows(root, "SELECT number FROM invoices")
     books = sorted(str(p.relative_to(root)) for p in (root / "books").rglob("*"))
-    one_line_error(run_cli(root, *[a.format(tomorrow=tomorrow) for a in args]),
-                   f"{tomorrow} is after today ({now.isoformat()}, UTC)", part)
+    one_line_error(
+        run_cli(root, *[a.format(tomorrow=tomorrow) for a in args]),
+        f"{tomorrow} is after today ({now.isoformat()}, UTC)",
+        part,
+    )
     assert store_rows(root, "SELECT number FROM invoices") == invoices
     assert store_rows(root, "SELECT number FROM credit_notes") == []
     assert sorted(str(p.relative_to(root)) for p in (root / "books").rglob("*")) == books
@@ -299,16 +388,18 @@ def test_post_through_a_sealed_day_is_refused(workspace: Path) -> None:
     root = ingested(workspace)
     closed = run_cli(root, "close", "2026-01")
     assert closed.exit_code == 0, closed.output
-    issued = run_cli(root, "invoice", "--through", "2026-02-01")               # posts the open February too
+    issued = run_cli(root, "invoice", "--through", "2026-02-01")  # posts the open February too
     assert issued.exit_code == 0, issued.output
     february = root / "books" / "2026" / "2026-02.beancount"
     before = february.read_text()
-    assert "INV-2026-000002" in before                                   # February's advance fee invoice
+    assert "INV-2026-000002" in before  # February's advance fee invoice
     for command in ("post", "invoice"):
-        one_line_error(run_cli(root, command, "--through", "2026-01-15"),
-                       "--through: 2026-01-15 is inside the sealed months (sealed through 2026-01-31)",
-                       f"{command} through 2026-01-31 or later")
-    assert february.read_text() == before                                # the open month was not emptied
+        one_line_error(
+            run_cli(root, command, "--through", "2026-01-15"),
+            "--through: 2026-01-15 is inside the sealed months (sealed through 2026-01-31)",
+            f"{command} through 2026-01-31 or later",
+        )
+    assert february.read_text() == before  # the open month was not emptied
 
 
 # --- 9. alerts that cannot be delivered are not lost ------------------------------------------------
@@ -322,19 +413,34 @@ def test_undeliverable_alert_is_retried_not_lost(workspace: Path) -> None:
     config = root / "meterbook.toml"
     plain = config.read_text()
     # a webhook nobody listens on, and an outbox whose writes fail (ENOSPC)
-    alerts = ('[alerts]\nwebhook_url = "http://127.0.0.1:1/hook"\noutbox = "{outbox}"\nattempts = 1\n'
-              "timeout_seconds = 1\nbackoff_seconds = 0\n")
+    alerts = (
+        '[alerts]\nwebhook_url = "http://127.0.0.1:1/hook"\noutbox = "{outbox}"\nattempts = 1\n'
+        "timeout_seconds = 1\nbackoff_seconds = 0\n"
+    )
     config.write_text(plain + alerts.format(outbox="/dev/full"))
     failed = run_cli(root, "alerts", "--through", "2026-01-31")
     assert failed.exit_code == 1, failed.output
     assert len(failed.stderr.splitlines()) == 1
-    assert failed.stderr.startswith("meterbook: error: plugin ledger.plugins.webhook has not taken 2 alerts (last error: ")
-    assert "No space left on device" in failed.stderr and "the next run retries them" in failed.stderr
-    assert failed.stdout.splitlines()[-1] == "2 crossings through 2026-01-31, 2 new, 2 deliveries pending"
-    ids = ["usage-cap:example:api_calls:2026-01-01:80", "usage-cap:example:api_calls:2026-01-01:100"]
-    assert sorted(store_rows(root, "SELECT id FROM alerts")) == sorted((i,) for i in ids)  # raised once
-    assert sorted(store_rows(root, "SELECT alert_id, plugin, attempts FROM alert_deliveries")) == sorted(
-        (i, "ledger.plugins.webhook", 1) for i in ids)                    # owed, not lost
+    assert failed.stderr.startswith(
+        "meterbook: error: plugin ledger.plugins.webhook has not taken 2 alerts (last error: "
+    )
+    assert (
+        "No space left on device" in failed.stderr and "the next run retries them" in failed.stderr
+    )
+    assert (
+        failed.stdout.splitlines()[-1]
+        == "2 crossings through 2026-01-31, 2 new, 2 deliveries pending"
+    )
+    ids = [
+        "usage-cap:example:api_calls:2026-01-01:80",
+        "usage-cap:example:api_calls:2026-01-01:100",
+    ]
+    assert sorted(store_rows(root, "SELECT id FROM alerts")) == sorted(
+        (i,) for i in ids
+    )  # raised once
+    assert sorted(
+        store_rows(root, "SELECT alert_id, plugin, attempts FROM alert_deliveries")
+    ) == sorted((i, "ledger.plugins.webhook", 1) for i in ids)  # owed, not lost
 
     config.write_text(plain + alerts.format(outbox="var/outbox.jsonl"))
     retried = run_cli(root, "alerts", "--through", "2026-01-31")
@@ -348,7 +454,11 @@ def test_undeliverable_alert_is_retried_not_lost(workspace: Path) -> None:
 def test_outbox_that_cannot_exist_is_a_config_error(workspace: Path) -> None:
     config = workspace / "meterbook.toml"
     config.write_text(config.read_text() + '[alerts]\noutbox = "meterbook.toml/outbox.jsonl"\n')
-    one_line_error(run_cli(workspace, "rate"), "meterbook.toml: alerts.outbox: ", "meterbook.toml is not a directory")
+    one_line_error(
+        run_cli(workspace, "rate"),
+        "meterbook.toml: alerts.outbox: ",
+        "meterbook.toml is not a directory",
+    )
 
 
 # --- 10. plugins that raise are named -----------------------------------------------------------------
@@ -415,16 +525,22 @@ def test_importer_whose_identify_raises_is_named(workspace: Path) -> None:
     _with_plugin(workspace, "sniff", BROKEN_IMPORTER)
     data = workspace / "usage.dat"
     data.write_text("anything\n")
-    one_line_error(run_cli(workspace, "ingest", str(data)),
-                   "importer 'sniffer' (meterbook_local.sniff) failed to identify", "RuntimeError: cannot sniff")
+    one_line_error(
+        run_cli(workspace, "ingest", str(data)),
+        "importer 'sniffer' (meterbook_local.sniff) failed to identify",
+        "RuntimeError: cannot sniff",
+    )
 
 
 def test_pricing_model_whose_parse_raises_is_named(workspace: Path) -> None:
     _with_plugin(workspace, "boom", BROKEN_PRICING)
     plans = workspace / "rules" / "plans.yaml"
     plans.write_text(plans.read_text().replace("model: unit", "model: boom"))
-    one_line_error(run_cli(workspace, "rate"), "plugin meterbook_local.boom: pricing model 'boom' raised KeyError",
-                   "parsing plan 'starter' charge 2 (meter storage_gb) at rules/plans.yaml:13")
+    one_line_error(
+        run_cli(workspace, "rate"),
+        "plugin meterbook_local.boom: pricing model 'boom' raised KeyError",
+        "parsing plan 'starter' charge 2 (meter storage_gb) at rules/plans.yaml:13",
+    )
 
 
 # --- 11. smaller ones ------------------------------------------------------------------------------------
@@ -449,8 +565,16 @@ def test_demo_refuses_before_resetting_when_it_cannot_write(tmp_path: Path) -> N
     shutil.copy(repo / "meterbook.toml", root / "meterbook.toml")
     (root / "var").write_text("a file where the store's folder should be\n")
     roster = (root / "rules" / "customers.yaml").read_bytes()
-    one_line_error(run_cli(root, "demo", "--quiet"), f"{root / 'var'}: not a directory, so the demo cannot write",
-                   "nothing was changed")
+    one_line_error(
+        run_cli(root, "demo", "--quiet"),
+        f"{root / 'var'}: not a directory, so the demo cannot write",
+        "nothing was changed",
+    )
     assert (root / "rules" / "customers.yaml").read_bytes() == roster
     # the workspace lock's file (ledger.lock) is all that is new
-    assert sorted(p.name for p in root.iterdir()) == [".meterbook.lock", "meterbook.toml", "rules", "var"]
+    assert sorted(p.name for p in root.iterdir()) == [
+        ".meterbook.lock",
+        "meterbook.toml",
+        "rules",
+        "var",
+    ]

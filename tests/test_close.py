@@ -75,7 +75,7 @@ customers:
   ann: {currency: USD, billing_anchor: start, subscriptions: [{plan: g, start: 2026-09-15}]}
 """
 # A workspace reconciler: an error finding per line of the file ``planted`` (empty: none).
-PLANTED = '''\
+PLANTED = """\
 from decimal import Decimal
 
 from ledger.hookspecs import hookimpl
@@ -98,7 +98,7 @@ class Planted:
 @hookimpl
 def meterbook_reconcilers():
     return [Planted()]
-'''
+"""
 
 
 _calls = calls
@@ -110,14 +110,22 @@ def _insert(session: Session, rows: list[Event]) -> None:
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
-    root = write_workspace(tmp_path / "ws", meters=METERS_CALLS, plans=PLANS, customers=CUSTOMERS,
-                           plugins={"planted": PLANTED})
+    root = write_workspace(
+        tmp_path / "ws",
+        meters=METERS_CALLS,
+        plans=PLANS,
+        customers=CUSTOMERS,
+        plugins={"planted": PLANTED},
+    )
     session = _session(root)
-    _insert(session, [
-        *_calls("cal", [f"2026-09-{d:02d}" for d in range(1, 31)]),
-        *_calls("ann", [f"2026-09-{16 + i:02d}" for i in range(14)]),
-        *_calls("ann", [f"2026-10-{1 + i:02d}" for i in range(11)], "oct"),
-    ])
+    _insert(
+        session,
+        [
+            *_calls("cal", [f"2026-09-{d:02d}" for d in range(1, 31)]),
+            *_calls("ann", [f"2026-09-{16 + i:02d}" for i in range(14)]),
+            *_calls("ann", [f"2026-10-{1 + i:02d}" for i in range(11)], "oct"),
+        ],
+    )
     session.post(date(2026, 9, 30))
     return root
 
@@ -127,13 +135,17 @@ _session = open_session
 
 def bean_check(root: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "BEANCOUNT_DISABLE_LOAD_CACHE": "1"}
-    return subprocess.run([str(BEAN_CHECK), str(root / "books" / "main.beancount")], capture_output=True,
-                          text=True, env=env, check=False)
+    return subprocess.run(
+        [str(BEAN_CHECK), str(root / "books" / "main.beancount")],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
 
 
 def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
 
 
 def test_close_writes_assertions_computed_from_the_store_and_a_seal(root: Path) -> None:
@@ -167,7 +179,11 @@ def test_assertions_are_a_real_check(root: Path, monkeypatch: pytest.MonkeyPatch
     blocking = [f for f in run_reconcilers(_session(root), "2026-10") if f.blocks_close]
     assert {f.check for f in blocking} == {"store-vs-ledger"}
     # ... and accepted anyway, the independently computed balance assertions still refuse the seal
-    accepts = [arg for f in blocking for arg in ("--accept", f.id, "--reason", "test: assertions must catch it")]
+    accepts = [
+        arg
+        for f in blocking
+        for arg in ("--accept", f.id, "--reason", "test: assertions must catch it")
+    ]
     result = run_cli(root, "close", "2026-10", *accepts)
     assert result.exit_code == 1, result.output
     assert "Balance failed for 'Assets:Receivables:Unbilled:Cal'" in result.output
@@ -175,7 +191,8 @@ def test_assertions_are_a_real_check(root: Path, monkeypatch: pytest.MonkeyPatch
     assert not close_path(root / "books", "2026-10").exists()
     assert sealed_months(root / "books") == {"2026-09"}
     assert {k: v for k, v in book_hashes(root / "books").items() if "2026-09" in k} == {
-        k: v for k, v in before.items() if "2026-09" in k}
+        k: v for k, v in before.items() if "2026-09" in k
+    }
     monkeypatch.undo()
     assert run_cli(root, "close", "2026-10").exit_code == 0
 
@@ -206,7 +223,10 @@ def test_months_close_in_order(root: Path) -> None:
 
 def test_late_event_after_close_posts_in_the_open_month(root: Path) -> None:
     assert run_cli(root, "close", "2026-09").exit_code == 0
-    sealed = {p: sha(p) for p in (month_path(root / "books", "2026-09"), close_path(root / "books", "2026-09"))}
+    sealed = {
+        p: sha(p)
+        for p in (month_path(root / "books", "2026-09"), close_path(root / "books", "2026-09"))
+    }
     session = _session(root)
     _insert(session, _calls("cal", ["2026-09-20"], "late"))  # 31 calls: 21 × 0.05 = 1.05
     session.post(date(2026, 10, 31))
@@ -217,7 +237,9 @@ def test_late_event_after_close_posts_in_the_open_month(root: Path) -> None:
     entries, errors, _ = load_books(root / "books" / "main.beancount")
     assert errors == []
     late = [e for e in entries if isinstance(e, data.Transaction) and e.meta.get("late")]
-    assert len(late) == 1 and late[0].date == date(2026, 10, 1) and "cal-2026-09-01" in late[0].links
+    assert (
+        len(late) == 1 and late[0].date == date(2026, 10, 1) and "cal-2026-09-01" in late[0].links
+    )
     assert balance(entries, "Assets:Receivables:Unbilled:Cal", date(2026, 10, 2)) == Decimal("1.05")
 
     # the Oct 1 invoice bills the late usage with the rest of the cycle and clears unbilled
@@ -239,7 +261,9 @@ def test_late_event_after_close_posts_in_the_open_month(root: Path) -> None:
 
 def test_late_event_for_an_invoiced_sealed_cycle_is_billed_next(root: Path) -> None:
     assert run_cli(root, "close", "2026-09").exit_code == 0
-    assert run_cli(root, "close", "2026-10").exit_code == 0  # issues cal's Oct 1 and ann's Oct 15 invoices
+    assert (
+        run_cli(root, "close", "2026-10").exit_code == 0
+    )  # issues cal's Oct 1 and ann's Oct 15 invoices
     sealed = {p: sha(p) for p in (root / "books" / "2026").glob("*.beancount")}
     session = _session(root)
     _insert(session, _calls("cal", ["2026-09-25"], "late"))
@@ -248,10 +272,18 @@ def test_late_event_for_an_invoiced_sealed_cycle_is_billed_next(root: Path) -> N
     entries, errors, _ = load_books(root / "books" / "main.beancount")
     assert errors == []
     late = [e for e in entries if isinstance(e, data.Transaction) and e.meta.get("late")]
-    assert [(e.date, e.meta["usage_date"]) for e in late] == [(date(2026, 11, 1), date(2026, 9, 30))]
+    assert [(e.date, e.meta["usage_date"]) for e in late] == [
+        (date(2026, 11, 1), date(2026, 9, 30))
+    ]
     assert balance(entries, "Assets:Receivables:Unbilled:Cal", date(2026, 11, 2)) == Decimal("0.05")
     issued = session.invoice(date(2026, 12, 1))
-    lines = [line for inv in issued if inv.customer == "cal" for line in inv.lines if line.kind == "late_usage"]
+    lines = [
+        line
+        for inv in issued
+        if inv.customer == "cal"
+        for line in inv.lines
+        if line.kind == "late_usage"
+    ]
     assert [line.amount for line in lines] == [Decimal("0.05")]
     entries, errors, _ = load_books(root / "books" / "main.beancount")
     assert errors == []
@@ -270,16 +302,35 @@ def test_close_refused_with_an_open_error_finding_until_accepted(root: Path) -> 
     assert load_books(root / "books" / "main.beancount")[1] == []
 
     # one accepted, one still open: refused, but the acceptance is remembered
-    partly = run_cli(root, "close", "2026-09", "--accept", "planted:cal:2026-09", "--reason", "meter reset on Sep 3")
+    partly = run_cli(
+        root,
+        "close",
+        "2026-09",
+        "--accept",
+        "planted:cal:2026-09",
+        "--reason",
+        "meter reset on Sep 3",
+    )
     assert partly.exit_code == 1, partly.output
     assert not close_path(root / "books", "2026-09").exists()
-    assert run_cli(root, "close", "2026-09", "--accept", "planted:nope:2026-09", "--reason", "x").exit_code == 2
-    assert run_cli(root, "close", "2026-09", "--accept", "planted:ann:2026-09").exit_code == 2  # no reason
+    assert (
+        run_cli(
+            root, "close", "2026-09", "--accept", "planted:nope:2026-09", "--reason", "x"
+        ).exit_code
+        == 2
+    )
+    assert (
+        run_cli(root, "close", "2026-09", "--accept", "planted:ann:2026-09").exit_code == 2
+    )  # no reason
 
-    accepted = run_cli(root, "close", "2026-09", "--accept", "planted:ann:2026-09", "--reason", 'known "gap"')
+    accepted = run_cli(
+        root, "close", "2026-09", "--accept", "planted:ann:2026-09", "--reason", 'known "gap"'
+    )
     assert accepted.exit_code == 0, accepted.output
     text = close_path(root / "books", "2026-09").read_text()
-    assert 'custom "meterbook-accept" "2026-09" "planted:cal:2026-09" "meter reset on Sep 3"' in text
+    assert (
+        'custom "meterbook-accept" "2026-09" "planted:cal:2026-09" "meter reset on Sep 3"' in text
+    )
     assert 'custom "meterbook-accept" "2026-09" "planted:ann:2026-09" "known \\"gap\\""' in text
     assert bean_check(root).returncode == 0
 
@@ -317,8 +368,11 @@ date,amount,currency,invoice,reference
 2026-11-02,5.00,USD,INV-2026-000001,BANK-5
 """
 # the unapplied rests of October's payments are error findings; the close needs them accepted
-UNAPPLIED = [arg for ref in ("BANK-2", "BANK-3", "BANK-4")
-             for arg in ("--accept", f"unapplied-cash:{ref}:2026-10", "--reason", "test: refund pending")]
+UNAPPLIED = [
+    arg
+    for ref in ("BANK-2", "BANK-3", "BANK-4")
+    for arg in ("--accept", f"unapplied-cash:{ref}:2026-10", "--reason", "test: refund pending")
+]
 
 
 @pytest.fixture
@@ -328,7 +382,9 @@ def paid(root: Path, tmp_path: Path) -> Path:
     bank = tmp_path / "bank.csv"
     bank.write_text(PAYMENTS)
     session = _session(root)
-    assert ingest_payments(session.engine, bank, now=datetime(2026, 11, 25, tzinfo=UTC)).accepted == 5
+    assert (
+        ingest_payments(session.engine, bank, now=datetime(2026, 11, 25, tzinfo=UTC)).accepted == 5
+    )
     session.post(date(2026, 11, 2))
     return root
 
@@ -336,16 +392,26 @@ def paid(root: Path, tmp_path: Path) -> Path:
 def assertions(root: Path, month: str) -> dict[tuple[str, str], Decimal]:
     entries, _errors, _options = load_books(root / "books" / "main.beancount")
     close = str(close_path(root / "books", month))
-    return {(e.account, e.amount.currency): e.amount.number for e in entries
-            if isinstance(e, data.Balance) and e.meta["filename"] == close and e.account != GUARD_ACCOUNT}
+    return {
+        (e.account, e.amount.currency): e.amount.number
+        for e in entries
+        if isinstance(e, data.Balance)
+        and e.meta["filename"] == close
+        and e.account != GUARD_ACCOUNT
+    }
 
 
 def test_close_asserts_cash_and_unapplied_cash_from_the_payments(paid: Path) -> None:
     result = run_cli(paid, "close", "2026-10", *UNAPPLIED)
     assert result.exit_code == 0, result.output
-    issued = [(inv.number, inv.customer, inv.date, inv.total) for inv in load_invoices(_session(paid).engine)]
-    assert issued == [("INV-2026-000001", "cal", date(2026, 10, 1), Decimal("1.00")),
-                      ("INV-2026-000002", "ann", date(2026, 10, 15), Decimal("0.75"))]
+    issued = [
+        (inv.number, inv.customer, inv.date, inv.total)
+        for inv in load_invoices(_session(paid).engine)
+    ]
+    assert issued == [
+        ("INV-2026-000001", "cal", date(2026, 10, 1), Decimal("1.00")),
+        ("INV-2026-000002", "ann", date(2026, 10, 15), Decimal("0.75")),
+    ]
     asserted = assertions(paid, "2026-10")
     # cash: every payment received through Oct 31 in full; BANK-5 (Nov 2) is not in it
     assert asserted[("Assets:Bank:Operating", "USD")] == Decimal("17.40")  # 0.40 + 2.00 + 15.00
@@ -363,7 +429,9 @@ def test_close_asserts_cash_and_unapplied_cash_from_the_payments(paid: Path) -> 
     assert checked.returncode == 0, checked.stdout + checked.stderr
     # the books past the month end hold BANK-5: 0.60 applied to cal, 4.40 overpaid
     assert balance(entries, "Assets:Bank:Operating", date(2026, 11, 3), "USD") == Decimal("22.40")
-    assert balance(entries, "Liabilities:Unapplied-Cash", date(2026, 11, 3), "USD") == Decimal("-20.65")
+    assert balance(entries, "Liabilities:Unapplied-Cash", date(2026, 11, 3), "USD") == Decimal(
+        "-20.65"
+    )
 
 
 def test_a_payment_amount_edited_in_the_month_file_fails_its_assertions(paid: Path) -> None:
@@ -371,18 +439,32 @@ def test_a_payment_amount_edited_in_the_month_file_fails_its_assertions(paid: Pa
     october = month_path(paid / "books", "2026-10")
     blocks = october.read_text().split("\n\n")
     [wire] = [i for i, block in enumerate(blocks) if 'reference: "BANK-3"' in block]
-    assert blocks[wire].count("15.00 USD") == 2  # cash and unapplied cash: still a balanced transaction
+    assert (
+        blocks[wire].count("15.00 USD") == 2
+    )  # cash and unapplied cash: still a balanced transaction
     blocks[wire] = blocks[wire].replace("15.00 USD", "14.00 USD")
     october.write_text("\n\n".join(blocks))
     _entries, errors, _options = load_books(paid / "books" / "main.beancount")
     messages = [e.message for e in errors]
-    assert any(m.startswith("Balance failed for 'Assets:Bank:Operating': expected 17.40 USD != accumulated "
-                            "16.40 USD") for m in messages), messages
-    assert any(m.startswith("Balance failed for 'Liabilities:Unapplied-Cash': expected -16.25 USD != "
-                            "accumulated -15.25 USD") for m in messages), messages
+    assert any(
+        m.startswith(
+            "Balance failed for 'Assets:Bank:Operating': expected 17.40 USD != accumulated "
+            "16.40 USD"
+        )
+        for m in messages
+    ), messages
+    assert any(
+        m.startswith(
+            "Balance failed for 'Liabilities:Unapplied-Cash': expected -16.25 USD != "
+            "accumulated -15.25 USD"
+        )
+        for m in messages
+    ), messages
 
 
-def test_cash_assertions_do_not_read_the_posted_payments(paid: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cash_assertions_do_not_read_the_posted_payments(
+    paid: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A payment altered on its way to the books (and in every regeneration) is still caught:
     the cash figures come from the payments table, not from the payment entries."""
     import ledger.session
@@ -391,9 +473,17 @@ def test_cash_assertions_do_not_read_the_posted_payments(paid: Path, monkeypatch
 
     def fifteen_becomes_fourteen(*args: object, **kwargs: object) -> list[data.Transaction]:
         entries = real(*args, **kwargs)  # type: ignore[arg-type]
-        return [e._replace(postings=[p._replace(units=Amount(Decimal("14.00").copy_sign(p.units.number), "USD"))
-                                     for p in e.postings]) if e.meta["reference"] == "BANK-3" else e
-                for e in entries]
+        return [
+            e._replace(
+                postings=[
+                    p._replace(units=Amount(Decimal("14.00").copy_sign(p.units.number), "USD"))
+                    for p in e.postings
+                ]
+            )
+            if e.meta["reference"] == "BANK-3"
+            else e
+            for e in entries
+        ]
 
     monkeypatch.setattr(ledger.session, "payment_entries", fifteen_becomes_fourteen)
     result = run_cli(paid, "close", "2026-10", *UNAPPLIED)

@@ -23,7 +23,7 @@ from tests.test_reports import accounting_workspace
 BEAN_CHECK = Path(sys.executable).parent / "bean-check"
 # A workspace reconciler: one error finding for September, to be accepted. It names no
 # customer, so it holds no invoice (the invoicing gate) but blocks the close.
-PLANTED = '''\
+PLANTED = """\
 from decimal import Decimal
 
 from ledger.hookspecs import hookimpl
@@ -43,7 +43,7 @@ class Planted:
 @hookimpl
 def meterbook_reconcilers():
     return [Planted()]
-'''
+"""
 
 
 def workspace(tmp_path: Path) -> Path:
@@ -51,7 +51,9 @@ def workspace(tmp_path: Path) -> Path:
     accounting_workspace(root)
     (root / "plugins").mkdir()
     (root / "plugins" / "planted.py").write_text(PLANTED)
-    (root / "meterbook.toml").write_text('store = "sqlite:///var/events.sqlite"\nplugins_dir = "plugins"\n')
+    (root / "meterbook.toml").write_text(
+        'store = "sqlite:///var/events.sqlite"\nplugins_dir = "plugins"\n'
+    )
     return root
 
 
@@ -66,15 +68,25 @@ def test_close_writes_and_prints_the_report_and_a_reclose_leaves_it(tmp_path: Pa
     assert refused.exit_code == 1, refused.output
     assert not close_report_path(root / "books", "2026-09").exists()  # nothing sealed, no report
 
-    result = run_cli(root, "close", "2026-09", "--accept", "planted:cal:2026-09", "--reason", "meter reset on Sep 3")
+    result = run_cli(
+        root,
+        "close",
+        "2026-09",
+        "--accept",
+        "planted:cal:2026-09",
+        "--reason",
+        "meter reset on Sep 3",
+    )
     assert result.exit_code == 0, result.output
     path = close_report_path(root / "books", "2026-09")
     assert path == root / "books" / "2026" / "2026-09.close.md"
     text = path.read_text(encoding="utf-8")
     assert text in result.output  # printed by close, as written
 
-    seal_line = re.search(r'custom "meterbook-seal" "2026-09" "0{64}" "([0-9a-f]{64})"',
-                          close_path(root / "books", "2026-09").read_text())
+    seal_line = re.search(
+        r'custom "meterbook-seal" "2026-09" "0{64}" "([0-9a-f]{64})"',
+        close_path(root / "books", "2026-09").read_text(),
+    )
     assert seal_line is not None
     seal_hash = seal_line.group(1)
     assert f"Seal: `{seal_hash}`" in text and f"seal {seal_hash}" in result.output
@@ -86,20 +98,29 @@ def test_close_writes_and_prints_the_report_and_a_reclose_leaves_it(tmp_path: Pa
     assert "| 2026-09 | ann | USD | 1.40 | 16.00 | 0.00 | 17.40 |" in rows
     assert "| 2026-09 | cal | USD | 2.00 | 30.00 | 0.00 | 32.00 |" in rows
     # unbilled, deferred and receivables roll-forwards: opening, flows, closing
-    assert "### Unbilled roll-forward (opening + accrued − invoiced ± adjustments = closing)" in text
+    assert (
+        "### Unbilled roll-forward (opening + accrued − invoiced ± adjustments = closing)" in text
+    )
     assert "| 2026-09 | USD | 0.00 | 2.00 | 0.00 | 0.00 | 2.00 |" in rows
     assert "| 2026-09 | USD | 0.00 | 65.00 | 47.40 | 0.00 | 17.60 |" in rows
     assert "| 2026-09 | USD | 0.00 | 65.00 | 30.00 | 0.00 | 0.00 | 35.00 |" in rows
     # deferred waterfall and the books' balance it explains
     assert "| ann | USD | 14.00 | 3.60 | 17.60 | 17.60 | 0.00 |" in rows
-    assert "| 2026-10 | ann | USD | base fee 2026-09-15/2026-10-15 (INV-2026-000002) | 14.00 |" in rows
-    assert "| 2027-03 | ann | USD | prepaid credit granted 2026-09-15, expires 2027-03-15 | 3.60 |" in rows
+    assert (
+        "| 2026-10 | ann | USD | base fee 2026-09-15/2026-10-15 (INV-2026-000002) | 14.00 |" in rows
+    )
+    assert (
+        "| 2027-03 | ann | USD | prepaid credit granted 2026-09-15, expires 2027-03-15 | 3.60 |"
+        in rows
+    )
     # aging
     assert "| INV-2026-000002 | ann | 2026-09-15 | 2026-09-15 | 15 | 1–30 | USD | 35.00 |" in rows
     assert "| ann | USD | 0.00 | 35.00 | 0.00 | 0.00 | 0.00 | 35.00 | 35.00 |" in rows
     # findings and acceptances
-    assert ("| error | planted:cal:2026-09 | | api_calls | 20 | 19 | live meter missed one call "
-            "| meter reset on Sep 3 |") in rows
+    assert (
+        "| error | planted:cal:2026-09 | | api_calls | 20 | 19 | live meter missed one call "
+        "| meter reset on Sep 3 |"
+    ) in rows
     assert "## Findings and acceptances" in text and "## Seal" in text
 
     # deterministic, and an unchanged re-close neither rewrites nor touches it
@@ -110,14 +131,24 @@ def test_close_writes_and_prints_the_report_and_a_reclose_leaves_it(tmp_path: Pa
 
     # the books still check, with the report next to the sealed files
     env = {**os.environ, "BEANCOUNT_DISABLE_LOAD_CACHE": "1"}
-    checked = subprocess.run([str(BEAN_CHECK), str(root / "books" / "main.beancount")], capture_output=True,
-                             text=True, env=env, check=False)
+    checked = subprocess.run(
+        [str(BEAN_CHECK), str(root / "books" / "main.beancount")],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 def test_the_next_close_reports_its_own_month(tmp_path: Path) -> None:
     root = workspace(tmp_path)
-    assert run_cli(root, "close", "2026-09", "--accept", "planted:cal:2026-09", "--reason", "known").exit_code == 0
+    assert (
+        run_cli(
+            root, "close", "2026-09", "--accept", "planted:cal:2026-09", "--reason", "known"
+        ).exit_code
+        == 0
+    )
     september = close_report_path(root / "books", "2026-09").read_bytes()
     result = run_cli(root, "close", "2026-10")
     assert result.exit_code == 0, result.output
@@ -125,9 +156,11 @@ def test_the_next_close_reports_its_own_month(tmp_path: Path) -> None:
     rows = squeeze(text)
     assert text.startswith("# Close 2026-10\n")
     assert "| 2026-10 | usage | api_calls | Income:Usage:Api-Calls | USD | 2.60 |" in rows
-    assert "| 2026-10 | USD | 2.00 | 1.00 | 2.00 | 0.00 | 1.00 |" in rows          # unbilled
-    assert "| 2026-10 | USD | 17.60 | 60.00 | 62.05 | 0.00 | 15.55 |" in rows      # deferred
+    assert "| 2026-10 | USD | 2.00 | 1.00 | 2.00 | 0.00 | 1.00 |" in rows  # unbilled
+    assert "| 2026-10 | USD | 17.60 | 60.00 | 62.05 | 0.00 | 15.55 |" in rows  # deferred
     assert "| 2026-10 | USD | 35.00 | 62.00 | 10.00 | 0.00 | 0.00 | 87.00 |" in rows  # receivables
     assert "| INV-2026-000002 | ann | 2026-09-15 | 2026-09-15 | 46 | 31–60 | USD | 25.00 |" in rows
-    assert "## Findings and acceptances" in text and "planted:" not in text  # September's acceptance stays there
+    assert (
+        "## Findings and acceptances" in text and "planted:" not in text
+    )  # September's acceptance stays there
     assert close_report_path(root / "books", "2026-09").read_bytes() == september

@@ -38,21 +38,36 @@ def credit(session: Session, *args: str) -> Result:
 
 def pay(session: Session, tmp_path: Path, amount: str, day: str = "2026-10-10") -> None:
     path = tmp_path / f"pay-{amount}.csv"
-    path.write_text(f"date,amount,currency,invoice,reference\n{day},{amount},USD,INV-2026-000001,PAY-{amount}\n")
+    path.write_text(
+        f"date,amount,currency,invoice,reference\n{day},{amount},USD,INV-2026-000001,PAY-{amount}\n"
+    )
     assert import_payments(session, path).accepted == 1
 
 
 def transaction(entries: list[data.Directive], number: str) -> data.Transaction:
     """The note's own transaction (not the fee-recognition reductions that carry its number too)."""
-    [found] = [e for e in entries if isinstance(e, data.Transaction) and e.meta.get("credit_note") == number
-               and e.narration.startswith("Credit note")]
+    [found] = [
+        e
+        for e in entries
+        if isinstance(e, data.Transaction)
+        and e.meta.get("credit_note") == number
+        and e.narration.startswith("Credit note")
+    ]
     return found
 
 
 def test_credit_note_on_unpaid_invoice_reduces_the_receivable(tmp_path: Path) -> None:
     session = workspace(tmp_path)
-    result = credit(session, "INV-2026-000001", "--amount", "30", "--reason", "outage 2026-09-03",
-                    "--date", "2026-10-05")
+    result = credit(
+        session,
+        "INV-2026-000001",
+        "--amount",
+        "30",
+        "--reason",
+        "outage 2026-09-03",
+        "--date",
+        "2026-10-05",
+    )
     assert result.exit_code == 0, result.output
     assert result.output.startswith("CN-2026-000001  2026-10-05  acme")
     entries = books_of(session)
@@ -69,7 +84,11 @@ def test_credit_note_on_unpaid_invoice_reduces_the_receivable(tmp_path: Path) ->
     documents = session.workspace.books_dir / "documents"
     assert "Credit note CN-2026-000001" in (documents / "CN-2026-000001.html").read_text()
     record = json.loads((documents / "CN-2026-000001.json").read_text())
-    assert (record["invoice"], record["amount"], record["line"]) == ("INV-2026-000001", "30.00", None)
+    assert (record["invoice"], record["amount"], record["line"]) == (
+        "INV-2026-000001",
+        "30.00",
+        None,
+    )
     # a payment of the 80.00 left then settles the invoice exactly
     pay(session, tmp_path, "80.00", "2026-10-10")
     entries = books_of(session)
@@ -80,8 +99,19 @@ def test_credit_note_on_unpaid_invoice_reduces_the_receivable(tmp_path: Path) ->
 def test_credit_note_on_paid_invoice_is_a_refund_liability(tmp_path: Path) -> None:
     session = workspace(tmp_path)
     pay(session, tmp_path, "110.00")
-    assert credit(session, "INV-2026-000001", "--amount", "25.00", "--reason", "goodwill",
-                  "--date", "2026-10-12").exit_code == 0
+    assert (
+        credit(
+            session,
+            "INV-2026-000001",
+            "--amount",
+            "25.00",
+            "--reason",
+            "goodwill",
+            "--date",
+            "2026-10-12",
+        ).exit_code
+        == 0
+    )
     entries = books_of(session)
     # paid in full on Oct 10: the 25.00 credit is owed back to acme
     assert balance(entries, RECEIVABLE, date(2026, 10, 13)) == 0
@@ -92,29 +122,58 @@ def test_credit_note_on_paid_invoice_is_a_refund_liability(tmp_path: Path) -> No
 def test_credit_note_on_partly_paid_invoice_splits(tmp_path: Path) -> None:
     session = workspace(tmp_path)
     pay(session, tmp_path, "80.00")  # 30.00 of 110.00 still open
-    assert credit(session, "INV-2026-000001", "--amount", "50", "--reason", "outage",
-                  "--date", "2026-10-12").exit_code == 0
+    assert (
+        credit(
+            session,
+            "INV-2026-000001",
+            "--amount",
+            "50",
+            "--reason",
+            "outage",
+            "--date",
+            "2026-10-12",
+        ).exit_code
+        == 0
+    )
     entries = books_of(session)
     # 30.00 cancels what is still owed, the other 20.00 was paid: refund
     assert balance(entries, RECEIVABLE, date(2026, 10, 11)) == Decimal("30.00")
     assert balance(entries, RECEIVABLE, date(2026, 10, 13)) == 0
     assert balance(entries, REFUNDS, date(2026, 10, 13)) == Decimal("-20.00")
     assert [p.units.number for p in transaction(entries, "CN-2026-000001").postings] == [
-        Decimal("50"), Decimal("-30.00"), Decimal("-20")]
+        Decimal("50"),
+        Decimal("-30.00"),
+        Decimal("-20"),
+    ]
 
 
 def test_more_than_creditable_is_refused_without_force(tmp_path: Path) -> None:
     session = workspace(tmp_path)
-    assert credit(session, "INV-2026-000001", "--amount", "100", "--reason", "a",
-                  "--date", "2026-10-05").exit_code == 0
+    assert (
+        credit(
+            session, "INV-2026-000001", "--amount", "100", "--reason", "a", "--date", "2026-10-05"
+        ).exit_code
+        == 0
+    )
     # creditable now 110.00 − 100.00 = 10.00
-    refused = credit(session, "INV-2026-000001", "--amount", "10.01", "--reason", "b", "--date", "2026-10-06")
+    refused = credit(
+        session, "INV-2026-000001", "--amount", "10.01", "--reason", "b", "--date", "2026-10-06"
+    )
     assert refused.exit_code == 2
     assert "10.00 USD" in refused.output and "--force" in refused.output
     assert len(refused.output.strip().splitlines()) == 1
     assert [n.number for n in load_credit_notes(session.engine)] == ["CN-2026-000001"]
-    forced = credit(session, "INV-2026-000001", "--amount", "15", "--reason", "b", "--date", "2026-10-06",
-                    "--force")
+    forced = credit(
+        session,
+        "INV-2026-000001",
+        "--amount",
+        "15",
+        "--reason",
+        "b",
+        "--date",
+        "2026-10-06",
+        "--force",
+    )
     assert forced.exit_code == 0, forced.output
     assert "(forced)" in forced.output
     entries = books_of(session)
@@ -127,16 +186,62 @@ def test_more_than_creditable_is_refused_without_force(tmp_path: Path) -> None:
 def test_line_credit_is_capped_by_the_line(tmp_path: Path) -> None:
     session = workspace(tmp_path)
     # line 2 is the tokens: 10.00
-    refused = credit(session, "INV-2026-000001", "--line", "2", "--amount", "10.50", "--reason", "x",
-                     "--date", "2026-10-05")
+    refused = credit(
+        session,
+        "INV-2026-000001",
+        "--line",
+        "2",
+        "--amount",
+        "10.50",
+        "--reason",
+        "x",
+        "--date",
+        "2026-10-05",
+    )
     assert refused.exit_code == 2 and "line 2 of INV-2026-000001" in refused.output
-    ok = credit(session, "INV-2026-000001", "--line", "2", "--amount", "10.00", "--reason", "tokens miscounted",
-                "--date", "2026-10-05")
+    ok = credit(
+        session,
+        "INV-2026-000001",
+        "--line",
+        "2",
+        "--amount",
+        "10.00",
+        "--reason",
+        "tokens miscounted",
+        "--date",
+        "2026-10-05",
+    )
     assert ok.exit_code == 0, ok.output
-    assert credit(session, "INV-2026-000001", "--line", "2", "--amount", "0.01", "--reason", "x",
-                  "--date", "2026-10-05").exit_code == 2
-    assert credit(session, "INV-2026-000001", "--line", "3", "--amount", "1", "--reason", "x",
-                  "--date", "2026-10-05").exit_code == 2
+    assert (
+        credit(
+            session,
+            "INV-2026-000001",
+            "--line",
+            "2",
+            "--amount",
+            "0.01",
+            "--reason",
+            "x",
+            "--date",
+            "2026-10-05",
+        ).exit_code
+        == 2
+    )
+    assert (
+        credit(
+            session,
+            "INV-2026-000001",
+            "--line",
+            "3",
+            "--amount",
+            "1",
+            "--reason",
+            "x",
+            "--date",
+            "2026-10-05",
+        ).exit_code
+        == 2
+    )
     entries = books_of(session)
     txn = transaction(entries, "CN-2026-000001")
     assert txn.meta["invoice_line"] == Decimal(2)
@@ -164,9 +269,23 @@ def test_bad_input_is_one_line_exit_2(tmp_path: Path) -> None:
 def test_numbers_are_sequential_and_books_deterministic(tmp_path: Path) -> None:
     session = workspace(tmp_path)
     for amount in ("1", "2"):
-        assert credit(session, "INV-2026-000002", "--amount", amount, "--reason", "r",
-                      "--date", "2026-10-03").exit_code == 0
-    assert [n.number for n in load_credit_notes(session.engine)] == ["CN-2026-000001", "CN-2026-000002"]
+        assert (
+            credit(
+                session,
+                "INV-2026-000002",
+                "--amount",
+                amount,
+                "--reason",
+                "r",
+                "--date",
+                "2026-10-03",
+            ).exit_code
+            == 0
+        )
+    assert [n.number for n in load_credit_notes(session.engine)] == [
+        "CN-2026-000001",
+        "CN-2026-000002",
+    ]
     books_of(session)
     books_dir = session.workspace.books_dir
     first = {p: p.read_bytes() for p in sorted(books_dir.rglob("*")) if p.is_file()}
@@ -203,12 +322,26 @@ customers:
 def prepaid(tmp_path: Path, october: int = 0, store: str = STORE) -> Session:
     """globex buys 1,000.00 of credit on Sep 1 (INV-2026-000001, deferred), uses 300 calls at
     1.00 in September (drawn on Sep 30) and ``october`` calls on Oct 20."""
-    session = open_session(write_workspace(tmp_path / "ws", meters=METERS_CALLS, plans=PREPAID_PLANS,
-                                           customers=PREPAID_CUSTOMERS, config=store))
-    insert_events(session.engine, calls("globex", [f"2026-09-{1 + i % 28:02d}" for i in range(300)])
-                  + calls("globex", ["2026-10-20"] * october, prefix="oct"))
+    session = open_session(
+        write_workspace(
+            tmp_path / "ws",
+            meters=METERS_CALLS,
+            plans=PREPAID_PLANS,
+            customers=PREPAID_CUSTOMERS,
+            config=store,
+        )
+    )
+    insert_events(
+        session.engine,
+        calls("globex", [f"2026-09-{1 + i % 28:02d}" for i in range(300)])
+        + calls("globex", ["2026-10-20"] * october, prefix="oct"),
+    )
     [grant] = session.invoice(through=date(2026, 9, 1))
-    assert (grant.number, grant.total, grant.lines[0].kind) == ("INV-2026-000001", Decimal("1000.00"), "credit_grant")
+    assert (grant.number, grant.total, grant.lines[0].kind) == (
+        "INV-2026-000001",
+        Decimal("1000.00"),
+        "credit_grant",
+    )
     return session
 
 
@@ -221,14 +354,23 @@ def books_through(session: Session, through: date) -> list[data.Directive]:
 
 def test_prepaid_credit_note_reverses_deferred_revenue_and_shrinks_breakage(tmp_path: Path) -> None:
     session = prepaid(tmp_path)
-    note = issue(session, "INV-2026-000001", amount="500", reason="unused credit refunded", on=date(2026, 10, 12))
+    note = issue(
+        session,
+        "INV-2026-000001",
+        amount="500",
+        reason="unused credit refunded",
+        on=date(2026, 10, 12),
+    )
     # rated through Oct 12: 300.00 drawn on Sep 30, so 700.00 undrawn; all 500.00 comes out of deferred
     assert [(p.line, p.kind, p.amount, p.deferred, p.grant) for p in note.parts] == [
-        (1, "credit_grant", Decimal("500.00"), Decimal("500.00"), "2026-09-01#1")]
+        (1, "credit_grant", Decimal("500.00"), Decimal("500.00"), "2026-09-01#1")
+    ]
     entries = books_through(session, date(2026, 12, 31))
     txn = transaction(entries, note.number)
     assert {p.account: p.units.number for p in txn.postings} == {
-        GLOBEX_DEFERRED: Decimal("500.00"), GLOBEX_RECEIVABLE: Decimal("-500.00")}
+        GLOBEX_DEFERRED: Decimal("500.00"),
+        GLOBEX_RECEIVABLE: Decimal("-500.00"),
+    }
     # deferred (a liability, negative): 1000.00 billed − 300.00 drawn = 700.00; − 500.00 credited = 200.00
     assert balance(entries, GLOBEX_DEFERRED, date(2026, 10, 12)) == Decimal("-700.00")
     assert balance(entries, GLOBEX_DEFERRED, date(2026, 10, 13)) == Decimal("-200.00")
@@ -239,9 +381,16 @@ def test_prepaid_credit_note_reverses_deferred_revenue_and_shrinks_breakage(tmp_
     assert balance(entries, "Income:Credit-Notes", date(2027, 1, 1)) == 0
     # 1000.00 invoiced, 500.00 credited; the Oct 1 invoice is 300.00 usage − 300.00 credit = 0.00
     assert balance(entries, GLOBEX_RECEIVABLE, date(2027, 1, 1)) == Decimal("500.00")
-    record = json.loads((session.workspace.books_dir / "documents" / f"{note.number}.json").read_text())
-    assert [(p["line"], p["amount"], p["deferred"]) for p in record["parts"]] == [(1, "500.00", "500.00")]
-    assert "Deferred revenue reversed" in (session.workspace.books_dir / "documents" / f"{note.number}.html").read_text()
+    record = json.loads(
+        (session.workspace.books_dir / "documents" / f"{note.number}.json").read_text()
+    )
+    assert [(p["line"], p["amount"], p["deferred"]) for p in record["parts"]] == [
+        (1, "500.00", "500.00")
+    ]
+    assert (
+        "Deferred revenue reversed"
+        in (session.workspace.books_dir / "documents" / f"{note.number}.html").read_text()
+    )
 
 
 def test_prepaid_credit_note_leaves_less_to_draw(tmp_path: Path) -> None:
@@ -250,13 +399,17 @@ def test_prepaid_credit_note_leaves_less_to_draw(tmp_path: Path) -> None:
     entries = books_through(session, date(2026, 12, 31))
     nov = next(i for i in load_invoices(session.engine) if i.date == date(2026, 11, 1))
     # 200.00 left after the note: of October's 250 calls (250.00), 200.00 drawn, 50.00 billed
-    assert [(ln.kind, ln.amount) for ln in nov.lines] == [("usage", Decimal("250.00")),
-                                                           ("credit_applied", Decimal("-200.00"))]
+    assert [(ln.kind, ln.amount) for ln in nov.lines] == [
+        ("usage", Decimal("250.00")),
+        ("credit_applied", Decimal("-200.00")),
+    ]
     assert balance(entries, GLOBEX_DEFERRED, date(2026, 11, 1)) == 0
     assert balance(entries, "Income:Credit-Breakage", date(2027, 1, 1)) == 0
 
 
-def test_crediting_more_than_the_undrawn_grant_is_refused_unless_forced(tmp_path: Path, store_url: str) -> None:
+def test_crediting_more_than_the_undrawn_grant_is_refused_unless_forced(
+    tmp_path: Path, store_url: str
+) -> None:
     """On SQLite and PostgreSQL: the grant is rated while the note's transaction holds the lock."""
     session = prepaid(tmp_path, store=f'store = "{store_url}"\n')
     issue(session, "INV-2026-000001", amount="500", reason="a", on=date(2026, 10, 12))
@@ -266,13 +419,19 @@ def test_crediting_more_than_the_undrawn_grant_is_refused_unless_forced(tmp_path
     message = str(refused.value)
     assert "200.00 USD" in message and "--force" in message and "\n" not in message
     assert [n.number for n in load_credit_notes(session.engine)] == ["CN-2026-000001"]
-    forced = issue(session, "INV-2026-000001", amount="250", reason="b", on=date(2026, 10, 20), force=True)
-    assert forced.forced and [(p.amount, p.deferred) for p in forced.parts] == [(Decimal("250.00"), Decimal("200.00"))]
+    forced = issue(
+        session, "INV-2026-000001", amount="250", reason="b", on=date(2026, 10, 20), force=True
+    )
+    assert forced.forced and [(p.amount, p.deferred) for p in forced.parts] == [
+        (Decimal("250.00"), Decimal("200.00"))
+    ]
     entries = books_through(session, date(2026, 12, 31))
     # 200.00 from deferred, the 50.00 beyond the grant's balance is contra-revenue
     assert {p.account: p.units.number for p in transaction(entries, forced.number).postings} == {
-        "Income:Credit-Notes": Decimal("50.00"), GLOBEX_DEFERRED: Decimal("200.00"),
-        GLOBEX_RECEIVABLE: Decimal("-250.00")}
+        "Income:Credit-Notes": Decimal("50.00"),
+        GLOBEX_DEFERRED: Decimal("200.00"),
+        GLOBEX_RECEIVABLE: Decimal("-250.00"),
+    }
     assert balance(entries, GLOBEX_DEFERRED, date(2026, 10, 21)) == 0
     assert balance(entries, "Income:Credit-Breakage", date(2027, 1, 1)) == 0
 
@@ -281,7 +440,9 @@ def test_prepaid_credit_needs_the_rating(tmp_path: Path) -> None:
     """Without grant balances (a caller that cannot rate) a grant line is refused, not guessed."""
     session = prepaid(tmp_path)
     with pytest.raises(BadInput, match="prepaid credit"):
-        issue_credit_note(session.engine, "INV-2026-000001", amount="1", reason="r", on=date(2026, 10, 12))
+        issue_credit_note(
+            session.engine, "INV-2026-000001", amount="1", reason="r", on=date(2026, 10, 12)
+        )
 
 
 ACME_DEFERRED = "Liabilities:Deferred-Revenue:Acme"
@@ -303,39 +464,68 @@ def advance_fee(tmp_path: Path) -> Session:
     """acme's fee of 31.00 is billed in advance: INV-2026-000001 on Oct 15 for [Oct 15, Nov 15)
     (31 days, 1.00 a day); 10 calls at 1.00 in that cycle; INV-2026-000002 on Nov 15 is
     10.00 usage + 31.00 fee for [Nov 15, Dec 15) (30 days)."""
-    session = open_session(write_workspace(tmp_path / "ws", meters=METERS_CALLS, plans=FEE_PLANS,
-                                           customers=FEE_CUSTOMERS))
+    session = open_session(
+        write_workspace(
+            tmp_path / "ws", meters=METERS_CALLS, plans=FEE_PLANS, customers=FEE_CUSTOMERS
+        )
+    )
     insert_events(session.engine, calls("acme", [f"2026-10-{20 + i}" for i in range(10)]))
     issued = session.invoice(through=date(2026, 11, 15))
-    assert [(i.number, i.total) for i in issued] == [("INV-2026-000001", Decimal("31.00")),
-                                                      ("INV-2026-000002", Decimal("41.00"))]
+    assert [(i.number, i.total) for i in issued] == [
+        ("INV-2026-000001", Decimal("31.00")),
+        ("INV-2026-000002", Decimal("41.00")),
+    ]
     return session
 
 
 def test_advance_fee_credited_mid_cycle(tmp_path: Path) -> None:
     session = advance_fee(tmp_path)
-    result = credit(session, "INV-2026-000001", "--line", "1", "--amount", "25", "--reason", "downgrade",
-                    "--date", "2026-10-26")
+    result = credit(
+        session,
+        "INV-2026-000001",
+        "--line",
+        "1",
+        "--amount",
+        "25",
+        "--reason",
+        "downgrade",
+        "--date",
+        "2026-10-26",
+    )
     assert result.exit_code == 0, result.output
     [note] = load_credit_notes(session.engine)
     # recognized through Oct 25: 11 of 31 days = 11.00; 20.00 still deferred: 20.00 of the 25.00
     # comes out of deferred revenue, 5.00 gives recognized revenue back
     assert [(p.amount, p.deferred, p.revenue) for p in note.parts] == [
-        (Decimal("25.00"), Decimal("20.00"), Decimal("5.00"))]
+        (Decimal("25.00"), Decimal("20.00"), Decimal("5.00"))
+    ]
     session.post(through=date(2026, 11, 30))
     entries, errors, _ = load_books(session.workspace.main_file)
     assert errors == []
     assert {p.account: p.units.number for p in transaction(entries, note.number).postings} == {
-        "Income:Credit-Notes": Decimal("5.00"), ACME_DEFERRED: Decimal("20.00"),
-        RECEIVABLE: Decimal("-25.00")}
+        "Income:Credit-Notes": Decimal("5.00"),
+        ACME_DEFERRED: Decimal("20.00"),
+        RECEIVABLE: Decimal("-25.00"),
+    }
     # the 20.00 is taken out of recognition over the 20 days Oct 26 – Nov 14: 6 days by Oct 31 = 6.00,
     # the other 14.00 on Nov 14; the accruals still recognize 17.00 (Oct 31) and 14.00 (Nov 14)
-    reductions = [(e.date, {p.account: p.units.number for p in e.postings}) for e in entries
-                  if isinstance(e, data.Transaction) and e.meta.get("credit_note") == note.number
-                  and e.narration.startswith("Base fee recognition")]
+    reductions = [
+        (e.date, {p.account: p.units.number for p in e.postings})
+        for e in entries
+        if isinstance(e, data.Transaction)
+        and e.meta.get("credit_note") == note.number
+        and e.narration.startswith("Base fee recognition")
+    ]
     assert reductions == [
-        (date(2026, 10, 31), {"Income:Subscriptions:Pro": Decimal("6.00"), ACME_DEFERRED: Decimal("-6.00")}),
-        (date(2026, 11, 14), {"Income:Subscriptions:Pro": Decimal("14.00"), ACME_DEFERRED: Decimal("-14.00")})]
+        (
+            date(2026, 10, 31),
+            {"Income:Subscriptions:Pro": Decimal("6.00"), ACME_DEFERRED: Decimal("-6.00")},
+        ),
+        (
+            date(2026, 11, 14),
+            {"Income:Subscriptions:Pro": Decimal("14.00"), ACME_DEFERRED: Decimal("-14.00")},
+        ),
+    ]
     # deferred: 31.00 billed; 11.00 after the note; Oct 31: 11.00 − 17.00 + 6.00 = 0; Nov 14: 0
     assert balance(entries, ACME_DEFERRED, date(2026, 10, 26)) == Decimal("-31.00")
     assert balance(entries, ACME_DEFERRED, date(2026, 10, 27)) == Decimal("-11.00")
@@ -352,56 +542,110 @@ def test_advance_fee_credited_mid_cycle(tmp_path: Path) -> None:
 
 def test_whole_invoice_note_is_split_pro_rata(tmp_path: Path) -> None:
     session = advance_fee(tmp_path)
-    assert credit(session, "INV-2026-000002", "--amount", "20.50", "--reason", "goodwill",
-                  "--date", "2026-11-20").exit_code == 0
+    assert (
+        credit(
+            session,
+            "INV-2026-000002",
+            "--amount",
+            "20.50",
+            "--reason",
+            "goodwill",
+            "--date",
+            "2026-11-20",
+        ).exit_code
+        == 0
+    )
     [note] = load_credit_notes(session.engine)
     # 20.50 over usage 10.00 and fee 31.00 (41.00): 5.00 and 15.50; the fee's days recognized
     # through Nov 19 are 5 of 30 = 5.17, so all 15.50 is still deferred
     assert [(p.line, p.kind, p.amount, p.deferred) for p in note.parts] == [
-        (1, "usage", Decimal("5.00"), Decimal("0")), (2, "base_fee", Decimal("15.50"), Decimal("15.50"))]
+        (1, "usage", Decimal("5.00"), Decimal("0")),
+        (2, "base_fee", Decimal("15.50"), Decimal("15.50")),
+    ]
     session.post(through=date(2026, 12, 14))
     entries, errors, _ = load_books(session.workspace.main_file)
     assert errors == []
     assert {p.account: p.units.number for p in transaction(entries, note.number).postings} == {
-        "Income:Credit-Notes": Decimal("5.00"), ACME_DEFERRED: Decimal("15.50"), RECEIVABLE: Decimal("-20.50")}
+        "Income:Credit-Notes": Decimal("5.00"),
+        ACME_DEFERRED: Decimal("15.50"),
+        RECEIVABLE: Decimal("-20.50"),
+    }
     # 15.50 out of recognition over Nov 20 – Dec 14 (25 days): 11 days by Nov 30 = 6.82, then 8.68
     # deferred on Dec 1: −31.00 billed + 15.50 credited + 16.53 recognized (16/30 of 31.00) − 6.82 reduced
     assert balance(entries, ACME_DEFERRED, date(2026, 12, 1)) == Decimal("-5.79")
     assert balance(entries, ACME_DEFERRED, date(2026, 12, 15)) == 0
     # fee revenue of both cycles: 31.00 + (31.00 − 15.50)
     assert balance(entries, "Income:Subscriptions:Pro", date(2026, 12, 15)) == Decimal("-46.50")
-    record = json.loads((session.workspace.books_dir / "documents" / f"{note.number}.json").read_text())
+    record = json.loads(
+        (session.workspace.books_dir / "documents" / f"{note.number}.json").read_text()
+    )
     assert [(p["line"], p["amount"], p["deferred"]) for p in record["parts"]] == [
-        (1, "5.00", "0.00"), (2, "15.50", "15.50")]
+        (1, "5.00", "0.00"),
+        (2, "15.50", "15.50"),
+    ]
     # the deferred report explains the books' 5.79 on Nov 30: all of it recognized in December
     report = build_report(session, "deferred", month="2026-11")
-    [row] = [r for t in report.tables if t.title.startswith("Deferred revenue at")
-             for r in (dict(zip(t.columns, row, strict=True)) for row in t.rows) if r["customer"] == "acme"]
-    assert (row["base fees"], row["books"], row["difference"]) == (Decimal("5.79"), Decimal("5.79"), Decimal("0.00"))
+    [row] = [
+        r
+        for t in report.tables
+        if t.title.startswith("Deferred revenue at")
+        for r in (dict(zip(t.columns, row, strict=True)) for row in t.rows)
+        if r["customer"] == "acme"
+    ]
+    assert (row["base fees"], row["books"], row["difference"]) == (
+        Decimal("5.79"),
+        Decimal("5.79"),
+        Decimal("0.00"),
+    )
 
 
 def test_fee_reductions_stop_at_the_posting_date(tmp_path: Path) -> None:
     session = advance_fee(tmp_path)
-    note = issue(session, "INV-2026-000001", amount="25", reason="downgrade", on=date(2026, 10, 26), line=1)
+    note = issue(
+        session, "INV-2026-000001", amount="25", reason="downgrade", on=date(2026, 10, 26), line=1
+    )
     invoices = load_invoices(session.engine)
     entries = credit_note_entries([note], invoices, [], session.rules, through=date(2026, 11, 13))
     # only the Oct 31 reduction (6.00) is dated through Nov 13; Nov 14's waits for the books to get there
-    assert [(e.date, e.postings[0].units.number) for e in entries
-            if isinstance(e, data.Transaction) and e.narration.startswith("Base fee")] == [
-        (date(2026, 10, 31), Decimal("6.00"))]
+    assert [
+        (e.date, e.postings[0].units.number)
+        for e in entries
+        if isinstance(e, data.Transaction) and e.narration.startswith("Base fee")
+    ] == [(date(2026, 10, 31), Decimal("6.00"))]
 
 
 def test_prepaid_credit_note_through_the_cli_shows_on_the_statement(tmp_path: Path) -> None:
     """`meterbook credit` on a grant line, then the customer's statement: 200.00 of credit left."""
     session = prepaid(tmp_path, october=100)
-    result = credit(session, "INV-2026-000001", "--amount", "500", "--reason", "unused credit refunded",
-                    "--date", "2026-10-12")
+    result = credit(
+        session,
+        "INV-2026-000001",
+        "--amount",
+        "500",
+        "--reason",
+        "unused credit refunded",
+        "--date",
+        "2026-10-12",
+    )
     assert result.exit_code == 0, result.output
-    refused = credit(session, "INV-2026-000001", "--amount", "200.01", "--reason", "more", "--date", "2026-10-12")
+    refused = credit(
+        session, "INV-2026-000001", "--amount", "200.01", "--reason", "more", "--date", "2026-10-12"
+    )
     assert refused.exit_code == 2 and len(refused.output.strip().splitlines()) == 1
     # 1000.00 − 300.00 drawn in September − 500.00 credited − 100.00 drawn in October = 100.00
-    out = CliRunner().invoke(cli, ["--workspace", str(session.workspace.root), "statement", "globex",
-                                   "--cycle", "2026-10-15", "--out", str(tmp_path / "st")])
+    out = CliRunner().invoke(
+        cli,
+        [
+            "--workspace",
+            str(session.workspace.root),
+            "statement",
+            "globex",
+            "--cycle",
+            "2026-10-15",
+            "--out",
+            str(tmp_path / "st"),
+        ],
+    )
     assert out.exit_code == 0, out.output
     html = next((tmp_path / "st").glob("*.html")).read_text()
     assert "Prepaid credit remaining</span><b>100.00 USD</b>" in html

@@ -40,16 +40,19 @@ def test_docstring_examples() -> None:
 # --- add_months -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("anchor", "months", "expected"), [
-    (D(2026, 1, 31), 1, D(2026, 2, 28)),
-    (D(2026, 1, 31), 2, D(2026, 3, 31)),
-    (D(2026, 1, 31), 3, D(2026, 4, 30)),
-    (D(2028, 1, 31), 1, D(2028, 2, 29)),
-    (D(2026, 8, 15), 5, D(2027, 1, 15)),
-    (D(2026, 12, 1), 1, D(2027, 1, 1)),
-    (D(2028, 2, 29), 12, D(2029, 2, 28)),
-    (D(2028, 2, 29), 48, D(2032, 2, 29)),
-])
+@pytest.mark.parametrize(
+    ("anchor", "months", "expected"),
+    [
+        (D(2026, 1, 31), 1, D(2026, 2, 28)),
+        (D(2026, 1, 31), 2, D(2026, 3, 31)),
+        (D(2026, 1, 31), 3, D(2026, 4, 30)),
+        (D(2028, 1, 31), 1, D(2028, 2, 29)),
+        (D(2026, 8, 15), 5, D(2027, 1, 15)),
+        (D(2026, 12, 1), 1, D(2027, 1, 1)),
+        (D(2028, 2, 29), 12, D(2029, 2, 28)),
+        (D(2028, 2, 29), 48, D(2032, 2, 29)),
+    ],
+)
 def test_add_months(anchor: date, months: int, expected: date) -> None:
     assert add_months(anchor, months) == expected
 
@@ -58,7 +61,9 @@ def test_add_months(anchor: date, months: int, expected: date) -> None:
 
 
 def test_anniversary_monthly_from_aug_15() -> None:
-    cycles = cycles_for(customer(Subscription(plan="m", start=D(2026, 8, 15))), PLANS, until=D(2026, 11, 1))
+    cycles = cycles_for(
+        customer(Subscription(plan="m", start=D(2026, 8, 15))), PLANS, until=D(2026, 11, 1)
+    )
     assert spans(cycles) == [
         (D(2026, 8, 15), D(2026, 9, 15)),
         (D(2026, 9, 15), D(2026, 10, 15)),
@@ -76,8 +81,9 @@ def test_anniversary_monthly_from_aug_15() -> None:
 
 @pytest.mark.parametrize(("year", "february_end"), [(2026, D(2026, 2, 28)), (2028, D(2028, 2, 29))])
 def test_anchor_31_through_february(year: int, february_end: date) -> None:
-    cycles = cycles_for(customer(Subscription(plan="m", start=D(year - 1, 12, 31))), PLANS,
-                        until=D(year, 5, 1))
+    cycles = cycles_for(
+        customer(Subscription(plan="m", start=D(year - 1, 12, 31))), PLANS, until=D(year, 5, 1)
+    )
     assert spans(cycles) == [
         (D(year - 1, 12, 31), D(year, 1, 31)),
         (D(year, 1, 31), february_end),
@@ -89,13 +95,23 @@ def test_anchor_31_through_february(year: int, february_end: date) -> None:
 
 
 def test_anchor_31_quarterly() -> None:
-    cycles = cycles_for(customer(Subscription(plan="q", start=D(2026, 1, 31))), PLANS, until=D(2027, 1, 1))
-    assert [c.end for c in cycles] == [D(2026, 4, 30), D(2026, 7, 31), D(2026, 10, 31), D(2027, 1, 31)]
+    cycles = cycles_for(
+        customer(Subscription(plan="q", start=D(2026, 1, 31))), PLANS, until=D(2027, 1, 1)
+    )
+    assert [c.end for c in cycles] == [
+        D(2026, 4, 30),
+        D(2026, 7, 31),
+        D(2026, 10, 31),
+        D(2027, 1, 31),
+    ]
 
 
 def test_calendar_mid_month_start_is_short_and_prorated() -> None:
-    cycles = cycles_for(customer(Subscription(plan="m", start=D(2026, 8, 15)), anchor="calendar"), PLANS,
-                        until=D(2026, 10, 1))
+    cycles = cycles_for(
+        customer(Subscription(plan="m", start=D(2026, 8, 15)), anchor="calendar"),
+        PLANS,
+        until=D(2026, 10, 1),
+    )
     assert spans(cycles) == [(D(2026, 8, 15), D(2026, 9, 1)), (D(2026, 9, 1), D(2026, 10, 1))]
     short = cycles[0]
     assert (short.nominal_start, short.nominal_end) == (D(2026, 8, 1), D(2026, 9, 1))
@@ -105,8 +121,11 @@ def test_calendar_mid_month_start_is_short_and_prorated() -> None:
 
 
 def test_calendar_quarterly() -> None:
-    cycles = cycles_for(customer(Subscription(plan="q", start=D(2026, 5, 10)), anchor="calendar"), PLANS,
-                        until=D(2027, 1, 2))
+    cycles = cycles_for(
+        customer(Subscription(plan="q", start=D(2026, 5, 10)), anchor="calendar"),
+        PLANS,
+        until=D(2027, 1, 2),
+    )
     assert spans(cycles) == [
         (D(2026, 5, 10), D(2026, 7, 1)),
         (D(2026, 7, 1), D(2026, 10, 1)),
@@ -118,16 +137,26 @@ def test_calendar_quarterly() -> None:
 
 
 def test_yearly_anniversary_and_calendar() -> None:
-    anniversary = cycles_for(customer(Subscription(plan="y", start=D(2028, 2, 29))), PLANS, until=D(2030, 1, 1))
-    assert spans(anniversary) == [(D(2028, 2, 29), D(2029, 2, 28)), (D(2029, 2, 28), D(2030, 2, 28))]
-    cal = cycles_for(customer(Subscription(plan="y", start=D(2026, 7, 1)), anchor="calendar"), PLANS,
-                     until=D(2027, 1, 1))
+    anniversary = cycles_for(
+        customer(Subscription(plan="y", start=D(2028, 2, 29))), PLANS, until=D(2030, 1, 1)
+    )
+    assert spans(anniversary) == [
+        (D(2028, 2, 29), D(2029, 2, 28)),
+        (D(2029, 2, 28), D(2030, 2, 28)),
+    ]
+    cal = cycles_for(
+        customer(Subscription(plan="y", start=D(2026, 7, 1)), anchor="calendar"),
+        PLANS,
+        until=D(2027, 1, 1),
+    )
     assert spans(cal) == [(D(2026, 7, 1), D(2027, 1, 1))]
     assert cal[0].proration() == Fraction(184, 365)
 
 
 def test_plan_change_mid_cycle() -> None:
-    cust = customer(Subscription(plan="m", start=D(2026, 8, 15)), Subscription(plan="q", start=D(2026, 10, 20)))
+    cust = customer(
+        Subscription(plan="m", start=D(2026, 8, 15)), Subscription(plan="q", start=D(2026, 10, 20))
+    )
     cycles = cycles_for(cust, PLANS, until=D(2027, 2, 1))
     assert [(c.plan, c.start, c.end, c.first, c.last, c.subscription) for c in cycles] == [
         ("m", D(2026, 8, 15), D(2026, 9, 15), True, False, 0),
@@ -164,8 +193,10 @@ def test_until_is_exclusive_on_cycle_start() -> None:
 
 
 def test_cycle_at() -> None:
-    cust = customer(Subscription(plan="m", start=D(2026, 8, 15), end=D(2026, 10, 1)),
-                    Subscription(plan="m", start=D(2026, 11, 1)))
+    cust = customer(
+        Subscription(plan="m", start=D(2026, 8, 15), end=D(2026, 10, 1)),
+        Subscription(plan="m", start=D(2026, 11, 1)),
+    )
     assert cycle_at(cust, PLANS, D(2026, 8, 14)) is None
     at = cycle_at(cust, PLANS, D(2026, 9, 30))
     assert at is not None and at.key == "2026-09-15/2026-10-01"
@@ -181,15 +212,22 @@ def _cycle(start: date, end: date) -> Cycle:
     return Cycle("acme", "m", start, end, start, end, 0, True, False)
 
 
-@pytest.mark.parametrize(("start", "end", "points"), [
-    (D(2026, 9, 15), D(2026, 10, 15), (D(2026, 9, 30), D(2026, 10, 14))),
-    (D(2026, 10, 1), D(2026, 11, 1), (D(2026, 10, 31),)),
-    (D(2026, 1, 1), D(2026, 4, 1), (D(2026, 1, 31), D(2026, 2, 28), D(2026, 3, 31))),
-    (D(2026, 1, 31), D(2026, 2, 28), (D(2026, 1, 31), D(2026, 2, 27))),
-    (D(2026, 10, 15), D(2026, 10, 16), (D(2026, 10, 15),)),
-    (D(2026, 10, 31), D(2026, 11, 1), (D(2026, 10, 31),)),
-    (D(2027, 11, 20), D(2028, 2, 20), (D(2027, 11, 30), D(2027, 12, 31), D(2028, 1, 31), D(2028, 2, 19))),
-])
+@pytest.mark.parametrize(
+    ("start", "end", "points"),
+    [
+        (D(2026, 9, 15), D(2026, 10, 15), (D(2026, 9, 30), D(2026, 10, 14))),
+        (D(2026, 10, 1), D(2026, 11, 1), (D(2026, 10, 31),)),
+        (D(2026, 1, 1), D(2026, 4, 1), (D(2026, 1, 31), D(2026, 2, 28), D(2026, 3, 31))),
+        (D(2026, 1, 31), D(2026, 2, 28), (D(2026, 1, 31), D(2026, 2, 27))),
+        (D(2026, 10, 15), D(2026, 10, 16), (D(2026, 10, 15),)),
+        (D(2026, 10, 31), D(2026, 11, 1), (D(2026, 10, 31),)),
+        (
+            D(2027, 11, 20),
+            D(2028, 2, 20),
+            (D(2027, 11, 30), D(2027, 12, 31), D(2028, 1, 31), D(2028, 2, 19)),
+        ),
+    ],
+)
 def test_accrual_points(start: date, end: date, points: tuple[date, ...]) -> None:
     assert _cycle(start, end).accrual_points() == points
 
@@ -216,7 +254,9 @@ def subscriptions(draw: st.DrawFn) -> Customer:
             if kind == "touch":
                 end = following
             elif kind == "gap":
-                end = start + timedelta(days=draw(st.integers(min_value=1, max_value=(following - start).days)))
+                end = start + timedelta(
+                    days=draw(st.integers(min_value=1, max_value=(following - start).days))
+                )
         elif draw(st.booleans()):
             end = following
         subs.append(Subscription(plan=plan, start=start, end=end))
@@ -273,6 +313,8 @@ def test_cycles_tile_each_subscription(cust: Customer, horizon: int) -> None:
 @given(subscriptions(), st.integers(min_value=-40, max_value=900))
 def test_cycle_at_agrees_with_cycles_for(cust: Customer, offset: int) -> None:
     day = cust.subscriptions[0].start + timedelta(days=offset)
-    containing = [c for c in cycles_for(cust, PLANS, until=day + timedelta(days=1)) if c.start <= day < c.end]
+    containing = [
+        c for c in cycles_for(cust, PLANS, until=day + timedelta(days=1)) if c.start <= day < c.end
+    ]
     assert len(containing) <= 1
     assert cycle_at(cust, PLANS, day) == (containing[0] if containing else None)

@@ -19,7 +19,11 @@ def modules_with_examples() -> list[str]:
         for info in pkgutil.walk_packages(path, f"{package}."):
             spec = importlib.util.find_spec(info.name)
             origin = spec.origin if spec else None
-            if origin and origin.endswith(".py") and ">>> " in Path(origin).read_text(encoding="utf-8"):
+            if (
+                origin
+                and origin.endswith(".py")
+                and ">>> " in Path(origin).read_text(encoding="utf-8")
+            ):
                 found.add(info.name)
     return sorted(found)
 
@@ -28,7 +32,12 @@ MODULES = modules_with_examples()
 
 
 def test_the_examples_are_found() -> None:
-    assert {"ledger.money", "ledger.cycles", "ledger.plugins.graduated", "ledger.importers.payments"} <= set(MODULES)
+    assert {
+        "ledger.money",
+        "ledger.cycles",
+        "ledger.plugins.graduated",
+        "ledger.importers.payments",
+    } <= set(MODULES)
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -85,31 +85,55 @@ date,amount,currency,invoice,reference
 ACCEPTED_REASON = "meter reset on Sep 3"
 
 
-def _event(customer: str, ident: str, day: str, type_: str = "api.request",
-           properties: dict[str, str] | None = None) -> Event:
-    return Event.build(source="t", id=f"{customer}-{ident}", customer=customer, type=type_,
-                       time=parse_time(f"{day}T12:00:00Z"), properties=properties or {})
+def _event(
+    customer: str,
+    ident: str,
+    day: str,
+    type_: str = "api.request",
+    properties: dict[str, str] | None = None,
+) -> Event:
+    return Event.build(
+        source="t",
+        id=f"{customer}-{ident}",
+        customer=customer,
+        type=type_,
+        time=parse_time(f"{day}T12:00:00Z"),
+        properties=properties or {},
+    )
 
 
 def build_workspace(root: Path) -> Path:
     """The workspace of the module docstring, September closed, October posted through Oct 31."""
-    write_workspace(root, meters=METERS_CALLS_TOKENS, plans=PLANS, customers=CUSTOMERS, plugins={"planted": PLANTED})
+    write_workspace(
+        root,
+        meters=METERS_CALLS_TOKENS,
+        plans=PLANS,
+        customers=CUSTOMERS,
+        plugins={"planted": PLANTED},
+    )
     (root / "planted").write_text("beta\n")
     session = open_session(root)
-    rows = [_event(c, str(i), f"2026-09-{1 + i % 28:02d}") for c, n in (("acme", 100), ("beta", 50))
-            for i in range(n)]
+    rows = [
+        _event(c, str(i), f"2026-09-{1 + i % 28:02d}")
+        for c, n in (("acme", 100), ("beta", 50))
+        for i in range(n)
+    ]
     rows.append(_event("acme", "tok", "2026-09-10", "llm.completion", {"tokens": "1000"}))
     rows += [_event("acme", f"oct{i}", f"2026-10-{1 + i:02d}") for i in range(30)]
     rows += [_event("beta", f"oct{i}", f"2026-10-{1 + i:02d}") for i in range(4)]
     insert_events(session.engine, rows)
     issued = session.invoice(through=date(2026, 10, 1))
     assert [(i.number, i.customer, i.total) for i in issued] == [
-        ("INV-2026-000001", "beta", Decimal("60.00")), ("INV-2026-000002", "acme", Decimal("110.00")),
-        ("INV-2026-000003", "beta", Decimal("0.00"))]
+        ("INV-2026-000001", "beta", Decimal("60.00")),
+        ("INV-2026-000002", "acme", Decimal("110.00")),
+        ("INV-2026-000003", "beta", Decimal("0.00")),
+    ]
     (root / "bank.csv").write_text(PAYMENTS)
     ingest_payments(session.engine, root / "bank.csv")
     refused = close_month(session, "2026-09")
-    assert [f.id for f in refused.open_errors] == ["planted:beta:2026-09"], refused  # the planted one only
+    assert [f.id for f in refused.open_errors] == ["planted:beta:2026-09"], (
+        refused
+    )  # the planted one only
     report = close_month(session, "2026-09", {"planted:beta:2026-09": ACCEPTED_REASON})
     assert not report.refused, report
     close_md = root / "books" / "2026" / "2026-09.close.md"
@@ -133,7 +157,7 @@ class Fava:
         response = self.client.get(f"/{self.slug}/extension/{name}/{query}")
         assert response.status_code == 200, response.get_data(as_text=True)[-2000:]
         text = response.get_data(as_text=True)
-        return text[text.index("<article>"):]
+        return text[text.index("<article>") :]
 
 
 @pytest.fixture(scope="module")
@@ -147,8 +171,10 @@ def fava(workspace_root: Path) -> Iterator[Fava]:
 def cells(html: str, row_start: str) -> list[str]:
     """The cells' text of the table row whose first cell (or id) starts ``row_start``."""
     for row in re.findall(r"<tr[^>]*>(.*?)</tr>", html, flags=re.S):
-        texts = [" ".join(re.sub(r"<[^>]+>", "", re.sub(r"<br>|</li>|</small>", " ", c)).split())
-                 for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+        texts = [
+            " ".join(re.sub(r"<[^>]+>", "", re.sub(r"<br>|</li>|</small>", " ", c)).split())
+            for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
+        ]
         if texts and texts[0].startswith(row_start):
             return texts
     raise AssertionError(f"no row {row_start!r}")
@@ -166,13 +192,22 @@ def test_fava_loads_the_pages_without_errors(fava: Fava) -> None:
     assert errors == []
     ledger_data = fava.client.get(f"/{fava.slug}/api/ledger_data").get_json()["data"]
     titles = {e["name"]: e["report_title"] for e in ledger_data["extensions"]}
-    assert titles == {"MeterbookClose": "Close", "MeterbookCustomers": "Customers", "MeterbookEvidence": "Evidence",
-                      "MeterbookReports": "Reports", "MeterbookRevenue": "Revenue"}
+    assert titles == {
+        "MeterbookClose": "Close",
+        "MeterbookCustomers": "Customers",
+        "MeterbookEvidence": "Evidence",
+        "MeterbookReports": "Reports",
+        "MeterbookRevenue": "Revenue",
+    }
 
 
 def components(html: str, kind: str) -> list[Any]:
     """The JSON data of each of Fava's ``<svelte-component type="kind">`` elements on a page."""
-    found = re.findall(rf'<svelte-component type="{kind}"><script type="application/json">(.*?)</script>', html, re.S)
+    found = re.findall(
+        rf'<svelte-component type="{kind}"><script type="application/json">(.*?)</script>',
+        html,
+        re.S,
+    )
     return [json.loads(text, parse_float=Decimal) for text in found]
 
 
@@ -180,20 +215,34 @@ def test_revenue_page(fava: Fava) -> None:
     """Fava's own components: its chart switcher and its query table (Fava formats the numbers)."""
     html = fava.page("MeterbookRevenue")
     [table] = components(html, "query-table")
-    assert [c["name"] for c in table["types"]] == ["month", "recognized", "invoiced", "unbilled (end)",
-                                                   "deferred (end)", "receivable (end)"]
+    assert [c["name"] for c in table["types"]] == [
+        "month",
+        "recognized",
+        "invoiced",
+        "unbilled (end)",
+        "deferred (end)",
+        "receivable (end)",
+    ]
     assert {c["dtype"] for c in table["types"][1:]} == {"Amount"}
     shown = {row[0]: [(a["number"], a["currency"]) for a in row[1:]] for row in table["rows"]}
     usd = [(Decimal(n), "USD") for n in ("160.00", "60.00", "110.00", "10.00", "60.00")]
     assert shown["2026-09"] == usd
-    assert shown["2026-10"] == [(Decimal(n), "USD") for n in ("34.00", "110.00", "30.00", "6.00", "0.00")]
+    assert shown["2026-10"] == [
+        (Decimal(n), "USD") for n in ("34.00", "110.00", "30.00", "6.00", "0.00")
+    ]
     [charts] = components(html, "charts")
     assert [(c["type"], c["label"]) for c in charts] == [
-        ("bar", "recognized"), ("bar", "invoiced"), ("balances", "unbilled (end)"),
-        ("balances", "deferred (end)"), ("balances", "receivable (end)")]
+        ("bar", "recognized"),
+        ("bar", "invoiced"),
+        ("balances", "unbilled (end)"),
+        ("balances", "deferred (end)"),
+        ("balances", "receivable (end)"),
+    ]
     assert [(d["date"], d["balance"]) for d in charts[0]["data"]] == [
-        ("2026-08-31", {"USD": 0}), ("2026-09-30", {"USD": Decimal("160.00")}),
-        ("2026-10-31", {"USD": Decimal("34.00")})][-len(charts[0]["data"]):]
+        ("2026-08-31", {"USD": 0}),
+        ("2026-09-30", {"USD": Decimal("160.00")}),
+        ("2026-10-31", {"USD": Decimal("34.00")}),
+    ][-len(charts[0]["data"]) :]
     assert "<svg" not in html  # no chart of its own
 
 
@@ -206,7 +255,11 @@ def test_revenue_figures_match_the_books_balances(workspace_root: Path) -> None:
     lines = {" ".join(line.split()) for line in close.splitlines()}
     assert "2026-10-01 balance Assets:Receivables:Unbilled:Acme 110.00 USD" in lines
     assert "2026-10-01 balance Liabilities:Deferred-Revenue:Beta -10.00 USD" in lines
-    assert (sep.unbilled, sep.deferred, sep.receivable) == (Decimal("110.00"), Decimal("10.00"), Decimal("60.00"))
+    assert (sep.unbilled, sep.deferred, sep.receivable) == (
+        Decimal("110.00"),
+        Decimal("10.00"),
+        Decimal("60.00"),
+    )
     assert oct_.recognized == Decimal("34.00")
 
 
@@ -255,11 +308,15 @@ def test_close_page(fava: Fava, workspace_root: Path) -> None:
 
     report = fava.client.get(f"/{fava.slug}/extension/MeterbookClose/close_report?month=2026-09")
     assert report.status_code == 200 and report.mimetype == "text/plain"
-    assert report.get_data(as_text=True) == (workspace_root / "books" / "2026" / "2026-09.close.md").read_text()
+    assert (
+        report.get_data(as_text=True)
+        == (workspace_root / "books" / "2026" / "2026-09.close.md").read_text()
+    )
     for month in ("2026-10", "../../meterbook.toml", "2026-9"):
-        missing = fava.client.get(f"/{fava.slug}/extension/MeterbookClose/close_report?month={month}")
+        missing = fava.client.get(
+            f"/{fava.slug}/extension/MeterbookClose/close_report?month={month}"
+        )
         assert missing.status_code == 404
-
 
 
 def test_close_page_verifies_the_seal_live(workspace_root: Path, tmp_path: Path) -> None:
@@ -288,13 +345,19 @@ def test_pages_say_why_without_a_workspace(workspace_root: Path, tmp_path: Path)
     fava = Fava(app, client, client.get("/").headers["Location"].strip("/").split("/")[0])
     for name in ("MeterbookRevenue", "MeterbookCustomers", "MeterbookClose"):
         html = fava.page(name)
-        assert '<p class="meterbook-notice">the meterbook workspace could not be opened: no meterbook.toml' in html
+        assert (
+            '<p class="meterbook-notice">the meterbook workspace could not be opened: no meterbook.toml'
+            in html
+        )
+
 
 def test_evidence_page(fava: Fava) -> None:
     html = fava.page("MeterbookEvidence")
     assert 'id="evidence-form"' in html and 'id="trace-result"' not in html
     traced = fava.page("MeterbookEvidence", "?ref=INV-2026-000002")
-    assert re.search(r"invoice INV-2026-000002:\s*<span class=\"meterbook-ok\">verified</span>", traced)
+    assert re.search(
+        r"invoice INV-2026-000002:\s*<span class=\"meterbook-ok\">verified</span>", traced
+    )
     assert "110.00 USD" in traced
     cycle = fava.page("MeterbookEvidence", "?ref=%5Eacme-2026-09-01")
     assert 'id="trace-result"' in cycle and "acme-2026-09-01" in cycle
@@ -308,14 +371,31 @@ def test_reports_page(fava: Fava) -> None:
     from ledger import reports
 
     html = fava.page("MeterbookReports")
-    names = ["revenue", "unbilled", "deferred", "aging", "rollforward", "arpu", "forecast", "risk", "tax"]
+    names = [
+        "revenue",
+        "unbilled",
+        "deferred",
+        "aging",
+        "rollforward",
+        "arpu",
+        "forecast",
+        "risk",
+        "tax",
+    ]
     assert list(reports.REPORTS) == names
     [links] = re.findall(r'<p id="report-names">(.*?)</p>', html, flags=re.S)
     assert re.findall(r'<a href="\?name=([a-z]+)">\1</a>', links) == names
     shown = fava.page("MeterbookReports", "?name=revenue&month=2026-09")
     assert 'id="report-title"' in shown
     # 100 + 50 calls at 1.00 in September; acme 100.00 + 10.00 of tokens
-    assert cells(shown, "2026-09") == ["2026-09", "usage", "api_calls", "Income:Usage:Api-Calls", "USD", "150.00"]
+    assert cells(shown, "2026-09") == [
+        "2026-09",
+        "usage",
+        "api_calls",
+        "Income:Usage:Api-Calls",
+        "USD",
+        "150.00",
+    ]
     assert re.search(r"<td>acme</td><td>USD</td><td class=\"num\">110.00</td>", shown)
     assert "is not YYYY-MM" in fava.page("MeterbookReports", "?name=revenue&month=2026-9")
     assert "no report named" in fava.page("MeterbookReports", "?name=nope")
@@ -324,31 +404,51 @@ def test_reports_page(fava: Fava) -> None:
 def test_report_cells_are_exact(fava: Fava) -> None:
     """Cells go through Fava's number formatter with the ledger's settings, no digit dropped."""
     page = MeterbookReports(fava.app.config["LEDGERS"][fava.slug])
-    assert page.cell(Decimal("1234.500")) == "1234.500"               # Fava's default: no locale, no grouping
-    assert page.cell(Decimal("7"), "USD") == "7.00" and page.cell(Decimal("0.125"), "USD") == "0.125"
+    assert page.cell(Decimal("1234.500")) == "1234.500"  # Fava's default: no locale, no grouping
+    assert (
+        page.cell(Decimal("7"), "USD") == "7.00" and page.cell(Decimal("0.125"), "USD") == "0.125"
+    )
     assert page.cell(None) == "" and page.cell(date(2026, 10, 1)) == "2026-10-01"
     assert money(Decimal("0"), "JPY") == "0" and money(Decimal("7"), "EUR") == "7.00"
 
 
 def test_writes_are_refused(fava: Fava, workspace_root: Path) -> None:
     base = f"/{fava.slug}"
-    assert fava.client.post(f"{base}/extension/MeterbookEvidence/", data={"ref": "x"}).status_code == 401
+    assert (
+        fava.client.post(f"{base}/extension/MeterbookEvidence/", data={"ref": "x"}).status_code
+        == 401
+    )
     # Fava's source editor: GET the file and its sha256, PUT it back changed with that sha256
     october = workspace_root / "books" / "2026" / "2026-10.beancount"
     before = october.read_bytes()
-    source = fava.client.get(f"{base}/api/source", query_string={"filename": str(october)}).get_json()["data"]
-    assert source["sha256sum"] == hashlib.sha256(before).hexdigest() and source["source"] == before.decode()
-    put = fava.client.put(f"{base}/api/source", json={
-        "file_path": str(october), "source": source["source"] + "\n; edited in Fava\n",
-        "sha256sum": source["sha256sum"]})
+    source = fava.client.get(
+        f"{base}/api/source", query_string={"filename": str(october)}
+    ).get_json()["data"]
+    assert (
+        source["sha256sum"] == hashlib.sha256(before).hexdigest()
+        and source["source"] == before.decode()
+    )
+    put = fava.client.put(
+        f"{base}/api/source",
+        json={
+            "file_path": str(october),
+            "source": source["source"] + "\n; edited in Fava\n",
+            "sha256sum": source["sha256sum"],
+        },
+    )
     assert put.status_code == 401
     assert october.read_bytes() == before
-    assert fava.client.post(f"{base}/extension/MeterbookClose/close_report?month=2026-09").status_code == 401
+    assert (
+        fava.client.post(f"{base}/extension/MeterbookClose/close_report?month=2026-09").status_code
+        == 401
+    )
     assert fava.client.delete(f"{base}/api/document?filename=x").status_code == 401
     assert fava.client.get(f"{base}/extension/MeterbookRevenue/").status_code == 200
 
 
-def test_the_refused_source_edit_is_one_fava_accepts_when_writable(workspace_root: Path, tmp_path: Path) -> None:
+def test_the_refused_source_edit_is_one_fava_accepts_when_writable(
+    workspace_root: Path, tmp_path: Path
+) -> None:
     """The control for :func:`test_writes_are_refused`: the same PUT to a writable Fava on a copy
     of the books is saved, so the refusal there is the read-only mode, not a malformed request."""
     import shutil
@@ -358,22 +458,34 @@ def test_the_refused_source_edit_is_one_fava_accepts_when_writable(workspace_roo
     shutil.copytree(workspace_root, tmp_path / "ws")
     october = tmp_path / "ws" / "books" / "2026" / "2026-10.beancount"
     before = october.read_bytes()
-    client = create_app([tmp_path / "ws" / "books" / "main.beancount"], load=True, read_only=False).test_client()
+    client = create_app(
+        [tmp_path / "ws" / "books" / "main.beancount"], load=True, read_only=False
+    ).test_client()
     base = "/" + client.get("/").headers["Location"].strip("/").split("/")[0]
-    source = client.get(f"{base}/api/source", query_string={"filename": str(october)}).get_json()["data"]
-    put = client.put(f"{base}/api/source", json={
-        "file_path": str(october), "source": source["source"] + "\n; edited in Fava\n",
-        "sha256sum": source["sha256sum"]})
+    source = client.get(f"{base}/api/source", query_string={"filename": str(october)}).get_json()[
+        "data"
+    ]
+    put = client.put(
+        f"{base}/api/source",
+        json={
+            "file_path": str(october),
+            "source": source["source"] + "\n; edited in Fava\n",
+            "sha256sum": source["sha256sum"],
+        },
+    )
     assert put.status_code == 200, put.get_data(as_text=True)
     assert october.read_bytes() == before + b"\n; edited in Fava\n"
 
 
 def test_serve_refuses_a_remote_host_unless_allowed(workspace_root: Path) -> None:
-    result = CliRunner().invoke(cli, ["--workspace", str(workspace_root), "serve", "--host", "0.0.0.0"])
+    result = CliRunner().invoke(
+        cli, ["--workspace", str(workspace_root), "serve", "--host", "0.0.0.0"]
+    )
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
         "meterbook: error: --host 0.0.0.0 is not a loopback address: Fava has no authentication, anyone who can "
-        "reach it reads the books; pass --allow-remote to serve it anyway"]
+        "reach it reads the books; pass --allow-remote to serve it anyway"
+    ]
     warning = serve.check_host("192.0.2.7", allow_remote=True)
     assert warning is not None and "Fava has no authentication" in warning
     for host in ("127.0.0.1", "127.8.0.1", "localhost", "::1", "[::1]"):
@@ -389,7 +501,9 @@ def test_serve_needs_books(tmp_path: Path) -> None:
     assert "main.beancount does not exist: run 'meterbook post' first" in result.output
 
 
-@pytest.mark.parametrize("name", ["ledger.fava_ext", "ledger.fava_ext.chart", "ledger.fava_ext.figures", "ledger.serve"])
+@pytest.mark.parametrize(
+    "name", ["ledger.fava_ext", "ledger.fava_ext.chart", "ledger.fava_ext.figures", "ledger.serve"]
+)
 def test_docstring_examples(name: str) -> None:
     import doctest
     import importlib

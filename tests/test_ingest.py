@@ -65,8 +65,14 @@ HEADER = "id,source,customer,type,time,tokens,bytes,region,gb,user\n"
 def run(url: str, rules_dir: Path, path: Path, **kw: object) -> ImportReport:
     engine = open_store(url)
     try:
-        rules = make_rules(rules_dir) if not (rules_dir / "meters.yaml").exists() else load_rules(rules_dir)
-        return ingest_file(engine, rules, path, select_importer(path, default_importers()), now=NOW, **kw)  # type: ignore[arg-type]
+        rules = (
+            make_rules(rules_dir)
+            if not (rules_dir / "meters.yaml").exists()
+            else load_rules(rules_dir)
+        )
+        return ingest_file(
+            engine, rules, path, select_importer(path, default_importers()), now=NOW, **kw
+        )  # type: ignore[arg-type]
     finally:
         engine.dispose()
 
@@ -81,7 +87,9 @@ def table(url: str, t: sa.Table) -> list[sa.Row]:  # type: ignore[type-arg]
 
 
 def check_sum(report: ImportReport) -> None:
-    assert report.received == report.accepted + report.duplicates + report.conflicts + report.rejected
+    assert (
+        report.received == report.accepted + report.duplicates + report.conflicts + report.rejected
+    )
     assert report.rejected == sum(report.reasons.values())
 
 
@@ -106,7 +114,11 @@ CASES = [
     ("10 places", "e,app,acme,llm.completion,2026-10-05T08:30:00Z,0.0000000001,,,,", "bad_number"),
     ("garbage", "e,app,acme,llm.completion,2026-10-05T08:30:00Z,12kg,,,,", "bad_number"),
     ("negative", "e,app,acme,llm.completion,2026-10-05T08:30:00Z,-1,,,,", "negative_quantity"),
-    ("negative max", "e,app,acme,storage.snapshot,2026-10-05T08:30:00Z,,,,-0.5,", "negative_quantity"),
+    (
+        "negative max",
+        "e,app,acme,storage.snapshot,2026-10-05T08:30:00Z,,,,-0.5,",
+        "negative_quantity",
+    ),
     ("filter applies", "e,app,acme,llm.completion,2026-10-05T08:30:00Z,5,,eu,,", "missing_field"),
     ("filter skips", "e,app,acme,llm.completion,2026-10-05T08:30:00Z,5,,us,,", None),
     ("bytes garbage eu", "e,app,acme,llm.completion,2026-10-05T08:30:00Z,5,x,eu,,", "bad_number"),
@@ -118,7 +130,9 @@ CASES = [
 
 
 @pytest.mark.parametrize(("name", "line", "reason"), CASES, ids=[c[0] for c in CASES])
-def test_each_reason(store_url: str, tmp_path: Path, name: str, line: str, reason: str | None) -> None:
+def test_each_reason(
+    store_url: str, tmp_path: Path, name: str, line: str, reason: str | None
+) -> None:
     report = run(store_url, tmp_path / "rules", write(tmp_path / "u.csv", HEADER + line + "\n"))
     check_sum(report)
     assert report.received == 1
@@ -143,18 +157,37 @@ def test_json_reasons(store_url: str, tmp_path: Path) -> None:
         b"{broken",
         b"",
     ]
-    report = run(store_url, tmp_path / "rules", write(tmp_path / "u.jsonl", b"\n".join(lines) + b"\n"))
+    report = run(
+        store_url, tmp_path / "rules", write(tmp_path / "u.jsonl", b"\n".join(lines) + b"\n")
+    )
     check_sum(report)
     assert report.accepted == 2
-    assert report.reasons == {"bad_number": 3, "negative_quantity": 1, "bad_encoding": 1, "bad_json": 1}
+    assert report.reasons == {
+        "bad_number": 3,
+        "negative_quantity": 1,
+        "bad_encoding": 1,
+        "bad_json": 1,
+    }
     stored = {r.event_id: r for r in table(store_url, events)}
-    assert stored["a"].properties == '{"tokens":"1.5"}' and stored["a"].numbers == '{"tokens":[1,500000000]}'
+    assert (
+        stored["a"].properties == '{"tokens":"1.5"}'
+        and stored["a"].numbers == '{"tokens":[1,500000000]}'
+    )
 
 
 def test_cloudevents(store_url: str, tmp_path: Path) -> None:
-    event = {"specversion": "1.0", "id": "ce-1", "source": "/eu", "type": "llm.completion", "subject": "acme",
-             "time": "2026-10-05T08:30:00+02:00", "data": {"tokens": 12}}
-    path = write(tmp_path / "ce.json", json.dumps([event, dict(event, id="ce-2", subject="nobody")]))
+    event = {
+        "specversion": "1.0",
+        "id": "ce-1",
+        "source": "/eu",
+        "type": "llm.completion",
+        "subject": "acme",
+        "time": "2026-10-05T08:30:00+02:00",
+        "data": {"tokens": 12},
+    }
+    path = write(
+        tmp_path / "ce.json", json.dumps([event, dict(event, id="ce-2", subject="nobody")])
+    )
     report = run(store_url, tmp_path / "rules", path)
     assert (report.accepted, report.reasons) == (1, {"unknown_customer": 1})
     [row] = table(store_url, events)
@@ -164,25 +197,64 @@ def test_cloudevents(store_url: str, tmp_path: Path) -> None:
 def test_hash_is_the_canonical_event_hash() -> None:
     rules = make_rules_tmp()
     checks = Checks(rules, NOW)
-    ev = RawEvent(1, "", 'e"1\\', "src\u2028", "acme", "llm.completion", "2026-10-05T08:30:00.250+02:00",
-                  dict(sorted({"région": "é\n\"x\"", "tokens": "0012.500", "z": "1e3", "a": "-0"}.items())))
+    ev = RawEvent(
+        1,
+        "",
+        'e"1\\',
+        "src\u2028",
+        "acme",
+        "llm.completion",
+        "2026-10-05T08:30:00.250+02:00",
+        dict(sorted({"région": 'é\n"x"', "tokens": "0012.500", "z": "1e3", "a": "-0"}.items())),
+    )
     row = checks.row(ev, 1)
-    canonical = Event.build(source=ev.source, id=ev.id, customer=ev.customer, type=ev.type,
-                            time=parse_time(ev.time), properties=ev.properties)
-    assert canonical.row(1) == dict(zip(["source", "event_id", "customer", "type", "time_us", "properties",
-                                         "numbers", "payload_hash", "batch_id"], row, strict=True))
+    canonical = Event.build(
+        source=ev.source,
+        id=ev.id,
+        customer=ev.customer,
+        type=ev.type,
+        time=parse_time(ev.time),
+        properties=ev.properties,
+    )
+    assert canonical.row(1) == dict(
+        zip(
+            [
+                "source",
+                "event_id",
+                "customer",
+                "type",
+                "time_us",
+                "properties",
+                "numbers",
+                "payload_hash",
+                "batch_id",
+            ],
+            row,
+            strict=True,
+        )
+    )
 
 
 _text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=8)
 
 
 @settings(max_examples=300, deadline=None)
-@given(props=st.dictionaries(_text.filter(bool), st.one_of(_text, st.decimals(allow_nan=True).map(str),
-                                                           st.integers().map(str))),
-       ident=_text.filter(bool), source=_text.filter(bool),
-       when=st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2026, 10, 1),
-                         timezones=st.sampled_from([UTC, parse_time("2026-01-01T00:00:00+05:30").tzinfo])))
-def test_hash_matches_events_module(props: dict[str, str], ident: str, source: str, when: datetime) -> None:
+@given(
+    props=st.dictionaries(
+        _text.filter(bool),
+        st.one_of(_text, st.decimals(allow_nan=True).map(str), st.integers().map(str)),
+    ),
+    ident=_text.filter(bool),
+    source=_text.filter(bool),
+    when=st.datetimes(
+        min_value=datetime(1970, 1, 2),
+        max_value=datetime(2026, 10, 1),
+        timezones=st.sampled_from([UTC, parse_time("2026-01-01T00:00:00+05:30").tzinfo]),
+    ),
+)
+def test_hash_matches_events_module(
+    props: dict[str, str], ident: str, source: str, when: datetime
+) -> None:
     checks = Checks(RULES, NOW)
     props = dict(sorted(props.items()))
     for fmt in ("%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S.%f%z"):
@@ -190,9 +262,20 @@ def test_hash_matches_events_module(props: dict[str, str], ident: str, source: s
         text = text[:-2] + ":" + text[-2:]
         ev = RawEvent(1, "", ident, source, "acme", "api.request", text, props)
         row = checks.row(ev, 1)
-        event = Event.build(source=source, id=ident, customer="acme", type="api.request", time=parse_time(text),
-                            properties=props)
-        assert row[4:8] == (event.time_us, event.properties_json, event.numbers_json, event.payload_hash)
+        event = Event.build(
+            source=source,
+            id=ident,
+            customer="acme",
+            type="api.request",
+            time=parse_time(text),
+            properties=props,
+        )
+        assert row[4:8] == (
+            event.time_us,
+            event.properties_json,
+            event.numbers_json,
+            event.payload_hash,
+        )
 
 
 def make_rules_tmp() -> Rules:
@@ -204,13 +287,18 @@ def make_rules_tmp() -> Rules:
 RULES = make_rules_tmp()
 
 
-def test_reingest_accepts_nothing_and_conflicts_are_quarantined(store_url: str, tmp_path: Path) -> None:
-    path = write(tmp_path / "u.csv", HEADER
-                 + "e1,app,acme,api.request,2026-10-05T08:30:00Z,,,,,\n"
-                 + "e2,app,acme,api.request,2026-10-05T08:31:00Z,,,,,\n"
-                 + "e2,app,acme,api.request,2026-10-05T08:31:00Z,,,,,\n"      # duplicate within the file
-                 + "e1,app,acme,api.request,2026-10-05T09:00:00Z,,,,,\n"      # conflict within the file
-                 + "e1,other,acme,api.request,2026-10-05T09:00:00Z,,,,,\n")   # another source: another event
+def test_reingest_accepts_nothing_and_conflicts_are_quarantined(
+    store_url: str, tmp_path: Path
+) -> None:
+    path = write(
+        tmp_path / "u.csv",
+        HEADER
+        + "e1,app,acme,api.request,2026-10-05T08:30:00Z,,,,,\n"
+        + "e2,app,acme,api.request,2026-10-05T08:31:00Z,,,,,\n"
+        + "e2,app,acme,api.request,2026-10-05T08:31:00Z,,,,,\n"  # duplicate within the file
+        + "e1,app,acme,api.request,2026-10-05T09:00:00Z,,,,,\n"  # conflict within the file
+        + "e1,other,acme,api.request,2026-10-05T09:00:00Z,,,,,\n",
+    )  # another source: another event
     first = run(store_url, tmp_path / "rules", path)
     assert (first.received, first.accepted, first.duplicates, first.conflicts) == (5, 3, 1, 1)
     again = run(store_url, tmp_path / "rules", path)
@@ -222,14 +310,21 @@ def test_reingest_accepts_nothing_and_conflicts_are_quarantined(store_url: str, 
     assert all(c.stored_hash == stored[("app", "e1")].payload_hash != c.payload_hash for c in found)
     assert json.loads(found[0].payload)["time_us"] == 1791190800000000
     rows = table(store_url, batches)
-    assert [(b.received, b.accepted, b.duplicates, b.conflicts) for b in rows] == [(5, 3, 1, 1), (5, 0, 4, 1)]
+    assert [(b.received, b.accepted, b.duplicates, b.conflicts) for b in rows] == [
+        (5, 3, 1, 1),
+        (5, 0, 4, 1),
+    ]
     assert rows[0].sha256 == rows[1].sha256 and len(rows[0].sha256) == 64
 
 
 def test_duplicates_across_chunks(store_url: str, tmp_path: Path) -> None:
     lines = [f"e{i % 7},app,acme,api.request,2026-10-05T08:3{i % 3}:00Z,,,,," for i in range(40)]
-    report = run(store_url, tmp_path / "rules", write(tmp_path / "u.csv", HEADER + "\n".join(lines) + "\n"),
-                 chunk_size=4)
+    report = run(
+        store_url,
+        tmp_path / "rules",
+        write(tmp_path / "u.csv", HEADER + "\n".join(lines) + "\n"),
+        chunk_size=4,
+    )
     check_sum(report)
     assert report.accepted == 7
     assert report.conflicts + report.duplicates == 33
@@ -237,8 +332,11 @@ def test_duplicates_across_chunks(store_url: str, tmp_path: Path) -> None:
 
 
 def test_unknown_columns_become_properties(store_url: str, tmp_path: Path) -> None:
-    path = write(tmp_path / "u.csv", "time,customer,type,id,Zone,plan tier,empty\n"
-                 "2026-10-05T08:30:00Z,acme,api.request,e1,eu-1,\"gold, \"\"new\"\"\",\n")
+    path = write(
+        tmp_path / "u.csv",
+        "time,customer,type,id,Zone,plan tier,empty\n"
+        '2026-10-05T08:30:00Z,acme,api.request,e1,eu-1,"gold, ""new""",\n',
+    )
     assert run(store_url, tmp_path / "rules", path).accepted == 1
     [row] = table(store_url, events)
     assert json.loads(row.properties) == {"Zone": "eu-1", "plan tier": 'gold, "new"'}
@@ -268,8 +366,13 @@ def test_hundred_megabyte_line(store_url: str, tmp_path: Path) -> None:
     assert reject.line == 3 and len(reject.raw) < 2000
 
 
-def test_crash_inside_leaves_nothing(store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    lines = [f"e{i},app,{'acme' if i % 2 else 'nobody'},api.request,2026-10-05T08:30:00Z,,,,," for i in range(100)]
+def test_crash_inside_leaves_nothing(
+    store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lines = [
+        f"e{i},app,{'acme' if i % 2 else 'nobody'},api.request,2026-10-05T08:30:00Z,,,,,"
+        for i in range(100)
+    ]
     path = write(tmp_path / "u.csv", HEADER + "\n".join(lines) + "\n")
     original = ingest._Batch.add
     calls = []
@@ -313,8 +416,13 @@ def test_kill_mid_import_leaves_nothing(store_url: str, tmp_path: Path) -> None:
     lines = [f"e{i},app,acme,api.request,2026-10-05T08:30:00Z,,,,," for i in range(1000)]
     path = write(tmp_path / "u.csv", HEADER + "\n".join(lines) + "\n")
     open_store(store_url).dispose()
-    proc = subprocess.run([sys.executable, "-c", KILLER, store_url, str(tmp_path / "rules"), str(path)],
-                          cwd=Path(__file__).parent.parent, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLER, store_url, str(tmp_path / "rules"), str(path)],
+        cwd=Path(__file__).parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     for t in (events, rejects, batches):
         assert table(store_url, t) == []
@@ -322,12 +430,18 @@ def test_kill_mid_import_leaves_nothing(store_url: str, tmp_path: Path) -> None:
 
 
 def test_retry_rejected_after_customer_added(store_url: str, tmp_path: Path) -> None:
-    path = write(tmp_path / "u.csv", HEADER + "e1,app,initech,api.request,2026-10-05T08:30:00Z,,,,,\n"
-                 + "e2,app,acme,api.request,2026-10-05T08:30:00Z,,,,,\n"
-                 + "e3,app,initech,api.request,2026-10-05,,,,,\n")
+    path = write(
+        tmp_path / "u.csv",
+        HEADER
+        + "e1,app,initech,api.request,2026-10-05T08:30:00Z,,,,,\n"
+        + "e2,app,acme,api.request,2026-10-05T08:30:00Z,,,,,\n"
+        + "e3,app,initech,api.request,2026-10-05,,,,,\n",
+    )
     first = run(store_url, tmp_path / "rules", path)
     assert first.reasons == {"unknown_customer": 1, "bad_time": 1}
-    rules = make_rules(tmp_path / "rules", "customers:\n  acme: {currency: USD}\n  initech: {currency: USD}\n")
+    rules = make_rules(
+        tmp_path / "rules", "customers:\n  acme: {currency: USD}\n  initech: {currency: USD}\n"
+    )
     engine = open_store(store_url)
     try:
         report = retry_rejected(engine, rules, now=NOW)
@@ -356,17 +470,35 @@ def test_cli_json_lines(workspace: Path) -> None:
     code, out, _ = cli(workspace, "ingest", "--json", str(sample), str(sample))
     assert code == 0
     first, second = (json.loads(line) for line in out.splitlines())
-    assert list(first) == ["file", "received", "accepted", "duplicates", "conflicts", "rejected", "reasons"]
+    assert list(first) == [
+        "file",
+        "received",
+        "accepted",
+        "duplicates",
+        "conflicts",
+        "rejected",
+        "reasons",
+    ]
     assert first["received"] == second["received"] == 6
     assert (first["accepted"], second["accepted"], second["duplicates"]) == (4, 0, 5)
     code, out, _ = cli(workspace, "ingest", str(sample))
-    assert code == 0 and "received 6, accepted 0, duplicates 5, conflicts 0, rejected 1 (unknown_customer 1)" in out
+    assert (
+        code == 0
+        and "received 6, accepted 0, duplicates 5, conflicts 0, rejected 1 (unknown_customer 1)"
+        in out
+    )
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    ("id;customer;type;time\ne;acme;api.request;2026-01-03T10:00:00Z\n", "delimiter looks like ';'"),
-    ("id,customer,type,time,id\n", "duplicate column 'id'"),
-])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (
+            "id;customer;type;time\ne;acme;api.request;2026-01-03T10:00:00Z\n",
+            "delimiter looks like ';'",
+        ),
+        ("id,customer,type,time,id\n", "duplicate column 'id'"),
+    ],
+)
 def test_cli_bad_header_refuses_every_file(workspace: Path, content: str, message: str) -> None:
     good = workspace / "samples" / "events.csv"
     bad = write(workspace / "bad.csv", content)
@@ -384,12 +516,16 @@ def test_cli_bad_usage(workspace: Path) -> None:
     assert cli(workspace, "ingest")[0] == 2
     code, _, err = cli(workspace, "ingest", str(workspace / "missing.csv"))
     assert code == 2 and "no such file" in err
-    code, _, err = cli(workspace, "ingest", "--importer", "nope", str(workspace / "samples" / "events.csv"))
+    code, _, err = cli(
+        workspace, "ingest", "--importer", "nope", str(workspace / "samples" / "events.csv")
+    )
     assert code == 2 and "unknown importer 'nope'" in err
     weird = write(workspace / "data.bin", b"\x00\x01")
     code, _, err = cli(workspace, "ingest", str(weird))
     assert code == 2 and "no importer recognises" in err
-    code, out, _ = cli(workspace, "ingest", "--importer", "events-csv", str(workspace / "samples" / "events.csv"))
+    code, out, _ = cli(
+        workspace, "ingest", "--importer", "events-csv", str(workspace / "samples" / "events.csv")
+    )
     assert code == 0 and "accepted 4" in out
 
 
@@ -399,8 +535,15 @@ def test_cli_retry_rejected(workspace: Path) -> None:
     customers.write_text(customers.read_text() + "  nobody:\n    currency: USD\n")
     code, out, _ = cli(workspace, "ingest", "--retry-rejected", "--json")
     assert code == 0
-    assert json.loads(out) == {"file": "<retry-rejected>", "received": 1, "accepted": 1, "duplicates": 0,
-                               "conflicts": 0, "rejected": 0, "reasons": {}}
+    assert json.loads(out) == {
+        "file": "<retry-rejected>",
+        "received": 1,
+        "accepted": 1,
+        "duplicates": 0,
+        "conflicts": 0,
+        "rejected": 0,
+        "reasons": {},
+    }
 
 
 # --- invariants --------------------------------------------------------------------------
@@ -408,29 +551,74 @@ def test_cli_retry_rejected(workspace: Path) -> None:
 
 #: A row of the property below: (source, id, kind, customer, minute). ``ok`` rows are events
 #: (payload = customer and minute); the other kinds are rows rejected for that reason.
-_row = st.tuples(st.sampled_from(["a", "b"]), st.integers(0, 9),
-                 st.sampled_from(["ok", "ok", "ok", "ok", "bad_number", "bad_time", "missing_field",
-                                  "unknown_customer", "negative_quantity"]),
-                 st.sampled_from(["acme", "globex"]), st.integers(0, 2))
+_row = st.tuples(
+    st.sampled_from(["a", "b"]),
+    st.integers(0, 9),
+    st.sampled_from(
+        [
+            "ok",
+            "ok",
+            "ok",
+            "ok",
+            "bad_number",
+            "bad_time",
+            "missing_field",
+            "unknown_customer",
+            "negative_quantity",
+        ]
+    ),
+    st.sampled_from(["acme", "globex"]),
+    st.integers(0, 2),
+)
 Row = tuple[str, int, str, str, int]
 
 
 def _line(row: Row) -> str:
     source, ident, kind, customer, minute = row
-    cells = {"id": f"e{ident}", "source": source, "customer": customer, "type": "llm.completion",
-             "time": f"2026-10-05T08:3{minute}:00Z", "tokens": str(minute + 1)}
-    cells.update({"bad_number": {"tokens": "12kg"}, "bad_time": {"time": "yesterday"}, "missing_field": {"id": ""},
-                  "unknown_customer": {"customer": "nobody"}, "negative_quantity": {"tokens": "-1"},
-                  "ok": {}}[kind])
-    return ",".join([cells["id"], cells["source"], cells["customer"], cells["type"], cells["time"], cells["tokens"],
-                     "", "", "", ""])
+    cells = {
+        "id": f"e{ident}",
+        "source": source,
+        "customer": customer,
+        "type": "llm.completion",
+        "time": f"2026-10-05T08:3{minute}:00Z",
+        "tokens": str(minute + 1),
+    }
+    cells.update(
+        {
+            "bad_number": {"tokens": "12kg"},
+            "bad_time": {"time": "yesterday"},
+            "missing_field": {"id": ""},
+            "unknown_customer": {"customer": "nobody"},
+            "negative_quantity": {"tokens": "-1"},
+            "ok": {},
+        }[kind]
+    )
+    return ",".join(
+        [
+            cells["id"],
+            cells["source"],
+            cells["customer"],
+            cells["type"],
+            cells["time"],
+            cells["tokens"],
+            "",
+            "",
+            "",
+            "",
+        ]
+    )
 
 
 def _payload_hash(row: Row) -> str:
     source, ident, _kind, customer, minute = row
-    return Event.build(source=source, id=f"e{ident}", customer=customer, type="llm.completion",
-                       time=parse_time(f"2026-10-05T08:3{minute}:00Z"), properties={"tokens": str(minute + 1)}
-                       ).payload_hash
+    return Event.build(
+        source=source,
+        id=f"e{ident}",
+        customer=customer,
+        type="llm.completion",
+        time=parse_time(f"2026-10-05T08:3{minute}:00Z"),
+        properties={"tokens": str(minute + 1)},
+    ).payload_hash
 
 
 class _Model:
@@ -472,10 +660,13 @@ def _clear(url: str) -> None:
         engine.dispose()
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(rows=st.lists(_row, max_size=30), data=st.data())
-def test_order_and_chunks_do_not_change_the_store(store_url: str, tmp_path_factory: pytest.TempPathFactory,
-                                                  rows: list[Row], data: st.DataObject) -> None:
+def test_order_and_chunks_do_not_change_the_store(
+    store_url: str, tmp_path_factory: pytest.TempPathFactory, rows: list[Row], data: st.DataObject
+) -> None:
     """The same rows, in file order as one file, then shuffled and cut into files imported in
     any chunk size, leave the store :class:`_Model` predicts; each report adds up (received =
     accepted + duplicates + conflicts + rejected, per file and in total) and re-importing
@@ -488,18 +679,28 @@ def test_order_and_chunks_do_not_change_the_store(store_url: str, tmp_path_facto
         tmp = tmp_path_factory.mktemp("run")
         bounds = [0, *pieces, len(order)]
         parts = [list(order[a:b]) for a, b in itertools.pairwise(bounds)]
-        paths = [write(tmp / f"part{i}.csv", HEADER + "".join(_line(r) + "\n" for r in part))
-                 for i, part in enumerate(parts)]
+        paths = [
+            write(tmp / f"part{i}.csv", HEADER + "".join(_line(r) + "\n" for r in part))
+            for i, part in enumerate(parts)
+        ]
         model = _Model()
         reports = []
         for part, path in zip(parts, paths, strict=True):
             report = run(store_url, tmp / "rules", path, chunk_size=data.draw(st.integers(1, 8)))
             check_sum(report)
-            assert (report.received, report.accepted, report.duplicates, report.conflicts,
-                    dict(report.reasons)) == model.ingest(part)
+            assert (
+                report.received,
+                report.accepted,
+                report.duplicates,
+                report.conflicts,
+                dict(report.reasons),
+            ) == model.ingest(part)
             reports.append(report)
-        assert sum(r.received for r in reports) == len(rows) == sum(
-            r.accepted + r.duplicates + r.conflicts + r.rejected for r in reports)
+        assert (
+            sum(r.received for r in reports)
+            == len(rows)
+            == sum(r.accepted + r.duplicates + r.conflicts + r.rejected for r in reports)
+        )
         stored = table(store_url, events)
         assert {(e.source, e.event_id): e.payload_hash for e in stored} == model.stored
         assert len(table(store_url, conflicts)) == sum(r.conflicts for r in reports)
@@ -507,8 +708,13 @@ def test_order_and_chunks_do_not_change_the_store(store_url: str, tmp_path_facto
         for part, path in zip(parts, paths, strict=True):  # re-ingest is a no-op
             again = run(store_url, tmp / "rules", path, chunk_size=data.draw(st.integers(1, 8)))
             check_sum(again)
-            assert (again.received, again.accepted, again.duplicates, again.conflicts,
-                    dict(again.reasons)) == model.ingest(part)
+            assert (
+                again.received,
+                again.accepted,
+                again.duplicates,
+                again.conflicts,
+                dict(again.reasons),
+            ) == model.ingest(part)
             assert again.accepted == 0
         assert table(store_url, events) == stored
         stores.append(model.stored)
@@ -549,9 +755,17 @@ def test_four_processes_store_each_event_once(pg_url: str, tmp_path: Path) -> No
             ids.reverse()
         body = "".join(f"e{i},app,acme,api.request,2026-10-05T08:30:00Z,,,,,\n" for i in ids)
         files.append(write(tmp_path / f"w{w}.csv", HEADER + body))
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER, pg_url, str(tmp_path / "rules"), str(f)],
-                              cwd=Path(__file__).parent.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, env=dict(os.environ)) for f in files]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, pg_url, str(tmp_path / "rules"), str(f)],
+            cwd=Path(__file__).parent.parent,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=dict(os.environ),
+        )
+        for f in files
+    ]
     reports = []
     for p in procs:
         out, err = p.communicate(timeout=300)
@@ -561,4 +775,7 @@ def test_four_processes_store_each_event_once(pg_url: str, tmp_path: Path) -> No
     assert len(stored) == len({(e.source, e.event_id) for e in stored}) == 5000
     assert sum(r["accepted"] for r in reports) == 5000
     assert sum(r["duplicates"] for r in reports) == 8000 - 5000
-    assert all(r["received"] == r["accepted"] + r["duplicates"] + r["conflicts"] + r["rejected"] for r in reports)
+    assert all(
+        r["received"] == r["accepted"] + r["duplicates"] + r["conflicts"] + r["rejected"]
+        for r in reports
+    )

@@ -36,7 +36,10 @@ ROWS = [
     "old,app,acme,api.request,2026-10-01T00:00:00Z,,,,,",  # stored by the first import: duplicate
     "old2,app,acme,api.request,2026-10-01T00:00:00Z,,,,,",  # stored with another payload: conflict
 ]
-FIRST = HEADER + "old,app,acme,api.request,2026-10-01T00:00:00Z,,,,,\nold2,app,acme,login,2026-10-01T00:00:00Z,,,,,al\n"
+FIRST = (
+    HEADER
+    + "old,app,acme,api.request,2026-10-01T00:00:00Z,,,,,\nold2,app,acme,login,2026-10-01T00:00:00Z,,,,,al\n"
+)
 
 
 def content(url: str) -> dict[str, list[tuple[Any, ...]]]:
@@ -44,21 +47,48 @@ def content(url: str) -> dict[str, list[tuple[Any, ...]]]:
     return {
         # without the typed quantity (q_name, q_units, q_nanos), which only PostgreSQL fills
         "events": sorted(tuple(r)[1:10] for r in table(url, events)),
-        "rejects": sorted((r.file, r.line, r.reason, r.detail, r.raw, r.record) for r in table(url, rejects)),
-        "conflicts": sorted((r.source, r.event_id, r.stored_hash, r.payload_hash, r.payload, r.line)
-                            for r in table(url, conflicts)),
-        "batches": sorted((r.file, r.sha256, r.received, r.accepted, r.duplicates, r.conflicts, r.rejected,
-                           r.reasons) for r in table(url, batches)),
+        "rejects": sorted(
+            (r.file, r.line, r.reason, r.detail, r.raw, r.record) for r in table(url, rejects)
+        ),
+        "conflicts": sorted(
+            (r.source, r.event_id, r.stored_hash, r.payload_hash, r.payload, r.line)
+            for r in table(url, conflicts)
+        ),
+        "batches": sorted(
+            (
+                r.file,
+                r.sha256,
+                r.received,
+                r.accepted,
+                r.duplicates,
+                r.conflicts,
+                r.rejected,
+                r.reasons,
+            )
+            for r in table(url, batches)
+        ),
     }
 
 
-def ingest_into(url: str, rules_dir: Path, *paths: Path, chunk_size: int = ingest.CHUNK,
-                **kw: Any) -> list[ImportReport]:
+def ingest_into(
+    url: str, rules_dir: Path, *paths: Path, chunk_size: int = ingest.CHUNK, **kw: Any
+) -> list[ImportReport]:
     engine = open_store(url)
     try:
         rules = make_rules(rules_dir)
-        return [ingest_file(engine, rules, p, select_importer(p, default_importers()), now=NOW, name=p.name,
-                            chunk_size=chunk_size, **kw) for p in paths]
+        return [
+            ingest_file(
+                engine,
+                rules,
+                p,
+                select_importer(p, default_importers()),
+                now=NOW,
+                name=p.name,
+                chunk_size=chunk_size,
+                **kw,
+            )
+            for p in paths
+        ]
     finally:
         engine.dispose()
 
@@ -69,14 +99,20 @@ def parallel(monkeypatch: pytest.MonkeyPatch) -> None:
     if not sys.platform.startswith("linux"):
         pytest.skip("the parser process is forked (Linux only)")
     monkeypatch.setattr(ingest, "PARALLEL_MIN_BYTES", 0)
-    monkeypatch.setattr(ingest, "PARALLEL_WHEN_BUSY", True)  # however busy the machine running the tests
+    monkeypatch.setattr(
+        ingest, "PARALLEL_WHEN_BUSY", True
+    )  # however busy the machine running the tests
 
 
 @pytest.mark.parametrize("chunk_size", [1, 3, 1000])
-def test_parallel_stores_what_serial_stores(store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                            chunk_size: int) -> None:
+def test_parallel_stores_what_serial_stores(
+    store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk_size: int
+) -> None:
     first = write(tmp_path / "first.csv", FIRST)
-    second = write(tmp_path / "second.csv", (HEADER + "\n".join(ROWS) + "\n").encode() + b"\xff\xfe bad utf-8\n")
+    second = write(
+        tmp_path / "second.csv",
+        (HEADER + "\n".join(ROWS) + "\n").encode() + b"\xff\xfe bad utf-8\n",
+    )
     serial_url = f"sqlite:///{tmp_path / 'serial.sqlite'}"
     monkeypatch.setattr(ingest, "PARALLEL_MIN_BYTES", 1 << 62)
     expected = ingest_into(serial_url, tmp_path / "rules", first, second, chunk_size=chunk_size)
@@ -84,9 +120,21 @@ def test_parallel_stores_what_serial_stores(store_url: str, tmp_path: Path, monk
     monkeypatch.setattr(ingest, "PARALLEL_WHEN_BUSY", True)
     got = ingest_into(store_url, tmp_path / "rules", first, second, chunk_size=chunk_size)
     assert [r.to_json() for r in got] == [r.to_json() for r in expected]
-    assert (got[1].received, got[1].accepted, got[1].duplicates, got[1].conflicts, got[1].rejected) == (15, 5, 2, 2, 6)
-    assert got[1].reasons == {"bad_csv": 1, "bad_encoding": 1, "bad_number": 1, "bad_time": 1, "too_long": 1,
-                              "unknown_customer": 1}
+    assert (
+        got[1].received,
+        got[1].accepted,
+        got[1].duplicates,
+        got[1].conflicts,
+        got[1].rejected,
+    ) == (15, 5, 2, 2, 6)
+    assert got[1].reasons == {
+        "bad_csv": 1,
+        "bad_encoding": 1,
+        "bad_number": 1,
+        "bad_time": 1,
+        "too_long": 1,
+        "unknown_customer": 1,
+    }
     assert got[1].sha256 == expected[1].sha256 != ""
     assert content(store_url) == content(serial_url)
     # and again: nothing new
@@ -98,21 +146,26 @@ def test_parallel_progress_counts_every_byte(parallel: None, tmp_path: Path) -> 
     lines = [f"e{i},app,acme,api.request,2026-10-05T08:30:00Z,,,,," for i in range(500)]
     path = write(tmp_path / "u.csv", HEADER + "\n".join(lines) + "\n")
     seen: list[int] = []
-    [report] = ingest_into(sqlite_url(tmp_path), tmp_path / "rules", path, chunk_size=64, progress=seen.append)
+    [report] = ingest_into(
+        sqlite_url(tmp_path), tmp_path / "rules", path, chunk_size=64, progress=seen.append
+    )
     assert report.accepted == 500
     assert sum(seen) == path.stat().st_size  # in read blocks of 1 MiB: here one
 
 
 def test_parallel_bad_header_writes_nothing(parallel: None, store_url: str, tmp_path: Path) -> None:
-    path = write(tmp_path / "u.csv", "id;customer;type;time\ne1;acme;api.request;2026-10-05T08:30:00Z\n")
+    path = write(
+        tmp_path / "u.csv", "id;customer;type;time\ne1;acme;api.request;2026-10-05T08:30:00Z\n"
+    )
     with pytest.raises(BadInput, match="delimiter looks like ';'"):
         ingest_into(store_url, tmp_path / "rules", path)
     for t in (events, rejects, batches):
         assert table(store_url, t) == []
 
 
-def test_parser_death_rolls_back(parallel: None, store_url: str, tmp_path: Path,
-                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_parser_death_rolls_back(
+    parallel: None, store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     lines = [f"e{i},app,acme,api.request,2026-10-05T08:30:00Z,,,,," for i in range(100)]
     path = write(tmp_path / "u.csv", HEADER + "\n".join(lines) + "\n")
     original = ingest._Judge.__call__
@@ -131,8 +184,9 @@ def test_parser_death_rolls_back(parallel: None, store_url: str, tmp_path: Path,
         assert table(store_url, t) == []
 
 
-def test_parser_bug_is_reported_and_rolls_back(parallel: None, tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_parser_bug_is_reported_and_rolls_back(
+    parallel: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = write(tmp_path / "u.csv", HEADER + "e1,app,acme,api.request,2026-10-05T08:30:00Z,,,,,\n")
 
     def broken(self: ingest._Judge, chunk: Any) -> ingest.Judged:
@@ -177,14 +231,21 @@ def _gone(pid: int) -> bool:
         return True
 
 
-def test_kill_mid_parallel_import_leaves_nothing(parallel: None, store_url: str, tmp_path: Path) -> None:
+def test_kill_mid_parallel_import_leaves_nothing(
+    parallel: None, store_url: str, tmp_path: Path
+) -> None:
     make_rules(tmp_path / "rules")
     lines = [f"e{i},app,acme,api.request,2026-10-05T08:30:00Z,,,,," for i in range(3000)]
     path = write(tmp_path / "u.csv", HEADER + "\n".join(lines) + "\n")
     open_store(store_url).dispose()
     pids = tmp_path / "pids"
-    proc = subprocess.run([sys.executable, "-c", KILLER, store_url, str(tmp_path / "rules"), str(path), str(pids)],
-                          cwd=Path(__file__).parent.parent, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLER, store_url, str(tmp_path / "rules"), str(path), str(pids)],
+        cwd=Path(__file__).parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     [parser] = [int(p) for p in pids.read_text().split()]
     deadline = time.monotonic() + 30
@@ -208,8 +269,9 @@ def test_small_files_stay_in_one_process(tmp_path: Path, monkeypatch: pytest.Mon
     assert not ingest._parallel(tmp_path / "missing.csv")
 
 
-def test_a_big_file_stays_in_one_process_when_no_core_is_idle(tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_big_file_stays_in_one_process_when_no_core_is_idle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Two cores, load average 1.5: no core is idle, one process; load 0.5: the parser process."""
     big = tmp_path / "big.csv"
     with open(big, "wb") as file:
@@ -225,11 +287,14 @@ def test_a_big_file_stays_in_one_process_when_no_core_is_idle(tmp_path: Path,
 
 def test_time_cache_never_accepts_a_malformed_time(tmp_path: Path) -> None:
     """The per-minute time cache only serves ``HH:MM:SS``: a look-alike after a cached minute is bad_time."""
-    path = write(tmp_path / "u.csv", HEADER + "e1,app,acme,api.request,2026-10-05T08:30:00Z,,,,,\n"
-                 "e2,app,acme,api.request,2026-10-05T08:30X12Z,,,,,\n"
-                 "e3,app,acme,api.request,2026-10-05T08:30:7aZ,,,,,\n"
-                 "e4,app,acme,api.request,2026-10-05T08:30:60Z,,,,,\n"
-                 "e5,app,acme,api.request,2026-10-05T08:30:59Z,,,,,\n")
+    path = write(
+        tmp_path / "u.csv",
+        HEADER + "e1,app,acme,api.request,2026-10-05T08:30:00Z,,,,,\n"
+        "e2,app,acme,api.request,2026-10-05T08:30X12Z,,,,,\n"
+        "e3,app,acme,api.request,2026-10-05T08:30:7aZ,,,,,\n"
+        "e4,app,acme,api.request,2026-10-05T08:30:60Z,,,,,\n"
+        "e5,app,acme,api.request,2026-10-05T08:30:59Z,,,,,\n",
+    )
     [report] = ingest_into(sqlite_url(tmp_path), tmp_path / "rules", path)
     assert (report.accepted, report.reasons) == (2, {"bad_time": 3})
     assert [r.time_us % 60_000_000 for r in table(sqlite_url(tmp_path), events)] == [0, 59_000_000]

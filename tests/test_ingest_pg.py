@@ -599,7 +599,9 @@ def test_looking_up_stored_keys_reads_the_key_index_not_the_history(
         )
     maintenance.dispose()
     assert "Index Scan using event_keys_pkey on event_keys k" in plan, plan
-    both = ("Index Cond: (((source)::text = (u.source)::text) "
-            "AND ((event_id)::text = (u.event_id)::text))")
+    both = (
+        "Index Cond: (((source)::text = (u.source)::text) "
+        "AND ((event_id)::text = (u.event_id)::text))"
+    )
     assert both in plan, plan
     assert "Seq Scan on event_keys" not in plan, plan

@@ -85,16 +85,30 @@ def meterbook(root: Path, *args: str) -> dict[str, object] | str:
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = write_workspace(tmp_path_factory.mktemp("jpy") / "ws", meters=METERS, plans=PLANS, customers=CUSTOMERS)
+    root = write_workspace(
+        tmp_path_factory.mktemp("jpy") / "ws", meters=METERS, plans=PLANS, customers=CUSTOMERS
+    )
     (root / "usage.csv").write_text(USAGE)
     (root / "bank.csv").write_text(BANK)
     assert meterbook(root, "ingest", "--json", str(root / "usage.csv")) == {
-        "file": str(root / "usage.csv"), "received": 5, "accepted": 5, "duplicates": 0, "conflicts": 0,
-        "rejected": 0, "reasons": {}}
+        "file": str(root / "usage.csv"),
+        "received": 5,
+        "accepted": 5,
+        "duplicates": 0,
+        "conflicts": 0,
+        "rejected": 0,
+        "reasons": {},
+    }
     meterbook(root, "invoice", "--through", "2026-10-31")
     assert meterbook(root, "ingest", "--json", str(root / "bank.csv")) == {
-        "file": str(root / "bank.csv"), "received": 4, "accepted": 3, "duplicates": 0, "conflicts": 0,
-        "rejected": 1, "reasons": {"bad_number": 1}}
+        "file": str(root / "bank.csv"),
+        "received": 4,
+        "accepted": 3,
+        "duplicates": 0,
+        "conflicts": 0,
+        "rejected": 1,
+        "reasons": {"bad_number": 1},
+    }
     meterbook(root, "close", "2026-09")
     meterbook(root, "close", "2026-10")
     return root
@@ -118,15 +132,25 @@ def test_usage_accrues_in_whole_yen_rounded_half_even(entries: list[data.Directi
     assert balance(entries, unbilled, date(2026, 10, 16)) == 0  # invoiced Oct 15
     assert balance(entries, unbilled, date(2026, 11, 1)) == Decimal("2")  # 3 tokens: 1.5 → 2
     assert balance(entries, "Income:Usage:Tokens", date(2026, 11, 1)) == Decimal("-2752")
-    accruals = sorted((e.date, p.units.number) for e in entries if isinstance(e, data.Transaction)
-                      for p in e.postings if p.account == unbilled and "invoice" not in e.meta)
-    assert accruals == [(date(2026, 9, 30), Decimal("867")), (date(2026, 10, 14), Decimal("1883")),
-                        (date(2026, 10, 31), Decimal("2"))]
+    accruals = sorted(
+        (e.date, p.units.number)
+        for e in entries
+        if isinstance(e, data.Transaction)
+        for p in e.postings
+        if p.account == unbilled and "invoice" not in e.meta
+    )
+    assert accruals == [
+        (date(2026, 9, 30), Decimal("867")),
+        (date(2026, 10, 14), Decimal("1883")),
+        (date(2026, 10, 31), Decimal("2")),
+    ]
 
 
 def test_base_fee_prorated_to_whole_yen(entries: list[data.Directive]) -> None:
     deferred = "Liabilities:Deferred-Revenue:Tokyo"
-    assert balance(entries, deferred, date(2026, 9, 12)) == Decimal("-667")  # 1,000 × 20/30 = 666.67
+    assert balance(entries, deferred, date(2026, 9, 12)) == Decimal(
+        "-667"
+    )  # 1,000 × 20/30 = 666.67
     assert balance(entries, deferred, date(2026, 10, 1)) == 0
     assert balance(entries, deferred, date(2026, 10, 2)) == Decimal("-1000")
     assert balance(entries, deferred, date(2026, 11, 1)) == 0
@@ -140,27 +164,42 @@ def test_payments_settle_every_invoice(entries: list[data.Directive]) -> None:
 
 
 def test_no_yen_has_decimals_in_the_books(root: Path, entries: list[data.Directive]) -> None:
-    amounts = [p.units.number for e in entries if isinstance(e, data.Transaction) for p in e.postings]
+    amounts = [
+        p.units.number for e in entries if isinstance(e, data.Transaction) for p in e.postings
+    ]
     amounts += [e.amount.number for e in entries if isinstance(e, data.Balance)]
-    assert amounts and all(a == a.to_integral_value() and a.as_tuple().exponent == 0 for a in amounts)
+    assert amounts and all(
+        a == a.to_integral_value() and a.as_tuple().exponent == 0 for a in amounts
+    )
     text = "".join(p.read_text() for p in sorted((root / "books").rglob("*.beancount")))
     assert re.findall(r"-?\d[\d,]*\.\d+\s+JPY", text) == []
     assert re.search(r"Income:Usage:Tokens\s+-1883 JPY", text)
 
 
 def test_close_asserts_whole_yen_balances(root: Path) -> None:
-    september = {" ".join(line.split()) for line in close_path(root / "books", "2026-09").read_text().splitlines()}
+    september = {
+        " ".join(line.split())
+        for line in close_path(root / "books", "2026-09").read_text().splitlines()
+    }
     assert "2026-10-01 balance Assets:Receivables:Unbilled:Kaisha 867 JPY" in september
     assert "2026-10-01 balance Assets:Receivables:Invoiced:Tokyo 667 JPY" in september
-    october = {" ".join(line.split()) for line in close_path(root / "books", "2026-10").read_text().splitlines()}
+    october = {
+        " ".join(line.split())
+        for line in close_path(root / "books", "2026-10").read_text().splitlines()
+    }
     assert "2026-11-01 balance Assets:Receivables:Unbilled:Kaisha 2 JPY" in october
     assert "2026-11-01 balance Assets:Bank:Operating 4417 JPY" in october
 
 
 def test_invoice_documents_total_whole_yen(root: Path) -> None:
-    documents = {p.stem: json.loads(p.read_text()) for p in sorted((root / "books" / "documents").glob("*.json"))}
-    assert {n: (d["customer"], d["date"], d["total"], [line["amount"] for line in d["lines"]])
-            for n, d in documents.items()} == {
+    documents = {
+        p.stem: json.loads(p.read_text())
+        for p in sorted((root / "books" / "documents").glob("*.json"))
+    }
+    assert {
+        n: (d["customer"], d["date"], d["total"], [line["amount"] for line in d["lines"]])
+        for n, d in documents.items()
+    } == {
         "INV-2026-000001": ("tokyo", "2026-09-11", "667", ["667"]),
         "INV-2026-000002": ("tokyo", "2026-10-01", "1000", ["1000"]),
         "INV-2026-000003": ("kaisha", "2026-10-15", "2750", ["2750"]),
@@ -169,7 +208,10 @@ def test_invoice_documents_total_whole_yen(root: Path) -> None:
     assert documents["INV-2026-000003"]["due"] == "2026-10-29"
     # the tiers show the exact sub-yen arithmetic; only the cumulative line is rounded
     assert [(t["quantity"], t["unit_price"], Decimal(t["amount"])) for t in usage["tiers"]] == [
-        ("1000", "0.5", Decimal("500")), ("9000", "0.25", Decimal("2250")), ("4", "0.125", Decimal("0.5"))]
+        ("1000", "0.5", Decimal("500")),
+        ("9000", "0.25", Decimal("2250")),
+        ("4", "0.125", Decimal("0.5")),
+    ]
     assert usage["quantity"] == "10004"
     # the customer reading the HTML sees why 2,750.5 of tiers bill 2,750
     html = (root / "books" / "documents" / "INV-2026-000003.html").read_text()

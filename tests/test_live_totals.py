@@ -35,18 +35,26 @@ customers:
   beta: {currency: USD, billing_anchor: calendar, subscriptions: [{plan: u, start: 2026-09-01}]}
 """
 HEADER = "date,customer,meter,quantity,source\n"
-TOTALS = HEADER + """\
+TOTALS = (
+    HEADER
+    + """\
 2026-10-01,acme,api_calls,812,gateway-eu
 2026-10-01,acme,api_calls,388,gateway-us
 2026-10-02,acme,tokens,1250000.5,gateway-eu
 2026-10-02,beta,api_calls,0.000000001,
 """
+)
 
 
 @pytest.fixture
 def root(tmp_path: Path, store_url: str) -> Path:
-    return write_workspace(tmp_path / "ws", meters=METERS_CALLS_TOKENS, plans=PLANS, customers=CUSTOMERS,
-                           config=f'store = "{store_url}"\n')
+    return write_workspace(
+        tmp_path / "ws",
+        meters=METERS_CALLS_TOKENS,
+        plans=PLANS,
+        customers=CUSTOMERS,
+        config=f'store = "{store_url}"\n',
+    )
 
 
 def ingest(root: Path, name: str, text: str) -> Result:
@@ -61,28 +69,46 @@ def report(result: Result) -> dict[str, object]:
 
 
 def engine(root: Path) -> sa.Engine:
-    return open_store((root / "meterbook.toml").read_text().split('"')[1].replace(
-        "sqlite:///var", f"sqlite:///{root}/var"))
+    return open_store(
+        (root / "meterbook.toml")
+        .read_text()
+        .split('"')[1]
+        .replace("sqlite:///var", f"sqlite:///{root}/var")
+    )
 
 
 def test_ingest_picks_the_live_totals_importer_and_stores_exact_quantities(root: Path) -> None:
     out = report(ingest(root, "totals.csv", TOTALS))
-    assert out == {"file": str(root / "totals.csv"), "received": 4, "accepted": 4, "duplicates": 0,
-                   "conflicts": 0, "rejected": 0, "reasons": {}}
+    assert out == {
+        "file": str(root / "totals.csv"),
+        "received": 4,
+        "accepted": 4,
+        "duplicates": 0,
+        "conflicts": 0,
+        "rejected": 0,
+        "reasons": {},
+    }
     store = engine(root)
     with store.connect() as conn:
         assert conn.execute(sa.select(batches.c.importer)).scalar_one() == "live-totals"
         # an empty source is "default", as for usage events
-        assert conn.execute(sa.select(live_totals.c.source).where(live_totals.c.customer == "beta")
-                            ).scalar_one() == "default"
+        assert (
+            conn.execute(
+                sa.select(live_totals.c.source).where(live_totals.c.customer == "beta")
+            ).scalar_one()
+            == "default"
+        )
     totals = daily_live_totals(store, start=date(2026, 10, 1), end=date(2026, 11, 1))
     # the two gateways are partitions of one meter: 812 + 388 = 1200 on Oct 1
-    assert totals == {("api_calls", "acme"): {date(2026, 10, 1): Decimal("1200")},
-                      ("tokens", "acme"): {date(2026, 10, 2): Decimal("1250000.5")},
-                      ("api_calls", "beta"): {date(2026, 10, 2): Decimal("1E-9")}}
+    assert totals == {
+        ("api_calls", "acme"): {date(2026, 10, 1): Decimal("1200")},
+        ("tokens", "acme"): {date(2026, 10, 2): Decimal("1250000.5")},
+        ("api_calls", "beta"): {date(2026, 10, 2): Decimal("1E-9")},
+    }
     # the month window is half-open and filters by meter
-    assert daily_live_totals(store, start=date(2026, 10, 2), end=date(2026, 10, 3), meters={"tokens"}) == {
-        ("tokens", "acme"): {date(2026, 10, 2): Decimal("1250000.5")}}
+    assert daily_live_totals(
+        store, start=date(2026, 10, 2), end=date(2026, 10, 3), meters={"tokens"}
+    ) == {("tokens", "acme"): {date(2026, 10, 2): Decimal("1250000.5")}}
 
 
 def test_reimport_is_duplicates_and_another_quantity_is_a_conflict_kept_aside(root: Path) -> None:
@@ -91,9 +117,11 @@ def test_reimport_is_duplicates_and_another_quantity_is_a_conflict_kept_aside(ro
     assert (again["accepted"], again["duplicates"], again["conflicts"]) == (0, 4, 0)
     # same key (gateway-eu, Oct 1, acme, api_calls) with 813: a conflict; within one file the
     # second row of a new key is a duplicate of the first
-    changed = HEADER + ("2026-10-01,acme,api_calls,813,gateway-eu\n"
-                        "2026-10-03,acme,api_calls,5,gateway-eu\n"
-                        "2026-10-03,acme,api_calls,5.0,gateway-eu\n")
+    changed = HEADER + (
+        "2026-10-01,acme,api_calls,813,gateway-eu\n"
+        "2026-10-03,acme,api_calls,5,gateway-eu\n"
+        "2026-10-03,acme,api_calls,5.0,gateway-eu\n"
+    )
     out = report(ingest(root, "changed.csv", changed))
     assert (out["received"], out["accepted"], out["duplicates"], out["conflicts"]) == (3, 1, 1, 1)
     store = engine(root)
@@ -102,11 +130,14 @@ def test_reimport_is_duplicates_and_another_quantity_is_a_conflict_kept_aside(ro
         assert (conflict.stored_quantity, conflict.quantity, conflict.line) == ("812", "813", 2)
     # the first total stored wins: still 812 + 388
     assert daily_live_totals(store, start=date(2026, 10, 1), end=date(2026, 10, 2)) == {
-        ("api_calls", "acme"): {date(2026, 10, 1): Decimal("1200")}}
+        ("api_calls", "acme"): {date(2026, 10, 1): Decimal("1200")}
+    }
 
 
 def test_rows_that_cannot_be_stored_are_rejected_with_one_reason_each(root: Path) -> None:
-    bad = HEADER + """\
+    bad = (
+        HEADER
+        + """\
 2026-10-01,acme,api_calls,,gw
 01/10/2026,acme,api_calls,5,gw
 2999-01-01,acme,api_calls,5,gw
@@ -118,24 +149,39 @@ def test_rows_that_cannot_be_stored_are_rejected_with_one_reason_each(root: Path
 2026-10-01,acme,api_calls,5,gw,extra
 2026-10-01,acme,api_calls,5,gw
 """
+    )
     out = report(ingest(root, "bad.csv", bad))
     assert (out["received"], out["accepted"], out["rejected"]) == (10, 1, 9)
-    assert out["reasons"] == {"bad_csv": 1, "bad_date": 1, "bad_number": 2, "future_date": 1, "missing_field": 1,
-                              "negative_quantity": 1, "unknown_customer": 1, "unknown_meter": 1}
+    assert out["reasons"] == {
+        "bad_csv": 1,
+        "bad_date": 1,
+        "bad_number": 2,
+        "future_date": 1,
+        "missing_field": 1,
+        "negative_quantity": 1,
+        "unknown_customer": 1,
+        "unknown_meter": 1,
+    }
     with engine(root).connect() as conn:
         kept = {r.line: (r.reason, r.raw) for r in conn.execute(sa.select(rejects))}
     assert kept[4] == ("future_date", "2999-01-01,acme,api_calls,5,gw")
     assert kept[10] == ("bad_csv", "2026-10-01,acme,api_calls,5,gw,extra")
 
 
-def test_source_is_optional_and_a_file_without_a_quantity_column_is_refused_whole(root: Path) -> None:
-    out = report(ingest(root, "nosource.csv", "date,customer,meter,quantity\n2026-10-01,acme,api_calls,5\n"))
+def test_source_is_optional_and_a_file_without_a_quantity_column_is_refused_whole(
+    root: Path,
+) -> None:
+    out = report(
+        ingest(root, "nosource.csv", "date,customer,meter,quantity\n2026-10-01,acme,api_calls,5\n")
+    )
     assert (out["received"], out["accepted"]) == (1, 1)
     with engine(root).connect() as conn:
         assert conn.execute(sa.select(live_totals.c.source)).scalar_one() == "default"
     half = root / "half.csv"
     half.write_text("date,customer,meter,source\n2026-10-01,acme,api_calls,gw\n")
-    result = CliRunner().invoke(cli, ["--workspace", str(root), "ingest", "--importer", "live-totals", str(half)])
+    result = CliRunner().invoke(
+        cli, ["--workspace", str(root), "ingest", "--importer", "live-totals", str(half)]
+    )
     assert result.exit_code == 2
     assert "half.csv: line 1: header: missing column 'quantity'" in result.output
     with engine(root).connect() as conn:  # nothing written: still the one batch of nosource.csv

@@ -36,10 +36,23 @@ HOUR = 3_600_000_000
 # --- helpers ---------------------------------------------------------------------------
 
 
-def ev(customer: str, time_us: int, props: dict[str, str] | None = None, *, id: str = "",
-       source: str = "app", type: str = "t") -> Event:
-    return Event(source=source, id=id or f"{customer}-{time_us}-{sorted((props or {}).items())}",
-                 customer=customer, type=type, time_us=time_us, properties=dict(props or {}))
+def ev(
+    customer: str,
+    time_us: int,
+    props: dict[str, str] | None = None,
+    *,
+    id: str = "",
+    source: str = "app",
+    type: str = "t",
+) -> Event:
+    return Event(
+        source=source,
+        id=id or f"{customer}-{time_us}-{sorted((props or {}).items())}",
+        customer=customer,
+        type=type,
+        time_us=time_us,
+        properties=dict(props or {}),
+    )
 
 
 def load(engine: sa.Engine, rows: Iterable[Event], *, clear: bool = True) -> None:
@@ -47,23 +60,38 @@ def load(engine: sa.Engine, rows: Iterable[Event], *, clear: bool = True) -> Non
     with engine.begin() as conn:
         if clear:
             conn.execute(events.delete())
-        batch = conn.execute(batches.insert().values(file="test", sha256="0" * 64, importer="test",
-                                                     started_at="2026-10-01T00:00:00Z")).inserted_primary_key[0]
+        batch = conn.execute(
+            batches.insert().values(
+                file="test", sha256="0" * 64, importer="test", started_at="2026-10-01T00:00:00Z"
+            )
+        ).inserted_primary_key[0]
         data = [e.row(batch) for e in rows]
         if data:
             insert_events(conn, data)
 
 
 def meter(aggregation: str, value: str | None = "v", **filter: str) -> Meter:
-    return Meter(id="m", event_type="t", aggregation=aggregation,  # type: ignore[arg-type]
-                 value=value if aggregation != "count" else None, filter=filter)
+    return Meter(
+        id="m",
+        event_type="t",
+        aggregation=aggregation,  # type: ignore[arg-type]
+        value=value if aggregation != "count" else None,
+        filter=filter,
+    )
 
 
-def reference(rows: Sequence[Event], m: Meter, window: Window, bands: tuple[Decimal, ...] = ()) -> Usage:
+def reference(
+    rows: Sequence[Event], m: Meter, window: Window, bands: tuple[Decimal, ...] = ()
+) -> Usage:
     """The same aggregate, computed the obvious way in Python."""
-    matched = [e for e in rows if e.type == m.event_type and e.customer == window.customer
-               and window.start_us <= e.time_us < window.end_us
-               and all(e.properties.get(k) == v for k, v in m.filter.items())]
+    matched = [
+        e
+        for e in rows
+        if e.type == m.event_type
+        and e.customer == window.customer
+        and window.start_us <= e.time_us < window.end_us
+        and all(e.properties.get(k) == v for k, v in m.filter.items())
+    ]
     valued: list[tuple[Event, Decimal]] = []
     for e in matched:
         pair = number_of(e.properties[m.value]) if m.value and m.value in e.properties else None
@@ -88,7 +116,10 @@ def reference(rows: Sequence[Event], m: Meter, window: Window, bands: tuple[Deci
             i = next((i for i, t in enumerate(bands) if v <= t), len(bands))
             counts[i] += 1
             totals[i] += v
-        out_bands = tuple(Band(upper=u, count=c, total=t) for u, c, t in zip((*bands, None), counts, totals, strict=True))
+        out_bands = tuple(
+            Band(upper=u, count=c, total=t)
+            for u, c, t in zip((*bands, None), counts, totals, strict=True)
+        )
     return Usage(quantity=quantity, events=len(matched), bands=out_bands)
 
 
@@ -102,14 +133,18 @@ def engine(store_url: str) -> Iterable[sa.Engine]:
 # --- properties: every aggregation equals Python ----------------------------------------
 
 values = st.one_of(
-    st.decimals(min_value=-10**15, max_value=10**15, places=9, allow_nan=False, allow_infinity=False).map(str),
+    st.decimals(
+        min_value=-(10**15), max_value=10**15, places=9, allow_nan=False, allow_infinity=False
+    ).map(str),
     st.integers(min_value=0, max_value=10**15).map(str),
-    st.sampled_from(["10", "0.1", "0.000000001", "999999999.999999999", "1000000000000000", "abc", ""]),
+    st.sampled_from(
+        ["10", "0.1", "0.000000001", "999999999.999999999", "1000000000000000", "abc", ""]
+    ),
 )
 event_rows = st.lists(
     st.tuples(
         st.sampled_from(["acme", "globex", "initech"]),
-        st.integers(min_value=0, max_value=40),          # hours after T0: many ties
+        st.integers(min_value=0, max_value=40),  # hours after T0: many ties
         st.sampled_from(["app", "batch", "z"]),
         st.text(alphabet="abcXY_-9é", min_size=1, max_size=4),
         st.sampled_from(["t", "t", "t", "other"]),
@@ -119,9 +154,13 @@ event_rows = st.lists(
     max_size=60,
 )
 window_rows = st.lists(
-    st.tuples(st.sampled_from(["acme", "globex", "initech", "nobody"]),
-              st.integers(min_value=-2, max_value=42), st.integers(min_value=0, max_value=45)),
-    min_size=1, max_size=8,
+    st.tuples(
+        st.sampled_from(["acme", "globex", "initech", "nobody"]),
+        st.integers(min_value=-2, max_value=42),
+        st.integers(min_value=0, max_value=45),
+    ),
+    min_size=1,
+    max_size=8,
 )
 
 
@@ -137,19 +176,44 @@ def build(rows: Sequence[tuple[str, int, str, str, str, str | None, str | None]]
             props["v"] = value
         if region is not None:
             props["region"] = region
-        out.append(Event(source=source, id=id, customer=customer, type=type, time_us=T0 + hour * HOUR,
-                         properties=props))
+        out.append(
+            Event(
+                source=source,
+                id=id,
+                customer=customer,
+                type=type,
+                time_us=T0 + hour * HOUR,
+                properties=props,
+            )
+        )
     return out
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(rows=event_rows, spans=window_rows,
-       aggregation=st.sampled_from(["count", "sum", "max", "unique_count", "latest"]),
-       region=st.sampled_from([None, "eu"]),
-       bands=st.sampled_from([(), (Decimal("10"),), (Decimal("0.1"), Decimal("10"), Decimal("1000000000000000")),
-                              (Decimal("-5.5"), Decimal("0.0000000005"))]))
-def test_measure_equals_python(engine: sa.Engine, rows: list, spans: list, aggregation: str,
-                               region: str | None, bands: tuple[Decimal, ...]) -> None:
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    rows=event_rows,
+    spans=window_rows,
+    aggregation=st.sampled_from(["count", "sum", "max", "unique_count", "latest"]),
+    region=st.sampled_from([None, "eu"]),
+    bands=st.sampled_from(
+        [
+            (),
+            (Decimal("10"),),
+            (Decimal("0.1"), Decimal("10"), Decimal("1000000000000000")),
+            (Decimal("-5.5"), Decimal("0.0000000005")),
+        ]
+    ),
+)
+def test_measure_equals_python(
+    engine: sa.Engine,
+    rows: list,
+    spans: list,
+    aggregation: str,
+    region: str | None,
+    bands: tuple[Decimal, ...],
+) -> None:
     stored = build(rows)
     load(engine, stored)
     m = meter(aggregation, **({"region": region} if region else {}))
@@ -169,7 +233,14 @@ def test_module_docstring_examples() -> None:
 
 
 def test_windows_are_half_open(engine: sa.Engine) -> None:
-    load(engine, [ev("acme", T0, {"v": "1"}), ev("acme", T0 + HOUR, {"v": "2"}), ev("acme", T0 + 2 * HOUR, {"v": "4"})])
+    load(
+        engine,
+        [
+            ev("acme", T0, {"v": "1"}),
+            ev("acme", T0 + HOUR, {"v": "2"}),
+            ev("acme", T0 + 2 * HOUR, {"v": "4"}),
+        ],
+    )
     w = Window("acme", T0, T0 + 2 * HOUR)
     got = measure(engine, meter("sum"), [w, Window("acme", T0 + 1, T0 + 2 * HOUR + 1)])
     assert got[w] == Usage(quantity=Decimal(3), events=2)
@@ -179,26 +250,46 @@ def test_windows_are_half_open(engine: sa.Engine) -> None:
 def test_empty_windows_have_zero_usage_and_zero_bands(engine: sa.Engine) -> None:
     w = Window("nobody", T0, T0 + HOUR)
     got = measure(engine, meter("max"), [w, w], (Decimal(5),))
-    assert got == {w: Usage(quantity=Decimal(0), events=0,
-                            bands=(Band(Decimal(5), 0, Decimal(0)), Band(None, 0, Decimal(0))))}
+    assert got == {
+        w: Usage(
+            quantity=Decimal(0),
+            events=0,
+            bands=(Band(Decimal(5), 0, Decimal(0)), Band(None, 0, Decimal(0))),
+        )
+    }
 
 
 def test_filter_and_worked_example(engine: sa.Engine) -> None:
-    load(engine, [ev("acme", T0 + 10 * HOUR, {"tokens": "1.5", "region": "eu"}),
-                  ev("acme", T0 + 11 * HOUR, {"tokens": "2", "region": "us"}),
-                  ev("acme", T0 + 12 * HOUR, {"tokens": "0.25", "region": "eu"}),
-                  ev("acme", T0 + 12 * HOUR + 1, {"tokens": "abc", "region": "eu"})])
-    tokens = Meter(id="tokens", event_type="t", aggregation="sum", value="tokens", filter={"region": "eu"})
-    a, b = Window("acme", T0 + 10 * HOUR, T0 + 12 * HOUR), Window("acme", T0 + 10 * HOUR, T0 + 13 * HOUR)
-    assert measure(engine, tokens, [a, b]) == {a: Usage(Decimal("1.5"), 1), b: Usage(Decimal("1.75"), 3)}
+    load(
+        engine,
+        [
+            ev("acme", T0 + 10 * HOUR, {"tokens": "1.5", "region": "eu"}),
+            ev("acme", T0 + 11 * HOUR, {"tokens": "2", "region": "us"}),
+            ev("acme", T0 + 12 * HOUR, {"tokens": "0.25", "region": "eu"}),
+            ev("acme", T0 + 12 * HOUR + 1, {"tokens": "abc", "region": "eu"}),
+        ],
+    )
+    tokens = Meter(
+        id="tokens", event_type="t", aggregation="sum", value="tokens", filter={"region": "eu"}
+    )
+    a, b = (
+        Window("acme", T0 + 10 * HOUR, T0 + 12 * HOUR),
+        Window("acme", T0 + 10 * HOUR, T0 + 13 * HOUR),
+    )
+    assert measure(engine, tokens, [a, b]) == {
+        a: Usage(Decimal("1.5"), 1),
+        b: Usage(Decimal("1.75"), 3),
+    }
 
 
 def test_latest_is_independent_of_insert_order(engine: sa.Engine) -> None:
-    rows = [ev("acme", T0 + HOUR, {"v": "1"}, id="b", source="s1"),
-            ev("acme", T0 + HOUR, {"v": "2"}, id="a", source="s2"),      # same time, greater source: latest
-            ev("acme", T0 + HOUR, {"v": "3"}, id="c", source="s1"),
-            ev("acme", T0 + 2 * HOUR, {"v": "x"}, id="d", source="s1"),  # later, but not a number
-            ev("acme", T0, {"v": "9"}, id="e", source="s9")]
+    rows = [
+        ev("acme", T0 + HOUR, {"v": "1"}, id="b", source="s1"),
+        ev("acme", T0 + HOUR, {"v": "2"}, id="a", source="s2"),  # same time, greater source: latest
+        ev("acme", T0 + HOUR, {"v": "3"}, id="c", source="s1"),
+        ev("acme", T0 + 2 * HOUR, {"v": "x"}, id="d", source="s1"),  # later, but not a number
+        ev("acme", T0, {"v": "9"}, id="e", source="s9"),
+    ]
     w = Window("acme", T0, T0 + 3 * HOUR)
     results = set()
     for order in (rows, rows[::-1], rows[2:] + rows[:2]):
@@ -208,19 +299,31 @@ def test_latest_is_independent_of_insert_order(engine: sa.Engine) -> None:
 
 
 def test_bands_compare_exactly(engine: sa.Engine) -> None:
-    load(engine, [ev("acme", T0 + i, {"v": v}) for i, v in enumerate(
-        ["0.999999999", "1", "1.000000001", "10", "10.5", "1000000000000000", "x"])])
+    load(
+        engine,
+        [
+            ev("acme", T0 + i, {"v": v})
+            for i, v in enumerate(
+                ["0.999999999", "1", "1.000000001", "10", "10.5", "1000000000000000", "x"]
+            )
+        ],
+    )
     w = Window("acme", T0, T0 + HOUR)
     got = measure(engine, meter("sum"), [w], (Decimal(1), Decimal(10)))[w]
-    assert got.bands == (Band(Decimal(1), 2, Decimal("1.999999999")),
-                         Band(Decimal(10), 2, Decimal("11.000000001")),
-                         Band(None, 2, Decimal("1000000000000010.5")))
+    assert got.bands == (
+        Band(Decimal(1), 2, Decimal("1.999999999")),
+        Band(Decimal(10), 2, Decimal("11.000000001")),
+        Band(None, 2, Decimal("1000000000000010.5")),
+    )
     assert got.events == 7
 
 
 def test_unique_count_counts_text(engine: sa.Engine) -> None:
-    load(engine, [ev("acme", T0 + i, {"v": v}) for i, v in enumerate(["u1", "u2", "u1", "1.0", "1", ""])]
-         + [ev("acme", T0 + 99, {})])
+    load(
+        engine,
+        [ev("acme", T0 + i, {"v": v}) for i, v in enumerate(["u1", "u2", "u1", "1.0", "1", ""])]
+        + [ev("acme", T0 + 99, {})],
+    )
     w = Window("acme", T0, T0 + HOUR)
     assert measure(engine, meter("unique_count"), [w])[w] == Usage(quantity=Decimal(5), events=7)
 
@@ -271,40 +374,78 @@ def test_daily_usage_across_dst_in_berlin(engine: sa.Engine) -> None:
         return to_us(datetime.fromisoformat(text))
 
     rows = [
-        ev("acme", at("2026-03-28T23:30:00+01:00"), {"v": "1"}),   # Mar 28
-        ev("acme", at("2026-03-29T00:00:00+01:00"), {"v": "2"}),   # Mar 29 (23-hour day) starts
-        ev("acme", at("2026-03-29T23:59:59+02:00"), {"v": "4"}),   # still Mar 29
-        ev("acme", at("2026-03-30T00:00:00+02:00"), {"v": "8"}),   # Mar 30
+        ev("acme", at("2026-03-28T23:30:00+01:00"), {"v": "1"}),  # Mar 28
+        ev("acme", at("2026-03-29T00:00:00+01:00"), {"v": "2"}),  # Mar 29 (23-hour day) starts
+        ev("acme", at("2026-03-29T23:59:59+02:00"), {"v": "4"}),  # still Mar 29
+        ev("acme", at("2026-03-30T00:00:00+02:00"), {"v": "8"}),  # Mar 30
         ev("acme", at("2026-10-25T02:30:00+02:00"), {"v": "16"}),  # Oct 25, first 02:30
-        ev("acme", at("2026-10-25T02:30:00+01:00"), {"v": "32"}),  # Oct 25, second 02:30 (25-hour day)
+        ev(
+            "acme", at("2026-10-25T02:30:00+01:00"), {"v": "32"}
+        ),  # Oct 25, second 02:30 (25-hour day)
         ev("acme", at("2026-10-25T23:59:59+01:00"), {"v": "64"}),  # Oct 25
         ev("acme", at("2026-10-26T00:00:00+01:00"), {"v": "128"}),  # Oct 26
         ev("globex", at("2026-10-25T00:00:00+02:00"), {"v": "256"}),  # Oct 25 starts
     ]
     load(engine, rows)
-    got = daily_usage(engine, meter("sum"), start=date(2026, 3, 1), end=date(2026, 11, 1), tz=berlin)
+    got = daily_usage(
+        engine, meter("sum"), start=date(2026, 3, 1), end=date(2026, 11, 1), tz=berlin
+    )
     assert [(d.customer, d.day.isoformat(), d.usage.quantity, d.usage.events) for d in got] == [
-        ("acme", "2026-03-28", 1, 1), ("acme", "2026-03-29", 6, 2), ("acme", "2026-03-30", 8, 1),
-        ("acme", "2026-10-25", 112, 3), ("acme", "2026-10-26", 128, 1), ("globex", "2026-10-25", 256, 1)]
-    only = daily_usage(engine, meter("count"), start=date(2026, 10, 25), end=date(2026, 10, 26), tz=berlin,
-                       customers=["globex"])
-    assert [(d.customer, d.day, d.usage) for d in only] == [("globex", date(2026, 10, 25), Usage(Decimal(1), 1))]
+        ("acme", "2026-03-28", 1, 1),
+        ("acme", "2026-03-29", 6, 2),
+        ("acme", "2026-03-30", 8, 1),
+        ("acme", "2026-10-25", 112, 3),
+        ("acme", "2026-10-26", 128, 1),
+        ("globex", "2026-10-25", 256, 1),
+    ]
+    only = daily_usage(
+        engine,
+        meter("count"),
+        start=date(2026, 10, 25),
+        end=date(2026, 10, 26),
+        tz=berlin,
+        customers=["globex"],
+    )
+    assert [(d.customer, d.day, d.usage) for d in only] == [
+        ("globex", date(2026, 10, 25), Usage(Decimal(1), 1))
+    ]
 
 
-ZONES = ["UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata", "Australia/Lord_Howe", "America/Santiago",
-         "Pacific/Chatham"]
+ZONES = [
+    "UTC",
+    "Europe/Berlin",
+    "America/New_York",
+    "Asia/Kolkata",
+    "Australia/Lord_Howe",
+    "America/Santiago",
+    "Pacific/Chatham",
+]
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(times=st.lists(st.tuples(st.sampled_from(["acme", "globex"]),
-                                st.integers(min_value=0, max_value=400 * 24 * 3600)), max_size=40),
-       zone=st.sampled_from(ZONES), aggregation=st.sampled_from(["count", "sum", "max", "unique_count", "latest"]),
-       first=st.integers(min_value=0, max_value=200), length=st.integers(min_value=1, max_value=300))
-def test_daily_usage_equals_python(engine: sa.Engine, times: list, zone: str, aggregation: str,
-                                   first: int, length: int) -> None:
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    times=st.lists(
+        st.tuples(
+            st.sampled_from(["acme", "globex"]), st.integers(min_value=0, max_value=400 * 24 * 3600)
+        ),
+        max_size=40,
+    ),
+    zone=st.sampled_from(ZONES),
+    aggregation=st.sampled_from(["count", "sum", "max", "unique_count", "latest"]),
+    first=st.integers(min_value=0, max_value=200),
+    length=st.integers(min_value=1, max_value=300),
+)
+def test_daily_usage_equals_python(
+    engine: sa.Engine, times: list, zone: str, aggregation: str, first: int, length: int
+) -> None:
     tz = ZoneInfo(zone)
     base = to_us(datetime(2026, 1, 1, tzinfo=UTC))
-    rows = [ev(c, base + s * 1_000_000 + i, {"v": str(s % 7)}, id=f"e{i}") for i, (c, s) in enumerate(times)]
+    rows = [
+        ev(c, base + s * 1_000_000 + i, {"v": str(s % 7)}, id=f"e{i}")
+        for i, (c, s) in enumerate(times)
+    ]
     load(engine, rows)
     start = date(2026, 1, 1) + timedelta(days=first)
     end = start + timedelta(days=length)
@@ -315,35 +456,64 @@ def test_daily_usage_equals_python(engine: sa.Engine, times: list, zone: str, ag
         days = sorted({local_day(e.time_us, tz) for e in rows if e.customer == customer})
         for day in days:
             if start <= day < end:
-                window = Window(customer, cut_off_us(day, tz), cut_off_us(day + timedelta(days=1), tz))
+                window = Window(
+                    customer, cut_off_us(day, tz), cut_off_us(day + timedelta(days=1), tz)
+                )
                 expected.append((customer, day, reference(rows, m, window)))
     assert [(d.customer, d.day, d.usage) for d in got] == expected
 
 
 def test_cut_off_us() -> None:
-    assert cut_off_us(date(2026, 3, 29), ZoneInfo("Europe/Berlin")) == to_us(datetime(2026, 3, 28, 23, tzinfo=UTC))
-    assert cut_off_us(date(2026, 3, 30), ZoneInfo("Europe/Berlin")) == to_us(datetime(2026, 3, 29, 22, tzinfo=UTC))
+    assert cut_off_us(date(2026, 3, 29), ZoneInfo("Europe/Berlin")) == to_us(
+        datetime(2026, 3, 28, 23, tzinfo=UTC)
+    )
+    assert cut_off_us(date(2026, 3, 30), ZoneInfo("Europe/Berlin")) == to_us(
+        datetime(2026, 3, 29, 22, tzinfo=UTC)
+    )
 
 
 # --- evidence --------------------------------------------------------------------------
 
 
 def test_evidence_is_independent_of_insert_order(engine: sa.Engine) -> None:
-    rows = [ev("acme", T0 + i * 7, {"region": "eu" if i % 3 else "us", "v": str(i)}, id=f"id-{i}",
-               source=["b", "a", "é", "Z"][i % 4]) for i in range(50)]
+    rows = [
+        ev(
+            "acme",
+            T0 + i * 7,
+            {"region": "eu" if i % 3 else "us", "v": str(i)},
+            id=f"id-{i}",
+            source=["b", "a", "é", "Z"][i % 4],
+        )
+        for i in range(50)
+    ]
     rows.append(ev("globex", T0, {"region": "eu"}))
     m = meter("sum", region="eu")
     w = Window("acme", T0 + 7, T0 + 300)
-    matched = sorted((e for e in rows if e.customer == "acme" and w.start_us <= e.time_us < w.end_us
-                      and e.properties["region"] == "eu"), key=lambda e: (e.source, e.id))
-    digest = hashlib.sha256("".join(f"{e.source}\t{e.id}\t{e.payload_hash}\n" for e in matched).encode()).hexdigest()
-    expected = ledger.metering.Evidence(events=len(matched), first_us=min(e.time_us for e in matched),
-                                        last_us=max(e.time_us for e in matched), digest=digest)
+    matched = sorted(
+        (
+            e
+            for e in rows
+            if e.customer == "acme"
+            and w.start_us <= e.time_us < w.end_us
+            and e.properties["region"] == "eu"
+        ),
+        key=lambda e: (e.source, e.id),
+    )
+    digest = hashlib.sha256(
+        "".join(f"{e.source}\t{e.id}\t{e.payload_hash}\n" for e in matched).encode()
+    ).hexdigest()
+    expected = ledger.metering.Evidence(
+        events=len(matched),
+        first_us=min(e.time_us for e in matched),
+        last_us=max(e.time_us for e in matched),
+        digest=digest,
+    )
     for order in (rows, rows[::-1]):
         load(engine, order)
         assert evidence(engine, m, w) == expected
     assert evidence(engine, m, Window("nobody", T0, T0 + 1)) == ledger.metering.Evidence(
-        0, None, None, hashlib.sha256(b"").hexdigest())
+        0, None, None, hashlib.sha256(b"").hexdigest()
+    )
 
 
 # --- exactness at scale ----------------------------------------------------------------
@@ -358,18 +528,24 @@ def test_summing_a_tenth_a_million_times_gives_exactly_100000(engine: sa.Engine)
     to a million, the n-th one n microseconds later.
     """
     load(engine, [ev("acme", T0, {"v": "0.1"}, id="0")])
-    columns = "source, event_id, customer, type, time_us, properties, numbers, payload_hash, batch_id"
-    copies = ("source, CAST(i AS TEXT), customer, type, time_us + i, properties, numbers, payload_hash, "
-              "batch_id")
+    columns = (
+        "source, event_id, customer, type, time_us, properties, numbers, payload_hash, batch_id"
+    )
+    copies = (
+        "source, CAST(i AS TEXT), customer, type, time_us + i, properties, numbers, payload_hash, "
+        "batch_id"
+    )
     with engine.begin() as conn:
         assert conn.execute(sa.select(events.c.numbers)).scalar_one() == '{"v":[0,100000000]}'
         if conn.dialect.name == "sqlite":
             conn.exec_driver_sql(
                 "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 999999) "
-                f"INSERT INTO events ({columns}) SELECT {copies} FROM events, n")
+                f"INSERT INTO events ({columns}) SELECT {copies} FROM events, n"
+            )
         else:
             conn.exec_driver_sql(
-                f"INSERT INTO events ({columns}) SELECT {copies} FROM events, generate_series(1, 999999) AS i")
+                f"INSERT INTO events ({columns}) SELECT {copies} FROM events, generate_series(1, 999999) AS i"
+            )
     whole, half = Window("acme", T0, T0 + 10**6), Window("acme", T0, T0 + 500_000)
     got = measure(engine, meter("sum"), [whole, half])
     assert got[whole] == Usage(quantity=Decimal("100000"), events=1_000_000)

@@ -105,7 +105,9 @@ def test_parse_decimal_accepts_decimals_and_names_what_it_refuses() -> None:
     assert str(parse_decimal(Decimal("0.10"))) == "0.10"
     with pytest.raises(DecimalError, match=r"^value: expected a decimal string, got list$"):
         parse_decimal([1])
-    with pytest.raises(DecimalError, match=r'^value: expected a decimal string such as "1\.5", got a float$'):
+    with pytest.raises(
+        DecimalError, match=r'^value: expected a decimal string such as "1\.5", got a float$'
+    ):
         parse_decimal(1.5)
 
 
@@ -120,7 +122,8 @@ def test_unit_breakdown_line() -> None:
     and a Price built without its lines)."""
     model = UnitPricing()
     assert model.price(model.parse({"unit_price": "0.10"}), Usage(D("1234.5"))) == Price(
-        D("123.450"), (PriceLine("1,234.5 units", D("1234.5"), D("0.10"), D("123.450")),))
+        D("123.450"), (PriceLine("1,234.5 units", D("1234.5"), D("0.10"), D("123.450")),)
+    )
 
 
 def test_graduated_lines_with_flat_prices() -> None:
@@ -128,14 +131,23 @@ def test_graduated_lines_with_flat_prices() -> None:
     10 × 0.50 = 5.00, flat 2.00, 2 × 0.10 = 0.20, flat 1.00; total 8.20. Zero units: a Decimal 0
     (the engine refuses an int amount), no line."""
     model = GraduatedPricing()
-    terms = model.parse({"tiers": [{"up_to": 10, "unit_price": "0.50", "flat_price": "2.00"},
-                                   {"unit_price": "0.10", "flat_price": "1.00"}]})
-    assert model.price(terms, Usage(D(12))) == Price(D("8.20"), (
-        PriceLine("0 – 10", D(10), D("0.50"), D("5.00")),
-        PriceLine("0 – 10 flat fee", D(1), D("2.00"), D("2.00")),
-        PriceLine("11 and above", D(2), D("0.10"), D("0.20")),
-        PriceLine("11 and above flat fee", D(1), D("1.00"), D("1.00")),
-    ))
+    terms = model.parse(
+        {
+            "tiers": [
+                {"up_to": 10, "unit_price": "0.50", "flat_price": "2.00"},
+                {"unit_price": "0.10", "flat_price": "1.00"},
+            ]
+        }
+    )
+    assert model.price(terms, Usage(D(12))) == Price(
+        D("8.20"),
+        (
+            PriceLine("0 – 10", D(10), D("0.50"), D("5.00")),
+            PriceLine("0 – 10 flat fee", D(1), D("2.00"), D("2.00")),
+            PriceLine("11 and above", D(2), D("0.10"), D("0.20")),
+            PriceLine("11 and above flat fee", D(1), D("1.00"), D("1.00")),
+        ),
+    )
     zero = model.price(terms, Usage(D(0)))
     assert isinstance(zero.amount, Decimal) and zero == Price(D(0), ())
 
@@ -143,12 +155,21 @@ def test_graduated_lines_with_flat_prices() -> None:
 def test_volume_lines_with_flat_price() -> None:
     """150 units fall in the open tier: all 150 × 0.01 = 1.50, plus its flat 0.50: 2.00."""
     model = VolumePricing()
-    terms = model.parse({"tiers": [{"up_to": 100, "unit_price": "0.02", "flat_price": "1.00"},
-                                   {"unit_price": "0.01", "flat_price": "0.50"}]})
-    assert model.price(terms, Usage(D(150))) == Price(D("2.00"), (
-        PriceLine("all units at tier 101 and above", D(150), D("0.01"), D("1.50")),
-        PriceLine("tier 101 and above flat fee", D(1), D("0.50"), D("0.50")),
-    ))
+    terms = model.parse(
+        {
+            "tiers": [
+                {"up_to": 100, "unit_price": "0.02", "flat_price": "1.00"},
+                {"unit_price": "0.01", "flat_price": "0.50"},
+            ]
+        }
+    )
+    assert model.price(terms, Usage(D(150))) == Price(
+        D("2.00"),
+        (
+            PriceLine("all units at tier 101 and above", D(150), D("0.01"), D("1.50")),
+            PriceLine("tier 101 and above flat fee", D(1), D("0.50"), D("0.50")),
+        ),
+    )
 
 
 def test_package_lines_included_and_packages() -> None:
@@ -157,12 +178,16 @@ def test_package_lines_included_and_packages() -> None:
     a net-negative quantity costs nothing and prints nothing. The price is final."""
     model = PackagePricing()
     terms = model.parse({"package_size": 1000, "package_price": "0.50", "included": 500})
-    assert model.price(terms, Usage(D(2700))) == Price(D("1.50"), (
-        PriceLine("first 500 units included", D(500), D(0), D(0)),
-        PriceLine("2,200 units in 3 packages of 1,000", D(3), D("0.50"), D("1.50")),
-    ))
-    assert model.price(terms, Usage(D(300))) == Price(D(0), (
-        PriceLine("first 500 units included", D(300), D(0), D(0)),))
+    assert model.price(terms, Usage(D(2700))) == Price(
+        D("1.50"),
+        (
+            PriceLine("first 500 units included", D(500), D(0), D(0)),
+            PriceLine("2,200 units in 3 packages of 1,000", D(3), D("0.50"), D("1.50")),
+        ),
+    )
+    assert model.price(terms, Usage(D(300))) == Price(
+        D(0), (PriceLine("first 500 units included", D(300), D(0), D(0)),)
+    )
     plain = model.parse({"package_size": 1000, "package_price": "0.50"})
     assert model.price(plain, Usage(D(-5))) == Price(D(0), ())
     assert model.price_is_final(terms) is True
@@ -178,15 +203,20 @@ def test_percentage_lines_minimum_linear_maximum() -> None:
     linear or maximum line."""
     model = PercentagePricing()
     terms = model.parse(PAYMENTS)
-    assert model.price(terms, banded(model, terms, [D("5.00"), D("100.00"), D("1000.00")])) == Price(
-        D("28.70000"), (
+    assert model.price(
+        terms, banded(model, terms, [D("5.00"), D("100.00"), D("1000.00")])
+    ) == Price(
+        D("28.70000"),
+        (
             PriceLine("1 events at the per-event minimum", D(1), D("0.50"), D("0.50")),
             PriceLine("2.9 % of 100", D("100.00"), D("0.029"), D("2.90000")),
             PriceLine("fixed fee × 1 events", D(1), D("0.30"), D("0.30")),
             PriceLine("1 events at the per-event maximum", D(1), D("25.00"), D("25.00")),
-        ))
+        ),
+    )
     assert model.price(terms, banded(model, terms, [D("5.00"), D("3.00")])) == Price(
-        D("1.00"), (PriceLine("2 events at the per-event minimum", D(2), D("0.50"), D("1.00")),))
+        D("1.00"), (PriceLine("2 events at the per-event minimum", D(2), D("0.50"), D("1.00")),)
+    )
 
 
 def test_percentage_fixed_fee_on_zero_value_events() -> None:
@@ -194,10 +224,13 @@ def test_percentage_fixed_fee_on_zero_value_events() -> None:
     (kills ``or`` and ``!= 0``/``== 1`` in the no-usage test)."""
     model = PercentagePricing()
     terms = model.parse({"rate": "0.029", "fixed_fee": "0.30"})
-    assert model.price(terms, Usage(D(0), events=2)) == Price(D("0.60"), (
-        PriceLine("2.9 % of 0", D(0), D("0.029"), D("0.000")),
-        PriceLine("fixed fee × 2 events", D(2), D("0.30"), D("0.60")),
-    ))
+    assert model.price(terms, Usage(D(0), events=2)) == Price(
+        D("0.60"),
+        (
+            PriceLine("2.9 % of 0", D(0), D("0.029"), D("0.000")),
+            PriceLine("fixed fee × 2 events", D(2), D("0.30"), D("0.60")),
+        ),
+    )
     assert model.price(terms, Usage(D(0), events=1)).amount == D("0.30")
 
 
@@ -206,8 +239,9 @@ def test_percentage_constant_per_event() -> None:
     one line; no events → nothing, no line."""
     model = PercentagePricing()
     terms = model.parse({"rate": "0", "fixed_fee": "0.25"})
-    assert model.price(terms, Usage(D("40.00"), events=3)) == Price(D("0.75"), (
-        PriceLine("3 events at 0.25 each", D(3), D("0.25"), D("0.75")),))
+    assert model.price(terms, Usage(D("40.00"), events=3)) == Price(
+        D("0.75"), (PriceLine("3 events at 0.25 each", D(3), D("0.25"), D("0.75")),)
+    )
     assert model.price(terms, Usage(D(0), events=0)) == Price(D(0), ())
 
 
@@ -234,7 +268,9 @@ def test_format_quantity_negative_and_trailing_zeros() -> None:
 
 def test_tier_with_only_a_flat_price() -> None:
     """A tier may have a flat price and no unit price: unit price 0."""
-    assert parse_tiers({"tiers": [{"flat_price": "5"}]}) == (Tier(up_to=None, unit_price=D(0), flat_price=D(5)),)
+    assert parse_tiers({"tiers": [{"flat_price": "5"}]}) == (
+        Tier(up_to=None, unit_price=D(0), flat_price=D(5)),
+    )
 
 
 def test_pricing_parameter_messages() -> None:
@@ -282,10 +318,13 @@ def test_short_cycle_in_yen_prorates_and_recognizes_to_whole_yen(tmp_path: Path)
     assert mid.base_fee == BaseFeeRating(timing="advance", billed=D(667), recognized=D(334))
     assert mid.charges[0].amount == D(334)
     assert mid.charges[0].lines == (
-        PriceLine("flat fee per cycle, 20/30 days, 10 of 20 days to date", D(1), None, D(334)),)
+        PriceLine("flat fee per cycle, 20/30 days, 10 of 20 days to date", D(1), None, D(334)),
+    )
     end = rate(engine, rules, models, UTC, through=date(2026, 9, 30)).latest()[0]
     assert end.base_fee == BaseFeeRating(timing="advance", billed=D(667), recognized=D(667))
-    assert end.charges[0].lines == (PriceLine("flat fee per cycle, 20/30 days", D(1), D(667), D(667)),)
+    assert end.charges[0].lines == (
+        PriceLine("flat fee per cycle, 20/30 days", D(1), D(667), D(667)),
+    )
 
 
 def test_cycle_plan_versions_and_pins() -> None:
@@ -293,11 +332,30 @@ def test_cycle_plan_versions_and_pins() -> None:
     The cycle starting Oct 1 is rated with 12.00/60; pinned to the original terms (date.min)
     with 10.00/50; its usage terms unpinned but its advance fee pinned to the original: 60 with
     a 10.00 fee. A plan without versions is rated as it is."""
-    plan = Plan(id="p", currency="USD", base_fee=BaseFee(amount=D("10.00")), minimum_commitment=D(50),
-                versions=(PlanVersion(effective=date(2026, 10, 1), base_fee=BaseFee(amount=D("12.00")),
-                                      minimum_commitment=D(60)),))
-    october = Cycle("c", "p", date(2026, 10, 1), date(2026, 11, 1), date(2026, 10, 1), date(2026, 11, 1),
-                    0, False, False)
+    plan = Plan(
+        id="p",
+        currency="USD",
+        base_fee=BaseFee(amount=D("10.00")),
+        minimum_commitment=D(50),
+        versions=(
+            PlanVersion(
+                effective=date(2026, 10, 1),
+                base_fee=BaseFee(amount=D("12.00")),
+                minimum_commitment=D(60),
+            ),
+        ),
+    )
+    october = Cycle(
+        "c",
+        "p",
+        date(2026, 10, 1),
+        date(2026, 11, 1),
+        date(2026, 10, 1),
+        date(2026, 11, 1),
+        0,
+        False,
+        False,
+    )
 
     def terms(pin: TermsPin | None) -> tuple[Decimal | None, Decimal | None]:
         rated = cycle_plan(plan, october, pin)
@@ -313,8 +371,10 @@ def test_cycle_plan_versions_and_pins() -> None:
 
 def test_grant_key_counts_only_earlier_grants_of_the_day() -> None:
     """Two grants dated Sep 1: the first is "#1", the second "#2" (the count stops at the grant)."""
-    grants = [CreditGrant(amount=D(5), granted=date(2026, 9, 1)),
-              CreditGrant(amount=D(9), granted=date(2026, 9, 1))]
+    grants = [
+        CreditGrant(amount=D(5), granted=date(2026, 9, 1)),
+        CreditGrant(amount=D(9), granted=date(2026, 9, 1)),
+    ]
     assert [grant_key(grants, i) for i in range(2)] == ["2026-09-01#1", "2026-09-01#2"]
 
 
@@ -323,8 +383,10 @@ def test_undrawn_credit_counts_returns_and_the_grant_day(tmp_path: Path) -> None
     (the volume price fell to 1.50): 100.00 − 2.00 + 0.50 = 98.50 left. On its grant day, before
     any draw, all 100.00 is there."""
     rules, models = rating_rules(tmp_path)
-    rows = [rating_event(1, "t", "llm.completion", "2026-09-20T00:00:00Z", tokens="100"),
-            rating_event(2, "t", "llm.completion", "2026-10-05T10:00:00Z", tokens="50")]
+    rows = [
+        rating_event(1, "t", "llm.completion", "2026-09-20T00:00:00Z", tokens="100"),
+        rating_event(2, "t", "llm.completion", "2026-10-05T10:00:00Z", tokens="50"),
+    ]
     engine = open_store(f"sqlite:///{tmp_path / 'e.sqlite'}")
     insert_events(engine, rows)
     rating = rate(engine, rules, models, UTC, through=date(2026, 10, 14), customers={"t"})
@@ -339,17 +401,25 @@ def test_undrawn_credit_counts_returns_and_the_grant_day(tmp_path: Path) -> None
 
 def _accrual(meta: dict[str, object], postings: list[dict[str, object]]) -> data.Transaction:
     return data.Transaction(
-        {"filename": "<test>", "lineno": 0, **meta} if "filename" in meta else dict(meta), date(2026, 9, 30),
-        "*", "c", "Usage accrual", frozenset(), frozenset(),
-        [data.Posting("Income:Usage:Api-Calls", None, None, None, None, dict(m)) for m in postings])
+        {"filename": "<test>", "lineno": 0, **meta} if "filename" in meta else dict(meta),
+        date(2026, 9, 30),
+        "*",
+        "c",
+        "Usage accrual",
+        frozenset(),
+        frozenset(),
+        [data.Posting("Income:Usage:Api-Calls", None, None, None, None, dict(m)) for m in postings],
+    )
 
 
 def test_entry_quantities_read_back_from_the_books() -> None:
     """An accrual naming api_calls and tokens whose api_calls posting says quantity 14 and whose
     second api_calls posting (a split) says none: api_calls 14, tokens unknown (None); an empty
     meter name is no meter; an entry naming no meter has none."""
-    entry = _accrual({"meter": "api_calls,tokens"},
-                     [{"meter": "api_calls", "quantity": D(14)}, {"meter": "api_calls"}, {"meter": ""}])
+    entry = _accrual(
+        {"meter": "api_calls,tokens"},
+        [{"meter": "api_calls", "quantity": D(14)}, {"meter": "api_calls"}, {"meter": ""}],
+    )
     assert entry_quantities(entry) == {"api_calls": D(14), "tokens": None}
     assert entry_quantities(_accrual({}, [])) == {}
 
@@ -359,13 +429,23 @@ def test_a_hand_edited_quantities_line_is_named() -> None:
     (``<books>:0`` when the entry carries neither)."""
     bad = "api_calls=many"
     with pytest.raises(BadInput, match=r"^books/2026-09\.beancount:12: quantities: "):
-        entry_quantities(_accrual({"meter": "api_calls", "quantities": bad,
-                                   "filename": "books/2026-09.beancount", "lineno": 12}, []))
+        entry_quantities(
+            _accrual(
+                {
+                    "meter": "api_calls",
+                    "quantities": bad,
+                    "filename": "books/2026-09.beancount",
+                    "lineno": 12,
+                },
+                [],
+            )
+        )
     with pytest.raises(BadInput, match=r"^<books>:0: quantities: "):
         entry_quantities(_accrual({"meter": "api_calls", "quantities": bad}, []))
 
 
 def test_month_end_of_a_short_february() -> None:
     """The month ending a non-leap February is Feb 28 (day 29 does not exist that month)."""
-    assert [_month_end(date(y, m, 1)) for y, m in ((2027, 2), (2028, 2), (2026, 12), (2026, 4))] == [
-        date(2027, 2, 28), date(2028, 2, 29), date(2026, 12, 31), date(2026, 4, 30)]
+    assert [
+        _month_end(date(y, m, 1)) for y, m in ((2027, 2), (2028, 2), (2026, 12), (2026, 4))
+    ] == [date(2027, 2, 28), date(2028, 2, 29), date(2026, 12, 31), date(2026, 4, 30)]

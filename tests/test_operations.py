@@ -792,18 +792,38 @@ def test_a_credit_note_before_a_cancellation_is_not_taken_out_twice(billed: Path
     1.00. The correction credits 31.00 − 1.00 − 9.30 = 20.70 (CN-2026-000002), the first
     note's schedule over the old cycle is dropped (taken out at once), so deferred revenue
     is −31.00 + 1.00 + 9.30 + 20.70 = 0, revenue 1.00, and acme owes 1.00."""
-    assert run_cli(billed, "credit", "INV-2026-000001", "--line", "1", "--amount", "9.30",
-                   "--reason", "goodwill", "--date", "2026-10-01").exit_code == 0
-    (billed / "rules" / "customers.yaml").write_text(_acme("{plan: p, start: 2026-10-01, end: 2026-10-02}"))
+    assert (
+        run_cli(
+            billed,
+            "credit",
+            "INV-2026-000001",
+            "--line",
+            "1",
+            "--amount",
+            "9.30",
+            "--reason",
+            "goodwill",
+            "--date",
+            "2026-10-01",
+        ).exit_code
+        == 0
+    )
+    (billed / "rules" / "customers.yaml").write_text(
+        _acme("{plan: p, start: 2026-10-01, end: 2026-10-02}")
+    )
     assert run_cli(billed, "post", "--through", "2026-10-31").exit_code == 0
     entries, errors, _ = load_books(billed / "books" / "main.beancount")
     assert errors == []
-    notes = {e.meta["credit_note"]: e for e in entries
-             if isinstance(e, data.Transaction) and "credit_note" in e.meta and "reason" in e.meta}
+    notes = {
+        e.meta["credit_note"]: e
+        for e in entries
+        if isinstance(e, data.Transaction) and "credit_note" in e.meta and "reason" in e.meta
+    }
     assert notes["CN-2026-000002"].meta["reason"].startswith("subscription change")
     assert {p.account: p.units.number for p in notes["CN-2026-000002"].postings} == {
         "Liabilities:Deferred-Revenue:Acme": Decimal("20.70"),
-        "Assets:Receivables:Invoiced:Acme": Decimal("-20.70")}
+        "Assets:Receivables:Invoiced:Acme": Decimal("-20.70"),
+    }
     day = date(2026, 11, 1)
     assert balance(entries, "Liabilities:Deferred-Revenue:Acme", day) == 0
     assert balance(entries, "Income:Subscriptions:P", day) == Decimal("-1.00")

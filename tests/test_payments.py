@@ -42,18 +42,40 @@ NOW = datetime(2026, 11, 25, tzinfo=UTC)
 
 def workspace(tmp_path: Path) -> Session:
     """acme invoiced 110.00 and beta 50.00 on 2026-10-01."""
-    session = open_session(write_workspace(tmp_path / "ws", meters=METERS_CALLS_TOKENS, plans=PLANS, customers=CUSTOMERS))
-    rows = [Event.build(source="t", id=f"{c}-{i}", customer=c, type="api.request",
-                        time=parse_time(f"2026-09-{1 + i % 28:02d}T12:00:00Z"), properties={})
-            for c, n in (("acme", 100), ("beta", 50)) for i in range(n)]
-    rows.append(Event.build(source="t", id="acme-tok", customer="acme", type="llm.completion",
-                            time=parse_time("2026-09-10T12:00:00Z"), properties={"tokens": "1000"}))
+    session = open_session(
+        write_workspace(
+            tmp_path / "ws", meters=METERS_CALLS_TOKENS, plans=PLANS, customers=CUSTOMERS
+        )
+    )
+    rows = [
+        Event.build(
+            source="t",
+            id=f"{c}-{i}",
+            customer=c,
+            type="api.request",
+            time=parse_time(f"2026-09-{1 + i % 28:02d}T12:00:00Z"),
+            properties={},
+        )
+        for c, n in (("acme", 100), ("beta", 50))
+        for i in range(n)
+    ]
+    rows.append(
+        Event.build(
+            source="t",
+            id="acme-tok",
+            customer="acme",
+            type="llm.completion",
+            time=parse_time("2026-09-10T12:00:00Z"),
+            properties={"tokens": "1000"},
+        )
+    )
     insert_events(session.engine, rows)
     issued = session.invoice(through=date(2026, 10, 1))
     assert [(i.number, i.customer, i.total) for i in issued] == [
-        ("INV-2026-000001", "acme", Decimal("110.00")), ("INV-2026-000002", "beta", Decimal("50.00"))]
+        ("INV-2026-000001", "acme", Decimal("110.00")),
+        ("INV-2026-000002", "beta", Decimal("50.00")),
+    ]
     return session
-
 
 
 def books_of(session: Session) -> list[data.Directive]:
@@ -65,7 +87,11 @@ def books_of(session: Session) -> list[data.Directive]:
 
 def snapshot(session: Session) -> dict[Path, bytes]:
     books_dir = session.workspace.books_dir
-    return {p.relative_to(books_dir): p.read_bytes() for p in sorted(books_dir.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(books_dir): p.read_bytes()
+        for p in sorted(books_dir.rglob("*"))
+        if p.is_file()
+    }
 
 
 PAYMENTS = """\
@@ -102,37 +128,70 @@ def paid(tmp_path: Path) -> tuple[Session, Path, ingest.ImportReport]:
 def test_every_row_is_accounted_for(paid: tuple[Session, Path, ingest.ImportReport]) -> None:
     session, _path, report = paid
     assert report.importer == "payments-csv"
-    assert (report.received, report.accepted, report.duplicates, report.conflicts, report.rejected) == (11, 6, 0, 0, 5)
-    assert report.reasons == {"bad_date": 1, "bad_number": 2, "missing_field": 1, "nonpositive_amount": 1}
+    assert (
+        report.received,
+        report.accepted,
+        report.duplicates,
+        report.conflicts,
+        report.rejected,
+    ) == (11, 6, 0, 0, 5)
+    assert report.reasons == {
+        "bad_date": 1,
+        "bad_number": 2,
+        "missing_field": 1,
+        "nonpositive_amount": 1,
+    }
     with session.engine.connect() as conn:
         stored = conn.execute(rejects.select().order_by(rejects.c.line)).all()
     assert [(r.line, r.reason) for r in stored] == [
-        (8, "bad_date"), (9, "bad_number"), (10, "missing_field"), (11, "nonpositive_amount"), (12, "bad_number")]
+        (8, "bad_date"),
+        (9, "bad_number"),
+        (10, "missing_field"),
+        (11, "nonpositive_amount"),
+        (12, "bad_number"),
+    ]
     assert stored[0].raw == "2026-13-01,1.00,USD,INV-2026-000001,BAD-1"
     # amounts are kept in the currency's minor unit: "20" is 20.00
-    assert [(p.reference, p.amount) for p in load_payments(session.engine)][1] == ("BANK-2", Decimal("20.00"))
+    assert [(p.reference, p.amount) for p in load_payments(session.engine)][1] == (
+        "BANK-2",
+        Decimal("20.00"),
+    )
 
 
 def test_full_partial_unmatched_overpaid(paid: tuple[Session, Path, ingest.ImportReport]) -> None:
     session, _path, _report = paid
     entries = books_of(session)
     # acme: 110.00 invoiced Oct 1, paid in full Oct 10
-    assert balance(entries, "Assets:Receivables:Invoiced:Acme", date(2026, 10, 10)) == Decimal("110.00")
+    assert balance(entries, "Assets:Receivables:Invoiced:Acme", date(2026, 10, 10)) == Decimal(
+        "110.00"
+    )
     assert balance(entries, "Assets:Receivables:Invoiced:Acme", date(2026, 10, 11)) == 0
     # beta: 50.00 invoiced; 20.00 paid Oct 12 leaves 30.00 open
-    assert balance(entries, "Assets:Receivables:Invoiced:Beta", date(2026, 10, 13)) == Decimal("30.00")
+    assert balance(entries, "Assets:Receivables:Invoiced:Beta", date(2026, 10, 13)) == Decimal(
+        "30.00"
+    )
     # Oct 20: 40.00 received, 30.00 settles beta, 10.00 is an overpayment
     assert balance(entries, "Assets:Receivables:Invoiced:Beta", date(2026, 10, 21)) == 0
     # unapplied: 7.50 (no invoice) + 5.00 (unknown invoice) + 10.00 (overpayment) = 22.50
-    assert balance(entries, "Liabilities:Unapplied-Cash", date(2026, 10, 16), "USD") == Decimal("-7.50")
-    assert balance(entries, "Liabilities:Unapplied-Cash", date(2026, 11, 1), "USD") == Decimal("-22.50")
+    assert balance(entries, "Liabilities:Unapplied-Cash", date(2026, 10, 16), "USD") == Decimal(
+        "-7.50"
+    )
+    assert balance(entries, "Liabilities:Unapplied-Cash", date(2026, 11, 1), "USD") == Decimal(
+        "-22.50"
+    )
     # 9.00 EUR against a USD invoice cannot settle it: unapplied, in EUR
-    assert balance(entries, "Liabilities:Unapplied-Cash", date(2026, 11, 1), "EUR") == Decimal("-9.00")
+    assert balance(entries, "Liabilities:Unapplied-Cash", date(2026, 11, 1), "EUR") == Decimal(
+        "-9.00"
+    )
     # the bank holds everything received: 110 + 20 + 7.50 + 5 + 40 = 182.50 USD and 9.00 EUR
     assert balance(entries, "Assets:Bank:Operating", date(2026, 11, 1), "USD") == Decimal("182.50")
     assert balance(entries, "Assets:Bank:Operating", date(2026, 11, 1), "EUR") == Decimal("9.00")
 
-    txns = {e.meta["reference"]: e for e in entries if isinstance(e, data.Transaction) and "reference" in e.meta}
+    txns = {
+        e.meta["reference"]: e
+        for e in entries
+        if isinstance(e, data.Transaction) and "reference" in e.meta
+    }
     assert set(txns) == {"BANK-1", "BANK-2", "BANK-3", "BANK-4", "BANK-5", "BANK-6"}
     assert txns["BANK-1"].links == {"INV-2026-000001", "acme-2026-09-01"}
     assert txns["BANK-1"].meta["customer"] == "acme" and "unapplied" not in txns["BANK-1"].meta
@@ -155,12 +214,15 @@ def test_reimporting_changes_nothing(paid: tuple[Session, Path, ingest.ImportRep
 
 
 def test_same_reference_other_payload_is_a_conflict_kept_aside(
-        paid: tuple[Session, Path, ingest.ImportReport], tmp_path: Path) -> None:
+    paid: tuple[Session, Path, ingest.ImportReport], tmp_path: Path
+) -> None:
     session, _path, _report = paid
     books_of(session)
     before = snapshot(session)
     other = tmp_path / "bank2.csv"
-    other.write_text("reference,date,amount,currency,invoice,payer\nBANK-1,2026-10-10,99.00,USD,INV-2026-000001,x\n")
+    other.write_text(
+        "reference,date,amount,currency,invoice,payer\nBANK-1,2026-10-10,99.00,USD,INV-2026-000001,x\n"
+    )
     report = import_payments(session, other)
     assert (report.accepted, report.conflicts) == (0, 1)
     with session.engine.connect() as conn:
@@ -190,16 +252,34 @@ def test_settlement_is_deterministic_whatever_the_order() -> None:
     from ledger.invoicing import InvoiceLine
     from ledger.rules import Rules
 
-    inv = Invoice(customer="acme", date=date(2026, 10, 1), currency="USD", number="INV-2026-000001", rules="r",
-                  lines=(InvoiceLine(kind="usage", description="x", account="unbilled", amount=Decimal("100.00"),
-                                     link="acme-2026-09-01"),))
-    pays = [Payment(date(2026, 10, 5), Decimal("60.00"), "USD", inv.number, "B"),
-            Payment(date(2026, 10, 5), Decimal("60.00"), "USD", inv.number, "A")]
+    inv = Invoice(
+        customer="acme",
+        date=date(2026, 10, 1),
+        currency="USD",
+        number="INV-2026-000001",
+        rules="r",
+        lines=(
+            InvoiceLine(
+                kind="usage",
+                description="x",
+                account="unbilled",
+                amount=Decimal("100.00"),
+                link="acme-2026-09-01",
+            ),
+        ),
+    )
+    pays = [
+        Payment(date(2026, 10, 5), Decimal("60.00"), "USD", inv.number, "B"),
+        Payment(date(2026, 10, 5), Decimal("60.00"), "USD", inv.number, "A"),
+    ]
 
     class FakeRules:
         def account(self, key: str, **ids: str) -> str:
-            return {"cash": "Assets:Bank:Operating", "unapplied_cash": "Liabilities:Unapplied-Cash",
-                    "receivable": "Assets:Receivables:Invoiced:Acme"}[key]
+            return {
+                "cash": "Assets:Bank:Operating",
+                "unapplied_cash": "Liabilities:Unapplied-Cash",
+                "receivable": "Assets:Receivables:Invoiced:Acme",
+            }[key]
 
     rules: Rules = FakeRules()  # type: ignore[assignment]
     one = payment_entries(pays, [inv], [], rules)
@@ -207,18 +287,29 @@ def test_settlement_is_deterministic_whatever_the_order() -> None:
     assert one == two
     # same day: by reference, so A settles 60.00 and B the remaining 40.00 (+ 20.00 unapplied)
     a, b = one
-    assert a.meta["reference"] == "A" and [p.units.number for p in a.postings] == [Decimal("60.00"), Decimal("-60.00")]
-    assert [p.units.number for p in b.postings] == [Decimal("60.00"), Decimal("-40.00"), Decimal("-20.00")]
+    assert a.meta["reference"] == "A" and [p.units.number for p in a.postings] == [
+        Decimal("60.00"),
+        Decimal("-60.00"),
+    ]
+    assert [p.units.number for p in b.postings] == [
+        Decimal("60.00"),
+        Decimal("-40.00"),
+        Decimal("-20.00"),
+    ]
 
 
-def test_duplicates_and_conflicts_are_counted_on_every_store(store_url: str, tmp_path: Path) -> None:
+def test_duplicates_and_conflicts_are_counted_on_every_store(
+    store_url: str, tmp_path: Path
+) -> None:
     """Same reference and figures: duplicate; same reference, other figures: conflict (SQLite and PostgreSQL)."""
     from ledger.store import open_store
 
     engine = open_store(store_url)
     path = tmp_path / "p.csv"
-    path.write_text("date,amount,currency,invoice,reference\n2026-10-02,10.00,USD,,r1\n"
-                    "2026-10-02,10.00,USD,,r1\n2026-10-02,11.00,USD,,r1\n")
+    path.write_text(
+        "date,amount,currency,invoice,reference\n2026-10-02,10.00,USD,,r1\n"
+        "2026-10-02,10.00,USD,,r1\n2026-10-02,11.00,USD,,r1\n"
+    )
     now = datetime(2026, 11, 25, tzinfo=UTC)
     first = ingest.ingest_file(engine, None, path, PaymentsCsv(), now=now)  # type: ignore[arg-type]
     assert (first.received, first.accepted, first.duplicates, first.conflicts) == (3, 1, 1, 1)

@@ -73,7 +73,11 @@ customers:
 
 
 def _workspace(tmp_path: Path) -> Session:
-    return open_session(write_workspace(tmp_path / "ws", meters=METERS_CALLS_TOKENS, plans=PLANS, customers=CUSTOMERS))
+    return open_session(
+        write_workspace(
+            tmp_path / "ws", meters=METERS_CALLS_TOKENS, plans=PLANS, customers=CUSTOMERS
+        )
+    )
 
 
 def _insert(session: Session, rows: list[Event]) -> None:
@@ -84,23 +88,34 @@ _calls = calls
 
 
 def _tokens(customer: str, items: list[tuple[str, str]]) -> list[Event]:
-    return [Event.build(source="t", id=f"{customer}-tok{i}", customer=customer, type="llm.completion",
-                        time=parse_time(f"{day}T12:00:00Z"), properties={"tokens": n}) for i, (day, n) in enumerate(items)]
-
+    return [
+        Event.build(
+            source="t",
+            id=f"{customer}-tok{i}",
+            customer=customer,
+            type="llm.completion",
+            time=parse_time(f"{day}T12:00:00Z"),
+            properties={"tokens": n},
+        )
+        for i, (day, n) in enumerate(items)
+    ]
 
 
 @pytest.fixture
 def books(tmp_path: Path) -> tuple[Session, list[data.Directive]]:
     session = _workspace(tmp_path)
     sep = [f"2026-09-{d:02d}" for d in range(1, 31)]
-    _insert(session, [
-        *_calls("cal", sep),                                              # 30 calls in September
-        *_calls("ann", [f"2026-09-{16 + i % 14:02d}" for i in range(14)]),  # 14 calls Sep 15–30
-        *_calls("ann", [f"2026-10-{1 + i:02d}" for i in range(11)], "b"),   # 11 calls Oct 1–14
-        *_tokens("vol", [("2026-09-20", "60"), ("2026-10-05", "90")]),
-        *_calls("cr", sep),
-        *_calls("mc", sep),
-    ])
+    _insert(
+        session,
+        [
+            *_calls("cal", sep),  # 30 calls in September
+            *_calls("ann", [f"2026-09-{16 + i % 14:02d}" for i in range(14)]),  # 14 calls Sep 15–30
+            *_calls("ann", [f"2026-10-{1 + i:02d}" for i in range(11)], "b"),  # 11 calls Oct 1–14
+            *_tokens("vol", [("2026-09-20", "60"), ("2026-10-05", "90")]),
+            *_calls("cr", sep),
+            *_calls("mc", sep),
+        ],
+    )
     session.invoice(through=date(2026, 10, 31))
     entries, errors, _ = load_books(session.workspace.main_file)
     assert errors == []
@@ -115,16 +130,24 @@ def test_calendar_cycle_graduated(books: tuple[Session, list[data.Directive]]) -
     assert balance(entries, "Assets:Receivables:Invoiced:Cal", date(2026, 10, 2)) == Decimal("1.00")
 
 
-def test_anniversary_cycle_crossing_month_end_graduated(books: tuple[Session, list[data.Directive]]) -> None:
+def test_anniversary_cycle_crossing_month_end_graduated(
+    books: tuple[Session, list[data.Directive]],
+) -> None:
     _, entries = books
     # Sep 30: 14 calls → 4 × 0.05 = 0.20; Oct 14: 25 calls → 15 × 0.05 = 0.75; invoiced Oct 15
     assert balance(entries, "Assets:Receivables:Unbilled:Ann", date(2026, 10, 1)) == Decimal("0.20")
-    assert balance(entries, "Assets:Receivables:Unbilled:Ann", date(2026, 10, 15)) == Decimal("0.75")
+    assert balance(entries, "Assets:Receivables:Unbilled:Ann", date(2026, 10, 15)) == Decimal(
+        "0.75"
+    )
     assert balance(entries, "Assets:Receivables:Unbilled:Ann", date(2026, 10, 16)) == 0
-    assert balance(entries, "Assets:Receivables:Invoiced:Ann", date(2026, 10, 16)) == Decimal("0.75")
+    assert balance(entries, "Assets:Receivables:Invoiced:Ann", date(2026, 10, 16)) == Decimal(
+        "0.75"
+    )
 
 
-def test_anniversary_cycle_volume_tiers_use_contract_asset(books: tuple[Session, list[data.Directive]]) -> None:
+def test_anniversary_cycle_volume_tiers_use_contract_asset(
+    books: tuple[Session, list[data.Directive]],
+) -> None:
     _, entries = books
     # Sep 30: 60 tokens × 0.02 = 1.20; Oct 14: 150 tokens fall in the 0.01 tier: 1.50 (+0.30)
     assert balance(entries, "Assets:Contract-Assets:Vol", date(2026, 10, 1)) == Decimal("1.20")
@@ -133,11 +156,15 @@ def test_anniversary_cycle_volume_tiers_use_contract_asset(books: tuple[Session,
     assert balance(entries, "Income:Usage:Tokens", date(2026, 10, 16)) == Decimal("-1.50")
 
 
-def test_base_fee_in_advance_prorated_and_recognized_by_day(books: tuple[Session, list[data.Directive]]) -> None:
+def test_base_fee_in_advance_prorated_and_recognized_by_day(
+    books: tuple[Session, list[data.Directive]],
+) -> None:
     _, entries = books
     # first cycle [Sep 11, Oct 1) is 20 of 30 days: 20.00 invoiced Sep 11, recognized by Sep 30
     assert balance(entries, "Assets:Receivables:Invoiced:Bf", date(2026, 9, 12)) == Decimal("20.00")
-    assert balance(entries, "Liabilities:Deferred-Revenue:Bf", date(2026, 9, 12)) == Decimal("-20.00")
+    assert balance(entries, "Liabilities:Deferred-Revenue:Bf", date(2026, 9, 12)) == Decimal(
+        "-20.00"
+    )
     assert balance(entries, "Liabilities:Deferred-Revenue:Bf", date(2026, 10, 1)) == 0
     assert balance(entries, "Income:Subscriptions:B", date(2026, 10, 1)) == Decimal("-20.00")
     # Oct 1 invoices the full October fee 30.00 in advance; all recognized by Oct 31
@@ -148,7 +175,9 @@ def test_base_fee_in_advance_prorated_and_recognized_by_day(books: tuple[Session
 def test_credits_drawn_and_breakage(books: tuple[Session, list[data.Directive]]) -> None:
     _, entries = books
     # grant 5.00 invoiced Sep 1 (receivable / deferred); September usage 1.00 drawn from it
-    assert balance(entries, "Liabilities:Deferred-Revenue:Cr", date(2026, 10, 1)) == Decimal("-4.00")
+    assert balance(entries, "Liabilities:Deferred-Revenue:Cr", date(2026, 10, 1)) == Decimal(
+        "-4.00"
+    )
     assert balance(entries, "Assets:Receivables:Unbilled:Cr", date(2026, 10, 1)) == 0
     # the 4.00 left expires on Oct 15: breakage revenue
     assert balance(entries, "Liabilities:Deferred-Revenue:Cr", date(2026, 10, 16)) == 0
@@ -169,7 +198,11 @@ def test_every_cycle_accruals_sum_to_invoice(books: tuple[Session, list[data.Dir
     after each invoice its customer has no unbilled or contract-asset balance left."""
     session, entries = books
     documents = sorted((session.workspace.books_dir / "documents").glob("INV-*.json"))
-    invoices = {e.meta["invoice"]: e for e in entries if isinstance(e, data.Transaction) and "invoice" in e.meta}
+    invoices = {
+        e.meta["invoice"]: e
+        for e in entries
+        if isinstance(e, data.Transaction) and "invoice" in e.meta
+    }
     assert [p.stem for p in documents] == sorted(invoices) and len(documents) == 8
     usage_lines = 0
     for path in documents:
@@ -180,10 +213,24 @@ def test_every_cycle_accruals_sum_to_invoice(books: tuple[Session, list[data.Dir
                 continue
             usage_lines += 1
             account = session.rules.account("usage_revenue", meter=line["meter"])
-            posted = -sum((p.units.number for e in entries if isinstance(e, data.Transaction)
-                           and line["link"] in e.links and "invoice" not in e.meta and e.date < invoice.date
-                           for p in e.postings if p.account == account), Decimal(0))
-            assert posted == Decimal(line["amount"]), (document["number"], line["meter"], line["link"])
+            posted = -sum(
+                (
+                    p.units.number
+                    for e in entries
+                    if isinstance(e, data.Transaction)
+                    and line["link"] in e.links
+                    and "invoice" not in e.meta
+                    and e.date < invoice.date
+                    for p in e.postings
+                    if p.account == account
+                ),
+                Decimal(0),
+            )
+            assert posted == Decimal(line["amount"]), (
+                document["number"],
+                line["meter"],
+                line["link"],
+            )
         after = date.fromordinal(invoice.date.toordinal() + 1)
         for kind in ("unbilled", "contract_asset"):
             account = session.rules.account(kind, customer=document["customer"])
@@ -197,7 +244,9 @@ def test_late_usage_after_invoice_is_a_separate_adjustment(tmp_path: Path) -> No
     session = _workspace(tmp_path)
     _insert(session, _calls("cal", [f"2026-09-{d:02d}" for d in range(1, 31)]))
     issued = session.invoice(through=date(2026, 10, 1))
-    assert [(i.customer, i.total) for i in issued if i.customer == "cal"] == [("cal", Decimal("1.00"))]
+    assert [(i.customer, i.total) for i in issued if i.customer == "cal"] == [
+        ("cal", Decimal("1.00"))
+    ]
     _insert(session, _calls("cal", ["2026-09-20"], "late"))  # arrives after the invoice
     session.invoice(through=date(2026, 11, 1))
     entries, errors, _ = load_books(session.workspace.main_file)
@@ -206,8 +255,14 @@ def test_late_usage_after_invoice_is_a_separate_adjustment(tmp_path: Path) -> No
     assert len(late) == 1 and late[0].meta["usage_date"] == date(2026, 9, 30)
     # one more call at 0.05, posted after the Oct 1 invoice and billed as its own line on Nov 1
     assert balance(entries, "Assets:Receivables:Unbilled:Cal", date(2026, 10, 2)) == Decimal("0.05")
-    nov = [e for e in entries if isinstance(e, data.Transaction) and e.date == date(2026, 11, 1)
-           and e.meta.get("customer") == "cal" and "invoice" in e.meta]
+    nov = [
+        e
+        for e in entries
+        if isinstance(e, data.Transaction)
+        and e.date == date(2026, 11, 1)
+        and e.meta.get("customer") == "cal"
+        and "invoice" in e.meta
+    ]
     assert balance(entries, "Assets:Receivables:Unbilled:Cal", date(2026, 11, 2)) == 0
     assert nov and nov[0].postings[0].units.number == Decimal("0.05")
 
@@ -220,8 +275,14 @@ def test_books_are_deterministic(tmp_path: Path) -> None:
         if name == "b":
             rows.reverse()
         for i in range(0, len(rows), 7):
-            _insert(session, rows[i:i + 7])
+            _insert(session, rows[i : i + 7])
         session.invoice(through=date(2026, 10, 31))
         books_dir = session.workspace.books_dir
-        outputs.append({p.relative_to(books_dir): p.read_bytes() for p in sorted(books_dir.rglob("*")) if p.is_file()})
+        outputs.append(
+            {
+                p.relative_to(books_dir): p.read_bytes()
+                for p in sorted(books_dir.rglob("*"))
+                if p.is_file()
+            }
+        )
     assert outputs[0] == outputs[1]

@@ -41,8 +41,12 @@ THROUGH = date(2026, 11, 1)
 NOW = datetime(2026, 11, 1, 0, 5, tzinfo=UTC)  # ingest's clock: no event is in the future
 HEADER = "id,source,customer,type,time,tokens\n"
 #: Rows every ingest rejects, one reason each: unknown customer, bad time, negative quantity, missing id.
-BAD = ("x1,p,nobody,api.request,2026-09-05T12:00:00Z,", "x2,p,cal,api.request,2026-09-31T12:00:00Z,",
-       "x3,p,vol,llm.completion,2026-09-05T12:00:00Z,-5", ",p,cal,api.request,2026-09-05T12:00:00Z,")
+BAD = (
+    "x1,p,nobody,api.request,2026-09-05T12:00:00Z,",
+    "x2,p,cal,api.request,2026-09-31T12:00:00Z,",
+    "x3,p,vol,llm.completion,2026-09-05T12:00:00Z,-5",
+    ",p,cal,api.request,2026-09-05T12:00:00Z,",
+)
 
 #: One usage event: customer, day (0 = Sep 1), second of the day, tokens (``vol``), imported after MID.
 Use = tuple[str, int, int, int, bool]
@@ -65,11 +69,21 @@ class Feed:
     another payload, and rows ingest rejects.
     """
 
-    def __init__(self, uses: Sequence[Use], duplicates: Sequence[int], conflicts: Sequence[int],
-                 bad: Sequence[int], copies: Sequence[int] = ()) -> None:
-        events = [(c, day, seconds + j, tokens, late)
-                  for (c, day, seconds, tokens, late), n in zip(uses, [*copies, *[1] * len(uses)], strict=False)
-                  for j in range(n)]
+    def __init__(
+        self,
+        uses: Sequence[Use],
+        duplicates: Sequence[int],
+        conflicts: Sequence[int],
+        bad: Sequence[int],
+        copies: Sequence[int] = (),
+    ) -> None:
+        events = [
+            (c, day, seconds + j, tokens, late)
+            for (c, day, seconds, tokens, late), n in zip(
+                uses, [*copies, *[1] * len(uses)], strict=False
+            )
+            for j in range(n)
+        ]
         early = [n for n, use in enumerate(events) if not use[4]]
         self.before = [_line(n, events[n]) for n in early]
         self.after = [_line(n, use) for n, use in enumerate(events) if use[4]]
@@ -77,16 +91,26 @@ class Feed:
             n = i % len(events)
             (self.after if k % 2 or events[n][4] else self.before).append(_line(n, events[n]))
         # a re-send with another payload comes after the row it conflicts with: the first stored wins
-        self.conflicts = [_line(n, events[n], shift=1) for n in (early[i % len(early)] for i in conflicts)] \
-            if early else []
+        self.conflicts = (
+            [_line(n, events[n], shift=1) for n in (early[i % len(early)] for i in conflicts)]
+            if early
+            else []
+        )
         self.after += self.conflicts
         for k, i in enumerate(bad):
             (self.after if k % 2 else self.before).append(BAD[i % len(BAD)])
-        self.expected = {"received": len(self.before) + len(self.after), "accepted": len(events),
-                         "duplicates": len(duplicates), "conflicts": len(self.conflicts), "rejected": len(bad)}
+        self.expected = {
+            "received": len(self.before) + len(self.after),
+            "accepted": len(events),
+            "duplicates": len(duplicates),
+            "conflicts": len(self.conflicts),
+            "rejected": len(bad),
+        }
 
 
-def _ingest(session: Session, lines: list[str], directory: Path, *, cut: int) -> Iterator[ImportReport]:
+def _ingest(
+    session: Session, lines: list[str], directory: Path, *, cut: int
+) -> Iterator[ImportReport]:
     """Write ``lines`` as files of ``cut`` rows and import them the way ``meterbook ingest`` does,
     one file at a time: the caller may post between two files."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -94,7 +118,7 @@ def _ingest(session: Session, lines: list[str], directory: Path, *, cut: int) ->
     paths = []
     for k, i in enumerate(range(0, len(lines), cut)):
         path = directory / f"usage-{start + k:03d}.csv"
-        path.write_text(HEADER + "".join(line + "\n" for line in lines[i:i + cut]))
+        path.write_text(HEADER + "".join(line + "\n" for line in lines[i : i + cut]))
         paths.append(path)
     rules, engine, importers = open_for_ingest(session.workspace)
     try:
@@ -103,8 +127,15 @@ def _ingest(session: Session, lines: list[str], directory: Path, *, cut: int) ->
         engine.dispose()
 
 
-def build(session: Session, feed: Feed, mid: date, *, shuffle: random.Random | None = None, cut: int = 10**6,
-          posts: Sequence[int] = ()) -> dict[str, int]:
+def build(
+    session: Session,
+    feed: Feed,
+    mid: date,
+    *,
+    shuffle: random.Random | None = None,
+    cut: int = 10**6,
+    posts: Sequence[int] = (),
+) -> dict[str, int]:
     """Import ``feed.before``, ``invoice --through mid``, import ``feed.after``, ``invoice --through
     THROUGH``; with ``shuffle``, each import in a random order, ``cut`` rows a file, and a ``post``
     through Sep 1 + ``posts[k]`` days after the k-th file. Returns the summed import counts."""
@@ -115,7 +146,10 @@ def build(session: Session, feed: Feed, mid: date, *, shuffle: random.Random | N
         if shuffle is not None:
             shuffle.shuffle(lines)
         for k, report in enumerate(_ingest(session, lines, files, cut=cut)):
-            assert report.received == report.accepted + report.duplicates + report.conflicts + report.rejected
+            assert (
+                report.received
+                == report.accepted + report.duplicates + report.conflicts + report.rejected
+            )
             for key in totals:
                 totals[key] += getattr(report, key)
             if k < len(posts):  # posting in between never changes the outcome
@@ -126,12 +160,20 @@ def build(session: Session, feed: Feed, mid: date, *, shuffle: random.Random | N
 
 def books_bytes(session: Session) -> dict[str, bytes]:
     books_dir = session.workspace.books_dir
-    return {str(p.relative_to(books_dir)): p.read_bytes() for p in sorted(books_dir.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(books_dir)): p.read_bytes()
+        for p in sorted(books_dir.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _workspace(root: Path, store: str | None = None) -> Session:
     config = f'store = "{store}"\n' if store else 'store = "sqlite:///var/events.sqlite"\n'
-    return open_session(write_workspace(root, meters=METERS_CALLS_TOKENS, plans=PLANS, customers=CUSTOMERS_YAML, config=config))
+    return open_session(
+        write_workspace(
+            root, meters=METERS_CALLS_TOKENS, plans=PLANS, customers=CUSTOMERS_YAML, config=config
+        )
+    )
 
 
 def check_books(session: Session) -> list[data.Directive]:
@@ -143,41 +185,97 @@ def check_books(session: Session) -> list[data.Directive]:
             continue
         totals: dict[str, Decimal] = {}
         for posting in entry.postings:
-            totals[posting.units.currency] = totals.get(posting.units.currency, Decimal(0)) + posting.units.number
+            totals[posting.units.currency] = (
+                totals.get(posting.units.currency, Decimal(0)) + posting.units.number
+            )
         assert all(total == 0 for total in totals.values()), entry
         if "invoice" in entry.meta:
             customer = entry.meta["customer"]
             for kind in ("unbilled", "contract_asset"):
                 account = session.rules.account(kind, customer=customer)
-                settled = -sum((p.units.number for p in entry.postings if p.account == account), Decimal(0))
-                assert balance(entries, account, entry.date) == settled, (entry.meta["invoice"], account)
+                settled = -sum(
+                    (p.units.number for p in entry.postings if p.account == account), Decimal(0)
+                )
+                assert balance(entries, account, entry.date) == settled, (
+                    entry.meta["invoice"],
+                    account,
+                )
     return entries
 
 
-uses = st.lists(st.tuples(st.sampled_from(CUSTOMERS), st.integers(0, 60), st.integers(0, 86399),
-                          st.integers(1, 400), st.booleans()), min_size=3, max_size=30)
+uses = st.lists(
+    st.tuples(
+        st.sampled_from(CUSTOMERS),
+        st.integers(0, 60),
+        st.integers(0, 86399),
+        st.integers(1, 400),
+        st.booleans(),
+    ),
+    min_size=3,
+    max_size=30,
+)
 indices = st.lists(st.integers(0, 10**6), max_size=4)
 copies = st.lists(st.integers(1, 15), max_size=30)
 #: Usage every example starts with (11 calls each, imported before MID): past the free tier of
 #: the graduated plans, so a late call in an invoiced cycle changes its amount.
-BASE: list[Use] = [("cal", 1, 3600, 1, False), ("cr", 1, 3600, 1, False), ("mc", 1, 3600, 1, False),
-                   ("ann", 15, 3600, 1, False), ("ann", 45, 3600, 1, False)]
+BASE: list[Use] = [
+    ("cal", 1, 3600, 1, False),
+    ("cr", 1, 3600, 1, False),
+    ("mc", 1, 3600, 1, False),
+    ("ann", 15, 3600, 1, False),
+    ("ann", 45, 3600, 1, False),
+]
 #: Invoice runs through these days (Sep 15, Oct 1, Oct 15) end cycles; any day in between too.
 mids = st.one_of(st.sampled_from([14, 30, 44]), st.integers(14, 60))
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@example(rows=[("cal", 5, 100, 1, True), ("vol", 3, 5, 50, False), ("vol", 4, 5, 50, True), ("mc", 10, 0, 1, True),
-               ("ann", 20, 0, 1, True), ("cr", 40, 0, 1, True)], copies=[3], duplicates=[0, 3], conflicts=[1],
-          bad=[0, 1, 2, 3], mid=30, order=random.Random(7), cut=2, posts=[10, 40])  # late usage: cal, mc, vol
-@given(rows=uses, copies=copies, duplicates=indices, conflicts=indices, bad=indices, mid=mids,
-       order=st.randoms(use_true_random=False), cut=st.integers(1, 9), posts=st.lists(st.integers(0, 60), max_size=2))
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@example(
+    rows=[
+        ("cal", 5, 100, 1, True),
+        ("vol", 3, 5, 50, False),
+        ("vol", 4, 5, 50, True),
+        ("mc", 10, 0, 1, True),
+        ("ann", 20, 0, 1, True),
+        ("cr", 40, 0, 1, True),
+    ],
+    copies=[3],
+    duplicates=[0, 3],
+    conflicts=[1],
+    bad=[0, 1, 2, 3],
+    mid=30,
+    order=random.Random(7),
+    cut=2,
+    posts=[10, 40],
+)  # late usage: cal, mc, vol
+@given(
+    rows=uses,
+    copies=copies,
+    duplicates=indices,
+    conflicts=indices,
+    bad=indices,
+    mid=mids,
+    order=st.randoms(use_true_random=False),
+    cut=st.integers(1, 9),
+    posts=st.lists(st.integers(0, 60), max_size=2),
+)
 def test_books_balance_and_do_not_depend_on_ingest_order_or_chunking(
-        tmp_path_factory: pytest.TempPathFactory, rows: list[Use], copies: list[int], duplicates: list[int],
-        conflicts: list[int], bad: list[int], mid: int, order: random.Random, cut: int, posts: list[int]) -> None:
+    tmp_path_factory: pytest.TempPathFactory,
+    rows: list[Use],
+    copies: list[int],
+    duplicates: list[int],
+    conflicts: list[int],
+    bad: list[int],
+    mid: int,
+    order: random.Random,
+    cut: int,
+    posts: list[int],
+) -> None:
     """The books of the rows imported in file order, one file per import, equal those of the same
     rows shuffled, cut into ``cut``-row files and posted in between; both balance."""
-    copies = [*[11] * len(BASE), *copies[:len(rows)], *[1] * (len(rows) - len(copies))]
+    copies = [*[11] * len(BASE), *copies[: len(rows)], *[1] * (len(rows) - len(copies))]
     feed = Feed([*BASE, *rows], duplicates, conflicts, bad, copies)
     mid_day = START.date() + timedelta(days=mid)
 
@@ -195,8 +293,11 @@ def test_books_balance_and_do_not_depend_on_ingest_order_or_chunking(
 
 # Fixed usage for the store comparison: an event a day per customer, Sep 1 – Oct 31; every
 # fifth day's (Sep 4, 9, …) arrives after an invoice run through Oct 10 (late adjustments).
-FIXED: list[Use] = [(customer, day, 3600 * (day % 24), 25 + 10 * day, day % 5 == 3)
-                    for customer in CUSTOMERS for day in range(61)]
+FIXED: list[Use] = [
+    (customer, day, 3600 * (day % 24), 25 + 10 * day, day % 5 == 3)
+    for customer in CUSTOMERS
+    for day in range(61)
+]
 
 
 def test_books_are_the_same_bytes_on_sqlite_and_postgresql(tmp_path: Path, pg_url: str) -> None:
@@ -211,7 +312,9 @@ def test_books_are_the_same_bytes_on_sqlite_and_postgresql(tmp_path: Path, pg_ur
         assert [s.engine.dialect.name for s in sessions] == ["sqlite", "postgresql"]
         assert books_bytes(sessions[0]) == books_bytes(sessions[1])
         entries = check_books(sessions[0])
-        late = [e for e in entries if isinstance(e, data.Transaction) and e.meta.get("late") is True]
+        late = [
+            e for e in entries if isinstance(e, data.Transaction) and e.meta.get("late") is True
+        ]
         assert {e.meta["customer"] for e in late} >= {"cal", "ann", "vol", "mc"}
     finally:
         for session in sessions:

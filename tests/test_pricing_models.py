@@ -37,7 +37,9 @@ AI_TIERS = [
 PAYMENTS = {"rate": "0.029", "fixed_fee": "0.30", "per_event_min": "0.50", "per_event_max": "25.00"}
 
 
-def amount(model: PricingModel, params: dict[str, Any], quantity: Decimal | int, events: int = 0) -> Decimal:
+def amount(
+    model: PricingModel, params: dict[str, Any], quantity: Decimal | int, events: int = 0
+) -> Decimal:
     return model.price(model.parse(params), Usage(D(quantity), events)).amount
 
 
@@ -47,16 +49,27 @@ def banded(model: PercentagePricing, terms: PercentageTerms, values: Sequence[De
     bands = []
     lower: Decimal | None = None
     for upper in uppers:
-        inside = [v for v in values if (lower is None or v > lower) and (upper is None or v <= upper)]
+        inside = [
+            v for v in values if (lower is None or v > lower) and (upper is None or v <= upper)
+        ]
         bands.append(Band(upper, len(inside), sum(inside, D(0))))
         lower = upper
     return Usage(sum(values, D(0)), len(values), tuple(bands))
 
 
-@pytest.mark.parametrize("name", ["ledger.pricing", "ledger.reconcile", "ledger.plugins.unit",
-                                  "ledger.plugins.graduated", "ledger.plugins.volume",
-                                  "ledger.plugins.package", "ledger.plugins.percentage",
-                                  "ledger.plugins.flat"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "ledger.pricing",
+        "ledger.reconcile",
+        "ledger.plugins.unit",
+        "ledger.plugins.graduated",
+        "ledger.plugins.volume",
+        "ledger.plugins.package",
+        "ledger.plugins.percentage",
+        "ledger.plugins.flat",
+    ],
+)
 def test_docstring_examples(name: str) -> None:
     result = doctest.testmod(importlib.import_module(name))
     assert result.attempted > 0
@@ -97,17 +110,20 @@ def test_unit_jpy_half_even() -> None:
 # --- graduated -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("quantity", "expected"), [
-    (0, D(0)),
-    (1, D(0)),
-    (10000, D(0)),                       # exactly at up_to: still the free tier
-    (10001, D("0.0010")),                # one unit above
-    (25000, D("15.0000")),
-    (1000000, D("990.0000")),            # exactly at the second up_to
-    (1000001, D("990.0005")),
-    (1500000, D("1240.0000")),
-    (10**15, D("500000000490")),         # 990 + (10^15 − 10^6) × 0.0005
-])
+@pytest.mark.parametrize(
+    ("quantity", "expected"),
+    [
+        (0, D(0)),
+        (1, D(0)),
+        (10000, D(0)),  # exactly at up_to: still the free tier
+        (10001, D("0.0010")),  # one unit above
+        (25000, D("15.0000")),
+        (1000000, D("990.0000")),  # exactly at the second up_to
+        (1000001, D("990.0005")),
+        (1500000, D("1240.0000")),
+        (10**15, D("500000000490")),  # 990 + (10^15 − 10^6) × 0.0005
+    ],
+)
 def test_graduated(quantity: int, expected: Decimal) -> None:
     assert amount(GraduatedPricing(), {"tiers": PRO_TIERS}, quantity) == expected
 
@@ -115,7 +131,9 @@ def test_graduated(quantity: int, expected: Decimal) -> None:
 def test_graduated_breakdown() -> None:
     m = GraduatedPricing()
     price = m.price(m.parse({"tiers": PRO_TIERS}), Usage(D(1500000)))
-    assert [(line.description, line.quantity, line.unit_price, line.amount) for line in price.lines] == [
+    assert [
+        (line.description, line.quantity, line.unit_price, line.amount) for line in price.lines
+    ] == [
         ("0 – 10,000", D(10000), D("0"), D(0)),
         ("10,001 – 1,000,000", D(990000), D("0.0010"), D("990.0000")),
         ("1,000,001 and above", D(500000), D("0.0005"), D("250.0000")),
@@ -126,10 +144,18 @@ def test_graduated_breakdown() -> None:
 
 
 def test_graduated_flat_price_when_tier_reached() -> None:
-    tiers = [{"up_to": 100, "unit_price": "0", "flat_price": "10"}, {"unit_price": "1", "flat_price": "5"}]
+    tiers = [
+        {"up_to": 100, "unit_price": "0", "flat_price": "10"},
+        {"unit_price": "1", "flat_price": "5"},
+    ]
     m = GraduatedPricing()
     assert [amount(m, {"tiers": tiers}, q) for q in (0, 1, 100, 101, 102)] == [
-        D(0), D(10), D(10), D(16), D(17)]
+        D(0),
+        D(10),
+        D(10),
+        D(16),
+        D(17),
+    ]
 
 
 def test_graduated_fractional_quantities() -> None:
@@ -144,51 +170,70 @@ def test_graduated_fractional_quantities() -> None:
 # --- volume ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("quantity", "expected"), [
-    (0, D(0)),
-    (1, D("0.000002")),
-    (1000000, D("2.000000")),            # exactly at up_to: first tier price
-    (1000001, D("1.5000015")),           # one above: every unit at the second price
-    (10000000, D("15")),
-    (10000001, D("10.000001")),
-    (10**15, D(10**9)),
-])
+@pytest.mark.parametrize(
+    ("quantity", "expected"),
+    [
+        (0, D(0)),
+        (1, D("0.000002")),
+        (1000000, D("2.000000")),  # exactly at up_to: first tier price
+        (1000001, D("1.5000015")),  # one above: every unit at the second price
+        (10000000, D("15")),
+        (10000001, D("10.000001")),
+        (10**15, D(10**9)),
+    ],
+)
 def test_volume(quantity: int, expected: Decimal) -> None:
     assert amount(VolumePricing(), {"tiers": AI_TIERS}, quantity) == expected
 
 
 def test_volume_is_not_final_and_breakdown() -> None:
     m = VolumePricing()
-    terms = m.parse({"tiers": [{"up_to": 100, "unit_price": "2", "flat_price": "3"}, {"unit_price": "1"}]})
+    terms = m.parse(
+        {"tiers": [{"up_to": 100, "unit_price": "2", "flat_price": "3"}, {"unit_price": "1"}]}
+    )
     assert not m.price_is_final(terms)
     price = m.price(terms, Usage(D(100)))
     assert price.amount == D(203)
-    assert [line.description for line in price.lines] == ["all units at tier 0 – 100", "tier 0 – 100 flat fee"]
+    assert [line.description for line in price.lines] == [
+        "all units at tier 0 – 100",
+        "tier 0 – 100 flat fee",
+    ]
     assert m.price(terms, Usage(D(101))).amount == D(101)
-    assert m.price(terms, Usage(D(0))) .amount == 0
+    assert m.price(terms, Usage(D(0))).amount == 0
 
 
 # --- package ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("quantity", "expected"), [
-    (0, D(0)),
-    (1, D("0.50")),                      # a started package is a whole package
-    (1000, D("0.50")),                   # exactly one package
-    (1001, D("1.00")),                   # one unit above: two packages
-    (D("0.001"), D("0.50")),
-    (10**15, D("500000000000")),
-    (10**15 + 1, D("500000000000.50")),
-])
+@pytest.mark.parametrize(
+    ("quantity", "expected"),
+    [
+        (0, D(0)),
+        (1, D("0.50")),  # a started package is a whole package
+        (1000, D("0.50")),  # exactly one package
+        (1001, D("1.00")),  # one unit above: two packages
+        (D("0.001"), D("0.50")),
+        (10**15, D("500000000000")),
+        (10**15 + 1, D("500000000000.50")),
+    ],
+)
 def test_package(quantity: int | Decimal, expected: Decimal) -> None:
-    assert amount(PackagePricing(), {"package_size": 1000, "package_price": "0.50"}, quantity) == expected
+    assert (
+        amount(PackagePricing(), {"package_size": 1000, "package_price": "0.50"}, quantity)
+        == expected
+    )
 
 
 def test_package_included_units() -> None:
     params = {"package_size": 1000, "package_price": "0.50", "included": 500}
     m = PackagePricing()
     assert [amount(m, params, q) for q in (0, 500, 501, 1500, 1501)] == [
-        D(0), D(0), D("0.50"), D("0.50"), D("1.00")]
+        D(0),
+        D(0),
+        D("0.50"),
+        D("0.50"),
+        D("1.00"),
+    ]
     lines = m.price(m.parse(params), Usage(D(1501))).lines
     assert [(line.description, line.quantity, line.amount) for line in lines] == [
         ("first 500 units included", D(500), D(0)),
@@ -207,19 +252,24 @@ def test_percentage_worked_example() -> None:
     price = m.price(terms, banded(m, terms, values))
     assert price.amount == D("0.50") + D("3.20") + D("25.00")
     assert [line.description for line in price.lines] == [
-        "1 events at the per-event minimum", "2.9 % of 100", "fixed fee × 1 events",
-        "1 events at the per-event maximum"]
+        "1 events at the per-event minimum",
+        "2.9 % of 100",
+        "fixed fee × 1 events",
+        "1 events at the per-event maximum",
+    ]
     assert m.price_is_final(terms)
 
 
 def test_percentage_exactly_at_thresholds() -> None:
     m = PercentagePricing()
-    terms = m.parse({"rate": "0.02", "fixed_fee": "0.30", "per_event_min": "0.50", "per_event_max": "2.30"})
+    terms = m.parse(
+        {"rate": "0.02", "fixed_fee": "0.30", "per_event_min": "0.50", "per_event_max": "2.30"}
+    )
     assert m.bands(terms) == (D(10), D(100))
     for values, expected in [
-        ([D(10)], D("0.50")),              # 0.02 × 10 + 0.30 = 0.50: the minimum either way
+        ([D(10)], D("0.50")),  # 0.02 × 10 + 0.30 = 0.50: the minimum either way
         ([D("10.01")], D("0.5002")),
-        ([D(100)], D("2.30")),             # exactly the maximum
+        ([D(100)], D("2.30")),  # exactly the maximum
         ([D("100.01")], D("2.30")),
         ([D("99.99")], D("2.2998")),
     ]:
@@ -232,7 +282,9 @@ def test_percentage_without_min_max_uses_quantity_and_events() -> None:
     assert m.bands(terms) == ()
     assert m.price(terms, Usage(D("105.00"), 2)).amount == D("3.645")
     assert m.price(terms, Usage(D(0), 0)).amount == 0
-    assert round_money(m.price(terms, Usage(D("105.00"), 2)).amount, "USD") == D("3.64")  # half-even
+    assert round_money(m.price(terms, Usage(D("105.00"), 2)).amount, "USD") == D(
+        "3.64"
+    )  # half-even
     assert amount(m, {"rate": "0.01"}, HUGE, 10**6) == D(10**13)
 
 
@@ -278,63 +330,157 @@ def test_flat_charges_even_at_zero_usage() -> None:
 # --- validation ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("model", "params", "message"), [
-    (UnitPricing(), {}, "unit_price: required key is missing"),
-    (UnitPricing(), {"unit_price": "1", "price": "2"}, "price: unknown key (known: unit_price)"),
-    (UnitPricing(), {"unit_price": 0.1}, 'unit_price: expected a decimal string such as "0.1", got a float'),
-    (UnitPricing(), {"unit_price": "-0.1"}, "unit_price: must not be negative, got -0.1"),
-    (UnitPricing(), {"unit_price": "NaN"}, "unit_price: 'NaN' is not a finite number"),
-    (UnitPricing(), {"unit_price": "ten"}, "unit_price: 'ten' is not a decimal number"),
-    (UnitPricing(), {"unit_price": True}, "unit_price: expected a decimal string, got a boolean"),
-    (GraduatedPricing(), {}, "tiers: required key is missing"),
-    (GraduatedPricing(), {"tiers": []}, "tiers: expected a non-empty list of tiers"),
-    (GraduatedPricing(), {"tiers": "0.1"}, "tiers: expected a non-empty list of tiers"),
-    (GraduatedPricing(), {"tiers": ["x"]}, "tiers[0]: expected a mapping with up_to and unit_price"),
-    (GraduatedPricing(), {"tiers": [{"up_to": 100, "unit_price": "1"}, {"up_to": 50, "unit_price": "1"},
-                                    {"unit_price": "1"}]},
-     "tiers[1].up_to: 50 must be greater than the previous tier's up_to 100 (tiers go in increasing order)"),
-    (GraduatedPricing(), {"tiers": [{"up_to": 100, "unit_price": "1"}, {"up_to": 100, "unit_price": "1"},
-                                    {"unit_price": "1"}]},
-     "tiers[1].up_to: 100 must be greater than the previous tier's up_to 100"),
-    (GraduatedPricing(), {"tiers": [{"up_to": 100, "unit_price": "1"}]},
-     "tiers[0]: the last tier must be open-ended (no up_to)"),
-    (GraduatedPricing(), {"tiers": [{"unit_price": "1"}, {"unit_price": "2"}]},
-     "tiers[0].up_to: required key is missing (only the last tier is open-ended)"),
-    (GraduatedPricing(), {"tiers": [{"up_to": 0, "unit_price": "1"}, {"unit_price": "2"}]},
-     "tiers[0].up_to: must be greater than 0, got 0"),
-    (GraduatedPricing(), {"tiers": [{"up_to": 10, "unit_price": "-1"}, {"unit_price": "2"}]},
-     "tiers[0].unit_price: must not be negative, got -1"),
-    (GraduatedPricing(), {"tiers": [{"up_to": 10, "unit_price": "1"}, {"unit_price": "2", "flat_price": "-5"}]},
-     "tiers[1].flat_price: must not be negative, got -5"),
-    (GraduatedPricing(), {"tiers": [{"up_to": 10.5, "unit_price": "1"}, {"unit_price": "2"}]},
-     'tiers[0].up_to: expected a decimal string such as "10.5", got a float'),
-    (GraduatedPricing(), {"tiers": [{"up_to": 10, "price": "1"}, {"unit_price": "2"}]},
-     "tiers[0].price: unknown key (known: up_to, unit_price, flat_price)"),
-    (GraduatedPricing(), {"tiers": [{"up_to": 10}, {"unit_price": "2"}]},
-     "tiers[0]: needs unit_price or flat_price"),
-    (GraduatedPricing(), {"tiers": PRO_TIERS, "unit_price": "1"}, "unit_price: unknown key (known: tiers)"),
-    (VolumePricing(), {"tiers": [{"up_to": 10, "unit_price": "1"}]},
-     "tiers[0]: the last tier must be open-ended"),
-    (VolumePricing(), {"tiers": [{"up_to": 10, "unit_price": 0.5}, {"unit_price": "1"}]},
-     'tiers[0].unit_price: expected a decimal string such as "0.5", got a float'),
-    (PackagePricing(), {"package_size": 1000}, "package_price: required key is missing"),
-    (PackagePricing(), {"package_price": "1"}, "package_size: required key is missing"),
-    (PackagePricing(), {"package_size": 0, "package_price": "1"}, "package_size: must be greater than 0, got 0"),
-    (PackagePricing(), {"package_size": 10, "package_price": "-1"}, "package_price: must not be negative"),
-    (PackagePricing(), {"package_size": 10, "package_price": "1", "included": "-1"},
-     "included: must not be negative"),
-    (PercentagePricing(), {}, "rate: required key is missing"),
-    (PercentagePricing(), {"rate": "2.9"},
-     'rate: 2.9 is more than 100 %; write the rate as a fraction ("0.029" = 2.9 %)'),
-    (PercentagePricing(), {"rate": 0.029}, 'rate: expected a decimal string such as "0.029", got a float'),
-    (PercentagePricing(), {"rate": "0.029", "fixed_fee": "-0.30"}, "fixed_fee: must not be negative"),
-    (PercentagePricing(), {"rate": "0.029", "per_event_min": "5", "per_event_max": "1"},
-     "per_event_max: 1 is below per_event_min 5"),
-    (PercentagePricing(), {"rate": "0.029", "minimum": "1"}, "minimum: unknown key"),
-    (FlatPricing(), {}, "amount: required key is missing"),
-    (FlatPricing(), {"amount": "-1"}, "amount: must not be negative"),
-    (FlatPricing(), {"amount": "Infinity"}, "amount: 'Infinity' is not a finite number"),
-])
+@pytest.mark.parametrize(
+    ("model", "params", "message"),
+    [
+        (UnitPricing(), {}, "unit_price: required key is missing"),
+        (
+            UnitPricing(),
+            {"unit_price": "1", "price": "2"},
+            "price: unknown key (known: unit_price)",
+        ),
+        (
+            UnitPricing(),
+            {"unit_price": 0.1},
+            'unit_price: expected a decimal string such as "0.1", got a float',
+        ),
+        (UnitPricing(), {"unit_price": "-0.1"}, "unit_price: must not be negative, got -0.1"),
+        (UnitPricing(), {"unit_price": "NaN"}, "unit_price: 'NaN' is not a finite number"),
+        (UnitPricing(), {"unit_price": "ten"}, "unit_price: 'ten' is not a decimal number"),
+        (
+            UnitPricing(),
+            {"unit_price": True},
+            "unit_price: expected a decimal string, got a boolean",
+        ),
+        (GraduatedPricing(), {}, "tiers: required key is missing"),
+        (GraduatedPricing(), {"tiers": []}, "tiers: expected a non-empty list of tiers"),
+        (GraduatedPricing(), {"tiers": "0.1"}, "tiers: expected a non-empty list of tiers"),
+        (
+            GraduatedPricing(),
+            {"tiers": ["x"]},
+            "tiers[0]: expected a mapping with up_to and unit_price",
+        ),
+        (
+            GraduatedPricing(),
+            {
+                "tiers": [
+                    {"up_to": 100, "unit_price": "1"},
+                    {"up_to": 50, "unit_price": "1"},
+                    {"unit_price": "1"},
+                ]
+            },
+            "tiers[1].up_to: 50 must be greater than the previous tier's up_to 100 (tiers go in increasing order)",
+        ),
+        (
+            GraduatedPricing(),
+            {
+                "tiers": [
+                    {"up_to": 100, "unit_price": "1"},
+                    {"up_to": 100, "unit_price": "1"},
+                    {"unit_price": "1"},
+                ]
+            },
+            "tiers[1].up_to: 100 must be greater than the previous tier's up_to 100",
+        ),
+        (
+            GraduatedPricing(),
+            {"tiers": [{"up_to": 100, "unit_price": "1"}]},
+            "tiers[0]: the last tier must be open-ended (no up_to)",
+        ),
+        (
+            GraduatedPricing(),
+            {"tiers": [{"unit_price": "1"}, {"unit_price": "2"}]},
+            "tiers[0].up_to: required key is missing (only the last tier is open-ended)",
+        ),
+        (
+            GraduatedPricing(),
+            {"tiers": [{"up_to": 0, "unit_price": "1"}, {"unit_price": "2"}]},
+            "tiers[0].up_to: must be greater than 0, got 0",
+        ),
+        (
+            GraduatedPricing(),
+            {"tiers": [{"up_to": 10, "unit_price": "-1"}, {"unit_price": "2"}]},
+            "tiers[0].unit_price: must not be negative, got -1",
+        ),
+        (
+            GraduatedPricing(),
+            {"tiers": [{"up_to": 10, "unit_price": "1"}, {"unit_price": "2", "flat_price": "-5"}]},
+            "tiers[1].flat_price: must not be negative, got -5",
+        ),
+        (
+            GraduatedPricing(),
+            {"tiers": [{"up_to": 10.5, "unit_price": "1"}, {"unit_price": "2"}]},
+            'tiers[0].up_to: expected a decimal string such as "10.5", got a float',
+        ),
+        (
+            GraduatedPricing(),
+            {"tiers": [{"up_to": 10, "price": "1"}, {"unit_price": "2"}]},
+            "tiers[0].price: unknown key (known: up_to, unit_price, flat_price)",
+        ),
+        (
+            GraduatedPricing(),
+            {"tiers": [{"up_to": 10}, {"unit_price": "2"}]},
+            "tiers[0]: needs unit_price or flat_price",
+        ),
+        (
+            GraduatedPricing(),
+            {"tiers": PRO_TIERS, "unit_price": "1"},
+            "unit_price: unknown key (known: tiers)",
+        ),
+        (
+            VolumePricing(),
+            {"tiers": [{"up_to": 10, "unit_price": "1"}]},
+            "tiers[0]: the last tier must be open-ended",
+        ),
+        (
+            VolumePricing(),
+            {"tiers": [{"up_to": 10, "unit_price": 0.5}, {"unit_price": "1"}]},
+            'tiers[0].unit_price: expected a decimal string such as "0.5", got a float',
+        ),
+        (PackagePricing(), {"package_size": 1000}, "package_price: required key is missing"),
+        (PackagePricing(), {"package_price": "1"}, "package_size: required key is missing"),
+        (
+            PackagePricing(),
+            {"package_size": 0, "package_price": "1"},
+            "package_size: must be greater than 0, got 0",
+        ),
+        (
+            PackagePricing(),
+            {"package_size": 10, "package_price": "-1"},
+            "package_price: must not be negative",
+        ),
+        (
+            PackagePricing(),
+            {"package_size": 10, "package_price": "1", "included": "-1"},
+            "included: must not be negative",
+        ),
+        (PercentagePricing(), {}, "rate: required key is missing"),
+        (
+            PercentagePricing(),
+            {"rate": "2.9"},
+            'rate: 2.9 is more than 100 %; write the rate as a fraction ("0.029" = 2.9 %)',
+        ),
+        (
+            PercentagePricing(),
+            {"rate": 0.029},
+            'rate: expected a decimal string such as "0.029", got a float',
+        ),
+        (
+            PercentagePricing(),
+            {"rate": "0.029", "fixed_fee": "-0.30"},
+            "fixed_fee: must not be negative",
+        ),
+        (
+            PercentagePricing(),
+            {"rate": "0.029", "per_event_min": "5", "per_event_max": "1"},
+            "per_event_max: 1 is below per_event_min 5",
+        ),
+        (PercentagePricing(), {"rate": "0.029", "minimum": "1"}, "minimum: unknown key"),
+        (FlatPricing(), {}, "amount: required key is missing"),
+        (FlatPricing(), {"amount": "-1"}, "amount: must not be negative"),
+        (FlatPricing(), {"amount": "Infinity"}, "amount: 'Infinity' is not a finite number"),
+    ],
+)
 def test_validation_messages(model: PricingModel, params: dict[str, Any], message: str) -> None:
     with pytest.raises(PricingError) as info:
         model.parse(params)
@@ -356,12 +502,16 @@ prices = st.decimals(min_value=0, max_value=10, places=6, allow_nan=False, allow
 def tier_tables(draw: st.DrawFn) -> list[dict[str, Any]]:
     bounds = sorted(set(draw(st.lists(st.integers(1, 10**9), min_size=0, max_size=5))))
     rows: list[dict[str, Any]] = [
-        {"up_to": b, "unit_price": str(draw(prices)), "flat_price": str(draw(prices))} for b in bounds]
+        {"up_to": b, "unit_price": str(draw(prices)), "flat_price": str(draw(prices))}
+        for b in bounds
+    ]
     rows.append({"unit_price": str(draw(prices)), "flat_price": str(draw(prices))})
     return rows
 
 
-quantities = st.decimals(min_value=0, max_value=10**15, places=3, allow_nan=False, allow_infinity=False)
+quantities = st.decimals(
+    min_value=0, max_value=10**15, places=3, allow_nan=False, allow_infinity=False
+)
 
 
 @settings(max_examples=300)
@@ -382,11 +532,14 @@ values = st.decimals(min_value=0, max_value=10**6, places=9, allow_nan=False, al
 @settings(max_examples=300)
 @given(
     rate=st.decimals(min_value=0, max_value=1, places=4, allow_nan=False, allow_infinity=False),
-    fee=money, low=st.none() | money, high=st.none() | money,
+    fee=money,
+    low=st.none() | money,
+    high=st.none() | money,
     events=st.lists(values | money, max_size=30),
 )
-def test_percentage_banded_equals_per_event(rate: Decimal, fee: Decimal, low: Decimal | None,
-                                            high: Decimal | None, events: list[Decimal]) -> None:
+def test_percentage_banded_equals_per_event(
+    rate: Decimal, fee: Decimal, low: Decimal | None, high: Decimal | None, events: list[Decimal]
+) -> None:
     if low is not None and high is not None and low > high:
         low, high = high, low
     params: dict[str, Any] = {"rate": str(rate), "fixed_fee": str(fee)}

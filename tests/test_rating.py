@@ -87,15 +87,26 @@ def _store(url: str, rows: list[Event]) -> Engine:
 
 
 def _ev(n: int, customer: str, type_: str, time: str, **props: str) -> Event:
-    return Event.build(source="t", id=f"{customer}-{n}", customer=customer, type=type_,
-                       time=parse_time(time), properties=props)
+    return Event.build(
+        source="t",
+        id=f"{customer}-{n}",
+        customer=customer,
+        type=type_,
+        time=parse_time(time),
+        properties=props,
+    )
 
 
 def _usage(customer: str) -> list[Event]:
-    rows = [_ev(i, customer, "api.request", f"2026-09-{16 + i % 14:02d}T12:00:00Z") for i in range(14)]
+    rows = [
+        _ev(i, customer, "api.request", f"2026-09-{16 + i % 14:02d}T12:00:00Z") for i in range(14)
+    ]
     # the last microsecond of Sep 30 belongs to the Sep 30 accrual point
     rows[-1] = _ev(13, customer, "api.request", "2026-09-30T23:59:59.999999Z")
-    rows += [_ev(100 + i, customer, "api.request", f"2026-10-{1 + i % 13:02d}T08:00:00Z") for i in range(11)]
+    rows += [
+        _ev(100 + i, customer, "api.request", f"2026-10-{1 + i % 13:02d}T08:00:00Z")
+        for i in range(11)
+    ]
     rows.append(_ev(200, customer, "api.request", "2026-10-15T00:00:00Z"))  # next cycle: excluded
     rows.append(_ev(300, customer, "storage.snapshot", "2026-09-20T00:00:00Z", gb="12.5"))
     rows.append(_ev(301, customer, "storage.snapshot", "2026-10-01T00:00:00Z", gb="8"))
@@ -103,10 +114,16 @@ def _usage(customer: str) -> list[Event]:
 
 
 def _cycle_ratings(rating: Rating, customer: str, start: date) -> dict[date, object]:
-    return {r.through: r for r in rating.cycles if r.cycle.customer == customer and r.cycle.start == start}
+    return {
+        r.through: r
+        for r in rating.cycles
+        if r.cycle.customer == customer and r.cycle.start == start
+    }
 
 
-def test_anniversary_cycle_graduated_base_fee_and_commitment(tmp_path: Path, store_url: str) -> None:
+def test_anniversary_cycle_graduated_base_fee_and_commitment(
+    tmp_path: Path, store_url: str
+) -> None:
     rules, models = _rules(tmp_path)
     engine = _store(store_url, _usage("c"))
     rating = rate(engine, rules, models, UTC, through=date(2026, 10, 14), customers={"c"})
@@ -114,12 +131,18 @@ def test_anniversary_cycle_graduated_base_fee_and_commitment(tmp_path: Path, sto
     assert sorted(points) == [date(2026, 9, 30), date(2026, 10, 14)]
     sep, octo = points[date(2026, 9, 30)], points[date(2026, 10, 14)]
     # 14 calls: 10 free + 4 × 0.05 = 0.20; 12.5 GB max × 0.10 = 1.25
-    assert [(c.quantity, c.amount) for c in sep.charges] == [(14, Decimal("0.20")), (Decimal("12.5"), Decimal("1.25"))]
+    assert [(c.quantity, c.amount) for c in sep.charges] == [
+        (14, Decimal("0.20")),
+        (Decimal("12.5"), Decimal("1.25")),
+    ]
     # base fee 30.00 over a 30-day cycle, 16 days elapsed (Sep 15–30): 16.00
     assert sep.base_fee.billed == Decimal("30.00") and sep.base_fee.recognized == Decimal("16.00")
     assert sep.commitment_shortfall == 0
     # 25 calls: 15 × 0.05 = 0.75; max stays 12.5 GB
-    assert [(c.quantity, c.amount) for c in octo.charges] == [(25, Decimal("0.75")), (Decimal("12.5"), Decimal("1.25"))]
+    assert [(c.quantity, c.amount) for c in octo.charges] == [
+        (25, Decimal("0.75")),
+        (Decimal("12.5"), Decimal("1.25")),
+    ]
     assert octo.base_fee.recognized == Decimal("30.00")
     # minimum 20.00 − gross usage 2.00 = 18.00 shortfall on the cycle's last day
     assert octo.commitment_shortfall == Decimal("18.00")
@@ -142,8 +165,10 @@ def test_credits_drawn_then_breakage_at_expiry(tmp_path: Path) -> None:
 def test_volume_price_fall_returns_credit(tmp_path: Path) -> None:
     """A volume price that falls between accrual points gives part of the drawn credit back."""
     rules, models = _rules(tmp_path)
-    rows = [_ev(1, "t", "llm.completion", "2026-09-20T00:00:00Z", tokens="100"),
-            _ev(2, "t", "llm.completion", "2026-10-05T10:00:00Z", tokens="50")]
+    rows = [
+        _ev(1, "t", "llm.completion", "2026-09-20T00:00:00Z", tokens="100"),
+        _ev(2, "t", "llm.completion", "2026-10-05T10:00:00Z", tokens="50"),
+    ]
     engine = _store(f"sqlite:///{tmp_path / 'e.sqlite'}", rows)
     rating = rate(engine, rules, models, UTC, through=date(2026, 10, 14), customers={"t"})
     points = _cycle_ratings(rating, "t", date(2026, 9, 15))
@@ -153,7 +178,9 @@ def test_volume_price_fall_returns_credit(tmp_path: Path) -> None:
     last = points[date(2026, 10, 14)]
     assert last.usage_amount == Decimal("1.50") and last.credit_applied == Decimal("1.50")
     assert [(m.day, m.kind, m.amount) for m in rating.credits] == [
-        (date(2026, 9, 30), "draw", Decimal("2.00")), (date(2026, 10, 14), "return", Decimal("0.50"))]
+        (date(2026, 9, 30), "draw", Decimal("2.00")),
+        (date(2026, 10, 14), "return", Decimal("0.50")),
+    ]
     assert not last.charges[0].final
 
 
@@ -164,10 +191,13 @@ def _graduated_by_hand(calls: int) -> Decimal:
 
 
 @settings(max_examples=25, deadline=None)
-@given(cuts=st.sets(st.integers(min_value=0, max_value=28), max_size=6),
-       seconds=st.lists(st.integers(min_value=0, max_value=30 * 24 * 3600 - 1), max_size=150))
-def test_cumulative_rating_at_any_cut_offs_adds_up_to_rating_once(tmp_path_factory: pytest.TempPathFactory,
-                                                                   cuts: set[int], seconds: list[int]) -> None:
+@given(
+    cuts=st.sets(st.integers(min_value=0, max_value=28), max_size=6),
+    seconds=st.lists(st.integers(min_value=0, max_value=30 * 24 * 3600 - 1), max_size=150),
+)
+def test_cumulative_rating_at_any_cut_offs_adds_up_to_rating_once(
+    tmp_path_factory: pytest.TempPathFactory, cuts: set[int], seconds: list[int]
+) -> None:
     """c's cycle [Sep 15, Oct 15) rated through any set of cut-off days: each cumulative
     api_calls amount is the graduated price, computed here by hand, of the calls up to the end
     of that day; the differences posted from one cut-off to the next are never negative (the
@@ -175,13 +205,25 @@ def test_cumulative_rating_at_any_cut_offs_adds_up_to_rating_once(tmp_path_facto
     tmp = tmp_path_factory.mktemp("r")
     rules, models = _rules(tmp)
     base = parse_time("2026-09-15T00:00:00Z")
-    rows = [Event.build(source="t", id=f"x{i}", customer="c", type="api.request",
-                        time=base + timedelta(seconds=s), properties={}) for i, s in enumerate(seconds)]
+    rows = [
+        Event.build(
+            source="t",
+            id=f"x{i}",
+            customer="c",
+            type="api.request",
+            time=base + timedelta(seconds=s),
+            properties={},
+        )
+        for i, s in enumerate(seconds)
+    ]
     engine = _store(f"sqlite:///{tmp / 'e.sqlite'}", rows)
 
     def rated_calls(through: date) -> tuple[Decimal, Decimal]:
-        [cycle] = [r for r in rate(engine, rules, models, UTC, through=through, customers={"c"}).latest()
-                   if r.cycle.start == date(2026, 9, 15)]
+        [cycle] = [
+            r
+            for r in rate(engine, rules, models, UTC, through=through, customers={"c"}).latest()
+            if r.cycle.start == date(2026, 9, 15)
+        ]
         [calls] = [ch for ch in cycle.charges if ch.meter == "api_calls"]
         return calls.quantity, calls.amount
 
@@ -204,20 +246,34 @@ def test_credit_note_reduction_shrinks_breakage(tmp_path: Path) -> None:
     2.00 of it back, so 3.55 − 2.00 = 1.55 expires instead of 3.55, and the draws are unchanged."""
     rules, models = _rules(tmp_path)
     engine = _store(f"sqlite:///{tmp_path / 'e.sqlite'}", _usage("k"))
-    note = GrantReduction(customer="k", granted=date(2026, 9, 1), ordinal=1, day=date(2026, 10, 5),
-                          amount=Decimal("2.00"), note="CN-2026-000001")
-    rating = rate(engine, rules, models, UTC, through=date(2026, 10, 14), customers={"k"}, reductions=[note])
+    note = GrantReduction(
+        customer="k",
+        granted=date(2026, 9, 1),
+        ordinal=1,
+        day=date(2026, 10, 5),
+        amount=Decimal("2.00"),
+        note="CN-2026-000001",
+    )
+    rating = rate(
+        engine, rules, models, UTC, through=date(2026, 10, 14), customers={"k"}, reductions=[note]
+    )
     points = _cycle_ratings(rating, "k", date(2026, 9, 15))
     assert points[date(2026, 9, 30)].credit_applied == Decimal("1.45")
     assert points[date(2026, 10, 14)].credit_applied == Decimal("1.45")
     assert [(m.day, m.kind, m.amount) for m in rating.credits] == [
-        (date(2026, 9, 30), "draw", Decimal("1.45")), (date(2026, 10, 5), "credit_note", Decimal("2.00")),
-        (date(2026, 10, 10), "breakage", Decimal("1.55"))]
+        (date(2026, 9, 30), "draw", Decimal("1.45")),
+        (date(2026, 10, 5), "credit_note", Decimal("2.00")),
+        (date(2026, 10, 10), "breakage", Decimal("1.55")),
+    ]
     grants = rules.customers["k"].credits
-    assert undrawn_credit(rating, grants, "k", date(2026, 10, 9)) == {"2026-09-01#1": Decimal("1.55")}
+    assert undrawn_credit(rating, grants, "k", date(2026, 10, 9)) == {
+        "2026-09-01#1": Decimal("1.55")
+    }
     assert undrawn_credit(rating, grants, "k", date(2026, 10, 10)) == {"2026-09-01#1": Decimal("0")}
     # a reduction dated after the rating's date is not applied yet
-    later = rate(engine, rules, models, UTC, through=date(2026, 10, 4), customers={"k"}, reductions=[note])
+    later = rate(
+        engine, rules, models, UTC, through=date(2026, 10, 4), customers={"k"}, reductions=[note]
+    )
     assert "credit_note" not in {m.kind for m in later.credits}
 
 
@@ -225,17 +281,29 @@ def test_credit_note_reduction_leaves_less_to_draw(tmp_path: Path) -> None:
     """t's 100.00 grant is reduced by 98.50 on Sep 25, before the Sep 30 draw: of the 2.00 of
     tokens only 1.50 is covered; Oct 14's 1.50 (volume price fell) is still all covered."""
     rules, models = _rules(tmp_path)
-    rows = [_ev(1, "t", "llm.completion", "2026-09-20T00:00:00Z", tokens="100"),
-            _ev(2, "t", "llm.completion", "2026-10-05T10:00:00Z", tokens="50")]
+    rows = [
+        _ev(1, "t", "llm.completion", "2026-09-20T00:00:00Z", tokens="100"),
+        _ev(2, "t", "llm.completion", "2026-10-05T10:00:00Z", tokens="50"),
+    ]
     engine = _store(f"sqlite:///{tmp_path / 'e.sqlite'}", rows)
-    note = GrantReduction(customer="t", granted=date(2026, 9, 1), ordinal=1, day=date(2026, 9, 25),
-                          amount=Decimal("98.50"))
-    rating = rate(engine, rules, models, UTC, through=date(2026, 10, 14), customers={"t"}, reductions=[note])
+    note = GrantReduction(
+        customer="t",
+        granted=date(2026, 9, 1),
+        ordinal=1,
+        day=date(2026, 9, 25),
+        amount=Decimal("98.50"),
+    )
+    rating = rate(
+        engine, rules, models, UTC, through=date(2026, 10, 14), customers={"t"}, reductions=[note]
+    )
     points = _cycle_ratings(rating, "t", date(2026, 9, 15))
     assert points[date(2026, 9, 30)].credit_applied == Decimal("1.50")
     assert points[date(2026, 10, 14)].credit_applied == Decimal("1.50")
     assert undrawn_credit(rating, rules.customers["t"].credits, "t", date(2026, 10, 14)) == {
-        "2026-09-01#1": Decimal("0.00")}
+        "2026-09-01#1": Decimal("0.00")
+    }
     # without a reduction argument the store's credit notes are read: none here, all 2.00 drawn
     plain = rate(engine, rules, models, UTC, through=date(2026, 10, 14), customers={"t"})
-    assert _cycle_ratings(plain, "t", date(2026, 9, 15))[date(2026, 9, 30)].credit_applied == Decimal("2.00")
+    assert _cycle_ratings(plain, "t", date(2026, 9, 15))[
+        date(2026, 9, 30)
+    ].credit_applied == Decimal("2.00")

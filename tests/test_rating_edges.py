@@ -133,19 +133,35 @@ customers:
     subscriptions: [{plan: pay, start: 2026-09-01}]
 """
 SEP = [f"2026-09-{d:02d}" for d in range(1, 16)]  # 15 calls: 1.50 at 0.10
-OCT = [f"2026-10-{d:02d}" for d in range(1, 6)]   # 5 calls: 0.50
+OCT = [f"2026-10-{d:02d}" for d in range(1, 6)]  # 5 calls: 0.50
 
 
 def _tokens(customer: str, items: list[tuple[str, str]]) -> list[Event]:
-    return [Event.build(source="t", id=f"{customer}-tok{i}", customer=customer, type="llm.completion",
-                        time=parse_time(f"{day}T12:00:00Z"), properties={"tokens": n})
-            for i, (day, n) in enumerate(items)]
+    return [
+        Event.build(
+            source="t",
+            id=f"{customer}-tok{i}",
+            customer=customer,
+            type="llm.completion",
+            time=parse_time(f"{day}T12:00:00Z"),
+            properties={"tokens": n},
+        )
+        for i, (day, n) in enumerate(items)
+    ]
 
 
 def _payments(customer: str, amounts: list[str]) -> list[Event]:
-    return [Event.build(source="t", id=f"{customer}-pay{i}", customer=customer, type="payment",
-                        time=parse_time(f"2026-09-{10 + i:02d}T12:00:00Z"), properties={"amount": a})
-            for i, a in enumerate(amounts)]
+    return [
+        Event.build(
+            source="t",
+            id=f"{customer}-pay{i}",
+            customer=customer,
+            type="payment",
+            time=parse_time(f"2026-09-{10 + i:02d}T12:00:00Z"),
+            properties={"amount": a},
+        )
+        for i, a in enumerate(amounts)
+    ]
 
 
 @pytest.fixture
@@ -158,29 +174,40 @@ def world(tmp_path: Path) -> tuple[object, Rules, dict]:
     models = dict(load_registry(None).pricing_models)
     rules = load_rules(rules_dir, models)
     engine = open_store(f"sqlite:///{tmp_path / 'e.sqlite'}")
-    insert_events(engine, [
-        *_tokens("ret", [("2026-09-20", "100"), ("2026-10-05", "50"), ("2026-10-20", "100")]),
-        *_tokens("exp", [("2026-09-20", "100"), ("2026-10-05", "50")]),
-        *_tokens("q2", [("2026-10-10", "100"), ("2026-11-10", "50"), ("2026-12-10", "50")]),
-        *calls("one", SEP), *calls("one", OCT, "o"),
-        *calls("used", SEP),
-        *calls("late", SEP), *calls("late", OCT, "o"),
-        *calls("chg", SEP), *calls("chg", OCT, "o"),
-        *calls("jz", ["2026-09-15", "2026-09-16", "2026-09-17"]),
-        *_payments("pay", ["5.00", "100.00", "1000.00"]),
-    ])
+    insert_events(
+        engine,
+        [
+            *_tokens("ret", [("2026-09-20", "100"), ("2026-10-05", "50"), ("2026-10-20", "100")]),
+            *_tokens("exp", [("2026-09-20", "100"), ("2026-10-05", "50")]),
+            *_tokens("q2", [("2026-10-10", "100"), ("2026-11-10", "50"), ("2026-12-10", "50")]),
+            *calls("one", SEP),
+            *calls("one", OCT, "o"),
+            *calls("used", SEP),
+            *calls("late", SEP),
+            *calls("late", OCT, "o"),
+            *calls("chg", SEP),
+            *calls("chg", OCT, "o"),
+            *calls("jz", ["2026-09-15", "2026-09-16", "2026-09-17"]),
+            *_payments("pay", ["5.00", "100.00", "1000.00"]),
+        ],
+    )
     return engine, rules, models
 
 
-def _rate(world: tuple[object, Rules, dict], through: date, *customers: str, **kw: object) -> Rating:
+def _rate(
+    world: tuple[object, Rules, dict], through: date, *customers: str, **kw: object
+) -> Rating:
     engine, rules, models = world
     return rate(engine, rules, models, UTC, through=through, customers=set(customers), **kw)  # type: ignore[arg-type]
 
 
 def _moves(rating: Rating, customer: str) -> list[tuple[date, int, str, Decimal, date | None]]:
     """(day, grant, kind, amount, start of the cycle drawn for or None) of a customer's movements."""
-    return [(m.day, m.grant, m.kind, m.amount, m.cycle.start if m.cycle else None)
-            for m in rating.credits if m.customer == customer]
+    return [
+        (m.day, m.grant, m.kind, m.amount, m.cycle.start if m.cycle else None)
+        for m in rating.credits
+        if m.customer == customer
+    ]
 
 
 def _applied(rating: Rating, customer: str) -> dict[date, Decimal]:
@@ -198,8 +225,11 @@ def test_a_price_fall_gives_credit_back_to_a_live_grant(world: tuple[object, Rul
         (date(2026, 10, 14), 0, "return", D("0.50"), sep15),
         (date(2026, 10, 31), 0, "draw", D("1.50"), oct15),
     ]
-    assert _applied(rating, "ret") == {date(2026, 9, 30): D("2.00"), date(2026, 10, 14): D("1.50"),
-                                       date(2026, 10, 31): D("1.50")}
+    assert _applied(rating, "ret") == {
+        date(2026, 9, 30): D("2.00"),
+        date(2026, 10, 14): D("1.50"),
+        date(2026, 10, 31): D("1.50"),
+    }
 
 
 def test_a_price_fall_after_expiry_is_breakage(world: tuple[object, Rules, dict]) -> None:
@@ -218,7 +248,8 @@ def test_a_price_fall_after_expiry_is_breakage(world: tuple[object, Rules, dict]
     assert _applied(rating, "exp")[date(2026, 10, 14)] == D("1.50")
     _engine, rules, _ = world
     assert undrawn_credit(rating, rules.customers["exp"].credits, "exp", date(2026, 10, 14)) == {
-        "2026-09-01#1": D("0.00")}
+        "2026-09-01#1": D("0.00")
+    }
 
 
 def test_two_price_falls_return_newest_draws_first(world: tuple[object, Rules, dict]) -> None:
@@ -236,8 +267,11 @@ def test_two_price_falls_return_newest_draws_first(world: tuple[object, Rules, d
         (date(2026, 12, 31), 0, "return", D("1.00"), oct1),
         (date(2026, 12, 31), 1, "return", D("1.00"), oct1),
     ]
-    assert _applied(rating, "q2") == {date(2026, 10, 31): D("5.00"), date(2026, 11, 30): D("3.00"),
-                                      date(2026, 12, 31): D("1.00")}
+    assert _applied(rating, "q2") == {
+        date(2026, 10, 31): D("5.00"),
+        date(2026, 11, 30): D("3.00"),
+        date(2026, 12, 31): D("1.00"),
+    }
 
 
 def test_an_exhausted_grant_is_not_drawn_again(world: tuple[object, Rules, dict]) -> None:
@@ -248,7 +282,8 @@ def test_an_exhausted_grant_is_not_drawn_again(world: tuple[object, Rules, dict]
     assert _applied(rating, "one") == {date(2026, 9, 30): D("1.00"), date(2026, 10, 31): D(0)}
     september = next(r for r in rating.cycles if r.through == date(2026, 9, 30))
     assert [(c.model, c.quantity, c.events, c.amount) for c in september.charges] == [
-        ("unit", D(15), 15, D("1.50"))]
+        ("unit", D(15), 15, D("1.50"))
+    ]
     assert rating.through == date(2026, 10, 31)
 
 
@@ -281,7 +316,9 @@ def test_credits_follow_dates_across_a_plan_change(world: tuple[object, Rules, d
     rating = _rate(world, date(2026, 10, 31), "chg")
     assert _moves(rating, "chg") == [(date(2026, 9, 30), 0, "draw", D("1.00"), date(2026, 9, 1))]
     assert [(r.cycle.plan, r.cycle.start) for r in rating.latest()] == [
-        ("u", date(2026, 9, 1)), ("a", date(2026, 10, 1))]
+        ("u", date(2026, 9, 1)),
+        ("a", date(2026, 10, 1)),
+    ]
 
 
 def test_a_pinned_version_through_rate(world: tuple[object, Rules, dict]) -> None:
@@ -290,7 +327,9 @@ def test_a_pinned_version_through_rate(world: tuple[object, Rules, dict]) -> Non
     plain = _rate(world, date(2026, 10, 31), "vers")
     [october] = [r for r in plain.latest() if r.cycle.start == date(2026, 10, 1)]
     assert october.commitment_shortfall == D("30.00")
-    pinned = _rate(world, date(2026, 10, 31), "vers", pins={october.cycle.link: TermsPin(usage=date.min)})
+    pinned = _rate(
+        world, date(2026, 10, 31), "vers", pins={october.cycle.link: TermsPin(usage=date.min)}
+    )
     [again] = [r for r in pinned.latest() if r.cycle.start == date(2026, 10, 1)]
     assert again.commitment_shortfall == D("20.00")
 
@@ -319,8 +358,10 @@ def test_cut_offs_on_a_cycles_first_and_second_to_last_day(tmp_path: Path) -> No
     insert_events(engine, _usage("k"))
     first = rate(engine, rules, models, UTC, through=date(2026, 10, 15), customers={"k"})
     assert [(r.cycle.start, r.through) for r in first.latest()] == [
-        (date(2026, 8, 15), date(2026, 9, 14)), (date(2026, 9, 15), date(2026, 10, 14)),
-        (date(2026, 10, 15), date(2026, 10, 15))]
+        (date(2026, 8, 15), date(2026, 9, 14)),
+        (date(2026, 9, 15), date(2026, 10, 14)),
+        (date(2026, 10, 15), date(2026, 10, 15)),
+    ]
     second = rate(engine, rules, models, UTC, through=date(2026, 10, 13), customers={"k"})
     assert second.latest()[-1].through == date(2026, 10, 13)
 
@@ -328,8 +369,14 @@ def test_cut_offs_on_a_cycles_first_and_second_to_last_day(tmp_path: Path) -> No
 def _notes_world(tmp_path: Path) -> tuple[object, Rules, dict]:
     rules, models = rating_rules(tmp_path)
     engine = open_store(f"sqlite:///{tmp_path / 'e.sqlite'}")
-    insert_events(engine, [*_usage("k"), _ev(1, "t", "llm.completion", "2026-09-20T00:00:00Z", tokens="100"),
-                           _ev(2, "t", "llm.completion", "2026-10-05T10:00:00Z", tokens="50")])
+    insert_events(
+        engine,
+        [
+            *_usage("k"),
+            _ev(1, "t", "llm.completion", "2026-09-20T00:00:00Z", tokens="100"),
+            _ev(2, "t", "llm.completion", "2026-10-05T10:00:00Z", tokens="50"),
+        ],
+    )
     return engine, rules, models
 
 
@@ -337,26 +384,45 @@ def test_credit_note_reductions_apply_in_date_order(tmp_path: Path) -> None:
     """t's 100.00 grant, two reductions given latest first: Sep 25 98.50 comes before the Sep 30
     draw (1.50 left: 1.50 of the 2.00 drawn), Oct 5 1.00 after it (−1.00 left)."""
     world = _notes_world(tmp_path)
-    notes = [GrantReduction(customer="t", granted=date(2026, 9, 1), ordinal=1, day=date(2026, 10, 5),
-                            amount=D("1.00"), note="CN-2"),
-             GrantReduction(customer="t", granted=date(2026, 9, 1), ordinal=1, day=date(2026, 9, 25),
-                            amount=D("98.50"), note="CN-1")]
+    notes = [
+        GrantReduction(
+            customer="t",
+            granted=date(2026, 9, 1),
+            ordinal=1,
+            day=date(2026, 10, 5),
+            amount=D("1.00"),
+            note="CN-2",
+        ),
+        GrantReduction(
+            customer="t",
+            granted=date(2026, 9, 1),
+            ordinal=1,
+            day=date(2026, 9, 25),
+            amount=D("98.50"),
+            note="CN-1",
+        ),
+    ]
     rating = _rate(world, date(2026, 10, 14), "t", reductions=notes)
     assert [(d, k, a) for d, _g, k, a, _c in _moves(rating, "t")] == [
-        (date(2026, 9, 25), "credit_note", D("98.50")), (date(2026, 9, 30), "draw", D("1.50")),
-        (date(2026, 10, 5), "credit_note", D("1.00"))]
+        (date(2026, 9, 25), "credit_note", D("98.50")),
+        (date(2026, 9, 30), "draw", D("1.50")),
+        (date(2026, 10, 5), "credit_note", D("1.00")),
+    ]
 
 
 def test_a_reduction_dated_on_a_point_follows_its_draws(tmp_path: Path) -> None:
     """A reduction of 99.00 dated Sep 30 (an accrual point) comes after that point's draw of 2.00
     (98.00 left → −1.00); Oct 14's fall to 1.50 gives 0.50 back (−0.50)."""
     world = _notes_world(tmp_path)
-    note = GrantReduction(customer="t", granted=date(2026, 9, 1), ordinal=1, day=date(2026, 9, 30),
-                          amount=D("99.00"))
+    note = GrantReduction(
+        customer="t", granted=date(2026, 9, 1), ordinal=1, day=date(2026, 9, 30), amount=D("99.00")
+    )
     rating = _rate(world, date(2026, 10, 14), "t", reductions=[note])
     assert [(d, k, a) for d, _g, k, a, _c in _moves(rating, "t")] == [
-        (date(2026, 9, 30), "credit_note", D("99.00")), (date(2026, 9, 30), "draw", D("2.00")),
-        (date(2026, 10, 14), "return", D("0.50"))]
+        (date(2026, 9, 30), "credit_note", D("99.00")),
+        (date(2026, 9, 30), "draw", D("2.00")),
+        (date(2026, 10, 14), "return", D("0.50")),
+    ]
 
 
 def test_a_reduction_is_the_customers_own_and_counts_on_the_rating_date(tmp_path: Path) -> None:
@@ -364,15 +430,24 @@ def test_a_reduction_is_the_customers_own_and_counts_on_the_rating_date(tmp_path
     Oct 5, Sep 30 draws 1.45 and the Oct 5 cut-off 0.25 more (19 calls: 9 × 0.05 + 1.25 GB =
     1.70), then the note takes 2.00 back (5.00 − 1.70 − 2.00 = 1.30 left); never from t."""
     world = _notes_world(tmp_path)
-    note = GrantReduction(customer="k", granted=date(2026, 9, 1), ordinal=1, day=date(2026, 10, 5),
-                          amount=D("2.00"), note="CN-1")
+    note = GrantReduction(
+        customer="k",
+        granted=date(2026, 9, 1),
+        ordinal=1,
+        day=date(2026, 10, 5),
+        amount=D("2.00"),
+        note="CN-1",
+    )
     rating = _rate(world, date(2026, 10, 5), "k", "t", reductions=[note])
     assert [(d, k, a) for d, _g, k, a, _c in _moves(rating, "k")] == [
-        (date(2026, 9, 30), "draw", D("1.45")), (date(2026, 10, 5), "credit_note", D("2.00")),
-        (date(2026, 10, 5), "draw", D("0.25"))]
+        (date(2026, 9, 30), "draw", D("1.45")),
+        (date(2026, 10, 5), "credit_note", D("2.00")),
+        (date(2026, 10, 5), "draw", D("0.25")),
+    ]
     _engine, rules, _ = world
     assert undrawn_credit(rating, rules.customers["k"].credits, "k", date(2026, 10, 5)) == {
-        "2026-09-01#1": D("1.30")}
+        "2026-09-01#1": D("1.30")
+    }
     assert "credit_note" not in {m.kind for m in rating.credits if m.customer == "t"}
 
 
@@ -403,21 +478,28 @@ class _Flaky:
         return Price(usage.quantity)
 
 
-@pytest.mark.parametrize(("mode", "says"), [
-    ("bands", "failed in bands(): ValueError: no bands"),
-    ("final", "failed in price_is_final(): ValueError: no idea"),
-    ("volatile", None),
-])
-def test_a_plugin_failing_in_bands_or_price_is_final_is_named(tmp_path: Path, mode: str, says: str | None) -> None:
+@pytest.mark.parametrize(
+    ("mode", "says"),
+    [
+        ("bands", "failed in bands(): ValueError: no bands"),
+        ("final", "failed in price_is_final(): ValueError: no idea"),
+        ("volatile", None),
+    ],
+)
+def test_a_plugin_failing_in_bands_or_price_is_final_is_named(
+    tmp_path: Path, mode: str, says: str | None
+) -> None:
     """A model that raises in bands() or price_is_final() is named with the cycle, the meter and
     the method; one that works says whether its price is final (here: not)."""
     rules_dir = tmp_path / "rules"
     rules_dir.mkdir()
     (rules_dir / "meters.yaml").write_text(METERS)
     (rules_dir / "plans.yaml").write_text(
-        f"plans:\n  f:\n    currency: USD\n    charges: [{{meter: api_calls, model: flaky, mode: {mode}}}]\n")
+        f"plans:\n  f:\n    currency: USD\n    charges: [{{meter: api_calls, model: flaky, mode: {mode}}}]\n"
+    )
     (rules_dir / "customers.yaml").write_text(
-        "customers:\n  c: {currency: USD, subscriptions: [{plan: f, start: 2026-10-01}]}\n")
+        "customers:\n  c: {currency: USD, subscriptions: [{plan: f, start: 2026-10-01}]}\n"
+    )
     models = {**load_registry(None).pricing_models, "flaky": _Flaky()}
     rules = load_rules(rules_dir, models)
     engine = open_store(f"sqlite:///{tmp_path / 'e.sqlite'}")
@@ -428,19 +510,25 @@ def test_a_plugin_failing_in_bands_or_price_is_final_is_named(tmp_path: Path, mo
         return
     with pytest.raises(PluginError) as raised:
         rate(engine, rules, models, UTC, through=date(2026, 10, 31))
-    assert str(raised.value) == f"pricing model 'flaky' on c 2026-10-01/2026-11-01 (api_calls) {says}"
+    assert (
+        str(raised.value) == f"pricing model 'flaky' on c 2026-10-01/2026-11-01 (api_calls) {says}"
+    )
 
 
 def test_a_reduction_after_expiry_leaves_the_grant_negative(tmp_path: Path) -> None:
     """k's grant expired Oct 10 (3.55 breakage); a reduction of 1.00 dated Oct 12 (a forced
     note) is not capped: 5.00 − 1.45 − 3.55 − 1.00 = −1.00 left, as the books' deferred revenue."""
     world = _notes_world(tmp_path)
-    note = GrantReduction(customer="k", granted=date(2026, 9, 1), ordinal=1, day=date(2026, 10, 12),
-                          amount=D("1.00"))
+    note = GrantReduction(
+        customer="k", granted=date(2026, 9, 1), ordinal=1, day=date(2026, 10, 12), amount=D("1.00")
+    )
     rating = _rate(world, date(2026, 10, 14), "k", reductions=[note])
     assert [(d, k, a) for d, _g, k, a, _c in _moves(rating, "k")] == [
-        (date(2026, 9, 30), "draw", D("1.45")), (date(2026, 10, 10), "breakage", D("3.55")),
-        (date(2026, 10, 12), "credit_note", D("1.00"))]
+        (date(2026, 9, 30), "draw", D("1.45")),
+        (date(2026, 10, 10), "breakage", D("3.55")),
+        (date(2026, 10, 12), "credit_note", D("1.00")),
+    ]
     _engine, rules, _ = world
     assert undrawn_credit(rating, rules.customers["k"].credits, "k", date(2026, 10, 14)) == {
-        "2026-09-01#1": D("-1.00")}
+        "2026-09-01#1": D("-1.00")
+    }

@@ -29,23 +29,33 @@ customers:
 
 def readme_block(marker: str) -> str:
     text = (REPO / "README.md").read_text()
-    after = text[text.index(marker):]
+    after = text[text.index(marker) :]
     match = re.search(r"```python\n(.*?)```", after, re.S)
     assert match, f"no python block after {marker}"
     return match.group(1)
 
 
 def test_engineers_tour_pricing_plugin_rates_as_documented(tmp_path: Path) -> None:
-    root = write_workspace(tmp_path / "ws", meters=METERS_CALLS, plans=PLANS, customers=CUSTOMERS,
-                           plugins={"capped": readme_block("<!-- plugin-example")})
+    root = write_workspace(
+        tmp_path / "ws",
+        meters=METERS_CALLS,
+        plans=PLANS,
+        customers=CUSTOMERS,
+        plugins={"capped": readme_block("<!-- plugin-example")},
+    )
     session = open_session(root)
     jan = [f"2026-01-{1 + i % 31:02d}" for i in range(3000)]
     insert_events(session.engine, [*calls("example", jan), *calls("small", jan[:700])])
-    result = CliRunner().invoke(cli, ["--workspace", str(root), "rate", "--through", "2026-01-31", "--json"])
+    result = CliRunner().invoke(
+        cli, ["--workspace", str(root), "rate", "--through", "2026-01-31", "--json"]
+    )
     assert result.exit_code == 0, result.output
     rows = {row["customer"]: row for row in map(json.loads, result.output.splitlines())}
     # 3,000 calls × 0.01 = 30.00, capped at 25.00; 700 calls × 0.01 = 7.00, under the cap
-    assert (rows["example"]["model"], Decimal(rows["example"]["amount"])) == ("capped_unit", Decimal("25.00"))
+    assert (rows["example"]["model"], Decimal(rows["example"]["amount"])) == (
+        "capped_unit",
+        Decimal("25.00"),
+    )
     assert [line["description"] for line in rows["example"]["tiers"]] == ["per unit", "cycle cap"]
     assert Decimal(rows["small"]["amount"]) == Decimal("7.00")
 
@@ -54,8 +64,13 @@ def test_engineers_tour_pricing_plugin_rates_as_documented(tmp_path: Path) -> No
 
 
 def test_engineers_tour_plugin_error_names_plan_and_charge(tmp_path: Path) -> None:
-    root = write_workspace(tmp_path / "ws", meters=METERS_CALLS, plans=PLANS.replace('cap: "25.00"', 'cap: "0"'),
-                           customers=CUSTOMERS, plugins={"capped": readme_block("<!-- plugin-example")})
+    root = write_workspace(
+        tmp_path / "ws",
+        meters=METERS_CALLS,
+        plans=PLANS.replace('cap: "25.00"', 'cap: "0"'),
+        customers=CUSTOMERS,
+        plugins={"capped": readme_block("<!-- plugin-example")},
+    )
     result = CliRunner().invoke(cli, ["--workspace", str(root), "rate"])
     assert result.exit_code == 2
     assert "plans.yaml" in result.output and "capped" in result.output and "cap" in result.output
@@ -80,10 +95,17 @@ def hookspec_example(hook: str) -> str:
 
 
 def test_hookspec_reconciler_example_runs(tmp_path: Path) -> None:
-    plans = PLANS.replace("capped_unit, unit_price: \"0.01\", cap: \"25.00\"", "unit, unit_price: \"0.01\"")
+    plans = PLANS.replace(
+        'capped_unit, unit_price: "0.01", cap: "25.00"', 'unit, unit_price: "0.01"'
+    )
     source = "from ledger.hookspecs import hookimpl\n" + hookspec_example("meterbook_reconcilers")
-    root = write_workspace(tmp_path / "ws", meters=METERS_CALLS, plans=plans, customers=CUSTOMERS,
-                           plugins={"zero_usage": source})
+    root = write_workspace(
+        tmp_path / "ws",
+        meters=METERS_CALLS,
+        plans=plans,
+        customers=CUSTOMERS,
+        plugins={"zero_usage": source},
+    )
     session = open_session(root)
     insert_events(session.engine, calls("example", ["2026-01-05"]))
     result = CliRunner().invoke(cli, ["--workspace", str(root), "reconcile", "2026-01", "--json"])

@@ -25,7 +25,7 @@ from ledger.rules import load_rules
 REPO = Path(__file__).resolve().parent.parent
 FIRST_PARTY_MODELS = ["flat", "graduated", "package", "percentage", "unit", "volume"]
 
-BLOCKS = '''
+BLOCKS = """
 import math
 from dataclasses import dataclass
 from decimal import Decimal
@@ -61,7 +61,7 @@ class BlockPricing:
 @hookimpl
 def meterbook_pricing_models():
     return [BlockPricing()]
-'''
+"""
 
 
 def plugin_dir(tmp_path: Path, **modules: str) -> Path:
@@ -97,7 +97,9 @@ def test_demo_plans_validate_with_the_registry() -> None:
     rules = load_rules(REPO / "rules", registry.pricing_models)
     pro = rules.plans["pro"].charges[0]
     assert isinstance(pro.terms, GraduatedTerms)
-    assert registry.pricing_models["graduated"].price(pro.terms, Usage(Decimal(25000))).amount == Decimal("15")
+    assert registry.pricing_models["graduated"].price(
+        pro.terms, Usage(Decimal(25000))
+    ).amount == Decimal("15")
     payments = rules.plans["payments"].charges[0]
     assert isinstance(payments.terms, PercentageTerms)
     assert payments.terms.per_event_max == Decimal("25.00")
@@ -110,13 +112,18 @@ def test_bad_charge_names_file_plan_charge_and_key(tmp_path: Path) -> None:
     rules_dir = tmp_path / "rules"
     shutil.copytree(REPO / "rules", rules_dir)
     plans = rules_dir / "plans.yaml"
-    plans.write_text(plans.read_text().replace('{up_to: 1000000, unit_price: "0.0010"}',
-                                               '{up_to: 1000, unit_price: "0.0010"}'))
+    plans.write_text(
+        plans.read_text().replace(
+            '{up_to: 1000000, unit_price: "0.0010"}', '{up_to: 1000, unit_price: "0.0010"}'
+        )
+    )
     with pytest.raises(RulesError) as info:
         load_rules(rules_dir, load_registry().pricing_models)
     assert str(info.value).startswith("rules/plans.yaml:")
-    assert ("plans.pro.charges[0]: graduated: tiers[1].up_to: 1000 must be greater than the "
-            "previous tier's up_to 10000") in str(info.value)
+    assert (
+        "plans.pro.charges[0]: graduated: tiers[1].up_to: 1000 must be greater than the "
+        "previous tier's up_to 10000"
+    ) in str(info.value)
 
 
 def test_workspace_plugin_adds_a_usable_model(tmp_path: Path) -> None:
@@ -129,22 +136,32 @@ def test_workspace_plugin_adds_a_usable_model(tmp_path: Path) -> None:
     rules_dir = tmp_path / "rules"
     shutil.copytree(REPO / "rules", rules_dir)
     plans = rules_dir / "plans.yaml"
-    plans.write_text(plans.read_text() + (
-        "  blocks:\n"
-        "    currency: USD\n"
-        "    charges:\n"
-        "      - meter: api_calls\n"
-        "        model: per_block\n"
-        '        block_price: "2.00"\n'))
+    plans.write_text(
+        plans.read_text()
+        + (
+            "  blocks:\n"
+            "    currency: USD\n"
+            "    charges:\n"
+            "      - meter: api_calls\n"
+            "        model: per_block\n"
+            '        block_price: "2.00"\n'
+        )
+    )
     rules = load_rules(rules_dir, registry.pricing_models)
     charge = rules.plans["blocks"].charges[0]
-    assert registry.pricing_models["per_block"].price(charge.terms, Usage(Decimal(250))).amount == Decimal(6)
+    assert registry.pricing_models["per_block"].price(
+        charge.terms, Usage(Decimal(250))
+    ).amount == Decimal(6)
 
     plans.write_text(plans.read_text().replace('block_price: "2.00"', "block_price: 2.0"))
-    with pytest.raises(RulesError, match=r"blocks\.charges\[0\]: per_block: block_price: .*got a float"):
+    with pytest.raises(
+        RulesError, match=r"blocks\.charges\[0\]: per_block: block_price: .*got a float"
+    ):
         load_rules(rules_dir, registry.pricing_models)
     # without the plugin the model is unknown, and the message lists the known ones
-    with pytest.raises(RulesError, match="unknown pricing model 'per_block' \\(known: flat, graduated"):
+    with pytest.raises(
+        RulesError, match="unknown pricing model 'per_block' \\(known: flat, graduated"
+    ):
         load_rules(rules_dir, load_registry().pricing_models)
 
 
@@ -157,31 +174,57 @@ def test_workspace_package_plugin(tmp_path: Path) -> None:
     assert registry.plugin("meterbook_local.blockpkg").pricing_models == ("per_block",)
 
 
-@pytest.mark.parametrize(("source", "message"), [
-    (hook('raise RuntimeError("database down")'),
-     "plugin meterbook_local.bad: meterbook_pricing_models() raised RuntimeError: database down"),
-    (hook("return None"), "plugin meterbook_local.bad: meterbook_pricing_models() must return a list, got None"),
-    (hook('return {"unit": 1}'), "plugin meterbook_local.bad: meterbook_pricing_models() must return a list, got dict"),
-    (hook("return [object()]"), "plugin meterbook_local.bad: meterbook_pricing_models()[0]: object"),
-    (hook('return ["graduated"]'), "has no 'name' string"),
-    ("from ledger.hookspecs import hookimpl\nfrom ledger.plugins.unit import UnitPricing\n"
-     "@hookimpl\ndef meterbook_pricing_models():\n    return [UnitPricing]\n",
-     "meterbook_pricing_models()[0]: got the class UnitPricing, expected an instance (UnitPricing())"),
-    ("from ledger.hookspecs import hookimpl\nclass Half:\n    name = 'half'\n    def parse(self, p): return p\n"
-     "@hookimpl\ndef meterbook_pricing_models():\n    return [Half()]\n",
-     "plugin meterbook_local.bad: meterbook_pricing_models()[0]: 'half' (Half) lacks price_is_final, bands, price"),
-    ("from ledger.hookspecs import hookimpl\nclass R:\n    name = 'r'\n"
-     "@hookimpl\ndef meterbook_reconcilers():\n    return [R()]\n",
-     "plugin meterbook_local.bad: meterbook_reconcilers()[0]: 'r' (R) lacks check"),
-    ("from ledger.hookspecs import hookimpl\nclass I:\n    name = 'i'\n    def identify(self, f): return False\n"
-     "@hookimpl\ndef meterbook_importers():\n    return [I()]\n",
-     "plugin meterbook_local.bad: meterbook_importers()[0]: I is not a beangulp.Importer"),
-    ("import no_such_dependency_xyz\n", "plugin meterbook_local.bad ("),
-    ("from ledger.hookspecs import hookimpl\n@hookimpl\ndef meterbook_pricing_model():\n    return []\n",
-     "plugin meterbook_local.bad: unknown hook 'meterbook_pricing_model' (hooks: meterbook_alert, "),
-    ("from ledger.hookspecs import hookimpl\n@hookimpl\ndef meterbook_pricing_models(workspace):\n    return []\n",
-     "plugin meterbook_local.bad: "),
-])
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        (
+            hook('raise RuntimeError("database down")'),
+            "plugin meterbook_local.bad: meterbook_pricing_models() raised RuntimeError: database down",
+        ),
+        (
+            hook("return None"),
+            "plugin meterbook_local.bad: meterbook_pricing_models() must return a list, got None",
+        ),
+        (
+            hook('return {"unit": 1}'),
+            "plugin meterbook_local.bad: meterbook_pricing_models() must return a list, got dict",
+        ),
+        (
+            hook("return [object()]"),
+            "plugin meterbook_local.bad: meterbook_pricing_models()[0]: object",
+        ),
+        (hook('return ["graduated"]'), "has no 'name' string"),
+        (
+            "from ledger.hookspecs import hookimpl\nfrom ledger.plugins.unit import UnitPricing\n"
+            "@hookimpl\ndef meterbook_pricing_models():\n    return [UnitPricing]\n",
+            "meterbook_pricing_models()[0]: got the class UnitPricing, expected an instance (UnitPricing())",
+        ),
+        (
+            "from ledger.hookspecs import hookimpl\nclass Half:\n    name = 'half'\n    def parse(self, p): return p\n"
+            "@hookimpl\ndef meterbook_pricing_models():\n    return [Half()]\n",
+            "plugin meterbook_local.bad: meterbook_pricing_models()[0]: 'half' (Half) lacks price_is_final, bands, price",
+        ),
+        (
+            "from ledger.hookspecs import hookimpl\nclass R:\n    name = 'r'\n"
+            "@hookimpl\ndef meterbook_reconcilers():\n    return [R()]\n",
+            "plugin meterbook_local.bad: meterbook_reconcilers()[0]: 'r' (R) lacks check",
+        ),
+        (
+            "from ledger.hookspecs import hookimpl\nclass I:\n    name = 'i'\n    def identify(self, f): return False\n"
+            "@hookimpl\ndef meterbook_importers():\n    return [I()]\n",
+            "plugin meterbook_local.bad: meterbook_importers()[0]: I is not a beangulp.Importer",
+        ),
+        ("import no_such_dependency_xyz\n", "plugin meterbook_local.bad ("),
+        (
+            "from ledger.hookspecs import hookimpl\n@hookimpl\ndef meterbook_pricing_model():\n    return []\n",
+            "plugin meterbook_local.bad: unknown hook 'meterbook_pricing_model' (hooks: meterbook_alert, ",
+        ),
+        (
+            "from ledger.hookspecs import hookimpl\n@hookimpl\ndef meterbook_pricing_models(workspace):\n    return []\n",
+            "plugin meterbook_local.bad: ",
+        ),
+    ],
+)
 def test_bad_plugin_is_named(tmp_path: Path, source: str, message: str) -> None:
     with pytest.raises(PluginError) as info:
         load_registry(plugin_dir(tmp_path, bad=source))
@@ -192,11 +235,15 @@ def test_bad_plugin_is_named(tmp_path: Path, source: str, message: str) -> None:
 def test_duplicate_model_names_name_both_plugins(tmp_path: Path) -> None:
     with pytest.raises(PluginError) as info:
         load_registry(plugin_dir(tmp_path, a_blocks=BLOCKS, b_blocks=BLOCKS))
-    assert str(info.value) == ("plugin meterbook_local.b_blocks: meterbook_pricing_models() provides "
-                               "'per_block', already provided by plugin meterbook_local.a_blocks")
+    assert str(info.value) == (
+        "plugin meterbook_local.b_blocks: meterbook_pricing_models() provides "
+        "'per_block', already provided by plugin meterbook_local.a_blocks"
+    )
     (tmp_path / "plugins" / "b_blocks.py").unlink()
     shadow = "from ledger.plugins.unit import UnitPricing\n" + hook("return [UnitPricing()]")
-    with pytest.raises(PluginError, match=r"provides 'unit', already provided by plugin ledger\.plugins\.unit"):
+    with pytest.raises(
+        PluginError, match=r"provides 'unit', already provided by plugin ledger\.plugins\.unit"
+    ):
         load_registry(plugin_dir(tmp_path, shadow=shadow))
 
 
@@ -215,7 +262,9 @@ def test_payments_file_is_recognised_by_ingest(tmp_path: Path) -> None:
     from ledger.ingest import select_importer
 
     payments = tmp_path / "payouts.csv"
-    payments.write_text("date,amount,currency,invoice,reference\n2026-11-02,10.00,USD,INV-2026-000001,tr_1\n")
+    payments.write_text(
+        "date,amount,currency,invoice,reference\n2026-11-02,10.00,USD,INV-2026-000001,tr_1\n"
+    )
     events = tmp_path / "usage.csv"
     events.write_text("id,customer,type,time\n1,acme,api.request,2026-11-02T00:00:00Z\n")
     importers = load_registry().importers
@@ -224,20 +273,24 @@ def test_payments_file_is_recognised_by_ingest(tmp_path: Path) -> None:
 
 
 def test_first_party_importers_broken_dependency_is_an_error(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     package = tmp_path / "meterbook_test_importers"
     package.mkdir()
     (package / "__init__.py").write_text("")
     (package / "broken.py").write_text("import no_such_dependency_xyz\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(registry_module, "FIRST_PARTY_IMPORTERS", "meterbook_test_importers")
-    with pytest.raises(PluginError,
-                       match=r"plugin meterbook_test_importers\.broken: import failed: .*no_such_dependency_xyz"):
+    with pytest.raises(
+        PluginError,
+        match=r"plugin meterbook_test_importers\.broken: import failed: .*no_such_dependency_xyz",
+    ):
         load_registry()
 
 
-def install_entry_point(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, module_source: str,
-                        module: str) -> None:
+def install_entry_point(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, module_source: str, module: str
+) -> None:
     site = tmp_path / "site"
     dist = site / "meterbook_blocks-1.0.dist-info"
     dist.mkdir(parents=True)
@@ -255,14 +308,21 @@ def test_entry_point_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert info.origin == "entry point meterbook-blocks"
 
 
-def test_entry_point_that_fails_to_import_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    install_entry_point(tmp_path, monkeypatch, "raise ImportError('needs libfoo')\n", "meterbook_blocks_broken")
-    with pytest.raises(PluginError, match=r"plugin blocks \(entry point meterbook_blocks_broken\): "
-                                          "could not be loaded: ImportError: needs libfoo"):
+def test_entry_point_that_fails_to_import_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install_entry_point(
+        tmp_path, monkeypatch, "raise ImportError('needs libfoo')\n", "meterbook_blocks_broken"
+    )
+    with pytest.raises(
+        PluginError,
+        match=r"plugin blocks \(entry point meterbook_blocks_broken\): "
+        "could not be loaded: ImportError: needs libfoo",
+    ):
         load_registry()
 
 
-RECONCILER = '''
+RECONCILER = """
 from ledger.hookspecs import hookimpl
 from ledger.reconcile import Finding, finding_id
 
@@ -291,7 +351,7 @@ def meterbook_alert(alert):
 @hookimpl
 def meterbook_invoice_issued(invoice):
     raise ConnectionError("mail server down")
-'''
+"""
 
 
 def test_reconcilers_and_notifications(tmp_path: Path) -> None:
@@ -301,16 +361,32 @@ def test_reconcilers_and_notifications(tmp_path: Path) -> None:
     (check,) = [r for r in registry.reconcilers if r.name == "always-fine"]
     assert isinstance(check, Reconciler)
     (finding,) = check.check(None)
-    assert finding == Finding("always-fine:acme:2026-10", "info", "always-fine", "acme", None, "2026-10",
-                              None, None, "all good")
+    assert finding == Finding(
+        "always-fine:acme:2026-10",
+        "info",
+        "always-fine",
+        "acme",
+        None,
+        "2026-10",
+        None,
+        None,
+        "all good",
+    )
     assert not finding.blocks_close
     assert registry.plugin("meterbook_local.checks").reconcilers == ("always-fine",)
 
     local = "meterbook_local.checks"
-    assert [f for f in registry.notify("meterbook_alert", alert="cap reached") if f.plugin == local] == []
+    assert [
+        f for f in registry.notify("meterbook_alert", alert="cap reached") if f.plugin == local
+    ] == []
     assert sys.modules[local].SEEN == ["cap reached"]
-    (failure,) = [f for f in registry.notify("meterbook_invoice_issued", invoice="INV-1") if f.plugin == local]
-    assert (failure.plugin, failure.error) == ("meterbook_local.checks", "ConnectionError: mail server down")
+    (failure,) = [
+        f for f in registry.notify("meterbook_invoice_issued", invoice="INV-1") if f.plugin == local
+    ]
+    assert (failure.plugin, failure.error) == (
+        "meterbook_local.checks",
+        "ConnectionError: mail server down",
+    )
     # the plain pluggy hook is there too, for callers that want exceptions
     with pytest.raises(ConnectionError):
         registry.hook.meterbook_invoice_issued(invoice="INV-1")
@@ -336,8 +412,10 @@ def test_cli_plugins_without_a_workspace(tmp_path: Path, monkeypatch: pytest.Mon
     assert lines[:2] == ["ledger.plugins.flat  (first-party)", "  pricing models: flat"]
     assert "ledger.plugins.percentage  (first-party)" in lines
     registry = load_registry()
-    assert lines[-1] == (f"{len(registry.plugins)} plugins: {len(registry.pricing_models)} pricing models, "
-                         f"{len(registry.reconcilers)} reconcilers, {len(registry.importers)} importers")
+    assert lines[-1] == (
+        f"{len(registry.plugins)} plugins: {len(registry.pricing_models)} pricing models, "
+        f"{len(registry.reconcilers)} reconcilers, {len(registry.importers)} importers"
+    )
     assert "ledger.importers.payments  (first-party)" in lines
 
 
@@ -346,19 +424,27 @@ def test_cli_plugins_with_workspace_plugins(tmp_path: Path) -> None:
     root = workspace(tmp_path, "plugins")
     result = CliRunner().invoke(cli, ["--workspace", str(root), "plugins"])
     assert result.exit_code == 0, result.output
-    assert f"meterbook_local.blocks  (workspace {root / 'plugins' / 'blocks.py'})\n  pricing models: per_block\n" \
+    assert (
+        f"meterbook_local.blocks  (workspace {root / 'plugins' / 'blocks.py'})\n  pricing models: per_block\n"
         in result.output
+    )
     assert "meterbook_local.checks  (workspace" in result.output
     assert "  reconcilers: always-fine\n" in result.output
     base = load_registry()
     assert result.output.splitlines()[-1] == (
         f"{len(base.plugins) + 2} plugins: {len(base.pricing_models) + 1} pricing models, "
-        f"{len(base.reconcilers) + 1} reconcilers, {len(base.importers)} importers")
+        f"{len(base.reconcilers) + 1} reconcilers, {len(base.importers)} importers"
+    )
 
     result = CliRunner().invoke(cli, ["--workspace", str(root), "plugins", "--json"])
     rows = [json.loads(line) for line in result.output.splitlines()]
-    assert {"name": "meterbook_local.blocks", "origin": f"workspace {root / 'plugins' / 'blocks.py'}",
-            "pricing_models": ["per_block"], "reconcilers": [], "importers": []} in rows
+    assert {
+        "name": "meterbook_local.blocks",
+        "origin": f"workspace {root / 'plugins' / 'blocks.py'}",
+        "pricing_models": ["per_block"],
+        "reconcilers": [],
+        "importers": [],
+    } in rows
 
 
 def test_cli_plugins_broken_plugin_is_one_line_exit_2(tmp_path: Path) -> None:
@@ -366,8 +452,10 @@ def test_cli_plugins_broken_plugin_is_one_line_exit_2(tmp_path: Path) -> None:
     root = workspace(tmp_path, "plugins")
     result = CliRunner().invoke(cli, ["--workspace", str(root), "plugins"])
     assert result.exit_code == 2
-    assert result.output.strip() == ("meterbook: error: plugin meterbook_local.bad: "
-                                     "meterbook_pricing_models() must return a list, got int 42")
+    assert result.output.strip() == (
+        "meterbook: error: plugin meterbook_local.bad: "
+        "meterbook_pricing_models() must return a list, got int 42"
+    )
 
 
 def test_cli_plugins_explicit_missing_workspace_is_an_error(tmp_path: Path) -> None:
@@ -381,7 +469,7 @@ def test_the_manuals_example_plugin_works(tmp_path: Path) -> None:
     from ledger import hookspecs
 
     doc = hookspecs.__doc__ or ""
-    block = doc.split("``meterbook.toml`` says ``plugins_dir = \"plugins\"``::\n", 1)[1]
+    block = doc.split('``meterbook.toml`` says ``plugins_dir = "plugins"``::\n', 1)[1]
     lines = []
     for line in block.splitlines():
         if line and not line.startswith("    "):
@@ -391,4 +479,8 @@ def test_the_manuals_example_plugin_works(tmp_path: Path) -> None:
     model = registry.pricing_models["per_block"]
     terms = model.parse({"block_price": "2.00"})
     assert [model.price(terms, Usage(Decimal(q))).amount for q in (0, 100, 101, 250)] == [
-        Decimal(0), Decimal("2.00"), Decimal("4.00"), Decimal("6.00")]
+        Decimal(0),
+        Decimal("2.00"),
+        Decimal("4.00"),
+        Decimal("6.00"),
+    ]

@@ -50,16 +50,28 @@ BIN = Path(sys.executable).parent
 ENV = {**os.environ, "BEANCOUNT_DISABLE_LOAD_CACHE": "1", "METERBOOK_LOCK_TIMEOUT": "120"}
 
 
-def meterbook(root: Path, *args: str, env: dict[str, str] | None = None,
-              timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def meterbook(
+    root: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     """The real CLI in a subprocess."""
-    return subprocess.run([str(BIN / "meterbook"), "--workspace", str(root), *args], capture_output=True,
-                          text=True, env={**ENV, **(env or {})}, timeout=timeout, check=False)
+    return subprocess.run(
+        [str(BIN / "meterbook"), "--workspace", str(root), *args],
+        capture_output=True,
+        text=True,
+        env={**ENV, **(env or {})},
+        timeout=timeout,
+        check=False,
+    )
 
 
 def start(root: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    return subprocess.Popen([str(BIN / "meterbook"), "--workspace", str(root), *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**ENV, **(env or {})})
+    return subprocess.Popen(
+        [str(BIN / "meterbook"), "--workspace", str(root), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**ENV, **(env or {})},
+    )
 
 
 def one_line(result: subprocess.CompletedProcess[str], *parts: str) -> None:
@@ -73,16 +85,21 @@ def one_line(result: subprocess.CompletedProcess[str], *parts: str) -> None:
 
 
 def build(root: Path) -> Path:
-    write_workspace(root, meters=METERS_CALLS, plans=PLANS, customers=CUSTOMERS, plugins={"planted": PLANTED})
+    write_workspace(
+        root, meters=METERS_CALLS, plans=PLANS, customers=CUSTOMERS, plugins={"planted": PLANTED}
+    )
     session = open_session(root)
-    insert_events(session.engine, [
-        *calls("cal", [f"2026-09-{d:02d}" for d in range(1, 31)]),
-        *calls("ann", [f"2026-09-{16 + i:02d}" for i in range(14)]),
-        *calls("ann", [f"2026-10-{1 + i:02d}" for i in range(11)], "oct"),
-        *calls("cal", [f"2026-10-{1 + i:02d}" for i in range(15)], "oct"),
-        *calls("cal", [f"2026-11-{1 + i:02d}" for i in range(12)], "nov"),
-        *calls("ann", [f"2026-11-{1 + i:02d}" for i in range(6)], "nov"),
-    ])
+    insert_events(
+        session.engine,
+        [
+            *calls("cal", [f"2026-09-{d:02d}" for d in range(1, 31)]),
+            *calls("ann", [f"2026-09-{16 + i:02d}" for i in range(14)]),
+            *calls("ann", [f"2026-10-{1 + i:02d}" for i in range(11)], "oct"),
+            *calls("cal", [f"2026-10-{1 + i:02d}" for i in range(15)], "oct"),
+            *calls("cal", [f"2026-11-{1 + i:02d}" for i in range(12)], "nov"),
+            *calls("ann", [f"2026-11-{1 + i:02d}" for i in range(6)], "nov"),
+        ],
+    )
     session.engine.dispose()
     return root
 
@@ -122,8 +139,11 @@ def recorded_seals(root: Path) -> dict[str, str]:
     session = open_session(root)
     try:
         with session.engine.connect() as conn:
-            return {row.key: row.value for row in conn.execute(select(meta.c.key, meta.c.value))
-                    if row.key.startswith("seal:")}
+            return {
+                row.key: row.value
+                for row in conn.execute(select(meta.c.key, meta.c.value))
+                if row.key.startswith("seal:")
+            }
     finally:
         session.engine.dispose()
 
@@ -163,7 +183,9 @@ def test_a_refused_close_keeps_the_months_posted_after_it(ws: Path) -> None:
 
 
 @pytest.mark.parametrize("point", ["close:inner-post", "close:body", "close:recorded"])
-def test_a_close_killed_before_its_seal_is_closed_by_the_rerun(ws: Path, tmp_path: Path, point: str) -> None:
+def test_a_close_killed_before_its_seal_is_closed_by_the_rerun(
+    ws: Path, tmp_path: Path, point: str
+) -> None:
     """Killed at each point before the seal is in the books: the month is not sealed, November is still
     posted, and the re-run gives books byte-identical to a close that was never interrupted."""
     clean = copy(ws, tmp_path, "clean")
@@ -175,7 +197,10 @@ def test_a_close_killed_before_its_seal_is_closed_by_the_rerun(ws: Path, tmp_pat
     if point in ("close:body", "close:recorded"):
         code, out = check_lines(ws)  # the half-way close is named, not passed
         assert code == 1
-        assert "2026-10: a close file without a seal" in out or "the close of 2026-10 stopped half-way" in out
+        assert (
+            "2026-10: a close file without a seal" in out
+            or "the close of 2026-10 stopped half-way" in out
+        )
         if point == "close:recorded":
             assert "2026-10: the store recorded seal" in out and "the books have no seal" in out
     rerun = meterbook(ws, "close", "2026-10")
@@ -212,12 +237,18 @@ def test_a_seal_the_store_never_recorded_is_finished_by_the_rerun(ws: Path) -> N
     session.engine.dispose()
     report.unlink()
     code, out = check_lines(ws)
-    assert code == 1 and "2026-10: sealed in the books, but the store has no record of that seal" in out
+    assert (
+        code == 1
+        and "2026-10: sealed in the books, but the store has no record of that seal" in out
+    )
     assert "close report 2026/2026-10.close.md cannot be read" in out or "2026-10.close.md" in out
     finished = meterbook(ws, "close", "2026-10")
     assert finished.returncode == 0
     assert "finished the close of 2026-10" in finished.stdout
-    assert "recorded its seal in the store" in finished.stdout and "wrote its close report" in finished.stdout
+    assert (
+        "recorded its seal in the store" in finished.stdout
+        and "wrote its close report" in finished.stdout
+    )
     assert report.read_text() == text
     assert check_lines(ws)[0] == 0
 
@@ -226,8 +257,11 @@ def test_a_seal_deleted_from_the_books_fails_check(ws: Path) -> None:
     """The seal is recorded in the store before it is written: deleting it from the books is seen."""
     assert meterbook(ws, "close", "2026-10").returncode == 0
     close_file = close_path(ws / "books", "2026-10")
-    kept = [line for line in close_file.read_text().splitlines(keepends=True)
-            if 'custom "meterbook-seal"' not in line]
+    kept = [
+        line
+        for line in close_file.read_text().splitlines(keepends=True)
+        if 'custom "meterbook-seal"' not in line
+    ]
     close_file.write_text("".join(kept))
     code, out = check_lines(ws)
     assert code == 1
@@ -258,7 +292,9 @@ def test_an_invoice_killed_after_numbering_is_completed_by_the_next_run(tmp_path
     root = build(tmp_path / "ws")
     clean = copy(root, tmp_path, "clean")
     assert meterbook(clean, "invoice", "--through", "2026-11-30").returncode == 0
-    killed = meterbook(root, "invoice", "--through", "2026-11-30", env={"METERBOOK_FAULT": "invoice:numbered"})
+    killed = meterbook(
+        root, "invoice", "--through", "2026-11-30", env={"METERBOOK_FAULT": "invoice:numbered"}
+    )
     assert killed.returncode == faults.EXIT_STATUS
     assert invoices(root) == ["INV-2026-000001", "INV-2026-000002", "INV-2026-000003"]
     assert not (root / "books" / "documents" / "INV-2026-000001.json").exists()
@@ -275,7 +311,9 @@ def test_an_invoice_killed_before_the_store_commits_issues_nothing(tmp_path: Pat
     root = build(tmp_path / "ws")
     clean = copy(root, tmp_path, "clean")
     assert meterbook(clean, "invoice", "--through", "2026-11-30").returncode == 0
-    killed = meterbook(root, "invoice", "--through", "2026-11-30", env={"METERBOOK_FAULT": "invoice:staged"})
+    killed = meterbook(
+        root, "invoice", "--through", "2026-11-30", env={"METERBOOK_FAULT": "invoice:staged"}
+    )
     assert killed.returncode == faults.EXIT_STATUS
     assert invoices(root) == []
     assert list((root / "books").rglob(".*.tmp"))  # what a kill -9 leaves
@@ -289,9 +327,17 @@ def test_an_invoice_killed_before_the_store_commits_issues_nothing(tmp_path: Pat
 def tmpfs(path: Path, size: str) -> Iterator[Path]:
     """A real small filesystem (tmpfs) at ``path``; the test is skipped where it cannot be mounted."""
     path.mkdir(parents=True)
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                      capture_output=True, check=False).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (needs root): the full-disk test needs a real small disk")
+    if (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+            capture_output=True,
+            check=False,
+        ).returncode
+        != 0
+    ):
+        pytest.skip(
+            "cannot mount a tmpfs here (needs root): the full-disk test needs a real small disk"
+        )
     try:
         yield path
     finally:
@@ -317,8 +363,14 @@ def test_invoice_on_a_full_disk_issues_nothing(tmp_path: Path) -> None:
     the books unchanged; after space is freed, the same numbers are issued."""
     with tmpfs(tmp_path / "disk", "2m") as disk:
         root = build(disk / "ws")
-        (root / "meterbook.toml").write_text((root / "meterbook.toml").read_text().replace(
-            'store = "sqlite:///var/events.sqlite"', f'store = "sqlite:///{tmp_path}/events.sqlite"'))
+        (root / "meterbook.toml").write_text(
+            (root / "meterbook.toml")
+            .read_text()
+            .replace(
+                'store = "sqlite:///var/events.sqlite"',
+                f'store = "sqlite:///{tmp_path}/events.sqlite"',
+            )
+        )
         shutil.move(str(root / "var" / "events.sqlite"), tmp_path / "events.sqlite")
         assert meterbook(root, "post", "--through", "2026-09-30").returncode == 0
         before = hashes(root)
@@ -337,15 +389,22 @@ def test_ingest_on_a_full_disk_is_one_line(tmp_path: Path) -> None:
     """The store on a full disk: `ingest` stops with one line (exit 2), no traceback."""
     with tmpfs(tmp_path / "disk", "1m") as disk:
         root = write_workspace(disk / "ws", meters=METERS_CALLS, plans=PLANS, customers=CUSTOMERS)
-        rows = "".join(f"e{i},app,cal,api.request,2026-09-{1 + i % 28:02d}T10:00:00Z,,,,,\n" for i in range(20000))
+        rows = "".join(
+            f"e{i},app,cal,api.request,2026-09-{1 + i % 28:02d}T10:00:00Z,,,,,\n"
+            for i in range(20000)
+        )
         header = "event_id,source,customer,type,time,tokens,input_tokens,region,gb,user\n"
         (tmp_path / "events.csv").write_text(header + rows)
-        assert meterbook(root, "post", "--through", "2026-09-30").returncode == 0  # creates the store
+        assert (
+            meterbook(root, "post", "--through", "2026-09-30").returncode == 0
+        )  # creates the store
         fill(disk)
         result = meterbook(root, "ingest", str(tmp_path / "events.csv"))
         assert result.returncode == 2, result.stdout + result.stderr
         assert "Traceback" not in result.stderr
-        assert result.stderr.startswith("meterbook: error:") and len(result.stderr.splitlines()) == 1, result.stderr
+        assert (
+            result.stderr.startswith("meterbook: error:") and len(result.stderr.splitlines()) == 1
+        ), result.stderr
 
 
 @contextmanager
@@ -360,14 +419,25 @@ def read_only(path: Path) -> Iterator[None]:
         subprocess.run(["chattr", "-i", str(path)], check=False)
 
 
-@pytest.mark.parametrize("command", [["invoice", "--through", "2026-11-30"], ["close", "2026-09"],
-                                     ["alerts", "--through", "2026-11-30"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["invoice", "--through", "2026-11-30"],
+        ["close", "2026-09"],
+        ["alerts", "--through", "2026-11-30"],
+    ],
+)
 def test_a_read_only_store_is_one_line_and_unchanged(tmp_path: Path, command: list[str]) -> None:
     root = build(tmp_path / "ws")
-    if command[0] == "alerts":  # a cap of 20 calls: cal's 30 September calls cross it, an alert to store
+    if (
+        command[0] == "alerts"
+    ):  # a cap of 20 calls: cal's 30 September calls cross it, an alert to store
         customers = root / "rules" / "customers.yaml"
-        customers.write_text(customers.read_text().replace("start: 2026-09-01}]}",
-                                                           "start: 2026-09-01}], caps: {api_calls: 20}}"))
+        customers.write_text(
+            customers.read_text().replace(
+                "start: 2026-09-01}]}", "start: 2026-09-01}], caps: {api_calls: 20}}"
+            )
+        )
     assert meterbook(root, "post", "--through", "2026-09-30").returncode == 0
     store = root / "var" / "events.sqlite"
     before = store.read_bytes()
@@ -385,9 +455,14 @@ def test_a_read_only_store_is_one_line_and_unchanged(tmp_path: Path, command: li
 
 def test_a_locked_workspace_is_one_line_naming_the_holder(ws: Path) -> None:
     with workspace_lock(ws, "close 2026-10"):
-        result = meterbook(ws, "post", "--through", "2026-11-30", env={"METERBOOK_LOCK_TIMEOUT": "0.3"})
-    one_line(result, f"the workspace {ws} is locked by `meterbook close 2026-10` (pid {os.getpid()}",
-             "gave up after 0.3 s (METERBOOK_LOCK_TIMEOUT sets the wait)")
+        result = meterbook(
+            ws, "post", "--through", "2026-11-30", env={"METERBOOK_LOCK_TIMEOUT": "0.3"}
+        )
+    one_line(
+        result,
+        f"the workspace {ws} is locked by `meterbook close 2026-10` (pid {os.getpid()}",
+        "gave up after 0.3 s (METERBOOK_LOCK_TIMEOUT sets the wait)",
+    )
     assert "meterbook: waiting: the workspace" in result.stderr
 
 
@@ -395,10 +470,15 @@ def test_check_shares_the_lock_with_readers_but_waits_for_writers(ws: Path) -> N
     with workspace_lock(ws, "check", shared=True):
         assert meterbook(ws, "check", env={"METERBOOK_LOCK_TIMEOUT": "0"}).returncode == 0
     with workspace_lock(ws, "post"):
-        one_line(meterbook(ws, "check", env={"METERBOOK_LOCK_TIMEOUT": "0.2"}), "is locked by `meterbook post`")
+        one_line(
+            meterbook(ws, "check", env={"METERBOOK_LOCK_TIMEOUT": "0.2"}),
+            "is locked by `meterbook post`",
+        )
 
 
-def test_a_post_that_read_the_store_before_an_invoice_cannot_overwrite_its_books(tmp_path: Path) -> None:
+def test_a_post_that_read_the_store_before_an_invoice_cannot_overwrite_its_books(
+    tmp_path: Path,
+) -> None:
     """The attack: `post` reads the store, `invoice` issues and writes its books, then `post` writes
     books without the invoices. With the lock, `invoice` waits for `post`; the books are those of
     `post` then `invoice` run one after the other."""
@@ -408,7 +488,9 @@ def test_a_post_that_read_the_store_before_an_invoice_cannot_overwrite_its_books
     assert meterbook(sequential, "invoice", "--through", "2026-11-30").returncode == 0
 
     release = tmp_path / "release"
-    post = start(root, "post", "--through", "2026-11-30", env={"METERBOOK_PAUSE": f"post:rated:{release}"})
+    post = start(
+        root, "post", "--through", "2026-11-30", env={"METERBOOK_PAUSE": f"post:rated:{release}"}
+    )
     reached = Path(f"{release}.reached")
     while not reached.exists():
         assert post.poll() is None, post.communicate()
@@ -434,7 +516,10 @@ def test_two_invoices_at_once_issue_each_invoice_once(tmp_path: Path) -> None:
     results = [run.communicate(timeout=300) for run in runs]
     assert [run.returncode for run in runs] == [0, 0], results
     assert all("Traceback" not in err and "IntegrityError" not in err for _out, err in results)
-    assert sorted(out.splitlines()[-1] for out, _err in results) == ["issued 0 invoices", "issued 3 invoices"]
+    assert sorted(out.splitlines()[-1] for out, _err in results) == [
+        "issued 0 invoices",
+        "issued 3 invoices",
+    ]
     assert invoices(root) == ["INV-2026-000001", "INV-2026-000002", "INV-2026-000003"]
     assert hashes(root) == hashes(sequential)
 
@@ -444,9 +529,13 @@ def test_a_postgresql_store_is_locked_across_workspaces(pg_url: str, tmp_path: P
     from ledger.lock import _store_lock
 
     config = f'store = "{pg_url}"\n'
-    root = write_workspace(tmp_path / "ws", meters=METERS_CALLS, plans=PLANS, customers=CUSTOMERS, config=config)
+    root = write_workspace(
+        tmp_path / "ws", meters=METERS_CALLS, plans=PLANS, customers=CUSTOMERS, config=config
+    )
     with _store_lock(pg_url, "invoice (elsewhere)", 1, None):
-        result = meterbook(root, "post", "--through", "2026-09-30", env={"METERBOOK_LOCK_TIMEOUT": "0.3"})
+        result = meterbook(
+            root, "post", "--through", "2026-09-30", env={"METERBOOK_LOCK_TIMEOUT": "0.3"}
+        )
     one_line(result, "is locked by `meterbook invoice (elsewhere)", "gave up after 0.3 s")
     assert meterbook(root, "post", "--through", "2026-09-30").returncode == 0
 
@@ -455,7 +544,9 @@ def test_two_invoices_at_once_on_postgresql(pg_url: str, tmp_path: Path) -> None
     """The IntegrityError race on PostgreSQL, from two workspaces sharing the store: the advisory lock
     makes one wait; each invoice is issued once."""
     config = f'store = "{pg_url}"\n'
-    first = write_workspace(tmp_path / "a", meters=METERS_CALLS, plans=PLANS, customers=CUSTOMERS, config=config)
+    first = write_workspace(
+        tmp_path / "a", meters=METERS_CALLS, plans=PLANS, customers=CUSTOMERS, config=config
+    )
     second = copy(first, tmp_path, "b")
     session = open_session(first)
     insert_events(session.engine, calls("cal", [f"2026-09-{d:02d}" for d in range(1, 31)]))
@@ -464,7 +555,10 @@ def test_two_invoices_at_once_on_postgresql(pg_url: str, tmp_path: Path) -> None
     results = [run.communicate(timeout=300) for run in runs]
     assert [run.returncode for run in runs] == [0, 0], results
     assert all("Traceback" not in err for _out, err in results)
-    assert sorted(out.splitlines()[-1] for out, _err in results) == ["issued 0 invoices", "issued 1 invoices"]
+    assert sorted(out.splitlines()[-1] for out, _err in results) == [
+        "issued 0 invoices",
+        "issued 1 invoices",
+    ]
     assert invoices(first) == ["INV-2026-000001"]  # cal's September: 20 × 0.05 = 1.00, issued once
 
 
@@ -479,26 +573,45 @@ def closed(ws: Path) -> Path:
 
 
 def bean_check(root: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BIN / "bean-check"), str(root / "books" / "main.beancount")], capture_output=True,
-                          text=True, env=ENV, check=False)
+    return subprocess.run(
+        [str(BIN / "bean-check"), str(root / "books" / "main.beancount")],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        check=False,
+    )
 
 
 def test_the_seal_covers_documents_and_the_close_report(closed: Path) -> None:
     close_text = close_path(closed / "books", "2026-10").read_text()
     assert 'custom "meterbook-seal-documents" "2026-10" 4' in close_text
-    for name in ("documents/INV-2026-000001.html", "documents/INV-2026-000001.json",
-                 "documents/INV-2026-000002.html", "documents/INV-2026-000002.json", "2026/2026-10.close.md"):
+    for name in (
+        "documents/INV-2026-000001.html",
+        "documents/INV-2026-000001.json",
+        "documents/INV-2026-000002.html",
+        "documents/INV-2026-000002.json",
+        "2026/2026-10.close.md",
+    ):
         assert f'"{name} ' in close_text
     code, out = check_lines(closed)
     assert code == 0 and "2026-10 " in out and "ok, 4 documents and the close report" in out
 
 
-@pytest.mark.parametrize(("path", "old", "new"), [
-    ("documents/INV-2026-000002.json", '"total":"0.75"', '"total":"0.07"'),
-    ("documents/INV-2026-000002.html", "0.75 USD</td></tr></tfoot>", "0.07 USD</td></tr></tfoot>"),
-    ("2026/2026-10.close.md", "0.75", "0.07"),
-])
-def test_a_changed_sealed_document_fails_check_and_bean_check(closed: Path, path: str, old: str, new: str) -> None:
+@pytest.mark.parametrize(
+    ("path", "old", "new"),
+    [
+        ("documents/INV-2026-000002.json", '"total":"0.75"', '"total":"0.07"'),
+        (
+            "documents/INV-2026-000002.html",
+            "0.75 USD</td></tr></tfoot>",
+            "0.07 USD</td></tr></tfoot>",
+        ),
+        ("2026/2026-10.close.md", "0.75", "0.07"),
+    ],
+)
+def test_a_changed_sealed_document_fails_check_and_bean_check(
+    closed: Path, path: str, old: str, new: str
+) -> None:
     target = closed / "books" / path
     text = target.read_text()
     assert old in text
@@ -506,7 +619,10 @@ def test_a_changed_sealed_document_fails_check_and_bean_check(closed: Path, path
     checked = bean_check(closed)
     assert checked.returncode == 1
     what = "close report" if path.endswith(".md") else "document"
-    assert f"month 2026-10 is sealed but its {what} {path} was changed" in checked.stdout + checked.stderr
+    assert (
+        f"month 2026-10 is sealed but its {what} {path} was changed"
+        in checked.stdout + checked.stderr
+    )
     code, out = check_lines(closed)
     assert code == 1 and f"FAILED: month 2026-10 is sealed but its {what} {path} was changed" in out
 
@@ -516,7 +632,10 @@ def test_removing_the_seal_plugin_fails_bean_check_and_check_names_it(closed: Pa
     main.write_text(main.read_text().replace('plugin "ledger.seal"\n', ""))
     checked = bean_check(closed)
     assert checked.returncode == 1
-    assert f"Balance failed for '{GUARD_ACCOUNT}': expected 2 SEAL != accumulated 0 SEAL" in checked.stderr + checked.stdout
+    assert (
+        f"Balance failed for '{GUARD_ACCOUNT}': expected 2 SEAL != accumulated 0 SEAL"
+        in checked.stderr + checked.stdout
+    )
     code, out = check_lines(closed)
     assert code == 1 and 'plugin "ledger.seal" is not declared' in out
 
@@ -524,8 +643,13 @@ def test_removing_the_seal_plugin_fails_bean_check_and_check_names_it(closed: Pa
 def test_with_the_plugin_the_guard_balances_and_books_load_cleanly(closed: Path) -> None:
     entries, errors, _options = load_books(closed / "books" / "main.beancount")
     assert errors == []
-    guard = sum(p.units.number for e in entries if hasattr(e, "postings") for p in e.postings
-                if p.account == GUARD_ACCOUNT)
+    guard = sum(
+        p.units.number
+        for e in entries
+        if hasattr(e, "postings")
+        for p in e.postings
+        if p.account == GUARD_ACCOUNT
+    )
     assert guard == 2  # September and October
     assert GUARD_ACCOUNT not in (closed / "books" / "accounts.beancount").read_text()
 
@@ -565,7 +689,10 @@ def test_serve_binds_a_bracketed_ipv6_loopback(ws: Path) -> None:
     server = start(ws, "serve", "--host", "[::1]", "--port", str(port))
     try:
         line = server.stdout.readline() if server.stdout else ""
-        assert line.startswith(f"Fava on http://[::1]:{port}/"), (line, server.stderr.read() if server.stderr else "")
+        assert line.startswith(f"Fava on http://[::1]:{port}/"), (
+            line,
+            server.stderr.read() if server.stderr else "",
+        )
         with urllib.request.urlopen(f"http://[::1]:{port}/", timeout=30) as response:
             assert response.status == 200
     finally:
@@ -588,7 +715,7 @@ def test_seals_made_before_documents_were_covered_still_verify(ws: Path) -> None
 
     close_file = close_path(ws / "books", "2026-09")
     text = close_file.read_text()
-    close_file.write_text(text[:text.index('2026-10-01 custom "meterbook-seal-documents"')])
+    close_file.write_text(text[: text.index('2026-10-01 custom "meterbook-seal-documents"')])
     entries, errors, _options = load_books(ws / "books" / "main.beancount")
     assert errors == []
     sealing = build_seal("2026-09", entries, GENESIS)
@@ -601,9 +728,14 @@ def test_seals_made_before_documents_were_covered_still_verify(ws: Path) -> None
     assert bean_check(ws).returncode == 0
     code, out = check_lines(ws)
     assert code == 0, out
-    assert "ok (sealed before seals covered documents: its documents and close report are not verified)" in out
+    assert (
+        "ok (sealed before seals covered documents: its documents and close report are not verified)"
+        in out
+    )
 
 
 def test_a_bad_lock_timeout_is_one_line(ws: Path) -> None:
-    one_line(meterbook(ws, "post", "--through", "2026-11-30", env={"METERBOOK_LOCK_TIMEOUT": "soon"}),
-             "METERBOOK_LOCK_TIMEOUT='soon': expected a number of seconds from 0 to 86400")
+    one_line(
+        meterbook(ws, "post", "--through", "2026-11-30", env={"METERBOOK_LOCK_TIMEOUT": "soon"}),
+        "METERBOOK_LOCK_TIMEOUT='soon': expected a number of seconds from 0 to 86400",
+    )

@@ -75,22 +75,29 @@ date,amount,currency,invoice,reference
 """
 
 
-def make_workspace(root: Path, meters: str, plans: str, customers: str,
-                   store: str = "sqlite:///var/events.sqlite") -> Session:
-    return open_session(write_workspace(root, meters=meters, plans=plans, customers=customers,
-                                        config=f'store = "{store}"\n'))
+def make_workspace(
+    root: Path, meters: str, plans: str, customers: str, store: str = "sqlite:///var/events.sqlite"
+) -> Session:
+    return open_session(
+        write_workspace(
+            root, meters=meters, plans=plans, customers=customers, config=f'store = "{store}"\n'
+        )
+    )
 
 
 def accounting_workspace(root: Path) -> Session:
     """The hand-computed workspace above, events and payments stored, nothing posted."""
     session = make_workspace(root, METERS_CALLS, PLANS, CUSTOMERS)
-    insert_events(session.engine, [
-        *calls("cal", [f"2026-09-{d:02d}" for d in range(1, 21)], "s"),
-        *calls("cal", [f"2026-10-{d:02d}" for d in range(1, 11)], "o"),
-        *calls("ann", [f"2026-09-{d:02d}" for d in range(16, 30)], "s"),
-        *calls("ann", [f"2026-10-{d:02d}" for d in range(1, 12)], "o"),
-        *calls("ann", [f"2026-10-{d:02d}" for d in range(20, 25)], "l"),
-    ])
+    insert_events(
+        session.engine,
+        [
+            *calls("cal", [f"2026-09-{d:02d}" for d in range(1, 21)], "s"),
+            *calls("cal", [f"2026-10-{d:02d}" for d in range(1, 11)], "o"),
+            *calls("ann", [f"2026-09-{d:02d}" for d in range(16, 30)], "s"),
+            *calls("ann", [f"2026-10-{d:02d}" for d in range(1, 12)], "o"),
+            *calls("ann", [f"2026-10-{d:02d}" for d in range(20, 25)], "l"),
+        ],
+    )
     (root / "payments.csv").write_text(PAYMENTS)
     ingest_payments(session.engine, root / "payments.csv")
     return session
@@ -101,7 +108,10 @@ def books_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("reports") / "ws"
     session = accounting_workspace(root)
     session.invoice(date(2026, 10, 31))
-    issued = {inv.number: (inv.customer, inv.date, inv.total) for inv in session.invoice(date(2026, 10, 31))}
+    issued = {
+        inv.number: (inv.customer, inv.date, inv.total)
+        for inv in session.invoice(date(2026, 10, 31))
+    }
     assert issued == {}  # already issued above
     return root
 
@@ -131,15 +141,20 @@ def test_invoices_are_the_ones_computed_by_hand(session: Session) -> None:
 
 def test_revenue_by_month_meter_and_customer(session: Session) -> None:
     report = build_report(session, "revenue")
-    assert [(r["month"], r["line"], r["account"], r["revenue"]) for r in rows(report, "Revenue by month and line")] == [
+    assert [
+        (r["month"], r["line"], r["account"], r["revenue"])
+        for r in rows(report, "Revenue by month and line")
+    ] == [
         ("2026-09", "api_calls", "Income:Usage:Api-Calls", D("3.40")),
         ("2026-09", "p", "Income:Subscriptions:P", D("46.00")),
         ("2026-10", "api_calls", "Income:Usage:Api-Calls", D("2.60")),
         ("2026-10", "p", "Income:Subscriptions:P", D("60.45")),
     ]
     october = build_report(session, "revenue", month="2026-10")
-    assert [(r["customer"], r["usage"], r["subscriptions"], r["other"], r["total"])
-            for r in rows(october, "Revenue by month and customer")] == [
+    assert [
+        (r["customer"], r["usage"], r["subscriptions"], r["other"], r["total"])
+        for r in rows(october, "Revenue by month and customer")
+    ] == [
         ("ann", D("1.60"), D("30.45"), D("0.00"), D("32.05")),
         ("cal", D("1.00"), D("30.00"), D("0.00"), D("31.00")),
     ]
@@ -148,47 +163,82 @@ def test_revenue_by_month_meter_and_customer(session: Session) -> None:
 def test_unbilled_at_month_ends(session: Session) -> None:
     september = rows(build_report(session, "unbilled", month="2026-09"), "Unbilled")
     assert [(r["customer"], r["unbilled"], r["contract asset"]) for r in september] == [
-        ("cal", D("2.00"), D("0.00")), ("(total)", D("2.00"), D("0.00"))]  # ann's usage drew on its credit
+        ("cal", D("2.00"), D("0.00")),
+        ("(total)", D("2.00"), D("0.00")),
+    ]  # ann's usage drew on its credit
     october = build_report(session, "unbilled")  # default: the books' last month
     assert october.title == "Unbilled revenue at 2026-10-31"
     assert [(r["customer"], r["total"]) for r in rows(october, "Unbilled")] == [
-        ("cal", D("1.00")), ("(total)", D("1.00"))]
+        ("cal", D("1.00")),
+        ("(total)", D("1.00")),
+    ]
 
 
 def test_deferred_balances_and_waterfall(session: Session) -> None:
     september = build_report(session, "deferred", month="2026-09")
-    assert [(r["customer"], r["base fees"], r["prepaid credits"], r["books"], r["difference"])
-            for r in rows(september, "Deferred revenue at")] == [
-        ("ann", D("14.00"), D("3.60"), D("17.60"), D("0.00"))]  # cal's fees are fully recognized
+    assert [
+        (r["customer"], r["base fees"], r["prepaid credits"], r["books"], r["difference"])
+        for r in rows(september, "Deferred revenue at")
+    ] == [("ann", D("14.00"), D("3.60"), D("17.60"), D("0.00"))]  # cal's fees are fully recognized
     assert [(r["month"], r["customer"], r["amount"]) for r in rows(september, "Waterfall of")] == [
-        ("2026-10", "ann", D("14.00")), ("2027-03", "ann", D("3.60"))]
+        ("2026-10", "ann", D("14.00")),
+        ("2027-03", "ann", D("3.60")),
+    ]
 
     october = build_report(session, "deferred", month="2026-10")
-    assert [(r["customer"], r["base fees"], r["prepaid credits"], r["scheduled"], r["books"], r["difference"])
-            for r in rows(october, "Deferred revenue at")] == [
-        ("ann", D("13.55"), D("2.00"), D("15.55"), D("15.55"), D("0.00"))]
+    assert [
+        (
+            r["customer"],
+            r["base fees"],
+            r["prepaid credits"],
+            r["scheduled"],
+            r["books"],
+            r["difference"],
+        )
+        for r in rows(october, "Deferred revenue at")
+    ] == [("ann", D("13.55"), D("2.00"), D("15.55"), D("15.55"), D("0.00"))]
     waterfall = rows(october, "Waterfall of")
-    assert [(r["month"], r["amount"]) for r in waterfall] == [("2026-11", D("13.55")), ("2027-03", D("2.00"))]
+    assert [(r["month"], r["amount"]) for r in waterfall] == [
+        ("2026-11", D("13.55")),
+        ("2027-03", D("2.00")),
+    ]
     assert waterfall[0]["source"] == "base fee 2026-10-15/2026-11-15 (INV-2026-000004)"
     assert waterfall[1]["source"] == "prepaid credit granted 2026-09-15, expires 2027-03-15"
 
 
 def test_aging_buckets_on_known_dates(session: Session) -> None:
     october = build_report(session, "aging", month="2026-10")
-    assert [(r["invoice"], r["days past due"], r["bucket"], r["open"]) for r in rows(october, "Open invoices")] == [
+    assert [
+        (r["invoice"], r["days past due"], r["bucket"], r["open"])
+        for r in rows(october, "Open invoices")
+    ] == [
         ("INV-2026-000002", 46, "31–60", D("25.00")),  # 35.00 − 10.00 paid
         ("INV-2026-000004", 16, "1–30", D("30.00")),
         ("INV-2026-000003", 30, "1–30", D("32.00")),
     ]  # INV-1 was paid in full
     summary = {r["customer"]: r for r in rows(october, "Aging by customer")}
-    assert (summary["ann"]["1–30"], summary["ann"]["31–60"], summary["ann"]["total"]) == (D("30.00"), D("25.00"), D("55.00"))
+    assert (summary["ann"]["1–30"], summary["ann"]["31–60"], summary["ann"]["total"]) == (
+        D("30.00"),
+        D("25.00"),
+        D("55.00"),
+    )
     assert summary["ann"]["books"] == D("55.00") and summary["cal"]["books"] == D("32.00")
     assert summary["(total)"]["total"] == D("87.00") == summary["(total)"]["books"]
     september = build_report(session, "aging", month="2026-09")
-    assert [(r["invoice"], r["days past due"], r["bucket"]) for r in rows(september, "Open invoices")] == [
-        ("INV-2026-000002", 15, "1–30")]
+    assert [
+        (r["invoice"], r["days past due"], r["bucket"]) for r in rows(september, "Open invoices")
+    ] == [("INV-2026-000002", 15, "1–30")]
     assert [aging_bucket(d) for d in (0, 1, 30, 31, 60, 61, 90, 91, 400)] == [
-        "current", "1–30", "1–30", "31–60", "31–60", "61–90", "61–90", "over 90", "over 90"]
+        "current",
+        "1–30",
+        "1–30",
+        "31–60",
+        "31–60",
+        "61–90",
+        "61–90",
+        "over 90",
+        "over 90",
+    ]
 
 
 def test_payment_terms_set_the_due_date_the_invoice_keeps(tmp_path: Path) -> None:
@@ -200,7 +250,10 @@ def test_payment_terms_set_the_due_date_the_invoice_keeps(tmp_path: Path) -> Non
     session = Session.open(Workspace.load(root))
     session.invoice(date(2026, 10, 31))
     october = build_report(session, "aging", month="2026-10")
-    assert [(r["invoice"], r["due date"], r["days past due"], r["bucket"]) for r in rows(october, "Open invoices")] == [
+    assert [
+        (r["invoice"], r["due date"], r["days past due"], r["bucket"])
+        for r in rows(october, "Open invoices")
+    ] == [
         ("INV-2026-000002", date(2026, 10, 15), 16, "1–30"),
         ("INV-2026-000004", date(2026, 11, 14), 0, "current"),  # due in 14 days: 0, never -14
         ("INV-2026-000003", date(2026, 10, 1), 30, "1–30"),  # cal: no terms, due on receipt
@@ -210,13 +263,20 @@ def test_payment_terms_set_the_due_date_the_invoice_keeps(tmp_path: Path) -> Non
     assert "due 2026-11-14" in (root / "books" / "documents" / "INV-2026-000004.html").read_text()
     entries, errors, _ = loader.load_file(str(root / "books" / "main.beancount"))
     assert errors == []
-    invoice = next(e for e in entries if isinstance(e, data.Transaction) and e.meta.get("invoice") == "INV-2026-000004")
+    invoice = next(
+        e
+        for e in entries
+        if isinstance(e, data.Transaction) and e.meta.get("invoice") == "INV-2026-000004"
+    )
     assert invoice.meta["due"] == date(2026, 11, 14)
     # Terms changed later never re-age an issued invoice: the due date is the invoice's own.
     customers.write_text(CUSTOMERS)
     again = build_report(Session.open(Workspace.load(root)), "aging", month="2026-10")
     assert [r["due date"] for r in rows(again, "Open invoices")] == [
-        date(2026, 10, 15), date(2026, 11, 14), date(2026, 10, 1)]
+        date(2026, 10, 15),
+        date(2026, 11, 14),
+        date(2026, 10, 1),
+    ]
 
 
 def test_aging_never_shows_negative_days_past_due(tmp_path: Path) -> None:
@@ -230,8 +290,9 @@ def test_aging_never_shows_negative_days_past_due(tmp_path: Path) -> None:
     session = Session.open(Workspace.load(root))
     session.invoice(date(2026, 10, 31))
     october = build_report(session, "aging", month="2026-10")
-    found = {r["invoice"]: (r["days past due"], r["bucket"])
-             for r in rows(october, "Open invoices")}
+    found = {
+        r["invoice"]: (r["days past due"], r["bucket"]) for r in rows(october, "Open invoices")
+    }
     assert found["INV-2026-000004"] == (0, "current")
     assert found["INV-2026-000002"] == (16, "1–30")
     assert min(days for days, _ in found.values()) == 0
@@ -239,7 +300,10 @@ def test_aging_never_shows_negative_days_past_due(tmp_path: Path) -> None:
     assert as_json.exit_code == 0, as_json.output
     table = json.loads(as_json.output)["tables"][0]
     assert [(r["invoice"], r["days past due"]) for r in table["rows"]] == [
-        ("INV-2026-000002", 16), ("INV-2026-000004", 0), ("INV-2026-000003", 30)]
+        ("INV-2026-000002", 16),
+        ("INV-2026-000004", 0),
+        ("INV-2026-000003", 30),
+    ]
     as_csv = run_cli(root, "report", "aging", "--month", "2026-10", "--csv")
     assert "INV-2026-000004,ann,2026-10-15,2026-11-14,0,current," in as_csv.output
 
@@ -247,10 +311,18 @@ def test_aging_never_shows_negative_days_past_due(tmp_path: Path) -> None:
 def test_negative_payment_terms_are_a_one_line_error(tmp_path: Path) -> None:
     root = tmp_path / "ws"
     with pytest.raises(RulesError):
-        make_workspace(root, METERS_CALLS, PLANS, CUSTOMERS.replace("  ann:\n", "  ann:\n    payment_terms_days: -5\n"))
+        make_workspace(
+            root,
+            METERS_CALLS,
+            PLANS,
+            CUSTOMERS.replace("  ann:\n", "  ann:\n    payment_terms_days: -5\n"),
+        )
     result = run_cli(root, "rate")
     assert result.exit_code == 2
-    assert "rules/customers.yaml:" in result.output and "customers.ann.payment_terms_days" in result.output
+    assert (
+        "rules/customers.yaml:" in result.output
+        and "customers.ann.payment_terms_days" in result.output
+    )
     assert len(result.output.strip().splitlines()) == 1
 
 
@@ -260,28 +332,76 @@ def test_rollforward_identity_and_figures(session: Session, books_root: Path) ->
         for row in table.rows:
             r = dict(zip(table.columns, row, strict=True))
             if "accrued" in r:
-                assert r["opening"] + r["accrued"] - r["invoiced"] + r["adjustments"] == r["closing"]
+                assert (
+                    r["opening"] + r["accrued"] - r["invoiced"] + r["adjustments"] == r["closing"]
+                )
             elif "billed" in r:
-                assert r["opening"] + r["billed"] - r["recognized"] + r["adjustments"] == r["closing"]
+                assert (
+                    r["opening"] + r["billed"] - r["recognized"] + r["adjustments"] == r["closing"]
+                )
             else:
-                assert (r["opening"] + r["invoiced"] - r["collected"] - r["credited"] + r["adjustments"]
-                        == r["closing"])
+                assert (
+                    r["opening"] + r["invoiced"] - r["collected"] - r["credited"] + r["adjustments"]
+                    == r["closing"]
+                )
     figures = {(t.title.split(" (")[0], row[0]): row[2:] for t in report.tables for row in t.rows}
-    assert figures[("Unbilled roll-forward", "2026-09")] == (D("0.00"), D("2.00"), D("0.00"), D("0.00"), D("2.00"))
-    assert figures[("Unbilled roll-forward", "2026-10")] == (D("2.00"), D("1.00"), D("2.00"), D("0.00"), D("1.00"))
+    assert figures[("Unbilled roll-forward", "2026-09")] == (
+        D("0.00"),
+        D("2.00"),
+        D("0.00"),
+        D("0.00"),
+        D("2.00"),
+    )
+    assert figures[("Unbilled roll-forward", "2026-10")] == (
+        D("2.00"),
+        D("1.00"),
+        D("2.00"),
+        D("0.00"),
+        D("1.00"),
+    )
     assert figures[("Deferred-revenue roll-forward", "2026-09")] == (
-        D("0.00"), D("65.00"), D("47.40"), D("0.00"), D("17.60"))
+        D("0.00"),
+        D("65.00"),
+        D("47.40"),
+        D("0.00"),
+        D("17.60"),
+    )
     assert figures[("Deferred-revenue roll-forward", "2026-10")] == (
-        D("17.60"), D("60.00"), D("62.05"), D("0.00"), D("15.55"))
+        D("17.60"),
+        D("60.00"),
+        D("62.05"),
+        D("0.00"),
+        D("15.55"),
+    )
     assert figures[("Receivables roll-forward", "2026-09")] == (
-        D("0.00"), D("65.00"), D("30.00"), D("0.00"), D("0.00"), D("35.00"))
+        D("0.00"),
+        D("65.00"),
+        D("30.00"),
+        D("0.00"),
+        D("0.00"),
+        D("35.00"),
+    )
     assert figures[("Receivables roll-forward", "2026-10")] == (
-        D("35.00"), D("62.00"), D("10.00"), D("0.00"), D("0.00"), D("87.00"))
+        D("35.00"),
+        D("62.00"),
+        D("10.00"),
+        D("0.00"),
+        D("0.00"),
+        D("87.00"),
+    )
     # the closing balances are the books' own, as Beancount loads them
     entries, errors, _ = load_books(books_root / "books" / "main.beancount")
     assert errors == []
-    receivable = sum((p.units.number for e in entries if hasattr(e, "postings") and e.date <= date(2026, 10, 31)
-                      for p in e.postings if p.account.startswith("Assets:Receivables:Invoiced:")), D(0))
+    receivable = sum(
+        (
+            p.units.number
+            for e in entries
+            if hasattr(e, "postings") and e.date <= date(2026, 10, 31)
+            for p in e.postings
+            if p.account.startswith("Assets:Receivables:Invoiced:")
+        ),
+        D(0),
+    )
     assert receivable == D("87.00")
     only = build_report(session, "rollforward", month="2026-10")
     assert {row[0] for t in only.tables for row in t.rows} == {"2026-10"}
@@ -289,8 +409,10 @@ def test_rollforward_identity_and_figures(session: Session, books_root: Path) ->
 
 def test_arpu_is_revenue_over_quantity(session: Session) -> None:
     report = build_report(session, "arpu")
-    assert [(r["month"], r["meter"], r["customers"], r["quantity"], r["revenue"], r["revenue per unit"])
-            for r in rows(report, "Revenue per unit")] == [
+    assert [
+        (r["month"], r["meter"], r["customers"], r["quantity"], r["revenue"], r["revenue per unit"])
+        for r in rows(report, "Revenue per unit")
+    ] == [
         ("2026-09", "api_calls", 2, D(34), D("3.40"), D("0.100000")),
         ("2026-10", "api_calls", 2, D(26), D("2.60"), D("0.100000")),
     ]
@@ -301,7 +423,9 @@ def test_cli_text_json_csv_and_bad_input(books_root: Path) -> None:
     assert text.exit_code == 0, text.output
     assert "Receivables aging at 2026-10-31" in text.output
     assert "its date plus the customer's payment_terms_days" in " ".join(text.output.split())
-    assert "INV-2026-000002  ann       2026-09-15    2026-09-15             46  31–60" in text.output
+    assert (
+        "INV-2026-000002  ann       2026-09-15    2026-09-15             46  31–60" in text.output
+    )
 
     as_json = run_cli(books_root, "report", "revenue", "--json")
     assert as_json.exit_code == 0, as_json.output
@@ -309,16 +433,38 @@ def test_cli_text_json_csv_and_bad_input(books_root: Path) -> None:
     assert len(lines) == 1
     body = json.loads(lines[0])
     assert body["report"] == "revenue" and body["method"].startswith("Recognized revenue")
-    assert body["tables"][0]["rows"][0] == {"month": "2026-09", "group": "usage", "line": "api_calls",
-                                            "account": "Income:Usage:Api-Calls", "currency": "USD",
-                                            "revenue": "3.40"}
+    assert body["tables"][0]["rows"][0] == {
+        "month": "2026-09",
+        "group": "usage",
+        "line": "api_calls",
+        "account": "Income:Usage:Api-Calls",
+        "currency": "USD",
+        "revenue": "3.40",
+    }
 
     as_csv = run_cli(books_root, "report", "deferred", "--month", "2026-10", "--csv")
     assert as_csv.exit_code == 0, as_csv.output
     blocks = [list(csv.reader(io.StringIO(b))) for b in as_csv.output.split("\n\n")]
-    assert blocks[0][0] == ["table", "customer", "currency", "base fees", "prepaid credits", "scheduled", "books",
-                            "difference"]
-    assert blocks[0][1] == ["Deferred revenue at 2026-10-31", "ann", "USD", "13.55", "2.00", "15.55", "15.55", "0.00"]
+    assert blocks[0][0] == [
+        "table",
+        "customer",
+        "currency",
+        "base fees",
+        "prepaid credits",
+        "scheduled",
+        "books",
+        "difference",
+    ]
+    assert blocks[0][1] == [
+        "Deferred revenue at 2026-10-31",
+        "ann",
+        "USD",
+        "13.55",
+        "2.00",
+        "15.55",
+        "15.55",
+        "0.00",
+    ]
 
     unknown = run_cli(books_root, "report", "profit")
     assert unknown.exit_code == 2 and "unknown report 'profit'" in unknown.output
@@ -332,8 +478,17 @@ def test_reports_need_books(tmp_path: Path) -> None:
     session = make_workspace(tmp_path / "ws", METERS_CALLS, PLANS, CUSTOMERS)
     result = run_cli(tmp_path / "ws", "report", "revenue")
     assert result.exit_code == 2 and "run `meterbook post` first" in result.output
-    assert set(REPORTS) == {"revenue", "unbilled", "deferred", "aging", "rollforward", "arpu", "forecast", "risk",
-                            "tax"}
+    assert set(REPORTS) == {
+        "revenue",
+        "unbilled",
+        "deferred",
+        "aging",
+        "rollforward",
+        "arpu",
+        "forecast",
+        "risk",
+        "tax",
+    }
     assert Sources(session).transactions == []
 
 
@@ -364,16 +519,24 @@ PATTERNS = {  # May … October 2026
 def usage_workspace(root: Path, store: str = "sqlite:///var/events.sqlite") -> Path:
     customers = "customers:\n" + "".join(
         f"  {c}: {{currency: USD, billing_anchor: calendar, subscriptions: [{{plan: t, start: 2026-05-01}}]}}\n"
-        for c in PATTERNS)
+        for c in PATTERNS
+    )
     session = make_workspace(root, TOKENS, TOKEN_PLANS, customers, store)
     rows = []
     for customer, values in PATTERNS.items():
         for month, value in enumerate(values, start=5):
             # two events a month, so the count differs from the quantity
             for half, day in ((value // 2, 3), (value - value // 2, 17)):
-                rows.append(Event.build(source="t", id=f"{customer}-{month}-{day}", customer=customer,
-                                        type="llm.completion", time=parse_time(f"2026-{month:02d}-{day:02d}T08:00:00Z"),
-                                        properties={"tokens": str(half)}))
+                rows.append(
+                    Event.build(
+                        source="t",
+                        id=f"{customer}-{month}-{day}",
+                        customer=customer,
+                        type="llm.completion",
+                        time=parse_time(f"2026-{month:02d}-{day:02d}T08:00:00Z"),
+                        properties={"tokens": str(half)},
+                    )
+                )
     insert_events(session.engine, rows)
     return root
 
@@ -386,10 +549,20 @@ def usage_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_risk_and_forecast_on_postgresql(tmp_path: Path, pg_url: str) -> None:
     """The same monthly usage measured by PostgreSQL gives the same flags and trend."""
     session = Session.open(Workspace.load(usage_workspace(tmp_path / "ws", pg_url)))
-    status = {r["customer"]: r["status"] for r in rows(build_report(session, "risk", month="2026-10"), "Usage")}
-    assert status == {"collapse": "churn risk", "spike": "bill-shock risk", "linear": "ok", "steady": "ok"}
-    trend = {r["customer"]: r["slope per month"]
-             for r in rows(build_report(session, "forecast", month="2026-10"), "Usage trend")}
+    status = {
+        r["customer"]: r["status"]
+        for r in rows(build_report(session, "risk", month="2026-10"), "Usage")
+    }
+    assert status == {
+        "collapse": "churn risk",
+        "spike": "bill-shock risk",
+        "linear": "ok",
+        "steady": "ok",
+    }
+    trend = {
+        r["customer"]: r["slope per month"]
+        for r in rows(build_report(session, "forecast", month="2026-10"), "Usage trend")
+    }
     assert trend["linear"] == D("199.86")
 
 
@@ -397,11 +570,16 @@ def test_risk_flags_the_collapse_and_the_spike_not_the_steady(usage_root: Path) 
     report = build_report(Session.open(Workspace.load(usage_root)), "risk", month="2026-10")
     status = {r["customer"]: r for r in rows(report, "Usage against")}
     assert status["collapse"]["status"] == "churn risk"
-    assert status["collapse"]["trailing median"] == D(1000) and status["collapse"]["latest"] == D(100)
+    assert status["collapse"]["trailing median"] == D(1000) and status["collapse"]["latest"] == D(
+        100
+    )
     assert status["collapse"]["change %"] == D("-90.0")
     assert status["spike"]["status"] == "bill-shock risk"
     assert status["steady"]["status"] == "ok" and status["linear"]["status"] == "ok"
-    assert [r["customer"] for r in rows(report, "Usage against")][:2] == ["collapse", "spike"]  # flagged first
+    assert [r["customer"] for r in rows(report, "Usage against")][:2] == [
+        "collapse",
+        "spike",
+    ]  # flagged first
     assert "50 % of the median" in report.method and "200 %" in report.method
 
 
@@ -409,12 +587,17 @@ def test_forecast_of_a_linear_trend_is_within_two_percent(usage_root: Path) -> N
     report = build_report(Session.open(Workspace.load(usage_root)), "forecast", month="2026-10")
     assert report.title == "Forecast for 2026-11 to 2027-01 (trend through 2026-10)"
     assert "least-squares" in report.method
-    by_meter = {(r["customer"], r["month"], r["meter"]): r for r in rows(report, "Forecast by customer and meter")}
+    by_meter = {
+        (r["customer"], r["month"], r["meter"]): r
+        for r in rows(report, "Forecast by customer and meter")
+    }
     for k, month in enumerate(("2026-11", "2026-12", "2027-01"), start=6):
         true = D(1000 + 200 * k)
         got = by_meter[("linear", month, "tokens")]["quantity"]
         assert abs(got - true) / true < D("0.02"), (month, got, true)
-        assert by_meter[("linear", month, "tokens")]["amount"] == (got * D("0.01")).quantize(D("0.01"))
+        assert by_meter[("linear", month, "tokens")]["amount"] == (got * D("0.01")).quantize(
+            D("0.01")
+        )
         steady = by_meter[("steady", month, "tokens")]["quantity"]
         assert abs(steady - 1000) / 1000 < D("0.02")
     totals = {r["customer"]: r for r in rows(report, "Forecast by customer")}
@@ -436,17 +619,25 @@ def test_forecast_follows_a_plan_change_and_spreads_a_quarterly_cycle(tmp_path: 
 
     10 calls a day all October: the forecast prices November on ``q`` — 90.00 a quarter is
     30.00 a month, not 90.00 — and the plan change is seen (``p`` has no end date)."""
-    plans = PLANS + """\
+    plans = (
+        PLANS
+        + """\
   q:
     currency: USD
     cycle: quarterly
     charges:
       - {meter: api_calls, model: flat, amount: "90.00"}
 """
-    customers = "customers:\n  c:\n    currency: USD\n    billing_anchor: calendar\n" \
+    )
+    customers = (
+        "customers:\n  c:\n    currency: USD\n    billing_anchor: calendar\n"
         "    subscriptions: [{plan: p, start: 2026-09-01}, {plan: q, start: 2026-10-01}]\n"
+    )
     session = make_workspace(tmp_path / "ws", METERS_CALLS, plans, customers)
-    insert_events(session.engine, [e for d in range(1, 32) for e in calls("c", [f"2026-10-{d:02d}"] * 10, f"d{d}-")])
+    insert_events(
+        session.engine,
+        [e for d in range(1, 32) for e in calls("c", [f"2026-10-{d:02d}"] * 10, f"d{d}-")],
+    )
     assert plan_on(session.rules, "c", date(2026, 9, 30)).id == "p"
     assert plan_on(session.rules, "c", date(2026, 10, 1)).id == "q"
     assert plan_on(session.rules, "c", date(2026, 8, 31)) is None
@@ -459,10 +650,21 @@ def test_flow_of_names_adjustments_before_what_they_correct() -> None:
     from ledger.reports import flow_of
 
     def entry(**meta: object) -> data.Transaction:
-        return data.Transaction({"filename": "x", "lineno": 1, **meta}, date(2026, 10, 1), "*", "c", "n",
-                                frozenset(), frozenset(), [])
+        return data.Transaction(
+            {"filename": "x", "lineno": 1, **meta},
+            date(2026, 10, 1),
+            "*",
+            "c",
+            "n",
+            frozenset(),
+            frozenset(),
+            [],
+        )
+
     assert flow_of(entry(invoice="INV-2026-000001")) == "invoice"
-    assert flow_of(entry(invoice="INV-2026-000001", debit_adjustment="DA-2026-000001")) == "adjustment"
+    assert (
+        flow_of(entry(invoice="INV-2026-000001", debit_adjustment="DA-2026-000001")) == "adjustment"
+    )
     assert flow_of(entry(invoice="INV-2026-000001", late=True)) == "adjustment"
     assert flow_of(entry(invoice="INV-2026-000001", reference="BANK-1")) == "payment"
     assert flow_of(entry(invoice="INV-2026-000001", credit_note="CN-2026-000001")) == "credit_note"

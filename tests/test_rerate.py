@@ -58,32 +58,60 @@ customers:
 
 
 def version(price: str, effective: str = "2026-10-01") -> str:
-    return PLANS + f"""\
+    return (
+        PLANS
+        + f"""\
     versions:
       - effective: {effective}
         charges:
           - {{meter: api_calls, model: unit, unit_price: "{price}"}}
 """
+    )
 
 
 def calls(customer: str, month: int, n: int) -> list[Event]:
-    return [Event.build(source="t", id=f"{customer}-{month}-{i}", customer=customer, type="api.request",
-                        time=parse_time(f"2026-{month:02d}-{1 + i % 28:02d}T12:00:00Z"), properties={})
-            for i in range(n)]
+    return [
+        Event.build(
+            source="t",
+            id=f"{customer}-{month}-{i}",
+            customer=customer,
+            type="api.request",
+            time=parse_time(f"2026-{month:02d}-{1 + i % 28:02d}T12:00:00Z"),
+            properties={},
+        )
+        for i in range(n)
+    ]
 
 
 def make(tmp_path: Path, store: str = "sqlite:///var/events.sqlite") -> Path:
     """The workspace above, invoiced through Nov 1; beta's invoice paid on Nov 5."""
-    root = write_workspace(tmp_path / "ws", meters=METERS_CALLS, plans=PLANS, customers=CUSTOMERS,
-                           config=f'store = "{store}"\n')
+    root = write_workspace(
+        tmp_path / "ws",
+        meters=METERS_CALLS,
+        plans=PLANS,
+        customers=CUSTOMERS,
+        config=f'store = "{store}"\n',
+    )
     session = open_session(root)
-    insert_events(session.engine, [*calls("acme", 9, 30), *calls("acme", 10, 20), *calls("acme", 11, 10), *calls("beta", 10, 10)])
+    insert_events(
+        session.engine,
+        [
+            *calls("acme", 9, 30),
+            *calls("acme", 10, 20),
+            *calls("acme", 11, 10),
+            *calls("beta", 10, 10),
+        ],
+    )
     issued = session.invoice(date(2026, 11, 1))
     assert [(i.number, i.customer, i.total) for i in issued] == [
-        ("INV-2026-000001", "acme", Decimal("30.00")), ("INV-2026-000002", "acme", Decimal("20.00")),
-        ("INV-2026-000003", "beta", Decimal("10.00"))]
+        ("INV-2026-000001", "acme", Decimal("30.00")),
+        ("INV-2026-000002", "acme", Decimal("20.00")),
+        ("INV-2026-000003", "beta", Decimal("10.00")),
+    ]
     payments = tmp_path / "payments.csv"
-    payments.write_text("date,amount,currency,invoice,reference\n2026-11-05,10.00,USD,INV-2026-000003,BANK-1\n")
+    payments.write_text(
+        "date,amount,currency,invoice,reference\n2026-11-05,10.00,USD,INV-2026-000003,BANK-1\n"
+    )
     assert ingest_payments(session.engine, payments).accepted == 1
     session.post(date(2026, 11, 20))
     return root
@@ -95,7 +123,6 @@ def books(root: Path) -> list[data.Directive]:
     return entries
 
 
-
 def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -104,13 +131,24 @@ def test_price_cut_after_a_sealed_close_is_a_credit_note_in_the_open_month(tmp_p
     root = make(tmp_path)
     assert run_cli(root, "close", "2026-09").exit_code == 0
     assert run_cli(root, "close", "2026-10").exit_code == 0
-    sealed = {p: sha(p) for p in (month_path(root / "books", "2026-09"), close_path(root / "books", "2026-09"),
-                                  month_path(root / "books", "2026-10"), close_path(root / "books", "2026-10"))}
+    sealed = {
+        p: sha(p)
+        for p in (
+            month_path(root / "books", "2026-09"),
+            close_path(root / "books", "2026-09"),
+            month_path(root / "books", "2026-10"),
+            close_path(root / "books", "2026-10"),
+        )
+    }
     before = books(root)
     # 30.00 + 20.00 invoiced to acme, nothing paid; beta's 10.00 paid
-    assert balance(before, "Assets:Receivables:Invoiced:Acme", date(2026, 11, 21)) == Decimal("50.00")
+    assert balance(before, "Assets:Receivables:Invoiced:Acme", date(2026, 11, 21)) == Decimal(
+        "50.00"
+    )
 
-    (root / "rules" / "plans.yaml").write_text(version("0.80"))  # retroactive: October costs 0.80 a call
+    (root / "rules" / "plans.yaml").write_text(
+        version("0.80")
+    )  # retroactive: October costs 0.80 a call
     # Issued cycles keep the version they were invoiced under: posting alone changes nothing billed.
     open_session(root).post(date(2026, 11, 20))
     assert not [e for e in books(root) if isinstance(e, data.Transaction) and e.meta.get("late")]
@@ -119,31 +157,70 @@ def test_price_cut_after_a_sealed_close_is_a_credit_note_in_the_open_month(tmp_p
     dry = run_cli(root, "rerate", "--from", "2026-10-01", "--date", "2026-11-20", "--dry-run")
     assert dry.exit_code == 0, dry.output
     assert "dry run" in dry.output and "-4.00" in dry.output
-    assert load_adjustments(open_session(root).engine) == [] and load_credit_notes(open_session(root).engine) == []
+    assert (
+        load_adjustments(open_session(root).engine) == []
+        and load_credit_notes(open_session(root).engine) == []
+    )
 
     result = run_cli(root, "rerate", "--from", "2026-10-01", "--date", "2026-11-20")
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     # acme's October: 20 calls × 0.80 = 16.00 against 20.00 invoiced → −4.00; beta's: 8.00 − 10.00 = −2.00
-    assert any(line.split() == ["INV-2026-000002", "2026-10-01/2026-11-01", "api_calls", "20.00", "16.00",
-                                "-4.00", "CN-2026-000001"] for line in lines), result.output
-    assert any(line.split() == ["INV-2026-000003", "2026-10-01/2026-11-01", "api_calls", "10.00", "8.00",
-                                "-2.00", "CN-2026-000002"] for line in lines), result.output
+    assert any(
+        line.split()
+        == [
+            "INV-2026-000002",
+            "2026-10-01/2026-11-01",
+            "api_calls",
+            "20.00",
+            "16.00",
+            "-4.00",
+            "CN-2026-000001",
+        ]
+        for line in lines
+    ), result.output
+    assert any(
+        line.split()
+        == [
+            "INV-2026-000003",
+            "2026-10-01/2026-11-01",
+            "api_calls",
+            "10.00",
+            "8.00",
+            "-2.00",
+            "CN-2026-000002",
+        ]
+        for line in lines
+    ), result.output
     assert "INV-2026-000001" not in result.output  # September starts before --from
     assert "posted 2 credit notes and 0 debit adjustments" in result.output
 
     assert {p: sha(p) for p in sealed} == sealed
-    checked = subprocess.run([str(BEAN_CHECK), str(root / "books" / "main.beancount")], capture_output=True,
-                             text=True, env={**os.environ, "BEANCOUNT_DISABLE_LOAD_CACHE": "1"}, check=False)
+    checked = subprocess.run(
+        [str(BEAN_CHECK), str(root / "books" / "main.beancount")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "BEANCOUNT_DISABLE_LOAD_CACHE": "1"},
+        check=False,
+    )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     entries = books(root)
-    notes = {e.meta["credit_note"]: e for e in entries if isinstance(e, data.Transaction) and "credit_note" in e.meta}
+    notes = {
+        e.meta["credit_note"]: e
+        for e in entries
+        if isinstance(e, data.Transaction) and "credit_note" in e.meta
+    }
     acme = notes["CN-2026-000001"]
     assert acme.date == date(2026, 11, 20) and acme.meta["rerate"] is True
-    assert acme.meta["rules"] == open_session(root).rules.hash and acme.meta["cycle"] == "2026-10-01/2026-11-01"
+    assert (
+        acme.meta["rules"] == open_session(root).rules.hash
+        and acme.meta["cycle"] == "2026-10-01/2026-11-01"
+    )
     assert {"CN-2026-000001", "INV-2026-000002", "acme-2026-10-01"} <= acme.links
     # the unpaid invoice: acme owes exactly 4.00 less; the paid one: 2.00 is owed back to beta
-    assert balance(entries, "Assets:Receivables:Invoiced:Acme", date(2026, 11, 21)) == Decimal("46.00")
+    assert balance(entries, "Assets:Receivables:Invoiced:Acme", date(2026, 11, 21)) == Decimal(
+        "46.00"
+    )
     assert balance(entries, "Assets:Receivables:Invoiced:Beta", date(2026, 11, 21)) == 0
     assert balance(entries, "Liabilities:Refunds:Beta", date(2026, 11, 21)) == Decimal("-2.00")
     assert balance(entries, "Income:Credit-Notes", date(2026, 11, 21)) == Decimal("6.00")
@@ -156,48 +233,79 @@ def test_price_cut_after_a_sealed_close_is_a_credit_note_in_the_open_month(tmp_p
     again = run_cli(root, "rerate", "--from", "2026-10-01", "--date", "2026-11-20")
     assert again.exit_code == 0, again.output
     assert "nothing to re-rate" in again.output
-    assert len(load_credit_notes(open_session(root).engine)) == 2 and book_hashes(root / "books") == snapshot
+    assert (
+        len(load_credit_notes(open_session(root).engine)) == 2
+        and book_hashes(root / "books") == snapshot
+    )
     # and never into a sealed month
     sealed_date = run_cli(root, "rerate", "--from", "2026-10-01", "--date", "2026-10-31")
     assert sealed_date.exit_code == 2 and "sealed month" in sealed_date.output
-    for args, needle in ((["--from", "10/01/2026"], "--from: '10/01/2026'"),
-                         (["--from", "2026-10-01", "--date", "20261120"], "--date: '20261120'")):
+    for args, needle in (
+        (["--from", "10/01/2026"], "--from: '10/01/2026'"),
+        (["--from", "2026-10-01", "--date", "20261120"], "--date: '20261120'"),
+    ):
         bad = run_cli(root, "rerate", *args)
-        assert bad.exit_code == 2 and needle in bad.output and len(bad.output.strip().splitlines()) == 1
+        assert (
+            bad.exit_code == 2
+            and needle in bad.output
+            and len(bad.output.strip().splitlines()) == 1
+        )
     assert book_hashes(root / "books") == snapshot
 
 
-def test_price_rise_is_a_debit_adjustment_billed_on_the_next_invoice(tmp_path: Path, store_url: str) -> None:
+def test_price_rise_is_a_debit_adjustment_billed_on_the_next_invoice(
+    tmp_path: Path, store_url: str
+) -> None:
     root = make(tmp_path, store_url)
     (root / "rules" / "plans.yaml").write_text(version("1.25"))
     result = run_cli(root, "rerate", "--from", "2026-10-01", "--date", "2026-11-20", "--json")
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.output.splitlines()]
     # acme: 20 × 1.25 = 25.00 − 20.00 = +5.00; beta: 12.50 − 10.00 = +2.50
-    assert [(r["customer"], r["invoice"], r["invoiced"], r["rerated"], r["difference"], r["document"])
-            for r in rows if r["type"] == "line"] == [
+    assert [
+        (r["customer"], r["invoice"], r["invoiced"], r["rerated"], r["difference"], r["document"])
+        for r in rows
+        if r["type"] == "line"
+    ] == [
         ("acme", "INV-2026-000002", "20.00", "25.00", "5.00", "DA-2026-000001"),
-        ("beta", "INV-2026-000003", "10.00", "12.50", "2.50", "DA-2026-000002")]
-    assert rows[-1]["type"] == "summary" and rows[-1]["documents"] == ["DA-2026-000001", "DA-2026-000002"]
+        ("beta", "INV-2026-000003", "10.00", "12.50", "2.50", "DA-2026-000002"),
+    ]
+    assert rows[-1]["type"] == "summary" and rows[-1]["documents"] == [
+        "DA-2026-000001",
+        "DA-2026-000002",
+    ]
     entries = books(root)
-    debit = [e for e in entries if isinstance(e, data.Transaction) and e.meta.get("debit_adjustment")]
+    debit = [
+        e for e in entries if isinstance(e, data.Transaction) and e.meta.get("debit_adjustment")
+    ]
     assert [(e.date, e.meta["rerate"], sorted(e.links)) for e in debit] == [
         (date(2026, 11, 20), True, ["DA-2026-000001", "INV-2026-000002", "acme-2026-10-01"]),
-        (date(2026, 11, 20), True, ["DA-2026-000002", "INV-2026-000003", "beta-2026-10-01"])]
-    assert balance(entries, "Assets:Receivables:Unbilled:Acme", date(2026, 11, 21)) == Decimal("5.00")
-    assert balance(entries, "Income:Usage:Api-Calls", date(2026, 11, 21)) == Decimal("-67.50")  # 60.00 + 7.50
+        (date(2026, 11, 20), True, ["DA-2026-000002", "INV-2026-000003", "beta-2026-10-01"]),
+    ]
+    assert balance(entries, "Assets:Receivables:Unbilled:Acme", date(2026, 11, 21)) == Decimal(
+        "5.00"
+    )
+    assert balance(entries, "Income:Usage:Api-Calls", date(2026, 11, 21)) == Decimal(
+        "-67.50"
+    )  # 60.00 + 7.50
 
     session = open_session(root)
     issued = session.invoice(date(2026, 12, 1))
     # acme's Dec 1 invoice: November 10 calls at the new price 12.50 + the 5.00 adjustment = 17.50
     assert [(i.customer, i.total) for i in issued] == [("acme", Decimal("17.50"))]
     assert [(line.kind, line.amount) for line in issued[0].lines] == [
-        ("usage", Decimal("12.50")), ("rerate", Decimal("5.00"))]
+        ("usage", Decimal("12.50")),
+        ("rerate", Decimal("5.00")),
+    ]
     entries = books(root)
     assert balance(entries, "Assets:Receivables:Unbilled:Acme", date(2026, 12, 2)) == 0
-    assert balance(entries, "Assets:Receivables:Invoiced:Acme", date(2026, 12, 2)) == Decimal("67.50")
+    assert balance(entries, "Assets:Receivables:Invoiced:Acme", date(2026, 12, 2)) == Decimal(
+        "67.50"
+    )
     # beta has no December invoice: its 2.50 waits in unbilled for the next one
-    assert balance(entries, "Assets:Receivables:Unbilled:Beta", date(2026, 12, 2)) == Decimal("2.50")
+    assert balance(entries, "Assets:Receivables:Unbilled:Beta", date(2026, 12, 2)) == Decimal(
+        "2.50"
+    )
     assert len(load_invoices(session.engine)) == 4
     again = run_cli(root, "rerate", "--from", "2026-10-01", "--date", "2026-12-01")
     assert again.exit_code == 0 and "nothing to re-rate" in again.output
@@ -205,40 +313,88 @@ def test_price_rise_is_a_debit_adjustment_billed_on_the_next_invoice(tmp_path: P
 
 
 def test_rating_picks_the_version_in_effect_at_the_cycle_start(tmp_path: Path) -> None:
-    root = write_workspace(tmp_path / "ws", meters=METERS_CALLS, plans=version("0.80"), customers=(
-        "customers:\n  ann: {currency: USD, billing_anchor: start, subscriptions: [{plan: u, start: 2026-09-15}]}\n"))
+    root = write_workspace(
+        tmp_path / "ws",
+        meters=METERS_CALLS,
+        plans=version("0.80"),
+        customers=(
+            "customers:\n  ann: {currency: USD, billing_anchor: start, subscriptions: [{plan: u, start: 2026-09-15}]}\n"
+        ),
+    )
     session = open_session(root)
-    events_ = [Event.build(source="t", id=f"a{i}", customer="ann", type="api.request",
-                           time=parse_time(f"2026-{day}T12:00:00Z"), properties={})
-               for i, day in enumerate(["09-20", "10-05", "10-20", "11-01"])]
+    events_ = [
+        Event.build(
+            source="t",
+            id=f"a{i}",
+            customer="ann",
+            type="api.request",
+            time=parse_time(f"2026-{day}T12:00:00Z"),
+            properties={},
+        )
+        for i, day in enumerate(["09-20", "10-05", "10-20", "11-01"])
+    ]
     insert_events(session.engine, events_)
     latest = {r.cycle.key: r.usage_amount for r in session.rate(date(2026, 11, 14)).latest()}
     # [Sep 15, Oct 15) started before the version: 2 calls × 1.00, even the one on Oct 5;
     # [Oct 15, Nov 15) started after it: 2 calls × 0.80
-    assert latest == {"2026-09-15/2026-10-15": Decimal("2.00"), "2026-10-15/2026-11-15": Decimal("1.60")}
+    assert latest == {
+        "2026-09-15/2026-10-15": Decimal("2.00"),
+        "2026-10-15/2026-11-15": Decimal("1.60"),
+    }
 
 
-@pytest.mark.parametrize(("versions", "message"), [
-    ("      - {effective: 2026-10-01, minimum_commitment: \"5\"}\n"
-     "      - {effective: 2026-09-01, minimum_commitment: \"6\"}\n",
-     "plans.yaml:8: plans.u.versions[1].effective: effective 2026-09-01 must be after the previous version's "
-     "2026-10-01"),
-    ("      - {effective: 2026-10-01, currency: EUR, minimum_commitment: \"5\"}\n",
-     "plans.yaml:7: plans.u.versions[0].currency: a version cannot change the plan's currency (USD → EUR)"),
-    ("      - {effective: 2026-10-01, cycle: yearly, minimum_commitment: \"5\"}\n",
-     "plans.yaml:7: plans.u.versions[0].cycle: a version cannot change the plan's cycle"),
-    ("      - {effective: 2026-10-01}\n",
-     "plans.yaml:7: plans.u.versions[0]: a version changes charges, base_fee or minimum_commitment"),
-    ("      - {effective: 2026-10-01, charges: [{meter: nope, model: unit, unit_price: \"1\"}]}\n",
-     "plans.yaml:7: plans.u.versions[0].charges[0].meter: unknown meter 'nope'"),
-    ("      - {effective: 2026-10-01, charges: [{meter: api_calls, model: unit, unit_price: 0.8}]}\n",
-     "plans.yaml:7: plans.u.versions[0].charges[0]: unit: unit_price: expected a decimal string"),
-    ("      - {effective: 2026-10-01, price: \"1\"}\n",
-     "plans.yaml:7: plans.u.versions[0].price: unknown key"),
-    ("      - {effective: soon, minimum_commitment: \"5\"}\n",
-     "plans.yaml:7: plans.u.versions[0].effective: Input should be a valid date"),
-], ids=["dates-decrease", "currency", "cycle", "empty", "unknown-meter", "float-price", "unknown-key", "bad-date"])
-def test_versions_validation_names_file_line_and_key(tmp_path: Path, versions: str, message: str) -> None:
+@pytest.mark.parametrize(
+    ("versions", "message"),
+    [
+        (
+            '      - {effective: 2026-10-01, minimum_commitment: "5"}\n'
+            '      - {effective: 2026-09-01, minimum_commitment: "6"}\n',
+            "plans.yaml:8: plans.u.versions[1].effective: effective 2026-09-01 must be after the previous version's "
+            "2026-10-01",
+        ),
+        (
+            '      - {effective: 2026-10-01, currency: EUR, minimum_commitment: "5"}\n',
+            "plans.yaml:7: plans.u.versions[0].currency: a version cannot change the plan's currency (USD → EUR)",
+        ),
+        (
+            '      - {effective: 2026-10-01, cycle: yearly, minimum_commitment: "5"}\n',
+            "plans.yaml:7: plans.u.versions[0].cycle: a version cannot change the plan's cycle",
+        ),
+        (
+            "      - {effective: 2026-10-01}\n",
+            "plans.yaml:7: plans.u.versions[0]: a version changes charges, base_fee or minimum_commitment",
+        ),
+        (
+            '      - {effective: 2026-10-01, charges: [{meter: nope, model: unit, unit_price: "1"}]}\n',
+            "plans.yaml:7: plans.u.versions[0].charges[0].meter: unknown meter 'nope'",
+        ),
+        (
+            "      - {effective: 2026-10-01, charges: [{meter: api_calls, model: unit, unit_price: 0.8}]}\n",
+            "plans.yaml:7: plans.u.versions[0].charges[0]: unit: unit_price: expected a decimal string",
+        ),
+        (
+            '      - {effective: 2026-10-01, price: "1"}\n',
+            "plans.yaml:7: plans.u.versions[0].price: unknown key",
+        ),
+        (
+            '      - {effective: soon, minimum_commitment: "5"}\n',
+            "plans.yaml:7: plans.u.versions[0].effective: Input should be a valid date",
+        ),
+    ],
+    ids=[
+        "dates-decrease",
+        "currency",
+        "cycle",
+        "empty",
+        "unknown-meter",
+        "float-price",
+        "unknown-key",
+        "bad-date",
+    ],
+)
+def test_versions_validation_names_file_line_and_key(
+    tmp_path: Path, versions: str, message: str
+) -> None:
     from ledger.registry import load_registry
 
     rules_dir = tmp_path / "rules"
@@ -260,7 +416,9 @@ def test_versions_are_cumulative_and_change_the_rules_hash(tmp_path: Path) -> No
     (rules_dir / "customers.yaml").write_text(CUSTOMERS)
     (rules_dir / "plans.yaml").write_text(PLANS)
     plain = load_rules(rules_dir).hash
-    (rules_dir / "plans.yaml").write_text(version("0.80") + '      - {effective: 2026-12-01, minimum_commitment: "9"}\n')
+    (rules_dir / "plans.yaml").write_text(
+        version("0.80") + '      - {effective: 2026-12-01, minimum_commitment: "9"}\n'
+    )
     rules = load_rules(rules_dir, load_registry(None).pricing_models)
     assert rules.hash != plain
     plan = rules.plans["u"]
@@ -268,7 +426,9 @@ def test_versions_are_cumulative_and_change_the_rules_hash(tmp_path: Path) -> No
     # the December version only adds a commitment: the October price carries over
     assert december.minimum_commitment == Decimal("9")
     assert december.charges[0].terms == plan.as_of(date(2026, 10, 1)).charges[0].terms
-    assert plan.as_of(plan.version_at(date(2026, 9, 30))).charges[0].params == {"unit_price": "1.00"}
+    assert plan.as_of(plan.version_at(date(2026, 9, 30))).charges[0].params == {
+        "unit_price": "1.00"
+    }
 
 
 # --- terms edited in place after invoicing ----------------------------------------------------
@@ -307,7 +467,9 @@ plans:
 """
 EDITED = TIERED.replace('"0.02"', '"0.025"')
 # the way to make that change: original terms restored, a version from Oct 1
-VERSIONED = TIERED + """\
+VERSIONED = (
+    TIERED
+    + """\
     versions:
       - effective: 2026-10-01
         charges:
@@ -317,21 +479,41 @@ VERSIONED = TIERED + """\
               - {up_to: 1000, unit_price: "0"}
               - {unit_price: "0.025"}
 """
+)
 #: plans.yaml line 2 is the plan ``g:``, whose original terms were edited
-REFUSAL = ("rules/plans.yaml:2: plans.g: the terms of plan 'g' or of its meters that INV-2026-000001 billed for cycle acme-2026-10-01 "
-           "(original terms) changed in place: restore the terms, add a `versions:` entry effective from the change "
-           "date, then run `meterbook rerate --from DATE`. Nothing was written")
+REFUSAL = (
+    "rules/plans.yaml:2: plans.g: the terms of plan 'g' or of its meters that INV-2026-000001 billed for cycle acme-2026-10-01 "
+    "(original terms) changed in place: restore the terms, add a `versions:` entry effective from the change "
+    "date, then run `meterbook rerate --from DATE`. Nothing was written"
+)
 
 
 def tiered(tmp_path: Path) -> Path:
     """acme on plan g from Oct 1: 5,500 tokens in October, invoiced 95.00 on Nov 1; October closed
     (September, before the first activity, cannot be)."""
-    root = write_workspace(tmp_path / "ws", meters=TOKENS, plans=TIERED, customers=(
-        "customers:\n  acme: {currency: USD, billing_anchor: calendar, subscriptions: [{plan: g, start: 2026-10-01}]}\n"))
+    root = write_workspace(
+        tmp_path / "ws",
+        meters=TOKENS,
+        plans=TIERED,
+        customers=(
+            "customers:\n  acme: {currency: USD, billing_anchor: calendar, subscriptions: [{plan: g, start: 2026-10-01}]}\n"
+        ),
+    )
     session = open_session(root)
-    insert_events(session.engine, [Event.build(source="t", id=f"t{i}", customer="acme", type="llm.call",
-                                 time=parse_time(f"2026-10-{day:02d}T12:00:00Z"), properties={"tokens": tokens})
-                     for i, (day, tokens) in enumerate([(3, "2000"), (14, "2000"), (27, "1500")])])
+    insert_events(
+        session.engine,
+        [
+            Event.build(
+                source="t",
+                id=f"t{i}",
+                customer="acme",
+                type="llm.call",
+                time=parse_time(f"2026-10-{day:02d}T12:00:00Z"),
+                properties={"tokens": tokens},
+            )
+            for i, (day, tokens) in enumerate([(3, "2000"), (14, "2000"), (27, "1500")])
+        ],
+    )
     issued = session.invoice(date(2026, 11, 1))
     # 4,500 tokens above the free 1,000 × 0.02 = 90.00, plus the 5.00 arrears fee
     assert [(i.number, i.total) for i in issued] == [("INV-2026-000001", Decimal("95.00"))]
@@ -360,10 +542,23 @@ def test_tier_price_edited_in_place_after_invoicing_is_named_and_refused(tmp_pat
 
     session = open_session(root)
     drifts = changed_terms(session.engine, session.rules)
-    assert [(d.invoice, d.customer, d.link, d.cycle, d.plan, d.version, d.part) for d in drifts] == [
-        ("INV-2026-000001", "acme", "acme-2026-10-01", "2026-10-01/2026-11-01", "g", date.min, "usage")]
-    assert drifts[0].describe() == ("INV-2026-000001 acme-2026-10-01 (2026-10-01/2026-11-01): plan g, original "
-                                    "terms: charges, commitment and arrears base fee (or its meters' definitions) edited since invoiced")
+    assert [
+        (d.invoice, d.customer, d.link, d.cycle, d.plan, d.version, d.part) for d in drifts
+    ] == [
+        (
+            "INV-2026-000001",
+            "acme",
+            "acme-2026-10-01",
+            "2026-10-01/2026-11-01",
+            "g",
+            date.min,
+            "usage",
+        )
+    ]
+    assert drifts[0].describe() == (
+        "INV-2026-000001 acme-2026-10-01 (2026-10-01/2026-11-01): plan g, original "
+        "terms: charges, commitment and arrears base fee (or its meters' definitions) edited since invoiced"
+    )
     with pytest.raises(RulesError) as err:
         require_unchanged_terms(session)
     assert str(err.value) == REFUSAL
@@ -378,8 +573,11 @@ def test_edit_in_place_stops_post_invoice_close_and_fails_check(tmp_path: Path) 
     root = tiered(tmp_path)
     (root / "rules" / "plans.yaml").write_text(EDITED)
     snapshot = book_hashes(root / "books")
-    for args in (["post", "--through", "2026-11-20"], ["invoice", "--through", "2026-12-01"],
-                 ["close", "2026-11"]):
+    for args in (
+        ["post", "--through", "2026-11-20"],
+        ["invoice", "--through", "2026-12-01"],
+        ["close", "2026-11"],
+    ):
         refused = run_cli(root, *args)
         assert (refused.exit_code, refused.output) == (2, f"meterbook: error: {REFUSAL}\n"), args
     # nothing was posted: no "Late adjustment" of +22.50 on the sealed, invoiced October
@@ -387,10 +585,14 @@ def test_edit_in_place_stops_post_invoice_close_and_fails_check(tmp_path: Path) 
     assert len(load_invoices(open_session(root).engine)) == 1
     checked = run_cli(root, "check")
     assert checked.exit_code == 1, checked.output
-    assert "FAILED  pinned plan terms\n          1 pinned terms edited in place after invoicing: restore" \
+    assert (
+        "FAILED  pinned plan terms\n          1 pinned terms edited in place after invoicing: restore"
         in checked.output
-    assert ("INV-2026-000001 acme-2026-10-01 (2026-10-01/2026-11-01): plan g, original terms: charges, "
-            "commitment and arrears base fee (or its meters' definitions) edited since invoiced") in checked.output
+    )
+    assert (
+        "INV-2026-000001 acme-2026-10-01 (2026-10-01/2026-11-01): plan g, original terms: charges, "
+        "commitment and arrears base fee (or its meters' definitions) edited since invoiced"
+    ) in checked.output
 
 
 def test_reformatted_yaml_is_not_an_edit(tmp_path: Path) -> None:
@@ -409,7 +611,10 @@ def test_reformatted_yaml_is_not_an_edit(tmp_path: Path) -> None:
     assert account_totals(books(root)) == totals
     checked = run_cli(root, "check")
     assert checked.exit_code == 0, checked.output
-    assert "ok      pinned plan terms\n          1 issued cycles, 1 pinned terms as invoiced\n" in checked.output
+    assert (
+        "ok      pinned plan terms\n          1 issued cycles, 1 pinned terms as invoiced\n"
+        in checked.output
+    )
 
 
 def test_restored_terms_and_a_version_rerate_as_a_debit_adjustment(tmp_path: Path) -> None:
@@ -425,14 +630,24 @@ def test_restored_terms_and_a_version_rerate_as_a_debit_adjustment(tmp_path: Pat
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.output.splitlines()]
     # October re-rated: 4,500 × 0.025 = 112.50 − 90.00 invoiced = +22.50, a debit adjustment
-    assert [(r["invoice"], r["cycle"], r["invoiced"], r["rerated"], r["difference"], r["document"])
-            for r in rows if r["type"] == "line"] == [
-        ("INV-2026-000001", "2026-10-01/2026-11-01", "90.00", "112.50", "22.50", "DA-2026-000001")]
+    assert [
+        (r["invoice"], r["cycle"], r["invoiced"], r["rerated"], r["difference"], r["document"])
+        for r in rows
+        if r["type"] == "line"
+    ] == [
+        ("INV-2026-000001", "2026-10-01/2026-11-01", "90.00", "112.50", "22.50", "DA-2026-000001")
+    ]
     entries = books(root)
-    assert balance(entries, "Assets:Receivables:Unbilled:Acme", date(2026, 11, 21)) == Decimal("22.50")
+    assert balance(entries, "Assets:Receivables:Unbilled:Acme", date(2026, 11, 21)) == Decimal(
+        "22.50"
+    )
     # the sealed October is untouched; the 22.50 is dated in the open November, with its document
-    debit = [e for e in entries if isinstance(e, data.Transaction) and e.meta.get("debit_adjustment")]
-    assert [(e.date, e.meta["debit_adjustment"]) for e in debit] == [(date(2026, 11, 20), "DA-2026-000001")]
+    debit = [
+        e for e in entries if isinstance(e, data.Transaction) and e.meta.get("debit_adjustment")
+    ]
+    assert [(e.date, e.meta["debit_adjustment"]) for e in debit] == [
+        (date(2026, 11, 20), "DA-2026-000001")
+    ]
     assert not [e for e in entries if isinstance(e, data.Transaction) and e.meta.get("late")]
     assert run_cli(root, "check").exit_code == 0
 
@@ -445,7 +660,8 @@ def test_restored_terms_and_a_version_rerate_as_a_debit_adjustment(tmp_path: Pat
         require_unchanged_terms(open_session(root))
     assert str(err.value).startswith(
         "rules/plans.yaml:12: plans.g.versions[0]: the terms of plan 'g' or of its meters that INV-2026-000002 billed for cycle "
-        "acme-2026-11-01 (version effective 2026-10-01) changed in place: restore the terms")
+        "acme-2026-11-01 (version effective 2026-10-01) changed in place: restore the terms"
+    )
 
 
 def test_pins_from_before_digests_are_unknown_not_drift(tmp_path: Path) -> None:
@@ -462,40 +678,58 @@ def test_pins_from_before_digests_are_unknown_not_drift(tmp_path: Path) -> None:
     with engine.begin() as conn:  # back to the previous schema, as an older meterbook left it
         for column in columns:
             conn.exec_driver_sql(f"ALTER TABLE cycle_terms DROP COLUMN {column}")
-        conn.execute(text("UPDATE meta SET value = :v WHERE key = 'schema_version'"),
-                     {"v": str(MIGRATIONS.index(_v_terms_digest))})
+        conn.execute(
+            text("UPDATE meta SET value = :v WHERE key = 'schema_version'"),
+            {"v": str(MIGRATIONS.index(_v_terms_digest))},
+        )
     engine.dispose()
     engine = open_store(url)  # the forward migration adds the columns back, empty
     with engine.connect() as conn:
         assert set(columns) <= {c["name"] for c in inspect(conn).get_columns("cycle_terms")}
-        assert conn.execute(text("SELECT link, usage_version, usage_digest FROM cycle_terms")).all() == [
-            ("acme-2026-10-01", "", None)]
+        assert conn.execute(
+            text("SELECT link, usage_version, usage_digest FROM cycle_terms")
+        ).all() == [("acme-2026-10-01", "", None)]
     engine.dispose()
 
     (root / "rules" / "plans.yaml").write_text(EDITED)
     session = open_session(root)
-    assert changed_terms(session.engine, session.rules) == [] and unverified_pins(session.engine) == 1
+    assert (
+        changed_terms(session.engine, session.rules) == [] and unverified_pins(session.engine) == 1
+    )
     result = pinned_terms_check(session)
     assert result.ok and result.details == (
         "1 issued cycles, 0 pinned terms as invoiced",
-        "1 issued cycles pinned before meterbook kept term digests: their terms at invoicing are unknown, not checked")
+        "1 issued cycles pinned before meterbook kept term digests: their terms at invoicing are unknown, not checked",
+    )
 
 
 def test_pinned_terms_split_usage_from_the_advance_fee() -> None:
     from ledger.rerate import pinned_terms, terms_digest
     from ledger.rules import BaseFee, Charge, Plan
 
-    plan = Plan(id="p", currency="USD", base_fee=BaseFee(amount=Decimal("10.00")), minimum_commitment=Decimal("50"),
-                charges=(Charge(meter="a", model="unit", unit_price="1.00"),
-                         Charge(meter="b", model="unit", unit_price="2.00")))
+    plan = Plan(
+        id="p",
+        currency="USD",
+        base_fee=BaseFee(amount=Decimal("10.00")),
+        minimum_commitment=Decimal("50"),
+        charges=(
+            Charge(meter="a", model="unit", unit_price="1.00"),
+            Charge(meter="b", model="unit", unit_price="2.00"),
+        ),
+    )
     fee_raised = plan.model_copy(update={"base_fee": BaseFee(amount=Decimal("12.00"))})
     swapped = plan.model_copy(update={"charges": plan.charges[::-1]})
     # the advance fee is billed by its own invoice: only the fee pin covers its amount
     assert terms_digest(fee_raised, date.min, "usage") == terms_digest(plan, date.min, "usage")
     assert terms_digest(fee_raised, date.min, "fee") != terms_digest(plan, date.min, "fee")
     # an arrears fee is billed with the usage: then the usage pin covers it
-    arrears = plan.model_copy(update={"base_fee": BaseFee(amount=Decimal("10.00"), timing="arrears")})
-    assert pinned_terms(arrears, date.min, "usage")["base_fee"] == {"amount": "10", "timing": "arrears"}
+    arrears = plan.model_copy(
+        update={"base_fee": BaseFee(amount=Decimal("10.00"), timing="arrears")}
+    )
+    assert pinned_terms(arrears, date.min, "usage")["base_fee"] == {
+        "amount": "10",
+        "timing": "arrears",
+    }
     # the order of the charges is not a term; a commitment is
     assert terms_digest(swapped, date.min, "usage") == terms_digest(plan, date.min, "usage")
     lower = plan.model_copy(update={"minimum_commitment": Decimal("40")})
@@ -529,4 +763,6 @@ def test_a_meter_definition_edited_after_invoicing_is_refused_too(tmp_path: Path
     (root / "rules" / "plans.yaml").write_text(EDITED)
     session = open_session(root)
     [drift] = changed_terms(session.engine, session.rules)
-    assert drift.describe().endswith("original terms: charges, commitment and arrears base fee edited since invoiced")
+    assert drift.describe().endswith(
+        "original terms: charges, commitment and arrears base fee edited since invoiced"
+    )

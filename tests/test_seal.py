@@ -113,8 +113,14 @@ def load(main: Path) -> tuple[list[data.Directive], list[object]]:
 
 def bean_check(main: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "BEANCOUNT_DISABLE_LOAD_CACHE": "1"}
-    return subprocess.run([str(BEAN_CHECK), str(main)], capture_output=True, text=True, env=env,
-                          cwd=main.parent, check=False)
+    return subprocess.run(
+        [str(BEAN_CHECK), str(main)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=main.parent,
+        check=False,
+    )
 
 
 def printed(entries: list[data.Directive]) -> str:
@@ -149,7 +155,8 @@ def books(tmp_path: Path) -> Books:
     (root / "2026" / "2026-11.beancount").write_text(NOVEMBER)
     (root / "main.beancount").write_text(
         MAIN + 'include "accounts.beancount"\ninclude "2026/2026-10.beancount"\n'
-        'include "2026/2026-11.beancount"\n')
+        'include "2026/2026-11.beancount"\n'
+    )
     october = close(root, "2026-10", OCTOBER_BALANCES, seal.GENESIS)
     november = close(root, "2026-11", NOVEMBER_BALANCES, october)
     return Books(root, root / "main.beancount", {"2026-10": october, "2026-11": november})
@@ -178,8 +185,10 @@ def test_clean_books_load_without_errors(books: Books) -> None:
     entries, errors = load(books.main)
     assert errors == []
     statuses = seal.verify_seals(entries)
-    assert statuses == [seal.SealStatus("2026-10", books.hashes["2026-10"], True, ""),
-                        seal.SealStatus("2026-11", books.hashes["2026-11"], True, "")]
+    assert statuses == [
+        seal.SealStatus("2026-10", books.hashes["2026-10"], True, ""),
+        seal.SealStatus("2026-11", books.hashes["2026-11"], True, ""),
+    ]
     assert seal.latest_seal(entries) is not None
 
 
@@ -190,7 +199,9 @@ def test_clean_books_pass_bean_check(books: Books) -> None:
 
 def test_close_file_reads_as_designed(books: Books) -> None:
     text = books.file("2026/2026-10.close.beancount").read_text()
-    line = f'2026-11-01 custom "meterbook-seal" "2026-10" "{seal.GENESIS}" "{books.hashes["2026-10"]}"'
+    line = (
+        f'2026-11-01 custom "meterbook-seal" "2026-10" "{seal.GENESIS}" "{books.hashes["2026-10"]}"'
+    )
     assert line in text
     assert '2026-11-01 custom "meterbook-seal-manifest" "2026-10" 10' in text
     november = books.file("2026/2026-11.close.beancount").read_text()
@@ -205,8 +216,10 @@ def test_seal_hash_is_the_documented_chain(books: Books) -> None:
     assert kinds == ["Balance"] * 2 + ["Document"] + ["Open"] * 4 + ["Transaction"] * 3
     digest = seal.month_digest(october)
     assert seal.seal_hash("2026-10", seal.GENESIS, digest) == books.hashes["2026-10"]
-    assert books.hashes["2026-10"] == hashlib.sha256(
-        f"2026-10\n{seal.GENESIS}\n{digest}".encode()).hexdigest()
+    assert (
+        books.hashes["2026-10"]
+        == hashlib.sha256(f"2026-10\n{seal.GENESIS}\n{digest}".encode()).hexdigest()
+    )
 
 
 # -- tampering is caught by plain bean-check ----------------------------------
@@ -214,40 +227,60 @@ def test_seal_hash_is_the_documented_chain(books: Books) -> None:
 
 def test_changed_amount(books: Books) -> None:
     books.edit("2026/2026-10.beancount", "11.50 USD", "11.05 USD")
-    assert_caught(books, "2026-10.beancount:13: month 2026-10 is sealed but an entry was changed: "
-                  '2026-10-31 transaction "acme | Usage accrual through 2026-10-31" (1 difference)')
+    assert_caught(
+        books,
+        "2026-10.beancount:13: month 2026-10 is sealed but an entry was changed: "
+        '2026-10-31 transaction "acme | Usage accrual through 2026-10-31" (1 difference)',
+    )
     october, november = seal.verify_seals(load(books.main)[0])
     assert not october.ok and october.message.endswith(
-        '2026-10.beancount:13: month 2026-10 is sealed but an entry was changed: '
-        '2026-10-31 transaction "acme | Usage accrual through 2026-10-31" (1 difference)')
+        "2026-10.beancount:13: month 2026-10 is sealed but an entry was changed: "
+        '2026-10-31 transaction "acme | Usage accrual through 2026-10-31" (1 difference)'
+    )
     assert november.ok, "a content change in October does not break November's link"
 
 
 def test_changed_metadata(books: Books) -> None:
     books.edit("2026/2026-10.beancount", "quantity: 14000", "quantity: 14001")
-    assert_caught(books, "month 2026-10 is sealed but an entry was changed",
-                  '"acme | Usage accrual through 2026-10-14"')
+    assert_caught(
+        books,
+        "month 2026-10 is sealed but an entry was changed",
+        '"acme | Usage accrual through 2026-10-14"',
+    )
 
 
 def test_deleted_transaction(books: Books) -> None:
     books.edit("2026/2026-10.beancount", OCTOBER.split("\n\n")[1] + "\n\n", "")
-    assert_caught(books, "month 2026-10 is sealed but an entry was removed",
-                  '2026-10-15 transaction "acme | Invoice INV-1"')
+    assert_caught(
+        books,
+        "month 2026-10 is sealed but an entry was removed",
+        '2026-10-15 transaction "acme | Invoice INV-1"',
+    )
 
 
 def test_added_transaction(books: Books) -> None:
     with books.file("2026/2026-10.beancount").open("a") as out:
-        out.write('\n2026-10-20 * "cash" "Backdated transfer"\n'
-                  "  Assets:Bank:Operating   100.00 USD\n  Income:Usage:Api-Calls  -100.00 USD\n")
-    assert_caught(books, "month 2026-10 is sealed but an entry was added",
-                  '2026-10-20 transaction "cash | Backdated transfer"', "2026-10.beancount:")
+        out.write(
+            '\n2026-10-20 * "cash" "Backdated transfer"\n'
+            "  Assets:Bank:Operating   100.00 USD\n  Income:Usage:Api-Calls  -100.00 USD\n"
+        )
+    assert_caught(
+        books,
+        "month 2026-10 is sealed but an entry was added",
+        '2026-10-20 transaction "cash | Backdated transfer"',
+        "2026-10.beancount:",
+    )
 
 
 def test_added_open_directive(books: Books) -> None:
     with books.file("accounts.beancount").open("a") as out:
         out.write("2026-10-20 open Expenses:Hidden USD\n")
-    assert_caught(books, "month 2026-10 is sealed but an entry was added",
-                  '2026-10-20 open "Expenses:Hidden"', "accounts.beancount:")
+    assert_caught(
+        books,
+        "month 2026-10 is sealed but an entry was added",
+        '2026-10-20 open "Expenses:Hidden"',
+        "accounts.beancount:",
+    )
 
 
 def test_edited_seal_hash(books: Books) -> None:
@@ -279,14 +312,21 @@ def test_rehashed_seal_still_breaks_the_chain(books: Books) -> None:
 def test_removed_seal_breaks_the_chain(books: Books) -> None:
     line = f'2026-11-01 custom "meterbook-seal" "2026-10" "{seal.GENESIS}" "{books.hashes["2026-10"]}"\n'
     books.edit("2026/2026-10.close.beancount", line, "")
-    assert_caught(books, "month 2026-11: seal chain broken: the first seal's previous hash",
-                  "month 2026-10: seal manifest without a seal")
+    assert_caught(
+        books,
+        "month 2026-11: seal chain broken: the first seal's previous hash",
+        "month 2026-10: seal manifest without a seal",
+    )
 
 
 def test_edited_balance_assertion(books: Books) -> None:
     books.edit("2026/2026-10.close.beancount", "4.00 USD", "4.10 USD")
-    assert_caught(books, "month 2026-10 is sealed but an entry was changed",
-                  '2026-11-01 balance "Assets:Receivables:Invoiced:Acme | USD"', "2026-10.close.beancount:")
+    assert_caught(
+        books,
+        "month 2026-10 is sealed but an entry was changed",
+        '2026-11-01 balance "Assets:Receivables:Invoiced:Acme | USD"',
+        "2026-10.close.beancount:",
+    )
 
 
 def test_edited_manifest(books: Books) -> None:
@@ -312,8 +352,11 @@ def test_reordered_entries_are_fine(books: Books) -> None:
     blocks = OCTOBER.rstrip("\n").split("\n\n")
     books.file("2026/2026-10.beancount").write_text("\n\n".join(reversed(blocks)) + "\n")
     close_file = books.file("2026/2026-10.close.beancount")
-    close_file.write_text(close_file.read_text().replace(
-        OCTOBER_BALANCES, "".join(reversed(OCTOBER_BALANCES.splitlines(keepends=True)))))
+    close_file.write_text(
+        close_file.read_text().replace(
+            OCTOBER_BALANCES, "".join(reversed(OCTOBER_BALANCES.splitlines(keepends=True)))
+        )
+    )
     assert seal_errors(books.main) == []
     result = bean_check(books.main)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -321,9 +364,11 @@ def test_reordered_entries_are_fine(books: Books) -> None:
 
 def test_entries_in_the_open_month_are_fine(books: Books) -> None:
     december = books.file("2026/2026-12.beancount")
-    december.write_text('2026-12-03 * "acme" "Usage accrual, late for 2026-10" ^acme-2026-10-15\n'
-                        '  usage_date: 2026-10-20\n  late: TRUE\n'
-                        "  Assets:Receivables:Unbilled:Acme   0.75 USD\n  Income:Usage:Api-Calls  -0.75 USD\n")
+    december.write_text(
+        '2026-12-03 * "acme" "Usage accrual, late for 2026-10" ^acme-2026-10-15\n'
+        "  usage_date: 2026-10-20\n  late: TRUE\n"
+        "  Assets:Receivables:Unbilled:Acme   0.75 USD\n  Income:Usage:Api-Calls  -0.75 USD\n"
+    )
     with books.main.open("a") as main:
         main.write('include "2026/2026-12.beancount"\n')
     assert seal_errors(books.main) == []
@@ -343,8 +388,14 @@ def test_moved_books_keep_their_seals(books: Books, tmp_path: Path) -> None:
 
 
 def _balance(number: str, meta: dict[str, object] | None = None) -> data.Balance:
-    return data.Balance(meta or {"filename": "a", "lineno": 1}, datetime.date(2026, 11, 1),
-                        "Assets:Bank:Operating", Amount(Decimal(number), "USD"), None, None)
+    return data.Balance(
+        meta or {"filename": "a", "lineno": 1},
+        datetime.date(2026, 11, 1),
+        "Assets:Bank:Operating",
+        Amount(Decimal(number), "USD"),
+        None,
+        None,
+    )
 
 
 def test_canonical_numbers_keep_their_digits() -> None:
@@ -381,11 +432,25 @@ def test_period_of() -> None:
 def test_build_seal_from_python_balances_matches_the_printed_ones(books: Books) -> None:
     """``close`` may seal the assertions it is about to write, before reading them back."""
     entries, _ = load(books.main)
-    written = [e for e in entries if not (isinstance(e, data.Balance) and e.date == datetime.date(2026, 11, 1))]
-    fresh = [data.Balance(data.new_metadata("<close>", 0), datetime.date(2026, 11, 1), account,
-                          Amount(Decimal(number), "USD"), None, None)
-             for account, number in [("Assets:Receivables:Unbilled:Acme", "11.50"),
-                                     ("Assets:Receivables:Invoiced:Acme", "4.00")]]
+    written = [
+        e
+        for e in entries
+        if not (isinstance(e, data.Balance) and e.date == datetime.date(2026, 11, 1))
+    ]
+    fresh = [
+        data.Balance(
+            data.new_metadata("<close>", 0),
+            datetime.date(2026, 11, 1),
+            account,
+            Amount(Decimal(number), "USD"),
+            None,
+            None,
+        )
+        for account, number in [
+            ("Assets:Receivables:Unbilled:Acme", "11.50"),
+            ("Assets:Receivables:Invoiced:Acme", "4.00"),
+        ]
+    ]
     rebuilt = seal.build_seal("2026-10", written + fresh, seal.GENESIS)
     assert rebuilt[-1].values[2].value == books.hashes["2026-10"]
 

@@ -37,8 +37,10 @@ plans:
 """
 CUSTOMERS = "customers:\n  cal: {currency: USD, billing_anchor: calendar, subscriptions: [{plan: g, start: 2026-09-01}]}\n"
 # BANK-2 names an invoice that does not exist: unapplied cash, not a record the store lacks
-PAYMENTS = ("date,amount,currency,invoice,reference\n2026-10-05,1.00,USD,INV-2026-000001,BANK-1\n"
-            "2026-10-06,5.00,USD,INV-2026-999999,BANK-2\n")
+PAYMENTS = (
+    "date,amount,currency,invoice,reference\n2026-10-05,1.00,USD,INV-2026-000001,BANK-1\n"
+    "2026-10-06,5.00,USD,INV-2026-999999,BANK-2\n"
+)
 
 
 def closed_workspace(tmp_path: Path) -> Path:
@@ -49,8 +51,15 @@ def closed_workspace(tmp_path: Path) -> Path:
     ingest_payments(session.engine, root / "payments.csv")
     session.post(date(2026, 9, 30))
     assert run_cli(root, "close", "2026-09").exit_code == 0
-    result = run_cli(root, "close", "2026-10", "--accept", "unapplied-cash:BANK-2:2026-10",
-                     "--reason", "payer mistyped the invoice number; asked for remittance")
+    result = run_cli(
+        root,
+        "close",
+        "2026-10",
+        "--accept",
+        "unapplied-cash:BANK-2:2026-10",
+        "--reason",
+        "payer mistyped the invoice number; asked for remittance",
+    )
     assert result.exit_code == 0, result.output
     return root
 
@@ -61,13 +70,19 @@ def test_another_store_is_refused_and_nothing_is_written(tmp_path: Path) -> None
     line = next(i for i, text in enumerate(month, 1) if "Invoice INV-2026-000001" in text)
     (root / "meterbook.toml").write_text('store = "sqlite:///var/other.sqlite"\n')
     before = book_hashes(root / "books")
-    for args in (("post", "--through", "2026-11-30"), ("invoice", "--through", "2026-11-30"), ("close", "2026-11")):
+    for args in (
+        ("post", "--through", "2026-11-30"),
+        ("invoice", "--through", "2026-11-30"),
+        ("close", "2026-11"),
+    ):
         result = run_cli(root, *args)
         assert result.exit_code == 2, (args, result.output)
         lines = result.output.strip().splitlines()
         assert len(lines) == 1 and "Traceback" not in result.output
-        assert lines[0].startswith(f"meterbook: error: books/2026/2026-10.beancount:{line}: invoice INV-2026-000001 "
-                                   "is sealed in the books but not in the store sqlite:///"), lines[0]
+        assert lines[0].startswith(
+            f"meterbook: error: books/2026/2026-10.beancount:{line}: invoice INV-2026-000001 "
+            "is sealed in the books but not in the store sqlite:///"
+        ), lines[0]
         assert "(2 more records missing)" in lines[0]  # the payments BANK-1 and BANK-2
     assert book_hashes(root / "books") == before
     checked = run_cli(root, "check")

@@ -51,13 +51,16 @@ plans:
       - {meter: api_calls, model: unit, unit_price: "2.00"}
 """
 #: plan ``u`` re-priced to 1.25 a call from Sep 1, after the fact
-RERATED = PLANS.replace('''      - {meter: api_calls, model: unit, unit_price: "1.00"}
-''', '''      - {meter: api_calls, model: unit, unit_price: "1.00"}
+RERATED = PLANS.replace(
+    """      - {meter: api_calls, model: unit, unit_price: "1.00"}
+""",
+    """      - {meter: api_calls, model: unit, unit_price: "1.00"}
     versions:
       - effective: 2026-09-01
         charges:
           - {meter: api_calls, model: unit, unit_price: "1.25"}
-''')
+""",
+)
 CUSTOMERS = """\
 customers:
   gone:
@@ -74,7 +77,9 @@ RECEIVABLE = "Assets:Receivables:Invoiced:Gone"
 
 
 def workspace(root: Path) -> Session:
-    return open_session(write_workspace(root, meters=METERS_CALLS, plans=PLANS, customers=CUSTOMERS))
+    return open_session(
+        write_workspace(root, meters=METERS_CALLS, plans=PLANS, customers=CUSTOMERS)
+    )
 
 
 def churned(root: Path) -> Session:
@@ -83,7 +88,8 @@ def churned(root: Path) -> Session:
     insert_events(session.engine, calls("gone", [f"2026-09-{d:02d}" for d in range(1, 11)]))
     issued = session.invoice(through=date(2026, 9, 18))
     assert [(i.number, i.customer, i.date, i.total, i.kind) for i in issued] == [
-        ("INV-2026-000001", "gone", date(2026, 9, 18), Decimal("10.00"), "regular")]
+        ("INV-2026-000001", "gone", date(2026, 9, 18), Decimal("10.00"), "regular")
+    ]
     return session
 
 
@@ -91,7 +97,6 @@ def books(session: Session) -> list[data.Directive]:
     entries, errors, _ = load_books(session.workspace.main_file)
     assert errors == []
     return entries
-
 
 
 def late_run(root: Path) -> tuple[Session, list[Invoice]]:
@@ -109,17 +114,32 @@ def test_late_usage_of_a_churned_customer_gets_a_supplementary_invoice(tmp_path:
     session, issued = late_run(tmp_path / "a")
     # 2 calls × 1.00, dated the day after the last invoice (the late entry is dated Sep 18)
     assert [(i.number, i.customer, i.date, i.total, i.kind) for i in issued] == [
-        ("INV-2026-000002", "gone", date(2026, 9, 19), Decimal("2.00"), SUPPLEMENTARY)]
+        ("INV-2026-000002", "gone", date(2026, 9, 19), Decimal("2.00"), SUPPLEMENTARY)
+    ]
     supplementary = issued[0]
-    assert [(ln.kind, ln.description, ln.account, ln.amount, ln.link) for ln in supplementary.lines] == [
-        ("late_usage", "late usage for 2026-09-01/2026-09-18", "unbilled", Decimal("2.00"), "gone-2026-09-01")]
+    assert [
+        (ln.kind, ln.description, ln.account, ln.amount, ln.link) for ln in supplementary.lines
+    ] == [
+        (
+            "late_usage",
+            "late usage for 2026-09-01/2026-09-18",
+            "unbilled",
+            Decimal("2.00"),
+            "gone-2026-09-01",
+        )
+    ]
     assert supplementary.key == "gone/2026-09-19/supplementary" and supplementary.accruals == ()
 
     entries = books(session)
     late = [e for e in entries if isinstance(e, data.Transaction) and e.meta.get("late") is True]
     assert [(e.date, e.postings[0].account, e.postings[0].units.number) for e in late] == [
-        (date(2026, 9, 18), UNBILLED, Decimal("2.00"))]
-    invoice = [e for e in entries if isinstance(e, data.Transaction) and e.meta.get("invoice") == "INV-2026-000002"]
+        (date(2026, 9, 18), UNBILLED, Decimal("2.00"))
+    ]
+    invoice = [
+        e
+        for e in entries
+        if isinstance(e, data.Transaction) and e.meta.get("invoice") == "INV-2026-000002"
+    ]
     assert len(invoice) == 1 and invoice[0].date == date(2026, 9, 19)
     assert {"INV-2026-000002", "gone-2026-09-01"} <= invoice[0].links
     # unbilled: 10.00 accrued − 10.00 invoiced + 2.00 late − 2.00 supplementary = 0; receivable 12.00
@@ -131,16 +151,25 @@ def test_late_usage_of_a_churned_customer_gets_a_supplementary_invoice(tmp_path:
     # its documents: the JSON says what kind it is and reads back; regular invoices' JSON has no kind
     documents = session.workspace.books_dir / "documents"
     stored = (documents / "INV-2026-000002.json").read_text()
-    assert json.loads(stored)["kind"] == SUPPLEMENTARY and Invoice.from_json(stored) == supplementary
+    assert (
+        json.loads(stored)["kind"] == SUPPLEMENTARY and Invoice.from_json(stored) == supplementary
+    )
     assert "kind" not in json.loads((documents / "INV-2026-000001.json").read_text())
     assert Invoice.from_json((documents / "INV-2026-000001.json").read_text()).kind == "regular"
     assert "INV-2026-000002" in (documents / "INV-2026-000002.html").read_text()
-    assert [i.number for i in load_invoices(session.engine)] == ["INV-2026-000001", "INV-2026-000002"]
+    assert [i.number for i in load_invoices(session.engine)] == [
+        "INV-2026-000001",
+        "INV-2026-000002",
+    ]
     # `meterbook trace` re-drafts it from the store and finds the same line
-    traced = CliRunner().invoke(cli, ["--workspace", str(session.workspace.root), "trace", "INV-2026-000002"])
+    traced = CliRunner().invoke(
+        cli, ["--workspace", str(session.workspace.root), "trace", "INV-2026-000002"]
+    )
     assert traced.exit_code == 0, traced.output
     assert "line 1 late_usage [unbilled] amount" in traced.output
-    assert "verified: the invoice, its document and the books equal the recomputation" in traced.output
+    assert (
+        "verified: the invoice, its document and the books equal the recomputation" in traced.output
+    )
 
     # idempotent: nothing more to bill, the books do not move
     before = book_hashes(session.workspace.books_dir)
@@ -153,7 +182,8 @@ def test_late_usage_of_a_churned_customer_gets_a_supplementary_invoice(tmp_path:
     insert_events(session.engine, calls("gone", ["2026-09-17"], "later"))
     again = session.invoice(through=date(2026, 10, 31))
     assert [(i.number, i.date, i.total, i.key) for i in again] == [
-        ("INV-2026-000003", date(2026, 9, 20), Decimal("1.00"), "gone/2026-09-20/supplementary")]
+        ("INV-2026-000003", date(2026, 9, 20), Decimal("1.00"), "gone/2026-09-20/supplementary")
+    ]
     entries = books(session)
     assert balance(entries, UNBILLED, date(2026, 9, 21)) == 0
     assert balance(entries, RECEIVABLE, date(2026, 9, 21)) == Decimal("13.00")
@@ -165,29 +195,45 @@ def test_supplementary_invoices_are_deterministic(tmp_path: Path) -> None:
     assert book_hashes(first[0].workspace.books_dir) == book_hashes(second[0].workspace.books_dir)
 
 
-def test_debit_adjustment_of_a_churned_customer_gets_a_supplementary_invoice(tmp_path: Path) -> None:
+def test_debit_adjustment_of_a_churned_customer_gets_a_supplementary_invoice(
+    tmp_path: Path,
+) -> None:
     session = churned(tmp_path / "ws")
     (session.workspace.rules_dir / "plans.yaml").write_text(RERATED)
     session = open_session(session.workspace.root)
     report = rerate(session, date(2026, 9, 1), on=date(2026, 9, 25))
     # 10 calls × 1.25 = 12.50 re-rated − 10.00 invoiced = +2.50, a debit adjustment dated Sep 25
     assert [(ln.customer, ln.invoice, ln.difference, ln.document) for ln in report.lines] == [
-        ("gone", "INV-2026-000001", Decimal("2.50"), "DA-2026-000001")]
+        ("gone", "INV-2026-000001", Decimal("2.50"), "DA-2026-000001")
+    ]
     assert balance(books(session), UNBILLED, date(2026, 9, 26)) == Decimal("2.50")
 
     issued = session.invoice(through=date(2026, 9, 30))
     # dated the adjustment's day (later than the day after the last invoice, Sep 19)
     assert [(i.number, i.customer, i.date, i.total, i.kind) for i in issued] == [
-        ("INV-2026-000002", "gone", date(2026, 9, 25), Decimal("2.50"), SUPPLEMENTARY)]
+        ("INV-2026-000002", "gone", date(2026, 9, 25), Decimal("2.50"), SUPPLEMENTARY)
+    ]
     assert [(ln.kind, ln.description, ln.account, ln.amount) for ln in issued[0].lines] == [
-        ("rerate", "DA-2026-000001 debit adjustment: api_calls of INV-2026-000001 re-rated from 2026-09-01",
-         "unbilled", Decimal("2.50"))]
+        (
+            "rerate",
+            "DA-2026-000001 debit adjustment: api_calls of INV-2026-000001 re-rated from 2026-09-01",
+            "unbilled",
+            Decimal("2.50"),
+        )
+    ]
     entries = books(session)
     # the adjustment and the invoice are both dated Sep 25: Dr unbilled 2.50, then Cr unbilled 2.50
-    sep25 = [(e.meta.get("debit_adjustment") or e.meta.get("invoice"), p.units.number)
-             for e in entries if isinstance(e, data.Transaction) and e.date == date(2026, 9, 25)
-             for p in e.postings if p.account == UNBILLED]
-    assert sorted(sep25) == [("DA-2026-000001", Decimal("2.50")), ("INV-2026-000002", Decimal("-2.50"))]
+    sep25 = [
+        (e.meta.get("debit_adjustment") or e.meta.get("invoice"), p.units.number)
+        for e in entries
+        if isinstance(e, data.Transaction) and e.date == date(2026, 9, 25)
+        for p in e.postings
+        if p.account == UNBILLED
+    ]
+    assert sorted(sep25) == [
+        ("DA-2026-000001", Decimal("2.50")),
+        ("INV-2026-000002", Decimal("-2.50")),
+    ]
     assert balance(entries, UNBILLED, date(2026, 9, 26)) == 0
     assert balance(entries, RECEIVABLE, date(2026, 9, 26)) == Decimal("12.50")
     assert balance(entries, "Income:Usage:Api-Calls", date(2026, 9, 26)) == Decimal("-12.50")
@@ -195,7 +241,9 @@ def test_debit_adjustment_of_a_churned_customer_gets_a_supplementary_invoice(tmp
     assert session.invoice(through=date(2026, 9, 30)) == []
     assert book_hashes(session.workspace.books_dir) == before
     # trace re-drafts it with the debit adjustment recorded by then; the HTML says what it is
-    traced = CliRunner().invoke(cli, ["--workspace", str(session.workspace.root), "trace", "INV-2026-000002"])
+    traced = CliRunner().invoke(
+        cli, ["--workspace", str(session.workspace.root), "trace", "INV-2026-000002"]
+    )
     assert traced.exit_code == 0, traced.output
     html = (session.workspace.books_dir / "documents" / "INV-2026-000002.html").read_text()
     assert "<h1>Supplementary invoice INV-2026-000002</h1>" in html
@@ -203,18 +251,26 @@ def test_debit_adjustment_of_a_churned_customer_gets_a_supplementary_invoice(tmp
 
 def test_late_usage_and_a_debit_adjustment_share_one_supplementary_invoice(tmp_path: Path) -> None:
     session = churned(tmp_path / "ws")
-    insert_events(session.engine, calls("gone", ["2026-09-12"], "late"))  # 1 call after the Sep 18 invoice
+    insert_events(
+        session.engine, calls("gone", ["2026-09-12"], "late")
+    )  # 1 call after the Sep 18 invoice
     (session.workspace.rules_dir / "plans.yaml").write_text(RERATED)
     session = open_session(session.workspace.root)
     report = rerate(session, date(2026, 9, 1), on=date(2026, 9, 25))
     # late usage is priced as invoiced (1.00); the rerate prices all 11 calls: 13.75 − 11.00 = +2.75
-    assert [(ln.difference, ln.document) for ln in report.lines] == [(Decimal("2.75"), "DA-2026-000001")]
+    assert [(ln.difference, ln.document) for ln in report.lines] == [
+        (Decimal("2.75"), "DA-2026-000001")
+    ]
 
     issued = session.invoice(through=date(2026, 9, 30))
     # one invoice per customer per run, dated the latest posting (Sep 25): 1.00 + 2.75 = 3.75
-    assert [(i.date, i.total, i.kind) for i in issued] == [(date(2026, 9, 25), Decimal("3.75"), SUPPLEMENTARY)]
+    assert [(i.date, i.total, i.kind) for i in issued] == [
+        (date(2026, 9, 25), Decimal("3.75"), SUPPLEMENTARY)
+    ]
     assert [(ln.kind, ln.amount) for ln in issued[0].lines] == [
-        ("late_usage", Decimal("1.00")), ("rerate", Decimal("2.75"))]
+        ("late_usage", Decimal("1.00")),
+        ("rerate", Decimal("2.75")),
+    ]
     entries = books(session)
     assert balance(entries, UNBILLED, date(2026, 9, 26)) == 0
     # 11 calls × 1.25: all of it revenue, all of it invoiced (10.00 + 3.75)
@@ -226,24 +282,38 @@ def test_late_usage_and_a_debit_adjustment_share_one_supplementary_invoice(tmp_p
 def test_an_active_customers_late_usage_waits_for_its_next_regular_invoice(tmp_path: Path) -> None:
     session = workspace(tmp_path / "ws")
     unbilled = "Assets:Receivables:Unbilled:Stay"
-    insert_events(session.engine, [*calls("stay", [f"2026-09-{d:02d}" for d in range(1, 6)]),
-                                   *calls("gone", ["2026-09-02"])])
+    insert_events(
+        session.engine,
+        [*calls("stay", [f"2026-09-{d:02d}" for d in range(1, 6)]), *calls("gone", ["2026-09-02"])],
+    )
     issued = session.invoice(through=date(2026, 10, 1))
     # gone: 1 call on Sep 18; stay: 5 calls on Oct 1 (its September plan ends there, the next runs on)
     assert [(i.customer, i.date, i.total) for i in issued] == [
-        ("gone", date(2026, 9, 18), Decimal("1.00")), ("stay", date(2026, 10, 1), Decimal("5.00"))]
-    insert_events(session.engine, [*calls("stay", ["2026-09-20"], "late"),
-                                   *calls("stay", ["2026-10-05", "2026-10-06", "2026-10-07"], "oct")])
+        ("gone", date(2026, 9, 18), Decimal("1.00")),
+        ("stay", date(2026, 10, 1), Decimal("5.00")),
+    ]
+    insert_events(
+        session.engine,
+        [
+            *calls("stay", ["2026-09-20"], "late"),
+            *calls("stay", ["2026-10-05", "2026-10-06", "2026-10-07"], "oct"),
+        ],
+    )
     # a plan change is not an end: stay's late 1.00 waits, no supplementary invoice
     assert session.invoice(through=date(2026, 10, 31)) == []
     entries = books(session)
-    assert balance(entries, unbilled, date(2026, 10, 2)) == Decimal("1.00")  # the late entry, dated Oct 1
+    assert balance(entries, unbilled, date(2026, 10, 2)) == Decimal(
+        "1.00"
+    )  # the late entry, dated Oct 1
     issued = session.invoice(through=date(2026, 11, 1))
     # November 1: October's 3 calls × 2.00 (plan w) = 6.00 + the late 1.00 = 7.00
     assert [(i.customer, i.date, i.total, i.kind) for i in issued] == [
-        ("stay", date(2026, 11, 1), Decimal("7.00"), "regular")]
+        ("stay", date(2026, 11, 1), Decimal("7.00"), "regular")
+    ]
     assert [(ln.kind, ln.amount) for ln in issued[0].lines] == [
-        ("usage", Decimal("6.00")), ("late_usage", Decimal("1.00"))]
+        ("usage", Decimal("6.00")),
+        ("late_usage", Decimal("1.00")),
+    ]
     assert balance(books(session), unbilled, date(2026, 11, 2)) == 0
 
 
@@ -273,25 +343,39 @@ def test_a_free_cycle_billed_late_is_invoiced_in_the_first_open_month(tmp_path: 
     sealed; 20 late calls of Sep 20 make the cycle bill (25 − 10) × 0.05 = 0.75. That invoice
     cannot be dated Oct 1 (sealed) nor, for ``ended``, Sep 18: both are dated Nov 1, the first
     open day, and clear the late unbilled to 0; the next run bills nothing again."""
-    root = write_workspace(tmp_path / "ws", meters=METERS_CALLS, plans=FREE_PLANS, customers=FREE_CUSTOMERS)
+    root = write_workspace(
+        tmp_path / "ws", meters=METERS_CALLS, plans=FREE_PLANS, customers=FREE_CUSTOMERS
+    )
     session = open_session(root)
-    insert_events(session.engine, [*calls("free", ["2026-09-05"] * 5, "a"), *calls("ended", ["2026-09-05"] * 5, "a")])
+    insert_events(
+        session.engine,
+        [*calls("free", ["2026-09-05"] * 5, "a"), *calls("ended", ["2026-09-05"] * 5, "a")],
+    )
     for month in ("2026-09", "2026-10"):
         assert run_cli(root, "close", month).exit_code == 0
     assert load_invoices(session.engine) == []
-    insert_events(session.engine, [*calls("free", ["2026-09-20"] * 20, "late"),
-                                   *calls("ended", ["2026-09-10"] * 20, "late")])
+    insert_events(
+        session.engine,
+        [*calls("free", ["2026-09-20"] * 20, "late"), *calls("ended", ["2026-09-10"] * 20, "late")],
+    )
     session = open_session(root)
     issued = session.invoice(through=date(2026, 11, 30))
     assert [(i.customer, i.date, i.total, [ln.cycle for ln in i.lines]) for i in issued] == [
         ("ended", date(2026, 11, 1), Decimal("0.75"), ["2026-09-01/2026-09-18"]),
         # free's regular Nov 1 invoice (October: 0 calls) takes September's lines
-        ("free", date(2026, 11, 1), Decimal("0.75"), ["2026-10-01/2026-11-01", "2026-09-01/2026-10-01"]),
+        (
+            "free",
+            date(2026, 11, 1),
+            Decimal("0.75"),
+            ["2026-10-01/2026-11-01", "2026-09-01/2026-10-01"],
+        ),
     ]
     entries = books(session)
     for cid in ("Free", "Ended"):
         assert balance(entries, f"Assets:Receivables:Unbilled:{cid}", date(2026, 11, 2)) == 0
-        assert balance(entries, f"Assets:Receivables:Invoiced:{cid}", date(2026, 11, 2)) == Decimal("0.75")
+        assert balance(entries, f"Assets:Receivables:Invoiced:{cid}", date(2026, 11, 2)) == Decimal(
+            "0.75"
+        )
     assert session.invoice(through=date(2026, 11, 30)) == []
     for number in ("INV-2026-000001", "INV-2026-000002"):
         traced = run_cli(root, "trace", number)

@@ -31,12 +31,19 @@ from tests.test_posting import CUSTOMERS, PLANS
 
 SEPT = [f"2026-09-{d:02d}" for d in range(1, 31)]
 OCT_CAL = [f"2026-10-{1 + i % 20:02d}" for i in range(40)]
-ANN = [f"2026-09-{16 + i % 14:02d}" for i in range(14)] + [f"2026-10-{1 + i:02d}" for i in range(11)]
+ANN = [f"2026-09-{16 + i % 14:02d}" for i in range(14)] + [
+    f"2026-10-{1 + i:02d}" for i in range(11)
+]
 
 
 def _session(tmp_path: Path, store_url: str = "sqlite:///var/events.sqlite") -> Session:
-    root = write_workspace(tmp_path / "ws", meters=METERS_CALLS_TOKENS, plans=PLANS, customers=CUSTOMERS,
-                           config=f'store = "{store_url}"\n')
+    root = write_workspace(
+        tmp_path / "ws",
+        meters=METERS_CALLS_TOKENS,
+        plans=PLANS,
+        customers=CUSTOMERS,
+        config=f'store = "{store_url}"\n',
+    )
     return open_session(root)
 
 
@@ -49,8 +56,14 @@ def _events() -> list[Event]:
 
 
 def _late_call(customer: str, day: str, name: str) -> Event:
-    return Event.build(source="t", id=f"{customer}-{name}", customer=customer, type="api.request",
-                       time=parse_time(f"{day}T15:00:00Z"), properties={})
+    return Event.build(
+        source="t",
+        id=f"{customer}-{name}",
+        customer=customer,
+        type="api.request",
+        time=parse_time(f"{day}T15:00:00Z"),
+        properties={},
+    )
 
 
 @pytest.fixture
@@ -62,7 +75,11 @@ def session(tmp_path: Path) -> Session:
 
 
 def _invoice_of(session: Session, customer: str, day: date) -> str:
-    return next(inv.number for inv in load_invoices(session.engine) if inv.customer == customer and inv.date == day)
+    return next(
+        inv.number
+        for inv in load_invoices(session.engine)
+        if inv.customer == customer and inv.date == day
+    )
 
 
 def _run(session: Session, *args: str) -> tuple[int, str]:
@@ -77,35 +94,55 @@ def test_cycle_worked_example_verified(tmp_path: Path, store_url: str) -> None:
     result = trace(s, "^ann-2026-09-15")
     assert result.verified and result.differences == ()
     assert (result.kind, result.customer, result.cycle, result.through) == (
-        "cycle", "ann", "2026-09-15/2026-10-15", date(2026, 10, 14))
+        "cycle",
+        "ann",
+        "2026-09-15/2026-10-15",
+        date(2026, 10, 14),
+    )
     [meter] = result.meters
-    assert (meter.meter, meter.events, meter.quantity, meter.amount) == ("api_calls", 25, Decimal(25), Decimal("0.75"))
+    assert (meter.meter, meter.events, meter.quantity, meter.amount) == (
+        "api_calls",
+        25,
+        Decimal(25),
+        Decimal("0.75"),
+    )
     assert (meter.first, meter.last) == ("2026-09-16T12:00:00+00:00", "2026-10-11T12:00:00+00:00")
     # tiers: 10 free, then 15 × 0.05 = 0.75
     assert [(t.quantity, t.unit_price, t.amount) for t in meter.tiers] == [
-        (Decimal(10), Decimal(0), Decimal(0)), (Decimal(15), Decimal("0.05"), Decimal("0.75"))]
+        (Decimal(10), Decimal(0), Decimal(0)),
+        (Decimal(15), Decimal("0.05"), Decimal("0.75")),
+    ]
     # the events digest, by hand: sha256 over "source\tid\tpayload hash\n" sorted by (source, id)
     ordered = sorted(calls("ann", ANN), key=lambda e: (e.source, e.id))
-    assert meter.digest == hashlib.sha256("".join(
-        f"{e.source}\t{e.id}\t{e.payload_hash}\n" for e in ordered).encode()).hexdigest()
+    assert (
+        meter.digest
+        == hashlib.sha256(
+            "".join(f"{e.source}\t{e.id}\t{e.payload_hash}\n" for e in ordered).encode()
+        ).hexdigest()
+    )
     # ...and the accrual's evidence metadata combines it per meter (as posting does)
     combined = hashlib.sha256(f"api_calls\t25\t{meter.digest}\n".encode()).hexdigest()[:16]
     checks = {c.what: (c.recorded, c.store) for c in result.checks}
     assert checks == {
         "api_calls quantity": ("25", "25"),
-        "api_calls quantity on 2026-09-30": ("14", "14"),   # 14 calls Sep 16–29
-        "api_calls revenue": ("0.75 USD", "0.75 USD"),   # 0.20 on Sep 30 + 0.55 on Oct 14
+        "api_calls quantity on 2026-09-30": ("14", "14"),  # 14 calls Sep 16–29
+        "api_calls revenue": ("0.75 USD", "0.75 USD"),  # 0.20 on Sep 30 + 0.55 on Oct 14
         "unbilled": ("0.75 USD", "0.75 USD"),
         "evidence 2026-10-14": (combined, combined),
     }
     assert [(t.date, t.kind) for t in result.transactions] == [
-        (date(2026, 9, 30), "accrual"), (date(2026, 10, 14), "accrual"), (date(2026, 10, 15), "invoice")]
+        (date(2026, 9, 30), "accrual"),
+        (date(2026, 10, 14), "accrual"),
+        (date(2026, 10, 15), "invoice"),
+    ]
     assert "verified: the books equal the recomputation from the store" in result.render()
 
 
 def test_unposted_event_is_named(session: Session) -> None:
     assert trace(session, "cal-2026-10-01").verified
-    _insert(session, [_late_call("cal", "2026-10-25", "late1")])   # ingested after the Oct 31 accrual was posted
+    _insert(
+        session, [_late_call("cal", "2026-10-25", "late1")]
+    )  # ingested after the Oct 31 accrual was posted
     result = trace(session, "cal-2026-10-01")
     assert not result.verified
     # 41 calls: 31 × 0.05 = 1.55 against the books' 40 calls and 1.50
@@ -127,25 +164,30 @@ def test_edited_books_in_open_month(session: Session) -> None:
     text = month.read_text()
     assert text.count("    quantity: 40\n") == 1
     month.write_text(text.replace("    quantity: 40\n", "    quantity: 39\n"))
-    assert load_books(session.workspace.main_file)[1] == []   # an open month: bean-check does not object
+    assert (
+        load_books(session.workspace.main_file)[1] == []
+    )  # an open month: bean-check does not object
     result = trace(session, "cal-2026-10-01")
     assert not result.verified
     assert result.differences == (
-        "api_calls quantity: books 39, store 40 (1 event more in the store than the 2026-10-31 accrual reflects)",)
+        "api_calls quantity: books 39, store 40 (1 event more in the store than the 2026-10-31 accrual reflects)",
+    )
 
 
 def test_edited_amount_in_open_month(session: Session) -> None:
     month = session.workspace.books_dir / "2026" / "2026-10.beancount"
     lines = month.read_text().splitlines(keepends=True)
-    start = next(i for i, line in enumerate(lines) if line.startswith("2026-10-31 * \"cal\""))
+    start = next(i for i, line in enumerate(lines) if line.startswith('2026-10-31 * "cal"'))
     # both legs edited (1.50 → 1.40), so the entry still balances and bean-check passes
     for i in range(start, start + 12):
         lines[i] = lines[i].replace(" 1.50 USD", " 1.40 USD").replace("-1.50 USD", "-1.40 USD")
     month.write_text("".join(lines))
     assert load_books(session.workspace.main_file)[1] == []
     result = trace(session, "^cal-2026-10-01")
-    assert result.differences == ("api_calls revenue: books 1.40 USD, store 1.50 USD",
-                                  "unbilled: books 1.40 USD, store 1.50 USD")
+    assert result.differences == (
+        "api_calls revenue: books 1.40 USD, store 1.50 USD",
+        "unbilled: books 1.40 USD, store 1.50 USD",
+    )
 
 
 def test_invoice_trace(session: Session) -> None:
@@ -154,7 +196,8 @@ def test_invoice_trace(session: Session) -> None:
     assert result.verified and result.kind == "invoice" and result.invoice is not None
     assert result.invoice.total == Decimal("0.75")
     assert [(ln.kind, ln.meter, ln.quantity, ln.amount) for ln in result.invoice.lines] == [
-        ("usage", "api_calls", Decimal(25), Decimal("0.75"))]
+        ("usage", "api_calls", Decimal(25), Decimal("0.75"))
+    ]
     checks = {c.what: (c.recorded, c.store) for c in result.checks}
     assert checks["receivable Assets:Receivables:Invoiced:Ann"] == ("0.75 USD", "0.75 USD")
     assert checks["settles unbilled"] == ("0.75 USD", "0.75 USD")
@@ -171,7 +214,9 @@ def test_invoice_trace(session: Session) -> None:
     # posted as late usage (16 × 0.05 = 0.80, +0.05), the books explain it: verified, with notes
     session.post(through=date(2026, 10, 31))
     cycle = trace(session, "ann-2026-09-15")
-    assert cycle.verified and {c.what: c.recorded for c in cycle.checks}["api_calls quantity"] == "26"
+    assert (
+        cycle.verified and {c.what: c.recorded for c in cycle.checks}["api_calls quantity"] == "26"
+    )
     explained = trace(session, number)
     assert explained.verified, explained.differences
     assert any(n.startswith("total: invoice 0.75 USD, store 0.80 USD") for n in explained.notes)
@@ -185,7 +230,9 @@ def test_invoice_document_edited(session: Session) -> None:
     document.write_text(text.replace('"total":"1.00"', '"total":"0.90"'))
     result = trace(session, number)
     [difference] = result.differences
-    assert difference.startswith(f"document documents/{number}.json: books differs from the stored invoice, store ")
+    assert difference.startswith(
+        f"document documents/{number}.json: books differs from the stored invoice, store "
+    )
 
 
 def test_unknown_ref_exits_2(session: Session) -> None:
@@ -200,17 +247,43 @@ def test_json_shape(session: Session) -> None:
     assert code == 0
     [line] = output.splitlines()
     doc = json.loads(line)
-    assert {"ref", "kind", "verified", "differences", "notes", "customer", "currency", "cycle", "plan", "through",
-            "meters", "transactions", "checks"} <= set(doc)
-    assert (doc["ref"], doc["kind"], doc["verified"], doc["through"]) == ("cal-2026-10-01", "cycle", True, "2026-10-31")
+    assert {
+        "ref",
+        "kind",
+        "verified",
+        "differences",
+        "notes",
+        "customer",
+        "currency",
+        "cycle",
+        "plan",
+        "through",
+        "meters",
+        "transactions",
+        "checks",
+    } <= set(doc)
+    assert (doc["ref"], doc["kind"], doc["verified"], doc["through"]) == (
+        "cal-2026-10-01",
+        "cycle",
+        True,
+        "2026-10-31",
+    )
     [meter] = doc["meters"]
     assert (meter["quantity"], meter["amount"], meter["events"]) == ("40", "1.50", 40)
-    assert meter["tiers"][1] == {"description": "11 – 100", "quantity": "30", "unit_price": "0.05", "amount": "1.50"}
+    assert meter["tiers"][1] == {
+        "description": "11 – 100",
+        "quantity": "30",
+        "unit_price": "0.05",
+        "amount": "1.50",
+    }
     number = _invoice_of(session, "cal", date(2026, 10, 1))
     code, output = _run(session, number, "--json")
     doc = json.loads(output)
     assert code == 0 and doc["kind"] == "invoice" and doc["invoice"]["total"] == "1.00"
-    assert doc["cycles"][0]["ref"] == "cal-2026-09-01" and doc["invoice"]["lines"][0]["quantity"] == "30"
+    assert (
+        doc["cycles"][0]["ref"] == "cal-2026-09-01"
+        and doc["invoice"]["lines"][0]["quantity"] == "30"
+    )
 
 
 def test_sealed_month_late_usage_and_tampering(session: Session) -> None:
@@ -220,16 +293,20 @@ def test_sealed_month_late_usage_and_tampering(session: Session) -> None:
         assert result.exit_code == 0, result.output
     # a call for Oct 25 arrives after October was sealed: 41 calls, 31 × 0.05 = 1.55 (+0.05 on Nov 1)
     _insert(session, [_late_call("cal", "2026-10-25", "late1")])
-    assert not trace(session, "cal-2026-10-01").verified   # not posted yet
+    assert not trace(session, "cal-2026-10-01").verified  # not posted yet
     session.post(through=date(2026, 11, 30))
     result = trace(session, "cal-2026-10-01")
     assert result.verified, result.differences
     assert [(t.date, t.kind) for t in result.transactions] == [
-        (date(2026, 10, 31), "accrual"), (date(2026, 11, 1), "late")]
+        (date(2026, 10, 31), "accrual"),
+        (date(2026, 11, 1), "late"),
+    ]
     checks = {c.what: (c.recorded, c.store, c.ok) for c in result.checks}
-    assert checks["api_calls revenue"] == ("1.55 USD", "1.55 USD", True)   # 1.50 sealed + 0.05 late
+    assert checks["api_calls revenue"] == ("1.55 USD", "1.55 USD", True)  # 1.50 sealed + 0.05 late
     assert checks["unbilled"] == ("1.55 USD", "1.55 USD", True)
-    assert not checks["evidence 2026-10-31"][2]   # the sealed accrual keeps its digest: a note, not a difference
+    assert not checks["evidence 2026-10-31"][
+        2
+    ]  # the sealed accrual keeps its digest: a note, not a difference
     assert any("posted as late adjustments on 2026-11-01" in n for n in result.notes)
 
     # editing the sealed month: bean-check (the seal) fails, and so does the trace

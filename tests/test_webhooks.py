@@ -33,7 +33,10 @@ OTHER = "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldY"  # 24 bytes, another endpo
 def receiver_handle(secret: str) -> Any:
     """The README's receiver example (``handle(body, headers) -> status``) with this secret."""
     namespace: dict[str, Any] = {}
-    exec(readme_block("<!-- webhook-receiver-example").replace('"whsec_..."', repr(secret)), namespace)
+    exec(
+        readme_block("<!-- webhook-receiver-example").replace('"whsec_..."', repr(secret)),
+        namespace,
+    )
     return namespace["handle"]
 
 
@@ -73,27 +76,42 @@ def receiver() -> Iterator[Any]:
 
 
 def _config(url: str, secrets: str = "") -> str:
-    return (f'[alerts]\nwebhook_url = "{url}"\noutbox = "var/outbox.jsonl"\nattempts = 3\n'
-            f"timeout_seconds = 2\nbackoff_seconds = 0.01\n{secrets}")
+    return (
+        f'[alerts]\nwebhook_url = "{url}"\noutbox = "var/outbox.jsonl"\nattempts = 3\n'
+        f"timeout_seconds = 2\nbackoff_seconds = 0.01\n{secrets}"
+    )
 
 
 def test_the_specifications_test_vector() -> None:
     at = datetime.fromtimestamp(1614265330, UTC)
-    headers = signed_headers(b'{"test": 2432232314}', "msg_p5jXN8AQM9LWM0D4loKWxJek", Webhook(SECRET), at)
-    assert headers == {"webhook-id": "msg_p5jXN8AQM9LWM0D4loKWxJek", "webhook-timestamp": "1614265330",
-                       "webhook-signature": "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="}
+    headers = signed_headers(
+        b'{"test": 2432232314}', "msg_p5jXN8AQM9LWM0D4loKWxJek", Webhook(SECRET), at
+    )
+    assert headers == {
+        "webhook-id": "msg_p5jXN8AQM9LWM0D4loKWxJek",
+        "webhook-timestamp": "1614265330",
+        "webhook-signature": "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+    }
 
 
-def test_signed_alerts_verify_at_the_receiver_and_a_tampered_body_does_not(tmp_path: Path,
-                                                                           receiver: Any) -> None:
+def test_signed_alerts_verify_at_the_receiver_and_a_tampered_body_does_not(
+    tmp_path: Path, receiver: Any
+) -> None:
     (tmp_path / "ws" / "secrets").mkdir(parents=True)
     (tmp_path / "ws" / "secrets" / "webhooks.toml").write_text(
-        f'"{receiver.url}" = "{SECRET}"\n"https://other.example.com/hook" = "{OTHER}"\n')
-    session = make_workspace(tmp_path / "ws", f"sqlite:///{tmp_path / 'e.sqlite'}",
-                             alerts=_config(receiver.url, 'webhook_secrets = "secrets/webhooks.toml"\n'))
+        f'"{receiver.url}" = "{SECRET}"\n"https://other.example.com/hook" = "{OTHER}"\n'
+    )
+    session = make_workspace(
+        tmp_path / "ws",
+        f"sqlite:///{tmp_path / 'e.sqlite'}",
+        alerts=_config(receiver.url, 'webhook_secrets = "secrets/webhooks.toml"\n'),
+    )
     run = raise_alerts(session, __import__("datetime").date(2026, 9, 8))
     assert run.failures == () and len(run.new) == 2
-    assert [status for status, _h, _b in receiver.requests] == [204, 204]  # the receiver verified both
+    assert [status for status, _h, _b in receiver.requests] == [
+        204,
+        204,
+    ]  # the receiver verified both
     for (_s, headers, body), alert in zip(receiver.requests, run.alerts, strict=True):
         assert headers["webhook-id"] == alert.id == json.loads(body)["id"]
         assert headers["webhook-signature"].startswith("v1,")
@@ -106,27 +124,37 @@ def test_signed_alerts_verify_at_the_receiver_and_a_tampered_body_does_not(tmp_p
     handle = receiver_handle(SECRET)
     assert handle(body, headers) == 204
     assert handle(tampered, headers) == 401
-    assert receiver_handle(OTHER)(body, headers) == 401             # another endpoint's secret
+    assert receiver_handle(OTHER)(body, headers) == 401  # another endpoint's secret
     with pytest.raises(WebhookVerificationError):
         Webhook(SECRET).verify(tampered, headers)
     # the secret is nowhere in the store or the books
     assert SECRET not in (tmp_path / "e.sqlite").read_bytes().decode("latin-1")
     books = session.workspace.root / "books"
-    assert not books.exists() or all(SECRET not in p.read_text() for p in books.rglob("*") if p.is_file())
+    assert not books.exists() or all(
+        SECRET not in p.read_text() for p in books.rglob("*") if p.is_file()
+    )
 
 
 def test_an_endpoint_without_a_secret_is_unsigned_and_refused_by_a_verifying_receiver(
-        tmp_path: Path, receiver: Any) -> None:
+    tmp_path: Path, receiver: Any
+) -> None:
     config = AlertsConfig(webhook_url=receiver.url, outbox=tmp_path / "o.jsonl", attempts=1)
     result = deliver({"id": "a-1", "message": "m"}, config)
-    (_s, headers, _b), = receiver.requests
+    ((_s, headers, _b),) = receiver.requests
     assert "webhook-signature" not in headers and headers["webhook-id"] == "a-1"
     assert (result.delivered, result.error) == (False, "HTTP 401 Unauthorized")
 
 
-def test_a_short_retry_after_is_waited_instead_of_the_backoff(tmp_path: Path, receiver: Any) -> None:
-    config = AlertsConfig(webhook_url=receiver.url, outbox=tmp_path / "o.jsonl", attempts=3, backoff_seconds=0.01,
-                          webhook_secrets={receiver.url: SECRET})
+def test_a_short_retry_after_is_waited_instead_of_the_backoff(
+    tmp_path: Path, receiver: Any
+) -> None:
+    config = AlertsConfig(
+        webhook_url=receiver.url,
+        outbox=tmp_path / "o.jsonl",
+        attempts=3,
+        backoff_seconds=0.01,
+        webhook_secrets={receiver.url: SECRET},
+    )
     receiver.script = [(429, {"Retry-After": "2"}), (503, {})]
     waits: list[float] = []
     result = deliver({"id": "a-2", "message": "m"}, config, sleep=waits.append)
@@ -134,11 +162,19 @@ def test_a_short_retry_after_is_waited_instead_of_the_backoff(tmp_path: Path, re
     assert waits == [2.0, 0.02]  # Retry-After's 2 s, then backoff × 2^(2-1)
 
 
-def test_a_long_retry_after_defers_the_delivery_to_a_later_run(tmp_path: Path, receiver: Any) -> None:
+def test_a_long_retry_after_defers_the_delivery_to_a_later_run(
+    tmp_path: Path, receiver: Any
+) -> None:
     """503 with ``Retry-After: 2`` and ``max_wait_seconds = 0``: not retried in the run, pending
     (no outbox); a run before then sends nothing; the first run after it delivers."""
-    session = make_workspace(tmp_path / "ws", f"sqlite:///{tmp_path / 'e.sqlite'}", alerts=_config(
-        receiver.url, f'max_wait_seconds = 0\n[alerts.webhook_secrets]\n"{receiver.url}" = "{SECRET}"\n'))
+    session = make_workspace(
+        tmp_path / "ws",
+        f"sqlite:///{tmp_path / 'e.sqlite'}",
+        alerts=_config(
+            receiver.url,
+            f'max_wait_seconds = 0\n[alerts.webhook_secrets]\n"{receiver.url}" = "{SECRET}"\n',
+        ),
+    )
     day = __import__("datetime").date(2026, 9, 5)  # one alert: spender at 50 % (2.00 USD)
     receiver.script = [(503, {"Retry-After": "2"})]
     before = time.time()
@@ -151,7 +187,7 @@ def test_a_long_retry_after_defers_the_delivery_to_a_later_run(tmp_path: Path, r
     assert before + 1 <= due <= time.time() + 3
     assert not (session.workspace.root / "var" / "outbox.jsonl").exists()
 
-    again = raise_alerts(session, day)                          # too early: not claimed, not sent
+    again = raise_alerts(session, day)  # too early: not claimed, not sent
     assert len(receiver.requests) == 1 and [p.alert for p in again.pending] == [alert_id]
 
     time.sleep(max(0.0, due - time.time()) + 1.1)
@@ -160,17 +196,31 @@ def test_a_long_retry_after_defers_the_delivery_to_a_later_run(tmp_path: Path, r
     assert last.delivered == ((alert_id, "ledger.plugins.webhook"),) and last.pending == ()
 
 
-@pytest.mark.parametrize(("table", "message"), [
-    ('[alerts.webhook_secrets]\n"https://h.example.com/x" = "whsec_c2hvcnQ="\n',
-     "https://h.example.com/x: expected a secret \"whsec_<base64 of 24 to 64 bytes>\""),
-    ('[alerts.webhook_secrets]\n"https://h.example.com/x" = "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"\n',
-     "expected a secret"),
-    ('[alerts.webhook_secrets]\n"h.example.com" = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"\n',
-     "'h.example.com': expected an http:// or https:// endpoint URL"),
-    ('[alerts]\nwebhook_secrets = "missing.toml"\n', "alerts.webhook_secrets: cannot read"),
-    ('[alerts]\nmax_wait_seconds = 999\n', "alerts.max_wait_seconds: expected a number of seconds"),
-])
-def test_secrets_config_is_validated_without_echoing_the_secret(tmp_path: Path, table: str, message: str) -> None:
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        (
+            '[alerts.webhook_secrets]\n"https://h.example.com/x" = "whsec_c2hvcnQ="\n',
+            'https://h.example.com/x: expected a secret "whsec_<base64 of 24 to 64 bytes>"',
+        ),
+        (
+            '[alerts.webhook_secrets]\n"https://h.example.com/x" = "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"\n',
+            "expected a secret",
+        ),
+        (
+            '[alerts.webhook_secrets]\n"h.example.com" = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"\n',
+            "'h.example.com': expected an http:// or https:// endpoint URL",
+        ),
+        ('[alerts]\nwebhook_secrets = "missing.toml"\n', "alerts.webhook_secrets: cannot read"),
+        (
+            "[alerts]\nmax_wait_seconds = 999\n",
+            "alerts.max_wait_seconds: expected a number of seconds",
+        ),
+    ],
+)
+def test_secrets_config_is_validated_without_echoing_the_secret(
+    tmp_path: Path, table: str, message: str
+) -> None:
     (tmp_path / "meterbook.toml").write_text(table)
     with pytest.raises(WorkspaceError, match=None) as raised:
         Workspace.load(tmp_path)

@@ -30,13 +30,25 @@ def check_host(host: str, *, allow_remote: bool) -> str | None:
     if is_loopback(host):
         return None
     if not allow_remote:
-        raise BadInput(f"--host {host} is not a loopback address; pass --allow-remote to serve the API "
-                       "there (put TLS in front of it: keys travel in headers)")
-    return f"warning: serving the API on {host}: use TLS in front of it, keys travel in every request"
+        raise BadInput(
+            f"--host {host} is not a loopback address; pass --allow-remote to serve the API "
+            "there (put TLS in front of it: keys travel in headers)"
+        )
+    return (
+        f"warning: serving the API on {host}: use TLS in front of it, keys travel in every request"
+    )
 
 
-def serve(workspace: Workspace, host: str, port: int, *, max_body: int, workers: int = 1,
-          log_level: str = "warning", lock_wait: float = 5.0) -> None:
+def serve(
+    workspace: Workspace,
+    host: str,
+    port: int,
+    *,
+    max_body: int,
+    workers: int = 1,
+    log_level: str = "warning",
+    lock_wait: float = 5.0,
+) -> None:
     """Run the API with uvicorn until interrupted (``workers`` processes sharing the port)."""
     import os
 
@@ -44,8 +56,15 @@ def serve(workspace: Workspace, host: str, port: int, *, max_body: int, workers:
 
     from ledger.api.guard import HeaderDeadline
 
-    options = {"host": host, "port": port, "log_level": log_level, "access_log": False,
-               "limit_concurrency": 256, "timeout_keep_alive": 30, "http": HeaderDeadline}
+    options = {
+        "host": host,
+        "port": port,
+        "log_level": log_level,
+        "access_log": False,
+        "limit_concurrency": 256,
+        "timeout_keep_alive": 30,
+        "http": HeaderDeadline,
+    }
     if workers > 1:  # each worker process opens the workspace itself
         os.environ["METERBOOK_API_WORKSPACE"] = str(workspace.root)
         os.environ["METERBOOK_API_MAX_BODY"] = str(max_body)
@@ -54,5 +73,5 @@ def serve(workspace: Workspace, host: str, port: int, *, max_body: int, workers:
         return
     from ledger.api.app import Service, create_app
 
-    uvicorn.run(create_app(Service.open(workspace, max_body=max_body, lock_wait=lock_wait)),
-                **options)  # type: ignore[arg-type]
+    app = create_app(Service.open(workspace, max_body=max_body, lock_wait=lock_wait))
+    uvicorn.run(app, **options)  # type: ignore[arg-type]

@@ -62,8 +62,10 @@ MAX_BODY = 16 << 20
 #: Seconds an API write waits for the workspace lock before answering 503 with Retry-After.
 LOCK_WAIT = 5.0
 COOKIE = "meterbook_portal"
-_CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; "
-        "frame-ancestors 'none'; base-uri 'none'")
+_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
 
 
 class ApiError(Exception):
@@ -85,8 +87,12 @@ class Problem(BaseModel):
 
 
 class RejectedRow(BaseModel):
-    line: int = Field(description="the event's position in a JSON array (1-based), its line in NDJSON")
-    reason: str = Field(description="one of the file ingest's reject reasons, e.g. unknown_customer")
+    line: int = Field(
+        description="the event's position in a JSON array (1-based), its line in NDJSON"
+    )
+    reason: str = Field(
+        description="one of the file ingest's reject reasons, e.g. unknown_customer"
+    )
     detail: str
 
 
@@ -108,7 +114,9 @@ class IngestResult(BaseModel):
 
 
 class CapRequest(BaseModel):
-    cap: str = Field(description="the new usage cap, a decimal in the meter's unit", examples=["250000"])
+    cap: str = Field(
+        description="the new usage cap, a decimal in the meter's unit", examples=["250000"]
+    )
 
 
 class Health(BaseModel):
@@ -116,8 +124,15 @@ class Health(BaseModel):
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": Problem}, 401: {"model": Problem}, 403: {"model": Problem}, 404: {"model": Problem},
-    413: {"model": Problem}, 415: {"model": Problem}, 422: {"model": Problem}, 503: {"model": Problem}}
+    400: {"model": Problem},
+    401: {"model": Problem},
+    403: {"model": Problem},
+    404: {"model": Problem},
+    413: {"model": Problem},
+    415: {"model": Problem},
+    422: {"model": Problem},
+    503: {"model": Problem},
+}
 
 
 # --- the service: workspace, session, rules reloaded when edited ----------------------------------
@@ -137,7 +152,9 @@ class Service:
     _checked: float = 0.0
 
     @classmethod
-    def open(cls, workspace: Workspace, *, max_body: int = MAX_BODY, lock_wait: float = LOCK_WAIT) -> Service:
+    def open(
+        cls, workspace: Workspace, *, max_body: int = MAX_BODY, lock_wait: float = LOCK_WAIT
+    ) -> Service:
         service = cls(workspace, Session.open(workspace), max_body, lock_wait=lock_wait)
         service._stamp = service._rules_stamp()
         with workspace_lock(workspace.root, "api (start)", store_url=workspace.store_url):
@@ -153,7 +170,10 @@ class Service:
         lock (the same key) is taken on a pooled connection of the store rather than a new
         engine per write (that cost ~35 ms a request)."""
         deadline = time.monotonic() + self.lock_wait
-        with self.write_lock, workspace_lock(self.workspace.root, f"api {what}", timeout=self.lock_wait):
+        with (
+            self.write_lock,
+            workspace_lock(self.workspace.root, f"api {what}", timeout=self.lock_wait),
+        ):
             if not self.workspace.store_url.startswith("postgresql"):
                 yield
                 return
@@ -171,8 +191,10 @@ class Service:
             conn = conn.execution_options(isolation_level="AUTOCOMMIT")
             while not conn.execute(text(f"SELECT pg_try_advisory_lock({key})")).scalar():
                 if time.monotonic() >= deadline:
-                    raise LockTimeout(f"the store is locked by another meterbook command; gave up after "
-                                      f"{self.lock_wait:g} s")
+                    raise LockTimeout(
+                        f"the store is locked by another meterbook command; gave up after "
+                        f"{self.lock_wait:g} s"
+                    )
                 time.sleep(0.05)
             try:
                 yield
@@ -181,7 +203,9 @@ class Service:
 
     def _rules_stamp(self) -> tuple[tuple[str, float], ...]:
         try:
-            return tuple(sorted((p.name, p.stat().st_mtime) for p in self.workspace.rules_dir.iterdir()))
+            return tuple(
+                sorted((p.name, p.stat().st_mtime) for p in self.workspace.rules_dir.iterdir())
+            )
         except OSError:
             return ()
 
@@ -196,7 +220,9 @@ class Service:
                 from ledger.rules import load_rules
 
                 try:
-                    rules = load_rules(self.workspace.rules_dir, self.session.registry.pricing_models)
+                    rules = load_rules(
+                        self.workspace.rules_dir, self.session.registry.pricing_models
+                    )
                 except MeterbookError:
                     return self.session
                 self._stamp = stamp
@@ -221,13 +247,20 @@ def _key(request: Request, scope: str) -> keys.ApiKey:
     service: Service = request.app.state.service
     text = _presented(request, cookie=scope == "portal")
     if not text:
-        raise ApiError(401, "unauthorized", "send a key: Authorization: Bearer mbk_… (meterbook keys create)")
+        raise ApiError(
+            401, "unauthorized", "send a key: Authorization: Bearer mbk_… (meterbook keys create)"
+        )
     found = keys.verify(service.session.engine, text)
     if found is None:
         raise ApiError(401, "unauthorized", "unknown or revoked key")
     if found.scope != scope:
-        raise ApiError(403, "forbidden", f"this route needs a {scope} key, not an {found.scope} key"
-                       if found.scope == "ingest" else f"this route needs an {scope} key, not a {found.scope} key")
+        raise ApiError(
+            403,
+            "forbidden",
+            f"this route needs a {scope} key, not an {found.scope} key"
+            if found.scope == "ingest"
+            else f"this route needs an {scope} key, not a {found.scope} key",
+        )
     return found
 
 
@@ -249,13 +282,17 @@ PortalKey = Annotated[keys.ApiKey, Depends(portal_key)]
 
 def csrf_token(request: Request) -> str:
     """The token a cookie-signed-in form carries: derived from the key, unknown to other sites."""
-    return hashlib.sha256(b"meterbook-portal-form:" + (_presented(request) or "").encode()).hexdigest()[:32]
+    return hashlib.sha256(
+        b"meterbook-portal-form:" + (_presented(request) or "").encode()
+    ).hexdigest()[:32]
 
 
 def _error_sig(request: Request, message: str) -> str:
     """The signature of a message shown on the page after a refused form: keyed by the
     signed-in key, so a link made by someone else cannot put its own text on the page."""
-    return hmac.new(csrf_token(request).encode(), message.encode("utf-8", "replace"), "sha256").hexdigest()[:32]
+    return hmac.new(
+        csrf_token(request).encode(), message.encode("utf-8", "replace"), "sha256"
+    ).hexdigest()[:32]
 
 
 def _check_csrf(request: Request, sent: object) -> None:
@@ -273,70 +310,111 @@ def _check_csrf(request: Request, sent: object) -> None:
 
 def create_app(service: Service) -> FastAPI:
     """The ASGI app serving ``service``'s workspace."""
-    app = FastAPI(title="meterbook API", version="1", docs_url=None, redoc_url=None,
-                  description="Usage event ingest and the customer portal of a meterbook workspace.")
+    app = FastAPI(
+        title="meterbook API",
+        version="1",
+        docs_url=None,
+        redoc_url=None,
+        description="Usage event ingest and the customer portal of a meterbook workspace.",
+    )
     app.state.service = service
-    templates = Environment(loader=PackageLoader("ledger.api", "templates"),
-                            autoescape=select_autoescape(default=True, default_for_string=True))
+    templates = Environment(
+        loader=PackageLoader("ledger.api", "templates"),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+    )
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return JSONResponse({"error": exc.code, "detail": exc.detail}, status_code=exc.status, headers=headers)
+        return JSONResponse(
+            {"error": exc.code, "detail": exc.detail}, status_code=exc.status, headers=headers
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
-        return JSONResponse({"error": "invalid_request", "detail": f"{where}: {first.get('msg', 'invalid')}"},
-                            status_code=422)
+        return JSONResponse(
+            {"error": "invalid_request", "detail": f"{where}: {first.get('msg', 'invalid')}"},
+            status_code=422,
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return JSONResponse({"error": code, "detail": str(exc.detail)}, status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+        return JSONResponse(
+            {"error": code, "detail": str(exc.detail)},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
 
     @app.exception_handler(DBAPIError)
     async def store_down(request: Request, exc: DBAPIError) -> JSONResponse:
         # the store refused or could not be reached (locked past the retries, down): nothing was
         # acknowledged, so the client may send the same request again
-        return JSONResponse({"error": "store_unavailable", "detail": "the store could not take the request; "
-                             "retry it (nothing of it was stored)"}, status_code=503, headers={"Retry-After": "1"})
+        return JSONResponse(
+            {
+                "error": "store_unavailable",
+                "detail": "the store could not take the request; "
+                "retry it (nothing of it was stored)",
+            },
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
 
     @app.exception_handler(LockTimeout)
     async def locked(request: Request, exc: LockTimeout) -> JSONResponse:
         # another command (post, close, ingest, keys) holds the workspace: nothing was written
         # (the holder's pid, host and the workspace path stay out of the answer)
-        return JSONResponse({"error": "workspace_locked", "detail": "another meterbook command (post, close, "
-                             "ingest, keys) holds the workspace; retry the request (nothing of it was stored)"},
-                            status_code=503, headers={"Retry-After": "5"})
+        return JSONResponse(
+            {
+                "error": "workspace_locked",
+                "detail": "another meterbook command (post, close, "
+                "ingest, keys) holds the workspace; retry the request (nothing of it was stored)",
+            },
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
 
     @app.exception_handler(guard.BodyTooLarge)
     async def too_large(request: Request, exc: guard.BodyTooLarge) -> JSONResponse:
-        return JSONResponse({"error": "body_too_large", "detail": f"{exc}; send smaller batches"},
-                            status_code=413, headers={"Connection": "close"})
+        return JSONResponse(
+            {"error": "body_too_large", "detail": f"{exc}; send smaller batches"},
+            status_code=413,
+            headers={"Connection": "close"},
+        )
 
     @app.exception_handler(guard.BodyTimeout)
     async def too_slow(request: Request, exc: guard.BodyTimeout) -> JSONResponse:
-        return JSONResponse({"error": "request_timeout", "detail": str(exc)}, status_code=408,
-                            headers={"Connection": "close"})
+        return JSONResponse(
+            {"error": "request_timeout", "detail": str(exc)},
+            status_code=408,
+            headers={"Connection": "close"},
+        )
 
     @app.exception_handler(BadInput)
     async def bad_input(request: Request, exc: BadInput) -> JSONResponse:
-        return JSONResponse({"error": "bad_input", "detail": " ".join(str(exc).split())}, status_code=400)
+        return JSONResponse(
+            {"error": "bad_input", "detail": " ".join(str(exc).split())}, status_code=400
+        )
 
     @app.exception_handler(Exception)
     async def failure(request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse({"error": "internal", "detail": f"{type(exc).__name__}; see the server log"},
-                            status_code=500)
+        return JSONResponse(
+            {"error": "internal", "detail": f"{type(exc).__name__}; see the server log"},
+            status_code=500,
+        )
 
     @app.middleware("http")
     async def headers(request: Request, call_next: Any) -> Response:
-        if request.method == "POST" and request.url.path.startswith("/portal") and guard.cross_site(
-                request.headers):
-            response: Response = JSONResponse({"error": "forbidden", "detail": "a request from another site"},
-                                              status_code=403)
+        if (
+            request.method == "POST"
+            and request.url.path.startswith("/portal")
+            and guard.cross_site(request.headers)
+        ):
+            response: Response = JSONResponse(
+                {"error": "forbidden", "detail": "a request from another site"}, status_code=403
+            )
         else:
             response = await call_next(request)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
@@ -350,30 +428,56 @@ def create_app(service: Service) -> FastAPI:
 
     # --- ingest ---
 
-    @app.post("/v1/events", response_model=IngestResult, responses=_ERRORS, tags=["ingest"],
-              openapi_extra={"requestBody": {"required": True, "content": {
-                  "application/json": {"schema": {"oneOf": [
-                      {"type": "array", "items": {"$ref": "#/components/schemas/Event"}},
-                      {"$ref": "#/components/schemas/Event"}]}},
-                  "application/x-ndjson": {"schema": {"type": "string"}}}}})
+    @app.post(
+        "/v1/events",
+        response_model=IngestResult,
+        responses=_ERRORS,
+        tags=["ingest"],
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "oneOf": [
+                                {"type": "array", "items": {"$ref": "#/components/schemas/Event"}},
+                                {"$ref": "#/components/schemas/Event"},
+                            ]
+                        }
+                    },
+                    "application/x-ndjson": {"schema": {"type": "string"}},
+                },
+            }
+        },
+    )
     async def post_events(request: Request, key: IngestKey) -> JSONResponse:
         """Store usage events: a JSON array (or one object) or NDJSON, plain events or CloudEvents.
 
         Same rules and row accounting as ``meterbook ingest``; committed before the answer."""
         kind = intake.body_kind(request.headers.get("content-type", ""))
         if kind is None:
-            raise ApiError(415, "unsupported_media_type",
-                           "send application/json (an event or an array) or application/x-ndjson")
+            raise ApiError(
+                415,
+                "unsupported_media_type",
+                "send application/json (an event or an array) or application/x-ndjson",
+            )
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > service.max_body:
-            raise ApiError(413, "body_too_large", f"the body is over {service.max_body} bytes; send smaller batches")
+            raise ApiError(
+                413,
+                "body_too_large",
+                f"the body is over {service.max_body} bytes; send smaller batches",
+            )
         parts: list[bytes] = []
         size = 0
         async for chunk in request.stream():
             size += len(chunk)
             if size > service.max_body:
-                raise ApiError(413, "body_too_large",
-                               f"the body is over {service.max_body} bytes; send smaller batches")
+                raise ApiError(
+                    413,
+                    "body_too_large",
+                    f"the body is over {service.max_body} bytes; send smaller batches",
+                )
             parts.append(chunk)
         body = b"".join(parts)
         if not body.strip():
@@ -400,20 +504,34 @@ def create_app(service: Service) -> FastAPI:
         """The sign-in form (a portal key)."""
         return HTMLResponse(templates.get_template("login.html").render(error=""))
 
-    @app.post("/portal/login", response_class=HTMLResponse, tags=["portal"],
-              responses={303: {"description": "signed in: to /portal/"}})
+    @app.post(
+        "/portal/login",
+        response_class=HTMLResponse,
+        tags=["portal"],
+        responses={303: {"description": "signed in: to /portal/"}},
+    )
     def login(request: Request, key: Annotated[str, Form(max_length=200)]) -> Response:
         """Check a portal key and keep it in an HttpOnly, SameSite=Strict cookie."""
         found = keys.verify(service.session.engine, key.strip())
         if found is None or found.scope != "portal":
-            page = templates.get_template("login.html").render(error="This is not a valid portal key.")
+            page = templates.get_template("login.html").render(
+                error="This is not a valid portal key."
+            )
             return HTMLResponse(page, status_code=401)
         response = RedirectResponse("/portal/", status_code=303)
-        response.set_cookie(COOKIE, key.strip(), httponly=True, samesite="strict", path="/portal",
-                            secure=request.url.scheme == "https")
+        response.set_cookie(
+            COOKIE,
+            key.strip(),
+            httponly=True,
+            samesite="strict",
+            path="/portal",
+            secure=request.url.scheme == "https",
+        )
         return response
 
-    @app.post("/portal/logout", tags=["portal"], responses={303: {"description": "to /portal/login"}})
+    @app.post(
+        "/portal/logout", tags=["portal"], responses={303: {"description": "to /portal/login"}}
+    )
     async def logout() -> Response:
         """Forget the key cookie."""
         response = RedirectResponse("/portal/login", status_code=303)
@@ -423,14 +541,23 @@ def create_app(service: Service) -> FastAPI:
     # --- portal: figures ---
 
     @app.get("/portal/", response_class=HTMLResponse, tags=["portal"], responses=_ERRORS)
-    def portal_page(request: Request, key: PortalKey, error: str = "", sig: str = "") -> HTMLResponse:
+    def portal_page(
+        request: Request, key: PortalKey, error: str = "", sig: str = ""
+    ) -> HTMLResponse:
         """The portal page: usage, daily chart, projected cost, caps, credit, documents."""
-        if not hmac.compare_digest(sig.encode("utf-8", "replace"), _error_sig(request, error).encode()):
+        if not hmac.compare_digest(
+            sig.encode("utf-8", "replace"), _error_sig(request, error).encode()
+        ):
             error = ""  # only a message this server put in the link is shown (no text from a stranger's link)
         session = service.current()
         view = portal.portal_view(session, key.customer or "", session.today())
         page = templates.get_template("portal.html").render(
-            v=view, s=view.statement, charts=_charts(view), csrf=csrf_token(request), error=error[:200])
+            v=view,
+            s=view.statement,
+            charts=_charts(view),
+            csrf=csrf_token(request),
+            error=error[:200],
+        )
         return HTMLResponse(page)
 
     @app.get("/portal/summary", tags=["portal"], responses=_ERRORS)
@@ -444,14 +571,31 @@ def create_app(service: Service) -> FastAPI:
         """The caps in force today (with the plan's maximum) and every cap change made."""
         session = service.current()
         view = portal.portal_view(session, key.customer or "", session.today())
-        return {"caps": [c.to_json() for c in view.caps], "changes": [c.to_json() for c in view.changes]}
+        return {
+            "caps": [c.to_json() for c in view.caps],
+            "changes": [c.to_json() for c in view.changes],
+        }
 
-    @app.post("/portal/caps/{meter}", tags=["portal"], responses=_ERRORS,
-              openapi_extra={"requestBody": {"required": True, "content": {
-                  "application/json": {"schema": {"$ref": "#/components/schemas/CapRequest"}},
-                  "application/x-www-form-urlencoded": {"schema": {
-                      "type": "object", "required": ["cap", "csrf"],
-                      "properties": {"cap": {"type": "string"}, "csrf": {"type": "string"}}}}}}})
+    @app.post(
+        "/portal/caps/{meter}",
+        tags=["portal"],
+        responses=_ERRORS,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/CapRequest"}},
+                    "application/x-www-form-urlencoded": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["cap", "csrf"],
+                            "properties": {"cap": {"type": "string"}, "csrf": {"type": "string"}},
+                        }
+                    },
+                },
+            }
+        },
+    )
     async def set_cap(request: Request, meter: str, key: PortalKey) -> Response:
         """Raise or lower a usage cap from today on, within the plan's maximum (JSON or the page's form)."""
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -468,16 +612,23 @@ def create_app(service: Service) -> FastAPI:
                 raise ApiError(422, "invalid_request", 'send {"cap": "<decimal>"}') from None
             text = body.cap
         else:  # text/plain and the like: what a cross-site form can send without a preflight
-            raise ApiError(415, "unsupported_media_type", 'send application/json {"cap": "<decimal>"} or the form')
+            raise ApiError(
+                415,
+                "unsupported_media_type",
+                'send application/json {"cap": "<decimal>"} or the form',
+            )
         session = service.current()
         try:
-            change = await run_in_threadpool(_change_cap, service, session, key.customer or "", meter, text,
-                                             key.id)
+            change = await run_in_threadpool(
+                _change_cap, service, session, key.customer or "", meter, text, key.id
+            )
         except portal.CapRefused as exc:
             if form:
                 message = exc.message[:200]
-                return RedirectResponse(f"/portal/?error={quote(message)}&sig={_error_sig(request, message)}",
-                                        status_code=303)
+                return RedirectResponse(
+                    f"/portal/?error={quote(message)}&sig={_error_sig(request, message)}",
+                    status_code=303,
+                )
             raise ApiError(exc.status, "cap_refused", exc.message) from None
         if form:
             return RedirectResponse("/portal/", status_code=303)
@@ -486,16 +637,22 @@ def create_app(service: Service) -> FastAPI:
     @app.get("/portal/documents", tags=["portal"], responses=_ERRORS)
     def document_list(key: PortalKey) -> list[dict[str, str]]:
         """The customer's invoices, credit notes and statements (HTML, JSON, CSV)."""
-        return [{"name": d.name, "kind": d.kind, "date": d.date, "url": f"/portal/documents/{d.name}"}
-                for d in portal.documents(service.current(), key.customer or "")]
+        return [
+            {"name": d.name, "kind": d.kind, "date": d.date, "url": f"/portal/documents/{d.name}"}
+            for d in portal.documents(service.current(), key.customer or "")
+        ]
 
     @app.get("/portal/documents/{name}", tags=["portal"], responses=_ERRORS)
     def document(name: str, key: PortalKey) -> Response:
         """One document of the listing, by name (nothing else on disk is reachable)."""
-        found = {d.name: d for d in portal.documents(service.current(), key.customer or "")}.get(name)
+        found = {d.name: d for d in portal.documents(service.current(), key.customer or "")}.get(
+            name
+        )
         if found is None:
             raise ApiError(404, "not_found", "no such document of yours")
-        media = {".html": "text/html", ".json": "application/json", ".csv": "text/csv"}[found.path.suffix]
+        media = {".html": "text/html", ".json": "application/json", ".csv": "text/csv"}[
+            found.path.suffix
+        ]
         return FileResponse(found.path, media_type=media, filename=found.name)
 
     @app.get("/portal/evidence/{meter}.csv", tags=["portal"], responses=_ERRORS)
@@ -513,8 +670,13 @@ def create_app(service: Service) -> FastAPI:
 def from_environment() -> FastAPI:
     """The app of the workspace in ``METERBOOK_API_WORKSPACE`` (each uvicorn worker process calls this)."""
     workspace = Workspace.load(Path(os.environ["METERBOOK_API_WORKSPACE"]))
-    return create_app(Service.open(workspace, max_body=int(os.environ.get("METERBOOK_API_MAX_BODY", MAX_BODY)),
-                                   lock_wait=float(os.environ.get("METERBOOK_API_LOCK_WAIT", LOCK_WAIT))))
+    return create_app(
+        Service.open(
+            workspace,
+            max_body=int(os.environ.get("METERBOOK_API_MAX_BODY", MAX_BODY)),
+            lock_wait=float(os.environ.get("METERBOOK_API_LOCK_WAIT", LOCK_WAIT)),
+        )
+    )
 
 
 #: Where request bodies are written for the engine: memory when the system has a tmpfs there.
@@ -527,16 +689,30 @@ def _store_events(service: Service, body: bytes, kind: str, key_id: str) -> dict
     name = counters.batch_name(key_id, uuid.uuid4().hex)
     with service.writing("ingest"):
         floor = counters.event_floor(session.engine)
-        report = intake.ingest_body(session.engine, session.rules, body, kind, name=name, now=datetime.now(UTC),
-                                    spool=_SPOOL)
+        report = intake.ingest_body(
+            session.engine,
+            session.rules,
+            body,
+            kind,
+            name=name,
+            now=datetime.now(UTC),
+            spool=_SPOOL,
+        )
         if report.report.batch_id is not None and report.report.accepted:
-            counters.count_batch(session.engine, session.rules, session.workspace.tz, report.report.batch_id,
-                                 key_id, floor)
+            counters.count_batch(
+                session.engine,
+                session.rules,
+                session.workspace.tz,
+                report.report.batch_id,
+                key_id,
+                floor,
+            )
     return report.to_json()
 
 
-def _change_cap(service: Service, session: Session, customer: str, meter: str, text: str,
-                key_id: str) -> portal.CapChange:
+def _change_cap(
+    service: Service, session: Session, customer: str, meter: str, text: str, key_id: str
+) -> portal.CapChange:
     """A cap change, made holding the workspace lock."""
     with service.writing("cap change"):
         return portal.change_cap(session, customer, meter, text, key_id, session.today())
@@ -551,8 +727,11 @@ def _evidence(session: Session, customer: str, meter_id: str, day: date | None) 
     today = session.today()
     if day is not None and day > today:
         raise ApiError(422, "invalid_request", "cycle: a day after today")
-    cycle = cycle_at(rules.customers[customer], rules.plans, day) if day else portal.current_cycle(
-        session, customer, today)
+    cycle = (
+        cycle_at(rules.customers[customer], rules.plans, day)
+        if day
+        else portal.current_cycle(session, customer, today)
+    )
     if cycle is None:
         raise ApiError(404, "not_found", "no billing cycle of yours contains that day")
     plan = rules.plans[cycle.plan]
@@ -563,8 +742,14 @@ def _evidence(session: Session, customer: str, meter_id: str, day: date | None) 
         raise ApiError(404, "not_found", f"no charge or cap of yours measures {meter_id!r}")
     tz = session.workspace.tz
     end = min(today + timedelta(days=1), cycle.end)  # through today, or the cycle's last day
-    rows = evidence_rows(session.engine, [rules.meters[meter_id]], customer, cut_off_us(cycle.start, tz),
-                         cut_off_us(end, tz), tz)
+    rows = evidence_rows(
+        session.engine,
+        [rules.meters[meter_id]],
+        customer,
+        cut_off_us(cycle.start, tz),
+        cut_off_us(end, tz),
+        tz,
+    )
 
     def stream() -> Iterator[str]:
         out = io.StringIO()
@@ -579,8 +764,11 @@ def _evidence(session: Session, customer: str, meter_id: str, day: date | None) 
         yield out.getvalue()
 
     name = f"{cycle.link}-{meter_id}.csv"
-    return StreamingResponse(stream(), media_type="text/csv",
-                             headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    return StreamingResponse(
+        stream(),
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
 
 
 def _charts(view: portal.PortalView) -> list[dict[str, Any]]:
@@ -588,13 +776,23 @@ def _charts(view: portal.PortalView) -> list[dict[str, Any]]:
     s = view.statement
     if s is None:
         return []
-    days = [s.cycle.start.fromordinal(s.cycle.start.toordinal() + i) for i in range(s.projection.cycle_days)]
+    days = [
+        s.cycle.start.fromordinal(s.cycle.start.toordinal() + i)
+        for i in range(s.projection.cycle_days)
+    ]
     charts = []
     for usage in s.meters:
         by_day = {d: q for d, q, _n in usage.daily}
         top = max(by_day.values(), default=0) or 1
-        bars = [{"day": d.isoformat(), "quantity": by_day.get(d, 0), "height": float(by_day.get(d, 0) / top) * 100,
-                 "today": d == s.through} for d in days]
+        bars = [
+            {
+                "day": d.isoformat(),
+                "quantity": by_day.get(d, 0),
+                "height": float(by_day.get(d, 0) / top) * 100,
+                "today": d == s.through,
+            }
+            for d in days
+        ]
         charts.append({"meter": usage.meter, "unit": usage.unit, "bars": bars, "top": top})
     return charts
 
@@ -610,16 +808,29 @@ def _add_event_schema(app: FastAPI) -> None:
         schema.setdefault("components", {}).setdefault("schemas", {})["Event"] = {
             "type": "object",
             "description": "A usage event (id, source, customer, type, time, properties) or a structured-mode "
-                           "CloudEvent (specversion, id, source, subject = customer, type, time, data).",
-            "properties": {"id": {"type": "string"}, "source": {"type": "string"},
-                           "customer": {"type": "string"}, "type": {"type": "string"},
-                           "time": {"type": "string", "format": "date-time"},
-                           "properties": {"type": "object",
-                                          "additionalProperties": {"type": ["string", "number", "boolean"]}},
-                           "specversion": {"type": "string"}, "subject": {"type": "string"},
-                           "data": {"type": "object"}},
-            "example": {"id": "e-1", "customer": "acme", "type": "api.request", "time": "2026-12-04T09:00:00Z",
-                        "properties": {"region": "eu"}}}
+            "CloudEvent (specversion, id, source, subject = customer, type, time, data).",
+            "properties": {
+                "id": {"type": "string"},
+                "source": {"type": "string"},
+                "customer": {"type": "string"},
+                "type": {"type": "string"},
+                "time": {"type": "string", "format": "date-time"},
+                "properties": {
+                    "type": "object",
+                    "additionalProperties": {"type": ["string", "number", "boolean"]},
+                },
+                "specversion": {"type": "string"},
+                "subject": {"type": "string"},
+                "data": {"type": "object"},
+            },
+            "example": {
+                "id": "e-1",
+                "customer": "acme",
+                "type": "api.request",
+                "time": "2026-12-04T09:00:00Z",
+                "properties": {"region": "eu"},
+            },
+        }
         app.openapi_schema = schema
         return schema
 

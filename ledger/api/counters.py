@@ -70,13 +70,17 @@ class _Days:
         bucket = time_us // _BUCKET_US
         day = self.cache.get(bucket)
         if day is None:
-            day = self.cache[bucket] = datetime.fromtimestamp(bucket * _BUCKET_US / 1e6, UTC).astimezone(
-                self.tz).date()
+            day = self.cache[bucket] = (
+                datetime.fromtimestamp(bucket * _BUCKET_US / 1e6, UTC).astimezone(self.tz).date()
+            )
         return day
 
 
-def contributions(rules: Rules, tz: ZoneInfo, rows: Iterable[tuple[str, str, int, str, str]],
-                  ) -> dict[tuple[str, str, date], list[Any]]:
+def contributions(
+    rules: Rules,
+    tz: ZoneInfo,
+    rows: Iterable[tuple[str, str, int, str, str]],
+) -> dict[tuple[str, str, date], list[Any]]:
     """Per ``(customer, meter, day)``: ``[value nanos, events, latest time]`` of stored event
     rows ``(customer, type, time_us, properties JSON, numbers JSON)``.
 
@@ -134,10 +138,14 @@ def contributions(rules: Rules, tz: ZoneInfo, rows: Iterable[tuple[str, str, int
 #: How a stored counter takes a batch's figure, per aggregation (``t``: the stored row).
 _TAKE = {
     "add": "units = t.units + excluded.units, nanos = t.nanos + excluded.nanos",
-    "max": ("units = CASE WHEN {bigger} THEN excluded.units ELSE t.units END, "
-            "nanos = CASE WHEN {bigger} THEN excluded.nanos ELSE t.nanos END"),
-    "latest": ("units = CASE WHEN excluded.latest_us >= t.latest_us THEN excluded.units ELSE t.units END, "
-               "nanos = CASE WHEN excluded.latest_us >= t.latest_us THEN excluded.nanos ELSE t.nanos END"),
+    "max": (
+        "units = CASE WHEN {bigger} THEN excluded.units ELSE t.units END, "
+        "nanos = CASE WHEN {bigger} THEN excluded.nanos ELSE t.nanos END"
+    ),
+    "latest": (
+        "units = CASE WHEN excluded.latest_us >= t.latest_us THEN excluded.units ELSE t.units END, "
+        "nanos = CASE WHEN excluded.latest_us >= t.latest_us THEN excluded.nanos ELSE t.nanos END"
+    ),
 }
 _BIGGER = "excluded.units > t.units OR (excluded.units = t.units AND excluded.nanos > t.nanos)"
 
@@ -145,11 +153,13 @@ _BIGGER = "excluded.units > t.units OR (excluded.units = t.units AND excluded.na
 def _upsert_sql(take: str, placeholder: str) -> str:
     """One ``INSERT … ON CONFLICT DO UPDATE`` (SQLite and PostgreSQL) adding a batch's figures."""
     values = ", ".join([placeholder] * 7)
-    return ("INSERT INTO api_counters AS t (customer, meter, date, units, nanos, events, latest_us) "
-            f"VALUES ({values}) ON CONFLICT (customer, meter, date) DO UPDATE SET "
-            + _TAKE[take].format(bigger=_BIGGER)
-            + ", events = t.events + excluded.events, latest_us = CASE WHEN excluded.latest_us > t.latest_us "
-              "THEN excluded.latest_us ELSE t.latest_us END")
+    return (
+        "INSERT INTO api_counters AS t (customer, meter, date, units, nanos, events, latest_us) "
+        f"VALUES ({values}) ON CONFLICT (customer, meter, date) DO UPDATE SET "
+        + _TAKE[take].format(bigger=_BIGGER)
+        + ", events = t.events + excluded.events, latest_us = CASE WHEN excluded.latest_us > t.latest_us "
+        "THEN excluded.latest_us ELSE t.latest_us END"
+    )
 
 
 def _store(conn: Connection, rules: Rules, found: dict[tuple[str, str, date], list[Any]]) -> None:
@@ -162,7 +172,9 @@ def _store(conn: Connection, rules: Rules, found: dict[tuple[str, str, date], li
         units, nanos = divmod(value, NANO)
         aggregation = rules.meters[meter].aggregation
         take = "add" if aggregation in ("count", "sum") else str(aggregation)
-        groups.setdefault(take, []).append((customer, meter, day.isoformat(), units, nanos, count, latest))
+        groups.setdefault(take, []).append(
+            (customer, meter, day.isoformat(), units, nanos, count, latest)
+        )
     for take, rows in sorted(groups.items()):
         conn.exec_driver_sql(_upsert_sql(take, placeholder), rows)  # type: ignore[arg-type]
 
@@ -170,10 +182,14 @@ def _store(conn: Connection, rules: Rules, found: dict[tuple[str, str, date], li
 def event_floor(engine: Engine) -> int:
     """The largest event ``pk`` now: a batch stored after this holds only larger ones."""
     with engine.connect() as conn:
-        return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(events.c.pk), 0))).scalar_one())
+        return int(
+            conn.execute(sa.select(sa.func.coalesce(sa.func.max(events.c.pk), 0))).scalar_one()
+        )
 
 
-def count_batch(engine: Engine, rules: Rules, tz: ZoneInfo, batch_id: int, key_id: str, floor: int = 0) -> bool:
+def count_batch(
+    engine: Engine, rules: Rules, tz: ZoneInfo, batch_id: int, key_id: str, floor: int = 0
+) -> bool:
     """Add a stored batch's accepted events to the counters, once; False if it was counted before.
 
     ``floor`` (:func:`event_floor` read before the batch was stored) lets the batch's
@@ -192,13 +208,17 @@ def count_batch(engine: Engine, rules: Rules, tz: ZoneInfo, batch_id: int, key_i
         claimed = conn.exec_driver_sql(
             "INSERT INTO api_batches (batch_id, key_id, counted_at) VALUES "
             f"({placeholder}, {placeholder}, {placeholder}) ON CONFLICT (batch_id) DO NOTHING RETURNING batch_id",
-            (batch_id, key_id, datetime.now(UTC).isoformat(timespec="seconds"))).first()
+            (batch_id, key_id, datetime.now(UTC).isoformat(timespec="seconds")),
+        ).first()
         if claimed is None:  # counted before (another worker, an earlier start)
             conn.rollback()
             return False
         e = events.c
-        rows = conn.execute(sa.select(e.customer, e.type, e.time_us, e.properties, e.numbers)
-                            .where(e.pk > floor, e.batch_id == batch_id)).all()
+        rows = conn.execute(
+            sa.select(e.customer, e.type, e.time_us, e.properties, e.numbers).where(
+                e.pk > floor, e.batch_id == batch_id
+            )
+        ).all()
         _store(conn, rules, contributions(rules, tz, rows))  # type: ignore[arg-type]
         conn.commit()
     return True
@@ -208,9 +228,13 @@ def count_uncounted(engine: Engine, rules: Rules, tz: ZoneInfo) -> int:
     """Count every API batch that was stored but not counted (its process died in between)."""
     b = batches.c
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(b.id, b.file).where(
-            b.file.like("api:%"), b.finished_at.is_not(None),
-            b.id.not_in(sa.select(api_batches.c.batch_id)))).all()
+        rows = conn.execute(
+            sa.select(b.id, b.file).where(
+                b.file.like("api:%"),
+                b.finished_at.is_not(None),
+                b.id.not_in(sa.select(api_batches.c.batch_id)),
+            )
+        ).all()
     counted = 0
     for batch_id, name in rows:
         key_id = key_of_batch(name)
@@ -219,10 +243,15 @@ def count_uncounted(engine: Engine, rules: Rules, tz: ZoneInfo) -> int:
     return counted
 
 
-def daily_counters(engine: Engine, customer: str, start: date, end: date) -> dict[tuple[str, date], int]:
+def daily_counters(
+    engine: Engine, customer: str, start: date, end: date
+) -> dict[tuple[str, date], int]:
     """Events counted per ``(meter, day)`` for a customer in ``[start, end)`` (the portal's freshness)."""
     c = api_counters.c
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(c.meter, c.date, c.events).where(
-            c.customer == customer, c.date >= start.isoformat(), c.date < end.isoformat())).all()
+        rows = conn.execute(
+            sa.select(c.meter, c.date, c.events).where(
+                c.customer == customer, c.date >= start.isoformat(), c.date < end.isoformat()
+            )
+        ).all()
     return {(meter, date.fromisoformat(day)): int(n) for meter, day, n in rows}

@@ -87,8 +87,10 @@ class BodyGuard:
             try:
                 message = await asyncio.wait_for(receive(), max(wait, 0.001))
             except TimeoutError:
-                raise BodyTimeout(f"the body did not arrive in time ({BODY_IDLE:g} s without a byte, "
-                                  f"{BODY_TOTAL:g} s in all)") from None
+                raise BodyTimeout(
+                    f"the body did not arrive in time ({BODY_IDLE:g} s without a byte, "
+                    f"{BODY_TOTAL:g} s in all)"
+                ) from None
             if message["type"] == "http.request":
                 state["size"] += len(message.get("body", b""))
                 if state["size"] > limit:
@@ -137,9 +139,18 @@ async def _answer(send: Any, exc: BodyTooLarge | BodyTimeout) -> None:
     else:
         status, body = 408, {"error": "request_timeout", "detail": str(exc)}
     data = json.dumps(body).encode()
-    await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
-        (b"connection", b"close"), (b"x-content-type-options", b"nosniff")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(data)).encode()),
+                (b"connection", b"close"),
+                (b"x-content-type-options", b"nosniff"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": data})
 
 

@@ -54,9 +54,18 @@ from ledger.ingest import ImportReport, ingest_file
 from ledger.rules import Rules
 from ledger.store import conflicts, rejects
 
-JSON_TYPES = frozenset({"application/json", "application/cloudevents+json", "application/cloudevents-batch+json"})
-NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl",
-                          "application/x-jsonlines", "application/jsonlines"})
+JSON_TYPES = frozenset(
+    {"application/json", "application/cloudevents+json", "application/cloudevents-batch+json"}
+)
+NDJSON_TYPES = frozenset(
+    {
+        "application/x-ndjson",
+        "application/ndjson",
+        "application/jsonl",
+        "application/x-jsonlines",
+        "application/jsonlines",
+    }
+)
 #: Rejected rows listed in a response (the counts per reason are always complete).
 SHOWN_REJECTS = 1000
 
@@ -145,21 +154,42 @@ class IntakeReport:
 
     def to_json(self) -> dict[str, Any]:
         r = self.report
-        return {"batch": r.batch_id, "received": r.received, "accepted": r.accepted,
-                "duplicates": r.duplicates, "conflicts": r.conflicts, "rejected": r.rejected,
-                "reasons": dict(sorted(r.reasons.items())),
-                "rejects": [{"line": p.line, "reason": p.reason, "detail": p.detail}
-                            for p in self.problems if p.outcome == "rejected"],
-                "conflicting": [{"line": p.line, "detail": p.detail}
-                                for p in self.problems if p.outcome == "conflict"]}
+        return {
+            "batch": r.batch_id,
+            "received": r.received,
+            "accepted": r.accepted,
+            "duplicates": r.duplicates,
+            "conflicts": r.conflicts,
+            "rejected": r.rejected,
+            "reasons": dict(sorted(r.reasons.items())),
+            "rejects": [
+                {"line": p.line, "reason": p.reason, "detail": p.detail}
+                for p in self.problems
+                if p.outcome == "rejected"
+            ],
+            "conflicting": [
+                {"line": p.line, "detail": p.detail}
+                for p in self.problems
+                if p.outcome == "conflict"
+            ],
+        }
 
 
-def ingest_body(engine: Engine, rules: Rules, body: bytes, kind: str, *, name: str, now: datetime,
-                spool: Path | None = None) -> IntakeReport:
+def ingest_body(
+    engine: Engine,
+    rules: Rules,
+    body: bytes,
+    kind: str,
+    *,
+    name: str,
+    now: datetime,
+    spool: Path | None = None,
+) -> IntakeReport:
     """Store a request body's events (one transaction, committed on return) and account for each row."""
     importer = JsonBody() if kind == "json" else NdjsonBody()
-    handle, path = tempfile.mkstemp(prefix="meterbook-api-", suffix=".json" if kind == "json" else ".jsonl",
-                                    dir=spool)
+    handle, path = tempfile.mkstemp(
+        prefix="meterbook-api-", suffix=".json" if kind == "json" else ".jsonl", dir=spool
+    )
     try:
         with os.fdopen(handle, "wb") as file:
             file.write(body)
@@ -177,16 +207,27 @@ def ingest_body(engine: Engine, rules: Rules, body: bytes, kind: str, *, name: s
             if report.rejected:
                 r = rejects.c
                 for line, reason, detail in conn.execute(
-                        sa.select(r.line, r.reason, r.detail).where(r.batch_id == report.batch_id)
-                        .order_by(r.line, r.id).limit(SHOWN_REJECTS)):
+                    sa.select(r.line, r.reason, r.detail)
+                    .where(r.batch_id == report.batch_id)
+                    .order_by(r.line, r.id)
+                    .limit(SHOWN_REJECTS)
+                ):
                     problems.append(RowProblem(int(line), "rejected", reason, detail))
             if report.conflicts:
                 c = conflicts.c
                 for line, event_id, source in conn.execute(
-                        sa.select(c.line, c.event_id, c.source).where(c.batch_id == report.batch_id)
-                        .order_by(c.line).limit(SHOWN_REJECTS)):
-                    problems.append(RowProblem(int(line), "conflict", "conflict",
-                                               f"({source}, {event_id}) is stored with another payload; "
-                                               "the first stored wins"))
+                    sa.select(c.line, c.event_id, c.source)
+                    .where(c.batch_id == report.batch_id)
+                    .order_by(c.line)
+                    .limit(SHOWN_REJECTS)
+                ):
+                    problems.append(
+                        RowProblem(
+                            int(line),
+                            "conflict",
+                            "conflict",
+                            f"({source}, {event_id}) is stored with another payload; "
+                            "the first stored wins",
+                        )
+                    )
     return IntakeReport(report, tuple(problems))
-

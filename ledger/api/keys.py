@@ -91,8 +91,9 @@ def _row(row: sa.Row) -> ApiKey:  # type: ignore[type-arg]
     return ApiKey(row.id, row.scope, row.customer, row.label, row.created_at, row.revoked_at)
 
 
-def create_key(engine: Engine, rules: Rules, scope: str, customer: str | None = None,
-               label: str = "") -> NewKey:
+def create_key(
+    engine: Engine, rules: Rules, scope: str, customer: str | None = None, label: str = ""
+) -> NewKey:
     """Create a key; a portal key needs the customer it shows, an ingest key takes none."""
     if scope not in SCOPES:
         raise BadInput(f"--scope: {scope!r} is not one of {', '.join(SCOPES)}")
@@ -107,8 +108,16 @@ def create_key(engine: Engine, rules: Rules, scope: str, customer: str | None = 
     text = f"{PREFIX}_{key_id}_{secrets.token_urlsafe(32)}"
     record = ApiKey(key_id, scope, customer, label, _stamp(), None)
     with engine.begin() as conn:
-        conn.execute(api_keys.insert().values(id=key_id, scope=scope, customer=customer, label=label,
-                                              key_hash=key_hash(text), created_at=record.created_at))
+        conn.execute(
+            api_keys.insert().values(
+                id=key_id,
+                scope=scope,
+                customer=customer,
+                label=label,
+                key_hash=key_hash(text),
+                created_at=record.created_at,
+            )
+        )
     return NewKey(record, text)
 
 
@@ -116,8 +125,11 @@ def list_keys(engine: Engine) -> list[ApiKey]:
     """Every key, oldest first (revoked ones too: writes keep naming them)."""
     c = api_keys.c
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(c.id, c.scope, c.customer, c.label, c.created_at, c.revoked_at)
-                            .order_by(c.created_at, c.id)).all()
+        rows = conn.execute(
+            sa.select(c.id, c.scope, c.customer, c.label, c.created_at, c.revoked_at).order_by(
+                c.created_at, c.id
+            )
+        ).all()
     return [_row(r) for r in rows]
 
 
@@ -125,8 +137,11 @@ def revoke_key(engine: Engine, key_id: str) -> tuple[ApiKey, bool]:
     """Revoke a key from now on; returns it and whether it was revoked now (False: already)."""
     c = api_keys.c
     with engine.begin() as conn:
-        row = conn.execute(sa.select(c.id, c.scope, c.customer, c.label, c.created_at, c.revoked_at)
-                           .where(c.id == key_id)).first()
+        row = conn.execute(
+            sa.select(c.id, c.scope, c.customer, c.label, c.created_at, c.revoked_at).where(
+                c.id == key_id
+            )
+        ).first()
         if row is None:
             raise BadInput(f"unknown key {key_id!r} (meterbook keys list)")
         if row.revoked_at is not None:
@@ -144,8 +159,11 @@ def verify(engine: Engine, text: str) -> ApiKey | None:
     row = None
     if key_id is not None:
         with engine.connect() as conn:
-            row = conn.execute(sa.select(c.id, c.scope, c.customer, c.label, c.created_at, c.revoked_at,
-                                         c.key_hash).where(c.id == key_id)).first()
+            row = conn.execute(
+                sa.select(
+                    c.id, c.scope, c.customer, c.label, c.created_at, c.revoked_at, c.key_hash
+                ).where(c.id == key_id)
+            ).first()
     stored = row.key_hash if row is not None else _DUMMY
     matches = hmac.compare_digest(key_hash(text), stored)
     if row is None or not matches or row.revoked_at is not None:

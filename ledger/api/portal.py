@@ -60,9 +60,15 @@ class CapChange:
     key_id: str
 
     def to_json(self) -> dict[str, Any]:
-        return {"customer": self.customer, "meter": self.meter, "cap": str(self.cap),
-                "previous": None if self.previous is None else str(self.previous),
-                "effective": self.effective.isoformat(), "changed_at": self.changed_at, "key": self.key_id}
+        return {
+            "customer": self.customer,
+            "meter": self.meter,
+            "cap": str(self.cap),
+            "previous": None if self.previous is None else str(self.previous),
+            "effective": self.effective.isoformat(),
+            "changed_at": self.changed_at,
+            "key": self.key_id,
+        }
 
 
 @dataclass(frozen=True)
@@ -91,11 +97,20 @@ class CapView:
         return f"{normalize(threshold * 100)} % reached on {day}"
 
     def to_json(self) -> dict[str, Any]:
-        return {"meter": self.meter, "unit": self.unit, "cap": str(self.cap),
-                "maximum": None if self.maximum is None else str(self.maximum), "used": str(self.used),
-                "projected": str(self.projected), "percent": str(self.percent), "status": self.status,
-                "thresholds": [{"threshold": str(t), "reached": None if d is None else d.isoformat()}
-                               for t, d in self.thresholds]}
+        return {
+            "meter": self.meter,
+            "unit": self.unit,
+            "cap": str(self.cap),
+            "maximum": None if self.maximum is None else str(self.maximum),
+            "used": str(self.used),
+            "projected": str(self.projected),
+            "percent": str(self.percent),
+            "status": self.status,
+            "thresholds": [
+                {"threshold": str(t), "reached": None if d is None else d.isoformat()}
+                for t, d in self.thresholds
+            ],
+        }
 
 
 @dataclass(frozen=True)
@@ -133,37 +148,96 @@ class PortalView:
 
     def to_json(self) -> dict[str, Any]:
         s = self.statement
-        out: dict[str, Any] = {"customer": self.customer, "today": self.today.isoformat(), "cycle": None}
+        out: dict[str, Any] = {
+            "customer": self.customer,
+            "today": self.today.isoformat(),
+            "cycle": None,
+        }
         if s is not None:
             p = s.projection
-            out.update({
-                "name": s.name, "currency": s.currency,
-                "cycle": {"start": s.cycle.start.isoformat(), "end": s.cycle.end.isoformat(), "plan": s.cycle.plan,
-                          "through": s.through.isoformat(), "elapsed_days": p.elapsed_days,
-                          "days": p.cycle_days},
-                "usage": [{"meter": m.meter, "unit": m.unit, "aggregation": m.aggregation,
-                           "quantity": str(m.quantity), "events": m.events,
-                           "daily": [{"day": d.isoformat(), "quantity": str(q), "events": n}
-                                     for d, q, n in m.daily]} for m in s.meters],
-                "charges": [{"kind": line.kind, "description": line.description, "amount": str(line.amount)}
-                            for line in s.lines],
-                "total_to_date": str(s.total),
-                "projection": {"total": str(p.total), "usage": str(p.usage), "base_fee": str(p.base_fee),
-                               "commitment": str(p.commitment), "credit": str(p.credit), "method": p.method,
-                               "charges": [{"meter": c.meter, "quantity": str(c.quantity),
-                                            "projected_quantity": str(c.projected_quantity),
-                                            "projected_amount": str(c.projected_amount)} for c in p.charges]},
-                "credit_remaining": str(s.credit_remaining)})
+            out.update(
+                {
+                    "name": s.name,
+                    "currency": s.currency,
+                    "cycle": {
+                        "start": s.cycle.start.isoformat(),
+                        "end": s.cycle.end.isoformat(),
+                        "plan": s.cycle.plan,
+                        "through": s.through.isoformat(),
+                        "elapsed_days": p.elapsed_days,
+                        "days": p.cycle_days,
+                    },
+                    "usage": [
+                        {
+                            "meter": m.meter,
+                            "unit": m.unit,
+                            "aggregation": m.aggregation,
+                            "quantity": str(m.quantity),
+                            "events": m.events,
+                            "daily": [
+                                {"day": d.isoformat(), "quantity": str(q), "events": n}
+                                for d, q, n in m.daily
+                            ],
+                        }
+                        for m in s.meters
+                    ],
+                    "charges": [
+                        {
+                            "kind": line.kind,
+                            "description": line.description,
+                            "amount": str(line.amount),
+                        }
+                        for line in s.lines
+                    ],
+                    "total_to_date": str(s.total),
+                    "projection": {
+                        "total": str(p.total),
+                        "usage": str(p.usage),
+                        "base_fee": str(p.base_fee),
+                        "commitment": str(p.commitment),
+                        "credit": str(p.credit),
+                        "method": p.method,
+                        "charges": [
+                            {
+                                "meter": c.meter,
+                                "quantity": str(c.quantity),
+                                "projected_quantity": str(c.projected_quantity),
+                                "projected_amount": str(c.projected_amount),
+                            }
+                            for c in p.charges
+                        ],
+                    },
+                    "credit_remaining": str(s.credit_remaining),
+                }
+            )
         out["caps"] = [c.to_json() for c in self.caps]
         sc = self.spend_cap
-        out["spend_cap"] = None if sc is None else {
-            "cap": str(sc.cap), "used": str(sc.used), "projected": str(sc.projected), "percent": str(sc.percent),
-            "reached": [{"threshold": str(a.threshold), "date": a.date.isoformat()} for a in sc.crossed]}
-        out["credits"] = [{"amount": str(c.amount), "granted": c.granted.isoformat(),
-                           "expires": None if c.expires is None else c.expires.isoformat(), "left": str(c.left)}
-                          for c in self.credits]
-        out["documents"] = [{"name": d.name, "kind": d.kind, "date": d.date, "url": f"/portal/documents/{d.name}"}
-                            for d in self.documents]
+        out["spend_cap"] = (
+            None
+            if sc is None
+            else {
+                "cap": str(sc.cap),
+                "used": str(sc.used),
+                "projected": str(sc.projected),
+                "percent": str(sc.percent),
+                "reached": [
+                    {"threshold": str(a.threshold), "date": a.date.isoformat()} for a in sc.crossed
+                ],
+            }
+        )
+        out["credits"] = [
+            {
+                "amount": str(c.amount),
+                "granted": c.granted.isoformat(),
+                "expires": None if c.expires is None else c.expires.isoformat(),
+                "left": str(c.left),
+            }
+            for c in self.credits
+        ]
+        out["documents"] = [
+            {"name": d.name, "kind": d.kind, "date": d.date, "url": f"/portal/documents/{d.name}"}
+            for d in self.documents
+        ]
         out["cap_changes"] = [c.to_json() for c in self.changes]
         return out
 
@@ -174,21 +248,36 @@ def current_cycle(session: Session, customer: str, today: date) -> Cycle | None:
     found = cycle_at(rules.customers[customer], rules.plans, today)
     if found is not None:
         return found
-    started = [c for c in cycles_for(rules.customers[customer], rules.plans, until=today + _DAY)
-               if c.start <= today]
+    started = [
+        c
+        for c in cycles_for(rules.customers[customer], rules.plans, until=today + _DAY)
+        if c.start <= today
+    ]
     return started[-1] if started else None
 
 
 def load_changes(engine: sa.Engine, customer: str | None = None) -> tuple[CapChange, ...]:
     """Self-service cap changes, oldest first (one customer's, or all)."""
     c = cap_changes_table.c
-    query = sa.select(c.customer, c.meter, c.cap, c.previous, c.effective, c.changed_at, c.key_id).order_by(c.id)
+    query = sa.select(
+        c.customer, c.meter, c.cap, c.previous, c.effective, c.changed_at, c.key_id
+    ).order_by(c.id)
     if customer is not None:
         query = query.where(c.customer == customer)
     with engine.connect() as conn:
         rows = conn.execute(query).all()
-    return tuple(CapChange(r.customer, r.meter, Decimal(r.cap), Decimal(r.previous) if r.previous else None,
-                           date.fromisoformat(r.effective), r.changed_at, r.key_id) for r in rows)
+    return tuple(
+        CapChange(
+            r.customer,
+            r.meter,
+            Decimal(r.cap),
+            Decimal(r.previous) if r.previous else None,
+            date.fromisoformat(r.effective),
+            r.changed_at,
+            r.key_id,
+        )
+        for r in rows
+    )
 
 
 def portal_view(session: Session, customer: str, today: date) -> PortalView:
@@ -200,11 +289,20 @@ def portal_view(session: Session, customer: str, today: date) -> PortalView:
     caps: list[CapView] = []
     spend: CapUse | None = None
     if cycle is not None and statement is not None:
-        progress = cycle_progress(engine, rules, session.registry.pricing_models, session.workspace.tz,
-                                  [(cycle, statement.through)], spend=False, changes=changes)[0]
+        progress = cycle_progress(
+            engine,
+            rules,
+            session.registry.pricing_models,
+            session.workspace.tz,
+            [(cycle, statement.through)],
+            spend=False,
+            changes=changes,
+        )[0]
         alerts = crossings(progress, rules, session.workspace.alerts, changes)
         plan = rules.plans[cycle.plan]
-        factor = Decimal(statement.projection.cycle_days) / Decimal(statement.projection.elapsed_days)
+        factor = Decimal(statement.projection.cycle_days) / Decimal(
+            statement.projection.elapsed_days
+        )
         thresholds = sorted(set(rules.customers[customer].alert_thresholds))
         for meter, values in sorted(progress.quantities.items()):
             cap = cap_on(rules, customer, meter, statement.through, changes)
@@ -212,22 +310,44 @@ def portal_view(session: Session, customer: str, today: date) -> PortalView:
                 continue
             used = values[-1] if values else Decimal(0)
             aggregation = rules.meters[meter].aggregation
-            projected = normalize((used * factor).quantize(Decimal(1))) if aggregation in ("count", "sum") else used
+            projected = (
+                normalize((used * factor).quantize(Decimal(1)))
+                if aggregation in ("count", "sum")
+                else used
+            )
             reached = {a.threshold: a.date for a in alerts if a.meter == meter}
-            caps.append(CapView(meter=meter, unit=rules.meters[meter].unit, cap=cap,
-                                maximum=plan.max_caps.get(meter), used=used, projected=projected,
-                                thresholds=tuple((Decimal(t), reached.get(t)) for t in thresholds)))
+            caps.append(
+                CapView(
+                    meter=meter,
+                    unit=rules.meters[meter].unit,
+                    cap=cap,
+                    maximum=plan.max_caps.get(meter),
+                    used=used,
+                    projected=projected,
+                    thresholds=tuple((Decimal(t), reached.get(t)) for t in thresholds),
+                )
+            )
         spend = next((c for c in statement.caps if c.kind == "spend_cap"), None)
     grants = rules.customers[customer].credits
     credits: tuple[Credit, ...] = ()
     if grants:
         rating = session.rate(today, {customer})
         left = undrawn_credit(rating, grants, customer, today)
-        credits = tuple(Credit(g.amount, g.granted, g.expires, left.get(grant_key(grants, i), Decimal(0)))
-                        for i, g in enumerate(grants) if g.granted <= today)
-    return PortalView(customer=customer, today=today, statement=statement, caps=tuple(caps), spend_cap=spend,
-                      credits=credits, documents=documents(session, customer),
-                      changes=load_changes(engine, customer))
+        credits = tuple(
+            Credit(g.amount, g.granted, g.expires, left.get(grant_key(grants, i), Decimal(0)))
+            for i, g in enumerate(grants)
+            if g.granted <= today
+        )
+    return PortalView(
+        customer=customer,
+        today=today,
+        statement=statement,
+        caps=tuple(caps),
+        spend_cap=spend,
+        credits=credits,
+        documents=documents(session, customer),
+        changes=load_changes(engine, customer),
+    )
 
 
 def documents(session: Session, customer: str) -> tuple[Document, ...]:
@@ -236,10 +356,20 @@ def documents(session: Session, customer: str) -> tuple[Document, ...]:
     folder = session.workspace.books_dir / "documents"
     found: list[Document] = []
     with session.engine.connect() as conn:
-        issued = [("invoice", n, d) for n, d in conn.execute(
-            sa.select(invoices.c.number, invoices.c.date).where(invoices.c.customer == customer))]
-        issued += [("credit_note", n, d) for n, d in conn.execute(
-            sa.select(credit_notes.c.number, credit_notes.c.date).where(credit_notes.c.customer == customer))]
+        issued = [
+            ("invoice", n, d)
+            for n, d in conn.execute(
+                sa.select(invoices.c.number, invoices.c.date).where(invoices.c.customer == customer)
+            )
+        ]
+        issued += [
+            ("credit_note", n, d)
+            for n, d in conn.execute(
+                sa.select(credit_notes.c.number, credit_notes.c.date).where(
+                    credit_notes.c.customer == customer
+                )
+            )
+        ]
     for kind, number, day in issued:
         for suffix in (".html", ".json"):
             path = folder / f"{number}{suffix}"
@@ -251,8 +381,14 @@ def documents(session: Session, customer: str) -> tuple[Document, ...]:
         for path in statements.iterdir():
             match = pattern.fullmatch(path.name)
             if match and _plain_file(path):
-                found.append(Document(path.name, "statement" if match.group(2) == "html" else "evidence",
-                                      match.group(1), path))
+                found.append(
+                    Document(
+                        path.name,
+                        "statement" if match.group(2) == "html" else "evidence",
+                        match.group(1),
+                        path,
+                    )
+                )
     return tuple(sorted(found, key=lambda d: (d.date, d.name), reverse=True))
 
 
@@ -287,7 +423,9 @@ class CapRefused(Exception):
         self.message = message
 
 
-def change_cap(session: Session, customer: str, meter: str, text: str, key_id: str, today: date) -> CapChange:
+def change_cap(
+    session: Session, customer: str, meter: str, text: str, key_id: str, today: date
+) -> CapChange:
     """Set ``customer``'s usage cap on ``meter`` from ``today`` on, within its plan's maximum."""
     rules = session.rules
     if meter not in rules.meters:
@@ -300,10 +438,25 @@ def change_cap(session: Session, customer: str, meter: str, text: str, key_id: s
     if isinstance(value, str):
         raise CapRefused(422, value)
     previous = cap_on(rules, customer, meter, today, cap_changes(session.engine))
-    change = CapChange(customer, meter, value, previous, today, datetime.now(UTC).isoformat(timespec="seconds"),
-                       key_id)
+    change = CapChange(
+        customer,
+        meter,
+        value,
+        previous,
+        today,
+        datetime.now(UTC).isoformat(timespec="seconds"),
+        key_id,
+    )
     with session.engine.begin() as conn:
-        conn.execute(cap_changes_table.insert().values(
-            customer=customer, meter=meter, cap=str(value), previous="" if previous is None else str(previous),
-            effective=today.isoformat(), changed_at=change.changed_at, key_id=key_id))
+        conn.execute(
+            cap_changes_table.insert().values(
+                customer=customer,
+                meter=meter,
+                cap=str(value),
+                previous="" if previous is None else str(previous),
+                effective=today.isoformat(),
+                changed_at=change.changed_at,
+                key_id=key_id,
+            )
+        )
     return change

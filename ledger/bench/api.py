@@ -38,7 +38,9 @@ CONFIG = 'store = "sqlite:///var/events.sqlite"\ntimezone = "UTC"\n'
 
 def make_workspace(root: Path, store: str = "") -> Path:
     write_rules(root / "rules")
-    config = CONFIG if not store else CONFIG.replace('"sqlite:///var/events.sqlite"', json.dumps(store))
+    config = (
+        CONFIG if not store else CONFIG.replace('"sqlite:///var/events.sqlite"', json.dumps(store))
+    )
     (root / "meterbook.toml").write_text(config)
     return root
 
@@ -76,20 +78,37 @@ def make_events(count: int, prefix: str, seed: int = 1) -> list[str]:
     start = datetime.now(UTC) - timedelta(hours=1)
     out = []
     for i in range(count):
-        when = (start + timedelta(milliseconds=i * 3_600_000 // max(count, 1))).strftime("%Y-%m-%dT%H:%M:%SZ")
+        when = (start + timedelta(milliseconds=i * 3_600_000 // max(count, 1))).strftime(
+            "%Y-%m-%dT%H:%M:%SZ"
+        )
         customer = f"cus-{rng.randrange(200):04d}"
         if rng.random() < 0.8:
-            event = {"id": f"{prefix}{i}", "source": "bench", "customer": customer, "type": "api.request",
-                     "time": when, "properties": {"region": rng.choice(["eu", "us"])}}
+            event = {
+                "id": f"{prefix}{i}",
+                "source": "bench",
+                "customer": customer,
+                "type": "api.request",
+                "time": when,
+                "properties": {"region": rng.choice(["eu", "us"])},
+            }
         else:
-            event = {"id": f"{prefix}{i}", "source": "bench", "customer": customer, "type": "llm.completion",
-                     "time": when, "properties": {"tokens": str(rng.randrange(1, 5000))}}
+            event = {
+                "id": f"{prefix}{i}",
+                "source": "bench",
+                "customer": customer,
+                "type": "llm.completion",
+                "time": when,
+                "properties": {"tokens": str(rng.randrange(1, 5000))},
+            }
         out.append(json.dumps(event))
     return out
 
 
 def _cpu_self_and_children() -> float:
-    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    own, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
@@ -122,11 +141,15 @@ def free_port() -> int:
 
 
 def start_server(root: Path, port: int, workers: int = 1) -> subprocess.Popen[bytes]:
-    code = ("import sys; from pathlib import Path; from ledger.api import serve; "
-            "from ledger.workspace import Workspace; "
-            f"serve(Workspace.load(Path({str(root)!r})), '127.0.0.1', {port}, max_body=64 << 20, "
-            f"workers={workers})")
-    server = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "BEANCOUNT_DISABLE_LOAD_CACHE": "1"})
+    code = (
+        "import sys; from pathlib import Path; from ledger.api import serve; "
+        "from ledger.workspace import Workspace; "
+        f"serve(Workspace.load(Path({str(root)!r})), '127.0.0.1', {port}, max_body=64 << 20, "
+        f"workers={workers})"
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-c", code], env={**os.environ, "BEANCOUNT_DISABLE_LOAD_CACHE": "1"}
+    )
     for _ in range(300):
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
@@ -194,14 +217,20 @@ def p(latencies: list[float], q: float) -> float:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ledger.bench api", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m ledger.bench api", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--single", type=int, default=5000, help="single-event requests (0: skip)")
     parser.add_argument("--clients", type=int, default=4, help="concurrent connections")
     parser.add_argument("--workers", type=int, default=1, help="server processes")
-    parser.add_argument("--postgres", metavar="URL", default="",
-                        help="use fresh schemas of this PostgreSQL database instead of SQLite files")
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        default="",
+        help="use fresh schemas of this PostgreSQL database instead of SQLite files",
+    )
     parser.add_argument("--dir", type=Path, help="work directory (default: a temporary one)")
     args = parser.parse_args(argv)
     schemas = [f"bench_api_file_{os.getpid()}", f"bench_api_http_{os.getpid()}"]
@@ -215,9 +244,11 @@ def main(argv: list[str]) -> int:
         lines = make_events(args.events, "e-")
         singles = make_events(args.single, "s-", seed=2)
         base, base_cpu = file_baseline(work / "file", lines, stores[0])
-        print(f"baseline: file ingest of the same {args.events:,} events (JSONL, one transaction): "
-              f"{base:.2f} s = {args.events / base:,.0f} events/s; CPU {base_cpu:.2f} s = "
-              f"{base_cpu * 1e6 / args.events:.0f} µs per event")
+        print(
+            f"baseline: file ingest of the same {args.events:,} events (JSONL, one transaction): "
+            f"{base:.2f} s = {args.events / base:,.0f} events/s; CPU {base_cpu:.2f} s = "
+            f"{base_cpu * 1e6 / args.events:.0f} µs per event"
+        )
 
         root = make_workspace(work / "api", stores[1])
         engine = open_store(store_of(root))
@@ -225,27 +256,35 @@ def main(argv: list[str]) -> int:
         engine.dispose()
         port = free_port()
         server = start_server(root, port, args.workers)
-        print(f"store: {'PostgreSQL' if args.postgres else 'SQLite'}; server processes: {args.workers}")
+        print(
+            f"store: {'PostgreSQL' if args.postgres else 'SQLite'}; server processes: {args.workers}"
+        )
         try:
-            bodies = [("[" + ",".join(lines[i:i + args.batch]) + "]").encode()
-                      for i in range(0, len(lines), args.batch)]
+            bodies = [
+                ("[" + ",".join(lines[i : i + args.batch]) + "]").encode()
+                for i in range(0, len(lines), args.batch)
+            ]
             cpu = cpu_seconds(server.pid)
             seconds, latencies, accepted = push(port, key, bodies, args.clients)
             cpu = cpu_seconds(server.pid) - cpu
             assert accepted == args.events, f"accepted {accepted} of {args.events}"
             rate = args.events / seconds
-            print(f"HTTP API, batches of {args.batch:,} ({len(bodies):,} requests, {args.clients} connections): "
-                  f"{seconds:.2f} s = {rate:,.0f} events/s ({rate / (args.events / base):.2f}x the file "
-                  f"baseline); request latency p50 {p(latencies, 0.5):.1f} ms, p99 {p(latencies, 0.99):.1f} ms; "
-                  f"server CPU {cpu:.2f} s = {cpu * 1e6 / args.events:.0f} µs per event"
-                  + (" (one worker)" if args.workers == 1 else " (parent only)"))
+            print(
+                f"HTTP API, batches of {args.batch:,} ({len(bodies):,} requests, {args.clients} connections): "
+                f"{seconds:.2f} s = {rate:,.0f} events/s ({rate / (args.events / base):.2f}x the file "
+                f"baseline); request latency p50 {p(latencies, 0.5):.1f} ms, p99 {p(latencies, 0.99):.1f} ms; "
+                f"server CPU {cpu:.2f} s = {cpu * 1e6 / args.events:.0f} µs per event"
+                + (" (one worker)" if args.workers == 1 else " (parent only)")
+            )
             if args.single:
                 one = [("[" + line + "]").encode() for line in singles]
                 seconds, latencies, accepted = push(port, key, one, args.clients)
                 assert accepted == args.single, f"accepted {accepted} of {args.single}"
-                print(f"HTTP API, single-event requests ({args.single:,}): {seconds:.2f} s = "
-                      f"{args.single / seconds:,.0f} events/s; p50 {p(latencies, 0.5):.1f} ms, "
-                      f"p99 {p(latencies, 0.99):.1f} ms, mean {statistics.fmean(latencies) * 1000:.1f} ms")
+                print(
+                    f"HTTP API, single-event requests ({args.single:,}): {seconds:.2f} s = "
+                    f"{args.single / seconds:,.0f} events/s; p50 {p(latencies, 0.5):.1f} ms, "
+                    f"p99 {p(latencies, 0.99):.1f} ms, mean {statistics.fmean(latencies) * 1000:.1f} ms"
+                )
         finally:
             server.terminate()
             server.wait(timeout=30)

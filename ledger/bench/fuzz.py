@@ -188,7 +188,8 @@ def workspace_rules(directory: Path) -> Rules:
 def stored_rejects(engine: Engine, file: str, batch: int | None = None) -> set[tuple[int, str]]:
     """(line, raw) of the unresolved rejects of ``file`` (of one batch when ``batch`` is given)."""
     query = select(rejects.c.line, rejects.c.raw).where(
-        rejects.c.file == file, rejects.c.resolved_batch_id.is_(None))
+        rejects.c.file == file, rejects.c.resolved_batch_id.is_(None)
+    )
     if batch is not None:
         query = query.where(rejects.c.batch_id == batch)
     with engine.connect() as conn:

@@ -58,15 +58,19 @@ METERS = """meters:
   tokens: {event_type: llm.completion, aggregation: sum, value: tokens}
 """
 PLANS = "plans:\n  basic: {currency: USD, charges: []}\n"
-INSERT = ("INSERT INTO events (source, event_id, customer, type, time_us, properties, numbers, payload_hash, "
-          "batch_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1) ON CONFLICT (source, event_id) DO NOTHING")
+INSERT = (
+    "INSERT INTO events (source, event_id, customer, type, time_us, properties, numbers, payload_hash, "
+    "batch_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1) ON CONFLICT (source, event_id) DO NOTHING"
+)
 
 
 def write_rules(directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "meters.yaml").write_text(METERS)
     (directory / "plans.yaml").write_text(PLANS)
-    customers = "customers:\n" + "".join(f"  cus-{i:04d}: {{currency: USD}}\n" for i in range(CUSTOMERS))
+    customers = "customers:\n" + "".join(
+        f"  cus-{i:04d}: {{currency: USD}}\n" for i in range(CUSTOMERS)
+    )
     (directory / "customers.yaml").write_text(customers)
 
 
@@ -82,10 +86,29 @@ def generate(path: Path, count: int, seed: int = 1) -> None:
             when = (start + timedelta(seconds=int(i * step))).strftime("%Y-%m-%dT%H:%M:%SZ")
             customer = f"cus-{rng.randrange(CUSTOMERS):04d}"
             if rng.random() < 0.5:
-                out.writerow([f"evt-{i:09d}", "api", customer, "api.request", when, "", rng.choice(("eu", "us"))])
+                out.writerow(
+                    [
+                        f"evt-{i:09d}",
+                        "api",
+                        customer,
+                        "api.request",
+                        when,
+                        "",
+                        rng.choice(("eu", "us")),
+                    ]
+                )
             else:
-                out.writerow([f"evt-{i:09d}", "llm", customer, "llm.completion", when, rng.randrange(1, 5000),
-                              rng.choice(("eu", "us"))])
+                out.writerow(
+                    [
+                        f"evt-{i:09d}",
+                        "llm",
+                        customer,
+                        "llm.completion",
+                        when,
+                        rng.randrange(1, 5000),
+                        rng.choice(("eu", "us")),
+                    ]
+                )
 
 
 def _fresh(db: Path) -> None:
@@ -100,8 +123,10 @@ def _connect(db: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(db, isolation_level=None)
     for pragma in SQLITE_PRAGMAS:
         conn.execute(pragma)
-    conn.execute("INSERT INTO batches (id, file, sha256, importer, started_at, received, accepted, duplicates, "
-                 "conflicts, rejected, reasons) VALUES (1, 'bench', '', 'bench', '', 0, 0, 0, 0, 0, '{}')")
+    conn.execute(
+        "INSERT INTO batches (id, file, sha256, importer, started_at, received, accepted, duplicates, "
+        "conflicts, rejected, reasons) VALUES (1, 'bench', '', 'bench', '', 0, 0, 0, 0, 0, '{}')"
+    )
     return conn
 
 
@@ -134,9 +159,11 @@ def floor(source: Path, db: Path) -> float:
     conn = _connect(db)
     conn.execute("ATTACH DATABASE ? AS src", (str(source),))
     conn.execute("BEGIN IMMEDIATE")
-    conn.execute("INSERT INTO main.events (source, event_id, customer, type, time_us, properties, numbers, "
-                 "payload_hash, batch_id) SELECT source, event_id, customer, type, time_us, properties, numbers, "
-                 "payload_hash, 1 FROM src.events ORDER BY pk ON CONFLICT (source, event_id) DO NOTHING")
+    conn.execute(
+        "INSERT INTO main.events (source, event_id, customer, type, time_us, properties, numbers, "
+        "payload_hash, batch_id) SELECT source, event_id, customer, type, time_us, properties, numbers, "
+        "payload_hash, 1 FROM src.events ORDER BY pk ON CONFLICT (source, event_id) DO NOTHING"
+    )
     conn.execute("COMMIT")
     conn.close()
     return time.perf_counter() - begin
@@ -190,20 +217,30 @@ def psql_copy(url: str, path: Path, schema: str) -> tuple[float, float | None]:
 
     _fresh_schema(url, schema)
     u = make_url(url)
-    env = {**os.environ, "PGOPTIONS": f"-csearch_path={schema}", "PGHOST": u.host or "localhost",
-           "PGPORT": str(u.port or 5432), "PGUSER": u.username or "postgres", "PGDATABASE": u.database or ""}
+    env = {
+        **os.environ,
+        "PGOPTIONS": f"-csearch_path={schema}",
+        "PGHOST": u.host or "localhost",
+        "PGPORT": str(u.port or 5432),
+        "PGUSER": u.username or "postgres",
+        "PGDATABASE": u.database or "",
+    }
     if u.password:
         env["PGPASSWORD"] = u.password
     subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", "-c", COPY_TABLE], env=env, check=True)
     script = path.parent / "bench_copy.psql"
     used = path.parent / "bench_copy.cpu"
     used.unlink(missing_ok=True)
-    script.write_text("SELECT pg_backend_pid() AS pid \\gset\n\\setenv BACKEND_PID :pid\n"
-                      f"\\copy bench_copy FROM '{path}' WITH (FORMAT csv, HEADER true)\n"
-                      f"\\! cut -d' ' -f14,15 /proc/$BACKEND_PID/stat > {used} 2>/dev/null\n")
+    script.write_text(
+        "SELECT pg_backend_pid() AS pid \\gset\n\\setenv BACKEND_PID :pid\n"
+        f"\\copy bench_copy FROM '{path}' WITH (FORMAT csv, HEADER true)\n"
+        f"\\! cut -d' ' -f14,15 /proc/$BACKEND_PID/stat > {used} 2>/dev/null\n"
+    )
     cpu = _cpu(resource.RUSAGE_CHILDREN)
     begin = time.perf_counter()
-    subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", "-1", "-f", str(script)], env=env, check=True)
+    subprocess.run(
+        ["psql", "-q", "-v", "ON_ERROR_STOP=1", "-1", "-f", str(script)], env=env, check=True
+    )
     seconds = time.perf_counter() - begin
     cpu = _cpu(resource.RUSAGE_CHILDREN) - cpu
     try:
@@ -215,8 +252,14 @@ def psql_copy(url: str, path: Path, schema: str) -> tuple[float, float | None]:
         return seconds, None
 
 
-def postgres(args: argparse.Namespace, csv_path: Path, rules: object, importer: object, now: datetime,
-             parsed: str) -> None:
+def postgres(
+    args: argparse.Namespace,
+    csv_path: Path,
+    rules: object,
+    importer: object,
+    now: datetime,
+    parsed: str,
+) -> None:
     """PostgreSQL mode: meterbook ingest and psql ``\\copy`` of the same file, alternating."""
     ours_schema, copy_schema = "meterbook_bench_ingest", "meterbook_bench_copy"
     runs: list[float] = []
@@ -226,7 +269,7 @@ def postgres(args: argparse.Namespace, csv_path: Path, rules: object, importer: 
     for _ in range(args.repeat):
         _fresh_schema(args.database_url, ours_schema)
         engine = open_store(_schema_url(args.database_url, ours_schema))
-        with engine.connect() as conn:   # the pooled connection ingest will use
+        with engine.connect() as conn:  # the pooled connection ingest will use
             pid = int(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
         server = backend_cpu(pid)
         cpu_self, cpu_children = _cpu(resource.RUSAGE_SELF), _cpu(resource.RUSAGE_CHILDREN)
@@ -238,28 +281,43 @@ def postgres(args: argparse.Namespace, csv_path: Path, rules: object, importer: 
         after = backend_cpu(pid)
         engine.dispose()
         assert report.accepted == args.events, report
-        used = f"{after - server:.1f} s" if after is not None and server is not None else "not local"
+        used = (
+            f"{after - server:.1f} s" if after is not None and server is not None else "not local"
+        )
         if after is not None and server is not None:
             our_cpu.append(cpu_self + cpu_children + after - server)
-        print(f"meterbook ingest into PostgreSQL ({parsed}): {report.accepted:,} events in {runs[-1]:.2f} s = "
-              f"{args.events / runs[-1]:,.0f} events/s; CPU {cpu_self:.1f} s inserting + {cpu_children:.1f} s "
-              f"parsing + PostgreSQL backend {used}")
+        print(
+            f"meterbook ingest into PostgreSQL ({parsed}): {report.accepted:,} events in {runs[-1]:.2f} s = "
+            f"{args.events / runs[-1]:,.0f} events/s; CPU {cpu_self:.1f} s inserting + {cpu_children:.1f} s "
+            f"parsing + PostgreSQL backend {used}"
+        )
         if not args.no_baseline:
             seconds, cpu = psql_copy(args.database_url, csv_path, copy_schema)
             copies.append(seconds)
             if cpu is not None:
                 copy_cpu.append(cpu)
-            print(f"psql \\copy of the same file (unique key, metering index): {seconds:.2f} s = "
-                  f"{args.events / seconds:,.0f} events/s; CPU (psql + its backend) "
-                  + (f"{cpu:.1f} s" if cpu is not None else "not local"))
+            print(
+                f"psql \\copy of the same file (unique key, metering index): {seconds:.2f} s = "
+                f"{args.events / seconds:,.0f} events/s; CPU (psql + its backend) "
+                + (f"{cpu:.1f} s" if cpu is not None else "not local")
+            )
     ours = min(runs)
-    print(f"meterbook ingest, best of {args.repeat}: {ours:.2f} s = {args.events / ours:,.0f} events/s")
+    print(
+        f"meterbook ingest, best of {args.repeat}: {ours:.2f} s = {args.events / ours:,.0f} events/s"
+    )
     if copies:
         base = min(copies)
-        print(f"psql \\copy, best of {args.repeat}: {base:.2f} s = {args.events / base:,.0f} events/s")
-        print(f"ratio meterbook / psql \\copy: {ours / base:.2f}x wall"
-              + (f", {min(our_cpu) / min(copy_cpu):.2f}x CPU (all processes, backends included)"
-                 if our_cpu and copy_cpu else ""))
+        print(
+            f"psql \\copy, best of {args.repeat}: {base:.2f} s = {args.events / base:,.0f} events/s"
+        )
+        print(
+            f"ratio meterbook / psql \\copy: {ours / base:.2f}x wall"
+            + (
+                f", {min(our_cpu) / min(copy_cpu):.2f}x CPU (all processes, backends included)"
+                if our_cpu and copy_cpu
+                else ""
+            )
+        )
     if not args.keep:
         for schema in (ours_schema, copy_schema):
             from sqlalchemy import create_engine
@@ -276,22 +334,32 @@ def _cpu(who: int) -> float:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ledger.bench ingest", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m ledger.bench ingest", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--dir", type=Path, help="work directory (default: a temporary one)")
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--serial", action="store_true", help="read and insert in one process")
-    parser.add_argument("--both", action="store_true", help="SQLite: alternate the parser process and one "
-                                                            "process in the same run")
-    parser.add_argument("--repeat", type=int, default=1, help="runs of each (alternating); the best counts")
-    parser.add_argument("--database-url", help="PostgreSQL mode: a SQLAlchemy URL (postgresql+psycopg://…); "
-                                               "schemas meterbook_bench_ingest and meterbook_bench_copy are made")
+    parser.add_argument(
+        "--both",
+        action="store_true",
+        help="SQLite: alternate the parser process and one process in the same run",
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs of each (alternating); the best counts"
+    )
+    parser.add_argument(
+        "--database-url",
+        help="PostgreSQL mode: a SQLAlchemy URL (postgresql+psycopg://…); "
+        "schemas meterbook_bench_ingest and meterbook_bench_copy are made",
+    )
     parser.add_argument("--keep", action="store_true", help="PostgreSQL mode: keep the two schemas")
     args = parser.parse_args(argv)
     if args.serial:
         ingest.PARALLEL_MIN_BYTES = 1 << 62
     else:
-        ingest.PARALLEL_WHEN_BUSY = True   # the parser process for a big file, busy machine or not
+        ingest.PARALLEL_WHEN_BUSY = True  # the parser process for a big file, busy machine or not
     with tempfile.TemporaryDirectory(prefix="meterbook-bench-") as tmp:
         work = args.dir or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
@@ -302,12 +370,18 @@ def main(argv: list[str]) -> int:
         if not csv_path.exists():
             generate(csv_path, args.events)
         size = csv_path.stat().st_size
-        print(f"file: {args.events:,} events ({size / 1e6:.1f} MB, ready in {time.perf_counter() - begin:.1f} s)")
+        print(
+            f"file: {args.events:,} events ({size / 1e6:.1f} MB, ready in {time.perf_counter() - begin:.1f} s)"
+        )
 
         ours_db = work / "meterbook.sqlite"
         importer = select_importer(csv_path, default_importers())
         now = datetime(2030, 1, 1, tzinfo=UTC)
-        parsed = "in one process" if args.serial or size < ingest.PARALLEL_MIN_BYTES else "parser process"
+        parsed = (
+            "in one process"
+            if args.serial or size < ingest.PARALLEL_MIN_BYTES
+            else "parser process"
+        )
         if args.database_url:
             postgres(args, csv_path, rules, importer, now, parsed)
             return 0
@@ -321,7 +395,9 @@ def main(argv: list[str]) -> int:
         for _ in range(args.repeat):
             for mode in modes:
                 ingest.PARALLEL_MIN_BYTES = 1 << 62 if mode == "in one process" else 0
-                ingest.PARALLEL_WHEN_BUSY = mode == "parser process"   # measure it however busy the machine
+                ingest.PARALLEL_WHEN_BUSY = (
+                    mode == "parser process"
+                )  # measure it however busy the machine
                 _fresh(ours_db)
                 engine = open_store(f"sqlite:///{ours_db}")
                 cpu_self, cpu_children = _cpu(resource.RUSAGE_SELF), _cpu(resource.RUSAGE_CHILDREN)
@@ -335,34 +411,48 @@ def main(argv: list[str]) -> int:
                 assert report.accepted == args.events, report
                 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
                 child_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-                print(f"meterbook ingest ({mode}): {report.accepted:,} events in {runs[mode][-1]:.2f} s = "
-                      f"{args.events / runs[mode][-1]:,.0f} events/s; CPU {cpu_self:.1f} s inserting + "
-                      f"{cpu_children:.1f} s parsing; peak RSS {rss:.0f} MB"
-                      + (f" + parser {child_rss:.0f} MB" if cpu_children else ""))
+                print(
+                    f"meterbook ingest ({mode}): {report.accepted:,} events in {runs[mode][-1]:.2f} s = "
+                    f"{args.events / runs[mode][-1]:,.0f} events/s; CPU {cpu_self:.1f} s inserting + "
+                    f"{cpu_children:.1f} s parsing; peak RSS {rss:.0f} MB"
+                    + (f" + parser {child_rss:.0f} MB" if cpu_children else "")
+                )
             if not args.no_baseline:
                 cpu = _cpu(resource.RUSAGE_SELF)
                 bases.append(baseline(csv_path, work / "baseline.sqlite"))
                 base_cpu.append(_cpu(resource.RUSAGE_SELF) - cpu)
-                print(f"baseline (csv + sqlite3 executemany, same table, indexes and pragmas): {bases[-1]:.2f} s = "
-                      f"{args.events / bases[-1]:,.0f} events/s; CPU {base_cpu[-1]:.1f} s")
+                print(
+                    f"baseline (csv + sqlite3 executemany, same table, indexes and pragmas): {bases[-1]:.2f} s = "
+                    f"{args.events / bases[-1]:,.0f} events/s; CPU {base_cpu[-1]:.1f} s"
+                )
                 cpu = _cpu(resource.RUSAGE_SELF)
                 floors.append(floor(ours_db, work / "floor.sqlite"))
                 floor_cpu.append(_cpu(resource.RUSAGE_SELF) - cpu)
-                print(f"SQLite alone (INSERT ... SELECT of the same rows, no Python): {floors[-1]:.2f} s = "
-                      f"{args.events / floors[-1]:,.0f} events/s; CPU {floor_cpu[-1]:.1f} s")
+                print(
+                    f"SQLite alone (INSERT ... SELECT of the same rows, no Python): {floors[-1]:.2f} s = "
+                    f"{args.events / floors[-1]:,.0f} events/s; CPU {floor_cpu[-1]:.1f} s"
+                )
         for mode in modes:
             ours = min(runs[mode])
-            print(f"meterbook ingest ({mode}), best of {args.repeat}: {ours:.2f} s = "
-                  f"{args.events / ours:,.0f} events/s")
+            print(
+                f"meterbook ingest ({mode}), best of {args.repeat}: {ours:.2f} s = "
+                f"{args.events / ours:,.0f} events/s"
+            )
         if bases:
             base, alone = min(bases), min(floors)
-            print(f"baseline, best of {args.repeat}: {base:.2f} s = {args.events / base:,.0f} events/s")
-            print(f"SQLite alone, best of {args.repeat}: {alone:.2f} s = {args.events / alone:,.0f} events/s")
+            print(
+                f"baseline, best of {args.repeat}: {base:.2f} s = {args.events / base:,.0f} events/s"
+            )
+            print(
+                f"SQLite alone, best of {args.repeat}: {alone:.2f} s = {args.events / alone:,.0f} events/s"
+            )
             for mode in modes:
                 ours = min(runs[mode])
-                print(f"ratio meterbook ({mode}) / executemany baseline: {ours / base:.2f}x wall, "
-                      f"{min(cpus[mode]) / min(base_cpu):.2f}x CPU; speed relative to SQLite's own "
-                      f"INSERT ... SELECT: {alone / ours:.2f} wall, {min(floor_cpu) / min(cpus[mode]):.2f} CPU")
+                print(
+                    f"ratio meterbook ({mode}) / executemany baseline: {ours / base:.2f}x wall, "
+                    f"{min(cpus[mode]) / min(base_cpu):.2f}x CPU; speed relative to SQLite's own "
+                    f"INSERT ... SELECT: {alone / ours:.2f} wall, {min(floor_cpu) / min(cpus[mode]):.2f} CPU"
+                )
             for name in ("baseline.sqlite", "floor.sqlite"):
                 _fresh(work / name)
     return 0

@@ -87,10 +87,20 @@ def _rows(count: int, customers: int, seed: int) -> Iterator[tuple[object, ...]]
             numbers = f'{{"gb":[{units},{int(frac) * 10_000_000}]}}'
             payload_props = props
         event_id = f"evt-{i:010d}"
-        payload = (f'{{"customer":"{customer}","id":"{event_id}","properties":{payload_props},'
-                   f'"source":"bench","time_us":{time_us},"type":"{type_}"}}')
-        yield ("bench", event_id, customer, type_, time_us, props, numbers,
-               hashlib.sha256(payload.encode()).hexdigest())
+        payload = (
+            f'{{"customer":"{customer}","id":"{event_id}","properties":{payload_props},'
+            f'"source":"bench","time_us":{time_us},"type":"{type_}"}}'
+        )
+        yield (
+            "bench",
+            event_id,
+            customer,
+            type_,
+            time_us,
+            props,
+            numbers,
+            hashlib.sha256(payload.encode()).hexdigest(),
+        )
 
 
 def generate(path: Path, count: int, customers: int, seed: int = 1) -> None:
@@ -99,12 +109,17 @@ def generate(path: Path, count: int, customers: int, seed: int = 1) -> None:
     db = sqlite3.connect(path)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=OFF")
-    db.execute("INSERT INTO batches (file, sha256, importer, started_at, received, accepted, duplicates, "
-               "conflicts, rejected, reasons) VALUES ('bench', '', 'bench', '2026-11-01T00:00:00Z', ?, ?, 0, 0, 0, "
-               "'{}')", (count, count))
+    db.execute(
+        "INSERT INTO batches (file, sha256, importer, started_at, received, accepted, duplicates, "
+        "conflicts, rejected, reasons) VALUES ('bench', '', 'bench', '2026-11-01T00:00:00Z', ?, ?, 0, 0, 0, "
+        "'{}')",
+        (count, count),
+    )
     # building the secondary indexes once at the end is much faster than maintaining them
-    indexes = db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' "
-                         "AND sql IS NOT NULL").fetchall()
+    indexes = db.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' "
+        "AND sql IS NOT NULL"
+    ).fetchall()
     for name, _sql in indexes:
         db.execute(f'DROP INDEX "{name}"')
     rows = _rows(count, customers, seed)
@@ -113,8 +128,11 @@ def generate(path: Path, count: int, customers: int, seed: int = 1) -> None:
         chunk = [(*row, 1) for _, row in zip(range(batch), rows, strict=False)]
         if not chunk:
             break
-        db.executemany("INSERT INTO events (source, event_id, customer, type, time_us, properties, numbers, "
-                       "payload_hash, batch_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", chunk)
+        db.executemany(
+            "INSERT INTO events (source, event_id, customer, type, time_us, properties, numbers, "
+            "payload_hash, batch_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            chunk,
+        )
         db.commit()
     for _name, sql in indexes:
         db.execute(sql)
@@ -127,11 +145,11 @@ def generate(path: Path, count: int, customers: int, seed: int = 1) -> None:
 #: (the month's events of the meter's type), native integer columns, no windows.
 BASELINE = {
     "count": "SELECT customer, count(*) FROM events WHERE type = %(type)s AND time_us >= %(start)s "
-             "AND time_us < %(end)s GROUP BY customer",
+    "AND time_us < %(end)s GROUP BY customer",
     "sum": "SELECT customer, count(*), sum(q_units), sum(q_nanos) FROM events WHERE type = %(type)s "
-           "AND time_us >= %(start)s AND time_us < %(end)s GROUP BY customer",
+    "AND time_us >= %(start)s AND time_us < %(end)s GROUP BY customer",
     "max": "SELECT customer, count(*), max(ARRAY[q_units, q_nanos]) FROM events WHERE type = %(type)s "
-           "AND time_us >= %(start)s AND time_us < %(end)s GROUP BY customer",
+    "AND time_us >= %(start)s AND time_us < %(end)s GROUP BY customer",
 }
 
 
@@ -148,16 +166,22 @@ def generate_pg(url: str, count: int, customers: int, seed: int = 1) -> None:
         batch = conn.exec_driver_sql(
             "INSERT INTO batches (file, sha256, importer, started_at, received, accepted, duplicates, conflicts, "
             "rejected, reasons) VALUES ('bench', '', 'bench', '2026-11-01T00:00:00Z', %(n)s, %(n)s, 0, 0, 0, "
-            "'{}') RETURNING id", {"n": count}).scalar_one()
+            "'{}') RETURNING id",
+            {"n": count},
+        ).scalar_one()
         ensure_partitions(conn, [(2026, 10)])
         cursor = conn.connection.cursor()
-        with cursor.copy("COPY events (source, event_id, customer, type, time_us, properties, numbers, "  # type: ignore[attr-defined]
-                         "payload_hash, batch_id, q_name, q_units, q_nanos) FROM STDIN") as copy:
+        with cursor.copy(
+            "COPY events (source, event_id, customer, type, time_us, properties, numbers, "  # type: ignore[attr-defined]
+            "payload_hash, batch_id, q_name, q_units, q_nanos) FROM STDIN"
+        ) as copy:
             for row in _rows(count, customers, seed):
                 q = typed_quantity(str(row[6]))
                 copy.write_row((*row, batch, q["q_name"], q["q_units"], q["q_nanos"]))
-        conn.exec_driver_sql("INSERT INTO event_keys (source, event_id, payload_hash, batch_id, time_us) "
-                             "SELECT source, event_id, payload_hash, batch_id, time_us FROM events")
+        conn.exec_driver_sql(
+            "INSERT INTO event_keys (source, event_id, payload_hash, batch_id, time_us) "
+            "SELECT source, event_id, payload_hash, batch_id, time_us FROM events"
+        )
         cursor.close()
     engine.dispose()
     maintenance = create_engine(url, isolation_level="AUTOCOMMIT")
@@ -190,14 +214,20 @@ def postgres(args: argparse.Namespace) -> int:
     print(f"PostgreSQL store: {stored:,} events, {args.customers:,} customers ({made})")
     tz = ZoneInfo("UTC")
     start, end = cut_off_us(MONTH_START, tz), cut_off_us(MONTH_END, tz)
-    windows = [Window(f"cus-{i:05d}", start, cut_off_us(day, tz)) for i in range(args.customers)
-               for day in (date(2026, 10, 11), date(2026, 10, 21), MONTH_END)]
+    windows = [
+        Window(f"cus-{i:05d}", start, cut_off_us(day, tz))
+        for i in range(args.customers)
+        for day in (date(2026, 10, 11), date(2026, 10, 21), MONTH_END)
+    ]
     from sqlalchemy import event
 
     ours: dict[str, float] = {}
     ours_sql: dict[str, float] = {}
     plain: dict[str, float] = {}
-    in_sql = [0.0, 0.0]   # seconds spent in the database (execute + fetch), start of the current statement
+    in_sql = [
+        0.0,
+        0.0,
+    ]  # seconds spent in the database (execute + fetch), start of the current statement
 
     def before(*_: object) -> None:
         in_sql[1] = time.perf_counter()
@@ -220,17 +250,25 @@ def postgres(args: argparse.Namespace) -> int:
             assert len(result) == len(windows)
             begin = time.perf_counter()
             with engine.connect() as conn:
-                rows = conn.exec_driver_sql(BASELINE[meter.aggregation],
-                                            {"type": meter.event_type, "start": start, "end": end}).all()
+                rows = conn.exec_driver_sql(
+                    BASELINE[meter.aggregation],
+                    {"type": meter.event_type, "start": start, "end": end},
+                ).all()
             base = time.perf_counter() - begin
             plain[meter.id] = min(plain.get(meter.id, base), base)
             total = sum(r[1] for r in rows)
-            assert total == sum(result[Window(c, start, end)].events for c in {w.customer for w in windows})
-            print(f"metering {meter.id:<8} ({meter.aggregation:<5}) {len(windows):,} windows in {seconds:.2f} s "
-                  f"(its SQL {in_sql[0]:.2f} s); plain GROUP BY of the same {total:,} rows {base:.2f} s")
+            assert total == sum(
+                result[Window(c, start, end)].events for c in {w.customer for w in windows}
+            )
+            print(
+                f"metering {meter.id:<8} ({meter.aggregation:<5}) {len(windows):,} windows in {seconds:.2f} s "
+                f"(its SQL {in_sql[0]:.2f} s); plain GROUP BY of the same {total:,} rows {base:.2f} s"
+            )
     a, b, q = sum(ours.values()), sum(plain.values()), sum(ours_sql.values())
-    print(f"best of {args.repeat}: metering {a:.2f} s = {stored / a:,.0f} events/s (its SQL {q:.2f} s), "
-          f"plain GROUP BY {b:.2f} s")
+    print(
+        f"best of {args.repeat}: metering {a:.2f} s = {stored / a:,.0f} events/s (its SQL {q:.2f} s), "
+        f"plain GROUP BY {b:.2f} s"
+    )
     print(f"ratio metering / GROUP BY: {a / b:.2f}x (SQL alone: {q / b:.2f}x)")
     if not args.keep:
         engine.dispose()
@@ -247,7 +285,8 @@ def _rules_dir(directory: Path, customers: int) -> Path:
         "meters:\n"
         "  calls: {event_type: api.request, aggregation: count}\n"
         "  tokens: {event_type: llm.completion, aggregation: sum, value: tokens}\n"
-        "  storage: {event_type: storage.snapshot, aggregation: max, value: gb}\n")
+        "  storage: {event_type: storage.snapshot, aggregation: max, value: gb}\n"
+    )
     (directory / "plans.yaml").write_text(
         "plans:\n"
         "  pro:\n"
@@ -257,10 +296,15 @@ def _rules_dir(directory: Path, customers: int) -> Path:
         "        model: graduated\n"
         "        tiers: [{up_to: 100, unit_price: '0'}, {unit_price: '0.0010'}]\n"
         "      - {meter: tokens, model: unit, unit_price: '0.000002'}\n"
-        "      - {meter: storage, model: unit, unit_price: '0.10'}\n")
-    (directory / "customers.yaml").write_text("customers:\n" + "".join(
-        f"  cus-{i:05d}: {{currency: USD, billing_anchor: calendar, subscriptions: [{{plan: pro, start: 2026-10-01}}]}}\n"
-        for i in range(customers)))
+        "      - {meter: storage, model: unit, unit_price: '0.10'}\n"
+    )
+    (directory / "customers.yaml").write_text(
+        "customers:\n"
+        + "".join(
+            f"  cus-{i:05d}: {{currency: USD, billing_anchor: calendar, subscriptions: [{{plan: pro, start: 2026-10-01}}]}}\n"
+            for i in range(customers)
+        )
+    )
     return directory
 
 
@@ -269,16 +313,27 @@ def _rss_mb() -> float:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ledger.bench metering", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m ledger.bench metering", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--customers", type=int, default=CUSTOMERS)
-    parser.add_argument("--db", type=Path, help="store file to reuse or create (default: a temporary one)")
+    parser.add_argument(
+        "--db", type=Path, help="store file to reuse or create (default: a temporary one)"
+    )
     parser.add_argument("--no-rating", action="store_true", help="time metering only")
     parser.add_argument("--generate-only", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--database-url", help="PostgreSQL mode: a SQLAlchemy URL (postgresql+psycopg://…); "
-                                               "the store is schema meterbook_bench_metering")
-    parser.add_argument("--repeat", type=int, default=1, help="PostgreSQL mode: alternating runs, the best counts")
-    parser.add_argument("--keep", action="store_true", help="PostgreSQL mode: keep the store for the next run")
+    parser.add_argument(
+        "--database-url",
+        help="PostgreSQL mode: a SQLAlchemy URL (postgresql+psycopg://…); "
+        "the store is schema meterbook_bench_metering",
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="PostgreSQL mode: alternating runs, the best counts"
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="PostgreSQL mode: keep the store for the next run"
+    )
     args = parser.parse_args(argv)
     if args.database_url:
         return postgres(args)
@@ -290,21 +345,39 @@ def main(argv: list[str]) -> int:
             return 0
         if not path.exists():
             begin = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "ledger.bench", "metering", "--generate-only", "--db", str(path),
-                            "--events", str(args.events), "--customers", str(args.customers)], check=True)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "ledger.bench",
+                    "metering",
+                    "--generate-only",
+                    "--db",
+                    str(path),
+                    "--events",
+                    str(args.events),
+                    "--customers",
+                    str(args.customers),
+                ],
+                check=True,
+            )
             made = f"generated in {time.perf_counter() - begin:.1f} s, "
         else:
             made = "reused, "
         engine = open_store(f"sqlite:///{path}")
         with sqlite3.connect(path) as db:
             stored = db.execute("SELECT count(*) FROM events").fetchone()[0]
-        print(f"store: {stored:,} events, {args.customers:,} customers ({made}{os.path.getsize(path) / 2**20:.0f} MB)")
+        print(
+            f"store: {stored:,} events, {args.customers:,} customers ({made}{os.path.getsize(path) / 2**20:.0f} MB)"
+        )
 
         tz = ZoneInfo("UTC")
         start = cut_off_us(MONTH_START, tz)
-        windows = [Window(f"cus-{i:05d}", start, cut_off_us(end, tz))
-                   for i in range(args.customers)
-                   for end in (date(2026, 10, 11), date(2026, 10, 21), MONTH_END)]
+        windows = [
+            Window(f"cus-{i:05d}", start, cut_off_us(end, tz))
+            for i in range(args.customers)
+            for end in (date(2026, 10, 11), date(2026, 10, 21), MONTH_END)
+        ]
         total = 0.0
         for meter in METERS:
             begin = time.perf_counter()
@@ -312,20 +385,28 @@ def main(argv: list[str]) -> int:
             seconds = time.perf_counter() - begin
             total += seconds
             assert len(result) == len(windows)
-            print(f"metering {meter.id:<8} ({meter.aggregation:<5}) {len(windows):,} windows in {seconds:.2f} s")
-        print(f"metering total: {total:.2f} s = {stored / total:,.0f} events/s, peak RSS {_rss_mb():.0f} MB")
+            print(
+                f"metering {meter.id:<8} ({meter.aggregation:<5}) {len(windows):,} windows in {seconds:.2f} s"
+            )
+        print(
+            f"metering total: {total:.2f} s = {stored / total:,.0f} events/s, peak RSS {_rss_mb():.0f} MB"
+        )
 
         if not args.no_rating:
             from ledger.rating import rate
             from ledger.registry import load_registry
             from ledger.rules import load_rules
 
-            rules = load_rules(_rules_dir(Path(tmp) / "rules", args.customers), load_registry().pricing_models)
+            rules = load_rules(
+                _rules_dir(Path(tmp) / "rules", args.customers), load_registry().pricing_models
+            )
             models = load_registry().pricing_models
             begin = time.perf_counter()
             rating = rate(engine, rules, models, tz, through=date(2026, 10, 31))
             seconds = time.perf_counter() - begin
-            print(f"rating through 2026-10-31: {len(rating.cycles):,} cycle points in {seconds:.2f} s")
+            print(
+                f"rating through 2026-10-31: {len(rating.cycles):,} cycle points in {seconds:.2f} s"
+            )
             total += seconds
             print(f"metering + rating: {total:.2f} s, peak RSS {_rss_mb():.0f} MB")
         engine.dispose()

@@ -43,7 +43,20 @@ from ledger.store import batches, events
 
 RULES = Path(__file__).resolve().parents[2] / "rules"
 START = date(2025, 1, 1)
-PATTERN = ("scale", "ai", "pro", "hybrid_eu", "ai", "scale", "pro", "ai_eu", "payments", "ai", "scale", "enterprise")
+PATTERN = (
+    "scale",
+    "ai",
+    "pro",
+    "hybrid_eu",
+    "ai",
+    "scale",
+    "pro",
+    "ai_eu",
+    "payments",
+    "ai",
+    "scale",
+    "enterprise",
+)
 CURRENCY = {"ai_eu": "EUR", "hybrid_eu": "EUR"}
 #: the event kinds each plan's customers produce: (type, property, low, high)
 STREAMS = {
@@ -68,13 +81,18 @@ def customers_yaml(count: int, months: int, rng: random.Random) -> str:
         plan = PATTERN[i % len(PATTERN)]
         anniversary = plan != "enterprise" and rng.random() < 0.35
         start = START.replace(day=rng.randint(2, 27)) if anniversary else START
-        lines += [f"  cus-{i:05d}:", f"    currency: {CURRENCY.get(plan, 'USD')}",
-                  f"    subscriptions: [{{plan: {plan}, start: {start.isoformat()}}}]",
-                  f"    billing_anchor: {'start' if anniversary else 'calendar'}"]
+        lines += [
+            f"  cus-{i:05d}:",
+            f"    currency: {CURRENCY.get(plan, 'USD')}",
+            f"    subscriptions: [{{plan: {plan}, start: {start.isoformat()}}}]",
+            f"    billing_anchor: {'start' if anniversary else 'calendar'}",
+        ]
         if plan in ("ai", "ai_eu") and i % 8 == 1:
             expires = add_months(START, max(1, months // 2))
-            lines.append(f'    credits: [{{amount: "200.00", granted: {START.isoformat()}, '
-                         f"expires: {expires.isoformat()}}}]")
+            lines.append(
+                f'    credits: [{{amount: "200.00", granted: {START.isoformat()}, '
+                f"expires: {expires.isoformat()}}}]"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -90,14 +108,25 @@ def usage(count: int, months: int, per_month: int, rng: random.Random) -> list[E
             for n in range(per_month):
                 type_, prop, low, high = streams[n % len(streams)]
                 when = datetime(first.year, first.month, first.day, tzinfo=UTC) + timedelta(
-                    days=n * days // per_month, seconds=rng.randrange(86400))
-                props: dict[str, str] = {"user": f"u{rng.randrange(20):02d}"} if type_ == "api.request" else {}
+                    days=n * days // per_month, seconds=rng.randrange(86400)
+                )
+                props: dict[str, str] = (
+                    {"user": f"u{rng.randrange(20):02d}"} if type_ == "api.request" else {}
+                )
                 if prop:
                     props[prop] = str(rng.randint(low, high))
                     if type_ == "llm.completion":
                         props["region"] = "eu" if CURRENCY.get(PATTERN[i % len(PATTERN)]) else "us"
-                out.append(Event.build(source="bench", id=f"{customer}-{m:02d}-{n:03d}", customer=customer,
-                                       type=type_, time=when, properties=props))
+                out.append(
+                    Event.build(
+                        source="bench",
+                        id=f"{customer}-{m:02d}-{n:03d}",
+                        customer=customer,
+                        type=type_,
+                        time=when,
+                        properties=props,
+                    )
+                )
     return out
 
 
@@ -112,24 +141,36 @@ def build(root: Path, customers: int, months: int, per_month: int, seed: int) ->
         shutil.copy(RULES / name, root / "rules" / name)
     rng = random.Random(seed)
     (root / "rules" / "customers.yaml").write_text(customers_yaml(customers, months, rng))
-    (root / "meterbook.toml").write_text('books = "books"\nrules = "rules"\nstore = "sqlite:///var/events.sqlite"\n'
-                                         'timezone = "UTC"\noperating_currency = "USD"\nplugins_dir = ""\n')
+    (root / "meterbook.toml").write_text(
+        'books = "books"\nrules = "rules"\nstore = "sqlite:///var/events.sqlite"\n'
+        'timezone = "UTC"\noperating_currency = "USD"\nplugins_dir = ""\n'
+    )
     engine = open_store(f"sqlite:///{root / 'var' / 'events.sqlite'}")
     rows = usage(customers, months, per_month, rng)
     with engine.begin() as conn:
-        key = conn.execute(batches.insert().values(
-            file="bench", sha256="", importer="bench", started_at="2026-01-01T00:00:00+00:00", received=len(rows),
-            accepted=len(rows), reasons="{}")).inserted_primary_key
+        key = conn.execute(
+            batches.insert().values(
+                file="bench",
+                sha256="",
+                importer="bench",
+                started_at="2026-01-01T00:00:00+00:00",
+                received=len(rows),
+                accepted=len(rows),
+                reasons="{}",
+            )
+        ).inserted_primary_key
         assert key is not None
         batch = int(key[0])
         for start in range(0, len(rows), 20_000):
-            conn.execute(events.insert(), [e.row(batch) for e in rows[start:start + 20_000]])
+            conn.execute(events.insert(), [e.row(batch) for e in rows[start : start + 20_000]])
     engine.dispose()
     return len(rows)
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ledger.bench post", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m ledger.bench post", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--customers", type=int, default=1000)
     parser.add_argument("--months", type=int, default=12)
     parser.add_argument("--events", type=int, default=12, help="events per customer per month")
@@ -150,18 +191,24 @@ def main(argv: list[str]) -> int:
         begin = time.perf_counter()
         stored = build(root, args.customers, args.months, args.events, args.seed)
         end = add_months(START, args.months) - timedelta(days=1)
-        print(f"workspace: {args.customers:,} customers, {args.months} months ({START:%Y-%m} to {end:%Y-%m}), "
-              f"{stored:,} events stored in {time.perf_counter() - begin:.1f} s")
+        print(
+            f"workspace: {args.customers:,} customers, {args.months} months ({START:%Y-%m} to {end:%Y-%m}), "
+            f"{stored:,} events stored in {time.perf_counter() - begin:.1f} s"
+        )
 
         session = Session.open(Workspace.load(root))
         begin, cpu = time.perf_counter(), time.process_time()
         posted = session.post(end)
-        print(f"post     through {end}: {posted.entries:,} entries, {len(posted.months)} files in "
-              f"{time.perf_counter() - begin:.1f} s (CPU {time.process_time() - cpu:.1f} s)")
+        print(
+            f"post     through {end}: {posted.entries:,} entries, {len(posted.months)} files in "
+            f"{time.perf_counter() - begin:.1f} s (CPU {time.process_time() - cpu:.1f} s)"
+        )
         begin, cpu = time.perf_counter(), time.process_time()
         issued = session.invoice(end)
-        print(f"invoice  through {end}: {len(issued):,} invoices issued, books re-posted in "
-              f"{time.perf_counter() - begin:.1f} s (CPU {time.process_time() - cpu:.1f} s)")
+        print(
+            f"invoice  through {end}: {len(issued):,} invoices issued, books re-posted in "
+            f"{time.perf_counter() - begin:.1f} s (CPU {time.process_time() - cpu:.1f} s)"
+        )
         session.engine.dispose()
 
         main_file = root / "books" / "main.beancount"
@@ -169,8 +216,10 @@ def main(argv: list[str]) -> int:
         entries, errors, _options = loader.load_file(str(main_file))
         seconds, cpu = time.perf_counter() - begin, time.process_time() - cpu
         transactions = sum(isinstance(e, data.Transaction) for e in entries)
-        print(f"load     books/main.beancount: {len(entries):,} entries ({transactions:,} transactions), "
-              f"{len(errors)} errors in {seconds:.1f} s (CPU {cpu:.1f} s)")
+        print(
+            f"load     books/main.beancount: {len(entries):,} entries ({transactions:,} transactions), "
+            f"{len(errors)} errors in {seconds:.1f} s (CPU {cpu:.1f} s)"
+        )
         for error in errors[:5]:
             print(f"  {error.message}", file=sys.stderr)
         print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB")

@@ -571,9 +571,14 @@ def _cycles_cleared(txns: list[Any], invoices: list[Any]) -> None:
         if len(cycles) != 1:
             continue
         link = cycles[0]
-        waits = "debit_adjustment" in (txn.meta or {}) or (txn.narration or "").startswith("Late usage")
-        if txn.date > last[link] or (txn.date == last[link] and ((link, txn.date) not in same_day or waits)
-                                     and not (waits and ("supplementary", link, txn.date) in same_day)):
+        waits = "debit_adjustment" in (txn.meta or {}) or (txn.narration or "").startswith(
+            "Late usage"
+        )
+        if txn.date > last[link] or (
+            txn.date == last[link]
+            and ((link, txn.date) not in same_day or waits)
+            and not (waits and ("supplementary", link, txn.date) in same_day)
+        ):
             continue  # a late entry or debit adjustment of a regular invoice's day waits for the next
         # a catch-up adjustment of the invoice's day belongs to that invoice when the cycle was
         # not invoiced before (its cumulative usage includes it), else to the next one: either
@@ -582,8 +587,11 @@ def _cycles_cleared(txns: list[Any], invoices: list[Any]) -> None:
         for p in txn.postings:
             if p.account.startswith(("Assets:Receivables:Unbilled:", "Assets:Contract-Assets:")):
                 (optional if catch_up else accrued)[link] += p.units.number
-    left = {link: accrued[link] - billed[link] for link in last
-            if billed[link] not in (accrued[link], accrued[link] + optional[link])}
+    left = {
+        link: accrued[link] - billed[link]
+        for link in last
+        if billed[link] not in (accrued[link], accrued[link] + optional[link])
+    }
     if left:
         raise Failure(
             f"invoiced cycles with unbilled or contract assets left (accrued − billed): {left}"

@@ -128,7 +128,9 @@ class _Workspace:
 
     @property
     def entries(self) -> list[data.Directive]:
-        return cast("list[data.Directive]", list(self.ledger.all_entries))  # Fava's loaded Beancount entries
+        return cast(
+            "list[data.Directive]", list(self.ledger.all_entries)
+        )  # Fava's loaded Beancount entries
 
     def session(self) -> Session | Notice:
         """The workspace opened (once per load of the books), or why it cannot be."""
@@ -137,7 +139,9 @@ class _Workspace:
             from ledger.workspace import Workspace
 
             try:
-                self._session = Session.open(Workspace.find(Path(self.ledger.beancount_file_path).parent))
+                self._session = Session.open(
+                    Workspace.find(Path(self.ledger.beancount_file_path).parent)
+                )
             except MeterbookError as exc:
                 self._session = exc
         if isinstance(self._session, MeterbookError):
@@ -162,10 +166,16 @@ class MeterbookRevenue(_Workspace, FavaExtensionBase):
             return session
         rows = figures.revenue_by_month(self.entries, session.rules)
         # a commodity with no figure in any month (the seal's marker) is left out
-        shown = {r.currency for r in rows if any((r.recognized, r.invoiced, r.unbilled, r.deferred, r.receivable))}
+        shown = {
+            r.currency
+            for r in rows
+            if any((r.recognized, r.invoiced, r.unbilled, r.deferred, r.receivable))
+        }
         rows = tuple(r for r in rows if r.currency in shown)
-        tables = [(currency, revenue_table([r for r in rows if r.currency == currency]))
-                  for currency in sorted({r.currency for r in rows})]
+        tables = [
+            (currency, revenue_table([r for r in rows if r.currency == currency]))
+            for currency in sorted({r.currency for r in rows})
+        ]
         return (revenue_charts(rows) if rows else []), tables
 
 
@@ -203,7 +213,9 @@ class MeterbookClose(_Workspace, FavaExtensionBase):
         books_dir = session.workspace.books_dir
         sealed = {s.month for s in seal.verify_seals(entries)}
         reports = {p.name[:7]: p.name for p in books_dir.glob("[0-9][0-9][0-9][0-9]/*.close.md")}
-        dated = sorted({figures.month_of(e.date) for e in entries if isinstance(e, data.Transaction)})
+        dated = sorted(
+            {figures.month_of(e.date) for e in entries if isinstance(e, data.Transaction)}
+        )
         findings: dict[str, tuple[Any, ...] | str] = {}
         for month in dated:
             if month in sealed:
@@ -214,8 +226,10 @@ class MeterbookClose(_Workspace, FavaExtensionBase):
                 findings[month] = f"the reconcilers failed: {exc}"
         rows = figures.close_months(entries, findings, reports)
         # acceptances recorded by a refused close are in the store until the month is sealed
-        return tuple(row if row.sealed else _with_stored(row, load_acceptances(session.engine, row.month))
-                     for row in rows)
+        return tuple(
+            row if row.sealed else _with_stored(row, load_acceptances(session.engine, row.month))
+            for row in rows
+        )
 
     @extension_endpoint("close_report")  # type: ignore[arg-type]  # Fava types it with an unbound TypeVar
     def close_report(self) -> Response:
@@ -248,8 +262,10 @@ class MeterbookEvidence(_Workspace, FavaExtensionBase):
             return None
         ref = ref.strip()
         if not _REF.match(ref):
-            return Notice(f"{ref[:60]!r} is not a cycle link (acme-2026-10-15) or an invoice number "
-                          "(INV-2026-000001)")
+            return Notice(
+                f"{ref[:60]!r} is not a cycle link (acme-2026-10-15) or an invoice number "
+                "(INV-2026-000001)"
+            )
         session = self.session()
         if isinstance(session, Notice):
             return session
@@ -315,5 +331,7 @@ def _reports() -> dict[str, Any] | Notice:
 
     registry = getattr(reports, "REPORTS", None)
     if not registry or not hasattr(reports, "build_report"):
-        return Notice("finance reports are not available: this installation's ledger.reports has no REPORTS")
+        return Notice(
+            "finance reports are not available: this installation's ledger.reports has no REPORTS"
+        )
     return dict(registry)

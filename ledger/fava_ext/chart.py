@@ -44,7 +44,11 @@ from ledger.fava_ext.figures import MonthFigures
 
 #: (label, MonthFigures field): flows of the month are bars, balances at its end are lines.
 FLOWS = (("recognized", "recognized"), ("invoiced", "invoiced"))
-BALANCES = (("unbilled (end)", "unbilled"), ("deferred (end)", "deferred"), ("receivable (end)", "receivable"))
+BALANCES = (
+    ("unbilled (end)", "unbilled"),
+    ("deferred (end)", "deferred"),
+    ("receivable (end)", "receivable"),
+)
 
 
 def month_end(month: str) -> date:
@@ -53,7 +57,9 @@ def month_end(month: str) -> date:
     return date(year, number, calendar.monthrange(year, number)[1])
 
 
-def _by_month(rows: Sequence[MonthFigures], field: str) -> list[tuple[date, SimpleCounterInventory]]:
+def _by_month(
+    rows: Sequence[MonthFigures], field: str
+) -> list[tuple[date, SimpleCounterInventory]]:
     months: dict[str, SimpleCounterInventory] = {}
     for row in rows:
         months.setdefault(row.month, SimpleCounterInventory())[row.currency] = getattr(row, field)
@@ -63,10 +69,21 @@ def _by_month(rows: Sequence[MonthFigures], field: str) -> list[tuple[date, Simp
 def revenue_charts(rows: Sequence[MonthFigures]) -> list[BarChart | BalancesChart]:
     """Fava ``charts``: a bar chart per flow, a line chart per month-end balance, every currency."""
     charts: list[BarChart | BalancesChart] = [
-        BarChart(label, [DateAndBalanceWithBudget(day, inventory, {}, {}) for day, inventory in _by_month(rows, f)])
-        for label, f in FLOWS]
-    charts += [BalancesChart(label, [DateAndBalance(day, inventory) for day, inventory in _by_month(rows, f)])
-               for label, f in BALANCES]
+        BarChart(
+            label,
+            [
+                DateAndBalanceWithBudget(day, inventory, {}, {})
+                for day, inventory in _by_month(rows, f)
+            ],
+        )
+        for label, f in FLOWS
+    ]
+    charts += [
+        BalancesChart(
+            label, [DateAndBalance(day, inventory) for day, inventory in _by_month(rows, f)]
+        )
+        for label, f in BALANCES
+    ]
     return charts
 
 
@@ -80,5 +97,8 @@ def revenue_table(rows: Sequence[MonthFigures]) -> QueryResultTable:
     labels = [label for label, _f in FLOWS + BALANCES]
     return QueryResultTable(
         [StrColumn("month"), *(AmountColumn(label) for label in labels)],
-        [(row.month, *(amount(getattr(row, f), row.currency) for _l, f in FLOWS + BALANCES))  # type: ignore[arg-type]
-         for row in rows])
+        [
+            (row.month, *(amount(getattr(row, f), row.currency) for _l, f in FLOWS + BALANCES))  # type: ignore[arg-type]
+            for row in rows
+        ],
+    )

@@ -64,8 +64,12 @@ def months_between(first: str, last: str) -> list[str]:
 def is_invoice(entry: data.Directive) -> bool:
     """An invoice's transaction (``meta: invoice``), not a payment or a credit note for it."""
     meta = entry.meta or {}
-    return (isinstance(entry, data.Transaction) and "invoice" in meta
-            and "reference" not in meta and "credit_note" not in meta)
+    return (
+        isinstance(entry, data.Transaction)
+        and "invoice" in meta
+        and "reference" not in meta
+        and "credit_note" not in meta
+    )
 
 
 def _transactions(entries: Iterable[data.Directive]) -> list[data.Transaction]:
@@ -116,8 +120,14 @@ def revenue_by_month(entries: Sequence[data.Directive], rules: Rules) -> tuple[M
                 continue
             number, currency = units
             kind = kinds.get(posting.account)
-            if posting.account.startswith("Income:") or kind in UNBILLED_KINDS or kind in ("deferred", "receivable"):
-                currencies.add(currency)  # only the currencies of these figures (not an equity guard's)
+            if (
+                posting.account.startswith("Income:")
+                or kind in UNBILLED_KINDS
+                or kind in ("deferred", "receivable")
+            ):
+                currencies.add(
+                    currency
+                )  # only the currencies of these figures (not an equity guard's)
             if posting.account.startswith("Income:"):
                 flows[(month, currency, "recognized")] -= number
             elif kind in UNBILLED_KINDS:
@@ -128,16 +138,26 @@ def revenue_by_month(entries: Sequence[data.Directive], rules: Rules) -> tuple[M
                 flows[(month, currency, "receivable")] += number
                 if invoice and number > 0:
                     flows[(month, currency, "invoiced")] += number
-    months = months_between(month_of(min(t.date for t in txns)), month_of(max(t.date for t in txns)))
+    months = months_between(
+        month_of(min(t.date for t in txns)), month_of(max(t.date for t in txns))
+    )
     rows: list[MonthFigures] = []
     for currency in sorted(currencies):
         balance = {"unbilled": ZERO, "deferred": ZERO, "receivable": ZERO}
         for month in months:
             for key in balance:
                 balance[key] += flows.get((month, currency, key), ZERO)
-            rows.append(MonthFigures(month, currency, flows.get((month, currency, "recognized"), ZERO),
-                                     flows.get((month, currency, "invoiced"), ZERO), balance["unbilled"],
-                                     balance["deferred"], balance["receivable"]))
+            rows.append(
+                MonthFigures(
+                    month,
+                    currency,
+                    flows.get((month, currency, "recognized"), ZERO),
+                    flows.get((month, currency, "invoiced"), ZERO),
+                    balance["unbilled"],
+                    balance["deferred"],
+                    balance["receivable"],
+                )
+            )
     return tuple(sorted(rows, key=lambda r: (r.month, r.currency)))
 
 
@@ -185,7 +205,9 @@ class CustomerFigures:
         return (self.spend * 100 / self.spend_cap).quantize(Decimal("0.1"))
 
 
-def credits_left(customer: Customer, movements: Iterable[CreditMovement], as_of: date) -> Decimal | None:
+def credits_left(
+    customer: Customer, movements: Iterable[CreditMovement], as_of: date
+) -> Decimal | None:
     """Prepaid credit still available on ``as_of``: granted − drawn + returned − expired − credited.
 
     None when the customer has no credit grants.
@@ -200,7 +222,9 @@ def credits_left(customer: Customer, movements: Iterable[CreditMovement], as_of:
     return left
 
 
-def customer_figures(entries: Sequence[data.Directive], rules: Rules, rating: Rating) -> tuple[CustomerFigures, ...]:
+def customer_figures(
+    entries: Sequence[data.Directive], rules: Rules, rating: Rating
+) -> tuple[CustomerFigures, ...]:
     """Every customer of the rules, sorted by id; usage and spend are the current cycle's
     (the cycle holding ``rating.through``), before credits."""
     kinds = account_kinds(rules)
@@ -220,7 +244,9 @@ def customer_figures(entries: Sequence[data.Directive], rules: Rules, rating: Ra
             if posting.account.startswith("Income:") and isinstance(customer, str):
                 revenue[customer] -= number
     as_of = rating.through
-    current = [r for r in rating.latest() if r.cycle.start <= as_of < r.cycle.end and r.through == as_of]
+    current = [
+        r for r in rating.latest() if r.cycle.start <= as_of < r.cycle.end and r.through == as_of
+    ]
     rows: list[CustomerFigures] = []
     for cid in sorted(rules.customers):
         customer = rules.customers[cid]
@@ -234,15 +260,31 @@ def customer_figures(entries: Sequence[data.Directive], rules: Rules, rating: Ra
             if rated.base_fee is not None:
                 spend += rated.base_fee.billed
         meters = sorted(set(quantities) | set(customer.caps))
-        usage = tuple(MeterUsage(m, rules.meters[m].unit if m in rules.meters else "", quantities.get(m, ZERO),
-                                 customer.caps.get(m)) for m in meters)
-        rows.append(CustomerFigures(
-            customer=cid, name=customer.name or cid, currency=customer.currency, revenue=revenue.get(cid, ZERO),
-            receivable=balances.get((cid, "receivable"), ZERO), unbilled=balances.get((cid, "unbilled"), ZERO),
-            deferred=-balances.get((cid, "deferred"), ZERO),
-            credits_left=credits_left(customer, rating.credits, as_of),
-            cycle=", ".join(r.cycle.key for r in cycles), usage=usage, spend=spend, spend_cap=customer.spend_cap,
-        ))
+        usage = tuple(
+            MeterUsage(
+                m,
+                rules.meters[m].unit if m in rules.meters else "",
+                quantities.get(m, ZERO),
+                customer.caps.get(m),
+            )
+            for m in meters
+        )
+        rows.append(
+            CustomerFigures(
+                customer=cid,
+                name=customer.name or cid,
+                currency=customer.currency,
+                revenue=revenue.get(cid, ZERO),
+                receivable=balances.get((cid, "receivable"), ZERO),
+                unbilled=balances.get((cid, "unbilled"), ZERO),
+                deferred=-balances.get((cid, "deferred"), ZERO),
+                credits_left=credits_left(customer, rating.credits, as_of),
+                cycle=", ".join(r.cycle.key for r in cycles),
+                usage=usage,
+                spend=spend,
+                spend_cap=customer.spend_cap,
+            )
+        )
     return tuple(rows)
 
 
@@ -284,9 +326,11 @@ def acceptances(entries: Iterable[data.Directive]) -> dict[str, tuple[tuple[str,
     return {month: tuple(sorted(items)) for month, items in found.items()}
 
 
-def close_months(entries: Sequence[data.Directive],
-                 findings: Mapping[str, tuple[Finding, ...] | str] | None = None,
-                 reports: Mapping[str, str] | None = None) -> tuple[MonthClose, ...]:
+def close_months(
+    entries: Sequence[data.Directive],
+    findings: Mapping[str, tuple[Finding, ...] | str] | None = None,
+    reports: Mapping[str, str] | None = None,
+) -> tuple[MonthClose, ...]:
     """Each month from the first with an entry or a seal to the last, newest first.
 
     ``findings`` gives an open month's current findings (or an error text when
@@ -302,12 +346,17 @@ def close_months(entries: Sequence[data.Directive],
     for month in months_between(known[0], known[-1]):
         status = statuses.get(month)
         found = (findings or {}).get(month)
-        rows.append(MonthClose(
-            month=month, sealed=status is not None, verified=bool(status and status.ok),
-            seal_hash=status.hash if status else "", message=status.message if status else "",
-            acceptances=accepted.get(month, ()),
-            findings=found if isinstance(found, tuple) else None,
-            findings_error=found if isinstance(found, str) else "",
-            report=(reports or {}).get(month, ""),
-        ))
+        rows.append(
+            MonthClose(
+                month=month,
+                sealed=status is not None,
+                verified=bool(status and status.ok),
+                seal_hash=status.hash if status else "",
+                message=status.message if status else "",
+                acceptances=accepted.get(month, ()),
+                findings=found if isinstance(found, tuple) else None,
+                findings_error=found if isinstance(found, str) else "",
+                report=(reports or {}).get(month, ""),
+            )
+        )
     return tuple(reversed(rows))
