@@ -64,7 +64,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from ledger.cycles import Cycle, cycles_for
 from ledger.errors import PluginError
 from ledger.metering import Window, cut_off_us, daily_usage, measure
-from ledger.money import normalize, round_money
+from ledger.money import ZERO, normalize, round_money
 from ledger.pricing import PricingModel, Usage
 from ledger.rating import charged, is_ratable
 from ledger.registry import NotificationFailure
@@ -77,7 +77,6 @@ from ledger.workspace import AlertsConfig
 if TYPE_CHECKING:
     from ledger.session import Session
 
-ZERO = Decimal(0)
 _DAY = timedelta(days=1)
 
 

@@ -82,12 +82,13 @@ from beancount.utils import misc_utils
 from sqlalchemy import Engine, delete, func, insert, select
 
 from ledger import books, faults, metering, seal
-from ledger.credit_notes import load_credit_notes
 from ledger.errors import BadInput, MeterbookError, PluginError
 from ledger.escaping import for_terminal
-from ledger.invoicing import Invoice, load_invoices
-from ledger.money import quantum
-from ledger.payments import load_applications, load_payments, outstanding
+from ledger.facts.credit_notes import load_credit_notes
+from ledger.facts.invoices import Invoice, load_invoices
+from ledger.facts.payments import load_applications, load_payments
+from ledger.money import ZERO, quantum
+from ledger.payments import outstanding
 from ledger.reconcile import Finding
 from ledger.store import acceptances as acceptances_table
 from ledger.store import events as events_table
@@ -108,7 +109,6 @@ ASSERTED_KINDS = ("unbilled", "contract_asset", "receivable", "deferred", "refun
 TIE_OUT_KINDS = ("unbilled", "contract_asset", "receivable")
 #: Company-wide accounts (not per customer) asserted at close from the payments table: :func:`cash_balances`.
 CASH_KINDS = ("cash", "unapplied_cash")
-ZERO = Decimal(0)
 
 
 # --- months ------------------------------------------------------------------------------

@@ -76,8 +76,8 @@ from ledger.errors import BadInput, ProblemsFound
 from ledger.session import Session
 
 if TYPE_CHECKING:
+    from ledger.facts.invoices import Invoice
     from ledger.ingest import ImportReport
-    from ledger.invoicing import Invoice
     from ledger.reconcile import Finding
     from ledger.workspace import Workspace
 
@@ -1007,8 +1007,8 @@ def run_demo(
 ) -> DemoSummary:
     """Reset ``workspace``, generate the demo's files and run the pipeline month by month."""
     from ledger.closing import close_month, invoice_gated
+    from ledger.facts.invoices import load_invoices
     from ledger.ingest import ingest_files
-    from ledger.invoicing import load_invoices
     from ledger.registry import load_registry
     from ledger.rules import load_rules
     from ledger.store import open_store

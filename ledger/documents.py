@@ -12,9 +12,8 @@ from __future__ import annotations
 from decimal import Decimal
 from html import escape
 
-from ledger.invoicing import SUPPLEMENTARY, Invoice
+from ledger.facts.invoices import SUPPLEMENTARY, Invoice, Tax
 from ledger.rules import Rules
-from ledger.tax import Tax
 
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:56rem;color:#1d2330}

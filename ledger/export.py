@@ -43,9 +43,8 @@ from beancount.core import data
 from ledger import seal
 from ledger.errors import BadInput, RulesError
 from ledger.escaping import SpreadsheetCsv
-from ledger.money import round_money
+from ledger.money import ZERO, round_money
 
-ZERO = Decimal(0)
 FORMATS = ("csv", "quickbooks", "xero", "netsuite")
 FILE = "gl_accounts.yaml"
 

@@ -256,8 +256,8 @@ def meterbook_tax(draft: Any) -> Any:
       corrects (a debit adjustment or late usage for an invoiced cycle), or None: tax a
       correction as that supply was.
 
-    Returns: a :class:`ledger.tax.Tax`, or None when this plugin does not tax
-    the invoice. ``Tax.lines`` are :class:`ledger.tax.TaxLine` records
+    Returns: a :class:`ledger.facts.invoices.Tax`, or None when this plugin does not tax
+    the invoice. ``Tax.lines`` are :class:`ledger.facts.invoices.TaxLine` records
     (``jurisdiction``, ``rate``, taxable ``base``, ``amount`` rounded to the
     currency's minor unit, ``name``, ``treatment`` ``standard`` / ``exempt`` /
     ``reverse_charge``); ``Tax.exemption`` is the reason printed on the invoice

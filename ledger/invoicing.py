@@ -30,183 +30,20 @@ all ended has none, so once they have ended the waiting lines get a
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from datetime import date, timedelta
 from decimal import Decimal
 
 from sqlalchemy import Connection, Engine, func, select
 
-from ledger.events import dumps
-from ledger.posting import Snapshot, plan_points, snapshot
-from ledger.pricing import PriceLine
-from ledger.rating import ZERO, CycleRating, Rating
+from ledger.facts.invoices import REGULAR, SUPPLEMENTARY, Invoice, InvoiceLine, Snapshot
+from ledger.money import ZERO
+from ledger.posting import plan_points, snapshot
+from ledger.rating import CycleRating, Rating
 from ledger.rules import Customer, Rules
 from ledger.store import invoices as invoices_table
-from ledger.tax import Tax
-
-#: ``Invoice.kind``: an invoice of an invoice date (cycle end, advance fee, grant) ...
-REGULAR = "regular"
-#: ... or the bill of what an ended customer's waiting lines still owe (:func:`supplement`).
-SUPPLEMENTARY = "supplementary"
-
-
-@dataclass(frozen=True)
-class InvoiceLine:
-    """One line of an invoice and the account it settles."""
-
-    kind: str  # usage | commitment | base_fee | credit_applied | credit_grant | late_usage
-    description: str
-    account: str  # unbilled | contract_asset | deferred
-    amount: Decimal
-    cycle: str = ""  # cycle key "start/end"
-    link: str = ""  # cycle link body
-    meter: str = ""
-    quantity: Decimal | None = None
-    unit: str = ""
-    tiers: tuple[PriceLine, ...] = ()
-
-
-Day = date  # the field ``Invoice.date`` shadows the type inside the class
-
-
-@dataclass(frozen=True)
-class Invoice:
-    """An invoice, drafted or issued (then ``number`` is set)."""
-
-    customer: str
-    date: date
-    currency: str
-    lines: tuple[InvoiceLine, ...]
-    rules: str
-    number: str = ""
-    #: the cycles' accruals as they stood when invoiced: the books never move them again
-    accruals: tuple[Snapshot, ...] = ()
-    #: the due date: the invoice date plus the customer's payment terms when it was drafted
-    due: Day | None = None
-    #: :data:`REGULAR` or :data:`SUPPLEMENTARY` (absent from a regular invoice's JSON)
-    kind: str = REGULAR
-    #: the tax a ``meterbook_tax`` plugin charged (:mod:`ledger.tax`); None: untaxed
-    #: (absent from the JSON)
-    tax: Tax | None = None
-
-    @property
-    def due_date(self) -> Day:
-        return self.due or self.date
-
-    @property
-    def subtotal(self) -> Decimal:
-        """The lines' total (tax excluded, or included when prices include it)."""
-        return sum((line.amount for line in self.lines), ZERO)
-
-    @property
-    def total(self) -> Decimal:
-        """What the customer owes: the lines plus any tax they do not include."""
-        return self.subtotal + (self.tax.added if self.tax is not None else ZERO)
-
-    @property
-    def key(self) -> str:
-        """What makes issuing twice impossible: ``acme/2026-10-15`` for the regular invoice of a day,
-        ``acme/2026-10-16/supplementary`` for a supplementary one (so neither can shadow the other)."""
-        day = f"{self.customer}/{self.date.isoformat()}"
-        return day if self.kind == REGULAR else f"{day}/{self.kind}"
-
-    def settles(self, account: str) -> Decimal:
-        """What this invoice moves out of ``account`` into the receivable."""
-        return sum((line.amount for line in self.lines if line.account == account), ZERO)
-
-    @property
-    def cycles(self) -> tuple[str, ...]:
-        return tuple(sorted({line.link for line in self.lines if line.link}))
-
-    def to_json(self) -> str:
-        data = asdict(self)
-        if (
-            self.kind == REGULAR
-        ):  # regular invoices' documents stay as they were before kinds existed
-            del data["kind"]
-        if self.tax is None:  # untaxed invoices' documents stay as they were before taxes existed
-            del data["tax"]
-        else:
-            data["tax"] = self.tax.to_dict()
-        data["total"] = self.total
-        return dumps(_jsonable(data))
-
-    @classmethod
-    def from_json(cls, text: str) -> Invoice:
-        data = json.loads(text)
-        lines = tuple(
-            InvoiceLine(
-                kind=line["kind"],
-                description=line["description"],
-                account=line["account"],
-                amount=Decimal(line["amount"]),
-                cycle=line["cycle"],
-                link=line["link"],
-                meter=line["meter"],
-                quantity=Decimal(line["quantity"]) if line["quantity"] is not None else None,
-                unit=line["unit"],
-                tiers=tuple(
-                    PriceLine(
-                        t["description"],
-                        Decimal(t["quantity"]),
-                        Decimal(t["unit_price"]) if t["unit_price"] is not None else None,
-                        Decimal(t["amount"]),
-                    )
-                    for t in line["tiers"]
-                ),
-            )
-            for line in data["lines"]
-        )
-        accruals = tuple(
-            Snapshot(
-                link=a["link"],
-                customer=a["customer"],
-                cycle=a["cycle"],
-                plan=a["plan"],
-                through=date.fromisoformat(a["through"]),
-                currency=a["currency"],
-                targets=tuple((k, Decimal(v)) for k, v in a["targets"]),
-                quantities=tuple((k, Decimal(v)) for k, v in a["quantities"]),
-                evidence=a["evidence"],
-            )
-            for a in data.get("accruals", [])
-        )
-        return cls(
-            customer=data["customer"],
-            date=date.fromisoformat(data["date"]),
-            currency=data["currency"],
-            lines=lines,
-            rules=data["rules"],
-            number=data["number"],
-            accruals=accruals,
-            due=date.fromisoformat(data["due"]) if data.get("due") else None,
-            kind=data.get("kind", REGULAR),
-            tax=Tax.from_dict(data["tax"]) if data.get("tax") else None,
-        )
-
-
-def _jsonable(value: object) -> object:
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
-
-
-def load_invoices(engine: Engine) -> list[Invoice]:
-    """Every issued invoice, in number order."""
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(invoices_table.c.document).order_by(invoices_table.c.seq)
-        ).scalars()
-        return [Invoice.from_json(doc) for doc in rows]
 
 
 def cycle_lines(rated: CycleRating, rules: Rules) -> list[InvoiceLine]:

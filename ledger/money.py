@@ -35,6 +35,9 @@ from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, InvalidOperation
 
 import iso4217
 
+#: The one zero of money and quantities (``Decimal(0)``), imported everywhere.
+ZERO = Decimal(0)
+
 NANO = 10**9
 #: The largest absolute value an amount, price or quantity read from input may have.
 MAX_MAGNITUDE = Decimal(10) ** 15

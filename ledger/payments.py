@@ -58,7 +58,6 @@ posts it as a late adjustment on the first open day, with the invoice's links.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -71,20 +70,20 @@ from beancount.core.amount import Amount
 from sqlalchemy import Connection, Engine, select
 
 from ledger.errors import BadInput
-from ledger.events import dumps, parse_day, parse_number
+from ledger.events import parse_day, parse_number
+from ledger.facts.payments import CashApplication, Payment, load_applications, load_payments
 from ledger.ingest import ImportReport, Rejected, ingest_records
-from ledger.money import minor_units
+from ledger.money import ZERO, minor_units
 from ledger.posting import FLAG, _meta
 from ledger.store import payment_conflicts
 from ledger.store import payments as payments_table
 
 if TYPE_CHECKING:
-    from ledger.credit_notes import CreditNote
+    from ledger.facts.credit_notes import CreditNote
+    from ledger.facts.invoices import Invoice
     from ledger.importers.payments import RawPayment
-    from ledger.invoicing import Invoice
     from ledger.rules import Rules
 
-ZERO = Decimal(0)
 #: Reject reasons of a payments row, in the order they are checked (one per row).
 REASONS = (
     "bad_encoding",
@@ -100,34 +99,6 @@ REASONS = (
 MAX_TEXT = 255
 #: Why (part of) a payment went to unapplied cash, as written in its ``unapplied`` metadata.
 UNAPPLIED = ("no_invoice", "unknown_invoice", "currency_mismatch", "overpayment")
-
-
-@dataclass(frozen=True)
-class Payment:
-    """One payment received, as stored (amount quantized to the currency's minor unit)."""
-
-    date: date
-    amount: Decimal
-    currency: str
-    invoice: str  # the invoice number it names, or ""
-    reference: str  # the bank's / processor's unique reference: the idempotency key
-    file: str = ""
-    line: int = 0
-
-    def payload(self) -> str:
-        """Canonical JSON of what the payment says (not where it was read)."""
-        return dumps(
-            {
-                "amount": str(self.amount),
-                "currency": self.currency,
-                "date": self.date.isoformat(),
-                "invoice": self.invoice,
-                "reference": self.reference,
-            }
-        )
-
-    def payload_hash(self) -> str:
-        return hashlib.sha256(self.payload().encode()).hexdigest()
 
 
 # --- judging a row ------------------------------------------------------------------------
@@ -304,36 +275,6 @@ def ingest_payments(engine: Engine, path: Path, *, now: datetime | None = None) 
 
 
 # --- reading the store ------------------------------------------------------------------
-
-
-def load_payments(engine: Engine) -> list[Payment]:
-    """Every stored payment, in date then reference order."""
-    cols = payments_table.c
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(
-                cols.date,
-                cols.amount,
-                cols.currency,
-                cols.invoice,
-                cols.reference,
-                cols.file,
-                cols.line,
-            )
-        ).all()
-    found = [
-        Payment(
-            date=date.fromisoformat(d),
-            amount=Decimal(a),
-            currency=c,
-            invoice=i,
-            reference=r,
-            file=f,
-            line=int(n),
-        )
-        for d, a, c, i, r, f, n in rows
-    ]
-    return sorted(found, key=lambda p: (p.date, p.reference))
 
 
 # --- the settlement timeline ------------------------------------------------------------
@@ -561,48 +502,6 @@ def open_amounts(
 
 
 @dataclass(frozen=True)
-class CashApplication:
-    """Cash already received, applied to an invoice or paid back, later (``meterbook apply`` /
-    ``meterbook refund``; see :func:`application_entries` for the postings).
-
-    ``source`` is what it draws on: a payment's reference (its unapplied cash) or a
-    credit note's number (its credit balance, the refund liability).
-    """
-
-    reference: str
-    kind: Literal["apply", "refund"]
-    date: date
-    source: str
-    amount: Decimal
-    currency: str
-    invoice: str = ""  # apply: the invoice it pays
-
-
-def load_applications(engine: Engine) -> list[CashApplication]:
-    """Every stored application and refund, in date then reference order."""
-    from ledger.store import cash_applications
-
-    c = cash_applications.c
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(c.reference, c.kind, c.date, c.source, c.amount, c.currency, c.invoice)
-        ).all()
-    found = [
-        CashApplication(
-            reference=r,
-            kind="refund" if k == "refund" else "apply",
-            date=date.fromisoformat(d),
-            source=s,
-            amount=Decimal(a),
-            currency=cur,
-            invoice=i,
-        )
-        for r, k, d, s, a, cur, i in rows
-    ]
-    return sorted(found, key=lambda a: (a.date, a.reference))
-
-
-@dataclass(frozen=True)
 class Source:
     """What an application draws on, as the store gives it at a date."""
 
@@ -708,8 +607,8 @@ def application_entries(
 def find_source(engine: Engine, key: str, on: date) -> Source:
     """The payment or credit note ``key`` names, with what it holds at the end of ``on``
     (:class:`BadInput` when there is none, or it is dated after ``on``)."""
-    from ledger.credit_notes import load_credit_notes
-    from ledger.invoicing import load_invoices
+    from ledger.facts.credit_notes import load_credit_notes
+    from ledger.facts.invoices import load_invoices
 
     payments = {p.reference: p for p in load_payments(engine)}
     notes = {n.number: n for n in load_credit_notes(engine)}
@@ -760,8 +659,8 @@ def record_application(
     recorded before, so a re-run changes nothing). Every refusal is :class:`BadInput`,
     one line, nothing stored.
     """
-    from ledger.credit_notes import load_credit_notes
-    from ledger.invoicing import load_invoices
+    from ledger.facts.credit_notes import load_credit_notes
+    from ledger.facts.invoices import load_invoices
     from ledger.store import cash_applications
 
     if on < first_open:

@@ -62,32 +62,16 @@ from beancount.core import data
 from beancount.core.amount import Amount
 
 from ledger.errors import BadInput
-from ledger.rating import ZERO, CreditMovement, CycleRating, Rating, grant_key
+from ledger.facts.invoices import Snapshot
+from ledger.money import ZERO
+from ledger.rating import CreditMovement, CycleRating, Rating, grant_key
 from ledger.rules import Rules
 from ledger.tax import tax_postings
 
 if TYPE_CHECKING:
-    from ledger.invoicing import Invoice
+    from ledger.facts.invoices import Invoice
 
 FLAG = "*"
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """A cycle's cumulative targets at one accrual point (what the books hold through it)."""
-
-    link: str
-    customer: str
-    cycle: str
-    plan: str
-    through: date
-    currency: str
-    targets: tuple[tuple[str, Decimal], ...]
-    quantities: tuple[tuple[str, Decimal], ...] = ()
-    evidence: str = ""
-
-    def target(self, key: str) -> Decimal:
-        return dict(self.targets).get(key, ZERO)
 
 
 def targets(rated: CycleRating) -> dict[str, Decimal]:

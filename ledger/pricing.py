@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
+from ledger.money import ZERO
+
 
 class PricingError(ValueError):
     """A charge's parameters are invalid. The engine prefixes plan, charge and line."""
@@ -121,7 +123,6 @@ class PricingModel(Protocol):
 # models in ``plugins/`` use nothing else): parameter checks with messages that name
 # the key, tier tables, and the tier labels shown on invoices and statements.
 
-ZERO = Decimal(0)
 #: Per-event values carry at most this many decimal places (see ``ledger.money``).
 VALUE_PLACES = 9
 

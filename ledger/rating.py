@@ -54,12 +54,12 @@ from sqlalchemy import Engine
 
 from ledger.cycles import Cycle, cycles_for
 from ledger.errors import PluginError
+from ledger.facts.credit_notes import GrantReduction
+from ledger.facts.pins import TermsPin
 from ledger.metering import Window, cut_off_us, measure
-from ledger.money import round_money
+from ledger.money import ZERO, round_money
 from ledger.pricing import Price, PriceLine, PricingModel, Usage
 from ledger.rules import Charge, CreditGrant, Customer, Plan, Rules
-
-ZERO = Decimal(0)
 
 
 @dataclass(frozen=True)
@@ -131,28 +131,6 @@ class CreditMovement:
     cycle: Cycle | None = None
 
 
-@dataclass(frozen=True)
-class GrantReduction:
-    """Part of a prepaid credit grant a credit note took back, effective after ``day``'s draws.
-
-    The grant is named as its invoice line names it: its ``granted`` date and its
-    1-based ``ordinal`` among the customer's grants of that date (rules order),
-    which is :func:`grant_key` ``"2026-09-01#1"``. The books debit the same
-    ``amount`` to deferred revenue (:mod:`ledger.credit_notes`).
-    """
-
-    customer: str
-    granted: date
-    ordinal: int
-    day: date
-    amount: Decimal
-    note: str = ""
-
-    @property
-    def key(self) -> str:
-        return f"{self.granted.isoformat()}#{self.ordinal}"
-
-
 def grant_key(grants: Sequence[CreditGrant], index: int) -> str:
     """A grant's stable name: its date and its place among the grants of that date.
 
@@ -193,20 +171,6 @@ class Rating:
         for rated in self.cycles:
             last[(rated.cycle.customer, rated.cycle.start, rated.cycle.plan)] = rated
         return sorted(last.values(), key=lambda r: (r.cycle.customer, r.cycle.start))
-
-
-@dataclass(frozen=True)
-class TermsPin:
-    """The plan version an issued cycle was invoiced under (``ledger.rerate`` keeps them).
-
-    ``usage``: the version of the cycle's charges, commitment and arrears base fee,
-    pinned when its arrears were invoiced; ``fee``: the version of its advance base
-    fee, pinned when that was invoiced. A version is named by its ``effective``
-    date (``date.min``: the plan's original terms); None means not pinned.
-    """
-
-    usage: date | None = None
-    fee: date | None = None
 
 
 def cycle_plan(plan: Plan, cycle: Cycle, pin: TermsPin | None = None) -> Plan:
@@ -253,7 +217,7 @@ def rate(
     every caller draws credit exactly as the books post it.
     """
     if reductions is None:
-        from ledger.credit_notes import load_grant_reductions  # credit notes build on rating
+        from ledger.facts.credit_notes import load_grant_reductions
 
         reductions = load_grant_reductions(engine)
     selected = [

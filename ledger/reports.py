@@ -49,19 +49,18 @@ from ledger import books, seal
 from ledger.errors import BadInput
 from ledger.escaping import SpreadsheetCsv, for_terminal
 from ledger.metering import Window, cut_off_us, measure
-from ledger.money import normalize, round_money
+from ledger.money import ZERO, normalize, round_money
 from ledger.pricing import PricingError, PricingModel, Usage
 from ledger.rating import Rating
 
 if TYPE_CHECKING:
-    from ledger.credit_notes import CreditNote
-    from ledger.invoicing import Invoice
-    from ledger.payments import Payment
+    from ledger.facts.credit_notes import CreditNote
+    from ledger.facts.invoices import Invoice
+    from ledger.facts.payments import Payment
     from ledger.reconcile import Finding
     from ledger.rules import Plan, Rules
     from ledger.session import Session
 
-ZERO = Decimal(0)
 Cell = str | Decimal | int | date | None
 
 #: Aging buckets by days past the due date (the due date itself is "current").
@@ -230,19 +229,19 @@ class Sources:
 
     @cached_property
     def invoices(self) -> list[Invoice]:
-        from ledger.invoicing import load_invoices
+        from ledger.facts.invoices import load_invoices
 
         return load_invoices(self.session.engine)
 
     @cached_property
     def payments(self) -> list[Payment]:
-        from ledger.payments import load_payments
+        from ledger.facts.payments import load_payments
 
         return load_payments(self.session.engine)
 
     @cached_property
     def credit_notes(self) -> list[CreditNote]:
-        from ledger.credit_notes import load_credit_notes
+        from ledger.facts.credit_notes import load_credit_notes
 
         return load_credit_notes(self.session.engine)
 
@@ -692,7 +691,7 @@ def open_items(sources: Sources, day: date) -> list[OpenItem]:
     from ledger.payments import open_amounts
 
     invoices = [inv for inv in sources.invoices if inv.date <= day]
-    from ledger.payments import load_applications
+    from ledger.facts.payments import load_applications
 
     amounts = open_amounts(
         invoices,

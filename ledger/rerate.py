@@ -78,13 +78,18 @@ from beancount.core import data
 from beancount.core.amount import Amount
 from sqlalchemy import Connection, Engine, func, select
 
-from ledger.credit_notes import CreditNote, creditable
+from ledger.credit_notes import creditable
 from ledger.cycles import cycle_at
 from ledger.errors import BadInput, RulesError
 from ledger.events import dumps
-from ledger.invoicing import REGULAR, Invoice, InvoiceLine, cycle_lines, load_invoices, supplement
+from ledger.facts.adjustments import Adjustment, _label, load_adjustments
+from ledger.facts.credit_notes import CreditNote
+from ledger.facts.invoices import REGULAR, Invoice, InvoiceLine, load_invoices
+from ledger.facts.pins import load_pins, version_date, version_text
+from ledger.invoicing import cycle_lines, supplement
+from ledger.money import ZERO
 from ledger.posting import FLAG, _meta
-from ledger.rating import CycleRating, TermsPin, rate
+from ledger.rating import CycleRating, rate
 from ledger.store import credit_notes as credit_notes_table
 from ledger.store import cycle_terms, rerates
 from ledger.tax import credit_of_lines
@@ -94,7 +99,6 @@ if TYPE_CHECKING:
     from ledger.rules import Meter, Plan, Rules
     from ledger.session import Session
 
-ZERO = Decimal(0)
 _Date = date  # the field named ``date`` shadows the type inside the class
 #: Invoice line kinds a rerate compares (credits applied and grants stay as invoiced).
 RERATED_KINDS = ("usage", "commitment", "base_fee")
@@ -106,18 +110,6 @@ RERATED_KINDS = ("usage", "commitment", "base_fee")
 #: pinned by the invoice that bills the cycle's arrears) and ``fee`` (an advance base
 #: fee, pinned by the invoice that bills it).
 PARTS = ("usage", "fee")
-
-
-def _version_text(version: date | None) -> str | None:
-    if version is None:
-        return None
-    return "" if version == date.min else version.isoformat()
-
-
-def _version_date(text: str | None) -> date | None:
-    if text is None:
-        return None
-    return date.min if text == "" else date.fromisoformat(text)
 
 
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
@@ -230,17 +222,6 @@ def terms_digest(
     return METERED + hashlib.sha256(dumps(terms).encode()).hexdigest()[: 64 - len(METERED)]
 
 
-def load_pins(engine: Engine) -> dict[str, TermsPin]:
-    """The plan version every issued cycle was invoiced under, by cycle link."""
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(cycle_terms.c.link, cycle_terms.c.usage_version, cycle_terms.c.fee_version)
-        )
-        return {
-            link: TermsPin(_version_date(usage), _version_date(fee)) for link, usage, fee in rows
-        }
-
-
 def record_pins(conn: Connection, rules: Rules, invoices: Iterable[Invoice]) -> None:
     """Pin the versions newly issued invoices were rated with (kept as they are once set),
     in the transaction that issues them (:func:`ledger.invoicing.issue`'s ``also``), each
@@ -271,7 +252,7 @@ def record_pins(conn: Connection, rules: Rules, invoices: Iterable[Invoice]) -> 
             version = plan.version_at(cycle.start)
             row.update(
                 {
-                    f"{part}_version": _version_text(version),
+                    f"{part}_version": version_text(version),
                     f"{part}_invoice": inv.number,
                     f"{part}_digest": terms_digest(plan, version, part, rules.meters),
                 }
@@ -360,7 +341,7 @@ def changed_terms(engine: Engine, rules: Rules) -> list[Drift]:
     for row in rows:
         for part in PARTS:
             version, pinned = (
-                _version_date(getattr(row, f"{part}_version")),
+                version_date(getattr(row, f"{part}_version")),
                 getattr(row, f"{part}_digest"),
             )
             if version is None or pinned is None:
@@ -562,71 +543,6 @@ def rerated_lines_check(session: Session) -> CheckResult:
 
 
 # --- stored reratings -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Adjustment:
-    """One invoice line changed by a rerate run, as stored, with the document carrying it."""
-
-    run: int
-    document: str  # CN-… (a decrease) or DA-… (an increase)
-    customer: str
-    invoice: str
-    line: int
-    line_key: str
-    kind: str
-    meter: str
-    link: str
-    cycle: str
-    currency: str
-    invoiced: Decimal
-    rerated: Decimal
-    amount: Decimal
-    date: date
-    since: _Date
-    rules: str
-
-    @property
-    def label(self) -> str:
-        return _label(self.line_key)
-
-
-def load_adjustments(engine: Engine) -> list[Adjustment]:
-    """Every stored rerate line, in the order they were recorded."""
-    c = rerates.c
-    with engine.connect() as conn:
-        rows = conn.execute(select(rerates).order_by(c.id)).all()
-    return [
-        Adjustment(
-            run=r.run,
-            document=r.document,
-            customer=r.customer,
-            invoice=r.invoice,
-            line=r.line,
-            line_key=r.line_key,
-            kind=r.kind,
-            meter=r.meter,
-            link=r.link,
-            cycle=r.cycle,
-            currency=r.currency,
-            invoiced=Decimal(r.invoiced),
-            rerated=Decimal(r.rerated),
-            amount=Decimal(r.amount),
-            date=date.fromisoformat(r.date),
-            since=date.fromisoformat(r.since),
-            rules=r.rules,
-        )
-        for r in rows
-    ]
-
-
-def _label(line_key: str) -> str:
-    kind, _, rest = line_key.partition(":")
-    if kind == "usage":
-        return rest
-    if kind == "commitment":
-        return "minimum commitment"
-    return f"base fee ({rest or 'arrears'})"
 
 
 # --- computing the differences -----------------------------------------------------------------

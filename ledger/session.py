@@ -23,26 +23,23 @@ from beancount.parser import parser
 from sqlalchemy import Connection, Engine, delete, insert, select
 
 from ledger import books, faults, metering
-from ledger.credit_notes import (
-    CreditNote,
-    credit_note_documents,
-    credit_note_entries,
-    load_credit_notes,
-)
+from ledger.credit_notes import credit_note_documents, credit_note_entries
 from ledger.documents import invoice_documents
 from ledger.errors import BadInput, StoreError
-from ledger.invoicing import Invoice, draft_invoices, issue, load_invoices, number
-from ledger.payments import application_entries, load_applications, load_payments, payment_entries
+from ledger.facts.adjustments import Adjustment, load_adjustments
+from ledger.facts.credit_notes import CreditNote, load_credit_notes
+from ledger.facts.invoices import Invoice, load_invoices
+from ledger.facts.payments import load_applications, load_payments
+from ledger.facts.pins import load_pins
+from ledger.invoicing import draft_invoices, issue, number
+from ledger.payments import application_entries, payment_entries
 from ledger.posting import catch_up, post
 from ledger.rating import Rating, rate
 from ledger.registry import Registry, load_registry
 from ledger.rerate import (
-    Adjustment,
     bill_debit_adjustments,
     debit_documents,
     debit_entries,
-    load_adjustments,
-    load_pins,
     mark_credit_notes,
     record_pins,
     require_unchanged_terms,

@@ -71,11 +71,12 @@ from ledger.cycles import Cycle, cycle_at
 from ledger.errors import BadInput
 from ledger.escaping import SpreadsheetCsv
 from ledger.events import from_us
-from ledger.invoicing import InvoiceLine, cycle_lines
+from ledger.facts.invoices import InvoiceLine
+from ledger.invoicing import cycle_lines
 from ledger.metering import Window, cut_off_us, daily_usage, measure
-from ledger.money import from_units_nanos, normalize, round_money
+from ledger.money import ZERO, from_units_nanos, normalize, round_money
 from ledger.pricing import Band, Usage
-from ledger.rating import ZERO, CycleRating, Rating, cycle_plan
+from ledger.rating import CycleRating, Rating, cycle_plan
 from ledger.rules import Meter, Plan, Rules
 from ledger.store import events
 
@@ -297,7 +298,7 @@ def build_statement(session: Session, cycle: Cycle, *, today: date) -> Statement
 def terms_of(session: Session, cycle: Cycle) -> Plan:
     """The plan terms the rating prices ``cycle`` with: the version in effect at its start,
     or the one its invoice pinned (:func:`ledger.rating.cycle_plan`)."""
-    from ledger.rerate import load_pins
+    from ledger.facts.pins import load_pins
 
     return cycle_plan(
         session.rules.plans[cycle.plan], cycle, load_pins(session.engine).get(cycle.link)

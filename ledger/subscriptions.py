@@ -55,11 +55,14 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, func, select
 
-from ledger.credit_notes import CreditNote, CreditPart, creditable, load_credit_notes
+from ledger.credit_notes import creditable
 from ledger.cycles import Cycle, cycles_for
 from ledger.errors import BadInput
-from ledger.invoicing import Invoice, load_invoices
-from ledger.rating import TermsPin, cycle_plan, prorate
+from ledger.facts.credit_notes import CreditNote, CreditPart, load_credit_notes
+from ledger.facts.invoices import Invoice, load_invoices
+from ledger.facts.pins import TermsPin
+from ledger.money import ZERO
+from ledger.rating import cycle_plan, prorate
 from ledger.store import credit_notes as credit_notes_table
 from ledger.store import rerates
 from ledger.tax import credit_of_lines
@@ -69,7 +72,6 @@ if TYPE_CHECKING:
     from ledger.rules import Rules
     from ledger.session import Session
 
-ZERO = Decimal(0)
 _DAY = timedelta(days=1)
 #: A credit note issued for a subscription change starts its reason with this.
 REASON = "subscription change"
@@ -154,7 +156,7 @@ def fee_changes(session: Session, through: date, *, every: bool = False) -> list
     """Every invoiced advance fee the current subscriptions bill differently, with the day
     its correction is dated: the cycle's (new) last day, not before the invoice nor before
     the first open day. Those dated after ``through`` are left for a later run."""
-    from ledger.rerate import load_pins
+    from ledger.facts.pins import load_pins
 
     lines = [
         (inv, i, ln)
@@ -207,7 +209,7 @@ def fee_changes(session: Session, through: date, *, every: bool = False) -> list
 def current_fees(session: Session, invoice_number: str) -> dict[str, tuple[str, Decimal]]:
     """Per advance-fee cycle link of the invoice: the cycle key and fee the subscriptions
     give it now (what a credit note on the fee line takes its deferred part against)."""
-    from ledger.rerate import load_pins
+    from ledger.facts.pins import load_pins
 
     invoice = next(
         (inv for inv in load_invoices(session.engine) if inv.number == invoice_number), None
@@ -309,7 +311,7 @@ def require_unissued_days(session: Session) -> None:
     invoice already issued: a new cycle's advance fee, or a prepaid grant, dated on a day
     whose invoice for the customer is issued (one invoice per customer and day, and an
     issued invoice is never changed). Dated a day later, it is billed on its own invoice."""
-    from ledger.rerate import load_pins
+    from ledger.facts.pins import load_pins
 
     issued = {inv.key: inv for inv in load_invoices(session.engine)}
     if not issued:

@@ -46,7 +46,7 @@ import json
 import tomllib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import date as date_
 from decimal import Decimal
 from pathlib import Path
@@ -56,19 +56,23 @@ from pydantic import BaseModel, ConfigDict, field_validator
 
 from ledger.accounts import component, is_valid_component
 from ledger.errors import PluginError, WorkspaceError
-from ledger.money import round_money
+from ledger.facts.invoices import (
+    EXEMPT,
+    REVERSE_CHARGE,
+    STANDARD,
+    TREATMENTS,
+    Tax,
+    TaxLine,
+    percent,
+)
+from ledger.money import ZERO, round_money
 
 if TYPE_CHECKING:
-    from ledger.invoicing import Invoice
+    from ledger.facts.invoices import Invoice
     from ledger.registry import Registry
     from ledger.reports import Cell, Report, Sources
     from ledger.rules import Customer, Rules
 
-ZERO = Decimal(0)
-STANDARD = "standard"
-EXEMPT = "exempt"
-REVERSE_CHARGE = "reverse_charge"
-TREATMENTS = (STANDARD, EXEMPT, REVERSE_CHARGE)
 #: printed on an invoice whose customer accounts for the tax
 #: (EU VAT Directive, Art. 196 and 226(11a))
 REVERSE_CHARGE_MENTION = (
@@ -78,114 +82,6 @@ FILE = "taxes.yaml"
 
 
 # --- what an invoice carries ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TaxLine:
-    """One tax line: the taxable base at one rate of one jurisdiction, and the tax on it.
-
-    ``treatment`` is ``standard`` (tax charged), ``exempt`` or ``reverse_charge``
-    (base reported, no tax: ``rate`` and ``amount`` are 0).
-    """
-
-    jurisdiction: str
-    rate: Decimal
-    base: Decimal
-    amount: Decimal
-    name: str = "tax"
-    treatment: str = STANDARD
-
-    @property
-    def label(self) -> str:
-        """``VAT 19% (DE)``, ``exempt (US-OR)``, ``reverse charge (FR)``."""
-        where = f" ({self.jurisdiction})" if self.jurisdiction else ""
-        if self.treatment != STANDARD:
-            return f"{self.treatment.replace('_', ' ')}{where}"
-        return f"{self.name} {percent(self.rate)}{where}"
-
-
-@dataclass(frozen=True)
-class Tax:
-    """The tax of one invoice, as a ``meterbook_tax`` plugin decided it.
-
-    ``exemption``: why no tax (or not all of it) is charged, printed on the
-    invoice (the reverse-charge mention, an exemption's legal reason).
-    ``inclusive``: the lines' amounts already include the tax.
-    """
-
-    lines: tuple[TaxLine, ...] = ()
-    exemption: str = ""
-    inclusive: bool = False
-    seller_tax_id: str = ""
-    customer_tax_id: str = ""
-    #: per invoice line, ``(index into lines, the tax charged on that line)`` for every tax
-    #: line that applies to it (amounts at the minor unit, adding up to each tax line's
-    #: amount): what a credit note on one line gives back. Empty: not known (a plugin that
-    #: gives none), so a line's credit takes the invoice's average tax.
-    line_tax: tuple[tuple[tuple[int, Decimal], ...], ...] = ()
-
-    @property
-    def amount(self) -> Decimal:
-        """All tax charged on the invoice."""
-        return sum((t.amount for t in self.lines), ZERO)
-
-    @property
-    def added(self) -> Decimal:
-        """What the tax adds to the lines' total: all of it, or nothing when prices include it."""
-        return ZERO if self.inclusive else self.amount
-
-    @property
-    def reverse_charge(self) -> bool:
-        return any(t.treatment == REVERSE_CHARGE for t in self.lines)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {k: _text(v) for k, v in asdict(self).items()}
-        if not self.line_tax:  # documents without it stay as they were
-            del out["line_tax"]
-        return out
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Tax:
-        return cls(
-            lines=tuple(
-                TaxLine(
-                    jurisdiction=t["jurisdiction"],
-                    rate=Decimal(t["rate"]),
-                    base=Decimal(t["base"]),
-                    amount=Decimal(t["amount"]),
-                    name=t["name"],
-                    treatment=t["treatment"],
-                )
-                for t in data["lines"]
-            ),
-            exemption=data["exemption"],
-            inclusive=bool(data["inclusive"]),
-            seller_tax_id=data["seller_tax_id"],
-            customer_tax_id=data["customer_tax_id"],
-            line_tax=tuple(
-                tuple((int(j), Decimal(a)) for j, a in line) for line in data.get("line_tax", ())
-            ),
-        )
-
-
-def _text(value: object) -> object:
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, list | tuple):
-        return [_text(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _text(v) for k, v in value.items()}
-    return value
-
-
-def percent(rate: Decimal) -> str:
-    """``0.19`` → ``19%``, ``0.0725`` → ``7.25%``.
-
-    >>> percent(Decimal("0.19")), percent(Decimal("0.0725")), percent(Decimal("0"))
-    ('19%', '7.25%', '0%')
-    """
-    text = format((rate * 100).normalize(), "f")
-    return f"{text}%"
 
 
 # --- settings and rules -----------------------------------------------------------------------
@@ -725,11 +621,13 @@ def check_tax(tax: object, plugin: str, invoice: Invoice) -> Tax:
     minor unit."""
     where = f"plugin {plugin}: meterbook_tax for {invoice.customer} {invoice.date.isoformat()}"
     if not isinstance(tax, Tax):
-        raise PluginError(f"{where}: returned {type(tax).__name__}, not a ledger.tax.Tax or None")
+        raise PluginError(
+            f"{where}: returned {type(tax).__name__}, not a ledger.facts.invoices.Tax or None"
+        )
     for line in tax.lines:
         if not isinstance(line, TaxLine):
             raise PluginError(
-                f"{where}: a tax line is {type(line).__name__}, not a ledger.tax.TaxLine"
+                f"{where}: a tax line is {type(line).__name__}, not a ledger.facts.invoices.TaxLine"
             )
         for name in ("rate", "base", "amount"):
             value = getattr(line, name)

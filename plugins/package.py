@@ -23,15 +23,8 @@ from decimal import Decimal
 from typing import Any
 
 from ledger.hookspecs import hookimpl
-from ledger.pricing import (
-    ZERO,
-    Price,
-    PriceLine,
-    Usage,
-    check_keys,
-    decimal_param,
-    format_quantity,
-)
+from ledger.money import ZERO
+from ledger.pricing import Price, PriceLine, Usage, check_keys, decimal_param, format_quantity
 
 
 @dataclass(frozen=True)

@@ -40,9 +40,9 @@ from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
 from ledger.hookspecs import hookimpl
+from ledger.money import ZERO
 from ledger.pricing import (
     VALUE_PLACES,
-    ZERO,
     Band,
     Price,
     PriceLine,

@@ -35,9 +35,9 @@ from typing import Any
 from ledger.hookspecs import hookimpl
 from ledger.live_totals import daily_live_totals
 from ledger.metering import daily_usage
+from ledger.money import ZERO
 from ledger.reconcile import Finding, finding_id
 
-ZERO = Decimal(0)
 #: Days that differ named in an explanation (the largest differences first).
 SHOWN_DAYS = 3
 

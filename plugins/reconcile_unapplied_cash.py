@@ -32,9 +32,10 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
-from ledger.credit_notes import load_credit_notes
+from ledger.facts.credit_notes import load_credit_notes
+from ledger.facts.payments import load_applications, load_payments
 from ledger.hookspecs import hookimpl
-from ledger.payments import load_applications, load_payments, outstanding, settle
+from ledger.payments import outstanding, settle
 from ledger.reconcile import Finding, finding_id
 
 #: What each ``unapplied`` reason means, for the explanation.

@@ -9,8 +9,9 @@ answers for one invoice are an error).
 
 from __future__ import annotations
 
+from ledger.facts.invoices import Tax
 from ledger.hookspecs import hookimpl
-from ledger.tax import Tax, TaxDraft, rules_tax
+from ledger.tax import TaxDraft, rules_tax
 
 
 @hookimpl

@@ -28,7 +28,8 @@ from decimal import Decimal
 from typing import Any
 
 from ledger.hookspecs import hookimpl
-from ledger.pricing import ZERO, Price, PriceLine, Tier, Usage, check_keys, parse_tiers, tier_label
+from ledger.money import ZERO
+from ledger.pricing import Price, PriceLine, Tier, Usage, check_keys, parse_tiers, tier_label
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ from beancount.core.amount import Amount
 from ledger.books import close_path, load_books, month_path, sealed_months
 from ledger.closing import run_reconcilers
 from ledger.events import Event
-from ledger.invoicing import load_invoices
+from ledger.facts.invoices import load_invoices
 from ledger.payments import ingest_payments
 from ledger.seal import GUARD_ACCOUNT
 from ledger.session import Session

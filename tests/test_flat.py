@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from ledger.books import load_books
 from ledger.events import Event, parse_time
-from ledger.invoicing import Invoice, InvoiceLine
+from ledger.facts.invoices import Invoice, InvoiceLine
 from ledger.plugins.flat import FlatPricing
 from ledger.pricing import Usage
 from ledger.rating import is_ratable

@@ -41,7 +41,7 @@ from ledger.books import load_books, month_path
 from ledger.cli import cli
 from ledger.errors import BadInput
 from ledger.events import Event, parse_time
-from ledger.invoicing import Invoice, load_invoices
+from ledger.facts.invoices import Invoice, load_invoices
 from ledger.posting import catch_up, cumulative_quantities, invoice_evidence, parse_quantities
 from ledger.session import Session
 from ledger.trace import trace

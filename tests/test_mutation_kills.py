@@ -16,6 +16,7 @@ from beancount.core import data
 
 from ledger.cycles import Cycle
 from ledger.errors import BadInput
+from ledger.facts.pins import TermsPin
 from ledger.money import (
     MAX_MAGNITUDE,
     DecimalError,
@@ -42,14 +43,7 @@ from ledger.pricing import (
     format_quantity,
     parse_tiers,
 )
-from ledger.rating import (
-    BaseFeeRating,
-    TermsPin,
-    cycle_plan,
-    grant_key,
-    rate,
-    undrawn_credit,
-)
+from ledger.rating import BaseFeeRating, cycle_plan, grant_key, rate, undrawn_credit
 from ledger.registry import load_registry
 from ledger.rules import BaseFee, CreditGrant, Plan, PlanVersion, load_rules
 from ledger.store import open_store

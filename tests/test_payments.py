@@ -17,9 +17,10 @@ from beancount.core import data
 from ledger import ingest
 from ledger.books import load_books
 from ledger.events import Event, parse_time
+from ledger.facts.invoices import Invoice
+from ledger.facts.payments import Payment, load_payments
 from ledger.importers.payments import PaymentsCsv
-from ledger.invoicing import Invoice
-from ledger.payments import Payment, ingest_payments, load_payments, payment_entries
+from ledger.payments import ingest_payments, payment_entries
 from ledger.session import Session
 from ledger.store import payment_conflicts, rejects
 from tests.support import METERS_CALLS_TOKENS, balance, insert_events, open_session, write_workspace
@@ -249,7 +250,7 @@ def test_payments_file_is_identified_and_a_bad_header_refused(tmp_path: Path) ->
 
 
 def test_settlement_is_deterministic_whatever_the_order() -> None:
-    from ledger.invoicing import InvoiceLine
+    from ledger.facts.invoices import InvoiceLine
     from ledger.rules import Rules
 
     inv = Invoice(

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine
 
 from ledger.events import Event, parse_time
-from ledger.rating import GrantReduction, Rating, rate, undrawn_credit
+from ledger.facts.credit_notes import GrantReduction
+from ledger.rating import Rating, rate, undrawn_credit
 from ledger.registry import load_registry
 from ledger.rules import Rules, load_rules
 from ledger.store import open_store

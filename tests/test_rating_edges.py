@@ -29,8 +29,10 @@ import pytest
 
 from ledger.errors import PluginError
 from ledger.events import Event, parse_time
+from ledger.facts.credit_notes import GrantReduction
+from ledger.facts.pins import TermsPin
 from ledger.pricing import Price, Usage
-from ledger.rating import GrantReduction, Rating, TermsPin, rate, undrawn_credit
+from ledger.rating import Rating, rate, undrawn_credit
 from ledger.registry import load_registry
 from ledger.rules import Rules, load_rules
 from ledger.store import open_store

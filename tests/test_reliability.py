@@ -32,7 +32,7 @@ from sqlalchemy import select
 
 from ledger import faults
 from ledger.books import close_path, format_entry, load_books, month_path, sealed_months
-from ledger.invoicing import load_invoices
+from ledger.facts.invoices import load_invoices
 from ledger.lock import workspace_lock
 from ledger.seal import GUARD_ACCOUNT
 from ledger.store import meta

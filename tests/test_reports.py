@@ -129,7 +129,7 @@ def rows(report: Report, title: str) -> list[dict[str, Any]]:
 
 
 def test_invoices_are_the_ones_computed_by_hand(session: Session) -> None:
-    from ledger.invoicing import load_invoices
+    from ledger.facts.invoices import load_invoices
 
     assert [(i.number, i.customer, i.date, i.total) for i in load_invoices(session.engine)] == [
         ("INV-2026-000001", "cal", date(2026, 9, 1), D("30.00")),

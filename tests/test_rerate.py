@@ -25,12 +25,12 @@ import pytest
 from beancount.core import data
 
 from ledger.books import close_path, load_books, month_path
-from ledger.credit_notes import load_credit_notes
 from ledger.errors import RulesError
 from ledger.events import Event, parse_time
-from ledger.invoicing import load_invoices
+from ledger.facts.adjustments import load_adjustments
+from ledger.facts.credit_notes import load_credit_notes
+from ledger.facts.invoices import load_invoices
 from ledger.payments import ingest_payments
-from ledger.rerate import load_adjustments
 from ledger.rules import load_rules
 from tests.support import (
     METERS_CALLS,

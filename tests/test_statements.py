@@ -31,7 +31,7 @@ from click.testing import CliRunner
 from ledger.cli import cli
 from ledger.errors import BadInput
 from ledger.events import Event, parse_time
-from ledger.invoicing import load_invoices
+from ledger.facts.invoices import load_invoices
 from ledger.session import Session
 from ledger.statements import write_statement
 from tests.support import insert_events, open_session, write_workspace

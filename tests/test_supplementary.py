@@ -25,7 +25,7 @@ from click.testing import CliRunner
 
 from ledger.books import load_books
 from ledger.cli import cli
-from ledger.invoicing import SUPPLEMENTARY, Invoice, load_invoices
+from ledger.facts.invoices import SUPPLEMENTARY, Invoice, load_invoices
 from ledger.rerate import rerate
 from ledger.session import Session
 from tests.support import (

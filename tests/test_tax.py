@@ -26,9 +26,9 @@ from hypothesis import strategies as st
 
 from ledger.books import load_books
 from ledger.credit_notes import issue as issue_credit_note
-from ledger.credit_notes import load_credit_notes
 from ledger.errors import PluginError
-from ledger.invoicing import load_invoices
+from ledger.facts.credit_notes import load_credit_notes
+from ledger.facts.invoices import load_invoices
 from ledger.reports import build_report
 from ledger.session import Session
 from ledger.tax import TaxRate, standard_tax
@@ -729,7 +729,7 @@ def test_credit_notes_reverse_exactly_the_invoice_tax(
 ) -> None:
     """However an invoice's total is split over credit notes, each note's tax share is at the
     minor unit and not negative, and the shares add up to exactly the invoice's tax."""
-    from ledger.invoicing import Invoice, InvoiceLine
+    from ledger.facts.invoices import Invoice, InvoiceLine
     from ledger.tax import credited_tax
 
     line = InvoiceLine(kind="usage", description="u", account="unbilled", amount=subtotal)
@@ -1074,7 +1074,7 @@ def test_crediting_every_line_gives_back_each_tax_line_exactly(
     lines' shares (``Tax.line_tax``) add up to each tax line; crediting every line to its
     limit, each in one or two notes (``first`` of it, then the rest), gives back exactly each
     tax line's tax, never a negative share, and only tax lines of the line credited."""
-    from ledger.invoicing import Invoice, InvoiceLine
+    from ledger.facts.invoices import Invoice, InvoiceLine
     from ledger.tax import credited_tax, line_creditable
 
     tax = standard_tax(

@@ -23,7 +23,7 @@ from click.testing import CliRunner
 from ledger.books import load_books
 from ledger.cli import cli
 from ledger.events import Event, parse_time
-from ledger.invoicing import load_invoices
+from ledger.facts.invoices import load_invoices
 from ledger.session import Session
 from ledger.trace import trace
 from tests.support import METERS_CALLS_TOKENS, calls, insert_events, open_session, write_workspace

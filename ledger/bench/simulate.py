@@ -228,7 +228,7 @@ def _pick(items: Sequence[Any], x: float) -> Any:
 
 
 def _invoices(world: World) -> list[Any]:
-    from ledger.invoicing import load_invoices
+    from ledger.facts.invoices import load_invoices
     from ledger.store import open_store
 
     engine = open_store(f"sqlite:///{world.root / 'var' / 'events.sqlite'}")
@@ -239,7 +239,7 @@ def _invoices(world: World) -> list[Any]:
 
 
 def _store_rows(world: World, loader: str) -> list[Any]:
-    from ledger import credit_notes, payments
+    from ledger.facts import credit_notes, payments
     from ledger.store import open_store
 
     engine = open_store(f"sqlite:///{world.root / 'var' / 'events.sqlite'}")

@@ -33,13 +33,13 @@ from beancount.core import data
 
 from ledger import seal
 from ledger.closing import ACCEPT, account_kinds
+from ledger.money import ZERO
 
 if TYPE_CHECKING:
     from ledger.rating import CreditMovement, Rating
     from ledger.reconcile import Finding
     from ledger.rules import Customer, Rules
 
-ZERO = Decimal(0)
 #: Account kinds summed into "unbilled": earned, not invoiced yet (final and non-final usage).
 UNBILLED_KINDS = ("unbilled", "contract_asset")
 
