@@ -181,15 +181,21 @@ MUTATION_MODULES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             ),
         ),
     ),
-    "posting": (
-        ("ledger/posting.py",),
+    "journal": (
+        (
+            "ledger/journal/__init__.py",
+            "ledger/journal/meta.py",
+            "ledger/journal/accruals.py",
+            "ledger/journal/invoices.py",
+            "ledger/journal/sealed.py",
+        ),
         (
             "test_posting.py",
             "test_posting_properties.py",
             "test_credit_draws.py",
             "test_flat.py",
             "test_jpy.py",
-            _DOCTEST + "posting]",
+            _DOCTEST + "journal.accruals]",
             "test_mutation_kills.py",
             "test_metadata.py",
             "test_close.py",

@@ -69,24 +69,18 @@ from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from beancount.core import data
-from beancount.core.amount import Amount
 from sqlalchemy import Engine, func, select
 
-from ledger.cycles import Cycle, cycle_at
 from ledger.errors import BadInput
 from ledger.facts.credit_notes import CreditNote, CreditPart
-from ledger.facts.invoices import Invoice, InvoiceLine
+from ledger.facts.invoices import Invoice
 from ledger.money import ZERO, DecimalError, minor_units, parse_decimal, round_money
-from ledger.payments import invoice_links, settle
-from ledger.posting import FLAG, _meta
 from ledger.rating import undrawn_credit
 from ledger.store import credit_notes as credit_notes_table
 from ledger.store import invoices as invoices_table
-from ledger.tax import credited_tax, line_creditable, tax_postings, with_tax
+from ledger.tax import credited_tax, line_creditable, with_tax
 
 if TYPE_CHECKING:
-    from ledger.facts.payments import CashApplication, Payment
     from ledger.rules import Rules
     from ledger.session import Session
 
@@ -558,222 +552,6 @@ def issue(
 
 
 # --- the books ----------------------------------------------------------------------------------
-
-
-def credit_note_entries(
-    notes: Sequence[CreditNote],
-    invoices: Sequence[Invoice],
-    payments: Sequence[Payment],
-    rules: Rules,
-    documents_dir: str = "../documents",
-    *,
-    through: date | None = None,
-    applications: Sequence[CashApplication] = (),
-) -> list[data.Directive]:
-    """Per note, dated its issue date: contra-revenue (``credit_notes``) for the revenue it
-    gives back and ``deferred`` for what it reverses before recognition, against the
-    receivable (unpaid part) and ``refund_liability`` (paid part); a ``document``
-    directive on the customer's receivable; and the recognition it takes out of an
-    advance fee's cycle (:func:`fee_reduction_entries`, through ``through``)."""
-    settled = settle(invoices, payments, notes, applications)
-    by_number = {inv.number: inv for inv in invoices}
-    recut = recut_cycles(notes)
-    entries: list[data.Directive] = []
-    for note in sorted(notes, key=lambda n: n.seq):
-        s = settled[("credit_note", note.number)]
-        invoice = by_number.get(note.invoice)
-        receivable = rules.account("receivable", customer=note.customer)
-        postings = []
-        deferred = note.deferred
-        revenue = note.amount - deferred - note.tax_amount
-        if revenue:
-            # Revenue already recognized (usage, a fee's elapsed days, credit beyond a grant's
-            # balance) is given back: contra-revenue.
-            postings.append(
-                data.Posting(
-                    rules.account("credit_notes"),
-                    Amount(revenue, note.currency),
-                    None,
-                    None,
-                    None,
-                    None,
-                )
-            )
-        # The tax charged on what is credited is no longer owed to the jurisdiction (ledger.tax).
-        for account, amount in tax_postings(note.tax, rules, note.currency, sign=-1):
-            tax = Amount(amount, note.currency)
-            postings.append(data.Posting(account, tax, None, None, None, None))
-        if deferred:
-            # Billed but not yet earned (prepaid credit undrawn, fee days to come): never revenue,
-            # so the note reduces the deferred-revenue liability instead.
-            postings.append(
-                data.Posting(
-                    rules.account("deferred", customer=note.customer),
-                    Amount(deferred, note.currency),
-                    None,
-                    None,
-                    None,
-                    None,
-                )
-            )
-        if s.applied:
-            # The invoice is (partly) unpaid: the customer simply owes less.
-            postings.append(
-                data.Posting(receivable, Amount(-s.applied, note.currency), None, None, None, None)
-            )
-        if s.rest:
-            # The credited part was already paid (or exceeds the invoice, --force):
-            # the vendor now owes it back to the customer, a refund liability.
-            postings.append(
-                data.Posting(
-                    rules.account("refund_liability", customer=note.customer),
-                    Amount(-s.rest, note.currency),
-                    None,
-                    None,
-                    None,
-                    None,
-                )
-            )
-        links = frozenset(
-            {note.number, *(invoice_links(invoice) if invoice is not None else {note.invoice})}
-        )
-        entries.append(
-            data.Transaction(
-                _meta(
-                    customer=note.customer,
-                    invoice=note.invoice,
-                    credit_note=note.number,
-                    reason=note.reason,
-                    invoice_line=Decimal(note.line) if note.line is not None else None,
-                    forced=True if note.forced else None,
-                ),
-                note.date,
-                FLAG,
-                note.customer,
-                f"Credit note {note.number} for {note.invoice}",
-                frozenset(),
-                links,
-                postings,
-            )
-        )
-        entries.append(
-            data.Document(
-                _meta(),
-                note.date,
-                receivable,
-                f"{documents_dir}/{note.number}.html",
-                frozenset(),
-                frozenset({note.number}),
-            )
-        )
-        if invoice is not None:
-            entries.extend(
-                fee_reduction_entries(note, invoice, rules, through=through, recut=recut)
-            )
-    return entries
-
-
-def _fee_plan(customer: str, line: InvoiceLine, rules: Rules) -> str:
-    """The plan whose subscription revenue an advance fee line was recognized to."""
-    known = rules.customers.get(customer)
-    start, _ = _cycle_bounds(line.cycle)
-    cycle = cycle_at(known, rules.plans, start) if known is not None else None
-    if cycle is not None and cycle.key == line.cycle:
-        return cycle.plan
-    return line.description.split(" base fee ", 1)[0]  # "<plan> base fee <cycle> (in advance)"
-
-
-def recut_cycles(notes: Sequence[CreditNote]) -> dict[tuple[str, int], str]:
-    """Per (invoice, line): the cycle a subscription change's credit note says the fee's
-    cycle is now (``ledger.subscriptions``; its reason reads ``… cycle A now B, …``).
-
-    A note on that line whose deferred part was scheduled over the old cycle ``A``
-    (issued before the change) no longer reduces recognition day by day: the change's
-    own note counted that part as taken out at once."""
-    found: dict[tuple[str, int], str] = {}
-    for note in sorted(notes, key=lambda n: n.seq):
-        if note.reason.startswith("subscription change: cycle ") and " now " in note.reason:
-            now = note.reason.split(" now ", 1)[1].split(",", 1)[0]
-            for part in note.parts:
-                found[(note.invoice, part.line)] = now
-    return found
-
-
-def fee_reduction_entries(
-    note: CreditNote,
-    invoice: Invoice,
-    rules: Rules,
-    *,
-    through: date | None = None,
-    recut: Mapping[tuple[str, int], str] | None = None,
-) -> list[data.Transaction]:
-    """The recognition a note's deferred part on an advance fee takes out of the rest of the cycle.
-
-    The accrual points keep recognizing the fee as billed (they are frozen with the
-    cycle's invoice); at each of the cycle's accrual points from the note's date on,
-    this books the change in :func:`fee_reduction` the other way, so the cycle
-    recognizes ``fee − deferred part`` in all and its deferred revenue ends at 0.
-    A note of 2026-10-26 taking 30.00 out of ``[2026-10-15, 2026-11-15)``::
-
-        2026-10-31 * "acme" "Base fee recognition reduced by CN-2026-000001 through 2026-10-31" ^CN-2026-000001 ^acme-2026-10-15
-          customer: "acme"
-          credit_note: "CN-2026-000001"
-          cycle: "2026-10-15/2026-11-15"
-          Income:Subscriptions:Pro             9.00 USD
-          Liabilities:Deferred-Revenue:Acme   -9.00 USD
-        2026-11-14 * … 21.00 USD (the rest: 30.00 in all)
-    """
-    entries = []
-    for part in note.parts:
-        if not (part.cycle and part.deferred) or not 1 <= part.line <= len(invoice.lines):
-            continue
-        now = (recut or {}).get((invoice.number, part.line))
-        if now is not None and now != part.cycle:
-            continue  # scheduled over a cycle a subscription change has since re-cut: taken at once
-        fee = invoice.lines[part.line - 1]
-        start, end = _cycle_bounds(part.cycle)
-        plan = _fee_plan(note.customer, fee, rules)
-        points = Cycle(
-            note.customer, plan, start, end, start, end, 0, False, False
-        ).accrual_points()
-        done = ZERO
-        for point in points:
-            if point < note.date or (through is not None and point > through):
-                continue
-            cumulative = fee_reduction(part.deferred, part.cycle, note.date, point, note.currency)
-            delta, done = cumulative - done, cumulative
-            if not delta:
-                continue
-            entries.append(
-                data.Transaction(
-                    _meta(customer=note.customer, credit_note=note.number, cycle=part.cycle),
-                    point,
-                    FLAG,
-                    note.customer,
-                    f"Base fee recognition reduced by {note.number} through {point.isoformat()}",
-                    frozenset(),
-                    frozenset({note.number, *({fee.link} if fee.link else set())}),
-                    [
-                        data.Posting(
-                            rules.account("subscription_revenue", plan=plan),
-                            Amount(delta, note.currency),
-                            None,
-                            None,
-                            None,
-                            None,
-                        ),
-                        data.Posting(
-                            rules.account("deferred", customer=note.customer),
-                            Amount(-delta, note.currency),
-                            None,
-                            None,
-                            None,
-                            None,
-                        ),
-                    ],
-                )
-            )
-    return entries
 
 
 # --- documents ----------------------------------------------------------------------------------

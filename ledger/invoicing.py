@@ -38,9 +38,9 @@ from decimal import Decimal
 
 from sqlalchemy import Connection, Engine, func, select
 
+from ledger.accruals import plan_points, snapshot, split_credit
 from ledger.facts.invoices import REGULAR, SUPPLEMENTARY, Invoice, InvoiceLine, Snapshot
 from ledger.money import ZERO
-from ledger.posting import plan_points, snapshot
 from ledger.rating import CycleRating, Rating
 from ledger.rules import Customer, Rules
 from ledger.store import invoices as invoices_table
@@ -111,12 +111,6 @@ def cycle_lines(rated: CycleRating, rules: Rules) -> list[InvoiceLine]:
             )
         )
     return lines
-
-
-def split_credit(rated: CycleRating) -> tuple[Decimal, Decimal]:
-    """Credit applied to final-price usage first (unbilled), then to the rest (contract asset)."""
-    final = min(rated.credit_applied, rated.final_usage)
-    return final, rated.credit_applied - final
 
 
 def draft_invoices(

@@ -23,7 +23,7 @@ from beancount.parser import parser
 from sqlalchemy import Connection, Engine, delete, insert, select
 
 from ledger import books, faults, metering
-from ledger.credit_notes import credit_note_documents, credit_note_entries
+from ledger.credit_notes import credit_note_documents
 from ledger.documents import invoice_documents
 from ledger.errors import BadInput, StoreError
 from ledger.facts.adjustments import Adjustment, load_adjustments
@@ -32,15 +32,16 @@ from ledger.facts.invoices import Invoice, load_invoices
 from ledger.facts.payments import load_applications, load_payments
 from ledger.facts.pins import load_pins
 from ledger.invoicing import draft_invoices, issue, number
-from ledger.payments import application_entries, payment_entries
-from ledger.posting import catch_up, post
+from ledger.journal import post
+from ledger.journal.adjustments import debit_entries, mark_credit_notes
+from ledger.journal.credit_notes import credit_note_entries
+from ledger.journal.payments import application_entries, payment_entries
+from ledger.journal.sealed import catch_up
 from ledger.rating import Rating, rate
 from ledger.registry import Registry, load_registry
 from ledger.rerate import (
     bill_debit_adjustments,
     debit_documents,
-    debit_entries,
-    mark_credit_notes,
     record_pins,
     require_unchanged_terms,
 )

@@ -73,13 +73,13 @@ from typing import TYPE_CHECKING, Any
 from beancount.core import data
 
 from ledger import metering
+from ledger.accruals import targets
 from ledger.books import load_books, sealed_months
 from ledger.errors import BadInput
 from ledger.escaping import for_terminal
 from ledger.events import from_us
 from ledger.facts.invoices import Invoice, InvoiceLine, load_invoices
 from ledger.money import ZERO
-from ledger.posting import targets
 from ledger.pricing import PriceLine, format_quantity
 from ledger.rating import CycleRating, Rating
 from ledger.tax import tax_postings

@@ -18,10 +18,11 @@ from click.testing import CliRunner, Result
 
 from ledger.books import load_books
 from ledger.cli import cli
-from ledger.credit_notes import credit_note_entries, issue, issue_credit_note
+from ledger.credit_notes import issue, issue_credit_note
 from ledger.errors import BadInput
 from ledger.facts.credit_notes import load_credit_notes
 from ledger.facts.invoices import load_invoices
+from ledger.journal.credit_notes import credit_note_entries
 from ledger.reports import build_report
 from ledger.session import Session
 from tests.support import METERS_CALLS, STORE, calls, insert_events, open_session, write_workspace

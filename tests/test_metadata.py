@@ -42,7 +42,9 @@ from ledger.cli import cli
 from ledger.errors import BadInput
 from ledger.events import Event, parse_time
 from ledger.facts.invoices import Invoice, load_invoices
-from ledger.posting import catch_up, cumulative_quantities, invoice_evidence, parse_quantities
+from ledger.journal.invoices import invoice_evidence
+from ledger.journal.meta import parse_quantities
+from ledger.journal.sealed import catch_up, cumulative_quantities
 from ledger.session import Session
 from ledger.trace import trace
 from tests.support import METERS_CALLS_TOKENS, calls, insert_events, open_session, write_workspace

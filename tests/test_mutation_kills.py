@@ -17,6 +17,8 @@ from beancount.core import data
 from ledger.cycles import Cycle
 from ledger.errors import BadInput
 from ledger.facts.pins import TermsPin
+from ledger.journal.meta import entry_quantities
+from ledger.journal.sealed import _month_end
 from ledger.money import (
     MAX_MAGNITUDE,
     DecimalError,
@@ -31,7 +33,6 @@ from ledger.plugins.package import PackagePricing
 from ledger.plugins.percentage import PercentagePricing
 from ledger.plugins.unit import UnitPricing
 from ledger.plugins.volume import VolumePricing
-from ledger.posting import _month_end, entry_quantities
 from ledger.pricing import (
     Price,
     PriceLine,

@@ -20,7 +20,8 @@ from ledger.events import Event, parse_time
 from ledger.facts.invoices import Invoice
 from ledger.facts.payments import Payment, load_payments
 from ledger.importers.payments import PaymentsCsv
-from ledger.payments import ingest_payments, payment_entries
+from ledger.journal.payments import payment_entries
+from ledger.payments import ingest_payments
 from ledger.session import Session
 from ledger.store import payment_conflicts, rejects
 from tests.support import METERS_CALLS_TOKENS, balance, insert_events, open_session, write_workspace
