@@ -515,3 +515,13 @@ def _main_text(
 
 def _quote(text: str) -> str:
     return str(misc_utils.escape_string(text))
+
+
+def posted_through_books(books_dir: Path, after: datetime.date) -> datetime.date:
+    """The latest date in the open months' files after ``after`` (so close does not drop them)."""
+    latest = after
+    for path in books_dir.glob("[0-9][0-9][0-9][0-9]/[0-9][0-9][0-9][0-9]-[0-9][0-9].beancount"):
+        if path.stem > month_of(after):
+            parsed, _errors, _options = parser.parse_file(str(path))
+            latest = max([latest, *(e.date for e in parsed)])
+    return latest

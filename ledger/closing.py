@@ -82,6 +82,7 @@ from beancount.utils import misc_utils
 from sqlalchemy import Engine, delete, func, insert, select
 
 from ledger import books, faults, metering, seal
+from ledger.books import posted_through_books
 from ledger.errors import BadInput, MeterbookError, PluginError
 from ledger.escaping import for_terminal
 from ledger.facts.credit_notes import load_credit_notes
@@ -89,7 +90,7 @@ from ledger.facts.invoices import Invoice, load_invoices
 from ledger.facts.payments import load_applications, load_payments
 from ledger.money import ZERO, quantum
 from ledger.payments import outstanding
-from ledger.reconcile import Finding
+from ledger.reconcile import CheckResult, Finding
 from ledger.store import acceptances as acceptances_table
 from ledger.store import events as events_table
 from ledger.store import meta as meta_table
@@ -582,23 +583,13 @@ def _earliest_month_with_entries(session: Session, before: date) -> str | None:
     return books.month_of(min(dates)) if dates else None
 
 
-def _posted_through(books_dir: Path, after: date) -> date:
-    """The latest date in the open months' files after ``after`` (so close does not drop them)."""
-    latest = after
-    for path in books_dir.glob("[0-9][0-9][0-9][0-9]/[0-9][0-9][0-9][0-9]-[0-9][0-9].beancount"):
-        if path.stem > books.month_of(after):
-            parsed, _errors, _options = parser.parse_file(str(path))
-            latest = max([latest, *(e.date for e in parsed)])
-    return latest
-
-
 def _close(session: Session, month: str, accept: dict[str, str]) -> CloseReport:
     workspace = session.workspace
     books_dir = workspace.books_dir
     end = last_day(month)
     # The books stay posted as far as they were (the later of what the open months' files hold
     # and what the store recorded): a refused or interrupted close never truncates them.
-    through = max(_posted_through(books_dir, end), session.posted_through() or end)
+    through = max(posted_through_books(books_dir, end), session.posted_through() or end)
 
     # Everything due in the month is issued first: nothing dated in a sealed month may come later,
     # and an invoice held by an open error finding stops the close.
@@ -968,15 +959,6 @@ def expected_balances(session: Session, month: str) -> list[data.Balance]:
 # --- the check -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class CheckResult:
-    """One line of ``meterbook check``: a named check, ok or not, and what was found."""
-
-    name: str
-    ok: bool
-    details: tuple[str, ...] = ()
-
-
 def check_books(workspace: Workspace) -> list[CheckResult]:
     """bean-check, seals, rules, pinned plan terms, the store of record and the store-to-ledger
     tie-out, each a :class:`CheckResult`."""
@@ -1083,7 +1065,8 @@ def check_books(workspace: Workspace) -> list[CheckResult]:
             ),
         )
     )
-    from ledger.rerate import pinned_terms_check, rerated_lines_check
+    from ledger.pins import pinned_terms_check
+    from ledger.rerate import rerated_lines_check
 
     results.append(pinned_terms_check(session))
     results.append(rerated_lines_check(session))

@@ -35,15 +35,26 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import date, timedelta
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine, func, select
 
 from ledger.accruals import plan_points, snapshot, split_credit
-from ledger.facts.invoices import REGULAR, SUPPLEMENTARY, Invoice, InvoiceLine, Snapshot
+from ledger.facts.adjustments import Adjustment, by_document
+from ledger.facts.invoices import (
+    REGULAR,
+    SUPPLEMENTARY,
+    Invoice,
+    InvoiceLine,
+    Snapshot,
+)
 from ledger.money import ZERO
 from ledger.rating import CycleRating, Rating
 from ledger.rules import Customer, Rules
 from ledger.store import invoices as invoices_table
+
+if TYPE_CHECKING:
+    from ledger.rules import Rules
 
 
 def cycle_lines(rated: CycleRating, rules: Rules) -> list[InvoiceLine]:
@@ -464,3 +475,56 @@ def issue(
         if also is not None:
             also(conn, issued)
     return issued
+
+
+def bill_debit_adjustments(
+    drafts: Sequence[Invoice],
+    adjustments: Sequence[Adjustment],
+    issued: Sequence[Invoice],
+    *,
+    rules: Rules | None = None,
+    through: date | None = None,
+) -> list[Invoice]:
+    """Add each debit adjustment not billed yet to its customer's first draft dated after it.
+
+    With ``rules`` and ``through`` (the run's date), an adjustment no draft takes
+    goes on the customer's supplementary invoice once all its subscriptions have
+    ended (:func:`ledger.invoicing.supplement`): a churned customer has no next
+    invoice, and its debit adjustment would otherwise wait in unbilled forever.
+    """
+    billed = {
+        line.description.split(" ", 1)[0]
+        for inv in issued
+        for line in inv.lines
+        if line.kind == "rerate"
+    }
+    pending = {n: g for n, g in by_document(adjustments, "DA-").items() if n not in billed}
+    out: list[Invoice] = []
+    for draft in sorted(drafts, key=lambda d: (d.date, d.customer, d.kind != REGULAR)):
+        due = [
+            n
+            for n, g in sorted(pending.items())
+            if g[0].customer == draft.customer and g[0].date < draft.date
+        ]
+        extra = [_debit_line(n, adj) for n in due for adj in pending.pop(n)]
+        out.append(replace(draft, lines=(*draft.lines, *extra)) if extra else draft)
+    if rules is None or through is None or not pending:
+        return out
+    waiting: dict[str, list[tuple[date, InvoiceLine]]] = defaultdict(list)
+    for number, group in sorted(pending.items()):
+        waiting[group[0].customer].extend((adj.date, _debit_line(number, adj)) for adj in group)
+    return supplement(out, waiting, issued, rules, through=through)
+
+
+def _debit_line(number: str, adj: Adjustment) -> InvoiceLine:
+    """The invoice line that bills one line of debit adjustment ``number`` (it settles unbilled)."""
+    return InvoiceLine(
+        kind="rerate",
+        description=f"{number} debit adjustment: {adj.label} of {adj.invoice} "
+        f"re-rated from {adj.since.isoformat()}",
+        account="unbilled",
+        amount=adj.amount,
+        cycle=adj.cycle,
+        link=adj.link,
+        meter=adj.meter,
+    )

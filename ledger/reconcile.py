@@ -87,3 +87,12 @@ class Reconciler(Protocol):
     def check(self, context: Any) -> Iterable[Finding]:
         """Yield findings for the period in ``context``; yield nothing when all is well."""
         ...
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One line of ``meterbook check``: a named check, ok or not, and what was found."""
+
+    name: str
+    ok: bool
+    details: tuple[str, ...] = ()

@@ -784,7 +784,6 @@ def _check_customer(
 def _check_caps(customer: Customer, source: _Source, path: tuple[Any, ...]) -> None:
     """Caps are positive; a spend cap is an amount of the customer's currency; webhooks are http(s)."""
     from ledger.money import minor_units
-    from ledger.workspace import is_http_url
 
     for meter, quantity in customer.caps.items():
         if quantity <= 0:
@@ -853,3 +852,22 @@ def rules_hash(rules_dir: Path) -> str:
             digest.update(f"{name}\0{len(data)}\0".encode())
             digest.update(data)
     return digest.hexdigest()[:16]
+
+
+def is_http_url(url: str) -> bool:
+    """True for an absolute ``http://`` or ``https://`` URL with a host.
+
+    >>> is_http_url("https://hooks.example.com/x"), is_http_url("ftp://x"), is_http_url("http:/x")
+    (True, False, False)
+    """
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and not any(c.isspace() for c in url)
+    )

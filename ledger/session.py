@@ -31,20 +31,16 @@ from ledger.facts.credit_notes import CreditNote, load_credit_notes
 from ledger.facts.invoices import Invoice, load_invoices
 from ledger.facts.payments import load_applications, load_payments
 from ledger.facts.pins import load_pins
-from ledger.invoicing import draft_invoices, issue, number
+from ledger.invoicing import bill_debit_adjustments, draft_invoices, issue, number
 from ledger.journal import post
 from ledger.journal.adjustments import debit_entries, mark_credit_notes
 from ledger.journal.credit_notes import credit_note_entries
 from ledger.journal.payments import application_entries, payment_entries
 from ledger.journal.sealed import catch_up
+from ledger.pins import record_pins, require_unchanged_terms
 from ledger.rating import Rating, rate
 from ledger.registry import Registry, load_registry
-from ledger.rerate import (
-    bill_debit_adjustments,
-    debit_documents,
-    record_pins,
-    require_unchanged_terms,
-)
+from ledger.rerate import debit_documents
 from ledger.rules import Rules, load_rules
 from ledger.store import meta as meta_table
 from ledger.store import open_store, safe_url

@@ -68,7 +68,7 @@ from ledger.store import rerates
 from ledger.tax import credit_of_lines
 
 if TYPE_CHECKING:
-    from ledger.closing import CheckResult
+    from ledger.reconcile import CheckResult
     from ledger.rules import Rules
     from ledger.session import Session
 
@@ -477,7 +477,7 @@ def correct_fee_changes(session: Session, through: date) -> list[str]:
 def subscriptions_check(session: Session) -> CheckResult:
     """``meterbook check``'s line: no subscription edit after invoicing waits uncorrected
     (a correction due by today not yet posted) or contradicts a billed cycle."""
-    from ledger.closing import CheckResult
+    from ledger.reconcile import CheckResult
 
     try:
         require_billed_cycles(session)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ledger.errors import WorkspaceError
+from ledger.rules import is_http_url
 
 if TYPE_CHECKING:
     from ledger.rules import GapsSpikesTuning
@@ -226,25 +227,6 @@ def gaps_spikes_tuning(value: object, path: Path) -> GapsSpikesTuning:
         if err["type"] == "extra_forbidden":
             message = "unknown key"
         raise WorkspaceError(f"{path}: gaps_spikes.{where}: {message}") from None
-
-
-def is_http_url(url: str) -> bool:
-    """True for an absolute ``http://`` or ``https://`` URL with a host.
-
-    >>> is_http_url("https://hooks.example.com/x"), is_http_url("ftp://x"), is_http_url("http:/x")
-    (True, False, False)
-    """
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return False
-    return (
-        parts.scheme in ("http", "https")
-        and bool(parts.hostname)
-        and not any(c.isspace() for c in url)
-    )
 
 
 @dataclass(frozen=True)

@@ -533,7 +533,7 @@ def account_totals(entries: list[data.Directive]) -> dict[tuple[str, str], Decim
 
 
 def test_tier_price_edited_in_place_after_invoicing_is_named_and_refused(tmp_path: Path) -> None:
-    from ledger.rerate import changed_terms, require_unchanged_terms
+    from ledger.pins import changed_terms, require_unchanged_terms
 
     root = tiered(tmp_path)
     snapshot = book_hashes(root / "books")
@@ -596,7 +596,7 @@ def test_edit_in_place_stops_post_invoice_close_and_fails_check(tmp_path: Path) 
 
 
 def test_reformatted_yaml_is_not_an_edit(tmp_path: Path) -> None:
-    from ledger.rerate import changed_terms
+    from ledger.pins import changed_terms
 
     root = tiered(tmp_path)
     before = open_session(root).rules.hash
@@ -618,7 +618,7 @@ def test_reformatted_yaml_is_not_an_edit(tmp_path: Path) -> None:
 
 
 def test_restored_terms_and_a_version_rerate_as_a_debit_adjustment(tmp_path: Path) -> None:
-    from ledger.rerate import changed_terms, require_unchanged_terms
+    from ledger.pins import changed_terms, require_unchanged_terms
 
     root = tiered(tmp_path)
     (root / "rules" / "plans.yaml").write_text(EDITED)
@@ -668,7 +668,7 @@ def test_pins_from_before_digests_are_unknown_not_drift(tmp_path: Path) -> None:
     """A store migrated from the schema without digests: its pins get NULL digests."""
     from sqlalchemy import inspect, text
 
-    from ledger.rerate import changed_terms, pinned_terms_check, unverified_pins
+    from ledger.pins import changed_terms, pinned_terms_check, unverified_pins
     from ledger.store import MIGRATIONS, _v_terms_digest, open_store
 
     root = tiered(tmp_path)
@@ -704,7 +704,7 @@ def test_pins_from_before_digests_are_unknown_not_drift(tmp_path: Path) -> None:
 
 
 def test_pinned_terms_split_usage_from_the_advance_fee() -> None:
-    from ledger.rerate import pinned_terms, terms_digest
+    from ledger.pins import pinned_terms, terms_digest
     from ledger.rules import BaseFee, Charge, Plan
 
     plan = Plan(
@@ -742,7 +742,7 @@ def test_a_meter_definition_edited_after_invoicing_is_refused_too(tmp_path: Path
     digested (the plan's terms alone) is still checked as it was."""
     from sqlalchemy import update
 
-    from ledger.rerate import changed_terms, terms_digest
+    from ledger.pins import changed_terms, terms_digest
     from ledger.store import cycle_terms
 
     root = tiered(tmp_path)

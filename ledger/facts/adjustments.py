@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -75,3 +77,11 @@ def _label(line_key: str) -> str:
     if kind == "commitment":
         return "minimum commitment"
     return f"base fee ({rest or 'arrears'})"
+
+
+def by_document(adjustments: Iterable[Adjustment], prefix: str) -> dict[str, list[Adjustment]]:
+    groups: dict[str, list[Adjustment]] = defaultdict(list)
+    for adj in adjustments:
+        if adj.document.startswith(prefix):
+            groups[adj.document].append(adj)
+    return groups

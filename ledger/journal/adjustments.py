@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 from typing import TYPE_CHECKING
@@ -11,20 +10,12 @@ from beancount.core import data
 from beancount.core.amount import Amount
 
 from ledger.cycles import cycle_at
-from ledger.facts.adjustments import Adjustment
+from ledger.facts.adjustments import Adjustment, by_document
 from ledger.journal.meta import FLAG, entry_meta
 from ledger.money import ZERO
 
 if TYPE_CHECKING:
     from ledger.rules import Rules
-
-
-def _by_document(adjustments: Iterable[Adjustment], prefix: str) -> dict[str, list[Adjustment]]:
-    groups: dict[str, list[Adjustment]] = defaultdict(list)
-    for adj in adjustments:
-        if adj.document.startswith(prefix):
-            groups[adj.document].append(adj)
-    return groups
 
 
 def _revenue_account(
@@ -66,7 +57,7 @@ def debit_entries(
     """
     plans = _plans(adjustments, rules)
     entries: list[data.Directive] = []
-    for number, group in sorted(_by_document(adjustments, "DA-").items()):
+    for number, group in sorted(by_document(adjustments, "DA-").items()):
         first = group[0]
         unbilled = rules.account("unbilled", customer=first.customer)
         total = sum((adj.amount for adj in group), ZERO)
@@ -113,7 +104,7 @@ def mark_credit_notes(
     entries: Sequence[data.Directive], adjustments: Iterable[Adjustment]
 ) -> list[data.Directive]:
     """Credit notes a rerate issued carry ``rerate: TRUE``, the rules hash and the cycles."""
-    notes = _by_document(adjustments, "CN-")
+    notes = by_document(adjustments, "CN-")
     marked: list[data.Directive] = []
     for entry in entries:
         number = entry.meta.get("credit_note") if isinstance(entry, data.Transaction) else None
