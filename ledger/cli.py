@@ -508,15 +508,13 @@ def credit(
     force: bool,
 ) -> None:
     """Issue a credit note against INVOICE (posted with the next `meterbook post`)."""
-    from ledger.credit_notes import issue
-
     session = ctx.session
     day = parse_day(on, "--date", session.today()) if on is not None else session.today()
     _not_after_today(
         session, day, "--date", "a credit note is dated the day it is issued or earlier"
     )
-    note = issue(
-        session, invoice_number, amount=amount, reason=reason, on=day, line=line, force=force
+    note = session.credit(
+        invoice_number, amount=amount, reason=reason, on=day, line=line, force=force
     )
     click.echo(
         f"{note.number}  {note.date}  {note.customer:<20} {note.amount:>14} {note.currency}"

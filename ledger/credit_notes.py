@@ -75,14 +75,12 @@ from ledger.errors import BadInput
 from ledger.facts.credit_notes import CreditNote, CreditPart
 from ledger.facts.invoices import Invoice
 from ledger.money import ZERO, DecimalError, minor_units, parse_decimal, round_money
-from ledger.rating import undrawn_credit
 from ledger.store import credit_notes as credit_notes_table
 from ledger.store import invoices as invoices_table
 from ledger.tax import credited_tax, line_creditable, with_tax
 
 if TYPE_CHECKING:
     from ledger.rules import Rules
-    from ledger.session import Session
 
 _Date = date  # the field named ``date`` shadows the type inside the class
 _DAY = timedelta(days=1)
@@ -329,7 +327,7 @@ def allocate(
             if balances is None:
                 raise BadInput(
                     f"credit: line {i} of {invoice.number} is prepaid credit and its undrawn balance "
-                    "was not rated (issue the note through ledger.credit_notes.issue)"
+                    "was not rated (issue the note through Session.credit)"
                 )
             if undrawn is None:
                 undrawn = balances(invoice.customer, on)
@@ -494,61 +492,6 @@ def issue_credit_note(
         if also is not None:
             also(note)
     return note
-
-
-def issue(
-    session: Session,
-    invoice_number: str,
-    *,
-    amount: str,
-    reason: str,
-    on: date,
-    line: int | None = None,
-    force: bool = False,
-) -> CreditNote:
-    """``meterbook credit``: issue a note with the session's grant balances (rated through
-    the note's date) and first open day, and write its documents before the note commits
-    (a note whose documents cannot be written is not issued: a retry does not credit twice)."""
-    rules = session.rules
-
-    def balances(customer: str, day: date) -> Mapping[str, Decimal]:
-        known = rules.customers.get(customer)
-        grants = known.credits if known is not None else ()
-        return (
-            undrawn_credit(session.rate(day, {customer}), grants, customer, day) if grants else {}
-        )
-
-    def documents(note: CreditNote) -> None:
-        try:
-            write_documents(session.workspace.books_dir, note, rules)
-        except OSError as exc:  # raised inside the note's transaction: the note is not kept
-            where = (
-                exc.filename
-                if exc.filename is not None
-                else session.workspace.books_dir / "documents"
-            )
-            raise BadInput(
-                f"{where}: {exc.strerror or exc}: {note.number}'s documents cannot be written, so "
-                "no credit note was issued"
-            ) from None
-
-    # a subscription edited after the invoice is corrected first, so the note sees what is left
-    from ledger.subscriptions import current_fees
-
-    session.correct_subscriptions(on)
-    return issue_credit_note(
-        session.engine,
-        invoice_number,
-        amount=amount,
-        reason=reason,
-        on=on,
-        line=line,
-        force=force,
-        first_open=session.first_open(),
-        balances=balances,
-        also=documents,
-        current=current_fees(session, invoice_number),
-    )
 
 
 # --- the books ----------------------------------------------------------------------------------

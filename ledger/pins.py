@@ -21,15 +21,15 @@ from ledger.facts.pins import version_date, version_text
 from ledger.store import cycle_terms
 
 if TYPE_CHECKING:
+    from ledger.opened import OpenWorkspace
     from ledger.reconcile import CheckResult
     from ledger.rules import Meter, Plan, Rules
-    from ledger.session import Session
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from ledger.opened import OpenWorkspace
     from ledger.reconcile import CheckResult
     from ledger.rules import Rules
-    from ledger.session import Session
 
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
 
@@ -323,7 +323,7 @@ def _where(rules_dir: Path, rules: Rules, drift: Drift) -> tuple[str, int | None
     return _dotted(path), _Source(rules_dir / "plans.yaml", "plans").line(path)
 
 
-def require_unchanged_terms(session: Session) -> None:
+def require_unchanged_terms(session: OpenWorkspace) -> None:
     """Refuse (exit 2, :class:`RulesError` naming ``rules/plans.yaml``) when a pinned plan
     version was edited in place after an invoice was issued under it (:func:`changed_terms`).
 
@@ -357,7 +357,7 @@ def require_unchanged_terms(session: Session) -> None:
     )
 
 
-def pinned_terms_check(session: Session) -> CheckResult:
+def pinned_terms_check(session: OpenWorkspace) -> CheckResult:
     """``meterbook check``'s line for :func:`changed_terms`: failed on any drift. Pins
     without a digest (stored before digests were kept) are counted as unknown, not failed."""
     from ledger.reconcile import CheckResult

@@ -16,14 +16,14 @@ import importlib.util
 import os
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
+from decimal import Decimal
 
 from beancount.core import data
-from beancount.parser import parser
-from sqlalchemy import Connection, Engine, delete, insert, select
+from sqlalchemy import Connection, delete, insert
 
 from ledger import books, faults, metering
-from ledger.credit_notes import credit_note_documents
+from ledger.credit_notes import credit_note_documents, issue_credit_note, write_documents
 from ledger.documents import invoice_documents
 from ledger.errors import BadInput, StoreError
 from ledger.facts.adjustments import Adjustment, load_adjustments
@@ -37,21 +37,18 @@ from ledger.journal.adjustments import debit_entries, mark_credit_notes
 from ledger.journal.credit_notes import credit_note_entries
 from ledger.journal.payments import application_entries, payment_entries
 from ledger.journal.sealed import catch_up
+from ledger.opened import POSTED_THROUGH, OpenWorkspace
 from ledger.pins import record_pins, require_unchanged_terms
-from ledger.rating import Rating, rate
-from ledger.registry import Registry, load_registry
+from ledger.rating import Rating, rate, undrawn_credit
 from ledger.rerate import debit_documents
-from ledger.rules import Rules, load_rules
 from ledger.store import meta as meta_table
-from ledger.store import open_store, safe_url
-from ledger.tax import apply_taxes, check_tax_setup
-from ledger.workspace import Workspace
+from ledger.store import safe_url
+from ledger.subscriptions import current_fees
+from ledger.tax import apply_taxes
 
 #: A rating and its evidence digests by (cycle link, accrual date), computed together.
 Rated = tuple[Rating, dict[tuple[str, date], str]]
 
-#: The store's ``meta`` key for the day the books were last posted through (:meth:`Session.posted_through`).
-POSTED_THROUGH = "posted:through"
 
 #: meterbook's pages in Fava, declared in main.beancount (``custom "fava-extension"``).
 FAVA_EXTENSIONS = ["ledger.fava_ext"]
@@ -70,27 +67,11 @@ class PostReport:
 
 
 @dataclass
-class Session:
-    """A workspace opened for work."""
+class Session(OpenWorkspace):
+    """A workspace opened for work, and the pipeline run over it."""
 
-    workspace: Workspace
-    registry: Registry
-    rules: Rules
-    engine: Engine
     #: invoices numbered by :meth:`invoice` whose books are being staged (not in the store yet)
     _issuing: tuple[Invoice, ...] = ()
-
-    @classmethod
-    def open(cls, workspace: Workspace) -> Session:
-        registry = load_registry(workspace.plugins_dir)
-        rules = load_rules(workspace.rules_dir, registry.pricing_models)
-        check_tax_setup(
-            workspace.rules_dir, workspace.config_file, rules
-        )  # fails early, with its line
-        return cls(workspace, registry, rules, open_store(workspace.store_url))
-
-    def today(self) -> date:
-        return datetime.now(self.workspace.tz).date()
 
     def rate(self, through: date, customers: Collection[str] | None = None) -> Rating:
         """Every cycle rated through ``through``; issued cycles with the plan version they
@@ -104,15 +85,6 @@ class Session:
             customers=customers,
             pins=load_pins(self.engine),
         )
-
-    def first_open(self) -> date:
-        """The first day of the first month that is not sealed."""
-        sealed = books.sealed_months(self.workspace.books_dir)
-        if not sealed:
-            return date.min
-        last = max(sealed)
-        year, month = int(last[:4]), int(last[5:7])
-        return date(year + month // 12, month % 12 + 1, 1)
 
     def evidence(self, rating: Rating) -> dict[tuple[str, date], str]:
         """Per cycle and accrual point: a digest over the evidence of each of its meters."""
@@ -270,17 +242,6 @@ class Session:
             [a for a in load_adjustments(self.engine) if a.date <= through],
         )
 
-    def sealed_record(self) -> list[data.Directive]:
-        """The entries of the sealed months' files, as written (parsed, not booked)."""
-        record: list[data.Directive] = []
-        books_dir = self.workspace.books_dir
-        for month in sorted(books.sealed_months(books_dir)):
-            path = books.month_path(books_dir, month)
-            if path.exists():
-                parsed, _errors, _options = parser.parse_file(str(path))
-                record.extend(parsed)
-        return record
-
     def unknown_records(self, record: list[data.Directive] | None = None) -> list[str]:
         """What the sealed books record that the store does not hold, ``file:line: what`` each.
 
@@ -409,14 +370,6 @@ class Session:
         their books being staged, not yet committed to the store)."""
         return [*load_invoices(self.engine), *self._issuing]
 
-    def posted_through(self) -> date | None:
-        """The day the books were last posted through, as the store recorded it (None: never)."""
-        with self.engine.connect() as conn:
-            value = conn.execute(
-                select(meta_table.c.value).where(meta_table.c.key == POSTED_THROUGH)
-            ).scalar()
-        return date.fromisoformat(value) if value else None
-
     def record_posted(self, through: date) -> None:
         """Record in the store that the books are being posted through ``through``: ``check``
         audits through it and ``close`` re-posts through it, so books truncated or emptied
@@ -474,6 +427,59 @@ class Session:
         require_sealed_accruals(self)
         require_unissued_days(self)
         return correct_fee_changes(self, through)
+
+    def credit(
+        self,
+        invoice_number: str,
+        *,
+        amount: str,
+        reason: str,
+        on: date,
+        line: int | None = None,
+        force: bool = False,
+    ) -> CreditNote:
+        """``meterbook credit``: issue a credit note on ``invoice_number`` with the session's
+        grant balances (rated through the note's date) and first open day, and write its
+        documents before the note commits (a note whose documents cannot be written is not
+        issued: a retry does not credit twice)."""
+        rules = self.rules
+
+        def balances(customer: str, day: date) -> Mapping[str, Decimal]:
+            known = rules.customers.get(customer)
+            grants = known.credits if known is not None else ()
+            return (
+                undrawn_credit(self.rate(day, {customer}), grants, customer, day) if grants else {}
+            )
+
+        def documents(note: CreditNote) -> None:
+            try:
+                write_documents(self.workspace.books_dir, note, rules)
+            except OSError as exc:  # raised inside the note's transaction: the note is not kept
+                where = (
+                    exc.filename
+                    if exc.filename is not None
+                    else self.workspace.books_dir / "documents"
+                )
+                raise BadInput(
+                    f"{where}: {exc.strerror or exc}: {note.number}'s documents cannot be "
+                    "written, so no credit note was issued"
+                ) from None
+
+        # a subscription edited after the invoice is corrected first, so the note sees what is left
+        self.correct_subscriptions(on)
+        return issue_credit_note(
+            self.engine,
+            invoice_number,
+            amount=amount,
+            reason=reason,
+            on=on,
+            line=line,
+            force=force,
+            first_open=self.first_open(),
+            balances=balances,
+            also=documents,
+            current=current_fees(self, invoice_number),
+        )
 
     def invoice(
         self,

@@ -68,9 +68,9 @@ from ledger.store import rerates
 from ledger.tax import credit_of_lines
 
 if TYPE_CHECKING:
+    from ledger.opened import OpenWorkspace
     from ledger.reconcile import CheckResult
     from ledger.rules import Rules
-    from ledger.session import Session
 
 _DAY = timedelta(days=1)
 #: A credit note issued for a subscription change starts its reason with this.
@@ -144,7 +144,7 @@ def line_corrections(engine: Engine) -> dict[tuple[str, int], tuple[Decimal, tup
     return {key: (amount, tuple(documents[key])) for key, amount in amounts.items()}
 
 
-def _corrections(session: Session) -> dict[tuple[str, int], Decimal]:
+def _corrections(session: OpenWorkspace) -> dict[tuple[str, int], Decimal]:
     """What earlier subscription-change documents changed per (invoice, line)."""
     done: dict[tuple[str, int], Decimal] = defaultdict(lambda: ZERO)
     for key, (amount, _documents) in line_corrections(session.engine).items():
@@ -152,7 +152,7 @@ def _corrections(session: Session) -> dict[tuple[str, int], Decimal]:
     return done
 
 
-def fee_changes(session: Session, through: date, *, every: bool = False) -> list[FeeChange]:
+def fee_changes(session: OpenWorkspace, through: date, *, every: bool = False) -> list[FeeChange]:
     """Every invoiced advance fee the current subscriptions bill differently, with the day
     its correction is dated: the cycle's (new) last day, not before the invoice nor before
     the first open day. Those dated after ``through`` are left for a later run."""
@@ -206,7 +206,7 @@ def fee_changes(session: Session, through: date, *, every: bool = False) -> list
     return found
 
 
-def current_fees(session: Session, invoice_number: str) -> dict[str, tuple[str, Decimal]]:
+def current_fees(session: OpenWorkspace, invoice_number: str) -> dict[str, tuple[str, Decimal]]:
     """Per advance-fee cycle link of the invoice: the cycle key and fee the subscriptions
     give it now (what a credit note on the fee line takes its deferred part against)."""
     from ledger.facts.pins import load_pins
@@ -232,7 +232,7 @@ def current_fees(session: Session, invoice_number: str) -> dict[str, tuple[str, 
     return found
 
 
-def require_billed_cycles(session: Session) -> None:
+def require_billed_cycles(session: OpenWorkspace) -> None:
     """Refuse (exit 2, one line) a subscription edit that cuts, moves or re-plans a cycle
     whose usage an issued invoice already billed (its accruals are frozen in the invoice)."""
     invoices = load_invoices(session.engine)
@@ -264,7 +264,7 @@ def require_billed_cycles(session: Session) -> None:
         )
 
 
-def require_sealed_accruals(session: Session) -> None:
+def require_sealed_accruals(session: OpenWorkspace) -> None:
     """Refuse (exit 2, one line) a subscription edit that leaves an accrual sealed in the books
     at a day that is no longer an accrual point of its cycle (a change dated in a sealed
     month that cuts the cycle before it): a sealed month is never rewritten, so the change
@@ -306,7 +306,7 @@ def require_sealed_accruals(session: Session) -> None:
             )
 
 
-def require_unissued_days(session: Session) -> None:
+def require_unissued_days(session: OpenWorkspace) -> None:
     """Refuse (exit 2, one line) a subscription or credit grant that would add a line to an
     invoice already issued: a new cycle's advance fee, or a prepaid grant, dated on a day
     whose invoice for the customer is issued (one invoice per customer and day, and an
@@ -368,7 +368,7 @@ def require_unissued_days(session: Session) -> None:
                 )
 
 
-def correct_fee_changes(session: Session, through: date) -> list[str]:
+def correct_fee_changes(session: OpenWorkspace, through: date) -> list[str]:
     """Store a credit note or debit adjustment for each :func:`fee_changes` entry; return
     their numbers. Re-running finds nothing new (the stored ones count as ``corrected``)."""
     changes = fee_changes(session, through)
@@ -474,7 +474,7 @@ def correct_fee_changes(session: Session, through: date) -> list[str]:
     return numbers
 
 
-def subscriptions_check(session: Session) -> CheckResult:
+def subscriptions_check(session: OpenWorkspace) -> CheckResult:
     """``meterbook check``'s line: no subscription edit after invoicing waits uncorrected
     (a correction due by today not yet posted) or contradicts a billed cycle."""
     from ledger.reconcile import CheckResult

@@ -17,24 +17,65 @@ ROOT = Path(__file__).resolve().parent.parent
 
 #: The stage order, bottom up: each stage's modules (a package name covers its modules).
 STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("base", ("ledger.errors", "ledger.money", "ledger.accounts", "ledger.escaping",
-              "ledger.faults", "ledger.events", "ledger.seal", "ledger.books")),
-    ("rules", ("ledger.pricing", "ledger.reconcile", "ledger.hookspecs", "ledger.registry",
-               "ledger.rules", "ledger.workspace", "ledger.cycles")),
-    ("store", ("ledger.store", "ledger.lock", "ledger.importers", "ledger.ingest",
-               "ledger.rejects", "ledger.live_totals")),
+    (
+        "base",
+        (
+            "ledger.errors",
+            "ledger.money",
+            "ledger.accounts",
+            "ledger.escaping",
+            "ledger.faults",
+            "ledger.events",
+            "ledger.seal",
+            "ledger.books",
+        ),
+    ),
+    (
+        "rules",
+        (
+            "ledger.pricing",
+            "ledger.reconcile",
+            "ledger.hookspecs",
+            "ledger.registry",
+            "ledger.rules",
+            "ledger.workspace",
+            "ledger.cycles",
+        ),
+    ),
+    (
+        "store",
+        (
+            "ledger.store",
+            "ledger.lock",
+            "ledger.importers",
+            "ledger.ingest",
+            "ledger.rejects",
+            "ledger.live_totals",
+        ),
+    ),
     ("metering", ("ledger.metering",)),
     ("facts", ("ledger.facts",)),
     ("rating", ("ledger.rating", "ledger.accruals")),
     ("tax", ("ledger.tax",)),
-    ("drafting", ("ledger.opened", "ledger.invoicing", "ledger.payments", "ledger.pins",
-                  "ledger.credit_notes", "ledger.subscriptions")),
+    (
+        "drafting",
+        (
+            "ledger.opened",
+            "ledger.invoicing",
+            "ledger.payments",
+            "ledger.pins",
+            "ledger.credit_notes",
+            "ledger.subscriptions",
+        ),
+    ),
     ("journal", ("ledger.journal",)),
     ("documents", ("ledger.documents",)),
     ("session", ("ledger.session",)),
     ("corrections", ("ledger.rerate",)),
-    ("reports", ("ledger.reports", "ledger.statements", "ledger.alerts", "ledger.trace",
-                 "ledger.export")),
+    (
+        "reports",
+        ("ledger.reports", "ledger.statements", "ledger.alerts", "ledger.trace", "ledger.export"),
+    ),
     ("close", ("ledger.closing", "ledger.audit")),
     ("views", ("ledger.fava_ext", "ledger.serve", "ledger.api", "ledger.plugins")),
     ("commands", ("ledger.cli", "ledger.demo", "ledger.bench", "ledger")),
@@ -44,8 +85,11 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
 def _modules() -> dict[str, Path]:
     """Every module of the installed ``ledger`` package, by dotted name."""
     found: dict[str, Path] = {}
-    for folder, package in (("ledger", "ledger"), ("plugins", "ledger.plugins"),
-                            ("importers", "ledger.importers")):
+    for folder, package in (
+        ("ledger", "ledger"),
+        ("plugins", "ledger.plugins"),
+        ("importers", "ledger.importers"),
+    ):
         for path in (ROOT / folder).rglob("*.py"):
             parts = path.relative_to(ROOT / folder).with_suffix("").parts
             if parts[-1] == "__init__":

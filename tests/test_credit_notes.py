@@ -18,7 +18,7 @@ from click.testing import CliRunner, Result
 
 from ledger.books import load_books
 from ledger.cli import cli
-from ledger.credit_notes import issue, issue_credit_note
+from ledger.credit_notes import issue_credit_note
 from ledger.errors import BadInput
 from ledger.facts.credit_notes import load_credit_notes
 from ledger.facts.invoices import load_invoices
@@ -356,8 +356,7 @@ def books_through(session: Session, through: date) -> list[data.Directive]:
 
 def test_prepaid_credit_note_reverses_deferred_revenue_and_shrinks_breakage(tmp_path: Path) -> None:
     session = prepaid(tmp_path)
-    note = issue(
-        session,
+    note = session.credit(
         "INV-2026-000001",
         amount="500",
         reason="unused credit refunded",
@@ -397,7 +396,7 @@ def test_prepaid_credit_note_reverses_deferred_revenue_and_shrinks_breakage(tmp_
 
 def test_prepaid_credit_note_leaves_less_to_draw(tmp_path: Path) -> None:
     session = prepaid(tmp_path, october=250)
-    issue(session, "INV-2026-000001", amount="500", reason="r", on=date(2026, 10, 12))
+    session.credit("INV-2026-000001", amount="500", reason="r", on=date(2026, 10, 12))
     entries = books_through(session, date(2026, 12, 31))
     nov = next(i for i in load_invoices(session.engine) if i.date == date(2026, 11, 1))
     # 200.00 left after the note: of October's 250 calls (250.00), 200.00 drawn, 50.00 billed
@@ -414,15 +413,15 @@ def test_crediting_more_than_the_undrawn_grant_is_refused_unless_forced(
 ) -> None:
     """On SQLite and PostgreSQL: the grant is rated while the note's transaction holds the lock."""
     session = prepaid(tmp_path, store=f'store = "{store_url}"\n')
-    issue(session, "INV-2026-000001", amount="500", reason="a", on=date(2026, 10, 12))
+    session.credit("INV-2026-000001", amount="500", reason="a", on=date(2026, 10, 12))
     # 500.00 of the invoice can still be credited, but only 200.00 of the grant is undrawn
     with pytest.raises(BadInput) as refused:
-        issue(session, "INV-2026-000001", amount="200.01", reason="b", on=date(2026, 10, 20))
+        session.credit("INV-2026-000001", amount="200.01", reason="b", on=date(2026, 10, 20))
     message = str(refused.value)
     assert "200.00 USD" in message and "--force" in message and "\n" not in message
     assert [n.number for n in load_credit_notes(session.engine)] == ["CN-2026-000001"]
-    forced = issue(
-        session, "INV-2026-000001", amount="250", reason="b", on=date(2026, 10, 20), force=True
+    forced = session.credit(
+        "INV-2026-000001", amount="250", reason="b", on=date(2026, 10, 20), force=True
     )
     assert forced.forced and [(p.amount, p.deferred) for p in forced.parts] == [
         (Decimal("250.00"), Decimal("200.00"))
@@ -603,8 +602,8 @@ def test_whole_invoice_note_is_split_pro_rata(tmp_path: Path) -> None:
 
 def test_fee_reductions_stop_at_the_posting_date(tmp_path: Path) -> None:
     session = advance_fee(tmp_path)
-    note = issue(
-        session, "INV-2026-000001", amount="25", reason="downgrade", on=date(2026, 10, 26), line=1
+    note = session.credit(
+        "INV-2026-000001", amount="25", reason="downgrade", on=date(2026, 10, 26), line=1
     )
     invoices = load_invoices(session.engine)
     entries = credit_note_entries([note], invoices, [], session.rules, through=date(2026, 11, 13))

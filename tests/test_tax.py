@@ -25,7 +25,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ledger.books import load_books
-from ledger.credit_notes import issue as issue_credit_note
 from ledger.errors import PluginError
 from ledger.facts.credit_notes import load_credit_notes
 from ledger.facts.invoices import load_invoices
@@ -183,9 +182,7 @@ def test_credit_note_reverses_its_share_of_tax_and_payment_settles_the_total(
     owed to DE is 19.05 − 9.52 = 9.53, and the November close asserts it."""
     session = workspace(tmp_path / "ws")
     session.invoice(through=date(2026, 11, 1))
-    note = issue_credit_note(
-        session, "INV-2026-000003", amount="59.65", reason="outage", on=date(2026, 11, 10)
-    )
+    note = session.credit("INV-2026-000003", amount="59.65", reason="outage", on=date(2026, 11, 10))
     assert note.tax is not None and note.tax_amount == Decimal("9.52")
     assert [p.amount for p in note.parts] == [Decimal("50.13")]
     (tmp_path / "pay.csv").write_text(
@@ -235,9 +232,7 @@ def test_tax_report_ties_to_the_books(tmp_path: Path) -> None:
     movement in the books equals the documents' tax."""
     session = workspace(tmp_path / "ws")
     session.invoice(through=date(2026, 11, 1))
-    issue_credit_note(
-        session, "INV-2026-000003", amount="59.65", reason="outage", on=date(2026, 11, 10)
-    )
+    session.credit("INV-2026-000003", amount="59.65", reason="outage", on=date(2026, 11, 10))
     session.post(through=date(2026, 11, 30))
     report = build_report(session, "tax", month="2026-11")
     rows = {
@@ -622,11 +617,9 @@ def test_notes_crediting_everything_give_back_exactly_all_the_tax(tmp_path: Path
         "2026-11-10",
     )
     assert too_much.exit_code == 2 and "(119.30 EUR)" in too_much.output, too_much.output
-    first = issue_credit_note(
-        session, "INV-2026-000003", amount="59.65", reason="a", on=date(2026, 11, 10)
-    )
-    second = issue_credit_note(
-        session, "INV-2026-000003", amount="59.65", reason="b", on=date(2026, 11, 11), line=1
+    first = session.credit("INV-2026-000003", amount="59.65", reason="a", on=date(2026, 11, 10))
+    second = session.credit(
+        "INV-2026-000003", amount="59.65", reason="b", on=date(2026, 11, 11), line=1
     )
     assert (first.tax_amount, second.tax_amount) == (Decimal("9.52"), Decimal("9.53"))
     session.post(through=date(2026, 11, 30))
@@ -642,7 +635,7 @@ def test_taxed_invoices_and_notes_on_each_store(tmp_path: Path, store_url: str) 
     config = f'store = "{store_url}"\n[tax]\nseller_tax_id = "DE811111111"\n'
     session = workspace(tmp_path / "ws", config=config)
     session.invoice(through=date(2026, 11, 1))
-    issue_credit_note(session, "INV-2026-000003", amount="59.65", reason="a", on=date(2026, 11, 10))
+    session.credit("INV-2026-000003", amount="59.65", reason="a", on=date(2026, 11, 10))
     stored = {
         inv.customer: (inv.total, inv.tax.amount if inv.tax else None)
         for inv in load_invoices(session.engine)
@@ -759,9 +752,7 @@ def test_credit_notes_on_tax_inclusive_prices(tmp_path: Path) -> None:
         tmp_path / "ws", config=CONFIG + 'prices = "inclusive"\n', counts=(476, 400, 401)
     )
     session.invoice(through=date(2026, 11, 1))
-    first = issue_credit_note(
-        session, "INV-2026-000003", amount="59.50", reason="a", on=date(2026, 11, 10)
-    )
+    first = session.credit("INV-2026-000003", amount="59.50", reason="a", on=date(2026, 11, 10))
     assert first.tax_amount == Decimal("9.50") and [p.amount for p in first.parts] == [
         Decimal("59.50")
     ]
@@ -780,9 +771,7 @@ def test_credit_notes_on_tax_inclusive_prices(tmp_path: Path) -> None:
         "2026-11-11",
     )
     assert more.exit_code == 2 and "(59.50 EUR)" in more.output, more.output
-    issue_credit_note(
-        session, "INV-2026-000003", amount="59.50", reason="b", on=date(2026, 11, 11), line=1
-    )
+    session.credit("INV-2026-000003", amount="59.50", reason="b", on=date(2026, 11, 11), line=1)
     session.post(through=date(2026, 11, 30))
     entries = books(session)
     [cn] = [
@@ -872,9 +861,7 @@ def test_credit_note_document_does_not_count_the_tax_as_contra_revenue(tmp_path:
     row, so the totals are 50.00, 0.00 and 50.00, as the books have them."""
     session = workspace(tmp_path / "ws")
     session.invoice(through=date(2026, 11, 1))
-    note = issue_credit_note(
-        session, "INV-2026-000003", amount="59.65", reason="outage", on=date(2026, 11, 10)
-    )
+    note = session.credit("INV-2026-000003", amount="59.65", reason="outage", on=date(2026, 11, 10))
     html = (session.workspace.books_dir / "documents" / f"{note.number}.html").read_text()
     assert _accounting_totals(html) == ["50.13 EUR", "0.00 EUR", "50.13 EUR"]
     session.post(through=date(2026, 11, 30))
@@ -891,8 +878,8 @@ def test_credit_note_document_does_not_count_the_tax_as_contra_revenue(tmp_path:
         tmp_path / "incl", config=CONFIG + 'prices = "inclusive"\n', counts=(476, 400, 401)
     )
     inclusive.invoice(through=date(2026, 11, 1))
-    note = issue_credit_note(
-        inclusive, "INV-2026-000003", amount="59.50", reason="outage", on=date(2026, 11, 10)
+    note = inclusive.credit(
+        "INV-2026-000003", amount="59.50", reason="outage", on=date(2026, 11, 10)
     )
     html = (inclusive.workspace.books_dir / "documents" / f"{note.number}.html").read_text()
     assert "tax included above, given back</td><td class='num'>-9.50</td>" in html
@@ -973,7 +960,7 @@ def test_a_line_credit_gives_back_that_lines_own_tax(tmp_path: Path) -> None:
     )
     assert refused.exit_code == 2 and "can still be credited (119.00 EUR)" in refused.output
     notes = [
-        issue_credit_note(session, inv.number, amount=a, reason="x", on=date(2026, 11, 5), line=n)
+        session.credit(inv.number, amount=a, reason="x", on=date(2026, 11, 5), line=n)
         for n, a in ((1, "59.50"), (1, "59.50"), (2, "107.00"))
     ]
     assert [
@@ -1033,9 +1020,7 @@ def test_reverse_charge_supplies_are_listed_per_customer_tax_id(tmp_path: Path) 
     it; the standard-rated customers are not in that table."""
     session = workspace(tmp_path / "ws")
     session.invoice(through=date(2026, 11, 1))
-    note = issue_credit_note(
-        session, "INV-2026-000002", amount="40.00", reason="outage", on=date(2026, 11, 12)
-    )
+    note = session.credit("INV-2026-000002", amount="40.00", reason="outage", on=date(2026, 11, 12))
     assert note.tax is not None and note.tax_amount == 0
     session.post(through=date(2026, 11, 30))
     report = build_report(session, "tax", month="2026-11")

@@ -1,0 +1,81 @@
+"""A workspace opened for work: its rules, plugins and store, and what the books say.
+
+What every stage that corrects or drafts needs to know about the workspace: the rules
+and plugins it was opened with, its store, today's date in its time zone, the first
+day the books are still open, what the sealed months hold and the day the books were
+last posted through. :class:`ledger.session.Session` builds the pipeline on it; the
+stages below the session (pins, subscriptions, credit notes) take an
+:class:`OpenWorkspace`, so none of them reaches up into the session.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Self
+
+from beancount.core import data
+from beancount.parser import parser
+from sqlalchemy import Engine, select
+
+from ledger import books
+from ledger.registry import Registry, load_registry
+from ledger.rules import Rules, load_rules
+from ledger.store import meta as meta_table
+from ledger.store import open_store
+from ledger.tax import check_tax_setup
+from ledger.workspace import Workspace
+
+#: The store's ``meta`` key for the day the books were last posted through
+#: (:meth:`OpenWorkspace.posted_through`).
+POSTED_THROUGH = "posted:through"
+
+
+@dataclass
+class OpenWorkspace:
+    """A workspace opened for work."""
+
+    workspace: Workspace
+    registry: Registry
+    rules: Rules
+    engine: Engine
+
+    @classmethod
+    def open(cls, workspace: Workspace) -> Self:
+        registry = load_registry(workspace.plugins_dir)
+        rules = load_rules(workspace.rules_dir, registry.pricing_models)
+        check_tax_setup(
+            workspace.rules_dir, workspace.config_file, rules
+        )  # fails early, with its line
+        return cls(workspace, registry, rules, open_store(workspace.store_url))
+
+    def today(self) -> date:
+        return datetime.now(self.workspace.tz).date()
+
+    def first_open(self) -> date:
+        """The first day of the first month that is not sealed."""
+        sealed = books.sealed_months(self.workspace.books_dir)
+        if not sealed:
+            return date.min
+        last = max(sealed)
+        year, month = int(last[:4]), int(last[5:7])
+        return date(year + month // 12, month % 12 + 1, 1)
+
+    def sealed_record(self) -> list[data.Directive]:
+        """The entries of the sealed months' files, as written (parsed, not booked)."""
+        record: list[data.Directive] = []
+        books_dir = self.workspace.books_dir
+        for month in sorted(books.sealed_months(books_dir)):
+            path = books.month_path(books_dir, month)
+            if path.exists():
+                parsed, _errors, _options = parser.parse_file(str(path))
+                record.extend(parsed)
+        return record
+
+    def posted_through(self) -> date | None:
+        """The day the books were last posted through, as the store recorded it (None: never)."""
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                select(meta_table.c.value).where(meta_table.c.key == POSTED_THROUGH)
+            ).scalar()
+        return date.fromisoformat(value) if value else None
