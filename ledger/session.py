@@ -26,11 +26,10 @@ from ledger import books, faults, metering
 from ledger.credit_notes import credit_note_documents, issue_credit_note, write_documents
 from ledger.documents import invoice_documents
 from ledger.errors import BadInput, StoreError
-from ledger.facts.adjustments import Adjustment, load_adjustments
-from ledger.facts.credit_notes import CreditNote, load_credit_notes
+from ledger.facts import IssuedFacts, load_facts
+from ledger.facts.adjustments import Adjustment
+from ledger.facts.credit_notes import CreditNote
 from ledger.facts.invoices import Invoice, load_invoices
-from ledger.facts.payments import load_applications, load_payments
-from ledger.facts.pins import load_pins
 from ledger.invoicing import bill_debit_adjustments, draft_invoices, issue, number
 from ledger.journal import post
 from ledger.journal.adjustments import debit_entries, mark_credit_notes
@@ -73,9 +72,21 @@ class Session(OpenWorkspace):
     #: invoices numbered by :meth:`invoice` whose books are being staged (not in the store yet)
     _issuing: tuple[Invoice, ...] = ()
 
-    def rate(self, through: date, customers: Collection[str] | None = None) -> Rating:
+    def facts(self) -> IssuedFacts:
+        """The issued facts, read once from the store, with the invoices :meth:`invoice` is
+        issuing (numbered, not committed yet)."""
+        return load_facts(self.engine, issuing=self._issuing)
+
+    def rate(
+        self,
+        through: date,
+        customers: Collection[str] | None = None,
+        *,
+        facts: IssuedFacts | None = None,
+    ) -> Rating:
         """Every cycle rated through ``through``; issued cycles with the plan version they
         were invoiced under (:mod:`ledger.rerate`)."""
+        facts = self.facts() if facts is None else facts
         return rate(
             self.engine,
             self.rules,
@@ -83,7 +94,8 @@ class Session(OpenWorkspace):
             self.workspace.tz,
             through=through,
             customers=customers,
-            pins=load_pins(self.engine),
+            pins=facts.pins,
+            reductions=facts.grant_reductions,
         )
 
     def evidence(self, rating: Rating) -> dict[tuple[str, date], str]:
@@ -113,10 +125,12 @@ class Session(OpenWorkspace):
         """
         if rated is None:
             self.correct_subscriptions(through)  # (``invoice`` did before rating)
-            rating = self.rate(through)
+        facts = self.facts()  # once: rating, the journal and drafting all read these
+        if rated is None:
+            rating = self.rate(through, facts=facts)
             rated = (rating, self.evidence(rating))
         faults.point("post:rated")
-        entries, documents, invoices = self.generate(through, rated=rated)
+        entries, documents, invoices = self.generate(through, rated=rated, facts=facts)
         staging = books.Staging()
         try:
             months = self.write(entries, documents, staging=staging)
@@ -127,7 +141,7 @@ class Session(OpenWorkspace):
             staging.discard()
             raise
         staging.commit()
-        unissued = self.draft(rated[0], through)
+        unissued = self.draft(rated[0], through, facts=facts)
         return PostReport(
             through=through,
             entries=len(entries),
@@ -141,6 +155,7 @@ class Session(OpenWorkspace):
         through: date,
         *,
         rated: Rated | None = None,
+        facts: IssuedFacts | None = None,
     ) -> tuple[list[data.Directive], dict[str, str], list[Invoice]]:
         """The open months' entries up to ``through``, their documents and the invoices behind them.
 
@@ -152,7 +167,7 @@ class Session(OpenWorkspace):
             self
         )  # an invoiced plan version edited in place: refuse (ledger.rerate)
         first_open = self.first_open()
-        generated, documents, invoices = self.regenerate(through, rated=rated)
+        generated, documents, invoices = self.regenerate(through, rated=rated, facts=facts)
         if first_open > date.min and through >= first_open - timedelta(days=1):
             record = self.sealed_record()
             self.require_store_of_record(record)
@@ -171,6 +186,7 @@ class Session(OpenWorkspace):
         evidence: bool = True,
         rated: Rated | None = None,
         first_open: date | None = None,
+        facts: IssuedFacts | None = None,
     ) -> tuple[list[data.Directive], dict[str, str], list[Invoice]]:
         """Every entry up to ``through`` derived from the store and the rating, sealed months
         included (what close asserts and check ties out against), with documents and invoices.
@@ -180,10 +196,11 @@ class Session(OpenWorkspace):
         day late entries of invoiced cycles are dated; ``date.min`` dates each where its
         usage was invoiced, as if no month had been sealed since.
         """
-        rating, digests = rated if rated is not None else (self.rate(through), None)
+        facts = self.facts() if facts is None else facts
+        rating, digests = rated if rated is not None else (self.rate(through, facts=facts), None)
         if evidence and digests is None:
             digests = self.evidence(rating)
-        issued = self.issued_invoices()
+        issued = list(facts.invoices)
         invoices = [inv for inv in issued if inv.date <= through]
         first_open = self.first_open() if first_open is None else first_open
         # Every issued invoice freezes its cycle's accruals, even one dated after ``through``:
@@ -201,16 +218,16 @@ class Session(OpenWorkspace):
             if e.date <= through
         ]
         # payments and credit notes: stored facts settled against the invoices in date order
-        payments = [p for p in load_payments(self.engine) if p.date <= through]
-        notes = [n for n in load_credit_notes(self.engine) if n.date <= through]
-        applications = [a for a in load_applications(self.engine) if a.date <= through]
+        dated = facts.through(through)
+        payments, notes = list(dated.payments), list(dated.credit_notes)
+        applications = list(dated.applications)
         generated += payment_entries(payments, invoices, notes, self.rules, applications)
         generated += credit_note_entries(
             notes, invoices, payments, self.rules, through=through, applications=applications
         )
         generated += application_entries(applications, payments, invoices, notes, self.rules)
         # reratings: their credit notes are marked, their debit adjustments posted (ledger.rerate)
-        adjustments = [a for a in load_adjustments(self.engine) if a.date <= through]
+        adjustments = list(dated.adjustments)
         generated = [
             *mark_credit_notes(generated, adjustments),
             *debit_entries(adjustments, self.rules),
@@ -236,11 +253,8 @@ class Session(OpenWorkspace):
     def issued_documents(self, through: date) -> dict[str, str]:
         """The documents of everything the store issued through ``through``
         (:meth:`documents`): what ``check`` compares the open months' files with."""
-        return self.documents(
-            [inv for inv in load_invoices(self.engine) if inv.date <= through],
-            [n for n in load_credit_notes(self.engine) if n.date <= through],
-            [a for a in load_adjustments(self.engine) if a.date <= through],
-        )
+        stored = load_facts(self.engine).through(through)
+        return self.documents(stored.invoices, stored.credit_notes, stored.adjustments)
 
     def unknown_records(self, record: list[data.Directive] | None = None) -> list[str]:
         """What the sealed books record that the store does not hold, ``file:line: what`` each.
@@ -251,13 +265,14 @@ class Session(OpenWorkspace):
         file): posting against it would reverse sealed history as "late adjustments".
         """
         record = self.sealed_record() if record is None else record
+        stored = load_facts(self.engine)
         held = {
-            "invoice": (invoices := {inv.number for inv in load_invoices(self.engine)}),
+            "invoice": (invoices := {inv.number for inv in stored.invoices}),
             "grant_invoice": invoices,
-            "credit_note": {note.number for note in load_credit_notes(self.engine)},
-            "debit_adjustment": {adj.document for adj in load_adjustments(self.engine)},
-            "reference": {p.reference for p in load_payments(self.engine)},
-            "application": {a.reference for a in load_applications(self.engine)},
+            "credit_note": {note.number for note in stored.credit_notes},
+            "debit_adjustment": {adj.document for adj in stored.adjustments},
+            "reference": {p.reference for p in stored.payments},
+            "application": {a.reference for a in stored.applications},
         }
         names = {
             "invoice": "invoice",
@@ -385,11 +400,13 @@ class Session(OpenWorkspace):
         issued: Sequence[Invoice] | None = None,
         evidence: Mapping[tuple[str, date], str] | None = None,
         redrafting: Invoice | None = None,
+        facts: IssuedFacts | None = None,
     ) -> list[Invoice]:
         """The invoices dated on or before ``through`` that ``issued`` (default: every issued
         invoice) leaves to issue: :func:`ledger.invoicing.draft_invoices`, then the debit
         adjustments recorded by then (:func:`ledger.rerate.bill_debit_adjustments`)."""
-        issued = self.issued_invoices() if issued is None else list(issued)
+        facts = self.facts() if facts is None else facts
+        issued = list(facts.invoices) if issued is None else list(issued)
         drafts = draft_invoices(
             rating,
             self.rules,
@@ -399,7 +416,7 @@ class Session(OpenWorkspace):
             evidence=evidence,
             redrafting=redrafting,
         )
-        adjustments = [a for a in load_adjustments(self.engine) if a.date <= through]
+        adjustments = list(facts.through(through).adjustments)
         drafts = bill_debit_adjustments(
             drafts, adjustments, issued, rules=self.rules, through=through
         )
@@ -507,9 +524,10 @@ class Session(OpenWorkspace):
             self.require_store_of_record()
         self.require_writable_books()  # an issued number is never taken back: its books must be writable
         self.correct_subscriptions(through)
-        rating = self.rate(through)
+        facts = self.facts()
+        rating = self.rate(through, facts=facts)
         digests = self.evidence(rating)
-        drafts = self.draft(rating, through, evidence=digests)
+        drafts = self.draft(rating, through, evidence=digests, facts=facts)
         post_through = through if post_through is None else post_through
         # issuing changes no event and pins exactly the plan versions this rating used, so
         # the books are posted from the same rating (rating and evidence cost the most)
