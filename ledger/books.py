@@ -53,6 +53,7 @@ from beancount.parser import parser, printer
 from beancount.utils import misc_utils
 
 from ledger.errors import MeterbookError
+from ledger.period import month_of
 from ledger.seal import DOCUMENTS, GUARD_ACCOUNTS
 
 #: First line of every generated file.
@@ -354,11 +355,6 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def month_of(day: datetime.date) -> str:
-    """``"2026-10"`` for any day in October 2026."""
-    return f"{day.year:04d}-{day.month:02d}"
 
 
 def month_path(books_dir: Path, month: str) -> Path:

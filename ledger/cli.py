@@ -323,19 +323,13 @@ def parse_day(value: str, option: str, today: date) -> date:
 
 def parse_month_arg(value: str, option: str, today: date) -> str:
     """A ``YYYY-MM`` argument whose month lies within :func:`bounded`, or :class:`BadInput`."""
-    from ledger.seal import is_month
+    from ledger.period import Month, is_month
 
     if not is_month(value) or int(value[:4]) < 1:
         raise BadInput(f"{option}: month {value!r} is not YYYY-MM")
-    year, month = int(value[:4]), int(value[5:7])
-    bounded(date(year, month, 1), option, today, shown=value)
-    if year < 9999 or month < 12:  # the month's last day, too
-        bounded(
-            date(year + month // 12, month % 12 + 1, 1) - timedelta(days=1),
-            option,
-            today,
-            shown=value,
-        )
+    month = Month.parse(value)
+    bounded(month.first, option, today, shown=value)
+    bounded(month.last, option, today, shown=value)  # the month's last day, too
     return value
 
 
@@ -852,7 +846,7 @@ def close_command(
     Months close in order; closing one out of order or not ended yet is exit 2.
     """
     from ledger.closing import close_month
-    from ledger.seal import is_month, month_of
+    from ledger.period import is_month, month_of
 
     session = ctx.session
     today = session.today()

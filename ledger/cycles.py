@@ -45,12 +45,13 @@ cut off (:mod:`ledger.metering`).
 
 from __future__ import annotations
 
-import calendar
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from fractions import Fraction
 from typing import TYPE_CHECKING
+
+from ledger.period import add_months, last_of_month
 
 if TYPE_CHECKING:
     from ledger.rules import Customer, Plan
@@ -117,10 +118,10 @@ class Cycle:
         """
         last_day = self.end - _DAY
         points: list[date] = []
-        month_end = _month_end(self.start)
+        month_end = last_of_month(self.start)
         while month_end < last_day:
             points.append(month_end)
-            month_end = _month_end(month_end + _DAY)
+            month_end = last_of_month(month_end + _DAY)
         points.append(last_day)
         return tuple(points)
 
@@ -133,22 +134,6 @@ class Cycle:
 
     def __contains__(self, day: object) -> bool:
         return isinstance(day, date) and self.start <= day < self.end
-
-
-def add_months(anchor: date, months: int) -> date:
-    """``anchor`` plus ``months`` calendar months, clamped to the month's last day.
-
-    Always computed from the anchor, so the day comes back after a short month::
-
-        >>> add_months(date(2026, 1, 31), 1), add_months(date(2026, 1, 31), 2)
-        (datetime.date(2026, 2, 28), datetime.date(2026, 3, 31))
-        >>> add_months(date(2028, 1, 31), 1)
-        datetime.date(2028, 2, 29)
-    """
-    index = anchor.year * 12 + anchor.month - 1 + months
-    year, month = divmod(index, 12)
-    month += 1
-    return date(year, month, min(anchor.day, calendar.monthrange(year, month)[1]))
 
 
 def cycles_for(customer: Customer, plans: Mapping[str, Plan], *, until: date) -> tuple[Cycle, ...]:
@@ -245,7 +230,3 @@ def _cycle_months(kind: str) -> int:
         return CYCLE_MONTHS[kind]
     except KeyError:
         raise ValueError(f"unknown cycle {kind!r} (known: {', '.join(CYCLE_MONTHS)})") from None
-
-
-def _month_end(day: date) -> date:
-    return date(day.year, day.month, calendar.monthrange(day.year, day.month)[1])

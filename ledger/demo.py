@@ -73,6 +73,7 @@ from beancount.core import data
 
 from ledger import books
 from ledger.errors import BadInput, ProblemsFound
+from ledger.period import add_months, last_of_month, month_of
 from ledger.session import Session
 
 if TYPE_CHECKING:
@@ -216,7 +217,7 @@ class DemoOptions:
 
     @property
     def month_names(self) -> tuple[str, ...]:
-        return tuple(books.month_of(d) for d in self.month_starts)
+        return tuple(month_of(d) for d in self.month_starts)
 
     @property
     def today(self) -> date:
@@ -231,20 +232,6 @@ class DemoOptions:
     def planted_month(self) -> int:
         """Index of the month with the planted discrepancies: the last one closed."""
         return self.months - 2
-
-
-def add_months(day: date, months: int) -> date:
-    """``day`` (a 1st of a month) plus ``months`` months.
-
-    >>> add_months(date(2026, 11, 1), 3)
-    datetime.date(2027, 2, 1)
-    """
-    index = day.year * 12 + day.month - 1 + months
-    return date(index // 12, index % 12 + 1, day.day)
-
-
-def last_day(month_start: date) -> date:
-    return add_months(month_start, 1) - timedelta(days=1)
 
 
 # --- the roster -------------------------------------------------------------------------
@@ -585,7 +572,7 @@ def month_usage(options: DemoOptions, profiles: Sequence[Profile], month: date) 
     """The clean events of a month, in export order (time, then id)."""
     rows: list[Row] = []
     day = month
-    while day <= last_day(month):
+    while day <= last_of_month(month):
         for profile in profiles:
             rows.extend(day_usage(options, profile, day))
         day += timedelta(days=1)
@@ -740,7 +727,7 @@ def late_rows(options: DemoOptions, profiles: Sequence[Profile], month: date) ->
     users = [p for p in profiles if p.completions][:3]
     for profile in users:
         rng = random.Random(f"{options.seed}:late:{profile.id}:{month.isoformat()}")
-        for day in (last_day(month) - timedelta(days=1), last_day(month)):
+        for day in (last_of_month(month) - timedelta(days=1), last_of_month(month)):
             if profile.plan_on(day) is None or "tokens" not in STREAMS[profile.plan_on(day) or ""]:
                 continue
             for n, t in enumerate(_times(rng, day, rng.randint(8, 15))):
@@ -819,7 +806,7 @@ def payments_in(
     The first invoice of 100 or more is paid half; customers marked as not
     paying pay nothing; in the planted month a wire without an invoice arrives.
     """
-    end = last_day(month)
+    end = last_of_month(month)
     partial = next(
         (inv.number for inv in invoices if inv.total >= 100 and profiles[inv.customer].pays), None
     )
@@ -1065,7 +1052,7 @@ def run_demo(
     for index, (month, name) in enumerate(
         zip(options.month_starts, options.month_names, strict=True)
     ):
-        end = last_day(month)
+        end = last_of_month(month)
         if index > 0:  # the LLM export's stragglers for the month just closed
             late = late_rows(options, profiles, options.month_starts[index - 1])
             if late:

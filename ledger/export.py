@@ -44,6 +44,7 @@ from ledger import seal
 from ledger.errors import BadInput, RulesError
 from ledger.escaping import SpreadsheetCsv
 from ledger.money import ZERO, round_money
+from ledger.period import month_of, month_start, next_month
 
 FORMATS = ("csv", "quickbooks", "xero", "netsuite")
 FILE = "gl_accounts.yaml"
@@ -151,7 +152,7 @@ def month_movements(
     for entry in entries:
         if (
             isinstance(entry, data.Transaction)
-            and seal.month_of(entry.date) == month
+            and month_of(entry.date) == month
             and seal.GUARD_MARK not in (entry.meta or {})
         ):
             for posting in entry.postings:
@@ -182,7 +183,7 @@ def build_journal(entries: Sequence[data.Directive], month: str, mapping: GlMapp
             f"rules/{FILE}: no GL account for {', '.join(unmapped)} (map it or a parent account)"
         )
     hash_ = seal_of(entries, month)
-    last = seal.month_start(seal.next_month(month)).toordinal() - 1
+    last = month_start(next_month(month)).toordinal() - 1
     day = date.fromordinal(last)
     reference = f"meterbook {month} seal {hash_}" if hash_ else f"meterbook {month} (not sealed)"
     by_currency: dict[str, dict[str, list[Any]]] = defaultdict(

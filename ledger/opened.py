@@ -19,6 +19,7 @@ from beancount.parser import parser
 from sqlalchemy import Engine, select
 
 from ledger import books
+from ledger.period import Month
 from ledger.registry import Registry, load_registry
 from ledger.rules import Rules, load_rules
 from ledger.store import meta as meta_table
@@ -57,9 +58,7 @@ class OpenWorkspace:
         sealed = books.sealed_months(self.workspace.books_dir)
         if not sealed:
             return date.min
-        last = max(sealed)
-        year, month = int(last[:4]), int(last[5:7])
-        return date(year + month // 12, month % 12 + 1, 1)
+        return Month.parse(max(sealed)).next().first
 
     def sealed_record(self) -> list[data.Directive]:
         """The entries of the sealed months' files, as written (parsed, not booked)."""

@@ -130,6 +130,8 @@ from beancount.core import account, data, flags
 from beancount.core.amount import Amount
 from beancount.parser.grammar import ValueType
 
+from ledger.period import is_month, month_start, next_month, previous_month
+
 __plugins__ = ("seal",)
 
 SEAL = "meterbook-seal"
@@ -149,7 +151,6 @@ GUARD_MARK = "__meterbook_seal_guard__"
 #: What stands for the seal hash in a close report while it is hashed (:func:`report_digest`).
 REPORT_PLACEHOLDER = "<meterbook seal hash>"
 
-_MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
 _HASH = re.compile(r"[0-9a-f]{64}")
 _SHORT = 16  # hex digits of an entry's hash in the manifest
 _SUMMARY = 80  # characters of an entry's summary in the manifest
@@ -187,28 +188,6 @@ class SealStatus(NamedTuple):
 def month_of(day: datetime.date) -> str:
     """``"YYYY-MM"`` of a date."""
     return f"{day.year:04d}-{day.month:02d}"
-
-
-def month_start(month: str) -> datetime.date:
-    """The first day of ``"YYYY-MM"``."""
-    return datetime.date(int(month[:4]), int(month[5:7]), 1)
-
-
-def next_month(month: str) -> str:
-    """The month after ``"YYYY-MM"``."""
-    year, mon = int(month[:4]), int(month[5:7])
-    return f"{year + mon // 12:04d}-{mon % 12 + 1:02d}"
-
-
-def previous_month(month: str) -> str:
-    """The month before ``"YYYY-MM"``."""
-    year, mon = int(month[:4]), int(month[5:7])
-    return f"{year - 1:04d}-12" if mon == 1 else f"{year:04d}-{mon - 1:02d}"
-
-
-def is_month(value: object) -> bool:
-    """True for a ``"YYYY-MM"`` string."""
-    return isinstance(value, str) and _MONTH.fullmatch(value) is not None
 
 
 # -- which entries a month seals ----------------------------------------------

@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import ledger.cycles
-from ledger.cycles import Cycle, add_months, cycle_at, cycles_for
+from ledger.cycles import Cycle, cycle_at, cycles_for
+from ledger.period import add_months
 from ledger.rules import Customer, Plan, Subscription
 
 PLANS = {

@@ -502,7 +502,7 @@ def test_serve_needs_books(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["ledger.fava_ext", "ledger.fava_ext.chart", "ledger.fava_ext.figures", "ledger.serve"]
+    "name", ["ledger.fava_ext", "ledger.fava_ext.chart", "ledger.serve"]
 )
 def test_docstring_examples(name: str) -> None:
     import doctest

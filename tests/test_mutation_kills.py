@@ -18,7 +18,6 @@ from ledger.cycles import Cycle
 from ledger.errors import BadInput
 from ledger.facts.pins import TermsPin
 from ledger.journal.meta import entry_quantities
-from ledger.journal.sealed import _month_end
 from ledger.money import (
     MAX_MAGNITUDE,
     DecimalError,
@@ -28,6 +27,7 @@ from ledger.money import (
     to_units_nanos,
     within_magnitude,
 )
+from ledger.period import last_of_month
 from ledger.plugins.graduated import GraduatedPricing
 from ledger.plugins.package import PackagePricing
 from ledger.plugins.percentage import PercentagePricing
@@ -442,5 +442,5 @@ def test_a_hand_edited_quantities_line_is_named() -> None:
 def test_month_end_of_a_short_february() -> None:
     """The month ending a non-leap February is Feb 28 (day 29 does not exist that month)."""
     assert [
-        _month_end(date(y, m, 1)) for y, m in ((2027, 2), (2028, 2), (2026, 12), (2026, 4))
+        last_of_month(date(y, m, 1)) for y, m in ((2027, 2), (2028, 2), (2026, 12), (2026, 4))
     ] == [date(2027, 2, 28), date(2028, 2, 29), date(2026, 12, 31), date(2026, 4, 30)]

@@ -48,6 +48,7 @@ from ledger.errors import MeterbookError
 from ledger.fava_ext import figures
 from ledger.fava_ext.chart import revenue_charts, revenue_table
 from ledger.money import minor_units, quantum
+from ledger.period import is_month, month_of
 
 if TYPE_CHECKING:
     from fava.core import FavaLedger
@@ -213,9 +214,7 @@ class MeterbookClose(_Workspace, FavaExtensionBase):
         books_dir = session.workspace.books_dir
         sealed = {s.month for s in seal.verify_seals(entries)}
         reports = {p.name[:7]: p.name for p in books_dir.glob("[0-9][0-9][0-9][0-9]/*.close.md")}
-        dated = sorted(
-            {figures.month_of(e.date) for e in entries if isinstance(e, data.Transaction)}
-        )
+        dated = sorted({month_of(e.date) for e in entries if isinstance(e, data.Transaction)})
         findings: dict[str, tuple[Any, ...] | str] = {}
         for month in dated:
             if month in sealed:
@@ -236,7 +235,7 @@ class MeterbookClose(_Workspace, FavaExtensionBase):
         """``books/YYYY/YYYY-MM.close.md`` as plain text (``?month=YYYY-MM``)."""
         month = request.args.get("month", "")
         session = self.session()
-        if not seal.is_month(month) or isinstance(session, Notice):
+        if not is_month(month) or isinstance(session, Notice):
             return abort(404)
         path = session.workspace.books_dir / month[:4] / f"{month}.close.md"
         if not path.is_file():
@@ -299,7 +298,7 @@ class MeterbookReports(_Workspace, FavaExtensionBase):
             return registry
         if name not in registry:
             return Notice(f"no report named {name[:40]!r} (reports: {', '.join(registry)})")
-        if month and not seal.is_month(month):
+        if month and not is_month(month):
             return Notice(f"month {month[:20]!r} is not YYYY-MM")
         session = self.session()
         if isinstance(session, Notice):

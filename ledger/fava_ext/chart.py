@@ -29,7 +29,6 @@ With two months of USD::
 
 from __future__ import annotations
 
-import calendar
 from collections.abc import Sequence
 from datetime import date
 from decimal import Decimal
@@ -41,6 +40,7 @@ from fava.core.query import AmountColumn, QueryResultTable, StrColumn
 from fava.internal_api import BalancesChart, BarChart
 
 from ledger.fava_ext.figures import MonthFigures
+from ledger.period import month_end
 
 #: (label, MonthFigures field): flows of the month are bars, balances at its end are lines.
 FLOWS = (("recognized", "recognized"), ("invoiced", "invoiced"))
@@ -49,12 +49,6 @@ BALANCES = (
     ("deferred (end)", "deferred"),
     ("receivable (end)", "receivable"),
 )
-
-
-def month_end(month: str) -> date:
-    """The last day of ``YYYY-MM`` (Fava dates a month's bar on it)."""
-    year, number = int(month[:4]), int(month[5:7])
-    return date(year, number, calendar.monthrange(year, number)[1])
 
 
 def _by_month(

@@ -34,6 +34,7 @@ from beancount.core import data
 from ledger import seal
 from ledger.closing import ACCEPT, account_kinds
 from ledger.money import ZERO
+from ledger.period import month_of, months_between
 
 if TYPE_CHECKING:
     from ledger.rating import CreditMovement, Rating
@@ -42,23 +43,6 @@ if TYPE_CHECKING:
 
 #: Account kinds summed into "unbilled": earned, not invoiced yet (final and non-final usage).
 UNBILLED_KINDS = ("unbilled", "contract_asset")
-
-
-def month_of(day: date) -> str:
-    """``"2026-10"`` for any day in October 2026."""
-    return f"{day.year:04d}-{day.month:02d}"
-
-
-def months_between(first: str, last: str) -> list[str]:
-    """Every month from ``first`` to ``last`` inclusive.
-
-    >>> months_between("2026-11", "2027-02")
-    ['2026-11', '2026-12', '2027-01', '2027-02']
-    """
-    months = [first]
-    while months[-1] < last:
-        months.append(seal.next_month(months[-1]))
-    return months
 
 
 def is_invoice(entry: data.Directive) -> bool:

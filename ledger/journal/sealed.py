@@ -12,13 +12,10 @@ from beancount.core.amount import Amount
 
 from ledger.journal.meta import FLAG, entry_meta, entry_quantities, usage_meta
 from ledger.money import ZERO
+from ledger.period import first_of_month, last_of_month
 
 #: usage month, customer, sorted links
 CatchUpKey = tuple[date, str, tuple[str, ...]]
-
-
-def month_start(day: date) -> date:
-    return day.replace(day=1)
 
 
 def next_day(day: date) -> date:
@@ -33,11 +30,7 @@ def _usage_day(entry: data.Directive) -> date:
 def usage_month(entry: data.Directive) -> date:
     """The first day of the month an entry's amounts belong to: its ``usage_date``'s
     month for a late adjustment, else its own date's month."""
-    return month_start(_usage_day(entry))
-
-
-def _month_end(first: date) -> date:
-    return (first.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+    return first_of_month(_usage_day(entry))
 
 
 def _book_order(entry: data.Transaction) -> tuple[date, bool, date, str]:
@@ -197,7 +190,7 @@ def catch_up(
                     **usage_meta(sorted(quantities.items())),
                     rules=rules_hash,
                     evidence=evidence,
-                    usage_date=_month_end(month),
+                    usage_date=last_of_month(month),
                     late=True,
                     repriced=True if repriced else None,
                 ),
