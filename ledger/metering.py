@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -794,6 +794,23 @@ def daily_usage(
                 )
     out.sort(key=lambda d: (d.customer, d.day))
     return out
+
+
+def accrual_window(customer: str, start: date, through: date, tz: ZoneInfo) -> Window:
+    """The events of a cycle that started on ``start``, through the accrual point ``through``
+    (inclusive): what an accrual's ``evidence`` digest covers."""
+    return Window(customer, cut_off_us(start, tz), cut_off_us(through + timedelta(days=1), tz))
+
+
+def evidence_digest(by_meter: Iterable[tuple[str, Evidence]]) -> str:
+    """The ``evidence`` metadata of an accrual point: sha256 (16 hex digits) over the lines
+    ``f"{meter}\t{events}\t{digest}\n"`` of its meters in name order, each meter's
+    :class:`Evidence` over :func:`accrual_window`. The one definition the books and
+    ``meterbook trace`` share."""
+    digest = hashlib.sha256()
+    for meter, ev in sorted(by_meter, key=lambda pair: pair[0]):
+        digest.update(f"{meter}\t{ev.events}\t{ev.digest}\n".encode())
+    return digest.hexdigest()[:16]
 
 
 def evidence(engine: Engine, meter: Meter, window: Window) -> Evidence:

@@ -105,16 +105,13 @@ class Session(OpenWorkspace):
         for rated in rating.cycles:
             if rated.through not in rated.cycle.accrual_points():
                 continue
-            window = metering.Window(
-                rated.cycle.customer,
-                metering.cut_off_us(rated.cycle.start, tz),
-                metering.cut_off_us(rated.through + timedelta(days=1), tz),
+            window = metering.accrual_window(
+                rated.cycle.customer, rated.cycle.start, rated.through, tz
             )
-            digest = hashlib.sha256()
-            for meter in sorted({c.meter for c in rated.charges}):
-                ev = metering.evidence(self.engine, self.rules.meters[meter], window)
-                digest.update(f"{meter}\t{ev.events}\t{ev.digest}\n".encode())
-            result[(rated.cycle.link, rated.through)] = digest.hexdigest()[:16]
+            meters = sorted({c.meter for c in rated.charges})
+            result[(rated.cycle.link, rated.through)] = metering.evidence_digest(
+                (m, metering.evidence(self.engine, self.rules.meters[m], window)) for m in meters
+            )
         return result
 
     def post(self, through: date, *, rated: Rated | None = None) -> PostReport:

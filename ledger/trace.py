@@ -66,7 +66,7 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, timedelta
+from datetime import date
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -490,9 +490,8 @@ def _books_quantities(usage: Sequence[data.Transaction]) -> dict[str, tuple[Deci
 class _Evidence:
     """Per-meter evidence of a cycle's windows, each streamed from the store once per trace.
 
-    :meth:`digest` combines the meters exactly as :meth:`ledger.session.Session.evidence`
-    does for the ``evidence`` metadata (sha256 over ``meter, event count, meter digest``
-    lines in meter order, 16 hex digits); the tests check the two agree.
+    :meth:`digest` is :func:`ledger.metering.evidence_digest`, the same function
+    :meth:`ledger.session.Session.evidence` writes the ``evidence`` metadata with.
     """
 
     def __init__(self, session: Session):
@@ -500,11 +499,8 @@ class _Evidence:
         self.cache: dict[tuple[str, str, int, int], metering.Evidence] = {}
 
     def window(self, rated: CycleRating) -> metering.Window:
-        tz = self.session.workspace.tz
-        return metering.Window(
-            rated.cycle.customer,
-            metering.cut_off_us(rated.cycle.start, tz),
-            metering.cut_off_us(rated.through + timedelta(days=1), tz),
+        return metering.accrual_window(
+            rated.cycle.customer, rated.cycle.start, rated.through, self.session.workspace.tz
         )
 
     def meter(self, rated: CycleRating, meter: str) -> metering.Evidence:
@@ -517,11 +513,8 @@ class _Evidence:
         return self.cache[key]
 
     def digest(self, rated: CycleRating) -> str:
-        digest = hashlib.sha256()
-        for meter in sorted({c.meter for c in rated.charges}):
-            ev = self.meter(rated, meter)
-            digest.update(f"{meter}\t{ev.events}\t{ev.digest}\n".encode())
-        return digest.hexdigest()[:16]
+        meters = sorted({c.meter for c in rated.charges})
+        return metering.evidence_digest((m, self.meter(rated, m)) for m in meters)
 
     def accruals(self, rating: Rating, links: Iterable[str]) -> dict[tuple[str, date], str]:
         """Digests of the accrual points of the cycles ``links`` (what invoices freeze)."""

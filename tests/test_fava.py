@@ -501,9 +501,7 @@ def test_serve_needs_books(tmp_path: Path) -> None:
     assert "main.beancount does not exist: run 'meterbook post' first" in result.output
 
 
-@pytest.mark.parametrize(
-    "name", ["ledger.fava_ext", "ledger.fava_ext.chart", "ledger.serve"]
-)
+@pytest.mark.parametrize("name", ["ledger.fava_ext", "ledger.fava_ext.chart", "ledger.serve"])
 def test_docstring_examples(name: str) -> None:
     import doctest
     import importlib
