@@ -66,7 +66,7 @@ from ledger.errors import PluginError
 from ledger.metering import Window, cut_off_us, daily_usage, measure
 from ledger.money import ZERO, normalize, round_money
 from ledger.pricing import PricingModel, Usage
-from ledger.rating import charged, is_ratable
+from ledger.rating import charged, is_ratable, price_charge
 from ledger.registry import NotificationFailure
 from ledger.rules import Charge, Meter, Rules
 from ledger.store import alert_deliveries as deliveries
@@ -395,17 +395,12 @@ def charge_amount(
     """A charge's amount for a cumulative usage, rounded as the rating rounds it. With
     ``cycle``, a ratable charge (``flat``) counts as rating recognizes it: prorated for a
     short cycle and earned by day through ``day`` (the cycle's last day when None)."""
-    try:
-        model = models[charge.model]
-        amount = model.price(charge.terms, usage).amount
-        if cycle is None:
-            return round_money(amount, currency)
-        return charged(model, amount, cycle, day or cycle.end - _DAY, currency)
-    except Exception as exc:  # a plugin's bug or a price that is not a finite Decimal
-        raise PluginError(
-            f"pricing model {charge.model!r} ({charge.meter}) failed pricing a spend cap: "
-            f"{type(exc).__name__}: {exc}"
-        ) from None
+    model = models[charge.model]
+    where = f"pricing model {charge.model!r} ({charge.meter}), pricing a spend cap,"
+    amount = price_charge(model, charge, usage, where).amount
+    if cycle is None:
+        return round_money(amount, currency)
+    return charged(model, amount, cycle, day or cycle.end - _DAY, currency)
 
 
 def crossings(

@@ -358,6 +358,28 @@ def charged(
     return round_money(amount, currency)
 
 
+def price_charge(model: PricingModel, charge: Charge, usage: Usage, where: str) -> Price:
+    """The one way to price a charge: the plugin's :class:`~ledger.pricing.Price` for
+    ``usage``, checked. Rating, alerts, statements and forecasts all price through here, so
+    a plugin's result is validated wherever it is used: anything the plugin raises, or a
+    result that is not a ``Price`` with a finite Decimal amount and ``PriceLine`` lines, is a
+    :class:`PluginError` naming ``where`` (the model, customer, cycle and meter)."""
+    try:
+        price = model.price(charge.terms, usage)
+    except Exception as exc:  # a plugin's bug or refusal: name it, never a traceback
+        raise PluginError(f"{where} failed in price(): {type(exc).__name__}: {exc}") from None
+    if not (
+        isinstance(price, Price)
+        and isinstance(price.amount, Decimal)
+        and price.amount.is_finite()
+        and all(isinstance(line, PriceLine) for line in price.lines)
+    ):
+        raise PluginError(
+            f"{where} returned {price!r:.200}, not a Price with a finite Decimal amount"
+        )
+    return price
+
+
 def _rate_charge(
     index: int,
     charge: Charge,
@@ -369,16 +391,7 @@ def _rate_charge(
 ) -> ChargeRating:
     model = models[charge.model]
     where = f"pricing model {charge.model!r} on {cycle.customer} {cycle.key} ({charge.meter})"
-    price = _plugin_call(charge, cycle, "price", model.price, charge.terms, usage)
-    if not (
-        isinstance(price, Price)
-        and isinstance(price.amount, Decimal)
-        and price.amount.is_finite()
-        and all(isinstance(line, PriceLine) for line in price.lines)
-    ):
-        raise PluginError(
-            f"{where} returned {price!r:.200}, not a Price with a finite Decimal amount"
-        )
+    price = price_charge(model, charge, usage, where)
     amount, lines = charged(model, price.amount, cycle, point, currency), price.lines
     if is_ratable(model):
         lines = tuple(_ratable_line(line, cycle, point, currency) for line in lines)
