@@ -1,4 +1,12 @@
-"""TODO docstring (ledger.accruals)."""
+"""Accrual points: what a cycle's rating says the books must hold.
+
+:func:`targets` gives a cycle's cumulative balances at a rated point (usage
+revenue per meter, unbilled, contract asset, deferred, fee and commitment
+revenue); :func:`snapshot` freezes them into the
+:class:`~ledger.facts.invoices.Snapshot` an invoice keeps; :func:`plan_points`
+chooses, per cycle, the live snapshots or the frozen ones of an invoiced cycle,
+and the late differences between them.
+"""
 
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ The balance assertions are a real check: their amounts are computed from the
 event store and the rating (every entry re-derived in memory, as if no month
 were sealed, and summed through the month's last day), never read back from
 the books. The books hold the sealed files plus the late adjustments of
-:func:`ledger.posting.catch_up`, so they agree exactly when nothing was lost or
+:func:`ledger.journal.sealed.catch_up`, so they agree exactly when nothing was lost or
 edited. The books are then loaded (Beancount checks the assertions) and only a
 clean load is sealed; otherwise the close file is removed again.
 

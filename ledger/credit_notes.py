@@ -167,7 +167,7 @@ def line_with_tax(
 # --- advance base fees: recognized, deferred, reduced ---------------------------------------
 
 
-def _cycle_bounds(key: str) -> tuple[date, date]:
+def cycle_bounds(key: str) -> tuple[date, date]:
     start, _, end = key.partition("/")
     return date.fromisoformat(start), date.fromisoformat(end)
 
@@ -183,7 +183,7 @@ def fee_recognized(fee: Decimal, cycle: str, through: date, currency: str) -> De
     >>> fee_recognized(Decimal("49.00"), "2026-10-15/2026-11-15", date(2026, 10, 31), "USD")
     Decimal('26.87')
     """
-    start, end = _cycle_bounds(cycle)
+    start, end = cycle_bounds(cycle)
     if through < start:
         return ZERO
     if through >= end - _DAY:
@@ -203,7 +203,7 @@ def fee_reduction(
     >>> fee_reduction(Decimal("30.00"), "2026-10-15/2026-11-15", date(2026, 10, 26), date(2026, 10, 31), "USD")
     Decimal('9.00')
     """
-    _start, end = _cycle_bounds(cycle)
+    _start, end = cycle_bounds(cycle)
     if through < since:
         return ZERO
     if through >= end - _DAY:

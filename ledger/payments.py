@@ -52,7 +52,7 @@ Rows that cannot be read are rejected with one reason (:data:`REASONS`).
 
 **Sealed months.** A payment that arrives dated in a month already sealed is
 generated there like any other; the session's catch-up
-(:func:`ledger.posting.catch_up`) finds it missing from the sealed files and
+(:func:`ledger.journal.sealed.catch_up`) finds it missing from the sealed files and
 posts it as a late adjustment on the first open day, with the invoice's links.
 """
 

@@ -1,4 +1,12 @@
-"""TODO docstring (ledger.pins)."""
+"""Terms pins and drift: which plan version an invoiced cycle was billed under.
+
+When an invoice is issued, :func:`record_pins` stores, per cycle, the plan version
+and a digest of its terms (:func:`terms_digest`). Editing that version in place
+later would silently re-price billed usage: :func:`changed_terms` finds such
+drift, :func:`require_unchanged_terms` refuses to post or invoice over it, and
+:func:`pinned_terms_check` is the auditor's view of it. Re-pricing on purpose is
+:mod:`ledger.rerate`.
+"""
 
 from __future__ import annotations
 

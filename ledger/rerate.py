@@ -42,7 +42,7 @@ The difference of a line is ``re-rated (current rules) − as invoiced (pinned
 version, today's quantities) − earlier reratings``; each run's lines are kept
 in the store's ``rerates`` table with the document that carries them, so a
 second run posts nothing. Usage that arrives late for an issued cycle is still
-the late-usage adjustment of :mod:`ledger.posting`, priced with the pinned
+the late-usage adjustment of :mod:`ledger.journal.accruals`, priced with the pinned
 version; a later rerate run re-prices it. Sealed months are never touched: the
 documents are dated in an open month.
 

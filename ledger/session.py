@@ -158,7 +158,7 @@ class Session(OpenWorkspace):
 
         Nothing is generated for a sealed month: what regeneration would now put
         there is compared with the sealed files and the difference posted as
-        late adjustments on the first open day (:func:`ledger.posting.catch_up`).
+        late adjustments on the first open day (:func:`ledger.journal.sealed.catch_up`).
         """
         require_unchanged_terms(
             self

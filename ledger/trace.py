@@ -460,7 +460,7 @@ def _books_quantities(usage: Sequence[data.Transaction]) -> dict[str, tuple[Deci
     only when the amount moved); a late entry carries the change since the
     invoiced accrual, added on top. A late adjustment without a quantity (a
     sealed month's catch-up that could not derive it, see
-    :func:`ledger.posting.catch_up`) leaves the quantity unknown (None). The day
+    :func:`ledger.journal.sealed.catch_up`) leaves the quantity unknown (None). The day
     is the entry's usage date; :func:`_point_of` maps a catch-up's month end to
     the cycle's accrual point.
     """

@@ -1,4 +1,9 @@
-"""TODO docstring (ledger.facts.adjustments)."""
+"""Debit adjustments: the increases a rerate recorded on issued invoice lines.
+
+A rerate that finds a line now worth more records the difference in the store's
+``rerates`` table; the next invoice bills it (:func:`ledger.invoicing.bill_debit_adjustments`)
+and the journal posts it (:mod:`ledger.journal.adjustments`).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,10 @@
-"""TODO docstring (ledger.facts.credit_notes)."""
+"""Credit notes and the prepaid-credit grants they reduce.
+
+A credit note is issued once against an invoice (:meth:`ledger.session.Session.credit`)
+and kept in the store with its parts (which lines, how much of it was deferred
+revenue) and the tax it gives back; :func:`grant_reductions` turns the notes that
+credit a prepaid grant into the reductions rating draws credit after.
+"""
 
 from __future__ import annotations
 

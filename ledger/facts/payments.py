@@ -1,4 +1,10 @@
-"""TODO docstring (ledger.facts.payments)."""
+"""Payments and cash applications, as the store keeps them.
+
+A payment is a bank line as imported (date, amount, currency, the invoice its
+payer named, a unique reference); a cash application moves unapplied cash or a
+credit balance onto an invoice, or refunds it. :mod:`ledger.payments` judges and
+settles them; :mod:`ledger.journal.payments` posts them.
+"""
 
 from __future__ import annotations
 

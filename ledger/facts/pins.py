@@ -1,4 +1,11 @@
-"""TODO docstring (ledger.facts.pins)."""
+"""Terms pins: the plan version each invoiced cycle was billed under.
+
+When an invoice is issued, every cycle on it is pinned (the store's
+``cycle_terms``) to the plan version and terms digest it was rated with, so an
+edit to the rules later cannot silently re-price billed usage
+(:mod:`ledger.pins` checks and records them; :mod:`ledger.rerate` re-prices on
+purpose).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,11 @@
-"""TODO docstring (ledger.journal.adjustments)."""
+"""Debit adjustments from a rerate, and the marks on the credit notes it issued.
+
+A rerate that finds an invoiced line now worth more posts the difference on the
+rerate's date: Dr unbilled / Cr the line's revenue account (usage, subscription
+or commitment revenue), billed on the customer's next invoice. One that finds it
+worth less issues a credit note, which :func:`mark_credit_notes` tags with the
+rerate's reason so the books show why it exists.
+"""
 
 from __future__ import annotations
 

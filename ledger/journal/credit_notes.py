@@ -1,4 +1,12 @@
-"""TODO docstring (ledger.journal.credit_notes)."""
+"""Credit notes and the fee reductions they cause.
+
+A credit note reverses revenue on its issue date: Dr credit notes (contra-revenue),
+or deferred revenue for undrawn prepaid credit and an advance fee's days not yet
+recognized, and its share of the invoice's tax; Cr receivable while the invoice
+is unpaid, refund liability once it is paid. :func:`fee_reduction_entries` then
+takes the credited part of an advance fee out of the rest of the cycle's
+recognition (Dr subscription revenue / Cr deferred), so deferred revenue ends at 0.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +29,7 @@ from ledger.tax import tax_postings
 if TYPE_CHECKING:
     from ledger.facts.payments import CashApplication, Payment
     from ledger.rules import Rules
-from ledger.credit_notes import _cycle_bounds, fee_reduction
+from ledger.credit_notes import cycle_bounds, fee_reduction
 
 
 def credit_note_entries(
@@ -140,7 +148,7 @@ def credit_note_entries(
 def _fee_plan(customer: str, line: InvoiceLine, rules: Rules) -> str:
     """The plan whose subscription revenue an advance fee line was recognized to."""
     known = rules.customers.get(customer)
-    start, _ = _cycle_bounds(line.cycle)
+    start, _ = cycle_bounds(line.cycle)
     cycle = cycle_at(known, rules.plans, start) if known is not None else None
     if cycle is not None and cycle.key == line.cycle:
         return cycle.plan
@@ -195,7 +203,7 @@ def fee_reduction_entries(
         if now is not None and now != part.cycle:
             continue  # scheduled over a cycle a subscription change has since re-cut: taken at once
         fee = invoice.lines[part.line - 1]
-        start, end = _cycle_bounds(part.cycle)
+        start, end = cycle_bounds(part.cycle)
         plan = _fee_plan(note.customer, fee, rules)
         points = Cycle(
             note.customer, plan, start, end, start, end, 0, False, False

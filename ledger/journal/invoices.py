@@ -1,4 +1,12 @@
-"""TODO docstring (ledger.journal.invoices)."""
+"""Invoices and prepaid-credit breakage.
+
+An invoice moves what the cycle accrued into the receivable: Dr receivable /
+Cr unbilled, contract asset and deferred revenue (an advance fee, credit drawn),
+plus Cr ``Liabilities:Tax:{jurisdiction}`` for its tax, on the invoice date; its
+``evidence`` is :func:`invoice_evidence` over the accruals it froze. A prepaid
+credit grant still undrawn at expiry is breakage: Dr deferred / Cr breakage revenue
+on the expiry day.
+"""
 
 from __future__ import annotations
 

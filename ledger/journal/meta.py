@@ -1,4 +1,11 @@
-"""TODO docstring (ledger.journal.meta)."""
+"""Entry metadata: the one way to write it, and to read usage quantities back.
+
+:func:`entry_meta` builds every generated entry's metadata (a ``<meterbook>``
+filename, line 0, the given keys without the ``None`` ones).
+``quantities`` metadata lists each meter's figure (``"api_calls=1234,storage_gb=12.5"``):
+:func:`format_quantities` writes it, :func:`parse_quantities` and
+:func:`entry_quantities` read it back (a hand-edited file gets a one-line error).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,11 @@
-"""TODO docstring (ledger.journal.payments)."""
+"""Payments and cash applications.
+
+A payment matched to an invoice: Dr cash / Cr receivable on the payment date;
+what it cannot settle (no invoice, an unknown one, another currency, more than is
+owed) is unapplied cash, a liability (Cr unapplied cash). A cash application
+later moves unapplied cash or a credit balance onto an invoice (Dr unapplied cash
+or refund liability / Cr receivable), or pays it back (Cr cash).
+"""
 
 from __future__ import annotations
 

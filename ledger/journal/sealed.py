@@ -1,4 +1,10 @@
-"""TODO docstring (ledger.journal.sealed)."""
+"""Sealed months: what changed behind the seal, posted on the first open day.
+
+Sealed months are never regenerated. :func:`catch_up` compares what would now be
+posted before the first open day with the sealed files and posts the difference
+(late usage, a re-pricing) as late adjustments on that day, ``late: TRUE`` with
+the ``usage_date`` they belong to.
+"""
 
 from __future__ import annotations
 
