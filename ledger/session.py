@@ -27,6 +27,7 @@ from sqlalchemy import Connection, delete, insert
 from ledger import books, faults, metering
 from ledger.credit_notes import issue_credit_note
 from ledger.documents import (
+    Seller,
     Templates,
     credit_note_documents,
     debit_documents,
@@ -49,7 +50,7 @@ from ledger.rating import Rating, rate, undrawn_credit
 from ledger.store import meta as meta_table
 from ledger.store import safe_url
 from ledger.subscriptions import current_fees
-from ledger.tax import apply_taxes
+from ledger.tax import TaxSettings, apply_taxes
 from ledger.workspace import Workspace
 
 #: A rating and its evidence digests by (cycle link, accrual date), computed together.
@@ -94,7 +95,9 @@ class Session(OpenWorkspace):
     def templates(self) -> Templates:
         """The document templates: the workspace's ``[documents] templates`` over the packaged
         ones (:mod:`ledger.documents`)."""
-        return Templates.of(self.workspace)
+        workspace = self.workspace
+        tax_id = TaxSettings.load(workspace.config_file).seller_tax_id
+        return Templates(workspace.templates_dir, Seller(tax_id=tax_id, title=workspace.title))
 
     def rate(
         self,

@@ -342,16 +342,16 @@ customers:
     billing_anchor: calendar
     subscriptions: [{plan: u, start: 2026-09-01}]
 """
-#: The README's example: the packaged invoice, with the business's logo, address and VAT number
-INVOICE = """\
-{% extends "meterbook/invoice.html" %}
-{% block head %}<style>.seller{display:flex;gap:1rem;align-items:center}</style>{% endblock %}
-{% block seller -%}
-<header class='seller'><svg width='40' height='40' role='img' aria-label='logo'>
-<circle cx='20' cy='20' r='18' fill='#3b6fd4'/></svg>
-<p>Example Billing Ltd · 1 High Street, London · VAT {{ seller.tax_id }}</p></header>
-{%- endblock %}
-"""
+
+
+def readme_invoice() -> str:
+    """The README's example (Documents and templates): the packaged invoice with the
+    business's logo, address and VAT number."""
+    text = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    after = text[text.index("<!-- documents-example") :]
+    match = re.search(r"```jinja\n(.*?)```", after, re.S)
+    assert match, "no jinja block after the documents-example marker"
+    return match.group(1)
 
 
 def workspace(root: Path, documents: str = '[documents]\ntemplates = "templates"\n') -> Path:
@@ -377,11 +377,11 @@ def one_line(result: object, *parts: str) -> None:
 
 def test_a_workspace_template_replaces_the_packaged_invoice(tmp_path: Path) -> None:
     """acme makes 3 calls in September at 1.00: INV-2026-000001 of Oct 1 bills 3.00 USD. With
-    ``templates/invoice.html`` in the workspace the invoice carries the seller's logo, address
+    the README's ``templates/invoice.html`` the invoice carries the seller's logo, address
     and VAT number (``[tax] seller_tax_id``) above the packaged invoice's lines; the customer's
     name is still escaped, ``check`` re-renders the same bytes from the same templates."""
     root = workspace(tmp_path / "ws")
-    (root / "templates" / "invoice.html").write_text(INVOICE)
+    (root / "templates" / "invoice.html").write_text(readme_invoice())
     session = open_session(root)
     try:
         insert_events(session.engine, calls("acme", ["2026-09-02", "2026-09-03", "2026-09-04"]))

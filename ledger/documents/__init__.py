@@ -56,15 +56,12 @@ from ledger.rules import Rules
 
 if TYPE_CHECKING:
     from ledger.cycles import Cycle
-    from ledger.workspace import Workspace
 
 #: The packaged templates: the documents meterbook writes unless a workspace overrides them.
 PACKAGED_DIR = Path(__file__).parent / "templates"
-#: The templates the documents are rendered from, one per kind of document.
-KINDS = ("invoice", "credit_note", "debit_adjustment", "statement")
 
 
-class Addressed(Protocol):
+class UsageStatement(Protocol):
     """A usage statement (:class:`ledger.statements.Statement`, a later stage than this one):
     whose it is; the template reads its other fields by name (README "Documents and templates")."""
 
@@ -113,15 +110,6 @@ class Templates:
         self.environment.globals.update(rounding=rounding, daily_chart=daily_chart)
         if directory is not None:
             self._parse_overrides(directory)
-
-    @classmethod
-    def of(cls, workspace: Workspace) -> Templates:
-        """The templates ``meterbook.toml`` names (``[documents] templates``), with its seller."""
-        from ledger.tax import TaxSettings
-
-        settings = TaxSettings.load(workspace.config_file)
-        seller = Seller(tax_id=settings.seller_tax_id, title=workspace.title)
-        return cls(workspace.templates_dir, seller)
 
     def _parse_overrides(self, directory: Path) -> None:
         """Compile every ``.html`` and ``.css`` file of the override directory."""
@@ -370,7 +358,7 @@ def debit_documents(
     return documents
 
 
-def statement_html(statement: Addressed, evidence: object, templates: Templates) -> str:
+def statement_html(statement: UsageStatement, evidence: object, templates: Templates) -> str:
     """The self-contained HTML usage statement (``statement.html``): inline CSS and SVG,
     escaped, no scripts, no external references."""
     return templates.render("statement", statement=statement, evidence=evidence)
