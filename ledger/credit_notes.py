@@ -65,9 +65,6 @@ from dataclasses import replace
 from datetime import date, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from fractions import Fraction
-from html import escape
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, func, select
 
@@ -78,9 +75,6 @@ from ledger.money import ZERO, DecimalError, minor_units, parse_decimal, round_m
 from ledger.store import credit_notes as credit_notes_table
 from ledger.store import invoices as invoices_table
 from ledger.tax import credited_tax, line_creditable, with_tax
-
-if TYPE_CHECKING:
-    from ledger.rules import Rules
 
 _Date = date  # the field named ``date`` shadows the type inside the class
 _DAY = timedelta(days=1)
@@ -492,84 +486,3 @@ def issue_credit_note(
         if also is not None:
             also(note)
     return note
-
-
-# --- the books ----------------------------------------------------------------------------------
-
-
-# --- documents ----------------------------------------------------------------------------------
-
-
-def credit_note_html(note: CreditNote, rules: Rules) -> str:
-    """A self-contained HTML credit note, with the split over the invoice's lines."""
-    from ledger.documents import _STYLE
-
-    customer = rules.customers.get(note.customer)
-    name = customer.name if customer and customer.name else note.customer
-    what = (
-        f"line {note.line}: {note.line_description}" if note.line is not None else "invoice total"
-    )
-    invoice_date = note.invoice_date.isoformat() if note.invoice_date else ""
-    cur = escape(note.currency)
-    split = ""
-    if note.parts:
-        rows = "".join(
-            f"<tr><td>{p.line or ''}</td><td>{escape(p.description)}</td><td class='num'>{p.amount:,}</td>"
-            f"<td class='num'>{p.deferred:,}</td><td class='num'>{p.revenue:,}</td></tr>"
-            for p in note.parts
-        )
-        # the tax given back is no revenue (ledger.tax): the totals are the lines' net, as posted
-        net = note.amount - note.tax_amount
-        if note.tax_amount and sum((p.amount for p in note.parts), ZERO) == note.amount:
-            rows += (
-                f"<tr class='tax'><td></td><td>tax included above, given back</td>"  # inclusive
-                f"<td class='num'>{-note.tax_amount:,}</td><td class='num'>0</td>"
-                f"<td class='num'>{-note.tax_amount:,}</td></tr>"
-            )
-        split = (
-            "<h2>Accounting</h2><table><thead><tr><th>Line</th><th>Credited</th><th class='num'>Amount</th>"
-            "<th class='num'>Deferred revenue reversed</th><th class='num'>Contra-revenue</th></tr></thead>"
-            f"<tbody>{rows}</tbody><tfoot><tr><td colspan='2'>Total</td><td class='num'>{net:,} {cur}</td>"
-            f"<td class='num'>{note.deferred:,} {cur}</td><td class='num'>{net - note.deferred:,} {cur}</td>"
-            "</tr></tfoot></table>"
-        )
-    if note.tax is not None:  # the tax given back, its ids and mention (ledger.documents)
-        from ledger.documents import tax_ids_html, tax_mention_html, tax_rows_html
-
-        split += (
-            "<h2>Tax</h2>"
-            + tax_ids_html(note.tax)
-            + "<table><tbody>"
-            + tax_rows_html(note.tax, note.amount - note.tax_amount, note.currency, 1)
-            + f"<tr><td>Total credited</td><td class='num'>{note.amount:,} {cur}</td></tr>"
-            "</tbody></table>" + tax_mention_html(note.tax)
-        )
-    return (
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>{escape(note.number)}</title><style>{_STYLE}</style></head><body>"
-        f"<h1>Credit note {escape(note.number)}</h1>"
-        f"<p class='meta'>{escape(name)} ({escape(note.customer)}) · dated {note.date.isoformat()}"
-        f" · for invoice {escape(note.invoice)} of {invoice_date}</p>"
-        "<table><thead><tr><th>Credited</th><th>Reason</th><th class='num'>Amount</th></tr></thead><tbody>"
-        f"<tr><td>{escape(what)}</td><td>{escape(note.reason)}</td>"
-        f"<td class='num'>{note.amount:,} {cur}</td></tr></tbody>"
-        f"<tfoot><tr><td colspan='2'>Invoice total {note.invoice_total:,} · credited before "
-        f"{note.credited_before:,} · this note</td><td class='num'>{note.amount:,} {cur}</td>"
-        f"</tr></tfoot></table>{split}</body></html>\n"
-    )
-
-
-def credit_note_documents(note: CreditNote, rules: Rules) -> dict[str, str]:
-    """``{relative path under books/: content}`` for one credit note."""
-    return {
-        f"documents/{note.number}.html": credit_note_html(note, rules),
-        f"documents/{note.number}.json": note.to_json() + "\n",
-    }
-
-
-def write_documents(books_dir: Path, note: CreditNote, rules: Rules) -> None:
-    """Write a note's documents now (``post`` rewrites them identically)."""
-    from ledger.books import write_atomic
-
-    for relative, content in sorted(credit_note_documents(note, rules).items()):
-        write_atomic(books_dir / relative, content)

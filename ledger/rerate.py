@@ -64,19 +64,17 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal
-from html import escape
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
 from ledger.credit_notes import creditable
 from ledger.errors import BadInput
-from ledger.events import dumps
-from ledger.facts.adjustments import Adjustment, _label, by_document, load_adjustments
+from ledger.facts.adjustments import Adjustment, _label, load_adjustments
 from ledger.facts.credit_notes import CreditNote
 from ledger.facts.invoices import Invoice, InvoiceLine, load_invoices
 from ledger.facts.pins import load_pins
@@ -90,7 +88,6 @@ from ledger.tax import credit_of_lines
 
 if TYPE_CHECKING:
     from ledger.reconcile import CheckResult
-    from ledger.rules import Rules
     from ledger.session import Session
 
 _Date = date  # the field named ``date`` shadows the type inside the class
@@ -593,66 +590,6 @@ def _store(session: Session, report: RerateReport, seen: int) -> tuple[RerateLin
                 )
                 posted.append(replace(ln, document=document))
     return tuple(sorted(posted, key=lambda r: (r.customer, r.invoice, r.cycle, r.line_key)))
-
-
-# --- the books ---------------------------------------------------------------------------------
-
-
-def debit_documents(adjustments: Sequence[Adjustment], rules: Rules) -> dict[str, str]:
-    """``{relative path under books/: content}``: HTML and JSON of every debit adjustment."""
-    from ledger.documents import _STYLE
-
-    documents: dict[str, str] = {}
-    for number, group in sorted(by_document(adjustments, "DA-").items()):
-        first = group[0]
-        customer = rules.customers.get(first.customer)
-        name = customer.name if customer and customer.name else first.customer
-        total = sum((adj.amount for adj in group), ZERO)
-        rows = "".join(
-            f"<tr><td>{escape(adj.label)}</td><td>{escape(adj.cycle)}</td><td class='num'>{adj.invoiced:,}</td>"
-            f"<td class='num'>{adj.rerated:,}</td><td class='num'>{adj.amount:,} {escape(adj.currency)}</td></tr>"
-            for adj in group
-        )
-        documents[f"documents/{number}.html"] = (
-            "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-            f"<title>{escape(number)}</title><style>{_STYLE}</style></head><body>"
-            f"<h1>Debit adjustment {escape(number)}</h1>"
-            f"<p class='meta'>{escape(name)} ({escape(first.customer)}) · dated {first.date.isoformat()}"
-            f" · re-rating of invoice {escape(first.invoice)} from {first.since.isoformat()} with rules "
-            f"{escape(first.rules)} · billed on the next invoice</p>"
-            "<table><thead><tr><th>Charge</th><th>Cycle</th><th class='num'>Invoiced</th>"
-            "<th class='num'>Re-rated</th><th class='num'>Difference</th></tr></thead><tbody>"
-            + rows
-            + f"</tbody><tfoot><tr><td colspan='4'>Total</td><td class='num'>{total:,} "
-            f"{escape(first.currency)}</td></tr></tfoot></table></body></html>\n"
-        )
-        documents[f"documents/{number}.json"] = (
-            dumps(
-                {
-                    "number": number,
-                    "customer": first.customer,
-                    "invoice": first.invoice,
-                    "date": first.date.isoformat(),
-                    "since": first.since.isoformat(),
-                    "rules": first.rules,
-                    "currency": first.currency,
-                    "total": str(total),
-                    "lines": [
-                        {
-                            "line": adj.line,
-                            "charge": adj.label,
-                            "cycle": adj.cycle,
-                            "invoiced": str(adj.invoiced),
-                            "rerated": str(adj.rerated),
-                            "amount": str(adj.amount),
-                        }
-                        for adj in group
-                    ],
-                }
-            )
-            + "\n"
-        )
-    return documents
 
 
 def parse_since(text: str, option: str = "--from") -> date:

@@ -18,13 +18,21 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
+from functools import cached_property
+from typing import Self
 
 from beancount.core import data
 from sqlalchemy import Connection, delete, insert
 
 from ledger import books, faults, metering
-from ledger.credit_notes import credit_note_documents, issue_credit_note, write_documents
-from ledger.documents import invoice_documents
+from ledger.credit_notes import issue_credit_note
+from ledger.documents import (
+    Seller,
+    Templates,
+    credit_note_documents,
+    debit_documents,
+    invoice_documents,
+)
 from ledger.errors import BadInput, StoreError
 from ledger.facts import IssuedFacts, load_facts
 from ledger.facts.adjustments import Adjustment
@@ -39,11 +47,11 @@ from ledger.journal.sealed import catch_up
 from ledger.opened import POSTED_THROUGH, OpenWorkspace
 from ledger.pins import record_pins, require_unchanged_terms
 from ledger.rating import Rating, rate, undrawn_credit
-from ledger.rerate import debit_documents
 from ledger.store import meta as meta_table
 from ledger.store import safe_url
 from ledger.subscriptions import current_fees
-from ledger.tax import apply_taxes
+from ledger.tax import TaxSettings, apply_taxes
+from ledger.workspace import Workspace
 
 #: A rating and its evidence digests by (cycle link, accrual date), computed together.
 Rated = tuple[Rating, dict[tuple[str, date], str]]
@@ -76,6 +84,20 @@ class Session(OpenWorkspace):
         """The issued facts, read once from the store, with the invoices :meth:`invoice` is
         issuing (numbered, not committed yet)."""
         return load_facts(self.engine, issuing=self._issuing)
+
+    @classmethod
+    def open(cls, workspace: Workspace) -> Self:
+        session = super().open(workspace)
+        session.templates  # noqa: B018 - a workspace's template with a syntax error fails here
+        return session
+
+    @cached_property
+    def templates(self) -> Templates:
+        """The document templates: the workspace's ``[documents] templates`` over the packaged
+        ones (:mod:`ledger.documents`)."""
+        workspace = self.workspace
+        tax_id = TaxSettings.load(workspace.config_file).seller_tax_id
+        return Templates(workspace.templates_dir, Seller(tax_id=tax_id, title=workspace.title))
 
     def rate(
         self,
@@ -241,10 +263,10 @@ class Session(OpenWorkspace):
         debit adjustments, as ``post`` writes them."""
         documents: dict[str, str] = {}
         for inv in invoices:
-            documents.update(invoice_documents(inv, self.rules))
+            documents.update(invoice_documents(inv, self.rules, self.templates))
         for note in notes:
-            documents.update(credit_note_documents(note, self.rules))
-        documents.update(debit_documents(adjustments, self.rules))
+            documents.update(credit_note_documents(note, self.rules, self.templates))
+        documents.update(debit_documents(adjustments, self.rules, self.templates))
         return documents
 
     def issued_documents(self, through: date) -> dict[str, str]:
@@ -466,8 +488,10 @@ class Session(OpenWorkspace):
             )
 
         def documents(note: CreditNote) -> None:
-            try:
-                write_documents(self.workspace.books_dir, note, rules)
+            try:  # written now (``post`` rewrites them identically)
+                files = credit_note_documents(note, rules, self.templates)
+                for relative, content in sorted(files.items()):
+                    books.write_atomic(self.workspace.books_dir / relative, content)
             except OSError as exc:  # raised inside the note's transaction: the note is not kept
                 where = (
                     exc.filename

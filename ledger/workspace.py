@@ -11,6 +11,9 @@ A worked example::
     plugins_dir = ""
     title = "meterbook"                      # the books' title in Fava
 
+    [documents]
+    templates = "templates"                  # optional: the workspace's own document templates
+
 ``Workspace.find(Path.cwd())`` walks up to the first directory holding that file.
 """
 
@@ -41,6 +44,7 @@ _KEYS = {
     "title",
     "tax",
     "gaps_spikes",
+    "documents",
 }
 
 
@@ -229,6 +233,32 @@ def gaps_spikes_tuning(value: object, path: Path) -> GapsSpikesTuning:
         raise WorkspaceError(f"{path}: gaps_spikes.{where}: {message}") from None
 
 
+def templates_dir(value: object, path: Path, root: Path) -> Path | None:
+    """Validate ``[documents]``: ``templates``, a directory relative to the workspace::
+
+    [documents]
+    templates = "templates"   # templates/invoice.html replaces the packaged invoice.html
+    """
+    if not isinstance(value, dict):
+        raise WorkspaceError(f"{path}: documents: expected a table [documents]")
+    unknown = sorted(set(value) - {"templates"})
+    if unknown:
+        raise WorkspaceError(f"{path}: documents.{unknown[0]}: unknown key (known: templates)")
+    if "templates" not in value:
+        return None
+    name = value["templates"]
+    if not isinstance(name, str) or not name.strip():
+        raise WorkspaceError(
+            f"{path}: documents.templates: expected the path of a directory, relative to the "
+            "workspace"
+        )
+    directory = root / name
+    if not directory.is_dir():
+        what = "is not a directory" if directory.exists() else "does not exist"
+        raise WorkspaceError(f"{path}: documents.templates: {directory} {what}")
+    return directory.resolve()
+
+
 @dataclass(frozen=True)
 class Workspace:
     """A loaded ``meterbook.toml`` with its paths resolved."""
@@ -247,6 +277,9 @@ class Workspace:
     #: ``[gaps_spikes]``: the workspace's tuning of the gaps-and-spikes reconciler
     #: (:class:`ledger.rules.GapsSpikesTuning`; None: its defaults)
     gaps_spikes: GapsSpikesTuning | None = None
+    #: ``[documents] templates``: the workspace's own document templates, each replacing the
+    #: packaged one of the same name (:mod:`ledger.documents`); None: the packaged ones
+    templates_dir: Path | None = None
 
     @property
     def tz(self) -> ZoneInfo:
@@ -294,8 +327,13 @@ class Workspace:
                 f"{path}: unknown key {unknown[0]!r} (known: {', '.join(sorted(_KEYS))})"
             )
         for key, value in data.items():
-            # tables: [alerts], [tax] (read by ledger.tax), [gaps_spikes]
-            if not isinstance(value, str) and key not in ("alerts", "tax", "gaps_spikes"):
+            # tables: [alerts], [tax] (read by ledger.tax), [gaps_spikes], [documents]
+            if not isinstance(value, str) and key not in (
+                "alerts",
+                "tax",
+                "gaps_spikes",
+                "documents",
+            ):
                 raise WorkspaceError(
                     f"{path}: {key}: expected a string, got {type(value).__name__}"
                 )
@@ -321,6 +359,7 @@ class Workspace:
             alerts=AlertsConfig.parse(data.get("alerts", {}), path, root),
             title=data.get("title", "meterbook") or "meterbook",
             gaps_spikes=gaps_spikes_tuning(data.get("gaps_spikes", {}), path),
+            templates_dir=templates_dir(data.get("documents", {}), path, root),
         )
 
 
