@@ -22,6 +22,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
         (
             "ledger.errors",
             "ledger.money",
+            "ledger.period",
             "ledger.accounts",
             "ledger.escaping",
             "ledger.faults",
