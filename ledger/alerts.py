@@ -1,4 +1,5 @@
-"""Caps and alerts: the day a customer's cycle-to-date usage or spend reaches a threshold of its cap.
+"""Caps and alerts: the day a customer's cycle-to-date usage or spend reaches a threshold
+of its cap.
 
 A customer with a usage cap, a spend cap and the default thresholds::
 
@@ -108,7 +109,8 @@ class Alert:
 
     @property
     def id(self) -> str:
-        """Stable across runs: ``usage-cap:acme:api_calls:2026-09-01:80``, ``spend-cap:acme:2026-09-01:100``."""
+        """Stable across runs: ``usage-cap:acme:api_calls:2026-09-01:80``,
+        ``spend-cap:acme:2026-09-01:100``."""
         parts = [
             self.kind.replace("_", "-"),
             self.customer,
@@ -128,9 +130,10 @@ class Alert:
         """One line for people: who, what, which threshold, when."""
         what = f"{self.meter} usage" if self.meter else "spend"
         return (
-            f"{self.customer}: {what} reached {self.percent} % of the cap ({_show(self.level, self)} of "
-            f"{_show(self.cap, self)} {self.unit}) on {self.date.isoformat()}: {_show(self.value, self)} "
-            f"{self.unit} in cycle {self.cycle}"
+            f"{self.customer}: {what} reached {self.percent} % of the cap "
+            f"({_show(self.level, self)} of {_show(self.cap, self)} {self.unit}) "
+            f"on {self.date.isoformat()}: {_show(self.value, self)} {self.unit} "
+            f"in cycle {self.cycle}"
         )
 
     def payload(self) -> dict[str, str | None]:
@@ -233,8 +236,8 @@ def cap_on(
     it, else the customer's cap in the rules (None: no cap).
 
     >>> from ledger.rules import Customer
-    >>> rules = Rules.model_construct(customers={"acme": Customer(id="acme", currency="USD",
-    ...                                                           caps={"api_calls": Decimal(100)})})
+    >>> acme = Customer(id="acme", currency="USD", caps={"api_calls": Decimal(100)})
+    >>> rules = Rules.model_construct(customers={"acme": acme})
     >>> changes = {("acme", "api_calls"): ((date(2026, 9, 9), Decimal(150)),)}
     >>> cap_on(rules, "acme", "api_calls", date(2026, 9, 8), changes), cap_on(
     ...     rules, "acme", "api_calls", date(2026, 9, 9), changes)
@@ -409,7 +412,8 @@ def crossings(
     delivery: AlertsConfig = AlertsConfig(),
     changes: CapChanges | None = None,
 ) -> list[Alert]:
-    """Every threshold of the customer's caps reached in ``progress``, dated the first day it was reached.
+    """Every threshold of the customer's caps reached in ``progress``, dated the first day it
+    was reached.
 
     A usage cap changed by the customer (``changes``, :func:`cap_changes`) counts from
     the day of the change on: each day is measured against the cap in force that day.
@@ -568,9 +572,9 @@ def claim(engine: Engine, alert_id: str, plugin: str, *, now: datetime | None = 
     """Take one pending delivery for this run; False when another run has it.
 
     One conditional ``UPDATE``: only a delivery never tried, failed (and, when its plugin asked
-    to retry later, due), or interrupted (claimed over :data:`INTERRUPTED_AFTER` ago) is taken, and marked in progress
-    (``error`` NULL, ``last_attempt`` now). Two runs cannot both take it: SQLite
-    runs one writer at a time, and PostgreSQL makes the second ``UPDATE`` wait for
+    to retry later, due), or interrupted (claimed over :data:`INTERRUPTED_AFTER` ago) is taken,
+    and marked in progress (``error`` NULL, ``last_attempt`` now). Two runs cannot both take
+    it: SQLite runs one writer at a time, and PostgreSQL makes the second ``UPDATE`` wait for
     the first to commit and then re-check its ``WHERE`` against the new row.
     """
     moment = now or datetime.now(UTC)
@@ -611,7 +615,8 @@ _RETRY_LATER = re.compile(r"^RetryLater: retry after (\d{4}-\d\d-\d\dT\d\d:\d\d:
 
 
 def settle(engine: Engine, alert_id: str, plugin: str, failure: NotificationFailure | None) -> None:
-    """Record how a claimed call went: taken (the delivery is deleted) or failed (kept with its error).
+    """Record how a claimed call went: taken (the delivery is deleted) or failed (kept with its
+    error).
 
     A :class:`RetryLater` failure keeps the delivery with ``last_attempt`` set to the time it
     may be retried: :func:`claim` takes a failed delivery only once that time has come.
@@ -659,7 +664,8 @@ def drop_undelivered(engine: Engine, plugin: str) -> int:
 
 
 def stored_alerts(session: Session, ids: Collection[str]) -> dict[str, Alert]:
-    """Raised alerts as they were raised (figures from the store), with today's delivery settings."""
+    """Raised alerts as they were raised (figures from the store), with today's delivery
+    settings."""
     if not ids:
         return {}
     with session.engine.connect() as conn:

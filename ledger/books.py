@@ -14,7 +14,8 @@ DESIGN's books layout says::
         include "2026/2026-10.close.beancount"
         include "2026/2026-11.beancount"
 
-    books/accounts.beancount          2026-10-15 open Assets:Receivables:Unbilled:Acme  (one per account used)
+    books/accounts.beancount          2026-10-15 open Assets:Receivables:Unbilled:Acme
+                                      (one per account used)
     books/2026/2026-10.beancount      every entry dated in October 2026
     books/2026/2026-11.beancount      ...
 
@@ -160,7 +161,8 @@ class _Printer(printer.EntryPrinter):
 def _render_meta(key: str, value: object) -> str:
     if not _META_KEY.match(key):
         raise MetadataError(
-            f"metadata key {key!r} is not a valid Beancount key (a-z first, then letters, digits, '-', '_')"
+            f"metadata key {key!r} is not a valid Beancount key "
+            "(a-z first, then letters, digits, '-', '_')"
         )
     if isinstance(value, bool):
         return "TRUE" if value else "FALSE"
@@ -266,8 +268,8 @@ class Staging:
 
         staging = Staging()
         staging.add(books_dir / "2026/2026-10.beancount", text)   # written, not in place
-        ...                                                          # store transaction commits here
-        staging.commit()                                             # renamed into place
+        ...                                                       # store transaction commits here
+        staging.commit()                                          # renamed into place
     """
 
     #: False for :class:`Comparing`, which writes nothing

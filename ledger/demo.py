@@ -6,8 +6,10 @@ generates usage into ``var/demo/`` and runs what an accountant would, month by
 month, on a fixed calendar: usage from 2026-08-01, "today" the day after the
 last month (2026-11-01 by default); the clock is never read::
 
-    var/demo/2026-08.events.csv    usage export: API calls, LLM tokens, storage snapshots, payments processed
-    var/demo/2026-08.resend.csv    the exporter's re-send: rows already sent (duplicates), two corrected (conflicts)
+    var/demo/2026-08.events.csv    usage export: API calls, LLM tokens, storage snapshots,
+                                   payments processed
+    var/demo/2026-08.resend.csv    the exporter's re-send: rows already sent (duplicates),
+                                   two corrected (conflicts)
     var/demo/2026-08.live.csv      the live meter's daily API-call totals (dual track)
     var/demo/2026-08.payments.csv  bank export: payments received in August
     var/demo/2026-08.late.csv      token events of Aug 30-31 that arrived after August was closed
@@ -105,7 +107,8 @@ STREAMS: Mapping[str, tuple[str, ...]] = {
     "payments": ("payments",),
     "enterprise": ("calls", "tokens"),
 }
-#: The generated customers' plans, in this repeating order (every feature shows up from 12 customers on).
+#: The generated customers' plans, in this repeating order (every feature shows up from 12
+#: customers on).
 PATTERN = (
     "scale",
     "ai",
@@ -221,7 +224,8 @@ class DemoOptions:
 
     @property
     def today(self) -> date:
-        """The demo's "today": the day after its last month (that month has ended but is not closed)."""
+        """The demo's "today": the day after its last month (that month has ended but is not
+        closed)."""
         return add_months(START, self.months)
 
     @property
@@ -450,7 +454,8 @@ def roster(options: DemoOptions) -> tuple[Profile, ...]:
 def customers_yaml(options: DemoOptions, profiles: Sequence[Profile]) -> str:
     """``rules/customers.yaml`` for the roster, marked as the demo's."""
     head = (
-        f"{GENERATED} --customers {options.customers} --months {options.months} --seed {options.seed}`:\n"
+        f"{GENERATED} --customers {options.customers} --months {options.months} "
+        f"--seed {options.seed}`:\n"
         "# the roster behind books/. Four hand-picked customers first (anniversary and calendar\n"
         "# cycles, caps, prepaid credits, EUR, a plan change), then generated ones. The demo\n"
         "# rewrites this file; change the roster in ledger/demo.py.\n"
@@ -801,7 +806,8 @@ class PaymentRow:
 def payments_in(
     options: DemoOptions, month: date, invoices: Sequence[Invoice], profiles: Mapping[str, Profile]
 ) -> list[PaymentRow]:
-    """Payments received in ``month`` for the issued ``invoices`` (each 5 to 35 days after its date).
+    """Payments received in ``month`` for the issued ``invoices`` (each 5 to 35 days after its
+    date).
 
     The first invoice of 100 or more is paid half; customers marked as not
     paying pay nothing; in the planted month a wire without an invoice arrives.
@@ -883,15 +889,18 @@ class DemoSummary:
         out = [
             f"meterbook demo: {self.customers} customers, {o.months} months "
             f"({o.month_names[0]} to {o.month_names[-1]}), seed {o.seed}",
-            f"  events    received {e['received']:,}: accepted {e['accepted']:,}, duplicates {e['duplicates']:,}, "
-            f"conflicts {e['conflicts']:,}, rejected {e['rejected']:,} ({reasons})",
-            f"  live      {self.live_rows:,} daily meter totals; payments {self.payments} received; "
-            f"{self.invoices} invoices issued",
+            f"  events    received {e['received']:,}: accepted {e['accepted']:,}, "
+            f"duplicates {e['duplicates']:,}, conflicts {e['conflicts']:,}, "
+            f"rejected {e['rejected']:,} ({reasons})",
+            f"  live      {self.live_rows:,} daily meter totals; "
+            f"payments {self.payments} received; {self.invoices} invoices issued",
             f"  closed    {', '.join(self.closed)} (sealed); {self.open_month} open: "
             f"meterbook close {self.open_month}",
             f"  revenue   {_money(self.totals.revenue)}",
-            f"  unbilled  {_money(self.totals.unbilled)} (contract assets {_money(self.totals.contract_asset)})",
-            f"  AR        {_money(self.totals.receivable)} (unapplied cash {_money(self.totals.unapplied)})",
+            f"  unbilled  {_money(self.totals.unbilled)} "
+            f"(contract assets {_money(self.totals.contract_asset)})",
+            f"  AR        {_money(self.totals.receivable)} "
+            f"(unapplied cash {_money(self.totals.unapplied)})",
             f"  deferred  {_money(self.totals.deferred)}",
             f"  findings  {len(self.findings)} ("
             + ", ".join(f"{n} {s}" for s, n in sorted(severities.items()))
@@ -935,8 +944,8 @@ def check_workspace(workspace: Workspace) -> None:
     missing = [p for p in PLANS if p not in plans]
     if missing:
         raise BadInput(
-            f"{plans_file}: the demo needs plan {missing[0]!r} (plans: {', '.join(PLANS)}); run it in "
-            "the repository root, whose rules/ has them"
+            f"{plans_file}: the demo needs plan {missing[0]!r} (plans: {', '.join(PLANS)}); "
+            "run it in the repository root, whose rules/ has them"
         )
     url = workspace.store_url
     if not url.startswith("sqlite:///") or url.endswith(":memory:"):
@@ -1090,7 +1099,8 @@ def run_demo(
             "live-totals",
         )
         _issued, gate = invoice_gated(session, end)
-        if gate.held:  # the planted live-meter discrepancy holds that customer's invoice: accepted, then issued
+        # the planted live-meter discrepancy holds that customer's invoice: accepted, then issued
+        if gate.held:
             accept = acceptances([f for held in gate.held for f in held.findings], planted, ())
             _issued, gate = invoice_gated(session, end, accept)
             if gate.held:
@@ -1125,8 +1135,9 @@ def run_demo(
         accepted.update(report.accepted)
         closed.append(name)
         echo(
-            f"close    {name}: {report.assertions} balance assertions, {len(report.findings)} findings, "
-            f"{len(report.accepted)} accepted; seal {report.seal_hash[:16]}"
+            f"close    {name}: {report.assertions} balance assertions, "
+            f"{len(report.findings)} findings, {len(report.accepted)} accepted; "
+            f"seal {report.seal_hash[:16]}"
         )
     books.write_atomic(
         workspace.books_dir / MARKER,
@@ -1165,7 +1176,8 @@ def run_demo(
 def acceptances(
     open_errors: Iterable[Finding], planted: tuple[str, date] | None, payments: Sequence[PaymentRow]
 ) -> dict[str, str]:
-    """Reasons for the findings the demo planted; any other open error stays open (and stops the demo)."""
+    """Reasons for the findings the demo planted; any other open error stays open (and stops the
+    demo)."""
     reasons: dict[str, str] = {}
     wires = [p.reference for p in payments if not p.invoice]
     for finding in open_errors:

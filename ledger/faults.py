@@ -44,7 +44,8 @@ POINTS = (
     "close:recorded",
     "close:sealed",
 )
-#: The exit status of a process stopped at a fault point (128 + SIGKILL, as a shell shows ``kill -9``).
+#: The exit status of a process stopped at a fault point (128 + SIGKILL, as a shell shows
+#: ``kill -9``).
 EXIT_STATUS = 137
 
 

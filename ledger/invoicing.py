@@ -149,7 +149,8 @@ def draft_invoices(
     """
     evidence = evidence or {}
     issued_keys = {inv.key for inv in issued}
-    # a cycle whose accruals an issued invoice froze is billed (late usage aside), whatever that invoice's date
+    # a cycle whose accruals an issued invoice froze is billed (late usage aside), whatever that
+    # invoice's date
     frozen = {snap.link for inv in issued for snap in inv.accruals}
     lines: dict[tuple[str, date], list[InvoiceLine]] = defaultdict(list)
     accruals: dict[tuple[str, date], list[Snapshot]] = defaultdict(list)
@@ -251,7 +252,8 @@ def _redate_sealed(
     for cid, day in sorted(k for k in list(lines) if k[1] < first_open):
         target = max(first_open, last.get(cid, date.min) + timedelta(days=1))
         if f"{cid}/{day.isoformat()}" in issued_keys or target > through:
-            continue  # issued; or drafting as of a sealed day (``trace`` re-drafting history): as it was
+            # issued; or drafting as of a sealed day (``trace`` re-drafting history): as it was
+            continue
         moved = lines[(cid, day)]
         if not any(line.amount for line in moved):
             continue  # nothing to bill: the cycle waits, unfrozen, as before
@@ -454,8 +456,9 @@ def issue(
             number = f"INV-{draft.date.year}-{seq:06d}"
             if draft.number and draft.number != number:
                 raise StoreError(
-                    f"{draft.number} was numbered for {draft.customer} {draft.date}, but the store's "
-                    f"next number is {number}: another writer issued invoices meanwhile; "
+                    f"{draft.number} was numbered for {draft.customer} {draft.date}, "
+                    f"but the store's next number is {number}: "
+                    "another writer issued invoices meanwhile; "
                     "nothing was issued, run the command again"
                 )
             invoice = replace(draft, number=number)

@@ -24,9 +24,11 @@ Sources are partitions of the live meter (regions, gateways): their totals for
 one customer, meter and day add up (:func:`daily_live_totals`).
 
     >>> from ledger.importers.live_totals import RawLiveTotal
-    >>> live_total_of(RawLiveTotal(2, [], "2026-10-01", "acme", "api_calls", "812", "gateway-eu"),
-    ...               customers={"acme"}, meters={"api_calls"}, today=date(2026, 11, 1))
-    LiveTotal(source='gateway-eu', date=datetime.date(2026, 10, 1), customer='acme', meter='api_calls', quantity=Decimal('812'), line=2)
+    >>> row = RawLiveTotal(2, [], "2026-10-01", "acme", "api_calls", "812", "gateway-eu")
+    >>> live_total_of(row, customers={"acme"}, meters={"api_calls"},
+    ...               today=date(2026, 11, 1))  # doctest: +NORMALIZE_WHITESPACE
+    LiveTotal(source='gateway-eu', date=datetime.date(2026, 10, 1), customer='acme',
+              meter='api_calls', quantity=Decimal('812'), line=2)
 """
 
 from __future__ import annotations
@@ -227,7 +229,8 @@ def _store(conn: Connection, total: LiveTotal, *, batch_id: int, name: str) -> s
 def daily_live_totals(
     engine: Engine, *, start: date, end: date, meters: Collection[str] | None = None
 ) -> dict[tuple[str, str], dict[date, Decimal]]:
-    """Per ``(meter, customer)``: each day's live total in ``[start, end)``, summed over sources in SQL.
+    """Per ``(meter, customer)``: each day's live total in ``[start, end)``, summed over sources
+    in SQL.
 
     The HTTP API's own counters (``api_counters``, :mod:`ledger.api.counters`) are one
     more source. Days without a stored total are absent (not zero).

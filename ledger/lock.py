@@ -70,7 +70,8 @@ def timeout_seconds() -> float:
 
 
 def holder_text(command: str) -> str:
-    """What the lock file says while ``command`` holds it: ``meterbook <command> (pid N, since …)``."""
+    """What the lock file says while ``command`` holds it:
+    ``meterbook <command> (pid N, since …)``."""
     since = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     return f"`meterbook {command}` (pid {os.getpid()} on {socket.gethostname()}, since {since})"
 
@@ -216,7 +217,8 @@ def _store_lock(
         def describe() -> str:
             holder = conn.execute(
                 text(
-                    "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                    "SELECT a.application_name FROM pg_locks l "
+                    "JOIN pg_stat_activity a ON a.pid = l.pid "
                     f"WHERE l.locktype = 'advisory' AND l.granted AND l.classid = {ADVISORY_CLASS} "
                     f"AND l.objid = ({key})::oid AND l.objsubid = 2"
                 )

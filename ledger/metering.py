@@ -238,7 +238,8 @@ class _Dialect:
         """An aggregate whose MAX is the largest (units, nanos), never multiplied out."""
         if self.pg:
             return sa.func.max(sa.case((u.is_not(None), postgresql.array([u, n]))))
-        # '1' + 19 digits for units >= 0, '0' + (units + 2**63 - 1) for negatives, then 9 digits of nanos
+        # '1' + 19 digits for units >= 0, '0' + (units + 2**63 - 1) for negatives, then 9 digits
+        # of nanos
         shifted = sa.case((u >= 0, u), else_=u + _INT64_MAX)
         return sa.func.max(
             sa.case((u.is_not(None), sa.func.printf("%d%019d%09d", u >= 0, shifted, n)))
@@ -397,7 +398,8 @@ def _bands_select(
 
 
 def _run(conn: sa.Connection, build: Any) -> tuple[list[str], Sequence[Any]]:
-    """Execute ``build(split)``; on a SQLite 64-bit overflow of a units sum, again with split units."""
+    """Execute ``build(split)``; on a SQLite 64-bit overflow of a units sum, again with split
+    units."""
     # PostgreSQL sums units as numeric: exact, never overflows. A failed SELECT
     # leaves a SQLite transaction usable, so no savepoint is needed for the retry.
     try:
@@ -481,7 +483,8 @@ def _order(window: Window) -> tuple[str, int, int]:
 def _segments(
     windows: Sequence[Window],
 ) -> tuple[list[tuple[int, str, int, int]], dict[Window, list[int]]]:
-    """Cut each customer's windows into disjoint segments; map each window to its segments in time order."""
+    """Cut each customer's windows into disjoint segments; map each window to its segments in
+    time order."""
     by_customer: dict[str, list[Window]] = defaultdict(list)
     for window in windows:
         by_customer[window.customer].append(window)
@@ -547,7 +550,8 @@ def _measure_groups(
     where: Sequence[ColumnElement[bool]],
     bands: tuple[Decimal, ...],
 ) -> tuple[dict[int, _Partial], dict[int, dict[int, tuple[int, int, int]]]]:
-    """One aggregate statement (and one for bands) over all groups ``(sid, customer, start_us, end_us)``."""
+    """One aggregate statement (and one for bands) over all groups
+    ``(sid, customer, start_us, end_us)``."""
     partials: dict[int, _Partial] = {}
     band_parts: dict[int, dict[int, tuple[int, int, int]]] = defaultdict(dict)
     if not rows:

@@ -23,9 +23,11 @@ any invoice amount needs, and far enough inside the store's 64-bit whole-unit
 column (9.2 × 10**18) that thousands of such quantities still sum exactly.
 A larger value is a :class:`DecimalError` naming where it came from::
 
-    >>> parse_decimal("1e400", where="plans.yaml: pro.base_fee.amount")
+    >>> where = "plans.yaml: pro.base_fee.amount"
+    >>> parse_decimal("1e400", where=where)  # doctest: +NORMALIZE_WHITESPACE
     Traceback (most recent call last):
-    ledger.money.DecimalError: plans.yaml: pro.base_fee.amount: '1e400' is too large (at most 10**15 in absolute value)
+    ledger.money.DecimalError: plans.yaml: pro.base_fee.amount: '1e400' is too large
+        (at most 10**15 in absolute value)
 """
 
 from __future__ import annotations
@@ -91,7 +93,8 @@ def parse_decimal(value: object, *, where: str = "value") -> Decimal:
 
 
 def within_magnitude(value: Decimal) -> bool:
-    """True when ``|value| <= MAX_MAGNITUDE`` (checked on the exponent first: ``1e999999`` is cheap)."""
+    """True when ``|value| <= MAX_MAGNITUDE`` (checked on the exponent first: ``1e999999`` is
+    cheap)."""
     if value.adjusted() > 15:
         return False
     return abs(value) <= MAX_MAGNITUDE

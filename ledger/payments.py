@@ -108,7 +108,8 @@ def payment_of(raw: RawPayment, *, today: date) -> Payment:
     >>> payment_of(RawPayment(2, [], "2026-10-20", "60", "USD", "INV-2026-000001", "BANK-1"),
     ...            today=date(2026, 11, 1)).amount
     Decimal('60.00')
-    >>> payment_of(RawPayment(3, [], "20/10/2026", "60", "USD", "", "BANK-2"), today=date(2026, 11, 1))
+    >>> payment_of(RawPayment(3, [], "20/10/2026", "60", "USD", "", "BANK-2"),
+    ...            today=date(2026, 11, 1))
     Traceback (most recent call last):
     ledger.ingest.Rejected: ('bad_date', "date '20/10/2026' is not a date (YYYY-MM-DD)")
     """
@@ -257,7 +258,8 @@ def _store_payment(
 
 
 def ingest_payments(engine: Engine, path: Path, *, now: datetime | None = None) -> ImportReport:
-    """Import one payments CSV (``date,amount,currency,invoice,reference``) outside ``meterbook ingest``."""
+    """Import one payments CSV (``date,amount,currency,invoice,reference``) outside
+    ``meterbook ingest``."""
     from ledger.importers.payments import PaymentsCsv
 
     importer = PaymentsCsv()

@@ -43,7 +43,8 @@ _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
 
 
 def _number(value: Decimal) -> str:
-    """Decimal text without trailing zeros or exponent: ``0.020`` → ``"0.02"``, ``1E+3`` → ``"1000"``."""
+    """Decimal text without trailing zeros or exponent: ``0.020`` → ``"0.02"``,
+    ``1E+3`` → ``"1000"``."""
     return format(value.normalize(), "f") if value.is_finite() else str(value)
 
 
@@ -80,9 +81,10 @@ def pinned_terms(plan: Plan, version: date, part: str) -> dict[str, Any]:
     ...     Charge(meter="api_calls", model="graduated", tiers=[{"up_to": 1000, "unit_price": "0"},
     ...                                                         {"unit_price": "0.020"}]),))
     >>> usage = pinned_terms(plan, date.min, "usage")
-    >>> usage["charges"], usage["base_fee"]
-    ([{'meter': 'api_calls', 'model': 'graduated', 'params': {'tiers': [{'up_to': '1000', 'unit_price': '0'}, \
-{'unit_price': '0.02'}]}}], {'timing': 'advance'})
+    >>> usage["charges"], usage["base_fee"]  # doctest: +NORMALIZE_WHITESPACE
+    ([{'meter': 'api_calls', 'model': 'graduated',
+       'params': {'tiers': [{'up_to': '1000', 'unit_price': '0'}, {'unit_price': '0.02'}]}}],
+     {'timing': 'advance'})
     >>> pinned_terms(plan, date.min, "fee")
     {'currency': 'USD', 'cycle': 'monthly', 'base_fee': {'amount': '9', 'timing': 'advance'}}
 
@@ -319,7 +321,8 @@ def unverified_pins(engine: Engine) -> int:
 
 
 def _where(rules_dir: Path, rules: Rules, drift: Drift) -> tuple[str, int | None]:
-    """The key path and line in plans.yaml of the drifted version (the plan's own for the original terms)."""
+    """The key path and line in plans.yaml of the drifted version (the plan's own for the
+    original terms)."""
     from ledger.rules import _dotted, _Source
 
     path: tuple[Any, ...] = ("plans", drift.plan)
@@ -346,11 +349,12 @@ def require_unchanged_terms(session: OpenWorkspace) -> None:
     key, line = _where(session.workspace.rules_dir, session.rules, first)
     others = sorted({d.invoice for d in drifts} - {first.invoice})
     billed = f"{first.invoice} billed for cycle {first.link}"
+    metered = first.part == "usage" and first.pinned.startswith(METERED)
     what = (
         f"plan {first.plan!r}, which {billed}, is gone from the rules"
         if first.current is None
         else f"the {'advance base fee' if first.part == 'fee' else 'terms'} of plan {first.plan!r}"
-        f"{' or of its meters' if first.part == 'usage' and first.pinned.startswith(METERED) else ''}"
+        f"{' or of its meters' if metered else ''}"
         f" that {billed} ({first.version_label}) changed in place"
     )
     more = len(others)
@@ -385,8 +389,8 @@ def pinned_terms_check(session: OpenWorkspace) -> CheckResult:
     drifts = changed_terms(session.engine, session.rules)
     note = (
         (
-            f"{unknown} issued cycles pinned before meterbook kept term digests: their terms at invoicing "
-            "are unknown, not checked",
+            f"{unknown} issued cycles pinned before meterbook kept term digests: "
+            "their terms at invoicing are unknown, not checked",
         )
         if unknown
         else ()
@@ -401,8 +405,9 @@ def pinned_terms_check(session: OpenWorkspace) -> CheckResult:
         "pinned plan terms",
         False,
         (
-            f"{len(drifts)} pinned terms edited in place after invoicing: restore them, add a `versions:` entry "
-            "effective from the change date, then run `meterbook rerate --from DATE`",
+            f"{len(drifts)} pinned terms edited in place after invoicing: "
+            "restore them, add a `versions:` entry effective from the change date, "
+            "then run `meterbook rerate --from DATE`",
             *(d.describe() for d in drifts[:10]),
             *([f"… and {len(drifts) - 10} more"] if len(drifts) > 10 else []),
             *note,

@@ -201,8 +201,10 @@ def decimal_param(
 def parse_tiers(params: Mapping[str, Any], key: str = "tiers") -> tuple[Tier, ...]:
     """Validate a tier table: ``up_to`` strictly increasing, the last tier open-ended.
 
-    >>> parse_tiers({"tiers": [{"up_to": 10000, "unit_price": "0"}, {"unit_price": "0.001"}]})
-    (Tier(up_to=Decimal('10000'), unit_price=Decimal('0'), flat_price=Decimal('0')), Tier(up_to=None, unit_price=Decimal('0.001'), flat_price=Decimal('0')))
+    >>> tiers = [{"up_to": 10000, "unit_price": "0"}, {"unit_price": "0.001"}]
+    >>> parse_tiers({"tiers": tiers})  # doctest: +NORMALIZE_WHITESPACE
+    (Tier(up_to=Decimal('10000'), unit_price=Decimal('0'), flat_price=Decimal('0')),
+     Tier(up_to=None, unit_price=Decimal('0.001'), flat_price=Decimal('0')))
     """
     rows = params.get(key)
     if rows is None:

@@ -1,7 +1,7 @@
 """Rules: meters, plans, customers and accounts, loaded from YAML into typed,
 immutable, validated records. Every error names file, key path and line::
 
-    rules/plans.yaml:7: plans.pro.charges[0].unit_price: expected a decimal string such as "0.1", got a float
+    rules/plans.yaml:6: plans.pro.currency: 'usd' is not an ISO 4217 currency code
 
 A worked example of the four files is in ``rules/`` (the demo workspace) and in
 DESIGN.md. Amounts are decimal strings; a float in a money field is an error.
@@ -220,8 +220,9 @@ class Plan(_Record):
         """The ``effective`` date of the version in effect for a cycle starting on ``day``;
         ``date.min`` for the plan's original terms. A version never splits a cycle.
 
+        >>> october = PlanVersion(effective=date(2026, 10, 1), minimum_commitment=Decimal("80"))
         >>> plan = Plan(id="pro", currency="USD", minimum_commitment=Decimal("100"),
-        ...             versions=(PlanVersion(effective=date(2026, 10, 1), minimum_commitment=Decimal("80")),))
+        ...             versions=(october,))
         >>> plan.version_at(date(2026, 9, 15)), plan.version_at(date(2026, 10, 1))
         (datetime.date(1, 1, 1), datetime.date(2026, 10, 1))
         >>> plan.as_of(plan.version_at(date(2026, 10, 15))).minimum_commitment
@@ -596,7 +597,8 @@ def _parse_charges(
     source: _Source,
     path: tuple[Any, ...],
 ) -> tuple[Charge, ...]:
-    """Check each charge's meter and let its pricing model validate the parameters into ``terms``."""
+    """Check each charge's meter and let its pricing model validate the parameters into
+    ``terms``."""
     parsed = []
     for i, charge in enumerate(charges):
         cpath = (*path, i)
@@ -639,7 +641,8 @@ def _check_versions(
     source: _Source,
     path: tuple[Any, ...],
 ) -> tuple[PlanVersion, ...]:
-    """Effective dates strictly increasing, currency and cycle unchanged, something changed, charges valid."""
+    """Effective dates strictly increasing, currency and cycle unchanged, something changed,
+    charges valid."""
     versions = []
     previous: date | None = None
     for i, version in enumerate(plan.versions):
@@ -751,7 +754,8 @@ def _check_customer(
             raise source.error(f"unknown plan {sub.plan!r}", (*spath, "plan"))
         if plan.currency != customer.currency:
             raise source.error(
-                f"plan {sub.plan!r} bills in {plan.currency} but the customer in {customer.currency}",
+                f"plan {sub.plan!r} bills in {plan.currency} "
+                f"but the customer in {customer.currency}",
                 (*spath, "plan"),
             )
         if sub.end is not None and sub.end <= sub.start:
@@ -782,7 +786,8 @@ def _check_customer(
 
 
 def _check_caps(customer: Customer, source: _Source, path: tuple[Any, ...]) -> None:
-    """Caps are positive; a spend cap is an amount of the customer's currency; webhooks are http(s)."""
+    """Caps are positive; a spend cap is an amount of the customer's currency; webhooks are
+    http(s)."""
     from ledger.money import minor_units
 
     for meter, quantity in customer.caps.items():

@@ -86,8 +86,13 @@ kind                    fields after the date
     ...                      None, None, None, {"filename": "x", "lineno": 4}),
     ...         data.Posting("Income:Usage:Api-Calls", Amount(Decimal("-4.00"), "USD"),
     ...                      None, None, None, None)])
-    >>> print(canonical_line(txn))
-    ["transaction","2026-10-31","*","acme","Usage accrual",[],["acme-2026-10-15"],[["Assets:Receivables:Unbilled:Acme","4.00 USD",null,null,null,[]],["Income:Usage:Api-Calls","-4.00 USD",null,null,null,[]]],[["customer","str:acme"],["quantity","num:14000"]]]
+    >>> print(canonical_line(txn).replace("],[", "],\\n["))    # one line, broken here to read
+    ["transaction","2026-10-31","*","acme","Usage accrual",[],
+    ["acme-2026-10-15"],
+    [["Assets:Receivables:Unbilled:Acme","4.00 USD",null,null,null,[]],
+    ["Income:Usage:Api-Calls","-4.00 USD",null,null,null,[]]],
+    [["customer","str:acme"],
+    ["quantity","num:14000"]]]
 
 **Hashes.** ``month_digest`` is the SHA-256 of the month's canonical lines,
 sorted (by code point) and each ended by ``\\n``, so the order of entries in
@@ -136,7 +141,8 @@ __plugins__ = ("seal",)
 
 SEAL = "meterbook-seal"
 MANIFEST = "meterbook-seal-manifest"
-#: The directive that seals a month's documents and close report by their SHA-256 (:func:`coverage_text`).
+#: The directive that seals a month's documents and close report by their SHA-256
+#: (:func:`coverage_text`).
 DOCUMENTS = "meterbook-seal-documents"
 GENESIS = "0" * 64
 #: Credited by this plugin, once per sealed month whose seal and chain verify; each close file
@@ -443,12 +449,14 @@ def _custom(
 
 
 def seal_directive(month: str, previous: str, this: str) -> data.Custom:
-    """``YYYY-MM-01 custom "meterbook-seal" "<month>" "<previous>" "<this>"``, dated the next month's 1st."""
+    """``YYYY-MM-01 custom "meterbook-seal" "<month>" "<previous>" "<this>"``, dated the next
+    month's 1st."""
     return _custom(SEAL, month, [month, previous, this])
 
 
 def manifest_directive(month: str, lines: Sequence[str]) -> data.Custom:
-    """The manifest of ``month``: ``custom "meterbook-seal-manifest" "<month>" <count>`` with ``eN`` lines."""
+    """The manifest of ``month``: ``custom "meterbook-seal-manifest" "<month>" <count>`` with
+    ``eN`` lines."""
     meta = {f"e{i}": line for i, line in enumerate(lines, start=1)}
     return _custom(MANIFEST, month, [month, Decimal(len(lines))], meta)
 
@@ -456,7 +464,8 @@ def manifest_directive(month: str, lines: Sequence[str]) -> data.Custom:
 def build_seal(
     month: str, entries_of_ledger: Iterable[data.Directive], previous_hash: str
 ) -> list[data.Directive]:
-    """The manifest and seal directives that seal ``month``, ready to print at the end of its close file.
+    """The manifest and seal directives that seal ``month``, ready to print at the end of its
+    close file.
 
     ``entries_of_ledger`` are the entries as Beancount loads them from the
     books, the close file's balance assertions included, so that the plugin
@@ -609,7 +618,8 @@ def check(entries: Sequence[data.Directive]) -> tuple[list[SealStatus], list[Sea
                 )
             if seal.previous != prior.hash:
                 fail(
-                    f"month {seal.month}: seal chain broken: previous hash {seal.previous[:16]}… is not "
+                    f"month {seal.month}: seal chain broken: "
+                    f"previous hash {seal.previous[:16]}… is not "
                     f"the {prior.month} seal hash {prior.hash[:16]}…",
                     seal.entry,
                 )
@@ -648,7 +658,8 @@ def check(entries: Sequence[data.Directive]) -> tuple[list[SealStatus], list[Sea
             fail(f"month {seal.month}: seal manifest missing", seal.entry)
         elif stored != now:
             fail(
-                f"month {seal.month}: seal manifest altered (it no longer lists the sealed entries)",
+                f"month {seal.month}: seal manifest altered "
+                "(it no longer lists the sealed entries)",
                 found_manifests[0],
             )
 
@@ -751,7 +762,8 @@ def coverage_text(
 
 
 class Coverage(NamedTuple):
-    """A sealed month's documents directive, checked against the files: ``problems`` empty when all match."""
+    """A sealed month's documents directive, checked against the files: ``problems`` empty when
+    all match."""
 
     month: str
     files: int

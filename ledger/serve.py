@@ -11,10 +11,12 @@ warning is printed::
 
     >>> check_host("127.0.0.1", allow_remote=False) is None
     True
-    >>> check_host("0.0.0.0", allow_remote=False)
+    >>> check_host("0.0.0.0", allow_remote=False)  # doctest: +NORMALIZE_WHITESPACE
     Traceback (most recent call last):
     ...
-    ledger.errors.BadInput: --host 0.0.0.0 is not a loopback address: Fava has no authentication, anyone who can reach it reads the books; pass --allow-remote to serve it anyway
+    ledger.errors.BadInput: --host 0.0.0.0 is not a loopback address: Fava has no
+        authentication, anyone who can reach it reads the books; pass --allow-remote to serve
+        it anyway
     >>> check_host("0.0.0.0", allow_remote=True)[:36]
     'warning: serving the books on 0.0.0.'
 """
@@ -80,8 +82,8 @@ def check_host(host: str, *, allow_remote: bool) -> str | None:
             "reach it reads the books; pass --allow-remote to serve it anyway"
         )
     return (
-        f"warning: serving the books on {host}: Fava has no authentication, anyone who can reach this "
-        "address can read every entry, customer and amount (read-only)"
+        f"warning: serving the books on {host}: Fava has no authentication, "
+        "anyone who can reach this address can read every entry, customer and amount (read-only)"
     )
 
 

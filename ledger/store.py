@@ -2,7 +2,8 @@
 
 One row per accepted usage event, keyed by ``(source, event_id)``::
 
-    events(pk, source, event_id, customer, type, time_us, properties, numbers, payload_hash, batch_id)
+    events(pk, source, event_id, customer, type, time_us, properties, numbers, payload_hash,
+           batch_id)
 
 - ``time_us``: event time as UTC microseconds since the epoch (cut-offs compare integers).
 - ``properties``: canonical JSON object, every value a string (meter filters compare text).
@@ -553,7 +554,8 @@ def upgrade(engine: Engine) -> int:
         current = schema_version(conn)
         if current > len(MIGRATIONS):
             raise StoreError(
-                f"store schema version {current} is newer than this meterbook ({len(MIGRATIONS)}); upgrade meterbook"
+                f"store schema version {current} is newer than this meterbook "
+                f"({len(MIGRATIONS)}); upgrade meterbook"
             )
         for number in range(current, len(MIGRATIONS)):
             MIGRATIONS[number](conn)

@@ -299,10 +299,11 @@ def require_sealed_accruals(session: OpenWorkspace) -> None:
         stray = sorted(days - valid)
         if stray:
             raise BadInput(
-                f"rules/customers.yaml: customers.{customers[link]}.subscriptions: cycle ^{link} has an "
-                f"accrual sealed on {stray[0]}, which the subscriptions as they are now no longer "
-                f"accrue: a sealed month is not rewritten; date the change on or after {first_open}. "
-                "Nothing was written"
+                f"rules/customers.yaml: customers.{customers[link]}.subscriptions: "
+                f"cycle ^{link} has an accrual sealed on {stray[0]}, "
+                "which the subscriptions as they are now no longer accrue: "
+                "a sealed month is not rewritten; "
+                f"date the change on or after {first_open}. Nothing was written"
             )
 
 

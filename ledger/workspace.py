@@ -54,12 +54,12 @@ class AlertsConfig:
 
         [alerts]
         webhook_url = "https://hooks.example.com/meterbook"   # "" (default): no webhook
-        outbox = "var/alerts-outbox.jsonl"   # undeliverable alerts, one JSON object a line
-        attempts = 3                         # POSTs per alert before the outbox
-        timeout_seconds = 5                  # per POST
-        backoff_seconds = 0.5                # wait before retry n: backoff × 2^(n-1)
-        max_wait_seconds = 30                # a longer Retry-After defers the delivery to a later run
-        webhook_secrets = "secrets/webhooks.toml"   # or a table {URL = "whsec_…"}: Standard Webhooks
+        outbox = "var/alerts-outbox.jsonl"  # undeliverable alerts, one JSON object a line
+        attempts = 3                        # POSTs per alert before the outbox
+        timeout_seconds = 5                 # per POST
+        backoff_seconds = 0.5               # wait before retry n: backoff × 2^(n-1)
+        max_wait_seconds = 30               # a longer Retry-After defers delivery to a later run
+        webhook_secrets = "secrets/webhooks.toml"  # or a table {URL = "whsec_…"}: Standard Webhooks
 
     ``webhook_secrets`` gives each endpoint URL its signing secret (``whsec_`` + base64 of 24
     to 64 bytes), inline as ``[alerts.webhook_secrets]`` or in the TOML file it names (relative

@@ -1,1 +1,2 @@
-"""First-party pluggy plugins: pricing models and reconciliation checks, one module each (installed as ``ledger.plugins``)."""
+"""First-party pluggy plugins: pricing models and reconciliation checks, one module each
+(installed as ``ledger.plugins``)."""

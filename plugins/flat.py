@@ -43,7 +43,8 @@ class FlatTerms:
 
 
 class FlatPricing:
-    """``amount`` per full cycle, independent of the quantity (the engine prorates and recognizes it by day).
+    """``amount`` per full cycle, independent of the quantity (the engine prorates and recognizes
+    it by day).
 
     >>> model = FlatPricing()
     >>> model.price(model.parse({"amount": "500.00"}), Usage(Decimal(0))).amount

@@ -45,7 +45,8 @@ class GraduatedPricing:
     """Sum over tiers of the units inside each tier at its price, plus flat prices of tiers reached.
 
     >>> model = GraduatedPricing()
-    >>> terms = model.parse({"tiers": [{"up_to": 10000, "unit_price": "0"}, {"unit_price": "0.001"}]})
+    >>> tiers = [{"up_to": 10000, "unit_price": "0"}, {"unit_price": "0.001"}]
+    >>> terms = model.parse({"tiers": tiers})
     >>> model.price(terms, Usage(Decimal(10001))).amount
     Decimal('0.001')
     """

@@ -83,9 +83,10 @@ class RatedVsInvoiced:
                 "error",
                 charge.amount,
                 line.amount,
-                f"{where}: invoiced {line.amount} {invoice.currency} for a quantity of {quantity}, the "
-                f"rules price the same quantity at {charge.amount} now (rules {invoice.rules[:12]} "
-                f"when issued, {context.rules.hash[:12]} now): fix the rules or rerate",
+                f"{where}: invoiced {line.amount} {invoice.currency} for a quantity of {quantity}, "
+                f"the rules price the same quantity at {charge.amount} now "
+                f"(rules {invoice.rules[:12]} when issued, {context.rules.hash[:12]} now): "
+                "fix the rules or rerate",
             )
             return
         yield self._finding(
@@ -95,9 +96,9 @@ class RatedVsInvoiced:
             "warning",
             charge.amount,
             line.amount,
-            f"{where}: invoiced a quantity of {quantity} for {line.amount} {invoice.currency}, rated now "
-            f"{charge.quantity} for {charge.amount}: usage changed after the invoice; the "
-            f"difference {charge.amount - line.amount} is booked as late usage",
+            f"{where}: invoiced a quantity of {quantity} for {line.amount} {invoice.currency}, "
+            f"rated now {charge.quantity} for {charge.amount}: usage changed after the invoice; "
+            f"the difference {charge.amount - line.amount} is booked as late usage",
         )
 
     def _finding(
@@ -132,5 +133,6 @@ class RatedVsInvoiced:
 
 @hookimpl
 def meterbook_reconcilers() -> list[RatedVsInvoiced]:
-    """The first-party rated-vs-invoiced check, registered through the same hook as third-party ones."""
+    """The first-party rated-vs-invoiced check, registered through the same hook as third-party
+    ones."""
     return [RatedVsInvoiced()]

@@ -65,14 +65,16 @@ class StoreVsLedger:
                 expected=b.store,
                 actual=b.books,
                 explanation=(
-                    f"{b.account} through {b.through}: the store gives {b.store} {b.currency}, the books "
-                    f"{b.books} {b.currency} (difference {b.books - b.store}): run `meterbook post`, "
-                    "or find what edited the books"
+                    f"{b.account} through {b.through}: "
+                    f"the store gives {b.store} {b.currency}, the books {b.books} {b.currency} "
+                    f"(difference {b.books - b.store}): "
+                    "run `meterbook post`, or find what edited the books"
                 ),
             )
 
 
 @hookimpl
 def meterbook_reconcilers() -> list[StoreVsLedger]:
-    """The first-party store-vs-ledger check, registered through the same hook as third-party ones."""
+    """The first-party store-vs-ledger check, registered through the same hook as third-party
+    ones."""
     return [StoreVsLedger()]

@@ -65,14 +65,16 @@ class UnappliedCash:
         for payment in payments:
             s = settled[("payment", payment.reference)]
             if left[payment.reference] <= 0:
-                continue  # applied or refunded since (``meterbook apply`` / ``refund``), if not at once
+                # applied or refunded since (``meterbook apply`` / ``refund``), if not at once
+                continue
             s = replace(s, rest=left[payment.reference])
             current = payment.date >= context.start
             why = WHY.get(s.reason, s.reason).format(
                 invoice=payment.invoice, currency=payment.currency
             )
             text = (
-                f"payment {payment.reference} of {payment.amount} {payment.currency} on {payment.date} {why}: "
+                f"payment {payment.reference} of {payment.amount} {payment.currency} "
+                f"on {payment.date} {why}: "
                 f"{s.rest} {payment.currency} held in {account} until it is applied or refunded"
             )
             if not current:
@@ -92,5 +94,6 @@ class UnappliedCash:
 
 @hookimpl
 def meterbook_reconcilers() -> list[UnappliedCash]:
-    """The first-party unapplied-cash check, registered through the same hook as third-party ones."""
+    """The first-party unapplied-cash check, registered through the same hook as third-party
+    ones."""
     return [UnappliedCash()]

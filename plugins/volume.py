@@ -44,8 +44,8 @@ class VolumePricing:
 
     >>> model = VolumePricing()
     >>> terms = model.parse({"tiers": [{"up_to": 100, "unit_price": "2"}, {"unit_price": "1"}]})
-    >>> model.price(terms, Usage(Decimal(100))).amount, model.price(terms, Usage(Decimal(101))).amount
-    (Decimal('200'), Decimal('101'))
+    >>> [model.price(terms, Usage(Decimal(q))).amount for q in (100, 101)]
+    [Decimal('200'), Decimal('101')]
     """
 
     name = "volume"

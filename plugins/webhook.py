@@ -156,7 +156,7 @@ def signed_headers(
 ) -> dict[str, str]:
     """The Standard Webhooks headers of one attempt (``webhook-signature`` only with a secret).
 
-    >>> signer = Webhook("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")      # the specification's example
+    >>> signer = Webhook("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")  # the specification's example
     >>> signed_headers(b'{"test": 2432232314}', "msg_p5jXN8AQM9LWM0D4loKWxJek", signer,
     ...                datetime.fromtimestamp(1614265330, UTC))["webhook-signature"]
     'v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE='
@@ -171,8 +171,8 @@ def retry_after(value: str | None, at: datetime) -> float | None:
     """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date), or None.
 
     >>> at = datetime(2026, 12, 4, 18, 0, tzinfo=UTC)
-    >>> retry_after("120", at), retry_after("Fri, 04 Dec 2026 18:05:00 GMT", at), retry_after("soon", at)
-    (120.0, 300.0, None)
+    >>> [retry_after(value, at) for value in ("120", "Fri, 04 Dec 2026 18:05:00 GMT", "soon")]
+    [120.0, 300.0, None]
     """
     if not value:
         return None

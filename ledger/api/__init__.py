@@ -4,7 +4,8 @@
     $ meterbook api --port 8000
     meterbook API on http://127.0.0.1:8000/ (OpenAPI: /openapi.json, portal: /portal/login)
     $ curl -s -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \\
-        --data '[{"id":"e-1","customer":"acme","type":"api.request","time":"2026-12-04T09:00:00Z"}]' \\
+        --data '[{"id":"e-1","customer":"acme","type":"api.request",
+                  "time":"2026-12-04T09:00:00Z"}]' \\
         http://127.0.0.1:8000/v1/events
     {"batch": 12, "received": 1, "accepted": 1, "duplicates": 0, "conflicts": 0, "rejected": 0, ...}
 
@@ -69,7 +70,12 @@ def serve(
         os.environ["METERBOOK_API_WORKSPACE"] = str(workspace.root)
         os.environ["METERBOOK_API_MAX_BODY"] = str(max_body)
         os.environ["METERBOOK_API_LOCK_WAIT"] = str(lock_wait)
-        uvicorn.run("ledger.api.app:from_environment", factory=True, workers=workers, **options)  # type: ignore[arg-type]
+        uvicorn.run(
+            "ledger.api.app:from_environment",
+            factory=True,
+            workers=workers,
+            **options,  # type: ignore[arg-type]
+        )
         return
     from ledger.api.app import Service, create_app
 

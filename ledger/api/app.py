@@ -1,8 +1,9 @@
-"""The ASGI application of ``meterbook api``: event ingest, the customer portal, the OpenAPI schema.
+"""The ASGI application of ``meterbook api``: event ingest, the customer portal, the OpenAPI
+schema.
 
 Routes (every error is JSON ``{"error": CODE, "detail": TEXT}`` with a 4xx status):
 
-==========================================  ======  ===================================================
+==========================================  ======  ================================================
 ``POST /v1/events``                          ingest  events (JSON or NDJSON); the row accounting
 ``GET  /v1/health``                          none    ``{"status": "ok"}``
 ``GET  /openapi.json``                       none    the OpenAPI schema of every route
@@ -15,7 +16,7 @@ Routes (every error is JSON ``{"error": CODE, "detail": TEXT}`` with a 4xx statu
 ``GET  /portal/documents``                   portal  invoices, credit notes, statements to download
 ``GET  /portal/documents/{name}``            portal  one of them (only names that listing has)
 ``GET  /portal/evidence/{meter}.csv``        portal  every event behind a charge of a cycle
-==========================================  ======  ===================================================
+==========================================  ======  ================================================
 
 A key is sent as ``Authorization: Bearer mbk_…``; the portal page also takes the
 key from the ``meterbook_portal`` cookie set by ``/portal/login`` (HttpOnly,
@@ -305,7 +306,7 @@ def _check_csrf(request: Request, sent: object) -> None:
         raise ApiError(403, "forbidden", "the form's token does not match; reload the page")
 
 
-# --- the app ---------------------------------------------------------------------------------------
+# --- the app --------------------------------------------------------------------------------------
 
 
 def create_app(service: Service) -> FastAPI:
@@ -548,7 +549,8 @@ def create_app(service: Service) -> FastAPI:
         if not hmac.compare_digest(
             sig.encode("utf-8", "replace"), _error_sig(request, error).encode()
         ):
-            error = ""  # only a message this server put in the link is shown (no text from a stranger's link)
+            # only a message this server put in the link is shown (no text from a stranger's link)
+            error = ""
         session = service.current()
         view = portal.portal_view(session, key.customer or "", session.today())
         page = templates.get_template("portal.html").render(
@@ -562,7 +564,8 @@ def create_app(service: Service) -> FastAPI:
 
     @app.get("/portal/summary", tags=["portal"], responses=_ERRORS)
     def summary(key: PortalKey) -> dict[str, Any]:
-        """The portal's figures as JSON: cycle, usage per day, charges, projection, caps, credit, documents."""
+        """The portal's figures as JSON: cycle, usage per day, charges, projection, caps, credit,
+        documents."""
         session = service.current()
         return portal.portal_view(session, key.customer or "", session.today()).to_json()
 
@@ -597,7 +600,8 @@ def create_app(service: Service) -> FastAPI:
         },
     )
     async def set_cap(request: Request, meter: str, key: PortalKey) -> Response:
-        """Raise or lower a usage cap from today on, within the plan's maximum (JSON or the page's form)."""
+        """Raise or lower a usage cap from today on, within the plan's maximum (JSON or the page's
+        form)."""
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
         form = media in ("application/x-www-form-urlencoded", "multipart/form-data")
         if form:
@@ -657,7 +661,8 @@ def create_app(service: Service) -> FastAPI:
 
     @app.get("/portal/evidence/{meter}.csv", tags=["portal"], responses=_ERRORS)
     def evidence(meter: str, key: PortalKey, cycle: date | None = None) -> Response:
-        """Every event behind the meter's charge in the cycle (today's or the one containing ``cycle``)."""
+        """Every event behind the meter's charge in the cycle (today's or the one containing
+        ``cycle``)."""
         session = service.current()
         return _evidence(session, key.customer or "", meter, cycle)
 
@@ -668,7 +673,8 @@ def create_app(service: Service) -> FastAPI:
 
 
 def from_environment() -> FastAPI:
-    """The app of the workspace in ``METERBOOK_API_WORKSPACE`` (each uvicorn worker process calls this)."""
+    """The app of the workspace in ``METERBOOK_API_WORKSPACE`` (each uvicorn worker process calls
+    this)."""
     workspace = Workspace.load(Path(os.environ["METERBOOK_API_WORKSPACE"]))
     return create_app(
         Service.open(
@@ -772,7 +778,8 @@ def _evidence(session: Session, customer: str, meter_id: str, day: date | None) 
 
 
 def _charts(view: portal.PortalView) -> list[dict[str, Any]]:
-    """Per meter: the cycle's days with each day's quantity and bar height (0-100) for the SVG chart."""
+    """Per meter: the cycle's days with each day's quantity and bar height (0-100) for the SVG
+    chart."""
     s = view.statement
     if s is None:
         return []
@@ -807,8 +814,9 @@ def _add_event_schema(app: FastAPI) -> None:
         schema = original()
         schema.setdefault("components", {}).setdefault("schemas", {})["Event"] = {
             "type": "object",
-            "description": "A usage event (id, source, customer, type, time, properties) or a structured-mode "
-            "CloudEvent (specversion, id, source, subject = customer, type, time, data).",
+            "description": "A usage event (id, source, customer, type, time, properties) "
+            "or a structured-mode CloudEvent "
+            "(specversion, id, source, subject = customer, type, time, data).",
             "properties": {
                 "id": {"type": "string"},
                 "source": {"type": "string"},

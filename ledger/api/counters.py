@@ -89,9 +89,12 @@ def contributions(
     ...     "calls": Meter(id="calls", event_type="api.request", aggregation="count"),
     ...     "tokens": Meter(id="tokens", event_type="llm", aggregation="sum", value="tokens")})
     >>> rows = [("acme", "api.request", 1_796_374_800_000_000, "{}", "{}"),
-    ...         ("acme", "llm", 1_796_374_900_000_000, '{"tokens":"1.5"}', '{"tokens":[1,500000000]}')]
-    >>> sorted(contributions(rules, ZoneInfo("UTC"), rows).items())
-    [(('acme', 'calls', datetime.date(2026, 12, 4)), [1000000000, 1, 1796374800000000]), (('acme', 'tokens', datetime.date(2026, 12, 4)), [1500000000, 1, 1796374900000000])]
+    ...         ("acme", "llm", 1_796_374_900_000_000, '{"tokens":"1.5"}',
+    ...          '{"tokens":[1,500000000]}')]
+    >>> for key, figures in sorted(contributions(rules, ZoneInfo("UTC"), rows).items()):
+    ...     print(key, figures)
+    ('acme', 'calls', datetime.date(2026, 12, 4)) [1000000000, 1, 1796374800000000]
+    ('acme', 'tokens', datetime.date(2026, 12, 4)) [1500000000, 1, 1796374900000000]
     """
     by_type: dict[str, list[Meter]] = {}
     for meter in rules.meters.values():
@@ -157,13 +160,15 @@ def _upsert_sql(take: str, placeholder: str) -> str:
         "INSERT INTO api_counters AS t (customer, meter, date, units, nanos, events, latest_us) "
         f"VALUES ({values}) ON CONFLICT (customer, meter, date) DO UPDATE SET "
         + _TAKE[take].format(bigger=_BIGGER)
-        + ", events = t.events + excluded.events, latest_us = CASE WHEN excluded.latest_us > t.latest_us "
+        + ", events = t.events + excluded.events, "
+        "latest_us = CASE WHEN excluded.latest_us > t.latest_us "
         "THEN excluded.latest_us ELSE t.latest_us END"
     )
 
 
 def _store(conn: Connection, rules: Rules, found: dict[tuple[str, str, date], list[Any]]) -> None:
-    """Add the figures to the stored counters: one statement per kind of aggregation, in key order."""
+    """Add the figures to the stored counters: one statement per kind of aggregation, in key
+    order."""
     placeholder = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     groups: dict[str, list[tuple[Any, ...]]] = {}
     for key in sorted(found):
@@ -207,7 +212,8 @@ def count_batch(
         placeholder = "?" if conn.dialect.paramstyle == "qmark" else "%s"
         claimed = conn.exec_driver_sql(
             "INSERT INTO api_batches (batch_id, key_id, counted_at) VALUES "
-            f"({placeholder}, {placeholder}, {placeholder}) ON CONFLICT (batch_id) DO NOTHING RETURNING batch_id",
+            f"({placeholder}, {placeholder}, {placeholder}) "
+            "ON CONFLICT (batch_id) DO NOTHING RETURNING batch_id",
             (batch_id, key_id, datetime.now(UTC).isoformat(timespec="seconds")),
         ).first()
         if claimed is None:  # counted before (another worker, an earlier start)
@@ -246,7 +252,8 @@ def count_uncounted(engine: Engine, rules: Rules, tz: ZoneInfo) -> int:
 def daily_counters(
     engine: Engine, customer: str, start: date, end: date
 ) -> dict[tuple[str, date], int]:
-    """Events counted per ``(meter, day)`` for a customer in ``[start, end)`` (the portal's freshness)."""
+    """Events counted per ``(meter, day)`` for a customer in ``[start, end)`` (the portal's
+    freshness)."""
     c = api_counters.c
     with engine.connect() as conn:
         rows = conn.execute(

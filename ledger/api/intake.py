@@ -14,9 +14,11 @@ that made it), the same rules, reject reasons and row accounting, and idempotenc
 on ``(source, id)`` across requests and files. The transaction has committed before
 the function returns, so the 200 that follows is only sent for stored events.
 
-    >>> body = b'[{"id": "e-1", "customer": "acme", "type": "api.request", "time": "2026-12-04T09:00:00Z"}]'
-    >>> body_kind("application/json; charset=utf-8"), body_kind("application/x-ndjson"), body_kind("text/csv")
-    ('json', 'ndjson', None)
+    >>> body = (b'[{"id": "e-1", "customer": "acme", "type": "api.request",'
+    ...         b' "time": "2026-12-04T09:00:00Z"}]')
+    >>> kinds = "application/json; charset=utf-8", "application/x-ndjson", "text/csv"
+    >>> [body_kind(kind) for kind in kinds]
+    ['json', 'ndjson', None]
     >>> import io
     >>> list(JsonBody().rows(Source(io.BytesIO(b'[{"id": "e-1"}, {"id": '))))
     Traceback (most recent call last):
@@ -185,7 +187,8 @@ def ingest_body(
     now: datetime,
     spool: Path | None = None,
 ) -> IntakeReport:
-    """Store a request body's events (one transaction, committed on return) and account for each row."""
+    """Store a request body's events (one transaction, committed on return) and account for each
+    row."""
     importer = JsonBody() if kind == "json" else NdjsonBody()
     handle, path = tempfile.mkstemp(
         prefix="meterbook-api-", suffix=".json" if kind == "json" else ".jsonl", dir=spool

@@ -41,7 +41,8 @@ _DUMMY = hashlib.sha256(b"no such key").hexdigest()
 
 @dataclass(frozen=True)
 class ApiKey:
-    """A stored key (never its secret): id, scope, bound customer, label, created and revoked times."""
+    """A stored key (never its secret): id, scope, bound customer, label, created and revoked
+    times."""
 
     id: str
     scope: str

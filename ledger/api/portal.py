@@ -17,8 +17,10 @@ with which key. It must stay within the plan's ``max_caps`` for the meter:
     (Decimal('150'), 'a cap is a quantity above 0')
     >>> check_cap("1000.5", Decimal("1000")), check_cap("1e3", Decimal("1000"))
     ('at most 1000, the maximum of your plan', 'a cap is a decimal number such as 2500 or 2500.5')
-    >>> check_cap("\u0663\u0660\u0660", Decimal("1000")), check_cap("NaN", Decimal("1000"))
-    ('a cap is a decimal number such as 2500 or 2500.5', 'a cap is a decimal number such as 2500 or 2500.5')
+    >>> check_cap("\u0663\u0660\u0660", Decimal("1000"))
+    'a cap is a decimal number such as 2500 or 2500.5'
+    >>> check_cap("NaN", Decimal("1000"))
+    'a cap is a decimal number such as 2500 or 2500.5'
 """
 
 from __future__ import annotations
@@ -125,7 +127,8 @@ class Credit:
 
 @dataclass(frozen=True)
 class Document:
-    """A file issued to the customer: ``name`` is also its download path under ``/portal/documents/``."""
+    """A file issued to the customer: ``name`` is also its download path under
+    ``/portal/documents/``."""
 
     name: str
     kind: str  # invoice | credit_note | statement | evidence

@@ -202,7 +202,8 @@ def push(port: int, key: str, bodies: list[bytes], clients: int) -> tuple[float,
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a running process and its waited-for children (Linux ``/proc``)."""
+    """User + system CPU seconds of a running process and its waited-for children (Linux
+    ``/proc``)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
@@ -257,7 +258,8 @@ def main(argv: list[str]) -> int:
         port = free_port()
         server = start_server(root, port, args.workers)
         print(
-            f"store: {'PostgreSQL' if args.postgres else 'SQLite'}; server processes: {args.workers}"
+            f"store: {'PostgreSQL' if args.postgres else 'SQLite'}; "
+            f"server processes: {args.workers}"
         )
         try:
             bodies = [
@@ -270,9 +272,12 @@ def main(argv: list[str]) -> int:
             assert accepted == args.events, f"accepted {accepted} of {args.events}"
             rate = args.events / seconds
             print(
-                f"HTTP API, batches of {args.batch:,} ({len(bodies):,} requests, {args.clients} connections): "
-                f"{seconds:.2f} s = {rate:,.0f} events/s ({rate / (args.events / base):.2f}x the file "
-                f"baseline); request latency p50 {p(latencies, 0.5):.1f} ms, p99 {p(latencies, 0.99):.1f} ms; "
+                f"HTTP API, batches of {args.batch:,} "
+                f"({len(bodies):,} requests, {args.clients} connections): "
+                f"{seconds:.2f} s = {rate:,.0f} events/s "
+                f"({rate / (args.events / base):.2f}x the file baseline); "
+                f"request latency p50 {p(latencies, 0.5):.1f} ms, "
+                f"p99 {p(latencies, 0.99):.1f} ms; "
                 f"server CPU {cpu:.2f} s = {cpu * 1e6 / args.events:.0f} µs per event"
                 + (" (one worker)" if args.workers == 1 else " (parent only)")
             )
@@ -283,7 +288,8 @@ def main(argv: list[str]) -> int:
                 print(
                     f"HTTP API, single-event requests ({args.single:,}): {seconds:.2f} s = "
                     f"{args.single / seconds:,.0f} events/s; p50 {p(latencies, 0.5):.1f} ms, "
-                    f"p99 {p(latencies, 0.99):.1f} ms, mean {statistics.fmean(latencies) * 1000:.1f} ms"
+                    f"p99 {p(latencies, 0.99):.1f} ms, "
+                    f"mean {statistics.fmean(latencies) * 1000:.1f} ms"
                 )
         finally:
             server.terminate()

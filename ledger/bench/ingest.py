@@ -1,10 +1,11 @@
-"""Ingest throughput: meterbook's CSV ingest against what the database alone does with the same file.
+"""Ingest throughput: meterbook's CSV ingest vs. what the database alone does with the same file.
 
     $ python -m ledger.bench ingest --events 1000000 --repeat 3 --both        # SQLite
     ...
     ratio meterbook (in one process) / executemany baseline: 2.14x wall, 2.06x CPU; speed relative
     to SQLite's own INSERT ... SELECT: 0.29 wall, 0.30 CPU
-    $ python -m ledger.bench ingest --events 1000000 --repeat 3 --database-url postgresql+psycopg://…
+    $ python -m ledger.bench ingest --events 1000000 --repeat 3 \\
+        --database-url postgresql+psycopg://…
     ...
     ratio meterbook / psql \\copy: 3.39x wall, 4.82x CPU (all processes, backends included)
 
@@ -59,8 +60,9 @@ METERS = """meters:
 """
 PLANS = "plans:\n  basic: {currency: USD, charges: []}\n"
 INSERT = (
-    "INSERT INTO events (source, event_id, customer, type, time_us, properties, numbers, payload_hash, "
-    "batch_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1) ON CONFLICT (source, event_id) DO NOTHING"
+    "INSERT INTO events (source, event_id, customer, type, time_us, properties, numbers, "
+    "payload_hash, batch_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1) "
+    "ON CONFLICT (source, event_id) DO NOTHING"
 )
 
 
@@ -124,14 +126,16 @@ def _connect(db: Path) -> sqlite3.Connection:
     for pragma in SQLITE_PRAGMAS:
         conn.execute(pragma)
     conn.execute(
-        "INSERT INTO batches (id, file, sha256, importer, started_at, received, accepted, duplicates, "
-        "conflicts, rejected, reasons) VALUES (1, 'bench', '', 'bench', '', 0, 0, 0, 0, 0, '{}')"
+        "INSERT INTO batches (id, file, sha256, importer, started_at, received, accepted, "
+        "duplicates, conflicts, rejected, reasons) "
+        "VALUES (1, 'bench', '', 'bench', '', 0, 0, 0, 0, 0, '{}')"
     )
     return conn
 
 
 def baseline(path: Path, db: Path, chunk: int = 25_000) -> float:
-    """Plain csv + sqlite3 executemany into the same table (same indexes, pragmas); seconds taken."""
+    """Plain csv + sqlite3 executemany into the same table (same indexes, pragmas); seconds
+    taken."""
     _fresh(db)
     begin = time.perf_counter()
     conn = _connect(db)
@@ -161,8 +165,9 @@ def floor(source: Path, db: Path) -> float:
     conn.execute("BEGIN IMMEDIATE")
     conn.execute(
         "INSERT INTO main.events (source, event_id, customer, type, time_us, properties, numbers, "
-        "payload_hash, batch_id) SELECT source, event_id, customer, type, time_us, properties, numbers, "
-        "payload_hash, 1 FROM src.events ORDER BY pk ON CONFLICT (source, event_id) DO NOTHING"
+        "payload_hash, batch_id) "
+        "SELECT source, event_id, customer, type, time_us, properties, numbers, payload_hash, 1 "
+        "FROM src.events ORDER BY pk ON CONFLICT (source, event_id) DO NOTHING"
     )
     conn.execute("COMMIT")
     conn.close()
@@ -173,8 +178,8 @@ def floor(source: Path, db: Path) -> float:
 #: what ingest's tables keep per event besides: a unique key on (source, id) and the metering
 #: index (type, customer, time); one table (not partitioned: the file spans one month).
 COPY_TABLE = """
-CREATE TABLE bench_copy (id TEXT NOT NULL, source TEXT NOT NULL, customer TEXT NOT NULL, type TEXT NOT NULL,
-                         time TIMESTAMPTZ NOT NULL, tokens TEXT, region TEXT);
+CREATE TABLE bench_copy (id TEXT NOT NULL, source TEXT NOT NULL, customer TEXT NOT NULL,
+                         type TEXT NOT NULL, time TIMESTAMPTZ NOT NULL, tokens TEXT, region TEXT);
 ALTER TABLE bench_copy ADD PRIMARY KEY (source, id);
 CREATE INDEX bench_copy_metering ON bench_copy (type, customer, time);
 """
@@ -287,9 +292,11 @@ def postgres(
         if after is not None and server is not None:
             our_cpu.append(cpu_self + cpu_children + after - server)
         print(
-            f"meterbook ingest into PostgreSQL ({parsed}): {report.accepted:,} events in {runs[-1]:.2f} s = "
-            f"{args.events / runs[-1]:,.0f} events/s; CPU {cpu_self:.1f} s inserting + {cpu_children:.1f} s "
-            f"parsing + PostgreSQL backend {used}"
+            f"meterbook ingest into PostgreSQL ({parsed}): "
+            f"{report.accepted:,} events in {runs[-1]:.2f} s = "
+            f"{args.events / runs[-1]:,.0f} events/s; "
+            f"CPU {cpu_self:.1f} s inserting + {cpu_children:.1f} s parsing "
+            f"+ PostgreSQL backend {used}"
         )
         if not args.no_baseline:
             seconds, cpu = psql_copy(args.database_url, csv_path, copy_schema)
@@ -303,7 +310,8 @@ def postgres(
             )
     ours = min(runs)
     print(
-        f"meterbook ingest, best of {args.repeat}: {ours:.2f} s = {args.events / ours:,.0f} events/s"
+        f"meterbook ingest, best of {args.repeat}: {ours:.2f} s = "
+        f"{args.events / ours:,.0f} events/s"
     )
     if copies:
         base = min(copies)
@@ -371,7 +379,8 @@ def main(argv: list[str]) -> int:
             generate(csv_path, args.events)
         size = csv_path.stat().st_size
         print(
-            f"file: {args.events:,} events ({size / 1e6:.1f} MB, ready in {time.perf_counter() - begin:.1f} s)"
+            f"file: {args.events:,} events "
+            f"({size / 1e6:.1f} MB, ready in {time.perf_counter() - begin:.1f} s)"
         )
 
         ours_db = work / "meterbook.sqlite"
@@ -412,9 +421,11 @@ def main(argv: list[str]) -> int:
                 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
                 child_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
                 print(
-                    f"meterbook ingest ({mode}): {report.accepted:,} events in {runs[mode][-1]:.2f} s = "
-                    f"{args.events / runs[mode][-1]:,.0f} events/s; CPU {cpu_self:.1f} s inserting + "
-                    f"{cpu_children:.1f} s parsing; peak RSS {rss:.0f} MB"
+                    f"meterbook ingest ({mode}): "
+                    f"{report.accepted:,} events in {runs[mode][-1]:.2f} s = "
+                    f"{args.events / runs[mode][-1]:,.0f} events/s; "
+                    f"CPU {cpu_self:.1f} s inserting + {cpu_children:.1f} s parsing; "
+                    f"peak RSS {rss:.0f} MB"
                     + (f" + parser {child_rss:.0f} MB" if cpu_children else "")
                 )
             if not args.no_baseline:
@@ -422,15 +433,17 @@ def main(argv: list[str]) -> int:
                 bases.append(baseline(csv_path, work / "baseline.sqlite"))
                 base_cpu.append(_cpu(resource.RUSAGE_SELF) - cpu)
                 print(
-                    f"baseline (csv + sqlite3 executemany, same table, indexes and pragmas): {bases[-1]:.2f} s = "
-                    f"{args.events / bases[-1]:,.0f} events/s; CPU {base_cpu[-1]:.1f} s"
+                    "baseline (csv + sqlite3 executemany, same table, indexes and pragmas): "
+                    f"{bases[-1]:.2f} s = {args.events / bases[-1]:,.0f} events/s; "
+                    f"CPU {base_cpu[-1]:.1f} s"
                 )
                 cpu = _cpu(resource.RUSAGE_SELF)
                 floors.append(floor(ours_db, work / "floor.sqlite"))
                 floor_cpu.append(_cpu(resource.RUSAGE_SELF) - cpu)
                 print(
-                    f"SQLite alone (INSERT ... SELECT of the same rows, no Python): {floors[-1]:.2f} s = "
-                    f"{args.events / floors[-1]:,.0f} events/s; CPU {floor_cpu[-1]:.1f} s"
+                    "SQLite alone (INSERT ... SELECT of the same rows, no Python): "
+                    f"{floors[-1]:.2f} s = {args.events / floors[-1]:,.0f} events/s; "
+                    f"CPU {floor_cpu[-1]:.1f} s"
                 )
         for mode in modes:
             ours = min(runs[mode])
@@ -441,17 +454,20 @@ def main(argv: list[str]) -> int:
         if bases:
             base, alone = min(bases), min(floors)
             print(
-                f"baseline, best of {args.repeat}: {base:.2f} s = {args.events / base:,.0f} events/s"
+                f"baseline, best of {args.repeat}: {base:.2f} s = "
+                f"{args.events / base:,.0f} events/s"
             )
             print(
-                f"SQLite alone, best of {args.repeat}: {alone:.2f} s = {args.events / alone:,.0f} events/s"
+                f"SQLite alone, best of {args.repeat}: {alone:.2f} s = "
+                f"{args.events / alone:,.0f} events/s"
             )
             for mode in modes:
                 ours = min(runs[mode])
                 print(
                     f"ratio meterbook ({mode}) / executemany baseline: {ours / base:.2f}x wall, "
                     f"{min(cpus[mode]) / min(base_cpu):.2f}x CPU; speed relative to SQLite's own "
-                    f"INSERT ... SELECT: {alone / ours:.2f} wall, {min(floor_cpu) / min(cpus[mode]):.2f} CPU"
+                    f"INSERT ... SELECT: {alone / ours:.2f} wall, "
+                    f"{min(floor_cpu) / min(cpus[mode]):.2f} CPU"
                 )
             for name in ("baseline.sqlite", "floor.sqlite"):
                 _fresh(work / name)

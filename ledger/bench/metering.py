@@ -26,7 +26,8 @@ in the same run, as a plain ``GROUP BY customer`` over the same rows (the month'
 events of the meter's type, native integer columns, no windows); the time metering
 spends in the database is printed apart from its Python (windows, segments, Decimal)::
 
-    $ python -m ledger.bench metering --database-url postgresql+psycopg://… --events 3000000 --customers 3000
+    $ python -m ledger.bench metering --database-url postgresql+psycopg://… \\
+        --events 3000000 --customers 3000
 """
 
 from __future__ import annotations
@@ -111,8 +112,8 @@ def generate(path: Path, count: int, customers: int, seed: int = 1) -> None:
     db.execute("PRAGMA synchronous=OFF")
     db.execute(
         "INSERT INTO batches (file, sha256, importer, started_at, received, accepted, duplicates, "
-        "conflicts, rejected, reasons) VALUES ('bench', '', 'bench', '2026-11-01T00:00:00Z', ?, ?, 0, 0, 0, "
-        "'{}')",
+        "conflicts, rejected, reasons) "
+        "VALUES ('bench', '', 'bench', '2026-11-01T00:00:00Z', ?, ?, 0, 0, 0, '{}')",
         (count, count),
     )
     # building the secondary indexes once at the end is much faster than maintaining them
@@ -146,10 +147,10 @@ def generate(path: Path, count: int, customers: int, seed: int = 1) -> None:
 BASELINE = {
     "count": "SELECT customer, count(*) FROM events WHERE type = %(type)s AND time_us >= %(start)s "
     "AND time_us < %(end)s GROUP BY customer",
-    "sum": "SELECT customer, count(*), sum(q_units), sum(q_nanos) FROM events WHERE type = %(type)s "
-    "AND time_us >= %(start)s AND time_us < %(end)s GROUP BY customer",
-    "max": "SELECT customer, count(*), max(ARRAY[q_units, q_nanos]) FROM events WHERE type = %(type)s "
-    "AND time_us >= %(start)s AND time_us < %(end)s GROUP BY customer",
+    "sum": "SELECT customer, count(*), sum(q_units), sum(q_nanos) FROM events "
+    "WHERE type = %(type)s AND time_us >= %(start)s AND time_us < %(end)s GROUP BY customer",
+    "max": "SELECT customer, count(*), max(ARRAY[q_units, q_nanos]) FROM events "
+    "WHERE type = %(type)s AND time_us >= %(start)s AND time_us < %(end)s GROUP BY customer",
 }
 
 
@@ -164,15 +165,16 @@ def generate_pg(url: str, count: int, customers: int, seed: int = 1) -> None:
     with engine.begin() as conn:
         conn.exec_driver_sql("TRUNCATE events, event_keys")
         batch = conn.exec_driver_sql(
-            "INSERT INTO batches (file, sha256, importer, started_at, received, accepted, duplicates, conflicts, "
-            "rejected, reasons) VALUES ('bench', '', 'bench', '2026-11-01T00:00:00Z', %(n)s, %(n)s, 0, 0, 0, "
-            "'{}') RETURNING id",
+            "INSERT INTO batches (file, sha256, importer, started_at, received, accepted, "
+            "duplicates, conflicts, rejected, reasons) "
+            "VALUES ('bench', '', 'bench', '2026-11-01T00:00:00Z', %(n)s, %(n)s, 0, 0, 0, '{}') "
+            "RETURNING id",
             {"n": count},
         ).scalar_one()
         ensure_partitions(conn, [(2026, 10)])
         cursor = conn.connection.cursor()
-        with cursor.copy(
-            "COPY events (source, event_id, customer, type, time_us, properties, numbers, "  # type: ignore[attr-defined]
+        with cursor.copy(  # type: ignore[attr-defined]
+            "COPY events (source, event_id, customer, type, time_us, properties, numbers, "
             "payload_hash, batch_id, q_name, q_units, q_nanos) FROM STDIN"
         ) as copy:
             for row in _rows(count, customers, seed):
@@ -201,7 +203,10 @@ def postgres(args: argparse.Namespace) -> int:
     with admin.begin() as conn:
         conn.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {schema}")
     admin.dispose()
-    url = f"{args.database_url}{'&' if '?' in args.database_url else '?'}options=-csearch_path%3D{schema}"
+    url = (
+        f"{args.database_url}{'&' if '?' in args.database_url else '?'}"
+        f"options=-csearch_path%3D{schema}"
+    )
     engine = open_store(url)
     with engine.connect() as conn:
         stored = conn.exec_driver_sql("SELECT count(*) FROM events").scalar_one()
@@ -261,13 +266,14 @@ def postgres(args: argparse.Namespace) -> int:
                 result[Window(c, start, end)].events for c in {w.customer for w in windows}
             )
             print(
-                f"metering {meter.id:<8} ({meter.aggregation:<5}) {len(windows):,} windows in {seconds:.2f} s "
-                f"(its SQL {in_sql[0]:.2f} s); plain GROUP BY of the same {total:,} rows {base:.2f} s"
+                f"metering {meter.id:<8} ({meter.aggregation:<5}) "
+                f"{len(windows):,} windows in {seconds:.2f} s (its SQL {in_sql[0]:.2f} s); "
+                f"plain GROUP BY of the same {total:,} rows {base:.2f} s"
             )
     a, b, q = sum(ours.values()), sum(plain.values()), sum(ours_sql.values())
     print(
-        f"best of {args.repeat}: metering {a:.2f} s = {stored / a:,.0f} events/s (its SQL {q:.2f} s), "
-        f"plain GROUP BY {b:.2f} s"
+        f"best of {args.repeat}: metering {a:.2f} s = {stored / a:,.0f} events/s "
+        f"(its SQL {q:.2f} s), plain GROUP BY {b:.2f} s"
     )
     print(f"ratio metering / GROUP BY: {a / b:.2f}x (SQL alone: {q / b:.2f}x)")
     if not args.keep:
@@ -301,7 +307,9 @@ def _rules_dir(directory: Path, customers: int) -> Path:
     (directory / "customers.yaml").write_text(
         "customers:\n"
         + "".join(
-            f"  cus-{i:05d}: {{currency: USD, billing_anchor: calendar, subscriptions: [{{plan: pro, start: 2026-10-01}}]}}\n"
+            f"  cus-{i:05d}: "
+            "{currency: USD, billing_anchor: calendar, "
+            "subscriptions: [{plan: pro, start: 2026-10-01}]}\n"
             for i in range(customers)
         )
     )
@@ -368,7 +376,8 @@ def main(argv: list[str]) -> int:
         with sqlite3.connect(path) as db:
             stored = db.execute("SELECT count(*) FROM events").fetchone()[0]
         print(
-            f"store: {stored:,} events, {args.customers:,} customers ({made}{os.path.getsize(path) / 2**20:.0f} MB)"
+            f"store: {stored:,} events, {args.customers:,} customers "
+            f"({made}{os.path.getsize(path) / 2**20:.0f} MB)"
         )
 
         tz = ZoneInfo("UTC")
@@ -386,10 +395,12 @@ def main(argv: list[str]) -> int:
             total += seconds
             assert len(result) == len(windows)
             print(
-                f"metering {meter.id:<8} ({meter.aggregation:<5}) {len(windows):,} windows in {seconds:.2f} s"
+                f"metering {meter.id:<8} ({meter.aggregation:<5}) "
+                f"{len(windows):,} windows in {seconds:.2f} s"
             )
         print(
-            f"metering total: {total:.2f} s = {stored / total:,.0f} events/s, peak RSS {_rss_mb():.0f} MB"
+            f"metering total: {total:.2f} s = {stored / total:,.0f} events/s, "
+            f"peak RSS {_rss_mb():.0f} MB"
         )
 
         if not args.no_rating:

@@ -192,7 +192,8 @@ def main(argv: list[str]) -> int:
         stored = build(root, args.customers, args.months, args.events, args.seed)
         end = add_months(START, args.months) - timedelta(days=1)
         print(
-            f"workspace: {args.customers:,} customers, {args.months} months ({START:%Y-%m} to {end:%Y-%m}), "
+            f"workspace: {args.customers:,} customers, "
+            f"{args.months} months ({START:%Y-%m} to {end:%Y-%m}), "
             f"{stored:,} events stored in {time.perf_counter() - begin:.1f} s"
         )
 
@@ -217,7 +218,8 @@ def main(argv: list[str]) -> int:
         seconds, cpu = time.perf_counter() - begin, time.process_time() - cpu
         transactions = sum(isinstance(e, data.Transaction) for e in entries)
         print(
-            f"load     books/main.beancount: {len(entries):,} entries ({transactions:,} transactions), "
+            f"load     books/main.beancount: "
+            f"{len(entries):,} entries ({transactions:,} transactions), "
             f"{len(errors)} errors in {seconds:.1f} s (CPU {cpu:.1f} s)"
         )
         for error in errors[:5]:

@@ -149,7 +149,8 @@ class World:
                 lines.append(
                     "    credits:\n"
                     + "".join(
-                        f'      - {{amount: "{a}", granted: {g.isoformat()}, expires: {x.isoformat()}}}\n'
+                        f'      - {{amount: "{a}", granted: {g.isoformat()}, '
+                        f"expires: {x.isoformat()}}}\n"
                         for a, g, x in self.grants[cid]
                     )
                 )
@@ -337,7 +338,8 @@ def _usage(world: World, a: float, b: float, c: float, d: float) -> None:
         world.events += 1
         kind = "llm.completion" if cid == "ann" else "api.request"
         rows.append(
-            f"e{world.events},sim,{cid},{kind},{day.isoformat()}T{8 + world.events % 12:02d}:00:00Z,"
+            f"e{world.events},sim,{cid},{kind},"
+            f"{day.isoformat()}T{8 + world.events % 12:02d}:00:00Z,"
             f"{200 + 50 * (world.events % 30)}"
         )
     if mode == "conflict" and world.events > count:
@@ -579,7 +581,8 @@ def _cycles_cleared(txns: list[Any], invoices: list[Any]) -> None:
             and ((link, txn.date) not in same_day or waits)
             and not (waits and ("supplementary", link, txn.date) in same_day)
         ):
-            continue  # a late entry or debit adjustment of a regular invoice's day waits for the next
+            # a late entry or debit adjustment of a regular invoice's day waits for the next
+            continue
         # a catch-up adjustment of the invoice's day belongs to that invoice when the cycle was
         # not invoiced before (its cumulative usage includes it), else to the next one: either
         # reading must tie out

@@ -216,8 +216,9 @@ class Invoice:
 
     @property
     def key(self) -> str:
-        """What makes issuing twice impossible: ``acme/2026-10-15`` for the regular invoice of a day,
-        ``acme/2026-10-16/supplementary`` for a supplementary one (so neither can shadow the other)."""
+        """What makes issuing twice impossible: ``acme/2026-10-15`` for the regular invoice of a
+        day, ``acme/2026-10-16/supplementary`` for a supplementary one (so neither can shadow the
+        other)."""
         day = f"{self.customer}/{self.date.isoformat()}"
         return day if self.kind == REGULAR else f"{day}/{self.kind}"
 

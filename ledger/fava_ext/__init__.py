@@ -102,9 +102,12 @@ class _Workspace:
 
         >>> from types import SimpleNamespace as NS
         >>> page = _Workspace()
-        >>> page.ledger = NS(fava_options=NS(locale="de_DE"), format_decimal=NS(precisions={"USD": 2}))
-        >>> page.money(Decimal("1234.5"), "USD"), page.money(Decimal("0.125"), "USD"), page.money(None)
-        ('1.234,50', '0,125', '—')
+        >>> page.ledger = NS(fava_options=NS(locale="de_DE"),
+        ...                  format_decimal=NS(precisions={"USD": 2}))
+        >>> page.money(Decimal("1234.5"), "USD"), page.money(Decimal("0.125"), "USD")
+        ('1.234,50', '0,125')
+        >>> page.money(None)
+        '—'
         >>> page.ledger.fava_options.locale = None                     # Fava's default: no grouping
         >>> page.money(Decimal("1234.5"), "USD"), page.money(Decimal("7"), "JPY")
         ('1234.50', '7')
@@ -230,7 +233,8 @@ class MeterbookClose(_Workspace, FavaExtensionBase):
             for row in rows
         )
 
-    @extension_endpoint("close_report")  # type: ignore[arg-type]  # Fava types it with an unbound TypeVar
+    # Fava types extension_endpoint with an unbound TypeVar, hence the ignore
+    @extension_endpoint("close_report")  # type: ignore[arg-type]
     def close_report(self) -> Response:
         """``books/YYYY/YYYY-MM.close.md`` as plain text (``?month=YYYY-MM``)."""
         month = request.args.get("month", "")
@@ -256,7 +260,8 @@ class MeterbookEvidence(_Workspace, FavaExtensionBase):
     report_title = "Evidence"
 
     def trace(self, ref: str | None) -> Any:
-        """The trace of ``ref`` (``ledger.trace.Trace``), or a :class:`Notice`; None without a ref."""
+        """The trace of ``ref`` (``ledger.trace.Trace``), or a :class:`Notice`; None without a
+        ref."""
         if not ref:
             return None
         ref = ref.strip()
@@ -290,7 +295,8 @@ class MeterbookReports(_Workspace, FavaExtensionBase):
         return list(registry)
 
     def report(self, name: str | None, month: str | None) -> Any:
-        """The ``Report`` called ``name`` (for ``month`` if given), a Notice, or None without a name."""
+        """The ``Report`` called ``name`` (for ``month`` if given), a Notice, or None without a
+        name."""
         if not name:
             return None
         registry = _reports()

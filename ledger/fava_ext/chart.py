@@ -13,18 +13,21 @@ format no number of their own; the self-contained statements keep their inline S
 With two months of USD::
 
     >>> from ledger.fava_ext.figures import MonthFigures
-    >>> rows = (MonthFigures("2026-09", "USD", Decimal("160"), Decimal("60"), Decimal("110"), Decimal("10"),
-    ...                      Decimal("60")),
-    ...         MonthFigures("2026-10", "USD", Decimal("34"), Decimal("110"), Decimal("30"), Decimal("6"),
-    ...                      Decimal("0")))
-    >>> [(c.type, c.label) for c in revenue_charts(rows)]
-    [('bar', 'recognized'), ('bar', 'invoiced'), ('balances', 'unbilled (end)'), ('balances', 'deferred (end)'), ('balances', 'receivable (end)')]
+    >>> rows = (MonthFigures("2026-09", "USD", Decimal("160"), Decimal("60"), Decimal("110"),
+    ...                      Decimal("10"), Decimal("60")),
+    ...         MonthFigures("2026-10", "USD", Decimal("34"), Decimal("110"), Decimal("30"),
+    ...                      Decimal("6"), Decimal("0")))
+    >>> [(c.type, c.label) for c in revenue_charts(rows)]  # doctest: +NORMALIZE_WHITESPACE
+    [('bar', 'recognized'), ('bar', 'invoiced'), ('balances', 'unbilled (end)'),
+     ('balances', 'deferred (end)'), ('balances', 'receivable (end)')]
     >>> bars = revenue_charts(rows)[0].data
     >>> [(b.date.isoformat(), dict(b.balance)) for b in bars]
     [('2026-09-30', {'USD': Decimal('160')}), ('2026-10-31', {'USD': Decimal('34')})]
     >>> table = revenue_table(rows)
-    >>> [c.name for c in table.types], table.rows[0][:2]
-    (['month', 'recognized', 'invoiced', 'unbilled (end)', 'deferred (end)', 'receivable (end)'], ('2026-09', {'number': Decimal('160'), 'currency': 'USD'}))
+    >>> [c.name for c in table.types]
+    ['month', 'recognized', 'invoiced', 'unbilled (end)', 'deferred (end)', 'receivable (end)']
+    >>> table.rows[0][:2]
+    ('2026-09', {'number': Decimal('160'), 'currency': 'USD'})
 """
 
 from __future__ import annotations
@@ -92,7 +95,12 @@ def revenue_table(rows: Sequence[MonthFigures]) -> QueryResultTable:
     return QueryResultTable(
         [StrColumn("month"), *(AmountColumn(label) for label in labels)],
         [
-            (row.month, *(amount(getattr(row, f), row.currency) for _l, f in FLOWS + BALANCES))  # type: ignore[arg-type]
+            (
+                row.month,
+                *(  # type: ignore[arg-type]
+                    amount(getattr(row, f), row.currency) for _l, f in FLOWS + BALANCES
+                ),
+            )
             for row in rows
         ],
     )

@@ -5,10 +5,10 @@ rules only say which account is whose (``closing.account_kinds``). With beta's
 60.00 prepaid credit invoiced on Sep 1, September's usage accrued (acme 110.00,
 beta 50.00 drawn from the credit) and acme invoiced on Oct 1::
 
-    2026-09-01 * "beta" "Invoice INV-2026-000001"   Invoiced:Beta 60.00     Deferred-Revenue:Beta -60.00
-    2026-09-30 * "acme" "Usage accrual …"           Unbilled:Acme 110.00    Income:Usage:… -110.00
-    2026-09-30 * "beta" "Usage accrual …"           Deferred-Revenue:Beta 50.00   Income:Usage:… -50.00
-    2026-10-01 * "acme" "Invoice INV-2026-000002"   Invoiced:Acme 110.00    Unbilled:Acme -110.00
+    2026-09-01 * "beta" "Invoice …"        Invoiced:Beta 60.00          Deferred-Revenue:Beta -60.00
+    2026-09-30 * "acme" "Usage accrual …"  Unbilled:Acme 110.00         Income:Usage:… -110.00
+    2026-09-30 * "beta" "Usage accrual …"  Deferred-Revenue:Beta 50.00  Income:Usage:… -50.00
+    2026-10-01 * "acme" "Invoice …"        Invoiced:Acme 110.00         Unbilled:Acme -110.00
 
 :func:`revenue_by_month` gives for 2026-09 (USD): recognized 160.00 (the
 Income accounts' credits), invoiced 60.00 (receivable debits of invoice
