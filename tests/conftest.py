@@ -3,6 +3,9 @@
 PostgreSQL tests read ``METERBOOK_TEST_DATABASE_URL`` (for example
 ``postgresql+psycopg://postgres@127.0.0.1:5432/test``) and skip with a clear
 reason when it is unset. Each test gets its own PostgreSQL schema, dropped after.
+
+Shared data and helpers live in the ``tests/support`` package; the fixtures several
+test modules use live here.
 """
 
 from __future__ import annotations
@@ -16,17 +19,15 @@ from pathlib import Path
 import pytest
 from beancount import loader
 
+from tests.support.faults import build, meterbook
+from tests.support.workspaces import REPO, sqlite_url
+
 # Beancount 3's pickle cache is keyed on file mtimes only, not plugin code.
 os.environ.setdefault("BEANCOUNT_DISABLE_LOAD_CACHE", "1")
 loader.initialize(False)
 
-REPO = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("METERBOOK_TEST_DATABASE_URL", "")
 PG_SKIP = "METERBOOK_TEST_DATABASE_URL is not set (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)"
-
-
-def sqlite_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'events.sqlite'}"
 
 
 @pytest.fixture
@@ -76,3 +77,31 @@ def demo_rules(tmp_path: Path) -> Path:
     target = tmp_path / "rules"
     shutil.copytree(REPO / "rules", target)
     return target
+
+
+# --- the faults workspace of test_reliability and test_attacks (tests.support.faults) ---
+
+
+@pytest.fixture(scope="module")
+def posted_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Posted and invoiced through 2026-11-30 (September closed), built once and copied per test."""
+    root = build(tmp_path_factory.mktemp("template") / "ws")
+    assert meterbook(root, "invoice", "--through", "2026-11-30").returncode == 0
+    closed = meterbook(root, "close", "2026-09")
+    assert closed.returncode == 0, closed.stdout + closed.stderr
+    return root
+
+
+@pytest.fixture
+def ws(posted_template: Path, tmp_path: Path) -> Path:
+    """A copy of ``posted_template`` for one test."""
+    target = tmp_path / "ws"
+    shutil.copytree(posted_template, target)
+    return target
+
+
+@pytest.fixture
+def closed(ws: Path) -> Path:
+    """October closed too: its invoices INV-…1 (Oct 1) and INV-…2 (Oct 15) are sealed documents."""
+    assert meterbook(ws, "close", "2026-10").returncode == 0
+    return ws

@@ -1,6 +1,6 @@
 """Caps and alerts: crossings computed by hand, raised once, notified through the hook and the webhook plugin.
 
-Workspace below (UTC): plan ``g`` charges api_calls graduated, 10 free then 0.05.
+The workspace (tests/support/alerts.py, UTC): plan ``g`` charges api_calls graduated, 10 free then 0.05.
 
 - ``capped`` (cap 100 calls, thresholds 80 % and 100 %): 10 calls a day from Sep 1 and Oct 1,
   so cumulative 10·d calls on day d: 80 % on Sep 8 (80 calls), 100 % on Sep 10 (100); again
@@ -26,41 +26,12 @@ from click.testing import CliRunner
 from ledger.alerts import pending_deliveries, raise_alerts, raised_ids
 from ledger.cli import cli
 from ledger.errors import RulesError, WorkspaceError
-from ledger.events import Event, parse_time
 from ledger.rules import load_rules
 from ledger.session import Session
 from ledger.workspace import Workspace
-from tests.support import METERS_CALLS, insert_events, open_session, write_workspace
+from tests.support.alerts import PLANS, make_workspace
+from tests.support.workspaces import METERS_CALLS
 
-PLANS = """\
-plans:
-  g:
-    currency: USD
-    charges:
-      - meter: api_calls
-        model: graduated
-        tiers:
-          - {up_to: 10, unit_price: "0"}
-          - {unit_price: "0.05"}
-"""
-CUSTOMERS = """\
-customers:
-  capped:
-    currency: USD
-    billing_anchor: calendar
-    subscriptions: [{plan: g, start: 2026-09-01}]
-    caps: {api_calls: 100}
-  spender:
-    currency: USD
-    billing_anchor: calendar
-    subscriptions: [{plan: g, start: 2026-09-01}]
-    spend_cap: "4.00"
-    alert_thresholds: ["0.5", "1.0"]
-  quiet:
-    currency: USD
-    billing_anchor: calendar
-    subscriptions: [{plan: g, start: 2026-09-01}]
-"""
 RECORDER = """\
 from pathlib import Path
 
@@ -80,46 +51,6 @@ from ledger.hookspecs import hookimpl
 def meterbook_alert(alert):
     raise RuntimeError("smtp down")
 """
-
-
-def _calls(customer: str, days: list[str]) -> list[Event]:
-    return [
-        Event.build(
-            source="t",
-            id=f"{customer}-{day}-{i}",
-            customer=customer,
-            type="api.request",
-            time=parse_time(f"{day}T12:00:00Z"),
-            properties={},
-        )
-        for day in days
-        for i in range(10)
-    ]
-
-
-def make_workspace(
-    root: Path, store: str, *, alerts: str = "", plugins: dict[str, str] | None = None
-) -> Session:
-    write_workspace(
-        root,
-        meters=METERS_CALLS,
-        plans=PLANS,
-        customers=CUSTOMERS,
-        config=f'store = "{store}"\n' + alerts,
-        plugins=plugins or None,
-    )
-    session = open_session(root)
-    sep = [f"2026-09-{d:02d}" for d in range(1, 31)]
-    insert_events(
-        session.engine,
-        [
-            *_calls("capped", sep),
-            *_calls("capped", [f"2026-10-{d:02d}" for d in range(1, 11)]),
-            *_calls("spender", sep),
-            *_calls("quiet", sep[:3]),
-        ],
-    )
-    return session
 
 
 def received(session: Session) -> list[str]:

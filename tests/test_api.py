@@ -1,6 +1,6 @@
 """``meterbook api`` over real HTTP: uvicorn on a free loopback port, a real SQLite store.
 
-Worked example (the workspace below, today ``T`` in UTC, acme's cycle ``T`` to one
+Worked example (the workspace of tests/support/api.py, today ``T`` in UTC, acme's cycle ``T`` to one
 month later, ``N`` days, N = 31 on 2026-12-04): acme's ingest pushes five events,
 
     line 1  acme  api.request     accepted
@@ -19,8 +19,6 @@ usage 37.84, less prepaid credit (5.00 granted, all of it usable): 32.84 USD.
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,62 +30,29 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-import uvicorn
-from support import METERS_CALLS_TOKENS, run_cli, write_workspace
 
 from ledger.alerts import find_alerts
-from ledger.api.app import Service, create_app
+from ledger.api.app import Service
 from ledger.api.keys import create_key, key_hash, revoke_key
 from ledger.live_totals import daily_live_totals
 from ledger.session import Session
 from ledger.store import api_batches, api_keys, batches
 from ledger.workspace import Workspace
-
-TODAY = datetime.now(UTC).date()
-NOW = datetime.now(UTC)
-CONFIG = 'store = "sqlite:///var/events.sqlite"\ntimezone = "UTC"\n'
-
-
-def plans() -> str:
-    return """plans:
-  pro:
-    currency: USD
-    charges:
-      - {meter: api_calls, model: unit, unit_price: "0.01"}
-      - {meter: tokens, model: unit, unit_price: "0.001"}
-    max_caps: {api_calls: 1000}
-"""
-
-
-def customers() -> str:
-    expires = TODAY + timedelta(days=60)
-    return f"""customers:
-  acme:
-    name: Acme Corp
-    currency: USD
-    subscriptions: [{{plan: pro, start: {TODAY}}}]
-    billing_anchor: start
-    caps: {{api_calls: 100}}
-    credits: [{{amount: "5.00", granted: {TODAY}, expires: {expires}}}]
-  beta:
-    currency: USD
-    subscriptions: [{{plan: pro, start: {TODAY}}}]
-    billing_anchor: start
-"""
-
-
-def stamp(seconds_ago: int) -> str:
-    """A time today, ``seconds_ago`` before now (never before midnight)."""
-    when = max(
-        NOW - timedelta(seconds=seconds_ago), datetime.combine(TODAY, datetime.min.time(), UTC)
-    )
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.support.api import (
+    CONFIG,
+    FIVE,
+    NOW,
+    TODAY,
+    body,
+    customers,
+    event,
+    free_port,
+    plans,
+    post,
+    stamp,
+    start_api,
+)
+from tests.support.workspaces import METERS_CALLS_TOKENS, run_cli, write_workspace
 
 
 @dataclass
@@ -105,23 +70,6 @@ class Live:
     def client(self, key: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=30)
-
-
-def start_api(
-    root: Path, *, max_body: int = 1 << 20
-) -> tuple[str, Service, uvicorn.Server, threading.Thread]:
-    service = Service.open(Workspace.load(root), max_body=max_body)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(service), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(200):
-        if server.started:
-            break
-        time.sleep(0.02)
-    return f"http://127.0.0.1:{port}", service, server, thread
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -152,40 +100,6 @@ def live(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Live]:
         server.should_exit = True
         thread.join(timeout=10)
         service.session.engine.dispose()
-
-
-def event(
-    i: str,
-    customer: str = "acme",
-    type_: str = "api.request",
-    when: str | None = None,
-    **props: Any,
-) -> dict[str, Any]:
-    return {
-        "id": i,
-        "source": "app",
-        "customer": customer,
-        "type": type_,
-        "time": when or stamp(60),
-        "properties": props,
-    }
-
-
-FIVE = [
-    event("e-1"),
-    event("e-2"),
-    event("e-3", type_="llm.completion", tokens=Decimal("1200.5")),
-    event("e-4", customer="nobody"),
-    event("e-5", when="2026-13-01T00:00:00Z"),
-]
-
-
-def body(events: list[dict[str, Any]]) -> str:
-    return json.dumps(events, default=str)
-
-
-def post(client: httpx.Client, text: str, content_type: str = "application/json") -> httpx.Response:
-    return client.post("/v1/events", content=text.encode(), headers={"Content-Type": content_type})
 
 
 def test_ingest_accounts_for_every_row_and_is_idempotent_across_requests_and_files(

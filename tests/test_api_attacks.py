@@ -17,14 +17,14 @@ import httpx
 import pytest
 import sqlalchemy as sa
 import uvicorn
-from support import METERS_CALLS_TOKENS, write_workspace
-from test_api import CONFIG, body, customers, event, free_port, plans, post, start_api
 
 from ledger.api import guard
 from ledger.api.app import Service, create_app
 from ledger.api.keys import create_key
 from ledger.session import Session
 from ledger.workspace import Workspace
+from tests.support.api import CONFIG, body, customers, event, free_port, plans, post, start_api
+from tests.support.workspaces import METERS_CALLS_TOKENS, write_workspace
 
 EVIL_NAME = "</script><script>alert(1)</script><img src=x onerror=alert(2)>"
 

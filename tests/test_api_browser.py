@@ -14,13 +14,13 @@ from typing import Any
 
 import httpx
 import pytest
-from support import METERS_CALLS_TOKENS, write_workspace
-from test_api import CONFIG, FIVE, body, customers, plans, post, start_api
 
 from ledger.api.keys import create_key
 from ledger.api.portal import load_changes
 from ledger.session import Session
 from ledger.workspace import Workspace
+from tests.support.api import CONFIG, FIVE, body, customers, plans, post, start_api
+from tests.support.workspaces import METERS_CALLS_TOKENS, write_workspace
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]

@@ -20,13 +20,13 @@ from pathlib import Path
 
 import httpx
 import sqlalchemy as sa
-from support import METERS_CALLS_TOKENS, write_workspace
-from test_api import CONFIG, body, customers, event, post, start_api
 
 from ledger.api.keys import create_key, list_keys
 from ledger.lock import workspace_lock
 from ledger.session import Session
 from ledger.workspace import Workspace
+from tests.support.api import CONFIG, body, customers, event, post, start_api
+from tests.support.workspaces import METERS_CALLS_TOKENS, write_workspace
 
 SLOW = '''"""slow_unit: unit pricing that takes 3 s the first time it prices (a long post)."""
 import os

@@ -22,13 +22,13 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support import METERS_CALLS_TOKENS, write_workspace
-from test_api import CONFIG, customers, plans, start_api
 
 from ledger.api.keys import create_key
 from ledger.ingest import default_importers, ingest_file, select_importer
 from ledger.session import Session
 from ledger.workspace import Workspace
+from tests.support.api import CONFIG, customers, plans, start_api
+from tests.support.workspaces import METERS_CALLS_TOKENS, write_workspace
 
 NOW = datetime.now(UTC)
 TIMES = st.sampled_from(

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
-from support import METERS_CALLS_TOKENS, write_workspace
-from test_api import CONFIG, customers, plans, start_api
 
 from ledger.api.keys import create_key
 from ledger.session import Session
 from ledger.workspace import Workspace
+from tests.support.api import CONFIG, customers, plans, start_api
+from tests.support.workspaces import METERS_CALLS_TOKENS, write_workspace
 
 MAX_EXAMPLES = 40
 KEYS: dict[str, str] = {}

@@ -1,7 +1,8 @@
 """Attacks re-run against the faults/tamper/concurrency half of issue 19, each one that failed kept
-here as a deterministic regression test: the real CLI in subprocesses on test_reliability's
-workspace (``cal`` and ``ann``; September closed, invoiced and posted through 2026-11-30: INV-…1
-(cal, Oct 1, 1.00 USD), INV-…2 (ann, Oct 15, 0.75 USD), INV-…3 (cal, Nov 1, 0.25 USD)).
+here as a deterministic regression test: the real CLI in subprocesses on the faults workspace
+(:mod:`tests.support.faults`; conftest.py's fixtures ``ws`` and ``closed``): ``cal`` and ``ann``,
+September closed, invoiced and posted through 2026-11-30: INV-…1 (cal, Oct 1, 1.00 USD),
+INV-…2 (ann, Oct 15, 0.75 USD), INV-…3 (cal, Nov 1, 0.25 USD).
 """
 
 from __future__ import annotations
@@ -14,11 +15,8 @@ import pytest
 
 from ledger import session as session_module
 from ledger.lock import LOCK_FILE, workspace_lock
-from tests.support import open_session
-from tests.test_reliability import check_lines, closed, meterbook, one_line, posted_template, ws
-
-__all__ = ["closed", "posted_template", "ws"]  # the fixtures, shared with test_reliability
-
+from tests.support.faults import check_lines, invoices, meterbook, one_line, start
+from tests.support.workspaces import open_session
 
 # --- the workspace lock ----------------------------------------------------------------------
 
@@ -235,8 +233,6 @@ def test_a_reader_waits_for_a_writer_half_way(ws: Path, tmp_path: Path) -> None:
     (``invoice:numbered``) reported its document as missing (DIFFERS), exit 0. The commands that read
     the books with the store hold the lock shared: the trace waits, saying so, then traces the invoice
     as issued."""
-    from tests.test_reliability import invoices, start
-
     release = tmp_path / "release"
     invoice = start(
         ws,

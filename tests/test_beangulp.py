@@ -39,7 +39,7 @@ from ledger.importers.live_totals import LiveTotalsCsv
 from ledger.importers.payments import PaymentsCsv
 from ledger.ingest import select_importer
 from ledger.registry import load_registry
-from tests.test_readme import readme_block
+from tests.support.readme import readme_block
 
 IMPORT_PY = readme_block("<!-- beangulp-import-py")  # the README's import.py, run as written
 

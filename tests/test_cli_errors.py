@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from click.testing import Result
 
-from tests.support import run_cli
+from tests.support.workspaces import run_cli
 
 SAMPLE_CUSTOMERS = """\
 customers:

@@ -1,6 +1,6 @@
 """Month-end close through the real pipeline: assertions, seal, gate, late events, check.
 
-The workspace has two customers on a graduated plan (10 calls free, then 0.05):
+The workspace (tests/support/close.py) has two customers on a graduated plan (10 calls free, then 0.05):
 
 - ``cal`` (calendar cycles): 30 calls in September → 20 × 0.05 = 1.00 accrued on
   Sep 30, invoiced on Oct 1;
@@ -44,7 +44,8 @@ from ledger.facts.invoices import load_invoices
 from ledger.payments import ingest_payments
 from ledger.seal import GUARD_ACCOUNT
 from ledger.session import Session
-from tests.support import (
+from tests.support.close import CUSTOMERS, PLANS, PLANTED
+from tests.support.workspaces import (
     METERS_CALLS,
     balance,
     book_hashes,
@@ -56,49 +57,6 @@ from tests.support import (
 )
 
 BEAN_CHECK = Path(sys.executable).parent / "bean-check"
-
-PLANS = """\
-plans:
-  g:
-    currency: USD
-    charges:
-      - meter: api_calls
-        model: graduated
-        tiers:
-          - {up_to: 10, unit_price: "0"}
-          - {up_to: 100, unit_price: "0.05"}
-          - {unit_price: "0.01"}
-"""
-CUSTOMERS = """\
-customers:
-  cal: {currency: USD, billing_anchor: calendar, subscriptions: [{plan: g, start: 2026-09-01}]}
-  ann: {currency: USD, billing_anchor: start, subscriptions: [{plan: g, start: 2026-09-15}]}
-"""
-# A workspace reconciler: an error finding per line of the file ``planted`` (empty: none).
-PLANTED = """\
-from decimal import Decimal
-
-from ledger.hookspecs import hookimpl
-from ledger.reconcile import Finding
-
-
-class Planted:
-    name = "planted"
-
-    def check(self, context):
-        path = context.workspace.root / "planted"
-        if not path.exists():
-            return
-        for line in path.read_text().split():
-            yield Finding(id=f"planted:{line}:{context.period}", severity="error", check="planted",
-                          customer=line, meter="api_calls", period=context.period,
-                          expected=Decimal("30"), actual=Decimal("29"), explanation="planted discrepancy")
-
-
-@hookimpl
-def meterbook_reconcilers():
-    return [Planted()]
-"""
 
 
 _calls = calls

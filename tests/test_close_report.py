@@ -17,8 +17,8 @@ from pathlib import Path
 
 from ledger.books import close_path
 from ledger.reports import close_report_path
-from tests.support import run_cli
-from tests.test_reports import accounting_workspace
+from tests.support.reports import accounting_workspace
+from tests.support.workspaces import run_cli
 
 BEAN_CHECK = Path(sys.executable).parent / "bean-check"
 # A workspace reconciler: one error finding for September, to be accepted. It names no

@@ -29,8 +29,8 @@ from beancount.core import data
 from ledger.books import load_books
 from ledger.rating import CycleRating, Rating, undrawn_credit
 from ledger.session import Session
-from tests.support import insert_events, open_session, write_workspace
-from tests.test_rating import METERS, PLANS, _usage
+from tests.support.rating import METERS, PLANS, cycle_usage
+from tests.support.workspaces import insert_events, open_session, write_workspace
 
 CUSTOMERS = """\
 customers:
@@ -59,7 +59,7 @@ def rated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Session, Rating, li
     """The three customers rated through Oct 14 and invoiced through Oct 31, books loaded."""
     root = tmp_path_factory.mktemp("credits") / "ws"
     session = open_session(write_workspace(root, meters=METERS, plans=PLANS, customers=CUSTOMERS))
-    insert_events(session.engine, [*_usage("two"), *_usage("k"), *_usage("edge")])
+    insert_events(session.engine, [*cycle_usage("two"), *cycle_usage("k"), *cycle_usage("edge")])
     rating = session.rate(date(2026, 10, 14))
     session.invoice(through=date(2026, 10, 31))
     entries, errors, _ = load_books(session.workspace.main_file)

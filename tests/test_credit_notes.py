@@ -1,13 +1,12 @@
 """Credit-note worked examples through ``meterbook credit`` and the books, loaded with Beancount.
 
-The workspace of ``test_payments``: acme's INV-2026-000001 of 2026-10-01 is
+The payments workspace (tests/support/payments.py): acme's INV-2026-000001 of 2026-10-01 is
 110.00 USD (line 1: 100 calls = 100.00, line 2: 1,000 tokens = 10.00).
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -25,10 +24,16 @@ from ledger.facts.invoices import load_invoices
 from ledger.journal.credit_notes import credit_note_entries
 from ledger.reports import build_report
 from ledger.session import Session
-from tests.support import METERS_CALLS, STORE, calls, insert_events, open_session, write_workspace
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_payments import balance, books_of, import_payments, workspace
+from tests.support.payments import books_of, import_payments, payments_workspace
+from tests.support.workspaces import (
+    METERS_CALLS,
+    STORE,
+    balance,
+    calls,
+    insert_events,
+    open_session,
+    write_workspace,
+)
 
 RECEIVABLE = "Assets:Receivables:Invoiced:Acme"
 REFUNDS = "Liabilities:Refunds:Acme"
@@ -59,7 +64,7 @@ def transaction(entries: list[data.Directive], number: str) -> data.Transaction:
 
 
 def test_credit_note_on_unpaid_invoice_reduces_the_receivable(tmp_path: Path) -> None:
-    session = workspace(tmp_path)
+    session = payments_workspace(tmp_path)
     result = credit(
         session,
         "INV-2026-000001",
@@ -99,7 +104,7 @@ def test_credit_note_on_unpaid_invoice_reduces_the_receivable(tmp_path: Path) ->
 
 
 def test_credit_note_on_paid_invoice_is_a_refund_liability(tmp_path: Path) -> None:
-    session = workspace(tmp_path)
+    session = payments_workspace(tmp_path)
     pay(session, tmp_path, "110.00")
     assert (
         credit(
@@ -122,7 +127,7 @@ def test_credit_note_on_paid_invoice_is_a_refund_liability(tmp_path: Path) -> No
 
 
 def test_credit_note_on_partly_paid_invoice_splits(tmp_path: Path) -> None:
-    session = workspace(tmp_path)
+    session = payments_workspace(tmp_path)
     pay(session, tmp_path, "80.00")  # 30.00 of 110.00 still open
     assert (
         credit(
@@ -150,7 +155,7 @@ def test_credit_note_on_partly_paid_invoice_splits(tmp_path: Path) -> None:
 
 
 def test_more_than_creditable_is_refused_without_force(tmp_path: Path) -> None:
-    session = workspace(tmp_path)
+    session = payments_workspace(tmp_path)
     assert (
         credit(
             session, "INV-2026-000001", "--amount", "100", "--reason", "a", "--date", "2026-10-05"
@@ -186,7 +191,7 @@ def test_more_than_creditable_is_refused_without_force(tmp_path: Path) -> None:
 
 
 def test_line_credit_is_capped_by_the_line(tmp_path: Path) -> None:
-    session = workspace(tmp_path)
+    session = payments_workspace(tmp_path)
     # line 2 is the tokens: 10.00
     refused = credit(
         session,
@@ -251,7 +256,7 @@ def test_line_credit_is_capped_by_the_line(tmp_path: Path) -> None:
 
 
 def test_bad_input_is_one_line_exit_2(tmp_path: Path) -> None:
-    session = workspace(tmp_path)
+    session = payments_workspace(tmp_path)
     for args, needle in (
         (["INV-2026-000001", "--amount", "abc", "--reason", "x"], "--amount"),
         (["INV-2026-000001", "--amount", "1.001", "--reason", "x"], "decimal places"),
@@ -269,7 +274,7 @@ def test_bad_input_is_one_line_exit_2(tmp_path: Path) -> None:
 
 
 def test_numbers_are_sequential_and_books_deterministic(tmp_path: Path) -> None:
-    session = workspace(tmp_path)
+    session = payments_workspace(tmp_path)
     for amount in ("1", "2"):
         assert (
             credit(

@@ -23,7 +23,7 @@ from ledger import demo
 from ledger.books import load_books
 from ledger.demo import DemoOptions
 from ledger.workspace import Workspace
-from tests.support import book_hashes, run_cli
+from tests.support.workspaces import book_hashes, run_cli
 
 REPO = Path(__file__).resolve().parent.parent
 

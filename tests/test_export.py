@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import sys
 from collections import defaultdict
 from datetime import date, timedelta
 from decimal import Decimal
@@ -28,11 +27,8 @@ from ledger import seal
 from ledger.books import load_books
 from ledger.export import GlMapping, build_journal, load_gl_mapping, month_movements
 from ledger.session import Session
-from tests.conftest import REPO
-from tests.support import run_cli
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_tax import workspace as taxed_workspace
+from tests.support.tax import tax_workspace
+from tests.support.workspaces import REPO, run_cli
 
 GL = """\
 gl_accounts:
@@ -48,7 +44,7 @@ ROOTS = {"1": "Assets", "2": "Liabilities", "4": "Income"}
 
 @pytest.fixture(scope="module")
 def closed(tmp_path_factory: pytest.TempPathFactory) -> Session:
-    session = taxed_workspace(tmp_path_factory.mktemp("export") / "ws")
+    session = tax_workspace(tmp_path_factory.mktemp("export") / "ws")
     session.invoice(through=date(2026, 11, 1))
     root = session.workspace.root
     (root / "pay.csv").write_text(

@@ -10,7 +10,7 @@ import tomllib
 from importlib import metadata
 from pathlib import Path
 
-from tests.support import METERS_CALLS, write_workspace
+from tests.support.workspaces import METERS_CALLS, write_workspace
 
 ROOT = Path(__file__).resolve().parent.parent
 

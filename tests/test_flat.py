@@ -28,7 +28,7 @@ from ledger.plugins.flat import FlatPricing
 from ledger.pricing import Usage
 from ledger.rating import is_ratable
 from ledger.session import Session
-from tests.support import (
+from tests.support.workspaces import (
     METERS_CALLS_TOKENS,
     balance,
     calls,

@@ -33,8 +33,9 @@ from ledger.reports import Report, Table
 from ledger.rules import Rules
 from ledger.statements import write_statement
 from ledger.store import events, live_totals, open_store, payments, rejects
-from tests.support import insert_events, run_cli, write_workspace
-from tests.test_statements import _event, make_session
+from tests.support.reports import accounting_workspace
+from tests.support.statements import make_session, statement_event
+from tests.support.workspaces import insert_events, run_cli, write_workspace
 
 IMPORTERS = list(load_registry(None).importers)
 EVENTS_HEADER = b"id,source,customer,type,time,tokens,gb,region\n"
@@ -430,7 +431,7 @@ def test_statement_csv_neutralises_event_cells(tmp_path: Path) -> None:
     """The statement's evidence CSV writes an event id ``=HYPERLINK(...)`` as text; the
     quantities (engine-formatted numbers) are untouched."""
     session = make_session(tmp_path / "ws", f"sqlite:///{tmp_path / 'events.sqlite'}")
-    evil = _event("acme", '=HYPERLINK("http://evil","pay")', "2026-09-03T10:00:00Z")
+    evil = statement_event("acme", '=HYPERLINK("http://evil","pay")', "2026-09-03T10:00:00Z")
     insert_events(session.engine, [evil])
     files = write_statement(
         session, "acme", which="2026-09-15", out=tmp_path / "out", today=date(2026, 10, 20)
@@ -606,7 +607,6 @@ def test_close_report_and_output_keep_one_line_per_finding(tmp_path: Path) -> No
     """A finding whose explanation carries a line break (data quoted by a reconciler) is one
     row of the sealed close report's findings table and one line of ``close``'s output."""
     from ledger.reports import close_report_path
-    from tests.test_reports import accounting_workspace
 
     root = tmp_path / "ws"
     accounting_workspace(root)

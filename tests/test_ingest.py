@@ -1,4 +1,7 @@
-"""Idempotent ingest on real stores (SQLite, and PostgreSQL when configured)."""
+"""Idempotent ingest on real stores (SQLite, and PostgreSQL when configured).
+
+The rules and the import run: tests/support/ingest.py.
+"""
 
 from __future__ import annotations
 
@@ -20,78 +23,10 @@ from hypothesis import strategies as st
 from ledger import ingest
 from ledger.events import Event, parse_time
 from ledger.importers.events import RawEvent
-from ledger.ingest import (
-    Checks,
-    ImportReport,
-    default_importers,
-    ingest_file,
-    retry_rejected,
-    select_importer,
-)
-from ledger.rules import Rules, load_rules
+from ledger.ingest import Checks, retry_rejected
+from ledger.rules import Rules
 from ledger.store import batches, conflicts, event_keys, events, open_store, rejects
-
-NOW = datetime(2026, 11, 1, tzinfo=UTC)
-
-METERS = """meters:
-  api_calls: {event_type: api.request, aggregation: count}
-  tokens: {event_type: llm.completion, aggregation: sum, value: tokens}
-  eu_bytes: {event_type: llm.completion, aggregation: sum, value: bytes, filter: {region: eu}}
-  storage: {event_type: storage.snapshot, aggregation: max, value: gb}
-  users: {event_type: login, aggregation: unique_count, value: user}
-"""
-PLANS = "plans:\n  basic: {currency: USD, charges: []}\n"
-CUSTOMERS = "customers:\n  acme: {currency: USD}\n  globex: {currency: USD}\n"
-
-
-def make_rules(directory: Path, customers: str = CUSTOMERS) -> Rules:
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "meters.yaml").write_text(METERS)
-    (directory / "plans.yaml").write_text(PLANS)
-    (directory / "customers.yaml").write_text(customers)
-    return load_rules(directory)
-
-
-def write(path: Path, text: str | bytes) -> Path:
-    if isinstance(text, str):
-        text = text.encode()
-    path.write_bytes(text)
-    return path
-
-
-HEADER = "id,source,customer,type,time,tokens,bytes,region,gb,user\n"
-
-
-def run(url: str, rules_dir: Path, path: Path, **kw: object) -> ImportReport:
-    engine = open_store(url)
-    try:
-        rules = (
-            make_rules(rules_dir)
-            if not (rules_dir / "meters.yaml").exists()
-            else load_rules(rules_dir)
-        )
-        return ingest_file(
-            engine, rules, path, select_importer(path, default_importers()), now=NOW, **kw
-        )  # type: ignore[arg-type]
-    finally:
-        engine.dispose()
-
-
-def table(url: str, t: sa.Table) -> list[sa.Row]:  # type: ignore[type-arg]
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return list(conn.execute(sa.select(t)))
-    finally:
-        engine.dispose()
-
-
-def check_sum(report: ImportReport) -> None:
-    assert (
-        report.received == report.accepted + report.duplicates + report.conflicts + report.rejected
-    )
-    assert report.rejected == sum(report.reasons.values())
-
+from tests.support.ingest import HEADER, NOW, check_sum, make_rules, run, table, write
 
 CASES = [
     ("ok", "e,app,acme,api.request,2026-10-05T08:30:00Z,,,,,", None),

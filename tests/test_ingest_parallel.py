@@ -17,8 +17,8 @@ from ledger import ingest
 from ledger.errors import BadInput
 from ledger.ingest import ImportReport, default_importers, ingest_file, select_importer
 from ledger.store import batches, conflicts, events, open_store, rejects
-from tests.conftest import sqlite_url
-from tests.test_ingest import HEADER, NOW, make_rules, table, write
+from tests.support.ingest import HEADER, NOW, make_rules, table, write
+from tests.support.workspaces import sqlite_url
 
 ROWS = [
     "e1,app,acme,api.request,2026-10-05T08:30:00Z,,,,,",

@@ -37,7 +37,7 @@ from ledger.store import (
     rejects,
     typed_quantity,
 )
-from tests.test_ingest import HEADER, check_sum, make_rules, run, table, write
+from tests.support.ingest import HEADER, check_sum, make_rules, run, table, write
 
 TOKENS = Meter(id="tokens", event_type="llm.completion", aggregation="sum", value="tokens")
 CALLS = Meter(id="api_calls", event_type="api.request", aggregation="count")

@@ -16,8 +16,15 @@ import pytest
 
 from ledger.closing import billed_months, load_acceptances
 from ledger.facts.invoices import Invoice, InvoiceLine, load_invoices
-from tests.support import METERS_CALLS, calls, insert_events, open_session, run_cli, write_workspace
-from tests.test_close import CUSTOMERS, PLANS, PLANTED
+from tests.support.close import CUSTOMERS, PLANS, PLANTED
+from tests.support.workspaces import (
+    METERS_CALLS,
+    calls,
+    insert_events,
+    open_session,
+    run_cli,
+    write_workspace,
+)
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ import ledger.live_totals as live_module
 from ledger.cli import cli
 from ledger.live_totals import daily_live_totals
 from ledger.store import batches, live_total_conflicts, live_totals, open_store, rejects
-from tests.support import METERS_CALLS_TOKENS, write_workspace
+from tests.support.workspaces import METERS_CALLS_TOKENS, write_workspace
 
 PLANS = """\
 plans:

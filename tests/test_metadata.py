@@ -47,7 +47,13 @@ from ledger.journal.meta import parse_quantities
 from ledger.journal.sealed import catch_up, cumulative_quantities
 from ledger.session import Session
 from ledger.trace import trace
-from tests.support import METERS_CALLS_TOKENS, calls, insert_events, open_session, write_workspace
+from tests.support.workspaces import (
+    METERS_CALLS_TOKENS,
+    calls,
+    insert_events,
+    open_session,
+    write_workspace,
+)
 
 PLANS = """\
 plans:

@@ -48,10 +48,9 @@ from ledger.rating import BaseFeeRating, cycle_plan, grant_key, rate, undrawn_cr
 from ledger.registry import load_registry
 from ledger.rules import BaseFee, CreditGrant, Plan, PlanVersion, load_rules
 from ledger.store import open_store
-from tests.support import insert_events
-from tests.test_pricing_models import banded
-from tests.test_rating import _ev as rating_event
-from tests.test_rating import _rules as rating_rules
+from tests.support.pricing import banded
+from tests.support.rating import rating_event, rating_rules
+from tests.support.workspaces import insert_events
 
 UTC = ZoneInfo("UTC")
 

@@ -14,7 +14,9 @@ import pytest
 from beancount.core import data
 
 from ledger.books import close_path, load_books, sealed_months
-from tests.support import (
+from tests.support.rerate import PLANS as RERATE_PLANS
+from tests.support.rerate import make, version
+from tests.support.workspaces import (
     METERS_CALLS,
     balance,
     calls,
@@ -200,7 +202,7 @@ def test_a_new_version_for_a_cycle_not_invoiced_is_a_repricing_not_late_usage(
 
 
 def test_removing_a_version_after_a_rerate_fails_check_until_rerated(tmp_path: Path) -> None:
-    """tests/test_rerate.py's workspace: acme's October invoiced 20 calls × 1.00 = 20.00
+    """The rerate workspace (tests/support/rerate.py): acme's October invoiced 20 calls × 1.00 = 20.00
     (INV-2026-000002), beta's 10.00 (INV-2026-000003, paid). A 0.80 version from Oct 1 and
     ``rerate`` credit −4.00 (CN-2026-000001) and −2.00 (CN-2026-000002).
 
@@ -210,9 +212,6 @@ def test_removing_a_version_after_a_rerate_fails_check_until_rerated(tmp_path: P
     +2.00 (DA-2026-000001, DA-2026-000002), and ``check`` passes: Income:Credit-Notes
     6.00 and the debit adjustments' −6.00 of usage revenue cancel out.
     """
-    from tests.test_rerate import PLANS as RERATE_PLANS
-    from tests.test_rerate import make, version
-
     root = make(tmp_path)
     (root / "rules" / "plans.yaml").write_text(version("0.80"))
     assert run_cli(root, "rerate", "--from", "2026-10-01", "--date", "2026-11-20").exit_code == 0
@@ -769,13 +768,11 @@ def test_an_edit_that_adds_a_line_to_an_issued_invoice_is_refused(billed: Path) 
 
 
 def test_trace_verifies_an_invoice_a_rerate_raised(tmp_path: Path) -> None:
-    """Found by the simulator. tests/test_rerate.py's workspace: acme's October, 20 calls,
+    """Found by the simulator. The rerate workspace (tests/support/rerate.py): acme's October, 20 calls,
     invoiced 20.00 on INV-2026-000002; a version from Oct 1 at 1.20 a call re-rates it to
     24.00, so DA-2026-000001 (+4.00, unbilled / usage revenue) names INV-2026-000002 in its
     metadata. It is a document of its own, not a second invoice transaction: ``trace
     INV-2026-000002`` stays verified (it found two invoice transactions before)."""
-    from tests.test_rerate import make, version
-
     root = make(tmp_path)
     (root / "rules" / "plans.yaml").write_text(version("1.20"))
     rerated = run_cli(root, "rerate", "--from", "2026-10-01", "--date", "2026-11-20")

@@ -2,7 +2,8 @@
 
 acme uses 100 calls at 1.00 and 1,000 tokens at 0.01 in September: its Oct 1
 invoice is 100.00 + 10.00 = 110.00 USD. beta uses 50 calls: 50.00 USD.
-Every number below is computed by hand in the comments.
+The workspace: tests/support/payments.py. Every number below is computed by hand in the
+comments.
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ import pytest
 from beancount.core import data
 
 from ledger import ingest
-from ledger.books import load_books
-from ledger.events import Event, parse_time
 from ledger.facts.invoices import Invoice
 from ledger.facts.payments import Payment, load_payments
 from ledger.importers.payments import PaymentsCsv
@@ -24,67 +23,8 @@ from ledger.journal.payments import payment_entries
 from ledger.payments import ingest_payments
 from ledger.session import Session
 from ledger.store import payment_conflicts, rejects
-from tests.support import METERS_CALLS_TOKENS, balance, insert_events, open_session, write_workspace
-
-PLANS = """\
-plans:
-  u:
-    currency: USD
-    charges:
-      - {meter: api_calls, model: unit, unit_price: "1.00"}
-      - {meter: tokens, model: unit, unit_price: "0.01"}
-"""
-CUSTOMERS = """\
-customers:
-  acme: {currency: USD, billing_anchor: calendar, subscriptions: [{plan: u, start: 2026-09-01}]}
-  beta: {currency: USD, billing_anchor: calendar, subscriptions: [{plan: u, start: 2026-09-01}]}
-"""
-NOW = datetime(2026, 11, 25, tzinfo=UTC)
-
-
-def workspace(tmp_path: Path) -> Session:
-    """acme invoiced 110.00 and beta 50.00 on 2026-10-01."""
-    session = open_session(
-        write_workspace(
-            tmp_path / "ws", meters=METERS_CALLS_TOKENS, plans=PLANS, customers=CUSTOMERS
-        )
-    )
-    rows = [
-        Event.build(
-            source="t",
-            id=f"{c}-{i}",
-            customer=c,
-            type="api.request",
-            time=parse_time(f"2026-09-{1 + i % 28:02d}T12:00:00Z"),
-            properties={},
-        )
-        for c, n in (("acme", 100), ("beta", 50))
-        for i in range(n)
-    ]
-    rows.append(
-        Event.build(
-            source="t",
-            id="acme-tok",
-            customer="acme",
-            type="llm.completion",
-            time=parse_time("2026-09-10T12:00:00Z"),
-            properties={"tokens": "1000"},
-        )
-    )
-    insert_events(session.engine, rows)
-    issued = session.invoice(through=date(2026, 10, 1))
-    assert [(i.number, i.customer, i.total) for i in issued] == [
-        ("INV-2026-000001", "acme", Decimal("110.00")),
-        ("INV-2026-000002", "beta", Decimal("50.00")),
-    ]
-    return session
-
-
-def books_of(session: Session) -> list[data.Directive]:
-    session.post(through=date(2026, 10, 31))
-    entries, errors, _ = load_books(session.workspace.main_file)
-    assert errors == []
-    return list(entries)
+from tests.support.payments import NOW, books_of, import_payments, payments_workspace
+from tests.support.workspaces import balance
 
 
 def snapshot(session: Session) -> dict[Path, bytes]:
@@ -112,16 +52,9 @@ date,amount,currency,invoice,reference
 """
 
 
-def import_payments(session: Session, path: Path) -> ingest.ImportReport:
-    """Through ``meterbook ingest``'s own dispatch: identified, checked, stored by kind."""
-    importers = [PaymentsCsv(), *ingest.default_importers()]
-    [report] = ingest.ingest_files(session.engine, session.rules, [path], importers, now=NOW)
-    return report
-
-
 @pytest.fixture
 def paid(tmp_path: Path) -> tuple[Session, Path, ingest.ImportReport]:
-    session = workspace(tmp_path)
+    session = payments_workspace(tmp_path)
     path = tmp_path / "bank.csv"
     path.write_text(PAYMENTS)
     return session, path, import_payments(session, path)

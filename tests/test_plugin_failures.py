@@ -8,7 +8,13 @@ import pytest
 from click.testing import CliRunner
 
 from ledger.cli import cli
-from tests.support import METERS_CALLS, calls, insert_events, open_session, write_workspace
+from tests.support.workspaces import (
+    METERS_CALLS,
+    calls,
+    insert_events,
+    open_session,
+    write_workspace,
+)
 
 BROKEN = """
 from dataclasses import dataclass

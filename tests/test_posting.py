@@ -1,6 +1,7 @@
 """Posting worked examples: the books are loaded with Beancount and balances read at dates.
 
-Every number below is computed by hand in the comments.
+Plans and customers: tests/support/posting.py. Every number below is computed by hand in
+the comments.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from beancount.core import data
 from ledger.books import load_books
 from ledger.events import Event, parse_time
 from ledger.session import Session
-from tests.support import (
+from tests.support.posting import CUSTOMERS, PLANS
+from tests.support.workspaces import (
     METERS_CALLS_TOKENS,
     balance,
     calls,
@@ -24,52 +26,6 @@ from tests.support import (
     open_session,
     write_workspace,
 )
-
-PLANS = """\
-plans:
-  g:
-    currency: USD
-    charges:
-      - meter: api_calls
-        model: graduated
-        tiers:
-          - {up_to: 10, unit_price: "0"}
-          - {up_to: 100, unit_price: "0.05"}
-          - {unit_price: "0.01"}
-  v:
-    currency: USD
-    charges:
-      - meter: tokens
-        model: volume
-        tiers:
-          - {up_to: 100, unit_price: "0.02"}
-          - {unit_price: "0.01"}
-  b:
-    currency: USD
-    base_fee: {amount: "30.00", timing: advance}
-  m:
-    currency: USD
-    minimum_commitment: "20.00"
-    charges:
-      - meter: api_calls
-        model: graduated
-        tiers:
-          - {up_to: 10, unit_price: "0"}
-          - {unit_price: "0.05"}
-"""
-CUSTOMERS = """\
-customers:
-  cal: {currency: USD, billing_anchor: calendar, subscriptions: [{plan: g, start: 2026-09-01}]}
-  ann: {currency: USD, billing_anchor: start, subscriptions: [{plan: g, start: 2026-08-15}]}
-  vol: {currency: USD, billing_anchor: start, subscriptions: [{plan: v, start: 2026-08-15}]}
-  bf: {currency: USD, billing_anchor: calendar, subscriptions: [{plan: b, start: 2026-09-11}]}
-  cr:
-    currency: USD
-    billing_anchor: calendar
-    subscriptions: [{plan: g, start: 2026-09-01}]
-    credits: [{amount: "5.00", granted: 2026-09-01, expires: 2026-10-15}]
-  mc: {currency: USD, billing_anchor: calendar, subscriptions: [{plan: m, start: 2026-09-01}]}
-"""
 
 
 def _workspace(tmp_path: Path) -> Session:

@@ -31,9 +31,9 @@ from hypothesis import strategies as st
 from ledger.books import load_books
 from ledger.ingest import ImportReport, ingest_files, open_for_ingest
 from ledger.session import Session
-from tests.support import METERS_CALLS_TOKENS, balance, open_session, write_workspace
-from tests.test_posting import CUSTOMERS as CUSTOMERS_YAML
-from tests.test_posting import PLANS
+from tests.support.posting import CUSTOMERS as CUSTOMERS_YAML
+from tests.support.posting import PLANS
+from tests.support.workspaces import METERS_CALLS_TOKENS, balance, open_session, write_workspace
 
 CUSTOMERS = ("cal", "ann", "vol", "bf", "cr", "mc")
 START = datetime(2026, 9, 1, tzinfo=UTC)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import doctest
 import importlib
-from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -17,10 +16,11 @@ from ledger.money import round_money
 from ledger.plugins.flat import FlatPricing
 from ledger.plugins.graduated import GraduatedPricing
 from ledger.plugins.package import PackagePricing
-from ledger.plugins.percentage import PercentagePricing, PercentageTerms
+from ledger.plugins.percentage import PercentagePricing
 from ledger.plugins.unit import UnitPricing
 from ledger.plugins.volume import VolumePricing
-from ledger.pricing import Band, PricingError, PricingModel, Usage
+from ledger.pricing import PricingError, PricingModel, Usage
+from tests.support.pricing import banded
 
 D = Decimal
 HUGE = D(10**15)
@@ -41,20 +41,6 @@ def amount(
     model: PricingModel, params: dict[str, Any], quantity: Decimal | int, events: int = 0
 ) -> Decimal:
     return model.price(model.parse(params), Usage(D(quantity), events)).amount
-
-
-def banded(model: PercentagePricing, terms: PercentageTerms, values: Sequence[Decimal]) -> Usage:
-    """What the metering does in SQL: count and sum events per band (prev, upper]."""
-    uppers: list[Decimal | None] = [*model.bands(terms), None]
-    bands = []
-    lower: Decimal | None = None
-    for upper in uppers:
-        inside = [
-            v for v in values if (lower is None or v > lower) and (upper is None or v <= upper)
-        ]
-        bands.append(Band(upper, len(inside), sum(inside, D(0))))
-        lower = upper
-    return Usage(sum(values, D(0)), len(values), tuple(bands))
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,7 @@
-"""Rating worked examples, hand-computed, on a real store (SQLite and PostgreSQL)."""
+"""Rating worked examples, hand-computed, on a real store (SQLite and PostgreSQL).
+
+The workspace's rules and events: tests/support/rating.py.
+"""
 
 from __future__ import annotations
 
@@ -15,103 +18,17 @@ from sqlalchemy import Engine
 from ledger.events import Event, parse_time
 from ledger.facts.credit_notes import GrantReduction
 from ledger.rating import Rating, rate, undrawn_credit
-from ledger.registry import load_registry
-from ledger.rules import Rules, load_rules
 from ledger.store import open_store
-from tests.support import insert_events
+from tests.support.rating import cycle_usage, rating_event, rating_rules
+from tests.support.workspaces import insert_events
 
 UTC = ZoneInfo("UTC")
-
-METERS = """\
-meters:
-  api_calls: {event_type: api.request, aggregation: count}
-  storage_gb: {event_type: storage.snapshot, aggregation: max, value: gb}
-  tokens: {event_type: llm.completion, aggregation: sum, value: tokens}
-"""
-PLANS = """\
-plans:
-  p:
-    currency: USD
-    base_fee: {amount: "30.00", timing: advance}
-    minimum_commitment: "20.00"
-    charges:
-      - meter: api_calls
-        model: graduated
-        tiers:
-          - {up_to: 10, unit_price: "0"}
-          - {up_to: 100, unit_price: "0.05"}
-          - {unit_price: "0.01"}
-      - {meter: storage_gb, model: unit, unit_price: "0.10"}
-  v:
-    currency: USD
-    charges:
-      - meter: tokens
-        model: volume
-        tiers:
-          - {up_to: 100, unit_price: "0.02"}
-          - {unit_price: "0.01"}
-"""
-CUSTOMERS = """\
-customers:
-  c:
-    currency: USD
-    subscriptions: [{plan: p, start: 2026-08-15}]
-    billing_anchor: start
-  k:
-    currency: USD
-    subscriptions: [{plan: p, start: 2026-08-15}]
-    credits:
-      - {amount: "5.00", granted: 2026-09-01, expires: 2026-10-10}
-  t:
-    currency: USD
-    subscriptions: [{plan: v, start: 2026-09-15}]
-    billing_anchor: start
-    credits:
-      - {amount: "100.00", granted: 2026-09-01}
-"""
-
-
-def _rules(tmp_path: Path) -> tuple[Rules, dict]:
-    rules_dir = tmp_path / "rules"
-    rules_dir.mkdir()
-    (rules_dir / "meters.yaml").write_text(METERS)
-    (rules_dir / "plans.yaml").write_text(PLANS)
-    (rules_dir / "customers.yaml").write_text(CUSTOMERS)
-    models = dict(load_registry(None).pricing_models)
-    return load_rules(rules_dir, models), models
 
 
 def _store(url: str, rows: list[Event]) -> Engine:
     engine = open_store(url)
     insert_events(engine, rows)
     return engine
-
-
-def _ev(n: int, customer: str, type_: str, time: str, **props: str) -> Event:
-    return Event.build(
-        source="t",
-        id=f"{customer}-{n}",
-        customer=customer,
-        type=type_,
-        time=parse_time(time),
-        properties=props,
-    )
-
-
-def _usage(customer: str) -> list[Event]:
-    rows = [
-        _ev(i, customer, "api.request", f"2026-09-{16 + i % 14:02d}T12:00:00Z") for i in range(14)
-    ]
-    # the last microsecond of Sep 30 belongs to the Sep 30 accrual point
-    rows[-1] = _ev(13, customer, "api.request", "2026-09-30T23:59:59.999999Z")
-    rows += [
-        _ev(100 + i, customer, "api.request", f"2026-10-{1 + i % 13:02d}T08:00:00Z")
-        for i in range(11)
-    ]
-    rows.append(_ev(200, customer, "api.request", "2026-10-15T00:00:00Z"))  # next cycle: excluded
-    rows.append(_ev(300, customer, "storage.snapshot", "2026-09-20T00:00:00Z", gb="12.5"))
-    rows.append(_ev(301, customer, "storage.snapshot", "2026-10-01T00:00:00Z", gb="8"))
-    return rows
 
 
 def _cycle_ratings(rating: Rating, customer: str, start: date) -> dict[date, object]:
@@ -125,8 +42,8 @@ def _cycle_ratings(rating: Rating, customer: str, start: date) -> dict[date, obj
 def test_anniversary_cycle_graduated_base_fee_and_commitment(
     tmp_path: Path, store_url: str
 ) -> None:
-    rules, models = _rules(tmp_path)
-    engine = _store(store_url, _usage("c"))
+    rules, models = rating_rules(tmp_path)
+    engine = _store(store_url, cycle_usage("c"))
     rating = rate(engine, rules, models, UTC, through=date(2026, 10, 14), customers={"c"})
     points = _cycle_ratings(rating, "c", date(2026, 9, 15))
     assert sorted(points) == [date(2026, 9, 30), date(2026, 10, 14)]
@@ -151,8 +68,8 @@ def test_anniversary_cycle_graduated_base_fee_and_commitment(
 
 
 def test_credits_drawn_then_breakage_at_expiry(tmp_path: Path) -> None:
-    rules, models = _rules(tmp_path)
-    engine = _store(f"sqlite:///{tmp_path / 'e.sqlite'}", _usage("k"))
+    rules, models = rating_rules(tmp_path)
+    engine = _store(f"sqlite:///{tmp_path / 'e.sqlite'}", cycle_usage("k"))
     rating = rate(engine, rules, models, UTC, through=date(2026, 10, 14), customers={"k"})
     points = _cycle_ratings(rating, "k", date(2026, 9, 15))
     # usage 0.20 + 1.25 = 1.45 by Sep 30, all drawn from the 5.00 grant
@@ -165,10 +82,10 @@ def test_credits_drawn_then_breakage_at_expiry(tmp_path: Path) -> None:
 
 def test_volume_price_fall_returns_credit(tmp_path: Path) -> None:
     """A volume price that falls between accrual points gives part of the drawn credit back."""
-    rules, models = _rules(tmp_path)
+    rules, models = rating_rules(tmp_path)
     rows = [
-        _ev(1, "t", "llm.completion", "2026-09-20T00:00:00Z", tokens="100"),
-        _ev(2, "t", "llm.completion", "2026-10-05T10:00:00Z", tokens="50"),
+        rating_event(1, "t", "llm.completion", "2026-09-20T00:00:00Z", tokens="100"),
+        rating_event(2, "t", "llm.completion", "2026-10-05T10:00:00Z", tokens="50"),
     ]
     engine = _store(f"sqlite:///{tmp_path / 'e.sqlite'}", rows)
     rating = rate(engine, rules, models, UTC, through=date(2026, 10, 14), customers={"t"})
@@ -204,7 +121,7 @@ def test_cumulative_rating_at_any_cut_offs_adds_up_to_rating_once(
     of that day; the differences posted from one cut-off to the next are never negative (the
     price is final) and add up to the amount of rating the cycle once at its last day."""
     tmp = tmp_path_factory.mktemp("r")
-    rules, models = _rules(tmp)
+    rules, models = rating_rules(tmp)
     base = parse_time("2026-09-15T00:00:00Z")
     rows = [
         Event.build(
@@ -245,8 +162,8 @@ def test_cumulative_rating_at_any_cut_offs_adds_up_to_rating_once(
 def test_credit_note_reduction_shrinks_breakage(tmp_path: Path) -> None:
     """k's 5.00 grant (expires Oct 10) has 1.45 drawn on Sep 30; a credit note on Oct 5 takes
     2.00 of it back, so 3.55 − 2.00 = 1.55 expires instead of 3.55, and the draws are unchanged."""
-    rules, models = _rules(tmp_path)
-    engine = _store(f"sqlite:///{tmp_path / 'e.sqlite'}", _usage("k"))
+    rules, models = rating_rules(tmp_path)
+    engine = _store(f"sqlite:///{tmp_path / 'e.sqlite'}", cycle_usage("k"))
     note = GrantReduction(
         customer="k",
         granted=date(2026, 9, 1),
@@ -281,10 +198,10 @@ def test_credit_note_reduction_shrinks_breakage(tmp_path: Path) -> None:
 def test_credit_note_reduction_leaves_less_to_draw(tmp_path: Path) -> None:
     """t's 100.00 grant is reduced by 98.50 on Sep 25, before the Sep 30 draw: of the 2.00 of
     tokens only 1.50 is covered; Oct 14's 1.50 (volume price fell) is still all covered."""
-    rules, models = _rules(tmp_path)
+    rules, models = rating_rules(tmp_path)
     rows = [
-        _ev(1, "t", "llm.completion", "2026-09-20T00:00:00Z", tokens="100"),
-        _ev(2, "t", "llm.completion", "2026-10-05T10:00:00Z", tokens="50"),
+        rating_event(1, "t", "llm.completion", "2026-09-20T00:00:00Z", tokens="100"),
+        rating_event(2, "t", "llm.completion", "2026-10-05T10:00:00Z", tokens="50"),
     ]
     engine = _store(f"sqlite:///{tmp_path / 'e.sqlite'}", rows)
     note = GrantReduction(

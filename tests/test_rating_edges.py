@@ -36,9 +36,8 @@ from ledger.rating import Rating, rate, undrawn_credit
 from ledger.registry import load_registry
 from ledger.rules import Rules, load_rules
 from ledger.store import open_store
-from tests.support import calls, insert_events
-from tests.test_rating import _ev, _usage
-from tests.test_rating import _rules as rating_rules
+from tests.support.rating import cycle_usage, rating_event, rating_rules
+from tests.support.workspaces import calls, insert_events
 
 D = Decimal
 UTC = ZoneInfo("UTC")
@@ -357,7 +356,7 @@ def test_cut_offs_on_a_cycles_first_and_second_to_last_day(tmp_path: Path) -> No
     Oct 13 (its last day is Oct 14). latest() lists cycles by customer and start."""
     rules, models = rating_rules(tmp_path)
     engine = open_store(f"sqlite:///{tmp_path / 'e.sqlite'}")
-    insert_events(engine, _usage("k"))
+    insert_events(engine, cycle_usage("k"))
     first = rate(engine, rules, models, UTC, through=date(2026, 10, 15), customers={"k"})
     assert [(r.cycle.start, r.through) for r in first.latest()] == [
         (date(2026, 8, 15), date(2026, 9, 14)),
@@ -374,9 +373,9 @@ def _notes_world(tmp_path: Path) -> tuple[object, Rules, dict]:
     insert_events(
         engine,
         [
-            *_usage("k"),
-            _ev(1, "t", "llm.completion", "2026-09-20T00:00:00Z", tokens="100"),
-            _ev(2, "t", "llm.completion", "2026-10-05T10:00:00Z", tokens="50"),
+            *cycle_usage("k"),
+            rating_event(1, "t", "llm.completion", "2026-09-20T00:00:00Z", tokens="100"),
+            rating_event(2, "t", "llm.completion", "2026-10-05T10:00:00Z", tokens="50"),
         ],
     )
     return engine, rules, models

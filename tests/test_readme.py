@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
-import re
 from decimal import Decimal
 from pathlib import Path
 
 from click.testing import CliRunner
 
 from ledger.cli import cli
-from tests.conftest import REPO
-from tests.support import METERS_CALLS, calls, insert_events, open_session, write_workspace
+from tests.support.readme import hookspec_example, readme_block
+from tests.support.workspaces import (
+    METERS_CALLS,
+    calls,
+    insert_events,
+    open_session,
+    write_workspace,
+)
 
 PLANS = """\
 plans:
@@ -25,14 +30,6 @@ customers:
   example: {currency: USD, billing_anchor: calendar, subscriptions: [{plan: capped, start: 2026-01-01}]}
   small: {currency: USD, billing_anchor: calendar, subscriptions: [{plan: capped, start: 2026-01-01}]}
 """
-
-
-def readme_block(marker: str) -> str:
-    text = (REPO / "README.md").read_text()
-    after = text[text.index(marker) :]
-    match = re.search(r"```python\n(.*?)```", after, re.S)
-    assert match, f"no python block after {marker}"
-    return match.group(1)
 
 
 def test_engineers_tour_pricing_plugin_rates_as_documented(tmp_path: Path) -> None:
@@ -75,23 +72,6 @@ def test_engineers_tour_plugin_error_names_plan_and_charge(tmp_path: Path) -> No
     assert result.exit_code == 2
     assert "plans.yaml" in result.output and "capped" in result.output and "cap" in result.output
     assert len(result.output.strip().splitlines()) == 1
-
-
-def hookspec_example(hook: str) -> str:
-    """The ``Example::`` block of a hook's docstring in ledger/hookspecs.py, dedented."""
-    import inspect
-    import textwrap
-
-    from ledger import hookspecs
-
-    doc = inspect.getdoc(getattr(hookspecs, hook)) or ""
-    block = doc.split("Example::", 1)[1].split("\n\n", 1)[1]
-    lines = []
-    for line in block.splitlines():
-        if line and not line.startswith("    "):
-            break
-        lines.append(line)
-    return textwrap.dedent("\n".join(lines))
 
 
 def test_hookspec_reconciler_example_runs(tmp_path: Path) -> None:

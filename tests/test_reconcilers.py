@@ -1,6 +1,6 @@
 """The first-party reconcilers, each with a planted discrepancy and a clean case, hand-computed.
 
-The workspace is test_close's (graduated plan: 10 calls free, then 0.05):
+The workspace is the close workspace (tests/support/close.py; graduated plan: 10 calls free, then 0.05):
 
 - ``cal`` (calendar cycles): one call a day Sep 1–30 → 30 calls, 20 × 0.05 = 1.00,
   invoiced Oct 1 (INV-2026-000001);
@@ -28,8 +28,15 @@ from ledger.payments import ingest_payments
 from ledger.reconcile import Finding
 from ledger.session import Session
 from ledger.store import invoices
-from tests.support import METERS_CALLS, calls, insert_events, open_session, run_cli, write_workspace
-from tests.test_close import CUSTOMERS, PLANS
+from tests.support.close import CUSTOMERS, PLANS
+from tests.support.workspaces import (
+    METERS_CALLS,
+    calls,
+    insert_events,
+    open_session,
+    run_cli,
+    write_workspace,
+)
 
 _calls = calls
 _session = open_session
@@ -40,7 +47,7 @@ LIVE_HEADER = "date,customer,meter,quantity,source\n"
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
-    """test_close's workspace, without its planted reconciler: posted through Sep 30."""
+    """The close workspace, without its planted reconciler: posted through Sep 30."""
     root = write_workspace(tmp_path / "ws", meters=METERS_CALLS, plans=PLANS, customers=CUSTOMERS)
     session = _session(root)
     _insert(

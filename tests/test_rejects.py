@@ -19,8 +19,8 @@ import pytest
 from ledger.ingest import retry_rejected
 from ledger.rejects import list_rejects
 from ledger.store import open_store, rejects
-from tests.support import run_cli
-from tests.test_ingest import HEADER, NOW, make_rules, run, table, write
+from tests.support.ingest import HEADER, NOW, make_rules, run, table, write
+from tests.support.workspaces import run_cli
 
 NOBODY = "samples/events.csv:7  unknown_customer  customer 'nobody' is not in the rules"
 

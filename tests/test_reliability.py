@@ -1,7 +1,7 @@
 """Faults, tamper and concurrency (issue 19): the real CLI in subprocesses, killed at named points
 (``METERBOOK_FAULT``, :mod:`ledger.faults`), racing each other, on a full or read-only disk.
 
-The workspace is test_close's: ``cal`` (calendar cycles) and ``ann`` (anniversary from Sep 15) on a
+The workspace (tests/support/faults.py) is the close workspace: ``cal`` (calendar cycles) and ``ann`` (anniversary from Sep 15) on a
 graduated plan, 10 calls free then 0.05. Events::
 
     cal  30 calls Sep 1-30, 15 calls Oct 1-15, 12 calls Nov 1-12
@@ -20,7 +20,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
@@ -32,11 +31,12 @@ from sqlalchemy import select
 
 from ledger import faults
 from ledger.books import close_path, format_entry, load_books, month_path, sealed_months
-from ledger.facts.invoices import load_invoices
 from ledger.lock import workspace_lock
 from ledger.seal import GUARD_ACCOUNT
 from ledger.store import meta
-from tests.support import (
+from tests.support.close import CUSTOMERS, PLANS
+from tests.support.faults import BIN, ENV, build, check_lines, invoices, meterbook, one_line, start
+from tests.support.workspaces import (
     METERS_CALLS,
     book_hashes,
     calls,
@@ -44,95 +44,12 @@ from tests.support import (
     open_session,
     write_workspace,
 )
-from tests.test_close import CUSTOMERS, PLANS, PLANTED
-
-BIN = Path(sys.executable).parent
-ENV = {**os.environ, "BEANCOUNT_DISABLE_LOAD_CACHE": "1", "METERBOOK_LOCK_TIMEOUT": "120"}
-
-
-def meterbook(
-    root: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 300
-) -> subprocess.CompletedProcess[str]:
-    """The real CLI in a subprocess."""
-    return subprocess.run(
-        [str(BIN / "meterbook"), "--workspace", str(root), *args],
-        capture_output=True,
-        text=True,
-        env={**ENV, **(env or {})},
-        timeout=timeout,
-        check=False,
-    )
-
-
-def start(root: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [str(BIN / "meterbook"), "--workspace", str(root), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**ENV, **(env or {})},
-    )
-
-
-def one_line(result: subprocess.CompletedProcess[str], *parts: str) -> None:
-    """Exit 2, one ``meterbook: error:`` line on stderr holding every part, no traceback."""
-    assert result.returncode == 2, (result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.startswith("meterbook: error:")]
-    assert len(lines) == 1, result.stderr
-    for part in parts:
-        assert part in lines[0], lines[0]
-
-
-def build(root: Path) -> Path:
-    write_workspace(
-        root, meters=METERS_CALLS, plans=PLANS, customers=CUSTOMERS, plugins={"planted": PLANTED}
-    )
-    session = open_session(root)
-    insert_events(
-        session.engine,
-        [
-            *calls("cal", [f"2026-09-{d:02d}" for d in range(1, 31)]),
-            *calls("ann", [f"2026-09-{16 + i:02d}" for i in range(14)]),
-            *calls("ann", [f"2026-10-{1 + i:02d}" for i in range(11)], "oct"),
-            *calls("cal", [f"2026-10-{1 + i:02d}" for i in range(15)], "oct"),
-            *calls("cal", [f"2026-11-{1 + i:02d}" for i in range(12)], "nov"),
-            *calls("ann", [f"2026-11-{1 + i:02d}" for i in range(6)], "nov"),
-        ],
-    )
-    session.engine.dispose()
-    return root
-
-
-@pytest.fixture(scope="module")
-def posted_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Posted and invoiced through 2026-11-30 (September closed), built once and copied per test."""
-    root = build(tmp_path_factory.mktemp("template") / "ws")
-    assert meterbook(root, "invoice", "--through", "2026-11-30").returncode == 0
-    closed = meterbook(root, "close", "2026-09")
-    assert closed.returncode == 0, closed.stdout + closed.stderr
-    return root
-
-
-@pytest.fixture
-def ws(posted_template: Path, tmp_path: Path) -> Path:
-    target = tmp_path / "ws"
-    shutil.copytree(posted_template, target)
-    return target
 
 
 def copy(root: Path, tmp_path: Path, name: str) -> Path:
     target = tmp_path / name
     shutil.copytree(root, target)
     return target
-
-
-def invoices(root: Path) -> list[str]:
-    session = open_session(root)
-    try:
-        return [inv.number for inv in load_invoices(session.engine)]
-    finally:
-        session.engine.dispose()
 
 
 def recorded_seals(root: Path) -> dict[str, str]:
@@ -151,12 +68,6 @@ def recorded_seals(root: Path) -> dict[str, str]:
 def hashes(root: Path) -> dict[str, str]:
     """The books' files, without the demo-independent lock file (it lives in the workspace root)."""
     return book_hashes(root / "books")
-
-
-def check_lines(root: Path) -> tuple[int, str]:
-    result = meterbook(root, "check")
-    assert "Traceback" not in result.stderr, result.stderr
-    return result.returncode, result.stdout
 
 
 def test_fault_points_are_named_and_unknown_ones_refused() -> None:
@@ -563,13 +474,6 @@ def test_two_invoices_at_once_on_postgresql(pg_url: str, tmp_path: Path) -> None
 
 
 # --- items 8, 9, 10: sealed means everything ---------------------------------------------------------
-
-
-@pytest.fixture
-def closed(ws: Path) -> Path:
-    """October closed too: its invoices INV-…1 (Oct 1) and INV-…2 (Oct 15) are sealed documents."""
-    assert meterbook(ws, "close", "2026-10").returncode == 0
-    return ws
 
 
 def bean_check(root: Path) -> subprocess.CompletedProcess[str]:

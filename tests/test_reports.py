@@ -1,4 +1,5 @@
-"""Finance reports on a small workspace whose figures are computed by hand.
+"""Finance reports on a small workspace (tests/support/reports.py) whose figures are computed
+by hand.
 
 Plan ``p``: base fee 30.00 in advance, 0.10 per API call (unit price, final → unbilled).
 
@@ -37,7 +38,6 @@ import ledger.reports
 from ledger.books import load_books
 from ledger.errors import RulesError
 from ledger.events import Event, parse_time
-from ledger.payments import ingest_payments
 from ledger.reports import (
     REPORTS,
     Report,
@@ -49,58 +49,10 @@ from ledger.reports import (
 )
 from ledger.session import Session
 from ledger.workspace import Workspace
-from tests.support import METERS_CALLS, calls, insert_events, open_session, run_cli, write_workspace
+from tests.support.reports import CUSTOMERS, PLANS, accounting_workspace, make_workspace
+from tests.support.workspaces import METERS_CALLS, calls, insert_events, run_cli
 
 D = Decimal
-PLANS = """\
-plans:
-  p:
-    currency: USD
-    base_fee: {amount: "30.00", timing: advance}
-    charges:
-      - {meter: api_calls, model: unit, unit_price: "0.10"}
-"""
-CUSTOMERS = """\
-customers:
-  cal: {currency: USD, billing_anchor: calendar, subscriptions: [{plan: p, start: 2026-09-01}]}
-  ann:
-    currency: USD
-    subscriptions: [{plan: p, start: 2026-09-15}]
-    credits: [{amount: "5.00", granted: 2026-09-15, expires: 2027-03-15}]
-"""
-PAYMENTS = """\
-date,amount,currency,invoice,reference
-2026-09-10,30.00,USD,INV-2026-000001,B1
-2026-10-05,10.00,USD,INV-2026-000002,B2
-"""
-
-
-def make_workspace(
-    root: Path, meters: str, plans: str, customers: str, store: str = "sqlite:///var/events.sqlite"
-) -> Session:
-    return open_session(
-        write_workspace(
-            root, meters=meters, plans=plans, customers=customers, config=f'store = "{store}"\n'
-        )
-    )
-
-
-def accounting_workspace(root: Path) -> Session:
-    """The hand-computed workspace above, events and payments stored, nothing posted."""
-    session = make_workspace(root, METERS_CALLS, PLANS, CUSTOMERS)
-    insert_events(
-        session.engine,
-        [
-            *calls("cal", [f"2026-09-{d:02d}" for d in range(1, 21)], "s"),
-            *calls("cal", [f"2026-10-{d:02d}" for d in range(1, 11)], "o"),
-            *calls("ann", [f"2026-09-{d:02d}" for d in range(16, 30)], "s"),
-            *calls("ann", [f"2026-10-{d:02d}" for d in range(1, 12)], "o"),
-            *calls("ann", [f"2026-10-{d:02d}" for d in range(20, 25)], "l"),
-        ],
-    )
-    (root / "payments.csv").write_text(PAYMENTS)
-    ingest_payments(session.engine, root / "payments.csv")
-    return session
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,8 @@ Plan ``u`` charges 1.00 per API call. Calendar customers:
 - ``beta``: 10 calls in October (INV-2026-000003 of Nov 1: 10.00), paid on Nov 5.
 
 Then a version effective 2026-10-01 is added to the plan, after the fact.
-Every number below is computed by hand in the comments.
+The workspace: tests/support/rerate.py. Every number below is computed by hand in the
+comments.
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ from ledger.events import Event, parse_time
 from ledger.facts.adjustments import load_adjustments
 from ledger.facts.credit_notes import load_credit_notes
 from ledger.facts.invoices import load_invoices
-from ledger.payments import ingest_payments
 from ledger.rules import load_rules
-from tests.support import (
+from tests.support.rerate import CUSTOMERS, PLANS, make, version
+from tests.support.workspaces import (
     METERS_CALLS,
     balance,
     book_hashes,
@@ -43,78 +44,6 @@ from tests.support import (
 )
 
 BEAN_CHECK = Path(sys.executable).parent / "bean-check"
-PLANS = """\
-plans:
-  u:
-    currency: USD
-    charges:
-      - {meter: api_calls, model: unit, unit_price: "1.00"}
-"""
-CUSTOMERS = """\
-customers:
-  acme: {currency: USD, billing_anchor: calendar, subscriptions: [{plan: u, start: 2026-09-01}]}
-  beta: {currency: USD, billing_anchor: calendar, subscriptions: [{plan: u, start: 2026-09-01}]}
-"""
-
-
-def version(price: str, effective: str = "2026-10-01") -> str:
-    return (
-        PLANS
-        + f"""\
-    versions:
-      - effective: {effective}
-        charges:
-          - {{meter: api_calls, model: unit, unit_price: "{price}"}}
-"""
-    )
-
-
-def calls(customer: str, month: int, n: int) -> list[Event]:
-    return [
-        Event.build(
-            source="t",
-            id=f"{customer}-{month}-{i}",
-            customer=customer,
-            type="api.request",
-            time=parse_time(f"2026-{month:02d}-{1 + i % 28:02d}T12:00:00Z"),
-            properties={},
-        )
-        for i in range(n)
-    ]
-
-
-def make(tmp_path: Path, store: str = "sqlite:///var/events.sqlite") -> Path:
-    """The workspace above, invoiced through Nov 1; beta's invoice paid on Nov 5."""
-    root = write_workspace(
-        tmp_path / "ws",
-        meters=METERS_CALLS,
-        plans=PLANS,
-        customers=CUSTOMERS,
-        config=f'store = "{store}"\n',
-    )
-    session = open_session(root)
-    insert_events(
-        session.engine,
-        [
-            *calls("acme", 9, 30),
-            *calls("acme", 10, 20),
-            *calls("acme", 11, 10),
-            *calls("beta", 10, 10),
-        ],
-    )
-    issued = session.invoice(date(2026, 11, 1))
-    assert [(i.number, i.customer, i.total) for i in issued] == [
-        ("INV-2026-000001", "acme", Decimal("30.00")),
-        ("INV-2026-000002", "acme", Decimal("20.00")),
-        ("INV-2026-000003", "beta", Decimal("10.00")),
-    ]
-    payments = tmp_path / "payments.csv"
-    payments.write_text(
-        "date,amount,currency,invoice,reference\n2026-11-05,10.00,USD,INV-2026-000003,BANK-1\n"
-    )
-    assert ingest_payments(session.engine, payments).accepted == 1
-    session.post(date(2026, 11, 20))
-    return root
 
 
 def books(root: Path) -> list[data.Directive]:

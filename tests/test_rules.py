@@ -228,7 +228,7 @@ def test_unit_prices_and_trailing_zeros_may_be_finer_than_the_minor_unit(tmp_pat
 
 def test_a_sub_cent_base_fee_is_refused_by_the_cli_with_exit_2(tmp_path: Path) -> None:
     """Through ``meterbook check``-style loading: one error line, exit 2, no traceback."""
-    from tests.support import run_cli, write_workspace
+    from tests.support.workspaces import run_cli, write_workspace
 
     root = write_workspace(
         tmp_path / "ws",

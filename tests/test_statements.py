@@ -1,6 +1,6 @@
 """Usage statements: totals tie to the invoices, the CSV holds exactly the cycle's events, the HTML stands alone.
 
-Workspace below, timezone Europe/Berlin (UTC+2 in September), so a cycle starting
+The workspace (tests/support/statements.py), timezone Europe/Berlin (UTC+2 in September), so a cycle starting
 Sep 1 begins at 2026-08-31T22:00Z and ends before 2026-09-30T22:00Z. Plan ``g``:
 api_calls graduated (10 free, then 0.05) and eu tokens at 0.01 each.
 
@@ -30,117 +30,10 @@ from click.testing import CliRunner
 
 from ledger.cli import cli
 from ledger.errors import BadInput
-from ledger.events import Event, parse_time
 from ledger.facts.invoices import load_invoices
 from ledger.session import Session
 from ledger.statements import write_statement
-from tests.support import insert_events, open_session, write_workspace
-
-METERS = """\
-meters:
-  api_calls: {event_type: api.request, aggregation: count, unit: call}
-  tokens: {event_type: llm.completion, aggregation: sum, value: tokens, unit: token, filter: {region: eu}}
-"""
-PLANS = """\
-plans:
-  g:
-    currency: USD
-    charges:
-      - meter: api_calls
-        model: graduated
-        tiers:
-          - {up_to: 10, unit_price: "0"}
-          - {unit_price: "0.05"}
-      - meter: tokens
-        model: unit
-        unit_price: "0.01"
-  b:
-    currency: USD
-    base_fee: {amount: "30.00", timing: advance}
-    charges:
-      - meter: api_calls
-        model: graduated
-        tiers:
-          - {up_to: 10, unit_price: "0"}
-          - {unit_price: "0.05"}
-"""
-CUSTOMERS = """\
-customers:
-  acme:
-    name: "<Acme & Co>"
-    currency: USD
-    billing_anchor: calendar
-    subscriptions: [{plan: g, start: 2026-09-01}]
-    caps: {api_calls: 100}
-    spend_cap: "40.00"
-  fee: {currency: USD, billing_anchor: calendar, subscriptions: [{plan: b, start: 2026-09-01}]}
-  cred:
-    currency: USD
-    billing_anchor: calendar
-    subscriptions: [{plan: g, start: 2026-09-01}]
-    credits: [{amount: "5.00", granted: 2026-09-01}]
-"""
-SEPTEMBER = [f"2026-09-{d:02d}" for d in range(1, 31)]
-
-
-def _event(customer: str, ident: str, time: str, type_: str = "api.request", **props: str) -> Event:
-    return Event.build(
-        source="app",
-        id=ident,
-        customer=customer,
-        type=type_,
-        time=parse_time(time),
-        properties=props,
-    )
-
-
-def _daily(customer: str) -> list[Event]:
-    return [
-        _event(customer, f"{customer}-{day}-{i}", f"{day}T12:00:00Z")
-        for day in SEPTEMBER
-        for i in range(10)
-    ]
-
-
-def make_session(root: Path, store: str) -> Session:
-    write_workspace(
-        root,
-        meters=METERS,
-        plans=PLANS,
-        customers=CUSTOMERS,
-        config=f'store = "{store}"\ntimezone = "Europe/Berlin"\n',
-    )
-    session = open_session(root)
-    insert_events(
-        session.engine,
-        [
-            *_daily("acme"),
-            *_daily("fee"),
-            *_daily("cred"),
-            _event("acme", "edge-in-first", "2026-08-31T22:30:00Z"),
-            _event("acme", "edge-in-last", "2026-09-30T21:59:59Z"),
-            _event("acme", "edge-out-next", "2026-09-30T22:00:00Z"),
-            _event("acme", "edge-out-before", "2026-08-31T21:59:59Z"),
-            _event(
-                "acme",
-                "tok-eu",
-                "2026-09-05T09:00:00Z",
-                "llm.completion",
-                tokens="1000",
-                region="eu",
-            ),
-            _event(
-                "acme",
-                "tok-us",
-                "2026-09-05T09:00:00Z",
-                "llm.completion",
-                tokens="500",
-                region="us",
-            ),
-            _event("acme", "view", "2026-09-05T09:00:00Z", "page.view"),
-        ],
-    )
-    return session
+from tests.support.statements import SEPTEMBER, make_session
 
 
 @pytest.fixture

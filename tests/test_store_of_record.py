@@ -14,7 +14,7 @@ from datetime import date
 from pathlib import Path
 
 from ledger.payments import ingest_payments
-from tests.support import (
+from tests.support.workspaces import (
     METERS_CALLS,
     book_hashes,
     calls,

@@ -28,7 +28,7 @@ from ledger.cli import cli
 from ledger.facts.invoices import SUPPLEMENTARY, Invoice, load_invoices
 from ledger.rerate import rerate
 from ledger.session import Session
-from tests.support import (
+from tests.support.workspaces import (
     METERS_CALLS,
     balance,
     book_hashes,

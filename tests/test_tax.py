@@ -1,6 +1,6 @@
 """Taxes on invoices: worked examples computed by hand, checked through the books Beancount loads.
 
-The workspace (calendar cycles from 2026-10-01, 0.25 a call, invoiced 2026-11-01;
+The workspace (tests/support/tax.py; calendar cycles from 2026-10-01, 0.25 a call, invoiced 2026-11-01;
 seller tax id DE811111111):
 
 - ``kunde`` (EUR, German VAT 19 %): 401 calls = 100.25; VAT 100.25 × 0.19 =
@@ -31,9 +31,11 @@ from ledger.facts.invoices import load_invoices
 from ledger.reports import build_report
 from ledger.session import Session
 from ledger.tax import TaxRate, standard_tax
-from tests.conftest import REPO
-from tests.support import (
+from tests.support.readme import hookspec_example
+from tests.support.tax import CONFIG, PLANS, TAXES, tax_workspace
+from tests.support.workspaces import (
     METERS_CALLS,
+    REPO,
     balance,
     calls,
     insert_events,
@@ -42,61 +44,7 @@ from tests.support import (
     write_workspace,
 )
 
-PLANS = """\
-plans:
-  us:
-    currency: USD
-    charges: [{meter: api_calls, model: unit, unit_price: "0.25"}]
-  eu:
-    currency: EUR
-    charges: [{meter: api_calls, model: unit, unit_price: "0.25"}]
-"""
-CUSTOMERS = """\
-customers:
-  kunde:
-    {currency: EUR, billing_anchor: calendar, subscriptions: [{plan: eu, start: 2026-10-01}]}
-  client_fr:
-    {currency: EUR, billing_anchor: calendar, subscriptions: [{plan: eu, start: 2026-10-01}]}
-  acme_us:
-    {currency: USD, billing_anchor: calendar, subscriptions: [{plan: us, start: 2026-10-01}]}
-"""
-TAXES = """\
-taxes:
-  rates:
-    de_vat: {jurisdiction: DE, rate: "0.19", name: VAT}
-    ca_state: {jurisdiction: US-CA, rate: "0.0725", name: state sales tax}
-    ca_district: {jurisdiction: US-CA-SF, rate: "0.01375", name: district sales tax}
-  customers:
-    kunde: {rates: [de_vat], tax_id: DE123456789}
-    client_fr: {treatment: reverse_charge, tax_id: FR40303265045, jurisdiction: FR}
-    acme_us: {rates: [ca_state, ca_district]}
-"""
-CONFIG = 'store = "sqlite:///var/events.sqlite"\n[tax]\nseller_tax_id = "DE811111111"\n'
 RECEIVABLE = "Assets:Receivables:Invoiced:Kunde"
-
-
-def workspace(
-    root: Path,
-    *,
-    taxes: str | None = TAXES,
-    config: str = CONFIG,
-    plugins: dict[str, str] | None = None,
-    counts: tuple[int, int, int] = (401, 400, 401),
-) -> Session:
-    write_workspace(
-        root, meters=METERS_CALLS, plans=PLANS, customers=CUSTOMERS, config=config, plugins=plugins
-    )
-    if taxes is not None:
-        (root / "rules" / "taxes.yaml").write_text(taxes)
-    session = open_session(root)
-    kunde, fr, us = counts
-    insert_events(
-        session.engine,
-        calls("kunde", ["2026-10-05"] * kunde)
-        + calls("client_fr", ["2026-10-06"] * fr)
-        + calls("acme_us", ["2026-10-07"] * us),
-    )
-    return session
 
 
 def books(session: Session) -> list[data.Directive]:
@@ -117,7 +65,7 @@ def invoice_txn(entries: list[data.Directive], number: str) -> dict[str, Decimal
 
 
 def test_eu_vat_reverse_charge_and_us_sales_tax_are_invoiced_and_booked(tmp_path: Path) -> None:
-    session = workspace(tmp_path / "ws")
+    session = tax_workspace(tmp_path / "ws")
     issued = session.invoice(through=date(2026, 11, 1))
     totals = {inv.customer: (inv.number, inv.subtotal, inv.total) for inv in issued}
     assert totals == {
@@ -180,7 +128,7 @@ def test_credit_note_reverses_its_share_of_tax_and_payment_settles_the_total(
     (half-even),
     so 50.13 is contra-revenue; the 59.65 left is paid on Nov 20 and the receivable is 0. The tax
     owed to DE is 19.05 − 9.52 = 9.53, and the November close asserts it."""
-    session = workspace(tmp_path / "ws")
+    session = tax_workspace(tmp_path / "ws")
     session.invoice(through=date(2026, 11, 1))
     note = session.credit("INV-2026-000003", amount="59.65", reason="outage", on=date(2026, 11, 10))
     assert note.tax is not None and note.tax_amount == Decimal("9.52")
@@ -230,7 +178,7 @@ def test_tax_report_ties_to_the_books(tmp_path: Path) -> None:
     9.52 = 9.53; FR 100.00
     reverse charge, no tax; US-CA 7.27 and US-CA-SF 1.38 on 100.25. Each tax account's November
     movement in the books equals the documents' tax."""
-    session = workspace(tmp_path / "ws")
+    session = tax_workspace(tmp_path / "ws")
     session.invoice(through=date(2026, 11, 1))
     session.credit("INV-2026-000003", amount="59.65", reason="outage", on=date(2026, 11, 10))
     session.post(through=date(2026, 11, 30))
@@ -275,7 +223,7 @@ def test_inclusive_prices_take_the_tax_out_of_revenue(tmp_path: Path) -> None:
     tax 119 × 0.19 / 1.19 =
     19.00, base 100.00; the total stays 119.00 and revenue is 119.00 − 19.00 = 100.00."""
     config = CONFIG + 'prices = "inclusive"\n'
-    session = workspace(tmp_path / "ws", config=config, counts=(476, 400, 401))
+    session = tax_workspace(tmp_path / "ws", config=config, counts=(476, 400, 401))
     issued = {inv.customer: inv for inv in session.invoice(through=date(2026, 11, 1))}
     kunde = issued["kunde"]
     assert (kunde.subtotal, kunde.total) == (Decimal("119.00"), Decimal("119.00"))
@@ -326,7 +274,7 @@ def meterbook_tax(draft):
                customer_tax_id="WA-603")
 """
     taxes = TAXES.replace("    acme_us: {rates: [ca_state, ca_district]}\n", "")
-    session = workspace(
+    session = tax_workspace(
         tmp_path / "ws",
         taxes=taxes,
         plugins={"taxservice": plugin},
@@ -352,7 +300,7 @@ from ledger.tax import Tax
 def meterbook_tax(draft):
     return Tax()
 """
-    session = workspace(tmp_path / "ws", plugins={"greedy": plugin})
+    session = tax_workspace(tmp_path / "ws", plugins={"greedy": plugin})
     with pytest.raises(PluginError, match="only one meterbook_tax plugin may answer"):
         session.invoice(through=date(2026, 11, 1))
     assert load_invoices(session.engine) == []
@@ -372,7 +320,7 @@ def meterbook_tax(draft):
         line = TaxLine("US-CA", Decimal("0.0725"), Decimal("100.25"), Decimal("7.268125"))
         return Tax(lines=(line,))
 """
-    session = workspace(tmp_path / "ws", taxes=None, plugins={"sloppy": plugin})
+    session = tax_workspace(tmp_path / "ws", taxes=None, plugins={"sloppy": plugin})
     with pytest.raises(PluginError, match="not rounded to USD's minor unit"):
         session.invoice(through=date(2026, 11, 1))
 
@@ -391,14 +339,14 @@ def meterbook_tax(draft):
         line = TaxLine("US-CA", Decimal("0.0725"), Decimal("100.25"), Decimal("7.27"))
         return Tax(lines=(line,), line_tax=(((0, Decimal("7.26")),),))
 """
-    session = workspace(tmp_path / "ws", taxes=None, plugins={"sloppy": plugin})
+    session = tax_workspace(tmp_path / "ws", taxes=None, plugins={"sloppy": plugin})
     with pytest.raises(PluginError, match=r"line_tax gives 7.26 of tax 7.25% \(US-CA\)"):
         session.invoice(through=date(2026, 11, 1))
     assert load_invoices(session.engine) == []
 
 
 def test_without_tax_rules_nothing_changes(tmp_path: Path) -> None:
-    session = workspace(
+    session = tax_workspace(
         tmp_path / "ws", taxes=None, config='store = "sqlite:///var/events.sqlite"\n'
     )
     issued = session.invoice(through=date(2026, 11, 1))
@@ -437,7 +385,7 @@ def test_without_tax_rules_nothing_changes(tmp_path: Path) -> None:
     ],
 )
 def test_bad_tax_rules_are_one_line_exit_2(tmp_path: Path, taxes: str, message: str) -> None:
-    session = workspace(tmp_path / "ws")  # the events stored; then the rules broken
+    session = tax_workspace(tmp_path / "ws")  # the events stored; then the rules broken
     (session.workspace.rules_dir / "taxes.yaml").write_text(taxes)
     result = run_cli(session.workspace.root, "invoice", "--through", "2026-11-01")
     assert result.exit_code == 2 and message in result.output, result.output
@@ -445,7 +393,7 @@ def test_bad_tax_rules_are_one_line_exit_2(tmp_path: Path, taxes: str, message: 
 
 
 def test_bad_tax_settings_name_the_key(tmp_path: Path) -> None:
-    session = workspace(tmp_path / "ws")
+    session = tax_workspace(tmp_path / "ws")
     session.workspace.config_file.write_text(CONFIG + 'rounding = "cent"\n')
     result = run_cli(session.workspace.root, "invoice", "--through", "2026-11-01")
     assert result.exit_code == 2 and "tax.rounding: 'cent' is not line or invoice" in result.output
@@ -455,7 +403,7 @@ def test_reverse_charge_without_the_sellers_vat_number_is_refused(tmp_path: Path
     """client_fr is reverse-charged but meterbook.toml gives no seller_tax_id: a reverse-charge
     invoice must show both VAT numbers, so ``invoice`` stops (exit 2, one line naming the
     key), nothing is issued, and ``check`` fails its rules line with the same words."""
-    session = workspace(tmp_path / "ws")
+    session = tax_workspace(tmp_path / "ws")
     session.workspace.config_file.write_text('store = "sqlite:///var/events.sqlite"\n')
     for command, code in ((("invoice", "--through", "2026-11-01"), 2), (("check",), 1)):
         result = run_cli(session.workspace.root, *command)
@@ -497,7 +445,7 @@ def test_rerate_credit_notes_give_back_the_tax_on_the_decrease(tmp_path: Path) -
     20.05 less. Its note gives back the 20.05 with the tax charged on it,
     round(19.05 × 20.05 ÷ 100.25 = 3.81) = 3.81: 23.86 in all, contra-revenue exactly 20.05.
     client_fr (reverse charge) is credited 20.00, no tax."""
-    session = workspace(tmp_path / "ws")
+    session = tax_workspace(tmp_path / "ws")
     session.invoice(through=date(2026, 11, 1))
     plans = session.workspace.rules_dir / "plans.yaml"
     plans.write_text(
@@ -540,10 +488,8 @@ def test_the_hookspec_example_plugin_taxes_as_documented(tmp_path: Path) -> None
     """ledger/hookspecs.py's meterbook_tax example, saved as is: acme_us at 6.5 % + 3.85 %
     on 100.25:
     6.51625 → 6.52 and 3.859625 → 3.86, total 110.63 with the customer's tax id on the invoice."""
-    from test_readme import hookspec_example
-
     taxes = TAXES.replace("    acme_us: {rates: [ca_state, ca_district]}\n", "")
-    session = workspace(
+    session = tax_workspace(
         tmp_path / "ws",
         taxes=taxes,
         plugins={"taxservice": hookspec_example("meterbook_tax").replace('"acme"', '"acme_us"')},
@@ -576,7 +522,7 @@ taxes:
     eu: {rates: [de_reduced]}
     us: {treatment: exempt, reason: "export of services: outside the scope of German VAT"}
 """
-    session = workspace(tmp_path / "ws", taxes=taxes)
+    session = tax_workspace(tmp_path / "ws", taxes=taxes)
     issued = {inv.customer: inv for inv in session.invoice(through=date(2026, 11, 1))}
     assert issued["kunde"].total == Decimal("107.27")
     assert issued["client_fr"].total == Decimal("100.00")
@@ -600,7 +546,7 @@ def test_notes_crediting_everything_give_back_exactly_all_the_tax(tmp_path: Path
     """kunde's 119.30 credited in two halves: 19.05 × 59.65 / 119.30 = 9.525 → 9.52, then
     round(19.05 × 119.30 / 119.30) − 9.52 = 9.53: 19.05 in all, the tax account back at 0.
     A ``--line 1`` note may take the line with its tax (100.25 + 19.05 = 119.30), not more."""
-    session = workspace(tmp_path / "ws")
+    session = tax_workspace(tmp_path / "ws")
     session.invoice(through=date(2026, 11, 1))
     root = session.workspace.root
     too_much = run_cli(
@@ -633,7 +579,7 @@ def test_taxed_invoices_and_notes_on_each_store(tmp_path: Path, store_url: str) 
     """The first worked examples on SQLite and PostgreSQL: the tax is stored with the invoice and
     the note (their JSON records), and read back the same."""
     config = f'store = "{store_url}"\n[tax]\nseller_tax_id = "DE811111111"\n'
-    session = workspace(tmp_path / "ws", config=config)
+    session = tax_workspace(tmp_path / "ws", config=config)
     session.invoice(through=date(2026, 11, 1))
     session.credit("INV-2026-000003", amount="59.65", reason="a", on=date(2026, 11, 10))
     stored = {
@@ -653,7 +599,7 @@ def test_tax_report_over_a_period(tmp_path: Path) -> None:
     """A quarter's return: kunde also uses 100 calls in November (25.00 EUR, VAT 4.75, invoiced
     Dec 1). Over 2026-11..2026-12 DE sums to base 100.25 + 25.00 = 125.25 and tax 19.05 + 4.75 =
     23.80 from 2 invoices; each month still ties to the books."""
-    session = workspace(tmp_path / "ws")
+    session = tax_workspace(tmp_path / "ws")
     insert_events(session.engine, calls("kunde", ["2026-11-09"] * 100, prefix="nov"))
     session.invoice(through=date(2026, 12, 1))
     root = session.workspace.root
@@ -683,7 +629,7 @@ def test_tax_report_over_a_period(tmp_path: Path) -> None:
 
 def test_every_command_refuses_a_broken_tax_setup(tmp_path: Path) -> None:
     """A bad taxes.yaml is found by ``post`` and ``check`` too, not first by the invoice run."""
-    session = workspace(tmp_path / "ws")
+    session = tax_workspace(tmp_path / "ws")
     root = session.workspace.root
     (root / "rules" / "taxes.yaml").write_text(TAXES.replace('rate: "0.19"', 'rate: "1.19"'))
     for args in (("post", "--through", "2026-10-31"), ("check",)):
@@ -696,7 +642,7 @@ def test_every_command_refuses_a_broken_tax_setup(tmp_path: Path) -> None:
 def test_the_tax_account_template_comes_from_accounts_yaml(tmp_path: Path) -> None:
     """accounts key ``tax`` (DESIGN's table) renamed: kunde's 19.05 goes to
     Liabilities:VAT-Payable:DE."""
-    session = workspace(tmp_path / "ws")
+    session = tax_workspace(tmp_path / "ws")
     (session.workspace.rules_dir / "accounts.yaml").write_text(
         "accounts:\n  tax: Liabilities:VAT-Payable:{jurisdiction}\n"
     )
@@ -748,7 +694,7 @@ def test_credit_notes_on_tax_inclusive_prices(tmp_path: Path) -> None:
     """prices = "inclusive": kunde's 119.00 (100.00 + 19.00 VAT) credited 59.50 gives back 9.50 of
     tax and 50.00 of revenue; the line (119.00 with its tax) has 59.50 left, which a --line note
     takes: the tax account and the receivable end at 0, revenue at 0 (119.00 − 19.00 − 100.00)."""
-    session = workspace(
+    session = tax_workspace(
         tmp_path / "ws", config=CONFIG + 'prices = "inclusive"\n', counts=(476, 400, 401)
     )
     session.invoice(through=date(2026, 11, 1))
@@ -859,7 +805,7 @@ def test_credit_note_document_does_not_count_the_tax_as_contra_revenue(tmp_path:
     said 59.65 and 59.65, the tax counted as revenue given back). Inclusive prices (119.00
     with 19.00 VAT in it), a 59.50 note: the line 59.50 holds 9.50 of tax, shown as its own
     row, so the totals are 50.00, 0.00 and 50.00, as the books have them."""
-    session = workspace(tmp_path / "ws")
+    session = tax_workspace(tmp_path / "ws")
     session.invoice(through=date(2026, 11, 1))
     note = session.credit("INV-2026-000003", amount="59.65", reason="outage", on=date(2026, 11, 10))
     html = (session.workspace.books_dir / "documents" / f"{note.number}.html").read_text()
@@ -874,7 +820,7 @@ def test_credit_note_document_does_not_count_the_tax_as_contra_revenue(tmp_path:
         "50.13"
     )
 
-    inclusive = workspace(
+    inclusive = tax_workspace(
         tmp_path / "incl", config=CONFIG + 'prices = "inclusive"\n', counts=(476, 400, 401)
     )
     inclusive.invoice(through=date(2026, 11, 1))
@@ -1018,7 +964,7 @@ def test_reverse_charge_supplies_are_listed_per_customer_tax_id(tmp_path: Path) 
     """client_fr's 100.00 EUR (reverse charge, FR40303265045) less a credit note of 40.00 on
     Nov 12: 60.00 under its tax id in November, from 2 documents, as the EC Sales List wants
     it; the standard-rated customers are not in that table."""
-    session = workspace(tmp_path / "ws")
+    session = tax_workspace(tmp_path / "ws")
     session.invoice(through=date(2026, 11, 1))
     note = session.credit("INV-2026-000002", amount="40.00", reason="outage", on=date(2026, 11, 12))
     assert note.tax is not None and note.tax_amount == 0
@@ -1114,7 +1060,7 @@ def test_a_customer_switching_to_reverse_charge_keeps_its_issued_tax(tmp_path: P
     invoiced on Dec 1 with no VAT and the mention. The November invoice keeps its tax: the
     books, the tax report (DE 100.25 / 19.05) and ``trace`` (total 119.30 recomputed as
     100.25 of lines + the 19.05 issued; it said 100.25 and blamed late usage) agree."""
-    session = workspace(tmp_path / "ws")
+    session = tax_workspace(tmp_path / "ws")
     insert_events(session.engine, calls("kunde", ["2026-11-05"] * 40, "nov"))
     session.invoice(through=date(2026, 11, 1))
     root = session.workspace.root
@@ -1151,7 +1097,7 @@ def test_a_correction_is_taxed_as_the_supply_it_corrects(tmp_path: Path) -> None
     October supply at that supply's 19 %: 20.05 × 0.19 = 3.8095 → 3.81 (it was billed
     reverse-charged, no VAT). Total 12.00 + 20.05 + 3.81 = 35.86; DE VAT owed 19.05 + 3.81
     = 22.86."""
-    session = workspace(tmp_path / "ws")
+    session = tax_workspace(tmp_path / "ws")
     insert_events(session.engine, calls("kunde", ["2026-11-05"] * 40, "nov"))
     session.invoice(through=date(2026, 11, 1))
     root = session.workspace.root

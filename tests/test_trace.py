@@ -26,8 +26,14 @@ from ledger.events import Event, parse_time
 from ledger.facts.invoices import load_invoices
 from ledger.session import Session
 from ledger.trace import trace
-from tests.support import METERS_CALLS_TOKENS, calls, insert_events, open_session, write_workspace
-from tests.test_posting import CUSTOMERS, PLANS
+from tests.support.posting import CUSTOMERS, PLANS
+from tests.support.workspaces import (
+    METERS_CALLS_TOKENS,
+    calls,
+    insert_events,
+    open_session,
+    write_workspace,
+)
 
 SEPT = [f"2026-09-{d:02d}" for d in range(1, 31)]
 OCT_CAL = [f"2026-10-{1 + i % 20:02d}" for i in range(40)]

@@ -23,8 +23,8 @@ from ledger.alerts import pending_deliveries, raise_alerts
 from ledger.errors import WorkspaceError
 from ledger.plugins.webhook import deliver, signed_headers
 from ledger.workspace import AlertsConfig, Workspace
-from tests.test_alerts import make_workspace
-from tests.test_readme import readme_block
+from tests.support.alerts import make_workspace
+from tests.support.readme import readme_block
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # the Standard Webhooks specification's example
 OTHER = "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldY"  # 24 bytes, another endpoint's secret

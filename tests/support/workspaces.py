@@ -1,9 +1,11 @@
-"""Building blocks the test modules share: small workspaces, events put straight into the store, the CLI.
+"""Building blocks the test modules share: small workspaces, events put straight into the
+store, the CLI in-process, balances read from loaded entries.
 
 Ingest has its own tests; the posting, rating, close and payment tests insert
 events directly (one batch row, then the rows) so each states only its data.
 Plans, customers and events stay in each test module, next to the numbers
-computed from them; only the meters most workspaces count with live here.
+computed from them, unless several modules share a workspace (then it has its
+own module in this package); only the meters most workspaces count with live here.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from ledger.store import batches
 from ledger.store import insert_events as store_events
 from ledger.workspace import Workspace
 
+#: The repository's root (its README, rules/ and books/).
+REPO = Path(__file__).resolve().parents[2]
 STORE = 'store = "sqlite:///var/events.sqlite"\n'
 #: ``api_calls`` counts ``api.request`` events.
 METERS_CALLS = "meters:\n  api_calls: {event_type: api.request, aggregation: count, unit: call}\n"
@@ -33,6 +37,11 @@ METERS_CALLS_TOKENS = (
     METERS_CALLS
     + "  tokens: {event_type: llm.completion, aggregation: sum, value: tokens, unit: token}\n"
 )
+
+
+def sqlite_url(tmp_path: Path) -> str:
+    """A SQLite store URL for a file in ``tmp_path``."""
+    return f"sqlite:///{tmp_path / 'events.sqlite'}"
 
 
 def write_workspace(
