@@ -1,6 +1,8 @@
-"""Caps and alerts: crossings computed by hand, raised once, notified through the hook and the webhook plugin.
+"""Caps and alerts: crossings computed by hand, raised once, notified through the hook and the
+webhook plugin.
 
-The workspace (tests/support/alerts.py, UTC): plan ``g`` charges api_calls graduated, 10 free then 0.05.
+The workspace (tests/support/alerts.py, UTC): plan ``g`` charges api_calls graduated, 10 free then
+0.05.
 
 - ``capped`` (cap 100 calls, thresholds 80 % and 100 %): 10 calls a day from Sep 1 and Oct 1,
   so cumulative 10·d calls on day d: 80 % on Sep 8 (80 calls), 100 % on Sep 10 (100); again
@@ -283,13 +285,16 @@ def test_cli_lists_crossings_and_marks_new(tmp_path: Path) -> None:
     first = runner.invoke(cli, args)
     assert first.exit_code == 1, first.output
     assert first.stdout.splitlines() == [
-        "NEW  2026-09-05  spend-cap:spender:2026-09-01:50  spender: spend reached 50 % of the cap (2.00 of 4.00 USD) "
+        "NEW  2026-09-05  spend-cap:spender:2026-09-01:50  spender: spend reached 50 % of the "
+        "cap (2.00 of 4.00 USD) "
         "on 2026-09-05: 2.00 USD in cycle 2026-09-01/2026-10-01",
         "     PENDING meterbook_local.boom",
-        "NEW  2026-09-08  usage-cap:capped:api_calls:2026-09-01:80  capped: api_calls usage reached 80 % of the cap "
+        "NEW  2026-09-08  usage-cap:capped:api_calls:2026-09-01:80  capped: api_calls usage "
+        "reached 80 % of the cap "
         "(80 of 100 call) on 2026-09-08: 80 call in cycle 2026-09-01/2026-10-01",
         "     PENDING meterbook_local.boom",
-        "NEW  2026-09-09  spend-cap:spender:2026-09-01:100  spender: spend reached 100 % of the cap (4.00 of 4.00 USD) "
+        "NEW  2026-09-09  spend-cap:spender:2026-09-01:100  spender: spend reached 100 % of the "
+        "cap (4.00 of 4.00 USD) "
         "on 2026-09-09: 4.00 USD in cycle 2026-09-01/2026-10-01",
         "     PENDING meterbook_local.boom",
         "3 crossings through 2026-09-09, 3 new, 3 deliveries pending",

@@ -74,7 +74,8 @@ class Live:
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def live(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Live]:
-    """The API over a SQLite file, and over a fresh PostgreSQL schema when METERBOOK_TEST_DATABASE_URL is set."""
+    """The API over a SQLite file, and over a fresh PostgreSQL schema when
+    METERBOOK_TEST_DATABASE_URL is set."""
     config = CONFIG
     if request.param == "postgres":
         config = f'store = "{request.getfixturevalue("pg_url")}"\ntimezone = "UTC"\n'
@@ -105,8 +106,9 @@ def live(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Live]:
 def test_ingest_accounts_for_every_row_and_is_idempotent_across_requests_and_files(
     live: Live,
 ) -> None:
-    """The five events of the module docstring; again (3 duplicates); an NDJSON body with a CloudEvent;
-    a file holding e-1 and a new event (1 duplicate, 1 accepted); e-2 with another payload (1 conflict)."""
+    """The five events of the module docstring; again (3 duplicates); an NDJSON body with a
+    CloudEvent; a file holding e-1 and a new event (1 duplicate, 1 accepted); e-2 with another
+    payload (1 conflict)."""
     with live.client(live.ingest) as client:
         first = post(client, body(FIVE))
         assert first.status_code == 200, first.text
@@ -177,8 +179,9 @@ def test_every_write_names_its_key_and_each_batch_is_counted_once(live: Live) ->
 
 
 def test_live_counters_feed_the_dual_track_reconciler(live: Live) -> None:
-    """API counters: acme api_calls 2 and tokens 1200.5 today. A file then adds one call the API never
-    saw: the batch metering gives 3, the live record 2, so the dual-track check reports 3 vs 2."""
+    """API counters: acme api_calls 2 and tokens 1200.5 today. A file then adds one call the API
+    never saw: the batch metering gives 3, the live record 2, so the dual-track check reports 3 vs
+    2."""
     with live.client(live.ingest) as client:
         assert post(client, body(FIVE[:3])).json()["accepted"] == 3
     engine = live.service.session.engine
@@ -390,9 +393,8 @@ def test_the_portal_shows_live_usage_and_the_projected_cycle_cost(live: Live) ->
 
 def test_self_service_caps_stay_within_the_plan_maximum_and_alerts_use_them(live: Live) -> None:
     """acme's cap 100 (2 calls used: no alert). Lowered to 2 today: 2 ≥ 0.8 × 2 and ≥ 1.0 × 2, so
-    both thresholds are reached today, each alert carrying cap 2 (the statement shows cap 2 and both);
-    above 1000 (the plan's maximum),
-    not a number, or on tokens (no maximum) is refused."""
+    both thresholds are reached today, each alert carrying cap 2 (the statement shows cap 2 and
+    both); above 1000 (the plan's maximum), not a number, or on tokens (no maximum) is refused."""
     with live.client(live.ingest) as client:
         post(client, body(FIVE[:2]))
     session = Session.open(Workspace.load(live.root))

@@ -1,4 +1,5 @@
-"""A real browser on the customer portal: Debian's chromium driven by Playwright, as ``test_browser``.
+"""A real browser on the customer portal: Debian's chromium driven by Playwright, as
+``test_browser``.
 
 acme signs in with its portal key, reads the projected cost of its cycle on the page (the same
 figure ``/portal/summary`` gives: the worked example of ``test_api``), and raises its api_calls

@@ -163,10 +163,11 @@ def test_post_never_rewrites_a_sealed_document_but_puts_back_its_sealed_bytes(
 def test_an_entry_or_option_forged_into_the_open_books_fails_check(
     ws: Path, path: str, edit: object, named: str
 ) -> None:
-    """The attack: a balanced entry forged into November (open, so no seal covers it) on accounts the
-    tie-out does not compare, or an ``option`` slipped into main.beancount (a tolerance of 1,000 USD
-    that would hide any balance difference): bean-check and ``check`` passed. Now ``check`` regenerates
-    what ``post --through 2026-11-30`` writes and compares file by file; ``post`` puts them back."""
+    """The attack: a balanced entry forged into November (open, so no seal covers it) on accounts
+    the tie-out does not compare, or an ``option`` slipped into main.beancount (a tolerance of 1,000
+    USD that would hide any balance difference): bean-check and ``check`` passed. Now ``check``
+    regenerates what ``post --through 2026-11-30`` writes and compares file by file; ``post`` puts
+    them back."""
     target = ws / "books" / path
     assert callable(edit)
     text = target.read_text()
@@ -230,9 +231,9 @@ def test_a_close_stopped_by_a_folder_at_its_report_path_leaves_books_that_load(w
 def test_a_reader_waits_for_a_writer_half_way(ws: Path, tmp_path: Path) -> None:
     """The attack: ``trace`` run while ``invoice`` had committed cal's Dec 1 invoice (November: 12
     calls, 2 × 0.05 = 0.10 USD) to the store but not yet put its books and documents in place
-    (``invoice:numbered``) reported its document as missing (DIFFERS), exit 0. The commands that read
-    the books with the store hold the lock shared: the trace waits, saying so, then traces the invoice
-    as issued."""
+    (``invoice:numbered``) reported its document as missing (DIFFERS), exit 0. The commands that
+    read the books with the store hold the lock shared: the trace waits, saying so, then traces the
+    invoice as issued."""
     release = tmp_path / "release"
     invoice = start(
         ws,

@@ -15,9 +15,9 @@ The folder holds one file per importer and two that are nobody's. Worked example
 
 ``extract`` against a ledger that opens only ``Assets:Bank:Operating`` emits one
 ``open Income:Usage`` dated on the earliest usage date (2026-10-01, the first live total in
-``meter.csv``); the other usage files' opens are printed commented out as duplicates. That ledger, the extracted file and
-``option "documents"`` over the archive load in Beancount without an error, with one
-``document`` per filed file.
+``meter.csv``); the other usage files' opens are printed commented out as duplicates. That ledger,
+the extracted file and ``option "documents"`` over the archive load in Beancount without an error,
+with one ``document`` per filed file.
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ FILES = {
     "usage.csv": "id,customer,type,time,tokens\n"
     "e-1,acme,llm.completion,2026-10-05T08:30:00+02:00,1200\n"
     "e-2,acme,llm.completion,2026-10-31T23:30:00-02:00,300\n",
-    "usage.jsonl": '{"id": "j-1", "customer": "acme", "type": "api.request", "time": "2026-10-02T10:00:00Z"}\n'
+    "usage.jsonl": '{"id": "j-1", "customer": "acme", "type": "api.request", "time": '
+    '"2026-10-02T10:00:00Z"}\n'
     '{"id": "j-2", "customer": "acme", "type": "api.request", "time": "2026-10-03T09:00:00Z"}\n',
     "ce.txt": '[\n {"specversion": "1.0", "id": "c-1", "source": "app", "type": "api.request",\n'
     '  "subject": "acme", "time": "2026-10-07T00:00:00Z"}\n]\n',
@@ -55,7 +56,8 @@ FILES = {
     '"subject": "acme", "time": "2026-10-08T12:00:00Z"}\n',
     "meter.csv": "date,customer,meter,quantity,source\n2026-10-01,acme,api_calls,812,gw\n"
     "2026-10-02,acme,api_calls,388,gw\n",
-    "bank.csv": "date,amount,currency,invoice,reference,customer\n2026-10-20,60.00,USD,INV-1,B-1,acme\n"
+    "bank.csv": "date,amount,currency,invoice,reference,customer\n"
+    "2026-10-20,60.00,USD,INV-1,B-1,acme\n"
     "2026-10-26,15.00,USD,,B-3,acme\n",
     "contacts.csv": "name,email,customer,time\nAda,ada@example.com,acme,2026-10-01T00:00:00Z\n",
     "notes.txt": "id,customer,type,time are the columns of a usage export\n",
@@ -91,7 +93,8 @@ def beangulp_cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def identified(output: str) -> dict[str, str]:
-    """beangulp's identify output (``* path ... OK`` then the importer's name) as file -> importer."""
+    """beangulp's identify output (``* path ... OK`` then the importer's name) as file ->
+    importer."""
     found: dict[str, str] = {}
     lines = output.splitlines()
     for i, line in enumerate(lines):

@@ -51,7 +51,8 @@ def ingested(workspace: Path) -> Path:
 
 
 def invoiced(workspace: Path) -> Path:
-    """INV-2026-000001 (2026-01-01, 19.00 base fee in advance) and INV-2026-000002 (2026-02-01) issued."""
+    """INV-2026-000001 (2026-01-01, 19.00 base fee in advance) and INV-2026-000002 (2026-02-01)
+    issued."""
     result = run_cli(ingested(workspace), "invoice", "--through", "2026-02-01")
     assert result.exit_code == 0, result.output
     assert "issued 2 invoices" in result.output
@@ -246,11 +247,12 @@ def test_impossible_date_in_rules_yaml(workspace: Path) -> None:
     )
     one_line_error(
         run_cli(workspace, "rate"),
-        "rules/customers.yaml:6: customers.example.subscriptions[0].start: '2026-13-01' is not a date",
+        "rules/customers.yaml:6: customers.example.subscriptions[0].start: '2026-13-01' is not a "
+        "date",
     )
 
 
-# --- 6. numbers too large ----------------------------------------------------------------------------
+# --- 6. numbers too large -------------------------------------------------------------------------
 
 
 def test_huge_base_fee_is_a_rules_error(workspace: Path) -> None:
@@ -350,7 +352,7 @@ def test_month_zero_is_not_a_month(workspace: Path) -> None:
     one_line_error(run_cli(workspace, "close", "0000-01"), "close: month '0000-01' is not YYYY-MM")
 
 
-# --- 8. writing commands refuse future dates and sealed days ----------------------------------------
+# --- 8. writing commands refuse future dates and sealed days --------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -402,7 +404,7 @@ def test_post_through_a_sealed_day_is_refused(workspace: Path) -> None:
     assert february.read_text() == before  # the open month was not emptied
 
 
-# --- 9. alerts that cannot be delivered are not lost ------------------------------------------------
+# --- 9. alerts that cannot be delivered are not lost ----------------------------------------------
 
 
 def test_undeliverable_alert_is_retried_not_lost(workspace: Path) -> None:
@@ -461,7 +463,7 @@ def test_outbox_that_cannot_exist_is_a_config_error(workspace: Path) -> None:
     )
 
 
-# --- 10. plugins that raise are named -----------------------------------------------------------------
+# --- 10. plugins that raise are named -------------------------------------------------------------
 
 BROKEN_IMPORTER = """\
 from beangulp import Importer
@@ -543,7 +545,7 @@ def test_pricing_model_whose_parse_raises_is_named(workspace: Path) -> None:
     )
 
 
-# --- 11. smaller ones ------------------------------------------------------------------------------------
+# --- 11. smaller ones -----------------------------------------------------------------------------
 
 
 def test_init_with_an_empty_directory_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,6 +1,7 @@
 """Month-end close through the real pipeline: assertions, seal, gate, late events, check.
 
-The workspace (tests/support/close.py) has two customers on a graduated plan (10 calls free, then 0.05):
+The workspace (tests/support/close.py) has two customers on a graduated plan (10 calls free, then
+0.05):
 
 - ``cal`` (calendar cycles): 30 calls in September → 20 × 0.05 = 1.00 accrued on
   Sep 30, invoiced on Oct 1;
@@ -459,8 +460,14 @@ def test_check_ties_out_after_sealing_a_month_with_late_usage(tmp_path: Path) ->
     a late call of Sep 10 posts 1.00 to unbilled in September, and Sep 20 accrues 1.00 more. Once
     August and September are sealed, the tie-out still gives 2.00 on both sides (the late entry
     stays where the books dated it, not at the new first open day)."""
-    plans = 'plans:\n  u:\n    currency: USD\n    charges:\n      - {meter: api_calls, model: unit, unit_price: "1.00"}\n'
-    customers = "customers:\n  ann: {currency: USD, billing_anchor: start, subscriptions: [{plan: u, start: 2026-08-15}]}\n"
+    plans = (
+        "plans:\n  u:\n    currency: USD\n    charges:\n"
+        '      - {meter: api_calls, model: unit, unit_price: "1.00"}\n'
+    )
+    customers = (
+        "customers:\n  ann: {currency: USD, billing_anchor: start, subscriptions: "
+        "[{plan: u, start: 2026-08-15}]}\n"
+    )
     root = write_workspace(tmp_path / "ws", meters=METERS_CALLS, plans=plans, customers=customers)
     session = _session(root)
     _insert(session, _calls("ann", ["2026-08-20", "2026-09-05", "2026-09-20"]))

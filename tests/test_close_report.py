@@ -35,9 +35,11 @@ class Planted:
 
     def check(self, context):
         if context.period == "2026-09":
-            yield Finding(id="planted:cal:2026-09", severity="error", check="planted", customer=None,
-                          meter="api_calls", period=context.period, expected=Decimal("20"),
-                          actual=Decimal("19"), explanation="live meter missed one call")
+            yield Finding(
+                id="planted:cal:2026-09", severity="error", check="planted", customer=None,
+                meter="api_calls", period=context.period, expected=Decimal("20"),
+                actual=Decimal("19"), explanation="live meter missed one call",
+            )
 
 
 @hookimpl

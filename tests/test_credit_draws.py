@@ -1,4 +1,5 @@
-"""Prepaid credits drawn from two grants, a commitment beside a credit, a grant expiring on an accrual point.
+"""Prepaid credits drawn from two grants, a commitment beside a credit, a grant expiring on an
+accrual point.
 
 The three prepaid-credit bugs that survived the hand-planted mutants (issue 20) each have a
 worked example here, rated by the engine and posted to books read back with Beancount's loader.

@@ -367,7 +367,8 @@ def test_prepaid_credit_note_reverses_deferred_revenue_and_shrinks_breakage(tmp_
         reason="unused credit refunded",
         on=date(2026, 10, 12),
     )
-    # rated through Oct 12: 300.00 drawn on Sep 30, so 700.00 undrawn; all 500.00 comes out of deferred
+    # rated through Oct 12: 300.00 drawn on Sep 30, so 700.00 undrawn; all 500.00 comes out of
+    # deferred
     assert [(p.line, p.kind, p.amount, p.deferred, p.grant) for p in note.parts] == [
         (1, "credit_grant", Decimal("500.00"), Decimal("500.00"), "2026-09-01#1")
     ]
@@ -377,7 +378,8 @@ def test_prepaid_credit_note_reverses_deferred_revenue_and_shrinks_breakage(tmp_
         GLOBEX_DEFERRED: Decimal("500.00"),
         GLOBEX_RECEIVABLE: Decimal("-500.00"),
     }
-    # deferred (a liability, negative): 1000.00 billed − 300.00 drawn = 700.00; − 500.00 credited = 200.00
+    # deferred (a liability, negative):
+    #   1000.00 billed − 300.00 drawn = 700.00; − 500.00 credited = 200.00
     assert balance(entries, GLOBEX_DEFERRED, date(2026, 10, 12)) == Decimal("-700.00")
     assert balance(entries, GLOBEX_DEFERRED, date(2026, 10, 13)) == Decimal("-200.00")
     assert balance(entries, GLOBEX_DEFERRED, date(2026, 12, 1)) == Decimal("-200.00")
@@ -513,8 +515,9 @@ def test_advance_fee_credited_mid_cycle(tmp_path: Path) -> None:
         ACME_DEFERRED: Decimal("20.00"),
         RECEIVABLE: Decimal("-25.00"),
     }
-    # the 20.00 is taken out of recognition over the 20 days Oct 26 – Nov 14: 6 days by Oct 31 = 6.00,
-    # the other 14.00 on Nov 14; the accruals still recognize 17.00 (Oct 31) and 14.00 (Nov 14)
+    # the 20.00 is taken out of recognition over the 20 days Oct 26 – Nov 14:
+    # 6 days by Oct 31 = 6.00, the other 14.00 on Nov 14;
+    # the accruals still recognize 17.00 (Oct 31) and 14.00 (Nov 14)
     reductions = [
         (e.date, {p.account: p.units.number for p in e.postings})
         for e in entries
@@ -577,7 +580,8 @@ def test_whole_invoice_note_is_split_pro_rata(tmp_path: Path) -> None:
         RECEIVABLE: Decimal("-20.50"),
     }
     # 15.50 out of recognition over Nov 20 – Dec 14 (25 days): 11 days by Nov 30 = 6.82, then 8.68
-    # deferred on Dec 1: −31.00 billed + 15.50 credited + 16.53 recognized (16/30 of 31.00) − 6.82 reduced
+    # deferred on Dec 1:
+    #   −31.00 billed + 15.50 credited + 16.53 recognized (16/30 of 31.00) − 6.82 reduced
     assert balance(entries, ACME_DEFERRED, date(2026, 12, 1)) == Decimal("-5.79")
     assert balance(entries, ACME_DEFERRED, date(2026, 12, 15)) == 0
     # fee revenue of both cycles: 31.00 + (31.00 − 15.50)
@@ -612,7 +616,8 @@ def test_fee_reductions_stop_at_the_posting_date(tmp_path: Path) -> None:
     )
     invoices = load_invoices(session.engine)
     entries = credit_note_entries([note], invoices, [], session.rules, through=date(2026, 11, 13))
-    # only the Oct 31 reduction (6.00) is dated through Nov 13; Nov 14's waits for the books to get there
+    # only the Oct 31 reduction (6.00) is dated through Nov 13; Nov 14's waits for the books to get
+    # there
     assert [
         (e.date, e.postings[0].units.number)
         for e in entries

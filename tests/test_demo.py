@@ -51,7 +51,8 @@ def test_committed_books_are_the_default_demo_output(tmp_path: Path) -> None:
     assert marker.is_file(), (
         "books/ was not made by meterbook demo: run `meterbook demo` at the repository root"
     )
-    # the title comes from meterbook.toml, so a checkout under any directory name gives the same books
+    # the title comes from meterbook.toml, so a checkout under any directory name gives the same
+    # books
     root = copy_workspace(tmp_path, "any-name")
     result = run_cli(root, "demo", "--quiet")
     assert result.exit_code == 0, result.output
@@ -173,7 +174,8 @@ def test_demo_runs_again_over_its_own_books_with_the_same_result(
 def test_an_interrupted_demo_can_be_run_again(
     small: tuple[Path, Result], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Killed after the reset (here: the first close raises), the books are still the demo's to replace."""
+    """Killed after the reset (here: the first close raises), the books are still the demo's to
+    replace."""
     root, _result = small
     before = book_hashes(root / "books")
 

@@ -80,14 +80,16 @@ def test_postgresql_url_without_the_driver_names_the_extra(tmp_path: Path) -> No
     )
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().splitlines() == [
-        "meterbook: error: store postgresql+psycopg://postgres@127.0.0.1:5432/test: the PostgreSQL driver "
+        "meterbook: error: store postgresql+psycopg://postgres@127.0.0.1:5432/test: the "
+        "PostgreSQL driver "
         "psycopg is not installed; install it with: pip install 'meterbook[postgresql]'"
     ]
     assert not (ws / "var").exists()
 
 
 def _requirements() -> list[str]:
-    """Every requirement pyproject names for the tested install: base, postgresql and test extras."""
+    """Every requirement pyproject names for the tested install: base, postgresql and test
+    extras."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
     return [
@@ -98,8 +100,8 @@ def _requirements() -> list[str]:
 
 
 def test_constraints_pin_every_dependency_within_its_range() -> None:
-    """constraints.txt (``python3 tasks.py constraints``) pins each direct dependency to a version its
-    range admits, and that version is the one installed: what CI tests is what it pins."""
+    """constraints.txt (``python3 tasks.py constraints``) pins each direct dependency to a version
+    its range admits, and that version is the one installed: what CI tests is what it pins."""
     from packaging.requirements import Requirement
 
     pins = {}

@@ -256,8 +256,8 @@ def test_pages_say_why_without_a_workspace(workspace_root: Path, tmp_path: Path)
     for name in ("MeterbookRevenue", "MeterbookCustomers", "MeterbookClose"):
         html = fava.page(name)
         assert (
-            '<p class="meterbook-notice">the meterbook workspace could not be opened: no meterbook.toml'
-            in html
+            '<p class="meterbook-notice">the meterbook workspace could not be opened: no '
+            "meterbook.toml" in html
         )
 
 
@@ -393,7 +393,8 @@ def test_serve_refuses_a_remote_host_unless_allowed(workspace_root: Path) -> Non
     )
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
-        "meterbook: error: --host 0.0.0.0 is not a loopback address: Fava has no authentication, anyone who can "
+        "meterbook: error: --host 0.0.0.0 is not a loopback address: Fava has no authentication, "
+        "anyone who can "
         "reach it reads the books; pass --allow-remote to serve it anyway"
     ]
     warning = serve.check_host("192.0.2.7", allow_remote=True)

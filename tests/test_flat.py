@@ -183,7 +183,8 @@ def test_cycle_to_date_shows_the_share_earned(
     books: tuple[Session, list[Invoice], list[data.Directive]],
 ) -> None:
     session, _, _ = books
-    # through Nov 15: 46 of 92 days → 92.00 × 46/92 = 46.00, a line saying so (no unit price: it is a share)
+    # through Nov 15: 46 of 92 days → 92.00 × 46/92 = 46.00,
+    # a line saying so (no unit price: it is a share)
     (rated,) = [
         r
         for r in session.rate(through=date(2026, 11, 15), customers={"zero"}).latest()

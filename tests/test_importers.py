@@ -30,7 +30,10 @@ def rows(
 
 
 def test_csv_columns_and_properties() -> None:
-    data = b"id,source,customer,type,time,tokens,region,empty\r\ne-1,,acme,llm.completion,2026-10-05T08:30:00Z,12,eu,\r\n"
+    data = (
+        b"id,source,customer,type,time,tokens,region,empty\r\n"
+        b"e-1,,acme,llm.completion,2026-10-05T08:30:00Z,12,eu,\r\n"
+    )
     [row] = rows(CsvEvents(), data)
     assert (row.line, row.id, row.source, row.customer, row.type) == (
         2,
@@ -84,7 +87,10 @@ def test_csv_empty_and_header_only() -> None:
 
 
 def test_invalid_utf8_is_one_row() -> None:
-    data = b"id,customer,type,time\ne-1,acme,t,2026-10-05T08:30:00Z\ne-2,ac\xffme,t,2026-10-05T08:30:00Z\ne-3,acme,t,2026-10-05T08:30:00Z\n"
+    data = (
+        b"id,customer,type,time\ne-1,acme,t,2026-10-05T08:30:00Z\n"
+        b"e-2,ac\xffme,t,2026-10-05T08:30:00Z\ne-3,acme,t,2026-10-05T08:30:00Z\n"
+    )
     got = rows(CsvEvents(), data)
     assert [(r.line, r.reason) for r in got] == [(2, ""), (3, "bad_encoding"), (4, "")]
     assert "\\xff" in raw_text(got[1].raw)
@@ -114,7 +120,11 @@ def test_source_hashes_every_byte() -> None:
 
 
 def test_jsonl_numbers_keep_their_text() -> None:
-    data = b'{"id": 7, "customer": "acme", "type": "t", "time": "2026-10-05T08:30:00Z", "properties": {"a": 1.50, "b": 1e400, "c": NaN, "d": -2, "e": true, "f": null, "g": "x"}}\n'
+    data = (
+        b'{"id": 7, "customer": "acme", "type": "t", "time": "2026-10-05T08:30:00Z", '
+        b'"properties": {"a": 1.50, "b": 1e400, "c": NaN, "d": -2, "e": true, "f": null, '
+        b'"g": "x"}}\n'
+    )
     [row] = rows(JsonlEvents(), data)
     assert row.id == "7"
     assert row.properties == {
@@ -171,7 +181,10 @@ def test_cloudevents_jsonl_and_json_array() -> None:
 
 
 def test_cloudevents_json_stops_at_broken_element() -> None:
-    text = b'[{"specversion": "1.0", "id": "a", "subject": "acme"},\n {"specversion": broken}, {"id": "c"}]'
+    text = (
+        b'[{"specversion": "1.0", "id": "a", "subject": "acme"},\n'
+        b' {"specversion": broken}, {"id": "c"}]'
+    )
     got = rows(CloudEventsJson(), text)
     assert [(r.id, r.reason) for r in got] == [("a", ""), ("", "bad_json")]
     assert got[1].line == 2

@@ -82,12 +82,18 @@ def test_each_reason(
 
 def test_json_reasons(store_url: str, tmp_path: Path) -> None:
     lines = [
-        b'{"id": "a", "customer": "acme", "type": "llm.completion", "time": "2026-10-05T08:30:00Z", "properties": {"tokens": 1.5}}',
-        b'{"id": "b", "customer": "acme", "type": "llm.completion", "time": "2026-10-05T08:30:00Z", "properties": {"tokens": NaN}}',
-        b'{"id": "c", "customer": "acme", "type": "llm.completion", "time": "2026-10-05T08:30:00Z", "properties": {"tokens": Infinity}}',
-        b'{"id": "d", "customer": "acme", "type": "llm.completion", "time": "2026-10-05T08:30:00Z", "properties": {"tokens": 1e400}}',
-        b'{"id": "e", "customer": "acme", "type": "llm.completion", "time": "2026-10-05T08:30:00Z", "properties": {"tokens": -3}}',
-        b'{"id": "f", "customer": "acme", "type": "llm.completion", "time": "2026-10-05T08:30:00Z", "properties": {"tokens": "7"}}',
+        b'{"id": "a", "customer": "acme", "type": "llm.completion", "time": '
+        b'"2026-10-05T08:30:00Z", "properties": {"tokens": 1.5}}',
+        b'{"id": "b", "customer": "acme", "type": "llm.completion", "time": '
+        b'"2026-10-05T08:30:00Z", "properties": {"tokens": NaN}}',
+        b'{"id": "c", "customer": "acme", "type": "llm.completion", "time": '
+        b'"2026-10-05T08:30:00Z", "properties": {"tokens": Infinity}}',
+        b'{"id": "d", "customer": "acme", "type": "llm.completion", "time": '
+        b'"2026-10-05T08:30:00Z", "properties": {"tokens": 1e400}}',
+        b'{"id": "e", "customer": "acme", "type": "llm.completion", "time": '
+        b'"2026-10-05T08:30:00Z", "properties": {"tokens": -3}}',
+        b'{"id": "f", "customer": "acme", "type": "llm.completion", "time": '
+        b'"2026-10-05T08:30:00Z", "properties": {"tokens": "7"}}',
         b'{"id": "g", "customer": "ac\xffme"}',
         b"{broken",
         b"",
@@ -673,8 +679,10 @@ from ledger.rules import load_rules
 from ledger.store import open_store
 engine = open_store(sys.argv[1])
 path = Path(sys.argv[3])
-report = ingest.ingest_file(engine, load_rules(Path(sys.argv[2])), path,
-                            ingest.select_importer(path, ingest.default_importers()), chunk_size=500)
+report = ingest.ingest_file(
+    engine, load_rules(Path(sys.argv[2])), path,
+    ingest.select_importer(path, ingest.default_importers()), chunk_size=500,
+)
 print(report.to_json())
 """
 

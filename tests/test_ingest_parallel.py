@@ -37,8 +37,8 @@ ROWS = [
     "old2,app,acme,api.request,2026-10-01T00:00:00Z,,,,,",  # stored with another payload: conflict
 ]
 FIRST = (
-    HEADER
-    + "old,app,acme,api.request,2026-10-01T00:00:00Z,,,,,\nold2,app,acme,login,2026-10-01T00:00:00Z,,,,,al\n"
+    HEADER + "old,app,acme,api.request,2026-10-01T00:00:00Z,,,,,\n"
+    "old2,app,acme,login,2026-10-01T00:00:00Z,,,,,al\n"
 )
 
 
@@ -212,7 +212,8 @@ def add(self, chunk):
     calls.append(1)
     if len(calls) == 3:
         import multiprocessing
-        Path(sys.argv[4]).write_text(" ".join(str(p.pid) for p in multiprocessing.active_children()))
+        pids = " ".join(str(p.pid) for p in multiprocessing.active_children())
+        Path(sys.argv[4]).write_text(pids)
         os.kill(os.getpid(), signal.SIGKILL)
     return original(self, chunk)
 ingest._Batch.add = add
@@ -286,7 +287,8 @@ def test_a_big_file_stays_in_one_process_when_no_core_is_idle(
 
 
 def test_time_cache_never_accepts_a_malformed_time(tmp_path: Path) -> None:
-    """The per-minute time cache only serves ``HH:MM:SS``: a look-alike after a cached minute is bad_time."""
+    """The per-minute time cache only serves ``HH:MM:SS``: a look-alike after a cached minute is
+    bad_time."""
     path = write(
         tmp_path / "u.csv",
         HEADER + "e1,app,acme,api.request,2026-10-05T08:30:00Z,,,,,\n"

@@ -388,11 +388,13 @@ def _old_store(url: str, tmp_path: Path) -> None:
             ).row(batch)
             conn.exec_driver_sql(
                 "INSERT INTO events (source, event_id, customer, type, time_us, properties, "
-                "numbers, payload_hash, batch_id) VALUES (%(source)s, %(event_id)s, %(customer)s, %(type)s, "
+                "numbers, payload_hash, batch_id) VALUES (%(source)s, %(event_id)s, "
+                "%(customer)s, %(type)s, "
                 "%(time_us)s, %(properties)s, %(numbers)s, %(payload_hash)s, %(batch_id)s)"
                 if conn.dialect.name == "postgresql"
                 else "INSERT INTO events (source, event_id, customer, type, time_us, properties, "
-                "numbers, payload_hash, batch_id) VALUES (:source, :event_id, :customer, :type, :time_us, "
+                "numbers, payload_hash, batch_id) VALUES (:source, :event_id, :customer, :type, "
+                ":time_us, "
                 ":properties, :numbers, :payload_hash, :batch_id)",
                 row,
             )

@@ -100,8 +100,10 @@ def test_bad_acceptances_are_refused_before_anything_is_issued(root: Path) -> No
     )
     assert unknown.exit_code == 2
     assert unknown.output.strip().splitlines() == [
-        "meterbook: error: --accept planted:nobody:2026-09: no such finding in the months these invoices bill "
-        "(2026-09, 2026-10; findings: gaps-spikes:ann:api_calls:gap-2026-09-30:2026-09, planted:cal:2026-09, "
+        "meterbook: error: --accept planted:nobody:2026-09: no such finding in the months these "
+        "invoices bill "
+        "(2026-09, 2026-10; findings: gaps-spikes:ann:api_calls:gap-2026-09-30:2026-09, "
+        "planted:cal:2026-09, "
         "planted:cal:2026-10)"
     ]
     no_reason = run_cli(
@@ -120,8 +122,8 @@ def test_close_refuses_while_an_invoice_due_in_the_month_is_held(root: Path) -> 
     refused = run_cli(root, "close", "2026-10")
     assert refused.exit_code == 1, refused.output
     assert (
-        "refused to close 2026-10: 1 invoice dated on or before 2026-10-31 held by open error findings"
-        in refused.output
+        "refused to close 2026-10: 1 invoice dated on or before 2026-10-31 held by open error "
+        "findings" in refused.output
     )
     assert "error   planted:ann:2026-10" in refused.output
     assert issued(root) == [
@@ -158,7 +160,8 @@ def test_billed_months_are_the_months_its_cycles_span() -> None:
 
 
 def test_books_that_cannot_be_written_issue_nothing(root: Path) -> None:
-    """An invoice number is never taken back: unwritable books stop `invoice` before it numbers anything."""
+    """An invoice number is never taken back: unwritable books stop `invoice` before it numbers
+    anything."""
     (root / "books").mkdir()
     (root / "books" / "documents").write_text("a file where the documents folder should be\n")
     result = run_cli(root, "invoice", "--through", "2026-10-15")

@@ -35,7 +35,10 @@ from ledger.books import close_path, load_books, sealed_months
 from ledger.cli import cli
 from tests.support.workspaces import balance, write_workspace
 
-METERS = "meters:\n  tokens: {event_type: llm.completion, aggregation: sum, value: tokens, unit: token}\n"
+METERS = (
+    "meters:\n  tokens: "
+    "{event_type: llm.completion, aggregation: sum, value: tokens, unit: token}\n"
+)
 PLANS = """\
 plans:
   y:

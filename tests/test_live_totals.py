@@ -1,4 +1,5 @@
-"""Live meter totals through `meterbook ingest`: routing, exact quantities, duplicates, conflicts, rejects.
+"""Live meter totals through `meterbook ingest`: routing, exact quantities, duplicates, conflicts,
+rejects.
 
 Runs on SQLite and, when METERBOOK_TEST_DATABASE_URL is set, on PostgreSQL.
 """

@@ -95,7 +95,8 @@ def _tokens(customer: str, items: Iterable[tuple[str, int]], prefix: str = "tok"
 
 def _digest(per_meter: dict[str, list[Event]]) -> str:
     """The ``evidence`` of an accrual point, by hand (DESIGN "Traceability"): per meter in name
-    order, ``meter \\t count \\t sha256 over "source \\t id \\t payload hash" lines in id order``."""
+    order: ``meter \\t count \\t sha256 over "source \\t id \\t payload hash" lines in id order``.
+    """
     combined = hashlib.sha256()
     for meter in sorted(per_meter):
         rows = sorted(per_meter[meter], key=lambda e: (e.source, e.id))
@@ -313,10 +314,8 @@ def test_invoice_evidence_recomputes_from_its_document(
         f"{a['link']}\t{a['through']}\t{a['evidence']}\n"
         for a in sorted(document["accruals"], key=lambda a: (a["link"], a["through"]))
     )
-    assert (
-        lines
-        == f"cal-2026-10-01\t2026-10-31\t{_digest({'api_calls': CAL_OCT_CALLS + CAL_LATE_CALLS, 'tokens': CAL_OCT_TOKENS + CAL_LATE_TOKENS})}\n"
-    )
+    cal = {"api_calls": CAL_OCT_CALLS + CAL_LATE_CALLS, "tokens": CAL_OCT_TOKENS + CAL_LATE_TOKENS}
+    assert lines == f"cal-2026-10-01\t2026-10-31\t{_digest(cal)}\n"
     assert (
         entry.meta["evidence"]
         == hashlib.sha256(lines.encode()).hexdigest()[:16]

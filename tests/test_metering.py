@@ -1,4 +1,5 @@
-"""Metering in SQL equals a plain-Python computation over the same events, on SQLite and PostgreSQL."""
+"""Metering in SQL equals a plain-Python computation over the same events, on SQLite and
+PostgreSQL."""
 
 from __future__ import annotations
 
@@ -544,7 +545,8 @@ def test_summing_a_tenth_a_million_times_gives_exactly_100000(engine: sa.Engine)
             )
         else:
             conn.exec_driver_sql(
-                f"INSERT INTO events ({columns}) SELECT {copies} FROM events, generate_series(1, 999999) AS i"
+                f"INSERT INTO events ({columns}) SELECT {copies} FROM events, generate_series(1, "
+                "999999) AS i"
             )
     whole, half = Window("acme", T0, T0 + 10**6), Window("acme", T0, T0 + 500_000)
     got = measure(engine, meter("sum"), [whole, half])

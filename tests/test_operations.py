@@ -155,7 +155,8 @@ def test_a_new_version_for_a_cycle_not_invoiced_is_a_repricing_not_late_usage(
         tmp_path / "ws",
         meters=METERS_CALLS,
         customers=(
-            "customers:\n  ann: {currency: USD, billing_anchor: start, subscriptions: [{plan: u, start: 2026-09-15}]}\n"
+            "customers:\n  ann: {currency: USD, billing_anchor: start, subscriptions: [{plan: u, "
+            "start: 2026-09-15}]}\n"
         ),
         plans=PLANS.replace("0.10", "1.00"),
     )
@@ -202,8 +203,8 @@ def test_a_new_version_for_a_cycle_not_invoiced_is_a_repricing_not_late_usage(
 
 
 def test_removing_a_version_after_a_rerate_fails_check_until_rerated(tmp_path: Path) -> None:
-    """The rerate workspace (tests/support/rerate.py): acme's October invoiced 20 calls × 1.00 = 20.00
-    (INV-2026-000002), beta's 10.00 (INV-2026-000003, paid). A 0.80 version from Oct 1 and
+    """The rerate workspace (tests/support/rerate.py): acme's October invoiced 20 calls × 1.00 =
+    20.00 (INV-2026-000002), beta's 10.00 (INV-2026-000003, paid). A 0.80 version from Oct 1 and
     ``rerate`` credit −4.00 (CN-2026-000001) and −2.00 (CN-2026-000002).
 
     Removing the version afterwards leaves both credit notes unexplained: the current
@@ -255,15 +256,15 @@ def test_unapplied_cash_and_credit_balances_are_applied_and_refunded(tmp_path: P
     20 in October (INV-2026-000003, 20.00, Nov 1); beta: 10 in September (INV-2026-000002,
     10.00, Oct 1), 5 in October (INV-2026-000004, 5.00, Nov 1).
 
-    ==========  ========================================  ==========================================
-    2026-10-05  BANK-1 15.00 names no invoice            cash 15.00 / unapplied cash 15.00
-    2026-10-06  BANK-2 10.00 pays INV-2026-000002         cash 10.00 / receivable beta 10.00
-    2026-10-10  CN-2026-000001 4.00 on the paid INV-2     credit notes 4.00 / refunds beta 4.00
-    2026-10-12  apply BANK-1 to INV-2026-000001 (10.00)   unapplied cash 10.00 / receivable acme 10.00
-    2026-10-20  refund BANK-1 as PAYOUT-1 (the 5.00 left)  unapplied cash 5.00 / cash 5.00
-    2026-10-21  refund 1.50 of CN-2026-000001, PAYOUT-2    refunds beta 1.50 / cash 1.50
-    2026-11-02  apply CN-2026-000001 to INV-2026-000004    refunds beta 2.50 / receivable beta 2.50
-    ==========  ========================================  ==========================================
+    ======  ========================================  ==========================================
+    Oct 5   BANK-1 15.00 names no invoice            cash 15.00 / unapplied cash 15.00
+    Oct 6   BANK-2 10.00 pays INV-2026-000002         cash 10.00 / receivable beta 10.00
+    Oct 10  CN-2026-000001 4.00 on the paid INV-2     credit notes 4.00 / refunds beta 4.00
+    Oct 12  apply BANK-1 to INV-2026-000001 (10.00)   unapplied cash 10.00 / receivable acme 10.00
+    Oct 20  refund BANK-1 as PAYOUT-1 (the 5.00 left)  unapplied cash 5.00 / cash 5.00
+    Oct 21  refund 1.50 of CN-2026-000001, PAYOUT-2    refunds beta 1.50 / cash 1.50
+    Nov 2   apply CN-2026-000001 to INV-2026-000004    refunds beta 2.50 / receivable beta 2.50
+    ======  ========================================  ==========================================
 
     October closes with no unapplied-cash finding (BANK-1 is fully applied or paid out)
     and asserts, on Nov 1: cash 15.00 + 10.00 − 5.00 − 1.50 = 18.50, unapplied cash
@@ -768,11 +769,11 @@ def test_an_edit_that_adds_a_line_to_an_issued_invoice_is_refused(billed: Path) 
 
 
 def test_trace_verifies_an_invoice_a_rerate_raised(tmp_path: Path) -> None:
-    """Found by the simulator. The rerate workspace (tests/support/rerate.py): acme's October, 20 calls,
-    invoiced 20.00 on INV-2026-000002; a version from Oct 1 at 1.20 a call re-rates it to
+    """Found by the simulator. The rerate workspace (tests/support/rerate.py): acme's October, 20
+    calls, invoiced 20.00 on INV-2026-000002; a version from Oct 1 at 1.20 a call re-rates it to
     24.00, so DA-2026-000001 (+4.00, unbilled / usage revenue) names INV-2026-000002 in its
-    metadata. It is a document of its own, not a second invoice transaction: ``trace
-    INV-2026-000002`` stays verified (it found two invoice transactions before)."""
+    metadata. It is a document of its own, not a second invoice transaction:
+    ``trace INV-2026-000002`` stays verified (it found two invoice transactions before)."""
     root = make(tmp_path)
     (root / "rules" / "plans.yaml").write_text(version("1.20"))
     rerated = run_cli(root, "rerate", "--from", "2026-10-01", "--date", "2026-11-20")

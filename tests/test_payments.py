@@ -236,7 +236,8 @@ def test_settlement_is_deterministic_whatever_the_order() -> None:
 def test_duplicates_and_conflicts_are_counted_on_every_store(
     store_url: str, tmp_path: Path
 ) -> None:
-    """Same reference and figures: duplicate; same reference, other figures: conflict (SQLite and PostgreSQL)."""
+    """Same reference and figures: duplicate; same reference, other figures: conflict (SQLite and
+    PostgreSQL)."""
     from ledger.store import open_store
 
     engine = open_store(store_url)

@@ -53,7 +53,10 @@ class Broken:
 def meterbook_pricing_models():
     return [Broken()]
 """
-CUSTOMERS = "customers:\n  c: {currency: USD, billing_anchor: calendar, subscriptions: [{plan: p, start: 2026-10-01}]}\n"
+CUSTOMERS = (
+    "customers:\n  c: {currency: USD, billing_anchor: calendar, subscriptions: "
+    "[{plan: p, start: 2026-10-01}]}\n"
+)
 
 
 @pytest.mark.parametrize(
@@ -65,7 +68,10 @@ CUSTOMERS = "customers:\n  c: {currency: USD, billing_anchor: calendar, subscrip
     ],
 )
 def test_a_failing_pricing_plugin_is_named(tmp_path: Path, mode: str, says: str) -> None:
-    plans = f"plans:\n  p:\n    currency: USD\n    charges:\n      - {{meter: api_calls, model: broken, mode: {mode}}}\n"
+    plans = (
+        "plans:\n  p:\n    currency: USD\n    charges:\n"
+        f"      - {{meter: api_calls, model: broken, mode: {mode}}}\n"
+    )
     root = write_workspace(
         tmp_path / "ws",
         meters=METERS_CALLS,

@@ -40,7 +40,8 @@ START = datetime(2026, 9, 1, tzinfo=UTC)
 THROUGH = date(2026, 11, 1)
 NOW = datetime(2026, 11, 1, 0, 5, tzinfo=UTC)  # ingest's clock: no event is in the future
 HEADER = "id,source,customer,type,time,tokens\n"
-#: Rows every ingest rejects, one reason each: unknown customer, bad time, negative quantity, missing id.
+#: Rows every ingest rejects, one reason each: unknown customer, bad time, negative quantity,
+#: missing id.
 BAD = (
     "x1,p,nobody,api.request,2026-09-05T12:00:00Z,",
     "x2,p,cal,api.request,2026-09-31T12:00:00Z,",
@@ -48,7 +49,8 @@ BAD = (
     ",p,cal,api.request,2026-09-05T12:00:00Z,",
 )
 
-#: One usage event: customer, day (0 = Sep 1), second of the day, tokens (``vol``), imported after MID.
+#: One usage event: customer, day (0 = Sep 1), second of the day, tokens (``vol``), imported
+#: after MID.
 Use = tuple[str, int, int, int, bool]
 
 
@@ -62,7 +64,8 @@ def _line(n: int, use: Use, *, shift: int = 0) -> str:
 
 
 class Feed:
-    """The rows of both imports (before and after the mid-range invoice run) and what ingest must count.
+    """The rows of both imports (before and after the mid-range invoice run) and what ingest must
+    count.
 
     A use of ``copies`` stands for that many events, a second apart (so a few uses pass the
     free tier); ``duplicates``, ``conflicts`` and ``bad`` pick rows to re-send, re-send with
@@ -90,7 +93,8 @@ class Feed:
         for k, i in enumerate(duplicates):  # a re-sent row, before or after MID (same payload)
             n = i % len(events)
             (self.after if k % 2 or events[n][4] else self.before).append(_line(n, events[n]))
-        # a re-send with another payload comes after the row it conflicts with: the first stored wins
+        # a re-send with another payload comes after the row it conflicts with:
+        # the first stored wins
         self.conflicts = (
             [_line(n, events[n], shift=1) for n in (early[i % len(early)] for i in conflicts)]
             if early
@@ -301,7 +305,8 @@ FIXED: list[Use] = [
 
 
 def test_books_are_the_same_bytes_on_sqlite_and_postgresql(tmp_path: Path, pg_url: str) -> None:
-    """The same files imported and invoiced the same way on each store give the same books, byte for byte."""
+    """The same files imported and invoiced the same way on each store give the same books, byte
+    for byte."""
     feed = Feed(FIXED, duplicates=[0, 5, 17, 40], conflicts=[1, 9], bad=[0, 1, 2, 3])
     sessions = []
     try:

@@ -355,7 +355,8 @@ def test_flat_charges_even_at_zero_usage() -> None:
                     {"unit_price": "1"},
                 ]
             },
-            "tiers[1].up_to: 50 must be greater than the previous tier's up_to 100 (tiers go in increasing order)",
+            "tiers[1].up_to: 50 must be greater than the previous tier's up_to 100 (tiers go in "
+            "increasing order)",
         ),
         (
             GraduatedPricing(),

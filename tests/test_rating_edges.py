@@ -67,7 +67,10 @@ plans:
     charges:
       - meter: tokens
         model: volume
-        tiers: [{up_to: 100, unit_price: "0.05"}, {up_to: 150, unit_price: "0.02"}, {unit_price: "0.005"}]
+        tiers:
+          - {up_to: 100, unit_price: "0.05"}
+          - {up_to: 150, unit_price: "0.02"}
+          - {unit_price: "0.005"}
   vz:
     currency: USD
     minimum_commitment: "20.00"
@@ -203,7 +206,8 @@ def _rate(
 
 
 def _moves(rating: Rating, customer: str) -> list[tuple[date, int, str, Decimal, date | None]]:
-    """(day, grant, kind, amount, start of the cycle drawn for or None) of a customer's movements."""
+    """(day, grant, kind, amount, start of the cycle drawn for or None) of a customer's
+    movements."""
     return [
         (m.day, m.grant, m.kind, m.amount, m.cycle.start if m.cycle else None)
         for m in rating.credits
@@ -496,7 +500,8 @@ def test_a_plugin_failing_in_bands_or_price_is_final_is_named(
     rules_dir.mkdir()
     (rules_dir / "meters.yaml").write_text(METERS)
     (rules_dir / "plans.yaml").write_text(
-        f"plans:\n  f:\n    currency: USD\n    charges: [{{meter: api_calls, model: flaky, mode: {mode}}}]\n"
+        "plans:\n  f:\n    currency: USD\n"
+        f"    charges: [{{meter: api_calls, model: flaky, mode: {mode}}}]\n"
     )
     (rules_dir / "customers.yaml").write_text(
         "customers:\n  c: {currency: USD, subscriptions: [{plan: f, start: 2026-10-01}]}\n"

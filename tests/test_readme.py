@@ -27,8 +27,10 @@ plans:
 """
 CUSTOMERS = """\
 customers:
-  example: {currency: USD, billing_anchor: calendar, subscriptions: [{plan: capped, start: 2026-01-01}]}
-  small: {currency: USD, billing_anchor: calendar, subscriptions: [{plan: capped, start: 2026-01-01}]}
+  example:
+    {currency: USD, billing_anchor: calendar, subscriptions: [{plan: capped, start: 2026-01-01}]}
+  small:
+    {currency: USD, billing_anchor: calendar, subscriptions: [{plan: capped, start: 2026-01-01}]}
 """
 
 

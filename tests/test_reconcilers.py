@@ -1,6 +1,7 @@
 """The first-party reconcilers, each with a planted discrepancy and a clean case, hand-computed.
 
-The workspace is the close workspace (tests/support/close.py; graduated plan: 10 calls free, then 0.05):
+The workspace is the close workspace (tests/support/close.py; graduated plan: 10 calls free, then
+0.05):
 
 - ``cal`` (calendar cycles): one call a day Sep 1–30 → 30 calls, 20 × 0.05 = 1.00,
   invoiced Oct 1 (INV-2026-000001);
@@ -72,7 +73,8 @@ def findings(root: Path, month: str, check: str | None = None) -> list[Finding]:
 
 
 def live_totals(root: Path, per_day: dict[str, dict[int, int]]) -> None:
-    """Ingest September live totals: per customer, calls per day of the month (via `meterbook ingest`)."""
+    """Ingest September live totals: per customer, calls per day of the month (via
+    `meterbook ingest`)."""
     lines = [
         f"2026-09-{day:02d},{customer},api_calls,{n},gateway"
         for customer, days in per_day.items()
@@ -211,7 +213,8 @@ def test_reconcile_json_lines_and_exit_code(root: Path) -> None:
             "period": "2026-09",
             "expected": "32",
             "actual": "30",
-            "explanation": "batch events give 30, the live meter 32 (difference -2, outside the tolerance 0); "
+            "explanation": "batch events give 30, the live meter 32 (difference -2, outside the "
+            "tolerance 0); "
             "days that differ: 2026-09-03 batch 1 live 3",
             "check": "dual-track",
             "accepted": None,
@@ -224,7 +227,8 @@ def test_reconcile_json_lines_and_exit_code(root: Path) -> None:
             "period": "2026-09",
             "expected": "1",
             "actual": "0",
-            "explanation": "no api_calls events on 2026-09-30 (Wednesday), with usage on the weekdays around "
+            "explanation": "no api_calls events on 2026-09-30 (Wednesday), with usage on the "
+            "weekdays around "
             "(median day before: 1): an integration down?",
             "check": "gaps-spikes",
             "accepted": None,
@@ -413,7 +417,8 @@ def test_worked_examples_in_the_docstrings() -> None:
 
 
 def _tune(root: Path, toml: str = "", ann: str = "") -> None:
-    """``[gaps_spikes]`` in meterbook.toml (``toml``: its lines), ann's ``gaps_spikes:`` (``ann``)."""
+    """``[gaps_spikes]`` in meterbook.toml (``toml``: its lines), ann's ``gaps_spikes:``
+    (``ann``)."""
     if toml:
         config = root / "meterbook.toml"
         config.write_text(config.read_text() + "[gaps_spikes]\n" + toml)
@@ -490,7 +495,8 @@ def test_spike_thresholds_are_tunable(root: Path, toml: str, expected: Decimal |
         (
             "",
             "{trailing_days: many}",
-            "rules/customers.yaml:3: customers.ann.gaps_spikes.trailing_days: Input should be a valid integer",
+            "rules/customers.yaml:3: customers.ann.gaps_spikes.trailing_days: Input should be a "
+            "valid integer",
         ),
     ],
 )

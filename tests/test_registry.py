@@ -179,7 +179,8 @@ def test_workspace_package_plugin(tmp_path: Path) -> None:
     [
         (
             hook('raise RuntimeError("database down")'),
-            "plugin meterbook_local.bad: meterbook_pricing_models() raised RuntimeError: database down",
+            "plugin meterbook_local.bad: meterbook_pricing_models() raised RuntimeError: "
+            "database down",
         ),
         (
             hook("return None"),
@@ -197,12 +198,15 @@ def test_workspace_package_plugin(tmp_path: Path) -> None:
         (
             "from ledger.hookspecs import hookimpl\nfrom ledger.plugins.unit import UnitPricing\n"
             "@hookimpl\ndef meterbook_pricing_models():\n    return [UnitPricing]\n",
-            "meterbook_pricing_models()[0]: got the class UnitPricing, expected an instance (UnitPricing())",
+            "meterbook_pricing_models()[0]: got the class UnitPricing, expected an instance "
+            "(UnitPricing())",
         ),
         (
-            "from ledger.hookspecs import hookimpl\nclass Half:\n    name = 'half'\n    def parse(self, p): return p\n"
+            "from ledger.hookspecs import hookimpl\nclass Half:\n    name = 'half'\n"
+            "    def parse(self, p): return p\n"
             "@hookimpl\ndef meterbook_pricing_models():\n    return [Half()]\n",
-            "plugin meterbook_local.bad: meterbook_pricing_models()[0]: 'half' (Half) lacks price_is_final, bands, price",
+            "plugin meterbook_local.bad: meterbook_pricing_models()[0]: 'half' (Half) lacks "
+            "price_is_final, bands, price",
         ),
         (
             "from ledger.hookspecs import hookimpl\nclass R:\n    name = 'r'\n"
@@ -210,17 +214,21 @@ def test_workspace_package_plugin(tmp_path: Path) -> None:
             "plugin meterbook_local.bad: meterbook_reconcilers()[0]: 'r' (R) lacks check",
         ),
         (
-            "from ledger.hookspecs import hookimpl\nclass I:\n    name = 'i'\n    def identify(self, f): return False\n"
+            "from ledger.hookspecs import hookimpl\nclass I:\n    name = 'i'\n"
+            "    def identify(self, f): return False\n"
             "@hookimpl\ndef meterbook_importers():\n    return [I()]\n",
             "plugin meterbook_local.bad: meterbook_importers()[0]: I is not a beangulp.Importer",
         ),
         ("import no_such_dependency_xyz\n", "plugin meterbook_local.bad ("),
         (
-            "from ledger.hookspecs import hookimpl\n@hookimpl\ndef meterbook_pricing_model():\n    return []\n",
-            "plugin meterbook_local.bad: unknown hook 'meterbook_pricing_model' (hooks: meterbook_alert, ",
+            "from ledger.hookspecs import hookimpl\n@hookimpl\ndef meterbook_pricing_model():\n"
+            "    return []\n",
+            "plugin meterbook_local.bad: unknown hook 'meterbook_pricing_model' (hooks: "
+            "meterbook_alert, ",
         ),
         (
-            "from ledger.hookspecs import hookimpl\n@hookimpl\ndef meterbook_pricing_models(workspace):\n    return []\n",
+            "from ledger.hookspecs import hookimpl\n@hookimpl\n"
+            "def meterbook_pricing_models(workspace):\n    return []\n",
             "plugin meterbook_local.bad: ",
         ),
     ],
@@ -425,8 +433,8 @@ def test_cli_plugins_with_workspace_plugins(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["--workspace", str(root), "plugins"])
     assert result.exit_code == 0, result.output
     assert (
-        f"meterbook_local.blocks  (workspace {root / 'plugins' / 'blocks.py'})\n  pricing models: per_block\n"
-        in result.output
+        f"meterbook_local.blocks  (workspace {root / 'plugins' / 'blocks.py'})\n"
+        "  pricing models: per_block\n" in result.output
     )
     assert "meterbook_local.checks  (workspace" in result.output
     assert "  reconcilers: always-fine\n" in result.output

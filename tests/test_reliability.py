@@ -1,8 +1,8 @@
 """Faults, tamper and concurrency (issue 19): the real CLI in subprocesses, killed at named points
 (``METERBOOK_FAULT``, :mod:`ledger.faults`), racing each other, on a full or read-only disk.
 
-The workspace (tests/support/faults.py) is the close workspace: ``cal`` (calendar cycles) and ``ann`` (anniversary from Sep 15) on a
-graduated plan, 10 calls free then 0.05. Events::
+The workspace (tests/support/faults.py) is the close workspace: ``cal`` (calendar cycles) and
+``ann`` (anniversary from Sep 15) on a graduated plan, 10 calls free then 0.05. Events::
 
     cal  30 calls Sep 1-30, 15 calls Oct 1-15, 12 calls Nov 1-12
     ann  14 calls Sep 16-29, 11 calls Oct 1-11, 6 calls Nov 1-6
@@ -97,8 +97,9 @@ def test_a_refused_close_keeps_the_months_posted_after_it(ws: Path) -> None:
 def test_a_close_killed_before_its_seal_is_closed_by_the_rerun(
     ws: Path, tmp_path: Path, point: str
 ) -> None:
-    """Killed at each point before the seal is in the books: the month is not sealed, November is still
-    posted, and the re-run gives books byte-identical to a close that was never interrupted."""
+    """Killed at each point before the seal is in the books: the month is not sealed, November is
+    still posted, and the re-run gives books byte-identical to a close that was never
+    interrupted."""
     clean = copy(ws, tmp_path, "clean")
     assert meterbook(clean, "close", "2026-10").returncode == 0
     killed = meterbook(ws, "close", "2026-10", env={"METERBOOK_FAULT": point})
@@ -123,8 +124,8 @@ def test_a_close_killed_before_its_seal_is_closed_by_the_rerun(
 
 
 def test_a_close_killed_after_its_seal_is_complete(ws: Path, tmp_path: Path) -> None:
-    """Killed right after the seal is written: seal, store record, close report and documents are all
-    there already (they were written first), `check` passes, a re-run says it is closed."""
+    """Killed right after the seal is written: seal, store record, close report and documents are
+    all there already (they were written first), `check` passes, a re-run says it is closed."""
     clean = copy(ws, tmp_path, "clean")
     assert meterbook(clean, "close", "2026-10").returncode == 0
     killed = meterbook(ws, "close", "2026-10", env={"METERBOOK_FAULT": "close:sealed"})
@@ -165,7 +166,8 @@ def test_a_seal_the_store_never_recorded_is_finished_by_the_rerun(ws: Path) -> N
 
 
 def test_a_seal_deleted_from_the_books_fails_check(ws: Path) -> None:
-    """The seal is recorded in the store before it is written: deleting it from the books is seen."""
+    """The seal is recorded in the store before it is written: deleting it from the books is
+    seen."""
     assert meterbook(ws, "close", "2026-10").returncode == 0
     close_file = close_path(ws / "books", "2026-10")
     kept = [
@@ -198,8 +200,8 @@ def test_an_emptied_open_month_fails_check(ws: Path) -> None:
 
 def test_an_invoice_killed_after_numbering_is_completed_by_the_next_run(tmp_path: Path) -> None:
     """Killed after the store committed the invoices, before the books were renamed into place:
-    `check` fails (the store is ahead of the books), the next `invoice` writes them, and the books are
-    byte-identical to an uninterrupted run."""
+    `check` fails (the store is ahead of the books), the next `invoice` writes them, and the books
+    are byte-identical to an uninterrupted run."""
     root = build(tmp_path / "ws")
     clean = copy(root, tmp_path, "clean")
     assert meterbook(clean, "invoice", "--through", "2026-11-30").returncode == 0
@@ -217,8 +219,8 @@ def test_an_invoice_killed_after_numbering_is_completed_by_the_next_run(tmp_path
 
 
 def test_an_invoice_killed_before_the_store_commits_issues_nothing(tmp_path: Path) -> None:
-    """Killed with the books staged as temporary files: nothing issued, nothing in place; the next run
-    removes the temporary files and issues the same numbers."""
+    """Killed with the books staged as temporary files: nothing issued, nothing in place; the next
+    run removes the temporary files and issues the same numbers."""
     root = build(tmp_path / "ws")
     clean = copy(root, tmp_path, "clean")
     assert meterbook(clean, "invoice", "--through", "2026-11-30").returncode == 0
@@ -236,7 +238,8 @@ def test_an_invoice_killed_before_the_store_commits_issues_nothing(tmp_path: Pat
 
 @contextmanager
 def tmpfs(path: Path, size: str) -> Iterator[Path]:
-    """A real small filesystem (tmpfs) at ``path``; the test is skipped where it cannot be mounted."""
+    """A real small filesystem (tmpfs) at ``path``; the test is skipped where it cannot be
+    mounted."""
     path.mkdir(parents=True)
     if (
         subprocess.run(
@@ -270,8 +273,8 @@ def fill(folder: Path) -> None:
 
 
 def test_invoice_on_a_full_disk_issues_nothing(tmp_path: Path) -> None:
-    """The books on a full disk (the store elsewhere): exit 2, one line, no invoice numbered or stored,
-    the books unchanged; after space is freed, the same numbers are issued."""
+    """The books on a full disk (the store elsewhere): exit 2, one line, no invoice numbered or
+    stored, the books unchanged; after space is freed, the same numbers are issued."""
     with tmpfs(tmp_path / "disk", "2m") as disk:
         root = build(disk / "ws")
         (root / "meterbook.toml").write_text(
@@ -361,7 +364,7 @@ def test_a_read_only_store_is_one_line_and_unchanged(tmp_path: Path, command: li
         assert hashes(root) == books_before  # staged, never put in place
 
 
-# --- item 7: one writer at a time ------------------------------------------------------------------
+# --- item 7: one writer at a time -----------------------------------------------------------------
 
 
 def test_a_locked_workspace_is_one_line_naming_the_holder(ws: Path) -> None:
@@ -452,8 +455,8 @@ def test_a_postgresql_store_is_locked_across_workspaces(pg_url: str, tmp_path: P
 
 
 def test_two_invoices_at_once_on_postgresql(pg_url: str, tmp_path: Path) -> None:
-    """The IntegrityError race on PostgreSQL, from two workspaces sharing the store: the advisory lock
-    makes one wait; each invoice is issued once."""
+    """The IntegrityError race on PostgreSQL, from two workspaces sharing the store: the advisory
+    lock makes one wait; each invoice is issued once."""
     config = f'store = "{pg_url}"\n'
     first = write_workspace(
         tmp_path / "a", meters=METERS_CALLS, plans=PLANS, customers=CUSTOMERS, config=config
@@ -473,7 +476,7 @@ def test_two_invoices_at_once_on_postgresql(pg_url: str, tmp_path: Path) -> None
     assert invoices(first) == ["INV-2026-000001"]  # cal's September: 20 × 0.05 = 1.00, issued once
 
 
-# --- items 8, 9, 10: sealed means everything ---------------------------------------------------------
+# --- items 8, 9, 10: sealed means everything ------------------------------------------------------
 
 
 def bean_check(root: Path) -> subprocess.CompletedProcess[str]:
@@ -613,8 +616,9 @@ def test_posted_through_is_recorded(ws: Path) -> None:
 
 
 def test_seals_made_before_documents_were_covered_still_verify(ws: Path) -> None:
-    """A close file as earlier versions wrote it (assertions, manifest, seal; no documents directive,
-    no guard): bean-check and check still pass it, and check says what it does not cover."""
+    """A close file as earlier versions wrote it (assertions, manifest, seal; no documents
+    directive, no guard): bean-check and check still pass it, and check says what it does not
+    cover."""
     from ledger.seal import GENESIS, build_seal, read_seals
 
     close_file = close_path(ws / "books", "2026-09")
@@ -633,8 +637,8 @@ def test_seals_made_before_documents_were_covered_still_verify(ws: Path) -> None
     code, out = check_lines(ws)
     assert code == 0, out
     assert (
-        "ok (sealed before seals covered documents: its documents and close report are not verified)"
-        in out
+        "ok (sealed before seals covered documents: its documents and close report are not "
+        "verified)" in out
     )
 
 

@@ -4,11 +4,13 @@ by hand.
 Plan ``p``: base fee 30.00 in advance, 0.10 per API call (unit price, final → unbilled).
 
 - ``cal`` (calendar cycles from Sep 1): 20 calls Sep 1–20, 10 calls Oct 1–10.
-  Invoices: Sep 1 base fee 30.00 (INV-1, paid Sep 10); Oct 1 usage 2.00 + base fee 30.00 = 32.00 (INV-3).
+  Invoices: Sep 1 base fee 30.00 (INV-1, paid Sep 10);
+  Oct 1 usage 2.00 + base fee 30.00 = 32.00 (INV-3).
   Accruals: Sep 30 usage 2.00, base fee 30.00; Oct 31 usage 1.00, base fee 30.00.
 - ``ann`` (anniversary from Sep 15, prepaid credit 5.00 expiring 2027-03-15): 14 calls Sep 16–29,
-  11 calls Oct 1–11, 5 calls Oct 20–24. Invoices: Sep 15 base fee 30.00 + credit 5.00 = 35.00 (INV-2,
-  10.00 paid Oct 5); Oct 15 base fee 30.00 (INV-4; usage 2.50 − credit 2.50 = 0).
+  11 calls Oct 1–11, 5 calls Oct 20–24.
+  Invoices: Sep 15 base fee 30.00 + credit 5.00 = 35.00 (INV-2, 10.00 paid Oct 5);
+  Oct 15 base fee 30.00 (INV-4; usage 2.50 − credit 2.50 = 0).
   Accruals (credit drawn, deferred → usage revenue): Sep 30 1.40 + base fee 16/30 × 30 = 16.00;
   Oct 14 1.10 + 14.00; Oct 31 0.50 + base fee of [Oct 15, Nov 15) 17/31 × 30 = 16.45.
 
@@ -16,7 +18,8 @@ So: revenue Sep 3.40 usage + 46.00 subscriptions, Oct 2.60 + 60.45; deferred at 
 13.55 (30.00 − 16.45, recognized in November) + 2.00 credit left (5 − 2.50 − 0.50, expiring March).
 
 The usage patterns (a second workspace, one ``tokens`` event a month, May–Oct 2026):
-``steady`` ≈ 1000 a month, ``collapse`` 1000 then 100, ``spike`` 500 then 1500, ``linear`` ≈ 1000 + 200·x.
+``steady`` ≈ 1000 a month, ``collapse`` 1000 then 100, ``spike`` 500 then 1500,
+``linear`` ≈ 1000 + 200·x.
 """
 
 from __future__ import annotations
@@ -74,7 +77,8 @@ def session(books_root: Path) -> Session:
 
 
 def rows(report: Report, title: str) -> list[dict[str, Any]]:
-    """The rows of the table titled ``title`` (or the first whose title starts with it), as dicts."""
+    """The rows of the table titled ``title`` (or the first whose title starts with it), as
+    dicts."""
     exact = [t for t in report.tables if t.title == title]
     table = (exact or [t for t in report.tables if t.title.startswith(title)])[0]
     return [dict(zip(table.columns, row, strict=True)) for row in table.rows]
@@ -451,7 +455,10 @@ def test_docstring_examples() -> None:
 
 # --- usage patterns: forecast and risk --------------------------------------------------------
 
-TOKENS = "meters:\n  tokens: {event_type: llm.completion, aggregation: sum, value: tokens, unit: token}\n"
+TOKENS = (
+    "meters:\n  tokens: {event_type: llm.completion, aggregation: sum, value: tokens, "
+    "unit: token}\n"
+)
 TOKEN_PLANS = """\
 plans:
   t:
@@ -470,7 +477,8 @@ PATTERNS = {  # May … October 2026
 
 def usage_workspace(root: Path, store: str = "sqlite:///var/events.sqlite") -> Path:
     customers = "customers:\n" + "".join(
-        f"  {c}: {{currency: USD, billing_anchor: calendar, subscriptions: [{{plan: t, start: 2026-05-01}}]}}\n"
+        f"  {c}: {{currency: USD, billing_anchor: calendar, subscriptions: [{{plan: t, start: "
+        "2026-05-01}]}\n"
         for c in PATTERNS
     )
     session = make_workspace(root, TOKENS, TOKEN_PLANS, customers, store)

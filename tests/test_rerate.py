@@ -94,7 +94,8 @@ def test_price_cut_after_a_sealed_close_is_a_credit_note_in_the_open_month(tmp_p
     result = run_cli(root, "rerate", "--from", "2026-10-01", "--date", "2026-11-20")
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    # acme's October: 20 calls × 0.80 = 16.00 against 20.00 invoiced → −4.00; beta's: 8.00 − 10.00 = −2.00
+    # acme's October: 20 calls × 0.80 = 16.00 against 20.00 invoiced → −4.00;
+    # beta's: 8.00 − 10.00 = −2.00
     assert any(
         line.split()
         == [
@@ -247,7 +248,8 @@ def test_rating_picks_the_version_in_effect_at_the_cycle_start(tmp_path: Path) -
         meters=METERS_CALLS,
         plans=version("0.80"),
         customers=(
-            "customers:\n  ann: {currency: USD, billing_anchor: start, subscriptions: [{plan: u, start: 2026-09-15}]}\n"
+            "customers:\n  ann: {currency: USD, billing_anchor: start, subscriptions: [{plan: u, "
+            "start: 2026-09-15}]}\n"
         ),
     )
     session = open_session(root)
@@ -278,12 +280,14 @@ def test_rating_picks_the_version_in_effect_at_the_cycle_start(tmp_path: Path) -
         (
             '      - {effective: 2026-10-01, minimum_commitment: "5"}\n'
             '      - {effective: 2026-09-01, minimum_commitment: "6"}\n',
-            "plans.yaml:8: plans.u.versions[1].effective: effective 2026-09-01 must be after the previous version's "
+            "plans.yaml:8: plans.u.versions[1].effective: effective 2026-09-01 must be after the "
+            "previous version's "
             "2026-10-01",
         ),
         (
             '      - {effective: 2026-10-01, currency: EUR, minimum_commitment: "5"}\n',
-            "plans.yaml:7: plans.u.versions[0].currency: a version cannot change the plan's currency (USD → EUR)",
+            "plans.yaml:7: plans.u.versions[0].currency: a version cannot change the plan's "
+            "currency (USD → EUR)",
         ),
         (
             '      - {effective: 2026-10-01, cycle: yearly, minimum_commitment: "5"}\n',
@@ -291,15 +295,19 @@ def test_rating_picks_the_version_in_effect_at_the_cycle_start(tmp_path: Path) -
         ),
         (
             "      - {effective: 2026-10-01}\n",
-            "plans.yaml:7: plans.u.versions[0]: a version changes charges, base_fee or minimum_commitment",
+            "plans.yaml:7: plans.u.versions[0]: a version changes charges, base_fee or "
+            "minimum_commitment",
         ),
         (
-            '      - {effective: 2026-10-01, charges: [{meter: nope, model: unit, unit_price: "1"}]}\n',
+            "      - {effective: 2026-10-01, charges: [{meter: nope, model: unit, unit_price: "
+            '"1"}]}\n',
             "plans.yaml:7: plans.u.versions[0].charges[0].meter: unknown meter 'nope'",
         ),
         (
-            "      - {effective: 2026-10-01, charges: [{meter: api_calls, model: unit, unit_price: 0.8}]}\n",
-            "plans.yaml:7: plans.u.versions[0].charges[0]: unit: unit_price: expected a decimal string",
+            "      - {effective: 2026-10-01, charges: [{meter: api_calls, model: unit, "
+            "unit_price: 0.8}]}\n",
+            "plans.yaml:7: plans.u.versions[0].charges[0]: unit: unit_price: expected a decimal "
+            "string",
         ),
         (
             '      - {effective: 2026-10-01, price: "1"}\n',
@@ -411,8 +419,10 @@ VERSIONED = (
 )
 #: plans.yaml line 2 is the plan ``g:``, whose original terms were edited
 REFUSAL = (
-    "rules/plans.yaml:2: plans.g: the terms of plan 'g' or of its meters that INV-2026-000001 billed for cycle acme-2026-10-01 "
-    "(original terms) changed in place: restore the terms, add a `versions:` entry effective from the change "
+    "rules/plans.yaml:2: plans.g: the terms of plan 'g' or of its meters that INV-2026-000001 "
+    "billed for cycle acme-2026-10-01 "
+    "(original terms) changed in place: restore the terms, add a `versions:` entry effective "
+    "from the change "
     "date, then run `meterbook rerate --from DATE`. Nothing was written"
 )
 
@@ -425,7 +435,8 @@ def tiered(tmp_path: Path) -> Path:
         meters=TOKENS,
         plans=TIERED,
         customers=(
-            "customers:\n  acme: {currency: USD, billing_anchor: calendar, subscriptions: [{plan: g, start: 2026-10-01}]}\n"
+            "customers:\n  acme: {currency: USD, billing_anchor: calendar, subscriptions: "
+            "[{plan: g, start: 2026-10-01}]}\n"
         ),
     )
     session = open_session(root)
@@ -486,7 +497,8 @@ def test_tier_price_edited_in_place_after_invoicing_is_named_and_refused(tmp_pat
     ]
     assert drifts[0].describe() == (
         "INV-2026-000001 acme-2026-10-01 (2026-10-01/2026-11-01): plan g, original "
-        "terms: charges, commitment and arrears base fee (or its meters' definitions) edited since invoiced"
+        "terms: charges, commitment and arrears base fee (or its meters' definitions) edited "
+        "since invoiced"
     )
     with pytest.raises(RulesError) as err:
         require_unchanged_terms(session)
@@ -515,8 +527,8 @@ def test_edit_in_place_stops_post_invoice_close_and_fails_check(tmp_path: Path) 
     checked = run_cli(root, "check")
     assert checked.exit_code == 1, checked.output
     assert (
-        "FAILED  pinned plan terms\n          1 pinned terms edited in place after invoicing: restore"
-        in checked.output
+        "FAILED  pinned plan terms\n          1 pinned terms edited in place after invoicing: "
+        "restore" in checked.output
     )
     assert (
         "INV-2026-000001 acme-2026-10-01 (2026-10-01/2026-11-01): plan g, original terms: charges, "
@@ -588,7 +600,8 @@ def test_restored_terms_and_a_version_rerate_as_a_debit_adjustment(tmp_path: Pat
     with pytest.raises(RulesError) as err:
         require_unchanged_terms(open_session(root))
     assert str(err.value).startswith(
-        "rules/plans.yaml:12: plans.g.versions[0]: the terms of plan 'g' or of its meters that INV-2026-000002 billed for cycle "
+        "rules/plans.yaml:12: plans.g.versions[0]: the terms of plan 'g' or of its meters that "
+        "INV-2026-000002 billed for cycle "
         "acme-2026-11-01 (version effective 2026-10-01) changed in place: restore the terms"
     )
 
@@ -628,7 +641,8 @@ def test_pins_from_before_digests_are_unknown_not_drift(tmp_path: Path) -> None:
     result = pinned_terms_check(session)
     assert result.ok and result.details == (
         "1 issued cycles, 0 pinned terms as invoiced",
-        "1 issued cycles pinned before meterbook kept term digests: their terms at invoicing are unknown, not checked",
+        "1 issued cycles pinned before meterbook kept term digests: their terms at invoicing are "
+        "unknown, not checked",
     )
 
 

@@ -28,9 +28,12 @@ def test_demo_rules_load_with_derived_accounts() -> None:
 
 def _write(tmp_path: Path, **files: str) -> Path:
     base = {
-        "meters.yaml": "meters:\n  api_calls:\n    event_type: api.request\n    aggregation: count\n",
-        "plans.yaml": 'plans:\n  p:\n    currency: USD\n    charges:\n      - meter: api_calls\n        model: unit\n        unit_price: "0.1"\n',
-        "customers.yaml": "customers:\n  c1:\n    currency: USD\n    subscriptions:\n      - {plan: p, start: 2026-01-01}\n",
+        "meters.yaml": "meters:\n  api_calls:\n    event_type: api.request\n"
+        "    aggregation: count\n",
+        "plans.yaml": "plans:\n  p:\n    currency: USD\n    charges:\n      - meter: api_calls\n"
+        '        model: unit\n        unit_price: "0.1"\n',
+        "customers.yaml": "customers:\n  c1:\n    currency: USD\n    subscriptions:\n"
+        "      - {plan: p, start: 2026-01-01}\n",
     }
     base.update({k.replace("_yaml", ".yaml"): v for k, v in files.items()})
     for name, text in base.items():
@@ -55,16 +58,19 @@ def test_float_money_is_an_error_naming_file_key_and_line(tmp_path: Path) -> Non
     [
         pytest.param(
             {
-                "customers_yaml": "customers:\n  c1:\n    currency: USD\n    subscriptions:\n      - {plan: nope, start: 2026-01-01}\n"
+                "customers_yaml": "customers:\n  c1:\n    currency: USD\n    subscriptions:\n"
+                "      - {plan: nope, start: 2026-01-01}\n"
             },
             r"customers.yaml:5: customers.c1.subscriptions\[0\].plan: unknown plan 'nope'",
             id="unknown-plan",
         ),
         pytest.param(
             {
-                "customers_yaml": "customers:\n  cus_1:\n    currency: USD\n  cus-1:\n    currency: USD\n"
+                "customers_yaml": "customers:\n  cus_1:\n    currency: USD\n  cus-1:\n"
+                "    currency: USD\n"
             },
-            r"customers.yaml:4: customers.cus-1: account component 'Cus-1' is also used by customer 'cus_1'",
+            r"customers.yaml:4: customers.cus-1: account component 'Cus-1' is also used by "
+            r"customer 'cus_1'",
             id="account-component-collision",
         ),
         pytest.param(
@@ -113,7 +119,8 @@ def test_unapplied_cash_account_can_be_overridden(tmp_path: Path) -> None:
 
 
 def test_alert_thresholds_are_fractions_and_may_be_written_as_in_design(tmp_path: Path) -> None:
-    """DESIGN writes ``alert_thresholds: [0.8, 1.0]``: fractions, not money, so YAML floats read as written."""
+    """DESIGN writes ``alert_thresholds: [0.8, 1.0]``: fractions, not money, so YAML floats read as
+    written."""
     rules_dir = _write(
         tmp_path,
         customers_yaml=(

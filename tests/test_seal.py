@@ -310,7 +310,10 @@ def test_rehashed_seal_still_breaks_the_chain(books: Books) -> None:
 
 
 def test_removed_seal_breaks_the_chain(books: Books) -> None:
-    line = f'2026-11-01 custom "meterbook-seal" "2026-10" "{seal.GENESIS}" "{books.hashes["2026-10"]}"\n'
+    line = (
+        f'2026-11-01 custom "meterbook-seal" "2026-10" "{seal.GENESIS}" '
+        f'"{books.hashes["2026-10"]}"\n'
+    )
     books.edit("2026/2026-10.close.beancount", line, "")
     assert_caught(
         books,

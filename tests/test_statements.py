@@ -1,8 +1,9 @@
-"""Usage statements: totals tie to the invoices, the CSV holds exactly the cycle's events, the HTML stands alone.
+"""Usage statements: totals tie to the invoices, the CSV holds exactly the cycle's events, the HTML
+stands alone.
 
-The workspace (tests/support/statements.py), timezone Europe/Berlin (UTC+2 in September), so a cycle starting
-Sep 1 begins at 2026-08-31T22:00Z and ends before 2026-09-30T22:00Z. Plan ``g``:
-api_calls graduated (10 free, then 0.05) and eu tokens at 0.01 each.
+The workspace (tests/support/statements.py), timezone Europe/Berlin (UTC+2 in September), so a cycle
+starting Sep 1 begins at 2026-08-31T22:00Z and ends before 2026-09-30T22:00Z. Plan ``g``: api_calls
+graduated (10 free, then 0.05) and eu tokens at 0.01 each.
 
 ``acme`` (calendar cycles from Sep 1; cap 100 calls; spend cap 40.00):
     10 calls a day at 12:00Z, Sep 1–30                     300 calls

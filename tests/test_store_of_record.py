@@ -35,7 +35,10 @@ plans:
           - {up_to: 10, unit_price: "0"}
           - {unit_price: "0.05"}
 """
-CUSTOMERS = "customers:\n  cal: {currency: USD, billing_anchor: calendar, subscriptions: [{plan: g, start: 2026-09-01}]}\n"
+CUSTOMERS = (
+    "customers:\n  cal: {currency: USD, billing_anchor: calendar, subscriptions: "
+    "[{plan: g, start: 2026-09-01}]}\n"
+)
 # BANK-2 names an invoice that does not exist: unapplied cash, not a record the store lacks
 PAYMENTS = (
     "date,amount,currency,invoice,reference\n2026-10-05,1.00,USD,INV-2026-000001,BANK-1\n"

@@ -142,13 +142,15 @@ def test_late_usage_of_a_churned_customer_gets_a_supplementary_invoice(tmp_path:
     ]
     assert len(invoice) == 1 and invoice[0].date == date(2026, 9, 19)
     assert {"INV-2026-000002", "gone-2026-09-01"} <= invoice[0].links
-    # unbilled: 10.00 accrued − 10.00 invoiced + 2.00 late − 2.00 supplementary = 0; receivable 12.00
+    # unbilled: 10.00 accrued − 10.00 invoiced + 2.00 late − 2.00 supplementary = 0;
+    # receivable 12.00
     assert balance(entries, UNBILLED, date(2026, 9, 19)) == Decimal("2.00")
     assert balance(entries, UNBILLED, date(2026, 9, 20)) == 0
     assert balance(entries, RECEIVABLE, date(2026, 9, 20)) == Decimal("12.00")
     assert balance(entries, "Income:Usage:Api-Calls", date(2026, 10, 1)) == Decimal("-12.00")
 
-    # its documents: the JSON says what kind it is and reads back; regular invoices' JSON has no kind
+    # its documents: the JSON says what kind it is and reads back;
+    # regular invoices' JSON has no kind
     documents = session.workspace.books_dir / "documents"
     stored = (documents / "INV-2026-000002.json").read_text()
     assert (
@@ -216,7 +218,8 @@ def test_debit_adjustment_of_a_churned_customer_gets_a_supplementary_invoice(
     assert [(ln.kind, ln.description, ln.account, ln.amount) for ln in issued[0].lines] == [
         (
             "rerate",
-            "DA-2026-000001 debit adjustment: api_calls of INV-2026-000001 re-rated from 2026-09-01",
+            "DA-2026-000001 debit adjustment: api_calls of INV-2026-000001 re-rated from "
+            "2026-09-01",
             "unbilled",
             Decimal("2.50"),
         )
@@ -287,7 +290,8 @@ def test_an_active_customers_late_usage_waits_for_its_next_regular_invoice(tmp_p
         [*calls("stay", [f"2026-09-{d:02d}" for d in range(1, 6)]), *calls("gone", ["2026-09-02"])],
     )
     issued = session.invoice(through=date(2026, 10, 1))
-    # gone: 1 call on Sep 18; stay: 5 calls on Oct 1 (its September plan ends there, the next runs on)
+    # gone: 1 call on Sep 18; stay: 5 calls on Oct 1
+    # (its September plan ends there, the next runs on)
     assert [(i.customer, i.date, i.total) for i in issued] == [
         ("gone", date(2026, 9, 18), Decimal("1.00")),
         ("stay", date(2026, 10, 1), Decimal("5.00")),

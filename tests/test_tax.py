@@ -1,7 +1,7 @@
 """Taxes on invoices: worked examples computed by hand, checked through the books Beancount loads.
 
-The workspace (tests/support/tax.py; calendar cycles from 2026-10-01, 0.25 a call, invoiced 2026-11-01;
-seller tax id DE811111111):
+The workspace (tests/support/tax.py; calendar cycles from 2026-10-01, 0.25 a call, invoiced
+2026-11-01; seller tax id DE811111111):
 
 - ``kunde`` (EUR, German VAT 19 %): 401 calls = 100.25; VAT 100.25 × 0.19 =
   19.0475 → 19.05; total 119.30.

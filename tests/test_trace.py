@@ -153,7 +153,8 @@ def test_unposted_event_is_named(session: Session) -> None:
     assert not result.verified
     # 41 calls: 31 × 0.05 = 1.55 against the books' 40 calls and 1.50
     assert result.differences[:3] == (
-        "api_calls quantity: books 40, store 41 (1 event more in the store than the 2026-10-31 accrual reflects)",
+        "api_calls quantity: books 40, store 41 (1 event more in the store than the 2026-10-31 "
+        "accrual reflects)",
         "api_calls revenue: books 1.50 USD, store 1.55 USD",
         "unbilled: books 1.50 USD, store 1.55 USD",
     )
@@ -176,7 +177,8 @@ def test_edited_books_in_open_month(session: Session) -> None:
     result = trace(session, "cal-2026-10-01")
     assert not result.verified
     assert result.differences == (
-        "api_calls quantity: books 39, store 40 (1 event more in the store than the 2026-10-31 accrual reflects)",
+        "api_calls quantity: books 39, store 40 (1 event more in the store than the 2026-10-31 "
+        "accrual reflects)",
     )
 
 
@@ -211,7 +213,8 @@ def test_invoice_trace(session: Session) -> None:
     assert checks["total"] == ("0.75 USD", "0.75 USD")
     assert [c.ref for c in result.cycles] == ["ann-2026-09-15"] and result.cycles[0].verified
 
-    # an event for Oct 12 arrives after the invoice: not posted yet, the invoice no longer recomputes
+    # an event for Oct 12 arrives after the invoice: not posted yet,
+    # the invoice no longer recomputes
     _insert(session, [_late_call("ann", "2026-10-12", "late1")])
     late = trace(session, number)
     assert not late.verified
@@ -297,7 +300,8 @@ def test_sealed_month_late_usage_and_tampering(session: Session) -> None:
     for month in ("2026-09", "2026-10"):
         result = CliRunner().invoke(cli, ["--workspace", root, "close", month])
         assert result.exit_code == 0, result.output
-    # a call for Oct 25 arrives after October was sealed: 41 calls, 31 × 0.05 = 1.55 (+0.05 on Nov 1)
+    # a call for Oct 25 arrives after October was sealed:
+    # 41 calls, 31 × 0.05 = 1.55 (+0.05 on Nov 1)
     _insert(session, [_late_call("cal", "2026-10-25", "late1")])
     assert not trace(session, "cal-2026-10-01").verified  # not posted yet
     session.post(through=date(2026, 11, 30))

@@ -204,11 +204,13 @@ def test_a_long_retry_after_defers_the_delivery_to_a_later_run(
             'https://h.example.com/x: expected a secret "whsec_<base64 of 24 to 64 bytes>"',
         ),
         (
-            '[alerts.webhook_secrets]\n"https://h.example.com/x" = "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"\n',
+            '[alerts.webhook_secrets]\n"https://h.example.com/x" = '
+            '"MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"\n',
             "expected a secret",
         ),
         (
-            '[alerts.webhook_secrets]\n"h.example.com" = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"\n',
+            '[alerts.webhook_secrets]\n"h.example.com" = '
+            '"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"\n',
             "'h.example.com': expected an http:// or https:// endpoint URL",
         ),
         ('[alerts]\nwebhook_secrets = "missing.toml"\n', "alerts.webhook_secrets: cannot read"),

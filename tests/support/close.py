@@ -42,9 +42,11 @@ class Planted:
         if not path.exists():
             return
         for line in path.read_text().split():
-            yield Finding(id=f"planted:{line}:{context.period}", severity="error", check="planted",
-                          customer=line, meter="api_calls", period=context.period,
-                          expected=Decimal("30"), actual=Decimal("29"), explanation="planted discrepancy")
+            yield Finding(
+                id=f"planted:{line}:{context.period}", severity="error", check="planted",
+                customer=line, meter="api_calls", period=context.period,
+                expected=Decimal("30"), actual=Decimal("29"), explanation="planted discrepancy",
+            )
 
 
 @hookimpl

@@ -17,7 +17,8 @@ from tests.support.workspaces import insert_events, open_session, write_workspac
 METERS = """\
 meters:
   api_calls: {event_type: api.request, aggregation: count, unit: call}
-  tokens: {event_type: llm.completion, aggregation: sum, value: tokens, unit: token, filter: {region: eu}}
+  tokens: {event_type: llm.completion, aggregation: sum, value: tokens, unit: token,
+           filter: {region: eu}}
 """
 PLANS = """\
 plans:

@@ -53,7 +53,8 @@ def write_workspace(
     config: str = STORE,
     plugins: Mapping[str, str] | None = None,
 ) -> Path:
-    """A workspace directory with these rules (YAML text) and optional ``plugins/<name>.py`` files."""
+    """A workspace directory with these rules (YAML text) and optional ``plugins/<name>.py``
+    files."""
     (root / "rules").mkdir(parents=True)
     # plugins_dir first: ``config`` may end inside a TOML table such as ``[alerts]``
     (root / "meterbook.toml").write_text(
@@ -100,7 +101,8 @@ def calls(customer: str, days: Iterable[str], prefix: str = "") -> list[Event]:
 
 
 def run_cli(root: Path | None, *args: str) -> Result:
-    """``meterbook --workspace <root> <args>`` in-process (no ``--workspace`` when ``root`` is None)."""
+    """``meterbook --workspace <root> <args>`` in-process (no ``--workspace`` when ``root`` is
+    None)."""
     prefix = ["--workspace", str(root)] if root is not None else []
     return CliRunner().invoke(cli, [*prefix, *args])
 
@@ -108,8 +110,8 @@ def run_cli(root: Path | None, *args: str) -> Result:
 def balance(
     entries: Iterable[data.Directive], account: str, on: date, currency: str | None = None
 ) -> Decimal:
-    """Balance of ``account`` at the start of ``on`` (like a Beancount balance assertion), in ``currency``
-    only when one is given."""
+    """Balance of ``account`` at the start of ``on`` (like a Beancount balance assertion), in
+    ``currency`` only when one is given."""
     return sum(
         (
             p.units.number
