@@ -55,7 +55,7 @@ from ledger.journal.payments import application_entries, payment_entries
 from ledger.journal.sealed import catch_up
 from ledger.rating import ChargeRating, CreditMovement, CycleRating, Rating
 from ledger.rules import Rules, load_rules
-from tests.support import METERS_CALLS, write_workspace
+from tests.support.workspaces import METERS_CALLS, write_workspace
 
 D = Decimal
 
