@@ -40,7 +40,14 @@ from ledger.facts.credit_notes import CreditNote, CreditPart
 from ledger.facts.invoices import SUPPLEMENTARY, Invoice, InvoiceLine, Tax, TaxLine, load_invoices
 from ledger.pricing import PriceLine
 from ledger.statements import CapUse, ChargeProjection, Evidence, MeterUsage, Projection, Statement
-from tests.support import METERS_CALLS, calls, insert_events, open_session, run_cli, write_workspace
+from tests.support.workspaces import (
+    METERS_CALLS,
+    calls,
+    insert_events,
+    open_session,
+    run_cli,
+    write_workspace,
+)
 
 GOLDEN = Path(__file__).parent / "golden" / "documents"
 D = Decimal
