@@ -36,7 +36,8 @@ DEFAULT_TEMPLATES: dict[str, str] = {
     "unapplied_cash": "Liabilities:Unapplied-Cash",
     # Tax charged on invoices is owed to the jurisdiction, never revenue (ledger.tax).
     "tax": "Liabilities:Tax:{jurisdiction}",
-    # Tax-inclusive prices: the tax share taken back out of revenue when invoiced (contra-revenue).
+    # Tax-inclusive prices: the invoice's tax less what the accruals took out of the prices
+    # (rounding, a tax plugin's other answer): corrects revenue on the invoice (ledger.tax).
     "tax_included": "Income:Tax-Included",
 }
 ROOTS = ("Assets", "Liabilities", "Equity", "Income", "Expenses")

@@ -6,19 +6,24 @@ revenue); :func:`snapshot` freezes them into the
 :class:`~ledger.facts.invoices.Snapshot` an invoice keeps; :func:`plan_points`
 chooses, per cycle, the live snapshots or the frozen ones of an invoiced cycle,
 and the late differences between them.
+
+With tax-inclusive prices the books hold each part net of the tax it holds
+(:class:`Inclusion`, :func:`net_targets`): 119.00 of usage with 19 % VAT in it is
+accrued as 100.00 of revenue and unbilled.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from ledger.facts.invoices import Snapshot
-from ledger.money import ZERO
-from ledger.rating import CycleRating, Rating
+from ledger.money import ZERO, round_money
+from ledger.rating import CycleRating, Rating, recognize
 
 if TYPE_CHECKING:
     from ledger.facts.invoices import Invoice
@@ -49,11 +54,127 @@ def targets(rated: CycleRating) -> dict[str, Decimal]:
     return {k: v for k, v in out.items() if v}
 
 
-def snapshot(rated: CycleRating, evidence: str = "") -> Snapshot:
-    """Freeze a cycle rating into the record invoices keep."""
+# --- tax-inclusive prices: accrued net of the tax they hold --------------------------------------
+
+
+def net_of_tax(amount: Decimal, rates: Sequence[Decimal], currency: str) -> Decimal:
+    """``amount``, a price that includes tax at ``rates``, less that tax: per rate
+    ``round(amount × rate ÷ (1 + all the rates))``, half-even, as
+    :func:`ledger.tax.standard_tax` taxes one line of tax-inclusive prices.
+
+    >>> net_of_tax(Decimal("119.00"), [Decimal("0.19")], "EUR")
+    Decimal('100.00')
+    >>> net_of_tax(Decimal("61.42"), [Decimal("0.19")], "EUR")     # 61.42 − round(9.8066)
+    Decimal('51.61')
+    >>> net_of_tax(Decimal("108.90"), [Decimal("0.0725"), Decimal("0.01375")], "USD")
+    Decimal('100.25')
+    """
+    if not rates:
+        return amount
+    combined = 1 + sum(rates, ZERO)
+    return amount - sum((round_money(amount * r / combined, currency) for r in rates), ZERO)
+
+
+def fee_booked(amount: Decimal, booked: Decimal, billed: Decimal, currency: str) -> Decimal:
+    """What deferred revenue recognizes of an advance fee invoiced at ``amount``, of which the
+    invoice booked ``booked`` to deferred revenue (net of the tax a tax-inclusive price holds),
+    now that the cycle bills ``billed``: ``billed`` less the tax the invoice took out, plus the
+    share of it that a subscription change's credit note for the days taken away gives back
+    (``round(tax × (amount − billed) ÷ amount)``, as :func:`ledger.tax.booked_share`), so deferred
+    revenue ends the cycle at exactly 0.
+
+    >>> fee_booked(Decimal("119.00"), Decimal("100.00"), Decimal("119.00"), "EUR")
+    Decimal('100.00')
+    >>> fee_booked(Decimal("31.00"), Decimal("26.05"), Decimal("10.00"), "EUR")  # 10 − 4.95 + 3.35
+    Decimal('8.40')
+    """
+    tax = amount - booked
+    if tax and ZERO < billed < amount:
+        return billed - tax + round_money(tax * (amount - billed) / amount, currency)
+    return billed - tax
+
+
+@dataclass(frozen=True)
+class Inclusion:
+    """The tax a cycle's tax-inclusive prices hold, as the tax plugin says when it is accrued
+    (:func:`ledger.tax.included_taxes`).
+
+    ``rates``: per part of the cycle's bill (``usage:<meter>``, ``commitment``, ``base_fee``),
+    the rates of the tax charged on it (none: untaxed, exempt or reverse-charged).
+    ``fee``: the cycle's advance base fee as an issued invoice billed it, ``(amount, booked)``:
+    deferred revenue recognizes what that invoice booked (:func:`fee_booked`), whatever the
+    rules say since, as it keeps the amount.
+
+    >>> kunde = Inclusion("EUR", {"usage:api_calls": (Decimal("0.19"),)})
+    >>> kunde.net("usage:api_calls", Decimal("119.00")), kunde.net("commitment", Decimal("5"))
+    (Decimal('100.00'), Decimal('5'))
+    """
+
+    currency: str
+    rates: Mapping[str, tuple[Decimal, ...]] = field(default_factory=dict)
+    fee: tuple[Decimal, Decimal] | None = None
+
+    def net(self, part: str, amount: Decimal) -> Decimal:
+        """``amount`` of ``part`` less the tax it holds."""
+        return net_of_tax(amount, self.rates.get(part, ()), self.currency)
+
+    def advance_fee(self, billed: Decimal) -> Decimal:
+        """What deferred revenue holds and recognizes of an advance fee of ``billed``: what its
+        invoice booked (:func:`fee_booked`), or, not invoiced yet, ``billed`` net of its tax."""
+        if self.fee is not None:
+            return fee_booked(*self.fee, billed, self.currency)
+        return self.net("base_fee", billed)
+
+
+def net_targets(rated: CycleRating, included: Inclusion) -> dict[str, Decimal]:
+    """:func:`targets` with tax-inclusive prices: each part net of the tax it holds.
+
+    kunde's calendar-month cycle, 476 calls at 0.25 EUR with 19 % VAT included, through
+    Oct 31: 119.00 of usage is 119.00 − round(119.00 × 0.19 ÷ 1.19) = 100.00 of revenue
+    and unbilled, what the invoice of Nov 1 moves to the receivable with 19.00 of VAT.
+
+    Each part (a charge, the commitment shortfall, an arrears fee) is netted on its own,
+    cumulatively, as the invoice's lines will be (:attr:`ledger.facts.invoices.InvoiceLine.net`), so
+    unbilled is what they settle. An advance fee is recognized by day out of what its invoice
+    booked to deferred revenue (:meth:`Inclusion.advance_fee`): 119.00 a month from
+    Oct 16 is round(100.00 × 16 ÷ 31) = 51.61 of October revenue. Prepaid credit drawn keeps
+    its amount: a grant's deferred revenue is booked with its tax (see README "Taxes").
+    """
+    out: dict[str, Decimal] = defaultdict(lambda: ZERO)
+    for charge in rated.charges:
+        amount = included.net(f"usage:{charge.meter}", charge.amount)
+        out[f"usage_revenue:{charge.meter}"] += amount
+        out["unbilled" if charge.final else "contract_asset"] += amount
+    final_credit, nonfinal_credit = split_credit(rated)
+    out["unbilled"] -= final_credit
+    out["contract_asset"] -= nonfinal_credit
+    out["deferred"] += rated.credit_applied
+    if rated.commitment_shortfall:
+        shortfall = included.net("commitment", rated.commitment_shortfall)
+        out["commitment_revenue:"] += shortfall
+        out["unbilled"] += shortfall
+    fee = rated.base_fee
+    if fee is not None and fee.recognized:
+        if fee.timing == "advance":
+            cycle = rated.cycle
+            earned = recognize(
+                included.advance_fee(fee.billed), cycle, rated.through, rated.currency
+            )
+        else:
+            earned = included.net("base_fee", fee.recognized)
+        out[f"subscription_revenue:{rated.cycle.plan}"] += earned
+        out["deferred" if fee.timing == "advance" else "unbilled"] += earned
+    return {k: v for k, v in out.items() if v}
+
+
+def snapshot(rated: CycleRating, evidence: str = "", included: Inclusion | None = None) -> Snapshot:
+    """Freeze a cycle rating into the record invoices keep (``included``: the tax its
+    tax-inclusive prices hold, :func:`ledger.tax.included_taxes`)."""
     quantities: dict[str, Decimal] = defaultdict(lambda: ZERO)
     for charge in rated.charges:
         quantities[charge.meter] = charge.quantity
+    gross = tuple(sorted(targets(rated).items()))
+    net = tuple(sorted(net_targets(rated, included).items())) if included is not None else ()
     return Snapshot(
         link=rated.cycle.link,
         customer=rated.cycle.customer,
@@ -61,10 +182,20 @@ def snapshot(rated: CycleRating, evidence: str = "") -> Snapshot:
         plan=rated.cycle.plan,
         through=rated.through,
         currency=rated.currency,
-        targets=tuple(sorted(targets(rated).items())),
+        targets=gross,
         quantities=tuple(sorted(quantities.items())),
         evidence=evidence,
+        net=net if net != gross else (),
     )
+
+
+def late_targets(now: Snapshot, frozen: Snapshot) -> tuple[dict[str, Decimal], dict[str, Decimal]]:
+    """The balances a late entry moves the books from (``frozen``, as invoiced) and to (``now``):
+    net of the tax in tax-inclusive prices when the invoice froze them net, else the prices
+    (an invoice issued before accruals were net of tax: its cycle stays as it was booked)."""
+    if frozen.net or not now.net:
+        return now.booked, frozen.booked
+    return dict(now.targets), dict(frozen.targets)
 
 
 def plan_points(
@@ -73,8 +204,10 @@ def plan_points(
     *,
     first_open: date,
     evidence: Mapping[tuple[str, date], str] | None = None,
+    included: Mapping[str, Inclusion] | None = None,
 ) -> tuple[list[Snapshot], list[tuple[Snapshot, Snapshot, date]]]:
-    """The snapshots to post (frozen ones for invoiced cycles) and the late differences."""
+    """The snapshots to post (frozen ones for invoiced cycles) and the late differences;
+    ``included``: per cycle link, the tax its tax-inclusive prices hold."""
     frozen: dict[str, list[Snapshot]] = defaultdict(list)
     invoice_date: dict[str, date] = {}
     for inv in invoices:
@@ -82,11 +215,13 @@ def plan_points(
             frozen[snap.link].append(snap)
             invoice_date[snap.link] = inv.date
     evidence = evidence or {}
+    included = included or {}
     live: dict[str, list[Snapshot]] = defaultdict(list)
     for rated in rating.cycles:
         if rated.through in rated.cycle.accrual_points():
-            live[rated.cycle.link].append(
-                snapshot(rated, evidence.get((rated.cycle.link, rated.through), ""))
+            link = rated.cycle.link
+            live[link].append(
+                snapshot(rated, evidence.get((link, rated.through), ""), included.get(link))
             )
     points: list[Snapshot] = []
     late: list[tuple[Snapshot, Snapshot, date]] = []

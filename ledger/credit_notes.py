@@ -68,13 +68,14 @@ from fractions import Fraction
 
 from sqlalchemy import Engine, func, select
 
+from ledger.accruals import fee_booked
 from ledger.errors import BadInput
 from ledger.facts.credit_notes import CreditNote, CreditPart
 from ledger.facts.invoices import Invoice
 from ledger.money import ZERO, DecimalError, minor_units, parse_decimal, round_money
 from ledger.store import credit_notes as credit_notes_table
 from ledger.store import invoices as invoices_table
-from ledger.tax import credited_tax, line_creditable, with_tax
+from ledger.tax import booked_share, credited_tax, line_creditable, with_tax
 
 _Date = date  # the field named ``date`` shadows the type inside the class
 _DAY = timedelta(days=1)
@@ -212,9 +213,10 @@ def fee_deferred_left(
     through: date,
     current: tuple[str, Decimal] | None = None,
 ) -> Decimal:
-    """Deferred revenue left for an advance fee line at the end of ``through``: billed −
-    recognized − what ``notes`` took out of deferred revenue, less what they have since taken
-    out of its recognition. A note dated after ``through`` counts in full (issuing checks
+    """Deferred revenue left for an advance fee line at the end of ``through``: billed (what
+    the invoice booked, net of the tax a tax-inclusive price holds) − recognized − what
+    ``notes`` took out of deferred revenue, less what they have since taken out of its
+    recognition. A note dated after ``through`` counts in full (issuing checks
     against every earlier note); for the balance the books hold at ``through``, pass only
     the notes dated on or before it.
 
@@ -223,7 +225,9 @@ def fee_deferred_left(
     the subscription change's own credit note (no ``cycle``) takes its part out at once."""
     fee = invoice.lines[line - 1]
     cycle, amount = current if current is not None else (fee.cycle, fee.amount)
-    left = fee.amount - fee_recognized(amount, cycle, through, invoice.currency)
+    # a tax-inclusive fee booked net of its tax is recognized out of that (ledger.accruals)
+    earned = fee_booked(fee.amount, fee.booked, amount, invoice.currency)
+    left = fee.booked - fee_recognized(earned, cycle, through, invoice.currency)
     for note in notes:
         if note.invoice != invoice.number:
             continue
@@ -350,13 +354,15 @@ def allocate(
             now = now if now is not None and now != (ln.cycle, ln.amount) else None
             deferred = max(fee_deferred_left(invoice, i, mine, on - _DAY, now), ZERO)
             cycle = now[0] if now is not None else ln.cycle
+            # a tax-inclusive fee's deferred revenue holds its price net of tax: so does the part
+            booked = booked_share(ln, share, invoice.currency)
             parts.append(
                 CreditPart(
                     line=i,
                     kind=ln.kind,
                     description=ln.description,
                     amount=share,
-                    deferred=min(share, deferred),
+                    deferred=min(booked, deferred),
                     cycle=cycle if deferred else "",
                 )
             )

@@ -255,6 +255,11 @@ def meterbook_tax(draft: Any) -> Any:
     - ``draft.adjusts``: per line, the tax an issued invoice charged on the supply the line
       corrects (a debit adjustment or late usage for an invoiced cycle), or None: tax a
       correction as that supply was.
+    - ``draft.accrual``: True when no invoice is issued but a cycle is accrued with prices
+      that include tax (``settings.inclusive``): its lines as it will be invoiced, dated its
+      end. The answer's rates (per line, by ``line_tax``) are taken out of the accrued
+      revenue; None accrues the prices as they are. Answer as for the invoice: where the
+      invoice's tax differs, it books the difference to ``Income:Tax-Included``.
 
     Returns: a :class:`ledger.facts.invoices.Tax`, or None when this plugin does not tax
     the invoice. ``Tax.lines`` are :class:`ledger.facts.invoices.TaxLine` records

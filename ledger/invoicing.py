@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine, func, select
 
-from ledger.accruals import plan_points, snapshot, split_credit
+from ledger.accruals import Inclusion, late_targets, plan_points, snapshot, split_credit
 from ledger.facts.adjustments import Adjustment, by_document
 from ledger.facts.invoices import (
     REGULAR,
@@ -124,6 +124,28 @@ def cycle_lines(rated: CycleRating, rules: Rules) -> list[InvoiceLine]:
     return lines
 
 
+def net_lines(lines: Iterable[InvoiceLine], included: Inclusion | None) -> list[InvoiceLine]:
+    """A cycle's lines with what the books hold of each (:attr:`InvoiceLine.net`) when its
+    prices include tax (``included``, :class:`ledger.accruals.Inclusion`): the amount less the tax
+    it holds, as the accruals posted it (:func:`ledger.accruals.net_targets`). Prepaid credit
+    applied is booked as billed."""
+    if included is None:
+        return list(lines)
+    out = []
+    for line in lines:
+        net = line.amount
+        if line.kind == "usage":
+            net = included.net(f"usage:{line.meter}", line.amount)
+        elif line.kind == "commitment":
+            net = included.net("commitment", line.amount)
+        elif line.kind == "base_fee" and line.account == "deferred":
+            net = included.advance_fee(line.amount)
+        elif line.kind == "base_fee":
+            net = included.net("base_fee", line.amount)
+        out.append(replace(line, net=net) if net != line.amount else line)
+    return out
+
+
 def draft_invoices(
     rating: Rating,
     rules: Rules,
@@ -133,8 +155,12 @@ def draft_invoices(
     first_open: date = date.min,
     evidence: Mapping[tuple[str, date], str] | None = None,
     redrafting: Invoice | None = None,
+    included: Mapping[str, Inclusion] | None = None,
 ) -> list[Invoice]:
     """Every invoice dated on or before ``through`` that is not issued yet.
+
+    ``included``: per cycle link, the tax its tax-inclusive prices hold
+    (:func:`ledger.tax.included_taxes`): the accruals it freezes and its lines are net of it.
 
     ``redrafting``: an issued invoice being recomputed (``trace``): cycles whose
     accruals it froze from an earlier, unbilled day come back onto it, as they
@@ -148,6 +174,7 @@ def draft_invoices(
     ``through``, gets a supplementary invoice (:func:`supplement`).
     """
     evidence = evidence or {}
+    included = included or {}
     issued_keys = {inv.key for inv in issued}
     # a cycle whose accruals an issued invoice froze is billed (late usage aside), whatever that
     # invoice's date
@@ -160,25 +187,25 @@ def draft_invoices(
     for ratings in points.values():
         rated = ratings[-1]
         cycle = rated.cycle
+        mine = included.get(cycle.link)
         if rated.is_cycle_end and cycle.end <= through and cycle.link not in frozen:
-            lines[(cycle.customer, cycle.end)].extend(cycle_lines(rated, rules))
+            lines[(cycle.customer, cycle.end)].extend(net_lines(cycle_lines(rated, rules), mine))
             accruals[(cycle.customer, cycle.end)].extend(
-                snapshot(r, evidence.get((cycle.link, r.through), ""))
+                snapshot(r, evidence.get((cycle.link, r.through), ""), mine)
                 for r in ratings
                 if r.through in cycle.accrual_points()
             )
         fee = rated.base_fee
         if fee is not None and fee.timing == "advance" and cycle.start <= through and fee.billed:
-            lines[(cycle.customer, cycle.start)].append(
-                InvoiceLine(
-                    kind="base_fee",
-                    description=f"{cycle.plan} base fee {cycle.key} (in advance)",
-                    account="deferred",
-                    amount=fee.billed,
-                    cycle=cycle.key,
-                    link=cycle.link,
-                )
+            advance = InvoiceLine(
+                kind="base_fee",
+                description=f"{cycle.plan} base fee {cycle.key} (in advance)",
+                account="deferred",
+                amount=fee.billed,
+                cycle=cycle.key,
+                link=cycle.link,
             )
+            lines[(cycle.customer, cycle.start)].extend(net_lines([advance], mine))
     for cid, customer in rules.customers.items():
         for grant in customer.credits:
             if grant.granted <= through:
@@ -194,7 +221,7 @@ def draft_invoices(
     _redate_sealed(lines, accruals, issued, issued_keys, first_open=first_open, through=through)
     if redrafting is not None:
         _redate_into(lines, accruals, redrafting)
-    late = late_usage(rating, issued, first_open=first_open)
+    late = late_usage(rating, issued, first_open=first_open, included=included)
     drafts = []
     for (cid, day), body in sorted(lines.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         if f"{cid}/{day.isoformat()}" in issued_keys:
@@ -289,23 +316,30 @@ def late_usage(
     issued: Sequence[Invoice],
     *,
     first_open: date = date.min,
+    included: Mapping[str, Inclusion] | None = None,
 ) -> dict[str, list[tuple[date, InvoiceLine]]]:
     """Late usage of invoiced cycles not billed yet, with the date it is posted.
 
     Per cycle: the unbilled and contract-asset part of (targets now − targets
     frozen by its invoice) − late lines already billed. An invoice bills the
-    late lines posted before its date."""
+    late lines posted before its date. With tax-inclusive prices (``included``) a
+    line's ``net`` is what the late entry booked (:func:`ledger.accruals.late_targets`)."""
     billed: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
+    booked: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
     for inv in issued:
         for line in inv.lines:
             if line.kind == "late_usage":
                 billed[(line.link, line.account)] += line.amount
-    _points, late = plan_points(rating, issued, first_open=first_open)
+                booked[(line.link, line.account)] += line.booked
+    _points, late = plan_points(rating, issued, first_open=first_open, included=included)
     result: dict[str, list[tuple[date, InvoiceLine]]] = defaultdict(list)
     for now, frozen, day in late:
+        to, was = late_targets(now, frozen)
         for account in ("unbilled", "contract_asset"):
-            diff = now.target(account) - frozen.target(account) - billed[(now.link, account)]
-            if diff:
+            key = (now.link, account)
+            diff = now.target(account) - frozen.target(account) - billed[key]
+            net = to.get(account, ZERO) - was.get(account, ZERO) - booked[key]
+            if diff or net:
                 result[now.customer].append(
                     (
                         day,
@@ -316,6 +350,7 @@ def late_usage(
                             amount=diff,
                             cycle=now.cycle,
                             link=now.link,
+                            net=net if net != diff else None,
                         ),
                     )
                 )

@@ -25,6 +25,7 @@ from beancount.core import data
 from sqlalchemy import Connection, delete, insert
 
 from ledger import books, faults, metering
+from ledger.accruals import Inclusion
 from ledger.credit_notes import issue_credit_note
 from ledger.documents import (
     Seller,
@@ -50,7 +51,7 @@ from ledger.rating import Rating, rate, undrawn_credit
 from ledger.store import meta as meta_table
 from ledger.store import safe_url
 from ledger.subscriptions import current_fees
-from ledger.tax import TaxSettings, apply_taxes
+from ledger.tax import TaxSettings, apply_taxes, included_taxes
 from ledger.workspace import Workspace
 
 #: A rating and its evidence digests by (cycle link, accrual date), computed together.
@@ -233,6 +234,7 @@ class Session(OpenWorkspace):
                 issued,
                 first_open=first_open,
                 evidence=digests if evidence else None,
+                included=self.included(rating, issued),
             )
             if e.date <= through
         ]
@@ -434,6 +436,7 @@ class Session(OpenWorkspace):
             first_open=self.first_open(),
             evidence=evidence,
             redrafting=redrafting,
+            included=self.included(rating, issued),
         )
         adjustments = list(facts.through(through).adjustments)
         drafts = bill_debit_adjustments(
@@ -447,6 +450,18 @@ class Session(OpenWorkspace):
             rules_dir=self.workspace.rules_dir,
             config=self.workspace.config_file,
             issued=issued,
+        )
+
+    def included(self, rating: Rating, issued: Sequence[Invoice]) -> dict[str, Inclusion]:
+        """Per cycle link, the tax its tax-inclusive prices hold, so that it is accrued net of
+        it (:func:`ledger.tax.included_taxes`; empty when prices exclude the tax)."""
+        return included_taxes(
+            rating,
+            issued,
+            registry=self.registry,
+            rules=self.rules,
+            rules_dir=self.workspace.rules_dir,
+            config=self.workspace.config_file,
         )
 
     def correct_subscriptions(self, through: date) -> list[str]:

@@ -65,7 +65,7 @@ from ledger.money import ZERO
 from ledger.rating import cycle_plan, prorate
 from ledger.store import credit_notes as credit_notes_table
 from ledger.store import rerates
-from ledger.tax import credit_of_lines
+from ledger.tax import booked_share, credit_of_lines
 
 if TYPE_CHECKING:
     from ledger.opened import OpenWorkspace
@@ -420,14 +420,14 @@ def correct_fee_changes(session: OpenWorkspace, through: date) -> list[str]:
                         (n.amount for n in earlier if n.invoice == inv.number), ZERO
                     ),
                     # billed for days the subscription no longer has: never recognized,
-                    # so all of it is deferred
+                    # so all of it is deferred (net of the tax a tax-inclusive fee holds)
                     parts=(
                         CreditPart(
                             line=change.line,
                             kind=line.kind,
                             description=line.description,
                             amount=net,
-                            deferred=net,
+                            deferred=booked_share(line, net, inv.currency),
                         ),
                     ),
                     tax=tax,

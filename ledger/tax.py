@@ -17,9 +17,14 @@ tax (the default)::
 Tax is never revenue: it is owed to the jurisdiction from the invoice date
 (Dr receivable / Cr ``Liabilities:Tax:{jurisdiction}``, accounts key ``tax``).
 With ``prices = "inclusive"`` the lines already hold the tax (119.00 billed:
-base 100.00, tax 19.00); the rating accrued all 119.00 as revenue, so the
-invoice takes the tax share out of revenue again through the contra-revenue
-account ``tax_included`` (``Income:Tax-Included``) and the total stays 119.00.
+base 100.00, tax 19.00). The accruals take it out before the invoice
+(:class:`ledger.accruals.Inclusion`: the rates the tax plugin says the cycle's lines will carry),
+so revenue, unbilled and deferred revenue hold 100.00 and the invoice moves
+them: Dr receivable 119.00 / Cr unbilled 100.00 / Cr ``Liabilities:Tax:DE``
+19.00. Where the invoice's tax differs from what the accruals took out, the
+difference is booked on the invoice to ``tax_included`` (``Income:Tax-Included``,
+:func:`included_difference`).
+
 
 Rounding is half-even to the currency's minor unit, either per invoice line
 (``rounding = "line"``: each line's tax rounded, then added) or once per rate
@@ -55,6 +60,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from ledger.accounts import component, is_valid_component
+from ledger.accruals import Inclusion
 from ledger.errors import PluginError, WorkspaceError
 from ledger.facts.invoices import (
     EXEMPT,
@@ -68,7 +74,8 @@ from ledger.facts.invoices import (
 from ledger.money import ZERO, round_money
 
 if TYPE_CHECKING:
-    from ledger.facts.invoices import Invoice
+    from ledger.facts.invoices import Invoice, InvoiceLine
+    from ledger.rating import CycleRating, Rating
     from ledger.registry import Registry
     from ledger.reports import Cell, Report, Sources
     from ledger.rules import Customer, Rules
@@ -279,6 +286,11 @@ class TaxDraft:
       cycle's line, its tax lines only), or None. A correction of a supply's price is
       taxed as that supply was, whatever the rules say today (the customer's treatment
       or a rate may have changed since); :func:`rules_tax` does so.
+    - ``accrual``: True when the draft is no invoice but one cycle's lines being accrued
+      with tax-inclusive prices (dated the cycle's end, one line per charge, the
+      commitment and the base fee): the answer says what tax the prices hold, so revenue
+      is accrued net of it (:func:`included_taxes`). None: accrue the prices as they are;
+      the invoice then books its tax out of revenue (:func:`included_difference`).
     """
 
     invoice: Invoice
@@ -287,6 +299,9 @@ class TaxDraft:
     settings: TaxSettings
     rules: TaxRules
     adjusts: tuple[Tax | None, ...] = ()
+    #: True: no invoice, but a cycle being accrued with prices that include the tax: what tax
+    #: will its lines hold (:func:`included_taxes`)? Nothing is issued or stored.
+    accrual: bool = False
 
 
 def standard_tax(
@@ -747,6 +762,131 @@ def apply_taxes(
     return out
 
 
+# --- tax-inclusive prices: accrued net of the tax they hold --------------------------------------
+
+
+def booked_share(line: InvoiceLine, part: Decimal, currency: str) -> Decimal:
+    """What ``part`` of an invoice line's amount stands for in the account the line settles:
+    ``part`` itself, or, when the line was booked net of the tax its tax-inclusive price holds
+    (:attr:`ledger.facts.invoices.InvoiceLine.booked`), ``part − round(tax × part ÷ amount)``.
+
+    59.50 of a 119.00 advance fee booked 100.00 to deferred revenue is 50.00 of it::
+
+        >>> from dataclasses import replace
+        >>> from ledger.facts.invoices import InvoiceLine
+        >>> fee = InvoiceLine("base_fee", "fee", "deferred", Decimal("119.00"))
+        >>> fee = replace(fee, net=Decimal("100.00"))
+        >>> booked_share(fee, Decimal("59.50"), "EUR")
+        Decimal('50.00')
+    """
+    tax = line.amount - line.booked
+    if not tax or not line.amount:
+        return part
+    return part - round_money(tax * part / line.amount, currency)
+
+
+def included_taxes(
+    rating: Rating,
+    issued: Sequence[Invoice],
+    *,
+    registry: Registry,
+    rules: Rules,
+    rules_dir: Path,
+    config: Path,
+) -> dict[str, Inclusion]:
+    """Per cycle link, the tax its tax-inclusive prices hold (:class:`Inclusion`), so its
+    revenue, unbilled and deferred revenue are posted net of it. Empty when prices exclude
+    the tax (``[tax] prices``, the default): the books are what they always were.
+
+    Each cycle is asked once, as a ``meterbook_tax`` draft with ``accrual=True``: its lines
+    at its latest rating (one per charge, the commitment shortfall and the base fee, even at
+    0, so that every part gets its rates), dated its invoice date (the cycle's end). A line
+    holds the rates of the tax lines the answer gives it (:attr:`Tax.line_tax`; without it,
+    all the answer's rates). No answer, or one with prices exclusive: the prices are accrued
+    as they are (the invoice then takes its tax out, :func:`included_difference`).
+    """
+    from ledger.facts.invoices import Invoice
+
+    settings = TaxSettings.load(config)
+    fees = {
+        line.link: (line.amount, line.booked)
+        for inv in issued
+        for line in inv.lines
+        if line.kind == "base_fee" and line.account == "deferred" and line.link
+    }
+    asked = settings.inclusive and bool(registry.hook.meterbook_tax.get_hookimpls())
+    if not asked and not any(a != b for a, b in fees.values()):
+        return {}
+    taxes = load_tax_rules(rules_dir, rules) if asked else TaxRules()
+    latest = {rated.cycle.link: rated for rated in rating.cycles}
+    out: dict[str, Inclusion] = {}
+    for link, rated in sorted(latest.items()):
+        cycle = rated.cycle
+        customer = rules.customers.get(cycle.customer)
+        if customer is None:
+            continue
+        rates: dict[str, tuple[Decimal, ...]] = {}
+        if asked:
+            parts = _accrual_parts(rated)
+            draft = Invoice(
+                customer=cycle.customer,
+                date=cycle.end,
+                currency=rated.currency,
+                lines=tuple(line for _, line in parts),
+                rules=rules.hash,
+            )
+            plans = (cycle.plan,) * len(parts)
+            tax = assess(registry, TaxDraft(draft, customer, plans, settings, taxes, accrual=True))
+            if tax is not None and tax.inclusive:
+                rates = _held_rates(tax, [part for part, _ in parts])
+        if rates or link in fees:
+            out[link] = Inclusion(rated.currency, rates, fees.get(link))
+    return out
+
+
+def _accrual_parts(rated: CycleRating) -> list[tuple[str, InvoiceLine]]:
+    """A cycle's lines for a tax plugin asked at accrual, each with the part it bills: one per
+    charge (``usage:<meter>``), the commitment shortfall and the base fee, even at 0."""
+    from ledger.facts.invoices import InvoiceLine
+
+    cycle = rated.cycle
+
+    def line(kind: str, text: str, account: str, amount: Decimal, meter: str = "") -> InvoiceLine:
+        return InvoiceLine(kind, text, account, amount, cycle.key, cycle.link, meter)
+
+    parts = [
+        (
+            f"usage:{c.meter}",
+            line("usage", f"{c.meter} ({c.model})", "unbilled", c.amount, c.meter),
+        )
+        for c in rated.charges
+    ]
+    shortfall = rated.commitment_shortfall
+    parts.append(("commitment", line("commitment", "minimum commitment", "unbilled", shortfall)))
+    fee = rated.base_fee
+    if fee is not None:
+        account = "deferred" if fee.timing == "advance" else "unbilled"
+        parts.append(("base_fee", line("base_fee", f"{cycle.plan} base fee", account, fee.billed)))
+    return parts
+
+
+def _held_rates(tax: Tax, parts: Sequence[str]) -> dict[str, tuple[Decimal, ...]]:
+    """Per part, the rates of the standard tax lines ``tax`` charges on its line (all the
+    tax's when it does not say which are whose, :attr:`Tax.line_tax`)."""
+    known = len(tax.line_tax) == len(parts)
+    rates: dict[str, tuple[Decimal, ...]] = {}
+    for i, part in enumerate(parts):
+        mine = [j for j, _ in tax.line_tax[i]] if known else range(len(tax.lines))
+        held = tuple(
+            tax.lines[j].rate
+            for j in mine
+            if tax.lines[j].treatment == STANDARD and tax.lines[j].rate
+        )
+        if held:
+            rates[part] = held
+    return rates
+
+
 # --- the books ----------------------------------------------------------------------------------
 
 
@@ -770,21 +910,49 @@ def is_tax_account(rules: Rules, account: str) -> bool:
 def tax_postings(
     tax: Tax | None, rules: Rules, currency: str, sign: int = 1
 ) -> list[tuple[str, Decimal]]:
-    """``(account, amount)`` of an invoice's tax (``sign`` -1: a credit note's share reversed).
-
-    Cr ``Liabilities:Tax:{jurisdiction}`` per jurisdiction; with inclusive prices
-    also Dr ``tax_included`` (the tax share taken back out of revenue).
-    """
+    """``(account, amount)`` of an invoice's tax (``sign`` -1: a credit note's share reversed):
+    Cr ``Liabilities:Tax:{jurisdiction}`` per jurisdiction."""
     if tax is None:
         return []
     by_account: dict[str, Decimal] = defaultdict(lambda: ZERO)
     for line in tax.lines:
         if line.amount:
             by_account[tax_account(rules, line.jurisdiction)] -= sign * line.amount
-    out = [(account, amount) for account, amount in sorted(by_account.items()) if amount]
-    if tax.inclusive and tax.amount and sign == 1:
-        out.insert(0, (rules.accounts.template("tax_included"), tax.amount))
-    return out
+    return [(account, amount) for account, amount in sorted(by_account.items()) if amount]
+
+
+def included_difference(invoice: Invoice) -> Decimal:
+    """What an invoice debits to ``tax_included`` (``Income:Tax-Included``; negative: credits):
+    the tax it charges on prices that include it, less the tax the books took out of those
+    prices before it (each line's amount less what it settles, :attr:`InvoiceLine.booked`).
+
+    The invoice is exact whatever was accrued: Dr receivable (its total) / Cr what each line
+    settles / Cr the tax, and this difference balances it. 0 when prices exclude the tax, or
+    when the accruals took out exactly the invoice's tax (the usual case: the same rules). A
+    difference is a correction of the revenue accrued: the invoice's tax rounded per invoice
+    over several lines (0.01), a line taxed as the supply it corrects (late usage, a debit
+    adjustment), a tax plugin answering at the invoice otherwise than at accrual, or an
+    invoice issued before accruals were net of tax (all its tax: 19.00 on 119.00)::
+
+        >>> from ledger.facts.invoices import Invoice, InvoiceLine
+        >>> rate = TaxRate(jurisdiction="DE", rate=Decimal("0.19"), name="VAT")
+        >>> tax = standard_tax([(Decimal("119.00"), (rate,))], "EUR", inclusive=True)
+        >>> line = InvoiceLine("usage", "api_calls", "unbilled", Decimal("119.00"))
+        >>> inv = Invoice("kunde", date_(2026, 11, 1), "EUR", (line,), "", tax=tax)
+        >>> included_difference(inv)                                    # accrued gross
+        Decimal('19.00')
+        >>> from dataclasses import replace
+        >>> included_difference(replace(inv, lines=(replace(line, net=Decimal("100.00")),)))
+        Decimal('0.00')
+        >>> tax7 = standard_tax([(Decimal("119.00"), (rate.model_copy(update={"rate":
+        ...     Decimal("0.07")}),))], "EUR", inclusive=True)      # 7.79: 11.21 more revenue
+        >>> included_difference(replace(inv, tax=tax7, lines=(replace(line,
+        ...     net=Decimal("100.00")),)))
+        Decimal('-11.21')
+    """
+    booked = sum((line.booked for line in invoice.lines), ZERO)
+    charged = invoice.tax.amount if invoice.tax is not None else ZERO
+    return booked + charged - invoice.total
 
 
 def _key(line: TaxLine) -> tuple[str, Decimal, str, str]:

@@ -73,7 +73,7 @@ from typing import TYPE_CHECKING, Any
 from beancount.core import data
 
 from ledger import metering
-from ledger.accruals import targets
+from ledger.accruals import snapshot
 from ledger.books import load_books, sealed_months
 from ledger.errors import BadInput
 from ledger.escaping import for_terminal
@@ -82,7 +82,7 @@ from ledger.facts.invoices import Invoice, InvoiceLine, load_invoices
 from ledger.money import ZERO
 from ledger.pricing import PriceLine, format_quantity
 from ledger.rating import CycleRating, Rating
-from ledger.tax import tax_postings
+from ledger.tax import included_difference, tax_postings
 
 if TYPE_CHECKING:
     from zoneinfo import ZoneInfo
@@ -710,7 +710,11 @@ def _trace_cycle(
 
     # amounts: every target the cycle's postings move, books sums against the rating now
     books_sums = _books_targets(session, customer, usage)
-    store_sums = targets(rated)
+    mine = [a for inv in invoices for a in inv.accruals if a.link == link]
+    included = session.included(rating, invoices).get(link)
+    if mine and not any(a.net for a in mine):  # frozen with the tax in: booked so
+        included = None
+    store_sums = snapshot(rated, "", included).booked
     amounts: list[Check] = []
     for key in sorted(
         set(books_sums) | set(store_sums), key=lambda k: (not k.startswith("usage_revenue:"), k)
@@ -901,11 +905,14 @@ def _compare_lines(invoice: Invoice, draft: Invoice) -> list[Check]:
                     late_key=f"quantity:{line.meter}" if usage else "",
                 )
             )
+        # a usage line booked net of the tax its price holds compares what the books hold of
+        # it, as its late usage is posted (the net follows from the amount at the rates)
+        net = usage and line.net is not None
         checks.append(
             Check(
-                f"{what} amount",
-                f"{line.amount}",
-                f"{again.amount}",
+                f"{what} {'net amount' if net else 'amount'}",
+                f"{line.booked if net else line.amount}",
+                f"{again.booked if net else again.amount}",
                 source="invoice",
                 link=shown.link,
                 late_key=f"usage_revenue:{line.meter}" if usage else "",
@@ -947,12 +954,14 @@ def _compare_accruals(invoice: Invoice, draft: Invoice) -> list[Check]:
                     late_key=f"quantity:{meter}" if at_last else "",
                 )
             )
-        for target in sorted(set(dict(a.targets)) | set(dict(b.targets))):
+        # what the books hold: net of the tax in tax-inclusive prices when frozen so
+        mine, theirs = (a.booked, b.booked) if a.net else (dict(a.targets), dict(b.targets))
+        for target in sorted(set(mine) | set(theirs)):
             checks.append(
                 Check(
                     f"{what} {_target_label(target)}",
-                    str(dict(a.targets).get(target, ZERO)),
-                    str(dict(b.targets).get(target, ZERO)),
+                    str(mine.get(target, ZERO)),
+                    str(theirs.get(target, ZERO)),
                     source="invoice",
                     link=link,
                     late_key=target if at_last else "",
@@ -1008,6 +1017,12 @@ def _books_invoice(
     for account, amount in tax_postings(invoice.tax, rules, cur):  # the invoice's tax (ledger.tax)
         have = sums.pop(account, ZERO)
         checks.append(Check(f"tax {account}", f"{have} {cur}", f"{amount} {cur}"))
+    difference = included_difference(invoice)  # tax in prices the accruals did not take out
+    if difference:
+        account = rules.account("tax_included")
+        have = sums.pop(account, ZERO)
+        what = f"tax included, corrected {account}"
+        checks.append(Check(what, f"{have} {cur}", f"{difference} {cur}"))
     for account, amount in sorted(sums.items()):
         if amount:
             checks.append(Check(f"unexpected posting {account}", f"{amount} {cur}", f"0 {cur}"))

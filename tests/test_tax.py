@@ -220,8 +220,9 @@ def test_tax_report_ties_to_the_books(tmp_path: Path) -> None:
 
 def test_inclusive_prices_take_the_tax_out_of_revenue(tmp_path: Path) -> None:
     """prices = "inclusive": kunde's 476 calls bill 119.00 EUR including VAT:
-    tax 119 × 0.19 / 1.19 =
-    19.00, base 100.00; the total stays 119.00 and revenue is 119.00 − 19.00 = 100.00."""
+    tax 119 × 0.19 / 1.19 = 19.00, base 100.00; the total stays 119.00. The accrual took
+    the tax out already (revenue and unbilled 100.00), so the invoice moves unbilled 100.00
+    and credits 19.00 of VAT, with nothing to correct (tests/test_tax_inclusive.py)."""
     config = CONFIG + 'prices = "inclusive"\n'
     session = tax_workspace(tmp_path / "ws", config=config, counts=(476, 400, 401))
     issued = {inv.customer: inv for inv in session.invoice(through=date(2026, 11, 1))}
@@ -233,8 +234,7 @@ def test_inclusive_prices_take_the_tax_out_of_revenue(tmp_path: Path) -> None:
     entries = books(session)
     assert invoice_txn(entries, kunde.number) == {
         RECEIVABLE: Decimal("119.00"),
-        "Assets:Receivables:Unbilled:Kunde": Decimal("-119.00"),
-        "Income:Tax-Included": Decimal("19.00"),
+        "Assets:Receivables:Unbilled:Kunde": Decimal("-100.00"),
         "Liabilities:Tax:DE": Decimal("-19.00"),
     }
     revenue = sum(

@@ -552,7 +552,7 @@ def _cycles_cleared(txns: list[Any], invoices: list[Any]) -> None:
         for line in inv.lines:
             if line.link and line.account in ("unbilled", "contract_asset"):
                 last[line.link] = max(last.get(line.link, inv.date), inv.date)
-                billed[line.link] += line.amount
+                billed[line.link] += line.booked
                 if inv.kind != "regular":
                     same_day.add(("supplementary", line.link, inv.date))
                 if inv.kind != "regular" or line.kind not in ("late_usage", "rerate"):

@@ -36,9 +36,17 @@ class Snapshot:
     targets: tuple[tuple[str, Decimal], ...]
     quantities: tuple[tuple[str, Decimal], ...] = ()
     evidence: str = ""
+    #: tax-inclusive prices: the targets net of the tax the prices hold
+    #: (:func:`ledger.accruals.net_targets`), what the books post; empty: the targets themselves
+    net: tuple[tuple[str, Decimal], ...] = ()
 
     def target(self, key: str) -> Decimal:
         return dict(self.targets).get(key, ZERO)
+
+    @property
+    def booked(self) -> dict[str, Decimal]:
+        """The cumulative balances the books hold for the cycle through ``through``."""
+        return dict(self.net or self.targets)
 
 
 STANDARD = "standard"
@@ -175,6 +183,16 @@ class InvoiceLine:
     quantity: Decimal | None = None
     unit: str = ""
     tiers: tuple[PriceLine, ...] = ()
+    #: tax-inclusive prices: what the books hold of the line in ``account``, its amount less
+    #: the tax the accruals took out (:class:`ledger.accruals.Inclusion`); None: the amount
+    #: (absent from the JSON)
+    net: Decimal | None = None
+
+    @property
+    def booked(self) -> Decimal:
+        """What the invoice moves out of ``account`` for this line: 119.00 of usage accrued
+        net of 19.00 VAT is 100.00 of unbilled."""
+        return self.amount if self.net is None else self.net
 
 
 Day = date  # the field ``Invoice.date`` shadows the type inside the class
@@ -224,7 +242,7 @@ class Invoice:
 
     def settles(self, account: str) -> Decimal:
         """What this invoice moves out of ``account`` into the receivable."""
-        return sum((line.amount for line in self.lines if line.account == account), ZERO)
+        return sum((line.booked for line in self.lines if line.account == account), ZERO)
 
     @property
     def cycles(self) -> tuple[str, ...]:
@@ -240,6 +258,12 @@ class Invoice:
             del data["tax"]
         else:
             data["tax"] = self.tax.to_dict()
+        for line in data["lines"]:  # as do lines and accruals not net of an included tax
+            if line["net"] is None:
+                del line["net"]
+        for accrual in data["accruals"]:
+            if not accrual["net"]:
+                del accrual["net"]
         data["total"] = self.total
         return dumps(_jsonable(data))
 
@@ -266,6 +290,7 @@ class Invoice:
                     )
                     for t in line["tiers"]
                 ),
+                net=Decimal(line["net"]) if line.get("net") is not None else None,
             )
             for line in data["lines"]
         )
@@ -280,6 +305,7 @@ class Invoice:
                 targets=tuple((k, Decimal(v)) for k, v in a["targets"]),
                 quantities=tuple((k, Decimal(v)) for k, v in a["quantities"]),
                 evidence=a["evidence"],
+                net=tuple((k, Decimal(v)) for k, v in a.get("net", ())),
             )
             for a in data.get("accruals", [])
         )

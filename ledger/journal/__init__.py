@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from beancount.core import data
 
-from ledger.accruals import plan_points
+from ledger.accruals import Inclusion, plan_points
 from ledger.journal.accruals import accrual_entries, late_entries
 from ledger.journal.invoices import breakage_entries, invoice_entries
 from ledger.rating import Rating
@@ -45,9 +45,13 @@ def post(
     *,
     first_open: date,
     evidence: Mapping[tuple[str, date], str] | None = None,
+    included: Mapping[str, Inclusion] | None = None,
 ) -> list[data.Directive]:
-    """Every generated entry through the rating's date."""
-    points, late = plan_points(rating, invoices, first_open=first_open, evidence=evidence)
+    """Every generated entry through the rating's date (``included``: per cycle link, the
+    tax its tax-inclusive prices hold, :func:`ledger.accruals.plan_points`)."""
+    points, late = plan_points(
+        rating, invoices, first_open=first_open, evidence=evidence, included=included
+    )
     entries: list[data.Directive] = []
     entries.extend(accrual_entries(points, rules))
     entries.extend(late_entries(late, rules))

@@ -57,6 +57,7 @@ from decimal import Decimal
 from beancount.core import data
 from beancount.core.amount import Amount
 
+from ledger.accruals import late_targets
 from ledger.facts.invoices import Snapshot
 from ledger.journal.meta import FLAG, entry_meta, usage_meta
 from ledger.money import ZERO
@@ -100,8 +101,8 @@ def accrual_entries(points: Sequence[Snapshot], rules: Rules) -> list[data.Trans
     previous: dict[str, Snapshot] = {}
     for snap in sorted(points, key=lambda s: (s.link, s.through)):
         before = previous.get(snap.link)
-        now = dict(snap.targets)
-        then = dict(before.targets) if before else {}
+        now = snap.booked  # net of the tax in tax-inclusive prices (ledger.accruals)
+        then = before.booked if before else {}
         deltas = {k: now.get(k, ZERO) - then.get(k, ZERO) for k in set(now) | set(then)}
         previous[snap.link] = snap
         postings = _signed_postings(
@@ -138,7 +139,7 @@ def late_entries(
     """Late usage: targets now − targets frozen by the invoice, dated in the first open month."""
     entries = []
     for now, frozen, day in late:
-        a, b = dict(now.targets), dict(frozen.targets)
+        a, b = late_targets(now, frozen)
         deltas = {k: a.get(k, ZERO) - b.get(k, ZERO) for k in set(a) | set(b)}
         was = dict(frozen.quantities)
         quantities = {

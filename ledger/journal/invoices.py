@@ -2,7 +2,9 @@
 
 An invoice moves what the cycle accrued into the receivable: Dr receivable /
 Cr unbilled, contract asset and deferred revenue (an advance fee, credit drawn),
-plus Cr ``Liabilities:Tax:{jurisdiction}`` for its tax, on the invoice date; its
+plus Cr ``Liabilities:Tax:{jurisdiction}`` for its tax, on the invoice date (with
+tax-inclusive prices, what the accruals booked net of the tax, and the difference
+from the invoice's tax to ``Income:Tax-Included``, :func:`ledger.tax.included_difference`); its
 ``evidence`` is :func:`invoice_evidence` over the accruals it froze. A prepaid
 credit grant still undrawn at expiry is breakage: Dr deferred / Cr breakage revenue
 on the expiry day.
@@ -24,7 +26,7 @@ from ledger.journal.meta import FLAG, entry_meta
 from ledger.money import ZERO
 from ledger.rating import CreditMovement, grant_key
 from ledger.rules import Rules
-from ledger.tax import tax_postings
+from ledger.tax import included_difference, tax_postings
 
 if TYPE_CHECKING:
     from ledger.facts.invoices import Invoice
@@ -75,6 +77,23 @@ def invoice_entries(
                         None,
                     )
                 )
+        # Prices that include the tax: what the accruals took out of them differs from the
+        # invoice's tax (rounding, a plugin's other answer): the difference corrects revenue
+        difference = included_difference(inv)  # (ledger.tax)
+        if difference:
+            accrued = inv.subtotal - sum((line.booked for line in inv.lines), ZERO)
+            charged = inv.tax.amount if inv.tax is not None else ZERO
+            meta = {"invoice_tax": charged, "accrued_tax": accrued}
+            postings.append(
+                data.Posting(
+                    rules.account("tax_included"),
+                    Amount(difference, inv.currency),
+                    None,
+                    None,
+                    None,
+                    meta,
+                )
+            )
         # Tax is owed to the jurisdiction, never revenue: Cr Liabilities:Tax:{jurisdiction}
         for account, amount in tax_postings(inv.tax, rules, inv.currency):  # (ledger.tax)
             tax = Amount(amount, inv.currency)
