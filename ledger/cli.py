@@ -14,7 +14,7 @@ import os
 import shutil
 import sys
 from collections.abc import Callable, Sequence
-from datetime import date, timedelta
+from datetime import date
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -339,29 +339,6 @@ def _through(session: Session, value: str | None) -> date:
     return parse_day(value, "--through", session.today())
 
 
-def _not_after_today(session: Session, day: date, option: str, why: str) -> None:
-    """Refuse a write dated after today (the workspace's time zone): ``why`` says what it would do."""
-    today = session.today()
-    if day > today:
-        raise BadInput(
-            f"{option}: {day.isoformat()} is after today ({today.isoformat()}, "
-            f"{session.workspace.timezone}); {why}"
-        )
-
-
-def _postable(session: Session, day: date, command: str) -> None:
-    """Posting rewrites the open months through ``day``: it must be today or before, and not
-    inside the sealed months (that would empty the open months' files)."""
-    _not_after_today(session, day, "--through", "the books are posted only through today")
-    first_open = session.first_open()
-    if first_open > date.min and day < first_open - timedelta(days=1):
-        sealed_end = first_open - timedelta(days=1)
-        raise BadInput(
-            f"--through: {day.isoformat()} is inside the sealed months (sealed through "
-            f"{sealed_end.isoformat()}); {command} through {sealed_end.isoformat()} or later"
-        )
-
-
 @cli.command()
 @click.option("--through", help="Cut-off date YYYY-MM-DD, inclusive (default: today).")
 @click.option("--customer", "customers", multiple=True, help="Only this customer (repeatable).")
@@ -389,9 +366,7 @@ def rate(ctx: Context, through: str | None, customers: tuple[str, ...], as_json:
 def post(ctx: Context, through: str | None) -> None:
     """Rate and (re)write the open months' postings up to DATE."""
     session = ctx.session
-    day = _through(session, through)
-    _postable(session, day, "post")
-    report = session.post(day)
+    report = session.post(_through(session, through))  # the engine refuses a sealed or later day
     click.echo(
         f"posted {report.entries} entries through {report.through} "
         f"({report.invoices} invoices); wrote {len(report.months)} month files"
@@ -436,14 +411,7 @@ def invoice(
     session = ctx.session
     if len(accepts) != len(reasons) or any(not r.strip() for r in reasons):
         raise BadInput("each --accept FINDING_ID needs its own non-empty --reason TEXT")
-    day = _through(session, through)
-    _not_after_today(
-        session,
-        day,
-        "--through",
-        "an invoice number is never taken back, so none is issued before its date",
-    )
-    _postable(session, day, "invoice")  # issuing re-posts the books through the day
+    day = _through(session, through)  # the engine refuses a day after today or a sealed one
     issued, gate = invoice_gated(session, day, dict(zip(accepts, reasons, strict=True)))
     for inv in issued:
         click.echo(f"{inv.number}  {inv.date}  {inv.customer:<20} {inv.total:>14} {inv.currency}")
@@ -504,9 +472,6 @@ def credit(
     """Issue a credit note against INVOICE (posted with the next `meterbook post`)."""
     session = ctx.session
     day = parse_day(on, "--date", session.today()) if on is not None else session.today()
-    _not_after_today(
-        session, day, "--date", "a credit note is dated the day it is issued or earlier"
-    )
     note = session.credit(
         invoice_number, amount=amount, reason=reason, on=day, line=line, force=force
     )
@@ -969,7 +934,7 @@ def serve_command(ctx: Context, host: str, port: int, allow_remote: bool) -> Non
 @holds_lock("check", shared=True)
 def check_command(ctx: Context) -> None:
     """Beancount errors, seals, rules and the store-to-ledger tie-out; exit 1 on any problem."""
-    from ledger.closing import check_books
+    from ledger.audit import check_books
     from ledger.store import open_store
 
     workspace = ctx.workspace
@@ -1232,13 +1197,6 @@ def rerate_command(ctx: Context, since: str, on: str | None, dry_run: bool, as_j
     session = ctx.session
     start = parse_day(since, "--from", session.today())
     day = parse_day(on, "--date", session.today()) if on is not None else None
-    if day is not None and not dry_run:
-        _not_after_today(
-            session,
-            day,
-            "--date",
-            "credit notes and debit adjustments are dated the day they are issued or earlier",
-        )
     report = rerate(session, start, on=day, dry_run=dry_run)
     for line in report.json_lines() if as_json else [report.render()]:
         click.echo(line)

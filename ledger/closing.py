@@ -1,4 +1,4 @@
-"""Month-end close and the auditor's check: the last stage of the pipeline.
+"""Month-end close: the last stage of the pipeline.
 
 ``meterbook close 2026-10`` issues every invoice dated in October, posts
 through October 31, runs the reconcilers and, when no error finding is open
@@ -55,10 +55,9 @@ Rules of the close:
   day, :meth:`ledger.session.Session.posted_through`): the inner invoicing and
   the outer post both go that far, so a refused close truncates nothing.
 
-``meterbook check`` (:func:`check_books`) re-runs what an auditor would: the
-Beancount load (seal plugin included), every seal, the rules, and a tie-out of
-each customer's unbilled, contract-asset and receivable balances recomputed
-from the store and the rating against the books.
+The assertions come from the recomputation the auditor's ``meterbook check``
+ties out with (:mod:`ledger.audit`); the reconcilers run here get a
+:class:`ledger.reconcile.ReconcileContext` (:func:`reconcile_context`).
 """
 
 from __future__ import annotations
@@ -66,11 +65,10 @@ from __future__ import annotations
 import calendar
 import contextlib
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -82,32 +80,26 @@ from beancount.utils import misc_utils
 from sqlalchemy import Engine, delete, func, insert, select
 
 from ledger import books, faults, metering, seal
+from ledger.audit import account_kinds, balances_before, error_line, regenerated_entries
 from ledger.books import posted_through_books
-from ledger.errors import BadInput, MeterbookError, PluginError
+from ledger.errors import BadInput, PluginError
 from ledger.escaping import for_terminal
 from ledger.facts.credit_notes import load_credit_notes
 from ledger.facts.invoices import Invoice, load_invoices
 from ledger.facts.payments import load_applications, load_payments
 from ledger.money import ZERO, quantum
 from ledger.payments import outstanding
-from ledger.reconcile import CheckResult, Finding
+from ledger.reconcile import Finding, ReconcileContext
 from ledger.store import acceptances as acceptances_table
 from ledger.store import events as events_table
 from ledger.store import meta as meta_table
 from ledger.tax import is_tax_account
 
 if TYPE_CHECKING:
-    from ledger.rating import Rating
-    from ledger.rules import Rules
     from ledger.session import Session
-    from ledger.workspace import Workspace
 
 CLOSE_HEADER = "; Written by `meterbook close`. Do not edit: sealed by ledger.seal."
 ACCEPT = "meterbook-accept"
-#: Account kinds per customer that get a closing balance assertion (and revenue: every Income account).
-ASSERTED_KINDS = ("unbilled", "contract_asset", "receivable", "deferred", "refund_liability")
-#: Account kinds the store-to-ledger tie-out compares per customer.
-TIE_OUT_KINDS = ("unbilled", "contract_asset", "receivable")
 #: Company-wide accounts (not per customer) asserted at close from the payments table: :func:`cash_balances`.
 CASH_KINDS = ("cash", "unapplied_cash")
 
@@ -134,49 +126,25 @@ def last_day(month: str) -> date:
 # --- reconciliation --------------------------------------------------------------------
 
 
-@dataclass
-class ReconcileContext:
-    """What a reconciler's ``check(context)`` may read for the period under review."""
+def reconcile_context(session: Session, month: str) -> ReconcileContext:
+    """The one object every reconciler's ``check`` gets for ``month``: the session's
+    workspace, rules and store, its rating, invoices and books, read on first use."""
+    from ledger.audit import tie_out_balances
 
-    session: Session
-    period: str
-
-    @property
-    def workspace(self) -> Workspace:
-        return self.session.workspace
-
-    @property
-    def rules(self) -> Rules:
-        return self.session.rules
-
-    @property
-    def engine(self) -> Engine:
-        return self.session.engine
-
-    @property
-    def start(self) -> date:
-        """The period's first day."""
-        return first_day(self.period)
-
-    @property
-    def end(self) -> date:
-        """The period's last day (inclusive)."""
-        return last_day(self.period)
-
-    @cached_property
-    def rating(self) -> Rating:
-        """Every cycle rated cumulatively through the period's last day."""
-        return self.session.rate(self.end)
-
-    @cached_property
-    def invoices(self) -> list[Invoice]:
-        """Issued invoices dated on or before the period's last day."""
-        return [inv for inv in load_invoices(self.engine) if inv.date <= self.end]
-
-    @cached_property
-    def entries(self) -> list[data.Directive]:
-        """The books as Beancount loads them."""
-        return books.load_books(self.workspace.main_file)[0]
+    return ReconcileContext(
+        period=month,
+        start=first_day(month),
+        end=last_day(month),
+        workspace=session.workspace,
+        rules=session.rules,
+        engine=session.engine,
+        first_open=session.first_open(),
+        today=session.today(),
+        _rate=session.rate,
+        _invoices=lambda: load_invoices(session.engine),
+        _entries=lambda: books.load_books(session.workspace.main_file)[0],
+        _tie_out=lambda entries, through: tie_out_balances(session, entries, through),
+    )
 
 
 def run_reconcilers(session: Session, month: str) -> list[Finding]:
@@ -185,7 +153,7 @@ def run_reconcilers(session: Session, month: str) -> list[Finding]:
     A reconciler that raises, or yields something that is not a Finding, is a
     :class:`PluginError` naming it (findings are values; raising is a bug).
     """
-    context = ReconcileContext(session, month)
+    context = reconcile_context(session, month)
     findings: list[Finding] = []
     for reconciler in session.registry.reconcilers:
         name = getattr(reconciler, "name", type(reconciler).__name__)
@@ -696,7 +664,7 @@ def _close(session: Session, month: str, accept: dict[str, str]) -> CloseReport:
         raise
     if errors or month not in books.sealed_months(books_dir):
         _roll_back(session, month, close_file, entries, documents)
-        messages = tuple(_error_line(e) for e in errors)
+        messages = tuple(error_line(e) for e in errors)
         return CloseReport(
             **{
                 **report.__dict__,
@@ -827,12 +795,6 @@ def _previous_seal(entries: Sequence[data.Directive], month: str) -> str:
     return latest.hash
 
 
-def _error_line(error: Any) -> str:
-    source = getattr(error, "source", None) or {}
-    where = f"{source.get('filename')}:{source.get('lineno')}: " if source.get("filename") else ""
-    return f"{where}{getattr(error, 'message', error)}"
-
-
 def acceptance_directive(month: str, finding: str, reason: str) -> data.Custom:
     """``custom "meterbook-accept" "<month>" "<finding id>" "<reason>"``, dated the next month's 1st."""
     values = [
@@ -843,36 +805,6 @@ def acceptance_directive(month: str, finding: str, reason: str) -> data.Custom:
     return data.Custom(
         data.new_metadata("<close>", 0), first_day(seal.next_month(month)), ACCEPT, values
     )
-
-
-def regenerated_entries(session: Session, through: date) -> list[data.Directive]:
-    """Every entry through ``through`` re-derived from the store, the rating, the issued
-    invoices, payments and credit notes, as if no month were sealed (never read from the books).
-
-    Late entries of invoiced cycles are dated at their invoice, not at the first open
-    day: the books dated each at the first open day *of the run that posted it*, which
-    a later seal moves, so only the cumulative balances from the first open day on
-    agree — which is what close asserts and check compares."""
-    return session.regenerate(through, evidence=False, first_open=date.min)[0]
-
-
-def account_kinds(rules: Rules) -> dict[str, tuple[str, str]]:
-    """Per-customer account → (kind, customer) for the kinds the close and check look at."""
-    kinds: dict[str, tuple[str, str]] = {}
-    for customer in rules.customers:
-        for kind in ASSERTED_KINDS:
-            kinds[rules.account(kind, customer=customer)] = (kind, customer)
-    return kinds
-
-
-def _sums(entries: Iterable[data.Directive], before: date) -> dict[tuple[str, str], Decimal]:
-    totals: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
-    for entry in entries:
-        if isinstance(entry, data.Transaction) and entry.date < before:
-            for p in entry.postings:
-                if p.units is not None and isinstance(p.units.number, Decimal):
-                    totals[(p.account, p.units.currency)] += p.units.number
-    return totals
 
 
 def cash_balances(session: Session, month: str) -> dict[tuple[str, str], Decimal]:
@@ -928,13 +860,13 @@ def expected_balances(session: Session, month: str) -> list[data.Balance]:
     cash_accounts = {session.rules.account(kind) for kind in CASH_KINDS}
     expected = {
         k: v
-        for k, v in _sums(regenerated_entries(session, last_day(month)), day).items()
+        for k, v in balances_before(regenerated_entries(session, last_day(month)), day).items()
         if k[0] not in cash_accounts
     }
     expected.update(cash_balances(session, month))
     kinds = account_kinds(session.rules)
     # Accounts posted to in the books but absent from the expectation must be 0: assert that too.
-    posted = _sums(books.load_books(session.workspace.main_file)[0], day)
+    posted = balances_before(books.load_books(session.workspace.main_file)[0], day)
     keys = {
         k
         for k in (*expected, *posted)
@@ -954,386 +886,3 @@ def expected_balances(session: Session, month: str) -> list[data.Balance]:
             )
         )
     return balances
-
-
-# --- the check -------------------------------------------------------------------------
-
-
-def check_books(workspace: Workspace) -> list[CheckResult]:
-    """bean-check, seals, rules, pinned plan terms, the store of record and the store-to-ledger
-    tie-out, each a :class:`CheckResult`."""
-    from ledger.session import Session
-
-    results: list[CheckResult] = []
-    main = workspace.main_file
-    entries: list[data.Directive] = []
-    details: list[str] = []
-    ok = True
-    if not main.exists():
-        results.append(
-            CheckResult("bean-check", False, (f"{main} does not exist; run meterbook post",))
-        )
-    else:
-        entries, errors, options = books.load_books(
-            main
-        )  # always with Beancount's pickle cache off
-        results.append(CheckResult("bean-check", not errors, tuple(_error_line(e) for e in errors)))
-        if "ledger.seal" not in [name for name, _config in options.get("plugin", [])]:
-            ok = False
-            details.append(
-                f'{main}: plugin "ledger.seal" is not declared: bean-check and Fava do not verify '
-                "the seals (`meterbook post` writes main.beancount again)"
-            )
-
-    statuses = seal.verify_seals(entries)
-    coverage = {c.month: c for c in seal.check_documents(entries, str(workspace.books_dir))[0]}
-    for s in statuses:
-        covered = coverage.get(s.month)
-        if not s.ok:
-            details.append(f"{s.month} {s.hash[:16]}… FAILED: {s.message}")
-        elif covered is None:
-            details.append(
-                f"{s.month} {s.hash[:16]}… ok (sealed before seals covered documents: its documents "
-                "and close report are not verified)"
-            )
-        elif covered.problems:
-            details.extend(
-                f"{s.month} {s.hash[:16]}… FAILED: {problem}" for problem in covered.problems
-            )
-        else:
-            details.append(
-                f"{s.month} {s.hash[:16]}… ok, {covered.files} documents and the close report"
-            )
-    ok = ok and all(
-        s.ok and not (s.month in coverage and coverage[s.month].problems) for s in statuses
-    )
-    sealed_in_books = books.sealed_months(workspace.books_dir)
-    for path in sorted(workspace.books_dir.glob("[0-9][0-9][0-9][0-9]/*.close.beancount")):
-        month = path.name[:7]
-        if seal.is_month(month) and month not in sealed_in_books:
-            ok = False
-            details.append(
-                f"{path.relative_to(workspace.root)}: a close file without a seal: the close of {month} "
-                f"stopped half-way; run `meterbook close {month}` to finish it"
-            )
-    session: Session | None = None
-    try:
-        session = Session.open(workspace)
-    except MeterbookError as exc:
-        results.append(CheckResult("rules", False, (str(exc),)))
-    if session is not None:
-        # The store remembers every seal it wrote: a removed or rewritten latest seal shows here.
-        with session.engine.connect() as conn:
-            recorded = {
-                row.key[5:]: row.value
-                for row in conn.execute(
-                    select(meta_table.c.key, meta_table.c.value).where(
-                        meta_table.c.key.like("seal:%")
-                    )
-                )
-            }
-        in_books = {s.month: s.hash for s in statuses}
-        for month, hash_ in sorted(recorded.items()):
-            if in_books.get(month) != hash_:
-                ok = False
-                found = in_books.get(month)
-                details.append(
-                    f"{month}: the store recorded seal {hash_[:16]}… at close, the books have "
-                    + (f"{found[:16]}…" if found else "no seal")
-                )
-        for month in sorted(set(in_books) - set(recorded)):
-            ok = False
-            details.append(
-                f"{month}: sealed in the books, but the store has no record of that seal: the close of "
-                f"{month} did not finish (run `meterbook close {month}` to finish it) or the seal was "
-                "not written by this store's close"
-            )
-    summary = f"{len(statuses)} sealed month{'s' if len(statuses) != 1 else ''}"
-    results.insert(1, CheckResult(f"seals ({summary})", ok, tuple(details)))
-    if session is None:
-        results.append(
-            CheckResult("store-to-ledger tie-out", False, ("skipped: the rules do not load",))
-        )
-        return results
-    results.append(
-        CheckResult(
-            "rules",
-            True,
-            (
-                f"{len(session.rules.customers)} customers, "
-                f"{len(session.rules.plans)} plans, rules {session.rules.hash}",
-            ),
-        )
-    )
-    from ledger.pins import pinned_terms_check
-    from ledger.rerate import rerated_lines_check
-
-    results.append(pinned_terms_check(session))
-    results.append(rerated_lines_check(session))
-    from ledger.subscriptions import subscriptions_check
-
-    results.append(subscriptions_check(session))
-    missing = session.unknown_records()
-    if missing:
-        results.append(
-            CheckResult(
-                "store of record",
-                False,
-                (
-                    f"{len(missing)} invoices, notes or payments sealed in the books are not in the store "
-                    "(the books were posted from another store; restore it)",
-                    *missing[:5],
-                    *([f"… and {len(missing) - 5} more"] if len(missing) > 5 else []),
-                ),
-            )
-        )
-        results.append(
-            CheckResult(
-                "store-to-ledger tie-out", False, ("skipped: the store is not the books' own",)
-            )
-        )
-        return results
-    results.append(
-        CheckResult(
-            "store of record",
-            True,
-            (
-                "every invoice, credit note, debit adjustment and payment of the sealed months is in the store",
-            ),
-        )
-    )
-    results.append(issued_in_books(session, entries))
-    results.append(documents_as_issued(session, entries))
-    results.append(books_as_posted(session))
-    results.append(tie_out(session, entries))
-    return results
-
-
-def audit_through(session: Session, entries: Sequence[data.Directive]) -> date | None:
-    """The last day ``check`` audits: the latest of the books' last posting, the end of the
-    sealed months, the day the store recorded the books posted through
-    (:meth:`ledger.session.Session.posted_through`) and the latest issued invoice. Taken
-    from the store too, so books truncated or emptied behind its back do not tie out."""
-    dates = [e.date for e in entries if isinstance(e, data.Transaction)]
-    first_open = session.first_open()
-    if first_open > date.min:  # the sealed months are covered even when nothing follows them
-        dates.append(first_open - timedelta(days=1))
-    posted = session.posted_through()
-    if posted is not None:
-        dates.append(posted)
-    dates += [inv.date for inv in load_invoices(session.engine)]
-    return max(dates) if dates else None
-
-
-def issued_in_books(session: Session, entries: Sequence[data.Directive]) -> CheckResult:
-    """Every invoice the store issued through :func:`audit_through` has its transaction in the books."""
-    through = audit_through(session, entries)
-    issued = [
-        inv.number
-        for inv in load_invoices(session.engine)
-        if through is not None and inv.date <= through
-    ]
-    posted = {
-        e.meta.get("invoice")
-        for e in entries
-        if isinstance(e, data.Transaction) and "reference" not in e.meta
-    }
-    missing = [number for number in issued if number not in posted]
-    name = "issued invoices in the books"
-    if missing:
-        return CheckResult(
-            name,
-            False,
-            (
-                f"{len(missing)} of the {len(issued)} invoices the store issued through {through} are not in the books "
-                "(books truncated or not re-posted since; `meterbook post` rewrites them from the store)",
-                ", ".join(missing[:10])
-                + (f" … and {len(missing) - 10} more" if len(missing) > 10 else ""),
-            ),
-        )
-    return CheckResult(name, True, (f"{len(issued)} invoices through {through}",))
-
-
-def _says_the_same(sealed_file: Path, current: str) -> bool:
-    """True when every field of the sealed JSON document has the same value in ``current`` (the
-    store's record rendered now); fields only ``current`` has are new, not compared. A sealed file
-    that cannot be read is the seal check's to report.
-
-    >>> import tempfile
-    >>> path = Path(tempfile.mkdtemp()) / "INV-1.json"
-    >>> _ = path.write_text('{"lines":[{"amount":"13.82"}],"total":"149.00"}')
-    >>> _says_the_same(path, '{"lines":[{"amount":"13.82"}],"total":"149.00","tax":[]}')
-    True
-    >>> _says_the_same(path, '{"lines":[{"amount":"1.82"}],"total":"149.00"}')
-    False
-    """
-    import json
-
-    def covered(old: object, new: object) -> bool:
-        if isinstance(old, dict):
-            return isinstance(new, dict) and all(
-                k in new and covered(v, new[k]) for k, v in old.items()
-            )
-        if isinstance(old, list):
-            return isinstance(new, list) and len(old) == len(new) and all(map(covered, old, new))
-        return old == new
-
-    try:
-        sealed = json.loads(sealed_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return True
-    try:
-        return covered(sealed, json.loads(current))
-    except ValueError:
-        return False
-
-
-def books_as_posted(session: Session) -> CheckResult:
-    """``main.beancount``, ``accounts.beancount`` and every open month's file are exactly what
-    ``post`` writes from the store through the day it recorded
-    (:meth:`ledger.session.Session.posted_through`): an entry forged into an open month on accounts
-    the tie-out does not compare (revenue against the bank), an extra ``include`` or an ``option``
-    added to ``main.beancount`` (a tolerance that hides a difference) fail here."""
-    name = "books as posted"
-    through = session.posted_through()
-    if through is None:
-        return CheckResult(name, True, ("the store records no post yet",))
-    try:
-        differs = session.unposted(through)
-    except MeterbookError as exc:
-        return CheckResult(name, False, (f"the books cannot be generated again: {exc}",))
-    if differs:
-        return CheckResult(
-            name,
-            False,
-            (
-                f"{len(differs)} files differ from what `meterbook post --through {through}` writes "
-                "from the store (edited by hand, or events stored since the last post): "
-                + ", ".join(differs[:10])
-                + (f" … and {len(differs) - 10} more" if len(differs) > 10 else ""),
-            ),
-        )
-    return CheckResult(
-        name, True, (f"main.beancount, accounts.beancount and the open months through {through}",)
-    )
-
-
-def documents_as_issued(session: Session, entries: Sequence[data.Directive]) -> CheckResult:
-    """Every document not under a seal (the seals verify theirs by hash) holds exactly what the
-    store issued, as ``post`` writes it: an invoice's HTML — the copy the customer reads — or JSON
-    edited in an open month, replaced or removed fails here; so does a file in ``books/documents``
-    that nothing in the store issued."""
-    through = audit_through(session, entries)
-    books_dir = session.workspace.books_dir
-    expected = session.issued_documents(through) if through is not None else {}
-    sealed = books.sealed_documents(books_dir)
-    problems: list[str] = []
-    for relative, content in sorted(expected.items()):
-        if relative in sealed:
-            # the JSON is the store's record: the store must still say what was sealed (every
-            # field the sealed copy has; a field a later meterbook added is not compared)
-            if relative.endswith(".json") and not _says_the_same(books_dir / relative, content):
-                problems.append(
-                    f"{relative}: the store's record differs from the sealed document "
-                    "(the store was edited after the close)"
-                )
-            continue
-        try:
-            found = (books_dir / relative).read_bytes()
-        except OSError as exc:
-            problems.append(f"{relative}: cannot be read: {exc.strerror or exc}")
-            continue
-        if found != content.encode("utf-8"):
-            problems.append(f"{relative}: differs from the document the store issued")
-    folder = books_dir / "documents"
-    # everything issued, a credit note dated after `through` too
-    issued = {*session.issued_documents(date.max), *sealed}
-    extra = (
-        sorted(
-            p.relative_to(books_dir).as_posix()
-            for p in folder.glob("*")
-            if not p.name.startswith(".")
-        )
-        if folder.is_dir()
-        else []
-    )
-    problems += [
-        f"{relative}: not a document the store issued (put there by hand, or left by a "
-        "command stopped before its store commit: remove it)"
-        for relative in extra
-        if relative not in issued
-    ]
-    name = "documents as issued"
-    if problems:
-        return CheckResult(
-            name,
-            False,
-            (
-                f"{len(problems)} documents do not match the store (`meterbook post` writes the open "
-                "months' documents again)",
-                *problems[:10],
-                *([f"… and {len(problems) - 10} more"] if len(problems) > 10 else []),
-            ),
-        )
-    checked = sum(1 for relative in expected if relative not in sealed)
-    return CheckResult(
-        name, True, (f"{checked} documents of open months as issued, {len(sealed)} under seals",)
-    )
-
-
-def tie_out(session: Session, entries: Sequence[data.Directive]) -> CheckResult:
-    """Per customer unbilled, contract-asset and receivable balances: store + rating vs books.
-
-    Both sides are taken at the end of :func:`audit_through` (books that miss events
-    ingested since the last ``post``, or were truncated, do not tie out).
-    """
-    through = audit_through(session, entries)
-    if through is None:
-        return CheckResult("store-to-ledger tie-out", True, ("the books have no postings yet",))
-    compared = tie_out_balances(session, entries, through)
-    problems = [
-        f"{b.customer} {b.kind} {b.account}: store {b.store} {b.currency}, books {b.books} {b.currency} "
-        f"(difference {b.books - b.store})"
-        for b in compared
-        if b.store != b.books
-    ]
-    note = f"{len(compared)} balances through {through}"
-    return CheckResult(
-        "store-to-ledger tie-out", not problems, (note, *problems) if problems else (note,)
-    )
-
-
-@dataclass(frozen=True)
-class TiedBalance:
-    """One customer balance at the end of ``through``: recomputed from the store vs the books."""
-
-    customer: str
-    kind: str  # unbilled | contract_asset | receivable
-    account: str
-    currency: str
-    through: date
-    store: Decimal
-    books: Decimal
-
-
-def tie_out_balances(
-    session: Session, entries: Sequence[data.Directive], through: date
-) -> list[TiedBalance]:
-    """Every per-customer unbilled, contract-asset and receivable balance at the end of
-    ``through`` that either side has, store (:func:`regenerated_entries`) and books."""
-    day = through + timedelta(days=1)
-    expected = _sums(regenerated_entries(session, through), day)
-    actual = _sums(entries, day)
-    kinds = {a: k for a, k in account_kinds(session.rules).items() if k[0] in TIE_OUT_KINDS}
-    return [
-        TiedBalance(
-            kinds[account][1],
-            kinds[account][0],
-            account,
-            currency,
-            through,
-            expected.get((account, currency), ZERO),
-            actual.get((account, currency), ZERO),
-        )
-        for account, currency in sorted({k for k in (*expected, *actual) if k[0] in kinds})
-    ]

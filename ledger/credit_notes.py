@@ -69,7 +69,7 @@ from fractions import Fraction
 from sqlalchemy import Engine, func, select
 
 from ledger.accruals import fee_booked
-from ledger.errors import BadInput
+from ledger.errors import BadInput, SealedMonthError
 from ledger.facts.credit_notes import CreditNote, CreditPart
 from ledger.facts.invoices import Invoice
 from ledger.money import ZERO, DecimalError, minor_units, parse_decimal, round_money
@@ -416,7 +416,7 @@ def issue_credit_note(
                 f"--date: {on.isoformat()} is before {invoice.number}'s date {invoice.date.isoformat()}"
             )
         if on < first_open:
-            raise BadInput(
+            raise SealedMonthError(
                 f"--date: {on.isoformat()} is in a sealed month; corrections go in an open month "
                 f"(from {first_open.isoformat()})"
             )

@@ -63,7 +63,7 @@ import re
 import shutil
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from math import exp, log
@@ -840,16 +840,6 @@ def payments_in(
 # --- running it ------------------------------------------------------------------------
 
 
-@dataclass
-class DemoSession(Session):
-    """A session whose "today" is the demo's fixed date, never the clock."""
-
-    fixed_today: date = field(default=START)
-
-    def today(self) -> date:
-        return self.fixed_today
-
-
 @dataclass(frozen=True)
 class Totals:
     """Balances by kind and currency, from the books as Beancount loads them."""
@@ -1016,7 +1006,8 @@ def run_demo(
     _reset(workspace)
     registry = load_registry(workspace.plugins_dir)
     rules = load_rules(workspace.rules_dir, registry.pricing_models)
-    session = DemoSession(
+    # the demo's fixed calendar, never the clock: the engine's date rules hold against it
+    session = Session(
         workspace, registry, rules, open_store(workspace.store_url), fixed_today=options.today
     )
     out = workspace.root / "var" / "demo"
@@ -1198,7 +1189,7 @@ _INCOME = re.compile(r"^Income:")
 
 def totals(session: Session) -> Totals:
     """Revenue, unbilled, contract assets, receivables, deferred revenue and unapplied cash."""
-    from ledger.closing import account_kinds
+    from ledger.audit import account_kinds
 
     entries, _errors, _options = books.load_books(session.workspace.main_file)
     kinds = account_kinds(session.rules)

@@ -40,6 +40,17 @@ class StoreError(BadInput):
     """The event store cannot be opened or is of an unknown schema version."""
 
 
+class SealedMonthError(BadInput):
+    """A write dated inside the sealed months (a post, an invoice run, a credit note, a rerate,
+    a cash application): the engine refuses it before anything is written. Sealed books are
+    the record; what arrives late for them is posted in the first open month."""
+
+
+class AfterTodayError(BadInput):
+    """A write dated after today in the workspace's time zone: an invoice number, a credit note
+    or posted books cannot be taken back once tomorrow turns out different."""
+
+
 class PluginError(MeterbookError):
     """A plugin raised or returned something that is not what its hook promises."""
 

@@ -11,7 +11,7 @@ stages below the session (pins, subscriptions, credit notes) take an
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Self
 
 from beancount.core import data
@@ -19,6 +19,7 @@ from beancount.parser import parser
 from sqlalchemy import Engine, select
 
 from ledger import books
+from ledger.errors import AfterTodayError, SealedMonthError
 from ledger.period import Month
 from ledger.registry import Registry, load_registry
 from ledger.rules import Rules, load_rules
@@ -40,18 +41,59 @@ class OpenWorkspace:
     registry: Registry
     rules: Rules
     engine: Engine
+    #: "today" instead of the clock's (the demo's fixed calendar, a test as of a date)
+    fixed_today: date | None = None
 
     @classmethod
-    def open(cls, workspace: Workspace) -> Self:
+    def open(cls, workspace: Workspace, *, today: date | None = None) -> Self:
+        """The workspace's plugins, rules and store; ``today`` (default: the clock's, in the
+        workspace's time zone) is the day the engine's date rules are kept against."""
         registry = load_registry(workspace.plugins_dir)
         rules = load_rules(workspace.rules_dir, registry.pricing_models)
         check_tax_setup(
             workspace.rules_dir, workspace.config_file, rules
         )  # fails early, with its line
-        return cls(workspace, registry, rules, open_store(workspace.store_url))
+        store = open_store(workspace.store_url)
+        return cls(workspace, registry, rules, store, fixed_today=today)
 
     def today(self) -> date:
+        """Today in the workspace's time zone (or the fixed day it was opened with)."""
+        if self.fixed_today is not None:
+            return self.fixed_today
         return datetime.now(self.workspace.tz).date()
+
+    def require_not_after_today(self, day: date, option: str, why: str) -> None:
+        """Refuse (:class:`AfterTodayError`) a write dated after today; ``option`` names the
+        date's origin and ``why`` says what the write would do.
+
+        ``--through: 2026-12-05 is after today (2026-12-04, UTC); the books are posted only
+        through today``
+        """
+        today = self.today()
+        if day > today:
+            raise AfterTodayError(
+                f"{option}: {day.isoformat()} is after today ({today.isoformat()}, "
+                f"{self.workspace.timezone}); {why}"
+            )
+
+    def require_postable(self, through: date, command: str) -> None:
+        """Refuse to (re)write the open months through ``through`` when it is after today
+        (:class:`AfterTodayError`) or inside the sealed months (:class:`SealedMonthError`:
+        the open months' files would be written empty, issued invoices and all).
+
+        ``--through: 2026-09-15 is inside the sealed months (sealed through 2026-09-30);
+        post through 2026-09-30 or later``
+        """
+        self.require_not_after_today(
+            through, "--through", "the books are posted only through today"
+        )
+        first_open = self.first_open()
+        if first_open > date.min and through < first_open - timedelta(days=1):
+            sealed_end = first_open - timedelta(days=1)
+            raise SealedMonthError(
+                f"--through: {through.isoformat()} is inside the sealed months (sealed through "
+                f"{sealed_end.isoformat()}); {command} through {sealed_end.isoformat()} or later"
+            )
 
     def first_open(self) -> date:
         """The first day of the first month that is not sealed."""

@@ -67,7 +67,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import Connection, Engine, select
 
-from ledger.errors import BadInput
+from ledger.errors import AfterTodayError, BadInput, SealedMonthError
 from ledger.events import parse_day, parse_number
 from ledger.facts.payments import CashApplication, Payment, load_applications, load_payments
 from ledger.ingest import ImportReport, Rejected, ingest_records
@@ -502,12 +502,12 @@ def record_application(
     from ledger.store import cash_applications
 
     if on < first_open:
-        raise BadInput(
+        raise SealedMonthError(
             f"--date: {on.isoformat()} is in a sealed month; cash is applied in an open month "
             f"(from {first_open.isoformat()})"
         )
     if on > today:
-        raise BadInput(f"--date: {on.isoformat()} is after today ({today.isoformat()})")
+        raise AfterTodayError(f"--date: {on.isoformat()} is after today ({today.isoformat()})")
     found = find_source(engine, source, on)
     target: Invoice | None = None
     if kind == "apply":

@@ -1,8 +1,9 @@
 """Reconciliation: checks that compare two independent records of the same thing.
 
 A reconciler is a plugin (hook ``meterbook_reconcilers``) with a ``name`` and a
-``check(context)`` that yields :class:`Finding` records. A worked example, the
-dual-track check of batch events against live meter totals::
+``check(context)`` that yields :class:`Finding` records; ``context`` is a
+:class:`ReconcileContext`, the one object a reconciler gets. A worked example,
+the dual-track check of batch events against live meter totals::
 
     Finding(id="dual-track:acme:api_calls:2026-10", severity="error",
             check="dual-track", customer="acme", meter="api_calls", period="2026-10",
@@ -13,14 +14,30 @@ An ``error`` finding blocks close and invoicing of its period until it is fixed
 or explicitly accepted with a reason (recorded in the books); ``warning`` and
 ``info`` findings are reported only. Findings are values: a reconciler never
 raises to report a problem.
+
+The records of ``meterbook check`` live here too, low in the pipeline, so that
+every stage can report on itself without importing the auditor
+(:mod:`ledger.audit`): :class:`CheckResult`, one line of the check, and
+:class:`TiedBalance`, one customer balance compared store against books.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
 from decimal import Decimal
-from typing import Any, Literal, Protocol, runtime_checkable
+from functools import cached_property
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from beancount.core import data
+    from sqlalchemy import Engine
+
+    from ledger.invoicing import Invoice
+    from ledger.rating import Rating
+    from ledger.rules import Rules
+    from ledger.workspace import Workspace
 
 Severity = Literal["error", "warning", "info"]
 SEVERITIES: tuple[Severity, ...] = ("error", "warning", "info")
@@ -70,23 +87,17 @@ def finding_id(check: str, period: str, *parts: str | None) -> str:
     return ":".join([check, *(p for p in parts if p), period])
 
 
-@runtime_checkable
-class Reconciler(Protocol):
-    """What a reconciliation plugin provides.
+@dataclass(frozen=True)
+class TiedBalance:
+    """One customer balance at the end of ``through``: recomputed from the store vs the books."""
 
-    ``context`` is what the check may read: the workspace, its rules, the event
-    store, the books and the period under review. Its exact type is still being
-    settled, so it is typed loosely here; read only the attributes you need
-    (e.g. ``context.rules``, ``context.period``) and yield nothing when something
-    you depend on is absent.
-    """
-
-    #: A short, stable, kebab-case name (``dual-track``); used as ``Finding.check``.
-    name: str
-
-    def check(self, context: Any) -> Iterable[Finding]:
-        """Yield findings for the period in ``context``; yield nothing when all is well."""
-        ...
+    customer: str
+    kind: str  # unbilled | contract_asset | receivable
+    account: str
+    currency: str
+    through: date
+    store: Decimal
+    books: Decimal
 
 
 @dataclass(frozen=True)
@@ -96,3 +107,84 @@ class CheckResult:
     name: str
     ok: bool
     details: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReconcileContext:
+    """What a reconciler's ``check(context)`` may read for the period under review.
+
+    The engine builds it (:func:`ledger.closing.reconcile_context`); a reconciler only
+    reads it. Plain values are fields; what costs a rating or a load of the books is
+    computed on first use and kept for the other reconcilers of the same run::
+
+        context.period        "2026-10"
+        context.start         2026-10-01 (the period's first day)
+        context.end           2026-10-31 (its last day, inclusive)
+        context.rating        every cycle rated cumulatively through 2026-10-31
+        context.invoices      the issued invoices dated on or before 2026-10-31
+        context.entries       the books as Beancount loads them
+        context.tie_out(day)  per-customer balances at the end of ``day``: store vs books
+    """
+
+    #: The period under review, ``YYYY-MM``.
+    period: str
+    #: The period's first day.
+    start: date
+    #: The period's last day (inclusive).
+    end: date
+    #: The workspace: its folders, time zone (``workspace.tz``) and ``meterbook.toml``
+    #: settings (``workspace.gaps_spikes``, ``workspace.operating_currency``...).
+    workspace: Workspace
+    #: The rules as loaded: meters, plans, customers, accounts (``rules.account(kind, ...)``).
+    rules: Rules
+    #: The event store (SQLAlchemy): read it with :mod:`ledger.metering` or the tables of
+    #: :mod:`ledger.store`; never write it from a reconciler.
+    engine: Engine
+    #: The first day of the first month not sealed (``date.min`` when nothing is sealed):
+    #: a sealed period's balances are asserted by its close file.
+    first_open: date
+    #: Today in the workspace's time zone (the demo's fixed day in the demo).
+    today: date
+    _rate: Callable[[date], Rating] = field(repr=False)
+    _invoices: Callable[[], list[Invoice]] = field(repr=False)
+    _entries: Callable[[], list[data.Directive]] = field(repr=False)
+    _tie_out: Callable[[Sequence[data.Directive], date], list[TiedBalance]] = field(repr=False)
+
+    @cached_property
+    def rating(self) -> Rating:
+        """Every cycle rated cumulatively through the period's last day
+        (:class:`ledger.rating.Rating`; ``rating.latest()`` gives each cycle once)."""
+        return self._rate(self.end)
+
+    @cached_property
+    def invoices(self) -> list[Invoice]:
+        """Issued invoices dated on or before the period's last day, in number order."""
+        return [inv for inv in self._invoices() if inv.date <= self.end]
+
+    @cached_property
+    def entries(self) -> list[data.Directive]:
+        """The books as Beancount loads them (every month, the sealed ones included)."""
+        return self._entries()
+
+    def tie_out(self, through: date) -> list[TiedBalance]:
+        """Every per-customer unbilled, contract-asset and receivable balance at the end of
+        ``through``, recomputed from the store and the rating (``store``) and summed from
+        :attr:`entries` (``books``): the tie-out of ``meterbook check``."""
+        return self._tie_out(self.entries, through)
+
+
+@runtime_checkable
+class Reconciler(Protocol):
+    """What a reconciliation plugin provides.
+
+    ``check`` gets a :class:`ReconcileContext`: the period under review, the
+    workspace, its rules, the event store, the rating, the issued invoices and the
+    books. It reads what it needs and yields nothing when all is well.
+    """
+
+    #: A short, stable, kebab-case name (``dual-track``); used as ``Finding.check``.
+    name: str
+
+    def check(self, context: ReconcileContext) -> Iterable[Finding]:
+        """Yield findings for the period in ``context``; yield nothing when all is well."""
+        ...

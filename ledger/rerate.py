@@ -73,7 +73,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 
 from ledger.credit_notes import creditable
-from ledger.errors import BadInput
+from ledger.errors import BadInput, SealedMonthError
 from ledger.facts.adjustments import Adjustment, _label, load_adjustments
 from ledger.facts.credit_notes import CreditNote
 from ledger.facts.invoices import Invoice, InvoiceLine, load_invoices
@@ -456,15 +456,22 @@ def rerate(
 ) -> RerateReport:
     """Re-rate issued cycles starting on or after ``since``; store and post the differences on ``on``.
 
-    ``on`` (default today) must be in an open month and not before any affected invoice.
+    ``on`` (default today) must be in an open month, not before any affected invoice and,
+    unless ``dry_run``, not after today (:class:`ledger.errors.AfterTodayError`).
     Refused while a pinned version is edited in place (:func:`require_unchanged_terms`):
     the "as invoiced" side would be priced with the edit and nothing would differ.
     """
-    require_unchanged_terms(session)
     on = on or session.today()
+    if not dry_run:  # a dry run stores nothing: it may look at any day
+        session.require_not_after_today(
+            on,
+            "--date",
+            "credit notes and debit adjustments are dated the day they are issued or earlier",
+        )
+    require_unchanged_terms(session)
     first_open = session.first_open()
     if on < first_open:
-        raise BadInput(
+        raise SealedMonthError(
             f"--date: {on.isoformat()} is in a sealed month; corrections go in an open month "
             f"(from {first_open.isoformat()})"
         )

@@ -6,7 +6,20 @@ stages run over them. The CLI, the demo and the tests drive the engine here::
     session.invoice(through=date(2026, 10, 31))   # issue due invoices, then re-post
 
 Each stage lives in its own module (``metering``, ``rating``, ``posting``,
-``invoicing``, ``books``); this module only wires them in order.
+``invoicing``, ``books``); this module wires them in order and keeps the engine's
+rules for every write, whoever calls it (the CLI, the demo, a script):
+
+- nothing is written dated after today in the workspace's time zone
+  (:class:`~ledger.errors.AfterTodayError`): ``session.post(through=date(2099, 1, 1))``
+  is refused, and so is an invoice run, a credit note or a rerate dated tomorrow;
+- nothing is written into the sealed months (:class:`~ledger.errors.SealedMonthError`):
+  with September sealed, ``session.post(through=date(2026, 9, 15))`` is refused before
+  the open October file is touched (posting through a sealed day would empty it).
+
+The rules themselves are :class:`ledger.opened.OpenWorkspace`'s (``require_postable``,
+``require_not_after_today``), so the stages below the session keep them too. "Today" is the
+clock's, or the day given to ``Session.open`` (the demo's fixed calendar, a test that runs
+as of a date).
 """
 
 from __future__ import annotations
@@ -140,9 +153,12 @@ class Session(OpenWorkspace):
     def post(self, through: date, *, rated: Rated | None = None) -> PostReport:
         """Rate and (re)write the open months' books up to ``through``.
 
-        ``rated``: the rating through ``through`` and its evidence digests when the
-        caller has just computed them from the same store (``invoice`` has).
+        ``through`` after today or inside the sealed months is refused before anything is
+        written (:meth:`require_postable`). ``rated``: the rating through ``through`` and
+        its evidence digests when the caller has just computed them from the same store
+        (``invoice`` has).
         """
+        self.require_postable(through, "post")
         if rated is None:
             self.correct_subscriptions(through)  # (``invoice`` did before rating)
         facts = self.facts()  # once: rating, the journal and drafting all read these
@@ -492,7 +508,13 @@ class Session(OpenWorkspace):
         """``meterbook credit``: issue a credit note on ``invoice_number`` with the session's
         grant balances (rated through the note's date) and first open day, and write its
         documents before the note commits (a note whose documents cannot be written is not
-        issued: a retry does not credit twice)."""
+        issued: a retry does not credit twice).
+
+        A note dated after today is refused (:class:`ledger.errors.AfterTodayError`), one dated
+        in a sealed month too (:class:`ledger.errors.SealedMonthError`): nothing is stored."""
+        self.require_not_after_today(
+            on, "--date", "a credit note is dated the day it is issued or earlier"
+        )
         rules = self.rules
 
         def balances(customer: str, day: date) -> Mapping[str, Decimal]:
@@ -554,7 +576,19 @@ class Session(OpenWorkspace):
         to the store, and only then are the files renamed into place. A crash after the
         commit leaves the store ahead of the books: ``check`` fails until any ``post``
         or ``invoice`` rewrites them from the store.
+
+        Refused before anything is rated or written: ``through`` after today (an invoice
+        number is never taken back) and ``through`` or ``post_through`` inside the sealed
+        months (:meth:`require_postable`).
         """
+        self.require_not_after_today(
+            through,
+            "--through",
+            "an invoice number is never taken back, so none is issued before its date",
+        )
+        self.require_postable(through, "invoice")
+        if post_through is not None and post_through != through:
+            self.require_postable(post_through, "invoice")
         require_unchanged_terms(self)  # before anything is rated, issued or pinned
         if self.first_open() > date.min:
             self.require_store_of_record()

@@ -63,13 +63,13 @@ from ledger.facts.invoices import Invoice, load_invoices
 from ledger.facts.pins import TermsPin
 from ledger.money import ZERO
 from ledger.rating import cycle_plan, prorate
+from ledger.reconcile import CheckResult
 from ledger.store import credit_notes as credit_notes_table
 from ledger.store import rerates
 from ledger.tax import booked_share, credit_of_lines
 
 if TYPE_CHECKING:
     from ledger.opened import OpenWorkspace
-    from ledger.reconcile import CheckResult
     from ledger.rules import Rules
 
 _DAY = timedelta(days=1)
@@ -478,8 +478,6 @@ def correct_fee_changes(session: OpenWorkspace, through: date) -> list[str]:
 def subscriptions_check(session: OpenWorkspace) -> CheckResult:
     """``meterbook check``'s line: no subscription edit after invoicing waits uncorrected
     (a correction due by today not yet posted) or contradicts a billed cycle."""
-    from ledger.reconcile import CheckResult
-
     try:
         require_billed_cycles(session)
         require_sealed_accruals(session)

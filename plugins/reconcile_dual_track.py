@@ -30,13 +30,16 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ledger.hookspecs import hookimpl
 from ledger.live_totals import daily_live_totals
 from ledger.metering import daily_usage
 from ledger.money import ZERO
-from ledger.reconcile import Finding, finding_id
+from ledger.reconcile import Finding, ReconcileContext, finding_id
+
+if TYPE_CHECKING:
+    from ledger.rules import Meter
 
 #: Days that differ named in an explanation (the largest differences first).
 SHOWN_DAYS = 3
@@ -63,7 +66,7 @@ class DualTrack:
 
     name = "dual-track"
 
-    def check(self, context: Any) -> Iterator[Finding]:
+    def check(self, context: ReconcileContext) -> Iterator[Finding]:
         start, end = context.start, context.end + timedelta(days=1)
         live = daily_live_totals(context.engine, start=start, end=end)
         for meter_id in sorted({meter for meter, _customer in live}):
@@ -98,8 +101,8 @@ class DualTrack:
 
     def _compare(
         self,
-        context: Any,
-        meter: Any,
+        context: ReconcileContext,
+        meter: Meter,
         customer: str,
         batch: Mapping[date, Decimal],
         live: Mapping[date, Decimal],
@@ -137,7 +140,7 @@ class DualTrack:
 
     def _finding(
         self,
-        context: Any,
+        context: ReconcileContext,
         customer: str | None,
         meter: str,
         severity: str,

@@ -36,12 +36,15 @@ import statistics
 from collections.abc import Iterator, Mapping
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ledger.hookspecs import hookimpl
 from ledger.metering import daily_usage
-from ledger.reconcile import Finding, finding_id
+from ledger.reconcile import Finding, ReconcileContext, finding_id
 from ledger.rules import GapsSpikesTuning
+
+if TYPE_CHECKING:
+    from ledger.rules import Meter
 
 SPIKE_FACTOR = Decimal(5)
 TRAILING_DAYS = 14
@@ -116,9 +119,9 @@ class GapsSpikes:
 
     name = "gaps-spikes"
 
-    def check(self, context: Any) -> Iterator[Finding]:
+    def check(self, context: ReconcileContext) -> Iterator[Finding]:
         rules = context.rules
-        workspace = getattr(context.workspace, "gaps_spikes", None) or GapsSpikesTuning()
+        workspace = context.workspace.gaps_spikes or GapsSpikesTuning()
         tunings = {
             cid: workspace.merged(customer.gaps_spikes) for cid, customer in rules.customers.items()
         }
@@ -131,7 +134,7 @@ class GapsSpikes:
                 for charge in plan.charges if plan is not None else ():
                     billed.setdefault(charge.meter, set()).add(cid)
         start, end = context.start, context.end + timedelta(days=1)
-        today = context.session.today()
+        today = context.today
         trailing = max((t.trailing_days for t in tunings.values()), default=TRAILING_DAYS)
         behind = start - timedelta(days=trailing)
         ahead = min(end + timedelta(days=LOOK_AHEAD), today)
@@ -150,25 +153,25 @@ class GapsSpikes:
                 per_customer.setdefault(row.customer, {})[row.day] = row.usage.quantity
                 if row.usage.events:
                     events.setdefault(row.customer, set()).add(row.day)
-            for customer in sorted(per_customer):
-                days = per_customer[customer]
-                tuning = tunings[customer]
+            for cid in sorted(per_customer):
+                days = per_customer[cid]
+                tuning = tunings[cid]
                 for run in gaps(
-                    events.get(customer, set()),
+                    events.get(cid, set()),
                     start,
                     min(end, today),
                     look_behind=behind,
                     look_ahead=ahead,
                 ):
                     if len(run) >= tuning.min_gap_days:
-                        yield self._gap(context, customer, meter, run, days, tuning)
+                        yield self._gap(context, cid, meter, run, days, tuning)
                 factor = tuning.spike_factor
                 for day in sorted(d for d in days if start <= d < end):
                     median = spike(day, days[day], days, tuning)
                     if median is not None:
                         yield self._finding(
                             context,
-                            customer,
+                            cid,
                             meter.id,
                             f"spike-{day}",
                             factor * median,
@@ -179,9 +182,9 @@ class GapsSpikes:
 
     def _gap(
         self,
-        context: Any,
+        context: ReconcileContext,
         customer: str,
-        meter: Any,
+        meter: Meter,
         run: list[date],
         days: Mapping[date, Decimal],
         tuning: GapsSpikesTuning,
@@ -207,7 +210,7 @@ class GapsSpikes:
 
     def _finding(
         self,
-        context: Any,
+        context: ReconcileContext,
         customer: str,
         meter: str,
         what: str,

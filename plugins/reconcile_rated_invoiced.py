@@ -26,10 +26,14 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ledger.hookspecs import hookimpl
-from ledger.reconcile import Finding, Severity, finding_id
+from ledger.reconcile import Finding, ReconcileContext, Severity, finding_id
+
+if TYPE_CHECKING:
+    from ledger.invoicing import Invoice, InvoiceLine
+    from ledger.rating import ChargeRating
 
 
 class RatedVsInvoiced:
@@ -37,7 +41,7 @@ class RatedVsInvoiced:
 
     name = "rated-vs-invoiced"
 
-    def check(self, context: Any) -> Iterator[Finding]:
+    def check(self, context: ReconcileContext) -> Iterator[Finding]:
         invoices = [inv for inv in context.invoices if context.start <= inv.date <= context.end]
         if not invoices:
             return
@@ -58,7 +62,13 @@ class RatedVsInvoiced:
                     context, invoice, line, charges[nth] if nth < len(charges) else None
                 )
 
-    def _compare(self, context: Any, invoice: Any, line: Any, charge: Any) -> Iterator[Finding]:
+    def _compare(
+        self,
+        context: ReconcileContext,
+        invoice: Invoice,
+        line: InvoiceLine,
+        charge: ChargeRating | None,
+    ) -> Iterator[Finding]:
         where = f"{invoice.number} ({invoice.date}) {line.meter} for {line.cycle}"
         quantity = line.quantity if line.quantity is not None else Decimal(0)
         if charge is None:
@@ -103,9 +113,9 @@ class RatedVsInvoiced:
 
     def _finding(
         self,
-        context: Any,
-        invoice: Any,
-        line: Any,
+        context: ReconcileContext,
+        invoice: Invoice,
+        line: InvoiceLine,
         severity: Severity,
         expected: Decimal | None,
         actual: Decimal | None,

@@ -3,7 +3,7 @@
 The subledger (events, issued invoices, payments, credit notes in the store,
 rated again now) and the general ledger (``books/``, loaded by Beancount) must
 agree on every customer's unbilled, contract-asset and receivable balance. This
-is the tie-out of ``meterbook check`` (:func:`ledger.closing.tie_out_balances`)
+is the tie-out of ``meterbook check`` (:meth:`ledger.reconcile.ReconcileContext.tie_out`)
 taken at the end of the month, or at the last day the books are posted through
 when that is earlier (an open month posted to the 14th is compared on the 14th)::
 
@@ -21,13 +21,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import date, timedelta
-from typing import Any
 
 from beancount.core import data
 
-from ledger.closing import tie_out_balances
 from ledger.hookspecs import hookimpl
-from ledger.reconcile import Finding, finding_id
+from ledger.reconcile import Finding, ReconcileContext, finding_id
 
 
 class StoreVsLedger:
@@ -35,8 +33,8 @@ class StoreVsLedger:
 
     name = "store-vs-ledger"
 
-    def check(self, context: Any) -> Iterator[Finding]:
-        first_open = context.session.first_open()
+    def check(self, context: ReconcileContext) -> Iterator[Finding]:
+        first_open = context.first_open
         if context.end < first_open:  # sealed: asserted by its close file
             return
         entries = context.entries
@@ -46,7 +44,7 @@ class StoreVsLedger:
         if not dates:
             return
         through = min(context.end, max(dates))
-        for b in tie_out_balances(context.session, entries, through):
+        for b in context.tie_out(through):
             if b.store == b.books:
                 continue
             customer_currency = context.rules.customers[b.customer].currency

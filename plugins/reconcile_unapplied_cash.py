@@ -30,13 +30,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import replace
 from decimal import Decimal
-from typing import Any
 
 from ledger.facts.credit_notes import load_credit_notes
 from ledger.facts.payments import load_applications, load_payments
 from ledger.hookspecs import hookimpl
 from ledger.payments import outstanding, settle
-from ledger.reconcile import Finding, finding_id
+from ledger.reconcile import Finding, ReconcileContext, finding_id
 
 #: What each ``unapplied`` reason means, for the explanation.
 WHY = {
@@ -52,7 +51,7 @@ class UnappliedCash:
 
     name = "unapplied-cash"
 
-    def check(self, context: Any) -> Iterator[Finding]:
+    def check(self, context: ReconcileContext) -> Iterator[Finding]:
         end = context.end
         payments = [p for p in load_payments(context.engine) if p.date <= end]
         if not payments:

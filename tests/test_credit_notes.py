@@ -328,7 +328,8 @@ customers:
 
 def prepaid(tmp_path: Path, october: int = 0, store: str = STORE) -> Session:
     """globex buys 1,000.00 of credit on Sep 1 (INV-2026-000001, deferred), uses 300 calls at
-    1.00 in September (drawn on Sep 30) and ``october`` calls on Oct 20."""
+    1.00 in September (drawn on Sep 30) and ``october`` calls on Oct 20. The session runs as
+    of 2026-12-31: the books are written through the grant's expiry (Dec 1) and the year."""
     session = open_session(
         write_workspace(
             tmp_path / "ws",
@@ -336,7 +337,8 @@ def prepaid(tmp_path: Path, october: int = 0, store: str = STORE) -> Session:
             plans=PREPAID_PLANS,
             customers=PREPAID_CUSTOMERS,
             config=store,
-        )
+        ),
+        today=date(2026, 12, 31),
     )
     insert_events(
         session.engine,
@@ -471,11 +473,13 @@ customers:
 def advance_fee(tmp_path: Path) -> Session:
     """acme's fee of 31.00 is billed in advance: INV-2026-000001 on Oct 15 for [Oct 15, Nov 15)
     (31 days, 1.00 a day); 10 calls at 1.00 in that cycle; INV-2026-000002 on Nov 15 is
-    10.00 usage + 31.00 fee for [Nov 15, Dec 15) (30 days)."""
+    10.00 usage + 31.00 fee for [Nov 15, Dec 15) (30 days). The session runs as of
+    2026-12-14, the last day of that cycle."""
     session = open_session(
         write_workspace(
             tmp_path / "ws", meters=METERS_CALLS, plans=FEE_PLANS, customers=FEE_CUSTOMERS
-        )
+        ),
+        today=date(2026, 12, 14),
     )
     insert_events(session.engine, calls("acme", [f"2026-10-{20 + i}" for i in range(10)]))
     issued = session.invoice(through=date(2026, 11, 15))

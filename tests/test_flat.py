@@ -124,7 +124,8 @@ def books(
             meters=METERS_CALLS_TOKENS,
             plans=PLANS,
             customers=CUSTOMERS,
-        )
+        ),
+        today=date(2027, 1, 1),  # invoiced through Jan 1, 2027
     )
     insert_events(
         session.engine,

@@ -1,7 +1,7 @@
 """The figures behind the meterbook pages, computed from the books as loaded.
 
 Every amount here is summed from the entries Beancount (or Fava) loaded; the
-rules only say which account is whose (``closing.account_kinds``). With beta's
+rules only say which account is whose (``audit.account_kinds``). With beta's
 60.00 prepaid credit invoiced on Sep 1, September's usage accrued (acme 110.00,
 beta 50.00 drawn from the credit) and acme invoiced on Oct 1::
 
@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING
 from beancount.core import data
 
 from ledger import seal
-from ledger.closing import ACCEPT, account_kinds
+from ledger.audit import account_kinds
+from ledger.closing import ACCEPT
 from ledger.money import ZERO
 from ledger.period import month_of, months_between
 

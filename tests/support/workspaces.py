@@ -70,8 +70,12 @@ def write_workspace(
     return root
 
 
-def open_session(root: Path) -> Session:
-    return Session.open(Workspace.load(root))
+def open_session(root: Path, *, today: date | None = None) -> Session:
+    """The workspace at ``root`` opened for work, as of ``today`` (default: the clock's day).
+
+    The engine refuses writes dated after today: a test that writes books or issues
+    documents after the clock's day opens its session as of a later day."""
+    return Session.open(Workspace.load(root), today=today)
 
 
 def insert_events(engine: Engine, rows: Iterable[Event]) -> None:
