@@ -87,12 +87,14 @@ def _store(
     return store_file(engine, rules, path, importer, now=now, **options)
 
 
-# ``meterbook ingest`` routes an importer's records by its ``kind`` (ledger.ingest.KINDS):
-# live totals go to their own table, judged and stored by ledger.live_totals.
-ingest.KINDS.setdefault(LiveTotalsCsv.kind, _store)
-
-
 @hookimpl
 def meterbook_importers() -> list[Importer]:
     """First-party live-totals importer, registered through the same hook as third-party ones."""
     return [LiveTotalsCsv()]
+
+
+@hookimpl
+def meterbook_importer_kinds() -> list[ingest.ImporterKind]:
+    """``meterbook ingest`` routes an importer's records by its ``kind``: live totals go to
+    their own table, judged and stored by :func:`ledger.live_totals.store_file`."""
+    return [ingest.ImporterKind(LiveTotalsCsv.kind, _store)]

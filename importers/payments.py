@@ -84,12 +84,14 @@ def _store(
     return store_file(engine, rules, path, importer, now=now, **options)
 
 
-# ``meterbook ingest`` routes an importer's records by its ``kind`` (ledger.ingest.KINDS):
-# payments go to their own table, judged and stored by ledger.payments.
-ingest.KINDS.setdefault(PaymentsCsv.kind, _store)
-
-
 @hookimpl
 def meterbook_importers() -> list[Importer]:
     """First-party payments importer, registered through the same hook as third-party ones."""
     return [PaymentsCsv()]
+
+
+@hookimpl
+def meterbook_importer_kinds() -> list[ingest.ImporterKind]:
+    """``meterbook ingest`` routes an importer's records by its ``kind``: payments go to
+    their own table, judged and stored by :func:`ledger.payments.store_file`."""
+    return [ingest.ImporterKind(PaymentsCsv.kind, _store)]

@@ -607,12 +607,18 @@ def ingest(
             raise BadInput(
                 f"{path}: not a regular file (a directory, device or pipe cannot be imported)"
             )
-    rules, store, importers = engine.open_for_ingest(ctx.workspace)
+    rules, store, importers, kinds = engine.open_for_ingest(ctx.workspace)
     progress = ProgressBar if sys.stderr.isatty() and not as_json else None
     reports = (
         list(
             engine.ingest_files(
-                store, rules, files, importers, importer_name=importer_name, progress=progress
+                store,
+                rules,
+                files,
+                importers,
+                importer_name=importer_name,
+                progress=progress,
+                kinds=kinds,
             )
         )
         if files

@@ -1029,6 +1029,7 @@ def run_demo(
             session.rules,
             [path],
             session.registry.importers,
+            kinds=session.registry.importer_kinds,
             importer_name=importer,
             now=options.now,
         )

@@ -56,24 +56,36 @@ first-party plugins (``ledger.plugins.*``, ``ledger.importers.*``):
 ``meterbook plugins`` lists what was loaded. A hook function may take any
 subset of the arguments its specification names, and nothing else.
 
-Collection hooks (pricing models, importers, reconcilers) are called once per
-plugin; each must return a ``list`` (possibly empty, never None). A plugin that
-raises, returns something other than a list, or returns objects that do not
-have what the hook promises stops meterbook with a :class:`ledger.errors.PluginError`
-naming the plugin, as do two plugins providing the same name.
+Collection hooks (pricing models, importers, importer kinds, reconcilers) are
+called once per plugin; each must return a ``list`` (possibly empty, never None).
+A plugin that raises, returns something other than a list, or returns objects
+that do not have what the hook promises stops meterbook with a
+:class:`ledger.errors.PluginError` naming the plugin, as do two plugins
+providing the same name.
+
+What each hook gets is typed and described below, and is all a plugin should
+read: a reconciler gets one :class:`ledger.reconcile.ReconcileContext` (never the
+engine's session), a notification hook the alert or invoice, a tax plugin the
+draft. The first-party plugins use exactly these doors: the pricing models and
+reconcilers of ``plugins/``, the importers of ``importers/`` and the kinds of
+record they yield (``events``, ``payments``, ``live_totals``).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pluggy
 
 if TYPE_CHECKING:
     from beangulp import Importer
 
+    from ledger.alerts import Alert
+    from ledger.ingest import ImporterKind
+    from ledger.invoicing import Invoice
     from ledger.pricing import PricingModel
     from ledger.reconcile import Reconciler
+    from ledger.tax import Tax, TaxDraft
 
 PROJECT = "meterbook"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -147,6 +159,53 @@ def meterbook_importers() -> list[Importer]:
         @hookimpl
         def meterbook_importers():
             return [BillingExportCsv()]
+
+    An importer whose records are not usage events (``kind`` other than
+    ``"events"``) needs its kind registered too: :func:`meterbook_importer_kinds`.
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def meterbook_importer_kinds() -> list[ImporterKind]:
+    """Return the kinds of record this plugin's importers yield, each with how a file of
+    them is stored.
+
+    Arguments: none.
+
+    Returns: a list of :class:`ledger.ingest.ImporterKind` records:
+
+    - ``name`` (str): what the importers of this kind say in their ``kind`` attribute;
+      unique across all plugins. The first-party kinds are ``events`` (usage events,
+      :mod:`ledger.importers.events`), ``payments`` and ``live_totals``.
+    - ``store(engine, rules, path, importer, *, now, chunk_size, progress, name)``:
+      import one file in one database transaction and return its
+      :class:`ledger.ingest.ImportReport` (``received = accepted + duplicates + conflicts +
+      rejected``). :func:`ledger.ingest.ingest_records` does the bookkeeping (a batch row,
+      rejects kept with their raw row, a re-run on deadlock) given a function that stores
+      one record and says ``accepted``, ``duplicates`` or ``conflicts`` (or raises
+      :class:`ledger.ingest.Rejected` with a reason).
+
+    ``meterbook ingest`` sends each file to its importer's kind; an importer whose kind
+    no plugin registers is refused before anything is written.
+
+    A payment processor's refunds, each stored by the plugin (in a table of its own)
+    and counted like any row.
+
+    Example::
+
+        from ledger import ingest
+
+        def store_refunds(engine, rules, path, importer, *, now, chunk_size, progress, name):
+            def store(conn, raw, batch_id):
+                ...                                # insert the row; "accepted" or "duplicates"
+                return "accepted"
+            return ingest.ingest_records(engine, path, importer, store, name=name,
+                                         progress=progress)
+
+        @hookimpl
+        def meterbook_importer_kinds():
+            return [ingest.ImporterKind("processor_refunds", store_refunds)]
     """
     raise NotImplementedError
 
@@ -162,6 +221,22 @@ def meterbook_reconcilers() -> list[Reconciler]:
     :class:`ledger.reconcile.Finding` records (severity ``error`` blocks close
     and invoicing until fixed or accepted with a reason; ``warning`` and
     ``info`` are reported). Report problems as findings, never by raising.
+
+    ``context`` is a :class:`ledger.reconcile.ReconcileContext`, the one object a
+    reconciler gets, for the period under review (its fields and properties are
+    documented there):
+
+    - ``period`` (``"2026-10"``), ``start`` and ``end`` (its first and last day);
+    - ``workspace`` (folders, time zone ``workspace.tz``, ``meterbook.toml`` settings),
+      ``rules`` (meters, plans, customers, ``rules.account(kind, ...)``) and ``engine``
+      (the event store, to read with :mod:`ledger.metering` or :mod:`ledger.store`);
+    - ``first_open`` (the first day not sealed; ``date.min`` when nothing is) and
+      ``today`` (in the workspace's time zone);
+    - ``rating`` (every cycle rated through ``end``), ``invoices`` (issued, dated
+      through ``end``) and ``entries`` (the books as Beancount loads them), computed
+      on first use and shared by the reconcilers of one run;
+    - ``tie_out(day)``: every per-customer unbilled, contract-asset and receivable
+      balance at the end of ``day``, store against books (:class:`ledger.reconcile.TiedBalance`).
 
     Example::
 
@@ -192,7 +267,7 @@ def meterbook_reconcilers() -> list[Reconciler]:
 
 
 @hookspec
-def meterbook_alert(alert: Any) -> None:
+def meterbook_alert(alert: Alert) -> None:
     """Called for every alert raised (usage cap thresholds, spend caps, findings).
 
     Arguments: ``alert``, a :class:`ledger.alerts.Alert`: ``kind``
@@ -220,7 +295,7 @@ def meterbook_alert(alert: Any) -> None:
 
 
 @hookspec
-def meterbook_invoice_issued(invoice: Any) -> None:
+def meterbook_invoice_issued(invoice: Invoice) -> None:
     """Called once for every invoice issued, after it is written to the books.
 
     Arguments: ``invoice``, a :class:`ledger.invoicing.Invoice` (``number``,
@@ -239,7 +314,7 @@ def meterbook_invoice_issued(invoice: Any) -> None:
 
 
 @hookspec
-def meterbook_tax(draft: Any) -> Any:
+def meterbook_tax(draft: TaxDraft) -> Tax | None:
     """Return the tax of an invoice about to be issued, or None to leave it to another plugin.
 
     Arguments: ``draft``, a :class:`ledger.tax.TaxDraft`:

@@ -35,9 +35,11 @@ when a core is idle (:func:`_spare_core`; on a busy machine the second process
 only adds CPU); the parser never writes to the store (see :func:`_add_from_parser`).
 
 Importers (:mod:`ledger.importers.events`) only read; this module judges rows
-against the rules. An importer declares the ``kind`` of record it yields; kinds
-other than usage ``events`` (payments, live meter totals) plug into
-:data:`KINDS` with their own tables.
+against the rules. An importer declares the ``kind`` of record it yields; each kind
+(:class:`ImporterKind`: usage ``events`` here, ``payments`` and ``live_totals`` with
+their own tables) is registered by a plugin through the hook
+``meterbook_importer_kinds``, the first-party ones too, and a file goes to its
+importer's kind to be stored.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ from datetime import UTC, datetime
 from hashlib import sha256 as _digest
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from sqlalchemy import Connection, Engine, func, select, tuple_, update
 
@@ -114,6 +116,39 @@ class Importer(Protocol):
     def check(self, source: Source) -> None: ...
 
     def rows(self, source: Source) -> Iterator[RawEvent]: ...
+
+
+class StoreFile(Protocol):
+    """Store one file of an importer's records in one transaction and account for every row
+    (``received = accepted + duplicates + conflicts + rejected``); :func:`ingest_records`
+    does the bookkeeping for a kind with its own table."""
+
+    def __call__(
+        self,
+        engine: Engine,
+        rules: Rules,
+        path: Path,
+        importer: Importer,
+        *,
+        now: datetime,
+        chunk_size: int,
+        progress: Callable[[int], None] | None,
+        name: str,
+    ) -> ImportReport: ...
+
+
+@dataclass(frozen=True)
+class ImporterKind:
+    """A kind of record importers yield (their ``kind``) and how a file of them is stored.
+
+    Registered through the hook ``meterbook_importer_kinds`` (:mod:`ledger.hookspecs`);
+    the first-party kinds are ``events`` (:mod:`ledger.importers.events`, stored here),
+    ``payments`` and ``live_totals``.
+    """
+
+    #: what importers of this kind say in ``kind``; unique across all plugins
+    name: str
+    store: StoreFile
 
 
 @dataclass(frozen=True)
@@ -950,7 +985,7 @@ def ingest_records(
     row, then per row the outcome ``store`` gives, or a reject (kept with its raw
     row) when the importer could not read it or ``store`` raises :class:`Rejected`.
     Always ``received = accepted + duplicates + conflicts + rejected``. This is
-    how the payments and live-totals kinds of :data:`KINDS` store their files.
+    how the payments and live-totals kinds (:class:`ImporterKind`) store their files.
     """
     from ledger.importers.events import HeaderError, Source, raw_text
 
@@ -1044,15 +1079,38 @@ def select_importer(path: Path, importers: Sequence[Importer], name: str | None 
     )
 
 
-def check_file(path: Path, importer: Importer) -> None:
-    """Refuse a file that cannot be imported at all (unreadable, bad header), before anything is written."""
-    from ledger.importers.events import HeaderError, Source
+def default_kinds() -> dict[str, ImporterKind]:
+    """What a caller without the plugin registry can store: usage events, ingest's own kind.
+    Every other kind (payments, live totals, a third party's) comes from the registry
+    (:attr:`ledger.registry.Registry.importer_kinds`), registered through the hook.
 
-    if importer.kind not in KINDS:
+    >>> sorted(default_kinds())
+    ['events']
+    """
+    return {EVENTS.name: EVENTS}
+
+
+def _kind_of(
+    path: Path, importer: Importer, kinds: Mapping[str, ImporterKind] | None
+) -> ImporterKind:
+    """The kind ``importer`` yields, from ``kinds`` (default: :func:`default_kinds`)."""
+    found = (default_kinds() if kinds is None else kinds).get(importer.kind)
+    if found is None:
         raise BadInput(
             f"{path}: importer {importer.name} yields {importer.kind!r} records, which this "
             "meterbook cannot store"
         )
+    return found
+
+
+def check_file(
+    path: Path, importer: Importer, kinds: Mapping[str, ImporterKind] | None = None
+) -> None:
+    """Refuse a file that cannot be imported at all (no kind stores its records, unreadable,
+    bad header), before anything is written."""
+    from ledger.importers.events import HeaderError, Source
+
+    _kind_of(path, importer, kinds)
     try:
         with open(path, "rb") as file:
             importer.check(Source(file))
@@ -1072,9 +1130,11 @@ def ingest_file(
     chunk_size: int = CHUNK,
     progress: Callable[[int], None] | None = None,
     name: str | None = None,
+    kinds: Mapping[str, ImporterKind] | None = None,
 ) -> ImportReport:
-    """Import one file in one transaction and return its accounting."""
-    return KINDS[importer.kind](
+    """Import one file in one transaction and return its accounting; the importer's kind
+    (from ``kinds``, default :func:`default_kinds`) stores it."""
+    return _kind_of(path, importer, kinds).store(
         engine,
         rules,
         path,
@@ -1244,9 +1304,9 @@ def _parse(
         sender.close()
 
 
-#: Record kinds and the function that stores a file of them. Payments and live
-#: meter totals add their own entry (and tables); importers name their ``kind``.
-KINDS: dict[str, Callable[..., ImportReport]] = {"events": _ingest_events}
+#: Usage events: the kind the first-party event importers yield, stored in ``events``
+#: (:mod:`ledger.importers.events` registers it through ``meterbook_importer_kinds``).
+EVENTS = ImporterKind("events", _ingest_events)
 
 
 def retry_rejected(
@@ -1327,29 +1387,44 @@ def ingest_files(
     importer_name: str | None = None,
     now: datetime | None = None,
     progress: Callable[[Path], Any] | None = None,
+    kinds: Mapping[str, ImporterKind] | None = None,
 ) -> Iterator[ImportReport]:
-    """Check every file first (importer, header, readable), then import each in
+    """Check every file first (importer, kind, header, readable), then import each in
     its own transaction, yielding its report. A bad file stops the command
-    before anything is written."""
+    before anything is written. ``kinds``: the registry's (default: usage events alone)."""
+    kinds = default_kinds() if kinds is None else kinds
     chosen = []
     for path in paths:
         if not path.is_file():
             raise BadInput(f"{path}: no such file")
         importer = select_importer(path, importers, importer_name)
-        check_file(path, importer)
+        check_file(path, importer, kinds)
         chosen.append((path, importer))
     for path, importer in chosen:
         if progress is None:
-            yield ingest_file(engine, rules, path, importer, now=now)
+            yield ingest_file(engine, rules, path, importer, now=now, kinds=kinds)
             continue
         with progress(path) as advance:
-            report = ingest_file(engine, rules, path, importer, now=now, progress=advance)
+            report = ingest_file(
+                engine, rules, path, importer, now=now, progress=advance, kinds=kinds
+            )
         yield report
 
 
-def open_for_ingest(workspace: Workspace) -> tuple[Rules, Engine, list[Importer]]:
-    """A workspace's rules, store and importers. Uses the plugin registry when
-    it is there (workspace and installed importers), else the first-party ones."""
+class IngestSetup(NamedTuple):
+    """What ``meterbook ingest`` works with: the rules, the store, the importers and the kinds
+    of record they yield."""
+
+    rules: Rules
+    engine: Engine
+    importers: list[Importer]
+    kinds: Mapping[str, ImporterKind]
+
+
+def open_for_ingest(workspace: Workspace) -> IngestSetup:
+    """A workspace's rules, store, importers and their kinds. Uses the plugin registry when
+    it is there (workspace and installed importers and kinds), else the first-party
+    event importers."""
     import importlib
     import importlib.util
 
@@ -1357,13 +1432,17 @@ def open_for_ingest(workspace: Workspace) -> tuple[Rules, Engine, list[Importer]
     from ledger.store import open_store
 
     importers: list[Importer] = []
+    kinds: Mapping[str, ImporterKind] = {}
     pricing_models = None
     if importlib.util.find_spec("ledger.registry") is not None:
         registry = importlib.import_module("ledger.registry")
         loaded = registry.load_registry(workspace.plugins_dir)
         pricing_models = getattr(loaded, "pricing_models", None)
         importers = list(getattr(loaded, "importers", []) or [])
+        kinds = getattr(loaded, "importer_kinds", {}) or {}
     if not importers:
         importers = default_importers()
+    if not kinds:
+        kinds = default_kinds()
     rules = load_rules(workspace.rules_dir, pricing_models)
-    return rules, open_store(workspace.store_url), importers
+    return IngestSetup(rules, open_store(workspace.store_url), importers, kinds)

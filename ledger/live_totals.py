@@ -147,8 +147,9 @@ def store_file(
     name: str = "",
 ) -> ImportReport:
     """Import one live-totals file in one transaction (``received = accepted +
-    duplicates + conflicts + rejected``); the ``live_totals`` entry of
-    :data:`ledger.ingest.KINDS`. A deadlock or a locked SQLite database re-runs the file."""
+    duplicates + conflicts + rejected``): how the ``live_totals`` kind is stored
+    (:mod:`ledger.importers.live_totals`). A deadlock or a locked SQLite database re-runs the
+    file."""
     name = name or str(path)
     # "today" in the workspace's sense is not known here: a day ahead of UTC is allowed
     today = (now + timedelta(days=1)).date()

@@ -1,4 +1,4 @@
-"""The plugin registry: every pricing model, importer and reconciler, by plugin.
+"""The plugin registry: every pricing model, importer, importer kind and reconciler, by plugin.
 
 ``load_registry`` registers plugins in a fixed order, all through the hooks of
 :mod:`ledger.hookspecs` (first-party code uses no private shortcut)::
@@ -39,6 +39,7 @@ import pluggy
 
 from ledger import hookspecs
 from ledger.errors import PluginError
+from ledger.ingest import Importer, ImporterKind
 from ledger.pricing import PricingModel
 from ledger.reconcile import Reconciler
 
@@ -75,7 +76,8 @@ class NotificationFailure:
 
 
 class Registry:
-    """The loaded plugins: pricing models by name, reconcilers, importers, notifications."""
+    """The loaded plugins: pricing models by name, reconcilers, importers and the kinds of
+    record they yield, notifications."""
 
     def __init__(self, pm: pluggy.PluginManager, origins: Mapping[str, str]):
         self._pm = pm
@@ -83,13 +85,18 @@ class Registry:
         models = _collect(pm, "meterbook_pricing_models", _check_pricing_model)
         reconcilers = _collect(pm, "meterbook_reconcilers", _check_reconciler)
         importers = _collect(pm, "meterbook_importers", _check_importer)
+        kinds = _collect(pm, "meterbook_importer_kinds", _check_importer_kind)
         self.pricing_models: Mapping[str, PricingModel] = types.MappingProxyType(
             {name: obj for name, (_plugin, obj) in sorted(models.items())}
         )
         self.reconcilers: tuple[Reconciler, ...] = tuple(obj for _p, obj in reconcilers.values())
-        self.importers: tuple[Any, ...] = tuple(
+        self.importers: tuple[Importer, ...] = tuple(
             obj
             for _p, obj in sorted(importers.values(), key=lambda po: po[0] == FALLBACK_IMPORTERS)
+        )
+        #: every kind of record importers may yield, by name (``Importer.kind``)
+        self.importer_kinds: Mapping[str, ImporterKind] = types.MappingProxyType(
+            {name: obj for name, (_plugin, obj) in sorted(kinds.items())}
         )
         infos = []
         for name, _plugin in pm.list_name_plugin():
@@ -338,6 +345,14 @@ def _check_pricing_model(obj: object) -> str | None:
 
 def _check_reconciler(obj: object) -> str | None:
     return _missing(obj, ("check",))
+
+
+def _check_importer_kind(obj: object) -> str | None:
+    if not isinstance(obj, ImporterKind):
+        return f"{_describe(obj)} is not a ledger.ingest.ImporterKind"
+    if not obj.name.strip() or not callable(obj.store):
+        return f"{obj!r:.80} needs a name and a callable store"
+    return None
 
 
 def _check_importer(obj: object) -> str | None:

@@ -21,6 +21,7 @@ from ledger.facts.payments import Payment, load_payments
 from ledger.importers.payments import PaymentsCsv
 from ledger.journal.payments import payment_entries
 from ledger.payments import ingest_payments
+from ledger.registry import load_registry
 from ledger.session import Session
 from ledger.store import payment_conflicts, rejects
 from tests.support.payments import NOW, books_of, import_payments, payments_workspace
@@ -179,8 +180,11 @@ def test_payments_file_is_identified_and_a_bad_header_refused(tmp_path: Path) ->
     assert ingest.select_importer(usage, importers).name == "events-csv"
     bad = tmp_path / "bad.csv"
     bad.write_text("date,amount,currency,reference\n2026-10-10,1.00,USD,R\n")
+    kinds = load_registry().importer_kinds
     with pytest.raises(Exception, match="missing column 'invoice'"):
-        ingest.check_file(bad, PaymentsCsv())
+        ingest.check_file(bad, PaymentsCsv(), kinds)
+    with pytest.raises(Exception, match="yields 'payments' records, which this meterbook cannot"):
+        ingest.check_file(bad, PaymentsCsv())  # no registry: usage events alone
 
 
 def test_settlement_is_deterministic_whatever_the_order() -> None:
@@ -247,7 +251,19 @@ def test_duplicates_and_conflicts_are_counted_on_every_store(
         "2026-10-02,10.00,USD,,r1\n2026-10-02,11.00,USD,,r1\n"
     )
     now = datetime(2026, 11, 25, tzinfo=UTC)
-    first = ingest.ingest_file(engine, None, path, PaymentsCsv(), now=now)  # type: ignore[arg-type]
+    kinds = load_registry().importer_kinds
+
+    def once() -> ingest.ImportReport:
+        return ingest.ingest_file(
+            engine,
+            None,  # type: ignore[arg-type]  # no rules: payments are matched when posted
+            path,
+            PaymentsCsv(),
+            now=now,
+            kinds=kinds,
+        )
+
+    first = once()
     assert (first.received, first.accepted, first.duplicates, first.conflicts) == (3, 1, 1, 1)
-    again = ingest.ingest_file(engine, None, path, PaymentsCsv(), now=now)  # type: ignore[arg-type]
+    again = once()
     assert (again.received, again.accepted, again.duplicates, again.conflicts) == (3, 0, 2, 1)

@@ -124,9 +124,9 @@ def _ingest(
         path = directory / f"usage-{start + k:03d}.csv"
         path.write_text(HEADER + "".join(line + "\n" for line in lines[i : i + cut]))
         paths.append(path)
-    rules, engine, importers = open_for_ingest(session.workspace)
+    rules, engine, importers, kinds = open_for_ingest(session.workspace)
     try:
-        yield from ingest_files(engine, rules, paths, importers, now=NOW)
+        yield from ingest_files(engine, rules, paths, importers, now=NOW, kinds=kinds)
     finally:
         engine.dispose()
 

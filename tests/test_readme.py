@@ -94,3 +94,38 @@ def test_hookspec_reconciler_example_runs(tmp_path: Path) -> None:
     found = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
     zero = [f for f in found if f["check"] == "zero-usage"]
     assert [(f["customer"], f["severity"]) for f in zero] == [("small", "warning")], result.output
+
+
+def test_hookspec_importer_kind_example_runs(tmp_path: Path) -> None:
+    """The ``meterbook_importer_kinds`` example with an importer of its kind: ``meterbook ingest``
+    stores a file of 2 refunds through it."""
+    importer = (
+        "from ledger.importers.payments import PaymentsCsv\n\n"
+        "class RefundsCsv(PaymentsCsv):\n"
+        "    kind = 'processor_refunds'\n"
+        "    importer_name = 'refunds-csv'\n\n"
+        "@hookimpl\ndef meterbook_importers():\n    return [RefundsCsv()]\n"
+    )
+    source = (
+        "from ledger.hookspecs import hookimpl\n"
+        + hookspec_example("meterbook_importer_kinds")
+        + "\n\n"
+        + importer
+    )
+    root = write_workspace(
+        tmp_path / "ws",
+        meters=METERS_CALLS,
+        plans=PLANS.replace('capped_unit, unit_price: "0.01", cap: "25.00"', "unit, unit_price: 1"),
+        customers=CUSTOMERS,
+        plugins={"refunds": source},
+    )
+    refunds = tmp_path / "refunds.csv"
+    refunds.write_text(
+        "date,amount,currency,invoice,reference\n2026-10-02,10.00,USD,,R-1\n"
+        "2026-10-03,2.50,USD,,R-2\n"
+    )
+    result = CliRunner().invoke(
+        cli, ["--workspace", str(root), "ingest", "--importer", "refunds-csv", str(refunds)]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"{refunds}: received 2, accepted 2, duplicates 0" in result.output

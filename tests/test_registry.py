@@ -492,3 +492,115 @@ def test_the_manuals_example_plugin_works(tmp_path: Path) -> None:
         Decimal("4.00"),
         Decimal("6.00"),
     ]
+
+
+# --- importer kinds: registered through a hook, the first-party ones too ----------------------
+
+REFUNDS = """
+from ledger import ingest
+from ledger.hookspecs import hookimpl
+from ledger.importers.payments import PaymentsCsv
+
+STORED = []
+
+
+class RefundsCsv(PaymentsCsv):
+    kind = "processor_refunds"
+    importer_name = "refunds-csv"
+
+
+def store_refunds(engine, rules, path, importer, *, now, chunk_size, progress, name):
+    def store(conn, raw, batch_id):
+        STORED.append((raw.reference, raw.amount))
+        return "accepted"
+
+    return ingest.ingest_records(engine, path, importer, store, name=name, progress=progress)
+
+
+@hookimpl
+def meterbook_importers():
+    return [RefundsCsv()]
+
+
+@hookimpl
+def meterbook_importer_kinds():
+    return [ingest.ImporterKind("processor_refunds", store_refunds)]
+"""
+
+
+def test_first_party_importer_kinds_come_through_the_hook() -> None:
+    """Nothing is registered by importing a module: the registry asks each plugin."""
+    from ledger import ingest
+
+    registry = load_registry()
+    assert sorted(registry.importer_kinds) == ["events", "live_totals", "payments"]
+    assert registry.importer_kinds["events"] is ingest.EVENTS
+    assert {i.kind for i in registry.importers} == set(registry.importer_kinds)
+    assert not hasattr(ingest, "KINDS")
+
+
+def test_a_third_party_importer_kind_stores_its_files(tmp_path: Path) -> None:
+    """A workspace plugin's importer of kind ``processor_refunds`` and its kind: ``meterbook
+    ingest --importer refunds-csv`` sends the file's 2 rows to the plugin's store."""
+    import sys
+
+    root = tmp_path / "ws"
+    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
+    config = root / "meterbook.toml"
+    config.write_text(config.read_text().replace('plugins_dir = ""', 'plugins_dir = "plugins"'))
+    plugin_dir(root, refunds=REFUNDS)
+    refunds = tmp_path / "refunds.csv"
+    refunds.write_text(
+        "date,amount,currency,invoice,reference\n"
+        "2026-10-02,10.00,USD,,R-1\n2026-10-03,2.50,USD,,R-2\n"
+    )
+    result = CliRunner().invoke(
+        cli, ["--workspace", str(root), "ingest", "--importer", "refunds-csv", str(refunds)]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(
+        f"{refunds}: received 2, accepted 2, duplicates 0, conflicts 0, rejected 0"
+    )
+    assert sys.modules["meterbook_local.refunds"].STORED == [("R-1", "10.00"), ("R-2", "2.50")]
+
+
+def test_an_importer_whose_kind_nobody_registers_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
+    config = root / "meterbook.toml"
+    config.write_text(config.read_text().replace('plugins_dir = ""', 'plugins_dir = "plugins"'))
+    plugin_dir(root, refunds=REFUNDS.split("@hookimpl\ndef meterbook_importer_kinds")[0])
+    refunds = tmp_path / "refunds.csv"
+    refunds.write_text("date,amount,currency,invoice,reference\n2026-10-02,10.00,USD,,R-1\n")
+    result = CliRunner().invoke(
+        cli, ["--workspace", str(root), "ingest", "--importer", "refunds-csv", str(refunds)]
+    )
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        f"meterbook: error: {refunds}: importer refunds-csv yields 'processor_refunds' records, "
+        "which this meterbook cannot store"
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (
+            "from ledger import ingest\n"
+            "    return [ingest.ImporterKind('payments', lambda *a, **k: None)]",
+            "meterbook_importer_kinds() provides 'payments', already provided by plugin "
+            "ledger.importers.payments",
+        ),
+        (
+            "return [('payments', print)]",
+            "meterbook_importer_kinds()[0]: tuple ('payments', <built-in function print>) is "
+            "not a ledger.ingest.ImporterKind",
+        ),
+    ],
+    ids=["clash", "not a kind"],
+)
+def test_a_bad_importer_kind_names_its_plugin(tmp_path: Path, body: str, problem: str) -> None:
+    plugins = plugin_dir(tmp_path, kinds=hook(body, "meterbook_importer_kinds"))
+    with pytest.raises(PluginError) as refused:
+        load_registry(plugins)
+    assert str(refused.value) == f"plugin meterbook_local.kinds: {problem}"

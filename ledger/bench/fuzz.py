@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,7 +41,7 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 
 from ledger.errors import BadInput
-from ledger.ingest import ImportReport, ingest_files, select_importer
+from ledger.ingest import ImporterKind, ImportReport, ingest_files, select_importer
 from ledger.rules import Rules, load_rules
 from ledger.store import (
     batches,
@@ -247,7 +247,12 @@ def expected_rows(data: bytes, kind: str) -> int:
 
 
 def check_one(
-    engine: Engine, rules: Rules, path: Path, importer: str, importers: Sequence[Any]
+    engine: Engine,
+    rules: Rules,
+    path: Path,
+    importer: str,
+    importers: Sequence[Any],
+    kinds: Mapping[str, ImporterKind],
 ) -> Outcome:
     """Import ``path`` with ``importer``; assert the invariants (AssertionError names which)."""
     with contextlib.suppress(BadInput):  # identification by content never raises anything else
@@ -256,7 +261,9 @@ def check_one(
     held = stored_rejects(engine, str(path))
     try:
         [report] = list(
-            ingest_files(engine, rules, [path], importers, importer_name=importer, now=NOW)
+            ingest_files(
+                engine, rules, [path], importers, importer_name=importer, now=NOW, kinds=kinds
+            )
         )
     except BadInput as exc:
         message = str(exc)
@@ -323,7 +330,8 @@ def run(
     with tempfile.TemporaryDirectory(prefix="meterbook-fuzz-") as tmp:
         root = Path(tmp)
         rules = workspace_rules(root / "rules")
-        importers = list(getattr(load_registry(None), "importers", []) or default_importers())
+        registry = load_registry(None)
+        importers = list(registry.importers or default_importers())
         engine = open_store(store or f"sqlite:///{root / 'fuzz.sqlite'}")
         done: Counter[str] = Counter()
         refused = 0
@@ -335,7 +343,9 @@ def run(
                 path = root / f"fuzz-{sum(done.values())}.{'json' if 'json' in importer else 'csv'}"
                 path.write_bytes(data)
                 try:
-                    outcome = check_one(engine, rules, path, importer, importers)
+                    outcome = check_one(
+                        engine, rules, path, importer, importers, registry.importer_kinds
+                    )
                 except BaseException as exc:  # an invariant or a traceback: keep the file
                     kept = keep / f"fuzz-failure-{importer}-{seed}-{sum(done.values())}.bin"
                     kept.write_bytes(data)

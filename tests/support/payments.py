@@ -87,7 +87,15 @@ def books_of(session: Session) -> list[data.Directive]:
 
 
 def import_payments(session: Session, path: Path) -> ingest.ImportReport:
-    """Through ``meterbook ingest``'s own dispatch: identified, checked, stored by kind."""
+    """Through ``meterbook ingest``'s own dispatch: identified, checked, stored by kind (the
+    ``payments`` kind as the registry has it from the hook)."""
     importers = [PaymentsCsv(), *ingest.default_importers()]
-    [report] = ingest.ingest_files(session.engine, session.rules, [path], importers, now=NOW)
+    [report] = ingest.ingest_files(
+        session.engine,
+        session.rules,
+        [path],
+        importers,
+        now=NOW,
+        kinds=session.registry.importer_kinds,
+    )
     return report
