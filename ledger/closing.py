@@ -80,7 +80,13 @@ from beancount.utils import misc_utils
 from sqlalchemy import Engine, delete, func, insert, select
 
 from ledger import books, faults, metering, seal
-from ledger.audit import account_kinds, balances_before, error_line, regenerated_entries
+from ledger.audit import (
+    account_kinds,
+    balances_before,
+    error_line,
+    regenerated_entries,
+    tie_out_balances,
+)
 from ledger.books import posted_through_books
 from ledger.errors import BadInput, PluginError
 from ledger.escaping import for_terminal
@@ -129,8 +135,6 @@ def last_day(month: str) -> date:
 def reconcile_context(session: Session, month: str) -> ReconcileContext:
     """The one object every reconciler's ``check`` gets for ``month``: the session's
     workspace, rules and store, its rating, invoices and books, read on first use."""
-    from ledger.audit import tie_out_balances
-
     return ReconcileContext(
         period=month,
         start=first_day(month),
