@@ -40,7 +40,6 @@ from typing import Any, BinaryIO, NamedTuple
 from ledger.errors import BadInput
 from ledger.hookspecs import hookimpl
 from ledger.importers._filing import Filing
-from ledger.ingest import EVENTS, ImporterKind
 
 #: Longest line read into memory; longer lines are skipped (reason ``too_long``).
 LINE_LIMIT = 1 << 20
@@ -888,10 +887,3 @@ def importers() -> list[EventImporter]:
 def meterbook_importers() -> list[EventImporter]:
     """First-party importers register through the same hook as third-party ones."""
     return importers()
-
-
-@hookimpl
-def meterbook_importer_kinds() -> list[ImporterKind]:
-    """Usage events, the kind these importers yield: judged against the rules and stored in
-    ``events`` by :mod:`ledger.ingest`, registered through the same hook as third-party kinds."""
-    return [EVENTS]

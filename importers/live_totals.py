@@ -26,20 +26,12 @@ columns refuses the whole file (:class:`ledger.importers.events.HeaderError`).
 
 from __future__ import annotations
 
-from datetime import datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import NamedTuple
 
 from beangulp import Importer
 
-from ledger import ingest
 from ledger.hookspecs import hookimpl
 from ledger.importers._columns import ColumnsCsv
-
-if TYPE_CHECKING:
-    from sqlalchemy import Engine
-
-    from ledger.rules import Rules
 
 COLUMNS = ("date", "customer", "meter", "quantity", "source")
 #: ``source`` may be left out: every row's source is then ``default`` (as for usage events)
@@ -61,8 +53,9 @@ class RawLiveTotal(NamedTuple):
 
 
 class LiveTotalsCsv(ColumnsCsv[RawLiveTotal]):
-    """``date,customer,meter,quantity,source`` CSV (kind ``live_totals``): live totals never
-    become ledger entries; the dual-track reconciler compares them with the batch events."""
+    """``date,customer,meter,quantity,source`` CSV (kind ``live_totals``, registered by
+    :mod:`ledger.plugins.record_kinds`): live totals never become ledger entries; the
+    dual-track reconciler compares them with the batch events."""
 
     kind = "live_totals"
     importer_name = "live-totals"
@@ -73,28 +66,7 @@ class LiveTotalsCsv(ColumnsCsv[RawLiveTotal]):
     ledger_account = "Income:Usage"
 
 
-def _store(
-    engine: Engine,
-    rules: Rules,
-    path: Path,
-    importer: Any,
-    *,
-    now: datetime,
-    **options: Any,
-) -> ingest.ImportReport:
-    from ledger.live_totals import store_file
-
-    return store_file(engine, rules, path, importer, now=now, **options)
-
-
 @hookimpl
 def meterbook_importers() -> list[Importer]:
     """First-party live-totals importer, registered through the same hook as third-party ones."""
     return [LiveTotalsCsv()]
-
-
-@hookimpl
-def meterbook_importer_kinds() -> list[ingest.ImporterKind]:
-    """``meterbook ingest`` routes an importer's records by its ``kind``: live totals go to
-    their own table, judged and stored by :func:`ledger.live_totals.store_file`."""
-    return [ingest.ImporterKind(LiveTotalsCsv.kind, _store)]

@@ -25,20 +25,12 @@ posts it. A header without the five columns refuses the whole file
 
 from __future__ import annotations
 
-from datetime import datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import NamedTuple
 
 from beangulp import Importer
 
-from ledger import ingest
 from ledger.hookspecs import hookimpl
 from ledger.importers._columns import ColumnsCsv
-
-if TYPE_CHECKING:
-    from sqlalchemy import Engine
-
-    from ledger.rules import Rules
 
 COLUMNS = ("date", "amount", "currency", "invoice", "reference")
 
@@ -58,8 +50,9 @@ class RawPayment(NamedTuple):
 
 
 class PaymentsCsv(ColumnsCsv[RawPayment]):
-    """``date,amount,currency,invoice,reference`` CSV (kind ``payments``): payments are
-    stored by ``meterbook ingest`` and matched to invoices by ``meterbook post``."""
+    """``date,amount,currency,invoice,reference`` CSV (kind ``payments``, registered by
+    :mod:`ledger.plugins.record_kinds`): payments are stored by ``meterbook ingest`` and
+    matched to invoices by ``meterbook post``."""
 
     kind = "payments"
     importer_name = "payments-csv"
@@ -70,28 +63,7 @@ class PaymentsCsv(ColumnsCsv[RawPayment]):
     ledger_account = "Assets:Bank:Operating"
 
 
-def _store(
-    engine: Engine,
-    rules: Rules,
-    path: Path,
-    importer: Any,
-    *,
-    now: datetime,
-    **options: Any,
-) -> ingest.ImportReport:
-    from ledger.payments import store_file
-
-    return store_file(engine, rules, path, importer, now=now, **options)
-
-
 @hookimpl
 def meterbook_importers() -> list[Importer]:
     """First-party payments importer, registered through the same hook as third-party ones."""
     return [PaymentsCsv()]
-
-
-@hookimpl
-def meterbook_importer_kinds() -> list[ingest.ImporterKind]:
-    """``meterbook ingest`` routes an importer's records by its ``kind``: payments go to
-    their own table, judged and stored by :func:`ledger.payments.store_file`."""
-    return [ingest.ImporterKind(PaymentsCsv.kind, _store)]

@@ -68,28 +68,140 @@ read: a reconciler gets one :class:`ledger.reconcile.ReconcileContext` (never th
 engine's session), a notification hook the alert or invoice, a tax plugin the
 draft. The first-party plugins use exactly these doors: the pricing models and
 reconcilers of ``plugins/``, the importers of ``importers/`` and the kinds of
-record they yield (``events``, ``payments``, ``live_totals``).
+record they yield beside meterbook's own usage ``events`` (``payments`` and
+``live_totals``, ``plugins/record_kinds.py``).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import TYPE_CHECKING, Protocol
 
 import pluggy
+
+#: ``date`` as a type where a property named ``date`` shadows it
+_Date = date
 
 if TYPE_CHECKING:
     from beangulp import Importer
 
-    from ledger.alerts import Alert
-    from ledger.ingest import ImporterKind
-    from ledger.invoicing import Invoice
     from ledger.pricing import PricingModel
-    from ledger.reconcile import Reconciler
-    from ledger.tax import Tax, TaxDraft
+    from ledger.reconcile import InvoiceView, Reconciler
+    from ledger.rules import Customer
+    from ledger.workspace import AlertsConfig
 
 PROJECT = "meterbook"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+# --- what the hooks exchange -------------------------------------------------------------
+# Typed here, below every stage that calls a hook: the engine hands in its own records
+# (ledger.alerts.Alert, ledger.facts.invoices.Invoice, ledger.tax.TaxDraft), which have
+# these attributes and more.
+
+
+@dataclass(frozen=True)
+class ImporterKind:
+    """A kind of record importers yield (their ``kind``) and how a file of them is stored
+    (:func:`meterbook_importer_kinds`)."""
+
+    #: what the importers of this kind say in ``kind``; unique across all plugins
+    name: str
+    #: ``store(engine, rules, path, importer, *, now, chunk_size, progress, name)``: import
+    #: one file in one transaction and return its :class:`ledger.ingest.ImportReport`
+    store: Callable[..., object]
+
+
+class AlertView(Protocol):
+    """A cap threshold crossed, as :func:`meterbook_alert` gets it."""
+
+    @property
+    def kind(self) -> str:
+        """``usage_cap`` or ``spend_cap``."""
+        ...
+
+    @property
+    def customer(self) -> str: ...
+    @property
+    def meter(self) -> str | None:
+        """None for a spend cap."""
+        ...
+
+    @property
+    def cycle(self) -> str:
+        """The cycle key ``start/end``."""
+        ...
+
+    @property
+    def threshold(self) -> Decimal:
+        """``0.8`` = 80 % of the cap."""
+        ...
+
+    @property
+    def cap(self) -> Decimal: ...
+    @property
+    def value(self) -> Decimal:
+        """The cumulative figure on ``date``, the first day it reached the threshold."""
+        ...
+
+    @property
+    def unit(self) -> str: ...
+    @property
+    def date(self) -> _Date: ...
+    @property
+    def id(self) -> str:
+        """Stable across runs: ``usage-cap:acme:api_calls:2026-09-01:80``."""
+        ...
+
+    @property
+    def message(self) -> str: ...
+    @property
+    def delivery(self) -> AlertsConfig:
+        """The workspace's ``[alerts]`` settings, the customer's own ``webhook`` as URL."""
+        ...
+
+    def payload(self) -> Mapping[str, str | None]:
+        """The alert as JSON-ready text: the first-party webhook's body."""
+        ...
+
+
+class TaxSettingsView(Protocol):
+    """``[tax]`` of ``meterbook.toml``."""
+
+    @property
+    def seller_tax_id(self) -> str: ...
+    @property
+    def inclusive(self) -> bool: ...
+    @property
+    def rounding(self) -> str:
+        """``line`` or ``invoice``."""
+        ...
+
+
+class TaxDraftView(Protocol):
+    """An invoice about to be issued and what decides its tax (:func:`meterbook_tax`)."""
+
+    @property
+    def invoice(self) -> InvoiceView: ...
+    @property
+    def customer(self) -> Customer: ...
+    @property
+    def plans(self) -> Sequence[str]: ...
+    @property
+    def settings(self) -> TaxSettingsView: ...
+    @property
+    def rules(self) -> object:
+        """``rules/taxes.yaml`` as loaded, for :func:`ledger.tax.rules_tax`."""
+        ...
+
+    @property
+    def adjusts(self) -> Sequence[object | None]:
+        """Per line, the :class:`ledger.facts.invoices.Tax` a correction is taxed as."""
+        ...
 
 
 @hookspec
@@ -173,11 +285,12 @@ def meterbook_importer_kinds() -> list[ImporterKind]:
 
     Arguments: none.
 
-    Returns: a list of :class:`ledger.ingest.ImporterKind` records:
+    Returns: a list of :class:`ImporterKind` records:
 
     - ``name`` (str): what the importers of this kind say in their ``kind`` attribute;
-      unique across all plugins. The first-party kinds are ``events`` (usage events,
-      :mod:`ledger.importers.events`), ``payments`` and ``live_totals``.
+      unique across all plugins. ``events`` (usage events) is meterbook's own, stored by
+      :mod:`ledger.ingest`; the first-party plugins register ``payments``
+      and ``live_totals`` here (:mod:`ledger.plugins.record_kinds`) like any third party.
     - ``store(engine, rules, path, importer, *, now, chunk_size, progress, name)``:
       import one file in one database transaction and return its
       :class:`ledger.ingest.ImportReport` (``received = accepted + duplicates + conflicts +
@@ -187,7 +300,8 @@ def meterbook_importer_kinds() -> list[ImporterKind]:
       :class:`ledger.ingest.Rejected` with a reason).
 
     ``meterbook ingest`` sends each file to its importer's kind; an importer whose kind
-    no plugin registers is refused before anything is written.
+    no plugin registers is refused before anything is written, and a ``store`` that
+    returns anything but an ``ImportReport`` stops it with a :class:`ledger.errors.PluginError`.
 
     A payment processor's refunds, each stored by the plugin (in a table of its own)
     and counted like any row.
@@ -195,6 +309,7 @@ def meterbook_importer_kinds() -> list[ImporterKind]:
     Example::
 
         from ledger import ingest
+        from ledger.hookspecs import ImporterKind
 
         def store_refunds(engine, rules, path, importer, *, now, chunk_size, progress, name):
             def store(conn, raw, batch_id):
@@ -205,7 +320,7 @@ def meterbook_importer_kinds() -> list[ImporterKind]:
 
         @hookimpl
         def meterbook_importer_kinds():
-            return [ingest.ImporterKind("processor_refunds", store_refunds)]
+            return [ImporterKind("processor_refunds", store_refunds)]
     """
     raise NotImplementedError
 
@@ -267,10 +382,10 @@ def meterbook_reconcilers() -> list[Reconciler]:
 
 
 @hookspec
-def meterbook_alert(alert: Alert) -> None:
+def meterbook_alert(alert: AlertView) -> None:
     """Called for every alert raised (usage cap thresholds, spend caps, findings).
 
-    Arguments: ``alert``, a :class:`ledger.alerts.Alert`: ``kind``
+    Arguments: ``alert`` (:class:`AlertView`; a :class:`ledger.alerts.Alert`): ``kind``
     (``"usage_cap"`` or ``"spend_cap"``), ``customer``, ``meter`` (None for
     spend), ``cycle``, ``threshold`` (0.8 = 80 %), ``cap``, ``value`` (the
     cumulative figure on ``date``, the first day it reached the threshold),
@@ -295,10 +410,11 @@ def meterbook_alert(alert: Alert) -> None:
 
 
 @hookspec
-def meterbook_invoice_issued(invoice: Invoice) -> None:
+def meterbook_invoice_issued(invoice: InvoiceView) -> None:
     """Called once for every invoice issued, after it is written to the books.
 
-    Arguments: ``invoice``, a :class:`ledger.invoicing.Invoice` (``number``,
+    Arguments: ``invoice`` (:class:`ledger.reconcile.InvoiceView`; a
+    :class:`ledger.facts.invoices.Invoice`: ``number``,
     ``customer``, ``date``, ``currency``, ``lines``, ``total``).
 
     Returns: nothing (ignored; every plugin is called, best effort as for
@@ -314,12 +430,12 @@ def meterbook_invoice_issued(invoice: Invoice) -> None:
 
 
 @hookspec
-def meterbook_tax(draft: TaxDraft) -> Tax | None:
+def meterbook_tax(draft: TaxDraftView) -> object:
     """Return the tax of an invoice about to be issued, or None to leave it to another plugin.
 
-    Arguments: ``draft``, a :class:`ledger.tax.TaxDraft`:
+    Arguments: ``draft`` (:class:`TaxDraftView`; a :class:`ledger.tax.TaxDraft`):
 
-    - ``draft.invoice``: the invoice draft (:class:`ledger.invoicing.Invoice`):
+    - ``draft.invoice``: the invoice draft (:class:`ledger.reconcile.InvoiceView`):
       ``customer``, ``date``, ``currency``, ``lines`` (each with ``kind``,
       ``description``, ``amount``, ``cycle``, ``meter``, ``quantity``).
     - ``draft.customer``: the customer's rules record (``id``, ``name``, ...).
@@ -336,7 +452,8 @@ def meterbook_tax(draft: TaxDraft) -> Tax | None:
       revenue; None accrues the prices as they are. Answer as for the invoice: where the
       invoice's tax differs, it books the difference to ``Income:Tax-Included``.
 
-    Returns: a :class:`ledger.facts.invoices.Tax`, or None when this plugin does not tax
+    Returns: a :class:`ledger.facts.invoices.Tax` (anything else is a
+    :class:`ledger.errors.PluginError`), or None when this plugin does not tax
     the invoice. ``Tax.lines`` are :class:`ledger.facts.invoices.TaxLine` records
     (``jurisdiction``, ``rate``, taxable ``base``, ``amount`` rounded to the
     currency's minor unit, ``name``, ``treatment`` ``standard`` / ``exempt`` /

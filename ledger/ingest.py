@@ -35,11 +35,11 @@ when a core is idle (:func:`_spare_core`; on a busy machine the second process
 only adds CPU); the parser never writes to the store (see :func:`_add_from_parser`).
 
 Importers (:mod:`ledger.importers.events`) only read; this module judges rows
-against the rules. An importer declares the ``kind`` of record it yields; each kind
-(:class:`ImporterKind`: usage ``events`` here, ``payments`` and ``live_totals`` with
-their own tables) is registered by a plugin through the hook
-``meterbook_importer_kinds``, the first-party ones too, and a file goes to its
-importer's kind to be stored.
+against the rules. An importer declares the ``kind`` of record it yields and a file
+goes to its kind to be stored: usage ``events`` are this module's own (:data:`EVENTS`);
+every other kind (``payments`` and ``live_totals``, with their own tables, or a third
+party's) is an :class:`ledger.hookspecs.ImporterKind` a plugin registers through the
+hook ``meterbook_importer_kinds``, the first-party ones too.
 """
 
 from __future__ import annotations
@@ -66,6 +66,7 @@ from sqlalchemy import Connection, Engine, func, select, tuple_, update
 
 from ledger.errors import BadInput, PluginError
 from ledger.events import TimeError, number_of, number_problem, parse_time, to_us
+from ledger.hookspecs import ImporterKind
 from ledger.store import batches, conflicts, events, rejects
 
 if TYPE_CHECKING:
@@ -116,39 +117,6 @@ class Importer(Protocol):
     def check(self, source: Source) -> None: ...
 
     def rows(self, source: Source) -> Iterator[RawEvent]: ...
-
-
-class StoreFile(Protocol):
-    """Store one file of an importer's records in one transaction and account for every row
-    (``received = accepted + duplicates + conflicts + rejected``); :func:`ingest_records`
-    does the bookkeeping for a kind with its own table."""
-
-    def __call__(
-        self,
-        engine: Engine,
-        rules: Rules,
-        path: Path,
-        importer: Importer,
-        *,
-        now: datetime,
-        chunk_size: int,
-        progress: Callable[[int], None] | None,
-        name: str,
-    ) -> ImportReport: ...
-
-
-@dataclass(frozen=True)
-class ImporterKind:
-    """A kind of record importers yield (their ``kind``) and how a file of them is stored.
-
-    Registered through the hook ``meterbook_importer_kinds`` (:mod:`ledger.hookspecs`);
-    the first-party kinds are ``events`` (:mod:`ledger.importers.events`, stored here),
-    ``payments`` and ``live_totals``.
-    """
-
-    #: what importers of this kind say in ``kind``; unique across all plugins
-    name: str
-    store: StoreFile
 
 
 @dataclass(frozen=True)
@@ -1079,22 +1047,12 @@ def select_importer(path: Path, importers: Sequence[Importer], name: str | None 
     )
 
 
-def default_kinds() -> dict[str, ImporterKind]:
-    """What a caller without the plugin registry can store: usage events, ingest's own kind.
-    Every other kind (payments, live totals, a third party's) comes from the registry
-    (:attr:`ledger.registry.Registry.importer_kinds`), registered through the hook.
-
-    >>> sorted(default_kinds())
-    ['events']
-    """
-    return {EVENTS.name: EVENTS}
-
-
 def _kind_of(
     path: Path, importer: Importer, kinds: Mapping[str, ImporterKind] | None
 ) -> ImporterKind:
-    """The kind ``importer`` yields, from ``kinds`` (default: :func:`default_kinds`)."""
-    found = (default_kinds() if kinds is None else kinds).get(importer.kind)
+    """The kind ``importer`` yields: usage events, or one of ``kinds`` (the registry's,
+    :attr:`ledger.registry.Registry.importer_kinds`; None: usage events alone)."""
+    found = EVENTS if importer.kind == EVENTS.name else (kinds or {}).get(importer.kind)
     if found is None:
         raise BadInput(
             f"{path}: importer {importer.name} yields {importer.kind!r} records, which this "
@@ -1133,8 +1091,10 @@ def ingest_file(
     kinds: Mapping[str, ImporterKind] | None = None,
 ) -> ImportReport:
     """Import one file in one transaction and return its accounting; the importer's kind
-    (from ``kinds``, default :func:`default_kinds`) stores it."""
-    return _kind_of(path, importer, kinds).store(
+    (usage events, or one of the registry's ``kinds``) stores it. A kind's ``store`` that
+    returns anything but an :class:`ImportReport` is a :class:`PluginError`."""
+    kind = _kind_of(path, importer, kinds)
+    report = kind.store(
         engine,
         rules,
         path,
@@ -1144,6 +1104,12 @@ def ingest_file(
         progress=progress,
         name=name or str(path),
     )
+    if not isinstance(report, ImportReport):
+        raise PluginError(
+            f"importer kind {kind.name!r} stored {path} but returned {type(report).__name__}, "
+            "not an ImportReport"
+        )
+    return report
 
 
 def _ingest_events(
@@ -1304,8 +1270,8 @@ def _parse(
         sender.close()
 
 
-#: Usage events: the kind the first-party event importers yield, stored in ``events``
-#: (:mod:`ledger.importers.events` registers it through ``meterbook_importer_kinds``).
+#: Usage events: meterbook's own kind, stored in ``events`` (the first-party importers of
+#: :mod:`ledger.importers.events` yield it); no plugin may register another ``events``.
 EVENTS = ImporterKind("events", _ingest_events)
 
 
@@ -1391,8 +1357,7 @@ def ingest_files(
 ) -> Iterator[ImportReport]:
     """Check every file first (importer, kind, header, readable), then import each in
     its own transaction, yielding its report. A bad file stops the command
-    before anything is written. ``kinds``: the registry's (default: usage events alone)."""
-    kinds = default_kinds() if kinds is None else kinds
+    before anything is written. ``kinds``: the registry's (None: usage events alone)."""
     chosen = []
     for path in paths:
         if not path.is_file():
@@ -1442,7 +1407,5 @@ def open_for_ingest(workspace: Workspace) -> IngestSetup:
         kinds = getattr(loaded, "importer_kinds", {}) or {}
     if not importers:
         importers = default_importers()
-    if not kinds:
-        kinds = default_kinds()
     rules = load_rules(workspace.rules_dir, pricing_models)
     return IngestSetup(rules, open_store(workspace.store_url), importers, kinds)

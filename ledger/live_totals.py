@@ -148,7 +148,7 @@ def store_file(
 ) -> ImportReport:
     """Import one live-totals file in one transaction (``received = accepted +
     duplicates + conflicts + rejected``): how the ``live_totals`` kind is stored
-    (:mod:`ledger.importers.live_totals`). A deadlock or a locked SQLite database re-runs the
+    (:mod:`ledger.plugins.record_kinds`). A deadlock or a locked SQLite database re-runs the
     file."""
     name = name or str(path)
     # "today" in the workspace's sense is not known here: a day ahead of UTC is allowed

@@ -205,7 +205,7 @@ def store_file(
     """Import one payments file in one transaction: every row accepted, duplicate,
     conflict or rejected (``received = accepted + duplicates + conflicts + rejected``).
 
-    This stores the ``payments`` kind (:mod:`ledger.importers.payments`; ``rules`` are not
+    This stores the ``payments`` kind (:mod:`ledger.plugins.record_kinds`; ``rules`` are not
     needed: matching to invoices happens when the books are posted).
     """
     today = now.date()

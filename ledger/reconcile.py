@@ -30,12 +30,14 @@ from decimal import Decimal
 from functools import cached_property
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
+#: ``date`` as a type where a property named ``date`` shadows it
+_Date = date
+
 if TYPE_CHECKING:
     from beancount.core import data
     from sqlalchemy import Engine
 
-    from ledger.invoicing import Invoice
-    from ledger.rating import Rating
+    from ledger.cycles import Cycle
     from ledger.rules import Rules
     from ledger.workspace import Workspace
 
@@ -109,6 +111,103 @@ class CheckResult:
     details: tuple[str, ...] = ()
 
 
+# --- what a reconciler reads of the rating and the invoices -------------------------------
+# Read-only views, so the plugin surface names no module above the rules: the engine hands
+# in its own records (ledger.rating.Rating, ledger.facts.invoices.Invoice), which have
+# these attributes and more.
+
+
+class RatedCharge(Protocol):
+    """One charge of a rated cycle, cumulative through the rating's day."""
+
+    @property
+    def meter(self) -> str: ...
+    @property
+    def quantity(self) -> Decimal: ...
+    @property
+    def amount(self) -> Decimal:
+        """Priced and rounded to the currency's minor unit."""
+        ...
+
+
+class RatedCycle(Protocol):
+    """One billing cycle rated through ``through`` (an accrual point, or the rating's day)."""
+
+    @property
+    def cycle(self) -> Cycle:
+        """The cycle: ``customer``, ``plan``, ``start``, ``end``, ``link``, ``key``."""
+        ...
+
+    @property
+    def through(self) -> date: ...
+    @property
+    def currency(self) -> str: ...
+    @property
+    def charges(self) -> Sequence[RatedCharge]: ...
+    @property
+    def is_cycle_end(self) -> bool:
+        """True when ``through`` is the cycle's last day: what its invoice bills."""
+        ...
+
+
+class RatingView(Protocol):
+    """Every cycle rated through a day, at each of its accrual points."""
+
+    @property
+    def through(self) -> date: ...
+    @property
+    def cycles(self) -> Sequence[RatedCycle]: ...
+    def latest(self) -> Sequence[RatedCycle]:
+        """The last rating of each cycle (the cycle-to-date view)."""
+        ...
+
+
+class InvoiceLineView(Protocol):
+    """One line of an issued invoice."""
+
+    @property
+    def kind(self) -> str:
+        """usage, commitment, base_fee, credit_applied, credit_grant or late_usage."""
+        ...
+
+    @property
+    def description(self) -> str: ...
+    @property
+    def amount(self) -> Decimal: ...
+    @property
+    def cycle(self) -> str:
+        """The cycle key ``start/end`` the line bills (``""`` when none)."""
+        ...
+
+    @property
+    def link(self) -> str: ...
+    @property
+    def meter(self) -> str: ...
+    @property
+    def quantity(self) -> Decimal | None: ...
+
+
+class InvoiceView(Protocol):
+    """An issued invoice, as a reconciler or a notification plugin reads it."""
+
+    @property
+    def number(self) -> str: ...
+    @property
+    def customer(self) -> str: ...
+    @property
+    def date(self) -> _Date: ...
+    @property
+    def currency(self) -> str: ...
+    @property
+    def lines(self) -> Sequence[InvoiceLineView]: ...
+    @property
+    def total(self) -> Decimal: ...
+    @property
+    def rules(self) -> str:
+        """The hash of the rules the invoice was rated under."""
+        ...
+
+
 @dataclass(frozen=True)
 class ReconcileContext:
     """What a reconciler's ``check(context)`` may read for the period under review.
@@ -145,19 +244,19 @@ class ReconcileContext:
     first_open: date
     #: Today in the workspace's time zone (the demo's fixed day in the demo).
     today: date
-    _rate: Callable[[date], Rating] = field(repr=False)
-    _invoices: Callable[[], list[Invoice]] = field(repr=False)
+    _rate: Callable[[date], RatingView] = field(repr=False)
+    _invoices: Callable[[], Sequence[InvoiceView]] = field(repr=False)
     _entries: Callable[[], list[data.Directive]] = field(repr=False)
     _tie_out: Callable[[Sequence[data.Directive], date], list[TiedBalance]] = field(repr=False)
 
     @cached_property
-    def rating(self) -> Rating:
+    def rating(self) -> RatingView:
         """Every cycle rated cumulatively through the period's last day
-        (:class:`ledger.rating.Rating`; ``rating.latest()`` gives each cycle once)."""
+        (:class:`RatingView`; ``rating.latest()`` gives each cycle once)."""
         return self._rate(self.end)
 
     @cached_property
-    def invoices(self) -> list[Invoice]:
+    def invoices(self) -> list[InvoiceView]:
         """Issued invoices dated on or before the period's last day, in number order."""
         return [inv for inv in self._invoices() if inv.date <= self.end]
 

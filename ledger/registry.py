@@ -39,7 +39,7 @@ import pluggy
 
 from ledger import hookspecs
 from ledger.errors import PluginError
-from ledger.ingest import Importer, ImporterKind
+from ledger.hookspecs import ImporterKind
 from ledger.pricing import PricingModel
 from ledger.reconcile import Reconciler
 
@@ -90,11 +90,12 @@ class Registry:
             {name: obj for name, (_plugin, obj) in sorted(models.items())}
         )
         self.reconcilers: tuple[Reconciler, ...] = tuple(obj for _p, obj in reconcilers.values())
-        self.importers: tuple[Importer, ...] = tuple(
+        self.importers: tuple[Any, ...] = tuple(
             obj
             for _p, obj in sorted(importers.values(), key=lambda po: po[0] == FALLBACK_IMPORTERS)
         )
-        #: every kind of record importers may yield, by name (``Importer.kind``)
+        #: every kind of record the plugins' importers yield, by name (``Importer.kind``),
+        #: but usage ``events``, meterbook's own (:data:`ledger.ingest.EVENTS`)
         self.importer_kinds: Mapping[str, ImporterKind] = types.MappingProxyType(
             {name: obj for name, (_plugin, obj) in sorted(kinds.items())}
         )
@@ -347,11 +348,17 @@ def _check_reconciler(obj: object) -> str | None:
     return _missing(obj, ("check",))
 
 
+#: The kind of record meterbook stores itself (usage events): no plugin provides it.
+OWN_KIND = "events"
+
+
 def _check_importer_kind(obj: object) -> str | None:
     if not isinstance(obj, ImporterKind):
-        return f"{_describe(obj)} is not a ledger.ingest.ImporterKind"
-    if not obj.name.strip() or not callable(obj.store):
+        return f"{_describe(obj)} is not a ledger.hookspecs.ImporterKind"
+    if not isinstance(obj.name, str) or not obj.name.strip() or not callable(obj.store):
         return f"{obj!r:.80} needs a name and a callable store"
+    if obj.name == OWN_KIND:
+        return f"kind {OWN_KIND!r} is meterbook's own (usage events); name the kind otherwise"
     return None
 
 

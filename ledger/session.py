@@ -100,8 +100,8 @@ class Session(OpenWorkspace):
         return load_facts(self.engine, issuing=self._issuing)
 
     @classmethod
-    def open(cls, workspace: Workspace) -> Self:
-        session = super().open(workspace)
+    def open(cls, workspace: Workspace, *, today: date | None = None) -> Self:
+        session = super().open(workspace, today=today)
         session.templates  # noqa: B018 - a workspace's template with a syntax error fails here
         return session
 

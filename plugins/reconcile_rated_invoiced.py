@@ -26,14 +26,17 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator
 from decimal import Decimal
-from typing import TYPE_CHECKING
 
 from ledger.hookspecs import hookimpl
-from ledger.reconcile import Finding, ReconcileContext, Severity, finding_id
-
-if TYPE_CHECKING:
-    from ledger.invoicing import Invoice, InvoiceLine
-    from ledger.rating import ChargeRating
+from ledger.reconcile import (
+    Finding,
+    InvoiceLineView,
+    InvoiceView,
+    RatedCharge,
+    ReconcileContext,
+    Severity,
+    finding_id,
+)
 
 
 class RatedVsInvoiced:
@@ -65,9 +68,9 @@ class RatedVsInvoiced:
     def _compare(
         self,
         context: ReconcileContext,
-        invoice: Invoice,
-        line: InvoiceLine,
-        charge: ChargeRating | None,
+        invoice: InvoiceView,
+        line: InvoiceLineView,
+        charge: RatedCharge | None,
     ) -> Iterator[Finding]:
         where = f"{invoice.number} ({invoice.date}) {line.meter} for {line.cycle}"
         quantity = line.quantity if line.quantity is not None else Decimal(0)
@@ -114,8 +117,8 @@ class RatedVsInvoiced:
     def _finding(
         self,
         context: ReconcileContext,
-        invoice: Invoice,
-        line: InvoiceLine,
+        invoice: InvoiceView,
+        line: InvoiceLineView,
         severity: Severity,
         expected: Decimal | None,
         actual: Decimal | None,

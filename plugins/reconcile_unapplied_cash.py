@@ -32,6 +32,7 @@ from dataclasses import replace
 from decimal import Decimal
 
 from ledger.facts.credit_notes import load_credit_notes
+from ledger.facts.invoices import load_invoices
 from ledger.facts.payments import load_applications, load_payments
 from ledger.hookspecs import hookimpl
 from ledger.payments import outstanding, settle
@@ -58,8 +59,9 @@ class UnappliedCash:
             return
         notes = [n for n in load_credit_notes(context.engine) if n.date <= end]
         applications = [a for a in load_applications(context.engine) if a.date <= end]
-        settled = settle(context.invoices, payments, notes, applications)
-        left = outstanding(context.invoices, payments, notes, applications)
+        invoices = [inv for inv in load_invoices(context.engine) if inv.date <= end]
+        settled = settle(invoices, payments, notes, applications)
+        left = outstanding(invoices, payments, notes, applications)
         account = context.rules.account("unapplied_cash")
         for payment in payments:
             s = settled[("payment", payment.reference)]

@@ -498,7 +498,7 @@ def test_the_manuals_example_plugin_works(tmp_path: Path) -> None:
 
 REFUNDS = """
 from ledger import ingest
-from ledger.hookspecs import hookimpl
+from ledger.hookspecs import ImporterKind, hookimpl
 from ledger.importers.payments import PaymentsCsv
 
 STORED = []
@@ -524,18 +524,20 @@ def meterbook_importers():
 
 @hookimpl
 def meterbook_importer_kinds():
-    return [ingest.ImporterKind("processor_refunds", store_refunds)]
+    return [ImporterKind("processor_refunds", store_refunds)]
 """
 
 
 def test_first_party_importer_kinds_come_through_the_hook() -> None:
-    """Nothing is registered by importing a module: the registry asks each plugin."""
+    """Nothing is registered by importing a module: the registry asks each plugin. Usage
+    events are meterbook's own kind; payments and live totals come through the hook."""
     from ledger import ingest
 
     registry = load_registry()
-    assert sorted(registry.importer_kinds) == ["events", "live_totals", "payments"]
-    assert registry.importer_kinds["events"] is ingest.EVENTS
-    assert {i.kind for i in registry.importers} == set(registry.importer_kinds)
+    assert sorted(registry.importer_kinds) == ["live_totals", "payments"]
+    assert registry.plugin("ledger.importers.payments").importers == ("payments-csv",)
+    kinds = {i.kind for i in registry.importers}
+    assert kinds == {ingest.EVENTS.name, *registry.importer_kinds}
     assert not hasattr(ingest, "KINDS")
 
 
@@ -586,21 +588,43 @@ def test_an_importer_whose_kind_nobody_registers_is_refused(tmp_path: Path) -> N
     ("body", "problem"),
     [
         (
-            "from ledger import ingest\n"
-            "    return [ingest.ImporterKind('payments', lambda *a, **k: None)]",
+            "from ledger.hookspecs import ImporterKind\n"
+            "    return [ImporterKind('payments', lambda *a, **k: None)]",
             "meterbook_importer_kinds() provides 'payments', already provided by plugin "
-            "ledger.importers.payments",
+            "ledger.plugins.record_kinds",
         ),
         (
             "return [('payments', print)]",
             "meterbook_importer_kinds()[0]: tuple ('payments', <built-in function print>) is "
-            "not a ledger.ingest.ImporterKind",
+            "not a ledger.hookspecs.ImporterKind",
+        ),
+        (
+            "from ledger.hookspecs import ImporterKind\n    return [ImporterKind('events', print)]",
+            "meterbook_importer_kinds()[0]: kind 'events' is meterbook's own (usage events); "
+            "name the kind otherwise",
         ),
     ],
-    ids=["clash", "not a kind"],
+    ids=["clash", "not a kind", "events"],
 )
 def test_a_bad_importer_kind_names_its_plugin(tmp_path: Path, body: str, problem: str) -> None:
     plugins = plugin_dir(tmp_path, kinds=hook(body, "meterbook_importer_kinds"))
     with pytest.raises(PluginError) as refused:
         load_registry(plugins)
     assert str(refused.value) == f"plugin meterbook_local.kinds: {problem}"
+
+
+def test_a_kind_whose_store_returns_no_report_is_a_plugin_error(tmp_path: Path) -> None:
+    from ledger import ingest
+    from ledger.hookspecs import ImporterKind
+    from ledger.importers.payments import PaymentsCsv
+    from ledger.store import open_store
+
+    path = tmp_path / "p.csv"
+    path.write_text("date,amount,currency,invoice,reference\n2026-10-02,1.00,USD,,r1\n")
+    engine = open_store(f"sqlite:///{tmp_path / 'events.sqlite'}")
+    kinds = {"payments": ImporterKind("payments", lambda *args, **kwargs: 2)}
+    with pytest.raises(PluginError) as refused:
+        ingest.ingest_file(engine, None, path, PaymentsCsv(), kinds=kinds)  # type: ignore[arg-type]
+    assert str(refused.value) == (
+        f"importer kind 'payments' stored {path} but returned int, not an ImportReport"
+    )

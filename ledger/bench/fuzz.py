@@ -41,7 +41,8 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 
 from ledger.errors import BadInput
-from ledger.ingest import ImporterKind, ImportReport, ingest_files, select_importer
+from ledger.hookspecs import ImporterKind
+from ledger.ingest import ImportReport, ingest_files, select_importer
 from ledger.rules import Rules, load_rules
 from ledger.store import (
     batches,
