@@ -253,9 +253,14 @@ def check_one(
     path: Path,
     importer: str,
     importers: Sequence[Any],
-    kinds: Mapping[str, ImporterKind],
+    kinds: Mapping[str, ImporterKind] | None = None,
 ) -> Outcome:
-    """Import ``path`` with ``importer``; assert the invariants (AssertionError names which)."""
+    """Import ``path`` with ``importer``; assert the invariants (AssertionError names which).
+    ``kinds``: the kinds of record beside usage events (default: the registry's)."""
+    if kinds is None:
+        from ledger.registry import load_registry
+
+        kinds = load_registry(None).importer_kinds
     with contextlib.suppress(BadInput):  # identification by content never raises anything else
         select_importer(path, importers)
     before = counts(engine)
