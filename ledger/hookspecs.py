@@ -203,6 +203,11 @@ class TaxDraftView(Protocol):
         """Per line, the :class:`ledger.facts.invoices.Tax` a correction is taxed as."""
         ...
 
+    @property
+    def accrual(self) -> bool:
+        """True when a cycle is accrued (tax-inclusive prices), not invoiced."""
+        ...
+
 
 @hookspec
 def meterbook_pricing_models() -> list[PricingModel]:
