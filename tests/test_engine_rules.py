@@ -28,7 +28,7 @@ from ledger.audit import audit_through
 from ledger.errors import AfterTodayError, SealedMonthError
 from ledger.rerate import rerate
 from ledger.session import Session
-from tests.support import open_session, run_cli
+from tests.support.workspaces import open_session, run_cli
 
 FEBRUARY = Path("books") / "2026" / "2026-02.beancount"
 #: the session's "today" in these tests: February is open, March has not begun
