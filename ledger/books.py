@@ -9,6 +9,7 @@ DESIGN's books layout says::
         option "operating_currency" "USD"
         plugin "ledger.seal"
         2000-01-01 custom "fava-extension" "ledger.fava_ext"
+        2000-01-01 custom "fava-option" "invert-income-liabilities-equity" "true"
         include "accounts.beancount"
         include "2026/2026-10.beancount"
         include "2026/2026-10.close.beancount"
@@ -66,7 +67,7 @@ MAIN_FILE = "main.beancount"
 ACCOUNTS_FILE = "accounts.beancount"
 #: Plugins that must not be declared: every account is opened explicitly.
 FORBIDDEN_PLUGINS = frozenset({"beancount.plugins.auto_accounts"})
-#: The date of the ``custom "fava-extension"`` lines (before any entry).
+#: The date of the ``custom "fava-extension"`` and ``"fava-option"`` lines (before any entry).
 EXTENSIONS_DATE = datetime.date(2000, 1, 1)
 
 _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
@@ -376,6 +377,7 @@ def write_books(
     plugins: Sequence[tuple[str, str | None]],
     extensions: Sequence[str],
     entries: Iterable[data.Directive],
+    fava_options: Mapping[str, str] | None = None,
     sealed_months: Collection[str] = frozenset(),
     extra_includes: Iterable[str] = (),
     operating_currencies: Iterable[str] = (),
@@ -387,7 +389,9 @@ def write_books(
     adds one ``option "operating_currency"`` line each (as does an
     ``operating_currency`` key in ``options``). ``plugins`` are
     ``(module, config or None)`` in load order. ``extensions`` are Fava
-    extension modules. ``extra_includes`` are paths relative to ``books_dir``.
+    extension modules; ``fava_options`` Fava's options (``custom "fava-option"``
+    lines, sorted by name: presentation, which no seal covers). ``extra_includes``
+    are paths relative to ``books_dir``.
 
     Every month that has entries and is not sealed gets its file; an open
     month's file that exists but has no entries any more is rewritten with the
@@ -469,7 +473,9 @@ def write_books(
         }
         | set(extra_includes)
     )
-    main_text = _main_text(options, plugins, extensions, operating_currencies, includes)
+    main_text = _main_text(
+        options, plugins, extensions, fava_options or {}, operating_currencies, includes
+    )
 
     staged = Staging() if staging is None else staging
     for path, text in [
@@ -487,6 +493,7 @@ def _main_text(
     options: Mapping[str, str],
     plugins: Sequence[tuple[str, str | None]],
     extensions: Sequence[str],
+    fava_options: Mapping[str, str],
     operating_currencies: Iterable[str],
     includes: Sequence[str],
 ) -> str:
@@ -505,6 +512,11 @@ def _main_text(
     lines.extend(
         f'{EXTENSIONS_DATE.isoformat()} custom "fava-extension" "{_quote(ext)}"'
         for ext in dict.fromkeys(extensions)
+    )
+    lines.extend(
+        f'{EXTENSIONS_DATE.isoformat()} custom "fava-option" "{_quote(name)}" '
+        f'"{_quote(fava_options[name])}"'
+        for name in sorted(fava_options)
     )
     lines.append(f'include "{_quote(ACCOUNTS_FILE)}"')
     lines.extend(f'include "{_quote(path)}"' for path in includes if path != ACCOUNTS_FILE)

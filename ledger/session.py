@@ -73,6 +73,10 @@ Rated = tuple[Rating, dict[tuple[str, date], str]]
 
 #: meterbook's pages in Fava, declared in main.beancount (``custom "fava-extension"``).
 FAVA_EXTENSIONS = ["ledger.fava_ext"]
+#: Fava's options in main.beancount (``custom "fava-option"``): income, liabilities and equity
+#: shown positive in Fava's income statement and balance sheet, as finance reads them (Beancount
+#: keeps them as credits, negative; Fava's journal and account pages keep Beancount's signs).
+FAVA_OPTIONS = {"invert-income-liabilities-equity": "true"}
 
 
 @dataclass(frozen=True)
@@ -395,6 +399,7 @@ class Session(OpenWorkspace):
             operating_currencies=currencies,
             plugins=[("ledger.seal", None)],
             extensions=FAVA_EXTENSIONS if importlib.util.find_spec(FAVA_EXTENSIONS[0]) else [],
+            fava_options=FAVA_OPTIONS,
             entries=entries,
             sealed_months=books.sealed_months(books_dir),
             staging=staged,

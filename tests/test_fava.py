@@ -3,13 +3,13 @@
 The workspace (:func:`tests.support.fava.build_workspace`), every number computed by hand:
 
 - plan ``u``: api_calls at 1.00 a call, tokens at 0.01 a token; calendar cycles;
-- acme: 100 calls and 1,000 tokens in September (110.00, invoiced Oct 1 as
+- acme ("Acme Corp"): 100 calls and 1,000 tokens in September (110.00, invoiced Oct 1 as
   INV-2026-000002 and paid Oct 10), 30 calls in October (30.00 unbilled);
   caps: 150 calls, spend 200.00;
-- beta: a 60.00 prepaid credit granted Sep 1 (invoiced Sep 1 as INV-2026-000001,
-  paid Oct 5); 50 calls in September (50.00, all drawn from the credit, so its
-  Oct 1 invoice INV-2026-000003 is 0.00) and 4 calls in October (4.00 drawn):
-  6.00 of credit left;
+- beta ("Beta & Sons <Ltd>", a name to escape): a 60.00 prepaid credit granted
+  Sep 1 (invoiced Sep 1 as INV-2026-000001, paid Oct 5); 50 calls in September
+  (50.00, all drawn from the credit, so its Oct 1 invoice INV-2026-000003 is
+  0.00) and 4 calls in October (4.00 drawn): 6.00 of credit left;
 - September is closed with the planted finding ``planted:beta:2026-09``
   accepted; October is open.
 
@@ -23,6 +23,7 @@ month    recognized  invoiced  unbilled  deferred  receivable
 =======  ==========  ========  ========  ========  ==========
 
 (Sep deferred: 60.00 credited by the credit's invoice − 50.00 drawn; Oct: − 4.00.)
+Over both months: recognized 194.00 (acme 140.00 + beta 54.00), invoiced 170.00.
 """
 
 from __future__ import annotations
@@ -34,8 +35,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from html import unescape as html_unescape
 from pathlib import Path
+from shlex import split as shlex_split
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from click.testing import CliRunner
@@ -45,8 +49,9 @@ from flask.testing import FlaskClient
 from ledger import books, serve
 from ledger.cli import cli
 from ledger.errors import BadInput
-from ledger.fava_ext import MeterbookReports, money
+from ledger.fava_ext import MeterbookClose, MeterbookReports, money
 from ledger.fava_ext.figures import revenue_by_month
+from ledger.fava_ext.markup import close_report_html
 from ledger.session import Session
 from ledger.workspace import Workspace
 from tests.support.fava import ACCEPTED_REASON, build_workspace
@@ -95,6 +100,19 @@ def test_books_declare_the_extension_and_load_cleanly(workspace_root: Path) -> N
     assert serve.declares_extension(main)
     _entries, errors, _options = books.load_books(main)
     assert errors == []
+
+
+def test_books_show_income_and_liabilities_positive_in_fava(
+    workspace_root: Path, fava: Fava
+) -> None:
+    """main.beancount sets Fava's ``invert-income-liabilities-equity`` option (finance reads
+    revenue positive; the journal keeps Beancount's signs); the line is presentation, outside
+    every seal, so September stays sealed and verified with it."""
+    main = (workspace_root / "books" / "main.beancount").read_text()
+    assert '2000-01-01 custom "fava-option" "invert-income-liabilities-equity" "true"\n' in main
+    ledger = fava.app.config["LEDGERS"][fava.slug]
+    assert ledger.fava_options.invert_income_liabilities_equity is True
+    assert cells(fava.page("MeterbookClose"), "2026-09")[1] == "sealed, verified"
 
 
 def test_fava_loads_the_pages_without_errors(fava: Fava) -> None:
@@ -154,6 +172,17 @@ def test_revenue_page(fava: Fava) -> None:
         ("2026-10-31", {"USD": Decimal("34.00")}),
     ][-len(charts[0]["data"]) :]
     assert "<svg" not in html  # no chart of its own
+    # the total row, bold: Sep + Oct recognized and invoiced, the balances at Oct 31
+    [total] = re.findall(r'<table class="meterbook" id="revenue-total-USD">.*?</table>', html, re.S)
+    assert 'class="meterbook-total"' in total
+    assert cells(total, "total") == [
+        "total 2026-09 to 2026-10",
+        "194.00",
+        "170.00",
+        "30.00",
+        "6.00",
+        "0.00",
+    ]
 
 
 def test_revenue_figures_match_the_books_balances(workspace_root: Path) -> None:
@@ -174,15 +203,34 @@ def test_revenue_figures_match_the_books_balances(workspace_root: Path) -> None:
 
 
 def test_customers_page(fava: Fava) -> None:
+    """Customers by name (the id under it), the name opening Fava's journal of the customer's
+    transactions; a bold total row per currency (194.00 = 140.00 + 54.00, spend 30 + 4)."""
     html = fava.page("MeterbookCustomers")
     assert "from the books through 2026-10-31" in html
-    acme = cells(html, "acme")
-    assert acme[:7] == ["acme", "USD", "140.00", "0.00", "30.00", "0.00", "—"]
+    acme = cells(html, "Acme Corp")
+    assert acme[:7] == ["Acme Corp acme", "USD", "140.00", "0.00", "30.00", "0.00", "—"]
     assert acme[7] == "2026-10-01/2026-11-01 api_calls 30 call / 150 (20.0 %) tokens 0 token"
     assert acme[8] == "30.00 / 200.00 (15.0 %)"
-    beta = cells(html, "beta")
-    assert beta[:7] == ["beta", "USD", "54.00", "0.00", "0.00", "6.00", "6.00"]
+    beta = cells(html, "Beta")
+    name = "Beta &amp; Sons &lt;Ltd&gt; beta"
+    assert beta[:7] == [name, "USD", "54.00", "0.00", "0.00", "6.00", "6.00"]
     assert beta[7] == "2026-10-01/2026-11-01 api_calls 4 call tokens 0 token" and beta[8] == "4.00"
+    assert "Beta & Sons <Ltd>" not in html  # escaped
+    total = cells(html, "total (2 customers)")
+    assert total[1:7] == ["USD", "194.00", "0.00", "30.00", "6.00", "6.00"]
+    assert total[7:] == ["", "34.00"]
+    assert '<tr class="meterbook-total" id="customers-total-USD">' in html
+
+    # the name links to Fava's journal filtered on the customer: acme's entries only
+    [href] = re.findall(r'<tr id="customer-acme">\s*<td><a href="([^"]+)"', html)
+    assert href.startswith(f"/{fava.slug}/journal/?filter=")
+    query = href.split("?", 1)[1]
+    journal = fava.client.get(f"/{fava.slug}/api/journal?{query}").get_json()["data"]
+    transactions = [e for e in journal if e["t"] == "Transaction"]
+    assert transactions and {e["meta"]["customer"] for e in transactions} == {"acme"}
+    # its September usage accrual, its invoice and its payment among them
+    narrations = {e["narration"].split(" ")[0] for e in transactions}
+    assert {"Invoice", "Payment"} <= narrations
 
 
 def test_amounts_follow_favas_locale_option(workspace_root: Path, tmp_path: Path) -> None:
@@ -198,8 +246,9 @@ def test_amounts_follow_favas_locale_option(workspace_root: Path, tmp_path: Path
     client = app.test_client()
     slug = client.get("/").headers["Location"].strip("/").split("/")[0]
     html = Fava(app, client, slug).page("MeterbookCustomers")
-    assert cells(html, "acme")[:5] == ["acme", "USD", "140,00", "0,00", "30,00"]
-    assert cells(html, "beta")[6] == "6,00"
+    assert cells(html, "Acme Corp")[:5] == ["Acme Corp acme", "USD", "140,00", "0,00", "30,00"]
+    assert cells(html, "Beta")[6] == "6,00"
+    assert cells(html, "total")[2] == "194,00"
 
 
 def test_close_page(fava: Fava, workspace_root: Path) -> None:
@@ -211,11 +260,13 @@ def test_close_page(fava: Fava, workspace_root: Path) -> None:
     assert september[2] == f"{seal_hash[:12]}…"
     assert f"planted:beta:2026-09: {ACCEPTED_REASON}" in september[4]
     assert september[5] == "2026-09.close.md"
+    assert '<a href="?report=2026-09" class="close-report-link">2026-09.close.md</a>' in html
     october = cells(html, "2026-10")
     assert october[1] == "open" and october[2] == "—"
     assert "planted:beta:2026-10 error: planted discrepancy (expected 30, actual 29)" in october[3]
     assert html.index('id="close-2026-10"') < html.index('id="close-2026-09"')  # newest first
 
+    # the Markdown source, for download; the month is validated, no other file can be read
     report = fava.client.get(f"/{fava.slug}/extension/MeterbookClose/close_report?month=2026-09")
     assert report.status_code == 200 and report.mimetype == "text/plain"
     assert (
@@ -227,6 +278,62 @@ def test_close_page(fava: Fava, workspace_root: Path) -> None:
             f"/{fava.slug}/extension/MeterbookClose/close_report?month={month}"
         )
         assert missing.status_code == 404
+
+
+def test_close_report_renders_as_a_page(fava: Fava, workspace_root: Path) -> None:
+    """``?report=2026-09`` renders the close report in Fava's layout: Markdown tables as HTML
+    tables, the aging's ``(total)`` row and ``total`` column bold, INV-2026-000001 (beta's
+    60.00 open at Sep 30) linked to its document through Fava's document route."""
+    html = fava.page("MeterbookClose", "?report=2026-09")
+    [report] = re.findall(
+        r'<div class="meterbook-report" id="close-report">(.*?)</div>', html, re.S
+    )
+    assert "<h1>Close 2026-09</h1>" in report and "# Close" not in report
+    assert "| month |" not in report and report.count("<table>") >= 5
+    aging = report[report.index("<h3>Aging by customer</h3>") :]
+    assert re.search(r'<tr class="meterbook-total">\s*<td>\(total\)</td>', aging)
+    assert re.search(r'<td style="text-align:right" class="meterbook-total">60.00</td>', aging)
+    [href] = set(re.findall(r'<a href="([^"]+)"[^>]*>INV-2026-000001</a>', report))
+    document = fava.client.get(href)
+    path = workspace_root / "books" / "documents" / "INV-2026-000001.html"
+    assert document.status_code == 200 and document.get_data() == path.read_bytes()
+    assert 'close_report?month=2026-09" data-remote>the Markdown source</a>' in html
+    missing = fava.page("MeterbookClose", "?report=2026-10")
+    assert "no close report for &#39;2026-10&#39;" in missing
+    assert 'id="close-report"' not in missing
+
+
+def test_close_report_html_escapes_what_a_hand_edit_adds() -> None:
+    """Raw HTML is escaped, a javascript: link is not made a link, an image is not loaded (its
+    address stays a plain link)."""
+    html = close_report_html(
+        "<script>alert(1)</script>\n\n[x](javascript:alert(1)) ![i](http://example.com/i.png)",
+        {}.get,
+    )
+    assert "<script" not in html and "&lt;script&gt;" in html
+    assert 'href="javascript' not in html and "<img" not in html
+
+
+def test_close_page_composes_the_acceptance_command(fava: Fava) -> None:
+    """The form offers the open month's unaccepted findings; each submission adds one
+    ``--accept ID --reason TEXT`` pair to the command shown (quoted for the shell, escaped for
+    the page). Nothing is written: Fava is read-only."""
+    html = fava.page("MeterbookClose")
+    [form] = re.findall(r'<form method="get" id="accept-form-2026-10">.*?</form>', html, re.S)
+    assert re.findall(r'<option value="([^"]+)">', form) == ["planted:beta:2026-10"]
+    assert "accept-form-2026-09" not in html  # sealed
+    reason = "vendor's reset <b>"
+    query = urlencode({"month": "2026-10", "accept": "planted:beta:2026-10", "reason": reason})
+    shown = fava.page("MeterbookClose", f"?{query}")
+    [command] = re.findall(r'<pre id="accept-command-2026-10">(.*?)</pre>', shown, re.S)
+    expected = MeterbookClose.close_command("2026-10", [("planted:beta:2026-10", reason)])
+    assert html_unescape(command) == expected
+    assert shlex_split(expected)[-4:] == ["--accept", "planted:beta:2026-10", "--reason", reason]
+    assert "<b>" not in command
+    assert "accept-form-2026-10" not in shown  # every finding is in the command
+    # an id that is no finding of the month, or a pair without a reason, is left out
+    ignored = fava.page("MeterbookClose", "?month=2026-10&accept=x&reason=y&accept=planted")
+    assert "accept-command-2026-10" not in ignored
 
 
 def test_close_page_verifies_the_seal_live(workspace_root: Path, tmp_path: Path) -> None:
@@ -266,7 +373,9 @@ def test_evidence_page(fava: Fava) -> None:
     assert 'id="evidence-form"' in html and 'id="trace-result"' not in html
     traced = fava.page("MeterbookEvidence", "?ref=INV-2026-000002")
     assert re.search(
-        r"invoice INV-2026-000002:\s*<span class=\"meterbook-ok\">verified</span>", traced
+        r'invoice <a href="[^"]+/document/\?filename=[^"]+INV-2026-000002.html"[^>]*>'
+        r'INV-2026-000002</a>:\s*<span class="meterbook-ok">verified</span>',
+        traced,
     )
     assert "110.00 USD" in traced
     cycle = fava.page("MeterbookEvidence", "?ref=%5Eacme-2026-09-01")
@@ -306,7 +415,19 @@ def test_reports_page(fava: Fava) -> None:
         "USD",
         "150.00",
     ]
-    assert re.search(r"<td>acme</td><td>USD</td><td class=\"num\">110.00</td>", shown)
+    # the customer by name, its id under it; the row's total bold
+    assert re.search(
+        r'<td>Acme Corp<br><small class="meterbook-id">acme</small></td><td>USD</td>'
+        r'<td class="num">110.00</td>.*?<td class="num meterbook-total">110.00</td>',
+        shown,
+    )
+    # the aging at Sep 30: INV-2026-000001 (beta's 60.00) linked to its document; the total row
+    aging = fava.page("MeterbookReports", "?name=aging&month=2026-09")
+    [href] = re.findall(r'<td><a href="([^"]+)"[^>]*>INV-2026-000001</a></td>', aging)
+    assert fava.client.get(href).status_code == 200
+    total = cells(aging, "(total)")
+    assert total[:2] == ["(total)", "USD"] and total[-2:] == ["60.00", "60.00"]
+    assert '<tr class="meterbook-total"><td>(total)</td>' in aging
     assert "is not YYYY-MM" in fava.page("MeterbookReports", "?name=revenue&month=2026-9")
     assert "no report named" in fava.page("MeterbookReports", "?name=nope")
 
@@ -412,7 +533,16 @@ def test_serve_needs_books(tmp_path: Path) -> None:
     assert "main.beancount does not exist: run 'meterbook post' first" in result.output
 
 
-@pytest.mark.parametrize("name", ["ledger.fava_ext", "ledger.fava_ext.chart", "ledger.serve"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "ledger.fava_ext",
+        "ledger.fava_ext.chart",
+        "ledger.fava_ext.figures",
+        "ledger.fava_ext.markup",
+        "ledger.serve",
+    ],
+)
 def test_docstring_examples(name: str) -> None:
     import doctest
     import importlib

@@ -14,7 +14,9 @@ and each page appears in Fava's sidebar, at ``/<ledger>/extension/<Class>/``:
   usage and spend against its caps;
 - **Close** (:class:`MeterbookClose`): each month sealed or open, its seal
   verified live from the loaded entries, findings (run now for open months)
-  and acceptances, and the close report ``books/YYYY/YYYY-MM.close.md``;
+  and acceptances, a form that composes the ``meterbook close --accept`` command
+  for an open month's findings, and the close report ``books/YYYY/YYYY-MM.close.md``
+  rendered as a page;
 - **Evidence** (:class:`MeterbookEvidence`): a cycle link or an invoice number
   in, its trace (``ledger.trace``) out;
 - **Reports** (:class:`MeterbookReports`): every report of ``ledger.reports``
@@ -23,12 +25,16 @@ and each page appears in Fava's sidebar, at ``/<ledger>/extension/<Class>/``:
 Amounts come from the entries Fava loaded (unfiltered: Fava's time and account
 filters do not apply to these pages); the workspace (rules, store) is found by
 walking up from the ledger file to ``meterbook.toml``. Pages only read: every
-endpoint is GET, and ``meterbook serve`` runs Fava read-only.
+endpoint is GET, and ``meterbook serve`` runs Fava read-only. Customers show by
+their name from the rules (their id under it); an invoice, credit note or debit
+adjustment number links to its document through Fava's own ``document`` route;
+total rows and columns are bold.
 """
 
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -41,12 +47,14 @@ from beancount.core import data
 from fava.core.number import get_locale_format
 from fava.core.query import QueryResultTable
 from fava.ext import FavaExtensionBase, extension_endpoint
-from flask import Response, abort, request
+from flask import Response, abort, request, url_for
+from markupsafe import Markup
 
 from ledger import seal
 from ledger.errors import MeterbookError
 from ledger.fava_ext import figures
 from ledger.fava_ext.chart import revenue_charts, revenue_table
+from ledger.fava_ext.markup import close_report_html, segments
 from ledger.money import minor_units, quantum
 from ledger.period import is_month, month_of
 
@@ -94,6 +102,7 @@ class _Workspace:
 
     ledger: FavaLedger
     _session: Session | MeterbookError | None = None
+    _documents: dict[str, str] | None = None
 
     def money(self, value: Decimal | None, currency: str = "") -> str:
         """An amount formatted by Fava's own number formatter (``fava.core.number``): the
@@ -129,6 +138,44 @@ class _Workspace:
     def after_load_file(self) -> None:
         """The books changed on disk: forget the session (rules may have been re-read too)."""
         self._session = None
+        self._documents = None
+
+    def documents(self) -> dict[str, str]:
+        """Each document's number → its file: the books' ``document`` entries (an invoice's,
+        credit note's or debit adjustment's, linked ``^INV-2026-000002``) whose file exists."""
+        if self._documents is None:
+            found: dict[str, str] = {}
+            for entry in self.entries:
+                if isinstance(entry, data.Document) and Path(entry.filename).is_file():
+                    for number in sorted(entry.links or ()):
+                        found.setdefault(number, entry.filename)
+            self._documents = found
+        return self._documents
+
+    def document_url(self, number: str) -> str | None:
+        """Fava's address of the document numbered ``number``, or None: its ``document`` route,
+        which serves a file only when a ``document`` entry of the books names it."""
+        filename = self.documents().get(number)
+        return url_for("document", filename=filename) if filename else None
+
+    def linked(self, text: object) -> list[tuple[str, str | None]]:
+        """``text`` cut around the document numbers in it (:func:`markup.segments`), for the
+        templates to write each piece escaped and each number as a link."""
+        return segments(str(text), self.document_url)
+
+    def customer_names(self) -> dict[str, str]:
+        """Customer id → the ``name`` of the rules (customers without one are left out)."""
+        session = self.session()
+        if isinstance(session, Notice):
+            return {}
+        return {cid: c.name for cid, c in session.rules.customers.items() if c.name}
+
+    @staticmethod
+    def journal_url(customer: str) -> str:
+        """Fava's journal of the customer's transactions (their ``customer`` metadata): the
+        books' payee is the customer id, so this is where a name leads to its entries."""
+        exact = customer.replace(".", "[.]")  # a filter value is a regular expression
+        return url_for("report", report_name="journal", filter=f'customer:"^{exact}$"')
 
     @property
     def entries(self) -> list[data.Directive]:
@@ -163,8 +210,11 @@ class MeterbookRevenue(_Workspace, FavaExtensionBase):
 
     report_title = "Revenue"
 
-    def revenue(self) -> tuple[list[Any], list[tuple[str, QueryResultTable]]] | Notice:
-        """Fava's charts of every currency, and per currency a Fava query table of its months."""
+    def revenue(
+        self,
+    ) -> tuple[list[Any], list[tuple[str, QueryResultTable, figures.MonthFigures]]] | Notice:
+        """Fava's charts of every currency, and per currency a Fava query table of its months
+        and their total (:func:`figures.period_total`)."""
         session = self.session()
         if isinstance(session, Notice):
             return session
@@ -176,10 +226,10 @@ class MeterbookRevenue(_Workspace, FavaExtensionBase):
             if any((r.recognized, r.invoiced, r.unbilled, r.deferred, r.receivable))
         }
         rows = tuple(r for r in rows if r.currency in shown)
-        tables = [
-            (currency, revenue_table([r for r in rows if r.currency == currency]))
-            for currency in sorted({r.currency for r in rows})
-        ]
+        tables = []
+        for currency in sorted({r.currency for r in rows}):
+            months = [r for r in rows if r.currency == currency]
+            tables.append((currency, revenue_table(months), figures.period_total(months)))
         return (revenue_charts(rows) if rows else []), tables
 
 
@@ -188,7 +238,13 @@ class MeterbookCustomers(_Workspace, FavaExtensionBase):
 
     report_title = "Customers"
 
-    def customers(self) -> tuple[date, tuple[figures.CustomerFigures, ...]] | Notice:
+    def customers(
+        self,
+    ) -> (
+        tuple[date, tuple[figures.CustomerFigures, ...], tuple[figures.CustomerTotals, ...]]
+        | Notice
+    ):
+        """The customers' figures through the books' last date and their totals per currency."""
         session = self.session()
         if isinstance(session, Notice):
             return session
@@ -199,7 +255,8 @@ class MeterbookCustomers(_Workspace, FavaExtensionBase):
             rating = session.rate(as_of)
         except MeterbookError as exc:
             return Notice(f"rating through {as_of} failed: {exc}")
-        return as_of, figures.customer_figures(self.entries, session.rules, rating)
+        rows = figures.customer_figures(self.entries, session.rules, rating)
+        return as_of, rows, figures.customer_totals(rows)
 
 
 class MeterbookClose(_Workspace, FavaExtensionBase):
@@ -233,18 +290,65 @@ class MeterbookClose(_Workspace, FavaExtensionBase):
             for row in rows
         )
 
+    def _report_path(self, month: str) -> Path | None:
+        session = self.session()
+        if not is_month(month) or isinstance(session, Notice):
+            return None
+        path = session.workspace.books_dir / month[:4] / f"{month}.close.md"
+        return path if path.is_file() else None
+
+    def report_page(self, month: str) -> Markup | Notice:
+        """The close report of ``month`` as HTML (:func:`markup.close_report_html`: escaped,
+        totals bold, document numbers linked), or why there is none."""
+        path = self._report_path(month)
+        if path is None:
+            return Notice(
+                f"no close report for {month[:20]!r}: a month's report is written when it is sealed"
+            )
+        return Markup(close_report_html(path.read_text(encoding="utf-8"), self.document_url))
+
     # Fava types extension_endpoint with an unbound TypeVar, hence the ignore
     @extension_endpoint("close_report")  # type: ignore[arg-type]
     def close_report(self) -> Response:
-        """``books/YYYY/YYYY-MM.close.md`` as plain text (``?month=YYYY-MM``)."""
-        month = request.args.get("month", "")
-        session = self.session()
-        if not is_month(month) or isinstance(session, Notice):
-            return abort(404)
-        path = session.workspace.books_dir / month[:4] / f"{month}.close.md"
-        if not path.is_file():
+        """``books/YYYY/YYYY-MM.close.md`` as plain text (``?month=YYYY-MM``): the Markdown
+        source of the report the page renders."""
+        path = self._report_path(request.args.get("month", ""))
+        if path is None:
             return abort(404)
         return Response(path.read_text(encoding="utf-8"), mimetype="text/plain")
+
+    @staticmethod
+    def drafted(row: figures.MonthClose) -> list[tuple[str, str]]:
+        """The acceptances the form has collected for this open month so far (its GET query:
+        ``month``, then ``accept`` and ``reason`` in pairs): only ids of the month's findings,
+        each once, with a reason."""
+        if row.sealed or not row.findings or request.args.get("month") != row.month:
+            return []
+        known = {f.id for f in row.findings}
+        pairs = zip(request.args.getlist("accept"), request.args.getlist("reason"), strict=False)
+        drafted: dict[str, str] = {}
+        for fid, reason in pairs:
+            if fid in known and reason.strip():
+                drafted.setdefault(fid, " ".join(reason.split()))
+        return list(drafted.items())
+
+    @staticmethod
+    def pending(row: figures.MonthClose, drafted: Sequence[tuple[str, str]]) -> list[Any]:
+        """The open month's findings neither accepted nor in the form's command yet."""
+        taken = row.accepted_ids | {fid for fid, _reason in drafted}
+        return [f for f in row.findings or () if f.id not in taken]
+
+    @staticmethod
+    def close_command(month: str, drafted: Sequence[tuple[str, str]]) -> str:
+        """The shell command that closes ``month`` accepting ``drafted`` (each value quoted).
+
+        >>> print(MeterbookClose.close_command("2026-10", [("planted:beta:2026-10", "reset; $0")]))
+        meterbook close 2026-10 --accept planted:beta:2026-10 --reason 'reset; $0'
+        """
+        words = ["meterbook", "close", month]
+        for fid, reason in drafted:
+            words += ["--accept", fid, "--reason", reason]
+        return shlex.join(words)
 
 
 def _with_stored(row: figures.MonthClose, stored: dict[str, str]) -> figures.MonthClose:
@@ -329,6 +433,39 @@ class MeterbookReports(_Workspace, FavaExtensionBase):
     def row_currency(columns: Sequence[str], row: Sequence[object]) -> str:
         """The row's ``currency`` cell, or "" when its table has none."""
         return str(row[columns.index("currency")]) if "currency" in columns else ""
+
+    @staticmethod
+    def is_total_row(row: Sequence[object]) -> bool:
+        """A report's total row: the one with a ``(total)`` cell."""
+        return any(cell == "(total)" for cell in row)
+
+    def shown(self, columns: Sequence[str], row: Sequence[object]) -> list[ReportCell]:
+        """The row's cells as the page shows them: amounts by :meth:`cell`, a customer id by
+        its name, document numbers linked, a ``total`` column's cells bold."""
+        currency = self.row_currency(columns, row)
+        names = self.customer_names()
+        cells = []
+        for column, value in zip(columns, row, strict=True):
+            name = names.get(value) if column == "customer" and isinstance(value, str) else None
+            cells.append(
+                ReportCell(
+                    text=name or self.cell(value, currency),
+                    customer=str(value) if name else "",
+                    numeric=isinstance(value, Decimal | int) and not isinstance(value, bool),
+                    total=column == "total",
+                )
+            )
+        return cells
+
+
+@dataclass(frozen=True)
+class ReportCell:
+    """One report cell on the page: its text, the customer id under a name, its style."""
+
+    text: str
+    customer: str = ""
+    numeric: bool = False
+    total: bool = False
 
 
 def _reports() -> dict[str, Any] | Notice:

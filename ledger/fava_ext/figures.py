@@ -146,6 +146,40 @@ def revenue_by_month(entries: Sequence[data.Directive], rules: Rules) -> tuple[M
     return tuple(sorted(rows, key=lambda r: (r.month, r.currency)))
 
 
+def period_total(rows: Sequence[MonthFigures]) -> MonthFigures:
+    """One currency's months added up, the Revenue page's total row: recognized and invoiced
+    summed over the months, the balances at the end of the last one.
+
+    With the two USD months of the module docstring (2026-09 recognized 160.00, invoiced 60.00;
+    2026-10 recognized 0.00, invoiced 110.00; at Oct 31 unbilled 0.00, deferred 10.00,
+    receivable 170.00)::
+
+        >>> from decimal import Decimal as D
+        >>> total = period_total([
+        ...     MonthFigures("2026-09", "USD", D("160.00"), D("60.00"), D("110.00"), D("10.00"),
+        ...                  D("60.00")),
+        ...     MonthFigures("2026-10", "USD", D("0.00"), D("110.00"), D("0.00"), D("10.00"),
+        ...                  D("170.00"))])
+        >>> total.month, total.recognized, total.invoiced
+        ('2026-09 to 2026-10', Decimal('160.00'), Decimal('170.00'))
+        >>> total.unbilled, total.deferred, total.receivable
+        (Decimal('0.00'), Decimal('10.00'), Decimal('170.00'))
+    """
+    if not rows or len({r.currency for r in rows}) != 1:
+        raise ValueError("period_total adds up the months of one currency")
+    ordered = sorted(rows, key=lambda r: r.month)
+    first, last = ordered[0], ordered[-1]
+    return MonthFigures(
+        first.month if first is last else f"{first.month} to {last.month}",
+        last.currency,
+        sum((r.recognized for r in ordered), ZERO),
+        sum((r.invoiced for r in ordered), ZERO),
+        last.unbilled,
+        last.deferred,
+        last.receivable,
+    )
+
+
 # --- customers ----------------------------------------------------------------------------
 
 
@@ -271,6 +305,50 @@ def customer_figures(
             )
         )
     return tuple(rows)
+
+
+@dataclass(frozen=True)
+class CustomerTotals:
+    """One currency's customers added up: the Customers page's total row."""
+
+    currency: str
+    customers: int
+    revenue: Decimal
+    receivable: Decimal
+    unbilled: Decimal
+    deferred: Decimal
+    #: credit left summed over the customers that have grants; None when none has
+    credits_left: Decimal | None
+    spend: Decimal
+
+
+def customer_totals(rows: Iterable[CustomerFigures]) -> tuple[CustomerTotals, ...]:
+    """Per currency, sorted: the customers' figures summed (an amount in EUR is never added to
+    one in USD).
+
+    acme (revenue 140.00, unbilled 30.00, spend 30.00, no credit) and beta (revenue 54.00,
+    deferred 6.00, credit left 6.00, spend 4.00), both USD: revenue 194.00, unbilled 30.00,
+    deferred 6.00, credits left 6.00 and spend 34.00 for 2 customers.
+    """
+    by_currency: dict[str, list[CustomerFigures]] = defaultdict(list)
+    for row in rows:
+        by_currency[row.currency].append(row)
+    totals = []
+    for currency, group in sorted(by_currency.items()):
+        credits = [r.credits_left for r in group if r.credits_left is not None]
+        totals.append(
+            CustomerTotals(
+                currency=currency,
+                customers=len(group),
+                revenue=sum((r.revenue for r in group), ZERO),
+                receivable=sum((r.receivable for r in group), ZERO),
+                unbilled=sum((r.unbilled for r in group), ZERO),
+                deferred=sum((r.deferred for r in group), ZERO),
+                credits_left=sum(credits, ZERO) if credits else None,
+                spend=sum((r.spend for r in group), ZERO),
+            )
+        )
+    return tuple(totals)
 
 
 # --- close --------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The Fava workspace (test_fava's module docstring works its figures): plan ``u``, 1.00 a
-call and 0.01 a token, calendar cycles from Sep 1; ``acme`` invoiced 110.00 on Oct 1 and paid,
-``beta`` with 60.00 of prepaid credit; September closed with the planted finding accepted
-(the close workspace's reconciler, :mod:`tests.support.close`), October posted.
+call and 0.01 a token, calendar cycles from Sep 1; ``acme`` ("Acme Corp") invoiced 110.00 on
+Oct 1 and paid, ``beta`` ("Beta & Sons <Ltd>": a name to escape) with 60.00 of prepaid credit;
+September closed with the planted finding accepted (the close workspace's reconciler,
+:mod:`tests.support.close`), October posted.
 
 Shared by test_fava and test_browser.
 """
@@ -34,12 +35,14 @@ plans:
 CUSTOMERS = """\
 customers:
   acme:
+    name: Acme Corp
     currency: USD
     billing_anchor: calendar
     subscriptions: [{plan: u, start: 2026-09-01}]
     caps: {api_calls: 150}
     spend_cap: "200"
   beta:
+    name: Beta & Sons <Ltd>
     currency: USD
     billing_anchor: calendar
     subscriptions: [{plan: u, start: 2026-09-01}]
