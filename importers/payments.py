@@ -11,7 +11,10 @@ One :class:`RawPayment` per row, in constant memory whatever the file size:
 
     >>> import io
     >>> from ledger.importers.events import Source
-    >>> text = b"date,amount,currency,invoice,reference\\n2026-10-20,60.00,USD,INV-2026-000001,BANK-1\\n"
+    >>> text = (
+    ...     b"date,amount,currency,invoice,reference\\n"
+    ...     b"2026-10-20,60.00,USD,INV-2026-000001,BANK-1\\n"
+    ... )
     >>> [row] = PaymentsCsv().rows(Source(io.BytesIO(text)))
     >>> row.line, row.date, row.amount, row.currency, row.invoice, row.reference
     (2, '2026-10-20', '60.00', 'USD', 'INV-2026-000001', 'BANK-1')

@@ -34,7 +34,7 @@ content did not change is not touched, so its mtime is stable
 (:func:`write_atomic`). Metadata values must be ``str``, ``Decimal``, ``date``
 or ``bool``: anything else raises :class:`MetadataError` before any file is
 written.
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 

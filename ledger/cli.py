@@ -61,9 +61,12 @@ def store_error_message(exc: Exception, context: Context | None) -> str | None:
 
     >>> import sqlite3
     >>> from sqlalchemy.exc import OperationalError
-    >>> error = OperationalError("INSERT ...", {}, sqlite3.OperationalError("attempt to write a readonly database"))
-    >>> store_error_message(error, None)
-    'the store refused a write: attempt to write a readonly database (make the store writable); the command stopped and its transaction was rolled back'
+    >>> error = OperationalError(
+    ...     "INSERT ...", {}, sqlite3.OperationalError("attempt to write a readonly database")
+    ... )
+    >>> store_error_message(error, None)  # doctest: +NORMALIZE_WHITESPACE
+    'the store refused a write: attempt to write a readonly database (make the store writable);
+    the command stopped and its transaction was rolled back'
     """
     from sqlalchemy.exc import DBAPIError, IntegrityError
 
@@ -85,11 +88,15 @@ def store_error_message(exc: Exception, context: Context | None) -> str | None:
         from ledger.store import safe_url
 
         where = f"the store {safe_url(context._workspace.store_url)}"
-    return f"{where} refused a write: {first}{hint}; the command stopped and its transaction was rolled back"
+    return (
+        f"{where} refused a write: {first}{hint}; "
+        "the command stopped and its transaction was rolled back"
+    )
 
 
 class MeterbookGroup(click.Group):
-    """Turns engine errors, OS errors and click usage errors into one line with DESIGN's exit codes."""
+    """Turns engine errors, OS errors and click usage errors into one line with DESIGN's exit
+    codes."""
 
     def main(
         self,
@@ -373,8 +380,9 @@ def post(ctx: Context, through: str | None) -> None:
     )
     if report.unissued:
         click.echo(
-            f"note: {report.unissued} invoice{'s' if report.unissued != 1 else ''} dated on or before "
-            f"{report.through} not issued yet: run `meterbook invoice --through {report.through}` (until "
+            f"note: {report.unissued} invoice{'s' if report.unissued != 1 else ''} dated on or "
+            f"before {report.through} not issued yet: run "
+            f"`meterbook invoice --through {report.through}` (until "
             "then the books recognize advance fees that no invoice has billed)"
         )
 
@@ -830,7 +838,8 @@ def close_command(
     report = close_month(session, month, dict(zip(accepts, reasons, strict=True)))
     if report.already_closed and report.finished:
         click.echo(
-            f"finished the close of {month}, which had stopped half-way: {'; '.join(report.finished)}"
+            f"finished the close of {month}, which had stopped half-way: "
+            f"{'; '.join(report.finished)}"
         )
         return
     if report.already_closed:
@@ -872,7 +881,8 @@ def close_command(
 @pass_context
 @holds_lock("reconcile", shared=True)
 def reconcile_command(ctx: Context, month: str | None, as_json: bool) -> None:
-    """Run every reconciler for MONTH (YYYY-MM; default: the first open month) and print the findings.
+    """Run every reconciler for MONTH (YYYY-MM; default: the first open month) and print the
+    findings.
 
     Exit 1 while an error finding is not accepted (see `close --accept`); nothing is written.
     """
@@ -965,7 +975,8 @@ def check_command(ctx: Context) -> None:
 @pass_context
 @holds_lock("trace", shared=True)
 def trace_command(ctx: Context, ref: str, as_json: bool) -> None:
-    """Recompute a cycle (^customer-start) or an invoice from the store and compare it with the books.
+    """Recompute a cycle (^customer-start) or an invoice from the store and compare it with the
+    books.
 
     Exit 0 when verified, 1 when something differs, 2 for an unknown LINK or INVOICE.
     """
@@ -1033,7 +1044,8 @@ def statement_command(ctx: Context, customer: str, which: str, out: Path | None)
 @pass_context
 @holds_lock("alerts")
 def alerts_command(ctx: Context, through: str | None, as_json: bool, drop: str | None) -> None:
-    """List every cap threshold crossed; raise the new ones once (stored, then the meterbook_alert hook).
+    """List every cap threshold crossed; raise the new ones once (stored, then the
+    meterbook_alert hook).
 
     Each notification plugin takes each alert once; one that failed is retried alone on the
     next run. Exit 1 while any delivery is pending (listed as PENDING with its plugins).
@@ -1118,7 +1130,8 @@ def alerts_command(ctx: Context, through: str | None, as_json: bool, drop: str |
 @pass_context
 @holds_lock("report", shared=True)
 def report_command(ctx: Context, name: str, month: str | None, as_json: bool, as_csv: bool) -> None:
-    """Print the finance report NAME: revenue, unbilled, deferred, aging, rollforward, arpu, forecast, risk."""
+    """Print the finance report NAME: revenue, unbilled, deferred, aging, rollforward, arpu,
+    forecast, risk."""
     import json
 
     from ledger.reports import build_report
@@ -1197,7 +1210,8 @@ def demo_command(ctx: Context, customers: int, months: int, seed: int, quiet: bo
 @pass_context
 @holds_lock("rerate")
 def rerate_command(ctx: Context, since: str, on: str | None, dry_run: bool, as_json: bool) -> None:
-    """Re-rate issued cycles with the current rules; post differences as credit notes / debit adjustments."""
+    """Re-rate issued cycles with the current rules; post differences as credit notes / debit
+    adjustments."""
     from ledger.rerate import rerate
 
     session = ctx.session
@@ -1233,7 +1247,8 @@ def export_journal(
     ctx: Context, month: str, fmt: str, out: Path | None, currency: str | None
 ) -> None:
     """The month's movements per general-ledger account (rules/gl_accounts.yaml), one balanced
-    entry per currency, referencing the month's seal; an unsealed month is exported with a warning."""
+    entry per currency, referencing the month's seal; an unsealed month is exported with a
+    warning."""
     from ledger.books import load_books
     from ledger.export import FORMATS, build_journal, load_gl_mapping, render
 

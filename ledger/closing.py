@@ -58,7 +58,7 @@ Rules of the close:
 The assertions come from the recomputation the auditor's ``meterbook check``
 ties out with (:mod:`ledger.audit`); the reconcilers run here get a
 :class:`ledger.reconcile.ReconcileContext` (:func:`reconcile_context`).
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 
@@ -106,7 +106,8 @@ if TYPE_CHECKING:
 
 CLOSE_HEADER = "; Written by `meterbook close`. Do not edit: sealed by ledger.seal."
 ACCEPT = "meterbook-accept"
-#: Company-wide accounts (not per customer) asserted at close from the payments table: :func:`cash_balances`.
+#: Company-wide accounts (not per customer) asserted at close from the payments table:
+#: :func:`cash_balances`.
 CASH_KINDS = ("cash", "unapplied_cash")
 
 
@@ -209,7 +210,8 @@ def record_acceptances(engine: Engine, month: str, accepted: Mapping[str, str]) 
 
 @dataclass(frozen=True)
 class Reconciliation:
-    """What ``meterbook reconcile`` prints: a month's findings and the acceptances recorded for them."""
+    """What ``meterbook reconcile`` prints: a month's findings and the acceptances recorded for
+    them."""
 
     month: str
     findings: tuple[Finding, ...]
@@ -219,7 +221,8 @@ class Reconciliation:
 
     @property
     def open_errors(self) -> tuple[Finding, ...]:
-        """Error findings not accepted: ``reconcile`` exits 1 and ``close`` refuses while any is left."""
+        """Error findings not accepted: ``reconcile`` exits 1 and ``close`` refuses while any is
+        left."""
         return tuple(f for f in self.findings if f.blocks_close and f.id not in self.accepted)
 
     def records(self) -> list[dict[str, Any]]:
@@ -260,7 +263,8 @@ class Reconciliation:
             for s in ("error", "warning", "info")
         }
         summary = (
-            f"{self.month}: {counts['error']} errors ({counts['error'] - len(self.open_errors)} accepted), "
+            f"{self.month}: {counts['error']} errors "
+            f"({counts['error'] - len(self.open_errors)} accepted), "
             f"{counts['warning']} warnings, {counts['info']} info"
         )
         return "\n".join([*lines, summary if self.findings else f"{self.month}: no findings"])
@@ -360,7 +364,8 @@ class InvoiceGate:
                 if f.customer == draft.customer
             )
             # a customer's invoices are issued in date order: one held holds its later ones too,
-            # or a later invoice would take a lower number and bill as if the earlier one did not exist
+            # or a later invoice would take a lower number and bill as if the earlier one did not
+            # exist
             holding = holding or stopped.get(draft.customer, ())
             if holding:
                 stopped.setdefault(draft.customer, holding)
@@ -372,7 +377,8 @@ class InvoiceGate:
 
 
 def billed_months(invoice: Invoice) -> list[str]:
-    """The months (YYYY-MM) the cycles of an invoice's lines span; its own month when no line names a cycle."""
+    """The months (YYYY-MM) the cycles of an invoice's lines span; its own month when no line
+    names a cycle."""
     months: set[str] = set()
     for line in invoice.lines:
         if "/" in line.cycle:
@@ -420,7 +426,8 @@ class CloseReport:
     errors: tuple[str, ...] = ()
     #: ``books/YYYY/YYYY-MM.close.md`` (:func:`ledger.reports.write_close_report`), once sealed
     report_file: str = ""
-    #: what a re-run completed of a sealed month's close that had stopped half-way (:func:`finish_close`)
+    #: what a re-run completed of a sealed month's close that had stopped half-way
+    #: (:func:`finish_close`)
     finished: tuple[str, ...] = ()
 
     @property
@@ -606,8 +613,8 @@ def _close(session: Session, month: str, accept: dict[str, str]) -> CloseReport:
             **{
                 **report.__dict__,
                 "refused": (
-                    f"{count} open error finding{'s' if count != 1 else ''}; fix or accept each with "
-                    "--accept ID --reason TEXT"
+                    f"{count} open error finding{'s' if count != 1 else ''}; "
+                    "fix or accept each with --accept ID --reason TEXT"
                 ),
             }
         )
@@ -673,7 +680,9 @@ def _close(session: Session, month: str, accept: dict[str, str]) -> CloseReport:
             **{
                 **report.__dict__,
                 "errors": messages,
-                "refused": f"the books do not load cleanly with the close file ({len(errors)} errors)",
+                "refused": (
+                    f"the books do not load cleanly with the close file ({len(errors)} errors)"
+                ),
             }
         )
     return CloseReport(
@@ -800,7 +809,8 @@ def _previous_seal(entries: Sequence[data.Directive], month: str) -> str:
 
 
 def acceptance_directive(month: str, finding: str, reason: str) -> data.Custom:
-    """``custom "meterbook-accept" "<month>" "<finding id>" "<reason>"``, dated the next month's 1st."""
+    """``custom "meterbook-accept" "<month>" "<finding id>" "<reason>"``, dated the next month's
+    1st."""
     values = [
         ValueType(month, str),
         ValueType(misc_utils.escape_string(finding), str),

@@ -56,7 +56,7 @@ same however often they are regenerated.
 A note never credits more than the invoice's *creditable* amount (total −
 earlier credit notes), nor with ``--line N`` more than that line's amount −
 earlier notes on that line, unless ``--force`` (the excess is then a refund).
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 
@@ -80,7 +80,8 @@ from ledger.tax import booked_share, credited_tax, line_creditable, with_tax
 _Date = date  # the field named ``date`` shadows the type inside the class
 _DAY = timedelta(days=1)
 
-#: ``(customer, day) → undrawn balance at the end of day by grant key`` (:func:`ledger.rating.undrawn_credit`)
+#: ``(customer, day) → undrawn balance at the end of day by grant key``
+#: (:func:`ledger.rating.undrawn_credit`)
 GrantBalances = Callable[[str, date], Mapping[str, Decimal]]
 
 
@@ -100,7 +101,8 @@ def parse_amount(text: str, currency: str) -> Decimal:
     step = _step(currency)
     if amount != amount.quantize(step):
         raise BadInput(
-            f"--amount: {text!r} has more than {minor_units(currency)} decimal places for {currency}"
+            f"--amount: {text!r} has more than {minor_units(currency)} decimal places "
+            f"for {currency}"
         )
     if amount <= 0:
         raise BadInput(f"--amount: {text!r} must be positive")
@@ -193,9 +195,13 @@ def fee_reduction(
     recognition by the end of ``through``: ratably by day from ``since`` (the note's date) to
     the cycle's last day, cumulative and rounded, so it reaches ``deferred`` exactly then.
 
-    >>> fee_reduction(Decimal("30.00"), "2026-10-01/2026-11-01", date(2026, 10, 17), date(2026, 10, 31), "USD")
+    >>> fee_reduction(
+    ...     Decimal("30.00"), "2026-10-01/2026-11-01", date(2026, 10, 17), date(2026, 10, 31), "USD"
+    ... )
     Decimal('30.00')
-    >>> fee_reduction(Decimal("30.00"), "2026-10-15/2026-11-15", date(2026, 10, 26), date(2026, 10, 31), "USD")
+    >>> fee_reduction(
+    ...     Decimal("30.00"), "2026-10-15/2026-11-15", date(2026, 10, 26), date(2026, 10, 31), "USD"
+    ... )
     Decimal('9.00')
     """
     _start, end = cycle_bounds(cycle)
@@ -324,8 +330,8 @@ def allocate(
         if ln.kind == "credit_grant" and ln.account == "deferred":
             if balances is None:
                 raise BadInput(
-                    f"credit: line {i} of {invoice.number} is prepaid credit and its undrawn balance "
-                    "was not rated (issue the note through Session.credit)"
+                    f"credit: line {i} of {invoice.number} is prepaid credit and its undrawn "
+                    "balance was not rated (issue the note through Session.credit)"
                 )
             if undrawn is None:
                 undrawn = balances(invoice.customer, on)
@@ -333,8 +339,9 @@ def allocate(
             balance = max(undrawn.get(key, ZERO), ZERO)
             if share > balance and not force:
                 raise BadInput(
-                    f"credit: {share} {invoice.currency} on line {i} of {invoice.number} is more than "
-                    f"its prepaid credit still undrawn on {on.isoformat()} ({balance} {invoice.currency}); "
+                    f"credit: {share} {invoice.currency} on line {i} of {invoice.number} is more "
+                    f"than its prepaid credit still undrawn on {on.isoformat()} "
+                    f"({balance} {invoice.currency}); "
                     "use --force to credit the rest as contra-revenue"
                 )
             parts.append(
@@ -386,7 +393,8 @@ def issue_credit_note(
     also: Callable[[CreditNote], None] | None = None,
     current: Mapping[str, tuple[str, Decimal]] | None = None,
 ) -> CreditNote:
-    """Check, number, split (:func:`allocate`) and store a credit note in one transaction; return it.
+    """Check, number, split (:func:`allocate`) and store a credit note in one transaction;
+    return it.
 
     ``also`` runs inside that transaction after the note is stored and before it
     commits (:func:`issue` writes the note's documents there): if it raises, the
@@ -413,7 +421,8 @@ def issue_credit_note(
         value = parse_amount(amount, invoice.currency)
         if on < invoice.date:
             raise BadInput(
-                f"--date: {on.isoformat()} is before {invoice.number}'s date {invoice.date.isoformat()}"
+                f"--date: {on.isoformat()} is before {invoice.number}'s date "
+                f"{invoice.date.isoformat()}"
             )
         if on < first_open:
             raise SealedMonthError(

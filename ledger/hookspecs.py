@@ -34,7 +34,8 @@ pricing model, saved as ``plugins_dir/blocks.py`` in a workspace whose
         def price(self, terms, usage: Usage) -> Price:   # unrounded
             blocks = Decimal(math.ceil(usage.quantity / 100))   # Decimal // truncates: use ceil
             amount = blocks * terms.block_price
-            return Price(amount, (PriceLine(f"{blocks} blocks of 100", blocks, terms.block_price, amount),))
+            line = PriceLine(f"{blocks} blocks of 100", blocks, terms.block_price, amount)
+            return Price(amount, (line,))
 
 
     @hookimpl

@@ -126,8 +126,9 @@ class ImportReport:
     >>> r = ImportReport("u.csv", "events-csv", 3, 1, 1, 0, 1, {"unknown_customer": 1})
     >>> r.text()
     'u.csv: received 3, accepted 1, duplicates 1, conflicts 0, rejected 1 (unknown_customer 1)'
-    >>> r.to_json()
-    '{"file": "u.csv", "received": 3, "accepted": 1, "duplicates": 1, "conflicts": 0, "rejected": 1, "reasons": {"unknown_customer": 1}}'
+    >>> r.to_json()  # doctest: +NORMALIZE_WHITESPACE
+    '{"file": "u.csv", "received": 3, "accepted": 1, "duplicates": 1, "conflicts": 0,
+    "rejected": 1, "reasons": {"unknown_customer": 1}}'
     """
 
     file: str
@@ -156,7 +157,8 @@ class ImportReport:
 
     def text(self) -> str:
         line = (
-            f"{self.file}: received {self.received}, accepted {self.accepted}, duplicates {self.duplicates}, "
+            f"{self.file}: received {self.received}, accepted {self.accepted}, "
+            f"duplicates {self.duplicates}, "
             f"conflicts {self.conflicts}, rejected {self.rejected}"
         )
         if self.reasons:
@@ -1245,7 +1247,8 @@ def _parse(
     from ledger.importers.events import HeaderError, Source
 
     receiver.close()
-    gc.disable()  # as in _no_gc: short-lived, no reference cycles; and the inherited heap is never scanned
+    # as in _no_gc: short-lived, no reference cycles; and the inherited heap is never scanned
+    gc.disable()
     try:
         try:
             with open(path, "rb") as file:

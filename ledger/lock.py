@@ -27,7 +27,7 @@ line naming the holder, exit 2, nothing written::
 
 ``meterbook check`` takes the file lock shared: any number of checks run
 together, but never while a writer is half-way through a close.
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 

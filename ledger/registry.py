@@ -3,10 +3,10 @@
 ``load_registry`` registers plugins in a fixed order, all through the hooks of
 :mod:`ledger.hookspecs` (first-party code uses no private shortcut)::
 
-    1. ledger.plugins.*             every module of the first-party package (pkgutil)
-    2. ledger.importers.*           every first-party importer module (events, payments, live totals)
-    3. entry points "meterbook"     installed third-party packages
-    4. <plugins_dir>/*.py           the workspace's own plugins, as meterbook_local.<stem>
+    1. ledger.plugins.*            every module of the first-party package (pkgutil)
+    2. ledger.importers.*          every first-party importer module (events, payments, live totals)
+    3. entry points "meterbook"    installed third-party packages
+    4. <plugins_dir>/*.py          the workspace's own plugins, as meterbook_local.<stem>
 
 and then checks that every hook implementation matches a specification. A
 worked example (``meterbook plugins`` prints the same)::

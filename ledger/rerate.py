@@ -58,7 +58,7 @@ place (:func:`require_unchanged_terms`)::
 
 and ``meterbook check`` fails (:func:`pinned_terms_check`). Pins stored before
 digests were kept have none: their terms at invoicing are unknown, not drift.
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 
@@ -134,9 +134,11 @@ def rerated_lines_check(session: Session) -> CheckResult:
             continue  # never re-rated: a pending rerate, not an unexplained document
         docs = posted[(line.invoice, line.line_key)]
         problems.append(
-            f"{line.invoice} {line.label} (cycle {line.link}): reratings posted {line.earlier} {line.currency} "
+            f"{line.invoice} {line.label} (cycle {line.link}): "
+            f"reratings posted {line.earlier} {line.currency} "
             f"({', '.join(sorted({a.document for a in docs}))}), the current rules explain "
-            f"{line.earlier + line.difference}: restore the plan version they were rated with, or run "
+            f"{line.earlier + line.difference}: restore the plan version they were rated with, "
+            "or run "
             f"`meterbook rerate --from {since}` to post the difference"
         )
     note = (
@@ -454,7 +456,8 @@ class RerateReport:
 def rerate(
     session: Session, since: date, *, on: date | None = None, dry_run: bool = False
 ) -> RerateReport:
-    """Re-rate issued cycles starting on or after ``since``; store and post the differences on ``on``.
+    """Re-rate issued cycles starting on or after ``since``; store and post the differences on
+    ``on``.
 
     ``on`` (default today) must be in an open month, not before any affected invoice and,
     unless ``dry_run``, not after today (:class:`ledger.errors.AfterTodayError`).
@@ -547,7 +550,10 @@ def _store(session: Session, report: RerateReport, seen: int) -> tuple[RerateLin
                     date=report.on,
                     currency=invoice.currency,
                     amount=amount,
-                    reason=f"re-rated from {report.since.isoformat()} with rules {report.rules}: {what}",
+                    reason=(
+                        f"re-rated from {report.since.isoformat()} "
+                        f"with rules {report.rules}: {what}"
+                    ),
                     line=single,
                     line_description=invoice.lines[single - 1].description if single else "",
                     forced=amount > limit,

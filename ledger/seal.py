@@ -117,7 +117,7 @@ What a hash chain inside the books cannot detect is a rewrite of the whole
 chain from some month on, or the removal of the *latest* seal: the latest
 seal hash is the anchor, printed in the close report and returned by
 :func:`verify_seals` for ``meterbook check`` to compare with the record.
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 

@@ -330,7 +330,9 @@ class Session(OpenWorkspace):
                 continue
             for key, known in held.items():
                 if key == "invoice" and "reference" in entry.meta:
-                    continue  # a payment names the invoice its payer wrote, which may not exist (unapplied cash)
+                    # a payment names the invoice its payer wrote, which may not exist
+                    # (unapplied cash)
+                    continue
                 value = entry.meta.get(key)
                 if (
                     isinstance(value, str)
@@ -352,8 +354,9 @@ class Session(OpenWorkspace):
             raise StoreError(
                 f"{missing[0]} is sealed in the books but not in the store {url}"
                 + (f" ({len(missing) - 1} more records missing)" if len(missing) > 1 else "")
-                + ": these books were posted from another store; restore it (or rebuild the demo with "
-                "`meterbook demo`). Nothing was written: meterbook does not post against sealed history"
+                + ": these books were posted from another store; restore it "
+                "(or rebuild the demo with `meterbook demo`). "
+                "Nothing was written: meterbook does not post against sealed history"
             )
 
     def require_writable_books(self) -> None:
@@ -597,7 +600,8 @@ class Session(OpenWorkspace):
         require_unchanged_terms(self)  # before anything is rated, issued or pinned
         if self.first_open() > date.min:
             self.require_store_of_record()
-        self.require_writable_books()  # an issued number is never taken back: its books must be writable
+        # an issued number is never taken back: its books must be writable
+        self.require_writable_books()
         self.correct_subscriptions(through)
         facts = self.facts()
         rating = self.rate(through, facts=facts)

@@ -43,7 +43,7 @@ fee (prorated by day for a calendar-anchored short cycle) is billed by its own
 invoice on its start date, like any first cycle. Each correction is stored
 (credit notes in ``credit_notes``, debit adjustments in ``rerates`` with line key
 ``subscription:advance``), so the next run posts only what is still missing.
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 

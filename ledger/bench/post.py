@@ -23,7 +23,7 @@ Stages, each timed on its own:
   (:meth:`ledger.session.Session.invoice`);
 - ``load``: Beancount's loader with validation on ``books/main.beancount``
   (what ``bean-check`` and Fava do; the load cache is off).
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 

@@ -45,7 +45,8 @@ cumulative cycle-to-date quantity on an accrual, the change on a late entry —
 so a free-tier meter whose amount did not move is still on record; a revenue
 posting repeats its meter's figure as ``quantity``. ``evidence`` is the digest
 of the events behind the accrual point (:meth:`ledger.session.Session.evidence`);
-an invoice's ``evidence`` is :func:`ledger.journal.invoices.invoice_evidence` over the accruals it froze.
+an invoice's ``evidence`` is :func:`ledger.journal.invoices.invoice_evidence`
+over the accruals it froze.
 """
 
 from __future__ import annotations
