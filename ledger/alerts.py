@@ -64,10 +64,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger.cycles import Cycle, cycles_for
 from ledger.errors import PluginError
+from ledger.facts.pins import load_pins
 from ledger.metering import Window, cut_off_us, daily_usage, measure
 from ledger.money import ZERO, normalize, round_money
 from ledger.pricing import PricingModel, Usage
-from ledger.rating import charged, is_ratable, price_charge
+from ledger.rating import charged, cycle_plan, is_ratable, price_charge
 from ledger.registry import NotificationFailure
 from ledger.rules import Charge, Meter, Rules
 from ledger.store import alert_deliveries as deliveries
@@ -269,6 +270,13 @@ def cycle_progress(
     """
     needs: dict[_Key, dict[tuple[str, date], tuple[Cycle, tuple[date, ...]]]] = defaultdict(dict)
     plans: list[tuple[Cycle, tuple[date, ...], list[str], bool]] = []
+    pins = load_pins(engine)
+    # spend is priced as the rating prices the cycle: its plan version (or the one an invoice
+    # pinned), never the plan's original terms
+    terms = {
+        cycle.link: cycle_plan(rules.plans[cycle.plan], cycle, pins.get(cycle.link))
+        for cycle, _last in cycles
+    }
     for cycle, last in cycles:
         customer = rules.customers[cycle.customer]
         days = tuple(
@@ -283,7 +291,7 @@ def cycle_progress(
             needs[(meter, ())][(cycle.customer, cycle.start)] = (cycle, days)
         with_spend = customer.spend_cap is not None if spend is None else spend
         if with_spend:
-            for charge in rules.plans[cycle.plan].charges:
+            for charge in terms[cycle.link].charges:
                 needs[(charge.meter, _bands(models, charge))][(cycle.customer, cycle.start)] = (
                     cycle,
                     days,
@@ -297,7 +305,7 @@ def cycle_progress(
     for cycle, days, meters, with_spend in plans:
         at = (cycle.customer, cycle.start)
         quantities = {m: tuple(u.quantity for u in usages[(m, ())][at]) for m in meters}
-        plan = rules.plans[cycle.plan]
+        plan = terms[cycle.link]
         spent: tuple[Decimal, ...] = ()
         if with_spend:
             totals = [ZERO] * len(days)

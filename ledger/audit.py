@@ -466,8 +466,8 @@ def documents_as_issued(session: Session, entries: Sequence[data.Directive]) -> 
         if found != content.encode("utf-8"):
             problems.append(f"{relative}: differs from the document the store issued")
     folder = books_dir / "documents"
-    # everything issued, a credit note dated after `through` too
-    issued = {*session.issued_documents(date.max), *sealed}
+    # everything issued, a credit note dated after `through` too, and the PDF print of each
+    issued = {*session.issued_document_names(), *sealed}
     extra = (
         sorted(
             p.relative_to(books_dir).as_posix()

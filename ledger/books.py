@@ -231,7 +231,7 @@ def unwritable(folder: Path) -> tuple[Path, str] | None:
     return None
 
 
-def write_atomic(path: Path, text: str) -> bool:
+def write_atomic(path: Path, text: str | bytes) -> bool:
     """Write ``text`` to ``path`` atomically; False (and no write) if it is already there.
 
     A temporary file in the same directory is written, fsynced and renamed over
@@ -279,10 +279,10 @@ class Staging:
     def __init__(self) -> None:
         self.moves: list[tuple[Path, Path]] = []
 
-    def add(self, path: Path, text: str) -> bool:
-        """Write ``text`` to a temporary file beside ``path``; False (nothing written) when
-        ``path`` already holds exactly ``text``."""
-        content = text.encode("utf-8")
+    def add(self, path: Path, text: str | bytes) -> bool:
+        """Write ``text`` (UTF-8, or bytes as given: a PDF) to a temporary file beside ``path``;
+        False (nothing written) when ``path`` already holds exactly that."""
+        content = text.encode("utf-8") if isinstance(text, str) else text
         try:
             if path.read_bytes() == content:
                 return False
@@ -336,9 +336,9 @@ class Comparing(Staging):
         super().__init__()
         self.differs: list[Path] = []
 
-    def add(self, path: Path, text: str) -> bool:
+    def add(self, path: Path, text: str | bytes) -> bool:
         try:
-            same = path.read_bytes() == text.encode("utf-8")
+            same = path.read_bytes() == (text.encode("utf-8") if isinstance(text, str) else text)
         except OSError:
             same = False
         if not same:

@@ -157,6 +157,22 @@ def undrawn_credit(
     return {grant_key(grants, g): amount for g, amount in left.items()}
 
 
+def credit_at_start(
+    rating: Rating, grants: Sequence[CreditGrant], customer: str, day: date
+) -> dict[str, Decimal]:
+    """What is left of each grant at the start of ``day`` (an invoice date), by
+    :func:`grant_key`: granted on or before it − drawn + returned before it − expired or
+    taken back by credit notes on or before it. Unlike :func:`undrawn_credit` it does not
+    depend on how far ``rating`` goes: a rating through ``day`` draws that day's usage too."""
+    left = {g: grant.amount for g, grant in enumerate(grants) if grant.granted <= day}
+    for move in rating.credits:
+        if move.customer != customer or move.grant not in left:
+            continue
+        if move.day < day or (move.day == day and move.kind in ("breakage", "credit_note")):
+            left[move.grant] += move.amount if move.kind == "return" else -move.amount
+    return {grant_key(grants, g): amount for g, amount in left.items()}
+
+
 @dataclass(frozen=True)
 class Rating:
     """Everything rated through a date: every accrual point of every cycle."""

@@ -125,6 +125,8 @@ class Meter(_Record):
     """What to measure: events of one type, aggregated per customer and cycle."""
 
     id: str
+    #: the meter's name on invoices and statements ("API calls"); "" prints the id
+    name: str = ""
     event_type: str
     aggregation: Literal["count", "sum", "max", "unique_count", "latest"]
     unit: str = "unit"
@@ -312,9 +314,40 @@ class GapsSpikesTuning(_Record):
         return self.model_copy(update={k: getattr(override, k) for k in override.model_fields_set})
 
 
+class BillingDetails(_Record):
+    """Where a customer's invoices go (``billing:`` of a customer in ``customers.yaml``), printed
+    under "Bill to" on its invoices; none of it changes an amount or an account::
+
+        billing:
+          contact: Accounts payable
+          address: ["1 Main Street", "Springfield, IL 62701", "United States"]
+          email: ap@acme.example
+          reference: PO-4471      # the customer's purchase order, printed on every invoice
+
+    The customer's tax id is ``tax_id`` of ``rules/taxes.yaml`` (README "Taxes"): it is
+    recorded on each taxed invoice, so it is not repeated here.
+    """
+
+    contact: str = ""
+    address: tuple[str, ...] = ()
+    email: str = ""
+    reference: str = ""
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        local, at, domain = value.partition("@")
+        if value and (not at or not local or "." not in domain or any(c.isspace() for c in value)):
+            raise ValueError(f"{value!r} is not an email address (such as ap@example.com)")
+        return value
+
+
 class Customer(_Record):
     id: str
+    #: the customer's name on documents and in Fava; "" prints the id
     name: str = ""
+    #: where its invoices go (None: the name only)
+    billing: BillingDetails | None = None
     account: str | None = None
     currency: str
     subscriptions: tuple[Subscription, ...] = ()

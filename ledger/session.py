@@ -45,8 +45,11 @@ from ledger.documents import (
     Templates,
     credit_note_documents,
     debit_documents,
+    document_names,
     invoice_documents,
 )
+from ledger.documents.invoices import PrepaidBalance, prepaid_balances
+from ledger.documents.pdf import require_pdf, write_pdfs
 from ledger.errors import BadInput, StoreError
 from ledger.facts import IssuedFacts, load_facts
 from ledger.facts.adjustments import Adjustment
@@ -60,7 +63,7 @@ from ledger.journal.payments import application_entries, payment_entries
 from ledger.journal.sealed import catch_up
 from ledger.opened import POSTED_THROUGH, OpenWorkspace
 from ledger.pins import record_pins, require_unchanged_terms
-from ledger.rating import Rating, rate, undrawn_credit
+from ledger.rating import Rating, credit_at_start, rate, undrawn_credit
 from ledger.store import meta as meta_table
 from ledger.store import safe_url
 from ledger.subscriptions import current_fees
@@ -107,6 +110,8 @@ class Session(OpenWorkspace):
     def open(cls, workspace: Workspace, *, today: date | None = None) -> Self:
         session = super().open(workspace, today=today)
         session.templates  # noqa: B018 - a workspace's template with a syntax error fails here
+        if session.workspace.documents.pdf:
+            require_pdf(session.workspace.config_file)  # before anything is written
         return session
 
     @cached_property
@@ -115,7 +120,20 @@ class Session(OpenWorkspace):
         ones (:mod:`ledger.documents`)."""
         workspace = self.workspace
         tax_id = TaxSettings.load(workspace.config_file).seller_tax_id
-        return Templates(workspace.templates_dir, Seller(tax_id=tax_id, title=workspace.title))
+        seller, payment = workspace.seller, workspace.payment
+        return Templates(
+            workspace.templates_dir,
+            Seller(
+                tax_id=tax_id,
+                title=workspace.title,
+                name=seller.name,
+                address=seller.address,
+                email=seller.email,
+                phone=seller.phone,
+                payment=payment.instructions,
+                payment_details=payment.details,
+            ),
+        )
 
     def rate(
         self,
@@ -273,29 +291,65 @@ class Session(OpenWorkspace):
             *mark_credit_notes(generated, adjustments),
             *debit_entries(adjustments, self.rules),
         ]
-        return generated, self.documents(invoices, notes, adjustments), invoices
+        return generated, self.documents(invoices, notes, adjustments, rating), invoices
 
     def documents(
         self,
         invoices: Sequence[Invoice],
         notes: Sequence[CreditNote],
         adjustments: Sequence[Adjustment],
+        rating: Rating | None = None,
     ) -> dict[str, str]:
         """``{path under books/: content}`` of the documents of these invoices, credit notes and
-        debit adjustments, as ``post`` writes them."""
+        debit adjustments, as ``post`` writes them. ``rating`` (through the last invoice's date
+        at least) gives the prepaid credit left on each invoice's date; None: rated here for
+        the customers with prepaid credit."""
         documents: dict[str, str] = {}
+        prepaid = self.prepaid(invoices, rating)
         for inv in invoices:
-            documents.update(invoice_documents(inv, self.rules, self.templates))
+            documents.update(
+                invoice_documents(inv, self.rules, self.templates, prepaid.get(inv.number, ()))
+            )
         for note in notes:
             documents.update(credit_note_documents(note, self.rules, self.templates))
         documents.update(debit_documents(adjustments, self.rules, self.templates))
         return documents
+
+    def prepaid(
+        self, invoices: Sequence[Invoice], rating: Rating | None = None
+    ) -> dict[str, tuple[PrepaidBalance, ...]]:
+        """Per invoice number, its customer's prepaid credit left on the invoice date (grants
+        granted − drawn + returned − expired − taken back by credit notes:
+        :func:`ledger.rating.credit_at_start`); only for customers with grants."""
+        rules = self.rules
+        with_credit = [
+            inv
+            for inv in invoices
+            if inv.customer in rules.customers and rules.customers[inv.customer].credits
+        ]
+        if not with_credit:
+            return {}
+        last = max(inv.date for inv in with_credit)
+        if rating is None or rating.through < last:
+            rating = self.rate(last, {inv.customer for inv in with_credit})
+        found = {}
+        for inv in with_credit:
+            grants = rules.customers[inv.customer].credits
+            left = credit_at_start(rating, grants, inv.customer, inv.date)
+            found[inv.number] = prepaid_balances(rules, inv.customer, left)
+        return found
 
     def issued_documents(self, through: date) -> dict[str, str]:
         """The documents of everything the store issued through ``through``
         (:meth:`documents`): what ``check`` compares the open months' files with."""
         stored = load_facts(self.engine).through(through)
         return self.documents(stored.invoices, stored.credit_notes, stored.adjustments)
+
+    def issued_document_names(self) -> set[str]:
+        """The paths under books/ of every document the store issued (HTML, JSON and the PDF
+        print of the HTML), without rendering them."""
+        stored = load_facts(self.engine)
+        return document_names(stored.invoices, stored.credit_notes, stored.adjustments)
 
     def unknown_records(self, record: list[data.Directive] | None = None) -> list[str]:
         """What the sealed books record that the store does not hold, ``file:line: what`` each.
@@ -384,13 +438,21 @@ class Session(OpenWorkspace):
         if staged.writes:
             books.remove_stale_temporaries(books_dir)  # a killed writer's; this one holds the lock
         sealed = books.sealed_documents(books_dir)
+        pdf = self.workspace.documents.pdf and staged.writes
+        prints: dict[str, str] = {}  # the HTML documents whose PDF print is (re)made
         for relative, content in sorted(documents.items()):
             # A sealed document is the record: written again only to put back its sealed bytes
             # (deleted or edited), never changed (a new rendering after an upgrade).
             digest = hashlib.sha256(content.encode()).hexdigest() if relative in sealed else None
             if digest is not None and digest != sealed[relative]:
+                if pdf and relative.endswith(".html"):
+                    prints[relative] = ""  # printed from its sealed bytes if the PDF is missing
                 continue
-            staged.add(books_dir / relative, content)
+            changed = staged.add(books_dir / relative, content)
+            if pdf and relative.endswith(".html"):
+                prints[relative] = content if changed else ""
+        if prints:
+            write_pdfs(books_dir, prints, staged)
         currencies = sorted(
             {self.workspace.operating_currency}
             | {c.currency for c in self.rules.customers.values()}

@@ -26,9 +26,14 @@ meters) gives the statement's quantity.
 
 The projection is the run rate: quantity to date ÷ elapsed days × days in the
 cycle (count and sum meters; max, latest and unique-count meters keep their
-value to date), priced with the plan, plus the base fee, the minimum
-commitment's shortfall against the projected usage, less prepaid credit up to
-what is applied and remaining. For a finished cycle it is the actual total.
+value to date), priced with the plan version the whole cycle is rated under,
+plus the base fee, the minimum commitment's shortfall against the projected
+usage, less prepaid credit up to what the cycle's accrual points drew so far
+and what a later one can still draw. For a finished cycle it is the actual
+total. Credit left that expires before the cycle's end is mentioned::
+
+    5.00 USD of prepaid credit expires tomorrow, 2026-10-10: credit is drawn at month
+    ends and on the cycle's last day, and none comes before, so it will not be used.
 
 The HTML is self-contained (inline CSS and SVG, no scripts, no external
 references) and every text from the rules or the store is HTML-escaped. Output
@@ -44,7 +49,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from fractions import Fraction
@@ -68,6 +73,7 @@ from ledger.alerts import (
 from ledger.books import write_atomic
 from ledger.cycles import Cycle, cycle_at
 from ledger.documents import statement_html
+from ledger.documents.pdf import render_pdf
 from ledger.errors import BadInput
 from ledger.escaping import SpreadsheetCsv
 from ledger.events import from_us
@@ -76,7 +82,7 @@ from ledger.invoicing import cycle_lines
 from ledger.metering import Window, cut_off_us, daily_usage, measure
 from ledger.money import ZERO, from_units_nanos, normalize, round_money
 from ledger.pricing import Band, Usage
-from ledger.rating import CycleRating, Rating, cycle_plan
+from ledger.rating import CycleRating, Rating, cycle_plan, grant_key, undrawn_credit
 from ledger.rules import Meter, Plan, Rules
 from ledger.store import events
 
@@ -99,6 +105,26 @@ class MeterUsage:
     daily: tuple[tuple[date, Decimal, int], ...]  # (day, quantity, events)
     quantity: Decimal
     events: int
+    #: the meter's display name (``name`` in meters.yaml, else its id)
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class ExpiringCredit:
+    """Prepaid credit left on the statement date that expires before the cycle is over:
+    from ``expires`` on it can no longer be drawn (``days`` after the statement date)."""
+
+    amount: Decimal
+    expires: date
+    days: int
+    #: the accrual points before ``expires`` where usage can still draw on it (none: all of
+    #: ``amount`` is lost; credit is drawn at month ends and the cycle's last day only)
+    drawn_at: tuple[date, ...] = ()
+
+    @property
+    def when(self) -> str:
+        """``tomorrow, 2026-10-10``, ``in 5 days, 2026-10-14``."""
+        return f"{'tomorrow' if self.days == 1 else f'in {self.days} days'}, {self.expires}"
 
 
 @dataclass(frozen=True)
@@ -163,6 +189,10 @@ class Statement:
     projection: Projection
     caps: tuple[CapUse, ...]
     rules: str
+    #: the plan's display name (``name`` in plans.yaml, else its id)
+    plan_name: str = ""
+    #: prepaid credit left on ``through`` that expires by the cycle's end, soonest first
+    expiring: tuple[ExpiringCredit, ...] = ()
 
     @property
     def total(self) -> Decimal:
@@ -259,6 +289,8 @@ def build_statement(session: Session, cycle: Cycle, *, today: date) -> Statement
             ),
         )
     remaining = _credit_remaining(rules, rating, cycle.customer, through)
+    settled = _settled_credit(rating, cycle, through)
+    expiring = _expiring(rules, settled, cycle, through)
 
     changes = cap_changes(engine)  # the customer's own cap changes (``meterbook api``'s portal)
     capped = set(customer.caps) | {m for c, m in changes if c == customer.id and m in rules.meters}
@@ -277,7 +309,9 @@ def build_statement(session: Session, cycle: Cycle, *, today: date) -> Statement
         _meter_usage(engine, rules.meters[m], cycle, through, tz, rated, progress)
         for m in meter_ids
     )
-    projection = _project(session, cycle, through, rated, remaining)
+    projection = _project(
+        session, cycle, through, rated, _usable_credit(rules, settled, cycle, through), expiring
+    )
     caps = _caps(rules, progress, projection, meters, session, changes)
     return Statement(
         customer=customer.id,
@@ -292,6 +326,8 @@ def build_statement(session: Session, cycle: Cycle, *, today: date) -> Statement
         projection=projection,
         caps=caps,
         rules=rules.hash,
+        plan_name=rules.plans[cycle.plan].name or cycle.plan,
+        expiring=expiring,
     )
 
 
@@ -325,6 +361,69 @@ def _credit_remaining(rules: Rules, rating: Rating, customer: str, through: date
     return total
 
 
+def _settled_credit(rating: Rating, cycle: Cycle, through: date) -> Rating:
+    """``rating`` without the draws and returns it made at ``through`` when that is not one of
+    the cycle's accrual points: credit is drawn at accrual points only (month ends and the
+    cycle's last day), so a draw "as if the cycle ended on the statement date" may never
+    happen (the grant can expire first)."""
+    if through in cycle.accrual_points():
+        return rating
+    kept = tuple(
+        m
+        for m in rating.credits
+        if not (m.customer == cycle.customer and m.day == through and m.kind in ("draw", "return"))
+    )
+    return replace(rating, credits=kept)
+
+
+def _expiring(
+    rules: Rules, settled: Rating, cycle: Cycle, through: date
+) -> tuple[ExpiringCredit, ...]:
+    """The customer's grants with credit left on ``through`` (drawn at accrual points only) that
+    expire after it and no later than the cycle's end (usable through its last day at most)."""
+    grants = rules.customers[cycle.customer].credits
+    left = undrawn_credit(settled, grants, cycle.customer, through)
+    points = [p for p in cycle.accrual_points() if p > through]
+    found = [
+        ExpiringCredit(
+            left[key],
+            grant.expires,
+            (grant.expires - through).days,
+            tuple(p for p in points if p < grant.expires),
+        )
+        for i, grant in enumerate(grants)
+        if grant.expires is not None
+        and through < grant.expires <= cycle.end
+        and left.get(key := grant_key(grants, i), ZERO) > 0
+    ]
+    return tuple(sorted(found, key=lambda e: (e.expires, e.amount)))
+
+
+def _usable_credit(
+    rules: Rules, settled: Rating, cycle: Cycle, through: date
+) -> tuple[Decimal, Decimal]:
+    """``(applied, usable)``: the credit drawn for the cycle at its accrual points through
+    ``through``, and what is left of the grants on ``through`` that a later accrual point of
+    the cycle can still draw (granted by then, not expired at it)."""
+    applied = ZERO
+    for rated in settled.cycles:
+        real = rated.through in cycle.accrual_points()
+        if rated.cycle == cycle and rated.through <= through and real:
+            applied = rated.credit_applied
+    grants = rules.customers[cycle.customer].credits
+    left = undrawn_credit(settled, grants, cycle.customer, through)
+    points = [p for p in cycle.accrual_points() if p > through]
+    usable = sum(
+        (
+            left.get(grant_key(grants, i), ZERO)
+            for i, grant in enumerate(grants)
+            if any(grant.expires is None or p < grant.expires for p in points)
+        ),
+        ZERO,
+    )
+    return applied, max(usable, ZERO)
+
+
 def _meter_usage(
     engine: Engine,
     meter: Meter,
@@ -350,6 +449,7 @@ def _meter_usage(
         daily=tuple((d.day, d.usage.quantity, d.usage.events) for d in daily),
         quantity=quantity,
         events=count,
+        name=meter.name or meter.id,
     )
 
 
@@ -361,7 +461,12 @@ def _scale(value: Decimal, factor: Fraction) -> Decimal:
 
 
 def _project(
-    session: Session, cycle: Cycle, through: date, rated: CycleRating, remaining: Decimal
+    session: Session,
+    cycle: Cycle,
+    through: date,
+    rated: CycleRating,
+    credit_terms: tuple[Decimal, Decimal],
+    expiring: Sequence[ExpiringCredit] = (),
 ) -> Projection:
     rules, tz = session.rules, session.workspace.tz
     models = session.registry.pricing_models
@@ -404,18 +509,23 @@ def _project(
             plan.currency,
         )
         commitment = max(ZERO, minimum - usage_total)
-    credit = min(usage_total, rated.credit_applied + remaining)
+    # credit is drawn at accrual points: what expires before the next one is lost to the cycle
+    applied, usable = credit_terms
+    lost = any(not e.drawn_at for e in expiring)
+    credit = min(usage_total, applied + usable)
+    terms = _terms_text(session, cycle)
     if elapsed == cycle.days:
         method = (
-            "The cycle is finished: the projection is the actual total (quantities to date priced with "
-            f"plan {cycle.plan})."
+            "The cycle is finished: the projection is the actual total (quantities to date "
+            f"priced with {terms})."
         )
     else:
         method = (
-            f"Run rate: quantity to date ÷ {elapsed} elapsed days × {cycle.days} days in the cycle, for "
-            "count and sum meters (max, latest and unique-count meters keep their value to date), "
-            f"priced with plan {cycle.plan}; plus the base fee, the minimum commitment's shortfall "
-            "against the projected usage, less prepaid credit up to what is applied and remaining."
+            f"Run rate: quantity to date ÷ {elapsed} elapsed days × {cycle.days} days in the "
+            "cycle, for count and sum meters (max, latest and unique-count meters keep their "
+            f"value to date), priced with {terms}; plus the base fee, the minimum commitment's "
+            "shortfall against the projected usage, less prepaid credit up to what is applied "
+            "and remaining" + (" (less what expires before it can be drawn)" if lost else "") + "."
         )
     return Projection(
         method=method,
@@ -427,6 +537,23 @@ def _project(
         commitment=commitment,
         credit=credit,
     )
+
+
+def _terms_text(session: Session, cycle: Cycle) -> str:
+    """``plan pro``, or for a plan with versions the one the whole cycle is priced with, the
+    projected days included (a version never splits a cycle): ``plan pro as of its version of
+    2026-10-01``, ``plan pro (its original terms)``."""
+    from ledger.facts.pins import load_pins
+
+    plan = session.rules.plans[cycle.plan]
+    if not plan.versions:
+        return f"plan {cycle.plan}"
+    pin = load_pins(session.engine).get(cycle.link)
+    version = pin.usage if pin is not None and pin.usage is not None else None
+    version = plan.version_at(cycle.start) if version is None else version
+    if version == date.min:
+        return f"plan {cycle.plan} (its original terms)"
+    return f"plan {cycle.plan} as of its version of {version}"
 
 
 def _caps(
@@ -625,5 +752,8 @@ def write_statement(
     )
     evidence = write_evidence(csv_path, rows, meters)
     html_path = out / f"{cycle.link}.html"
-    write_atomic(html_path, statement_html(statement, evidence, session.templates))
+    html = statement_html(statement, evidence, session.templates)
+    write_atomic(html_path, html)
+    if session.workspace.documents.pdf:
+        write_atomic(html_path.with_suffix(".pdf"), render_pdf(html))
     return StatementFiles(statement=statement, html=html_path, csv=csv_path, evidence=evidence)

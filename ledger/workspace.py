@@ -13,6 +13,18 @@ A worked example::
 
     [documents]
     templates = "templates"                  # optional: the workspace's own document templates
+    pdf = false                              # true: a PDF next to every document (WeasyPrint)
+
+    [seller]                                 # optional: who issues the invoices
+    name = "Example Billing Ltd"
+    address = ["1 High Street", "London EC1A 1AA", "United Kingdom"]
+    email = "billing@example.com"
+
+    [payment]                                # optional: how to pay, printed on every invoice
+    instructions = "Bank transfer, quoting the invoice number as the reference."
+    [payment.details]
+    "Account name" = "Example Billing Ltd"
+    IBAN = "GB82 WEST 1234 5698 7654 32"
 
 ``Workspace.find(Path.cwd())`` walks up to the first directory holding that file.
 """
@@ -45,6 +57,8 @@ _KEYS = {
     "tax",
     "gaps_spikes",
     "documents",
+    "seller",
+    "payment",
 }
 
 
@@ -233,30 +247,133 @@ def gaps_spikes_tuning(value: object, path: Path) -> GapsSpikesTuning:
         raise WorkspaceError(f"{path}: gaps_spikes.{where}: {message}") from None
 
 
-def templates_dir(value: object, path: Path, root: Path) -> Path | None:
-    """Validate ``[documents]``: ``templates``, a directory relative to the workspace::
+@dataclass(frozen=True)
+class DocumentsConfig:
+    """``[documents]`` in ``meterbook.toml``::
 
-    [documents]
-    templates = "templates"   # templates/invoice.html replaces the packaged invoice.html
+        [documents]
+        templates = "templates"   # templates/invoice.html replaces the packaged invoice.html
+        pdf = true                # a PDF next to each document (pip install 'meterbook[pdf]')
+
+    ``templates``: a directory relative to the workspace (None: the packaged templates).
     """
-    if not isinstance(value, dict):
-        raise WorkspaceError(f"{path}: documents: expected a table [documents]")
-    unknown = sorted(set(value) - {"templates"})
-    if unknown:
-        raise WorkspaceError(f"{path}: documents.{unknown[0]}: unknown key (known: templates)")
-    if "templates" not in value:
-        return None
-    name = value["templates"]
-    if not isinstance(name, str) or not name.strip():
-        raise WorkspaceError(
-            f"{path}: documents.templates: expected the path of a directory, relative to the "
-            "workspace"
+
+    templates: Path | None = None
+    pdf: bool = False
+
+    @classmethod
+    def parse(cls, value: object, path: Path, root: Path) -> DocumentsConfig:
+        if not isinstance(value, dict):
+            raise WorkspaceError(f"{path}: documents: expected a table [documents]")
+        unknown = sorted(set(value) - {"templates", "pdf"})
+        if unknown:
+            raise WorkspaceError(
+                f"{path}: documents.{unknown[0]}: unknown key (known: pdf, templates)"
+            )
+        pdf = value.get("pdf", False)
+        if not isinstance(pdf, bool):
+            raise WorkspaceError(f"{path}: documents.pdf: expected true or false")
+        if "templates" not in value:
+            return cls(pdf=pdf)
+        name = value["templates"]
+        if not isinstance(name, str) or not name.strip():
+            raise WorkspaceError(
+                f"{path}: documents.templates: expected the path of a directory, relative to the "
+                "workspace"
+            )
+        directory = root / name
+        if not directory.is_dir():
+            what = "is not a directory" if directory.exists() else "does not exist"
+            raise WorkspaceError(f"{path}: documents.templates: {directory} {what}")
+        return cls(templates=directory.resolve(), pdf=pdf)
+
+
+@dataclass(frozen=True)
+class SellerConfig:
+    """``[seller]``: who issues the documents, printed at the top of each (the tax id is
+    ``[tax] seller_tax_id``)::
+
+        [seller]
+        name = "Example Billing Ltd"
+        address = ["1 High Street", "London EC1A 1AA", "United Kingdom"]
+        email = "billing@example.com"
+        phone = "+44 20 7946 0000"
+    """
+
+    name: str = ""
+    address: tuple[str, ...] = ()
+    email: str = ""
+    phone: str = ""
+
+    @classmethod
+    def parse(cls, value: object, path: Path) -> SellerConfig:
+        table = _table(value, path, "seller", ("address", "email", "name", "phone"))
+        return cls(
+            name=_text(table, path, "seller", "name"),
+            address=_lines(table, path, "seller", "address"),
+            email=_text(table, path, "seller", "email"),
+            phone=_text(table, path, "seller", "phone"),
         )
-    directory = root / name
-    if not directory.is_dir():
-        what = "is not a directory" if directory.exists() else "does not exist"
-        raise WorkspaceError(f"{path}: documents.templates: {directory} {what}")
-    return directory.resolve()
+
+
+@dataclass(frozen=True)
+class PaymentConfig:
+    """``[payment]``: how to pay an invoice, printed on every invoice with its number as the
+    payment reference. ``details`` are printed in the order written::
+
+        [payment]
+        instructions = "Bank transfer, quoting the invoice number as the reference."
+        [payment.details]
+        "Account name" = "Example Billing Ltd"
+        IBAN = "GB82 WEST 1234 5698 7654 32"
+        BIC = "WESTGB2L"
+    """
+
+    instructions: str = ""
+    details: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def parse(cls, value: object, path: Path) -> PaymentConfig:
+        table = _table(value, path, "payment", ("details", "instructions"))
+        details = table.get("details", {})
+        if not isinstance(details, dict):
+            raise WorkspaceError(
+                f'{path}: payment.details: expected a table such as [payment.details] IBAN = "…"'
+            )
+        for key, text in details.items():
+            if not isinstance(text, str) or not text.strip():
+                raise WorkspaceError(f"{path}: payment.details.{key}: expected a non-empty string")
+        return cls(
+            instructions=_text(table, path, "payment", "instructions"),
+            details=tuple((str(k), v) for k, v in details.items()),
+        )
+
+
+def _table(value: object, path: Path, name: str, known: tuple[str, ...]) -> dict[str, object]:
+    if not isinstance(value, dict):
+        raise WorkspaceError(f"{path}: {name}: expected a table [{name}]")
+    unknown = sorted(set(value) - set(known))
+    if unknown:
+        raise WorkspaceError(
+            f"{path}: {name}.{unknown[0]}: unknown key (known: {', '.join(known)})"
+        )
+    return value
+
+
+def _text(table: dict[str, object], path: Path, name: str, key: str) -> str:
+    text = table.get(key, "")
+    if not isinstance(text, str):
+        raise WorkspaceError(f"{path}: {name}.{key}: expected a string")
+    return text.strip()
+
+
+def _lines(table: dict[str, object], path: Path, name: str, key: str) -> tuple[str, ...]:
+    lines = table.get(key, [])
+    if not isinstance(lines, list) or not all(isinstance(line, str) for line in lines):
+        raise WorkspaceError(
+            f'{path}: {name}.{key}: expected a list of lines, such as ["1 High Street", "London"]'
+        )
+    return tuple(line.strip() for line in lines if line.strip())
 
 
 @dataclass(frozen=True)
@@ -277,9 +394,17 @@ class Workspace:
     #: ``[gaps_spikes]``: the workspace's tuning of the gaps-and-spikes reconciler
     #: (:class:`ledger.rules.GapsSpikesTuning`; None: its defaults)
     gaps_spikes: GapsSpikesTuning | None = None
-    #: ``[documents] templates``: the workspace's own document templates, each replacing the
-    #: packaged one of the same name (:mod:`ledger.documents`); None: the packaged ones
-    templates_dir: Path | None = None
+    #: ``[documents]``: the workspace's own document templates, each replacing the packaged
+    #: one of the same name (:mod:`ledger.documents`), and whether PDFs are written
+    documents: DocumentsConfig = DocumentsConfig()
+    #: ``[seller]`` and ``[payment]``: printed on the documents
+    seller: SellerConfig = SellerConfig()
+    payment: PaymentConfig = PaymentConfig()
+
+    @property
+    def templates_dir(self) -> Path | None:
+        """``[documents] templates``, resolved; None: the packaged templates."""
+        return self.documents.templates
 
     @property
     def tz(self) -> ZoneInfo:
@@ -327,12 +452,15 @@ class Workspace:
                 f"{path}: unknown key {unknown[0]!r} (known: {', '.join(sorted(_KEYS))})"
             )
         for key, value in data.items():
-            # tables: [alerts], [tax] (read by ledger.tax), [gaps_spikes], [documents]
+            # tables: [alerts], [tax] (read by ledger.tax), [gaps_spikes], [documents], [seller],
+            # [payment]
             if not isinstance(value, str) and key not in (
                 "alerts",
                 "tax",
                 "gaps_spikes",
                 "documents",
+                "seller",
+                "payment",
             ):
                 raise WorkspaceError(
                     f"{path}: {key}: expected a string, got {type(value).__name__}"
@@ -359,7 +487,9 @@ class Workspace:
             alerts=AlertsConfig.parse(data.get("alerts", {}), path, root),
             title=data.get("title", "meterbook") or "meterbook",
             gaps_spikes=gaps_spikes_tuning(data.get("gaps_spikes", {}), path),
-            templates_dir=templates_dir(data.get("documents", {}), path, root),
+            documents=DocumentsConfig.parse(data.get("documents", {}), path, root),
+            seller=SellerConfig.parse(data.get("seller", {}), path),
+            payment=PaymentConfig.parse(data.get("payment", {}), path),
         )
 
 

@@ -282,8 +282,19 @@ def cases() -> dict[str, tuple[str, object]]:
 
 
 def rules() -> object:
-    """What the documents read of the rules: the customers' display names."""
-    return SimpleNamespace(customers={k: SimpleNamespace(name=v) for k, v in names().items()})
+    """What the documents read of the rules: the customers' display names (no billing
+    details), acme's subscription to plan ``pro`` from 2026-09-01 and the display names of
+    that plan and of the meter ``api_calls``, both hostile."""
+    customers = {
+        k: SimpleNamespace(name=v, billing=None, subscriptions=()) for k, v in names().items()
+    }
+    pro = SimpleNamespace(plan="pro", start=date(2026, 9, 1), end=None)
+    customers["acme"] = SimpleNamespace(name=HOSTILE, billing=None, subscriptions=(pro,))
+    return SimpleNamespace(
+        customers=customers,
+        meters={"api_calls": SimpleNamespace(name="API <calls>")},
+        plans={"pro": SimpleNamespace(name="Pro <2026>")},
+    )
 
 
 def render(kind: str, inputs: object, templates: Templates = DEFAULT) -> str:
@@ -315,7 +326,11 @@ def test_every_value_from_input_is_escaped() -> None:
         html = found[name]
         assert "<script>" not in html and "</script>" not in html, name
         assert "O&#x27;Brien &amp; &lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in html
-    assert "Base fee &lt;Pro&gt;" in found["invoice_taxed"]
+    assert "API &lt;calls&gt;" in found["invoice_taxed"]
+    assert (
+        "<td>Pro &lt;2026&gt;<div class='period'>2026-10-01 – 2026-10-31</div>"
+        in found["invoice_taxed"]
+    )
     assert (
         "double-billed &lt;fee&gt; &amp; &#x27;sorry&#x27;" in found["credit_note_parts_inclusive"]
     )
@@ -403,7 +418,8 @@ def test_a_workspace_template_replaces_the_packaged_invoice(tmp_path: Path) -> N
     assert "aria-label='logo'" in html
     assert "</style><style>.seller{display:flex;gap:1rem;align-items:center}</style></head>" in html
     assert "<body><header class='seller'><svg width='40'" in html
-    assert "Acme &lt;Corp&gt; (acme)" in html and "<Corp>" not in html
+    assert "<b>Acme &lt;Corp&gt;</b>" in html and "<Corp>" not in html
+    assert "<p class='meta'>Customer acme</p>" in html
     assert "<td class='num'>3.00 USD</td></tr></tfoot>" in html
     assert run_cli(root, "check").exit_code == 0, run_cli(root, "check").output
 

@@ -14,15 +14,16 @@ which can extend the packaged one (``meterbook/invoice.html``) and fill its empt
     {% extends "meterbook/invoice.html" %}
     {% block seller %}<p>Example Billing Ltd · VAT {{ seller.tax_id }}</p>{% endblock %}
 
-    >>> line = InvoiceLine("usage", "api_calls <beta>", "unbilled", Decimal("4.55"))
+    >>> from ledger.documents.invoices import BillTo
+    >>> line = InvoiceLine("rerate", "debit adjustment <beta>", "unbilled", Decimal("4.55"))
     >>> invoice = Invoice("acme", date(2026, 10, 1), "USD", (line,), "r1", "INV-2026-000007")
-    >>> html = DEFAULT.render("invoice", invoice=invoice, customer_name="Acme & Co")
-    >>> print(*html[html.index("<h1>") : html.index("<table>")].split(" · "), sep="\\n")
-    <h1>Invoice INV-2026-000007</h1><p class='meta'>Acme &amp; Co (acme)
-    dated 2026-10-01
-    due 2026-10-01
-    rules r1</p>
-    >>> "api_calls &lt;beta&gt;" in html, html.endswith("</body></html>\\n")
+    >>> html = DEFAULT.render("invoice", invoice=invoice, customer_name="Acme & Co",
+    ...                       bill_to=BillTo("acme", "Acme & Co", address=("1 Main St",)),
+    ...                       rows=invoice_rows(invoice, None), prepaid=())
+    >>> print(*html[html.index("<h1>") : html.index("<dl")].split("<h2>"), sep="\\n")
+    <h1>Invoice INV-2026-000007</h1><div class='parties'><div>
+    Bill to</h2><p><b>Acme &amp; Co</b><br>1 Main St</p><p class='meta'>Customer acme</p></div>
+    >>> "Debit adjustment &lt;beta&gt;" in html, html.endswith("</body></html>\\n")
     (True, True)
 
 Documents are self-contained (inline CSS and SVG, no scripts, no external references) and
@@ -38,7 +39,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol
@@ -46,6 +47,7 @@ from typing import TYPE_CHECKING, Protocol
 import jinja2
 from markupsafe import Markup
 
+from ledger.documents.invoices import PrepaidBalance, bill_to, invoice_rows
 from ledger.errors import BadInput
 from ledger.events import dumps
 from ledger.facts.adjustments import Adjustment, by_document
@@ -71,12 +73,30 @@ class UsageStatement(Protocol):
 
 @dataclass(frozen=True)
 class Seller:
-    """Who issues the documents, as ``meterbook.toml`` says: ``tax_id`` is ``[tax]
-    seller_tax_id`` ("" when unset), ``title`` the workspace's ``title``. A business's name,
-    address and logo go into its own templates (README "Documents and templates")."""
+    """Who issues the documents and how to pay them, as ``meterbook.toml`` says: ``tax_id`` is
+    ``[tax] seller_tax_id`` ("" when unset), ``title`` the workspace's ``title``; ``name``,
+    ``address``, ``email`` and ``phone`` are ``[seller]`` (printed at the top of every
+    document), ``payment`` and ``payment_details`` are ``[payment]`` (printed on invoices).
+    A logo goes into the workspace's own templates (README "Documents and templates")."""
 
     tax_id: str = ""
     title: str = ""
+    name: str = ""
+    address: tuple[str, ...] = ()
+    email: str = ""
+    phone: str = ""
+    payment: str = ""
+    payment_details: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def identified(self) -> bool:
+        """Whether ``[seller]`` gives anything to print at the top of the documents."""
+        return bool(self.name or self.address or self.email or self.phone)
+
+    @property
+    def pays(self) -> bool:
+        """Whether ``[payment]`` gives instructions to print on the invoices."""
+        return bool(self.payment or self.payment_details)
 
 
 class Templates:
@@ -233,16 +253,29 @@ class Label:
     day: date
 
 
+#: The widest a digit and a separator ("," ".") of the charts' 11 px labels (``svg text`` in
+#: style.css) can be: 0.64 em and 0.32 em in DejaVu Sans, the widest usual sans-serif face
+#: (Chromium measures "2,091,087" at 56 px in it), with a margin.
+DIGIT_PX = Decimal("7.2")
+SEPARATOR_PX = Decimal("3.6")
+#: The plot's left edge unless its labels need more room: "99,999" and "1,000.5" fit.
+DEFAULT_LEFT = 56
+
+
 @dataclass(frozen=True)
 class Chart:
-    """A daily usage bar chart over a whole cycle (days after the statement date stay empty)."""
+    """A daily usage bar chart over a whole cycle (days after the statement date stay empty).
+
+    The y-axis labels are right-aligned 4 units left of the plot, so the plot starts far enough
+    right for the widest label (the peak) to fit (:func:`plot_left`).
+    """
 
     bars: tuple[Bar, ...]
     labels: tuple[Label, ...]
     peak: Decimal
     width: int = 720
     height: int = 170
-    left: int = 56
+    left: int = DEFAULT_LEFT
     top: int = 12
     plot_height: int = 130
 
@@ -255,11 +288,27 @@ class Chart:
         return self.width - 8
 
 
+def plot_left(peak: Decimal) -> int:
+    """Where the plot starts so that the peak's label fits left of it: the label's width, the
+    4 units between it and the axis and 4 of margin, rounded up; at least 56.
+
+    ``2,091,087``: 7 digits × 7.2 + 2 separators × 3.6 = 57.6, + 8 = 65.6 → the plot starts at
+    66 (at 56 the label would start 4 units left of the picture and lose its "2").
+
+    >>> plot_left(Decimal(2_091_087)), plot_left(Decimal("1000.5")), plot_left(Decimal(7))
+    (66, 56, 56)
+    """
+    label = grouped(peak)
+    digits = sum(c.isdigit() or c == "-" for c in label)
+    width = digits * DIGIT_PX + (len(label) - digits) * SEPARATOR_PX
+    return max(DEFAULT_LEFT, int((width + 8).to_integral_value(rounding=ROUND_CEILING)))
+
+
 def daily_chart(daily: Sequence[tuple[date, Decimal, int]], cycle: Cycle) -> Chart:
     """The bars of ``(day, quantity, events)`` over ``cycle``, the tallest at the plot's top."""
-    frame = Chart((), (), ZERO)
-    slot = Decimal(frame.width - frame.left - 8) / cycle.days
     peak = max((max(q, ZERO) for _d, q, _e in daily), default=ZERO)
+    frame = Chart((), (), peak, left=plot_left(peak))
+    slot = Decimal(frame.right - frame.left) / cycle.days
     bars = []
     for day, quantity, events in daily:
         index = (day - cycle.start).days
@@ -272,25 +321,53 @@ def daily_chart(daily: Sequence[tuple[date, Decimal, int]], cycle: Cycle) -> Cha
         Label(svg(frame.left + slot * 0), "start", cycle.start),
         Label(svg(frame.left + slot * (cycle.days - 1) + slot), "end", last),
     )
-    return Chart(tuple(bars), labels, peak)
+    return Chart(tuple(bars), labels, peak, left=frame.left)
 
 
 # --- the documents --------------------------------------------------------------------------
 
 
-def invoice_html(invoice: Invoice, rules: Rules, templates: Templates) -> str:
-    """A self-contained HTML invoice (``invoice.html``)."""
-    name = customer_name(rules, invoice.customer)
-    return templates.render("invoice", invoice=invoice, customer_name=name)
+def invoice_html(
+    invoice: Invoice,
+    rules: Rules,
+    templates: Templates,
+    prepaid: Sequence[PrepaidBalance] = (),
+) -> str:
+    """A self-contained HTML invoice (``invoice.html``): its record, with the customer's
+    billing details and the lines labelled from ``rules``, and ``prepaid``: the customer's
+    prepaid credit left on the invoice date (:mod:`ledger.documents.invoices`)."""
+    return templates.render(
+        "invoice",
+        invoice=invoice,
+        customer_name=customer_name(rules, invoice.customer),
+        bill_to=bill_to(rules, invoice.customer),
+        rows=invoice_rows(invoice, rules),
+        prepaid=tuple(prepaid),
+    )
 
 
-def invoice_documents(invoice: Invoice, rules: Rules, templates: Templates) -> dict[str, str]:
+def invoice_documents(
+    invoice: Invoice,
+    rules: Rules,
+    templates: Templates,
+    prepaid: Sequence[PrepaidBalance] = (),
+) -> dict[str, str]:
     """``{relative path under books/: content}`` for one invoice: its HTML, and its JSON (the
     store's canonical invoice record)."""
     return {
-        f"documents/{invoice.number}.html": invoice_html(invoice, rules, templates),
+        f"documents/{invoice.number}.html": invoice_html(invoice, rules, templates, prepaid),
         f"documents/{invoice.number}.json": invoice.to_json() + "\n",
     }
+
+
+def document_names(
+    invoices: Sequence[Invoice], notes: Sequence[CreditNote], adjustments: Sequence[Adjustment]
+) -> set[str]:
+    """The paths under books/ of these documents (HTML, JSON and the PDF print of the HTML),
+    without rendering them."""
+    numbers = [inv.number for inv in invoices] + [note.number for note in notes]
+    numbers += sorted(by_document(adjustments, "DA-"))
+    return {f"documents/{n}.{kind}" for n in numbers for kind in ("html", "json", "pdf")}
 
 
 def credit_note_html(note: CreditNote, rules: Rules, templates: Templates) -> str:
