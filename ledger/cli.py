@@ -355,7 +355,7 @@ def _through(session: Session, value: str | None) -> date:
 @pass_context
 def rate(ctx: Context, through: str | None, customers: tuple[str, ...], as_json: bool) -> None:
     """Print rated lines (cycle-to-date) without writing books."""
-    from ledger.reports import rated_lines
+    from ledger.rating import rated_lines
 
     session = ctx.session
     unknown = [c for c in customers if c not in session.rules.customers]

@@ -424,7 +424,8 @@ class CloseReport:
     close_file: str = ""
     also_closed: tuple[str, ...] = ()
     errors: tuple[str, ...] = ()
-    #: ``books/YYYY/YYYY-MM.close.md`` (:func:`ledger.reports.write_close_report`), once sealed
+    #: ``books/YYYY/YYYY-MM.close.md`` (:func:`ledger.reports.close.write_close_report`),
+    #: once sealed
     report_file: str = ""
     #: what a re-run completed of a sealed month's close that had stopped half-way
     #: (:func:`finish_close`)
@@ -628,7 +629,7 @@ def _close(session: Session, month: str, accept: dict[str, str]) -> CloseReport:
 
     close_file = books.close_path(books_dir, month)
     entries, documents, _invoices = session.generate(through)
-    from ledger.reports import close_report_path, close_report_text
+    from ledger.reports.close import close_report_path, close_report_text
 
     report_file = close_report_path(books_dir, month)
     loaded: list[data.Directive] = []
@@ -702,7 +703,7 @@ def finish_close(session: Session, month: str) -> tuple[str, ...]:
     or differs from the one sealed (only when the report rendered again is the one sealed, or
     the seal predates sealed reports). A seal that does not verify is left to ``check``.
     Returns what was done, one phrase each (empty: the close was complete)."""
-    from ledger.reports import close_report_path, close_report_text
+    from ledger.reports.close import close_report_path, close_report_text
 
     loaded, _errors, _options = books.load_books(session.workspace.main_file)
     status = {s.month: s for s in seal.verify_seals(loaded)}.get(month)
@@ -781,7 +782,7 @@ def _roll_back(
     """Undo a close that did not seal: no close file, no close report, no seal record."""
     from sqlalchemy.exc import DBAPIError
 
-    from ledger.reports import close_report_path
+    from ledger.reports.close import close_report_path
 
     # Every step is tried whatever the one before did (a close report path that is a folder
     # stopped the rest, leaving main.beancount including the close file it had just removed);

@@ -41,8 +41,9 @@ to draw, so less usage is covered and less expires::
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
@@ -589,3 +590,66 @@ def _apply_credits(
     take_back_before(through + timedelta(days=1))
     expire_before(through)
     return applied, movements
+
+
+# --- the rating as text (meterbook rate) ---------------------------------------------
+
+
+def rated_lines(rating: Rating, *, as_json: bool = False) -> Iterator[str]:
+    """The cycle-to-date rating of every cycle, one charge per line (``meterbook rate``), each
+    with its tiers and the cycle's base fee, commitment shortfall and credit applied::
+
+        acme  2026-08-15/2026-09-15  storage_gb  unit  128.8  12.88 USD
+            128.8 units: 128.8 × 0.10 = 12.880
+            acme 2026-08-15/2026-09-15: base fee 49.00/49.00 recognized; commitment shortfall …
+
+    ``as_json``: one JSON object per charge (its tiers included, keys sorted) a line.
+    """
+    for rated in rating.latest():
+        cycle = rated.cycle
+        for charge in rated.charges:
+            if as_json:
+                yield json.dumps(
+                    {
+                        "customer": cycle.customer,
+                        "cycle": cycle.key,
+                        "plan": cycle.plan,
+                        "through": str(rated.through),
+                        "charge": charge.index,
+                        "meter": charge.meter,
+                        "model": charge.model,
+                        "quantity": str(charge.quantity),
+                        "amount": str(charge.amount),
+                        "currency": rated.currency,
+                        "final": charge.final,
+                        "tiers": [
+                            {
+                                "description": t.description,
+                                "quantity": str(t.quantity),
+                                "unit_price": None if t.unit_price is None else str(t.unit_price),
+                                "amount": str(t.amount),
+                            }
+                            for t in charge.lines
+                        ],
+                    },
+                    sort_keys=True,
+                )
+            else:
+                yield (
+                    f"{cycle.customer}  {cycle.key}  {charge.meter}  {charge.model}  "
+                    f"{charge.quantity}  {charge.amount} {rated.currency}"
+                )
+                for tier in charge.lines:
+                    price = f" × {tier.unit_price}" if tier.unit_price is not None else ""
+                    yield f"    {tier.description}: {tier.quantity}{price} = {tier.amount}"
+        extras = []
+        if rated.base_fee is not None:
+            extras.append(
+                f"base fee {rated.base_fee.recognized}/{rated.base_fee.billed} recognized"
+            )
+        if rated.commitment_shortfall:
+            extras.append(f"commitment shortfall {rated.commitment_shortfall}")
+        if rated.credit_applied:
+            extras.append(f"credit applied {rated.credit_applied}")
+        if extras and not as_json:
+            yield f"    {cycle.customer} {cycle.key}: " + "; ".join(extras) + f" {rated.currency}"

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from ledger.books import close_path
-from ledger.reports import close_report_path
+from ledger.reports.close import close_report_path
 from tests.support.reports import accounting_workspace
 from tests.support.workspaces import run_cli
 

@@ -29,7 +29,7 @@ from ledger.events import TimeError, number_of, parse_day, parse_number, parse_t
 from ledger.importers.events import JsonlEvents, Source, csv_records
 from ledger.ingest import ImportReport, select_importer
 from ledger.registry import load_registry
-from ledger.reports import Report, Table
+from ledger.reports.table import Report, Table
 from ledger.rules import Rules
 from ledger.statements import write_statement
 from ledger.store import events, live_totals, open_store, payments, rejects
@@ -514,7 +514,7 @@ def test_every_csv_the_engine_writes_goes_through_the_spreadsheet_writer() -> No
         str(p.relative_to(root)) for p in root.rglob("*.py") if "csv.writer(" in p.read_text()
     )
     assert [p for p in direct if not p.startswith("bench/")] == ["demo.py", "escaping.py"]
-    for module in ("statements.py", "reports.py", "export.py", "api/app.py"):
+    for module in ("statements.py", "reports/table.py", "export.py", "api/app.py"):
         assert "SpreadsheetCsv(" in (root / module).read_text(), module
 
 
@@ -606,7 +606,7 @@ def meterbook_reconcilers():
 def test_close_report_and_output_keep_one_line_per_finding(tmp_path: Path) -> None:
     """A finding whose explanation carries a line break (data quoted by a reconciler) is one
     row of the sealed close report's findings table and one line of ``close``'s output."""
-    from ledger.reports import close_report_path
+    from ledger.reports.close import close_report_path
 
     root = tmp_path / "ws"
     accounting_workspace(root)

@@ -1,0 +1,231 @@
+"""``meterbook report forecast``: the next three months per customer from the trailing usage
+trend, priced with the customer's plan.
+
+Per customer and meter a least-squares line is fitted through the monthly quantities of the
+last six months (:func:`linear_trend`) and continued: 100, 200, 300 calls give 400, 500, 600.
+Each forecast month is priced with the plan running on its first day (:func:`plan_on`).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import TYPE_CHECKING, Any
+
+from ledger import seal
+from ledger.metering import Window, cut_off_us, measure
+from ledger.money import ZERO, normalize, round_money
+from ledger.pricing import PricingError, PricingModel, Usage
+from ledger.reports.sources import (
+    Sources,
+    month_range,
+    monthly_usage,
+    shift_month,
+    usage_month,
+)
+from ledger.reports.table import Cell, Report, Table
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ledger.rules import Plan, Rules
+
+#: Months of history the trend is fitted on, and months forecast.
+TREND_MONTHS = 6
+FORECAST_MONTHS = 3
+#: Places of forecast quantities.
+QUANTITY = Decimal("0.01")
+
+
+def linear_trend(values: Sequence[Decimal]) -> tuple[Decimal, Decimal]:
+    """Least-squares line ``(intercept, slope)`` through ``(0, v0), (1, v1), …``.
+
+    >>> linear_trend([Decimal(100), Decimal(200), Decimal(300)])
+    (Decimal('100'), Decimal('100'))
+    >>> linear_trend([Decimal(7)])
+    (Decimal('7'), Decimal('0'))
+    """
+    n = len(values)
+    if n < 2:
+        return (values[0] if values else ZERO), ZERO
+    mean_x = Decimal(n - 1) / 2
+    mean_y = sum(values, ZERO) / n
+    sxx = sum(((Decimal(x) - mean_x) ** 2 for x in range(n)), ZERO)
+    sxy = sum(((Decimal(x) - mean_x) * (y - mean_y) for x, y in enumerate(values)), ZERO)
+    slope = sxy / sxx
+    intercept = mean_y - slope * mean_x
+    return normalize(intercept), normalize(slope)
+
+
+def plan_on(rules: Rules, customer: str, day: date) -> Plan | None:
+    """The plan of the customer's subscription running on ``day`` (None: no subscription).
+
+    Subscriptions are in start order and a later start ends the earlier one (a plan change).
+    """
+    running = None
+    for sub in rules.customers[customer].subscriptions:
+        if sub.start > day:
+            break
+        running = sub if sub.end is None or day < sub.end else None
+    return rules.plans[running.plan] if running is not None else None
+
+
+CYCLE_MONTHS = {"monthly": 1, "quarterly": 3, "yearly": 12}
+
+
+def _last_month_rate(
+    sources: Sources,
+    customer: str,
+    meter: str,
+    month: str,
+    model: PricingModel,
+    terms: Any,
+    bands: tuple[Decimal, ...],
+) -> Decimal:
+    """Amount per unit of quantity in ``month``, priced with the events counted by the model's
+    bands (a per-event minimum or maximum cannot be priced from a forecast total alone); 0
+    without usage."""
+    tz = sources.session.workspace.tz
+    window = Window(
+        customer,
+        cut_off_us(seal.month_start(month), tz),
+        cut_off_us(seal.month_start(seal.next_month(month)), tz),
+    )
+    usage = measure(sources.session.engine, sources.rules.meters[meter], [window], bands)[window]
+    if not usage.quantity:
+        return ZERO
+    return model.price(terms, usage).amount / usage.quantity
+
+
+def forecast(sources: Sources, month: str | None = None) -> Report:
+    """The next three months per customer from the trailing usage trend, priced with the plan."""
+    last = usage_month(sources, month)
+    history = month_range(shift_month(last, 1 - TREND_MONTHS), last)
+    future = [shift_month(last, k) for k in range(1, FORECAST_MONTHS + 1)]
+    usage = monthly_usage(sources, history)
+    models = sources.session.registry.pricing_models
+    trends: dict[tuple[str, str], tuple[tuple[Decimal, Decimal], tuple[Decimal, Decimal], int]] = {}
+    history_rows = []
+    for cid, meter in sorted({(c, mt) for c, mt, _m in usage}):
+        series = [usage[(cid, meter, m)] for m in history]
+        start = next(i for i, u in enumerate(series) if u.events or u.quantity)
+        series = series[start:]
+        q = linear_trend([u.quantity for u in series])
+        e = linear_trend([Decimal(u.events) for u in series])
+        trends[(cid, meter)] = (q, e, len(series))
+        history_rows.append(
+            (
+                cid,
+                meter,
+                history[start],
+                len(series),
+                series[-1].quantity,
+                q[1].quantize(QUANTITY, rounding=ROUND_HALF_EVEN),
+            )
+        )
+    meter_rows: list[tuple[Cell, ...]] = []
+    customer_rows: list[tuple[Cell, ...]] = []
+    for cid in sorted(sources.rules.customers):
+        currency = sources.rules.customers[cid].currency
+        totals: list[Cell] = []
+        plans = []
+        for k, m in enumerate(future, start=1):
+            plan = plan_on(sources.rules, cid, seal.month_start(m))
+            if plan is None:
+                totals.append(None)
+                continue
+            plans.append(plan.id)
+            total: Decimal | None = ZERO
+            usage_total = ZERO
+            per_month = CYCLE_MONTHS[plan.cycle]
+            for charge in plan.charges:
+                trend = trends.get((cid, charge.meter))
+                quantity, events = ZERO, 0
+                if trend is not None:
+                    (qa, qb), (ea, eb), n = trend
+                    quantity = max(ZERO, qa + qb * (n - 1 + k)).quantize(
+                        QUANTITY, rounding=ROUND_HALF_EVEN
+                    )
+                    events = max(
+                        0, int((ea + eb * (n - 1 + k)).to_integral_value(rounding=ROUND_HALF_EVEN))
+                    )
+                try:
+                    model = models[charge.model]
+                    bands = model.bands(charge.terms)
+                    # per-event bands (a minimum or maximum per event): last month's effective rate
+                    if bands:
+                        amount: Decimal | None = round_money(
+                            _last_month_rate(
+                                sources, cid, charge.meter, last, model, charge.terms, bands
+                            )
+                            * quantity,
+                            currency,
+                        )
+                    else:  # a month's share of a cycle used at this monthly rate
+                        scale = (
+                            per_month
+                            if sources.rules.meters[charge.meter].aggregation in ("count", "sum")
+                            else 1
+                        )
+                        cycle_usage = Usage(quantity * scale, events * scale)
+                        amount = round_money(
+                            model.price(charge.terms, cycle_usage).amount / per_month, currency
+                        )
+                except (PricingError, ArithmeticError, KeyError):
+                    amount = None
+                meter_rows.append((cid, m, plan.id, charge.meter, quantity, amount, currency))
+                if amount is None or total is None:
+                    total = None
+                else:
+                    total += amount
+                    usage_total += amount
+            if total is not None and plan.base_fee is not None:
+                fee = round_money(plan.base_fee.amount / per_month, currency)
+                meter_rows.append((cid, m, plan.id, "(base fee)", None, fee, currency))
+                total += fee
+            if total is not None and plan.minimum_commitment is not None and per_month == 1:
+                shortfall = max(ZERO, plan.minimum_commitment - usage_total)
+                if shortfall:
+                    meter_rows.append(
+                        (cid, m, plan.id, "(commitment shortfall)", None, shortfall, currency)
+                    )
+                    total += shortfall
+            totals.append(total)
+        if plans:
+            customer_rows.append((cid, currency, ",".join(sorted(set(plans))), *totals))
+    return Report(
+        name="forecast",
+        title=f"Forecast for {future[0]} to {future[-1]} (trend through {last})",
+        method=(
+            "Per customer and meter, the monthly quantity (and event count) measured in the "
+            f"store over the trailing {TREND_MONTHS} calendar months through {last} — from the "
+            "first month with usage, if later — is fitted with a least-squares line y = a + b·x "
+            f"(x = 0, 1, … per month); the next {FORECAST_MONTHS} months are the line's values at "
+            "the following x, never below 0. Each month's quantity is priced with the customer's "
+            "plan on that month's first day as if the month were one billing cycle — for a "
+            "quarterly or yearly plan, a cycle used at that monthly rate (count and sum meters "
+            "times the cycle's months; max, latest and unique counts as they are) divided by its "
+            "months — (the plan's pricing plugin, rounded half-even; a model with per-event "
+            "bands, such as a percentage with a per-event minimum or maximum, at the amount per "
+            f"unit it gave in {last}), plus the base fee (a quarterly or yearly fee spread evenly "
+            "by month) and, for monthly plans, any minimum-commitment shortfall. Prepaid credits "
+            "and taxes are not deducted."
+        ),
+        tables=(
+            Table(
+                "Forecast by customer",
+                ("customer", "currency", "plan", *future),
+                tuple(customer_rows),
+            ),
+            Table(
+                "Forecast by customer and meter",
+                ("customer", "month", "plan", "meter", "quantity", "amount", "currency"),
+                tuple(meter_rows),
+            ),
+            Table(
+                "Usage trend",
+                ("customer", "meter", "from", "months", "last month quantity", "slope per month"),
+                tuple(history_rows),
+            ),
+        ),
+    )
