@@ -16,7 +16,7 @@ quantity, tiers, amount per meter) and compares::
       2026-10-14  accrual  Usage accrual 2026-09-15/2026-10-15 through 2026-10-14
       2026-10-15  invoice  Invoice INV-2026-000006
     store, recomputed through 2026-10-14:
-      api_calls (graduated): 25 events, first 2026-09-16T12:00:00+00:00, last 2026-10-11T12:00:00+00:00
+      api_calls (graduated): 25 events, first 2026-09-16T12:00:00+00:00, last 2026-10-11T12:…
         events sha256 8dab2ae6c335bd10b3151ef48fe39ecd8716efb67c83ebe122a78a8531204016
         quantity 25 call
           0 – 10                   10 × 0 = 0
@@ -92,7 +92,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Check:
-    """One recomputed figure next to what is recorded (``recorded`` names where: books, invoice, document).
+    """One recomputed figure next to what is recorded (``source`` names where: books, invoice,
+    document).
 
     ``explained`` is set when a mismatch is accounted for elsewhere in the books
     (late usage posted as a late adjustment): a note, not a difference.
@@ -211,7 +212,8 @@ class Trace:
         out: list[str] = []
         if self.kind == "cycle":
             out.append(
-                f"trace ^{self.ref}: cycle {self.cycle} of {self.customer}, plan {self.plan} ({self.currency})"
+                f"trace ^{self.ref}: cycle {self.cycle} of {self.customer}, "
+                f"plan {self.plan} ({self.currency})"
             )
         else:
             inv = self.invoice
@@ -228,8 +230,8 @@ class Trace:
                 )
                 cycle = f"  ^{line.link}" if line.link else ""
                 out.append(
-                    f"  line {i}  {line.kind:<14} {line.description}{qty}  {line.amount} {inv.currency}"
-                    f"  [{line.account}]{cycle}"
+                    f"  line {i}  {line.kind:<14} {line.description}{qty}  "
+                    f"{line.amount} {inv.currency}  [{line.account}]{cycle}"
                 )
         if self.transactions:
             label = f"^{self.ref}" if self.kind == "cycle" else self.ref
@@ -250,7 +252,8 @@ class Trace:
                 for tier in m.tiers:
                     price = f" × {tier.unit_price}" if tier.unit_price is not None else ""
                     out.append(
-                        f"      {tier.description:<24} {format_quantity(tier.quantity)}{price} = {tier.amount}"
+                        f"      {tier.description:<24} "
+                        f"{format_quantity(tier.quantity)}{price} = {tier.amount}"
                     )
                 out.append(f"    amount {m.amount} {self.currency}")
         if self.checks:
@@ -263,7 +266,8 @@ class Trace:
             for c in self.checks:
                 state = "ok" if c.ok else ("explained" if c.explained else "DIFFERS")
                 out.append(
-                    f"  {c.what:<{width}}{c.recorded or '—':<{cols[0]}}{c.store or '—':<{cols[1]}}{state}"
+                    f"  {c.what:<{width}}{c.recorded or '—':<{cols[0]}}"
+                    f"{c.store or '—':<{cols[1]}}{state}"
                 )
         for note in self.notes:
             out.append(f"note: {note}")
@@ -280,7 +284,8 @@ class Trace:
             out.append(f"verified: {what} the recomputation from the store")
         else:
             out.append(
-                f"NOT verified: {len(self.differences)} difference{'s' if len(self.differences) != 1 else ''}"
+                f"NOT verified: {len(self.differences)} "
+                f"difference{'s' if len(self.differences) != 1 else ''}"
             )
             out.extend(f"  - {d}" for d in self.differences)
         return "\n".join(line.rstrip() for line in out)
@@ -367,7 +372,8 @@ def trace(session: Session, ref: str) -> Trace:
             else ""
         )
         problem = (
-            f"the books do not pass bean-check: {len(errors)} error{'s' if len(errors) != 1 else ''}, "
+            "the books do not pass bean-check: "
+            f"{len(errors)} error{'s' if len(errors) != 1 else ''}, "
             f"first {where}{str(first.message).splitlines()[0]}"
         )
         result = replace(result, verified=False, differences=(problem, *result.differences))
@@ -375,6 +381,14 @@ def trace(session: Session, ref: str) -> Trace:
 
 
 # --- cycles ------------------------------------------------------------------------------
+
+_SEALED_AND_AGREED = (
+    "the month is sealed (the seal guards the figure) and the cumulative amounts agree"
+)
+
+
+def _month(day: date) -> str:
+    return f"{day.year:04d}-{day.month:02d}"
 
 
 def _kind(entry: data.Transaction, numbers: Iterable[str]) -> str:
@@ -557,7 +571,7 @@ def _earlier_quantities(
     checks: Sequence[Check],
     frozen: Mapping[date, Mapping[str, Decimal]],
 ) -> list[Check]:
-    """The ``quantity`` of every earlier accrual against the store at its own point.
+    """Proves the ``quantity`` of every earlier accrual equals the store at its own point.
 
     Events that arrive for an earlier point after it was invoiced or sealed move
     the cumulative figures, which late adjustments post in full; the earlier
@@ -593,11 +607,11 @@ def _earlier_quantities(
                 )
                 if later and frozen.get(entry.date, {}).get(meter) == quantity:
                     explained = (
-                        f"the accrual keeps the invoice's frozen figure; the change is posted as late "
-                        f"adjustments on {', '.join(later)}"
+                        "the accrual keeps the invoice's frozen figure; the change is posted as "
+                        f"late adjustments on {', '.join(later)}"
                     )
-                elif f"{entry.date.year:04d}-{entry.date.month:02d}" in sealed:
-                    explained = "the month is sealed (the seal guards the figure) and the cumulative amounts agree"
+                elif _month(entry.date) in sealed:
+                    explained = _SEALED_AND_AGREED
             note = (
                 ""
                 if store == quantity
@@ -628,21 +642,56 @@ def _quantity_note(meter_kind: str, books: Decimal, store: Decimal, day: date) -
         more = store - books
         what = f"{abs(more)} event{'s' if abs(more) != 1 else ''}"
         return (
-            f"{what} {'more' if more > 0 else 'fewer'} in the store than the {day.isoformat()} accrual "
-            f"reflects"
+            f"{what} {'more' if more > 0 else 'fewer'} in the store than the "
+            f"{day.isoformat()} accrual reflects"
         )
     return f"the store differs from the {day.isoformat()} accrual"
 
 
-def _trace_cycle(
-    session: Session,
-    link: str,
-    entries: Sequence[data.Directive],
-    invoices: Sequence[Invoice],
-    evidence: _Evidence | None = None,
-) -> Trace:
-    evidence = evidence or _Evidence(session)
-    numbers = {inv.number for inv in invoices}
+# --- the checks of a cycle ---------------------------------------------------------------
+#
+# A cycle trace reads what the books hold for the link (:class:`_CycleBooks`), rates the cycle
+# now from the store (:class:`_Recomputed`) and runs the checks below in order; each says in
+# its docstring what it proves. A check returns :class:`Check` s (recorded next to store,
+# ``explained`` when a mismatch is accounted for elsewhere). The amounts' agreement decides
+# whether a sealed figure's drift is explained; the earlier accruals' quantities
+# (:func:`_earlier_quantities`) are explained only when every other check agrees.
+
+
+@dataclass(frozen=True)
+class _CycleBooks:
+    """What the books hold for one cycle link: whose cycle it is, every transaction carrying
+    the link (``posted``), its accruals and late adjustments (``usage``) and the days it is
+    accrued on (``accrued``)."""
+
+    link: str
+    customer: str
+    currency: str
+    cycle_key: str
+    posted: tuple[Posted, ...]
+    usage: tuple[data.Transaction, ...]
+    accrued: frozenset[date]
+
+
+@dataclass(frozen=True)
+class _Recomputed:
+    """The cycle rated now from the store (``rating``: the customer's cycles through the books'
+    last usage date) at each of its accrual points (``points``), the latest of them
+    (``through``, rated as ``rated``), and the months sealed in the books."""
+
+    rating: Rating
+    points: Mapping[date, CycleRating]
+    through: date
+    rated: CycleRating
+    sealed: set[str]
+    evidence: _Evidence
+
+
+def _cycle_books(
+    session: Session, link: str, entries: Sequence[data.Directive], numbers: set[str]
+) -> _CycleBooks:
+    """The transactions of the books that carry ``^link``, in date order; :class:`BadInput`
+    when none does or when their customer is not in the rules."""
     linked = sorted(
         (e for e in entries if isinstance(e, data.Transaction) and link in (e.links or ())),
         key=lambda e: (e.date, e.narration or ""),
@@ -655,66 +704,55 @@ def _trace_cycle(
     customer = str((linked[0].meta or {}).get("customer") or linked[0].payee or "")
     if customer not in session.rules.customers:
         raise BadInput(f"trace: ^{link}: customer {customer!r} is not in the rules")
-    currency = session.rules.customers[customer].currency
     posted = tuple(
         Posted(
             e.date, _kind(e, numbers), e.narration or "", str((e.meta or {}).get("evidence") or "")
         )
         for e in linked
     )
-    usage = [e for e, p in zip(linked, posted, strict=True) if p.kind in ("accrual", "late")]
-    cycle_key = next((str(e.meta["cycle"]) for e in linked if (e.meta or {}).get("cycle")), "")
-    if not usage:
-        return Trace(
-            ref=link,
-            kind="cycle",
-            verified=True,
-            differences=(),
-            customer=customer,
-            currency=currency,
-            cycle=cycle_key,
-            transactions=posted,
-            notes=("no accrual posted for this cycle yet: nothing to recompute",),
-        )
-
-    # a sealed month's catch-up is dated by its month end: the cycle's last point up to it counts
-    last_usage = max(_usage_date(e) for e in usage)
-    rating = session.rate(last_usage, {customer})
-    points = {
-        r.through: r
-        for r in rating.cycles
-        if r.cycle.link == link and r.through in r.cycle.accrual_points()
-    }
-    stray = sorted(
-        {e.date for e, p in zip(linked, posted, strict=True) if p.kind == "accrual"} - set(points)
+    kinds = list(zip(linked, posted, strict=True))
+    return _CycleBooks(
+        link=link,
+        customer=customer,
+        currency=session.rules.customers[customer].currency,
+        cycle_key=next((str(e.meta["cycle"]) for e in linked if (e.meta or {}).get("cycle")), ""),
+        posted=posted,
+        usage=tuple(e for e, p in kinds if p.kind in ("accrual", "late")),
+        accrued=frozenset(e.date for e, p in kinds if p.kind == "accrual"),
     )
-    if not points or stray:
-        day = (stray or [last_usage])[0]
-        problem = (
-            f"the books accrue ^{link} on {day.isoformat()}, which is not an accrual point of "
-            f"any cycle the rules give {customer}"
-        )
-        return Trace(
-            ref=link,
-            kind="cycle",
-            verified=False,
-            differences=(problem,),
-            customer=customer,
-            currency=currency,
-            cycle=cycle_key,
-            transactions=posted,
-        )
-    through = max(points)
-    rated = points[through]
-    sealed = sealed_months(session.workspace.books_dir)
 
-    # amounts: every target the cycle's postings move, books sums against the rating now
-    books_sums = _books_targets(session, customer, usage)
-    mine = [a for inv in invoices for a in inv.accruals if a.link == link]
-    included = session.included(rating, invoices).get(link)
+
+def _accrual_points_problem(
+    books: _CycleBooks, points: Mapping[date, CycleRating], last_usage: date
+) -> str:
+    """Proves every accrual of the books is dated on an accrual point of a cycle the rules give
+    the customer: otherwise the one difference of the trace ("" when none), since nothing else
+    can be compared with a cycle the rules do not have."""
+    stray = sorted(books.accrued - set(points))
+    if points and not stray:
+        return ""
+    day = (stray or [last_usage])[0]
+    return (
+        f"the books accrue ^{books.link} on {day.isoformat()}, which is not an accrual point of "
+        f"any cycle the rules give {books.customer}"
+    )
+
+
+def _amount_checks(
+    session: Session, books: _CycleBooks, now: _Recomputed, invoices: Sequence[Invoice]
+) -> list[Check]:
+    """Proves the sums of the cycle's accrual and late-adjustment postings per target (revenue
+    per meter, unbilled, contract asset, deferred revenue drawn, subscription and commitment
+    revenue) equal the cumulative targets rated now from the store and the rules, as the books
+    hold them: net of the tax tax-inclusive prices hold, unless the invoice froze the cycle's
+    accruals with the tax in."""
+    books_sums = _books_targets(session, books.customer, books.usage)
+    mine = [a for inv in invoices for a in inv.accruals if a.link == books.link]
+    included = session.included(now.rating, invoices).get(books.link)
     if mine and not any(a.net for a in mine):  # frozen with the tax in: booked so
         included = None
-    store_sums = snapshot(rated, "", included).booked
+    store_sums = snapshot(now.rated, "", included).booked
+    currency = books.currency
     amounts: list[Check] = []
     for key in sorted(
         set(books_sums) | set(store_sums), key=lambda k: (not k.startswith("usage_revenue:"), k)
@@ -722,25 +760,36 @@ def _trace_cycle(
         have, want = books_sums.get(key, ZERO), store_sums.get(key, ZERO)
         if have or want:
             amounts.append(
-                Check(_target_label(key), f"{have} {currency}", f"{want} {currency}", link=link)
+                Check(
+                    _target_label(key), f"{have} {currency}", f"{want} {currency}", link=books.link
+                )
             )
-    amounts_agree = all(c.ok for c in amounts)
+    return amounts
 
-    # quantities: the books' latest figure against the store at the point it was posted for
-    books_qty = {
-        meter: (quantity, _point_of(day, points))
-        for meter, (quantity, day) in _books_quantities(usage).items()
-    }
+
+def _quantity_checks(
+    session: Session,
+    books: _CycleBooks,
+    now: _Recomputed,
+    latest: Mapping[str, tuple[Decimal | None, date]],
+    amounts_agree: bool,
+) -> list[Check]:
+    """Proves each meter's latest ``quantity`` in the books (``latest``: the figure and the
+    accrual point it is for) equals the meter's aggregate in the store at that point. A meter
+    never posted (its amount never moved) or a catch-up that could not derive its quantity is
+    left to the evidence and the amounts. A mismatch in a sealed month is explained when the
+    amounts agree: the seal guards the figure, late adjustments move the money."""
     checks: list[Check] = []
-    for meter in sorted({c.meter for c in rated.charges} | set(books_qty)):
-        if meter not in books_qty:
-            continue  # nothing posted for the meter (its amount never moved): the evidence covers it
-        recorded, day = books_qty[meter]
+    for meter in sorted({c.meter for c in now.rated.charges} | set(latest)):
+        if meter not in latest:
+            # nothing posted for the meter (its amount never moved): the evidence covers it
+            continue
+        recorded, day = latest[meter]
         if recorded is None:
             continue  # a catch-up that could not derive its quantity: the amounts still compare
-        at = points.get(day)
+        at = now.points.get(day)
         store_qty = next((c.quantity for c in at.charges if c.meter == meter), None) if at else None
-        what = f"{meter} quantity" + (f" on {day.isoformat()}" if day != through else "")
+        what = f"{meter} quantity" + (f" on {day.isoformat()}" if day != now.through else "")
         note = explained = ""
         if store_qty is not None and recorded != store_qty:
             note = _quantity_note(
@@ -749,8 +798,8 @@ def _trace_cycle(
                 store_qty,
                 day,
             )
-            if amounts_agree and f"{day.year:04d}-{day.month:02d}" in sealed:
-                explained = "the month is sealed (the seal guards the figure) and the cumulative amounts agree"
+            if amounts_agree and _month(day) in now.sealed:
+                explained = _SEALED_AND_AGREED
         checks.append(
             Check(
                 what,
@@ -758,87 +807,178 @@ def _trace_cycle(
                 "" if store_qty is None else str(store_qty),
                 note=note,
                 explained=explained,
-                link=link,
+                link=books.link,
             )
         )
-    checks.extend(amounts)
+    return checks
 
-    # evidence: the latest entry that carries a digest, recomputed at its accrual point
-    def evidence_check(entry: data.Transaction, day: date, what: str) -> Check:
-        recorded_digest = str((entry.meta or {})["evidence"])
-        store_digest = evidence.digest(points[day]) if day in points else ""
-        note = (
-            ""
-            if recorded_digest == store_digest
-            else (f"the events behind the {day.isoformat()} accrual changed since it was posted")
+
+def _evidence_checks(books: _CycleBooks, now: _Recomputed, amounts_agree: bool) -> list[Check]:
+    """Proves the ``evidence`` digest of the latest entry that carries one equals the digest
+    recomputed from the store at its accrual point: the same events, with the same payloads.
+
+    When that entry is a late adjustment of a sealed accrual whose digest differs, the sealed
+    accrual's digest is checked too, first, and shown next to it.
+    """
+    with_evidence = [e for e in books.usage if (e.meta or {}).get("evidence")]
+    if not with_evidence:
+        return []
+    latest = max(
+        with_evidence, key=lambda e: (_usage_date(e), bool((e.meta or {}).get("late")), e.date)
+    )
+    day = _point_of(_usage_date(latest), now.points)
+    what = f"evidence {day.isoformat()}"
+    checks = []
+    if (latest.meta or {}).get("late"):
+        # a late adjustment carries the digest regenerated at the point; the sealed accrual
+        # it adjusts keeps its own, shown (and explained) next to it
+        sealed_accrual = [
+            e
+            for e in with_evidence
+            if not (e.meta or {}).get("late")
+            and e.date == day
+            and _month(e.date) in now.sealed
+            and (e.meta or {})["evidence"] != (latest.meta or {})["evidence"]
+        ]
+        if sealed_accrual:
+            checks.append(_evidence_check(books, now, amounts_agree, sealed_accrual[-1], day, what))
+            what = f"{what} late adjustment {latest.date.isoformat()}"
+    checks.append(_evidence_check(books, now, amounts_agree, latest, day, what))
+    return checks
+
+
+def _evidence_check(
+    books: _CycleBooks,
+    now: _Recomputed,
+    amounts_agree: bool,
+    entry: data.Transaction,
+    day: date,
+    what: str,
+) -> Check:
+    """Proves ``entry``'s ``evidence`` digest equals the one recomputed at the accrual point
+    ``day``. A sealed entry whose events changed after the seal keeps its digest: explained
+    when the amounts agree, naming the late adjustments that posted the change (if any)."""
+    recorded_digest = str((entry.meta or {})["evidence"])
+    store_digest = now.evidence.digest(now.points[day]) if day in now.points else ""
+    note = (
+        ""
+        if recorded_digest == store_digest
+        else (f"the events behind the {day.isoformat()} accrual changed since it was posted")
+    )
+    explained = ""
+    month = _month(entry.date)
+    if note and month in now.sealed and amounts_agree:
+        # a sealed entry keeps its digest; what changed in money is posted as late adjustments
+        adjusted = sorted(
+            {
+                e.date.isoformat()
+                for e in books.usage
+                if (e.meta or {}).get("late") and e.date > entry.date
+            }
         )
-        explained = ""
-        month = f"{entry.date.year:04d}-{entry.date.month:02d}"
-        if note and month in sealed and amounts_agree:
-            # a sealed entry keeps its digest; what changed in money is posted as late adjustments
-            adjusted = sorted(
-                {
-                    e.date.isoformat()
-                    for e in usage
-                    if (e.meta or {}).get("late") and e.date > entry.date
-                }
+        explained = (
+            f"events arrived after {month} was sealed; the sealed accrual keeps its digest and "
+            "the "
+            + (
+                f"amounts they change are posted as late adjustments on {', '.join(adjusted)}"
+                if adjusted
+                else "amounts are unchanged, so nothing was posted"
             )
-            explained = (
-                f"events arrived after {month} was sealed; the sealed accrual keeps its digest and the "
-                + (
-                    f"amounts they change are posted as late adjustments on {', '.join(adjusted)}"
-                    if adjusted
-                    else "amounts are unchanged, so nothing was posted"
-                )
-            )
-        return Check(what, recorded_digest, store_digest, note=note, link=link, explained=explained)
-
-    with_evidence = [e for e in usage if (e.meta or {}).get("evidence")]
-    if with_evidence:
-        latest = max(
-            with_evidence, key=lambda e: (_usage_date(e), bool((e.meta or {}).get("late")), e.date)
         )
-        day = _point_of(_usage_date(latest), points)
-        what = f"evidence {day.isoformat()}"
-        if (latest.meta or {}).get("late"):
-            # a late adjustment carries the digest regenerated at the point; the sealed accrual
-            # it adjusts keeps its own, shown (and explained) next to it
-            sealed_accrual = [
-                e
-                for e in with_evidence
-                if not (e.meta or {}).get("late")
-                and e.date == day
-                and f"{e.date.year:04d}-{e.date.month:02d}" in sealed
-                and (e.meta or {})["evidence"] != (latest.meta or {})["evidence"]
-            ]
-            if sealed_accrual:
-                checks.append(evidence_check(sealed_accrual[-1], day, what))
-                what = f"{what} late adjustment {latest.date.isoformat()}"
-        checks.append(evidence_check(latest, day, what))
+    return Check(
+        what, recorded_digest, store_digest, note=note, link=books.link, explained=explained
+    )
 
+
+def _rules_notes(session: Session, books: _CycleBooks) -> list[str]:
+    """Notes (never a difference) that the cycle was posted under rules other than today's:
+    the figures compared are today's rating, so a difference may come from the rules."""
+    posted_rules = sorted(
+        {str(e.meta["rules"]) for e in books.usage if (e.meta or {}).get("rules")}
+    )
+    if posted_rules and posted_rules != [session.rules.hash]:
+        return [
+            f"posted with rules {', '.join(posted_rules)}; the rules are now {session.rules.hash}"
+        ]
+    return []
+
+
+def _trace_cycle(
+    session: Session,
+    link: str,
+    entries: Sequence[data.Directive],
+    invoices: Sequence[Invoice],
+    evidence: _Evidence | None = None,
+) -> Trace:
+    """The trace of the cycle ``^link``: the books' figures for it against the cycle rated now
+    from the store, check by check (the functions above)."""
+    evidence = evidence or _Evidence(session)
+    books = _cycle_books(session, link, entries, {inv.number for inv in invoices})
+    found = Trace(
+        ref=link,
+        kind="cycle",
+        verified=True,
+        differences=(),
+        customer=books.customer,
+        currency=books.currency,
+        cycle=books.cycle_key,
+        transactions=books.posted,
+    )
+    if not books.usage:
+        return replace(found, notes=("no accrual posted for this cycle yet: nothing to recompute",))
+
+    # a sealed month's catch-up is dated by its month end: the cycle's last point up to it counts
+    last_usage = max(_usage_date(e) for e in books.usage)
+    rating = session.rate(last_usage, {books.customer})
+    points = {
+        r.through: r
+        for r in rating.cycles
+        if r.cycle.link == link and r.through in r.cycle.accrual_points()
+    }
+    problem = _accrual_points_problem(books, points, last_usage)
+    if problem:
+        return replace(found, verified=False, differences=(problem,))
+    through = max(points)
+    now = _Recomputed(
+        rating,
+        points,
+        through,
+        points[through],
+        sealed_months(session.workspace.books_dir),
+        evidence,
+    )
+
+    amounts = _amount_checks(session, books, now, invoices)
+    amounts_agree = all(c.ok for c in amounts)
+    # the books' latest quantity per meter, at the accrual point it was posted for
+    latest = {
+        meter: (quantity, _point_of(day, points))
+        for meter, (quantity, day) in _books_quantities(books.usage).items()
+    }
+    checks = [
+        *_quantity_checks(session, books, now, latest, amounts_agree),
+        *amounts,
+        *_evidence_checks(books, now, amounts_agree),
+    ]
     frozen = {
         a.through: dict(a.quantities) for inv in invoices for a in inv.accruals if a.link == link
     }
-    checks[:0] = _earlier_quantities(session, link, usage, points, books_qty, checks, frozen)
+    checks[:0] = _earlier_quantities(session, link, books.usage, points, latest, checks, frozen)
     notes = [f"{c.difference()}: {c.explained}" for c in checks if not c.ok and c.explained]
-    posted_rules = sorted({str(e.meta["rules"]) for e in usage if (e.meta or {}).get("rules")})
-    if posted_rules and posted_rules != [session.rules.hash]:
-        notes.append(
-            f"posted with rules {', '.join(posted_rules)}; the rules are now {session.rules.hash}"
-        )
+    notes.extend(_rules_notes(session, books))
     differences = tuple(c.difference() for c in checks if not c.ok and not c.explained)
     return Trace(
         ref=link,
         kind="cycle",
         verified=not differences,
         differences=differences,
-        customer=customer,
-        currency=currency,
-        cycle=rated.cycle.key,
-        plan=rated.cycle.plan,
+        customer=books.customer,
+        currency=books.currency,
+        cycle=now.rated.cycle.key,
+        plan=now.rated.cycle.plan,
         through=through,
-        transactions=posted,
-        meters=tuple(_meter_traces(session, rated, evidence)),
+        transactions=books.posted,
+        meters=tuple(_meter_traces(session, now.rated, evidence)),
         checks=tuple(checks),
         notes=tuple(notes),
     )
