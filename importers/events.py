@@ -111,6 +111,9 @@ class Source:
         self.progress = progress
         #: unreadable lines by number: (reason, detail, raw sample); see :meth:`lines`
         self.bad: dict[int, tuple[str, str, str]] = {}
+        #: the ``too_long`` lines of :attr:`bad` that hold only whitespace: blank in JSONL (not
+        #: a row), a row in CSV (where a space is a cell); a too-long line of CRs is just blank
+        self.whitespace: set[int] = set()
         self._lines_done = 0
         self._started = False
 
@@ -137,7 +140,8 @@ class Source:
     def lines(self) -> Iterator[str]:
         """Text lines ending in ``\\n`` (see :meth:`texts` for the line ends). An
         unreadable line (invalid UTF-8, a NUL character, longer than the limit) is
-        yielded as ``"\\n"`` and described in :attr:`bad` under its 1-based line number."""
+        yielded as ``"\\n"`` and described in :attr:`bad` under its 1-based line number
+        (a line over the limit holding only CRs is blank: just ``"\\n"``)."""
         for text in self.texts():
             yield from io.StringIO(text, newline="\n")
 
@@ -145,13 +149,13 @@ class Source:
         """The file's text as runs of whole lines (what :meth:`lines` splits).
 
         Lines end in LF or CRLF; a file whose first line ends in a lone CR (old
-        Mac style) has CR line ends throughout (each CR is read as a line end). A
-        CR anywhere else stays in the text (a CSV row holding one is rejected).
+        Mac style) has CR line ends throughout (each CR is read as a line end, a CRLF
+        as one, also split between two blocks). A CR anywhere else stays in the text
+        (a CSV row holding one is rejected).
         """
         limit = self.line_limit
         pending = b""
-        over = 0
-        sample = b""
+        long: _LongLine | None = None  # the line over the limit being read, if any
         lone_cr: bool | None = None  # decided at the file's first line break
         last = b""
         while True:
@@ -165,51 +169,69 @@ class Source:
                     lone_cr = False
                 elif 0 <= cr < len(probe) - 1:
                     lone_cr = probe[cr + 1] != 0x0A
-                    if lone_cr:  # the first CR may have ended the last block, now in pending
-                        pending = pending.replace(b"\r", b"\n")
-                last = block[-1:]
+                    if lone_cr and last == b"\r":
+                        # the first line break is the CR that ended the last block: the line
+                        # before it (all of pending, or a too-long line) is whole
+                        if long:
+                            yield self._too_long(long)
+                            long = None
+                        else:
+                            yield from self._decode(pending[:-1] + b"\n")
+                            pending = b""
+            split_crlf = last == b"\r" and block[:1] == b"\n"
+            last = block[-1:]
             if lone_cr:
+                if split_crlf:  # a CRLF is one line end: its CR ended the last block's line
+                    block = block[1:]
                 block = block.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
             cut = block.rfind(b"\n")
             if cut < 0:
-                if over:
-                    over += len(block)
+                if long:
+                    long.add(block)
                 else:
                     pending += block
                     if len(pending) > limit:
-                        over, sample, pending = len(pending), pending[:SAMPLE], b""
+                        long, pending = _LongLine(pending), b""
                 continue
             head, tail = block[: cut + 1], block[cut + 1 :]
-            if over or pending:
+            if long or pending:
                 nl = head.find(b"\n")
                 first, head = head[: nl + 1], head[nl + 1 :]
-                if over:
-                    yield self._too_long(over + len(first), sample)
-                    over = 0
+                if long:
+                    long.add(first)
+                    yield self._too_long(long)
+                    long = None
                 else:
                     line, pending = pending + first, b""
                     if len(line) > limit:
-                        yield self._too_long(len(line), line[:SAMPLE])
+                        yield self._too_long(_LongLine(line))
                     else:
                         yield from self._decode(line)
             if head:
                 yield from self._decode(head)
             if len(tail) > limit:
-                over, sample = len(tail), tail[:SAMPLE]
+                long = _LongLine(tail)
             else:
                 pending = tail
-        if over:
-            yield self._too_long(over, sample)
+        if long:
+            yield self._too_long(long)
         elif pending:
             yield from self._decode(pending)
 
-    def _too_long(self, size: int, sample: bytes) -> str:
+    def _too_long(self, long: _LongLine) -> str:
         self._lines_done += 1
+        if long.crs:  # a blank line, however long, is not a row
+            return "\n"
+        sample = long.sample
+        if len(sample) == long.size:  # the whole line (a line limit under SAMPLE): not its end
+            sample = sample.rstrip(b"\r\n")
         self.bad[self._lines_done] = (
             "too_long",
-            f"line of {size} bytes is over the {self.line_limit}-byte limit",
+            f"line of {long.size} bytes is over the {self.line_limit}-byte limit",
             _printable_sample(sample.decode("utf-8", "backslashreplace")) + "…",
         )
+        if long.whitespace():
+            self.whitespace.add(self._lines_done)
         return "\n"
 
     def _decode(self, data: bytes) -> Iterator[str]:
@@ -249,6 +271,42 @@ class Source:
                 yield "\n"
                 continue
             yield text
+
+
+class _LongLine:
+    """A line over the limit, read in pieces (never held whole): its size in bytes, its first
+    bytes, and whether it is blank so far: only CRs (blank in CSV and JSONL) or only whitespace
+    (blank in JSONL; a line that is not UTF-8 or holds a NUL is never blank)."""
+
+    __slots__ = ("crs", "decoder", "sample", "size", "space")
+
+    def __init__(self, data: bytes) -> None:
+        self.size = 0
+        self.sample = data[:SAMPLE]
+        self.crs = self.space = True
+        self.decoder = codecs.getincrementaldecoder("utf-8")()
+        self.add(data)
+
+    def add(self, data: bytes) -> None:
+        """The next piece of the line (its line end included, if this is the last)."""
+        self.size += len(data)
+        if self.crs and data.strip(b"\r\n"):
+            self.crs = False
+        if self.space and not self.crs:  # CRs so far are ASCII: the decoder needs none of them
+            try:
+                self.space = not self.decoder.decode(data).strip()
+            except UnicodeDecodeError:
+                self.space = False
+
+    def whitespace(self) -> bool:
+        """The whole line holds only whitespace (CRs among it)."""
+        if not self.space:
+            return False
+        try:
+            self.decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return False
+        return True
 
 
 def _printable_sample(text: str) -> str:
@@ -726,7 +784,10 @@ class JsonlEvents(_JsonEvents):
         for line, text in enumerate(source.lines(), 1):
             if text == "\n" and line in bad:
                 reason, detail, raw = bad.pop(line)
-                yield unreadable(line, reason, detail, raw)
+                if line in source.whitespace:  # a too-long blank line is still blank
+                    source.whitespace.discard(line)
+                else:
+                    yield unreadable(line, reason, detail, raw)
                 continue
             raw = text.rstrip("\r\n")
             if not raw.strip():

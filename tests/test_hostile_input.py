@@ -661,6 +661,75 @@ def test_every_non_blank_line_is_one_record_at_any_block_size(data: bytes, limit
     assert jsonl == fuzz.record_lines(data, "jsonl")
 
 
+#: Files the property test above found, or that sit next to one: a line break at the end of
+#: a block of ``line_limit`` bytes. (bytes, line limit, CSV records, JSONL records), where a
+#: record is (line, reason) and a CSV row read whole has the reason "".
+BLOCK_END_CASES = [
+    pytest.param(
+        b"\xff\xef\xbb\xbfa,\xff\ra",
+        8,
+        [(1, "bad_encoding"), (2, "")],
+        [(1, "bad_encoding"), (2, "bad_json")],
+        id="first-line-break-a-lone-CR-ending-the-first-block",
+    ),
+    pytest.param(
+        b"a" * 15 + b"\rb",
+        8,
+        [(1, "too_long"), (2, "")],
+        [(1, "too_long"), (2, "bad_json")],
+        id="too-long-first-line-ends-in-a-lone-CR-at-a-block-end",
+    ),
+    pytest.param(
+        b"a\rbbbbb\r\nc",
+        8,
+        [(1, ""), (2, ""), (3, "")],
+        [(1, "bad_json"), (2, "bad_json"), (3, "bad_json")],
+        id="CRLF-split-between-blocks-in-a-CR-file",
+    ),
+    pytest.param(b"\n" + b"\r" * 9, 8, [], [], id="too-long-line-of-CRs"),
+    pytest.param(
+        b"a\n" + b" " * 9 + b"\nb",
+        8,
+        [(1, ""), (2, "too_long"), (3, "")],
+        [(1, "bad_json"), (3, "bad_json")],
+        id="too-long-line-of-spaces",
+    ),
+]
+
+
+@pytest.mark.parametrize(("data", "limit", "in_csv", "in_jsonl"), BLOCK_END_CASES)
+def test_a_line_break_at_a_block_end_ends_one_line(
+    data: bytes, limit: int, in_csv: list[tuple[int, str]], in_jsonl: list[tuple[int, str]]
+) -> None:
+    """Each file is read in blocks of 8 bytes (the line limit); each non-blank line is one
+    record, as :func:`fuzz.record_lines` counts them.
+
+    - ``\\xff EF BB BF a , \\xff \\r a``: a BOM not at the start is text, so line 1 is 7
+      bytes of bad UTF-8 whose lone CR, the file's first line break, is byte 8: the end of
+      the first block. Whether it is a CR line end (CR file) or half a CRLF is decided by
+      byte 9 (``a``); line 1 was left joined to ``a`` as one 9-byte too-long line (was [1]).
+    - 15 ``a`` then ``\\r b``: the same, line 1 already too long (16 bytes) when its CR
+      ends the second block; ``b`` was counted into it.
+    - ``a \\r bbbbb \\r | \\n c`` (``|`` a block end) in a CR file: a CRLF is one line end,
+      but its two halves were read as two (an empty line 3 made ``c`` line 4).
+    - LF, then nine CRs: line 2 is blank (only CRs), however long; it was a too_long row.
+    - nine spaces: blank in JSONL, however long; in CSV a space is a cell, so a too_long row.
+    """
+    csv_got = [
+        (line, cells[0] if isinstance(cells, tuple) else "")
+        for line, cells in csv_records(Source(io.BytesIO(data), line_limit=limit))
+    ]
+    jsonl_got = [
+        (row.line, row.reason)
+        for row in JsonlEvents().rows(Source(io.BytesIO(data), line_limit=limit))
+    ]
+    assert (csv_got, jsonl_got) == (in_csv, in_jsonl)
+    assert [line for line, _ in in_csv] == fuzz.record_lines(data, "csv")
+    assert [line for line, _ in in_jsonl] == fuzz.record_lines(data, "jsonl")
+    # read in one block, the file has the same records
+    assert [line for line, _ in csv_records(Source(io.BytesIO(data)))] == [n for n, _ in in_csv]
+
+
 def test_a_huge_header_does_not_make_every_short_row_huge(
     store: tuple[Engine, Rules], tmp_path: Path
 ) -> None:
