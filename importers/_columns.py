@@ -62,7 +62,8 @@ class ColumnsCsv(Filing, Generic[Record]):
         return set(self.required) <= csv_header(head)
 
     def dates(self, filepath: str) -> Iterator[date]:
-        """The ``date`` of each readable row (beangulp's ``archive`` files the document on the latest)."""
+        """The ``date`` of each readable row (beangulp's ``archive`` files the document on the
+        latest)."""
         try:
             for row in self.read(filepath):
                 if not row.reason:  # type: ignore[attr-defined]

@@ -22,7 +22,7 @@ A row that cannot be read gets its reason here (``bad_csv``, ``bad_json``,
 (duplicate names, missing ``id``/``customer``/``type``/``time``, wrong
 delimiter) raises :class:`HeaderError`: the whole file is refused, nothing is
 written — a finance team wants the wrong file sent back, not a million rejects.
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 
@@ -565,7 +565,10 @@ class CsvEvents(EventImporter):
                 hint = ""
                 for delimiter in (";", "\t", "|"):
                     if len(names) == 1 and delimiter in names[0]:
-                        hint = f" (the delimiter looks like {delimiter!r}; meterbook reads comma-separated CSV)"
+                        hint = (
+                            f" (the delimiter looks like {delimiter!r}; "
+                            "meterbook reads comma-separated CSV)"
+                        )
                 raise HeaderError(f"line {line}: header: missing column {missing[0]!r}{hint}")
             return records, names
         return None
@@ -621,7 +624,7 @@ def _short_row(line: int, cells: list[str], names: list[str]) -> RawEvent:
     >>> row = _short_row(3, ["e-1", "acme", "t", "2026-10-05T08:30:00Z", "9"], [*REQUIRED, "n", "m"])
     >>> row.id, row.properties
     ('e-1', {'n': '9'})
-    """
+    """  # noqa: E501
     values = dict(zip(names, cells, strict=False))
     props = dict(sorted((k, v) for k, v in values.items() if v and k not in FIELDS))
     get = values.get

@@ -1131,7 +1131,7 @@ def alerts_command(ctx: Context, through: str | None, as_json: bool, drop: str |
 @holds_lock("report", shared=True)
 def report_command(ctx: Context, name: str, month: str | None, as_json: bool, as_csv: bool) -> None:
     """Print the finance report NAME: revenue, unbilled, deferred, aging, rollforward, arpu,
-    forecast, risk."""
+    forecast, risk, tax."""
     import json
 
     from ledger.reports import build_report

@@ -62,7 +62,6 @@ ties out with (:mod:`ledger.audit`); the reconcilers run here get a
 
 from __future__ import annotations
 
-import calendar
 import contextlib
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -95,6 +94,7 @@ from ledger.facts.invoices import Invoice, load_invoices
 from ledger.facts.payments import load_applications, load_payments
 from ledger.money import ZERO, quantum
 from ledger.payments import outstanding
+from ledger.period import is_month, month_end, month_of, month_start, next_month, previous_month
 from ledger.reconcile import Finding, ReconcileContext
 from ledger.store import acceptances as acceptances_table
 from ledger.store import events as events_table
@@ -116,18 +116,9 @@ CASH_KINDS = ("cash", "unapplied_cash")
 
 def parse_month(text: str) -> str:
     """``"2026-10"``, or :class:`BadInput` naming the bad value."""
-    if not seal.is_month(text):
+    if not is_month(text):
         raise BadInput(f"month {text!r} is not YYYY-MM")
     return text
-
-
-def first_day(month: str) -> date:
-    return seal.month_start(month)
-
-
-def last_day(month: str) -> date:
-    start = first_day(month)
-    return start.replace(day=calendar.monthrange(start.year, start.month)[1])
 
 
 # --- reconciliation --------------------------------------------------------------------
@@ -138,8 +129,8 @@ def reconcile_context(session: Session, month: str) -> ReconcileContext:
     workspace, rules and store, its rating, invoices and books, read on first use."""
     return ReconcileContext(
         period=month,
-        start=first_day(month),
-        end=last_day(month),
+        start=month_start(month),
+        end=month_end(month),
         workspace=session.workspace,
         rules=session.rules,
         engine=session.engine,
@@ -279,11 +270,11 @@ def first_open_month(session: Session) -> str:
     entries through today, else the current month."""
     sealed = books.sealed_months(session.workspace.books_dir)
     if sealed:
-        return seal.next_month(max(sealed))
+        return next_month(max(sealed))
     today = session.today()
-    return _earliest_month_with_entries(
-        session, before=today + timedelta(days=1)
-    ) or books.month_of(today)
+    return _earliest_month_with_entries(session, before=today + timedelta(days=1)) or month_of(
+        today
+    )
 
 
 def reconcile_month(session: Session, month: str | None = None) -> Reconciliation:
@@ -329,9 +320,7 @@ class InvoiceGate:
     def __call__(self, drafts: list[Invoice]) -> list[Invoice]:
         self.ran = True
         first_open = (
-            books.month_of(self.session.first_open())
-            if self.session.first_open() > date.min
-            else ""
+            month_of(self.session.first_open()) if self.session.first_open() > date.min else ""
         )
         months = sorted({m for d in drafts for m in billed_months(d) if m >= first_open})
         for month in months:
@@ -383,11 +372,11 @@ def billed_months(invoice: Invoice) -> list[str]:
     for line in invoice.lines:
         if "/" in line.cycle:
             start, end = (date.fromisoformat(part) for part in line.cycle.split("/", 1))
-            month = books.month_of(start)
-            while first_day(month) < end:
+            month = month_of(start)
+            while month_start(month) < end:
                 months.add(month)
-                month = seal.next_month(month)
-    return sorted(months or {books.month_of(invoice.date)})
+                month = next_month(month)
+    return sorted(months or {month_of(invoice.date)})
 
 
 def invoice_gated(
@@ -455,14 +444,14 @@ def close_month(
             close_file=str(books.close_path(books_dir, month)),
             finished=finish_close(session, month),
         )
-    if last_day(month) >= session.today():
+    if month_end(month) >= session.today():
         raise BadInput(
             f"{month} has not ended yet (today is {session.today()}); close it from "
-            f"{first_day(seal.next_month(month))}"
+            f"{month_start(next_month(month))}"
         )
     also: list[str] = []
     if sealed:
-        expected = seal.next_month(max(sealed))
+        expected = next_month(max(sealed))
         if month < expected:
             raise BadInput(
                 f"{month} is before the first closed month {min(sealed)} and cannot be closed: "
@@ -481,10 +470,10 @@ def close_month(
                     also_closed=tuple(also),
                 )
             also.append(expected)
-            expected = seal.next_month(expected)
+            expected = next_month(expected)
     else:
         require_activity_by(session, month)
-        earliest = _earliest_month_with_entries(session, before=first_day(month))
+        earliest = _earliest_month_with_entries(session, before=month_start(month))
         if earliest is not None:
             raise BadInput(
                 f"close {earliest} first: months close in order ({earliest} is the first month "
@@ -535,7 +524,7 @@ def require_activity_by(session: Session, month: str) -> None:
             f"{month}: nothing to close: the rules have no subscription or credit grant and "
             "the store no event; a close seals its month for good"
         )
-    if first > last_day(month):
+    if first > month_end(month):
         raise BadInput(
             f"{month} is before the workspace's first activity ({first}, the earliest "
             "subscription start, credit grant or event): nothing to close, and a sealed "
@@ -549,7 +538,7 @@ def _due_invoices(session: Session, through: date) -> list[Invoice]:
 
 
 def _has_entries(session: Session, month: str) -> bool:
-    start, end = first_day(month), last_day(month)
+    start, end = month_start(month), month_end(month)
     if any(start <= inv.date <= end for inv in _due_invoices(session, end)):
         return True
     entries, _documents, _invoices = session.generate(end)
@@ -560,13 +549,13 @@ def _earliest_month_with_entries(session: Session, before: date) -> str | None:
     through = before - timedelta(days=1)
     dates = [e.date for e in session.generate(through)[0]]
     dates += [inv.date for inv in _due_invoices(session, through)]
-    return books.month_of(min(dates)) if dates else None
+    return month_of(min(dates)) if dates else None
 
 
 def _close(session: Session, month: str, accept: dict[str, str]) -> CloseReport:
     workspace = session.workspace
     books_dir = workspace.books_dir
-    end = last_day(month)
+    end = month_end(month)
     # The books stay posted as far as they were (the later of what the open months' files hold
     # and what the store recorded): a refused or interrupted close never truncates them.
     through = max(posted_through_books(books_dir, end), session.posted_through() or end)
@@ -804,8 +793,8 @@ def _previous_seal(entries: Sequence[data.Directive], month: str) -> str:
     latest = seal.latest_seal(entries)
     if latest is None:
         return seal.GENESIS
-    if latest.month != seal.previous_month(month):
-        raise BadInput(f"close {seal.next_month(latest.month)} first: months close in order")
+    if latest.month != previous_month(month):
+        raise BadInput(f"close {next_month(latest.month)} first: months close in order")
     return latest.hash
 
 
@@ -818,7 +807,7 @@ def acceptance_directive(month: str, finding: str, reason: str) -> data.Custom:
         ValueType(misc_utils.escape_string(" ".join(reason.split())), str),
     ]
     return data.Custom(
-        data.new_metadata("<close>", 0), first_day(seal.next_month(month)), ACCEPT, values
+        data.new_metadata("<close>", 0), month_start(next_month(month)), ACCEPT, values
     )
 
 
@@ -843,7 +832,7 @@ def cash_balances(session: Session, month: str) -> dict[tuple[str, str], Decimal
     The posted payment entries are not read, so a payment lost or edited on the
     way to the books fails its assertion.
     """
-    end = last_day(month)
+    end = month_end(month)
     payments = [p for p in load_payments(session.engine) if p.date <= end]
     if not payments:
         return {}
@@ -871,11 +860,11 @@ def expected_balances(session: Session, month: str) -> list[data.Balance]:
     computed from the store and the rating (:func:`regenerated_entries`); and for
     cash and unapplied cash, computed from the payments table (:func:`cash_balances`).
     """
-    day = first_day(seal.next_month(month))
+    day = month_start(next_month(month))
     cash_accounts = {session.rules.account(kind) for kind in CASH_KINDS}
     expected = {
         k: v
-        for k, v in balances_before(regenerated_entries(session, last_day(month)), day).items()
+        for k, v in balances_before(regenerated_entries(session, month_end(month)), day).items()
         if k[0] not in cash_accounts
     }
     expected.update(cash_balances(session, month))

@@ -15,6 +15,8 @@ in meterbook::
     (datetime.date(2026, 2, 28), datetime.date(2026, 3, 31))
     >>> is_month("2026-13"), is_month("2026-12")
     (False, True)
+    >>> shift_month("2026-01", -2), shift_month("2026-11", 3)
+    ('2025-11', '2027-02')
 """
 
 from __future__ import annotations
@@ -96,6 +98,13 @@ def next_month(month: str) -> str:
 def previous_month(month: str) -> str:
     """The month before ``"YYYY-MM"``."""
     return str(Month.parse(month).previous())
+
+
+def shift_month(month: str, by: int) -> str:
+    """``month`` moved ``by`` months (negative: back): ``shift_month("2026-01", -2)`` is
+    ``"2025-11"``."""
+    start = Month.parse(month).first
+    return month_of(add_months(start, by))
 
 
 def months_between(first: str, last: str) -> list[str]:

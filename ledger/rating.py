@@ -354,7 +354,8 @@ def is_ratable(model: PricingModel) -> bool:
 def _plugin_call(
     charge: Charge, cycle: Cycle, method: str, call: Callable[..., Any], *args: Any
 ) -> Any:
-    """``call(*args)`` of a pricing plugin; anything it raises is a :class:`PluginError` naming it."""
+    """``call(*args)`` of a pricing plugin; anything it raises is a :class:`PluginError`
+    naming it."""
     try:
         return call(*args)
     except Exception as exc:  # a plugin's bug or refusal: name it, never a traceback

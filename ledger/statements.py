@@ -39,7 +39,7 @@ The HTML is self-contained (inline CSS and SVG, no scripts, no external
 references) and every text from the rules or the store is HTML-escaped. Output
 depends only on the store, the rules and the statement date: no timestamps of
 now.
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 
@@ -175,7 +175,8 @@ class Projection:
 
 @dataclass(frozen=True)
 class Statement:
-    """A customer's cycle to date (or a finished cycle): usage, charges, credits, projection, caps."""
+    """A customer's cycle to date (or a finished cycle): usage, charges, credits, projection,
+    caps."""
 
     customer: str
     name: str
@@ -196,7 +197,8 @@ class Statement:
 
     @property
     def total(self) -> Decimal:
-        """Everything billed for the cycle: the invoices' lines linked to it, once it is finished."""
+        """Everything billed for the cycle: the invoices' lines linked to it, once it is
+        finished."""
         return sum((line.amount for line in self.lines), ZERO)
 
     @property
@@ -238,7 +240,8 @@ def pick_cycle(rules: Rules, customer: str, which: str, today: date) -> Cycle:
     if customer not in rules.customers:
         known = ", ".join(sorted(rules.customers)[:5])
         raise BadInput(
-            f"unknown customer {customer!r} (customers: {known}{', …' if len(rules.customers) > 5 else ''})"
+            f"unknown customer {customer!r} "
+            f"(customers: {known}{', …' if len(rules.customers) > 5 else ''})"
         )
     if which == "current":
         day = today
@@ -617,7 +620,7 @@ def evidence_rows(
     equals the filter's text); ``quantity`` is what the event adds: ``1`` for
     count, the value property for sum, max and latest ("" when it is not a
     number), the value's text for unique count.
-    """
+    """  # noqa: E501
     pg = engine.dialect.name == "postgresql"
     with engine.connect() as conn:
         for meter in meters:
@@ -676,7 +679,8 @@ def _event_quantity(meter: Meter, props: dict[str, str], numbers: dict[str, list
 def write_evidence(
     path: Path, rows: Iterator[tuple[str, ...]], meters: Sequence[Meter]
 ) -> Evidence:
-    """Stream ``rows`` into ``path`` atomically (temporary file, fsync, rename); count and digest them."""
+    """Stream ``rows`` into ``path`` atomically (temporary file, fsync, rename); count and
+    digest them."""
     path.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     counts = {m.id: 0 for m in meters}
@@ -734,7 +738,7 @@ def write_statement(
     """Build the statement and write ``<out>/<customer>-<cycle start>.csv`` and ``.html``.
 
     ``out`` defaults to ``statements/`` in the workspace; ``today`` to today in the workspace timezone.
-    """
+    """  # noqa: E501
     today = today or session.today()
     cycle = pick_cycle(session.rules, customer, which, today)
     statement = build_statement(session, cycle, today=today)

@@ -212,7 +212,8 @@ def test_payment_terms_set_the_due_date_the_invoice_keeps(tmp_path: Path) -> Non
     ]
     document = json.loads((root / "books" / "documents" / "INV-2026-000004.json").read_text())
     assert (document["date"], document["due"]) == ("2026-10-15", "2026-11-14")
-    assert "due 2026-11-14" in (root / "books" / "documents" / "INV-2026-000004.html").read_text()
+    html = (root / "books" / "documents" / "INV-2026-000004.html").read_text()
+    assert "<dt>Due date</dt><dd>2026-11-14 (30 days)</dd>" in html
     entries, errors, _ = loader.load_file(str(root / "books" / "main.beancount"))
     assert errors == []
     invoice = next(

@@ -194,7 +194,7 @@ def fee_reduction_entries(
           Income:Subscriptions:Pro             9.00 USD
           Liabilities:Deferred-Revenue:Acme   -9.00 USD
         2026-11-14 * … 21.00 USD (the rest: 30.00 in all)
-    """
+    """  # noqa: E501
     entries = []
     for part in note.parts:
         if not (part.cycle and part.deferred) or not 1 <= part.line <= len(invoice.lines):

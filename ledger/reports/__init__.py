@@ -43,8 +43,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ledger import seal
 from ledger.errors import BadInput
+from ledger.period import is_month
 from ledger.reports import (
     aging,
     arpu,
@@ -104,13 +104,13 @@ def build_report(session: Session, name: str, *, month: str | None = None) -> Re
     function = REPORTS.get(name)
     if function is None:
         raise BadInput(f"unknown report {name!r} (known: {', '.join(REPORTS)})")
-    if month is not None and not seal.is_month(month):
+    if month is not None and not is_month(month):
         first, period, last = month.partition("..")  # a period: reports that sum over months (tax)
         if not (
             name in PERIOD_REPORTS
             and period
-            and seal.is_month(first)
-            and seal.is_month(last)
+            and is_month(first)
+            and is_month(last)
             and first <= last
         ):
             also = " or FIRST..LAST" if name in PERIOD_REPORTS else ""

@@ -17,11 +17,12 @@ from beancount.core import data
 
 from ledger import books
 from ledger.escaping import for_terminal
+from ledger.period import month_end
 from ledger.reports.aging import aging
 from ledger.reports.deferred import deferred
 from ledger.reports.revenue import revenue
 from ledger.reports.rollforward import rollforward_tables
-from ledger.reports.sources import Sources, month_end
+from ledger.reports.sources import Sources
 from ledger.reports.table import Report, Table, cell_text
 
 if TYPE_CHECKING:

@@ -19,15 +19,12 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from ledger import seal
 from ledger.money import ZERO
+from ledger.period import month_end, month_of, months_between, shift_month
 from ledger.reports.sources import (
     Sources,
     as_of,
     at_minor_units,
-    month_end,
-    month_range,
-    shift_month,
 )
 from ledger.reports.table import Cell, Report, Table
 
@@ -74,8 +71,8 @@ def deferrals(sources: Sources, day: date, rating: Rating | None = None) -> list
                 continue
             schedule = []
             previous = fee_left
-            for m in month_range(
-                shift_month(seal.month_of(day), 1), seal.month_of(end - timedelta(days=1))
+            for m in months_between(
+                shift_month(month_of(day), 1), month_of(end - timedelta(days=1))
             ):
                 remaining = fee_deferred_left(inv, index, notes, month_end(m))
                 schedule.append((m, previous - remaining))
@@ -114,7 +111,7 @@ def deferrals(sources: Sources, day: date, rating: Rating | None = None) -> list
                 remaining = grant.amount + left[(cid, g)]
                 if remaining <= 0:
                     continue
-                when = seal.month_of(grant.expires) if grant.expires else "no expiry"
+                when = month_of(grant.expires) if grant.expires else "no expiry"
                 expiry = f", expires {grant.expires}" if grant.expires else ""
                 out.append(
                     Deferral(

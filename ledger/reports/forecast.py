@@ -12,15 +12,13 @@ from datetime import date
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import TYPE_CHECKING, Any
 
-from ledger import seal
 from ledger.metering import Window, cut_off_us, measure
 from ledger.money import ZERO, normalize, round_money
+from ledger.period import month_start, months_between, next_month, shift_month
 from ledger.pricing import PricingError, PricingModel, Usage
 from ledger.reports.sources import (
     Sources,
-    month_range,
     monthly_usage,
-    shift_month,
     usage_month,
 )
 from ledger.reports.table import Cell, Report, Table
@@ -88,8 +86,8 @@ def _last_month_rate(
     tz = sources.session.workspace.tz
     window = Window(
         customer,
-        cut_off_us(seal.month_start(month), tz),
-        cut_off_us(seal.month_start(seal.next_month(month)), tz),
+        cut_off_us(month_start(month), tz),
+        cut_off_us(month_start(next_month(month)), tz),
     )
     usage = measure(sources.session.engine, sources.rules.meters[meter], [window], bands)[window]
     if not usage.quantity:
@@ -100,7 +98,7 @@ def _last_month_rate(
 def forecast(sources: Sources, month: str | None = None) -> Report:
     """The next three months per customer from the trailing usage trend, priced with the plan."""
     last = usage_month(sources, month)
-    history = month_range(shift_month(last, 1 - TREND_MONTHS), last)
+    history = months_between(shift_month(last, 1 - TREND_MONTHS), last)
     future = [shift_month(last, k) for k in range(1, FORECAST_MONTHS + 1)]
     usage = monthly_usage(sources, history)
     models = sources.session.registry.pricing_models
@@ -130,7 +128,7 @@ def forecast(sources: Sources, month: str | None = None) -> Report:
         totals: list[Cell] = []
         plans = []
         for k, m in enumerate(future, start=1):
-            plan = plan_on(sources.rules, cid, seal.month_start(m))
+            plan = plan_on(sources.rules, cid, month_start(m))
             if plan is None:
                 totals.append(None)
                 continue

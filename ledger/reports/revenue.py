@@ -22,8 +22,8 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from ledger import seal
 from ledger.money import ZERO
+from ledger.period import month_of
 from ledger.reports.sources import Sources, at_minor_unit, months_of
 from ledger.reports.table import Cell, Report, Table
 
@@ -61,7 +61,7 @@ def revenue_postings(sources: Sources) -> Iterator[tuple[str, str, str, str, str
                 continue
             group, line = lines.get(posting.account, ("other", posting.account))
             yield (
-                seal.month_of(entry.date),
+                month_of(entry.date),
                 customer,
                 group,
                 line,

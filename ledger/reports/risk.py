@@ -10,7 +10,8 @@ from __future__ import annotations
 import statistics
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from ledger.reports.sources import Sources, month_range, monthly_usage, shift_month, usage_month
+from ledger.period import months_between, shift_month
+from ledger.reports.sources import Sources, monthly_usage, usage_month
 from ledger.reports.table import Report, Table
 
 #: Months in the trailing median, and the thresholds on latest ÷ median.
@@ -39,7 +40,7 @@ def risk_status(latest: Decimal, median: Decimal) -> str:
 def risk(sources: Sources, month: str | None = None) -> Report:
     """Customers whose latest month's usage dropped or spiked against their trailing median."""
     last = usage_month(sources, month)
-    baseline = month_range(shift_month(last, -RISK_BASELINE_MONTHS), shift_month(last, -1))
+    baseline = months_between(shift_month(last, -RISK_BASELINE_MONTHS), shift_month(last, -1))
     usage = monthly_usage(sources, [*baseline, last])
     order = {"churn risk": 0, "bill-shock risk": 1, "no baseline": 2, "ok": 3}
     rows = []

@@ -19,9 +19,9 @@ from decimal import Decimal
 
 from beancount.core import data
 
-from ledger import seal
 from ledger.money import ZERO
-from ledger.reports.sources import Sources, at_minor_units, month_range, months_of
+from ledger.period import month_of, months_between
+from ledger.reports.sources import Sources, at_minor_units, months_of
 from ledger.reports.table import Cell, Report, Table
 
 
@@ -84,7 +84,7 @@ def rollforward_tables(sources: Sources, months: Sequence[str]) -> tuple[Table, 
     )
     for entry in sources.transactions:
         flow = flow_of(entry)
-        m = seal.month_of(entry.date)
+        m = month_of(entry.date)
         for posting in entry.postings:
             found = sources.account_kinds.get(posting.account)
             if found is None or found[0] not in ROLLFORWARDS or posting.units is None:
@@ -112,7 +112,7 @@ def rollforward_tables(sources: Sources, months: Sequence[str]) -> tuple[Table, 
                 ),
                 ZERO,
             )
-            for m in month_range(first, max(months)):
+            for m in months_between(first, max(months)):
                 f = flows.get((kind, m, currency), {})
                 change = sum((_signed(kind, c, v) for c, v in f.items()), ZERO)
                 closing = opening + change

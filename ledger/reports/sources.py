@@ -9,7 +9,7 @@ shown next to.
 
 Months are ``YYYY-MM`` strings (calendar months in the workspace timezone):
 
-    >>> month_range("2026-11", "2027-01"), shift_month("2026-01", -2)
+    >>> months_between("2026-11", "2027-01"), shift_month("2026-01", -2)
     (['2026-11', '2026-12', '2027-01'], '2025-11')
 """
 
@@ -17,17 +17,18 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import date, timedelta
+from datetime import date
 from decimal import Decimal
 from functools import cached_property
 from typing import TYPE_CHECKING
 
 from beancount.core import data
 
-from ledger import books, seal
+from ledger import books
 from ledger.errors import BadInput
 from ledger.metering import Window, cut_off_us, measure
 from ledger.money import ZERO, round_money
+from ledger.period import month_of, month_start, months_between, next_month, shift_month
 from ledger.pricing import Usage
 
 if TYPE_CHECKING:
@@ -98,7 +99,7 @@ class Sources:
             raise BadInput("the books have no transactions yet; run `meterbook post` first")
         first = min(e.date for e in self.transactions)
         last = max(e.date for e in self.transactions)
-        return month_range(seal.month_of(first), seal.month_of(last))
+        return months_between(month_of(first), month_of(last))
 
     def balances(self, on: date) -> dict[tuple[str, str, str], Decimal]:
         """(kind, customer, currency) → balance of the customer accounts at the end of ``on``."""
@@ -130,39 +131,6 @@ def at_minor_units(currency: str, *values: Decimal) -> tuple[Decimal, ...]:
 # --- months -----------------------------------------------------------------------------
 
 
-def month_end(month: str) -> date:
-    """The last day of ``month``.
-
-    >>> month_end("2026-02")
-    datetime.date(2026, 2, 28)
-    """
-    return seal.month_start(seal.next_month(month)) - timedelta(days=1)
-
-
-def month_range(first: str, last: str) -> list[str]:
-    """``["2026-11", "2026-12", "2027-01"]`` for ``("2026-11", "2027-01")``.
-
-    >>> month_range("2026-11", "2027-01")
-    ['2026-11', '2026-12', '2027-01']
-    """
-    months = []
-    month = first
-    while month <= last:
-        months.append(month)
-        month = seal.next_month(month)
-    return months
-
-
-def shift_month(month: str, by: int) -> str:
-    """``month`` moved ``by`` months (negative: back).
-
-    >>> shift_month("2026-01", -2), shift_month("2026-11", 3)
-    ('2025-11', '2027-02')
-    """
-    index = int(month[:4]) * 12 + int(month[5:7]) - 1 + by
-    return f"{index // 12:04d}-{index % 12 + 1:02d}"
-
-
 def as_of(sources: Sources, month: str | None) -> str:
     """The month a balance report is taken at: ``--month``, else the books' last month."""
     return month if month is not None else sources.books_months()[-1]
@@ -173,7 +141,7 @@ def usage_month(sources: Sources, month: str | None) -> str:
     today's)."""
     if month is not None:
         return month
-    return shift_month(seal.month_of(sources.session.today()), -1)
+    return shift_month(month_of(sources.session.today()), -1)
 
 
 def months_of(sources: Sources, month: str | None) -> list[str]:
@@ -192,8 +160,8 @@ def monthly_usage(sources: Sources, months: Sequence[str]) -> dict[tuple[str, st
     windows = {
         (cid, m): Window(
             cid,
-            cut_off_us(seal.month_start(m), tz),
-            cut_off_us(seal.month_start(seal.next_month(m)), tz),
+            cut_off_us(month_start(m), tz),
+            cut_off_us(month_start(next_month(m)), tz),
         )
         for cid in sorted(sources.rules.customers)
         for m in months

@@ -21,10 +21,10 @@ from collections.abc import Iterable, Sequence
 from datetime import date
 from decimal import Decimal
 
-from ledger import seal
 from ledger.facts.invoices import REVERSE_CHARGE, Tax, percent
 from ledger.money import ZERO, round_money
-from ledger.reports.sources import Sources, month_range, months_of
+from ledger.period import month_of, months_between
+from ledger.reports.sources import Sources, months_of
 from ledger.reports.table import Cell, Report, Table
 from ledger.tax import is_tax_account, tax_account
 
@@ -34,7 +34,7 @@ def tax(sources: Sources, month: str | None = None) -> Report:
     (:mod:`ledger.tax`); ``month`` may be a period ``2026-10..2026-12`` (a quarter's return)."""
     if month is not None and ".." in month:
         first, _, last = month.partition("..")
-        return tax_report(sources, month_range(first, last))
+        return tax_report(sources, months_between(first, last))
     return tax_report(sources, months_of(sources, month))
 
 
@@ -44,7 +44,7 @@ def tax_movements(sources: Sources, months: Iterable[str]) -> dict[tuple[str, st
     wanted = set(months)
     out: dict[tuple[str, str, str], Decimal] = defaultdict(lambda: ZERO)
     for entry in sources.transactions:
-        month = seal.month_of(entry.date)
+        month = month_of(entry.date)
         if month not in wanted:
             continue
         for posting in entry.postings:
@@ -96,7 +96,7 @@ def tax_report(sources: Sources, months: Sequence[str]) -> Report:
     # EC Sales List) declares, each customer's base under its tax id
     recap: dict[tuple[str, str, str, str, str], list[Decimal]] = defaultdict(lambda: [ZERO, ZERO])
     for day, tax, currency, sign, customer in documents:
-        month = seal.month_of(day)
+        month = month_of(day)
         if tax is None or month not in wanted:
             continue
         for line in tax.lines:

@@ -7,7 +7,8 @@ from collections import defaultdict
 from decimal import Decimal
 
 from ledger.money import ZERO
-from ledger.reports.sources import Sources, as_of, at_minor_units, month_end
+from ledger.period import month_end
+from ledger.reports.sources import Sources, as_of, at_minor_units
 from ledger.reports.table import Cell, Report, Table
 
 
