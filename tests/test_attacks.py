@@ -114,8 +114,10 @@ def test_post_never_rewrites_a_sealed_document_but_puts_back_its_sealed_bytes(
     before = sealed_html.read_bytes()
     sealed_html.write_text("edited")
 
-    def upgraded(invoice: object, rules: object, templates: object) -> dict[str, str]:
-        documents = invoice_documents(invoice, rules, templates)  # type: ignore[arg-type]
+    def upgraded(
+        invoice: object, rules: object, templates: object, prepaid: object = ()
+    ) -> dict[str, str]:
+        documents = invoice_documents(invoice, rules, templates, prepaid)  # type: ignore[arg-type]
         return {
             path: text.replace("</body>", "<footer>v2</footer></body>")
             for path, text in documents.items()
