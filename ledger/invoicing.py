@@ -221,7 +221,9 @@ def draft_invoices(
     _redate_sealed(lines, accruals, issued, issued_keys, first_open=first_open, through=through)
     if redrafting is not None:
         _redate_into(lines, accruals, redrafting)
-    late = late_usage(rating, issued, first_open=first_open, included=included)
+    late = late_usage(
+        rating, issued, first_open=first_open, included=included, redrafting=redrafting
+    )
     drafts = []
     for (cid, day), body in sorted(lines.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         if f"{cid}/{day.isoformat()}" in issued_keys:
@@ -317,32 +319,64 @@ def late_usage(
     *,
     first_open: date = date.min,
     included: Mapping[str, Inclusion] | None = None,
+    redrafting: Invoice | None = None,
 ) -> dict[str, list[tuple[date, InvoiceLine]]]:
-    """Late usage of invoiced cycles not billed yet, with the date it is posted.
+    """Late usage of invoiced cycles not billed yet, with the day it waits from.
 
     Per cycle: the unbilled and contract-asset part of (targets now − targets
     frozen by its invoice) − late lines already billed. An invoice bills the
-    late lines posted before its date. With tax-inclusive prices (``included``) a
-    line's ``net`` is what the late entry booked (:func:`ledger.accruals.late_targets`)."""
+    late lines dated before its date. The day is the one the books post the late
+    entry on (the cycle's invoice date, or the first open day), or the date of
+    the customer's latest issued invoice when that is later: a remainder still
+    unbilled after that invoice did not exist when it was issued (else it would
+    have been billed there), so it is for the next invoice. With tax-inclusive
+    prices (``included``) a line's ``net`` is what the late entry booked
+    (:func:`ledger.accruals.late_targets`).
+
+    ``redrafting`` (``trace``; ``issued`` are the invoices before it): late
+    usage that arrived after that invoice was issued is not known to it. Its
+    late lines are taken as what had arrived (up to the remainder: it cannot
+    have billed more than the store now holds as late), dated on the customer's
+    previous invoice; the rest of the remainder arrived after it and is left out.
+    """
     billed: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
     booked: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
+    latest: dict[str, date] = {}
     for inv in issued:
+        latest[inv.customer] = max(latest.get(inv.customer, inv.date), inv.date)
         for line in inv.lines:
             if line.kind == "late_usage":
                 billed[(line.link, line.account)] += line.amount
                 booked[(line.link, line.account)] += line.booked
+    took: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
+    took_net: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
+    if redrafting is not None:
+        for line in redrafting.lines:
+            if line.kind == "late_usage":
+                took[(line.link, line.account)] += line.amount
+                took_net[(line.link, line.account)] += line.booked
     _points, late = plan_points(rating, issued, first_open=first_open, included=included)
     result: dict[str, list[tuple[date, InvoiceLine]]] = defaultdict(list)
     for now, frozen, day in late:
+        if redrafting is not None and redrafting.customer != now.customer:
+            continue
+        when = max(day, latest.get(now.customer, day))
+        if redrafting is not None:
+            when = latest.get(now.customer, date.min)
         to, was = late_targets(now, frozen)
         for account in ("unbilled", "contract_asset"):
             key = (now.link, account)
             diff = now.target(account) - frozen.target(account) - billed[key]
             net = to.get(account, ZERO) - was.get(account, ZERO) - booked[key]
+            if redrafting is not None:
+                arrived = _arrived(took[key], diff)
+                if arrived != diff:  # what it billed (its own net), or nothing
+                    net = took_net[key] if arrived else ZERO
+                diff = arrived
             if diff or net:
                 result[now.customer].append(
                     (
-                        day,
+                        when,
                         InvoiceLine(
                             kind="late_usage",
                             description=f"late usage for {now.cycle}",
@@ -355,6 +389,20 @@ def late_usage(
                     )
                 )
     return result
+
+
+def _arrived(billed: Decimal, remainder: Decimal) -> Decimal:
+    """The part of a late ``remainder`` an invoice that billed ``billed`` of it had: all it
+    billed when the remainder covers it, else the remainder (same sign), else nothing.
+
+    >>> _arrived(Decimal("0.60"), Decimal("1.00")), _arrived(Decimal("0.60"), Decimal("0.40"))
+    (Decimal('0.60'), Decimal('0.40'))
+    >>> _arrived(Decimal("0"), Decimal("1.00")), _arrived(Decimal("0.60"), Decimal("-0.20"))
+    (Decimal('0'), Decimal('0'))
+    """
+    if not billed or billed * remainder <= 0:
+        return ZERO
+    return billed if abs(billed) <= abs(remainder) else remainder
 
 
 def ended(customer: Customer, through: date) -> bool:

@@ -828,3 +828,56 @@ def test_a_credit_note_before_a_cancellation_is_not_taken_out_twice(billed: Path
     assert balance(entries, "Assets:Receivables:Invoiced:Acme", day) == Decimal("1.00")
     assert run_cli(billed, "trace", "INV-2026-000001").exit_code == 0
     assert run_cli(billed, "check").exit_code == 0
+
+
+def test_late_usage_after_a_later_invoice_is_billed_once_on_the_next_one(root: Path) -> None:
+    """Found by the simulator (seeds 50003 and 60082). 10 calls Sep 1–10 → 1.00,
+    INV-2026-000001 (Oct 1) bills them and freezes September. A prepaid grant of 21.00 on
+    Oct 5 gets INV-2026-000002 (Oct 5, 21.00). Then 6 calls dated Sep 20 arrive: 6 × 0.10 =
+    0.60 of late usage, which the books post on Oct 1 (the frozen cycle's invoice date).
+    INV-2026-000002 was issued before they arrived, so it never had them: its trace
+    re-drafts it without them (verified, 21.00) instead of adding a 0.60 line. They wait
+    for the next invoice: INV-2026-000003 (Nov 1) bills late usage 0.60 exactly once (the
+    grant's 21.00 is for usage after Oct 5; none came), so cal owes 1.00 + 21.00 + 0.60 =
+    22.60 and Unbilled:Cal is 1.00 − 1.00 + 0.60 − 0.60 = 0 after it. Every trace stays
+    verified as September, October and November are sealed (the first open day moving past
+    the invoices does not move the late lines to another invoice), and ``check`` passes.
+    """
+    session = open_session(root)
+    insert_events(session.engine, calls("cal", [f"2026-09-{d:02d}" for d in range(1, 11)]))
+    assert run_cli(root, "invoice", "--through", "2026-10-01").exit_code == 0
+    (root / "rules" / "customers.yaml").write_text(
+        "customers:\n  cal:\n    currency: USD\n    billing_anchor: calendar\n"
+        "    subscriptions: [{plan: u, start: 2026-09-01}]\n"
+        '    credits: [{amount: "21.00", granted: 2026-10-05, expires: 2026-11-10}]\n'
+    )
+    second = run_cli(root, "invoice", "--through", "2026-10-05")
+    assert "INV-2026-000002  2026-10-05  cal" in second.output, second.output
+    insert_events(session.engine, calls("cal", ["2026-09-20"] * 6, "late"))
+    assert run_cli(root, "post", "--through", "2026-10-05").exit_code == 0
+    traced = run_cli(root, "trace", "INV-2026-000002")
+    assert traced.exit_code == 0 and "late_usage" not in traced.output, traced.output
+    third = run_cli(root, "invoice", "--through", "2026-11-01")
+    assert "INV-2026-000003  2026-11-01  cal" in third.output, third.output
+    invoices = {inv.number: inv for inv in session.issued_invoices()}
+    assert [(line.kind, line.amount) for line in invoices["INV-2026-000002"].lines] == [
+        ("credit_grant", Decimal("21.00"))
+    ]
+    assert [(line.kind, line.amount) for line in invoices["INV-2026-000003"].lines] == [
+        ("usage", Decimal("0.00")),  # October: no calls
+        ("late_usage", Decimal("0.60")),
+    ]
+    assert run_cli(root, "post", "--through", "2026-11-30").exit_code == 0
+    entries, errors, _ = load_books(root / "books" / "main.beancount")
+    assert errors == []
+    (late,) = [e for e in entries if isinstance(e, data.Transaction) and e.meta.get("late")]
+    assert late.date == date(2026, 10, 1)
+    assert balance(entries, RECEIVABLE, date(2026, 12, 1)) == Decimal("22.60")
+    assert balance(entries, UNBILLED, date(2026, 11, 2)) == 0
+    assert balance(entries, USAGE, date(2026, 12, 1)) == Decimal("-1.60")
+    for month in ("2026-09", "2026-10", "2026-11"):
+        assert run_cli(root, "close", month).exit_code == 0
+        for number in invoices:
+            again = run_cli(root, "trace", number)
+            assert again.exit_code == 0, f"after closing {month}:\n{again.output}"
+    assert run_cli(root, "check").exit_code == 0
