@@ -240,13 +240,15 @@ def _invoices(world: World) -> list[Any]:
 
 
 def _store_rows(world: World, loader: str) -> list[Any]:
-    from ledger.facts import credit_notes, payments
+    from ledger.facts import adjustments, credit_notes, payments
     from ledger.store import open_store
 
     engine = open_store(f"sqlite:///{world.root / 'var' / 'events.sqlite'}")
     try:
         if loader == "notes":
             return credit_notes.load_credit_notes(engine)
+        if loader == "adjustments":
+            return adjustments.load_adjustments(engine)
         return payments.load_payments(engine)
     finally:
         engine.dispose()
@@ -537,6 +539,10 @@ def check_all(world: World) -> None:
     txns = [e for e in entries if isinstance(e, data.Transaction)]
     _cycles_cleared(txns, invoices)
     _customer_accounts(world, txns)
+    assert world.posted_through is not None
+    notes = _store_rows(world, "notes")
+    _customer_equation(txns, invoices, notes, world.posted_through)
+    _fees_recognized(txns, invoices, notes, _store_rows(world, "adjustments"), world.posted_through)
     _rebuild(world)
 
 
@@ -603,9 +609,12 @@ def _cycles_cleared(txns: list[Any], invoices: list[Any]) -> None:
 
 def _customer_accounts(world: World, txns: list[Any]) -> None:
     """A customer's transactions touch only its own accounts; its deferred revenue is never a
-    debit balance once everything dated by the clock is invoiced."""
+    debit balance, at the end nor at any of its cycles' ends (the balance after the cycle's
+    last day), once everything dated by the clock is invoiced."""
     components = {"cal": "Cal", "ann": "Ann", "vee": "Vee"}
     deferred: dict[str, Decimal] = defaultdict(Decimal)
+    moves: dict[str, list[tuple[date, Decimal]]] = defaultdict(list)
+    ends: dict[str, set[date]] = defaultdict(set)
     for txn in txns:
         customer = (txn.meta or {}).get("customer")
         for p in txn.postings:
@@ -620,9 +629,116 @@ def _customer_accounts(world: World, txns: list[Any]) -> None:
                 raise Failure(f"{txn.date} {txn.narration!r} of {customer} posts to {p.account}")
             if p.account.startswith("Liabilities:Deferred-Revenue:"):
                 deferred[p.account] += p.units.number
+                moves[p.account].append((txn.date, p.units.number))
+        cycle = (txn.meta or {}).get("cycle")
+        if customer is not None and isinstance(cycle, str):
+            owner = f"Liabilities:Deferred-Revenue:{components.get(str(customer), '')}"
+            for key in cycle.split(","):
+                if "/" in key:
+                    ends[owner].add(date.fromisoformat(key.split("/")[1]))
     debit = {account: amount for account, amount in deferred.items() if amount > 0}
+    # and at each cycle end of the customer: its balance when the cycle's last day is done
+    for account, days in sorted(ends.items()):
+        for end in sorted(days):
+            held = sum((n for day, n in moves[account] if day < end), Decimal(0))
+            if held > 0 and (world.posted_through or START) >= end - timedelta(days=1):
+                debit[f"{account} at {end.isoformat()}"] = held
     if debit:
         raise Failure(f"deferred revenue with a debit balance: {debit}")
+
+
+def _customer_equation(
+    txns: list[Any], invoices: list[Any], notes: list[Any], through: date
+) -> None:
+    """Per customer and currency, the store against the books: invoiced − credited (the
+    store's invoices and credit notes dated by ``through``) = revenue recognized + deferred
+    revenue − unbilled − contract assets (the books: the customer's transactions' income and
+    those balances). A debit adjustment is on neither side until invoiced: it moves unbilled
+    and deferred revenue (or revenue) by the same amount, and its invoice line is invoiced."""
+    store: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    for inv in invoices:
+        if inv.date <= through:
+            store[(inv.customer, inv.currency)] += inv.total
+    for note in notes:
+        if note.date <= through:
+            store[(note.customer, note.currency)] -= note.amount
+    books: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    prefixes = (
+        "Income:",
+        "Liabilities:Deferred-Revenue:",
+        "Assets:Receivables:Unbilled:",
+        "Assets:Contract-Assets:",
+    )
+    for txn in txns:
+        customer = (txn.meta or {}).get("customer")
+        if customer is None or txn.date > through:
+            continue
+        for p in txn.postings:
+            if p.account.startswith(prefixes):
+                books[(str(customer), p.units.currency)] -= p.units.number
+    differ = {
+        key: (store[key], books[key])
+        for key in sorted(set(store) | set(books))
+        if store[key] != books[key]
+    }
+    if differ:
+        raise Failure(
+            "invoiced − credited (store) ≠ recognized + deferred − unbilled − contract assets "
+            f"(books), per customer: {differ}"
+        )
+
+
+def _fees_recognized(
+    txns: list[Any], invoices: list[Any], notes: list[Any], adjustments: list[Any], through: date
+) -> None:
+    """Each advance fee's deferred revenue is back to 0 when its cycle ends: billed (the base-fee
+    lines of the store's invoices for the cycle) + its debit adjustments − what credit notes
+    took out of deferred revenue for it = the subscription revenue the books recognized for it
+    (its accruals and late entries), once the books are posted through the cycle's last day."""
+    lines: dict[tuple[str, int], Any] = {}
+    owed: dict[str, Decimal] = defaultdict(Decimal)
+    billed_end: dict[str, date] = {}  # as billed; the books' accruals carry the cycle as it is
+    for inv in invoices:
+        for i, line in enumerate(inv.lines, 1):
+            lines[(inv.number, i)] = line
+            if line.kind == "base_fee" and line.account == "deferred" and line.link:
+                owed[line.link] += line.amount
+                billed_end[line.link] = date.fromisoformat(line.cycle.split("/")[1])
+    for note in notes:
+        for part in note.parts:
+            line = lines.get((note.invoice, part.line))
+            if line is not None and line.link in owed and part.deferred:
+                owed[line.link] -= part.deferred
+    for adj in adjustments:
+        if adj.kind == "subscription" and adj.link in owed:
+            owed[adj.link] += adj.amount
+    recognized: dict[str, Decimal] = defaultdict(Decimal)
+    ends: dict[str, tuple[date, date]] = {}
+    for txn in txns:
+        meta = txn.meta or {}
+        links = [link for link in txn.links or () if link in owed]
+        if len(links) != 1 or "invoice" in meta:
+            continue
+        link = links[0]
+        cycle = meta.get("cycle")
+        if isinstance(cycle, str) and "," not in cycle and "/" in cycle:
+            end = date.fromisoformat(cycle.split("/")[1])
+            if txn.date >= ends.get(link, (date.min, end))[0]:
+                ends[link] = (txn.date, end)
+        for p in txn.postings:
+            if p.account.startswith("Income:Subscriptions:"):
+                recognized[link] -= p.units.number
+    left = {
+        link: owed[link] - recognized[link]
+        for link in sorted(owed)
+        if ends.get(link, (date.min, billed_end[link]))[1] - timedelta(days=1) <= through
+        and owed[link] != recognized[link]
+    }
+    if left:
+        raise Failure(
+            "advance fees not back to 0 in deferred revenue at their cycle's end "
+            f"(billed + adjusted − credited − recognized): {left}"
+        )
 
 
 def _rebuild(world: World) -> None:
