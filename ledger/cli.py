@@ -237,7 +237,7 @@ def init(directory: str, force: bool) -> None:
     workspace = Workspace.load(root)
     from ledger.rules import load_rules
 
-    load_rules(workspace.rules_dir)
+    load_rules(workspace.rules_dir, change_policy=workspace.subscription_changes)
     click.echo(f"created workspace {workspace.root}")
     ws = f"meterbook --workspace {root}"
     click.echo(f"next: {ws} ingest {root / 'samples' / 'events.csv'}")

@@ -1005,7 +1005,11 @@ def run_demo(
     books.write_atomic(workspace.rules_dir / "customers.yaml", customers_yaml(options, profiles))
     _reset(workspace)
     registry = load_registry(workspace.plugins_dir)
-    rules = load_rules(workspace.rules_dir, registry.pricing_models)
+    rules = load_rules(
+        workspace.rules_dir,
+        registry.pricing_models,
+        change_policy=workspace.subscription_changes,
+    )
     # the demo's fixed calendar, never the clock: the engine's date rules hold against it
     session = Session(
         workspace, registry, rules, open_store(workspace.store_url), fixed_today=options.today

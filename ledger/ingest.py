@@ -1410,5 +1410,7 @@ def open_for_ingest(workspace: Workspace) -> IngestSetup:
         kinds = getattr(loaded, "importer_kinds", {}) or {}
     if not importers:
         importers = default_importers()
-    rules = load_rules(workspace.rules_dir, pricing_models)
+    rules = load_rules(
+        workspace.rules_dir, pricing_models, change_policy=workspace.subscription_changes
+    )
     return IngestSetup(rules, open_store(workspace.store_url), importers, kinds)

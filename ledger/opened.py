@@ -49,7 +49,11 @@ class OpenWorkspace:
         """The workspace's plugins, rules and store; ``today`` (default: the clock's, in the
         workspace's time zone) is the day the engine's date rules are kept against."""
         registry = load_registry(workspace.plugins_dir)
-        rules = load_rules(workspace.rules_dir, registry.pricing_models)
+        rules = load_rules(
+            workspace.rules_dir,
+            registry.pricing_models,
+            change_policy=workspace.subscription_changes,
+        )
         check_tax_setup(
             workspace.rules_dir, workspace.config_file, rules
         )  # fails early, with its line

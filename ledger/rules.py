@@ -264,7 +264,9 @@ class CreditGrant(_Record):
 
 class ChangePolicy(_Record):
     """How a subscription change or cancellation in the middle of a cycle is billed
-    (``subscription_changes:`` of a customer; see README "Subscription changes").
+    (``[subscription_changes]`` in ``meterbook.toml`` for the workspace,
+    ``subscription_changes:`` of a customer for that customer; see README "Subscription
+    changes").
 
     ``proration``: ``by_day`` (default) bills the cycle cut by the change for its days
     only, so the unused days of a fee billed in advance are credited; ``none`` bills
@@ -274,6 +276,20 @@ class ChangePolicy(_Record):
 
     proration: Literal["by_day", "none"] = "by_day"
     effective: Literal["now", "next_cycle"] = "now"
+
+    def merged(self, override: ChangePolicy | None) -> ChangePolicy:
+        """This policy with the keys ``override`` gives replaced (a customer's own setting
+        over the workspace's default):
+
+        >>> workspace = ChangePolicy(proration="none")
+        >>> workspace.merged(ChangePolicy(effective="next_cycle"))
+        ChangePolicy(proration='none', effective='next_cycle')
+        >>> workspace.merged(ChangePolicy(proration="by_day")).proration, workspace.merged(None)
+        ('by_day', ChangePolicy(proration='none', effective='now'))
+        """
+        if override is None:
+            return self
+        return self.model_copy(update={k: getattr(override, k) for k in override.model_fields_set})
 
 
 class GapsSpikesTuning(_Record):
@@ -537,11 +553,20 @@ def _validate(model: type[BaseModel], data: Any, source: _Source, path: tuple[An
         raise source.error(message, (*path, *loc)) from None
 
 
-def load_rules(rules_dir: Path, pricing_models: Mapping[str, PricingModel] | None = None) -> Rules:
+def load_rules(
+    rules_dir: Path,
+    pricing_models: Mapping[str, PricingModel] | None = None,
+    *,
+    change_policy: ChangePolicy | None = None,
+) -> Rules:
     """Load and cross-check the rules in ``rules_dir``.
 
     When ``pricing_models`` is given (the plugin manager's models by name),
     each charge's parameters are validated by its model into ``Charge.terms``.
+    ``change_policy``: the workspace's default ``[subscription_changes]``
+    (``meterbook.toml``); each customer's own ``subscription_changes`` keys
+    override it (:meth:`ChangePolicy.merged`). A default other than the built-in
+    one is part of :attr:`Rules.hash`, as the billing terms it changes are.
     """
     if not rules_dir.is_dir():
         raise RulesError(
@@ -597,6 +622,15 @@ def load_rules(rules_dir: Path, pricing_models: Mapping[str, PricingModel] | Non
         if not isinstance(body, dict):
             raise customers_src.error("expected a mapping", path)
         customer = _validate(Customer, {**body, "id": str(cid)}, customers_src, path)
+        if change_policy is not None:
+            own = (
+                customer.subscription_changes
+                if "subscription_changes" in (customer.model_fields_set)
+                else None
+            )
+            customer = customer.model_copy(
+                update={"subscription_changes": change_policy.merged(own)}
+            )
         _check_customer(customer, plans, meters, customers_src, path)
         customers[str(cid)] = customer
 
@@ -618,7 +652,7 @@ def load_rules(rules_dir: Path, pricing_models: Mapping[str, PricingModel] | Non
         plans=plans,
         customers=customers,
         accounts=AccountMap({str(k): str(v) for k, v in overrides.items()}),
-        hash=rules_hash(rules_dir),
+        hash=rules_hash(rules_dir, change_policy),
         components=components,
     )
 
@@ -880,8 +914,9 @@ def _components(
     return result
 
 
-def rules_hash(rules_dir: Path) -> str:
-    """sha256 over the rules files' names and bytes (first 16 hex digits)."""
+def rules_hash(rules_dir: Path, change_policy: ChangePolicy | None = None) -> str:
+    """sha256 over the rules files' names and bytes (first 16 hex digits), and the workspace's
+    default subscription-change policy when it is not the built-in one."""
     digest = hashlib.sha256()
     for name in FILES:
         path = rules_dir / name
@@ -889,6 +924,9 @@ def rules_hash(rules_dir: Path) -> str:
             data = path.read_bytes()
             digest.update(f"{name}\0{len(data)}\0".encode())
             digest.update(data)
+    if change_policy is not None and change_policy != ChangePolicy():
+        policy = f"{change_policy.proration}\0{change_policy.effective}"
+        digest.update(f"meterbook.toml:subscription_changes\0{policy}".encode())
     return digest.hexdigest()[:16]
 
 

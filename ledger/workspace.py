@@ -42,7 +42,7 @@ from ledger.errors import WorkspaceError
 from ledger.rules import is_http_url
 
 if TYPE_CHECKING:
-    from ledger.rules import GapsSpikesTuning
+    from ledger.rules import ChangePolicy, GapsSpikesTuning
 
 CONFIG_NAME = "meterbook.toml"
 _KEYS = {
@@ -59,6 +59,7 @@ _KEYS = {
     "documents",
     "seller",
     "payment",
+    "subscription_changes",
 }
 
 
@@ -376,6 +377,34 @@ def _lines(table: dict[str, object], path: Path, name: str, key: str) -> tuple[s
     return tuple(line.strip() for line in lines if line.strip())
 
 
+def change_policy(value: object, path: Path) -> ChangePolicy | None:
+    """Validate ``[subscription_changes]``, the workspace's default subscription-change policy
+    (None when absent); an error names the file and key::
+
+    meterbook.toml: subscription_changes.proration: expected 'by_day' or 'none', got 'daily'
+    """
+    from ledger.rules import ChangePolicy
+
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise WorkspaceError(
+            f"{path}: subscription_changes: expected a table [subscription_changes]"
+        )
+    allowed = {"proration": ("by_day", "none"), "effective": ("now", "next_cycle")}
+    for key, given in value.items():
+        if key not in allowed:
+            raise WorkspaceError(
+                f"{path}: subscription_changes.{key}: unknown key (known: proration, effective)"
+            )
+        if given not in allowed[key]:
+            raise WorkspaceError(
+                f"{path}: subscription_changes.{key}: expected "
+                f"{' or '.join(repr(v) for v in allowed[key])}, got {given!r}"
+            )
+    return ChangePolicy.model_validate(value)
+
+
 @dataclass(frozen=True)
 class Workspace:
     """A loaded ``meterbook.toml`` with its paths resolved."""
@@ -400,6 +429,9 @@ class Workspace:
     #: ``[seller]`` and ``[payment]``: printed on the documents
     seller: SellerConfig = SellerConfig()
     payment: PaymentConfig = PaymentConfig()
+    #: ``[subscription_changes]``: the workspace's default subscription-change policy, which a
+    #: customer's own ``subscription_changes`` overrides key by key (None: the built-in one)
+    subscription_changes: ChangePolicy | None = None
 
     @property
     def templates_dir(self) -> Path | None:
@@ -453,7 +485,7 @@ class Workspace:
             )
         for key, value in data.items():
             # tables: [alerts], [tax] (read by ledger.tax), [gaps_spikes], [documents], [seller],
-            # [payment]
+            # [payment], [subscription_changes]
             if not isinstance(value, str) and key not in (
                 "alerts",
                 "tax",
@@ -461,6 +493,7 @@ class Workspace:
                 "documents",
                 "seller",
                 "payment",
+                "subscription_changes",
             ):
                 raise WorkspaceError(
                     f"{path}: {key}: expected a string, got {type(value).__name__}"
@@ -490,6 +523,7 @@ class Workspace:
             documents=DocumentsConfig.parse(data.get("documents", {}), path, root),
             seller=SellerConfig.parse(data.get("seller", {}), path),
             payment=PaymentConfig.parse(data.get("payment", {}), path),
+            subscription_changes=change_policy(data.get("subscription_changes"), path),
         )
 
 

@@ -881,3 +881,62 @@ def test_late_usage_after_a_later_invoice_is_billed_once_on_the_next_one(root: P
             again = run_cli(root, "trace", number)
             assert again.exit_code == 0, f"after closing {month}:\n{again.output}"
     assert run_cli(root, "check").exit_code == 0
+
+
+def test_a_workspace_default_policy_that_a_customer_overrides(billed: Path) -> None:
+    """``[subscription_changes]`` in meterbook.toml is the workspace's default policy; a
+    customer's own ``subscription_changes`` keys override it.
+
+    With ``proration = "none"`` for the workspace, acme's cancellation from Oct 11 bills
+    October in full: no credit note, 31.00 recognized over Oct 1–10. acme's own
+    ``{proration: by_day}`` then overrides it: the cycle is 10 of 31 days, 31.00 × 10 ÷ 31
+    = 10.00, so the correction credits 31.00 − 10.00 = 21.00 (CN-2026-000001) and the
+    recognized fee is 10.00. A bad value or an unknown key is one line naming the file and
+    the key, exit 2.
+    """
+    config = billed / "meterbook.toml"
+    base = config.read_text()
+    config.write_text(base + '[subscription_changes]\nproration = "none"\n')
+    (billed / "rules" / "customers.yaml").write_text(
+        _acme("{plan: p, start: 2026-10-01, end: 2026-10-11}")
+    )
+    assert run_cli(billed, "post", "--through", "2026-10-31").exit_code == 0
+    entries, errors, _ = load_books(billed / "books" / "main.beancount")
+    assert errors == [] and not [
+        e for e in entries if isinstance(e, data.Transaction) and "credit_note" in e.meta
+    ]
+    assert balance(entries, "Income:Subscriptions:P", date(2026, 11, 1)) == Decimal("-31.00")
+    (billed / "rules" / "customers.yaml").write_text(
+        _acme(
+            "{plan: p, start: 2026-10-01, end: 2026-10-11}",
+            ", subscription_changes: {proration: by_day}",
+        )
+    )
+    assert run_cli(billed, "post", "--through", "2026-10-31").exit_code == 0
+    entries, errors, _ = load_books(billed / "books" / "main.beancount")
+    assert errors == []
+    (note,) = [e for e in entries if isinstance(e, data.Transaction) and "credit_note" in e.meta]
+    assert note.meta["credit_note"] == "CN-2026-000001"
+    assert {p.account: p.units.number for p in note.postings} == {
+        "Liabilities:Deferred-Revenue:Acme": Decimal("21.00"),
+        "Assets:Receivables:Invoiced:Acme": Decimal("-21.00"),
+    }
+    assert balance(entries, "Income:Subscriptions:P", date(2026, 11, 1)) == Decimal("-10.00")
+    assert balance(entries, "Liabilities:Deferred-Revenue:Acme", date(2026, 11, 1)) == 0
+    assert run_cli(billed, "check").exit_code == 0
+    for table, message in (
+        (
+            'proration = "daily"',
+            "subscription_changes.proration: expected 'by_day' or 'none', got 'daily'",
+        ),
+        (
+            'effective = "later"',
+            "subscription_changes.effective: expected 'now' or 'next_cycle', got 'later'",
+        ),
+        ("prorate = true", "subscription_changes.prorate: unknown key"),
+    ):
+        config.write_text(base + f"[subscription_changes]\n{table}\n")
+        refused = run_cli(billed, "post", "--through", "2026-10-31")
+        assert refused.exit_code == 2
+        (line,) = refused.output.strip().splitlines()
+        assert "meterbook.toml: " in line and message in line, line

@@ -222,7 +222,9 @@ class Service:
 
                 try:
                     rules = load_rules(
-                        self.workspace.rules_dir, self.session.registry.pricing_models
+                        self.workspace.rules_dir,
+                        self.session.registry.pricing_models,
+                        change_policy=self.workspace.subscription_changes,
                     )
                 except MeterbookError:
                     return self.session
