@@ -228,21 +228,35 @@ def fee_deferred_left(
 
     ``current``: the cycle and fee the subscriptions give the line's cycle now, when they
     changed after the invoice (:mod:`ledger.subscriptions`): recognition follows them, and
-    the subscription change's own credit note (no ``cycle``) takes its part out at once."""
+    the subscription change's own credit note (no ``cycle``) takes its part out at once, and
+    so does a note scheduled over the old cycle once that credit note exists; without one
+    (``proration: none``), such a note is taken out over the rest of the cycle as it now
+    runs, at once when that ended before the note's date (as the books post it)."""
     fee = invoice.lines[line - 1]
     cycle, amount = current if current is not None else (fee.cycle, fee.amount)
     # a tax-inclusive fee booked net of its tax is recognized out of that (ledger.accruals)
     earned = fee_booked(fee.amount, fee.booked, amount, invoice.currency)
     left = fee.booked - fee_recognized(earned, cycle, through, invoice.currency)
+    corrected = any(
+        n.invoice == invoice.number
+        and n.reason.startswith("subscription change: cycle ")
+        and any(p.line == line for p in n.parts)
+        for n in notes
+    )
     for note in notes:
         if note.invoice != invoice.number:
             continue
         for part in note.parts:
             if part.line == line and part.deferred:
+                over = part.cycle
+                if part.cycle and current is not None and part.cycle != current[0]:
+                    over = "" if corrected else current[0]
+                if over and cycle_bounds(over)[1] - _DAY < note.date:
+                    over = f"{note.date.isoformat()}/{(note.date + _DAY).isoformat()}"
                 # a subscription change's note (no cycle) takes its part out at once
                 reduced = (
-                    fee_reduction(part.deferred, part.cycle, note.date, through, invoice.currency)
-                    if part.cycle and (current is None or part.cycle == current[0])
+                    fee_reduction(part.deferred, over, note.date, through, invoice.currency)
+                    if over
                     else ZERO
                 )
                 left -= part.deferred - reduced

@@ -940,3 +940,56 @@ def test_a_workspace_default_policy_that_a_customer_overrides(billed: Path) -> N
         assert refused.exit_code == 2
         (line,) = refused.output.strip().splitlines()
         assert "meterbook.toml: " in line and message in line, line
+
+
+def test_a_goodwill_note_before_a_cut_under_no_proration_follows_the_cut_cycle(
+    billed: Path,
+) -> None:
+    """``proration: none``: the cut cycle is billed in full and its fee recognized over the
+    days it ran. A goodwill note of 9.30 on October's fee (Oct 1, before any recognition: all
+    9.30 deferred) is taken out of the fee's recognition over the rest of the cycle *as it
+    now runs*, at its accrual points. acme then cancels from Oct 11: the cycle is [Oct 1,
+    Oct 11), its one accrual point Oct 10, where the 31.00 is recognized and the note's 9.30
+    taken out: 31.00 − 9.30 = 21.70 of revenue, deferred revenue −31.00 + 9.30 + 21.70 = 0
+    on Oct 11 (not a debit of 9.30 waiting for the old cycle's Oct 31), nothing else
+    credited. A second note of 1.00 on the fee on Oct 20, after the cut cycle ended, is
+    contra-revenue in full (Income:Credit-Notes 1.00: nothing of the fee is deferred any
+    more); the call of Oct 3 is billed on Oct 11, as before.
+    """
+    (billed / "rules" / "customers.yaml").write_text(
+        _acme("{plan: p, start: 2026-10-01}", ", subscription_changes: {proration: none}")
+    )
+    goodwill = ("--reason", "goodwill", "--line", "1")
+    first = run_cli(
+        billed, "credit", "INV-2026-000001", "--amount", "9.30", *goodwill, "--date", "2026-10-01"
+    )
+    assert first.exit_code == 0, first.output
+    (billed / "rules" / "customers.yaml").write_text(
+        _acme(
+            "{plan: p, start: 2026-10-01, end: 2026-10-11}",
+            ", subscription_changes: {proration: none}",
+        )
+    )
+    assert run_cli(billed, "post", "--through", "2026-10-31").exit_code == 0
+    entries, errors, _ = load_books(billed / "books" / "main.beancount")
+    assert errors == []
+    deferred, revenue = "Liabilities:Deferred-Revenue:Acme", "Income:Subscriptions:P"
+    assert balance(entries, deferred, date(2026, 10, 11)) == 0
+    assert balance(entries, revenue, date(2026, 10, 11)) == Decimal("-21.70")
+    assert balance(entries, revenue, date(2026, 11, 1)) == Decimal("-21.70")
+    second = run_cli(
+        billed, "credit", "INV-2026-000001", "--amount", "1.00", *goodwill, "--date", "2026-10-20"
+    )
+    assert second.exit_code == 0, second.output
+    assert run_cli(billed, "invoice", "--through", "2026-11-01").exit_code == 0
+    entries, errors, _ = load_books(billed / "books" / "main.beancount")
+    assert errors == []
+    notes = [e for e in entries if isinstance(e, data.Transaction) and "credit_note" in e.meta]
+    assert [n.meta["credit_note"] for n in notes if "reason" in n.meta] == [
+        "CN-2026-000001",
+        "CN-2026-000002",
+    ]
+    assert balance(entries, deferred, date(2026, 11, 1)) == 0
+    assert balance(entries, "Income:Credit-Notes", date(2026, 11, 1)) == Decimal("1.00")
+    assert run_cli(billed, "trace", "INV-2026-000001").exit_code == 0
+    assert run_cli(billed, "check").exit_code == 0

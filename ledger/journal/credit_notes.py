@@ -171,6 +171,18 @@ def recut_cycles(notes: Sequence[CreditNote]) -> dict[tuple[str, int], str]:
     return found
 
 
+def running_cycle(customer: str, cycle: str, rules: Rules) -> str:
+    """The cycle ``cycle`` is now, as the subscriptions give it: cut by a change entered after
+    a note was scheduled over it and corrected by no credit note of its own (``proration:
+    none`` bills the cut cycle in full), a note's deferred part is taken out of the fee's
+    recognition over the rest of the cycle as it now runs, so deferred revenue is 0 when it
+    ends. Unchanged (or outside every subscription now): ``cycle``."""
+    known = rules.customers.get(customer)
+    start, _ = cycle_bounds(cycle)
+    now = cycle_at(known, rules.plans, start) if known is not None else None
+    return now.key if now is not None and now.start == start else cycle
+
+
 def fee_reduction_entries(
     note: CreditNote,
     invoice: Invoice,
@@ -185,7 +197,10 @@ def fee_reduction_entries(
     cycle's invoice); at each of the cycle's accrual points from the note's date on,
     this books the change in :func:`fee_reduction` the other way, so the cycle
     recognizes ``fee − deferred part`` in all and its deferred revenue ends at 0.
-    A note of 2026-10-26 taking 30.00 out of ``[2026-10-15, 2026-11-15)``::
+    A cycle cut since without a correction note of its own (``proration: none``) is
+    scheduled as it now runs (:func:`running_cycle`); one that ended before the note's date
+    takes the note's part at once, on that date. A note of 2026-10-26 taking 30.00 out of
+    ``[2026-10-15, 2026-11-15)``::
 
         2026-10-31 * "acme" "Base fee recognition reduced by CN-2026-000001 through 2026-10-31" ^CN-2026-000001 ^acme-2026-10-15
           customer: "acme"
@@ -203,22 +218,25 @@ def fee_reduction_entries(
         if now is not None and now != part.cycle:
             continue  # scheduled over a cycle a subscription change has since re-cut: taken at once
         fee = invoice.lines[part.line - 1]
-        start, end = cycle_bounds(part.cycle)
         plan = _fee_plan(note.customer, fee, rules)
+        cycle = running_cycle(note.customer, part.cycle, rules) if now is None else part.cycle
+        start, end = cycle_bounds(cycle)
         points = Cycle(
             note.customer, plan, start, end, start, end, 0, False, False
         ).accrual_points()
+        if points[-1] < note.date:
+            points = (note.date,)  # the cycle as it runs now ended before the note: at once
         done = ZERO
         for point in points:
             if point < note.date or (through is not None and point > through):
                 continue
-            cumulative = fee_reduction(part.deferred, part.cycle, note.date, point, note.currency)
+            cumulative = fee_reduction(part.deferred, cycle, note.date, point, note.currency)
             delta, done = cumulative - done, cumulative
             if not delta:
                 continue
             entries.append(
                 data.Transaction(
-                    entry_meta(customer=note.customer, credit_note=note.number, cycle=part.cycle),
+                    entry_meta(customer=note.customer, credit_note=note.number, cycle=cycle),
                     point,
                     FLAG,
                     note.customer,
