@@ -1325,11 +1325,14 @@ def _trace_invoice(
     }
 
     rating = session.rate(invoice.date, {invoice.customer})
+    # every cycle whose accruals the invoice froze, billed by a line or not (a cycle without
+    # anything to bill, moved out of a sealed month with another draft, keeps no zero line)
+    frozen = {*invoice.cycles, *(snap.link for snap in invoice.accruals)}
     drafts = session.draft(
         rating,
         invoice.date,
         issued=invoices[:position],
-        evidence=evidence.accruals(rating, invoice.cycles),
+        evidence=evidence.accruals(rating, frozen),
         redrafting=invoice,
     )
     draft = next((d for d in drafts if d.key == invoice.key), None)

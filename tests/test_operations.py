@@ -993,3 +993,43 @@ def test_a_goodwill_note_before_a_cut_under_no_proration_follows_the_cut_cycle(
     assert balance(entries, "Income:Credit-Notes", date(2026, 11, 1)) == Decimal("1.00")
     assert run_cli(billed, "trace", "INV-2026-000001").exit_code == 0
     assert run_cli(billed, "check").exit_code == 0
+
+
+def test_trace_checks_a_frozen_accrual_whose_cycle_kept_no_line(tmp_path: Path) -> None:
+    """Found by the simulator (seed 60097). acme is on ``u`` (usage only, 0.10 a call) from
+    Sep 15, calendar cycles, and makes no call; September is closed (nothing to invoice: no
+    zero invoice). On Oct 1 acme is moved to ``p`` (31.00 a month in advance) from Sep 16,
+    backdated: ``u``'s cycle is now [Sep 15, Sep 16), with nothing to bill, and ``p``'s first
+    cycle [Sep 16, Oct 1) is 15 of 30 days: 31.00 × 15 ÷ 30 = 15.50. Both would be invoiced
+    on Sep 16, in the sealed month, so they move to the first open day: INV-2026-000001
+    (Oct 1) bills 15.50 + October's 31.00 = 46.50 and freezes ``u``'s cycle (its accrual of
+    Sep 15, 0 calls) without a line for it (zero lines are left off). ``trace`` checks that
+    frozen accrual's evidence against the store like any other: verified.
+    """
+    u = 'plans:\n  u:\n    currency: USD\n    charges:\n      - {meter: api_calls, model: unit, unit_price: "0.10"}\n'
+    root = write_workspace(
+        tmp_path / "ws",
+        meters=METERS_CALLS,
+        plans=FEE_PLANS + u.removeprefix("plans:\n"),
+        customers=_acme("{plan: u, start: 2026-09-15}"),
+    )
+    assert run_cli(root, "post", "--through", "2026-09-30").exit_code == 0
+    closed = run_cli(root, "close", "2026-09")
+    assert closed.exit_code == 0, closed.output
+    (root / "rules" / "customers.yaml").write_text(
+        _acme("{plan: u, start: 2026-09-15}, {plan: p, start: 2026-09-16}")
+    )
+    invoiced = run_cli(root, "invoice", "--through", "2026-10-01")
+    assert invoiced.exit_code == 0, invoiced.output
+    (invoice,) = open_session(root).issued_invoices()
+    assert (invoice.number, invoice.date, invoice.total) == (
+        "INV-2026-000001",
+        date(2026, 10, 1),
+        Decimal("46.50"),
+    )
+    assert "acme-2026-09-15" in {snap.link for snap in invoice.accruals}
+    assert "acme-2026-09-15" not in invoice.cycles
+    traced = run_cli(root, "trace", "INV-2026-000001")
+    assert traced.exit_code == 0, traced.output
+    assert "frozen accrual ^acme-2026-09-15 2026-09-15 evidence" in traced.output
+    assert run_cli(root, "check").exit_code == 0

@@ -17,8 +17,11 @@ After every step: no traceback, exit codes 0/1/2 only, refusals only where they 
 right answer, and the books load with 0 errors. Every ``--check-every`` steps and at the
 end (after invoicing and posting through the clock): ``check`` passes; ``trace`` verifies
 every invoice; every invoiced cycle's unbilled and contract-asset postings net to 0 through
-its last invoice; no customer's deferred revenue is a debit balance; every transaction of a
-customer touches only that customer's accounts and balances; a rebuild of the open months
+its last invoice; per customer, invoiced − credited (store) = recognized + deferred −
+unbilled − contract assets (books); every advance fee is back to 0 in deferred revenue at
+its cycle's end; no customer's deferred revenue is a debit balance (at the end and at each
+cycle end); every transaction of a customer touches only that customer's accounts and
+balances; a rebuild of the open months
 from the store gives the same bytes; invoice numbers are gapless and never reused.
 
 A failing history is shrunk (operations removed one at a time while it still fails) and
