@@ -720,11 +720,12 @@ def _fees_recognized(
     for txn in txns:
         meta = txn.meta or {}
         links = [link for link in txn.links or () if link in owed]
-        if len(links) != 1 or "invoice" in meta:
+        if len(links) != 1:  # an invoice of several cycles posts no subscription revenue
             continue
         link = links[0]
         cycle = meta.get("cycle")
-        if isinstance(cycle, str) and "," not in cycle and "/" in cycle:
+        accrual = "invoice" not in meta or "late" in meta  # the cycle as it is now
+        if accrual and isinstance(cycle, str) and "," not in cycle and "/" in cycle:
             end = date.fromisoformat(cycle.split("/")[1])
             if txn.date >= ends.get(link, (date.min, end))[0]:
                 ends[link] = (txn.date, end)
