@@ -30,7 +30,7 @@ all ended has none, so once they have ended the waiting lines get a
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import date, timedelta
@@ -179,6 +179,20 @@ def draft_invoices(
     # a cycle whose accruals an issued invoice froze is billed (late usage aside), whatever that
     # invoice's date
     frozen = {snap.link for inv in issued for snap in inv.accruals}
+    # an advance fee or a grant moved out of a sealed month (:func:`_redate_sealed`) was billed
+    # on another day's invoice: billed once, never again on the next first open day
+    fees = {
+        line.link
+        for inv in issued
+        for line in inv.lines
+        if line.kind == "base_fee" and line.account == "deferred" and line.link
+    }
+    grants = Counter(
+        (inv.customer, line.description, line.amount)
+        for inv in issued
+        for line in inv.lines
+        if line.kind == "credit_grant"
+    )
     lines: dict[tuple[str, date], list[InvoiceLine]] = defaultdict(list)
     accruals: dict[tuple[str, date], list[Snapshot]] = defaultdict(list)
     points: dict[str, list[CycleRating]] = defaultdict(list)
@@ -196,7 +210,13 @@ def draft_invoices(
                 if r.through in cycle.accrual_points()
             )
         fee = rated.base_fee
-        if fee is not None and fee.timing == "advance" and cycle.start <= through and fee.billed:
+        if (
+            fee is not None
+            and fee.timing == "advance"
+            and cycle.start <= through
+            and fee.billed
+            and cycle.link not in fees
+        ):
             advance = InvoiceLine(
                 kind="base_fee",
                 description=f"{cycle.plan} base fee {cycle.key} (in advance)",
@@ -210,10 +230,14 @@ def draft_invoices(
         for grant in customer.credits:
             if grant.granted <= through:
                 expiry = f", expires {grant.expires.isoformat()}" if grant.expires else ""
+                description = f"prepaid credit granted {grant.granted.isoformat()}{expiry}"
+                if grants[(cid, description, grant.amount)]:
+                    grants[(cid, description, grant.amount)] -= 1
+                    continue
                 lines[(cid, grant.granted)].append(
                     InvoiceLine(
                         kind="credit_grant",
-                        description=f"prepaid credit granted {grant.granted.isoformat()}{expiry}",
+                        description=description,
                         account="deferred",
                         amount=grant.amount,
                     )
@@ -221,6 +245,7 @@ def draft_invoices(
     _redate_sealed(lines, accruals, issued, issued_keys, first_open=first_open, through=through)
     if redrafting is not None:
         _redate_into(lines, accruals, redrafting)
+        _not_yet_known(lines, redrafting)
     late = late_usage(
         rating, issued, first_open=first_open, included=included, redrafting=redrafting
     )
@@ -311,6 +336,35 @@ def _redate_into(
             del lines[(cid, day)]
             lines[(cid, invoice.date)].extend(line for line in moved if line.amount)
             accruals[(cid, invoice.date)].extend(accruals.pop((cid, day)))
+
+
+def _not_yet_known(lines: dict[tuple[str, date], list[InvoiceLine]], invoice: Invoice) -> None:
+    """Leave off ``invoice``'s re-draft the advance fees and grants of earlier (sealed) days that
+    :func:`_redate_sealed` moved onto its day but it does not bill: they were entered after it
+    was issued (a backdated plan change or grant), so a later invoice bills them."""
+    key = (invoice.customer, invoice.date)
+    fees = {line.link for line in invoice.lines if line.kind == "base_fee"}
+    grants = Counter(
+        (line.description, line.amount) for line in invoice.lines if line.kind == "credit_grant"
+    )
+    kept = []
+    for line in lines.get(key, []):
+        if (
+            line.kind == "base_fee"
+            and line.cycle
+            and line.link not in fees
+            and date.fromisoformat(line.cycle.split("/")[0]) < invoice.date
+        ):
+            continue
+        if line.kind == "credit_grant" and f"granted {invoice.date.isoformat()}" not in (
+            line.description
+        ):
+            if not grants[(line.description, line.amount)]:
+                continue
+            grants[(line.description, line.amount)] -= 1
+        kept.append(line)
+    if key in lines:
+        lines[key] = kept
 
 
 def late_usage(

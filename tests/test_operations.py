@@ -1033,3 +1033,55 @@ def test_trace_checks_a_frozen_accrual_whose_cycle_kept_no_line(tmp_path: Path) 
     assert traced.exit_code == 0, traced.output
     assert "frozen accrual ^acme-2026-09-15 2026-09-15 evidence" in traced.output
     assert run_cli(root, "check").exit_code == 0
+
+
+def test_a_fee_or_grant_moved_out_of_a_sealed_month_is_billed_once(tmp_path: Path) -> None:
+    """Found by the simulator's fee check (seed 60097; ``check`` and ``trace`` passed).
+    acme is on ``u`` (usage only) from Sep 15 and makes no call; September is closed. On
+    Oct 1 acme moves to ``p`` (31.00 a month in advance) from Sep 23, backdated: ``p``'s
+    first cycle [Sep 23, Oct 1) is 8 of 30 days, 31.00 × 8 ÷ 30 = 8.27, to be billed on
+    Sep 23, which is sealed, so it moves to the first open day: INV-2026-000001 (Oct 1)
+    bills 8.27 + October's 31.00 = 39.27. The next run (through Oct 2) issues nothing: the
+    fee is billed (it used to be billed again on every next day). A grant of 20.00 dated
+    Sep 20, entered on Oct 2, is billed once likewise: INV-2026-000002 (Oct 2, the day after
+    acme's last invoice), then nothing. Deferred revenue after October: −39.27 − 20.00 +
+    8.27 (the sealed Sep 30 point, posted on Oct 1) + 31.00 (October) = −20.00, the grant.
+    ``trace`` verifies both: INV-2026-000001's re-draft leaves off the grant entered after
+    it was issued, which INV-2026-000002 bills.
+    """
+    u = "  u:\n    currency: USD\n    charges:\n      - {meter: api_calls, model: unit, "
+    u += 'unit_price: "0.10"}\n'
+    root = write_workspace(
+        tmp_path / "ws",
+        meters=METERS_CALLS,
+        plans=FEE_PLANS + u,
+        customers=_acme("{plan: u, start: 2026-09-15}"),
+    )
+    assert run_cli(root, "post", "--through", "2026-09-30").exit_code == 0
+    assert run_cli(root, "close", "2026-09").exit_code == 0
+    subscriptions = "{plan: u, start: 2026-09-15}, {plan: p, start: 2026-09-23}"
+    (root / "rules" / "customers.yaml").write_text(_acme(subscriptions))
+    first = run_cli(root, "invoice", "--through", "2026-10-01")
+    assert "INV-2026-000001  2026-10-01  acme" in first.output and "39.27" in first.output
+    assert "issued 0 invoices" in run_cli(root, "invoice", "--through", "2026-10-02").output
+    (root / "rules" / "customers.yaml").write_text(
+        _acme(subscriptions, ', credits: [{amount: "20.00", granted: 2026-09-20}]')
+    )
+    second = run_cli(root, "invoice", "--through", "2026-10-03")
+    assert "INV-2026-000002  2026-10-02  acme" in second.output and "20.00" in second.output
+    assert "issued 0 invoices" in run_cli(root, "invoice", "--through", "2026-10-05").output
+    invoices = open_session(root).issued_invoices()
+    assert [(inv.number, inv.total) for inv in invoices] == [
+        ("INV-2026-000001", Decimal("39.27")),
+        ("INV-2026-000002", Decimal("20.00")),
+    ]
+    assert run_cli(root, "post", "--through", "2026-10-31").exit_code == 0
+    entries, errors, _ = load_books(root / "books" / "main.beancount")
+    assert errors == []
+    assert balance(entries, "Liabilities:Deferred-Revenue:Acme", date(2026, 11, 1)) == Decimal(
+        "-20.00"
+    )
+    assert balance(entries, "Income:Subscriptions:P", date(2026, 11, 1)) == Decimal("-39.27")
+    assert run_cli(root, "check").exit_code == 0
+    for number in ("INV-2026-000001", "INV-2026-000002"):
+        assert run_cli(root, "trace", number).exit_code == 0
