@@ -1006,7 +1006,8 @@ def test_trace_checks_a_frozen_accrual_whose_cycle_kept_no_line(tmp_path: Path) 
     Sep 15, 0 calls) without a line for it (zero lines are left off). ``trace`` checks that
     frozen accrual's evidence against the store like any other: verified.
     """
-    u = 'plans:\n  u:\n    currency: USD\n    charges:\n      - {meter: api_calls, model: unit, unit_price: "0.10"}\n'
+    u = "plans:\n  u:\n    currency: USD\n    charges:\n      - {meter: api_calls, model: unit, "
+    u += 'unit_price: "0.10"}\n'
     root = write_workspace(
         tmp_path / "ws",
         meters=METERS_CALLS,
