@@ -545,7 +545,14 @@ def check_all(world: World) -> None:
     assert world.posted_through is not None
     notes = _store_rows(world, "notes")
     _customer_equation(txns, invoices, notes, world.posted_through)
-    _fees_recognized(txns, invoices, notes, _store_rows(world, "adjustments"), world.posted_through)
+    _fees_recognized(
+        txns,
+        invoices,
+        notes,
+        _store_rows(world, "adjustments"),
+        world.posted_through,
+        _cycle_ends(world, invoices),
+    )
     _rebuild(world)
 
 
@@ -691,13 +698,38 @@ def _customer_equation(
         )
 
 
+def _cycle_ends(world: World, invoices: list[Any]) -> dict[str, date]:
+    """The end of every cycle an advance fee was billed for, as the subscriptions give it now
+    (a change after the invoice may have cut or lengthened it)."""
+    from ledger.cycles import cycle_at
+    from ledger.rules import load_rules
+
+    rules = load_rules(world.root / "rules")
+    ends = {}
+    for inv in invoices:
+        customer = rules.customers.get(inv.customer)
+        for line in inv.lines:
+            if line.kind == "base_fee" and line.link and line.cycle and customer is not None:
+                cycle = cycle_at(customer, rules.plans, date.fromisoformat(line.cycle[:10]))
+                if cycle is not None and cycle.link == line.link:
+                    ends[line.link] = cycle.end
+    return ends
+
+
 def _fees_recognized(
-    txns: list[Any], invoices: list[Any], notes: list[Any], adjustments: list[Any], through: date
+    txns: list[Any],
+    invoices: list[Any],
+    notes: list[Any],
+    adjustments: list[Any],
+    through: date,
+    now: dict[str, date] | None = None,
 ) -> None:
     """Each advance fee's deferred revenue is back to 0 when its cycle ends: billed (the base-fee
     lines of the store's invoices for the cycle) + its debit adjustments − what credit notes
     took out of deferred revenue for it = the subscription revenue the books recognized for it
-    (its accruals and late entries), once the books are posted through the cycle's last day."""
+    (its accruals and late entries), once the books are posted through the cycle's last day:
+    ``now`` (the subscriptions' cycle ends), else the books' latest accrual of the cycle, else
+    the cycle as billed."""
     lines: dict[tuple[str, int], Any] = {}
     owed: dict[str, Decimal] = defaultdict(Decimal)
     billed_end: dict[str, date] = {}  # as billed; the books' accruals carry the cycle as it is
@@ -735,7 +767,9 @@ def _fees_recognized(
     left = {
         link: owed[link] - recognized[link]
         for link in sorted(owed)
-        if ends.get(link, (date.min, billed_end[link]))[1] - timedelta(days=1) <= through
+        if (now or {}).get(link, ends.get(link, (date.min, billed_end[link]))[1])
+        - timedelta(days=1)
+        <= through
         and owed[link] != recognized[link]
     }
     if left:
