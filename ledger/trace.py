@@ -79,6 +79,7 @@ from ledger.errors import BadInput
 from ledger.escaping import for_terminal
 from ledger.events import from_us
 from ledger.facts.invoices import Invoice, InvoiceLine, load_invoices
+from ledger.journal.meta import entry_quantities
 from ledger.money import ZERO
 from ledger.pricing import PriceLine, format_quantity
 from ledger.rating import CycleRating, Rating
@@ -470,8 +471,8 @@ def _books_targets(
 def _books_quantities(usage: Sequence[data.Transaction]) -> dict[str, tuple[Decimal | None, date]]:
     """Per meter: the cumulative quantity the books record and the accrual point it is for.
 
-    An accrual carries its meter's cumulative quantity (on the revenue posting,
-    only when the amount moved); a late entry carries the change since the
+    An accrual carries its meters' cumulative quantities (``quantities``, and on
+    the revenue posting when the amount moved); a late entry carries the change since the
     invoiced accrual, added on top. A late adjustment without a quantity (a
     sealed month's catch-up that could not derive it, see
     :func:`ledger.journal.sealed.catch_up`) leaves the quantity unknown (None). The day
@@ -483,11 +484,8 @@ def _books_quantities(usage: Sequence[data.Transaction]) -> dict[str, tuple[Deci
         usage, key=lambda e: (_usage_date(e), bool((e.meta or {}).get("late")), e.date)
     ):
         late = bool((entry.meta or {}).get("late"))
-        for p in entry.postings:
-            meta = p.meta or {}
-            meter, quantity = meta.get("meter"), meta.get("quantity")
-            if not isinstance(meter, str) or not meter:
-                continue
+        # ``quantities`` names every meter, also one whose amount never moved (a free tier)
+        for meter, quantity in entry_quantities(entry).items():
             if not late and isinstance(quantity, Decimal):
                 result[meter] = (quantity, _usage_date(entry))
             elif late:

@@ -1086,3 +1086,37 @@ def test_a_fee_or_grant_moved_out_of_a_sealed_month_is_billed_once(tmp_path: Pat
     assert run_cli(root, "check").exit_code == 0
     for number in ("INV-2026-000001", "INV-2026-000002"):
         assert run_cli(root, "trace", number).exit_code == 0
+
+
+def test_trace_counts_a_free_tier_quantity_under_late_usage(tmp_path: Path) -> None:
+    """Found by the simulator (seed 60228). Plan ``g``: 31.00 a month in advance, calls free
+    up to 10, then 1.00 each. acme makes 5 calls Sep 1–5: September's accrual records 5
+    calls for 0.00 (no revenue posting for the meter, the quantity only in ``quantities``);
+    INV-2026-000002 (Oct 1) freezes the cycle. 8 calls dated Sep 20 arrive late: 13 calls,
+    (13 − 10) × 1.00 = 3.00, posted as late usage of +8 calls on Oct 1. ``trace`` of the
+    cycle adds the late 8 to the accrual's 5 (it read 8, and said the store's 13 differs)."""
+    plans = (
+        "plans:\n  g:\n    currency: USD\n"
+        '    base_fee: {amount: "31.00", timing: advance}\n'
+        "    charges:\n      - meter: api_calls\n        model: graduated\n        tiers:\n"
+        '          - {up_to: 10, unit_price: "0"}\n          - {unit_price: "1.00"}\n'
+    )
+    root = write_workspace(
+        tmp_path / "ws",
+        meters=METERS_CALLS,
+        plans=plans,
+        customers=_acme("{plan: g, start: 2026-09-01}"),
+    )
+    session = open_session(root)
+    insert_events(session.engine, calls("acme", [f"2026-09-0{d}" for d in range(1, 6)]))
+    assert run_cli(root, "invoice", "--through", "2026-10-01").exit_code == 0
+    insert_events(session.engine, calls("acme", ["2026-09-20"] * 8, "late"))
+    assert run_cli(root, "post", "--through", "2026-10-05").exit_code == 0
+    entries, errors, _ = load_books(root / "books" / "main.beancount")
+    assert errors == []
+    (late,) = [e for e in entries if isinstance(e, data.Transaction) and e.meta.get("late")]
+    assert (late.date, late.meta["quantities"]) == (date(2026, 10, 1), "api_calls=8")
+    assert balance(entries, "Income:Usage:Api-Calls", date(2026, 10, 2)) == Decimal("-3.00")
+    traced = run_cli(root, "trace", "^acme-2026-09-01")
+    assert traced.exit_code == 0, traced.output
+    assert run_cli(root, "check").exit_code == 0
