@@ -79,7 +79,7 @@ from ledger.errors import BadInput
 from ledger.escaping import for_terminal
 from ledger.events import from_us
 from ledger.facts.invoices import Invoice, InvoiceLine, load_invoices
-from ledger.journal.meta import entry_quantities
+from ledger.journal.meta import parse_quantities
 from ledger.money import ZERO
 from ledger.pricing import PriceLine, format_quantity
 from ledger.rating import CycleRating, Rating
@@ -484,8 +484,18 @@ def _books_quantities(usage: Sequence[data.Transaction]) -> dict[str, tuple[Deci
         usage, key=lambda e: (_usage_date(e), bool((e.meta or {}).get("late")), e.date)
     ):
         late = bool((entry.meta or {}).get("late"))
-        # ``quantities`` names every meter, also one whose amount never moved (a free tier)
-        for meter, quantity in entry_quantities(entry).items():
+        carried: dict[str, Decimal | None] = {}
+        for p in entry.postings:
+            meter, quantity = (p.meta or {}).get("meter"), (p.meta or {}).get("quantity")
+            if isinstance(meter, str) and meter:
+                carried[meter] = quantity if isinstance(quantity, Decimal) else carried.get(meter)
+        # ``quantities`` also names a meter whose amount never moved (a free tier): no revenue
+        # posting carries it
+        listed = (entry.meta or {}).get("quantities")
+        if isinstance(listed, str):
+            for meter, quantity in parse_quantities(listed).items():
+                carried.setdefault(meter, quantity)
+        for meter, quantity in carried.items():
             if not late and isinstance(quantity, Decimal):
                 result[meter] = (quantity, _usage_date(entry))
             elif late:
