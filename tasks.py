@@ -6,13 +6,13 @@
 
 `test` runs ruff and mypy on ledger/ and then pytest; extra arguments go to pytest
 (`python3 tasks.py test -k ingest`). CI (.ci/run) runs exactly `python3 tasks.py test`.
-Both install with ``-c constraints.txt``: the versions CI last tested (README "Dependencies").
+Both install with ``-c constraints.txt``: the versions CI last tested (the manual "Dependencies").
 
     python3 tasks.py constraints   # rewrite constraints.txt from .venv (after a dependency change)
 
     python3 tasks.py mutation rating [--max-minutes 20] [--children 2] [--from-git HEAD]
 
-runs mutmut on one money-critical module (README "Mutation testing"; the modules and the tests
+runs mutmut on one money-critical module (the manual "Mutation testing"; the modules and the tests
 each is checked with are in MUTATION_MODULES) and prints its score and surviving mutants.
 """
 

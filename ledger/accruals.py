@@ -138,7 +138,7 @@ def net_targets(rated: CycleRating, included: Inclusion) -> dict[str, Decimal]:
     unbilled is what they settle. An advance fee is recognized by day out of what its invoice
     booked to deferred revenue (:meth:`Inclusion.advance_fee`): 119.00 a month from
     Oct 16 is round(100.00 × 16 ÷ 31) = 51.61 of October revenue. Prepaid credit drawn keeps
-    its amount: a grant's deferred revenue is booked with its tax (see README "Taxes").
+    its amount: a grant's deferred revenue is booked with its tax (see the manual "Taxes").
     """
     out: dict[str, Decimal] = defaultdict(lambda: ZERO)
     for charge in rated.charges:

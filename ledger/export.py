@@ -19,7 +19,7 @@ month's seal::
     MB-2026-10-USD,2026-10-31,USD,1200,,0.00,…
 
 The named formats are the products' documented journal-import CSV layouts
-(README, "Journal export"): ``quickbooks`` (QuickBooks Online: Journal No.,
+(the manual, "Journal export"): ``quickbooks`` (QuickBooks Online: Journal No.,
 Journal Date, Account Name, Debits, Credits, Description, Name, Currency),
 ``xero`` (Xero manual journals: Narration, Date, Description, AccountCode,
 TaxRate, Amount signed) and ``netsuite`` (NetSuite journal entry import:

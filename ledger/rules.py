@@ -265,7 +265,7 @@ class CreditGrant(_Record):
 class ChangePolicy(_Record):
     """How a subscription change or cancellation in the middle of a cycle is billed
     (``[subscription_changes]`` in ``meterbook.toml`` for the workspace,
-    ``subscription_changes:`` of a customer for that customer; see README "Subscription
+    ``subscription_changes:`` of a customer for that customer; see the manual "Subscription
     changes").
 
     ``proration``: ``by_day`` (default) bills the cycle cut by the change for its days
@@ -340,7 +340,7 @@ class BillingDetails(_Record):
           email: ap@acme.example
           reference: PO-4471      # the customer's purchase order, printed on every invoice
 
-    The customer's tax id is ``tax_id`` of ``rules/taxes.yaml`` (README "Taxes"): it is
+    The customer's tax id is ``tax_id`` of ``rules/taxes.yaml`` (the manual "Taxes"): it is
     recorded on each taxed invoice, so it is not repeated here.
     """
 

@@ -40,6 +40,7 @@ from ledger.facts.credit_notes import CreditNote, CreditPart
 from ledger.facts.invoices import SUPPLEMENTARY, Invoice, InvoiceLine, Tax, TaxLine, load_invoices
 from ledger.pricing import PriceLine
 from ledger.statements import CapUse, ChargeProjection, Evidence, MeterUsage, Projection, Statement
+from tests.support.readme import manual_text
 from tests.support.workspaces import (
     METERS_CALLS,
     calls,
@@ -369,7 +370,7 @@ customers:
 def readme_invoice() -> str:
     """The README's example (Documents and templates): the packaged invoice with the
     business's logo, address and VAT number."""
-    text = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    text = manual_text()
     after = text[text.index("<!-- documents-example") :]
     match = re.search(r"```jinja\n(.*?)```", after, re.S)
     assert match, "no jinja block after the documents-example marker"

@@ -27,6 +27,7 @@ from ledger import seal
 from ledger.books import load_books
 from ledger.export import GlMapping, build_journal, load_gl_mapping, month_movements
 from ledger.session import Session
+from tests.support.readme import manual_text
 from tests.support.tax import tax_workspace
 from tests.support.workspaces import REPO, run_cli
 
@@ -318,7 +319,7 @@ def test_the_demo_books_sealed_september_exports_to_its_exact_movements() -> Non
 
 
 def readme_block(marker: str, fence: str) -> str:
-    text = (REPO / "README.md").read_text()
+    text = manual_text()
     return text[text.index(marker) :].split(fence, 1)[1].split("```", 1)[0]
 
 

@@ -31,11 +31,10 @@ from ledger.facts.invoices import load_invoices
 from ledger.reports import build_report
 from ledger.session import Session
 from ledger.tax import TaxRate, standard_tax
-from tests.support.readme import hookspec_example
+from tests.support.readme import hookspec_example, manual_text
 from tests.support.tax import CONFIG, PLANS, TAXES, tax_workspace
 from tests.support.workspaces import (
     METERS_CALLS,
-    REPO,
     balance,
     calls,
     insert_events,
@@ -537,7 +536,7 @@ taxes:
 
 def test_the_readme_documents_these_tax_rules() -> None:
     """README's Taxes section shows the rules these worked examples run with."""
-    text = (REPO / "README.md").read_text()
+    text = manual_text()
     after = text[text.index("<!-- taxes-example -->") :]
     assert after.split("```yaml\n", 1)[1].split("```", 1)[0] == TAXES
 

@@ -13,7 +13,7 @@ SQLite store, and :func:`check_one` asserts:
 - ``received = accepted + duplicates + conflicts + rejected``, the store gained
   exactly ``rejected`` rejects and one batch; and for a line-based file (CSV,
   JSONL) ``received`` is the number of non-blank lines after the header
-  (:func:`expected_rows`, computed from the bytes by the rules README states):
+  (:func:`expected_rows`, computed from the bytes by the rules the manual states):
   every physical line has exactly one outcome;
 - nothing else is raised (a traceback is a failure), by the import or by
   identifying the file's importer by its content.
@@ -207,7 +207,7 @@ def counts(engine: Engine) -> tuple[int, ...]:
 
 def record_lines(data: bytes, kind: str) -> list[int]:
     """The numbers of a line-based file's non-blank lines, from its bytes, by the rules
-    README states: each is exactly one record (a CSV's first is its header).
+    the manual states: each is exactly one record (a CSV's first is its header).
 
     Lines end in LF or CRLF, or in CR throughout when the first line break is a
     lone CR; a UTF-8 BOM is skipped; a line is blank when it holds nothing but
@@ -282,7 +282,7 @@ def check_one(
     assert report.rejected == sum(report.reasons.values()), "rejected != sum of reasons"
     assert after[0] == before[0] + 1, "one batch per file"
     # every reject kept with its row, once: a row rejected before at the same line of a file of
-    # the same name, with the same raw text, is not stored again (README "Rejected rows")
+    # the same name, with the same raw text, is not stored again (the manual "Rejected rows")
     new = stored_rejects(engine, str(path), batch=report.batch_id)
     assert after[3] - before[3] == len(new) <= report.rejected, "rejects stored once each"
     assert new.isdisjoint(held), "a reject the store held was stored again"

@@ -9,7 +9,7 @@
     ...
     ratio meterbook / psql \\copy: 3.39x wall, 4.82x CPU (all processes, backends included)
 
-(2 cores busy with other work, load average 6 to 9: see the README's Benchmarks.)
+(2 cores busy with other work, load average 6 to 9: see the manual's Benchmarks.)
 
 SQLite: each run imports the file into an empty store, then (same run, alternating)
 the **baseline** reads the same file with :mod:`csv` and inserts the raw cells with

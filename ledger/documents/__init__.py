@@ -65,7 +65,7 @@ PACKAGED_DIR = Path(__file__).parent / "templates"
 
 class UsageStatement(Protocol):
     """A usage statement (:class:`ledger.statements.Statement`, a later stage than this one):
-    whose it is; the template reads its other fields by name (README "Documents and templates")."""
+    whose it is; the template reads its other fields by name (the manual "Documents and templates")."""
 
     @property
     def customer(self) -> str: ...
@@ -77,7 +77,7 @@ class Seller:
     ``[tax] seller_tax_id`` ("" when unset), ``title`` the workspace's ``title``; ``name``,
     ``address``, ``email`` and ``phone`` are ``[seller]`` (printed at the top of every
     document), ``payment`` and ``payment_details`` are ``[payment]`` (printed on invoices).
-    A logo goes into the workspace's own templates (README "Documents and templates")."""
+    A logo goes into the workspace's own templates (the manual "Documents and templates")."""
 
     tax_id: str = ""
     title: str = ""

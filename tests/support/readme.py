@@ -13,8 +13,8 @@ from tests.support.workspaces import REPO
 
 
 def readme_block(marker: str) -> str:
-    """The first ``python`` code block after ``marker`` in README.md."""
-    text = (REPO / "README.md").read_text()
+    """The first ``python`` code block after ``marker`` in the manual."""
+    text = manual_text()
     after = text[text.index(marker) :]
     match = re.search(r"```python\n(.*?)```", after, re.S)
     assert match, f"no python block after {marker}"
@@ -31,3 +31,9 @@ def hookspec_example(hook: str) -> str:
             break
         lines.append(line)
     return textwrap.dedent("\n".join(lines))
+
+
+def manual_text() -> str:
+    """The whole manual: README.md and every page of docs/ (the examples live in docs/)."""
+    pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    return "\n".join(page.read_text(encoding="utf-8") for page in pages)
