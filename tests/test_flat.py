@@ -33,6 +33,7 @@ from tests.support.workspaces import (
     balance,
     calls,
     insert_events,
+    module_scope,
     open_session,
     write_workspace,
 )
@@ -114,7 +115,7 @@ def usage_line(invoices: list[Invoice], customer: str, link: str) -> InvoiceLine
     return line
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=module_scope)
 def books(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> tuple[Session, list[Invoice], list[data.Directive]]:

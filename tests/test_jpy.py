@@ -33,7 +33,7 @@ from click.testing import CliRunner
 
 from ledger.books import close_path, load_books, sealed_months
 from ledger.cli import cli
-from tests.support.workspaces import balance, write_workspace
+from tests.support.workspaces import balance, module_scope, write_workspace
 
 METERS = (
     "meters:\n  tokens: "
@@ -86,7 +86,7 @@ def meterbook(root: Path, *args: str) -> dict[str, object] | str:
     return json.loads(result.stdout) if "--json" in args else result.stdout
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=module_scope)
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = write_workspace(
         tmp_path_factory.mktemp("jpy") / "ws", meters=METERS, plans=PLANS, customers=CUSTOMERS
@@ -117,7 +117,7 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=module_scope)
 def entries(root: Path) -> list[data.Directive]:
     entries, errors, _ = load_books(root / "books" / "main.beancount")
     assert errors == []  # what bean-check reports

@@ -51,6 +51,7 @@ from tests.support.workspaces import (
     METERS_CALLS_TOKENS,
     calls,
     insert_events,
+    module_scope,
     open_session,
     write_workspace,
 )
@@ -120,7 +121,7 @@ ANN_LATE_TOKENS = _tokens("ann", [("2026-10-12", 20)], "tok-late")
 ANN_NOV_LATE_TOKENS = _tokens("ann", [("2026-11-05", 5)], "tok-novlate")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=module_scope)
 def books(tmp_path_factory: pytest.TempPathFactory) -> tuple[Session, list[data.Directive]]:
     root = write_workspace(
         tmp_path_factory.mktemp("metadata") / "ws",

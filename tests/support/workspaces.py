@@ -11,6 +11,7 @@ own module in this package); only the meters most workspaces count with live her
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterable, Mapping
 from datetime import date
 from decimal import Decimal
@@ -30,6 +31,20 @@ from ledger.workspace import Workspace
 #: The repository's root (its README, rules/ and books/).
 REPO = Path(__file__).resolve().parents[2]
 STORE = 'store = "sqlite:///var/events.sqlite"\n'
+
+
+def module_scope(fixture_name: str, config: object) -> str:
+    """The scope of a fixture shared by a module's tests: ``"module"``, but ``"function"`` under
+    mutmut (``python3 tasks.py mutation``; it sets ``MUTANT_UNDER_TEST``).
+
+    mutmut maps each mutated function to the tests that call it, test by test; a module
+    fixture is built in the first test's setup only, so the module's other tests would never
+    be run against the mutants of what the fixture calls (and those mutants would "survive"
+    tests that catch them). Built per test, each test is mapped to everything it depends on.
+    """
+    return "function" if os.environ.get("MUTANT_UNDER_TEST") else "module"
+
+
 #: ``api_calls`` counts ``api.request`` events.
 METERS_CALLS = "meters:\n  api_calls: {event_type: api.request, aggregation: count, unit: call}\n"
 #: ``api_calls`` as above, and ``tokens`` sums the ``tokens`` property of ``llm.completion`` events.
