@@ -197,6 +197,7 @@ MUTATION_MODULES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "test_jpy.py",
             _DOCTEST + "journal.accruals]",
             "test_mutation_kills.py",
+            "test_journal_builders.py",
             "test_metadata.py",
             "test_close.py",
             "test_supplementary.py",

@@ -1,0 +1,546 @@
+"""The journal builders one at a time: hand-made snapshots, invoices and credit movements in,
+every field of every entry out, and the entries loaded back through Beancount's loader.
+
+The end-to-end tests (test_posting, test_metadata, test_close) run the builders through a
+workspace; these state each builder's contract field by field, so a mutant that changes one
+metadata key, one sign or one date is caught by a test that runs in milliseconds
+(``python3 tasks.py mutation posting``, README "Mutation testing").
+
+Rules: customers ``acme`` (USD; grants 5.00 and 9.00 on Sep 1 expiring Oct 10 and Oct 31, and
+100.00 on Oct 1 that never expires) and ``kaisha`` (JPY; 1000 on Sep 1 expiring Sep 30), plan
+``pro``, meters ``api_calls`` and ``tokens``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from beancount import loader
+from beancount.core import data
+
+from ledger.books import format_entries
+from ledger.invoicing import Invoice, InvoiceLine
+from ledger.posting import (
+    Snapshot,
+    accrual_entries,
+    breakage_entries,
+    grant_invoices,
+    invoice_entries,
+    late_entries,
+)
+from ledger.rating import CreditMovement
+from ledger.registry import load_registry
+from ledger.rules import Rules, load_rules
+from ledger.tax import Tax, TaxLine
+from tests.support import METERS_CALLS_TOKENS, balance
+
+D = Decimal
+PLANS = """\
+plans:
+  pro:
+    currency: USD
+    base_fee: {amount: "49.00", timing: advance}
+    charges:
+      - {meter: api_calls, model: unit, unit_price: "0.001"}
+      - {meter: tokens, model: unit, unit_price: "0.01"}
+  yen:
+    currency: JPY
+    charges:
+      - {meter: tokens, model: unit, unit_price: "1"}
+"""
+CUSTOMERS = """\
+customers:
+  acme:
+    currency: USD
+    billing_anchor: start
+    subscriptions: [{plan: pro, start: 2026-09-15}]
+    credits:
+      - {amount: "5.00", granted: 2026-09-01, expires: 2026-10-10}
+      - {amount: "9.00", granted: 2026-09-01, expires: 2026-10-31}
+      - {amount: "100.00", granted: 2026-10-01}
+  kaisha:
+    currency: JPY
+    billing_anchor: calendar
+    subscriptions: [{plan: yen, start: 2026-09-01}]
+    credits: [{amount: "1000", granted: 2026-09-01, expires: 2026-09-30}]
+"""
+ACME = "acme-2026-09-15"
+ACME_CYCLE = "2026-09-15/2026-10-15"
+
+
+@pytest.fixture
+def rules(tmp_path: Path) -> Rules:
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    (folder / "meters.yaml").write_text(METERS_CALLS_TOKENS)
+    (folder / "plans.yaml").write_text(PLANS)
+    (folder / "customers.yaml").write_text(CUSTOMERS)
+    return load_rules(folder, dict(load_registry(None).pricing_models))
+
+
+def _snap(
+    through: date,
+    targets: dict[str, str],
+    quantities: dict[str, int],
+    evidence: str = "",
+    *,
+    link: str = ACME,
+    customer: str = "acme",
+    cycle: str = ACME_CYCLE,
+    currency: str = "USD",
+) -> Snapshot:
+    return Snapshot(
+        link=link,
+        customer=customer,
+        cycle=cycle,
+        plan="pro",
+        through=through,
+        currency=currency,
+        targets=tuple(sorted((k, D(v)) for k, v in targets.items())),
+        quantities=tuple(sorted((m, D(q)) for m, q in quantities.items())),
+        evidence=evidence,
+    )
+
+
+Row = tuple[str, str, Decimal, dict[str, object]]
+
+
+def _shape(entry: data.Directive) -> tuple[object, ...]:
+    """An entry as comparable values: date, flag, payee, narration, links, tags, metadata
+    (without where it was read from) and per posting account, number, currency, metadata."""
+    meta = {k: v for k, v in (entry.meta or {}).items() if k not in ("filename", "lineno")}
+    if isinstance(entry, data.Document):
+        return (entry.date, "document", entry.account, entry.filename, entry.links, meta)
+    assert isinstance(entry, data.Transaction)
+    postings = [
+        (
+            p.account,
+            p.units.number,
+            p.units.currency,
+            {k: v for k, v in (p.meta or {}).items() if k not in ("filename", "lineno")},
+        )
+        for p in entry.postings
+    ]
+    return (
+        entry.date,
+        entry.flag,
+        entry.payee,
+        entry.narration,
+        entry.links,
+        entry.tags,
+        meta,
+        postings,
+    )
+
+
+def _loaded(entries: Sequence[data.Directive]) -> list[data.Directive]:
+    """The entries printed as Beancount text (every account opened) and loaded back: the loader
+    finds no error, so every transaction balances and every metadata value parses."""
+    accounts = sorted(
+        {p.account for e in entries if isinstance(e, data.Transaction) for p in e.postings}
+        | {e.account for e in entries if isinstance(e, data.Document)}
+    )
+    opens = "".join(f"2026-01-01 open {a}\n" for a in accounts)
+    text = 'option "operating_currency" "USD"\n' + opens + "\n" + format_entries(entries)
+    loaded, errors, _ = loader.load_string(text)
+    assert [e.message for e in errors] == []
+    return [e for e in loaded if not isinstance(e, data.Open)]
+
+
+# --- accrual_entries -------------------------------------------------------------------------
+
+
+def test_accruals_post_the_change_in_each_cycles_targets(rules: Rules) -> None:
+    """acme's cycle [Sep 15, Oct 15), pro's 49.00 base fee in advance:
+
+    - Sep 30: 16 of 30 days recognized, 49.00 × 16/30 = 26.13; 14,000 calls × 0.001 = 4.00,
+      no tokens: deferred 26.13, Income:Subscriptions:Pro −26.13, unbilled 4.00,
+      Income:Usage:Api-Calls −4.00 (quantity 14000).
+    - Oct 7: nothing moved (same targets): no entry, and the Oct 14 change is still taken
+      from Sep 30, not from Oct 7's equal figures.
+    - Oct 14: all 49.00 recognized (+22.87); 36,000 calls = 36.00 (+32.00); 250 tokens × 0.01
+      = 2.50 (+2.50, its first posting); a commitment shortfall of 1.50 (pro's 40.00 minimum
+      less 38.50 of usage): unbilled 4.00 → 40.00 (+36.00).
+
+    kaisha's calendar cycle [Oct 1, Nov 1) in JPY: 300 tokens of volume-like (non-final)
+    usage → contract asset 300 JPY, Income:Usage:Tokens −300, its evidence kept. Entries come
+    in (cycle link, date) order whatever the order of the snapshots.
+    """
+    sep30 = _snap(
+        date(2026, 9, 30),
+        {
+            "deferred": "26.13",
+            "subscription_revenue:pro": "26.13",
+            "unbilled": "4.00",
+            "usage_revenue:api_calls": "4.00",
+        },
+        {"api_calls": 14000, "tokens": 0},
+        "e-sep30",
+    )
+    oct7 = _snap(date(2026, 10, 7), dict(sep30.targets), {"api_calls": 14000, "tokens": 0}, "e7")
+    oct14 = _snap(
+        date(2026, 10, 14),
+        {
+            "commitment_revenue:": "1.50",
+            "deferred": "49.00",
+            "subscription_revenue:pro": "49.00",
+            "unbilled": "40.00",
+            "usage_revenue:api_calls": "36.00",
+            "usage_revenue:tokens": "2.50",
+        },
+        {"api_calls": 36000, "tokens": 250},
+    )
+    kaisha = _snap(
+        date(2026, 10, 31),
+        {"contract_asset": "300", "usage_revenue:tokens": "300"},
+        {"tokens": 300},
+        "e-kaisha",
+        link="kaisha-2026-10-01",
+        customer="kaisha",
+        cycle="2026-10-01/2026-11-01",
+        currency="JPY",
+    )
+    entries = accrual_entries([kaisha, oct14, oct7, sep30], rules)
+    link = frozenset({ACME})
+    common = {"customer": "acme", "cycle": ACME_CYCLE, "meter": "api_calls,tokens"}
+    assert [_shape(e) for e in entries] == [
+        (
+            date(2026, 9, 30),
+            "*",
+            "acme",
+            "Usage accrual 2026-09-15/2026-10-15 through 2026-09-30",
+            link,
+            frozenset(),
+            {
+                **common,
+                "quantities": "api_calls=14000,tokens=0",
+                "rules": rules.hash,
+                "evidence": "e-sep30",
+            },
+            [
+                ("Liabilities:Deferred-Revenue:Acme", D("26.13"), "USD", {}),
+                ("Income:Subscriptions:Pro", D("-26.13"), "USD", {}),
+                ("Assets:Receivables:Unbilled:Acme", D("4.00"), "USD", {}),
+                (
+                    "Income:Usage:Api-Calls",
+                    D("-4.00"),
+                    "USD",
+                    {"meter": "api_calls", "quantity": D(14000)},
+                ),
+            ],
+        ),
+        (
+            date(2026, 10, 14),
+            "*",
+            "acme",
+            "Usage accrual 2026-09-15/2026-10-15 through 2026-10-14",
+            link,
+            frozenset(),
+            {**common, "quantities": "api_calls=36000,tokens=250", "rules": rules.hash},
+            [
+                ("Income:Commitment-Shortfall", D("-1.50"), "USD", {}),
+                ("Liabilities:Deferred-Revenue:Acme", D("22.87"), "USD", {}),
+                ("Income:Subscriptions:Pro", D("-22.87"), "USD", {}),
+                ("Assets:Receivables:Unbilled:Acme", D("36.00"), "USD", {}),
+                (
+                    "Income:Usage:Api-Calls",
+                    D("-32.00"),
+                    "USD",
+                    {"meter": "api_calls", "quantity": D(36000)},
+                ),
+                ("Income:Usage:Tokens", D("-2.50"), "USD", {"meter": "tokens", "quantity": D(250)}),
+            ],
+        ),
+        (
+            date(2026, 10, 31),
+            "*",
+            "kaisha",
+            "Usage accrual 2026-10-01/2026-11-01 through 2026-10-31",
+            frozenset({"kaisha-2026-10-01"}),
+            frozenset(),
+            {
+                "customer": "kaisha",
+                "cycle": "2026-10-01/2026-11-01",
+                "meter": "tokens",
+                "quantities": "tokens=300",
+                "rules": rules.hash,
+                "evidence": "e-kaisha",
+            },
+            [
+                ("Assets:Contract-Assets:Kaisha", D(300), "JPY", {}),
+                ("Income:Usage:Tokens", D(-300), "JPY", {"meter": "tokens", "quantity": D(300)}),
+            ],
+        ),
+    ]
+    books = _loaded(entries)
+    # through Oct 14 the cycle's balances are its targets: 40.00 unbilled, 49.00 recognized
+    assert balance(books, "Assets:Receivables:Unbilled:Acme", date(2026, 10, 15)) == D("40.00")
+    assert balance(books, "Income:Subscriptions:Pro", date(2026, 10, 15)) == D("-49.00")
+    assert balance(books, "Income:Usage:Tokens", date(2026, 11, 1), "JPY") == D(-300)
+
+
+def test_a_usage_revenue_posting_without_a_quantity_names_its_meter_only(rules: Rules) -> None:
+    """A snapshot whose quantities do not list a charged meter (written before quantities were
+    kept): the revenue posting names the meter, no quantity; the entry names no meter."""
+    old = _snap(date(2026, 9, 30), {"unbilled": "4.00", "usage_revenue:api_calls": "4.00"}, {})
+    [entry] = accrual_entries([old], rules)
+    assert "meter" not in entry.meta and "quantities" not in entry.meta
+    assert [(p.account, p.meta) for p in entry.postings] == [
+        ("Assets:Receivables:Unbilled:Acme", None),
+        ("Income:Usage:Api-Calls", {"meter": "api_calls"}),
+    ]
+
+
+# --- late_entries ----------------------------------------------------------------------------
+
+
+def test_late_usage_posts_targets_now_less_the_frozen_ones(rules: Rules) -> None:
+    """acme's cycle was invoiced Oct 15 with its Oct 14 targets frozen: 36,000 calls (36.00),
+    no tokens. Then 2,000 calls (+2.00) and 250 tokens (+2.50, a meter the frozen snapshot
+    did not list) arrive for it: one entry dated Nov 1 (the first open day, given), usage_date
+    Oct 14, late, quantities the change (api_calls=2000, tokens=250), +4.50 unbilled.
+    A second late pair whose targets did not move posts nothing."""
+    frozen = _snap(
+        date(2026, 10, 14),
+        {"unbilled": "36.00", "usage_revenue:api_calls": "36.00"},
+        {"api_calls": 36000},
+        "e-frozen",
+    )
+    now = _snap(
+        date(2026, 10, 14),
+        {"unbilled": "40.50", "usage_revenue:api_calls": "38.00", "usage_revenue:tokens": "2.50"},
+        {"api_calls": 38000, "tokens": 250},
+        "e-now",
+    )
+    entries = late_entries(
+        [(frozen, frozen, date(2026, 10, 20)), (now, frozen, date(2026, 11, 1))], rules
+    )
+    assert [_shape(e) for e in entries] == [
+        (
+            date(2026, 11, 1),
+            "*",
+            "acme",
+            "Late usage for invoiced cycle 2026-09-15/2026-10-15",
+            frozenset({ACME}),
+            frozenset(),
+            {
+                "customer": "acme",
+                "cycle": ACME_CYCLE,
+                "meter": "api_calls,tokens",
+                "quantities": "api_calls=2000,tokens=250",
+                "rules": rules.hash,
+                "evidence": "e-now",
+                "usage_date": date(2026, 10, 14),
+                "late": True,
+            },
+            [
+                ("Assets:Receivables:Unbilled:Acme", D("4.50"), "USD", {}),
+                (
+                    "Income:Usage:Api-Calls",
+                    D("-2.00"),
+                    "USD",
+                    {"meter": "api_calls", "quantity": D(2000)},
+                ),
+                ("Income:Usage:Tokens", D("-2.50"), "USD", {"meter": "tokens", "quantity": D(250)}),
+            ],
+        )
+    ]
+    assert balance(_loaded(entries), "Income:Usage:Api-Calls", date(2026, 11, 2)) == D("-2.00")
+
+
+# --- invoice_entries and invoice_evidence ----------------------------------------------------
+
+
+def _line(kind: str, account: str, amount: str, link: str = "", cycle: str = "") -> InvoiceLine:
+    return InvoiceLine(
+        kind=kind, description=kind, account=account, amount=D(amount), cycle=cycle, link=link
+    )
+
+
+def test_an_invoice_moves_what_it_bills_into_the_receivable(rules: Rules) -> None:
+    """acme's Oct 15 invoice INV-2026-000007 (due Nov 14): usage 36.00 (unbilled) and 3.00
+    (contract asset) of the cycle [Sep 15, Oct 15), credit applied −2.00 (unbilled), the next
+    cycle's 49.00 base fee in advance and a 100.00 credit grant (both deferred): 186.00, plus
+    7.25 of US-CA tax = 193.25 receivable; unbilled −34.00, contract asset −3.00, deferred
+    −149.00, Liabilities:Tax:US-CA −7.25. It froze two accruals (Sep 30 "e1", Oct 14 "e2"):
+    evidence = sha256 of "acme-2026-09-15\\t2026-09-30\\te1\\n" and the Oct 14 line, cut to 16
+    hex digits. Its document: ../documents/INV-2026-000007.html on the receivable, dated Oct 15.
+
+    kaisha's grant invoice INV-2026-000002 (Sep 1, no due date given): 1000 JPY deferred, no
+    unbilled or contract asset posting (nothing settled there), no cycle, no evidence (it froze
+    no accrual), linked to itself only; its document under the folder given.
+    """
+    next_cycle = "2026-10-15/2026-11-15"
+    acme = Invoice(
+        customer="acme",
+        date=date(2026, 10, 15),
+        currency="USD",
+        lines=(
+            _line("usage", "unbilled", "36.00", ACME, ACME_CYCLE),
+            _line("usage", "contract_asset", "3.00", ACME, ACME_CYCLE),
+            _line("credit_applied", "unbilled", "-2.00", ACME, ACME_CYCLE),
+            _line("base_fee", "deferred", "49.00", "acme-2026-10-15", next_cycle),
+            _line("credit_grant", "deferred", "100.00"),
+        ),
+        rules="r-acme",
+        number="INV-2026-000007",
+        accruals=(
+            _snap(date(2026, 10, 14), {"unbilled": "34.00"}, {}, "e2"),
+            _snap(date(2026, 9, 30), {"unbilled": "4.00"}, {}, "e1"),
+        ),
+        due=date(2026, 11, 14),
+        tax=Tax(lines=(TaxLine("US-CA", D("0.0725"), D("100.00"), D("7.25")),)),
+    )
+    kaisha = Invoice(
+        customer="kaisha",
+        date=date(2026, 9, 1),
+        currency="JPY",
+        lines=(_line("credit_grant", "deferred", "1000"),),
+        rules="r-kaisha",
+        number="INV-2026-000002",
+    )
+    evidence = hashlib.sha256(
+        f"{ACME}\t2026-09-30\te1\n{ACME}\t2026-10-14\te2\n".encode()
+    ).hexdigest()[:16]
+    assert [_shape(e) for e in invoice_entries([acme], rules)] == [
+        (
+            date(2026, 10, 15),
+            "*",
+            "acme",
+            "Invoice INV-2026-000007",
+            frozenset({"INV-2026-000007", ACME, "acme-2026-10-15"}),
+            frozenset(),
+            {
+                "customer": "acme",
+                "invoice": "INV-2026-000007",
+                "due": date(2026, 11, 14),
+                "rules": "r-acme",
+                "cycle": f"{ACME_CYCLE},{next_cycle}",
+                "evidence": evidence,
+            },
+            [
+                ("Assets:Receivables:Invoiced:Acme", D("193.25"), "USD", {}),
+                ("Assets:Receivables:Unbilled:Acme", D("-34.00"), "USD", {}),
+                ("Assets:Contract-Assets:Acme", D("-3.00"), "USD", {}),
+                ("Liabilities:Deferred-Revenue:Acme", D("-149.00"), "USD", {}),
+                ("Liabilities:Tax:US-CA", D("-7.25"), "USD", {}),
+            ],
+        ),
+        (
+            date(2026, 10, 15),
+            "document",
+            "Assets:Receivables:Invoiced:Acme",
+            "../documents/INV-2026-000007.html",
+            frozenset({"INV-2026-000007"}),
+            {},
+        ),
+    ]
+    grant = invoice_entries([kaisha], rules, documents_dir="docs")
+    assert [_shape(e) for e in grant] == [
+        (
+            date(2026, 9, 1),
+            "*",
+            "kaisha",
+            "Invoice INV-2026-000002",
+            frozenset({"INV-2026-000002"}),
+            frozenset(),
+            {"customer": "kaisha", "invoice": "INV-2026-000002", "rules": "r-kaisha"},
+            [
+                ("Assets:Receivables:Invoiced:Kaisha", D(1000), "JPY", {}),
+                ("Liabilities:Deferred-Revenue:Kaisha", D(-1000), "JPY", {}),
+            ],
+        ),
+        (
+            date(2026, 9, 1),
+            "document",
+            "Assets:Receivables:Invoiced:Kaisha",
+            "docs/INV-2026-000002.html",
+            frozenset({"INV-2026-000002"}),
+            {},
+        ),
+    ]
+    books = _loaded([e for e in [*invoice_entries([acme], rules), *grant] if _is_txn(e)])
+    assert balance(books, "Assets:Receivables:Invoiced:Acme", date(2026, 10, 16)) == D("193.25")
+
+
+def _is_txn(entry: data.Directive) -> bool:
+    return isinstance(entry, data.Transaction)
+
+
+# --- breakage_entries and grant_invoices -----------------------------------------------------
+
+
+def _grant_invoice(number: str, day: date, kinds: Iterable[str]) -> Invoice:
+    lines = tuple(_line(kind, "deferred", "1.00") for kind in kinds)
+    return Invoice("acme", day, "USD", lines, "r", number)
+
+
+def test_grants_are_named_by_the_invoice_that_billed_them() -> None:
+    """acme's Sep 1 invoice bills a base fee, then grants 5.00 and 9.00 (its 1st and 2nd
+    credit_grant lines: grants "2026-09-01#1" and "#2"); the Oct 1 invoice bills the 100.00
+    grant ("2026-10-01#1")."""
+    invoices = [
+        _grant_invoice("INV-1", date(2026, 9, 1), ["base_fee", "credit_grant", "credit_grant"]),
+        _grant_invoice("INV-4", date(2026, 10, 1), ["credit_grant"]),
+    ]
+    assert grant_invoices(invoices) == {
+        ("acme", "2026-09-01#1"): "INV-1",
+        ("acme", "2026-09-01#2"): "INV-1",
+        ("acme", "2026-10-01#1"): "INV-4",
+    }
+
+
+def test_breakage_one_entry_per_grant_and_day(rules: Rules) -> None:
+    """acme's 5.00 grant (#1 of Sep 1, expiring Oct 10) drew 1.45: 3.55 expires on Oct 10.
+    Its 9.00 grant (#2, expiring Oct 31) leaves 2.00 + 1.00 on Oct 31 (two movements, one
+    entry: 3.00) and 0.50 more on Nov 14 (usage that fell handed credit back: its own entry).
+    The draw of 1.45 is no breakage. Both grants were billed on INV-1 (Sep 1), so their entries
+    link it. kaisha's 1000 JPY grant expired Sep 30 with 400 left; no invoice billed it yet:
+    no link, no grant_invoice. Entries by customer, day, grant."""
+    movements = [
+        CreditMovement("acme", 1, date(2026, 10, 31), "breakage", D("2.00")),
+        CreditMovement("kaisha", 0, date(2026, 9, 30), "breakage", D(400)),
+        CreditMovement("acme", 0, date(2026, 10, 5), "draw", D("1.45")),
+        CreditMovement("acme", 0, date(2026, 10, 10), "breakage", D("3.55")),
+        CreditMovement("acme", 1, date(2026, 11, 14), "breakage", D("0.50")),
+        CreditMovement("acme", 1, date(2026, 10, 31), "breakage", D("1.00")),
+    ]
+    invoices = [_grant_invoice("INV-1", date(2026, 9, 1), ["credit_grant", "credit_grant"])]
+
+    def expected(
+        day: date, key: str, expires: date, amount: Decimal, customer: str = "acme"
+    ) -> tuple[object, ...]:
+        number = "INV-1" if customer == "acme" else None
+        currency = "USD" if customer == "acme" else "JPY"
+        meta: dict[str, object] = {"customer": customer, "grant": key, "expires": expires}
+        if number:
+            meta["grant_invoice"] = number
+        return (
+            day,
+            "*",
+            customer,
+            "Prepaid credit expired (breakage)",
+            frozenset({number} if number else ()),
+            frozenset(),
+            {**meta, "rules": rules.hash},
+            [
+                (f"Liabilities:Deferred-Revenue:{customer.title()}", amount, currency, {}),
+                ("Income:Credit-Breakage", -amount, currency, {}),
+            ],
+        )
+
+    entries = breakage_entries(movements, rules, invoices)
+    assert [_shape(e) for e in entries] == [
+        expected(date(2026, 10, 10), "2026-09-01#1", date(2026, 10, 10), D("3.55")),
+        expected(date(2026, 10, 31), "2026-09-01#2", date(2026, 10, 31), D("3.00")),
+        expected(date(2026, 11, 14), "2026-09-01#2", date(2026, 10, 31), D("0.50")),
+        expected(date(2026, 9, 30), "2026-09-01#1", date(2026, 9, 30), D(400), "kaisha"),
+    ]
+    books = _loaded(entries)
+    assert balance(books, "Income:Credit-Breakage", date(2026, 12, 1), "USD") == D("-7.05")
+    assert breakage_entries(movements[:1], rules)[0].links == frozenset()  # no invoices given
