@@ -34,15 +34,16 @@ STORE = 'store = "sqlite:///var/events.sqlite"\n'
 
 
 def module_scope(fixture_name: str, config: object) -> str:
-    """The scope of a fixture shared by a module's tests: ``"module"``, but ``"function"`` under
-    mutmut (``python3 tasks.py mutation``; it sets ``MUTANT_UNDER_TEST``).
+    """The scope of a fixture shared by a module's tests: ``"module"``, but ``"function"`` while
+    mutmut maps tests to functions (``python3 tasks.py mutation``: ``MUTANT_UNDER_TEST=stats``).
 
-    mutmut maps each mutated function to the tests that call it, test by test; a module
-    fixture is built in the first test's setup only, so the module's other tests would never
-    be run against the mutants of what the fixture calls (and those mutants would "survive"
-    tests that catch them). Built per test, each test is mapped to everything it depends on.
+    mutmut records, test by test, which functions each test calls; a module fixture is built
+    in the first test's setup only, so the module's other tests would never be run against
+    the mutants of what the fixture calls (and those mutants would "survive" tests that catch
+    them). Built per test while mapping, each test is mapped to everything it depends on;
+    against a mutant the fixture is shared again, built once for the tests selected.
     """
-    return "function" if os.environ.get("MUTANT_UNDER_TEST") else "module"
+    return "function" if os.environ.get("MUTANT_UNDER_TEST") == "stats" else "module"
 
 
 #: ``api_calls`` counts ``api.request`` events.
