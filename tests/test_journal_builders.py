@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from beancount import loader
 from beancount.core import data
+from beancount.parser import parser
 
 from ledger.books import format_entries
 from ledger.invoicing import Invoice, InvoiceLine
@@ -29,6 +30,7 @@ from ledger.posting import (
     Snapshot,
     accrual_entries,
     breakage_entries,
+    catch_up,
     grant_invoices,
     invoice_entries,
     late_entries,
@@ -544,3 +546,366 @@ def test_breakage_one_entry_per_grant_and_day(rules: Rules) -> None:
     books = _loaded(entries)
     assert balance(books, "Income:Credit-Breakage", date(2026, 12, 1), "USD") == D("-7.05")
     assert breakage_entries(movements[:1], rules)[0].links == frozenset()  # no invoices given
+
+
+# --- catch_up: the sealed months against what regeneration would now post ------------------
+
+SEALED = """\
+2026-09-30 * "acme" "Usage accrual 2026-09-15/2026-10-15 through 2026-09-30" ^acme-2026-09-15
+  customer: "acme"
+  cycle: "2026-09-15/2026-10-15"
+  meter: "api_calls,tokens"
+  quantities: "api_calls=2,tokens=50"
+  evidence: "ann-sep30"
+  Assets:Receivables:Unbilled:Acme   0.50 USD
+  Income:Usage:Tokens               -0.50 USD
+    meter: "tokens"
+    quantity: 50
+
+2026-10-01 * "kaisha" "Usage accrual 2026-09-01/2026-10-01 through 2026-09-30" ^kaisha-2026-09-01
+  customer: "kaisha"
+  cycle: "2026-09-01/2026-10-01"
+  meter: "tokens"
+  quantities: "tokens=100"
+  Assets:Receivables:Unbilled:Kaisha   100 JPY
+  Income:Usage:Tokens                 -100 JPY
+    meter: "tokens"
+    quantity: 100
+
+2026-10-14 * "acme" "Usage accrual 2026-09-15/2026-10-15 through 2026-10-14" ^acme-2026-09-15
+  customer: "acme"
+  cycle: "2026-09-15/2026-10-15"
+  meter: "api_calls,tokens"
+  quantities: "api_calls=2,tokens=80"
+  evidence: "ann-oct14"
+  Assets:Receivables:Unbilled:Acme   0.30 USD
+  Income:Usage:Tokens               -0.30 USD
+    meter: "tokens"
+    quantity: 80
+
+2026-10-15 * "acme" "Invoice INV-2" ^INV-2 ^acme-2026-09-15
+  customer: "acme"
+  invoice: "INV-2"
+  Assets:Receivables:Invoiced:Acme   0.80 USD
+  Assets:Receivables:Unbilled:Acme  -0.80 USD
+
+2026-10-20 * "kaisha" "Late usage for invoiced cycle 2026-09-01/2026-10-01" ^kaisha-2026-09-01
+  customer: "kaisha"
+  cycle: "2026-09-01/2026-10-01"
+  meter: "tokens"
+  quantities: "tokens=7"
+  usage_date: 2026-09-30
+  late: TRUE
+  Assets:Receivables:Unbilled:Kaisha   7 JPY
+  Income:Usage:Tokens                 -7 JPY
+    meter: "tokens"
+    quantity: 7
+
+2026-10-31 * "acme" "Usage accrual 2026-10-01/2026-11-01 through 2026-10-31" ^acme-2026-10-01
+  customer: "acme"
+  cycle: "2026-10-01/2026-11-01"
+  meter: "api_calls,tokens"
+  quantities: "api_calls=3,tokens=200"
+  evidence: "cal-old"
+  Assets:Receivables:Unbilled:Acme   2.00 USD
+  Income:Usage:Tokens               -2.00 USD
+    meter: "tokens"
+    quantity: 200
+"""
+#: What posting now generates for the same period and after: the sealed entries unchanged but
+#: for the Oct 31 accrual (1 call and 50 tokens more), kaisha's late entry dated again on the
+#: first open day, a late entry of acme's invoiced cycle, a payment, an invoice and documents.
+REGENERATED = """\
+2026-09-30 * "acme" "Usage accrual 2026-09-15/2026-10-15 through 2026-09-30" ^acme-2026-09-15
+  customer: "acme"
+  cycle: "2026-09-15/2026-10-15"
+  meter: "api_calls,tokens"
+  quantities: "api_calls=2,tokens=50"
+  evidence: "ann-sep30"
+  Assets:Receivables:Unbilled:Acme   0.50 USD
+  Income:Usage:Tokens               -0.50 USD
+    meter: "tokens"
+    quantity: 50
+
+2026-10-01 * "kaisha" "Usage accrual 2026-09-01/2026-10-01 through 2026-09-30" ^kaisha-2026-09-01
+  customer: "kaisha"
+  cycle: "2026-09-01/2026-10-01"
+  meter: "tokens"
+  quantities: "tokens=100"
+  Assets:Receivables:Unbilled:Kaisha   100 JPY
+  Income:Usage:Tokens                 -100 JPY
+    meter: "tokens"
+    quantity: 100
+
+2026-10-01 document Assets:Receivables:Invoiced:Kaisha "../documents/INV-1.html" ^INV-1
+
+2026-11-01 * "acme" "Late usage for invoiced cycle 2026-09-15/2026-10-15" ^acme-2026-09-15
+  customer: "acme"
+  cycle: "2026-09-15/2026-10-15"
+  meter: "api_calls,tokens"
+  quantities: "api_calls=0,tokens=20"
+  evidence: "ann-late"
+  usage_date: 2026-10-14
+  late: TRUE
+  Assets:Receivables:Unbilled:Acme   0.20 USD
+  Income:Usage:Tokens               -0.20 USD
+    meter: "tokens"
+    quantity: 20
+
+2026-10-14 * "acme" "Usage accrual 2026-09-15/2026-10-15 through 2026-10-14" ^acme-2026-09-15
+  customer: "acme"
+  cycle: "2026-09-15/2026-10-15"
+  meter: "api_calls,tokens"
+  quantities: "api_calls=2,tokens=80"
+  evidence: "ann-oct14"
+  Assets:Receivables:Unbilled:Acme   0.30 USD
+  Income:Usage:Tokens               -0.30 USD
+    meter: "tokens"
+    quantity: 80
+
+2026-10-15 * "acme" "Invoice INV-2" ^INV-2 ^acme-2026-09-15
+  customer: "acme"
+  invoice: "INV-2"
+  Assets:Receivables:Invoiced:Acme   0.80 USD
+  Assets:Receivables:Unbilled:Acme  -0.80 USD
+
+2026-11-01 * "kaisha" "Late usage for invoiced cycle 2026-09-01/2026-10-01" ^kaisha-2026-09-01
+  customer: "kaisha"
+  cycle: "2026-09-01/2026-10-01"
+  meter: "tokens"
+  quantities: "tokens=7"
+  usage_date: 2026-09-30
+  late: TRUE
+  Assets:Receivables:Unbilled:Kaisha   7 JPY
+  Income:Usage:Tokens                 -7 JPY
+    meter: "tokens"
+    quantity: 7
+
+2026-10-20 * "Payment B-7 for INV-2" ^INV-2
+  reference: "B-7"
+  Assets:Bank:Operating              0.80 USD
+  Assets:Receivables:Invoiced:Acme  -0.80 USD
+
+2026-10-31 * "acme" "Usage accrual 2026-10-01/2026-11-01 through 2026-10-31" ^acme-2026-10-01
+  customer: "acme"
+  cycle: "2026-10-01/2026-11-01"
+  meter: "api_calls,tokens"
+  quantities: "api_calls=4,tokens=250"
+  evidence: "cal-new"
+  Assets:Receivables:Unbilled:Acme   2.50 USD
+  Income:Usage:Tokens               -2.50 USD
+    meter: "tokens"
+    quantity: 250
+
+2026-11-01 * "acme" "Invoice INV-3" ^INV-3 ^acme-2026-10-01
+  customer: "acme"
+  invoice: "INV-3"
+  Assets:Receivables:Invoiced:Acme   2.50 USD
+  Assets:Receivables:Unbilled:Acme  -2.50 USD
+
+2026-11-01 document Assets:Receivables:Invoiced:Acme "../documents/INV-3.html" ^INV-3
+
+2026-11-20 * "acme" "Late usage for invoiced cycle 2026-10-01/2026-11-01" ^acme-2026-10-01
+  customer: "acme"
+  cycle: "2026-10-01/2026-11-01"
+  meter: "api_calls,tokens"
+  quantities: "api_calls=0,tokens=5"
+  usage_date: 2026-11-14
+  late: TRUE
+  Assets:Receivables:Unbilled:Acme   0.05 USD
+  Income:Usage:Tokens               -0.05 USD
+    meter: "tokens"
+    quantity: 5
+"""
+OPENS = """\
+2026-01-01 open Assets:Bank:Operating
+2026-01-01 open Assets:Receivables:Invoiced:Acme
+2026-01-01 open Assets:Receivables:Invoiced:Kaisha
+2026-01-01 open Assets:Receivables:Unbilled:Acme
+2026-01-01 open Assets:Receivables:Unbilled:Kaisha
+2026-01-01 open Income:Usage:Tokens
+"""
+
+
+def _parsed(text: str) -> list[data.Directive]:
+    """Entries as the session reads sealed month files: parsed, not booked."""
+    entries, errors, _ = parser.parse_string(text)
+    assert errors == []
+    return list(entries)
+
+
+def test_catch_up_posts_what_the_sealed_months_miss_on_the_first_open_day() -> None:
+    """September and October are sealed (first open day Nov 1); the sealed files hold SEALED.
+
+    - acme's cycle [Oct 1, Nov 1), not invoiced when sealed: its Oct 31 accrual had 3 calls and
+      200 tokens (2.00); regeneration now has 4 and 250 (2.50): one late adjustment on Nov 1,
+      "Late adjustment for sealed period 2026-10", usage_date Oct 31, +0.50 unbilled, quantities
+      api_calls=1,tokens=50 (the change), evidence the regenerated "cal-new".
+    - acme's invoiced cycle [Sep 15, Oct 15): 20 tokens more for Oct 12 (+0.20) come as a late
+      entry dated Nov 1 with usage_date Oct 14, a sealed month: caught up as a sealed-period
+      adjustment too (usage_date Oct 31): quantities api_calls=0,tokens=20 (sealed 2 calls and
+      80 tokens, now 2 and 80 + 20), evidence "ann-late" (the late entry comes after the Oct 14
+      accrual in book order, whatever the order given). Its Sep 30 accrual and invoice did not
+      change: nothing for September.
+    - kaisha's late entry of 7 JPY (usage Sep 30) was posted on Oct 20 before October was
+      sealed; regeneration dates it Nov 1 now: the same usage, already in the books: nothing.
+    - Payment B-7 (0.80 on Oct 20, no customer metadata, no payee) arrived after the seal:
+      one adjustment for the links ^INV-2, with neither customer nor payee, cycle, quantities
+      nor evidence (those are a cycle's).
+    - What is dated Nov 1 or later (invoice INV-3, its document, the late usage of Nov 14) is
+      written as it is; kaisha's document of Oct 1 is in a sealed month: neither.
+    """
+    write, adjustments = catch_up(
+        _parsed(REGENERATED),
+        _parsed(OPENS + SEALED),
+        first_open=date(2026, 11, 1),
+        rules_hash="r1",
+    )
+    assert [(e.date, type(e).__name__, getattr(e, "narration", "")) for e in write] == [
+        (date(2026, 11, 1), "Transaction", "Invoice INV-3"),
+        (date(2026, 11, 1), "Document", ""),
+        (date(2026, 11, 20), "Transaction", "Late usage for invoiced cycle 2026-10-01/2026-11-01"),
+    ]
+    late = {"usage_date": date(2026, 10, 31), "late": True}
+    assert [_shape(e) for e in adjustments] == [  # by usage month, customer ("" first), links
+        (
+            date(2026, 11, 1),
+            "*",
+            None,
+            "Late adjustment for sealed period 2026-10",
+            frozenset({"INV-2"}),
+            frozenset(),
+            {"rules": "r1", **late},
+            [
+                ("Assets:Bank:Operating", D("0.80"), "USD", {}),
+                ("Assets:Receivables:Invoiced:Acme", D("-0.80"), "USD", {}),
+            ],
+        ),
+        (
+            date(2026, 11, 1),
+            "*",
+            "acme",
+            "Late adjustment for sealed period 2026-10",
+            frozenset({"acme-2026-09-15"}),
+            frozenset(),
+            {
+                "customer": "acme",
+                "cycle": "2026-09-15/2026-10-15",
+                "meter": "api_calls,tokens",
+                "quantities": "api_calls=0,tokens=20",
+                "rules": "r1",
+                "evidence": "ann-late",
+                **late,
+            },
+            [
+                ("Assets:Receivables:Unbilled:Acme", D("0.20"), "USD", {}),
+                ("Income:Usage:Tokens", D("-0.20"), "USD", {"meter": "tokens", "quantity": D(20)}),
+            ],
+        ),
+        (
+            date(2026, 11, 1),
+            "*",
+            "acme",
+            "Late adjustment for sealed period 2026-10",
+            frozenset({"acme-2026-10-01"}),
+            frozenset(),
+            {
+                "customer": "acme",
+                "cycle": "2026-10-01/2026-11-01",
+                "meter": "api_calls,tokens",
+                "quantities": "api_calls=1,tokens=50",
+                "rules": "r1",
+                "evidence": "cal-new",
+                **late,
+            },
+            [
+                ("Assets:Receivables:Unbilled:Acme", D("0.50"), "USD", {}),
+                ("Income:Usage:Tokens", D("-0.50"), "USD", {"meter": "tokens", "quantity": D(50)}),
+            ],
+        ),
+    ]
+    # the sealed books, what is written and the adjustments load as one balanced ledger
+    books = _loaded(
+        [
+            *_parsed(SEALED),
+            *(e for e in write if _is_txn(e)),
+            *adjustments,
+        ]
+    )
+    # Oct 31 sealed 2.00 + 0.50 caught up; the Nov 1 invoice moves 2.50; Nov 14 +0.05;
+    # acme's older cycle: 0.50 + 0.30 − 0.80 invoiced + 0.20 late
+    assert balance(books, "Assets:Receivables:Unbilled:Acme", date(2026, 12, 1)) == D("0.25")
+    assert balance(books, "Assets:Receivables:Unbilled:Kaisha", date(2026, 12, 1)) == D(107)
+    # November sealed too, with what was written and the adjustments: nothing is missing now
+    november = format_entries([*(e for e in write if _is_txn(e)), *adjustments])
+    again = catch_up(
+        _parsed(REGENERATED),
+        _parsed(OPENS + SEALED + november),
+        first_open=date(2026, 12, 1),
+        rules_hash="r1",
+    )
+    assert again == ([], [])
+
+
+def test_catch_up_of_new_terms_for_the_same_usage_is_a_re_pricing() -> None:
+    """A plan version makes acme's tokens 0.012 for its cycle [Oct 1, Nov 1), sealed with 3 calls
+    and 200 tokens at 0.01 (2.00). Regenerated: the same quantities at 2.40. Every meter's change
+    is a known 0 yet the amount moved: "Re-pricing of sealed period 2026-10: same quantities,
+    current terms", repriced, quantities api_calls=0,tokens=0 and no per-posting quantity
+    (no usage arrived). A refund to kaisha dated Oct 25 that names its customer only as payee
+    is caught up under that customer."""
+    sealed = SEALED.split("2026-10-31 *")[1]
+    regenerated = (
+        "2026-10-31 *"
+        + sealed.replace("2.00 USD", "2.40 USD").replace('"cal-old"', '"v2"')
+        + """
+2026-10-25 * "kaisha" "Refund R-1"
+  Assets:Receivables:Invoiced:Kaisha   50 JPY
+  Assets:Bank:Operating               -50 JPY
+"""
+    )
+    _, adjustments = catch_up(
+        _parsed(regenerated),
+        _parsed("2026-10-31 *" + sealed),
+        first_open=date(2026, 11, 1),
+        rules_hash="r2",
+    )
+    late = {"usage_date": date(2026, 10, 31), "late": True}
+    assert [_shape(e) for e in adjustments] == [
+        (
+            date(2026, 11, 1),
+            "*",
+            "acme",
+            "Re-pricing of sealed period 2026-10: same quantities, current terms",
+            frozenset({"acme-2026-10-01"}),
+            frozenset(),
+            {
+                "customer": "acme",
+                "cycle": "2026-10-01/2026-11-01",
+                "meter": "api_calls,tokens",
+                "quantities": "api_calls=0,tokens=0",
+                "rules": "r2",
+                "evidence": "v2",
+                **late,
+                "repriced": True,
+            },
+            [
+                ("Assets:Receivables:Unbilled:Acme", D("0.40"), "USD", {}),
+                ("Income:Usage:Tokens", D("-0.40"), "USD", {"meter": "tokens"}),
+            ],
+        ),
+        (
+            date(2026, 11, 1),
+            "*",
+            "kaisha",
+            "Late adjustment for sealed period 2026-10",
+            frozenset(),
+            frozenset(),
+            {"customer": "kaisha", "rules": "r2", **late},
+            [
+                ("Assets:Bank:Operating", D(-50), "JPY", {}),
+                ("Assets:Receivables:Invoiced:Kaisha", D(50), "JPY", {}),
+            ],
+        ),
+    ]
+    assert _loaded(adjustments)
