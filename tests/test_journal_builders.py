@@ -31,9 +31,12 @@ from ledger.posting import (
     accrual_entries,
     breakage_entries,
     catch_up,
+    cumulative_quantities,
     grant_invoices,
     invoice_entries,
     late_entries,
+    parse_quantities,
+    usage_month,
 )
 from ledger.rating import CreditMovement
 from ledger.registry import load_registry
@@ -909,3 +912,80 @@ def test_catch_up_of_new_terms_for_the_same_usage_is_a_re_pricing() -> None:
         ),
     ]
     assert _loaded(adjustments)
+
+
+# --- reading the books back: usage months and cycle-to-date quantities -----------------------
+
+CYCLE_ENTRIES = """\
+2026-11-01 * "acme" "Late usage for invoiced cycle 2026-09-15/2026-10-15" ^acme-2026-09-15
+  meter: "api_calls,tokens,images"
+  quantities: "api_calls=0,tokens=20,images=3"
+  usage_date: 2026-10-14
+  late: TRUE
+  Assets:Receivables:Unbilled:Acme   0.20 USD
+  Income:Usage:Tokens               -0.20 USD
+
+2026-09-30 * "acme" "Usage accrual 2026-09-15/2026-10-15 through 2026-09-30" ^acme-2026-09-15
+  meter: "api_calls,tokens,images"
+  quantities: "api_calls=2,tokens=50,images=1"
+  Assets:Receivables:Unbilled:Acme   0.50 USD
+  Income:Usage:Tokens               -0.50 USD
+
+2026-12-01 * "acme" "Late adjustment for sealed period 2026-10" ^acme-2026-09-15
+  meter: "api_calls,tokens,images"
+  quantities: "api_calls=1,tokens=0"
+  usage_date: 2026-10-31
+  late: TRUE
+  Assets:Receivables:Unbilled:Acme   0.01 USD
+  Income:Usage:Api-Calls            -0.01 USD
+
+2026-10-14 * "acme" "Usage accrual 2026-09-15/2026-10-15 through 2026-10-14" ^acme-2026-09-15
+  meter: "api_calls,tokens,images"
+  quantities: "api_calls=2,tokens=80"
+  Assets:Receivables:Unbilled:Acme   0.30 USD
+  Income:Usage:Tokens               -0.30 USD
+"""
+
+
+def test_cycle_to_date_quantities_in_book_order() -> None:
+    """acme's cycle as the books hold it, entries given out of order: Sep 30 accrual (2 calls,
+    50 tokens, 1 image), Oct 14 accrual (2 calls, 80 tokens; images listed without a figure:
+    unknown), a late entry of Nov 1 for Oct 14 (+20 tokens, +3 images), a catch-up of Dec 1 for
+    October (+1 call). In book order (usage date, the accrual before the late entries on the
+    same day): calls 2 → 2 → 2 + 0 → 3; tokens 50 → 80 → 100 → 100; images 1 → unknown, and an
+    unknown figure plus a change stays unknown (None) until an accrual sets it again.
+    The usage months: the late entry's is October (its usage_date), not November."""
+    by_date = {e.date: e for e in _parsed(CYCLE_ENTRIES)}
+    sep30, oct14, late, catch = (
+        by_date[date(2026, m, d)] for m, d in ((9, 30), (10, 14), (11, 1), (12, 1))
+    )
+    assert cumulative_quantities([catch, late, oct14, sep30]) == {
+        "api_calls": D(3),
+        "tokens": D(100),
+        "images": None,
+    }
+    assert cumulative_quantities([sep30]) == {"api_calls": D(2), "tokens": D(50), "images": D(1)}
+    assert [usage_month(e) for e in (sep30, oct14, late, catch)] == [
+        date(2026, 9, 1),
+        date(2026, 10, 1),
+        date(2026, 10, 1),
+        date(2026, 10, 1),
+    ]
+    # usage_date on an entry that is not late (none is written so) does not move it
+    assert usage_month(late._replace(meta={**late.meta, "late": False})) == date(2026, 11, 1)
+
+
+def test_quantities_that_do_not_parse_are_named() -> None:
+    """Each item must be meter=finite number: a missing "=", an empty meter, a word, infinity
+    and a second "=" are each refused with the item quoted."""
+    assert parse_quantities("tokens=-2.5,images=0") == {"tokens": D("-2.5"), "images": D(0)}
+    for text, item in (
+        ("api_calls", "'api_calls'"),
+        ("tokens=1,=5", "'=5'"),
+        ("tokens=lots", "'tokens=lots'"),
+        ("tokens=Infinity", "'tokens=Infinity'"),
+        ("tokens=NaN", "'tokens=NaN'"),
+        ("tokens=1=2", "'tokens=1=2'"),
+    ):
+        with pytest.raises(ValueError, match=f"^{item} is not meter=quantity$"):
+            parse_quantities(text)
