@@ -141,8 +141,15 @@ MUTATION_MODULES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ),
     ),
     "cycles": (
-        ("ledger/cycles.py",),
-        ("test_cycles.py", _DOCTEST + "cycles]", "test_rating.py", *_SLOW),
+        ("ledger/cycles.py", "ledger/period.py"),
+        (
+            "test_cycles.py",
+            _DOCTEST + "cycles]",
+            _DOCTEST + "period]",
+            "test_rating.py",
+            "test_mutation_kills.py",
+            *_SLOW,
+        ),
     ),
     "metering": (("ledger/metering.py",), ("test_metering.py", "test_rating.py", *_SLOW)),
     "rating": (
@@ -188,6 +195,7 @@ MUTATION_MODULES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "ledger/journal/accruals.py",
             "ledger/journal/invoices.py",
             "ledger/journal/sealed.py",
+            "ledger/accruals.py",
         ),
         (
             "test_posting.py",
@@ -195,7 +203,7 @@ MUTATION_MODULES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "test_credit_draws.py",
             "test_flat.py",
             "test_jpy.py",
-            _DOCTEST + "journal.accruals]",
+            _DOCTEST + "journal.meta]",
             "test_mutation_kills.py",
             "test_journal_builders.py",
             "test_metadata.py",

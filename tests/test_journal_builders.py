@@ -25,19 +25,11 @@ from beancount.core import data
 from beancount.parser import parser
 
 from ledger.books import format_entries
-from ledger.invoicing import Invoice, InvoiceLine
-from ledger.posting import (
-    Snapshot,
-    accrual_entries,
-    breakage_entries,
-    catch_up,
-    cumulative_quantities,
-    grant_invoices,
-    invoice_entries,
-    late_entries,
-    parse_quantities,
-    usage_month,
-)
+from ledger.facts.invoices import Invoice, InvoiceLine, Snapshot
+from ledger.journal.accruals import accrual_entries, late_entries
+from ledger.journal.invoices import breakage_entries, grant_invoices, invoice_entries
+from ledger.journal.meta import parse_quantities
+from ledger.journal.sealed import catch_up, cumulative_quantities, usage_month
 from ledger.rating import CreditMovement
 from ledger.registry import load_registry
 from ledger.rules import Rules, load_rules
