@@ -847,8 +847,9 @@ def test_catch_up_of_new_terms_for_the_same_usage_is_a_re_pricing() -> None:
     and 200 tokens at 0.01 (2.00). Regenerated: the same quantities at 2.40. Every meter's change
     is a known 0 yet the amount moved: "Re-pricing of sealed period 2026-10: same quantities,
     current terms", repriced, quantities api_calls=0,tokens=0 and no per-posting quantity
-    (no usage arrived). A refund to kaisha dated Oct 25 that names its customer only as payee
-    is caught up under that customer."""
+    (no usage arrived). Refunds to kaisha on Oct 25 (50 JPY, its customer named only as payee)
+    and Oct 26 (30 JPY, payee "Kaisha KK", customer metadata kaisha) are one customer's: one
+    adjustment of 80 JPY."""
     sealed = SEALED.split("2026-10-31 *")[1]
     regenerated = (
         "2026-10-31 *"
@@ -857,6 +858,11 @@ def test_catch_up_of_new_terms_for_the_same_usage_is_a_re_pricing() -> None:
 2026-10-25 * "kaisha" "Refund R-1"
   Assets:Receivables:Invoiced:Kaisha   50 JPY
   Assets:Bank:Operating               -50 JPY
+
+2026-10-26 * "Kaisha KK" "Refund R-2"
+  customer: "kaisha"
+  Assets:Receivables:Invoiced:Kaisha   30 JPY
+  Assets:Bank:Operating               -30 JPY
 """
     )
     _, adjustments = catch_up(
@@ -898,8 +904,8 @@ def test_catch_up_of_new_terms_for_the_same_usage_is_a_re_pricing() -> None:
             frozenset(),
             {"customer": "kaisha", "rules": "r2", **late},
             [
-                ("Assets:Bank:Operating", D(-50), "JPY", {}),
-                ("Assets:Receivables:Invoiced:Kaisha", D(50), "JPY", {}),
+                ("Assets:Bank:Operating", D(-80), "JPY", {}),
+                ("Assets:Receivables:Invoiced:Kaisha", D(80), "JPY", {}),
             ],
         ),
     ]

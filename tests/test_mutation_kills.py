@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from beancount.core import data
 
-from ledger.cycles import Cycle
+from ledger.cycles import Cycle, cycles_for
 from ledger.errors import BadInput
 from ledger.facts.pins import TermsPin
 from ledger.journal.meta import entry_quantities
@@ -27,7 +27,18 @@ from ledger.money import (
     to_units_nanos,
     within_magnitude,
 )
-from ledger.period import last_of_month
+from ledger.period import (
+    Month,
+    first_of_month,
+    is_month,
+    last_of_month,
+    month_end,
+    month_of,
+    month_start,
+    months_between,
+    next_month,
+    previous_month,
+)
 from ledger.plugins.graduated import GraduatedPricing
 from ledger.plugins.package import PackagePricing
 from ledger.plugins.percentage import PercentagePricing
@@ -46,7 +57,16 @@ from ledger.pricing import (
 )
 from ledger.rating import BaseFeeRating, cycle_plan, grant_key, rate, undrawn_credit
 from ledger.registry import load_registry
-from ledger.rules import BaseFee, CreditGrant, Plan, PlanVersion, load_rules
+from ledger.rules import (
+    BaseFee,
+    ChangePolicy,
+    CreditGrant,
+    Customer,
+    Plan,
+    PlanVersion,
+    Subscription,
+    load_rules,
+)
 from ledger.store import open_store
 from tests.support.pricing import banded
 from tests.support.rating import rating_event, rating_rules
@@ -443,3 +463,45 @@ def test_month_end_of_a_short_february() -> None:
     assert [
         last_of_month(date(y, m, 1)) for y, m in ((2027, 2), (2028, 2), (2026, 12), (2026, 4))
     ] == [date(2027, 2, 28), date(2028, 2, 29), date(2026, 12, 31), date(2026, 4, 30)]
+
+
+# --- ledger/cycles.py and ledger/period.py -----------------------------------------------------
+
+
+def test_a_next_cycle_change_inside_the_first_cycle_waits_for_its_end() -> None:
+    """acme on pro from Aug 15 (anniversary), ent from Sep 1, ``effective: next_cycle``: the
+    change falls inside the first cycle [Aug 15, Sep 15), so pro runs to Sep 15 (the first
+    boundary on or after Sep 1, not the second, Oct 15) and ent's cycles start there."""
+    plans = {"pro": Plan(id="pro", currency="USD"), "ent": Plan(id="ent", currency="USD")}
+    acme = Customer(
+        id="acme",
+        currency="USD",
+        subscriptions=(
+            Subscription(plan="pro", start=date(2026, 8, 15)),
+            Subscription(plan="ent", start=date(2026, 9, 1)),
+        ),
+        subscription_changes=ChangePolicy(effective="next_cycle"),
+    )
+    assert [(c.plan, c.key) for c in cycles_for(acme, plans, until=date(2026, 11, 1))] == [
+        ("pro", "2026-08-15/2026-09-15"),
+        ("ent", "2026-09-15/2026-10-15"),
+        ("ent", "2026-10-15/2026-11-15"),
+    ]
+
+
+def test_month_arithmetic() -> None:
+    """The month helpers on ordinary and edge months: October 2026 is "2026-10", Oct 1 to Oct 31;
+    after December comes January of the next year, before January December of the one before;
+    a day's month starts on the 1st and February 2028 (leap) ends on the 29th. A malformed month
+    is refused with the text quoted."""
+    assert month_of(date(2026, 10, 31)) == "2026-10"
+    assert (month_start("2026-10"), month_end("2026-10")) == (date(2026, 10, 1), date(2026, 10, 31))
+    assert (next_month("2026-12"), previous_month("2027-01")) == ("2027-01", "2026-12")
+    assert (previous_month("2026-10"), next_month("2026-10")) == ("2026-09", "2026-11")
+    assert first_of_month(date(2026, 10, 17)) == date(2026, 10, 1)
+    assert last_of_month(date(2028, 2, 3)) == date(2028, 2, 29)
+    assert months_between("2026-12", "2026-12") == ["2026-12"]
+    for text in ("2026-13", "2026-1", "26-10", "2026-10-01"):
+        with pytest.raises(ValueError, match=f"^month '{text}' is not YYYY-MM$"):
+            Month.parse(text)
+    assert not is_month(202610)
