@@ -30,6 +30,26 @@ PG_URL = os.environ.get("METERBOOK_TEST_DATABASE_URL", "")
 PG_SKIP = "METERBOOK_TEST_DATABASE_URL is not set (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)"
 
 
+_SETUP_SECONDS = pytest.StashKey[float]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> None:
+    """While mutmut times the tests (``MUTANT_UNDER_TEST=stats``, ``python3 tasks.py
+    mutation``), a test's time includes its fixtures' setup.
+
+    mutmut runs a mutant's tests fastest first and stops at the first failure, timing each
+    by its call alone: a test whose fixture builds a workspace and its books would count as
+    instant and run before the millisecond worked examples that usually kill the mutant.
+    """
+    if os.environ.get("MUTANT_UNDER_TEST") != "stats":
+        return
+    if call.when == "setup":
+        item.stash[_SETUP_SECONDS] = call.duration
+    elif call.when == "call":
+        call.duration += item.stash.get(_SETUP_SECONDS, 0.0)
+
+
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A PostgreSQL URL whose search_path is a fresh schema, dropped afterwards."""
