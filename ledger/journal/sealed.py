@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import date, timedelta
+from datetime import date
 from decimal import Decimal
 
 from beancount.core import data
@@ -22,10 +22,6 @@ from ledger.period import first_of_month, last_of_month
 
 #: usage month, customer, sorted links
 CatchUpKey = tuple[date, str, tuple[str, ...]]
-
-
-def next_day(day: date) -> date:
-    return day + timedelta(days=1)
 
 
 def _usage_day(entry: data.Directive) -> date:
