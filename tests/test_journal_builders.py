@@ -987,3 +987,24 @@ def test_quantities_that_do_not_parse_are_named() -> None:
     ):
         with pytest.raises(ValueError, match=f"^{item} is not meter=quantity$"):
             parse_quantities(text)
+
+
+def test_catch_up_evidence_is_only_ever_the_regenerated_one() -> None:
+    """Regenerated without digests (``regenerate(evidence=False)``), acme's Oct 31 accrual of 4
+    calls and 250 tokens (2.50) against the sealed 3 and 200 (2.00, evidence "cal-old"): the
+    +0.50 adjustment carries no evidence; the sealed entry's digest is not the store's now."""
+    sealed = "2026-10-31 *" + SEALED.split("2026-10-31 *")[1]
+    regenerated = (
+        sealed.replace('  evidence: "cal-old"\n', "")
+        .replace("2.00 USD", "2.50 USD")
+        .replace("api_calls=3,tokens=200", "api_calls=4,tokens=250")
+        .replace("quantity: 200", "quantity: 250")
+    )
+    _, [adjustment] = catch_up(
+        _parsed(regenerated), _parsed(sealed), first_open=date(2026, 11, 1), rules_hash="r3"
+    )
+    assert "evidence" not in adjustment.meta
+    assert (adjustment.meta["quantities"], adjustment.postings[0].units.number) == (
+        "api_calls=1,tokens=50",
+        D("0.50"),
+    )
