@@ -1008,3 +1008,52 @@ def test_catch_up_evidence_is_only_ever_the_regenerated_one() -> None:
         "api_calls=1,tokens=50",
         D("0.50"),
     )
+
+
+def test_catch_up_of_late_usage_for_a_cycle_with_no_accrual_in_the_books() -> None:
+    """kaisha's cycle [Sep 1, Oct 1) used its 100 free tokens (no accrual entry: nothing to
+    post) and was invoiced; 7 tokens more (7 JPY) came late and were posted on Oct 20, before
+    October was sealed. Now 12 tokens have come late: regenerated, the late entry (dated Nov 1)
+    says 12. Both sides count from the invoiced figure no entry holds, so the change is
+    12 − 7 = 5 tokens (5 JPY).
+
+    An invoice issued after the seal for a sealed date (INV-9, Oct 15, billing acme's cycles
+    [Sep 15, Oct 15) and [Oct 15, Nov 15)) is caught up as it is: both cycles named, all its
+    links, no quantities (it is no single cycle's)."""
+    late = """\
+{day} * "kaisha" "Late usage for invoiced cycle 2026-09-01/2026-10-01" ^kaisha-2026-09-01
+  customer: "kaisha"
+  cycle: "2026-09-01/2026-10-01"
+  meter: "tokens"
+  quantities: "tokens={tokens}"
+  usage_date: 2026-09-30
+  late: TRUE
+  Assets:Receivables:Unbilled:Kaisha   {tokens} JPY
+  Income:Usage:Tokens                 -{tokens} JPY
+"""
+    invoice = """
+2026-10-15 * "acme" "Invoice INV-9" ^INV-9 ^acme-2026-09-15 ^acme-2026-10-15
+  customer: "acme"
+  invoice: "INV-9"
+  cycle: "2026-09-15/2026-10-15,2026-10-15/2026-11-15"
+  evidence: "inv9"
+  Assets:Receivables:Invoiced:Acme    50.80 USD
+  Assets:Receivables:Unbilled:Acme    -1.80 USD
+  Liabilities:Deferred-Revenue:Acme  -49.00 USD
+"""
+    _, adjustments = catch_up(
+        _parsed(late.format(day="2026-11-01", tokens=12) + invoice),
+        _parsed(late.format(day="2026-10-20", tokens=7)),
+        first_open=date(2026, 11, 1),
+        rules_hash="r4",
+    )
+    assert [(e.meta.get("cycle"), e.meta.get("quantities"), e.links) for e in adjustments] == [
+        ("2026-09-01/2026-10-01", "tokens=5", frozenset({"kaisha-2026-09-01"})),
+        (
+            "2026-09-15/2026-10-15,2026-10-15/2026-11-15",
+            None,
+            frozenset({"INV-9", "acme-2026-09-15", "acme-2026-10-15"}),
+        ),
+    ]
+    assert [p.units.number for p in adjustments[0].postings] == [D(5), D(-5)]
+    assert adjustments[0].meta["usage_date"] == date(2026, 9, 30)

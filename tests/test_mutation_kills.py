@@ -505,3 +505,76 @@ def test_month_arithmetic() -> None:
         with pytest.raises(ValueError, match=f"^month '{text}' is not YYYY-MM$"):
             Month.parse(text)
     assert not is_month(202610)
+
+
+PRO_ENT = {
+    "pro": Plan(id="pro", currency="USD"),
+    "ent": Plan(id="ent", currency="USD", cycle="quarterly"),
+}
+
+
+def _calendar(*subscriptions: Subscription, **policy: str) -> Customer:
+    return Customer(
+        id="acme",
+        currency="USD",
+        billing_anchor="calendar",
+        subscriptions=subscriptions,
+        subscription_changes=ChangePolicy(**policy),
+    )
+
+
+def _cycles(customer: Customer) -> list[tuple[str, str, str, bool]]:
+    return [
+        (c.plan, c.key, str(c.proration()), c.full_when_cut)
+        for c in cycles_for(customer, PRO_ENT, until=date(2026, 11, 1))
+    ]
+
+
+def test_a_next_cycle_change_to_a_quarterly_plan_starts_at_the_month_boundary() -> None:
+    """Calendar billing, ``effective: next_cycle``: pro (monthly) from Aug 1, ent (quarterly)
+    from Aug 20. pro runs to its boundary, Sep 1; ent starts there, inside its calendar quarter
+    [Jul 1, Oct 1): a short first cycle [Sep 1, Oct 1), 30 of 92 days, then [Oct 1, Jan 1).
+
+    With a third subscription, ent from Aug 20 to Sep 1 and pro again from Oct 1: ent's turn
+    would start on Sep 1, the day it ends: it has no cycle at all (not a quarter-long one to
+    Oct 1, nor an empty one), and pro's Oct 1 subscription still comes."""
+    assert _cycles(
+        _calendar(
+            Subscription(plan="pro", start=date(2026, 8, 1)),
+            Subscription(plan="ent", start=date(2026, 8, 20)),
+            effective="next_cycle",
+        )
+    ) == [
+        ("pro", "2026-08-01/2026-09-01", "1", False),
+        ("ent", "2026-09-01/2026-10-01", "15/46", False),
+        ("ent", "2026-10-01/2027-01-01", "1", False),
+    ]
+    assert _cycles(
+        _calendar(
+            Subscription(plan="pro", start=date(2026, 8, 1)),
+            Subscription(plan="ent", start=date(2026, 8, 20), end=date(2026, 9, 1)),
+            Subscription(plan="pro", start=date(2026, 10, 1)),
+            effective="next_cycle",
+        )
+    ) == [
+        ("pro", "2026-08-01/2026-09-01", "1", False),
+        ("pro", "2026-10-01/2026-11-01", "1", False),
+    ]
+
+
+def test_proration_none_bills_a_cut_cycle_to_its_nominal_end() -> None:
+    """Calendar billing, ``proration: none``: pro from Aug 11 (a short first cycle in the month
+    [Aug 1, Sep 1)), ent from Aug 20. pro's cycle is cut at Aug 20 but billed as if it ran to
+    Sep 1: 21 of 31 days (Aug 11 to Sep 1), not the 9 it ran. ent's first cycle [Aug 20, Oct 1)
+    ends at its nominal end: its 42 of 92 days. Every cycle is marked full_when_cut."""
+    assert _cycles(
+        _calendar(
+            Subscription(plan="pro", start=date(2026, 8, 11)),
+            Subscription(plan="ent", start=date(2026, 8, 20)),
+            proration="none",
+        )
+    ) == [
+        ("pro", "2026-08-11/2026-08-20", "21/31", True),
+        ("ent", "2026-08-20/2026-10-01", "21/46", True),
+        ("ent", "2026-10-01/2027-01-01", "1", True),
+    ]
