@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from beancount.core import data
 
-from ledger.cycles import Cycle, cycles_for
+from ledger.cycles import Cycle, _cycle_months, cycles_for
 from ledger.errors import BadInput
 from ledger.facts.pins import TermsPin
 from ledger.journal.meta import entry_quantities
@@ -578,3 +578,10 @@ def test_proration_none_bills_a_cut_cycle_to_its_nominal_end() -> None:
         ("ent", "2026-08-20/2026-10-01", "21/46", True),
         ("ent", "2026-10-01/2027-01-01", "1", True),
     ]
+
+
+def test_an_unknown_cycle_kind_is_named_with_the_known_ones() -> None:
+    """The rules accept only these three (a Literal); the engine's own guard says so too."""
+    with pytest.raises(ValueError) as raised:
+        _cycle_months("weekly")
+    assert str(raised.value) == "unknown cycle 'weekly' (known: monthly, quarterly, yearly)"
