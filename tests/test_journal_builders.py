@@ -24,13 +24,15 @@ from beancount import loader
 from beancount.core import data
 from beancount.parser import parser
 
+from ledger.accruals import snapshot, targets
 from ledger.books import format_entries
+from ledger.cycles import Cycle
 from ledger.facts.invoices import Invoice, InvoiceLine, Snapshot
 from ledger.journal.accruals import accrual_entries, late_entries
 from ledger.journal.invoices import breakage_entries, grant_invoices, invoice_entries
 from ledger.journal.meta import parse_quantities
 from ledger.journal.sealed import catch_up, cumulative_quantities, usage_month
-from ledger.rating import CreditMovement
+from ledger.rating import BaseFeeRating, ChargeRating, CreditMovement, CycleRating
 from ledger.registry import load_registry
 from ledger.rules import Rules, load_rules
 from ledger.tax import Tax, TaxLine
@@ -1057,3 +1059,75 @@ def test_catch_up_of_late_usage_for_a_cycle_with_no_accrual_in_the_books() -> No
     ]
     assert [p.units.number for p in adjustments[0].postings] == [D(5), D(-5)]
     assert adjustments[0].meta["usage_date"] == date(2026, 9, 30)
+
+
+# --- targets and snapshots -------------------------------------------------------------------
+
+
+def _charge(index: int, meter: str, quantity: str, amount: str, final: bool) -> ChargeRating:
+    return ChargeRating(index, meter, "unit", D(quantity), 1, D(amount), (), final)
+
+
+def test_targets_sum_every_charge_of_a_meter_and_split_credit_final_first() -> None:
+    """acme's cycle [Sep 15, Oct 15) through Oct 14: 36,000 calls at 0.001 = 36.00 and, on the
+    same meter, a 5.00 platform fee (both final); 250 tokens on volume tiers = 2.50 (not final);
+    pro's 49.00 base fee in advance, all recognized; a 45.00 minimum: shortfall 45 − 43.50 =
+    1.50; 40.00 of prepaid credit drawn, applied to final usage first (41.00 of it).
+
+    usage_revenue:api_calls 36.00 + 5.00 = 41.00; unbilled 41.00 − 40.00 + 1.50 = 2.50;
+    contract asset 2.50 − 0 = 2.50; deferred 40.00 + 49.00 = 89.00 (debits 94.00, credits
+    41.00 + 2.50 + 1.50 + 49.00 = 94.00). In arrears, a 10.00 fee recognized 4.00 so far goes
+    to unbilled; a free meter's zero revenue is no target, but its quantity is kept."""
+    cycle = Cycle(
+        "acme",
+        "pro",
+        date(2026, 9, 15),
+        date(2026, 10, 15),
+        date(2026, 9, 15),
+        date(2026, 10, 15),
+        0,
+        True,
+        False,
+    )
+    rated = CycleRating(
+        cycle=cycle,
+        through=date(2026, 10, 14),
+        currency="USD",
+        charges=(
+            _charge(0, "api_calls", "36000", "36.00", True),
+            _charge(1, "api_calls", "36000", "5.00", True),
+            _charge(2, "tokens", "250", "2.50", False),
+        ),
+        base_fee=BaseFeeRating(timing="advance", billed=D("49.00"), recognized=D("49.00")),
+        commitment_shortfall=D("1.50"),
+        credit_applied=D("40.00"),
+    )
+    assert targets(rated) == {
+        "usage_revenue:api_calls": D("41.00"),
+        "usage_revenue:tokens": D("2.50"),
+        "unbilled": D("2.50"),
+        "contract_asset": D("2.50"),
+        "deferred": D("89.00"),
+        "commitment_revenue:": D("1.50"),
+        "subscription_revenue:pro": D("49.00"),
+    }
+    arrears = CycleRating(
+        cycle=cycle,
+        through=date(2026, 9, 30),
+        currency="USD",
+        charges=(_charge(0, "api_calls", "50", "0", True),),
+        base_fee=BaseFeeRating(timing="arrears", billed=D("10.00"), recognized=D("4.00")),
+        commitment_shortfall=D(0),
+        credit_applied=D(0),
+    )
+    assert snapshot(arrears, "ev") == Snapshot(
+        link="acme-2026-09-15",
+        customer="acme",
+        cycle="2026-09-15/2026-10-15",
+        plan="pro",
+        through=date(2026, 9, 30),
+        currency="USD",
+        targets=(("subscription_revenue:pro", D("4.00")), ("unbilled", D("4.00"))),
+        quantities=(("api_calls", D(50)),),
+        evidence="ev",
+    )
