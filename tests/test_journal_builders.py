@@ -1072,10 +1072,11 @@ def test_targets_sum_every_charge_of_a_meter_and_split_credit_final_first() -> N
     """acme's cycle [Sep 15, Oct 15) through Oct 14: 36,000 calls at 0.001 = 36.00 and, on the
     same meter, a 5.00 platform fee (both final); 250 tokens on volume tiers = 2.50 (not final);
     pro's 49.00 base fee in advance, all recognized; a 45.00 minimum: shortfall 45 − 43.50 =
-    1.50; 40.00 of prepaid credit drawn, applied to final usage first (41.00 of it).
+    1.50; 43.00 of prepaid credit drawn, applied to final usage first: 41.00, then 2.00 to
+    the tokens.
 
-    usage_revenue:api_calls 36.00 + 5.00 = 41.00; unbilled 41.00 − 40.00 + 1.50 = 2.50;
-    contract asset 2.50 − 0 = 2.50; deferred 40.00 + 49.00 = 89.00 (debits 94.00, credits
+    usage_revenue:api_calls 36.00 + 5.00 = 41.00; unbilled 41.00 − 41.00 + 1.50 = 1.50;
+    contract asset 2.50 − 2.00 = 0.50; deferred 43.00 + 49.00 = 92.00 (debits 94.00, credits
     41.00 + 2.50 + 1.50 + 49.00 = 94.00). In arrears, a 10.00 fee recognized 4.00 so far goes
     to unbilled; a free meter's zero revenue is no target, but its quantity is kept."""
     cycle = Cycle(
@@ -1100,14 +1101,14 @@ def test_targets_sum_every_charge_of_a_meter_and_split_credit_final_first() -> N
         ),
         base_fee=BaseFeeRating(timing="advance", billed=D("49.00"), recognized=D("49.00")),
         commitment_shortfall=D("1.50"),
-        credit_applied=D("40.00"),
+        credit_applied=D("43.00"),
     )
     assert targets(rated) == {
         "usage_revenue:api_calls": D("41.00"),
         "usage_revenue:tokens": D("2.50"),
-        "unbilled": D("2.50"),
-        "contract_asset": D("2.50"),
-        "deferred": D("89.00"),
+        "unbilled": D("1.50"),
+        "contract_asset": D("0.50"),
+        "deferred": D("92.00"),
         "commitment_revenue:": D("1.50"),
         "subscription_revenue:pro": D("49.00"),
     }
