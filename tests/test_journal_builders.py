@@ -24,7 +24,7 @@ from beancount import loader
 from beancount.core import data
 from beancount.parser import parser
 
-from ledger.accruals import snapshot, targets
+from ledger.accruals import plan_points, snapshot, targets
 from ledger.books import format_entries
 from ledger.cycles import Cycle
 from ledger.facts.invoices import Invoice, InvoiceLine, Snapshot
@@ -32,7 +32,7 @@ from ledger.journal.accruals import accrual_entries, late_entries
 from ledger.journal.invoices import breakage_entries, grant_invoices, invoice_entries
 from ledger.journal.meta import parse_quantities
 from ledger.journal.sealed import catch_up, cumulative_quantities, usage_month
-from ledger.rating import BaseFeeRating, ChargeRating, CreditMovement, CycleRating
+from ledger.rating import BaseFeeRating, ChargeRating, CreditMovement, CycleRating, Rating
 from ledger.registry import load_registry
 from ledger.rules import Rules, load_rules
 from ledger.tax import Tax, TaxLine
@@ -1132,3 +1132,63 @@ def test_targets_sum_every_charge_of_a_meter_and_split_credit_final_first() -> N
         quantities=(("api_calls", D(50)),),
         evidence="ev",
     )
+
+
+ACME_SEP = Cycle(
+    "acme", "pro", date(2026, 9, 15), date(2026, 10, 15), date(2026, 9, 15), date(2026, 10, 15),
+    0, True, False,
+)  # fmt: skip
+
+
+def _rated(through: date, amount: str) -> CycleRating:
+    return CycleRating(
+        cycle=ACME_SEP,
+        through=through,
+        currency="USD",
+        charges=(_charge(0, "api_calls", str(int(D(amount) * 1000)), amount, True),),
+        base_fee=None,
+        commitment_shortfall=D(0),
+        credit_applied=D(0),
+    )
+
+
+def test_plan_points_post_live_snapshots_or_the_frozen_ones_and_the_late_difference() -> None:
+    """acme's cycle [Sep 15, Oct 15) rated at Sep 30 (4.00), Oct 7 (not an accrual point:
+    never posted) and Oct 14 (36.00), with a digest for Sep 30 only: two points, Sep 30 with
+    its evidence, Oct 14 with none ("").
+
+    Invoiced on Oct 15 with Sep 30 at 4.00 and Oct 14 at 34.00 frozen: the frozen snapshots
+    are posted, and Oct 14's 36.00 now differs: one late difference dated the first open day
+    (Nov 1), or the invoice date (Oct 15) when nothing is sealed. Frozen at 36.00: no late."""
+    rating = Rating(
+        through=date(2026, 10, 14),
+        cycles=(
+            _rated(date(2026, 9, 30), "4.00"),
+            _rated(date(2026, 10, 7), "20.00"),
+            _rated(date(2026, 10, 14), "36.00"),
+        ),
+    )
+    points, late = plan_points(
+        rating, [], first_open=date.min, evidence={(ACME, date(2026, 9, 30)): "e1"}
+    )
+    assert [(p.through, p.target("unbilled"), p.evidence) for p in points] == [
+        (date(2026, 9, 30), D("4.00"), "e1"),
+        (date(2026, 10, 14), D("36.00"), ""),
+    ]
+    assert late == []
+    frozen = (
+        snapshot(_rated(date(2026, 9, 30), "4.00")),
+        snapshot(_rated(date(2026, 10, 14), "34.00")),
+    )
+    invoice = Invoice("acme", date(2026, 10, 15), "USD", (), "r", "INV-1", accruals=frozen)
+    points, late = plan_points(rating, [invoice], first_open=date(2026, 11, 1))
+    assert points == list(frozen)
+    assert [(now.target("unbilled"), then.target("unbilled"), day) for now, then, day in late] == [
+        (D("36.00"), D("34.00"), date(2026, 11, 1))
+    ]
+    assert plan_points(rating, [invoice], first_open=date.min)[1][0][2] == date(2026, 10, 15)
+    paid_up = Invoice(
+        "acme", date(2026, 10, 15), "USD", (), "r", "INV-1",
+        accruals=(snapshot(_rated(date(2026, 10, 14), "36.00")),),
+    )  # fmt: skip
+    assert plan_points(rating, [paid_up], first_open=date(2026, 11, 1))[1] == []
