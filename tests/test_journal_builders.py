@@ -36,7 +36,7 @@ from ledger.rating import BaseFeeRating, ChargeRating, CreditMovement, CycleRati
 from ledger.registry import load_registry
 from ledger.rules import Rules, load_rules
 from ledger.tax import Tax, TaxLine
-from tests.support import METERS_CALLS_TOKENS, balance
+from tests.support.workspaces import METERS_CALLS_TOKENS, balance
 
 D = Decimal
 PLANS = """\
