@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -113,8 +114,17 @@ def _shape(entry: data.Directive) -> tuple[object, ...]:
     """An entry as comparable values: date, flag, payee, narration, links, tags, metadata
     (without where it was read from) and per posting account, number, currency, metadata."""
     meta = {k: v for k, v in (entry.meta or {}).items() if k not in ("filename", "lineno")}
-    if isinstance(entry, data.Document):
-        return (entry.date, "document", entry.account, entry.filename, entry.links, meta)
+    if isinstance(entry, data.Document):  # generated: no metadata but where it comes from
+        where = entry.meta
+        return (
+            entry.date,
+            "document",
+            entry.account,
+            entry.filename,
+            entry.tags,
+            entry.links,
+            where,
+        )
     assert isinstance(entry, data.Transaction)
     postings = [
         (
@@ -303,7 +313,10 @@ def test_late_usage_posts_targets_now_less_the_frozen_ones(rules: Rules) -> None
     no tokens. Then 2,000 calls (+2.00) and 250 tokens (+2.50, a meter the frozen snapshot
     did not list) arrive for it: one entry dated Nov 1 (the first open day, given), usage_date
     Oct 14, late, quantities the change (api_calls=2000, tokens=250), +4.50 unbilled.
-    A second late pair whose targets did not move posts nothing."""
+    A second late pair whose targets did not move posts nothing. kaisha's October, invoiced
+    with 300 tokens (300 JPY), is corrected to 0 tokens by a negative event: its targets are
+    gone (none left to hold), so the late entry takes all 300 back: unbilled −300, revenue
+    +300, quantities tokens=-300."""
     frozen = _snap(
         date(2026, 10, 14),
         {"unbilled": "36.00", "usage_revenue:api_calls": "36.00"},
@@ -316,8 +329,23 @@ def test_late_usage_posts_targets_now_less_the_frozen_ones(rules: Rules) -> None
         {"api_calls": 38000, "tokens": 250},
         "e-now",
     )
+    kaisha_frozen = _snap(
+        date(2026, 10, 31),
+        {"unbilled": "300", "usage_revenue:tokens": "300"},
+        {"tokens": 300},
+        link="kaisha-2026-10-01",
+        customer="kaisha",
+        cycle="2026-10-01/2026-11-01",
+        currency="JPY",
+    )
+    kaisha_now = replace(kaisha_frozen, targets=(), quantities=(("tokens", D(0)),))
     entries = late_entries(
-        [(frozen, frozen, date(2026, 10, 20)), (now, frozen, date(2026, 11, 1))], rules
+        [
+            (frozen, frozen, date(2026, 10, 20)),
+            (now, frozen, date(2026, 11, 1)),
+            (kaisha_now, kaisha_frozen, date(2026, 11, 1)),
+        ],
+        rules,
     )
     assert [_shape(e) for e in entries] == [
         (
@@ -347,7 +375,28 @@ def test_late_usage_posts_targets_now_less_the_frozen_ones(rules: Rules) -> None
                 ),
                 ("Income:Usage:Tokens", D("-2.50"), "USD", {"meter": "tokens", "quantity": D(250)}),
             ],
-        )
+        ),
+        (
+            date(2026, 11, 1),
+            "*",
+            "kaisha",
+            "Late usage for invoiced cycle 2026-10-01/2026-11-01",
+            frozenset({"kaisha-2026-10-01"}),
+            frozenset(),
+            {
+                "customer": "kaisha",
+                "cycle": "2026-10-01/2026-11-01",
+                "meter": "tokens",
+                "quantities": "tokens=-300",
+                "rules": rules.hash,
+                "usage_date": date(2026, 10, 31),
+                "late": True,
+            },
+            [
+                ("Assets:Receivables:Unbilled:Kaisha", D(-300), "JPY", {}),
+                ("Income:Usage:Tokens", D(300), "JPY", {"meter": "tokens", "quantity": D(-300)}),
+            ],
+        ),
     ]
     assert balance(_loaded(entries), "Income:Usage:Api-Calls", date(2026, 11, 2)) == D("-2.00")
 
@@ -435,8 +484,9 @@ def test_an_invoice_moves_what_it_bills_into_the_receivable(rules: Rules) -> Non
             "document",
             "Assets:Receivables:Invoiced:Acme",
             "../documents/INV-2026-000007.html",
+            frozenset(),
             frozenset({"INV-2026-000007"}),
-            {},
+            {"filename": "<meterbook>", "lineno": 0},
         ),
     ]
     grant = invoice_entries([kaisha], rules, documents_dir="docs")
@@ -459,8 +509,9 @@ def test_an_invoice_moves_what_it_bills_into_the_receivable(rules: Rules) -> Non
             "document",
             "Assets:Receivables:Invoiced:Kaisha",
             "docs/INV-2026-000002.html",
+            frozenset(),
             frozenset({"INV-2026-000002"}),
-            {},
+            {"filename": "<meterbook>", "lineno": 0},
         ),
     ]
     books = _loaded([e for e in [*invoice_entries([acme], rules), *grant] if _is_txn(e)])
