@@ -1243,3 +1243,19 @@ def test_plan_points_post_live_snapshots_or_the_frozen_ones_and_the_late_differe
         accruals=(snapshot(_rated(date(2026, 10, 14), "36.00")),),
     )  # fmt: skip
     assert plan_points(rating, [paid_up], first_open=date(2026, 11, 1))[1] == []
+
+
+def test_an_accrual_takes_back_a_target_that_is_gone(rules: Rules) -> None:
+    """acme's cycle accrued 250 tokens (2.50) on Sep 30; a correction event brings the tokens
+    to 0 by Oct 14, so the cycle has no target left: the Oct 14 accrual reverses the 2.50
+    (unbilled −2.50, Income:Usage:Tokens +2.50 with quantity 0)."""
+    sep30 = _snap(
+        date(2026, 9, 30), {"unbilled": "2.50", "usage_revenue:tokens": "2.50"}, {"tokens": 250}
+    )
+    oct14 = _snap(date(2026, 10, 14), {}, {"tokens": 0})
+    entries = accrual_entries([sep30, oct14], rules)
+    assert [(p.account, p.units.number, p.meta) for p in entries[1].postings] == [
+        ("Assets:Receivables:Unbilled:Acme", D("-2.50"), None),
+        ("Income:Usage:Tokens", D("2.50"), {"meter": "tokens", "quantity": D(0)}),
+    ]
+    assert balance(_loaded(entries), "Income:Usage:Tokens", date(2026, 10, 15)) == 0
