@@ -31,7 +31,7 @@ from ledger.cycles import Cycle
 from ledger.facts.invoices import Invoice, InvoiceLine, Snapshot
 from ledger.journal.accruals import accrual_entries, late_entries
 from ledger.journal.invoices import breakage_entries, grant_invoices, invoice_entries
-from ledger.journal.meta import parse_quantities
+from ledger.journal.meta import format_quantities, parse_quantities
 from ledger.journal.sealed import catch_up, cumulative_quantities, usage_month
 from ledger.rating import BaseFeeRating, ChargeRating, CreditMovement, CycleRating, Rating
 from ledger.registry import load_registry
@@ -1259,3 +1259,11 @@ def test_an_accrual_takes_back_a_target_that_is_gone(rules: Rules) -> None:
         ("Income:Usage:Tokens", D("2.50"), {"meter": "tokens", "quantity": D(0)}),
     ]
     assert balance(_loaded(entries), "Income:Usage:Tokens", date(2026, 10, 15)) == 0
+
+
+def test_quantities_are_written_fixed_point() -> None:
+    """A normalized thousand (1E+3) and a tenth of a millionth (1E-7) are written 1000 and
+    0.0000001: Decimal's own str would write exponents Beancount metadata readers choke on."""
+    written = format_quantities([("storage_gb", D("1E+3")), ("tokens", D("1E-7"))])
+    assert written == "storage_gb=1000,tokens=0.0000001"
+    assert parse_quantities(written) == {"storage_gb": D(1000), "tokens": D("0.0000001")}
