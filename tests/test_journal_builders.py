@@ -1263,7 +1263,7 @@ def test_an_accrual_takes_back_a_target_that_is_gone(rules: Rules) -> None:
 
 def test_quantities_are_written_fixed_point() -> None:
     """A normalized thousand (1E+3) and a tenth of a millionth (1E-7) are written 1000 and
-    0.0000001: Decimal's own str would write exponents Beancount metadata readers choke on."""
+    0.0000001, the fixed-point form of every number in the books, not Decimal's exponents."""
     written = format_quantities([("storage_gb", D("1E+3")), ("tokens", D("1E-7"))])
     assert written == "storage_gb=1000,tokens=0.0000001"
     assert parse_quantities(written) == {"storage_gb": D(1000), "tokens": D("0.0000001")}
