@@ -25,7 +25,7 @@ from beancount import loader
 from beancount.core import data
 from beancount.parser import parser
 
-from ledger.accruals import plan_points, snapshot, targets
+from ledger.accruals import Inclusion, net_targets, plan_points, snapshot, targets
 from ledger.books import format_entries
 from ledger.cycles import Cycle
 from ledger.facts.invoices import Invoice, InvoiceLine, Snapshot
@@ -1267,3 +1267,36 @@ def test_quantities_are_written_fixed_point() -> None:
     written = format_quantities([("storage_gb", D("1E+3")), ("tokens", D("1E-7"))])
     assert written == "storage_gb=1000,tokens=0.0000001"
     assert parse_quantities(written) == {"storage_gb": D(1000), "tokens": D("0.0000001")}
+
+
+def test_tax_inclusive_targets_net_every_charge_of_a_meter() -> None:
+    """kunde's October [Oct 1, Nov 1) in EUR, 19 % VAT included in its api_calls prices: 119.00
+    of calls and an 11.90 platform fee on the same meter, both final. Each is netted on its
+    own: 119.00 − 19.00 = 100.00 and 11.90 − 1.90 = 10.00, so the meter's revenue and unbilled
+    are 110.00 (not the last charge's 10.00).
+
+    An advance fee of 3,100 JPY invoiced with 495 of tax (2,605 booked), cut to 1,000 by a
+    change: deferred revenue recognizes 1,000 − 495 + round(495 × 2,100 ÷ 3,100) = 1,000 − 495
+    + 335 = 840 yen, rounded to the yen (335.32 would not be an amount)."""
+    october = Cycle(
+        "kunde", "pro", date(2026, 10, 1), date(2026, 11, 1), date(2026, 10, 1),
+        date(2026, 11, 1), 0, True, False,
+    )  # fmt: skip
+    rated = CycleRating(
+        cycle=october,
+        through=date(2026, 10, 31),
+        currency="EUR",
+        charges=(
+            _charge(0, "api_calls", "476", "119.00", True),
+            _charge(1, "api_calls", "476", "11.90", True),
+        ),
+        base_fee=None,
+        commitment_shortfall=D(0),
+        credit_applied=D(0),
+    )
+    vat = Inclusion("EUR", {"usage:api_calls": (D("0.19"),)})
+    assert net_targets(rated, vat) == {
+        "usage_revenue:api_calls": D("110.00"),
+        "unbilled": D("110.00"),
+    }
+    assert Inclusion("JPY", fee=(D(3100), D(2605))).advance_fee(D(1000)) == D(840)
