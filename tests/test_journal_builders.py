@@ -1300,3 +1300,42 @@ def test_tax_inclusive_targets_net_every_charge_of_a_meter() -> None:
         "unbilled": D("110.00"),
     }
     assert Inclusion("JPY", fee=(D(3100), D(2605))).advance_fee(D(1000)) == D(840)
+
+
+def test_tax_inclusive_targets_credit_and_advance_fee() -> None:
+    """kunde's October [Oct 1, Nov 1), 19 % VAT included in its usage prices:
+
+    - 23.80 of tokens on volume tiers (not final): 20.00 net; 5.00 of prepaid credit drawn, all
+      of it on that non-final usage: contract asset 20.00 − 5.00 = 15.00, deferred 5.00 (credit
+      keeps its amount);
+    - 119.00 of calls (final): 100.00 net; 10.00 of credit: unbilled 90.00, deferred 10.00;
+    - in yen, a 3,100 base fee in advance with 10 % tax included, not invoiced yet: 3,100 − 282
+      = 2,818 net, recognized through Oct 15, 15 of 31 days: 2,818 × 15 ÷ 31 = 1,363.5… →
+      1,364 yen of revenue out of deferred revenue (not 1,363.55, nor in arrears to unbilled)."""
+    october = Cycle(
+        "kunde", "pro", date(2026, 10, 1), date(2026, 11, 1), date(2026, 10, 1),
+        date(2026, 11, 1), 0, True, False,
+    )  # fmt: skip
+    vat = Inclusion("EUR", {"usage:api_calls": (D("0.19"),), "usage:tokens": (D("0.19"),)})
+
+    def rated(charge: ChargeRating, credit: str) -> CycleRating:
+        return CycleRating(october, date(2026, 10, 31), "EUR", (charge,), None, D(0), D(credit))
+
+    tokens = _charge(0, "tokens", "1000", "23.80", False)
+    assert net_targets(rated(tokens, "5.00"), vat) == {
+        "usage_revenue:tokens": D("20.00"),
+        "contract_asset": D("15.00"),
+        "deferred": D("5.00"),
+    }
+    calls = _charge(0, "api_calls", "476", "119.00", True)
+    assert net_targets(rated(calls, "10.00"), vat) == {
+        "usage_revenue:api_calls": D("100.00"),
+        "unbilled": D("90.00"),
+        "deferred": D("10.00"),
+    }
+    fee = BaseFeeRating("advance", D(3100), D(1500))
+    in_yen = CycleRating(october, date(2026, 10, 15), "JPY", (), fee, D(0), D(0))
+    assert net_targets(in_yen, Inclusion("JPY", {"base_fee": (D("0.10"),)})) == {
+        "deferred": D(1364),
+        "subscription_revenue:pro": D(1364),
+    }
