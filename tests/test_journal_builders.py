@@ -1309,6 +1309,8 @@ def test_tax_inclusive_targets_credit_and_advance_fee() -> None:
       of it on that non-final usage: contract asset 20.00 − 5.00 = 15.00, deferred 5.00 (credit
       keeps its amount);
     - 119.00 of calls (final): 100.00 net; 10.00 of credit: unbilled 90.00, deferred 10.00;
+    - no usage against a 59.50 minimum, VAT included: a shortfall of 59.50, 50.00 net, to
+      commitment revenue and unbilled;
     - in yen, a 3,100 base fee in advance with 10 % tax included, not invoiced yet: 3,100 − 282
       = 2,818 net, recognized through Oct 15, 15 of 31 days: 2,818 × 15 ÷ 31 = 1,363.5… →
       1,364 yen of revenue out of deferred revenue (not 1,363.55, nor in arrears to unbilled)."""
@@ -1332,6 +1334,12 @@ def test_tax_inclusive_targets_credit_and_advance_fee() -> None:
         "usage_revenue:api_calls": D("100.00"),
         "unbilled": D("90.00"),
         "deferred": D("10.00"),
+    }
+    # a 59.50 minimum with VAT included and no usage: the shortfall is netted as its own part
+    short = CycleRating(october, date(2026, 10, 31), "EUR", (), None, D("59.50"), D(0))
+    assert net_targets(short, Inclusion("EUR", {"commitment": (D("0.19"),)})) == {
+        "commitment_revenue:": D("50.00"),
+        "unbilled": D("50.00"),
     }
     fee = BaseFeeRating("advance", D(3100), D(1500))
     in_yen = CycleRating(october, date(2026, 10, 15), "JPY", (), fee, D(0), D(0))
