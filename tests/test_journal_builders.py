@@ -1309,11 +1309,13 @@ def test_tax_inclusive_targets_credit_and_advance_fee() -> None:
       of it on that non-final usage: contract asset 20.00 − 5.00 = 15.00, deferred 5.00 (credit
       keeps its amount);
     - 119.00 of calls (final): 100.00 net; 10.00 of credit: unbilled 90.00, deferred 10.00;
-    - no usage against a 59.50 minimum, VAT included: a shortfall of 59.50, 50.00 net, to
-      commitment revenue and unbilled;
+    - 11.90 of calls (10.00 net) against a 59.50 minimum, VAT included: a 47.60 shortfall,
+      40.00 net, to commitment revenue; unbilled 50.00;
     - in yen, a 3,100 base fee in advance with 10 % tax included, not invoiced yet: 3,100 − 282
       = 2,818 net, recognized through Oct 15, 15 of 31 days: 2,818 × 15 ÷ 31 = 1,363.5… →
-      1,364 yen of revenue out of deferred revenue (not 1,363.55, nor in arrears to unbilled)."""
+      1,364 yen of revenue out of deferred revenue (not 1,363.55); once invoiced with 495 of
+      tax taken out (2,605 booked to deferred revenue), 2,605 × 15 ÷ 31 = 1,260.48… → 1,260
+      (the arrears rule, 1,500 recognized net of its tax, would give 1,364 both times)."""
     october = Cycle(
         "kunde", "pro", date(2026, 10, 1), date(2026, 11, 1), date(2026, 10, 1),
         date(2026, 11, 1), 0, True, False,
@@ -1335,10 +1337,13 @@ def test_tax_inclusive_targets_credit_and_advance_fee() -> None:
         "unbilled": D("90.00"),
         "deferred": D("10.00"),
     }
-    # a 59.50 minimum with VAT included and no usage: the shortfall is netted as its own part
-    short = CycleRating(october, date(2026, 10, 31), "EUR", (), None, D("59.50"), D(0))
-    assert net_targets(short, Inclusion("EUR", {"commitment": (D("0.19"),)})) == {
-        "commitment_revenue:": D("50.00"),
+    # 11.90 of calls against a 59.50 minimum, VAT included: the 47.60 shortfall is netted as
+    # its own part, 40.00, and unbilled holds both: 10.00 + 40.00
+    calls = _charge(0, "api_calls", "476", "11.90", True)
+    short = CycleRating(october, date(2026, 10, 31), "EUR", (calls,), None, D("47.60"), D(0))
+    assert net_targets(short, replace(vat, rates={**vat.rates, "commitment": (D("0.19"),)})) == {
+        "usage_revenue:api_calls": D("10.00"),
+        "commitment_revenue:": D("40.00"),
         "unbilled": D("50.00"),
     }
     fee = BaseFeeRating("advance", D(3100), D(1500))
@@ -1346,4 +1351,10 @@ def test_tax_inclusive_targets_credit_and_advance_fee() -> None:
     assert net_targets(in_yen, Inclusion("JPY", {"base_fee": (D("0.10"),)})) == {
         "deferred": D(1364),
         "subscription_revenue:pro": D(1364),
+    }
+    # invoiced with 495 of tax taken out (2,605 booked): 2,605 × 15 ÷ 31 = 1,260.48… → 1,260
+    invoiced = Inclusion("JPY", {"base_fee": (D("0.10"),)}, fee=(D(3100), D(2605)))
+    assert net_targets(in_yen, invoiced) == {
+        "deferred": D(1260),
+        "subscription_revenue:pro": D(1260),
     }
