@@ -1061,6 +1061,11 @@ def test_catch_up_evidence_is_only_ever_the_regenerated_one() -> None:
         "api_calls=1,tokens=50",
         D("0.50"),
     )
+    # regeneration no longer posts the accrual at all (its usage gone from the store): the
+    # reversal of the sealed 2.00 carries no evidence either, not the sealed "cal-old"
+    _, [reversal] = catch_up([], _parsed(sealed), first_open=date(2026, 11, 1), rules_hash="r3")
+    assert "evidence" not in reversal.meta
+    assert [p.units.number for p in reversal.postings] == [D("-2.00"), D("2.00")]
 
 
 def test_catch_up_of_late_usage_for_a_cycle_with_no_accrual_in_the_books() -> None:
