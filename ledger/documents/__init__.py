@@ -65,7 +65,8 @@ PACKAGED_DIR = Path(__file__).parent / "templates"
 
 class UsageStatement(Protocol):
     """A usage statement (:class:`ledger.statements.Statement`, a later stage than this one):
-    whose it is; the template reads its other fields by name (the manual "Documents and templates")."""
+    whose it is; the template reads its other fields by name (the manual, "Documents and
+    templates")."""
 
     @property
     def customer(self) -> str: ...
