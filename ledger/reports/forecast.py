@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ledger.errors import PluginError
 from ledger.metering import Window, cut_off_us, measure
 from ledger.money import ZERO, normalize, round_money
 from ledger.period import month_start, months_between, next_month, shift_month
 from ledger.pricing import PricingError, PricingModel, Usage
+from ledger.rating import price_charge
 from ledger.reports.sources import (
     Sources,
     monthly_usage,
@@ -26,7 +28,7 @@ from ledger.reports.table import Cell, Report, Table
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from ledger.rules import Plan, Rules
+    from ledger.rules import Charge, Plan, Rules
 
 #: Months of history the trend is fitted on, and months forecast.
 TREND_MONTHS = 6
@@ -77,7 +79,7 @@ def _last_month_rate(
     meter: str,
     month: str,
     model: PricingModel,
-    terms: Any,
+    charge: Charge,
     bands: tuple[Decimal, ...],
 ) -> Decimal:
     """Amount per unit of quantity in ``month``, priced with the events counted by the model's
@@ -92,7 +94,8 @@ def _last_month_rate(
     usage = measure(sources.session.engine, sources.rules.meters[meter], [window], bands)[window]
     if not usage.quantity:
         return ZERO
-    return model.price(terms, usage).amount / usage.quantity
+    where = f"pricing model {charge.model!r} on {customer} ({meter}), forecasting,"
+    return price_charge(model, charge, usage, where).amount / usage.quantity
 
 
 def forecast(sources: Sources, month: str | None = None) -> Report:
@@ -153,9 +156,7 @@ def forecast(sources: Sources, month: str | None = None) -> Report:
                     # per-event bands (a minimum or maximum per event): last month's effective rate
                     if bands:
                         amount: Decimal | None = round_money(
-                            _last_month_rate(
-                                sources, cid, charge.meter, last, model, charge.terms, bands
-                            )
+                            _last_month_rate(sources, cid, charge.meter, last, model, charge, bands)
                             * quantity,
                             currency,
                         )
@@ -166,10 +167,15 @@ def forecast(sources: Sources, month: str | None = None) -> Report:
                             else 1
                         )
                         cycle_usage = Usage(quantity * scale, events * scale)
-                        amount = round_money(
-                            model.price(charge.terms, cycle_usage).amount / per_month, currency
+                        where = (
+                            f"pricing model {charge.model!r} on {cid} ({charge.meter}), "
+                            "forecasting,"
                         )
-                except (PricingError, ArithmeticError, KeyError):
+                        price = price_charge(model, charge, cycle_usage, where)
+                        amount = round_money(price.amount / per_month, currency)
+                # a quantity the model cannot price: no forecast for it (a plugin's own refusal
+                # comes back from price_charge as a PluginError naming it)
+                except (PricingError, PluginError, ArithmeticError, KeyError):
                     amount = None
                 meter_rows.append((cid, m, plan.id, charge.meter, quantity, amount, currency))
                 if amount is None or total is None:
