@@ -360,8 +360,25 @@ def test_rollforward_identity_and_figures(session: Session, books_root: Path) ->
     assert {row[0] for t in only.tables for row in t.rows} == {"2026-10"}
 
 
-def test_arpu_is_revenue_over_quantity(session: Session) -> None:
+def test_arpu_is_revenue_per_active_customer(session: Session) -> None:
+    """Plan ``p``: 30.00 a month in advance, recognized by day, and 0.10 a call.
+
+    - ``cal`` (calendar, from Sep 1): September 30.00 + 20 calls × 0.10 = 32.00; October
+      30.00 + 10 calls = 31.00.
+    - ``ann`` (cycles from Sep 15): September 16 of the cycle's 30 days of 30.00 = 16.00 + 14
+      calls = 1.40, 17.40; October the cycle's last 14 days 14.00 + 17 of [Oct 15, Nov 15)'s
+      31 days 30.00 × 17 / 31 = 16.45 + 16 calls = 1.60, 32.05.
+
+    Both are active in both months: ARPU September (32.00 + 17.40) ÷ 2 = 24.70, October
+    (31.00 + 32.05) ÷ 2 = 31.525 → 31.52 (half-even); usage alone 3.40 ÷ 2 = 1.70 and
+    2.60 ÷ 2 = 1.30. Per unit, the calls still cost 0.10 each (34 and 26 calls).
+    """
     report = build_report(session, "arpu")
+    assert report.title == "Average revenue per user"
+    assert [tuple(r.values()) for r in rows(report, "Revenue per customer")] == [
+        ("2026-09", "USD", 2, D("49.40"), D("24.70"), D("3.40"), D("1.70")),
+        ("2026-10", "USD", 2, D("63.05"), D("31.52"), D("2.60"), D("1.30")),
+    ]
     assert [
         (r["month"], r["meter"], r["customers"], r["quantity"], r["revenue"], r["revenue per unit"])
         for r in rows(report, "Revenue per unit")
@@ -541,6 +558,57 @@ def test_risk_flags_the_collapse_and_the_spike_not_the_steady(usage_root: Path) 
     assert "50 % of the median" in report.method and "200 %" in report.method
 
 
+def test_risk_baseline_is_the_full_months_since_the_customer_started(tmp_path: Path) -> None:
+    """Judged in October 2026, with the trailing months July, August and September:
+
+    - ``late`` subscribes on 2026-08-25: 100 tokens in August (a week), 1,000 in September,
+      1,300 in October. Its baseline is September alone (August is partial, July before it):
+      median 1,000, change (1,300 / 1,000 − 1) = +30.0 %, ``ok``. Counting July as 0 and the
+      partial August gave a median of 100 and +1,200.0 %, a false bill-shock risk.
+    - ``trial`` subscribes on 2026-08-10 but sends events from 2026-07-01 (a trial): it started
+      on 2026-07-01, so July, August and September count (400, 600, 500: median 500) and 1,500
+      in October is +200.0 %, a ``bill-shock risk``.
+    - ``fresh`` subscribes on 2026-10-03: no full month before October, ``no baseline``.
+    """
+    customers = (
+        "customers:\n"
+        "  late: {currency: USD, subscriptions: [{plan: t, start: 2026-08-25}]}\n"
+        "  trial: {currency: USD, subscriptions: [{plan: t, start: 2026-08-10}]}\n"
+        "  fresh: {currency: USD, subscriptions: [{plan: t, start: 2026-10-03}]}\n"
+    )
+    session = make_workspace(tmp_path / "ws", TOKENS, TOKEN_PLANS, customers)
+    usage = {
+        "late": {"2026-08-26": 100, "2026-09-10": 1000, "2026-10-10": 1300},
+        "trial": {"2026-07-01": 400, "2026-08-12": 600, "2026-09-12": 500, "2026-10-12": 1500},
+        "fresh": {"2026-10-05": 50},
+    }
+    insert_events(
+        session.engine,
+        [
+            Event.build(
+                source="t",
+                id=f"{customer}-{day}",
+                customer=customer,
+                type="llm.completion",
+                time=parse_time(f"{day}T08:00:00Z"),
+                properties={"tokens": str(tokens)},
+            )
+            for customer, days in usage.items()
+            for day, tokens in days.items()
+        ],
+    )
+    found = {
+        r["customer"]: r for r in rows(build_report(session, "risk", month="2026-10"), "Usage")
+    }
+    assert found["late"]["baseline"] == "2026-09"
+    assert (found["late"]["trailing median"], found["late"]["change %"]) == (D(1000), D("30.0"))
+    assert found["late"]["status"] == "ok"
+    assert found["trial"]["baseline"] == "2026-07 to 2026-09"
+    assert (found["trial"]["trailing median"], found["trial"]["change %"]) == (D(500), D("200.0"))
+    assert found["trial"]["status"] == "bill-shock risk"
+    assert (found["fresh"]["baseline"], found["fresh"]["status"]) == (None, "no baseline")
+
+
 def test_forecast_of_a_linear_trend_is_within_two_percent(usage_root: Path) -> None:
     report = build_report(Session.open(Workspace.load(usage_root)), "forecast", month="2026-10")
     assert report.title == "Forecast for 2026-11 to 2027-01 (trend through 2026-10)"
@@ -602,6 +670,58 @@ def test_forecast_follows_a_plan_change_and_spreads_a_quarterly_cycle(tmp_path: 
     report = build_report(session, "forecast", month="2026-10")
     [row] = rows(report, "Forecast by customer")
     assert (row["plan"], row["2026-11"]) == ("q", D("30.00"))
+
+
+def test_forecast_prices_each_month_with_the_plan_version_of_its_cycle(tmp_path: Path) -> None:
+    """Plan ``v``: 30.00 a month in advance and 0.10 a call; a version effective 2026-12-01
+    raises them to 40.00 and 0.20. Both customers make 300 calls in September and in October
+    (10 a day, days 1–30), so the trend is flat at 300 calls a month.
+
+    - ``cal`` (calendar cycles): November on the old terms, 300 × 0.10 + 30.00 = 60.00;
+      December and January on the new, 300 × 0.20 + 40.00 = 100.00.
+    - ``ann`` (cycles from the 15th): the cycle running on December 1 started on November 15,
+      before the version, so it is billed on the old terms: December 60.00 as November; the
+      cycle running on January 1 started on December 15: January 100.00.
+
+    Without the version, every month was 60.00.
+    """
+    plans = """\
+plans:
+  v:
+    currency: USD
+    base_fee: {amount: "30.00"}
+    charges:
+      - {meter: api_calls, model: unit, unit_price: "0.10"}
+    versions:
+      - effective: 2026-12-01
+        base_fee: {amount: "40.00"}
+        charges:
+          - {meter: api_calls, model: unit, unit_price: "0.20"}
+"""
+    customers = (
+        "customers:\n"
+        "  cal: {currency: USD, billing_anchor: calendar, "
+        "subscriptions: [{plan: v, start: 2026-09-01}]}\n"
+        "  ann: {currency: USD, subscriptions: [{plan: v, start: 2026-09-15}]}\n"
+    )
+    session = make_workspace(tmp_path / "ws", METERS_CALLS, plans, customers)
+    days = [f"2026-{m:02d}-{d:02d}" for m in (9, 10) for d in range(1, 31)]
+    insert_events(
+        session.engine,
+        [e for c in ("cal", "ann") for d in days for e in calls(c, [d] * 10, f"{c}{d}-")],
+    )
+    report = build_report(session, "forecast", month="2026-10")
+    totals = {r["customer"]: r for r in rows(report, "Forecast by customer")}
+    assert [totals["cal"][m] for m in ("2026-11", "2026-12", "2027-01")] == [
+        D("60.00"),
+        D("100.00"),
+        D("100.00"),
+    ]
+    assert [totals["ann"][m] for m in ("2026-11", "2026-12", "2027-01")] == [
+        D("60.00"),
+        D("60.00"),
+        D("100.00"),
+    ]
 
 
 def test_flow_of_names_adjustments_before_what_they_correct() -> None:

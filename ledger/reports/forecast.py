@@ -3,7 +3,9 @@ trend, priced with the customer's plan.
 
 Per customer and meter a least-squares line is fitted through the monthly quantities of the
 last six months (:func:`linear_trend`) and continued: 100, 200, 300 calls give 400, 500, 600.
-Each forecast month is priced with the plan running on its first day (:func:`plan_on`).
+Each forecast month is priced with the plan running on its first day, at the plan version in
+effect for that day's billing cycle (:func:`plan_on`): a price rise effective 2026-12-01
+prices December and January at the new price, November at the old.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ from datetime import date
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import TYPE_CHECKING
 
+from ledger.cycles import cycle_at
 from ledger.errors import PluginError
 from ledger.metering import Window, cut_off_us, measure
 from ledger.money import ZERO, normalize, round_money
 from ledger.period import month_start, months_between, next_month, shift_month
 from ledger.pricing import PricingError, PricingModel, Usage
-from ledger.rating import price_charge
+from ledger.rating import cycle_plan, price_charge
 from ledger.reports.sources import (
     Sources,
     monthly_usage,
@@ -58,16 +61,16 @@ def linear_trend(values: Sequence[Decimal]) -> tuple[Decimal, Decimal]:
 
 
 def plan_on(rules: Rules, customer: str, day: date) -> Plan | None:
-    """The plan of the customer's subscription running on ``day`` (None: no subscription).
+    """The terms the customer is billed with for the cycle running on ``day`` (None: no
+    subscription then): its plan at the version in effect at that cycle's start, as rating
+    prices the cycle (:func:`ledger.rating.cycle_plan`; a version never splits a cycle).
 
     Subscriptions are in start order and a later start ends the earlier one (a plan change).
     """
-    running = None
-    for sub in rules.customers[customer].subscriptions:
-        if sub.start > day:
-            break
-        running = sub if sub.end is None or day < sub.end else None
-    return rules.plans[running.plan] if running is not None else None
+    cycle = cycle_at(rules.customers[customer], rules.plans, day)
+    if cycle is None:
+        return None
+    return cycle_plan(rules.plans[cycle.plan], cycle)
 
 
 CYCLE_MONTHS = {"monthly": 1, "quarterly": 3, "yearly": 12}
@@ -206,7 +209,9 @@ def forecast(sources: Sources, month: str | None = None) -> Report:
             "first month with usage, if later — is fitted with a least-squares line y = a + b·x "
             f"(x = 0, 1, … per month); the next {FORECAST_MONTHS} months are the line's values at "
             "the following x, never below 0. Each month's quantity is priced with the customer's "
-            "plan on that month's first day as if the month were one billing cycle — for a "
+            "plan on that month's first day, at the plan version in effect for the billing "
+            "cycle running that day (the terms that cycle is invoiced with), as if the month "
+            "were one billing cycle — for a "
             "quarterly or yearly plan, a cycle used at that monthly rate (count and sum meters "
             "times the cycle's months; max, latest and unique counts as they are) divided by its "
             "months — (the plan's pricing plugin, rounded half-even; a model with per-event "

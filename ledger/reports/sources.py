@@ -17,12 +17,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import cached_property
 from typing import TYPE_CHECKING
 
 from beancount.core import data
+from sqlalchemy import func, select
 
 from ledger import books
 from ledger.errors import BadInput
@@ -30,6 +31,7 @@ from ledger.metering import Window, cut_off_us, measure
 from ledger.money import ZERO, round_money
 from ledger.period import month_of, month_start, months_between, next_month, shift_month
 from ledger.pricing import Usage
+from ledger.store import events as events_table
 
 if TYPE_CHECKING:
     from ledger.facts.credit_notes import CreditNote
@@ -177,3 +179,26 @@ def monthly_usage(sources: Sources, months: Sequence[str]) -> dict[tuple[str, st
         for m in months:
             result.setdefault((cid, meter_id, m), Usage(ZERO, 0))
     return result
+
+
+def customer_starts(sources: Sources) -> dict[str, date]:
+    """customer → its first day: the earlier of its first subscription's start and the day (in
+    the workspace timezone) of its first event in the store; a customer with neither is left
+    out. A customer subscribed from 2026-08-25 whose first event is on 2026-08-26 starts on
+    2026-08-25, so August is a partial month for it and September its first full one."""
+    starts = {
+        cid: customer.subscriptions[0].start
+        for cid, customer in sources.rules.customers.items()
+        if customer.subscriptions
+    }
+    tz = sources.session.workspace.tz
+    query = select(events_table.c.customer, func.min(events_table.c.time_us)).group_by(
+        events_table.c.customer
+    )
+    with sources.session.engine.connect() as conn:
+        for cid, first_us in conn.execute(query):
+            if cid not in sources.rules.customers or first_us is None:
+                continue
+            day = datetime.fromtimestamp(first_us / 1_000_000, UTC).astimezone(tz).date()
+            starts[cid] = min(day, starts.get(cid, day))
+    return starts
