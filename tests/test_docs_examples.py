@@ -1,0 +1,287 @@
+"""Every command example in docs/ runs as written, against the workspace its page names.
+
+A fenced block of a page (no language, ``sh`` or ``console``) is an example when a line starts
+with ``$ `` (a command, and below it, up to the next ``$``, the output it prints) or with
+``meterbook `` (a command whose output is not shown). Each runs in the workspace the HTML comment
+just above the block names; without one, the demo:
+
+- ``<!-- example: demo -->`` (the default): a copy of the workspace ``meterbook demo`` makes
+  (made once for this module; each page gets its own copy, and its examples run in page order,
+  so an example may use what an earlier one on the page did). ``$ meterbook demo`` itself is
+  compared with the output of that one run.
+- ``<!-- example: new -->``: a fresh workspace from ``meterbook init`` (per page).
+- ``<!-- example: not run: REASON -->``: a server, a browser or files of the reader's own;
+  each ``meterbook`` line is still checked against ``meterbook … --help``: the command exists
+  and takes every option shown.
+
+A line with placeholders (``[--month YYYY-MM]``, ``NAME``, ``a|b``) is a synopsis: checked
+against ``--help`` the same way, not run.
+
+Shown output must appear in the command's output: every shown line, in order, as a line of
+the output (runs of spaces compared as one, ``…`` standing for any text, a line that is only
+``…`` for any number of lines), so a page may leave out the method paragraph of a report.
+A command with no output shown must exit 0, unless its comment says ``exit N``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from ledger.cli import cli
+from tests.support.workspaces import REPO
+
+DOCS = REPO / "docs"
+#: Pages whose examples are not commands on a workspace (mutation-testing.md: its own tests).
+SKIP_PAGES = {"mutation-testing.md"}
+FENCE = re.compile(r"^```(\w*)\s*$")
+MARKER = re.compile(r"<!--\s*example:\s*(.*?)\s*-->")
+SHELL = re.compile(r"[|<>&;`]|\$\?|\$\(|^\s*(echo|printf|head|cat|mkdir|python|curl|bean-)")
+PLACEHOLDER = re.compile(r"\[|\bYYYY|\b[A-Z]{3,}\b(?!-)|\w\|\w|…")
+
+
+@dataclass
+class Command:
+    line: int
+    text: str
+    shown: list[str] = field(default_factory=list)
+    has_output: bool = False
+
+
+@dataclass
+class Example:
+    page: str
+    line: int
+    workspace: str
+    commands: list[Command]
+
+
+def examples(page: Path) -> Iterator[Example]:
+    """The examples of one page, in order."""
+    lines = page.read_text(encoding="utf-8").splitlines()
+    i = 0
+    while i < len(lines):
+        fence = FENCE.match(lines[i])
+        if not fence:
+            i += 1
+            continue
+        start = i
+        j = i + 1
+        while j < len(lines) and not lines[j].startswith("```"):
+            j += 1
+        body = lines[start + 1 : j]
+        i = j + 1
+        if fence.group(1) not in ("", "sh", "console", "bash", "shell"):
+            continue
+        marker = "demo"
+        k = start - 1
+        while k >= 0 and not lines[k].strip():
+            k -= 1
+        while k >= 0 and lines[k].lstrip().startswith("<!--"):  # the comments just above
+            found = MARKER.search(lines[k])
+            if found:
+                marker = found.group(1)
+                break
+            k -= 1
+        commands = _commands(body, start + 2)
+        if commands:
+            yield Example(page.name, start + 1, marker, commands)
+
+
+def _commands(body: list[str], first_line: int) -> list[Command]:
+    prompted = any(line.startswith("$ ") for line in body)
+    commands: list[Command] = []
+    n = 0
+    while n < len(body):
+        line = body[n]
+        if prompted and line.startswith("$ "):
+            text = line[2:]
+            while text.endswith("\\") and n + 1 < len(body):
+                n += 1
+                text = text[:-1] + " " + body[n].strip()
+            commands.append(Command(first_line + n, text, has_output=True))
+        elif prompted and commands:
+            commands[-1].shown.append(line)
+        elif not prompted and line.startswith("meterbook "):
+            commands.append(Command(first_line + n, line))
+        n += 1
+    return commands
+
+
+ALL = [e for p in sorted(DOCS.glob("*.md")) if p.name not in SKIP_PAGES for e in examples(p)]
+
+
+# --- running -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """One demo workspace for the module (about 10 s), and what ``meterbook demo`` printed."""
+    root = tmp_path_factory.mktemp("demo") / "ws"
+    root.mkdir()
+    shutil.copy(REPO / "meterbook.toml", root / "meterbook.toml")
+    shutil.copytree(REPO / "rules", root / "rules")
+    result = CliRunner().invoke(cli, ["--workspace", str(root), "demo"])
+    assert result.exit_code == 0, result.output
+    return root, result.output
+
+
+@pytest.fixture(scope="module")
+def workspaces() -> dict[tuple[str, str], Path]:
+    """(page, workspace kind) → the page's own copy, made on first use."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def pages(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the pages' workspaces are made."""
+    return tmp_path_factory.mktemp("pages")
+
+
+def _workspace(
+    kind: str, page: str, demo: Path, made: dict[tuple[str, str], Path], base: Path
+) -> Path:
+    key = (page, kind)
+    if key not in made:
+        root = base / f"{page.removesuffix('.md')}-{kind}"
+        if kind == "demo":
+            shutil.copytree(demo, root)
+        else:
+            result = CliRunner().invoke(cli, ["init", str(root)])
+            assert result.exit_code == 0, result.output
+        made[key] = root
+    return made[key]
+
+
+def run(text: str, root: Path, previous_exit: int) -> tuple[int, str]:
+    """Run one command line in ``root``: ``meterbook …`` in-process, anything else in bash."""
+    if text.strip() == "echo $?":
+        return 0, f"{previous_exit}\n"
+    if text.startswith("meterbook ") and not SHELL.search(text.split("#")[0]):
+        args = shlex.split(text, comments=True)[1:]
+        cwd = os.getcwd()
+        os.chdir(root)
+        try:
+            result = CliRunner().invoke(cli, args)
+        finally:
+            os.chdir(cwd)
+        return result.exit_code, result.output
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(
+        ["bash", "-c", text], cwd=root, env=env, capture_output=True, text=True, timeout=120
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
+def _norm(line: str) -> str:
+    return " ".join(line.split())
+
+
+def matches(shown: list[str], output: str) -> str | None:
+    """None when every shown line is an output line, in order (``…`` as any text); else the
+    first shown line not found."""
+    have = [_norm(line) for line in output.splitlines()]
+    at = 0
+    for line in shown:
+        want = _norm(line)
+        if not want or want == "…":
+            continue
+        pattern = re.compile(".*".join(re.escape(part) for part in want.split("…")) + "$")
+        while at < len(have) and not pattern.match(have[at]):
+            at += 1
+        if at == len(have):
+            return line
+        at += 1
+    return None
+
+
+def check_syntax(text: str) -> None:
+    """The command of a synopsis or an example not run exists, and takes each option shown."""
+    words = shlex.split(text.replace("[", " ").replace("]", " ").replace("|", " "), comments=True)
+    group: click.Command = cli
+    path = []
+    for word in words[1:]:
+        if isinstance(group, click.Group) and word in group.commands:
+            group = group.commands[word]
+            path.append(word)
+        else:
+            break
+    assert path, f"{text!r}: no such meterbook command"
+    options = {opt for param in group.params for opt in getattr(param, "opts", [])}
+    options |= {opt for param in cli.params for opt in getattr(param, "opts", [])}
+    for word in words:
+        if word.startswith("--"):
+            name = word.split("=")[0]
+            assert name in options, f"{text!r}: meterbook {' '.join(path)} has no option {name}"
+
+
+def _id(example: Example) -> str:
+    return f"{example.page}:{example.line}"
+
+
+@pytest.mark.parametrize("example", ALL, ids=_id)
+def test_example(
+    example: Example,
+    demo: tuple[Path, str],
+    workspaces: dict[tuple[str, str], Path],
+    pages: Path,
+) -> None:
+    where = f"docs/{example.page}:{{}}"
+    if example.workspace.startswith("not run"):
+        assert example.workspace.removeprefix("not run").strip(": "), "say why it is not run"
+        for command in example.commands:
+            if command.text.startswith("meterbook "):
+                check_syntax(command.text)
+        return
+    assert example.workspace in ("demo", "new"), f"unknown workspace {example.workspace!r}"
+    root = _workspace(example.workspace, example.page, demo[0], workspaces, pages)
+    previous = 0
+    for command in example.commands:
+        text = command.text
+        if text.startswith("meterbook ") and PLACEHOLDER.search(text.split("#")[0]):
+            check_syntax(text)
+            continue
+        if example.workspace == "demo" and text.split("#")[0].split() == ["meterbook", "demo"]:
+            code, output = 0, demo[1]
+        else:
+            serves = text.split()[:2] in (["meterbook", "serve"], ["meterbook", "api"])
+            refused = any(line.startswith("meterbook: error") for line in command.shown)
+            assert not serves or refused, f"{text!r} serves until stopped: mark it not run"
+            code, output = run(text, root, previous)
+        previous = code
+        comment = text.split("#", 1)[1] if "#" in text else ""
+        expected = re.search(r"\bexit (\d)", comment)
+        if expected:
+            assert code == int(expected.group(1)), (where.format(command.line), output)
+        elif not command.shown and not text.startswith("echo"):
+            assert code == 0, (where.format(command.line), text, output)
+        missing = matches(command.shown, output)
+        assert missing is None, (
+            f"{where.format(command.line)}: `{text}` did not print\n{missing}\n--- it printed:\n"
+            + output
+        )
+
+
+def test_every_page_with_commands_has_examples_found() -> None:
+    """The parser is not vacuous: the pages known to hold examples yield them."""
+    pages = {e.page for e in ALL}
+    assert {"close.md", "customers.md", "demo.md", "reports.md", "commands.md"} <= pages
+    assert len(ALL) >= 20
+
+
+def test_matching_rules() -> None:
+    output = "Title\n\nmethod: long\ncustomer  meter   status\nacme      calls   ok\n"
+    assert matches(["customer meter status", "acme      calls   ok"], output) is None
+    assert matches(["Title", "…", "acme … ok"], output) is None
+    assert matches(["acme calls ok", "customer meter status"], output) == "customer meter status"
