@@ -3,8 +3,8 @@ immutable, validated records. Every error names file, key path and line::
 
     rules/plans.yaml:6: plans.pro.currency: 'usd' is not an ISO 4217 currency code
 
-A worked example of the four files is in ``rules/`` (the demo workspace) and in
-DESIGN.md. Amounts are decimal strings; a float in a money field is an error.
+A worked example of the four files is in ``rules/`` (the demo workspace); every key is in
+the manual, ``docs/formats.md``. Amounts are decimal strings; a float in a money field is an error.
 """
 
 from __future__ import annotations
@@ -117,6 +117,13 @@ def _tolerance(value: Any) -> Tolerance:
 LiveTolerance = Annotated[Tolerance, BeforeValidator(_tolerance)]
 
 
+def _iso_currency(value: str) -> str:
+    """Three capital letters (``usd`` is refused rather than billed as another currency)."""
+    if not (len(value) == 3 and value.isalpha() and value.isupper()):
+        raise ValueError(f"{value!r} is not an ISO 4217 currency code")
+    return value
+
+
 class _Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
@@ -214,9 +221,7 @@ class Plan(_Record):
     @field_validator("currency")
     @classmethod
     def _currency(cls, value: str) -> str:
-        if not (len(value) == 3 and value.isalpha() and value.isupper()):
-            raise ValueError(f"{value!r} is not an ISO 4217 currency code")
-        return value
+        return _iso_currency(value)
 
     def version_at(self, day: date) -> date:
         """The ``effective`` date of the version in effect for a cycle starting on ``day``;
@@ -378,6 +383,11 @@ class Customer(_Record):
     subscription_changes: ChangePolicy = ChangePolicy()
     #: this customer's tuning of the gaps-and-spikes reconciler (None: the workspace's)
     gaps_spikes: GapsSpikesTuning | None = None
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        return _iso_currency(value)
 
 
 class Rules(_Record):

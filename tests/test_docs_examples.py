@@ -285,3 +285,115 @@ def test_matching_rules() -> None:
     assert matches(["customer meter status", "acme      calls   ok"], output) is None
     assert matches(["Title", "…", "acme … ok"], output) is None
     assert matches(["acme calls ok", "customer meter status"], output) == "customer meter status"
+
+
+# --- the formats reference ------------------------------------------------------------------------
+
+FORMATS = DOCS / "formats.md"
+
+
+def _chunks() -> dict[str, str]:
+    """``<!-- keys: NAME -->`` → the page's text from that marker to the next one or heading."""
+    text = FORMATS.read_text(encoding="utf-8")
+    found: dict[str, str] = {}
+    for match in re.finditer(r"<!-- keys: (.+?) -->", text):
+        rest = text[match.end() :]
+        stop = re.search(r"<!-- keys: |^#", rest, re.M)
+        found[match.group(1)] = rest[: stop.start()] if stop else rest
+    return found
+
+
+def _documented(chunk: str) -> set[str]:
+    """The keys named in the first column of the chunk's tables."""
+    keys: set[str] = set()
+    for line in chunk.splitlines():
+        if line.startswith("| ") and not line.startswith("| ---"):
+            keys |= set(re.findall(r"`\[?([a-z_]+)\]?`", line.split("|")[1]))
+    return keys
+
+
+def test_every_key_the_rules_accept_is_in_the_formats_reference() -> None:
+    """Walk the rules models, the pricing models' terms, the account keys and
+    ``meterbook.toml``'s keys: each key is in its table of docs/formats.md, and each table names
+    only keys that exist, so the reference cannot drift from the code."""
+    import dataclasses
+    import typing
+
+    from ledger import rules, workspace
+    from ledger.accounts import DEFAULT_TEMPLATES
+    from ledger.pricing import Tier
+    from ledger.registry import load_registry
+
+    chunks = _chunks()
+    models = {
+        "Meter": rules.Meter,
+        "Plan": rules.Plan,
+        "BaseFee": rules.BaseFee,
+        "Charge": rules.Charge,
+        "PlanVersion": rules.PlanVersion,
+        "Tier": rules.Tier,
+        "Customer": rules.Customer,
+        "Subscription": rules.Subscription,
+        "CreditGrant": rules.CreditGrant,
+        "BillingDetails": rules.BillingDetails,
+        "ChangePolicy": rules.ChangePolicy,
+        "GapsSpikesTuning": rules.GapsSpikesTuning,
+    }
+    internal = {"id", "terms"}  # the mapping's key; what a pricing model parses the charge into
+    wanted: dict[str, set[str]] = {
+        name: set(model.model_fields) - internal for name, model in models.items()
+    }
+    assert set(rules.Tier.model_fields) == {f.name for f in dataclasses.fields(Tier)}
+    for name, model in load_registry().pricing_models.items():
+        terms = typing.get_type_hints(model.parse)["return"]
+        wanted[f"model {name}"] = {f.name for f in dataclasses.fields(terms)}
+    wanted["model graduated"] = wanted["model volume"] = {"tiers"}
+    wanted["accounts"] = set(DEFAULT_TEMPLATES)
+    wanted["meterbook.toml"] = set(workspace._KEYS)
+    for name in wanted:
+        assert name in chunks, f"docs/formats.md has no <!-- keys: {name} --> table"
+    # graduated and volume share one table (after the volume marker)
+    documented = {name: _documented(chunk) for name, chunk in chunks.items()}
+    documented["model graduated"] = documented["model volume"]
+    for name, keys in wanted.items():
+        missing = keys - documented[name]
+        assert not missing, f"docs/formats.md, {name}: {sorted(missing)} not documented"
+        if name not in ("Charge",):
+            extra = documented[name] - keys
+            assert not extra, f"docs/formats.md, {name}: {sorted(extra)} are not keys"
+
+
+def test_a_new_business_from_the_formats_page(tmp_path: Path) -> None:
+    """The page's "Your own business" section, as a reader follows it: ``meterbook init``, the
+    rules and events files written as shown, then every ``$`` command run with its output
+    compared. September: base fee 20.00 in advance on Sep 1; on Oct 1, (1,200 + 2,300 − 1,000)
+    words × 0.05 = 125.00 of usage in arrears + October's 20.00 = 145.00 EUR."""
+    text = FORMATS.read_text(encoding="utf-8")
+    section = text[text.index("## Your own business") :]
+    result = CliRunner().invoke(cli, ["init", str(tmp_path / "words")])
+    assert result.exit_code == 0, result.output
+    root = tmp_path / "words"
+    files = re.findall(r"<!-- tutorial: (\S+) -->\n```\w*\n(.*?)```", section, re.S)
+    assert [name for name, _ in files] == [
+        "rules/meters.yaml",
+        "rules/plans.yaml",
+        "rules/customers.yaml",
+        "events.csv",
+    ]
+    for name, body in files:
+        (root / name).write_text(body, encoding="utf-8")
+    commands = [
+        c
+        for b in re.findall(r"```\n(\$ .*?)```", section, re.S)
+        for c in _commands(b.splitlines(), 0)
+    ]
+    assert commands[0].text == "meterbook ingest events.csv"
+    previous = 0
+    outputs = {}
+    for command in commands:
+        previous, output = run(command.text, root, previous)
+        assert previous == 0, (command.text, output)
+        assert matches(command.shown, output) is None, (command.text, output)
+        outputs[command.text] = output
+    assert "warning" not in outputs["meterbook close 2026-09"]
+    assert "145.00 EUR" in outputs["meterbook invoice --through 2026-10-01"]
