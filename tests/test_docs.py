@@ -68,3 +68,11 @@ def test_a_broken_anchor_fails_the_build(tmp_path: Path) -> None:
     )
     assert result.returncode != 0
     assert "no-such-heading" in result.stdout + result.stderr
+
+
+def test_the_manual_stands_alone() -> None:
+    """Users have the repository, not the design document: no page and not the README sends
+    them to it."""
+    for page in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        text = page.read_text(encoding="utf-8")
+        assert "DESIGN" not in text and "design document" not in text.lower(), page.name
