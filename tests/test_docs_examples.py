@@ -10,6 +10,8 @@ just above the block names; without one, the demo:
   so an example may use what an earlier one on the page did). ``$ meterbook demo`` itself is
   compared with the output of that one run.
 - ``<!-- example: new -->``: a fresh workspace from ``meterbook init`` (per page).
+- ``<!-- example: tax -->``: the tax workspace of ``tests/support/tax.py`` (three customers
+  taxed three ways, October's calls stored, nothing posted), per page.
 - ``<!-- example: not run: REASON -->``: a server, a browser or files of the reader's own;
   each ``meterbook`` line is still checked against ``meterbook … --help``: the command exists
   and takes every option shown.
@@ -40,6 +42,7 @@ import pytest
 from click.testing import CliRunner
 
 from ledger.cli import cli
+from tests.support.tax import tax_workspace
 from tests.support.workspaces import REPO
 
 DOCS = REPO / "docs"
@@ -157,6 +160,8 @@ def _workspace(
         root = base / f"{page.removesuffix('.md')}-{kind}"
         if kind == "demo":
             shutil.copytree(demo, root)
+        elif kind == "tax":
+            tax_workspace(root).engine.dispose()
         else:
             result = CliRunner().invoke(cli, ["init", str(root)])
             assert result.exit_code == 0, result.output
@@ -197,7 +202,7 @@ def matches(shown: list[str], output: str) -> str | None:
         want = _norm(line)
         if not want or want == "…":
             continue
-        pattern = re.compile(".*".join(re.escape(part) for part in want.split("…")) + "$")
+        pattern = re.compile(".*".join(re.escape(part.strip()) for part in want.split("…")) + "$")
         while at < len(have) and not pattern.match(have[at]):
             at += 1
         if at == len(have):
@@ -244,7 +249,7 @@ def test_example(
             if command.text.startswith("meterbook "):
                 check_syntax(command.text)
         return
-    assert example.workspace in ("demo", "new"), f"unknown workspace {example.workspace!r}"
+    assert example.workspace in ("demo", "new", "tax"), f"unknown workspace {example.workspace!r}"
     root = _workspace(example.workspace, example.page, demo[0], workspaces, pages)
     previous = 0
     for command in example.commands:
