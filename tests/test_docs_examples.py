@@ -10,6 +10,8 @@ just above the block names; without one, the demo:
   so an example may use what an earlier one on the page did). ``$ meterbook demo`` itself is
   compared with the output of that one run.
 - ``<!-- example: new -->``: a fresh workspace from ``meterbook init`` (per page).
+- ``<!-- example: rerate -->``: the rerate workspace of ``tests/support/rerate.py``, two months
+  closed, then a plan version dated in the past (:func:`rerate_workspace`), per page.
 - ``<!-- example: tax -->``: the tax workspace of ``tests/support/tax.py`` (three customers
   taxed three ways, October's calls stored, nothing posted), per page.
 - ``<!-- example: not run: REASON -->``: a server, a browser or files of the reader's own;
@@ -42,6 +44,8 @@ import pytest
 from click.testing import CliRunner
 
 from ledger.cli import cli
+from tests.support.rerate import make as make_rerate
+from tests.support.rerate import version
 from tests.support.tax import tax_workspace
 from tests.support.workspaces import REPO
 
@@ -162,11 +166,25 @@ def _workspace(
             shutil.copytree(demo, root)
         elif kind == "tax":
             tax_workspace(root).engine.dispose()
+        elif kind == "rerate":
+            root = rerate_workspace(root)
         else:
             result = CliRunner().invoke(cli, ["init", str(root)])
             assert result.exit_code == 0, result.output
         made[key] = root
     return made[key]
+
+
+def rerate_workspace(base: Path) -> Path:
+    """The rerate workspace of ``tests/support/rerate.py`` (plan ``u`` at 1.00 a call; acme
+    30 calls in September and 20 in October, beta 10 in October, paid), September and October
+    closed, then a version of ``u`` at 0.80 a call from 2026-10-01 added to the rules."""
+    root = make_rerate(base)
+    for month in ("2026-09", "2026-10"):
+        result = CliRunner().invoke(cli, ["--workspace", str(root), "close", month])
+        assert result.exit_code == 0, result.output
+    (root / "rules" / "plans.yaml").write_text(version("0.80"), encoding="utf-8")
+    return root
 
 
 def run(text: str, root: Path, previous_exit: int) -> tuple[int, str]:
@@ -249,7 +267,8 @@ def test_example(
             if command.text.startswith("meterbook "):
                 check_syntax(command.text)
         return
-    assert example.workspace in ("demo", "new", "tax"), f"unknown workspace {example.workspace!r}"
+    known = ("demo", "new", "tax", "rerate")
+    assert example.workspace in known, f"unknown workspace {example.workspace!r}"
     root = _workspace(example.workspace, example.page, demo[0], workspaces, pages)
     previous = 0
     for command in example.commands:
