@@ -12,6 +12,8 @@ just above the block names; without one, the demo:
 - ``<!-- example: new -->``: a fresh workspace from ``meterbook init`` (per page).
 - ``<!-- example: rerate -->``: the rerate workspace of ``tests/support/rerate.py``, two months
   closed, then a plan version dated in the past (:func:`rerate_workspace`), per page.
+- ``<!-- example: planted -->``: the invoice-gate workspace of ``tests/test_invoice_gate.py``
+  (a workspace reconciler planting an error finding on ``cal``), per page.
 - ``<!-- example: tax -->``: the tax workspace of ``tests/support/tax.py`` (three customers
   taxed three ways, October's calls stored, nothing posted), per page.
 - ``<!-- example: not run: REASON -->``: a server, a browser or files of the reader's own;
@@ -44,10 +46,20 @@ import pytest
 from click.testing import CliRunner
 
 from ledger.cli import cli
+from tests.support.close import CUSTOMERS as CLOSE_CUSTOMERS
+from tests.support.close import PLANS as CLOSE_PLANS
+from tests.support.close import PLANTED
 from tests.support.rerate import make as make_rerate
 from tests.support.rerate import version
 from tests.support.tax import tax_workspace
-from tests.support.workspaces import REPO
+from tests.support.workspaces import (
+    METERS_CALLS,
+    REPO,
+    calls,
+    insert_events,
+    open_session,
+    write_workspace,
+)
 
 DOCS = REPO / "docs"
 #: Pages whose examples are not commands on a workspace (mutation-testing.md: its own tests).
@@ -168,6 +180,8 @@ def _workspace(
             tax_workspace(root).engine.dispose()
         elif kind == "rerate":
             root = rerate_workspace(root)
+        elif kind == "planted":
+            planted_workspace(root)
         else:
             result = CliRunner().invoke(cli, ["init", str(root)])
             assert result.exit_code == 0, result.output
@@ -185,6 +199,30 @@ def rerate_workspace(base: Path) -> Path:
         assert result.exit_code == 0, result.output
     (root / "rules" / "plans.yaml").write_text(version("0.80"), encoding="utf-8")
     return root
+
+
+def planted_workspace(root: Path) -> None:
+    """The invoice-gate workspace of ``tests/test_invoice_gate.py``: ``cal`` (calendar) and
+    ``ann`` (from Sep 15) on plan ``g``, September's calls stored, and the workspace reconciler
+    ``planted`` raising an error finding for ``cal``."""
+    write_workspace(
+        root,
+        meters=METERS_CALLS,
+        plans=CLOSE_PLANS,
+        customers=CLOSE_CUSTOMERS,
+        plugins={"planted": PLANTED},
+    )
+    session = open_session(root)
+    insert_events(
+        session.engine,
+        [
+            *calls("cal", [f"2026-09-{d:02d}" for d in range(1, 31)]),
+            *calls("ann", [f"2026-09-{16 + i:02d}" for i in range(14)]),
+            *calls("ann", [f"2026-10-{1 + i:02d}" for i in range(11)], "oct"),
+        ],
+    )
+    session.engine.dispose()
+    (root / "planted").write_text("cal\n", encoding="utf-8")
 
 
 def run(text: str, root: Path, previous_exit: int) -> tuple[int, str]:
@@ -267,7 +305,7 @@ def test_example(
             if command.text.startswith("meterbook "):
                 check_syntax(command.text)
         return
-    known = ("demo", "new", "tax", "rerate")
+    known = ("demo", "new", "tax", "rerate", "planted")
     assert example.workspace in known, f"unknown workspace {example.workspace!r}"
     root = _workspace(example.workspace, example.page, demo[0], workspaces, pages)
     previous = 0
