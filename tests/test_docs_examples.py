@@ -20,12 +20,16 @@ just above the block names; without one, the demo:
   each ``meterbook`` line is still checked against ``meterbook … --help``: the command exists
   and takes every option shown.
 
+A fenced block just below ``<!-- file: KIND PATH -->`` is written to ``PATH`` in the page's
+workspace of that kind when it is made (the GL mapping the export example reads).
+
 A line with placeholders (``[--month YYYY-MM]``, ``NAME``, ``a|b``) is a synopsis: checked
 against ``--help`` the same way, not run.
 
 Shown output must appear in the command's output: every shown line, in order, as a line of
 the output (runs of spaces compared as one, ``…`` standing for any text, a line that is only
-``…`` for any number of lines), so a page may leave out the method paragraph of a report.
+``…`` for any number of lines, ``<seal>`` for a seal hash), so a page may leave out the
+method paragraph of a report.
 A command with no output shown must exit 0, unless its comment says ``exit N``.
 """
 
@@ -185,6 +189,11 @@ def _workspace(
         else:
             result = CliRunner().invoke(cli, ["init", str(root)])
             assert result.exit_code == 0, result.output
+        text = (DOCS / page).read_text(encoding="utf-8")
+        for path, body in re.findall(
+            rf"<!-- file: {kind} (\S+) -->\n(?:<!--[^\n]*-->\n)*```\w*\n(.*?)```", text, re.S
+        ):
+            (root / path).write_text(body, encoding="utf-8")
         made[key] = root
     return made[key]
 
@@ -258,7 +267,8 @@ def matches(shown: list[str], output: str) -> str | None:
         want = _norm(line)
         if not want or want == "…":
             continue
-        pattern = re.compile(".*".join(re.escape(part.strip()) for part in want.split("…")) + "$")
+        parts = [re.escape(part.strip()) for part in want.split("…")]
+        pattern = re.compile(".*".join(parts).replace(re.escape("<seal>"), "[0-9a-f]{64}") + "$")
         while at < len(have) and not pattern.match(have[at]):
             at += 1
         if at == len(have):
