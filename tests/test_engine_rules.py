@@ -19,6 +19,8 @@ empty (the invoice gone from the books) and record the store as posted through J
 from __future__ import annotations
 
 import hashlib
+import sqlite3
+from contextlib import closing
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -49,13 +51,21 @@ def closed(workspace: Path) -> Path:
 
 
 def snapshot(root: Path) -> dict[str, str]:
-    """Every file of the books and the store, by path: their bytes' digests."""
-    files = [*sorted((root / "books").rglob("*")), root / "var" / "events.sqlite"]
-    return {
+    """Every file of the books by path, their bytes' digests, and the store's content.
+
+    The store is compared by its SQL dump, not its bytes: it runs in WAL mode, and the last
+    connection to close (a CLI command's, whenever it is collected, or the test's session)
+    checkpoints the log into the file, changing its bytes but not what it holds."""
+    files = sorted((root / "books").rglob("*"))
+    digests = {
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in files
         if p.is_file()
     }
+    with closing(sqlite3.connect(root / "var" / "events.sqlite")) as store:
+        dump = "\n".join(store.iterdump()).encode()
+    digests["var/events.sqlite (content)"] = hashlib.sha256(dump).hexdigest()
+    return digests
 
 
 @pytest.fixture
