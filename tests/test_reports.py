@@ -423,6 +423,7 @@ def test_cli_text_json_csv_and_bad_input(books_root: Path) -> None:
         "prepaid credits",
         "scheduled",
         "books",
+        "late, booked later",
         "difference",
     ]
     assert blocks[0][1] == [
@@ -433,6 +434,7 @@ def test_cli_text_json_csv_and_bad_input(books_root: Path) -> None:
         "2.00",
         "15.55",
         "15.55",
+        "0.00",
         "0.00",
     ]
 
@@ -747,3 +749,45 @@ def test_flow_of_names_adjustments_before_what_they_correct() -> None:
     assert flow_of(entry(invoice="INV-2026-000001", reference="BANK-1")) == "payment"
     assert flow_of(entry(invoice="INV-2026-000001", credit_note="CN-2026-000001")) == "credit_note"
     assert flow_of(entry(customer="c")) == "accrual"
+
+
+def test_deferred_shows_late_usage_booked_after_the_month(tmp_path: Path) -> None:
+    """Late usage drawn from a grant after its month was sealed explains the books' difference.
+
+    The workspace above, invoiced through Sep 30 and September closed (sealed); ann's cycle
+    [Sep 15, Oct 15) is not invoiced yet. Then 3 calls of ``ann`` dated Sep 29 arrive:
+    3 × 0.10 = 0.30, drawn from its 5.00 grant. The store rates them into September, so the
+    schedule at Sep 30 holds 5.00 − 1.40 − 0.30 = 3.30 of credit, 14.00 + 3.30 = 17.30 in all;
+    the sealed books keep 17.60, and posting through Oct 10 books the draw on Oct 1, the first
+    open day, as a late adjustment (usage_date Sep 30) debiting deferred revenue 0.30. So:
+    books 17.60, late −0.30, difference 17.60 − 0.30 − 17.30 = 0.00 (0.30 without the column).
+    """
+    root = tmp_path / "ws"
+    session = accounting_workspace(root)
+    session.invoice(date(2026, 9, 30))
+    closed = run_cli(root, "close", "2026-09")
+    assert closed.exit_code == 0, closed.output
+    insert_events(session.engine, calls("ann", ["2026-09-29"] * 3, "late"))
+    session = Session.open(Workspace.load(root))
+    session.post(date(2026, 10, 10))
+    late = [
+        e
+        for e in load_books(root / "books" / "main.beancount")[0]
+        if isinstance(e, data.Transaction) and (e.meta or {}).get("late")
+    ]
+    assert [(e.date, e.meta["usage_date"]) for e in late] == [
+        (date(2026, 10, 1), date(2026, 9, 30))
+    ]
+    september = build_report(session, "deferred", month="2026-09")
+    assert [
+        (
+            r["customer"],
+            r["base fees"],
+            r["prepaid credits"],
+            r["scheduled"],
+            r["books"],
+            r["late, booked later"],
+            r["difference"],
+        )
+        for r in rows(september, "Deferred revenue at")
+    ] == [("ann", D("14.00"), D("3.30"), D("17.30"), D("17.60"), D("-0.30"), D("0.00"))]

@@ -75,7 +75,7 @@ def close_report_text(
     section("Revenue", rev, note=rev.method)
     roll = rollforward_tables(sources, [month])
     section("Unbilled roll-forward", rev, roll[:2])
-    dfr = deferred(sources, month)
+    dfr = deferred(sources, month, booked_later=False)
     section("Deferred revenue", dfr, (roll[2], *dfr.tables), note=dfr.method)
     age = aging(sources, month)
     section("Receivables", age, (roll[3], *age.tables), note=age.method)

@@ -125,8 +125,47 @@ def deferrals(sources: Sources, day: date, rating: Rating | None = None) -> list
     return sorted(out, key=lambda d: (d.customer, d.source))
 
 
-def deferred(sources: Sources, month: str | None = None) -> Report:
-    """Deferred-revenue balances per customer and the waterfall of their future recognition."""
+#: The deferred report's method on late entries booked after its date.
+LATE_METHOD = (
+    " Usage that arrived after its month was sealed "
+    "draws the grant in the schedule but is booked later, on the first open day, as a "
+    "late entry (late: TRUE, usage_date on or before this date): 'late, booked later' "
+    "is what those entries move deferred revenue by, and 'difference' is books + late − "
+    "schedule. Usage that arrived after its cycle was invoiced is booked at the cycle's "
+    "last day (its usage_date), so a date inside that cycle shows it as a difference."
+)
+
+
+def late_after(sources: Sources, day: date) -> dict[tuple[str, str], Decimal]:
+    """(customer, currency) → how much the late entries dated after ``day`` for usage on or
+    before it move deferred revenue (a liability, shown positive: a draw is negative).
+
+    A late event is rated into its own cycle by the store, but the books take it on the first
+    open day (``late: TRUE``, ``usage_date``): the books at ``day`` do not hold it yet."""
+    kinds = sources.account_kinds
+    moved: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
+    for entry in sources.transactions:
+        meta = entry.meta or {}
+        usage = meta.get("usage_date")
+        if entry.date <= day or not meta.get("late") or not isinstance(usage, date):
+            continue
+        if usage > day:
+            continue
+        for posting in entry.postings:
+            found = kinds.get(posting.account)
+            if found is None or found[0] != "deferred" or posting.units is None:
+                continue
+            if isinstance(posting.units.number, Decimal):
+                moved[(found[1], posting.units.currency)] -= posting.units.number
+    return {key: value for key, value in moved.items() if value}
+
+
+def deferred(sources: Sources, month: str | None = None, *, booked_later: bool = True) -> Report:
+    """Deferred-revenue balances per customer and the waterfall of their future recognition.
+
+    ``booked_later`` False leaves out the column of late entries booked after the date: the
+    close report, written as its month is sealed (nothing can be booked into it later yet),
+    keeps the layout its seals were taken with."""
     day = month_end(as_of(sources, month))
     items = deferrals(sources, day)
     balances = sources.balances(day)
@@ -138,18 +177,21 @@ def deferred(sources: Sources, month: str | None = None) -> Report:
     for (kind, customer, currency), value in balances.items():
         if kind == "deferred" and value:
             parts.setdefault((customer, currency), [ZERO, ZERO])
+    late = late_after(sources, day) if booked_later else {}
+    for customer, currency in late:
+        parts.setdefault((customer, currency), [ZERO, ZERO])
     rows: list[tuple[Cell, ...]] = []
     for (customer, currency), (fees, credits) in sorted(parts.items()):
         in_books = -balances.get(
             ("deferred", customer, currency), ZERO
         )  # a liability: credit balance
+        later = late.get((customer, currency), ZERO)
+        figures = (fees, credits, fees + credits, in_books, *((later,) if booked_later else ()))
         rows.append(
             (
                 customer,
                 currency,
-                *at_minor_units(
-                    currency, fees, credits, fees + credits, in_books, in_books - fees - credits
-                ),
+                *at_minor_units(currency, *figures, in_books + later - fees - credits),
             )
         )
     waterfall = tuple(
@@ -173,7 +215,7 @@ def deferred(sources: Sources, month: str | None = None) -> Report:
             "(as breakage, at the latest), or under 'no expiry'. 'difference' is books − "
             "schedule and is 0 when the books hold exactly these deferrals. A credit note on an "
             "advance fee takes its deferred part out of the fee's remaining recognition, and one "
-            "on prepaid credit out of the grant."
+            "on prepaid credit out of the grant." + (LATE_METHOD if booked_later else "")
         ),
         tables=(
             Table(
@@ -185,6 +227,7 @@ def deferred(sources: Sources, month: str | None = None) -> Report:
                     "prepaid credits",
                     "scheduled",
                     "books",
+                    *(("late, booked later",) if booked_later else ()),
                     "difference",
                 ),
                 tuple(rows),
