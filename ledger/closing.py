@@ -89,9 +89,7 @@ from ledger.audit import (
 from ledger.books import posted_through_books
 from ledger.errors import BadInput, PluginError
 from ledger.escaping import for_terminal
-from ledger.facts.credit_notes import load_credit_notes
-from ledger.facts.invoices import Invoice, load_invoices
-from ledger.facts.payments import load_applications, load_payments
+from ledger.facts.invoices import Invoice
 from ledger.money import ZERO, quantum
 from ledger.payments import outstanding
 from ledger.period import is_month, month_end, month_of, month_start, next_month, previous_month
@@ -126,7 +124,8 @@ def parse_month(text: str) -> str:
 
 def reconcile_context(session: Session, month: str) -> ReconcileContext:
     """The one object every reconciler's ``check`` gets for ``month``: the session's
-    workspace, rules and store, its rating, invoices and books, read on first use."""
+    workspace, rules and store, its rating, invoices and books, read on first use (inside a
+    command, taken from what the command has read: :meth:`ledger.opened.Reads`)."""
     return ReconcileContext(
         period=month,
         start=month_start(month),
@@ -137,8 +136,8 @@ def reconcile_context(session: Session, month: str) -> ReconcileContext:
         first_open=session.first_open(),
         today=session.today(),
         _rate=session.rate,
-        _invoices=lambda: load_invoices(session.engine),
-        _entries=lambda: books.load_books(session.workspace.main_file)[0],
+        _invoices=lambda: session.facts().invoices,
+        _entries=lambda: list(session.loaded_books()[0]),
         _tie_out=lambda entries, through: tie_out_balances(session, entries, through),
     )
 
@@ -280,7 +279,8 @@ def first_open_month(session: Session) -> str:
 def reconcile_month(session: Session, month: str | None = None) -> Reconciliation:
     """Run every reconciler for ``month`` (default :func:`first_open_month`); nothing is written."""
     month = parse_month(month) if month is not None else first_open_month(session)
-    findings = run_reconcilers(session, month)
+    with session.command():
+        findings = run_reconcilers(session, month)
     ids = {f.id for f in findings}
     accepted = {k: v for k, v in load_acceptances(session.engine, month).items() if k in ids}
     return Reconciliation(month, tuple(findings), accepted)
@@ -386,7 +386,8 @@ def invoice_gated(
 ) -> tuple[list[Invoice], InvoiceGate]:
     """``meterbook invoice``: issue what no open error finding holds; the gate says what it held."""
     gate = InvoiceGate(session, dict(accept or {}), strict=True)
-    issued = session.invoice(through, gate=gate)
+    with session.command():  # the gate's reconcilers read what the invoice run has read
+        issued = session.invoice(through, gate=gate)
     if gate.accept and not gate.ran:
         raise BadInput(
             f"--accept {sorted(gate.accept)[0]}: nothing to invoice through {through}, so no "
@@ -433,7 +434,18 @@ def close_month(
     Raises :class:`BadInput` for a bad month, a month not ended yet or out of
     order; returns a report with ``refused`` set when findings or a failed
     load stop the close (the CLI exits 1).
+
+    One command (:meth:`ledger.opened.OpenWorkspace.command`): the issued facts are read
+    once (again after the invoices it issues are stored), each rating and its digests
+    computed once, and the books loaded once until the close writes them.
     """
+    with session.command():
+        return _close_month(session, month, accept)
+
+
+def _close_month(
+    session: Session, month: str, accept: Mapping[str, str] | None = None
+) -> CloseReport:
     month = parse_month(month)
     books_dir = session.workspace.books_dir
     sealed = books.sealed_months(books_dir)
@@ -629,7 +641,8 @@ def _close(session: Session, month: str, accept: dict[str, str]) -> CloseReport:
     try:
         books.write_atomic(close_file, body)
         session.write(entries, documents)  # main.beancount now includes the close file
-        loaded, errors, _options = books.load_books(workspace.main_file)
+        loaded, errors, _options = session.loaded_books()
+        loaded = list(loaded)
         faults.point("close:body")
         if not errors:
             previous = _previous_seal(loaded, month)
@@ -659,7 +672,8 @@ def _close(session: Session, month: str, accept: dict[str, str]) -> CloseReport:
                 body + "\n" + covered + "".join("\n" + books.format_entry(d) for d in sealing),
             )
             faults.point("close:sealed")
-            loaded, errors, _options = books.load_books(workspace.main_file)
+            session.wrote_books()
+            loaded, errors, _options = session.loaded_books()
     except BaseException:
         _roll_back(session, month, close_file, entries, documents)
         raise
@@ -694,7 +708,7 @@ def finish_close(session: Session, month: str) -> tuple[str, ...]:
     Returns what was done, one phrase each (empty: the close was complete)."""
     from ledger.reports.close import close_report_path, close_report_text
 
-    loaded, _errors, _options = books.load_books(session.workspace.main_file)
+    loaded, _errors, _options = session.loaded_books()
     status = {s.month: s for s in seal.verify_seals(loaded)}.get(month)
     if status is None or not status.ok:
         return ()
@@ -833,12 +847,12 @@ def cash_balances(session: Session, month: str) -> dict[tuple[str, str], Decimal
     way to the books fails its assertion.
     """
     end = month_end(month)
-    payments = [p for p in load_payments(session.engine) if p.date <= end]
+    facts = session.facts().through(end)
+    payments = list(facts.payments)
     if not payments:
         return {}
-    invoices = [inv for inv in load_invoices(session.engine) if inv.date <= end]
-    notes = [n for n in load_credit_notes(session.engine) if n.date <= end]
-    applications = [a for a in load_applications(session.engine) if a.date <= end]
+    invoices, notes = list(facts.invoices), list(facts.credit_notes)
+    applications = list(facts.applications)
     left = outstanding(invoices, payments, notes, applications)
     cash, unapplied = (session.rules.account(kind) for kind in CASH_KINDS)
     totals: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
@@ -870,7 +884,7 @@ def expected_balances(session: Session, month: str) -> list[data.Balance]:
     expected.update(cash_balances(session, month))
     kinds = account_kinds(session.rules)
     # Accounts posted to in the books but absent from the expectation must be 0: assert that too.
-    posted = balances_before(books.load_books(session.workspace.main_file)[0], day)
+    posted = balances_before(session.loaded_books()[0], day)
     keys = {
         k
         for k in (*expected, *posted)

@@ -10,9 +10,11 @@ stages below the session (pins, subscriptions, credit notes) take an
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Self
+from typing import Any, Self
 
 from beancount.core import data
 from beancount.parser import parser
@@ -20,6 +22,7 @@ from sqlalchemy import Engine, select
 
 from ledger import books
 from ledger.errors import AfterTodayError, SealedMonthError
+from ledger.facts import IssuedFacts, load_facts
 from ledger.period import Month
 from ledger.registry import Registry, load_registry
 from ledger.rules import Rules, load_rules
@@ -34,6 +37,29 @@ POSTED_THROUGH = "posted:through"
 
 
 @dataclass
+class Reads:
+    """What one command has read of the store and the books, kept until it writes.
+
+    A command (``post``, ``invoice``, ``credit``, ``rerate``, ``close``) runs inside
+    :meth:`OpenWorkspace.command`: the issued facts are read from the store once, each
+    rating and its evidence digests are computed once, the books are loaded in Beancount
+    once, and every stage below takes them from here. A write forgets what it makes stale
+    (:meth:`OpenWorkspace.wrote_facts`, :meth:`OpenWorkspace.wrote_books`), so the next
+    read sees it.
+    """
+
+    facts: IssuedFacts | None = None
+    #: ratings by (through, customers); values typed loosely: ``rating`` is a later stage
+    ratings: dict[tuple[date, frozenset[str] | None], Any] = field(default_factory=dict)
+    #: evidence digests by the rating they were computed for (``id``, the rating kept alive)
+    digests: dict[int, tuple[Any, dict[tuple[str, date], str]]] = field(default_factory=dict)
+    #: regenerated entries by the arguments that decide them
+    regenerated: dict[tuple[Any, ...], Any] = field(default_factory=dict)
+    #: ``books.load_books(main.beancount)``, while the books are as loaded
+    books: tuple[Any, ...] | None = None
+
+
+@dataclass
 class OpenWorkspace:
     """A workspace opened for work."""
 
@@ -43,6 +69,53 @@ class OpenWorkspace:
     engine: Engine
     #: "today" instead of the clock's (the demo's fixed calendar, a test as of a date)
     fixed_today: date | None = None
+    #: what the running command has read (None outside a command: every read goes to the store)
+    reads: Reads | None = field(default=None, repr=False)
+
+    @contextmanager
+    def command(self) -> Iterator[Reads]:
+        """One command's reads (:class:`Reads`); a command run inside another (``close`` runs
+        ``invoice`` and ``post``) shares the outer one's."""
+        if self.reads is not None:
+            yield self.reads
+            return
+        self.reads = Reads()
+        try:
+            yield self.reads
+        finally:
+            self.reads = None
+
+    def stored_facts(self) -> IssuedFacts:
+        """The issued facts in the store: read once per command (:meth:`command`)."""
+        if self.reads is None:
+            return load_facts(self.engine)
+        if self.reads.facts is None:
+            self.reads.facts = load_facts(self.engine)
+        return self.reads.facts
+
+    def wrote_facts(self, *, rated: bool = True) -> None:
+        """The command has just stored a fact: read them again when next asked. ``rated=False``
+        keeps the ratings (issuing invoices pins exactly the plan versions they were rated
+        with and changes no event or grant, so every rating stays what it was)."""
+        if self.reads is not None:
+            self.reads.facts = None
+            self.reads.regenerated.clear()
+            if rated:
+                self.reads.ratings.clear()
+
+    def loaded_books(self) -> tuple[data.Directives, list[data.BeancountError], dict[str, Any]]:
+        """``main.beancount`` loaded in Beancount (:func:`ledger.books.load_books`): once per
+        command, again only after the command wrote the books (:meth:`wrote_books`)."""
+        if self.reads is None:
+            return books.load_books(self.workspace.main_file)
+        if self.reads.books is None:
+            self.reads.books = books.load_books(self.workspace.main_file)
+        return self.reads.books  # type: ignore[return-value]
+
+    def wrote_books(self) -> None:
+        """The command has just written a book file: load them again when next asked."""
+        if self.reads is not None:
+            self.reads.books = None
 
     @classmethod
     def open(cls, workspace: Workspace, *, today: date | None = None) -> Self:

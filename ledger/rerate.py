@@ -76,8 +76,7 @@ from ledger.credit_notes import creditable
 from ledger.errors import BadInput, SealedMonthError
 from ledger.facts.adjustments import Adjustment, _label, load_adjustments
 from ledger.facts.credit_notes import CreditNote
-from ledger.facts.invoices import Invoice, InvoiceLine, load_invoices
-from ledger.facts.pins import load_pins
+from ledger.facts.invoices import Invoice, InvoiceLine
 from ledger.invoicing import cycle_lines
 from ledger.money import ZERO
 from ledger.pins import require_unchanged_terms
@@ -246,7 +245,8 @@ def compute(session: Session, since: date) -> list[RerateLine]:
     """Every invoice line of an issued cycle starting on or after ``since`` whose amount
     with the current rules differs from what was billed (and re-rated before) for it."""
     rules = session.rules
-    issued = load_invoices(session.engine)
+    facts = session.stored_facts()  # once per command (ledger.opened.OpenWorkspace.command)
+    issued = facts.invoices
     arrears: list[tuple[Invoice, str, str]] = []  # invoice, link, cycle key
     advance: list[tuple[Invoice, str, str]] = []
     for inv in issued:
@@ -274,14 +274,23 @@ def compute(session: Session, since: date) -> list[RerateLine]:
             tz,
             through=through,
             customers=customers,
-            pins=load_pins(session.engine),
+            pins=facts.pins,
+            reductions=facts.grant_reductions,
         ).cycles
     )
     current = _latest(
-        rate(session.engine, rules, models, tz, through=through, customers=customers).cycles
+        rate(
+            session.engine,
+            rules,
+            models,
+            tz,
+            through=through,
+            customers=customers,
+            reductions=facts.grant_reductions,
+        ).cycles
     )
     earlier: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
-    for adj in load_adjustments(session.engine):
+    for adj in facts.adjustments:
         earlier[(adj.invoice, adj.line_key)] += adj.amount
 
     found: list[RerateLine] = []
@@ -463,7 +472,15 @@ def rerate(
     unless ``dry_run``, not after today (:class:`ledger.errors.AfterTodayError`).
     Refused while a pinned version is edited in place (:func:`require_unchanged_terms`):
     the "as invoiced" side would be priced with the edit and nothing would differ.
+
+    One command (:meth:`ledger.opened.OpenWorkspace.command`): the issued facts are read once
+    to compute the differences, and once more by the post after they are stored.
     """
+    with session.command():
+        return _rerate(session, since, on=on, dry_run=dry_run)
+
+
+def _rerate(session: Session, since: date, *, on: date | None, dry_run: bool) -> RerateReport:
     on = on or session.today()
     if not dry_run:  # a dry run stores nothing: it may look at any day
         session.require_not_after_today(
@@ -493,6 +510,7 @@ def rerate(
     if dry_run or not lines:
         return report
     posted = _store(session, report, seen)
+    session.wrote_facts()  # the credit notes and adjustments are stored: the post reads them
     from ledger.books import posted_through_books
 
     session.post(posted_through_books(session.workspace.books_dir, on))
@@ -505,7 +523,7 @@ def _store(session: Session, report: RerateReport, seen: int) -> tuple[RerateLin
     by_invoice: dict[tuple[str, bool], list[RerateLine]] = defaultdict(list)
     for line in report.lines:
         by_invoice[(line.invoice, line.difference < 0)].append(line)
-    invoices = {inv.number: inv for inv in load_invoices(engine)}
+    invoices = {inv.number: inv for inv in session.stored_facts().invoices}
     posted: list[RerateLine] = []
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":

@@ -28,11 +28,11 @@ import hashlib
 import importlib.util
 import os
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from decimal import Decimal
 from functools import cached_property
-from typing import Self
+from typing import Self, cast
 
 from beancount.core import data
 from sqlalchemy import Connection, delete, insert
@@ -51,10 +51,10 @@ from ledger.documents import (
 from ledger.documents.invoices import PrepaidBalance, prepaid_balances
 from ledger.documents.pdf import require_pdf, write_pdfs
 from ledger.errors import BadInput, StoreError
-from ledger.facts import IssuedFacts, load_facts
+from ledger.facts import IssuedFacts
 from ledger.facts.adjustments import Adjustment
 from ledger.facts.credit_notes import CreditNote
-from ledger.facts.invoices import Invoice, load_invoices
+from ledger.facts.invoices import Invoice
 from ledger.invoicing import bill_debit_adjustments, draft_invoices, issue, number
 from ledger.journal import post
 from ledger.journal.adjustments import debit_entries, mark_credit_notes
@@ -102,9 +102,12 @@ class Session(OpenWorkspace):
     _issuing: tuple[Invoice, ...] = ()
 
     def facts(self) -> IssuedFacts:
-        """The issued facts, read once from the store, with the invoices :meth:`invoice` is
-        issuing (numbered, not committed yet)."""
-        return load_facts(self.engine, issuing=self._issuing)
+        """The issued facts, read once per command (:meth:`command`), with the invoices
+        :meth:`invoice` is issuing (numbered, not committed yet)."""
+        stored = self.stored_facts()
+        if not self._issuing:
+            return stored
+        return replace(stored, invoices=(*stored.invoices, *self._issuing))
 
     @classmethod
     def open(cls, workspace: Workspace, *, today: date | None = None) -> Self:
@@ -143,9 +146,17 @@ class Session(OpenWorkspace):
         facts: IssuedFacts | None = None,
     ) -> Rating:
         """Every cycle rated through ``through``; issued cycles with the plan version they
-        were invoiced under (:mod:`ledger.rerate`)."""
+        were invoiced under (:mod:`ledger.rerate`).
+
+        Inside a command, each (``through``, ``customers``) is rated once: ``facts`` is then
+        the command's own snapshot, and only a stored fact that changes what rating reads
+        (a credit note, a debit adjustment, a corrected fee) makes it rate again."""
+        reads = self.reads
+        key = (through, None if customers is None else frozenset(customers))
+        if reads is not None and key in reads.ratings:
+            return cast(Rating, reads.ratings[key])
         facts = self.facts() if facts is None else facts
-        return rate(
+        rating = rate(
             self.engine,
             self.rules,
             self.registry.pricing_models,
@@ -155,9 +166,22 @@ class Session(OpenWorkspace):
             pins=facts.pins,
             reductions=facts.grant_reductions,
         )
+        if reads is not None:
+            reads.ratings[key] = rating
+        return rating
 
     def evidence(self, rating: Rating) -> dict[tuple[str, date], str]:
-        """Per cycle and accrual point: a digest over the evidence of each of its meters."""
+        """Per cycle and accrual point: a digest over the evidence of each of its meters (once
+        per rating inside a command)."""
+        reads = self.reads
+        if reads is not None and id(rating) in reads.digests:
+            return reads.digests[id(rating)][1]
+        digests = self._evidence(rating)
+        if reads is not None:
+            reads.digests[id(rating)] = (rating, digests)  # the rating kept: its id stays its
+        return digests
+
+    def _evidence(self, rating: Rating) -> dict[tuple[str, date], str]:
         tz = self.workspace.tz
         result: dict[tuple[str, date], str] = {}
         for rated in rating.cycles:
@@ -179,11 +203,18 @@ class Session(OpenWorkspace):
         written (:meth:`require_postable`). ``rated``: the rating through ``through`` and
         its evidence digests when the caller has just computed them from the same store
         (``invoice`` has).
+
+        Runs as one command (:meth:`command`): the issued facts are read once, and rating,
+        the journal and drafting all take them from there.
         """
+        with self.command():
+            return self._post(through, rated=rated)
+
+    def _post(self, through: date, *, rated: Rated | None) -> PostReport:
         self.require_postable(through, "post")
         if rated is None:
             self.correct_subscriptions(through)  # (``invoice`` did before rating)
-        facts = self.facts()  # once: rating, the journal and drafting all read these
+        facts = self.facts()  # the command's: rating, the journal and drafting all read these
         if rated is None:
             rating = self.rate(through, facts=facts)
             rated = (rating, self.evidence(rating))
@@ -256,11 +287,17 @@ class Session(OpenWorkspace):
         """
         facts = self.facts() if facts is None else facts
         rating, digests = rated if rated is not None else (self.rate(through, facts=facts), None)
+        first_open = self.first_open() if first_open is None else first_open
+        # inside a command, the same entries are derived once (close posts, asserts and ties
+        # out the same days); the key holds what decides them beside the command's facts
+        key = (through, evidence, first_open, id(rating), tuple(i.number for i in self._issuing))
+        if self.reads is not None and key in self.reads.regenerated:
+            _rating, (entries, documents, invoices) = self.reads.regenerated[key]
+            return list(entries), dict(documents), list(invoices)
         if evidence and digests is None:
             digests = self.evidence(rating)
         issued = list(facts.invoices)
         invoices = [inv for inv in issued if inv.date <= through]
-        first_open = self.first_open() if first_open is None else first_open
         # Every issued invoice freezes its cycle's accruals, even one dated after ``through``:
         # the books hold the frozen figures from the day it was issued, and what arrived
         # since is late usage dated at the invoice or later (the freeze and late rules).
@@ -291,7 +328,11 @@ class Session(OpenWorkspace):
             *mark_credit_notes(generated, adjustments),
             *debit_entries(adjustments, self.rules),
         ]
-        return generated, self.documents(invoices, notes, adjustments, rating), invoices
+        documents = self.documents(invoices, notes, adjustments, rating)
+        if self.reads is not None:
+            self.reads.regenerated[key] = (rating, (generated, documents, invoices))
+            return list(generated), dict(documents), list(invoices)
+        return generated, documents, invoices
 
     def documents(
         self,
@@ -342,13 +383,13 @@ class Session(OpenWorkspace):
     def issued_documents(self, through: date) -> dict[str, str]:
         """The documents of everything the store issued through ``through``
         (:meth:`documents`): what ``check`` compares the open months' files with."""
-        stored = load_facts(self.engine).through(through)
+        stored = self.stored_facts().through(through)
         return self.documents(stored.invoices, stored.credit_notes, stored.adjustments)
 
     def issued_document_names(self) -> set[str]:
         """The paths under books/ of every document the store issued (HTML, JSON and the PDF
         print of the HTML), without rendering them."""
-        stored = load_facts(self.engine)
+        stored = self.stored_facts()
         return document_names(stored.invoices, stored.credit_notes, stored.adjustments)
 
     def unknown_records(self, record: list[data.Directive] | None = None) -> list[str]:
@@ -360,7 +401,7 @@ class Session(OpenWorkspace):
         file): posting against it would reverse sealed history as "late adjustments".
         """
         record = self.sealed_record() if record is None else record
-        stored = load_facts(self.engine)
+        stored = self.stored_facts()
         held = {
             "invoice": (invoices := {inv.number for inv in stored.invoices}),
             "grant_invoice": invoices,
@@ -471,6 +512,7 @@ class Session(OpenWorkspace):
         )
         if staging is None:
             staged.commit()
+        self.wrote_books()  # staged or written: loaded books are stale either way
         return tuple(written)
 
     def unposted(self, through: date) -> list[str]:
@@ -490,7 +532,7 @@ class Session(OpenWorkspace):
     def issued_invoices(self) -> list[Invoice]:
         """Every issued invoice in number order, with those :meth:`invoice` is issuing (numbered,
         their books being staged, not yet committed to the store)."""
-        return [*load_invoices(self.engine), *self._issuing]
+        return list(self.facts().invoices)
 
     def record_posted(self, through: date) -> None:
         """Record in the store that the books are being posted through ``through``: ``check``
@@ -563,7 +605,10 @@ class Session(OpenWorkspace):
         require_billed_cycles(self)
         require_sealed_accruals(self)
         require_unissued_days(self)
-        return correct_fee_changes(self, through)
+        written = correct_fee_changes(self, through)
+        if written:  # corrections stored (credit notes, debit adjustments): read them again
+            self.wrote_facts()
+        return written
 
     def credit(
         self,
@@ -581,7 +626,24 @@ class Session(OpenWorkspace):
         issued: a retry does not credit twice).
 
         A note dated after today is refused (:class:`ledger.errors.AfterTodayError`), one dated
-        in a sealed month too (:class:`ledger.errors.SealedMonthError`): nothing is stored."""
+        in a sealed month too (:class:`ledger.errors.SealedMonthError`): nothing is stored.
+
+        One command (:meth:`command`): the facts are read once; the grant balances are rated
+        from them."""
+        with self.command():
+            note = self._credit(invoice_number, amount, reason, on, line, force)
+            self.wrote_facts()  # the note is stored
+            return note
+
+    def _credit(
+        self,
+        invoice_number: str,
+        amount: str,
+        reason: str,
+        on: date,
+        line: int | None,
+        force: bool,
+    ) -> CreditNote:
         self.require_not_after_today(
             on, "--date", "a credit note is dated the day it is issued or earlier"
         )
@@ -650,7 +712,20 @@ class Session(OpenWorkspace):
         Refused before anything is rated or written: ``through`` after today (an invoice
         number is never taken back) and ``through`` or ``post_through`` inside the sealed
         months (:meth:`require_postable`).
+
+        One command (:meth:`command`): the facts are read once and the rating and its digests
+        computed once, for drafting, the gate's post and the books staged with the invoices.
         """
+        with self.command():
+            return self._invoice(through, gate=gate, post_through=post_through)
+
+    def _invoice(
+        self,
+        through: date,
+        *,
+        gate: Callable[[list[Invoice]], list[Invoice]] | None,
+        post_through: date | None,
+    ) -> list[Invoice]:
         self.require_not_after_today(
             through,
             "--through",
@@ -696,6 +771,9 @@ class Session(OpenWorkspace):
             raise
         finally:
             self._issuing = ()
+            if numbered:  # invoices and their pins stored (or not): read the facts again,
+                # keep the ratings (the pins are the plan versions they were rated with)
+                self.wrote_facts(rated=False)
         faults.point("invoice:numbered")
         staging.commit()
         return new

@@ -48,6 +48,7 @@ invoice on its start date, like any first cycle. Each correction is stored
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
@@ -59,7 +60,7 @@ from ledger.credit_notes import creditable
 from ledger.cycles import Cycle, cycles_for
 from ledger.errors import BadInput
 from ledger.facts.credit_notes import CreditNote, CreditPart, load_credit_notes
-from ledger.facts.invoices import Invoice, load_invoices
+from ledger.facts.invoices import Invoice
 from ledger.facts.pins import TermsPin
 from ledger.money import ZERO
 from ledger.rating import cycle_plan, prorate
@@ -122,12 +123,15 @@ class FeeChange:
         return self.now - self.billed - self.corrected + self.stale
 
 
-def line_corrections(engine: Engine) -> dict[tuple[str, int], tuple[Decimal, tuple[str, ...]]]:
+def line_corrections(
+    engine: Engine, notes: Iterable[CreditNote] | None = None
+) -> dict[tuple[str, int], tuple[Decimal, tuple[str, ...]]]:
     """What subscription-change documents changed per (invoice, line): the amount (credit
-    notes negative) and the documents' numbers (``trace`` explains an invoice with them)."""
+    notes negative) and the documents' numbers (``trace`` explains an invoice with them).
+    ``notes``: the stored credit notes when the caller has read them already."""
     amounts: dict[tuple[str, int], Decimal] = defaultdict(lambda: ZERO)
     documents: dict[tuple[str, int], list[str]] = defaultdict(list)
-    for note in load_credit_notes(engine):
+    for note in load_credit_notes(engine) if notes is None else notes:
         if note.reason.startswith(REASON):
             for part in note.parts:
                 amounts[(note.invoice, part.line)] -= part.amount
@@ -147,7 +151,9 @@ def line_corrections(engine: Engine) -> dict[tuple[str, int], tuple[Decimal, tup
 def _corrections(session: OpenWorkspace) -> dict[tuple[str, int], Decimal]:
     """What earlier subscription-change documents changed per (invoice, line)."""
     done: dict[tuple[str, int], Decimal] = defaultdict(lambda: ZERO)
-    for key, (amount, _documents) in line_corrections(session.engine).items():
+    for key, (amount, _documents) in line_corrections(
+        session.engine, session.stored_facts().credit_notes
+    ).items():
         done[key] = amount
     return done
 
@@ -156,11 +162,10 @@ def fee_changes(session: OpenWorkspace, through: date, *, every: bool = False) -
     """Every invoiced advance fee the current subscriptions bill differently, with the day
     its correction is dated: the cycle's (new) last day, not before the invoice nor before
     the first open day. Those dated after ``through`` are left for a later run."""
-    from ledger.facts.pins import load_pins
 
     lines = [
         (inv, i, ln)
-        for inv in load_invoices(session.engine)
+        for inv in session.stored_facts().invoices
         for i, ln in enumerate(inv.lines, 1)
         if ln.kind == "base_fee" and ln.account == "deferred" and ln.cycle and ln.link
     ]
@@ -168,12 +173,12 @@ def fee_changes(session: OpenWorkspace, through: date, *, every: bool = False) -
         return []
     until = max(date.fromisoformat(ln.cycle[:10]) for _, _, ln in lines) + _DAY
     cycles = current_cycles(session.rules, {inv.customer for inv, _, _ in lines}, until)
-    pins = load_pins(session.engine)
+    pins = session.stored_facts().pins
     corrected = _corrections(session)
     # deferred parts of earlier notes on the line scheduled over its old cycle: once the fee
     # changes, the correction counts them as taken out at once (credit_notes.recut_cycles)
     scheduled: dict[tuple[str, int], list[tuple[str, Decimal]]] = defaultdict(list)
-    for note in load_credit_notes(session.engine):
+    for note in session.stored_facts().credit_notes:
         if not note.reason.startswith(REASON):
             for part in note.parts:
                 if part.cycle and part.deferred:
@@ -209,10 +214,9 @@ def fee_changes(session: OpenWorkspace, through: date, *, every: bool = False) -
 def current_fees(session: OpenWorkspace, invoice_number: str) -> dict[str, tuple[str, Decimal]]:
     """Per advance-fee cycle link of the invoice: the cycle key and fee the subscriptions
     give it now (what a credit note on the fee line takes its deferred part against)."""
-    from ledger.facts.pins import load_pins
 
     invoice = next(
-        (inv for inv in load_invoices(session.engine) if inv.number == invoice_number), None
+        (inv for inv in session.stored_facts().invoices if inv.number == invoice_number), None
     )
     if invoice is None:
         return {}
@@ -223,7 +227,7 @@ def current_fees(session: OpenWorkspace, invoice_number: str) -> dict[str, tuple
         return {}
     until = max(date.fromisoformat(ln.cycle[:10]) for ln in links) + _DAY
     cycles = current_cycles(session.rules, {invoice.customer}, until)
-    pins = load_pins(session.engine)
+    pins = session.stored_facts().pins
     found = {}
     for ln in links:
         cycle = cycles.get(ln.link)
@@ -235,7 +239,7 @@ def current_fees(session: OpenWorkspace, invoice_number: str) -> dict[str, tuple
 def require_billed_cycles(session: OpenWorkspace) -> None:
     """Refuse (exit 2, one line) a subscription edit that cuts, moves or re-plans a cycle
     whose usage an issued invoice already billed (its accruals are frozen in the invoice)."""
-    invoices = load_invoices(session.engine)
+    invoices = session.stored_facts().invoices
     frozen = {
         (snap.link, snap.customer): (snap.cycle, snap.plan, inv.number)
         for inv in invoices
@@ -312,14 +316,13 @@ def require_unissued_days(session: OpenWorkspace) -> None:
     invoice already issued: a new cycle's advance fee, or a prepaid grant, dated on a day
     whose invoice for the customer is issued (one invoice per customer and day, and an
     issued invoice is never changed). Dated a day later, it is billed on its own invoice."""
-    from ledger.facts.pins import load_pins
 
-    issued = {inv.key: inv for inv in load_invoices(session.engine)}
+    issued = {inv.key: inv for inv in session.stored_facts().invoices}
     if not issued:
         return
     latest = max(inv.date for inv in issued.values()) + _DAY
     cycles = current_cycles(session.rules, {inv.customer for inv in issued.values()}, latest)
-    pins = load_pins(session.engine)
+    pins = session.stored_facts().pins
     for cycle in sorted(cycles.values(), key=lambda c: (c.start, c.customer)):
         inv = issued.get(f"{cycle.customer}/{cycle.start.isoformat()}")
         if inv is None or not advance_fee(session.rules, cycle, pins.get(cycle.link)):

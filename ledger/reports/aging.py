@@ -60,7 +60,6 @@ class OpenItem:
 def open_items(sources: Sources, day: date) -> list[OpenItem]:
     """Invoices dated on or before ``day`` still open after the payments and credit notes
     dated on or before ``day`` (the settlement replay of :func:`ledger.payments.open_amounts`)."""
-    from ledger.facts.payments import load_applications
     from ledger.payments import open_amounts
 
     invoices = [inv for inv in sources.invoices if inv.date <= day]
@@ -68,7 +67,7 @@ def open_items(sources: Sources, day: date) -> list[OpenItem]:
         invoices,
         [p for p in sources.payments if p.date <= day],
         [n for n in sources.credit_notes if n.date <= day],
-        [a for a in load_applications(sources.session.engine) if a.date <= day],
+        [a for a in sources.facts.applications if a.date <= day],
     )
     items = []
     for inv in invoices:

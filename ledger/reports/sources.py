@@ -34,6 +34,7 @@ from ledger.pricing import Usage
 from ledger.store import events as events_table
 
 if TYPE_CHECKING:
+    from ledger.facts import IssuedFacts
     from ledger.facts.credit_notes import CreditNote
     from ledger.facts.invoices import Invoice
     from ledger.facts.payments import Payment
@@ -62,22 +63,21 @@ class Sources:
         return [e for e in entries if isinstance(e, data.Transaction)]
 
     @cached_property
-    def invoices(self) -> list[Invoice]:
-        from ledger.facts.invoices import load_invoices
+    def facts(self) -> IssuedFacts:
+        """The store's issued facts (the running command's, when there is one)."""
+        return self.session.stored_facts()
 
-        return load_invoices(self.session.engine)
+    @cached_property
+    def invoices(self) -> list[Invoice]:
+        return list(self.facts.invoices)
 
     @cached_property
     def payments(self) -> list[Payment]:
-        from ledger.facts.payments import load_payments
-
-        return load_payments(self.session.engine)
+        return list(self.facts.payments)
 
     @cached_property
     def credit_notes(self) -> list[CreditNote]:
-        from ledger.facts.credit_notes import load_credit_notes
-
-        return load_credit_notes(self.session.engine)
+        return list(self.facts.credit_notes)
 
     @cached_property
     def account_kinds(self) -> dict[str, tuple[str, str]]:

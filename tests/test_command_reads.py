@@ -1,0 +1,175 @@
+"""Each command reads the issued facts once, rates each day once and loads the books once.
+
+The rerate workspace (:mod:`tests.support.rerate`: plan ``u`` at 1.00 a call, ``acme`` 30
+calls in September, 20 in October, 10 in November, ``beta`` 10 in October) run through
+``post``, ``invoice``, ``credit``, ``rerate`` and ``close`` on a real SQLite store, with
+counters wrapped around the engine's own functions by the test (nothing is replaced):
+
+- ``load_facts``: the frozen snapshot of invoices, payments, credit notes, adjustments and
+  pins. Once per command, and once more only after the command itself stored a fact that
+  a later step reads (``rerate`` stores its credit note, then posts it);
+- the single loaders (``load_invoices``, ``load_pins``...) called from anywhere but
+  ``load_facts`` inside the engine: never, during a command (a reconciler plugin reading
+  the store through ``context.engine`` is its own business);
+- ``rating.rate``: never twice for the same (day, customers, pinned or not) in one command;
+- ``books.load_books``: once before the command writes the books (``close`` loads them again
+  only to check what it wrote: after the close file, after the seal).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import ledger.books
+import ledger.facts
+import ledger.rating
+from ledger.closing import close_month, invoice_gated
+from ledger.rerate import rerate
+from tests.support import rerate as support
+from tests.support.workspaces import METERS_CALLS, insert_events, open_session, write_workspace
+
+LOADERS = (
+    "load_invoices",
+    "load_payments",
+    "load_applications",
+    "load_credit_notes",
+    "load_adjustments",
+    "load_pins",
+    "load_grant_reductions",
+)
+
+
+class Reads:
+    """Calls of the engine's readers, by name; the single loaders by the module calling them."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+        self.stray: list[str] = []  # single loaders called outside ledger.facts, by the engine
+        self.rated: list[tuple[date, frozenset[str] | None, bool]] = []
+
+    def reset(self) -> None:
+        self.calls.clear()
+        self.stray.clear()
+        self.rated.clear()
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> Iterator[Reads]:
+    """Counters around ``load_facts``, every single loader, ``rating.rate`` and
+    ``books.load_books``, wherever a module of the engine bound them."""
+    seen = Reads()
+
+    def counted(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            seen.calls[name] += 1
+            caller = sys._getframe(1).f_globals.get("__name__", "")
+            # the engine's modules; a plugin (``ledger.plugins.*``) reads the store its own way
+            engine = caller.startswith("ledger.") and not caller.startswith("ledger.plugins.")
+            if name in LOADERS and engine and not caller.startswith("ledger.facts"):
+                seen.stray.append(f"{name} from {caller}")
+            if name == "rate":
+                customers = kwargs.get("customers")
+                seen.rated.append(  # rerate rates both as invoiced (pinned) and as now
+                    (
+                        kwargs["through"],
+                        None if customers is None else frozenset(customers),
+                        kwargs.get("pins") is not None,
+                    )
+                )
+            return original(*args, **kwargs)
+
+        return wrapper
+
+    originals: dict[str, Any] = {"rate": ledger.rating.rate, "load_books": ledger.books.load_books}
+    originals["load_facts"] = ledger.facts.load_facts
+    for module in [m for n, m in sys.modules.items() if n.startswith("ledger.facts.")]:
+        for name in LOADERS:
+            if hasattr(module, name) and getattr(module, name).__module__ == module.__name__:
+                originals[name] = getattr(module, name)
+    wrappers = {name: counted(name, fn) for name, fn in originals.items()}
+    for module_name, module in list(sys.modules.items()):
+        if not (module_name == "ledger" or module_name.startswith("ledger.")):
+            continue
+        for name, fn in originals.items():
+            if getattr(module, name, None) is fn:
+                monkeypatch.setattr(module, name, wrappers[name])
+    yield seen
+
+
+def _make(tmp_path: Path) -> Path:
+    """The rerate workspace with its events stored, nothing invoiced or posted yet."""
+    root = write_workspace(
+        tmp_path / "ws",
+        meters=METERS_CALLS,
+        plans=support.PLANS,
+        customers=support.CUSTOMERS,
+        config='store = "sqlite:///var/events.sqlite"\n',
+    )
+    session = open_session(root)
+    insert_events(
+        session.engine,
+        [
+            *support._calls("acme", 9, 30),
+            *support._calls("acme", 10, 20),
+            *support._calls("acme", 11, 10),
+            *support._calls("beta", 10, 10),
+        ],
+    )
+    return root
+
+
+def _once_each(reads: Reads) -> None:
+    assert reads.stray == []
+    assert len(reads.rated) == len(set(reads.rated)), reads.rated
+
+
+def test_post_and_invoice_read_the_facts_once(tmp_path: Path, reads: Reads) -> None:
+    root = _make(tmp_path)
+    session = open_session(root)
+    reads.reset()
+    session.post(date(2026, 11, 20))
+    assert reads.calls["load_facts"] == 1
+    assert reads.calls["rate"] == 1  # through Nov 20, every customer
+    _once_each(reads)
+
+    reads.reset()
+    # the gate runs every reconciler for September and October (the months the drafts bill)
+    issued, gate = invoice_gated(session, date(2026, 11, 1))
+    assert [i.total for i in issued] and sorted(gate.findings) == ["2026-09", "2026-10"]
+    assert reads.calls["load_facts"] == 1  # issuing stores invoices; nothing reads after
+    assert reads.calls["load_books"] <= 1  # the gate's reconcilers share one load
+    _once_each(reads)
+
+
+def test_credit_rerate_and_close_read_the_facts_once(tmp_path: Path, reads: Reads) -> None:
+    root = support.make(tmp_path)
+    session = open_session(root)
+
+    reads.reset()
+    session.credit("INV-2026-000001", amount="5.00", reason="goodwill", on=date(2026, 11, 20))
+    assert reads.calls["load_facts"] == 1
+    _once_each(reads)
+
+    (root / "rules" / "plans.yaml").write_text(support.version("0.80"))
+    session = open_session(root)
+    reads.reset()
+    report = rerate(session, date(2026, 10, 1), on=date(2026, 11, 20))
+    assert report.documents
+    # once to compute the differences, once more by the post of the notes it stored
+    assert reads.calls["load_facts"] == 2
+    _once_each(reads)
+
+    reads.reset()
+    closed = close_month(session, "2026-09")
+    assert closed.seal_hash and not closed.refused
+    assert reads.calls["load_facts"] == 1  # nothing due to issue: no fact stored
+    # once for the reconcilers and the assertions; then to check the close file, the seal
+    assert reads.calls["load_books"] == 3
+    _once_each(reads)
