@@ -207,7 +207,6 @@ MUTATION_MODULES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             _DOCTEST + "accruals]",
             "test_mutation_kills.py",
             "test_journal.py",
-            "test_journal_builders.py",
             "test_tax_inclusive.py",
             "test_metadata.py",
             "test_close.py",

@@ -24,6 +24,18 @@ Invoices: INV-2026-000001 (gift's grant, Sep 1), INV-2026-000002 (acme's first
 fee, in advance, Sep 15), INV-2026-000003 (beta's September, Oct 1),
 INV-2026-000004 (acme's first cycle and its second cycle's fee, Oct 15),
 INV-2026-000005 (beta's October, taxed, Nov 1).
+
+The second half (from "the builders one at a time") takes the builders one at a time:
+hand-made snapshots, invoices and credit movements in, every field of every entry out, and
+the entries loaded back through Beancount's loader. The end-to-end tests (test_posting,
+test_metadata, test_close) run the builders through a workspace; these state each builder's
+contract field by field, so a mutant that changes one metadata key, one sign or one date is
+caught by a test that runs in milliseconds (``python3 tasks.py mutation posting``, README
+"Mutation testing").
+
+Its rules (fixture ``builder_rules``): customers ``acme`` (USD; grants 5.00 and 9.00 on Sep 1
+expiring Oct 10 and Oct 31, and 100.00 on Oct 1 that never expires) and ``kaisha`` (JPY; 1000
+on Sep 1 expiring Sep 30), plan ``pro``, meters ``api_calls`` and ``tokens``.
 """
 
 from __future__ import annotations
@@ -32,6 +44,7 @@ import hashlib
 import re
 import textwrap
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -41,6 +54,8 @@ from beancount import loader
 from beancount.core import data
 from beancount.parser import parser, printer
 
+from ledger.accruals import Inclusion, net_targets, plan_points, snapshot, targets
+from ledger.books import format_entries
 from ledger.cycles import Cycle
 from ledger.facts.adjustments import Adjustment
 from ledger.facts.credit_notes import CreditNote, CreditPart
@@ -50,12 +65,19 @@ from ledger.journal import post
 from ledger.journal.accruals import accrual_entries, late_entries
 from ledger.journal.adjustments import debit_entries, mark_credit_notes
 from ledger.journal.credit_notes import credit_note_entries, fee_reduction_entries
-from ledger.journal.invoices import breakage_entries, invoice_entries, invoice_evidence
+from ledger.journal.invoices import (
+    breakage_entries,
+    grant_invoices,
+    invoice_entries,
+    invoice_evidence,
+)
+from ledger.journal.meta import format_quantities, parse_quantities
 from ledger.journal.payments import application_entries, payment_entries
-from ledger.journal.sealed import catch_up
-from ledger.rating import ChargeRating, CreditMovement, CycleRating, Rating
+from ledger.journal.sealed import catch_up, cumulative_quantities, usage_month
+from ledger.rating import BaseFeeRating, ChargeRating, CreditMovement, CycleRating, Rating
+from ledger.registry import load_registry
 from ledger.rules import Rules, load_rules
-from tests.support.workspaces import METERS_CALLS, write_workspace
+from tests.support.workspaces import METERS_CALLS, METERS_CALLS_TOKENS, balance, write_workspace
 
 D = Decimal
 
@@ -1433,3 +1455,1333 @@ def test_post_keeps_invoiced_accruals(rules: Rules, tmp_path: Path) -> None:
         2026-11-02 balance Assets:Receivables:Unbilled:Beta   2.00 USD
         """,
     )
+
+
+# --- the builders one at a time ------------------------------------------------------------
+BUILDER_PLANS = """\
+plans:
+  pro:
+    currency: USD
+    base_fee: {amount: "49.00", timing: advance}
+    charges:
+      - {meter: api_calls, model: unit, unit_price: "0.001"}
+      - {meter: tokens, model: unit, unit_price: "0.01"}
+  yen:
+    currency: JPY
+    charges:
+      - {meter: tokens, model: unit, unit_price: "1"}
+"""
+BUILDER_CUSTOMERS = """\
+customers:
+  acme:
+    currency: USD
+    billing_anchor: start
+    subscriptions: [{plan: pro, start: 2026-09-15}]
+    credits:
+      - {amount: "5.00", granted: 2026-09-01, expires: 2026-10-10}
+      - {amount: "9.00", granted: 2026-09-01, expires: 2026-10-31}
+      - {amount: "100.00", granted: 2026-10-01}
+  kaisha:
+    currency: JPY
+    billing_anchor: calendar
+    subscriptions: [{plan: yen, start: 2026-09-01}]
+    credits: [{amount: "1000", granted: 2026-09-01, expires: 2026-09-30}]
+"""
+ACME = "acme-2026-09-15"
+ACME_CYCLE = "2026-09-15/2026-10-15"
+
+
+@pytest.fixture
+def builder_rules(tmp_path: Path) -> Rules:
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    (folder / "meters.yaml").write_text(METERS_CALLS_TOKENS)
+    (folder / "plans.yaml").write_text(BUILDER_PLANS)
+    (folder / "customers.yaml").write_text(BUILDER_CUSTOMERS)
+    return load_rules(folder, dict(load_registry(None).pricing_models))
+
+
+def _snap(
+    through: date,
+    targets: dict[str, str],
+    quantities: dict[str, int],
+    evidence: str = "",
+    *,
+    link: str = ACME,
+    customer: str = "acme",
+    cycle: str = ACME_CYCLE,
+    currency: str = "USD",
+) -> Snapshot:
+    return Snapshot(
+        link=link,
+        customer=customer,
+        cycle=cycle,
+        plan="pro",
+        through=through,
+        currency=currency,
+        targets=tuple(sorted((k, D(v)) for k, v in targets.items())),
+        quantities=tuple(sorted((m, D(q)) for m, q in quantities.items())),
+        evidence=evidence,
+    )
+
+
+Row = tuple[str, str, Decimal, dict[str, object]]
+
+
+def _shape(entry: data.Directive) -> tuple[object, ...]:
+    """An entry as comparable values: date, flag, payee, narration, links, tags, metadata
+    (without where it was read from) and per posting account, number, currency, metadata."""
+    meta = {k: v for k, v in (entry.meta or {}).items() if k not in ("filename", "lineno")}
+    if isinstance(entry, data.Document):  # generated: no metadata but where it comes from
+        where = entry.meta
+        return (
+            entry.date,
+            "document",
+            entry.account,
+            entry.filename,
+            entry.tags,
+            entry.links,
+            where,
+        )
+    assert isinstance(entry, data.Transaction)
+    postings = [
+        (
+            p.account,
+            p.units.number,
+            p.units.currency,
+            {k: v for k, v in (p.meta or {}).items() if k not in ("filename", "lineno")},
+        )
+        for p in entry.postings
+    ]
+    return (
+        entry.date,
+        entry.flag,
+        entry.payee,
+        entry.narration,
+        entry.links,
+        entry.tags,
+        meta,
+        postings,
+    )
+
+
+def _loaded(entries: Sequence[data.Directive]) -> list[data.Directive]:
+    """The entries printed as Beancount text (every account opened) and loaded back: the loader
+    finds no error, so every transaction balances and every metadata value parses."""
+    accounts = sorted(
+        {p.account for e in entries if isinstance(e, data.Transaction) for p in e.postings}
+        | {e.account for e in entries if isinstance(e, data.Document)}
+    )
+    opens = "".join(f"2026-01-01 open {a}\n" for a in accounts)
+    text = 'option "operating_currency" "USD"\n' + opens + "\n" + format_entries(entries)
+    loaded, errors, _ = loader.load_string(text)
+    assert [e.message for e in errors] == []
+    return [e for e in loaded if not isinstance(e, data.Open)]
+
+
+# --- accrual_entries -------------------------------------------------------------------------
+
+
+def test_accruals_post_the_change_in_each_cycles_targets(builder_rules: Rules) -> None:
+    """acme's cycle [Sep 15, Oct 15), pro's 49.00 base fee in advance:
+
+    - Sep 30: 16 of 30 days recognized, 49.00 × 16/30 = 26.13; 14,000 calls × 0.001 = 4.00,
+      no tokens: deferred 26.13, Income:Subscriptions:Pro −26.13, unbilled 4.00,
+      Income:Usage:Api-Calls −4.00 (quantity 14000).
+    - Oct 7: nothing moved (same targets): no entry, and the Oct 14 change is still taken
+      from Sep 30, not from Oct 7's equal figures.
+    - Oct 14: all 49.00 recognized (+22.87); 36,000 calls = 36.00 (+32.00); 250 tokens × 0.01
+      = 2.50 (+2.50, its first posting); a commitment shortfall of 1.50 (pro's 40.00 minimum
+      less 38.50 of usage): unbilled 4.00 → 40.00 (+36.00).
+
+    kaisha's calendar cycle [Oct 1, Nov 1) in JPY: 300 tokens of volume-like (non-final)
+    usage → contract asset 300 JPY, Income:Usage:Tokens −300, its evidence kept. Entries come
+    in (cycle link, date) order whatever the order of the snapshots.
+    """
+    sep30 = _snap(
+        date(2026, 9, 30),
+        {
+            "deferred": "26.13",
+            "subscription_revenue:pro": "26.13",
+            "unbilled": "4.00",
+            "usage_revenue:api_calls": "4.00",
+        },
+        {"api_calls": 14000, "tokens": 0},
+        "e-sep30",
+    )
+    oct7 = _snap(date(2026, 10, 7), dict(sep30.targets), {"api_calls": 14000, "tokens": 0}, "e7")
+    oct14 = _snap(
+        date(2026, 10, 14),
+        {
+            "commitment_revenue:": "1.50",
+            "deferred": "49.00",
+            "subscription_revenue:pro": "49.00",
+            "unbilled": "40.00",
+            "usage_revenue:api_calls": "36.00",
+            "usage_revenue:tokens": "2.50",
+        },
+        {"api_calls": 36000, "tokens": 250},
+    )
+    kaisha = _snap(
+        date(2026, 10, 31),
+        {"contract_asset": "300", "usage_revenue:tokens": "300"},
+        {"tokens": 300},
+        "e-kaisha",
+        link="kaisha-2026-10-01",
+        customer="kaisha",
+        cycle="2026-10-01/2026-11-01",
+        currency="JPY",
+    )
+    entries = accrual_entries([kaisha, oct14, oct7, sep30], builder_rules)
+    link = frozenset({ACME})
+    common = {"customer": "acme", "cycle": ACME_CYCLE, "meter": "api_calls,tokens"}
+    assert [_shape(e) for e in entries] == [
+        (
+            date(2026, 9, 30),
+            "*",
+            "acme",
+            "Usage accrual 2026-09-15/2026-10-15 through 2026-09-30",
+            link,
+            frozenset(),
+            {
+                **common,
+                "quantities": "api_calls=14000,tokens=0",
+                "rules": builder_rules.hash,
+                "evidence": "e-sep30",
+            },
+            [
+                ("Liabilities:Deferred-Revenue:Acme", D("26.13"), "USD", {}),
+                ("Income:Subscriptions:Pro", D("-26.13"), "USD", {}),
+                ("Assets:Receivables:Unbilled:Acme", D("4.00"), "USD", {}),
+                (
+                    "Income:Usage:Api-Calls",
+                    D("-4.00"),
+                    "USD",
+                    {"meter": "api_calls", "quantity": D(14000)},
+                ),
+            ],
+        ),
+        (
+            date(2026, 10, 14),
+            "*",
+            "acme",
+            "Usage accrual 2026-09-15/2026-10-15 through 2026-10-14",
+            link,
+            frozenset(),
+            {**common, "quantities": "api_calls=36000,tokens=250", "rules": builder_rules.hash},
+            [
+                ("Income:Commitment-Shortfall", D("-1.50"), "USD", {}),
+                ("Liabilities:Deferred-Revenue:Acme", D("22.87"), "USD", {}),
+                ("Income:Subscriptions:Pro", D("-22.87"), "USD", {}),
+                ("Assets:Receivables:Unbilled:Acme", D("36.00"), "USD", {}),
+                (
+                    "Income:Usage:Api-Calls",
+                    D("-32.00"),
+                    "USD",
+                    {"meter": "api_calls", "quantity": D(36000)},
+                ),
+                ("Income:Usage:Tokens", D("-2.50"), "USD", {"meter": "tokens", "quantity": D(250)}),
+            ],
+        ),
+        (
+            date(2026, 10, 31),
+            "*",
+            "kaisha",
+            "Usage accrual 2026-10-01/2026-11-01 through 2026-10-31",
+            frozenset({"kaisha-2026-10-01"}),
+            frozenset(),
+            {
+                "customer": "kaisha",
+                "cycle": "2026-10-01/2026-11-01",
+                "meter": "tokens",
+                "quantities": "tokens=300",
+                "rules": builder_rules.hash,
+                "evidence": "e-kaisha",
+            },
+            [
+                ("Assets:Contract-Assets:Kaisha", D(300), "JPY", {}),
+                ("Income:Usage:Tokens", D(-300), "JPY", {"meter": "tokens", "quantity": D(300)}),
+            ],
+        ),
+    ]
+    books = _loaded(entries)
+    # through Oct 14 the cycle's balances are its targets: 40.00 unbilled, 49.00 recognized
+    assert balance(books, "Assets:Receivables:Unbilled:Acme", date(2026, 10, 15)) == D("40.00")
+    assert balance(books, "Income:Subscriptions:Pro", date(2026, 10, 15)) == D("-49.00")
+    assert balance(books, "Income:Usage:Tokens", date(2026, 11, 1), "JPY") == D(-300)
+
+
+def test_a_usage_revenue_posting_without_a_quantity_names_its_meter_only(
+    builder_rules: Rules,
+) -> None:
+    """A snapshot whose quantities do not list a charged meter (written before quantities were
+    kept): the revenue posting names the meter, no quantity; the entry names no meter."""
+    old = _snap(date(2026, 9, 30), {"unbilled": "4.00", "usage_revenue:api_calls": "4.00"}, {})
+    [entry] = accrual_entries([old], builder_rules)
+    assert "meter" not in entry.meta and "quantities" not in entry.meta
+    assert [(p.account, p.meta) for p in entry.postings] == [
+        ("Assets:Receivables:Unbilled:Acme", None),
+        ("Income:Usage:Api-Calls", {"meter": "api_calls"}),
+    ]
+
+
+# --- late_entries ----------------------------------------------------------------------------
+
+
+def test_late_usage_posts_targets_now_less_the_frozen_ones(builder_rules: Rules) -> None:
+    """acme's cycle was invoiced Oct 15 with its Oct 14 targets frozen: 36,000 calls (36.00),
+    no tokens. Then 2,000 calls (+2.00) and 250 tokens (+2.50, a meter the frozen snapshot
+    did not list) arrive for it: one entry dated Nov 1 (the first open day, given), usage_date
+    Oct 14, late, quantities the change (api_calls=2000, tokens=250), +4.50 unbilled.
+    A second late pair whose targets did not move posts nothing. kaisha's October, invoiced
+    with 300 tokens (300 JPY), is corrected to 0 tokens by a negative event: its targets are
+    gone (none left to hold), so the late entry takes all 300 back: unbilled −300, revenue
+    +300, quantities tokens=-300."""
+    frozen = _snap(
+        date(2026, 10, 14),
+        {"unbilled": "36.00", "usage_revenue:api_calls": "36.00"},
+        {"api_calls": 36000},
+        "e-frozen",
+    )
+    now = _snap(
+        date(2026, 10, 14),
+        {"unbilled": "40.50", "usage_revenue:api_calls": "38.00", "usage_revenue:tokens": "2.50"},
+        {"api_calls": 38000, "tokens": 250},
+        "e-now",
+    )
+    kaisha_frozen = _snap(
+        date(2026, 10, 31),
+        {"unbilled": "300", "usage_revenue:tokens": "300"},
+        {"tokens": 300},
+        link="kaisha-2026-10-01",
+        customer="kaisha",
+        cycle="2026-10-01/2026-11-01",
+        currency="JPY",
+    )
+    kaisha_now = replace(kaisha_frozen, targets=(), quantities=(("tokens", D(0)),))
+    entries = late_entries(
+        [
+            (frozen, frozen, date(2026, 10, 20)),
+            (now, frozen, date(2026, 11, 1)),
+            (kaisha_now, kaisha_frozen, date(2026, 11, 1)),
+        ],
+        builder_rules,
+    )
+    assert [_shape(e) for e in entries] == [
+        (
+            date(2026, 11, 1),
+            "*",
+            "acme",
+            "Late usage for invoiced cycle 2026-09-15/2026-10-15",
+            frozenset({ACME}),
+            frozenset(),
+            {
+                "customer": "acme",
+                "cycle": ACME_CYCLE,
+                "meter": "api_calls,tokens",
+                "quantities": "api_calls=2000,tokens=250",
+                "rules": builder_rules.hash,
+                "evidence": "e-now",
+                "usage_date": date(2026, 10, 14),
+                "late": True,
+            },
+            [
+                ("Assets:Receivables:Unbilled:Acme", D("4.50"), "USD", {}),
+                (
+                    "Income:Usage:Api-Calls",
+                    D("-2.00"),
+                    "USD",
+                    {"meter": "api_calls", "quantity": D(2000)},
+                ),
+                ("Income:Usage:Tokens", D("-2.50"), "USD", {"meter": "tokens", "quantity": D(250)}),
+            ],
+        ),
+        (
+            date(2026, 11, 1),
+            "*",
+            "kaisha",
+            "Late usage for invoiced cycle 2026-10-01/2026-11-01",
+            frozenset({"kaisha-2026-10-01"}),
+            frozenset(),
+            {
+                "customer": "kaisha",
+                "cycle": "2026-10-01/2026-11-01",
+                "meter": "tokens",
+                "quantities": "tokens=-300",
+                "rules": builder_rules.hash,
+                "usage_date": date(2026, 10, 31),
+                "late": True,
+            },
+            [
+                ("Assets:Receivables:Unbilled:Kaisha", D(-300), "JPY", {}),
+                ("Income:Usage:Tokens", D(300), "JPY", {"meter": "tokens", "quantity": D(-300)}),
+            ],
+        ),
+    ]
+    assert balance(_loaded(entries), "Income:Usage:Api-Calls", date(2026, 11, 2)) == D("-2.00")
+
+
+# --- invoice_entries and invoice_evidence ----------------------------------------------------
+
+
+def _line(kind: str, account: str, amount: str, link: str = "", cycle: str = "") -> InvoiceLine:
+    return InvoiceLine(
+        kind=kind, description=kind, account=account, amount=D(amount), cycle=cycle, link=link
+    )
+
+
+def test_an_invoice_moves_what_it_bills_into_the_receivable(builder_rules: Rules) -> None:
+    """acme's Oct 15 invoice INV-2026-000007 (due Nov 14): usage 36.00 (unbilled) and 3.00
+    (contract asset) of the cycle [Sep 15, Oct 15), credit applied −2.00 (unbilled), the next
+    cycle's 49.00 base fee in advance and a 100.00 credit grant (both deferred): 186.00, plus
+    7.25 of US-CA tax = 193.25 receivable; unbilled −34.00, contract asset −3.00, deferred
+    −149.00, Liabilities:Tax:US-CA −7.25. It froze two accruals (Sep 30 "e1", Oct 14 "e2"):
+    evidence = sha256 of "acme-2026-09-15\\t2026-09-30\\te1\\n" and the Oct 14 line, cut to 16
+    hex digits. Its document: ../documents/INV-2026-000007.html on the receivable, dated Oct 15.
+
+    kaisha's grant invoice INV-2026-000002 (Sep 1, no due date given): 1000 JPY deferred, no
+    unbilled or contract asset posting (nothing settled there), no cycle, no evidence (it froze
+    no accrual), linked to itself only; its document under the folder given.
+    """
+    next_cycle = "2026-10-15/2026-11-15"
+    acme = Invoice(
+        customer="acme",
+        date=date(2026, 10, 15),
+        currency="USD",
+        lines=(
+            _line("usage", "unbilled", "36.00", ACME, ACME_CYCLE),
+            _line("usage", "contract_asset", "3.00", ACME, ACME_CYCLE),
+            _line("credit_applied", "unbilled", "-2.00", ACME, ACME_CYCLE),
+            _line("base_fee", "deferred", "49.00", "acme-2026-10-15", next_cycle),
+            _line("credit_grant", "deferred", "100.00"),
+        ),
+        rules="r-acme",
+        number="INV-2026-000007",
+        accruals=(
+            _snap(date(2026, 10, 14), {"unbilled": "34.00"}, {}, "e2"),
+            _snap(date(2026, 9, 30), {"unbilled": "4.00"}, {}, "e1"),
+        ),
+        due=date(2026, 11, 14),
+        tax=Tax(lines=(TaxLine("US-CA", D("0.0725"), D("100.00"), D("7.25")),)),
+    )
+    kaisha = Invoice(
+        customer="kaisha",
+        date=date(2026, 9, 1),
+        currency="JPY",
+        lines=(_line("credit_grant", "deferred", "1000"),),
+        rules="r-kaisha",
+        number="INV-2026-000002",
+    )
+    evidence = hashlib.sha256(
+        f"{ACME}\t2026-09-30\te1\n{ACME}\t2026-10-14\te2\n".encode()
+    ).hexdigest()[:16]
+    assert [_shape(e) for e in invoice_entries([acme], builder_rules)] == [
+        (
+            date(2026, 10, 15),
+            "*",
+            "acme",
+            "Invoice INV-2026-000007",
+            frozenset({"INV-2026-000007", ACME, "acme-2026-10-15"}),
+            frozenset(),
+            {
+                "customer": "acme",
+                "invoice": "INV-2026-000007",
+                "due": date(2026, 11, 14),
+                "rules": "r-acme",
+                "cycle": f"{ACME_CYCLE},{next_cycle}",
+                "evidence": evidence,
+            },
+            [
+                ("Assets:Receivables:Invoiced:Acme", D("193.25"), "USD", {}),
+                ("Assets:Receivables:Unbilled:Acme", D("-34.00"), "USD", {}),
+                ("Assets:Contract-Assets:Acme", D("-3.00"), "USD", {}),
+                ("Liabilities:Deferred-Revenue:Acme", D("-149.00"), "USD", {}),
+                ("Liabilities:Tax:US-CA", D("-7.25"), "USD", {}),
+            ],
+        ),
+        (
+            date(2026, 10, 15),
+            "document",
+            "Assets:Receivables:Invoiced:Acme",
+            "../documents/INV-2026-000007.html",
+            frozenset(),
+            frozenset({"INV-2026-000007"}),
+            {"filename": "<meterbook>", "lineno": 0},
+        ),
+    ]
+    grant = invoice_entries([kaisha], builder_rules, documents_dir="docs")
+    assert [_shape(e) for e in grant] == [
+        (
+            date(2026, 9, 1),
+            "*",
+            "kaisha",
+            "Invoice INV-2026-000002",
+            frozenset({"INV-2026-000002"}),
+            frozenset(),
+            {"customer": "kaisha", "invoice": "INV-2026-000002", "rules": "r-kaisha"},
+            [
+                ("Assets:Receivables:Invoiced:Kaisha", D(1000), "JPY", {}),
+                ("Liabilities:Deferred-Revenue:Kaisha", D(-1000), "JPY", {}),
+            ],
+        ),
+        (
+            date(2026, 9, 1),
+            "document",
+            "Assets:Receivables:Invoiced:Kaisha",
+            "docs/INV-2026-000002.html",
+            frozenset(),
+            frozenset({"INV-2026-000002"}),
+            {"filename": "<meterbook>", "lineno": 0},
+        ),
+    ]
+    books = _loaded([e for e in [*invoice_entries([acme], builder_rules), *grant] if _is_txn(e)])
+    assert balance(books, "Assets:Receivables:Invoiced:Acme", date(2026, 10, 16)) == D("193.25")
+
+
+def _is_txn(entry: data.Directive) -> bool:
+    return isinstance(entry, data.Transaction)
+
+
+# --- breakage_entries and grant_invoices -----------------------------------------------------
+
+
+def _grant_invoice(number: str, day: date, kinds: Iterable[str]) -> Invoice:
+    lines = tuple(_line(kind, "deferred", "1.00") for kind in kinds)
+    return Invoice("acme", day, "USD", lines, "r", number)
+
+
+def test_grants_are_named_by_the_invoice_that_billed_them() -> None:
+    """acme's Sep 1 invoice bills a base fee, then grants 5.00 and 9.00 (its 1st and 2nd
+    credit_grant lines: grants "2026-09-01#1" and "#2"); the Oct 1 invoice bills the 100.00
+    grant ("2026-10-01#1")."""
+    invoices = [
+        _grant_invoice("INV-1", date(2026, 9, 1), ["base_fee", "credit_grant", "credit_grant"]),
+        _grant_invoice("INV-4", date(2026, 10, 1), ["credit_grant"]),
+    ]
+    assert grant_invoices(invoices) == {
+        ("acme", "2026-09-01#1"): "INV-1",
+        ("acme", "2026-09-01#2"): "INV-1",
+        ("acme", "2026-10-01#1"): "INV-4",
+    }
+
+
+def test_breakage_one_entry_per_grant_and_day(builder_rules: Rules) -> None:
+    """acme's 5.00 grant (#1 of Sep 1, expiring Oct 10) drew 1.45: 3.55 expires on Oct 10.
+    Its 9.00 grant (#2, expiring Oct 31) leaves 2.00 + 1.00 on Oct 31 (two movements, one
+    entry: 3.00) and 0.50 more on Nov 14 (usage that fell handed credit back: its own entry).
+    The draw of 1.45 is no breakage. Both grants were billed on INV-1 (Sep 1), so their entries
+    link it. kaisha's 1000 JPY grant expired Sep 30 with 400 left; no invoice billed it yet:
+    no link, no grant_invoice. Entries by customer, day, grant."""
+    movements = [
+        CreditMovement("acme", 1, date(2026, 10, 31), "breakage", D("2.00")),
+        CreditMovement("kaisha", 0, date(2026, 9, 30), "breakage", D(400)),
+        CreditMovement("acme", 0, date(2026, 10, 5), "draw", D("1.45")),
+        CreditMovement("acme", 0, date(2026, 10, 10), "breakage", D("3.55")),
+        CreditMovement("acme", 1, date(2026, 11, 14), "breakage", D("0.50")),
+        CreditMovement("acme", 1, date(2026, 10, 31), "breakage", D("1.00")),
+    ]
+    invoices = [_grant_invoice("INV-1", date(2026, 9, 1), ["credit_grant", "credit_grant"])]
+
+    def expected(
+        day: date, key: str, expires: date, amount: Decimal, customer: str = "acme"
+    ) -> tuple[object, ...]:
+        number = "INV-1" if customer == "acme" else None
+        currency = "USD" if customer == "acme" else "JPY"
+        meta: dict[str, object] = {"customer": customer, "grant": key, "expires": expires}
+        if number:
+            meta["grant_invoice"] = number
+        return (
+            day,
+            "*",
+            customer,
+            "Prepaid credit expired (breakage)",
+            frozenset({number} if number else ()),
+            frozenset(),
+            {**meta, "rules": builder_rules.hash},
+            [
+                (f"Liabilities:Deferred-Revenue:{customer.title()}", amount, currency, {}),
+                ("Income:Credit-Breakage", -amount, currency, {}),
+            ],
+        )
+
+    entries = breakage_entries(movements, builder_rules, invoices)
+    assert [_shape(e) for e in entries] == [
+        expected(date(2026, 10, 10), "2026-09-01#1", date(2026, 10, 10), D("3.55")),
+        expected(date(2026, 10, 31), "2026-09-01#2", date(2026, 10, 31), D("3.00")),
+        expected(date(2026, 11, 14), "2026-09-01#2", date(2026, 10, 31), D("0.50")),
+        expected(date(2026, 9, 30), "2026-09-01#1", date(2026, 9, 30), D(400), "kaisha"),
+    ]
+    books = _loaded(entries)
+    assert balance(books, "Income:Credit-Breakage", date(2026, 12, 1), "USD") == D("-7.05")
+    assert (
+        breakage_entries(movements[:1], builder_rules)[0].links == frozenset()
+    )  # no invoices given
+
+
+# --- catch_up: the sealed months against what regeneration would now post ------------------
+
+SEALED = """\
+2026-09-30 * "acme" "Usage accrual 2026-09-15/2026-10-15 through 2026-09-30" ^acme-2026-09-15
+  customer: "acme"
+  cycle: "2026-09-15/2026-10-15"
+  meter: "api_calls,tokens"
+  quantities: "api_calls=2,tokens=50"
+  evidence: "ann-sep30"
+  Assets:Receivables:Unbilled:Acme   0.50 USD
+  Income:Usage:Tokens               -0.50 USD
+    meter: "tokens"
+    quantity: 50
+
+2026-10-01 * "kaisha" "Usage accrual 2026-09-01/2026-10-01 through 2026-09-30" ^kaisha-2026-09-01
+  customer: "kaisha"
+  cycle: "2026-09-01/2026-10-01"
+  meter: "tokens"
+  quantities: "tokens=100"
+  Assets:Receivables:Unbilled:Kaisha   100 JPY
+  Income:Usage:Tokens                 -100 JPY
+    meter: "tokens"
+    quantity: 100
+
+2026-10-14 * "acme" "Usage accrual 2026-09-15/2026-10-15 through 2026-10-14" ^acme-2026-09-15
+  customer: "acme"
+  cycle: "2026-09-15/2026-10-15"
+  meter: "api_calls,tokens"
+  quantities: "api_calls=2,tokens=80"
+  evidence: "ann-oct14"
+  Assets:Receivables:Unbilled:Acme   0.30 USD
+  Income:Usage:Tokens               -0.30 USD
+    meter: "tokens"
+    quantity: 80
+
+2026-10-15 * "acme" "Invoice INV-2" ^INV-2 ^acme-2026-09-15
+  customer: "acme"
+  invoice: "INV-2"
+  Assets:Receivables:Invoiced:Acme   0.80 USD
+  Assets:Receivables:Unbilled:Acme  -0.80 USD
+
+2026-10-20 * "kaisha" "Late usage for invoiced cycle 2026-09-01/2026-10-01" ^kaisha-2026-09-01
+  customer: "kaisha"
+  cycle: "2026-09-01/2026-10-01"
+  meter: "tokens"
+  quantities: "tokens=7"
+  usage_date: 2026-09-30
+  late: TRUE
+  Assets:Receivables:Unbilled:Kaisha   7 JPY
+  Income:Usage:Tokens                 -7 JPY
+    meter: "tokens"
+    quantity: 7
+
+2026-10-31 * "acme" "Usage accrual 2026-10-01/2026-11-01 through 2026-10-31" ^acme-2026-10-01
+  customer: "acme"
+  cycle: "2026-10-01/2026-11-01"
+  meter: "api_calls,tokens"
+  quantities: "api_calls=3,tokens=200"
+  evidence: "cal-old"
+  Assets:Receivables:Unbilled:Acme   2.00 USD
+  Income:Usage:Tokens               -2.00 USD
+    meter: "tokens"
+    quantity: 200
+"""
+#: What posting now generates for the same period and after: the sealed entries unchanged but
+#: for the Oct 31 accrual (1 call and 50 tokens more), kaisha's late entry dated again on the
+#: first open day, a late entry of acme's invoiced cycle, a payment, an invoice and documents.
+REGENERATED = """\
+2026-09-30 * "acme" "Usage accrual 2026-09-15/2026-10-15 through 2026-09-30" ^acme-2026-09-15
+  customer: "acme"
+  cycle: "2026-09-15/2026-10-15"
+  meter: "api_calls,tokens"
+  quantities: "api_calls=2,tokens=50"
+  evidence: "ann-sep30"
+  Assets:Receivables:Unbilled:Acme   0.50 USD
+  Income:Usage:Tokens               -0.50 USD
+    meter: "tokens"
+    quantity: 50
+
+2026-10-01 * "kaisha" "Usage accrual 2026-09-01/2026-10-01 through 2026-09-30" ^kaisha-2026-09-01
+  customer: "kaisha"
+  cycle: "2026-09-01/2026-10-01"
+  meter: "tokens"
+  quantities: "tokens=100"
+  Assets:Receivables:Unbilled:Kaisha   100 JPY
+  Income:Usage:Tokens                 -100 JPY
+    meter: "tokens"
+    quantity: 100
+
+2026-10-01 document Assets:Receivables:Invoiced:Kaisha "../documents/INV-1.html" ^INV-1
+
+2026-11-01 * "acme" "Late usage for invoiced cycle 2026-09-15/2026-10-15" ^acme-2026-09-15
+  customer: "acme"
+  cycle: "2026-09-15/2026-10-15"
+  meter: "api_calls,tokens"
+  quantities: "api_calls=0,tokens=20"
+  evidence: "ann-late"
+  usage_date: 2026-10-14
+  late: TRUE
+  Assets:Receivables:Unbilled:Acme   0.20 USD
+  Income:Usage:Tokens               -0.20 USD
+    meter: "tokens"
+    quantity: 20
+
+2026-10-14 * "acme" "Usage accrual 2026-09-15/2026-10-15 through 2026-10-14" ^acme-2026-09-15
+  customer: "acme"
+  cycle: "2026-09-15/2026-10-15"
+  meter: "api_calls,tokens"
+  quantities: "api_calls=2,tokens=80"
+  evidence: "ann-oct14"
+  Assets:Receivables:Unbilled:Acme   0.30 USD
+  Income:Usage:Tokens               -0.30 USD
+    meter: "tokens"
+    quantity: 80
+
+2026-10-15 * "acme" "Invoice INV-2" ^INV-2 ^acme-2026-09-15
+  customer: "acme"
+  invoice: "INV-2"
+  Assets:Receivables:Invoiced:Acme   0.80 USD
+  Assets:Receivables:Unbilled:Acme  -0.80 USD
+
+2026-11-01 * "kaisha" "Late usage for invoiced cycle 2026-09-01/2026-10-01" ^kaisha-2026-09-01
+  customer: "kaisha"
+  cycle: "2026-09-01/2026-10-01"
+  meter: "tokens"
+  quantities: "tokens=7"
+  usage_date: 2026-09-30
+  late: TRUE
+  Assets:Receivables:Unbilled:Kaisha   7 JPY
+  Income:Usage:Tokens                 -7 JPY
+    meter: "tokens"
+    quantity: 7
+
+2026-10-20 * "Payment B-7 for INV-2" ^INV-2
+  reference: "B-7"
+  Assets:Bank:Operating              0.80 USD
+  Assets:Receivables:Invoiced:Acme  -0.80 USD
+
+2026-10-31 * "acme" "Usage accrual 2026-10-01/2026-11-01 through 2026-10-31" ^acme-2026-10-01
+  customer: "acme"
+  cycle: "2026-10-01/2026-11-01"
+  meter: "api_calls,tokens"
+  quantities: "api_calls=4,tokens=250"
+  evidence: "cal-new"
+  Assets:Receivables:Unbilled:Acme   2.50 USD
+  Income:Usage:Tokens               -2.50 USD
+    meter: "tokens"
+    quantity: 250
+
+2026-11-01 * "acme" "Invoice INV-3" ^INV-3 ^acme-2026-10-01
+  customer: "acme"
+  invoice: "INV-3"
+  Assets:Receivables:Invoiced:Acme   2.50 USD
+  Assets:Receivables:Unbilled:Acme  -2.50 USD
+
+2026-11-01 document Assets:Receivables:Invoiced:Acme "../documents/INV-3.html" ^INV-3
+
+2026-11-20 * "acme" "Late usage for invoiced cycle 2026-10-01/2026-11-01" ^acme-2026-10-01
+  customer: "acme"
+  cycle: "2026-10-01/2026-11-01"
+  meter: "api_calls,tokens"
+  quantities: "api_calls=0,tokens=5"
+  usage_date: 2026-11-14
+  late: TRUE
+  Assets:Receivables:Unbilled:Acme   0.05 USD
+  Income:Usage:Tokens               -0.05 USD
+    meter: "tokens"
+    quantity: 5
+"""
+OPENS = """\
+2026-01-01 open Assets:Bank:Operating
+2026-01-01 open Assets:Receivables:Invoiced:Acme
+2026-01-01 open Assets:Receivables:Invoiced:Kaisha
+2026-01-01 open Assets:Receivables:Unbilled:Acme
+2026-01-01 open Assets:Receivables:Unbilled:Kaisha
+2026-01-01 open Income:Usage:Tokens
+"""
+
+
+def _parsed(text: str) -> list[data.Directive]:
+    """Entries as the session reads sealed month files: parsed, not booked."""
+    entries, errors, _ = parser.parse_string(text)
+    assert errors == []
+    return list(entries)
+
+
+def test_catch_up_posts_what_the_sealed_months_miss_on_the_first_open_day() -> None:
+    """September and October are sealed (first open day Nov 1); the sealed files hold SEALED.
+
+    - acme's cycle [Oct 1, Nov 1), not invoiced when sealed: its Oct 31 accrual had 3 calls and
+      200 tokens (2.00); regeneration now has 4 and 250 (2.50): one late adjustment on Nov 1,
+      "Late adjustment for sealed period 2026-10", usage_date Oct 31, +0.50 unbilled, quantities
+      api_calls=1,tokens=50 (the change), evidence the regenerated "cal-new".
+    - acme's invoiced cycle [Sep 15, Oct 15): 20 tokens more for Oct 12 (+0.20) come as a late
+      entry dated Nov 1 with usage_date Oct 14, a sealed month: caught up as a sealed-period
+      adjustment too (usage_date Oct 31): quantities api_calls=0,tokens=20 (sealed 2 calls and
+      80 tokens, now 2 and 80 + 20), evidence "ann-late" (the late entry comes after the Oct 14
+      accrual in book order, whatever the order given). Its Sep 30 accrual and invoice did not
+      change: nothing for September.
+    - kaisha's late entry of 7 JPY (usage Sep 30) was posted on Oct 20 before October was
+      sealed; regeneration dates it Nov 1 now: the same usage, already in the books: nothing.
+    - Payment B-7 (0.80 on Oct 20, no customer metadata, no payee) arrived after the seal:
+      one adjustment for the links ^INV-2, with neither customer nor payee, cycle, quantities
+      nor evidence (those are a cycle's).
+    - What is dated Nov 1 or later (invoice INV-3, its document, the late usage of Nov 14) is
+      written as it is; kaisha's document of Oct 1 is in a sealed month: neither.
+    """
+    write, adjustments = catch_up(
+        _parsed(REGENERATED),
+        _parsed(OPENS + SEALED),
+        first_open=date(2026, 11, 1),
+        rules_hash="r1",
+    )
+    assert [(e.date, type(e).__name__, getattr(e, "narration", "")) for e in write] == [
+        (date(2026, 11, 1), "Transaction", "Invoice INV-3"),
+        (date(2026, 11, 1), "Document", ""),
+        (date(2026, 11, 20), "Transaction", "Late usage for invoiced cycle 2026-10-01/2026-11-01"),
+    ]
+    late = {"usage_date": date(2026, 10, 31), "late": True}
+    assert [_shape(e) for e in adjustments] == [  # by usage month, customer ("" first), links
+        (
+            date(2026, 11, 1),
+            "*",
+            None,
+            "Late adjustment for sealed period 2026-10",
+            frozenset({"INV-2"}),
+            frozenset(),
+            {"rules": "r1", **late},
+            [
+                ("Assets:Bank:Operating", D("0.80"), "USD", {}),
+                ("Assets:Receivables:Invoiced:Acme", D("-0.80"), "USD", {}),
+            ],
+        ),
+        (
+            date(2026, 11, 1),
+            "*",
+            "acme",
+            "Late adjustment for sealed period 2026-10",
+            frozenset({"acme-2026-09-15"}),
+            frozenset(),
+            {
+                "customer": "acme",
+                "cycle": "2026-09-15/2026-10-15",
+                "meter": "api_calls,tokens",
+                "quantities": "api_calls=0,tokens=20",
+                "rules": "r1",
+                "evidence": "ann-late",
+                **late,
+            },
+            [
+                ("Assets:Receivables:Unbilled:Acme", D("0.20"), "USD", {}),
+                ("Income:Usage:Tokens", D("-0.20"), "USD", {"meter": "tokens", "quantity": D(20)}),
+            ],
+        ),
+        (
+            date(2026, 11, 1),
+            "*",
+            "acme",
+            "Late adjustment for sealed period 2026-10",
+            frozenset({"acme-2026-10-01"}),
+            frozenset(),
+            {
+                "customer": "acme",
+                "cycle": "2026-10-01/2026-11-01",
+                "meter": "api_calls,tokens",
+                "quantities": "api_calls=1,tokens=50",
+                "rules": "r1",
+                "evidence": "cal-new",
+                **late,
+            },
+            [
+                ("Assets:Receivables:Unbilled:Acme", D("0.50"), "USD", {}),
+                ("Income:Usage:Tokens", D("-0.50"), "USD", {"meter": "tokens", "quantity": D(50)}),
+            ],
+        ),
+    ]
+    # the sealed books, what is written and the adjustments load as one balanced ledger
+    books = _loaded(
+        [
+            *_parsed(SEALED),
+            *(e for e in write if _is_txn(e)),
+            *adjustments,
+        ]
+    )
+    # Oct 31 sealed 2.00 + 0.50 caught up; the Nov 1 invoice moves 2.50; Nov 14 +0.05;
+    # acme's older cycle: 0.50 + 0.30 − 0.80 invoiced + 0.20 late
+    assert balance(books, "Assets:Receivables:Unbilled:Acme", date(2026, 12, 1)) == D("0.25")
+    assert balance(books, "Assets:Receivables:Unbilled:Kaisha", date(2026, 12, 1)) == D(107)
+    # November sealed too, with what was written and the adjustments: nothing is missing now
+    november = format_entries([*(e for e in write if _is_txn(e)), *adjustments])
+    again = catch_up(
+        _parsed(REGENERATED),
+        _parsed(OPENS + SEALED + november),
+        first_open=date(2026, 12, 1),
+        rules_hash="r1",
+    )
+    assert again == ([], [])
+
+
+def test_catch_up_of_new_terms_for_the_same_usage_is_a_re_pricing() -> None:
+    """A plan version makes acme's tokens 0.012 for its cycle [Oct 1, Nov 1), sealed with 3 calls
+    and 200 tokens at 0.01 (2.00). Regenerated: the same quantities at 2.40. Every meter's change
+    is a known 0 yet the amount moved: "Re-pricing of sealed period 2026-10: same quantities,
+    current terms", repriced, quantities api_calls=0,tokens=0 and no per-posting quantity
+    (no usage arrived). Refunds to kaisha on Oct 25 (50 JPY, its customer named only as payee)
+    and Oct 26 (30 JPY, payee "Kaisha KK", customer metadata kaisha) are one customer's: one
+    adjustment of 80 JPY."""
+    sealed = SEALED.split("2026-10-31 *")[1]
+    regenerated = (
+        "2026-10-31 *"
+        + sealed.replace("2.00 USD", "2.40 USD").replace('"cal-old"', '"v2"')
+        + """
+2026-10-25 * "kaisha" "Refund R-1"
+  Assets:Receivables:Invoiced:Kaisha   50 JPY
+  Assets:Bank:Operating               -50 JPY
+
+2026-10-26 * "Kaisha KK" "Refund R-2"
+  customer: "kaisha"
+  Assets:Receivables:Invoiced:Kaisha   30 JPY
+  Assets:Bank:Operating               -30 JPY
+"""
+    )
+    _, adjustments = catch_up(
+        _parsed(regenerated),
+        _parsed("2026-10-31 *" + sealed),
+        first_open=date(2026, 11, 1),
+        rules_hash="r2",
+    )
+    late = {"usage_date": date(2026, 10, 31), "late": True}
+    assert [_shape(e) for e in adjustments] == [
+        (
+            date(2026, 11, 1),
+            "*",
+            "acme",
+            "Re-pricing of sealed period 2026-10: same quantities, current terms",
+            frozenset({"acme-2026-10-01"}),
+            frozenset(),
+            {
+                "customer": "acme",
+                "cycle": "2026-10-01/2026-11-01",
+                "meter": "api_calls,tokens",
+                "quantities": "api_calls=0,tokens=0",
+                "rules": "r2",
+                "evidence": "v2",
+                **late,
+                "repriced": True,
+            },
+            [
+                ("Assets:Receivables:Unbilled:Acme", D("0.40"), "USD", {}),
+                ("Income:Usage:Tokens", D("-0.40"), "USD", {"meter": "tokens"}),
+            ],
+        ),
+        (
+            date(2026, 11, 1),
+            "*",
+            "kaisha",
+            "Late adjustment for sealed period 2026-10",
+            frozenset(),
+            frozenset(),
+            {"customer": "kaisha", "rules": "r2", **late},
+            [
+                ("Assets:Bank:Operating", D(-80), "JPY", {}),
+                ("Assets:Receivables:Invoiced:Kaisha", D(80), "JPY", {}),
+            ],
+        ),
+    ]
+    assert _loaded(adjustments)
+
+
+# --- reading the books back: usage months and cycle-to-date quantities -----------------------
+
+CYCLE_ENTRIES = """\
+2026-11-01 * "acme" "Late usage for invoiced cycle 2026-09-15/2026-10-15" ^acme-2026-09-15
+  meter: "api_calls,tokens,images"
+  quantities: "api_calls=0,tokens=20,images=3"
+  usage_date: 2026-10-14
+  late: TRUE
+  Assets:Receivables:Unbilled:Acme   0.20 USD
+  Income:Usage:Tokens               -0.20 USD
+
+2026-09-30 * "acme" "Usage accrual 2026-09-15/2026-10-15 through 2026-09-30" ^acme-2026-09-15
+  meter: "api_calls,tokens,images"
+  quantities: "api_calls=2,tokens=50,images=1"
+  Assets:Receivables:Unbilled:Acme   0.50 USD
+  Income:Usage:Tokens               -0.50 USD
+
+2026-12-01 * "acme" "Late adjustment for sealed period 2026-10" ^acme-2026-09-15
+  meter: "api_calls,tokens,images"
+  quantities: "api_calls=1,tokens=0"
+  usage_date: 2026-10-31
+  late: TRUE
+  Assets:Receivables:Unbilled:Acme   0.01 USD
+  Income:Usage:Api-Calls            -0.01 USD
+
+2026-10-14 * "acme" "Usage accrual 2026-09-15/2026-10-15 through 2026-10-14" ^acme-2026-09-15
+  meter: "api_calls,tokens,images"
+  quantities: "api_calls=2,tokens=80"
+  Assets:Receivables:Unbilled:Acme   0.30 USD
+  Income:Usage:Tokens               -0.30 USD
+"""
+
+
+def test_cycle_to_date_quantities_in_book_order() -> None:
+    """acme's cycle as the books hold it, entries given out of order: Sep 30 accrual (2 calls,
+    50 tokens, 1 image), Oct 14 accrual (2 calls, 80 tokens; images listed without a figure:
+    unknown), a late entry of Nov 1 for Oct 14 (+20 tokens, +3 images), a catch-up of Dec 1 for
+    October (+1 call). In book order (usage date, the accrual before the late entries on the
+    same day): calls 2 → 2 → 2 + 0 → 3; tokens 50 → 80 → 100 → 100; images 1 → unknown, and an
+    unknown figure plus a change stays unknown (None) until an accrual sets it again.
+    The usage months: the late entry's is October (its usage_date), not November."""
+    by_date = {e.date: e for e in _parsed(CYCLE_ENTRIES)}
+    sep30, oct14, late, catch = (
+        by_date[date(2026, m, d)] for m, d in ((9, 30), (10, 14), (11, 1), (12, 1))
+    )
+    assert cumulative_quantities([catch, late, oct14, sep30]) == {
+        "api_calls": D(3),
+        "tokens": D(100),
+        "images": None,
+    }
+    assert cumulative_quantities([sep30]) == {"api_calls": D(2), "tokens": D(50), "images": D(1)}
+    assert [usage_month(e) for e in (sep30, oct14, late, catch)] == [
+        date(2026, 9, 1),
+        date(2026, 10, 1),
+        date(2026, 10, 1),
+        date(2026, 10, 1),
+    ]
+    # usage_date on an entry that is not late (none is written so) does not move it
+    assert usage_month(late._replace(meta={**late.meta, "late": False})) == date(2026, 11, 1)
+
+
+def test_quantities_that_do_not_parse_are_named() -> None:
+    """Each item must be meter=finite number: a missing "=", an empty meter, a word, infinity
+    and a second "=" are each refused with the item quoted."""
+    assert parse_quantities("tokens=-2.5,images=0") == {"tokens": D("-2.5"), "images": D(0)}
+    for text, item in (
+        ("api_calls", "'api_calls'"),
+        ("tokens=1,=5", "'=5'"),
+        ("tokens=lots", "'tokens=lots'"),
+        ("tokens=Infinity", "'tokens=Infinity'"),
+        ("tokens=NaN", "'tokens=NaN'"),
+        ("tokens=1=2", "'tokens=1=2'"),
+    ):
+        with pytest.raises(ValueError, match=f"^{item} is not meter=quantity$"):
+            parse_quantities(text)
+
+
+def test_catch_up_evidence_is_only_ever_the_regenerated_one() -> None:
+    """Regenerated without digests (``regenerate(evidence=False)``), acme's Oct 31 accrual of 4
+    calls and 250 tokens (2.50) against the sealed 3 and 200 (2.00, evidence "cal-old"): the
+    +0.50 adjustment carries no evidence; the sealed entry's digest is not the store's now."""
+    sealed = "2026-10-31 *" + SEALED.split("2026-10-31 *")[1]
+    regenerated = (
+        sealed.replace('  evidence: "cal-old"\n', "")
+        .replace("2.00 USD", "2.50 USD")
+        .replace("api_calls=3,tokens=200", "api_calls=4,tokens=250")
+        .replace("quantity: 200", "quantity: 250")
+    )
+    _, [adjustment] = catch_up(
+        _parsed(regenerated), _parsed(sealed), first_open=date(2026, 11, 1), rules_hash="r3"
+    )
+    assert "evidence" not in adjustment.meta
+    assert (adjustment.meta["quantities"], adjustment.postings[0].units.number) == (
+        "api_calls=1,tokens=50",
+        D("0.50"),
+    )
+    # regeneration no longer posts the accrual at all (its usage gone from the store): the
+    # reversal of the sealed 2.00 carries no evidence either, not the sealed "cal-old"
+    _, [reversal] = catch_up([], _parsed(sealed), first_open=date(2026, 11, 1), rules_hash="r3")
+    assert "evidence" not in reversal.meta
+    assert [p.units.number for p in reversal.postings] == [D("-2.00"), D("2.00")]
+
+
+def test_catch_up_of_late_usage_for_a_cycle_with_no_accrual_in_the_books() -> None:
+    """kaisha's cycle [Sep 1, Oct 1) used its 100 free tokens (no accrual entry: nothing to
+    post) and was invoiced; 7 tokens more (7 JPY) came late and were posted on Oct 20, before
+    October was sealed. Now 12 tokens have come late: regenerated, the late entry (dated Nov 1)
+    says 12. Both sides count from the invoiced figure no entry holds, so the change is
+    12 − 7 = 5 tokens (5 JPY).
+
+    An invoice issued after the seal for a sealed date (INV-9, Oct 15, billing acme's cycles
+    [Sep 15, Oct 15) and [Oct 15, Nov 15)) is caught up as it is: both cycles named, all its
+    links, no quantities (it is no single cycle's)."""
+    late = """\
+{day} * "kaisha" "Late usage for invoiced cycle 2026-09-01/2026-10-01" ^kaisha-2026-09-01
+  customer: "kaisha"
+  cycle: "2026-09-01/2026-10-01"
+  meter: "tokens"
+  quantities: "tokens={tokens}"
+  usage_date: 2026-09-30
+  late: TRUE
+  Assets:Receivables:Unbilled:Kaisha   {tokens} JPY
+  Income:Usage:Tokens                 -{tokens} JPY
+"""
+    invoice = """
+2026-10-15 * "acme" "Invoice INV-9" ^INV-9 ^acme-2026-09-15 ^acme-2026-10-15
+  customer: "acme"
+  invoice: "INV-9"
+  cycle: "2026-09-15/2026-10-15,2026-10-15/2026-11-15"
+  evidence: "inv9"
+  Assets:Receivables:Invoiced:Acme    50.80 USD
+  Assets:Receivables:Unbilled:Acme    -1.80 USD
+  Liabilities:Deferred-Revenue:Acme  -49.00 USD
+"""
+    _, adjustments = catch_up(
+        _parsed(late.format(day="2026-11-01", tokens=12) + invoice),
+        _parsed(late.format(day="2026-10-20", tokens=7)),
+        first_open=date(2026, 11, 1),
+        rules_hash="r4",
+    )
+    assert [(e.meta.get("cycle"), e.meta.get("quantities"), e.links) for e in adjustments] == [
+        ("2026-09-01/2026-10-01", "tokens=5", frozenset({"kaisha-2026-09-01"})),
+        (
+            "2026-09-15/2026-10-15,2026-10-15/2026-11-15",
+            None,
+            frozenset({"INV-9", "acme-2026-09-15", "acme-2026-10-15"}),
+        ),
+    ]
+    assert [p.units.number for p in adjustments[0].postings] == [D(5), D(-5)]
+    assert adjustments[0].meta["usage_date"] == date(2026, 9, 30)
+
+
+# --- targets and snapshots -------------------------------------------------------------------
+
+
+def _charge(index: int, meter: str, quantity: str, amount: str, final: bool) -> ChargeRating:
+    return ChargeRating(index, meter, "unit", D(quantity), 1, D(amount), (), final)
+
+
+def test_targets_sum_every_charge_of_a_meter_and_split_credit_final_first() -> None:
+    """acme's cycle [Sep 15, Oct 15) through Oct 14: 36,000 calls at 0.001 = 36.00 and, on the
+    same meter, a 5.00 platform fee (both final); 250 tokens on volume tiers = 2.50 (not final);
+    pro's 49.00 base fee in advance, all recognized; a 45.00 minimum: shortfall 45 − 43.50 =
+    1.50; 43.00 of prepaid credit drawn, applied to final usage first: 41.00, then 2.00 to
+    the tokens.
+
+    usage_revenue:api_calls 36.00 + 5.00 = 41.00; unbilled 41.00 − 41.00 + 1.50 = 1.50;
+    contract asset 2.50 − 2.00 = 0.50; deferred 43.00 + 49.00 = 92.00 (debits 94.00, credits
+    41.00 + 2.50 + 1.50 + 49.00 = 94.00). In arrears, a 10.00 fee recognized 4.00 so far goes
+    to unbilled; a free meter's zero revenue is no target, but its quantity is kept."""
+    cycle = Cycle(
+        "acme",
+        "pro",
+        date(2026, 9, 15),
+        date(2026, 10, 15),
+        date(2026, 9, 15),
+        date(2026, 10, 15),
+        0,
+        True,
+        False,
+    )
+    rated = CycleRating(
+        cycle=cycle,
+        through=date(2026, 10, 14),
+        currency="USD",
+        charges=(
+            _charge(0, "api_calls", "36000", "36.00", True),
+            _charge(1, "api_calls", "36000", "5.00", True),
+            _charge(2, "tokens", "250", "2.50", False),
+        ),
+        base_fee=BaseFeeRating(timing="advance", billed=D("49.00"), recognized=D("49.00")),
+        commitment_shortfall=D("1.50"),
+        credit_applied=D("43.00"),
+    )
+    assert targets(rated) == {
+        "usage_revenue:api_calls": D("41.00"),
+        "usage_revenue:tokens": D("2.50"),
+        "unbilled": D("1.50"),
+        "contract_asset": D("0.50"),
+        "deferred": D("92.00"),
+        "commitment_revenue:": D("1.50"),
+        "subscription_revenue:pro": D("49.00"),
+    }
+    arrears = CycleRating(
+        cycle=cycle,
+        through=date(2026, 9, 30),
+        currency="USD",
+        charges=(_charge(0, "api_calls", "50", "0", True),),
+        base_fee=BaseFeeRating(timing="arrears", billed=D("10.00"), recognized=D("4.00")),
+        commitment_shortfall=D(0),
+        credit_applied=D(0),
+    )
+    assert snapshot(arrears, "ev") == Snapshot(
+        link="acme-2026-09-15",
+        customer="acme",
+        cycle="2026-09-15/2026-10-15",
+        plan="pro",
+        through=date(2026, 9, 30),
+        currency="USD",
+        targets=(("subscription_revenue:pro", D("4.00")), ("unbilled", D("4.00"))),
+        quantities=(("api_calls", D(50)),),
+        evidence="ev",
+    )
+
+
+ACME_SEP = Cycle(
+    "acme", "pro", date(2026, 9, 15), date(2026, 10, 15), date(2026, 9, 15), date(2026, 10, 15),
+    0, True, False,
+)  # fmt: skip
+
+
+def _rated(through: date, amount: str) -> CycleRating:
+    return CycleRating(
+        cycle=ACME_SEP,
+        through=through,
+        currency="USD",
+        charges=(_charge(0, "api_calls", str(int(D(amount) * 1000)), amount, True),),
+        base_fee=None,
+        commitment_shortfall=D(0),
+        credit_applied=D(0),
+    )
+
+
+def test_plan_points_post_live_snapshots_or_the_frozen_ones_and_the_late_difference() -> None:
+    """acme's cycle [Sep 15, Oct 15) rated at Sep 30 (4.00), Oct 7 (not an accrual point:
+    never posted) and Oct 14 (36.00), with a digest for Sep 30 only: two points, Sep 30 with
+    its evidence, Oct 14 with none ("").
+
+    Invoiced on Oct 15 with Sep 30 at 4.00 and Oct 14 at 34.00 frozen: the frozen snapshots
+    are posted, and Oct 14's 36.00 now differs: one late difference dated the first open day
+    (Nov 1), or the invoice date (Oct 15) when nothing is sealed. Frozen at 36.00: no late."""
+    rating = Rating(
+        through=date(2026, 10, 14),
+        cycles=(
+            _rated(date(2026, 9, 30), "4.00"),
+            _rated(date(2026, 10, 7), "20.00"),
+            _rated(date(2026, 10, 14), "36.00"),
+        ),
+    )
+    points, late = plan_points(
+        rating, [], first_open=date.min, evidence={(ACME, date(2026, 9, 30)): "e1"}
+    )
+    assert [(p.through, p.target("unbilled"), p.evidence) for p in points] == [
+        (date(2026, 9, 30), D("4.00"), "e1"),
+        (date(2026, 10, 14), D("36.00"), ""),
+    ]
+    assert late == []
+    frozen = (
+        snapshot(_rated(date(2026, 9, 30), "4.00")),
+        snapshot(_rated(date(2026, 10, 14), "34.00")),
+    )
+    invoice = Invoice("acme", date(2026, 10, 15), "USD", (), "r", "INV-1", accruals=frozen)
+    points, late = plan_points(rating, [invoice], first_open=date(2026, 11, 1))
+    assert points == list(frozen)
+    assert [(now.target("unbilled"), then.target("unbilled"), day) for now, then, day in late] == [
+        (D("36.00"), D("34.00"), date(2026, 11, 1))
+    ]
+    assert plan_points(rating, [invoice], first_open=date.min)[1][0][2] == date(2026, 10, 15)
+    paid_up = Invoice(
+        "acme", date(2026, 10, 15), "USD", (), "r", "INV-1",
+        accruals=(snapshot(_rated(date(2026, 10, 14), "36.00")),),
+    )  # fmt: skip
+    assert plan_points(rating, [paid_up], first_open=date(2026, 11, 1))[1] == []
+
+
+def test_an_accrual_takes_back_a_target_that_is_gone(builder_rules: Rules) -> None:
+    """acme's cycle accrued 250 tokens (2.50) on Sep 30; a correction event brings the tokens
+    to 0 by Oct 14, so the cycle has no target left: the Oct 14 accrual reverses the 2.50
+    (unbilled −2.50, Income:Usage:Tokens +2.50 with quantity 0)."""
+    sep30 = _snap(
+        date(2026, 9, 30), {"unbilled": "2.50", "usage_revenue:tokens": "2.50"}, {"tokens": 250}
+    )
+    oct14 = _snap(date(2026, 10, 14), {}, {"tokens": 0})
+    entries = accrual_entries([sep30, oct14], builder_rules)
+    assert [(p.account, p.units.number, p.meta) for p in entries[1].postings] == [
+        ("Assets:Receivables:Unbilled:Acme", D("-2.50"), None),
+        ("Income:Usage:Tokens", D("2.50"), {"meter": "tokens", "quantity": D(0)}),
+    ]
+    assert balance(_loaded(entries), "Income:Usage:Tokens", date(2026, 10, 15)) == 0
+
+
+def test_quantities_are_written_fixed_point() -> None:
+    """A normalized thousand (1E+3) and a tenth of a millionth (1E-7) are written 1000 and
+    0.0000001, the fixed-point form of every number in the books, not Decimal's exponents."""
+    written = format_quantities([("storage_gb", D("1E+3")), ("tokens", D("1E-7"))])
+    assert written == "storage_gb=1000,tokens=0.0000001"
+    assert parse_quantities(written) == {"storage_gb": D(1000), "tokens": D("0.0000001")}
+
+
+def test_tax_inclusive_targets_net_every_charge_of_a_meter() -> None:
+    """kunde's October [Oct 1, Nov 1) in EUR, 19 % VAT included in its api_calls prices: 119.00
+    of calls and an 11.90 platform fee on the same meter, both final. Each is netted on its
+    own: 119.00 − 19.00 = 100.00 and 11.90 − 1.90 = 10.00, so the meter's revenue and unbilled
+    are 110.00 (not the last charge's 10.00).
+
+    An advance fee of 3,100 JPY invoiced with 495 of tax (2,605 booked), cut to 1,000 by a
+    change: deferred revenue recognizes 1,000 − 495 + round(495 × 2,100 ÷ 3,100) = 1,000 − 495
+    + 335 = 840 yen, rounded to the yen (335.32 would not be an amount)."""
+    october = Cycle(
+        "kunde", "pro", date(2026, 10, 1), date(2026, 11, 1), date(2026, 10, 1),
+        date(2026, 11, 1), 0, True, False,
+    )  # fmt: skip
+    rated = CycleRating(
+        cycle=october,
+        through=date(2026, 10, 31),
+        currency="EUR",
+        charges=(
+            _charge(0, "api_calls", "476", "119.00", True),
+            _charge(1, "api_calls", "476", "11.90", True),
+        ),
+        base_fee=None,
+        commitment_shortfall=D(0),
+        credit_applied=D(0),
+    )
+    vat = Inclusion("EUR", {"usage:api_calls": (D("0.19"),)})
+    assert net_targets(rated, vat) == {
+        "usage_revenue:api_calls": D("110.00"),
+        "unbilled": D("110.00"),
+    }
+    assert Inclusion("JPY", fee=(D(3100), D(2605))).advance_fee(D(1000)) == D(840)
+
+
+def test_tax_inclusive_targets_credit_and_advance_fee() -> None:
+    """kunde's October [Oct 1, Nov 1), 19 % VAT included in its usage prices:
+
+    - 23.80 of tokens on volume tiers (not final): 20.00 net; 5.00 of prepaid credit drawn, all
+      of it on that non-final usage: contract asset 20.00 − 5.00 = 15.00, deferred 5.00 (credit
+      keeps its amount);
+    - 119.00 of calls (final): 100.00 net; 10.00 of credit: unbilled 90.00, deferred 10.00;
+    - 11.90 of calls (10.00 net) against a 59.50 minimum, VAT included: a 47.60 shortfall,
+      40.00 net, to commitment revenue; unbilled 50.00;
+    - in yen, a 3,100 base fee in advance with 10 % tax included, not invoiced yet: 3,100 − 282
+      = 2,818 net, recognized through Oct 15, 15 of 31 days: 2,818 × 15 ÷ 31 = 1,363.5… →
+      1,364 yen of revenue out of deferred revenue (not 1,363.55); once invoiced with 495 of
+      tax taken out (2,605 booked to deferred revenue), 2,605 × 15 ÷ 31 = 1,260.48… → 1,260
+      (the arrears rule, 1,500 recognized net of its tax, would give 1,364 both times)."""
+    october = Cycle(
+        "kunde", "pro", date(2026, 10, 1), date(2026, 11, 1), date(2026, 10, 1),
+        date(2026, 11, 1), 0, True, False,
+    )  # fmt: skip
+    vat = Inclusion("EUR", {"usage:api_calls": (D("0.19"),), "usage:tokens": (D("0.19"),)})
+
+    def rated(charge: ChargeRating, credit: str) -> CycleRating:
+        return CycleRating(october, date(2026, 10, 31), "EUR", (charge,), None, D(0), D(credit))
+
+    tokens = _charge(0, "tokens", "1000", "23.80", False)
+    assert net_targets(rated(tokens, "5.00"), vat) == {
+        "usage_revenue:tokens": D("20.00"),
+        "contract_asset": D("15.00"),
+        "deferred": D("5.00"),
+    }
+    calls = _charge(0, "api_calls", "476", "119.00", True)
+    assert net_targets(rated(calls, "10.00"), vat) == {
+        "usage_revenue:api_calls": D("100.00"),
+        "unbilled": D("90.00"),
+        "deferred": D("10.00"),
+    }
+    # 11.90 of calls against a 59.50 minimum, VAT included: the 47.60 shortfall is netted as
+    # its own part, 40.00, and unbilled holds both: 10.00 + 40.00
+    calls = _charge(0, "api_calls", "476", "11.90", True)
+    short = CycleRating(october, date(2026, 10, 31), "EUR", (calls,), None, D("47.60"), D(0))
+    assert net_targets(short, replace(vat, rates={**vat.rates, "commitment": (D("0.19"),)})) == {
+        "usage_revenue:api_calls": D("10.00"),
+        "commitment_revenue:": D("40.00"),
+        "unbilled": D("50.00"),
+    }
+    fee = BaseFeeRating("advance", D(3100), D(1500))
+    in_yen = CycleRating(october, date(2026, 10, 15), "JPY", (), fee, D(0), D(0))
+    assert net_targets(in_yen, Inclusion("JPY", {"base_fee": (D("0.10"),)})) == {
+        "deferred": D(1364),
+        "subscription_revenue:pro": D(1364),
+    }
+    # invoiced with 495 of tax taken out (2,605 booked): 2,605 × 15 ÷ 31 = 1,260.48… → 1,260
+    invoiced = Inclusion("JPY", {"base_fee": (D("0.10"),)}, fee=(D(3100), D(2605)))
+    assert net_targets(in_yen, invoiced) == {
+        "deferred": D(1260),
+        "subscription_revenue:pro": D(1260),
+    }

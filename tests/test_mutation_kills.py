@@ -410,7 +410,7 @@ def test_undrawn_credit_counts_returns_and_the_grant_day(tmp_path: Path) -> None
     assert undrawn_credit(rating, grants, "t", date(2026, 8, 31)) == {}
 
 
-# --- ledger/journal (the journal builders; more in tests/test_journal_builders.py) --------------
+# --- ledger/journal (the journal builders; more in tests/test_journal.py) --------------
 
 
 def _accrual(meta: dict[str, object], postings: list[dict[str, object]]) -> data.Transaction:
