@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from datetime import date
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -903,23 +903,45 @@ def reconcile_command(ctx: Context, month: str | None, as_json: bool) -> None:
         ctx_exit(1)
 
 
+#: a click command function, as a decorator takes and gives it back
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def listen_options(port: int, remote: str) -> Callable[[F], F]:
+    """``--host`` (loopback by default), ``--port`` (default ``port``) and ``--allow-remote``
+    (``remote``: what a non-loopback host needs), shared by ``serve`` and ``api``."""
+
+    def decorate(command: F) -> F:
+        for option in reversed(
+            (
+                click.option(
+                    "--host",
+                    default="127.0.0.1",
+                    show_default=True,
+                    help="Address to bind (loopback only unless --allow-remote).",
+                ),
+                click.option(
+                    "--port",
+                    default=port,
+                    show_default=True,
+                    type=click.IntRange(1, 65535),
+                    help="Port to listen on.",
+                ),
+                click.option(
+                    "--allow-remote",
+                    is_flag=True,
+                    help=f"Allow a non-loopback --host ({remote}).",
+                ),
+            )
+        ):
+            command = option(command)
+        return command
+
+    return decorate
+
+
 @cli.command("serve")
-@click.option(
-    "--host",
-    default="127.0.0.1",
-    show_default=True,
-    help="Address to bind (loopback only unless --allow-remote).",
-)
-@click.option(
-    "--port",
-    default=5000,
-    show_default=True,
-    type=click.IntRange(1, 65535),
-    help="Port to listen on.",
-)
-@click.option(
-    "--allow-remote", is_flag=True, help="Allow a non-loopback --host (Fava has no authentication)."
-)
+@listen_options(5000, "Fava has no authentication")
 @pass_context
 def serve_command(ctx: Context, host: str, port: int, allow_remote: bool) -> None:
     """Fava on books/main.beancount, read-only, with the meterbook pages."""
@@ -1290,22 +1312,7 @@ def export_journal(
 
 
 @cli.command("api")
-@click.option(
-    "--host",
-    default="127.0.0.1",
-    show_default=True,
-    help="Address to bind (loopback only unless --allow-remote).",
-)
-@click.option(
-    "--port",
-    default=8000,
-    show_default=True,
-    type=click.IntRange(1, 65535),
-    help="Port to listen on.",
-)
-@click.option(
-    "--allow-remote", is_flag=True, help="Allow a non-loopback --host (put TLS in front of it)."
-)
+@listen_options(8000, "put TLS in front of it")
 @click.option(
     "--max-body",
     default=16 << 20,
