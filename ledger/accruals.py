@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -214,15 +214,17 @@ def plan_points(
         for snap in inv.accruals:
             frozen[snap.link].append(snap)
             invoice_date[snap.link] = inv.date
-    evidence = evidence or {}
+    digests = evidence or {}
     included = included or {}
+
+    def with_evidence(snap: Snapshot) -> Snapshot:
+        # read only for the snapshots posted: an invoiced cycle's evidence is frozen with it
+        return replace(snap, evidence=digests.get((snap.link, snap.through), ""))
+
     live: dict[str, list[Snapshot]] = defaultdict(list)
     for rated in rating.cycles:
         if rated.through in rated.cycle.accrual_points():
-            link = rated.cycle.link
-            live[link].append(
-                snapshot(rated, evidence.get((link, rated.through), ""), included.get(link))
-            )
+            live[rated.cycle.link].append(snapshot(rated, "", included.get(rated.cycle.link)))
     points: list[Snapshot] = []
     late: list[tuple[Snapshot, Snapshot, date]] = []
     for link in sorted(set(live) | set(frozen)):
@@ -231,7 +233,9 @@ def plan_points(
             last_frozen = max(frozen[link], key=lambda s: s.through)
             now = [s for s in live.get(link, []) if s.through == last_frozen.through]
             if now and now[0].targets != last_frozen.targets:
-                late.append((now[0], last_frozen, max(invoice_date[link], first_open)))
+                late.append(
+                    (with_evidence(now[0]), last_frozen, max(invoice_date[link], first_open))
+                )
         else:
-            points.extend(live[link])
+            points.extend(with_evidence(s) for s in live[link])
     return points, late

@@ -44,7 +44,7 @@ import io
 import os
 import re
 import tempfile
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -118,14 +118,19 @@ def sealed_months(books_dir: Path) -> set[str]:
     return result
 
 
-def sealed_documents(books_dir: Path) -> dict[str, str]:
+#: Beancount's ``parser.parse_file``, or a caller's that keeps what it parsed
+Parse = Callable[[str], tuple[list[data.Directive], list[Any], dict[str, Any]]]
+
+
+def sealed_documents(books_dir: Path, parse: Parse | None = None) -> dict[str, str]:
     """``{path under books/: sha256}`` of every document a sealed month's seal covers, as its
     close file lists them (``custom "meterbook-seal-documents"``,
     :func:`ledger.seal.coverage_text`). ``post`` never writes these but to put back their
     sealed bytes; ``check`` verifies them by hash."""
     found: dict[str, str] = {}
+    parse = parser.parse_file if parse is None else parse
     for month in sorted(sealed_months(books_dir)):
-        parsed, _errors, _options = parser.parse_file(str(close_path(books_dir, month)))
+        parsed, _errors, _options = parse(str(close_path(books_dir, month)))
         for entry in parsed:
             if isinstance(entry, data.Custom) and entry.type == DOCUMENTS:
                 for key, value in entry.meta.items():
@@ -382,6 +387,7 @@ def write_books(
     extra_includes: Iterable[str] = (),
     operating_currencies: Iterable[str] = (),
     staging: Staging | None = None,
+    parse: Parse | None = None,
 ) -> tuple[str, ...]:
     """Write ``main.beancount``, ``accounts.beancount`` and every open month's file.
 
@@ -391,7 +397,8 @@ def write_books(
     ``(module, config or None)`` in load order. ``extensions`` are Fava
     extension modules; ``fava_options`` Fava's options (``custom "fava-option"``
     lines, sorted by name: presentation, which no seal covers). ``extra_includes``
-    are paths relative to ``books_dir``.
+    are paths relative to ``books_dir``. ``parse``: how the sealed months' and close files
+    are parsed for the accounts they use (default Beancount's ``parser.parse_file``).
 
     Every month that has entries and is not sealed gets its file; an open
     month's file that exists but has no entries any more is rewritten with the
@@ -443,7 +450,7 @@ def write_books(
     for path in sorted(books_dir.glob("[0-9][0-9][0-9][0-9]/*.beancount")):
         month_file = _MONTH_FILE.match(path.name)
         if _CLOSE_FILE.match(path.name) or (month_file and month_file.group(1) in sealed):
-            parsed, _errors, _options = parser.parse_file(str(path))
+            parsed, _errors, _options = (parser.parse_file if parse is None else parse)(str(path))
             used.extend(parsed)
 
     first_use: dict[str, datetime.date] = {}

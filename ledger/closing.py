@@ -672,7 +672,7 @@ def _close(session: Session, month: str, accept: dict[str, str]) -> CloseReport:
                 body + "\n" + covered + "".join("\n" + books.format_entry(d) for d in sealing),
             )
             faults.point("close:sealed")
-            session.wrote_books()
+            session.wrote_books(sealed=True)
             loaded, errors, _options = session.loaded_books()
     except BaseException:
         _roll_back(session, month, close_file, entries, documents)
@@ -792,6 +792,7 @@ def _roll_back(
     # the books are written last, from the files then on disk.
     with contextlib.suppress(FileNotFoundError):
         close_file.unlink()
+    session.wrote_books(sealed=True)
     report = close_report_path(session.workspace.books_dir, month)
     if report.is_file() or report.is_symlink():  # a folder there was there before the close
         report.unlink(missing_ok=True)

@@ -10,10 +10,11 @@ stages below the session (pins, subscriptions, credit notes) take an
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any, Self
 
 from beancount.core import data
@@ -52,11 +53,18 @@ class Reads:
     #: ratings by (through, customers); values typed loosely: ``rating`` is a later stage
     ratings: dict[tuple[date, frozenset[str] | None], Any] = field(default_factory=dict)
     #: evidence digests by the rating they were computed for (``id``, the rating kept alive)
-    digests: dict[int, tuple[Any, dict[tuple[str, date], str]]] = field(default_factory=dict)
+    digests: dict[int, tuple[Any, Mapping[tuple[str, date], str]]] = field(default_factory=dict)
     #: regenerated entries by the arguments that decide them
     regenerated: dict[tuple[Any, ...], Any] = field(default_factory=dict)
     #: ``books.load_books(main.beancount)``, while the books are as loaded
     books: tuple[Any, ...] | None = None
+    #: the sealed months' entries as written (:meth:`OpenWorkspace.sealed_record`), until a
+    #: month is sealed
+    sealed: list[data.Directive] | None = None
+    #: book files parsed (Beancount's parser) by path, size and modification time
+    parsed: dict[tuple[str, int, int], tuple[Any, ...]] = field(default_factory=dict)
+    #: documents by issued number (and the prepaid balances an invoice shows), rendered once
+    rendered: dict[tuple[str, tuple[Any, ...]], dict[str, str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -112,10 +120,26 @@ class OpenWorkspace:
             self.reads.books = books.load_books(self.workspace.main_file)
         return self.reads.books  # type: ignore[return-value]
 
-    def wrote_books(self) -> None:
-        """The command has just written a book file: load them again when next asked."""
+    def parse_file(self, path: str) -> tuple[list[data.Directive], list[Any], dict[str, Any]]:
+        """A book file as Beancount's parser reads it (:data:`ledger.books.Parse`): parsed once
+        per command while its size and modification time stay the same."""
+        if self.reads is None:
+            return parser.parse_file(path)
+        stat = Path(path).stat()
+        key = (path, stat.st_size, stat.st_mtime_ns)
+        if key not in self.reads.parsed:
+            self.reads.parsed[key] = parser.parse_file(path)
+        entries, errors, options = self.reads.parsed[key]
+        return list(entries), list(errors), dict(options)
+
+    def wrote_books(self, *, sealed: bool = False) -> None:
+        """The command has just written a book file: load them again when next asked;
+        ``sealed``: a close file, so the sealed months' record is read again too."""
         if self.reads is not None:
             self.reads.books = None
+            if sealed:
+                self.reads.sealed = None
+                self.reads.parsed.clear()
 
     @classmethod
     def open(cls, workspace: Workspace, *, today: date | None = None) -> Self:
@@ -180,14 +204,19 @@ class OpenWorkspace:
         return Month.parse(max(sealed)).next().first
 
     def sealed_record(self) -> list[data.Directive]:
-        """The entries of the sealed months' files, as written (parsed, not booked)."""
+        """The entries of the sealed months' files, as written (parsed, not booked): parsed once
+        per command, again after it seals a month (:meth:`wrote_books`)."""
+        if self.reads is not None and self.reads.sealed is not None:
+            return list(self.reads.sealed)
         record: list[data.Directive] = []
         books_dir = self.workspace.books_dir
         for month in sorted(books.sealed_months(books_dir)):
             path = books.month_path(books_dir, month)
             if path.exists():
-                parsed, _errors, _options = parser.parse_file(str(path))
+                parsed, _errors, _options = self.parse_file(str(path))
                 record.extend(parsed)
+        if self.reads is not None:
+            self.reads.sealed = list(record)
         return record
 
     def posted_through(self) -> date | None:

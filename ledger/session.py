@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from decimal import Decimal
@@ -63,7 +63,7 @@ from ledger.journal.payments import application_entries, payment_entries
 from ledger.journal.sealed import catch_up
 from ledger.opened import POSTED_THROUGH, OpenWorkspace
 from ledger.pins import record_pins, require_unchanged_terms
-from ledger.rating import Rating, credit_at_start, rate, undrawn_credit
+from ledger.rating import CycleRating, Rating, credit_at_start, rate, undrawn_credit
 from ledger.store import meta as meta_table
 from ledger.store import safe_url
 from ledger.subscriptions import current_fees
@@ -71,7 +71,38 @@ from ledger.tax import TaxSettings, apply_taxes, included_taxes
 from ledger.workspace import Workspace
 
 #: A rating and its evidence digests by (cycle link, accrual date), computed together.
-Rated = tuple[Rating, dict[tuple[str, date], str]]
+Rated = tuple[Rating, Mapping[tuple[str, date], str]]
+
+
+class Digests(Mapping[tuple[str, date], str]):
+    """The evidence digests of a rating's accrual points, by (cycle link, accrual date), each
+    computed when first read (:func:`ledger.metering.evidence_digest`).
+
+    Every point of the rating is a key, as if all were computed; the journal and drafting
+    read only the points they post (an invoiced cycle's accruals are frozen in its invoice,
+    evidence included), so the cost follows what is open, not the months behind it.
+    """
+
+    def __init__(self, session: Session, rating: Rating) -> None:
+        self._session = session
+        self._points = {
+            (rated.cycle.link, rated.through): rated
+            for rated in rating.cycles
+            if rated.through in rated.cycle.accrual_points()
+        }
+        self._digests: dict[tuple[str, date], str] = {}
+
+    def __getitem__(self, key: tuple[str, date]) -> str:
+        if key not in self._digests:
+            rated = self._points[key]  # KeyError: not a point of the rating
+            self._digests[key] = self._session.digest(rated)
+        return self._digests[key]
+
+    def __iter__(self) -> Iterator[tuple[str, date]]:
+        return iter(self._points)
+
+    def __len__(self) -> int:
+        return len(self._points)
 
 
 #: meterbook's pages in Fava, declared in main.beancount (``custom "fava-extension"``).
@@ -170,31 +201,26 @@ class Session(OpenWorkspace):
             reads.ratings[key] = rating
         return rating
 
-    def evidence(self, rating: Rating) -> dict[tuple[str, date], str]:
-        """Per cycle and accrual point: a digest over the evidence of each of its meters (once
-        per rating inside a command)."""
+    def evidence(self, rating: Rating) -> Digests:
+        """Per cycle and accrual point: a digest over the evidence of each of its meters,
+        computed when read (:class:`Digests`; once per rating inside a command)."""
         reads = self.reads
         if reads is not None and id(rating) in reads.digests:
-            return reads.digests[id(rating)][1]
-        digests = self._evidence(rating)
+            return cast(Digests, reads.digests[id(rating)][1])
+        digests = Digests(self, rating)
         if reads is not None:
             reads.digests[id(rating)] = (rating, digests)  # the rating kept: its id stays its
         return digests
 
-    def _evidence(self, rating: Rating) -> dict[tuple[str, date], str]:
-        tz = self.workspace.tz
-        result: dict[tuple[str, date], str] = {}
-        for rated in rating.cycles:
-            if rated.through not in rated.cycle.accrual_points():
-                continue
-            window = metering.accrual_window(
-                rated.cycle.customer, rated.cycle.start, rated.through, tz
-            )
-            meters = sorted({c.meter for c in rated.charges})
-            result[(rated.cycle.link, rated.through)] = metering.evidence_digest(
-                (m, metering.evidence(self.engine, self.rules.meters[m], window)) for m in meters
-            )
-        return result
+    def digest(self, rated: CycleRating) -> str:
+        """The evidence digest of one rated accrual point: every meter it charges."""
+        window = metering.accrual_window(
+            rated.cycle.customer, rated.cycle.start, rated.through, self.workspace.tz
+        )
+        meters = sorted({c.meter for c in rated.charges})
+        return metering.evidence_digest(
+            (m, metering.evidence(self.engine, self.rules.meters[m], window)) for m in meters
+        )
 
     def post(self, through: date, *, rated: Rated | None = None) -> PostReport:
         """Rate and (re)write the open months' books up to ``through``.
@@ -347,12 +373,19 @@ class Session(OpenWorkspace):
         the customers with prepaid credit."""
         documents: dict[str, str] = {}
         prepaid = self.prepaid(invoices, rating)
+        # an issued number's document is the same all command long: rendered once per command
+        rendered = self.reads.rendered if self.reads is not None else {}
         for inv in invoices:
-            documents.update(
-                invoice_documents(inv, self.rules, self.templates, prepaid.get(inv.number, ()))
-            )
+            key = (inv.number, prepaid.get(inv.number, ()))
+            if key not in rendered:
+                rendered[key] = invoice_documents(inv, self.rules, self.templates, key[1])
+            documents.update(rendered[key])
         for note in notes:
-            documents.update(credit_note_documents(note, self.rules, self.templates))
+            if (note.number, ()) not in rendered:
+                rendered[(note.number, ())] = credit_note_documents(
+                    note, self.rules, self.templates
+                )
+            documents.update(rendered[(note.number, ())])
         documents.update(debit_documents(adjustments, self.rules, self.templates))
         return documents
 
@@ -478,7 +511,7 @@ class Session(OpenWorkspace):
         staged = books.Staging() if staging is None else staging
         if staged.writes:
             books.remove_stale_temporaries(books_dir)  # a killed writer's; this one holds the lock
-        sealed = books.sealed_documents(books_dir)
+        sealed = books.sealed_documents(books_dir, self.parse_file)
         pdf = self.workspace.documents.pdf and staged.writes
         prints: dict[str, str] = {}  # the HTML documents whose PDF print is (re)made
         for relative, content in sorted(documents.items()):
@@ -509,6 +542,7 @@ class Session(OpenWorkspace):
             entries=entries,
             sealed_months=books.sealed_months(books_dir),
             staging=staged,
+            parse=self.parse_file,
         )
         if staging is None:
             staged.commit()
