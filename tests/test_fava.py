@@ -549,3 +549,35 @@ def test_docstring_examples(name: str) -> None:
 
     result = doctest.testmod(importlib.import_module(name))
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_close_and_customers_pages_compute_once_per_load(
+    workspace_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Viewing a page again does not run the reconcilers or rate again: both happen once per
+    load of the books (counted by wrappers around the engine's own functions)."""
+    import ledger.closing
+
+    calls = {"reconcilers": 0, "rate": 0}
+    run_reconcilers, rate = ledger.closing.run_reconcilers, Session.rate
+
+    def counted_reconcilers(*args: Any, **kwargs: Any) -> Any:
+        calls["reconcilers"] += 1
+        return run_reconcilers(*args, **kwargs)
+
+    def counted_rate(*args: Any, **kwargs: Any) -> Any:
+        calls["rate"] += 1
+        return rate(*args, **kwargs)
+
+    monkeypatch.setattr(ledger.closing, "run_reconcilers", counted_reconcilers)
+    monkeypatch.setattr(Session, "rate", counted_rate)
+    app = serve.create_app(workspace_root / "books" / "main.beancount")
+    client = app.test_client()
+    page = Fava(app, client, client.get("/").headers["Location"].strip("/").split("/")[0])
+    first = page.page("MeterbookClose")
+    ran = calls["reconcilers"]
+    assert ran == 1  # October, the one open month with entries
+    assert page.page("MeterbookClose") == first and calls["reconcilers"] == ran
+    customers = page.page("MeterbookCustomers")
+    rated = calls["rate"]
+    assert page.page("MeterbookCustomers") == customers and calls["rate"] == rated

@@ -233,18 +233,30 @@ class MeterbookRevenue(_Workspace, FavaExtensionBase):
         return (revenue_charts(rows) if rows else []), tables
 
 
+#: What the Customers page shows: the day, each customer's figures and the totals per currency.
+CustomersPage = (
+    tuple[date, tuple[figures.CustomerFigures, ...], tuple[figures.CustomerTotals, ...]] | Notice
+)
+
+
 class MeterbookCustomers(_Workspace, FavaExtensionBase):
     """Per customer: usage, revenue, receivable, unbilled, credits left, caps."""
 
     report_title = "Customers"
+    _figures: CustomersPage | None = None
 
-    def customers(
-        self,
-    ) -> (
-        tuple[date, tuple[figures.CustomerFigures, ...], tuple[figures.CustomerTotals, ...]]
-        | Notice
-    ):
-        """The customers' figures through the books' last date and their totals per currency."""
+    def after_load_file(self) -> None:
+        super().after_load_file()
+        self._figures = None
+
+    def customers(self) -> CustomersPage:
+        """The customers' figures through the books' last date and their totals per currency:
+        rated once per load of the books, not per view."""
+        if self._figures is None:
+            self._figures = self._customers()
+        return self._figures
+
+    def _customers(self) -> CustomersPage:
         session = self.session()
         if isinstance(session, Notice):
             return session
@@ -263,12 +275,39 @@ class MeterbookClose(_Workspace, FavaExtensionBase):
     """Each month: sealed or open, seal verified live, findings, acceptances, close report."""
 
     report_title = "Close"
+    _months: tuple[figures.MonthClose, ...] | Notice | None = None
+
+    def after_load_file(self) -> None:
+        super().after_load_file()
+        self._months = None
 
     def months(self) -> tuple[figures.MonthClose, ...] | Notice:
+        """Every month's row. The reconcilers of every open month run once per load of the
+        books (over the entries Fava loaded), not per view; the acceptances a refused close
+        recorded are read from the store on each view (they are in the store until the month
+        is sealed)."""
+        if self._months is None:
+            self._months = self._close_months()
+        if isinstance(self._months, Notice):
+            return self._months
+        from ledger.closing import load_acceptances
+
+        engine = cast("Session", self.session()).engine
+        return tuple(
+            row if row.sealed else _with_stored(row, load_acceptances(engine, row.month))
+            for row in self._months
+        )
+
+    def _close_months(self) -> tuple[figures.MonthClose, ...] | Notice:
         session = self.session()
         if isinstance(session, Notice):
             return session
-        from ledger.closing import load_acceptances, run_reconcilers
+        with session.command() as reads:
+            reads.books = (self.entries, [], {})  # the books as Fava loaded them
+            return self._months_of(session)
+
+    def _months_of(self, session: Session) -> tuple[figures.MonthClose, ...]:
+        from ledger.closing import run_reconcilers
 
         entries = self.entries
         books_dir = session.workspace.books_dir
@@ -283,12 +322,7 @@ class MeterbookClose(_Workspace, FavaExtensionBase):
                 findings[month] = tuple(run_reconcilers(session, month))
             except MeterbookError as exc:
                 findings[month] = f"the reconcilers failed: {exc}"
-        rows = figures.close_months(entries, findings, reports)
-        # acceptances recorded by a refused close are in the store until the month is sealed
-        return tuple(
-            row if row.sealed else _with_stored(row, load_acceptances(session.engine, row.month))
-            for row in rows
-        )
+        return figures.close_months(entries, findings, reports)
 
     def _report_path(self, month: str) -> Path | None:
         session = self.session()
