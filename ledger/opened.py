@@ -61,6 +61,8 @@ class Reads:
     #: the sealed months' entries as written (:meth:`OpenWorkspace.sealed_record`), until a
     #: month is sealed
     sealed: list[data.Directive] | None = None
+    #: the sealed documents whose files hold their sealed bytes (``Session.intact_documents``)
+    intact: set[str] | None = None
     #: book files parsed (Beancount's parser) by path, size and modification time
     parsed: dict[tuple[str, int, int], tuple[Any, ...]] = field(default_factory=dict)
     #: documents by issued number (and the prepaid balances an invoice shows), rendered once
@@ -139,6 +141,7 @@ class OpenWorkspace:
             self.reads.books = None
             if sealed:
                 self.reads.sealed = None
+                self.reads.intact = None
                 self.reads.parsed.clear()
 
     @classmethod

@@ -354,7 +354,9 @@ class Session(OpenWorkspace):
             *mark_credit_notes(generated, adjustments),
             *debit_entries(adjustments, self.rules),
         ]
-        documents = self.documents(invoices, notes, adjustments, rating)
+        documents = self.documents(
+            invoices, notes, adjustments, rating, skip=self.intact_documents()
+        )
         if self.reads is not None:
             self.reads.regenerated[key] = (rating, (generated, documents, invoices))
             return list(generated), dict(documents), list(invoices)
@@ -366,12 +368,17 @@ class Session(OpenWorkspace):
         notes: Sequence[CreditNote],
         adjustments: Sequence[Adjustment],
         rating: Rating | None = None,
+        *,
+        skip: Collection[str] = frozenset(),
     ) -> dict[str, str]:
         """``{path under books/: content}`` of the documents of these invoices, credit notes and
         debit adjustments, as ``post`` writes them. ``rating`` (through the last invoice's date
         at least) gives the prepaid credit left on each invoice's date; None: rated here for
-        the customers with prepaid credit."""
+        the customers with prepaid credit. ``skip``: paths left out, not rendered (an invoice
+        or credit note whose HTML and JSON both are)."""
         documents: dict[str, str] = {}
+        invoices = [i for i in invoices if not _both(i.number, skip)]
+        notes = [n for n in notes if not _both(n.number, skip)]
         prepaid = self.prepaid(invoices, rating)
         # an issued number's document is the same all command long: rendered once per command
         rendered = self.reads.rendered if self.reads is not None else {}
@@ -388,6 +395,25 @@ class Session(OpenWorkspace):
             documents.update(rendered[(note.number, ())])
         documents.update(debit_documents(adjustments, self.rules, self.templates))
         return documents
+
+    def intact_documents(self) -> set[str]:
+        """The sealed documents (paths under books/) whose files hold the bytes their seal
+        covers: ``post`` would not write them (:meth:`write` only ever puts a sealed document's
+        sealed bytes back), so it need not render them. Read once per command; none when PDF
+        prints are made (a print is made from the HTML rendered)."""
+        reads = self.reads
+        if reads is not None and reads.intact is not None:
+            return reads.intact
+        found: set[str] = set()
+        if not self.workspace.documents.pdf:
+            books_dir = self.workspace.books_dir
+            for relative, digest in books.sealed_documents(books_dir, self.parse_file).items():
+                path = books_dir / relative
+                if path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == digest:
+                    found.add(relative)
+        if reads is not None:
+            reads.intact = found
+        return found
 
     def prepaid(
         self, invoices: Sequence[Invoice], rating: Rating | None = None
@@ -817,3 +843,8 @@ def record_posted(conn: Connection, through: date) -> None:
     """:meth:`Session.record_posted` inside a transaction of the caller's."""
     conn.execute(delete(meta_table).where(meta_table.c.key == POSTED_THROUGH))
     conn.execute(insert(meta_table).values(key=POSTED_THROUGH, value=through.isoformat()))
+
+
+def _both(number: str, paths: Collection[str]) -> bool:
+    """Whether a document's HTML and JSON are both in ``paths``."""
+    return f"documents/{number}.html" in paths and f"documents/{number}.json" in paths

@@ -14,6 +14,11 @@ counters wrapped around the engine's own functions by the test (nothing is repla
 - ``rating.rate``: never twice for the same (day, customers, pinned or not) in one command;
 - ``books.load_books``: once before the command writes the books (``close`` loads them again
   only to check what it wrote: after the close file, after the seal).
+
+And month after month (:func:`test_a_later_months_close_does_no_more_than_the_first`), a
+close computes the evidence digests and renders the documents of what is open only: a
+cycle's invoice freezes its accruals and their evidence, a sealed document whose file holds
+its sealed bytes is not rendered again.
 """
 
 from __future__ import annotations
@@ -173,3 +178,81 @@ def test_credit_rerate_and_close_read_the_facts_once(tmp_path: Path, reads: Read
     # once for the reconcilers and the assertions; then to check the close file, the seal
     assert reads.calls["load_books"] == 3
     _once_each(reads)
+
+
+MONTHLY = """\
+customers:
+  cal: {currency: USD, billing_anchor: calendar, subscriptions: [{plan: u, start: 2026-01-01}]}
+  ann: {currency: USD, billing_anchor: start, subscriptions: [{plan: u, start: 2026-01-15}]}
+"""
+
+
+def test_a_later_months_close_does_no_more_than_the_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Plan ``u`` (1.00 a call), ``cal`` on calendar months from Jan 1 and ``ann`` on cycles
+    from the 15th, 3 calls each on the 2nd, 10th and 20th of every month, January to April.
+    Each month is invoiced through its last day and closed, as ``meterbook invoice`` and
+    ``close`` do.
+
+    Each close digests the evidence of the two accrual points of its month's end (``cal``'s
+    cycle ends there, ``ann``'s has its month-end point there): 2. January's close renders no
+    document (nothing is dated in January: ``cal``'s first invoice is of Feb 1, ``ann``'s of
+    Feb 15); every later close renders the two invoices issued in its month, 2, and no more:
+    the invoiced cycles' accruals are frozen with their evidence and the sealed months'
+    documents are intact on disk. Before (measured on the previous code, same workspace), the
+    closes digested 6, 15, 24 and 33 points and rendered 0, 10, 20 and 30 invoices: every
+    accrual point and every invoice since January, several times over.
+    """
+    import ledger.session
+    from ledger.session import Session
+
+    root = write_workspace(
+        tmp_path / "ws", meters=METERS_CALLS, plans=support.PLANS, customers=MONTHLY
+    )
+    session = open_session(root, today=date(2026, 5, 20))
+    from ledger.events import Event, parse_time
+
+    events: list[Event] = []
+
+    for customer in ("cal", "ann"):
+        for month in range(1, 5):
+            for day in (2, 10, 20):
+                events += [
+                    Event.build(
+                        source="t",
+                        id=f"{customer}-{month}-{day}-{n}",
+                        customer=customer,
+                        type="api.request",
+                        time=parse_time(f"2026-{month:02d}-{day:02d}T12:00:00Z"),
+                        properties={},
+                    )
+                    for n in range(3)
+                ]
+    insert_events(session.engine, events)
+
+    counts: Counter[str] = Counter()
+    digest, render = Session.digest, ledger.session.invoice_documents
+
+    def counted_digest(self: Session, rated: Any) -> str:
+        counts["digests"] += 1
+        return digest(self, rated)
+
+    def counted_render(*args: Any, **kwargs: Any) -> dict[str, str]:
+        counts["renders"] += 1
+        return render(*args, **kwargs)
+
+    monkeypatch.setattr(Session, "digest", counted_digest)
+    monkeypatch.setattr(ledger.session, "invoice_documents", counted_render)
+    closes: dict[str, Counter[str]] = {}
+    for month, end in (("2026-01", 31), ("2026-02", 28), ("2026-03", 31), ("2026-04", 30)):
+        day = date(2026, int(month[5:]), end)
+        invoice_gated(open_session(root, today=date(2026, 5, 20)), day)
+        counts.clear()
+        closed = close_month(open_session(root, today=date(2026, 5, 20)), month)
+        assert closed.seal_hash, closed.refused
+        closes[month] = Counter(counts)
+    assert closes["2026-01"] == Counter(digests=2)
+    assert (
+        closes["2026-02"] == closes["2026-03"] == closes["2026-04"] == Counter(digests=2, renders=2)
+    )
