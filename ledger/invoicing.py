@@ -195,6 +195,13 @@ def draft_invoices(
     )
     lines: dict[tuple[str, date], list[InvoiceLine]] = defaultdict(list)
     accruals: dict[tuple[str, date], list[Snapshot]] = defaultdict(list)
+    unproven: set[int] = set()  # the snapshots made here, their evidence not read yet
+
+    def proven(snap: Snapshot) -> Snapshot:
+        if id(snap) not in unproven:
+            return snap  # one an earlier invoice froze (``redrafting``), evidence and all
+        return replace(snap, evidence=evidence.get((snap.link, snap.through), ""))
+
     points: dict[str, list[CycleRating]] = defaultdict(list)
     for rated in rating.cycles:
         points[rated.cycle.link].append(rated)
@@ -204,11 +211,10 @@ def draft_invoices(
         mine = included.get(cycle.link)
         if rated.is_cycle_end and cycle.end <= through and cycle.link not in frozen:
             lines[(cycle.customer, cycle.end)].extend(net_lines(cycle_lines(rated, rules), mine))
-            accruals[(cycle.customer, cycle.end)].extend(
-                snapshot(r, evidence.get((cycle.link, r.through), ""), mine)
-                for r in ratings
-                if r.through in cycle.accrual_points()
-            )
+            # evidence added below, for the invoices issued only (a zero draft is dropped)
+            fresh = [snapshot(r, "", mine) for r in ratings if r.through in cycle.accrual_points()]
+            unproven.update(id(snap) for snap in fresh)
+            accruals[(cycle.customer, cycle.end)].extend(fresh)
         fee = rated.base_fee
         if (
             fee is not None
@@ -269,7 +275,10 @@ def draft_invoices(
                 rules=rules.hash,
                 due=day + timedelta(days=customer.payment_terms_days),
                 accruals=tuple(
-                    sorted(accruals.get((cid, day), []), key=lambda a: (a.link, a.through))
+                    sorted(
+                        (proven(a) for a in accruals.get((cid, day), [])),
+                        key=lambda a: (a.link, a.through),
+                    )
                 ),
             )
         )
