@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from threading import get_ident
 from typing import Any, Self
 
 from beancount.core import data
@@ -79,8 +80,16 @@ class OpenWorkspace:
     engine: Engine
     #: "today" instead of the clock's (the demo's fixed calendar, a test as of a date)
     fixed_today: date | None = None
-    #: what the running command has read (None outside a command: every read goes to the store)
-    reads: Reads | None = field(default=None, repr=False)
+    #: the running command's reads and the thread running it (:meth:`command`)
+    running: tuple[int, Reads] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def reads(self) -> Reads | None:
+        """What the running command has read, or None outside a command (every read goes to
+        the store then), and in any thread but the command's (the API server's request
+        threads share one session and run no command on it)."""
+        running = self.running
+        return running[1] if running is not None and running[0] == get_ident() else None
 
     @contextmanager
     def command(self) -> Iterator[Reads]:
@@ -89,60 +98,66 @@ class OpenWorkspace:
         if self.reads is not None:
             yield self.reads
             return
-        self.reads = Reads()
+        reads = Reads()
+        self.running = (get_ident(), reads)
         try:
-            yield self.reads
+            yield reads
         finally:
-            self.reads = None
+            self.running = None
 
     def stored_facts(self) -> IssuedFacts:
         """The issued facts in the store: read once per command (:meth:`command`)."""
-        if self.reads is None:
+        reads = self.reads
+        if reads is None:
             return load_facts(self.engine)
-        if self.reads.facts is None:
-            self.reads.facts = load_facts(self.engine)
-        return self.reads.facts
+        if reads.facts is None:
+            reads.facts = load_facts(self.engine)
+        return reads.facts
 
     def wrote_facts(self, *, rated: bool = True) -> None:
         """The command has just stored a fact: read them again when next asked. ``rated=False``
         keeps the ratings (issuing invoices pins exactly the plan versions they were rated
         with and changes no event or grant, so every rating stays what it was)."""
-        if self.reads is not None:
-            self.reads.facts = None
-            self.reads.regenerated.clear()
+        reads = self.reads
+        if reads is not None:
+            reads.facts = None
+            reads.regenerated.clear()
             if rated:
-                self.reads.ratings.clear()
+                reads.ratings.clear()
 
     def loaded_books(self) -> tuple[data.Directives, list[data.BeancountError], dict[str, Any]]:
         """``main.beancount`` loaded in Beancount (:func:`ledger.books.load_books`): once per
         command, again only after the command wrote the books (:meth:`wrote_books`)."""
-        if self.reads is None:
+        reads = self.reads
+        if reads is None:
             return books.load_books(self.workspace.main_file)
-        if self.reads.books is None:
-            self.reads.books = books.load_books(self.workspace.main_file)
-        return self.reads.books  # type: ignore[return-value]
+        if reads.books is None:
+            reads.books = books.load_books(self.workspace.main_file)
+        return reads.books  # type: ignore[return-value]
 
     def parse_file(self, path: str) -> tuple[list[data.Directive], list[Any], dict[str, Any]]:
         """A book file as Beancount's parser reads it (:data:`ledger.books.Parse`): parsed once
         per command while its size and modification time stay the same."""
-        if self.reads is None:
+        reads = self.reads
+        if reads is None:
             return parser.parse_file(path)
         stat = Path(path).stat()
         key = (path, stat.st_size, stat.st_mtime_ns)
-        if key not in self.reads.parsed:
-            self.reads.parsed[key] = parser.parse_file(path)
-        entries, errors, options = self.reads.parsed[key]
+        if key not in reads.parsed:
+            reads.parsed[key] = parser.parse_file(path)
+        entries, errors, options = reads.parsed[key]
         return list(entries), list(errors), dict(options)
 
     def wrote_books(self, *, sealed: bool = False) -> None:
         """The command has just written a book file: load them again when next asked;
         ``sealed``: a close file, so the sealed months' record is read again too."""
-        if self.reads is not None:
-            self.reads.books = None
+        reads = self.reads
+        if reads is not None:
+            reads.books = None
             if sealed:
-                self.reads.sealed = None
-                self.reads.intact = None
-                self.reads.parsed.clear()
+                reads.sealed = None
+                reads.intact = None
+                reads.parsed.clear()
 
     @classmethod
     def open(cls, workspace: Workspace, *, today: date | None = None) -> Self:

@@ -74,6 +74,24 @@ from ledger.workspace import Workspace
 Rated = tuple[Rating, Mapping[tuple[str, date], str]]
 
 
+class Since(Mapping[tuple[str, date], str]):
+    """The digests of the accrual points on or after ``day`` (the others are not keys)."""
+
+    def __init__(self, digests: Mapping[tuple[str, date], str], day: date) -> None:
+        self._digests, self._day = digests, day
+
+    def __getitem__(self, key: tuple[str, date]) -> str:
+        if key[1] < self._day:
+            raise KeyError(key)
+        return self._digests[key]
+
+    def __iter__(self) -> Iterator[tuple[str, date]]:
+        return (key for key in self._digests if key[1] >= self._day)
+
+    def __len__(self) -> int:
+        return sum(1 for _key in self)
+
+
 class Digests(Mapping[tuple[str, date], str]):
     """The evidence digests of a rating's accrual points, by (cycle link, accrual date), each
     computed when first read (:func:`ledger.metering.evidence_digest`).
@@ -282,15 +300,27 @@ class Session(OpenWorkspace):
             self
         )  # an invoiced plan version edited in place: refuse (ledger.rerate)
         first_open = self.first_open()
-        generated, documents, invoices = self.regenerate(through, rated=rated, facts=facts)
         if first_open > date.min and through >= first_open - timedelta(days=1):
             record = self.sealed_record()
             self.require_store_of_record(record)
-            entries, late = catch_up(
-                generated, record, first_open=first_open, rules_hash=self.rules.hash
-            )
+            # What is written is dated in the open months, and so are the accrual points whose
+            # evidence it carries; the sealed months' entries are only compared with the record.
+            # So the sealed points' digests are read only when the comparison finds something
+            # to adjust (a late adjustment carries the evidence of its month's last point).
+            for since in (first_open, date.min):
+                generated, documents, invoices = self.regenerate(
+                    through, rated=rated, facts=facts, evidence_from=since
+                )
+                entries, late = catch_up(
+                    generated, record, first_open=first_open, rules_hash=self.rules.hash
+                )
+                if not late:
+                    break
             entries = [*entries, *(e for e in late if e.date <= through)]
-        else:  # a rating that stops inside the sealed months says nothing about them
+        else:
+            generated, documents, invoices = self.regenerate(
+                through, rated=rated, facts=facts
+            )  # a rating that stops inside the sealed months says nothing about them
             entries = [e for e in generated if e.date >= first_open]
         return entries, documents, invoices
 
@@ -302,11 +332,13 @@ class Session(OpenWorkspace):
         rated: Rated | None = None,
         first_open: date | None = None,
         facts: IssuedFacts | None = None,
+        evidence_from: date = date.min,
     ) -> tuple[list[data.Directive], dict[str, str], list[Invoice]]:
         """Every entry up to ``through`` derived from the store and the rating, sealed months
         included (what close asserts and check ties out against), with documents and invoices.
 
-        ``evidence=False`` skips the evidence digests (metadata only, never an amount).
+        ``evidence=False`` skips the evidence digests (metadata only, never an amount);
+        ``evidence_from``: only the accrual points from that day on carry theirs.
         ``first_open`` (default: the first day after the sealed months) is the earliest
         day late entries of invoiced cycles are dated; ``date.min`` dates each where its
         usage was invoiced, as if no month had been sealed since.
@@ -316,12 +348,21 @@ class Session(OpenWorkspace):
         first_open = self.first_open() if first_open is None else first_open
         # inside a command, the same entries are derived once (close posts, asserts and ties
         # out the same days); the key holds what decides them beside the command's facts
-        key = (through, evidence, first_open, id(rating), tuple(i.number for i in self._issuing))
+        key = (
+            through,
+            evidence,
+            evidence_from,
+            first_open,
+            id(rating),
+            tuple(i.number for i in self._issuing),
+        )
         if self.reads is not None and key in self.reads.regenerated:
             _rating, (entries, documents, invoices) = self.reads.regenerated[key]
             return list(entries), dict(documents), list(invoices)
         if evidence and digests is None:
             digests = self.evidence(rating)
+        if evidence and digests is not None and evidence_from > date.min:
+            digests = Since(digests, evidence_from)
         issued = list(facts.invoices)
         invoices = [inv for inv in issued if inv.date <= through]
         # Every issued invoice freezes its cycle's accruals, even one dated after ``through``:

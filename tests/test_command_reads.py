@@ -256,3 +256,18 @@ def test_a_later_months_close_does_no_more_than_the_first(
     assert (
         closes["2026-02"] == closes["2026-03"] == closes["2026-04"] == Counter(digests=2, renders=2)
     )
+
+
+def test_a_commands_reads_are_its_threads_only(tmp_path: Path) -> None:
+    """The API server's request threads share one session: a command's reads are seen by the
+    thread running it, never by another (which reads the store itself)."""
+    from threading import Thread
+
+    session = open_session(_make(tmp_path))
+    seen: list[object] = []
+    with session.command() as reads:
+        assert session.reads is reads and session.stored_facts() is session.stored_facts()
+        thread = Thread(target=lambda: seen.append(session.reads))
+        thread.start()
+        thread.join()
+    assert seen == [None] and session.reads is None
