@@ -37,7 +37,7 @@ import ledger.facts
 import ledger.rating
 from ledger.closing import close_month, invoice_gated
 from ledger.rerate import rerate
-from tests.support import rerate as support
+from tests.support.rerate import CUSTOMERS, PLANS, _calls, make, version
 from tests.support.workspaces import METERS_CALLS, insert_events, open_session, write_workspace
 
 LOADERS = (
@@ -113,18 +113,18 @@ def _make(tmp_path: Path) -> Path:
     root = write_workspace(
         tmp_path / "ws",
         meters=METERS_CALLS,
-        plans=support.PLANS,
-        customers=support.CUSTOMERS,
+        plans=PLANS,
+        customers=CUSTOMERS,
         config='store = "sqlite:///var/events.sqlite"\n',
     )
     session = open_session(root)
     insert_events(
         session.engine,
         [
-            *support._calls("acme", 9, 30),
-            *support._calls("acme", 10, 20),
-            *support._calls("acme", 11, 10),
-            *support._calls("beta", 10, 10),
+            *_calls("acme", 9, 30),
+            *_calls("acme", 10, 20),
+            *_calls("acme", 11, 10),
+            *_calls("beta", 10, 10),
         ],
     )
     return root
@@ -154,7 +154,7 @@ def test_post_and_invoice_read_the_facts_once(tmp_path: Path, reads: Reads) -> N
 
 
 def test_credit_rerate_and_close_read_the_facts_once(tmp_path: Path, reads: Reads) -> None:
-    root = support.make(tmp_path)
+    root = make(tmp_path)
     session = open_session(root)
 
     reads.reset()
@@ -162,7 +162,7 @@ def test_credit_rerate_and_close_read_the_facts_once(tmp_path: Path, reads: Read
     assert reads.calls["load_facts"] == 1
     _once_each(reads)
 
-    (root / "rules" / "plans.yaml").write_text(support.version("0.80"))
+    (root / "rules" / "plans.yaml").write_text(version("0.80"))
     session = open_session(root)
     reads.reset()
     report = rerate(session, date(2026, 10, 1), on=date(2026, 11, 20))
@@ -207,9 +207,7 @@ def test_a_later_months_close_does_no_more_than_the_first(
     import ledger.session
     from ledger.session import Session
 
-    root = write_workspace(
-        tmp_path / "ws", meters=METERS_CALLS, plans=support.PLANS, customers=MONTHLY
-    )
+    root = write_workspace(tmp_path / "ws", meters=METERS_CALLS, plans=PLANS, customers=MONTHLY)
     session = open_session(root, today=date(2026, 5, 20))
     from ledger.events import Event, parse_time
 
