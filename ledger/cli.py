@@ -634,26 +634,32 @@ def ingest(
     )
     for report in reports:
         click.echo(report.to_json() if as_json else report.text())
-        if report.rejected and not as_json:
-            _show_first_rejects(store, report.file)
+        if not as_json:
+            _show_first(report)
     if retry_rejected:
         report = engine.retry_rejected(store, rules)
         click.echo(report.to_json() if as_json else report.text())
 
 
-#: How many rejected rows ``ingest`` shows per file (``meterbook rejects`` lists them all).
-FIRST_REJECTS = 3
+def _show_first(report: Any) -> None:
+    """This import's first rejected and conflicting rows, one per line, then where the rest
+    are (``meterbook rejects``; conflicts stay in the store, the first stored row standing)."""
+    from ledger.ingest import FIRST_SHOWN
 
-
-def _show_first_rejects(store: Any, file: str) -> None:
-    """The first unresolved rejected rows of ``file``, one per line, then where the rest are."""
-    from ledger.rejects import list_rejects
-
-    found = list_rejects(store, file=file, exact_file=True, limit=FIRST_REJECTS + 1)
-    for row in found[:FIRST_REJECTS]:
-        click.echo(f"  {row.text()}")
-    if len(found) > FIRST_REJECTS:
+    file = report.file
+    for line, reason, detail in report.first_rejects[:FIRST_SHOWN]:
+        click.echo(for_terminal(f"  {file}:{line}  {reason}  {detail}"))
+    if report.rejected > FIRST_SHOWN:
         click.echo(f"  … all of them: meterbook rejects --file {for_terminal(file)}")
+    for line, key in report.first_conflicts[:FIRST_SHOWN]:
+        click.echo(
+            for_terminal(
+                f"  {file}:{line}  conflict  {key} is already stored with other figures;"
+                " the stored one stands"
+            )
+        )
+    if report.conflicts > FIRST_SHOWN:
+        click.echo(f"  … {report.conflicts} conflicts in all")
 
 
 @cli.command("rejects")

@@ -55,7 +55,7 @@ import traceback
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from hashlib import sha256 as _digest
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
@@ -141,6 +141,11 @@ class ImportReport:
     reasons: Mapping[str, int] = field(default_factory=dict)
     batch_id: int | None = None
     sha256: str = ""
+    #: This import's first rejected rows, ``(line, reason, detail)``, and first conflicting
+    #: rows, ``(line, key)``, in file order (at most :data:`FIRST_SHOWN` + 1 of each): what
+    #: ``ingest`` prints under the counts. The store keeps them all (``meterbook rejects``).
+    first_rejects: tuple[tuple[int, str, str], ...] = ()
+    first_conflicts: tuple[tuple[int, str], ...] = ()
 
     def to_json(self) -> str:
         return json.dumps(
@@ -164,6 +169,17 @@ class ImportReport:
         if self.reasons:
             line += " (" + ", ".join(f"{k} {v}" for k, v in sorted(self.reasons.items())) + ")"
         return line
+
+
+#: How many rejected and conflicting rows an :class:`ImportReport` names (one more than
+#: ``ingest`` prints, so that it can say there are more).
+FIRST_SHOWN = 3
+
+
+def _first(found: list[Any], more: Any) -> None:
+    """Append ``more`` to ``found`` while it holds fewer than ``FIRST_SHOWN + 1``."""
+    if len(found) <= FIRST_SHOWN:
+        found.append(more)
 
 
 class Rejected(Exception):
@@ -536,6 +552,8 @@ class _Batch:
         self.sqlite = conn.dialect.name == "sqlite"
         self.counts: Counter[str] = Counter()
         self.reasons: Counter[str] = Counter()
+        self.first_rejects: list[tuple[int, str, str]] = []
+        self.first_conflicts: list[tuple[int, str]] = []
         self.id = _start_batch(conn, file, importer)
         self.judge = _Judge(
             checks,
@@ -576,6 +594,8 @@ class _Batch:
         self.counts["received"] += judged.received
         self.counts["rejected"] += judged.received - len(judged.rows)
         self.reasons.update(judged.reasons)
+        for row in judged.rejects:
+            _first(self.first_rejects, (row["line"], row["reason"], row["detail"]))
         fresh = _not_yet_rejected(self.conn, judged.rejects)
         if fresh:
             self.conn.execute(rejects.insert(), fresh)
@@ -706,6 +726,7 @@ class _Batch:
         if found:
             found.sort(key=lambda c: c["line"])  # quarantined in file order
             conn.execute(conflicts.insert(), found)
+            self._note_conflicts(found)
 
     def _classify(self, judged: Judged, outcomes: list[str], floor: int) -> None:
         rows = judged.rows
@@ -759,10 +780,20 @@ class _Batch:
                 key=lambda c: c["line"]
             )  # quarantined in file order whatever the insert order
             self.conn.execute(conflicts.insert(), found)
+            self._note_conflicts(found)
+
+    def _note_conflicts(self, found: list[dict[str, Any]]) -> None:
+        for row in found:
+            _first(self.first_conflicts, (row["line"], f"{row['source']}/{row['event_id']}"))
 
     def finish(self, sha256: str) -> ImportReport:
-        return _finish_batch(
+        report = _finish_batch(
             self.conn, self.id, self.file, self.importer, self.counts, self.reasons, sha256
+        )
+        return replace(
+            report,
+            first_rejects=tuple(sorted(self.first_rejects)[: FIRST_SHOWN + 1]),
+            first_conflicts=tuple(sorted(self.first_conflicts)[: FIRST_SHOWN + 1]),
         )
 
 
@@ -963,6 +994,8 @@ def ingest_records(
         batch_id = _start_batch(conn, name, importer.name)
         counts: Counter[str] = Counter()
         reasons: Counter[str] = Counter()
+        first_rejects: list[tuple[int, str, str]] = []
+        first_conflicts: list[tuple[int, str]] = []
         try:
             with open(path, "rb") as file:
                 source = Source(file, progress=progress)
@@ -971,8 +1004,12 @@ def ingest_records(
                     try:
                         if raw.reason:
                             raise Rejected(raw.reason, raw.detail)
-                        counts[store(conn, raw, batch_id)] += 1
+                        outcome = store(conn, raw, batch_id)
+                        counts[outcome] += 1
+                        if outcome == "conflicts":
+                            _first(first_conflicts, (raw.line, _record_key(raw)))
                     except Rejected as exc:
+                        _first(first_rejects, (raw.line, exc.reason, exc.detail))
                         # record None: nothing to retry against new rules (fix the file)
                         fresh = _not_yet_rejected(
                             conn,
@@ -997,11 +1034,22 @@ def ingest_records(
             raise BadInput(f"{name}: {exc}") from None
         except OSError as exc:
             raise BadInput(f"{name}: cannot read: {exc.strerror or exc}") from None
-        return _finish_batch(
+        report = _finish_batch(
             conn, batch_id, name, importer.name, counts, reasons, source.sha.hexdigest()
+        )
+        return replace(
+            report, first_rejects=tuple(first_rejects), first_conflicts=tuple(first_conflicts)
         )
 
     return _transaction(engine, work)
+
+
+def _record_key(raw: Any) -> str:
+    """The key of a payments row (its ``reference``) or a live-totals row
+    (``source/date/customer/meter``), as ``ingest`` names a conflict."""
+    if hasattr(raw, "reference"):
+        return str(raw.reference)
+    return "/".join(str(getattr(raw, k, "")) for k in ("source", "date", "customer", "meter"))
 
 
 # --- files ---------------------------------------------------------------------------------

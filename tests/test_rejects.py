@@ -191,3 +191,38 @@ def test_a_payments_file_imported_twice_keeps_its_reject_once(workspace: Path) -
         assert "rejected 1 (bad_number 1)" in result.output
     listed = run_cli(workspace, "rejects", "--json").output.splitlines()
     assert [(json.loads(r)["line"], json.loads(r)["reason"]) for r in listed] == [(2, "bad_number")]
+
+
+def test_ingest_shows_this_imports_rejects_and_conflicts_not_earlier_ones(workspace: Path) -> None:
+    """The sample file imported, then its line 7 corrected (``nobody`` → ``example``) and one
+    stored row (line 3, ``e-0002``) re-sent with another endpoint, imported again under the same
+    name: the second import rejects nothing (received 6: 1 accepted, 4 duplicates, 1 conflict,
+    0 rejected), so it shows no reject (the stored one of the first import, still listed by
+    ``meterbook rejects``, was shown before this fix) and names its one conflict.
+
+    A payments file re-sending reference BANK-1 with 12.00 instead of 10.00 shows that conflict
+    by its reference."""
+    sample = workspace / "samples" / "events.csv"
+    first = run_cli(workspace, "ingest", str(sample))
+    assert "customer 'nobody' is not in the rules" in first.output.splitlines()[1]
+    text = sample.read_text(encoding="utf-8")
+    text = text.replace("e-0005,app,nobody", "e-0005,app,example")
+    text = text.replace("10:00:01Z,,/v1/search", "10:00:01Z,,/v1/items")
+    sample.write_text(text, encoding="utf-8")
+    again = run_cli(workspace, "ingest", str(sample))
+    assert again.exit_code == 0, again.output
+    assert again.output.splitlines() == [
+        f"{sample}: received 6, accepted 1, duplicates 4, conflicts 1, rejected 0",
+        f"  {sample}:3  conflict  app/e-0002 is already stored with other figures;"
+        " the stored one stands",
+    ]
+    listed = run_cli(workspace, "rejects", "--json").output.splitlines()
+    assert [json.loads(row)["line"] for row in listed] == [7]  # kept: the file was corrected
+
+    path = workspace / "bank.csv"
+    path.write_text("date,amount,currency,invoice,reference\n2026-01-10,10.00,USD,,BANK-1\n")
+    assert run_cli(workspace, "ingest", str(path)).output.count("\n") == 1
+    path.write_text("date,amount,currency,invoice,reference\n2026-01-10,12.00,USD,,BANK-1\n")
+    assert run_cli(workspace, "ingest", str(path)).output.splitlines()[1:] == [
+        f"  {path}:2  conflict  BANK-1 is already stored with other figures; the stored one stands"
+    ]
