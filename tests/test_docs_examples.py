@@ -16,9 +16,15 @@ just above the block names; without one, the demo:
   (a workspace reconciler planting an error finding on ``cal``), per page.
 - ``<!-- example: tax -->``: the tax workspace of ``tests/support/tax.py`` (three customers
   taxed three ways, October's calls stored, nothing posted), per page.
-- ``<!-- example: not run: REASON -->``: a server, a browser or files of the reader's own;
-  each ``meterbook`` line is still checked against ``meterbook … --help``: the command exists
-  and takes every option shown.
+- ``<!-- example: not run: REASON -->``: a remote address, a browser or files of the reader's
+  own; each ``meterbook`` line is still checked against ``meterbook … --help``: the command
+  exists and takes every option shown.
+
+``meterbook serve`` and ``meterbook api`` (on loopback) run for real: started in a subprocess on
+a free loopback port (its ``--port``, or the documented default 5000 / 8000, stands for it in
+the page's later commands and in the output compared), polled until they answer, and stopped
+when the page's examples are done. ``export NAME=…`` sets ``NAME`` for the page's later
+commands (``export INGEST_KEY=$(meterbook keys create …)``).
 
 A fenced block just below ``<!-- file: KIND PATH -->`` is written to ``PATH`` in the page's
 workspace of that kind when it is made (the GL mapping the export example reads).
@@ -39,8 +45,13 @@ import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
+import tempfile
+import threading
+import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,9 +141,10 @@ def _commands(body: list[str], first_line: int) -> list[Command]:
         line = body[n]
         if prompted and line.startswith("$ "):
             text = line[2:]
-            while text.endswith("\\") and n + 1 < len(body):
+            # a line ending in a backslash, or inside a quoted string, goes on
+            while (text.endswith("\\") or text.count("'") % 2) and n + 1 < len(body):
                 n += 1
-                text = text[:-1] + " " + body[n].strip()
+                text = text.removesuffix("\\") + " " + body[n].strip()
             commands.append(Command(first_line + n, text, has_output=True))
         elif prompted and commands:
             commands[-1].shown.append(line)
@@ -146,6 +158,106 @@ ALL = [e for p in sorted(DOCS.glob("*.md")) if p.name not in SKIP_PAGES for e in
 
 
 # --- running -------------------------------------------------------------------------------------
+
+#: The port each server command listens on unless told otherwise (as the pages say).
+SERVED = {"serve": 5000, "api": 8000}
+EXPORT = re.compile(r"^export (\w+)=(.*)$")
+
+
+@dataclass
+class Server:
+    """A ``meterbook serve`` or ``meterbook api`` of a page, on ``port`` standing for the
+    ``documented`` one; ``output`` collects what it prints."""
+
+    process: subprocess.Popen[str]
+    documented: int
+    port: int
+    output: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Page:
+    """What a page's examples share: its servers and the variables its ``export`` lines set."""
+
+    name: str = ""
+    servers: list[Server] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.process.terminate()
+            try:
+                server.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.process.kill()
+                server.process.wait()
+        self.servers.clear()
+        self.env.clear()
+
+    def to_real(self, text: str) -> str:
+        """``text`` with each documented loopback port replaced by its server's."""
+        for server in self.servers:
+            text = text.replace(f"127.0.0.1:{server.documented}", f"127.0.0.1:{server.port}")
+        return text
+
+    def to_documented(self, output: str) -> str:
+        for server in self.servers:
+            output = output.replace(f":{server.port}/", f":{server.documented}/")
+        return output
+
+
+@pytest.fixture(scope="module")
+def page() -> Iterator[Page]:
+    current = Page()
+    yield current
+    current.stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(text: str, root: Path, page: Page) -> tuple[int, str]:
+    """Start ``meterbook serve|api …`` on a free loopback port, wait until it answers
+    (``/`` for Fava, ``/v1/health`` for the API; at most 60 s) and return what it printed."""
+    args = shlex.split(text, comments=True)[1:]
+    documented = SERVED[args[0]]
+    port = _free_port()
+    if "--port" in args:
+        at = args.index("--port") + 1
+        documented, args[at] = int(args[at]), str(port)
+    else:
+        args += ["--port", str(port)]
+    meterbook = Path(sys.executable).parent / "meterbook"
+    process = subprocess.Popen(
+        [str(meterbook), *args],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **page.env},
+    )
+    server = Server(process, documented, port)
+    page.servers.append(server)
+    assert process.stdout is not None
+    stream = process.stdout
+    threading.Thread(target=lambda: server.output.extend(stream), daemon=True).start()
+    url = f"http://127.0.0.1:{port}/" + ("v1/health" if args[0] == "api" else "")
+    deadline = time.monotonic() + 60
+    while True:
+        assert process.poll() is None, f"{text!r} stopped: {''.join(server.output)}"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as answer:
+                if answer.status == 200:
+                    break
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, f"{text!r} did not answer {url} within 60 s"
+        time.sleep(0.2)
+    time.sleep(0.1)  # the banner is printed before serving; let the reader thread take it
+    return 0, page.to_documented("".join(server.output))
 
 
 @pytest.fixture(scope="module")
@@ -234,8 +346,11 @@ def planted_workspace(root: Path) -> None:
     (root / "planted").write_text("cal\n", encoding="utf-8")
 
 
-def run(text: str, root: Path, previous_exit: int) -> tuple[int, str]:
-    """Run one command line in ``root``: ``meterbook …`` in-process, anything else in bash."""
+def run(
+    text: str, root: Path, previous_exit: int, env: dict[str, str] | None = None
+) -> tuple[int, str]:
+    """Run one command line in ``root``: ``meterbook …`` in-process, anything else in bash
+    (with ``env`` added to the environment)."""
     if text.strip() == "echo $?":
         return 0, f"{previous_exit}\n"
     if text.startswith("meterbook ") and not SHELL.search(text.split("#")[0]):
@@ -247,11 +362,25 @@ def run(text: str, root: Path, previous_exit: int) -> tuple[int, str]:
         finally:
             os.chdir(cwd)
         return result.exit_code, result.output
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        **(env or {}),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
     done = subprocess.run(
         ["bash", "-c", text], cwd=root, env=env, capture_output=True, text=True, timeout=120
     )
     return done.returncode, done.stdout + done.stderr
+
+
+def export(name: str, text: str, root: Path, page: Page) -> tuple[int, str]:
+    """Run ``export NAME=…`` in bash and keep ``NAME`` for the page's later commands."""
+    with tempfile.TemporaryDirectory() as tmp:
+        kept = Path(tmp) / "value"
+        code, output = run(f'{text} && printf %s "${name}" > {kept}', root, 0, page.env)
+        if code == 0:
+            page.env[name] = kept.read_text(encoding="utf-8")
+    return code, output
 
 
 def _norm(line: str) -> str:
@@ -307,8 +436,12 @@ def test_example(
     demo: tuple[Path, str],
     workspaces: dict[tuple[str, str], Path],
     pages: Path,
+    page: Page,
 ) -> None:
     where = f"docs/{example.page}:{{}}"
+    if page.name != example.page:  # the previous page's servers are done
+        page.stop()
+        page.name = example.page
     if example.workspace.startswith("not run"):
         assert example.workspace.removeprefix("not run").strip(": "), "say why it is not run"
         for command in example.commands:
@@ -329,8 +462,14 @@ def test_example(
         else:
             serves = text.split()[:2] in (["meterbook", "serve"], ["meterbook", "api"])
             refused = any(line.startswith("meterbook: error") for line in command.shown)
-            assert not serves or refused, f"{text!r} serves until stopped: mark it not run"
-            code, output = run(text, root, previous)
+            exported = EXPORT.match(text)
+            if serves and not refused:
+                code, output = start_server(text, root, page)
+            elif exported:
+                code, output = export(exported.group(1), text, root, page)
+            else:
+                code, output = run(page.to_real(text), root, previous, page.env)
+                output = page.to_documented(output)
         previous = code
         comment = text.split("#", 1)[1] if "#" in text else ""
         expected = re.search(r"\bexit (\d)", comment)
