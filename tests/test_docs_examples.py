@@ -305,6 +305,7 @@ def _workspace(
         for path, body in re.findall(
             rf"<!-- file: {kind} (\S+) -->\n(?:<!--[^\n]*-->\n)*```\w*\n(.*?)```", text, re.S
         ):
+            (root / path).parent.mkdir(parents=True, exist_ok=True)
             (root / path).write_text(body, encoding="utf-8")
         made[key] = root
     return made[key]
