@@ -791,3 +791,58 @@ def test_deferred_shows_late_usage_booked_after_the_month(tmp_path: Path) -> Non
         )
         for r in rows(september, "Deferred revenue at")
     ] == [("ann", D("14.00"), D("3.30"), D("17.30"), D("17.60"), D("-0.30"), D("0.00"))]
+
+
+def test_applied_cash_is_collected_not_less_invoiced(tmp_path: Path) -> None:
+    """Plan ``u`` at 1.00 a call, acme (calendar) 10 calls in September: INV-2026-000001,
+    10.00, Oct 1. BANK-1, 15.00 naming no invoice, Oct 5 (unapplied cash); 10.00 of it applied
+    to INV-2026-000001 on Oct 12 (Dr unapplied cash / Cr receivable).
+
+    Receivables in October: opening 0.00 + invoiced 10.00 − collected 10.00 (the applied
+    cash) = closing 0.00. The application names the invoice, and was counted as an invoice:
+    invoiced 0.00 (10.00 − 10.00), collected 0.00.
+    """
+    root = tmp_path / "ws"
+    session = make_workspace(
+        root,
+        METERS_CALLS,
+        plans="plans:\n  u:\n    currency: USD\n    charges:\n"
+        '      - {meter: api_calls, model: unit, unit_price: "1.00"}\n',
+        customers="customers:\n  acme: {currency: USD, billing_anchor: calendar,"
+        " subscriptions: [{plan: u, start: 2026-09-01}]}\n",
+    )
+    insert_events(session.engine, calls("acme", [f"2026-09-{d:02d}" for d in range(1, 11)]))
+    assert run_cli(root, "invoice", "--through", "2026-10-01").exit_code == 0
+    (tmp_path / "bank.csv").write_text(
+        "date,amount,currency,invoice,reference\n2026-10-05,15.00,USD,,BANK-1\n"
+    )
+    assert run_cli(root, "ingest", str(tmp_path / "bank.csv")).exit_code == 0
+    applied = run_cli(
+        root,
+        "apply",
+        "BANK-1",
+        "--invoice",
+        "INV-2026-000001",
+        "--amount",
+        "10.00",
+        "--date",
+        "2026-10-12",
+    )
+    assert applied.exit_code == 0, applied.output
+    assert run_cli(root, "post", "--through", "2026-10-31").exit_code == 0
+    report = json.loads(
+        run_cli(root, "report", "rollforward", "--month", "2026-10", "--json").output
+    )
+    [table] = [t for t in report["tables"] if t["title"].startswith("Receivables")]
+    assert table["rows"] == [
+        {
+            "month": "2026-10",
+            "currency": "USD",
+            "opening": "0.00",
+            "invoiced": "10.00",
+            "collected": "10.00",
+            "credited": "0.00",
+            "adjustments": "0.00",
+            "closing": "0.00",
+        }
+    ]

@@ -30,14 +30,16 @@ def flow_of(entry: data.Transaction) -> str:
     adjustment.
 
     Late adjustments (``late: TRUE``) and rerate's debit adjustments (they name the
-    invoice they correct) are adjustments whatever else they carry.
+    invoice they correct) are adjustments whatever else they carry. A cash application
+    (``application``: unapplied cash or a credit balance applied to an invoice) settles the
+    invoice with money already received: a payment, although it names the invoice.
     """
     meta = entry.meta or {}
     if meta.get("late") or "debit_adjustment" in meta:
         return "adjustment"
     if "credit_note" in meta:
         return "credit_note"
-    if "reference" in meta:
+    if "reference" in meta or "application" in meta:
         return "payment"
     if "invoice" in meta:
         return "invoice"
@@ -164,10 +166,11 @@ def rollforward(sources: Sources, month: str | None = None) -> Report:
             "balance (every posting before the month), the month's postings classified by the "
             "transaction that made them — usage accruals, base-fee recognition, credit draws "
             "and breakage are accrued/recognized; invoices are invoiced/billed; payments "
-            "collected; credit notes credited; late adjustments (late: TRUE) and anything else "
-            "are adjustments — and the closing balance. Reductions are shown as positive "
-            "amounts, deferred revenue (a liability) as a positive balance. Each row satisfies "
-            "its identity."
+            "and cash applications (unapplied cash or a credit balance applied to an "
+            "invoice) collected; credit notes credited; late adjustments (late: TRUE) and "
+            "anything else are adjustments — and the closing balance. Reductions are shown "
+            "as positive amounts, deferred revenue (a liability) as a positive balance. Each "
+            "row satisfies its identity."
         ),
         tables=rollforward_tables(sources, months),
     )
