@@ -73,6 +73,7 @@ from ledger.alerts import (
 from ledger.books import write_atomic
 from ledger.cycles import Cycle, cycle_at
 from ledger.documents import statement_html
+from ledger.documents.invoices import line_label
 from ledger.documents.pdf import render_pdf
 from ledger.errors import BadInput
 from ledger.escaping import SpreadsheetCsv
@@ -194,6 +195,9 @@ class Statement:
     plan_name: str = ""
     #: prepaid credit left on ``through`` that expires by the cycle's end, soonest first
     expiring: tuple[ExpiringCredit, ...] = ()
+    #: each line of ``lines`` in the customer's words, as the invoice labels it (the meter's
+    #: display name, "Base fee, billed in arrears" …); empty: the lines' descriptions
+    labels: tuple[str, ...] = ()
 
     @property
     def total(self) -> Decimal:
@@ -331,6 +335,7 @@ def build_statement(session: Session, cycle: Cycle, *, today: date) -> Statement
         rules=rules.hash,
         plan_name=rules.plans[cycle.plan].name or cycle.plan,
         expiring=expiring,
+        labels=tuple(line_label(line, rules) for line in lines),
     )
 
 

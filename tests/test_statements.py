@@ -209,3 +209,17 @@ def test_statement_on_postgresql(tmp_path: Path, pg_url: str) -> None:
 def test_unknown_customer_is_bad_input(session: Session) -> None:
     with pytest.raises(BadInput, match="unknown customer"):
         write_statement(session, "nobody", today=date(2026, 9, 10))
+
+
+def test_charges_are_labelled_in_the_customers_words(session: Session, tmp_path: Path) -> None:
+    """``fee``'s September statement labels its charges as its invoice does: the meter's
+    display name (its id where it has none: ``api_calls``), and "Base fee, billed in advance"
+    (30.00), never the rating's internal description ``b base fee 2026-09-01/2026-10-01 (in
+    advance)`` or ``api_calls (graduated)``."""
+    files = write_statement(
+        session, "fee", which="2026-09-15", out=tmp_path / "out", today=date(2026, 10, 20)
+    )
+    assert files.statement.labels == ("Base fee, billed in advance", "api_calls")
+    html = files.html.read_text(encoding="utf-8")
+    assert "<tr><td>api_calls<" in html and "<tr><td>Base fee, billed in advance<" in html
+    assert "(graduated)" not in html and "(in advance)" not in html

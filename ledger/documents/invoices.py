@@ -144,7 +144,7 @@ def invoice_rows(invoice: Invoice, rules: Rules | None) -> list[InvoiceRow]:
         rows.append(
             InvoiceRow(
                 line=line,
-                label=_label(line, rules),
+                label=line_label(line, rules),
                 plan=_plan_name(rules, plan),
                 period=period(line.cycle),
                 shortfall=shortfall,
@@ -153,7 +153,10 @@ def invoice_rows(invoice: Invoice, rules: Rules | None) -> list[InvoiceRow]:
     return rows
 
 
-def _label(line: InvoiceLine, rules: Rules | None) -> str:
+def line_label(line: InvoiceLine, rules: Rules | None) -> str:
+    """A line in the customer's words: a usage line by its meter's display name, the base fee
+    as billed in advance or in arrears, the other kinds by what they are (``rules`` None: ids).
+    """
     if line.kind == "usage":
         meter = rules.meters.get(line.meter) if rules is not None else None
         return (meter.name if meter is not None else "") or line.meter or line.description
