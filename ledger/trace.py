@@ -885,8 +885,8 @@ def _evidence_check(
             }
         )
         explained = (
-            f"events arrived after {month} was sealed; the sealed accrual keeps its digest and "
-            "the "
+            f"events arrived after this accrual was frozen (by an invoice or the seal); {month} "
+            "is sealed, so the accrual keeps its digest and the "
             + (
                 f"amounts they change are posted as late adjustments on {', '.join(adjusted)}"
                 if adjusted

@@ -326,3 +326,26 @@ def test_sealed_month_late_usage_and_tampering(session: Session) -> None:
     assert not tampered.verified
     assert tampered.differences[0].startswith("the books do not pass bean-check: 1 error, first ")
     assert "month 2026-10 is sealed" in tampered.differences[0]
+
+
+def test_late_usage_between_invoice_and_close_is_explained_truly(session: Session) -> None:
+    """cal's October (40 calls, 30 × 0.05 = 1.50) invoiced on Nov 1; a call for Oct 25 then
+    arrives, before October is closed: posted as late usage on Nov 1 (the invoice froze the
+    Oct 31 accrual), 1.55 in all. October is then closed. The evidence note says the events
+    arrived after the accrual was frozen, never that they arrived after the seal (they did
+    not: the close came after them)."""
+    root = str(session.workspace.root)
+    result = CliRunner().invoke(cli, ["--workspace", root, "close", "2026-09"])
+    assert result.exit_code == 0, result.output
+    session.invoice(through=date(2026, 11, 1))
+    _insert(session, [_late_call("cal", "2026-10-25", "late1")])
+    session.post(through=date(2026, 11, 30))
+    result = CliRunner().invoke(cli, ["--workspace", root, "close", "2026-10"])
+    assert result.exit_code == 0, result.output
+    traced = trace(session, "cal-2026-10-01")
+    assert traced.verified, traced.differences
+    checks = {c.what: (c.recorded, c.store, c.ok) for c in traced.checks}
+    assert checks["api_calls revenue"] == ("1.55 USD", "1.55 USD", True)
+    [note] = [n for n in traced.notes if n.startswith("evidence 2026-10-31")]
+    assert "after this accrual was frozen (by an invoice or the seal)" in note
+    assert "after 2026-10 was sealed" not in note
