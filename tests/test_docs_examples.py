@@ -579,7 +579,9 @@ def test_a_new_business_from_the_formats_page(tmp_path: Path) -> None:
     """The page's "Your own business" section, as a reader follows it: ``meterbook init``, the
     rules and events files written as shown, then every ``$`` command run with its output
     compared. September: base fee 20.00 in advance on Sep 1; on Oct 1, (1,200 + 2,300 − 1,000)
-    words × 0.05 = 125.00 of usage in arrears + October's 20.00 = 145.00 EUR."""
+    words × 0.05 = 125.00 of usage in arrears + October's 20.00 = 145.00 EUR. October: a row
+    rejected, corrected in the file and imported again; 100.00 paid on Oct 12, so at Oct 31
+    20.00 and 45.00 are open; (800 + 650 − 1,000) × 0.05 = 22.50 accrued."""
     text = FORMATS.read_text(encoding="utf-8")
     section = text[text.index("## Your own business") :]
     result = CliRunner().invoke(cli, ["init", str(tmp_path / "words")])
@@ -591,6 +593,8 @@ def test_a_new_business_from_the_formats_page(tmp_path: Path) -> None:
         "rules/plans.yaml",
         "rules/customers.yaml",
         "events.csv",
+        "october.csv",
+        "payments.csv",
     ]
     for name, body in files:
         (root / name).write_text(body, encoding="utf-8")
@@ -609,3 +613,4 @@ def test_a_new_business_from_the_formats_page(tmp_path: Path) -> None:
         outputs[command.text] = output
     assert "warning" not in outputs["meterbook close 2026-09"]
     assert "145.00 EUR" in outputs["meterbook invoice --through 2026-10-01"]
+    assert "1450  22.50 EUR" in run("meterbook rate --through 2026-10-31", root, 0)[1]
