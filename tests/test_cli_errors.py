@@ -260,7 +260,7 @@ def test_huge_base_fee_is_a_rules_error(workspace: Path) -> None:
     plans.write_text(plans.read_text().replace('amount: "19.00"', 'amount: "1e400"'))
     one_line_error(
         run_cli(workspace, "rate"),
-        "rules/plans.yaml:6: plans.starter.base_fee.amount: ",
+        "rules/plans.yaml:7: plans.starter.base_fee.amount: ",
         "too large",
     )
 
@@ -541,7 +541,7 @@ def test_pricing_model_whose_parse_raises_is_named(workspace: Path) -> None:
     one_line_error(
         run_cli(workspace, "rate"),
         "plugin meterbook_local.boom: pricing model 'boom' raised KeyError",
-        "parsing plan 'starter' charge 2 (meter storage_gb) at rules/plans.yaml:13",
+        "parsing plan 'starter' charge 2 (meter storage_gb) at rules/plans.yaml:14",
     )
 
 

@@ -614,3 +614,36 @@ def test_a_new_business_from_the_formats_page(tmp_path: Path) -> None:
     assert "warning" not in outputs["meterbook close 2026-09"]
     assert "145.00 EUR" in outputs["meterbook invoice --through 2026-10-01"]
     assert "1450  22.50 EUR" in run("meterbook rate --through 2026-10-31", root, 0)[1]
+
+
+def test_the_accounting_excerpt_is_what_the_init_sample_books(tmp_path: Path) -> None:
+    """docs/accounting.md's "real excerpt": ``meterbook init``'s sample ingested and invoiced
+    through Feb 1 (INV-2026-000002: 3.12 of January's storage, 12.5 GB × 0.25, and February's
+    19.00 base fee = 22.12), 10.00 paid by tr_002 on Feb 3, 2.12 credited on its line 2 on
+    Feb 5: each of its entries is in the books as shown, the rules hash included."""
+    text = (DOCS / "accounting.md").read_text(encoding="utf-8")
+    start = text.index("A real excerpt")
+    excerpt = text[text.index("```beancount\n", start) + 13 : text.index("```\n", start + 20)]
+    root = tmp_path / "ex"
+    assert CliRunner().invoke(cli, ["init", str(root)]).exit_code == 0
+    (root / "pay.csv").write_text(
+        "date,amount,currency,invoice,reference\n2026-02-03,10.00,USD,INV-2026-000002,tr_002\n"
+    )
+    for command in (
+        "meterbook ingest samples/events.csv",
+        "meterbook invoice --through 2026-02-01",
+        "meterbook ingest pay.csv",
+        "meterbook credit INV-2026-000002 --amount 2.12 --line 2 --date 2026-02-05"
+        " --reason 'storage double-counted on Jan 20'",
+        "meterbook post --through 2026-02-05",
+    ):
+        code, output = run(command, root, 0)
+        assert code == 0, (command, output)
+    books = "".join(
+        (root / "books" / "2026" / f"2026-{m}.beancount").read_text(encoding="utf-8")
+        for m in ("01", "02")
+    )
+    entries = [entry for entry in excerpt.split("\n\n") if entry.strip()]
+    assert len(entries) == 4
+    for entry in entries:
+        assert entry.strip() + "\n" in books, entry
