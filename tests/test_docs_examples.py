@@ -230,9 +230,8 @@ def start_server(text: str, root: Path, page: Page) -> tuple[int, str]:
         documented, args[at] = int(args[at]), str(port)
     else:
         args += ["--port", str(port)]
-    meterbook = Path(sys.executable).parent / "meterbook"
     process = subprocess.Popen(
-        [str(meterbook), *args],
+        [sys.executable, "-c", "from ledger.cli import main; main()", *args],
         cwd=root,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
