@@ -49,6 +49,7 @@ from sqlalchemy import Engine, select
 from ledger import books, seal
 from ledger.errors import MeterbookError
 from ledger.facts.invoices import load_invoices
+from ledger.money import ZERO
 from ledger.period import Month, is_month
 from ledger.reconcile import CheckResult, TiedBalance
 from ledger.store import meta as meta_table
@@ -63,7 +64,6 @@ if TYPE_CHECKING:
 ASSERTED_KINDS = ("unbilled", "contract_asset", "receivable", "deferred", "refund_liability")
 #: Account kinds the store-to-ledger tie-out compares per customer.
 TIE_OUT_KINDS = ("unbilled", "contract_asset", "receivable")
-ZERO = Decimal(0)
 TIE_OUT = "store-to-ledger tie-out"
 
 

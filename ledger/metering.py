@@ -61,7 +61,7 @@ from sqlalchemy.exc import OperationalError
 
 from ledger.errors import BadInput
 from ledger.events import to_us
-from ledger.money import NANO, from_units_nanos, to_units_nanos
+from ledger.money import NANO, ZERO, from_units_nanos, to_units_nanos
 from ledger.pricing import Band, Usage
 from ledger.rules import Meter
 from ledger.store import events
@@ -71,7 +71,6 @@ from ledger.store import events
 CHUNK = 5000
 DAY_US = 86_400_000_000
 _EPOCH_DAY = date(1970, 1, 1)
-_ZERO = Decimal(0)
 _INT64_MAX = 9_223_372_036_854_775_807
 
 
@@ -156,10 +155,10 @@ def _usage(
         quantity = from_units_nanos(sum(p.units for p in parts), sum(p.nanos for p in parts))
     elif agg == "max":
         tops = [p.top for p in parts if p.top is not None]
-        quantity = from_units_nanos(*max(tops)) if tops else _ZERO
+        quantity = from_units_nanos(*max(tops)) if tops else ZERO
     elif agg == "latest":
         tops = [p.top for p in parts if p.top is not None]
-        quantity = from_units_nanos(*tops[-1]) if tops else _ZERO
+        quantity = from_units_nanos(*tops[-1]) if tops else ZERO
     else:
         quantity = Decimal(sum(p.distinct for p in parts))
     usage_bands: tuple[Band, ...] = ()

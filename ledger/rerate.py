@@ -47,16 +47,16 @@ version; a later rerate run re-prices it. Sealed months are never touched: the
 documents are dated in an open month.
 
 A pin only means something while its version's terms stay as they were, so each
-pin also stores a digest of those terms (:func:`terms_digest`). Editing a pinned
+pin also stores a digest of those terms (:func:`ledger.pins.terms_digest`). Editing a pinned
 version *in place* (0.02 → 0.025 in a tier, with no new version) would re-price
 the invoiced cycle silently: ``post`` would book a late adjustment and no
-document, and ``rerate`` would find nothing. :func:`changed_terms` finds such
+document, and ``rerate`` would find nothing. :func:`ledger.pins.changed_terms` finds such
 edits; ``post``, ``invoice``, ``close`` and ``rerate`` refuse while one is in
-place (:func:`require_unchanged_terms`)::
+place (:func:`ledger.pins.require_unchanged_terms`)::
 
     rules/plans.yaml:2: plans.u: the terms of plan 'u' that INV-2026-000002 billed for cycle acme-2026-10-01 (original terms) changed in place (1 more invoice affected): restore the terms, add a `versions:` entry effective from the change date, then run `meterbook rerate --from DATE`. Nothing was written
 
-and ``meterbook check`` fails (:func:`pinned_terms_check`). Pins stored before
+and ``meterbook check`` fails (:func:`ledger.pins.pinned_terms_check`). Pins stored before
 digests were kept have none: their terms at invoicing are unknown, not drift.
 """  # noqa: E501
 
@@ -94,10 +94,7 @@ _Date = date  # the field named ``date`` shadows the type inside the class
 RERATED_KINDS = ("usage", "commitment", "base_fee")
 
 
-# --- pinned terms ---------------------------------------------------------------------------
-
-
-# --- terms edited in place ---------------------------------------------------------------------
+# --- reratings the current rules no longer explain ---------------------------------------------
 
 
 def rerated_lines_check(session: Session) -> CheckResult:
@@ -156,9 +153,6 @@ def rerated_lines_check(session: Session) -> CheckResult:
             *([f"… and {len(problems) - 10} more"] if len(problems) > 10 else []),
         ),
     )
-
-
-# --- stored reratings -------------------------------------------------------------------------
 
 
 # --- computing the differences -----------------------------------------------------------------

@@ -135,7 +135,7 @@ from beancount.core import account, data, flags
 from beancount.core.amount import Amount
 from beancount.parser.grammar import ValueType
 
-from ledger.period import is_month, month_start, next_month, previous_month
+from ledger.period import is_month, month_of, month_start, next_month, previous_month
 
 __plugins__ = ("seal",)
 
@@ -186,14 +186,6 @@ class SealStatus(NamedTuple):
     hash: str
     ok: bool
     message: str
-
-
-# -- months -----------------------------------------------------------------
-
-
-def month_of(day: datetime.date) -> str:
-    """``"YYYY-MM"`` of a date."""
-    return f"{day.year:04d}-{day.month:02d}"
 
 
 # -- which entries a month seals ----------------------------------------------

@@ -5,7 +5,7 @@ stages run over them. The CLI, the demo and the tests drive the engine here::
     session.post(through=date(2026, 10, 31))      # rate → post → books/
     session.invoice(through=date(2026, 10, 31))   # issue due invoices, then re-post
 
-Each stage lives in its own module (``metering``, ``rating``, ``posting``,
+Each stage lives in its own module (``metering``, ``rating``, ``journal``,
 ``invoicing``, ``books``); this module wires them in order and keeps the engine's
 rules for every write, whoever calls it (the CLI, the demo, a script):
 

@@ -46,6 +46,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from ledger.errors import StoreError
+from ledger.period import Month
 
 metadata = MetaData()
 
@@ -786,7 +787,8 @@ def month_range_us(year: int, month: int) -> tuple[int, int]:
         delta = datetime(y, m, 1, tzinfo=UTC) - datetime(1970, 1, 1, tzinfo=UTC)
         return (delta.days * 86_400 + delta.seconds) * 1_000_000
 
-    return us(year, month), us(year + month // 12, month % 12 + 1)
+    after = Month(year, month).next()
+    return us(year, month), us(after.year, after.number)
 
 
 def ensure_partitions(conn: Connection, months: Iterable[tuple[int, int]]) -> list[str]:

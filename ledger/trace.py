@@ -81,6 +81,7 @@ from ledger.events import from_us
 from ledger.facts.invoices import Invoice, InvoiceLine, load_invoices
 from ledger.journal.meta import parse_quantities
 from ledger.money import ZERO
+from ledger.period import month_of
 from ledger.pricing import PriceLine, format_quantity
 from ledger.rating import CycleRating, Rating
 from ledger.tax import included_difference, tax_postings
@@ -388,10 +389,6 @@ _SEALED_AND_AGREED = (
 )
 
 
-def _month(day: date) -> str:
-    return f"{day.year:04d}-{day.month:02d}"
-
-
 def _kind(entry: data.Transaction, numbers: Iterable[str]) -> str:
     meta = entry.meta or {}
     if "credit_note" in meta:
@@ -618,7 +615,7 @@ def _earlier_quantities(
                         "the accrual keeps the invoice's frozen figure; the change is posted as "
                         f"late adjustments on {', '.join(later)}"
                     )
-                elif _month(entry.date) in sealed:
+                elif month_of(entry.date) in sealed:
                     explained = _SEALED_AND_AGREED
             note = (
                 ""
@@ -806,7 +803,7 @@ def _quantity_checks(
                 store_qty,
                 day,
             )
-            if amounts_agree and _month(day) in now.sealed:
+            if amounts_agree and month_of(day) in now.sealed:
                 explained = _SEALED_AND_AGREED
         checks.append(
             Check(
@@ -845,7 +842,7 @@ def _evidence_checks(books: _CycleBooks, now: _Recomputed, amounts_agree: bool) 
             for e in with_evidence
             if not (e.meta or {}).get("late")
             and e.date == day
-            and _month(e.date) in now.sealed
+            and month_of(e.date) in now.sealed
             and (e.meta or {})["evidence"] != (latest.meta or {})["evidence"]
         ]
         if sealed_accrual:
@@ -874,7 +871,7 @@ def _evidence_check(
         else (f"the events behind the {day.isoformat()} accrual changed since it was posted")
     )
     explained = ""
-    month = _month(entry.date)
+    month = month_of(entry.date)
     if note and month in now.sealed and amounts_agree:
         # a sealed entry keeps its digest; what changed in money is posted as late adjustments
         adjusted = sorted(

@@ -42,6 +42,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from ledger.events import Event
+from ledger.period import add_months
 from ledger.store import batches, events
 
 RULES = Path(__file__).resolve().parents[2] / "rules"
@@ -71,11 +72,6 @@ STREAMS = {
     "payments": (("payment.processed", "amount", 5, 900),),
     "enterprise": (("api.request", "", 0, 0), ("llm.completion", "tokens", 1000, 60000)),
 }
-
-
-def add_months(day: date, months: int) -> date:
-    index = day.month - 1 + months
-    return date(day.year + index // 12, index % 12 + 1, 1)
 
 
 def customers_yaml(count: int, months: int, rng: random.Random) -> str:

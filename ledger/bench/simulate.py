@@ -47,6 +47,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from ledger.period import month_start, next_month
+
 START = date(2026, 9, 1)
 END = date(2026, 12, 1)
 METERS = """\
@@ -321,8 +323,7 @@ def run_op(world: World, op: Op) -> None:
 def post(world: World, through: date | None = None) -> None:
     through = through or world.clock
     if world.closed:
-        last = date.fromisoformat(world.closed[-1] + "-01")
-        first_open = date(last.year + last.month // 12, last.month % 12 + 1, 1)
+        first_open = month_start(next_month(world.closed[-1]))
         through = max(through, first_open)
     world.cli("post", "--through", through.isoformat(), allowed=(0,))
     world.posted_through = max(world.posted_through or through, through)
@@ -485,9 +486,8 @@ def invoice_all(world: World) -> None:
 
 def close_next(world: World) -> None:
     month = world.closed[-1] if world.closed else "2026-08"
-    year, m = int(month[:4]), int(month[5:])
-    nxt = f"{year + m // 12:04d}-{m % 12 + 1:02d}"
-    first_of_next = date(int(nxt[:4]) + int(nxt[5:]) // 12, int(nxt[5:]) % 12 + 1, 1)
+    nxt = next_month(month)
+    first_of_next = month_start(next_month(nxt))
     if first_of_next > world.clock:
         return
     # accept what it names (issuing the month's invoices may bring findings of their own)

@@ -18,7 +18,7 @@ from beancount.core.amount import Amount
 
 from ledger.journal.meta import FLAG, entry_meta, entry_quantities, usage_meta
 from ledger.money import ZERO
-from ledger.period import first_of_month, last_of_month
+from ledger.period import first_of_month, last_of_month, month_of
 
 #: usage month, customer, sorted links
 CatchUpKey = tuple[date, str, tuple[str, ...]]
@@ -181,7 +181,7 @@ def catch_up(
                 )
         if not postings:
             continue
-        period = f"{month.year:04d}-{month.month:02d}"
+        period = month_of(month)
         cycle = ",".join(sorted(cycles[key])) or None
         evidence = (latest[key].meta or {}).get("evidence") if key in latest else None
         adjustments.append(
