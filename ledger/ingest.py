@@ -1438,27 +1438,16 @@ class IngestSetup(NamedTuple):
 
 
 def open_for_ingest(workspace: Workspace) -> IngestSetup:
-    """A workspace's rules, store, importers and their kinds. Uses the plugin registry when
-    it is there (workspace and installed importers and kinds), else the first-party
-    event importers."""
-    import importlib
-    import importlib.util
-
+    """A workspace's rules, store, importers and their kinds, from the plugin registry
+    (workspace, installed and first-party importers and kinds; the first-party event
+    importers when no plugin gives any)."""
+    from ledger.registry import load_registry
     from ledger.rules import load_rules
     from ledger.store import open_store
 
-    importers: list[Importer] = []
-    kinds: Mapping[str, ImporterKind] = {}
-    pricing_models = None
-    if importlib.util.find_spec("ledger.registry") is not None:
-        registry = importlib.import_module("ledger.registry")
-        loaded = registry.load_registry(workspace.plugins_dir)
-        pricing_models = getattr(loaded, "pricing_models", None)
-        importers = list(getattr(loaded, "importers", []) or [])
-        kinds = getattr(loaded, "importer_kinds", {}) or {}
-    if not importers:
-        importers = default_importers()
+    loaded = load_registry(workspace.plugins_dir)
+    importers: list[Importer] = list(loaded.importers) or default_importers()
     rules = load_rules(
-        workspace.rules_dir, pricing_models, change_policy=workspace.subscription_changes
+        workspace.rules_dir, loaded.pricing_models, change_policy=workspace.subscription_changes
     )
-    return IngestSetup(rules, open_store(workspace.store_url), importers, kinds)
+    return IngestSetup(rules, open_store(workspace.store_url), importers, loaded.importer_kinds)
