@@ -52,7 +52,7 @@ import os
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -61,7 +61,7 @@ from typing import Any
 from standardwebhooks import Webhook
 
 from ledger.alerts import RetryLater
-from ledger.hookspecs import hookimpl
+from ledger.hookspecs import AlertView, hookimpl
 from ledger.workspace import AlertsConfig
 
 #: Status codes worth another try; every other 4xx will fail the same way again.
@@ -80,7 +80,7 @@ class Delivery:
 
 
 @hookimpl
-def meterbook_alert(alert: Any) -> None:
+def meterbook_alert(alert: AlertView) -> None:
     """POST the alert to its webhook; on the last failure, append it to the outbox; told to
     come back later, raise :class:`ledger.alerts.RetryLater` (the delivery stays pending)."""
     config = getattr(alert, "delivery", None)
@@ -92,7 +92,7 @@ def meterbook_alert(alert: Any) -> None:
 
 
 def deliver(
-    payload: dict[str, Any],
+    payload: Mapping[str, object],
     config: AlertsConfig,
     *,
     sleep: Callable[[float], None] = time.sleep,
