@@ -593,6 +593,11 @@ def _record_cash(
 @click.option(
     "--retry-rejected", is_flag=True, help="Run stored rejects again against the current rules."
 )
+@click.option(
+    "--allow-rejects",
+    is_flag=True,
+    help="Exit 0 even when rows were rejected (they are still kept and counted).",
+)
 @pass_context
 @holds_lock("ingest")
 def ingest(
@@ -601,10 +606,13 @@ def ingest(
     importer_name: str | None,
     as_json: bool,
     retry_rejected: bool,
+    allow_rejects: bool,
 ) -> None:
     """Import usage files; print the accounting of every row.
 
-    Rejected rows are not an error: they are kept with their reason and counted.
+    Rejected rows are kept with their reason and counted; every other row is stored. Exit 1
+    when this run rejected a row (or a retried reject is still rejected), unless
+    --allow-rejects: `meterbook rejects` lists them.
     """
     from ledger import ingest as engine
 
@@ -639,6 +647,9 @@ def ingest(
     if retry_rejected:
         report = engine.retry_rejected(store, rules)
         click.echo(report.to_json() if as_json else report.text())
+        reports.append(report)
+    if not allow_rejects and any(r.rejected for r in reports):
+        ctx_exit(1)
 
 
 def _show_first(report: Any) -> None:

@@ -40,7 +40,7 @@ TODAY = date(2026, 2, 10)
 def closed(workspace: Path) -> Path:
     """January sealed, INV-2026-000002 issued on Feb 1 into the open February."""
     for args in (
-        ("ingest", str(workspace / "samples" / "events.csv")),
+        ("ingest", "--allow-rejects", str(workspace / "samples" / "events.csv")),
         ("close", "2026-01"),
         ("invoice", "--through", "2026-02-01"),
     ):
@@ -226,7 +226,7 @@ def test_books_that_the_store_never_posted_fail_the_tie_out(workspace: Path) -> 
     sealed) beside a new, empty store: it records no post, no seal and no invoice, and the
     tie-out does not pass the books for want of a range."""
     for args in (
-        ("ingest", str(workspace / "samples" / "events.csv")),
+        ("ingest", "--allow-rejects", str(workspace / "samples" / "events.csv")),
         ("invoice", "--through", "2026-02-01"),
     ):
         assert run_cli(workspace, *args).exit_code == 0

@@ -409,7 +409,7 @@ def cli(workspace: Path, *args: str) -> tuple[int, str, str]:
 def test_cli_json_lines(workspace: Path) -> None:
     sample = workspace / "samples" / "events.csv"
     code, out, _ = cli(workspace, "ingest", "--json", str(sample), str(sample))
-    assert code == 0
+    assert code == 1  # line 7 rejected (each time): exit 1, the other rows stored
     first, second = (json.loads(line) for line in out.splitlines())
     assert list(first) == [
         "file",
@@ -424,7 +424,7 @@ def test_cli_json_lines(workspace: Path) -> None:
     assert (first["accepted"], second["accepted"], second["duplicates"]) == (4, 0, 5)
     code, out, _ = cli(workspace, "ingest", str(sample))
     assert (
-        code == 0
+        code == 1
         and "received 6, accepted 0, duplicates 5, conflicts 0, rejected 1 (unknown_customer 1)"
         in out
     )
@@ -467,11 +467,11 @@ def test_cli_bad_usage(workspace: Path) -> None:
     code, out, _ = cli(
         workspace, "ingest", "--importer", "events-csv", str(workspace / "samples" / "events.csv")
     )
-    assert code == 0 and "accepted 4" in out
+    assert code == 1 and "accepted 4" in out
 
 
 def test_cli_retry_rejected(workspace: Path) -> None:
-    assert cli(workspace, "ingest", str(workspace / "samples" / "events.csv"))[0] == 0
+    assert cli(workspace, "ingest", str(workspace / "samples" / "events.csv"))[0] == 1
     customers = workspace / "rules" / "customers.yaml"
     customers.write_text(customers.read_text() + "  nobody:\n    currency: USD\n")
     code, out, _ = cli(workspace, "ingest", "--retry-rejected", "--json")

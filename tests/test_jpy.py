@@ -103,7 +103,7 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "reasons": {},
     }
     meterbook(root, "invoice", "--through", "2026-10-31")
-    assert meterbook(root, "ingest", "--json", str(root / "bank.csv")) == {
+    assert meterbook(root, "ingest", "--allow-rejects", "--json", str(root / "bank.csv")) == {
         "file": str(root / "bank.csv"),
         "received": 4,
         "accepted": 3,

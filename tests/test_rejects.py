@@ -78,11 +78,12 @@ def test_an_edited_row_is_a_new_reject(store_url: str, tmp_path: Path) -> None:
 
 def test_rejects_command_lists_file_line_reason_and_detail(workspace: Path) -> None:
     """Two imports of the sample: ``rejects`` lists line 7 once; the ``ingest`` output shows it
-    under the counts; the exit code stays 0 (rejects are counted, not an error)."""
+    under the counts; the exit code is 1 (a row was rejected; every other row is stored), or
+    0 with ``--allow-rejects``."""
     sample = workspace / "samples" / "events.csv"
-    for _ in range(2):
-        result = run_cli(workspace, "ingest", str(sample))
-        assert result.exit_code == 0, result.output
+    for flags in ((), ("--allow-rejects",)):
+        result = run_cli(workspace, "ingest", *flags, str(sample))
+        assert result.exit_code == (0 if flags else 1), result.output
         assert (
             f"  {sample}:7  unknown_customer  customer 'nobody' is not in the rules"
             in result.output
@@ -102,7 +103,7 @@ def test_rejects_filters_json_and_csv(workspace: Path, monkeypatch: pytest.Monke
         "id,source,customer,type,time\n"
         "x1,app,example,api.request,\nx2,app,ghost,api.request,2026-01-03T10:00:00Z\n",
     )
-    assert run_cli(workspace, "ingest", "samples/events.csv", "=evil.csv").exit_code == 0
+    assert run_cli(workspace, "ingest", "samples/events.csv", "=evil.csv").exit_code == 1
 
     def lines(*args: str) -> list[str]:
         result = run_cli(workspace, "rejects", *args)
@@ -149,7 +150,7 @@ def test_ingest_shows_the_first_three_rejects_then_points_to_the_command(workspa
         + "".join(f"m{i},app,c{i},api.request,2026-01-03T10:00:00Z\n" for i in range(1, 6)),
     )
     result = run_cli(workspace, "ingest", str(path))
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output
     assert result.output.splitlines()[1:] == [
         f"  {path}:2  unknown_customer  customer 'c1' is not in the rules",
         f"  {path}:3  unknown_customer  customer 'c2' is not in the rules",
@@ -187,7 +188,7 @@ def test_a_payments_file_imported_twice_keeps_its_reject_once(workspace: Path) -
     )
     for _ in range(2):
         result = run_cli(workspace, "ingest", str(path))
-        assert result.exit_code == 0, result.output
+        assert result.exit_code == 1, result.output
         assert "rejected 1 (bad_number 1)" in result.output
     listed = run_cli(workspace, "rejects", "--json").output.splitlines()
     assert [(json.loads(r)["line"], json.loads(r)["reason"]) for r in listed] == [(2, "bad_number")]
