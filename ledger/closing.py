@@ -72,10 +72,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from beancount.core import data
-from beancount.core.amount import Amount
 from beancount.parser import parser
-from beancount.parser.grammar import ValueType
-from beancount.utils import misc_utils
 from sqlalchemy import Engine, delete, func, insert, select
 
 from ledger import books, faults, metering, seal
@@ -90,7 +87,8 @@ from ledger.books import posted_through_books
 from ledger.errors import BadInput, PluginError
 from ledger.escaping import for_terminal
 from ledger.facts.invoices import Invoice
-from ledger.money import ZERO, quantum
+from ledger.journal.close import acceptance_directive, assertion_day, balance_assertion
+from ledger.money import ZERO
 from ledger.payments import outstanding
 from ledger.period import is_month, month_end, month_of, month_start, next_month, previous_month
 from ledger.reconcile import Finding, ReconcileContext
@@ -103,7 +101,6 @@ if TYPE_CHECKING:
     from ledger.session import Session
 
 CLOSE_HEADER = "; Written by `meterbook close`. Do not edit: sealed by ledger.seal."
-ACCEPT = "meterbook-accept"
 #: Company-wide accounts (not per customer) asserted at close from the payments table:
 #: :func:`cash_balances`.
 CASH_KINDS = ("cash", "unapplied_cash")
@@ -813,19 +810,6 @@ def _previous_seal(entries: Sequence[data.Directive], month: str) -> str:
     return latest.hash
 
 
-def acceptance_directive(month: str, finding: str, reason: str) -> data.Custom:
-    """``custom "meterbook-accept" "<month>" "<finding id>" "<reason>"``, dated the next month's
-    1st."""
-    values = [
-        ValueType(month, str),
-        ValueType(misc_utils.escape_string(finding), str),
-        ValueType(misc_utils.escape_string(" ".join(reason.split())), str),
-    ]
-    return data.Custom(
-        data.new_metadata("<close>", 0), month_start(next_month(month)), ACCEPT, values
-    )
-
-
 def cash_balances(session: Session, month: str) -> dict[tuple[str, str], Decimal]:
     """Cash and unapplied cash at the end of ``month`` per currency, from the payments table alone.
 
@@ -875,7 +859,7 @@ def expected_balances(session: Session, month: str) -> list[data.Balance]:
     computed from the store and the rating (:func:`regenerated_entries`); and for
     cash and unapplied cash, computed from the payments table (:func:`cash_balances`).
     """
-    day = month_start(next_month(month))
+    day = assertion_day(month)
     cash_accounts = {session.rules.account(kind) for kind in CASH_KINDS}
     expected = {
         k: v
@@ -894,14 +878,7 @@ def expected_balances(session: Session, month: str) -> list[data.Balance]:
         or k[0].startswith("Income:")
         or is_tax_account(session.rules, k[0])
     }  # tax owed, per jurisdiction
-    balances = []
-    for account, currency in sorted(keys):
-        number = expected.get((account, currency), ZERO)
-        if number == 0:  # "0.00 USD": a bare 0 would assert with a tolerance of a whole unit
-            number = ZERO.quantize(quantum(currency))
-        balances.append(
-            data.Balance(
-                data.new_metadata("<close>", 0), day, account, Amount(number, currency), None, None
-            )
-        )
-    return balances
+    return [
+        balance_assertion(day, account, expected.get((account, currency), ZERO), currency)
+        for account, currency in sorted(keys)
+    ]

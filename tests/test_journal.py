@@ -64,6 +64,7 @@ from ledger.facts.payments import CashApplication, Payment
 from ledger.journal import post
 from ledger.journal.accruals import accrual_entries, late_entries
 from ledger.journal.adjustments import debit_entries, mark_credit_notes
+from ledger.journal.close import acceptance_directive, assertion_day, balance_assertion
 from ledger.journal.credit_notes import credit_note_entries, fee_reduction_entries
 from ledger.journal.invoices import (
     breakage_entries,
@@ -2785,3 +2786,54 @@ def test_tax_inclusive_targets_credit_and_advance_fee() -> None:
         "deferred": D(1260),
         "subscription_revenue:pro": D(1260),
     }
+
+
+def test_close_assertions_for_december() -> None:
+    """December 2026's close: assertions dated 2027-01-01 (a ``balance`` is checked at the start
+    of its day, so it states the books through Dec 31). acme's receivable 42.50 USD; kaisha's
+    unbilled is 0, written "0 JPY" (JPY has no minor unit) and acme's unbilled "0.00 USD" (to
+    the cent, as every USD amount in the books); an accepted finding's reason is written on one
+    line, its quotes escaped."""
+    day = assertion_day("2026-12")
+    assert day == date(2027, 1, 1)
+    entries = [
+        balance_assertion(day, "Assets:Receivables:Invoiced:Acme", D("42.50"), "USD"),
+        balance_assertion(day, "Assets:Receivables:Unbilled:Acme", D(0), "USD"),
+        balance_assertion(day, "Assets:Receivables:Unbilled:Kaisha", D(0), "JPY"),
+        acceptance_directive(
+            "2026-12", "gaps:acme:api_calls", 'meter "paused"\n  for the holidays'
+        ),
+    ]
+    assert_ledger(
+        entries,
+        """\
+        2027-01-01 balance Assets:Receivables:Invoiced:Acme                42.50 USD
+
+        2027-01-01 balance Assets:Receivables:Unbilled:Acme                0.00 USD
+
+        2027-01-01 balance Assets:Receivables:Unbilled:Kaisha              0 JPY
+
+        2027-01-01 custom "meterbook-accept" "2026-12" "gaps:acme:api_calls" \\
+            "meter \\"paused\\" for the holidays"
+        """,
+    )
+    # Loaded after December's invoice of 42.50: 0.004 USD left in unbilled is within the 0.00
+    # assertion's tolerance (Beancount's: 0.01 for an amount to the cent), no error; 0.02 left
+    # fails it.
+    books = textwrap.dedent(
+        """\
+        2026-01-01 open Assets:Receivables:Invoiced:Acme
+        2026-01-01 open Assets:Receivables:Unbilled:Acme
+        2026-01-01 open Assets:Receivables:Unbilled:Kaisha
+        2026-01-01 open Income:Usage
+
+        2026-12-31 * "acme" "INV-2026-000012"
+          Assets:Receivables:Invoiced:Acme  42.50 USD
+          Assets:Receivables:Unbilled:Acme  {left} USD
+          Income:Usage
+        """
+    )
+    for left, errors in [("0.004", 0), ("0.02", 1)]:
+        text = books.format(left=left) + "\n" + format_entries(entries)
+        _, found, _ = loader.load_string(text)
+        assert len(found) == errors, [e.message for e in found]

@@ -33,7 +33,7 @@ from beancount.core import data
 
 from ledger import seal
 from ledger.audit import account_kinds
-from ledger.closing import ACCEPT
+from ledger.journal.close import ACCEPT
 from ledger.money import ZERO
 from ledger.period import month_of, months_between
 
