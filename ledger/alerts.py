@@ -63,12 +63,11 @@ from sqlalchemy import Engine
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger.cycles import Cycle, cycles_for
-from ledger.errors import PluginError
 from ledger.facts.pins import load_pins
 from ledger.metering import Window, cut_off_us, daily_usage, measure
 from ledger.money import ZERO, normalize, round_money
 from ledger.pricing import PricingModel, Usage
-from ledger.rating import charged, cycle_plan, is_ratable, price_charge
+from ledger.rating import charge_bands, charged, cycle_plan, is_ratable, price_charge
 from ledger.registry import NotificationFailure
 from ledger.rules import Charge, Meter, Rules
 from ledger.store import alert_deliveries as deliveries
@@ -386,13 +385,9 @@ def _cumulative(
 
 
 def _bands(models: Mapping[str, PricingModel], charge: Charge) -> tuple[Decimal, ...]:
-    try:
-        return tuple(models[charge.model].bands(charge.terms))
-    except Exception as exc:  # a plugin's bug: name it, never a traceback
-        raise PluginError(
-            f"pricing model {charge.model!r} ({charge.meter}) failed in bands(): "
-            f"{type(exc).__name__}: {exc}"
-        ) from None
+    return charge_bands(
+        models[charge.model], charge, f"pricing model {charge.model!r} ({charge.meter})"
+    )
 
 
 def charge_amount(

@@ -324,9 +324,10 @@ def _measure_all(
     for _customer, cycle, points in plan_points:
         start_us = cut_off_us(cycle.start, tz)
         for i, charge in enumerate(terms[cycle.link].charges):
-            bands = tuple(
-                _plugin_call(charge, cycle, "bands", models[charge.model].bands, charge.terms)
+            where = (
+                f"pricing model {charge.model!r} on {cycle.customer} {cycle.key} ({charge.meter})"
             )
+            bands = charge_bands(models[charge.model], charge, where)
             for point in points:
                 window = Window(cycle.customer, start_us, cut_off_us(point + timedelta(days=1), tz))
                 requests[(charge.meter, bands)].add(window)
@@ -396,6 +397,27 @@ def price_charge(model: PricingModel, charge: Charge, usage: Usage, where: str) 
             f"{where} returned {price!r:.200}, not a Price with a finite Decimal amount"
         )
     return price
+
+
+def charge_bands(model: PricingModel, charge: Charge, where: str) -> tuple[Decimal, ...]:
+    """The one way to ask a pricing plugin for a charge's per-event bands, checked like
+    :func:`price_charge`: anything the plugin raises, or a result that is not a sequence of
+    finite Decimal thresholds in ascending order (what :func:`ledger.metering.measure` counts
+    events between), is a :class:`PluginError` naming ``where``."""
+    try:
+        bands = model.bands(charge.terms)
+    except Exception as exc:  # a plugin's bug or refusal: name it, never a traceback
+        raise PluginError(f"{where} failed in bands(): {type(exc).__name__}: {exc}") from None
+    if not (
+        isinstance(bands, tuple | list)
+        and all(isinstance(b, Decimal) and b.is_finite() for b in bands)
+        and list(bands) == sorted(bands)
+    ):
+        raise PluginError(
+            f"{where} returned {bands!r:.200} from bands(), not finite Decimal thresholds in "
+            "ascending order"
+        )
+    return tuple(bands)
 
 
 def _rate_charge(

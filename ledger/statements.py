@@ -83,7 +83,7 @@ from ledger.invoicing import cycle_lines
 from ledger.metering import Window, cut_off_us, daily_usage, measure
 from ledger.money import ZERO, from_units_nanos, normalize, round_money
 from ledger.pricing import Band, Usage
-from ledger.rating import CycleRating, Rating, cycle_plan, grant_key, undrawn_credit
+from ledger.rating import CycleRating, Rating, charge_bands, cycle_plan, grant_key, undrawn_credit
 from ledger.rules import Meter, Plan, Rules
 from ledger.store import events
 
@@ -485,7 +485,8 @@ def _project(
     charges: list[ChargeProjection] = []
     for charge in plan.charges:
         meter = rules.meters[charge.meter]
-        bands = tuple(models[charge.model].bands(charge.terms))
+        where = f"pricing model {charge.model!r} on {cycle.customer} {cycle.key} ({charge.meter})"
+        bands = charge_bands(models[charge.model], charge, where)
         usage = measure(session.engine, meter, [window], bands)[window]
         if meter.aggregation in RUN_RATE_AGGREGATIONS and factor != 1:
             usage = Usage(

@@ -17,6 +17,7 @@ yen minimum commitment; a percentage charge banded by the metering. Plans:
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -32,7 +33,7 @@ from ledger.events import Event, parse_time
 from ledger.facts.credit_notes import GrantReduction
 from ledger.facts.pins import TermsPin
 from ledger.pricing import Price, Usage
-from ledger.rating import Rating, rate, undrawn_credit
+from ledger.rating import Rating, charge_bands, rate, undrawn_credit
 from ledger.registry import load_registry
 from ledger.rules import Rules, load_rules
 from ledger.store import open_store
@@ -477,6 +478,10 @@ class _Flaky:
     def bands(self, terms: _FlakyTerms) -> tuple[Decimal, ...]:
         if terms.mode == "bands":
             raise ValueError("no bands")
+        if terms.mode == "unsorted":  # thresholds measure() cannot count between
+            return (Decimal(5), Decimal(1))
+        if terms.mode == "float":
+            return (0.5,)  # type: ignore[return-value]  # the plugin's bug under test
         return ()
 
     def price(self, terms: _FlakyTerms, usage: Usage) -> Price:
@@ -488,14 +493,25 @@ class _Flaky:
     [
         ("bands", "failed in bands(): ValueError: no bands"),
         ("final", "failed in price_is_final(): ValueError: no idea"),
+        (
+            "unsorted",
+            "returned (Decimal('5'), Decimal('1')) from bands(), not finite Decimal thresholds "
+            "in ascending order",
+        ),
+        (
+            "float",
+            "returned (0.5,) from bands(), not finite Decimal thresholds in ascending order",
+        ),
         ("volatile", None),
     ],
 )
 def test_a_plugin_failing_in_bands_or_price_is_final_is_named(
     tmp_path: Path, mode: str, says: str | None
 ) -> None:
-    """A model that raises in bands() or price_is_final() is named with the cycle, the meter and
-    the method; one that works says whether its price is final (here: not)."""
+    """A model that raises in bands() or price_is_final(), or whose bands() are not ascending
+    Decimal thresholds (rating.charge_bands, the one way every caller asks for bands), is named
+    on one line with the cycle, the meter and the method; one that works says whether its price
+    is final (here: not)."""
     rules_dir = tmp_path / "rules"
     rules_dir.mkdir()
     (rules_dir / "meters.yaml").write_text(METERS)
@@ -519,6 +535,33 @@ def test_a_plugin_failing_in_bands_or_price_is_final_is_named(
     assert (
         str(raised.value) == f"pricing model 'flaky' on c 2026-10-01/2026-11-01 (api_calls) {says}"
     )
+    assert "\n" not in str(raised.value)
+
+
+def test_every_caller_asks_for_bands_through_rating() -> None:
+    """Statements, forecasts and alerts ask for a charge's bands through
+    ``rating.charge_bands`` (checked, one-line errors), never ``model.bands(...)`` directly;
+    its checks name the caller's ``where``."""
+    package = Path(__file__).parent.parent / "ledger"
+    direct = sorted(
+        f"{path.relative_to(package)}:{node.lineno}"
+        for path in package.rglob("*.py")
+        if path.name != "rating.py"
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in ("bands", "price")
+        and not (isinstance(node.func.value, ast.Name) and node.func.value.id == "self")
+    )
+    assert direct == []
+    with pytest.raises(PluginError) as raised:
+        charge_bands(_Flaky(), _FlakyCharge(_FlakyTerms("unsorted")), "alerting acme (api_calls)")
+    assert str(raised.value).startswith("alerting acme (api_calls) returned (Decimal('5'), ")
+
+
+@dataclass(frozen=True)
+class _FlakyCharge:
+    terms: _FlakyTerms
 
 
 def test_a_reduction_after_expiry_leaves_the_grant_negative(tmp_path: Path) -> None:

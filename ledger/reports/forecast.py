@@ -20,7 +20,7 @@ from ledger.metering import Window, cut_off_us, measure
 from ledger.money import ZERO, normalize, round_money
 from ledger.period import month_start, months_between, next_month, shift_month
 from ledger.pricing import PricingError, PricingModel, Usage
-from ledger.rating import cycle_plan, price_charge
+from ledger.rating import charge_bands, cycle_plan, price_charge
 from ledger.reports.sources import (
     Sources,
     monthly_usage,
@@ -153,9 +153,10 @@ def forecast(sources: Sources, month: str | None = None) -> Report:
                     events = max(
                         0, int((ea + eb * (n - 1 + k)).to_integral_value(rounding=ROUND_HALF_EVEN))
                     )
+                where = f"pricing model {charge.model!r} on {cid} ({charge.meter}), forecasting,"
                 try:
                     model = models[charge.model]
-                    bands = model.bands(charge.terms)
+                    bands = charge_bands(model, charge, where)
                     # per-event bands (a minimum or maximum per event): last month's effective rate
                     if bands:
                         amount: Decimal | None = round_money(
@@ -170,10 +171,6 @@ def forecast(sources: Sources, month: str | None = None) -> Report:
                             else 1
                         )
                         cycle_usage = Usage(quantity * scale, events * scale)
-                        where = (
-                            f"pricing model {charge.model!r} on {cid} ({charge.meter}), "
-                            "forecasting,"
-                        )
                         price = price_charge(model, charge, cycle_usage, where)
                         amount = round_money(price.amount / per_month, currency)
                 # a quantity the model cannot price: no forecast for it (a plugin's own refusal
