@@ -552,7 +552,6 @@ def _record_cash(
     reference: str,
 ) -> None:
     from ledger.money import DecimalError, parse_decimal
-    from ledger.payments import record_application
 
     session = ctx.session
     day = parse_day(on, "--date", session.today()) if on is not None else session.today()
@@ -562,17 +561,12 @@ def _record_cash(
             number = parse_decimal(amount.strip(), where="--amount")
         except DecimalError as exc:
             raise BadInput(str(exc)) from None
-    application, stored = record_application(
-        session.engine,
-        kind="refund" if kind == "refund" else "apply",
-        source=source.strip(),
-        on=day,
-        first_open=session.first_open(),
-        today=session.today(),
-        invoice=invoice_number.strip(),
-        amount=number,
-        reference=reference,
-    )
+    if kind == "refund":
+        application, stored = session.refund(source, on=day, amount=number, reference=reference)
+    else:
+        application, stored = session.apply(
+            source, invoice_number, on=day, amount=number, reference=reference
+        )
     target = f"to {application.invoice}" if application.kind == "apply" else "paid out"
     click.echo(
         f"{application.reference}  {application.date}  {application.source:<20} "

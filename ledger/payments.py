@@ -67,15 +67,16 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import Connection, Engine, select
 
-from ledger.errors import AfterTodayError, BadInput, SealedMonthError
+from ledger.errors import BadInput
 from ledger.events import parse_day, parse_number
-from ledger.facts.payments import CashApplication, Payment, load_applications, load_payments
+from ledger.facts.payments import CashApplication, Payment
 from ledger.ingest import ImportReport, Rejected, ingest_records
 from ledger.money import ZERO, minor_units
 from ledger.store import payment_conflicts
 from ledger.store import payments as payments_table
 
 if TYPE_CHECKING:
+    from ledger.facts import IssuedFacts
     from ledger.facts.credit_notes import CreditNote
     from ledger.facts.invoices import Invoice
     from ledger.importers.payments import RawPayment
@@ -442,14 +443,11 @@ class Source:
     holds: Decimal  # unapplied cash / credit balance left at the date, before this application
 
 
-def find_source(engine: Engine, key: str, on: date) -> Source:
-    """The payment or credit note ``key`` names, with what it holds at the end of ``on``
-    (:class:`BadInput` when there is none, or it is dated after ``on``)."""
-    from ledger.facts.credit_notes import load_credit_notes
-    from ledger.facts.invoices import load_invoices
-
-    payments = {p.reference: p for p in load_payments(engine)}
-    notes = {n.number: n for n in load_credit_notes(engine)}
+def find_source(facts: IssuedFacts, key: str, on: date) -> Source:
+    """The payment or credit note ``key`` names in ``facts``, with what it holds at the end of
+    ``on`` (:class:`BadInput` when there is none, or it is dated after ``on``)."""
+    payments = {p.reference: p for p in facts.payments}
+    notes = {n.number: n for n in facts.credit_notes}
     if key in notes:
         note = notes[key]
         kind: Literal["payment", "credit_note"] = "credit_note"
@@ -465,27 +463,24 @@ def find_source(engine: Engine, key: str, on: date) -> Source:
             f"{key} is dated {day.isoformat()}, after {on.isoformat()}: cash is applied or "
             "refunded on or after the day it was received or credited"
         )
-    invoices = [inv for inv in load_invoices(engine) if inv.date <= on]
+    dated = facts.through(on)
+    invoices = list(dated.invoices)
     if kind == "payment":
         named = next((inv for inv in invoices if inv.number == payments[key].invoice), None)
         customer = named.customer if named is not None else None
     left = outstanding(
-        invoices,
-        [p for p in payments.values() if p.date <= on],
-        [n for n in notes.values() if n.date <= on],
-        [a for a in load_applications(engine) if a.date <= on],
+        invoices, list(dated.payments), list(dated.credit_notes), list(dated.applications)
     )
     return Source(key, kind, day, currency, customer, left.get(key, ZERO))
 
 
 def record_application(
     engine: Engine,
+    facts: IssuedFacts,
     *,
     kind: Literal["apply", "refund"],
     source: str,
     on: date,
-    first_open: date,
-    today: date,
     invoice: str = "",
     amount: Decimal | None = None,
     reference: str = "",
@@ -493,25 +488,20 @@ def record_application(
     """Check and store one application (``kind="apply"``, to ``invoice``) or refund of what
     ``source`` holds; ``amount`` None: all it can (apply: at most what the invoice owes).
 
+    ``facts`` are the issued facts as the store holds them (the command's snapshot); the
+    engine's date rules (no sealed month, not after today) are the caller's:
+    :meth:`ledger.session.Session.apply` and :meth:`~ledger.session.Session.refund` keep them.
+
     Returns the application and whether it was stored now (False: the same one was
     recorded before, so a re-run changes nothing). Every refusal is :class:`BadInput`,
     one line, nothing stored.
     """
-    from ledger.facts.credit_notes import load_credit_notes
-    from ledger.facts.invoices import load_invoices
     from ledger.store import cash_applications
 
-    if on < first_open:
-        raise SealedMonthError(
-            f"--date: {on.isoformat()} is in a sealed month; cash is applied in an open month "
-            f"(from {first_open.isoformat()})"
-        )
-    if on > today:
-        raise AfterTodayError(f"--date: {on.isoformat()} is after today ({today.isoformat()})")
-    found = find_source(engine, source, on)
+    found = find_source(facts, source, on)
     target: Invoice | None = None
     if kind == "apply":
-        invoices = {inv.number: inv for inv in load_invoices(engine)}
+        invoices = {inv.number: inv for inv in facts.invoices}
         target = invoices.get(invoice)
         if target is None:
             raise BadInput(f"--invoice {invoice}: no such invoice was issued")
@@ -557,13 +547,12 @@ def record_application(
         ), False
     owed: Decimal | None = None
     if target is not None:
-        notes = [n for n in load_credit_notes(engine) if n.date <= on]
-        issued = [inv for inv in load_invoices(engine) if inv.date <= on]
+        dated = facts.through(on)
         owed = open_amounts(
-            issued,
-            [p for p in load_payments(engine) if p.date <= on],
-            notes,
-            [a for a in load_applications(engine) if a.date <= on],
+            list(dated.invoices),
+            list(dated.payments),
+            list(dated.credit_notes),
+            list(dated.applications),
         )[target.number]
     limit = found.holds if owed is None else min(found.holds, owed)
     what = "unapplied cash" if found.kind == "payment" else "credit balance"

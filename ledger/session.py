@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from decimal import Decimal
 from functools import cached_property
-from typing import Self, cast
+from typing import Literal, Self, cast
 
 from beancount.core import data
 from sqlalchemy import Connection, delete, insert
@@ -50,11 +50,12 @@ from ledger.documents import (
 )
 from ledger.documents.invoices import PrepaidBalance, prepaid_balances
 from ledger.documents.pdf import require_pdf, write_pdfs
-from ledger.errors import BadInput, StoreError
+from ledger.errors import BadInput, SealedMonthError, StoreError
 from ledger.facts import IssuedFacts
 from ledger.facts.adjustments import Adjustment
 from ledger.facts.credit_notes import CreditNote
 from ledger.facts.invoices import Invoice
+from ledger.facts.payments import CashApplication
 from ledger.invoicing import bill_debit_adjustments, draft_invoices, issue, number
 from ledger.journal import post
 from ledger.journal.adjustments import debit_entries, mark_credit_notes
@@ -62,6 +63,7 @@ from ledger.journal.credit_notes import credit_note_entries
 from ledger.journal.payments import application_entries, payment_entries
 from ledger.journal.sealed import catch_up
 from ledger.opened import POSTED_THROUGH, OpenWorkspace
+from ledger.payments import record_application
 from ledger.pins import record_pins, require_unchanged_terms
 from ledger.rating import CycleRating, Rating, credit_at_start, rate, undrawn_credit
 from ledger.store import meta as meta_table
@@ -788,6 +790,68 @@ class Session(OpenWorkspace):
             also=documents,
             current=current_fees(self, invoice_number),
         )
+
+    def apply(
+        self,
+        source: str,
+        invoice_number: str,
+        *,
+        on: date,
+        amount: Decimal | None = None,
+        reference: str = "",
+    ) -> tuple[CashApplication, bool]:
+        """``meterbook apply``: apply what ``source`` holds (a payment's unapplied cash, a
+        credit note's credit balance) to ``invoice_number`` on ``on``; ``amount`` None: all it
+        can. Posted with the next :meth:`post`.
+
+        Dated after today: refused (:class:`ledger.errors.AfterTodayError`); in a sealed
+        month: refused (:class:`ledger.errors.SealedMonthError`); nothing is stored. Returns
+        the application and whether it was stored now (False: recorded before, unchanged).
+        One command (:meth:`command`): the facts are read once."""
+        return self._record_cash("apply", source, invoice_number, on, amount, reference)
+
+    def refund(
+        self, source: str, *, on: date, reference: str, amount: Decimal | None = None
+    ) -> tuple[CashApplication, bool]:
+        """``meterbook refund``: record a payout of what ``source`` holds on ``on`` under the
+        bank's ``reference``; ``amount`` None: all of it. The same date rules as :meth:`apply`."""
+        return self._record_cash("refund", source, "", on, amount, reference)
+
+    def _record_cash(
+        self,
+        kind: Literal["apply", "refund"],
+        source: str,
+        invoice_number: str,
+        on: date,
+        amount: Decimal | None,
+        reference: str,
+    ) -> tuple[CashApplication, bool]:
+        with self.command():
+            first_open = self.first_open()
+            if on < first_open:
+                raise SealedMonthError(
+                    f"--date: {on.isoformat()} is in a sealed month; cash is applied in an open "
+                    f"month (from {first_open.isoformat()})"
+                )
+            self.require_not_after_today(
+                on,
+                "--date",
+                f"cash is {'applied' if kind == 'apply' else 'refunded'} on the "
+                "day it moves or earlier",
+            )
+            recorded = record_application(
+                self.engine,
+                self.stored_facts(),
+                kind=kind,
+                source=source.strip(),
+                on=on,
+                invoice=invoice_number.strip(),
+                amount=amount,
+                reference=reference,
+            )
+            if recorded[1]:
+                self.wrote_facts(rated=False)
+            return recorded
 
     def invoice(
         self,

@@ -14,6 +14,7 @@ import pytest
 from beancount.core import data
 
 from ledger.books import close_path, load_books, sealed_months
+from ledger.errors import AfterTodayError, SealedMonthError
 from tests.support.rerate import PLANS as RERATE_PLANS
 from tests.support.rerate import make, version
 from tests.support.workspaces import (
@@ -413,6 +414,58 @@ def test_unapplied_cash_and_credit_balances_are_applied_and_refunded(tmp_path: P
     assert run_cli(root, "check").exit_code == 0
     aging = run_cli(root, "report", "aging")
     assert "INV-2026-000001" not in aging.output  # paid by the applied cash
+
+
+def test_apply_and_refund_keep_the_date_rules_from_python(tmp_path: Path) -> None:
+    """The engine, not the CLI, refuses cash moved in a sealed month or after today.
+
+    acme: 10 calls in September at 1.00 (INV-2026-000001, 10.00, Oct 1); BANK-1 15.00 on
+    Oct 5 names no invoice; September closed (first open day Oct 1). The session is opened
+    as of Oct 15: ``Session.apply`` and ``Session.refund`` dated Sep 30 (sealed) or Oct 16
+    (after today) are refused and store nothing; applied on Oct 12 it stores 10.00 (what
+    INV-2026-000001 owes) and leaves 5.00, which a refund on Oct 15 pays out.
+    """
+    root = write_workspace(
+        tmp_path / "ws",
+        meters=METERS_CALLS,
+        plans=PLANS.replace("0.10", "1.00"),
+        customers=CASH_CUSTOMERS,
+    )
+    session = open_session(root)
+    insert_events(session.engine, calls("acme", [f"2026-09-{d:02d}" for d in range(1, 11)]))
+    assert run_cli(root, "invoice", "--through", "2026-10-01").exit_code == 0
+    (tmp_path / "bank.csv").write_text(
+        "date,amount,currency,invoice,reference\n2026-10-05,15.00,USD,,BANK-1\n"
+    )
+    assert run_cli(root, "ingest", str(tmp_path / "bank.csv")).exit_code == 0
+    assert run_cli(root, "post", "--through", "2026-10-14").exit_code == 0
+    closed = run_cli(root, "close", "2026-09")
+    assert closed.exit_code == 0, closed.output
+
+    session = open_session(root, today=date(2026, 10, 15))
+    with pytest.raises(SealedMonthError) as sealed:
+        session.apply("BANK-1", "INV-2026-000001", on=date(2026, 9, 30))
+    assert str(sealed.value) == (
+        "--date: 2026-09-30 is in a sealed month; cash is applied in an open month "
+        "(from 2026-10-01)"
+    )
+    with pytest.raises(SealedMonthError):
+        session.refund("BANK-1", on=date(2026, 9, 30), reference="PAYOUT-0")
+    with pytest.raises(AfterTodayError) as late:
+        session.apply("BANK-1", "INV-2026-000001", on=date(2026, 10, 16))
+    assert str(late.value).startswith("--date: 2026-10-16 is after today (2026-10-15, UTC); ")
+    with pytest.raises(AfterTodayError):
+        session.refund("BANK-1", on=date(2026, 10, 16), reference="PAYOUT-0")
+    assert session.stored_facts().applications == ()
+
+    applied, stored = session.apply("BANK-1", "INV-2026-000001", on=date(2026, 10, 12))
+    assert stored and (applied.amount, applied.invoice) == (Decimal("10.00"), "INV-2026-000001")
+    paid_out, stored = session.refund("BANK-1", on=date(2026, 10, 15), reference="PAYOUT-1")
+    assert stored and (paid_out.kind, paid_out.amount) == ("refund", Decimal("5.00"))
+    assert [(a.reference, a.amount) for a in session.stored_facts().applications] == [
+        ("APPLY-BANK-1-INV-2026-000001-2026-10-12", Decimal("10.00")),
+        ("PAYOUT-1", Decimal("5.00")),
+    ]
 
 
 # --- subscription changes after invoicing (issue 12, defect 1) ----------------------------------
