@@ -63,7 +63,7 @@ from sqlalchemy import Engine
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger.cycles import Cycle, cycles_for
-from ledger.facts.pins import load_pins
+from ledger.facts.pins import TermsPin, load_pins
 from ledger.metering import Window, cut_off_us, daily_usage, measure
 from ledger.money import ZERO, normalize, round_money
 from ledger.pricing import PricingModel, Usage
@@ -259,17 +259,19 @@ def cycle_progress(
     *,
     spend: bool | None = None,
     changes: CapChanges | None = None,
+    pins: Mapping[str, TermsPin] | None = None,
 ) -> list[CycleProgress]:
     """Cumulative capped usage (and spend) per day of each ``(cycle, last day)``.
 
     One metering call per meter (and per band set) for all cycles and days at
     once. ``spend=None`` computes spend for customers with a spend cap only;
     True for every cycle (statements project it), False never. ``changes``: meters
-    with a self-service cap (:func:`cap_changes`) count as capped too.
+    with a self-service cap (:func:`cap_changes`) count as capped too. ``pins``: the
+    stored terms pins when the caller has read them already (a command's snapshot).
     """
     needs: dict[_Key, dict[tuple[str, date], tuple[Cycle, tuple[date, ...]]]] = defaultdict(dict)
     plans: list[tuple[Cycle, tuple[date, ...], list[str], bool]] = []
-    pins = load_pins(engine)
+    pins = load_pins(engine) if pins is None else pins
     # spend is priced as the rating prices the cycle: its plan version (or the one an invoice
     # pinned), never the plan's original terms
     terms = {

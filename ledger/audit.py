@@ -48,7 +48,6 @@ from sqlalchemy import Engine, select
 
 from ledger import books, seal
 from ledger.errors import MeterbookError
-from ledger.facts.invoices import load_invoices
 from ledger.money import ZERO
 from ledger.period import Month, is_month
 from ledger.reconcile import CheckResult, TiedBalance
@@ -140,7 +139,7 @@ def audit_through(session: Session) -> date | None:
     notes, payments and cash applications are posted with the next ``post``, so they
     count once it has posted them (through the posted-through day).
     """
-    dates = [inv.date for inv in load_invoices(session.engine)]
+    dates = [inv.date for inv in session.stored_facts().invoices]
     seals = recorded_seals(session.engine)
     if seals:
         dates.append(Month.parse(max(seals)).last)
@@ -211,13 +210,35 @@ def check_books(workspace: Workspace) -> list[CheckResult]:
         session = Session.open(workspace)
     except MeterbookError as exc:
         results.append(CheckResult("rules", False, (str(exc),)))
-    if session is not None:
-        ok = _seals_in_store(session, statuses, details) and ok
+    if session is None:
+        return _without_session(results, statuses, ok, details)
+    with session.command():  # one command: the issued facts are read once
+        return _with_session(session, entries, results, statuses, ok, details)
+
+
+def _without_session(
+    results: list[CheckResult],
+    statuses: Sequence[seal.SealStatus],
+    ok: bool,
+    details: list[str],
+) -> list[CheckResult]:
     summary = f"{len(statuses)} sealed month{'s' if len(statuses) != 1 else ''}"
     results.insert(1, CheckResult(f"seals ({summary})", ok, tuple(details)))
-    if session is None:
-        results.append(CheckResult(TIE_OUT, False, ("skipped: the rules do not load",)))
-        return results
+    results.append(CheckResult(TIE_OUT, False, ("skipped: the rules do not load",)))
+    return results
+
+
+def _with_session(
+    session: Session,
+    entries: Sequence[data.Directive],
+    results: list[CheckResult],
+    statuses: Sequence[seal.SealStatus],
+    ok: bool,
+    details: list[str],
+) -> list[CheckResult]:
+    ok = _seals_in_store(session, statuses, details) and ok
+    summary = f"{len(statuses)} sealed month{'s' if len(statuses) != 1 else ''}"
+    results.insert(1, CheckResult(f"seals ({summary})", ok, tuple(details)))
     rules = session.rules
     results.append(
         CheckResult(
@@ -349,7 +370,7 @@ def issued_in_books(session: Session, entries: Sequence[data.Directive]) -> Chec
     through = audit_through(session)
     issued = [
         inv.number
-        for inv in load_invoices(session.engine)
+        for inv in session.stored_facts().invoices
         if through is not None and inv.date <= through
     ]
     posted = {

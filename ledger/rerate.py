@@ -74,7 +74,7 @@ from sqlalchemy import func, select
 
 from ledger.credit_notes import creditable
 from ledger.errors import BadInput, SealedMonthError
-from ledger.facts.adjustments import Adjustment, _label, load_adjustments
+from ledger.facts.adjustments import Adjustment, _label
 from ledger.facts.credit_notes import CreditNote
 from ledger.facts.invoices import Invoice, InvoiceLine
 from ledger.invoicing import cycle_lines
@@ -116,7 +116,7 @@ def rerated_lines_check(session: Session) -> CheckResult:
     """
     from ledger.reconcile import CheckResult
 
-    adjustments = load_adjustments(session.engine)
+    adjustments = list(session.stored_facts().adjustments)
     if not adjustments:
         return CheckResult("rerated invoice lines", True, ("no reratings",))
     since = min(date.fromisoformat(adj.cycle[:10]) for adj in adjustments)

@@ -311,6 +311,7 @@ def build_statement(session: Session, cycle: Cycle, *, today: date) -> Statement
         [(cycle, through)],
         spend=customer.spend_cap is not None,
         changes=changes,
+        pins=session.stored_facts().pins,
     )[0]
     meters = tuple(
         _meter_usage(engine, rules.meters[m], cycle, through, tz, rated, progress)
@@ -342,10 +343,8 @@ def build_statement(session: Session, cycle: Cycle, *, today: date) -> Statement
 def terms_of(session: Session, cycle: Cycle) -> Plan:
     """The plan terms the rating prices ``cycle`` with: the version in effect at its start,
     or the one its invoice pinned (:func:`ledger.rating.cycle_plan`)."""
-    from ledger.facts.pins import load_pins
-
     return cycle_plan(
-        session.rules.plans[cycle.plan], cycle, load_pins(session.engine).get(cycle.link)
+        session.rules.plans[cycle.plan], cycle, session.stored_facts().pins.get(cycle.link)
     )
 
 
@@ -552,12 +551,10 @@ def _terms_text(session: Session, cycle: Cycle) -> str:
     """``plan pro``, or for a plan with versions the one the whole cycle is priced with, the
     projected days included (a version never splits a cycle): ``plan pro as of its version of
     2026-10-01``, ``plan pro (its original terms)``."""
-    from ledger.facts.pins import load_pins
-
     plan = session.rules.plans[cycle.plan]
     if not plan.versions:
         return f"plan {cycle.plan}"
-    pin = load_pins(session.engine).get(cycle.link)
+    pin = session.stored_facts().pins.get(cycle.link)
     version = pin.usage if pin is not None and pin.usage is not None else None
     version = plan.version_at(cycle.start) if version is None else version
     if version == date.min:
@@ -743,8 +740,16 @@ def write_statement(
 ) -> StatementFiles:
     """Build the statement and write ``<out>/<customer>-<cycle start>.csv`` and ``.html``.
 
-    ``out`` defaults to ``statements/`` in the workspace; ``today`` to today in the workspace timezone.
-    """  # noqa: E501
+    ``out`` defaults to ``statements/`` in the workspace; ``today`` to today in the workspace
+    timezone. One command (:meth:`Session.command`): the issued facts are read once.
+    """
+    with session.command():
+        return _write_statement(session, customer, which, out, today)
+
+
+def _write_statement(
+    session: Session, customer: str, which: str, out: Path | None, today: date | None
+) -> StatementFiles:
     today = today or session.today()
     cycle = pick_cycle(session.rules, customer, which, today)
     statement = build_statement(session, cycle, today=today)

@@ -78,7 +78,7 @@ from ledger.books import load_books, sealed_months
 from ledger.errors import BadInput
 from ledger.escaping import for_terminal
 from ledger.events import from_us
-from ledger.facts.invoices import Invoice, InvoiceLine, load_invoices
+from ledger.facts.invoices import Invoice, InvoiceLine
 from ledger.journal.meta import parse_quantities
 from ledger.money import ZERO
 from ledger.period import month_of
@@ -346,8 +346,14 @@ _INVOICE = re.compile(r"INV-\d{4}-\d+")
 def trace(session: Session, ref: str) -> Trace:
     """Trace a cycle link (``acme-2026-10-15`` or ``^acme-2026-10-15``) or an invoice number.
 
-    Unknown ref → :class:`BadInput` (exit 2).
+    Unknown ref → :class:`BadInput` (exit 2). One command (:meth:`Session.command`): the
+    issued facts are read once.
     """
+    with session.command():
+        return _trace(session, ref)
+
+
+def _trace(session: Session, ref: str) -> Trace:
     body = ref.strip().removeprefix("^")
     if not body:
         raise BadInput(
@@ -357,7 +363,7 @@ def trace(session: Session, ref: str) -> Trace:
     if not main.exists():
         raise BadInput(f"trace: {main} does not exist; run meterbook post first")
     entries, errors, _options = load_books(main)
-    invoices = load_invoices(session.engine)
+    invoices = list(session.stored_facts().invoices)
     numbers = {inv.number for inv in invoices}
     if body in numbers:
         result = _trace_invoice(session, body, entries, invoices)
@@ -1273,7 +1279,9 @@ def _explain_subscription_changes(
 
     fixes = {
         line: fix
-        for (number, line), fix in line_corrections(session.engine).items()
+        for (number, line), fix in line_corrections(
+            session.engine, session.stored_facts().credit_notes
+        ).items()
         if number == invoice.number
     }
     # a change whose correction is dated after the books' horizon (a cancellation ahead), and

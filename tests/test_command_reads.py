@@ -2,7 +2,8 @@
 
 The rerate workspace (:mod:`tests.support.rerate`: plan ``u`` at 1.00 a call, ``acme`` 30
 calls in September, 20 in October, 10 in November, ``beta`` 10 in October) run through
-``post``, ``invoice``, ``credit``, ``rerate`` and ``close`` on a real SQLite store, with
+``post``, ``invoice``, ``credit``, ``rerate``, ``close``, ``check``, ``trace``, ``statement``
+and ``apply`` on a real SQLite store, with
 counters wrapped around the engine's own functions by the test (nothing is replaced):
 
 - ``load_facts``: the frozen snapshot of invoices, payments, credit notes, adjustments and
@@ -38,7 +39,13 @@ import ledger.rating
 from ledger.closing import close_month, invoice_gated
 from ledger.rerate import rerate
 from tests.support.rerate import CUSTOMERS, PLANS, _calls, make, version
-from tests.support.workspaces import METERS_CALLS, insert_events, open_session, write_workspace
+from tests.support.workspaces import (
+    METERS_CALLS,
+    insert_events,
+    open_session,
+    run_cli,
+    write_workspace,
+)
 
 LOADERS = (
     "load_invoices",
@@ -269,3 +276,46 @@ def test_a_commands_reads_are_its_threads_only(tmp_path: Path) -> None:
         thread.start()
         thread.join()
     assert seen == [None] and session.reads is None
+
+
+def test_check_trace_statement_and_apply_read_the_facts_once(tmp_path: Path, reads: Reads) -> None:
+    """The rerate workspace (invoiced through Nov 1, BANK-1 paying beta's INV-2026-000003 on
+    Nov 5, posted through Nov 20) and a second payment, BANK-2, naming no invoice. ``check``,
+    ``trace`` of an invoice and of a cycle, acme's ``statement`` for its October cycle and
+    ``apply`` of BANK-2 to INV-2026-000001 each read the issued facts once (before, in this
+    workspace: ``check`` 9 times, besides single loaders from audit, rerate and
+    subscriptions; ``trace``, ``statement`` and ``apply`` through single loaders)."""
+    from ledger.audit import check_books
+    from ledger.statements import write_statement
+    from ledger.trace import trace
+
+    root = make(tmp_path)
+    session = open_session(root)
+    (tmp_path / "more.csv").write_text(
+        "date,amount,currency,invoice,reference\n2026-11-06,12.00,USD,,BANK-2\n"
+    )
+    assert run_cli(root, "ingest", str(tmp_path / "more.csv")).exit_code == 0
+    session.post(date(2026, 11, 20))
+
+    reads.reset()
+    results = check_books(session.workspace)
+    assert [r.name for r in results if not r.ok] == []
+    assert reads.calls["load_facts"] == 1
+    _once_each(reads)
+
+    for ref in ("INV-2026-000001", "^acme-2026-10-01"):
+        reads.reset()
+        assert trace(open_session(root), ref).verified
+        assert reads.calls["load_facts"] == 1, ref
+        _once_each(reads)
+
+    reads.reset()
+    write_statement(open_session(root), "acme", which="2026-10-15", out=tmp_path / "st")
+    assert reads.calls["load_facts"] == 1
+    _once_each(reads)
+
+    reads.reset()
+    applied, stored = open_session(root).apply("BANK-2", "INV-2026-000001", on=date(2026, 11, 20))
+    assert stored and applied.amount == 12
+    assert reads.calls["load_facts"] == 1
+    _once_each(reads)
