@@ -60,7 +60,7 @@ from datetime import UTC, datetime
 from hashlib import sha256 as _digest
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 from sqlalchemy import Connection, Engine, func, select, tuple_, update
 
@@ -104,6 +104,7 @@ _RETRYABLE = frozenset({"40P01", "40001"})
 _UNKNOWN = object()
 
 
+@runtime_checkable
 class Importer(Protocol):
     """What ingest needs of an importer (first-party: ``ledger.importers.events``)."""
 
@@ -1437,6 +1438,19 @@ class IngestSetup(NamedTuple):
     kinds: Mapping[str, ImporterKind]
 
 
+def ingest_importer(importer: object) -> Importer:
+    """A plugin's importer as ingest reads it (:class:`Importer`: ``kind``, ``name``,
+    ``identify``, ``check``, ``rows``); one that lacks any is a one-line
+    :class:`PluginError` naming it, not a traceback in the middle of an import."""
+    if isinstance(importer, Importer):
+        return importer
+    absent = [m for m in ("kind", "name", "identify", "check", "rows") if not hasattr(importer, m)]
+    raise PluginError(
+        f"importer {getattr(importer, 'name', type(importer).__name__)!r} "
+        f"({type(importer).__name__}) lacks {', '.join(absent)}, which meterbook ingest reads"
+    )
+
+
 def open_for_ingest(workspace: Workspace) -> IngestSetup:
     """A workspace's rules, store, importers and their kinds, from the plugin registry
     (workspace, installed and first-party importers and kinds; the first-party event
@@ -1446,7 +1460,7 @@ def open_for_ingest(workspace: Workspace) -> IngestSetup:
     from ledger.store import open_store
 
     loaded = load_registry(workspace.plugins_dir)
-    importers: list[Importer] = list(loaded.importers) or default_importers()
+    importers = [ingest_importer(i) for i in loaded.importers] or default_importers()
     rules = load_rules(
         workspace.rules_dir, loaded.pricing_models, change_policy=workspace.subscription_changes
     )

@@ -33,7 +33,7 @@ import types
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -42,6 +42,9 @@ from ledger.errors import PluginError
 from ledger.hookspecs import ImporterKind
 from ledger.pricing import PricingModel
 from ledger.reconcile import Reconciler
+
+if TYPE_CHECKING:
+    from beangulp import Importer
 
 FIRST_PARTY_PACKAGE = "ledger.plugins"
 FIRST_PARTY_IMPORTERS = "ledger.importers"
@@ -90,7 +93,9 @@ class Registry:
             {name: obj for name, (_plugin, obj) in sorted(models.items())}
         )
         self.reconcilers: tuple[Reconciler, ...] = tuple(obj for _p, obj in reconcilers.values())
-        self.importers: tuple[Any, ...] = tuple(
+        #: beangulp importers (:func:`_check_importer`); ``meterbook ingest`` checks that
+        #: each has what it reads (:func:`ledger.ingest.ingest_importer`)
+        self.importers: tuple[Importer, ...] = tuple(
             obj
             for _p, obj in sorted(importers.values(), key=lambda po: po[0] == FALLBACK_IMPORTERS)
         )

@@ -628,3 +628,30 @@ def test_a_kind_whose_store_returns_no_report_is_a_plugin_error(tmp_path: Path) 
     assert str(refused.value) == (
         f"importer kind 'payments' stored {path} but returned int, not an ImportReport"
     )
+
+
+def test_an_importer_ingest_cannot_read_is_a_one_line_plugin_error() -> None:
+    """``registry.importers`` holds beangulp importers; ``meterbook ingest`` also reads
+    ``kind``, ``check`` and ``rows``. A beangulp importer without them is refused with one
+    line naming it (not an AttributeError mid-import); the first-party ones pass as they are."""
+    from beangulp import Importer as BeangulpImporter
+
+    from ledger.importers.events import importers as first_party
+    from ledger.ingest import ingest_importer
+
+    class Bare(BeangulpImporter):
+        name = "bare"
+
+        def identify(self, filepath: str) -> bool:
+            return False
+
+        def account(self, filepath: str) -> str:
+            return "Assets:Nowhere"
+
+    with pytest.raises(PluginError) as raised:
+        ingest_importer(Bare())
+    assert str(raised.value) == (
+        "importer 'bare' (Bare) lacks kind, check, rows, which meterbook ingest reads"
+    )
+    for importer in first_party():
+        assert ingest_importer(importer) is importer
