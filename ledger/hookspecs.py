@@ -105,6 +105,18 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 # these attributes and more.
 
 
+class PluginImporter(Protocol):
+    """What the registry checks of each importer :func:`meterbook_importers` returns (a
+    ``beangulp.Importer`` with a ``name``), enough to pick one for a file; ``meterbook
+    ingest`` reads more of the one it picks (``kind``, ``check``, ``rows``:
+    :class:`ledger.ingest.Importer`)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def identify(self, filepath: str) -> bool: ...
+
+
 @dataclass(frozen=True)
 class ImporterKind:
     """A kind of record importers yield (their ``kind``) and how a file of them is stored

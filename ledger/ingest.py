@@ -66,7 +66,7 @@ from sqlalchemy import Connection, Engine, func, select, tuple_, update
 
 from ledger.errors import BadInput, PluginError
 from ledger.events import TimeError, number_of, number_problem, parse_time, to_us
-from ledger.hookspecs import ImporterKind
+from ledger.hookspecs import ImporterKind, PluginImporter
 from ledger.store import batches, conflicts, events, rejects
 
 if TYPE_CHECKING:
@@ -1063,14 +1063,16 @@ def default_importers() -> list[Importer]:
     return list(first_party.importers())
 
 
-def select_importer(path: Path, importers: Sequence[Importer], name: str | None = None) -> Importer:
+def select_importer(
+    path: Path, importers: Sequence[PluginImporter], name: str | None = None
+) -> Importer:
     """The importer named ``name``, or the first whose ``identify`` accepts the file (by its
     content), or the generic importer of its extension (which refuses a bad header clearly)."""
     known = ", ".join(i.name for i in importers)
     if name:
         for importer in importers:
             if importer.name == name:
-                return importer
+                return ingest_importer(importer)
         raise BadInput(f"--importer: unknown importer {name!r} (known: {known})")
     for importer in importers:
         try:
@@ -1085,14 +1087,14 @@ def select_importer(path: Path, importers: Sequence[Importer], name: str | None 
                 f"{type(exc).__name__}: {detail}"
             ) from None
         if recognised:
-            return importer
+            return ingest_importer(importer)
     for (
         importer
     ) in importers:  # a .csv/.jsonl nobody recognises: its generic importer tells what is wrong
         if getattr(importer, "generic", False) and path.suffix.lower() in getattr(
             importer, "extensions", ()
         ):
-            return importer
+            return ingest_importer(importer)
     raise BadInput(
         f"{path}: no importer recognises this file; pass --importer NAME (known: {known})"
     )
@@ -1400,7 +1402,7 @@ def ingest_files(
     engine: Engine,
     rules: Rules,
     paths: Sequence[Path],
-    importers: Sequence[Importer],
+    importers: Sequence[PluginImporter],
     *,
     importer_name: str | None = None,
     now: datetime | None = None,
@@ -1434,7 +1436,7 @@ class IngestSetup(NamedTuple):
 
     rules: Rules
     engine: Engine
-    importers: list[Importer]
+    importers: Sequence[PluginImporter]
     kinds: Mapping[str, ImporterKind]
 
 
@@ -1460,7 +1462,7 @@ def open_for_ingest(workspace: Workspace) -> IngestSetup:
     from ledger.store import open_store
 
     loaded = load_registry(workspace.plugins_dir)
-    importers = [ingest_importer(i) for i in loaded.importers] or default_importers()
+    importers: Sequence[PluginImporter] = loaded.importers or tuple(default_importers())
     rules = load_rules(
         workspace.rules_dir, loaded.pricing_models, change_policy=workspace.subscription_changes
     )

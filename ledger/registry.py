@@ -33,18 +33,15 @@ import types
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pluggy
 
 from ledger import hookspecs
 from ledger.errors import PluginError
-from ledger.hookspecs import ImporterKind
+from ledger.hookspecs import ImporterKind, PluginImporter
 from ledger.pricing import PricingModel
 from ledger.reconcile import Reconciler
-
-if TYPE_CHECKING:
-    from beangulp import Importer
 
 FIRST_PARTY_PACKAGE = "ledger.plugins"
 FIRST_PARTY_IMPORTERS = "ledger.importers"
@@ -94,8 +91,8 @@ class Registry:
         )
         self.reconcilers: tuple[Reconciler, ...] = tuple(obj for _p, obj in reconcilers.values())
         #: beangulp importers (:func:`_check_importer`); ``meterbook ingest`` checks that
-        #: each has what it reads (:func:`ledger.ingest.ingest_importer`)
-        self.importers: tuple[Importer, ...] = tuple(
+        #: the one it picks has what it reads (:func:`ledger.ingest.ingest_importer`)
+        self.importers: tuple[PluginImporter, ...] = tuple(
             obj
             for _p, obj in sorted(importers.values(), key=lambda po: po[0] == FALLBACK_IMPORTERS)
         )
