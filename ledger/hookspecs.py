@@ -228,7 +228,9 @@ def meterbook_pricing_models() -> list[PricingModel]:
 
     Arguments: none.
 
-    Returns: a list of objects following :class:`ledger.pricing.PricingModel`:
+    Returns: a list of objects following :class:`ledger.pricing.PricingModel`, generic in
+    the model's own terms type: annotate the hook ``-> list[PricingModel[MyTerms]]`` and
+    mypy checks that ``parse`` returns ``MyTerms`` and the other methods take them:
 
     - ``name`` (str): what plans write in ``model:``; unique across all plugins.
     - ``parse(params)``: validate the charge's keys other than ``meter`` and

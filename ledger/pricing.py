@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from ledger.money import ZERO
 
@@ -73,9 +73,19 @@ class Price:
     lines: tuple[PriceLine, ...] = field(default=())
 
 
+#: A pricing model's own terms type (what its :meth:`PricingModel.parse` returns).
+Terms = TypeVar("Terms")
+
+
 @runtime_checkable
-class PricingModel(Protocol):
+class PricingModel(Protocol[Terms]):
     """What a pricing plugin provides. See ``ledger/hookspecs.py`` for a full example.
+
+    Generic in the model's own terms type: ``class Flat`` implementing
+    ``PricingModel[FlatTerms]`` parses to ``FlatTerms`` and prices from them, and mypy checks
+    it so. The engine keeps the terms of many models side by side without looking into them
+    (a charge's terms go back only to the model that parsed them), so its registry holds
+    ``PricingModel[Any]``: the one place the terms type is erased.
 
     Optional attribute ``ratable`` (bool, False when absent; not part of the
     protocol's required members, so models written before it are unaffected):
@@ -92,7 +102,7 @@ class PricingModel(Protocol):
     #: The name plans use in ``model:``.
     name: str
 
-    def parse(self, params: Mapping[str, Any]) -> Any:
+    def parse(self, params: Mapping[str, Any]) -> Terms:
         """Validate a charge's parameters; return an immutable terms object.
 
         Raise :class:`PricingError` with a message naming the bad key; the
@@ -100,7 +110,7 @@ class PricingModel(Protocol):
         """
         ...
 
-    def price_is_final(self, terms: Any) -> bool:
+    def price_is_final(self, terms: Terms) -> bool:
         """True when earlier units' price can never change as more arrive.
 
         Final prices accrue to *unbilled*; non-final ones (volume tiers) to the
@@ -108,11 +118,11 @@ class PricingModel(Protocol):
         """
         ...
 
-    def bands(self, terms: Any) -> tuple[Decimal, ...]:
+    def bands(self, terms: Terms) -> tuple[Decimal, ...]:
         """Per-event value thresholds the model needs counted (usually ``()``)."""
         ...
 
-    def price(self, terms: Any, usage: Usage) -> Price:
+    def price(self, terms: Terms, usage: Usage) -> Price:
         """Price the cumulative usage. Pure, deterministic, unrounded."""
         ...
 

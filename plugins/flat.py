@@ -32,7 +32,7 @@ from decimal import Decimal
 from typing import Any
 
 from ledger.hookspecs import hookimpl
-from ledger.pricing import Price, PriceLine, Usage, check_keys, decimal_param
+from ledger.pricing import Price, PriceLine, PricingModel, Usage, check_keys, decimal_param
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,6 @@ class FlatPricing:
 
 
 @hookimpl
-def meterbook_pricing_models() -> list[FlatPricing]:
+def meterbook_pricing_models() -> list[PricingModel[FlatTerms]]:
     """The ``flat`` model, registered through the same hook as any third-party model."""
     return [FlatPricing()]

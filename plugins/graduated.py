@@ -31,7 +31,16 @@ from typing import Any
 
 from ledger.hookspecs import hookimpl
 from ledger.money import ZERO
-from ledger.pricing import Price, PriceLine, Tier, Usage, check_keys, parse_tiers, tier_label
+from ledger.pricing import (
+    Price,
+    PriceLine,
+    PricingModel,
+    Tier,
+    Usage,
+    check_keys,
+    parse_tiers,
+    tier_label,
+)
 
 
 @dataclass(frozen=True)
@@ -85,6 +94,6 @@ class GraduatedPricing:
 
 
 @hookimpl
-def meterbook_pricing_models() -> list[GraduatedPricing]:
+def meterbook_pricing_models() -> list[PricingModel[GraduatedTerms]]:
     """The ``graduated`` model, registered through the same hook as any third-party model."""
     return [GraduatedPricing()]

@@ -24,7 +24,15 @@ from typing import Any
 
 from ledger.hookspecs import hookimpl
 from ledger.money import ZERO
-from ledger.pricing import Price, PriceLine, Usage, check_keys, decimal_param, format_quantity
+from ledger.pricing import (
+    Price,
+    PriceLine,
+    PricingModel,
+    Usage,
+    check_keys,
+    decimal_param,
+    format_quantity,
+)
 
 
 @dataclass(frozen=True)
@@ -92,6 +100,6 @@ class PackagePricing:
 
 
 @hookimpl
-def meterbook_pricing_models() -> list[PackagePricing]:
+def meterbook_pricing_models() -> list[PricingModel[PackageTerms]]:
     """The ``package`` model, registered through the same hook as any third-party model."""
     return [PackagePricing()]

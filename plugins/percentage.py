@@ -47,6 +47,7 @@ from ledger.pricing import (
     Price,
     PriceLine,
     PricingError,
+    PricingModel,
     Usage,
     check_keys,
     decimal_param,
@@ -221,6 +222,6 @@ class PercentagePricing:
 
 
 @hookimpl
-def meterbook_pricing_models() -> list[PercentagePricing]:
+def meterbook_pricing_models() -> list[PricingModel[PercentageTerms]]:
     """The ``percentage`` model, registered through the same hook as any third-party model."""
     return [PercentagePricing()]

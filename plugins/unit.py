@@ -20,7 +20,15 @@ from decimal import Decimal
 from typing import Any
 
 from ledger.hookspecs import hookimpl
-from ledger.pricing import Price, PriceLine, Usage, check_keys, decimal_param, format_quantity
+from ledger.pricing import (
+    Price,
+    PriceLine,
+    PricingModel,
+    Usage,
+    check_keys,
+    decimal_param,
+    format_quantity,
+)
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,6 @@ class UnitPricing:
 
 
 @hookimpl
-def meterbook_pricing_models() -> list[UnitPricing]:
+def meterbook_pricing_models() -> list[PricingModel[UnitTerms]]:
     """The ``unit`` model, registered through the same hook as any third-party model."""
     return [UnitPricing()]

@@ -29,7 +29,16 @@ from typing import Any
 
 from ledger.hookspecs import hookimpl
 from ledger.money import ZERO
-from ledger.pricing import Price, PriceLine, Tier, Usage, check_keys, parse_tiers, tier_label
+from ledger.pricing import (
+    Price,
+    PriceLine,
+    PricingModel,
+    Tier,
+    Usage,
+    check_keys,
+    parse_tiers,
+    tier_label,
+)
 
 
 @dataclass(frozen=True)
@@ -88,6 +97,6 @@ class VolumePricing:
 
 
 @hookimpl
-def meterbook_pricing_models() -> list[VolumePricing]:
+def meterbook_pricing_models() -> list[PricingModel[VolumeTerms]]:
     """The ``volume`` model, registered through the same hook as any third-party model."""
     return [VolumePricing()]
