@@ -2785,3 +2785,81 @@ def test_tax_inclusive_targets_credit_and_advance_fee() -> None:
         "deferred": D(1260),
         "subscription_revenue:pro": D(1260),
     }
+
+
+def test_tax_inclusive_usage_in_yen_is_netted_to_the_yen(builder_rules: Rules) -> None:
+    """kaisha's October [Oct 1, Nov 1) in JPY, 10 % consumption tax included in its tokens
+    price: 1,000 tokens at 1 yen = 1,000 yen, holding round(1,000 × 0.10 ÷ 1.10) = round(90.90…)
+    = 91 yen of tax: 909 yen of revenue and unbilled, the tax rounded to the yen (not 90.91,
+    which would leave 909.09, no amount in yen). Posted, the books hold Income:Usage:Tokens
+    −909 JPY."""
+    october = Cycle(
+        "kaisha", "yen", date(2026, 10, 1), date(2026, 11, 1), date(2026, 10, 1),
+        date(2026, 11, 1), 0, True, False,
+    )  # fmt: skip
+    tokens = _charge(0, "tokens", "1000", "1000", True)
+    rated = CycleRating(october, date(2026, 10, 31), "JPY", (tokens,), None, D(0), D(0))
+    consumption_tax = Inclusion("JPY", {"usage:tokens": (D("0.10"),)})
+    assert consumption_tax.net("usage:tokens", D(1000)) == D(909)
+    net = net_targets(rated, consumption_tax)
+    assert net == {"usage_revenue:tokens": D(909), "unbilled": D(909)}
+    snap = replace(
+        _snap(
+            date(2026, 10, 31),
+            {"unbilled": "1000", "usage_revenue:tokens": "1000"},
+            {"tokens": 1000},
+            link="kaisha-2026-10-01",
+            customer="kaisha",
+            cycle="2026-10-01/2026-11-01",
+            currency="JPY",
+        ),
+        net=tuple(sorted(net.items())),
+    )
+    books = _loaded(accrual_entries([snap], builder_rules))
+    assert balance(books, "Income:Usage:Tokens", date(2026, 11, 1), "JPY") == D(-909)
+
+
+def test_late_usage_of_tax_inclusive_prices_moves_the_books_as_the_invoice_froze_them(
+    builder_rules: Rules,
+) -> None:
+    """acme's cycle, 19 % VAT included in its calls' price of 0.25: invoiced with 476 calls,
+    119.00 gross, 119.00 − round(119.00 × 0.19 ÷ 1.19) = 119.00 − 19.00 = 100.00 net. Then 96
+    more calls arrive for it: 572 calls, 143.00 gross, 143.00 − round(22.8319…) = 143.00 −
+    22.83 = 120.17 net.
+
+    - Frozen net (the invoice booked 100.00): the late entry moves the books from 100.00 to
+      120.17: unbilled +20.17, Income:Usage:Api-Calls −20.17 (not the gross 24.00).
+    - Frozen gross (an invoice issued before accruals were net of tax: the books hold 119.00):
+      the cycle stays as it was booked, gross: +24.00 (143.00 − 119.00), not 120.17 − 119.00
+      = 1.17."""
+    gross_then = {"unbilled": "119.00", "usage_revenue:api_calls": "119.00"}
+    gross_now = {"unbilled": "143.00", "usage_revenue:api_calls": "143.00"}
+    through = date(2026, 10, 14)
+
+    def net(amount: str) -> tuple[tuple[str, Decimal], ...]:
+        return (("unbilled", D(amount)), ("usage_revenue:api_calls", D(amount)))
+
+    now = replace(_snap(through, gross_now, {"api_calls": 572}), net=net("120.17"))
+    frozen_net = replace(_snap(through, gross_then, {"api_calls": 476}), net=net("100.00"))
+    frozen_gross = _snap(through, gross_then, {"api_calls": 476})
+    day = date(2026, 11, 1)
+    for frozen, moved in ((frozen_net, D("20.17")), (frozen_gross, D("24.00"))):
+        [entry] = late_entries([(now, frozen, day)], builder_rules)
+        assert [(p.account, p.units.number, p.meta) for p in entry.postings] == [
+            ("Assets:Receivables:Unbilled:Acme", moved, None),
+            ("Income:Usage:Api-Calls", -moved, {"meter": "api_calls", "quantity": D(96)}),
+        ]
+        books = _loaded([entry])
+        assert balance(books, "Assets:Receivables:Unbilled:Acme", date(2026, 11, 2)) == moved
+
+
+def test_an_advance_fee_cut_to_nothing_recognizes_nothing() -> None:
+    """The 3,100 JPY advance fee invoiced with 495 of tax (2,605 booked to deferred revenue),
+    now billed 0 by a change: the change's credit note gives back all 3,100, its tax included,
+    so deferred revenue recognizes 0 − 495 + round(495 × 3,100 ÷ 3,100) = 0 (before the fix,
+    −495: a negative recognition of the tax). Billed in full it recognizes what was booked,
+    3,100 − 495 = 2,605; untaxed, a fee cut to 0 recognizes 0 too."""
+    invoiced = Inclusion("JPY", fee=(D(3100), D(2605)))
+    assert invoiced.advance_fee(D(0)) == 0
+    assert invoiced.advance_fee(D(3100)) == D(2605)
+    assert Inclusion("JPY", fee=(D(3100), D(3100))).advance_fee(D(0)) == 0
