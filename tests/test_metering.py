@@ -412,6 +412,16 @@ def test_daily_usage_across_dst_in_berlin(engine: sa.Engine) -> None:
     ]
 
 
+def test_daily_usage_of_no_days_is_empty(engine: sa.Engine) -> None:
+    """``[Oct 1, Oct 1)`` holds no day: no rows, even with an event at Oct 1 00:00, and no query
+    built over zero days (kills ``end < start`` for ``end <= start``, which builds one and fails
+    on its missing last day)."""
+    load(engine, [ev("acme", T0, {"v": "1"})])
+    day, utc = date(2026, 10, 1), ZoneInfo("UTC")
+    assert daily_usage(engine, meter("sum"), start=day, end=day, tz=utc) == []
+    assert daily_usage(engine, meter("sum"), start=day, end=day - timedelta(days=1), tz=utc) == []
+
+
 ZONES = [
     "UTC",
     "Europe/Berlin",
@@ -514,6 +524,37 @@ def test_evidence_is_independent_of_insert_order(engine: sa.Engine) -> None:
         assert evidence(engine, m, w) == expected
     assert evidence(engine, m, Window("nobody", T0, T0 + 1)) == ledger.metering.Evidence(
         0, None, None, hashlib.sha256(b"").hexdigest()
+    )
+
+
+def test_evidence_covers_the_accrual_window_and_nothing_outside_it(engine: sa.Engine) -> None:
+    """The evidence of an accrual point dated Oct 3 for a cycle started Oct 1 (Berlin, UTC+2)
+    covers [Oct 1 00:00, Oct 4 00:00) local time, i.e. [Sep 30 22:00 UTC, Oct 3 22:00 UTC).
+
+    Four events of acme: Sep 30 21:59:59.999999 UTC (one microsecond before the window), Sep 30
+    22:00 UTC (its first instant), Oct 3 21:59:59.999999 UTC (its last) and Oct 3 22:00 UTC
+    (the next day's first). The evidence holds the middle two: 2 events, first at the window's
+    start, last one microsecond before its end, digest over ``a``/``inside-1`` and
+    ``a``/``inside-2`` (kills the lower bound dropped and ``<=`` for the upper one).
+    """
+    berlin = ZoneInfo("Europe/Berlin")
+    w = ledger.metering.accrual_window("acme", date(2026, 10, 1), date(2026, 10, 3), berlin)
+    start = to_us(datetime(2026, 9, 30, 22, tzinfo=UTC))
+    end = to_us(datetime(2026, 10, 3, 22, tzinfo=UTC))
+    assert (w.start_us, w.end_us) == (start, end)
+    rows = [
+        ev("acme", start - 1, {"v": "1"}, id="before", source="a"),
+        ev("acme", start, {"v": "2"}, id="inside-1", source="a"),
+        ev("acme", end - 1, {"v": "4"}, id="inside-2", source="a"),
+        ev("acme", end, {"v": "8"}, id="after", source="a"),
+    ]
+    load(engine, rows)
+    inside = [e for e in rows if e.id.startswith("inside")]
+    digest = hashlib.sha256(
+        "".join(f"a\t{e.id}\t{e.payload_hash}\n" for e in inside).encode()
+    ).hexdigest()
+    assert evidence(engine, meter("sum"), w) == ledger.metering.Evidence(
+        events=2, first_us=start, last_us=end - 1, digest=digest
     )
 
 
