@@ -2863,3 +2863,56 @@ def test_an_advance_fee_cut_to_nothing_recognizes_nothing() -> None:
     assert invoiced.advance_fee(D(0)) == 0
     assert invoiced.advance_fee(D(3100)) == D(2605)
     assert Inclusion("JPY", fee=(D(3100), D(3100))).advance_fee(D(0)) == 0
+
+
+def test_a_snapshot_without_a_digest_posts_no_evidence(builder_rules: Rules) -> None:
+    """acme's cycle rated through Sep 30 at 4,000 calls (4.00), frozen with no evidence digest
+    given (a cycle whose events were never digested): its accrual is dated Sep 30, moves 4.00
+    into unbilled and carries no ``evidence`` key at all (never an empty or made-up one)."""
+    snap = snapshot(_rated(date(2026, 9, 30), "4.00"))
+    assert snap.evidence == ""
+    [entry] = _loaded(accrual_entries([snap], builder_rules))
+    assert entry.date == date(2026, 9, 30) and "evidence" not in entry.meta
+    assert balance([entry], "Assets:Receivables:Unbilled:Acme", date(2026, 10, 1)) == D("4.00")
+
+
+def test_an_invoice_without_tax_on_usage_accrued_net_gives_the_tax_back_to_revenue(
+    builder_rules: Rules,
+) -> None:
+    """acme's usage of [Sep 15, Oct 15) was accrued net of 19 % VAT: 119.00 of calls, 100.00
+    of unbilled. The invoice of Oct 15 charges no tax at all (the tax plugin no longer taxes
+    the customer): the receivable is the full 119.00, unbilled −100.00, and the 19.00 the
+    accruals took out comes back: Income:Tax-Included −19.00, with ``invoice_tax: 0`` and
+    ``accrued_tax: 19.00`` on that posting. No Liabilities:Tax posting."""
+    line = replace(_line("usage", "unbilled", "119.00", ACME, ACME_CYCLE), net=D("100.00"))
+    untaxed = Invoice("acme", date(2026, 10, 15), "USD", (line,), "r", "INV-2026-000008")
+    [entry] = _loaded([e for e in invoice_entries([untaxed], builder_rules) if _is_txn(e)])
+    assert [(p.account, p.units.number) for p in entry.postings] == [
+        ("Assets:Receivables:Invoiced:Acme", D("119.00")),
+        ("Assets:Receivables:Unbilled:Acme", D("-100.00")),
+        ("Income:Tax-Included", D("-19.00")),
+    ]
+    meta = {k: v for k, v in entry.postings[2].meta.items() if k not in ("filename", "lineno")}
+    assert meta == {"invoice_tax": 0, "accrued_tax": D("19.00")}
+
+
+def test_a_snapshot_net_of_no_tax_keeps_the_invoice_record_as_it_was() -> None:
+    """acme's cycle through Sep 30 (4.00 of calls) under a tax-inclusive customer whose prices
+    hold no tax (a reverse-charged customer: no rates): net of nothing is the targets
+    themselves, so the snapshot records no separate net figures (``net`` empty, the books post
+    ``targets``: 4.00 unbilled) and the invoice that freezes it stores its accruals without a
+    ``net`` key, as before tax-inclusive prices existed. With 19 % VAT included it does:
+    4.00 − round(0.6387) = 3.36."""
+    rated = _rated(date(2026, 9, 30), "4.00")
+    snap = snapshot(rated, "e1", Inclusion("USD"))
+    assert snap.net == () and snap.booked == {
+        "unbilled": D("4.00"),
+        "usage_revenue:api_calls": D("4.00"),
+    }
+    invoice = Invoice("acme", date(2026, 10, 15), "USD", (), "r", "INV-1", accruals=(snap,))
+    assert '"net"' not in invoice.to_json()
+    vat = Inclusion("USD", {"usage:api_calls": (D("0.19"),)})
+    assert dict(snapshot(rated, "e1", vat).net) == {
+        "unbilled": D("3.36"),
+        "usage_revenue:api_calls": D("3.36"),
+    }
