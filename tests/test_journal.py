@@ -2886,12 +2886,17 @@ def test_an_invoice_without_tax_on_usage_accrued_net_gives_the_tax_back_to_reven
     ``accrued_tax: 19.00`` on that posting. No Liabilities:Tax posting."""
     line = replace(_line("usage", "unbilled", "119.00", ACME, ACME_CYCLE), net=D("100.00"))
     untaxed = Invoice("acme", date(2026, 10, 15), "USD", (line,), "r", "INV-2026-000008")
-    [entry] = _loaded([e for e in invoice_entries([untaxed], builder_rules) if _is_txn(e)])
-    assert [(p.account, p.units.number) for p in entry.postings] == [
+    [posted] = [e for e in invoice_entries([untaxed], builder_rules) if _is_txn(e)]
+    expected = [
         ("Assets:Receivables:Invoiced:Acme", D("119.00")),
         ("Assets:Receivables:Unbilled:Acme", D("-100.00")),
         ("Income:Tax-Included", D("-19.00")),
     ]
+    # every amount written out, none left for Beancount to fill in
+    assert [(p.account, p.units and p.units.number) for p in posted.postings] == expected
+    assert "Income:Tax-Included -19.00 USD" in " ".join(format_entries([posted]).split())
+    [entry] = _loaded([posted])
+    assert [(p.account, p.units.number) for p in entry.postings] == expected
     meta = {k: v for k, v in entry.postings[2].meta.items() if k not in ("filename", "lineno")}
     assert meta == {"invoice_tax": 0, "accrued_tax": D("19.00")}
 
