@@ -285,6 +285,14 @@ def test_percentage_rate_above_one_is_refused() -> None:
         PercentagePricing().parse({"rate": "1.5"})
 
 
+def test_percentage_rate_of_exactly_one_is_a_pass_through() -> None:
+    """A rate of 1 is 100 %, not more: accepted, and 105.00 of value over 2 events is priced
+    105.00 (a charge passed through at cost; kills ``rate >= 1`` refusing it)."""
+    model = PercentagePricing()
+    terms = model.parse({"rate": "1"})
+    assert model.price(terms, Usage(D("105.00"), events=2)).amount == D("105.00")
+
+
 def test_format_quantity_negative_and_trailing_zeros() -> None:
     """−1,234,567.50 → "-1,234,567.5" (a correction's negative quantity keeps one sign);
     10.0 → "10"."""
