@@ -767,6 +767,46 @@ def test_unapplied_cash_applied_then_refunded(rules: Rules, tmp_path: Path) -> N
     )
 
 
+def test_an_overpayment_refunded_is_the_payers_refund(rules: Rules, tmp_path: Path) -> None:
+    """BANK-5 pays 10.00 naming beta's INV-2026-000003 (4.00 open) on Oct 20: 4.00 settles it,
+    6.00 is an overpayment held as unapplied cash. On Nov 2 an application of 1.00 of BANK-5
+    to the same invoice finds it paid: it applies nothing and posts nothing. On Nov 9 the 6.00
+    is paid back as PAYOUT-2: the refund names beta, whose invoice the payment named (payee and
+    ``customer``). Loaded: unapplied cash 0, beta owes 0, the bank kept 4.00."""
+    payments = [Payment(date(2026, 10, 20), D("10.00"), "USD", "INV-2026-000003", "BANK-5")]
+    applications = [
+        applied("APPLY-BANK-5", date(2026, 11, 2), "BANK-5", "1.00", "INV-2026-000003"),
+        refunded("PAYOUT-2", date(2026, 11, 9), "BANK-5", "6.00"),
+    ]
+    invoices = [BETA_INVOICE]
+    entries = application_entries(applications, payments, invoices, [], rules)
+    assert_ledger(
+        entries,
+        r"""
+        2026-11-09 * "beta" "Refund PAYOUT-2 of unapplied cash BANK-5"
+          customer: "beta"
+          application: "PAYOUT-2"
+          source: "BANK-5"
+          Liabilities:Unapplied-Cash   6.00 USD
+          Assets:Bank:Operating       -6.00 USD
+        """,
+    )
+    books = [
+        *invoice_entries(invoices, rules),
+        *payment_entries(payments, invoices, [], rules, applications),
+        *entries,
+    ]
+    assert_books(
+        tmp_path,
+        books,
+        """
+        2026-11-10 balance Liabilities:Unapplied-Cash          0.00 USD
+        2026-11-10 balance Assets:Receivables:Invoiced:Beta    0.00 USD
+        2026-11-10 balance Assets:Bank:Operating               4.00 USD
+        """,
+    )
+
+
 # --- credit_notes.py ----------------------------------------------------------------------
 
 #: beta's INV-2026-000005 paid in full on Nov 5.
