@@ -807,6 +807,50 @@ def test_an_overpayment_refunded_is_the_payers_refund(rules: Rules, tmp_path: Pa
     )
 
 
+def test_a_payment_for_an_invoice_already_settled_by_applied_cash_is_unapplied(
+    rules: Rules, tmp_path: Path
+) -> None:
+    """BANK-3's 15.00 (no invoice named, Oct 20) is applied to beta's INV-2026-000003 (4.00)
+    on Nov 3. beta's own payment BANK-7 of 4.00 for that invoice arrives on Nov 5: the invoice
+    is settled already, so all 4.00 is held as unapplied cash (an overpayment), with beta named
+    (the invoice's customer) and no receivable posting at all, not even of 0.00. Loaded:
+    unapplied cash 11.00 + 4.00 = 15.00, beta owes 0, the bank holds 19.00."""
+    payments = [
+        Payment(date(2026, 10, 20), D("15.00"), "USD", "", "BANK-3"),
+        Payment(date(2026, 11, 5), D("4.00"), "USD", "INV-2026-000003", "BANK-7"),
+    ]
+    applications = [
+        applied("APPLY-BANK-3", date(2026, 11, 3), "BANK-3", "4.00", "INV-2026-000003"),
+    ]
+    invoices = [BETA_INVOICE]
+    entries = payment_entries(payments, invoices, [], rules, applications)
+    assert_ledger(
+        entries[1:],
+        r"""
+        2026-11-05 * "beta" "Payment BANK-7 (unapplied: overpayment)" \
+            ^INV-2026-000003 ^beta-2026-09-01
+          customer: "beta"
+          invoice: "INV-2026-000003"
+          reference: "BANK-7"
+          unapplied: "overpayment"
+          Assets:Bank:Operating        4.00 USD
+          Liabilities:Unapplied-Cash  -4.00 USD
+        """,
+    )
+    moved = application_entries(applications, payments, invoices, [], rules)
+    assert [e.tags for e in entries + moved] == [frozenset()] * 3  # no tags, never None
+    books = [*invoice_entries(invoices, rules), *entries, *moved]
+    assert_books(
+        tmp_path,
+        books,
+        """
+        2026-11-10 balance Liabilities:Unapplied-Cash        -15.00 USD
+        2026-11-10 balance Assets:Receivables:Invoiced:Beta    0.00 USD
+        2026-11-10 balance Assets:Bank:Operating              19.00 USD
+        """,
+    )
+
+
 # --- credit_notes.py ----------------------------------------------------------------------
 
 #: beta's INV-2026-000005 paid in full on Nov 5.
