@@ -1192,6 +1192,53 @@ def test_debit_adjustment(rules: Rules, tmp_path: Path) -> None:
     )
 
 
+def test_debit_adjustment_of_a_commitment_a_fee_and_an_advance_fee(
+    rules: Rules, tmp_path: Path
+) -> None:
+    """A rerate that raises three other lines of beta's September cycle on one document,
+    DA-2026-000002 of Nov 25 (6.00 into unbilled): the commitment shortfall by 1.00 (commitment
+    revenue), the cycle's base fee billed in arrears by 2.00 (subscription revenue of its plan,
+    ``std``) and a subscription change's fee billed in advance by 3.00 (deferred revenue: it is
+    earned as the cycle runs). Lines in line-key order; no meter on any of them. Loaded:
+    unbilled 6.00."""
+
+    def line(number: int, kind: str, amount: str) -> Adjustment:
+        return Adjustment(
+            run=2, document="DA-2026-000002", customer="beta", invoice="INV-2026-000003",
+            line=number, line_key=kind, kind=kind, meter="", link="beta-2026-09-01",
+            cycle="2026-09-01/2026-10-01", currency="USD", invoiced=D(0), rerated=D(amount),
+            amount=D(amount), date=date(2026, 11, 25), since=date(2026, 9, 1), rules="rules-3",
+        )  # fmt: skip
+
+    adjustments = [line(2, "commitment", "1.00"), line(3, "base_fee", "2.00")]
+    adjustments.append(line(4, "subscription", "3.00"))
+    entries = debit_entries(adjustments, rules)
+    assert_ledger(
+        entries[:1],
+        r"""
+        2026-11-25 * "beta" "Debit adjustment DA-2026-000002 for INV-2026-000003" \
+            ^DA-2026-000002 ^INV-2026-000003 ^beta-2026-09-01
+          customer: "beta"
+          invoice: "INV-2026-000003"
+          debit_adjustment: "DA-2026-000002"
+          cycle: "2026-09-01/2026-10-01"
+          rerate: TRUE
+          rules: "rules-3"
+          Assets:Receivables:Unbilled:Beta    6.00 USD
+          Income:Subscriptions:Std           -2.00 USD
+          Income:Commitment-Shortfall        -1.00 USD
+          Liabilities:Deferred-Revenue:Beta  -3.00 USD
+        """,
+    )
+    assert_books(
+        tmp_path,
+        entries,
+        """
+        2026-11-26 balance Assets:Receivables:Unbilled:Beta   6.00 USD
+        """,
+    )
+
+
 def test_mark_credit_notes_a_rerate_issued() -> None:
     """Credit notes a rerate issued say so: ``rerate: TRUE``, the rules and the cycles.
 
