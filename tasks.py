@@ -218,8 +218,25 @@ MUTATION_MODULES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("ledger/invoicing.py",),
         ("test_invoice_gate.py", "test_supplementary.py", "test_posting.py", "test_metadata.py"),
     ),
-    "payments": (("ledger/payments.py",), ("test_payments.py",)),
-    "credit_notes": (("ledger/credit_notes.py",), ("test_credit_notes.py",)),
+    # each with its journal builders (ledger/journal/payments.py, credit_notes.py and the rerate's
+    # adjustments.py), whose ledger-text examples are in test_journal.py
+    "payments": (
+        ("ledger/payments.py", "ledger/journal/payments.py"),
+        (
+            "test_payments.py",
+            "test_journal.py",
+            # cash applied and refunded through `meterbook apply` and `meterbook refund`
+            "test_operations.py::test_unapplied_cash_and_credit_balances_are_applied_and_refunded",
+        ),
+    ),
+    "credit_notes": (
+        (
+            "ledger/credit_notes.py",
+            "ledger/journal/credit_notes.py",
+            "ledger/journal/adjustments.py",
+        ),
+        ("test_credit_notes.py", "test_journal.py", "test_rerate.py"),
+    ),
     "seal": (("ledger/seal.py",), ("test_seal.py",)),
     "ingest": (("ledger/ingest.py",), ("test_ingest.py",)),
 }

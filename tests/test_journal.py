@@ -768,6 +768,90 @@ def test_unapplied_cash_applied_then_refunded(rules: Rules, tmp_path: Path) -> N
     )
 
 
+def test_an_overpayment_refunded_is_the_payers_refund(rules: Rules, tmp_path: Path) -> None:
+    """BANK-5 pays 10.00 naming beta's INV-2026-000003 (4.00 open) on Oct 20: 4.00 settles it,
+    6.00 is an overpayment held as unapplied cash. On Nov 2 an application of 1.00 of BANK-5
+    to the same invoice finds it paid: it applies nothing and posts nothing. On Nov 9 the 6.00
+    is paid back as PAYOUT-2: the refund names beta, whose invoice the payment named (payee and
+    ``customer``). Loaded: unapplied cash 0, beta owes 0, the bank kept 4.00."""
+    payments = [Payment(date(2026, 10, 20), D("10.00"), "USD", "INV-2026-000003", "BANK-5")]
+    applications = [
+        applied("APPLY-BANK-5", date(2026, 11, 2), "BANK-5", "1.00", "INV-2026-000003"),
+        refunded("PAYOUT-2", date(2026, 11, 9), "BANK-5", "6.00"),
+    ]
+    invoices = [BETA_INVOICE]
+    entries = application_entries(applications, payments, invoices, [], rules)
+    assert_ledger(
+        entries,
+        r"""
+        2026-11-09 * "beta" "Refund PAYOUT-2 of unapplied cash BANK-5"
+          customer: "beta"
+          application: "PAYOUT-2"
+          source: "BANK-5"
+          Liabilities:Unapplied-Cash   6.00 USD
+          Assets:Bank:Operating       -6.00 USD
+        """,
+    )
+    books = [
+        *invoice_entries(invoices, rules),
+        *payment_entries(payments, invoices, [], rules, applications),
+        *entries,
+    ]
+    assert_books(
+        tmp_path,
+        books,
+        """
+        2026-11-10 balance Liabilities:Unapplied-Cash          0.00 USD
+        2026-11-10 balance Assets:Receivables:Invoiced:Beta    0.00 USD
+        2026-11-10 balance Assets:Bank:Operating               4.00 USD
+        """,
+    )
+
+
+def test_a_payment_for_an_invoice_already_settled_by_applied_cash_is_unapplied(
+    rules: Rules, tmp_path: Path
+) -> None:
+    """BANK-3's 15.00 (no invoice named, Oct 20) is applied to beta's INV-2026-000003 (4.00)
+    on Nov 3. beta's own payment BANK-7 of 4.00 for that invoice arrives on Nov 5: the invoice
+    is settled already, so all 4.00 is held as unapplied cash (an overpayment), with beta named
+    (the invoice's customer) and no receivable posting at all, not even of 0.00. Loaded:
+    unapplied cash 11.00 + 4.00 = 15.00, beta owes 0, the bank holds 19.00."""
+    payments = [
+        Payment(date(2026, 10, 20), D("15.00"), "USD", "", "BANK-3"),
+        Payment(date(2026, 11, 5), D("4.00"), "USD", "INV-2026-000003", "BANK-7"),
+    ]
+    applications = [
+        applied("APPLY-BANK-3", date(2026, 11, 3), "BANK-3", "4.00", "INV-2026-000003"),
+    ]
+    invoices = [BETA_INVOICE]
+    entries = payment_entries(payments, invoices, [], rules, applications)
+    assert_ledger(
+        entries[1:],
+        r"""
+        2026-11-05 * "beta" "Payment BANK-7 (unapplied: overpayment)" \
+            ^INV-2026-000003 ^beta-2026-09-01
+          customer: "beta"
+          invoice: "INV-2026-000003"
+          reference: "BANK-7"
+          unapplied: "overpayment"
+          Assets:Bank:Operating        4.00 USD
+          Liabilities:Unapplied-Cash  -4.00 USD
+        """,
+    )
+    moved = application_entries(applications, payments, invoices, [], rules)
+    assert [e.tags for e in entries + moved] == [frozenset()] * 3  # no tags, never None
+    books = [*invoice_entries(invoices, rules), *entries, *moved]
+    assert_books(
+        tmp_path,
+        books,
+        """
+        2026-11-10 balance Liabilities:Unapplied-Cash        -15.00 USD
+        2026-11-10 balance Assets:Receivables:Invoiced:Beta    0.00 USD
+        2026-11-10 balance Assets:Bank:Operating              19.00 USD
+        """,
+    )
+
+
 # --- credit_notes.py ----------------------------------------------------------------------
 
 #: beta's INV-2026-000005 paid in full on Nov 5.
@@ -1105,6 +1189,53 @@ def test_debit_adjustment(rules: Rules, tmp_path: Path) -> None:
         """
         2026-11-26 balance Assets:Receivables:Unbilled:Beta   0.80 USD
         2026-11-26 balance Income:Usage:Api-Calls            -4.80 USD
+        """,
+    )
+
+
+def test_debit_adjustment_of_a_commitment_a_fee_and_an_advance_fee(
+    rules: Rules, tmp_path: Path
+) -> None:
+    """A rerate that raises three other lines of beta's September cycle on one document,
+    DA-2026-000002 of Nov 25 (6.00 into unbilled): the commitment shortfall by 1.00 (commitment
+    revenue), the cycle's base fee billed in arrears by 2.00 (subscription revenue of its plan,
+    ``std``) and a subscription change's fee billed in advance by 3.00 (deferred revenue: it is
+    earned as the cycle runs). Lines in line-key order; no meter on any of them. Loaded:
+    unbilled 6.00."""
+
+    def line(number: int, kind: str, amount: str) -> Adjustment:
+        return Adjustment(
+            run=2, document="DA-2026-000002", customer="beta", invoice="INV-2026-000003",
+            line=number, line_key=kind, kind=kind, meter="", link="beta-2026-09-01",
+            cycle="2026-09-01/2026-10-01", currency="USD", invoiced=D(0), rerated=D(amount),
+            amount=D(amount), date=date(2026, 11, 25), since=date(2026, 9, 1), rules="rules-3",
+        )  # fmt: skip
+
+    adjustments = [line(2, "commitment", "1.00"), line(3, "base_fee", "2.00")]
+    adjustments.append(line(4, "subscription", "3.00"))
+    entries = debit_entries(adjustments, rules)
+    assert_ledger(
+        entries[:1],
+        r"""
+        2026-11-25 * "beta" "Debit adjustment DA-2026-000002 for INV-2026-000003" \
+            ^DA-2026-000002 ^INV-2026-000003 ^beta-2026-09-01
+          customer: "beta"
+          invoice: "INV-2026-000003"
+          debit_adjustment: "DA-2026-000002"
+          cycle: "2026-09-01/2026-10-01"
+          rerate: TRUE
+          rules: "rules-3"
+          Assets:Receivables:Unbilled:Beta    6.00 USD
+          Income:Subscriptions:Std           -2.00 USD
+          Income:Commitment-Shortfall        -1.00 USD
+          Liabilities:Deferred-Revenue:Beta  -3.00 USD
+        """,
+    )
+    assert_books(
+        tmp_path,
+        entries,
+        """
+        2026-11-26 balance Assets:Receivables:Unbilled:Beta   6.00 USD
         """,
     )
 
@@ -2837,3 +2968,139 @@ def test_close_assertions_for_december() -> None:
         text = books.format(left=left) + "\n" + format_entries(entries)
         _, found, _ = loader.load_string(text)
         assert len(found) == errors, [e.message for e in found]
+
+
+def test_tax_inclusive_usage_in_yen_is_netted_to_the_yen(builder_rules: Rules) -> None:
+    """kaisha's October [Oct 1, Nov 1) in JPY, 10 % consumption tax included in its tokens
+    price: 1,000 tokens at 1 yen = 1,000 yen, holding round(1,000 × 0.10 ÷ 1.10) = round(90.90…)
+    = 91 yen of tax: 909 yen of revenue and unbilled, the tax rounded to the yen (not 90.91,
+    which would leave 909.09, no amount in yen). Posted, the books hold Income:Usage:Tokens
+    −909 JPY."""
+    october = Cycle(
+        "kaisha", "yen", date(2026, 10, 1), date(2026, 11, 1), date(2026, 10, 1),
+        date(2026, 11, 1), 0, True, False,
+    )  # fmt: skip
+    tokens = _charge(0, "tokens", "1000", "1000", True)
+    rated = CycleRating(october, date(2026, 10, 31), "JPY", (tokens,), None, D(0), D(0))
+    consumption_tax = Inclusion("JPY", {"usage:tokens": (D("0.10"),)})
+    assert consumption_tax.net("usage:tokens", D(1000)) == D(909)
+    net = net_targets(rated, consumption_tax)
+    assert net == {"usage_revenue:tokens": D(909), "unbilled": D(909)}
+    snap = replace(
+        _snap(
+            date(2026, 10, 31),
+            {"unbilled": "1000", "usage_revenue:tokens": "1000"},
+            {"tokens": 1000},
+            link="kaisha-2026-10-01",
+            customer="kaisha",
+            cycle="2026-10-01/2026-11-01",
+            currency="JPY",
+        ),
+        net=tuple(sorted(net.items())),
+    )
+    books = _loaded(accrual_entries([snap], builder_rules))
+    assert balance(books, "Income:Usage:Tokens", date(2026, 11, 1), "JPY") == D(-909)
+
+
+def test_late_usage_of_tax_inclusive_prices_moves_the_books_as_the_invoice_froze_them(
+    builder_rules: Rules,
+) -> None:
+    """acme's cycle, 19 % VAT included in its calls' price of 0.25: invoiced with 476 calls,
+    119.00 gross, 119.00 − round(119.00 × 0.19 ÷ 1.19) = 119.00 − 19.00 = 100.00 net. Then 96
+    more calls arrive for it: 572 calls, 143.00 gross, 143.00 − round(22.8319…) = 143.00 −
+    22.83 = 120.17 net.
+
+    - Frozen net (the invoice booked 100.00): the late entry moves the books from 100.00 to
+      120.17: unbilled +20.17, Income:Usage:Api-Calls −20.17 (not the gross 24.00).
+    - Frozen gross (an invoice issued before accruals were net of tax: the books hold 119.00):
+      the cycle stays as it was booked, gross: +24.00 (143.00 − 119.00), not 120.17 − 119.00
+      = 1.17."""
+    gross_then = {"unbilled": "119.00", "usage_revenue:api_calls": "119.00"}
+    gross_now = {"unbilled": "143.00", "usage_revenue:api_calls": "143.00"}
+    through = date(2026, 10, 14)
+
+    def net(amount: str) -> tuple[tuple[str, Decimal], ...]:
+        return (("unbilled", D(amount)), ("usage_revenue:api_calls", D(amount)))
+
+    now = replace(_snap(through, gross_now, {"api_calls": 572}), net=net("120.17"))
+    frozen_net = replace(_snap(through, gross_then, {"api_calls": 476}), net=net("100.00"))
+    frozen_gross = _snap(through, gross_then, {"api_calls": 476})
+    day = date(2026, 11, 1)
+    for frozen, moved in ((frozen_net, D("20.17")), (frozen_gross, D("24.00"))):
+        [entry] = late_entries([(now, frozen, day)], builder_rules)
+        assert [(p.account, p.units.number, p.meta) for p in entry.postings] == [
+            ("Assets:Receivables:Unbilled:Acme", moved, None),
+            ("Income:Usage:Api-Calls", -moved, {"meter": "api_calls", "quantity": D(96)}),
+        ]
+        books = _loaded([entry])
+        assert balance(books, "Assets:Receivables:Unbilled:Acme", date(2026, 11, 2)) == moved
+
+
+def test_an_advance_fee_cut_to_nothing_recognizes_nothing() -> None:
+    """The 3,100 JPY advance fee invoiced with 495 of tax (2,605 booked to deferred revenue),
+    now billed 0 by a change: the change's credit note gives back all 3,100, its tax included,
+    so deferred revenue recognizes 0 − 495 + round(495 × 3,100 ÷ 3,100) = 0 (before the fix,
+    −495: a negative recognition of the tax). Billed in full it recognizes what was booked,
+    3,100 − 495 = 2,605; untaxed, a fee cut to 0 recognizes 0 too."""
+    invoiced = Inclusion("JPY", fee=(D(3100), D(2605)))
+    assert invoiced.advance_fee(D(0)) == 0
+    assert invoiced.advance_fee(D(3100)) == D(2605)
+    assert Inclusion("JPY", fee=(D(3100), D(3100))).advance_fee(D(0)) == 0
+
+
+def test_a_snapshot_without_a_digest_posts_no_evidence(builder_rules: Rules) -> None:
+    """acme's cycle rated through Sep 30 at 4,000 calls (4.00), frozen with no evidence digest
+    given (a cycle whose events were never digested): its accrual is dated Sep 30, moves 4.00
+    into unbilled and carries no ``evidence`` key at all (never an empty or made-up one)."""
+    snap = snapshot(_rated(date(2026, 9, 30), "4.00"))
+    assert snap.evidence == ""
+    [entry] = _loaded(accrual_entries([snap], builder_rules))
+    assert entry.date == date(2026, 9, 30) and "evidence" not in entry.meta
+    assert balance([entry], "Assets:Receivables:Unbilled:Acme", date(2026, 10, 1)) == D("4.00")
+
+
+def test_an_invoice_without_tax_on_usage_accrued_net_gives_the_tax_back_to_revenue(
+    builder_rules: Rules,
+) -> None:
+    """acme's usage of [Sep 15, Oct 15) was accrued net of 19 % VAT: 119.00 of calls, 100.00
+    of unbilled. The invoice of Oct 15 charges no tax at all (the tax plugin no longer taxes
+    the customer): the receivable is the full 119.00, unbilled −100.00, and the 19.00 the
+    accruals took out comes back: Income:Tax-Included −19.00, with ``invoice_tax: 0`` and
+    ``accrued_tax: 19.00`` on that posting. No Liabilities:Tax posting."""
+    line = replace(_line("usage", "unbilled", "119.00", ACME, ACME_CYCLE), net=D("100.00"))
+    untaxed = Invoice("acme", date(2026, 10, 15), "USD", (line,), "r", "INV-2026-000008")
+    [posted] = [e for e in invoice_entries([untaxed], builder_rules) if _is_txn(e)]
+    expected = [
+        ("Assets:Receivables:Invoiced:Acme", D("119.00")),
+        ("Assets:Receivables:Unbilled:Acme", D("-100.00")),
+        ("Income:Tax-Included", D("-19.00")),
+    ]
+    # every amount written out, none left for Beancount to fill in
+    assert [(p.account, p.units and p.units.number) for p in posted.postings] == expected
+    assert "Income:Tax-Included -19.00 USD" in " ".join(format_entries([posted]).split())
+    [entry] = _loaded([posted])
+    assert [(p.account, p.units.number) for p in entry.postings] == expected
+    meta = {k: v for k, v in entry.postings[2].meta.items() if k not in ("filename", "lineno")}
+    assert meta == {"invoice_tax": 0, "accrued_tax": D("19.00")}
+
+
+def test_a_snapshot_net_of_no_tax_keeps_the_invoice_record_as_it_was() -> None:
+    """acme's cycle through Sep 30 (4.00 of calls) under a tax-inclusive customer whose prices
+    hold no tax (a reverse-charged customer: no rates): net of nothing is the targets
+    themselves, so the snapshot records no separate net figures (``net`` empty, the books post
+    ``targets``: 4.00 unbilled) and the invoice that freezes it stores its accruals without a
+    ``net`` key, as before tax-inclusive prices existed. With 19 % VAT included it does:
+    4.00 − round(0.6387) = 3.36."""
+    rated = _rated(date(2026, 9, 30), "4.00")
+    snap = snapshot(rated, "e1", Inclusion("USD"))
+    assert snap.net == () and snap.booked == {
+        "unbilled": D("4.00"),
+        "usage_revenue:api_calls": D("4.00"),
+    }
+    invoice = Invoice("acme", date(2026, 10, 15), "USD", (), "r", "INV-1", accruals=(snap,))
+    assert '"net"' not in invoice.to_json()
+    vat = Inclusion("USD", {"usage:api_calls": (D("0.19"),)})
+    assert dict(snapshot(rated, "e1", vat).net) == {
+        "unbilled": D("3.36"),
+        "usage_revenue:api_calls": D("3.36"),
+    }

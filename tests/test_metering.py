@@ -340,6 +340,14 @@ def test_big_sums_stay_exact(engine: sa.Engine) -> None:
     assert got[w].quantity == Decimal("9999999999999999999.99999")
     assert got[half].quantity == Decimal("4999999999999999999.999995")
     assert got[w].bands[1] == Band(None, 10_000, Decimal("9999999999999999999.99999"))
+    # the same day's daily usage re-runs split too (kills the re-run without the split)
+    [day] = daily_usage(
+        engine, meter("sum"), start=date(2026, 10, 1), end=date(2026, 10, 2), tz=ZoneInfo("UTC")
+    )
+    assert (day.day, day.usage) == (
+        date(2026, 10, 1),
+        Usage(quantity=Decimal("9999999999999999999.99999"), events=10_000),
+    )
 
 
 def test_odd_property_names(engine: sa.Engine) -> None:
@@ -410,6 +418,56 @@ def test_daily_usage_across_dst_in_berlin(engine: sa.Engine) -> None:
     assert [(d.customer, d.day, d.usage) for d in only] == [
         ("globex", date(2026, 10, 25), Usage(Decimal(1), 1))
     ]
+
+
+def test_daily_usage_through_a_window_that_ends_on_a_dst_day(engine: sa.Engine) -> None:
+    """Berlin, Mar 28 to Oct 26 (exclusive): its days are Mar 28 (UTC+1), Mar 29 (23 hours),
+    Mar 30 to Oct 24 (UTC+2) and Oct 25 (25 hours), the last. The max of ``v`` per day over
+    region ``eu`` events: Mar 28 1; Mar 29 4 (2 events); Mar 30 8 (the ``us`` event of 1000 is
+    filtered out); Oct 25 64 (3 events, both 02:30s among them). The event at Oct 26 00:00+01:00
+    is the window's end, outside it (else Oct 25 would read 128 over 4 events). Kills the last
+    day's number taken from another day or none, the filter or the dialect dropped, and ``<=``
+    for the window's end."""
+    berlin = ZoneInfo("Europe/Berlin")
+
+    def at(text: str, v: str, region: str = "eu") -> Event:
+        return ev("acme", to_us(datetime.fromisoformat(text)), {"v": v, "region": region})
+
+    rows = [
+        at("2026-03-28T23:30:00+01:00", "1"),
+        at("2026-03-29T00:00:00+01:00", "2"),
+        at("2026-03-29T23:59:59+02:00", "4"),
+        at("2026-03-30T00:00:00+02:00", "8"),
+        at("2026-03-30T12:00:00+02:00", "1000", region="us"),
+        at("2026-10-25T02:30:00+02:00", "16"),
+        at("2026-10-25T02:30:00+01:00", "32"),
+        at("2026-10-25T23:59:59+01:00", "64"),
+        at("2026-10-26T00:00:00+01:00", "128"),
+    ]
+    load(engine, rows)
+    got = daily_usage(
+        engine,
+        meter("max", region="eu"),
+        start=date(2026, 3, 28),
+        end=date(2026, 10, 26),
+        tz=berlin,
+    )
+    assert [(d.customer, d.day.isoformat(), d.usage.quantity, d.usage.events) for d in got] == [
+        ("acme", "2026-03-28", 1, 1),
+        ("acme", "2026-03-29", 4, 2),
+        ("acme", "2026-03-30", 8, 1),
+        ("acme", "2026-10-25", 64, 3),
+    ]
+
+
+def test_daily_usage_of_no_days_is_empty(engine: sa.Engine) -> None:
+    """``[Oct 1, Oct 1)`` holds no day: no rows, even with an event at Oct 1 00:00, and no query
+    built over zero days (kills ``end < start`` for ``end <= start``, which builds one and fails
+    on its missing last day)."""
+    load(engine, [ev("acme", T0, {"v": "1"})])
+    day, utc = date(2026, 10, 1), ZoneInfo("UTC")
+    assert daily_usage(engine, meter("sum"), start=day, end=day, tz=utc) == []
+    assert daily_usage(engine, meter("sum"), start=day, end=day - timedelta(days=1), tz=utc) == []
 
 
 ZONES = [
@@ -514,6 +572,37 @@ def test_evidence_is_independent_of_insert_order(engine: sa.Engine) -> None:
         assert evidence(engine, m, w) == expected
     assert evidence(engine, m, Window("nobody", T0, T0 + 1)) == ledger.metering.Evidence(
         0, None, None, hashlib.sha256(b"").hexdigest()
+    )
+
+
+def test_evidence_covers_the_accrual_window_and_nothing_outside_it(engine: sa.Engine) -> None:
+    """The evidence of an accrual point dated Oct 3 for a cycle started Oct 1 (Berlin, UTC+2)
+    covers [Oct 1 00:00, Oct 4 00:00) local time, i.e. [Sep 30 22:00 UTC, Oct 3 22:00 UTC).
+
+    Four events of acme: Sep 30 21:59:59.999999 UTC (one microsecond before the window), Sep 30
+    22:00 UTC (its first instant), Oct 3 21:59:59.999999 UTC (its last) and Oct 3 22:00 UTC
+    (the next day's first). The evidence holds the middle two: 2 events, first at the window's
+    start, last one microsecond before its end, digest over ``a``/``inside-1`` and
+    ``a``/``inside-2`` (kills the lower bound dropped and ``<=`` for the upper one).
+    """
+    berlin = ZoneInfo("Europe/Berlin")
+    w = ledger.metering.accrual_window("acme", date(2026, 10, 1), date(2026, 10, 3), berlin)
+    start = to_us(datetime(2026, 9, 30, 22, tzinfo=UTC))
+    end = to_us(datetime(2026, 10, 3, 22, tzinfo=UTC))
+    assert (w.start_us, w.end_us) == (start, end)
+    rows = [
+        ev("acme", start - 1, {"v": "1"}, id="before", source="a"),
+        ev("acme", start, {"v": "2"}, id="inside-1", source="a"),
+        ev("acme", end - 1, {"v": "4"}, id="inside-2", source="a"),
+        ev("acme", end, {"v": "8"}, id="after", source="a"),
+    ]
+    load(engine, rows)
+    inside = [e for e in rows if e.id.startswith("inside")]
+    digest = hashlib.sha256(
+        "".join(f"a\t{e.id}\t{e.payload_hash}\n" for e in inside).encode()
+    ).hexdigest()
+    assert evidence(engine, meter("sum"), w) == ledger.metering.Evidence(
+        events=2, first_us=start, last_us=end - 1, digest=digest
     )
 
 

@@ -6,6 +6,7 @@ mutant it catches (``python3 tasks.py mutation MODULE`` names them). Grouped by 
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from pathlib import Path
@@ -55,7 +56,19 @@ from ledger.pricing import (
     format_quantity,
     parse_tiers,
 )
-from ledger.rating import BaseFeeRating, cycle_plan, grant_key, rate, undrawn_credit
+from ledger.rating import (
+    BaseFeeRating,
+    ChargeRating,
+    CreditMovement,
+    CycleRating,
+    Rating,
+    credit_at_start,
+    cycle_plan,
+    grant_key,
+    rate,
+    rated_lines,
+    undrawn_credit,
+)
 from ledger.registry import load_registry
 from ledger.rules import (
     BaseFee,
@@ -272,6 +285,14 @@ def test_percentage_rate_above_one_is_refused() -> None:
         PercentagePricing().parse({"rate": "1.5"})
 
 
+def test_percentage_rate_of_exactly_one_is_a_pass_through() -> None:
+    """A rate of 1 is 100 %, not more: accepted, and 105.00 of value over 2 events is priced
+    105.00 (a charge passed through at cost; kills ``rate >= 1`` refusing it)."""
+    model = PercentagePricing()
+    terms = model.parse({"rate": "1"})
+    assert model.price(terms, Usage(D("105.00"), events=2)).amount == D("105.00")
+
+
 def test_format_quantity_negative_and_trailing_zeros() -> None:
     """−1,234,567.50 → "-1,234,567.5" (a correction's negative quantity keeps one sign);
     10.0 → "10"."""
@@ -408,6 +429,105 @@ def test_undrawn_credit_counts_returns_and_the_grant_day(tmp_path: Path) -> None
     assert undrawn_credit(rating, grants, "t", date(2026, 10, 14)) == {"2026-09-01#1": D("98.50")}
     assert undrawn_credit(rating, grants, "t", date(2026, 9, 1)) == {"2026-09-01#1": D("100.00")}
     assert undrawn_credit(rating, grants, "t", date(2026, 8, 31)) == {}
+
+
+def test_credit_at_start_of_an_invoice_day() -> None:
+    """acme's grants: 5.00 and 9.00 granted Sep 1, 20.00 granted Sep 15, 100.00 granted Oct 1.
+    What is left at the start of Sep 15 (an invoice date):
+
+    - the first 5.00: 1.45 drawn Sep 10, 0.45 given back Sep 12, 0.30 expired (breakage) on
+      Sep 15 itself: 5.00 − 1.45 + 0.45 − 0.30 = 3.70 (the 2.00 drawn on Sep 15 is that day's
+      usage, not yet drawn at its start; globex's 4.00 draw is another customer's);
+    - the 9.00: 1.00 taken back by a credit note on Sep 15 counts, the 0.50 returned on Sep 15
+      and the 3.00 drawn on Sep 16 do not: 8.00;
+    - the 20.00 granted on the day is there in full; the 100.00 of Oct 1 is not yet granted."""
+    grants = [
+        CreditGrant(amount=D("5.00"), granted=date(2026, 9, 1)),
+        CreditGrant(amount=D("9.00"), granted=date(2026, 9, 1)),
+        CreditGrant(amount=D("100.00"), granted=date(2026, 10, 1)),
+        CreditGrant(amount=D("20.00"), granted=date(2026, 9, 15)),
+    ]
+
+    def move(customer: str, grant: int, day: int, kind: str, amount: str) -> CreditMovement:
+        month = 9 if day > 1 else 10
+        return CreditMovement(customer, grant, date(2026, month, day), kind, D(amount))
+
+    moves = (
+        move("acme", 0, 10, "draw", "1.45"),
+        move("globex", 0, 10, "draw", "4.00"),
+        move("acme", 0, 12, "return", "0.45"),
+        move("acme", 0, 15, "draw", "2.00"),
+        move("acme", 0, 15, "breakage", "0.30"),
+        move("acme", 1, 15, "credit_note", "1.00"),
+        move("acme", 1, 15, "return", "0.50"),
+        move("acme", 1, 16, "draw", "3.00"),
+        move("acme", 2, 1, "draw", "7.00"),
+    )
+    rating = Rating(through=date(2026, 10, 1), cycles=(), credits=moves)
+    assert credit_at_start(rating, grants, "acme", date(2026, 9, 15)) == {
+        "2026-09-01#1": D("3.70"),
+        "2026-09-01#2": D("8.00"),
+        "2026-09-15#1": D("20.00"),
+    }
+
+
+def test_rated_lines_as_text_and_json() -> None:
+    """``meterbook rate`` for acme's cycle [Aug 15, Sep 15), rated through Aug 31 and then Sep
+    14 (only the latest is shown): 128.8 GB of storage at 0.10 = 12.88 USD with its tier line,
+    a flat 5.00 platform fee on api_calls (a line with no unit price), then the cycle's line:
+    base fee 49.00 of 49.00 recognized, a 2.12 commitment shortfall, 3.00 of credit applied.
+    globex's cycle has no fee, shortfall or credit: no cycle line. As JSON one object per
+    charge, and no cycle line."""
+
+    def cycle(customer: str) -> Cycle:
+        return Cycle(
+            customer, "pro", date(2026, 8, 15), date(2026, 9, 15), date(2026, 8, 15),
+            date(2026, 9, 15), 0, True, False,
+        )  # fmt: skip
+
+    storage = ChargeRating(
+        0, "storage_gb", "unit", D("128.8"), 3, D("12.88"),
+        (PriceLine("128.8 units", D("128.8"), D("0.10"), D("12.880")),), False,
+    )  # fmt: skip
+    fee = ChargeRating(
+        1, "api_calls", "flat", D(1), 1, D("5.00"),
+        (PriceLine("platform fee", D(1), None, D("5.00")),), True,
+    )  # fmt: skip
+    early = CycleRating(cycle("acme"), date(2026, 8, 31), "USD", (), None, D(0), D(0))
+    acme = CycleRating(
+        cycle("acme"), date(2026, 9, 14), "USD", (storage, fee),
+        BaseFeeRating("advance", D("49.00"), D("49.00")), D("2.12"), D("3.00"),
+    )  # fmt: skip
+    globex = CycleRating(cycle("globex"), date(2026, 9, 14), "USD", (storage,), None, D(0), D(0))
+    rating = Rating(through=date(2026, 9, 14), cycles=(early, acme, globex))
+    key = "2026-08-15/2026-09-15"
+    assert list(rated_lines(rating)) == [
+        f"acme  {key}  storage_gb  unit  128.8  12.88 USD",
+        "    128.8 units: 128.8 × 0.10 = 12.880",
+        f"acme  {key}  api_calls  flat  1  5.00 USD",
+        "    platform fee: 1 = 5.00",
+        f"    acme {key}: base fee 49.00/49.00 recognized; commitment shortfall 2.12; "
+        "credit applied 3.00 USD",
+        f"globex  {key}  storage_gb  unit  128.8  12.88 USD",
+        "    128.8 units: 128.8 × 0.10 = 12.880",
+    ]
+    lines = list(rated_lines(rating, as_json=True))
+    assert len(lines) == 3
+    assert lines[1] == (
+        '{"amount": "5.00", "charge": 1, "currency": "USD", "customer": "acme", "cycle": '
+        f'"{key}", "final": true, "meter": "api_calls", "model": "flat", "plan": "pro", '
+        '"quantity": "1", "through": "2026-09-14", "tiers": [{"amount": "5.00", "description": '
+        '"platform fee", "quantity": "1", "unit_price": null}]}'
+    )
+    assert json.loads(lines[0])["tiers"] == [
+        {
+            "amount": "12.880",
+            "description": "128.8 units",
+            "quantity": "128.8",
+            "unit_price": "0.10",
+        }
+    ]
+    assert json.loads(lines[2])["customer"] == "globex"
 
 
 # --- ledger/journal (the journal builders; more in tests/test_journal.py) --------------
