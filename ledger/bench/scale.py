@@ -56,6 +56,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -467,26 +468,26 @@ def run(args: argparse.Namespace, customers: int) -> dict[str, Any]:
             f"{'':>8} {'':>8}  {rows:,} events → {csv_path.name}",
             flush=True,
         )
-        show(measured(name, "ingest", lambda p=csv_path: ingest_phase(root, p)))
+        show(measured(name, "ingest", partial(ingest_phase, root, csv_path)))
         if args.baselines:
             if pg:
                 show(
                     measured(
                         name,
                         "base:ingest",
-                        lambda p=csv_path: psql_copy(url, p, f"scale_copy_{customers}"),
+                        partial(psql_copy, url, csv_path, f"scale_copy_{customers}"),
                     )
                 )
             else:
-                show(measured(name, "base:ingest", lambda p=csv_path: sqlite_baseline(p, scratch)))
-            show(measured(name, "base:group-by", lambda mo=month: group_by(store, mo)))
+                show(measured(name, "base:ingest", partial(sqlite_baseline, csv_path, scratch)))
+            show(measured(name, "base:group-by", partial(group_by, store, month)))
         last = add_months(month, 1) - timedelta(days=1)
-        show(measured(name, "post", lambda d=last: post_phase(root, d)))
-        show(measured(name, "invoice", lambda d=add_months(month, 1): invoice_phase(root, d)))
-        show(measured(name, "close", lambda n=name: close_phase(root, n)))
+        show(measured(name, "post", partial(post_phase, root, last)))
+        show(measured(name, "invoice", partial(invoice_phase, root, add_months(month, 1))))
+        show(measured(name, "close", partial(close_phase, root, name)))
         if args.check_every or m == args.months - 1:
-            show(measured(name, "check", lambda: check_phase(root)))
-        show(measured(name, "load", lambda: load_phase(root)))
+            show(measured(name, "check", partial(check_phase, root)))
+        show(measured(name, "load", partial(load_phase, root)))
         csv_path.unlink()
     if not args.keep:
         shutil.rmtree(root, ignore_errors=True)
