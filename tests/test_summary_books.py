@@ -268,3 +268,28 @@ def test_control_accounts_and_links() -> None:
     assert control("Income:Usage:Api-Calls") == "Income:Usage:Api-Calls"
     assert is_summary_link("^SUM-2026-11-01-invoice")
     assert not is_summary_link("sum-2026-11-01")
+
+
+def test_favas_customers_page_reads_the_sub_ledger(posted: Session) -> None:
+    """Summary books have no per-customer account: the Customers page still gives a's 3.00
+    of revenue, invoiced on Nov 1 (receivable 3.00, unbilled 0.00), and the total 7.00."""
+    import re
+
+    from ledger import serve
+
+    app = serve.create_app(posted.workspace.main_file)
+    client = app.test_client()
+    slug = client.get("/").headers["Location"].strip("/").split("/")[0]
+    response = client.get(f"/{slug}/extension/MeterbookCustomers/")
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    rows = {}
+    for row in re.findall(r"<tr[^>]*>(.*?)</tr>", html, flags=re.S):
+        texts = [
+            " ".join(re.sub(r"<[^>]+>", " ", c).split())
+            for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
+        ]
+        if texts:
+            rows[texts[0]] = texts
+    assert rows["a"][:5] == ["a", "USD", "3.00", "3.00", "0.00"]
+    assert rows["total (3 customers)"][2:4] == ["7.00", "7.00"]
