@@ -448,9 +448,19 @@ def run(args: argparse.Namespace, customers: int) -> dict[str, Any]:
     print(header)
     print(f"{'month':<8} {'phase':<13} {'wall s':>8} {'CPU s':>8} {'peak MB':>8}  what")
     phases: list[Phase] = []
+    summary = {
+        "customers": customers,
+        "months": args.months,
+        "events": args.events,
+        "books": args.books,
+        "database": args.database,
+    }
 
     def show(phase: Phase) -> None:
         phases.append(phase)
+        if args.json:  # after every phase: a run stopped early keeps what it measured
+            done = {**summary, "phases": [asdict(p) for p in phases]}
+            Path(args.json).write_text(json.dumps([*args.saved, done], indent=1))
         print(
             f"{phase.month:<8} {phase.name:<13} {phase.wall:>8.1f} {phase.cpu:>8.1f} "
             f"{phase.rss_mb:>8.0f}  {phase.what}",
@@ -499,14 +509,7 @@ def run(args: argparse.Namespace, customers: int) -> dict[str, Any]:
                 for schema in (f"scale_{customers}", f"scale_copy_{customers}"):
                     conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
             engine.dispose()
-    return {
-        "customers": customers,
-        "months": args.months,
-        "events": args.events,
-        "books": args.books,
-        "database": args.database,
-        "phases": [asdict(p) for p in phases],
-    }
+    return {**summary, "phases": [asdict(p) for p in phases]}
 
 
 # --- growth tables -----------------------------------------------------------------------
@@ -542,21 +545,27 @@ def report(runs: Sequence[dict[str, Any]]) -> str:
         for r in group:
             if r["months"] < 2:
                 continue
-            out.append(f"growth by month, {r['customers']:,} customers ({label}): wall s")
-            out.append(f"{'month':>8} " + " ".join(f"{k:>8}" for k in keys) + "  transactions")
-            months = sorted({p["month"] for p in r["phases"]})
+            out.append(f"growth by month, {r['customers']:,} customers ({label}): wall s (CPU s)")
+            out.append(f"{'month':>8} " + " ".join(f"{k:>14}" for k in keys) + "  transactions")
+            months = sorted({p["month"] for p in r["phases"] if p["name"] == "close"})
             for month in months:
                 row = {p["name"]: p for p in r["phases"] if p["month"] == month}
-                cells = [f"{row[k]['wall']:>8.1f}" if k in row else f"{'-':>8}" for k in keys]
+                cells = [
+                    f"{row[k]['wall']:>6.1f} ({row[k]['cpu']:>5.1f})" if k in row else f"{'-':>14}"
+                    for k in keys
+                ]
                 count = row["load"]["result"].get("transactions", "-") if "load" in row else "-"
                 out.append(f"{month:>8} " + " ".join(cells) + f"  {count}")
             first, last = months[0], months[-1]
             for k in ("invoice", "close"):
                 a = [p for p in r["phases"] if p["month"] == first and p["name"] == k]
                 b = [p for p in r["phases"] if p["month"] == last and p["name"] == k]
-                if a and b and a[0]["wall"]:
-                    ratio = b[0]["wall"] / a[0]["wall"]
-                    out.append(f"  {k}: month {len(months)} / month 1 = {ratio:.2f}x")
+                if a and b and a[0]["wall"] and a[0]["cpu"]:
+                    wall = b[0]["wall"] / a[0]["wall"]
+                    cpu = b[0]["cpu"] / a[0]["cpu"]
+                    out.append(
+                        f"  {k}: month {len(months)} / month 1 = {wall:.2f}x wall, {cpu:.2f}x CPU"
+                    )
             out.append("")
     return "\n".join(out)
 
@@ -589,9 +598,10 @@ def main(argv: list[str]) -> int:
         return 0
     if not 1 <= args.months <= 12:
         parser.error("--months must be 1 to 12")
-    runs = [run(args, int(n)) for n in args.customers.split(",")]
-    if args.json:
-        Path(args.json).write_text(json.dumps(runs, indent=1))
+    args.saved = []
+    for n in args.customers.split(","):
+        args.saved.append(run(args, int(n)))
+    runs = args.saved
     print()
     print(report(runs))
     return 0
