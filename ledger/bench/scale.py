@@ -495,9 +495,9 @@ def run(args: argparse.Namespace, customers: int) -> dict[str, Any]:
         show(measured(name, "post", partial(post_phase, root, last)))
         show(measured(name, "invoice", partial(invoice_phase, root, add_months(month, 1))))
         show(measured(name, "close", partial(close_phase, root, name)))
+        show(measured(name, "load", partial(load_phase, root)))
         if args.check_every or m == args.months - 1:
             show(measured(name, "check", partial(check_phase, root)))
-        show(measured(name, "load", partial(load_phase, root)))
         csv_path.unlink()
     if not args.keep:
         shutil.rmtree(root, ignore_errors=True)
