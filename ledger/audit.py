@@ -48,6 +48,8 @@ from sqlalchemy import Engine, select
 
 from ledger import books, seal
 from ledger.errors import MeterbookError
+from ledger.facts.invoices import load_invoices
+from ledger.journal.summary import control_accounts, control_balances
 from ledger.money import ZERO
 from ledger.period import Month, is_month
 from ledger.reconcile import CheckResult, TiedBalance
@@ -88,6 +90,16 @@ def account_kinds(rules: Rules) -> dict[str, tuple[str, str]]:
         for kind in ASSERTED_KINDS:
             kinds[rules.account(kind, customer=customer)] = (kind, customer)
     return kinds
+
+
+def control_kinds(rules: Rules) -> dict[str, tuple[str, str]]:
+    """Summary books: control account → (kind, ``""``) for the kinds the close asserts."""
+    control = control_accounts(rules)
+    return {
+        control(rules.account(kind, customer=customer)): (kind, "")
+        for customer in rules.customers
+        for kind in ASSERTED_KINDS
+    }
 
 
 def balances_before(
@@ -157,6 +169,8 @@ def tie_out_balances(
     day = through + timedelta(days=1)
     expected = balances_before(regenerated_entries(session, through), day)
     actual = balances_before(entries, day)
+    if session.workspace.summary_books:
+        return control_tie_out(session.rules, expected, actual, through)
     kinds = {a: k for a, k in account_kinds(session.rules).items() if k[0] in TIE_OUT_KINDS}
     return [
         TiedBalance(
@@ -170,6 +184,38 @@ def tie_out_balances(
         )
         for account, currency in sorted({k for k in (*expected, *actual) if k[0] in kinds})
     ]
+
+
+def control_tie_out(
+    rules: Rules,
+    expected: dict[tuple[str, str], Decimal],
+    actual: dict[tuple[str, str], Decimal],
+    through: date,
+) -> list[TiedBalance]:
+    """Summary books: each control account (and revenue account) at the end of ``through``,
+    the sum of the per-customer sub-ledger derived from the store (``expected``, per-customer
+    balances) against the books (``actual``); ``customer`` is ``""`` and ``kind`` the control
+    account's kind (``revenue`` for an ``Income:`` account)."""
+    expected = control_balances(expected, rules)
+    control = control_accounts(rules)
+    kinds = {account: kind for account, (kind, _c) in control_kinds(rules).items()}
+    tied = []
+    for account, currency in sorted({*expected, *actual}):
+        kind = kinds.get(account) or ("revenue" if account.startswith("Income:") else None)
+        if kind is None or control(account) != account:
+            continue
+        tied.append(
+            TiedBalance(
+                "",
+                kind,
+                account,
+                currency,
+                through,
+                expected.get((account, currency), ZERO),
+                actual.get((account, currency), ZERO),
+            )
+        )
+    return tied
 
 
 # --- the check -------------------------------------------------------------------------
@@ -378,6 +424,8 @@ def issued_in_books(session: Session, entries: Sequence[data.Directive]) -> Chec
         for e in entries
         if isinstance(e, data.Transaction) and "reference" not in e.meta
     }
+    if session.workspace.summary_books:
+        posted = summarized_invoices(session, entries, issued)
     missing = [number for number in issued if number not in posted]
     name = "issued invoices in the books"
     if missing:
@@ -393,6 +441,31 @@ def issued_in_books(session: Session, entries: Sequence[data.Directive]) -> Chec
             ),
         )
     return CheckResult(name, True, (f"{len(issued)} invoices through {through}",))
+
+
+def summarized_invoices(
+    session: Session, entries: Sequence[data.Directive], issued: Sequence[str]
+) -> set[object]:
+    """Summary books: the issued invoices the books' invoice summaries add up. A day's
+    invoices are in the books when its summaries' ``entries`` count them all and their
+    ``invoices`` range spans them (``trace SUM-…`` lists them one by one)."""
+    by_day: dict[date, list[str]] = defaultdict(list)
+    for inv in load_invoices(session.engine):
+        if inv.number in issued:
+            by_day[inv.date].append(inv.number)
+    counted: dict[date, int] = defaultdict(int)
+    spans: dict[date, list[tuple[str, str]]] = defaultdict(list)
+    for e in entries:
+        if isinstance(e, data.Transaction) and e.meta.get("summary") == "invoice":
+            counted[e.date] += int(e.meta.get("entries", 0))
+            first, _, last = str(e.meta.get("invoices", "")).partition("..")
+            spans[e.date].append((first, last))
+    found: set[object] = set()
+    for day, numbers in by_day.items():
+        inside = [n for n in numbers if any(a <= n <= b for a, b in spans[day])]
+        if counted[day] >= len(numbers):
+            found.update(inside)
+    return found
 
 
 def _says_the_same(sealed_file: Path, current: str) -> bool:

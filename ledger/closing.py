@@ -79,6 +79,7 @@ from ledger import books, faults, metering, seal
 from ledger.audit import (
     account_kinds,
     balances_before,
+    control_kinds,
     error_line,
     regenerated_entries,
     tie_out_balances,
@@ -88,6 +89,7 @@ from ledger.errors import BadInput, PluginError
 from ledger.escaping import for_terminal
 from ledger.facts.invoices import Invoice
 from ledger.journal.close import acceptance_directive, assertion_day, balance_assertion
+from ledger.journal.summary import control_balances
 from ledger.money import ZERO
 from ledger.payments import outstanding
 from ledger.period import is_month, month_end, month_of, month_start, next_month, previous_month
@@ -868,6 +870,9 @@ def expected_balances(session: Session, month: str) -> list[data.Balance]:
     }
     expected.update(cash_balances(session, month))
     kinds = account_kinds(session.rules)
+    if session.workspace.summary_books:  # the control accounts hold the customers' sums
+        expected = control_balances(expected, session.rules)
+        kinds = {**kinds, **control_kinds(session.rules)}
     # Accounts posted to in the books but absent from the expectation must be 0: assert that too.
     posted = balances_before(session.loaded_books()[0], day)
     keys = {

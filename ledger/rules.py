@@ -429,6 +429,20 @@ class Rules(_Record):
 # --- loading ---------------------------------------------------------------------------
 
 
+#: libyaml's loader when PyYAML has it: the rules of 100,000 customers parse in seconds, not
+#: minutes (the pure-Python scanner spends ~0.8 ms per customer, twice); same safe subset.
+_YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _construct(node: yaml.Node) -> Any:
+    """The data of a composed document, as ``yaml.safe_load`` gives it."""
+    loader = _YAML_LOADER("")
+    try:
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 class _Source:
     """One YAML file: its data and the line of every key path."""
 
@@ -447,7 +461,7 @@ class _Source:
             )
         try:
             text = path.read_text(encoding="utf-8")
-            node = yaml.compose(text, Loader=yaml.SafeLoader)
+            node = yaml.compose(text, Loader=_YAML_LOADER)
         except OSError as exc:
             raise RulesError(f"cannot read: {exc.strerror or exc}", file=self.name) from None
         except UnicodeDecodeError as exc:
@@ -465,7 +479,7 @@ class _Source:
                 node, ()
             )  # duplicate keys and impossible dates are refused here, with their line
         try:
-            self.data = yaml.safe_load(text)
+            self.data = None if node is None else _construct(node)  # parsed once, above
         except yaml.YAMLError as exc:  # what composing did not catch (an unknown tag, a bad merge)
             mark = getattr(exc, "problem_mark", None)
             problem = getattr(exc, "problem", None) or str(exc)

@@ -62,6 +62,7 @@ from ledger.journal.adjustments import debit_entries, mark_credit_notes
 from ledger.journal.credit_notes import credit_note_entries
 from ledger.journal.payments import application_entries, payment_entries
 from ledger.journal.sealed import catch_up
+from ledger.journal.summary import summarize
 from ledger.opened import POSTED_THROUGH, OpenWorkspace
 from ledger.payments import record_application
 from ledger.pins import record_pins, require_unchanged_terms
@@ -313,6 +314,7 @@ class Session(OpenWorkspace):
                 generated, documents, invoices = self.regenerate(
                     through, rated=rated, facts=facts, evidence_from=since
                 )
+                generated = self.booked(generated)
                 entries, late = catch_up(
                     generated, record, first_open=first_open, rules_hash=self.rules.hash
                 )
@@ -323,8 +325,14 @@ class Session(OpenWorkspace):
             generated, documents, invoices = self.regenerate(
                 through, rated=rated, facts=facts
             )  # a rating that stops inside the sealed months says nothing about them
-            entries = [e for e in generated if e.date >= first_open]
+            entries = [e for e in self.booked(generated) if e.date >= first_open]
         return entries, documents, invoices
+
+    def booked(self, generated: list[data.Directive]) -> list[data.Directive]:
+        """The entries as the books hold them: summed on control accounts with summary books
+        (:mod:`ledger.journal.summary`; the per-customer detail stays in the store), else as
+        they are."""
+        return summarize(generated, self.rules) if self.workspace.summary_books else generated
 
     def regenerate(
         self,

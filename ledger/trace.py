@@ -80,10 +80,12 @@ from ledger.escaping import for_terminal
 from ledger.events import from_us
 from ledger.facts.invoices import Invoice, InvoiceLine
 from ledger.journal.meta import parse_quantities
+from ledger.journal.summary import is_summary_link
 from ledger.money import ZERO
 from ledger.period import month_of
 from ledger.pricing import PriceLine, format_quantity
 from ledger.rating import CycleRating, Rating
+from ledger.summary_trace import Expansion, expand, subledger, summary_differences
 from ledger.tax import included_difference, tax_postings
 
 if TYPE_CHECKING:
@@ -343,8 +345,9 @@ def _line_json(line: InvoiceLine) -> dict[str, Any]:
 _INVOICE = re.compile(r"INV-\d{4}-\d+")
 
 
-def trace(session: Session, ref: str) -> Trace:
-    """Trace a cycle link (``acme-2026-10-15`` or ``^acme-2026-10-15``) or an invoice number.
+def trace(session: Session, ref: str) -> Trace | Expansion:
+    """Trace a cycle link (``acme-2026-10-15`` or ``^acme-2026-10-15``) or an invoice number;
+    with summary books, a summary link too (:mod:`ledger.summary_trace`).
 
     Unknown ref → :class:`BadInput` (exit 2). One command (:meth:`Session.command`): the
     issued facts are read once.
@@ -353,7 +356,7 @@ def trace(session: Session, ref: str) -> Trace:
         return _trace(session, ref)
 
 
-def _trace(session: Session, ref: str) -> Trace:
+def _trace(session: Session, ref: str) -> Trace | Expansion:
     body = ref.strip().removeprefix("^")
     if not body:
         raise BadInput(
@@ -363,6 +366,15 @@ def _trace(session: Session, ref: str) -> Trace:
     if not main.exists():
         raise BadInput(f"trace: {main} does not exist; run meterbook post first")
     entries, errors, _options = load_books(main)
+    books_entries = entries
+    if session.workspace.summary_books:  # the per-customer detail is the store's
+        if is_summary_link(body):
+            expansion = expand(session, body, entries)
+            if errors:
+                problem = f"the books do not pass bean-check: {len(errors)} errors"
+                return replace(expansion, differences=(*expansion.differences, problem))
+            return expansion
+        entries = subledger(session, entries)
     invoices = list(session.stored_facts().invoices)
     numbers = {inv.number for inv in invoices}
     if body in numbers:
@@ -371,6 +383,14 @@ def _trace(session: Session, ref: str) -> Trace:
         raise BadInput(f"trace: {body}: no such invoice in the store")
     else:
         result = _trace_cycle(session, body, entries, invoices)
+    if session.workspace.summary_books:
+        found, notes = summary_differences(session, body, books_entries, entries)
+        result = replace(
+            result,
+            verified=result.verified and not found,
+            differences=(*result.differences, *found),
+            notes=(*result.notes, *notes),
+        )
     if errors:
         # books that bean-check rejects (a broken seal, an unbalanced entry) verify nothing
         first = errors[0]

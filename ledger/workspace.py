@@ -10,6 +10,7 @@ A worked example::
     operating_currency = "USD"
     plugins_dir = ""
     title = "meterbook"                      # the books' title in Fava
+    books_detail = "customer"                # or "summary": control accounts instead
 
     [documents]
     templates = "templates"                  # optional: the workspace's own document templates
@@ -60,7 +61,11 @@ _KEYS = {
     "seller",
     "payment",
     "subscription_changes",
+    "books_detail",
 }
+#: ``books_detail``: ``customer`` (one transaction per customer, cycle and event: the default) or
+#: ``summary`` (control accounts, one transaction per kind and day: :mod:`ledger.journal.summary`)
+BOOKS_DETAILS = ("customer", "summary")
 
 
 @dataclass(frozen=True)
@@ -432,6 +437,14 @@ class Workspace:
     #: ``[subscription_changes]``: the workspace's default subscription-change policy, which a
     #: customer's own ``subscription_changes`` overrides key by key (None: the built-in one)
     subscription_changes: ChangePolicy | None = None
+    #: ``books_detail``: ``"customer"`` (per-customer accounts and entries) or ``"summary"``
+    #: (control accounts; the per-customer detail stays in the store and the documents)
+    books_detail: str = "customer"
+
+    @property
+    def summary_books(self) -> bool:
+        """True when ``books_detail = "summary"``: the books hold control accounts."""
+        return self.books_detail == "summary"
 
     @property
     def templates_dir(self) -> Path | None:
@@ -509,6 +522,11 @@ class Workspace:
                 f"{path}: operating_currency: {currency!r} is not an ISO 4217 code"
             )
         plugins_dir = data.get("plugins_dir", "")
+        detail = data.get("books_detail", "customer")
+        if detail not in BOOKS_DETAILS:
+            raise WorkspaceError(
+                f"{path}: books_detail: expected 'customer' or 'summary', got {detail!r}"
+            )
         return cls(
             root=root,
             books_dir=root / data.get("books", "books"),
@@ -524,6 +542,7 @@ class Workspace:
             seller=SellerConfig.parse(data.get("seller", {}), path),
             payment=PaymentConfig.parse(data.get("payment", {}), path),
             subscription_changes=change_policy(data.get("subscription_changes"), path),
+            books_detail=detail,
         )
 
 

@@ -75,7 +75,14 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("corrections", ("ledger.rerate",)),
     (
         "reports",
-        ("ledger.reports", "ledger.statements", "ledger.alerts", "ledger.trace", "ledger.export"),
+        (
+            "ledger.reports",
+            "ledger.statements",
+            "ledger.alerts",
+            "ledger.summary_trace",
+            "ledger.trace",
+            "ledger.export",
+        ),
     ),
     ("close", ("ledger.closing", "ledger.audit")),
     ("views", ("ledger.fava_ext", "ledger.serve", "ledger.api", "ledger.plugins")),

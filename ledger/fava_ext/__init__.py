@@ -267,7 +267,14 @@ class MeterbookCustomers(_Workspace, FavaExtensionBase):
             rating = session.rate(as_of)
         except MeterbookError as exc:
             return Notice(f"rating through {as_of} failed: {exc}")
-        rows = figures.customer_figures(self.entries, session.rules, rating)
+        entries = self.entries
+        if (
+            session.workspace.summary_books
+        ):  # control accounts: the customers' detail is the store's
+            from ledger.summary_trace import subledger
+
+            entries = subledger(session, entries)
+        rows = figures.customer_figures(entries, session.rules, rating)
         return as_of, rows, figures.customer_totals(rows)
 
 
