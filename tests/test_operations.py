@@ -887,8 +887,10 @@ def test_late_usage_after_a_later_invoice_is_billed_once_on_the_next_one(root: P
     """Found by the simulator (seeds 50003 and 60082). 10 calls Sep 1–10 → 1.00,
     INV-2026-000001 (Oct 1) bills them and freezes September. A prepaid grant of 21.00 on
     Oct 5 gets INV-2026-000002 (Oct 5, 21.00). Then 6 calls dated Sep 20 arrive: 6 × 0.10 =
-    0.60 of late usage, which the books post on Oct 1 (the frozen cycle's invoice date).
-    INV-2026-000002 was issued before they arrived, so it never had them: its trace
+    0.60 of late usage, which the books post on Oct 5: the date of cal's latest invoice
+    when they arrived, the day their line waits from (posted on Oct 1, the frozen cycle's
+    invoice date, Unbilled:Cal would hold 0.60 before INV-2026-000002, which settles 0 of
+    it). INV-2026-000002 was issued before they arrived, so it never had them: its trace
     re-drafts it without them (verified, 21.00) instead of adding a 0.60 line. They wait
     for the next invoice: INV-2026-000003 (Nov 1) bills late usage 0.60 exactly once (the
     grant's 21.00 is for usage after Oct 5; none came), so cal owes 1.00 + 21.00 + 0.60 =
@@ -924,7 +926,8 @@ def test_late_usage_after_a_later_invoice_is_billed_once_on_the_next_one(root: P
     entries, errors, _ = load_books(root / "books" / "main.beancount")
     assert errors == []
     (late,) = [e for e in entries if isinstance(e, data.Transaction) and e.meta.get("late")]
-    assert late.date == date(2026, 10, 1)
+    assert late.date == date(2026, 10, 5)
+    assert balance(entries, UNBILLED, date(2026, 10, 5)) == 0
     assert balance(entries, RECEIVABLE, date(2026, 12, 1)) == Decimal("22.60")
     assert balance(entries, UNBILLED, date(2026, 11, 2)) == 0
     assert balance(entries, USAGE, date(2026, 12, 1)) == Decimal("-1.60")
