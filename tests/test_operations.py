@@ -883,6 +883,47 @@ def test_a_credit_note_before_a_cancellation_is_not_taken_out_twice(billed: Path
     assert run_cli(billed, "check").exit_code == 0
 
 
+def test_a_credit_note_before_a_cut_that_leaves_a_debit_is_not_taken_out_twice(
+    billed: Path,
+) -> None:
+    """Found by the simulator (seed 60453: a goodwill note, then a plan change). On Oct 1
+    acme gets a goodwill note of 9.30 on its October fee (CN-2026-000001: 9.30 out of
+    deferred revenue, scheduled over October). Then acme cancels from Oct 23: the cycle is
+    [Oct 1, Oct 23), 31.00 × 22 ÷ 31 = 22.00. The correction is 22.00 − 31.00 + 9.30 =
+    0.30, a debit (DA-2026-000001, Oct 22: unbilled 0.30 / deferred revenue 0.30), and the
+    first note's schedule over the old cycle is dropped (taken out at once) as after a
+    credit: deferred revenue −31.00 + 9.30 − 0.30 + 22.00 = 0 from Oct 23 on, revenue
+    22.00 (before, the note's 9.30 was also taken out of the cut cycle's recognition:
+    revenue 12.70 and deferred revenue −9.30, a credit balance, after the cycle ended)."""
+    assert (
+        run_cli(
+            billed,
+            *("credit", "INV-2026-000001", "--line", "1", "--amount", "9.30"),
+            *("--reason", "goodwill", "--date", "2026-10-01"),
+        ).exit_code
+        == 0
+    )
+    (billed / "rules" / "customers.yaml").write_text(
+        _acme("{plan: p, start: 2026-10-01, end: 2026-10-23}")
+    )
+    assert run_cli(billed, "post", "--through", "2026-10-31").exit_code == 0
+    entries, errors, _ = load_books(billed / "books" / "main.beancount")
+    assert errors == []
+    (debit,) = [
+        e for e in entries if isinstance(e, data.Transaction) and "debit_adjustment" in e.meta
+    ]
+    assert (debit.date, debit.meta["debit_adjustment"]) == (date(2026, 10, 22), "DA-2026-000001")
+    assert {p.account: p.units.number for p in debit.postings} == {
+        "Assets:Receivables:Unbilled:Acme": Decimal("0.30"),
+        "Liabilities:Deferred-Revenue:Acme": Decimal("-0.30"),
+    }
+    day = date(2026, 10, 23)
+    assert balance(entries, "Liabilities:Deferred-Revenue:Acme", day) == 0
+    assert balance(entries, "Income:Subscriptions:P", day) == Decimal("-22.00")
+    assert run_cli(billed, "trace", "INV-2026-000001").exit_code == 0
+    assert run_cli(billed, "check").exit_code == 0
+
+
 def test_late_usage_after_a_later_invoice_is_billed_once_on_the_next_one(root: Path) -> None:
     """Found by the simulator (seeds 50003 and 60082). 10 calls Sep 1–10 → 1.00,
     INV-2026-000001 (Oct 1) bills them and freezes September. A prepaid grant of 21.00 on
