@@ -20,6 +20,7 @@ from tests.support.rerate import make, version
 from tests.support.workspaces import (
     METERS_CALLS,
     balance,
+    book_hashes,
     calls,
     insert_events,
     open_session,
@@ -921,6 +922,48 @@ def test_a_credit_note_before_a_cut_that_leaves_a_debit_is_not_taken_out_twice(
     assert balance(entries, "Liabilities:Deferred-Revenue:Acme", day) == 0
     assert balance(entries, "Income:Subscriptions:P", day) == Decimal("-22.00")
     assert run_cli(billed, "trace", "INV-2026-000001").exit_code == 0
+    assert run_cli(billed, "check").exit_code == 0
+
+
+def test_a_cycle_cut_to_end_on_an_issued_day_is_refused(billed: Path) -> None:
+    """Found by the simulator (seed 60555). acme gets a prepaid grant of 5.00 on Oct 11:
+    INV-2026-000002 (Oct 11, 5.00). Cancelled afterwards from Oct 11, its cycle [Oct 1,
+    Nov 1) would end on Oct 11 and its usage (the Oct 3 call, 1.00) be invoiced on Oct 11,
+    a day whose invoice is issued and did not bill it: it was never billed, and ``trace``
+    of INV-2026-000002 re-drafted it with the call. Refused with one line (exit 2),
+    nothing written. Cancelled from Oct 12 instead: [Oct 1, Oct 12), 31.00 × 11 ÷ 31 =
+    11.00 of the fee, so 31.00 − 11.00 = 20.00 is credited (CN-2026-000001, Oct 11, the
+    cycle's last day), and the cycle is invoiced on its own day, Oct 12."""
+    grant = ', credits: [{amount: "5.00", granted: 2026-10-11}]'
+    customers = billed / "rules" / "customers.yaml"
+    customers.write_text(_acme("{plan: p, start: 2026-10-01}", grant))
+    granted = run_cli(billed, "invoice", "--through", "2026-10-11")
+    assert "INV-2026-000002  2026-10-11  acme" in granted.output, granted.output
+    before = book_hashes(billed / "books")
+    customers.write_text(_acme("{plan: p, start: 2026-10-01, end: 2026-10-11}", grant))
+    refused = run_cli(billed, "post", "--through", "2026-10-31")
+    assert refused.exit_code == 2
+    assert refused.output.strip().splitlines() == [
+        "meterbook: error: rules/customers.yaml: customers.acme.subscriptions: the cycle "
+        "2026-10-01/2026-10-11 (plan p) would be invoiced on 2026-10-11, but INV-2026-000002 "
+        "of that day is already issued: end or change it on or after 2026-10-12. Nothing was "
+        "written"
+    ]
+    assert book_hashes(billed / "books") == before
+    customers.write_text(_acme("{plan: p, start: 2026-10-01, end: 2026-10-12}", grant))
+    assert run_cli(billed, "post", "--through", "2026-10-31").exit_code == 0
+    entries, errors, _ = load_books(billed / "books" / "main.beancount")
+    assert errors == []
+    (note,) = [e for e in entries if isinstance(e, data.Transaction) and "credit_note" in e.meta]
+    assert note.date == date(2026, 10, 11)
+    assert {p.account: p.units.number for p in note.postings} == {
+        "Liabilities:Deferred-Revenue:Acme": Decimal("20.00"),
+        "Assets:Receivables:Invoiced:Acme": Decimal("-20.00"),
+    }
+    third = run_cli(billed, "invoice", "--through", "2026-10-12")
+    assert "INV-2026-000003  2026-10-12  acme" in third.output, third.output
+    for number in ("INV-2026-000001", "INV-2026-000002", "INV-2026-000003"):
+        assert run_cli(billed, "trace", number).exit_code == 0, number
     assert run_cli(billed, "check").exit_code == 0
 
 
