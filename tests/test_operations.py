@@ -925,6 +925,47 @@ def test_a_credit_note_before_a_cut_that_leaves_a_debit_is_not_taken_out_twice(
     assert run_cli(billed, "check").exit_code == 0
 
 
+def test_a_credit_note_over_a_cut_cycle_after_the_cut_is_taken_back(billed: Path) -> None:
+    """Found by the simulator (seed 60628). acme cancels from Oct 21 (posted through Oct 5:
+    its correction, dated Oct 20, is pending), then gets a goodwill note of 9.30 on Oct 5
+    (CN-2026-000001, scheduled over the cycle as it then runs, [Oct 1, Oct 21)). Posted
+    through Oct 31: [Oct 1, Oct 21) is 20 of 31 days, 20.00, credited 31.00 − 20.00 =
+    11.00 (CN-2026-000002, Oct 20). The cancellation is then taken back: the fee is
+    31.00 again, charged back by DA-2026-000001 (11.00, Oct 31), and the goodwill note,
+    which no correction counted as taken out at once, is still taken out of October's
+    recognition: deferred revenue −31.00 + 9.30 + 11.00 − 11.00 − 9.30 + 31.00 = 0 on Nov
+    1, revenue 31.00 − 9.30 = 21.70 (it was dropped, leaving deferred revenue a 9.30 debit)."""
+    customers = billed / "rules" / "customers.yaml"
+    customers.write_text(_acme("{plan: p, start: 2026-10-01, end: 2026-10-21}"))
+    assert run_cli(billed, "post", "--through", "2026-10-05").exit_code == 0
+    goodwill = run_cli(
+        billed,
+        *("credit", "INV-2026-000001", "--line", "1", "--amount", "9.30"),
+        *("--reason", "goodwill", "--date", "2026-10-05"),
+    )
+    assert goodwill.exit_code == 0, goodwill.output
+    assert run_cli(billed, "post", "--through", "2026-10-31").exit_code == 0
+    customers.write_text(_acme("{plan: p, start: 2026-10-01}"))
+    assert run_cli(billed, "post", "--through", "2026-10-31").exit_code == 0
+    entries, errors, _ = load_books(billed / "books" / "main.beancount")
+    assert errors == []
+    documents = {
+        (e.meta.get("credit_note") or e.meta.get("debit_adjustment"), e.date)
+        for e in entries
+        if isinstance(e, data.Transaction) and ("reason" in e.meta or "debit_adjustment" in e.meta)
+    }
+    assert documents == {
+        ("CN-2026-000001", date(2026, 10, 5)),
+        ("CN-2026-000002", date(2026, 10, 20)),
+        ("DA-2026-000001", date(2026, 10, 31)),
+    }
+    day = date(2026, 11, 1)
+    assert balance(entries, "Liabilities:Deferred-Revenue:Acme", day) == 0
+    assert balance(entries, "Income:Subscriptions:P", day) == Decimal("-21.70")
+    assert run_cli(billed, "trace", "INV-2026-000001").exit_code == 0
+    assert run_cli(billed, "check").exit_code == 0
+
+
 def test_a_cycle_cut_to_end_on_an_issued_day_is_refused(billed: Path) -> None:
     """Found by the simulator (seed 60555). acme gets a prepaid grant of 5.00 on Oct 11:
     INV-2026-000002 (Oct 11, 5.00). Cancelled afterwards from Oct 11, its cycle [Oct 1,
