@@ -207,7 +207,11 @@ def plan_points(
     included: Mapping[str, Inclusion] | None = None,
 ) -> tuple[list[Snapshot], list[tuple[Snapshot, Snapshot, date]]]:
     """The snapshots to post (frozen ones for invoiced cycles) and the late differences;
-    ``included``: per cycle link, the tax its tax-inclusive prices hold."""
+    ``included``: per cycle link, the tax its tax-inclusive prices hold.
+
+    A late difference is dated on the day its invoice line waits from
+    (:func:`late_day`), so every invoice settles exactly the unbilled and contract-asset
+    balances its customer's books hold before its date."""
     frozen: dict[str, list[Snapshot]] = defaultdict(list)
     invoice_date: dict[str, date] = {}
     for inv in invoices:
@@ -233,9 +237,55 @@ def plan_points(
             last_frozen = max(frozen[link], key=lambda s: s.through)
             now = [s for s in live.get(link, []) if s.through == last_frozen.through]
             if now and now[0].targets != last_frozen.targets:
-                late.append(
-                    (with_evidence(now[0]), last_frozen, max(invoice_date[link], first_open))
-                )
+                day = max(invoice_date[link], first_open)
+                if any(now[0].target(k) != last_frozen.target(k) for k in SETTLED):
+                    day = late_day(link, now[0].customer, day, invoices)
+                late.append((with_evidence(now[0]), last_frozen, day))
         else:
             points.extend(with_evidence(s) for s in live[link])
     return points, late
+
+
+#: The targets an invoice settles (its lines take them out of the books).
+SETTLED = ("unbilled", "contract_asset")
+
+
+def late_day(link: str, customer: str, day: date, invoices: Sequence[Invoice]) -> date:
+    """The day the books post a cycle's late difference on: ``day`` (its invoice's date, or
+    the first open day), or the date of the customer's latest invoice when that is later,
+    as of the invoice that billed the difference's late line (or now, unbilled).
+
+    That is the day its late line waits from (:func:`ledger.invoicing.late_usage`): usage
+    that arrived after a later invoice of the customer was issued is billed on the next
+    one, so the books hold it from that later invoice's date; dated on its cycle's invoice,
+    the later invoice would settle less than its customer's books hold before it. The day
+    does not move once billed: the latest invoice before the one that billed the line is the
+    latest there was when the line waited. (Late usage billed in parts, part of it arriving
+    after a later invoice billed the rest, is dated on the first part's day.)
+
+    vol's cycle ``[Aug 15, Sep 15)`` was invoiced on Sep 15, its next cycle on Oct 15;
+    usage of Sep 11 that arrives after that is dated Oct 15, and billed on Nov 15:
+
+    >>> from ledger.facts.invoices import Invoice, InvoiceLine
+    >>> def inv(number, day, *lines):
+    ...     return Invoice("vol", day, "USD", lines, rules="", number=number)
+    >>> late = InvoiceLine("late_usage", "late", "contract_asset", Decimal("-0.74"), link="a")
+    >>> issued = [inv("1", date(2026, 9, 15)), inv("2", date(2026, 10, 15))]
+    >>> late_day("a", "vol", date(2026, 9, 15), issued)
+    datetime.date(2026, 10, 15)
+    >>> late_day("a", "vol", date(2026, 9, 15), [*issued, inv("3", date(2026, 11, 15), late)])
+    datetime.date(2026, 10, 15)
+
+    Arrived before Oct 15 and billed there, it stays on Sep 15:
+
+    >>> late_day("a", "vol", date(2026, 9, 15), [issued[0], inv("2", date(2026, 10, 15), late)])
+    datetime.date(2026, 9, 15)
+    """
+    own = [inv for inv in invoices if inv.customer == customer]
+    billers = [
+        inv.date
+        for inv in own
+        if any(line.kind == "late_usage" and line.link == link for line in inv.lines)
+    ]
+    until = min(billers) if billers else date.max
+    return max([day, *(inv.date for inv in own if inv.date < until)])

@@ -64,7 +64,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -176,6 +176,27 @@ def load_acceptances(engine: Engine, month: str) -> dict[str, str]:
             )
         )
         return {row.finding: row.reason for row in rows}
+
+
+def accepted_earlier(engine: Engine, ids: Iterable[str], since: str) -> dict[str, str]:
+    """Of ``ids``, those already accepted for a month from ``since`` on, with that month.
+
+    A command re-run with the acceptances it was given before (``close 2026-09 --accept
+    unapplied-cash:BANK-3:2026-10`` issued the invoice that October finding held, then
+    refused on September's own findings; the operator runs it again adding those) passes
+    an id no finding of this run matches: it was accepted, so it is not an unknown id.
+    """
+    wanted = set(ids)
+    if not wanted:
+        return {}
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(acceptances_table.c.finding, acceptances_table.c.period).where(
+                acceptances_table.c.finding.in_(sorted(wanted)),
+                acceptances_table.c.period >= since,
+            )
+        )
+        return {row.finding: row.period for row in rows}
 
 
 def record_acceptances(engine: Engine, month: str, accepted: Mapping[str, str]) -> None:
@@ -325,6 +346,7 @@ class InvoiceGate:
         for month in months:
             self.findings[month] = run_reconcilers(self.session, month)
         where = {f.id: month for month, found in self.findings.items() for f in found}
+        where |= accepted_earlier(self.session.engine, set(self.accept) - set(where), first_open)
         self.unknown = sorted(set(self.accept) - set(where))
         if self.unknown and self.strict:
             raise BadInput(
@@ -388,10 +410,15 @@ def invoice_gated(
     with session.command():  # the gate's reconcilers read what the invoice run has read
         issued = session.invoice(through, gate=gate)
     if gate.accept and not gate.ran:
-        raise BadInput(
-            f"--accept {sorted(gate.accept)[0]}: nothing to invoice through {through}, so no "
-            "finding to accept here (accept it at `meterbook close`)"
+        first_open = month_of(session.first_open()) if session.first_open() > date.min else ""
+        fresh = sorted(
+            set(gate.accept) - set(accepted_earlier(session.engine, gate.accept, first_open))
         )
+        if fresh:
+            raise BadInput(
+                f"--accept {fresh[0]}: nothing to invoice through {through}, so no "
+                "finding to accept here (accept it at `meterbook close`)"
+            )
     return issued, gate
 
 
@@ -576,6 +603,10 @@ def _close(session: Session, month: str, accept: dict[str, str]) -> CloseReport:
     gate = InvoiceGate(session, accept)
     issued = tuple(session.invoice(through=end, gate=gate, post_through=through))
     gated = {f.id for found in gate.findings.values() for f in found}
+    earlier = accepted_earlier(session.engine, set(accept) - gated, month)
+    for fid, accepted_for in earlier.items():  # a new reason replaces the earlier one
+        record_acceptances(session.engine, accepted_for, {fid: accept[fid]})
+    gated |= set(earlier)
     if gate.held:
         holding = {f.id: f for held in gate.held for f in held.findings}
         unknown = sorted(set(accept) - gated)

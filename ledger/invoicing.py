@@ -400,7 +400,8 @@ def late_usage(
     usage that arrived after that invoice was issued is not known to it. Its
     late lines are taken as what had arrived (up to the remainder: it cannot
     have billed more than the store now holds as late), dated on the customer's
-    previous invoice; the rest of the remainder arrived after it and is left out.
+    previous invoice (a supplementary invoice, dated by its lines: on the day they were
+    posted, up to its own date); the rest of the remainder arrived after it and is left out.
     """
     billed: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
     booked: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
@@ -426,6 +427,10 @@ def late_usage(
         when = max(day, latest.get(now.customer, day))
         if redrafting is not None:
             when = latest.get(now.customer, date.min)
+            if redrafting.kind == SUPPLEMENTARY:
+                # dated by its lines' posting days: as posted then (the first open day may
+                # have moved since), never after the invoice itself
+                when = min(max(day, when), redrafting.date)
         to, was = late_targets(now, frozen)
         for account in ("unbilled", "contract_asset"):
             key = (now.link, account)

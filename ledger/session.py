@@ -394,13 +394,19 @@ class Session(OpenWorkspace):
         dated = facts.through(through)
         payments, notes = list(dated.payments), list(dated.credit_notes)
         applications = list(dated.applications)
+        adjustments = list(dated.adjustments)
         generated += payment_entries(payments, invoices, notes, self.rules, applications)
         generated += credit_note_entries(
-            notes, invoices, payments, self.rules, through=through, applications=applications
+            notes,
+            invoices,
+            payments,
+            self.rules,
+            through=through,
+            applications=applications,
+            adjustments=adjustments,
         )
         generated += application_entries(applications, payments, invoices, notes, self.rules)
         # reratings: their credit notes are marked, their debit adjustments posted (ledger.rerate)
-        adjustments = list(dated.adjustments)
         generated = [
             *mark_credit_notes(generated, adjustments),
             *debit_entries(adjustments, self.rules),

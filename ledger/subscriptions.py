@@ -315,7 +315,13 @@ def require_unissued_days(session: OpenWorkspace) -> None:
     """Refuse (exit 2, one line) a subscription or credit grant that would add a line to an
     invoice already issued: a new cycle's advance fee, or a prepaid grant, dated on a day
     whose invoice for the customer is issued (one invoice per customer and day, and an
-    issued invoice is never changed). Dated a day later, it is billed on its own invoice."""
+    issued invoice is never changed). Dated a day later, it is billed on its own invoice.
+
+    So is a cycle cut (a cancellation, a plan change) to end on such a day: its usage
+    would be invoiced on that day, and the issued invoice did not bill it. cal's grant of
+    Sep 11 is billed on INV-2026-000003 of Sep 11; cal then cancelled from Sep 11 cuts
+    ``[Sep 1, Oct 1)`` to end Sep 11, so it is refused: ended from Sep 12 the cycle is
+    invoiced on its own invoice of Sep 12."""
 
     issued = {inv.key: inv for inv in session.stored_facts().invoices}
     if not issued:
@@ -335,6 +341,16 @@ def require_unissued_days(session: OpenWorkspace) -> None:
                 "of that day is "
                 f"already issued: start the change on or after {cycle.start + _DAY}. Nothing "
                 "was written"
+            )
+    frozen = {snap.link for inv in issued.values() for snap in inv.accruals}
+    for cycle in sorted(cycles.values(), key=lambda c: (c.end, c.customer)):
+        inv = issued.get(f"{cycle.customer}/{cycle.end.isoformat()}")
+        if inv is not None and cycle.link not in frozen:
+            raise BadInput(
+                f"rules/customers.yaml: customers.{cycle.customer}.subscriptions: the cycle "
+                f"{cycle.key} (plan {cycle.plan}) would be invoiced on {cycle.end}, but "
+                f"{inv.number} of that day is already issued: end or change it on or after "
+                f"{cycle.end + _DAY}. Nothing was written"
             )
     for cid in sorted({inv.customer for inv in issued.values()}):
         customer = session.rules.customers.get(cid)

@@ -10,15 +10,18 @@ finding ``planted:<customer>:<month>`` for each customer named in the file
 from __future__ import annotations
 
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
+from ledger.books import load_books
 from ledger.closing import billed_months, load_acceptances
 from ledger.facts.invoices import Invoice, InvoiceLine, load_invoices
 from tests.support.close import CUSTOMERS, PLANS, PLANTED
 from tests.support.workspaces import (
     METERS_CALLS,
+    balance,
     calls,
     insert_events,
     open_session,
@@ -184,3 +187,58 @@ def test_post_says_when_due_invoices_are_not_issued(root: Path) -> None:
     assert run_cli(root, "invoice", "--through", "2026-10-15").exit_code == 0
     again = run_cli(root, "post", "--through", "2026-10-15")
     assert again.exit_code == 0 and "note:" not in again.output
+
+
+def test_a_close_re_run_with_an_acceptance_it_already_recorded(tmp_path: Path) -> None:
+    """Found by the simulator (seed 60349, issue 12). adv (anniversary from Sep 10) pays a
+    30.00 fee in advance: INV-2026-000001, dated Sep 10, bills ``[Sep 10, Oct 10)``, so the
+    findings of September and October hold it. ``planted`` names adv (planted:adv:2026-09
+    and :2026-10) and nobody (planted:nobody:2026-09: names no invoice's customer, holds
+    nothing, blocks the close).
+
+    ``close 2026-09`` refuses on the held invoice (the findings that hold it). Accepting
+    those two issues the invoice, records planted:adv:2026-10 for October, then refuses
+    on September's own planted:nobody:2026-09. Run again with all three (the operator
+    adds the new one to the command line), the close goes through: October's acceptance
+    was recorded by the run before, not an unknown id (it was refused, exit 2, "no such
+    finding for 2026-09"). The close file seals September's two acceptances, the books
+    hold the 30.00 invoice in Receivables:Invoiced:Adv, and October's acceptance waits for
+    October's close."""
+    plans = PLANS + '  f:\n    currency: USD\n    base_fee: {amount: "30.00", timing: advance}\n'
+    customers = (
+        "customers:\n  adv: {currency: USD, billing_anchor: start, "
+        "subscriptions: [{plan: f, start: 2026-09-10}]}\n"
+    )
+    root = write_workspace(
+        tmp_path / "ws",
+        meters=METERS_CALLS,
+        plans=plans,
+        customers=customers,
+        plugins={"planted": PLANTED},
+    )
+    (root / "planted").write_text("adv\nnobody\n")
+    held = run_cli(root, "close", "2026-09")
+    assert held.exit_code == 1 and "1 invoice dated on or before 2026-09-30 held" in held.output
+    accept = ["--reason", "known"]
+    adv = [
+        *("--accept", "planted:adv:2026-09", *accept),
+        *("--accept", "planted:adv:2026-10", *accept),
+    ]
+    second = run_cli(root, "close", "2026-09", *adv)
+    assert second.exit_code == 1, second.output
+    assert "issued INV-2026-000001  2026-09-10  adv" in second.output
+    assert "error   planted:nobody:2026-09" in second.output
+    third = run_cli(root, "close", "2026-09", *adv, "--accept", "planted:nobody:2026-09", *accept)
+    assert third.exit_code == 0, third.output
+    close_file = (root / "books" / "2026" / "2026-09.close.beancount").read_text()
+    assert [line for line in close_file.splitlines() if '"meterbook-accept" "2026' in line] == [
+        '2026-10-01 custom "meterbook-accept" "2026-09" "planted:adv:2026-09" "known"',
+        '2026-10-01 custom "meterbook-accept" "2026-09" "planted:nobody:2026-09" "known"',
+    ]
+    entries, errors, _ = load_books(root / "books" / "main.beancount")
+    assert errors == []
+    assert balance(entries, "Assets:Receivables:Invoiced:Adv", date(2026, 10, 1)) == Decimal(
+        "30.00"
+    )
+    engine = open_session(root).engine
+    assert load_acceptances(engine, "2026-10") == {"planted:adv:2026-10": "known"}

@@ -20,6 +20,7 @@ from tests.support.rerate import make, version
 from tests.support.workspaces import (
     METERS_CALLS,
     balance,
+    book_hashes,
     calls,
     insert_events,
     open_session,
@@ -883,12 +884,138 @@ def test_a_credit_note_before_a_cancellation_is_not_taken_out_twice(billed: Path
     assert run_cli(billed, "check").exit_code == 0
 
 
+def test_a_credit_note_before_a_cut_that_leaves_a_debit_is_not_taken_out_twice(
+    billed: Path,
+) -> None:
+    """Found by the simulator (seed 60453: a goodwill note, then a plan change). On Oct 1
+    acme gets a goodwill note of 9.30 on its October fee (CN-2026-000001: 9.30 out of
+    deferred revenue, scheduled over October). Then acme cancels from Oct 23: the cycle is
+    [Oct 1, Oct 23), 31.00 × 22 ÷ 31 = 22.00. The correction is 22.00 − 31.00 + 9.30 =
+    0.30, a debit (DA-2026-000001, Oct 22: unbilled 0.30 / deferred revenue 0.30), and the
+    first note's schedule over the old cycle is dropped (taken out at once) as after a
+    credit: deferred revenue −31.00 + 9.30 − 0.30 + 22.00 = 0 from Oct 23 on, revenue
+    22.00 (before, the note's 9.30 was also taken out of the cut cycle's recognition:
+    revenue 12.70 and deferred revenue −9.30, a credit balance, after the cycle ended)."""
+    assert (
+        run_cli(
+            billed,
+            *("credit", "INV-2026-000001", "--line", "1", "--amount", "9.30"),
+            *("--reason", "goodwill", "--date", "2026-10-01"),
+        ).exit_code
+        == 0
+    )
+    (billed / "rules" / "customers.yaml").write_text(
+        _acme("{plan: p, start: 2026-10-01, end: 2026-10-23}")
+    )
+    assert run_cli(billed, "post", "--through", "2026-10-31").exit_code == 0
+    entries, errors, _ = load_books(billed / "books" / "main.beancount")
+    assert errors == []
+    (debit,) = [
+        e for e in entries if isinstance(e, data.Transaction) and "debit_adjustment" in e.meta
+    ]
+    assert (debit.date, debit.meta["debit_adjustment"]) == (date(2026, 10, 22), "DA-2026-000001")
+    assert {p.account: p.units.number for p in debit.postings} == {
+        "Assets:Receivables:Unbilled:Acme": Decimal("0.30"),
+        "Liabilities:Deferred-Revenue:Acme": Decimal("-0.30"),
+    }
+    day = date(2026, 10, 23)
+    assert balance(entries, "Liabilities:Deferred-Revenue:Acme", day) == 0
+    assert balance(entries, "Income:Subscriptions:P", day) == Decimal("-22.00")
+    assert run_cli(billed, "trace", "INV-2026-000001").exit_code == 0
+    assert run_cli(billed, "check").exit_code == 0
+
+
+def test_a_credit_note_over_a_cut_cycle_after_the_cut_is_taken_back(billed: Path) -> None:
+    """Found by the simulator (seed 60628). acme cancels from Oct 21 (posted through Oct 5:
+    its correction, dated Oct 20, is pending), then gets a goodwill note of 9.30 on Oct 5
+    (CN-2026-000001, scheduled over the cycle as it then runs, [Oct 1, Oct 21)). Posted
+    through Oct 31: [Oct 1, Oct 21) is 20 of 31 days, 20.00, credited 31.00 − 20.00 =
+    11.00 (CN-2026-000002, Oct 20). The cancellation is then taken back: the fee is
+    31.00 again, charged back by DA-2026-000001 (11.00, Oct 31), and the goodwill note,
+    which no correction counted as taken out at once, is still taken out of October's
+    recognition: deferred revenue −31.00 + 9.30 + 11.00 − 11.00 − 9.30 + 31.00 = 0 on Nov
+    1, revenue 31.00 − 9.30 = 21.70 (it was dropped, leaving deferred revenue a 9.30 debit)."""
+    customers = billed / "rules" / "customers.yaml"
+    customers.write_text(_acme("{plan: p, start: 2026-10-01, end: 2026-10-21}"))
+    assert run_cli(billed, "post", "--through", "2026-10-05").exit_code == 0
+    goodwill = run_cli(
+        billed,
+        *("credit", "INV-2026-000001", "--line", "1", "--amount", "9.30"),
+        *("--reason", "goodwill", "--date", "2026-10-05"),
+    )
+    assert goodwill.exit_code == 0, goodwill.output
+    assert run_cli(billed, "post", "--through", "2026-10-31").exit_code == 0
+    customers.write_text(_acme("{plan: p, start: 2026-10-01}"))
+    assert run_cli(billed, "post", "--through", "2026-10-31").exit_code == 0
+    entries, errors, _ = load_books(billed / "books" / "main.beancount")
+    assert errors == []
+    documents = {
+        (e.meta.get("credit_note") or e.meta.get("debit_adjustment"), e.date)
+        for e in entries
+        if isinstance(e, data.Transaction) and ("reason" in e.meta or "debit_adjustment" in e.meta)
+    }
+    assert documents == {
+        ("CN-2026-000001", date(2026, 10, 5)),
+        ("CN-2026-000002", date(2026, 10, 20)),
+        ("DA-2026-000001", date(2026, 10, 31)),
+    }
+    day = date(2026, 11, 1)
+    assert balance(entries, "Liabilities:Deferred-Revenue:Acme", day) == 0
+    assert balance(entries, "Income:Subscriptions:P", day) == Decimal("-21.70")
+    assert run_cli(billed, "trace", "INV-2026-000001").exit_code == 0
+    assert run_cli(billed, "check").exit_code == 0
+
+
+def test_a_cycle_cut_to_end_on_an_issued_day_is_refused(billed: Path) -> None:
+    """Found by the simulator (seed 60555). acme gets a prepaid grant of 5.00 on Oct 11:
+    INV-2026-000002 (Oct 11, 5.00). Cancelled afterwards from Oct 11, its cycle [Oct 1,
+    Nov 1) would end on Oct 11 and its usage (the Oct 3 call, 1.00) be invoiced on Oct 11,
+    a day whose invoice is issued and did not bill it: it was never billed, and ``trace``
+    of INV-2026-000002 re-drafted it with the call. Refused with one line (exit 2),
+    nothing written. Cancelled from Oct 12 instead: [Oct 1, Oct 12), 31.00 × 11 ÷ 31 =
+    11.00 of the fee, so 31.00 − 11.00 = 20.00 is credited (CN-2026-000001, Oct 11, the
+    cycle's last day), and the cycle is invoiced on its own day, Oct 12."""
+    grant = ', credits: [{amount: "5.00", granted: 2026-10-11}]'
+    customers = billed / "rules" / "customers.yaml"
+    customers.write_text(_acme("{plan: p, start: 2026-10-01}", grant))
+    granted = run_cli(billed, "invoice", "--through", "2026-10-11")
+    assert "INV-2026-000002  2026-10-11  acme" in granted.output, granted.output
+    before = book_hashes(billed / "books")
+    customers.write_text(_acme("{plan: p, start: 2026-10-01, end: 2026-10-11}", grant))
+    refused = run_cli(billed, "post", "--through", "2026-10-31")
+    assert refused.exit_code == 2
+    assert refused.output.strip().splitlines() == [
+        "meterbook: error: rules/customers.yaml: customers.acme.subscriptions: the cycle "
+        "2026-10-01/2026-10-11 (plan p) would be invoiced on 2026-10-11, but INV-2026-000002 "
+        "of that day is already issued: end or change it on or after 2026-10-12. Nothing was "
+        "written"
+    ]
+    assert book_hashes(billed / "books") == before
+    customers.write_text(_acme("{plan: p, start: 2026-10-01, end: 2026-10-12}", grant))
+    assert run_cli(billed, "post", "--through", "2026-10-31").exit_code == 0
+    entries, errors, _ = load_books(billed / "books" / "main.beancount")
+    assert errors == []
+    (note,) = [e for e in entries if isinstance(e, data.Transaction) and "credit_note" in e.meta]
+    assert note.date == date(2026, 10, 11)
+    assert {p.account: p.units.number for p in note.postings} == {
+        "Liabilities:Deferred-Revenue:Acme": Decimal("20.00"),
+        "Assets:Receivables:Invoiced:Acme": Decimal("-20.00"),
+    }
+    third = run_cli(billed, "invoice", "--through", "2026-10-12")
+    assert "INV-2026-000003  2026-10-12  acme" in third.output, third.output
+    for number in ("INV-2026-000001", "INV-2026-000002", "INV-2026-000003"):
+        assert run_cli(billed, "trace", number).exit_code == 0, number
+    assert run_cli(billed, "check").exit_code == 0
+
+
 def test_late_usage_after_a_later_invoice_is_billed_once_on_the_next_one(root: Path) -> None:
     """Found by the simulator (seeds 50003 and 60082). 10 calls Sep 1–10 → 1.00,
     INV-2026-000001 (Oct 1) bills them and freezes September. A prepaid grant of 21.00 on
     Oct 5 gets INV-2026-000002 (Oct 5, 21.00). Then 6 calls dated Sep 20 arrive: 6 × 0.10 =
-    0.60 of late usage, which the books post on Oct 1 (the frozen cycle's invoice date).
-    INV-2026-000002 was issued before they arrived, so it never had them: its trace
+    0.60 of late usage, which the books post on Oct 5: the date of cal's latest invoice
+    when they arrived, the day their line waits from (posted on Oct 1, the frozen cycle's
+    invoice date, Unbilled:Cal would hold 0.60 before INV-2026-000002, which settles 0 of
+    it). INV-2026-000002 was issued before they arrived, so it never had them: its trace
     re-drafts it without them (verified, 21.00) instead of adding a 0.60 line. They wait
     for the next invoice: INV-2026-000003 (Nov 1) bills late usage 0.60 exactly once (the
     grant's 21.00 is for usage after Oct 5; none came), so cal owes 1.00 + 21.00 + 0.60 =
@@ -924,7 +1051,8 @@ def test_late_usage_after_a_later_invoice_is_billed_once_on_the_next_one(root: P
     entries, errors, _ = load_books(root / "books" / "main.beancount")
     assert errors == []
     (late,) = [e for e in entries if isinstance(e, data.Transaction) and e.meta.get("late")]
-    assert late.date == date(2026, 10, 1)
+    assert late.date == date(2026, 10, 5)
+    assert balance(entries, UNBILLED, date(2026, 10, 5)) == 0
     assert balance(entries, RECEIVABLE, date(2026, 12, 1)) == Decimal("22.60")
     assert balance(entries, UNBILLED, date(2026, 11, 2)) == 0
     assert balance(entries, USAGE, date(2026, 12, 1)) == Decimal("-1.60")

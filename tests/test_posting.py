@@ -7,6 +7,7 @@ the comments.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -242,3 +243,58 @@ def test_books_are_deterministic(tmp_path: Path) -> None:
             }
         )
     assert outputs[0] == outputs[1]
+
+
+def test_late_usage_after_a_later_invoice_is_dated_where_its_line_waits(tmp_path: Path) -> None:
+    """Found by the ingest-order property (Hypothesis seed 3204…7729, issue 12). vol
+    (anniversary cycles from Aug 15; volume tokens: all at 0.02 up to 100, all at 0.01
+    beyond, accrued as a contract asset) uses 91 tokens on Sep 9 and 30 on Sep 17.
+    ``invoice --through 2026-10-15`` issues INV-2026-000001 (Sep 15, [Aug 15, Sep 15): 91 ×
+    0.02 = 1.82) and INV-2026-000002 (Oct 15, [Sep 15, Oct 15): 30 × 0.02 = 0.60).
+
+    Then 17 tokens dated Sep 11 arrive: the first cycle is 108 tokens × 0.01 = 1.08, a late
+    difference of 1.08 − 1.82 = −0.74. INV-2026-000002 was issued before they arrived, so
+    its line waits from Oct 15 and the books post it there, not on Sep 15 (the frozen
+    cycle's invoice date): Contract-Assets:Vol before Oct 15 = 1.82 − 1.82 + 0.60 = 0.60,
+    exactly what INV-2026-000002 settles (on Sep 15 it was 0.60 − 0.74 = −0.14 there).
+
+    200 tokens on Oct 20 ([Oct 15, Nov 15): 200 × 0.01 = 2.00): INV-2026-000003 (Nov 15)
+    bills 2.00 − 0.74 = 1.26, the −0.74 + 2.00 the books hold before Nov 15; 0 after."""
+    customers = (
+        "customers:\n  vol: {currency: USD, billing_anchor: start, "
+        "subscriptions: [{plan: v, start: 2026-08-15}]}\n"
+    )
+    root = write_workspace(
+        tmp_path / "ws", meters=METERS_CALLS_TOKENS, plans=PLANS, customers=customers
+    )
+    session = open_session(root, today=date(2026, 11, 30))
+    _insert(session, _tokens("vol", [("2026-09-09", "91"), ("2026-09-17", "30")]))
+    first = session.invoice(through=date(2026, 10, 15))
+    assert [(i.date, i.total) for i in first] == [
+        (date(2026, 9, 15), Decimal("1.82")),
+        (date(2026, 10, 15), Decimal("0.60")),
+    ]
+    later = _tokens("vol", [("2026-09-11", "17"), ("2026-10-20", "200")])
+    _insert(session, [replace(e, id=f"vol-late{i}") for i, e in enumerate(later)])
+    (third,) = session.invoice(through=date(2026, 11, 15))
+    assert (third.number, third.date, third.total) == (
+        "INV-2026-000003",
+        date(2026, 11, 15),
+        Decimal("1.26"),
+    )
+    assert [(line.kind, line.amount) for line in third.lines] == [
+        ("usage", Decimal("2.00")),
+        ("late_usage", Decimal("-0.74")),
+    ]
+    entries, errors, _ = load_books(session.workspace.main_file)
+    assert errors == []
+    (entry,) = [e for e in entries if isinstance(e, data.Transaction) and e.meta.get("late")]
+    assert (entry.date, entry.meta["usage_date"]) == (date(2026, 10, 15), date(2026, 9, 14))
+    asset = "Assets:Contract-Assets:Vol"
+    assert [balance(entries, asset, day) for day in (date(2026, 9, 15), date(2026, 10, 15))] == [
+        Decimal("1.82"),
+        Decimal("0.60"),
+    ]
+    assert balance(entries, asset, date(2026, 10, 16)) == Decimal("-0.74")
+    assert balance(entries, asset, date(2026, 11, 15)) == Decimal("1.26")
+    assert balance(entries, asset, date(2026, 11, 16)) == 0

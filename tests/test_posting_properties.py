@@ -233,17 +233,10 @@ BASE: list[Use] = [
 mids = st.one_of(st.sampled_from([14, 30, 44]), st.integers(14, 60))
 
 
-# OPEN (found 2026-12-04 at the end of a session, issue 12): with
-# --hypothesis-seed=320473748513052994360687407966189337729 this property fails: an invoice
-# (INV-2026-000009) settles 1.57 of Assets:Contract-Assets:Vol where the books hold 0.83 before
-# it. Reproduced on the code before the session's late-usage change, so not caused by it. Until
-# it is fixed the examples are derandomized (the same ones every run) so CI is not a lottery;
-# restore random examples with the fix.
 @settings(
     max_examples=20,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
-    derandomize=True,
 )
 @example(
     rows=[
@@ -263,6 +256,17 @@ mids = st.one_of(st.sampled_from([14, 30, 44]), st.integers(14, 60))
     cut=2,
     posts=[10, 40],
 )  # late usage: cal, mc, vol
+@example(
+    rows=[("vol", 8, 0, 91, False), ("vol", 10, 0, 17, True), ("vol", 16, 0, 30, False)],
+    copies=[],
+    duplicates=[],
+    conflicts=[],
+    bad=[],
+    mid=44,
+    order=random.Random(0),
+    cut=1,
+    posts=[],
+)  # vol's late usage arrives after its Oct 15 invoice (test_posting: dated where it waits)
 @given(
     rows=uses,
     copies=copies,

@@ -390,3 +390,37 @@ def test_a_free_cycle_billed_late_is_invoiced_in_the_first_open_month(tmp_path: 
     for number in ("INV-2026-000001", "INV-2026-000002"):
         traced = run_cli(root, "trace", number)
         assert traced.exit_code == 0, traced.output
+
+
+def test_a_supplementary_invoice_after_a_sealed_month_is_traced(tmp_path: Path) -> None:
+    """Found by the simulator (seed 60517). ``gone`` ended Sep 18 and was invoiced that day
+    (INV-2026-000001, 10.00); September is closed. Two calls of Sep 15 and 16 arrive after:
+    late usage of a cycle in a sealed month, posted on the first open day, Oct 1 (2 × 1.00 =
+    2.00 in Unbilled:Gone). ``invoice --through 2026-10-05`` bills it on a supplementary
+    invoice dated Oct 1 (the latest of the line's posting day Oct 1, the day after the last
+    invoice Sep 19 and the end Sep 18): INV-2026-000002, 2.00, Unbilled:Gone 0 after it.
+
+    ``trace`` re-drafts it: its late line was dated on the previous invoice (Sep 18), which
+    dated the re-draft Sep 19, so no draft matched ``gone/2026-10-01/supplementary`` and
+    the invoice was "NOT verified". A supplementary invoice's re-drafted lines are dated as
+    they were posted (never after the invoice): verified."""
+    session = churned(tmp_path / "ws")
+    root = session.workspace.root
+    closed = run_cli(root, "close", "2026-09")
+    assert closed.exit_code == 0, closed.output
+    insert_events(session.engine, calls("gone", ["2026-09-15", "2026-09-16"], "late"))
+    issued = run_cli(root, "invoice", "--through", "2026-10-05")
+    assert issued.exit_code == 0, issued.output
+    (supplementary,) = [i for i in load_invoices(session.engine) if i.kind == SUPPLEMENTARY]
+    assert (supplementary.number, supplementary.date, supplementary.total) == (
+        "INV-2026-000002",
+        date(2026, 10, 1),
+        Decimal("2.00"),
+    )
+    entries = books(session)
+    assert balance(entries, UNBILLED, date(2026, 10, 2)) == 0
+    assert balance(entries, RECEIVABLE, date(2026, 10, 2)) == Decimal("12.00")
+    traced = run_cli(root, "trace", "INV-2026-000002")
+    assert traced.exit_code == 0, traced.output
+    assert "verified: the invoice, its document and the books equal" in traced.output
+    assert run_cli(root, "check").exit_code == 0

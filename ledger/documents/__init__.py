@@ -100,6 +100,27 @@ class Seller:
         return bool(self.payment or self.payment_details)
 
 
+class _CompiledTemplates(jinja2.BytecodeCache):
+    """Compiled templates kept for the process, by template name and file; Jinja compiles a
+    template again when its source's checksum differs (an override edited meanwhile). Every
+    command renders documents through a new :class:`Templates`: compiled once, not per
+    command."""
+
+    def __init__(self) -> None:
+        self.compiled: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        code = self.compiled.get(bucket.key)
+        if code is not None:
+            bucket.bytecode_from_string(code)
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        self.compiled[bucket.key] = bucket.bytecode_to_string()
+
+
+_COMPILED = _CompiledTemplates()
+
+
 class Templates:
     """The document templates of a workspace: its override directory first, then the
     packaged ones. Override templates are parsed here, so a syntax error stops the command
@@ -119,6 +140,7 @@ class Templates:
             undefined=jinja2.StrictUndefined,
             finalize=_escaped,
             keep_trailing_newline=True,  # a document ends with a line break
+            bytecode_cache=_COMPILED,
         )
         self.environment.filters.update(
             number=grouped,
