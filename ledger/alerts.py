@@ -499,6 +499,7 @@ def find_alerts(session: Session, through: date) -> list[Alert]:
         session.workspace.tz,
         cycles,
         changes=changes,
+        pins=session.facts().pins,
     )
     found = [
         alert for p in progress for alert in crossings(p, rules, session.workspace.alerts, changes)
