@@ -59,7 +59,7 @@ from ledger.facts.payments import CashApplication
 from ledger.invoicing import bill_debit_adjustments, draft_invoices, issue, number
 from ledger.journal import post
 from ledger.journal.adjustments import debit_entries, mark_credit_notes
-from ledger.journal.credit_notes import credit_note_entries
+from ledger.journal.credit_notes import credit_note_entries, recut_cycles
 from ledger.journal.payments import application_entries, payment_entries
 from ledger.journal.sealed import catch_up
 from ledger.journal.summary import summarize
@@ -404,6 +404,9 @@ class Session(OpenWorkspace):
             through=through,
             applications=applications,
             adjustments=adjustments,
+            # a subscription change's correction dated after ``through`` (close and check of an
+            # earlier month) drops a note's schedule there as it does in the books posted since
+            recut=recut_cycles(facts.credit_notes, facts.adjustments),
         )
         generated += application_entries(applications, payments, invoices, notes, self.rules)
         # reratings: their credit notes are marked, their debit adjustments posted (ledger.rerate)

@@ -884,6 +884,56 @@ def test_a_credit_note_before_a_cancellation_is_not_taken_out_twice(billed: Path
     assert run_cli(billed, "check").exit_code == 0
 
 
+def test_a_month_with_a_note_closes_after_a_cut_corrected_in_the_next_month(
+    tmp_path: Path,
+) -> None:
+    """Found by the simulator (seed 61115). acme is on ``p`` (31.00 a month in advance) from
+    Oct 15, cycles from its start: INV-2026-000001 bills [Oct 15, Nov 15), 31 days, 1.00 a
+    day. A goodwill note of 3.10 on the fee on Oct 26 (CN-2026-000001, all deferred). Then
+    acme cancels from Nov 5: the cycle is [Oct 15, Nov 5), 21 days, 21.00; the correction
+    (CN-2026-000002, dated the cycle's last day Nov 4) credits 31.00 − 21.00 − 3.10 = 6.90 and
+    drops the first note's schedule (taken out at once). October's books recognize Oct 15–31:
+    17.00, deferred −31.00 + 3.10 + 17.00 = −10.90. ``close 2026-10`` asserts the same from
+    the store: before the fix, the store side (through Oct 31) did not see the Nov 4
+    correction and took 3.10 × 6 ÷ 10 = 1.86 of the note out of October (−15.14 and
+    −12.76): two Balance errors, and the month could never be closed."""
+    customers = "customers:\n  acme: {currency: USD, billing_anchor: start, subscriptions: [%s]}\n"
+    root = write_workspace(
+        tmp_path / "ws",
+        meters=METERS_CALLS,
+        plans=FEE_PLANS,
+        customers=customers % "{plan: p, start: 2026-10-15}",
+    )
+    assert run_cli(root, "invoice", "--through", "2026-10-15").exit_code == 0
+    note = run_cli(
+        root, "credit", "INV-2026-000001", "--amount", "3.10", "--reason", "goodwill",
+        "--line", "1", "--date", "2026-10-26",
+    )  # fmt: skip
+    assert note.exit_code == 0, note.output
+    (root / "rules" / "customers.yaml").write_text(
+        customers % "{plan: p, start: 2026-10-15, end: 2026-11-05}"
+    )
+    posted = run_cli(root, "post", "--through", "2026-11-10")
+    assert posted.exit_code == 0, posted.output
+    entries, errors, _ = load_books(root / "books" / "main.beancount")
+    assert errors == []
+    fix = next(e for e in entries if e.meta.get("credit_note") == "CN-2026-000002")
+    assert {p.account: p.units.number for p in fix.postings} == {
+        "Liabilities:Deferred-Revenue:Acme": Decimal("6.90"),
+        "Assets:Receivables:Invoiced:Acme": Decimal("-6.90"),
+    }
+    deferred, revenue = "Liabilities:Deferred-Revenue:Acme", "Income:Subscriptions:P"
+    assert balance(entries, revenue, date(2026, 11, 1)) == Decimal("-17.00")
+    assert balance(entries, deferred, date(2026, 11, 1)) == Decimal("-10.90")
+    closed = run_cli(root, "close", "2026-10")
+    assert closed.exit_code == 0, closed.output
+    entries, errors, _ = load_books(root / "books" / "main.beancount")
+    assert errors == []
+    assert balance(entries, revenue, date(2026, 11, 11)) == Decimal("-21.00")
+    assert balance(entries, deferred, date(2026, 11, 11)) == 0
+    assert run_cli(root, "check").exit_code == 0
+
+
 def test_a_credit_note_before_a_cut_that_leaves_a_debit_is_not_taken_out_twice(
     billed: Path,
 ) -> None:

@@ -43,16 +43,19 @@ def credit_note_entries(
     through: date | None = None,
     applications: Sequence[CashApplication] = (),
     adjustments: Sequence[Adjustment] = (),
+    recut: Mapping[tuple[str, int], str] | None = None,
 ) -> list[data.Directive]:
     """Per note, dated its issue date: contra-revenue (``credit_notes``) for the revenue it
     gives back and ``deferred`` for what it reverses before recognition, against the
     receivable (unpaid part) and ``refund_liability`` (paid part); a ``document``
     directive on the customer's receivable; and the recognition it takes out of an
     advance fee's cycle (:func:`fee_reduction_entries`, through ``through``; ``adjustments``:
-    the debit adjustments dated by then, :func:`recut_cycles`)."""
+    the debit adjustments dated by then, :func:`recut_cycles`). ``recut``: the cycles as every
+    stored correction gives them, also those dated after ``through`` (default: from ``notes``
+    and ``adjustments``), so the entries through a day are those of the books posted later."""
     settled = settle(invoices, payments, notes, applications)
     by_number = {inv.number: inv for inv in invoices}
-    recut = recut_cycles(notes, adjustments)
+    recut = recut_cycles(notes, adjustments) if recut is None else recut
     entries: list[data.Directive] = []
     for note in sorted(notes, key=lambda n: n.seq):
         s = settled[("credit_note", note.number)]
