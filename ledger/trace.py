@@ -415,9 +415,11 @@ _SEALED_AND_AGREED = (
 )
 
 
-def _kind(entry: data.Transaction, numbers: Iterable[str]) -> str:
+def _kind(entry: data.Transaction, numbers: Iterable[str], notes: Iterable[str] = ()) -> str:
     meta = entry.meta or {}
-    if "credit_note" in meta:
+    # a sealed month's catch-up of a note's recognition schedule (ledger.journal.sealed: it
+    # carries the note's link) belongs with the note's entries, not with the cycle's revenue
+    if "credit_note" in meta or (meta.get("late") and set(entry.links or ()) & set(notes)):
         return "credit_note"
     if "reference" in meta or "application" in meta:  # cash received, applied or refunded
         return "payment"
@@ -735,9 +737,13 @@ def _cycle_books(
     customer = str((linked[0].meta or {}).get("customer") or linked[0].payee or "")
     if customer not in session.rules.customers:
         raise BadInput(f"trace: ^{link}: customer {customer!r} is not in the rules")
+    notes = {n.number for n in session.facts().credit_notes}
     posted = tuple(
         Posted(
-            e.date, _kind(e, numbers), e.narration or "", str((e.meta or {}).get("evidence") or "")
+            e.date,
+            _kind(e, numbers, notes),
+            e.narration or "",
+            str((e.meta or {}).get("evidence") or ""),
         )
         for e in linked
     )

@@ -934,6 +934,50 @@ def test_a_month_with_a_note_closes_after_a_cut_corrected_in_the_next_month(
     assert run_cli(root, "check").exit_code == 0
 
 
+def test_trace_counts_a_sealed_notes_schedule_caught_up_with_the_note(tmp_path: Path) -> None:
+    """Found by the simulator (seed 60948). acme is on ``p`` (31.00 a month in advance) from
+    Oct 15, cycles from its start: INV-2026-000001 bills [Oct 15, Nov 15), 31 days, 1.00 a
+    day. A goodwill note of 3.10 on the fee on Oct 26 is taken out of recognition from Oct 26
+    to Nov 14 (20 days): 3.10 × 6 ÷ 20 = 0.93 by Oct 31. October is closed: revenue 17.00 −
+    0.93 = 16.07. acme then cancels from Nov 1: the cycle is [Oct 15, Nov 1), 17.00; the
+    correction credits 31.00 − 17.00 − 3.10 = 10.90 and drops the note's schedule, so the
+    sealed 0.93 comes back as a late adjustment on Nov 1 carrying ^CN-2026-000001: revenue
+    16.07 + 0.93 = 17.00, deferred revenue 0. ``trace`` of the invoice counts that catch-up
+    with the note, not as the cycle's fee revenue (it read 17.00 + 0.93 = 17.93 against the
+    store's 17.00: NOT verified)."""
+    customers = "customers:\n  acme: {currency: USD, billing_anchor: start, subscriptions: [%s]}\n"
+    root = write_workspace(
+        tmp_path / "ws",
+        meters=METERS_CALLS,
+        plans=FEE_PLANS,
+        customers=customers % "{plan: p, start: 2026-10-15}",
+    )
+    assert run_cli(root, "invoice", "--through", "2026-10-15").exit_code == 0
+    note = run_cli(
+        root, "credit", "INV-2026-000001", "--amount", "3.10", "--reason", "goodwill",
+        "--line", "1", "--date", "2026-10-26",
+    )  # fmt: skip
+    assert note.exit_code == 0, note.output
+    assert run_cli(root, "post", "--through", "2026-10-31").exit_code == 0
+    closed = run_cli(root, "close", "2026-10")
+    assert closed.exit_code == 0, closed.output
+    deferred, revenue = "Liabilities:Deferred-Revenue:Acme", "Income:Subscriptions:P"
+    entries, errors, _ = load_books(root / "books" / "main.beancount")
+    assert balance(entries, revenue, date(2026, 11, 1)) == Decimal("-16.07")
+    (root / "rules" / "customers.yaml").write_text(
+        customers % "{plan: p, start: 2026-10-15, end: 2026-11-01}"
+    )
+    posted = run_cli(root, "post", "--through", "2026-11-05")
+    assert posted.exit_code == 0, posted.output
+    entries, errors, _ = load_books(root / "books" / "main.beancount")
+    assert errors == []
+    assert balance(entries, revenue, date(2026, 11, 6)) == Decimal("-17.00")
+    assert balance(entries, deferred, date(2026, 11, 6)) == 0
+    traced = run_cli(root, "trace", "INV-2026-000001")
+    assert traced.exit_code == 0, traced.output
+    assert run_cli(root, "check").exit_code == 0
+
+
 def test_a_credit_note_before_a_cut_that_leaves_a_debit_is_not_taken_out_twice(
     billed: Path,
 ) -> None:
