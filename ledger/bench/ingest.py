@@ -190,7 +190,28 @@ def _schema_url(url: str, schema: str) -> str:
     return f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
 
 
-def _fresh_schema(url: str, schema: str) -> None:
+def pg_env(url: str, schema: str) -> dict[str, str]:
+    """The environment for ``psql`` on the database of ``url``, its search path ``schema``."""
+    import os
+
+    from sqlalchemy import make_url
+
+    u = make_url(url)
+    env = {
+        **os.environ,
+        "PGOPTIONS": f"-csearch_path={schema}",
+        "PGHOST": u.host or "localhost",
+        "PGPORT": str(u.port or 5432),
+        "PGUSER": u.username or "postgres",
+        "PGDATABASE": u.database or "",
+    }
+    if u.password:
+        env["PGPASSWORD"] = u.password
+    return env
+
+
+def fresh_schema(url: str, schema: str) -> None:
+    """Drop ``schema`` with all it holds and create it again, empty."""
     from sqlalchemy import create_engine
 
     engine = create_engine(url)
@@ -215,23 +236,10 @@ def backend_cpu(pid: int) -> float | None:
 def psql_copy(url: str, path: Path, schema: str) -> tuple[float, float | None]:
     """psql's ``\\copy`` of the file into :data:`COPY_TABLE` (fresh) in one transaction:
     seconds, and CPU seconds of psql and its backend (None when the server is not local)."""
-    import os
     import subprocess
 
-    from sqlalchemy import make_url
-
-    _fresh_schema(url, schema)
-    u = make_url(url)
-    env = {
-        **os.environ,
-        "PGOPTIONS": f"-csearch_path={schema}",
-        "PGHOST": u.host or "localhost",
-        "PGPORT": str(u.port or 5432),
-        "PGUSER": u.username or "postgres",
-        "PGDATABASE": u.database or "",
-    }
-    if u.password:
-        env["PGPASSWORD"] = u.password
+    fresh_schema(url, schema)
+    env = pg_env(url, schema)
     subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", "-c", COPY_TABLE], env=env, check=True)
     script = path.parent / "bench_copy.psql"
     used = path.parent / "bench_copy.cpu"
@@ -272,7 +280,7 @@ def postgres(
     our_cpu: list[float] = []
     copy_cpu: list[float] = []
     for _ in range(args.repeat):
-        _fresh_schema(args.database_url, ours_schema)
+        fresh_schema(args.database_url, ours_schema)
         engine = open_store(_schema_url(args.database_url, ours_schema))
         with engine.connect() as conn:  # the pooled connection ingest will use
             pid = int(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())

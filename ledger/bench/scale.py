@@ -60,6 +60,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from ledger.bench.ingest import fresh_schema, pg_env
+
 START = date(2025, 1, 1)
 METERS = """\
 meters:
@@ -358,33 +360,6 @@ def _insert(conn: Any, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
         "ON CONFLICT (source, event_id) DO NOTHING",
         rows,
     )
-
-
-def pg_env(url: str, schema: str) -> dict[str, str]:
-    from sqlalchemy import make_url
-
-    u = make_url(url)
-    env = {
-        **os.environ,
-        "PGOPTIONS": f"-csearch_path={schema}",
-        "PGHOST": u.host or "localhost",
-        "PGPORT": str(u.port or 5432),
-        "PGUSER": u.username or "postgres",
-        "PGDATABASE": u.database or "",
-    }
-    if u.password:
-        env["PGPASSWORD"] = u.password
-    return env
-
-
-def fresh_schema(url: str, schema: str) -> None:
-    from sqlalchemy import create_engine
-
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    engine.dispose()
 
 
 def psql_copy(url: str, path: Path, schema: str) -> dict[str, Any]:
