@@ -64,7 +64,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal
@@ -77,6 +77,7 @@ from ledger.errors import BadInput, SealedMonthError
 from ledger.facts.adjustments import Adjustment, _label
 from ledger.facts.credit_notes import CreditNote
 from ledger.facts.invoices import Invoice, InvoiceLine
+from ledger.facts.pins import TermsPin
 from ledger.invoicing import cycle_lines
 from ledger.money import ZERO
 from ledger.pins import require_unchanged_terms
@@ -260,29 +261,23 @@ def compute(session: Session, since: date) -> list[RerateLine]:
     customers = {inv.customer for inv, _, _ in (*arrears, *advance)}
     through = max(inv.date for inv, _, _ in (*arrears, *advance))
     models, tz = session.registry.pricing_models, session.workspace.tz
-    pinned = _latest(
-        rate(
-            session.engine,
-            rules,
-            models,
-            tz,
-            through=through,
-            customers=customers,
-            pins=facts.pins,
-            reductions=facts.grant_reductions,
-        ).cycles
-    )
-    current = _latest(
-        rate(
-            session.engine,
-            rules,
-            models,
-            tz,
-            through=through,
-            customers=customers,
-            reductions=facts.grant_reductions,
-        ).cycles
-    )
+
+    def latest(pins: Mapping[str, TermsPin] | None) -> dict[str, CycleRating]:
+        """The latest rating of each cycle, with the plan versions ``pins`` names (or now)."""
+        return _latest(
+            rate(
+                session.engine,
+                rules,
+                models,
+                tz,
+                through=through,
+                customers=customers,
+                pins=pins,
+                reductions=facts.grant_reductions,
+            ).cycles
+        )
+
+    pinned, current = latest(facts.pins), latest(None)
     earlier: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
     for adj in facts.adjustments:
         earlier[(adj.invoice, adj.line_key)] += adj.amount
