@@ -1242,6 +1242,18 @@ def _late_figures(
         and (e.meta or {}).get("late")
     ]
     figures: dict[str, Decimal | None] = dict(_books_targets(session, customer, late))
+    # what the cycle's own accruals carry (a sealed month's, when the catch-up is dated after
+    # it): the invoice may have billed more than them, so the catch-up mixes billed usage with
+    # usage that came after the invoice, and only accrued + late = store holds
+    accrued = [
+        e
+        for e in entries
+        if isinstance(e, data.Transaction)
+        and link in (e.links or ())
+        and not {"late", "invoice", "credit_note", "reference", "application"} & set(e.meta or {})
+    ]
+    for key, amount in _books_targets(session, customer, accrued).items():
+        figures[f"accrued:{key}"] = amount
     for entry in late:
         for p in entry.postings:
             meter, quantity = (p.meta or {}).get("meter"), (p.meta or {}).get("quantity")
@@ -1279,10 +1291,16 @@ def _explain_late(
             bridged = True
             if check.late_key:
                 added = late.get(check.link, {}).get(check.late_key, ZERO)
+                accrued = late.get(check.link, {}).get(f"accrued:{check.late_key}", ZERO)
                 try:
-                    bridged = added is None or Decimal(check.recorded) + added == Decimal(
-                        check.store
-                    )
+                    recorded, store = Decimal(check.recorded), Decimal(check.store)
+                    bridged = added is None or recorded + added == store
+                    if not bridged and accrued is not None:
+                        # the late entry caught up a sealed month from what it carried, and
+                        # the invoice billed part of that catch-up: accrued + late = store,
+                        # with the invoice's figure between the two
+                        low, high = sorted((accrued, store))
+                        bridged = accrued + added == store and low <= recorded <= high
                 except ArithmeticError:
                     bridged = False
             if bridged:

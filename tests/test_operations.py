@@ -1395,3 +1395,36 @@ def test_trace_counts_a_free_tier_quantity_under_late_usage(tmp_path: Path) -> N
     traced = run_cli(root, "trace", "^acme-2026-09-01")
     assert traced.exit_code == 0, traced.output
     assert run_cli(root, "check").exit_code == 0
+
+
+def test_an_invoice_that_bills_part_of_a_sealed_months_catch_up_traces(root: Path) -> None:
+    """Found by the simulator (seed 61007). September is closed with no usage (cal's cycle
+    [Sep 1, Oct 1) carries 0.00). Two calls dated Sep 29 and 30 then arrive: September is
+    sealed, so they are caught up on Oct 1. INV-2026-000001 (Oct 1) bills them: 2 × 0.10 =
+    0.20. A third call dated Sep 30 arrives after the invoice. The books regenerate the
+    catch-up from the store: one late adjustment "now − sealed" = 0.30 − 0.00 = 0.30 on Oct 1,
+    of which the invoice billed 0.20; the 0.10 waits in unbilled revenue for the next invoice.
+
+    - Income:Usage −0.30, Unbilled:Cal 0.30 − 0.20 = 0.10, Receivable 0.20 on Oct 2;
+    - ``trace INV-2026-000001`` is verified: the sealed month's 0.00 + the catch-up's 0.30 =
+      the store's 0.30, and the invoice's 0.20 lies between them (it read invoice 0.20 +
+      late 0.30 ≠ store 0.30: NOT verified);
+    - ``check`` passes.
+    """
+    assert run_cli(root, "post", "--through", "2026-09-30").exit_code == 0
+    closed = run_cli(root, "close", "2026-09")
+    assert closed.exit_code == 0, closed.output
+    session = open_session(root)
+    insert_events(session.engine, calls("cal", ["2026-09-29", "2026-09-30"]))
+    invoiced = run_cli(root, "invoice", "--through", "2026-10-01")
+    assert invoiced.exit_code == 0 and "0.20 USD" in invoiced.output, invoiced.output
+    insert_events(session.engine, calls("cal", ["2026-09-30"], "after"))
+    assert run_cli(root, "post", "--through", "2026-10-01").exit_code == 0
+    entries, errors, _ = load_books(root / "books" / "main.beancount")
+    assert errors == []
+    assert balance(entries, USAGE, date(2026, 10, 2)) == Decimal("-0.30")
+    assert balance(entries, UNBILLED, date(2026, 10, 2)) == Decimal("0.10")
+    assert balance(entries, RECEIVABLE, date(2026, 10, 2)) == Decimal("0.20")
+    traced = run_cli(root, "trace", "INV-2026-000001")
+    assert traced.exit_code == 0, traced.output
+    assert run_cli(root, "check").exit_code == 0
