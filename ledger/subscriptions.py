@@ -194,6 +194,13 @@ def fee_changes(session: OpenWorkspace, through: date, *, every: bool = False) -
             if now != ln.amount
             else ZERO
         )
+        on = max(first_open, inv.date, cycle.end - _DAY if cycle is not None else inv.date)
+        billed_end = date.fromisoformat(ln.cycle[11:21])
+        if cycle is not None and cycle.end > billed_end and now > ln.amount:
+            # the cycle grew past the days billed (an end taken back, a later end): from the
+            # billed end on, recognition by day runs past what was billed, so the charge is
+            # dated there, not at the new end (deferred revenue would hold a debit meanwhile)
+            on = max(first_open, inv.date, billed_end)
         change = FeeChange(
             inv,
             i,
@@ -203,7 +210,7 @@ def fee_changes(session: OpenWorkspace, through: date, *, every: bool = False) -
             now,
             ln.cycle,
             cycle.key if cycle is not None else "",
-            max(first_open, inv.date, cycle.end - _DAY if cycle is not None else inv.date),
+            on,
             stale,
         )
         if every or (change.difference and change.on <= through):

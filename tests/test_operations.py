@@ -1428,3 +1428,45 @@ def test_an_invoice_that_bills_part_of_a_sealed_months_catch_up_traces(root: Pat
     traced = run_cli(root, "trace", "INV-2026-000001")
     assert traced.exit_code == 0, traced.output
     assert run_cli(root, "check").exit_code == 0
+
+
+def test_an_end_taken_back_charges_the_added_days_from_the_billed_end(tmp_path: Path) -> None:
+    """Found by the simulator (seed 61231). acme is on ``p`` (31.00 a month in advance) from
+    Oct 10, cycles from its start, ending Oct 20: INV-2026-000001 bills [Oct 10, Oct 20), 31.00
+    × 10 ÷ 31 = 10.00, into deferred revenue. acme then takes the end back: the cycle is
+    [Oct 10, Nov 10) again, 31.00, recognized at 1.00 a day. The 21.00 the longer cycle adds
+    is a debit adjustment dated Oct 20, where the billed days run out (unbilled 21.00 /
+    deferred −21.00), so deferred revenue never holds a debit:
+
+    - Oct 31 accrual recognizes 22 days, 22.00: deferred −10.00 − 21.00 + 22.00 = −9.00 on
+      Nov 1 (dated on the new cycle's last day, Nov 9, the charge left +12.00, a debit);
+    - Nov 10: deferred 0, revenue 31.00, unbilled 21.00 until the next invoice bills it.
+    """
+    customers = "customers:\n  acme: {currency: USD, billing_anchor: start, subscriptions: [%s]}\n"
+    root = write_workspace(
+        tmp_path / "ws",
+        meters=METERS_CALLS,
+        plans=FEE_PLANS,
+        customers=customers % "{plan: p, start: 2026-10-10, end: 2026-10-20}",
+    )
+    invoiced = run_cli(root, "invoice", "--through", "2026-10-10")
+    assert invoiced.exit_code == 0 and "10.00 USD" in invoiced.output, invoiced.output
+    (root / "rules" / "customers.yaml").write_text(customers % "{plan: p, start: 2026-10-10}")
+    posted = run_cli(root, "post", "--through", "2026-11-09")
+    assert posted.exit_code == 0, posted.output
+    entries, errors, _ = load_books(root / "books" / "main.beancount")
+    assert errors == []
+    charge = next(
+        e for e in entries if isinstance(e, data.Transaction) and "DA-2026-000001" in e.links
+    )
+    assert charge.date == date(2026, 10, 20)
+    deferred, revenue = "Liabilities:Deferred-Revenue:Acme", "Income:Subscriptions:P"
+    assert balance(entries, deferred, date(2026, 11, 1)) == Decimal("-9.00")
+    assert balance(entries, revenue, date(2026, 11, 1)) == Decimal("-22.00")
+    assert balance(entries, deferred, date(2026, 11, 10)) == 0
+    assert balance(entries, revenue, date(2026, 11, 10)) == Decimal("-31.00")
+    assert balance(entries, "Assets:Receivables:Unbilled:Acme", date(2026, 11, 10)) == Decimal(
+        "21.00"
+    )
+    assert run_cli(root, "trace", "INV-2026-000001").exit_code == 0
+    assert run_cli(root, "check").exit_code == 0
