@@ -62,6 +62,7 @@ from ledger.journal.adjustments import debit_entries, mark_credit_notes
 from ledger.journal.credit_notes import credit_note_entries, recut_cycles
 from ledger.journal.payments import application_entries, payment_entries
 from ledger.journal.sealed import catch_up
+from ledger.journal.summary import PREFIX as SUMMARY_PREFIX
 from ledger.journal.summary import summarize
 from ledger.opened import POSTED_THROUGH, OpenWorkspace
 from ledger.payments import record_application
@@ -306,6 +307,7 @@ class Session(OpenWorkspace):
         if first_open > date.min and through >= first_open - timedelta(days=1):
             record = self.sealed_record()
             self.require_store_of_record(record)
+            self.require_books_detail(record)
             # What is written is dated in the open months, and so are the accrual points whose
             # evidence it carries; the sealed months' entries are only compared with the record.
             # So the sealed points' digests are read only when the comparison finds something
@@ -571,6 +573,33 @@ class Session(OpenWorkspace):
                 + ": these books were posted from another store; restore it "
                 "(or rebuild the demo with `meterbook demo`). "
                 "Nothing was written: meterbook does not post against sealed history"
+            )
+
+    def require_books_detail(self, record: list[data.Directive]) -> None:
+        """Refuse (exit 2) when ``books_detail`` is not what the sealed months were closed with:
+        their control (or per-customer) balances are asserted, so the books' detail is chosen
+        before the first close and kept."""
+        summary = customer = ""
+        for entry in record:
+            if not isinstance(entry, data.Transaction):
+                continue
+            if any(link.startswith(SUMMARY_PREFIX) for link in entry.links or ()):
+                summary = summary or entry.date.strftime("%Y-%m")
+            elif "customer" in (entry.meta or {}):
+                customer = customer or entry.date.strftime("%Y-%m")
+        sealed_as = (
+            ("summary", summary)
+            if summary and not self.workspace.summary_books
+            else ("customer", customer)
+            if customer and self.workspace.summary_books
+            else None
+        )
+        if sealed_as is not None:
+            detail, month = sealed_as
+            raise BadInput(
+                f"{self.workspace.root / 'meterbook.toml'}: books_detail: {month} is sealed with "
+                f"{detail} books; the books' detail cannot change after a month is sealed "
+                f'(set books_detail = "{detail}" back). Nothing was written'
             )
 
     def require_writable_books(self) -> None:

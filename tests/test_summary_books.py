@@ -293,3 +293,61 @@ def test_favas_customers_page_reads_the_sub_ledger(posted: Session) -> None:
             rows[texts[0]] = texts
     assert rows["a"][:5] == ["a", "USD", "3.00", "3.00", "0.00"]
     assert rows["total (3 customers)"][2:4] == ["7.00", "7.00"]
+
+
+@pytest.mark.parametrize("sealed_with", ["summary", "customer"])
+def test_the_detail_cannot_change_after_a_seal(tmp_path: Path, sealed_with: str) -> None:
+    """October is closed with one detail; switching ``books_detail`` afterwards would leave
+    the sealed control (or per-customer) assertions against accounts the new books no longer
+    post to. ``post`` and ``invoice`` refuse with one line naming meterbook.toml and the key,
+    exit 2, and write nothing; switching back posts again."""
+    session = summary_workspace(tmp_path, sealed_with)
+    session.post(through=OCT_31)
+    root = session.workspace.root
+    assert run_cli(root, "close", "2026-10").exit_code == 0
+    other = "customer" if sealed_with == "summary" else "summary"
+    config = (root / "meterbook.toml").read_text()
+    (root / "meterbook.toml").write_text(
+        config.replace(f'books_detail = "{sealed_with}"', f'books_detail = "{other}"')
+    )
+    before = book_hashes(root / "books")
+    for command in (("post", "--through", "2026-11-01"), ("invoice", "--through", "2026-11-01")):
+        refused = run_cli(root, *command)
+        assert refused.exit_code == 2, refused.output
+        assert refused.output.count("\n") == 1, refused.output
+        assert "meterbook.toml: books_detail: 2026-10 is sealed with " + sealed_with in (
+            refused.output
+        )
+    assert book_hashes(root / "books") == before
+    (root / "meterbook.toml").write_text(config)
+    assert run_cli(root, "post", "--through", "2026-11-01").exit_code == 0
+
+
+def test_reports_are_the_same_with_summary_books(tmp_path: Path) -> None:
+    """The same store posted with customer books and with summary books: every finance report
+    of October gives the same figures (only the method text may differ). The per-customer
+    tables read the sub-ledger behind the control accounts: unbilled a 3.00, b 2.00, c 2.00
+    (7.00 in all, the control account's balance), not an empty table."""
+    import json
+
+    reports = ("revenue", "unbilled", "deferred", "aging", "rollforward", "arpu", "tax")
+    got: dict[str, dict[str, object]] = {}
+    for detail in ("customer", "summary"):
+        session = summary_workspace(tmp_path / detail, detail)
+        session.post(through=OCT_31)
+        session.invoice(through=NOV_1)
+        for name in reports:
+            result = run_cli(session.workspace.root, "report", name, "--month", "2026-10", "--json")
+            assert result.exit_code == 0, result.output
+            body = json.loads(result.output)
+            body.pop("method")
+            got[f"{detail} {name}"] = body
+    for name in reports:
+        assert got[f"summary {name}"] == got[f"customer {name}"], name
+    rows = got["summary unbilled"]["tables"][0]["rows"]  # type: ignore[index]
+    assert [(r["customer"], r["total"]) for r in rows] == [
+        ("a", "3.00"),
+        ("b", "2.00"),
+        ("c", "2.00"),
+        ("(total)", "7.00"),
+    ]

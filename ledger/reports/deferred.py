@@ -144,7 +144,7 @@ def late_after(sources: Sources, day: date) -> dict[tuple[str, str], Decimal]:
     open day (``late: TRUE``, ``usage_date``): the books at ``day`` do not hold it yet."""
     kinds = sources.account_kinds
     moved: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
-    for entry in sources.transactions:
+    for entry in sources.customer_transactions:
         meta = entry.meta or {}
         usage = meta.get("usage_date")
         if entry.date <= day or not meta.get("late") or not isinstance(usage, date):

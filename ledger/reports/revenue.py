@@ -47,11 +47,14 @@ def income_lines(rules: Rules) -> dict[str, tuple[str, str]]:
     return lines
 
 
-def revenue_postings(sources: Sources) -> Iterator[tuple[str, str, str, str, str, str, Decimal]]:
+def revenue_postings(
+    sources: Sources, *, per_customer: bool = False
+) -> Iterator[tuple[str, str, str, str, str, str, Decimal]]:
     """(month, customer, group, line, account, currency, revenue) per Income posting
-    (revenue = −amount)."""
+    (revenue = −amount) of the books, or with ``per_customer`` of the per-customer
+    transactions (:attr:`Sources.customer_transactions`: the same with customer books)."""
     lines = income_lines(sources.rules)
-    for entry in sources.transactions:
+    for entry in sources.customer_transactions if per_customer else sources.transactions:
         customer = str((entry.meta or {}).get("customer") or entry.payee or "")
         for posting in entry.postings:
             if not posting.account.startswith("Income:") or posting.units is None:
@@ -78,11 +81,14 @@ def revenue(sources: Sources, month: str | None = None) -> Report:
     by_customer: dict[tuple[str, str, str], dict[str, Decimal]] = defaultdict(
         lambda: defaultdict(lambda: ZERO)
     )
-    for m, customer, group, line, account, currency, amount in revenue_postings(sources):
-        if m not in months:
-            continue
-        by_line[(m, REVENUE_GROUPS.index(group), line, account, currency)] += amount
-        by_customer[(m, customer, currency)][group] += amount
+    for m, _customer, group, line, account, currency, amount in revenue_postings(sources):
+        if m in months:
+            by_line[(m, REVENUE_GROUPS.index(group), line, account, currency)] += amount
+    for m, customer, group, _line, _account, currency, amount in revenue_postings(
+        sources, per_customer=True
+    ):
+        if m in months:
+            by_customer[(m, customer, currency)][group] += amount
     line_rows = tuple(
         (m, REVENUE_GROUPS[g], line, account, currency, amount)
         for (m, g, line, account, currency), amount in sorted(by_line.items())
@@ -106,7 +112,10 @@ def revenue(sources: Sources, month: str | None = None) -> Report:
             "count in the open month they are posted in, as the books hold them. Usage revenue "
             "is per meter (its Income:Usage account), base fees under subscriptions per plan; "
             "commitment shortfall, credit breakage and credit notes (contra-revenue, negative) "
-            "under other. The customer is the transaction's `customer` metadata."
+            "under other. The customer is the transaction's `customer` metadata; with summary "
+            "books (control accounts), the per-customer table reads the per-customer entries "
+            "derived from the store, in which usage caught up after its month was sealed "
+            "counts in its own month."
         ),
         tables=(
             Table(

@@ -84,7 +84,7 @@ def rollforward_tables(sources: Sources, months: Sequence[str]) -> tuple[Table, 
     flows: dict[tuple[str, str, str], dict[str, Decimal]] = defaultdict(
         lambda: defaultdict(lambda: ZERO)
     )
-    for entry in sources.transactions:
+    for entry in sources.customer_transactions:  # per-customer accounts (summary: sub-ledger)
         flow = flow_of(entry)
         m = month_of(entry.date)
         for posting in entry.postings:

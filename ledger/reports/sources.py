@@ -47,8 +47,9 @@ class Sources:
 
     def __init__(self, session: Session, entries: Iterable[data.Directive] | None = None):
         self.session = session
-        if entries is not None:  # the books already loaded by the caller (close has them)
-            self.transactions = [e for e in entries if isinstance(e, data.Transaction)]
+        self._entries = None if entries is None else list(entries)
+        if self._entries is not None:  # the books already loaded by the caller (close has them)
+            self.transactions = [e for e in self._entries if isinstance(e, data.Transaction)]
 
     @property
     def rules(self) -> Rules:
@@ -61,6 +62,22 @@ class Sources:
             return []
         entries = books.load_books(main)[0]
         return [e for e in entries if isinstance(e, data.Transaction)]
+
+    @cached_property
+    def customer_transactions(self) -> list[data.Transaction]:
+        """The transactions per customer: the books' own, or with summary books (control
+        accounts) the per-customer sub-ledger behind them, derived from the store
+        (:func:`ledger.summary_trace.subledger`). What reports break down by customer reads
+        these; what they total per account reads :attr:`transactions`, the books."""
+        if not self.session.workspace.summary_books:
+            return self.transactions
+        from ledger.summary_trace import subledger
+
+        entries = self._entries
+        if entries is None:
+            main = self.session.workspace.main_file
+            entries = books.load_books(main)[0] if main.exists() else []
+        return [e for e in subledger(self.session, entries) if isinstance(e, data.Transaction)]
 
     @cached_property
     def facts(self) -> IssuedFacts:
@@ -106,7 +123,7 @@ class Sources:
     def balances(self, on: date) -> dict[tuple[str, str, str], Decimal]:
         """(kind, customer, currency) → balance of the customer accounts at the end of ``on``."""
         totals: dict[tuple[str, str, str], Decimal] = defaultdict(lambda: ZERO)
-        for entry in self.transactions:
+        for entry in self.customer_transactions:
             if entry.date <= on:
                 for posting in entry.postings:
                     found = self.account_kinds.get(posting.account)
