@@ -1295,7 +1295,7 @@ def _explain_late(
                 try:
                     recorded, store = Decimal(check.recorded), Decimal(check.store)
                     bridged = added is None or recorded + added == store
-                    if not bridged and accrued is not None:
+                    if not bridged and added is not None and accrued is not None:
                         # the late entry caught up a sealed month from what it carried, and
                         # the invoice billed part of that catch-up: accrued + late = store,
                         # with the invoice's figure between the two
