@@ -345,9 +345,11 @@ class Session(OpenWorkspace):
         first_open: date | None = None,
         facts: IssuedFacts | None = None,
         evidence_from: date = date.min,
+        documents: bool = True,
     ) -> tuple[list[data.Directive], dict[str, str], list[Invoice]]:
         """Every entry up to ``through`` derived from the store and the rating, sealed months
         included (what close asserts and check ties out against), with documents and invoices.
+        ``documents=False`` leaves the documents out (``{}``): balances need no rendering.
 
         ``evidence=False`` skips the evidence digests (metadata only, never an amount);
         ``evidence_from``: only the accrual points from that day on carry theirs.
@@ -369,8 +371,9 @@ class Session(OpenWorkspace):
             tuple(i.number for i in self._issuing),
         )
         if self.reads is not None and key in self.reads.regenerated:
-            _rating, (entries, documents, invoices) = self.reads.regenerated[key]
-            return list(entries), dict(documents), list(invoices)
+            _rating, (entries, rendered, invoices) = self.reads.regenerated[key]
+            if rendered is not None or not documents:
+                return list(entries), dict(rendered or {}), list(invoices)
         if evidence and digests is None:
             digests = self.evidence(rating)
         if evidence and digests is not None and evidence_from > date.min:
@@ -416,13 +419,15 @@ class Session(OpenWorkspace):
             *mark_credit_notes(generated, adjustments),
             *debit_entries(adjustments, self.rules),
         ]
-        documents = self.documents(
-            invoices, notes, adjustments, rating, skip=self.intact_documents()
+        rendered = (
+            self.documents(invoices, notes, adjustments, rating, skip=self.intact_documents())
+            if documents
+            else None
         )
         if self.reads is not None:
-            self.reads.regenerated[key] = (rating, (generated, documents, invoices))
-            return list(generated), dict(documents), list(invoices)
-        return generated, documents, invoices
+            self.reads.regenerated[key] = (rating, (generated, rendered, invoices))
+            return list(generated), dict(rendered or {}), list(invoices)
+        return generated, rendered or {}, invoices
 
     def documents(
         self,
