@@ -112,10 +112,7 @@ def revenue(sources: Sources, month: str | None = None) -> Report:
             "count in the open month they are posted in, as the books hold them. Usage revenue "
             "is per meter (its Income:Usage account), base fees under subscriptions per plan; "
             "commitment shortfall, credit breakage and credit notes (contra-revenue, negative) "
-            "under other. The customer is the transaction's `customer` metadata; with summary "
-            "books (control accounts), the per-customer table reads the per-customer entries "
-            "derived from the store, in which usage caught up after its month was sealed "
-            "counts in its own month."
+            "under other. The customer is the transaction's `customer` metadata."
         ),
         tables=(
             Table(
