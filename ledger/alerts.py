@@ -289,11 +289,11 @@ def cycle_progress(
             | {m for c, m in (changes or {}) if c == customer.id and m in rules.meters}
         )
         for meter in meters:
-            needs[(meter, ())][(cycle.customer, cycle.start)] = (cycle, days)
+            needs[(meter, ())][(cycle.link, cycle.start)] = (cycle, days)
         with_spend = customer.spend_cap is not None if spend is None else spend
         if with_spend:
             for charge in terms[cycle.link].charges:
-                needs[(charge.meter, _bands(models, charge))][(cycle.customer, cycle.start)] = (
+                needs[(charge.meter, _bands(models, charge))][(cycle.link, cycle.start)] = (
                     cycle,
                     days,
                 )
@@ -304,7 +304,7 @@ def cycle_progress(
     }
     result = []
     for cycle, days, meters, with_spend in plans:
-        at = (cycle.customer, cycle.start)
+        at = (cycle.link, cycle.start)
         quantities = {m: tuple(u.quantity for u in usages[(m, ())][at]) for m in meters}
         plan = terms[cycle.link]
         spent: tuple[Decimal, ...] = ()

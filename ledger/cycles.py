@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING
 from ledger.period import add_months, last_of_month
 
 if TYPE_CHECKING:
-    from ledger.rules import Customer, Plan
+    from ledger.rules import Customer, Plan, Subscription
 
 #: Length of each cycle kind in months.
 CYCLE_MONTHS: Mapping[str, int] = {"monthly": 1, "quarterly": 3, "yearly": 12}
@@ -84,6 +84,8 @@ class Cycle:
     #: bill a cycle cut short at its end (a change or cancellation) as if it ran to its
     #: nominal end: the ``proration: none`` policy (:class:`ledger.rules.ChangePolicy`)
     full_when_cut: bool = False
+    #: the ``id`` of the subscription the cycle belongs to ("": the customer's main one)
+    series: str = ""
 
     @property
     def days(self) -> int:
@@ -107,8 +109,10 @@ class Cycle:
 
     @property
     def link(self) -> str:
-        """``"acme-2026-10-15"``: the body of the cycle's Beancount link ``^acme-2026-10-15``."""
-        return f"{self.customer}-{self.start.isoformat()}"
+        """``"acme-2026-10-15"``: the body of the cycle's Beancount link ``^acme-2026-10-15``;
+        ``"acme/seats-2026-10-15"`` for a cycle of acme's subscription ``id: seats``
+        (:func:`cycle_link`)."""
+        return cycle_link(self.customer, self.series, self.start)
 
     def accrual_points(self) -> tuple[date, ...]:
         """The last day of every month that ends inside the cycle, and ``end - 1 day``.
@@ -136,26 +140,65 @@ class Cycle:
         return isinstance(day, date) and self.start <= day < self.end
 
 
-def cycles_for(customer: Customer, plans: Mapping[str, Plan], *, until: date) -> tuple[Cycle, ...]:
-    """Every cycle of every subscription of ``customer`` that starts before ``until``, in order.
+def cycle_link(customer: str, series: str, start: date) -> str:
+    """The body of a cycle's link: customer and start day, and the subscription's ``id``
+    after a ``/`` (which no id contains, so no two cycles share a link):
 
-    A subscription ends at its ``end`` or at the next subscription's start,
-    whichever is first; its cycles cover ``[start, end)`` with no gap and no
-    overlap. An open-ended subscription's last cycle returned is the one in
-    which ``until - 1 day`` falls (it may end after ``until``).
+    >>> cycle_link("acme", "", date(2026, 10, 1)), cycle_link("acme", "seats", date(2026, 10, 1))
+    ('acme-2026-10-01', 'acme/seats-2026-10-01')
+    >>> link_series("acme/seats-2026-10-01"), link_series("acme-2026-10-01")
+    ('seats', '')
     """
+    body = f"{customer}/{series}" if series else customer
+    return f"{body}-{start.isoformat()}"
+
+
+def link_series(link: str) -> str:
+    """The subscription ``id`` a cycle link names ("": the main subscription)."""
+    return link[:-11].partition("/")[2]
+
+
+def link_customer(link: str) -> str:
+    """The customer a cycle link names."""
+    return link[:-11].partition("/")[0]
+
+
+def cycles_for(customer: Customer, plans: Mapping[str, Plan], *, until: date) -> tuple[Cycle, ...]:
+    """Every cycle of every subscription of ``customer`` that starts before ``until``, in order
+    of start (the main subscription's first on a day both start).
+
+    A subscription ends at its ``end`` or at the start of the next one with the same
+    ``id``, whichever is first; its cycles cover ``[start, end)`` with no gap and no
+    overlap. An open-ended subscription's last cycle returned is the one in
+    which ``until - 1 day`` falls (it may end after ``until``). Subscriptions of
+    different ids run side by side, each with its own cycles and anchor.
+    """
+    series = customer.series()
+    if len(series) == 1:
+        return _series_cycles(customer, plans, next(iter(series.values())), until)
+    found = [c for subs in series.values() for c in _series_cycles(customer, plans, subs, until)]
+    order = {key: n for n, key in enumerate(series)}
+    return tuple(sorted(found, key=lambda c: (c.start, order[c.series])))
+
+
+def _series_cycles(
+    customer: Customer,
+    plans: Mapping[str, Plan],
+    subscriptions: tuple[tuple[int, Subscription], ...],
+    until: date,
+) -> tuple[Cycle, ...]:
+    """The cycles of one subscription ``id``: its plans one after the other."""
     cycles: list[Cycle] = []
-    subscriptions = customer.subscriptions
     policy = customer.subscription_changes
     moved: date | None = None  # next_cycle: where the previous subscription really ended
-    for index, sub in enumerate(subscriptions):
+    for n, (index, sub) in enumerate(subscriptions):
         end = sub.end
-        if index + 1 < len(subscriptions):
-            following = subscriptions[index + 1].start
+        if n + 1 < len(subscriptions):
+            following = subscriptions[n + 1][1].start
             end = following if end is None else min(end, following)
         months = _cycle_months(plans[sub.plan].cycle)
         start = sub.start if moved is None else max(sub.start, moved)
-        anchor = _anchor(customer, start, months)
+        anchor = _anchor(sub.billing_anchor or customer.billing_anchor, start, months)
         if policy.effective == "next_cycle" and end is not None and end > start:
             end = _boundary_on_or_after(anchor, months, end)
             moved = end
@@ -183,6 +226,7 @@ def cycles_for(customer: Customer, plans: Mapping[str, Plan], *, until: date) ->
                     first=k == 0,
                     last=cut,
                     full_when_cut=policy.proration == "none",
+                    series=sub.id,
                 )
             )
             if cut:
@@ -192,8 +236,8 @@ def cycles_for(customer: Customer, plans: Mapping[str, Plan], *, until: date) ->
     return tuple(cycles)
 
 
-def _anchor(customer: Customer, start: date, months: int) -> date:
-    if customer.billing_anchor == "calendar":
+def _anchor(billing_anchor: str, start: date, months: int) -> date:
+    if billing_anchor == "calendar":
         return date(start.year, (start.month - 1) // months * months + 1, 1)
     return start
 
@@ -215,14 +259,31 @@ def _boundary_on_or_after(anchor: date, months: int, day: date) -> date:
     return boundary
 
 
-def cycle_at(customer: Customer, plans: Mapping[str, Plan], day: date) -> Cycle | None:
-    """The cycle of ``customer`` that contains ``day``, or None outside every subscription."""
+def cycle_at(
+    customer: Customer, plans: Mapping[str, Plan], day: date, series: str = ""
+) -> Cycle | None:
+    """The cycle of ``customer``'s subscription ``series`` (its ``id``; "": the main one) that
+    contains ``day``, or None outside every subscription of that id."""
     for cycle in reversed(cycles_for(customer, plans, until=day + _DAY)):
+        if cycle.series != series:
+            continue
         if day in cycle:
             return cycle
         if cycle.end <= day:
             return None
     return None
+
+
+def cycles_at(customer: Customer, plans: Mapping[str, Plan], day: date) -> tuple[Cycle, ...]:
+    """Every cycle of ``customer`` that contains ``day``: one per subscription running then
+    (the main one first)."""
+    return tuple(c for c in cycles_for(customer, plans, until=day + _DAY) if day in c)
+
+
+def cycle_of_link(customer: Customer, plans: Mapping[str, Plan], link: str) -> Cycle | None:
+    """The cycle of ``customer`` whose link is ``link`` as the subscriptions are now, or the
+    one of the same subscription running on the link's start day (a cycle a change moved)."""
+    return cycle_at(customer, plans, date.fromisoformat(link[-10:]), link_series(link))
 
 
 def _cycle_months(kind: str) -> int:

@@ -474,8 +474,9 @@ def _arrived(billed: Decimal, remainder: Decimal) -> Decimal:
 
 
 def ended(customer: Customer, through: date) -> bool:
-    """Whether none of the customer's subscriptions runs after ``through``: the last one (they
-    are in start order, each cut by the next one's start) has an ``end`` on or before it.
+    """Whether none of the customer's subscriptions runs after ``through``: the last one of
+    each ``id`` (they are in start order, each cut by the next one's start) has an ``end`` on
+    or before it.
 
     A plan change is not an end (the next subscription runs on), and neither is
     an open-ended subscription:
@@ -489,7 +490,7 @@ def ended(customer: Customer, through: date) -> bool:
     """
     if not customer.subscriptions:
         return True
-    end = customer.subscriptions[-1].end
+    end = customer.last_end  # with add-ons (subscription ids): the last of them to end
     return end is not None and end <= through
 
 
@@ -538,7 +539,7 @@ def supplement(
                 *(inv.date for inv in out if inv.customer == cid and inv is not current),
             )
         ]
-        last = customer.subscriptions[-1].end if customer.subscriptions else None
+        last = customer.last_end
         day = max(
             [
                 *(d for d, _ in items),

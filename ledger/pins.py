@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, func, select
 
-from ledger.cycles import cycle_at
+from ledger.cycles import cycle_at, cycle_of_link, link_customer, link_series
 from ledger.errors import RulesError
 from ledger.events import dumps
 from ledger.facts.invoices import Invoice
@@ -164,14 +164,16 @@ def record_pins(conn: Connection, rules: Rules, invoices: Iterable[Invoice]) -> 
         customer = rules.customers.get(inv.customer)
         if customer is None:
             continue
-        parts = [(snap.cycle, "usage") for snap in inv.accruals]
+        parts = [(snap.cycle, snap.link, "usage") for snap in inv.accruals]
         parts += [
-            (line.cycle, "fee")
+            (line.cycle, line.link, "fee")
             for line in inv.lines
             if line.kind == "base_fee" and line.account == "deferred" and line.cycle
         ]
-        for key, part in parts:
-            cycle = cycle_at(customer, rules.plans, date.fromisoformat(key[:10]))
+        for key, link, part in parts:
+            cycle = cycle_at(
+                customer, rules.plans, date.fromisoformat(key[:10]), link_series(link or "")
+            )
             if cycle is None or cycle.plan not in rules.plans:
                 continue
             row = wanted.setdefault(cycle.link, {"plan": cycle.plan})
@@ -283,9 +285,11 @@ def changed_terms(engine: Engine, rules: Rules) -> list[Drift]:
                 )
             if now[key] == pinned:
                 continue
-            customer, start = row.link[:-11], date.fromisoformat(row.link[-10:])
+            customer = link_customer(row.link)
             subscriber = rules.customers.get(customer)
-            cycle = cycle_at(subscriber, rules.plans, start) if subscriber is not None else None
+            cycle = (
+                cycle_of_link(subscriber, rules.plans, row.link) if subscriber is not None else None
+            )
             found.append(
                 Drift(
                     customer=customer,

@@ -184,10 +184,12 @@ class Rating:
 
     def latest(self) -> list[CycleRating]:
         """The last rating of each cycle (the cycle-to-date view)."""
-        last: dict[tuple[str, date, str], CycleRating] = {}
+        last: dict[tuple[str, str], CycleRating] = {}
         for rated in self.cycles:
-            last[(rated.cycle.customer, rated.cycle.start, rated.cycle.plan)] = rated
-        return sorted(last.values(), key=lambda r: (r.cycle.customer, r.cycle.start))
+            last[(rated.cycle.link, rated.cycle.plan)] = rated
+        return sorted(
+            last.values(), key=lambda r: (r.cycle.customer, r.cycle.start, r.cycle.series)
+        )
 
 
 def cycle_plan(plan: Plan, cycle: Cycle, pin: TermsPin | None = None) -> Plan:
@@ -263,7 +265,7 @@ def rate(
                     i,
                     charge,
                     models,
-                    usages[(cycle.customer, cycle.start, cycle.plan, i, point)],
+                    usages[(cycle.link, cycle.plan, i, point)],
                     plan.currency,
                     cycle,
                     point,
@@ -273,7 +275,9 @@ def rate(
             by_customer[customer.id].append((cycle, point, _Gross(charges)))
 
     for customer in selected:
-        rows = sorted(by_customer.get(customer.id, []), key=lambda r: (r[1], r[0].start))
+        rows = sorted(
+            by_customer.get(customer.id, []), key=lambda r: (r[1], r[0].start, r[0].series)
+        )
         taken = [r for r in reductions if r.customer == customer.id and r.day <= through]
         applied, customer_movements = _apply_credits(customer, rows, through, taken)
         movements.extend(customer_movements)
@@ -293,10 +297,10 @@ def rate(
                     commitment_shortfall=_shortfall(
                         cycle, plan.minimum_commitment, gross.amount, point, plan.currency
                     ),
-                    credit_applied=applied[(cycle.start, cycle.plan, point)],
+                    credit_applied=applied[(cycle.link, cycle.plan, point)],
                 )
             )
-    results.sort(key=lambda r: (r.cycle.customer, r.cycle.start, r.through))
+    results.sort(key=lambda r: (r.cycle.customer, r.cycle.start, r.cycle.series, r.through))
     movements.sort(key=lambda m: (m.customer, m.day, m.grant, m.kind))
     return Rating(through=through, cycles=tuple(results), credits=tuple(movements))
 
@@ -317,10 +321,10 @@ def _measure_all(
     tz: ZoneInfo,
     plan_points: Iterable[tuple[Customer, Cycle, tuple[date, ...]]],
     terms: Mapping[str, Plan],
-) -> dict[tuple[str, date, str, int, date], Usage]:
+) -> dict[tuple[str, str, int, date], Usage]:
     """One metering call per (meter, bands): every window of every cycle at once."""
     requests: dict[tuple[str, tuple[Decimal, ...]], set[Window]] = defaultdict(set)
-    keys: list[tuple[tuple[str, date, str, int, date], str, tuple[Decimal, ...], Window]] = []
+    keys: list[tuple[tuple[str, str, int, date], str, tuple[Decimal, ...], Window]] = []
     for _customer, cycle, points in plan_points:
         start_us = cut_off_us(cycle.start, tz)
         for i, charge in enumerate(terms[cycle.link].charges):
@@ -333,7 +337,7 @@ def _measure_all(
                 requests[(charge.meter, bands)].add(window)
                 keys.append(
                     (
-                        (cycle.customer, cycle.start, cycle.plan, i, point),
+                        (cycle.link, cycle.plan, i, point),
                         charge.meter,
                         bands,
                         window,
@@ -525,7 +529,7 @@ def _apply_credits(
     rows: list[tuple[Cycle, date, _Gross]],
     through: date,
     reductions: Sequence[GrantReduction] = (),
-) -> tuple[dict[tuple[date, str, date], Decimal], list[CreditMovement]]:
+) -> tuple[dict[tuple[str, str, date], Decimal], list[CreditMovement]]:
     """Draw each cycle's usage from prepaid credits, point by point in date order.
 
     A cycle's cumulative credited amount never exceeds its cumulative usage:
@@ -542,9 +546,9 @@ def _apply_credits(
     """
     grants: list[CreditGrant] = list(customer.credits)
     remaining = [g.amount for g in grants]
-    draws: dict[tuple[date, str], list[tuple[int, Decimal]]] = defaultdict(list)
-    credited: dict[tuple[date, str], Decimal] = defaultdict(lambda: ZERO)
-    applied: dict[tuple[date, str, date], Decimal] = {}
+    draws: dict[tuple[str, str], list[tuple[int, Decimal]]] = defaultdict(list)
+    credited: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
+    applied: dict[tuple[str, str, date], Decimal] = {}
     movements: list[CreditMovement] = []
     expired: set[int] = set()
 
@@ -577,7 +581,7 @@ def _apply_credits(
     for cycle, point, gross in rows:
         take_back_before(point)
         expire_before(point)
-        key = (cycle.start, cycle.plan)
+        key = (cycle.link, cycle.plan)
         target = gross.amount
         have = credited[key]
         if target < have:  # usage fell: give back the excess, newest draw first
@@ -609,7 +613,7 @@ def _apply_credits(
                 draws[key].append((g, take))
                 movements.append(CreditMovement(customer.id, g, point, "draw", take, cycle))
         credited[key] = have
-        applied[(cycle.start, cycle.plan, point)] = have
+        applied[(cycle.link, cycle.plan, point)] = have
     take_back_before(through + timedelta(days=1))
     expire_before(through)
     return applied, movements

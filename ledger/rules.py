@@ -36,8 +36,10 @@ from ledger.accounts import (
     component,
     is_valid_component,
 )
+from ledger.cycles import CYCLE_MONTHS
 from ledger.errors import PluginError, RulesError
 from ledger.money import DecimalError, parse_decimal
+from ledger.period import add_months
 from ledger.pricing import PricingError, PricingModel
 
 FILES = ("meters.yaml", "plans.yaml", "customers.yaml", "accounts.yaml")
@@ -256,9 +258,20 @@ class Plan(_Record):
 
 
 class Subscription(_Record):
+    """One subscription of a customer to a plan over ``[start, end)``.
+
+    ``id`` names the subscription a customer holds alongside its main one (an add-on, a
+    second product): subscriptions with the same ``id`` (none: the main one) are one
+    subscription whose plan changes, in start order, each ending where the next starts;
+    subscriptions with different ids run side by side, each with its own cycles
+    (``billing_anchor``: this subscription's own, else the customer's).
+    """
+
     plan: str
     start: date
     end: date | None = None
+    id: str = ""
+    billing_anchor: Literal["start", "calendar"] | None = None
 
 
 class CreditGrant(_Record):
@@ -388,6 +401,25 @@ class Customer(_Record):
     @classmethod
     def _currency(cls, value: str) -> str:
         return _iso_currency(value)
+
+    def series(self) -> dict[str, tuple[tuple[int, Subscription], ...]]:
+        """The subscriptions by ``id`` ("" first: the main one), each with its index in
+        ``subscriptions``, in start order: one entry per subscription the customer runs at
+        once, whose plan changes follow one another."""
+        found: dict[str, list[tuple[int, Subscription]]] = {}
+        for index, sub in enumerate(self.subscriptions):
+            found.setdefault(sub.id, []).append((index, sub))
+        return {key: tuple(found[key]) for key in sorted(found, key=lambda k: (k != "", k))}
+
+    @property
+    def last_end(self) -> date | None:
+        """The day the last of its subscriptions ends: the latest ``end`` of each ``id``'s last
+        subscription (a plan change is not an end). None when one runs open-ended or there is
+        none."""
+        ends = [subs[-1][1].end for subs in self.series().values()]
+        if not ends or any(end is None for end in ends):
+            return None
+        return max(end for end in ends if end is not None)
 
 
 class Rules(_Record):
@@ -854,9 +886,14 @@ def _check_customer(
     source: _Source,
     path: tuple[Any, ...],
 ) -> None:
-    previous: Subscription | None = None
+    last: dict[str, Subscription] = {}  # the previous subscription of each id
     for i, sub in enumerate(customer.subscriptions):
         spath = (*path, "subscriptions", i)
+        if sub.id and not _ID.match(sub.id):
+            raise source.error(
+                "ids are 1..255 letters, digits, '_', '.' or '-' (they appear in ledger links)",
+                (*spath, "id"),
+            )
         plan = plans.get(sub.plan)
         if plan is None:
             raise source.error(f"unknown plan {sub.plan!r}", (*spath, "plan"))
@@ -868,14 +905,20 @@ def _check_customer(
             )
         if sub.end is not None and sub.end <= sub.start:
             raise source.error("end must be after start", (*spath, "end"))
+        previous = last.get(sub.id)
         if previous is not None:
             if sub.start <= previous.start:
                 raise source.error(
                     "subscriptions must be in order of start date", (*spath, "start")
                 )
             if previous.end is not None and previous.end > sub.start:
-                raise source.error("overlaps the previous subscription", (*spath, "start"))
-        previous = sub
+                raise source.error(
+                    "overlaps the previous subscription"
+                    + ("" if sub.id else " (an add-on running alongside it needs its own id:)"),
+                    (*spath, "start"),
+                )
+        last[sub.id] = sub
+    _check_shared_meters(customer, plans, source, path)
     for meter in customer.caps:
         if meter not in meters:
             raise source.error(f"unknown meter {meter!r}", (*path, "caps", meter))
@@ -891,6 +934,43 @@ def _check_customer(
         _check_money(grant.amount, customer.currency, source, (*path, "credits", i, "amount"))
         if grant.expires is not None and grant.expires <= grant.granted:
             raise source.error("expires must be after granted", (*path, "credits", i, "expires"))
+
+
+def _check_shared_meters(
+    customer: Customer, plans: Mapping[str, Plan], source: _Source, path: tuple[Any, ...]
+) -> None:
+    """Two subscriptions running at once (different ``id``) never price the same meter: each
+    rates all of the customer's events of its meters, so the usage would be billed twice.
+
+    A subscription's days run from its start to its end, the next one of its ``id``'s start,
+    or (``effective: next_cycle``, which moves an end to a cycle's end) a cycle later.
+    """
+    spans: list[tuple[int, Subscription, date, date | None, frozenset[str]]] = []
+    for subs in customer.series().values():
+        for n, (index, sub) in enumerate(subs):
+            end = sub.end
+            if n + 1 < len(subs):
+                following = subs[n + 1][1].start
+                end = following if end is None else min(end, following)
+            plan = plans[sub.plan]
+            if end is not None and customer.subscription_changes.effective == "next_cycle":
+                end = add_months(end, CYCLE_MONTHS[plan.cycle])
+            priced = [*plan.charges, *(c for version in plan.versions for c in version.charges)]
+            spans.append((index, sub, sub.start, end, frozenset(c.meter for c in priced)))
+    for index, sub, start, end, meters in sorted(spans, key=lambda s: s[0]):
+        for other, theirs, o_start, o_end, o_meters in spans:
+            if other >= index or theirs.id == sub.id:
+                continue
+            if (o_end is not None and o_end <= start) or (end is not None and end <= o_start):
+                continue
+            shared = sorted(meters & o_meters)
+            if shared:
+                which = f"subscription {theirs.id!r}" if theirs.id else "the main subscription"
+                raise source.error(
+                    f"plan {sub.plan!r} prices meter {shared[0]!r}, which {which} (plan "
+                    f"{theirs.plan!r}) prices at the same time: its usage would be billed twice",
+                    (*path, "subscriptions", index, "plan"),
+                )
 
 
 def _check_caps(customer: Customer, source: _Source, path: tuple[Any, ...]) -> None:

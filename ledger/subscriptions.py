@@ -57,7 +57,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine, func, select
 
 from ledger.credit_notes import creditable
-from ledger.cycles import Cycle, cycles_for
+from ledger.cycles import Cycle, cycles_for, link_customer
 from ledger.errors import BadInput
 from ledger.facts.credit_notes import CreditNote, CreditPart, load_credit_notes
 from ledger.facts.invoices import Invoice
@@ -295,8 +295,15 @@ def require_sealed_accruals(session: OpenWorkspace) -> None:
         customer = str(meta.get("customer") or "")
         if not key or "," in key or not customer:
             continue
-        link = f"{customer}-{key[:10]}"
-        if link in entry.links:
+        link = next(  # the cycle's link: ^acme-2026-10-01, or ^acme/seats-2026-10-01 for an add-on
+            (
+                link
+                for link in sorted(entry.links)
+                if link.endswith(f"-{key[:10]}") and link_customer(link) == customer
+            ),
+            "",
+        )
+        if link:
             points[link].add(entry.date)
             customers[link] = customer
     if not points:

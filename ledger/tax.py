@@ -611,7 +611,7 @@ def plan_on(customer: Customer, day: date_) -> str:
 
 def line_plans(invoice: Invoice, customer: Customer, rules: Rules) -> tuple[str, ...]:
     """Per invoice line, the plan of the cycle it bills ("" when it bills none)."""
-    from ledger.cycles import cycle_at
+    from ledger.cycles import cycle_at, link_series
 
     plans = []
     for line in invoice.lines:
@@ -621,7 +621,8 @@ def line_plans(invoice: Invoice, customer: Customer, rules: Rules) -> tuple[str,
             try:
                 from datetime import date
 
-                cycle = cycle_at(customer, rules.plans, date.fromisoformat(start))
+                day = date.fromisoformat(start)
+                cycle = cycle_at(customer, rules.plans, day, link_series(line.link or ""))
             except ValueError:
                 cycle = None
             plan = cycle.plan if cycle is not None and cycle.key == line.cycle else ""

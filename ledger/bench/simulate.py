@@ -770,7 +770,7 @@ def _customer_equation(
 def _cycle_ends(world: World, invoices: list[Any]) -> dict[str, date]:
     """The end of every cycle an advance fee was billed for, as the subscriptions give it now
     (a change after the invoice may have cut or lengthened it)."""
-    from ledger.cycles import cycle_at
+    from ledger.cycles import cycle_of_link
     from ledger.rules import load_rules
 
     rules = load_rules(world.root / "rules")
@@ -779,7 +779,7 @@ def _cycle_ends(world: World, invoices: list[Any]) -> dict[str, date]:
         customer = rules.customers.get(inv.customer)
         for line in inv.lines:
             if line.kind == "base_fee" and line.link and line.cycle and customer is not None:
-                cycle = cycle_at(customer, rules.plans, date.fromisoformat(line.cycle[:10]))
+                cycle = cycle_of_link(customer, rules.plans, line.link)
                 if cycle is not None and cycle.link == line.link:
                     ends[line.link] = cycle.end
     return ends

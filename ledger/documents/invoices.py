@@ -33,6 +33,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from ledger.cycles import link_series
 from ledger.facts.invoices import Invoice, InvoiceLine
 from ledger.money import ZERO
 
@@ -140,7 +141,7 @@ def invoice_rows(invoice: Invoice, rules: Rules | None) -> list[InvoiceRow]:
         if line.kind == "commitment" and line.link in usage:
             used = usage[line.link]
             shortfall = Shortfall(line.amount + used, used, line.amount)
-        plan = plans.get(line.link) or _plan_at(rules, invoice.customer, line.cycle)
+        plan = plans.get(line.link) or _plan_at(rules, invoice.customer, line.cycle, line.link)
         rows.append(
             InvoiceRow(
                 line=line,
@@ -167,14 +168,16 @@ def line_label(line: InvoiceLine, rules: Rules | None) -> str:
     return line.description[:1].upper() + line.description[1:]
 
 
-def _plan_at(rules: Rules | None, customer: str, cycle_key: str) -> str:
-    """The plan of the customer's subscription that the cycle ``start/end`` belongs to."""
+def _plan_at(rules: Rules | None, customer: str, cycle_key: str, link: str = "") -> str:
+    """The plan of the customer's subscription that the cycle ``start/end`` (of the
+    subscription id its ``link`` names) belongs to."""
     if rules is None or "/" not in cycle_key or customer not in rules.customers:
         return ""
     start = date.fromisoformat(cycle_key.split("/")[0])
     found = ""
+    series = link_series(link) if link else ""
     for sub in rules.customers[customer].subscriptions:
-        if sub.start <= start and (sub.end is None or start < sub.end):
+        if sub.id == series and sub.start <= start and (sub.end is None or start < sub.end):
             found = sub.plan
     return found
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from beancount.core import data
 from beancount.core.amount import Amount
 
-from ledger.cycles import cycle_at
+from ledger.cycles import cycle_at, link_series
 from ledger.facts.adjustments import Adjustment, by_document
 from ledger.journal.meta import FLAG, entry_meta
 from ledger.money import ZERO
@@ -45,7 +45,9 @@ def _plans(adjustments: Iterable[Adjustment], rules: Rules) -> dict[str, str]:
     for adj in adjustments:
         customer = rules.customers.get(adj.customer)
         cycle = (
-            cycle_at(customer, rules.plans, date.fromisoformat(adj.cycle[:10]))
+            cycle_at(
+                customer, rules.plans, date.fromisoformat(adj.cycle[:10]), link_series(adj.link)
+            )
             if customer
             else None
         )

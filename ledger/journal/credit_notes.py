@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from beancount.core import data
 from beancount.core.amount import Amount
 
-from ledger.cycles import Cycle, cycle_at
+from ledger.cycles import Cycle, cycle_at, link_series
 from ledger.facts.credit_notes import CreditNote
 from ledger.facts.invoices import Invoice, InvoiceLine
 from ledger.journal.meta import FLAG, entry_meta
@@ -155,7 +155,8 @@ def _fee_plan(customer: str, line: InvoiceLine, rules: Rules) -> str:
     """The plan whose subscription revenue an advance fee line was recognized to."""
     known = rules.customers.get(customer)
     start, _ = cycle_bounds(line.cycle)
-    cycle = cycle_at(known, rules.plans, start) if known is not None else None
+    series = link_series(line.link or "")
+    cycle = cycle_at(known, rules.plans, start, series) if known is not None else None
     if cycle is not None and cycle.key == line.cycle:
         return cycle.plan
     return line.description.split(" base fee ", 1)[0]  # "<plan> base fee <cycle> (in advance)"
@@ -194,7 +195,7 @@ def recut_cycles(
     return {key: now for key, (now, changed) in latest.items() if changed}
 
 
-def running_cycle(customer: str, cycle: str, rules: Rules) -> str:
+def running_cycle(customer: str, cycle: str, rules: Rules, series: str = "") -> str:
     """The cycle ``cycle`` is now, as the subscriptions give it: cut by a change entered after
     a note was scheduled over it and corrected by no credit note of its own (``proration:
     none`` bills the cut cycle in full), a note's deferred part is taken out of the fee's
@@ -202,7 +203,7 @@ def running_cycle(customer: str, cycle: str, rules: Rules) -> str:
     ends. Unchanged (or outside every subscription now): ``cycle``."""
     known = rules.customers.get(customer)
     start, _ = cycle_bounds(cycle)
-    now = cycle_at(known, rules.plans, start) if known is not None else None
+    now = cycle_at(known, rules.plans, start, series) if known is not None else None
     return now.key if now is not None and now.start == start else cycle
 
 
@@ -242,7 +243,10 @@ def fee_reduction_entries(
             continue  # scheduled over a cycle a subscription change has since re-cut: taken at once
         fee = invoice.lines[part.line - 1]
         plan = _fee_plan(note.customer, fee, rules)
-        cycle = running_cycle(note.customer, part.cycle, rules) if now is None else part.cycle
+        series = link_series(fee.link or "")
+        cycle = (
+            running_cycle(note.customer, part.cycle, rules, series) if now is None else part.cycle
+        )
         start, end = cycle_bounds(cycle)
         points = Cycle(
             note.customer, plan, start, end, start, end, 0, False, False

@@ -204,7 +204,7 @@ def customer_starts(sources: Sources) -> dict[str, date]:
     out. A customer subscribed from 2026-08-25 whose first event is on 2026-08-26 starts on
     2026-08-25, so August is a partial month for it and September its first full one."""
     starts = {
-        cid: customer.subscriptions[0].start
+        cid: min(sub.start for sub in customer.subscriptions)
         for cid, customer in sources.rules.customers.items()
         if customer.subscriptions
     }
