@@ -285,8 +285,12 @@ def cycle_progress(
             for i in range((min(last, cycle.end - _DAY) - cycle.start).days + 1)
         )
         meters = sorted(
-            set(customer.caps)
-            | {m for c, m in (changes or {}) if c == customer.id and m in rules.meters}
+            _capped_here(
+                cycle,
+                rules,
+                set(customer.caps)
+                | {m for c, m in (changes or {}) if c == customer.id and m in rules.meters},
+            )
         )
         for meter in meters:
             needs[(meter, ())][(cycle.link, cycle.start)] = (cycle, days)
@@ -336,6 +340,21 @@ def cycle_progress(
 _Key = tuple[str, tuple[Decimal, ...]]  # (meter, bands)
 #: Aggregations whose cumulative usage is the running total of the daily ones.
 ADDITIVE = frozenset({"count", "sum"})
+
+
+def _capped_here(cycle: Cycle, rules: Rules, capped: set[str]) -> set[str]:
+    """The capped meters measured over ``cycle``: a customer with add-ons (subscription ids)
+    has a meter's cap counted over the cycles of the add-on whose plan prices it, every other
+    cap over its main subscription's cycles, so no usage cap is counted twice."""
+    customer = rules.customers[cycle.customer]
+    if len(customer.series()) == 1:
+        return capped
+    if cycle.series:
+        return capped & rules.plans[cycle.plan].priced_meters
+    addons = {
+        m for sub in customer.subscriptions if sub.id for m in rules.plans[sub.plan].priced_meters
+    }
+    return capped - addons
 
 
 def _cumulative(

@@ -1034,13 +1034,21 @@ def trace_command(ctx: Context, ref: str, as_json: bool) -> None:
     help="The cycle containing this date (current: today in the workspace timezone).",
 )
 @click.option(
+    "--subscription",
+    metavar="ID",
+    help="The cycle of the customer's subscription with this id (an add-on; default: the main "
+    "one).",
+)
+@click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     help="Output directory (default: statements/ in the workspace).",
 )
 @pass_context
 @holds_lock("statement", shared=True)
-def statement_command(ctx: Context, customer: str, which: str, out: Path | None) -> None:
+def statement_command(
+    ctx: Context, customer: str, which: str, subscription: str | None, out: Path | None
+) -> None:
     """Write CUSTOMER's usage statement: self-contained HTML and a CSV of every event behind it."""
     from ledger.statements import write_statement
 
@@ -1053,7 +1061,7 @@ def statement_command(ctx: Context, customer: str, which: str, out: Path | None)
         9999, 1, 1
     ):  # later days: "has not started yet"
         bounded(day, "--cycle", session.today())
-    files = write_statement(session, customer, which=which, out=out)
+    files = write_statement(session, customer, which=which, out=out, subscription=subscription)
     s = files.statement
     click.echo(
         f"{s.customer}  {s.cycle.key}  through {s.through}  total {s.total} {s.currency}  "

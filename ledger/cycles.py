@@ -114,6 +114,11 @@ class Cycle:
         (:func:`cycle_link`)."""
         return cycle_link(self.customer, self.series, self.start)
 
+    @property
+    def file_stem(self) -> str:
+        """The link as a file name: ``acme-2026-10-15``, ``acme+seats-2026-10-15``."""
+        return self.link.replace("/", "+")
+
     def accrual_points(self) -> tuple[date, ...]:
         """The last day of every month that ends inside the cycle, and ``end - 1 day``.
 
@@ -275,9 +280,10 @@ def cycle_at(
 
 
 def cycles_at(customer: Customer, plans: Mapping[str, Plan], day: date) -> tuple[Cycle, ...]:
-    """Every cycle of ``customer`` that contains ``day``: one per subscription running then
-    (the main one first)."""
-    return tuple(c for c in cycles_for(customer, plans, until=day + _DAY) if day in c)
+    """Every cycle of ``customer`` that contains ``day``: one per subscription running then,
+    the main one first, then by subscription ``id``."""
+    found = [c for c in cycles_for(customer, plans, until=day + _DAY) if day in c]
+    return tuple(sorted(found, key=lambda c: (c.series != "", c.series)))
 
 
 def cycle_of_link(customer: Customer, plans: Mapping[str, Plan], link: str) -> Cycle | None:

@@ -243,6 +243,12 @@ class Plan(_Record):
                 found = version.effective
         return found
 
+    @property
+    def priced_meters(self) -> frozenset[str]:
+        """The meters its charges price, in its original terms or any version."""
+        terms: tuple[Plan | PlanVersion, ...] = (self, *self.versions)
+        return frozenset(c.meter for t in terms for c in t.charges)
+
     def as_of(self, effective: date) -> Plan:
         """This plan with the terms in effect from ``effective`` on (versions are cumulative)."""
         if not self.versions or effective < self.versions[0].effective:
@@ -955,8 +961,7 @@ def _check_shared_meters(
             plan = plans[sub.plan]
             if end is not None and customer.subscription_changes.effective == "next_cycle":
                 end = add_months(end, CYCLE_MONTHS[plan.cycle])
-            priced = [*plan.charges, *(c for version in plan.versions for c in version.charges)]
-            spans.append((index, sub, sub.start, end, frozenset(c.meter for c in priced)))
+            spans.append((index, sub, sub.start, end, plan.priced_meters))
     for index, sub, start, end, meters in sorted(spans, key=lambda s: s[0]):
         for other, theirs, o_start, o_end, o_meters in spans:
             if other >= index or theirs.id == sub.id:

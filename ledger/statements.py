@@ -71,7 +71,7 @@ from ledger.alerts import (
     cycle_progress,
 )
 from ledger.books import write_atomic
-from ledger.cycles import Cycle, cycle_at
+from ledger.cycles import Cycle, cycle_at, cycles_at
 from ledger.documents import statement_html
 from ledger.documents.invoices import line_label
 from ledger.documents.pdf import render_pdf
@@ -239,8 +239,12 @@ class StatementFiles:
 # --- choosing the cycle --------------------------------------------------------------------
 
 
-def pick_cycle(rules: Rules, customer: str, which: str, today: date) -> Cycle:
-    """The customer's cycle containing ``today`` (``which="current"``) or the date ``which``."""
+def pick_cycle(
+    rules: Rules, customer: str, which: str, today: date, subscription: str | None = None
+) -> Cycle:
+    """The customer's cycle containing ``today`` (``which="current"``) or the date ``which``:
+    of its subscription ``subscription`` (an ``id``; "" the main one), or None: the main one's,
+    else the first add-on's running then."""
     if customer not in rules.customers:
         known = ", ".join(sorted(rules.customers)[:5])
         raise BadInput(
@@ -256,7 +260,18 @@ def pick_cycle(rules: Rules, customer: str, which: str, today: date) -> Cycle:
             raise BadInput(
                 f"--cycle: {which!r} is neither 'current' nor a date YYYY-MM-DD"
             ) from None
-    cycle = cycle_at(rules.customers[customer], rules.plans, day)
+    subscriber = rules.customers[customer]
+    if subscription is None:
+        running = cycles_at(subscriber, rules.plans, day)
+        cycle = running[0] if running else None
+    elif subscription not in subscriber.series():
+        ids = ", ".join(repr(k) for k in subscriber.series() if k) or "none"
+        raise BadInput(
+            f"--subscription: customer {customer!r} has no subscription {subscription!r} "
+            f"(its ids: {ids})"
+        )
+    else:
+        cycle = cycle_at(subscriber, rules.plans, day, subscription)
     if cycle is None:
         raise BadInput(
             f"--cycle: customer {customer!r} has no billing cycle containing {day.isoformat()}"
@@ -737,26 +752,34 @@ def write_statement(
     which: str = "current",
     out: Path | None = None,
     today: date | None = None,
+    subscription: str | None = None,
 ) -> StatementFiles:
-    """Build the statement and write ``<out>/<customer>-<cycle start>.csv`` and ``.html``.
+    """Build the statement and write ``<out>/<customer>-<cycle start>.csv`` and ``.html``
+    (``<customer>+<id>-<cycle start>`` for the cycle of subscription ``id``, an add-on).
 
     ``out`` defaults to ``statements/`` in the workspace; ``today`` to today in the workspace
-    timezone. One command (:meth:`Session.command`): the issued facts are read once.
+    timezone; ``subscription`` picks the subscription (:func:`pick_cycle`). One command
+    (:meth:`Session.command`): the issued facts are read once.
     """
     with session.command():
-        return _write_statement(session, customer, which, out, today)
+        return _write_statement(session, customer, which, out, today, subscription)
 
 
 def _write_statement(
-    session: Session, customer: str, which: str, out: Path | None, today: date | None
+    session: Session,
+    customer: str,
+    which: str,
+    out: Path | None,
+    today: date | None,
+    subscription: str | None = None,
 ) -> StatementFiles:
     today = today or session.today()
-    cycle = pick_cycle(session.rules, customer, which, today)
+    cycle = pick_cycle(session.rules, customer, which, today, subscription)
     statement = build_statement(session, cycle, today=today)
     out = out if out is not None else session.workspace.root / "statements"
     tz = session.workspace.tz
     meters = [session.rules.meters[m.meter] for m in statement.meters]
-    csv_path = out / f"{cycle.link}.csv"
+    csv_path = out / f"{cycle.file_stem}.csv"
     rows = evidence_rows(
         session.engine,
         meters,
@@ -766,7 +789,7 @@ def _write_statement(
         tz,
     )
     evidence = write_evidence(csv_path, rows, meters)
-    html_path = out / f"{cycle.link}.html"
+    html_path = out / f"{cycle.file_stem}.html"
     html = statement_html(statement, evidence, session.templates)
     write_atomic(html_path, html)
     if session.workspace.documents.pdf:

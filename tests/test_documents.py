@@ -289,7 +289,7 @@ def rules() -> object:
     customers = {
         k: SimpleNamespace(name=v, billing=None, subscriptions=()) for k, v in names().items()
     }
-    pro = SimpleNamespace(plan="pro", start=date(2026, 9, 1), end=None)
+    pro = SimpleNamespace(plan="pro", start=date(2026, 9, 1), end=None, id="")
     customers["acme"] = SimpleNamespace(name=HOSTILE, billing=None, subscriptions=(pro,))
     return SimpleNamespace(
         customers=customers,

@@ -727,7 +727,7 @@ def _change_cap(
 
 
 def _evidence(session: Session, customer: str, meter_id: str, day: date | None) -> Response:
-    from ledger.cycles import cycle_at
+    from ledger.cycles import cycles_at
     from ledger.metering import cut_off_us
     from ledger.statements import CSV_COLUMNS, evidence_rows
 
@@ -735,17 +735,15 @@ def _evidence(session: Session, customer: str, meter_id: str, day: date | None) 
     today = session.today()
     if day is not None and day > today:
         raise ApiError(422, "invalid_request", "cycle: a day after today")
-    cycle = (
-        cycle_at(rules.customers[customer], rules.plans, day)
-        if day
-        else portal.current_cycle(session, customer, today)
-    )
-    if cycle is None:
+    running = cycles_at(rules.customers[customer], rules.plans, day or today)
+    if not running and day is None:
+        latest = portal.current_cycle(session, customer, today)
+        running = (latest,) if latest is not None else ()
+    if not running:
         raise ApiError(404, "not_found", "no billing cycle of yours contains that day")
-    plan = rules.plans[cycle.plan]
-    meters = {c.meter for c in plan.charges} | set(rules.customers[customer].caps)
-    for version in plan.versions:
-        meters |= {c.meter for c in version.charges}
+    # with add-ons (subscription ids), the cycle of the subscription whose plan prices the meter
+    cycle = next((c for c in running if meter_id in rules.plans[c.plan].priced_meters), running[0])
+    meters = rules.plans[cycle.plan].priced_meters | set(rules.customers[customer].caps)
     if meter_id not in meters or meter_id not in rules.meters:
         raise ApiError(404, "not_found", f"no charge or cap of yours measures {meter_id!r}")
     tz = session.workspace.tz
@@ -771,7 +769,7 @@ def _evidence(session: Session, customer: str, meter_id: str, day: date | None) 
                 out.truncate()
         yield out.getvalue()
 
-    name = f"{cycle.link}-{meter_id}.csv"
+    name = f"{cycle.file_stem}-{meter_id}.csv"
     return StreamingResponse(
         stream(),
         media_type="text/csv",

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from ledger.alerts import cap_changes, cap_on, crossings, cycle_progress
-from ledger.cycles import Cycle, cycle_at, cycles_for
+from ledger.cycles import Cycle, cycles_at, cycles_for
 from ledger.money import normalize
 from ledger.rating import grant_key, undrawn_credit
 from ledger.statements import CapUse, Statement, build_statement
@@ -246,11 +246,12 @@ class PortalView:
 
 
 def current_cycle(session: Session, customer: str, today: date) -> Cycle | None:
-    """The customer's cycle containing today, else its latest cycle that started (None: none)."""
+    """The customer's cycle containing today (its main subscription's, when add-ons run too),
+    else its latest cycle that started (None: none)."""
     rules = session.rules
-    found = cycle_at(rules.customers[customer], rules.plans, today)
-    if found is not None:
-        return found
+    running = cycles_at(rules.customers[customer], rules.plans, today)
+    if running:
+        return running[0]
     started = [
         c
         for c in cycles_for(rules.customers[customer], rules.plans, until=today + _DAY)
@@ -433,8 +434,16 @@ def change_cap(
     rules = session.rules
     if meter not in rules.meters:
         raise CapRefused(404, f"unknown meter {meter!r}")
-    cycle = current_cycle(session, customer, today)
-    maximum = rules.plans[cycle.plan].max_caps.get(meter) if cycle is not None else None
+    # the plan of any subscription running today may let the customer cap the meter
+    running = cycles_at(rules.customers[customer], rules.plans, today)
+    maximum = next(
+        (
+            rules.plans[c.plan].max_caps[meter]
+            for c in running
+            if meter in rules.plans[c.plan].max_caps
+        ),
+        None,
+    )
     if maximum is None:
         raise CapRefused(403, f"your plan does not let you set a cap on {meter}")
     value = check_cap(text, maximum)

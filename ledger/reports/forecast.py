@@ -3,18 +3,20 @@ trend, priced with the customer's plan.
 
 Per customer and meter a least-squares line is fitted through the monthly quantities of the
 last six months (:func:`linear_trend`) and continued: 100, 200, 300 calls give 400, 500, 600.
-Each forecast month is priced with the plan running on its first day, at the plan version in
-effect for that day's billing cycle (:func:`plan_on`): a price rise effective 2026-12-01
-prices December and January at the new price, November at the old.
+Each forecast month is priced with the plans running on its first day (a main plan and its
+add-ons), each at the plan version in effect for that day's billing cycle (:func:`plans_on`):
+a price rise effective 2026-12-01 prices December and January at the new price, November at
+the old.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import TYPE_CHECKING
 
-from ledger.cycles import cycle_at
+from ledger.cycles import cycles_at
 from ledger.errors import PluginError
 from ledger.metering import Window, cut_off_us, measure
 from ledger.money import ZERO, normalize, round_money
@@ -61,17 +63,28 @@ def linear_trend(values: Sequence[Decimal]) -> tuple[Decimal, Decimal]:
 
 
 def plan_on(rules: Rules, customer: str, day: date) -> Plan | None:
-    """The terms the customer is billed with for the cycle running on ``day`` (None: no
-    subscription then): its plan at the version in effect at that cycle's start, as rating
-    prices the cycle (:func:`ledger.rating.cycle_plan`; a version never splits a cycle).
+    """The first of :func:`plans_on` (the main subscription's plan; None: none runs then)."""
+    running = plans_on(rules, customer, day)
+    return running[0] if running else None
 
-    Subscriptions are in start order and a later start ends the earlier one (a plan change).
+
+def plans_on(rules: Rules, customer: str, day: date) -> tuple[Plan, ...]:
+    """The terms the customer is billed with for the cycles running on ``day`` (none: no
+    subscription then), one per subscription (a main plan and its add-ons): each plan at the
+    version in effect at its cycle's start, as rating prices the cycle
+    (:func:`ledger.rating.cycle_plan`; a version never splits a cycle).
+
+    Subscriptions of one id are in start order and a later start ends the earlier one (a
+    plan change).
     """
-    cycle = cycle_at(rules.customers[customer], rules.plans, day)
-    if cycle is None:
-        return None
-    return cycle_plan(rules.plans[cycle.plan], cycle)
+    return tuple(
+        cycle_plan(rules.plans[cycle.plan], cycle)
+        for cycle in cycles_at(rules.customers[customer], rules.plans, day)
+    )
 
+
+#: a customer's meter's monthly trend: (quantity line, events line, months fitted)
+_Trend = tuple[tuple[Decimal, Decimal], tuple[Decimal, Decimal], int]
 
 CYCLE_MONTHS = {"monthly": 1, "quarterly": 3, "yearly": 12}
 
@@ -108,7 +121,7 @@ def forecast(sources: Sources, month: str | None = None) -> Report:
     future = [shift_month(last, k) for k in range(1, FORECAST_MONTHS + 1)]
     usage = monthly_usage(sources, history)
     models = sources.session.registry.pricing_models
-    trends: dict[tuple[str, str], tuple[tuple[Decimal, Decimal], tuple[Decimal, Decimal], int]] = {}
+    trends: dict[tuple[str, str], _Trend] = {}
     history_rows = []
     for cid, meter in sorted({(c, mt) for c, mt, _m in usage}):
         series = [usage[(cid, meter, m)] for m in history]
@@ -134,66 +147,16 @@ def forecast(sources: Sources, month: str | None = None) -> Report:
         totals: list[Cell] = []
         plans = []
         for k, m in enumerate(future, start=1):
-            plan = plan_on(sources.rules, cid, month_start(m))
-            if plan is None:
+            running = plans_on(sources.rules, cid, month_start(m))
+            if not running:
                 totals.append(None)
                 continue
-            plans.append(plan.id)
             total: Decimal | None = ZERO
-            usage_total = ZERO
-            per_month = CYCLE_MONTHS[plan.cycle]
-            for charge in plan.charges:
-                trend = trends.get((cid, charge.meter))
-                quantity, events = ZERO, 0
-                if trend is not None:
-                    (qa, qb), (ea, eb), n = trend
-                    quantity = max(ZERO, qa + qb * (n - 1 + k)).quantize(
-                        QUANTITY, rounding=ROUND_HALF_EVEN
-                    )
-                    events = max(
-                        0, int((ea + eb * (n - 1 + k)).to_integral_value(rounding=ROUND_HALF_EVEN))
-                    )
-                where = f"pricing model {charge.model!r} on {cid} ({charge.meter}), forecasting,"
-                try:
-                    model = models[charge.model]
-                    bands = charge_bands(model, charge, where)
-                    # per-event bands (a minimum or maximum per event): last month's effective rate
-                    if bands:
-                        amount: Decimal | None = round_money(
-                            _last_month_rate(sources, cid, charge.meter, last, model, charge, bands)
-                            * quantity,
-                            currency,
-                        )
-                    else:  # a month's share of a cycle used at this monthly rate
-                        scale = (
-                            per_month
-                            if sources.rules.meters[charge.meter].aggregation in ("count", "sum")
-                            else 1
-                        )
-                        cycle_usage = Usage(quantity * scale, events * scale)
-                        price = price_charge(model, charge, cycle_usage, where)
-                        amount = round_money(price.amount / per_month, currency)
-                # a quantity the model cannot price: no forecast for it (a plugin's own refusal
-                # comes back from price_charge as a PluginError naming it)
-                except (PricingError, PluginError, ArithmeticError, KeyError):
-                    amount = None
-                meter_rows.append((cid, m, plan.id, charge.meter, quantity, amount, currency))
-                if amount is None or total is None:
-                    total = None
-                else:
-                    total += amount
-                    usage_total += amount
-            if total is not None and plan.base_fee is not None:
-                fee = round_money(plan.base_fee.amount / per_month, currency)
-                meter_rows.append((cid, m, plan.id, "(base fee)", None, fee, currency))
-                total += fee
-            if total is not None and plan.minimum_commitment is not None and per_month == 1:
-                shortfall = max(ZERO, plan.minimum_commitment - usage_total)
-                if shortfall:
-                    meter_rows.append(
-                        (cid, m, plan.id, "(commitment shortfall)", None, shortfall, currency)
-                    )
-                    total += shortfall
+            for plan in running:
+                plans.append(plan.id)
+                total = _plan_month(
+                    sources, models, trends, cid, m, k, last, plan, total, meter_rows
+                )
             totals.append(total)
         if plans:
             customer_rows.append((cid, currency, ",".join(sorted(set(plans))), *totals))
@@ -235,3 +198,74 @@ def forecast(sources: Sources, month: str | None = None) -> Report:
             ),
         ),
     )
+
+
+def _plan_month(
+    sources: Sources,
+    models: Mapping[str, PricingModel],
+    trends: Mapping[tuple[str, str], _Trend],
+    cid: str,
+    m: str,
+    k: int,
+    last: str,
+    plan: Plan,
+    total: Decimal | None,
+    meter_rows: list[tuple[Cell, ...]],
+) -> Decimal | None:
+    """``total`` plus the forecast of one plan of ``cid`` (its usage charges, base fee and
+    commitment shortfall) for month ``m``, ``k`` months after ``last``; its rows added to
+    ``meter_rows``. None once an amount cannot be forecast."""
+    currency = sources.rules.customers[cid].currency
+    usage_total = ZERO
+    per_month = CYCLE_MONTHS[plan.cycle]
+    for charge in plan.charges:
+        trend = trends.get((cid, charge.meter))
+        quantity, events = ZERO, 0
+        if trend is not None:
+            (qa, qb), (ea, eb), n = trend
+            quantity = max(ZERO, qa + qb * (n - 1 + k)).quantize(QUANTITY, rounding=ROUND_HALF_EVEN)
+            events = max(
+                0, int((ea + eb * (n - 1 + k)).to_integral_value(rounding=ROUND_HALF_EVEN))
+            )
+        where = f"pricing model {charge.model!r} on {cid} ({charge.meter}), forecasting,"
+        try:
+            model = models[charge.model]
+            bands = charge_bands(model, charge, where)
+            # per-event bands (a minimum or maximum per event): last month's effective rate
+            if bands:
+                amount: Decimal | None = round_money(
+                    _last_month_rate(sources, cid, charge.meter, last, model, charge, bands)
+                    * quantity,
+                    currency,
+                )
+            else:  # a month's share of a cycle used at this monthly rate
+                scale = (
+                    per_month
+                    if sources.rules.meters[charge.meter].aggregation in ("count", "sum")
+                    else 1
+                )
+                cycle_usage = Usage(quantity * scale, events * scale)
+                price = price_charge(model, charge, cycle_usage, where)
+                amount = round_money(price.amount / per_month, currency)
+        # a quantity the model cannot price: no forecast for it (a plugin's own refusal
+        # comes back from price_charge as a PluginError naming it)
+        except (PricingError, PluginError, ArithmeticError, KeyError):
+            amount = None
+        meter_rows.append((cid, m, plan.id, charge.meter, quantity, amount, currency))
+        if amount is None or total is None:
+            total = None
+        else:
+            total += amount
+            usage_total += amount
+    if total is not None and plan.base_fee is not None:
+        fee = round_money(plan.base_fee.amount / per_month, currency)
+        meter_rows.append((cid, m, plan.id, "(base fee)", None, fee, currency))
+        total += fee
+    if total is not None and plan.minimum_commitment is not None and per_month == 1:
+        shortfall = max(ZERO, plan.minimum_commitment - usage_total)
+        if shortfall:
+            meter_rows.append(
+                (cid, m, plan.id, "(commitment shortfall)", None, shortfall, currency)
+            )
+            total += shortfall
+    return total
