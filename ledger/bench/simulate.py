@@ -88,6 +88,12 @@ PLANS = {
           - {unit_price: "0.05"}
 """,
 }
+#: the add-on a customer may hold beside its plan (``addon``): a fee for support, no meter
+ADDON = """\
+  support:
+    currency: USD
+    base_fee: {amount: "15.50", timing: advance}
+"""
 PRICES = {
     "basic": ["0.10", "0.08", "0.12"],
     "pro": ["0.02", "0.015", "0.03"],
@@ -117,6 +123,8 @@ class World:
     root: Path
     clock: date = START
     subs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    #: per customer, its add-on subscriptions (id ``support``), one after the other
+    addons: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     grants: dict[str, list[tuple[str, date, date]]] = field(
         default_factory=lambda: defaultdict(list)
     )
@@ -147,10 +155,11 @@ class World:
                     charge = (text % {"price": price}).split("    charges:\n", 1)[1]
                     plans.append(f"      - effective: {effective.isoformat()}\n        charges:\n")
                     plans.append("".join("    " + line + "\n" for line in charge.splitlines()))
+        plans.append(ADDON)
         (self.root / "rules" / "plans.yaml").write_text("".join(plans))
         lines = ["customers:\n"]
         for cid, (anchor, _plan, _start) in CUSTOMERS.items():
-            subs = ", ".join(_subscription(s) for s in self.subs[cid])
+            subs = ", ".join(_subscription(s) for s in (*self.subs[cid], *self.addons[cid]))
             lines.append(
                 f"  {cid}:\n    currency: USD\n    billing_anchor: {anchor}\n"
                 f"    subscriptions: [{subs}]\n"
@@ -185,7 +194,8 @@ class World:
 
 def _subscription(sub: dict[str, Any]) -> str:
     end = f", end: {sub['end'].isoformat()}" if sub.get("end") else ""
-    return f"{{plan: {sub['plan']}, start: {sub['start'].isoformat()}{end}}}"
+    addon = f", id: {sub['id']}, billing_anchor: {sub['anchor']}" if sub.get("id") else ""
+    return f"{{plan: {sub['plan']}, start: {sub['start'].isoformat()}{end}{addon}}}"
 
 
 def new_world() -> World:
@@ -226,8 +236,9 @@ def generate(rng: random.Random, steps: int) -> list[Op]:
         "grant",
         "close",
         "rerun",
+        "addon",
     ]
-    weights = [6, 6, 3, 2, 3, 4, 3, 1, 1, 1, 1, 2, 1, 3, 1]
+    weights = [6, 6, 3, 2, 3, 4, 3, 1, 1, 1, 1, 2, 1, 3, 1, 1]
     return [
         (rng.choices(names, weights)[0], tuple(rng.random() for _ in range(4)))
         for _ in range(steps)
@@ -308,6 +319,8 @@ def run_op(world: World, op: Op) -> None:
             )
     elif name == "subchange":
         _subchange(world, a, b, c)
+    elif name == "addon":
+        _addon(world, a, b, c)
     elif name == "grant":
         cid = _pick(list(CUSTOMERS), a)
         world.grants[cid].append(
@@ -438,6 +451,29 @@ def _subchange(world: World, a: float, b: float, c: float) -> None:
     world.write_rules()
     if not _posted_or_taken_back(world):
         world.subs[cid] = before  # the operator takes the edit back, as the refusal says
+        world.write_rules()
+
+
+def _addon(world: World, a: float, b: float, c: float) -> None:
+    """A customer takes the support add-on (its own cycles: anchored on its start or on the
+    calendar) or ends the one it has, on a day up to 20 days back or ahead."""
+    cid = _pick(list(CUSTOMERS), a)
+    on = max(START + timedelta(days=1), world.clock + timedelta(days=int(c * 40) - 20))
+    addons = world.addons[cid]
+    before = [dict(s) for s in addons]
+    last = addons[-1] if addons else None
+    if last is not None and not last.get("end"):
+        if on <= last["start"]:
+            return
+        last["end"] = on
+    elif last is None or on >= last["end"]:
+        anchor = _pick(["start", "calendar"], b)
+        addons.append({"plan": "support", "start": on, "id": "support", "anchor": anchor})
+    else:
+        return
+    world.write_rules()
+    if not _posted_or_taken_back(world):
+        world.addons[cid] = before
         world.write_rules()
 
 
