@@ -9,7 +9,8 @@ random operations in simulated time from 2026-09-01: usage ingested on time, lat
 duplicated or conflicting; ``post``; ``invoice``; payments (full, partial, over,
 unapplied); ``credit``; ``apply`` and ``refund``; plan versions and ``rerate``;
 subscription changes (cancellations, plan changes, cancellations taken back; backdated,
-dated ahead, before or after billing); prepaid grants; ``close`` of each finished month
+dated ahead, before or after billing); a support add-on taken or ended beside the plan
+(``addon``: its own cycles, anchored on its start or the calendar); prepaid grants; ``close`` of each finished month
 (accepting its findings when it refuses); commands re-run. Every operation is a CLI call
 (click's CliRunner), as an operator would type it.
 
