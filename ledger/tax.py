@@ -599,8 +599,9 @@ def corrected_supplies(invoice: Invoice, issued: Sequence[Invoice]) -> tuple[Tax
 
 
 def plan_on(customer: Customer, day: date_) -> str:
-    """The plan of the customer's subscription in effect on ``day`` ("" when none is)."""
-    for sub in customer.subscriptions:
+    """The plan of the customer's subscription in effect on ``day`` ("" when none is): its main
+    subscription's, before an add-on's."""
+    for sub in sorted(customer.subscriptions, key=lambda s: s.id != ""):
         if sub.start <= day and (sub.end is None or day < sub.end):
             return sub.plan
     return ""

@@ -10,9 +10,9 @@ duplicated or conflicting; ``post``; ``invoice``; payments (full, partial, over,
 unapplied); ``credit``; ``apply`` and ``refund``; plan versions and ``rerate``;
 subscription changes (cancellations, plan changes, cancellations taken back; backdated,
 dated ahead, before or after billing); a support add-on taken or ended beside the plan
-(``addon``: its own cycles, anchored on its start or the calendar); prepaid grants; ``close`` of each finished month
-(accepting its findings when it refuses); commands re-run. Every operation is a CLI call
-(click's CliRunner), as an operator would type it.
+(``addon``: its own cycles, anchored on its start or the calendar); prepaid grants;
+``close`` of each finished month (accepting its findings when it refuses); commands re-run.
+Every operation is a CLI call (click's CliRunner), as an operator would type it.
 
 After every step: no traceback, exit codes 0/1/2 only, refusals only where they are the
 right answer, and the books load with 0 errors. Every ``--check-every`` steps and at the
