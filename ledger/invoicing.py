@@ -487,6 +487,13 @@ def ended(customer: Customer, through: date) -> bool:
     ...     Subscription(plan="ent", start=date(2026, 11, 20), end=date(2027, 1, 1))))
     >>> ended(acme, date(2026, 12, 31)), ended(acme, date(2027, 1, 1))
     (False, True)
+
+    An add-on (a subscription with an ``id``) still running keeps the customer on:
+
+    >>> addon = Subscription(id="support", plan="a", start=date(2026, 12, 1), end=date(2027, 2, 1))
+    >>> both = acme.model_copy(update={"subscriptions": (*acme.subscriptions, addon)})
+    >>> ended(both, date(2027, 1, 1)), ended(both, date(2027, 2, 1))
+    (False, True)
     """
     if not customer.subscriptions:
         return True

@@ -846,3 +846,31 @@ def test_applied_cash_is_collected_not_less_invoiced(tmp_path: Path) -> None:
             "closing": "0.00",
         }
     ]
+
+
+def test_forecast_prices_the_main_plan_and_its_addon(tmp_path: Path) -> None:
+    """``c`` on ``p`` (30.00 a month and 0.10 a call, calendar cycles) from Sep 1 and on the
+    add-on ``s`` (12.00 a month, no meter; ``id: support``, cycles from Oct 15) from Oct 15.
+    300 calls in September and in October (10 a day, days 1–30): a flat trend of 300.
+
+    November: ``p`` 300 × 0.10 + 30.00 = 60.00, plus ``s`` 12.00 = 72.00 (60.00 without the
+    add-on); the plans column names both."""
+    plans = PLANS + '  s:\n    currency: USD\n    base_fee: {amount: "12.00"}\n'
+    customers = (
+        "customers:\n  c:\n    currency: USD\n    billing_anchor: calendar\n"
+        "    subscriptions: [{plan: p, start: 2026-09-01}, "
+        "{id: support, plan: s, start: 2026-10-15, billing_anchor: start}]\n"
+    )
+    session = make_workspace(tmp_path / "ws", METERS_CALLS, plans, customers)
+    insert_events(
+        session.engine,
+        [
+            e
+            for month in ("09", "10")
+            for d in range(1, 31)
+            for e in calls("c", [f"2026-{month}-{d:02d}"] * 10, f"m{month}d{d}-")
+        ],
+    )
+    report = build_report(session, "forecast", month="2026-10")
+    [row] = rows(report, "Forecast by customer")
+    assert (row["plan"], row["2026-11"], row["2026-12"]) == ("p,s", D("72.00"), D("72.00"))
