@@ -28,6 +28,18 @@ cycle prorated against the full calendar period::
     >>> [(c.key, str(c.proration())) for c in cycles_for(calendar, plans, until=date(2026, 9, 2))]
     [('2026-08-15/2026-09-01', '17/31'), ('2026-09-01/2026-10-01', '1')]
 
+A subscription with an ``id`` (an add-on, :class:`ledger.rules.Subscription`) runs beside
+the main one, with its own cycles and anchor; its cycles' links name it (:func:`cycle_link`)::
+
+    >>> support = Subscription(id="support", plan="pro", start=date(2026, 8, 20),
+    ...                        billing_anchor="start")
+    >>> both = calendar.model_copy(update={"subscriptions": (*calendar.subscriptions, support)})
+    >>> for c in cycles_for(both, plans, until=date(2026, 9, 2)):
+    ...     print(c.link, c.key)
+    acme-2026-08-15 2026-08-15/2026-09-01
+    acme/support-2026-08-20 2026-08-20/2026-09-20
+    acme-2026-09-01 2026-09-01/2026-10-01
+
 Anniversaries on the 29th to 31st clamp to the month's last day and come back
 (anchor 31: Jan 31 → Feb 28/29 → Mar 31); each boundary is computed from the
 anchor, never from the previous boundary (:func:`add_months`).
