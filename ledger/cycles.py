@@ -63,13 +63,11 @@ from datetime import date, timedelta
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
-from ledger.period import add_months, last_of_month
+from ledger.period import CYCLE_MONTHS, add_months, last_of_month
 
 if TYPE_CHECKING:
     from ledger.rules import Customer, Plan, Subscription
 
-#: Length of each cycle kind in months.
-CYCLE_MONTHS: Mapping[str, int] = {"monthly": 1, "quarterly": 3, "yearly": 12}
 
 _DAY = timedelta(days=1)
 

@@ -23,8 +23,12 @@ from __future__ import annotations
 
 import calendar
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
+
+#: Length of each billing cycle kind in months.
+CYCLE_MONTHS: Mapping[str, int] = {"monthly": 1, "quarterly": 3, "yearly": 12}
 
 _MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
 

@@ -36,10 +36,9 @@ from ledger.accounts import (
     component,
     is_valid_component,
 )
-from ledger.cycles import CYCLE_MONTHS
 from ledger.errors import PluginError, RulesError
 from ledger.money import DecimalError, parse_decimal
-from ledger.period import add_months
+from ledger.period import CYCLE_MONTHS, add_months
 from ledger.pricing import PricingError, PricingModel
 
 FILES = ("meters.yaml", "plans.yaml", "customers.yaml", "accounts.yaml")
