@@ -950,8 +950,11 @@ def _check_shared_meters(
     A subscription's days run from its start to its end, the next one of its ``id``'s start,
     or (``effective: next_cycle``, which moves an end to a cycle's end) a cycle later.
     """
+    series = customer.series()
+    if len(series) < 2:
+        return  # one subscription at a time
     spans: list[tuple[int, Subscription, date, date | None, frozenset[str]]] = []
-    for subs in customer.series().values():
+    for subs in series.values():
         for n, (index, sub) in enumerate(subs):
             end = sub.end
             if n + 1 < len(subs):
