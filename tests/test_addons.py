@@ -338,3 +338,28 @@ def test_the_same_meter_after_the_other_subscription_ended_is_accepted(tmp_path:
     )
     root = write_workspace(tmp_path / "ws", meters=METERS_CALLS, plans=PLANS, customers=customers)
     assert run_cli(root, "invoice", "--through", "2026-11-01").exit_code == 0
+
+
+def test_the_same_plan_twice_under_two_ids_bills_two_fees(tmp_path: Path) -> None:
+    """Two seats of the add-on ``a`` (ids ``s1`` and ``s2``) beside ``p``, all from Oct 1: three
+    cycles start that day on one invoice, 31.00 + 10.00 + 10.00 = 51.00, each fee with its own
+    link (``^acme/s1-2026-10-01``, ``^acme/s2-2026-10-01``); by Oct 31 A has earned 20.00."""
+    customers = _customers(
+        "{id: s1, plan: a, start: 2026-10-01}\n      - {id: s2, plan: a, start: 2026-10-01}"
+    )
+    root = write_workspace(tmp_path / "ws", meters=METERS_CALLS, plans=PLANS, customers=customers)
+    assert run_cli(root, "invoice", "--through", "2026-10-01").exit_code == 0
+    assert run_cli(root, "post", "--through", "2026-10-31").exit_code == 0
+    entries, errors, _ = load_books(root / "books" / "main.beancount")
+    assert errors == []
+    (invoice,) = _invoices(entries).values()
+    assert invoice.links == {
+        "INV-2026-000001",
+        "acme-2026-10-01",
+        "acme/s1-2026-10-01",
+        "acme/s2-2026-10-01",
+    }
+    assert balance(entries, RECEIVABLE, date(2026, 10, 2)) == Decimal("51.00")
+    assert balance(entries, "Income:Subscriptions:A", date(2026, 11, 1)) == Decimal("-20.00")
+    assert balance(entries, DEFERRED, date(2026, 11, 1)) == 0
+    assert run_cli(root, "trace", "acme/s2-2026-10-01").exit_code == 0
