@@ -29,6 +29,9 @@ DEFAULT_TEMPLATES: dict[str, str] = {
     "commitment_revenue": "Income:Commitment-Shortfall",
     "breakage_revenue": "Income:Credit-Breakage",
     "credit_notes": "Income:Credit-Notes",
+    # Discounts and coupons are contra-revenue (a debit-balance income account), per plan with
+    # "Income:Discounts:{plan}" (ledger.discounts).
+    "discounts": "Income:Discounts",
     "cash": "Assets:Bank:Operating",
     # Money received but not applied to an invoice is owed back to the payer (applied or
     # refunded later): a liability, not a second bank account. DESIGN says

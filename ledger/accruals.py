@@ -30,8 +30,9 @@ if TYPE_CHECKING:
 
 
 def split_credit(rated: CycleRating) -> tuple[Decimal, Decimal]:
-    """Credit applied to final-price usage first (unbilled), then to the rest (contract asset)."""
-    final = min(rated.credit_applied, rated.final_usage)
+    """Credit applied to final-price usage first (unbilled), then to the rest (contract asset);
+    usage net of its discounts (:mod:`ledger.discounts`), as credit draws it."""
+    final = min(rated.credit_applied, rated.final_usage - rated.discounted("usage:", "unbilled"))
     return final, rated.credit_applied - final
 
 
@@ -51,6 +52,11 @@ def targets(rated: CycleRating) -> dict[str, Decimal]:
     if fee is not None and fee.recognized:
         out[f"subscription_revenue:{rated.cycle.plan}"] += fee.recognized
         out["deferred" if fee.timing == "advance" else "unbilled"] += fee.recognized
+    for d in rated.discounts:
+        # contra-revenue in the period of the revenue it discounts: with the usage accrued, or
+        # by day with an advance fee (out of deferred revenue, which the invoice booked net)
+        out[f"discount:{rated.cycle.plan}"] += d.recognized
+        out[d.account] -= d.recognized
     return {k: v for k, v in out.items() if v}
 
 
@@ -164,6 +170,12 @@ def net_targets(rated: CycleRating, included: Inclusion) -> dict[str, Decimal]:
             earned = included.net("base_fee", fee.recognized)
         out[f"subscription_revenue:{rated.cycle.plan}"] += earned
         out["deferred" if fee.timing == "advance" else "unbilled"] += earned
+    for d in rated.discounts:  # each netted with the rates of the part it discounts
+        net = included.net(d.part, d.amount)
+        if d.account == "deferred":
+            net = recognize(net, rated.cycle, rated.through, rated.currency)
+        out[f"discount:{rated.cycle.plan}"] += net
+        out[d.account] -= net
     return {k: v for k, v in out.items() if v}
 
 

@@ -57,9 +57,43 @@ if TYPE_CHECKING:
     from ledger.rules import Rules
 
 
+def discount_lines(rated: CycleRating, part: str, account: str) -> list[InvoiceLine]:
+    """The lines of the discounts on one part of a cycle (negative, settling what the part's line
+    settles), to follow that line (:mod:`ledger.discounts`)."""
+    cycle = rated.cycle
+    return [
+        InvoiceLine(
+            kind="discount",
+            description=d.label,
+            account=account,
+            amount=-d.amount,
+            cycle=cycle.key,
+            link=cycle.link,
+            meter=part.partition(":")[2],
+            on=part,
+        )
+        for d in rated.discounts
+        if d.part == part and d.account == account
+    ]
+
+
+def _with_discounts(rated: CycleRating, lines: list[InvoiceLine]) -> list[InvoiceLine]:
+    """``lines`` (one cycle's arrears lines), each followed by its discounts."""
+    if not rated.discounts:
+        return lines
+    out = []
+    for line in lines:
+        out.append(line)
+        if line.kind == "usage":
+            out += discount_lines(rated, f"usage:{line.meter}", line.account)
+        elif line.kind in ("commitment", "base_fee"):
+            out += discount_lines(rated, line.kind, line.account)
+    return out
+
+
 def cycle_lines(rated: CycleRating, rules: Rules) -> list[InvoiceLine]:
     """The arrears lines of a cycle at its last accrual point (usage, commitment,
-    arrears base fee, credits applied)."""
+    arrears base fee, each followed by its discounts; credits applied)."""
     cycle = rated.cycle
     lines = [
         InvoiceLine(
@@ -98,6 +132,7 @@ def cycle_lines(rated: CycleRating, rules: Rules) -> list[InvoiceLine]:
                 link=cycle.link,
             )
         )
+    lines = _with_discounts(rated, lines)
     final_credit, nonfinal_credit = split_credit(rated)
     if final_credit:
         lines.append(
@@ -142,6 +177,8 @@ def net_lines(lines: Iterable[InvoiceLine], included: Inclusion | None) -> list[
             net = included.advance_fee(line.amount)
         elif line.kind == "base_fee":
             net = included.net("base_fee", line.amount)
+        elif line.kind == "discount":  # as the accruals net it (ledger.accruals.net_targets)
+            net = included.net(line.on, line.amount)
         out.append(replace(line, net=net) if net != line.amount else line)
     return out
 
@@ -231,7 +268,8 @@ def draft_invoices(
                 cycle=cycle.key,
                 link=cycle.link,
             )
-            lines[(cycle.customer, cycle.start)].extend(net_lines([advance], mine))
+            off = discount_lines(rated, "base_fee", "deferred")
+            lines[(cycle.customer, cycle.start)].extend(net_lines([advance, *off], mine))
     for cid, customer in rules.customers.items():
         for grant in customer.credits:
             if grant.granted <= through:
@@ -359,7 +397,7 @@ def _not_yet_known(lines: dict[tuple[str, date], list[InvoiceLine]], invoice: In
     kept = []
     for line in lines.get(key, []):
         if (
-            line.kind == "base_fee"
+            (line.kind == "base_fee" or (line.kind == "discount" and line.account == "deferred"))
             and line.cycle
             and line.link not in fees
             and date.fromisoformat(line.cycle.split("/")[0]) < invoice.date

@@ -54,13 +54,14 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine
 
 from ledger.cycles import Cycle, cycles_for
+from ledger.discounts import DiscountRating, Part, cycle_discounts, discount_parts
 from ledger.errors import PluginError
 from ledger.facts.credit_notes import GrantReduction
 from ledger.facts.pins import TermsPin
 from ledger.metering import Window, cut_off_us, measure
 from ledger.money import ZERO, round_money
 from ledger.pricing import Price, PriceLine, PricingModel, Usage
-from ledger.rules import Charge, CreditGrant, Customer, Plan, Rules
+from ledger.rules import Charge, CreditGrant, Customer, Discount, Plan, Rules
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,19 @@ class CycleRating:
     base_fee: BaseFeeRating | None
     commitment_shortfall: Decimal
     credit_applied: Decimal
+    #: the customer's discounts on this cycle, per part (:mod:`ledger.discounts`)
+    discounts: tuple[DiscountRating, ...] = ()
+
+    def discounted(self, prefix: str, account: str) -> Decimal:
+        """The discounts on the parts named ``prefix``… that settle ``account``."""
+        return sum(
+            (
+                d.amount
+                for d in self.discounts
+                if d.part.startswith(prefix) and d.account == account
+            ),
+            ZERO,
+        )
 
     @property
     def usage_amount(self) -> Decimal:
@@ -244,8 +258,11 @@ def rate(
     ]
     plan_points: list[tuple[Customer, Cycle, tuple[date, ...]]] = []
     terms: dict[str, Plan] = {}
+    discounts: dict[str, tuple[Discount, ...]] = {}
     for customer in selected:
-        for cycle in cycles_for(customer, rules.plans, until=through + timedelta(days=1)):
+        cycles = cycles_for(customer, rules.plans, until=through + timedelta(days=1))
+        discounts.update(cycle_discounts(customer, cycles))
+        for cycle in cycles:
             points = rating_points(cycle, through)
             if points:
                 plan_points.append((customer, cycle, points))
@@ -272,7 +289,25 @@ def rate(
                 )
                 for i, charge in enumerate(plan.charges)
             )
-            by_customer[customer.id].append((cycle, point, _Gross(charges)))
+            fee = (
+                _base_fee(cycle, plan.base_fee.amount, plan.base_fee.timing, point, plan.currency)
+                if plan.base_fee
+                else None
+            )
+            shortfall = _shortfall(
+                cycle,
+                plan.minimum_commitment,
+                sum((c.amount for c in charges), ZERO),
+                point,
+                plan.currency,
+            )
+            mine = discounts.get(cycle.link, ())
+            off = (
+                discount_parts(mine, _parts(charges, fee, shortfall), cycle, point, plan.currency)
+                if mine
+                else ()
+            )
+            by_customer[customer.id].append((cycle, point, _Gross(charges, fee, shortfall, off)))
 
     for customer in selected:
         rows = sorted(
@@ -289,15 +324,10 @@ def rate(
                     through=point,
                     currency=plan.currency,
                     charges=gross.charges,
-                    base_fee=_base_fee(
-                        cycle, plan.base_fee.amount, plan.base_fee.timing, point, plan.currency
-                    )
-                    if plan.base_fee
-                    else None,
-                    commitment_shortfall=_shortfall(
-                        cycle, plan.minimum_commitment, gross.amount, point, plan.currency
-                    ),
+                    base_fee=gross.base_fee,
+                    commitment_shortfall=gross.shortfall,
                     credit_applied=applied[(cycle.link, cycle.plan, point)],
+                    discounts=gross.discounts,
                 )
             )
     results.sort(key=lambda r: (r.cycle.customer, r.cycle.start, r.cycle.series, r.through))
@@ -308,10 +338,35 @@ def rate(
 @dataclass(frozen=True)
 class _Gross:
     charges: tuple[ChargeRating, ...]
+    base_fee: BaseFeeRating | None = None
+    shortfall: Decimal = ZERO
+    discounts: tuple[DiscountRating, ...] = ()
 
     @property
     def amount(self) -> Decimal:
-        return sum((c.amount for c in self.charges), ZERO)
+        """The usage charges prepaid credit draws on: net of their discounts."""
+        usage = sum((c.amount for c in self.charges), ZERO)
+        return usage - sum((d.amount for d in self.discounts if d.part.startswith("usage:")), ZERO)
+
+
+def _parts(
+    charges: Sequence[ChargeRating], fee: BaseFeeRating | None, shortfall: Decimal
+) -> list[Part]:
+    """A cycle's discountable parts in the order a fixed discount takes from them: the advance
+    fee (billed first, on the cycle's first day), the usage charges, the commitment shortfall,
+    the arrears fee (:mod:`ledger.discounts`)."""
+    parts = []
+    if fee is not None and fee.timing == "advance":
+        parts.append(Part("base_fee", "deferred", fee.billed, fee.recognized))
+    for c in charges:
+        parts.append(
+            Part(f"usage:{c.meter}", "unbilled" if c.final else "contract_asset", c.amount)
+        )
+    if shortfall:
+        parts.append(Part("commitment", "unbilled", shortfall))
+    if fee is not None and fee.timing == "arrears":
+        parts.append(Part("base_fee", "unbilled", fee.recognized))
+    return parts
 
 
 def _measure_all(

@@ -285,6 +285,42 @@ class CreditGrant(_Record):
     expires: date | None = None
 
 
+class Discount(_Record):
+    """A discount (a coupon) on a customer's cycles (``discounts:`` of a customer): a
+    ``percent`` of, or a fixed ``amount`` off, each cycle's discountable amount, from the
+    cycles starting on or after ``start``, for ``cycles`` of them (None: forever)::
+
+        discounts:
+          - {id: launch, percent: "20", charges: [api_calls], cycles: 3, start: 2026-09-01}
+          - {id: loyalty, amount: "5.00", start: 2026-09-01}   # the whole invoice, forever
+
+    ``charges``: meter ids of the plan's charges, ``base_fee`` and ``minimum_commitment``
+    (empty: all of them, the whole invoice). How each line is discounted, capped and
+    booked: :mod:`ledger.discounts`.
+
+        >>> Discount(id="x", percent=Decimal("20"), start=date(2026, 9, 1)).label
+        'x: 20% off'
+    """
+
+    id: str
+    percent: Fraction | None = None
+    amount: Dec | None = None
+    charges: tuple[str, ...] = ()
+    cycles: Annotated[int, Field(ge=1)] | None = None
+    start: date
+
+    @property
+    def label(self) -> str:
+        """How an invoice names it: ``launch: 20% off``, ``loyalty: 5.00 off``."""
+        if self.percent is not None:
+            return f"{self.id}: {format(self.percent.normalize(), 'f')}% off"
+        return f"{self.id}: {self.amount} off"
+
+
+#: What a discount's ``charges`` may name besides the plans' meters.
+DISCOUNT_PARTS = ("base_fee", "minimum_commitment")
+
+
 class ChangePolicy(_Record):
     """How a subscription change or cancellation in the middle of a cycle is billed
     (``[subscription_changes]`` in ``meterbook.toml`` for the workspace,
@@ -401,6 +437,8 @@ class Customer(_Record):
     subscription_changes: ChangePolicy = ChangePolicy()
     #: this customer's tuning of the gaps-and-spikes reconciler (None: the workspace's)
     gaps_spikes: GapsSpikesTuning | None = None
+    #: discounts and coupons on its cycles, applied in this order (:mod:`ledger.discounts`)
+    discounts: tuple[Discount, ...] = ()
 
     @field_validator("currency")
     @classmethod
@@ -939,6 +977,42 @@ def _check_customer(
         _check_money(grant.amount, customer.currency, source, (*path, "credits", i, "amount"))
         if grant.expires is not None and grant.expires <= grant.granted:
             raise source.error("expires must be after granted", (*path, "credits", i, "expires"))
+    _check_discounts(customer, plans, source, path)
+
+
+def _check_discounts(
+    customer: Customer, plans: Mapping[str, Plan], source: _Source, path: tuple[Any, ...]
+) -> None:
+    """A percent in (0, 100] or a positive amount in the currency's minor units (one of the two);
+    charges the customer's plans bill; ids unique."""
+    charged: set[str] = set(DISCOUNT_PARTS)
+    for sub in customer.subscriptions:
+        plan = plans[sub.plan]
+        for terms in (plan, *plan.versions):
+            charged.update(c.meter for c in terms.charges)
+    seen: set[str] = set()
+    for i, discount in enumerate(customer.discounts):
+        dpath = (*path, "discounts", i)
+        if not _ID.match(discount.id):
+            raise source.error("ids are 1..255 letters, digits, '_', '.' or '-'", (*dpath, "id"))
+        if discount.id in seen:
+            raise source.error(f"discount {discount.id!r} is given twice", (*dpath, "id"))
+        seen.add(discount.id)
+        if (discount.percent is None) == (discount.amount is None):
+            raise source.error("give either percent or amount", dpath)
+        if discount.percent is not None and not 0 < discount.percent <= 100:
+            raise source.error("a percent is above 0 and at most 100", (*dpath, "percent"))
+        if discount.amount is not None:
+            if discount.amount <= 0:
+                raise source.error("a discount amount is above 0", (*dpath, "amount"))
+            _check_money(discount.amount, customer.currency, source, (*dpath, "amount"))
+        for j, name in enumerate(discount.charges):
+            if name not in charged:
+                known = ", ".join(sorted(charged))
+                raise source.error(
+                    f"{name!r} is no charge of the customer's plans (known: {known})",
+                    (*dpath, "charges", j),
+                )
 
 
 def _check_shared_meters(

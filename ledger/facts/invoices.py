@@ -173,7 +173,9 @@ SUPPLEMENTARY = "supplementary"
 class InvoiceLine:
     """One line of an invoice and the account it settles."""
 
-    kind: str  # usage | commitment | base_fee | credit_applied | credit_grant | late_usage
+    kind: (
+        str  # usage | commitment | base_fee | credit_applied | credit_grant | late_usage | discount
+    )
     description: str
     account: str  # unbilled | contract_asset | deferred
     amount: Decimal
@@ -187,6 +189,9 @@ class InvoiceLine:
     #: the tax the accruals took out (:class:`ledger.accruals.Inclusion`); None: the amount
     #: (absent from the JSON)
     net: Decimal | None = None
+    #: a ``discount`` line: the part of its cycle it discounts (``usage:<meter>``, ``commitment``,
+    #: ``base_fee``; :mod:`ledger.discounts`); "" for every other line (absent from the JSON)
+    on: str = ""
 
     @property
     def booked(self) -> Decimal:
@@ -261,6 +266,8 @@ class Invoice:
         for line in data["lines"]:  # as do lines and accruals not net of an included tax
             if line["net"] is None:
                 del line["net"]
+            if not line["on"]:  # and lines that are no discount
+                del line["on"]
         for accrual in data["accruals"]:
             if not accrual["net"]:
                 del accrual["net"]
@@ -291,6 +298,7 @@ class Invoice:
                     for t in line["tiers"]
                 ),
                 net=Decimal(line["net"]) if line.get("net") is not None else None,
+                on=line.get("on", ""),
             )
             for line in data["lines"]
         )

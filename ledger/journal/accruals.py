@@ -25,7 +25,10 @@ A cycle's targets (cumulative, rounded) are, per DESIGN:
 - ``contract_asset``: non-final usage (volume tiers) − credit applied to it;
 - ``deferred``: base fee recognized in advance + credit drawn (both reduce
   the deferred-revenue liability, hence a debit);
-- ``subscription_revenue:<plan>``, ``commitment_revenue``: their revenue.
+- ``subscription_revenue:<plan>``, ``commitment_revenue``: their revenue;
+- ``discount:<plan>``: the discounts recognized (contra-revenue, a debit), taken off
+  unbilled, the contract asset or deferred revenue as the line they discount
+  (:mod:`ledger.discounts`).
 
 Once a cycle is invoiced its targets are frozen in the invoice (a snapshot per
 accrual point), so regenerating the books never moves an invoiced accrual.
@@ -90,6 +93,8 @@ def _signed_postings(
             account, number = rules.account(kind, plan=ref), -amount
         elif kind == "commitment_revenue":
             account, number = rules.account(kind), -amount
+        elif kind == "discount":  # contra-revenue: a debit (ledger.discounts)
+            account, number = rules.account("discounts", plan=ref), amount
         else:  # unbilled, contract_asset, deferred: asset up / liability down = debit
             account, number = rules.account(kind, customer=customer), amount
         postings.append(data.Posting(account, Amount(number, currency), None, None, None, meta))

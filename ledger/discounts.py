@@ -1,0 +1,148 @@
+"""Discounts and coupons: what a customer's ``discounts`` take off each cycle, line by line.
+
+acme pays 0.10 per API call and a 49.00 base fee in advance, with ``launch: 20 % off
+api_calls`` for 3 cycles and ``loyalty: 5.00 off`` the whole invoice, forever. Its cycle
+``[2026-09-01, 2026-10-01)`` with 1,000 calls::
+
+    base fee 49.00 (in advance, invoiced Sep 1)   loyalty: 5.00 off   −5.00   deferred
+    api_calls 100.00 (invoiced Oct 1)             launch: 20% off    −20.00   unbilled
+
+Rules (a cycle's *parts* are its advance base fee, its usage charges in plan order, its
+commitment shortfall and its arrears base fee, in that order):
+
+- a discount applies to the cycles that start on or after its ``start``, the first
+  ``cycles`` of them (all: forever), counted over the customer's cycles in start order;
+- ``percent``: per part, ``round(percent × part)`` half-even to the minor unit, on the
+  cumulative amount at each accrual point, so the cycle's accruals sum to its invoice;
+- ``amount``: taken from the parts in order, each at most what is left of it, so it never
+  exceeds what it discounts; what a cycle cannot use is lost (a coupon per cycle, not a
+  balance);
+- several discounts apply in the order listed, each on what the earlier ones left;
+- an advance fee's discount is billed with the fee and, like it, recognized by day
+  (:func:`ledger.rating.recognize`): a contra schedule beside the fee's, so deferred revenue
+  holds the fee net of its discount and ends the cycle at 0.
+
+    >>> from ledger.cycles import Cycle
+    >>> from ledger.rules import Discount
+    >>> sep = Cycle("acme", "pro", date(2026, 9, 1), date(2026, 10, 1),
+    ...             date(2026, 9, 1), date(2026, 10, 1), 0, True, False)
+    >>> launch = Discount(id="launch", percent=Decimal("20"), charges=("api_calls",),
+    ...                   start=date(2026, 9, 1))
+    >>> loyalty = Discount(id="loyalty", amount=Decimal("5.00"), start=date(2026, 9, 1))
+    >>> parts = [Part("base_fee", "deferred", Decimal("49.00"), Decimal("24.50")),
+    ...          Part("usage:api_calls", "unbilled", Decimal("100.00"))]
+    >>> for d in discount_parts((launch, loyalty), parts, sep, date(2026, 9, 15), "USD"):
+    ...     print(d.label, d.part, d.account, d.amount, d.recognized)
+    launch: 20% off usage:api_calls unbilled 20.00 20.00
+    loyalty: 5.00 off base_fee deferred 5.00 2.50
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+from ledger.cycles import Cycle
+from ledger.money import ZERO, round_money
+from ledger.rules import Customer, Discount
+
+#: a discount's ``charges`` name → the part it discounts
+_NAMED = {"base_fee": "base_fee", "minimum_commitment": "commitment"}
+
+
+@dataclass(frozen=True)
+class Part:
+    """One discountable part of a cycle at an accrual point: ``billed`` is what its invoice
+    line bills (cumulative so far for usage), ``recognized`` what is earned of it (None:
+    all of it, everything but an advance fee)."""
+
+    name: str  # "usage:<meter>" | "commitment" | "base_fee"
+    account: str  # the account its invoice line settles: unbilled | contract_asset | deferred
+    billed: Decimal
+    recognized: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class DiscountRating:
+    """One discount on one part of a cycle, cumulative through an accrual point: ``amount``
+    is the (negated) invoice line, ``recognized`` what is contra-revenue so far."""
+
+    label: str
+    part: str
+    account: str
+    amount: Decimal
+    recognized: Decimal
+
+
+def applies(discount: Discount, part: str) -> bool:
+    """Whether ``discount`` takes something off ``part``.
+
+    >>> d = Discount(id="x", percent=Decimal(10), charges=("api_calls", "base_fee"),
+    ...              start=date(2026, 1, 1))
+    >>> applies(d, "usage:api_calls"), applies(d, "base_fee"), applies(d, "commitment")
+    (True, True, False)
+    """
+    if not discount.charges:
+        return True
+    kind, _, meter = part.partition(":")
+    return any(_NAMED.get(name, f"usage:{name}") == part for name in discount.charges) or (
+        kind == "usage" and meter in discount.charges
+    )
+
+
+def cycle_discounts(customer: Customer, cycles: Iterable[Cycle]) -> dict[str, tuple[Discount, ...]]:
+    """Per cycle link, the customer's discounts that apply to it: those whose ``start`` is on
+    or before the cycle's start, while it is among the first ``cycles`` cycles starting on or
+    after it. ``cycles``: every cycle of the customer from its first (the count is over them)."""
+    if not customer.discounts:
+        return {}
+    ordered = sorted(cycles, key=lambda c: (c.start, c.plan))
+    out: dict[str, list[Discount]] = {c.link: [] for c in ordered}
+    for discount in customer.discounts:
+        eligible = [c for c in ordered if c.start >= discount.start]
+        if discount.cycles is not None:
+            eligible = eligible[: discount.cycles]
+        for cycle in eligible:
+            out[cycle.link].append(discount)
+    return {link: tuple(found) for link, found in out.items() if found}
+
+
+def discount_parts(
+    discounts: Sequence[Discount],
+    parts: Sequence[Part],
+    cycle: Cycle,
+    point: date,
+    currency: str,
+) -> tuple[DiscountRating, ...]:
+    """The discounts of a cycle through ``point``, in the order given, one per discount and
+    part it takes something off (see the module's rules)."""
+    from ledger.rating import recognize
+
+    left = {p.name: p.billed for p in parts}
+    out = []
+    for discount in discounts:
+        fixed = discount.amount
+        for part in parts:
+            if not applies(discount, part.name) or left[part.name] <= 0:
+                continue
+            if discount.percent is not None:
+                off = round_money(left[part.name] * discount.percent / 100, currency)
+            else:
+                off = min(fixed or ZERO, left[part.name])
+                fixed = (fixed or ZERO) - off
+            if not off:
+                continue
+            left[part.name] -= off
+            earned = off if part.recognized is None else recognize(off, cycle, point, currency)
+            out.append(DiscountRating(discount.label, part.name, part.account, off, earned))
+    return tuple(out)
+
+
+def by_part(discounts: Iterable[DiscountRating]) -> Mapping[tuple[str, str], list[DiscountRating]]:
+    """The discounts grouped by the (part, account) of the line they discount."""
+    out: dict[tuple[str, str], list[DiscountRating]] = {}
+    for d in discounts:
+        out.setdefault((d.part, d.account), []).append(d)
+    return out
