@@ -121,13 +121,57 @@ def credited_on_line(note: CreditNote, line: int) -> Decimal:
     return note.amount if note.line == line else ZERO
 
 
+def line_discount(invoice: Invoice, line: int) -> Decimal:
+    """The discounts on invoice line ``line`` (1-based; positive): its ``discount`` lines, which
+    name the part of the same cycle they discount and settle the same account
+    (:mod:`ledger.discounts`). A credit note credits a discounted line net of them."""
+    gross = invoice.lines[line - 1]
+    part = f"usage:{gross.meter}" if gross.kind == "usage" else gross.kind
+    if gross.kind not in ("usage", "commitment", "base_fee"):
+        return ZERO
+    return -sum(
+        (
+            ln.amount
+            for ln in invoice.lines
+            if ln.kind == "discount"
+            and ln.on == part
+            and ln.link == gross.link
+            and ln.account == gross.account
+        ),
+        ZERO,
+    )
+
+
+def line_amount(invoice: Invoice, line: int) -> Decimal:
+    """What line ``line`` bills net of its discounts; a discount line itself bills nothing a
+    note can credit (the note credits the line it discounts)."""
+    ln = invoice.lines[line - 1]
+    if ln.kind == "discount":
+        return ZERO
+    return ln.amount - line_discount(invoice, line)
+
+
+def discount_reversed(invoice: Invoice, line: int, revenue: Decimal) -> Decimal:
+    """The discount a credit of ``revenue`` (net) on line ``line`` gives back with the gross:
+    ``round(revenue × discount ÷ net)``, so the gross reversed is ``revenue`` + that.
+
+    100.00 of usage with 20.00 off (net 80.00), credited 8.00: 2.00 of discount and
+    10.00 of gross are reversed."""
+    off = line_discount(invoice, line)
+    net = invoice.lines[line - 1].amount - off
+    if not off or net <= 0:
+        return ZERO
+    return round_money(revenue * off / net, invoice.currency)
+
+
 def creditable(invoice: Invoice, earlier: Sequence[CreditNote], line: int | None = None) -> Decimal:
-    """What may still be credited: total (or the line's amount) − earlier notes on it."""
+    """What may still be credited: total (or the line's amount net of its discounts) − earlier
+    notes on it."""
     mine = [n for n in earlier if n.invoice == invoice.number]
     total = invoice.total - sum((n.amount for n in mine), ZERO)
     if line is None:
         return total
-    on_line = invoice.lines[line - 1].amount - sum((credited_on_line(n, line) for n in mine), ZERO)
+    on_line = line_amount(invoice, line) - sum((credited_on_line(n, line) for n in mine), ZERO)
     return min(total, line_with_tax(invoice, line, on_line, total, mine))
 
 
@@ -320,8 +364,8 @@ def allocate(
         shares = [(line, amount)]
     else:
         left = [
-            (i, ln.amount - sum((credited_on_line(n, i) for n in mine), ZERO))
-            for i, ln in enumerate(invoice.lines, 1)
+            (i, line_amount(invoice, i) - sum((credited_on_line(n, i) for n in mine), ZERO))
+            for i in range(1, len(invoice.lines) + 1)
         ]
         weights = [(i, x) for i, x in left if x > 0]
         spread = min(amount, sum((x for _, x in weights), ZERO))
@@ -373,8 +417,12 @@ def allocate(
             # invoice already shortened it): never take the same days out of it twice
             now = (current or {}).get(ln.link)
             now = now if now is not None and now != (ln.cycle, ln.amount) else None
-            deferred = max(fee_deferred_left(invoice, i, mine, on - _DAY, now), ZERO)
+            deferred = fee_deferred_left(invoice, i, mine, on - _DAY, now)
             cycle = now[0] if now is not None else ln.cycle
+            off = line_discount(invoice, i)
+            if off:  # deferred revenue holds the fee net of its discount, recognized alike
+                deferred -= off - fee_recognized(off, cycle, on - _DAY, invoice.currency)
+            deferred = max(deferred, ZERO)
             # a tax-inclusive fee's deferred revenue holds its price net of tax: so does the part
             booked = booked_share(ln, share, invoice.currency)
             parts.append(
@@ -390,7 +438,14 @@ def allocate(
         else:
             parts.append(CreditPart(line=i, kind=ln.kind, description=ln.description, amount=share))
     step = _step(invoice.currency)  # "0.00", not "0", on the documents
-    return tuple(replace(p, deferred=p.deferred.quantize(step)) for p in parts)
+    return tuple(
+        replace(
+            p,
+            deferred=p.deferred.quantize(step),
+            discount=discount_reversed(invoice, p.line, p.revenue) if p.line else ZERO,
+        )
+        for p in parts
+    )
 
 
 def issue_credit_note(
@@ -446,6 +501,11 @@ def issue_credit_note(
         if line is not None and not 1 <= line <= len(invoice.lines):
             raise BadInput(
                 f"--line: {invoice.number} has lines 1 to {len(invoice.lines)}, not {line}"
+            )
+        if line is not None and invoice.lines[line - 1].kind == "discount":
+            raise BadInput(
+                f"--line: line {line} of {invoice.number} is a discount; credit the line it "
+                "discounts (the note gives its discount back in proportion)"
             )
         earlier = [
             CreditNote.from_json(d)

@@ -62,6 +62,10 @@ class CreditPart:
         ""  # credit_grant: the grant it takes back, ``"2026-09-01#1"`` (ledger.rating.grant_key)
     )
     cycle: str = ""  # advance base_fee: the cycle ``start/end`` whose recognition it reduces
+    #: a discounted line (:mod:`ledger.discounts`): the discount the note's revenue part gives
+    #: back with the gross, in proportion (credit contra-revenue ``discounts``, and debit
+    #: ``credit_notes`` this much more); 0 on a line without discounts (absent from the JSON)
+    discount: Decimal = ZERO
 
     @property
     def revenue(self) -> Decimal:
@@ -103,10 +107,19 @@ class CreditNote:
         """The part debited to deferred revenue (the rest is contra-revenue)."""
         return sum((p.deferred for p in self.parts), ZERO)
 
+    @property
+    def discount(self) -> Decimal:
+        """The discounts it reverses with the gross of the lines they discount."""
+        return sum((p.discount for p in self.parts), ZERO)
+
     def to_json(self) -> str:
         out = {k: _text(v) for k, v in asdict(self).items()}
         if not self.parts:  # a note without a split keeps the document it always had
             del out["parts"]
+        # as does a note on lines without discounts
+        for part, raw in zip(out.get("parts", ()), self.parts, strict=False):
+            if not raw.discount:
+                del part["discount"]
         if self.tax is None:  # an untaxed invoice's note keeps the document it always had
             del out["tax"]
         else:
@@ -125,6 +138,7 @@ class CreditNote:
                 deferred=Decimal(p["deferred"]),
                 grant=p["grant"],
                 cycle=p["cycle"],
+                discount=Decimal(p.get("discount", "0")),
             )
             for p in d.get("parts", ())
         )

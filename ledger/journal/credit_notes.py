@@ -64,18 +64,24 @@ def credit_note_entries(
         postings = []
         deferred = note.deferred
         revenue = note.amount - deferred - note.tax_amount
-        if revenue:
+        if revenue + note.discount:
             # Revenue already recognized (usage, a fee's elapsed days, credit beyond a grant's
-            # balance) is given back: contra-revenue.
+            # balance) is given back: contra-revenue, gross of the discounts reversed below.
             postings.append(
                 data.Posting(
                     rules.account("credit_notes"),
-                    Amount(revenue, note.currency),
+                    Amount(revenue + note.discount, note.currency),
                     None,
                     None,
                     None,
                     None,
                 )
+            )
+        for account, amount in _discounts_reversed(note, invoice, rules):
+            # A discounted line is credited net: its discount goes back in proportion
+            # (contra-revenue credited), so gross and discount are both reversed.
+            postings.append(
+                data.Posting(account, Amount(-amount, note.currency), None, None, None, None)
             )
         # The tax charged on what is credited is no longer owed to the jurisdiction (ledger.tax).
         for account, amount in tax_postings(note.tax, rules, note.currency, sign=-1):
@@ -149,6 +155,21 @@ def credit_note_entries(
                 fee_reduction_entries(note, invoice, rules, through=through, recut=recut)
             )
     return entries
+
+
+def _discounts_reversed(
+    note: CreditNote, invoice: Invoice | None, rules: Rules
+) -> list[tuple[str, Decimal]]:
+    """Per discounts account (``Income:Discounts``, or per plan), the discount ``note`` gives
+    back (:attr:`ledger.facts.credit_notes.CreditPart.discount`)."""
+    out: dict[str, Decimal] = {}
+    for part in note.parts:
+        if not part.discount or invoice is None or not 1 <= part.line <= len(invoice.lines):
+            continue
+        plan = _fee_plan(note.customer, invoice.lines[part.line - 1], rules)
+        account = rules.account("discounts", plan=plan if plan in rules.plans else "")
+        out[account] = out.get(account, ZERO) + part.discount
+    return sorted(out.items())
 
 
 def _fee_plan(customer: str, line: InvoiceLine, rules: Rules) -> str:
