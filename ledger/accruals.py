@@ -55,7 +55,7 @@ def targets(rated: CycleRating) -> dict[str, Decimal]:
     for d in rated.discounts:
         # contra-revenue in the period of the revenue it discounts: with the usage accrued, or
         # by day with an advance fee (out of deferred revenue, which the invoice booked net)
-        out[f"discount:{rated.cycle.plan}"] += d.recognized
+        out["discount:"] += d.recognized
         out[d.account] -= d.recognized
     return {k: v for k, v in out.items() if v}
 
@@ -174,7 +174,7 @@ def net_targets(rated: CycleRating, included: Inclusion) -> dict[str, Decimal]:
         net = included.net(d.part, d.amount)
         if d.account == "deferred":
             net = recognize(net, rated.cycle, rated.through, rated.currency)
-        out[f"discount:{rated.cycle.plan}"] += net
+        out["discount:"] += net
         out[d.account] -= net
     return {k: v for k, v in out.items() if v}
 

@@ -452,6 +452,7 @@ def _target_label(key: str) -> str:
         "usage_revenue": f"{ref} revenue",
         "subscription_revenue": f"subscription revenue {ref}",
         "commitment_revenue": "commitment revenue",
+        "discount": "discounts",
         "unbilled": "unbilled",
         "contract_asset": "contract asset",
         "deferred": "deferred revenue drawn",
@@ -470,6 +471,8 @@ def _account_keys(session: Session, customer: str) -> dict[str, tuple[str, int]]
             -1,
         )
     keys[rules.account("commitment_revenue")] = ("commitment_revenue:", -1)
+    for plan in rules.plans:  # contra-revenue, a debit (ledger.discounts)
+        keys[rules.account("discounts", plan=plan)] = ("discount:", 1)
     for kind in ("unbilled", "contract_asset", "deferred"):
         keys[rules.account(kind, customer=customer)] = (kind, 1)
     return keys

@@ -26,7 +26,7 @@ A cycle's targets (cumulative, rounded) are, per DESIGN:
 - ``deferred``: base fee recognized in advance + credit drawn (both reduce
   the deferred-revenue liability, hence a debit);
 - ``subscription_revenue:<plan>``, ``commitment_revenue``: their revenue;
-- ``discount:<plan>``: the discounts recognized (contra-revenue, a debit), taken off
+- ``discount:``: the discounts recognized (contra-revenue, a debit), taken off
   unbilled, the contract asset or deferred revenue as the line they discount
   (:mod:`ledger.discounts`).
 
@@ -74,6 +74,7 @@ def _signed_postings(
     currency: str,
     deltas: Mapping[str, Decimal],
     quantities: Mapping[str, Decimal],
+    plan: str = "",
 ) -> list[data.Posting]:
     """Postings for target deltas: debit-natured keys positive, revenue negative."""
     postings = []
@@ -94,7 +95,7 @@ def _signed_postings(
         elif kind == "commitment_revenue":
             account, number = rules.account(kind), -amount
         elif kind == "discount":  # contra-revenue: a debit (ledger.discounts)
-            account, number = rules.account("discounts", plan=ref), amount
+            account, number = rules.account("discounts", plan=plan), amount
         else:  # unbilled, contract_asset, deferred: asset up / liability down = debit
             account, number = rules.account(kind, customer=customer), amount
         postings.append(data.Posting(account, Amount(number, currency), None, None, None, meta))
@@ -112,7 +113,7 @@ def accrual_entries(points: Sequence[Snapshot], rules: Rules) -> list[data.Trans
         deltas = {k: now.get(k, ZERO) - then.get(k, ZERO) for k in set(now) | set(then)}
         previous[snap.link] = snap
         postings = _signed_postings(
-            rules, snap.customer, snap.currency, deltas, dict(snap.quantities)
+            rules, snap.customer, snap.currency, deltas, dict(snap.quantities), snap.plan
         )
         if not postings:
             continue
@@ -151,7 +152,7 @@ def late_entries(
         quantities = {
             m: q - was.get(m, ZERO) for m, q in now.quantities
         }  # the change, as the amounts
-        postings = _signed_postings(rules, now.customer, now.currency, deltas, quantities)
+        postings = _signed_postings(rules, now.customer, now.currency, deltas, quantities, now.plan)
         if postings:
             entries.append(
                 data.Transaction(

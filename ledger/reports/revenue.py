@@ -44,6 +44,8 @@ def income_lines(rules: Rules) -> dict[str, tuple[str, str]]:
     lines.setdefault(rules.account("commitment_revenue"), ("other", "commitment shortfall"))
     lines.setdefault(rules.account("breakage_revenue"), ("other", "credit breakage"))
     lines.setdefault(rules.account("credit_notes"), ("other", "credit notes"))
+    for plan in sorted(rules.plans):  # contra-revenue (ledger.discounts)
+        lines.setdefault(rules.account("discounts", plan=plan), ("other", "discounts"))
     return lines
 
 
