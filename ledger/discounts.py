@@ -41,12 +41,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 
-from ledger.cycles import Cycle
+from ledger.cycles import Cycle, cycles_for
 from ledger.money import ZERO, round_money
-from ledger.rules import Customer, Discount
+from ledger.rules import Customer, Discount, Plan
 
 #: a discount's ``charges`` name → the part it discounts
 _NAMED = {"base_fee": "base_fee", "minimum_commitment": "commitment"}
@@ -107,6 +107,16 @@ def cycle_discounts(customer: Customer, cycles: Iterable[Cycle]) -> dict[str, tu
         for cycle in eligible:
             out[cycle.link].append(discount)
     return {link: tuple(found) for link, found in out.items() if found}
+
+
+def discounts_on(
+    customer: Customer, plans: Mapping[str, Plan], cycle: Cycle
+) -> tuple[Discount, ...]:
+    """The customer's discounts that apply to ``cycle`` (:func:`cycle_discounts`)."""
+    if not customer.discounts:
+        return ()
+    cycles = cycles_for(customer, plans, until=cycle.start + timedelta(days=1))
+    return cycle_discounts(customer, cycles).get(cycle.link, ())
 
 
 def discount_parts(

@@ -988,8 +988,8 @@ def _check_discounts(
     charged: set[str] = set(DISCOUNT_PARTS)
     for sub in customer.subscriptions:
         plan = plans[sub.plan]
-        for terms in (plan, *plan.versions):
-            charged.update(c.meter for c in terms.charges)
+        charged.update(c.meter for c in plan.charges)
+        charged.update(c.meter for version in plan.versions for c in version.charges)
     seen: set[str] = set()
     for i, discount in enumerate(customer.discounts):
         dpath = (*path, "discounts", i)

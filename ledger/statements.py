@@ -72,6 +72,7 @@ from ledger.alerts import (
 )
 from ledger.books import write_atomic
 from ledger.cycles import Cycle, cycle_at, cycles_at
+from ledger.discounts import Part, discount_parts, discounts_on
 from ledger.documents import statement_html
 from ledger.documents.invoices import line_label
 from ledger.documents.pdf import render_pdf
@@ -79,7 +80,7 @@ from ledger.errors import BadInput
 from ledger.escaping import SpreadsheetCsv
 from ledger.events import from_us
 from ledger.facts.invoices import InvoiceLine
-from ledger.invoicing import cycle_lines
+from ledger.invoicing import cycle_lines, discount_lines
 from ledger.metering import Window, cut_off_us, daily_usage, measure
 from ledger.money import ZERO, from_units_nanos, normalize, round_money
 from ledger.pricing import Band, Usage
@@ -168,10 +169,12 @@ class Projection:
     base_fee: Decimal
     commitment: Decimal
     credit: Decimal
+    #: the customer's discounts on the projected charges (:mod:`ledger.discounts`)
+    discount: Decimal = ZERO
 
     @property
     def total(self) -> Decimal:
-        return self.usage + self.base_fee + self.commitment - self.credit
+        return self.usage + self.base_fee + self.commitment - self.discount - self.credit
 
 
 @dataclass(frozen=True)
@@ -299,17 +302,15 @@ def build_statement(session: Session, cycle: Cycle, *, today: date) -> Statement
     lines = list(cycle_lines(rated, rules))
     fee = rated.base_fee
     if fee is not None and fee.timing == "advance" and fee.billed:
-        lines.insert(
-            0,
-            InvoiceLine(
-                kind="base_fee",
-                description=f"{cycle.plan} base fee {cycle.key} (in advance)",
-                account="deferred",
-                amount=fee.billed,
-                cycle=cycle.key,
-                link=cycle.link,
-            ),
+        advance = InvoiceLine(
+            kind="base_fee",
+            description=f"{cycle.plan} base fee {cycle.key} (in advance)",
+            account="deferred",
+            amount=fee.billed,
+            cycle=cycle.key,
+            link=cycle.link,
         )
+        lines[:0] = [advance, *discount_lines(rated, "base_fee", "deferred")]
     remaining = _credit_remaining(rules, rating, cycle.customer, through)
     settled = _settled_credit(rating, cycle, through)
     expiring = _expiring(rules, settled, cycle, through)
@@ -532,10 +533,24 @@ def _project(
             plan.currency,
         )
         commitment = max(ZERO, minimum - usage_total)
+    off = discount_parts(
+        discounts_on(rules.customers[cycle.customer], rules.plans, cycle),
+        [
+            *([Part("base_fee", "deferred", base_fee)] if _timing(rated) == "advance" else []),
+            *(Part(f"usage:{c.meter}", "unbilled", c.projected_amount) for c in charges),
+            *([Part("commitment", "unbilled", commitment)] if commitment else []),
+            *([Part("base_fee", "unbilled", base_fee)] if _timing(rated) == "arrears" else []),
+        ],
+        cycle,
+        cycle.end - _DAY,
+        plan.currency,
+    )
+    discount = sum((d.amount for d in off), ZERO)
     # credit is drawn at accrual points: what expires before the next one is lost to the cycle
     applied, usable = credit_terms
     lost = any(not e.drawn_at for e in expiring)
-    credit = min(usage_total, applied + usable)
+    on_usage = sum((d.amount for d in off if d.part.startswith("usage:")), ZERO)
+    credit = min(usage_total - on_usage, applied + usable)
     terms = _terms_text(session, cycle)
     if elapsed == cycle.days:
         method = (
@@ -547,8 +562,10 @@ def _project(
             f"Run rate: quantity to date ÷ {elapsed} elapsed days × {cycle.days} days in the "
             "cycle, for count and sum meters (max, latest and unique-count meters keep their "
             f"value to date), priced with {terms}; plus the base fee, the minimum commitment's "
-            "shortfall against the projected usage, less prepaid credit up to what is applied "
-            "and remaining" + (" (less what expires before it can be drawn)" if lost else "") + "."
+            "shortfall against the projected usage, less the customer's discounts on them, less "
+            "prepaid credit up to what is applied and remaining"
+            + (" (less what expires before it can be drawn)" if lost else "")
+            + "."
         )
     return Projection(
         method=method,
@@ -559,7 +576,12 @@ def _project(
         base_fee=base_fee,
         commitment=commitment,
         credit=credit,
+        discount=discount,
     )
+
+
+def _timing(rated: CycleRating) -> str:
+    return rated.base_fee.timing if rated.base_fee is not None and rated.base_fee.billed else ""
 
 
 def _terms_text(session: Session, cycle: Cycle) -> str:

@@ -163,6 +163,8 @@ def line_label(line: InvoiceLine, rules: Rules | None) -> str:
         return (meter.name if meter is not None else "") or line.meter or line.description
     if line.kind == "base_fee":
         return f"Base fee, billed {'in advance' if line.account == 'deferred' else 'in arrears'}"
+    if line.kind == "discount":  # "Discount launch: 20% off" under the line it discounts
+        return f"Discount {line.description}"
     if line.kind in LABELS and (line.cycle or line.kind != "late_usage"):
         return LABELS[line.kind]  # late usage says its cycle in the period column
     return line.description[:1].upper() + line.description[1:]

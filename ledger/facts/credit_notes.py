@@ -113,13 +113,13 @@ class CreditNote:
         return sum((p.discount for p in self.parts), ZERO)
 
     def to_json(self) -> str:
-        out = {k: _text(v) for k, v in asdict(self).items()}
+        data = asdict(self)
+        for part in data["parts"]:  # a note on lines without discounts keeps its document
+            if not part["discount"]:
+                del part["discount"]
+        out = {k: _text(v) for k, v in data.items()}
         if not self.parts:  # a note without a split keeps the document it always had
             del out["parts"]
-        # as does a note on lines without discounts
-        for part, raw in zip(out.get("parts", ()), self.parts, strict=False):
-            if not raw.discount:
-                del part["discount"]
         if self.tax is None:  # an untaxed invoice's note keeps the document it always had
             del out["tax"]
         else:

@@ -16,7 +16,8 @@ from datetime import date
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import TYPE_CHECKING
 
-from ledger.cycles import cycles_at
+from ledger.cycles import Cycle, cycles_at
+from ledger.discounts import Part, discount_parts, discounts_on
 from ledger.errors import PluginError
 from ledger.metering import Window, cut_off_us, measure
 from ledger.money import ZERO, normalize, round_money
@@ -114,6 +115,39 @@ def _last_month_rate(
     return price_charge(model, charge, usage, where).amount / usage.quantity
 
 
+def _discounts(
+    rules: Rules, customer: str, cycle: Cycle, plan: Plan, amounts: Mapping[str, Decimal]
+) -> list[tuple[str, Decimal]]:
+    """The customer's discounts on one plan's forecast month (:mod:`ledger.discounts`): those
+    of the cycle running on its first day, on the month's charges, base fee and shortfall
+    (``amounts`` by row label); a fixed amount per cycle spread evenly by month like the fee."""
+    known = rules.customers[customer]
+    if not known.discounts:
+        return []
+    per_month = CYCLE_MONTHS[plan.cycle]
+    mine = [
+        d
+        if d.amount is None or per_month == 1
+        else d.model_copy(update={"amount": round_money(d.amount / per_month, plan.currency)})
+        for d in discounts_on(known, rules.plans, cycle)
+    ]
+    fee = amounts.get("(base fee)") or ZERO
+    timing = plan.base_fee.timing if plan.base_fee is not None else ""
+    parts = [
+        *([Part("base_fee", "deferred", fee)] if timing == "advance" else []),
+        *(
+            Part(f"usage:{c.meter}", "unbilled", amounts.get(c.meter) or ZERO)
+            for c in plan.charges
+        ),
+        Part("commitment", "unbilled", amounts.get("(commitment shortfall)") or ZERO),
+        *([Part("base_fee", "unbilled", fee)] if timing == "arrears" else []),
+    ]
+    off: dict[str, Decimal] = {}
+    for d in discount_parts(mine, parts, plan.currency):
+        off[d.label] = off.get(d.label, ZERO) + d.amount
+    return sorted(off.items())
+
+
 def forecast(sources: Sources, month: str | None = None) -> Report:
     """The next three months per customer from the trailing usage trend, priced with the plan."""
     last = usage_month(sources, month)
@@ -152,11 +186,24 @@ def forecast(sources: Sources, month: str | None = None) -> Report:
                 totals.append(None)
                 continue
             total: Decimal | None = ZERO
-            for plan in running:
+            cycles = cycles_at(sources.rules.customers[cid], sources.rules.plans, month_start(m))
+            for plan, cycle in zip(running, cycles, strict=True):
                 plans.append(plan.id)
+                first = len(meter_rows)
                 total = _plan_month(
                     sources, models, trends, cid, m, k, last, plan, total, meter_rows
                 )
+                if total is not None:
+                    amounts = {
+                        str(row[3]): row[5]
+                        for row in meter_rows[first:]
+                        if isinstance(row[5], Decimal)
+                    }
+                    for label, off in _discounts(sources.rules, cid, cycle, plan, amounts):
+                        meter_rows.append(
+                            (cid, m, plan.id, f"(discount {label})", None, -off, currency)
+                        )
+                        total -= off
             totals.append(total)
         if plans:
             customer_rows.append((cid, currency, ",".join(sorted(set(plans))), *totals))
@@ -177,8 +224,9 @@ def forecast(sources: Sources, month: str | None = None) -> Report:
             "months — (the plan's pricing plugin, rounded half-even; a model with per-event "
             "bands, such as a percentage with a per-event minimum or maximum, at the amount per "
             f"unit it gave in {last}), plus the base fee (a quarterly or yearly fee spread evenly "
-            "by month) and, for monthly plans, any minimum-commitment shortfall. Prepaid credits "
-            "and taxes are not deducted."
+            "by month) and, for monthly plans, any minimum-commitment shortfall, less the "
+            "customer's discounts on the cycle running that day (a fixed amount per cycle spread "
+            "evenly by month). Prepaid credits and taxes are not deducted."
         ),
         tables=(
             Table(
