@@ -18,20 +18,19 @@ commitment shortfall and its arrears base fee, in that order):
   exceeds what it discounts; what a cycle cannot use is lost (a coupon per cycle, not a
   balance);
 - several discounts apply in the order listed, each on what the earlier ones left;
-- an advance fee's discount is billed with the fee and, like it, recognized by day
-  (:func:`ledger.rating.recognize`): a contra schedule beside the fee's, so deferred revenue
-  holds the fee net of its discount and ends the cycle at 0.
+- an advance fee's discount is billed with the fee and, like it, recognized by day,
+  ``round(discount × days elapsed ÷ days in cycle)`` (:func:`ledger.rating.recognize`): a
+  contra schedule beside the fee's, so deferred revenue holds the fee net of its discount
+  and ends the cycle at 0.
 
-    >>> from ledger.cycles import Cycle
+    >>> from datetime import date
     >>> from ledger.rules import Discount
-    >>> sep = Cycle("acme", "pro", date(2026, 9, 1), date(2026, 10, 1),
-    ...             date(2026, 9, 1), date(2026, 10, 1), 0, True, False)
     >>> launch = Discount(id="launch", percent=Decimal("20"), charges=("api_calls",),
     ...                   start=date(2026, 9, 1))
     >>> loyalty = Discount(id="loyalty", amount=Decimal("5.00"), start=date(2026, 9, 1))
-    >>> parts = [Part("base_fee", "deferred", Decimal("49.00"), Decimal("24.50")),
+    >>> parts = [Part("base_fee", "deferred", Decimal("49.00"), Fraction(15, 30)),
     ...          Part("usage:api_calls", "unbilled", Decimal("100.00"))]
-    >>> for d in discount_parts((launch, loyalty), parts, sep, date(2026, 9, 15), "USD"):
+    >>> for d in discount_parts((launch, loyalty), parts, "USD"):
     ...     print(d.label, d.part, d.account, d.amount, d.recognized)
     launch: 20% off usage:api_calls unbilled 20.00 20.00
     loyalty: 5.00 off base_fee deferred 5.00 2.50
@@ -41,8 +40,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import timedelta
 from decimal import Decimal
+from fractions import Fraction
 
 from ledger.cycles import Cycle, cycles_for
 from ledger.money import ZERO, round_money
@@ -55,13 +55,13 @@ _NAMED = {"base_fee": "base_fee", "minimum_commitment": "commitment"}
 @dataclass(frozen=True)
 class Part:
     """One discountable part of a cycle at an accrual point: ``billed`` is what its invoice
-    line bills (cumulative so far for usage), ``recognized`` what is earned of it (None:
-    all of it, everything but an advance fee)."""
+    line bills (cumulative so far for usage); ``earned`` the share of the cycle's days elapsed,
+    for an advance fee (recognized by day); None: earned in full as billed."""
 
     name: str  # "usage:<meter>" | "commitment" | "base_fee"
     account: str  # the account its invoice line settles: unbilled | contract_asset | deferred
     billed: Decimal
-    recognized: Decimal | None = None
+    earned: Fraction | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,7 @@ class DiscountRating:
 def applies(discount: Discount, part: str) -> bool:
     """Whether ``discount`` takes something off ``part``.
 
+    >>> from datetime import date
     >>> d = Discount(id="x", percent=Decimal(10), charges=("api_calls", "base_fee"),
     ...              start=date(2026, 1, 1))
     >>> applies(d, "usage:api_calls"), applies(d, "base_fee"), applies(d, "commitment")
@@ -120,16 +121,10 @@ def discounts_on(
 
 
 def discount_parts(
-    discounts: Sequence[Discount],
-    parts: Sequence[Part],
-    cycle: Cycle,
-    point: date,
-    currency: str,
+    discounts: Sequence[Discount], parts: Sequence[Part], currency: str
 ) -> tuple[DiscountRating, ...]:
-    """The discounts of a cycle through ``point``, in the order given, one per discount and
+    """The discounts of a cycle at an accrual point, in the order given, one per discount and
     part it takes something off (see the module's rules)."""
-    from ledger.rating import recognize
-
     left = {p.name: p.billed for p in parts}
     out = []
     for discount in discounts:
@@ -145,7 +140,12 @@ def discount_parts(
             if not off:
                 continue
             left[part.name] -= off
-            earned = off if part.recognized is None else recognize(off, cycle, point, currency)
+            share = part.earned
+            earned = (
+                off
+                if share is None
+                else round_money(off * share.numerator / Decimal(share.denominator), currency)
+            )
             out.append(DiscountRating(discount.label, part.name, part.account, off, earned))
     return tuple(out)
 

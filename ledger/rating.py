@@ -303,7 +303,7 @@ def rate(
             )
             mine = discounts.get(cycle.link, ())
             off = (
-                discount_parts(mine, _parts(charges, fee, shortfall), cycle, point, plan.currency)
+                discount_parts(mine, _parts(charges, fee, shortfall, cycle, point), plan.currency)
                 if mine
                 else ()
             )
@@ -350,14 +350,19 @@ class _Gross:
 
 
 def _parts(
-    charges: Sequence[ChargeRating], fee: BaseFeeRating | None, shortfall: Decimal
+    charges: Sequence[ChargeRating],
+    fee: BaseFeeRating | None,
+    shortfall: Decimal,
+    cycle: Cycle,
+    point: date,
 ) -> list[Part]:
     """A cycle's discountable parts in the order a fixed discount takes from them: the advance
     fee (billed first, on the cycle's first day), the usage charges, the commitment shortfall,
     the arrears fee (:mod:`ledger.discounts`)."""
     parts = []
     if fee is not None and fee.timing == "advance":
-        parts.append(Part("base_fee", "deferred", fee.billed, fee.recognized))
+        earned = Fraction(days_elapsed(cycle, point), cycle.days)  # by day, as :func:`recognize`
+        parts.append(Part("base_fee", "deferred", fee.billed, earned))
     for c in charges:
         parts.append(
             Part(f"usage:{c.meter}", "unbilled" if c.final else "contract_asset", c.amount)

@@ -541,8 +541,6 @@ def _project(
             *([Part("commitment", "unbilled", commitment)] if commitment else []),
             *([Part("base_fee", "unbilled", base_fee)] if _timing(rated) == "arrears" else []),
         ],
-        cycle,
-        cycle.end - _DAY,
         plan.currency,
     )
     discount = sum((d.amount for d in off), ZERO)

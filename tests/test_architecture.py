@@ -56,7 +56,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     ("metering", ("ledger.metering",)),
     ("facts", ("ledger.facts",)),
-    ("rating", ("ledger.rating", "ledger.accruals")),
+    ("rating", ("ledger.rating", "ledger.discounts", "ledger.accruals")),
     ("tax", ("ledger.tax",)),
     (
         "drafting",

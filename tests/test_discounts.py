@@ -310,7 +310,8 @@ def test_bad_discounts_are_refused_with_file_and_key(
     tmp_path: Path, discount: str, message: str
 ) -> None:
     customers = (
-        "customers:\n  c:\n    currency: USD\n    subscriptions: [{plan: small, start: 2026-09-01}]\n"
+        "customers:\n  c:\n    currency: USD\n"
+        "    subscriptions: [{plan: small, start: 2026-09-01}]\n"
         f"    discounts:\n      - {discount}\n"
     )
     root = write_workspace(tmp_path / "ws", meters=METERS_CALLS, plans=PLANS, customers=customers)
