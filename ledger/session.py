@@ -752,11 +752,13 @@ class Session(OpenWorkspace):
         from ledger.subscriptions import (
             correct_fee_changes,
             require_billed_cycles,
+            require_billed_discounts,
             require_sealed_accruals,
             require_unissued_days,
         )
 
         require_billed_cycles(self)
+        require_billed_discounts(self)
         require_sealed_accruals(self)
         require_unissued_days(self)
         written = correct_fee_changes(self, through)

@@ -275,6 +275,50 @@ def require_billed_cycles(session: OpenWorkspace) -> None:
         )
 
 
+def require_billed_discounts(session: OpenWorkspace) -> None:
+    """Refuse (exit 2, one line) a discount edit that changes what an issued invoice took off a
+    cycle's advance fee (:mod:`ledger.discounts`): the fee and its discount went to deferred
+    revenue together and are recognized together, so a billed fee keeps its discount.
+    (A discount added or changed on billed *usage* is a late difference, as late usage is.)"""
+    from ledger.discounts import Part, discount_parts, discounts_on
+
+    rules = session.rules
+    for inv in session.stored_facts().invoices:
+        customer = rules.customers.get(inv.customer)
+        if customer is None or not (
+            customer.discounts or any(ln.kind == "discount" for ln in inv.lines)
+        ):
+            continue
+        for fee in inv.lines:
+            if not (fee.kind == "base_fee" and fee.account == "deferred" and fee.link):
+                continue
+            start = date.fromisoformat(fee.cycle[:10])
+            cycle = current_cycles(rules, {inv.customer}, start + _DAY).get(fee.link)
+            if cycle is None or cycle.key != fee.cycle:
+                continue  # re-cut by a subscription change: corrected as such
+            mine = discounts_on(customer, rules.plans, cycle)
+            now = [
+                (d.label, -d.amount)
+                for d in discount_parts(
+                    mine, [Part("base_fee", "deferred", fee.amount)], inv.currency
+                )
+            ]
+            billed = [
+                (ln.description, ln.amount)
+                for ln in inv.lines
+                if ln.kind == "discount" and ln.link == fee.link and ln.account == "deferred"
+            ]
+            if now != billed:
+                was, became = (", ".join(f"{t} {a}" for t, a in x) or "none" for x in (billed, now))
+                raise BadInput(
+                    f"rules/customers.yaml: customers.{inv.customer}.discounts: the advance fee "
+                    f"of cycle ^{fee.link} ({fee.cycle}) was billed by {inv.number} with "
+                    f"discounts {was}, now {became}: a billed fee's "
+                    f"discounts are not changed; start the discount after {start}. "
+                    "Nothing was written"
+                )
+
+
 def require_sealed_accruals(session: OpenWorkspace) -> None:
     """Refuse (exit 2, one line) a subscription edit that leaves an accrual sealed in the books
     at a day that is no longer an accrual point of its cycle (a change dated in a sealed
@@ -513,6 +557,7 @@ def subscriptions_check(session: OpenWorkspace) -> CheckResult:
     (a correction due by today not yet posted) or contradicts a billed cycle."""
     try:
         require_billed_cycles(session)
+        require_billed_discounts(session)
         require_sealed_accruals(session)
         require_unissued_days(session)
     except BadInput as exc:

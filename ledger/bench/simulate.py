@@ -11,8 +11,9 @@ unapplied); ``credit``; ``apply`` and ``refund``; plan versions and ``rerate``;
 subscription changes (cancellations, plan changes, cancellations taken back; backdated,
 dated ahead, before or after billing); a support add-on taken or ended beside the plan
 (``addon``: its own cycles, anchored on its start or the calendar); prepaid grants;
-``close`` of each finished month (accepting its findings when it refuses); commands re-run.
-Every operation is a CLI call (click's CliRunner), as an operator would type it.
+discounts (coupons) added from a day back or ahead; ``close`` of each finished month
+(accepting its findings when it refuses); commands re-run. Every operation is a CLI
+call (click's CliRunner), as an operator would type it.
 
 After every step: no traceback, exit codes 0/1/2 only, refusals only where they are the
 right answer, and the books load with 0 errors. Every ``--check-every`` steps and at the
@@ -110,7 +111,10 @@ EXPECTED_REFUSALS = (
     "of that day is already issued",
     "already issued for that day",
     "a sealed month is not rewritten",
+    "a billed fee's discounts are not changed",
 )
+#: the meter each plan charges (a discount may name it)
+PLAN_METERS = {"basic": "api_calls", "pro": "tokens", "vol": "api_calls"}
 
 
 class Failure(Exception):
@@ -130,6 +134,8 @@ class World:
         default_factory=lambda: defaultdict(list)
     )
     versions: dict[str, list[tuple[date, str]]] = field(default_factory=lambda: defaultdict(list))
+    #: per customer, its discounts as YAML flow mappings (``discounts:``)
+    discounts: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     events: int = 0
     files: list[Path] = field(default_factory=list)
     payments: int = 0
@@ -173,6 +179,10 @@ class World:
                         f"expires: {x.isoformat()}}}\n"
                         for a, g, x in self.grants[cid]
                     )
+                )
+            if self.discounts.get(cid):
+                lines.append(
+                    "    discounts:\n" + "".join(f"      - {d}\n" for d in self.discounts[cid])
                 )
         (self.root / "rules" / "customers.yaml").write_text("".join(lines))
 
@@ -238,8 +248,9 @@ def generate(rng: random.Random, steps: int) -> list[Op]:
         "close",
         "rerun",
         "addon",
+        "discount",
     ]
-    weights = [6, 6, 3, 2, 3, 4, 3, 1, 1, 1, 1, 2, 1, 3, 1, 1]
+    weights = [6, 6, 3, 2, 3, 4, 3, 1, 1, 1, 1, 2, 1, 3, 1, 1, 1]
     return [
         (rng.choices(names, weights)[0], tuple(rng.random() for _ in range(4)))
         for _ in range(steps)
@@ -331,6 +342,8 @@ def run_op(world: World, op: Op) -> None:
         if not _posted_or_taken_back(world):
             world.grants[cid].pop()
             world.write_rules()
+    elif name == "discount":
+        _discount(world, a, b, c, d)
     elif name == "close":
         close_next(world)
     elif name == "rerun":
@@ -475,6 +488,26 @@ def _addon(world: World, a: float, b: float, c: float) -> None:
     world.write_rules()
     if not _posted_or_taken_back(world):
         world.addons[cid] = before
+        world.write_rules()
+
+
+def _discount(world: World, a: float, b: float, c: float, d: float) -> None:
+    """A discount (coupon) added to a customer's rules, from a day up to 20 days back or ahead:
+    a percentage or an amount, on the whole invoice, a charge of its plans or the base fee,
+    for 1 to 3 cycles or forever. Refused when it would change a billed advance fee."""
+    cid = _pick(list(CUSTOMERS), a)
+    n = len(world.discounts[cid]) + 1
+    off = _pick(
+        ['percent: "10"', 'percent: "25"', 'percent: "100"', 'amount: "3.00"', 'amount: "7.50"'], b
+    )
+    names = sorted({PLAN_METERS[s["plan"]] for s in world.subs[cid]} | {"base_fee"})
+    scope = _pick(["", *(f", charges: [{name}]" for name in names)], c)
+    cycles = _pick(["", ", cycles: 1", ", cycles: 3"], d)
+    start = max(START, world.clock + timedelta(days=int(d * 40) - 20))
+    world.discounts[cid].append(f"{{id: d{n}, {off}{scope}{cycles}, start: {start.isoformat()}}}")
+    world.write_rules()
+    if not _posted_or_taken_back(world):
+        world.discounts[cid].pop()
         world.write_rules()
 
 
