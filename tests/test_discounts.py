@@ -38,6 +38,7 @@ from ledger.session import Session
 from tests.support.workspaces import (
     METERS_CALLS,
     balance,
+    book_hashes,
     calls,
     insert_events,
     module_scope,
@@ -321,3 +322,62 @@ def test_bad_discounts_are_refused_with_file_and_key(
     assert message in str(caught.value)
     result = run_cli(root, "rate")
     assert result.exit_code == 2 and message in result.output
+
+
+def test_a_billed_fee_keeps_its_discounts(tmp_path: Path) -> None:
+    """acme's Sep 15 invoice billed the fee 30.00 with loyalty's 5.00 off; raising loyalty to
+    6.00 from the same start would change that billed fee's discount: refused, nothing written.
+    Starting the new terms with the next cycle (Oct 15) is accepted."""
+    root = write_workspace(
+        tmp_path / "ws", meters=METERS_CALLS, plans=PLANS, customers="customers:\n" + ACME
+    )
+    open_session(root).invoice(through=date(2026, 9, 15))
+    rules = root / "rules" / "customers.yaml"
+    rules.write_text(rules.read_text().replace('amount: "5.00"', 'amount: "6.00"'))
+    before = book_hashes(root / "books")
+    result = run_cli(root, "post", "--through", "2026-09-30")
+    assert result.exit_code == 2
+    assert (
+        "customers.acme.discounts: the advance fee of cycle ^acme-2026-09-15 "
+        "(2026-09-15/2026-10-15) was billed by INV-2026-000001 with discounts "
+        "loyalty: 5.00 off -5.00, now loyalty: 6.00 off -6.00: a billed fee's discounts are "
+        "not changed; start the discount after 2026-09-15. Nothing was written"
+    ) in result.output
+    assert book_hashes(root / "books") == before
+    rules.write_text(
+        rules.read_text().replace(
+            '{id: loyalty, amount: "6.00", start: 2026-09-15}',
+            '{id: loyalty, amount: "5.00", start: 2026-09-15, cycles: 1}\n'
+            '      - {id: loyal2, amount: "6.00", start: 2026-10-15}',
+        )
+    )
+    assert run_cli(root, "post", "--through", "2026-09-30").exit_code == 0
+
+
+def test_tax_is_charged_on_the_discounted_amount(tmp_path: Path) -> None:
+    """kunde (19 % VAT) with 20 % off its usage: 1,000 calls = 100.00, discount −20.00, so
+    the VAT base is 80.00 and the VAT round(80.00 × 0.19) = 15.20; total 95.20."""
+    from tests.support.tax import CONFIG
+
+    customers = (
+        "customers:\n  kunde:\n    currency: USD\n    billing_anchor: calendar\n"
+        "    subscriptions: [{plan: small, start: 2026-09-01}]\n"
+        '    discounts: [{id: promo, percent: "20", start: 2026-09-01}]\n'
+    )
+    root = write_workspace(
+        tmp_path / "ws", meters=METERS_CALLS, plans=PLANS, customers=customers, config=CONFIG
+    )
+    (root / "rules" / "taxes.yaml").write_text(
+        'taxes:\n  rates:\n    de_vat: {jurisdiction: DE, rate: "0.19", name: VAT}\n'
+        "  customers:\n    kunde: {rates: [de_vat], tax_id: DE123456789}\n"
+    )
+    session = open_session(root, today=date(2026, 10, 2))
+    insert_events(session.engine, calls("kunde", ["2026-09-10"] * 1000))
+    (invoice,) = session.invoice(through=date(2026, 10, 1))
+    assert invoice.subtotal == D("80.00")
+    assert invoice.tax is not None
+    assert [(t.base, t.amount) for t in invoice.tax.lines] == [(D("80.00"), D("15.20"))]
+    assert invoice.total == D("95.20")
+    entries, errors, _ = load_books(session.workspace.main_file)
+    assert errors == []
+    assert balance(entries, "Liabilities:Tax:DE", date(2026, 10, 2)) == D("-15.20")
