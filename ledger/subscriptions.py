@@ -276,10 +276,12 @@ def require_billed_cycles(session: OpenWorkspace) -> None:
 
 
 def require_billed_discounts(session: OpenWorkspace) -> None:
-    """Refuse (exit 2, one line) a discount edit that changes what an issued invoice took off a
+    """Refuse (exit 2, one line) a rules edit that changes what an issued invoice took off a
     cycle's advance fee (:mod:`ledger.discounts`): the fee and its discount went to deferred
-    revenue together and are recognized together, so a billed fee keeps its discount.
-    (A discount added or changed on billed *usage* is a late difference, as late usage is.)"""
+    revenue together and are recognized together, so a billed fee keeps its discounts: a
+    discount added, changed or removed on it, or a subscription change that re-cuts a cycle
+    whose billed fee had a discount, is refused. (A discount on billed *usage* that changes is
+    a late difference, as late usage is.)"""
     from ledger.discounts import Part, discount_parts, discounts_on
 
     rules = session.rules
@@ -292,28 +294,34 @@ def require_billed_discounts(session: OpenWorkspace) -> None:
         for fee in inv.lines:
             if not (fee.kind == "base_fee" and fee.account == "deferred" and fee.link):
                 continue
-            start = date.fromisoformat(fee.cycle[:10])
+            start, end = (date.fromisoformat(day) for day in fee.cycle.split("/"))
+            billed = [
+                (ln.description, ln.amount)
+                for ln in inv.lines
+                if ln.kind == "discount" and ln.link == fee.link and ln.account == "deferred"
+            ]
             cycle = current_cycles(rules, {inv.customer}, start + _DAY).get(fee.link)
-            if cycle is None or cycle.key != fee.cycle:
-                continue  # re-cut by a subscription change: corrected as such
-            mine = discounts_on(customer, rules.plans, cycle)
+            mine = discounts_on(customer, rules.plans, cycle) if cycle is not None else ()
             now = [
                 (d.label, -d.amount)
                 for d in discount_parts(
                     mine, [Part("base_fee", "deferred", fee.amount)], inv.currency
                 )
             ]
-            billed = [
-                (ln.description, ln.amount)
-                for ln in inv.lines
-                if ln.kind == "discount" and ln.link == fee.link and ln.account == "deferred"
-            ]
-            if now != billed:
-                was, became = (", ".join(f"{t} {a}" for t, a in x) or "none" for x in (billed, now))
+            was, became = (", ".join(f"{t} {a}" for t, a in x) or "none" for x in (billed, now))
+            where = f"rules/customers.yaml: customers.{inv.customer}"
+            if billed and (cycle is None or cycle.key != fee.cycle):
                 raise BadInput(
-                    f"rules/customers.yaml: customers.{inv.customer}.discounts: the advance fee "
-                    f"of cycle ^{fee.link} ({fee.cycle}) was billed by {inv.number} with "
-                    f"discounts {was}, now {became}: a billed fee's "
+                    f"{where}.subscriptions: cycle ^{fee.link} ({fee.cycle}) is "
+                    + (f"now {cycle.key}" if cycle else "no longer in the subscriptions")
+                    + f", but {inv.number} billed its advance fee with discounts {was}: a billed "
+                    f"fee's discounts are not changed; date the change on or after {end}. "
+                    "Nothing was written"
+                )
+            if now != billed:
+                raise BadInput(
+                    f"{where}.discounts: the advance fee of cycle ^{fee.link} ({fee.cycle}) was "
+                    f"billed by {inv.number} with discounts {was}, now {became}: a billed fee's "
                     f"discounts are not changed; start the discount after {start}. "
                     "Nothing was written"
                 )
