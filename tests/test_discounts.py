@@ -381,3 +381,25 @@ def test_tax_is_charged_on_the_discounted_amount(tmp_path: Path) -> None:
     entries, errors, _ = load_books(session.workspace.main_file)
     assert errors == []
     assert balance(entries, "Liabilities:Tax:DE", date(2026, 10, 2)) == D("-15.20")
+
+
+def test_discounts_per_plan(tmp_path: Path) -> None:
+    """``accounts.yaml``'s ``discounts: Income:Discounts:{plan}``: the accruals and a credit
+    note's reversal both book plan pro's discounts to Income:Discounts:Pro (September: 14.67;
+    the note on Oct 20 gives back 2.00 of the Oct 15 invoice's 20.00)."""
+    root = write_workspace(
+        tmp_path / "ws", meters=METERS_CALLS, plans=PLANS, customers="customers:\n" + ACME
+    )
+    (root / "rules" / "accounts.yaml").write_text(
+        "accounts:\n  discounts: Income:Discounts:{plan}\n"
+    )
+    session = open_session(root, today=date(2026, 10, 21))
+    insert_events(session.engine, _events()[:1000])
+    session.invoice(through=date(2026, 10, 15))
+    session.credit("INV-2026-000002", amount="8.00", reason="outage", on=date(2026, 10, 20), line=1)
+    session.post(date(2026, 10, 20))
+    entries, errors, _ = load_books(session.workspace.main_file)
+    assert errors == []
+    assert balance(entries, "Income:Discounts:Pro", date(2026, 10, 1)) == D("14.67")
+    assert balance(entries, "Income:Discounts:Pro", date(2026, 10, 21)) == D("23.00")  # 25 − 2
+    assert balance(entries, "Income:Discounts", date(2026, 10, 21)) == 0
