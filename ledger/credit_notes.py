@@ -193,6 +193,11 @@ def line_with_tax(
         return on_line
     own = line_creditable(invoice, line, credited_lines(invoice, mine), [n.tax for n in mine])
     if own is not None:  # the line's own tax, not the invoice's average (ledger.tax)
+        gross = invoice.lines[line - 1].amount - credited_lines(invoice, mine)[line]
+        if line_discount(invoice, line) and gross > 0:
+            # a discounted line is credited net, its tax in proportion (the discount line's
+            # own, negative tax makes the difference)
+            return round_money(own * on_line / gross, invoice.currency)
         return own
     others = sum(
         (

@@ -403,3 +403,33 @@ def test_discounts_per_plan(tmp_path: Path) -> None:
     assert balance(entries, "Income:Discounts:Pro", date(2026, 10, 1)) == D("14.67")
     assert balance(entries, "Income:Discounts:Pro", date(2026, 10, 21)) == D("23.00")  # 25 − 2
     assert balance(entries, "Income:Discounts", date(2026, 10, 21)) == 0
+
+
+def test_a_taxed_discounted_line_is_credited_net_with_its_tax(tmp_path: Path) -> None:
+    """kunde's invoice: usage 100.00, promo −20.00, VAT 19 % on 80.00 = 15.20, total 95.20.
+    Line 1 can be credited its net with its tax, 80.00 + 15.20 = 95.20 (not 119.00); a note of
+    9.52 gives back 1.52 of VAT and credits 8.00 of the line: 10.00 gross, 2.00 of discount."""
+    from tests.support.tax import CONFIG
+
+    customers = (
+        "customers:\n  kunde:\n    currency: USD\n    billing_anchor: calendar\n"
+        "    subscriptions: [{plan: small, start: 2026-09-01}]\n"
+        '    discounts: [{id: promo, percent: "20", start: 2026-09-01}]\n'
+    )
+    root = write_workspace(
+        tmp_path / "ws", meters=METERS_CALLS, plans=PLANS, customers=customers, config=CONFIG
+    )
+    (root / "rules" / "taxes.yaml").write_text(
+        'taxes:\n  rates:\n    de_vat: {jurisdiction: DE, rate: "0.19", name: VAT}\n'
+        "  customers:\n    kunde: {rates: [de_vat], tax_id: DE123456789}\n"
+    )
+    session = open_session(root, today=date(2026, 10, 2))
+    insert_events(session.engine, calls("kunde", ["2026-09-10"] * 1000))
+    (invoice,) = session.invoice(through=date(2026, 10, 1))
+    from ledger.credit_notes import creditable
+
+    assert creditable(invoice, [], 1) == D("95.20")
+    note = session.credit(invoice.number, amount="9.52", reason="x", on=date(2026, 10, 2), line=1)
+    assert note.tax_amount == D("1.52")
+    ((part),) = note.parts
+    assert (part.amount, part.discount) == (D("8.00"), D("2.00"))
