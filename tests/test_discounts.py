@@ -212,6 +212,10 @@ def test_credit_note_reverses_gross_and_discount_in_proportion(books: Books) -> 
 
     invoice = next(i for i in load_invoices(session.engine) if i.number == "INV-2026-000003")
     assert creditable(invoice, load_credit_notes(session.engine), 1) == D("72.00")
+    html = (session.workspace.books_dir / "documents" / "CN-2026-000001.html").read_text()
+    assert "2.00 USD of discounts given back with 10.00 USD of gross revenue" in " ".join(
+        html.split()
+    )
 
 
 def test_a_discount_line_cannot_be_credited_itself(books: Books) -> None:
