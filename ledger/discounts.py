@@ -96,17 +96,20 @@ def applies(discount: Discount, part: str) -> bool:
 def cycle_discounts(customer: Customer, cycles: Iterable[Cycle]) -> dict[str, tuple[Discount, ...]]:
     """Per cycle link, the customer's discounts that apply to it: those whose ``start`` is on
     or before the cycle's start, while it is among the first ``cycles`` cycles starting on or
-    after it. ``cycles``: every cycle of the customer from its first (the count is over them)."""
+    after it, counted per subscription (a main plan and an add-on each get ``cycles`` of
+    them). ``cycles``: every cycle of the customer from its first (the count is over them)."""
     if not customer.discounts:
         return {}
-    ordered = sorted(cycles, key=lambda c: (c.start, c.plan))
+    ordered = sorted(cycles, key=lambda c: (c.start, c.series, c.plan))
     out: dict[str, list[Discount]] = {c.link: [] for c in ordered}
     for discount in customer.discounts:
-        eligible = [c for c in ordered if c.start >= discount.start]
-        if discount.cycles is not None:
-            eligible = eligible[: discount.cycles]
-        for cycle in eligible:
-            out[cycle.link].append(discount)
+        counted: dict[str, int] = {}
+        for cycle in ordered:
+            if cycle.start < discount.start:
+                continue
+            counted[cycle.series] = counted.get(cycle.series, 0) + 1
+            if discount.cycles is None or counted[cycle.series] <= discount.cycles:
+                out[cycle.link].append(discount)
     return {link: tuple(found) for link, found in out.items() if found}
 
 

@@ -135,10 +135,7 @@ def _discounts(
     timing = plan.base_fee.timing if plan.base_fee is not None else ""
     parts = [
         *([Part("base_fee", "deferred", fee)] if timing == "advance" else []),
-        *(
-            Part(f"usage:{c.meter}", "unbilled", amounts.get(c.meter) or ZERO)
-            for c in plan.charges
-        ),
+        *(Part(f"usage:{c.meter}", "unbilled", amounts.get(c.meter) or ZERO) for c in plan.charges),
         Part("commitment", "unbilled", amounts.get("(commitment shortfall)") or ZERO),
         *([Part("base_fee", "unbilled", fee)] if timing == "arrears" else []),
     ]
