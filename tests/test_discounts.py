@@ -437,3 +437,29 @@ def test_a_taxed_discounted_line_is_credited_net_with_its_tax(tmp_path: Path) ->
     assert note.tax_amount == D("1.52")
     ((part),) = note.parts
     assert (part.amount, part.discount) == (D("8.00"), D("2.00"))
+
+
+def test_cycles_are_counted_per_subscription() -> None:
+    """``cycles: 2`` from Oct 1 on a customer with a main plan (monthly from Sep 1) and an
+    add-on (``id: seats``, from Oct 15): the main plan's Oct and Nov cycles and the add-on's
+    Oct 15 and Nov 15 cycles; not the main plan's September (before the start) nor December."""
+    from ledger.cycles import Cycle
+    from ledger.discounts import cycle_discounts
+    from ledger.rules import Customer, Discount
+
+    def cycle(series: str, start: date, end: date) -> Cycle:
+        return Cycle("c", "p", start, end, start, end, 0, False, False, series=series)
+
+    main = [cycle("", date(2026, m, 1), date(2026, m + 1, 1)) for m in (9, 10, 11)]
+    seats = [cycle("seats", date(2026, m, 15), date(2026, m + 1, 15)) for m in (10, 11)]
+    seats.append(cycle("seats", date(2026, 12, 15), date(2027, 1, 15)))
+    dec = cycle("", date(2026, 12, 1), date(2027, 1, 1))
+    two = Discount(id="two", percent=D(10), cycles=2, start=date(2026, 10, 1))
+    customer = Customer(id="c", currency="USD", discounts=(two,))
+    found = cycle_discounts(customer, [*main, dec, *seats])
+    assert sorted(found) == [
+        "c-2026-10-01",
+        "c-2026-11-01",
+        "c/seats-2026-10-15",
+        "c/seats-2026-11-15",
+    ]
