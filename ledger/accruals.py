@@ -226,10 +226,15 @@ def plan_points(
     balances its customer's books hold before its date."""
     frozen: dict[str, list[Snapshot]] = defaultdict(list)
     invoice_date: dict[str, date] = {}
+    # threshold invoices froze a cycle through a day of their own: posted as such, in the place
+    # of any other snapshot of that day, while the cycle's later points accrue on
+    progress: dict[str, dict[date, Snapshot]] = defaultdict(dict)
     for inv in invoices:
         for snap in inv.accruals:
             frozen[snap.link].append(snap)
             invoice_date[snap.link] = inv.date
+        for snap in inv.progress:
+            progress[snap.link][snap.through] = snap
     digests = evidence or {}
     included = included or {}
 
@@ -243,9 +248,11 @@ def plan_points(
             live[rated.cycle.link].append(snapshot(rated, "", included.get(rated.cycle.link)))
     points: list[Snapshot] = []
     late: list[tuple[Snapshot, Snapshot, date]] = []
-    for link in sorted(set(live) | set(frozen)):
+    for link in sorted(set(live) | set(frozen) | set(progress)):
+        mine = progress.get(link, {})
+        points.extend(mine.values())
         if link in frozen:
-            points.extend(frozen[link])
+            points.extend(s for s in frozen[link] if s.through not in mine)
             last_frozen = max(frozen[link], key=lambda s: s.through)
             now = [s for s in live.get(link, []) if s.through == last_frozen.through]
             if now and now[0].targets != last_frozen.targets:
@@ -254,7 +261,7 @@ def plan_points(
                     day = late_day(link, now[0].customer, day, invoices)
                 late.append((with_evidence(now[0]), last_frozen, day))
         else:
-            points.extend(with_evidence(s) for s in live[link])
+            points.extend(with_evidence(s) for s in live.get(link, []) if s.through not in mine)
     return points, late
 
 

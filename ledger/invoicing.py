@@ -50,7 +50,7 @@ from ledger.facts.invoices import (
 )
 from ledger.money import ZERO
 from ledger.rating import CycleRating, Rating
-from ledger.rules import Customer, Rules
+from ledger.rules import Customer, Rules, invoice_threshold
 from ledger.store import invoices as invoices_table
 
 if TYPE_CHECKING:
@@ -159,6 +159,66 @@ def cycle_lines(rated: CycleRating, rules: Rules) -> list[InvoiceLine]:
     return lines
 
 
+#: The line kinds a threshold invoice bills of a cycle (its deductions included).
+THRESHOLD_KINDS = ("usage", "credit_applied", "threshold_billed")
+
+
+def billed_by_threshold(link: str, issued: Iterable[Invoice]) -> list[InvoiceLine]:
+    """What the threshold invoices of cycle ``link`` billed, as the lines that deduct it: one
+    per invoice and account it settled, negative, in issue order (:func:`threshold_lines`).
+
+    Each threshold invoice bills the cycle's usage through the day before its date, less what
+    the earlier ones billed; the invoice after it (threshold or cycle end) bills the cycle's
+    cumulative lines and deducts it again, so the cycle's invoices add up to its price however
+    it is rated (a volume price that falls as usage grows makes a later invoice smaller, even
+    negative)."""
+    out = []
+    for inv in issued:
+        if not any(snap.link == link for snap in inv.progress):
+            continue
+        for account in ("unbilled", "contract_asset"):
+            mine = [
+                line
+                for line in inv.lines
+                if line.link == link and line.account == account and line.kind in THRESHOLD_KINDS
+            ]
+            amount = sum((line.amount for line in mine), ZERO)
+            booked = sum((line.booked for line in mine), ZERO)
+            if amount or booked:
+                out.append(
+                    InvoiceLine(
+                        kind="threshold_billed",
+                        description=f"usage billed on {inv.number} of {inv.date.isoformat()} "
+                        "(threshold invoice)",
+                        account=account,
+                        amount=-amount,
+                        cycle=mine[0].cycle if mine else "",
+                        link=link,
+                        net=-booked if booked != amount else None,
+                    )
+                )
+    return out
+
+
+def threshold_lines(
+    rated: CycleRating, rules: Rules, issued: Iterable[Invoice]
+) -> list[InvoiceLine]:
+    """What a threshold invoice bills of a cycle rated through the day before its date: the
+    usage charges and prepaid credit applied, cumulative (the base fee in arrears and the
+    minimum commitment wait for the cycle's end), less what earlier threshold invoices billed.
+
+    acme's threshold is 100.00; on Sep 11 its cycle ``[Sep 1, Oct 1)`` has 120.00 of API
+    calls through Sep 10 (an earlier threshold invoice, INV-…-000004 of Sep 6, billed 104.00)::
+
+        usage             api_calls through 2026-09-10       120.00   clears unbilled
+        threshold_billed  usage billed on INV-…-000004       -104.00   clears unbilled
+
+    16.00 does not reach 100.00: no invoice. The cycle-end invoice of Oct 1 bills the whole
+    cycle's lines and deducts the 104.00."""
+    lines = [line for line in cycle_lines(rated, rules) if line.kind in ("usage", "credit_applied")]
+    return [*lines, *billed_by_threshold(rated.cycle.link, issued)]
+
+
 def net_lines(lines: Iterable[InvoiceLine], included: Inclusion | None) -> list[InvoiceLine]:
     """A cycle's lines with what the books hold of each (:attr:`InvoiceLine.net`) when its
     prices include tax (``included``, :class:`ledger.accruals.Inclusion`): the amount less the tax
@@ -202,7 +262,14 @@ def draft_invoices(
     ``redrafting``: an issued invoice being recomputed (``trace``): cycles whose
     accruals it froze from an earlier, unbilled day come back onto it, as they
     did when it was issued (:func:`_redate_sealed`), however many months were
-    sealed since.
+    sealed since; it bills a cycle by threshold exactly when it did.
+
+    Threshold invoicing (an ``invoice_threshold`` of the customer or the plan): a cycle
+    running on ``through`` (not its first day) whose usage through the day before, less
+    what earlier threshold invoices billed, reaches the threshold gets its
+    :func:`threshold_lines` on the customer's invoice dated ``through``, which freezes the
+    cycle's accrual of that day (``progress``); never dated in a sealed month. The
+    cycle-end invoice deducts what they billed (:func:`billed_by_threshold`).
 
     One invoice per customer and invoice date: the ending cycles' arrears
     lines, the starting cycles' advance base fees, credit grants of the day,
@@ -210,7 +277,7 @@ def draft_invoices(
     no invoice of the customer takes, once all its subscriptions have ended by
     ``through``, gets a supplementary invoice (:func:`supplement`).
     """
-    evidence = evidence or {}
+    evidence = {} if evidence is None else evidence  # (Digests of no accrual point is falsy)
     included = included or {}
     issued_keys = {inv.key for inv in issued}
     # a cycle whose accruals an issued invoice froze is billed (late usage aside), whatever that
@@ -232,6 +299,12 @@ def draft_invoices(
     )
     lines: dict[tuple[str, date], list[InvoiceLine]] = defaultdict(list)
     accruals: dict[tuple[str, date], list[Snapshot]] = defaultdict(list)
+    progress: dict[tuple[str, date], list[Snapshot]] = defaultdict(list)
+    # per cycle, the days its threshold invoices froze (the cycle-end invoice freezes the others)
+    progressed: dict[str, set[date]] = defaultdict(set)
+    for inv in issued:
+        for snap in inv.progress:
+            progressed[snap.link].add(snap.through)
     unproven: set[int] = set()  # the snapshots made here, their evidence not read yet
 
     def proven(snap: Snapshot) -> Snapshot:
@@ -247,9 +320,14 @@ def draft_invoices(
         cycle = rated.cycle
         mine = included.get(cycle.link)
         if rated.is_cycle_end and cycle.end <= through and cycle.link not in frozen:
-            lines[(cycle.customer, cycle.end)].extend(net_lines(cycle_lines(rated, rules), mine))
+            body = [*cycle_lines(rated, rules), *billed_by_threshold(cycle.link, issued)]
+            lines[(cycle.customer, cycle.end)].extend(net_lines(body, mine))
             # evidence added below, for the invoices issued only (a zero draft is dropped)
-            fresh = [snapshot(r, "", mine) for r in ratings if r.through in cycle.accrual_points()]
+            fresh = [
+                snapshot(r, "", mine)
+                for r in ratings
+                if r.through in cycle.accrual_points() and r.through not in progressed[cycle.link]
+            ]
             unproven.update(id(snap) for snap in fresh)
             accruals[(cycle.customer, cycle.end)].extend(fresh)
         fee = rated.base_fee
@@ -270,6 +348,16 @@ def draft_invoices(
             )
             off = discount_lines(rated, "base_fee", "deferred")
             lines[(cycle.customer, cycle.start)].extend(net_lines([advance, *off], mine))
+        at = _threshold_point(
+            ratings, rules, issued, through, first_open, frozen, progressed, redrafting
+        )
+        if at is not None:
+            lines[(cycle.customer, through)].extend(
+                net_lines(threshold_lines(at, rules, issued), mine)
+            )
+            snap = snapshot(at, "", mine)
+            unproven.add(id(snap))
+            progress[(cycle.customer, through)].append(snap)
     for cid, customer in rules.customers.items():
         for grant in customer.credits:
             if grant.granted <= through:
@@ -318,9 +406,52 @@ def draft_invoices(
                         key=lambda a: (a.link, a.through),
                     )
                 ),
+                progress=tuple(
+                    sorted((proven(a) for a in progress.get((cid, day), [])), key=lambda a: a.link)
+                ),
             )
         )
     return supplement(drafts, late, issued, rules, through=through)
+
+
+def _threshold_point(
+    ratings: Sequence[CycleRating],
+    rules: Rules,
+    issued: Sequence[Invoice],
+    through: date,
+    first_open: date,
+    frozen: set[str],
+    progressed: Mapping[str, set[date]],
+    redrafting: Invoice | None,
+) -> CycleRating | None:
+    """The rating of a cycle a threshold invoice dated ``through`` bills (through the day
+    before), or None: no threshold, the cycle not running on both days, ``through`` sealed,
+    a threshold invoice of that day or later issued, or less than the threshold to bill.
+    Re-drafting an issued invoice (``redrafting``), exactly the cycles it billed so."""
+    cycle = ratings[-1].cycle
+    before = through - timedelta(days=1)
+    customer = rules.customers.get(cycle.customer)
+    threshold = (
+        invoice_threshold(customer, rules.plans.get(cycle.plan)) if customer is not None else None
+    )
+    if (
+        threshold is None
+        or cycle.link in frozen
+        or not cycle.start <= before < cycle.end - timedelta(days=1)
+        or through < first_open  # never into a sealed month
+        or any(day >= before for day in progressed.get(cycle.link, ()))
+    ):
+        return None
+    at = next((r for r in ratings if r.through == before), None)
+    if at is None:
+        return None
+    if redrafting is not None:
+        billed = redrafting.date == through and any(
+            snap.link == cycle.link for snap in redrafting.progress
+        )
+        return at if billed else None
+    due = sum((line.amount for line in threshold_lines(at, rules, issued)), ZERO)
+    return at if due >= threshold else None
 
 
 def _redate_sealed(

@@ -218,6 +218,9 @@ class Plan(_Record):
     #: the largest usage cap per meter a customer on this plan may set itself (``meterbook api``'s
     #: portal); a meter not listed has no self-service cap
     max_caps: Mapping[str, Dec] = Field(default_factory=dict)
+    #: threshold (progressive) invoicing: a cycle's usage not billed yet that reaches this amount
+    #: is invoiced on the next ``invoice`` run (:func:`invoice_threshold`); None: at cycle end only
+    invoice_threshold: Dec | None = None
 
     @field_validator("currency")
     @classmethod
@@ -439,6 +442,9 @@ class Customer(_Record):
     gaps_spikes: GapsSpikesTuning | None = None
     #: discounts and coupons on its cycles, applied in this order (:mod:`ledger.discounts`)
     discounts: tuple[Discount, ...] = ()
+    #: threshold (progressive) invoicing for this customer's cycles, overriding its plans'
+    #: (:func:`invoice_threshold`)
+    invoice_threshold: Dec | None = None
 
     @field_validator("currency")
     @classmethod
@@ -463,6 +469,20 @@ class Customer(_Record):
         if not ends or any(end is None for end in ends):
             return None
         return max(end for end in ends if end is not None)
+
+
+def invoice_threshold(customer: Customer, plan: Plan | None) -> Decimal | None:
+    """The threshold of a customer's cycles on ``plan``: the customer's own, else the plan's.
+
+    >>> pro = Plan(id="pro", currency="USD", invoice_threshold=Decimal("500.00"))
+    >>> acme = Customer(id="acme", currency="USD")
+    >>> invoice_threshold(acme, pro), invoice_threshold(
+    ...     acme.model_copy(update={"invoice_threshold": Decimal("100.00")}), pro)
+    (Decimal('500.00'), Decimal('100.00'))
+    """
+    if customer.invoice_threshold is not None:
+        return customer.invoice_threshold
+    return plan.invoice_threshold if plan is not None else None
 
 
 class Rules(_Record):
@@ -886,8 +906,21 @@ def _check_money(amount: Any, currency: str, source: _Source, path: tuple[Any, .
         raise source.error(f"{value} has more decimal places than {currency} ({places})", path)
 
 
+def _check_threshold(
+    threshold: Decimal | None, currency: str, source: _Source, path: tuple[Any, ...]
+) -> None:
+    """An ``invoice_threshold`` is an amount of the currency above 0."""
+    if threshold is None:
+        return
+    if threshold <= 0:
+        raise source.error(f"an invoice threshold is an amount of {currency} above 0", path)
+    _check_money(threshold, currency, source, path)
+
+
 def _check_plan_money(plan: Plan, source: _Source, path: tuple[Any, ...]) -> None:
-    """Base fee, minimum commitment and flat charge amounts of a plan and its versions."""
+    """Base fee, minimum commitment and flat charge amounts of a plan and its versions, and its
+    invoice threshold."""
+    _check_threshold(plan.invoice_threshold, plan.currency, source, (*path, "invoice_threshold"))
     terms: list[tuple[tuple[Any, ...], Any]] = [(path, plan)]
     terms += [((*path, "versions", i), version) for i, version in enumerate(plan.versions)]
     for tpath, term in terms:
@@ -971,6 +1004,9 @@ def _check_customer(
                 "thresholds are fractions above 0 (0.8 = 80 %)", (*path, "alert_thresholds", i)
             )
     _check_caps(customer, source, path)
+    _check_threshold(
+        customer.invoice_threshold, customer.currency, source, (*path, "invoice_threshold")
+    )
     for i, grant in enumerate(customer.credits):
         if grant.amount <= 0:
             raise source.error("credit amount must be positive", (*path, "credits", i, "amount"))

@@ -112,11 +112,14 @@ class Digests(Mapping[tuple[str, date], str]):
             for rated in rating.cycles
             if rated.through in rated.cycle.accrual_points()
         }
+        # every rated day can be read (a threshold invoice freezes the day before its date), but
+        # only accrual points are iterated
+        self._rated = {(rated.cycle.link, rated.through): rated for rated in rating.cycles}
         self._digests: dict[tuple[str, date], str] = {}
 
     def __getitem__(self, key: tuple[str, date]) -> str:
         if key not in self._digests:
-            rated = self._points[key]  # KeyError: not a point of the rating
+            rated = self._rated[key]  # KeyError: not a point of the rating
             self._digests[key] = self._session.digest(rated)
         return self._digests[key]
 
@@ -218,6 +221,7 @@ class Session(OpenWorkspace):
             customers=customers,
             pins=facts.pins,
             reductions=facts.grant_reductions,
+            progress=facts.progress,
         )
         if reads is not None:
             reads.ratings[key] = rating

@@ -572,7 +572,8 @@ class _Evidence:
         return {
             (r.cycle.link, r.through): self.digest(r)
             for r in rating.cycles
-            if r.cycle.link in wanted and r.through in r.cycle.accrual_points()
+            if r.cycle.link in wanted
+            and (r.through in r.cycle.accrual_points() or r.through < rating.through)
         }
 
 
@@ -970,10 +971,12 @@ def _trace_cycle(
     # a sealed month's catch-up is dated by its month end: the cycle's last point up to it counts
     last_usage = max(_usage_date(e) for e in books.usage)
     rating = session.rate(last_usage, {books.customer})
+    # a threshold invoice's accrual is one of the cycle's points (the rating rates it)
+    progress = {a.through for inv in invoices for a in inv.progress if a.link == link}
     points = {
         r.through: r
         for r in rating.cycles
-        if r.cycle.link == link and r.through in r.cycle.accrual_points()
+        if r.cycle.link == link and (r.through in r.cycle.accrual_points() or r.through in progress)
     }
     problem = _accrual_points_problem(books, points, last_usage)
     if problem:
@@ -1102,8 +1105,8 @@ def _compare_lines(invoice: Invoice, draft: Invoice) -> list[Check]:
 
 
 def _compare_accruals(invoice: Invoice, draft: Invoice) -> list[Check]:
-    frozen = {(a.link, a.through): a for a in invoice.accruals}
-    again = {(a.link, a.through): a for a in draft.accruals}
+    frozen = {(a.link, a.through): a for a in (*invoice.accruals, *invoice.progress)}
+    again = {(a.link, a.through): a for a in (*draft.accruals, *draft.progress)}
     last = {link: max(t for k, t in frozen if k == link) for link, _ in frozen}
     checks = []
     for key in sorted(set(frozen) | set(again)):
@@ -1316,6 +1319,35 @@ def _explain_late(
     return out
 
 
+def _explain_threshold(
+    invoice: Invoice, checks: list[Check], cycles: Mapping[str, Trace]
+) -> list[Check]:
+    """Mismatches of a cycle a threshold invoice billed before the cycle ended become notes when
+    usage of the days it froze arrived after it: the cycle's own trace is verified (books =
+    store now) and the books accrue it at a later point, which carries the arrival (the
+    cycle-end invoice bills it, deducting what the threshold invoice billed)."""
+    frozen = {snap.link: snap.through for snap in invoice.progress}
+    out = []
+    for check in checks:
+        sub = cycles.get(check.link)
+        day = frozen.get(check.link)
+        if (
+            not check.ok
+            and not check.explained
+            and sub is not None
+            and sub.verified
+            and day is not None
+            and any(t.kind == "accrual" and t.date > day for t in sub.transactions)
+        ):
+            check = replace(
+                check,
+                explained=f"usage through {day.isoformat()} that arrived after the threshold "
+                f"invoice, accrued later on ^{check.link} and billed on its next invoice",
+            )
+        out.append(check)
+    return out
+
+
 def _explain_subscription_changes(
     session: Session, invoice: Invoice, checks: list[Check]
 ) -> list[Check]:
@@ -1413,6 +1445,7 @@ def _trace_invoice(
             _compare_lines(invoice, draft) + _compare_accruals(invoice, draft), cycles, late
         )
         line_checks = _explain_subscription_changes(session, invoice, line_checks)
+        line_checks = _explain_threshold(invoice, line_checks, cycles)
         checks.extend(line_checks)
         # the tax is decided once, when the invoice is issued, and kept with it (ledger.tax): the
         # recomputation adds the tax as issued, so later tax rules cannot make the total differ

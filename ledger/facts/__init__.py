@@ -44,6 +44,16 @@ class IssuedFacts:
         """The prepaid-credit grants the credit notes reduced (rating draws what is left)."""
         return grant_reductions(self.credit_notes)
 
+    @property
+    def progress(self) -> dict[str, tuple[date, ...]]:
+        """By cycle link, the days threshold invoices froze its accruals through
+        (:attr:`Invoice.progress`): rating rates the cycle at them."""
+        days: dict[str, set[date]] = {}
+        for inv in self.invoices:
+            for snap in inv.progress:
+                days.setdefault(snap.link, set()).add(snap.through)
+        return {link: tuple(sorted(d)) for link, d in days.items()}
+
     def through(self, day: date) -> IssuedFacts:
         """The facts dated on or before ``day`` (the pins stay: they name plan versions)."""
         return replace(

@@ -222,6 +222,10 @@ class Invoice:
     #: the tax a ``meterbook_tax`` plugin charged (:mod:`ledger.tax`); None: untaxed
     #: (absent from the JSON)
     tax: Tax | None = None
+    #: threshold invoicing (:func:`ledger.invoicing.threshold_lines`): per cycle it bills before
+    #: the cycle ends, the accrual it froze, through the day before its date (absent from the
+    #: JSON when empty). Unlike ``accruals`` it does not close the cycle: later points accrue on.
+    progress: tuple[Snapshot, ...] = ()
 
     @property
     def due_date(self) -> Day:
@@ -268,7 +272,9 @@ class Invoice:
                 del line["net"]
             if not line["on"]:  # and lines that are no discount
                 del line["on"]
-        for accrual in data["accruals"]:
+        if not self.progress:  # nor do invoices without threshold billing
+            del data["progress"]
+        for accrual in (*data["accruals"], *data.get("progress", ())):
             if not accrual["net"]:
                 del accrual["net"]
         data["total"] = self.total
@@ -302,21 +308,7 @@ class Invoice:
             )
             for line in data["lines"]
         )
-        accruals = tuple(
-            Snapshot(
-                link=a["link"],
-                customer=a["customer"],
-                cycle=a["cycle"],
-                plan=a["plan"],
-                through=date.fromisoformat(a["through"]),
-                currency=a["currency"],
-                targets=tuple((k, Decimal(v)) for k, v in a["targets"]),
-                quantities=tuple((k, Decimal(v)) for k, v in a["quantities"]),
-                evidence=a["evidence"],
-                net=tuple((k, Decimal(v)) for k, v in a.get("net", ())),
-            )
-            for a in data.get("accruals", [])
-        )
+        accruals = tuple(_snapshot(a) for a in data.get("accruals", []))
         return cls(
             customer=data["customer"],
             date=date.fromisoformat(data["date"]),
@@ -328,7 +320,29 @@ class Invoice:
             due=date.fromisoformat(data["due"]) if data.get("due") else None,
             kind=data.get("kind", REGULAR),
             tax=Tax.from_dict(data["tax"]) if data.get("tax") else None,
+            progress=tuple(_snapshot(a) for a in data.get("progress", [])),
         )
+
+    @property
+    def threshold(self) -> bool:
+        """Whether it bills part of a cycle before the cycle ends (threshold invoicing)."""
+        return bool(self.progress)
+
+
+def _snapshot(a: Mapping[str, Any]) -> Snapshot:
+    """A :class:`Snapshot` from its JSON form."""
+    return Snapshot(
+        link=a["link"],
+        customer=a["customer"],
+        cycle=a["cycle"],
+        plan=a["plan"],
+        through=date.fromisoformat(a["through"]),
+        currency=a["currency"],
+        targets=tuple((k, Decimal(v)) for k, v in a["targets"]),
+        quantities=tuple((k, Decimal(v)) for k, v in a["quantities"]),
+        evidence=a["evidence"],
+        net=tuple((k, Decimal(v)) for k, v in a.get("net", ())),
+    )
 
 
 def _jsonable(value: object) -> object:
