@@ -363,9 +363,12 @@ def require_sealed_accruals(session: OpenWorkspace) -> None:
     until = max(max(days) for days in points.values()) + _DAY
     cycles = current_cycles(session.rules, set(customers.values()), until)
     first_open = session.first_open()
+    progress = session.stored_facts().progress  # threshold invoices' accruals (in the cycle)
     for link, days in sorted(points.items()):
         cycle = cycles.get(link)
         valid = set(cycle.accrual_points()) if cycle is not None else set()
+        if cycle is not None:
+            valid |= {d for d in progress.get(link, ()) if d in cycle}
         stray = sorted(days - valid)
         if stray:
             raise BadInput(

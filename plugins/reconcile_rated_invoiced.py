@@ -18,6 +18,9 @@ cycle's last day in :attr:`ReconcileContext.rating`::
   the difference, not a block;
 - a usage line whose cycle or charge the rating no longer has: an **error**.
 
+A threshold invoice (dated inside its cycle, :mod:`ledger.invoicing`) billed the cycle's
+usage through the day before its date: its lines are compared with the cycle rated then.
+
 Finding ids: ``rated-vs-invoiced:<customer>:<meter>:<invoice number>:<YYYY-MM>``.
 """
 
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator
+from datetime import date, timedelta
 from decimal import Decimal
 
 from ledger.hookspecs import hookimpl
@@ -50,6 +54,8 @@ class RatedVsInvoiced:
             return
         # the last rating point of each cycle that has ended: what its invoice should say
         rated = {r.cycle.link: r for r in context.rating.cycles if r.is_cycle_end}
+        # and every day of each cycle rated, for threshold invoices (billed through the day before)
+        days = {(r.cycle.link, r.through): r for r in context.rating.cycles}
         for invoice in invoices:
             seen: dict[tuple[str, str], int] = defaultdict(int)
             for line in invoice.lines:
@@ -58,6 +64,9 @@ class RatedVsInvoiced:
                 nth = seen[(line.link, line.meter)]
                 seen[(line.link, line.meter)] += 1
                 cycle = rated.get(line.link)
+                if line.cycle and invoice.date < date.fromisoformat(line.cycle.split("/")[-1]):
+                    # a threshold invoice: dated before its cycle's end
+                    cycle = days.get((line.link, invoice.date - timedelta(days=1)))
                 charges = (
                     [c for c in cycle.charges if c.meter == line.meter] if cycle is not None else []
                 )

@@ -11,9 +11,10 @@ unapplied); ``credit``; ``apply`` and ``refund``; plan versions and ``rerate``;
 subscription changes (cancellations, plan changes, cancellations taken back; backdated,
 dated ahead, before or after billing); a support add-on taken or ended beside the plan
 (``addon``: its own cycles, anchored on its start or the calendar); prepaid grants;
-discounts (coupons) added from a day back or ahead; ``close`` of each finished month
-(accepting its findings when it refuses); commands re-run. Every operation is a CLI
-call (click's CliRunner), as an operator would type it.
+discounts (coupons) added from a day back or ahead; invoice thresholds set, changed or taken
+off (``threshold``: threshold invoicing); ``close`` of each finished month (accepting its
+findings when it refuses); commands re-run. Every operation is a CLI call (click's
+CliRunner), as an operator would type it.
 
 After every step: no traceback, exit codes 0/1/2 only, refusals only where they are the
 right answer, and the books load with 0 errors. Every ``--check-every`` steps and at the
@@ -136,6 +137,8 @@ class World:
     versions: dict[str, list[tuple[date, str]]] = field(default_factory=lambda: defaultdict(list))
     #: per customer, its discounts as YAML flow mappings (``discounts:``)
     discounts: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    #: each customer's ``invoice_threshold`` ("" or absent: none)
+    thresholds: dict[str, str] = field(default_factory=dict)
     events: int = 0
     files: list[Path] = field(default_factory=list)
     payments: int = 0
@@ -171,6 +174,8 @@ class World:
                 f"  {cid}:\n    currency: USD\n    billing_anchor: {anchor}\n"
                 f"    subscriptions: [{subs}]\n"
             )
+            if self.thresholds.get(cid):
+                lines.append(f'    invoice_threshold: "{self.thresholds[cid]}"\n')
             if self.grants.get(cid):
                 lines.append(
                     "    credits:\n"
@@ -249,8 +254,9 @@ def generate(rng: random.Random, steps: int) -> list[Op]:
         "rerun",
         "addon",
         "discount",
+        "threshold",
     ]
-    weights = [6, 6, 3, 2, 3, 4, 3, 1, 1, 1, 1, 2, 1, 3, 1, 1, 1]
+    weights = [6, 6, 3, 2, 3, 4, 3, 1, 1, 1, 1, 2, 1, 3, 1, 1, 1, 1]
     return [
         (rng.choices(names, weights)[0], tuple(rng.random() for _ in range(4)))
         for _ in range(steps)
@@ -344,6 +350,11 @@ def run_op(world: World, op: Op) -> None:
             world.write_rules()
     elif name == "discount":
         _discount(world, a, b, c, d)
+    elif name == "threshold":  # threshold invoicing set, changed or taken off; then invoice
+        cid = _pick(list(CUSTOMERS), a)
+        world.thresholds[cid] = _pick(["", "2.00", "5.00", "20.00"], b)
+        world.write_rules()
+        world.cli("invoice", "--through", today.isoformat(), allowed=(0, 1))
     elif name == "close":
         close_next(world)
     elif name == "rerun":
@@ -694,7 +705,9 @@ def _cycles_cleared(txns: list[Any], invoices: list[Any]) -> None:
     """Every invoiced cycle's unbilled and contract-asset postings net to 0 through its last
     invoice: what its accruals, late entries and debit adjustments put there before that
     invoice's day is what the invoices' lines for the cycle took out (a late entry dated
-    the invoice day arrived after it, for the next invoice)."""
+    the invoice day arrived after it, for the next invoice). A cycle billed by threshold
+    invoices too: all its invoices' lines count, and its last one may be a threshold invoice,
+    which bills all its usage accrued through the day before (no arrears fee here)."""
     last: dict[str, date] = {}
     billed: dict[str, Decimal] = defaultdict(Decimal)
     same_day: set[tuple[Any, ...]] = set()  # a supplementary invoice bills what its own day posted
