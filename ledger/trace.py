@@ -607,6 +607,7 @@ def _earlier_quantities(
     latest: Mapping[str, tuple[Decimal | None, date]],
     checks: Sequence[Check],
     frozen: Mapping[date, Mapping[str, Decimal]],
+    progress: Mapping[date, Mapping[str, Decimal]] | None = None,
 ) -> list[Check]:
     """Proves the ``quantity`` of every earlier accrual equals the store at its own point.
 
@@ -615,7 +616,10 @@ def _earlier_quantities(
     accrual keeps its figure. Such a mismatch is explained when everything
     cumulative agrees and the accrual still holds the invoice's frozen figure with
     a late adjustment after it, or its month is sealed (the seal guards its figures).
+    So is the accrual a threshold invoice froze (``progress``) when a later accrual of the
+    cycle carries the change.
     """
+    progress = progress or {}
     sealed = sealed_months(session.workspace.books_dir)
     out = []
     for entry in sorted(usage, key=lambda e: e.date):
@@ -649,6 +653,13 @@ def _earlier_quantities(
                     )
                 elif month_of(entry.date) in sealed:
                     explained = _SEALED_AND_AGREED
+                elif progress.get(entry.date, {}).get(meter) == quantity and any(
+                    e.date > entry.date for e in usage if not (e.meta or {}).get("late")
+                ):
+                    explained = (
+                        "the accrual keeps the threshold invoice's frozen figure; the change is "
+                        "accrued at the cycle's later points"
+                    )
             note = (
                 ""
                 if store == quantity
@@ -1006,7 +1017,12 @@ def _trace_cycle(
     frozen = {
         a.through: dict(a.quantities) for inv in invoices for a in inv.accruals if a.link == link
     }
-    checks[:0] = _earlier_quantities(session, link, books.usage, points, latest, checks, frozen)
+    frozen_by_threshold = {
+        a.through: dict(a.quantities) for inv in invoices for a in inv.progress if a.link == link
+    }
+    checks[:0] = _earlier_quantities(
+        session, link, books.usage, points, latest, checks, frozen, frozen_by_threshold
+    )
     notes = [f"{c.difference()}: {c.explained}" for c in checks if not c.ok and c.explained]
     notes.extend(_rules_notes(session, books))
     differences = tuple(c.difference() for c in checks if not c.ok and not c.explained)

@@ -1,0 +1,238 @@
+"""Threshold (progressive) invoicing: a cycle billed before its end once its usage reaches an
+amount, the cycle-end invoice billing only the rest.
+
+Two workspaces, every figure computed by hand:
+
+- ``big`` on plan ``v`` (calendar months, ``invoice_threshold: "50.00"`` on the plan): volume
+  tiers, 10.00 a call up to 10 calls, 4.00 a call for every call beyond that. 6 calls on
+  Sep 1..6 are 60.00: ``invoice --through 2026-09-07`` issues a threshold invoice dated Sep 7
+  for usage through Sep 6. 6 more calls on Sep 7..12 make the cycle 12 × 4.00 = 48.00, less
+  than what was billed: the cycle-end invoice of Oct 1 bills 48.00 − 60.00 = −12.00, so the
+  cycle's invoices add up to 48.00, its price (billed in parts, each part rated alone, it
+  would be 60.00 + 60.00 = 120.00);
+- ``cap`` on plan ``u`` (1.00 a call, threshold 100.00 on the plan, 5.00 on the customer: the
+  customer's wins): 5 calls on Sep 1..5 → INV of Sep 6, 5.00; 3 more by Sep 8 → 3.00 not
+  billed, under 5.00: nothing on Sep 10; 3 more by Sep 11 → INV of Sep 12, 11.00 − 5.00 =
+  6.00; a late call of Sep 3 and 2 calls on Sep 20, 21 → the cycle-end invoice of Oct 1
+  bills 14.00 − 5.00 − 6.00 = 3.00; 5.00 + 6.00 + 3.00 = 14.00 = 14 calls × 1.00.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+from beancount.core import data
+
+from ledger.books import load_books
+from ledger.invoicing import draft_invoices
+from ledger.session import Session
+from tests.support.workspaces import (
+    METERS_CALLS,
+    balance,
+    calls,
+    insert_events,
+    open_session,
+    run_cli,
+    write_workspace,
+)
+
+PLANS = """\
+plans:
+  v:
+    currency: USD
+    invoice_threshold: "50.00"
+    charges:
+      - meter: api_calls
+        model: volume
+        tiers:
+          - {up_to: 10, unit_price: "10.00"}
+          - {unit_price: "4.00"}
+  u:
+    currency: USD
+    invoice_threshold: "100.00"
+    charges:
+      - {meter: api_calls, model: unit, unit_price: "1.00"}
+"""
+CUSTOMERS = """\
+customers:
+  big:
+    currency: USD
+    billing_anchor: calendar
+    subscriptions: [{plan: v, start: 2026-09-01}]
+  cap:
+    currency: USD
+    billing_anchor: calendar
+    invoice_threshold: "5.00"
+    subscriptions: [{plan: u, start: 2026-09-01}]
+"""
+CYCLE = "2026-09-01/2026-10-01"
+
+
+def workspace(root: Path) -> Session:
+    return open_session(
+        write_workspace(root, meters=METERS_CALLS, plans=PLANS, customers=CUSTOMERS),
+        today=date(2026, 10, 5),
+    )
+
+
+def books(session: Session) -> list[data.Directive]:
+    entries, errors, _ = load_books(session.workspace.main_file)
+    assert errors == []
+    return entries
+
+
+def lines(invoice: object) -> list[tuple[str, str, Decimal]]:
+    return [(line.kind, line.account, line.amount) for line in invoice.lines]  # type: ignore[attr-defined]
+
+
+def test_a_volume_cycle_billed_by_threshold_adds_up_to_its_price(tmp_path: Path) -> None:
+    session = workspace(tmp_path / "ws")
+    insert_events(session.engine, calls("big", [f"2026-09-{d:02d}" for d in range(1, 7)]))
+    (first,) = session.invoice(through=date(2026, 9, 7))
+    # 6 calls through Sep 6, all at 10.00 (the tier of a 6-call total): 60.00 ≥ 50.00
+    assert (first.number, first.customer, first.date, first.total) == (
+        "INV-2026-000001",
+        "big",
+        date(2026, 9, 7),
+        Decimal("60.00"),
+    )
+    assert lines(first) == [("usage", "contract_asset", Decimal("60.00"))]
+    assert [(s.link, s.through) for s in first.progress] == [("big-2026-09-01", date(2026, 9, 6))]
+    assert first.accruals == ()  # the cycle is not closed: later points accrue on
+    assert session.invoice(through=date(2026, 9, 7)) == []  # idempotent
+
+    insert_events(session.engine, calls("big", [f"2026-09-{d:02d}" for d in range(7, 13)], "b"))
+    # through Sep 13: 12 calls × 4.00 = 48.00, 48.00 − 60.00 billed = −12.00: under 50.00
+    assert session.invoice(through=date(2026, 9, 14)) == []
+    (last,) = session.invoice(through=date(2026, 10, 1))
+    assert (last.date, last.total) == (date(2026, 10, 1), Decimal("-12.00"))
+    assert lines(last) == [
+        ("usage", "contract_asset", Decimal("48.00")),
+        ("threshold_billed", "contract_asset", Decimal("-60.00")),
+    ]
+    assert first.total + last.total == Decimal("48.00")  # 12 × 4.00, the cycle's price
+
+    entries = books(session)
+    asset, receivable = "Assets:Contract-Assets:Big", "Assets:Receivables:Invoiced:Big"
+    # Sep 6 accrual 60.00 (the threshold invoice's), cleared on Sep 7; the Sep 30 accrual
+    # books 48.00 − 60.00 = −12.00, cleared by the −12.00 of Oct 1
+    assert balance(entries, asset, date(2026, 9, 7)) == Decimal("60.00")
+    assert balance(entries, asset, date(2026, 9, 8)) == Decimal("0")
+    assert balance(entries, asset, date(2026, 10, 1)) == Decimal("-12.00")
+    assert balance(entries, asset, date(2026, 10, 2)) == Decimal("0")
+    assert balance(entries, receivable, date(2026, 10, 2)) == Decimal("48.00")
+    assert balance(entries, "Income:Usage:Api-Calls", date(2026, 10, 2)) == Decimal("-48.00")
+
+    for ref in ("INV-2026-000001", "INV-2026-000002", "big-2026-09-01"):
+        traced = run_cli(session.workspace.root, "trace", ref)
+        assert traced.exit_code == 0, traced.output
+    checked = run_cli(session.workspace.root, "check")
+    assert checked.exit_code == 0, checked.output
+
+
+def test_a_second_threshold_invoice_and_the_rest_with_late_usage_credit_and_close(
+    tmp_path: Path,
+) -> None:
+    session = workspace(tmp_path / "ws")
+    root = session.workspace.root
+    insert_events(session.engine, calls("cap", [f"2026-09-{d:02d}" for d in range(1, 6)]))
+    (one,) = session.invoice(through=date(2026, 9, 6))
+    assert (one.date, one.total) == (date(2026, 9, 6), Decimal("5.00"))  # 5.00 ≥ the 5.00
+    insert_events(session.engine, calls("cap", ["2026-09-06", "2026-09-07", "2026-09-08"], "b"))
+    assert session.invoice(through=date(2026, 9, 10)) == []  # 8.00 − 5.00 = 3.00 < 5.00
+    insert_events(session.engine, calls("cap", ["2026-09-09", "2026-09-10", "2026-09-11"], "c"))
+    (two,) = session.invoice(through=date(2026, 9, 12))
+    assert (two.date, two.total) == (date(2026, 9, 12), Decimal("6.00"))
+    assert lines(two) == [
+        ("usage", "unbilled", Decimal("11.00")),
+        ("threshold_billed", "unbilled", Decimal("-5.00")),
+    ]
+    assert session.invoice(through=date(2026, 9, 12)) == []
+
+    # a call of Sep 3 arrives late, two more on Sep 20 and 21: 14 calls in the cycle
+    insert_events(session.engine, calls("cap", ["2026-09-03", "2026-09-20", "2026-09-21"], "d"))
+    credited = run_cli(
+        root,
+        "credit",
+        one.number,
+        "--amount",
+        "2.00",
+        "--reason",
+        "goodwill",
+        "--date",
+        "2026-09-15",
+    )
+    assert credited.exit_code == 0, credited.output
+    (rest,) = session.invoice(through=date(2026, 10, 1))
+    assert lines(rest) == [
+        ("usage", "unbilled", Decimal("14.00")),
+        ("threshold_billed", "unbilled", Decimal("-5.00")),
+        ("threshold_billed", "unbilled", Decimal("-6.00")),
+    ]
+    assert one.total + two.total + rest.total == Decimal("14.00")
+
+    entries = books(session)
+    unbilled = "Assets:Receivables:Unbilled:Cap"
+    assert balance(entries, unbilled, date(2026, 9, 6)) == Decimal("5.00")  # Sep 5 accrual
+    assert balance(entries, unbilled, date(2026, 9, 7)) == Decimal("0")
+    assert balance(entries, unbilled, date(2026, 9, 12)) == Decimal("6.00")  # Sep 11: 11 − 5
+    assert balance(entries, unbilled, date(2026, 9, 13)) == Decimal("0")
+    assert balance(entries, unbilled, date(2026, 10, 1)) == Decimal("3.00")  # Sep 30: 14 − 11
+    assert balance(entries, unbilled, date(2026, 10, 2)) == Decimal("0")
+    # invoiced 14.00, credited 2.00
+    receivable = "Assets:Receivables:Invoiced:Cap"
+    assert balance(entries, receivable, date(2026, 10, 2)) == Decimal("12.00")
+
+    # the late call of Sep 3 is explained on both threshold invoices (accrued on Sep 30)
+    for ref in (one.number, two.number, rest.number, "cap-2026-09-01"):
+        traced = run_cli(root, "trace", ref)
+        assert traced.exit_code == 0, traced.output
+    closed = run_cli(root, "close", "2026-09")
+    assert closed.exit_code == 0, closed.output
+    checked = run_cli(root, "check")
+    assert checked.exit_code == 0, checked.output
+
+
+def test_no_threshold_invoice_is_dated_in_a_sealed_month(tmp_path: Path) -> None:
+    """Drafting through Sep 7 with Sep sealed (first open day Oct 1) drafts no threshold
+    invoice, where the same rating drafts big's 60.00 with nothing sealed."""
+    session = workspace(tmp_path / "ws")
+    insert_events(session.engine, calls("big", [f"2026-09-{d:02d}" for d in range(1, 7)]))
+    rating = session.rate(date(2026, 9, 7))
+    open_ = draft_invoices(rating, session.rules, [], through=date(2026, 9, 7))
+    assert [(d.customer, d.date, d.total) for d in open_] == [
+        ("big", date(2026, 9, 7), Decimal("60.00"))
+    ]
+    sealed = draft_invoices(
+        rating, session.rules, [], through=date(2026, 9, 7), first_open=date(2026, 10, 1)
+    )
+    assert sealed == []
+
+
+def test_a_bad_threshold_is_one_line_naming_file_and_key_exit_2(tmp_path: Path) -> None:
+    for n, (value, message) in enumerate(
+        [
+            (
+                '"0"',
+                "plans.yaml:4: plans.v.invoice_threshold: an invoice threshold is an amount "
+                "of USD above 0",
+            ),
+            (
+                '"50.005"',
+                "plans.yaml:4: plans.v.invoice_threshold: 50.005 has more decimal "
+                "places than USD (2)",
+            ),
+        ]
+    ):
+        root = write_workspace(
+            tmp_path / f"ws{n}",
+            meters=METERS_CALLS,
+            plans=f"plans:\n  v:\n    currency: USD\n    invoice_threshold: {value}\n",
+            customers="customers:\n  c:\n    currency: USD\n",
+        )
+        result = run_cli(root, "invoice", "--through", "2026-09-01")
+        assert result.exit_code == 2, result.output
+        assert message in result.output
+        assert "Traceback" not in result.output
