@@ -430,26 +430,25 @@ def _threshold_point(
     Re-drafting an issued invoice (``redrafting``), exactly the cycles it billed so."""
     cycle = ratings[-1].cycle
     before = through - timedelta(days=1)
+    at = next((r for r in ratings if r.through == before), None)
+    if at is None or cycle.link in frozen:
+        return None
+    if redrafting is not None:  # as issued, whatever the threshold or the seals say now
+        billed = redrafting.date == through and any(
+            snap.link == cycle.link for snap in redrafting.progress
+        )
+        return at if billed else None
     customer = rules.customers.get(cycle.customer)
     threshold = (
         invoice_threshold(customer, rules.plans.get(cycle.plan)) if customer is not None else None
     )
     if (
         threshold is None
-        or cycle.link in frozen
         or not cycle.start <= before < cycle.end - timedelta(days=1)
         or through < first_open  # never into a sealed month
         or any(day >= before for day in progressed.get(cycle.link, ()))
     ):
         return None
-    at = next((r for r in ratings if r.through == before), None)
-    if at is None:
-        return None
-    if redrafting is not None:
-        billed = redrafting.date == through and any(
-            snap.link == cycle.link for snap in redrafting.progress
-        )
-        return at if billed else None
     due = sum((line.amount for line in threshold_lines(at, rules, issued)), ZERO)
     return at if due >= threshold else None
 

@@ -599,6 +599,32 @@ def _meter_traces(session: Session, rated: CycleRating, evidence: _Evidence) -> 
     return out
 
 
+def _held_by_threshold(
+    session: Session, books: _CycleBooks, now: _Recomputed, invoices: Sequence[Invoice]
+) -> str:
+    """Why the books may hold less (or more) than the store at their latest point, when that
+    point is the accrual a threshold invoice froze and the books hold exactly what it froze:
+    usage of the days before it that arrived afterwards waits for the cycle's next accrual
+    point, which books it cumulatively (and the cycle's next invoice bills it). "" otherwise."""
+    frozen = [
+        a
+        for inv in invoices
+        for a in inv.progress
+        if a.link == books.link and a.through == now.through
+    ]
+    if not frozen:
+        return ""
+    held = {k: v for k, v in _books_targets(session, books.customer, books.usage).items() if v}
+    if held != {k: v for k, v in frozen[0].booked.items() if v}:
+        return ""
+    later = [d for d in now.rated.cycle.accrual_points() if d > now.through]
+    return (
+        f"usage through {now.through.isoformat()} that arrived after the threshold invoice "
+        f"froze it: the cycle's next accrual ({later[0].isoformat() if later else 'its end'}) "
+        "books it"
+    )
+
+
 def _earlier_quantities(
     session: Session,
     link: str,
@@ -1023,6 +1049,9 @@ def _trace_cycle(
     checks[:0] = _earlier_quantities(
         session, link, books.usage, points, latest, checks, frozen, frozen_by_threshold
     )
+    held = _held_by_threshold(session, books, now, invoices)
+    if held:
+        checks = [c if c.ok or c.explained else replace(c, explained=held) for c in checks]
     notes = [f"{c.difference()}: {c.explained}" for c in checks if not c.ok and c.explained]
     notes.extend(_rules_notes(session, books))
     differences = tuple(c.difference() for c in checks if not c.ok and not c.explained)
@@ -1340,8 +1369,9 @@ def _explain_threshold(
 ) -> list[Check]:
     """Mismatches of a cycle a threshold invoice billed before the cycle ended become notes when
     usage of the days it froze arrived after it: the cycle's own trace is verified (books =
-    store now) and the books accrue it at a later point, which carries the arrival (the
-    cycle-end invoice bills it, deducting what the threshold invoice billed)."""
+    store now, or the books hold what it froze, :func:`_held_by_threshold`); a later accrual
+    books the arrival and the cycle's next invoice bills it, deducting what the threshold
+    invoice billed."""
     frozen = {snap.link: snap.through for snap in invoice.progress}
     out = []
     for check in checks:
@@ -1353,12 +1383,11 @@ def _explain_threshold(
             and sub is not None
             and sub.verified
             and day is not None
-            and any(t.kind == "accrual" and t.date > day for t in sub.transactions)
         ):
             check = replace(
                 check,
                 explained=f"usage through {day.isoformat()} that arrived after the threshold "
-                f"invoice, accrued later on ^{check.link} and billed on its next invoice",
+                f"invoice: accrued later on ^{check.link} and billed on its next invoice",
             )
         out.append(check)
     return out

@@ -352,7 +352,7 @@ def run_op(world: World, op: Op) -> None:
         _discount(world, a, b, c, d)
     elif name == "threshold":  # threshold invoicing set, changed or taken off; then invoice
         cid = _pick(list(CUSTOMERS), a)
-        world.thresholds[cid] = _pick(["", "2.00", "5.00", "20.00"], b)
+        world.thresholds[cid] = _pick(["", "0.50", "1.00", "5.00"], b)
         world.write_rules()
         world.cli("invoice", "--through", today.isoformat(), allowed=(0, 1))
     elif name == "close":
