@@ -42,9 +42,11 @@ def invoice_evidence(invoice: Invoice) -> str:
         jq -r '.accruals | sort_by(.link, .through)[] | "\(.link)\t\(.through)\t\(.evidence)"' \
             books/documents/INV-2026-000007.json | sha256sum | cut -c1-16
 
-    Late-usage lines are not in it: their evidence is on the late entries they bill.
+    Late-usage lines are not in it: their evidence is on the late entries they bill. A
+    threshold invoice's accrual (``progress``) is (jq: ``(.accruals + (.progress // []))``).
     """
-    accruals = sorted(invoice.accruals, key=lambda a: (a.link, a.through))
+    # a threshold invoice's frozen accrual counts like a cycle-end invoice's
+    accruals = sorted((*invoice.accruals, *invoice.progress), key=lambda a: (a.link, a.through))
     if not accruals or not all(a.evidence for a in accruals):
         return ""
     lines = "".join(f"{a.link}\t{a.through.isoformat()}\t{a.evidence}\n" for a in accruals)
