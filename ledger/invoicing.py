@@ -54,6 +54,7 @@ from ledger.rules import Customer, Rules, invoice_threshold
 from ledger.store import invoices as invoices_table
 
 if TYPE_CHECKING:
+    from ledger.cycles import Cycle
     from ledger.rules import Rules
 
 
@@ -253,8 +254,13 @@ def draft_invoices(
     evidence: Mapping[tuple[str, date], str] | None = None,
     redrafting: Invoice | None = None,
     included: Mapping[str, Inclusion] | None = None,
+    before: Rating | None = None,
 ) -> list[Invoice]:
     """Every invoice dated on or before ``through`` that is not issued yet.
+
+    ``before``: the customers with an invoice threshold rated through the day before
+    ``through`` (what a threshold invoice dated ``through`` bills); None: ``rating``'s own
+    cycles rated on that day, if any.
 
     ``included``: per cycle link, the tax its tax-inclusive prices hold
     (:func:`ledger.tax.included_taxes`): the accruals it freezes and its lines are net of it.
@@ -315,6 +321,12 @@ def draft_invoices(
     points: dict[str, list[CycleRating]] = defaultdict(list)
     for rated in rating.cycles:
         points[rated.cycle.link].append(rated)
+    # the day before ``through``, what threshold invoices bill
+    eve = through - timedelta(days=1)
+    day_before = {r.cycle.link: r for r in rating.cycles if r.through == eve}
+    day_before.update(
+        {r.cycle.link: r for r in (before.cycles if before is not None else ()) if r.through == eve}
+    )
     for ratings in points.values():
         rated = ratings[-1]
         cycle = rated.cycle
@@ -349,7 +361,15 @@ def draft_invoices(
             off = discount_lines(rated, "base_fee", "deferred")
             lines[(cycle.customer, cycle.start)].extend(net_lines([advance, *off], mine))
         at = _threshold_point(
-            ratings, rules, issued, through, first_open, frozen, progressed, redrafting
+            cycle,
+            day_before.get(cycle.link),
+            rules,
+            issued,
+            through,
+            first_open,
+            frozen,
+            progressed,
+            redrafting,
         )
         if at is not None:
             lines[(cycle.customer, through)].extend(
@@ -415,7 +435,8 @@ def draft_invoices(
 
 
 def _threshold_point(
-    ratings: Sequence[CycleRating],
+    cycle: Cycle,
+    at: CycleRating | None,
     rules: Rules,
     issued: Sequence[Invoice],
     through: date,
@@ -424,13 +445,12 @@ def _threshold_point(
     progressed: Mapping[str, set[date]],
     redrafting: Invoice | None,
 ) -> CycleRating | None:
-    """The rating of a cycle a threshold invoice dated ``through`` bills (through the day
-    before), or None: no threshold, the cycle not running on both days, ``through`` sealed,
-    a threshold invoice of that day or later issued, or less than the threshold to bill.
+    """The rating of a cycle a threshold invoice dated ``through`` bills (``at``: the cycle
+    rated through the day before), or None: no threshold, the cycle not running on both days,
+    ``through`` sealed, a threshold invoice of that day or later issued, or less than the
+    threshold to bill.
     Re-drafting an issued invoice (``redrafting``), exactly the cycles it billed so."""
-    cycle = ratings[-1].cycle
     before = through - timedelta(days=1)
-    at = next((r for r in ratings if r.through == before), None)
     if at is None or cycle.link in frozen:
         return None
     if redrafting is not None:  # as issued, whatever the threshold or the seals say now

@@ -61,7 +61,7 @@ from ledger.facts.pins import TermsPin
 from ledger.metering import Window, cut_off_us, measure
 from ledger.money import ZERO, round_money
 from ledger.pricing import Price, PriceLine, PricingModel, Usage
-from ledger.rules import Charge, CreditGrant, Customer, Discount, Plan, Rules, invoice_threshold
+from ledger.rules import Charge, CreditGrant, Customer, Discount, Plan, Rules
 
 
 @dataclass(frozen=True)
@@ -230,28 +230,20 @@ def rating_points(cycle: Cycle, through: date) -> tuple[date, ...]:
     return tuple(sorted(points))
 
 
-def threshold_points(
-    cycle: Cycle, through: date, threshold: bool, progress: Collection[date] = ()
-) -> tuple[date, ...]:
-    """The extra cut-offs threshold invoicing rates a cycle at, up to ``through``: the days
-    threshold invoices froze (``progress``), and, when the cycle has a threshold, the day
-    before ``through``, which a threshold invoice dated ``through`` would freeze (usage
-    through the end of that day, as a cycle-end invoice freezes the day before its date).
-    Never the cycle's first-day-minus-one nor its last day (the cycle-end invoice's).
+def threshold_points(cycle: Cycle, through: date, progress: Collection[date]) -> tuple[date, ...]:
+    """The days threshold invoices froze a cycle's accruals through (``progress``), up to
+    ``through``: rated like accrual points, so the credit drawn there stays what they billed.
+    (Drafting a threshold invoice rates the day before its date on its own, through that day:
+    :meth:`ledger.session.Session.draft`.) Never the cycle's last day (the cycle-end invoice's).
 
     >>> from ledger.cycles import Cycle
     >>> sep, oct = date(2026, 9, 1), date(2026, 10, 1)
     >>> c = Cycle("acme", "pro", sep, oct, sep, oct, 0, True, False)
-    >>> threshold_points(c, date(2026, 9, 11), True, [date(2026, 9, 4)])
-    (datetime.date(2026, 9, 4), datetime.date(2026, 9, 10))
-    >>> threshold_points(c, date(2026, 9, 1), True), threshold_points(c, date(2026, 10, 1), True)
-    ((), ())
+    >>> threshold_points(c, date(2026, 9, 11), [date(2026, 9, 4), date(2026, 9, 12)])
+    (datetime.date(2026, 9, 4),)
     """
-    days = {d for d in progress if d <= through}
-    before = through - timedelta(days=1)
-    if threshold and cycle.start <= before < cycle.end - timedelta(days=1):
-        days.add(before)
-    return tuple(sorted(d for d in days if d in cycle and d != cycle.end - timedelta(days=1)))
+    last = cycle.end - timedelta(days=1)
+    return tuple(sorted(d for d in progress if d <= through and d in cycle and d != last))
 
 
 def rate(
@@ -268,9 +260,8 @@ def rate(
 ) -> Rating:
     """Rate every cycle that started on or before ``through``.
 
-    A cycle with an invoice threshold is also rated at :func:`threshold_points`: the day
-    before ``through`` and the days ``progress`` (by cycle link: what threshold invoices
-    froze) names.
+    A cycle is also rated at the days threshold invoices froze it through (``progress``, by
+    cycle link: :func:`threshold_points`).
 
     Each cycle with the plan version in effect at its start, or the one ``pins``
     (by cycle link) says it was invoiced under (:func:`cycle_plan`). Prepaid
@@ -293,12 +284,7 @@ def rate(
         discounts.update(cycle_discounts(customer, cycles))
         for cycle in cycles:
             points = rating_points(cycle, through)
-            extra = threshold_points(
-                cycle,
-                through,
-                invoice_threshold(customer, rules.plans.get(cycle.plan)) is not None,
-                (progress or {}).get(cycle.link, ()),
-            )
+            extra = threshold_points(cycle, through, (progress or {}).get(cycle.link, ()))
             if extra:
                 points = tuple(sorted({*points, *extra}))
             if points:

@@ -274,6 +274,7 @@ def compute(session: Session, since: date) -> list[RerateLine]:
                 customers=customers,
                 pins=pins,
                 reductions=facts.grant_reductions,
+                progress=facts.progress,
             ).cycles
         )
 

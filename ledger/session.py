@@ -27,7 +27,8 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections import ChainMap
+from collections.abc import Callable, Collection, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from decimal import Decimal
@@ -714,6 +715,13 @@ class Session(OpenWorkspace):
         adjustments recorded by then (:func:`ledger.rerate.bill_debit_adjustments`)."""
         facts = self.facts() if facts is None else facts
         issued = list(facts.invoices) if issued is None else list(issued)
+        before = self._threshold_rating(rating, through, facts)
+        if before is not None and evidence is not None:
+            # read-only, each digest computed when read (a ChainMap only reads here)
+            evidence = ChainMap(
+                cast(MutableMapping[tuple[str, date], str], evidence),
+                cast(MutableMapping[tuple[str, date], str], self.evidence(before)),
+            )
         drafts = draft_invoices(
             rating,
             self.rules,
@@ -723,6 +731,7 @@ class Session(OpenWorkspace):
             evidence=evidence,
             redrafting=redrafting,
             included=self.included(rating, issued),
+            before=before,
         )
         adjustments = list(facts.through(through).adjustments)
         drafts = bill_debit_adjustments(
@@ -737,6 +746,28 @@ class Session(OpenWorkspace):
             config=self.workspace.config_file,
             issued=issued,
         )
+
+    def _threshold_rating(self, rating: Rating, through: date, facts: IssuedFacts) -> Rating | None:
+        """The customers of ``rating`` with an invoice threshold rated through the day before
+        ``through``: what a threshold invoice dated ``through`` bills (None: no such customer).
+        Rated on its own, so the day before is the rating's last day, whose credit draws no
+        other day of the cycle sees (as a rating through any day)."""
+        rules = self.rules
+        wanted = {
+            cid
+            for cid in {r.cycle.customer for r in rating.cycles}
+            if cid in rules.customers
+            and (
+                rules.customers[cid].invoice_threshold is not None
+                or any(
+                    sub.plan in rules.plans and rules.plans[sub.plan].invoice_threshold is not None
+                    for sub in rules.customers[cid].subscriptions
+                )
+            )
+        }
+        if not wanted:
+            return None
+        return self.rate(through - timedelta(days=1), wanted, facts=facts)
 
     def included(self, rating: Rating, issued: Sequence[Invoice]) -> dict[str, Inclusion]:
         """Per cycle link, the tax its tax-inclusive prices hold, so that it is accrued net of

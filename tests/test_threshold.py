@@ -200,13 +200,18 @@ def test_no_threshold_invoice_is_dated_in_a_sealed_month(tmp_path: Path) -> None
     invoice, where the same rating drafts big's 60.00 with nothing sealed."""
     session = workspace(tmp_path / "ws")
     insert_events(session.engine, calls("big", [f"2026-09-{d:02d}" for d in range(1, 7)]))
-    rating = session.rate(date(2026, 9, 7))
-    open_ = draft_invoices(rating, session.rules, [], through=date(2026, 9, 7))
+    rating, before = session.rate(date(2026, 9, 7)), session.rate(date(2026, 9, 6))
+    open_ = draft_invoices(rating, session.rules, [], through=date(2026, 9, 7), before=before)
     assert [(d.customer, d.date, d.total) for d in open_] == [
         ("big", date(2026, 9, 7), Decimal("60.00"))
     ]
     sealed = draft_invoices(
-        rating, session.rules, [], through=date(2026, 9, 7), first_open=date(2026, 10, 1)
+        rating,
+        session.rules,
+        [],
+        through=date(2026, 9, 7),
+        first_open=date(2026, 10, 1),
+        before=before,
     )
     assert sealed == []
 
