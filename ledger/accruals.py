@@ -201,6 +201,22 @@ def snapshot(rated: CycleRating, evidence: str = "", included: Inclusion | None 
     )
 
 
+def fee_as_accrued(at: CycleRating, ratings: Sequence[CycleRating]) -> CycleRating:
+    """``at`` with its base fee recognized as at the cycle's last accrual point before it (0
+    before the first): a threshold invoice's accrual moves usage only, so the fee is recognized
+    at the accrual points alone, as the credit notes that reduce its recognition are booked
+    (:func:`ledger.journal.credit_notes.fee_reduction_entries`)."""
+    fee = at.base_fee
+    if fee is None:
+        return at
+    earlier = [
+        r.base_fee.recognized
+        for r in ratings
+        if r.through < at.through and r.through in at.cycle.accrual_points() and r.base_fee
+    ]
+    return replace(at, base_fee=replace(fee, recognized=earlier[-1] if earlier else ZERO))
+
+
 def late_targets(now: Snapshot, frozen: Snapshot) -> tuple[dict[str, Decimal], dict[str, Decimal]]:
     """The balances a late entry moves the books from (``frozen``, as invoiced) and to (``now``):
     net of the tax in tax-inclusive prices when the invoice froze them net, else the prices

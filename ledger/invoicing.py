@@ -39,7 +39,14 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine, func, select
 
-from ledger.accruals import Inclusion, late_targets, plan_points, snapshot, split_credit
+from ledger.accruals import (
+    Inclusion,
+    fee_as_accrued,
+    late_targets,
+    plan_points,
+    snapshot,
+    split_credit,
+)
 from ledger.facts.adjustments import Adjustment, by_document
 from ledger.facts.invoices import (
     REGULAR,
@@ -375,7 +382,7 @@ def draft_invoices(
             lines[(cycle.customer, through)].extend(
                 net_lines(threshold_lines(at, rules, issued), mine)
             )
-            snap = snapshot(at, "", mine)
+            snap = snapshot(fee_as_accrued(at, ratings), "", mine)
             unproven.add(id(snap))
             progress[(cycle.customer, through)].append(snap)
     for cid, customer in rules.customers.items():

@@ -73,7 +73,7 @@ from typing import TYPE_CHECKING, Any
 from beancount.core import data
 
 from ledger import metering
-from ledger.accruals import snapshot
+from ledger.accruals import fee_as_accrued, snapshot
 from ledger.books import load_books, sealed_months
 from ledger.errors import BadInput
 from ledger.escaping import for_terminal
@@ -829,7 +829,13 @@ def _amount_checks(
     included = session.included(now.rating, invoices).get(books.link)
     if mine and not any(a.net for a in mine):  # frozen with the tax in: booked so
         included = None
-    store_sums = snapshot(now.rated, "", included).booked
+    rated = now.rated
+    if any(
+        a.through == now.through for inv in invoices for a in inv.progress if a.link == books.link
+    ):
+        # a threshold invoice's accrual: the base fee as recognized at the accrual points
+        rated = fee_as_accrued(rated, [now.points[d] for d in sorted(now.points)])
+    store_sums = snapshot(rated, "", included).booked
     currency = books.currency
     amounts: list[Check] = []
     for key in sorted(

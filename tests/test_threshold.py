@@ -54,6 +54,12 @@ plans:
     invoice_threshold: "100.00"
     charges:
       - {meter: api_calls, model: unit, unit_price: "1.00"}
+  f:
+    currency: USD
+    invoice_threshold: "5.00"
+    base_fee: {amount: "30.00", timing: advance}
+    charges:
+      - {meter: api_calls, model: unit, unit_price: "1.00"}
 """
 CUSTOMERS = """\
 customers:
@@ -67,12 +73,20 @@ customers:
     invoice_threshold: "5.00"
     subscriptions: [{plan: u, start: 2026-09-01}]
 """
+#: on its own (its advance fee would join the other workspaces' runs)
+FEE = """\
+customers:
+  fee:
+    currency: USD
+    billing_anchor: calendar
+    subscriptions: [{plan: f, start: 2026-09-01}]
+"""
 CYCLE = "2026-09-01/2026-10-01"
 
 
-def workspace(root: Path) -> Session:
+def workspace(root: Path, customers: str = CUSTOMERS) -> Session:
     return open_session(
-        write_workspace(root, meters=METERS_CALLS, plans=PLANS, customers=CUSTOMERS),
+        write_workspace(root, meters=METERS_CALLS, plans=PLANS, customers=customers),
         today=date(2026, 10, 5),
     )
 
@@ -193,6 +207,45 @@ def test_a_second_threshold_invoice_and_the_rest_with_late_usage_credit_and_clos
     assert closed.exit_code == 0, closed.output
     checked = run_cli(root, "check")
     assert checked.exit_code == 0, checked.output
+
+
+def test_a_threshold_invoice_bills_usage_and_leaves_the_base_fee_to_the_accrual_points(
+    tmp_path: Path,
+) -> None:
+    """``fee`` on ``f``: 30.00 in advance, 1.00 a call, threshold 5.00. 5 calls on Sep 1..5:
+    the run through Sep 6 issues the advance fee of Sep 1 and a threshold invoice of Sep 6 for
+    5.00 (no fee line). The accrual of Sep 5 moves the usage only: the fee (5/30 of it earned
+    by then) is recognized at the month end, as credit notes on it are, so deferred revenue
+    holds the 30.00 until Sep 30 and is 0 after it."""
+    session = workspace(tmp_path / "ws", FEE)
+    insert_events(session.engine, calls("fee", [f"2026-09-{d:02d}" for d in range(1, 6)]))
+    fee, usage = session.invoice(through=date(2026, 9, 6))
+    assert (fee.date, fee.total, usage.date, usage.total) == (
+        date(2026, 9, 1),
+        Decimal("30.00"),
+        date(2026, 9, 6),
+        Decimal("5.00"),
+    )
+    assert lines(usage) == [("usage", "unbilled", Decimal("5.00"))]
+    (rest,) = session.invoice(through=date(2026, 10, 1))
+    # 5.00 − 5.00 of September, and October's advance fee
+    assert [(ln.kind, ln.amount) for ln in rest.lines] == [
+        ("usage", Decimal("5.00")),
+        ("threshold_billed", Decimal("-5.00")),
+        ("base_fee", Decimal("30.00")),
+    ]
+    entries = books(session)
+    deferred, revenue = "Liabilities:Deferred-Revenue:Fee", "Income:Subscriptions:F"
+    unbilled = "Assets:Receivables:Unbilled:Fee"
+    assert balance(entries, unbilled, date(2026, 9, 6)) == Decimal("5.00")
+    assert balance(entries, unbilled, date(2026, 9, 7)) == Decimal("0")
+    assert balance(entries, deferred, date(2026, 9, 7)) == Decimal("-30.00")
+    assert balance(entries, revenue, date(2026, 9, 7)) == Decimal("0")
+    assert balance(entries, deferred, date(2026, 10, 1)) == Decimal("0")
+    assert balance(entries, revenue, date(2026, 10, 1)) == Decimal("-30.00")
+    for ref in (usage.number, rest.number, "fee-2026-09-01"):
+        traced = run_cli(session.workspace.root, "trace", ref)
+        assert traced.exit_code == 0, traced.output
 
 
 def test_no_threshold_invoice_is_dated_in_a_sealed_month(tmp_path: Path) -> None:
