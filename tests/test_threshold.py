@@ -139,6 +139,14 @@ def test_a_volume_cycle_billed_by_threshold_adds_up_to_its_price(tmp_path: Path)
     assert balance(entries, receivable, date(2026, 10, 2)) == Decimal("48.00")
     assert balance(entries, "Income:Usage:Api-Calls", date(2026, 10, 2)) == Decimal("-48.00")
 
+    documents = session.workspace.books_dir / "documents"
+    assert (
+        "Threshold invoice: bills usage to date" in (documents / "INV-2026-000001.html").read_text()
+    )
+    assert (
+        "Usage billed on INV-2026-000001 of 2026-09-07 (threshold invoice)"
+        in (documents / "INV-2026-000002.html").read_text()
+    )
     for ref in ("INV-2026-000001", "INV-2026-000002", "big-2026-09-01"):
         traced = run_cli(session.workspace.root, "trace", ref)
         assert traced.exit_code == 0, traced.output
