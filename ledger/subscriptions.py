@@ -245,17 +245,43 @@ def current_fees(session: OpenWorkspace, invoice_number: str) -> dict[str, tuple
 
 def require_billed_cycles(session: OpenWorkspace) -> None:
     """Refuse (exit 2, one line) a subscription edit that cuts, moves or re-plans a cycle
-    whose usage an issued invoice already billed (its accruals are frozen in the invoice)."""
+    whose usage an issued invoice already billed (its accruals are frozen in the invoice), or
+    that ends a cycle a threshold invoice billed before the day after that invoice's date
+    (ended on that date, its cycle-end invoice would be that invoice)."""
     invoices = session.stored_facts().invoices
     frozen = {
         (snap.link, snap.customer): (snap.cycle, snap.plan, inv.number)
         for inv in invoices
         for snap in inv.accruals
     }
-    if not frozen:
+    # a threshold invoice billed the cycle through a day: it may end later, never by then
+    partly = {
+        (snap.link, snap.customer, snap.through): (snap.cycle, snap.plan, inv.number)
+        for inv in invoices
+        for snap in inv.progress
+        if (snap.link, snap.customer) not in frozen
+    }
+    if not frozen and not partly:
         return
-    until = max(date.fromisoformat(cycle[:10]) for cycle, _, _ in frozen.values()) + _DAY
-    cycles = current_cycles(session.rules, {customer for _, customer in frozen}, until)
+    starts = [date.fromisoformat(c[:10]) for c, _, _ in (*frozen.values(), *partly.values())]
+    customers = {k[1] for k in (*frozen, *partly)}
+    cycles = current_cycles(session.rules, customers, max(starts) + _DAY)
+    for (link, customer, day), (key, plan, number) in sorted(partly.items()):
+        now = cycles.get(link)
+        if (
+            now is not None
+            and (now.start, now.plan) == (date.fromisoformat(key[:10]), plan)
+            and now.end > day + _DAY  # it still runs on the threshold invoice's day
+        ):
+            continue
+        raise BadInput(
+            f"rules/customers.yaml: customers.{customer}.subscriptions: "
+            f"cycle ^{link} ({key}, plan {plan}) is "
+            + (f"now {now.key} on plan {now.plan}" if now is not None else "no longer there")
+            + f", but {number} (a threshold invoice) billed its usage through {day}: a billed "
+            f"cycle is not re-cut; end or change it on or after {day + 2 * _DAY}. "
+            "Nothing was written"
+        )
     for (link, customer), (key, plan, number) in sorted(frozen.items()):
         now = cycles.get(link)
         if now is not None and now.key == key and now.plan == plan:

@@ -256,6 +256,37 @@ def test_a_threshold_invoice_bills_usage_and_leaves_the_base_fee_to_the_accrual_
         assert traced.exit_code == 0, traced.output
 
 
+def test_a_cycle_billed_by_threshold_ends_only_after_the_threshold_invoice(
+    tmp_path: Path,
+) -> None:
+    """cap's threshold invoice of Sep 6 billed Sep 1..5: ending the subscription on Sep 5
+    (before the day it billed through) is refused with one line; ending it on
+    Sep 7 cuts the cycle to ``[Sep 1, Sep 7)``, whose invoice of Sep 7 bills the rest: 6 calls
+    (one on Sep 6) − 5.00 = 1.00."""
+    session = workspace(tmp_path / "ws")
+    root = session.workspace.root
+    insert_events(session.engine, calls("cap", [f"2026-09-{d:02d}" for d in range(1, 7)]))
+    (one,) = session.invoice(through=date(2026, 9, 6))
+    customers = root / "rules" / "customers.yaml"
+    ended = CUSTOMERS.replace(
+        "{plan: u, start: 2026-09-01}", "{plan: u, start: 2026-09-01, end: 2026-09-05}"
+    )
+    customers.write_text(ended)
+    refused = run_cli(root, "post", "--through", "2026-09-07")
+    assert refused.exit_code == 2, refused.output
+    assert (
+        f"but {one.number} (a threshold invoice) billed its usage through 2026-09-05: a billed "
+        "cycle is not re-cut; end or change it on or after 2026-09-07" in refused.output
+    )
+    customers.write_text(ended.replace("end: 2026-09-05", "end: 2026-09-07"))
+    issued = run_cli(root, "invoice", "--through", "2026-09-07")
+    assert issued.exit_code == 0, issued.output
+    assert "INV-2026-000002  2026-09-07  cap" in issued.output and "1.00 USD" in issued.output
+    for ref in (one.number, "INV-2026-000002", "cap-2026-09-01", "check"):
+        traced = run_cli(root, ref) if ref == "check" else run_cli(root, "trace", ref)
+        assert traced.exit_code == 0, traced.output
+
+
 def test_no_threshold_invoice_is_dated_in_a_sealed_month(tmp_path: Path) -> None:
     """Drafting through Sep 7 with Sep sealed (first open day Oct 1) drafts no threshold
     invoice, where the same rating drafts big's 60.00 with nothing sealed."""
