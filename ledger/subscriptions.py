@@ -264,7 +264,7 @@ def require_billed_cycles(session: OpenWorkspace) -> None:
     if not frozen and not partly:
         return
     starts = [date.fromisoformat(c[:10]) for c, _, _ in (*frozen.values(), *partly.values())]
-    customers = {k[1] for k in (*frozen, *partly)}
+    customers = {c for _, c in frozen} | {c for _, c, _ in partly}
     cycles = current_cycles(session.rules, customers, max(starts) + _DAY)
     for (link, customer, day), (key, plan, number) in sorted(partly.items()):
         now = cycles.get(link)
