@@ -26,6 +26,7 @@ from ledger.money import ZERO, round_money
 from ledger.rating import CycleRating, Rating, recognize
 
 if TYPE_CHECKING:
+    from ledger.discounts import DiscountRating
     from ledger.facts.invoices import Invoice
 
 
@@ -210,11 +211,23 @@ def fee_as_accrued(at: CycleRating, ratings: Sequence[CycleRating]) -> CycleRati
     if fee is None:
         return at
     earlier = [
-        r.base_fee.recognized
-        for r in ratings
-        if r.through < at.through and r.through in at.cycle.accrual_points() and r.base_fee
+        r for r in ratings if r.through < at.through and r.through in at.cycle.accrual_points()
     ]
-    return replace(at, base_fee=replace(fee, recognized=earlier[-1] if earlier else ZERO))
+    before = earlier[-1] if earlier else None
+    recognized = before.base_fee.recognized if before and before.base_fee else ZERO
+    # so are its discounts (contra-revenue by day, as the fee)
+    was = list(before.discounts) if before is not None else []
+    discounts = tuple(
+        d if d.part != "base_fee" else replace(d, recognized=_same(d, was)) for d in at.discounts
+    )
+    return replace(at, base_fee=replace(fee, recognized=recognized), discounts=discounts)
+
+
+def _same(discount: DiscountRating, earlier: Sequence[DiscountRating]) -> Decimal:
+    """What the same discount (label, part, account) had recognized at an earlier point."""
+    key = (discount.label, discount.part, discount.account)
+    found = [d.recognized for d in earlier if (d.label, d.part, d.account) == key]
+    return found[0] if found else ZERO
 
 
 def late_targets(now: Snapshot, frozen: Snapshot) -> tuple[dict[str, Decimal], dict[str, Decimal]]:

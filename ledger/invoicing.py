@@ -168,7 +168,7 @@ def cycle_lines(rated: CycleRating, rules: Rules) -> list[InvoiceLine]:
 
 
 #: The line kinds a threshold invoice bills of a cycle (its deductions included).
-THRESHOLD_KINDS = ("usage", "credit_applied", "threshold_billed")
+THRESHOLD_KINDS = ("usage", "discount", "credit_applied", "threshold_billed")
 
 
 def billed_by_threshold(link: str, issued: Iterable[Invoice]) -> list[InvoiceLine]:
@@ -212,8 +212,9 @@ def threshold_lines(
     rated: CycleRating, rules: Rules, issued: Iterable[Invoice]
 ) -> list[InvoiceLine]:
     """What a threshold invoice bills of a cycle rated through the day before its date: the
-    usage charges and prepaid credit applied, cumulative (the base fee in arrears and the
-    minimum commitment wait for the cycle's end), less what earlier threshold invoices billed.
+    usage charges with their discounts and prepaid credit applied, cumulative (the base fee in
+    arrears and the minimum commitment wait for the cycle's end), less what earlier threshold
+    invoices billed.
 
     acme's threshold is 100.00; on Sep 11 its cycle ``[Sep 1, Oct 1)`` has 120.00 of API
     calls through Sep 10 (an earlier threshold invoice, INV-…-000004 of Sep 6, billed 104.00)::
@@ -223,7 +224,12 @@ def threshold_lines(
 
     16.00 does not reach 100.00: no invoice. The cycle-end invoice of Oct 1 bills the whole
     cycle's lines and deducts the 104.00."""
-    lines = [line for line in cycle_lines(rated, rules) if line.kind in ("usage", "credit_applied")]
+    lines = [
+        line
+        for line in cycle_lines(rated, rules)
+        if line.kind in ("usage", "credit_applied")
+        or (line.kind == "discount" and line.on.startswith("usage:"))  # a discount on usage
+    ]
     return [*lines, *billed_by_threshold(rated.cycle.link, issued)]
 
 

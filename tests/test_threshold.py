@@ -256,6 +256,50 @@ def test_a_threshold_invoice_bills_usage_and_leaves_the_base_fee_to_the_accrual_
         assert traced.exit_code == 0, traced.output
 
 
+def test_a_discount_on_usage_is_billed_with_it_by_threshold(tmp_path: Path) -> None:
+    """``fee`` with 20 % off everything: its advance fee of Sep 1 is 30.00 − 6.00 = 24.00; 7 calls
+    on Sep 1..7 are 7.00 − 1.40 = 5.60 ≥ 5.00: a threshold invoice of Sep 8 for 5.60 (5 calls
+    would be 4.00, under the threshold). The cycle-end invoice of Oct 1 bills 7.00 − 1.40 −
+    5.60 = 0 for September and October's fee, 24.00. The Sep 7 accrual moves usage and its
+    discount only; the fee and its discount are recognized at the month end."""
+    discounted = FEE.replace(
+        "    subscriptions: [{plan: f, start: 2026-09-01}]\n",
+        "    subscriptions: [{plan: f, start: 2026-09-01}]\n"
+        '    discounts: [{id: launch, percent: "20", start: 2026-09-01}]\n',
+    )
+    session = workspace(tmp_path / "ws", discounted)
+    insert_events(session.engine, calls("fee", [f"2026-09-{d:02d}" for d in range(1, 8)]))
+    fee, usage = session.invoice(through=date(2026, 9, 8))
+    assert (fee.total, usage.date, usage.total) == (
+        Decimal("24.00"),
+        date(2026, 9, 8),
+        Decimal("5.60"),
+    )
+    assert [(ln.kind, ln.amount) for ln in usage.lines] == [
+        ("usage", Decimal("7.00")),
+        ("discount", Decimal("-1.40")),
+    ]
+    (rest,) = session.invoice(through=date(2026, 10, 1))
+    assert rest.total == Decimal("24.00")
+    assert [(ln.kind, ln.amount) for ln in rest.lines if ln.cycle.startswith("2026-09")] == [
+        ("usage", Decimal("7.00")),
+        ("discount", Decimal("-1.40")),
+        ("threshold_billed", Decimal("-5.60")),
+    ]
+    entries = books(session)
+    deferred, unbilled = "Liabilities:Deferred-Revenue:Fee", "Assets:Receivables:Unbilled:Fee"
+    assert balance(entries, deferred, date(2026, 9, 9)) == Decimal("-24.00")
+    assert balance(entries, unbilled, date(2026, 9, 8)) == Decimal("5.60")
+    assert balance(entries, unbilled, date(2026, 9, 9)) == Decimal("0")
+    assert balance(entries, deferred, date(2026, 10, 1)) == Decimal("0")
+    assert balance(entries, unbilled, date(2026, 10, 2)) == Decimal("0")
+    for ref in (usage.number, rest.number, "fee-2026-09-01", "check"):
+        traced = run_cli(
+            session.workspace.root, *(("check",) if ref == "check" else ("trace", ref))
+        )
+        assert traced.exit_code == 0, traced.output
+
+
 def test_a_cycle_billed_by_threshold_ends_only_after_the_threshold_invoice(
     tmp_path: Path,
 ) -> None:
