@@ -49,7 +49,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -184,6 +184,11 @@ def fee_changes(session: OpenWorkspace, through: date, *, every: bool = False) -
                 if part.cycle and part.deferred:
                     scheduled[(note.invoice, part.line)].append((part.cycle, part.deferred))
     first_open = session.first_open()
+    # a charge is billed by the customer's first invoice dated after it: never before an
+    # invoice already issued, which did not bill it (and whose re-draft must not)
+    latest: dict[str, date] = {}
+    for issued in session.stored_facts().invoices:
+        latest[issued.customer] = max(latest.get(issued.customer, date.min), issued.date)
     found = []
     for inv, i, ln in lines:
         cycle = cycles.get(ln.link)
@@ -213,6 +218,8 @@ def fee_changes(session: OpenWorkspace, through: date, *, every: bool = False) -
             on,
             stale,
         )
+        if change.difference > 0 and latest.get(inv.customer, date.min) > on:
+            change = replace(change, on=latest[inv.customer])
         if every or (change.difference and change.on <= through):
             found.append(change)
     return found

@@ -1470,3 +1470,47 @@ def test_an_end_taken_back_charges_the_added_days_from_the_billed_end(tmp_path: 
     )
     assert run_cli(root, "trace", "INV-2026-000001").exit_code == 0
     assert run_cli(root, "check").exit_code == 0
+
+
+def test_a_charge_for_added_days_is_not_dated_before_an_invoice_already_issued(
+    tmp_path: Path,
+) -> None:
+    """Found by the simulator (seed 61975). acme is on ``p`` (31.00 a month in advance,
+    calendar cycles) from Oct 1, ending Oct 7: INV-2026-000001 (Oct 1) bills [Oct 1, Oct 7),
+    31.00 × 6 ÷ 31 = 6.00. A prepaid grant of 35.00 on Oct 12 is billed by INV-2026-000002
+    (Oct 12). Then the end moves to Oct 29: [Oct 1, Oct 29) is 28 days, 28.00, so 22.00 more
+    is charged. The billed days ran out on Oct 7, but an invoice was issued since without
+    that charge: the debit adjustment is dated Oct 12 (a charge is billed by the customer's
+    first invoice dated after it), so INV-2026-000002's re-draft does not take it in
+    (dated Oct 7, ``trace INV-2026-000002`` found a 22.00 line the invoice lacks), and the
+    next invoice (Nov 1) bills it: 22.00 on top of November's nothing."""
+    customers = (
+        "customers:\n  acme: {currency: USD, billing_anchor: calendar, subscriptions: [%s],\n"
+        '    credits: [{amount: "35.00", granted: 2026-10-12, expires: 2026-12-01}]}\n'
+    )
+    root = write_workspace(
+        tmp_path / "ws",
+        meters=METERS_CALLS,
+        plans=FEE_PLANS,
+        customers=customers % "{plan: p, start: 2026-10-01, end: 2026-10-07}",
+    )
+    invoiced = run_cli(root, "invoice", "--through", "2026-10-12")
+    assert invoiced.exit_code == 0 and "6.00 USD" in invoiced.output, invoiced.output
+    assert "35.00 USD" in invoiced.output, invoiced.output
+    (root / "rules" / "customers.yaml").write_text(
+        customers % "{plan: p, start: 2026-10-01, end: 2026-10-29}"
+    )
+    posted = run_cli(root, "post", "--through", "2026-10-31")
+    assert posted.exit_code == 0, posted.output
+    entries, errors, _ = load_books(root / "books" / "main.beancount")
+    assert errors == []
+    charge = next(
+        e for e in entries if isinstance(e, data.Transaction) and "DA-2026-000001" in e.links
+    )
+    assert charge.date == date(2026, 10, 12)
+    assert sum(p.units.number for p in charge.postings if p.units.number > 0) == Decimal("22.00")
+    traced = run_cli(root, "trace", "INV-2026-000002")
+    assert traced.exit_code == 0, traced.output
+    later = run_cli(root, "invoice", "--through", "2026-11-01")
+    assert later.exit_code == 0 and "22.00 USD" in later.output, later.output
+    assert run_cli(root, "check").exit_code == 0
