@@ -1058,6 +1058,7 @@ def _trace_cycle(
     held = _held_by_threshold(session, books, now, invoices)
     if held:
         checks = [c if c.ok or c.explained else replace(c, explained=held) for c in checks]
+    checks = _explain_free_late_usage(checks, amounts_agree, frozen.get(through, {}))
     notes = [f"{c.difference()}: {c.explained}" for c in checks if not c.ok and c.explained]
     notes.extend(_rules_notes(session, books))
     differences = tuple(c.difference() for c in checks if not c.ok and not c.explained)
@@ -1076,6 +1077,43 @@ def _trace_cycle(
         checks=tuple(checks),
         notes=tuple(notes),
     )
+
+
+def _explain_free_late_usage(
+    checks: list[Check], amounts_agree: bool, frozen: Mapping[str, Any]
+) -> list[Check]:
+    """Usage that arrived after the invoice froze the cycle and costs nothing (a free tier):
+    the store's quantity grew, no amount moved, so no late entry was posted. Explained when
+    every amount agrees and the books' quantity is the one the invoice froze."""
+    if not amounts_agree or not frozen:
+        return checks
+    out, grown = [], False
+    for check in checks:
+        found = re.fullmatch(r"(\S+) quantity", check.what)
+        meter = found.group(1) if found else ""
+        if not check.ok and not check.explained and meter in frozen:
+            try:
+                arrived = (
+                    Decimal(check.recorded) == Decimal(str(frozen[meter])) < Decimal(check.store)
+                )
+            except ArithmeticError:
+                arrived = False
+            if arrived:
+                grown = True
+                check = replace(
+                    check,
+                    explained="usage that arrived after the invoice froze the cycle, priced at "
+                    "0 (nothing to post: the amounts are unchanged)",
+                )
+        out.append(check)
+    if grown:
+        out = [
+            replace(c, explained="the events behind the frozen accrual grew by usage priced at 0")
+            if not c.ok and not c.explained and c.what.startswith("evidence ")
+            else c
+            for c in out
+        ]
+    return out
 
 
 # --- invoices ----------------------------------------------------------------------------
@@ -1344,6 +1382,18 @@ def _explain_late(
             if sub
             else []
         )
+        free = (
+            sub is not None
+            and sub.verified
+            and any("priced at 0" in n for n in sub.notes)
+            and (check.late_key.startswith("quantity:") or " evidence" in check.what)
+        )
+        if not check.ok and not days and free:
+            check = replace(
+                check,
+                explained=f"usage of ^{check.link} that arrived after the invoice, priced at 0 "
+                "(nothing to post: the amounts are unchanged)",
+            )
         if not check.ok and sub is not None and sub.verified and days:
             bridged = True
             if check.late_key:

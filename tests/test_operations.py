@@ -1514,3 +1514,59 @@ def test_a_charge_for_added_days_is_not_dated_before_an_invoice_already_issued(
     later = run_cli(root, "invoice", "--through", "2026-11-01")
     assert later.exit_code == 0 and "22.00 USD" in later.output, later.output
     assert run_cli(root, "check").exit_code == 0
+
+
+FREE_TIER_PLANS = """\
+plans:
+  pro:
+    currency: USD
+    base_fee: {amount: "30.00", timing: advance}
+    charges:
+      - meter: tokens
+        model: graduated
+        tiers:
+          - {up_to: 1000, unit_price: "0"}
+          - {unit_price: "0.02"}
+"""
+
+
+def test_late_usage_in_a_free_tier_is_explained_not_a_difference(tmp_path: Path) -> None:
+    """Found by the simulator (seed 70344). ann is on ``pro`` (30.00 a month in advance, the
+    first 1,000 tokens free) from Sep 1, calendar cycles. 100 tokens on Sep 5; INV-2026-000002
+    (Oct 1) freezes September's accrual at 100 tokens, 0.00. 250 tokens dated Sep 20 then
+    arrive: 350 tokens still cost 0.00, so no late entry moves any amount and none is posted.
+    ``trace`` of the cycle and of the invoice are verified, the quantity (books 100, store
+    350) and the evidence explained as usage priced at 0 that arrived after the invoice (they
+    were differences: NOT verified); ``check`` passes."""
+    from ledger.events import Event, parse_time
+    from tests.support.workspaces import METERS_CALLS_TOKENS
+
+    def tokens(day: str, n: int, i: int) -> Event:
+        return Event.build(
+            source="t",
+            id=f"ann-tok{i}",
+            customer="ann",
+            type="llm.completion",
+            time=parse_time(f"{day}T12:00:00Z"),
+            properties={"tokens": n},
+        )
+
+    root = write_workspace(
+        tmp_path / "ws",
+        meters=METERS_CALLS_TOKENS,
+        plans=FREE_TIER_PLANS,
+        customers="customers:\n  ann: {currency: USD, billing_anchor: calendar, "
+        "subscriptions: [{plan: pro, start: 2026-09-01}]}\n",
+    )
+    session = open_session(root)
+    insert_events(session.engine, [tokens("2026-09-05", 100, 1)])
+    assert run_cli(root, "invoice", "--through", "2026-10-01").exit_code == 0
+    insert_events(session.engine, [tokens("2026-09-20", 250, 2)])
+    assert run_cli(root, "post", "--through", "2026-10-05").exit_code == 0
+    cycle = run_cli(root, "trace", "ann-2026-09-01")
+    assert cycle.exit_code == 0, cycle.output
+    assert "tokens quantity: books 100, store 350" in cycle.output
+    assert "priced at 0" in cycle.output
+    invoice = run_cli(root, "trace", "INV-2026-000002")
+    assert invoice.exit_code == 0, invoice.output
+    assert run_cli(root, "check").exit_code == 0
