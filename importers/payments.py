@@ -22,7 +22,13 @@ One :class:`RawPayment` per row, in constant memory whatever the file size:
 This module only reads (a row it cannot read gets ``bad_csv``, ``bad_encoding``
 or ``too_long``); :mod:`ledger.payments` judges each row (``missing_field``,
 ``bad_date``, ``bad_number`` …), stores it idempotently by ``reference`` and
-posts it. A header without the five columns refuses the whole file
+posts it. A row of ``kind`` ``topup`` buys wallet credit for ``customer`` instead
+(:mod:`ledger.topups`; ``kind``, ``customer`` and ``expires`` are optional columns)::
+
+    date,amount,currency,invoice,reference,kind,customer,expires
+    2026-10-05,50.00,USD,,BANK-7,topup,acme,2027-10-05
+
+A header without the five columns refuses the whole file
 (:class:`ledger.importers.events.HeaderError`): nothing is written.
 """
 
@@ -35,7 +41,10 @@ from beangulp import Importer
 from ledger.hookspecs import hookimpl
 from ledger.importers._columns import ColumnsCsv
 
-COLUMNS = ("date", "amount", "currency", "invoice", "reference")
+COLUMNS = ("date", "amount", "currency", "invoice", "reference", "kind", "customer", "expires")
+#: The columns every payments file has; ``kind``, ``customer`` and ``expires`` are optional
+#: (a ``topup`` row buys wallet credit, :mod:`ledger.topups`).
+REQUIRED = COLUMNS[:5]
 
 
 class RawPayment(NamedTuple):
@@ -48,6 +57,9 @@ class RawPayment(NamedTuple):
     currency: str
     invoice: str
     reference: str
+    kind: str = ""  # "" or "payment": cash received; "topup": a wallet top-up
+    customer: str = ""  # a top-up's customer
+    expires: str = ""  # a top-up's expiry day, or ""
     reason: str = ""
     detail: str = ""
 
@@ -61,7 +73,7 @@ class PaymentsCsv(ColumnsCsv[RawPayment]):
     importer_name = "payments-csv"
     what = "payments"
     columns = COLUMNS
-    required = COLUMNS
+    required = REQUIRED
     record = RawPayment
     ledger_account = "Assets:Bank:Operating"
 

@@ -575,6 +575,49 @@ def _record_cash(
     )
 
 
+@cli.command("topup")
+@click.argument("customer")
+@click.option("--amount", required=True, help="Credit bought, in the customer's currency.")
+@click.option(
+    "--date", "on", help="Top-up date YYYY-MM-DD (default: today in the workspace timezone)."
+)
+@click.option("--expires", help="Expiry date YYYY-MM-DD (default: never).")
+@click.option(
+    "--reference",
+    default="",
+    help="This top-up's own key (default: CUSTOMER/DATE/AMOUNT); the same one again records "
+    "nothing.",
+)
+@pass_context
+@holds_lock("topup")
+def topup_command(
+    ctx: Context,
+    customer: str,
+    amount: str,
+    on: str | None,
+    expires: str | None,
+    reference: str,
+) -> None:
+    """Record a wallet top-up: prepaid credit CUSTOMER bought, invoiced by the next `invoice`
+    into deferred revenue and drawn by usage like a grant."""
+    from ledger.money import DecimalError, parse_decimal
+
+    session = ctx.session
+    day = parse_day(on, "--date", session.today()) if on is not None else session.today()
+    until = parse_day(expires, "--expires", session.today()) if expires is not None else None
+    try:
+        number = parse_decimal(amount.strip(), where="--amount")
+    except DecimalError as exc:
+        raise BadInput(str(exc)) from None
+    topup, stored = session.topup(
+        customer, amount=number, on=day, expires=until, reference=reference
+    )
+    click.echo(
+        f"{topup.key}  {topup.date}  {topup.customer:<20} {topup.amount:>14} {topup.currency}"
+        f"{'' if stored else '  (recorded before; nothing changed)'}"
+    )
+
+
 @cli.command()
 @click.argument("files", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
@@ -618,6 +661,7 @@ def ingest(
                 f"{path}: not a regular file (a directory, device or pipe cannot be imported)"
             )
     rules, store, importers, kinds = engine.open_for_ingest(ctx.workspace)
+    first_open, today = engine.dated_by(ctx.workspace)
     progress = ProgressBar if sys.stderr.isatty() and not as_json else None
     reports = (
         list(
@@ -629,6 +673,8 @@ def ingest(
                 importer_name=importer_name,
                 progress=progress,
                 kinds=kinds,
+                first_open=first_open,
+                today=today,
             )
         )
         if files

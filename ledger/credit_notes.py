@@ -340,9 +340,12 @@ def _pro_rata(
 
 
 def _grant_ordinal(invoice: Invoice, line: int) -> str:
-    """The grant a ``credit_grant`` line bills: the invoice dated its grant date lists that
-    day's grants in rules order, so the n-th such line is grant ``"<date>#n"``."""
-    n = sum(1 for ln in invoice.lines[:line] if ln.kind == "credit_grant")
+    """The grant ``credit_grant`` line ``line`` (1-based) bills: the invoice dated its grant
+    date lists that day's grants in rules order, so the n-th such line is grant
+    ``"<date>#n"``."""
+    if invoice.lines[line - 1].grant:  # a wallet top-up's line names its grant (ledger.topups)
+        return invoice.lines[line - 1].grant
+    n = sum(1 for ln in invoice.lines[:line] if ln.kind == "credit_grant" and not ln.grant)
     return f"{invoice.date.isoformat()}#{n}"
 
 

@@ -45,6 +45,7 @@ hook ``meterbook_importer_kinds``, the first-party ones too.
 from __future__ import annotations
 
 import gc
+import inspect
 import json
 import marshal
 import multiprocessing
@@ -56,7 +57,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from hashlib import sha256 as _digest
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from pathlib import Path
@@ -1142,11 +1143,17 @@ def ingest_file(
     progress: Callable[[int], None] | None = None,
     name: str | None = None,
     kinds: Mapping[str, ImporterKind] | None = None,
+    first_open: date = date.min,
+    today: date | None = None,
 ) -> ImportReport:
     """Import one file in one transaction and return its accounting; the importer's kind
     (usage events, or one of the registry's ``kinds``) stores it. A kind's ``store`` that
     returns anything but an :class:`ImportReport` is a :class:`PluginError`."""
     kind = _kind_of(path, importer, kinds)
+    # the engine's date rules for a kind that keeps them (payments' top-up rows: ledger.topups)
+    dated = {"first_open": first_open, "today": today} if today is not None else {}
+    if dated and not {"first_open", "today"} <= set(inspect.signature(kind.store).parameters):
+        dated = {}
     report = kind.store(
         engine,
         rules,
@@ -1156,6 +1163,7 @@ def ingest_file(
         chunk_size=chunk_size,
         progress=progress,
         name=name or str(path),
+        **dated,
     )
     if not isinstance(report, ImportReport):
         raise PluginError(
@@ -1408,10 +1416,14 @@ def ingest_files(
     now: datetime | None = None,
     progress: Callable[[Path], Any] | None = None,
     kinds: Mapping[str, ImporterKind] | None = None,
+    first_open: date = date.min,
+    today: date | None = None,
 ) -> Iterator[ImportReport]:
     """Check every file first (importer, kind, header, readable), then import each in
     its own transaction, yielding its report. A bad file stops the command
-    before anything is written. ``kinds``: the registry's (None: usage events alone)."""
+    before anything is written. ``kinds``: the registry's (None: usage events alone);
+    ``first_open`` and ``today``: the engine's date rules, for the kinds that keep them
+    (:func:`dated_by`)."""
     chosen = []
     for path in paths:
         if not path.is_file():
@@ -1421,11 +1433,28 @@ def ingest_files(
         chosen.append((path, importer))
     for path, importer in chosen:
         if progress is None:
-            yield ingest_file(engine, rules, path, importer, now=now, kinds=kinds)
+            yield ingest_file(
+                engine,
+                rules,
+                path,
+                importer,
+                now=now,
+                kinds=kinds,
+                first_open=first_open,
+                today=today,
+            )
             continue
         with progress(path) as advance:
             report = ingest_file(
-                engine, rules, path, importer, now=now, progress=advance, kinds=kinds
+                engine,
+                rules,
+                path,
+                importer,
+                now=now,
+                progress=advance,
+                kinds=kinds,
+                first_open=first_open,
+                today=today,
             )
         yield report
 
@@ -1451,6 +1480,17 @@ def ingest_importer(importer: object) -> Importer:
         f"importer {getattr(importer, 'name', type(importer).__name__)!r} "
         f"({type(importer).__name__}) lacks {', '.join(absent)}, which meterbook ingest reads"
     )
+
+
+def dated_by(workspace: Workspace) -> tuple[date, date]:
+    """``(first_open, today)`` of a workspace: the first day not sealed and today in its time
+    zone, the dates a payments file's top-up rows are judged against (:mod:`ledger.topups`)."""
+    from ledger.books import sealed_months
+    from ledger.period import Month
+
+    sealed = sealed_months(workspace.books_dir)
+    first_open = Month.parse(max(sealed)).next().first if sealed else date.min
+    return first_open, datetime.now(workspace.tz).date()
 
 
 def open_for_ingest(workspace: Workspace) -> IngestSetup:

@@ -51,13 +51,14 @@ from ledger.facts.adjustments import Adjustment, by_document
 from ledger.facts.invoices import (
     REGULAR,
     SUPPLEMENTARY,
+    TOPUP,
     Invoice,
     InvoiceLine,
     Snapshot,
 )
 from ledger.money import ZERO
 from ledger.rating import CycleRating, Rating
-from ledger.rules import Customer, Rules, invoice_threshold
+from ledger.rules import Customer, Rules, WalletGrant, invoice_threshold
 from ledger.store import invoices as invoices_table
 
 if TYPE_CHECKING:
@@ -391,8 +392,20 @@ def draft_invoices(
             snap = snapshot(fee_as_accrued(at, ratings), "", mine)
             unproven.add(id(snap))
             progress[(cycle.customer, through)].append(snap)
+    billed_topups = {(inv.customer, ln.grant) for inv in issued for ln in inv.lines if ln.grant}
+    topups: list[Invoice] = []
     for cid, customer in rules.customers.items():
-        for grant in customer.credits:
+        for grant in rating.grants_of(customer):
+            if isinstance(grant, WalletGrant):
+                if grant.granted <= through and (cid, grant.key) not in billed_topups:
+                    # re-drafting its own invoice (``trace``): dated as issued, whatever was
+                    # sealed since
+                    again = redrafting is not None and any(
+                        ln.grant == grant.key for ln in redrafting.lines
+                    )
+                    floor = redrafting.date if redrafting is not None and again else first_open
+                    topups.append(topup_invoice(customer, grant, rules, first_open=floor))
+                continue
             if grant.granted <= through:
                 expiry = f", expires {grant.expires.isoformat()}" if grant.expires else ""
                 description = f"prepaid credit granted {grant.granted.isoformat()}{expiry}"
@@ -444,7 +457,39 @@ def draft_invoices(
                 ),
             )
         )
-    return supplement(drafts, late, issued, rules, through=through)
+    return supplement([*drafts, *topups], late, issued, rules, through=through)
+
+
+def topup_invoice(
+    customer: Customer, grant: WalletGrant, rules: Rules, *, first_open: date = date.min
+) -> Invoice:
+    """The invoice of one wallet top-up (:mod:`ledger.topups`): one ``credit_grant`` line into
+    deferred revenue, dated the grant's day (the first open day when that month is sealed:
+    a recurring or automatic top-up the rules or late usage put there)::
+
+        INV-2026-000012  acme  2026-10-05  USD  (top-up)
+          credit_grant  wallet top-up topup:BANK-7, expires 2027-10-05   50.00  → deferred revenue
+    """
+    from ledger.topups import topup_description
+
+    day = max(grant.granted, first_open)
+    return Invoice(
+        customer=customer.id,
+        date=day,
+        currency=customer.currency,
+        lines=(
+            InvoiceLine(
+                kind="credit_grant",
+                description=topup_description(grant),
+                account="deferred",
+                amount=grant.amount,
+                grant=grant.key,
+            ),
+        ),
+        rules=rules.hash,
+        due=day + timedelta(days=customer.payment_terms_days),
+        kind=TOPUP,
+    )
 
 
 def _threshold_point(
@@ -772,7 +817,7 @@ def supplement(
             out[found[0]] = invoice
         else:
             out.append(invoice)
-    return sorted(out, key=lambda inv: (inv.date, inv.customer, inv.kind != REGULAR))
+    return sorted(out, key=lambda inv: (inv.date, inv.customer, inv.kind != REGULAR, inv.key))
 
 
 def number(engine: Engine, drafts: Iterable[Invoice]) -> list[Invoice]:
@@ -864,6 +909,9 @@ def bill_debit_adjustments(
     pending = {n: g for n, g in by_document(adjustments, "DA-").items() if n not in billed}
     out: list[Invoice] = []
     for draft in sorted(drafts, key=lambda d: (d.date, d.customer, d.kind != REGULAR)):
+        if draft.kind == TOPUP:  # a top-up's invoice bills the top-up alone
+            out.append(draft)
+            continue
         due = [
             n
             for n, g in sorted(pending.items())

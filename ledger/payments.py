@@ -93,6 +93,11 @@ REASONS = (
     "bad_currency",
     "bad_number",
     "nonpositive_amount",
+    # a ``topup`` row (ledger.topups)
+    "bad_kind",
+    "unknown_customer",
+    "currency_mismatch",
+    "sealed_month",
 )
 MAX_TEXT = 255
 #: Why (part of) a payment went to unapplied cash, as written in its ``unapplied`` metadata.
@@ -202,19 +207,37 @@ def store_file(
     chunk_size: int = 0,
     progress: Callable[[int], None] | None = None,
     name: str = "",
+    first_open: date = date.min,
+    today: date | None = None,
 ) -> ImportReport:
     """Import one payments file in one transaction: every row accepted, duplicate,
     conflict or rejected (``received = accepted + duplicates + conflicts + rejected``).
 
     This stores the ``payments`` kind (:mod:`ledger.plugins.record_kinds`; ``rules`` are not
-    needed: matching to invoices happens when the books are posted).
+    needed for payments: matching to invoices happens when the books are posted). A
+    ``topup`` row is a wallet top-up (:mod:`ledger.topups`), judged against ``rules``,
+    ``today`` (the workspace's; default ``now``'s date) and ``first_open`` (the first
+    day not sealed): one after today or in a sealed month is rejected.
     """
-    today = now.date()
     name = name or str(path)
 
     def store(conn: Connection, raw: RawPayment, batch_id: int) -> str:
+        kind = raw.kind.strip()
+        if kind == "topup":
+            return _store_topup(
+                conn,
+                raw,
+                rules,
+                batch_id=batch_id,
+                name=name,
+                now=now,
+                today=today or now.date(),
+                first_open=first_open,
+            )
+        if kind not in ("", "payment"):
+            raise Rejected("bad_kind", f"kind {kind!r} is not payment or topup")
         return _store_payment(
-            conn, payment_of(raw, today=today), batch_id=batch_id, name=name, line=raw.line
+            conn, payment_of(raw, today=now.date()), batch_id=batch_id, name=name, line=raw.line
         )
 
     return ingest_records(engine, path, importer, store, name=name, progress=progress)
@@ -272,6 +295,67 @@ def ingest_payments(engine: Engine, path: Path, *, now: datetime | None = None) 
         except HeaderError as exc:
             raise BadInput(f"{path}: {exc}") from None
     return store_file(engine, None, path, importer, now=now or datetime.now(UTC))
+
+
+def _store_topup(
+    conn: Connection,
+    raw: RawPayment,
+    rules: Rules | None,
+    *,
+    batch_id: int,
+    name: str,
+    now: datetime,
+    today: date,
+    first_open: date,
+) -> str:
+    """Judge and store a ``topup`` row: the top-up only (its invoice is billed by
+    ``meterbook invoice`` and paid like any other; the row records no cash)."""
+    from ledger.facts.topups import TopUp
+    from ledger.store import topups
+    from ledger.topups import problem, store_topup
+
+    if not raw.customer.strip():
+        raise Rejected("missing_field", "customer is missing (a topup row names its customer)")
+    if raw.invoice.strip():
+        raise Rejected("bad_kind", "a topup row names no invoice (its own is issued for it)")
+    # date, amount, currency and reference are read as a payment's
+    payment = payment_of(raw, today=today + timedelta(days=1))
+    expires = None
+    if raw.expires.strip():
+        try:
+            expires = parse_day(raw.expires)
+        except ValueError as exc:
+            raise Rejected("bad_date", f"expires {exc}") from None
+    topup = TopUp(
+        reference=payment.reference,
+        customer=raw.customer.strip(),
+        date=payment.date,
+        amount=payment.amount,
+        currency=payment.currency,
+        expires=expires,
+        source=f"{name}:{raw.line}",
+    )
+    if rules is None:
+        raise Rejected("unknown_customer", "no rules to check the customer against")
+    found = problem(rules, topup, today=today, first_open=first_open)
+    if found is not None:
+        raise Rejected(*found)
+    outcome = store_topup(conn, topup, now=now)
+    if outcome == "conflicts":  # kept aside, never lost, like a payment's
+        conn.execute(
+            payment_conflicts.insert().values(
+                reference=topup.reference,
+                stored_hash=conn.execute(
+                    select(topups.c.payload_hash).where(topups.c.reference == topup.reference)
+                ).scalar_one(),
+                payload_hash=topup.payload_hash(),
+                payload=topup.payload(),
+                batch_id=batch_id,
+                file=name,
+                line=raw.line,
+            )
+        )
+    return outcome
 
 
 # --- reading the store ------------------------------------------------------------------

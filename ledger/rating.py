@@ -37,6 +37,18 @@ to draw, so less usage is covered and less expires::
     grant 1000.00 granted 2026-09-01        draws to 2026-10-12: 300.00
     credit note 2026-10-12 on the grant     reduction 500.00 → 200.00 left
     usage after 2026-10-12 draws at most 200.00; breakage at expiry ≤ 200.00
+
+Wallet top-ups (:mod:`ledger.topups`) are grants too, after the rules' ``credits``: the
+stored and recurring ones, and the automatic ones this rating decides. With
+``wallet: {below: "10.00", top_up: "50.00"}``, an accrual point (a month end or a cycle's
+last day) whose draws leave the customer's balance (credit left of the grants granted and
+not expired) under 10.00 grants a 50.00 top-up the next day, ``auto:<day>``::
+
+    grant 40.00 granted 2026-10-01     draws on 2026-10-31: 35.00 → 5.00 left < 10.00
+    auto:2026-11-01 50.00              drawn from 2026-11-30 on (the 5.00 first if it expires first)
+
+Only a point that drew credit triggers one (an idle or empty wallet never tops itself up),
+and at most one per day; the next can only come from a later point's draws.
 """
 
 from __future__ import annotations
@@ -58,10 +70,12 @@ from ledger.discounts import DiscountRating, Part, cycle_discounts, discount_par
 from ledger.errors import PluginError
 from ledger.facts.credit_notes import GrantReduction
 from ledger.facts.pins import TermsPin
+from ledger.facts.topups import TopUp
 from ledger.metering import Window, cut_off_us, measure
 from ledger.money import ZERO, round_money
 from ledger.pricing import Price, PriceLine, PricingModel, Usage
-from ledger.rules import Charge, CreditGrant, Customer, Discount, Plan, Rules
+from ledger.rules import Charge, CreditGrant, Customer, Discount, Plan, Rules, WalletGrant
+from ledger.topups import grants_of
 
 
 @dataclass(frozen=True)
@@ -154,9 +168,18 @@ def grant_key(grants: Sequence[CreditGrant], index: int) -> str:
     ...       CreditGrant(amount=Decimal(9), granted=date(2026, 9, 1))]
     >>> grant_key(gs, 1)
     '2026-09-01#2'
+
+    A wallet top-up (:class:`~ledger.rules.WalletGrant`) has its own key (``topup:BANK-7``),
+    so top-ups never change a rules grant's key.
     """
-    granted = grants[index].granted
-    return f"{granted.isoformat()}#{sum(1 for g in grants[: index + 1] if g.granted == granted)}"
+    grant = grants[index]
+    if isinstance(grant, WalletGrant):
+        return grant.key
+    granted = grant.granted
+    ordinal = sum(
+        1 for g in grants[: index + 1] if g.granted == granted and not isinstance(g, WalletGrant)
+    )
+    return f"{granted.isoformat()}#{ordinal}"
 
 
 def undrawn_credit(
@@ -195,6 +218,14 @@ class Rating:
     through: date
     cycles: tuple[CycleRating, ...]
     credits: tuple[CreditMovement, ...] = field(default=())
+    #: per customer rated, its grants: the rules' ``credits``, then its wallet top-ups
+    #: granted through ``through`` (stored, recurring, automatic); ``CreditMovement.grant``
+    #: indexes them
+    grants: Mapping[str, tuple[CreditGrant, ...]] = field(default_factory=dict)
+
+    def grants_of(self, customer: Customer) -> tuple[CreditGrant, ...]:
+        """``customer``'s grants as this rating drew them (its ``credits`` when not rated)."""
+        return self.grants.get(customer.id, customer.credits)
 
     def latest(self) -> list[CycleRating]:
         """The last rating of each cycle (the cycle-to-date view)."""
@@ -257,6 +288,7 @@ def rate(
     pins: Mapping[str, TermsPin] | None = None,
     reductions: Sequence[GrantReduction] | None = None,
     progress: Mapping[str, Collection[date]] | None = None,
+    topups: Sequence[TopUp] | None = None,
 ) -> Rating:
     """Rate every cycle that started on or before ``through``.
 
@@ -273,6 +305,10 @@ def rate(
         from ledger.facts.credit_notes import load_grant_reductions
 
         reductions = load_grant_reductions(engine)
+    if topups is None:
+        from ledger.facts.topups import load_topups
+
+        topups = load_topups(engine)
     selected = [
         c for cid, c in sorted(rules.customers.items()) if customers is None or cid in customers
     ]
@@ -296,6 +332,10 @@ def rate(
     usages = _measure_all(engine, rules, models, tz, plan_points, terms)
     results: list[CycleRating] = []
     movements: list[CreditMovement] = []
+    all_grants: dict[str, tuple[CreditGrant, ...]] = {}
+    bought: dict[str, list[TopUp]] = defaultdict(list)  # stored top-ups by customer
+    for topup in topups:
+        bought[topup.customer].append(topup)
     by_customer: dict[str, list[tuple[Cycle, date, _Gross]]] = defaultdict(list)
     for customer, cycle, points in plan_points:
         plan = terms[cycle.link]
@@ -337,8 +377,10 @@ def rate(
             by_customer.get(customer.id, []), key=lambda r: (r[1], r[0].start, r[0].series)
         )
         taken = [r for r in reductions if r.customer == customer.id and r.day <= through]
-        applied, customer_movements = _apply_credits(customer, rows, through, taken)
+        grants = grants_of(customer, bought.get(customer.id, ()), through)
+        applied, customer_movements, drawn = _apply_credits(customer, rows, through, taken, grants)
         movements.extend(customer_movements)
+        all_grants[customer.id] = drawn
         for cycle, point, gross in rows:
             plan = terms[cycle.link]
             results.append(
@@ -355,7 +397,9 @@ def rate(
             )
     results.sort(key=lambda r: (r.cycle.customer, r.cycle.start, r.cycle.series, r.through))
     movements.sort(key=lambda m: (m.customer, m.day, m.grant, m.kind))
-    return Rating(through=through, cycles=tuple(results), credits=tuple(movements))
+    return Rating(
+        through=through, cycles=tuple(results), credits=tuple(movements), grants=all_grants
+    )
 
 
 @dataclass(frozen=True)
@@ -612,7 +656,8 @@ def _apply_credits(
     rows: list[tuple[Cycle, date, _Gross]],
     through: date,
     reductions: Sequence[GrantReduction] = (),
-) -> tuple[dict[tuple[str, str, date], Decimal], list[CreditMovement]]:
+    grants: Sequence[CreditGrant] | None = None,
+) -> tuple[dict[tuple[str, str, date], Decimal], list[CreditMovement], tuple[CreditGrant, ...]]:
     """Draw each cycle's usage from prepaid credits, point by point in date order.
 
     A cycle's cumulative credited amount never exceeds its cumulative usage:
@@ -626,8 +671,13 @@ def _apply_credits(
     books debit deferred revenue by exactly this amount, so a grant whose
     balance late usage has since drawn below it stays negative (nothing more
     is drawn from it, nothing expires) and deferred revenue shows the same.
+
+    ``grants``: the customer's grants (default its ``credits``); an automatic top-up
+    (``wallet.below``) is appended to them the day after an accrual point whose draws left
+    the balance under the level, if that day is ``through`` or earlier. Returns the credit
+    applied per cycle and point, the movements and the grants drawn from.
     """
-    grants: list[CreditGrant] = list(customer.credits)
+    grants = list(customer.credits if grants is None else grants)
     remaining = [g.amount for g in grants]
     draws: dict[tuple[str, str], list[tuple[int, Decimal]]] = defaultdict(list)
     credited: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
@@ -646,22 +696,54 @@ def _apply_credits(
                     remaining[g] = ZERO
 
     by_key = {grant_key(grants, g): g for g in range(len(grants))}
-    pending = sorted(
-        (r for r in reductions if r.key in by_key), key=lambda r: (r.day, r.note, r.key)
-    )
+    # a reduction of an automatic top-up names a grant this loop adds before the reduction's day
+    pending = sorted(reductions, key=lambda r: (r.day, r.note, r.key))
 
     def take_back_before(day: date) -> None:
         while pending and pending[0].day < day:
             r = pending.pop(0)
+            if r.key not in by_key:
+                continue
             expire_before(r.day)
             g = by_key[r.key]
             remaining[g] -= r.amount
             movements.append(CreditMovement(customer.id, g, r.day, "credit_note", r.amount))
 
-    order = sorted(
-        range(len(grants)), key=lambda g: (grants[g].expires or date.max, grants[g].granted, g)
-    )
-    for cycle, point, gross in rows:
+    def draw_order() -> list[int]:
+        return sorted(
+            range(len(grants)), key=lambda g: (grants[g].expires or date.max, grants[g].granted, g)
+        )
+
+    order = draw_order()
+    wallet = customer.wallet
+    below = wallet.below if wallet is not None else None
+    drew = False  # the current point's rows drew credit
+
+    def top_up_after(point: date) -> None:
+        """The automatic top-up, once the last row of an accrual point has drawn."""
+        nonlocal order
+        day = point + timedelta(days=1)
+        if below is None or not drew or day > through:
+            return
+        balance = sum(
+            (
+                max(remaining[g], ZERO)
+                for g, grant in enumerate(grants)
+                if g not in expired
+                and grant.granted <= point
+                and (grant.expires is None or grant.expires > point)
+            ),
+            ZERO,
+        )
+        if balance < below:
+            from ledger.topups import auto_grant
+
+            grants.append(auto_grant(customer, day))
+            remaining.append(grants[-1].amount)
+            by_key[grant_key(grants, len(grants) - 1)] = len(grants) - 1
+            order = draw_order()
+
+    for n, (cycle, point, gross) in enumerate(rows):
         take_back_before(point)
         expire_before(point)
         key = (cycle.link, cycle.plan)
@@ -695,11 +777,15 @@ def _apply_credits(
                 have += take
                 draws[key].append((g, take))
                 movements.append(CreditMovement(customer.id, g, point, "draw", take, cycle))
+                drew = drew or point in cycle.accrual_points()
         credited[key] = have
         applied[(cycle.link, cycle.plan, point)] = have
+        if n + 1 == len(rows) or rows[n + 1][1] != point:  # the point's last row
+            top_up_after(point)
+            drew = False
     take_back_before(through + timedelta(days=1))
     expire_before(through)
-    return applied, movements
+    return applied, movements, tuple(grants)
 
 
 # --- the rating as text (meterbook rate) ---------------------------------------------

@@ -324,6 +324,37 @@ class Discount(_Record):
 DISCOUNT_PARTS = ("base_fee", "minimum_commitment")
 
 
+class WalletGrant(CreditGrant):
+    """A grant that is not in ``credits``: a wallet top-up (stored, recurring or automatic;
+    :mod:`ledger.topups`). ``key`` names it (``topup:BANK-7``, ``recurring:2026-10-01``,
+    ``auto:2026-11-01``) where a rules grant is named by its date and ordinal, so adding
+    top-ups never renames a rules grant."""
+
+    key: str
+
+
+class RecurringTopUp(_Record):
+    """``wallet: {recurring: {amount, every, start, end}}``: a top-up on ``start`` and every
+    ``every`` after it (the same day of the month, or the month's last day), before ``end``."""
+
+    amount: Dec
+    every: Literal["month", "quarter", "year"] = "month"
+    start: date
+    end: date | None = None
+
+
+class Wallet(_Record):
+    """A customer's wallet settings (``wallet:`` in customers.yaml; the manual's "Wallet
+    top-ups"): an automatic top-up of ``top_up`` when usage draws the balance under
+    ``below``, a recurring one, and how long a top-up lasts (``expires_after_days``; None:
+    it never expires)."""
+
+    below: Dec | None = None
+    top_up: Dec | None = None
+    recurring: RecurringTopUp | None = None
+    expires_after_days: int | None = None
+
+
 class ChangePolicy(_Record):
     """How a subscription change or cancellation in the middle of a cycle is billed
     (``[subscription_changes]`` in ``meterbook.toml`` for the workspace,
@@ -434,6 +465,8 @@ class Customer(_Record):
     spend_cap: Dec | None = None
     alert_thresholds: tuple[Fraction, ...] = (Decimal("0.8"), Decimal("1.0"))
     credits: tuple[CreditGrant, ...] = ()
+    #: wallet top-ups: automatic and recurring (:mod:`ledger.topups`); None: none
+    wallet: Wallet | None = None
     webhook: str | None = None
     #: days from the invoice date to its due date (0: due on receipt)
     payment_terms_days: NonNegativeInt = 0
@@ -1014,6 +1047,8 @@ def _check_customer(
         if grant.expires is not None and grant.expires <= grant.granted:
             raise source.error("expires must be after granted", (*path, "credits", i, "expires"))
     _check_discounts(customer, plans, source, path)
+    if customer.wallet is not None:
+        _check_wallet(customer.wallet, customer.currency, source, (*path, "wallet"))
 
 
 def _check_discounts(
@@ -1088,6 +1123,35 @@ def _check_shared_meters(
                     f"{theirs.plan!r}) prices at the same time: its usage would be billed twice",
                     (*path, "subscriptions", index, "plan"),
                 )
+
+
+def _check_wallet(wallet: Wallet, currency: str, source: _Source, path: tuple[Any, ...]) -> None:
+    """Top-up amounts are positive amounts of the currency; ``below`` and ``top_up`` go
+    together; a recurring top-up ends after it starts."""
+    if (wallet.below is None) != (wallet.top_up is None):
+        missing = "top_up" if wallet.top_up is None else "below"
+        raise source.error(
+            f"an automatic top-up needs both below and top_up ({missing} is missing)", path
+        )
+    if wallet.below is not None:
+        if wallet.below < 0:
+            raise source.error("below must be 0 or more", (*path, "below"))
+        _check_money(wallet.below, currency, source, (*path, "below"))
+    amounts = [("top_up", wallet.top_up)]
+    if wallet.recurring is not None:
+        amounts.append(("recurring", wallet.recurring.amount))
+        end = wallet.recurring.end
+        if end is not None and end <= wallet.recurring.start:
+            raise source.error("end must be after start", (*path, "recurring", "end"))
+    for name, amount in amounts:
+        if amount is None:
+            continue
+        where = (*path, name) if name == "top_up" else (*path, name, "amount")
+        if amount <= 0:
+            raise source.error("a top-up amount must be positive", where)
+        _check_money(amount, currency, source, where)
+    if wallet.expires_after_days is not None and wallet.expires_after_days <= 0:
+        raise source.error("expires_after_days must be 1 or more", (*path, "expires_after_days"))
 
 
 def _check_caps(customer: Customer, source: _Source, path: tuple[Any, ...]) -> None:

@@ -57,6 +57,7 @@ from ledger.facts.adjustments import Adjustment
 from ledger.facts.credit_notes import CreditNote
 from ledger.facts.invoices import Invoice
 from ledger.facts.payments import CashApplication
+from ledger.facts.topups import TopUp
 from ledger.invoicing import bill_debit_adjustments, draft_invoices, issue, number
 from ledger.journal import post
 from ledger.journal.adjustments import debit_entries, mark_credit_notes
@@ -494,11 +495,8 @@ class Session(OpenWorkspace):
         granted − drawn + returned − expired − taken back by credit notes:
         :func:`ledger.rating.credit_at_start`); only for customers with grants."""
         rules = self.rules
-        with_credit = [
-            inv
-            for inv in invoices
-            if inv.customer in rules.customers and rules.customers[inv.customer].credits
-        ]
+        wallets = self.wallet_customers()
+        with_credit = [inv for inv in invoices if inv.customer in wallets]
         if not with_credit:
             return {}
         last = max(inv.date for inv in with_credit)
@@ -506,9 +504,19 @@ class Session(OpenWorkspace):
             rating = self.rate(last, {inv.customer for inv in with_credit})
         found = {}
         for inv in with_credit:
-            grants = rules.customers[inv.customer].credits
+            grants = rating.grants_of(rules.customers[inv.customer])
             left = credit_at_start(rating, grants, inv.customer, inv.date)
-            found[inv.number] = prepaid_balances(rules, inv.customer, left)
+            found[inv.number] = prepaid_balances(grants, left)
+        return found
+
+    def wallet_customers(self) -> set[str]:
+        """The customers that have prepaid credit: grants in customers.yaml, wallet settings
+        or stored top-ups (:mod:`ledger.topups`)."""
+        from ledger.facts.topups import load_topups
+
+        rules = self.rules
+        found = {cid for cid, c in rules.customers.items() if c.credits or c.wallet is not None}
+        found.update(t.customer for t in load_topups(self.engine) if t.customer in rules.customers)
         return found
 
     def issued_documents(self, through: date) -> dict[str, str]:
@@ -842,10 +850,10 @@ class Session(OpenWorkspace):
 
         def balances(customer: str, day: date) -> Mapping[str, Decimal]:
             known = rules.customers.get(customer)
-            grants = known.credits if known is not None else ()
-            return (
-                undrawn_credit(self.rate(day, {customer}), grants, customer, day) if grants else {}
-            )
+            if known is None or customer not in self.wallet_customers():
+                return {}
+            rating = self.rate(day, {customer})
+            return undrawn_credit(rating, rating.grants_of(known), customer, day)
 
         def documents(note: CreditNote) -> None:
             try:  # written now (``post`` rewrites them identically)
@@ -897,6 +905,48 @@ class Session(OpenWorkspace):
         the application and whether it was stored now (False: recorded before, unchanged).
         One command (:meth:`command`): the facts are read once."""
         return self._record_cash("apply", source, invoice_number, on, amount, reference)
+
+    def topup(
+        self,
+        customer: str,
+        *,
+        amount: Decimal,
+        on: date,
+        expires: date | None = None,
+        reference: str = "",
+    ) -> tuple[TopUp, bool]:
+        """``meterbook topup``: record a wallet top-up of ``amount`` for ``customer`` on ``on``
+        (:mod:`ledger.topups`), billed with the next ``invoice``. ``reference`` is its key
+        (default ``<customer>/<date>/<amount>``): the same one again records nothing.
+
+        Dated after today (:class:`ledger.errors.AfterTodayError`) or in a sealed month
+        (:class:`ledger.errors.SealedMonthError`): refused, nothing is stored. Returns the
+        top-up and whether it was stored now (False: recorded before, unchanged)."""
+        from ledger.money import quantum
+        from ledger.topups import record
+
+        with self.command():
+            known = self.rules.customers.get(customer)
+            currency = known.currency if known is not None else ""
+            if known is not None and amount == amount.quantize(quantum(currency)):
+                amount = amount.quantize(quantum(currency))
+            topup = TopUp(
+                reference=reference or f"{customer}/{on.isoformat()}/{amount}",
+                customer=customer,
+                date=on,
+                amount=amount,
+                currency=currency,
+                expires=expires,
+                source="command",
+            )
+            outcome = record(
+                self.engine,
+                self.rules,
+                topup,
+                today=self.today(),
+                first_open=self.first_open(),
+            )
+            return topup, outcome == "accepted"
 
     def refund(
         self, source: str, *, on: date, reference: str, amount: Decimal | None = None

@@ -375,7 +375,8 @@ def _rated(rating: Rating, cycle: Cycle, through: date) -> CycleRating:
 
 def _credit_remaining(rules: Rules, rating: Rating, customer: str, through: date) -> Decimal:
     """Prepaid credit left on ``through``: grants so far − draws + returns − breakage."""
-    total = sum((g.amount for g in rules.customers[customer].credits if g.granted <= through), ZERO)
+    grants = rating.grants_of(rules.customers[customer])
+    total = sum((g.amount for g in grants if g.granted <= through), ZERO)
     for movement in rating.credits:
         if movement.customer == customer and movement.day <= through:
             total += {"draw": -1, "return": 1, "breakage": -1, "credit_note": -1}[
@@ -404,7 +405,7 @@ def _expiring(
 ) -> tuple[ExpiringCredit, ...]:
     """The customer's grants with credit left on ``through`` (drawn at accrual points only) that
     expire after it and no later than the cycle's end (usable through its last day at most)."""
-    grants = rules.customers[cycle.customer].credits
+    grants = settled.grants_of(rules.customers[cycle.customer])
     left = undrawn_credit(settled, grants, cycle.customer, through)
     points = [p for p in cycle.accrual_points() if p > through]
     found = [
@@ -433,7 +434,7 @@ def _usable_credit(
         real = rated.through in cycle.accrual_points()
         if rated.cycle == cycle and rated.through <= through and real:
             applied = rated.credit_applied
-    grants = rules.customers[cycle.customer].credits
+    grants = settled.grants_of(rules.customers[cycle.customer])
     left = undrawn_credit(settled, grants, cycle.customer, through)
     points = [p for p in cycle.accrual_points() if p > through]
     usable = sum(

@@ -763,6 +763,34 @@ def _v_pg_events(conn: Connection) -> None:
 MIGRATIONS.append(_v_pg_events)
 
 
+# Wallet top-ups (``ledger.topups``): prepaid credit bought at any time, from a payments
+# file's ``topup`` row or ``meterbook topup``. ``reference`` is the idempotency key (the
+# row's reference, or the command's ``--reference``): the same reference with the same
+# ``payload_hash`` is a duplicate, with another a conflict (refused, nothing stored).
+# ``expires`` is an ISO day or ""; ``source`` where it came from (``file:line`` or
+# ``command``). Amounts are decimal text, dates ISO days.
+topups = Table(
+    "topups",
+    metadata,
+    Column("reference", String(255), primary_key=True),
+    Column("customer", String(255), nullable=False),
+    Column("date", String(10), nullable=False),
+    Column("amount", Text, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("expires", String(10), nullable=False, default=""),
+    Column("payload_hash", String(64), nullable=False),
+    Column("source", Text, nullable=False),
+    Column("recorded_at", String(40), nullable=False),
+)
+
+
+def _v_topups(conn: Connection) -> None:
+    topups.create(conn, checkfirst=True)
+
+
+MIGRATIONS.append(_v_topups)
+
+
 def months_of_days(days: Iterable[int]) -> list[tuple[int, int]]:
     """The UTC months ``(year, month)`` of day numbers (days since 1970-01-01), sorted.
 

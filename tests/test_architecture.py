@@ -55,7 +55,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
         ),
     ),
     ("metering", ("ledger.metering",)),
-    ("facts", ("ledger.facts",)),
+    ("facts", ("ledger.facts", "ledger.topups")),
     ("rating", ("ledger.rating", "ledger.discounts", "ledger.accruals")),
     ("tax", ("ledger.tax",)),
     (

@@ -547,6 +547,8 @@ def test_every_key_the_rules_accept_is_in_the_formats_reference() -> None:
         "Subscription": rules.Subscription,
         "CreditGrant": rules.CreditGrant,
         "Discount": rules.Discount,
+        "Wallet": rules.Wallet,
+        "RecurringTopUp": rules.RecurringTopUp,
         "BillingDetails": rules.BillingDetails,
         "ChangePolicy": rules.ChangePolicy,
         "GapsSpikesTuning": rules.GapsSpikesTuning,
@@ -575,6 +577,21 @@ def test_every_key_the_rules_accept_is_in_the_formats_reference() -> None:
         if name not in ("Charge",):
             extra = documented[name] - keys
             assert not extra, f"docs/formats.md, {name}: {sorted(extra)} are not keys"
+
+
+def test_the_payments_columns_are_in_the_formats_reference() -> None:
+    """The payments example of docs/formats.md has every column the payments importer reads
+    (the optional ``kind,customer,expires`` of a wallet top-up row included), and the commands
+    page lists every reason a payments row is rejected for."""
+    from ledger.importers.payments import COLUMNS
+    from ledger.payments import REASONS
+
+    text = FORMATS.read_text(encoding="utf-8")
+    assert ",".join(COLUMNS) in text
+    commands = (DOCS / "commands.md").read_text(encoding="utf-8")
+    section = commands[commands.index("payments: `bad_encoding`") :]
+    section = section[: section.index("live totals:")]
+    assert [r for r in REASONS if f"`{r}`" not in section] == []
 
 
 def test_a_new_business_from_the_formats_page(tmp_path: Path) -> None:

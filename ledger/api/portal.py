@@ -332,10 +332,10 @@ def portal_view(session: Session, customer: str, today: date) -> PortalView:
                 )
             )
         spend = next((c for c in statement.caps if c.kind == "spend_cap"), None)
-    grants = rules.customers[customer].credits
     credits: tuple[Credit, ...] = ()
-    if grants:
+    if customer in session.wallet_customers():
         rating = session.rate(today, {customer})
+        grants = rating.grants_of(rules.customers[customer])
         left = undrawn_credit(rating, grants, customer, today)
         credits = tuple(
             Credit(g.amount, g.granted, g.expires, left.get(grant_key(grants, i), Decimal(0)))

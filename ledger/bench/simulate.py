@@ -12,7 +12,8 @@ subscription changes (cancellations, plan changes, cancellations taken back; bac
 dated ahead, before or after billing); a support add-on taken or ended beside the plan
 (``addon``: its own cycles, anchored on its start or the calendar); prepaid grants;
 discounts (coupons) added from a day back or ahead; invoice thresholds set, changed or taken
-off (``threshold``: threshold invoicing); ``close`` of each finished month (accepting its
+off (``threshold``: threshold invoicing); wallet top-ups (``topup`` or a payments
+file's ``topup`` row); ``close`` of each finished month (accepting its
 findings when it refuses); commands re-run. Every operation is a CLI call (click's
 CliRunner), as an operator would type it.
 
@@ -255,8 +256,9 @@ def generate(rng: random.Random, steps: int) -> list[Op]:
         "addon",
         "discount",
         "threshold",
+        "topup",
     ]
-    weights = [6, 6, 3, 2, 3, 4, 3, 1, 1, 1, 1, 2, 1, 3, 1, 1, 1, 1]
+    weights = [6, 6, 3, 2, 3, 4, 3, 1, 1, 1, 1, 2, 1, 3, 1, 1, 1, 1, 1]
     return [
         (rng.choices(names, weights)[0], tuple(rng.random() for _ in range(4)))
         for _ in range(steps)
@@ -355,6 +357,21 @@ def run_op(world: World, op: Op) -> None:
         world.thresholds[cid] = _pick(["", "0.50", "1.00", "5.00"], b)
         world.write_rules()
         world.cli("invoice", "--through", today.isoformat(), allowed=(0, 1))
+    elif name == "topup":  # a wallet top-up: the command, or a payments file's topup row
+        cid, amount = _pick(list(CUSTOMERS), a), f"{5 + int(b * 40)}.00"
+        expires = (today + timedelta(days=15 + int(c * 50))).isoformat()
+        sealed = bool(world.closed) and today < month_start(next_month(world.closed[-1]))
+        if d < 0.5:
+            args = ("--amount", amount, "--date", today.isoformat(), "--expires", expires)
+            world.cli("topup", cid, *args, allowed=(2,) if sealed else (0,))
+        else:
+            world.payments += 1
+            path = world.root.parent / f"topup-{world.payments}.csv"
+            path.write_text(
+                "date,amount,currency,invoice,reference,kind,customer,expires\n"
+                f"{today.isoformat()},{amount},USD,,TOPUP-{world.payments},topup,{cid},{expires}\n"
+            )
+            world.cli("ingest", str(path), allowed=(1,) if sealed else (0,))
     elif name == "close":
         close_next(world)
     elif name == "rerun":

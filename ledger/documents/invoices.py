@@ -27,7 +27,7 @@ here is read from it and from the rules when the document is rendered. acme's in
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
@@ -38,7 +38,7 @@ from ledger.facts.invoices import Invoice, InvoiceLine
 from ledger.money import ZERO
 
 if TYPE_CHECKING:
-    from ledger.rules import Rules
+    from ledger.rules import CreditGrant, Rules
 
 #: labels of the lines whose description is an internal one (the usage line's is the meter's)
 LABELS = {
@@ -190,14 +190,13 @@ def _plan_name(rules: Rules | None, plan: str) -> str:
 
 
 def prepaid_balances(
-    rules: Rules, customer: str, left: Mapping[str, Decimal]
+    grants: Sequence[CreditGrant], left: Mapping[str, Decimal]
 ) -> tuple[PrepaidBalance, ...]:
-    """The customer's grants with something left, from ``left`` by grant key
-    (:func:`ledger.rating.credit_at_start` of the invoice date), soonest expiry first."""
+    """The customer's ``grants`` (:attr:`ledger.rating.Rating.grants`) with something left,
+    from ``left`` by grant key (:func:`ledger.rating.credit_at_start` of the invoice date),
+    soonest expiry first."""
     from ledger.rating import grant_key
 
-    known = rules.customers.get(customer)
-    grants = known.credits if known is not None else ()
     balances = [
         PrepaidBalance(left[key], grant.granted, grant.expires)
         for i, grant in enumerate(grants)

@@ -29,7 +29,8 @@ class GrantReduction:
     The grant is named as its invoice line names it: its ``granted`` date and its
     1-based ``ordinal`` among the customer's grants of that date (rules order),
     which is :func:`grant_key` ``"2026-09-01#1"``. The books debit the same
-    ``amount`` to deferred revenue (:mod:`ledger.credit_notes`).
+    ``amount`` to deferred revenue (:mod:`ledger.credit_notes`). A wallet top-up is named
+    by its own key instead (``topup``: ``"topup:BANK-7"``, :mod:`ledger.topups`).
     """
 
     customer: str
@@ -38,10 +39,11 @@ class GrantReduction:
     day: date
     amount: Decimal
     note: str = ""
+    topup: str = ""
 
     @property
     def key(self) -> str:
-        return f"{self.granted.isoformat()}#{self.ordinal}"
+        return self.topup or f"{self.granted.isoformat()}#{self.ordinal}"
 
 
 @dataclass(frozen=True)
@@ -189,7 +191,19 @@ def grant_reductions(notes: Sequence[CreditNote]) -> list[GrantReduction]:
     out = []
     for note in notes:
         for part in note.parts:
-            if part.grant and part.deferred:
+            if part.grant and part.deferred and ":" in part.grant:  # a wallet top-up
+                out.append(
+                    GrantReduction(
+                        customer=note.customer,
+                        granted=note.date,
+                        ordinal=0,
+                        day=note.date,
+                        amount=part.deferred,
+                        note=note.number,
+                        topup=part.grant,
+                    )
+                )
+            elif part.grant and part.deferred:
                 granted, _, ordinal = part.grant.partition("#")
                 out.append(
                     GrantReduction(

@@ -8,6 +8,7 @@ journal, documents, payments, credit notes, reports) reads it back from there wi
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -167,6 +168,8 @@ def percent(rate: Decimal) -> str:
 REGULAR = "regular"
 #: ... or the bill of what an ended customer's waiting lines still owe (:func:`supplement`).
 SUPPLEMENTARY = "supplementary"
+#: ... or the invoice of one wallet top-up (:mod:`ledger.topups`), its one line naming the grant.
+TOPUP = "topup"
 
 
 @dataclass(frozen=True)
@@ -192,6 +195,9 @@ class InvoiceLine:
     #: a ``discount`` line: the part of its cycle it discounts (``usage:<meter>``, ``commitment``,
     #: ``base_fee``; :mod:`ledger.discounts`); "" for every other line (absent from the JSON)
     on: str = ""
+    #: a wallet top-up's ``credit_grant`` line: the grant's key (``topup:BANK-7``,
+    #: :func:`ledger.rating.grant_key`); "" otherwise (absent from the JSON)
+    grant: str = ""
 
     @property
     def booked(self) -> Decimal:
@@ -247,6 +253,11 @@ class Invoice:
         day, ``acme/2026-10-16/supplementary`` for a supplementary one (so neither can shadow the
         other)."""
         day = f"{self.customer}/{self.date.isoformat()}"
+        if self.kind == TOPUP:  # one invoice per top-up: ``acme/2026-10-05/topup/topup:BANK-7``
+            grant = self.lines[0].grant if self.lines else ""
+            if len(day) + len(grant) > 280:
+                grant = hashlib.sha256(grant.encode()).hexdigest()
+            return f"{day}/topup/{grant}"
         return day if self.kind == REGULAR else f"{day}/{self.kind}"
 
     def settles(self, account: str) -> Decimal:
@@ -272,6 +283,8 @@ class Invoice:
                 del line["net"]
             if not line["on"]:  # and lines that are no discount
                 del line["on"]
+            if not line["grant"]:
+                del line["grant"]
         if not self.progress:  # nor do invoices without threshold billing
             del data["progress"]
         for accrual in (*data["accruals"], *data.get("progress", ())):
@@ -305,6 +318,7 @@ class Invoice:
                 ),
                 net=Decimal(line["net"]) if line.get("net") is not None else None,
                 on=line.get("on", ""),
+                grant=line.get("grant", ""),
             )
             for line in data["lines"]
         )

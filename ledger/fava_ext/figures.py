@@ -40,7 +40,7 @@ from ledger.period import month_of, months_between
 if TYPE_CHECKING:
     from ledger.rating import CreditMovement, Rating
     from ledger.reconcile import Finding
-    from ledger.rules import Customer, Rules
+    from ledger.rules import CreditGrant, Customer, Rules
 
 #: Account kinds summed into "unbilled": earned, not invoiced yet (final and non-final usage).
 UNBILLED_KINDS = ("unbilled", "contract_asset")
@@ -225,15 +225,20 @@ class CustomerFigures:
 
 
 def credits_left(
-    customer: Customer, movements: Iterable[CreditMovement], as_of: date
+    customer: Customer,
+    movements: Iterable[CreditMovement],
+    as_of: date,
+    grants: Sequence[CreditGrant] | None = None,
 ) -> Decimal | None:
     """Prepaid credit still available on ``as_of``: granted − drawn + returned − expired − credited.
 
-    None when the customer has no credit grants.
+    ``grants``: the customer's, wallet top-ups included (:attr:`ledger.rating.Rating.grants`;
+    None: its ``credits``). None when the customer has no credit grants.
     """
-    if not customer.credits:
+    grants = customer.credits if grants is None else grants
+    if not grants:
         return None
-    left = sum((g.amount for g in customer.credits if g.granted <= as_of), ZERO)
+    left = sum((g.amount for g in grants if g.granted <= as_of), ZERO)
     sign = {"draw": -1, "return": 1, "breakage": -1, "credit_note": -1}
     for movement in movements:
         if movement.customer == customer.id and movement.day <= as_of:
@@ -297,7 +302,9 @@ def customer_figures(
                 receivable=balances.get((cid, "receivable"), ZERO),
                 unbilled=balances.get((cid, "unbilled"), ZERO),
                 deferred=-balances.get((cid, "deferred"), ZERO),
-                credits_left=credits_left(customer, rating.credits, as_of),
+                credits_left=credits_left(
+                    customer, rating.credits, as_of, rating.grants_of(customer)
+                ),
                 cycle=", ".join(r.cycle.key for r in cycles),
                 usage=usage,
                 spend=spend,

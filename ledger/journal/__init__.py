@@ -56,5 +56,5 @@ def post(
     entries.extend(accrual_entries(points, rules))
     entries.extend(late_entries(late, rules))
     entries.extend(invoice_entries(invoices, rules))
-    entries.extend(breakage_entries(rating.credits, rules, invoices))
+    entries.extend(breakage_entries(rating.credits, rules, invoices, rating.grants))
     return entries

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -25,7 +25,7 @@ from beancount.core.amount import Amount
 from ledger.journal.meta import FLAG, entry_meta
 from ledger.money import ZERO
 from ledger.rating import CreditMovement, grant_key
-from ledger.rules import Rules
+from ledger.rules import CreditGrant, Rules
 from ledger.tax import included_difference, tax_postings
 
 if TYPE_CHECKING:
@@ -110,6 +110,8 @@ def invoice_entries(
                     rules=inv.rules,
                     cycle=",".join(sorted({ln.cycle for ln in inv.lines if ln.cycle})) or None,
                     evidence=invoice_evidence(inv) or None,
+                    # a wallet top-up's invoice names the grant it sold (ledger.topups)
+                    grant=",".join(ln.grant for ln in inv.lines if ln.grant) or None,
                 ),
                 inv.date,
                 FLAG,
@@ -139,18 +141,24 @@ def grant_invoices(invoices: Iterable[Invoice]) -> dict[tuple[str, str], str]:
     A grant is billed on the customer's invoice dated its grant date, one
     ``credit_grant`` line per grant of that day in rules order, so the n-th such
     line bills grant ``"<date>#n"`` (:func:`ledger.rating.grant_key`; credit
-    notes name grants the same way).
+    notes name grants the same way). A wallet top-up's line names its grant (``grant``).
     """
     found: dict[tuple[str, str], str] = {}
     for inv in invoices:
-        grants = [ln for ln in inv.lines if ln.kind == "credit_grant"]
+        grants = [ln for ln in inv.lines if ln.kind == "credit_grant" and not ln.grant]
         for n in range(1, len(grants) + 1):
             found[(inv.customer, f"{inv.date.isoformat()}#{n}")] = inv.number
+        for ln in inv.lines:
+            if ln.grant:
+                found[(inv.customer, ln.grant)] = inv.number
     return found
 
 
 def breakage_entries(
-    movements: Sequence[CreditMovement], rules: Rules, invoices: Sequence[Invoice] = ()
+    movements: Sequence[CreditMovement],
+    rules: Rules,
+    invoices: Sequence[Invoice] = (),
+    grants_by_customer: Mapping[str, Sequence[CreditGrant]] | None = None,
 ) -> list[data.Transaction]:
     """Credit left at expiry: deferred revenue → breakage revenue, one entry per grant and day.
 
@@ -170,6 +178,9 @@ def breakage_entries(
           rules: "…"
           Liabilities:Deferred-Revenue:Cr   4.00 USD
           Income:Credit-Breakage           -4.00 USD
+
+    ``grants_by_customer``: the grants ``movements`` index (:attr:`ledger.rating.Rating.grants`,
+    wallet top-ups included); None: the rules' ``credits``.
     """
     totals: dict[tuple[str, date, int], Decimal] = defaultdict(lambda: ZERO)
     for m in movements:
@@ -178,7 +189,7 @@ def breakage_entries(
     billed = grant_invoices(invoices)
     entries = []
     for (customer, day, index), amount in sorted(totals.items()):
-        grants = rules.customers[customer].credits
+        grants = (grants_by_customer or {}).get(customer, rules.customers[customer].credits)
         currency = rules.customers[customer].currency
         key = grant_key(grants, index)
         number = billed.get((customer, key))

@@ -27,6 +27,8 @@ from ledger.reports.sources import (
     at_minor_units,
 )
 from ledger.reports.table import Cell, Report, Table
+from ledger.rules import WalletGrant
+from ledger.topups import topup_description
 
 if TYPE_CHECKING:
     from ledger.rating import Rating
@@ -91,7 +93,9 @@ def deferrals(sources: Sources, day: date, rating: Rating | None = None) -> list
         for inv in invoices
         if any(line.kind == "credit_grant" for line in inv.lines)
     }
-    needs_rating = any(
+    # wallet top-ups (ledger.topups): each on an invoice of its own that names it
+    invoiced_topups = {(inv.customer, ln.grant) for inv in invoices for ln in inv.lines if ln.grant}
+    needs_rating = bool(invoiced_topups) or any(
         (cid, g.granted) in invoiced_grants
         for cid, customer in sources.rules.customers.items()
         for g in customer.credits
@@ -105,8 +109,11 @@ def deferrals(sources: Sources, day: date, rating: Rating | None = None) -> list
                     move.amount if move.kind == "return" else -move.amount
                 )
         for cid, customer in sorted(sources.rules.customers.items()):
-            for g, grant in enumerate(customer.credits):
-                if (cid, grant.granted) not in invoiced_grants:
+            for g, grant in enumerate(rating.grants_of(customer)):
+                if isinstance(grant, WalletGrant):
+                    if (cid, grant.key) not in invoiced_topups:
+                        continue
+                elif (cid, grant.granted) not in invoiced_grants:
                     continue
                 remaining = grant.amount + left[(cid, g)]
                 if remaining <= 0:
@@ -117,7 +124,9 @@ def deferrals(sources: Sources, day: date, rating: Rating | None = None) -> list
                     Deferral(
                         cid,
                         customer.currency,
-                        f"prepaid credit granted {grant.granted}{expiry}",
+                        topup_description(grant)
+                        if isinstance(grant, WalletGrant)
+                        else f"prepaid credit granted {grant.granted}{expiry}",
                         remaining,
                         ((when, remaining),),
                     )
