@@ -32,6 +32,7 @@ from tests.support.workspaces import (
     calls,
     insert_events,
     open_session,
+    run_cli,
     write_workspace,
 )
 
@@ -664,3 +665,107 @@ def test_prepaid_credit_note_through_the_cli_shows_on_the_statement(tmp_path: Pa
     assert out.exit_code == 0, out.output
     html = next((tmp_path / "st").glob("*.html")).read_text()
     assert "Prepaid credit remaining</span><b>100.00 USD</b>" in html
+
+
+# --- a note on an advance fee whose subscription changed after it ------------------------
+#: ``p`` 31.00 a month in advance, ``s`` 15.50; calendar cycles.
+CHANGE_PLANS = """\
+plans:
+  p:
+    currency: USD
+    base_fee: {amount: "31.00", timing: advance}
+    charges:
+      - {meter: api_calls, model: unit, unit_price: "1.00"}
+  s:
+    currency: USD
+    base_fee: {amount: "15.50", timing: advance}
+    charges:
+      - {meter: api_calls, model: unit, unit_price: "1.00"}
+"""
+
+
+def _changed_after_goodwill(
+    tmp_path: Path, subscriptions: str, policy: str = ""
+) -> list[data.Directive]:
+    """acme on ``p`` from Oct 1 (calendar): INV-2026-000001 bills October's fee, 31.00, on
+    Oct 1; CN-2026-000001 gives 9.30 of it back on Oct 5 (goodwill, out of deferred revenue,
+    scheduled over the rest of the cycle); then ``customers.yaml`` is edited to
+    ``subscriptions`` and the books posted through Oct 31. Their entries, loaded back."""
+    customers = (
+        "customers:\n  acme: {currency: USD, billing_anchor: calendar, subscriptions: [%s]%s}\n"
+    )
+    root = write_workspace(
+        tmp_path / "ws",
+        meters=METERS_CALLS,
+        plans=CHANGE_PLANS,
+        customers=customers % ("{plan: p, start: 2026-10-01}", ""),
+    )
+    assert run_cli(root, "invoice", "--through", "2026-10-01").exit_code == 0
+    note = run_cli(
+        root, "credit", "INV-2026-000001", "--line", "1", "--amount", "9.30",
+        "--reason", "goodwill", "--date", "2026-10-05",
+    )  # fmt: skip
+    assert note.exit_code == 0, note.output
+    (root / "rules" / "customers.yaml").write_text(customers % (subscriptions, policy))
+    posted = run_cli(root, "post", "--through", "2026-10-31")
+    assert posted.exit_code == 0, posted.output
+    entries, errors, _ = load_books(root / "books" / "main.beancount")
+    assert errors == []
+    return entries
+
+
+def test_a_note_on_a_fee_whose_plan_changed_reduces_the_new_plans_revenue(tmp_path: Path) -> None:
+    """acme's October fee (31.00 on ``p``, INV-2026-000001) gets a 9.30 goodwill note on
+    Oct 5; then acme is moved to ``s`` (15.50) for all of October, backdated to Oct 1. The
+    cycle keeps its key, ``2026-10-01/2026-11-01``, but is now ``s``'s: the live accruals
+    recognize 15.50 to ``Income:Subscriptions:S``, and the change's correction
+    (CN-2026-000002, Oct 31) credits 31.00 − 15.50 = 15.50 out of deferred revenue. The
+    goodwill note's 9.30 is still taken out of the cycle's recognition, by Oct 31, and out of
+    the revenue the cycle is now recognized to, ``s``'s: ``Income:Subscriptions:S`` −15.50 +
+    9.30 = −6.20 (31.00 − 9.30 − 15.50 earned), ``p`` 0.00 (taken from ``p`` instead: +9.30
+    on an income account that earned nothing), deferred revenue −31.00 + 9.30 + 15.50 +
+    15.50 − 9.30 = 0 on Nov 1."""
+    entries = _changed_after_goodwill(tmp_path, "{plan: s, start: 2026-10-01}")
+    [reduced] = [
+        e
+        for e in entries
+        if isinstance(e, data.Transaction) and e.narration.startswith("Base fee recognition")
+    ]
+    assert (reduced.date, reduced.meta["cycle"]) == (date(2026, 10, 31), "2026-10-01/2026-11-01")
+    assert {p.account: p.units.number for p in reduced.postings} == {
+        "Income:Subscriptions:S": Decimal("9.30"),
+        "Liabilities:Deferred-Revenue:Acme": Decimal("-9.30"),
+    }
+    nov1 = date(2026, 11, 1)
+    assert balance(entries, "Income:Subscriptions:S", nov1) == Decimal("-6.20")
+    assert balance(entries, "Income:Subscriptions:P", nov1) == 0
+    assert balance(entries, "Liabilities:Deferred-Revenue:Acme", nov1) == 0
+
+
+def test_a_note_on_a_fee_whose_cycle_a_cancellation_cut_ends_with_the_cut_cycle(
+    tmp_path: Path,
+) -> None:
+    """acme's October fee (31.00, INV-2026-000001) gets a 9.30 goodwill note on Oct 5,
+    scheduled from Oct 5 to Oct 31. Then acme cancels from Oct 11 with ``proration: none``:
+    the cycle is now ``[Oct 1, Oct 11)``, billed in full (no correction note), its 31.00
+    recognized by its last day, Oct 10. The note's 9.30 is taken out of the cycle as it now
+    runs: all of it on Oct 10 (the cut cycle's last day and only accrual point), so on Oct 11
+    deferred revenue is −31.00 + 9.30 + 31.00 − 9.30 = 0 and revenue 31.00 − 9.30 = 21.70
+    (scheduled over the cycle as billed, the 9.30 would wait for Oct 31: deferred revenue
+    −9.30 after the cycle ended)."""
+    entries = _changed_after_goodwill(
+        tmp_path,
+        "{plan: p, start: 2026-10-01, end: 2026-10-11}",
+        ", subscription_changes: {proration: none}",
+    )
+    reductions = [
+        (e.date, e.meta["cycle"], e.postings[0].account, e.postings[0].units.number)
+        for e in entries
+        if isinstance(e, data.Transaction) and e.narration.startswith("Base fee recognition")
+    ]
+    assert reductions == [
+        (date(2026, 10, 10), "2026-10-01/2026-10-11", "Income:Subscriptions:P", Decimal("9.30"))
+    ]
+    oct11 = date(2026, 10, 11)
+    assert balance(entries, "Liabilities:Deferred-Revenue:Acme", oct11) == 0
+    assert balance(entries, "Income:Subscriptions:P", oct11) == Decimal("-21.70")

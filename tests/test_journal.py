@@ -65,7 +65,11 @@ from ledger.journal import post
 from ledger.journal.accruals import accrual_entries, late_entries
 from ledger.journal.adjustments import debit_entries, mark_credit_notes
 from ledger.journal.close import acceptance_directive, assertion_day, balance_assertion
-from ledger.journal.credit_notes import credit_note_entries, fee_reduction_entries
+from ledger.journal.credit_notes import (
+    credit_note_entries,
+    fee_reduction_entries,
+    running_cycle,
+)
 from ledger.journal.invoices import (
     breakage_entries,
     grant_invoices,
@@ -1130,6 +1134,45 @@ def test_fee_reduction_over_the_cycle(rules: Rules, tmp_path: Path) -> None:
         2026-11-15 balance Income:Subscriptions:Pro           -18.00 USD
         """,
     )
+
+
+def test_fee_reduction_over_a_cycle_outside_every_subscription_now(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A cycle the subscriptions no longer hold keeps the schedule of the cycle as billed.
+
+    acme's subscription is edited to end on 2026-10-15, the first day of the cycle
+    ``[Oct 15, Nov 15)`` whose 30.00 fee INV-2026-000004 billed: no cycle of acme contains
+    Oct 15 now (:func:`running_cycle` documents ``cycle`` itself for that case). Without a
+    correction of its own (none is given: ``recut`` empty), CN-2026-000003's 12.00 is
+    taken out over the billed cycle as in ``test_fee_reduction_over_the_cycle``: 12.00 ×
+    6/20 = 3.60 through Oct 31 and the other 8.40 on Nov 14, from ``pro``'s revenue (the
+    plan the fee line names: no cycle of the subscriptions is there to name another).
+    """
+    root = tmp_path_factory.mktemp("ended") / "ws"
+    ended = CUSTOMERS.replace(
+        "subscriptions: [{plan: pro, start: 2026-09-15}]",
+        "subscriptions: [{plan: pro, start: 2026-09-15, end: 2026-10-15}]",
+    )
+    assert ended != CUSTOMERS
+    write_workspace(root, meters=METERS_CALLS, plans=PLANS, customers=ended)
+    rules = load_rules(root / "rules")
+    assert running_cycle("acme", "2026-10-15/2026-11-15", rules) == "2026-10-15/2026-11-15"
+    entries = fee_reduction_entries(FEE_NOTE, ACME_INVOICE, rules, recut={})
+    assert [
+        (e.date, e.meta["cycle"], [(p.account, p.units.number) for p in e.postings])
+        for e in entries
+    ] == [
+        (
+            day,
+            "2026-10-15/2026-11-15",
+            [
+                ("Income:Subscriptions:Pro", D(amount)),
+                ("Liabilities:Deferred-Revenue:Acme", -D(amount)),
+            ],
+        )
+        for day, amount in ((date(2026, 10, 31), "3.60"), (date(2026, 11, 14), "8.40"))
+    ]
 
 
 # --- adjustments.py -----------------------------------------------------------------------
