@@ -227,6 +227,7 @@ MUTATION_MODULES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "test_journal.py",
             # cash applied and refunded through `meterbook apply` and `meterbook refund`
             "test_operations.py::test_unapplied_cash_and_credit_balances_are_applied_and_refunded",
+            _DOCTEST + "payments]",
         ),
     ),
     "credit_notes": (
@@ -235,7 +236,7 @@ MUTATION_MODULES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "ledger/journal/credit_notes.py",
             "ledger/journal/adjustments.py",
         ),
-        ("test_credit_notes.py", "test_journal.py", "test_rerate.py"),
+        ("test_credit_notes.py", "test_journal.py", "test_rerate.py", _DOCTEST + "credit_notes]"),
     ),
     # with the close, which seals a month and writes the seal's coverage of the documents
     "seal": (("ledger/seal.py",), ("test_seal.py", "test_close.py")),

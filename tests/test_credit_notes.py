@@ -17,7 +17,7 @@ from click.testing import CliRunner, Result
 
 from ledger.books import load_books
 from ledger.cli import cli
-from ledger.credit_notes import issue_credit_note
+from ledger.credit_notes import _pro_rata, issue_credit_note
 from ledger.errors import BadInput
 from ledger.facts.credit_notes import load_credit_notes
 from ledger.facts.invoices import load_invoices
@@ -769,3 +769,37 @@ def test_a_note_on_a_fee_whose_cycle_a_cancellation_cut_ends_with_the_cut_cycle(
     oct11 = date(2026, 10, 11)
     assert balance(entries, "Liabilities:Deferred-Revenue:Acme", oct11) == 0
     assert balance(entries, "Income:Subscriptions:P", oct11) == Decimal("-21.70")
+
+
+def test_a_note_split_pro_rata_gives_the_cents_left_to_the_largest_remainders() -> None:
+    """``_pro_rata``, the split of a note without ``--line`` over the lines it can credit: each
+    share rounded down to the minor unit, the units left over to the largest remainders, a tie
+    to the earlier line.
+
+    - 10.00 over three equal lines: 3.333… each, floors 3.33 (9.99), the cent left to line 1
+      (all three tie): 3.34, 3.33, 3.33.
+    - 0.50 over weights 2 and 1: 0.3333… and 0.1666…, floors 0.33 and 0.16 (0.49); remainders
+      0.0033… and 0.0066…: the cent to line 2, the larger remainder though the smaller share:
+      0.33, 0.17.
+    - 0.02 over three equal lines: 0.0066… each, floors 0.00 (rounded down, not to the nearest
+      0.01, which would hand out 0.03), the two cents to lines 1 and 2: 0.01, 0.01, 0.00.
+    - 10 yen over three equal lines (no minor unit): floors 3, the yen left to line 1: 4, 3, 3.
+    """
+    equal = [(1, Decimal(1)), (2, Decimal(1)), (3, Decimal(1))]
+    assert _pro_rata(Decimal("10.00"), equal, "USD") == [
+        (1, Decimal("3.34")),
+        (2, Decimal("3.33")),
+        (3, Decimal("3.33")),
+    ]
+    assert _pro_rata(Decimal("0.50"), [(1, Decimal(2)), (2, Decimal(1))], "USD") == [
+        (1, Decimal("0.33")),
+        (2, Decimal("0.17")),
+    ]
+    assert _pro_rata(Decimal("0.02"), equal, "USD") == [
+        (1, Decimal("0.01")),
+        (2, Decimal("0.01")),
+        (3, Decimal("0.00")),
+    ]
+    yen = _pro_rata(Decimal(10), equal, "JPY")
+    assert yen == [(1, Decimal(4)), (2, Decimal(3)), (3, Decimal(3))]
+    assert [str(share) for _, share in yen] == ["4", "3", "3"]

@@ -267,3 +267,120 @@ def test_duplicates_and_conflicts_are_counted_on_every_store(
     assert (first.received, first.accepted, first.duplicates, first.conflicts) == (3, 1, 1, 1)
     again = once()
     assert (again.received, again.accepted, again.duplicates, again.conflicts) == (3, 0, 2, 1)
+
+
+def _invoice(number: str, amount: str, currency: str = "USD") -> Invoice:
+    from ledger.facts.invoices import InvoiceLine
+
+    line = InvoiceLine("usage", "calls", "unbilled", Decimal(amount), link=f"acme-{number}")
+    return Invoice("acme", date(2026, 10, 1), currency, (line,), "r", number=number)
+
+
+def test_the_settlement_timeline_of_payments_notes_and_applications() -> None:
+    """One replay (:func:`ledger.payments.settle`, :func:`outstanding`), every field read.
+
+    Invoices: INV-1 100.00, INV-2 50.00, INV-3 20.00 (USD), INV-4 30.00 EUR.
+
+    - Oct 20, P1 60.00 for INV-1: applied 60.00 (INV-1 open 40.00). The same day CN-1
+      (seq 1) takes 50.00 off INV-1: payments before notes, so it cancels the 40.00 still
+      owed and 10.00 was paid already, a refund owed (INV-1 open 0).
+    - Oct 21, CN-2 takes 20.00 off INV-2: applied 20.00 (INV-2 open 30.00).
+    - Oct 25, P2 70.00 for INV-1: open 0, so all 70.00 is an overpayment.
+    - Oct 26, P3 15.00 naming no invoice, P4 5.00 naming INV-9 (unknown), P5 30.00 USD for
+      INV-4 (EUR): all unapplied, with the invoice kept only for the currency mismatch.
+    - Oct 27, A1 applies 25.00 of P2's 70.00 to INV-2 (owes 30.00): 25.00 (P2 holds 45.00,
+      INV-2 owes 5.00). Oct 28, A2 applies 10.00 of P3's 15.00 to INV-2: only the 5.00 owed
+      (rest 5.00 left at P3, which holds 10.00; INV-2 open 0).
+    - Oct 29, A3 refunds CN-1's 10.00 in full (CN-1 holds 0); A4 applies 8.00 from P1 (holds
+      0) to INV-3: nothing (rest 8.00); A5 applies 8.00 from P2 to INV-9 (unknown): nothing.
+    - Oct 30, P6 20.00 naming no invoice and, the same day, A6 applying it to INV-3 (owes
+      20.00): applications come after the day's cash, so all 20.00.
+
+    Left at each source: P1 0, P2 45.00, P3 10.00, P4 5.00, P5 30.00, P6 0, CN-1 0, CN-2 0.
+    """
+    from ledger.facts.credit_notes import CreditNote
+    from ledger.facts.payments import CashApplication
+    from ledger.payments import Settlement, outstanding, settle
+
+    d = Decimal
+    invoices = [
+        _invoice("INV-1", "100.00"),
+        _invoice("INV-2", "50.00"),
+        _invoice("INV-3", "20.00"),
+        _invoice("INV-4", "30.00", "EUR"),
+    ]
+    inv = {i.number: i for i in invoices}
+
+    def pay(day: int, amount: str, invoice: str, ref: str) -> Payment:
+        return Payment(date(2026, 10, day), d(amount), "USD", invoice, ref)
+
+    def note(number: str, seq: int, invoice: str, day: int, amount: str) -> CreditNote:
+        return CreditNote(number, seq, invoice, "acme", date(2026, 10, day), "USD", d(amount), "x")
+
+    def app(ref: str, day: int, source: str, amount: str, invoice: str = "") -> CashApplication:
+        kind = "apply" if invoice else "refund"
+        return CashApplication(ref, kind, date(2026, 10, day), source, d(amount), "USD", invoice)
+
+    payments = [
+        pay(20, "60.00", "INV-1", "P1"),
+        pay(25, "70.00", "INV-1", "P2"),
+        pay(26, "15.00", "", "P3"),
+        pay(26, "5.00", "INV-9", "P4"),
+        pay(26, "30.00", "INV-4", "P5"),
+        pay(30, "20.00", "", "P6"),
+    ]
+    notes = [note("CN-1", 1, "INV-1", 20, "50.00"), note("CN-2", 2, "INV-2", 21, "20.00")]
+    applications = [
+        app("A1", 27, "P2", "25.00", "INV-2"),
+        app("A2", 28, "P3", "10.00", "INV-2"),
+        app("A3", 29, "CN-1", "10.00"),
+        app("A4", 29, "P1", "8.00", "INV-3"),
+        app("A5", 29, "P2", "8.00", "INV-9"),
+        app("A6", 30, "P6", "20.00", "INV-3"),
+    ]
+    expected = {
+        ("payment", "P1"): Settlement("payment", "P1", d("60.00"), d("0.00"), "", inv["INV-1"]),
+        ("payment", "P2"): Settlement(
+            "payment", "P2", d("0.00"), d("70.00"), "overpayment", inv["INV-1"]
+        ),
+        ("payment", "P3"): Settlement("payment", "P3", d(0), d("15.00"), "no_invoice"),
+        ("payment", "P4"): Settlement("payment", "P4", d(0), d("5.00"), "unknown_invoice"),
+        ("payment", "P5"): Settlement(
+            "payment", "P5", d(0), d("30.00"), "currency_mismatch", inv["INV-4"]
+        ),
+        ("payment", "P6"): Settlement("payment", "P6", d(0), d("20.00"), "no_invoice"),
+        ("credit_note", "CN-1"): Settlement(
+            "credit_note", "CN-1", d("40.00"), d("10.00"), invoice=inv["INV-1"]
+        ),
+        ("credit_note", "CN-2"): Settlement(
+            "credit_note", "CN-2", d("20.00"), d("0.00"), invoice=inv["INV-2"]
+        ),
+        ("application", "A1"): Settlement(
+            "application", "A1", d("25.00"), d("0.00"), invoice=inv["INV-2"]
+        ),
+        ("application", "A2"): Settlement(
+            "application", "A2", d("5.00"), d("5.00"), invoice=inv["INV-2"]
+        ),
+        ("application", "A3"): Settlement("application", "A3", d("10.00"), d(0)),
+        ("application", "A4"): Settlement(
+            "application", "A4", d("0.00"), d("8.00"), invoice=inv["INV-3"]
+        ),
+        ("application", "A5"): Settlement("application", "A5", d(0), d("8.00")),
+        ("application", "A6"): Settlement(
+            "application", "A6", d("20.00"), d("0.00"), invoice=inv["INV-3"]
+        ),
+    }
+    for order in (1, -1):  # the replay's order is the facts', not the lists'
+        settled = settle(invoices, payments[::order], notes[::order], applications[::order])
+        assert settled == expected
+        left = outstanding(invoices, payments[::order], notes[::order], applications[::order])
+        assert left == {
+            "P1": d(0),
+            "P2": d("45.00"),
+            "P3": d("10.00"),
+            "P4": d("5.00"),
+            "P5": d("30.00"),
+            "P6": d(0),
+            "CN-1": d(0),
+            "CN-2": d(0),
+        }
