@@ -803,3 +803,86 @@ def test_a_note_split_pro_rata_gives_the_cents_left_to_the_largest_remainders() 
     yen = _pro_rata(Decimal(10), equal, "JPY")
     assert yen == [(1, Decimal(4)), (2, Decimal(3)), (3, Decimal(3))]
     assert [str(share) for _, share in yen] == ["4", "3", "3"]
+
+
+def test_a_note_without_a_line_is_split_over_what_each_line_can_still_be_credited() -> None:
+    """``allocate``, the split of a note over an invoice's lines, on hand-made records.
+
+    INV-2026-000007 (USD): line 1 100.00 of calls, line 2 10.00 of tokens, line 3 0.50 of
+    storage. CN-2026-000001 credited 60.00 on its line 1; CN-2026-000002, on another invoice,
+    10.00 on that one's line 2 (not this invoice's). What each line can still be credited:
+    40.00, 10.00, 0.50 (50.50).
+
+    - A note of 30.00: pro rata 30 × 40/50.50 = 23.7623…, 30 × 10/50.50 = 5.9405…,
+      30 × 0.50/50.50 = 0.2970…; floors 23.76 + 5.94 + 0.29 = 29.99, the cent left to line 3
+      (remainder 0.0070, the largest): 23.76, 5.94, 0.30.
+    - A forced note of 60.00: the 50.50 left on the lines, and 9.50 beyond the invoice on
+      line 0 (kind "", "beyond the invoice (forced)").
+    - In yen (no minor unit), 5 over lines of 7 and 3: 3.5 and 1.5, floors 3 and 1, the yen
+      left to line 1 (a tie): 4 and 1, whole yen.
+    - A prepaid-credit line (a grant of 20.00 on Sep 1, 5.00 of it undrawn on Oct 12): 8.00
+      on it is refused unless forced; forced, the part is 8.00 of which 5.00 deferred.
+    """
+    from ledger.credit_notes import allocate
+    from ledger.facts.credit_notes import CreditNote, CreditPart
+    from ledger.facts.invoices import Invoice, InvoiceLine
+
+    d, oct12 = Decimal, date(2026, 10, 12)
+
+    def line(kind: str, text: str, amount: str, account: str = "unbilled") -> InvoiceLine:
+        return InvoiceLine(kind, text, account, d(amount))
+
+    usd = Invoice(
+        "acme",
+        date(2026, 10, 1),
+        "USD",
+        (line("usage", "calls", "100.00"), line("usage", "tokens", "10.00"),
+         line("usage", "storage", "0.50")),
+        "r",
+        number="INV-2026-000007",
+    )  # fmt: skip
+
+    def note(number: str, invoice: str, part: int, amount: str) -> CreditNote:
+        return CreditNote(
+            number, 1, invoice, "acme", date(2026, 10, 5), "USD", d(amount), "x",
+            parts=(CreditPart(part, "usage", "", d(amount)),),
+        )  # fmt: skip
+
+    earlier = [note("CN-2026-000001", usd.number, 1, "60.00"),
+               note("CN-2026-000002", "INV-2026-000003", 2, "10.00")]  # fmt: skip
+    assert allocate(usd, earlier, d("30.00"), oct12) == (
+        CreditPart(1, "usage", "calls", d("23.76")),
+        CreditPart(2, "usage", "tokens", d("5.94")),
+        CreditPart(3, "usage", "storage", d("0.30")),
+    )
+    forced = allocate(usd, earlier, d("60.00"), oct12, force=True)
+    assert forced == (
+        CreditPart(1, "usage", "calls", d("40.00")),
+        CreditPart(2, "usage", "tokens", d("10.00")),
+        CreditPart(3, "usage", "storage", d("0.50")),
+        CreditPart(0, "", "beyond the invoice (forced)", d("9.50")),
+    )
+    assert [str(p.deferred) for p in forced] == ["0.00"] * 4
+    jpy = Invoice(
+        "kaisha", date(2026, 10, 1), "JPY",
+        (line("usage", "calls", "7"), line("usage", "tokens", "3")), "r", number="INV-2026-000008",
+    )  # fmt: skip
+    yen = allocate(jpy, [], d(5), oct12)
+    assert [(p.line, str(p.amount)) for p in yen] == [(1, "4"), (2, "1")]
+    grant = Invoice(
+        "acme", date(2026, 9, 1), "USD",
+        (line("credit_grant", "prepaid credit", "20.00", "deferred"),), "r",
+        number="INV-2026-000009",
+    )  # fmt: skip
+
+    def balances(customer: str, on: date) -> dict[str, Decimal]:
+        assert (customer, on) == ("acme", oct12)
+        return {"2026-09-01#1": d("5.00")}
+
+    with pytest.raises(BadInput, match="more than its prepaid credit still undrawn"):
+        allocate(grant, [], d("8.00"), oct12, balances=balances)
+    assert allocate(grant, [], d("8.00"), oct12, balances=balances, force=True) == (
+        CreditPart(
+            1, "credit_grant", "prepaid credit", d("8.00"), deferred=d("5.00"), grant="2026-09-01#1"
+        ),
+    )
