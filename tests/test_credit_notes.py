@@ -820,8 +820,14 @@ def test_a_note_without_a_line_is_split_over_what_each_line_can_still_be_credite
       line 0 (kind "", "beyond the invoice (forced)").
     - In yen (no minor unit), 5 over lines of 7 and 3: 3.5 and 1.5, floors 3 and 1, the yen
       left to line 1 (a tie): 4 and 1, whole yen.
-    - A prepaid-credit line (a grant of 20.00 on Sep 1, 5.00 of it undrawn on Oct 12): 8.00
-      on it is refused unless forced; forced, the part is 8.00 of which 5.00 deferred.
+    - Prepaid-credit lines (two grants billed on Sep 1, ``2026-09-01#1`` and ``#2``; 5.00 of
+      the first undrawn on Oct 12, the second drawn in full): 8.00 on line 1 is refused unless
+      forced (forced: 8.00, of which 5.00 deferred), 5.00 is all undrawn (deferred 5.00), a
+      forced 3.00 on line 2 has nothing deferred; without the balances, refused.
+    - An advance fee of 31.00 for [Oct 1, Nov 1), 1.00 a day: 20.00 credited on Oct 16 finds
+      31.00 − 15.00 recognized through Oct 15 = 16.00 deferred. Cut since to [Oct 1, Oct 21)
+      and billed in full (``current``: 31.00 over 20 days), 31.00 × 15/20 = 23.25 is
+      recognized by then: 7.75 deferred, over the cut cycle. ``current`` as billed: 16.00.
     """
     from ledger.credit_notes import allocate
     from ledger.facts.credit_notes import CreditNote, CreditPart
@@ -871,18 +877,48 @@ def test_a_note_without_a_line_is_split_over_what_each_line_can_still_be_credite
     assert [(p.line, str(p.amount)) for p in yen] == [(1, "4"), (2, "1")]
     grant = Invoice(
         "acme", date(2026, 9, 1), "USD",
-        (line("credit_grant", "prepaid credit", "20.00", "deferred"),), "r",
+        (line("credit_grant", "prepaid credit", "20.00", "deferred"),
+         line("credit_grant", "prepaid credit", "50.00", "deferred")), "r",
         number="INV-2026-000009",
     )  # fmt: skip
 
     def balances(customer: str, on: date) -> dict[str, Decimal]:
         assert (customer, on) == ("acme", oct12)
-        return {"2026-09-01#1": d("5.00")}
+        return {"2026-09-01#1": d("5.00")}  # #2 drawn in full: not listed
 
-    with pytest.raises(BadInput, match="more than its prepaid credit still undrawn"):
-        allocate(grant, [], d("8.00"), oct12, balances=balances)
-    assert allocate(grant, [], d("8.00"), oct12, balances=balances, force=True) == (
-        CreditPart(
-            1, "credit_grant", "prepaid credit", d("8.00"), deferred=d("5.00"), grant="2026-09-01#1"
-        ),
+    def part(n: int, amount: str, deferred: str) -> CreditPart:
+        key = f"2026-09-01#{n}"
+        return CreditPart(n, "credit_grant", "prepaid credit", d(amount), d(deferred), key)
+
+    refused = "more than its prepaid credit still undrawn on 2026-10-12 .5.00 USD.; use --force"
+    with pytest.raises(BadInput, match=refused):
+        allocate(grant, [], d("8.00"), oct12, line=1, balances=balances)
+    with pytest.raises(BadInput, match=r"balance was not rated \(issue the note through Session"):
+        allocate(grant, [], d("8.00"), oct12, line=1)
+    assert allocate(grant, [], d("8.00"), oct12, line=1, balances=balances, force=True) == (
+        part(1, "8.00", "5.00"),
     )
+    assert allocate(grant, [], d("5.00"), oct12, line=1, balances=balances) == (
+        part(1, "5.00", "5.00"),
+    )
+    assert allocate(grant, [], d("3.00"), oct12, line=2, balances=balances, force=True) == (
+        part(2, "3.00", "0.00"),
+    )
+    cycle, link = "2026-10-01/2026-11-01", "acme-2026-10-01"
+    fee = InvoiceLine(
+        "base_fee", f"p base fee {cycle} (in advance)", "deferred", d("31.00"), cycle=cycle,
+        link=link,
+    )  # fmt: skip
+    advance = Invoice("acme", date(2026, 10, 1), "USD", (fee,), "r", number="INV-2026-000010")
+    oct16 = date(2026, 10, 16)
+
+    def on_fee(deferred: str, over: str) -> tuple[CreditPart, ...]:
+        return (CreditPart(1, "base_fee", fee.description, d("20.00"), d(deferred), cycle=over),)
+
+    assert allocate(advance, [], d("20.00"), oct16) == on_fee("16.00", cycle)
+    cut = {link: ("2026-10-01/2026-10-21", d("31.00"))}
+    assert allocate(advance, [], d("20.00"), oct16, current=cut) == on_fee(
+        "7.75", "2026-10-01/2026-10-21"
+    )
+    same = {link: (cycle, d("31.00"))}
+    assert allocate(advance, [], d("20.00"), oct16, current=same) == on_fee("16.00", cycle)
