@@ -828,7 +828,14 @@ def test_a_note_without_a_line_is_split_over_what_each_line_can_still_be_credite
       31.00 − 15.00 recognized through Oct 15 = 16.00 deferred. Cut since to [Oct 1, Oct 21)
       and billed in full (``current``: 31.00 over 20 days), 31.00 × 15/20 = 23.25 is
       recognized by then: 7.75 deferred, over the cut cycle. ``current`` as billed: 16.00.
+      On Nov 2 all of it is recognized: nothing deferred, and no cycle to reduce.
+    - A yen fee of 1,000 including 100 of tax (900 booked to deferred revenue), for the same
+      cycle: 505 credited on Oct 16 stands for 505 − round(100 × 505/1,000 = 50.5) = 505 − 50
+      = 455 of deferred revenue (half to even, in whole yen), of the 900 − round(900 ×
+      15/31 = 435.48…) = 465 still deferred: 455, written ``455``.
     """
+    from dataclasses import replace
+
     from ledger.credit_notes import allocate
     from ledger.facts.credit_notes import CreditNote, CreditPart
     from ledger.facts.invoices import Invoice, InvoiceLine
@@ -922,3 +929,8 @@ def test_a_note_without_a_line_is_split_over_what_each_line_can_still_be_credite
     )
     same = {link: (cycle, d("31.00"))}
     assert allocate(advance, [], d("20.00"), oct16, current=same) == on_fee("16.00", cycle)
+    assert allocate(advance, [], d("20.00"), date(2026, 11, 2)) == on_fee("0.00", "")
+    yen_fee = replace(fee, amount=d(1000), net=d(900))
+    inclusive = Invoice("kaisha", date(2026, 10, 1), "JPY", (yen_fee,), "r", number="INV-11")
+    [taken] = allocate(inclusive, [], d(505), oct16)
+    assert (taken.amount, str(taken.deferred), taken.cycle) == (d(505), "455", cycle)
