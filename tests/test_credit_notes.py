@@ -900,7 +900,10 @@ def test_a_note_without_a_line_is_split_over_what_each_line_can_still_be_credite
     refused = "more than its prepaid credit still undrawn on 2026-10-12 .5.00 USD.; use --force"
     with pytest.raises(BadInput, match=refused):
         allocate(grant, [], d("8.00"), oct12, line=1, balances=balances)
-    with pytest.raises(BadInput, match=r"balance was not rated \(issue the note through Session"):
+    with pytest.raises(
+        BadInput,
+        match=r"its undrawn balance was not rated \(issue the note through Session\.credit\)$",
+    ):
         allocate(grant, [], d("8.00"), oct12, line=1)
     assert allocate(grant, [], d("8.00"), oct12, line=1, balances=balances, force=True) == (
         part(1, "8.00", "5.00"),
