@@ -291,12 +291,18 @@ def test_the_settlement_timeline_of_payments_notes_and_applications() -> None:
     - Oct 27, A1 applies 25.00 of P2's 70.00 to INV-2 (owes 30.00): 25.00 (P2 holds 45.00,
       INV-2 owes 5.00). Oct 28, A2 applies 10.00 of P3's 15.00 to INV-2: only the 5.00 owed
       (rest 5.00 left at P3, which holds 10.00; INV-2 open 0).
-    - Oct 29, A3 refunds CN-1's 10.00 in full (CN-1 holds 0); A4 applies 8.00 from P1 (holds
-      0) to INV-3: nothing (rest 8.00); A5 applies 8.00 from P2 to INV-9 (unknown): nothing.
+    - Oct 20 still, refund #R-3 pays CN-1's 10.00 out in full (CN-1 holds 0): the day's
+      applications come after its notes, even under a payout reference that sorts before
+      the note's number.
+    - Oct 29, A4 applies 8.00 from P1 (holds 0) to INV-3: nothing (rest 8.00); A5 applies
+      8.00 from P2 to INV-9 (unknown): nothing; A7 applies 5.00 from P9, which holds nothing
+      (no such payment): nothing, rest 5.00. CN-3 takes 5.00 off INV-9, not among the
+      invoices replayed: nothing applied, all 5.00 owed back.
     - Oct 30, P6 20.00 naming no invoice and, the same day, A6 applying it to INV-3 (owes
       20.00): applications come after the day's cash, so all 20.00.
 
-    Left at each source: P1 0, P2 45.00, P3 10.00, P4 5.00, P5 30.00, P6 0, CN-1 0, CN-2 0.
+    Left at each source: P1 0, P2 45.00, P3 10.00, P4 5.00, P5 30.00, P6 0, P9 0, CN-1 0,
+    CN-2 0, CN-3 5.00.
     """
     from ledger.facts.credit_notes import CreditNote
     from ledger.facts.payments import CashApplication
@@ -329,14 +335,19 @@ def test_the_settlement_timeline_of_payments_notes_and_applications() -> None:
         pay(26, "30.00", "INV-4", "P5"),
         pay(30, "20.00", "", "P6"),
     ]
-    notes = [note("CN-1", 1, "INV-1", 20, "50.00"), note("CN-2", 2, "INV-2", 21, "20.00")]
+    notes = [
+        note("CN-1", 1, "INV-1", 20, "50.00"),
+        note("CN-2", 2, "INV-2", 21, "20.00"),
+        note("CN-3", 3, "INV-9", 29, "5.00"),
+    ]
     applications = [
         app("A1", 27, "P2", "25.00", "INV-2"),
         app("A2", 28, "P3", "10.00", "INV-2"),
-        app("A3", 29, "CN-1", "10.00"),
+        app("#R-3", 20, "CN-1", "10.00"),
         app("A4", 29, "P1", "8.00", "INV-3"),
         app("A5", 29, "P2", "8.00", "INV-9"),
         app("A6", 30, "P6", "20.00", "INV-3"),
+        app("A7", 29, "P9", "5.00", "INV-3"),
     ]
     expected = {
         ("payment", "P1"): Settlement("payment", "P1", d("60.00"), d("0.00"), "", inv["INV-1"]),
@@ -361,7 +372,7 @@ def test_the_settlement_timeline_of_payments_notes_and_applications() -> None:
         ("application", "A2"): Settlement(
             "application", "A2", d("5.00"), d("5.00"), invoice=inv["INV-2"]
         ),
-        ("application", "A3"): Settlement("application", "A3", d("10.00"), d(0)),
+        ("application", "#R-3"): Settlement("application", "#R-3", d("10.00"), d(0)),
         ("application", "A4"): Settlement(
             "application", "A4", d("0.00"), d("8.00"), invoice=inv["INV-3"]
         ),
@@ -369,6 +380,10 @@ def test_the_settlement_timeline_of_payments_notes_and_applications() -> None:
         ("application", "A6"): Settlement(
             "application", "A6", d("20.00"), d("0.00"), invoice=inv["INV-3"]
         ),
+        ("application", "A7"): Settlement(
+            "application", "A7", d(0), d("5.00"), invoice=inv["INV-3"]
+        ),
+        ("credit_note", "CN-3"): Settlement("credit_note", "CN-3", d(0), d("5.00")),
     }
     for order in (1, -1):  # the replay's order is the facts', not the lists'
         settled = settle(invoices, payments[::order], notes[::order], applications[::order])
@@ -381,6 +396,8 @@ def test_the_settlement_timeline_of_payments_notes_and_applications() -> None:
             "P4": d("5.00"),
             "P5": d("30.00"),
             "P6": d(0),
+            "P9": d(0),
             "CN-1": d(0),
             "CN-2": d(0),
+            "CN-3": d("5.00"),
         }
