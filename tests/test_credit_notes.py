@@ -937,3 +937,65 @@ def test_a_note_without_a_line_is_split_over_what_each_line_can_still_be_credite
     inclusive = Invoice("kaisha", date(2026, 10, 1), "JPY", (yen_fee,), "r", number="INV-11")
     [taken] = allocate(inclusive, [], d(505), oct16)
     assert (taken.amount, str(taken.deferred), taken.cycle) == (d(505), "455", cycle)
+
+
+def test_what_a_line_can_be_credited_with_the_tax_charged_on_it() -> None:
+    """``line_with_tax``: a line's creditable amount with its tax, on hand-made invoices.
+
+    Taxed on average (the plugin said no line's tax): lines 100.00, 33.33 and 16.67 (150.00),
+    10 % tax 15.00, total 165.00. CN-2026-000001 credited 10.00 of line 2 (+ 1.00 tax): 154.00
+    is left. Each line: what is left less the other lines' rest with their tax, so the three
+    add up to 154.00 whatever the rounding:
+
+    - line 1: others 23.33 + 16.67 = 40.00, with tax 44.00: 154.00 − 44.00 = 110.00;
+    - line 2: others 100.00 + 16.67 = 116.67, with tax round(128.337) = 128.34: 25.66;
+    - line 3: others 100.00 + 23.33 = 123.33, with tax round(135.663) = 135.66: 18.34
+      (110.00 + 25.66 + 18.34 = 154.00; 16.67 × 1.1 alone would round to 18.34 too, 23.33 ×
+      1.1 to 25.66).
+
+    Each line's own tax known (100.00 at 19 % and 100.00 at 7 %, 226.00): line 1 119.00, not
+    the average's 226.00 − 113.00 = 113.00. Untaxed, or prices including the tax: the line's
+    own amount.
+    """
+    from dataclasses import replace
+
+    from ledger.credit_notes import line_with_tax
+    from ledger.facts.credit_notes import CreditNote, CreditPart
+    from ledger.facts.invoices import Invoice, InvoiceLine, Tax, TaxLine
+
+    d = Decimal
+
+    def invoice(amounts: tuple[str, ...], tax: Tax | None) -> Invoice:
+        lines = tuple(
+            InvoiceLine("usage", f"m{i}", "unbilled", d(a)) for i, a in enumerate(amounts)
+        )
+        return Invoice("acme", date(2026, 10, 1), "USD", lines, "r", number="INV-1", tax=tax)
+
+    ten = Tax(lines=(TaxLine("US-WA", d("0.10"), d("150.00"), d("15.00")),))
+    average = invoice(("100.00", "33.33", "16.67"), ten)
+    assert average.total == d("165.00")
+    mine = [
+        CreditNote(
+            "CN-2026-000001", 1, "INV-1", "acme", date(2026, 10, 5), "USD", d("11.00"), "x",
+            parts=(CreditPart(2, "usage", "m1", d("10.00")),),
+        )
+    ]  # fmt: skip
+    left = d("154.00")
+    assert [
+        line_with_tax(average, 1, d("100.00"), left, mine),
+        line_with_tax(average, 2, d("23.33"), left, mine),
+        line_with_tax(average, 3, d("16.67"), left, mine),
+    ] == [d("110.00"), d("25.66"), d("18.34")]
+    own = Tax(
+        lines=(
+            TaxLine("DE", d("0.19"), d("100.00"), d("19.00")),
+            TaxLine("DE", d("0.07"), d("100.00"), d("7.00")),
+        ),
+        line_tax=(((0, d("19.00")),), ((1, d("7.00")),)),
+    )
+    per_line = invoice(("100.00", "100.00"), own)
+    assert line_with_tax(per_line, 1, d("100.00"), d("226.00"), []) == d("119.00")
+    untaxed = invoice(("100.00", "50.00"), None)
+    assert line_with_tax(untaxed, 1, d("100.00"), d("150.00"), []) == d("100.00")
+    inclusive = invoice(("110.00", "55.00"), replace(ten, inclusive=True))
+    assert line_with_tax(inclusive, 1, d("110.00"), d("165.00"), []) == d("110.00")
