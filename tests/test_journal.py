@@ -1175,6 +1175,70 @@ def test_fee_reduction_over_a_cycle_outside_every_subscription_now(
     ]
 
 
+def test_fee_reduction_on_an_add_ons_fee_follows_the_add_on(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A note on an add-on's advance fee is scheduled over the add-on's cycle, from its plan.
+
+    acme runs ``pro`` from 2026-09-15 and, beside it, ``support`` (a 30.00 fee, no charges)
+    as its subscription ``id: addon`` from the same day (both anchored on the 15th), the
+    add-on cancelled from Nov 1.
+    INV-2026-000004's add-on line billed 30.00 for ``[Oct 15, Nov 15)`` (link
+    ``acme/addon-2026-10-15``); CN-2026-000003 takes 12.00 of it out on Oct 26. The add-on's
+    cycle is now ``[Oct 15, Nov 1)`` (the main plan's still runs to Nov 15): all 12.00 comes
+    out on Oct 31, its last day, and out of ``support``'s revenue (the main subscription's cycle,
+    with the billed key, would say ``pro`` and 3.60 by Oct 31, 8.40 on Nov 14).
+    """
+    root = tmp_path_factory.mktemp("addon") / "ws"
+    addon = CUSTOMERS.replace(
+        "subscriptions: [{plan: pro, start: 2026-09-15}]",
+        "subscriptions: [{plan: pro, start: 2026-09-15},"
+        " {id: addon, plan: support, start: 2026-09-15, end: 2026-11-01, billing_anchor: start}]",
+    )
+    assert addon != CUSTOMERS
+    plans = (
+        PLANS + '  support:\n    currency: USD\n    base_fee: {amount: "30.00", timing: advance}\n'
+    )
+    write_workspace(root, meters=METERS_CALLS, plans=plans, customers=addon)
+    rules = load_rules(root / "rules")
+    # the add-on's cycle is cut, the main subscription's (the default series) is not
+    assert running_cycle("acme", "2026-10-15/2026-11-15", rules, "addon") == "2026-10-15/2026-11-01"
+    assert running_cycle("acme", "2026-10-15/2026-11-15", rules) == "2026-10-15/2026-11-15"
+    main_cut = tmp_path_factory.mktemp("main-cut") / "ws"
+    write_workspace(main_cut, meters=METERS_CALLS, plans=PLANS, customers=CUSTOMERS.replace(
+        "{plan: pro, start: 2026-09-15}", "{plan: pro, start: 2026-09-15, end: 2026-11-01}"
+    ))  # fmt: skip
+    cut = load_rules(main_cut / "rules")
+    assert running_cycle("acme", "2026-10-15/2026-11-15", cut) == "2026-10-15/2026-11-01"
+    cycle, description = (
+        "2026-10-15/2026-11-15",
+        "support base fee 2026-10-15/2026-11-15 (in advance)",
+    )
+    fee = InvoiceLine(
+        "base_fee", description, "deferred", D("30.00"), cycle=cycle, link="acme/addon-2026-10-15"
+    )
+    invoice = replace(ACME_INVOICE, lines=(*ACME_INVOICE.lines[:2], fee))
+    note = replace(
+        FEE_NOTE,
+        line_description=description,
+        parts=(replace(FEE_NOTE.parts[0], description=description),),
+    )
+    entries = fee_reduction_entries(note, invoice, rules, recut={})
+    assert [
+        (e.date, e.meta["cycle"], [(p.account, p.units.number) for p in e.postings])
+        for e in entries
+    ] == [
+        (
+            date(2026, 10, 31),
+            "2026-10-15/2026-11-01",
+            [
+                ("Income:Subscriptions:Support", D("12.00")),
+                ("Liabilities:Deferred-Revenue:Acme", D("-12.00")),
+            ],
+        )
+    ]
+
+
 # --- adjustments.py -----------------------------------------------------------------------
 
 
