@@ -954,7 +954,8 @@ def test_what_a_line_can_be_credited_with_the_tax_charged_on_it() -> None:
       1.1 to 25.66).
 
     Each line's own tax known (100.00 at 19 % and 100.00 at 7 %, 226.00): line 1 119.00, not
-    the average's 226.00 − 113.00 = 113.00. Untaxed, or prices including the tax: the line's
+    the average's 226.00 − 113.00 = 113.00; after a note of 50.00 on it that gave back 9.50 of
+    its tax: 50.00 + 19.00 − 9.50 = 59.50. Untaxed, or prices including the tax: the line's
     own amount.
     """
     from dataclasses import replace
@@ -995,6 +996,12 @@ def test_what_a_line_can_be_credited_with_the_tax_charged_on_it() -> None:
     )
     per_line = invoice(("100.00", "100.00"), own)
     assert line_with_tax(per_line, 1, d("100.00"), d("226.00"), []) == d("119.00")
+    half = CreditNote(
+        "CN-2026-000002", 2, "INV-1", "acme", date(2026, 10, 5), "USD", d("59.50"), "x",
+        parts=(CreditPart(1, "usage", "m0", d("50.00")),),
+        tax=Tax(lines=(TaxLine("DE", d("0.19"), d("50.00"), d("9.50")),)),
+    )  # fmt: skip
+    assert line_with_tax(per_line, 1, d("50.00"), d("166.50"), [half]) == d("59.50")
     untaxed = invoice(("100.00", "50.00"), None)
     assert line_with_tax(untaxed, 1, d("100.00"), d("150.00"), []) == d("100.00")
     inclusive = invoice(("110.00", "55.00"), replace(ten, inclusive=True))
