@@ -401,3 +401,56 @@ def test_the_settlement_timeline_of_payments_notes_and_applications() -> None:
             "CN-2": d(0),
             "CN-3": d("5.00"),
         }
+
+
+def test_each_bank_row_is_accepted_or_rejected_with_its_one_reason() -> None:
+    """``payment_of`` on rows read as of 2026-11-01 (a row may be dated a day ahead, the bank's
+    time zone): every reason and message, and the bounds of each check.
+
+    Accepted: 0.50 (positive), 60.000 USD (three places, all zero: 60.00), 60 yen, dated Nov 2
+    (today + 1), a reference of exactly 255 characters; the row's line number kept. Rejected:
+    a 256-character reference or invoice (``too_long``), Nov 3 (``future_date``), ``usd``,
+    ``US1``, ``ÄBC`` and ``USDX`` (``bad_currency``), 60.005 USD and 60.5 JPY (``bad_number``:
+    more decimal places than the currency has), 0 (``nonpositive_amount``).
+    """
+    from ledger.importers.payments import RawPayment
+    from ledger.ingest import Rejected
+    from ledger.payments import payment_of
+
+    today = date(2026, 11, 1)
+
+    def row(
+        amount: str = "60", currency: str = "USD", day: str = "2026-10-20", **kw: str
+    ) -> RawPayment:
+        ref, invoice = kw.get("reference", "BANK-1"), kw.get("invoice", "INV-2026-000001")
+        return RawPayment(7, [], day, amount, currency, invoice, ref)
+
+    def accepted(raw: RawPayment) -> tuple[str, str, int]:
+        paid = payment_of(raw, today=today)
+        return str(paid.amount), paid.date.isoformat(), paid.line
+
+    assert accepted(row("0.50")) == ("0.50", "2026-10-20", 7)
+    assert accepted(row("60.000")) == ("60.00", "2026-10-20", 7)
+    assert accepted(row("60", "JPY")) == ("60", "2026-10-20", 7)
+    assert accepted(row(day="2026-11-02")) == ("60.00", "2026-11-02", 7)
+    assert accepted(row(reference="R" * 255)) == ("60.00", "2026-10-20", 7)
+    long = "X" * 256
+    for raw, reason, message in [
+        (row(reference=long), "too_long", "reference is 256 characters (at most 255)"),
+        (row(invoice=long), "too_long", "invoice is 256 characters (at most 255)"),
+        (row(day="2026-11-03"), "future_date", "date 2026-11-03 is in the future"),
+        *(
+            (row(currency=c), "bad_currency", f"currency {c!r} is not an ISO 4217 code such as USD")
+            for c in ("usd", "US1", "ÄBC", "USDX")
+        ),
+        (row("60.005"), "bad_number", "amount 60.005 has more than 2 decimal places for USD"),
+        (row("60.5", "JPY"), "bad_number", "amount 60.5 has more than 0 decimal places for JPY"),
+        (
+            row("0"),
+            "nonpositive_amount",
+            "amount 0 is not positive (refunds paid out are not payments received)",
+        ),
+    ]:
+        with pytest.raises(Rejected) as refused:
+            payment_of(raw, today=today)
+        assert refused.value.args == (reason, message)
