@@ -1006,3 +1006,70 @@ def test_what_a_line_can_be_credited_with_the_tax_charged_on_it() -> None:
     assert line_with_tax(untaxed, 1, d("100.00"), d("150.00"), []) == d("100.00")
     inclusive = invoice(("110.00", "55.00"), replace(ten, inclusive=True))
     assert line_with_tax(inclusive, 1, d("110.00"), d("165.00"), []) == d("110.00")
+
+
+def test_deferred_revenue_left_on_a_fee_after_notes_and_a_cut() -> None:
+    """``fee_deferred_left``: what an advance fee still holds in deferred revenue, by hand.
+
+    INV-2026-000001 billed 31.00 for ``[Oct 1, Nov 1)``; CN-2026-000001 (goodwill, Oct 5) took
+    9.30 of it out of deferred revenue, scheduled over that cycle. CN-2026-000009 on another
+    invoice, and a part on another line, are not this fee's.
+
+    - Unchanged, through Oct 15: recognized 31.00 × 15/31 = 15.00, the note's 9.30 reduced by
+      9.30 × 11/27 = 3.79 (Oct 5–15 of Oct 5–31): 31.00 − 15.00 − (9.30 − 3.79) = 10.49.
+    - Cut to ``[Oct 1, Oct 21)`` billed in full (``proration: none``, no correction note):
+      through Oct 15, 31.00 × 15/20 = 23.25 recognized, the note's 9.30 over the cut cycle,
+      9.30 × 11/16 = 6.39 by then: 31.00 − 23.25 − (9.30 − 6.39) = 4.84.
+    - Cut to 20 days by day (``current`` fee 20.00) with its correction CN-2026-000002 (Oct 21,
+      1.70 out at once: 31.00 − 20.00 − 9.30): through Oct 25 all 20.00 recognized, the goodwill
+      note counts in full (its schedule dropped): 31.00 − 20.00 − 9.30 − 1.70 = 0.
+    - Cut to ``[Oct 1, Oct 11)`` in full, the goodwill note dated Oct 15, after that cycle ended:
+      taken out at once on its date, so through Oct 20 the fee is recognized (31.00) and the note
+      reduced in full: 0; through Oct 14, before the note: 0 − 9.30 = −9.30 (it counts in full).
+    """
+    from dataclasses import replace
+
+    from ledger.credit_notes import fee_deferred_left
+    from ledger.facts.credit_notes import CreditNote, CreditPart
+    from ledger.facts.invoices import Invoice, InvoiceLine
+
+    d = Decimal
+    billed, cut = "2026-10-01/2026-11-01", "2026-10-01/2026-10-21"
+    fee = InvoiceLine(
+        "base_fee", f"p base fee {billed} (in advance)", "deferred", d("31.00"), cycle=billed,
+        link="acme-2026-10-01",
+    )  # fmt: skip
+    other = InvoiceLine("usage", "calls", "unbilled", d("5.00"))
+    invoice = Invoice("acme", date(2026, 10, 1), "USD", (fee, other), "r", number="INV-2026-000001")
+
+    def note(number: str, day: int, reason: str, *parts: CreditPart, on: str = "") -> CreditNote:
+        amount = sum((p.amount for p in parts), d(0))
+        return CreditNote(
+            number, int(number[-1]), on or invoice.number, "acme", date(2026, 10, day), "USD",
+            amount, reason, parts=parts,
+        )  # fmt: skip
+
+    goodwill = note(
+        "CN-2026-000001", 5, "goodwill",
+        CreditPart(1, "base_fee", fee.description, d("9.30"), d("9.30"), cycle=billed),
+        CreditPart(2, "usage", "calls", d("1.00")),
+    )  # fmt: skip
+    elsewhere = note(
+        "CN-2026-000009", 5, "subscription change: cycle x now y, base fee 1 now 2",
+        CreditPart(1, "base_fee", "", d("4.00"), d("4.00"), cycle=billed), on="INV-2026-000005",
+    )  # fmt: skip
+    notes = [goodwill, elsewhere]
+    oct15 = date(2026, 10, 15)
+    assert fee_deferred_left(invoice, 1, notes, oct15) == d("10.49")
+    assert fee_deferred_left(invoice, 1, notes, oct15, (cut, d("31.00"))) == d("4.84")
+    correction = note(
+        "CN-2026-000002", 21,
+        f"subscription change: cycle {billed} now {cut}, base fee 31.00 now 20.00",
+        CreditPart(1, "base_fee", fee.description, d("1.70"), d("1.70")),
+    )  # fmt: skip
+    corrected = [goodwill, correction, elsewhere]
+    assert fee_deferred_left(invoice, 1, corrected, date(2026, 10, 25), (cut, d("20.00"))) == 0
+    late = replace(goodwill, date=oct15)
+    ten_days = ("2026-10-01/2026-10-11", d("31.00"))
+    assert fee_deferred_left(invoice, 1, [late], date(2026, 10, 20), ten_days) == 0
+    assert fee_deferred_left(invoice, 1, [late], date(2026, 10, 14), ten_days) == d("-9.30")
