@@ -1012,8 +1012,9 @@ def test_deferred_revenue_left_on_a_fee_after_notes_and_a_cut() -> None:
     """``fee_deferred_left``: what an advance fee still holds in deferred revenue, by hand.
 
     INV-2026-000001 billed 31.00 for ``[Oct 1, Nov 1)``; CN-2026-000001 (goodwill, Oct 5) took
-    9.30 of it out of deferred revenue, scheduled over that cycle. CN-2026-000009 on another
-    invoice, and a part on another line, are not this fee's.
+    9.30 of it out of deferred revenue, scheduled over that cycle (and 1.00 of the prepaid
+    credit on line 2). CN-2026-000009 on another invoice, and the part on line 2, are not this
+    fee's.
 
     - Unchanged, through Oct 15: recognized 31.00 × 15/31 = 15.00, the note's 9.30 reduced by
       9.30 × 11/27 = 3.79 (Oct 5–15 of Oct 5–31): 31.00 − 15.00 − (9.30 − 3.79) = 10.49.
@@ -1026,6 +1027,13 @@ def test_deferred_revenue_left_on_a_fee_after_notes_and_a_cut() -> None:
     - Cut to ``[Oct 1, Oct 11)`` in full, the goodwill note dated Oct 15, after that cycle ended:
       taken out at once on its date, so through Oct 20 the fee is recognized (31.00) and the note
       reduced in full: 0; through Oct 14, before the note: 0 − 9.30 = −9.30 (it counts in full).
+    - Moved to a 20.00 plan for the same cycle (the key unchanged), with its correction of
+      11.00 (31.00 − 20.00): the goodwill note stays scheduled over the cycle. Through Oct 15:
+      20.00 × 15/31 = 9.68 recognized: 31.00 − 9.68 − (9.30 − 3.79) − 11.00 = 4.81.
+    - In yen, a fee of 1,000 including 100 of tax (900 deferred), a goodwill note of 100 on
+      Oct 5: through Oct 15, 900 × 15/31 = 435.48… is 435, the note reduced by 100 × 11/27 =
+      40.7… = 41: 900 − 435 − 59 = 406. Cut to ``[Oct 1, Oct 11)`` billed at 333: it recognizes
+      333 − 100 + round(100 × 667/1,000 = 66.7) = 300, so through Oct 20: 900 − 300 − 0 = 600.
     """
     from dataclasses import replace
 
@@ -1039,7 +1047,7 @@ def test_deferred_revenue_left_on_a_fee_after_notes_and_a_cut() -> None:
         "base_fee", f"p base fee {billed} (in advance)", "deferred", d("31.00"), cycle=billed,
         link="acme-2026-10-01",
     )  # fmt: skip
-    other = InvoiceLine("usage", "calls", "unbilled", d("5.00"))
+    other = InvoiceLine("credit_grant", "prepaid credit", "deferred", d("5.00"))
     invoice = Invoice("acme", date(2026, 10, 1), "USD", (fee, other), "r", number="INV-2026-000001")
 
     def note(number: str, day: int, reason: str, *parts: CreditPart, on: str = "") -> CreditNote:
@@ -1052,13 +1060,13 @@ def test_deferred_revenue_left_on_a_fee_after_notes_and_a_cut() -> None:
     goodwill = note(
         "CN-2026-000001", 5, "goodwill",
         CreditPart(1, "base_fee", fee.description, d("9.30"), d("9.30"), cycle=billed),
-        CreditPart(2, "usage", "calls", d("1.00")),
+        CreditPart(2, "credit_grant", "prepaid credit", d("1.00"), d("1.00"), "2026-10-01#1"),
     )  # fmt: skip
     elsewhere = note(
         "CN-2026-000009", 5, "subscription change: cycle x now y, base fee 1 now 2",
         CreditPart(1, "base_fee", "", d("4.00"), d("4.00"), cycle=billed), on="INV-2026-000005",
     )  # fmt: skip
-    notes = [goodwill, elsewhere]
+    notes = [elsewhere, goodwill]
     oct15 = date(2026, 10, 15)
     assert fee_deferred_left(invoice, 1, notes, oct15) == d("10.49")
     assert fee_deferred_left(invoice, 1, notes, oct15, (cut, d("31.00"))) == d("4.84")
@@ -1067,9 +1075,26 @@ def test_deferred_revenue_left_on_a_fee_after_notes_and_a_cut() -> None:
         f"subscription change: cycle {billed} now {cut}, base fee 31.00 now 20.00",
         CreditPart(1, "base_fee", fee.description, d("1.70"), d("1.70")),
     )  # fmt: skip
-    corrected = [goodwill, correction, elsewhere]
+    corrected = [elsewhere, goodwill, correction]
     assert fee_deferred_left(invoice, 1, corrected, date(2026, 10, 25), (cut, d("20.00"))) == 0
     late = replace(goodwill, date=oct15)
     ten_days = ("2026-10-01/2026-10-11", d("31.00"))
     assert fee_deferred_left(invoice, 1, [late], date(2026, 10, 20), ten_days) == 0
     assert fee_deferred_left(invoice, 1, [late], date(2026, 10, 14), ten_days) == d("-9.30")
+    plan = replace(
+        correction,
+        reason=f"subscription change: cycle {billed} now {billed}, base fee 31.00 now 20.00",
+        parts=(CreditPart(1, "base_fee", fee.description, d("11.00"), d("11.00")),),
+    )
+    assert fee_deferred_left(invoice, 1, [goodwill, plan], oct15, (billed, d("20.00"))) == d("4.81")
+    yen_fee = replace(fee, amount=d(1000), net=d(900))
+    yen = replace(invoice, currency="JPY", lines=(yen_fee,))
+    gift = replace(
+        goodwill,
+        currency="JPY",
+        amount=d(100),
+        parts=(CreditPart(1, "base_fee", fee.description, d(100), d(100), cycle=billed),),
+    )
+    assert fee_deferred_left(yen, 1, [gift], oct15) == d(406)
+    cut_yen = ("2026-10-01/2026-10-11", d(333))
+    assert fee_deferred_left(yen, 1, [gift], date(2026, 10, 20), cut_yen) == d(600)
