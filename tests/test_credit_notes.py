@@ -1098,3 +1098,35 @@ def test_deferred_revenue_left_on_a_fee_after_notes_and_a_cut() -> None:
     assert fee_deferred_left(yen, 1, [gift], oct15) == d(406)
     cut_yen = ("2026-10-01/2026-10-11", d(333))
     assert fee_deferred_left(yen, 1, [gift], date(2026, 10, 20), cut_yen) == d(600)
+
+
+def test_a_note_on_a_discounted_advance_fee_takes_the_fee_net_of_its_discount() -> None:
+    """``allocate`` on an advance fee with a discount (:mod:`ledger.discounts`), by hand.
+
+    INV-2026-000001 bills 31.00 for ``[Oct 1, Nov 1)`` and a discount of 6.20 on it (net
+    24.80, 0.80 a day, both in deferred revenue). 20.00 credited on line 1 on Oct 16: through
+    Oct 15 the fee has recognized 31.00 × 15/31 = 15.00 and its discount 6.20 × 15/31 = 3.00,
+    so deferred revenue holds (31.00 − 15.00) − (6.20 − 3.00) = 12.80 of it: the part defers
+    12.80 and gives back 7.20 of revenue, with round(7.20 × 6.20/24.80) = 1.80 of discount.
+    On Nov 2 the cycle is recognized: nothing deferred, 20.00 of revenue and 5.00 of discount.
+    """
+    from ledger.credit_notes import allocate
+    from ledger.facts.credit_notes import CreditPart
+    from ledger.facts.invoices import Invoice, InvoiceLine
+
+    d, cycle, link = Decimal, "2026-10-01/2026-11-01", "acme-2026-10-01"
+    fee = InvoiceLine(
+        "base_fee", f"p base fee {cycle} (in advance)", "deferred", d("31.00"), cycle=cycle,
+        link=link,
+    )  # fmt: skip
+    off = InvoiceLine(
+        "discount", "10 % off", "deferred", d("-6.20"), cycle=cycle, link=link, on="base_fee"
+    )
+    invoice = Invoice("acme", date(2026, 10, 1), "USD", (fee, off), "r", number="INV-2026-000001")
+    assert allocate(invoice, [], d("20.00"), date(2026, 10, 16), line=1) == (
+        CreditPart(
+            1, "base_fee", fee.description, d("20.00"), d("12.80"), cycle=cycle, discount=d("1.80")
+        ),
+    )
+    [later] = allocate(invoice, [], d("20.00"), date(2026, 11, 2), line=1)
+    assert (later.deferred, later.cycle, later.discount) == (d("0.00"), "", d("5.00"))
