@@ -117,7 +117,8 @@ class OpenWorkspace:
     def wrote_facts(self, *, rated: bool = True) -> None:
         """The command has just stored a fact: read them again when next asked. ``rated=False``
         keeps the ratings (issuing invoices pins exactly the plan versions they were rated
-        with and changes no event or grant, so every rating stays what it was)."""
+        with and changes no event or grant, so every rating stays what it was; not a threshold
+        invoice: its cycle is rated at one more cut-off from then on)."""
         reads = self.reads
         if reads is not None:
             reads.facts = None

@@ -1075,8 +1075,10 @@ class Session(OpenWorkspace):
         finally:
             self._issuing = ()
             if numbered:  # invoices and their pins stored (or not): read the facts again,
-                # keep the ratings (the pins are the plan versions they were rated with)
-                self.wrote_facts(rated=False)
+                # keep the ratings (the pins are the plan versions they were rated with), unless
+                # a threshold invoice adds a cut-off its cycle is rated at (``progress``): the
+                # reconcilers of ``close`` compare its lines with the cycle rated there
+                self.wrote_facts(rated=any(inv.threshold for inv in numbered))
         faults.point("invoice:numbered")
         staging.commit()
         return new

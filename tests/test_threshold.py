@@ -217,6 +217,42 @@ def test_a_second_threshold_invoice_and_the_rest_with_late_usage_credit_and_clos
     assert checked.exit_code == 0, checked.output
 
 
+def test_a_threshold_invoice_issued_by_close_is_reconciled_against_its_cut_off(
+    tmp_path: Path,
+) -> None:
+    """``cap`` (1.00 a call, threshold 5.00): 5 calls on Sep 1..5, nothing invoiced. ``close
+    2026-09`` invoices through Sep 30, so it issues a threshold invoice dated Sep 30 for the
+    cycle's usage through Sep 29: 5 × 1.00 = 5.00 ≥ 5.00. rated-vs-invoiced compares its line
+    with the cycle rated through Sep 29 (5 calls, 5.00): the same, no finding, and the month is
+    sealed at the first run. Books at Oct 1: unbilled 5.00 (Sep 29 accrual) − 5.00 (the invoice)
+    + 0 (Sep 30 accrual: no usage after Sep 5) = 0; invoiced 5.00; usage revenue 5.00.
+
+    The close rated the month before issuing; the threshold invoice adds a cut-off (Sep 29) to
+    the cycle's rating, so the reconcilers must see it rated again, or they find no rating for
+    the invoice's line and refuse with an error naming the invoice just issued, which a re-run
+    (rated afresh) no longer reports."""
+    session = workspace(tmp_path / "ws")
+    root = session.workspace.root
+    insert_events(session.engine, calls("cap", [f"2026-09-{d:02d}" for d in range(1, 6)]))
+    closed = run_cli(root, "close", "2026-09")
+    assert closed.exit_code == 0, closed.output
+    assert "issued INV-2026-000001  2026-09-30  cap" in closed.output
+    assert "rated-vs-invoiced" not in closed.output
+    assert "closed 2026-09" in closed.output
+    (invoice,) = session.facts().invoices
+    assert (invoice.date, invoice.total) == (date(2026, 9, 30), Decimal("5.00"))
+    assert [(s.link, s.through) for s in invoice.progress] == [
+        ("cap-2026-09-01", date(2026, 9, 29))
+    ]
+    entries = books(session)
+    assert balance(entries, "Assets:Receivables:Unbilled:Cap", date(2026, 9, 30)) == Decimal("5.00")
+    assert balance(entries, "Assets:Receivables:Unbilled:Cap", date(2026, 10, 1)) == Decimal("0")
+    assert balance(entries, "Assets:Receivables:Invoiced:Cap", date(2026, 10, 1)) == Decimal("5.00")
+    assert balance(entries, "Income:Usage:Api-Calls", date(2026, 10, 1)) == Decimal("-5.00")
+    checked = run_cli(root, "check")
+    assert checked.exit_code == 0, checked.output
+
+
 def test_a_threshold_invoice_bills_usage_and_leaves_the_base_fee_to_the_accrual_points(
     tmp_path: Path,
 ) -> None:
