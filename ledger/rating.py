@@ -289,6 +289,7 @@ def rate(
     reductions: Sequence[GrantReduction] | None = None,
     progress: Mapping[str, Collection[date]] | None = None,
     topups: Sequence[TopUp] | None = None,
+    settled: Collection[str] = frozenset(),
 ) -> Rating:
     """Rate every cycle that started on or before ``through``.
 
@@ -300,6 +301,11 @@ def rate(
     credit grants are reduced by ``reductions``; None means the ones the store's
     credit notes made (:func:`ledger.credit_notes.load_grant_reductions`), so
     every caller draws credit exactly as the books post it.
+
+    ``settled``: links of cycles left out, whose invoice's frozen accruals are what rating
+    them would give (:meth:`ledger.session.Session.settled`); never a cycle of a customer
+    with prepaid credit (grants, a wallet, top-ups), whose draws run through all of its
+    cycles in date order.
     """
     if reductions is None:
         from ledger.facts.credit_notes import load_grant_reductions
@@ -315,10 +321,15 @@ def rate(
     plan_points: list[tuple[Customer, Cycle, tuple[date, ...]]] = []
     terms: dict[str, Plan] = {}
     discounts: dict[str, tuple[Discount, ...]] = {}
+    topped_up = {topup.customer for topup in topups}
     for customer in selected:
         cycles = cycles_for(customer, rules.plans, until=through + timedelta(days=1))
-        discounts.update(cycle_discounts(customer, cycles))
+        discounts.update(cycle_discounts(customer, cycles))  # counted over every cycle
+        # prepaid credit (the rules' grants, a wallet, top-ups) is drawn through every cycle
+        credit = bool(customer.credits or customer.wallet or customer.id in topped_up)
         for cycle in cycles:
+            if cycle.link in settled and not credit:
+                continue
             points = rating_points(cycle, through)
             extra = threshold_points(cycle, through, (progress or {}).get(cycle.link, ()))
             if extra:

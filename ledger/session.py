@@ -36,7 +36,7 @@ from functools import cached_property
 from typing import Literal, Self, cast
 
 from beancount.core import data
-from sqlalchemy import Connection, delete, insert
+from sqlalchemy import Connection, delete, insert, select
 
 from ledger import books, faults, metering
 from ledger.accruals import Inclusion
@@ -55,7 +55,7 @@ from ledger.errors import BadInput, SealedMonthError, StoreError
 from ledger.facts import IssuedFacts
 from ledger.facts.adjustments import Adjustment
 from ledger.facts.credit_notes import CreditNote
-from ledger.facts.invoices import Invoice
+from ledger.facts.invoices import Invoice, Snapshot
 from ledger.facts.payments import CashApplication
 from ledger.facts.topups import TopUp
 from ledger.invoicing import bill_debit_adjustments, draft_invoices, issue, number
@@ -70,8 +70,8 @@ from ledger.opened import POSTED_THROUGH, OpenWorkspace
 from ledger.payments import record_application
 from ledger.pins import record_pins, require_unchanged_terms
 from ledger.rating import CycleRating, Rating, credit_at_start, rate, undrawn_credit
+from ledger.store import arrived_after, events_watermark, invoice_watermarks, safe_url
 from ledger.store import meta as meta_table
-from ledger.store import safe_url
 from ledger.subscriptions import current_fees
 from ledger.tax import TaxSettings, apply_taxes, included_taxes
 from ledger.workspace import Workspace
@@ -208,7 +208,9 @@ class Session(OpenWorkspace):
 
         Inside a command, each (``through``, ``customers``) is rated once: ``facts`` is then
         the command's own snapshot, and only a stored fact that changes what rating reads
-        (a credit note, a debit adjustment, a corrected fee) makes it rate again."""
+        (a credit note, a debit adjustment, a corrected fee) makes it rate again. A command's
+        rating of every customer leaves out the settled cycles (:meth:`settled`): what it
+        posts, drafts and reconciles reads their invoices' frozen accruals instead."""
         reads = self.reads
         key = (through, None if customers is None else frozenset(customers))
         if reads is not None and key in reads.ratings:
@@ -224,10 +226,77 @@ class Session(OpenWorkspace):
             pins=facts.pins,
             reductions=facts.grant_reductions,
             progress=facts.progress,
+            settled=self.settled(facts) if reads is not None and customers is None else (),
         )
         if reads is not None:
             reads.ratings[key] = rating
         return rating
+
+    def settled(self, facts: IssuedFacts) -> frozenset[str]:
+        """The links of the invoiced cycles that rating them again would not change, so the
+        month-end leaves them out (its cost follows what is open, not the months behind it).
+
+        A cycle is settled when each invoice that froze its accruals is dated before the
+        first open day, was rated under the rules as they are now (same rules hash) and has
+        a watermark (``invoice_watermarks``: the last event stored when its run rated it),
+        its last frozen accrual is its last day, before the first open day, and no event
+        stored after the watermark falls in the cycle's time range for its customer. A
+        late event, an edit of the rules, a rerate (it edits the rules) or a subscription
+        change (the same) makes the cycle rated again, exactly as before. Customers with
+        prepaid credit are always rated (:func:`ledger.rating.rate`).
+
+        acme's cycle ``[2025-01-01, 2025-02-01)``, invoiced 2025-01-31 with watermark 4,120,
+        January sealed: settled, unless an event of acme dated in January has ``pk`` above
+        4,120 (it arrived after the invoice was rated: late usage, posted as before).
+        """
+        first_open = self.first_open()
+        if first_open == date.min or not facts.invoices:
+            return frozenset()
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(invoice_watermarks.c.number, invoice_watermarks.c.events_pk))
+            marks: dict[str, int] = {number: int(pk) for number, pk in rows}
+        held: dict[str, list[tuple[Invoice, Snapshot]]] = {}
+        for inv in facts.invoices:
+            for snap in inv.accruals:
+                held.setdefault(snap.link, []).append((inv, snap))
+        tz = self.workspace.tz
+        # per link: the customer, the cycle's time range and the lowest watermark
+        candidates: dict[str, tuple[str, int, int, int]] = {}
+        for link, frozen in held.items():
+            start, _slash, end = frozen[0][1].cycle.partition("/")
+            last = date.fromisoformat(end) - timedelta(days=1)
+            watermarks = [marks.get(inv.number) for inv, _snap in frozen]
+            if (
+                last >= first_open
+                or max(snap.through for _inv, snap in frozen) != last
+                or any(inv.date >= first_open or inv.rules != self.rules.hash for inv, _ in frozen)
+            ):
+                continue
+            known = [mark for mark in watermarks if mark is not None]
+            if len(known) < len(watermarks):
+                continue
+            candidates[link] = (
+                frozen[0][1].customer,
+                metering.cut_off_us(date.fromisoformat(start), tz),
+                metering.cut_off_us(last + timedelta(days=1), tz),
+                min(known),
+            )
+        by_mark: dict[int, list[str]] = {}
+        for link, (_c, _a, _b, mark) in candidates.items():
+            by_mark.setdefault(mark, []).append(link)
+        settled: set[str] = set()
+        with self.engine.connect() as conn:
+            for mark, links in sorted(by_mark.items()):
+                spans = [candidates[link] for link in links]
+                late = arrived_after(conn, mark, min(s[1] for s in spans), max(s[2] for s in spans))
+                for link in links:
+                    customer, start_us, end_us, _mark = candidates[link]
+                    first_last = late.get(customer)
+                    if first_last is None or not (
+                        first_last[0] < end_us and first_last[1] >= start_us
+                    ):
+                        settled.add(link)
+        return frozenset(settled)
 
     def evidence(self, rating: Rating) -> Digests:
         """Per cycle and accrual point: a digest over the evidence of each of its meters,
@@ -1042,6 +1111,10 @@ class Session(OpenWorkspace):
             self.require_store_of_record()
         # an issued number is never taken back: its books must be writable
         self.require_writable_books()
+        # the last event stored before anything is rated: the frozen accruals of the invoices
+        # issued here hold every event up to it (:meth:`settled`)
+        with self.engine.connect() as conn:
+            watermark = events_watermark(conn)
         self.correct_subscriptions(through)
         facts = self.facts()
         rating = self.rate(through, facts=facts)
@@ -1067,6 +1140,11 @@ class Session(OpenWorkspace):
             def also(conn: Connection, issued: list[Invoice]) -> None:
                 record_pins(conn, self.rules, issued)
                 record_posted(conn, post_through)
+                if issued:
+                    conn.execute(
+                        insert(invoice_watermarks),
+                        [{"number": inv.number, "events_pk": watermark} for inv in issued],
+                    )
 
             new = issue(self.engine, numbered, also=also)
         except BaseException:

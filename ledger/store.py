@@ -41,6 +41,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    func,
     select,
 )
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
@@ -789,6 +790,55 @@ def _v_topups(conn: Connection) -> None:
 
 
 MIGRATIONS.append(_v_topups)
+
+
+# --- month-end work proportional to what is open (issue 13) ----------------------------
+#
+# ``invoice_watermarks``: per issued invoice, the highest ``events.pk`` stored when the run
+# that issued it began rating (the invoice's frozen accruals hold every event up to it). An
+# invoiced cycle that no event with a higher ``pk`` falls into is not rated again
+# (:meth:`ledger.session.Session.settled`): its frozen figures are what rating would give.
+# Invoices issued before this table existed have no row and are rated as before.
+invoice_watermarks = Table(
+    "invoice_watermarks",
+    metadata,
+    Column("number", String(32), ForeignKey("invoices.number"), primary_key=True),
+    Column("events_pk", BigInteger, nullable=False),
+)
+
+
+def _v_invoice_watermarks(conn: Connection) -> None:
+    invoice_watermarks.create(conn, checkfirst=True)
+
+
+MIGRATIONS.append(_v_invoice_watermarks)
+
+
+def events_watermark(conn: Connection) -> int:
+    """The highest ``events.pk`` stored (0: none). Every writer of events holds the workspace
+    lock (:mod:`ledger.lock`), so under it no event with a lower ``pk`` commits later. On
+    PostgreSQL the ``pk`` sequence's last value (``events`` has no index on ``pk``; a value
+    taken by a transaction rolled back is a gap, never an event)."""
+    if conn.dialect.name == "postgresql":
+        row = conn.exec_driver_sql("SELECT last_value, is_called FROM events_pk_seq").one()
+        return int(row[0]) if row[1] else 0
+    return int(conn.execute(select(func.max(events.c.pk))).scalar() or 0)
+
+
+def arrived_after(
+    conn: Connection, watermark: int, start_us: int, end_us: int
+) -> dict[str, tuple[int, int]]:
+    """Per customer, the earliest and latest time in ``[start_us, end_us)`` of the events
+    stored after ``watermark`` (``events.pk`` above it): the rowid range on SQLite, the
+    months' partitions of that time range on PostgreSQL."""
+    rows = conn.execute(
+        select(events.c.customer, func.min(events.c.time_us), func.max(events.c.time_us))
+        .where(events.c.pk > watermark)
+        .where(events.c.time_us >= start_us)
+        .where(events.c.time_us < end_us)
+        .group_by(events.c.customer)
+    )
+    return {customer: (int(first), int(last)) for customer, first, last in rows}
 
 
 def months_of_days(days: Iterable[int]) -> list[tuple[int, int]]:

@@ -14,7 +14,8 @@ reconcilers of every month the drafts bill, issue, re-post), then
 :func:`ledger.closing.close_month`, each on a freshly opened session, as two commands are.
 
 The counts come from wrappers around the engine's own functions, installed by this script:
-ratings (each rating of the store, :func:`ledger.rating.rate`'s metering), book loads
+ratings (each rating of the store, :func:`ledger.rating.rate`'s metering), windows (the
+accrual windows those ratings measured, per meter: what grows with the cycles rated), book loads
 (Beancount's loader on ``main.beancount``), fact loads (the issued invoices read from the
 store) and evidence digests computed, per command (``invoice+close``).
 """
@@ -35,11 +36,13 @@ from typing import Any
 from ledger.bench.post import START, add_months, build
 
 
-def _count(counts: Counter[str], module: Any, name: str, key: str) -> None:
+def _count(
+    counts: Counter[str], module: Any, name: str, key: str, size: Callable[..., int] | None = None
+) -> None:
     original: Callable[..., Any] = getattr(module, name)
 
     def counted(*args: Any, **kwargs: Any) -> Any:
-        counts[key] += 1
+        counts[key] += 1 if size is None else size(*args, **kwargs)
         return original(*args, **kwargs)
 
     setattr(module, name, counted)
@@ -69,7 +72,8 @@ def main(argv: list[str]) -> int:
     _count(counts, ledger.books.loader, "load_file", "book loads")
     _count(counts, ledger.facts, "load_invoices", "fact loads")
     _count(counts, ledger.metering, "evidence_digest", "digests")
-    keys = ("ratings", "book loads", "fact loads", "digests")
+    _count(counts, ledger.rating, "measure", "windows", lambda *args, **_kw: len(args[2]))
+    keys = ("ratings", "windows", "book loads", "fact loads", "digests")
 
     with tempfile.TemporaryDirectory(prefix="meterbook-bench-") as tmp:
         root = (args.dir or Path(tmp)) / "workspace"
