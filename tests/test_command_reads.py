@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from beancount.core import data
 
 import ledger.books
 import ledger.facts
@@ -319,3 +320,87 @@ def test_check_trace_statement_and_apply_read_the_facts_once(tmp_path: Path, rea
     assert stored and applied.amount == 12
     assert reads.calls["load_facts"] == 1
     _once_each(reads)
+
+
+def test_a_later_months_invoice_and_close_rate_no_more_than_the_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The workspace of :func:`test_a_later_months_close_does_no_more_than_the_first` (plan
+    ``u`` at 1.00 a call; ``cal`` on calendar months from Jan 1, ``ann`` on cycles from the
+    15th; 3 calls each on the 2nd, 10th and 20th of every month) invoiced through each month's
+    last day and closed, January to June. Counted: the accrual windows metering measures
+    (one per cycle, meter and accrual point rated) in each month's invoice + close.
+
+    From February on, every month's work is the same, 10 windows (January: 4, nothing was
+    invoiced before): the cycles of the sealed months were invoiced with nothing stored in
+    their time since, so they are not rated again (their invoices' frozen accruals are what
+    rating would give). Before (the previous code, same workspace) each month measured 6
+    more than the last: 10, 16, 22, 28, 34 from February to June.
+
+    Then a late call of ``cal`` dated 2026-02-10, stored after February was invoiced and
+    sealed: July's run rates cal's February cycle again (its window got an event after its
+    invoice's watermark), and the books post the 1.00 as late usage, as before.
+    """
+    from ledger.events import Event, parse_time
+
+    root = write_workspace(tmp_path / "ws", meters=METERS_CALLS, plans=PLANS, customers=MONTHLY)
+    session = open_session(root, today=date(2026, 8, 20))
+
+    def calls(customer: str, day: str, n: int, tag: str = "") -> list[Event]:
+        return [
+            Event.build(
+                source="t",
+                id=f"{customer}-{day}-{i}{tag}",
+                customer=customer,
+                type="api.request",
+                time=parse_time(f"{day}T12:00:00Z"),
+                properties={},
+            )
+            for i in range(n)
+        ]
+
+    insert_events(
+        session.engine,
+        [
+            event
+            for customer in ("cal", "ann")
+            for month in range(1, 8)
+            for day in (2, 10, 20)
+            for event in calls(customer, f"2026-{month:02d}-{day:02d}", 3)
+        ],
+    )
+    windows: Counter[str] = Counter()
+    measure = ledger.rating.measure
+
+    def counted(engine: Any, meter: Any, requested: Any, *args: Any) -> Any:
+        windows["measured"] += len(requested)
+        return measure(engine, meter, requested, *args)
+
+    monkeypatch.setattr(ledger.rating, "measure", counted)
+    ends = {1: 31, 2: 28, 3: 31, 4: 30, 5: 31, 6: 30, 7: 31}
+    done: dict[int, int] = {}
+
+    def month_end(month: int) -> int:
+        windows.clear()
+        invoice_gated(open_session(root, today=date(2026, 8, 20)), date(2026, month, ends[month]))
+        closed = close_month(open_session(root, today=date(2026, 8, 20)), f"2026-{month:02d}")
+        assert closed.seal_hash, closed.refused
+        return windows["measured"]
+
+    for month in range(1, 7):
+        done[month] = month_end(month)
+    assert done == {1: 4, 2: 10, 3: 10, 4: 10, 5: 10, 6: 10}
+
+    insert_events(session.engine, calls("cal", "2026-02-10", 1, tag="-late"))
+    assert month_end(7) > done[6]  # cal's February cycle is rated again
+    entries, errors, _options = ledger.books.load_books(session.workspace.main_file)
+    assert errors == []
+    late = [
+        e
+        for e in entries
+        if isinstance(e, data.Transaction)
+        and (e.meta or {}).get("late")
+        and e.meta.get("customer") == "cal"
+    ]
+    assert [str(e.meta["usage_date"]) for e in late] == ["2026-02-28"]
+    assert sum(p.units.number for e in late for p in e.postings if p.units.number > 0) == 1
