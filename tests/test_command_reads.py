@@ -42,6 +42,7 @@ from ledger.rerate import rerate
 from tests.support.rerate import CUSTOMERS, PLANS, _calls, make, version
 from tests.support.workspaces import (
     METERS_CALLS,
+    book_hashes,
     insert_events,
     open_session,
     run_cli,
@@ -322,6 +323,52 @@ def test_check_trace_statement_and_apply_read_the_facts_once(tmp_path: Path, rea
     _once_each(reads)
 
 
+def _calls_on(customer: str, day: str, n: int, tag: str = "") -> list[Any]:
+    """``n`` calls of ``customer`` at noon UTC on ``day``."""
+    from ledger.events import Event, parse_time
+
+    return [
+        Event.build(
+            source="t",
+            id=f"{customer}-{day}-{i}{tag}",
+            customer=customer,
+            type="api.request",
+            time=parse_time(f"{day}T12:00:00Z"),
+            properties={},
+        )
+        for i in range(n)
+    ]
+
+
+#: the day the monthly workspaces are run as of
+AUGUST = date(2026, 8, 20)
+ENDS = {1: 31, 2: 28, 3: 31, 4: 30, 5: 31, 6: 30, 7: 31}
+
+
+def _monthly(root: Path) -> Path:
+    """``MONTHLY`` with 3 calls each of ``cal`` and ``ann`` on the 2nd, 10th and 20th of every
+    month from January to July, nothing invoiced or posted."""
+    root = write_workspace(root, meters=METERS_CALLS, plans=PLANS, customers=MONTHLY)
+    insert_events(
+        open_session(root, today=AUGUST).engine,
+        [
+            event
+            for customer in ("cal", "ann")
+            for month in range(1, 8)
+            for day in (2, 10, 20)
+            for event in _calls_on(customer, f"2026-{month:02d}-{day:02d}", 3)
+        ],
+    )
+    return root
+
+
+def _month_end(root: Path, month: int) -> None:
+    """``meterbook invoice --through`` the month's last day, then ``meterbook close``."""
+    invoice_gated(open_session(root, today=AUGUST), date(2026, month, ENDS[month]))
+    closed = close_month(open_session(root, today=AUGUST), f"2026-{month:02d}")
+    assert closed.seal_hash, closed.refused
+
+
 def test_a_later_months_invoice_and_close_rate_no_more_than_the_first(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -341,34 +388,7 @@ def test_a_later_months_invoice_and_close_rate_no_more_than_the_first(
     sealed: July's run rates cal's February cycle again (its window got an event after its
     invoice's watermark), and the books post the 1.00 as late usage, as before.
     """
-    from ledger.events import Event, parse_time
-
-    root = write_workspace(tmp_path / "ws", meters=METERS_CALLS, plans=PLANS, customers=MONTHLY)
-    session = open_session(root, today=date(2026, 8, 20))
-
-    def calls(customer: str, day: str, n: int, tag: str = "") -> list[Event]:
-        return [
-            Event.build(
-                source="t",
-                id=f"{customer}-{day}-{i}{tag}",
-                customer=customer,
-                type="api.request",
-                time=parse_time(f"{day}T12:00:00Z"),
-                properties={},
-            )
-            for i in range(n)
-        ]
-
-    insert_events(
-        session.engine,
-        [
-            event
-            for customer in ("cal", "ann")
-            for month in range(1, 8)
-            for day in (2, 10, 20)
-            for event in calls(customer, f"2026-{month:02d}-{day:02d}", 3)
-        ],
-    )
+    root = _monthly(tmp_path / "ws")
     windows: Counter[str] = Counter()
     measure = ledger.rating.measure
 
@@ -377,22 +397,18 @@ def test_a_later_months_invoice_and_close_rate_no_more_than_the_first(
         return measure(engine, meter, requested, *args)
 
     monkeypatch.setattr(ledger.rating, "measure", counted)
-    ends = {1: 31, 2: 28, 3: 31, 4: 30, 5: 31, 6: 30, 7: 31}
     done: dict[int, int] = {}
-
-    def month_end(month: int) -> int:
-        windows.clear()
-        invoice_gated(open_session(root, today=date(2026, 8, 20)), date(2026, month, ends[month]))
-        closed = close_month(open_session(root, today=date(2026, 8, 20)), f"2026-{month:02d}")
-        assert closed.seal_hash, closed.refused
-        return windows["measured"]
-
     for month in range(1, 7):
-        done[month] = month_end(month)
+        windows.clear()
+        _month_end(root, month)
+        done[month] = windows["measured"]
     assert done == {1: 4, 2: 10, 3: 10, 4: 10, 5: 10, 6: 10}
 
-    insert_events(session.engine, calls("cal", "2026-02-10", 1, tag="-late"))
-    assert month_end(7) > done[6]  # cal's February cycle is rated again
+    session = open_session(root, today=AUGUST)
+    insert_events(session.engine, _calls_on("cal", "2026-02-10", 1, tag="-late"))
+    windows.clear()
+    _month_end(root, 7)
+    assert windows["measured"] > done[6]  # cal's February cycle is rated again
     entries, errors, _options = ledger.books.load_books(session.workspace.main_file)
     assert errors == []
     late = [
@@ -404,3 +420,42 @@ def test_a_later_months_invoice_and_close_rate_no_more_than_the_first(
     ]
     assert [str(e.meta["usage_date"]) for e in late] == ["2026-02-28"]
     assert sum(p.units.number for e in late for p in e.postings if p.units.number > 0) == 1
+
+
+def test_settled_cycles_leave_the_books_as_rating_everything_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The monthly workspace run January to July twice, with late calls of ``cal`` (Feb 10)
+    and ``ann`` (Mar 16) stored after March's close: once as the commands run, the store
+    taken back after April's close to the schema before ``invoice_watermarks`` (as an older
+    meterbook left it: the invoices issued until then have no watermark, so their cycles are
+    rated again), and once with no cycle ever settled (every cycle rated, as before). Every
+    book file, close report and document is byte for byte the same."""
+    from sqlalchemy import text
+
+    from ledger.session import Session
+    from ledger.store import MIGRATIONS, _v_invoice_watermarks, open_store
+
+    def run(root: Path, *, downgrade: bool) -> dict[str, str]:
+        for month in range(1, 8):
+            if month == 4:
+                late = [
+                    *_calls_on("cal", "2026-02-10", 1, "-l"),
+                    *_calls_on("ann", "2026-03-16", 2),
+                ]
+                insert_events(open_session(root, today=AUGUST).engine, late)
+            _month_end(root, month)
+            if downgrade and month == 4:
+                engine = open_store(open_session(root, today=AUGUST).workspace.store_url)
+                with engine.begin() as conn:
+                    conn.exec_driver_sql("DROP TABLE invoice_watermarks")
+                    conn.execute(
+                        text("UPDATE meta SET value = :v WHERE key = 'schema_version'"),
+                        {"v": str(MIGRATIONS.index(_v_invoice_watermarks))},
+                    )
+                engine.dispose()
+        return book_hashes(root / "books")
+
+    settling = run(_monthly(tmp_path / "a"), downgrade=True)
+    monkeypatch.setattr(Session, "settled", lambda self, facts: frozenset())
+    assert run(_monthly(tmp_path / "b"), downgrade=False) == settling
