@@ -68,6 +68,8 @@ class Reads:
     parsed: dict[tuple[str, int, int], tuple[Any, ...]] = field(default_factory=dict)
     #: documents by issued number (and the prepaid balances an invoice shows), rendered once
     rendered: dict[tuple[str, tuple[Any, ...]], dict[str, str]] = field(default_factory=dict)
+    #: the settled cycles' links (``Session.settled``) by the issued facts they were found for
+    settled: tuple[Any, frozenset[str]] | None = None
 
 
 @dataclass
@@ -122,6 +124,7 @@ class OpenWorkspace:
         reads = self.reads
         if reads is not None:
             reads.facts = None
+            reads.settled = None
             reads.regenerated.clear()
             if rated:
                 reads.ratings.clear()
@@ -156,6 +159,7 @@ class OpenWorkspace:
         if reads is not None:
             reads.books = None
             if sealed:
+                reads.settled = None
                 reads.sealed = None
                 reads.intact = None
                 reads.parsed.clear()

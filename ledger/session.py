@@ -63,7 +63,7 @@ from ledger.journal import post
 from ledger.journal.adjustments import debit_entries, mark_credit_notes
 from ledger.journal.credit_notes import credit_note_entries, recut_cycles
 from ledger.journal.payments import application_entries, payment_entries
-from ledger.journal.sealed import catch_up
+from ledger.journal.sealed import catch_up, usage_month
 from ledger.journal.summary import PREFIX as SUMMARY_PREFIX
 from ledger.journal.summary import summarize
 from ledger.opened import POSTED_THROUGH, OpenWorkspace
@@ -249,6 +249,15 @@ class Session(OpenWorkspace):
         January sealed: settled, unless an event of acme dated in January has ``pk`` above
         4,120 (it arrived after the invoice was rated: late usage, posted as before).
         """
+        reads = self.reads
+        if reads is not None and reads.settled is not None and reads.settled[0] is facts:
+            return reads.settled[1]
+        found = self._settled(facts)
+        if reads is not None:
+            reads.settled = (facts, found)
+        return found
+
+    def _settled(self, facts: IssuedFacts) -> frozenset[str]:
         first_open = self.first_open()
         if first_open == date.min or not facts.invoices:
             return frozenset()
@@ -383,15 +392,29 @@ class Session(OpenWorkspace):
             record = self.sealed_record()
             self.require_store_of_record(record)
             self.require_books_detail(record)
+            # the settled cycles' sealed entries are what regenerating them would give: neither
+            # side of the comparison holds them (with summary books an entry sums many cycles)
+            facts = self.facts() if facts is None else facts
+            leave_out = (
+                self.settled(facts)
+                if self.reads is not None and not self.workspace.summary_books
+                else frozenset()
+            )
+            if leave_out:
+                record = [e for e in record if not _settled_entry(e, leave_out, first_open)]
             # What is written is dated in the open months, and so are the accrual points whose
             # evidence it carries; the sealed months' entries are only compared with the record.
             # So the sealed points' digests are read only when the comparison finds something
             # to adjust (a late adjustment carries the evidence of its month's last point).
             for since in (first_open, date.min):
                 generated, documents, invoices = self.regenerate(
-                    through, rated=rated, facts=facts, evidence_from=since
+                    through, rated=rated, facts=facts, evidence_from=since, leave_out=leave_out
                 )
                 generated = self.booked(generated)
+                if leave_out:
+                    generated = [
+                        e for e in generated if not _settled_entry(e, leave_out, first_open)
+                    ]
                 entries, late = catch_up(
                     generated, record, first_open=first_open, rules_hash=self.rules.hash
                 )
@@ -421,10 +444,12 @@ class Session(OpenWorkspace):
         facts: IssuedFacts | None = None,
         evidence_from: date = date.min,
         documents: bool = True,
+        leave_out: frozenset[str] = frozenset(),
     ) -> tuple[list[data.Directive], dict[str, str], list[Invoice]]:
         """Every entry up to ``through`` derived from the store and the rating, sealed months
         included (what close asserts and check ties out against), with documents and invoices.
         ``documents=False`` leaves the documents out (``{}``): balances need no rendering.
+        ``leave_out``: cycle links whose accruals are not generated (:meth:`generate`).
 
         ``evidence=False`` skips the evidence digests (metadata only, never an amount);
         ``evidence_from``: only the accrual points from that day on carry theirs.
@@ -444,6 +469,7 @@ class Session(OpenWorkspace):
             first_open,
             id(rating),
             tuple(i.number for i in self._issuing),
+            leave_out,
         )
         if self.reads is not None and key in self.reads.regenerated:
             _rating, (entries, rendered, invoices) = self.reads.regenerated[key]
@@ -467,6 +493,7 @@ class Session(OpenWorkspace):
                 first_open=first_open,
                 evidence=digests if evidence else None,
                 included=self.included(rating, issued),
+                leave_out=leave_out,
             )
             if e.date <= through
         ]
@@ -1166,6 +1193,18 @@ def record_posted(conn: Connection, through: date) -> None:
     """:meth:`Session.record_posted` inside a transaction of the caller's."""
     conn.execute(delete(meta_table).where(meta_table.c.key == POSTED_THROUGH))
     conn.execute(insert(meta_table).values(key=POSTED_THROUGH, value=through.isoformat()))
+
+
+def _settled_entry(entry: data.Directive, settled: Collection[str], first_open: date) -> bool:
+    """True for a transaction of the sealed months (its usage month) that links only settled
+    cycles (:meth:`Session.settled`): left out of both sides of the sealed months' comparison,
+    a whole catch-up group at a time (the groups are by usage month, customer and links)."""
+    return (
+        isinstance(entry, data.Transaction)
+        and bool(entry.links)
+        and usage_month(entry) < first_open
+        and all(link in settled for link in entry.links)
+    )
 
 
 def _both(number: str, paths: Collection[str]) -> bool:

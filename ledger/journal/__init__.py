@@ -22,7 +22,7 @@ entries; they read nothing from the store or the disk.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import date
 from typing import TYPE_CHECKING
 
@@ -46,12 +46,18 @@ def post(
     first_open: date,
     evidence: Mapping[tuple[str, date], str] | None = None,
     included: Mapping[str, Inclusion] | None = None,
+    leave_out: Collection[str] = frozenset(),
 ) -> list[data.Directive]:
     """Every generated entry through the rating's date (``included``: per cycle link, the
-    tax its tax-inclusive prices hold, :func:`ledger.accruals.plan_points`)."""
+    tax its tax-inclusive prices hold, :func:`ledger.accruals.plan_points`); ``leave_out``:
+    cycle links whose accruals are not generated (settled cycles of the sealed months, whose
+    sealed entries are left out of the comparison too: :meth:`ledger.session.Session.generate`)."""
     points, late = plan_points(
         rating, invoices, first_open=first_open, evidence=evidence, included=included
     )
+    if leave_out:
+        points = [p for p in points if p.link not in leave_out]
+        late = [d for d in late if d[0].link not in leave_out]
     entries: list[data.Directive] = []
     entries.extend(accrual_entries(points, rules))
     entries.extend(late_entries(late, rules))
