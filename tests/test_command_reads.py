@@ -345,10 +345,16 @@ AUGUST = date(2026, 8, 20)
 ENDS = {1: 31, 2: 28, 3: 31, 4: 30, 5: 31, 6: 30, 7: 31}
 
 
-def _monthly(root: Path) -> Path:
+def _monthly(root: Path, store_url: str | None = None) -> Path:
     """``MONTHLY`` with 3 calls each of ``cal`` and ``ann`` on the 2nd, 10th and 20th of every
-    month from January to July, nothing invoiced or posted."""
-    root = write_workspace(root, meters=METERS_CALLS, plans=PLANS, customers=MONTHLY)
+    month from January to July, nothing invoiced or posted (in the store at ``store_url``)."""
+    root = write_workspace(
+        root,
+        meters=METERS_CALLS,
+        plans=PLANS,
+        customers=MONTHLY,
+        **({"config": f'store = "{store_url}"\n'} if store_url else {}),
+    )
     insert_events(
         open_session(root, today=AUGUST).engine,
         [
@@ -370,7 +376,7 @@ def _month_end(root: Path, month: int) -> None:
 
 
 def test_a_later_months_invoice_and_close_rate_no_more_than_the_first(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store_url: str
 ) -> None:
     """The workspace of :func:`test_a_later_months_close_does_no_more_than_the_first` (plan
     ``u`` at 1.00 a call; ``cal`` on calendar months from Jan 1, ``ann`` on cycles from the
@@ -386,9 +392,10 @@ def test_a_later_months_invoice_and_close_rate_no_more_than_the_first(
 
     Then a late call of ``cal`` dated 2026-02-10, stored after February was invoiced and
     sealed: July's run rates cal's February cycle again (its window got an event after its
-    invoice's watermark), and the books post the 1.00 as late usage, as before.
+    invoice's watermark), and the books post the 1.00 as late usage, as before. On SQLite and
+    PostgreSQL (the watermark is the ``pk`` sequence's last value there).
     """
-    root = _monthly(tmp_path / "ws")
+    root = _monthly(tmp_path / "ws", store_url)
     windows: Counter[str] = Counter()
     measure = ledger.rating.measure
 
