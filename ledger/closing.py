@@ -124,7 +124,11 @@ def parse_month(text: str) -> str:
 def reconcile_context(session: Session, month: str) -> ReconcileContext:
     """The one object every reconciler's ``check`` gets for ``month``: the session's
     workspace, rules and store, its rating, invoices and books, read on first use (inside a
-    command, taken from what the command has read: :meth:`ledger.opened.Reads`)."""
+    command, taken from what the command has read: :meth:`ledger.opened.Reads`). For a sealed
+    month the rating is whole; for an open one it leaves out the cycles settled before the
+    first open day (:meth:`ledger.session.Session.settled`), none of them in the month."""
+    first_open = session.first_open()
+    whole = month_end(month) < first_open
     return ReconcileContext(
         period=month,
         start=month_start(month),
@@ -132,9 +136,9 @@ def reconcile_context(session: Session, month: str) -> ReconcileContext:
         workspace=session.workspace,
         rules=session.rules,
         engine=session.engine,
-        first_open=session.first_open(),
+        first_open=first_open,
         today=session.today(),
-        _rate=session.rate,
+        _rate=lambda day: session.rate(day, whole=whole),
         _invoices=lambda: session.facts().invoices,
         _entries=lambda: list(session.loaded_books()[0]),
         _tie_out=lambda entries, through: tie_out_balances(session, entries, through),

@@ -51,8 +51,9 @@ class Reads:
     """
 
     facts: IssuedFacts | None = None
-    #: ratings by (through, customers); values typed loosely: ``rating`` is a later stage
-    ratings: dict[tuple[date, frozenset[str] | None], Any] = field(default_factory=dict)
+    #: ratings by (through, customers[, "whole"]); values typed loosely: ``rating`` is a
+    #: later stage
+    ratings: dict[tuple[Any, ...], Any] = field(default_factory=dict)
     #: evidence digests by the rating they were computed for (``id``, the rating kept alive)
     digests: dict[int, tuple[Any, Mapping[tuple[str, date], str]]] = field(default_factory=dict)
     #: regenerated entries by the arguments that decide them

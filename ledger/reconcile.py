@@ -219,7 +219,8 @@ class ReconcileContext:
         context.period        "2026-10"
         context.start         2026-10-01 (the period's first day)
         context.end           2026-10-31 (its last day, inclusive)
-        context.rating        every cycle rated cumulatively through 2026-10-31
+        context.rating        every cycle rated cumulatively through 2026-10-31 (but the
+                              settled ones of sealed months, see ``rating``)
         context.invoices      the issued invoices dated on or before 2026-10-31
         context.entries       the books as Beancount loads them
         context.tie_out(day)  per-customer balances at the end of ``day``: store vs books
@@ -252,7 +253,10 @@ class ReconcileContext:
     @cached_property
     def rating(self) -> RatingView:
         """Every cycle rated cumulatively through the period's last day
-        (:class:`RatingView`; ``rating.latest()`` gives each cycle once)."""
+        (:class:`RatingView`; ``rating.latest()`` gives each cycle once). For an open period,
+        the cycles settled before its first open day are left out (invoiced in a sealed month,
+        no event stored in their time since: their invoices' ``accruals`` hold what rating
+        gives, :meth:`ledger.session.Session.settled`); none of them ends in the period."""
         return self._rate(self.end)
 
     @cached_property

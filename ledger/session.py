@@ -33,7 +33,7 @@ from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from decimal import Decimal
 from functools import cached_property
-from typing import Literal, Self, cast
+from typing import Any, Literal, Self, cast
 
 from beancount.core import data
 from sqlalchemy import Connection, delete, insert, select
@@ -202,6 +202,7 @@ class Session(OpenWorkspace):
         customers: Collection[str] | None = None,
         *,
         facts: IssuedFacts | None = None,
+        whole: bool = False,
     ) -> Rating:
         """Every cycle rated through ``through``; issued cycles with the plan version they
         were invoiced under (:mod:`ledger.rerate`).
@@ -209,10 +210,13 @@ class Session(OpenWorkspace):
         Inside a command, each (``through``, ``customers``) is rated once: ``facts`` is then
         the command's own snapshot, and only a stored fact that changes what rating reads
         (a credit note, a debit adjustment, a corrected fee) makes it rate again. A command's
-        rating of every customer leaves out the settled cycles (:meth:`settled`): what it
-        posts, drafts and reconciles reads their invoices' frozen accruals instead."""
+        rating of every customer leaves out the settled cycles (:meth:`settled`), unless
+        ``whole``: what it posts, drafts and reconciles in the open months reads their
+        invoices' frozen accruals instead."""
         reads = self.reads
-        key = (through, None if customers is None else frozenset(customers))
+        key: tuple[Any, ...] = (through, None if customers is None else frozenset(customers))
+        if whole:
+            key = (*key, "whole")
         if reads is not None and key in reads.ratings:
             return cast(Rating, reads.ratings[key])
         facts = self.facts() if facts is None else facts
@@ -226,7 +230,9 @@ class Session(OpenWorkspace):
             pins=facts.pins,
             reductions=facts.grant_reductions,
             progress=facts.progress,
-            settled=self.settled(facts) if reads is not None and customers is None else (),
+            settled=(
+                self.settled(facts) if reads is not None and customers is None and not whole else ()
+            ),
         )
         if reads is not None:
             reads.ratings[key] = rating
