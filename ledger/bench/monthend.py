@@ -1,11 +1,12 @@
 """Month-end cost against history: ``meterbook invoice`` then ``meterbook close``, month by month.
 
     $ python -m ledger.bench monthend --customers 200 --months 12
-    workspace: 200 customers, 12 months (2025-01 to 2025-12), 28,800 events stored in 1.2 s
-    month    invoice CPU  close CPU  total CPU  ratings  book loads  fact loads  digests
-    2025-01       0.66 s     0.48 s     1.14 s      1+2       1+3         1+1    200+200
+    workspace: 200 customers, 12 months (2025-01 to 2025-12), 28,800 events stored in 2.7 s
+    month    invoice CPU  close CPU  total CPU     wall     ratings     windows  book loads  …
+    2025-01       0.58 s     0.49 s     1.07 s    5.6 s         1+2     250+250         1+3  …
     …
-    12th month / 1st month: 3.10x CPU
+    2025-12       2.88 s     4.60 s     7.48 s   30.4 s         1+1   1506+1506         1+3  …
+    month 12 / month 1: 7.00x CPU (invoice + close)
 
 The workspace is :mod:`ledger.bench.post`'s (the demo's rules, ``--customers`` customers
 on its plans, every month's usage stored up front). Each month runs what the commands run:
