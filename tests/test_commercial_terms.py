@@ -66,6 +66,7 @@ from beancount.core import data
 
 from ledger.books import load_books
 from ledger.facts.invoices import Invoice, load_invoices
+from ledger.rating import undrawn_credit
 from tests.support.workspaces import (
     METERS_CALLS,
     balance,
@@ -109,6 +110,7 @@ USAGE = "Income:Usage:Api-Calls"
 FEE_P = "Income:Subscriptions:P"
 FEE_A = "Income:Subscriptions:A"
 DISCOUNTS = "Income:Discounts"
+KEY = "topup:acme/2026-10-10/20.00"
 #: The balances of the module docstring, at the start of each day (None: not asserted).
 BALANCES = {
     date(2026, 11, 1): {
@@ -233,22 +235,22 @@ def test_month_end_balances_through_beancounts_loader(quarter: Path, day: date) 
 
 
 def test_the_wallet_is_drawn_16_then_4(quarter: Path) -> None:
-    """Deferred revenue moves of the top-up: 20.00 in on Oct 10, 16.00 drawn on Oct 31, the
-    last 4.00 by Nov 19 (the threshold invoice's accrual) or Nov 30 at the latest."""
+    """The top-up: 20.00 into deferred revenue on its own invoice of Oct 10; 16.00 drawn on
+    Oct 31 (4.00 left on Nov 1), the last 4.00 by the threshold invoice's accrual of Nov 19."""
     session = open_session(quarter)
     rating = session.rate(date(2026, 11, 30), {"acme"})
-    moves = [(m.kind, m.amount) for m in rating.credits if m.customer == "acme"]
-    assert sum(a for k, a in moves if k == "draw") == D("20.00")
-    assert [a for k, a in moves if k == "draw"][0] == D("16.00")
+    moves = [(m.day, m.kind, m.amount) for m in rating.credits if m.customer == "acme"]
+    assert moves == [
+        (date(2026, 10, 31), "draw", D("16.00")),
+        (date(2026, 11, 19), "draw", D("4.00")),
+    ]
+    grants = rating.grants_of(session.rules.customers["acme"])
+    assert undrawn_credit(rating, grants, "acme", date(2026, 11, 1)) == {KEY: D("4.00")}
+    assert undrawn_credit(rating, grants, "acme", date(2026, 11, 30)) == {KEY: D("0.00")}
     entries, _, _ = load_books(session.workspace.main_file)
-    sold = [
-        e
-        for e in entries
-        if isinstance(e, data.Transaction) and e.meta.get("grant") == "topup:acme/2026-10-10/20.00"
-    ]
-    assert [(e.date, e.meta["invoice"]) for e in sold] == [
-        (date(2026, 10, 10), "INV-2026-000002")
-    ]
+    sold = [e for e in entries if isinstance(e, data.Transaction) and e.meta.get("grant") == KEY]
+    assert [(e.date, e.meta["invoice"]) for e in sold] == [(date(2026, 10, 10), "INV-2026-000002")]
+    assert balance(entries, DEFERRED, date(2026, 10, 11)) == D("-44.80")  # 24.80 + 20.00
 
 
 def test_both_months_closed_check_and_trace_pass(quarter: Path) -> None:
