@@ -284,3 +284,25 @@ def test_the_statement_shows_the_discount_and_the_wallet(quarter: Path) -> None:
     october = (out / "acme-2026-10-01.html").read_text()
     assert "Applied this cycle: 16.00 USD" in october
     assert "remaining on 2026-10-31: 4.00 USD" in october
+
+
+def test_the_deferred_schedule_holds_the_fees_net_of_their_discount(quarter: Path) -> None:
+    """The deferred-revenue report of each close (and ``report deferred``) recomputes the
+    books' balance: the add-on's fee is deferred net of its discount and recognized with it,
+    so Oct 31 schedules 10.00 − 5.48 − (2.00 − 1.10) = 3.62 of it (and the wallet's 4.00),
+    Nov 30 10.00 − 5.33 − (2.00 − 1.07) = 3.74: no difference with the books. (It scheduled
+    the gross fee, 4.52 and 4.67, a difference of −0.90 and −0.93.)"""
+    books = open_session(quarter).workspace.books_dir / "2026"
+    assert (
+        "| acme | USD | 3.62 | 4.00 | 7.62 | 7.62 | 0.00 |"
+        in (books / "2026-10.close.md").read_text()
+    )
+    assert (
+        "| acme | USD | 3.74 | 0.00 | 3.74 | 3.74 | 0.00 |"
+        in (books / "2026-11.close.md").read_text()
+    )
+    report = run_cli(quarter, "report", "deferred", "--month", "2026-11")
+    assert report.exit_code == 0, report.output
+    rows = [" ".join(line.split()) for line in report.output.splitlines()]
+    assert "acme USD 3.74 0.00 3.74 3.74 0.00 0.00" in rows
+    assert "2026-12 acme USD base fee 2026-11-15/2026-12-15 (INV-2026-000005) 3.74" in rows

@@ -31,6 +31,7 @@ from ledger.rules import WalletGrant
 from ledger.topups import topup_description
 
 if TYPE_CHECKING:
+    from ledger.facts.invoices import Invoice
     from ledger.rating import Rating
 
 
@@ -56,7 +57,14 @@ def deferrals(sources: Sources, day: date, rating: Rating | None = None) -> list
     credits granted on invoices on or before ``day`` are drawn by usage, so their
     remainder is scheduled in the month they expire (breakage at the latest).
     """
-    from ledger.credit_notes import fee_deferred_left
+    from ledger.credit_notes import fee_deferred_left, fee_recognized, line_discount
+
+    def fee_left(inv: Invoice, index: int, through: date) -> Decimal:
+        # deferred revenue holds the fee net of its discount, recognized on the fee's schedule
+        left = fee_deferred_left(inv, index, notes, through)
+        off = line_discount(inv, index)
+        cycle = inv.lines[index - 1].cycle
+        return left - (off - fee_recognized(off, cycle, through, inv.currency)) if off else left
 
     out: list[Deferral] = []
     invoices = [inv for inv in sources.invoices if inv.date <= day]
@@ -68,15 +76,15 @@ def deferrals(sources: Sources, day: date, rating: Rating | None = None) -> list
             if line.kind != "base_fee" or line.account != "deferred" or not line.cycle:
                 continue
             end = date.fromisoformat(line.cycle.partition("/")[2])
-            fee_left = fee_deferred_left(inv, index, notes, day)
-            if not fee_left:
+            left_on_day = fee_left(inv, index, day)
+            if not left_on_day:
                 continue
             schedule = []
-            previous = fee_left
+            previous = left_on_day
             for m in months_between(
                 shift_month(month_of(day), 1), month_of(end - timedelta(days=1))
             ):
-                remaining = fee_deferred_left(inv, index, notes, month_end(m))
+                remaining = fee_left(inv, index, month_end(m))
                 schedule.append((m, previous - remaining))
                 previous = remaining
             out.append(
@@ -84,7 +92,7 @@ def deferrals(sources: Sources, day: date, rating: Rating | None = None) -> list
                     inv.customer,
                     inv.currency,
                     f"base fee {line.cycle} ({inv.number})",
-                    fee_left,
+                    left_on_day,
                     tuple(schedule),
                 )
             )
