@@ -457,7 +457,9 @@ def draft_invoices(
                 ),
             )
         )
-    return supplement([*drafts, *topups], late, issued, rules, through=through)
+    return supplement(
+        [*drafts, *topups], late, issued, rules, through=through, redrafting=redrafting
+    )
 
 
 def topup_invoice(
@@ -754,6 +756,7 @@ def supplement(
     rules: Rules,
     *,
     through: date,
+    redrafting: Invoice | None = None,
 ) -> list[Invoice]:
     """``drafts`` plus each ended customer's ``pending`` lines on one supplementary invoice.
 
@@ -765,7 +768,9 @@ def supplement(
     (created, or extended when an earlier stage made one), dated the latest of:
     the lines' posting dates, the subscription's end, and the day after its
     last invoice issued or drafted (so it never precedes what it follows and is
-    one per customer per run). Dated after ``through``: nothing this run.
+    one per customer per run). Dated after ``through``: nothing this run. Re-drafting an
+    issued supplementary invoice (``redrafting``, ``trace``): as issued, on its date, even
+    when the customer's subscriptions were taken up again since.
 
     A customer who ended on Sep 18, invoiced that day, with 2.00 of late usage
     posted on Sep 18, gets ``gone/2026-09-19/supplementary`` for 2.00 from a run
@@ -779,7 +784,12 @@ def supplement(
     for cid in sorted(pending):
         customer = rules.customers.get(cid)
         items = [(day, line) for day, line in pending[cid] if day <= through]
-        if customer is None or not items or not ended(customer, through):
+        as_issued = (
+            redrafting is not None
+            and redrafting.kind == SUPPLEMENTARY
+            and redrafting.customer == cid
+        )
+        if customer is None or not items or not (as_issued or ended(customer, through)):
             continue
         found = [
             i for i, inv in enumerate(out) if inv.customer == cid and inv.kind == SUPPLEMENTARY
@@ -801,6 +811,8 @@ def supplement(
                 *([current.date] if current else []),
             ]
         )
+        if as_issued and redrafting is not None:
+            day = redrafting.date
         if day > through:
             continue
         lines = (*(current.lines if current else ()), *(line for _, line in items))
@@ -892,6 +904,7 @@ def bill_debit_adjustments(
     *,
     rules: Rules | None = None,
     through: date | None = None,
+    redrafting: Invoice | None = None,
 ) -> list[Invoice]:
     """Add each debit adjustment not billed yet to its customer's first draft dated after it.
 
@@ -924,7 +937,7 @@ def bill_debit_adjustments(
     waiting: dict[str, list[tuple[date, InvoiceLine]]] = defaultdict(list)
     for number, group in sorted(pending.items()):
         waiting[group[0].customer].extend((adj.date, _debit_line(number, adj)) for adj in group)
-    return supplement(out, waiting, issued, rules, through=through)
+    return supplement(out, waiting, issued, rules, through=through, redrafting=redrafting)
 
 
 def _debit_line(number: str, adj: Adjustment) -> InvoiceLine:

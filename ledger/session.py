@@ -845,7 +845,7 @@ class Session(OpenWorkspace):
         )
         adjustments = list(facts.through(through).adjustments)
         drafts = bill_debit_adjustments(
-            drafts, adjustments, issued, rules=self.rules, through=through
+            drafts, adjustments, issued, rules=self.rules, through=through, redrafting=redrafting
         )
         # then the tax plugins decide each draft's tax (ledger.tax); none answering: untaxed
         return apply_taxes(

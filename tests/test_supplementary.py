@@ -424,3 +424,30 @@ def test_a_supplementary_invoice_after_a_sealed_month_is_traced(tmp_path: Path) 
     assert traced.exit_code == 0, traced.output
     assert "verified: the invoice, its document and the books equal" in traced.output
     assert run_cli(root, "check").exit_code == 0
+
+
+def test_a_supplementary_invoice_is_traced_after_the_customer_comes_back(tmp_path: Path) -> None:
+    """Found by the simulator (seed 65014). ``gone`` ended Sep 18 (INV-2026-000001, 10.00) and
+    its late 2.00 went on the supplementary INV-2026-000002 of Sep 19, as a churned customer
+    has no next invoice. Then ``gone`` subscribes again from Oct 1: by today's rules it has
+    not ended, so a re-draft would leave the 2.00 for its next regular invoice. ``trace``
+    re-drafts the supplementary invoice as issued, on its date (before: "the store and rules
+    draft no invoice for gone/2026-09-19/supplementary", NOT verified); ``check`` passes and
+    the 2.00 is billed once."""
+    session, issued = late_run(tmp_path / "ws")
+    assert [(i.number, i.total, i.kind) for i in issued] == [
+        ("INV-2026-000002", Decimal("2.00"), SUPPLEMENTARY)
+    ]
+    root = session.workspace.root
+    (root / "rules" / "customers.yaml").write_text(
+        CUSTOMERS.replace(
+            "subscriptions: [{plan: u, start: 2026-09-01, end: 2026-09-18}]",
+            "subscriptions: [{plan: u, start: 2026-09-01, end: 2026-09-18}, "
+            "{plan: u, start: 2026-10-01}]",
+        )
+    )
+    assert run_cli(root, "post", "--through", "2026-10-05").exit_code == 0
+    traced = run_cli(root, "trace", "INV-2026-000002")
+    assert traced.exit_code == 0, traced.output
+    assert run_cli(root, "check").exit_code == 0
+    assert balance(books(open_session(root)), UNBILLED, date(2026, 10, 6)) == 0
