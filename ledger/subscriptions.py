@@ -47,6 +47,7 @@ invoice on its start date, like any first cycle. Each correction is stored
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -158,6 +159,10 @@ def _corrections(session: OpenWorkspace) -> dict[tuple[str, int], Decimal]:
     return done
 
 
+#: the cycle a subscription-change credit note's reason says the fee now bills
+_NOW_CYCLE = re.compile(r" now \d{4}-\d{2}-\d{2}/(\d{4}-\d{2}-\d{2})")
+
+
 def fee_changes(session: OpenWorkspace, through: date, *, every: bool = False) -> list[FeeChange]:
     """Every invoiced advance fee the current subscriptions bill differently, with the day
     its correction is dated: the cycle's (new) last day, not before the invoice nor before
@@ -184,6 +189,27 @@ def fee_changes(session: OpenWorkspace, through: date, *, every: bool = False) -
                 if part.cycle and part.deferred:
                     scheduled[(note.invoice, part.line)].append((part.cycle, part.deferred))
     first_open = session.first_open()
+    # where the days billed run out now: the billed cycle's end, or as the latest correction
+    # of the line left it (a cancellation's credit note, a charge's debit adjustment)
+    billed_ends: dict[tuple[str, int], tuple[date, int, date]] = {}
+    for order, note in enumerate(session.stored_facts().credit_notes):
+        said = _NOW_CYCLE.search(note.reason) if note.reason.startswith(REASON) else None
+        if said is not None:
+            for part in note.parts:
+                pair = (note.invoice, part.line)
+                seen = (note.date, order, date.fromisoformat(said.group(1)))
+                billed_ends[pair] = max(billed_ends.get(pair, seen), seen)
+    with session.engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                rerates.c.invoice, rerates.c.line, rerates.c.cycle, rerates.c.date, rerates.c.id
+            ).where(rerates.c.line_key == LINE_KEY)
+        ).all()
+    for invoice_number, line_number, cycle_key, day, row in rows:
+        if cycle_key and "/" in cycle_key:
+            pair = (invoice_number, int(line_number))
+            seen = (date.fromisoformat(day), 1_000_000 + row, date.fromisoformat(cycle_key[11:21]))
+            billed_ends[pair] = max(billed_ends.get(pair, seen), seen)
     # a charge is billed by the customer's first invoice dated after it: never before an
     # invoice already issued, which did not bill it (and whose re-draft must not)
     latest: dict[str, date] = {}
@@ -200,8 +226,14 @@ def fee_changes(session: OpenWorkspace, through: date, *, every: bool = False) -
             else ZERO
         )
         on = max(first_open, inv.date, cycle.end - _DAY if cycle is not None else inv.date)
-        billed_end = date.fromisoformat(ln.cycle[11:21])
-        if cycle is not None and cycle.end > billed_end and now > ln.amount:
+        billed_end = billed_ends.get((inv.number, i), (date.min, 0, None))[2] or date.fromisoformat(
+            ln.cycle[11:21]
+        )
+        if (
+            cycle is not None
+            and cycle.end > billed_end
+            and now > ln.amount + corrected[(inv.number, i)]
+        ):
             # the cycle grew past the days billed (an end taken back, a later end): from the
             # billed end on, recognition by day runs past what was billed, so the charge is
             # dated there, not at the new end (deferred revenue would hold a debit meanwhile)

@@ -1025,7 +1025,8 @@ def test_a_credit_note_over_a_cut_cycle_after_the_cut_is_taken_back(billed: Path
     (CN-2026-000001, scheduled over the cycle as it then runs, [Oct 1, Oct 21)). Posted
     through Oct 31: [Oct 1, Oct 21) is 20 of 31 days, 20.00, credited 31.00 − 20.00 =
     11.00 (CN-2026-000002, Oct 20). The cancellation is then taken back: the fee is
-    31.00 again, charged back by DA-2026-000001 (11.00, Oct 31), and the goodwill note,
+    31.00 again, charged back by DA-2026-000001 (11.00, Oct 21, where the days the
+    cancellation left billed ran out), and the goodwill note,
     which no correction counted as taken out at once, is still taken out of October's
     recognition: deferred revenue −31.00 + 9.30 + 11.00 − 11.00 − 9.30 + 31.00 = 0 on Nov
     1, revenue 31.00 − 9.30 = 21.70 (it was dropped, leaving deferred revenue a 9.30 debit)."""
@@ -1051,7 +1052,7 @@ def test_a_credit_note_over_a_cut_cycle_after_the_cut_is_taken_back(billed: Path
     assert documents == {
         ("CN-2026-000001", date(2026, 10, 5)),
         ("CN-2026-000002", date(2026, 10, 20)),
-        ("DA-2026-000001", date(2026, 10, 31)),
+        ("DA-2026-000001", date(2026, 10, 21)),
     }
     day = date(2026, 11, 1)
     assert balance(entries, "Liabilities:Deferred-Revenue:Acme", day) == 0
@@ -1569,4 +1570,51 @@ def test_late_usage_in_a_free_tier_is_explained_not_a_difference(tmp_path: Path)
     assert "priced at 0" in cycle.output
     invoice = run_cli(root, "trace", "INV-2026-000002")
     assert invoice.exit_code == 0, invoice.output
+    assert run_cli(root, "check").exit_code == 0
+
+
+def test_a_cancellation_taken_back_after_its_credit_charges_from_the_credited_end(
+    tmp_path: Path,
+) -> None:
+    """Found by the simulator (seed 64036). acme is on ``p`` (31.00 a month in advance) from
+    Oct 10, cycles from its start: INV-2026-000001 bills [Oct 10, Nov 10), 31.00. acme
+    cancels from Oct 20: CN-2026-000001 credits 31.00 − 10.00 = 21.00 on Oct 19. Then the
+    cancellation is taken back: the cycle is [Oct 10, Nov 10) again and DA-2026-000001
+    charges the 21.00 back. The days billed, as the credit note left them, ran out on Oct 20,
+    so the charge is dated Oct 20 (dated on the cycle's last day, Nov 9, it left deferred
+    revenue a debit of −31.00 + 21.00 + 22.00 = 12.00 after October's 22 recognized days):
+
+    - Nov 1: deferred −31.00 + 21.00 − 21.00 + 22.00 = −9.00, revenue 22.00;
+    - Nov 10: deferred 0, revenue 31.00.
+    """
+    customers = "customers:\n  acme: {currency: USD, billing_anchor: start, subscriptions: [%s]}\n"
+    root = write_workspace(
+        tmp_path / "ws",
+        meters=METERS_CALLS,
+        plans=FEE_PLANS,
+        customers=customers % "{plan: p, start: 2026-10-10}",
+    )
+    assert run_cli(root, "invoice", "--through", "2026-10-10").exit_code == 0
+    (root / "rules" / "customers.yaml").write_text(
+        customers % "{plan: p, start: 2026-10-10, end: 2026-10-20}"
+    )
+    assert run_cli(root, "post", "--through", "2026-10-19").exit_code == 0
+    (root / "rules" / "customers.yaml").write_text(customers % "{plan: p, start: 2026-10-10}")
+    posted = run_cli(root, "post", "--through", "2026-11-09")
+    assert posted.exit_code == 0, posted.output
+    entries, errors, _ = load_books(root / "books" / "main.beancount")
+    assert errors == []
+    dated = {
+        link: e.date
+        for e in entries
+        if isinstance(e, data.Transaction)
+        for link in e.links
+        if link.startswith(("CN-", "DA-"))
+    }
+    assert dated == {"CN-2026-000001": date(2026, 10, 19), "DA-2026-000001": date(2026, 10, 20)}
+    deferred, revenue = "Liabilities:Deferred-Revenue:Acme", "Income:Subscriptions:P"
+    assert balance(entries, deferred, date(2026, 11, 1)) == Decimal("-9.00")
+    assert balance(entries, revenue, date(2026, 11, 1)) == Decimal("-22.00")
+    assert balance(entries, deferred, date(2026, 11, 10)) == 0
+    assert balance(entries, revenue, date(2026, 11, 10)) == Decimal("-31.00")
     assert run_cli(root, "check").exit_code == 0
