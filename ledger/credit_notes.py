@@ -148,7 +148,36 @@ def line_amount(invoice: Invoice, line: int) -> Decimal:
     ln = invoice.lines[line - 1]
     if ln.kind == "discount":
         return ZERO
-    return ln.amount - line_discount(invoice, line)
+    return ln.amount - line_discount(invoice, line) - billed_before(invoice, line)
+
+
+def billed_before(invoice: Invoice, line: int) -> Decimal:
+    """What earlier threshold invoices already billed of usage line ``line`` (creditable on
+    them, not here): the invoice's ``threshold_billed`` deductions of the line's cycle and
+    account, taken by its usage lines in order, each up to its amount net of discounts.
+
+    A cycle-end invoice showing 20.00 of usage with 4.00 off, after a threshold invoice billed
+    8.00 of it, may be credited 20.00 − 4.00 − 8.00 = 8.00 on that line."""
+    ln = invoice.lines[line - 1]
+    if ln.kind != "usage":
+        return ZERO
+    left = -sum(
+        (
+            x.amount
+            for x in invoice.lines
+            if x.kind == "threshold_billed" and x.link == ln.link and x.account == ln.account
+        ),
+        ZERO,
+    )
+    for i, other in enumerate(invoice.lines, 1):
+        if left <= 0:
+            return ZERO
+        if other.kind == "usage" and other.link == ln.link and other.account == ln.account:
+            take = min(left, max(ZERO, other.amount - line_discount(invoice, i)))
+            if i == line:
+                return take
+            left -= take
+    return ZERO
 
 
 def discount_reversed(invoice: Invoice, line: int, revenue: Decimal) -> Decimal:

@@ -311,13 +311,6 @@ def test_the_deferred_schedule_holds_the_fees_net_of_their_discount(quarter: Pat
     assert "2026-12 acme USD base fee 2026-11-15/2026-12-15 (INV-2026-000005) 3.74" in rows
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="a cycle-end invoice's usage line is creditable in full (net of its discount), "
-    "though the threshold invoice already billed 8.00 of it and is creditable itself: "
-    "ledger.credit_notes.creditable ignores threshold_billed",
-)
 def test_usage_billed_by_threshold_is_creditable_once(quarter: Path, tmp_path: Path) -> None:
     """November's usage is billed 8.00 on INV-2026-000006 (creditable there: 8.00) and the
     rest on INV-2026-000007, whose usage line shows the cycle's cumulative 20.00 less 4.00 of
@@ -330,3 +323,8 @@ def test_usage_billed_by_threshold_is_creditable_once(quarter: Path, tmp_path: P
     refused = run_cli(root, *CREDIT, "INV-2026-000007", "--amount", "8.01")
     assert refused.exit_code == 2, refused.output
     assert "can still be credited (8.00 USD)" in refused.output
+    accepted = run_cli(root, *CREDIT, "INV-2026-000007", "--amount", "8.00")
+    assert accepted.exit_code == 0, accepted.output
+    assert run_cli(root, "post", "--through", "2026-12-05").exit_code == 0
+    checked = run_cli(root, "check")
+    assert checked.exit_code == 0, checked.output
