@@ -1385,14 +1385,18 @@ def _explain_late(
         free = (
             sub is not None
             and sub.verified
-            and any("priced at 0" in n for n in sub.notes)
-            and (check.late_key.startswith("quantity:") or " evidence" in check.what)
+            and any(not c.ok and c.explained and c.what.endswith(" quantity") for c in sub.checks)
+            and (
+                check.late_key.startswith("quantity:")
+                or check.what.endswith(" quantity")
+                or " evidence" in check.what
+            )
         )
         if not check.ok and not days and free:
             check = replace(
                 check,
-                explained=f"usage of ^{check.link} that arrived after the invoice, priced at 0 "
-                "(nothing to post: the amounts are unchanged)",
+                explained=f"usage of ^{check.link} that arrived after the invoice and moved "
+                "no amount (priced at 0, or kept by a seal: the cycle's trace explains it)",
             )
         if not check.ok and sub is not None and sub.verified and days:
             bridged = True

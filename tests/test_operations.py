@@ -1531,14 +1531,19 @@ plans:
 """
 
 
-def test_late_usage_in_a_free_tier_is_explained_not_a_difference(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sealed", [False, True])
+def test_late_usage_in_a_free_tier_is_explained_not_a_difference(
+    tmp_path: Path, sealed: bool
+) -> None:
     """Found by the simulator (seed 70344). ann is on ``pro`` (30.00 a month in advance, the
     first 1,000 tokens free) from Sep 1, calendar cycles. 100 tokens on Sep 5; INV-2026-000002
     (Oct 1) freezes September's accrual at 100 tokens, 0.00. 250 tokens dated Sep 20 then
     arrive: 350 tokens still cost 0.00, so no late entry moves any amount and none is posted.
     ``trace`` of the cycle and of the invoice are verified, the quantity (books 100, store
     350) and the evidence explained as usage priced at 0 that arrived after the invoice (they
-    were differences: NOT verified); ``check`` passes."""
+    were differences: NOT verified); ``check`` passes. Likewise when September was closed
+    before the tokens arrived (seed 67012): the cycle's trace explains the quantity by the
+    seal, and the invoice's frozen accrual by the cycle's trace."""
     from ledger.events import Event, parse_time
     from tests.support.workspaces import METERS_CALLS_TOKENS
 
@@ -1562,12 +1567,14 @@ def test_late_usage_in_a_free_tier_is_explained_not_a_difference(tmp_path: Path)
     session = open_session(root)
     insert_events(session.engine, [tokens("2026-09-05", 100, 1)])
     assert run_cli(root, "invoice", "--through", "2026-10-01").exit_code == 0
+    if sealed:
+        assert run_cli(root, "close", "2026-09").exit_code == 0
     insert_events(session.engine, [tokens("2026-09-20", 250, 2)])
     assert run_cli(root, "post", "--through", "2026-10-05").exit_code == 0
     cycle = run_cli(root, "trace", "ann-2026-09-01")
     assert cycle.exit_code == 0, cycle.output
     assert "tokens quantity: books 100, store 350" in cycle.output
-    assert "priced at 0" in cycle.output
+    assert ("is sealed" if sealed else "priced at 0") in cycle.output
     invoice = run_cli(root, "trace", "INV-2026-000002")
     assert invoice.exit_code == 0, invoice.output
     assert run_cli(root, "check").exit_code == 0
