@@ -72,7 +72,7 @@ from ledger.pins import record_pins, require_unchanged_terms
 from ledger.rating import CycleRating, Rating, credit_at_start, rate, undrawn_credit
 from ledger.store import arrived_after, events_watermark, invoice_watermarks, safe_url
 from ledger.store import meta as meta_table
-from ledger.subscriptions import current_fees
+from ledger.subscriptions import absorbed_recuts, current_fees
 from ledger.tax import TaxSettings, apply_taxes, included_taxes
 from ledger.workspace import Workspace
 
@@ -519,7 +519,10 @@ class Session(OpenWorkspace):
             adjustments=adjustments,
             # a subscription change's correction dated after ``through`` (close and check of an
             # earlier month) drops a note's schedule there as it does in the books posted since
-            recut=recut_cycles(facts.credit_notes, facts.adjustments),
+            recut={
+                **recut_cycles(facts.credit_notes, facts.adjustments),
+                **absorbed_recuts(self),
+            },
         )
         generated += application_entries(applications, payments, invoices, notes, self.rules)
         # reratings: their credit notes are marked, their debit adjustments posted (ledger.rerate)

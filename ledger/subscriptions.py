@@ -257,6 +257,26 @@ def fee_changes(session: OpenWorkspace, through: date, *, every: bool = False) -
     return found
 
 
+def absorbed_recuts(session: OpenWorkspace) -> dict[tuple[str, int], str]:
+    """Per (invoice, line): the cycle a fee now runs over when the subscriptions changed it by
+    no more than earlier credit notes on the line took out (a goodwill note of 21.00 on 31.00,
+    then a cut to 10.00): no correction is issued (its amount is 0), yet the notes' schedules
+    over the old cycle stop, as a correction stops them
+    (:func:`ledger.journal.credit_notes.recut_cycles`)."""
+    if not any(
+        part.cycle and part.deferred
+        for note in session.stored_facts().credit_notes
+        if not note.reason.startswith(REASON)
+        for part in note.parts
+    ):
+        return {}
+    return {
+        (c.invoice.number, c.line): c.cycle_now
+        for c in fee_changes(session, date.max, every=True)
+        if not c.difference and c.stale and c.now != c.billed and c.cycle_now
+    }
+
+
 def current_fees(session: OpenWorkspace, invoice_number: str) -> dict[str, tuple[str, Decimal]]:
     """Per advance-fee cycle link of the invoice: the cycle key and fee the subscriptions
     give it now (what a credit note on the fee line takes its deferred part against)."""

@@ -1481,7 +1481,9 @@ def _explain_subscription_changes(
         found = re.fullmatch(r"line (\d+) base_fee \[deferred\](?: amount)?", check.what)
         line = int(found.group(1)) if found else 0
         fix, pending = fixes.get(line), due.get(line)
-        if not check.ok and (fix is not None or pending is not None):
+        # a fee cut by no more than earlier credit notes on the line took out: no correction
+        absorbed = line in every and bool(every[line].stale) and fix is None and pending is None
+        if not check.ok and (fix is not None or pending is not None or absorbed):
             done = fix[0] if fix is not None else ZERO
             later = pending.difference if pending is not None else ZERO
             stale = every[line].stale if line in every else ZERO
@@ -1497,6 +1499,11 @@ def _explain_subscription_changes(
                     if fix
                     else []
                 )
+                if absorbed:
+                    said.append(
+                        f"the fee is now {every[line].now}, and the credit notes on the line "
+                        f"already took out {every[line].stale} of it: nothing left to correct"
+                    )
                 if pending is not None:
                     said.append(
                         f"{abs(later)} to be {'credited' if later < 0 else 'charged'} on "

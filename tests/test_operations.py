@@ -1625,3 +1625,35 @@ def test_a_cancellation_taken_back_after_its_credit_charges_from_the_credited_en
     assert balance(entries, deferred, date(2026, 11, 10)) == 0
     assert balance(entries, revenue, date(2026, 11, 10)) == Decimal("-31.00")
     assert run_cli(root, "check").exit_code == 0
+
+
+def test_a_cut_no_more_than_a_goodwill_note_needs_no_correction_and_traces(billed: Path) -> None:
+    """Found by the simulator (seed 68107, on an add-on's fee). acme's October fee, 31.00
+    (INV-2026-000001), gets a goodwill note of 21.00 on Oct 1 (CN-2026-000001). acme then
+    cancels from Oct 11: the fee is 31.00 × 10 ÷ 31 = 10.00, and the note already took 21.00
+    out of it, so the correction is 10.00 − 31.00 + 21.00 = 0: no document. ``trace`` of the
+    invoice bridges its fee line (31.00, the store now 10.00) with the note's 21.00 (it found
+    no correction to explain it: NOT verified). Deferred revenue −31.00 + 21.00 + 10.00 = 0
+    and revenue 10.00 when the cut cycle ends; acme owes 31.00 − 21.00 = 10.00."""
+    note = run_cli(
+        billed,
+        *("credit", "INV-2026-000001", "--line", "1", "--amount", "21.00"),
+        *("--reason", "goodwill", "--date", "2026-10-01"),
+    )
+    assert note.exit_code == 0, note.output
+    (billed / "rules" / "customers.yaml").write_text(
+        _acme("{plan: p, start: 2026-10-01, end: 2026-10-11}")
+    )
+    assert run_cli(billed, "post", "--through", "2026-10-31").exit_code == 0
+    entries, errors, _ = load_books(billed / "books" / "main.beancount")
+    assert errors == []
+    assert not [
+        e for e in entries if isinstance(e, data.Transaction) and "CN-2026-000002" in e.links
+    ]
+    day = date(2026, 10, 11)
+    assert balance(entries, "Liabilities:Deferred-Revenue:Acme", day) == 0
+    assert balance(entries, "Income:Subscriptions:P", day) == Decimal("-10.00")
+    traced = run_cli(billed, "trace", "INV-2026-000001")
+    assert traced.exit_code == 0, traced.output
+    assert "nothing left to correct" in traced.output
+    assert run_cli(billed, "check").exit_code == 0
