@@ -735,9 +735,14 @@ def _cycles_cleared(txns: list[Any], invoices: list[Any]) -> None:
                 billed[line.link] += line.booked
                 if inv.kind != "regular":
                     same_day.add(("supplementary", line.link, inv.date))
-                if inv.kind != "regular" or line.kind not in ("late_usage", "rerate"):
+                by_threshold = any(snap.link == line.link for snap in inv.progress)
+                if not by_threshold and (
+                    inv.kind != "regular" or line.kind not in ("late_usage", "rerate")
+                ):
                     # a supplementary invoice bills what its day posted; the cycle's own (first)
-                    # invoice bills its catch-up adjustments of that day with its cumulative usage
+                    # invoice bills its catch-up adjustments of that day with its cumulative usage;
+                    # a threshold invoice bills through the day before (its day, the cycle's last
+                    # day included, waits for the next invoice: a commitment shortfall)
                     same_day.add((line.link, inv.date))
     numbers = {inv.number for inv in invoices}
     accrued: dict[str, Decimal] = defaultdict(Decimal)
