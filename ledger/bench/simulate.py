@@ -362,7 +362,13 @@ def run_op(world: World, op: Op) -> None:
         expires = (today + timedelta(days=15 + int(c * 50))).isoformat()
         sealed = bool(world.closed) and today < month_start(next_month(world.closed[-1]))
         if d < 0.5:
-            args = ("--amount", amount, "--date", today.isoformat(), "--expires", expires)
+            # its own reference: the default (customer/date/amount) of two top-ups of the same
+            # figures and another expiry is one reference with two meanings, rightly refused
+            world.payments += 1
+            args = (
+                *("--amount", amount, "--date", today.isoformat(), "--expires", expires),
+                *("--reference", f"SIM-TOPUP-{world.payments}"),
+            )
             world.cli("topup", cid, *args, allowed=(2,) if sealed else (0,))
         else:
             world.payments += 1
