@@ -1540,6 +1540,24 @@ def _trace_invoice(
         redrafting=invoice,
     )
     draft = next((d for d in drafts if d.key == invoice.key), None)
+    # a cycle this invoice did not bill, which a later invoice did (its usage arrived after this
+    # one was issued: a cycle with nothing to bill then, billed by a later-numbered invoice on
+    # an earlier date) is not this invoice's to re-draft
+    later = {
+        link
+        for inv in invoices[position + 1 :]
+        for link in (
+            *(snap.link for snap in (*inv.accruals, *inv.progress)),
+            *(ln.link for ln in inv.lines if ln.link),
+        )
+    }
+    foreign = later - frozen - {ln.link for ln in invoice.lines if ln.link}
+    if draft is not None and foreign:
+        draft = replace(
+            draft,
+            lines=tuple(ln for ln in draft.lines if ln.link not in foreign),
+            accruals=tuple(a for a in draft.accruals if a.link not in foreign),
+        )
     checks: list[Check] = [_document(session, invoice), *_books_invoice(session, invoice, entries)]
     if draft is None:
         checks.append(

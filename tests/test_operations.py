@@ -1657,3 +1657,32 @@ def test_a_cut_no_more_than_a_goodwill_note_needs_no_correction_and_traces(bille
     assert traced.exit_code == 0, traced.output
     assert "nothing left to correct" in traced.output
     assert run_cli(billed, "check").exit_code == 0
+
+
+def test_a_cycle_billed_by_a_later_invoice_is_not_in_an_earlier_invoices_redraft(
+    root: Path,
+) -> None:
+    """Found by the simulator (seed 73142). cal has no usage in September: its cycle
+    [Sep 1, Oct 1) has nothing to bill and September is closed. 3 calls in October:
+    INV-2026-000001 (Nov 1) bills 0.30 for October. Then a call of Sep 20 arrives: September's
+    cycle now bills 0.10, on INV-2026-000002, dated Oct 1 (the first open day; its number after
+    the Nov 1 invoice's). ``trace INV-2026-000001`` re-drafts it with the invoices issued before
+    it, which do not include the one that billed September: September's 0.10 is not its to
+    re-draft (it found a 0.10 line the invoice lacks: NOT verified). Both traces verified,
+    ``check`` passes, receivable 0.40."""
+    assert run_cli(root, "post", "--through", "2026-09-30").exit_code == 0
+    assert run_cli(root, "close", "2026-09").exit_code == 0
+    session = open_session(root)
+    insert_events(session.engine, calls("cal", ["2026-10-05", "2026-10-06", "2026-10-07"]))
+    first = run_cli(root, "invoice", "--through", "2026-11-01")
+    assert first.exit_code == 0 and "0.30 USD" in first.output, first.output
+    insert_events(session.engine, calls("cal", ["2026-09-20"], "late"))
+    second = run_cli(root, "invoice", "--through", "2026-11-01")
+    assert second.exit_code == 0 and "INV-2026-000002  2026-10-01" in second.output, second.output
+    for number in ("INV-2026-000001", "INV-2026-000002"):
+        traced = run_cli(root, "trace", number)
+        assert traced.exit_code == 0, traced.output
+    assert run_cli(root, "check").exit_code == 0
+    entries, errors, _ = load_books(root / "books" / "main.beancount")
+    assert errors == []
+    assert balance(entries, RECEIVABLE, date(2026, 11, 2)) == Decimal("0.40")
