@@ -1686,3 +1686,33 @@ def test_a_cycle_billed_by_a_later_invoice_is_not_in_an_earlier_invoices_redraft
     entries, errors, _ = load_books(root / "books" / "main.beancount")
     assert errors == []
     assert balance(entries, RECEIVABLE, date(2026, 11, 2)) == Decimal("0.40")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="open (seed 74120): a correction that takes back a debit adjustment not billed yet "
+    "is a credit note against the receivable (a refund liability for money never billed), "
+    "dated before the adjustment it reverses, instead of reversing the adjustment",
+)
+def test_a_plan_change_taken_back_twice_reverses_the_unbilled_charge(billed: Path) -> None:
+    """acme's October fee on ``p`` (31.00, INV-2026-000001 of Oct 1) becomes [Oct 1, Oct 2),
+    1.00, by a plan change to ``s`` from Oct 2, set before the invoice (so INV-2026-000001 bills
+    1.00: the fixture's invoice is re-done here). The change is then taken back (``p`` all
+    month: DA-2026-000001 charges 30.00 on Oct 2, unbilled) and made again (``s`` from Oct 2:
+    the fee is 1.00 again). The 30.00 was never billed: taking it back must reverse the
+    unbilled charge, leaving no refund liability and no debit in deferred revenue; today a
+    credit note of 30.00 dated Oct 1 credits the receivable 1.00 and a refund liability 29.00."""
+    root = billed.parent / "again"
+    change = "{plan: p, start: 2026-10-01}, {plan: s, start: 2026-10-02}"
+    write_workspace(root, meters=METERS_CALLS, plans=FEE_PLANS, customers=_acme(change))
+    assert run_cli(root, "invoice", "--through", "2026-10-01").exit_code == 0
+    customers = root / "rules" / "customers.yaml"
+    customers.write_text(_acme("{plan: p, start: 2026-10-01}"))
+    assert run_cli(root, "post", "--through", "2026-10-08").exit_code == 0
+    customers.write_text(_acme(change))
+    assert run_cli(root, "post", "--through", "2026-10-08").exit_code == 0
+    entries, errors, _ = load_books(root / "books" / "main.beancount")
+    assert errors == []
+    assert balance(entries, "Liabilities:Refunds:Acme", date(2026, 10, 9)) == 0
+    for day in (date(2026, 10, 2), date(2026, 10, 3)):
+        assert balance(entries, "Liabilities:Deferred-Revenue:Acme", day) <= 0
