@@ -1349,6 +1349,12 @@ def _late_figures(
     ]
     for key, amount in _books_targets(session, customer, accrued).items():
         figures[f"accrued:{key}"] = amount
+    # the accruals' quantities are cumulative: the latest posted per meter is what they carried
+    for entry in sorted(accrued, key=lambda e: e.date):
+        for p in entry.postings:
+            meter, quantity = (p.meta or {}).get("meter"), (p.meta or {}).get("quantity")
+            if isinstance(meter, str) and meter and isinstance(quantity, Decimal):
+                figures[f"accrued:quantity:{meter}"] = quantity
     for entry in late:
         for p in entry.postings:
             meter, quantity = (p.meta or {}).get("meter"), (p.meta or {}).get("quantity")

@@ -1716,3 +1716,30 @@ def test_a_plan_change_taken_back_twice_reverses_the_unbilled_charge(billed: Pat
     assert balance(entries, "Liabilities:Refunds:Acme", date(2026, 10, 9)) == 0
     for day in (date(2026, 10, 2), date(2026, 10, 3)):
         assert balance(entries, "Liabilities:Deferred-Revenue:Acme", day) <= 0
+
+
+def test_a_part_billed_catch_up_over_a_sealed_accrual_with_usage_traces(root: Path) -> None:
+    """Found by the simulator (seed 75310), 61007's case with usage in the sealed month. One
+    call on Sep 10 is accrued and sealed with September (cal's cycle [Sep 1, Oct 1): 0.10,
+    quantity 1). Two calls of Sep 29 and 30 arrive: INV-2026-000001 (Oct 1) bills 3 × 0.10 =
+    0.30. A call of Sep 30 arrives after it. The late adjustment for sealed September is "now −
+    sealed" = 0.40 − 0.10 = 0.30, quantity 4 − 1 = 3. ``trace INV-2026-000001`` is verified:
+    sealed + catch-up = store for the amount (0.10 + 0.30 = 0.40) and the quantity (1 + 3 = 4),
+    the invoice's 0.30 and 3 between them (the quantity read invoice 3 + late 3 ≠ store 4).
+    Receivable 0.30, unbilled 0.10 + 0.30 − 0.30 = 0.10 on Oct 2."""
+    session = open_session(root)
+    insert_events(session.engine, calls("cal", ["2026-09-10"]))
+    assert run_cli(root, "post", "--through", "2026-09-30").exit_code == 0
+    assert run_cli(root, "close", "2026-09").exit_code == 0
+    insert_events(session.engine, calls("cal", ["2026-09-29", "2026-09-30"], "late"))
+    invoiced = run_cli(root, "invoice", "--through", "2026-10-01")
+    assert invoiced.exit_code == 0 and "0.30 USD" in invoiced.output, invoiced.output
+    insert_events(session.engine, calls("cal", ["2026-09-30"], "after"))
+    assert run_cli(root, "post", "--through", "2026-10-01").exit_code == 0
+    entries, errors, _ = load_books(root / "books" / "main.beancount")
+    assert errors == []
+    assert balance(entries, RECEIVABLE, date(2026, 10, 2)) == Decimal("0.30")
+    assert balance(entries, UNBILLED, date(2026, 10, 2)) == Decimal("0.10")
+    traced = run_cli(root, "trace", "INV-2026-000001")
+    assert traced.exit_code == 0, traced.output
+    assert run_cli(root, "check").exit_code == 0
