@@ -777,7 +777,10 @@ def _cycles_cleared(txns: list[Any], invoices: list[Any]) -> None:
         # a catch-up adjustment of the invoice's day belongs to that invoice when the cycle was
         # not invoiced before (its cumulative usage includes it), else to the next one: either
         # reading must tie out
-        catch_up = txn.date == last[link] and (txn.narration or "").startswith("Late adjustment")
+        # a sealed month's catch-up is "now − sealed" in one entry: it may hold usage that arrived
+        # after a later invoice billed the rest (late usage billed in two parts is posted whole
+        # on the first part's day, a documented limit), so any invoice may bill part of it
+        catch_up = (txn.narration or "").startswith("Late adjustment")
         for p in txn.postings:
             if p.account.startswith(("Assets:Receivables:Unbilled:", "Assets:Contract-Assets:")):
                 (optional if catch_up else accrued)[link] += p.units.number
