@@ -23,6 +23,7 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 from beancount.core import data
 
 from ledger.books import load_books
@@ -413,3 +414,34 @@ def test_a_bad_threshold_is_one_line_naming_file_and_key_exit_2(tmp_path: Path) 
         assert result.exit_code == 2, result.output
         assert message in result.output
         assert "Traceback" not in result.output
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="open (seed 77156): a threshold invoice dated on a month's 1st freezes its cycle "
+    "through the month end, and that threshold snapshot takes the place of the month-end "
+    "accrual, which then recognizes none of the advance fee",
+)
+def test_a_threshold_invoice_on_the_first_keeps_the_month_ends_fee_recognition(
+    tmp_path: Path,
+) -> None:
+    """fee is on ``f`` (30.00 a month in advance, 1.00 a call, threshold 5.00) from Sep 10,
+    cycles from its start: [Sep 10, Oct 10), 30 days, 1.00 a day of fee. 6 calls in September.
+    ``invoice --through 2026-10-01`` issues the fee's INV of Sep 10 and a threshold invoice of
+    Oct 1 for the 6.00 of usage through Sep 30. September's month end must still recognize 21
+    days of the fee: Income:Subscriptions:F −21.00 and deferred revenue −30.00 + 21.00 = −9.00
+    on Oct 1, usage −6.00."""
+    customers = (
+        "customers:\n  fee: {currency: USD, billing_anchor: start, "
+        "subscriptions: [{plan: f, start: 2026-09-10}]}\n"
+    )
+    root = write_workspace(tmp_path / "ws", meters=METERS_CALLS, plans=PLANS, customers=customers)
+    insert_events(open_session(root).engine, calls("fee", [f"2026-09-{d}" for d in range(20, 26)]))
+    invoiced = run_cli(root, "invoice", "--through", "2026-10-01")
+    assert invoiced.exit_code == 0 and "6.00 USD" in invoiced.output, invoiced.output
+    entries, errors, _ = load_books(root / "books" / "main.beancount")
+    assert errors == []
+    day = date(2026, 10, 1)
+    assert balance(entries, "Income:Usage:Api-Calls", day) == Decimal("-6.00")
+    assert balance(entries, "Income:Subscriptions:F", day) == Decimal("-21.00")
+    assert balance(entries, "Liabilities:Deferred-Revenue:Fee", day) == Decimal("-9.00")
