@@ -208,8 +208,8 @@ def fee_as_accrued(at: CycleRating, ratings: Sequence[CycleRating]) -> CycleRati
     at the accrual points alone, as the credit notes that reduce its recognition are booked
     (:func:`ledger.journal.credit_notes.fee_reduction_entries`)."""
     fee = at.base_fee
-    if fee is None:
-        return at
+    if fee is None or at.through in at.cycle.accrual_points():
+        return at  # a month end's own point: its fee recognized there (a threshold on the 1st)
     earlier = [
         r for r in ratings if r.through < at.through and r.through in at.cycle.accrual_points()
     ]

@@ -23,7 +23,6 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
-import pytest
 from beancount.core import data
 
 from ledger.books import load_books
@@ -416,12 +415,6 @@ def test_a_bad_threshold_is_one_line_naming_file_and_key_exit_2(tmp_path: Path) 
         assert "Traceback" not in result.output
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open (seed 77156): a threshold invoice dated on a month's 1st freezes its cycle "
-    "through the month end, and that threshold snapshot takes the place of the month-end "
-    "accrual, which then recognizes none of the advance fee",
-)
 def test_a_threshold_invoice_on_the_first_keeps_the_month_ends_fee_recognition(
     tmp_path: Path,
 ) -> None:

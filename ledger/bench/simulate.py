@@ -767,8 +767,10 @@ def _cycles_cleared(txns: list[Any], invoices: list[Any]) -> None:
         waits = "debit_adjustment" in (txn.meta or {}) or (txn.narration or "").startswith(
             "Late usage"
         )
+        catch_up = (txn.narration or "").startswith("Late adjustment")
         if txn.date > last[link] or (
             txn.date == last[link]
+            and not catch_up  # may be billed in part by that day's invoice (below)
             and ((link, txn.date) not in same_day or waits)
             and not (waits and ("supplementary", link, txn.date) in same_day)
         ):
@@ -780,7 +782,6 @@ def _cycles_cleared(txns: list[Any], invoices: list[Any]) -> None:
         # a sealed month's catch-up is "now − sealed" in one entry: it may hold usage that arrived
         # after a later invoice billed the rest (late usage billed in two parts is posted whole
         # on the first part's day, a documented limit), so any invoice may bill part of it
-        catch_up = (txn.narration or "").startswith("Late adjustment")
         for p in txn.postings:
             if p.account.startswith(("Assets:Receivables:Unbilled:", "Assets:Contract-Assets:")):
                 (optional if catch_up else accrued)[link] += p.units.number
