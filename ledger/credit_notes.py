@@ -65,6 +65,7 @@ from dataclasses import replace
 from datetime import date, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, func, select
 
@@ -76,6 +77,9 @@ from ledger.money import ZERO, DecimalError, minor_units, parse_decimal, round_m
 from ledger.store import credit_notes as credit_notes_table
 from ledger.store import invoices as invoices_table
 from ledger.tax import booked_share, credited_tax, line_creditable, with_tax
+
+if TYPE_CHECKING:
+    from ledger.facts.adjustments import Adjustment
 
 _Date = date  # the field named ``date`` shadows the type inside the class
 _DAY = timedelta(days=1)
@@ -612,3 +616,36 @@ def issue_credit_note(
         if also is not None:
             also(note)
     return note
+
+
+def recut_cycles(
+    notes: Sequence[CreditNote], adjustments: Sequence[Adjustment] = ()
+) -> dict[tuple[str, int], str]:
+    """Per (invoice, line): the cycle a subscription change's correction says the fee's
+    cycle is now (``ledger.subscriptions``), when the fee now differs from the one billed:
+    its credit note's reason reads ``… cycle A now B, base fee X now Y``; its debit
+    adjustment (kind ``subscription``) names the cycle ``B`` and the fees. The latest
+    correction of a line wins; one that brings the fee back to what was billed (a
+    cancellation taken back) leaves no recut.
+
+    A note on that line whose deferred part was scheduled over another cycle (issued before
+    the change) no longer reduces recognition day by day: the change's correction counted
+    that part as taken out at once (``ledger.subscriptions.FeeChange.stale``, counted while
+    the fee differs from the one billed). That correction is a debit adjustment when the
+    note took out more than the cut: a 9.30 goodwill note on a 31.00 fee, then the cycle
+    cut to 22 of 31 days (22.00), is corrected by 22.00 − 31.00 + 9.30 = 0.30 (debit), and
+    the note's schedule stops as it does after a credit."""
+    changes: list[tuple[date, int, int, tuple[str, int], str, bool]] = []
+    for note in notes:
+        if note.reason.startswith("subscription change: cycle ") and " now " in note.reason:
+            now = note.reason.split(" now ", 1)[1].split(",", 1)[0]
+            fees = note.reason.rpartition("base fee ")[2].split(" now ")
+            changed = len(fees) != 2 or fees[0] != fees[1]
+            for part in note.parts:
+                changes.append((note.date, 0, note.seq, (note.invoice, part.line), now, changed))
+    for i, adj in enumerate(adjustments):
+        if adj.kind == "subscription" and adj.document.startswith("DA-"):
+            changed = adj.rerated != adj.invoiced
+            changes.append((adj.date, 1, i, (adj.invoice, adj.line), adj.cycle, changed))
+    latest = {key: (now, changed) for *_order, key, now, changed in sorted(changes)}
+    return {key: now for key, (now, changed) in latest.items() if changed}

@@ -40,7 +40,7 @@ from sqlalchemy import Connection, delete, insert, select
 
 from ledger import books, faults, metering
 from ledger.accruals import Inclusion
-from ledger.credit_notes import issue_credit_note
+from ledger.credit_notes import issue_credit_note, recut_cycles
 from ledger.documents import (
     Seller,
     Templates,
@@ -61,7 +61,7 @@ from ledger.facts.topups import TopUp
 from ledger.invoicing import bill_debit_adjustments, draft_invoices, issue, number
 from ledger.journal import post
 from ledger.journal.adjustments import debit_entries, mark_credit_notes
-from ledger.journal.credit_notes import credit_note_entries, recut_cycles
+from ledger.journal.credit_notes import credit_note_entries
 from ledger.journal.payments import application_entries, payment_entries
 from ledger.journal.sealed import catch_up, usage_month
 from ledger.journal.summary import PREFIX as SUMMARY_PREFIX

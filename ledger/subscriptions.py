@@ -47,7 +47,6 @@ invoice on its start date, like any first cycle. Each correction is stored
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -57,7 +56,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, func, select
 
-from ledger.credit_notes import creditable
+from ledger.credit_notes import creditable, recut_cycles
 from ledger.cycles import Cycle, cycles_for, link_customer
 from ledger.errors import BadInput
 from ledger.facts.credit_notes import CreditNote, CreditPart, load_credit_notes
@@ -159,10 +158,6 @@ def _corrections(session: OpenWorkspace) -> dict[tuple[str, int], Decimal]:
     return done
 
 
-#: the cycle a subscription-change credit note's reason says the fee now bills
-_NOW_CYCLE = re.compile(r" now \d{4}-\d{2}-\d{2}/(\d{4}-\d{2}-\d{2})")
-
-
 def fee_changes(session: OpenWorkspace, through: date, *, every: bool = False) -> list[FeeChange]:
     """Every invoiced advance fee the current subscriptions bill differently, with the day
     its correction is dated: the cycle's (new) last day, not before the invoice nor before
@@ -191,25 +186,7 @@ def fee_changes(session: OpenWorkspace, through: date, *, every: bool = False) -
     first_open = session.first_open()
     # where the days billed run out now: the billed cycle's end, or as the latest correction
     # of the line left it (a cancellation's credit note, a charge's debit adjustment)
-    billed_ends: dict[tuple[str, int], tuple[date, int, date]] = {}
-    for order, note in enumerate(session.stored_facts().credit_notes):
-        said = _NOW_CYCLE.search(note.reason) if note.reason.startswith(REASON) else None
-        if said is not None:
-            for part in note.parts:
-                pair = (note.invoice, part.line)
-                seen = (note.date, order, date.fromisoformat(said.group(1)))
-                billed_ends[pair] = max(billed_ends.get(pair, seen), seen)
-    with session.engine.connect() as conn:
-        rows = conn.execute(
-            select(
-                rerates.c.invoice, rerates.c.line, rerates.c.cycle, rerates.c.date, rerates.c.id
-            ).where(rerates.c.line_key == LINE_KEY)
-        ).all()
-    for invoice_number, line_number, cycle_key, day, row in rows:
-        if cycle_key and "/" in cycle_key:
-            pair = (invoice_number, int(line_number))
-            seen = (date.fromisoformat(day), 1_000_000 + row, date.fromisoformat(cycle_key[11:21]))
-            billed_ends[pair] = max(billed_ends.get(pair, seen), seen)
+    recut = recut_cycles(session.stored_facts().credit_notes, session.stored_facts().adjustments)
     # a charge is billed by the customer's first invoice dated after it: never before an
     # invoice already issued, which did not bill it (and whose re-draft must not)
     latest: dict[str, date] = {}
@@ -226,9 +203,8 @@ def fee_changes(session: OpenWorkspace, through: date, *, every: bool = False) -
             else ZERO
         )
         on = max(first_open, inv.date, cycle.end - _DAY if cycle is not None else inv.date)
-        billed_end = billed_ends.get((inv.number, i), (date.min, 0, None))[2] or date.fromisoformat(
-            ln.cycle[11:21]
-        )
+        cut = recut.get((inv.number, i), "")
+        billed_end = date.fromisoformat((cut if "/" in cut else ln.cycle)[11:21])
         if (
             cycle is not None
             and cycle.end > billed_end
@@ -262,7 +238,7 @@ def absorbed_recuts(session: OpenWorkspace) -> dict[tuple[str, int], str]:
     no more than earlier credit notes on the line took out (a goodwill note of 21.00 on 31.00,
     then a cut to 10.00): no correction is issued (its amount is 0), yet the notes' schedules
     over the old cycle stop, as a correction stops them
-    (:func:`ledger.journal.credit_notes.recut_cycles`)."""
+    (:func:`ledger.credit_notes.recut_cycles`)."""
     if not any(
         part.cycle and part.deferred
         for note in session.stored_facts().credit_notes

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from ledger.facts.adjustments import Adjustment
     from ledger.facts.payments import CashApplication, Payment
     from ledger.rules import Rules
-from ledger.credit_notes import cycle_bounds, fee_reduction
+from ledger.credit_notes import cycle_bounds, fee_reduction, recut_cycles
 
 
 def credit_note_entries(
@@ -181,39 +181,6 @@ def _fee_plan(customer: str, line: InvoiceLine, rules: Rules) -> str:
     if cycle is not None and cycle.key == line.cycle:
         return cycle.plan
     return line.description.split(" base fee ", 1)[0]  # "<plan> base fee <cycle> (in advance)"
-
-
-def recut_cycles(
-    notes: Sequence[CreditNote], adjustments: Sequence[Adjustment] = ()
-) -> dict[tuple[str, int], str]:
-    """Per (invoice, line): the cycle a subscription change's correction says the fee's
-    cycle is now (``ledger.subscriptions``), when the fee now differs from the one billed:
-    its credit note's reason reads ``… cycle A now B, base fee X now Y``; its debit
-    adjustment (kind ``subscription``) names the cycle ``B`` and the fees. The latest
-    correction of a line wins; one that brings the fee back to what was billed (a
-    cancellation taken back) leaves no recut.
-
-    A note on that line whose deferred part was scheduled over another cycle (issued before
-    the change) no longer reduces recognition day by day: the change's correction counted
-    that part as taken out at once (``ledger.subscriptions.FeeChange.stale``, counted while
-    the fee differs from the one billed). That correction is a debit adjustment when the
-    note took out more than the cut: a 9.30 goodwill note on a 31.00 fee, then the cycle
-    cut to 22 of 31 days (22.00), is corrected by 22.00 − 31.00 + 9.30 = 0.30 (debit), and
-    the note's schedule stops as it does after a credit."""
-    changes: list[tuple[date, int, int, tuple[str, int], str, bool]] = []
-    for note in notes:
-        if note.reason.startswith("subscription change: cycle ") and " now " in note.reason:
-            now = note.reason.split(" now ", 1)[1].split(",", 1)[0]
-            fees = note.reason.rpartition("base fee ")[2].split(" now ")
-            changed = len(fees) != 2 or fees[0] != fees[1]
-            for part in note.parts:
-                changes.append((note.date, 0, note.seq, (note.invoice, part.line), now, changed))
-    for i, adj in enumerate(adjustments):
-        if adj.kind == "subscription" and adj.document.startswith("DA-"):
-            changed = adj.rerated != adj.invoiced
-            changes.append((adj.date, 1, i, (adj.invoice, adj.line), adj.cycle, changed))
-    latest = {key: (now, changed) for *_order, key, now, changed in sorted(changes)}
-    return {key: now for key, (now, changed) in latest.items() if changed}
 
 
 def running_cycle(customer: str, cycle: str, rules: Rules, series: str = "") -> str:
