@@ -312,7 +312,8 @@ def build_statement(session: Session, cycle: Cycle, *, today: date) -> Statement
         )
         lines[:0] = [advance, *discount_lines(rated, "base_fee", "deferred")]
     remaining = _credit_remaining(rules, rating, cycle.customer, through)
-    settled = _settled_credit(rating, cycle, through)
+    drawn_at = _draw_points(session, cycle)
+    settled = _settled_credit(rating, cycle, through, drawn_at)
     expiring = _expiring(rules, settled, cycle, through)
 
     changes = cap_changes(engine)  # the customer's own cap changes (``meterbook api``'s portal)
@@ -334,7 +335,12 @@ def build_statement(session: Session, cycle: Cycle, *, today: date) -> Statement
         for m in meter_ids
     )
     projection = _project(
-        session, cycle, through, rated, _usable_credit(rules, settled, cycle, through), expiring
+        session,
+        cycle,
+        through,
+        rated,
+        _usable_credit(rules, settled, cycle, through, drawn_at),
+        expiring,
     )
     caps = _caps(rules, progress, projection, meters, session, changes)
     return Statement(
@@ -385,12 +391,20 @@ def _credit_remaining(rules: Rules, rating: Rating, customer: str, through: date
     return total
 
 
-def _settled_credit(rating: Rating, cycle: Cycle, through: date) -> Rating:
-    """``rating`` without the draws and returns it made at ``through`` when that is not one of
-    the cycle's accrual points: credit is drawn at accrual points only (month ends and the
-    cycle's last day), so a draw "as if the cycle ended on the statement date" may never
-    happen (the grant can expire first)."""
-    if through in cycle.accrual_points():
+def _draw_points(session: Session, cycle: Cycle) -> frozenset[date]:
+    """The days credit is drawn for ``cycle``: its accrual points (month ends and its last day)
+    and the days threshold invoices billed it through (:func:`ledger.rating.threshold_points`)."""
+    thresholds = session.stored_facts().progress.get(cycle.link, ())
+    return frozenset((*cycle.accrual_points(), *thresholds))
+
+
+def _settled_credit(
+    rating: Rating, cycle: Cycle, through: date, drawn_at: frozenset[date]
+) -> Rating:
+    """``rating`` without the draws and returns it made at ``through`` when that is not a day
+    credit is drawn for the cycle (``drawn_at``, :func:`_draw_points`): a draw "as if the cycle
+    ended on the statement date" may never happen (the grant can expire first)."""
+    if through in drawn_at:
         return rating
     kept = tuple(
         m
@@ -424,14 +438,16 @@ def _expiring(
 
 
 def _usable_credit(
-    rules: Rules, settled: Rating, cycle: Cycle, through: date
+    rules: Rules, settled: Rating, cycle: Cycle, through: date, drawn_at: frozenset[date]
 ) -> tuple[Decimal, Decimal]:
-    """``(applied, usable)``: the credit drawn for the cycle at its accrual points through
-    ``through``, and what is left of the grants on ``through`` that a later accrual point of
-    the cycle can still draw (granted by then, not expired at it)."""
+    """``(applied, usable)``: the credit drawn for the cycle through ``through`` at the days
+    credit is drawn (``drawn_at``: accrual points and threshold invoices' days), and what is
+    left of the grants on ``through`` that a later accrual point of the cycle can still draw
+    (granted by then, not expired at it). A threshold invoice that drew the credit mid-cycle
+    counts: the projection must not offer that credit again."""
     applied = ZERO
     for rated in settled.cycles:
-        real = rated.through in cycle.accrual_points()
+        real = rated.through in drawn_at
         if rated.cycle == cycle and rated.through <= through and real:
             applied = rated.credit_applied
     grants = settled.grants_of(rules.customers[cycle.customer])

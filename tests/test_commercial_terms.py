@@ -328,3 +328,29 @@ def test_usage_billed_by_threshold_is_creditable_once(quarter: Path, tmp_path: P
     assert run_cli(root, "post", "--through", "2026-12-05").exit_code == 0
     checked = run_cli(root, "check")
     assert checked.exit_code == 0, checked.output
+
+
+def test_a_statement_after_a_threshold_invoice_counts_the_credit_it_drew(quarter: Path) -> None:
+    """November's statement as of Nov 25, after INV-2026-000006 (Nov 20) drew the wallet's last
+    4.00 through Nov 19, before the month end draws anything. 175 calls in 25 days (50 + 100 +
+    25) run to 175 ÷ 25 × 30 = 210 calls: 21.00; the fee 31.00 in advance; 20 % off both,
+    4.20 + 6.20 = 10.40; credit: the 4.00 the threshold invoice drew (none left after it):
+    21.00 + 31.00 − 10.40 − 4.00 = 37.60. Counting the month ends' draws only, the projection
+    left that 4.00 out (41.60: the wallet spent twice over, once on INV-2026-000006 and not
+    at all here)."""
+    from ledger.cycles import cycle_at
+    from ledger.statements import build_statement
+
+    session = open_session(quarter)
+    cycle = cycle_at(session.rules.customers["acme"], session.rules.plans, date(2026, 11, 25))
+    assert cycle is not None and cycle.plan == "p"
+    statement = build_statement(session, cycle, today=date(2026, 11, 25))
+    projection = statement.projection
+    assert [(c.quantity, c.projected_quantity) for c in projection.charges] == [(175, 210)]
+    assert (projection.usage, projection.base_fee, projection.discount) == (
+        D("21.00"),
+        D("31.00"),
+        D("10.40"),
+    )
+    assert projection.credit == D("4.00")
+    assert projection.total == D("37.60")
