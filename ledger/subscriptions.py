@@ -541,10 +541,44 @@ def correct_fee_changes(session: OpenWorkspace, through: date) -> list[str]:
                 select(credit_notes_table.c.document).order_by(credit_notes_table.c.seq)
             ).scalars()
         ]
+        unbilled = _unbilled_charges(session)
         for change in changes:
             inv, line = change.invoice, change.invoice.lines[change.line - 1]
             was = f"cycle {change.cycle_then} now {change.cycle_now or 'ended before it began'}"
             reason = f"{REASON}: {was}, base fee {change.billed} now {change.now}"
+            pending, since = unbilled.get((inv.number, change.line), (ZERO, date.min))
+            back = min(pending, -change.difference)
+            if back > 0:
+                # a charge not billed yet is taken back by reversing it (a negative debit
+                # adjustment, on or after the charge, billed beside it on the next invoice),
+                # not by a credit note: that would credit money the customer was never billed
+                da_seq += 1
+                on = max(change.on, since)
+                conn.execute(
+                    rerates.insert().values(
+                        run=run,
+                        document=f"DA-{on.year}-{da_seq:06d}",
+                        customer=inv.customer,
+                        invoice=inv.number,
+                        line=change.line,
+                        line_key=LINE_KEY,
+                        kind="subscription",
+                        meter="",
+                        link=change.link,
+                        cycle=change.cycle_now or change.cycle_then,
+                        currency=inv.currency,
+                        invoiced=str(change.billed),
+                        rerated=str(change.now),
+                        amount=str(-back),
+                        date=on.isoformat(),
+                        since=on.isoformat(),
+                        rules=session.rules.hash,
+                    )
+                )
+                numbers.append(f"DA-{on.year}-{da_seq:06d}")
+                change = replace(change, corrected=change.corrected - back)
+                if not change.difference:
+                    continue
             if change.difference < 0:
                 net = -change.difference
                 amount, tax = credit_of_lines(
@@ -622,6 +656,28 @@ def correct_fee_changes(session: OpenWorkspace, through: date) -> list[str]:
             )
             numbers.append(number)
     return numbers
+
+
+def _unbilled_charges(session: OpenWorkspace) -> dict[tuple[str, int], tuple[Decimal, date]]:
+    """Per (invoice, line): what the subscription changes' debit adjustments charged that no
+    issued invoice has billed yet (their reversals counted), and the latest such charge's
+    date (a reversal is dated on or after it)."""
+    facts = session.stored_facts()
+    billed = {
+        line.description.split(" ", 1)[0]
+        for inv in facts.invoices
+        for line in inv.lines
+        if line.kind == "rerate"
+    }
+    found: dict[tuple[str, int], tuple[Decimal, date]] = {}
+    for adj in facts.adjustments:
+        if adj.line_key != LINE_KEY or not adj.document.startswith("DA-"):
+            continue
+        if adj.document in billed:
+            continue
+        amount, since = found.get((adj.invoice, adj.line), (ZERO, date.min))
+        found[(adj.invoice, adj.line)] = (amount + adj.amount, max(since, adj.date))
+    return found
 
 
 def subscriptions_check(session: OpenWorkspace) -> CheckResult:

@@ -15,6 +15,9 @@ from beancount.core import data
 
 from ledger.books import close_path, load_books, sealed_months
 from ledger.errors import AfterTodayError, SealedMonthError
+from ledger.facts.adjustments import load_adjustments
+from ledger.facts.credit_notes import load_credit_notes
+from ledger.facts.invoices import load_invoices
 from tests.support.rerate import PLANS as RERATE_PLANS
 from tests.support.rerate import make, version
 from tests.support.workspaces import (
@@ -1688,20 +1691,17 @@ def test_a_cycle_billed_by_a_later_invoice_is_not_in_an_earlier_invoices_redraft
     assert balance(entries, RECEIVABLE, date(2026, 11, 2)) == Decimal("0.40")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open (seed 74120): a correction that takes back a debit adjustment not billed yet "
-    "is a credit note against the receivable (a refund liability for money never billed), "
-    "dated before the adjustment it reverses, instead of reversing the adjustment",
-)
 def test_a_plan_change_taken_back_twice_reverses_the_unbilled_charge(billed: Path) -> None:
     """acme's October fee on ``p`` (31.00, INV-2026-000001 of Oct 1) becomes [Oct 1, Oct 2),
     1.00, by a plan change to ``s`` from Oct 2, set before the invoice (so INV-2026-000001 bills
     1.00: the fixture's invoice is re-done here). The change is then taken back (``p`` all
     month: DA-2026-000001 charges 30.00 on Oct 2, unbilled) and made again (``s`` from Oct 2:
-    the fee is 1.00 again). The 30.00 was never billed: taking it back must reverse the
-    unbilled charge, leaving no refund liability and no debit in deferred revenue; today a
-    credit note of 30.00 dated Oct 1 credits the receivable 1.00 and a refund liability 29.00."""
+    the fee is 1.00 again). The 30.00 was never billed: taking it back reverses the unbilled
+    charge by DA-2026-000002 of −30.00, dated Oct 2 like the charge, leaving no refund liability
+    and no debit in deferred revenue (found by the simulator, seed 74120: a credit note of 30.00
+    dated Oct 1 credited the receivable 1.00 and a refund liability 29.00, for money never
+    billed). The Nov 1 invoice bills both, +30.00 and −30.00, beside s's November fee 15.50;
+    the receivable is 1.00 + 15.00 (s from Oct 2, 30 of 31 days of 15.50) + 15.50 = 31.50."""
     root = billed.parent / "again"
     change = "{plan: p, start: 2026-10-01}, {plan: s, start: 2026-10-02}"
     write_workspace(root, meters=METERS_CALLS, plans=FEE_PLANS, customers=_acme(change))
@@ -1716,6 +1716,25 @@ def test_a_plan_change_taken_back_twice_reverses_the_unbilled_charge(billed: Pat
     assert balance(entries, "Liabilities:Refunds:Acme", date(2026, 10, 9)) == 0
     for day in (date(2026, 10, 2), date(2026, 10, 3)):
         assert balance(entries, "Liabilities:Deferred-Revenue:Acme", day) <= 0
+    session = open_session(root)
+    assert load_credit_notes(session.engine) == []
+    assert [(a.document, a.date, a.amount) for a in load_adjustments(session.engine)] == [
+        ("DA-2026-000001", date(2026, 10, 2), Decimal("30.00")),
+        ("DA-2026-000002", date(2026, 10, 2), Decimal("-30.00")),
+    ]
+    assert run_cli(root, "invoice", "--through", "2026-11-01").exit_code == 0
+    november = load_invoices(session.engine)[-1]
+    assert [(ln.kind, ln.amount) for ln in november.lines if ln.kind != "usage"] == [
+        ("base_fee", Decimal("15.50")),
+        ("rerate", Decimal("30.00")),
+        ("rerate", Decimal("-30.00")),
+    ]
+    entries, errors, _ = load_books(root / "books" / "main.beancount")
+    assert balance(entries, "Assets:Receivables:Invoiced:Acme", date(2026, 11, 2)) == Decimal(
+        "31.50"
+    )
+    assert balance(entries, "Assets:Receivables:Unbilled:Acme", date(2026, 11, 2)) == 0
+    assert run_cli(root, "check").exit_code == 0
 
 
 def test_a_part_billed_catch_up_over_a_sealed_accrual_with_usage_traces(root: Path) -> None:
