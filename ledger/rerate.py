@@ -126,10 +126,19 @@ def rerated_lines_check(session: Session) -> CheckResult:
     for adj in adjustments:
         posted[(adj.invoice, adj.line_key)].append(adj)
     problems = []
+    pending: list[str] = []
     for line in compute(session, since):
         if (line.invoice, line.line_key) not in rerated:
             continue  # never re-rated: a pending rerate, not an unexplained document
         docs = posted[(line.invoice, line.line_key)]
+        # the line as invoiced (late usage at the pinned price) when its latest rerate ran:
+        # that run's re-rated amount less every rerating of the line up to it
+        then = docs[-1].rerated - sum((a.amount for a in docs), ZERO)
+        if line.invoiced + line.late != then:
+            # usage arrived since (priced with the pinned version, as late usage is): the
+            # difference is a rerate still to run for it, like a line never re-rated
+            pending.append(f"{line.invoice} {line.label} (cycle {line.link})")
+            continue
         problems.append(
             f"{line.invoice} {line.label} (cycle {line.link}): "
             f"reratings posted {line.earlier} {line.currency} "
@@ -141,9 +150,18 @@ def rerated_lines_check(session: Session) -> CheckResult:
     note = (
         f"{len(rerated)} re-rated invoice lines, {len({a.document for a in adjustments})} documents"
     )
+    later = (
+        (
+            f"{len(pending)} with usage since their rerate, priced as invoiced until "
+            f"`meterbook rerate --from {since}` re-prices it: {', '.join(pending[:3])}"
+            + (f" and {len(pending) - 3} more" if len(pending) > 3 else ""),
+        )
+        if pending
+        else ()
+    )
     if not problems:
         return CheckResult(
-            "rerated invoice lines", True, (f"{note}, each as the current rules give",)
+            "rerated invoice lines", True, (f"{note}, each as the current rules give", *later)
         )
     return CheckResult(
         "rerated invoice lines",

@@ -709,3 +709,60 @@ def test_a_meter_definition_edited_after_invoicing_is_refused_too(tmp_path: Path
     assert drift.describe().endswith(
         "original terms: charges, commitment and arrears base fee edited since invoiced"
     )
+
+
+def test_usage_after_a_rerate_is_a_rerate_to_run_not_an_unexplained_document(
+    tmp_path: Path,
+) -> None:
+    """Found by the simulator (seed 78419). acme's October, 20 calls invoiced 20.00 on
+    INV-2026-000002, is re-rated to the 0.80 version: CN-2026-000001, −4.00 (beta's 10 calls:
+    CN-2026-000002, −2.00). Five more October calls of acme arrive after: late usage, priced
+    with the pinned version (1.00) as late usage is, 5.00 billed on the next invoice. The
+    rerate's document still explains what it re-rated (20 × −0.20); the 5 × −0.20 = −1.00 is
+    a rerate still to run, as for a line never re-rated, so ``check`` passes and says so
+    (it failed: "reratings posted −4.00, the current rules explain −5.00"). A second
+    ``rerate`` posts CN-2026-000003, −1.00. With the version then taken out, both re-rated
+    lines are unexplained again (acme's −5.00 and beta's −2.00 against 0.00): ``check`` fails."""
+    root = make(tmp_path)
+    (root / "rules" / "plans.yaml").write_text(version("0.80"))
+    rerate = ("rerate", "--from", "2026-10-01", "--date", "2026-11-20")
+    assert run_cli(root, *rerate).exit_code == 0
+    session = open_session(root)
+    late = [
+        Event.build(
+            source="t",
+            id=f"late-{day}",
+            customer="acme",
+            type="api.request",
+            time=parse_time(f"2026-10-{day:02d}T12:00:00Z"),
+            properties={},
+        )
+        for day in range(21, 26)
+    ]
+    insert_events(session.engine, late)
+    assert run_cli(root, "post", "--through", "2026-11-20").exit_code == 0
+    checked = run_cli(root, "check")
+    assert checked.exit_code == 0, checked.output
+    assert (
+        "1 with usage since their rerate, priced as invoiced until `meterbook rerate --from "
+        "2026-10-01` re-prices it: INV-2026-000002 api_calls (cycle acme-2026-10-01)"
+    ) in " ".join(checked.output.split())
+
+    again = run_cli(root, *rerate)
+    assert again.exit_code == 0, again.output
+    notes = load_credit_notes(open_session(root).engine)
+    assert [(n.number, n.invoice, n.amount) for n in notes] == [
+        ("CN-2026-000001", "INV-2026-000002", Decimal("4.00")),
+        ("CN-2026-000002", "INV-2026-000003", Decimal("2.00")),
+        ("CN-2026-000003", "INV-2026-000002", Decimal("1.00")),
+    ]
+    checked = run_cli(root, "check")
+    assert checked.exit_code == 0, checked.output
+    assert "with usage since their rerate" not in checked.output
+
+    (root / "rules" / "plans.yaml").write_text(PLANS)
+    checked = run_cli(root, "check")
+    assert checked.exit_code == 1
+    flat = " ".join(checked.output.split())
+    assert "2 of 2 re-rated invoice lines, 3 documents no longer follow" in flat
+    assert "reratings posted -5.00 USD (CN-2026-000001, CN-2026-000003)" in flat
