@@ -562,12 +562,19 @@ def _redate_sealed(
         last[inv.customer] = max(last.get(inv.customer, date.min), inv.date)
     for cid, day in sorted(k for k in list(lines) if k[1] < first_open):
         target = max(first_open, last.get(cid, date.min) + timedelta(days=1))
-        if f"{cid}/{day.isoformat()}" in issued_keys or target > through:
-            # issued; or drafting as of a sealed day (``trace`` re-drafting history): as it was
+        if f"{cid}/{day.isoformat()}" in issued_keys:
             continue
         moved = lines[(cid, day)]
         if not any(line.amount for line in moved):
             continue  # nothing to bill: the cycle waits, unfrozen, as before
+        if target > through:
+            if through >= first_open:
+                # the customer's invoice of the first open day is issued already: its next
+                # invoice day is after this run, which must not issue it on the sealed day
+                del lines[(cid, day)]
+                accruals.pop((cid, day), None)
+            # else drafting as of a sealed day (``trace`` re-drafting history): as it was
+            continue
         del lines[(cid, day)]
         lines[(cid, target)].extend(line for line in moved if line.amount)
         accruals[(cid, target)].extend(accruals.pop((cid, day), []))

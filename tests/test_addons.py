@@ -18,6 +18,7 @@ from beancount.core import data
 
 from ledger.books import load_books
 from ledger.cycles import cycles_at, cycles_for
+from ledger.facts.invoices import load_invoices
 from ledger.rules import Customer, Plan, Subscription
 from tests.support.workspaces import (
     METERS_CALLS,
@@ -363,3 +364,56 @@ def test_the_same_plan_twice_under_two_ids_bills_two_fees(tmp_path: Path) -> Non
     assert balance(entries, "Income:Subscriptions:A", date(2026, 11, 1)) == Decimal("-20.00")
     assert balance(entries, DEFERRED, date(2026, 11, 1)) == 0
     assert run_cli(root, "trace", "acme/s2-2026-10-01").exit_code == 0
+
+
+def test_an_add_on_backdated_into_a_sealed_month_waits_for_the_next_invoice_day(
+    tmp_path: Path,
+) -> None:
+    """Found by the simulator (seed 79291). acme on ``p`` from Sep 1: INV-2026-000001 (Sep 1,
+    31.00) and INV-2026-000002 (Oct 1, October's 31.00); September is sealed; a 6.00 top-up
+    on Oct 3 is invoiced by ``invoice --through 2026-10-03``: INV-2026-000003 of Oct 3. The
+    add-on from Sep 29 (anchored on its start, [Sep 29, Oct 29), 10.00) would bill its fee on
+    Sep 29, a sealed day: it moves to the day after acme's last invoice, Oct 4. ``invoice
+    --through 2026-10-03`` issues nothing (it issued INV-2026-000004 dated Sep 29, inside the
+    seal, which the books could never hold); ``invoice --through 2026-10-04`` issues it, 10.00,
+    dated Oct 4; the receivable is 31.00 + 31.00 + 6.00 + 10.00 = 78.00; ``check`` passes."""
+    main = "{plan: p, start: 2026-09-01}"
+    root = write_workspace(
+        tmp_path / "ws",
+        meters=METERS_CALLS,
+        plans=PLANS,
+        customers="customers:\n  acme:\n    currency: USD\n    billing_anchor: calendar\n"
+        f"    subscriptions: [{main}]\n",
+    )
+    for step in (
+        ("invoice", "--through", "2026-10-01"),
+        ("close", "2026-09"),
+        ("topup", "acme", "--amount", "6.00", "--date", "2026-10-03"),
+        ("invoice", "--through", "2026-10-03"),
+    ):
+        result = run_cli(root, *step)
+        assert result.exit_code == 0, (step, result.output)
+    addon = "{id: support, plan: a, start: 2026-09-29, billing_anchor: start}"
+    (root / "rules" / "customers.yaml").write_text(_customers(addon, main))
+    result = run_cli(root, "invoice", "--through", "2026-10-03")
+    assert result.exit_code == 0, result.output
+    session = open_session(root)
+    assert [(i.number, i.date, i.total) for i in load_invoices(session.engine)] == [
+        ("INV-2026-000001", date(2026, 9, 1), Decimal("31.00")),
+        ("INV-2026-000002", date(2026, 10, 1), Decimal("31.00")),
+        ("INV-2026-000003", date(2026, 10, 3), Decimal("6.00")),
+    ]
+    result = run_cli(root, "invoice", "--through", "2026-10-04")
+    assert result.exit_code == 0, result.output
+    last = load_invoices(session.engine)[-1]
+    assert (last.number, last.date, last.total) == (
+        "INV-2026-000004",
+        date(2026, 10, 4),
+        Decimal("10.00"),
+    )
+    assert [ln.cycle for ln in last.lines] == ["2026-09-29/2026-10-29"]
+    entries, errors, _ = load_books(root / "books" / "main.beancount")
+    assert errors == []
+    assert balance(entries, RECEIVABLE, date(2026, 10, 5)) == Decimal("78.00")
+    checked = run_cli(root, "check")
+    assert checked.exit_code == 0, checked.output
