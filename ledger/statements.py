@@ -276,9 +276,8 @@ def pick_cycle(
     else:
         cycle = cycle_at(subscriber, rules.plans, day, subscription)
     if cycle is None:
-        raise BadInput(
-            f"--cycle: customer {customer!r} has no billing cycle containing {day.isoformat()}"
-        )
+        whose = f"subscription {subscription!r} of customer" if subscription else "customer"
+        raise BadInput(f"--cycle: {whose} {customer!r} has no billing cycle containing {day}")
     if cycle.start > today:
         raise BadInput(
             f"--cycle: the cycle {cycle.key} has not started yet (today is {today.isoformat()})"

@@ -286,6 +286,14 @@ def test_statement_of_the_addon_by_its_id(together: Path) -> None:
     wrong = run_cli(together, "statement", "acme", "--subscription", "nope")
     assert wrong.exit_code == 2
     assert "no subscription 'nope' (its ids: 'support')" in wrong.output
+    early = run_cli(
+        together, "statement", "acme", "--subscription", "support", "--cycle", "2026-09-20"
+    )
+    assert early.exit_code == 2
+    assert (
+        "--cycle: subscription 'support' of customer 'acme' has no billing cycle containing "
+        "2026-09-20"
+    ) in " ".join(early.output.split())
 
 
 @pytest.mark.parametrize(
