@@ -141,7 +141,8 @@ def test_a_volume_cycle_billed_by_threshold_adds_up_to_its_price(tmp_path: Path)
 
     documents = session.workspace.books_dir / "documents"
     assert (
-        "Threshold invoice: bills usage to date" in (documents / "INV-2026-000001.html").read_text()
+        "Threshold invoice: bills usage to date of a cycle still running, whose invoice threshold "
+        "was reached (usage through 2026-09-06)" in (documents / "INV-2026-000001.html").read_text()
     )
     assert (
         "Usage billed on INV-2026-000001 of 2026-09-07 (threshold invoice)"
