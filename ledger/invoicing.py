@@ -927,15 +927,25 @@ def bill_debit_adjustments(
         if line.kind == "rerate"
     }
     pending = {n: g for n, g in by_document(adjustments, "DA-").items() if n not in billed}
+    # re-drafting an issued invoice (``trace``): what it billed stays on it, even when another
+    # invoice of its day (a regular one, for usage that arrived after it) now comes first
+    own = (
+        {ln.description.split(" ", 1)[0] for ln in redrafting.lines if ln.kind == "rerate"}
+        if redrafting is not None
+        else set()
+    )
     out: list[Invoice] = []
     for draft in sorted(drafts, key=lambda d: (d.date, d.customer, d.kind != REGULAR)):
         if draft.kind == TOPUP:  # a top-up's invoice bills the top-up alone
             out.append(draft)
             continue
+        itself = redrafting is not None and draft.key == redrafting.key
         due = [
             n
             for n, g in sorted(pending.items())
-            if g[0].customer == draft.customer and g[0].date < draft.date
+            if g[0].customer == draft.customer
+            and g[0].date < draft.date
+            and (itself or n not in own)
         ]
         extra = [_debit_line(n, adj) for n in due for adj in pending.pop(n)]
         out.append(replace(draft, lines=(*draft.lines, *extra)) if extra else draft)

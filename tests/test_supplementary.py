@@ -451,3 +451,50 @@ def test_a_supplementary_invoice_is_traced_after_the_customer_comes_back(tmp_pat
     assert traced.exit_code == 0, traced.output
     assert run_cli(root, "check").exit_code == 0
     assert balance(books(open_session(root)), UNBILLED, date(2026, 10, 6)) == 0
+
+
+def test_a_supplementary_invoice_keeps_its_debit_adjustment_when_a_regular_one_joins_its_day(
+    tmp_path: Path,
+) -> None:
+    """Found by the simulator (seed 81267). ``cal`` on ``f`` (31.00 a month in advance, 0.10 a
+    call), ended from Sep 2: the cycle [Sep 1, Sep 2) is 1 of 30 days, round(31.00 / 30) =
+    1.03, INV-2026-000001 of Sep 1. The end is then moved to Sep 12: [Sep 1, Sep 12) is 11
+    days, round(31.00 × 11 / 30) = 11.37, so DA-2026-000001 charges 10.34 from Sep 2, where the
+    billed days ran out. ``cal`` has ended, so no regular invoice takes it: the supplementary
+    INV-2026-000002 of Sep 12 (the subscription's end) bills it. Six calls of Sep 1 arrive
+    after: the cycle's own invoice of Sep 12, INV-2026-000003, bills 0.60. ``trace`` of the
+    supplementary invoice re-drafted the day with the regular invoice first, which took the
+    10.34, and found no supplementary invoice to compare ("the store and rules draft no
+    invoice"); what an issued invoice billed stays on it. Receivable 1.03 + 10.34 + 0.60 =
+    11.97."""
+    plans = (
+        'plans:\n  f:\n    currency: USD\n    base_fee: {amount: "31.00", timing: advance}\n'
+        '    charges:\n      - {meter: api_calls, model: unit, unit_price: "0.10"}\n'
+    )
+    customers = (
+        "customers:\n  cal:\n    currency: USD\n    billing_anchor: calendar\n"
+        "    subscriptions: [{plan: f, start: 2026-09-01, end: %s}]\n"
+    )
+    root = write_workspace(
+        tmp_path / "ws", meters=METERS_CALLS, plans=plans, customers=customers % "2026-09-02"
+    )
+    assert run_cli(root, "invoice", "--through", "2026-09-01").exit_code == 0
+    (root / "rules" / "customers.yaml").write_text(customers % "2026-09-12")
+    assert run_cli(root, "invoice", "--through", "2026-09-13").exit_code == 0
+    insert_events(open_session(root).engine, calls("cal", ["2026-09-01"] * 6, "late"))
+    assert run_cli(root, "invoice", "--through", "2026-09-13").exit_code == 0
+    invoices = load_invoices(open_session(root).engine)
+    assert [(i.number, i.date, i.kind, i.total) for i in invoices] == [
+        ("INV-2026-000001", date(2026, 9, 1), "regular", Decimal("1.03")),
+        ("INV-2026-000002", date(2026, 9, 12), SUPPLEMENTARY, Decimal("10.34")),
+        ("INV-2026-000003", date(2026, 9, 12), "regular", Decimal("0.60")),
+    ]
+    for number in ("INV-2026-000002", "INV-2026-000003"):
+        traced = run_cli(root, "trace", number)
+        assert traced.exit_code == 0 and "NOT verified" not in traced.output, traced.output
+    entries, errors, _ = load_books(root / "books" / "main.beancount")
+    assert errors == []
+    assert balance(entries, "Assets:Receivables:Invoiced:Cal", date(2026, 9, 13)) == Decimal(
+        "11.97"
+    )
+    assert run_cli(root, "check").exit_code == 0
