@@ -389,7 +389,14 @@ def rate(
         )
         taken = [r for r in reductions if r.customer == customer.id and r.day <= through]
         grants = grants_of(customer, bought.get(customer.id, ()), through)
-        applied, customer_movements, drawn = _apply_credits(customer, rows, through, taken, grants)
+        billed_at = {
+            cycle.link: frozenset(threshold_points(cycle, through, progress.get(cycle.link, ())))
+            for cycle, _point, _gross in rows
+            if progress and cycle.link in progress
+        }
+        applied, customer_movements, drawn = _apply_credits(
+            customer, rows, through, taken, grants, billed_at
+        )
         movements.extend(customer_movements)
         all_grants[customer.id] = drawn
         for cycle, point, gross in rows:
@@ -668,6 +675,7 @@ def _apply_credits(
     through: date,
     reductions: Sequence[GrantReduction] = (),
     grants: Sequence[CreditGrant] | None = None,
+    billed_at: Mapping[str, Collection[date]] | None = None,
 ) -> tuple[dict[tuple[str, str, date], Decimal], list[CreditMovement], tuple[CreditGrant, ...]]:
     """Draw each cycle's usage from prepaid credits, point by point in date order.
 
@@ -675,6 +683,14 @@ def _apply_credits(
     when usage falls (volume tiers), the excess goes back to the grants it came
     from, newest draw first. Grants are drawn oldest-expiring first, only while
     ``granted <= day < expires``.
+
+    ``billed_at``: per cycle link, the days threshold invoices billed it through
+    (:func:`threshold_points`). What such an invoice billed is not drawn from credit
+    afterwards: from then on the cycle's credit grows by at most its usage's growth since
+    that day. A 20.00 top-up bought after a threshold invoice billed 5.00 of a cycle's
+    usage pays for the 3.00 used since, not for all 8.00 (the threshold invoice would be
+    paid twice, once by the customer and once from the wallet, and the cycle's unbilled
+    usage would be −5.00 until the cycle-end invoice gave it back).
 
     A credit note's reduction dated D takes its amount off the grant after the
     draws of the points dated D (the note was checked against the grant's
@@ -754,11 +770,16 @@ def _apply_credits(
             by_key[grant_key(grants, len(grants) - 1)] = len(grants) - 1
             order = draw_order()
 
+    #: per cycle, its usage and credit at the latest threshold invoice's day so far
+    frozen: dict[tuple[str, str], tuple[Decimal, Decimal]] = {}
     for n, (cycle, point, gross) in enumerate(rows):
         take_back_before(point)
         expire_before(point)
         key = (cycle.link, cycle.plan)
         target = gross.amount
+        if key in frozen:
+            usage_then, credit_then = frozen[key]
+            target = min(target, credit_then + max(ZERO, gross.amount - usage_then))
         have = credited[key]
         if target < have:  # usage fell: give back the excess, newest draw first
             excess = have - target
@@ -791,6 +812,8 @@ def _apply_credits(
                 drew = drew or point in cycle.accrual_points()
         credited[key] = have
         applied[(cycle.link, cycle.plan, point)] = have
+        if billed_at and point in billed_at.get(cycle.link, ()):
+            frozen[key] = (gross.amount, have)
         if n + 1 == len(rows) or rows[n + 1][1] != point:  # the point's last row
             top_up_after(point)
             drew = False

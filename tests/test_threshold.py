@@ -26,6 +26,7 @@ from pathlib import Path
 from beancount.core import data
 
 from ledger.books import load_books
+from ledger.facts.invoices import load_invoices
 from ledger.invoicing import draft_invoices
 from ledger.session import Session
 from tests.support.workspaces import (
@@ -439,3 +440,43 @@ def test_a_threshold_invoice_on_the_first_keeps_the_month_ends_fee_recognition(
     assert balance(entries, "Income:Usage:Api-Calls", day) == Decimal("-6.00")
     assert balance(entries, "Income:Subscriptions:F", day) == Decimal("-21.00")
     assert balance(entries, "Liabilities:Deferred-Revenue:Fee", day) == Decimal("-9.00")
+
+
+def test_a_top_up_after_a_threshold_invoice_pays_only_the_usage_billed_since(
+    tmp_path: Path,
+) -> None:
+    """Found by the review of issue 18. ``cap`` (1.00 a call, threshold 5.00): 5 calls on
+    Sep 1..5 → INV-2026-000001 of Sep 6, 5.00 (usage through Sep 5, no credit then). A 20.00
+    top-up on Sep 7 (INV-2026-000002); 3 more calls on Sep 6..8. The wallet pays what no
+    invoice billed: at Sep 30, 8.00 of usage less the 5.00 billed: 3.00 drawn (not all 8.00,
+    which paid INV-2026-000001's 5.00 a second time and left unbilled at −5.00 over the seal);
+    unbilled 8.00 − 3.00 − 5.00 = 0 on Oct 1; the cycle-end invoice of Oct 1 bills 8.00 −
+    3.00 of credit − 5.00 billed = 0.00 (it was −5.00); 17.00 stays in the wallet."""
+    session = workspace(tmp_path / "ws")
+    root = session.workspace.root
+    insert_events(session.engine, calls("cap", [f"2026-09-{d:02d}" for d in range(1, 6)]))
+    (one,) = session.invoice(through=date(2026, 9, 6))
+    assert (one.date, one.total) == (date(2026, 9, 6), Decimal("5.00"))
+    topped = run_cli(root, "topup", "cap", "--amount", "20.00", "--date", "2026-09-07")
+    assert topped.exit_code == 0, topped.output
+    insert_events(session.engine, calls("cap", ["2026-09-06", "2026-09-07", "2026-09-08"], "b"))
+    assert run_cli(root, "invoice", "--through", "2026-10-01").exit_code == 0
+    session = open_session(root)
+    last = load_invoices(session.engine)[-1]
+    assert (last.date, last.total) == (date(2026, 10, 1), Decimal("0.00"))
+    assert lines(last) == [
+        ("usage", "unbilled", Decimal("8.00")),
+        ("credit_applied", "unbilled", Decimal("-3.00")),
+        ("threshold_billed", "unbilled", Decimal("-5.00")),
+    ]
+    entries = books(session)
+    unbilled = "Assets:Receivables:Unbilled:Cap"
+    assert balance(entries, unbilled, date(2026, 10, 1)) == Decimal("0")
+    assert balance(entries, "Liabilities:Deferred-Revenue:Cap", date(2026, 10, 2)) == Decimal(
+        "-17.00"
+    )
+    assert balance(entries, "Income:Usage:Api-Calls", date(2026, 10, 2)) == Decimal("-8.00")
+    for ref in (one.number, last.number, "cap-2026-09-01"):
+        traced = run_cli(root, "trace", ref)
+        assert traced.exit_code == 0, traced.output
+    assert run_cli(root, "check").exit_code == 0
