@@ -403,7 +403,8 @@ def outstanding(
     applications: Iterable[CashApplication] = (),
 ) -> dict[str, Decimal]:
     """Per payment reference its unapplied cash, per credit note number its credit balance
-    (refund liability), after every application and refund given; sources holding 0 included."""
+    (refund liability), per negative invoice number its customer's credit (in the receivable),
+    after every application and refund given; sources holding 0 included."""
     return _replay(invoices, payments, credit_notes, applications)[1]
 
 
@@ -424,6 +425,9 @@ def _replay(
         timeline.append((application.date, 2, application.reference, application))
     out: dict[tuple[str, str], Settlement] = {}
     left: dict[str, Decimal] = {}  # what each payment / credit note still holds for its payer
+    for inv in invoices:  # a negative invoice (a cycle billed less than its threshold invoices)
+        if inv.total < 0:  # holds its customer's credit, in the receivable, from its date
+            left[inv.number] = -inv.total
     for _day, _order, _key, fact in sorted(timeline, key=lambda t: t[:3]):
         if isinstance(fact, Payment):
             settled = _settle_payment(fact, by_number, open_amount)
@@ -520,28 +524,39 @@ class Source:
     """What an application draws on, as the store gives it at a date."""
 
     key: str
-    kind: Literal["payment", "credit_note"]
+    kind: Literal["payment", "credit_note", "invoice"]
     date: date
     currency: str
-    customer: str | None  # the credit note's customer, the customer of the invoice a payment named
+    #: the credit note's or negative invoice's customer, the customer of the invoice a payment
+    #: named
+    customer: str | None
     holds: Decimal  # unapplied cash / credit balance left at the date, before this application
 
 
 def find_source(facts: IssuedFacts, key: str, on: date) -> Source:
-    """The payment or credit note ``key`` names in ``facts``, with what it holds at the end of
-    ``on`` (:class:`BadInput` when there is none, or it is dated after ``on``)."""
+    """The payment, credit note or negative invoice ``key`` names in ``facts``, with what it
+    holds at the end of ``on`` (:class:`BadInput` when there is none, or it is dated after
+    ``on``). A negative invoice (a cycle's invoices billed more than its price: threshold
+    invoicing) holds its customer's credit, as a credit note on a paid invoice does."""
     payments = {p.reference: p for p in facts.payments}
     notes = {n.number: n for n in facts.credit_notes}
+    negative = {inv.number: inv for inv in facts.invoices if inv.total < 0}
     if key in notes:
         note = notes[key]
-        kind: Literal["payment", "credit_note"] = "credit_note"
+        kind: Literal["payment", "credit_note", "invoice"] = "credit_note"
         day, currency, customer = note.date, note.currency, note.customer
     elif key in payments:
         payment = payments[key]
         kind, day, currency = "payment", payment.date, payment.currency
         customer = None
+    elif key in negative:
+        credit = negative[key]
+        kind, day, currency, customer = "invoice", credit.date, credit.currency, credit.customer
     else:
-        raise BadInput(f"{key}: no payment has this reference and no credit note this number")
+        raise BadInput(
+            f"{key}: no payment has this reference, no credit note this number and no negative "
+            "invoice this number"
+        )
     if day > on:
         raise BadInput(
             f"{key} is dated {day.isoformat()}, after {on.isoformat()}: cash is applied or "
@@ -598,7 +613,7 @@ def record_application(
                 f"{source} is in {found.currency}, {invoice} in {target.currency}: cash is applied "
                 "in its own currency"
             )
-        if found.kind == "credit_note" and found.customer != target.customer:
+        if found.kind in ("credit_note", "invoice") and found.customer != target.customer:
             raise BadInput(
                 f"{source} is {found.customer}'s credit balance; {invoice} is {target.customer}'s"
             )

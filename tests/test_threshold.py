@@ -480,3 +480,61 @@ def test_a_top_up_after_a_threshold_invoice_pays_only_the_usage_billed_since(
         traced = run_cli(root, "trace", ref)
         assert traced.exit_code == 0, traced.output
     assert run_cli(root, "check").exit_code == 0
+
+
+def test_a_negative_invoices_credit_is_refunded_or_applied_and_ages_with_the_books(
+    tmp_path: Path,
+) -> None:
+    """Found by the review of issue 18. ``big`` (the volume example): INV-2026-000001 of Sep 7
+    bills 60.00, paid as BANK-1 on Sep 8; the cycle-end invoice INV-2026-000002 of Oct 1 is
+    −12.00: big's receivable is 60.00 − 60.00 − 12.00 = −12.00, its credit. One call on Oct 5
+    is INV-2026-000003 of Nov 1, 10.00 (the first tier). 5.00 of the credit is refunded
+    (PAYOUT-9, Nov 2: receivable / cash) and the other 7.00 applied to INV-2026-000003 (Nov 2:
+    receivable / receivable, linked to both invoices), which then owes 10.00 − 7.00 = 3.00:
+    the receivable is −12.00 + 10.00 + 5.00 = 3.00 on Nov 3, and the aging report shows 3.00,
+    as the books do. Before, `refund` and `apply` refused the invoice as a source and aging
+    showed 0.00 against the books' −12.00 on Oct 31."""
+    session = workspace(tmp_path / "ws")
+    root = session.workspace.root
+    insert_events(session.engine, calls("big", [f"2026-09-{d:02d}" for d in range(1, 7)]))
+    assert session.invoice(through=date(2026, 9, 7))[0].total == Decimal("60.00")
+    insert_events(session.engine, calls("big", [f"2026-09-{d:02d}" for d in range(7, 13)], "b"))
+    bank = tmp_path / "bank.csv"
+    bank.write_text(
+        "date,amount,currency,invoice,reference\n2026-09-08,60.00,USD,INV-2026-000001,BANK-1\n"
+    )
+    assert run_cli(root, "ingest", str(bank)).exit_code == 0
+    insert_events(session.engine, calls("big", ["2026-10-05"], "c"))
+    assert run_cli(root, "invoice", "--through", "2026-10-01").exit_code == 0
+    aged = run_cli(root, "report", "aging", "--month", "2026-10")
+    assert aged.exit_code == 0, aged.output
+    rows = [" ".join(line.split()) for line in aged.output.splitlines()]
+    assert any(row.startswith("big USD") and row.endswith("-12.00 -12.00") for row in rows), rows
+    assert run_cli(root, "invoice", "--through", "2026-11-01").exit_code == 0
+    numbers = [(i.number, i.total) for i in load_invoices(open_session(root).engine)]
+    assert numbers == [
+        ("INV-2026-000001", Decimal("60.00")),
+        ("INV-2026-000002", Decimal("-12.00")),
+        ("INV-2026-000003", Decimal("10.00")),
+    ]
+    refund = ("refund", "INV-2026-000002", "--reference", "PAYOUT-9", "--amount", "5.00")
+    refunded = run_cli(root, *refund, "--date", "2026-11-02")
+    assert refunded.exit_code == 0, refunded.output
+    too_much = ("apply", "INV-2026-000002", "--invoice", "INV-2026-000003", "--amount", "8.00")
+    refused = run_cli(root, *too_much, "--date", "2026-11-02")
+    assert refused.exit_code == 2
+    assert "INV-2026-000002 holds 7.00 USD of credit balance on 2026-11-02" in refused.output
+    applied = run_cli(
+        root, "apply", "INV-2026-000002", "--invoice", "INV-2026-000003", "--date", "2026-11-02"
+    )
+    assert applied.exit_code == 0, applied.output
+    assert run_cli(root, "post", "--through", "2026-11-02").exit_code == 0
+    entries = books(open_session(root))
+    receivable = "Assets:Receivables:Invoiced:Big"
+    assert balance(entries, receivable, date(2026, 11, 2)) == Decimal("-2.00")  # −12 + 10
+    assert balance(entries, receivable, date(2026, 11, 3)) == Decimal("3.00")
+    assert balance(entries, "Assets:Bank:Operating", date(2026, 11, 3)) == Decimal("55.00")
+    aged = run_cli(root, "report", "aging", "--month", "2026-11")
+    rows = [" ".join(line.split()) for line in aged.output.splitlines()]
+    assert any(row.startswith("big USD") and row.endswith("3.00 3.00") for row in rows), rows
+    assert run_cli(root, "check").exit_code == 0

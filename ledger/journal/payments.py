@@ -138,10 +138,15 @@ def application_entries(
         if not s.applied:
             continue
         note = notes.get(app.source)
+        credit = None if app.source in by_reference else by_invoice.get(app.source)
         if note is not None:
             customer: str | None = note.customer
             source_account = rules.account("refund_liability", customer=note.customer)
             what = f"credit balance {app.source}"
+        elif credit is not None:  # a negative invoice: its credit sits in the receivable
+            customer = credit.customer
+            source_account = rules.account("receivable", customer=credit.customer)
+            what = f"credit of negative invoice {app.source}"
         else:
             payment = by_reference.get(app.source)
             named = by_invoice.get(payment.invoice) if payment is not None else None
@@ -166,6 +171,8 @@ def application_entries(
         links = set(invoice_links(invoice)) if invoice is not None else set()
         if note is not None:
             links.add(note.number)
+        if credit is not None:
+            links.add(credit.number)
         entries.append(
             data.Transaction(
                 entry_meta(

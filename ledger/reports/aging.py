@@ -59,20 +59,26 @@ class OpenItem:
 
 def open_items(sources: Sources, day: date) -> list[OpenItem]:
     """Invoices dated on or before ``day`` still open after the payments and credit notes
-    dated on or before ``day`` (the settlement replay of :func:`ledger.payments.open_amounts`)."""
-    from ledger.payments import open_amounts
+    dated on or before ``day`` (the settlement replay of :func:`ledger.payments.open_amounts`),
+    and negative invoices whose credit is not applied or refunded yet, as negative amounts
+    (the customer's credit in the receivable, so the report ties to the books)."""
+    from ledger.payments import open_amounts, outstanding
 
     invoices = [inv for inv in sources.invoices if inv.date <= day]
-    amounts = open_amounts(
+    facts = (
         invoices,
         [p for p in sources.payments if p.date <= day],
         [n for n in sources.credit_notes if n.date <= day],
         [a for a in sources.facts.applications if a.date <= day],
     )
+    amounts = open_amounts(*facts)
+    if any(inv.total < 0 for inv in invoices):
+        credits = outstanding(*facts)
+        amounts.update({inv.number: -credits[inv.number] for inv in invoices if inv.total < 0})
     items = []
     for inv in invoices:
         left = amounts.get(inv.number, ZERO)
-        if left > 0:
+        if left:
             due = inv.due_date
             past_due = max(0, (day - due).days)  # not due yet: 0 days past due, 'current'
             items.append(
