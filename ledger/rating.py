@@ -692,11 +692,15 @@ def _apply_credits(
     paid twice, once by the customer and once from the wallet, and the cycle's unbilled
     usage would be −5.00 until the cycle-end invoice gave it back).
 
-    A credit note's reduction dated D takes its amount off the grant after the
-    draws of the points dated D (the note was checked against the grant's
-    balance rated through D) and before any later point. It is not capped: the
-    books debit deferred revenue by exactly this amount, so a grant whose
-    balance late usage has since drawn below it stays negative (nothing more
+    A credit note's reduction dated D takes its amount off the grant before the
+    draws of the points dated D. The note was checked against the grant's balance
+    rated through D, after the draws known then, so those draws still fit; usage of
+    D or before that arrives after the note draws only what the note left (36.00
+    bought, 1.00 drawn at Sep 30, 19.44 credited that day: late usage of Sep 30
+    draws at most 16.56, the rest is billed; drawn after the note, it took 35.00 of
+    the 36.00 and deferred revenue ended 18.44 in debit). It is not capped: the
+    books debit deferred revenue by exactly this amount, so a grant whose balance
+    usage of earlier points has since drawn below it stays negative (nothing more
     is drawn from it, nothing expires) and deferred revenue shows the same.
 
     ``grants``: the customer's grants (default its ``credits``); an automatic top-up
@@ -727,7 +731,7 @@ def _apply_credits(
     pending = sorted(reductions, key=lambda r: (r.day, r.note, r.key))
 
     def take_back_before(day: date) -> None:
-        while pending and pending[0].day < day:
+        while pending and pending[0].day <= day:
             r = pending.pop(0)
             if r.key not in by_key:
                 continue
@@ -773,7 +777,7 @@ def _apply_credits(
     #: per cycle, its usage and credit at the latest threshold invoice's day so far
     frozen: dict[tuple[str, str], tuple[Decimal, Decimal]] = {}
     for n, (cycle, point, gross) in enumerate(rows):
-        take_back_before(point)
+        take_back_before(point)  # a note of the point's day: before its draws
         expire_before(point)
         key = (cycle.link, cycle.plan)
         target = gross.amount

@@ -320,3 +320,40 @@ def test_recurring_topups_and_the_wallet_rules(tmp_path: Path) -> None:
     bad = run_cli(root, "rate")
     assert bad.exit_code == 2 and len(bad.stderr.splitlines()) == 1, bad.output
     assert "customers.rec.wallet" in bad.stderr and "top_up is missing" in bad.stderr
+
+
+def test_usage_arriving_after_a_note_on_its_day_draws_only_what_the_note_left(
+    root: Path, tmp_path: Path
+) -> None:
+    """Found by the simulator (seed 84034). acme's 30.00 top-up of Sep 5 (module docstring);
+    Sep 30's accrual draws its 100 calls, 10.00, so 20.00 is left; a credit note of 15.00 on
+    the top-up, dated Sep 30, takes 15.00 back. Then 100 more calls of Sep 15 arrive: Sep 30
+    now has 20.00 of usage, and the wallet holds 30.00 − 15.00 = 15.00 for it: 15.00 drawn,
+    5.00 billed. Deferred revenue on Oct 1: −30.00 + 15.00 (the note) + 15.00 (the draw) =
+    0.00; unbilled 5.00; usage revenue 20.00. (The draws of Sep 30 came before the note of the
+    same day: 20.00 drawn, the grant at −5.00, deferred revenue 5.00 in debit.)"""
+    csv = tmp_path / "bank.csv"
+    csv.write_text(TOPUP_ROW)
+    assert run_cli(root, "ingest", str(csv)).exit_code == 0
+    session = open_session(root)
+    session.invoice(through=date(2026, 9, 30))
+    [sold] = [i for i in load_invoices(session.engine) if i.kind == TOPUP and i.customer == "acme"]
+    open_session(root).credit(
+        sold.number, amount="15.00", reason="goodwill", on=date(2026, 9, 30), line=1
+    )
+    insert_events(open_session(root).engine, calls("acme", ["2026-09-15"] * 100, "late"))
+    session = open_session(root)
+    session.post(date(2026, 9, 30))
+    rating = session.rate(date(2026, 9, 30), {"acme"})
+    moves = [(m.day, m.kind, m.amount) for m in rating.credits if m.customer == "acme"]
+    assert moves == [
+        (date(2026, 9, 30), "credit_note", D("15.00")),
+        (date(2026, 9, 30), "draw", D("15.00")),
+    ]
+    entries, errors, _ = load_books(session.workspace.main_file)
+    assert errors == []
+    oct_1 = date(2026, 10, 1)
+    assert _posted(entries, "Liabilities:Deferred-Revenue:Acme", oct_1) == D("0.00")
+    assert _posted(entries, "Assets:Receivables:Unbilled:Acme", oct_1) == D("5.00")
+    # acme 20.00 and beta 150 calls, 15.00
+    assert _posted(entries, "Income:Usage:Api-Calls", oct_1) == D("-35.00")
