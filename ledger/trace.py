@@ -686,6 +686,12 @@ def _earlier_quantities(
                         "the accrual keeps the threshold invoice's frozen figure; the change is "
                         "accrued at the cycle's later points"
                     )
+                elif later and progress.get(entry.date, {}).get(meter) == quantity:
+                    # arrived after the cycle-end invoice too (no later point moved before it)
+                    explained = (
+                        "the accrual keeps the threshold invoice's frozen figure; the change is "
+                        f"posted as late adjustments on {', '.join(later)}"
+                    )
             note = (
                 ""
                 if store == quantity

@@ -538,3 +538,34 @@ def test_a_negative_invoices_credit_is_refunded_or_applied_and_ages_with_the_boo
     rows = [" ".join(line.split()) for line in aged.output.splitlines()]
     assert any(row.startswith("big USD") and row.endswith("3.00 3.00") for row in rows), rows
     assert run_cli(root, "check").exit_code == 0
+
+
+def test_usage_before_a_threshold_cut_off_arriving_after_the_cycle_end_invoice_traces(
+    tmp_path: Path,
+) -> None:
+    """Found by the simulator (seed 85179). ``cap``: 5 calls on Sep 1..5 → INV-2026-000001 of
+    Sep 6, 5.00, its accrual frozen through Sep 5 with 5 calls. Nothing more in September: the
+    Sep 30 accrual moves nothing (no entry), and the cycle-end invoice of Oct 1 bills 5.00 −
+    5.00 billed = 0.00. Two calls of Sep 3 then arrive: a late adjustment of 2.00 on Oct 1
+    (the cycle is closed), billed on the next invoice. The Sep 5 accrual keeps the threshold
+    invoice's 5 calls against the store's 7 now: ``trace`` explains it by the late
+    adjustment (it said "2 events more in the store than the 2026-09-05 accrual reflects",
+    NOT verified, as no later accrual point carried the change)."""
+    session = workspace(tmp_path / "ws")
+    root = session.workspace.root
+    insert_events(session.engine, calls("cap", [f"2026-09-{d:02d}" for d in range(1, 6)]))
+    (one,) = session.invoice(through=date(2026, 9, 6))
+    (last,) = open_session(root).invoice(through=date(2026, 10, 1))
+    assert (last.date, last.total) == (date(2026, 10, 1), Decimal("0.00"))
+    insert_events(session.engine, calls("cap", ["2026-09-03", "2026-09-03"], "late"))
+    assert run_cli(root, "post", "--through", "2026-10-01").exit_code == 0
+    entries = books(open_session(root))
+    late = [e for e in entries if isinstance(e, data.Transaction) and e.meta.get("late")]
+    assert [(e.date, e.postings[0].units.number) for e in late] == [
+        (date(2026, 10, 1), Decimal("2.00"))
+    ]
+    for ref in (one.number, last.number, "cap-2026-09-01"):
+        traced = run_cli(root, "trace", ref)
+        assert traced.exit_code == 0 and "NOT verified" not in traced.output, traced.output
+    assert "posted as late adjustments on 2026-10-01" in run_cli(root, "trace", one.number).output
+    assert run_cli(root, "check").exit_code == 0
