@@ -60,7 +60,7 @@ from ledger.credit_notes import creditable, recut_cycles
 from ledger.cycles import Cycle, cycles_for, link_customer
 from ledger.errors import BadInput
 from ledger.facts.credit_notes import CreditNote, CreditPart, load_credit_notes
-from ledger.facts.invoices import Invoice
+from ledger.facts.invoices import TOPUP, Invoice
 from ledger.facts.pins import TermsPin
 from ledger.money import ZERO
 from ledger.rating import cycle_plan, prorate
@@ -188,10 +188,12 @@ def fee_changes(session: OpenWorkspace, through: date, *, every: bool = False) -
     # of the line left it (a cancellation's credit note, a charge's debit adjustment)
     recut = recut_cycles(session.stored_facts().credit_notes, session.stored_facts().adjustments)
     # a charge is billed by the customer's first invoice dated after it: never before an
-    # invoice already issued, which did not bill it (and whose re-draft must not)
+    # invoice already issued, which did not bill it (and whose re-draft must not); a top-up's
+    # invoice bills the top-up alone (never a charge), so it does not count
     latest: dict[str, date] = {}
     for issued in session.stored_facts().invoices:
-        latest[issued.customer] = max(latest.get(issued.customer, date.min), issued.date)
+        if issued.kind != TOPUP:
+            latest[issued.customer] = max(latest.get(issued.customer, date.min), issued.date)
     found = []
     for inv, i, ln in lines:
         cycle = cycles.get(ln.link)

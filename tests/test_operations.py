@@ -1762,3 +1762,37 @@ def test_a_part_billed_catch_up_over_a_sealed_accrual_with_usage_traces(root: Pa
     traced = run_cli(root, "trace", "INV-2026-000001")
     assert traced.exit_code == 0, traced.output
     assert run_cli(root, "check").exit_code == 0
+
+
+def test_a_charge_for_added_days_is_dated_before_a_top_ups_invoice(tmp_path: Path) -> None:
+    """Found by the simulator (seed 86041). acme on ``p`` (31.00 a month in advance) ended from
+    Oct 2: INV-2026-000001 of Oct 1 bills [Oct 1, Oct 2), 1.00. A 20.00 top-up on Oct 5 is
+    INV-2026-000002 of Oct 5 (a top-up's own invoice). The end is then moved to Oct 3: [Oct 1,
+    Oct 3) is 2.00, DA-2026-000001 charges 1.00 from Oct 2, where the billed day ran out. A
+    charge is not dated before an invoice issued since (that invoice did not bill it), but a
+    top-up's invoice bills nothing else, so it does not count: dated Oct 5, deferred revenue
+    held a 1.00 debit from Oct 2 (−1.00 billed, 2.00 recognized by Oct 2) to Oct 5."""
+    root = write_workspace(
+        tmp_path / "ws",
+        meters=METERS_CALLS,
+        plans=FEE_PLANS,
+        customers=_acme("{plan: p, start: 2026-10-01, end: 2026-10-02}"),
+    )
+    assert run_cli(root, "invoice", "--through", "2026-10-01").exit_code == 0
+    assert (
+        run_cli(root, "topup", "acme", "--amount", "20.00", "--date", "2026-10-05").exit_code == 0
+    )
+    assert run_cli(root, "invoice", "--through", "2026-10-05").exit_code == 0
+    (root / "rules" / "customers.yaml").write_text(
+        _acme("{plan: p, start: 2026-10-01, end: 2026-10-03}")
+    )
+    assert run_cli(root, "post", "--through", "2026-10-08").exit_code == 0
+    adjustments = load_adjustments(open_session(root).engine)
+    assert [(a.document, a.date, a.amount) for a in adjustments] == [
+        ("DA-2026-000001", date(2026, 10, 2), Decimal("1.00"))
+    ]
+    entries, errors, _ = load_books(root / "books" / "main.beancount")
+    assert errors == []
+    for day in (date(2026, 10, 3), date(2026, 10, 5), date(2026, 10, 9)):
+        assert balance(entries, "Liabilities:Deferred-Revenue:Acme", day) <= 0, day
+    assert run_cli(root, "check").exit_code == 0
