@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal, localcontext
+from fractions import Fraction
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -16,11 +17,15 @@ import pytest
 from beancount.core import data
 
 from ledger.cycles import Cycle, _cycle_months, cycles_for
+from ledger.discounts import DiscountRating, Part
 from ledger.errors import BadInput
+from ledger.facts.credit_notes import GrantReduction
 from ledger.facts.pins import TermsPin
+from ledger.facts.topups import TopUp
 from ledger.journal.meta import entry_quantities
 from ledger.money import (
     MAX_MAGNITUDE,
+    ZERO,
     DecimalError,
     from_units_nanos,
     parse_decimal,
@@ -62,11 +67,15 @@ from ledger.rating import (
     CreditMovement,
     CycleRating,
     Rating,
+    _apply_credits,
+    _Gross,
+    _parts,
     credit_at_start,
     cycle_plan,
     grant_key,
     rate,
     rated_lines,
+    threshold_points,
     undrawn_credit,
 )
 from ledger.registry import load_registry
@@ -78,12 +87,14 @@ from ledger.rules import (
     Plan,
     PlanVersion,
     Subscription,
+    Wallet,
+    WalletGrant,
     load_rules,
 )
 from ledger.store import open_store
 from tests.support.pricing import banded
 from tests.support.rating import rating_event, rating_rules
-from tests.support.workspaces import insert_events
+from tests.support.workspaces import METERS_CALLS, calls, insert_events
 
 UTC = ZoneInfo("UTC")
 
@@ -528,6 +539,321 @@ def test_rated_lines_as_text_and_json() -> None:
         }
     ]
     assert json.loads(lines[2])["customer"] == "globex"
+
+
+def _cycle(customer: str, start: date, end: date, plan: str = "p", series: str = "") -> Cycle:
+    return Cycle(customer, plan, start, end, start, end, 0, True, False, series=series)
+
+
+def _gross(amount: str, *discounts: DiscountRating) -> _Gross:
+    usage = ChargeRating(0, "api_calls", "unit", D(1), 1, D(amount), (), True)
+    return _Gross((usage,), discounts=discounts)
+
+
+OCT1, OCT31, NOV1, NOV30 = (
+    date(2026, 10, 1),
+    date(2026, 10, 31),
+    date(2026, 11, 1),
+    date(2026, 11, 30),
+)
+
+
+def test_an_automatic_topup_after_the_last_draw_of_an_accrual_point() -> None:
+    """w's wallet tops up 50.00 when an accrual point's draws leave it under 10.00. Its grants:
+    g0 40.00 (the rules' credit, Oct 1), g1 12.00 bought on Oct 31 (``topup:BANK-7``), g2 30.00
+    recurring on Nov 20; none expires, so they are drawn in grant order. Rated through Nov 30:
+
+    - Oct 15 (a threshold day, no accrual point): 32.00 from g0, 8.00 left: under 10.00, but a
+      threshold day's draws trigger nothing;
+    - Oct 31, the main cycle first: 36.00, 4.00 more from g0; g0 4.00 + g1 12.00 = 16.00;
+      then the add-on ``seats``: 9.00, g0's last 4.00 and 5.00 of g1: 7.00 left (g2 is not
+      granted yet), under 10.00 after the point's last row: ``auto:2026-11-01``, 50.00, drawn
+      after g1 (granted Nov 1) and before g2 (Nov 20);
+    - a credit note takes 10.00 of the automatic top-up back on Nov 5 (another names a top-up
+      this rating never made: ignored, the next still taken): 40.00 left of it;
+    - Nov 30: 50.00: g1's 7.00, the top-up's 40.00, 3.00 of g2; no top-up on Dec 1, after the
+      rating.
+
+    Kills the automatic top-up's mutants (no wallet, its day, its balance counting a grant not
+    granted yet or a non-accrual point's draws, checked after the first row of a point, the
+    top-up's amount, key and place in the draw order) and the given grants ignored."""
+    g0 = CreditGrant(amount=D("40.00"), granted=OCT1)
+    g1 = WalletGrant(amount=D("12.00"), granted=OCT31, key="topup:BANK-7")
+    g2 = WalletGrant(amount=D("30.00"), granted=date(2026, 11, 20), key="recurring:2026-11-20")
+    w = Customer(
+        id="w",
+        currency="USD",
+        credits=(g0,),
+        wallet=Wallet(below=D("10.00"), top_up=D("50.00")),
+    )
+    oct_, seats, nov = (
+        _cycle("w", OCT1, NOV1),
+        _cycle("w", OCT1, NOV1, "s", "seats"),
+        _cycle("w", NOV1, date(2026, 12, 1)),
+    )
+    rows = [
+        (oct_, date(2026, 10, 15), _gross("32.00")),
+        (oct_, OCT31, _gross("36.00")),
+        (seats, OCT31, _gross("9.00")),
+        (nov, NOV30, _gross("50.00")),
+    ]
+    notes = [
+        GrantReduction("w", NOV1, 0, date(2026, 11, 5), D("5.00"), "CN-0", "auto:2026-10-16"),
+        GrantReduction("w", NOV1, 0, date(2026, 11, 5), D("10.00"), "CN-1", "auto:2026-11-01"),
+    ]
+    applied, moves, grants = _apply_credits(w, rows, NOV30, notes, [g0, g1, g2])
+    auto = WalletGrant(amount=D("50.00"), granted=NOV1, key="auto:2026-11-01")
+    assert grants == (g0, g1, g2, auto)
+    assert applied == {
+        (oct_.link, "p", date(2026, 10, 15)): D("32.00"),
+        (oct_.link, "p", OCT31): D("36.00"),
+        (seats.link, "s", OCT31): D("9.00"),
+        (nov.link, "p", NOV30): D("50.00"),
+    }
+    assert moves == [
+        CreditMovement("w", 0, date(2026, 10, 15), "draw", D("32.00"), oct_),
+        CreditMovement("w", 0, OCT31, "draw", D("4.00"), oct_),
+        CreditMovement("w", 0, OCT31, "draw", D("4.00"), seats),
+        CreditMovement("w", 1, OCT31, "draw", D("5.00"), seats),
+        CreditMovement("w", 3, date(2026, 11, 5), "credit_note", D("10.00")),
+        CreditMovement("w", 1, NOV30, "draw", D("7.00"), nov),
+        CreditMovement("w", 3, NOV30, "draw", D("40.00"), nov),
+        CreditMovement("w", 2, NOV30, "draw", D("3.00"), nov),
+    ]
+
+
+def test_no_automatic_topup_for_an_idle_point_or_a_balance_at_the_level() -> None:
+    """b's wallet tops up 25.00 under 10.00; its credits: h0 20.00 expiring Oct 20, h1 6.00 and
+    h2 6.00 granted on Oct 31, rated through Nov 1 (so a top-up on Nov 1 would count):
+
+    - Oct 10 (a threshold day): 12.00 from h0 (expiring first), 8.00 left;
+    - Oct 20: h0 expires, 8.00 of breakage, nothing drawn: h1's 6.00 is all there is, but an
+      idle point tops up nothing;
+    - Oct 31: 14.00, 2.00 more from h1: h1 4.00 + h2 6.00 (granted that day) = 10.00, the
+      level itself, not under it: no top-up.
+
+    c (25.00 under 10.00, one 10.00 grant) draws 3.00 for its main cycle and 2.00 for an add-on
+    on Oct 31: 5.00 left, one top-up on Nov 1 (the rating's last day), none when rated
+    through Oct 31. Kills ``drew = True`` after a point, the expired grant counted instead of
+    the others, the point's own grant left out, ``balance <= below``, ``day >= through``, a
+    check after each row (two top-ups) and the customer's credits not read by default."""
+    h0 = CreditGrant(amount=D("20.00"), granted=OCT1, expires=date(2026, 10, 20))
+    h1 = CreditGrant(amount=D("6.00"), granted=OCT1)
+    h2 = CreditGrant(amount=D("6.00"), granted=OCT31)
+    b = Customer(
+        id="b",
+        currency="USD",
+        credits=(h0, h1, h2),
+        wallet=Wallet(below=D("10.00"), top_up=D("25.00")),
+    )
+    oct_ = _cycle("b", OCT1, NOV1)
+    rows = [
+        (oct_, date(2026, 10, 10), _gross("12.00")),
+        (oct_, date(2026, 10, 20), _gross("12.00")),
+        (oct_, OCT31, _gross("14.00")),
+    ]
+    applied, moves, grants = _apply_credits(b, rows, NOV1)
+    assert grants == (h0, h1, h2)
+    assert list(applied.values()) == [D("12.00"), D("12.00"), D("14.00")]
+    assert moves == [
+        CreditMovement("b", 0, date(2026, 10, 10), "draw", D("12.00"), oct_),
+        CreditMovement("b", 0, date(2026, 10, 20), "breakage", D("8.00")),
+        CreditMovement("b", 1, OCT31, "draw", D("2.00"), oct_),
+    ]
+
+    m0 = CreditGrant(amount=D("10.00"), granted=OCT1)
+    c = Customer(
+        id="c", currency="USD", credits=(m0,), wallet=Wallet(below=D("10.00"), top_up=D("25.00"))
+    )
+    main, seats = _cycle("c", OCT1, NOV1), _cycle("c", OCT1, NOV1, "s", "seats")
+    rows = [(main, OCT31, _gross("3.00")), (seats, OCT31, _gross("2.00"))]
+    auto = WalletGrant(amount=D("25.00"), granted=NOV1, key="auto:2026-11-01")
+    assert _apply_credits(c, rows, NOV1)[2] == (m0, auto)
+    assert _apply_credits(c, rows, OCT31)[2] == (m0,)
+
+
+SETTLED_RULES = {
+    "meters.yaml": METERS_CALLS,
+    "plans.yaml": """\
+plans:
+  u:
+    currency: USD
+    charges:
+      - {meter: api_calls, model: unit, unit_price: "1.00"}
+  y:
+    currency: JPY
+    charges:
+      - {meter: api_calls, model: unit, unit_price: "105"}
+  f:
+    currency: USD
+    base_fee: {amount: "31.00", timing: advance}
+    minimum_commitment: "10.00"
+    charges:
+      - {meter: api_calls, model: unit, unit_price: "1.00"}
+""",
+    "customers.yaml": """\
+customers:
+  plain: {currency: USD, billing_anchor: calendar, subscriptions: [{plan: u, start: 2026-10-01}]}
+  granted:
+    currency: USD
+    billing_anchor: calendar
+    subscriptions: [{plan: f, start: 2026-10-01}]
+    credits: [{amount: "5.00", granted: 2026-10-01}]
+    discounts: [{id: launch, percent: "10", start: 2026-10-01}]
+  wallet:
+    currency: USD
+    billing_anchor: calendar
+    subscriptions: [{plan: u, start: 2026-10-01}]
+    wallet: {below: "1.00", top_up: "5.00"}
+  bought: {currency: USD, billing_anchor: calendar, subscriptions: [{plan: u, start: 2026-10-01}]}
+  yen:
+    currency: JPY
+    billing_anchor: calendar
+    subscriptions: [{plan: y, start: 2026-10-01}]
+    discounts: [{id: launch, percent: "10", start: 2026-10-01}]
+""",
+}
+
+
+def test_settled_cycles_threshold_days_topups_and_discounts_in_the_rating(tmp_path: Path) -> None:
+    """Plan u: 1.00 a call; plan f the same with a 31.00 fee in advance and a 10.00 minimum.
+    Four customers from Oct 1, each with 3 calls in October (Oct 2–4) and 2 in November (Nov
+    2, Nov 12), rated through Nov 30 with every October cycle settled (its invoice's accruals
+    stand) and plain's November cycle frozen by a threshold invoice through Nov 10:
+
+    - plain (no prepaid credit): October left out; November rated on Nov 10 (1.00) and Nov 30
+      (2.00);
+    - granted (plan f, a 5.00 grant, ``launch`` 10 % off every part): a customer with prepaid
+      credit is rated through every cycle. October: 3.10 off the fee, 0.30 off the 3.00 of
+      usage, 0.70 off the 7.00 shortfall; the usage net of its discount, 2.70, drawn.
+      November: 3.10, 0.20 and 0.80 off; 1.80 drawn (0.50 left);
+    - wallet (wallet settings, no grant): rated through October too, nothing to draw;
+    - bought (a stored 5.00 top-up ``BANK-1`` of Oct 5): October 3.00 and November 2.00 drawn
+      from it;
+    - yen (plan y, 105 yen a call, ``launch`` 10 % off; not settled): October 315 yen, 31.5
+      off rounded to the yen, 32 (not 31.50); November 210, 21 off.
+
+    Kills the settled filter's mutants (credit by grants, wallet or top-up; ``break`` for
+    ``continue``), the threshold days dropped, the stored top-ups lost and the discounts not
+    looked up or not applied to each part (the fee, the usage, the shortfall) in the plan's
+    currency."""
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir()
+    for name, text in SETTLED_RULES.items():
+        (rules_dir / name).write_text(text)
+    models = dict(load_registry(None).pricing_models)
+    rules = load_rules(rules_dir, models)
+    engine = open_store(f"sqlite:///{tmp_path / 'e.sqlite'}")
+    days = ["2026-10-02", "2026-10-03", "2026-10-04", "2026-11-02", "2026-11-12"]
+    insert_events(engine, [e for c in rules.customers for e in calls(c, days)])
+    topup = TopUp("BANK-1", "bought", date(2026, 10, 5), D("5.00"), "USD")
+    rating = rate(
+        engine,
+        rules,
+        models,
+        UTC,
+        through=NOV30,
+        reductions=[],
+        topups=[topup],
+        settled={f"{c}-2026-10-01" for c in ("plain", "granted", "wallet", "bought")},
+        progress={"plain-2026-11-01": [date(2026, 11, 10)]},
+    )
+    assert [
+        (
+            r.cycle.customer,
+            r.through,
+            r.usage_amount,
+            tuple(d.amount for d in r.discounts),
+            r.credit_applied,
+        )
+        for r in rating.cycles
+    ] == [
+        ("bought", OCT31, D("3.00"), (), D("3.00")),
+        ("bought", NOV30, D("2.00"), (), D("2.00")),
+        ("granted", OCT31, D("3.00"), (D("3.10"), D("0.30"), D("0.70")), D("2.70")),
+        ("granted", NOV30, D("2.00"), (D("3.10"), D("0.20"), D("0.80")), D("1.80")),
+        ("plain", date(2026, 11, 10), D("1.00"), (), D(0)),
+        ("plain", NOV30, D("2.00"), (), D(0)),
+        ("wallet", OCT31, D("3.00"), (), D(0)),
+        ("wallet", NOV30, D("2.00"), (), D(0)),
+        ("yen", OCT31, D(315), (D(32),), D(0)),
+        ("yen", NOV30, D(210), (D(21),), D(0)),
+    ]
+    bought = WalletGrant(amount=D("5.00"), granted=date(2026, 10, 5), key="topup:BANK-1")
+    assert rating.grants_of(rules.customers["bought"]) == (bought,)
+    assert rating.grants_of(rules.customers["granted"]) == rules.customers["granted"].credits
+
+
+def test_threshold_days_up_to_the_rating_and_never_the_cycles_last() -> None:
+    """September [Sep 1, Oct 1): threshold invoices froze it through Sep 4, Sep 29 and Sep 30,
+    and another cycle through Oct 5. Rated through Sep 30: Sep 4 and Sep 29 (Sep 30 is the
+    cycle's last day, the cycle-end invoice's; Oct 5 is not in the cycle). Rated through Sep
+    29: the same two, the day itself included."""
+    september = _cycle("acme", date(2026, 9, 1), OCT1)
+    frozen = [date(2026, 9, 30), date(2026, 9, 29), date(2026, 10, 5), date(2026, 9, 4)]
+    expected = (date(2026, 9, 4), date(2026, 9, 29))
+    assert threshold_points(september, date(2026, 9, 30), frozen) == expected
+    assert threshold_points(september, date(2026, 9, 29), frozen) == expected
+
+
+def test_a_ratings_grants_of_a_customer() -> None:
+    """A rating that drew w's 40.00 grant and an automatic top-up gives both; for k, which it
+    did not rate, k's own credits (kills the lookup by None and the missing default)."""
+    g0 = CreditGrant(amount=D("40.00"), granted=OCT1)
+    auto = WalletGrant(amount=D("50.00"), granted=NOV1, key="auto:2026-11-01")
+    k_grant = CreditGrant(amount=D("5.00"), granted=OCT1)
+    w = Customer(id="w", currency="USD", credits=(g0,))
+    k = Customer(id="k", currency="USD", credits=(k_grant,))
+    rating = Rating(through=NOV30, cycles=(), grants={"w": (g0, auto)})
+    assert rating.grants_of(w) == (g0, auto)
+    assert rating.grants_of(k) == (k_grant,)
+
+
+def test_discountable_parts_of_a_cycle_in_the_order_a_fixed_discount_takes_them() -> None:
+    """October [Oct 1, Nov 1), 31 days, through Oct 15: 15 days elapsed. With a 31.00 fee in
+    advance (15.00 recognized), api_calls 12.00 (final), storage_gb 3.00 (not final) and a
+    5.00 shortfall: the fee first (deferred, 15/31 earned), then the usage (unbilled, then
+    contract asset), then the commitment. The fee in arrears comes last, at what is recognized
+    (15.00, unbilled), and no shortfall, no part for it. No fee, charge or shortfall: none."""
+    october = _cycle("acme", OCT1, NOV1)
+    point = date(2026, 10, 15)
+    charges = (
+        ChargeRating(0, "api_calls", "unit", D(120), 120, D("12.00"), (), True),
+        ChargeRating(1, "storage_gb", "unit", D(30), 2, D("3.00"), (), False),
+    )
+    usage = [
+        Part("usage:api_calls", "unbilled", D("12.00")),
+        Part("usage:storage_gb", "contract_asset", D("3.00")),
+    ]
+    advance = BaseFeeRating("advance", D("31.00"), D("15.00"))
+    assert _parts(charges, advance, D("5.00"), october, point) == [
+        Part("base_fee", "deferred", D("31.00"), Fraction(15, 31)),
+        *usage,
+        Part("commitment", "unbilled", D("5.00")),
+    ]
+    arrears = BaseFeeRating("arrears", D("31.00"), D("15.00"))
+    assert _parts(charges, arrears, ZERO, october, point) == [
+        *usage,
+        Part("base_fee", "unbilled", D("15.00")),
+    ]
+    assert _parts((), None, ZERO, october, point) == []
+
+
+def test_discounted_sums_the_discounts_of_a_part_and_account() -> None:
+    """A cycle with 0.30 off api_calls (unbilled), 0.50 off storage_gb (contract asset) and
+    1.00 off the advance fee (deferred): usage on unbilled 0.30, on the contract asset 0.50,
+    the fee on deferred 1.00 (kills ``or`` for ``and``, ``!=`` and the prefix dropped)."""
+    discounts = (
+        DiscountRating("launch: 10% off", "usage:api_calls", "unbilled", D("0.30"), D("0.30")),
+        DiscountRating(
+            "launch: 10% off", "usage:storage_gb", "contract_asset", D("0.50"), D("0.50")
+        ),
+        DiscountRating("loyalty: 1.00 off", "base_fee", "deferred", D("1.00"), D("0.48")),
+    )
+    rated = CycleRating(_cycle("acme", OCT1, NOV1), OCT31, "USD", (), None, ZERO, ZERO, discounts)
+    assert rated.discounted("usage:", "unbilled") == D("0.30")
+    assert rated.discounted("usage:", "contract_asset") == D("0.50")
+    assert rated.discounted("base_fee", "deferred") == D("1.00")
 
 
 # --- ledger/journal (the journal builders; more in tests/test_journal.py) --------------
