@@ -768,6 +768,9 @@ def _cycles_cleared(txns: list[Any], invoices: list[Any]) -> None:
             "Late usage"
         )
         catch_up = (txn.narration or "").startswith("Late adjustment")
+        # a late entry or debit adjustment of a supplementary invoice's day: billed by it when it
+        # was posted before the invoice was issued, else by the next one (a rerate run after it)
+        either = waits and txn.date == last[link] and ("supplementary", link, txn.date) in same_day
         if txn.date > last[link] or (
             txn.date == last[link]
             and not catch_up  # may be billed in part by that day's invoice (below)
@@ -784,7 +787,7 @@ def _cycles_cleared(txns: list[Any], invoices: list[Any]) -> None:
         # on the first part's day, a documented limit), so any invoice may bill part of it
         for p in txn.postings:
             if p.account.startswith(("Assets:Receivables:Unbilled:", "Assets:Contract-Assets:")):
-                (optional if catch_up else accrued)[link] += p.units.number
+                (optional if catch_up or either else accrued)[link] += p.units.number
     # the invoice may also bill only part of a same-day catch-up: the usage it knew of when it
     # was issued, the rest (usage that came after it) waiting for the next invoice; trace checks
     # each invoice's part against the store exactly
