@@ -54,6 +54,7 @@ from beancount import loader
 from beancount.core import data
 from beancount.parser import parser, printer
 
+from ledger.accounts import AccountMap
 from ledger.accruals import Inclusion, net_targets, plan_points, snapshot, split_credit, targets
 from ledger.books import format_entries
 from ledger.cycles import Cycle
@@ -3374,3 +3375,52 @@ def test_a_late_change_of_the_fee_alone_is_dated_on_its_invoice() -> None:
             D("49.00"),
             day,
         )
+
+
+def test_a_discount_is_a_debit_to_its_plans_discount_account(builder_rules: Rules) -> None:
+    """acme's cycle [Sep 15, Oct 15) with 10 % off its calls, discounts booked per plan
+    (``accounts.yaml``: ``discounts: Income:Discounts:{plan}``). Sep 30: 4,000 calls, 4.00 of
+    revenue less 0.40 off: Income:Discounts:Pro +0.40 (contra-revenue, a debit, no meter),
+    unbilled +3.60, Income:Usage:Api-Calls −4.00. Oct 14: 15,000 calls, 15.00 less 1.50: the
+    change, +1.10, +9.90, −11.00. Invoiced with Oct 14 frozen, 2,000 more calls arrive: the
+    late entry of Nov 1 moves 2.00 less 0.20 the same way, the discount on pro's account."""
+    per_plan = AccountMap({"discounts": "Income:Discounts:{plan}"})
+    rules = builder_rules.model_copy(update={"accounts": per_plan})
+    sep30 = _snap(
+        date(2026, 9, 30),
+        {"discount:": "0.40", "unbilled": "3.60", "usage_revenue:api_calls": "4.00"},
+        {"api_calls": 4000},
+    )
+    oct14 = _snap(
+        date(2026, 10, 14),
+        {"discount:": "1.50", "unbilled": "13.50", "usage_revenue:api_calls": "15.00"},
+        {"api_calls": 15000},
+    )
+    entries = accrual_entries([sep30, oct14], rules)
+    calls = {"meter": "api_calls"}
+    assert [[(p.account, p.units.number, p.meta) for p in e.postings] for e in entries] == [
+        [
+            ("Income:Discounts:Pro", D("0.40"), None),
+            ("Assets:Receivables:Unbilled:Acme", D("3.60"), None),
+            ("Income:Usage:Api-Calls", D("-4.00"), {**calls, "quantity": D(4000)}),
+        ],
+        [
+            ("Income:Discounts:Pro", D("1.10"), None),
+            ("Assets:Receivables:Unbilled:Acme", D("9.90"), None),
+            ("Income:Usage:Api-Calls", D("-11.00"), {**calls, "quantity": D(15000)}),
+        ],
+    ]
+    now = _snap(
+        date(2026, 10, 14),
+        {"discount:": "1.70", "unbilled": "15.30", "usage_revenue:api_calls": "17.00"},
+        {"api_calls": 17000},
+    )
+    [late] = late_entries([(now, oct14, date(2026, 11, 1))], rules)
+    assert [(p.account, p.units.number, p.meta) for p in late.postings] == [
+        ("Income:Discounts:Pro", D("0.20"), None),
+        ("Assets:Receivables:Unbilled:Acme", D("1.80"), None),
+        ("Income:Usage:Api-Calls", D("-2.00"), {**calls, "quantity": D(2000)}),
+    ]
+    books = _loaded([*entries, late])
+    assert balance(books, "Income:Discounts:Pro", date(2026, 11, 2)) == D("1.70")
+    assert balance(books, "Assets:Receivables:Unbilled:Acme", date(2026, 11, 2)) == D("15.30")
