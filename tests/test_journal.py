@@ -83,7 +83,7 @@ from ledger.journal.payments import application_entries, payment_entries
 from ledger.journal.sealed import catch_up, cumulative_quantities, usage_month
 from ledger.rating import BaseFeeRating, ChargeRating, CreditMovement, CycleRating, Rating
 from ledger.registry import load_registry
-from ledger.rules import Rules, load_rules
+from ledger.rules import Rules, WalletGrant, load_rules
 from tests.support.workspaces import METERS_CALLS, METERS_CALLS_TOKENS, balance, write_workspace
 
 D = Decimal
@@ -3424,3 +3424,57 @@ def test_a_discount_is_a_debit_to_its_plans_discount_account(builder_rules: Rule
     books = _loaded([*entries, late])
     assert balance(books, "Income:Discounts:Pro", date(2026, 11, 2)) == D("1.70")
     assert balance(books, "Assets:Receivables:Unbilled:Acme", date(2026, 11, 2)) == D("15.30")
+
+
+def test_a_wallet_top_ups_invoice_names_its_grants_and_their_breakage(
+    builder_rules: Rules,
+) -> None:
+    """acme buys two wallet top-ups on Oct 5, 50.00 (``topup:BANK-7``, expiring Nov 5) and
+    20.00 (``topup:BANK-8``), billed on INV-5 with a 1.00 base fee and two rules grants of Oct
+    5. The rules grants are named by their place among that day's ``credit_grant`` lines
+    without a ``grant`` ("2026-10-05#1", "#2"), each top-up by its own key; the invoice's
+    ``grant`` metadata lists the top-ups it sold, "topup:BANK-7,topup:BANK-8". 20.00 of
+    BANK-7 is left on Nov 5: its breakage (the customer's 4th grant, after the rules' three)
+    names it and links INV-5: deferred +20.00, Income:Credit-Breakage −20.00."""
+    lines = (
+        _line("base_fee", "deferred", "1.00"),
+        _line("credit_grant", "deferred", "5.00"),
+        replace(_line("credit_grant", "deferred", "50.00"), grant="topup:BANK-7"),
+        _line("credit_grant", "deferred", "9.00"),
+        replace(_line("credit_grant", "deferred", "20.00"), grant="topup:BANK-8"),
+    )
+    invoice = Invoice("acme", date(2026, 10, 5), "USD", lines, "r", "INV-5")
+    assert grant_invoices([invoice]) == {
+        ("acme", "2026-10-05#1"): "INV-5",
+        ("acme", "2026-10-05#2"): "INV-5",
+        ("acme", "topup:BANK-7"): "INV-5",
+        ("acme", "topup:BANK-8"): "INV-5",
+    }
+    [posted] = [e for e in invoice_entries([invoice], builder_rules) if _is_txn(e)]
+    assert posted.meta["grant"] == "topup:BANK-7,topup:BANK-8"
+    wallet = WalletGrant(
+        amount=D("50.00"), granted=date(2026, 10, 5), expires=date(2026, 11, 5), key="topup:BANK-7"
+    )
+    grants = {"acme": (*builder_rules.customers["acme"].credits, wallet)}
+    expired = CreditMovement("acme", 3, date(2026, 11, 5), "breakage", D("20.00"))
+    [entry] = breakage_entries([expired], builder_rules, [invoice], grants)
+    assert balance(_loaded([entry]), "Income:Credit-Breakage", date(2026, 11, 6)) == D("-20.00")
+    assert _shape(entry) == (
+        date(2026, 11, 5),
+        "*",
+        "acme",
+        "Prepaid credit expired (breakage)",
+        frozenset({"INV-5"}),
+        frozenset(),
+        {
+            "customer": "acme",
+            "grant": "topup:BANK-7",
+            "expires": date(2026, 11, 5),
+            "grant_invoice": "INV-5",
+            "rules": builder_rules.hash,
+        },
+        [
+            ("Liabilities:Deferred-Revenue:Acme", D("20.00"), "USD", {}),
+            ("Income:Credit-Breakage", D("-20.00"), "USD", {}),
+        ],
+    )
