@@ -3435,7 +3435,8 @@ def test_a_wallet_top_ups_invoice_names_its_grants_and_their_breakage(
     without a ``grant`` ("2026-10-05#1", "#2"), each top-up by its own key; the invoice's
     ``grant`` metadata lists the top-ups it sold, "topup:BANK-7,topup:BANK-8". 20.00 of
     BANK-7 is left on Nov 5: its breakage (the customer's 4th grant, after the rules' three)
-    names it and links INV-5: deferred +20.00, Income:Credit-Breakage −20.00."""
+    names it and links INV-5: deferred +20.00, Income:Credit-Breakage −20.00, as ``post``
+    writes it from a rating whose grants hold the top-up."""
     lines = (
         _line("base_fee", "deferred", "1.00"),
         _line("credit_grant", "deferred", "5.00"),
@@ -3459,6 +3460,9 @@ def test_a_wallet_top_ups_invoice_names_its_grants_and_their_breakage(
     expired = CreditMovement("acme", 3, date(2026, 11, 5), "breakage", D("20.00"))
     [entry] = breakage_entries([expired], builder_rules, [invoice], grants)
     assert balance(_loaded([entry]), "Income:Credit-Breakage", date(2026, 11, 6)) == D("-20.00")
+    # post() hands the rating's grants, top-ups included, to the breakage
+    rated = Rating(through=date(2026, 11, 5), cycles=(), credits=(expired,), grants=grants)
+    assert post(rated, builder_rules, [invoice], first_open=date.min)[-1] == entry
     assert _shape(entry) == (
         date(2026, 11, 5),
         "*",
