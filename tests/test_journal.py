@@ -54,9 +54,11 @@ from beancount import loader
 from beancount.core import data
 from beancount.parser import parser, printer
 
-from ledger.accruals import Inclusion, net_targets, plan_points, snapshot, targets
+from ledger.accounts import AccountMap
+from ledger.accruals import Inclusion, net_targets, plan_points, snapshot, split_credit, targets
 from ledger.books import format_entries
 from ledger.cycles import Cycle
+from ledger.discounts import DiscountRating
 from ledger.facts.adjustments import Adjustment
 from ledger.facts.credit_notes import CreditNote, CreditPart
 from ledger.facts.invoices import Invoice, InvoiceLine, Snapshot, Tax, TaxLine
@@ -81,7 +83,7 @@ from ledger.journal.payments import application_entries, payment_entries
 from ledger.journal.sealed import catch_up, cumulative_quantities, usage_month
 from ledger.rating import BaseFeeRating, ChargeRating, CreditMovement, CycleRating, Rating
 from ledger.registry import load_registry
-from ledger.rules import Rules, load_rules
+from ledger.rules import Rules, WalletGrant, load_rules
 from tests.support.workspaces import METERS_CALLS, METERS_CALLS_TOKENS, balance, write_workspace
 
 D = Decimal
@@ -3211,3 +3213,272 @@ def test_a_snapshot_net_of_no_tax_keeps_the_invoice_record_as_it_was() -> None:
         "unbilled": D("3.36"),
         "usage_revenue:api_calls": D("3.36"),
     }
+
+
+# --- discounts, threshold invoices and top-ups in the targets (issue 18) -----------------------
+
+
+def _discount(part: str, account: str, amount: str, recognized: str = "") -> DiscountRating:
+    return DiscountRating("10 % off", part, account, D(amount), D(recognized or amount))
+
+
+def test_targets_take_each_discount_off_what_its_line_settles() -> None:
+    """acme's cycle [Sep 15, Oct 15) through Oct 14, with 10 % off everything: 41.00 of calls
+    (final), 2.50 of tokens (volume tiers, not final), pro's 49.00 fee in advance, all
+    recognized, a 1.50 commitment shortfall, 38.00 of prepaid credit drawn. The discounts are
+    4.10 on the calls (off unbilled), 0.25 on the tokens (off the contract asset) and 4.90 on
+    the fee (off deferred revenue).
+
+    Credit is applied to final usage net of its discount first: min(38.00, 41.00 − 4.10) =
+    36.90, the other 1.10 to the tokens. unbilled 41.00 − 36.90 + 1.50 − 4.10 = 1.50;
+    contract asset 2.50 − 1.10 − 0.25 = 1.15; deferred 38.00 + 49.00 − 4.90 = 82.10; discount
+    4.10 + 0.25 + 4.90 = 9.25. Debits 1.50 + 1.15 + 82.10 + 9.25 = 94.00 = credits 41.00 +
+    2.50 + 1.50 + 49.00. Untaxed, net of no tax is the same (the fee's discount recognized by
+    day is all of it on the cycle's last day)."""
+    rated = CycleRating(
+        cycle=ACME_SEP,
+        through=date(2026, 10, 14),
+        currency="USD",
+        charges=(
+            _charge(0, "api_calls", "41000", "41.00", True),
+            _charge(1, "tokens", "250", "2.50", False),
+        ),
+        base_fee=BaseFeeRating(timing="advance", billed=D("49.00"), recognized=D("49.00")),
+        commitment_shortfall=D("1.50"),
+        credit_applied=D("38.00"),
+        discounts=(
+            _discount("usage:api_calls", "unbilled", "4.10"),
+            _discount("usage:tokens", "contract_asset", "0.25"),
+            _discount("base_fee", "deferred", "4.90"),
+        ),
+    )
+    assert split_credit(rated) == (D("36.90"), D("1.10"))
+    expected = {
+        "usage_revenue:api_calls": D("41.00"),
+        "usage_revenue:tokens": D("2.50"),
+        "unbilled": D("1.50"),
+        "contract_asset": D("1.15"),
+        "deferred": D("82.10"),
+        "commitment_revenue:": D("1.50"),
+        "subscription_revenue:pro": D("49.00"),
+        "discount:": D("9.25"),
+    }
+    assert targets(rated) == expected
+    assert net_targets(rated, Inclusion("USD")) == expected
+
+
+def test_tax_inclusive_discounts_are_netted_and_a_fees_recognized_by_day() -> None:
+    """kunde's October [Oct 1, Nov 1) in yen through Oct 15 (15 of 31 days), 10 % tax
+    included in its call prices and its fee, 10 % off both:
+
+    - 11,000 of calls (final): 11,000 − round(1,000) = 10,000 of revenue and unbilled; its
+      1,100 discount is netted as the calls are: 1,100 − 100 = 1,000 off unbilled at once;
+    - the 3,100 fee in advance, not invoiced yet: 3,100 − round(281.8) = 2,818 net,
+      recognized round(2,818 × 15 ÷ 31) = round(1,363.5…) = 1,364; its 310 discount is
+      310 − round(28.2) = 282 net, recognized by day as the fee: round(282 × 15 ÷ 31) =
+      round(136.45…) = 136 yen (136.45 in cents), out of deferred revenue.
+
+    unbilled 9,000; deferred 1,364 − 136 = 1,228; discount 1,000 + 136 = 1,136. Debits
+    9,000 + 1,228 + 1,136 = 11,364 = credits 10,000 + 1,364."""
+    october = Cycle(
+        "kunde", "pro", date(2026, 10, 1), date(2026, 11, 1), date(2026, 10, 1),
+        date(2026, 11, 1), 0, True, False,
+    )  # fmt: skip
+    rated = CycleRating(
+        cycle=october,
+        through=date(2026, 10, 15),
+        currency="JPY",
+        charges=(_charge(0, "api_calls", "1100", "11000", True),),
+        base_fee=BaseFeeRating("advance", D(3100), D(1500)),
+        commitment_shortfall=D(0),
+        credit_applied=D(0),
+        discounts=(
+            _discount("usage:api_calls", "unbilled", "1100"),
+            _discount("base_fee", "deferred", "310", "150"),
+        ),
+    )
+    tax = Inclusion("JPY", {"usage:api_calls": (D("0.10"),), "base_fee": (D("0.10"),)})
+    assert net_targets(rated, tax) == {
+        "usage_revenue:api_calls": D(10000),
+        "unbilled": D(9000),
+        "subscription_revenue:pro": D(1364),
+        "deferred": D(1228),
+        "discount:": D(1136),
+    }
+
+
+def test_plan_points_post_a_threshold_invoices_accrual_in_the_place_of_that_days() -> None:
+    """acme's cycle [Sep 15, Oct 15) billed by threshold: INV-1 of Sep 21 froze the cycle
+    through Sep 20 (2.00, not an accrual point), INV-2 of Oct 1 through Sep 30 (4.00, the
+    month end's point). Those ``progress`` snapshots do not close the cycle.
+
+    Rated through Sep 20 only (no accrual point reached, nothing live): the Sep 20 threshold
+    snapshot is posted all the same. Rated through Oct 14, Sep 30 at 5.00 (a late call since
+    INV-2) and Oct 14 at 36.00, with digests for both: Sep 20 and Sep 30 as the threshold
+    invoices froze them (4.00, not 5.00; their own evidence, none here), then Oct 14 live
+    with its digest. Once the cycle-end invoice of Oct 15 froze Sep 30 (at 4.00) and Oct 14
+    (36.00), the frozen Oct 14 stands for both and Sep 30 is still the threshold's."""
+    sep20, sep30 = (
+        snapshot(_rated(date(2026, 9, 20), "2.00")),
+        snapshot(_rated(date(2026, 9, 30), "4.00")),
+    )
+    first = Invoice("acme", date(2026, 9, 21), "USD", (), "r", "INV-1", progress=(sep20,))
+    second = Invoice("acme", date(2026, 10, 1), "USD", (), "r", "INV-2", progress=(sep30,))
+    early = Rating(through=date(2026, 9, 20), cycles=(_rated(date(2026, 9, 20), "2.00"),))
+    assert plan_points(early, [first], first_open=date.min) == ([sep20], [])
+
+    rating = Rating(
+        through=date(2026, 10, 14),
+        cycles=(_rated(date(2026, 9, 30), "5.00"), _rated(date(2026, 10, 14), "36.00")),
+    )
+    digests = {(ACME, date(2026, 9, 30)): "e1", (ACME, date(2026, 10, 14)): "e2"}
+    points, late = plan_points(rating, [first, second], first_open=date.min, evidence=digests)
+    assert [(p.through, p.target("unbilled"), p.evidence) for p in points] == [
+        (date(2026, 9, 20), D("2.00"), ""),
+        (date(2026, 9, 30), D("4.00"), ""),
+        (date(2026, 10, 14), D("36.00"), "e2"),
+    ]
+    assert late == []
+    oct14 = snapshot(_rated(date(2026, 10, 14), "36.00"))
+    last = Invoice(
+        "acme", date(2026, 10, 15), "USD", (), "r", "INV-3",
+        accruals=(snapshot(_rated(date(2026, 9, 30), "4.00")), oct14),
+    )  # fmt: skip
+    points, late = plan_points(rating, [first, second, last], first_open=date.min)
+    assert points == [sep20, sep30, oct14] and late == []
+
+
+def test_a_late_change_of_the_fee_alone_is_dated_on_its_invoice() -> None:
+    """acme's cycle [Sep 15, Oct 15) invoiced on Oct 15 with Oct 14 frozen at 4.00 of calls
+    (unbilled) and pro's 49.00 advance fee recognized (deferred, subscription revenue); acme
+    was invoiced again on Nov 15. The fee is now billed 30.00 (a change since): the late
+    difference moves deferred and subscription revenue only, nothing an invoice settles, so it
+    is dated on the cycle's invoice, Oct 15. When the calls move too (5.00: unbilled +1.00),
+    its late line waits from the latest invoice before it is billed: Nov 15."""
+
+    def rated(calls: str, fee: str) -> CycleRating:
+        return replace(
+            _rated(date(2026, 10, 14), calls),
+            base_fee=BaseFeeRating("advance", D(fee), D(fee)),
+        )
+
+    frozen = snapshot(rated("4.00", "49.00"))
+    invoices = [
+        Invoice("acme", date(2026, 10, 15), "USD", (), "r", "INV-1", accruals=(frozen,)),
+        Invoice("acme", date(2026, 11, 15), "USD", (), "r", "INV-2"),
+    ]
+    for calls, day in (("4.00", date(2026, 10, 15)), ("5.00", date(2026, 11, 15))):
+        rating = Rating(through=date(2026, 10, 14), cycles=(rated(calls, "30.00"),))
+        [(now, then, when)] = plan_points(rating, invoices, first_open=date.min)[1]
+        assert (now.target("deferred"), then.target("deferred"), when) == (
+            D("30.00"),
+            D("49.00"),
+            day,
+        )
+
+
+def test_a_discount_is_a_debit_to_its_plans_discount_account(builder_rules: Rules) -> None:
+    """acme's cycle [Sep 15, Oct 15) with 10 % off its calls, discounts booked per plan
+    (``accounts.yaml``: ``discounts: Income:Discounts:{plan}``). Sep 30: 4,000 calls, 4.00 of
+    revenue less 0.40 off: Income:Discounts:Pro +0.40 (contra-revenue, a debit, no meter),
+    unbilled +3.60, Income:Usage:Api-Calls −4.00. Oct 14: 15,000 calls, 15.00 less 1.50: the
+    change, +1.10, +9.90, −11.00. Invoiced with Oct 14 frozen, 2,000 more calls arrive: the
+    late entry of Nov 1 moves 2.00 less 0.20 the same way, the discount on pro's account."""
+    per_plan = AccountMap({"discounts": "Income:Discounts:{plan}"})
+    rules = builder_rules.model_copy(update={"accounts": per_plan})
+    sep30 = _snap(
+        date(2026, 9, 30),
+        {"discount:": "0.40", "unbilled": "3.60", "usage_revenue:api_calls": "4.00"},
+        {"api_calls": 4000},
+    )
+    oct14 = _snap(
+        date(2026, 10, 14),
+        {"discount:": "1.50", "unbilled": "13.50", "usage_revenue:api_calls": "15.00"},
+        {"api_calls": 15000},
+    )
+    entries = accrual_entries([sep30, oct14], rules)
+    calls = {"meter": "api_calls"}
+    assert [[(p.account, p.units.number, p.meta) for p in e.postings] for e in entries] == [
+        [
+            ("Income:Discounts:Pro", D("0.40"), None),
+            ("Assets:Receivables:Unbilled:Acme", D("3.60"), None),
+            ("Income:Usage:Api-Calls", D("-4.00"), {**calls, "quantity": D(4000)}),
+        ],
+        [
+            ("Income:Discounts:Pro", D("1.10"), None),
+            ("Assets:Receivables:Unbilled:Acme", D("9.90"), None),
+            ("Income:Usage:Api-Calls", D("-11.00"), {**calls, "quantity": D(15000)}),
+        ],
+    ]
+    now = _snap(
+        date(2026, 10, 14),
+        {"discount:": "1.70", "unbilled": "15.30", "usage_revenue:api_calls": "17.00"},
+        {"api_calls": 17000},
+    )
+    [late] = late_entries([(now, oct14, date(2026, 11, 1))], rules)
+    assert [(p.account, p.units.number, p.meta) for p in late.postings] == [
+        ("Income:Discounts:Pro", D("0.20"), None),
+        ("Assets:Receivables:Unbilled:Acme", D("1.80"), None),
+        ("Income:Usage:Api-Calls", D("-2.00"), {**calls, "quantity": D(2000)}),
+    ]
+    books = _loaded([*entries, late])
+    assert balance(books, "Income:Discounts:Pro", date(2026, 11, 2)) == D("1.70")
+    assert balance(books, "Assets:Receivables:Unbilled:Acme", date(2026, 11, 2)) == D("15.30")
+
+
+def test_a_wallet_top_ups_invoice_names_its_grants_and_their_breakage(
+    builder_rules: Rules,
+) -> None:
+    """acme buys two wallet top-ups on Oct 5, 50.00 (``topup:BANK-7``, expiring Nov 5) and
+    20.00 (``topup:BANK-8``), billed on INV-5 with a 1.00 base fee and two rules grants of Oct
+    5. The rules grants are named by their place among that day's ``credit_grant`` lines
+    without a ``grant`` ("2026-10-05#1", "#2"), each top-up by its own key; the invoice's
+    ``grant`` metadata lists the top-ups it sold, "topup:BANK-7,topup:BANK-8". 20.00 of
+    BANK-7 is left on Nov 5: its breakage (the customer's 4th grant, after the rules' three)
+    names it and links INV-5: deferred +20.00, Income:Credit-Breakage −20.00, as ``post``
+    writes it from a rating whose grants hold the top-up."""
+    lines = (
+        _line("base_fee", "deferred", "1.00"),
+        _line("credit_grant", "deferred", "5.00"),
+        replace(_line("credit_grant", "deferred", "50.00"), grant="topup:BANK-7"),
+        _line("credit_grant", "deferred", "9.00"),
+        replace(_line("credit_grant", "deferred", "20.00"), grant="topup:BANK-8"),
+    )
+    invoice = Invoice("acme", date(2026, 10, 5), "USD", lines, "r", "INV-5")
+    assert grant_invoices([invoice]) == {
+        ("acme", "2026-10-05#1"): "INV-5",
+        ("acme", "2026-10-05#2"): "INV-5",
+        ("acme", "topup:BANK-7"): "INV-5",
+        ("acme", "topup:BANK-8"): "INV-5",
+    }
+    [posted] = [e for e in invoice_entries([invoice], builder_rules) if _is_txn(e)]
+    assert posted.meta["grant"] == "topup:BANK-7,topup:BANK-8"
+    wallet = WalletGrant(
+        amount=D("50.00"), granted=date(2026, 10, 5), expires=date(2026, 11, 5), key="topup:BANK-7"
+    )
+    grants = {"acme": (*builder_rules.customers["acme"].credits, wallet)}
+    expired = CreditMovement("acme", 3, date(2026, 11, 5), "breakage", D("20.00"))
+    [entry] = breakage_entries([expired], builder_rules, [invoice], grants)
+    assert balance(_loaded([entry]), "Income:Credit-Breakage", date(2026, 11, 6)) == D("-20.00")
+    # post() hands the rating's grants, top-ups included, to the breakage
+    rated = Rating(through=date(2026, 11, 5), cycles=(), credits=(expired,), grants=grants)
+    assert post(rated, builder_rules, [invoice], first_open=date.min)[-1] == entry
+    assert _shape(entry) == (
+        date(2026, 11, 5),
+        "*",
+        "acme",
+        "Prepaid credit expired (breakage)",
+        frozenset({"INV-5"}),
+        frozenset(),
+        {
+            "customer": "acme",
+            "grant": "topup:BANK-7",
+            "expires": date(2026, 11, 5),
+            "grant_invoice": "INV-5",
+            "rules": builder_rules.hash,
+        },
+        [
+            ("Liabilities:Deferred-Revenue:Acme", D("20.00"), "USD", {}),
+            ("Income:Credit-Breakage", D("-20.00"), "USD", {}),
+        ],
+    )
