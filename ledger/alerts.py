@@ -693,8 +693,15 @@ def stored_alerts(session: Session, ids: Collection[str]) -> dict[str, Alert]:
     settings."""
     if not ids:
         return {}
+    wanted = sorted(ids)
     with session.engine.connect() as conn:
-        rows = conn.execute(sa.select(alerts_table).where(alerts_table.c.id.in_(sorted(ids)))).all()
+        rows = [
+            row
+            for start in range(0, len(wanted), 10_000)  # PostgreSQL: at most 65,535 parameters
+            for row in conn.execute(
+                sa.select(alerts_table).where(alerts_table.c.id.in_(wanted[start : start + 10_000]))
+            )
+        ]
     return {
         row.id: Alert(
             kind=row.kind,

@@ -151,6 +151,10 @@ def terms_digest(
     return METERED + hashlib.sha256(dumps(terms).encode()).hexdigest()[: 64 - len(METERED)]
 
 
+#: links per ``IN`` query: PostgreSQL takes at most 65,535 bound parameters a statement
+_CHUNK = 10_000
+
+
 def record_pins(conn: Connection, rules: Rules, invoices: Iterable[Invoice]) -> None:
     """Pin the versions newly issued invoices were rated with (kept as they are once set),
     in the transaction that issues them (:func:`ledger.invoicing.issue`'s ``also``), each
@@ -190,14 +194,23 @@ def record_pins(conn: Connection, rules: Rules, invoices: Iterable[Invoice]) -> 
             )
     if not wanted:
         return
+    links = sorted(wanted)
     existing = {
         row.link: row
-        for row in conn.execute(select(cycle_terms).where(cycle_terms.c.link.in_(sorted(wanted))))
+        for start in range(0, len(links), _CHUNK)  # PostgreSQL takes at most 65,535 parameters
+        for row in conn.execute(
+            select(cycle_terms).where(cycle_terms.c.link.in_(links[start : start + _CHUNK]))
+        )
     }
+    new: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for link, row in sorted(wanted.items()):
+        if link not in existing:
+            new.setdefault(tuple(sorted(row)), []).append({"link": link, **row})
+    for rows in new.values():  # one executemany per shape (usage, fee or both pinned)
+        conn.execute(cycle_terms.insert(), rows)
     for link, row in sorted(wanted.items()):
         old = existing.get(link)
         if old is None:
-            conn.execute(cycle_terms.insert().values(link=link, **row))
             continue
         # a pin, once set, never moves (the invoice was issued under it), nor does its digest
         update = {
