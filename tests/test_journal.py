@@ -55,7 +55,15 @@ from beancount.core import data
 from beancount.parser import parser, printer
 
 from ledger.accounts import AccountMap
-from ledger.accruals import Inclusion, net_targets, plan_points, snapshot, split_credit, targets
+from ledger.accruals import (
+    Inclusion,
+    fee_as_accrued,
+    net_targets,
+    plan_points,
+    snapshot,
+    split_credit,
+    targets,
+)
 from ledger.books import format_entries
 from ledger.cycles import Cycle
 from ledger.discounts import DiscountRating
@@ -3482,3 +3490,101 @@ def test_a_wallet_top_ups_invoice_names_its_grants_and_their_breakage(
             ("Income:Credit-Breakage", D("-20.00"), "USD", {}),
         ],
     )
+
+
+# --- a threshold invoice's accrual: the fee as at the last accrual point (issue 20) -----------
+
+ACME_QUARTER = Cycle(
+    "acme", "pro", date(2026, 9, 15), date(2026, 12, 15), date(2026, 9, 15), date(2026, 12, 15),
+    0, True, False,
+)  # fmt: skip
+
+
+def _quarter(through: date, fee: bool = True) -> CycleRating:
+    """acme's quarter [Sep 15, Dec 15) (91 days) through ``through``, day ``n`` of it: 100
+    calls a day at 0.001, n × 0.10 of usage (final) with 10 % ``launch`` off it; pro's 91.00
+    fee in advance, 1.00 a day, n × 1.00 recognized, 10 % ``launch`` (9.10) and 5 % ``loyal``
+    (4.55) off it, n × 0.10 and n × 0.05 of those recognized (contra-revenue by day)."""
+    n = (through - ACME_QUARTER.start).days + 1
+    usage = D(n) / 10
+    off = [DiscountRating("launch", "usage:api_calls", "unbilled", usage / 10, usage / 10)]
+    if fee:
+        off += [
+            DiscountRating("launch", "base_fee", "deferred", D("9.10"), usage),
+            DiscountRating("loyal", "base_fee", "deferred", D("4.55"), usage / 2),
+        ]
+    return CycleRating(
+        cycle=ACME_QUARTER,
+        through=through,
+        currency="USD",
+        charges=(_charge(0, "api_calls", str(n * 100), str(usage), True),),
+        base_fee=BaseFeeRating("advance", D("91.00"), D(n)) if fee else None,
+        commitment_shortfall=D(0),
+        credit_applied=D(0),
+        discounts=tuple(off),
+    )
+
+
+def test_a_threshold_accrual_keeps_the_fee_and_its_discounts_as_at_the_last_accrual_point(
+    builder_rules: Rules,
+) -> None:
+    """acme's quarter [Sep 15, Dec 15) (:func:`_quarter`), its accrual points Sep 30, Oct 31,
+    Nov 30 and Dec 14 (days 16, 47, 77, 91); earlier threshold invoices rated it through Oct 20
+    and Nov 20 (days 36, 67), and a threshold invoice now through Dec 5 (day 82): 8.20 of
+    usage, 0.82 off it, the fee 82.00 recognized by day, its discounts 8.20 and 4.10.
+
+    The threshold's accrual moves usage only: its fee is as at the last accrual point before
+    Dec 5, Nov 30 (not Oct 31, not Nov 20, which is no accrual point, not Dec 14, after it):
+    77.00 recognized, ``launch`` 7.70 and ``loyal`` 3.85 off it, each discount found by label,
+    part and account; the usage and its 0.82 discount stay as rated through Dec 5. Booked after
+    Nov 30's accrual (usage 7.70 − 0.77 = 6.93 unbilled; fee 77.00, deferred 77.00 − 7.70 −
+    3.85 = 65.45; discounts 0.77 + 7.70 + 3.85 = 12.32), Dec 5's entry moves usage −0.50,
+    unbilled +0.45, discounts +0.05, and neither subscription revenue nor deferred revenue.
+
+    Through Sep 20 (day 6, before the first accrual point): nothing of the fee or its discounts
+    recognized. On an accrual point (Nov 30), or for a cycle with no fee: the rating as it is."""
+    days = (30, 20, 31, 20, 30, 5, 14)
+    months = (9, 10, 10, 11, 11, 12, 12)
+    ratings = [_quarter(date(2026, m, d)) for m, d in zip(months, days, strict=True)]
+    sep30, nov30, dec5 = ratings[0], ratings[4], ratings[5]
+    usage_off = DiscountRating("launch", "usage:api_calls", "unbilled", D("0.82"), D("0.82"))
+    assert fee_as_accrued(dec5, ratings) == replace(
+        dec5,
+        base_fee=BaseFeeRating("advance", D("91.00"), D("77.00")),
+        discounts=(
+            usage_off,
+            DiscountRating("launch", "base_fee", "deferred", D("9.10"), D("7.70")),
+            DiscountRating("loyal", "base_fee", "deferred", D("4.55"), D("3.85")),
+        ),
+    )
+    sep20 = _quarter(date(2026, 9, 20))
+    assert fee_as_accrued(sep20, [sep20, sep30]) == replace(
+        sep20,
+        base_fee=BaseFeeRating("advance", D("91.00"), D(0)),
+        discounts=(
+            DiscountRating("launch", "usage:api_calls", "unbilled", D("0.06"), D("0.06")),
+            DiscountRating("launch", "base_fee", "deferred", D("9.10"), D(0)),
+            DiscountRating("loyal", "base_fee", "deferred", D("4.55"), D(0)),
+        ),
+    )
+    assert fee_as_accrued(nov30, ratings) is nov30
+    no_fee = _quarter(date(2026, 12, 5), fee=False)
+    assert fee_as_accrued(no_fee, [_quarter(date(2026, 11, 30), fee=False), no_fee]) is no_fee
+
+    points = [snapshot(nov30), snapshot(fee_as_accrued(dec5, ratings))]
+    entries = accrual_entries(points, builder_rules)
+    assert [(p.account, p.units.number) for p in entries[1].postings] == [
+        ("Income:Discounts", D("0.05")),
+        ("Assets:Receivables:Unbilled:Acme", D("0.45")),
+        ("Income:Usage:Api-Calls", D("-0.50")),
+    ]
+    books = _loaded(entries)
+    assert [
+        balance(books, account, date(2026, 12, 6))
+        for account in (
+            "Income:Subscriptions:Pro",
+            "Liabilities:Deferred-Revenue:Acme",
+            "Assets:Receivables:Unbilled:Acme",
+            "Income:Discounts",
+        )
+    ] == [D("-77.00"), D("65.45"), D("7.38"), D("12.37")]
