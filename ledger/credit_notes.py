@@ -63,7 +63,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import date, timedelta
-from decimal import ROUND_FLOOR, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
@@ -73,7 +73,7 @@ from ledger.accruals import fee_booked
 from ledger.errors import BadInput, SealedMonthError
 from ledger.facts.credit_notes import CreditNote, CreditPart
 from ledger.facts.invoices import Invoice
-from ledger.money import ZERO, DecimalError, minor_units, parse_decimal, round_money
+from ledger.money import ZERO, DecimalError, minor_units, parse_decimal, quantum, round_money
 from ledger.store import credit_notes as credit_notes_table
 from ledger.store import invoices as invoices_table
 from ledger.tax import booked_share, credited_tax, line_creditable, with_tax
@@ -275,7 +275,14 @@ def fee_reduction(
 ) -> Decimal:
     """How much of a note's ``deferred`` part on an advance fee is taken out of the cycle's
     recognition by the end of ``through``: ratably by day from ``since`` (the note's date) to
-    the cycle's last day, cumulative and rounded, so it reaches ``deferred`` exactly then.
+    the cycle's last day, cumulative, so it reaches ``deferred`` exactly then. Rounded up to
+    the minor unit (not half-even like the fee's own recognition): the fee and each note are
+    rounded on their own, and two notes rounded down by half a cent each while the fee rounds
+    up would recognize a cent more than the cycle has left, a debit in deferred revenue until
+    the cycle ends (a 15.50 fee for [Sep 10, Oct 10), notes of 5.42 on Sep 10 and 6.66 on
+    Sep 22, 6.05 of it deferred: on Sep 30, 10.85 − 3.79 − 3.02 = 4.04 recognized of the 4.03
+    the notes left; rounded up, 10.85 − 3.80 − 3.03 = 4.02). Rounded up, the schedules never
+    take out less than their exact share, so deferred revenue stays a credit.
 
     >>> fee_reduction(
     ...     Decimal("30.00"), "2026-10-01/2026-11-01", date(2026, 10, 17), date(2026, 10, 31), "USD"
@@ -291,7 +298,9 @@ def fee_reduction(
         return ZERO
     if through >= end - _DAY:
         return deferred
-    return _share(deferred, Fraction((through - since).days + 1, (end - since).days), currency)
+    part = Fraction((through - since).days + 1, (end - since).days)
+    exact = deferred * part.numerator / Decimal(part.denominator)
+    return exact.quantize(quantum(currency), rounding=ROUND_CEILING)
 
 
 def fee_deferred_left(

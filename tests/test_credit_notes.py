@@ -1020,7 +1020,8 @@ def test_deferred_revenue_left_on_a_fee_after_notes_and_a_cut() -> None:
       9.30 × 11/27 = 3.79 (Oct 5–15 of Oct 5–31): 31.00 − 15.00 − (9.30 − 3.79) = 10.49.
     - Cut to ``[Oct 1, Oct 21)`` billed in full (``proration: none``, no correction note):
       through Oct 15, 31.00 × 15/20 = 23.25 recognized, the note's 9.30 over the cut cycle,
-      9.30 × 11/16 = 6.39 by then: 31.00 − 23.25 − (9.30 − 6.39) = 4.84.
+      9.30 × 11/16 = 6.39375, rounded up (a note's schedule never takes out less than its
+      share) to 6.40 by then: 31.00 − 23.25 − (9.30 − 6.40) = 4.85.
     - Cut to 20 days by day (``current`` fee 20.00) with its correction CN-2026-000002 (Oct 21,
       1.70 out at once: 31.00 − 20.00 − 9.30): through Oct 25 all 20.00 recognized, the goodwill
       note counts in full (its schedule dropped): 31.00 − 20.00 − 9.30 − 1.70 = 0.
@@ -1069,7 +1070,7 @@ def test_deferred_revenue_left_on_a_fee_after_notes_and_a_cut() -> None:
     notes = [elsewhere, goodwill]
     oct15 = date(2026, 10, 15)
     assert fee_deferred_left(invoice, 1, notes, oct15) == d("10.49")
-    assert fee_deferred_left(invoice, 1, notes, oct15, (cut, d("31.00"))) == d("4.84")
+    assert fee_deferred_left(invoice, 1, notes, oct15, (cut, d("31.00"))) == d("4.85")
     correction = note(
         "CN-2026-000002", 21,
         f"subscription change: cycle {billed} now {cut}, base fee 31.00 now 20.00",
@@ -1130,3 +1131,24 @@ def test_a_note_on_a_discounted_advance_fee_takes_the_fee_net_of_its_discount() 
     )
     [later] = allocate(invoice, [], d("20.00"), date(2026, 11, 2), line=1)
     assert (later.deferred, later.cycle, later.discount) == (d("0.00"), "", d("5.00"))
+
+
+def test_note_schedules_round_up_so_deferred_revenue_stays_a_credit() -> None:
+    """Found by the simulator (seed 88518). A 15.50 fee for ``[Sep 10, Oct 10)`` (30 days),
+    CN-2026-000001 of 5.42 on Sep 10 (all deferred, scheduled over the 30 days) and
+    CN-2026-000002 of 6.66 on Sep 22 (6.05 deferred: 10.08 − round(10.08 × 12/30) = 10.08 −
+    4.03, scheduled over the 18 days Sep 22 – Oct 9). Through Sep 30 (21 days): the fee
+    round(15.50 × 21/30) = 10.85; the first note 5.42 × 21/30 = 3.794 → 3.80, the second 6.05
+    × 9/18 = 3.025 → 3.03 (rounded up): 10.85 − 3.80 − 3.03 = 4.02 recognized of the 15.50 −
+    5.42 − 6.05 = 4.03 the notes left, so deferred revenue holds 0.01 for Oct 1–9. Rounded
+    half-even (3.79, 3.02) they recognized 4.04: a 0.01 debit in deferred revenue."""
+    from ledger.credit_notes import fee_recognized, fee_reduction
+
+    cycle, d = "2026-09-10/2026-10-10", Decimal
+    sep30 = date(2026, 9, 30)
+    fee = fee_recognized(d("15.50"), cycle, sep30, "USD")
+    first = fee_reduction(d("5.42"), cycle, date(2026, 9, 10), sep30, "USD")
+    second = fee_reduction(d("6.05"), cycle, date(2026, 9, 22), sep30, "USD")
+    assert (fee, first, second) == (d("10.85"), d("3.80"), d("3.03"))
+    assert d("15.50") - d("5.42") - d("6.05") - (fee - first - second) == d("0.01")
+    assert fee_reduction(d("6.05"), cycle, date(2026, 9, 22), date(2026, 10, 9), "USD") == d("6.05")
