@@ -837,6 +837,42 @@ def test_settled_cycles_threshold_days_topups_and_discounts_in_the_rating(tmp_pa
     assert rating.grants_of(rules.customers["granted"]) == rules.customers["granted"].credits
 
 
+def test_the_rating_bounds_credit_bought_after_a_threshold_invoice(tmp_path: Path) -> None:
+    """``bought`` (plan u, 1.00 a call, calendar months) makes 3 calls on Oct 2–4, 1 on Nov 2
+    and 1 on Nov 12; a threshold invoice billed its November cycle through Nov 10 (1.00, no
+    credit then); it buys a 5.00 top-up on Nov 11. Rated through Nov 30: October 3.00, no
+    credit yet; Nov 10 1.00, none; Nov 30 2.00, of which the credit pays only the 1.00 used
+    since Nov 10 (2.00 paid the threshold invoice's 1.00 again). Kills ``rate``'s threshold
+    days not given to the credit (``billed_at`` None, left out, read for the cycles without
+    progress or from the progress of no cycle)."""
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir()
+    for name, text in SETTLED_RULES.items():
+        (rules_dir / name).write_text(text)
+    models = dict(load_registry(None).pricing_models)
+    rules = load_rules(rules_dir, models)
+    engine = open_store(f"sqlite:///{tmp_path / 'e.sqlite'}")
+    days = ["2026-10-02", "2026-10-03", "2026-10-04", "2026-11-02", "2026-11-12"]
+    insert_events(engine, calls("bought", days))
+    topup = TopUp("BANK-2", "bought", date(2026, 11, 11), D("5.00"), "USD")
+    rating = rate(
+        engine,
+        rules,
+        models,
+        UTC,
+        through=NOV30,
+        customers={"bought"},
+        reductions=[],
+        topups=[topup],
+        progress={"bought-2026-11-01": [date(2026, 11, 10)]},
+    )
+    assert [(r.through, r.usage_amount, r.credit_applied) for r in rating.cycles] == [
+        (OCT31, D("3.00"), D(0)),
+        (date(2026, 11, 10), D("1.00"), D(0)),
+        (NOV30, D("2.00"), D("1.00")),
+    ]
+
+
 def test_threshold_days_up_to_the_rating_and_never_the_cycles_last() -> None:
     """September [Sep 1, Oct 1): threshold invoices froze it through Sep 4, Sep 29 and Sep 30,
     and another cycle through Oct 5. Rated through Sep 30: Sep 4 and Sep 29 (Sep 30 is the
