@@ -463,3 +463,118 @@ def test_cycles_are_counted_per_subscription() -> None:
         "c/seats-2026-10-15",
         "c/seats-2026-11-15",
     ]
+
+
+def test_a_discount_takes_off_the_parts_it_names_and_a_meter_named_like_a_part() -> None:
+    """``charges: [base_fee]`` takes off the base fee, not api_calls' usage. A meter may be
+    named like a part (``minimum_commitment`` is a valid meter id): the name then takes off
+    both, the commitment and that meter's usage (``applies``' second test: kills ``or`` for
+    ``and``, ``not in``, ``!= "usage"``, a misspelt ``"usage"`` and a partition on ``XX:XX``)."""
+    from ledger.discounts import applies
+    from ledger.rules import Discount
+
+    fee = Discount(id="fee", amount=D("5.00"), charges=("base_fee",), start=date(2026, 9, 1))
+    assert applies(fee, "base_fee")
+    assert not applies(fee, "usage:api_calls")
+    named = Discount(
+        id="min", percent=D(10), charges=("minimum_commitment",), start=date(2026, 9, 1)
+    )
+    assert applies(named, "commitment")
+    assert applies(named, "usage:minimum_commitment")
+    assert not applies(named, "usage:api_calls")
+
+
+def test_discounts_in_order_each_on_what_the_earlier_left() -> None:
+    """A cycle's parts at a point: a 3.00 fee in advance (1/3 earned), usage a 0.02, usage b
+    0.80; ``launch`` 20 % off, then ``loyalty`` 5.00 off, both on everything:
+
+    - launch: fee round(0.20 × 3.00) = 0.60 (earned round(0.60 / 3) = 0.20), 2.40 left; a:
+      round(0.004) = 0.00, no line, and b still gets round(0.20 × 0.80) = 0.16, 0.64 left;
+    - loyalty: the fee's 2.40 (earned 0.80), 2.60 of the coupon left: a's 0.02, 2.58 left:
+      b's 0.64; the last 1.94 is lost.
+
+    In yen: 100 off a 3,100 fee with 15/31 earned recognizes round(48.39) = 48 yen. Kills
+    ``left <= 1`` (b skipped), ``break`` at a's 0.00, the left assigned or added back (the
+    coupon would take 0.60 or 3.60 off the fee), the coupon emptied after its first part and
+    the earned share rounded to cents."""
+    from fractions import Fraction
+
+    from ledger.discounts import DiscountRating, Part, discount_parts
+    from ledger.rules import Discount
+
+    start = date(2026, 9, 1)
+    launch = Discount(id="launch", percent=D(20), start=start)
+    loyalty = Discount(id="loyalty", amount=D("5.00"), start=start)
+    parts = [
+        Part("base_fee", "deferred", D("3.00"), Fraction(1, 3)),
+        Part("usage:a", "unbilled", D("0.02")),
+        Part("usage:b", "unbilled", D("0.80")),
+    ]
+    assert discount_parts((launch, loyalty), parts, "USD") == (
+        DiscountRating("launch: 20% off", "base_fee", "deferred", D("0.60"), D("0.20")),
+        DiscountRating("launch: 20% off", "usage:b", "unbilled", D("0.16"), D("0.16")),
+        DiscountRating("loyalty: 5.00 off", "base_fee", "deferred", D("2.40"), D("0.80")),
+        DiscountRating("loyalty: 5.00 off", "usage:a", "unbilled", D("0.02"), D("0.02")),
+        DiscountRating("loyalty: 5.00 off", "usage:b", "unbilled", D("0.64"), D("0.64")),
+    )
+    yen = Discount(id="yen", amount=D(100), start=start)
+    fee = Part("base_fee", "deferred", D(3100), Fraction(15, 31))
+    (found,) = discount_parts((yen,), [fee], "JPY")
+    assert (found.amount, str(found.recognized)) == (D(100), "48")
+
+
+def test_cycles_are_counted_in_start_order_across_a_plan_change() -> None:
+    """``cycles: 1`` from Sep 1 on a main subscription that changes from ``pro`` (September) to
+    ``basic`` (October): September's cycle gets it, not October's, although ``basic`` sorts
+    before ``pro`` (kills the cycles sorted as ``Cycle`` orders them, plan before start)."""
+    from ledger.cycles import Cycle
+    from ledger.discounts import cycle_discounts
+    from ledger.rules import Customer, Discount
+
+    sep = Cycle(
+        "c",
+        "pro",
+        date(2026, 9, 1),
+        date(2026, 10, 1),
+        date(2026, 9, 1),
+        date(2026, 10, 1),
+        0,
+        True,
+        True,
+    )
+    oct_ = Cycle(
+        "c",
+        "basic",
+        date(2026, 10, 1),
+        date(2026, 11, 1),
+        date(2026, 10, 1),
+        date(2026, 11, 1),
+        1,
+        True,
+        False,
+    )
+    once = Discount(id="once", percent=D(10), cycles=1, start=date(2026, 9, 1))
+    customer = Customer(id="c", currency="USD", discounts=(once,))
+    assert cycle_discounts(customer, [sep, oct_]) == {"c-2026-09-01": (once,)}
+
+
+def test_a_cycle_before_a_discounts_start_has_none() -> None:
+    """c (plan p, calendar months from Sep 1) has 10 % off from Oct 1: its September cycle has
+    no discount, ``()`` (kills the ``None`` default and the missing one: the callers iterate
+    it), its October cycle has it."""
+    from ledger.cycles import cycles_for
+    from ledger.discounts import discounts_on
+    from ledger.rules import Customer, Discount, Plan, Subscription
+
+    plans = {"p": Plan(id="p", currency="USD")}
+    later = Discount(id="later", percent=D(10), start=date(2026, 10, 1))
+    customer = Customer(
+        id="c",
+        currency="USD",
+        billing_anchor="calendar",
+        subscriptions=(Subscription(plan="p", start=date(2026, 9, 1)),),
+        discounts=(later,),
+    )
+    sep, oct_ = cycles_for(customer, plans, until=date(2026, 10, 2))
+    assert discounts_on(customer, plans, sep) == ()
+    assert discounts_on(customer, plans, oct_) == (later,)

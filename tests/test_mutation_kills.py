@@ -672,6 +672,59 @@ def test_no_automatic_topup_for_an_idle_point_or_a_balance_at_the_level() -> Non
     assert _apply_credits(c, rows, OCT31)[2] == (m0,)
 
 
+def test_after_a_threshold_invoice_credit_grows_only_with_the_usage_since() -> None:
+    """t's cycle [Sep 1, Oct 1), billed by threshold invoices through Sep 5 and Sep 20; its only
+    credit, a 20.00 top-up, is bought on Sep 7. Rated through Oct 31:
+
+    - Sep 5 (billed): 5.00 of usage, no credit yet: 0.00 credited, frozen at (5.00, 0.00);
+    - Sep 20 (billed): 7.00: at most 0.00 + (7.00 − 5.00) = 2.00, drawn; frozen at (7.00, 2.00);
+    - Sep 30: usage falls to 6.00: min(6.00, 2.00 + max(0, 6.00 − 7.00)) = 2.00, nothing back;
+    - October's cycle, billed by no threshold invoice: 8.00, all drawn (10.00 left).
+
+    Without the bound Sep 20 drew 7.00 (the 5.00 billed paid twice) and Sep 30 gave 1.00 back.
+    Kills the bound's mutants (``frozen`` read or written on the wrong days, its ``min``, its
+    sum, a cycle without threshold days looked up as ``None``)."""
+    sep_, oct_ = _cycle("t", date(2026, 9, 1), OCT1), _cycle("t", OCT1, NOV1)
+    topup = WalletGrant(amount=D("20.00"), granted=date(2026, 9, 7), key="topup:BANK-1")
+    t = Customer(id="t", currency="USD")
+    rows = [
+        (sep_, date(2026, 9, 5), _gross("5.00")),
+        (sep_, date(2026, 9, 20), _gross("7.00")),
+        (sep_, date(2026, 9, 30), _gross("6.00")),
+        (oct_, OCT31, _gross("8.00")),
+    ]
+    billed_at = {sep_.link: {date(2026, 9, 5), date(2026, 9, 20)}}
+    applied, moves, _grants = _apply_credits(t, rows, OCT31, (), [topup], billed_at)
+    assert list(applied.values()) == [D("0.00"), D("2.00"), D("2.00"), D("8.00")]
+    assert moves == [
+        CreditMovement("t", 0, date(2026, 9, 20), "draw", D("2.00"), sep_),
+        CreditMovement("t", 0, OCT31, "draw", D("8.00"), oct_),
+    ]
+
+
+def test_a_credit_note_after_the_last_point_is_taken_at_the_end() -> None:
+    """r's 10.00 grant of Sep 1; its September cycle uses 5.00 by Sep 30. A credit note takes
+    4.00 of the grant back on Sep 30, before that point's draws: 6.00 left, 5.00 drawn, 1.00
+    left; another takes that 1.00 on Oct 5, after the last point and on the rating's last
+    day, so it is taken after the rows: 0.00 left. Kills the last reductions taken through
+    ``through − 1`` (Oct 5's note left out) or through ``None`` (a TypeError)."""
+    sep_ = _cycle("r", date(2026, 9, 1), OCT1)
+    grant = CreditGrant(amount=D("10.00"), granted=date(2026, 9, 1))
+    r = Customer(id="r", currency="USD", credits=(grant,))
+    notes = [
+        GrantReduction("r", date(2026, 9, 1), 1, date(2026, 10, 5), D("1.00"), "CN-2"),
+        GrantReduction("r", date(2026, 9, 1), 1, date(2026, 9, 30), D("4.00"), "CN-1"),
+    ]
+    rows = [(sep_, date(2026, 9, 30), _gross("5.00"))]
+    applied, moves, _grants = _apply_credits(r, rows, date(2026, 10, 5), notes)
+    assert list(applied.values()) == [D("5.00")]
+    assert moves == [
+        CreditMovement("r", 0, date(2026, 9, 30), "credit_note", D("4.00")),
+        CreditMovement("r", 0, date(2026, 9, 30), "draw", D("5.00"), sep_),
+        CreditMovement("r", 0, date(2026, 10, 5), "credit_note", D("1.00")),
+    ]
+
+
 SETTLED_RULES = {
     "meters.yaml": METERS_CALLS,
     "plans.yaml": """\
@@ -782,6 +835,42 @@ def test_settled_cycles_threshold_days_topups_and_discounts_in_the_rating(tmp_pa
     bought = WalletGrant(amount=D("5.00"), granted=date(2026, 10, 5), key="topup:BANK-1")
     assert rating.grants_of(rules.customers["bought"]) == (bought,)
     assert rating.grants_of(rules.customers["granted"]) == rules.customers["granted"].credits
+
+
+def test_the_rating_bounds_credit_bought_after_a_threshold_invoice(tmp_path: Path) -> None:
+    """``bought`` (plan u, 1.00 a call, calendar months) makes 3 calls on Oct 2–4, 1 on Nov 2
+    and 1 on Nov 12; a threshold invoice billed its November cycle through Nov 10 (1.00, no
+    credit then); it buys a 5.00 top-up on Nov 11. Rated through Nov 30: October 3.00, no
+    credit yet; Nov 10 1.00, none; Nov 30 2.00, of which the credit pays only the 1.00 used
+    since Nov 10 (2.00 paid the threshold invoice's 1.00 again). Kills ``rate``'s threshold
+    days not given to the credit (``billed_at`` None, left out, read for the cycles without
+    progress or from the progress of no cycle)."""
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir()
+    for name, text in SETTLED_RULES.items():
+        (rules_dir / name).write_text(text)
+    models = dict(load_registry(None).pricing_models)
+    rules = load_rules(rules_dir, models)
+    engine = open_store(f"sqlite:///{tmp_path / 'e.sqlite'}")
+    days = ["2026-10-02", "2026-10-03", "2026-10-04", "2026-11-02", "2026-11-12"]
+    insert_events(engine, calls("bought", days))
+    topup = TopUp("BANK-2", "bought", date(2026, 11, 11), D("5.00"), "USD")
+    rating = rate(
+        engine,
+        rules,
+        models,
+        UTC,
+        through=NOV30,
+        customers={"bought"},
+        reductions=[],
+        topups=[topup],
+        progress={"bought-2026-11-01": [date(2026, 11, 10)]},
+    )
+    assert [(r.through, r.usage_amount, r.credit_applied) for r in rating.cycles] == [
+        (OCT31, D("3.00"), D(0)),
+        (date(2026, 11, 10), D("1.00"), D(0)),
+        (NOV30, D("2.00"), D("1.00")),
+    ]
 
 
 def test_threshold_days_up_to_the_rating_and_never_the_cycles_last() -> None:

@@ -357,3 +357,164 @@ def test_usage_arriving_after_a_note_on_its_day_draws_only_what_the_note_left(
     assert _posted(entries, "Assets:Receivables:Unbilled:Acme", oct_1) == D("5.00")
     # acme 20.00 and beta 150 calls, 15.00
     assert _posted(entries, "Income:Usage:Api-Calls", oct_1) == D("-35.00")
+
+
+class _Rules:
+    """What :func:`ledger.topups.problem` and ``record`` read of the rules: the customers."""
+
+    def __init__(self) -> None:
+        from ledger.rules import Customer
+
+        self.customers = {
+            "acme": Customer(id="acme", currency="USD"),
+            "yen": Customer(id="yen", currency="JPY"),
+        }
+
+
+def test_each_topup_is_accepted_or_refused_with_its_one_reason() -> None:
+    """Today Oct 10, sealed through Sep 30. Accepted: a 255-character reference, 0.50 dated
+    today expiring the next day; 60 yen dated Oct 1, the first open day. Refused, each with its
+    reason and line: an empty and a 256-character reference, an unknown customer, EUR for a
+    USD customer, 0.00, 60.5 yen (JPY has 0 places), an expiry on the top-up's own date.
+    Kills the bounds (255, today, the first open day, 1 for 0, the expiry day), the reasons
+    misspelt and the places read for no currency (2, which take 60.5)."""
+    from ledger.facts.topups import TopUp
+    from ledger.topups import problem
+
+    rules, today, first_open = _Rules(), date(2026, 10, 10), date(2026, 10, 1)
+
+    def judged(reference: str = "BANK-7", customer: str = "acme", **kw: object) -> object:
+        fields: dict = {"day": today, "amount": D("0.50"), "currency": "USD", "expires": None}
+        fields.update(kw)
+        topup = TopUp(
+            reference,
+            customer,
+            fields["day"],
+            fields["amount"],
+            fields["currency"],
+            fields["expires"],
+        )
+        return problem(rules, topup, today=today, first_open=first_open)
+
+    assert judged("r" * 255, expires=date(2026, 10, 11)) is None
+    assert judged(customer="yen", day=first_open, amount=D(60), currency="JPY") is None
+    assert judged("") == ("too_long", "reference is 0 characters (1 to 255)")
+    assert judged("r" * 256) == ("too_long", "reference is 256 characters (1 to 255)")
+    assert judged(customer="nobody") == (
+        "unknown_customer",
+        "customer 'nobody' is not in customers.yaml",
+    )
+    assert judged(currency="EUR") == ("currency_mismatch", "currency EUR is not acme's (USD)")
+    assert judged(amount=D("0.00")) == ("nonpositive_amount", "amount 0.00 is not positive")
+    assert judged(customer="yen", amount=D("60.5"), currency="JPY") == (
+        "bad_number",
+        "amount 60.5 has more than 0 decimal places for JPY",
+    )
+    assert judged(day=date(2026, 10, 5), expires=date(2026, 10, 5)) == (
+        "bad_date",
+        "expires 2026-10-05 is not after the date 2026-10-05",
+    )
+
+
+def test_record_raises_the_error_of_its_reason_and_stores_a_reference_once(tmp_path: Path) -> None:
+    """``record`` on a fresh store, today Oct 10, sealed through Sep 30: Oct 11 raises
+    AfterTodayError, Sep 30 SealedMonthError, 0.00 BadInput, each with its one line; 5.00 on
+    Oct 5 is accepted, recorded at an aware UTC time; the same again is a duplicate; 6.00 under
+    the same reference is refused and stores nothing. Kills the reasons' errors looked up by
+    none or misspelt, no error for the others, ``datetime.now(None)`` (a naive time) and a
+    conflict taken for a duplicate or not refused, and its message changed."""
+    from sqlalchemy import select
+
+    from ledger.errors import AfterTodayError, BadInput, SealedMonthError
+    from ledger.facts.topups import TopUp
+    from ledger.store import open_store
+    from ledger.topups import record
+
+    engine = open_store(f"sqlite:///{tmp_path / 'e.sqlite'}")
+    rules, today, first_open = _Rules(), date(2026, 10, 10), date(2026, 10, 1)
+
+    def recorded(day: date, amount: str) -> str:
+        topup = TopUp("BANK-7", "acme", day, D(amount), "USD")
+        return record(engine, rules, topup, today=today, first_open=first_open)  # type: ignore[arg-type]
+
+    with pytest.raises(AfterTodayError) as future:
+        recorded(date(2026, 10, 11), "5.00")
+    assert str(future.value) == (
+        "topup: date 2026-10-11 is after today (2026-10-10); nothing was recorded"
+    )
+    with pytest.raises(SealedMonthError):
+        recorded(date(2026, 9, 30), "5.00")
+    with pytest.raises(BadInput) as zero:
+        recorded(date(2026, 10, 5), "0.00")
+    assert type(zero.value) is BadInput
+    assert str(zero.value) == "topup: amount 0.00 is not positive; nothing was recorded"
+
+    assert recorded(date(2026, 10, 5), "5.00") == "accepted"
+    assert recorded(date(2026, 10, 5), "5.00") == "duplicates"
+    with pytest.raises(BadInput) as conflict:
+        recorded(date(2026, 10, 5), "6.00")
+    assert str(conflict.value) == (
+        "topup: reference 'BANK-7' already records another top-up; give another --reference. "
+        "Nothing was recorded"
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(select(topups_table.c.amount, topups_table.c.recorded_at)).all()
+    assert [amount for amount, _at in rows] == ["5.00"]
+    assert rows[0][1].endswith("+00:00")
+
+
+def test_wallet_grants_recurring_automatic_and_stored() -> None:
+    """w's wallet: 20.00 on Jan 31 and every month before Mar 31, top-ups lasting 30 days,
+    50.00 automatically: through Apr 30, the grants of Jan 31 (expiring Mar 2) and Feb 28
+    (Mar 30), not Mar 31 (the end); the automatic top-up of Nov 1 expires Dec 1. k's grants
+    through Oct 31: its rules credit, then its top-ups dated by then (Oct 31 itself), not
+    another customer's. A top-up's invoice line names its expiry if it has one. Kills the end
+    day included, the automatic top-up's expiry dropped or from no day, the other customer's
+    or the last day's top-ups, and the description's expiry dropped or misspelt."""
+    from ledger.facts.topups import TopUp
+    from ledger.rules import CreditGrant, Customer, RecurringTopUp, Wallet, WalletGrant
+    from ledger.topups import auto_grant, grants_of, recurring_grants, topup_description
+
+    monthly = RecurringTopUp(amount=D("20.00"), start=date(2026, 1, 31), end=date(2026, 3, 31))
+    w = Customer(
+        id="w",
+        currency="USD",
+        wallet=Wallet(
+            below=D("10.00"), top_up=D("50.00"), recurring=monthly, expires_after_days=30
+        ),
+    )
+    assert recurring_grants(w, date(2026, 4, 30)) == [
+        WalletGrant(
+            amount=D("20.00"),
+            granted=date(2026, 1, 31),
+            expires=date(2026, 3, 2),
+            key="recurring:2026-01-31",
+        ),
+        WalletGrant(
+            amount=D("20.00"),
+            granted=date(2026, 2, 28),
+            expires=date(2026, 3, 30),
+            key="recurring:2026-02-28",
+        ),
+    ]
+    assert auto_grant(w, date(2026, 11, 1)) == WalletGrant(
+        amount=D("50.00"),
+        granted=date(2026, 11, 1),
+        expires=date(2026, 12, 1),
+        key="auto:2026-11-01",
+    )
+
+    credit = CreditGrant(amount=D("5.00"), granted=date(2026, 9, 1))
+    k = Customer(id="k", currency="USD", credits=(credit,))
+    bought = [
+        TopUp("LATE", "k", date(2026, 11, 1), D("3.00"), "USD"),
+        TopUp("LAST", "k", date(2026, 10, 31), D("2.00"), "USD", date(2027, 10, 31)),
+        TopUp("OTHER", "x", date(2026, 10, 1), D("9.00"), "USD"),
+    ]
+    last = WalletGrant(
+        amount=D("2.00"), granted=date(2026, 10, 31), expires=date(2027, 10, 31), key="topup:LAST"
+    )
+    assert grants_of(k, bought, date(2026, 10, 31)) == [credit, last]
+    assert topup_description(last) == "wallet top-up topup:LAST, expires 2027-10-31"
+    undated = WalletGrant(amount=D("2.00"), granted=date(2026, 10, 31), key="topup:LAST")
+    assert topup_description(undated) == "wallet top-up topup:LAST"
