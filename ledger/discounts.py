@@ -151,11 +151,3 @@ def discount_parts(
             )
             out.append(DiscountRating(discount.label, part.name, part.account, off, earned))
     return tuple(out)
-
-
-def by_part(discounts: Iterable[DiscountRating]) -> Mapping[tuple[str, str], list[DiscountRating]]:
-    """The discounts grouped by the (part, account) of the line they discount."""
-    out: dict[tuple[str, str], list[DiscountRating]] = {}
-    for d in discounts:
-        out.setdefault((d.part, d.account), []).append(d)
-    return out

@@ -24,7 +24,7 @@ from ledger.store import credit_notes as credit_notes_table
 
 @dataclass(frozen=True)
 class GrantReduction:
-    """Part of a prepaid credit grant a credit note took back, effective after ``day``'s draws.
+    """Part of a prepaid credit grant a credit note took back, effective before ``day``'s draws.
 
     The grant is named as its invoice line names it: its ``granted`` date and its
     1-based ``ordinal`` among the customer's grants of that date (rules order),
