@@ -766,3 +766,27 @@ def test_usage_after_a_rerate_is_a_rerate_to_run_not_an_unexplained_document(
     flat = " ".join(checked.output.split())
     assert "2 of 2 re-rated invoice lines, 3 documents no longer follow" in flat
     assert "reratings posted -5.00 USD (CN-2026-000001, CN-2026-000003)" in flat
+
+
+def test_pins_are_read_and_written_in_chunks(
+    tmp_path: Path, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issuing 116,667 invoices at once on PostgreSQL pinned their cycles with one ``IN`` list
+    of every link, over its 65,535 bound parameters a statement (the 100,000-customer scale
+    run failed there). The links are now read in chunks (10,000; 1 here, so each of the
+    rerate workspace's pins is its own chunk): the three invoices of ``make`` pin acme's
+    September and October and beta's October, each once; pinning them again finds every
+    one of them across the chunks and writes nothing (a missed one would be inserted twice
+    and break the table's key)."""
+    import ledger.pins
+    from ledger.facts.pins import load_pins
+    from ledger.pins import record_pins
+
+    monkeypatch.setattr(ledger.pins, "_CHUNK", 1)
+    root = make(tmp_path, store=store_url)
+    session = open_session(root)
+    pins = load_pins(session.engine)
+    assert sorted(pins) == ["acme-2026-09-01", "acme-2026-10-01", "beta-2026-10-01"]
+    with session.engine.begin() as conn:
+        record_pins(conn, session.rules, load_invoices(session.engine))
+    assert load_pins(session.engine) == pins
