@@ -642,3 +642,47 @@ def test_summing_a_tenth_a_million_times_gives_exactly_100000(engine: sa.Engine)
     assert got[whole] == Usage(quantity=Decimal("100000"), events=1_000_000)
     assert str(got[whole].quantity) == "100000"
     assert got[half] == Usage(quantity=Decimal("50000"), events=500_000)
+
+
+def test_daily_usage_of_more_customers_than_a_chunk_reads_the_window_once(
+    engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More customers than ``CHUNK`` (1 here) are read in one pass over the window, the
+    others' rows left out: acme's 1 + 2 on Oct 5 and globex's 4 on Oct 6 are what two customers
+    of three ask for; initech's 8 on Oct 5 is not theirs. (A query per chunk read the month's
+    events once per chunk: 20 a meter at 100,000 customers.) No customer asked: no rows."""
+    import ledger.metering
+
+    utc = ZoneInfo("UTC")
+    load(
+        engine,
+        [
+            ev("acme", to_us(datetime(2026, 10, 5, 9, tzinfo=UTC)), {"v": "1"}),
+            ev("acme", to_us(datetime(2026, 10, 5, 10, tzinfo=UTC)), {"v": "2"}),
+            ev("globex", to_us(datetime(2026, 10, 6, 9, tzinfo=UTC)), {"v": "4"}),
+            ev("initech", to_us(datetime(2026, 10, 5, 9, tzinfo=UTC)), {"v": "8"}),
+        ],
+    )
+    monkeypatch.setattr(ledger.metering, "CHUNK", 1)
+    calls: list[object] = []
+    real = ledger.metering._partials
+    monkeypatch.setattr(
+        ledger.metering, "_partials", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
+    got = daily_usage(
+        engine,
+        meter("sum"),
+        start=date(2026, 10, 1),
+        end=date(2026, 11, 1),
+        tz=utc,
+        customers=["globex", "acme"],
+    )
+    assert [(d.customer, d.day.isoformat(), d.usage.quantity) for d in got] == [
+        ("acme", "2026-10-05", 3),
+        ("globex", "2026-10-06", 4),
+    ]
+    assert len(calls) == 1
+    none = daily_usage(
+        engine, meter("sum"), start=date(2026, 10, 1), end=date(2026, 11, 1), tz=utc, customers=[]
+    )
+    assert none == []
