@@ -54,7 +54,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, func, select
 
 from ledger.credit_notes import creditable, recut_cycles
 from ledger.cycles import Cycle, cycles_for, link_customer
@@ -556,28 +556,7 @@ def correct_fee_changes(session: OpenWorkspace, through: date) -> list[str]:
                 # not by a credit note: that would credit money the customer was never billed
                 da_seq += 1
                 on = max(change.on, since)
-                conn.execute(
-                    rerates.insert().values(
-                        run=run,
-                        document=f"DA-{on.year}-{da_seq:06d}",
-                        customer=inv.customer,
-                        invoice=inv.number,
-                        line=change.line,
-                        line_key=LINE_KEY,
-                        kind="subscription",
-                        meter="",
-                        link=change.link,
-                        cycle=change.cycle_now or change.cycle_then,
-                        currency=inv.currency,
-                        invoiced=str(change.billed),
-                        rerated=str(change.now),
-                        amount=str(-back),
-                        date=on.isoformat(),
-                        since=on.isoformat(),
-                        rules=session.rules.hash,
-                    )
-                )
-                numbers.append(f"DA-{on.year}-{da_seq:06d}")
+                numbers.append(_store_charge(conn, session, change, -back, on, run, da_seq))
                 change = replace(change, corrected=change.corrected - back)
                 if not change.difference:
                     continue
@@ -634,30 +613,47 @@ def correct_fee_changes(session: OpenWorkspace, through: date) -> list[str]:
                 numbers.append(note.number)
                 continue
             da_seq += 1
-            number = f"DA-{change.on.year}-{da_seq:06d}"
-            conn.execute(
-                rerates.insert().values(
-                    run=run,
-                    document=number,
-                    customer=inv.customer,
-                    invoice=inv.number,
-                    line=change.line,
-                    line_key=LINE_KEY,
-                    kind="subscription",
-                    meter="",
-                    link=change.link,
-                    cycle=change.cycle_now or change.cycle_then,
-                    currency=inv.currency,
-                    invoiced=str(change.billed),
-                    rerated=str(change.now),
-                    amount=str(change.difference),
-                    date=change.on.isoformat(),
-                    since=change.on.isoformat(),
-                    rules=session.rules.hash,
-                )
+            numbers.append(
+                _store_charge(conn, session, change, change.difference, change.on, run, da_seq)
             )
-            numbers.append(number)
     return numbers
+
+
+def _store_charge(
+    conn: Connection,
+    session: OpenWorkspace,
+    change: FeeChange,
+    amount: Decimal,
+    on: date,
+    run: int,
+    seq: int,
+) -> str:
+    """Store one debit adjustment of ``change`` (a charge, or a negative one reversing a charge
+    not billed yet) dated ``on``; return its number."""
+    inv = change.invoice
+    number = f"DA-{on.year}-{seq:06d}"
+    conn.execute(
+        rerates.insert().values(
+            run=run,
+            document=number,
+            customer=inv.customer,
+            invoice=inv.number,
+            line=change.line,
+            line_key=LINE_KEY,
+            kind="subscription",
+            meter="",
+            link=change.link,
+            cycle=change.cycle_now or change.cycle_then,
+            currency=inv.currency,
+            invoiced=str(change.billed),
+            rerated=str(change.now),
+            amount=str(amount),
+            date=on.isoformat(),
+            since=on.isoformat(),
+            rules=session.rules.hash,
+        )
+    )
+    return number
 
 
 def _unbilled_charges(session: OpenWorkspace) -> dict[tuple[str, int], tuple[Decimal, date]]:
